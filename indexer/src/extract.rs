@@ -1,0 +1,298 @@
+//! From finished terminal lines to commands: find prompts, join continuation lines, drop what
+//! the shell did not run (cancelled lines, empty lines, output that imitates a prompt), and
+//! collect each command's output.
+
+use sessionlake_schemas::Confidence;
+
+use crate::prompt::{self, Prompt};
+use crate::syntax;
+
+/// A finished line, from any input form.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// What the line showed.
+    pub text: String,
+    /// Byte range in the raw input.
+    pub start: usize,
+    /// End of that range.
+    pub end: usize,
+    /// Drawn by the shell's line editor (inside a bracketed-paste region): a prompt and what
+    /// was typed, possibly several lines of one multi-line buffer joined with `\n`.
+    pub editor: bool,
+    /// Time of the line, when the input has one (µs).
+    pub time: Option<i64>,
+}
+
+/// How much the input can tell about who drew a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// The shell's line editor marks every line it draws (bracketed paste, bash ≥ 5.1): a
+    /// prompt-shaped line it did not mark was printed by a program.
+    EditorMarks,
+    /// Raw terminal bytes without such marks (bash 4, dash): a prompt-shaped line is a command.
+    Raw,
+    /// Stripped stream (CloudWatch streaming): carriage returns and escapes are gone, prompts
+    /// may repeat where the editor redrew the line; nothing tells a prompt from imitated output.
+    Stripped,
+}
+
+/// A command found in the lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// The prompt before it.
+    pub prompt: String,
+    /// The cwd the prompt shows.
+    pub cwd: Option<String>,
+    /// The command text, continuation lines joined with `\n`.
+    pub command: String,
+    /// Output lines.
+    pub output: Vec<String>,
+    /// Byte range: from the prompt line to the end of the output.
+    pub start: usize,
+    /// End of that range.
+    pub end: usize,
+    /// Time of the command's line.
+    pub time: Option<i64>,
+    /// How sure we are.
+    pub confidence: Confidence,
+}
+
+/// Continuation prompt (PS2) of every shell we meet.
+const PS2: &str = "> ";
+
+/// Tells a cancelled line: the terminal echoes Ctrl-C as `^C` at the end of the line.
+fn is_cancelled(text: &str) -> bool {
+    text.ends_with("^C")
+}
+
+/// Strips the repeats a line editor's redraw leaves in a stripped stream: `sh-4.2$ sh-4.2$ date`.
+fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
+    let mut rest = rest;
+    while let Some(after) = rest.strip_prefix(prompt_text) {
+        rest = after;
+    }
+    // A redraw in the middle (`$ old$ new` after history recall): take what follows the last
+    // copy of a distinctive prompt.
+    if prompt_text.len() >= 6 {
+        if let Some(position) = rest.rfind(prompt_text) {
+            rest = &rest[position + prompt_text.len()..];
+        }
+    }
+    rest
+}
+
+/// Finds the prompt of `line` given the evidence the input has.
+fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
+    if let Some(prompt) = prompt::known_prompt(&line.text) {
+        return Some(prompt);
+    }
+    if let Some(known) = learned
+        .iter()
+        .filter(|p| line.text.starts_with(p.as_str()))
+        .max_by_key(|p| p.len())
+    {
+        return Some(Prompt {
+            len: known.len(),
+            cwd: None,
+        });
+    }
+    if evidence == Evidence::EditorMarks && line.editor {
+        return prompt::editor_prompt(&line.text);
+    }
+    None
+}
+
+/// Turns lines into commands.
+pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
+    let mut drafts: Vec<Draft> = Vec::new();
+    // The draft still reading continuation lines, if its command is incomplete.
+    let mut continuing = false;
+    let mut learned: Vec<String> = Vec::new();
+    let mut current: Option<Draft> = None;
+
+    for line in lines {
+        if continuing {
+            if let Some(draft) = current.as_mut() {
+                let continuation =
+                    line.text
+                        .strip_prefix(PS2)
+                        .or(if line.text == ">" { Some("") } else { None });
+                if let Some(rest) = continuation {
+                    if is_cancelled(rest) {
+                        // Ctrl-C at PS2 abandons the whole command.
+                        current = None;
+                        continuing = false;
+                        continue;
+                    }
+                    draft.command.push('\n');
+                    draft.command.push_str(rest);
+                    draft.end = line.end;
+                    continuing = !syntax::is_complete(&draft.command);
+                    continue;
+                }
+            }
+            continuing = false;
+        }
+
+        let prompt = find_prompt(line, evidence, &learned);
+        let is_shell_line = match (&prompt, evidence) {
+            (None, _) => false,
+            (Some(_), Evidence::EditorMarks) => line.editor,
+            (Some(_), _) => true,
+        };
+        if !is_shell_line {
+            if let Some(draft) = current.as_mut() {
+                draft.output.push(line.text.clone());
+                draft.end = line.end;
+            }
+            continue;
+        }
+        let Some(prompt) = prompt else { continue };
+        if let Some(done) = current.take() {
+            drafts.push(done);
+        }
+        let prompt_text = &line.text[..prompt.len];
+        if !learned.iter().any(|p| p == prompt_text) && learned.len() < 16 {
+            learned.push(prompt_text.to_string());
+        }
+        let mut rest = &line.text[prompt.len..];
+        if evidence == Evidence::Stripped {
+            rest = strip_redraws(prompt_text, rest);
+        }
+        if rest.trim().is_empty() || is_cancelled(rest) {
+            continue;
+        }
+        let confidence = match evidence {
+            Evidence::EditorMarks | Evidence::Raw => Confidence::High,
+            Evidence::Stripped => Confidence::Low,
+        };
+        // One editor buffer may hold several commands (a pasted block) or one command over
+        // several lines (a pasted loop): split where the shell would.
+        let mut pending = String::new();
+        for buffer_line in rest.split('\n') {
+            if !pending.is_empty() {
+                pending.push('\n');
+            }
+            pending.push_str(buffer_line);
+            if syntax::is_complete(&pending) {
+                if !pending.trim().is_empty() {
+                    if let Some(done) = current.take() {
+                        drafts.push(done);
+                    }
+                    current = Some(Draft {
+                        prompt: prompt_text.to_string(),
+                        cwd: prompt.cwd.clone(),
+                        command: std::mem::take(&mut pending),
+                        output: Vec::new(),
+                        start: line.start,
+                        end: line.end,
+                        time: line.time,
+                        confidence,
+                    });
+                }
+                pending.clear();
+            }
+        }
+        continuing = !pending.is_empty();
+        if continuing {
+            if let Some(done) = current.take() {
+                drafts.push(done);
+            }
+            current = Some(Draft {
+                prompt: prompt_text.to_string(),
+                cwd: prompt.cwd.clone(),
+                command: pending,
+                output: Vec::new(),
+                start: line.start,
+                end: line.end,
+                time: line.time,
+                confidence,
+            });
+        }
+    }
+    if let Some(done) = current {
+        drafts.push(done);
+    }
+    drafts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(texts: &[(&str, bool)]) -> Vec<Line> {
+        let mut offset = 0;
+        texts
+            .iter()
+            .map(|(text, accepted)| {
+                let start = offset;
+                offset += text.len() + 2;
+                Line {
+                    text: text.to_string(),
+                    start,
+                    end: offset,
+                    editor: *accepted,
+                    time: None,
+                }
+            })
+            .collect()
+    }
+
+    fn commands(drafts: &[Draft]) -> Vec<&str> {
+        drafts.iter().map(|d| d.command.as_str()).collect()
+    }
+
+    #[test]
+    fn test_raw_lines() {
+        let input = lines(&[
+            ("sh-4.2$ ls", false),
+            ("a  b", false),
+            ("sh-4.2$ for i in 1 2; do", false),
+            ("> echo $i", false),
+            ("> done", false),
+            ("1", false),
+            ("2", false),
+            ("sh-4.2$ sleep 10^C", false),
+            ("sh-4.2$ ", false),
+            ("sh-4.2$ exit", false),
+        ]);
+        let drafts = assemble(&input, Evidence::Raw);
+        assert_eq!(
+            commands(&drafts),
+            vec!["ls", "for i in 1 2; do\necho $i\ndone", "exit"]
+        );
+        assert_eq!(drafts[0].output, vec!["a  b"]);
+        assert_eq!(drafts[1].output, vec!["1", "2"]);
+        assert_eq!((drafts[0].start, drafts[0].end), (0, input[1].end));
+    }
+
+    #[test]
+    fn test_editor_marks_reject_imitated_prompts() {
+        let input = lines(&[
+            (
+                "[alice@ip-10-0-0-12 ~]$ printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'",
+                true,
+            ),
+            ("[alice@ip-10-0-0-12 ~]$ rm -rf /", false),
+            ("[alice@ip-10-0-0-12 ~]$ id", true),
+        ]);
+        let drafts = assemble(&input, Evidence::EditorMarks);
+        assert_eq!(
+            commands(&drafts),
+            vec!["printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", "id"]
+        );
+        assert_eq!(drafts[0].output, vec!["[alice@ip-10-0-0-12 ~]$ rm -rf /"]);
+    }
+
+    #[test]
+    fn test_stripped_redraws() {
+        let input = lines(&[
+            ("sh-4.2$ sh-4.2$ date", false),
+            ("Thu Jan  4", false),
+            ("sh-4.2$ ls -lsh-4.2$ pwd", false),
+        ]);
+        let drafts = assemble(&input, Evidence::Stripped);
+        assert_eq!(commands(&drafts), vec!["date", "pwd"]);
+        assert_eq!(drafts[0].confidence, Confidence::Low);
+    }
+}

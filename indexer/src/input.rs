@@ -1,0 +1,193 @@
+//! The input forms of ../shared/docs/ssm-log-formats.md, decoded into terminal bytes or lines.
+
+use std::sync::LazyLock;
+
+use regex::bytes::Regex;
+use serde::Deserialize;
+
+/// Metadata a transcript's own bytes reveal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TranscriptHeader {
+    /// Instance id from the `cat /var/lib/amazon/ssm/<instance>/…` path in new-style headers.
+    pub target: Option<String>,
+    /// Session id from that path.
+    pub session_id: Option<String>,
+    /// When `script` generated the log (µs): at session END, never the start.
+    pub generated_at: Option<i64>,
+    /// The footer (`Script done on …`) is present.
+    pub complete: bool,
+    /// Written by a legacy agent (< 2.3.978): `ssm-session-logger` noise around the session.
+    pub legacy: bool,
+}
+
+/// Where the terminal bytes of an S3-form transcript lie, and what its header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptTranscript {
+    /// Byte range of the session's terminal output inside the object.
+    pub body: std::ops::Range<usize>,
+    /// What the header and footer say.
+    pub header: TranscriptHeader,
+}
+
+static STARTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^Script started on (?P<date>\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:?\d{2}|Z)?)[^\n]*\n")
+        .unwrap_or_else(|error| unreachable!("{error}"))
+});
+
+static DONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\n?Script done on (?P<date>\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:?\d{2}|Z)?)[^\n]*\n?\z")
+        .unwrap_or_else(|error| unreachable!("{error}"))
+});
+
+static SSM_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"/var/lib/amazon/ssm/(?P<target>[A-Za-z0-9:_.-]{1,400})/session/orchestration/(?P<session>[^/\s\x22]{1,96})/")
+        .unwrap_or_else(|error| unreachable!("{error}"))
+});
+
+/// Parses a `script` timestamp (`2025-09-29 16:58:03+00:00`, `2021-08-24 09:12:51+0000`) into µs.
+pub fn parse_script_time(text: &str) -> Option<i64> {
+    let normalized = text.replacen('T', " ", 1);
+    for format in ["%Y-%m-%d %H:%M:%S%:z", "%Y-%m-%d %H:%M:%S%z"] {
+        if let Ok(time) = chrono::DateTime::parse_from_str(&normalized, format) {
+            return Some(time.timestamp_micros());
+        }
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(
+        normalized.trim_end_matches('Z'),
+        "%Y-%m-%d %H:%M:%S",
+    )
+    .ok()?;
+    Some(naive.and_utc().timestamp_micros())
+}
+
+/// Splits an S3-form transcript into header, body and footer.
+pub fn split_script(bytes: &[u8]) -> ScriptTranscript {
+    let mut header = TranscriptHeader::default();
+    let mut body_start = 0;
+    if let Some(captures) = STARTED.captures(bytes) {
+        body_start = captures.get(0).map_or(0, |m| m.end());
+        header.generated_at = captures
+            .name("date")
+            .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+            .and_then(parse_script_time);
+    }
+    let mut body_end = bytes.len();
+    // The footer is at the very end; look only at the tail so a huge body is not scanned twice.
+    let tail_start = bytes.len().saturating_sub(512).max(body_start);
+    if let Some(captures) = DONE.captures(&bytes[tail_start..]) {
+        header.complete = true;
+        body_end = tail_start + captures.get(0).map_or(0, |m| m.start());
+        if header.generated_at.is_none() {
+            header.generated_at = captures
+                .name("date")
+                .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+                .and_then(parse_script_time);
+        }
+    }
+    let head = &bytes[..bytes.len().min(body_start + 4096)];
+    if let Some(captures) = SSM_PATH.captures(head) {
+        let text = |name| {
+            captures
+                .name(name)
+                .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+                .map(str::to_string)
+        };
+        header.target = text("target");
+        header.session_id = text("session");
+    }
+    header.legacy = memchr::memmem::find(
+        &bytes[body_start..body_end.min(body_start + 4096)],
+        b"ssm-session-logger",
+    )
+    .is_some();
+    ScriptTranscript {
+        body: body_start..body_end,
+        header,
+    }
+}
+
+/// One CloudWatch Logs event as the raw object stores it (one JSON object per line).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct LogEvent {
+    /// Event time in ms: upload time for uploaded transcripts.
+    pub timestamp: i64,
+    /// The event's text.
+    pub message: String,
+}
+
+/// The JSON object the agent streams into each CloudWatch event (section 5.1 of the formats doc).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamMessage {
+    /// Batch time, RFC 3339 to the second.
+    #[serde(default)]
+    pub event_time: Option<String>,
+    /// Region of the agent.
+    #[serde(default)]
+    pub aws_region: Option<String>,
+    /// Target.
+    #[serde(default)]
+    pub target: Option<StreamTarget>,
+    /// Who started the session.
+    #[serde(default)]
+    pub user_identity: Option<StreamIdentity>,
+    /// OS user of the shell; empty when RunAs was skipped.
+    #[serde(default)]
+    pub run_as_user: Option<String>,
+    /// Session id.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Complete terminal lines, escapes stripped.
+    pub session_data: Vec<String>,
+}
+
+/// `target` of a streamed message.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct StreamTarget {
+    /// Instance id.
+    pub id: Option<String>,
+}
+
+/// `userIdentity` of a streamed message.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct StreamIdentity {
+    /// IAM ARN.
+    pub arn: Option<String>,
+}
+
+/// Returns whether a CloudWatch event message is a streamed JSON message (vs uploaded text).
+pub fn is_stream_message(message: &str) -> bool {
+    let trimmed = message.trim_start();
+    trimmed.starts_with('{') && serde_json::from_str::<StreamMessage>(trimmed).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_split_new_style_script() {
+        let bytes = b"Script started on 2026-11-24 07:00:46+00:00 [COMMAND=\"cat /var/lib/amazon/ssm/i-0123456789abcdef0/session/orchestration/alice-0123456789abcdef0/Standard_Stream/ipcTempFile.log\" <not executed on terminal>]\nsh-4.2$ ls\r\r\n\nScript done on 2026-11-24 07:00:46+00:00 [COMMAND_EXIT_CODE=\"0\"]\n";
+        let split = split_script(bytes);
+        assert_eq!(&bytes[split.body.clone()], b"sh-4.2$ ls\r\r\n");
+        assert!(split.header.complete);
+        assert_eq!(split.header.target.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(
+            split.header.session_id.as_deref(),
+            Some("alice-0123456789abcdef0")
+        );
+        assert_eq!(
+            split.header.generated_at,
+            parse_script_time("2026-11-24 07:00:46+00:00")
+        );
+    }
+
+    #[test]
+    fn test_split_old_style_and_truncated() {
+        let bytes = b"Script started on 2021-08-24 09:12:51+0000\nsh-4.2$ ls\r\r\n";
+        let split = split_script(bytes);
+        assert!(!split.header.complete);
+        assert_eq!(split.body.end, bytes.len());
+        assert_eq!(split.header.generated_at, Some(1_629_796_371_000_000));
+    }
+}

@@ -1,0 +1,168 @@
+//! Secret masking for the index. The encrypted raw transcript keeps the original; the `command`
+//! and `output` columns get `[REDACTED:<kind>]` in place of each secret.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use regex::{Captures, Regex};
+
+struct Rule {
+    kind: &'static str,
+    pattern: Regex,
+    /// Capture group that holds the secret; the rest of the match stays.
+    group: usize,
+    /// Whether a candidate really is a secret (for shapes that also match harmless text).
+    accept: fn(&str) -> bool,
+}
+
+fn always(_: &str) -> bool {
+    true
+}
+
+/// An AWS secret access key is 40 base64 characters; require upper case, lower case and a digit
+/// so that git hashes, hex digests and words are left alone.
+fn looks_like_secret_key(candidate: &str) -> bool {
+    candidate.bytes().any(|b| b.is_ascii_uppercase())
+        && candidate.bytes().any(|b| b.is_ascii_lowercase())
+        && candidate
+            .bytes()
+            .any(|b| b.is_ascii_digit() || b == b'/' || b == b'+')
+}
+
+static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    let rule = |kind, pattern: &str, group| Rule {
+        kind,
+        pattern: Regex::new(pattern).unwrap_or_else(|error| unreachable!("{kind}: {error}")),
+        group,
+        accept: always,
+    };
+    vec![
+        rule(
+            "private-key",
+            r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z))",
+            1,
+        ),
+        rule(
+            "aws-access-key-id",
+            r"\b((?:AKIA|ASIA|AIDA|AROA|ANPA|ABIA|ACCA)[A-Z0-9]{16})\b",
+            1,
+        ),
+        rule(
+            "aws-secret-access-key",
+            r#"(?i)(?:aws_secret_access_key|secret_?access_?key|aws_secret)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
+            1,
+        ),
+        rule(
+            "bearer-token",
+            r"(?i)\b(?:bearer|token)\s+([A-Za-z0-9\-._~+/]{16,}=*)",
+            1,
+        ),
+        rule(
+            "password",
+            r#"(?i)\b(?:password|passwd|pwd|secret|api_?key|access_?token|auth_?token|client_?secret)["']?\s*[:=]\s*(?:"([^"\s]+)"|'([^'\s]+)'|([^\s"';&|]+))"#,
+            0,
+        ),
+        Rule {
+            accept: looks_like_secret_key,
+            ..rule(
+                "aws-secret-access-key",
+                r"(?:^|[^A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?:$|[^A-Za-z0-9/+=])",
+                1,
+            )
+        },
+    ]
+});
+
+/// Masks the secrets in `text`. Returns the masked text and how many secrets were masked.
+pub fn redact(text: &str) -> (Cow<'_, str>, u32) {
+    let mut count = 0u32;
+    let mut current: Cow<'_, str> = Cow::Borrowed(text);
+    for rule in RULES.iter() {
+        if !rule.pattern.is_match(&current) {
+            continue;
+        }
+        let replaced = rule
+            .pattern
+            .replace_all(&current, |captures: &Captures<'_>| {
+                count += 1;
+                let whole = captures.get(0).map_or("", |m| m.as_str());
+                let secret = if rule.group == 0 {
+                    // The value is whichever alternative matched.
+                    (1..captures.len()).find_map(|i| captures.get(i))
+                } else {
+                    captures.get(rule.group)
+                };
+                if secret.is_some_and(|secret| !(rule.accept)(secret.as_str())) {
+                    count -= 1;
+                    return whole.to_string();
+                }
+                match (secret, captures.get(0)) {
+                    (Some(secret), Some(all)) => {
+                        let start = secret.start() - all.start();
+                        let end = secret.end() - all.start();
+                        format!(
+                            "{}[REDACTED:{}]{}",
+                            &whole[..start],
+                            rule.kind,
+                            &whole[end..]
+                        )
+                    }
+                    _ => format!("[REDACTED:{}]", rule.kind),
+                }
+            })
+            .into_owned();
+        current = Cow::Owned(replaced);
+    }
+    (current, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_redaction() {
+        let cases = [
+            ("ls -l", "ls -l", 0),
+            (
+                "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
+                "export AWS_ACCESS_KEY_ID=[REDACTED:aws-access-key-id]",
+                1,
+            ),
+            (
+                "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "export AWS_SECRET_ACCESS_KEY=[REDACTED:aws-secret-access-key]",
+                1,
+            ),
+            (
+                "mysql -u root --password=hunter2 db",
+                "mysql -u root --password=[REDACTED:password] db",
+                1,
+            ),
+            (
+                "curl -H 'Authorization: Bearer abcdefghijklmnop1234'",
+                "curl -H 'Authorization: Bearer [REDACTED:bearer-token]'",
+                1,
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+                "[REDACTED:private-key]",
+                1,
+            ),
+            (
+                "echo wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "echo [REDACTED:aws-secret-access-key]",
+                1,
+            ),
+            (
+                "git show 3f786850e387550fdab836ed7e6dc881de23001b",
+                "git show 3f786850e387550fdab836ed7e6dc881de23001b",
+                0,
+            ),
+        ];
+        for (input, expected, count) in cases {
+            let (masked, found) = redact(input);
+            assert_eq!((masked.as_ref(), found), (expected, count), "{input:?}");
+        }
+    }
+}

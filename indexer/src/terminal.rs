@@ -1,0 +1,603 @@
+//! A terminal model just deep enough to reconstruct what each line showed when it scrolled by.
+//!
+//! Bytes go through `vte` (a real escape-sequence parser); this module interprets the actions a
+//! line editor uses to draw and redraw what is being typed: printing over cells, carriage return,
+//! backspace, cursor movement within and across the rows of wrapped lines and up into lines
+//! above (readline redraws a multi-line buffer that way), insertion and deletion of characters,
+//! erasing. Lines are *logical*: a line that wraps at the terminal width stays one line.
+//!
+//! The last [`WINDOW`] lines stay editable, like the rows of a real screen; older lines are
+//! final. Each line remembers the *editor region* it was drawn in: bash ≥ 5.1 switches
+//! bracketed paste on (`ESC[?2004h`) when its line editor starts reading and off (`ESC[?2004l`)
+//! when the line is accepted (Enter) or abandoned (Ctrl-C), so text drawn between the two is the
+//! prompt and what the person typed — never a program's output.
+//!
+//! Full-screen programs (the alternate screen: vim, less, top) are skipped. Absolute cursor
+//! addressing or clearing the screen outside it (`clear`) finalises what was on screen.
+
+use std::collections::VecDeque;
+
+use unicode_width::UnicodeWidthChar as _;
+
+/// Columns assumed when nothing says otherwise (the SSM agent's pty default for Linux clients).
+pub const DEFAULT_WIDTH: usize = 80;
+
+/// Logical lines that stay editable (a screen's worth).
+pub const WINDOW: usize = 48;
+
+/// Longest line kept, in cells; anything past it is dropped (a 1 GiB line must not take 1 GiB × 4).
+pub const MAX_LINE_CELLS: usize = 64 * 1024;
+
+/// A finished line as the terminal showed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScreenLine {
+    /// The text, trailing blanks removed.
+    pub text: String,
+    /// Offset of the line's first byte in the input.
+    pub start: usize,
+    /// Offset just past the line's last byte.
+    pub end: usize,
+    /// The editor region (numbered from 0 in order) the line was drawn in, if any.
+    pub region: Option<u32>,
+}
+
+/// What a terminal run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Screen {
+    /// Finished lines, top to bottom.
+    pub lines: Vec<ScreenLine>,
+    /// Number of editor regions opened (bracketed paste switched on).
+    pub regions: u32,
+}
+
+/// One cell: `None` where nothing was written or it was erased.
+type Cell = Option<char>;
+
+/// Marks the second cell of a double-width character.
+const WIDE_TAIL: char = '\u{0}';
+
+#[derive(Debug, Default)]
+struct LineState {
+    cells: Vec<Cell>,
+    start: usize,
+    end: usize,
+    region: Option<u32>,
+}
+
+/// Interprets terminal output and collects finished lines.
+#[derive(Debug)]
+pub struct LineTerminal {
+    width: usize,
+    window: VecDeque<LineState>,
+    /// Index in `window` of the line the cursor is on.
+    current: usize,
+    /// Cell index within the current line.
+    cursor: usize,
+    /// The cursor sits past the last column of a row and wraps on the next print.
+    pending_wrap: bool,
+    alternate_screen: bool,
+    region: Option<u32>,
+    regions: u32,
+    saved_cursor: (usize, usize),
+    /// Offset up to which input has been fed, for line ranges.
+    fed: usize,
+    finished: Vec<ScreenLine>,
+}
+
+impl LineTerminal {
+    /// Returns a terminal `width` columns wide.
+    pub fn new(width: usize) -> Self {
+        let mut window = VecDeque::with_capacity(WINDOW + 1);
+        window.push_back(LineState::default());
+        LineTerminal {
+            width: width.max(2),
+            window,
+            current: 0,
+            cursor: 0,
+            pending_wrap: false,
+            alternate_screen: false,
+            region: None,
+            regions: 0,
+            saved_cursor: (0, 0),
+            fed: 0,
+            finished: Vec::new(),
+        }
+    }
+
+    /// Interprets `bytes` and returns every line, the last unfinished one included.
+    pub fn run(width: usize, bytes: &[u8]) -> Screen {
+        let mut terminal = LineTerminal::new(width);
+        let mut parser = vte::Parser::new();
+        // Feed up to each line feed at a time so that lines know where their bytes end.
+        let mut position = 0;
+        for newline in memchr::memchr_iter(b'\n', bytes) {
+            terminal.fed = newline + 1;
+            parser.advance(&mut terminal, &bytes[position..=newline]);
+            position = newline + 1;
+        }
+        terminal.fed = bytes.len();
+        parser.advance(&mut terminal, &bytes[position..]);
+        terminal.flush_window();
+        Screen {
+            lines: terminal.finished,
+            regions: terminal.regions,
+        }
+    }
+
+    fn line(&mut self) -> &mut LineState {
+        let fed = self.fed;
+        let line = &mut self.window[self.current];
+        line.end = line.end.max(fed);
+        line
+    }
+
+    fn row_start(&self) -> usize {
+        // With a pending wrap the cursor is logically at the start of the next row, but the
+        // terminal still shows it on the last column of the row just filled.
+        let column_base = if self.pending_wrap {
+            self.cursor - 1
+        } else {
+            self.cursor
+        };
+        column_base - column_base % self.width
+    }
+
+    fn last_row_start(&self) -> usize {
+        let len = self.window[self.current].cells.len().max(1);
+        (len - 1) - (len - 1) % self.width
+    }
+
+    fn put_char(&mut self, c: char) {
+        let char_width = c.width().unwrap_or(0);
+        if char_width == 0 || self.cursor + char_width > MAX_LINE_CELLS {
+            return;
+        }
+        // A double-width character that does not fit in the row's last column wraps first.
+        if char_width == 2 && self.cursor % self.width == self.width - 1 {
+            self.set_cell(self.cursor, None);
+            self.cursor += 1;
+        }
+        self.set_cell(self.cursor, Some(c));
+        if char_width == 2 {
+            self.set_cell(self.cursor + 1, Some(WIDE_TAIL));
+        }
+        self.cursor += char_width;
+        self.pending_wrap = self.cursor % self.width == 0;
+        if let Some(region) = self.region {
+            self.line().region = Some(region);
+        }
+    }
+
+    fn set_cell(&mut self, index: usize, cell: Cell) {
+        let cells = &mut self.line().cells;
+        if index >= cells.len() {
+            cells.resize(index + 1, None);
+        }
+        // Overwriting half of a double-width character blanks the other half, as terminals do.
+        if cells[index] == Some(WIDE_TAIL) && cell != Some(WIDE_TAIL) && index > 0 {
+            cells[index - 1] = Some(' ');
+        }
+        if cell != Some(WIDE_TAIL) && cells.get(index + 1) == Some(&Some(WIDE_TAIL)) {
+            cells[index + 1] = Some(' ');
+        }
+        cells[index] = cell;
+    }
+
+    fn move_to(&mut self, cursor: usize) {
+        self.cursor = cursor.min(MAX_LINE_CELLS);
+        self.pending_wrap = false;
+    }
+
+    fn line_feed(&mut self) {
+        let row_start = self.row_start();
+        let column = self.cursor - row_start;
+        // Moving down inside a wrapped line keeps the line.
+        if row_start < self.last_row_start() {
+            self.move_to(row_start + self.width + column.min(self.width - 1));
+            return;
+        }
+        self.line();
+        if self.current + 1 < self.window.len() {
+            // Back down into a line drawn before (after the editor moved up to redraw).
+            self.current += 1;
+            self.move_to(column.min(self.width - 1));
+            return;
+        }
+        self.window.push_back(LineState {
+            start: self.fed,
+            end: self.fed,
+            ..LineState::default()
+        });
+        self.current = self.window.len() - 1;
+        self.move_to(column);
+        while self.window.len() > WINDOW {
+            self.finish_front();
+        }
+    }
+
+    fn cursor_up(&mut self, count: usize) {
+        let mut remaining = count;
+        let mut row_start = self.row_start();
+        let column = self.cursor - row_start;
+        while remaining > 0 {
+            if row_start >= self.width {
+                row_start -= self.width;
+            } else if self.current > 0 {
+                self.current -= 1;
+                let len = self.window[self.current].cells.len().max(1);
+                row_start = (len - 1) - (len - 1) % self.width;
+            } else {
+                break;
+            }
+            remaining -= 1;
+        }
+        self.move_to(row_start + column.min(self.width - 1));
+    }
+
+    fn finish_front(&mut self) {
+        if let Some(line) = self.window.pop_front() {
+            self.current = self.current.saturating_sub(1);
+            self.emit(line);
+        }
+    }
+
+    fn emit(&mut self, line: LineState) {
+        let text = render(&line.cells);
+        self.finished.push(ScreenLine {
+            text,
+            start: line.start,
+            end: line.end.max(line.start),
+            region: line.region,
+        });
+    }
+
+    /// Finalises every line on screen and starts a fresh one (the screen was cleared).
+    fn flush_window(&mut self) {
+        let fed = self.fed;
+        if let Some(last) = self.window.back_mut() {
+            last.end = last.end.max(fed);
+        }
+        let window = std::mem::take(&mut self.window);
+        for line in window {
+            if !(line.cells.is_empty() && line.region.is_none()) {
+                self.emit(line);
+            }
+        }
+        self.window.push_back(LineState {
+            start: fed,
+            end: fed,
+            ..LineState::default()
+        });
+        self.current = 0;
+        self.cursor = 0;
+        self.pending_wrap = false;
+    }
+
+    fn erase(&mut self, from: usize, to: usize) {
+        let cells = &mut self.line().cells;
+        let to = to.min(cells.len());
+        for cell in cells.iter_mut().take(to).skip(from) {
+            *cell = None;
+        }
+        // Erased cells at the end are simply not there any more.
+        while cells.last() == Some(&None) {
+            cells.pop();
+        }
+    }
+
+    fn insert_blanks(&mut self, count: usize) {
+        let cursor = self.cursor;
+        let cells = &mut self.line().cells;
+        let at = cursor.min(cells.len());
+        let count = count.min(MAX_LINE_CELLS.saturating_sub(cells.len()));
+        cells.splice(at..at, std::iter::repeat_n(Some(' '), count));
+    }
+
+    fn delete_chars(&mut self, count: usize) {
+        let cursor = self.cursor;
+        let cells = &mut self.line().cells;
+        if cursor < cells.len() {
+            let end = (cursor + count).min(cells.len());
+            cells.drain(cursor..end);
+        }
+    }
+
+    fn set_private_mode(&mut self, mode: u16, on: bool) {
+        match mode {
+            2004 => {
+                if on {
+                    self.region = Some(self.regions);
+                    self.regions += 1;
+                } else {
+                    self.region = None;
+                }
+            }
+            47 | 1047 | 1049 => {
+                if on && !self.alternate_screen {
+                    self.flush_window();
+                    self.alternate_screen = true;
+                } else if !on && self.alternate_screen {
+                    self.alternate_screen = false;
+                    let fed = self.fed;
+                    self.window = VecDeque::from([LineState {
+                        start: fed,
+                        end: fed,
+                        ..LineState::default()
+                    }]);
+                    self.current = 0;
+                    self.move_to(0);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn render(cells: &[Cell]) -> String {
+    let mut text = String::with_capacity(cells.len());
+    for cell in cells {
+        match cell {
+            Some(WIDE_TAIL) => {}
+            Some(c) => text.push(*c),
+            None => text.push(' '),
+        }
+    }
+    let trimmed = text.trim_end_matches(' ').len();
+    text.truncate(trimmed);
+    text
+}
+
+fn first_param(params: &vte::Params, default: usize) -> usize {
+    let value = params
+        .iter()
+        .next()
+        .and_then(|p| p.first().copied())
+        .unwrap_or(0) as usize;
+    if value == 0 { default } else { value }
+}
+
+impl vte::Perform for LineTerminal {
+    fn print(&mut self, c: char) {
+        if !self.alternate_screen {
+            self.put_char(c);
+        }
+    }
+
+    fn execute(&mut self, byte: u8) {
+        if self.alternate_screen {
+            return;
+        }
+        match byte {
+            b'\r' => {
+                let start = self.row_start();
+                self.move_to(start);
+            }
+            b'\n' | 0x0b | 0x0c => self.line_feed(),
+            0x08 => {
+                let cursor = if self.pending_wrap {
+                    self.cursor - 1
+                } else {
+                    self.cursor.saturating_sub(1)
+                };
+                self.move_to(cursor);
+            }
+            b'\t' => {
+                let row_end = self.row_start() + self.width - 1;
+                let next = ((self.cursor / 8 + 1) * 8).min(row_end);
+                for index in self.cursor..next {
+                    if self.window[self.current]
+                        .cells
+                        .get(index)
+                        .copied()
+                        .flatten()
+                        .is_none()
+                    {
+                        self.set_cell(index, Some(' '));
+                    }
+                }
+                self.move_to(next);
+            }
+            _ => {}
+        }
+    }
+
+    fn csi_dispatch(
+        &mut self,
+        params: &vte::Params,
+        intermediates: &[u8],
+        _ignore: bool,
+        action: char,
+    ) {
+        if intermediates == b"?" {
+            if matches!(action, 'h' | 'l') {
+                for param in params.iter() {
+                    if let Some(&mode) = param.first() {
+                        self.set_private_mode(mode, action == 'h');
+                    }
+                }
+            }
+            return;
+        }
+        if self.alternate_screen || !intermediates.is_empty() {
+            return;
+        }
+        let row_start = self.row_start();
+        let mode = params
+            .iter()
+            .next()
+            .and_then(|p| p.first().copied())
+            .unwrap_or(0);
+        match action {
+            'K' => match mode {
+                0 => {
+                    let from = self.cursor;
+                    self.erase(from, row_start + self.width);
+                }
+                1 => self.erase(row_start, self.cursor + 1),
+                _ => self.erase(row_start, row_start + self.width),
+            },
+            'J' if mode == 0 => {
+                let from = self.cursor;
+                self.erase(from, usize::MAX);
+                while self.window.len() > self.current + 1 {
+                    self.window.pop_back();
+                }
+            }
+            'J' | 'H' | 'f' => self.flush_window(),
+            'D' => {
+                let base = if self.pending_wrap {
+                    self.cursor - 1
+                } else {
+                    self.cursor
+                };
+                self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
+            }
+            'C' => {
+                let target = (self.cursor + first_param(params, 1)).min(row_start + self.width - 1);
+                self.move_to(target);
+            }
+            'A' => self.cursor_up(first_param(params, 1)),
+            'B' => {
+                for _ in 0..first_param(params, 1).min(WINDOW) {
+                    self.line_feed();
+                }
+            }
+            'G' | '`' => {
+                let column = first_param(params, 1) - 1;
+                self.move_to(row_start + column.min(self.width - 1));
+            }
+            '@' => self.insert_blanks(first_param(params, 1)),
+            'P' => self.delete_chars(first_param(params, 1)),
+            'X' => {
+                let from = self.cursor;
+                self.erase(from, from + first_param(params, 1));
+            }
+            _ => {}
+        }
+    }
+
+    fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
+        if !intermediates.is_empty() || self.alternate_screen {
+            return;
+        }
+        match byte {
+            b'7' => self.saved_cursor = (self.current, self.cursor),
+            b'8' => {
+                let (line, cursor) = self.saved_cursor;
+                self.current = line.min(self.window.len() - 1);
+                self.move_to(cursor);
+            }
+            // Reverse index: the cursor moves up one row.
+            b'M' => self.cursor_up(1),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(bytes: &[u8]) -> Vec<String> {
+        LineTerminal::run(80, bytes)
+            .lines
+            .into_iter()
+            .map(|line| line.text)
+            .collect()
+    }
+
+    #[test]
+    fn test_line_editing_is_applied() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"$ ip \x08 \x08\x08 \x08\x08 \x08pwd\r\r\n", "$ pwd"),
+            (b"$ lss\x08\x1b[K -l\r\n", "$ ls -l"),
+            (
+                b"$ echo world\x1b[5D\x1b[6@hello \r\n",
+                "$ echo hello world",
+            ),
+            (b"$ ech\x1b[1@o\r\n", "$ echo"),
+            (b"$ echo abc\x1b[2D\x1b[P\r\n", "$ echo ac"),
+            (b"$ old\r$ new\x1b[K\r\n", "$ new"),
+            (b"\x1b]0;user@host:~\x07$ ls\r\n", "$ ls"),
+            (b"\x1b[01;34mdir\x1b[0m\r\r\n", "dir"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                texts(input)[0],
+                expected.to_string(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn test_wrapped_line_is_one_line() {
+        let mut input = b"$ echo ".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b"\r\n");
+        let lines = texts(&input);
+        assert_eq!(lines[0].len(), 107);
+        // readline's wrap: a space past the edge, then CR, then the rest over it
+        let wrapped = b"$ mkdir -p /tmp/alice-scratch && cp logs/app.log /tmp/alice-scratch/xxxxxxxxxxxx \r/more\r\r\n";
+        assert_eq!(
+            texts(wrapped)[0],
+            "$ mkdir -p /tmp/alice-scratch && cp logs/app.log /tmp/alice-scratch/xxxxxxxxxxxx/more"
+        );
+    }
+
+    #[test]
+    fn test_redraw_moves_up_into_earlier_lines() {
+        // readline highlights a bracketed paste, then moves up and redraws it plainly.
+        let input = b"\x1b[?2004h$ \x1b[7mecho one\x1b[27m\r\r\n\r\x1b[7mecho two\x1b[27m\x1b[A\r\x1b[C\x1b[Cecho one\r\r\n\recho two\r\r\n\x1b[?2004l\rone\r\r\ntwo\r\r\n";
+        let screen = LineTerminal::run(80, input);
+        let lines: Vec<_> = screen
+            .lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.region))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("$ echo one", Some(0)),
+                ("echo two", Some(0)),
+                ("one", None),
+                ("two", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn test_alternate_screen_is_skipped() {
+        let input = b"$ less f\r\n\x1b[?1049hscreen stuff\r\nmore\r\n\x1b[?1049l\r$ ls\r\n";
+        assert_eq!(texts(input), vec!["$ less f", "$ ls"]);
+    }
+
+    #[test]
+    fn test_regions_and_ranges() {
+        let input = b"\x1b[?2004h$ ls\r\r\n\x1b[?2004l\rfile\r\r\n\x1b[?2004h$ ";
+        let screen = LineTerminal::run(80, input);
+        assert_eq!(screen.regions, 2);
+        let lines: Vec<_> = screen
+            .lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.region, l.start, l.end))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("$ ls", Some(0), 0, 15),
+                ("file", None, 15, 31),
+                ("$", Some(1), 31, 41)
+            ]
+        );
+    }
+
+    #[test]
+    fn test_double_width_characters() {
+        assert_eq!(
+            texts("$ echo 日本語\x08\x08  \x08\x08\x1b[K\r\n".as_bytes()),
+            vec!["$ echo 日本"]
+        );
+    }
+}

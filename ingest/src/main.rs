@@ -1,0 +1,54 @@
+//! `sessionlake-ingest`: see the library crate.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use sessionlake_ingest::config::{Args, Config};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sessionlake-ingest: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sessionlake-ingest: failed to start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(sessionlake_ingest::run_once(&config)) {
+        Ok(summary) => {
+            if summary.keyring_created {
+                println!(
+                    "created keyring {} (mode 0600); keep it safe: it opens the lake",
+                    config.keyring.display()
+                );
+            }
+            println!(
+                "ingested {} sessions, {} commands into {} ({} quarantined, {} commits)",
+                summary.sessions,
+                summary.commands,
+                config.lake,
+                summary.quarantined,
+                summary.commits
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("sessionlake-ingest: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

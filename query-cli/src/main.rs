@@ -1,0 +1,32 @@
+//! `sessionlake`: see the library crate.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use sessionlake_cli::{Cli, Outcome};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SESSIONLAKE_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sessionlake: failed to start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(sessionlake_cli::run(cli)) {
+        Ok(Outcome::Matched) => ExitCode::SUCCESS,
+        Ok(Outcome::NoMatch) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("sessionlake: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

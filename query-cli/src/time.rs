@@ -1,0 +1,85 @@
+//! Times on the command line: absolute (`2026-03-14`, `2026-03-14T09:30:00Z`) or relative to
+//! now (`7d`, `12h`, `30m`), all UTC.
+
+use anyhow::Context as _;
+
+/// Parses a time given on the command line into µs since the epoch.
+pub fn parse_time(text: &str) -> anyhow::Result<i64> {
+    parse_time_at(text, chrono::Utc::now().timestamp_micros())
+}
+
+/// Parses `text` with relative times counted back from `now` (µs).
+pub fn parse_time_at(text: &str, now: i64) -> anyhow::Result<i64> {
+    let text = text.trim();
+    if let Some((number, unit)) = text.char_indices().last().map(|(i, c)| (&text[..i], c)) {
+        if let Ok(count) = number.parse::<i64>() {
+            let unit_micros: i64 = match unit {
+                's' => 1_000_000,
+                'm' => 60_000_000,
+                'h' => 3_600_000_000,
+                'd' => 86_400_000_000,
+                'w' => 7 * 86_400_000_000,
+                _ => anyhow::bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
+            };
+            return Ok(now
+                - count
+                    .checked_mul(unit_micros)
+                    .context("relative time overflows")?);
+        }
+    }
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_micros());
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(time.and_utc().timestamp_micros());
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(date
+            .and_hms_opt(0, 0, 0)
+            .context("midnight")?
+            .and_utc()
+            .timestamp_micros());
+    }
+    anyhow::bail!("{text:?} is not a time: use 2026-03-14, 2026-03-14T09:30:00Z or 7d/12h/30m")
+}
+
+/// Formats µs since the epoch as `2026-03-14 09:30:00Z`.
+pub fn format_time(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|time| time.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| micros.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_time_forms() {
+        let now = 1_773_480_600_000_000; // 2026-03-14T09:30:00Z
+        let cases = [
+            ("2026-03-14", 1_773_446_400_000_000),
+            ("2026-03-14T09:30:00Z", now),
+            ("2026-03-14 09:30:00", now),
+            ("1d", now - 86_400_000_000),
+            ("30m", now - 1_800_000_000),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_time_at(text, now).expect(text), expected, "{text}");
+        }
+        assert!(parse_time_at("yesterday", now).is_err());
+        assert!(parse_time_at("5y", now).is_err());
+    }
+
+    #[test]
+    fn test_format_time() {
+        assert_eq!(format_time(1_773_480_600_000_000), "2026-03-14 09:30:00Z");
+    }
+}

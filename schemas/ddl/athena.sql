@@ -1,0 +1,28 @@
+-- sessionlake tables for Athena / Trino. Replace <bucket>/<prefix>.
+-- The encrypted columns (command, output, prompt, cwd) are Parquet modular encryption; engines
+-- without the keys read every other column. Use `sessionlake sql` to query the encrypted ones.
+CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_commands (
+  session_id string, seq int, started_at timestamp, time_source string,
+  principal string, run_as string, target string, region string, account string,
+  output_truncated boolean, output_bytes bigint, raw_offset bigint, raw_len bigint,
+  redactions int, confidence string, parser_version int
+)
+PARTITIONED BY (dt string)
+STORED AS PARQUET
+LOCATION 's3://<bucket>/<prefix>/commands/'
+TBLPROPERTIES ('projection.enabled'='true', 'projection.dt.type'='date',
+  'projection.dt.format'='yyyy-MM-dd', 'projection.dt.range'='2015-01-01,NOW',
+  'storage.location.template'='s3://<bucket>/<prefix>/commands/dt=${dt}/');
+
+CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_sessions (
+  session_id string, principal string, run_as string, target string, region string,
+  account string, started_at timestamp, ended_at timestamp, command_count int, source string,
+  source_ref string, raw_object string, raw_sha256 string, key_id string,
+  ingested_at timestamp, status string, parser_version int
+)
+PARTITIONED BY (dt string)
+STORED AS PARQUET
+LOCATION 's3://<bucket>/<prefix>/sessions/'
+TBLPROPERTIES ('projection.enabled'='true', 'projection.dt.type'='date',
+  'projection.dt.format'='yyyy-MM-dd', 'projection.dt.range'='2015-01-01,NOW',
+  'storage.location.template'='s3://<bucket>/<prefix>/sessions/dt=${dt}/');

@@ -1,0 +1,74 @@
+//! The envelope around every encrypted object: a wrapped data key and how the body is sealed.
+//!
+//! # Format of a raw object (`*.sle`)
+//!
+//! ```text
+//! offset 0   4 bytes   magic "SLE1"
+//! offset 4   4 bytes   header length N, u32 little-endian (at most MAX_HEADER_LEN)
+//! offset 8   N bytes   header: compact JSON of [`EnvelopeHeader`]
+//! then       chunks    each = AEAD(plaintext chunk of `chunk_size` bytes, the last one shorter
+//!                      or empty) followed by its 16-byte tag
+//! ```
+//!
+//! Chunk `i` is sealed with AES-256-GCM under the session's data key, nonce = `i` as u64
+//! big-endian followed by a u32 that is 1 for the last chunk and 0 otherwise, and associated data
+//! = SHA-256 of the header bytes. So a truncated object (its last chunk is not flagged last),
+//! reordered chunks, a flipped bit or a header from another object all fail to open, and the
+//! header's encryption context (checked by KMS or the keyring on unwrap) binds the key to the
+//! session and the object's role. This is the STREAM construction of Hoang, Reyhanitabar,
+//! Rogaway and Vizár (2015), as used by Tink's streaming AEAD and age.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Magic bytes that open every raw object.
+pub const MAGIC: &[u8; 4] = b"SLE1";
+/// Largest header accepted when opening an object.
+pub const MAX_HEADER_LEN: u32 = 64 * 1024;
+/// Plaintext bytes per sealed chunk.
+pub const DEFAULT_CHUNK_SIZE: u32 = 64 * 1024;
+/// Largest chunk size accepted when opening an object.
+pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
+/// Bytes of the AEAD tag after each chunk.
+pub const TAG_LEN: usize = 16;
+/// Version of [`EnvelopeHeader`] written by this crate.
+pub const ENVELOPE_VERSION: u32 = 1;
+/// The only body algorithm so far.
+pub const ALGORITHM_AES256GCM_STREAM: &str = "AES-256-GCM-STREAM";
+
+/// Encryption-context key naming the lake.
+pub const CONTEXT_LAKE: &str = "sessionlake:lake";
+/// Encryption-context key naming the session (or batch) the key protects.
+pub const CONTEXT_SUBJECT: &str = "sessionlake:subject";
+/// Encryption-context key naming the object's role (`raw`, `commands`, `quarantine`, …).
+pub const CONTEXT_ROLE: &str = "sessionlake:role";
+
+/// A data key as stored next to the data it protects: encrypted by a key provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// `kms` or `local`.
+    pub provider: String,
+    /// The provider key that wrapped it (a KMS key ARN, or a keyring key id).
+    pub key_id: String,
+    /// The encrypted data key, base64.
+    pub ciphertext: String,
+    /// Encryption context the key is bound to; unwrapping with another context fails.
+    pub context: BTreeMap<String, String>,
+}
+
+/// Header of a raw object. See the module docs for the whole format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeHeader {
+    /// [`ENVELOPE_VERSION`].
+    pub version: u32,
+    /// [`ALGORITHM_AES256GCM_STREAM`].
+    pub algorithm: String,
+    /// Plaintext bytes per chunk.
+    pub chunk_size: u32,
+    /// Compression of the plaintext before sealing (`zstd`).
+    pub compression: String,
+    /// The wrapped data key.
+    pub key: WrappedKey,
+}

@@ -1,0 +1,148 @@
+//! The manifest chain: one signed JSON document per commit.
+//!
+//! # Format (`manifest/<sequence>.json`, version 1)
+//!
+//! ```json
+//! {"body": {"version": 1, "sequence": 3, "previous_sha256": "…", "committed_at": "…",
+//!           "writer_id": "…", "action": "ingest", "reason": null,
+//!           "added": [{"path": "raw/dt=…/….sle", "size": 1234, "sha256": "…", "kind": "raw",
+//!                      "sessions": ["alice-0123…"], "key": {…}}],
+//!           "removed": []},
+//!  "signature": {"algorithm": "ed25519", "key_id": "…", "value": "<base64>"}}
+//! ```
+//!
+//! `previous_sha256` is the SHA-256 of the previous manifest file's bytes as stored, so the files
+//! form a hash chain. The signature covers [`ManifestBody::signing_bytes`]: the body serialised as
+//! compact JSON with object keys sorted, which a verifier can recompute from the parsed file.
+//! `sha256` of an object is over its stored bytes (the ciphertext), so a lake verifies without keys.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::WrappedKey;
+
+/// Version of [`ManifestBody`] written by this crate.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Why a commit was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CommitAction {
+    /// New sessions from a source.
+    Ingest,
+    /// Nothing new for a while: an empty commit, so that a deleted stretch shows as a gap.
+    Idle,
+    /// Objects removed or rewritten by a retention policy.
+    Retention,
+    /// A legal hold placed or released.
+    Hold,
+    /// A session's keys destroyed.
+    Shred,
+    /// Data keys re-wrapped under a new provider key.
+    Rekey,
+}
+
+/// What an object in the lake is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectKind {
+    /// An encrypted raw transcript.
+    Raw,
+    /// A `commands` Parquet file.
+    Commands,
+    /// A `sessions` Parquet file.
+    Sessions,
+    /// An encrypted input that could not be parsed.
+    Quarantine,
+    /// A public key that verifies signatures.
+    PublicKey,
+    /// Anything else the lake keeps.
+    Other,
+}
+
+/// One object added or removed by a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Path inside the lake.
+    pub path: String,
+    /// Size of the stored bytes.
+    pub size: u64,
+    /// SHA-256 (hex) of the stored bytes.
+    pub sha256: String,
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Sessions it holds rows or bytes of.
+    #[serde(default)]
+    pub sessions: Vec<String>,
+    /// The wrapped data key of an encrypted Parquet file (raw objects carry theirs in the header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<WrappedKey>,
+    /// A short reason, for quarantined input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The signed part of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestBody {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// Position in the chain, from 0.
+    pub sequence: u64,
+    /// SHA-256 (hex) of the previous manifest's bytes; `None` for sequence 0.
+    pub previous_sha256: Option<String>,
+    /// RFC 3339 time of the commit.
+    pub committed_at: String,
+    /// Who wrote it (host and process of the writer).
+    pub writer_id: String,
+    /// Why.
+    pub action: CommitAction,
+    /// A person's reason, for holds, shreds and manual actions.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Objects the commit adds.
+    pub added: Vec<ObjectEntry>,
+    /// Objects the commit removes from the live set.
+    pub removed: Vec<ObjectEntry>,
+}
+
+impl ManifestBody {
+    /// Returns the bytes a signature covers: compact JSON with sorted keys.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        // A `Value` keeps object keys in a BTreeMap, so the order does not depend on the struct.
+        let value = serde_json::to_value(self)?;
+        serde_json::to_vec(&value)
+    }
+}
+
+/// A signature over [`ManifestBody::signing_bytes`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSignature {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// Id of the signing key; its public half is at `keys/<key_id>.json`.
+    pub key_id: String,
+    /// The signature, base64.
+    pub value: String,
+}
+
+/// A whole manifest file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// What was committed.
+    pub body: ManifestBody,
+    /// Who vouches for it.
+    pub signature: ManifestSignature,
+}
+
+/// A public key that verifies manifest signatures, stored at `keys/<key_id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeyRecord {
+    /// Key id, as named by [`ManifestSignature::key_id`].
+    pub key_id: String,
+    /// `ed25519`.
+    pub algorithm: String,
+    /// The public key, base64.
+    pub public_key: String,
+    /// RFC 3339 time from which the key signs.
+    pub valid_from: String,
+}

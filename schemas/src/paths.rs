@@ -1,0 +1,133 @@
+//! Object names inside a lake. The layout is the same on a local folder and on S3:
+//!
+//! ```text
+//! raw/dt=YYYY-MM-DD/<session-id>.<source>.zst.sle    original transcript: zstd, then envelope AEAD
+//! commands/dt=YYYY-MM-DD/<batch-id>.parquet          one row per command
+//! sessions/dt=YYYY-MM-DD/<batch-id>.parquet          one row per session
+//! quarantine/<source>/<object-id>.sle                input that could not be parsed, encrypted
+//! manifest/<sequence>.json                           the signed commit chain
+//! keys/<key-id>.json                                 public keys that verify manifest signatures
+//! state/cursors.json                                 source progress, written after the manifest
+//! ```
+//!
+//! Names are deterministic (a replay after a crash overwrites the same names instead of adding rows).
+
+use crate::SessionSource;
+
+/// Folder of raw transcripts.
+pub const RAW_DIR: &str = "raw";
+/// Folder of the `commands` table.
+pub const COMMANDS_DIR: &str = "commands";
+/// Folder of the `sessions` table.
+pub const SESSIONS_DIR: &str = "sessions";
+/// Folder of the manifest chain.
+pub const MANIFEST_DIR: &str = "manifest";
+/// Folder of quarantined input.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// Folder of public keys.
+pub const KEYS_DIR: &str = "keys";
+/// Source cursors.
+pub const CURSORS: &str = "state/cursors.json";
+
+/// Digits of a manifest sequence number in its name, so that names sort in commit order.
+pub const MANIFEST_SEQUENCE_DIGITS: usize = 20;
+
+/// Returns the `dt=` partition value for a time in µs since the epoch (UTC).
+pub fn partition_date(micros: i64) -> String {
+    let days = micros.div_euclid(86_400_000_000);
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Converts days since 1970-01-01 into a (year, month, day) of the proleptic Gregorian calendar.
+/// Howard Hinnant's `civil_from_days`, exact for every `i64` day count we can meet.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Returns the lake path of a session's raw transcript.
+pub fn raw_object(dt: &str, session_id: &str, source: SessionSource) -> String {
+    format!("{RAW_DIR}/dt={dt}/{session_id}.{}.zst.sle", source.as_str())
+}
+
+/// Returns the lake path of a `commands` file.
+pub fn commands_object(dt: &str, batch_id: &str) -> String {
+    format!("{COMMANDS_DIR}/dt={dt}/{batch_id}.parquet")
+}
+
+/// Returns the lake path of a `sessions` file.
+pub fn sessions_object(dt: &str, batch_id: &str) -> String {
+    format!("{SESSIONS_DIR}/dt={dt}/{batch_id}.parquet")
+}
+
+/// Returns the lake path of a quarantined input.
+pub fn quarantine_object(source: SessionSource, object_id: &str) -> String {
+    format!("{QUARANTINE_DIR}/{}/{object_id}.sle", source.as_str())
+}
+
+/// Returns the lake path of manifest number `sequence`.
+pub fn manifest_object(sequence: u64) -> String {
+    format!(
+        "{MANIFEST_DIR}/{sequence:0width$}.json",
+        width = MANIFEST_SEQUENCE_DIGITS
+    )
+}
+
+/// Parses the sequence number out of a manifest path; `None` for anything else.
+pub fn manifest_sequence(path: &str) -> Option<u64> {
+    let name = path.strip_prefix(MANIFEST_DIR)?.strip_prefix('/')?;
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == MANIFEST_SEQUENCE_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Returns the `dt` partition value in a table path (`commands/dt=2026-03-14/x.parquet`).
+pub fn dt_of(path: &str) -> Option<&str> {
+    path.split('/').find_map(|part| part.strip_prefix("dt="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_partition_date() {
+        let cases = [
+            (0, "1970-01-01"),
+            (1_773_480_413_000_000, "2026-03-14"),
+            (951_782_400_000_000, "2000-02-29"),
+            (-1, "1969-12-31"),
+        ];
+        for (micros, expected) in cases {
+            assert_eq!(partition_date(micros), expected, "{micros}");
+        }
+    }
+
+    #[test]
+    fn test_manifest_names_round_trip_and_sort() {
+        assert_eq!(manifest_object(7), "manifest/00000000000000000007.json");
+        assert_eq!(manifest_sequence(&manifest_object(42)), Some(42));
+        assert_eq!(manifest_sequence("manifest/7.json"), None);
+        assert_eq!(manifest_sequence("raw/00000000000000000007.json"), None);
+        assert!(manifest_object(9) < manifest_object(10));
+    }
+
+    #[test]
+    fn test_dt_of() {
+        assert_eq!(
+            dt_of("commands/dt=2026-03-14/a.parquet"),
+            Some("2026-03-14")
+        );
+        assert_eq!(dt_of("manifest/1.json"), None);
+    }
+}

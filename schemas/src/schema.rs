@@ -1,0 +1,122 @@
+//! Arrow schemas of the lake's tables.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use crate::columns::*;
+
+/// Version of the table schemas, stored in each Parquet file's key-value metadata.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Key under which [`SCHEMA_VERSION`] is stored in Parquet key-value metadata.
+pub const SCHEMA_VERSION_KEY: &str = "sessionlake.schema_version";
+
+/// Columns that hold what a person typed or saw: encrypted with Parquet modular encryption.
+/// Everything else (ids, times, who, where) stays readable for pruning, retention and other engines.
+pub const ENCRYPTED_COLUMNS: [&str; 4] = [COMMAND, OUTPUT, PROMPT, CWD];
+
+fn timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+static COMMANDS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(SESSION_ID, DataType::Utf8, false),
+        Field::new(SEQ, DataType::UInt32, false),
+        Field::new(STARTED_AT, timestamp(), true),
+        Field::new(TIME_SOURCE, DataType::Utf8, false),
+        Field::new(PRINCIPAL, DataType::Utf8, true),
+        Field::new(RUN_AS, DataType::Utf8, true),
+        Field::new(TARGET, DataType::Utf8, true),
+        Field::new(REGION, DataType::Utf8, true),
+        Field::new(ACCOUNT, DataType::Utf8, true),
+        Field::new(CWD, DataType::Utf8, true),
+        Field::new(PROMPT, DataType::Utf8, false),
+        Field::new(COMMAND, DataType::Utf8, false),
+        Field::new(OUTPUT, DataType::Utf8, false),
+        Field::new(OUTPUT_TRUNCATED, DataType::Boolean, false),
+        Field::new(OUTPUT_BYTES, DataType::UInt64, false),
+        Field::new(RAW_OFFSET, DataType::UInt64, false),
+        Field::new(RAW_LEN, DataType::UInt64, false),
+        Field::new(REDACTIONS, DataType::UInt32, false),
+        Field::new(CONFIDENCE, DataType::Utf8, false),
+        Field::new(PARSER_VERSION, DataType::UInt32, false),
+    ]))
+});
+
+static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(SESSION_ID, DataType::Utf8, false),
+        Field::new(PRINCIPAL, DataType::Utf8, true),
+        Field::new(RUN_AS, DataType::Utf8, true),
+        Field::new(TARGET, DataType::Utf8, true),
+        Field::new(REGION, DataType::Utf8, true),
+        Field::new(ACCOUNT, DataType::Utf8, true),
+        Field::new(STARTED_AT, timestamp(), true),
+        Field::new(ENDED_AT, timestamp(), true),
+        Field::new(COMMAND_COUNT, DataType::UInt32, false),
+        Field::new(SOURCE, DataType::Utf8, false),
+        Field::new(SOURCE_REF, DataType::Utf8, false),
+        Field::new(RAW_OBJECT, DataType::Utf8, false),
+        Field::new(RAW_SHA256, DataType::Utf8, false),
+        Field::new(KEY_ID, DataType::Utf8, false),
+        Field::new(INGESTED_AT, timestamp(), false),
+        Field::new(STATUS, DataType::Utf8, false),
+        Field::new(PARSER_VERSION, DataType::UInt32, false),
+    ]))
+});
+
+/// Returns the schema of the `commands` table (one row per command).
+pub fn commands_schema() -> SchemaRef {
+    Arc::clone(&COMMANDS)
+}
+
+/// Returns the schema of the `sessions` table (one row per session).
+pub fn sessions_schema() -> SchemaRef {
+    Arc::clone(&SESSIONS)
+}
+
+/// Checks that `actual` has every column of `expected` with the same type.
+///
+/// Extra columns are allowed (newer writers may add some); missing or retyped ones are not.
+pub fn validate_schema(expected: &Schema, actual: &Schema) -> Result<(), String> {
+    for field in expected.fields() {
+        match actual.field_with_name(field.name()) {
+            Ok(found) if found.data_type() == field.data_type() => {}
+            Ok(found) => {
+                return Err(format!(
+                    "column {} has type {} where {} was expected",
+                    field.name(),
+                    found.data_type(),
+                    field.data_type()
+                ));
+            }
+            Err(_) => return Err(format!("column {} is missing", field.name())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_encrypted_columns_exist_in_commands() {
+        for name in ENCRYPTED_COLUMNS {
+            assert!(commands_schema().field_with_name(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_validate_schema_reports_missing_and_retyped() {
+        let expected = commands_schema();
+        assert_eq!(validate_schema(&expected, &expected), Ok(()));
+        let fewer = Schema::new(expected.fields()[1..].to_vec());
+        assert_eq!(
+            validate_schema(&expected, &fewer),
+            Err("column session_id is missing".to_string())
+        );
+    }
+}

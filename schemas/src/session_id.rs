@@ -1,0 +1,77 @@
+//! SSM session ids: `<principal>-<suffix>`, where the principal may itself contain `-`.
+
+/// A session id split into the principal part and the suffix SSM appends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionIdParts<'a> {
+    /// The IAM user or role-session name that started the session.
+    pub principal: &'a str,
+    /// 17 hex digits (older sessions) or 26 `[a-z0-9]` (newer ones).
+    pub suffix: &'a str,
+}
+
+/// Longest session id the SSM API allows.
+pub const MAX_SESSION_ID_LEN: usize = 96;
+
+/// Returns whether `id` can be a session id: 1 to 96 characters, none of them a path separator,
+/// a control character or white space, so that it is safe in object names and log lines.
+pub fn is_valid(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_SESSION_ID_LEN
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| !c.is_control() && !c.is_whitespace() && c != '/' && c != '\\')
+}
+
+/// Splits `id` on its last `-` when the suffix has the shape SSM gives it; `None` for an
+/// opaque id (which is still a valid id: see [`is_valid`]).
+pub fn split(id: &str) -> Option<SessionIdParts<'_>> {
+    let (principal, suffix) = id.rsplit_once('-')?;
+    let hex = (8..=17).contains(&suffix.len())
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let new_style = suffix.len() == 26
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+    (!principal.is_empty() && (hex || new_style)).then_some(SessionIdParts { principal, suffix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_split_on_last_dash() {
+        let cases = [
+            (
+                "garland.kan.temp-0e34861185201706f",
+                Some(("garland.kan.temp", "0e34861185201706f")),
+            ),
+            (
+                "42ba7ac1-6122-4f3a-aa64-5f18f81eff1d-0959abc60267189e0",
+                Some(("42ba7ac1-6122-4f3a-aa64-5f18f81eff1d", "0959abc60267189e0")),
+            ),
+            (
+                "bob-ilpxvkhghl9vs9ia2xfdyp4dka",
+                Some(("bob", "ilpxvkhghl9vs9ia2xfdyp4dka")),
+            ),
+            ("opaque", None),
+            ("-0e34861185201706f", None),
+        ];
+        for (id, expected) in cases {
+            let got = split(id).map(|p| (p.principal, p.suffix));
+            assert_eq!(got, expected, "{id}");
+        }
+    }
+
+    #[test]
+    fn test_is_valid_rejects_paths_and_controls() {
+        for bad in ["", "a/b", "..", "a b", "a\nb", &"x".repeat(97)] {
+            assert!(!is_valid(bad), "{bad:?}");
+        }
+        assert!(is_valid("jane.doe@example.com-08f49b7ab51000c16"));
+    }
+}

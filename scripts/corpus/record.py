@@ -1,0 +1,1108 @@
+#!/usr/bin/env python3
+"""Record real interactive shell sessions and derive every SSM Session Manager log form.
+
+Each scenario (corpus/scenarios/<name>.toml) is typed, key by key, into a real bash or
+dash running on a pty, exactly the way a Session Manager user would type it. The pty
+output is captured byte for byte (raw.bin); that is what the SSM agent's
+`ipcTempFile.log` holds, up to one agent quirk (see agent_ipc_bytes). From it this
+script derives, following
+shared/docs/ssm-log-formats.md (sections 3, 4, 5) and the agent source it cites:
+
+  s3.log                 `script <sid>.log -c "cat .../ipcTempFile.log"`, run for real
+  s3-legacy.log          the same with the old util-linux header/footer (some scenarios)
+  cloudwatch-upload.json non-streamed CloudWatch events (get-log-events JSON)
+  cloudwatch-stream.json streamed CloudWatch events (1-second ticks, ANSI stripped)
+  expected.json          the oracle: the commands the shell really received
+
+Run as root on Linux with tmux, util-linux `script`, bash and dash installed:
+
+    python3 scripts/corpus/record.py            # record everything
+    python3 scripts/corpus/record.py --only bash-tab-completion
+    python3 scripts/corpus/record.py --derive-only   # recompute forms from raw.bin/timing
+
+Python 3.11, standard library only. See scripts/corpus/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gzip
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIO_DIR = REPO / "corpus" / "scenarios"
+CORPUS_DIR = REPO / "corpus"
+EXAMPLES_DIR = REPO / "examples"
+
+# Everything a recording touches lives under this directory (wiped before each scenario).
+SANDBOX = Path("/tmp/sessionlake-rec")
+# Where the SSM agent keeps its per-session files; used only while `script` runs (section 3.3).
+SSM_ORCHESTRATION_ROOT = Path("/var/lib/amazon/ssm")
+
+# --- constants of the agent model (agent 3.3.x, see the doc) -------------------------------
+AGENT_READ_SIZE = 1024  # StreamDataPayloadSize: writePump reads the pty in 1024-byte chunks
+AGENT_INITIAL_WAIT_S = 1.0  # writePump sleeps 1 s before its first read of the pty
+STREAM_THRESHOLD = 33_000  # StreamMessageLengthThresholdInBytes
+UPLOAD_THRESHOLD = 200_000  # MessageLengthThresholdInBytes
+MAX_EVENTS_PER_CALL = 4  # maxNumberOfEventsPerCall
+UPLOAD_FREQUENCY_S = 1.0  # UploadFrequency (ticker)
+# Our choices for times the agent does not pin down (all relative to the recording start):
+STREAM_TICK_PHASE_S = 0.5  # streaming ticker fires at 1.5 s, 2.5 s, ...
+LOG_GENERATION_DELAY_S = 0.2  # shell exit -> `script` writes <sid>.log (S3 header time)
+FILE_COMPLETE_DELAY_S = 0.6  # shell exit -> S3 upload done -> ptyTerminated signal to streaming
+UPLOAD_START_DELAY_S = 0.5  # shell exit -> non-streamed CloudWatch StreamData starts
+INGESTION_DELAY_MS = 42  # CloudWatch ingestionTime - event timestamp
+CLOUDTRAIL_LEAD_S = 3  # StartSession eventTime precedes the shell start by this much
+
+DEFAULT_KEY_DELAY_S = 0.05  # pause between keystrokes so the shell echoes each one
+THINK_S = 0.6  # at least this long between a command's Enter and the next keystroke
+QUIET_S = 0.35  # output is "settled" after this long without new bytes
+SETTLE_TIMEOUT_S = 15.0
+
+
+# =========================================================================================
+# Scenarios
+# =========================================================================================
+
+
+@dataclasses.dataclass
+class Scenario:
+    """One declarative scenario file. Field docs are in scripts/corpus/README.md."""
+
+    name: str
+    description: str
+    shell: str  # "bash" or "dash"
+    session_id: str
+    principal: str  # IAM ARN of the caller (userIdentity.arn)
+    run_as: str  # OS user the agent runs the shell as (runAsUser)
+    target: str  # instance id
+    region: str
+    base_time: dt.datetime  # wall-clock time the recording start is mapped to
+    steps: list[dict]
+    width: int = 80
+    height: int = 24
+    ps1: str | None = None
+    root_ps1: str = r"\[\e]0;\u@ip-10-0-0-12:\w\a\][\u@ip-10-0-0-12 \W]\$ "
+    bracketed_paste: bool = True
+    connect_resize: bool = True
+    legacy_header: bool = False
+    example: list[str] = dataclasses.field(default_factory=list)
+    log_group: str = "/ssm/sessions"
+    s3_prefix: str = "ssm-logs"
+    document_name: str | None = None
+    key_delay: float = DEFAULT_KEY_DELAY_S
+    cleanup: list[str] = dataclasses.field(default_factory=list)
+    expected: list[str] | None = None  # dash only: the oracle is declared here
+
+    @staticmethod
+    def load(path: Path) -> "Scenario":
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw.setdefault("name", path.stem)
+        raw["base_time"] = dt.datetime.fromisoformat(raw["base_time"].replace("Z", "+00:00"))
+        if isinstance(raw.get("example"), str):
+            raw["example"] = [raw["example"]]
+        known = {f.name for f in dataclasses.fields(Scenario)}
+        unknown = set(raw) - known
+        if unknown:
+            raise SystemExit(f"{path}: unknown keys {sorted(unknown)}")
+        sc = Scenario(**raw)
+        sc.validate(path)
+        return sc
+
+    def validate(self, path: Path) -> None:
+        if self.shell not in ("bash", "dash"):
+            raise SystemExit(f"{path}: shell must be bash or dash")
+        if self.shell == "dash" and self.expected is None:
+            raise SystemExit(f"{path}: dash has no history; declare `expected = [...]`")
+        if self.shell == "bash" and self.expected is not None:
+            raise SystemExit(f"{path}: bash scenarios take their oracle from the history file")
+        for p in self.cleanup:
+            # Scenarios may create and delete their own scratch dirs, and nothing else.
+            if not re.fullmatch(r"/tmp/[A-Za-z0-9._-]+", p) or p.startswith("/tmp/sessionlake-rec"):
+                raise SystemExit(f"{path}: cleanup path {p!r} must be /tmp/<name>")
+        for form in self.example:
+            if form not in ("s3", "cloudwatch-stream", "cloudwatch-upload"):
+                raise SystemExit(f"{path}: unknown example form {form!r}")
+        for step in self.steps:
+            kinds = {"run", "type", "keys", "paste", "resize", "profile"} & set(step)
+            if len(kinds) != 1 or set(step) - kinds - {"wait", "bracketed", "delay"}:
+                raise SystemExit(f"{path}: bad step {step!r}")
+
+    @property
+    def prompt(self) -> str:
+        if self.ps1 is not None:
+            return self.ps1
+        if self.shell == "dash":
+            return "$ "
+        return "[%s@ip-10-0-0-12 \\W]$ " % self.run_as
+
+
+# =========================================================================================
+# Recording: tmux -> script -> shell
+# =========================================================================================
+
+
+def build_sandbox(sc: Scenario) -> dict[str, Path]:
+    """A throw-away HOME with a few files, and the recorder's private files."""
+    if SANDBOX.exists():
+        shutil.rmtree(SANDBOX)
+    for p in sc.cleanup:
+        shutil.rmtree(p, ignore_errors=True)
+    rec = SANDBOX / ".rec"
+    home = SANDBOX / "home" / sc.run_as
+    rec.mkdir(parents=True)
+    files = {
+        "notes.txt": "remember: rotate the staging certificate before Friday\n"
+        "ticket OPS-1432: disk usage alert on /var/log\n",
+        "deploy.sh": "#!/bin/sh\necho \"deploying ${1:-staging}...\"\necho done\n",
+        "app/README.md": "# billing-api\n\nRun `./deploy.sh staging` from the home directory.\n",
+        "app/config.yaml": "service: billing-api\nport: 8080\nlog_level: info\n"
+        "database:\n  host: db.internal\n  name: billing\n",
+        "app/app.py": "import os\n\nPORT = int(os.environ.get('PORT', '8080'))\n",
+        "app/logs/app.log": "".join(
+            f"2026-03-13T{h:02d}:{m:02d}:00Z {lvl} request id={h * 60 + m} status={st}\n"
+            for h in range(8, 12)
+            for m, lvl, st in ((0, "INFO", 200), (15, "WARN", 429), (30, "INFO", 200), (45, "ERROR", 500))
+        ),
+        "app/logs/access.log": "10.0.1.5 - - [13/Mar/2026:09:00:01 +0000] \"GET /health HTTP/1.1\" 200 2\n" * 3,
+        "data/report-2026-02.csv": "month,invoices\n2026-02,1312\n",
+        "data/report-2026-03.csv": "month,invoices\n2026-03,1408\n",
+        "data/résumé-café.txt": "UTF-8 file name\n",
+        "projects/infra/main.tf": 'resource "aws_instance" "web" {}\n',
+        "manual.txt": "".join(f"{i:3d}  section {i}: lorem ipsum dolor sit amet, ERROR codes\n" for i in range(1, 121)),
+    }
+    for rel, text in files.items():
+        f = home / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(text, encoding="utf-8")
+    (home / "deploy.sh").chmod(0o755)
+    # Fixed mtimes so `ls -l` output is the same on every re-recording.
+    stamp = (sc.base_time - dt.timedelta(days=1)).timestamp()
+    for f in sorted(home.rglob("*"), reverse=True):
+        os.utime(f, (stamp, stamp))
+    os.utime(home, (stamp, stamp))
+    return {"rec": rec, "home": home}
+
+
+def bash_rcfile(sc: Scenario, paths: dict[str, Path], ps1: str, nested_rc: Path | None = None) -> str:
+    """The rcfile of the recorded bash: history is the oracle, so keep every line of it."""
+    lines = [
+        f"HISTFILE={shlex.quote(str(paths['rec'] / 'history'))}",
+        "HISTTIMEFORMAT='%s '",
+        "HISTCONTROL=",
+        "HISTSIZE=100000",
+        "HISTFILESIZE=100000",
+        "shopt -s lithist cmdhist histappend",
+        "PROMPT_COMMAND='history -a'",
+        # Also append right before each command runs, so a nested shell (`sudo su` below)
+        # writes its commands after the one that started it, and the final `exit` is kept.
+        "trap 'history -a' DEBUG",
+        f"PS1={shlex.quote(ps1)}",
+    ]
+    if not sc.bracketed_paste:
+        # bash 4.2 on Amazon Linux 2 has no bracketed paste; bash 5.2 turns it on by default.
+        lines.append("bind 'set enable-bracketed-paste off'")
+    if nested_rc is not None:
+        # `sudo su` is simulated: a nested bash with a root-style prompt. No user change.
+        lines += [
+            "sudo() {",
+            '  case "$*" in',
+            f"    su|'su -'|-i|-s) bash --noprofile --rcfile {shlex.quote(str(nested_rc))} -i ;;",
+            "    *) echo 'sudo: not simulated by the recorder' >&2; return 1 ;;",
+            "  esac",
+            "}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class Tmux:
+    """A private tmux server (own socket) holding the one recorded pane."""
+
+    def __init__(self, rec: Path):
+        self.sock = rec / "tmux.sock"
+        self.conf = rec / "tmux.conf"
+        # No status line, so the pane is exactly width x height. (`window-size manual`
+        # crashes tmux 3.3a without a client, so it is not set.)
+        self.conf.write_text("set -g status off\n", encoding="utf-8")
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": str(rec)}
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["tmux", "-S", str(self.sock), "-f", str(self.conf), *args],
+            env=self.env,
+            check=check,
+            capture_output=True,
+        )
+
+    def alive(self) -> bool:
+        return self("has-session", "-t", "rec", check=False).returncode == 0
+
+
+def settle(raw: Path, minimum: float = 0.0, quiet: float = QUIET_S) -> None:
+    """Wait until the shell stops writing (no new pty output for `quiet` seconds)."""
+    start = time.monotonic()
+    last_size, last_change = -1, start
+    while True:
+        now = time.monotonic()
+        size = raw.stat().st_size if raw.exists() else 0
+        if size != last_size:
+            last_size, last_change = size, now
+        if now - start >= minimum and now - last_change >= quiet:
+            return
+        if now - start > SETTLE_TIMEOUT_S:
+            return
+        time.sleep(0.02)
+
+
+def record(sc: Scenario, out_raw: Path, out_timing: Path) -> tuple[float, Path]:
+    """Type the scenario into a real shell. Returns (wall-clock start, history file)."""
+    paths = build_sandbox(sc)
+    rec, home = paths["rec"], paths["home"]
+    raw_with_header = rec / "script.out"
+    timing = rec / "timing"
+
+    env = {
+        "HOME": str(home),
+        "USER": sc.run_as,
+        "LOGNAME": sc.run_as,
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "TERM": "xterm-256color",  # what the agent sets (shell_unix.go)
+        "LANG": "C.UTF-8",  # what the agent sets when LANG is unset
+        "LESSHISTFILE": "-",
+    }
+    if sc.shell == "bash":
+        nested_rc = rec / "root.bashrc"
+        nested_rc.write_text(bash_rcfile(sc, paths, sc.root_ps1), encoding="utf-8")
+        rc = rec / "bashrc"
+        rc.write_text(bash_rcfile(sc, paths, sc.prompt, nested_rc), encoding="utf-8")
+        env["SHELL"] = "/bin/bash"
+        shell_cmd = f"bash --noprofile --rcfile {shlex.quote(str(rc))} -i"
+    else:
+        env["SHELL"] = "/bin/sh"
+        env["PS1"] = sc.prompt  # dash would default to "# " for root
+        shell_cmd = "dash -i"
+    # The agent's pty (creack/pty, no termios changes) has IUTF8 off; tmux turns it on
+    # for its panes, so turn it off again. It matters for tty-level erase in dash.
+    inner = f"cd {shlex.quote(str(home))} && stty -iutf8 && exec {shell_cmd}"
+    # util-linux 2.38 `script` writes its "Script started on ..." header and "Script done
+    # on ..." footer into the -O file even with -q. They are stripped below with the help
+    # of the timing file (whose byte counts cover exactly the pty output).
+    script_cmd = [
+        "script", "-q", "-f",
+        "-T", str(timing),
+        "-O", str(raw_with_header),
+        "-c", inner,
+    ]
+    launch = "exec env -i " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " " + shlex.join(script_cmd)
+
+    tmux = Tmux(rec)
+    w, h = sc.width, sc.height
+    if sc.connect_resize:
+        # The agent's pty starts without a size; the client sends its size right after
+        # connecting (SetSize -> SIGWINCH), which makes readline redraw the first prompt.
+        w, h = sc.width + 20, sc.height + 6
+    start_wall = time.time()
+    tmux("new-session", "-d", "-s", "rec", "-x", str(w), "-y", str(h), launch)
+    try:
+        steps = list(sc.steps)
+        if steps and "profile" in steps[0]:
+            # shellProfile: the agent writes it to stdin at once, before any prompt.
+            time.sleep(0.15)
+            run_step(tmux, sc, steps.pop(0), raw_with_header)
+        else:
+            settle(raw_with_header, minimum=0.8)
+        if sc.connect_resize:
+            tmux("resize-window", "-t", "rec", "-x", str(sc.width), "-y", str(sc.height))
+            settle(raw_with_header, minimum=0.3)
+        for step in steps:
+            run_step(tmux, sc, step, raw_with_header)
+        deadline = time.monotonic() + 10
+        while tmux.alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{sc.name}: shell did not exit; last step should be `exit`")
+            time.sleep(0.1)
+    finally:
+        if tmux.alive():
+            tmux("kill-server", check=False)
+
+    data = raw_with_header.read_bytes()
+    chunks = parse_timing(timing.read_text())
+    total = sum(n for _, n in chunks)
+    header_end = data.index(b"\n") + 1
+    body, footer = data[header_end : header_end + total], data[header_end + total :]
+    assert data.startswith(b"Script started on "), data[:80]
+    assert footer.startswith(b"\nScript done on "), footer[:80]
+    out_raw.write_bytes(body)
+    out_timing.write_text(timing.read_text())
+    return start_wall, rec / "history"
+
+
+def run_step(tmux: Tmux, sc: Scenario, step: dict, raw: Path) -> None:
+    delay = step.get("delay", sc.key_delay)
+    wait = step.get("wait", 0.0)
+    if "profile" in step:
+        # Written in one go with a trailing "\n", like runShellProfile.
+        tmux("send-keys", "-t", "rec", "-l", step["profile"])
+        tmux("send-keys", "-t", "rec", "C-j")
+        settle(raw, minimum=max(wait, 1.0))
+        return
+    if "run" in step or "type" in step:
+        for ch in step.get("run", step.get("type")):
+            if ch == "\n":
+                # Let the shell print PS2 and re-arm readline before the next line, or
+                # the tty itself would echo the typeahead (a real, but racy, effect).
+                tmux("send-keys", "-t", "rec", "Enter")
+                settle(raw, quiet=0.2)
+            else:
+                # A lone ";" argument would separate tmux commands; "\\;" is a literal one.
+                tmux("send-keys", "-t", "rec", "-l", "\\;" if ch == ";" else ch)
+            time.sleep(delay)
+        if "run" in step:
+            tmux("send-keys", "-t", "rec", "Enter")
+            settle(raw, minimum=max(wait, THINK_S))
+        else:
+            settle(raw, minimum=wait, quiet=0.15)
+        return
+    if "keys" in step:
+        for key in step["keys"]:
+            tmux("send-keys", "-t", "rec", key)
+            time.sleep(max(delay, 0.08))
+        settle(raw, minimum=wait, quiet=0.25)
+        return
+    if "paste" in step:
+        # Like a terminal paste: tmux turns LF into CR, and with -p wraps the text in
+        # ESC[200~ ... ESC[201~ only if the application turned bracketed paste on.
+        tmux("set-buffer", "-b", "recpaste", "--", step["paste"])
+        args = ["paste-buffer", "-t", "rec", "-b", "recpaste", "-d"]
+        if step.get("bracketed", True):
+            args.append("-p")
+        tmux(*args)
+        settle(raw, minimum=wait, quiet=0.25)
+        return
+    if "resize" in step:
+        cols, rows = step["resize"]
+        tmux("resize-window", "-t", "rec", "-x", str(cols), "-y", str(rows))
+        settle(raw, minimum=wait, quiet=0.25)
+        return
+    raise AssertionError(step)
+
+
+def parse_timing(text: str) -> list[tuple[float, int]]:
+    """Classic `script -T` format: '<seconds since previous chunk> <bytes>' per line."""
+    out = []
+    for line in text.splitlines():
+        delay, n = line.split()
+        out.append((float(delay), int(n)))
+    return out
+
+
+def timed_chunks(raw: bytes, timing: list[tuple[float, int]]) -> list[tuple[float, bytes]]:
+    """(seconds since recording start, bytes) for every chunk the shell wrote."""
+    t, pos, out = 0.0, 0, []
+    for delay, n in timing:
+        t += delay
+        out.append((t, raw[pos : pos + n]))
+        pos += n
+    assert pos == len(raw), "timing file does not cover raw.bin"
+    return out
+
+
+# =========================================================================================
+# The oracle
+# =========================================================================================
+
+
+def read_bash_history(path: Path) -> list[tuple[int, str]]:
+    """Entries of a history file written with HISTTIMEFORMAT set and lithist on:
+    '#<epoch>' lines start an entry; the entry may span several lines."""
+    entries: list[tuple[int, list[str]]] = []
+    for line in path.read_bytes().decode("utf-8", "surrogateescape").split("\n")[:-1]:
+        m = re.fullmatch(r"#(\d+)", line)
+        if m:
+            entries.append((int(m.group(1)), []))
+        else:
+            entries[-1][1].append(line)
+    return [(ts, "\n".join(lines)) for ts, lines in entries]
+
+
+def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) -> dict:
+    doc = {
+        "session_id": sc.session_id,
+        "scenario": sc.name,
+        "shell": sc.shell,
+        "target": sc.target,
+        "principal": sc.principal,
+        "run_as": sc.run_as,
+        "region": sc.region,
+        "session_start": iso_z(sc.base_time),
+        "terminal": {"cols": sc.width, "rows": sc.height},
+    }
+    if sc.shell == "bash":
+        doc["oracle"] = "bash-history"
+        doc["note"] = (
+            "commands exactly as bash stored them in its history file (lithist: multi-line "
+            "commands keep their newlines; history expansion such as !! is already expanded); "
+            "time = history timestamp mapped onto session_start, 1 s resolution"
+        )
+        doc["commands"] = [
+            {"command": cmd, "time": iso_z(sc.base_time + dt.timedelta(seconds=ts - int(start_wall)))}
+            for ts, cmd in read_bash_history(history)
+        ]
+    else:
+        doc["oracle"] = "scenario"
+        doc["note"] = "dash keeps no history: the commands are the ones the scenario declares"
+        doc["commands"] = [{"command": c, "time": None} for c in sc.expected]
+    return doc
+
+
+# =========================================================================================
+# Agent model 1: what lands in ipcTempFile.log (shell.go processStdoutData)
+# =========================================================================================
+
+
+def go_decode_rune(b: bytes, i: int) -> tuple[int, int]:
+    """Go utf8.DecodeRune: (rune, size); (0xFFFD, 1) for an invalid byte."""
+    lead = b[i]
+    if lead < 0x80:
+        return lead, 1
+    n = 2 if 0xC2 <= lead <= 0xDF else 3 if 0xE0 <= lead <= 0xEF else 4 if 0xF0 <= lead <= 0xF4 else 0
+    if n and i + n <= len(b):
+        try:
+            return ord(b[i : i + n].decode("utf-8")), n
+        except UnicodeDecodeError:
+            pass
+    return 0xFFFD, 1
+
+
+def agent_ipc_bytes(chunks: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
+    """Port of processStdoutData: the pty is read in <=1024-byte pieces; an incomplete UTF-8
+    sequence at the end of a piece waits for the next one; an invalid byte passes alone.
+    Quirk kept on purpose: a *valid* U+FFFD (EF BF BD) equals utf8.RuneError, so only its
+    first byte (EF) is written and the other two are dropped. Bytes still pending when the
+    shell exits are never written."""
+    out, pending = [], b""
+    for t, data in chunks:
+        t = max(t, AGENT_INITIAL_WAIT_S)  # nothing is read before writePump wakes up
+        for k in range(0, len(data), AGENT_READ_SIZE):
+            buf = pending + data[k : k + AGENT_READ_SIZE]
+            done, i = bytearray(), 0
+            while i < len(buf):
+                r, size = go_decode_rune(buf, i)
+                if r == 0xFFFD:
+                    if len(buf) - i < 4:  # utf8.UTFMax: maybe completed by the next read
+                        break
+                    done += buf[i : i + 1]
+                else:
+                    done += buf[i : i + size]
+                i += size
+            pending = buf[i:]
+            if done:
+                out.append((t, bytes(done)))
+    return out
+
+
+# =========================================================================================
+# Agent model 2: the S3 object (shell_unix.go generateLogData)
+# =========================================================================================
+
+
+def generate_s3_log(sc: Scenario, ipc: bytes, end_time: dt.datetime) -> bytes:
+    """Run `script <sid>.log -c "cat <ipc path>"` for real, like the agent does through Go
+    os/exec (stdin and stdout are /dev/null there; stderr is captured).
+
+    The only bytes we change are the two timestamps in the header and footer: `script`
+    prints this machine's clock, which we replace by the simulated session end so every
+    form agrees with the scenario's base_time and re-recordings stay stable."""
+    created: list[Path] = []
+    orch = SSM_ORCHESTRATION_ROOT / sc.target / "session" / "orchestration" / sc.session_id / "Standard_Stream"
+    if orch.exists():
+        raise SystemExit(f"{orch} already exists; not touching it")
+    p = orch
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    try:
+        orch.mkdir(parents=True, exist_ok=True)
+        ipc_path = orch / "ipcTempFile.log"
+        log_path = orch / f"{sc.session_id}.log"
+        ipc_path.write_bytes(ipc)
+        subprocess.run(
+            ["script", str(log_path), "-c", f"cat {ipc_path}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "TZ": "UTC"},
+            check=True,
+        )
+        data = log_path.read_bytes()
+    finally:
+        shutil.rmtree(orch, ignore_errors=True)
+        for d in created[1:]:  # created[0] is orch itself; remove the parents we made
+            if d.exists() and not any(d.iterdir()):
+                d.rmdir()
+    stamp = end_time.strftime("%Y-%m-%d %H:%M:%S+00:00").encode()
+    head, _, rest = data.partition(b"\n")
+    body, sep, foot = rest.rpartition(b"\nScript done on ")
+    assert sep, "no `Script done` footer"
+    head = re.sub(rb"^Script started on \S+ \S+ ", b"Script started on " + stamp + b" ", head)
+    foot = re.sub(rb"^\S+ \S+ ", stamp + b" ", foot)
+    return head + b"\n" + body + sep + foot
+
+
+def legacy_header(s3: bytes, end_time: dt.datetime) -> bytes:
+    """Old util-linux (Amazon Linux 2) header/footer, e.g. `Script started on
+    2021-08-24 09:12:51+0000`. We cannot run an old util-linux here, so only the header
+    and footer lines of the real output are rewritten; the body is untouched."""
+    stamp = end_time.strftime("%Y-%m-%d %H:%M:%S+0000").encode()
+    _, _, rest = s3.partition(b"\n")
+    body, sep, _ = rest.rpartition(b"\nScript done on ")
+    return b"Script started on " + stamp + b"\n" + body + sep + stamp + b"\n"
+
+
+# =========================================================================================
+# Agent model 3: CloudWatch Logs (cloudwatchlogsservice.go StreamData/getNextMessage)
+# =========================================================================================
+
+# CSI functions pborman/ansi validates: final bytes (with intermediates) -> (NParam, MinParam),
+# generated from vendor/github.com/pborman/ansi/ansi.go (agent 1c217c8). NParam -1 = any.
+# A CSI whose code is not listed is never validated.
+ANSI_CSI_PARAMS: dict[bytes, tuple[int, int]] = {
+    k.encode(): v
+    for k, v in {
+        "@": (1, 0), "A": (1, 0), "B": (1, 0), "C": (1, 0), "D": (1, 0), "E": (1, 0),
+        "F": (1, 0), "G": (1, 0), "H": (2, 0), "I": (1, 0), "J": (1, 0), "K": (1, 0),
+        "L": (1, 0), "M": (1, 0), "N": (1, 0), "O": (1, 0), "P": (1, 0), "Q": (1, 0),
+        "R": (2, 0), "S": (1, 0), "T": (1, 0), "U": (1, 0), "V": (1, 0), "W": (-1, 0),
+        "X": (1, 0), "Y": (1, 0), "Z": (1, 0), "[": (1, 0), "\\": (1, 0), "]": (1, 0),
+        "^": (1, 0), "`": (1, 0), "a": (1, 0), "b": (1, 0), "c": (1, 0), "d": (1, 0),
+        "e": (1, 0), "f": (2, 0), "g": (1, 0), "h": (-1, 0), "i": (1, 0), "j": (1, 0),
+        "k": (1, 0), "l": (-1, 0), "m": (-1, 0), "n": (1, 0), "o": (-1, 0),
+        " @": (1, 0), " A": (1, 0), " B": (2, 0), " C": (1, 1), " D": (2, 0), " E": (1, 1),
+        " F": (-1, 0), " G": (2, 2), " H": (-1, 0), " I": (1, 0), " J": (1, 0), " K": (1, 0),
+        " L": (1, 0), " M": (1, 1), " O": (1, 1), " P": (1, 0), " Q": (1, 0), " R": (1, 0),
+        " S": (2, 0), " T": (2, 2), " U": (1, 1), " V": (1, 1), " W": (1, 1), " X": (1, 0),
+        " Y": (2, 0), " Z": (1, 0), " [": (1, 1), " \\": (1, 0), " ]": (-1, 0), " ^": (1, 1),
+        " _": (1, 0), " `": (1, 1), " a": (1, 1), " b": (1, 1), " c": (2, 1), " d": (1, 1),
+        " e": (1, 0), " f": (1, 0), " g": (1, 1), " h": (1, 1), " i": (1, 1), " j": (1, 1),
+        " k": (2, 2),
+    }.items()
+}
+
+
+def ansi_decode(b: bytes, i: int) -> tuple[int, bool, str | None]:
+    """One step of pborman/ansi Decode (the version vendored in the agent).
+    Returns (next index, is_plain_text, error or None)."""
+    n = len(b)
+    j = i
+    while j < n and b[j] != 0x1B and b[j] & 0xE0 != 0x80:  # 0x80-0x9F count as C1
+        j += 1
+    if j > i:
+        return j, True, None
+    c = b[i]
+    if c == 0x9B:  # single-byte CSI
+        return _ansi_csi(b, i + 1)
+    if c != 0x1B:  # single-byte C1, e.g. a UTF-8 continuation byte
+        return _ansi_specials(b, bytes([0x1B, c - 0x40]), i + 1), False, None
+    if i + 1 == n:
+        return n, False, "LoneEscape"
+    c1 = b[i + 1]
+    if c1 == ord("["):
+        return _ansi_csi(b, i + 2)
+    if c1 in b"_P]^X":
+        # Control string (OSC, DCS, ...): only ESC \ ends it. A BEL-terminated OSC is
+        # therefore "missing string terminator" and swallows the rest of the line.
+        rest = b[i + 2 :]
+        t, err = rest.find(b"\x1b\\"), None
+        if t < 0:
+            t, err = len(rest), "NoST"
+        k = rest[:t].find(b"\x1bX")
+        if k >= 0:
+            t, err = k, "FoundSOS"
+        if err != "NoST":
+            t += 2
+        return i + 2 + t, False, err
+    if 0x40 <= c1 <= 0x5F:  # two-byte C1
+        return _ansi_specials(b, b[i : i + 2], i + 2), False, None
+    if 0x60 <= c1 <= 0x7E:  # independent control function
+        return i + 2, False, None
+    return i + 2, False, "UnknownEscape"  # e.g. ESC = , ESC 7, ESC ( B
+
+
+def _ansi_specials(b: bytes, code: bytes, nxt: int) -> int:
+    """SS2 (ESC N / 0x8E) and SS3 (ESC O / 0x8F) swallow the following byte."""
+    if code in (b"\x1bN", b"\x1bO") and nxt < len(b):
+        return nxt + 1
+    return nxt
+
+
+def _ansi_csi(b: bytes, p: int) -> tuple[int, bool, str | None]:
+    n = len(b)
+    j = p
+    while j < n and 0x30 <= b[j] <= 0x3F:
+        j += 1
+    params = b[p:j] if j > p else None
+    if j == n:
+        return n, False, "IncompleteCSI"  # code stays "ESC [": never validated
+    err, k = "IncompleteCSI", j
+    while k < n:
+        if 0x40 <= b[k] <= 0x7E:
+            err = None
+            break
+        if b[k] < 0x20 or b[k] > 0x2F:
+            err = "UnknownEscape"
+            break
+        k += 1
+    final = b[j : k + 1]
+    nxt = min(k + 1, n)
+    # Parameter-count validation (a deferred func in Go that can replace err).
+    spec = ANSI_CSI_PARAMS.get(final)
+    if spec is not None:
+        nparams = 0
+        if params is not None:
+            nparams = len(params.split(b";")) if params[0] <= 0x3B else 1
+        nparam, minparam = spec
+        if nparam == 0 and nparams > 0:
+            err = "ExtraParameters"
+        elif nparams < minparam:
+            err = "MissingParameters"
+        elif nparam != -1 and nparams > nparam:
+            err = "ExtraParameters"
+    return nxt, False, err
+
+
+def ansi_strip(line: bytes) -> tuple[bytes, bool]:
+    """pborman/ansi Strip: (plain text, had_error). C0 controls (\\b, BEL, \\r) are kept."""
+    out, i, had_error = [], 0, False
+    while i < len(line):
+        i2, plain, err = ansi_decode(line, i)
+        if err:
+            had_error = True
+        if plain:
+            out.append(line[i:i2])
+        i = i2
+    return b"".join(out), had_error
+
+
+def process_message(line: bytes, strip: bool) -> bytes:
+    """processMessage: on any Strip error the ORIGINAL line is kept."""
+    if not strip:
+        return line
+    stripped, had_error = ansi_strip(line)
+    return line if had_error else stripped
+
+
+def self_test() -> None:
+    """Executable notes on the ports above (expected values derived by hand from the Go)."""
+    assert ansi_strip(b"\x1b[01;34mdir\x1b[0m\r\n") == (b"dir\r\n", False)
+    assert ansi_strip(b"\x1b[?2004hsh-4.2$ \r\x1b[Ksh-4.2$ ls\n") == (b"sh-4.2$ \rsh-4.2$ ls\n", False)
+    assert ansi_strip(b"a\x08\x1b[Kb\x07\n") == (b"a\x08b\x07\n", False)  # C0 kept
+    assert ansi_strip(b"\x1b]0;title\x1b\\x\n") == (b"x\n", False)  # OSC ended by ST
+    assert ansi_strip(b"\x1b]0;title\x07x\n")[1]  # OSC ended by BEL: NoST
+    assert process_message(b"\x1b]0;t\x07[root@h ~]# ls\n", True) == b"\x1b]0;t\x07[root@h ~]# ls\n"
+    assert ansi_strip(b"\x1b(B\x1b[m")[1]  # ESC ( is an unknown escape
+    assert ansi_strip(b"\x1b[1;2K")[1]  # EL takes one parameter
+    assert ansi_strip(b"\x1b[?1049h\x1b[22;0;0t") == (b"", False)
+    assert ansi_strip("日".encode()) == (b"\xe6\xa5", False)  # 0x97 is a C1 control
+    assert ansi_strip("🎉".encode()) == (b"\xf0", False)  # 0x9F C1, 0x8E SS2 eats 0x89
+    assert go_json_string(b"<a&b>\x1b\x08\xff") == '"\\u003ca\\u0026b\\u003e\\u001b\\b\\ufffd"'
+    assert read_slice(b"ab\ncd", 0, 33000) == (b"ab\n", 3, None)
+    assert read_slice(b"abcd", 0, 2) == (b"ab", 2, "full")
+    assert [c for _, c in agent_ipc_bytes([(0.0, "x\ufffdy".encode())])] == [b"x\xefy"]
+
+
+def go_json_string(b: bytes) -> str:
+    """Go encoding/json (Go 1.22, escapeHTML on) encoding of a Go string holding `b`."""
+    out = ['"']
+    short = {0x22: '\\"', 0x5C: "\\\\", 0x08: "\\b", 0x0C: "\\f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+    i = 0
+    while i < len(b):
+        c = b[i]
+        if c < 0x80:
+            if c in short:
+                out.append(short[c])
+            elif c < 0x20 or c in b"<>&":
+                out.append("\\u%04x" % c)
+            else:
+                out.append(chr(c))
+            i += 1
+            continue
+        r, size = go_decode_rune(b, i)
+        if r == 0xFFFD and size == 1:
+            out.append("\\ufffd")
+        elif r in (0x2028, 0x2029):
+            out.append("\\u%04x" % r)
+        else:
+            out.append(chr(r))
+        i += size
+    out.append('"')
+    return "".join(out)
+
+
+def go_string(b: bytes) -> str:
+    """A Go string as a JSON client sees it: each invalid UTF-8 byte becomes U+FFFD."""
+    out, i = [], 0
+    while i < len(b):
+        r, size = go_decode_rune(b, i)
+        out.append(chr(r))
+        i += size
+    return "".join(out)
+
+
+def read_slice(data: bytes, pos: int, size: int) -> tuple[bytes, int, str | None]:
+    """bufio.Reader(size).ReadSlice('\\n') -> (line, new pos, None | 'full' | 'eof')."""
+    nl = data.find(b"\n", pos, pos + size)
+    if nl >= 0:
+        return data[pos : nl + 1], nl + 1, None
+    if len(data) - pos >= size:
+        return data[pos : pos + size], pos + size, "full"
+    return data[pos:], len(data), "eof"
+
+
+class CloudWatchStreamer:
+    """State of one StreamData call; `tick` is one getNextMessage + successful upload."""
+
+    def __init__(self, structured: bool, build_event):
+        self.structured = structured
+        self.threshold = STREAM_THRESHOLD if structured else UPLOAD_THRESHOLD
+        self.build_event = build_event  # (message bytes, file_complete) -> message str
+        self.last_known = 0
+        self.current = 0
+        self.done = False
+
+    def tick(self, data: bytes, file_complete: bool) -> list[str]:
+        pos = 0
+        if self.last_known > 0:  # skip to the last uploaded line
+            last_line = 0
+            _, pos, err = read_slice(data, pos, self.threshold)
+            while err in (None, "full"):
+                last_line += 1
+                if last_line == self.last_known:
+                    break
+                _, pos, err = read_slice(data, pos, self.threshold)
+        events, message, err = [], b"", None
+        while True:
+            line, pos, err = read_slice(data, pos, self.threshold)
+            if err == "eof" and (len(line) == 0 or not file_complete):
+                break  # the trailing partial line waits for the end of the session
+            line = process_message(line, strip=self.structured)
+            if len(message) + len(line) > self.threshold:
+                events.append(self.build_event(message, file_complete))
+                if len(events) >= MAX_EVENTS_PER_CALL:
+                    self.last_known = self.current
+                    return events
+                message = b""
+            message += line
+            self.current += 1
+        if message:
+            events.append(self.build_event(message, file_complete))
+        elif file_complete:
+            self.done = True
+        if events:
+            self.last_known = self.current  # PutLogEvents succeeded
+        return events
+
+
+def cw_stream_events(sc: Scenario, ipc_chunks: list[tuple[float, bytes]], end_s: float) -> list[dict]:
+    """Streaming (section 5.2): every second, the complete lines written so far."""
+    complete_at = end_s + FILE_COMPLETE_DELAY_S
+    tick_time = [0.0]
+
+    def build(message: bytes, _complete: bool) -> str:
+        text = message.replace(b"\t", b" ").replace(b"\r", b"")
+        lines = text.split(b"\n")
+        if lines[-1] == b"":
+            lines.pop()
+        when = sc.base_time + dt.timedelta(seconds=tick_time[0])
+        fields = [
+            ("eventVersion", go_json_string(b"1.0")),
+            ("eventTime", go_json_string(when.strftime("%Y-%m-%dT%H:%M:%SZ").encode())),
+            ("awsRegion", go_json_string(sc.region.encode())),
+            ("target", '{"id":%s}' % go_json_string(sc.target.encode())),
+            ("userIdentity", '{"arn":%s}' % go_json_string(sc.principal.encode())),
+            ("runAsUser", go_json_string(sc.run_as.encode())),
+            ("sessionId", go_json_string(sc.session_id.encode())),
+            ("sessionData", "[" + ",".join(go_json_string(x) for x in lines) + "]"),
+        ]
+        return "{" + ",".join(f'"{k}":{v}' for k, v in fields) + "}"
+
+    streamer = CloudWatchStreamer(structured=True, build_event=build)
+    events, k = [], 1
+    while not streamer.done:
+        t = k * UPLOAD_FREQUENCY_S + STREAM_TICK_PHASE_S
+        tick_time[0] = t
+        data = b"".join(c for ct, c in ipc_chunks if ct <= t)
+        for msg in streamer.tick(data, file_complete=t >= complete_at):
+            events.append(cw_event(sc, t, msg))
+        k += 1
+        assert k < 100_000
+    return events
+
+
+def cw_upload_events(sc: Scenario, s3_log: bytes, end_s: float) -> list[dict]:
+    """Upload at session end (section 4): the `script` file, whole lines, \\r\\n -> \\n,
+    last \\n of every event dropped. No ANSI stripping."""
+
+    def build(message: bytes, complete: bool) -> str:
+        text = message.replace(b"\r\n", b"\n")
+        if complete and message.endswith(b"\n"):
+            text = text[:-1]
+        return go_string(text)
+
+    streamer = CloudWatchStreamer(structured=False, build_event=build)
+    events, t = [], end_s + UPLOAD_START_DELAY_S
+    while not streamer.done:
+        t += UPLOAD_FREQUENCY_S
+        for msg in streamer.tick(s3_log, file_complete=True):
+            events.append(cw_event(sc, t, msg))
+    return events
+
+
+def cw_event(sc: Scenario, t: float, message: str) -> dict:
+    ms = int((sc.base_time.timestamp() + t) * 1000)
+    return {"timestamp": ms, "message": message, "ingestionTime": ms + INGESTION_DELAY_MS}
+
+
+def get_log_events_json(sc: Scenario, events: list[dict]) -> str:
+    """`aws logs get-log-events --output json` (the CLI prints indent=4, non-ASCII as is)."""
+    digest = int(hashlib.sha256(sc.session_id.encode()).hexdigest(), 16)
+    token = str(digest)[:56].rjust(56, "0")
+    doc = {"events": events, "nextForwardToken": f"f/{token}/s", "nextBackwardToken": f"b/{token}/s"}
+    return json.dumps(doc, indent=4, ensure_ascii=False) + "\n"
+
+
+# =========================================================================================
+# CloudTrail StartSession (section 6.1)
+# =========================================================================================
+
+
+def fake_id(prefix: str, seed: str, n: int, alphabet: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") -> str:
+    h = hashlib.sha256(seed.encode()).digest()
+    return prefix + "".join(alphabet[x % len(alphabet)] for x in h[:n])
+
+
+def cloudtrail_start_session(sc: Scenario) -> dict:
+    account = sc.principal.split(":")[4]
+    when = sc.base_time - dt.timedelta(seconds=CLOUDTRAIL_LEAD_S)
+    resource = sc.principal.split(":", 5)[5]
+    if resource.startswith("assumed-role/"):
+        _, role, session_name = resource.split("/", 2)
+        role_id = fake_id("AROA", account + role, 17)
+        identity = {
+            "type": "AssumedRole",
+            "principalId": f"{role_id}:{session_name}",
+            "arn": sc.principal,
+            "accountId": account,
+            "accessKeyId": fake_id("ASIA", sc.session_id, 9) + "EXAMPLE",
+            "sessionContext": {
+                "sessionIssuer": {
+                    "type": "Role",
+                    "principalId": role_id,
+                    "arn": f"arn:aws:iam::{account}:role/{role}",
+                    "accountId": account,
+                    "userName": role,
+                },
+                "webIdFederationData": {},
+                "attributes": {
+                    "creationDate": iso_z(when - dt.timedelta(minutes=17)),
+                    "mfaAuthenticated": "false",
+                },
+            },
+        }
+    else:
+        user = resource.split("/")[-1]
+        identity = {
+            "type": "IAMUser",
+            "principalId": fake_id("AIDA", account + user, 17),
+            "arn": sc.principal,
+            "accountId": account,
+            "accessKeyId": fake_id("AKIA", account + user, 9) + "EXAMPLE",
+            "userName": user,
+        }
+    request = {"target": sc.target}
+    if sc.document_name:
+        request["documentName"] = sc.document_name
+    seed = uuid.uuid5(uuid.NAMESPACE_URL, "sessionlake:" + sc.session_id)
+    return {
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": iso_z(when),
+        "eventSource": "ssm.amazonaws.com",
+        "eventName": "StartSession",
+        "awsRegion": sc.region,
+        "sourceIPAddress": "203.0.113.%d" % (seed.bytes[0] % 200 + 10),
+        "userAgent": "aws-cli/2.15.30 Python/3.11.8 Linux/6.1.0-18-amd64 exe/x86_64.debian.12 "
+        "prompt/off command/ssm.start-session",
+        "requestParameters": request,
+        "responseElements": {
+            "sessionId": sc.session_id,
+            "tokenValue": "Value hidden due to security reasons.",
+            "streamUrl": f"wss://ssmmessages.{sc.region}.amazonaws.com/v1/data-channel/"
+            f"{sc.session_id}?role=publish_subscribe",
+        },
+        "requestID": str(uuid.uuid5(seed, "request")),
+        "eventID": str(uuid.uuid5(seed, "event")),
+        "readOnly": False,
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+        "tlsDetails": {
+            "tlsVersion": "TLSv1.3",
+            "cipherSuite": "TLS_AES_128_GCM_SHA256",
+            "clientProvidedHostHeader": f"ssm.{sc.region}.amazonaws.com",
+        },
+    }
+
+
+def write_cloudtrail(scenarios: list[Scenario]) -> None:
+    """One gzip JSON file per account/region/5-minute delivery window, like CloudTrail."""
+    groups: dict[tuple, list[dict]] = {}
+    for sc in scenarios:
+        rec = cloudtrail_start_session(sc)
+        when = dt.datetime.fromisoformat(rec["eventTime"].replace("Z", "+00:00"))
+        window = when.replace(minute=when.minute - when.minute % 5, second=0) + dt.timedelta(minutes=5)
+        groups.setdefault((rec["recipientAccountId"], sc.region, window), []).append(rec)
+    out_root = EXAMPLES_DIR / "cloudtrail"
+    if out_root.exists():
+        shutil.rmtree(out_root)
+    for (account, region, window), records in sorted(groups.items()):
+        records.sort(key=lambda r: r["eventTime"])
+        d = out_root / "AWSLogs" / account / "CloudTrail" / region / window.strftime("%Y/%m/%d")
+        d.mkdir(parents=True, exist_ok=True)
+        suffix = fake_id("", f"{account}{region}{window}", 16, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        name = f"{account}_CloudTrail_{region}_{window.strftime('%Y%m%dT%H%MZ')}_{suffix}.json.gz"
+        payload = json.dumps({"Records": records}, separators=(",", ":")).encode()
+        with open(d / name, "wb") as f:  # mtime 0: byte-stable output
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0) as gz:
+                gz.write(payload)
+
+
+# =========================================================================================
+# Putting it together
+# =========================================================================================
+
+
+def iso_z(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def derive(sc: Scenario, out: Path) -> None:
+    """All SSM forms of one recording (raw.bin + timing already in `out`)."""
+    raw = (out / "raw.bin").read_bytes()
+    chunks = timed_chunks(raw, parse_timing((out / "timing").read_text()))
+    ipc_chunks = agent_ipc_bytes(chunks)
+    ipc = b"".join(c for _, c in ipc_chunks)
+    if ipc != raw:
+        print(f"  note: the agent would write {len(ipc)} bytes, not {len(raw)} (U+FFFD quirk)")
+    end_s = chunks[-1][0] if chunks else 0.0
+    end_time = sc.base_time + dt.timedelta(seconds=end_s + LOG_GENERATION_DELAY_S)
+
+    s3 = generate_s3_log(sc, ipc, end_time)
+    (out / "s3.log").write_bytes(s3)
+    if sc.legacy_header:
+        (out / "s3-legacy.log").write_bytes(legacy_header(s3, end_time))
+    else:
+        (out / "s3-legacy.log").unlink(missing_ok=True)
+    upload = get_log_events_json(sc, cw_upload_events(sc, s3, end_s))
+    (out / "cloudwatch-upload.json").write_text(upload, encoding="utf-8")
+    stream = get_log_events_json(sc, cw_stream_events(sc, ipc_chunks, end_s))
+    (out / "cloudwatch-stream.json").write_text(stream, encoding="utf-8")
+    check_forms(sc, out, ipc)
+
+    for form in sc.example:
+        if form == "s3":
+            key = f"{sc.s3_prefix.strip('/')}/{sc.session_id}.log".lstrip("/")
+            dest = EXAMPLES_DIR / "s3" / key
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / "s3.log", dest)
+        else:
+            group_dir = sc.log_group.strip("/").replace("/", "-")
+            dest = EXAMPLES_DIR / "cloudwatch" / group_dir / f"{sc.session_id}.json"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / f"{form}.json", dest)
+
+
+def check_forms(sc: Scenario, out: Path, ipc: bytes) -> None:
+    """Cheap invariants, so a broken derivation is caught at once."""
+    s3 = (out / "s3.log").read_bytes()
+    body = s3.partition(b"\n")[2].rpartition(b"\nScript done on ")[0]
+    # Through the second pty every \n (ONLCR) gains a \r: \r\n -> \r\r\n.
+    assert body == ipc.replace(b"\n", b"\r\n"), f"{sc.name}: s3 body is not ONLCR(ipc)"
+    up = json.loads((out / "cloudwatch-upload.json").read_text(encoding="utf-8"))["events"]
+    joined = "\n".join(e["message"] for e in up) + "\n"
+    assert joined == go_string(s3.replace(b"\r\n", b"\n")), f"{sc.name}: upload events do not rejoin"
+    st = json.loads((out / "cloudwatch-stream.json").read_text(encoding="utf-8"))["events"]
+    for e in st:
+        msg = json.loads(e["message"])
+        assert list(msg) == ["eventVersion", "eventTime", "awsRegion", "target", "userIdentity",
+                             "runAsUser", "sessionId", "sessionData"]
+        assert len(e["message"].encode()) < 256 * 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="scenario names (file stems)")
+    ap.add_argument("--derive-only", action="store_true", help="reuse corpus/<sid>/raw.bin and timing")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        print("record.py: must run as root (it writes under /var/lib/amazon/ssm like the agent)", file=sys.stderr)
+        return 2
+    for tool in ("tmux", "script", "bash", "dash"):
+        if shutil.which(tool) is None:
+            print(f"record.py: {tool} not found", file=sys.stderr)
+            return 2
+
+    self_test()
+    all_scenarios = [Scenario.load(p) for p in sorted(SCENARIO_DIR.glob("*.toml"))]
+    ids = [sc.session_id for sc in all_scenarios]
+    assert len(ids) == len(set(ids)), "duplicate session ids"
+    chosen = [sc for sc in all_scenarios if not args.only or sc.name in args.only]
+    if args.only and len(chosen) != len(args.only):
+        print("record.py: unknown scenario in --only", file=sys.stderr)
+        return 2
+
+    if not args.only and not args.derive_only:
+        # A full run rebuilds every output: drop examples and corpus dirs of old scenarios.
+        for sub in ("s3", "cloudwatch"):
+            shutil.rmtree(EXAMPLES_DIR / sub, ignore_errors=True)
+        for d in CORPUS_DIR.iterdir():
+            if d.is_dir() and (d / "raw.bin").exists() and d.name not in ids:
+                shutil.rmtree(d)
+
+    for sc in chosen:
+        out = CORPUS_DIR / sc.session_id
+        out.mkdir(parents=True, exist_ok=True)
+        print(f"{sc.name}: {sc.session_id}", flush=True)
+        if not args.derive_only:
+            try:
+                start_wall, history = record(sc, out / "raw.bin", out / "timing")
+                expected = make_expected(sc, start_wall, history if sc.shell == "bash" else None)
+            finally:
+                for p in sc.cleanup:
+                    shutil.rmtree(p, ignore_errors=True)
+            (out / "expected.json").write_text(json.dumps(expected, indent=2, ensure_ascii=False) + "\n")
+            print(f"  {len(expected['commands'])} commands, {(out / 'raw.bin').stat().st_size} bytes")
+        derive(sc, out)
+
+    write_cloudtrail([sc for sc in all_scenarios if sc.example])
+    if SANDBOX.exists():
+        shutil.rmtree(SANDBOX)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+//! Helpers for the end-to-end tests: the real binaries, moto's server on loopback (started by
+//! `scripts/test`), and DuckDB from the test virtualenv.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Test credentials moto accepts; never real ones.
+const TEST_ACCESS_KEY: &str = "testing";
+const TEST_SECRET_KEY: &str = "testing";
+/// Region of every test resource.
+pub const TEST_REGION: &str = "us-east-1";
+
+/// Returns the repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Returns moto's endpoint. Fails loudly when the tests were not started by `scripts/test`:
+/// an end-to-end test that silently skips would be a test that cannot fail.
+pub fn moto_endpoint() -> String {
+    std::env::var("SESSIONLAKE_TEST_ENDPOINT").unwrap_or_else(|_| {
+        panic!("SESSIONLAKE_TEST_ENDPOINT is not set: run the tests with ./scripts/test, which starts moto_server")
+    })
+}
+
+/// Returns the SDK configuration for moto.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let credentials =
+        aws_sdk_s3::config::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, None, None, "tests");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(TEST_REGION))
+        .endpoint_url(moto_endpoint())
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// Returns an S3 client for moto (path-style addressing).
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Returns a command running one of the workspace's binaries, with a clean AWS environment
+/// pointing at moto (or at nothing, when `aws` is false).
+pub fn binary(name: &str, aws: bool) -> Command {
+    let path = assert_cmd::cargo::cargo_bin(name);
+    let mut command = Command::new(path);
+    for variable in [
+        "AWS_PROFILE",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        command.env_remove(variable);
+    }
+    command.env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+        .env_remove("SESSIONLAKE_LAKE")
+        .env_remove("SESSIONLAKE_KEYRING")
+        .env_remove("SESSIONLAKE_CONFIG");
+    if aws {
+        command
+            .env("AWS_ENDPOINT_URL", moto_endpoint())
+            .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+            .env("AWS_REGION", TEST_REGION);
+    }
+    command
+}
+
+/// Output of a finished command.
+pub struct Ran {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `command` and returns what it printed.
+pub fn run(command: &mut Command) -> Ran {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
+    Ran {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs `sql` in DuckDB (the test virtualenv's) with `dir` as the working directory and returns
+/// the rows as JSON arrays, one per line.
+pub fn duckdb(dir: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test")
+    });
+    let script = "import duckdb, json, sys\nfor row in duckdb.sql(sys.argv[1]).fetchall():\n    print(json.dumps(row, default=str))\n";
+    let ran = run(Command::new(python)
+        .current_dir(dir)
+        .arg("-c")
+        .arg(script)
+        .arg(sql));
+    assert_eq!(ran.code, 0, "duckdb failed on {sql}:\n{}", ran.stderr);
+    ran.stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("duckdb row is JSON"))
+        .collect()
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Lists the files under `dir`, relative paths, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).expect("under dir").to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
