@@ -43,6 +43,8 @@ pub struct Draft {
     pub prompt: String,
     /// The cwd the prompt shows.
     pub cwd: Option<String>,
+    /// The OS user the prompt shows.
+    pub user: Option<String>,
     /// The command text, continuation lines joined with `\n`.
     pub command: String,
     /// Output lines.
@@ -73,10 +75,10 @@ fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
     }
     // A redraw in the middle (`$ old$ new` after history recall): take what follows the last
     // copy of a distinctive prompt.
-    if prompt_text.len() >= 6 {
-        if let Some(position) = rest.rfind(prompt_text) {
-            rest = &rest[position + prompt_text.len()..];
-        }
+    if prompt_text.len() >= 6
+        && let Some(position) = rest.rfind(prompt_text)
+    {
+        rest = &rest[position + prompt_text.len()..];
     }
     rest
 }
@@ -94,6 +96,7 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
         return Some(Prompt {
             len: known.len(),
             cwd: None,
+            user: None,
         });
     }
     if evidence == Evidence::EditorMarks && line.editor {
@@ -182,6 +185,7 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
                     current = Some(Draft {
                         prompt: prompt_text.to_string(),
                         cwd: prompt.cwd.clone(),
+                        user: prompt.user.clone(),
                         command: std::mem::take(&mut pending),
                         output: Vec::new(),
                         start: line.start,
@@ -201,6 +205,7 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
             current = Some(Draft {
                 prompt: prompt_text.to_string(),
                 cwd: prompt.cwd.clone(),
+                user: prompt.user.clone(),
                 command: pending,
                 output: Vec::new(),
                 start: line.start,

@@ -121,13 +121,14 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
     let mut lines: Vec<Line> = Vec::with_capacity(screen.lines.len());
     let mut last_region = None;
     for screen_line in screen.lines {
-        if screen_line.region.is_some() && screen_line.region == last_region {
-            if let Some(previous) = lines.last_mut() {
-                previous.text.push('\n');
-                previous.text.push_str(&screen_line.text);
-                previous.end = screen_line.end + offset;
-                continue;
-            }
+        if screen_line.region.is_some()
+            && screen_line.region == last_region
+            && let Some(previous) = lines.last_mut()
+        {
+            previous.text.push('\n');
+            previous.text.push_str(&screen_line.text);
+            previous.end = screen_line.end + offset;
+            continue;
         }
         last_region = screen_line.region;
         lines.push(Line {
@@ -150,6 +151,10 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
     let mut context = context.clone();
     if context.target.is_none() {
         context.target = script.header.target.clone();
+    }
+    // The session's OS user is the one its first prompt shows (before any `sudo su`).
+    if context.run_as.is_none() {
+        context.run_as = drafts.first().and_then(|draft| draft.user.clone());
     }
     let status = if script.header.complete {
         SessionStatus::Complete

@@ -335,7 +335,7 @@ mod tests {
         );
 
         let without_key = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
-            .and_then(|builder| builder.build().map_err(Into::into))
+            .and_then(|builder| builder.build())
             .map(|reader| reader.collect::<Result<Vec<_>, _>>());
         assert!(
             !matches!(without_key, Ok(Ok(_))),

@@ -11,6 +11,8 @@ pub struct Prompt {
     pub len: usize,
     /// Working directory the prompt shows.
     pub cwd: Option<String>,
+    /// OS user the prompt shows (`[user@host dir]$`, `user@host:dir$`).
+    pub user: Option<String>,
 }
 
 /// Prompts of the shells SSM sessions run, anchored at the line start. Each alternative names
@@ -21,9 +23,9 @@ static KNOWN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^(?:",
         // bash on Amazon Linux / RHEL: [ec2-user@ip-10-0-0-12 ~]$  and  [root@ip-… tmp]#
-        r"\[[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+(?: (?P<cwd1>[^\]]*))?\][$#] ?",
+        r"\[(?P<user1>[A-Za-z0-9_.\-]+)@[A-Za-z0-9_.\-]+(?: (?P<cwd1>[^\]]*))?\][$#] ?",
         // bash on Debian / Ubuntu: ubuntu@ip-10-0-0-12:~/dir$
-        r"|[A-Za-z0-9_.\-]+@[A-Za-z0-9_.\-]+:(?P<cwd2>[^\s$#][^$#]*?)[$#] ",
+        r"|(?P<user2>[A-Za-z0-9_.\-]+)@[A-Za-z0-9_.\-]+:(?P<cwd2>[^\s$#][^$#]*?)[$#] ",
         // sh / bash without a PS1 of their own: sh-4.2$  sh-5.2#  bash-5.2$
         r"|(?:sh|bash|dash|ksh)-[0-9]+(?:\.[0-9]+)*[$#] ?",
         // dash and minimal prompts
@@ -47,9 +49,14 @@ pub fn known_prompt(line: &str) -> Option<Prompt> {
         .find_map(|name| captures.name(name))
         .map(|m| m.as_str().to_string())
         .filter(|cwd| !cwd.is_empty());
+    let user = ["user1", "user2"]
+        .iter()
+        .find_map(|name| captures.name(name))
+        .map(|m| m.as_str().to_string());
     Some(Prompt {
         len: whole.end(),
         cwd,
+        user,
     })
 }
 
@@ -68,6 +75,7 @@ pub fn editor_prompt(line: &str) -> Option<Prompt> {
     Some(Prompt {
         len: end + 2,
         cwd: None,
+        user: None,
     })
 }
 
@@ -87,7 +95,8 @@ mod tests {
 
     #[test]
     fn test_known_prompts() {
-        let cases: &[(&str, Option<(usize, Option<&str>)>)] = &[
+        type Case<'a> = (&'a str, Option<(usize, Option<&'a str>)>);
+        let cases: &[Case<'_>] = &[
             ("[ec2-user@ip-10-0-0-12 ~]$ ls", Some((27, Some("~")))),
             ("[root@ip-10-0-0-12 tmp]# id", Some((25, Some("tmp")))),
             ("ubuntu@ip-10-0-0-12:~/src$ make", Some((27, Some("~/src")))),

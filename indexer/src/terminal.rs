@@ -162,7 +162,7 @@ impl LineTerminal {
             self.set_cell(self.cursor + 1, Some(WIDE_TAIL));
         }
         self.cursor += char_width;
-        self.pending_wrap = self.cursor % self.width == 0;
+        self.pending_wrap = self.cursor.is_multiple_of(self.width);
         if let Some(region) = self.region {
             self.line().region = Some(region);
         }

@@ -123,11 +123,12 @@ pub fn register(
     keep: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<()> {
     let url = Url::parse(LAKE_URL).context("lake url")?;
-    ctx.register_object_store(&url, store.object_store());
+    let (engine_store, prefix) = store.engine_store();
+    ctx.register_object_store(&url, engine_store);
     let commands = snapshot.files(ObjectKind::Commands, keep);
     let wrapped = commands
         .iter()
-        .filter_map(|entry| Some((entry.path.clone(), entry.key.clone()?)))
+        .filter_map(|entry| Some((format!("{prefix}{}", entry.path), entry.key.clone()?)))
         .collect();
     ctx.runtime_env().register_parquet_encryption_factory(
         ENCRYPTION_FACTORY_ID,
@@ -137,13 +138,9 @@ pub fn register(
             opened: Mutex::new(HashMap::new()),
         }),
     );
-    register_table(ctx, "commands", commands_schema(), &commands)?;
-    register_table(
-        ctx,
-        "sessions",
-        sessions_schema(),
-        &snapshot.files(ObjectKind::Sessions, keep),
-    )?;
+    register_table(ctx, "commands", commands_schema(), prefix, &commands)?;
+    let sessions = snapshot.files(ObjectKind::Sessions, keep);
+    register_table(ctx, "sessions", sessions_schema(), prefix, &sessions)?;
     Ok(())
 }
 
@@ -151,6 +148,7 @@ fn register_table(
     ctx: &SessionContext,
     name: &str,
     schema: SchemaRef,
+    prefix: &str,
     files: &[&ObjectEntry],
 ) -> anyhow::Result<()> {
     if files.is_empty() {
@@ -160,7 +158,7 @@ fn register_table(
     }
     let urls = files
         .iter()
-        .map(|entry| ListingTableUrl::parse(format!("{LAKE_URL}{}", entry.path)))
+        .map(|entry| ListingTableUrl::parse(format!("{LAKE_URL}{prefix}{}", entry.path)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut options = TableParquetOptions::default();
     options.crypto.factory_id = Some(ENCRYPTION_FACTORY_ID.to_string());

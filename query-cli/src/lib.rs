@@ -103,13 +103,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 
 async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
     let location = LakeLocation::parse(&cli.lake)?;
-    if let LakeLocation::Local(path) = &location {
-        if std::fs::metadata(path).is_err() {
-            anyhow::bail!(
-                "lake {} does not exist (run sessionlake-ingest first)",
-                path.display()
-            );
-        }
+    if let LakeLocation::Local(path) = &location
+        && std::fs::metadata(path).is_err()
+    {
+        anyhow::bail!(
+            "lake {} does not exist (run sessionlake-ingest first)",
+            path.display()
+        );
     }
     // AWS configuration is loaded only when something points at AWS: an S3 lake, a region or
     // profile, or an endpoint. A local lake with a local keyring never touches the network.
@@ -219,7 +219,6 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
             ScalarValue::TimestampMicrosecond(Some(until), Some("UTC".into())),
         );
     }
-    drop(bind);
     let filter = if conditions.is_empty() {
         String::new()
     } else {

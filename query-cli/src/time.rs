@@ -11,21 +11,21 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
 /// Parses `text` with relative times counted back from `now` (µs).
 pub fn parse_time_at(text: &str, now: i64) -> anyhow::Result<i64> {
     let text = text.trim();
-    if let Some((number, unit)) = text.char_indices().last().map(|(i, c)| (&text[..i], c)) {
-        if let Ok(count) = number.parse::<i64>() {
-            let unit_micros: i64 = match unit {
-                's' => 1_000_000,
-                'm' => 60_000_000,
-                'h' => 3_600_000_000,
-                'd' => 86_400_000_000,
-                'w' => 7 * 86_400_000_000,
-                _ => anyhow::bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
-            };
-            return Ok(now
-                - count
-                    .checked_mul(unit_micros)
-                    .context("relative time overflows")?);
-        }
+    if let Some((number, unit)) = text.char_indices().last().map(|(i, c)| (&text[..i], c))
+        && let Ok(count) = number.parse::<i64>()
+    {
+        let unit_micros: i64 = match unit {
+            's' => 1_000_000,
+            'm' => 60_000_000,
+            'h' => 3_600_000_000,
+            'd' => 86_400_000_000,
+            'w' => 7 * 86_400_000_000,
+            _ => anyhow::bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
+        };
+        return Ok(now
+            - count
+                .checked_mul(unit_micros)
+                .context("relative time overflows")?);
     }
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_micros());

@@ -1,1 +1,481 @@
+//! End-to-end: the real binaries on the shipped examples, locally and against moto's S3,
+//! CloudWatch Logs and KMS, with DuckDB reading the lake.
 
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use serde_json::Value;
+use sessionlake_tests::{
+    binary, copy_tree, duckdb, files_under, repo_root, run, s3_client, sdk_config,
+};
+
+/// The one `rm -rf` in the examples, as every search must report it.
+const RM_RF_ROW: [(&str, &str); 6] = [
+    ("session_id", "alice-0123456789abcdef0"),
+    (
+        "principal",
+        "arn:aws:sts::111122223333:assumed-role/Admin/alice",
+    ),
+    ("run_as", "ssm-user"),
+    ("target", "i-0a1b2c3d4e5f67890"),
+    ("command", "rm -rf /tmp/alice-scratch"),
+    ("time", "2026-03-14 09:26:50Z"),
+];
+
+/// Sessions shipped in examples/: S3 transcripts plus CloudWatch streams.
+fn example_sessions() -> usize {
+    let examples = repo_root().join("examples");
+    files_under(&examples)
+        .iter()
+        .filter(|path| {
+            let name = path.to_string_lossy();
+            name.ends_with(".log") || (name.starts_with("cloudwatch/") && name.ends_with(".json"))
+        })
+        .count()
+}
+
+/// Parses `--json` output into match rows and the summary.
+fn parse_json_lines(stdout: &str) -> (Vec<BTreeMap<String, Value>>, Value) {
+    let mut rows = Vec::new();
+    let mut summary = Value::Null;
+    for line in stdout.lines() {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        match record["type"].as_str() {
+            Some("match") => rows.push(
+                record["data"]
+                    .as_object()
+                    .expect("data")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            Some("summary") => summary = record["data"].clone(),
+            other => panic!("unexpected record type {other:?} in {line}"),
+        }
+    }
+    (rows, summary)
+}
+
+fn assert_rm_rf_rows(rows: &[BTreeMap<String, Value>]) {
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    for (field, expected) in RM_RF_ROW {
+        assert_eq!(
+            rows[0][field],
+            Value::from(expected),
+            "field {field} of {:#?}",
+            rows[0]
+        );
+    }
+}
+
+#[test]
+fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+
+    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let expected = format!("ingested {} sessions", example_sessions());
+    assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
+    assert!(
+        ingest.stdout.contains("created keyring"),
+        "{}",
+        ingest.stdout
+    );
+    let mode = std::fs::metadata(dir.path().join(".sessionlake/keyring.json"))
+        .expect("keyring")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+        "--json",
+    ]));
+    assert_eq!(search.code, 0, "{}", search.stderr);
+    let (rows, summary) = parse_json_lines(&search.stdout);
+    assert_rm_rf_rows(&rows);
+    assert_eq!(summary["matched"], Value::from(1));
+
+    // Table output names the same row.
+    let table = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+    ]));
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(
+        table.stdout.contains("alice-0123456789abcdef0")
+            && table.stdout.contains("rm -rf /tmp/alice-scratch"),
+        "{}",
+        table.stdout
+    );
+
+    // Filters combine; a filter that excludes the row finds nothing and exits 1.
+    let narrowed = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+        "--principal",
+        "alice",
+        "--target",
+        "i-0a1b2c3d4e5f67890",
+        "--since",
+        "2026-03-14",
+        "--until",
+        "2026-03-15",
+        "--json",
+    ]));
+    assert_eq!(narrowed.code, 0, "{}", narrowed.stderr);
+    assert_rm_rf_rows(&parse_json_lines(&narrowed.stdout).0);
+    for excluding in [
+        ["--principal", "bob"],
+        ["--target", "i-0fedcba9876543210"],
+        ["--since", "2026-03-16"],
+        ["--until", "2026-03-13"],
+    ] {
+        let none = run(binary("sessionlake", false)
+            .current_dir(dir.path())
+            .args(["search", "--command", "rm -rf", "--json"])
+            .args(excluding));
+        assert_eq!(
+            none.code, 1,
+            "{excluding:?}: {}{}",
+            none.stdout, none.stderr
+        );
+        assert_eq!(
+            parse_json_lines(&none.stdout).1["matched"],
+            Value::from(0),
+            "{excluding:?}"
+        );
+    }
+
+    // A second run finds nothing new: cursors hold, nothing is duplicated.
+    let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("ingested 0 sessions"),
+        "{}",
+        again.stdout
+    );
+    let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+        "--json",
+    ]));
+    assert_rm_rf_rows(&parse_json_lines(&search.stdout).0);
+
+    // A bad regular expression is an error (exit 2), named.
+    let bad = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "(unclosed",
+    ]));
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("--command"), "{}", bad.stderr);
+}
+
+/// Names unique to one test run: moto keeps state for the whole run of the suite.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path) {
+    let body = std::fs::read(path).expect("read example");
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
+    let config = sdk_config().await;
+    let s3 = s3_client().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    let kms = aws_sdk_kms::Client::new(&config);
+    let examples = repo_root().join("examples");
+
+    let source_bucket = unique("ssm-logs");
+    let trail_bucket = unique("trail");
+    let lake_bucket = unique("lake");
+    for bucket in [&source_bucket, &trail_bucket, &lake_bucket] {
+        s3.create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("create bucket");
+    }
+    // S3 transcripts under a free-form prefix; CloudTrail files in their usual layout.
+    for file in files_under(&examples.join("s3")) {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        put_file(
+            &s3,
+            &source_bucket,
+            &format!("team-a/111122223333/{name}"),
+            &examples.join("s3").join(&file),
+        )
+        .await;
+    }
+    for file in files_under(&examples.join("cloudtrail")) {
+        put_file(
+            &s3,
+            &trail_bucket,
+            &file.to_string_lossy(),
+            &examples.join("cloudtrail").join(&file),
+        )
+        .await;
+    }
+    // CloudWatch streams, events re-timed to the last hour (moto drops events older than 14 days).
+    let group = format!("/ssm/{}", unique("sessions"));
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .expect("create log group");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    for file in files_under(&examples.join("cloudwatch")) {
+        let stream = file
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .to_string();
+        let document: Value = serde_json::from_slice(
+            &std::fs::read(examples.join("cloudwatch").join(&file)).expect("read"),
+        )
+        .expect("json");
+        logs.create_log_stream()
+            .log_group_name(&group)
+            .log_stream_name(&stream)
+            .send()
+            .await
+            .expect("create stream");
+        let events: Vec<_> = document["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(now_ms - 3_600_000 + i as i64)
+                    .message(event["message"].as_str().expect("message"))
+                    .build()
+                    .expect("event")
+            })
+            .collect();
+        logs.put_log_events()
+            .log_group_name(&group)
+            .log_stream_name(&stream)
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .expect("put events");
+    }
+    let key_id = kms
+        .create_key()
+        .send()
+        .await
+        .expect("create key")
+        .key_metadata()
+        .expect("metadata")
+        .key_id()
+        .to_string();
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let keyring = work.path().join("keyring.json");
+    let lake = format!("s3://{lake_bucket}/lake");
+    let ingest = run(binary("sessionlake-ingest", true)
+        .current_dir(work.path())
+        .args([
+            "--lake",
+            &lake,
+            "--keyring",
+            &keyring.to_string_lossy(),
+            "--kms-key-id",
+            &key_id,
+            "--s3",
+            &format!("s3://{source_bucket}/team-a/"),
+            "--cloudwatch",
+            &group,
+            "--cloudtrail",
+            &format!("s3://{trail_bucket}/AWSLogs/"),
+        ]));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let expected = format!("ingested {} sessions", example_sessions());
+    assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
+
+    let search = |args: &[&str]| {
+        run(binary("sessionlake", true)
+            .current_dir(work.path())
+            .args([
+                "--lake",
+                &lake,
+                "--keyring",
+                &keyring.to_string_lossy(),
+                "search",
+                "--json",
+            ])
+            .args(args))
+    };
+    let found = search(&["--command", "rm -rf"]);
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_rm_rf_rows(&parse_json_lines(&found.stdout).0);
+
+    let everything = search(&[]);
+    assert_eq!(everything.code, 0, "{}", everything.stderr);
+    let (all_rows, summary) = parse_json_lines(&everything.stdout);
+    let total = summary["matched"].as_u64().expect("matched");
+    assert_eq!(all_rows.len() as u64, total);
+    assert!(total >= 30, "too few commands: {total}");
+    let bob = search(&["--principal", "arn:aws:iam::111122223333:user/bob"]);
+    let (bob_rows, _) = parse_json_lines(&bob.stdout);
+    assert!(!bob_rows.is_empty());
+    assert!(bob_rows.iter().all(|row| {
+        row["session_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("bob-"))
+    }));
+    // Streamed CloudWatch sessions carry a time per command.
+    assert!(
+        bob_rows
+            .iter()
+            .all(|row| row["time_kind"] == "cloudwatch-event"),
+        "{bob_rows:#?}"
+    );
+
+    // Download the whole lake.
+    let copy = work.path().join("lake-copy");
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&lake_bucket)
+        .prefix("lake/")
+        .send()
+        .await
+        .expect("list lake");
+    for object in listed.contents() {
+        let key = object.key().expect("key");
+        let body = s3
+            .get_object()
+            .bucket(&lake_bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get")
+            .body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes();
+        let path = copy.join(key.strip_prefix("lake/").expect("prefix"));
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, &body).expect("write");
+    }
+    let stored = files_under(&copy);
+    let count = |prefix: &str| stored.iter().filter(|p| p.starts_with(prefix)).count();
+    assert_eq!(count("raw"), example_sessions(), "{stored:?}");
+    assert!(
+        count("commands") >= 1 && count("sessions") >= 1 && count("manifest") == 1,
+        "{stored:?}"
+    );
+
+    // No command text from the inputs appears in plaintext anywhere in the lake.
+    let lake_bytes: Vec<(String, Vec<u8>)> = stored
+        .iter()
+        .map(|p| {
+            (
+                p.to_string_lossy().to_string(),
+                std::fs::read(copy.join(p)).expect("read"),
+            )
+        })
+        .collect();
+    let mut checked = 0;
+    for row in &all_rows {
+        let command = row["command"].as_str().expect("command");
+        if command.len() < 8 {
+            continue;
+        }
+        checked += 1;
+        for (path, bytes) in &lake_bytes {
+            assert!(
+                memchr_find(bytes, command.as_bytes()).is_none(),
+                "{command:?} in plaintext in {path}"
+            );
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} commands were long enough to check"
+    );
+    // Data keys came from KMS, bound to the session.
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(copy.join("manifest/00000000000000000000.json")).expect("manifest"),
+    )
+    .expect("json");
+    let keys: Vec<&Value> = manifest["body"]["added"]
+        .as_array()
+        .expect("added")
+        .iter()
+        .filter_map(|entry| entry.get("key"))
+        .collect();
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|key| key["provider"] == "kms"), "{keys:?}");
+
+    // DuckDB reads the tables with no extra steps: the same counts, the same sessions.
+    let rows = duckdb(
+        &copy,
+        "SELECT count(*) FROM read_parquet('commands/**/*.parquet', hive_partitioning = true)",
+    );
+    assert_eq!(rows, vec![serde_json::json!([total])]);
+    let per_session = duckdb(
+        &copy,
+        "SELECT session_id, principal, target, count(*) FROM read_parquet('commands/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY session_id",
+    );
+    let mut expected_per_session: BTreeMap<String, (Value, Value, u64)> = BTreeMap::new();
+    for row in &all_rows {
+        let entry = expected_per_session
+            .entry(row["session_id"].as_str().expect("id").to_string())
+            .or_insert((row["principal"].clone(), row["target"].clone(), 0));
+        entry.2 += 1;
+    }
+    let expected_rows: Vec<Value> = expected_per_session
+        .into_iter()
+        .map(|(id, (principal, target, n))| serde_json::json!([id, principal, target, n]))
+        .collect();
+    assert_eq!(per_session, expected_rows);
+    let sessions = duckdb(
+        &copy,
+        "SELECT session_id, dt, status FROM read_parquet('sessions/**/*.parquet', hive_partitioning = true) WHERE session_id = 'alice-0123456789abcdef0'",
+    );
+    assert_eq!(
+        sessions,
+        vec![serde_json::json!([
+            "alice-0123456789abcdef0",
+            "2026-03-14",
+            "complete"
+        ])]
+    );
+}
+
+fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
