@@ -161,6 +161,40 @@ pub fn is_stream_message(message: &str) -> bool {
     trimmed.starts_with('{') && serde_json::from_str::<StreamMessage>(trimmed).is_ok()
 }
 
+/// Builds the raw bytes of a CloudWatch stream: streamed JSON events as JSON Lines of
+/// `{"timestamp","message"}`; uploaded text re-joined with the `\n` the agent dropped.
+pub fn cloudwatch_raw(events: &[LogEvent]) -> (crate::InputForm, Vec<u8>) {
+    let streamed = events
+        .iter()
+        .find(|e| !e.message.trim().is_empty())
+        .is_some_and(|e| is_stream_message(&e.message));
+    if streamed {
+        let mut raw = Vec::new();
+        for event in events {
+            // Serialising a struct of an i64 and a String cannot fail.
+            if let Ok(line) = serde_json::to_vec(event) {
+                raw.extend_from_slice(&line);
+                raw.push(b'\n');
+            }
+        }
+        (crate::InputForm::CloudwatchStream, raw)
+    } else {
+        let joined = events
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        (crate::InputForm::CloudwatchUpload, joined.into_bytes())
+    }
+}
+
+/// `aws logs get-log-events --output json`, as saved in a local folder.
+#[derive(Debug, serde::Deserialize)]
+pub struct GetLogEventsFile {
+    /// The stream's events, oldest first.
+    pub events: Vec<LogEvent>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,8 @@
 //! assert_eq!(commands, ["ls", "exit"]);
 //! ```
 
+pub mod bench;
+pub mod eval;
 pub mod extract;
 pub mod input;
 pub mod parquet_out;

@@ -8,7 +8,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use sessionlake_indexer::input::{LogEvent, is_stream_message};
+use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw};
 use sessionlake_indexer::{InputForm, SessionContext, account_of_arn};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::store::sha256_hex;
@@ -63,39 +63,6 @@ pub struct Polled {
     pub bad: Vec<BadInput>,
     /// CloudTrail `StartSession` facts by session id.
     pub cloudtrail: BTreeMap<String, SessionContext>,
-}
-
-/// Builds the raw bytes of a CloudWatch stream: streamed JSON events as JSON Lines of
-/// `{"timestamp","message"}`; uploaded text re-joined with the `\n` the agent dropped.
-pub fn cloudwatch_raw(events: &[LogEvent]) -> (InputForm, Vec<u8>) {
-    let streamed = events
-        .iter()
-        .find(|e| !e.message.trim().is_empty())
-        .is_some_and(|e| is_stream_message(&e.message));
-    if streamed {
-        let mut raw = Vec::new();
-        for event in events {
-            // Serialising a struct of an i64 and a String cannot fail.
-            if let Ok(line) = serde_json::to_vec(event) {
-                raw.extend_from_slice(&line);
-                raw.push(b'\n');
-            }
-        }
-        (InputForm::CloudwatchStream, raw)
-    } else {
-        let joined = events
-            .iter()
-            .map(|e| e.message.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        (InputForm::CloudwatchUpload, joined.into_bytes())
-    }
-}
-
-/// `aws logs get-log-events --output json`, as saved in a local folder.
-#[derive(serde::Deserialize)]
-struct GetLogEventsFile {
-    events: Vec<LogEvent>,
 }
 
 /// Returns the session id for an object key or file name: its base name without `.log`.

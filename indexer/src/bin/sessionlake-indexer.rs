@@ -1,0 +1,84 @@
+//! `sessionlake-indexer`: measure the parser. `eval` prints precision and recall of command
+//! extraction per SSM form over the recorded corpus; `bench` prints parsing speed per form.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sessionlake_indexer::eval;
+
+#[derive(Parser)]
+#[command(name = "sessionlake-indexer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Precision and recall of extracted commands per form, against the corpus's oracle.
+    Eval {
+        /// Corpus folder (one folder per recorded session).
+        #[arg(long, default_value = "corpus")]
+        corpus: PathBuf,
+        /// List every command extracted but not expected (+) or expected but missed (-).
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Parsing throughput per form, over the corpus repeated to at least `--mib` MiB.
+    Bench {
+        /// Corpus folder.
+        #[arg(long, default_value = "corpus")]
+        corpus: PathBuf,
+        /// MiB of input per form per run.
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+        /// Runs per form; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval { corpus, verbose } => run_eval(&corpus, verbose),
+        Command::Bench { corpus, mib, runs } => sessionlake_indexer::bench::run(&corpus, mib, runs),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sessionlake-indexer: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
+    let report = eval::evaluate(corpus)?;
+    println!("{} sessions in {}", report.sessions, corpus.display());
+    println!(
+        "{:<20} {:>9} {:>7} {:>7} {:>10} {:>8}",
+        "form", "expected", "found", "wrong", "precision", "recall"
+    );
+    for (form, score) in &report.by_form {
+        println!(
+            "{:<20} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%",
+            form,
+            score.true_positives + score.false_negatives,
+            score.true_positives,
+            score.false_positives,
+            score.precision() * 100.0,
+            score.recall() * 100.0
+        );
+    }
+    if verbose {
+        for miss in &report.misses {
+            println!(
+                "{} {:<18} {:<32} {:?}",
+                miss.kind, miss.form, miss.scenario, miss.command
+            );
+        }
+    }
+    Ok(())
+}

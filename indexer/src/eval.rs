@@ -1,0 +1,236 @@
+//! Accuracy of command extraction against the recorded corpus (`corpus/<session>/`).
+//!
+//! Each corpus session holds one real shell recording in every SSM form and `expected.json`,
+//! the commands the shell itself recorded (bash's history file; for dash, the scenario's list).
+//! Extracted commands are aligned with expected ones in order (longest common subsequence of
+//! normalised text): aligned pairs are true positives, the rest of the extracted list are
+//! false positives, the rest of the expected list false negatives.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::input::{GetLogEventsFile, cloudwatch_raw};
+use crate::{InputForm, SessionContext, parse_session};
+
+/// The forms a corpus session is stored in, by file name.
+pub const FORMS: [(&str, &str); 4] = [
+    ("s3", "s3.log"),
+    ("s3-legacy", "s3-legacy.log"),
+    ("cloudwatch-upload", "cloudwatch-upload.json"),
+    ("cloudwatch-stream", "cloudwatch-stream.json"),
+];
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    session_id: String,
+    scenario: String,
+    commands: Vec<ExpectedCommand>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ExpectedCommand {
+    command: String,
+}
+
+/// Counts for one form (or one session in one form).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Score {
+    /// Extracted and expected.
+    pub true_positives: usize,
+    /// Extracted, not expected.
+    pub false_positives: usize,
+    /// Expected, not extracted.
+    pub false_negatives: usize,
+}
+
+impl Score {
+    /// Returns precision (1 when nothing was extracted).
+    pub fn precision(&self) -> f64 {
+        let extracted = self.true_positives + self.false_positives;
+        if extracted == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / extracted as f64
+        }
+    }
+
+    /// Returns recall (1 when nothing was expected).
+    pub fn recall(&self) -> f64 {
+        let expected = self.true_positives + self.false_negatives;
+        if expected == 0 {
+            1.0
+        } else {
+            self.true_positives as f64 / expected as f64
+        }
+    }
+
+    fn add(&mut self, other: Score) {
+        self.true_positives += other.true_positives;
+        self.false_positives += other.false_positives;
+        self.false_negatives += other.false_negatives;
+    }
+}
+
+/// A difference between extracted and expected commands, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Miss {
+    /// Corpus session.
+    pub session_id: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Form.
+    pub form: &'static str,
+    /// `+` extracted but not expected, `-` expected but not extracted.
+    pub kind: char,
+    /// The command.
+    pub command: String,
+}
+
+/// Result of evaluating the corpus.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Score per form.
+    pub by_form: BTreeMap<&'static str, Score>,
+    /// Every difference.
+    pub misses: Vec<Miss>,
+    /// Sessions evaluated.
+    pub sessions: usize,
+}
+
+/// Normalises a command for comparison with bash's history: the history file stores a
+/// backslash-newline continuation joined, a here-document with its final newline, and a
+/// completed word with the space completion added after it.
+pub fn normalise(command: &str) -> String {
+    command.replace("\\\n", "").trim_end().to_string()
+}
+
+/// Aligns `extracted` with `expected` (LCS of normalised text); returns the score and, for
+/// each side, which items were not aligned.
+pub fn align(extracted: &[String], expected: &[String]) -> (Score, Vec<usize>, Vec<usize>) {
+    let a: Vec<String> = extracted.iter().map(|c| normalise(c)).collect();
+    let b: Vec<String> = expected.iter().map(|c| normalise(c)).collect();
+    let mut table = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            table[i][j] = if a[i] == b[j] {
+                table[i + 1][j + 1] + 1
+            } else {
+                table[i + 1][j].max(table[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    let (mut unmatched_a, mut unmatched_b) = (Vec::new(), Vec::new());
+    while i < a.len() && j < b.len() {
+        if a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if table[i + 1][j] >= table[i][j + 1] {
+            unmatched_a.push(i);
+            i += 1;
+        } else {
+            unmatched_b.push(j);
+            j += 1;
+        }
+    }
+    unmatched_a.extend(i..a.len());
+    unmatched_b.extend(j..b.len());
+    let matched = table[0][0];
+    let score = Score {
+        true_positives: matched,
+        false_positives: a.len() - matched,
+        false_negatives: b.len() - matched,
+    };
+    (score, unmatched_a, unmatched_b)
+}
+
+fn read_form(path: &Path, file: &str) -> Result<Option<(InputForm, Vec<u8>)>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(format!("failed to read {}: {error}", path.display())),
+    };
+    if file.ends_with(".json") {
+        let document: GetLogEventsFile = serde_json::from_slice(&bytes)
+            .map_err(|error| format!("{} is not get-log-events JSON: {error}", path.display()))?;
+        Ok(Some(cloudwatch_raw(&document.events)))
+    } else {
+        Ok(Some((InputForm::S3Transcript, bytes)))
+    }
+}
+
+/// Evaluates every session under `corpus`.
+pub fn evaluate(corpus: &Path) -> Result<Report, String> {
+    let mut sessions: Vec<PathBuf> = std::fs::read_dir(corpus)
+        .map_err(|error| format!("failed to list {}: {error}", corpus.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| std::fs::metadata(path.join("expected.json")).is_ok())
+        .collect();
+    sessions.sort();
+    let mut report = Report::default();
+    for dir in sessions {
+        let text = std::fs::read(dir.join("expected.json"))
+            .map_err(|error| format!("failed to read {}: {error}", dir.display()))?;
+        let expected: Expected = serde_json::from_slice(&text)
+            .map_err(|error| format!("{}/expected.json is not valid: {error}", dir.display()))?;
+        // The index masks secrets; so must the oracle before comparing.
+        let expected_commands: Vec<String> = expected
+            .commands
+            .iter()
+            .map(|c| crate::redact::redact(&c.command).0.into_owned())
+            .collect();
+        report.sessions += 1;
+        for (form, file) in FORMS {
+            let Some((input_form, raw)) = read_form(&dir.join(file), file)? else {
+                continue;
+            };
+            let extracted: Vec<String> =
+                match parse_session(input_form, &raw, &SessionContext::new(&expected.session_id)) {
+                    Ok(parsed) => parsed.commands.into_iter().map(|c| c.command).collect(),
+                    Err(_) => Vec::new(),
+                };
+            let (score, extra, missing) = align(&extracted, &expected_commands);
+            report.by_form.entry(form).or_default().add(score);
+            let miss = |kind, command: &String| Miss {
+                session_id: expected.session_id.clone(),
+                scenario: expected.scenario.clone(),
+                form,
+                kind,
+                command: command.clone(),
+            };
+            report
+                .misses
+                .extend(extra.iter().map(|&i| miss('+', &extracted[i])));
+            report
+                .misses
+                .extend(missing.iter().map(|&j| miss('-', &expected_commands[j])));
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_align_counts() {
+        let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (score, extra, missing) = align(
+            &strings(&["ls", "x", "cd "]),
+            &strings(&["ls", "cd", "pwd"]),
+        );
+        assert_eq!(
+            score,
+            Score {
+                true_positives: 2,
+                false_positives: 1,
+                false_negatives: 1
+            }
+        );
+        assert_eq!((extra, missing), (vec![1], vec![2]));
+        assert_eq!(normalise("echo a \\\nb\n"), "echo a b");
+    }
+}
