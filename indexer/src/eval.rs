@@ -234,3 +234,41 @@ mod tests {
         assert_eq!(normalise("echo a \\\nb\n"), "echo a b");
     }
 }
+
+#[cfg(test)]
+mod corpus_tests {
+    use super::*;
+
+    /// The recorded corpus is the parser's regression suite: every session in it is parsed in
+    /// every form, and accuracy may not fall below what BENCHMARKS.md reports.
+    #[test]
+    fn test_corpus_accuracy_does_not_regress() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        let report = evaluate(&corpus).expect("corpus evaluates");
+        assert!(
+            report.sessions >= 20,
+            "corpus has {} sessions",
+            report.sessions
+        );
+        let floors = [
+            ("s3", 0.99, 0.99),
+            ("s3-legacy", 0.99, 0.99),
+            ("cloudwatch-upload", 0.99, 0.99),
+            ("cloudwatch-stream", 0.88, 0.88),
+        ];
+        for (form, precision, recall) in floors {
+            let score = report.by_form[form];
+            assert!(
+                score.precision() >= precision && score.recall() >= recall,
+                "{form}: precision {:.4} recall {:.4}; misses: {:#?}",
+                score.precision(),
+                score.recall(),
+                report
+                    .misses
+                    .iter()
+                    .filter(|m| m.form == form)
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}

@@ -83,6 +83,27 @@ fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
     rest
 }
 
+/// Width at which readline is assumed to wrap in a stripped stream (the stream keeps no size).
+const STRIPPED_WRAP_WIDTH: usize = crate::terminal::DEFAULT_WIDTH;
+
+/// Removes the spaces readline's wrap leaves in a stripped stream. Typing past the last column,
+/// readline prints a space and a carriage return; the stream deletes the CR, so a space stands
+/// at every multiple of the width (counted from the prompt's start) inside a long line.
+fn remove_wrap_spaces(prompt_text: &str, rest: &str) -> String {
+    use unicode_width::UnicodeWidthChar as _;
+    let mut column: usize = prompt_text.chars().map(|c| c.width().unwrap_or(0)).sum();
+    let mut kept = String::with_capacity(rest.len());
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ' ' && column > 0 && column % STRIPPED_WRAP_WIDTH == 0 && chars.peek().is_some() {
+            continue;
+        }
+        column += c.width().unwrap_or(0);
+        kept.push(c);
+    }
+    kept
+}
+
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
     if let Some(prompt) = prompt::known_prompt(&line.text) {
@@ -159,8 +180,16 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
             learned.push(prompt_text.to_string());
         }
         let mut rest = &line.text[prompt.len..];
+        let unwrapped;
         if evidence == Evidence::Stripped {
             rest = strip_redraws(prompt_text, rest);
+            unwrapped = remove_wrap_spaces(prompt_text, rest);
+            rest = &unwrapped;
+        }
+        // The editor redrew its prompt further down (after a completion list, Ctrl-L): what
+        // came before the last redraw is not part of the buffer.
+        if let Some(position) = rest.rfind(&format!("\n{prompt_text}")) {
+            rest = &rest[position + 1 + prompt_text.len()..];
         }
         if rest.trim().is_empty() || is_cancelled(rest) {
             continue;
@@ -218,7 +247,49 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
     if let Some(done) = current {
         drafts.push(done);
     }
+    for draft in &mut drafts {
+        apply_history_expansion(draft);
+    }
     drafts
+}
+
+/// Returns whether `command` uses bash history expansion (`!!`, `!-2`, `!grep`, `!$`, …).
+fn uses_history_expansion(command: &str) -> bool {
+    let mut in_single_quotes = false;
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => in_single_quotes = !in_single_quotes,
+            '\\' => {
+                chars.next();
+            }
+            '!' if !in_single_quotes => {
+                if chars
+                    .peek()
+                    .is_some_and(|next| !matches!(next, ' ' | '\t' | '\n' | '=' | '(' | '"'))
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+/// bash prints a command after history expansion before running it: that line, not what was
+/// typed, is the command the shell received (and what its history holds).
+fn apply_history_expansion(draft: &mut Draft) {
+    if !uses_history_expansion(&draft.command) {
+        return;
+    }
+    let Some(expanded) = draft.output.first() else {
+        return;
+    };
+    if expanded.contains("event not found") || expanded.trim().is_empty() {
+        return;
+    }
+    draft.command = draft.output.remove(0);
 }
 
 #[cfg(test)]

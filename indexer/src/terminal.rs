@@ -22,6 +22,9 @@ use unicode_width::UnicodeWidthChar as _;
 /// Columns assumed when nothing says otherwise (the SSM agent's pty default for Linux clients).
 pub const DEFAULT_WIDTH: usize = 80;
 
+/// Narrowest terminal a wrap can reveal.
+const MIN_WIDTH: usize = 20;
+
 /// Logical lines that stay editable (a screen's worth).
 pub const WINDOW: usize = 48;
 
@@ -56,6 +59,9 @@ type Cell = Option<char>;
 /// Marks the second cell of a double-width character.
 const WIDE_TAIL: char = '\u{0}';
 
+/// Marks the cells a tab skipped after its own (rendered as the one `\t`).
+const TAB_FILL: char = '\u{1}';
+
 #[derive(Debug, Default)]
 struct LineState {
     cells: Vec<Cell>,
@@ -79,6 +85,10 @@ pub struct LineTerminal {
     region: Option<u32>,
     regions: u32,
     saved_cursor: (usize, usize),
+    /// Cursor after the last printed character, when it was a space (readline's wrap).
+    last_printed_space_at: Option<usize>,
+    /// A wrap at this column is suspected; a print confirms it.
+    wrap_candidate: Option<usize>,
     /// Offset up to which input has been fed, for line ranges.
     fed: usize,
     finished: Vec<ScreenLine>,
@@ -99,6 +109,8 @@ impl LineTerminal {
             region: None,
             regions: 0,
             saved_cursor: (0, 0),
+            last_printed_space_at: None,
+            wrap_candidate: None,
             fed: 0,
             finished: Vec::new(),
         }
@@ -215,6 +227,20 @@ impl LineTerminal {
         }
     }
 
+    fn start_new_line(&mut self) {
+        self.line();
+        self.window.push_back(LineState {
+            start: self.fed,
+            end: self.fed,
+            ..LineState::default()
+        });
+        self.current = self.window.len() - 1;
+        self.move_to(0);
+        while self.window.len() > WINDOW {
+            self.finish_front();
+        }
+    }
+
     fn cursor_up(&mut self, count: usize) {
         let mut remaining = count;
         let mut row_start = self.row_start();
@@ -306,6 +332,11 @@ impl LineTerminal {
         match mode {
             2004 => {
                 if on {
+                    // The line editor draws as if it started at column 0; when a program left
+                    // output without a final newline, what it printed is a line of its own.
+                    if self.cursor > 0 && !self.pending_wrap {
+                        self.start_new_line();
+                    }
                     self.region = Some(self.regions);
                     self.regions += 1;
                 } else {
@@ -337,7 +368,7 @@ fn render(cells: &[Cell]) -> String {
     let mut text = String::with_capacity(cells.len());
     for cell in cells {
         match cell {
-            Some(WIDE_TAIL) => {}
+            Some(WIDE_TAIL | TAB_FILL) => {}
             Some(c) => text.push(*c),
             None => text.push(' '),
         }
@@ -358,17 +389,44 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
 
 impl vte::Perform for LineTerminal {
     fn print(&mut self, c: char) {
-        if !self.alternate_screen {
-            self.put_char(c);
+        if self.alternate_screen {
+            return;
         }
+        // Not a wrap: a redraw of the line from its start, or readline's own `(reverse-i-search)`
+        // and `(arg: n)` prompts being replaced by the shell prompt.
+        let first = self.window[self.current].cells.first().copied().flatten();
+        let redraws_line_start = first == Some(c) || first == Some('(') || c == '(';
+        if let Some(column) = self.wrap_candidate.take().filter(|_| !redraws_line_start) {
+            // `<text> \r<text>` inside the editor: readline wrapped at `column`, so that is
+            // the terminal's width (the client's window, not our default): re-lay the line.
+            self.width = column;
+            self.move_to(column);
+        }
+        self.put_char(c);
+        self.last_printed_space_at = (c == ' ').then_some(self.cursor);
     }
 
     fn execute(&mut self, byte: u8) {
         if self.alternate_screen {
             return;
         }
+        if byte != b'\r' {
+            self.last_printed_space_at = None;
+            self.wrap_candidate = None;
+        }
         match byte {
             b'\r' => {
+                // A space printed just past what the line editor believes is the last column,
+                // then CR: that is readline's wrap, at a width other than the one assumed.
+                self.wrap_candidate = match self.last_printed_space_at.take() {
+                    Some(after) if self.region.is_some() => {
+                        // The space sits at logical index `after - 1`; a wrap there at our
+                        // width is ordinary, anywhere else it reveals the real width.
+                        let column = after - 1;
+                        (column % self.width != 0 && column >= MIN_WIDTH).then_some(column)
+                    }
+                    _ => None,
+                };
                 let start = self.row_start();
                 self.move_to(start);
             }
@@ -392,7 +450,8 @@ impl vte::Perform for LineTerminal {
                         .flatten()
                         .is_none()
                     {
-                        self.set_cell(index, Some(' '));
+                        let cell = if index == self.cursor { '\t' } else { TAB_FILL };
+                        self.set_cell(index, Some(cell));
                     }
                 }
                 self.move_to(next);
@@ -408,6 +467,8 @@ impl vte::Perform for LineTerminal {
         _ignore: bool,
         action: char,
     ) {
+        self.last_printed_space_at = None;
+        self.wrap_candidate = None;
         if intermediates == b"?" {
             if matches!(action, 'h' | 'l') {
                 for param in params.iter() {
@@ -591,6 +652,37 @@ mod tests {
                 ("$", Some(1), 31, 41)
             ]
         );
+    }
+
+    #[test]
+    fn test_tabs_keep_their_character() {
+        assert_eq!(texts(b"$ echo a\tb\r\n"), vec!["$ echo a\tb"]);
+    }
+
+    #[test]
+    fn test_editor_starting_mid_line_starts_a_line() {
+        let input = b"no newline at the end\x1b[?2004h$ ls\r\n\x1b[?2004l\r";
+        let screen = LineTerminal::run(80, input);
+        let lines: Vec<_> = screen
+            .lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.region))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![("no newline at the end", None), ("$ ls", Some(0))]
+        );
+    }
+
+    #[test]
+    fn test_wrap_reveals_a_narrower_terminal() {
+        // readline in a 60-column terminal wraps with a space and CR at column 60.
+        let mut input = b"\x1b[?2004h$ echo ".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 53));
+        input.extend_from_slice(b" \ryz\r\n");
+        let text = &texts(&input)[0];
+        assert_eq!(text.len(), 2 + 5 + 53 + 2, "{text}");
+        assert!(text.ends_with("xxyz"), "{text}");
     }
 
     #[test]
