@@ -95,7 +95,11 @@ fn remove_wrap_spaces(prompt_text: &str, rest: &str) -> String {
     let mut kept = String::with_capacity(rest.len());
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == ' ' && column > 0 && column % STRIPPED_WRAP_WIDTH == 0 && chars.peek().is_some() {
+        if c == ' '
+            && column > 0
+            && column.is_multiple_of(STRIPPED_WRAP_WIDTH)
+            && chars.peek().is_some()
+        {
             continue;
         }
         column += c.width().unwrap_or(0);
@@ -263,13 +267,12 @@ fn uses_history_expansion(command: &str) -> bool {
             '\\' => {
                 chars.next();
             }
-            '!' if !in_single_quotes => {
-                if chars
+            '!' if !in_single_quotes
+                && chars
                     .peek()
-                    .is_some_and(|next| !matches!(next, ' ' | '\t' | '\n' | '=' | '(' | '"'))
-                {
-                    return true;
-                }
+                    .is_some_and(|next| !matches!(next, ' ' | '\t' | '\n' | '=' | '(' | '"')) =>
+            {
+                return true;
             }
             _ => {}
         }
