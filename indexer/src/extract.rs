@@ -74,13 +74,43 @@ fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
         rest = after;
     }
     // A redraw in the middle (`$ old$ new` after history recall): take what follows the last
-    // copy of a distinctive prompt.
+    // copy of a distinctive prompt, unless that copy sits inside a quoted string of the
+    // command (`printf '[u@h ~]$ …'`).
     if prompt_text.len() >= 6
         && let Some(position) = rest.rfind(prompt_text)
+        && syntax::is_complete(&rest[..position])
     {
         rest = &rest[position + prompt_text.len()..];
     }
+    // A highlighted paste redrawn plainly leaves `X` then `X…` once the escapes are gone.
+    for (index, _) in rest.char_indices().skip(3) {
+        let (first, second) = rest.split_at(index);
+        if second.starts_with(first) {
+            return second;
+        }
+    }
     rest
+}
+
+/// Returns whether the lines after `draft` are a completion list for its last word and `next`
+/// is the same line redrawn with the completion: the earlier line never ran.
+fn is_completion_listing(draft: &Draft, next: &Draft) -> bool {
+    if next.prompt != draft.prompt
+        || next.command.len() <= draft.command.len()
+        || draft.output.is_empty()
+    {
+        return false;
+    }
+    if !next.command.starts_with(draft.command.as_str()) {
+        return false;
+    }
+    let last_word = draft.command.rsplit(' ').next().unwrap_or_default();
+    let stem = last_word.rsplit('/').next().unwrap_or_default();
+    !stem.is_empty()
+        && draft.output.iter().all(|line| {
+            line.split_whitespace()
+                .all(|candidate| candidate.starts_with(stem))
+        })
 }
 
 /// Width at which readline is assumed to wrap in a stripped stream (the stream keeps no size).
@@ -111,7 +141,14 @@ fn remove_wrap_spaces(prompt_text: &str, rest: &str) -> String {
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
     if let Some(prompt) = prompt::known_prompt(&line.text) {
-        return Some(prompt);
+        // A bare `$ ` or `# ` is weak evidence (a Markdown heading, a shell snippet in
+        // output): once the session has shown its real prompt, only that counts.
+        let bare = prompt.len <= 2;
+        let contradicted =
+            bare && !learned.is_empty() && !learned.iter().any(|p| p == &line.text[..prompt.len]);
+        if !(contradicted && evidence != Evidence::EditorMarks) {
+            return Some(prompt);
+        }
     }
     if let Some(known) = learned
         .iter()
@@ -162,6 +199,28 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
             continuing = false;
         }
 
+        // A stripped stream glues a prompt to output that had no final newline
+        // (`Password: [u@h ~]$ echo …`): the prompt starts a line of its own.
+        let split_line;
+        let mut line = line;
+        if evidence == Evidence::Stripped
+            && find_prompt(line, evidence, &learned).is_none()
+            && let Some(position) = learned
+                .iter()
+                .filter(|p| p.len() >= 6)
+                .filter_map(|p| line.text.find(p.as_str()))
+                .min()
+            && position > 0
+        {
+            if let Some(draft) = current.as_mut() {
+                draft.output.push(line.text[..position].to_string());
+            }
+            split_line = Line {
+                text: line.text[position..].to_string(),
+                ..line.clone()
+            };
+            line = &split_line;
+        }
         let prompt = find_prompt(line, evidence, &learned);
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
@@ -195,7 +254,10 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
         if let Some(position) = rest.rfind(&format!("\n{prompt_text}")) {
             rest = &rest[position + 1 + prompt_text.len()..];
         }
-        if rest.trim().is_empty() || is_cancelled(rest) {
+        // In a stripped stream `^C` is followed by whatever the redraw left on the line.
+        let cancelled =
+            is_cancelled(rest) || (evidence == Evidence::Stripped && rest.contains("^C"));
+        if rest.trim().is_empty() || cancelled {
             continue;
         }
         let confidence = match evidence {
@@ -253,6 +315,17 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
     }
     for draft in &mut drafts {
         apply_history_expansion(draft);
+    }
+    // Without editor marks a completion list looks like a command with output.
+    if evidence != Evidence::EditorMarks {
+        let mut index = 0;
+        while index + 1 < drafts.len() {
+            if is_completion_listing(&drafts[index], &drafts[index + 1]) {
+                drafts.remove(index);
+            } else {
+                index += 1;
+            }
+        }
     }
     drafts
 }

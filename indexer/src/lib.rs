@@ -250,12 +250,14 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
             // What the agent's ANSI stripper left (BS, a whole line it could not parse) still
             // goes through the terminal model.
             let screen = LineTerminal::run(STREAM_LINE_WIDTH, text.as_bytes());
+            // The last line is what the line ended as (the editor starting mid-line, after a
+            // full-screen program's leftovers, begins a line of its own).
             let text = screen
                 .lines
                 .into_iter()
+                .last()
                 .map(|line| line.text)
-                .collect::<Vec<_>>()
-                .join(" ");
+                .unwrap_or_default();
             lines.push(Line {
                 text,
                 start,
