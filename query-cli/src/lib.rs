@@ -240,6 +240,14 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).
+fn json_record(kind: &str, data: &serde_json::Value) -> String {
+    format!(
+        "{{\"type\":{},\"data\":{data}}}",
+        serde_json::Value::from(kind)
+    )
+}
+
 fn text_at(array: &dyn Array, row: usize) -> Option<String> {
     if array.is_null(row) {
         return None;
@@ -310,13 +318,16 @@ fn print_search(
                 writeln!(
                     out,
                     "{}",
-                    serde_json::json!({"type": "match", "data": data})
+                    json_record("match", &serde_json::Value::Object(data))
                 )?;
             }
             writeln!(
                 out,
                 "{}",
-                serde_json::json!({"type": "summary", "data": {"matched": total, "shown": rows.len()}})
+                json_record(
+                    "summary",
+                    &serde_json::json!({"matched": total, "shown": rows.len()})
+                )
             )
         })()
     } else {
