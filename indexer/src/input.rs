@@ -195,6 +195,52 @@ pub struct GetLogEventsFile {
     pub events: Vec<LogEvent>,
 }
 
+/// Largest decompressed CloudWatch Logs subscription payload (a gzip-bomb guard; real ones are
+/// at most 1 MiB compressed and a few MiB decompressed).
+pub const MAX_SUBSCRIPTION_PAYLOAD: u64 = 64 * 1024 * 1024;
+
+/// A CloudWatch Logs subscription delivery (to Lambda, Kinesis or Firehose), decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionPayload {
+    /// `DATA_MESSAGE`, or `CONTROL_MESSAGE` for the reachability check CloudWatch sends.
+    pub message_type: String,
+    /// Log group.
+    #[serde(default)]
+    pub log_group: String,
+    /// Log stream: the session id.
+    #[serde(default)]
+    pub log_stream: String,
+    /// The events.
+    #[serde(default)]
+    pub log_events: Vec<LogEvent>,
+}
+
+/// Decodes a subscription payload: base64 (as Lambda receives it in `awslogs.data`) or raw
+/// bytes, gzip-compressed, JSON. Errors name what was wrong.
+pub fn decode_subscription_payload(data: &[u8]) -> Result<SubscriptionPayload, String> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let trimmed = data.trim_ascii();
+    let compressed = if trimmed.starts_with(&[0x1f, 0x8b]) {
+        trimmed.to_vec()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(trimmed)
+            .map_err(|error| format!("subscription payload is neither gzip nor base64: {error}"))?
+    };
+    let mut json = Vec::new();
+    sessionlake_lake::decompress::bounded(
+        flate2::read::GzDecoder::new(&compressed[..]),
+        MAX_SUBSCRIPTION_PAYLOAD,
+        "subscription payload",
+    )
+    .read_to_end(&mut json)
+    .map_err(|error| format!("subscription payload does not decompress: {error}"))?;
+    serde_json::from_slice(&json)
+        .map_err(|error| format!("subscription payload is not valid JSON: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +260,29 @@ mod tests {
             split.header.generated_at,
             parse_script_time("2026-11-24 07:00:46+00:00")
         );
+    }
+
+    #[test]
+    fn test_subscription_payload_round_trip_and_bomb() {
+        use base64::Engine as _;
+        use std::io::Write as _;
+        let json = br#"{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/ssm/sessions","logStream":"alice-0123456789abcdef0","subscriptionFilters":["f"],"logEvents":[{"id":"1","timestamp":1710408000000,"message":"{\"sessionData\":[\"$ ls\"]}"}]}"#;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(json).unwrap();
+        let gz = encoder.finish().unwrap();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&gz);
+        let payload = decode_subscription_payload(encoded.as_bytes()).unwrap();
+        assert_eq!(payload.log_stream, "alice-0123456789abcdef0");
+        assert_eq!(payload.log_events.len(), 1);
+        assert_eq!(decode_subscription_payload(&gz).unwrap(), payload);
+
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..(MAX_SUBSCRIPTION_PAYLOAD / (1 << 20) + 1) {
+            bomb.write_all(&vec![b' '; 1 << 20]).unwrap();
+        }
+        let error = decode_subscription_payload(&bomb.finish().unwrap()).unwrap_err();
+        assert!(error.contains("decompress"), "{error}");
+        assert!(decode_subscription_payload(b"!!not base64!!").is_err());
     }
 
     #[test]
