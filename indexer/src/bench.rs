@@ -74,12 +74,9 @@ pub fn run(corpus: &Path, mib: usize, runs: usize) -> Result<(), String> {
         let mut commands = 0;
         for _ in 0..runs.max(1) {
             let started = Instant::now();
-            let parsed = parse_session(
-                form,
-                &input,
-                &SessionContext::new("bench-0123456789abcdef0"),
-            )
-            .map_err(|error| format!("{name}: {error}"))?;
+            let parsed =
+                parse_session(form, &input, &SessionContext::new("bench-0123456789abcdef0"))
+                    .map_err(|error| format!("{name}: {error}"))?;
             let seconds = started.elapsed().as_secs_f64();
             commands = parsed.commands.len();
             speeds.push(input.len() as f64 / 1e6 / seconds);

@@ -49,21 +49,13 @@ impl Score {
     /// Returns precision (1 when nothing was extracted).
     pub fn precision(&self) -> f64 {
         let extracted = self.true_positives + self.false_positives;
-        if extracted == 0 {
-            1.0
-        } else {
-            self.true_positives as f64 / extracted as f64
-        }
+        if extracted == 0 { 1.0 } else { self.true_positives as f64 / extracted as f64 }
     }
 
     /// Returns recall (1 when nothing was expected).
     pub fn recall(&self) -> f64 {
         let expected = self.true_positives + self.false_negatives;
-        if expected == 0 {
-            1.0
-        } else {
-            self.true_positives as f64 / expected as f64
-        }
+        if expected == 0 { 1.0 } else { self.true_positives as f64 / expected as f64 }
     }
 
     fn add(&mut self, other: Score) {
@@ -200,12 +192,8 @@ pub fn evaluate(corpus: &Path) -> Result<Report, String> {
                 kind,
                 command: command.clone(),
             };
-            report
-                .misses
-                .extend(extra.iter().map(|&i| miss('+', &extracted[i])));
-            report
-                .misses
-                .extend(missing.iter().map(|&j| miss('-', &expected_commands[j])));
+            report.misses.extend(extra.iter().map(|&i| miss('+', &extracted[i])));
+            report.misses.extend(missing.iter().map(|&j| miss('-', &expected_commands[j])));
         }
     }
     Ok(report)
@@ -218,18 +206,9 @@ mod tests {
     #[test]
     fn test_align_counts() {
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (score, extra, missing) = align(
-            &strings(&["ls", "x", "cd "]),
-            &strings(&["ls", "cd", "pwd"]),
-        );
-        assert_eq!(
-            score,
-            Score {
-                true_positives: 2,
-                false_positives: 1,
-                false_negatives: 1
-            }
-        );
+        let (score, extra, missing) =
+            align(&strings(&["ls", "x", "cd "]), &strings(&["ls", "cd", "pwd"]));
+        assert_eq!(score, Score { true_positives: 2, false_positives: 1, false_negatives: 1 });
         assert_eq!((extra, missing), (vec![1], vec![2]));
         assert_eq!(normalise("echo a \\\nb\n"), "echo a b");
     }
@@ -245,11 +224,7 @@ mod corpus_tests {
     fn test_corpus_accuracy_does_not_regress() {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
         let report = evaluate(&corpus).expect("corpus evaluates");
-        assert!(
-            report.sessions >= 20,
-            "corpus has {} sessions",
-            report.sessions
-        );
+        assert!(report.sessions >= 20, "corpus has {} sessions", report.sessions);
         let floors = [
             ("s3", 0.99, 0.99),
             ("s3-legacy", 0.99, 0.99),
@@ -263,11 +238,7 @@ mod corpus_tests {
                 "{form}: precision {:.4} recall {:.4}; misses: {:#?}",
                 score.precision(),
                 score.recall(),
-                report
-                    .misses
-                    .iter()
-                    .filter(|m| m.form == form)
-                    .collect::<Vec<_>>()
+                report.misses.iter().filter(|m| m.form == form).collect::<Vec<_>>()
             );
         }
     }

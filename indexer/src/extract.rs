@@ -107,10 +107,10 @@ fn is_completion_listing(draft: &Draft, next: &Draft) -> bool {
     let last_word = draft.command.rsplit(' ').next().unwrap_or_default();
     let stem = last_word.rsplit('/').next().unwrap_or_default();
     !stem.is_empty()
-        && draft.output.iter().all(|line| {
-            line.split_whitespace()
-                .all(|candidate| candidate.starts_with(stem))
-        })
+        && draft
+            .output
+            .iter()
+            .all(|line| line.split_whitespace().all(|candidate| candidate.starts_with(stem)))
 }
 
 /// Width at which readline is assumed to wrap in a stripped stream (the stream keeps no size).
@@ -150,16 +150,10 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
             return Some(prompt);
         }
     }
-    if let Some(known) = learned
-        .iter()
-        .filter(|p| line.text.starts_with(p.as_str()))
-        .max_by_key(|p| p.len())
+    if let Some(known) =
+        learned.iter().filter(|p| line.text.starts_with(p.as_str())).max_by_key(|p| p.len())
     {
-        return Some(Prompt {
-            len: known.len(),
-            cwd: None,
-            user: None,
-        });
+        return Some(Prompt { len: known.len(), cwd: None, user: None });
     }
     if evidence == Evidence::EditorMarks && line.editor {
         return prompt::editor_prompt(&line.text);
@@ -179,9 +173,7 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
         if continuing {
             if let Some(draft) = current.as_mut() {
                 let continuation =
-                    line.text
-                        .strip_prefix(PS2)
-                        .or(if line.text == ">" { Some("") } else { None });
+                    line.text.strip_prefix(PS2).or(if line.text == ">" { Some("") } else { None });
                 if let Some(rest) = continuation {
                     if is_cancelled(rest) {
                         // Ctrl-C at PS2 abandons the whole command.
@@ -215,10 +207,7 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
             if let Some(draft) = current.as_mut() {
                 draft.output.push(line.text[..position].to_string());
             }
-            split_line = Line {
-                text: line.text[position..].to_string(),
-                ..line.clone()
-            };
+            split_line = Line { text: line.text[position..].to_string(), ..line.clone() };
             line = &split_line;
         }
         let prompt = find_prompt(line, evidence, &learned);
@@ -379,13 +368,7 @@ mod tests {
             .map(|(text, accepted)| {
                 let start = offset;
                 offset += text.len() + 2;
-                Line {
-                    text: text.to_string(),
-                    start,
-                    end: offset,
-                    editor: *accepted,
-                    time: None,
-                }
+                Line { text: text.to_string(), start, end: offset, editor: *accepted, time: None }
             })
             .collect()
     }
@@ -409,10 +392,7 @@ mod tests {
             ("sh-4.2$ exit", false),
         ]);
         let drafts = assemble(&input, Evidence::Raw);
-        assert_eq!(
-            commands(&drafts),
-            vec!["ls", "for i in 1 2; do\necho $i\ndone", "exit"]
-        );
+        assert_eq!(commands(&drafts), vec!["ls", "for i in 1 2; do\necho $i\ndone", "exit"]);
         assert_eq!(drafts[0].output, vec!["a  b"]);
         assert_eq!(drafts[1].output, vec!["1", "2"]);
         assert_eq!((drafts[0].start, drafts[0].end), (0, input[1].end));
@@ -421,18 +401,12 @@ mod tests {
     #[test]
     fn test_editor_marks_reject_imitated_prompts() {
         let input = lines(&[
-            (
-                "[alice@ip-10-0-0-12 ~]$ printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'",
-                true,
-            ),
+            ("[alice@ip-10-0-0-12 ~]$ printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", true),
             ("[alice@ip-10-0-0-12 ~]$ rm -rf /", false),
             ("[alice@ip-10-0-0-12 ~]$ id", true),
         ]);
         let drafts = assemble(&input, Evidence::EditorMarks);
-        assert_eq!(
-            commands(&drafts),
-            vec!["printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", "id"]
-        );
+        assert_eq!(commands(&drafts), vec!["printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", "id"]);
         assert_eq!(drafts[0].output, vec!["[alice@ip-10-0-0-12 ~]$ rm -rf /"]);
     }
 

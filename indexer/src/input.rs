@@ -100,10 +100,7 @@ pub fn split_script(bytes: &[u8]) -> ScriptTranscript {
         b"ssm-session-logger",
     )
     .is_some();
-    ScriptTranscript {
-        body: body_start..body_end,
-        header,
-    }
+    ScriptTranscript { body: body_start..body_end, header }
 }
 
 /// One CloudWatch Logs event as the raw object stores it (one JSON object per line).
@@ -179,11 +176,7 @@ pub fn cloudwatch_raw(events: &[LogEvent]) -> (crate::InputForm, Vec<u8>) {
         }
         (crate::InputForm::CloudwatchStream, raw)
     } else {
-        let joined = events
-            .iter()
-            .map(|e| e.message.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
+        let joined = events.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("\n");
         (crate::InputForm::CloudwatchUpload, joined.into_bytes())
     }
 }
@@ -252,14 +245,8 @@ mod tests {
         assert_eq!(&bytes[split.body.clone()], b"sh-4.2$ ls\r\r\n");
         assert!(split.header.complete);
         assert_eq!(split.header.target.as_deref(), Some("i-0123456789abcdef0"));
-        assert_eq!(
-            split.header.session_id.as_deref(),
-            Some("alice-0123456789abcdef0")
-        );
-        assert_eq!(
-            split.header.generated_at,
-            parse_script_time("2026-11-24 07:00:46+00:00")
-        );
+        assert_eq!(split.header.session_id.as_deref(), Some("alice-0123456789abcdef0"));
+        assert_eq!(split.header.generated_at, parse_script_time("2026-11-24 07:00:46+00:00"));
     }
 
     #[test]

@@ -69,10 +69,7 @@ pub struct SessionContext {
 impl SessionContext {
     /// Returns a context that knows only the session id.
     pub fn new(session_id: impl Into<String>) -> Self {
-        SessionContext {
-            session_id: session_id.into(),
-            ..Default::default()
-        }
+        SessionContext { session_id: session_id.into(), ..Default::default() }
     }
 }
 
@@ -141,11 +138,7 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
             time: None,
         });
     }
-    let evidence = if screen.regions > 0 {
-        Evidence::EditorMarks
-    } else {
-        Evidence::Raw
-    };
+    let evidence = if screen.regions > 0 { Evidence::EditorMarks } else { Evidence::Raw };
     let mut drafts = extract::assemble(&lines, evidence);
     if script.header.legacy {
         drop_legacy_noise(&mut drafts);
@@ -158,18 +151,10 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
     if context.run_as.is_none() {
         context.run_as = drafts.first().and_then(|draft| draft.user.clone());
     }
-    let status = if script.header.complete {
-        SessionStatus::Complete
-    } else {
-        SessionStatus::Truncated
-    };
+    let status =
+        if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
     let commands = records(&drafts, &context, TimeSource::None);
-    Ok(ParsedSession {
-        commands,
-        context,
-        ended_at: script.header.generated_at,
-        status,
-    })
+    Ok(ParsedSession { commands, context, ended_at: script.header.generated_at, status })
 }
 
 /// Legacy agents ran the session through a logger shell: its `ssm-session-logger` command and
@@ -236,35 +221,18 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
             .or(Some(event.timestamp * 1000));
         first_time = first_time.or(time);
         last_time = time.or(last_time);
-        fill(
-            &mut context.principal,
-            message.user_identity.and_then(|u| u.arn),
-        );
+        fill(&mut context.principal, message.user_identity.and_then(|u| u.arn));
         fill(&mut context.target, message.target.and_then(|t| t.id));
         fill(&mut context.region, message.aws_region);
-        fill(
-            &mut context.run_as,
-            message.run_as_user.filter(|user| !user.is_empty()),
-        );
+        fill(&mut context.run_as, message.run_as_user.filter(|user| !user.is_empty()));
         for text in message.session_data {
             // What the agent's ANSI stripper left (BS, a whole line it could not parse) still
             // goes through the terminal model.
             let screen = LineTerminal::run(STREAM_LINE_WIDTH, text.as_bytes());
             // The last line is what the line ended as (the editor starting mid-line, after a
             // full-screen program's leftovers, begins a line of its own).
-            let text = screen
-                .lines
-                .into_iter()
-                .last()
-                .map(|line| line.text)
-                .unwrap_or_default();
-            lines.push(Line {
-                text,
-                start,
-                end: offset,
-                editor: false,
-                time,
-            });
+            let text = screen.lines.into_iter().last().map(|line| line.text).unwrap_or_default();
+            lines.push(Line { text, start, end: offset, editor: false, time });
         }
     }
     if events == 0 {
@@ -280,12 +248,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     if context.started_at.is_none() {
         context.started_at = first_time;
     }
-    Ok(ParsedSession {
-        commands,
-        context,
-        ended_at: last_time,
-        status: SessionStatus::Complete,
-    })
+    Ok(ParsedSession { commands, context, ended_at: last_time, status: SessionStatus::Complete })
 }
 
 fn fill(slot: &mut Option<String>, value: Option<String>) {
@@ -318,11 +281,8 @@ fn records(
             // A command's time comes only from its own line (streamed batches). The session's
             // start (CloudTrail) belongs to the session row: giving it to a command would be a
             // made-up time.
-            let time_source = if draft.time.is_some() {
-                line_time_source
-            } else {
-                TimeSource::None
-            };
+            let time_source =
+                if draft.time.is_some() { line_time_source } else { TimeSource::None };
             let started_at = draft.time;
             CommandRecord {
                 session_id: context.session_id.clone(),
@@ -354,10 +314,7 @@ fn floor_char_boundary(text: &str, index: usize) -> usize {
     if index >= text.len() {
         return text.len();
     }
-    (0..=index)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0)
+    (0..=index).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -399,12 +356,8 @@ mod tests {
             parse_session(InputForm::S3Transcript, &garbage, &SessionContext::new("x")).is_err()
         );
         assert!(
-            parse_session(
-                InputForm::CloudwatchStream,
-                b"{not json",
-                &SessionContext::new("x")
-            )
-            .is_err()
+            parse_session(InputForm::CloudwatchStream, b"{not json", &SessionContext::new("x"))
+                .is_err()
         );
     }
 

@@ -84,18 +84,12 @@ fn write(
 }
 
 fn sort_key(record: &CommandRecord) -> (i64, &str, u32) {
-    (
-        record.started_at.unwrap_or(i64::MIN),
-        record.session_id.as_str(),
-        record.seq,
-    )
+    (record.started_at.unwrap_or(i64::MIN), record.session_id.as_str(), record.seq)
 }
 
 /// Returns the column index of `name` in the commands schema.
 fn index_of(name: &str) -> i32 {
-    commands_schema()
-        .index_of(name)
-        .map_or(0, |index| index as i32)
+    commands_schema().index_of(name).map_or(0, |index| index as i32)
 }
 
 /// Writes `records` as a `commands` file, the sensitive columns encrypted under `key`;
@@ -172,10 +166,7 @@ pub fn write_commands(
         Arc::new(confidence.finish()),
         Arc::new(parser_version.finish()),
     ];
-    let fail = |source| WriteError {
-        table: "commands",
-        source,
-    };
+    let fail = |source| WriteError { table: "commands", source };
     let batch = RecordBatch::try_new(commands_schema(), arrays).map_err(|e| fail(e.into()))?;
     let mut encryption = FileEncryptionProperties::builder(key.expose().to_vec())
         .with_plaintext_footer(true)
@@ -243,18 +234,12 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         strings(&|r| Some(r.status.as_str())),
         numbers(&|r| r.parser_version),
     ];
-    let batch = RecordBatch::try_new(sessions_schema(), arrays).map_err(|e| WriteError {
-        table: "sessions",
-        source: e.into(),
-    })?;
+    let batch = RecordBatch::try_new(sessions_schema(), arrays)
+        .map_err(|e| WriteError { table: "sessions", source: e.into() })?;
     let index = |name| sessions_schema().index_of(name).map_or(0, |i| i as i32);
     let sorting = [columns::STARTED_AT, columns::SESSION_ID]
         .into_iter()
-        .map(|name| SortingColumn {
-            column_idx: index(name),
-            descending: false,
-            nulls_first: true,
-        })
+        .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
     write("sessions", batch, properties(sorting, None))
 }
@@ -296,20 +281,11 @@ mod tests {
     #[test]
     fn test_commands_round_trip_and_need_the_key() {
         let key = DataKey::from_slice(&[9u8; 32]).expect("32");
-        let bytes = write_commands(
-            &[record(1, "rm -rf /tmp/x"), record(0, "ls")],
-            &key,
-            b"meta".to_vec(),
-        )
-        .expect("write");
-        assert!(
-            memchr::memmem::find(&bytes, b"rm -rf").is_none(),
-            "command text is in plaintext"
-        );
-        assert!(
-            memchr::memmem::find(&bytes, b"secret output").is_none(),
-            "output is in plaintext"
-        );
+        let bytes =
+            write_commands(&[record(1, "rm -rf /tmp/x"), record(0, "ls")], &key, b"meta".to_vec())
+                .expect("write");
+        assert!(memchr::memmem::find(&bytes, b"rm -rf").is_none(), "command text is in plaintext");
+        assert!(memchr::memmem::find(&bytes, b"secret output").is_none(), "output is in plaintext");
 
         let decryption = FileDecryptionProperties::builder(key.expose().to_vec())
             .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![key.expose().to_vec(); 4])
@@ -329,17 +305,11 @@ mod tests {
             .column_by_name(columns::COMMAND)
             .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
             .expect("command column");
-        assert_eq!(
-            commands.iter().flatten().collect::<Vec<_>>(),
-            vec!["ls", "rm -rf /tmp/x"]
-        );
+        assert_eq!(commands.iter().flatten().collect::<Vec<_>>(), vec!["ls", "rm -rf /tmp/x"]);
 
         let without_key = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
             .and_then(|builder| builder.build())
             .map(|reader| reader.collect::<Result<Vec<_>, _>>());
-        assert!(
-            !matches!(without_key, Ok(Ok(_))),
-            "encrypted columns read without the key"
-        );
+        assert!(!matches!(without_key, Ok(Ok(_))), "encrypted columns read without the key");
     }
 }

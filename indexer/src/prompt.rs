@@ -53,11 +53,7 @@ pub fn known_prompt(line: &str) -> Option<Prompt> {
         .iter()
         .find_map(|name| captures.name(name))
         .map(|m| m.as_str().to_string());
-    Some(Prompt {
-        len: whole.end(),
-        cwd,
-        user,
-    })
+    Some(Prompt { len: whole.end(), cwd, user })
 }
 
 /// Returns the prompt of a line the line editor is known to have drawn (bracketed paste tells),
@@ -72,21 +68,14 @@ pub fn editor_prompt(line: &str) -> Option<Prompt> {
     let end = bytes
         .windows(2)
         .position(|pair| matches!(pair[0], b'$' | b'#' | b'%' | b'>') && pair[1] == b' ')?;
-    Some(Prompt {
-        len: end + 2,
-        cwd: None,
-        user: None,
-    })
+    Some(Prompt { len: end + 2, cwd: None, user: None })
 }
 
 fn floor_char_boundary(text: &str, index: usize) -> usize {
     if index >= text.len() {
         return text.len();
     }
-    (0..=index)
-        .rev()
-        .find(|i| text.is_char_boundary(*i))
-        .unwrap_or(0)
+    (0..=index).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -103,10 +92,7 @@ mod tests {
             ("sh-4.2$ date", Some((8, None))),
             ("sh-5.2# ", Some((8, None))),
             ("$ ls", Some((2, None))),
-            (
-                "PS C:\\Windows\\system32> dir",
-                Some((24, Some("C:\\Windows\\system32"))),
-            ),
+            ("PS C:\\Windows\\system32> dir", Some((24, Some("C:\\Windows\\system32")))),
             ("total 12", None),
             ("drwxr-xr-x 2 root root 4096 dir", None),
         ];

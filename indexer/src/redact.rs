@@ -24,9 +24,7 @@ fn always(_: &str) -> bool {
 fn looks_like_secret_key(candidate: &str) -> bool {
     candidate.bytes().any(|b| b.is_ascii_uppercase())
         && candidate.bytes().any(|b| b.is_ascii_lowercase())
-        && candidate
-            .bytes()
-            .any(|b| b.is_ascii_digit() || b == b'/' || b == b'+')
+        && candidate.bytes().any(|b| b.is_ascii_digit() || b == b'/' || b == b'+')
 }
 
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
@@ -42,21 +40,13 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z))",
             1,
         ),
-        rule(
-            "aws-access-key-id",
-            r"\b((?:AKIA|ASIA|AIDA|AROA|ANPA|ABIA|ACCA)[A-Z0-9]{16})\b",
-            1,
-        ),
+        rule("aws-access-key-id", r"\b((?:AKIA|ASIA|AIDA|AROA|ANPA|ABIA|ACCA)[A-Z0-9]{16})\b", 1),
         rule(
             "aws-secret-access-key",
             r#"(?i)(?:aws_secret_access_key|secret_?access_?key|aws_secret)["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
             1,
         ),
-        rule(
-            "bearer-token",
-            r"(?i)\b(?:bearer|token)\s+([A-Za-z0-9\-._~+/]{16,}=*)",
-            1,
-        ),
+        rule("bearer-token", r"(?i)\b(?:bearer|token)\s+([A-Za-z0-9\-._~+/]{16,}=*)", 1),
         rule(
             "password",
             r#"(?i)\b(?:password|passwd|pwd|secret|api_?key|access_?token|auth_?token|client_?secret)["']?\s*[:=]\s*(?:"([^"\s]+)"|'([^'\s]+)'|([^\s"';&|]+))"#,
@@ -100,12 +90,7 @@ pub fn redact(text: &str) -> (Cow<'_, str>, u32) {
                     (Some(secret), Some(all)) => {
                         let start = secret.start() - all.start();
                         let end = secret.end() - all.start();
-                        format!(
-                            "{}[REDACTED:{}]{}",
-                            &whole[..start],
-                            rule.kind,
-                            &whole[end..]
-                        )
+                        format!("{}[REDACTED:{}]{}", &whole[..start], rule.kind, &whole[end..])
                     }
                     _ => format!("[REDACTED:{}]", rule.kind),
                 }

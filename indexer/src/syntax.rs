@@ -170,10 +170,8 @@ impl Scanner {
                 _ => {}
             }
             // After these the next word is again a command name.
-            self.command_position = matches!(
-                word.as_str(),
-                "do" | "then" | "else" | "elif" | "{" | "!" | "time"
-            );
+            self.command_position =
+                matches!(word.as_str(), "do" | "then" | "else" | "elif" | "{" | "!" | "time");
         } else if word == "in" || word == "do" {
             // `for x in …` / `case x in`: the word list follows; `do` starts commands.
             self.command_position = word == "do";

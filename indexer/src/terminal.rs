@@ -130,10 +130,7 @@ impl LineTerminal {
         terminal.fed = bytes.len();
         parser.advance(&mut terminal, &bytes[position..]);
         terminal.flush_window();
-        Screen {
-            lines: terminal.finished,
-            regions: terminal.regions,
-        }
+        Screen { lines: terminal.finished, regions: terminal.regions }
     }
 
     fn line(&mut self) -> &mut LineState {
@@ -146,11 +143,7 @@ impl LineTerminal {
     fn row_start(&self) -> usize {
         // With a pending wrap the cursor is logically at the start of the next row, but the
         // terminal still shows it on the last column of the row just filled.
-        let column_base = if self.pending_wrap {
-            self.cursor - 1
-        } else {
-            self.cursor
-        };
+        let column_base = if self.pending_wrap { self.cursor - 1 } else { self.cursor };
         column_base - column_base % self.width
     }
 
@@ -215,11 +208,7 @@ impl LineTerminal {
             self.move_to(column.min(self.width - 1));
             return;
         }
-        self.window.push_back(LineState {
-            start: self.fed,
-            end: self.fed,
-            ..LineState::default()
-        });
+        self.window.push_back(LineState { start: self.fed, end: self.fed, ..LineState::default() });
         self.current = self.window.len() - 1;
         self.move_to(column);
         while self.window.len() > WINDOW {
@@ -229,11 +218,7 @@ impl LineTerminal {
 
     fn start_new_line(&mut self) {
         self.line();
-        self.window.push_back(LineState {
-            start: self.fed,
-            end: self.fed,
-            ..LineState::default()
-        });
+        self.window.push_back(LineState { start: self.fed, end: self.fed, ..LineState::default() });
         self.current = self.window.len() - 1;
         self.move_to(0);
         while self.window.len() > WINDOW {
@@ -289,11 +274,7 @@ impl LineTerminal {
                 self.emit(line);
             }
         }
-        self.window.push_back(LineState {
-            start: fed,
-            end: fed,
-            ..LineState::default()
-        });
+        self.window.push_back(LineState { start: fed, end: fed, ..LineState::default() });
         self.current = 0;
         self.cursor = 0;
         self.pending_wrap = false;
@@ -379,11 +360,7 @@ fn render(cells: &[Cell]) -> String {
 }
 
 fn first_param(params: &vte::Params, default: usize) -> usize {
-    let value = params
-        .iter()
-        .next()
-        .and_then(|p| p.first().copied())
-        .unwrap_or(0) as usize;
+    let value = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0) as usize;
     if value == 0 { default } else { value }
 }
 
@@ -432,24 +409,15 @@ impl vte::Perform for LineTerminal {
             }
             b'\n' | 0x0b | 0x0c => self.line_feed(),
             0x08 => {
-                let cursor = if self.pending_wrap {
-                    self.cursor - 1
-                } else {
-                    self.cursor.saturating_sub(1)
-                };
+                let cursor =
+                    if self.pending_wrap { self.cursor - 1 } else { self.cursor.saturating_sub(1) };
                 self.move_to(cursor);
             }
             b'\t' => {
                 let row_end = self.row_start() + self.width - 1;
                 let next = ((self.cursor / 8 + 1) * 8).min(row_end);
                 for index in self.cursor..next {
-                    if self.window[self.current]
-                        .cells
-                        .get(index)
-                        .copied()
-                        .flatten()
-                        .is_none()
-                    {
+                    if self.window[self.current].cells.get(index).copied().flatten().is_none() {
                         let cell = if index == self.cursor { '\t' } else { TAB_FILL };
                         self.set_cell(index, Some(cell));
                     }
@@ -483,11 +451,7 @@ impl vte::Perform for LineTerminal {
             return;
         }
         let row_start = self.row_start();
-        let mode = params
-            .iter()
-            .next()
-            .and_then(|p| p.first().copied())
-            .unwrap_or(0);
+        let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
         match action {
             'K' => match mode {
                 0 => {
@@ -506,11 +470,7 @@ impl vte::Perform for LineTerminal {
             }
             'J' | 'H' | 'f' => self.flush_window(),
             'D' => {
-                let base = if self.pending_wrap {
-                    self.cursor - 1
-                } else {
-                    self.cursor
-                };
+                let base = if self.pending_wrap { self.cursor - 1 } else { self.cursor };
                 self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
             }
             'C' => {
@@ -560,11 +520,7 @@ mod tests {
     use super::*;
 
     fn texts(bytes: &[u8]) -> Vec<String> {
-        LineTerminal::run(80, bytes)
-            .lines
-            .into_iter()
-            .map(|line| line.text)
-            .collect()
+        LineTerminal::run(80, bytes).lines.into_iter().map(|line| line.text).collect()
     }
 
     #[test]
@@ -572,10 +528,7 @@ mod tests {
         let cases: &[(&[u8], &str)] = &[
             (b"$ ip \x08 \x08\x08 \x08\x08 \x08pwd\r\r\n", "$ pwd"),
             (b"$ lss\x08\x1b[K -l\r\n", "$ ls -l"),
-            (
-                b"$ echo world\x1b[5D\x1b[6@hello \r\n",
-                "$ echo hello world",
-            ),
+            (b"$ echo world\x1b[5D\x1b[6@hello \r\n", "$ echo hello world"),
             (b"$ ech\x1b[1@o\r\n", "$ echo"),
             (b"$ echo abc\x1b[2D\x1b[P\r\n", "$ echo ac"),
             (b"$ old\r$ new\x1b[K\r\n", "$ new"),
@@ -612,19 +565,10 @@ mod tests {
         // readline highlights a bracketed paste, then moves up and redraws it plainly.
         let input = b"\x1b[?2004h$ \x1b[7mecho one\x1b[27m\r\r\n\r\x1b[7mecho two\x1b[27m\x1b[A\r\x1b[C\x1b[Cecho one\r\r\n\recho two\r\r\n\x1b[?2004l\rone\r\r\ntwo\r\r\n";
         let screen = LineTerminal::run(80, input);
-        let lines: Vec<_> = screen
-            .lines
-            .iter()
-            .map(|l| (l.text.as_str(), l.region))
-            .collect();
+        let lines: Vec<_> = screen.lines.iter().map(|l| (l.text.as_str(), l.region)).collect();
         assert_eq!(
             lines,
-            vec![
-                ("$ echo one", Some(0)),
-                ("echo two", Some(0)),
-                ("one", None),
-                ("two", None)
-            ]
+            vec![("$ echo one", Some(0)), ("echo two", Some(0)), ("one", None), ("two", None)]
         );
     }
 
@@ -639,18 +583,11 @@ mod tests {
         let input = b"\x1b[?2004h$ ls\r\r\n\x1b[?2004l\rfile\r\r\n\x1b[?2004h$ ";
         let screen = LineTerminal::run(80, input);
         assert_eq!(screen.regions, 2);
-        let lines: Vec<_> = screen
-            .lines
-            .iter()
-            .map(|l| (l.text.as_str(), l.region, l.start, l.end))
-            .collect();
+        let lines: Vec<_> =
+            screen.lines.iter().map(|l| (l.text.as_str(), l.region, l.start, l.end)).collect();
         assert_eq!(
             lines,
-            vec![
-                ("$ ls", Some(0), 0, 15),
-                ("file", None, 15, 31),
-                ("$", Some(1), 31, 41)
-            ]
+            vec![("$ ls", Some(0), 0, 15), ("file", None, 15, 31), ("$", Some(1), 31, 41)]
         );
     }
 
@@ -663,15 +600,8 @@ mod tests {
     fn test_editor_starting_mid_line_starts_a_line() {
         let input = b"no newline at the end\x1b[?2004h$ ls\r\n\x1b[?2004l\r";
         let screen = LineTerminal::run(80, input);
-        let lines: Vec<_> = screen
-            .lines
-            .iter()
-            .map(|l| (l.text.as_str(), l.region))
-            .collect();
-        assert_eq!(
-            lines,
-            vec![("no newline at the end", None), ("$ ls", Some(0))]
-        );
+        let lines: Vec<_> = screen.lines.iter().map(|l| (l.text.as_str(), l.region)).collect();
+        assert_eq!(lines, vec![("no newline at the end", None), ("$ ls", Some(0))]);
     }
 
     #[test]

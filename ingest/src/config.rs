@@ -141,17 +141,12 @@ pub struct Config {
 
 /// Parses `s3://bucket/prefix`.
 pub fn parse_s3_url(url: &str) -> Result<S3SourceConfig, String> {
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| format!("{url:?} is not an s3:// URL"))?;
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?} is not an s3:// URL"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.len() < 3 {
         return Err(format!("{url:?} names no valid bucket"));
     }
-    Ok(S3SourceConfig {
-        bucket: bucket.to_string(),
-        prefix: prefix.to_string(),
-    })
+    Ok(S3SourceConfig { bucket: bucket.to_string(), prefix: prefix.to_string() })
 }
 
 impl Config {
@@ -176,27 +171,17 @@ impl Config {
             cloudtrail.push(parse_s3_url(url).map_err(|error| format!("--cloudtrail: {error}"))?);
         }
         let mut cloudwatch = file.sources.cloudwatch;
-        cloudwatch.extend(args.cloudwatch.iter().map(|group| CloudwatchSourceConfig {
-            log_group: group.clone(),
-        }));
-        let mut local = file.sources.local;
-        local.extend(
-            args.local
-                .iter()
-                .map(|path| LocalSourceConfig { path: path.clone() }),
+        cloudwatch.extend(
+            args.cloudwatch.iter().map(|group| CloudwatchSourceConfig { log_group: group.clone() }),
         );
+        let mut local = file.sources.local;
+        local.extend(args.local.iter().map(|path| LocalSourceConfig { path: path.clone() }));
         if s3.is_empty() && cloudwatch.is_empty() && local.is_empty() {
             // The embedded default: no sources named, so ingest the shipped examples.
-            local.push(LocalSourceConfig {
-                path: PathBuf::from(DEFAULT_EXAMPLES),
-            });
+            local.push(LocalSourceConfig { path: PathBuf::from(DEFAULT_EXAMPLES) });
         }
         let config = Config {
-            lake: args
-                .lake
-                .clone()
-                .or(file.lake)
-                .unwrap_or_else(|| DEFAULT_LAKE.to_string()),
+            lake: args.lake.clone().or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.to_string()),
             keyring: args
                 .keyring
                 .clone()
@@ -217,20 +202,14 @@ impl Config {
     /// Checks the merged configuration; errors name the field.
     pub fn validate(&self) -> Result<(), String> {
         if self.batch_sessions == 0 || self.batch_sessions > 100_000 {
-            return Err(format!(
-                "batch_sessions must be 1..=100000, not {}",
-                self.batch_sessions
-            ));
+            return Err(format!("batch_sessions must be 1..=100000, not {}", self.batch_sessions));
         }
         if self.kms_key_id.as_deref().is_some_and(str::is_empty) {
             return Err("kms_key_id is empty".to_string());
         }
         for source in self.s3.iter().chain(&self.cloudtrail) {
             if source.bucket.len() < 3 || source.bucket.contains('/') {
-                return Err(format!(
-                    "sources: bucket {:?} is not a bucket name",
-                    source.bucket
-                ));
+                return Err(format!("sources: bucket {:?} is not a bucket name", source.bucket));
             }
         }
         for source in &self.cloudwatch {
@@ -264,12 +243,7 @@ mod tests {
     fn test_no_arguments_is_the_embedded_default() {
         let config = Config::load(&args(&[])).expect("load");
         assert_eq!(config.lake, DEFAULT_LAKE);
-        assert_eq!(
-            config.local,
-            vec![LocalSourceConfig {
-                path: DEFAULT_EXAMPLES.into()
-            }]
-        );
+        assert_eq!(config.local, vec![LocalSourceConfig { path: DEFAULT_EXAMPLES.into() }]);
         assert!(!config.needs_aws());
     }
 
@@ -291,10 +265,7 @@ mod tests {
         .expect("load");
         assert_eq!(
             config.s3,
-            vec![S3SourceConfig {
-                bucket: "logs".into(),
-                prefix: "ssm/".into()
-            }]
+            vec![S3SourceConfig { bucket: "logs".into(), prefix: "ssm/".into() }]
         );
         assert_eq!(config.cloudwatch.len(), 1);
         assert!(config.local.is_empty());

@@ -35,6 +35,8 @@ pub struct RunSummary {
     pub commands: usize,
     /// Inputs quarantined.
     pub quarantined: usize,
+    /// Sessions whose earlier version in the lake was replaced (a stream that grew).
+    pub replaced: usize,
     /// Commits made.
     pub commits: usize,
     /// The keyring was created by this run.
@@ -60,11 +62,9 @@ pub async fn run_once(config: &Config) -> anyhow::Result<RunSummary> {
         }
         _ => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
     };
-    let writer = LakeWriter {
-        store: store.clone(),
-        keys,
-        keyring,
-    };
+    let chain = sessionlake_lake::manifest::read_chain(&store).await?;
+    let live = sessionlake_lake::manifest::live_objects(&chain);
+    let mut writer = LakeWriter { store: store.clone(), keys, keyring, live };
     let mut cursors = Cursors::load(&store).await?;
 
     let mut polled = Polled::default();
@@ -85,32 +85,19 @@ pub async fn run_once(config: &Config) -> anyhow::Result<RunSummary> {
         }
     }
 
-    let Polled {
-        sessions,
-        bad,
-        cloudtrail,
-    } = polled;
+    let Polled { sessions, bad, cloudtrail } = polled;
     let mut sessions = sessions.into_iter().peekable();
     let mut bad = Some(bad);
     while sessions.peek().is_some() || bad.as_ref().is_some_and(|b| !b.is_empty()) {
         let batch: Vec<_> = sessions.by_ref().take(config.batch_sessions).collect();
-        let BatchSummary {
-            sessions: written,
-            commands,
-            quarantined,
-            sequence,
-        } = writer
-            .write_batch(
-                batch,
-                bad.take().unwrap_or_default(),
-                &cloudtrail,
-                &mut cursors,
-            )
+        let BatchSummary { sessions: written, commands, quarantined, replaced, sequence } = writer
+            .write_batch(batch, bad.take().unwrap_or_default(), &cloudtrail, &mut cursors)
             .await
             .with_context(|| format!("failed to write to lake {}", store.location()))?;
         summary.sessions += written;
         summary.commands += commands;
         summary.quarantined += quarantined;
+        summary.replaced += replaced;
         summary.commits += usize::from(sequence.is_some());
     }
     Ok(summary)

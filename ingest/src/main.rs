@@ -18,10 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("sessionlake-ingest: failed to start the runtime: {error}");
@@ -37,10 +34,11 @@ fn main() -> ExitCode {
                 );
             }
             println!(
-                "ingested {} sessions, {} commands into {} ({} quarantined, {} commits)",
+                "ingested {} sessions, {} commands into {} ({} replaced, {} quarantined, {} commits)",
                 summary.sessions,
                 summary.commands,
                 config.lake,
+                summary.replaced,
                 summary.quarantined,
                 summary.commits
             );

@@ -1,10 +1,16 @@
 //! One batch through the lake: parse, seal, write, commit, then advance cursors.
 //!
 //! Order (DESIGN.md): every object is durable before the manifest names it, and the manifest is
-//! durable before the cursors move. A crash anywhere replays from the last cursors; object names
-//! are deterministic, so a replay overwrites instead of duplicating.
+//! durable before the cursors move. A crash anywhere replays from the last cursors.
+//!
+//! Each session read from a source becomes one *version*: a raw object, a `commands` file and
+//! a `sessions` file under fresh names, each with its own data key. The commit that adds a
+//! version removes the version it replaces (the same session from the same source: a stream
+//! that grew, an object re-uploaded), so readers, who read only what the manifest says is live,
+//! see every session once. Objects of a write that never committed are not live; `verify`
+//! lists them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -17,7 +23,7 @@ use sessionlake_lake::manifest;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_schemas::envelope::{CONTEXT_ROLE, CONTEXT_SUBJECT};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
-use sessionlake_schemas::{CommandRecord, SessionRecord, paths};
+use sessionlake_schemas::{SessionRecord, SessionSource, paths};
 
 use crate::sources::{BadInput, SessionInput};
 
@@ -30,11 +36,13 @@ pub struct BatchSummary {
     pub commands: usize,
     /// Inputs quarantined.
     pub quarantined: usize,
+    /// Earlier versions of sessions this batch replaced.
+    pub replaced: usize,
     /// Manifest sequence of the commit, if one was made.
     pub sequence: Option<u64>,
 }
 
-/// The lake side of ingest: where to write and with which keys.
+/// The lake side of ingest: where to write, with which keys, and what is live.
 pub struct LakeWriter {
     /// The lake.
     pub store: LakeStore,
@@ -42,6 +50,8 @@ pub struct LakeWriter {
     pub keys: Arc<dyn KeyProvider>,
     /// The manifest signer's keyring.
     pub keyring: Arc<LocalKeyring>,
+    /// Live objects by path, as of the last commit (kept up to date by `write_batch`).
+    pub live: BTreeMap<String, ObjectEntry>,
 }
 
 fn key_context(subject: &str, role: &str) -> BTreeMap<String, String> {
@@ -63,12 +73,11 @@ fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> Objec
     }
 }
 
-/// A session after parsing and sealing, before the tables are written.
-struct Sealed {
-    record: SessionRecord,
-    commands: Vec<CommandRecord>,
-    raw_entry: ObjectEntry,
-    dt: String,
+/// Returns a version name unique to this write: the time in µs and a random suffix.
+fn new_version() -> String {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{micros:x}{}", &random[..8])
 }
 
 impl LakeWriter {
@@ -94,21 +103,20 @@ impl LakeWriter {
 
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
         let object_id = sha256_hex(bad.source_ref.as_bytes())[..32].to_string();
-        let path = paths::quarantine_object(bad.source, &object_id);
-        let (stored, _) = self
-            .seal_and_put(&object_id, "quarantine", &path, bad.raw)
-            .await?;
+        let path = paths::quarantine_object(bad.source, &format!("{object_id}.{}", new_version()));
+        let (stored, _) = self.seal_and_put(&object_id, "quarantine", &path, bad.raw).await?;
         tracing::warn!(source = %bad.source_ref, object = %path, reason = %bad.reason, "input quarantined");
         let mut quarantined = entry(stored, ObjectKind::Quarantine, Vec::new());
         quarantined.note = Some(bad.reason);
         Ok(quarantined)
     }
 
-    async fn seal_session(
+    /// Parses and writes one session version; returns its objects, or the input back as bad.
+    async fn write_session(
         &self,
         input: SessionInput,
         context: SessionContext,
-    ) -> anyhow::Result<Result<Sealed, BadInput>> {
+    ) -> anyhow::Result<Result<(Vec<ObjectEntry>, usize), BadInput>> {
         let form = input.form;
         let raw = Arc::new(input.raw);
         let parse_raw = Arc::clone(&raw);
@@ -138,13 +146,16 @@ impl LakeWriter {
             .or(input.observed_at)
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
         let dt = paths::partition_date(partition_time);
+        let session_id = input.session_id.clone();
+        let version = new_version();
+        let stem = paths::session_stem(&session_id, input.source, &version);
         let raw_sha256 = sha256_hex(&raw);
-        let raw_path = paths::raw_object(&dt, &input.session_id, input.source);
-        let (stored, key_id) = self
-            .seal_and_put(&input.session_id, "raw", &raw_path, raw)
-            .await?;
+        let raw_path = paths::raw_object(&dt, &session_id, input.source, &version);
+        let (stored, key_id) = self.seal_and_put(&session_id, "raw", &raw_path, raw).await?;
+        let mut objects = vec![entry(stored, ObjectKind::Raw, vec![session_id.clone()])];
+
         let record = SessionRecord {
-            session_id: input.session_id.clone(),
+            session_id: session_id.clone(),
             principal: parsed.context.principal.clone(),
             run_as: parsed.context.run_as.clone(),
             target: parsed.context.target.clone(),
@@ -162,18 +173,56 @@ impl LakeWriter {
             status: parsed.status,
             parser_version: PARSER_VERSION,
         };
-        Ok(Ok(Sealed {
-            record,
-            commands: parsed.commands,
-            raw_entry: entry(stored, ObjectKind::Raw, vec![input.session_id]),
-            dt,
-        }))
+        let command_count = parsed.commands.len();
+        // The commands file has a data key of its own, bound to the session: destroying the
+        // session's keys makes its commands unreadable too.
+        let (key, wrapped) =
+            self.keys.generate_data_key(key_context(&session_id, "commands")).await.with_context(
+                || format!("failed to get a data key for the commands of {session_id}"),
+            )?;
+        let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
+        let commands = parsed.commands;
+        let commands_bytes = tokio::task::spawn_blocking(move || {
+            sessionlake_indexer::parquet_out::write_commands(&commands, &key, key_metadata)
+        })
+        .await
+        .context("parquet task failed")??;
+        let sessions_bytes = tokio::task::spawn_blocking(move || {
+            sessionlake_indexer::parquet_out::write_sessions(&[record])
+        })
+        .await
+        .context("parquet task failed")??;
+        let stored = self
+            .store
+            .put(&paths::commands_object(&dt, &stem), Bytes::from(commands_bytes))
+            .await?;
+        let mut commands_entry = entry(stored, ObjectKind::Commands, vec![session_id.clone()]);
+        commands_entry.key = Some(wrapped);
+        objects.push(commands_entry);
+        let stored = self
+            .store
+            .put(&paths::sessions_object(&dt, &stem), Bytes::from(sessions_bytes))
+            .await?;
+        objects.push(entry(stored, ObjectKind::Sessions, vec![session_id]));
+        Ok(Ok((objects, command_count)))
+    }
+
+    /// Returns the live objects of earlier versions of `session_id` from `source`.
+    fn superseded(&self, session_id: &str, source: SessionSource) -> Vec<ObjectEntry> {
+        self.live
+            .values()
+            .filter(|entry| {
+                matches!(entry.kind, ObjectKind::Raw | ObjectKind::Commands | ObjectKind::Sessions)
+            })
+            .filter(|entry| paths::is_session_object(&entry.path, session_id, source))
+            .cloned()
+            .collect()
     }
 
     /// Writes one batch and commits it; returns what it did. Cursors for the batch's inputs are
     /// set in `cursors` and saved only after the commit.
     pub async fn write_batch(
-        &self,
+        &mut self,
         inputs: Vec<SessionInput>,
         bad: Vec<BadInput>,
         cloudtrail: &BTreeMap<String, SessionContext>,
@@ -181,21 +230,26 @@ impl LakeWriter {
     ) -> anyhow::Result<BatchSummary> {
         let mut summary = BatchSummary::default();
         let mut added = Vec::new();
+        let mut removed = Vec::new();
         let mut positions = Vec::new();
         let mut bad = bad;
-        let mut sealed = Vec::new();
         for input in inputs {
             let context = cloudtrail
                 .get(&input.session_id)
                 .cloned()
                 .unwrap_or_else(|| SessionContext::new(input.session_id.clone()));
-            let context = SessionContext {
-                session_id: input.session_id.clone(),
-                ..context
-            };
+            let context = SessionContext { session_id: input.session_id.clone(), ..context };
             positions.push((input.source_ref.clone(), input.position.clone()));
-            match self.seal_session(input, context).await? {
-                Ok(done) => sealed.push(done),
+            let (session_id, source) = (input.session_id.clone(), input.source);
+            match self.write_session(input, context).await? {
+                Ok((objects, commands)) => {
+                    let older = self.superseded(&session_id, source);
+                    summary.replaced += usize::from(!older.is_empty());
+                    removed.extend(older);
+                    added.extend(objects);
+                    summary.sessions += 1;
+                    summary.commands += commands;
+                }
                 Err(refused) => bad.push(refused),
             }
         }
@@ -203,67 +257,6 @@ impl LakeWriter {
             positions.push((refused.source_ref.clone(), refused.position.clone()));
             added.push(self.quarantine(refused).await?);
             summary.quarantined += 1;
-        }
-
-        let mut by_dt: BTreeMap<String, Vec<Sealed>> = BTreeMap::new();
-        for session in sealed {
-            by_dt.entry(session.dt.clone()).or_default().push(session);
-        }
-        for (dt, sessions) in by_dt {
-            // Deterministic batch name: the same sessions replayed overwrite the same files.
-            let mut fingerprint = String::new();
-            let ids: BTreeSet<&str> = sessions
-                .iter()
-                .map(|s| s.record.session_id.as_str())
-                .collect();
-            for session in &sessions {
-                fingerprint.push_str(&session.record.session_id);
-                fingerprint.push_str(&session.record.raw_sha256);
-            }
-            let batch_id = sha256_hex(fingerprint.as_bytes())[..24].to_string();
-            let session_ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-            let commands: Vec<CommandRecord> = sessions
-                .iter()
-                .flat_map(|s| s.commands.iter().cloned())
-                .collect();
-            let records: Vec<SessionRecord> = sessions.iter().map(|s| s.record.clone()).collect();
-            summary.sessions += records.len();
-            summary.commands += commands.len();
-            added.extend(sessions.into_iter().map(|s| s.raw_entry));
-
-            let (key, wrapped) = self
-                .keys
-                .generate_data_key(key_context(&batch_id, "commands"))
-                .await
-                .with_context(|| format!("failed to get a data key for batch {batch_id}"))?;
-            let key_metadata =
-                serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
-            let commands_bytes = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_out::write_commands(&commands, &key, key_metadata)
-            })
-            .await
-            .context("parquet task failed")??;
-            let sessions_bytes = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_out::write_sessions(&records)
-            })
-            .await
-            .context("parquet task failed")??;
-            let commands_path = paths::commands_object(&dt, &batch_id);
-            let stored = self
-                .store
-                .put(&commands_path, Bytes::from(commands_bytes))
-                .await?;
-            let mut commands_entry = entry(stored, ObjectKind::Commands, session_ids.clone());
-            commands_entry.key = Some(wrapped);
-            added.push(commands_entry);
-            let stored = self
-                .store
-                .put(
-                    &paths::sessions_object(&dt, &batch_id),
-                    Bytes::from(sessions_bytes),
-                )
-                .await?;
-            added.push(entry(stored, ObjectKind::Sessions, session_ids));
         }
         if added.is_empty() {
             return Ok(summary);
@@ -274,19 +267,22 @@ impl LakeWriter {
             CommitAction::Ingest,
             None,
             added,
-            Vec::new(),
+            removed,
         )
         .await
         .context("failed to commit to the manifest")?;
+        for gone in &link.manifest.body.removed {
+            self.live.remove(&gone.path);
+        }
+        for new in &link.manifest.body.added {
+            self.live.insert(new.path.clone(), new.clone());
+        }
         summary.sequence = Some(link.manifest.body.sequence);
         for (source_ref, position) in positions {
             cursors.positions.insert(source_ref, position);
         }
         cursors.version = 1;
-        cursors
-            .save(&self.store)
-            .await
-            .context("failed to save cursors")?;
+        cursors.save(&self.store).await.context("failed to save cursors")?;
         Ok(summary)
     }
 }

@@ -16,6 +16,8 @@ use sessionlake_schemas::{SessionSource, session_id};
 
 /// Largest single session object read (a transcript beyond this is quarantined, not loaded).
 pub const MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Most GetLogEvents pages read for one stream (10,000 events or 1 MB each).
+const MAX_STREAM_PAGES: usize = 100_000;
 /// Largest decompressed CloudTrail file.
 const MAX_CLOUDTRAIL_BYTES: u64 = 512 * 1024 * 1024;
 
@@ -93,11 +95,8 @@ pub fn parse_cloudtrail(
     let document: serde_json::Value =
         serde_json::from_slice(&json).with_context(|| format!("{name} is not CloudTrail JSON"))?;
     let mut found = BTreeMap::new();
-    let records = document
-        .get("Records")
-        .and_then(|r| r.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let records =
+        document.get("Records").and_then(|r| r.as_array()).map(Vec::as_slice).unwrap_or_default();
     for record in records {
         let text = |path: &[&str]| {
             let mut value = record;
@@ -158,17 +157,10 @@ pub fn poll_local(dir: &Path, cursors: &Cursors, polled: &mut Polled) -> anyhow:
     let mut files = Vec::new();
     walk(dir, &mut files).with_context(|| format!("failed to list {}", dir.display()))?;
     for file in files {
-        let relative = file
-            .strip_prefix(dir)
-            .unwrap_or(&file)
-            .to_string_lossy()
-            .to_string();
+        let relative = file.strip_prefix(dir).unwrap_or(&file).to_string_lossy().to_string();
         let source_ref = file.to_string_lossy().to_string();
         let in_folder = |name: &str| relative.split('/').any(|part| part == name);
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let metadata =
             std::fs::metadata(&file).with_context(|| format!("failed to stat {source_ref}"))?;
         if metadata.len() > MAX_OBJECT_BYTES {
@@ -236,11 +228,7 @@ pub fn poll_local(dir: &Path, cursors: &Cursors, polled: &mut Polled) -> anyhow:
         match serde_json::from_slice::<GetLogEventsFile>(&bytes) {
             Ok(file) => {
                 let (form, raw) = cloudwatch_raw(&file.events);
-                let observed_at = file
-                    .events
-                    .last()
-                    .map(|e| e.timestamp * 1000)
-                    .or(observed_at);
+                let observed_at = file.events.last().map(|e| e.timestamp * 1000).or(observed_at);
                 polled.sessions.push(SessionInput {
                     session_id,
                     source: SessionSource::Local,
@@ -272,12 +260,7 @@ pub async fn poll_s3(
     cursors: &Cursors,
     polled: &mut Polled,
 ) -> anyhow::Result<()> {
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             anyhow::anyhow!(
@@ -295,10 +278,8 @@ pub async fn poll_s3(
             if cursors.positions.get(&source_ref) == Some(&position) {
                 continue;
             }
-            let observed_at = object
-                .last_modified()
-                .and_then(|t| t.to_millis().ok())
-                .map(|ms| ms * 1000);
+            let observed_at =
+                object.last_modified().and_then(|t| t.to_millis().ok()).map(|ms| ms * 1000);
             let size = object.size().unwrap_or(0).max(0) as u64;
             let Some(session_id) = session_id_of(key) else {
                 polled.bad.push(BadInput {
@@ -322,13 +303,8 @@ pub async fn poll_s3(
                 });
                 continue;
             }
-            let response = client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| {
+            let response =
+                client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
                     anyhow::anyhow!(
                         "failed to fetch {source_ref}: {}",
                         aws_sdk_s3::error::DisplayErrorContext(e)
@@ -362,11 +338,7 @@ pub async fn poll_cloudwatch(
     cursors: &Cursors,
     polled: &mut Polled,
 ) -> anyhow::Result<()> {
-    let mut pages = client
-        .describe_log_streams()
-        .log_group_name(group)
-        .into_paginator()
-        .send();
+    let mut pages = client.describe_log_streams().log_group_name(group).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             anyhow::anyhow!(
@@ -410,7 +382,7 @@ pub async fn poll_cloudwatch(
                 position,
                 form,
                 raw,
-                observed_at: events.last().map(|e| e.timestamp * 1000),
+                observed_at: events.last().and_then(|e| e.timestamp.checked_mul(1000)),
             });
         }
     }
@@ -424,6 +396,7 @@ async fn read_stream(
 ) -> anyhow::Result<Vec<LogEvent>> {
     let mut events = Vec::new();
     let mut token: Option<String> = None;
+    let mut pages = 0usize;
     loop {
         let page = client
             .get_log_events()
@@ -445,10 +418,16 @@ async fn read_stream(
                 message: event.message().unwrap_or_default().to_string(),
             });
         }
-        // The forward token repeats once the end of the stream is reached.
+        // The forward token repeats once the end of the stream is reached. An empty page does
+        // not mean the end: GetLogEvents pages by time, and a session idle for a while has
+        // empty pages in the middle.
         let next = page.next_forward_token().map(str::to_string);
-        if next.is_none() || next == token || page.events().is_empty() {
+        if next.is_none() || next == token {
             break;
+        }
+        pages += 1;
+        if pages >= MAX_STREAM_PAGES {
+            anyhow::bail!("cwl://{group}/{stream} did not end after {MAX_STREAM_PAGES} pages");
         }
         token = next;
     }
@@ -462,12 +441,7 @@ pub async fn poll_cloudtrail_s3(
     prefix: &str,
     polled: &mut Polled,
 ) -> anyhow::Result<()> {
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             anyhow::anyhow!(
@@ -481,13 +455,8 @@ pub async fn poll_cloudtrail_s3(
                 continue;
             }
             let name = format!("s3://{bucket}/{key}");
-            let response = client
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| {
+            let response =
+                client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
                     anyhow::anyhow!(
                         "failed to fetch {name}: {}",
                         aws_sdk_s3::error::DisplayErrorContext(e)
@@ -530,17 +499,11 @@ mod tests {
                 timestamp: 1,
                 message: "Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ ls\r".into(),
             },
-            LogEvent {
-                timestamp: 2,
-                message: "a\r".into(),
-            },
+            LogEvent { timestamp: 2, message: "a\r".into() },
         ];
         let (form, raw) = cloudwatch_raw(&upload);
         assert_eq!(form, InputForm::CloudwatchUpload);
-        assert_eq!(
-            raw,
-            b"Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ ls\r\na\r"
-        );
+        assert_eq!(raw, b"Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ ls\r\na\r");
         let stream = vec![LogEvent {
             timestamp: 3,
             message: r#"{"eventVersion":"1.0","sessionData":["$ ls"]}"#.into(),

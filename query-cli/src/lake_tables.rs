@@ -71,15 +71,9 @@ impl EncryptionFactory for LakeDecryption {
         })?;
         let secret = key.expose().to_vec();
         let properties = FileDecryptionProperties::builder(secret.clone())
-            .with_column_keys(
-                ENCRYPTED_COLUMNS.to_vec(),
-                vec![secret; ENCRYPTED_COLUMNS.len()],
-            )?
+            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])?
             .build()?;
-        self.opened
-            .lock()
-            .map_err(|_| lock_error())?
-            .insert(path, Arc::clone(&properties));
+        self.opened.lock().map_err(|_| lock_error())?.insert(path, Arc::clone(&properties));
         Ok(Some(properties))
     }
 }
@@ -100,16 +94,11 @@ impl LakeSnapshot {
         let chain = manifest::read_chain(store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        Ok(LakeSnapshot {
-            live: manifest::live_objects(&chain),
-        })
+        Ok(LakeSnapshot { live: manifest::live_objects(&chain) })
     }
 
     fn files(&self, kind: ObjectKind, keep: &dyn Fn(&str) -> bool) -> Vec<&ObjectEntry> {
-        self.live
-            .values()
-            .filter(|entry| entry.kind == kind && keep(&entry.path))
-            .collect()
+        self.live.values().filter(|entry| entry.kind == kind && keep(&entry.path)).collect()
     }
 }
 
@@ -132,11 +121,7 @@ pub fn register(
         .collect();
     ctx.runtime_env().register_parquet_encryption_factory(
         ENCRYPTION_FACTORY_ID,
-        Arc::new(LakeDecryption {
-            keys,
-            wrapped,
-            opened: Mutex::new(HashMap::new()),
-        }),
+        Arc::new(LakeDecryption { keys, wrapped, opened: Mutex::new(HashMap::new()) }),
     );
     register_table(ctx, "commands", commands_schema(), prefix, &commands)?;
     let sessions = snapshot.files(ObjectKind::Sessions, keep);

@@ -106,22 +106,14 @@ async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
     if let LakeLocation::Local(path) = &location
         && std::fs::metadata(path).is_err()
     {
-        anyhow::bail!(
-            "lake {} does not exist (run sessionlake-ingest first)",
-            path.display()
-        );
+        anyhow::bail!("lake {} does not exist (run sessionlake-ingest first)", path.display());
     }
     // AWS configuration is loaded only when something points at AWS: an S3 lake, a region or
     // profile, or an endpoint. A local lake with a local keyring never touches the network.
     let aws_hinted = cli.region.is_some()
-        || [
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-            "AWS_PROFILE",
-            "AWS_ENDPOINT_URL",
-        ]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some());
+        || ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some());
     let sdk_config = if matches!(location, LakeLocation::S3 { .. }) || aws_hinted {
         Some(sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await)
     } else {
@@ -146,23 +138,13 @@ const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.star
 
 async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let (store, keys) = open_lake(cli).await?;
-    let since = args
-        .since
-        .as_deref()
-        .map(time::parse_time)
-        .transpose()
-        .context("--since")?;
-    let until = args
-        .until
-        .as_deref()
-        .map(time::parse_time)
-        .transpose()
-        .context("--until")?;
+    let since = args.since.as_deref().map(time::parse_time).transpose().context("--since")?;
+    let until = args.until.as_deref().map(time::parse_time).transpose().context("--until")?;
     let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
     // Partition pruning: a session lasts at most a day (SSM's maxSessionDuration), so files
     // whose dt is more than a day before --since cannot hold a match.
-    let earliest_dt = since.map(|t| paths::partition_date(t - 86_400_000_000));
-    let latest_dt = until.map(|t| paths::partition_date(t + 86_400_000_000));
+    let earliest_dt = since.map(|t| paths::partition_date(t.saturating_sub(86_400_000_000)));
+    let latest_dt = until.map(|t| paths::partition_date(t.saturating_add(86_400_000_000)));
     let keep = |path: &str| match paths::dt_of(path) {
         Some(dt) => {
             earliest_dt.as_deref().is_none_or(|e| dt >= e)
@@ -182,10 +164,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     if let Some(regex) = &args.command {
         regex::Regex::new(regex)
             .with_context(|| format!("--command {regex:?} is not a valid regular expression"))?;
-        bind(
-            "regexp_like(c.command, ?)",
-            ScalarValue::from(regex.as_str()),
-        );
+        bind("regexp_like(c.command, ?)", ScalarValue::from(regex.as_str()));
     }
     if let Some(text) = &args.command_contains {
         bind("strpos(c.command, ?) > 0", ScalarValue::from(text.as_str()));
@@ -225,7 +204,8 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
         format!("WHERE {}", conditions.join(" AND "))
     };
     let sql = format!(
-        "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN sessions s ON c.session_id = s.session_id \
+        "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, min(started_at) AS started_at, max(ended_at) AS ended_at \
+         FROM sessions GROUP BY session_id) s ON c.session_id = s.session_id \
          {filter} ORDER BY {time_expression} NULLS FIRST, c.session_id, c.seq"
     );
     let frame = ctx.sql(&sql).await?.with_param_values(params)?;
@@ -233,19 +213,12 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let shown = args.limit.unwrap_or(usize::MAX).min(total);
     print_search(&batches, shown, total, args.json)?;
-    Ok(if total > 0 {
-        Outcome::Matched
-    } else {
-        Outcome::NoMatch
-    })
+    Ok(if total > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
 /// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).
 fn json_record(kind: &str, data: &serde_json::Value) -> String {
-    format!(
-        "{{\"type\":{},\"data\":{data}}}",
-        serde_json::Value::from(kind)
-    )
+    format!("{{\"type\":{},\"data\":{data}}}", serde_json::Value::from(kind))
 }
 
 fn text_at(array: &dyn Array, row: usize) -> Option<String> {
@@ -315,32 +288,18 @@ fn print_search(
                         (name.to_string(), value)
                     })
                     .collect();
-                writeln!(
-                    out,
-                    "{}",
-                    json_record("match", &serde_json::Value::Object(data))
-                )?;
+                writeln!(out, "{}", json_record("match", &serde_json::Value::Object(data)))?;
             }
             writeln!(
                 out,
                 "{}",
-                json_record(
-                    "summary",
-                    &serde_json::json!({"matched": total, "shown": rows.len()})
-                )
+                json_record("summary", &serde_json::json!({"matched": total, "shown": rows.len()}))
             )
         })()
     } else {
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::NOTHING);
-        table.set_header([
-            "TIME",
-            "SESSION",
-            "PRINCIPAL",
-            "RUN AS",
-            "TARGET",
-            "COMMAND",
-        ]);
+        table.set_header(["TIME", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND"]);
         for row in &rows {
             let time = match (&row[2], row[3].as_deref()) {
                 (Some(time), Some("session-start")) => format!("~{time}"),
@@ -348,14 +307,7 @@ fn print_search(
                 (None, _) => "-".to_string(),
             };
             let cell = |index: usize| row[index].clone().unwrap_or_else(|| "-".to_string());
-            table.add_row([
-                time,
-                cell(0),
-                cell(4),
-                cell(5),
-                cell(6),
-                cell(8).replace('\n', "⏎ "),
-            ]);
+            table.add_row([time, cell(0), cell(4), cell(5), cell(6), cell(8).replace('\n', "⏎ ")]);
         }
         (|| -> std::io::Result<()> {
             if !rows.is_empty() {

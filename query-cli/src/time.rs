@@ -22,30 +22,18 @@ pub fn parse_time_at(text: &str, now: i64) -> anyhow::Result<i64> {
             'w' => 7 * 86_400_000_000,
             _ => anyhow::bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
         };
-        return Ok(now
-            - count
-                .checked_mul(unit_micros)
-                .context("relative time overflows")?);
+        return Ok(now - count.checked_mul(unit_micros).context("relative time overflows")?);
     }
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_micros());
     }
-    for format in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M",
-    ] {
+    for format in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
         if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, format) {
             return Ok(time.and_utc().timestamp_micros());
         }
     }
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date
-            .and_hms_opt(0, 0, 0)
-            .context("midnight")?
-            .and_utc()
-            .timestamp_micros());
+        return Ok(date.and_hms_opt(0, 0, 0).context("midnight")?.and_utc().timestamp_micros());
     }
     anyhow::bail!("{text:?} is not a time: use 2026-03-14, 2026-03-14T09:30:00Z or 7d/12h/30m")
 }

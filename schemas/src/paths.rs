@@ -1,16 +1,19 @@
 //! Object names inside a lake. The layout is the same on a local folder and on S3:
 //!
 //! ```text
-//! raw/dt=YYYY-MM-DD/<session-id>.<source>.zst.sle    original transcript: zstd, then envelope AEAD
-//! commands/dt=YYYY-MM-DD/<batch-id>.parquet          one row per command
-//! sessions/dt=YYYY-MM-DD/<batch-id>.parquet          one row per session
+//! raw/dt=YYYY-MM-DD/<session-id>.<source>.<version>.zst.sle   original transcript: zstd, then AEAD
+//! commands/dt=YYYY-MM-DD/<session-id>.<source>.<version>.parquet  one row per command
+//! sessions/dt=YYYY-MM-DD/<session-id>.<source>.<version>.parquet  one row per session
 //! quarantine/<source>/<object-id>.sle                input that could not be parsed, encrypted
 //! manifest/<sequence>.json                           the signed commit chain
 //! keys/<key-id>.json                                 public keys that verify manifest signatures
 //! state/cursors.json                                 source progress, written after the manifest
 //! ```
 //!
-//! Names are deterministic (a replay after a crash overwrites the same names instead of adding rows).
+//! One *version* of one session from one source is one set of objects; the version is new on every
+//! write, so nothing live is ever overwritten. The manifest decides what is live: a commit that
+//! writes a new version of a session removes the older one, and objects left by a write that
+//! never committed (a crash) are not live, so readers never see them twice (`verify` lists them).
 
 use crate::SessionSource;
 
@@ -55,18 +58,32 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Returns the lake path of a session's raw transcript.
-pub fn raw_object(dt: &str, session_id: &str, source: SessionSource) -> String {
-    format!("{RAW_DIR}/dt={dt}/{session_id}.{}.zst.sle", source.as_str())
+pub fn raw_object(dt: &str, session_id: &str, source: SessionSource, version: &str) -> String {
+    format!("{RAW_DIR}/dt={dt}/{}.zst.sle", session_stem(session_id, source, version))
+}
+
+/// Returns the file-name stem shared by every object of one version of one session.
+pub fn session_stem(session_id: &str, source: SessionSource, version: &str) -> String {
+    format!("{session_id}.{}.{version}", source.as_str())
+}
+
+/// Returns whether `path` is an object of `session_id` from `source`, whatever its version.
+pub fn is_session_object(path: &str, session_id: &str, source: SessionSource) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    name.strip_prefix(session_id)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_prefix(source.as_str()))
+        .is_some_and(|rest| rest.starts_with('.'))
 }
 
 /// Returns the lake path of a `commands` file.
-pub fn commands_object(dt: &str, batch_id: &str) -> String {
-    format!("{COMMANDS_DIR}/dt={dt}/{batch_id}.parquet")
+pub fn commands_object(dt: &str, stem: &str) -> String {
+    format!("{COMMANDS_DIR}/dt={dt}/{stem}.parquet")
 }
 
 /// Returns the lake path of a `sessions` file.
-pub fn sessions_object(dt: &str, batch_id: &str) -> String {
-    format!("{SESSIONS_DIR}/dt={dt}/{batch_id}.parquet")
+pub fn sessions_object(dt: &str, stem: &str) -> String {
+    format!("{SESSIONS_DIR}/dt={dt}/{stem}.parquet")
 }
 
 /// Returns the lake path of a quarantined input.
@@ -76,10 +93,7 @@ pub fn quarantine_object(source: SessionSource, object_id: &str) -> String {
 
 /// Returns the lake path of manifest number `sequence`.
 pub fn manifest_object(sequence: u64) -> String {
-    format!(
-        "{MANIFEST_DIR}/{sequence:0width$}.json",
-        width = MANIFEST_SEQUENCE_DIGITS
-    )
+    format!("{MANIFEST_DIR}/{sequence:0width$}.json", width = MANIFEST_SEQUENCE_DIGITS)
 }
 
 /// Parses the sequence number out of a manifest path; `None` for anything else.
@@ -123,11 +137,18 @@ mod tests {
     }
 
     #[test]
+    fn test_session_objects_are_recognised_by_session_and_source() {
+        let path = raw_object("2026-03-14", "a-b-0123456789abcdef0", SessionSource::S3, "v1");
+        assert_eq!(path, "raw/dt=2026-03-14/a-b-0123456789abcdef0.s3.v1.zst.sle");
+        assert!(is_session_object(&path, "a-b-0123456789abcdef0", SessionSource::S3));
+        assert!(!is_session_object(&path, "b-0123456789abcdef0", SessionSource::S3));
+        assert!(!is_session_object(&path, "a-b-0123456789abcdef0", SessionSource::Local));
+        assert!(!is_session_object(&path, "a", SessionSource::S3));
+    }
+
+    #[test]
     fn test_dt_of() {
-        assert_eq!(
-            dt_of("commands/dt=2026-03-14/a.parquet"),
-            Some("2026-03-14")
-        );
+        assert_eq!(dt_of("commands/dt=2026-03-14/a.parquet"), Some("2026-03-14"));
         assert_eq!(dt_of("manifest/1.json"), None);
     }
 }

@@ -19,9 +19,7 @@ pub fn is_valid(id: &str) -> bool {
         && id.len() <= MAX_SESSION_ID_LEN
         && id != "."
         && id != ".."
-        && id
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && c != '/' && c != '\\')
+        && id.chars().all(|c| !c.is_control() && !c.is_whitespace() && c != '/' && c != '\\')
 }
 
 /// Splits `id` on its last `-` when the suffix has the shape SSM gives it; `None` for an
@@ -29,13 +27,9 @@ pub fn is_valid(id: &str) -> bool {
 pub fn split(id: &str) -> Option<SessionIdParts<'_>> {
     let (principal, suffix) = id.rsplit_once('-')?;
     let hex = (8..=17).contains(&suffix.len())
-        && suffix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    let new_style = suffix.len() == 26
-        && suffix
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
+        && suffix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let new_style =
+        suffix.len() == 26 && suffix.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
     (!principal.is_empty() && (hex || new_style)).then_some(SessionIdParts { principal, suffix })
 }
 
@@ -46,18 +40,12 @@ mod tests {
     #[test]
     fn test_split_on_last_dash() {
         let cases = [
-            (
-                "garland.kan.temp-0e34861185201706f",
-                Some(("garland.kan.temp", "0e34861185201706f")),
-            ),
+            ("garland.kan.temp-0e34861185201706f", Some(("garland.kan.temp", "0e34861185201706f"))),
             (
                 "42ba7ac1-6122-4f3a-aa64-5f18f81eff1d-0959abc60267189e0",
                 Some(("42ba7ac1-6122-4f3a-aa64-5f18f81eff1d", "0959abc60267189e0")),
             ),
-            (
-                "bob-ilpxvkhghl9vs9ia2xfdyp4dka",
-                Some(("bob", "ilpxvkhghl9vs9ia2xfdyp4dka")),
-            ),
+            ("bob-ilpxvkhghl9vs9ia2xfdyp4dka", Some(("bob", "ilpxvkhghl9vs9ia2xfdyp4dka"))),
             ("opaque", None),
             ("-0e34861185201706f", None),
         ];

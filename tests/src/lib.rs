@@ -12,10 +12,7 @@ pub const TEST_REGION: &str = "us-east-1";
 
 /// Returns the repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 /// Returns moto's endpoint. Fails loudly when the tests were not started by `scripts/test`:
@@ -40,9 +37,8 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 
 /// Returns an S3 client for moto (path-style addressing).
 pub async fn s3_client() -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::config::Builder::from(&sdk_config().await)
-        .force_path_style(true)
-        .build();
+    let config =
+        aws_sdk_s3::config::Builder::from(&sdk_config().await).force_path_style(true).build();
     aws_sdk_s3::Client::from_conf(config)
 }
 
@@ -89,9 +85,8 @@ pub struct Ran {
 
 /// Runs `command` and returns what it printed.
 pub fn run(command: &mut Command) -> Ran {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
+    let output =
+        command.output().unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"));
     Ran {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -106,16 +101,9 @@ pub fn duckdb(dir: &Path, sql: &str) -> Vec<serde_json::Value> {
         panic!("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test")
     });
     let script = "import duckdb, json, sys\nfor row in duckdb.sql(sys.argv[1]).fetchall():\n    print(json.dumps(row, default=str))\n";
-    let ran = run(Command::new(python)
-        .current_dir(dir)
-        .arg("-c")
-        .arg(script)
-        .arg(sql));
+    let ran = run(Command::new(python).current_dir(dir).arg("-c").arg(script).arg(sql));
     assert_eq!(ran.code, 0, "duckdb failed on {sql}:\n{}", ran.stderr);
-    ran.stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("duckdb row is JSON"))
-        .collect()
+    ran.stdout.lines().map(|line| serde_json::from_str(line).expect("duckdb row is JSON")).collect()
 }
 
 /// Copies a folder tree.

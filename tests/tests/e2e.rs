@@ -13,10 +13,7 @@ use sessionlake_tests::{
 /// The one `rm -rf` in the examples, as every search must report it.
 const RM_RF_ROW: [(&str, &str); 6] = [
     ("session_id", "alice-0123456789abcdef0"),
-    (
-        "principal",
-        "arn:aws:sts::111122223333:assumed-role/Admin/alice",
-    ),
+    ("principal", "arn:aws:sts::111122223333:assumed-role/Admin/alice"),
     ("run_as", "ssm-user"),
     ("target", "i-0a1b2c3d4e5f67890"),
     ("command", "rm -rf /tmp/alice-scratch"),
@@ -60,12 +57,7 @@ fn parse_json_lines(stdout: &str) -> (Vec<BTreeMap<String, Value>>, Value) {
 fn assert_rm_rf_rows(rows: &[BTreeMap<String, Value>]) {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     for (field, expected) in RM_RF_ROW {
-        assert_eq!(
-            rows[0][field],
-            Value::from(expected),
-            "field {field} of {:#?}",
-            rows[0]
-        );
+        assert_eq!(rows[0][field], Value::from(expected), "field {field} of {:#?}", rows[0]);
     }
 }
 
@@ -78,11 +70,7 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     assert_eq!(ingest.code, 0, "{}", ingest.stderr);
     let expected = format!("ingested {} sessions", example_sessions());
     assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
-    assert!(
-        ingest.stdout.contains("created keyring"),
-        "{}",
-        ingest.stdout
-    );
+    assert!(ingest.stdout.contains("created keyring"), "{}", ingest.stdout);
     let mode = std::fs::metadata(dir.path().join(".sessionlake/keyring.json"))
         .expect("keyring")
         .permissions()
@@ -141,26 +129,14 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
             .current_dir(dir.path())
             .args(["search", "--command", "rm -rf", "--json"])
             .args(excluding));
-        assert_eq!(
-            none.code, 1,
-            "{excluding:?}: {}{}",
-            none.stdout, none.stderr
-        );
-        assert_eq!(
-            parse_json_lines(&none.stdout).1["matched"],
-            Value::from(0),
-            "{excluding:?}"
-        );
+        assert_eq!(none.code, 1, "{excluding:?}: {}{}", none.stdout, none.stderr);
+        assert_eq!(parse_json_lines(&none.stdout).1["matched"], Value::from(0), "{excluding:?}");
     }
 
     // A second run finds nothing new: cursors hold, nothing is duplicated.
     let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(
-        again.stdout.contains("ingested 0 sessions"),
-        "{}",
-        again.stdout
-    );
+    assert!(again.stdout.contains("ingested 0 sessions"), "{}", again.stdout);
     let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
         "search",
         "--command",
@@ -168,6 +144,32 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
         "--json",
     ]));
     assert_rm_rf_rows(&parse_json_lines(&search.stdout).0);
+
+    // A session whose source changed (a re-uploaded object, a stream that grew) is a new
+    // version that replaces the old one: its commands are found once, not twice.
+    let count_session = |dir: &Path| {
+        let found = run(binary("sessionlake", false).current_dir(dir).args([
+            "search",
+            "--session",
+            "alice-0123456789abcdef0",
+            "--json",
+        ]));
+        parse_json_lines(&found.stdout).1["matched"].as_u64().expect("matched")
+    };
+    let before = count_session(dir.path());
+    assert!(before >= 10, "{before}");
+    let transcript = dir.path().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
+    let mut bytes = std::fs::read(&transcript).expect("read");
+    bytes.extend_from_slice(b"\n");
+    std::fs::write(&transcript, bytes).expect("rewrite");
+    let replaced = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(replaced.code, 0, "{}", replaced.stderr);
+    assert!(
+        replaced.stdout.contains("ingested 1 sessions") && replaced.stdout.contains("1 replaced"),
+        "{}",
+        replaced.stdout
+    );
+    assert_eq!(count_session(dir.path()), before);
 
     // A bad regular expression is an error (exit 2), named.
     let bad = run(binary("sessionlake", false).current_dir(dir.path()).args([
@@ -211,19 +213,11 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let trail_bucket = unique("trail");
     let lake_bucket = unique("lake");
     for bucket in [&source_bucket, &trail_bucket, &lake_bucket] {
-        s3.create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .expect("create bucket");
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
     }
     // S3 transcripts under a free-form prefix; CloudTrail files in their usual layout.
     for file in files_under(&examples.join("s3")) {
-        let name = file
-            .file_name()
-            .expect("name")
-            .to_string_lossy()
-            .to_string();
+        let name = file.file_name().expect("name").to_string_lossy().to_string();
         put_file(
             &s3,
             &source_bucket,
@@ -243,21 +237,13 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     }
     // CloudWatch streams, events re-timed to the last hour (moto drops events older than 14 days).
     let group = format!("/ssm/{}", unique("sessions"));
-    logs.create_log_group()
-        .log_group_name(&group)
-        .send()
-        .await
-        .expect("create log group");
+    logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
     for file in files_under(&examples.join("cloudwatch")) {
-        let stream = file
-            .file_stem()
-            .expect("stem")
-            .to_string_lossy()
-            .to_string();
+        let stream = file.file_stem().expect("stem").to_string_lossy().to_string();
         let document: Value = serde_json::from_slice(
             &std::fs::read(examples.join("cloudwatch").join(&file)).expect("read"),
         )
@@ -302,22 +288,20 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("keyring.json");
     let lake = format!("s3://{lake_bucket}/lake");
-    let ingest = run(binary("sessionlake-ingest", true)
-        .current_dir(work.path())
-        .args([
-            "--lake",
-            &lake,
-            "--keyring",
-            &keyring.to_string_lossy(),
-            "--kms-key-id",
-            &key_id,
-            "--s3",
-            &format!("s3://{source_bucket}/team-a/"),
-            "--cloudwatch",
-            &group,
-            "--cloudtrail",
-            &format!("s3://{trail_bucket}/AWSLogs/"),
-        ]));
+    let ingest = run(binary("sessionlake-ingest", true).current_dir(work.path()).args([
+        "--lake",
+        &lake,
+        "--keyring",
+        &keyring.to_string_lossy(),
+        "--kms-key-id",
+        &key_id,
+        "--s3",
+        &format!("s3://{source_bucket}/team-a/"),
+        "--cloudwatch",
+        &group,
+        "--cloudtrail",
+        &format!("s3://{trail_bucket}/AWSLogs/"),
+    ]));
     assert_eq!(ingest.code, 0, "{}", ingest.stderr);
     let expected = format!("ingested {} sessions", example_sessions());
     assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
@@ -325,14 +309,7 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let search = |args: &[&str]| {
         run(binary("sessionlake", true)
             .current_dir(work.path())
-            .args([
-                "--lake",
-                &lake,
-                "--keyring",
-                &keyring.to_string_lossy(),
-                "search",
-                "--json",
-            ])
+            .args(["--lake", &lake, "--keyring", &keyring.to_string_lossy(), "search", "--json"])
             .args(args))
     };
     let found = search(&["--command", "rm -rf"]);
@@ -348,28 +325,18 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let bob = search(&["--principal", "arn:aws:iam::111122223333:user/bob"]);
     let (bob_rows, _) = parse_json_lines(&bob.stdout);
     assert!(!bob_rows.is_empty());
-    assert!(bob_rows.iter().all(|row| {
-        row["session_id"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("bob-"))
-    }));
-    // Streamed CloudWatch sessions carry a time per command.
     assert!(
         bob_rows
             .iter()
-            .all(|row| row["time_kind"] == "cloudwatch-event"),
-        "{bob_rows:#?}"
+            .all(|row| { row["session_id"].as_str().is_some_and(|s| s.starts_with("bob-")) })
     );
+    // Streamed CloudWatch sessions carry a time per command.
+    assert!(bob_rows.iter().all(|row| row["time_kind"] == "cloudwatch-event"), "{bob_rows:#?}");
 
     // Download the whole lake.
     let copy = work.path().join("lake-copy");
-    let listed = s3
-        .list_objects_v2()
-        .bucket(&lake_bucket)
-        .prefix("lake/")
-        .send()
-        .await
-        .expect("list lake");
+    let listed =
+        s3.list_objects_v2().bucket(&lake_bucket).prefix("lake/").send().await.expect("list lake");
     for object in listed.contents() {
         let key = object.key().expect("key");
         let body = s3
@@ -399,12 +366,7 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     // No command text from the inputs appears in plaintext anywhere in the lake.
     let lake_bytes: Vec<(String, Vec<u8>)> = stored
         .iter()
-        .map(|p| {
-            (
-                p.to_string_lossy().to_string(),
-                std::fs::read(copy.join(p)).expect("read"),
-            )
-        })
+        .map(|p| (p.to_string_lossy().to_string(), std::fs::read(copy.join(p)).expect("read")))
         .collect();
     let mut checked = 0;
     for row in &all_rows {
@@ -420,10 +382,7 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
             );
         }
     }
-    assert!(
-        checked >= 15,
-        "only {checked} commands were long enough to check"
-    );
+    assert!(checked >= 15, "only {checked} commands were long enough to check");
     // Data keys came from KMS, bound to the session.
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(copy.join("manifest/00000000000000000000.json")).expect("manifest"),
@@ -466,16 +425,10 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     );
     assert_eq!(
         sessions,
-        vec![serde_json::json!([
-            "alice-0123456789abcdef0",
-            "2026-03-14",
-            "complete"
-        ])]
+        vec![serde_json::json!(["alice-0123456789abcdef0", "2026-03-14", "complete"])]
     );
 }
 
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    haystack.windows(needle.len()).position(|window| window == needle)
 }

@@ -74,10 +74,7 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
     }
     if verbose {
         for miss in &report.misses {
-            println!(
-                "{} {:<18} {:<32} {:?}",
-                miss.kind, miss.form, miss.scenario, miss.command
-            );
+            println!("{} {:<18} {:<32} {:?}", miss.kind, miss.form, miss.scenario, miss.command);
         }
     }
     Ok(())
