@@ -1,0 +1,29 @@
+//! The storage contract of a sessionlake lake, shared by every binary.
+//!
+//! - [`store::LakeStore`]: the lake's objects on a local folder or S3, through `object_store`.
+//! - [`keys`]: key providers (AWS KMS, a local keyring) that hand out per-session data keys.
+//! - [`envelope`]: raw transcripts compressed with zstd and sealed with a streaming AEAD.
+//! - [`manifest`]: the signed hash chain of commits that says which objects are live.
+//! - [`cursors::Cursors`]: how far each source has been read.
+//!
+//! ```no_run
+//! # async fn demo() -> sessionlake_lake::LakeResult<()> {
+//! use sessionlake_lake::store::{LakeLocation, LakeStore};
+//! let store = LakeStore::open(&LakeLocation::parse("./lake")?, None)?;
+//! let chain = sessionlake_lake::manifest::read_chain(&store).await?;
+//! println!("{} commits", chain.len());
+//! # Ok(()) }
+//! ```
+
+pub mod aws;
+pub mod cursors;
+pub mod decompress;
+pub mod envelope;
+mod error;
+pub mod keys;
+pub mod manifest;
+mod secret;
+pub mod store;
+
+pub use error::{LakeError, LakeErrorKind, LakeResult};
+pub use secret::DataKey;

@@ -1,0 +1,53 @@
+//! Key material that never prints and is wiped when dropped.
+
+use std::fmt;
+
+/// A 256-bit symmetric key in memory. `Debug` prints `**REDACTED**`; the bytes are zeroed on drop.
+pub struct DataKey([u8; 32]);
+
+impl DataKey {
+    /// Wraps key bytes; fails unless there are exactly 32 of them.
+    pub fn from_slice(bytes: &[u8]) -> Option<DataKey> {
+        let array: [u8; 32] = bytes.try_into().ok()?;
+        Some(DataKey(array))
+    }
+
+    /// Returns the key bytes, for handing to an AEAD.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl Clone for DataKey {
+    fn clone(&self) -> Self {
+        DataKey(self.0)
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(**REDACTED**)")
+    }
+}
+
+impl Drop for DataKey {
+    fn drop(&mut self) {
+        // black_box keeps the compiler from eliding the wipe of memory about to be freed.
+        for byte in self.0.iter_mut() {
+            *byte = 0;
+            std::hint::black_box(&*byte);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_debug_is_redacted() {
+        let key = DataKey::from_slice(&[7u8; 32]).expect("32 bytes");
+        assert_eq!(format!("{key:?}"), "DataKey(**REDACTED**)");
+        assert!(DataKey::from_slice(&[0u8; 31]).is_none());
+    }
+}

@@ -1,0 +1,265 @@
+//! The lake's object store: a local folder or `s3://bucket/prefix`, through `object_store`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use ring::digest::{SHA256, digest};
+
+use crate::error::{LakeError, LakeErrorKind, LakeResult};
+
+/// Where a lake lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LakeLocation {
+    /// A folder on this machine.
+    Local(std::path::PathBuf),
+    /// A bucket and a key prefix (possibly empty) on S3.
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix without leading or trailing `/`.
+        prefix: String,
+    },
+}
+
+impl LakeLocation {
+    /// Parses `./lake`, `/abs/lake`, `file:///abs/lake` or `s3://bucket/prefix`.
+    pub fn parse(text: &str) -> LakeResult<LakeLocation> {
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(LakeError::config(format!("lake {text} names no bucket")));
+            }
+            return Ok(LakeLocation::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        let path = text.strip_prefix("file://").unwrap_or(text);
+        if path.is_empty() || text.contains("://") && !text.starts_with("file://") {
+            return Err(LakeError::config(format!(
+                "lake {text:?} is neither a folder nor s3://bucket/prefix"
+            )));
+        }
+        Ok(LakeLocation::Local(path.into()))
+    }
+}
+
+impl fmt::Display for LakeLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LakeLocation::Local(path) => write!(f, "{}", path.display()),
+            LakeLocation::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            LakeLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// What a write stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Path inside the lake.
+    pub path: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 (hex) of the stored bytes.
+    pub sha256: String,
+}
+
+/// A lake's objects. Paths are relative to the lake's root.
+#[derive(Clone)]
+pub struct LakeStore {
+    location: LakeLocation,
+    store: Arc<dyn ObjectStore>,
+    /// The store without the lake's key prefix, and that prefix (`""` or `"lake/"`), for
+    /// query engines: object_store 0.13's `PrefixStore::head` returns the unstripped location,
+    /// which DataFusion's listing then filters out.
+    engine: (Arc<dyn ObjectStore>, String),
+}
+
+impl fmt::Debug for LakeStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LakeStore").field("location", &self.location.to_string()).finish()
+    }
+}
+
+/// Returns the SHA-256 of `bytes` in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(digest(&SHA256, bytes))
+}
+
+impl LakeStore {
+    /// Opens the lake at `location`. A local folder is created if absent; S3 uses `sdk_config`
+    /// for region, endpoint (`AWS_ENDPOINT_URL`) and credentials.
+    pub fn open(
+        location: &LakeLocation,
+        sdk_config: Option<&aws_config::SdkConfig>,
+    ) -> LakeResult<LakeStore> {
+        let (store, engine): (Arc<dyn ObjectStore>, (Arc<dyn ObjectStore>, String)) = match location
+        {
+            LakeLocation::Local(path) => {
+                std::fs::create_dir_all(path).map_err(|error| {
+                    LakeError::config(format!(
+                        "failed to create lake folder {}: {error}",
+                        path.display()
+                    ))
+                })?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(path)
+                    .map_err(|error| LakeError::store("open", &location.to_string(), error))?;
+                let local: Arc<dyn ObjectStore> = Arc::new(local);
+                (Arc::clone(&local), (local, String::new()))
+            }
+            LakeLocation::S3 { bucket, prefix } => {
+                let config = sdk_config.ok_or_else(|| {
+                    LakeError::config(format!("lake {location} needs AWS configuration"))
+                })?;
+                let s3 = crate::aws::object_store_for_bucket(config, bucket)?;
+                if prefix.is_empty() {
+                    (Arc::clone(&s3), (s3, String::new()))
+                } else {
+                    let prefixed: Arc<dyn ObjectStore> =
+                        Arc::new(PrefixStore::new(Arc::clone(&s3), prefix.as_str()));
+                    (prefixed, (s3, format!("{prefix}/")))
+                }
+            }
+        };
+        Ok(LakeStore { location: location.clone(), store, engine })
+    }
+
+    /// Returns a store over an arbitrary `object_store` (tests use `InMemory`).
+    pub fn from_object_store(location: LakeLocation, store: Arc<dyn ObjectStore>) -> LakeStore {
+        LakeStore { location, engine: (Arc::clone(&store), String::new()), store }
+    }
+
+    /// Returns where the lake lives.
+    pub fn location(&self) -> &LakeLocation {
+        &self.location
+    }
+
+    /// Returns the object store and the key prefix a query engine should use: lake path `p`
+    /// is object `<prefix><p>` in that store.
+    pub fn engine_store(&self) -> (Arc<dyn ObjectStore>, &str) {
+        (Arc::clone(&self.engine.0), &self.engine.1)
+    }
+
+    fn path(&self, path: &str) -> LakeResult<ObjectPath> {
+        ObjectPath::parse(path)
+            .map_err(|error| LakeError::format(format!("bad lake path {path:?}: {error}")))
+    }
+
+    /// Writes `bytes` at `path`, replacing what is there.
+    pub async fn put(&self, path: &str, bytes: Bytes) -> LakeResult<StoredObject> {
+        let stored = StoredObject {
+            path: path.to_string(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        };
+        self.store
+            .put(&self.path(path)?, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|error| LakeError::store("write", &self.describe(path), error))?;
+        Ok(stored)
+    }
+
+    /// Writes `bytes` at `path` only if nothing is there (S3 `If-None-Match: *`); an
+    /// [`LakeErrorKind::AlreadyExists`] error when another writer was first.
+    pub async fn put_new(&self, path: &str, bytes: Bytes) -> LakeResult<StoredObject> {
+        let stored = StoredObject {
+            path: path.to_string(),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        };
+        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+        self.store
+            .put_opts(&self.path(path)?, PutPayload::from_bytes(bytes), options)
+            .await
+            .map_err(|error| LakeError::store("create", &self.describe(path), error))?;
+        Ok(stored)
+    }
+
+    /// Reads the object at `path`.
+    pub async fn get(&self, path: &str) -> LakeResult<Bytes> {
+        let result = self
+            .store
+            .get(&self.path(path)?)
+            .await
+            .map_err(|error| LakeError::store("read", &self.describe(path), error))?;
+        result.bytes().await.map_err(|error| LakeError::store("read", &self.describe(path), error))
+    }
+
+    /// Reads the object at `path`, or `None` if there is none.
+    pub async fn get_opt(&self, path: &str) -> LakeResult<Option<Bytes>> {
+        match self.get(path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == LakeErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Lists every object under `prefix` (a folder such as `manifest`), with sizes.
+    pub async fn list(&self, prefix: &str) -> LakeResult<Vec<(String, u64)>> {
+        let prefix_path = self.path(prefix)?;
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix_path))
+            .try_collect()
+            .await
+            .map_err(|error| LakeError::store("list", &self.describe(prefix), error))?;
+        let mut listed: Vec<(String, u64)> =
+            objects.into_iter().map(|meta| (meta.location.to_string(), meta.size)).collect();
+        listed.sort();
+        Ok(listed)
+    }
+
+    /// Deletes the object at `path`; deleting nothing is not an error.
+    pub async fn delete(&self, path: &str) -> LakeResult<()> {
+        match self.store.delete(&self.path(path)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(LakeError::store("delete", &self.describe(path), error)),
+        }
+    }
+
+    /// Returns a full name for messages: `s3://bucket/prefix/path` or `lake/path`.
+    pub fn describe(&self, path: &str) -> String {
+        format!("{}/{path}", self.location)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_parse_locations() {
+        assert_eq!(
+            LakeLocation::parse("s3://b/p/q/").expect("s3"),
+            LakeLocation::S3 { bucket: "b".into(), prefix: "p/q".into() }
+        );
+        assert_eq!(
+            LakeLocation::parse("./lake").expect("local"),
+            LakeLocation::Local("./lake".into())
+        );
+        assert!(LakeLocation::parse("s3:///x").is_err());
+        assert!(LakeLocation::parse("gs://b").is_err());
+    }
+
+    #[tokio::test]
+    async fn test_put_new_refuses_a_second_writer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = LakeLocation::Local(dir.path().to_path_buf());
+        let store = LakeStore::open(&location, None).expect("open");
+        store.put_new("manifest/1.json", Bytes::from_static(b"a")).await.expect("first");
+        let error =
+            store.put_new("manifest/1.json", Bytes::from_static(b"b")).await.expect_err("second");
+        assert_eq!(error.kind(), LakeErrorKind::AlreadyExists);
+        assert_eq!(store.get("manifest/1.json").await.expect("get"), Bytes::from_static(b"a"));
+        assert_eq!(
+            store.list("manifest").await.expect("list"),
+            vec![("manifest/1.json".into(), 1)]
+        );
+    }
+}
