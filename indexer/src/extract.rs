@@ -240,7 +240,9 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
         }
         // The editor redrew its prompt further down (after a completion list, Ctrl-L): what
         // came before the last redraw is not part of the buffer.
-        if let Some(position) = rest.rfind(&format!("\n{prompt_text}")) {
+        if rest.contains('\n')
+            && let Some(position) = rest.rfind(&format!("\n{prompt_text}"))
+        {
             rest = &rest[position + 1 + prompt_text.len()..];
         }
         // In a stripped stream `^C` is followed by whatever the redraw left on the line.

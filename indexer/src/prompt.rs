@@ -42,7 +42,10 @@ const PROMPT_WINDOW: usize = 512;
 
 /// Returns the prompt at the start of `line`, among the prompts shells print by default.
 pub fn known_prompt(line: &str) -> Option<Prompt> {
-    let captures = KNOWN.captures(&line[..floor_char_boundary(line, PROMPT_WINDOW)])?;
+    let window = &line[..floor_char_boundary(line, PROMPT_WINDOW)];
+    // Every known prompt ends in `$`, `#` or `>`: most output lines have none, and skip the regex.
+    memchr::memchr3(b'$', b'#', b'>', window.as_bytes())?;
+    let captures = KNOWN.captures(window)?;
     let whole = captures.get(0)?;
     let cwd = ["cwd1", "cwd2", "cwd3"]
         .iter()

@@ -91,6 +91,8 @@ pub struct LineTerminal {
     wrap_candidate: Option<usize>,
     /// Offset up to which input has been fed, for line ranges.
     fed: usize,
+    /// Cell buffers of emitted lines, reused for new ones (no allocation per line).
+    spare_cells: Vec<Vec<Cell>>,
     finished: Vec<ScreenLine>,
 }
 
@@ -112,6 +114,7 @@ impl LineTerminal {
             last_printed_space_at: None,
             wrap_candidate: None,
             fed: 0,
+            spare_cells: Vec::new(),
             finished: Vec::new(),
         }
     }
@@ -208,7 +211,8 @@ impl LineTerminal {
             self.move_to(column.min(self.width - 1));
             return;
         }
-        self.window.push_back(LineState { start: self.fed, end: self.fed, ..LineState::default() });
+        let line = self.fresh_line();
+        self.window.push_back(line);
         self.current = self.window.len() - 1;
         self.move_to(column);
         while self.window.len() > WINDOW {
@@ -218,7 +222,8 @@ impl LineTerminal {
 
     fn start_new_line(&mut self) {
         self.line();
-        self.window.push_back(LineState { start: self.fed, end: self.fed, ..LineState::default() });
+        let line = self.fresh_line();
+        self.window.push_back(line);
         self.current = self.window.len() - 1;
         self.move_to(0);
         while self.window.len() > WINDOW {
@@ -252,8 +257,18 @@ impl LineTerminal {
         }
     }
 
-    fn emit(&mut self, line: LineState) {
+    /// Returns a fresh line starting at the current input offset, reusing a freed buffer.
+    fn fresh_line(&mut self) -> LineState {
+        let mut cells = self.spare_cells.pop().unwrap_or_default();
+        cells.clear();
+        LineState { cells, start: self.fed, end: self.fed, region: None }
+    }
+
+    fn emit(&mut self, mut line: LineState) {
         let text = render(&line.cells);
+        if self.spare_cells.len() < WINDOW {
+            self.spare_cells.push(std::mem::take(&mut line.cells));
+        }
         self.finished.push(ScreenLine {
             text,
             start: line.start,
@@ -274,7 +289,8 @@ impl LineTerminal {
                 self.emit(line);
             }
         }
-        self.window.push_back(LineState { start: fed, end: fed, ..LineState::default() });
+        let line = self.fresh_line();
+        self.window.push_back(line);
         self.current = 0;
         self.cursor = 0;
         self.pending_wrap = false;
