@@ -25,6 +25,7 @@ use sessionlake_schemas::{CommandRecord, SessionStatus, TimeSource};
 
 use crate::extract::{Draft, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
+use crate::prompt::floor_char_boundary;
 use crate::terminal::{DEFAULT_WIDTH, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
@@ -308,13 +309,6 @@ fn records(
             }
         })
         .collect()
-}
-
-fn floor_char_boundary(text: &str, index: usize) -> usize {
-    if index >= text.len() {
-        return text.len();
-    }
-    (0..=index).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0)
 }
 
 #[cfg(test)]

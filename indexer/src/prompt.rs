@@ -74,7 +74,8 @@ pub fn editor_prompt(line: &str) -> Option<Prompt> {
     Some(Prompt { len: end + 2, cwd: None, user: None })
 }
 
-fn floor_char_boundary(text: &str, index: usize) -> usize {
+/// Returns the largest char boundary of `text` at or below `index`.
+pub(crate) fn floor_char_boundary(text: &str, index: usize) -> usize {
     if index >= text.len() {
         return text.len();
     }

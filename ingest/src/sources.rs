@@ -251,6 +251,50 @@ pub fn poll_local(dir: &Path, cursors: &Cursors, polled: &mut Polled) -> anyhow:
     Ok(())
 }
 
+/// Lists the objects under `prefix` whose keys end in one of `suffixes`, every page.
+async fn list_objects(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    suffixes: &[&str],
+) -> anyhow::Result<Vec<aws_sdk_s3::types::Object>> {
+    let mut found = Vec::new();
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            anyhow::anyhow!(
+                "failed to list s3://{bucket}/{prefix}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        })?;
+        found.extend(
+            page.contents()
+                .iter()
+                .filter(|object| {
+                    object
+                        .key()
+                        .is_some_and(|key| suffixes.iter().any(|suffix| key.ends_with(suffix)))
+                })
+                .cloned(),
+        );
+    }
+    Ok(found)
+}
+
+/// Reads a whole object.
+async fn get_object(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let name = format!("s3://{bucket}/{key}");
+    let response = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
+        anyhow::anyhow!("failed to fetch {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e))
+    })?;
+    let body = response.body.collect().await.with_context(|| format!("failed to read {name}"))?;
+    Ok(body.into_bytes().to_vec())
+}
+
 /// Reads S3 objects whose keys end in `.log` under `prefix`, skipping those whose ETag the
 /// cursors already hold.
 pub async fn poll_s3(
@@ -260,73 +304,42 @@ pub async fn poll_s3(
     cursors: &Cursors,
     polled: &mut Polled,
 ) -> anyhow::Result<()> {
-    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            anyhow::anyhow!(
-                "failed to list s3://{bucket}/{prefix}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(e)
-            )
-        })?;
-        for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            if !key.ends_with(".log") {
-                continue;
-            }
-            let source_ref = format!("s3://{bucket}/{key}");
-            let position = object.e_tag().unwrap_or_default().to_string();
-            if cursors.positions.get(&source_ref) == Some(&position) {
-                continue;
-            }
-            let observed_at =
-                object.last_modified().and_then(|t| t.to_millis().ok()).map(|ms| ms * 1000);
-            let size = object.size().unwrap_or(0).max(0) as u64;
-            let Some(session_id) = session_id_of(key) else {
-                polled.bad.push(BadInput {
-                    source: SessionSource::S3,
-                    source_ref: source_ref.clone(),
-                    position,
-                    raw: Vec::new(),
-                    reason: format!("{source_ref}: key base name is not a session id"),
-                });
-                continue;
-            };
-            if size > MAX_OBJECT_BYTES {
-                polled.bad.push(BadInput {
-                    source: SessionSource::S3,
-                    source_ref: source_ref.clone(),
-                    position,
-                    raw: Vec::new(),
-                    reason: format!(
-                        "{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"
-                    ),
-                });
-                continue;
-            }
-            let response =
-                client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "failed to fetch {source_ref}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
-                    )
-                })?;
-            let raw = response
-                .body
-                .collect()
-                .await
-                .with_context(|| format!("failed to read {source_ref}"))?
-                .into_bytes()
-                .to_vec();
-            polled.sessions.push(SessionInput {
-                session_id,
-                source: SessionSource::S3,
-                source_ref,
-                position,
-                form: InputForm::S3Transcript,
-                raw,
-                observed_at,
-            });
+    for object in list_objects(client, bucket, prefix, &[".log"]).await? {
+        let Some(key) = object.key() else { continue };
+        let source_ref = format!("s3://{bucket}/{key}");
+        let position = object.e_tag().unwrap_or_default().to_string();
+        if cursors.positions.get(&source_ref) == Some(&position) {
+            continue;
         }
+        let observed_at = object
+            .last_modified()
+            .and_then(|t| t.to_millis().ok())
+            .and_then(|ms| ms.checked_mul(1000));
+        let size = object.size().unwrap_or(0).max(0) as u64;
+        let session_id = session_id_of(key);
+        let refused = match &session_id {
+            None => Some(format!("{source_ref}: key base name is not a session id")),
+            Some(_) if size > MAX_OBJECT_BYTES => Some(format!(
+                "{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"
+            )),
+            Some(_) => None,
+        };
+        if let Some(reason) = refused {
+            let source = SessionSource::S3;
+            polled.bad.push(BadInput { source, source_ref, position, raw: Vec::new(), reason });
+            continue;
+        }
+        let Some(session_id) = session_id else { continue };
+        let raw = get_object(client, bucket, key).await?;
+        polled.sessions.push(SessionInput {
+            session_id,
+            source: SessionSource::S3,
+            source_ref,
+            position,
+            form: InputForm::S3Transcript,
+            raw,
+            observed_at,
+        });
     }
     Ok(())
 }
@@ -441,38 +454,14 @@ pub async fn poll_cloudtrail_s3(
     prefix: &str,
     polled: &mut Polled,
 ) -> anyhow::Result<()> {
-    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            anyhow::anyhow!(
-                "failed to list s3://{bucket}/{prefix}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(e)
-            )
-        })?;
-        for object in page.contents() {
-            let Some(key) = object.key() else { continue };
-            if !(key.ends_with(".json.gz") || key.ends_with(".json")) {
-                continue;
-            }
-            let name = format!("s3://{bucket}/{key}");
-            let response =
-                client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "failed to fetch {name}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
-                    )
-                })?;
-            let bytes = response
-                .body
-                .collect()
-                .await
-                .with_context(|| format!("failed to read {name}"))?
-                .into_bytes();
-            match parse_cloudtrail(&bytes, &name) {
-                Ok(found) => polled.cloudtrail.extend(found),
-                Err(error) => {
-                    tracing::warn!(object = %name, error = %format!("{error:#}"), "cloudtrail file skipped")
-                }
+    for object in list_objects(client, bucket, prefix, &[".json.gz", ".json"]).await? {
+        let Some(key) = object.key() else { continue };
+        let name = format!("s3://{bucket}/{key}");
+        let bytes = get_object(client, bucket, key).await?;
+        match parse_cloudtrail(&bytes, &name) {
+            Ok(found) => polled.cloudtrail.extend(found),
+            Err(error) => {
+                tracing::warn!(object = %name, error = %format!("{error:#}"), "cloudtrail file skipped")
             }
         }
     }

@@ -45,6 +45,11 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     async fn decrypt_data_key(&self, wrapped: &WrappedKey) -> LakeResult<DataKey>;
 }
 
+fn ciphertext_of(wrapped: &WrappedKey) -> LakeResult<Vec<u8>> {
+    B64.decode(&wrapped.ciphertext)
+        .map_err(|_| LakeError::format(format!("wrapped key of {} is not base64", wrapped.key_id)))
+}
+
 fn context_aad(context: &BTreeMap<String, String>) -> Vec<u8> {
     // A BTreeMap serialises in key order, so the bytes do not depend on insertion order.
     serde_json::to_vec(context).unwrap_or_default()
@@ -225,9 +230,7 @@ impl KeyProvider for LocalKeyring {
                 ),
             ));
         }
-        let blob = B64.decode(&wrapped.ciphertext).map_err(|_| {
-            LakeError::format(format!("wrapped key of {} is not base64", wrapped.key_id))
-        })?;
+        let blob = ciphertext_of(wrapped)?;
         if blob.len() < NONCE_LEN {
             return Err(LakeError::format("wrapped key is too short"));
         }
@@ -398,9 +401,7 @@ impl KeyProvider for KmsKeyProvider {
     }
 
     async fn decrypt_data_key(&self, wrapped: &WrappedKey) -> LakeResult<DataKey> {
-        let blob = B64.decode(&wrapped.ciphertext).map_err(|_| {
-            LakeError::format(format!("wrapped key of {} is not base64", wrapped.key_id))
-        })?;
+        let blob = ciphertext_of(wrapped)?;
         let output = self
             .client
             .decrypt()
