@@ -156,7 +156,7 @@ impl LineTerminal {
     }
 
     fn put_char(&mut self, c: char) {
-        let char_width = c.width().unwrap_or(0);
+        let char_width = if c.is_ascii_graphic() || c == ' ' { 1 } else { c.width().unwrap_or(0) };
         if char_width == 0 || self.cursor + char_width > MAX_LINE_CELLS {
             return;
         }
@@ -178,7 +178,12 @@ impl LineTerminal {
 
     fn set_cell(&mut self, index: usize, cell: Cell) {
         let cells = &mut self.line().cells;
-        if index >= cells.len() {
+        // Typing at the end of the line, the common case.
+        if index == cells.len() {
+            cells.push(cell);
+            return;
+        }
+        if index > cells.len() {
             cells.resize(index + 1, None);
         }
         // Overwriting half of a double-width character blanks the other half, as terminals do.
@@ -385,15 +390,17 @@ impl vte::Perform for LineTerminal {
         if self.alternate_screen {
             return;
         }
-        // Not a wrap: a redraw of the line from its start, or readline's own `(reverse-i-search)`
-        // and `(arg: n)` prompts being replaced by the shell prompt.
-        let first = self.window[self.current].cells.first().copied().flatten();
-        let redraws_line_start = first == Some(c) || first == Some('(') || c == '(';
-        if let Some(column) = self.wrap_candidate.take().filter(|_| !redraws_line_start) {
-            // `<text> \r<text>` inside the editor: readline wrapped at `column`, so that is
-            // the terminal's width (the client's window, not our default): re-lay the line.
-            self.width = column;
-            self.move_to(column);
+        if let Some(column) = self.wrap_candidate.take() {
+            // Not a wrap: a redraw of the line from its start, or readline's own
+            // `(reverse-i-search)` and `(arg: n)` prompts being replaced by the shell prompt.
+            let first = self.window[self.current].cells.first().copied().flatten();
+            let redraws_line_start = first == Some(c) || first == Some('(') || c == '(';
+            if !redraws_line_start {
+                // `<text> \r<text>` inside the editor: readline wrapped at `column`, so that
+                // is the terminal's width (the client's window, not our default): re-lay.
+                self.width = column;
+                self.move_to(column);
+            }
         }
         self.put_char(c);
         self.last_printed_space_at = (c == ' ').then_some(self.cursor);
