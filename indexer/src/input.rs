@@ -18,6 +18,10 @@ pub struct TranscriptHeader {
     pub complete: bool,
     /// Written by a legacy agent (< 2.3.978): `ssm-session-logger` noise around the session.
     pub legacy: bool,
+    /// A Windows PowerShell transcript (Windows Server 2016+ agents).
+    pub powershell: bool,
+    /// `RunAs User:` of a PowerShell transcript header.
+    pub run_as: Option<String>,
 }
 
 /// Where the terminal bytes of an S3-form transcript lie, and what its header says.
@@ -62,6 +66,9 @@ pub fn parse_script_time(text: &str) -> Option<i64> {
 
 /// Splits an S3-form transcript into header, body and footer.
 pub fn split_script(bytes: &[u8]) -> ScriptTranscript {
+    if bytes.starts_with(POWERSHELL_RULE) {
+        return split_powershell(bytes);
+    }
     let mut header = TranscriptHeader::default();
     let mut body_start = 0;
     if let Some(captures) = STARTED.captures(bytes) {
@@ -100,6 +107,63 @@ pub fn split_script(bytes: &[u8]) -> ScriptTranscript {
         b"ssm-session-logger",
     )
     .is_some();
+    ScriptTranscript { body: body_start..body_end, header }
+}
+
+/// The line of asterisks around a PowerShell transcript's header and footer.
+const POWERSHELL_RULE: &[u8] = b"**********************";
+
+static POWERSHELL_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?m)^(?P<name>Start time|End time|RunAs User|Username|Machine): (?P<value>[^\r\n]*)\r?$",
+    )
+    .unwrap_or_else(|error| unreachable!("{error}"))
+});
+
+static POWERSHELL_BODY_START: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^Transcript started, output file is [^\r\n]*\r?\n")
+        .unwrap_or_else(|error| unreachable!("{error}"))
+});
+
+static POWERSHELL_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?m)^\*{22}\r?\n(?:Windows PowerShell|PowerShell) transcript end\r?\nEnd time: (?P<end>\d{14})")
+        .unwrap_or_else(|error| unreachable!("{error}"))
+});
+
+/// Parses PowerShell's `yyyyMMddHHmmss` (local time of the instance; UTC on EC2 by default).
+fn parse_powershell_time(text: &str) -> Option<i64> {
+    let naive = chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y%m%d%H%M%S").ok()?;
+    Some(naive.and_utc().timestamp_micros())
+}
+
+/// Splits a PowerShell transcript (the Windows agent's S3 form, PowerShell/PowerShell#8720):
+/// a header between lines of asterisks, `Transcript started, output file is …`, the session,
+/// then a footer with `End time:`. The agent generates it at session end, like `script`.
+fn split_powershell(bytes: &[u8]) -> ScriptTranscript {
+    let head = &bytes[..bytes.len().min(8192)];
+    let mut header = TranscriptHeader { powershell: true, ..TranscriptHeader::default() };
+    let mut body_start = 0;
+    if let Some(found) = POWERSHELL_BODY_START.find(head) {
+        body_start = found.end();
+    }
+    for captures in POWERSHELL_FIELD.captures_iter(&head[..body_start.max(head.len().min(4096))]) {
+        let value = captures.name("value").and_then(|m| std::str::from_utf8(m.as_bytes()).ok());
+        match captures.name("name").map(|m| m.as_bytes()) {
+            Some(b"RunAs User") => header.run_as = value.map(str::to_string),
+            Some(b"Start time") if header.generated_at.is_none() => {
+                header.generated_at = value.and_then(parse_powershell_time);
+            }
+            _ => {}
+        }
+    }
+    let mut body_end = bytes.len();
+    let tail_start = bytes.len().saturating_sub(1024).max(body_start);
+    if let Some(captures) = POWERSHELL_END.captures(&bytes[tail_start..]) {
+        header.complete = true;
+        body_end = tail_start + captures.get(0).map_or(0, |m| m.start());
+        let end = captures.name("end").and_then(|m| std::str::from_utf8(m.as_bytes()).ok());
+        header.generated_at = end.and_then(parse_powershell_time).or(header.generated_at);
+    }
     ScriptTranscript { body: body_start..body_end, header }
 }
 
@@ -270,6 +334,18 @@ mod tests {
         let error = decode_subscription_payload(&bomb.finish().unwrap()).unwrap_err();
         assert!(error.contains("decompress"), "{error}");
         assert!(decode_subscription_payload(b"!!not base64!!").is_err());
+    }
+
+    #[test]
+    fn test_split_powershell_transcript() {
+        let bytes = b"**********************\r\nWindows PowerShell transcript start\r\nStart time: 20260314093000\r\nUsername: EC2AMAZ-1\\ssm-user\r\nRunAs User: EC2AMAZ-1\\ssm-user\r\nMachine: EC2AMAZ-1 (Microsoft Windows NT 10.0.17763.0)\r\nHost Application: C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe\r\nProcess ID: 4242\r\n**********************\r\nTranscript started, output file is C:\\ProgramData\\Amazon\\SSM\\alice-0123456789abcdef0.log\r\nPS C:\\Windows\\system32> whoami\r\nec2amaz-1\\ssm-user\r\nPS C:\\Windows\\system32> exit\r\n**********************\r\nWindows PowerShell transcript end\r\nEnd time: 20260314094500\r\n**********************\r\n";
+        let split = split_script(bytes);
+        assert!(split.header.powershell && split.header.complete);
+        assert_eq!(split.header.run_as.as_deref(), Some("EC2AMAZ-1\\ssm-user"));
+        assert_eq!(split.header.generated_at, parse_powershell_time("20260314094500"));
+        let body = std::str::from_utf8(&bytes[split.body]).unwrap();
+        assert!(body.starts_with("PS C:\\Windows\\system32> whoami"), "{body:?}");
+        assert!(body.ends_with("> exit\r\n"), "{body:?}");
     }
 
     #[test]

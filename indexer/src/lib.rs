@@ -148,7 +148,11 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
     if context.target.is_none() {
         context.target = script.header.target.clone();
     }
-    // The session's OS user is the one its first prompt shows (before any `sudo su`).
+    // The session's OS user is the one its first prompt shows (before any `sudo su`), or the
+    // PowerShell transcript's `RunAs User`.
+    if context.run_as.is_none() {
+        context.run_as = script.header.run_as.clone();
+    }
     if context.run_as.is_none() {
         context.run_as = drafts.first().and_then(|draft| draft.user.clone());
     }
@@ -341,6 +345,31 @@ mod tests {
         assert_eq!(command.target.as_deref(), Some("i-0123456789abcdef0"));
         assert_eq!(command.account.as_deref(), Some("111122223333"));
         assert_eq!(command.run_as.as_deref(), Some("ssm-user"));
+    }
+
+    #[test]
+    fn test_powershell_transcript_commands() {
+        let raw = b"**********************\r\nWindows PowerShell transcript start\r\nStart time: 20260314093000\r\nRunAs User: EC2AMAZ-1\\ssm-user\r\n**********************\r\nTranscript started, output file is C:\\x.log\r\nPS C:\\Windows\\system32> Get-Service sshd\r\nStatus   Name\r\nPS C:\\Windows\\system32> cd C:\\Users\r\nPS C:\\Users> Remove-Item -Recurse -Force .\\temp\r\nPS C:\\Users> exit\r\n**********************\r\nWindows PowerShell transcript end\r\nEnd time: 20260314094500\r\n**********************\r\n";
+        let parsed = parse_session(
+            InputForm::S3Transcript,
+            raw,
+            &SessionContext::new("alice-0123456789abcdef0"),
+        )
+        .unwrap();
+        let commands: Vec<_> =
+            parsed.commands.iter().map(|c| (c.command.as_str(), c.cwd.as_deref())).collect();
+        assert_eq!(
+            commands,
+            vec![
+                ("Get-Service sshd", Some("C:\\Windows\\system32")),
+                ("cd C:\\Users", Some("C:\\Windows\\system32")),
+                ("Remove-Item -Recurse -Force .\\temp", Some("C:\\Users")),
+                ("exit", Some("C:\\Users")),
+            ]
+        );
+        assert_eq!(parsed.commands[0].output, "Status   Name");
+        assert_eq!(parsed.status, SessionStatus::Complete);
+        assert_eq!(parsed.context.run_as.as_deref(), Some("EC2AMAZ-1\\ssm-user"));
     }
 
     #[test]
