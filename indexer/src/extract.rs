@@ -76,9 +76,12 @@ fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
     // A redraw in the middle (`$ old$ new` after history recall): take what follows the last
     // copy of a distinctive prompt, unless that copy sits inside a quoted string of the
     // command (`printf '[u@h ~]$ …'`).
+    // readline's incremental search prompt (`(reverse-i-search)`…': `) opens a backquote the
+    // quote check would count.
+    let searching = rest.contains("-search)`");
     if prompt_text.len() >= 6
         && let Some(position) = rest.rfind(prompt_text)
-        && syntax::is_complete(&rest[..position])
+        && (searching || syntax::is_complete(&rest[..position]))
     {
         rest = &rest[position + prompt_text.len()..];
     }

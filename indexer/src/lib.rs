@@ -233,7 +233,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         for text in message.session_data {
             // What the agent's ANSI stripper left (BS, a whole line it could not parse) still
             // goes through the terminal model.
-            let screen = LineTerminal::run(STREAM_LINE_WIDTH, text.as_bytes());
+            let screen = LineTerminal::run_stripped(STREAM_LINE_WIDTH, text.as_bytes());
             // The last line is what the line ended as (the editor starting mid-line, after a
             // full-screen program's leftovers, begins a line of its own).
             let text = screen.lines.into_iter().last().map(|line| line.text).unwrap_or_default();

@@ -93,6 +93,10 @@ pub struct LineTerminal {
     fed: usize,
     /// Cell buffers of emitted lines, reused for new ones (no allocation per line).
     spare_cells: Vec<Vec<Cell>>,
+    /// Input is a stripped stream line: see [`LineTerminal::run_stripped`].
+    stripped: bool,
+    /// The last action was a backspace (only tracked for stripped input).
+    after_backspace: bool,
     finished: Vec<ScreenLine>,
 }
 
@@ -115,13 +119,27 @@ impl LineTerminal {
             wrap_candidate: None,
             fed: 0,
             spare_cells: Vec::new(),
+            stripped: false,
+            after_backspace: false,
             finished: Vec::new(),
         }
     }
 
     /// Interprets `bytes` and returns every line, the last unfinished one included.
     pub fn run(width: usize, bytes: &[u8]) -> Screen {
+        Self::run_with(LineTerminal::new(width), bytes)
+    }
+
+    /// Interprets one line of a stripped stream (CloudWatch streaming), where the agent deleted
+    /// the escape sequences: a run of backspaces followed by text stands for readline's
+    /// `backspaces, ESC[K, text`, since the erase that came with it is gone.
+    pub fn run_stripped(width: usize, bytes: &[u8]) -> Screen {
         let mut terminal = LineTerminal::new(width);
+        terminal.stripped = true;
+        Self::run_with(terminal, bytes)
+    }
+
+    fn run_with(mut terminal: LineTerminal, bytes: &[u8]) -> Screen {
         let mut parser = vte::Parser::new();
         // Feed up to each line feed at a time so that lines know where their bytes end.
         let mut position = 0;
@@ -390,6 +408,10 @@ impl vte::Perform for LineTerminal {
         if self.alternate_screen {
             return;
         }
+        if std::mem::take(&mut self.after_backspace) {
+            let from = self.cursor;
+            self.erase(from, usize::MAX);
+        }
         if let Some(column) = self.wrap_candidate.take() {
             // Not a wrap: a redraw of the line from its start, or readline's own
             // `(reverse-i-search)` and `(arg: n)` prompts being replaced by the shell prompt.
@@ -435,6 +457,7 @@ impl vte::Perform for LineTerminal {
                 let cursor =
                     if self.pending_wrap { self.cursor - 1 } else { self.cursor.saturating_sub(1) };
                 self.move_to(cursor);
+                self.after_backspace = self.stripped;
             }
             b'\t' => {
                 let row_end = self.row_start() + self.width - 1;
