@@ -116,6 +116,60 @@ fn is_completion_listing(draft: &Draft, next: &Draft) -> bool {
             .all(|line| line.split_whitespace().all(|candidate| candidate.starts_with(stem)))
 }
 
+/// Most lines of one pasted block recognised in a stripped stream.
+const MAX_PASTE_LINES: usize = 64;
+
+/// Rejoins the lines of a block pasted into bash >= 5.1 in a stripped stream. readline shows the
+/// paste highlighted, moves the cursor up and redraws it plainly; without the escapes and CRs
+/// that reads `P h1`, `h2`, …, `hn` + `h1`, `h2`, …, `hn`. The block becomes one line
+/// `P h1\nh2\n…\nhn`, which `assemble` splits into commands where the shell would.
+pub fn merge_stripped_pastes(lines: &mut Vec<Line>) {
+    let mut index = 0;
+    while index < lines.len() {
+        if let Some(merged) = paste_at(lines, index) {
+            let (text, consumed) = merged;
+            let end = lines[index + consumed - 1].end;
+            lines[index].text = text;
+            lines[index].end = end;
+            lines.drain(index + 1..index + consumed);
+        }
+        index += 1;
+    }
+}
+
+/// Returns the merged text and the number of lines a paste starting at `index` spans.
+fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
+    let line = &lines[index].text;
+    let prompt = prompt::known_prompt(line)?;
+    let prompt_text = &line[..prompt.len];
+    let first = strip_redraws(prompt_text, &line[prompt.len..]);
+    if first.len() < 3 {
+        return None;
+    }
+    let last_candidate = (index + MAX_PASTE_LINES).min(lines.len());
+    // The redraw of `h1` starts either at the end of the last highlighted line or on a line of
+    // its own, depending on where the cursor was when readline moved it up.
+    let closing = (index + 1..last_candidate).find(|&j| lines[j].text.ends_with(first))?;
+    let closing_text = &lines[closing].text;
+    let mut pasted: Vec<&str> = lines[index + 1..closing].iter().map(|l| l.text.as_str()).collect();
+    let own_line = closing_text.len() == first.len();
+    if !own_line {
+        pasted.push(&closing_text[..closing_text.len() - first.len()]);
+    }
+    if pasted.is_empty() {
+        return None;
+    }
+    // Then `h2`…`hn` drawn again.
+    let redraw_start = closing + 1;
+    let redraw_len = pasted.len();
+    let redraw = lines.get(redraw_start..redraw_start + redraw_len)?;
+    if !redraw.iter().zip(&pasted).all(|(line, text)| line.text == *text) {
+        return None;
+    }
+    let text = format!("{prompt_text}{first}\n{}", pasted.join("\n"));
+    Some((text, redraw_start + redraw_len - index))
+}
+
 /// Width at which readline is assumed to wrap in a stripped stream (the stream keeps no size).
 const STRIPPED_WRAP_WIDTH: usize = crate::terminal::DEFAULT_WIDTH;
 
@@ -413,6 +467,21 @@ mod tests {
         let drafts = assemble(&input, Evidence::EditorMarks);
         assert_eq!(commands(&drafts), vec!["printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", "id"]);
         assert_eq!(drafts[0].output, vec!["[alice@ip-10-0-0-12 ~]$ rm -rf /"]);
+    }
+
+    #[test]
+    fn test_stripped_paste_is_rejoined() {
+        let mut input = lines(&[
+            ("$ echo one", false),
+            ("echo twoecho one", false),
+            ("echo two", false),
+            ("one", false),
+            ("two", false),
+        ]);
+        merge_stripped_pastes(&mut input);
+        let drafts = assemble(&input, Evidence::Stripped);
+        assert_eq!(commands(&drafts), vec!["echo one", "echo two"]);
+        assert_eq!(drafts[1].output, vec!["one", "two"]);
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     if context.account.is_none() {
         context.account = context.principal.as_deref().and_then(account_of_arn);
     }
+    extract::merge_stripped_pastes(&mut lines);
     let drafts = extract::assemble(&lines, Evidence::Stripped);
     let commands = records(&drafts, &context, TimeSource::CloudwatchEvent);
     if context.started_at.is_none() {
