@@ -63,16 +63,25 @@ fn build_input(
 /// Prints MB/s per form: the median of `runs` parses of `mib` MiB each.
 pub fn run(corpus: &Path, mib: usize, runs: usize) -> Result<(), String> {
     println!(
-        "{:<20} {:>10} {:>10} {:>12} {:>10}",
-        "form", "input MB", "commands", "median MB/s", "runs"
+        "{:<20} {:>10} {:>10} {:>12} {:>14} {:>6}",
+        "form", "input MB", "commands", "median MB/s", "terminal MB/s", "runs"
     );
     for (name, file) in FORMS {
         let Some((form, input)) = build_input(corpus, file, mib * 1024 * 1024)? else {
             continue;
         };
         let mut speeds = Vec::with_capacity(runs);
+        let mut terminal_speeds = Vec::with_capacity(runs);
         let mut commands = 0;
         for _ in 0..runs.max(1) {
+            // The terminal model alone, for the share of the time it takes.
+            if form != InputForm::CloudwatchStream {
+                let started = Instant::now();
+                let screen =
+                    crate::terminal::LineTerminal::run(crate::terminal::DEFAULT_WIDTH, &input);
+                std::hint::black_box(screen);
+                terminal_speeds.push(input.len() as f64 / 1e6 / started.elapsed().as_secs_f64());
+            }
             let started = Instant::now();
             let parsed =
                 parse_session(form, &input, &SessionContext::new("bench-0123456789abcdef0"))
@@ -81,15 +90,18 @@ pub fn run(corpus: &Path, mib: usize, runs: usize) -> Result<(), String> {
             commands = parsed.commands.len();
             speeds.push(input.len() as f64 / 1e6 / seconds);
         }
-        speeds.sort_by(f64::total_cmp);
-        let median = speeds[speeds.len() / 2];
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).map_or("-".to_string(), |v| format!("{v:.1}"))
+        };
         println!(
-            "{:<20} {:>10.1} {:>10} {:>12.1} {:>10}",
+            "{:<20} {:>10.1} {:>10} {:>12} {:>14} {:>6}",
             name,
             input.len() as f64 / 1e6,
             commands,
-            median,
-            speeds.len()
+            median(speeds),
+            median(terminal_speeds),
+            runs.max(1)
         );
     }
     Ok(())
