@@ -5,6 +5,7 @@
 
 pub mod lake_tables;
 pub mod time;
+pub mod verify;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -45,9 +46,20 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// Finds commands: who ran what, as whom, where and when.
     Search(SearchArgs),
+    /// Checks the manifest chain, its signatures and every object; exit 1 if anything is off.
+    Verify(VerifyArgs),
+}
+
+/// Options of `verify`.
+#[derive(Debug, ClapArgs)]
+pub struct VerifyArgs {
+    /// JSON Lines output: one `finding` record per problem, then a `summary`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Filters of `search`; all given filters must hold.
@@ -98,7 +110,64 @@ pub enum Outcome {
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Search(ref args) => search(&cli, args).await,
+        Command::Verify(ref args) => run_verify(&cli, args).await,
     }
+}
+
+async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let (store, _) = open_lake(cli).await?;
+    let keyring = match LocalKeyring::open(&cli.keyring) {
+        Ok(keyring) => Some(keyring),
+        Err(_) if std::fs::metadata(&cli.keyring).is_err() => None,
+        Err(error) => return Err(error.into()),
+    };
+    let report = verify::verify(&store, keyring.as_ref()).await?;
+    let mut out = std::io::stdout().lock();
+    let written = (|| -> std::io::Result<()> {
+        if args.json {
+            for found in &report.findings {
+                writeln!(
+                    out,
+                    "{}",
+                    json_record("finding", &serde_json::to_value(found).unwrap_or_default())
+                )?;
+            }
+            let summary = serde_json::json!({
+                "manifests": report.manifests,
+                "objects": report.objects,
+                "findings": report.findings.len(),
+                "signer_pinned": keyring.is_some(),
+            });
+            writeln!(out, "{}", json_record("summary", &summary))?;
+        } else {
+            for found in &report.findings {
+                writeln!(out, "{:<20} {}: {}", found.kind, found.path, found.detail)?;
+            }
+        }
+        out.flush()
+    })();
+    match written {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),
+        _ => {}
+    }
+    if !args.json {
+        let pinned = if keyring.is_some() {
+            "signer pinned by the keyring"
+        } else {
+            "no keyring: signer not pinned"
+        };
+        eprintln!(
+            "verified {} manifests and {} live objects ({pinned}): {}",
+            report.manifests,
+            report.objects,
+            if report.findings.is_empty() {
+                "intact".to_string()
+            } else {
+                format!("{} problems", report.findings.len())
+            }
+        );
+    }
+    Ok(if report.findings.is_empty() { Outcome::Matched } else { Outcome::NoMatch })
 }
 
 async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
@@ -349,7 +418,7 @@ mod tests {
             "7d",
         ])
         .expect("parse");
-        let Command::Search(args) = cli.command;
+        let Command::Search(args) = cli.command else { panic!("parsed as search") };
         assert_eq!(args.command.as_deref(), Some("rm -rf"));
         assert_eq!(cli.lake, DEFAULT_LAKE);
     }

@@ -432,3 +432,83 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|window| window == needle)
 }
+
+/// Runs `sessionlake verify --json` in `dir`; returns the exit code and the findings as
+/// (kind, path) pairs.
+fn verify(dir: &Path, extra: &[&str]) -> (i32, Vec<(String, String)>) {
+    let ran =
+        run(binary("sessionlake", false).current_dir(dir).args(extra).args(["verify", "--json"]));
+    let mut findings = Vec::new();
+    for line in ran.stdout.lines() {
+        let record: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        if record["type"] == "finding" {
+            let text = |field: &str| record["data"][field].as_str().expect("text").to_string();
+            findings.push((text("kind"), text("path")));
+        }
+    }
+    (ran.code, findings)
+}
+
+#[test]
+fn test_verify_names_every_kind_of_tampering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    assert_eq!(verify(dir.path(), &[]), (0, vec![]));
+
+    let lake = dir.path().join("lake");
+    let objects = files_under(&lake);
+    let find = |prefix: &str| {
+        objects
+            .iter()
+            .find(|p| p.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} object in {objects:?}"))
+            .to_string_lossy()
+            .to_string()
+    };
+    // A flipped bit in a raw transcript, a deleted commands file, a planted file.
+    let raw = find("raw");
+    let mut bytes = std::fs::read(lake.join(&raw)).expect("read");
+    bytes[100] ^= 1;
+    std::fs::write(lake.join(&raw), bytes).expect("write");
+    let commands = find("commands");
+    std::fs::remove_file(lake.join(&commands)).expect("delete");
+    std::fs::write(lake.join("sessions/planted.parquet"), b"PAR1").expect("plant");
+    let (code, findings) = verify(dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        findings,
+        vec![
+            ("altered-object".to_string(), raw.clone()),
+            ("missing-object".to_string(), commands.clone()),
+            ("uncommitted-object".to_string(), "sessions/planted.parquet".to_string()),
+        ]
+    );
+
+    // An edited manifest no longer verifies its signature.
+    let manifest = lake.join("manifest/00000000000000000000.json");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, text.replacen("\"ingest\"", "\"idle\"", 1)).expect("edit");
+    let (code, findings) = verify(dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert!(
+        findings.contains(&(
+            "bad-signature".to_string(),
+            "manifest/00000000000000000000.json".to_string()
+        )),
+        "{findings:?}"
+    );
+
+    // Another keyring pins another signer: every manifest is reported.
+    let other = dir.path().join("other-keyring.json");
+    run(binary("sessionlake-ingest", false).current_dir(dir.path()).args([
+        "--keyring",
+        &other.to_string_lossy(),
+        "--lake",
+        "other-lake",
+    ]));
+    let (code, findings) = verify(dir.path(), &["--keyring", &other.to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(findings.iter().any(|(kind, _)| kind == "unknown-signer"), "{findings:?}");
+}
