@@ -512,3 +512,55 @@ fn test_verify_names_every_kind_of_tampering() {
     assert_eq!(code, 1);
     assert!(findings.iter().any(|(kind, _)| kind == "unknown-signer"), "{findings:?}");
 }
+
+#[test]
+fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = dir.path().join("examples");
+    copy_tree(&repo_root().join("examples"), &examples);
+    // Random bytes under a session-shaped name, a name that is no session id, broken JSON.
+    let garbage: Vec<u8> =
+        (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(examples.join("s3/ssm-logs/mallory-0123456789abcdef0.log"), &garbage)
+        .expect("write");
+    std::fs::write(examples.join("s3/ssm-logs/not a session.log"), b"PLAINTEXT-CANARY-7\n")
+        .expect("write");
+    std::fs::write(
+        examples.join("cloudwatch/ssm-sessions/eve-0123456789abcdef0.json"),
+        b"{\"events\": [",
+    )
+    .expect("write");
+
+    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let expected = format!("ingested {} sessions", example_sessions());
+    assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
+    assert!(ingest.stdout.contains("3 quarantined"), "{}", ingest.stdout);
+    // Each refusal is logged with the object and the reason.
+    for name in ["mallory-0123456789abcdef0.log", "not a session.log", "eve-0123456789abcdef0.json"]
+    {
+        assert!(ingest.stderr.contains(name), "{name} not named in:\n{}", ingest.stderr);
+    }
+    let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+        "--json",
+    ]));
+    assert_rm_rf_rows(&parse_json_lines(&search.stdout).0);
+
+    // The quarantined originals are kept, encrypted, and committed.
+    let lake = dir.path().join("lake");
+    let quarantined: Vec<_> =
+        files_under(&lake).into_iter().filter(|p| p.starts_with("quarantine")).collect();
+    assert_eq!(quarantined.len(), 3, "{quarantined:?}");
+    for path in &quarantined {
+        let bytes = std::fs::read(lake.join(path)).expect("read");
+        assert!(bytes.starts_with(b"SLE1"), "{path:?} is not sealed");
+        assert!(bytes.windows(18).all(|w| w != b"PLAINTEXT-CANARY-7"), "{path:?} holds plaintext");
+    }
+    assert_eq!(verify(dir.path(), &[]), (0, vec![]));
+    // A second run does not quarantine the same inputs again.
+    let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert!(again.stdout.contains("0 quarantined"), "{}", again.stdout);
+}
