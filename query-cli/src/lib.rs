@@ -50,6 +50,8 @@ pub struct Cli {
 pub enum Command {
     /// Finds commands: who ran what, as whom, where and when.
     Search(SearchArgs),
+    /// Lists sessions: who, as whom, where, when, how many commands, from which source.
+    Sessions(SessionsArgs),
     /// Checks the manifest chain, its signatures and every object; exit 1 if anything is off.
     Verify(VerifyArgs),
 }
@@ -62,15 +64,9 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Filters of `search`; all given filters must hold.
+/// Who, where and when: filters shared by `search` and `sessions`; all given must hold.
 #[derive(Debug, ClapArgs)]
-pub struct SearchArgs {
-    /// Regular expression the command must match (Rust regex syntax).
-    #[arg(long)]
-    pub command: Option<String>,
-    /// Text the command must contain.
-    #[arg(long)]
-    pub command_contains: Option<String>,
+pub struct Filters {
     /// Principal: the exact IAM ARN, or text it contains.
     #[arg(long)]
     pub principal: Option<String>,
@@ -97,6 +93,28 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
+/// Options of `search`.
+#[derive(Debug, ClapArgs)]
+pub struct SearchArgs {
+    /// Regular expression the command must match (Rust regex syntax).
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Text the command must contain.
+    #[arg(long)]
+    pub command_contains: Option<String>,
+    /// Who, where, when.
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+/// Options of `sessions`.
+#[derive(Debug, ClapArgs)]
+pub struct SessionsArgs {
+    /// Who, where, when.
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
 /// Outcome of a command, mapped to the exit code by `main`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -110,6 +128,7 @@ pub enum Outcome {
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Search(ref args) => search(&cli, args).await,
+        Command::Sessions(ref args) => sessions(&cli, args).await,
         Command::Verify(ref args) => run_verify(&cli, args).await,
     }
 }
@@ -205,10 +224,70 @@ const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.star
      CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
      c.principal, c.run_as, c.target, c.cwd, c.command";
 
-async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
+/// SQL conditions with numbered parameters, bound safely (no value is ever spliced into SQL).
+#[derive(Default)]
+struct Query {
+    conditions: Vec<String>,
+    params: Vec<ScalarValue>,
+}
+
+impl Query {
+    /// Adds `condition`; every `?` in it is the one parameter `value`.
+    fn bind(&mut self, condition: &str, value: ScalarValue) {
+        self.params.push(value);
+        self.conditions.push(condition.replace('?', &format!("${}", self.params.len())));
+    }
+
+    /// Adds the who/where/when filters on table alias `alias`, times on `time_expression`.
+    fn bind_filters(
+        &mut self,
+        filters: &Filters,
+        alias: &str,
+        time_expression: &str,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) {
+        let text = |value: &String| ScalarValue::from(value.as_str());
+        if let Some(principal) = &filters.principal {
+            self.bind(
+                &format!("({alias}.principal = ? OR strpos({alias}.principal, ?) > 0)"),
+                text(principal),
+            );
+        }
+        if let Some(run_as) = &filters.run_as {
+            self.bind(&format!("{alias}.run_as = ?"), text(run_as));
+        }
+        if let Some(target) = &filters.target {
+            self.bind(&format!("{alias}.target = ?"), text(target));
+        }
+        if let Some(session) = &filters.session {
+            self.bind(&format!("{alias}.session_id = ?"), text(session));
+        }
+        let time = |micros| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
+        if let Some(since) = since {
+            self.bind(&format!("{time_expression} >= ?"), time(since));
+        }
+        if let Some(until) = until {
+            self.bind(&format!("{time_expression} < ?"), time(until));
+        }
+    }
+
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.conditions.join(" AND "))
+        }
+    }
+}
+
+/// Opens the lake's tables for a query between `since` and `until`.
+async fn open_tables(
+    cli: &Cli,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> anyhow::Result<SessionContext> {
     let (store, keys) = open_lake(cli).await?;
-    let since = args.since.as_deref().map(time::parse_time).transpose().context("--since")?;
-    let until = args.until.as_deref().map(time::parse_time).transpose().context("--until")?;
     let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
     // Partition pruning: a session lasts at most a day (SSM's maxSessionDuration), so files
     // whose dt is more than a day before --since cannot hold a match.
@@ -223,67 +302,155 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     };
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
+    Ok(ctx)
+}
 
-    let mut conditions = Vec::new();
-    let mut params: Vec<ScalarValue> = Vec::new();
-    let mut bind = |condition: &str, value: ScalarValue| {
-        params.push(value);
-        conditions.push(condition.replace('?', &format!("${}", params.len())));
-    };
+fn time_range(filters: &Filters) -> anyhow::Result<(Option<i64>, Option<i64>)> {
+    let since = filters.since.as_deref().map(time::parse_time).transpose().context("--since")?;
+    let until = filters.until.as_deref().map(time::parse_time).transpose().context("--until")?;
+    Ok((since, until))
+}
+
+async fn run_query(
+    ctx: &SessionContext,
+    sql: &str,
+    query: Query,
+    filters: &Filters,
+    view: &View,
+) -> anyhow::Result<Outcome> {
+    let frame = ctx.sql(sql).await?.with_param_values(query.params)?;
+    let batches = frame.collect().await.context("query failed")?;
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let shown = filters.limit.unwrap_or(usize::MAX).min(total);
+    print_rows(&batches, view, shown, total, filters.json)?;
+    Ok(if total > 0 { Outcome::Matched } else { Outcome::NoMatch })
+}
+
+async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
+    let (since, until) = time_range(&args.filters)?;
+    let mut query = Query::default();
     if let Some(regex) = &args.command {
         regex::Regex::new(regex)
             .with_context(|| format!("--command {regex:?} is not a valid regular expression"))?;
-        bind("regexp_like(c.command, ?)", ScalarValue::from(regex.as_str()));
+        query.bind("regexp_like(c.command, ?)", ScalarValue::from(regex.as_str()));
     }
     if let Some(text) = &args.command_contains {
-        bind("strpos(c.command, ?) > 0", ScalarValue::from(text.as_str()));
-    }
-    if let Some(principal) = &args.principal {
-        // Every `?` of one condition is the same parameter.
-        bind(
-            "(c.principal = ? OR strpos(c.principal, ?) > 0)",
-            ScalarValue::from(principal.as_str()),
-        );
-    }
-    if let Some(run_as) = &args.run_as {
-        bind("c.run_as = ?", ScalarValue::from(run_as.as_str()));
-    }
-    if let Some(target) = &args.target {
-        bind("c.target = ?", ScalarValue::from(target.as_str()));
-    }
-    if let Some(session) = &args.session {
-        bind("c.session_id = ?", ScalarValue::from(session.as_str()));
+        query.bind("strpos(c.command, ?) > 0", ScalarValue::from(text.as_str()));
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
-    if let Some(since) = since {
-        bind(
-            &format!("{time_expression} >= ?"),
-            ScalarValue::TimestampMicrosecond(Some(since), Some("UTC".into())),
-        );
-    }
-    if let Some(until) = until {
-        bind(
-            &format!("{time_expression} < ?"),
-            ScalarValue::TimestampMicrosecond(Some(until), Some("UTC".into())),
-        );
-    }
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    query.bind_filters(&args.filters, "c", time_expression, since, until);
+    let ctx = open_tables(cli, since, until).await?;
     let sql = format!(
-        "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, min(started_at) AS started_at, max(ended_at) AS ended_at \
-         FROM sessions GROUP BY session_id) s ON c.session_id = s.session_id \
-         {filter} ORDER BY {time_expression} NULLS FIRST, c.session_id, c.seq"
+        "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, \
+         min(started_at) AS started_at, max(ended_at) AS ended_at FROM sessions \
+         GROUP BY session_id) s ON c.session_id = s.session_id {} \
+         ORDER BY {time_expression} NULLS FIRST, c.session_id, c.seq",
+        query.where_clause()
     );
-    let frame = ctx.sql(&sql).await?.with_param_values(params)?;
-    let batches = frame.collect().await.context("search failed")?;
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let shown = args.limit.unwrap_or(usize::MAX).min(total);
-    print_search(&batches, shown, total, args.json)?;
-    Ok(if total > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    run_query(&ctx, &sql, query, &args.filters, &SEARCH_VIEW).await
 }
+
+async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
+    let (since, until) = time_range(&args.filters)?;
+    let mut query = Query::default();
+    let time_expression = "coalesce(s.started_at, s.ended_at)";
+    query.bind_filters(&args.filters, "s", time_expression, since, until);
+    let ctx = open_tables(cli, since, until).await?;
+    let sql = format!(
+        "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
+         s.command_count, s.status, s.source FROM sessions s {} \
+         ORDER BY {time_expression} NULLS FIRST, s.session_id, s.source",
+        query.where_clause()
+    );
+    run_query(&ctx, &sql, query, &args.filters, &SESSIONS_VIEW).await
+}
+
+/// How a query's rows are shown: JSON field names (the query's columns, in order), which of
+/// them are numbers, and the table.
+struct View {
+    columns: &'static [&'static str],
+    numeric: &'static [&'static str],
+    header: &'static [&'static str],
+    row: fn(&[Option<String>]) -> Vec<String>,
+    noun: &'static str,
+}
+
+fn cell(row: &[Option<String>], index: usize) -> String {
+    row.get(index).cloned().flatten().unwrap_or_else(|| "-".to_string())
+}
+
+const SEARCH_VIEW: View = View {
+    columns: &[
+        "session_id",
+        "seq",
+        "time",
+        "time_kind",
+        "principal",
+        "run_as",
+        "target",
+        "cwd",
+        "command",
+    ],
+    numeric: &["seq"],
+    header: &["TIME", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND"],
+    row: |row| {
+        // `~` marks the session's start standing in for a command without a time of its own.
+        let time = match (&row[2], row[3].as_deref()) {
+            (Some(time), Some("session-start")) => format!("~{time}"),
+            (Some(time), _) => time.clone(),
+            (None, _) => "-".to_string(),
+        };
+        vec![
+            time,
+            cell(row, 0),
+            cell(row, 4),
+            cell(row, 5),
+            cell(row, 6),
+            cell(row, 8).replace('\n', "⏎ "),
+        ]
+    },
+    noun: "matching commands",
+};
+
+const SESSIONS_VIEW: View = View {
+    columns: &[
+        "session_id",
+        "started_at",
+        "ended_at",
+        "principal",
+        "run_as",
+        "target",
+        "command_count",
+        "status",
+        "source",
+    ],
+    numeric: &["command_count"],
+    header: &[
+        "STARTED",
+        "ENDED",
+        "SESSION",
+        "PRINCIPAL",
+        "RUN AS",
+        "TARGET",
+        "COMMANDS",
+        "STATUS",
+        "SOURCE",
+    ],
+    row: |row| {
+        vec![
+            cell(row, 1),
+            cell(row, 2),
+            cell(row, 0),
+            cell(row, 3),
+            cell(row, 4),
+            cell(row, 5),
+            cell(row, 6),
+            cell(row, 7),
+            cell(row, 8),
+        ]
+    },
+    noun: "matching sessions",
+};
 
 /// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).
 fn json_record(kind: &str, data: &serde_json::Value) -> String {
@@ -307,23 +474,13 @@ fn text_at(array: &dyn Array, row: usize) -> Option<String> {
     }
 }
 
-fn print_search(
+fn print_rows(
     batches: &[RecordBatch],
+    view: &View,
     shown: usize,
     total: usize,
     json: bool,
 ) -> anyhow::Result<()> {
-    let names = [
-        "session_id",
-        "seq",
-        "time",
-        "time_kind",
-        "principal",
-        "run_as",
-        "target",
-        "cwd",
-        "command",
-    ];
     let mut rows: Vec<Vec<Option<String>>> = Vec::with_capacity(shown);
     'outer: for batch in batches {
         for row in 0..batch.num_rows() {
@@ -331,7 +488,7 @@ fn print_search(
                 break 'outer;
             }
             rows.push(
-                (0..names.len())
+                (0..view.columns.len())
                     .map(|column| text_at(batch.column(column).as_ref(), row))
                     .collect(),
             );
@@ -339,53 +496,41 @@ fn print_search(
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = if json {
-        (|| -> std::io::Result<()> {
+    let result = (|| -> std::io::Result<()> {
+        if json {
             for row in &rows {
-                let data: serde_json::Map<String, serde_json::Value> = names
+                let data: serde_json::Map<String, serde_json::Value> = view
+                    .columns
                     .iter()
                     .zip(row)
                     .map(|(name, value)| {
-                        let value = match (*name, value) {
-                            ("seq", Some(v)) => v
+                        let value = match value {
+                            Some(v) if view.numeric.contains(name) => v
                                 .parse::<u64>()
                                 .map(serde_json::Value::from)
                                 .unwrap_or(serde_json::Value::Null),
-                            (_, Some(v)) => serde_json::Value::from(v.as_str()),
-                            (_, None) => serde_json::Value::Null,
+                            Some(v) => serde_json::Value::from(v.as_str()),
+                            None => serde_json::Value::Null,
                         };
                         (name.to_string(), value)
                     })
                     .collect();
                 writeln!(out, "{}", json_record("match", &serde_json::Value::Object(data)))?;
             }
-            writeln!(
-                out,
-                "{}",
-                json_record("summary", &serde_json::json!({"matched": total, "shown": rows.len()}))
-            )
-        })()
-    } else {
-        let mut table = comfy_table::Table::new();
-        table.load_preset(comfy_table::presets::NOTHING);
-        table.set_header(["TIME", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND"]);
-        for row in &rows {
-            let time = match (&row[2], row[3].as_deref()) {
-                (Some(time), Some("session-start")) => format!("~{time}"),
-                (Some(time), _) => time.clone(),
-                (None, _) => "-".to_string(),
-            };
-            let cell = |index: usize| row[index].clone().unwrap_or_else(|| "-".to_string());
-            table.add_row([time, cell(0), cell(4), cell(5), cell(6), cell(8).replace('\n', "⏎ ")]);
-        }
-        (|| -> std::io::Result<()> {
-            if !rows.is_empty() {
-                writeln!(out, "{table}")?;
+            let summary = serde_json::json!({"matched": total, "shown": rows.len()});
+            writeln!(out, "{}", json_record("summary", &summary))?;
+        } else if !rows.is_empty() {
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::NOTHING);
+            table.set_header(view.header);
+            for row in &rows {
+                table.add_row((view.row)(row));
             }
-            Ok(())
-        })()
-    };
-    match result.and_then(|()| out.flush()) {
+            writeln!(out, "{table}")?;
+        }
+        out.flush()
+    })();
+    match result {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
         Err(error) => return Err(error.into()),
@@ -396,7 +541,7 @@ fn print_search(
         } else {
             String::new()
         };
-        eprintln!("{total} matching commands{more}");
+        eprintln!("{total} {}{more}", view.noun);
     }
     Ok(())
 }
@@ -420,6 +565,7 @@ mod tests {
         .expect("parse");
         let Command::Search(args) = cli.command else { panic!("parsed as search") };
         assert_eq!(args.command.as_deref(), Some("rm -rf"));
+        assert_eq!(args.filters.principal.as_deref(), Some("alice"));
         assert_eq!(cli.lake, DEFAULT_LAKE);
     }
 }

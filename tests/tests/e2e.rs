@@ -133,6 +133,33 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
         assert_eq!(parse_json_lines(&none.stdout).1["matched"], Value::from(0), "{excluding:?}");
     }
 
+    // `sessions` lists every session once, with the same filters.
+    let sessions =
+        run(binary("sessionlake", false).current_dir(dir.path()).args(["sessions", "--json"]));
+    assert_eq!(sessions.code, 0, "{}", sessions.stderr);
+    let (rows, _) = parse_json_lines(&sessions.stdout);
+    assert_eq!(rows.len(), example_sessions());
+    let alice = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sessions",
+        "--session",
+        "alice-0123456789abcdef0",
+        "--json",
+    ]));
+    let (rows, _) = parse_json_lines(&alice.stdout);
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["principal"], Value::from("arn:aws:sts::111122223333:assumed-role/Admin/alice"));
+    assert_eq!(row["target"], Value::from("i-0a1b2c3d4e5f67890"));
+    assert_eq!(row["status"], Value::from("complete"));
+    assert_eq!(row["started_at"], Value::from("2026-03-14 09:26:50Z"));
+    assert!(row["command_count"].as_u64().is_some_and(|n| n >= 10), "{row:?}");
+    let none = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sessions",
+        "--since",
+        "2026-04-01",
+    ]));
+    assert_eq!(none.code, 1, "{}", none.stderr);
+
     // A second run finds nothing new: cursors hold, nothing is duplicated.
     let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(again.code, 0, "{}", again.stderr);
