@@ -52,8 +52,25 @@ pub enum Command {
     Search(SearchArgs),
     /// Lists sessions: who, as whom, where, when, how many commands, from which source.
     Sessions(SessionsArgs),
+    /// Prints one session's commands with their times and output; `--raw` replays the
+    /// original terminal bytes.
+    Show(ShowArgs),
     /// Checks the manifest chain, its signatures and every object; exit 1 if anything is off.
     Verify(VerifyArgs),
+}
+
+/// Options of `show`.
+#[derive(Debug, ClapArgs)]
+pub struct ShowArgs {
+    /// Session id.
+    pub session: String,
+    /// Write the original transcript bytes (decrypted, decompressed, hash-checked) to stdout,
+    /// to replay in a terminal.
+    #[arg(long)]
+    pub raw: bool,
+    /// JSON Lines output, ending with a summary record.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `verify`.
@@ -129,6 +146,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Search(ref args) => search(&cli, args).await,
         Command::Sessions(ref args) => sessions(&cli, args).await,
+        Command::Show(ref args) => show(&cli, args).await,
         Command::Verify(ref args) => run_verify(&cli, args).await,
     }
 }
@@ -365,11 +383,87 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     run_query(&ctx, &sql, query, &args.filters, &SESSIONS_VIEW).await
 }
 
+async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
+    if args.raw {
+        return show_raw(cli, &args.session).await;
+    }
+    let filters = Filters {
+        principal: None,
+        run_as: None,
+        target: None,
+        session: Some(args.session.clone()),
+        since: None,
+        until: None,
+        limit: None,
+        json: args.json,
+    };
+    let mut query = Query::default();
+    query.bind_filters(&filters, "c", "c.started_at", None, None);
+    let ctx = open_tables(cli, None, None).await?;
+    let sql = format!(
+        "SELECT c.seq, c.started_at, c.cwd, c.prompt, c.command, c.output, c.output_truncated, \
+         c.confidence FROM commands c {} ORDER BY c.seq",
+        query.where_clause()
+    );
+    run_query(&ctx, &sql, query, &filters, &SHOW_VIEW).await
+}
+
+/// Writes the session's original transcript to stdout, after checking the stored object
+/// against the hash the manifest committed and opening it with its data key.
+async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
+    let (store, keys) = open_lake(cli).await?;
+    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let raws: Vec<_> = snapshot
+        .live
+        .values()
+        .filter(|entry| entry.kind == sessionlake_schemas::manifest::ObjectKind::Raw)
+        .filter(|entry| entry.sessions.iter().any(|id| id == session))
+        .collect();
+    let Some(entry) = raws.first() else {
+        eprintln!("sessionlake: no session {session} in {}", store.location());
+        return Ok(Outcome::NoMatch);
+    };
+    let sealed = store.get(&entry.path).await?;
+    let sha = sessionlake_lake::store::sha256_hex(&sealed);
+    anyhow::ensure!(
+        sha == entry.sha256,
+        "{} was altered: sha256 {sha}, committed {}",
+        store.describe(&entry.path),
+        entry.sha256
+    );
+    let mut cursor = std::io::Cursor::new(&sealed[..]);
+    let (header, _) = sessionlake_lake::envelope::read_header(&mut cursor, &entry.path)?;
+    let key = keys
+        .decrypt(&header.key)
+        .await
+        .with_context(|| format!("failed to get the data key of {}", entry.path))?;
+    let plaintext = sessionlake_lake::envelope::open_bytes(
+        &entry.path,
+        &sealed,
+        &key,
+        sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
+    )?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&plaintext).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),
+        _ => {}
+    }
+    if raws.len() > 1 {
+        eprintln!(
+            "sessionlake: {session} has {} transcripts (sources); showed {}",
+            raws.len(),
+            entry.path
+        );
+    }
+    Ok(Outcome::Matched)
+}
+
 /// How a query's rows are shown: JSON field names (the query's columns, in order), which of
 /// them are numbers, and the table.
 struct View {
     columns: &'static [&'static str],
     numeric: &'static [&'static str],
+    booleans: &'static [&'static str],
     header: &'static [&'static str],
     row: fn(&[Option<String>]) -> Vec<String>,
     noun: &'static str,
@@ -392,6 +486,7 @@ const SEARCH_VIEW: View = View {
         "command",
     ],
     numeric: &["seq"],
+    booleans: &[],
     header: &["TIME", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND"],
     row: |row| {
         // `~` marks the session's start standing in for a command without a time of its own.
@@ -412,6 +507,30 @@ const SEARCH_VIEW: View = View {
     noun: "matching commands",
 };
 
+const SHOW_VIEW: View = View {
+    columns: &[
+        "seq",
+        "time",
+        "cwd",
+        "prompt",
+        "command",
+        "output",
+        "output_truncated",
+        "confidence",
+    ],
+    numeric: &["seq"],
+    booleans: &["output_truncated"],
+    header: &["#", "TIME", "COMMAND", "OUTPUT"],
+    row: |row| {
+        let mut output = cell(row, 5);
+        if row[6].as_deref() == Some("true") {
+            output.push_str("\n[output cut]");
+        }
+        vec![cell(row, 0), cell(row, 1), format!("{}{}", cell(row, 3), cell(row, 4)), output]
+    },
+    noun: "commands",
+};
+
 const SESSIONS_VIEW: View = View {
     columns: &[
         "session_id",
@@ -425,6 +544,7 @@ const SESSIONS_VIEW: View = View {
         "source",
     ],
     numeric: &["command_count"],
+    booleans: &[],
     header: &[
         "STARTED",
         "ENDED",
@@ -466,6 +586,7 @@ fn text_at(array: &dyn Array, row: usize) -> Option<String> {
         DataType::Utf8View => Some(array.as_string_view().value(row).to_string()),
         DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row).to_string()),
         DataType::UInt32 => Some(array.as_primitive::<UInt32Type>().value(row).to_string()),
+        DataType::Boolean => Some(array.as_boolean().value(row).to_string()),
         DataType::Timestamp(_, _) => {
             let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
             Some(time::format_time(micros))
@@ -505,6 +626,9 @@ fn print_rows(
                     .zip(row)
                     .map(|(name, value)| {
                         let value = match value {
+                            Some(v) if view.booleans.contains(name) => {
+                                serde_json::Value::from(v == "true")
+                            }
                             Some(v) if view.numeric.contains(name) => v
                                 .parse::<u64>()
                                 .map(serde_json::Value::from)

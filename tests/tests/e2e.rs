@@ -160,6 +160,31 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     ]));
     assert_eq!(none.code, 1, "{}", none.stderr);
 
+    // `show` prints the session's commands with output; `--raw` gives back the original bytes.
+    let shown = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "show",
+        "alice-0123456789abcdef0",
+        "--json",
+    ]));
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let (rows, _) = parse_json_lines(&shown.stdout);
+    let commands: Vec<&str> =
+        rows.iter().map(|row| row["command"].as_str().expect("command")).collect();
+    assert_eq!(commands.first(), Some(&"ls"));
+    assert!(commands.contains(&"rm -rf /tmp/alice-scratch"), "{commands:?}");
+    assert_eq!(rows[0]["output_truncated"], Value::from(false));
+    assert!(rows[0]["output"].as_str().is_some_and(|o| o.contains("deploy.sh")), "{:?}", rows[0]);
+    let raw = binary("sessionlake", false)
+        .current_dir(dir.path())
+        .args(["show", "alice-0123456789abcdef0", "--raw"])
+        .output()
+        .expect("run show --raw");
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    let original =
+        std::fs::read(repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log"))
+            .expect("example");
+    assert!(raw.stdout == original, "show --raw differs from the original transcript");
+
     // A second run finds nothing new: cursors hold, nothing is duplicated.
     let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(again.code, 0, "{}", again.stderr);
