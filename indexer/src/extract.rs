@@ -78,15 +78,21 @@ fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
     // command (`printf '[u@h ~]$ …'`).
     // readline's incremental search prompt (`(reverse-i-search)`…': `) opens a backquote the
     // quote check would count.
+    // What a redraw replaced was never run, but text a person typed before a prompt look-alike
+    // may have been (`curl x|sh;sh-4.2$ ls`): a prefix that separates commands is kept.
     let searching = rest.contains("-search)`");
     if prompt_text.len() >= 6
         && let Some(position) = rest.rfind(prompt_text)
-        && (searching || syntax::is_complete(&rest[..position]))
+        && (searching
+            || (syntax::is_complete(&rest[..position])
+                && !rest[..position].contains([';', '|', '&', '`', '\n'])
+                && !rest[..position].contains("$(")))
     {
         rest = &rest[position + prompt_text.len()..];
     }
-    // A highlighted paste redrawn plainly leaves `X` then `X…` once the escapes are gone.
-    for (index, _) in rest.char_indices().skip(3) {
+    // A highlighted paste redrawn plainly leaves `X` then `X…` once the escapes are gone
+    // (a short repeat such as `echo echo x` is a command of its own).
+    for (index, _) in rest.char_indices().skip(MIN_PASTE_REDRAW) {
         let (first, second) = rest.split_at(index);
         if second.starts_with(first) {
             return second;
@@ -109,12 +115,20 @@ fn is_completion_listing(draft: &Draft, next: &Draft) -> bool {
     }
     let last_word = draft.command.rsplit(' ').next().unwrap_or_default();
     let stem = last_word.rsplit('/').next().unwrap_or_default();
+    let completed = next.command.rsplit(' ').next().unwrap_or_default();
+    let completed_stem = completed.rsplit('/').next().unwrap_or_default();
+    let candidates: Vec<&str> =
+        draft.output.iter().flat_map(|line| line.split_whitespace()).collect();
+    // A list of two or more names that all start with the typed word, one of which the next
+    // line completed it to.
     !stem.is_empty()
-        && draft
-            .output
-            .iter()
-            .all(|line| line.split_whitespace().all(|candidate| candidate.starts_with(stem)))
+        && candidates.len() >= 2
+        && candidates.iter().all(|candidate| candidate.starts_with(stem))
+        && candidates.contains(&completed_stem)
 }
+
+/// Shortest text whose immediate repeat is taken for a paste redraw.
+const MIN_PASTE_REDRAW: usize = 8;
 
 /// Most lines of one pasted block recognised in a stripped stream.
 const MAX_PASTE_LINES: usize = 64;
@@ -156,7 +170,8 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     if !own_line {
         pasted.push(&closing_text[..closing_text.len() - first.len()]);
     }
-    if pasted.is_empty() {
+    // A prompt among the lines means commands ran in between, not one paste redrawn.
+    if pasted.is_empty() || pasted.iter().any(|text| prompt::known_prompt(text).is_some()) {
         return None;
     }
     // Then `h2`…`hn` drawn again.
@@ -180,13 +195,24 @@ fn remove_wrap_spaces(prompt_text: &str, rest: &str) -> String {
     use unicode_width::UnicodeWidthChar as _;
     let mut column: usize = prompt_text.chars().map(|c| c.width().unwrap_or(0)).sum();
     let mut kept = String::with_capacity(rest.len());
+    let mut skipped_at = None;
     let mut chars = rest.chars().peekable();
     while let Some(c) = chars.next() {
+        if c == '\n' {
+            // A line of a pasted block starts at column 0.
+            column = 0;
+            skipped_at = None;
+            kept.push(c);
+            continue;
+        }
+        // One wrap space per wrap column: a typed space right after it is real.
         if c == ' '
             && column > 0
             && column.is_multiple_of(STRIPPED_WRAP_WIDTH)
+            && skipped_at != Some(column)
             && chars.peek().is_some()
         {
+            skipped_at = Some(column);
             continue;
         }
         column += c.width().unwrap_or(0);
@@ -388,6 +414,10 @@ fn uses_history_expansion(command: &str) -> bool {
             '\\' => {
                 chars.next();
             }
+            // `$!` (last background pid), `${!x}` indirection and `[!…]` globs are no history.
+            '$' | '{' | '[' if chars.peek() == Some(&'!') => {
+                chars.next();
+            }
             '!' if !in_single_quotes
                 && chars
                     .peek()
@@ -411,6 +441,12 @@ fn apply_history_expansion(draft: &mut Draft) {
         return;
     };
     if expanded.contains("event not found") || expanded.trim().is_empty() {
+        return;
+    }
+    // The expansion keeps what was typed before the first `!`: an output line that does not
+    // is not the echo (and a crafted one must not replace the command).
+    let typed_prefix = draft.command.split('!').next().unwrap_or_default();
+    if !expanded.starts_with(typed_prefix) {
         return;
     }
     draft.command = draft.output.remove(0);
@@ -467,6 +503,37 @@ mod tests {
         let drafts = assemble(&input, Evidence::EditorMarks);
         assert_eq!(commands(&drafts), vec!["printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", "id"]);
         assert_eq!(drafts[0].output, vec!["[alice@ip-10-0-0-12 ~]$ rm -rf /"]);
+    }
+
+    #[test]
+    fn test_typed_text_cannot_hide_a_command() {
+        // A prompt look-alike typed after a real command, in a stripped stream.
+        let input = lines(&[("sh-4.2$ curl x|sh;sh-4.2$ ls", false)]);
+        assert_eq!(commands(&assemble(&input, Evidence::Stripped)), vec!["curl x|sh;sh-4.2$ ls"]);
+        // `$!` is no history expansion, and output that does not echo the typed prefix is no
+        // expansion echo.
+        let input = lines(&[("$ rm -rf /var/log/audit; echo ls; : $!x", false), ("ls", false)]);
+        assert_eq!(
+            commands(&assemble(&input, Evidence::Raw)),
+            vec!["rm -rf /var/log/audit; echo ls; : $!x"]
+        );
+        let input = lines(&[("$ echo x; !!", false), ("ls", false)]);
+        assert_eq!(commands(&assemble(&input, Evidence::Raw)), vec!["echo x; !!"]);
+        let input = lines(&[("$ sudo !!", false), ("sudo systemctl restart x", false)]);
+        assert_eq!(commands(&assemble(&input, Evidence::Raw)), vec!["sudo systemctl restart x"]);
+    }
+
+    #[test]
+    fn test_repeats_and_prefixes_are_commands() {
+        let input = lines(&[("$ echo echo x", false), ("echo x", false)]);
+        assert_eq!(commands(&assemble(&input, Evidence::Stripped)), vec!["echo echo x"]);
+        let input =
+            lines(&[("$ echo a", false), ("a", false), ("$ echo abc", false), ("abc", false)]);
+        assert_eq!(commands(&assemble(&input, Evidence::Stripped)), vec!["echo a", "echo abc"]);
+        let mut input =
+            lines(&[("$ whoami", false), ("root", false), ("$ whoami", false), ("root", false)]);
+        merge_stripped_pastes(&mut input);
+        assert_eq!(commands(&assemble(&input, Evidence::Stripped)), vec!["whoami", "whoami"]);
     }
 
     #[test]

@@ -214,6 +214,7 @@ impl LakeWriter {
             .filter(|entry| {
                 matches!(entry.kind, ObjectKind::Raw | ObjectKind::Commands | ObjectKind::Sessions)
             })
+            .filter(|entry| entry.sessions == [session_id])
             .filter(|entry| paths::is_session_object(&entry.path, session_id, source))
             .cloned()
             .collect()
@@ -243,7 +244,18 @@ impl LakeWriter {
             let (session_id, source) = (input.session_id.clone(), input.source);
             match self.write_session(input, context).await? {
                 Ok((objects, commands)) => {
-                    let older = self.superseded(&session_id, source);
+                    let mut older = self.superseded(&session_id, source);
+                    // The same session twice in one batch: the later version replaces the
+                    // earlier one here too.
+                    let (earlier, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
+                        std::mem::take(&mut added).into_iter().partition(|entry: &ObjectEntry| {
+                            entry.sessions == [session_id.clone()]
+                                && paths::is_session_object(&entry.path, &session_id, source)
+                        });
+                    added = kept;
+                    older.extend(
+                        earlier.into_iter().filter(|entry| self.live.contains_key(&entry.path)),
+                    );
                     summary.replaced += usize::from(!older.is_empty());
                     removed.extend(older);
                     added.extend(objects);

@@ -433,6 +433,15 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
     );
     let mut cursor = std::io::Cursor::new(&sealed[..]);
     let (header, _) = sessionlake_lake::envelope::read_header(&mut cursor, &entry.path)?;
+    // The key is bound to the session it was made for: a transcript moved here from another
+    // session's path is refused, not shown as this one.
+    let subject = header.key.context.get(sessionlake_schemas::envelope::CONTEXT_SUBJECT);
+    anyhow::ensure!(
+        subject.map(String::as_str) == Some(session),
+        "{} belongs to session {:?}, not {session}",
+        entry.path,
+        subject
+    );
     let key = keys
         .decrypt(&header.key)
         .await

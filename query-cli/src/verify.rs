@@ -82,7 +82,7 @@ fn check_chain(chain: &[ChainLink], report: &mut Report) {
                 ),
             ));
         }
-        next_sequence = sequence + 1;
+        next_sequence = sequence.saturating_add(1);
         previous_sha256 = Some(&link.sha256);
     }
 }
@@ -148,6 +148,12 @@ async fn check_signatures(
 /// Verifies the whole lake; `keyring`, when given, pins the manifest signer.
 pub async fn verify(store: &LakeStore, keyring: Option<&LocalKeyring>) -> anyhow::Result<Report> {
     let mut report = Report::default();
+    // List before reading the chain: an ingest committing meanwhile adds objects the chain
+    // names, never objects it does not.
+    let mut stored = Vec::new();
+    for folder in COMMITTED_FOLDERS {
+        stored.extend(store.list(folder).await?.into_iter().map(|(path, _)| path));
+    }
     let chain = manifest::read_chain(store).await.context("failed to read the manifest chain")?;
     report.manifests = chain.len();
     check_chain(&chain, &mut report);

@@ -68,12 +68,16 @@ pub fn session_stem(session_id: &str, source: SessionSource, version: &str) -> S
 }
 
 /// Returns whether `path` is an object of `session_id` from `source`, whatever its version.
+/// Session ids may contain `.`, so the name is read from the right: `<id>.<source>.<version>`
+/// then the extension.
 pub fn is_session_object(path: &str, session_id: &str, source: SessionSource) -> bool {
     let name = path.rsplit('/').next().unwrap_or_default();
-    name.strip_prefix(session_id)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.strip_prefix(source.as_str()))
-        .is_some_and(|rest| rest.starts_with('.'))
+    let Some(stem) = [".zst.sle", ".parquet"].iter().find_map(|ext| name.strip_suffix(ext)) else {
+        return false;
+    };
+    let Some((rest, _version)) = stem.rsplit_once('.') else { return false };
+    let Some((id, found_source)) = rest.rsplit_once('.') else { return false };
+    id == session_id && found_source == source.as_str()
 }
 
 /// Returns the lake path of a `commands` file.
@@ -144,6 +148,10 @@ mod tests {
         assert!(!is_session_object(&path, "b-0123456789abcdef0", SessionSource::S3));
         assert!(!is_session_object(&path, "a-b-0123456789abcdef0", SessionSource::Local));
         assert!(!is_session_object(&path, "a", SessionSource::S3));
+        // An id that looks like another id's prefix with a source in it.
+        let other = raw_object("2026-03-14", "x.s3.y", SessionSource::S3, "v2");
+        assert!(!is_session_object(&other, "x", SessionSource::S3));
+        assert!(is_session_object(&other, "x.s3.y", SessionSource::S3));
     }
 
     #[test]
