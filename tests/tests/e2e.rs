@@ -61,13 +61,19 @@ fn assert_rm_rf_rows(rows: &[BTreeMap<String, Value>]) {
     }
 }
 
-#[test]
-fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
+/// Returns a temporary folder holding a copy of examples/ and the lake the embedded default
+/// ingested from it, and what the ingest printed.
+fn ingested_examples() -> (tempfile::TempDir, sessionlake_tests::Ran) {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-
     let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    (dir, ingest)
+}
+
+#[test]
+fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
+    let (dir, ingest) = ingested_examples();
     let expected = format!("ingested {} sessions", example_sessions());
     assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
     assert!(ingest.stdout.contains("created keyring"), "{}", ingest.stdout);
@@ -503,10 +509,7 @@ fn verify(dir: &Path, extra: &[&str]) -> (i32, Vec<(String, String)>) {
 
 #[test]
 fn test_verify_names_every_kind_of_tampering() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
-    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let (dir, _) = ingested_examples();
     assert_eq!(verify(dir.path(), &[]), (0, vec![]));
 
     let lake = dir.path().join("lake");
