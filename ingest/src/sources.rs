@@ -228,10 +228,17 @@ pub fn poll_local(dir: &Path, cursors: &Cursors, polled: &mut Polled) -> anyhow:
         match serde_json::from_slice::<GetLogEventsFile>(&bytes) {
             Ok(file) => {
                 let (form, raw) = cloudwatch_raw(&file.events);
-                let observed_at = file.events.last().map(|e| e.timestamp * 1000).or(observed_at);
+                let observed_at =
+                    file.events.last().and_then(|e| e.timestamp.checked_mul(1000)).or(observed_at);
+                // Tagged as the CloudWatch form it is, so that a transcript of the same session
+                // in the same folder (`*.log`) stays a separate version.
+                let source = match form {
+                    InputForm::CloudwatchStream => SessionSource::CloudwatchStream,
+                    _ => SessionSource::CloudwatchUpload,
+                };
                 polled.sessions.push(SessionInput {
                     session_id,
-                    source: SessionSource::Local,
+                    source,
                     source_ref,
                     position,
                     form,

@@ -19,7 +19,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
-use sessionlake_schemas::paths;
+use sessionlake_schemas::{SessionSource, paths};
 
 /// Default lake, as `sessionlake-ingest` writes it.
 pub const DEFAULT_LAKE: &str = "./lake";
@@ -300,24 +300,29 @@ impl Query {
 }
 
 /// Opens the lake's tables for a query between `since` and `until`.
-async fn open_tables(
-    cli: &Cli,
-    since: Option<i64>,
-    until: Option<i64>,
-) -> anyhow::Result<SessionContext> {
-    let (store, keys) = open_lake(cli).await?;
-    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
-    // Partition pruning: a session lasts at most a day (SSM's maxSessionDuration), so files
-    // whose dt is more than a day before --since cannot hold a match.
+/// Returns which files of the lake a query between `since` and `until` reads: a session lasts
+/// at most a day (SSM's maxSessionDuration), so files whose `dt` is more than a day before
+/// `since` (or after `until`) cannot hold a match.
+fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&str) -> bool {
     let earliest_dt = since.map(|t| paths::partition_date(t.saturating_sub(86_400_000_000)));
     let latest_dt = until.map(|t| paths::partition_date(t.saturating_add(86_400_000_000)));
-    let keep = |path: &str| match paths::dt_of(path) {
+    move |path: &str| match paths::dt_of(path) {
         Some(dt) => {
             earliest_dt.as_deref().is_none_or(|e| dt >= e)
                 && latest_dt.as_deref().is_none_or(|l| dt <= l)
         }
         None => true,
-    };
+    }
+}
+
+/// Opens the lake's tables over the live files `choose` keeps (it sees the manifest's view).
+async fn open_tables<K: Fn(&str) -> bool>(
+    cli: &Cli,
+    choose: impl FnOnce(&lake_tables::LakeSnapshot) -> K,
+) -> anyhow::Result<SessionContext> {
+    let (store, keys) = open_lake(cli).await?;
+    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let keep = choose(&snapshot);
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
     Ok(ctx)
@@ -357,7 +362,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "c", time_expression, since, until);
-    let ctx = open_tables(cli, since, until).await?;
+    let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
     let sql = format!(
         "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, \
          min(started_at) AS started_at, max(ended_at) AS ended_at FROM sessions \
@@ -373,7 +378,7 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let mut query = Query::default();
     let time_expression = "coalesce(s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "s", time_expression, since, until);
-    let ctx = open_tables(cli, since, until).await?;
+    let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
     let sql = format!(
         "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
          s.command_count, s.status, s.source FROM sessions s {} \
@@ -399,7 +404,25 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     };
     let mut query = Query::default();
     query.bind_filters(&filters, "c", "c.started_at", None, None);
-    let ctx = open_tables(cli, None, None).await?;
+    // A session delivered by several sources (S3 and CloudWatch) is shown from one: the raw
+    // transcript first, as the most complete.
+    let session = args.session.clone();
+    let ctx = open_tables(cli, move |snapshot| {
+        let preferred = [
+            SessionSource::S3,
+            SessionSource::Local,
+            SessionSource::CloudwatchUpload,
+            SessionSource::CloudwatchStream,
+        ]
+        .into_iter()
+        .find(|source| {
+            snapshot.live.keys().any(|path| paths::is_session_object(path, &session, *source))
+        });
+        move |path: &str| {
+            preferred.is_some_and(|source| paths::is_session_object(path, &session, source))
+        }
+    })
+    .await?;
     let sql = format!(
         "SELECT c.seq, c.started_at, c.cwd, c.prompt, c.command, c.output, c.output_truncated, \
          c.confidence FROM commands c {} ORDER BY c.seq",

@@ -619,3 +619,37 @@ fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
     let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert!(again.stdout.contains("0 quarantined"), "{}", again.stdout);
 }
+
+#[test]
+fn test_show_reads_one_source_of_a_session_delivered_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = dir.path().join("examples");
+    copy_tree(&repo_root().join("examples"), &examples);
+    // The same session also uploaded to CloudWatch, as SSM does when both are configured.
+    std::fs::copy(
+        repo_root().join("corpus/alice-0123456789abcdef0/cloudwatch-upload.json"),
+        examples.join("cloudwatch/ssm-sessions/alice-0123456789abcdef0.json"),
+    )
+    .expect("copy");
+    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let sessions = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sessions",
+        "--session",
+        "alice-0123456789abcdef0",
+        "--json",
+    ]));
+    let (rows, _) = parse_json_lines(&sessions.stdout);
+    let mut sources: Vec<&str> =
+        rows.iter().map(|row| row["source"].as_str().expect("source")).collect();
+    sources.sort();
+    assert_eq!(sources, vec!["cloudwatch-upload", "local"]);
+    let shown = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "show",
+        "alice-0123456789abcdef0",
+        "--json",
+    ]));
+    let (rows, _) = parse_json_lines(&shown.stdout);
+    let seqs: Vec<u64> = rows.iter().map(|row| row["seq"].as_u64().expect("seq")).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "each command once");
+}
