@@ -22,7 +22,8 @@ pub fn parse_time_at(text: &str, now: i64) -> anyhow::Result<i64> {
             'w' => 7 * 86_400_000_000,
             _ => anyhow::bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
         };
-        return Ok(now - count.checked_mul(unit_micros).context("relative time overflows")?);
+        let span = count.checked_mul(unit_micros).context("relative time overflows")?;
+        return now.checked_sub(span).context("relative time overflows");
     }
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_micros());
@@ -64,6 +65,7 @@ mod tests {
         }
         assert!(parse_time_at("yesterday", now).is_err());
         assert!(parse_time_at("5y", now).is_err());
+        assert!(parse_time_at("-106751000d", now).is_err());
     }
 
     #[test]
