@@ -54,6 +54,14 @@ fn parse_json_lines(stdout: &str) -> (Vec<BTreeMap<String, Value>>, Value) {
     (rows, summary)
 }
 
+/// Runs `sessionlake <args>` (local, no AWS) in `dir`; returns the exit code and the parsed
+/// `--json` output.
+fn cli_json(dir: &Path, args: &[&str]) -> (i32, Vec<BTreeMap<String, Value>>, Value) {
+    let ran = run(binary("sessionlake", false).current_dir(dir).args(args));
+    let (rows, summary) = parse_json_lines(&ran.stdout);
+    (ran.code, rows, summary)
+}
+
 fn assert_rm_rf_rows(rows: &[BTreeMap<String, Value>]) {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     for (field, expected) in RM_RF_ROW {
@@ -145,13 +153,8 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     assert_eq!(sessions.code, 0, "{}", sessions.stderr);
     let (rows, _) = parse_json_lines(&sessions.stdout);
     assert_eq!(rows.len(), example_sessions());
-    let alice = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "sessions",
-        "--session",
-        "alice-0123456789abcdef0",
-        "--json",
-    ]));
-    let (rows, _) = parse_json_lines(&alice.stdout);
+    let (_, rows, _) =
+        cli_json(dir.path(), &["sessions", "--session", "alice-0123456789abcdef0", "--json"]);
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
     assert_eq!(row["principal"], Value::from("arn:aws:sts::111122223333:assumed-role/Admin/alice"));
@@ -633,13 +636,8 @@ fn test_show_reads_one_source_of_a_session_delivered_twice() {
     .expect("copy");
     let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(ingest.code, 0, "{}", ingest.stderr);
-    let sessions = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "sessions",
-        "--session",
-        "alice-0123456789abcdef0",
-        "--json",
-    ]));
-    let (rows, _) = parse_json_lines(&sessions.stdout);
+    let (_, rows, _) =
+        cli_json(dir.path(), &["sessions", "--session", "alice-0123456789abcdef0", "--json"]);
     let mut sources: Vec<&str> =
         rows.iter().map(|row| row["source"].as_str().expect("source")).collect();
     sources.sort();
