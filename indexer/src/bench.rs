@@ -60,13 +60,18 @@ fn build_input(
     Ok(Some((form, input)))
 }
 
-/// Prints MB/s per form: the median of `runs` parses of `mib` MiB each.
-pub fn run(corpus: &Path, mib: usize, runs: usize) -> Result<(), String> {
+/// Prints MB/s per form (or only `only`): the median of `runs` parses of `mib` MiB each.
+pub fn run(corpus: &Path, mib: usize, runs: usize, only: Option<&str>) -> Result<(), String> {
+    if let Some(only) = only
+        && !FORMS.iter().any(|(name, _)| *name == only)
+    {
+        return Err(format!("no form named {only}"));
+    }
     println!(
         "{:<20} {:>10} {:>10} {:>12} {:>14} {:>6}",
         "form", "input MB", "commands", "median MB/s", "terminal MB/s", "runs"
     );
-    for (name, file) in FORMS {
+    for (name, file) in FORMS.iter().filter(|(name, _)| only.is_none_or(|only| only == *name)) {
         let Some((form, input)) = build_input(corpus, file, mib * 1024 * 1024)? else {
             continue;
         };

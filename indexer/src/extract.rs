@@ -4,7 +4,7 @@
 
 use sessionlake_schemas::Confidence;
 
-use crate::prompt::{self, Prompt};
+use crate::prompt::{self, Prompt, floor_char_boundary};
 use crate::syntax;
 
 /// A finished line, from any input form.
@@ -47,8 +47,8 @@ pub struct Draft {
     pub user: Option<String>,
     /// The command text, continuation lines joined with `\n`.
     pub command: String,
-    /// Output lines.
-    pub output: Vec<String>,
+    /// What it printed.
+    pub output: Output,
     /// Byte range: from the prompt line to the end of the output.
     pub start: usize,
     /// End of that range.
@@ -57,6 +57,93 @@ pub struct Draft {
     pub time: Option<i64>,
     /// How sure we are.
     pub confidence: Confidence,
+}
+
+/// Largest output kept per command, in bytes; [`Output::truncated`] tells when it was cut.
+pub const OUTPUT_CAP: usize = 16 * 1024;
+
+/// A command's output lines joined with `\n`, kept up to [`OUTPUT_CAP`] bytes (cut at a
+/// character boundary); the full size is still counted. A command that prints a gigabyte costs
+/// 16 KiB here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    text: String,
+    lines: usize,
+    bytes: u64,
+    truncated: bool,
+}
+
+impl Output {
+    /// Appends one line.
+    pub fn push(&mut self, line: impl AsRef<str>) {
+        let line = line.as_ref();
+        let separator = usize::from(self.lines > 0);
+        self.lines += 1;
+        self.bytes += (separator + line.len()) as u64;
+        if self.truncated {
+            return;
+        }
+        let room = OUTPUT_CAP - self.text.len();
+        if separator + line.len() <= room {
+            if separator == 1 {
+                self.text.push('\n');
+            }
+            self.text.push_str(line);
+            return;
+        }
+        self.truncated = true;
+        if room > 0 {
+            if separator == 1 {
+                self.text.push('\n');
+            }
+            self.text.push_str(&line[..floor_char_boundary(line, room - separator)]);
+        }
+    }
+
+    /// The kept text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The kept text, by value.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// The kept lines (the last one cut short when the output was).
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.text.split('\n').take(self.lines)
+    }
+
+    /// Whether no line was printed.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+
+    /// Size of the whole output in bytes, kept or not.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether the kept text is shorter than the output.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// Removes and returns the first line.
+    fn remove_first(&mut self) -> Option<String> {
+        if self.lines == 0 {
+            return None;
+        }
+        let first_len = self.text.find('\n').unwrap_or(self.text.len());
+        let first = self.text[..first_len].to_string();
+        let removed = (first_len + 1).min(self.text.len());
+        self.text.drain(..removed);
+        self.lines -= 1;
+        // What the first line took of the full size: its length and its separator.
+        self.bytes = self.bytes.saturating_sub(first_len as u64 + u64::from(self.lines > 0));
+        Some(first)
+    }
 }
 
 /// Continuation prompt (PS2) of every shell we meet.
@@ -117,8 +204,7 @@ fn is_completion_listing(draft: &Draft, next: &Draft) -> bool {
     let stem = last_word.rsplit('/').next().unwrap_or_default();
     let completed = next.command.rsplit(' ').next().unwrap_or_default();
     let completed_stem = completed.rsplit('/').next().unwrap_or_default();
-    let candidates: Vec<&str> =
-        draft.output.iter().flat_map(|line| line.split_whitespace()).collect();
+    let candidates: Vec<&str> = draft.output.text().split_whitespace().collect();
     // A list of two or more names that all start with the typed word, one of which the next
     // line completed it to.
     !stem.is_empty()
@@ -244,34 +330,55 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
     None
 }
 
-/// Turns lines into commands.
-pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
-    let mut drafts: Vec<Draft> = Vec::new();
-    // The draft still reading continuation lines, if its command is incomplete.
-    let mut continuing = false;
-    let mut learned: Vec<String> = Vec::new();
-    let mut current: Option<Draft> = None;
+/// Turns lines into commands, one line at a time: nothing but the commands found so far is
+/// kept, so a transcript of any length is assembled in the memory its commands take.
+#[derive(Debug)]
+pub struct Assembler {
+    evidence: Evidence,
+    drafts: Vec<Draft>,
+    /// The current draft is still reading continuation lines: its command is incomplete.
+    continuing: bool,
+    /// Prompts seen so far (at most 16).
+    learned: Vec<String>,
+    /// The command whose output lines are coming.
+    current: Option<Draft>,
+}
 
-    for line in lines {
-        if continuing {
+impl Assembler {
+    /// Returns an assembler for lines of the given evidence.
+    pub fn new(evidence: Evidence) -> Self {
+        Assembler {
+            evidence,
+            drafts: Vec::new(),
+            continuing: false,
+            learned: Vec::new(),
+            current: None,
+        }
+    }
+
+    /// Takes the next line.
+    pub fn push(&mut self, line: &Line) {
+        let Assembler { evidence, drafts, continuing, learned, current } = self;
+        let evidence = *evidence;
+        if *continuing {
             if let Some(draft) = current.as_mut() {
                 let continuation =
                     line.text.strip_prefix(PS2).or(if line.text == ">" { Some("") } else { None });
                 if let Some(rest) = continuation {
                     if is_cancelled(rest) {
                         // Ctrl-C at PS2 abandons the whole command.
-                        current = None;
-                        continuing = false;
-                        continue;
+                        *current = None;
+                        *continuing = false;
+                        return;
                     }
                     draft.command.push('\n');
                     draft.command.push_str(rest);
                     draft.end = line.end;
-                    continuing = !syntax::is_complete(&draft.command);
-                    continue;
+                    *continuing = !syntax::is_complete(&draft.command);
+                    return;
                 }
             }
-            continuing = false;
+            *continuing = false;
         }
 
         // A stripped stream glues a prompt to output that had no final newline
@@ -279,7 +386,7 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
         let split_line;
         let mut line = line;
         if evidence == Evidence::Stripped
-            && find_prompt(line, evidence, &learned).is_none()
+            && find_prompt(line, evidence, learned).is_none()
             && let Some(position) = learned
                 .iter()
                 .filter(|p| p.len() >= 6)
@@ -288,12 +395,12 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
             && position > 0
         {
             if let Some(draft) = current.as_mut() {
-                draft.output.push(line.text[..position].to_string());
+                draft.output.push(&line.text[..position]);
             }
             split_line = Line { text: line.text[position..].to_string(), ..line.clone() };
             line = &split_line;
         }
-        let prompt = find_prompt(line, evidence, &learned);
+        let prompt = find_prompt(line, evidence, learned);
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
             (Some(_), Evidence::EditorMarks) => line.editor,
@@ -301,12 +408,12 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
         };
         if !is_shell_line {
             if let Some(draft) = current.as_mut() {
-                draft.output.push(line.text.clone());
+                draft.output.push(&line.text);
                 draft.end = line.end;
             }
-            continue;
+            return;
         }
-        let Some(prompt) = prompt else { continue };
+        let Some(prompt) = prompt else { return };
         if let Some(done) = current.take() {
             drafts.push(done);
         }
@@ -332,7 +439,7 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
         let cancelled =
             is_cancelled(rest) || (evidence == Evidence::Stripped && rest.contains("^C"));
         if rest.trim().is_empty() || cancelled {
-            continue;
+            return;
         }
         let confidence = match evidence {
             Evidence::EditorMarks | Evidence::Raw => Confidence::High,
@@ -351,12 +458,12 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
                     if let Some(done) = current.take() {
                         drafts.push(done);
                     }
-                    current = Some(Draft {
+                    *current = Some(Draft {
                         prompt: prompt_text.to_string(),
                         cwd: prompt.cwd.clone(),
                         user: prompt.user.clone(),
                         command: std::mem::take(&mut pending),
-                        output: Vec::new(),
+                        output: Output::default(),
                         start: line.start,
                         end: line.end,
                         time: line.time,
@@ -366,17 +473,17 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
                 pending.clear();
             }
         }
-        continuing = !pending.is_empty();
-        if continuing {
+        *continuing = !pending.is_empty();
+        if *continuing {
             if let Some(done) = current.take() {
                 drafts.push(done);
             }
-            current = Some(Draft {
+            *current = Some(Draft {
                 prompt: prompt_text.to_string(),
                 cwd: prompt.cwd.clone(),
                 user: prompt.user.clone(),
                 command: pending,
-                output: Vec::new(),
+                output: Output::default(),
                 start: line.start,
                 end: line.end,
                 time: line.time,
@@ -384,24 +491,38 @@ pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
             });
         }
     }
-    if let Some(done) = current {
-        drafts.push(done);
-    }
-    for draft in &mut drafts {
-        apply_history_expansion(draft);
-    }
-    // Without editor marks a completion list looks like a command with output.
-    if evidence != Evidence::EditorMarks {
-        let mut index = 0;
-        while index + 1 < drafts.len() {
-            if is_completion_listing(&drafts[index], &drafts[index + 1]) {
-                drafts.remove(index);
-            } else {
-                index += 1;
+
+    /// Returns the commands.
+    pub fn finish(self) -> Vec<Draft> {
+        let Assembler { evidence, mut drafts, current, .. } = self;
+        if let Some(done) = current {
+            drafts.push(done);
+        }
+        for draft in &mut drafts {
+            apply_history_expansion(draft);
+        }
+        // Without editor marks a completion list looks like a command with output.
+        if evidence != Evidence::EditorMarks {
+            let mut index = 0;
+            while index + 1 < drafts.len() {
+                if is_completion_listing(&drafts[index], &drafts[index + 1]) {
+                    drafts.remove(index);
+                } else {
+                    index += 1;
+                }
             }
         }
+        drafts
     }
-    drafts
+}
+
+/// Turns lines into commands.
+pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
+    let mut assembler = Assembler::new(evidence);
+    for line in lines {
+        assembler.push(line);
+    }
+    assembler.finish()
 }
 
 /// Returns whether `command` uses bash history expansion (`!!`, `!-2`, `!grep`, `!$`, …).
@@ -437,7 +558,7 @@ fn apply_history_expansion(draft: &mut Draft) {
     if !uses_history_expansion(&draft.command) {
         return;
     }
-    let Some(expanded) = draft.output.first() else {
+    let Some(expanded) = draft.output.lines().next() else {
         return;
     };
     if expanded.contains("event not found") || expanded.trim().is_empty() {
@@ -449,7 +570,9 @@ fn apply_history_expansion(draft: &mut Draft) {
     if !expanded.starts_with(typed_prefix) {
         return;
     }
-    draft.command = draft.output.remove(0);
+    if let Some(expanded) = draft.output.remove_first() {
+        draft.command = expanded;
+    }
 }
 
 #[cfg(test)]
@@ -488,8 +611,8 @@ mod tests {
         ]);
         let drafts = assemble(&input, Evidence::Raw);
         assert_eq!(commands(&drafts), vec!["ls", "for i in 1 2; do\necho $i\ndone", "exit"]);
-        assert_eq!(drafts[0].output, vec!["a  b"]);
-        assert_eq!(drafts[1].output, vec!["1", "2"]);
+        assert_eq!(drafts[0].output.lines().collect::<Vec<_>>(), vec!["a  b"]);
+        assert_eq!(drafts[1].output.lines().collect::<Vec<_>>(), vec!["1", "2"]);
         assert_eq!((drafts[0].start, drafts[0].end), (0, input[1].end));
     }
 
@@ -502,7 +625,10 @@ mod tests {
         ]);
         let drafts = assemble(&input, Evidence::EditorMarks);
         assert_eq!(commands(&drafts), vec!["printf '[alice@ip-10-0-0-12 ~]$ rm -rf /\\n'", "id"]);
-        assert_eq!(drafts[0].output, vec!["[alice@ip-10-0-0-12 ~]$ rm -rf /"]);
+        assert_eq!(
+            drafts[0].output.lines().collect::<Vec<_>>(),
+            vec!["[alice@ip-10-0-0-12 ~]$ rm -rf /"]
+        );
     }
 
     #[test]
@@ -548,7 +674,34 @@ mod tests {
         merge_stripped_pastes(&mut input);
         let drafts = assemble(&input, Evidence::Stripped);
         assert_eq!(commands(&drafts), vec!["echo one", "echo two"]);
-        assert_eq!(drafts[1].output, vec!["one", "two"]);
+        assert_eq!(drafts[1].output.lines().collect::<Vec<_>>(), vec!["one", "two"]);
+    }
+
+    #[test]
+    fn test_output_is_capped_and_counted() {
+        let mut output = Output::default();
+        assert!(output.is_empty());
+        output.push("first");
+        output.push("");
+        output.push("third");
+        assert_eq!(output.lines().collect::<Vec<_>>(), vec!["first", "", "third"]);
+        assert_eq!(
+            (output.text(), output.bytes(), output.truncated()),
+            ("first\n\nthird", 12, false)
+        );
+        assert_eq!(output.remove_first().as_deref(), Some("first"));
+        assert_eq!((output.text(), output.bytes()), ("\nthird", 6));
+
+        // Cut at the cap, on a character boundary, and still counted in full.
+        let mut output = Output::default();
+        let line = "日".repeat(OUTPUT_CAP / 3 + 10);
+        output.push("x");
+        output.push(&line);
+        output.push("more");
+        assert!(output.truncated());
+        assert!(output.text().len() <= OUTPUT_CAP && output.text().len() > OUTPUT_CAP - 4);
+        assert_eq!(output.bytes(), (1 + 1 + line.len() + 1 + 4) as u64);
+        assert_eq!(output.lines().count(), 2);
     }
 
     #[test]

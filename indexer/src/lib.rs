@@ -23,10 +23,9 @@ pub mod terminal;
 
 use sessionlake_schemas::{CommandRecord, SessionStatus, TimeSource};
 
-use crate::extract::{Draft, Evidence, Line};
+use crate::extract::{Assembler, Draft, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
-use crate::prompt::floor_char_boundary;
-use crate::terminal::{DEFAULT_WIDTH, LineTerminal};
+use crate::terminal::{DEFAULT_WIDTH, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
 pub const PARSER_VERSION: u32 = 1;
@@ -34,8 +33,7 @@ pub const PARSER_VERSION: u32 = 1;
 /// Width used to interpret one streamed line: wide enough that nothing wraps.
 const STREAM_LINE_WIDTH: usize = 1 << 20;
 
-/// Largest output kept per command, in bytes; `output_truncated` tells when it was cut.
-pub const OUTPUT_CAP: usize = 16 * 1024;
+pub use crate::extract::OUTPUT_CAP;
 
 /// The SSM delivery forms a session's raw bytes can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,32 +113,18 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
             reason: "not a session transcript: no script header and mostly binary".into(),
         });
     }
-    let screen = LineTerminal::run(DEFAULT_WIDTH, body);
-    let offset = script.body.start;
-    // Lines drawn in one editor region are one input buffer: join them.
-    let mut lines: Vec<Line> = Vec::with_capacity(screen.lines.len());
-    let mut last_region = None;
-    for screen_line in screen.lines {
-        if screen_line.region.is_some()
-            && screen_line.region == last_region
-            && let Some(previous) = lines.last_mut()
-        {
-            previous.text.push('\n');
-            previous.text.push_str(&screen_line.text);
-            previous.end = screen_line.end + offset;
-            continue;
-        }
-        last_region = screen_line.region;
-        lines.push(Line {
-            text: screen_line.text,
-            start: screen_line.start + offset,
-            end: screen_line.end + offset,
-            editor: screen_line.region.is_some(),
-            time: None,
-        });
+    // bash >= 5.1 marks what its line editor draws (bracketed paste): look once, up front, so
+    // that lines are assembled as they come, with the evidence the whole transcript has.
+    let marked = memchr::memmem::find(body, b"\x1b[?2004h").is_some();
+    let evidence = if marked { Evidence::EditorMarks } else { Evidence::Raw };
+    let mut drafts = assemble_transcript(body, script.body.start, evidence);
+    let actual = if drafts.regions > 0 { Evidence::EditorMarks } else { Evidence::Raw };
+    if actual != evidence {
+        // Bracketed paste switched on in a form the look-up missed (`ESC[?1;2004h`), or the
+        // bytes it found were not a sequence of their own (inside a title): once more.
+        drafts = assemble_transcript(body, script.body.start, actual);
     }
-    let evidence = if screen.regions > 0 { Evidence::EditorMarks } else { Evidence::Raw };
-    let mut drafts = extract::assemble(&lines, evidence);
+    let mut drafts = drafts.drafts;
     if script.header.legacy {
         drop_legacy_noise(&mut drafts);
     }
@@ -158,8 +142,75 @@ fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSessio
     }
     let status =
         if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
-    let commands = records(&drafts, &context, TimeSource::None);
+    let commands = records(drafts, &context, TimeSource::None);
     Ok(ParsedSession { commands, context, ended_at: script.header.generated_at, status })
+}
+
+/// The commands of a transcript body, and how many editor regions it opened.
+struct TranscriptDrafts {
+    drafts: Vec<Draft>,
+    regions: u32,
+}
+
+fn assemble_transcript(body: &[u8], offset: usize, evidence: Evidence) -> TranscriptDrafts {
+    let sink = TranscriptLines {
+        assembler: Assembler::new(evidence),
+        pending: None,
+        last_region: None,
+        spare: String::new(),
+        offset,
+    };
+    let (mut sink, regions) = LineTerminal::run_into(DEFAULT_WIDTH, body, sink);
+    sink.flush();
+    TranscriptDrafts { drafts: sink.assembler.finish(), regions }
+}
+
+/// Takes the terminal's lines as they are finished, joins the lines drawn in one editor region
+/// (one input buffer), and hands the result to the assembler.
+struct TranscriptLines {
+    assembler: Assembler,
+    /// The line being built (an editor region may add lines to it).
+    pending: Option<Line>,
+    last_region: Option<u32>,
+    /// A text buffer to reuse for the next line.
+    spare: String,
+    /// Offset of the body in the raw input.
+    offset: usize,
+}
+
+impl TranscriptLines {
+    fn flush(&mut self) {
+        if let Some(line) = self.pending.take() {
+            self.assembler.push(&line);
+            self.spare = line.text;
+        }
+    }
+}
+
+impl LineSink for TranscriptLines {
+    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
+        if region.is_some()
+            && region == self.last_region
+            && let Some(previous) = self.pending.as_mut()
+        {
+            previous.text.push('\n');
+            previous.text.push_str(text);
+            previous.end = end + self.offset;
+            return;
+        }
+        self.last_region = region;
+        self.flush();
+        let mut buffer = std::mem::take(&mut self.spare);
+        buffer.clear();
+        buffer.push_str(text);
+        self.pending = Some(Line {
+            text: buffer,
+            start: start + self.offset,
+            end: end + self.offset,
+            editor: region.is_some(),
+            time: None,
+        });
+    }
 }
 
 /// Legacy agents ran the session through a logger shell: its `ssm-session-logger` command and
@@ -250,7 +301,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     }
     extract::merge_stripped_pastes(&mut lines);
     let drafts = extract::assemble(&lines, Evidence::Stripped);
-    let commands = records(&drafts, &context, TimeSource::CloudwatchEvent);
+    let commands = records(drafts, &context, TimeSource::CloudwatchEvent);
     if context.started_at.is_none() {
         context.started_at = first_time;
     }
@@ -271,43 +322,43 @@ pub fn account_of_arn(arn: &str) -> Option<String> {
 }
 
 fn records(
-    drafts: &[Draft],
+    drafts: Vec<Draft>,
     context: &SessionContext,
     line_time_source: TimeSource,
 ) -> Vec<CommandRecord> {
     drafts
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(seq, draft)| {
-            let (command, command_redactions) = redact::redact(&draft.command);
-            let full_output = draft.output.join("\n");
-            let output_bytes = full_output.len() as u64;
-            let cut = floor_char_boundary(&full_output, OUTPUT_CAP);
-            let (output, output_redactions) = redact::redact(&full_output[..cut]);
+            let raw_offset = draft.start as u64;
+            let raw_len = (draft.end - draft.start) as u64;
+            let output_truncated = draft.output.truncated();
+            let output_bytes = draft.output.bytes();
+            let (command, command_redactions) = redact::redact_owned(draft.command);
+            let (output, output_redactions) = redact::redact_owned(draft.output.into_text());
             // A command's time comes only from its own line (streamed batches). The session's
             // start (CloudTrail) belongs to the session row: giving it to a command would be a
             // made-up time.
             let time_source =
                 if draft.time.is_some() { line_time_source } else { TimeSource::None };
-            let started_at = draft.time;
             CommandRecord {
                 session_id: context.session_id.clone(),
                 seq: seq as u32,
-                started_at,
+                started_at: draft.time,
                 time_source,
                 principal: context.principal.clone(),
                 run_as: context.run_as.clone(),
                 target: context.target.clone(),
                 region: context.region.clone(),
                 account: context.account.clone(),
-                cwd: draft.cwd.clone(),
-                prompt: draft.prompt.clone(),
-                command: command.into_owned(),
-                output: output.into_owned(),
-                output_truncated: cut < full_output.len(),
+                cwd: draft.cwd,
+                prompt: draft.prompt,
+                command,
+                output,
+                output_truncated,
                 output_bytes,
-                raw_offset: draft.start as u64,
-                raw_len: (draft.end - draft.start) as u64,
+                raw_offset,
+                raw_len,
                 redactions: command_redactions + output_redactions,
                 confidence: draft.confidence,
                 parser_version: PARSER_VERSION,

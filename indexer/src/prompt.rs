@@ -1,9 +1,5 @@
 //! Prompt recognition: where a shell line's prompt ends and what it tells (user, cwd).
 
-use std::sync::LazyLock;
-
-use regex::Regex;
-
 /// A prompt found at the start of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Prompt {
@@ -15,48 +11,155 @@ pub struct Prompt {
     pub user: Option<String>,
 }
 
-/// Prompts of the shells SSM sessions run, anchored at the line start. Each alternative names
-/// its cwd group `cwd` when it shows one.
-static KNOWN: LazyLock<Regex> = LazyLock::new(|| {
-    // ASCII classes and unbounded repetition keep the automaton small; callers pass at most
-    // PROMPT_WINDOW bytes, which bounds the work.
-    Regex::new(concat!(
-        r"^(?:",
-        // bash on Amazon Linux / RHEL: [ec2-user@ip-10-0-0-12 ~]$  and  [root@ip-… tmp]#
-        r"\[(?P<user1>[A-Za-z0-9_.\-]+)@[A-Za-z0-9_.\-]+(?: (?P<cwd1>[^\]]*))?\][$#] ?",
-        // bash on Debian / Ubuntu: ubuntu@ip-10-0-0-12:~/dir$
-        r"|(?P<user2>[A-Za-z0-9_.\-]+)@[A-Za-z0-9_.\-]+:(?P<cwd2>[^\s$#][^$#]*?)[$#] ",
-        // sh / bash without a PS1 of their own: sh-4.2$  sh-5.2#  bash-5.2$
-        r"|(?:sh|bash|dash|ksh)-[0-9]+(?:\.[0-9]+)*[$#] ?",
-        // dash and minimal prompts
-        r"|[$#] ",
-        // PowerShell: PS C:\Windows\system32>
-        r"|PS (?P<cwd3>[A-Za-z]:\\[^>]*)> ",
-        r")",
-    ))
-    .unwrap_or_else(|error| unreachable!("prompt regex is valid: {error}"))
-});
-
 /// Bytes at the start of a line in which a prompt is looked for.
 const PROMPT_WINDOW: usize = 512;
 
-/// Returns the prompt at the start of `line`, among the prompts shells print by default.
+/// Returns the prompt at the start of `line`, among the prompts shells print by default:
+///
+/// - bash on Amazon Linux / RHEL: `[ec2-user@ip-10-0-0-12 ~]$ ` and `[root@ip-… tmp]# `
+/// - bash on Debian / Ubuntu: `ubuntu@ip-10-0-0-12:~/dir$ `
+/// - sh / bash without a PS1 of their own: `sh-4.2$ `, `sh-5.2# `, `bash-5.2$ `
+/// - dash and minimal prompts: `$ `, `# `
+/// - PowerShell: `PS C:\Windows\system32> `
+///
+/// The grammar is fixed and small: a hand-written matcher runs once per line of every
+/// transcript, many times faster than a regex with captures (the tests check it against one).
 pub fn known_prompt(line: &str) -> Option<Prompt> {
     let window = &line[..floor_char_boundary(line, PROMPT_WINDOW)];
-    // Every known prompt ends in `$`, `#` or `>`: most output lines have none, and skip the regex.
-    memchr::memchr3(b'$', b'#', b'>', window.as_bytes())?;
-    let captures = KNOWN.captures(window)?;
-    let whole = captures.get(0)?;
-    let cwd = ["cwd1", "cwd2", "cwd3"]
+    let bytes = window.as_bytes();
+    // Every known prompt ends in `$`, `#` or `>`: most output lines have none.
+    memchr::memchr3(b'$', b'#', b'>', bytes)?;
+    bracketed_prompt(window)
+        .or_else(|| colon_prompt(window))
+        .or_else(|| versioned_shell_prompt(bytes))
+        .or_else(|| bare_prompt(bytes))
+        .or_else(|| powershell_prompt(window))
+}
+
+/// Length of the run of user or host name characters (`[A-Za-z0-9_.-]`) at the start.
+fn name_len(bytes: &[u8]) -> usize {
+    bytes
         .iter()
-        .find_map(|name| captures.name(name))
-        .map(|m| m.as_str().to_string())
-        .filter(|cwd| !cwd.is_empty());
-    let user = ["user1", "user2"]
-        .iter()
-        .find_map(|name| captures.name(name))
-        .map(|m| m.as_str().to_string());
-    Some(Prompt { len: whole.end(), cwd, user })
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')))
+        .unwrap_or(bytes.len())
+}
+
+/// `user@host` at the start: returns the user's length and the length of the whole.
+fn user_at_host(bytes: &[u8]) -> Option<(usize, usize)> {
+    let user = name_len(bytes);
+    if user == 0 || bytes.get(user) != Some(&b'@') {
+        return None;
+    }
+    let host = name_len(&bytes[user + 1..]);
+    (host > 0).then_some((user, user + 1 + host))
+}
+
+fn some_text(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// `[user@host dir]$ ` (the space after `$`/`#` is optional, the dir too).
+fn bracketed_prompt(window: &str) -> Option<Prompt> {
+    let bytes = window.as_bytes();
+    if bytes.first() != Some(&b'[') {
+        return None;
+    }
+    let (user, mut end) = user_at_host(&bytes[1..])?;
+    end += 1;
+    let mut cwd = None;
+    if bytes.get(end) == Some(&b' ') {
+        let dir_len = memchr::memchr(b']', &bytes[end + 1..])?;
+        cwd = some_text(&window[end + 1..end + 1 + dir_len]);
+        end += 1 + dir_len;
+    }
+    if bytes.get(end) != Some(&b']') || !matches!(bytes.get(end + 1), Some(b'$' | b'#')) {
+        return None;
+    }
+    end += 2;
+    if bytes.get(end) == Some(&b' ') {
+        end += 1;
+    }
+    Some(Prompt { len: end, cwd, user: Some(window[1..1 + user].to_string()) })
+}
+
+/// `user@host:dir$ ` (the dir does not start with a blank; the space after `$`/`#` is needed).
+fn colon_prompt(window: &str) -> Option<Prompt> {
+    let bytes = window.as_bytes();
+    let (user, end) = user_at_host(bytes)?;
+    if bytes.get(end) != Some(&b':') {
+        return None;
+    }
+    let dir_start = end + 1;
+    let first = window[dir_start..].chars().next()?;
+    if first.is_whitespace() || matches!(first, '$' | '#') {
+        return None;
+    }
+    // The dir holds no `$` or `#`: the first one ends it, and a space must follow.
+    let rest = dir_start + first.len_utf8();
+    let sign = rest + memchr::memchr2(b'$', b'#', &bytes[rest..])?;
+    if bytes.get(sign + 1) != Some(&b' ') {
+        return None;
+    }
+    Some(Prompt {
+        len: sign + 2,
+        cwd: some_text(&window[dir_start..sign]),
+        user: Some(window[..user].to_string()),
+    })
+}
+
+/// `sh-4.2$`, `bash-5.2# `, `dash-0.5$ `, `ksh-93$ ` (the space is optional).
+fn versioned_shell_prompt(bytes: &[u8]) -> Option<Prompt> {
+    let name = [&b"sh-"[..], b"bash-", b"dash-", b"ksh-"]
+        .into_iter()
+        .find(|name| bytes.starts_with(name))?;
+    let mut end = name.len();
+    // [0-9]+(\.[0-9]+)*
+    loop {
+        let digits = bytes[end..].iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 {
+            return None;
+        }
+        end += digits;
+        if bytes.get(end) == Some(&b'.') && bytes.get(end + 1).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        } else {
+            break;
+        }
+    }
+    if !matches!(bytes.get(end), Some(b'$' | b'#')) {
+        return None;
+    }
+    end += 1;
+    if bytes.get(end) == Some(&b' ') {
+        end += 1;
+    }
+    Some(Prompt { len: end, cwd: None, user: None })
+}
+
+/// `$ ` or `# `.
+fn bare_prompt(bytes: &[u8]) -> Option<Prompt> {
+    (matches!(bytes.first(), Some(b'$' | b'#')) && bytes.get(1) == Some(&b' ')).then_some(Prompt {
+        len: 2,
+        cwd: None,
+        user: None,
+    })
+}
+
+/// `PS C:\dir> `.
+fn powershell_prompt(window: &str) -> Option<Prompt> {
+    let bytes = window.as_bytes();
+    if !(bytes.starts_with(b"PS ")
+        && bytes.get(3).is_some_and(u8::is_ascii_alphabetic)
+        && bytes.get(4) == Some(&b':')
+        && bytes.get(5) == Some(&b'\\'))
+    {
+        return None;
+    }
+    let close = 6 + memchr::memchr(b'>', &bytes[6..])?;
+    if bytes.get(close + 1) != Some(&b' ') {
+        return None;
+    }
+    Some(Prompt { len: close + 2, cwd: some_text(&window[3..close]), user: None })
 }
 
 /// Returns the prompt of a line the line editor is known to have drawn (bracketed paste tells),
@@ -84,7 +187,54 @@ pub(crate) fn floor_char_boundary(text: &str, index: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
+    use proptest::prelude::*;
+    use regex::Regex;
+
     use super::*;
+
+    /// The grammar as a regex: the oracle the hand-written matcher must agree with.
+    static KNOWN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"^(?:",
+            r"\[(?P<user1>[A-Za-z0-9_.\-]+)@[A-Za-z0-9_.\-]+(?: (?P<cwd1>[^\]]*))?\][$#] ?",
+            r"|(?P<user2>[A-Za-z0-9_.\-]+)@[A-Za-z0-9_.\-]+:(?P<cwd2>[^\s$#][^$#]*?)[$#] ",
+            r"|(?:sh|bash|dash|ksh)-[0-9]+(?:\.[0-9]+)*[$#] ?",
+            r"|[$#] ",
+            r"|PS (?P<cwd3>[A-Za-z]:\\[^>]*)> ",
+            r")",
+        ))
+        .unwrap()
+    });
+
+    fn oracle(line: &str) -> Option<Prompt> {
+        let window = &line[..floor_char_boundary(line, PROMPT_WINDOW)];
+        let captures = KNOWN.captures(window)?;
+        let cwd = ["cwd1", "cwd2", "cwd3"]
+            .iter()
+            .find_map(|name| captures.name(name))
+            .map(|m| m.as_str().to_string())
+            .filter(|cwd| !cwd.is_empty());
+        let user = ["user1", "user2"]
+            .iter()
+            .find_map(|name| captures.name(name))
+            .map(|m| m.as_str().to_string());
+        Some(Prompt { len: captures.get(0)?.end(), cwd, user })
+    }
+
+    proptest! {
+        #[test]
+        fn test_matcher_agrees_with_the_regex(parts in proptest::collection::vec(prop_oneof![
+            Just("["), Just("]"), Just("@"), Just(":"), Just("$"), Just("#"), Just(">"), Just(" "),
+            Just("sh-"), Just("bash-"), Just("dash-"), Just("ksh-"), Just("4"), Just("."), Just("2"),
+            Just("PS "), Just("C"), Just(":\\"), Just("ec2-user"), Just("ip-10-0-0-12"), Just("~"),
+            Just("/srv"), Just("\t"), Just("\n"), Just("日"), Just("x_y"), Just("\u{b}"), Just("\u{a0}"),
+        ], 0..14)) {
+            let line: String = parts.concat();
+            prop_assert_eq!(known_prompt(&line), oracle(&line), "{:?}", line);
+        }
+    }
 
     #[test]
     fn test_known_prompts() {

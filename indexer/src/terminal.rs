@@ -70,9 +70,22 @@ struct LineState {
     region: Option<u32>,
 }
 
-/// Interprets terminal output and collects finished lines.
+/// Receives each finished line, top to bottom, as the terminal showed it (trailing blanks
+/// removed): the text is borrowed, so a consumer that needs no copy makes none.
+pub trait LineSink {
+    /// One finished line: its text, the byte range it was drawn from, its editor region.
+    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>);
+}
+
+impl LineSink for Vec<ScreenLine> {
+    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
+        self.push(ScreenLine { text: text.to_string(), start, end, region });
+    }
+}
+
+/// Interprets terminal output and hands finished lines to a [`LineSink`].
 #[derive(Debug)]
-pub struct LineTerminal {
+pub struct LineTerminal<S> {
     width: usize,
     window: VecDeque<LineState>,
     /// Index in `window` of the line the cursor is on.
@@ -97,12 +110,45 @@ pub struct LineTerminal {
     stripped: bool,
     /// The last action was a backspace (only tracked for stripped input).
     after_backspace: bool,
-    finished: Vec<ScreenLine>,
+    /// `vte` may be inside an escape sequence: bytes go to it until a dispatch ends the
+    /// sequence. False only when `vte` is surely in its ground state, where this module handles
+    /// printable ASCII and C0 controls itself (see [`LineTerminal::advance`]). Only dispatches
+    /// that `vte` makes one byte at a time (CSI, ESC, OSC) clear it; a sequence that ends
+    /// otherwise leaves it set, which is slower, never wrong.
+    in_escape: bool,
+    /// Where finished lines go.
+    sink: S,
+    /// Buffer a finished line is rendered into (no allocation per line).
+    text: String,
 }
 
-impl LineTerminal {
+impl LineTerminal<Vec<ScreenLine>> {
+    /// Interprets `bytes` and returns every line, the last unfinished one included.
+    pub fn run(width: usize, bytes: &[u8]) -> Screen {
+        let (lines, regions) = LineTerminal::new(width, Vec::new()).feed_all(bytes);
+        Screen { lines, regions }
+    }
+
+    /// Interprets one line of a stripped stream (CloudWatch streaming), where the agent deleted
+    /// the escape sequences: a run of backspaces followed by text stands for readline's
+    /// `backspaces, ESC[K, text`, since the erase that came with it is gone.
+    pub fn run_stripped(width: usize, bytes: &[u8]) -> Screen {
+        let mut terminal = LineTerminal::new(width, Vec::new());
+        terminal.stripped = true;
+        let (lines, regions) = terminal.feed_all(bytes);
+        Screen { lines, regions }
+    }
+}
+
+impl<S: LineSink> LineTerminal<S> {
+    /// Interprets `bytes`, handing every line to `sink`, the last unfinished one included.
+    /// Returns the sink and the number of editor regions opened.
+    pub fn run_into(width: usize, bytes: &[u8], sink: S) -> (S, u32) {
+        LineTerminal::new(width, sink).feed_all(bytes)
+    }
+
     /// Returns a terminal `width` columns wide.
-    pub fn new(width: usize) -> Self {
+    pub fn new(width: usize, sink: S) -> Self {
         let mut window = VecDeque::with_capacity(WINDOW + 1);
         window.push_back(LineState::default());
         LineTerminal {
@@ -121,37 +167,123 @@ impl LineTerminal {
             spare_cells: Vec::new(),
             stripped: false,
             after_backspace: false,
-            finished: Vec::new(),
+            in_escape: false,
+            sink,
+            text: String::new(),
         }
     }
 
-    /// Interprets `bytes` and returns every line, the last unfinished one included.
-    pub fn run(width: usize, bytes: &[u8]) -> Screen {
-        Self::run_with(LineTerminal::new(width), bytes)
-    }
-
-    /// Interprets one line of a stripped stream (CloudWatch streaming), where the agent deleted
-    /// the escape sequences: a run of backspaces followed by text stands for readline's
-    /// `backspaces, ESC[K, text`, since the erase that came with it is gone.
-    pub fn run_stripped(width: usize, bytes: &[u8]) -> Screen {
-        let mut terminal = LineTerminal::new(width);
-        terminal.stripped = true;
-        Self::run_with(terminal, bytes)
-    }
-
-    fn run_with(mut terminal: LineTerminal, bytes: &[u8]) -> Screen {
+    fn feed_all(mut self, bytes: &[u8]) -> (S, u32) {
         let mut parser = vte::Parser::new();
         // Feed up to each line feed at a time so that lines know where their bytes end.
         let mut position = 0;
         for newline in memchr::memchr_iter(b'\n', bytes) {
-            terminal.fed = newline + 1;
-            parser.advance(&mut terminal, &bytes[position..=newline]);
+            self.fed = newline + 1;
+            self.advance(&mut parser, &bytes[position..=newline]);
             position = newline + 1;
         }
-        terminal.fed = bytes.len();
-        parser.advance(&mut terminal, &bytes[position..]);
-        terminal.flush_window();
-        Screen { lines: terminal.finished, regions: terminal.regions }
+        self.fed = bytes.len();
+        self.advance(&mut parser, &bytes[position..]);
+        self.flush_window();
+        (self.sink, self.regions)
+    }
+
+    /// Interprets `bytes` exactly as `parser.advance(self, bytes)` would, faster.
+    ///
+    /// Most of a transcript is printable ASCII outside any escape sequence. While `vte` is in
+    /// its ground state (it leaves it only at ESC), such a run is written to the cells in one
+    /// go, and C0 controls are executed directly, as `vte` would; escape sequences and
+    /// non-ASCII text (UTF-8 decoding and its errors) still go through `vte`.
+    fn advance(&mut self, parser: &mut vte::Parser, bytes: &[u8]) {
+        let mut index = 0;
+        while index < bytes.len() {
+            if self.in_escape {
+                // Returns once a dispatch ends the sequence (`terminated`), or at the end.
+                index += parser.advance_until_terminated(self, &bytes[index..]);
+                continue;
+            }
+            let byte = bytes[index];
+            match byte {
+                0x20..=0x7e => {
+                    let run = bytes[index..]
+                        .iter()
+                        .position(|b| !(0x20..=0x7e).contains(b))
+                        .unwrap_or(bytes.len() - index);
+                    self.print_ascii(&bytes[index..index + run]);
+                    index += run;
+                }
+                0x1b => self.in_escape = true,
+                0x00..=0x1f => {
+                    vte::Perform::execute(self, byte);
+                    index += 1;
+                }
+                _ => {
+                    // DEL or non-ASCII. The run ends at an ASCII byte, never inside a character.
+                    let run = bytes[index..]
+                        .iter()
+                        .position(|b| *b < 0x7f)
+                        .unwrap_or(bytes.len() - index);
+                    let mut end = index + run;
+                    // A character cut short: `vte` keeps its first bytes until the next call.
+                    // Give it the byte that ends the attempt now, so that it is resolved.
+                    if end < bytes.len() && ends_in_partial_utf8(&bytes[index..end]) {
+                        self.in_escape = bytes[end] == 0x1b;
+                        end += 1;
+                    }
+                    parser.advance(self, &bytes[index..end]);
+                    index = end;
+                }
+            }
+        }
+    }
+
+    /// Prints a run of printable ASCII: what `print` does for each byte, in one go.
+    fn print_ascii(&mut self, run: &[u8]) {
+        if self.alternate_screen || run.is_empty() {
+            return;
+        }
+        let mut run = run;
+        // The first character settles what the previous action left pending (a stripped
+        // backspace's erase, a suspected wrap).
+        if self.after_backspace || self.wrap_candidate.is_some() {
+            vte::Perform::print(self, run[0] as char);
+            run = &run[1..];
+            if run.is_empty() {
+                return;
+            }
+        }
+        let cursor = self.cursor;
+        let end = cursor + run.len();
+        if end > MAX_LINE_CELLS {
+            for &byte in run {
+                vte::Perform::print(self, byte as char);
+            }
+            return;
+        }
+        let region = self.region;
+        let line = self.line();
+        if region.is_some() {
+            line.region = region;
+        }
+        let cells = &mut line.cells;
+        if cursor > cells.len() {
+            cells.resize(cursor, None);
+        }
+        // Overwriting half of a double-width character blanks its other half.
+        if cursor > 0 && cells.get(cursor) == Some(&Some(WIDE_TAIL)) {
+            cells[cursor - 1] = Some(' ');
+        }
+        if cells.get(end) == Some(&Some(WIDE_TAIL)) {
+            cells[end] = Some(' ');
+        }
+        let overwritten = cells.len().min(end) - cursor;
+        for (cell, &byte) in cells[cursor..cursor + overwritten].iter_mut().zip(run) {
+            *cell = Some(byte as char);
+        }
+        cells.extend(run[overwritten..].iter().map(|&byte| Some(byte as char)));
+        self.cursor = end;
+        self.pending_wrap = end.is_multiple_of(self.width);
+        self.last_printed_space_at = (run[run.len() - 1] == b' ').then_some(end);
     }
 
     fn line(&mut self) -> &mut LineState {
@@ -288,16 +420,11 @@ impl LineTerminal {
     }
 
     fn emit(&mut self, mut line: LineState) {
-        let text = render(&line.cells);
+        render(&line.cells, &mut self.text);
         if self.spare_cells.len() < WINDOW {
             self.spare_cells.push(std::mem::take(&mut line.cells));
         }
-        self.finished.push(ScreenLine {
-            text,
-            start: line.start,
-            end: line.end.max(line.start),
-            region: line.region,
-        });
+        self.sink.line(&self.text, line.start, line.end.max(line.start), line.region);
     }
 
     /// Finalises every line on screen and starts a fresh one (the screen was cleared).
@@ -384,8 +511,10 @@ impl LineTerminal {
     }
 }
 
-fn render(cells: &[Cell]) -> String {
-    let mut text = String::with_capacity(cells.len());
+/// Writes what `cells` show into `text` (cleared first), trailing blanks removed.
+fn render(cells: &[Cell], text: &mut String) {
+    text.clear();
+    text.reserve(cells.len());
     for cell in cells {
         match cell {
             Some(WIDE_TAIL | TAB_FILL) => {}
@@ -395,7 +524,16 @@ fn render(cells: &[Cell]) -> String {
     }
     let trimmed = text.trim_end_matches(' ').len();
     text.truncate(trimmed);
-    text
+}
+
+/// Returns whether `bytes` end inside a UTF-8 character that more bytes could still complete.
+fn ends_in_partial_utf8(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(3)..];
+    // A character starts at its lead byte (never a continuation byte), at most 3 bytes back.
+    match tail.iter().rposition(|b| *b >= 0xc0) {
+        Some(lead) => std::str::from_utf8(&tail[lead..]).is_err_and(|e| e.error_len().is_none()),
+        None => false,
+    }
 }
 
 fn first_param(params: &vte::Params, default: usize) -> usize {
@@ -403,7 +541,7 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
     if value == 0 { default } else { value }
 }
 
-impl vte::Perform for LineTerminal {
+impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
         if self.alternate_screen {
             return;
@@ -481,6 +619,7 @@ impl vte::Perform for LineTerminal {
         _ignore: bool,
         action: char,
     ) {
+        self.in_escape = false;
         self.last_printed_space_at = None;
         self.wrap_candidate = None;
         if intermediates == b"?" {
@@ -544,6 +683,7 @@ impl vte::Perform for LineTerminal {
     }
 
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
+        self.in_escape = false;
         if !intermediates.is_empty() || self.alternate_screen {
             return;
         }
@@ -559,11 +699,122 @@ impl vte::Perform for LineTerminal {
             _ => {}
         }
     }
+
+    fn osc_dispatch(&mut self, _params: &[&[u8]], bell_terminated: bool) {
+        // Ended by BEL, `vte` is back in its ground state; ended by ESC, it is in an escape
+        // (`ESC \` dispatches next). CAN and SUB also end sequences, but `execute` cannot tell
+        // them from the same bytes in the ground state, where `vte` may already have read the
+        // next ESC in the same call: `in_escape` stays set until the next dispatch, which is
+        // only slower.
+        if bell_terminated {
+            self.in_escape = false;
+        }
+    }
+
+    fn terminated(&self) -> bool {
+        !self.in_escape
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The model without the fast path: every byte through `vte`.
+    fn run_through_vte(width: usize, bytes: &[u8], stripped: bool) -> Screen {
+        let mut terminal = LineTerminal::new(width, Vec::new());
+        terminal.stripped = stripped;
+        let mut parser = vte::Parser::new();
+        let mut position = 0;
+        for newline in memchr::memchr_iter(b'\n', bytes) {
+            terminal.fed = newline + 1;
+            parser.advance(&mut terminal, &bytes[position..=newline]);
+            position = newline + 1;
+        }
+        terminal.fed = bytes.len();
+        parser.advance(&mut terminal, &bytes[position..]);
+        terminal.flush_window();
+        Screen { lines: terminal.sink, regions: terminal.regions }
+    }
+
+    fn assert_fast_path_agrees(bytes: &[u8]) {
+        for width in [80, 23] {
+            assert_eq!(
+                LineTerminal::run(width, bytes),
+                run_through_vte(width, bytes, false),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert_eq!(
+                LineTerminal::run_stripped(width, bytes),
+                run_through_vte(width, bytes, true)
+            );
+        }
+    }
+
+    #[test]
+    fn test_fast_path_agrees_with_vte_on_the_corpus() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&corpus).unwrap_or_else(|e| panic!("{corpus:?}: {e}")) {
+            let dir = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            for file in ["raw.bin", "s3.log", "s3-legacy.log"] {
+                if let Ok(bytes) = std::fs::read(dir.join(file)) {
+                    assert_fast_path_agrees(&bytes);
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 24, "only {checked} corpus files");
+    }
+
+    #[test]
+    fn test_fast_path_agrees_with_vte_on_sequence_edges() {
+        let cases: &[&[u8]] = &[
+            b"\x1b]0;title\x1b\\$ ls\r\n",
+            b"\x1b]0;title\x07$ ls\r\n",
+            b"\x1b]0;ti\x18tle$ ls\r\n",
+            b"\x1bP1$r\x1b\\text\r\n",
+            b"\x1bPq#0\x9cafter\r\n",
+            b"\x1b[1;2;3;4;5;6;7;8;9;10;11;12;13;14;15;16;17;18;19;20;21;22;23;24;25;26;27;28;29;30;31;32;33mX\r\n",
+            b"\x1b[?1;2$pafter\r\n",
+            b"\x1b_apc string\x1b\\after\r\n",
+            b"\xe6\x97abc\xe6\x97\x1b[Kdef\r\n",
+            b"\xf0\x9f\x98\x80 ok \xc3\r\n\xc3",
+            b"a\x7fb\x80\x9bc\r\n",
+            b"\x1b\x1b[31mred\r\n",
+        ];
+        for case in cases {
+            assert_fast_path_agrees(case);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn test_fast_path_agrees_with_vte(parts in proptest::collection::vec(prop_oneof![
+            Just(b"\x1b[".to_vec()), Just(b"\x1b]0;t".to_vec()), Just(b"\x1bP".to_vec()),
+            Just(b"\x1b\\".to_vec()), Just(b"\x07".to_vec()), Just(b"\x18".to_vec()),
+            Just(b"\x9c".to_vec()), Just(b"\r".to_vec()), Just(b"\n".to_vec()),
+            Just(b"\x08".to_vec()), Just(b"\t".to_vec()), Just(b"$ ".to_vec()), Just(b" ".to_vec()),
+            Just(b"\x1b[?2004h".to_vec()), Just(b"\x1b[?2004l".to_vec()),
+            Just(b"\x1b[?1049h".to_vec()), Just(b"\x1b[?1049l".to_vec()),
+            Just(b"\x1b[5D".to_vec()), Just(b"\x1b[3@".to_vec()), Just(b"\x1b[K".to_vec()),
+            Just(b"\x1b[A".to_vec()), Just(b"1;2m".to_vec()), Just("日本".as_bytes().to_vec()),
+            Just(b"\xe6".to_vec()), Just(b"\x97".to_vec()), Just(b"echo hello world".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ], 0..120)) {
+            let bytes: Vec<u8> = parts.concat();
+            for width in [80, 23] {
+                prop_assert_eq!(LineTerminal::run(width, &bytes), run_through_vte(width, &bytes, false));
+                prop_assert_eq!(
+                    LineTerminal::run_stripped(width, &bytes),
+                    run_through_vte(width, &bytes, true)
+                );
+            }
+        }
+    }
 
     fn texts(bytes: &[u8]) -> Vec<String> {
         LineTerminal::run(80, bytes).lines.into_iter().map(|line| line.text).collect()

@@ -36,6 +36,9 @@ enum Command {
         /// Runs per form; the median is reported.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Only this form (s3, s3-legacy, cloudwatch-upload, cloudwatch-stream), e.g. to profile.
+        #[arg(long)]
+        form: Option<String>,
     },
 }
 
@@ -43,7 +46,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval { corpus, verbose } => run_eval(&corpus, verbose),
-        Command::Bench { corpus, mib, runs } => sessionlake_indexer::bench::run(&corpus, mib, runs),
+        Command::Bench { corpus, mib, runs, form } => {
+            sessionlake_indexer::bench::run(&corpus, mib, runs, form.as_deref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
