@@ -13,7 +13,7 @@ pub fn is_complete(command: &str) -> bool {
 
 #[derive(Default)]
 struct Scanner {
-    quote: Option<char>,
+    quote: Option<u8>,
     /// Open compound commands: the keyword that closes each.
     open: Vec<&'static str>,
     /// Here-document delimiters still to come, in order.
@@ -21,7 +21,9 @@ struct Scanner {
     /// Delimiters found on the current line, pending from the next line on.
     new_heredocs: Vec<String>,
     continued: bool,
-    word: String,
+    /// The word being read, as bytes: shell syntax is ASCII, so a byte of a non-ASCII
+    /// character is only ever part of a word. One buffer for every word.
+    word: Vec<u8>,
     command_position: bool,
     trailing_operator: bool,
 }
@@ -39,73 +41,73 @@ impl Scanner {
         if self.quote.is_none() {
             self.command_position = true;
         }
-        let chars: Vec<char> = line.chars().collect();
+        let bytes = line.as_bytes();
         let mut index = 0;
-        while index < chars.len() {
-            let c = chars[index];
+        while index < bytes.len() {
+            let c = bytes[index];
             match self.quote {
-                Some('\'') => {
-                    if c == '\'' {
+                Some(b'\'') => {
+                    if c == b'\'' {
                         self.quote = None;
                     }
                 }
                 Some(quote) => {
-                    if c == '\\' {
+                    if c == b'\\' {
                         index += 1;
                     } else if c == quote {
                         self.quote = None;
                     }
                 }
                 None => match c {
-                    '\\' => {
-                        if index + 1 == chars.len() {
+                    b'\\' => {
+                        if index + 1 == bytes.len() {
                             self.continued = true;
                         }
                         self.word.push(c);
                         index += 1;
-                        if let Some(next) = chars.get(index) {
+                        if let Some(next) = bytes.get(index) {
                             self.word.push(*next);
                         }
                     }
-                    '\'' | '"' | '`' => {
+                    b'\'' | b'"' | b'`' => {
                         self.quote = Some(c);
                         self.word.push(c);
                     }
-                    '#' if self.word.is_empty() => break,
-                    '{' | '}' if self.word.is_empty() => {
+                    b'#' if self.word.is_empty() => break,
+                    b'{' | b'}' if self.word.is_empty() => {
                         self.word.push(c);
                         self.end_word();
                     }
-                    ';' | '&' | '|' | '(' | ')' | ' ' | '\t' | '<' => {
+                    b';' | b'&' | b'|' | b'(' | b')' | b' ' | b'\t' | b'<' => {
                         self.end_word();
                         match c {
-                            ';' => self.command_position = true,
-                            '&' => {
+                            b';' => self.command_position = true,
+                            b'&' => {
                                 // `&&` wants more; a single `&` runs the command in the background.
-                                let double = chars.get(index + 1) == Some(&'&')
-                                    || (index > 0 && chars[index - 1] == '&');
+                                let double = bytes.get(index + 1) == Some(&b'&')
+                                    || (index > 0 && bytes[index - 1] == b'&');
                                 self.command_position = true;
                                 self.trailing_operator = double;
                             }
-                            '|' => {
+                            b'|' => {
                                 self.command_position = true;
                                 self.trailing_operator = true;
                             }
-                            '(' => {
+                            b'(' => {
                                 self.open.push(")");
                                 self.command_position = true;
                             }
-                            ')' => {
+                            b')' => {
                                 self.close(")");
                                 self.command_position = true;
                             }
-                            '<' if chars.get(index + 1) == Some(&'<') => {
-                                index += self.heredoc(&chars[index..]);
+                            b'<' if bytes.get(index + 1) == Some(&b'<') => {
+                                index += self.heredoc(&line[index..]);
                                 continue;
                             }
                             _ => {}
                         }
-                        if !matches!(c, ' ' | '\t' | '&' | '|') {
+                        if !matches!(c, b' ' | b'\t' | b'&' | b'|') {
                             self.trailing_operator = false;
                         }
                     }
@@ -121,61 +123,71 @@ impl Scanner {
         self.heredocs.append(&mut self.new_heredocs);
     }
 
-    /// Reads `<<[-] word` at the start of `rest`; returns how many chars it took.
-    fn heredoc(&mut self, rest: &[char]) -> usize {
+    /// Reads `<<[-] word` at the start of `rest`; returns how many bytes it took.
+    fn heredoc(&mut self, rest: &str) -> usize {
+        let bytes = rest.as_bytes();
         let mut index = 2;
-        if rest.get(index) == Some(&'<') {
+        if bytes.get(index) == Some(&b'<') {
             return 3; // a here-string, `<<<`
         }
-        if rest.get(index) == Some(&'-') {
+        if bytes.get(index) == Some(&b'-') {
             index += 1;
         }
-        while rest.get(index).is_some_and(|c| *c == ' ' || *c == '\t') {
+        while bytes.get(index).is_some_and(|c| *c == b' ' || *c == b'\t') {
             index += 1;
         }
         let mut delimiter = String::new();
-        while let Some(&c) = rest.get(index) {
+        let mut end = rest.len();
+        for (offset, c) in rest[index..].char_indices() {
             if c.is_whitespace() || matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')') {
+                end = index + offset;
                 break;
             }
             if !matches!(c, '\'' | '"' | '\\') {
                 delimiter.push(c);
             }
-            index += 1;
         }
         if !delimiter.is_empty() {
             self.new_heredocs.push(delimiter);
         }
         self.command_position = false;
-        index
+        end
     }
 
     fn end_word(&mut self) {
         if self.word.is_empty() {
             return;
         }
-        let word = std::mem::take(&mut self.word);
+        let word = self.word.as_slice();
         if self.command_position {
-            match word.as_str() {
-                "for" | "while" | "until" | "select" => self.open.push("done"),
-                "if" => self.open.push("fi"),
-                "case" => self.open.push("esac"),
-                "{" => self.open.push("}"),
-                "done" | "fi" | "esac" | "}" => self.close(match word.as_str() {
-                    "done" => "done",
-                    "fi" => "fi",
-                    "esac" => "esac",
-                    _ => "}",
-                }),
-                _ => {}
-            }
+            let opens = match word {
+                b"for" | b"while" | b"until" | b"select" => Some("done"),
+                b"if" => Some("fi"),
+                b"case" => Some("esac"),
+                b"{" => Some("}"),
+                _ => None,
+            };
+            let closes = match word {
+                b"done" => Some("done"),
+                b"fi" => Some("fi"),
+                b"esac" => Some("esac"),
+                b"}" => Some("}"),
+                _ => None,
+            };
             // After these the next word is again a command name.
             self.command_position =
-                matches!(word.as_str(), "do" | "then" | "else" | "elif" | "{" | "!" | "time");
-        } else if word == "in" || word == "do" {
+                matches!(word, b"do" | b"then" | b"else" | b"elif" | b"{" | b"!" | b"time");
+            if let Some(keyword) = opens {
+                self.open.push(keyword);
+            }
+            if let Some(keyword) = closes {
+                self.close(keyword);
+            }
+        } else if word == b"in" || word == b"do" {
             // `for x in …` / `case x in`: the word list follows; `do` starts commands.
-            self.command_position = word == "do";
+            self.command_position = word == b"do";
         }
+        self.word.clear();
         self.trailing_operator = false;
     }
 
@@ -196,7 +208,219 @@ impl Scanner {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The scanner as it was first written, over `char`s: the oracle for the byte scanner.
+    mod reference {
+        #[derive(Default)]
+        pub struct Scanner {
+            quote: Option<char>,
+            /// Open compound commands: the keyword that closes each.
+            open: Vec<&'static str>,
+            /// Here-document delimiters still to come, in order.
+            heredocs: Vec<String>,
+            /// Delimiters found on the current line, pending from the next line on.
+            new_heredocs: Vec<String>,
+            continued: bool,
+            word: String,
+            command_position: bool,
+            trailing_operator: bool,
+        }
+
+        impl Scanner {
+            pub fn line(&mut self, line: &str) {
+                if let Some(delimiter) = self.heredocs.first() {
+                    if line.trim_start_matches('\t') == delimiter {
+                        self.heredocs.remove(0);
+                    }
+                    return;
+                }
+                self.continued = false;
+                self.trailing_operator = false;
+                if self.quote.is_none() {
+                    self.command_position = true;
+                }
+                let chars: Vec<char> = line.chars().collect();
+                let mut index = 0;
+                while index < chars.len() {
+                    let c = chars[index];
+                    match self.quote {
+                        Some('\'') => {
+                            if c == '\'' {
+                                self.quote = None;
+                            }
+                        }
+                        Some(quote) => {
+                            if c == '\\' {
+                                index += 1;
+                            } else if c == quote {
+                                self.quote = None;
+                            }
+                        }
+                        None => match c {
+                            '\\' => {
+                                if index + 1 == chars.len() {
+                                    self.continued = true;
+                                }
+                                self.word.push(c);
+                                index += 1;
+                                if let Some(next) = chars.get(index) {
+                                    self.word.push(*next);
+                                }
+                            }
+                            '\'' | '"' | '`' => {
+                                self.quote = Some(c);
+                                self.word.push(c);
+                            }
+                            '#' if self.word.is_empty() => break,
+                            '{' | '}' if self.word.is_empty() => {
+                                self.word.push(c);
+                                self.end_word();
+                            }
+                            ';' | '&' | '|' | '(' | ')' | ' ' | '\t' | '<' => {
+                                self.end_word();
+                                match c {
+                                    ';' => self.command_position = true,
+                                    '&' => {
+                                        // `&&` wants more; a single `&` runs the command in the background.
+                                        let double = chars.get(index + 1) == Some(&'&')
+                                            || (index > 0 && chars[index - 1] == '&');
+                                        self.command_position = true;
+                                        self.trailing_operator = double;
+                                    }
+                                    '|' => {
+                                        self.command_position = true;
+                                        self.trailing_operator = true;
+                                    }
+                                    '(' => {
+                                        self.open.push(")");
+                                        self.command_position = true;
+                                    }
+                                    ')' => {
+                                        self.close(")");
+                                        self.command_position = true;
+                                    }
+                                    '<' if chars.get(index + 1) == Some(&'<') => {
+                                        index += self.heredoc(&chars[index..]);
+                                        continue;
+                                    }
+                                    _ => {}
+                                }
+                                if !matches!(c, ' ' | '\t' | '&' | '|') {
+                                    self.trailing_operator = false;
+                                }
+                            }
+                            _ => {
+                                self.trailing_operator = false;
+                                self.word.push(c);
+                            }
+                        },
+                    }
+                    index += 1;
+                }
+                self.end_word();
+                self.heredocs.append(&mut self.new_heredocs);
+            }
+
+            /// Reads `<<[-] word` at the start of `rest`; returns how many chars it took.
+            fn heredoc(&mut self, rest: &[char]) -> usize {
+                let mut index = 2;
+                if rest.get(index) == Some(&'<') {
+                    return 3; // a here-string, `<<<`
+                }
+                if rest.get(index) == Some(&'-') {
+                    index += 1;
+                }
+                while rest.get(index).is_some_and(|c| *c == ' ' || *c == '\t') {
+                    index += 1;
+                }
+                let mut delimiter = String::new();
+                while let Some(&c) = rest.get(index) {
+                    if c.is_whitespace() || matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')') {
+                        break;
+                    }
+                    if !matches!(c, '\'' | '"' | '\\') {
+                        delimiter.push(c);
+                    }
+                    index += 1;
+                }
+                if !delimiter.is_empty() {
+                    self.new_heredocs.push(delimiter);
+                }
+                self.command_position = false;
+                index
+            }
+
+            fn end_word(&mut self) {
+                if self.word.is_empty() {
+                    return;
+                }
+                let word = std::mem::take(&mut self.word);
+                if self.command_position {
+                    match word.as_str() {
+                        "for" | "while" | "until" | "select" => self.open.push("done"),
+                        "if" => self.open.push("fi"),
+                        "case" => self.open.push("esac"),
+                        "{" => self.open.push("}"),
+                        "done" | "fi" | "esac" | "}" => self.close(match word.as_str() {
+                            "done" => "done",
+                            "fi" => "fi",
+                            "esac" => "esac",
+                            _ => "}",
+                        }),
+                        _ => {}
+                    }
+                    // After these the next word is again a command name.
+                    self.command_position = matches!(
+                        word.as_str(),
+                        "do" | "then" | "else" | "elif" | "{" | "!" | "time"
+                    );
+                } else if word == "in" || word == "do" {
+                    // `for x in …` / `case x in`: the word list follows; `do` starts commands.
+                    self.command_position = word == "do";
+                }
+                self.trailing_operator = false;
+            }
+
+            fn close(&mut self, keyword: &str) {
+                if let Some(position) = self.open.iter().rposition(|open| *open == keyword) {
+                    self.open.truncate(position);
+                }
+            }
+
+            pub fn complete(&self) -> bool {
+                self.quote.is_none()
+                    && self.open.is_empty()
+                    && self.heredocs.is_empty()
+                    && !self.continued
+                    && !self.trailing_operator
+            }
+        }
+
+        pub fn is_complete(command: &str) -> bool {
+            let mut scanner = Scanner::default();
+            for line in command.split('\n') {
+                scanner.line(line);
+            }
+            scanner.complete()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn test_byte_scanner_agrees_with_the_char_scanner(parts in proptest::collection::vec(prop_oneof![
+            Just("for"), Just("do"), Just("done"), Just("if"), Just("then"), Just("fi"), Just("case"),
+            Just("in"), Just("esac"), Just("{"), Just("}"), Just("("), Just(")"), Just(" "), Just("\t"),
+            Just("\n"), Just(";"), Just("&"), Just("|"), Just("<<"), Just("<<-"), Just("<"), Just("EOF"),
+            Just("'"), Just("\""), Just("`"), Just("\\"), Just("#"), Just("x"), Just("日"), Just("\u{a0}"),
+            Just("time"), Just("!"), Just("while"),
+        ], 0..24)) {
+            let command: String = parts.concat();
+            prop_assert_eq!(is_complete(&command), reference::is_complete(&command), "{:?}", command);
+        }
+    }
 
     #[test]
     fn test_completeness() {
