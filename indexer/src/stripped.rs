@@ -270,13 +270,12 @@ fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
     }
     let mut model = LineModel::new(layout);
     model.leading_prompt = prompt_len.map(|len| text_width(&line[..len]));
+    // Runs of printed cells and of backspaces, in order.
+    let mut runs: Vec<(Vec<char>, usize)> = Vec::new();
     let mut text: Vec<char> = Vec::new();
     let mut backspaces = 0usize;
     for c in line.chars() {
         if c == '\u{8}' {
-            if !text.is_empty() {
-                model.print(&std::mem::take(&mut text));
-            }
             backspaces += 1;
             continue;
         }
@@ -285,7 +284,7 @@ fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
             continue;
         }
         if backspaces > 0 {
-            model.back(std::mem::take(&mut backspaces));
+            runs.push((std::mem::take(&mut text), std::mem::take(&mut backspaces)));
         }
         match char_width(c) {
             0 => {}
@@ -293,8 +292,12 @@ fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
             _ => text.extend([c, WIDE_TAIL]),
         }
     }
-    if !text.is_empty() {
-        model.print(&text);
+    runs.push((text, backspaces));
+    for (text, backspaces) in runs {
+        if !text.is_empty() {
+            model.print(&text, backspaces);
+        }
+        model.back(backspaces);
     }
     render(&model.cells)
 }
@@ -366,7 +369,8 @@ impl<'a> LineModel<'a> {
         }
     }
 
-    fn print(&mut self, text: &[char]) {
+    /// Prints `text`, which `backspaces_after` backspaces follow.
+    fn print(&mut self, text: &[char], backspaces_after: usize) {
         let mut rest = text;
         let search_point = self.search_point.take();
         let overshoot = std::mem::take(&mut self.overshoot);
@@ -379,8 +383,10 @@ impl<'a> LineModel<'a> {
                 self.truncate_at_cursor();
                 continue;
             }
+            // readline backspaces from the end of such a reprint back to the deletion.
             if overshoot > 0
                 && rest.len() == text.len()
+                && backspaces_after == text.len()
                 && let Some(consumed) = self.deletion_before_tail(rest, overshoot)
             {
                 rest = &rest[consumed..];
@@ -695,6 +701,9 @@ mod tests {
             reconstruct(&stream, &layout(80, PROMPT)),
             format!("{PROMPT}grep -c WARN logs/app.log")
         );
+        // Without readline's way back to the deletion, the text is no reprint of the tail.
+        let stream = line(&[PROMPT, "grep -c INFO logs/app.log", &bs(29), " logs/app.log"]);
+        assert_eq!(reconstruct(&stream, &layout(80, PROMPT)), format!("{PROMPT} logs/app.log"));
     }
 
     #[test]
