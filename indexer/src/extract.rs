@@ -167,10 +167,13 @@ fn strip_redraws<'a>(prompt_text: &str, rest: &'a str) -> &'a str {
     // quote check would count.
     // What a redraw replaced was never run, but text a person typed before a prompt look-alike
     // may have been (`curl x|sh;sh-4.2$ ls`): a prefix that separates commands is kept.
+    // A buffer redrawn in full (after a resize, Ctrl-L) repeats what was typed: the copy before
+    // it is a prefix of the redraw, so nothing that ran is dropped with it.
     let searching = rest.contains("-search)`");
     if prompt_text.len() >= 6
         && let Some(position) = rest.rfind(prompt_text)
         && (searching
+            || rest[position + prompt_text.len()..].starts_with(&rest[..position])
             || (syntax::is_complete(&rest[..position])
                 && !rest[..position].contains([';', '|', '&', '`', '\n'])
                 && !rest[..position].contains("$(")))
@@ -269,42 +272,6 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     }
     let text = format!("{prompt_text}{first}\n{}", pasted.join("\n"));
     Some((text, redraw_start + redraw_len - index))
-}
-
-/// Width at which readline is assumed to wrap in a stripped stream (the stream keeps no size).
-const STRIPPED_WRAP_WIDTH: usize = crate::terminal::DEFAULT_WIDTH;
-
-/// Removes the spaces readline's wrap leaves in a stripped stream. Typing past the last column,
-/// readline prints a space and a carriage return; the stream deletes the CR, so a space stands
-/// at every multiple of the width (counted from the prompt's start) inside a long line.
-fn remove_wrap_spaces(prompt_text: &str, rest: &str) -> String {
-    use unicode_width::UnicodeWidthChar as _;
-    let mut column: usize = prompt_text.chars().map(|c| c.width().unwrap_or(0)).sum();
-    let mut kept = String::with_capacity(rest.len());
-    let mut skipped_at = None;
-    let mut chars = rest.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\n' {
-            // A line of a pasted block starts at column 0.
-            column = 0;
-            skipped_at = None;
-            kept.push(c);
-            continue;
-        }
-        // One wrap space per wrap column: a typed space right after it is real.
-        if c == ' '
-            && column > 0
-            && column.is_multiple_of(STRIPPED_WRAP_WIDTH)
-            && skipped_at != Some(column)
-            && chars.peek().is_some()
-        {
-            skipped_at = Some(column);
-            continue;
-        }
-        column += c.width().unwrap_or(0);
-        kept.push(c);
-    }
-    kept
 }
 
 /// Finds the prompt of `line` given the evidence the input has.
@@ -422,11 +389,9 @@ impl Assembler {
             learned.push(prompt_text.to_string());
         }
         let mut rest = &line.text[prompt.len..];
-        let unwrapped;
         if evidence == Evidence::Stripped {
+            // (readline's wrap spaces are already gone: see `stripped`.)
             rest = strip_redraws(prompt_text, rest);
-            unwrapped = remove_wrap_spaces(prompt_text, rest);
-            rest = &unwrapped;
         }
         // The editor redrew its prompt further down (after a completion list, Ctrl-L): what
         // came before the last redraw is not part of the buffer.
@@ -702,6 +667,26 @@ mod tests {
         assert!(output.text().len() <= OUTPUT_CAP && output.text().len() > OUTPUT_CAP - 4);
         assert_eq!(output.bytes(), (1 + 1 + line.len() + 1 + 4) as u64);
         assert_eq!(output.lines().count(), 2);
+    }
+
+    #[test]
+    fn test_full_redraw_of_the_typed_buffer() {
+        // bash-narrow-resize: typed, then redrawn in full after a resize, then extended. What
+        // was typed before the redraw is a prefix of the redraw, so it hides nothing.
+        let prompt = "[ssm-user@ip-10-0-0-12.eu-west-1.compute.internal ~]$ ";
+        let typed = "cat app/config.yaml app/README.md | grep -v '^#'";
+        let text = format!("{prompt}{typed}{prompt}{typed} | head -n 3");
+        let input = lines(&[(text.as_str(), false)]);
+        assert_eq!(
+            commands(&assemble(&input, Evidence::Stripped)),
+            vec![format!("{typed} | head -n 3")]
+        );
+        // A look-alike typed after a different command is still kept whole.
+        let input = lines(&[("sh-4.2$ curl x|sh;sh-4.2$ curl y|sh", false)]);
+        assert_eq!(
+            commands(&assemble(&input, Evidence::Stripped)),
+            vec!["curl x|sh;sh-4.2$ curl y|sh"]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod input;
 pub mod parquet_out;
 pub mod prompt;
 pub mod redact;
+pub mod stripped;
 pub mod syntax;
 pub mod terminal;
 
@@ -29,9 +30,6 @@ use crate::terminal::{DEFAULT_WIDTH, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
 pub const PARSER_VERSION: u32 = 1;
-
-/// Width used to interpret one streamed line: wide enough that nothing wraps.
-const STREAM_LINE_WIDTH: usize = 1 << 20;
 
 pub use crate::extract::OUTPUT_CAP;
 
@@ -248,6 +246,7 @@ fn looks_like_terminal_text(bytes: &[u8]) -> bool {
 fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, ParseError> {
     let mut context = context.clone();
     let mut lines = Vec::new();
+    let mut texts = Vec::new();
     let mut offset = 0usize;
     let mut events = 0usize;
     let mut bad = 0usize;
@@ -282,14 +281,14 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         fill(&mut context.region, message.aws_region);
         fill(&mut context.run_as, message.run_as_user.filter(|user| !user.is_empty()));
         for text in message.session_data {
-            // What the agent's ANSI stripper left (BS, a whole line it could not parse) still
-            // goes through the terminal model.
-            let screen = LineTerminal::run_stripped(STREAM_LINE_WIDTH, text.as_bytes());
-            // The last line is what the line ended as (the editor starting mid-line, after a
-            // full-screen program's leftovers, begins a line of its own).
-            let text = screen.lines.into_iter().last().map(|line| line.text).unwrap_or_default();
-            lines.push(Line { text, start, end: offset, editor: false, time });
+            texts.push(text);
+            lines.push(Line { text: String::new(), start, end: offset, editor: false, time });
         }
+    }
+    // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is
+    // replayed line by line, with what the whole stream tells about the terminal.
+    for (line, shown) in lines.iter_mut().zip(stripped::reconstruct_lines(&texts)) {
+        line.text = shown;
     }
     if events == 0 {
         return Err(ParseError {

@@ -106,6 +106,9 @@ class Scenario:
     key_delay: float = DEFAULT_KEY_DELAY_S
     cleanup: list[str] = dataclasses.field(default_factory=list)
     expected: list[str] | None = None  # dash only: the oracle is declared here
+    # Oracle entries that provably never ran, each {command, reason}: kept in `commands`,
+    # listed under `excluded` in expected.json, and left out of the score for every form.
+    oracle_excluded: list[dict] = dataclasses.field(default_factory=list)
 
     @staticmethod
     def load(path: Path) -> "Scenario":
@@ -129,6 +132,9 @@ class Scenario:
             raise SystemExit(f"{path}: dash has no history; declare `expected = [...]`")
         if self.shell == "bash" and self.expected is not None:
             raise SystemExit(f"{path}: bash scenarios take their oracle from the history file")
+        for entry in self.oracle_excluded:
+            if set(entry) != {"command", "reason"} or not entry["reason"].strip():
+                raise SystemExit(f"{path}: oracle_excluded entries are {{ command, reason }}")
         for p in self.cleanup:
             # Scenarios may create and delete their own scratch dirs, and nothing else.
             if not re.fullmatch(r"/tmp/[A-Za-z0-9._-]+", p) or p.startswith("/tmp/sessionlake-rec"):
@@ -465,6 +471,12 @@ def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) 
         doc["oracle"] = "scenario"
         doc["note"] = "dash keeps no history: the commands are the ones the scenario declares"
         doc["commands"] = [{"command": c, "time": None} for c in sc.expected]
+    if sc.oracle_excluded:
+        recorded = [c["command"] for c in doc["commands"]]
+        for entry in sc.oracle_excluded:
+            if entry["command"] not in recorded:
+                raise SystemExit(f"{sc.name}: excluded {entry['command']!r} is not in the oracle")
+        doc["excluded"] = [{"command": e["command"], "reason": e["reason"]} for e in sc.oracle_excluded]
     return doc
 
 

@@ -77,6 +77,22 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
             score.recall() * 100.0
         );
     }
+    let delivered = report.stream_as_delivered;
+    println!(
+        "{:<20} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%  (modulo bytes the agent destroyed)",
+        eval::STREAM_FORM,
+        delivered.true_positives + delivered.false_negatives,
+        delivered.true_positives,
+        delivered.false_positives,
+        delivered.precision() * 100.0,
+        delivered.recall() * 100.0
+    );
+    if report.excluded > 0 {
+        println!(
+            "{} oracle command(s) never ran and are left out of every form (expected.json `excluded`)",
+            report.excluded
+        );
+    }
     if verbose {
         for miss in &report.misses {
             println!("{} {:<18} {:<32} {:?}", miss.kind, miss.form, miss.scenario, miss.command);

@@ -1,0 +1,843 @@
+//! What a line of a stripped stream showed (CloudWatch streaming: the agent deletes every escape
+//! sequence and carriage return before it uploads a line).
+//!
+//! What is left of readline's drawing is printable text, backspaces and BEL. Cursor moves to the
+//! right (`ESC[C`), moves up into an earlier row (`ESC[A`), carriage returns, erases (`ESC[K`),
+//! insertions (`ESC[n@`) and deletions (`ESC[nP`) are gone. [`reconstruct`] replays such a line
+//! with what readline is known to do when it draws, so that the invisible moves can be inferred
+//! from what it printed:
+//!
+//! - typing at the end of a line that reaches the terminal's last column prints a space and a
+//!   carriage return (readline's wrap): the space is not part of the line;
+//! - readline never prints a backspace that lands on column 0 or crosses into the row above (it
+//!   uses CR and `ESC[A` there), so a backspace seen on column 1 or 0 of a wrapped row came after
+//!   such invisible moves;
+//! - after an edit in the middle of a line, readline reprints the edited part and the rest of the
+//!   row: text that repeats the old cells after a short insertion or deletion is such a reprint,
+//!   and the cells after it stay on screen; a reprint that crossed into the next row is followed
+//!   by an invisible move back to where the edit was;
+//! - backspaces that would move into the prompt came after an invisible move to the right
+//!   (`C-a` then `M-f`), and the reprint that follows shows where the cursor went;
+//! - an incremental search (`(reverse-i-search)`…`': match`) ends with the prompt redrawn from
+//!   column 0 and only the changed part of the match printed: the rest of the match stays.
+//!
+//! Anything else printed after backspaces overwrites and erases the rest of the line, as a
+//! rubout or a kill does (`\b ESC[K`). The terminal width is not in the stream: [`Layout::infer`]
+//! reads it from a typed line that readline redrew in full (the typed copy has the wrap spaces,
+//! the redrawn one has none), and assumes 80 columns otherwise.
+
+use std::collections::BTreeMap;
+
+use unicode_width::UnicodeWidthChar as _;
+
+use crate::prompt;
+use crate::terminal::{DEFAULT_WIDTH, LineTerminal};
+
+/// Width used to interpret a streamed line the agent could not strip: wide enough that nothing
+/// wraps.
+const UNSTRIPPED_LINE_WIDTH: usize = 1 << 20;
+
+/// Narrowest terminal a wrap space can reveal.
+const MIN_WIDTH: usize = 20;
+
+/// Shortest prompt whose copy in the middle of a line is taken for a redraw (`$ ` is too common
+/// in commands).
+pub(crate) const MIN_PROMPT_COPY: usize = 6;
+
+/// Most distinct prompts a session is assumed to show.
+const MAX_PROMPTS: usize = 16;
+
+/// Shortest repeat of old cells taken for readline's reprint after an edit.
+const MIN_REPRINT: usize = 8;
+
+/// Most characters one edit in the middle of a line inserts (one key, a short completion).
+const MAX_INSERTED: usize = 8;
+
+/// Most characters one edit in the middle of a line deletes (a word).
+const MAX_DELETED: usize = 64;
+
+/// Shortest reprint that tells where the cursor went after backspaces into the prompt.
+const MIN_TAIL_REPRINT: usize = 3;
+
+/// readline's incremental search prompts, up to the query.
+const SEARCH_PROMPTS: [&str; 4] =
+    ["(reverse-i-search)`", "(i-search)`", "(failed reverse-i-search)`", "(failed i-search)`"];
+
+/// Marks the second cell of a double-width character.
+const WIDE_TAIL: char = '\u{0}';
+
+/// What the whole stream tells about how its lines were drawn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Terminal width readline wrapped at.
+    pub width: usize,
+    /// Prompts seen at the start of lines, long enough that a copy inside a line is a redraw.
+    prompts: Vec<Vec<char>>,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout { width: DEFAULT_WIDTH, prompts: Vec::new() }
+    }
+}
+
+impl Layout {
+    /// Reads the layout from the stream's lines (as shown, escapes already interpreted).
+    pub fn infer(lines: &[&str]) -> Layout {
+        let leading: Vec<Option<usize>> =
+            lines.iter().map(|line| prompt::known_prompt(line).map(|found| found.len)).collect();
+        Self::infer_with(lines, &leading)
+    }
+
+    /// [`Layout::infer`] given the length of the known prompt each line starts with.
+    fn infer_with(lines: &[&str], leading: &[Option<usize>]) -> Layout {
+        let mut prompts: Vec<(Vec<char>, usize)> = Vec::new();
+        let mut votes: BTreeMap<usize, usize> = BTreeMap::new();
+        for (line, prompt_len) in lines.iter().zip(leading) {
+            let Some(prompt_len) = *prompt_len else {
+                continue;
+            };
+            let prompt_text = &line[..prompt_len];
+            if prompt_text.len() < MIN_PROMPT_COPY {
+                continue;
+            }
+            let cells: Vec<char> = prompt_text.chars().collect();
+            if let Some((_, seen)) = prompts.iter_mut().find(|(known, _)| *known == cells) {
+                *seen += 1;
+            } else if prompts.len() < MAX_PROMPTS {
+                prompts.push((cells, 1));
+            }
+            if let Some(width) = wrap_width_of_redraw(line, prompt_text) {
+                *votes.entry(width).or_default() += 1;
+            }
+        }
+        // A prompt-shaped line seen once may be output that imitates one. Longest first, so
+        // that the longest copy wins where prompts share a start.
+        let mut prompts: Vec<Vec<char>> =
+            prompts.into_iter().filter(|(_, seen)| *seen >= 2).map(|(cells, _)| cells).collect();
+        prompts.sort_by_key(|prompt| std::cmp::Reverse(prompt.len()));
+        let width = votes
+            .iter()
+            .max_by_key(|(width, count)| (**count, **width))
+            .map(|(width, _)| *width)
+            .unwrap_or(DEFAULT_WIDTH);
+        Layout { width, prompts }
+    }
+
+    /// Returns the length in cells of the distinctive prompt `text` starts with.
+    fn prompt_at(&self, text: &[char]) -> Option<usize> {
+        let first = text.first()?;
+        self.prompts
+            .iter()
+            .find(|prompt| prompt.first() == Some(first) && text.starts_with(prompt))
+            .map(Vec::len)
+    }
+}
+
+/// Returns the width a line reveals when it holds a typed buffer and readline's full redraw of
+/// it (`P typed P redrawn`, after a resize or a redraw key): the typed copy carries wrap spaces
+/// at every multiple of the width, the redrawn copy none.
+fn wrap_width_of_redraw(line: &str, prompt_text: &str) -> Option<usize> {
+    if line.chars().any(char::is_control) {
+        return None;
+    }
+    let copies: Vec<usize> = line.match_indices(prompt_text).map(|(index, _)| index).collect();
+    let prompt_width = text_width(prompt_text);
+    copies.windows(2).enumerate().find_map(|(index, pair)| {
+        let typed = &line[pair[0] + prompt_text.len()..pair[1]];
+        let redrawn_end = copies.get(index + 2).copied().unwrap_or(line.len());
+        let redrawn = &line[pair[1] + prompt_text.len()..redrawn_end];
+        if redrawn.starts_with(typed) {
+            return None;
+        }
+        // The first wrap space stands at the column of the width: try each space, widest first.
+        let mut column = prompt_width;
+        let mut candidates = Vec::new();
+        for c in typed.chars() {
+            if c == ' ' && column >= MIN_WIDTH {
+                candidates.push(column);
+            }
+            column += char_width(c);
+        }
+        candidates.into_iter().rev().find(|&width| {
+            let unwrapped = remove_wrap_spaces(prompt_width, typed, width);
+            unwrapped.len() < typed.len() && redrawn.starts_with(&unwrapped)
+        })
+    })
+}
+
+/// Removes the spaces readline's wrap leaves in a stripped line: typing past the last column,
+/// readline prints a space and a carriage return; the stream deletes the CR, so a space stands
+/// at every multiple of `width` (counted from the prompt's start, `column` cells before `rest`).
+pub(crate) fn remove_wrap_spaces(column: usize, rest: &str, width: usize) -> String {
+    let width = width.max(1);
+    let mut column = column;
+    let mut kept = String::with_capacity(rest.len());
+    let mut skipped_at = None;
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            // A line of a pasted block starts at column 0.
+            column = 0;
+            skipped_at = None;
+            kept.push(c);
+            continue;
+        }
+        // One wrap space per wrap column: a typed space right after it is real.
+        if c == ' '
+            && column > 0
+            && column.is_multiple_of(width)
+            && skipped_at != Some(column)
+            && chars.peek().is_some()
+        {
+            skipped_at = Some(column);
+            continue;
+        }
+        column += char_width(c);
+        kept.push(c);
+    }
+    kept
+}
+
+/// Returns what each streamed line showed, in order.
+pub fn reconstruct_lines(texts: &[String]) -> Vec<String> {
+    // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
+    // interprets them. Its last line is what the line ended as (the editor starting mid-line,
+    // after a full-screen program's leftovers, begins a line of its own).
+    let shown: Vec<Option<String>> = texts
+        .iter()
+        .map(|text| {
+            if is_stripped(text) {
+                return None;
+            }
+            let screen = LineTerminal::run_stripped(UNSTRIPPED_LINE_WIDTH, text.as_bytes());
+            Some(screen.lines.into_iter().last().map(|line| line.text).unwrap_or_default())
+        })
+        .collect();
+    let views: Vec<&str> = texts
+        .iter()
+        .zip(&shown)
+        .map(|(text, shown)| shown.as_deref().unwrap_or(text.as_str()))
+        .collect();
+    let leading: Vec<Option<usize>> =
+        views.iter().map(|view| prompt::known_prompt(view).map(|found| found.len)).collect();
+    let layout = Layout::infer_with(&views, &leading);
+    texts
+        .iter()
+        .zip(shown)
+        .zip(leading)
+        .map(|((text, shown), prompt_len)| match shown {
+            Some(shown) => unwrap_line(&shown, &layout),
+            None => replay(text, prompt_len, &layout),
+        })
+        .collect()
+}
+
+/// Whether the agent stripped the line: no control characters but backspace and BEL.
+fn is_stripped(text: &str) -> bool {
+    !text.chars().any(|c| c.is_control() && !matches!(c, '\u{8}' | '\u{7}'))
+}
+
+/// Removes the wrap spaces of a line whose escapes the terminal model interpreted, counting
+/// columns from its last prompt (a redraw starts at column 0).
+fn unwrap_line(text: &str, layout: &Layout) -> String {
+    let last_copy = layout
+        .prompts
+        .iter()
+        .filter_map(|prompt| {
+            let prompt: String = prompt.iter().collect();
+            text.rfind(&prompt).map(|index| (index, index + prompt.len()))
+        })
+        .max();
+    let prompt_span = last_copy.or_else(|| prompt::known_prompt(text).map(|p| (0, p.len)));
+    let Some((start, end)) = prompt_span else {
+        return text.to_string();
+    };
+    let unwrapped = remove_wrap_spaces(text_width(&text[start..end]), &text[end..], layout.width);
+    format!("{}{unwrapped}", &text[..end])
+}
+
+/// Replays one stripped line (see the module documentation) and returns what it showed.
+pub fn reconstruct(line: &str, layout: &Layout) -> String {
+    replay(line, prompt::known_prompt(line).map(|found| found.len), layout)
+}
+
+/// [`reconstruct`] given the byte length of the known prompt the line starts with.
+fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
+    // Most lines are short output or a short command: nothing to replay.
+    if line.len() <= layout.width && !line.chars().any(char::is_control) {
+        return line.trim_end_matches(' ').to_string();
+    }
+    let mut model = LineModel::new(layout);
+    model.leading_prompt = prompt_len.map(|len| text_width(&line[..len]));
+    // Runs of printed cells and of backspaces, in order.
+    let mut runs: Vec<(Vec<char>, usize)> = Vec::new();
+    let mut text: Vec<char> = Vec::new();
+    let mut backspaces = 0usize;
+    for c in line.chars() {
+        if c == '\u{8}' {
+            backspaces += 1;
+            continue;
+        }
+        if c.is_control() {
+            // BEL (a failed completion) and anything else invisible.
+            continue;
+        }
+        if backspaces > 0 {
+            runs.push((std::mem::take(&mut text), std::mem::take(&mut backspaces)));
+        }
+        match char_width(c) {
+            0 => {}
+            1 => text.push(c),
+            _ => text.extend([c, WIDE_TAIL]),
+        }
+    }
+    runs.push((text, backspaces));
+    for (text, backspaces) in runs {
+        if !text.is_empty() {
+            model.print(&text, backspaces);
+        }
+        model.back(backspaces);
+    }
+    render(&model.cells)
+}
+
+/// The cells of one stripped line being replayed.
+#[derive(Debug)]
+struct LineModel<'a> {
+    layout: &'a Layout,
+    cells: Vec<char>,
+    cursor: usize,
+    /// Prompt at the very start of the line, in cells (any known prompt, even `$ `).
+    leading_prompt: Option<usize>,
+    /// A prompt was drawn: the rest is readline's editing.
+    editing: bool,
+    /// Cell of the line editor's column 0 (where the last prompt copy starts).
+    row_base: usize,
+    /// First cell after that prompt: the cursor never moves before it.
+    edit_start: usize,
+    /// Cell where a wrap space was dropped.
+    wrap_skipped_at: Option<usize>,
+    /// Backspaces seen while the cursor was already at `edit_start`.
+    overshoot: usize,
+    /// Where readline left the cursor after an incremental search ended.
+    search_point: Option<usize>,
+}
+
+impl<'a> LineModel<'a> {
+    fn new(layout: &'a Layout) -> Self {
+        LineModel {
+            layout,
+            cells: Vec::new(),
+            cursor: 0,
+            leading_prompt: None,
+            editing: false,
+            row_base: 0,
+            edit_start: 0,
+            wrap_skipped_at: None,
+            overshoot: 0,
+            search_point: None,
+        }
+    }
+
+    fn width(&self) -> usize {
+        self.layout.width.max(2)
+    }
+
+    fn back(&mut self, count: usize) {
+        for _ in 0..count {
+            if !self.editing {
+                self.cursor = self.cursor.saturating_sub(1);
+                continue;
+            }
+            if self.cursor <= self.edit_start {
+                self.overshoot += 1;
+                continue;
+            }
+            let width = self.width();
+            let column = self.cursor.saturating_sub(self.row_base);
+            // Column 1 of a wrapped row: readline went to column 0 with CR and up to the row
+            // above with ESC[A before this backspace; column 0: only the move up.
+            let step = if column > width && column % width == 1 {
+                3
+            } else if column >= width && column.is_multiple_of(width) {
+                2
+            } else {
+                1
+            };
+            self.cursor = self.cursor.saturating_sub(step).max(self.edit_start);
+        }
+    }
+
+    /// Prints `text`, which `backspaces_after` backspaces follow.
+    fn print(&mut self, text: &[char], backspaces_after: usize) {
+        let mut rest = text;
+        let search_point = self.search_point.take();
+        let overshoot = std::mem::take(&mut self.overshoot);
+        while !rest.is_empty() {
+            if self.cursor >= self.cells.len() {
+                self.append(rest);
+                return;
+            }
+            if !self.editing {
+                self.truncate_at_cursor();
+                continue;
+            }
+            // readline backspaces from the end of such a reprint back to the deletion.
+            if overshoot > 0
+                && rest.len() == text.len()
+                && backspaces_after == text.len()
+                && let Some(consumed) = self.deletion_before_tail(rest, overshoot)
+            {
+                rest = &rest[consumed..];
+                continue;
+            }
+            if rest.len() == text.len()
+                && let Some(consumed) = self.search_redraw(rest)
+            {
+                rest = &rest[consumed..];
+                continue;
+            }
+            if let Some(consumed) = self.reprint(rest) {
+                rest = &rest[consumed..];
+                continue;
+            }
+            if search_point == Some(self.cursor) && rest.len() == text.len() {
+                // After a search readline puts the cursor on the match; text printed there
+                // without a reprint of the rest was typed after an invisible move to the end
+                // (End, C-e).
+                self.cursor = self.cells.len();
+                continue;
+            }
+            // A rubout or a kill: the erase that came with it was stripped.
+            self.truncate_at_cursor();
+        }
+    }
+
+    /// Erases from the cursor to the end of the line.
+    fn truncate_at_cursor(&mut self) {
+        let cut_wide = self.cells.get(self.cursor) == Some(&WIDE_TAIL);
+        self.cells.truncate(self.cursor);
+        if cut_wide && let Some(head) = self.cells.last_mut() {
+            *head = ' ';
+        }
+    }
+
+    /// Appends `text` at the end of the line (the cursor is there).
+    fn append(&mut self, text: &[char]) {
+        let mut index = 0;
+        while index < text.len() {
+            let at_line_start = self.cells.is_empty() && index == 0;
+            let prompt_len = if at_line_start {
+                self.leading_prompt.or_else(|| self.layout.prompt_at(text))
+            } else {
+                self.layout.prompt_at(&text[index..])
+            };
+            if let Some(prompt_len) = prompt_len.filter(|len| index + len <= text.len()) {
+                // A prompt (again): readline draws it from column 0.
+                self.editing = true;
+                self.row_base = self.cells.len();
+                self.edit_start = self.row_base + prompt_len;
+                self.cells.extend_from_slice(&text[index..index + prompt_len]);
+                index += prompt_len;
+                continue;
+            }
+            if self.editing
+                && let Some(marker) =
+                    SEARCH_PROMPTS.iter().find(|marker| starts_with_str(&text[index..], marker))
+            {
+                // readline's search prompt replaces the prompt from column 0.
+                self.row_base = self.cells.len();
+                self.edit_start = self.row_base + marker.len();
+                self.cells.extend(marker.chars());
+                index += marker.len();
+                continue;
+            }
+            let c = text[index];
+            let at = self.cells.len();
+            let width = self.width();
+            let on_margin =
+                self.editing && at > self.edit_start && (at - self.row_base).is_multiple_of(width);
+            if c == ' ' && on_margin && index + 1 < text.len() && self.wrap_skipped_at != Some(at) {
+                self.wrap_skipped_at = Some(at);
+                index += 1;
+                continue;
+            }
+            self.cells.push(c);
+            index += 1;
+        }
+        self.cursor = self.cells.len();
+    }
+
+    /// Backspaces went past the start of the buffer, so the cursor moved right unseen first
+    /// (`C-a`, `M-f`, then `C-w`): a reprint of the line's tail shows where. The `overshoot`
+    /// backspaces were a deletion just before that tail.
+    fn deletion_before_tail(&mut self, text: &[char], overshoot: usize) -> Option<usize> {
+        if text.len() < MIN_TAIL_REPRINT || text.len() > self.cells.len() {
+            return None;
+        }
+        let tail_start = self.cells.len() - text.len();
+        if self.cells[tail_start..] != *text {
+            return None;
+        }
+        let deletion_start = tail_start.checked_sub(overshoot)?;
+        if deletion_start < self.edit_start {
+            return None;
+        }
+        self.cells.drain(deletion_start..tail_start);
+        self.cursor = self.cells.len();
+        Some(text.len())
+    }
+
+    /// The prompt printed again after an incremental search, followed by the start of the match:
+    /// readline redrew the line from column 0 and printed only what changed.
+    fn search_redraw(&mut self, text: &[char]) -> Option<usize> {
+        let prompt_len = self.layout.prompt_at(text)?;
+        let shown = text_of(&self.cells[..self.cursor]);
+        let search = shown.rfind("-search)`")?;
+        let display = &shown[search + "-search)`".len()..];
+        let separator = display.rfind("': ")?;
+        let query = &display[..separator];
+        let found: String = display[separator + "': ".len()..].to_string();
+        // What follows the cursor belongs to the match too.
+        let after_cursor = text_of(&self.cells[self.cursor..]);
+        let found = format!("{found}{after_cursor}");
+        let typed: String = text[prompt_len..].iter().filter(|c| **c != WIDE_TAIL).collect();
+        if !found.starts_with(&typed) {
+            return None;
+        }
+        let start = self.cursor;
+        self.cells.truncate(start);
+        self.row_base = start;
+        self.edit_start = start + prompt_len;
+        self.cells.extend_from_slice(text);
+        self.cells.extend(cells_of(&found[typed.len()..]));
+        self.cursor = start + text.len();
+        // readline leaves point where the query was found in the match.
+        if !query.is_empty()
+            && let Some(index) = found.rfind(query)
+        {
+            self.search_point = Some(self.edit_start + text_width(&found[..index]));
+        }
+        Some(text.len())
+    }
+
+    /// readline's reprint after an edit in the middle of the line: a short insertion or
+    /// deletion, then the old cells again up to where the row (or the changed part) ends.
+    fn reprint(&mut self, text: &[char]) -> Option<usize> {
+        let at = self.cursor;
+        let (inserted, deleted, repeated) = find_reprint(&self.cells[at..], text)?;
+        self.cells.drain(at..at + deleted);
+        self.cells.splice(at..at, text[..inserted].iter().copied());
+        let printed_end = at + inserted + repeated;
+        let width = self.width();
+        let row = |cell: usize| cell.saturating_sub(self.row_base) / width;
+        // Back from the next row readline moves up and right, unseen; on the same row it
+        // backspaces, which the stream shows.
+        self.cursor = if row(printed_end - 1) != row(at) { at + inserted } else { printed_end };
+        Some(inserted + repeated)
+    }
+}
+
+/// Finds the smallest edit after which `text` repeats the old `tail` for at least
+/// [`MIN_REPRINT`] cells and stops before the tail ends (what is past a reprint stays on
+/// screen): returns (inserted, deleted, repeated).
+fn find_reprint(tail: &[char], text: &[char]) -> Option<(usize, usize, usize)> {
+    for size in 0..=MAX_INSERTED.max(MAX_DELETED) {
+        if size <= MAX_INSERTED && size <= text.len() {
+            let repeated = common_prefix(&text[size..], tail);
+            if repeated >= MIN_REPRINT && repeated < tail.len() {
+                return Some((size, 0, repeated));
+            }
+        }
+        if (1..=MAX_DELETED).contains(&size) && size < tail.len() {
+            let repeated = common_prefix(text, &tail[size..]);
+            if repeated >= MIN_REPRINT && size + repeated < tail.len() {
+                return Some((0, size, repeated));
+            }
+        }
+    }
+    None
+}
+
+fn starts_with_str(cells: &[char], prefix: &str) -> bool {
+    let mut cells = cells.iter();
+    prefix.chars().all(|c| cells.next() == Some(&c))
+}
+
+fn common_prefix(a: &[char], b: &[char]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn char_width(c: char) -> usize {
+    if c.is_ascii_graphic() || c == ' ' { 1 } else { c.width().unwrap_or(0) }
+}
+
+fn text_width(text: &str) -> usize {
+    text.chars().map(char_width).sum()
+}
+
+fn cells_of(text: &str) -> Vec<char> {
+    let mut cells = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match char_width(c) {
+            0 => {}
+            1 => cells.push(c),
+            _ => cells.extend([c, WIDE_TAIL]),
+        }
+    }
+    cells
+}
+
+fn text_of(cells: &[char]) -> String {
+    cells.iter().filter(|c| **c != WIDE_TAIL).collect()
+}
+
+fn render(cells: &[char]) -> String {
+    text_of(cells).trim_end_matches(' ').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const PROMPT: &str = "[ssm-user@ip-10-0-0-12 app]$ ";
+
+    /// Joins stream pieces; `bs(n)` is a run of backspaces.
+    fn line(parts: &[&str]) -> String {
+        parts.concat()
+    }
+
+    fn bs(count: usize) -> String {
+        "\u{8}".repeat(count)
+    }
+
+    fn layout(width: usize, prompt: &str) -> Layout {
+        Layout { width, prompts: vec![prompt.chars().collect()] }
+    }
+
+    #[test]
+    fn test_width_is_read_from_a_redrawn_typed_line() {
+        // bash-narrow-resize: a 60-column terminal, the line redrawn in full after a resize.
+        let prompt = "[ssm-user@ip-10-0-0-12.eu-west-1.compute.internal ~]$ ";
+        let stream = [
+            format!("{prompt}{prompt}echo n arrow terminal"),
+            "narrow terminal".to_string(),
+            format!(
+                "{prompt}cat ap p/config.yaml app/README.md | grep -v '^#'{prompt}cat app/config.yaml app/README.md | grep -v '^#' | head -n 3"
+            ),
+            "service: billing-api".to_string(),
+            format!("{prompt}{prompt}printf  '%070d\\n' 0"),
+            format!("{prompt}exit"),
+        ];
+        let views: Vec<&str> = stream.iter().map(String::as_str).collect();
+        assert_eq!(Layout::infer(&views).width, 60);
+        let shown = reconstruct_lines(&stream);
+        assert_eq!(shown[0], format!("{prompt}{prompt}echo narrow terminal"));
+        assert!(shown[2].ends_with("cat app/config.yaml app/README.md | grep -v '^#' | head -n 3"));
+        assert!(shown[2].contains("~]$ cat app/config.yaml app/README.md | grep -v '^#'[ssm"));
+        // The wrap space goes, the typed space after it stays.
+        assert_eq!(shown[4], format!("{prompt}{prompt}printf '%070d\\n' 0"));
+    }
+
+    #[test]
+    fn test_width_defaults_to_80_without_evidence() {
+        let stream = [format!("{PROMPT}ls"), format!("{PROMPT}echo a"), "a".to_string()];
+        let views: Vec<&str> = stream.iter().map(String::as_str).collect();
+        assert_eq!(Layout::infer(&views).width, DEFAULT_WIDTH);
+        // A prompt-shaped line seen once (output imitating a prompt) is no redraw evidence.
+        let views = ["sh-4.2$ x", "[u@h ~]$ printf 'sh-4.2$ x'"];
+        assert!(Layout::infer(&views).prompts.is_empty());
+    }
+
+    #[test]
+    fn test_edit_across_the_wrap_is_replayed() {
+        // bash-long-wrap: 77 x Left across the wrap point, 4 x BSpace, "INFO", Enter. Moving
+        // into the row above and the reprints' way back are stripped.
+        let prompt = "[ssm-user@ip-10-0-0-12 ~]$ ";
+        let stream = line(&[
+            prompt,
+            "grep -n -e ERROR -e WARN app/logs/app.log app/logs/ac cess.log | sort -t: -k2 | head -n 4 | cut -c1-60",
+            &bs(76),
+            " app/logs/app.log app/logs/acce",
+            &bs(1),
+            " app/logs/app.log app/logs/acces",
+            &bs(1),
+            " app/logs/app.log app/logs/access",
+            &bs(1),
+            " app/logs/app.log app/logs/access.I app/logs/app.log app/logs/access.N app/logs/app.log app/logs/accessF app/logs/app.log app/logs/accesO app/logs/app.log app/logs/acce",
+        ]);
+        assert_eq!(
+            reconstruct(&stream, &layout(80, prompt)),
+            format!(
+                "{prompt}grep -n -e ERROR -e INFO app/logs/app.log app/logs/access.log | sort -t: -k2 | head -n 4 | cut -c1-60"
+            )
+        );
+    }
+
+    #[test]
+    fn test_deletion_after_an_unseen_move_right() {
+        // bash-history-recall: Up x4, C-a, M-f x3 (unseen), C-w, "WARN".
+        let stream = line(&[
+            PROMPT,
+            "wc -l logs/access.log",
+            &bs(21),
+            "grep -c INFO logs/app.log",
+            &bs(29),
+            " logs/app.log",
+            &bs(13),
+            "W logs/app.log",
+            &bs(13),
+            "A logs/app.log",
+            &bs(13),
+            "R logs/app.log",
+            &bs(13),
+            "N logs/app.log",
+            &bs(13),
+        ]);
+        assert_eq!(
+            reconstruct(&stream, &layout(80, PROMPT)),
+            format!("{PROMPT}grep -c WARN logs/app.log")
+        );
+        // Without readline's way back to the deletion, the text is no reprint of the tail.
+        let stream = line(&[PROMPT, "grep -c INFO logs/app.log", &bs(29), " logs/app.log"]);
+        assert_eq!(reconstruct(&stream, &layout(80, PROMPT)), format!("{PROMPT} logs/app.log"));
+    }
+
+    #[test]
+    fn test_incremental_search_keeps_the_match() {
+        // bash-history-recall: C-r "INFO", C-e, " logs/access.log", Enter.
+        let stream = line(&[
+            PROMPT,
+            "(reverse-i-search)`': ",
+            &bs(3),
+            "I': grep -c INFO logs/app.log",
+            &bs(28),
+            "N': grep -c IN",
+            &bs(13),
+            "F': grep -c INF",
+            &bs(14),
+            "O': grep -c INFO",
+            &bs(4),
+            PROMPT,
+            "grep -c INFO",
+            &bs(4),
+            " logs/access.log",
+        ]);
+        let shown = reconstruct(&stream, &layout(80, PROMPT));
+        assert!(
+            shown.ends_with(&format!("{PROMPT}grep -c INFO logs/app.log logs/access.log")),
+            "{shown}"
+        );
+        // C-r then C-g restores the line; what is typed then is the command.
+        let stream = line(&[
+            PROMPT,
+            "(reverse-i-search)`': ",
+            &bs(3),
+            "c': grep -c INFO logs/app.log logs/access.log",
+            &bs(8),
+            "d': cd app",
+            &bs(6),
+            PROMPT,
+            "pwd",
+        ]);
+        assert!(reconstruct(&stream, &layout(80, PROMPT)).ends_with(&format!("{PROMPT}pwd")));
+        // Left after the search shows as more backspaces: no append to the end is assumed.
+        let stream = line(&[
+            PROMPT,
+            "(reverse-i-search)`': ",
+            &bs(3),
+            "l': ls -l",
+            &bs(2),
+            PROMPT,
+            "ls -l",
+            &bs(3),
+            "x",
+        ]);
+        assert_eq!(reconstruct(&stream, &layout(80, PROMPT)).rsplit(PROMPT).next(), Some("lsx"));
+    }
+
+    #[test]
+    fn test_reprints_rubouts_and_kills() {
+        let prompt = "[ssm-user@ip-10-0-0-12 ~]$ ";
+        let cases: &[(&[&str], &str)] = &[
+            // Left x3 then "o": the rest of the line is reprinted, the cursor goes back.
+            (&["echo wrld", "\u{8}\u{8}\u{8}", "orld", "\u{8}\u{8}\u{8}"], "echo world"),
+            // Delete: ESC[1P stripped, the rest reprinted.
+            (&["echo abXcd", "\u{8}\u{8}\u{8}", "cd", "\u{8}\u{8}"], "echo abcd"),
+            // Rubout x3 (`\b ESC[K`), then typing.
+            (&["ehco", "\u{8}\u{8}\u{8}", "cho fixed"], "echo fixed"),
+            // C-u.
+            (&["rm -rf ~/app", &"\u{8}".repeat(12), "ls -d app"], "ls -d app"),
+            // M-b, C-k, "third ", C-y.
+            (&["echo first second", &"\u{8}".repeat(6), "third second"], "echo first third second"),
+            // Left x10 then Enter runs the whole line; C-w then Enter looks the same once the
+            // erase is stripped: the text is kept, so nothing that may have run is hidden.
+            (&["cat notes.txt manual.txt", &"\u{8}".repeat(10)], "cat notes.txt manual.txt"),
+            // A failed completion rings the bell.
+            (&["cat data/rep\u{7}ort-2026-0\u{7}"], "cat data/report-2026-0"),
+        ];
+        for (parts, expected) in cases {
+            let stream = format!("{prompt}{}", parts.concat());
+            assert_eq!(
+                reconstruct(&stream, &layout(80, prompt)),
+                format!("{prompt}{expected}"),
+                "{stream:?}"
+            );
+        }
+        // dash erases with `\b \b`.
+        let stream = "$ ^[[A\u{8} \u{8}\u{8} \u{8}\u{8} \u{8}\u{8} \u{8}pwd";
+        assert_eq!(reconstruct(stream, &Layout::default()), "$ pwd");
+    }
+
+    #[test]
+    fn test_prompt_glued_to_output_counts_columns_from_the_prompt() {
+        // bash-fake-prompts: `printf 'no newline at the end'`; readline's columns start at
+        // its prompt, wherever the output left the cursor.
+        let prompt = "[alice@ip-10-0-0-12 ~]$ ";
+        let stream = format!(
+            "no newline at the end{prompt}echo '$ ls' > /tmp/alice-fake.txt; cat /tmp/alice-fake.t xt"
+        );
+        assert_eq!(
+            reconstruct(&stream, &layout(80, prompt)),
+            format!(
+                "no newline at the end{prompt}echo '$ ls' > /tmp/alice-fake.txt; cat /tmp/alice-fake.txt"
+            )
+        );
+    }
+
+    #[test]
+    fn test_unstripped_line_is_unwrapped_from_its_last_prompt() {
+        // The agent keeps a line whose escapes it cannot parse (a BEL-terminated title).
+        let prompt = "[ec2-user@ip-10-0-0-12 ~]$ ";
+        let text = format!(
+            "\u{1b}]0;t\u{7}\u{1b}[1;32m{}\u{1b}[0m \u{1b}[K\u{1b}]0;t\u{7}\u{1b}[1;32m{}\u{1b}[0m printf '\\033[31mred\\033[0m \\033[1;33mbold yellow\\033[ 0m\\n'",
+            prompt.trim_end(),
+            prompt.trim_end()
+        );
+        let shown = reconstruct_lines(&[format!("{prompt}ls"), format!("{prompt}ls"), text]);
+        assert_eq!(
+            shown[2],
+            format!(
+                "{prompt}{prompt}printf '\\033[31mred\\033[0m \\033[1;33mbold yellow\\033[0m\\n'"
+            )
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn test_any_stripped_line_replays_without_panic(parts in proptest::collection::vec(prop_oneof![
+            Just("\u{8}".to_string()), Just(" ".to_string()), Just(PROMPT.to_string()),
+            Just("(reverse-i-search)`".to_string()), Just("': ".to_string()), Just("日".to_string()),
+            Just("\u{7}".to_string()), Just("\u{1b}[K".to_string()), "[a-z]{1,12}",
+        ], 0..80), width in 2usize..120) {
+            let text = parts.concat();
+            let layout = layout(width, PROMPT);
+            let first = reconstruct(&text, &layout);
+            prop_assert_eq!(&first, &reconstruct(&text, &layout));
+            let _ = reconstruct_lines(&[text.clone(), text]);
+        }
+    }
+}
