@@ -2,7 +2,9 @@
 //! environment variables override it. With neither, the embedded default ingests `examples/`
 //! into `./lake` with a local keyring.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
@@ -15,6 +17,22 @@ pub const DEFAULT_KEYRING: &str = ".sessionlake/keyring.json";
 pub const DEFAULT_EXAMPLES: &str = "examples";
 /// Sessions per lake commit.
 pub const DEFAULT_BATCH_SESSIONS: usize = 256;
+/// Time between two polls in follow mode.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// Longest accepted poll interval.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Sessions read, parsed and written at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+/// Most sessions in flight that can be configured.
+pub const MAX_MAX_IN_FLIGHT: usize = 256;
+/// Time a SIGTERM/SIGINT gives in-flight sessions to finish and commit.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest accepted shutdown timeout.
+pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Attempts per AWS call (the first plus retries with jittered exponential backoff).
+pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 5;
+/// Most attempts per AWS call that can be configured.
+pub const MAX_RETRY_MAX_ATTEMPTS: u32 = 20;
 
 /// `sessionlake-ingest`: reads SSM session logs into an encrypted, command-indexed lake.
 #[derive(Debug, Parser)]
@@ -47,6 +65,36 @@ pub struct Args {
     /// CloudTrail logs for enrichment: s3://bucket/prefix. Repeatable.
     #[arg(long = "cloudtrail", value_name = "S3_URL")]
     pub cloudtrail: Vec<String>,
+    /// Drain every source once and exit: the default, for cron. Overrides `follow`.
+    #[arg(long)]
+    pub once: bool,
+    /// Keep running: poll the sources every --poll-interval until SIGTERM or SIGINT.
+    #[arg(long, env = "SESSIONLAKE_FOLLOW")]
+    pub follow: bool,
+    /// Time between polls in follow mode, e.g. `30s`, `500ms`, `5m` [default: 30s].
+    #[arg(long, env = "SESSIONLAKE_POLL_INTERVAL", value_name = "DURATION")]
+    pub poll_interval: Option<String>,
+    /// Sessions read, parsed and written at once [default: 4].
+    #[arg(long, env = "SESSIONLAKE_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Sessions per lake commit [default: 256].
+    #[arg(long, env = "SESSIONLAKE_BATCH_SESSIONS", value_name = "N")]
+    pub batch_sessions: Option<usize>,
+    /// Time in-flight work gets to finish after SIGTERM/SIGINT before the process gives up
+    /// [default: 30s].
+    #[arg(long, env = "SESSIONLAKE_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+    /// Attempts per AWS call, retried with jittered exponential backoff on throttling and 5xx
+    /// [default: 5].
+    #[arg(long, env = "SESSIONLAKE_RETRY_MAX_ATTEMPTS", value_name = "N")]
+    pub retry_max_attempts: Option<u32>,
+    /// Serve Prometheus metrics at /metrics and health at /healthz on this address
+    /// (loopback only unless --metrics-allow-remote; port 0 picks a free port). Off by default.
+    #[arg(long, env = "SESSIONLAKE_METRICS_ADDR", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// Allow --metrics-addr to be a non-loopback address (the endpoint has no authentication).
+    #[arg(long, env = "SESSIONLAKE_METRICS_ALLOW_REMOTE")]
+    pub metrics_allow_remote: bool,
     /// Log level filter (tracing's syntax), e.g. `info` or `sessionlake=debug`.
     #[arg(long, env = "SESSIONLAKE_LOG", default_value = "warn")]
     pub log: String,
@@ -66,9 +114,33 @@ pub struct FileConfig {
     pub region: Option<String>,
     /// Sessions per commit.
     pub batch_sessions: Option<usize>,
+    /// How the service runs.
+    #[serde(default)]
+    pub service: ServiceConfig,
     /// Sources.
     #[serde(default)]
     pub sources: SourcesConfig,
+}
+
+/// The `[service]` table: how ingest runs. Every field is optional; flags and `SESSIONLAKE_*`
+/// variables override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Keep running and poll every `poll_interval` (false: drain once and exit).
+    pub follow: Option<bool>,
+    /// Time between polls in follow mode: a number and a unit (`ms`, `s`, `m`, `h`).
+    pub poll_interval: Option<String>,
+    /// Sessions read, parsed and written at once.
+    pub max_in_flight: Option<usize>,
+    /// Time in-flight work gets to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: Option<String>,
+    /// Attempts per AWS call (throttling and 5xx are retried with jittered backoff).
+    pub retry_max_attempts: Option<u32>,
+    /// Address of the `/metrics` and `/healthz` endpoint; none by default.
+    pub metrics_addr: Option<String>,
+    /// Allow `metrics_addr` to be a non-loopback address.
+    pub metrics_allow_remote: Option<bool>,
 }
 
 /// The `[sources]` table.
@@ -129,6 +201,20 @@ pub struct Config {
     pub region: Option<String>,
     /// Sessions per commit.
     pub batch_sessions: usize,
+    /// Poll until stopped (true) or drain once and exit (false).
+    pub follow: bool,
+    /// Time between polls in follow mode.
+    pub poll_interval: Duration,
+    /// Sessions in flight at once.
+    pub max_in_flight: usize,
+    /// Time in-flight work gets to finish after a stop signal.
+    pub shutdown_timeout: Duration,
+    /// Attempts per AWS call.
+    pub retry_max_attempts: u32,
+    /// Metrics and health endpoint, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Whether `metrics_addr` may be a non-loopback address.
+    pub metrics_allow_remote: bool,
     /// S3 session sources.
     pub s3: Vec<S3SourceConfig>,
     /// CloudWatch sources.
@@ -147,6 +233,45 @@ pub fn parse_s3_url(url: &str) -> Result<S3SourceConfig, String> {
         return Err(format!("{url:?} names no valid bucket"));
     }
     Ok(S3SourceConfig { bucket: bucket.to_string(), prefix: prefix.to_string() })
+}
+
+/// Parses a duration written as a whole number and a unit: `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: u64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a duration (a number and a unit: 500ms, 30s, 5m, 1h)")
+    })?;
+    let millis_per_unit = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60 * 1000,
+        "h" => 3600 * 1000,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration (a number and a unit: 500ms, 30s, 5m, 1h)"
+            ));
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Parses a duration field; the error names the field.
+fn duration_field(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
+    match text {
+        None => Ok(default),
+        Some(text) => parse_duration(text).map_err(|error| format!("{field}: {error}")),
+    }
+}
+
+/// Writes a duration the way the config reads it.
+fn show_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
 }
 
 impl Config {
@@ -180,6 +305,24 @@ impl Config {
             // The embedded default: no sources named, so ingest the shipped examples.
             local.push(LocalSourceConfig { path: PathBuf::from(DEFAULT_EXAMPLES) });
         }
+        let service = file.service;
+        let follow = !args.once && (args.follow || service.follow.unwrap_or(false));
+        let poll_interval = duration_field(
+            "poll_interval",
+            args.poll_interval.as_deref().or(service.poll_interval.as_deref()),
+            DEFAULT_POLL_INTERVAL,
+        )?;
+        let shutdown_timeout = duration_field(
+            "shutdown_timeout",
+            args.shutdown_timeout.as_deref().or(service.shutdown_timeout.as_deref()),
+            DEFAULT_SHUTDOWN_TIMEOUT,
+        )?;
+        let metrics_addr = match args.metrics_addr.as_deref().or(service.metrics_addr.as_deref()) {
+            None => None,
+            Some(text) => Some(text.trim().parse::<SocketAddr>().map_err(|_| {
+                format!("metrics_addr: {text:?} is not an address (e.g. 127.0.0.1:9464)")
+            })?),
+        };
         let config = Config {
             lake: args.lake.clone().or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.to_string()),
             keyring: args
@@ -189,7 +332,24 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
             kms_key_id: args.kms_key_id.clone().or(file.kms_key_id),
             region: args.region.clone().or(file.region),
-            batch_sessions: file.batch_sessions.unwrap_or(DEFAULT_BATCH_SESSIONS),
+            batch_sessions: args
+                .batch_sessions
+                .or(file.batch_sessions)
+                .unwrap_or(DEFAULT_BATCH_SESSIONS),
+            follow,
+            poll_interval,
+            max_in_flight: args
+                .max_in_flight
+                .or(service.max_in_flight)
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            shutdown_timeout,
+            retry_max_attempts: args
+                .retry_max_attempts
+                .or(service.retry_max_attempts)
+                .unwrap_or(DEFAULT_RETRY_MAX_ATTEMPTS),
+            metrics_addr,
+            metrics_allow_remote: args.metrics_allow_remote
+                || service.metrics_allow_remote.unwrap_or(false),
             s3,
             cloudwatch,
             local,
@@ -203,6 +363,41 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.batch_sessions == 0 || self.batch_sessions > 100_000 {
             return Err(format!("batch_sessions must be 1..=100000, not {}", self.batch_sessions));
+        }
+        if self.poll_interval.is_zero() || self.poll_interval > MAX_POLL_INTERVAL {
+            return Err(format!(
+                "poll_interval must be between 1ms and {}, not {}",
+                show_duration(MAX_POLL_INTERVAL),
+                show_duration(self.poll_interval)
+            ));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > MAX_MAX_IN_FLIGHT {
+            return Err(format!(
+                "max_in_flight must be 1..={MAX_MAX_IN_FLIGHT}, not {}",
+                self.max_in_flight
+            ));
+        }
+        if self.shutdown_timeout.is_zero() || self.shutdown_timeout > MAX_SHUTDOWN_TIMEOUT {
+            return Err(format!(
+                "shutdown_timeout must be between 1ms and {}, not {}",
+                show_duration(MAX_SHUTDOWN_TIMEOUT),
+                show_duration(self.shutdown_timeout)
+            ));
+        }
+        if self.retry_max_attempts == 0 || self.retry_max_attempts > MAX_RETRY_MAX_ATTEMPTS {
+            return Err(format!(
+                "retry_max_attempts must be 1..={MAX_RETRY_MAX_ATTEMPTS}, not {}",
+                self.retry_max_attempts
+            ));
+        }
+        if let Some(address) = self.metrics_addr
+            && !address.ip().is_loopback()
+            && !self.metrics_allow_remote
+        {
+            return Err(format!(
+                "metrics_addr {address} is not a loopback address: the endpoint has no \
+                 authentication; set metrics_allow_remote (--metrics-allow-remote) to serve it there"
+            ));
         }
         if self.kms_key_id.as_deref().is_some_and(str::is_empty) {
             return Err("kms_key_id is empty".to_string());
@@ -275,5 +470,84 @@ mod tests {
         let error =
             Config::load(&args(&["-c", path.to_str().expect("utf8")])).expect_err("unknown field");
         assert!(error.contains("lakes"), "{error}");
+    }
+
+    fn load_file(text: &str, extra: &[&str]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        let mut list = vec!["-c", path.to_str().expect("utf8")];
+        list.extend_from_slice(extra);
+        Config::load(&args(&list))
+    }
+
+    #[test]
+    fn test_service_defaults_are_once_with_bounded_concurrency() {
+        let config = Config::load(&args(&[])).expect("load");
+        assert!(!config.follow);
+        assert_eq!(config.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(config.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(config.retry_max_attempts, DEFAULT_RETRY_MAX_ATTEMPTS);
+        assert_eq!(config.metrics_addr, None);
+    }
+
+    #[test]
+    fn test_service_table_and_flags_merge() {
+        let file = "[service]\nfollow = true\npoll_interval = \"5m\"\nmax_in_flight = 8\n\
+                    shutdown_timeout = \"45s\"\nmetrics_addr = \"127.0.0.1:9464\"\n";
+        let config = load_file(file, &[]).expect("load");
+        assert!(config.follow);
+        assert_eq!(config.poll_interval, Duration::from_secs(300));
+        assert_eq!(config.max_in_flight, 8);
+        assert_eq!(config.shutdown_timeout, Duration::from_secs(45));
+        assert_eq!(config.metrics_addr, Some("127.0.0.1:9464".parse().expect("addr")));
+        let config =
+            load_file(file, &["--once", "--poll-interval", "1500ms", "--max-in-flight", "2"])
+                .expect("load");
+        assert!(!config.follow, "--once overrides follow = true");
+        assert_eq!(config.poll_interval, Duration::from_millis(1500));
+        assert_eq!(config.max_in_flight, 2);
+    }
+
+    #[test]
+    fn test_invalid_service_values_name_the_field() {
+        let cases: [(&str, &[&str], &str); 9] = [
+            ("[service]\npoll_interval = \"0s\"\n", &[], "poll_interval"),
+            ("[service]\npoll_interval = \"often\"\n", &[], "poll_interval"),
+            ("", &["--poll-interval", "10"], "poll_interval"),
+            ("[service]\nmax_in_flight = 0\n", &[], "max_in_flight"),
+            ("[service]\nshutdown_timeout = \"0ms\"\n", &[], "shutdown_timeout"),
+            ("[service]\nretry_max_attempts = 0\n", &[], "retry_max_attempts"),
+            ("[service]\nmetrics_addr = \"0.0.0.0:9464\"\n", &[], "metrics_addr"),
+            ("", &["--metrics-addr", "localhost"], "metrics_addr"),
+            ("[service]\nfollw = true\n", &[], "follw"),
+        ];
+        for (file, flags, field) in cases {
+            let error = load_file(file, flags).expect_err(file);
+            assert!(error.contains(field), "{file:?} {flags:?}: {error}");
+        }
+        // A non-loopback address is accepted when remote serving is allowed explicitly.
+        let config =
+            load_file("[service]\nmetrics_addr = \"0.0.0.0:9464\"\n", &["--metrics-allow-remote"])
+                .expect("load");
+        assert_eq!(config.metrics_addr, Some("0.0.0.0:9464".parse().expect("addr")));
+    }
+
+    #[test]
+    fn test_parse_duration_units() {
+        let cases = [
+            ("500ms", Some(Duration::from_millis(500))),
+            ("30s", Some(Duration::from_secs(30))),
+            ("5m", Some(Duration::from_secs(300))),
+            ("2h", Some(Duration::from_secs(7200))),
+            ("30", None),
+            ("s", None),
+            ("1.5s", None),
+            ("-1s", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_duration(text).ok(), expected, "{text:?}");
+        }
     }
 }

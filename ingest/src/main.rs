@@ -1,8 +1,10 @@
 //! `sessionlake-ingest`: see the library crate.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use sessionlake_ingest::ForcedStop;
 use sessionlake_ingest::config::{Args, Config};
 
 fn main() -> ExitCode {
@@ -10,6 +12,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
         .with_writer(std::io::stderr)
+        // Colors only for a person at a terminal; journald and log files get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = match Config::load(&args) {
         Ok(config) => config,
@@ -25,7 +29,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(sessionlake_ingest::run_once(&config)) {
+    let result = runtime.block_on(sessionlake_ingest::service::run(&config));
+    // A forced stop leaves parser tasks running on the blocking pool: do not wait for them.
+    runtime.shutdown_background();
+    match result {
         Ok(summary) => {
             if summary.keyring_created {
                 println!(
@@ -46,7 +53,10 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("sessionlake-ingest: {error:#}");
-            ExitCode::from(2)
+            match error.downcast_ref::<ForcedStop>() {
+                Some(forced) => ExitCode::from(forced.exit_code()),
+                None => ExitCode::from(2),
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
-//! One batch through the lake: parse, seal, write, commit, then advance cursors.
+//! One batch through the lake: parse, seal, write ([`LakeWriter::write_input`], one input at a
+//! time, several at once), then commit and advance cursors ([`LakeWriter::commit`], once per
+//! batch).
 //!
 //! Order (DESIGN.md): every object is durable before the manifest names it, and the manifest is
 //! durable before the cursors move. A crash anywhere replays from the last cursors.
@@ -38,6 +40,8 @@ pub struct BatchSummary {
     pub quarantined: usize,
     /// Earlier versions of sessions this batch replaced.
     pub replaced: usize,
+    /// Bytes of the original transcripts written.
+    pub raw_bytes: u64,
     /// Manifest sequence of the commit, if one was made.
     pub sequence: Option<u64>,
 }
@@ -71,6 +75,46 @@ fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> Objec
         key: None,
         note: None,
     }
+}
+
+/// One input written to the lake and not yet committed: its objects are durable but not live.
+#[derive(Debug)]
+pub enum Written {
+    /// A session version.
+    Session {
+        /// Session id.
+        session_id: String,
+        /// Which delivery.
+        source: SessionSource,
+        /// Where it came from (the cursor's key).
+        source_ref: String,
+        /// Cursor value once committed.
+        position: String,
+        /// The raw, commands and sessions objects.
+        objects: Vec<ObjectEntry>,
+        /// Commands extracted.
+        commands: usize,
+        /// Size of the original transcript.
+        raw_bytes: u64,
+    },
+    /// A quarantined input.
+    Quarantined {
+        /// Where it came from.
+        source_ref: String,
+        /// Cursor value once committed.
+        position: String,
+        /// The sealed original.
+        object: ObjectEntry,
+    },
+}
+
+/// An input for [`LakeWriter::write_input`].
+#[derive(Debug)]
+pub enum Input {
+    /// A session to parse and write.
+    Session(SessionInput),
+    /// Bad input to quarantine.
+    Bad(BadInput),
 }
 
 /// Returns a version name unique to this write: the time in µs and a random suffix.
@@ -112,10 +156,29 @@ impl LakeWriter {
     }
 
     /// Parses and writes one session version; returns its objects, or the input back as bad.
+    /// Objects written before a failure are deleted again (best effort): nothing names them.
     async fn write_session(
         &self,
         input: SessionInput,
         context: SessionContext,
+    ) -> anyhow::Result<Result<(Vec<ObjectEntry>, usize), BadInput>> {
+        let mut written = Vec::new();
+        let result = self.write_session_objects(input, context, &mut written).await;
+        if result.is_err() {
+            for path in written {
+                if let Err(error) = self.store.delete(&path).await {
+                    tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
+                }
+            }
+        }
+        result
+    }
+
+    async fn write_session_objects(
+        &self,
+        input: SessionInput,
+        context: SessionContext,
+        written: &mut Vec<String>,
     ) -> anyhow::Result<Result<(Vec<ObjectEntry>, usize), BadInput>> {
         let form = input.form;
         let raw = Arc::new(input.raw);
@@ -152,6 +215,7 @@ impl LakeWriter {
         let raw_sha256 = sha256_hex(&raw);
         let raw_path = paths::raw_object(&dt, &session_id, input.source, &version);
         let (stored, key_id) = self.seal_and_put(&session_id, "raw", &raw_path, raw).await?;
+        written.push(stored.path.clone());
         let mut objects = vec![entry(stored, ObjectKind::Raw, vec![session_id.clone()])];
 
         let record = SessionRecord {
@@ -196,6 +260,7 @@ impl LakeWriter {
             .store
             .put(&paths::commands_object(&dt, &stem), Bytes::from(commands_bytes))
             .await?;
+        written.push(stored.path.clone());
         let mut commands_entry = entry(stored, ObjectKind::Commands, vec![session_id.clone()]);
         commands_entry.key = Some(wrapped);
         objects.push(commands_entry);
@@ -220,30 +285,69 @@ impl LakeWriter {
             .collect()
     }
 
-    /// Writes one batch and commits it; returns what it did. Cursors for the batch's inputs are
-    /// set in `cursors` and saved only after the commit.
-    pub async fn write_batch(
+    /// Writes one input's objects (a session version, or the quarantined original); the input
+    /// becomes live only with [`LakeWriter::commit`]. Takes `&self`: several inputs are written
+    /// at once. A parser refusal is not an error: the input is quarantined instead.
+    pub async fn write_input(
+        &self,
+        input: Input,
+        cloudtrail: Option<SessionContext>,
+    ) -> anyhow::Result<Written> {
+        let bad = match input {
+            Input::Bad(bad) => bad,
+            Input::Session(input) => {
+                let context =
+                    cloudtrail.unwrap_or_else(|| SessionContext::new(input.session_id.clone()));
+                let context = SessionContext { session_id: input.session_id.clone(), ..context };
+                let (session_id, source) = (input.session_id.clone(), input.source);
+                let (source_ref, position) = (input.source_ref.clone(), input.position.clone());
+                let raw_bytes = input.raw.len() as u64;
+                match self.write_session(input, context).await? {
+                    Ok((objects, commands)) => {
+                        return Ok(Written::Session {
+                            session_id,
+                            source,
+                            source_ref,
+                            position,
+                            objects,
+                            commands,
+                            raw_bytes,
+                        });
+                    }
+                    Err(refused) => refused,
+                }
+            }
+        };
+        let (source_ref, position) = (bad.source_ref.clone(), bad.position.clone());
+        let object = self.quarantine(bad).await?;
+        Ok(Written::Quarantined { source_ref, position, object })
+    }
+
+    /// Commits what `written` names in one manifest entry, then sets the cursors of those
+    /// inputs in `cursors` (the caller saves them: after the commit, never before); returns what
+    /// the batch did. The versions it adds remove the live versions they replace (the same
+    /// session from the same source).
+    pub async fn commit(
         &mut self,
-        inputs: Vec<SessionInput>,
-        bad: Vec<BadInput>,
-        cloudtrail: &BTreeMap<String, SessionContext>,
+        written: Vec<Written>,
         cursors: &mut Cursors,
     ) -> anyhow::Result<BatchSummary> {
         let mut summary = BatchSummary::default();
-        let mut added = Vec::new();
+        let mut added: Vec<ObjectEntry> = Vec::new();
         let mut removed = Vec::new();
         let mut positions = Vec::new();
-        let mut bad = bad;
-        for input in inputs {
-            let context = cloudtrail
-                .get(&input.session_id)
-                .cloned()
-                .unwrap_or_else(|| SessionContext::new(input.session_id.clone()));
-            let context = SessionContext { session_id: input.session_id.clone(), ..context };
-            positions.push((input.source_ref.clone(), input.position.clone()));
-            let (session_id, source) = (input.session_id.clone(), input.source);
-            match self.write_session(input, context).await? {
-                Ok((objects, commands)) => {
+        for input in written {
+            match input {
+                Written::Session {
+                    session_id,
+                    source,
+                    source_ref,
+                    position,
+                    objects,
+                    commands,
+                    raw_bytes,
+                } => {
+                    positions.push((source_ref, position));
                     let mut older = self.superseded(&session_id, source);
                     // The same session twice in one batch: the later version replaces the
                     // earlier one here too.
@@ -261,14 +365,14 @@ impl LakeWriter {
                     added.extend(objects);
                     summary.sessions += 1;
                     summary.commands += commands;
+                    summary.raw_bytes += raw_bytes;
                 }
-                Err(refused) => bad.push(refused),
+                Written::Quarantined { source_ref, position, object } => {
+                    positions.push((source_ref, position));
+                    added.push(object);
+                    summary.quarantined += 1;
+                }
             }
-        }
-        for refused in bad {
-            positions.push((refused.source_ref.clone(), refused.position.clone()));
-            added.push(self.quarantine(refused).await?);
-            summary.quarantined += 1;
         }
         if added.is_empty() {
             return Ok(summary);
@@ -294,7 +398,6 @@ impl LakeWriter {
             cursors.positions.insert(source_ref, position);
         }
         cursors.version = 1;
-        cursors.save(&self.store).await.context("failed to save cursors")?;
         Ok(summary)
     }
 }

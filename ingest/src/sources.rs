@@ -1,11 +1,18 @@
 //! Sources of session logs: a local folder, S3, CloudWatch Logs; and CloudTrail for who/where.
 //!
-//! Each source returns what changed since the cursors: whole sessions as raw bytes in one of the
-//! SSM forms, or bad input with the reason (quarantined by the pipeline, never fatal).
+//! Reading a source is two steps, so that a big backlog is never in memory at once:
+//! - *listing* returns what changed since the cursors as [`Pending`] work: names, sizes and
+//!   positions, no bytes;
+//! - *fetching* one [`Pending`] returns the session's raw bytes in one of the SSM forms
+//!   ([`Fetched::Session`]), or bad input with the reason ([`Fetched::Bad`], quarantined by the
+//!   pipeline, never fatal).
+//!
+//! The service fetches a bounded number of pending items at once (`max_in_flight`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw};
@@ -13,6 +20,8 @@ use sessionlake_indexer::{InputForm, SessionContext, account_of_arn};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};
+
+use crate::error::{IngestError, IngestErrorKind};
 
 /// Largest single session object read (a transcript beyond this is quarantined, not loaded).
 pub const MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -54,17 +63,6 @@ pub struct BadInput {
     pub raw: Vec<u8>,
     /// Why it was refused.
     pub reason: String,
-}
-
-/// What a poll found.
-#[derive(Debug, Default)]
-pub struct Polled {
-    /// Sessions to index.
-    pub sessions: Vec<SessionInput>,
-    /// Input to quarantine.
-    pub bad: Vec<BadInput>,
-    /// CloudTrail `StartSession` facts by session id.
-    pub cloudtrail: BTreeMap<String, SessionContext>,
 }
 
 /// Returns the session id for an object key or file name: its base name without `.log`.
@@ -150,112 +148,275 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Polls a local folder: `*.log` files are S3-form transcripts, `*.json` under a `cloudwatch`
-/// folder are `get-log-events` outputs (one stream each), files under `cloudtrail` or
-/// `AWSLogs` are CloudTrail logs.
-pub fn poll_local(dir: &Path, cursors: &Cursors, polled: &mut Polled) -> anyhow::Result<()> {
-    let mut files = Vec::new();
-    walk(dir, &mut files).with_context(|| format!("failed to list {}", dir.display()))?;
-    for file in files {
-        let relative = file.strip_prefix(dir).unwrap_or(&file).to_string_lossy().to_string();
-        let source_ref = file.to_string_lossy().to_string();
-        let in_folder = |name: &str| relative.split('/').any(|part| part == name);
-        let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let metadata =
-            std::fs::metadata(&file).with_context(|| format!("failed to stat {source_ref}"))?;
-        if metadata.len() > MAX_OBJECT_BYTES {
-            polled.bad.push(BadInput {
-                source: SessionSource::Local,
-                source_ref: source_ref.clone(),
-                position: format!("size:{}", metadata.len()),
-                raw: Vec::new(),
-                reason: format!(
-                    "{source_ref} is {} bytes, over the {MAX_OBJECT_BYTES}-byte limit",
-                    metadata.len()
-                ),
-            });
-            continue;
-        }
-        let observed_at = metadata
-            .modified()
-            .ok()
-            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|since| since.as_micros() as i64);
-        if in_folder("cloudtrail") || in_folder("AWSLogs") {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("failed to read {source_ref}"))?;
-            match parse_cloudtrail(&bytes, &source_ref) {
-                Ok(found) => polled.cloudtrail.extend(found),
-                Err(error) => {
-                    tracing::warn!(file = %source_ref, error = %format!("{error:#}"), "cloudtrail file skipped")
-                }
-            }
-            continue;
-        }
-        let is_log = name.ends_with(".log");
-        let is_stream = name.ends_with(".json") && in_folder("cloudwatch");
-        if !is_log && !is_stream {
-            continue;
-        }
-        let bytes = std::fs::read(&file).with_context(|| format!("failed to read {source_ref}"))?;
-        let position = sha256_hex(&bytes);
-        if cursors.positions.get(&source_ref) == Some(&position) {
-            continue;
-        }
-        let stem = name.trim_end_matches(".json").trim_end_matches(".log");
-        let Some(session_id) = session_id_of(stem) else {
-            polled.bad.push(BadInput {
-                source: SessionSource::Local,
-                source_ref: source_ref.clone(),
-                position,
-                raw: bytes,
-                reason: format!("{source_ref}: file name {name:?} is not a session id"),
-            });
-            continue;
-        };
-        if is_log {
-            polled.sessions.push(SessionInput {
-                session_id,
-                source: SessionSource::Local,
-                source_ref,
-                position,
-                form: InputForm::S3Transcript,
-                raw: bytes,
-                observed_at,
-            });
-            continue;
-        }
-        match serde_json::from_slice::<GetLogEventsFile>(&bytes) {
-            Ok(file) => {
-                let (form, raw) = cloudwatch_raw(&file.events);
-                let observed_at =
-                    file.events.last().and_then(|e| e.timestamp.checked_mul(1000)).or(observed_at);
-                // Tagged as the CloudWatch form it is, so that a transcript of the same session
-                // in the same folder (`*.log`) stays a separate version.
-                let source = match form {
-                    InputForm::CloudwatchStream => SessionSource::CloudwatchStream,
-                    _ => SessionSource::CloudwatchUpload,
-                };
-                polled.sessions.push(SessionInput {
-                    session_id,
-                    source,
-                    source_ref,
-                    position,
-                    form,
-                    raw,
-                    observed_at,
-                });
-            }
-            Err(error) => polled.bad.push(BadInput {
-                source: SessionSource::Local,
-                source_ref: source_ref.clone(),
-                position,
-                raw: bytes,
-                reason: format!("{source_ref} is not get-log-events JSON: {error}"),
-            }),
+/// Work found by a listing: what to read next, without its bytes.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    /// A local file: a transcript or a `get-log-events` file.
+    Local(LocalFile),
+    /// An S3 object holding a transcript.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// ETag at listing time.
+        etag: String,
+        /// LastModified (µs).
+        observed_at: Option<i64>,
+    },
+    /// A CloudWatch Logs stream.
+    Cloudwatch {
+        /// Log group.
+        group: String,
+        /// Stream name (the session id).
+        stream: String,
+        /// Position at listing time (last event and ingestion times).
+        position: String,
+    },
+    /// Input refused by its listing alone (a name that is no session id, too large).
+    Refused(BadInput),
+}
+
+impl Pending {
+    /// Returns where the work comes from (`s3://…`, `cwl://…`, a path): the cursor's key.
+    pub fn source_ref(&self) -> String {
+        match self {
+            Pending::Local(file) => file.source_ref.clone(),
+            Pending::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+            Pending::Cloudwatch { group, stream, .. } => format!("cwl://{group}/{stream}"),
+            Pending::Refused(bad) => bad.source_ref.clone(),
         }
     }
-    Ok(())
+}
+
+/// What fetching one [`Pending`] gave.
+#[derive(Debug)]
+pub enum Fetched {
+    /// A session to index.
+    Session(SessionInput),
+    /// Input to quarantine.
+    Bad(BadInput),
+    /// Nothing new: the content is what the cursor already holds (local files are compared by
+    /// content hash, which needs a read).
+    Unchanged,
+}
+
+/// A local file as listed.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    /// Path.
+    pub path: PathBuf,
+    /// The path as the cursor's key.
+    pub source_ref: String,
+    /// What the file is, by name and folder.
+    pub kind: LocalKind,
+    /// Size and modification time at listing.
+    pub stamp: FileStamp,
+}
+
+/// What a local file holds, told by its name and folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKind {
+    /// `*.log`: an S3-form transcript.
+    Transcript,
+    /// `cloudwatch/**/*.json`: `get-log-events` output of one stream.
+    Stream,
+    /// Under `cloudtrail/` or `AWSLogs/`: a CloudTrail log file.
+    Cloudtrail,
+}
+
+/// A file's size and modification time: when both are unchanged, so is the file (for a
+/// running service, which then skips hashing it again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Size in bytes.
+    pub len: u64,
+    /// Modification time.
+    pub modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    fn of(metadata: &std::fs::Metadata) -> FileStamp {
+        FileStamp { len: metadata.len(), modified: metadata.modified().ok() }
+    }
+
+    fn observed_at(&self) -> Option<i64> {
+        self.modified
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|since| since.as_micros() as i64)
+    }
+}
+
+/// Local files already read by this process: their stamp and the content hash seen then.
+pub type LocalCache = HashMap<String, (FileStamp, String)>;
+
+/// Lists a local folder (blocking: run it on `spawn_blocking`): `*.log` files are S3-form
+/// transcripts, `*.json` under a `cloudwatch` folder are `get-log-events` outputs (one stream
+/// each), files under `cloudtrail` or `AWSLogs` are CloudTrail logs. Other files are ignored.
+pub fn list_local(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
+    let mut files = Vec::new();
+    walk(dir, &mut files).with_context(|| format!("failed to list {}", dir.display()))?;
+    let mut listed = Vec::new();
+    for path in files {
+        let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().to_string();
+        let in_folder = |name: &str| relative.split('/').any(|part| part == name);
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let kind = if in_folder("cloudtrail") || in_folder("AWSLogs") {
+            LocalKind::Cloudtrail
+        } else if name.ends_with(".log") {
+            LocalKind::Transcript
+        } else if name.ends_with(".json") && in_folder("cloudwatch") {
+            LocalKind::Stream
+        } else {
+            continue;
+        };
+        let source_ref = path.to_string_lossy().to_string();
+        let metadata = match std::fs::metadata(&path) {
+            Ok(metadata) => metadata,
+            // Removed between the walk and the stat: nothing to read.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("failed to stat {source_ref}"));
+            }
+        };
+        listed.push(LocalFile { path, source_ref, kind, stamp: FileStamp::of(&metadata) });
+    }
+    Ok(listed)
+}
+
+/// Returns the pending work among listed session files: those whose content may differ from
+/// the cursors. A file this process has hashed before, whose stamp has not changed and whose
+/// hash is the cursor's, is skipped without a read.
+pub fn pending_local(files: Vec<LocalFile>, cursors: &Cursors, cache: &LocalCache) -> Vec<Pending> {
+    let mut pending = Vec::new();
+    for file in files {
+        let cursor = cursors.positions.get(&file.source_ref);
+        if file.kind == LocalKind::Cloudtrail {
+            continue;
+        }
+        if file.stamp.len > MAX_OBJECT_BYTES {
+            let position = format!("size:{}", file.stamp.len);
+            if cursor != Some(&position) {
+                pending.push(Pending::Refused(BadInput {
+                    source: SessionSource::Local,
+                    reason: format!(
+                        "{} is {} bytes, over the {MAX_OBJECT_BYTES}-byte limit",
+                        file.source_ref, file.stamp.len
+                    ),
+                    source_ref: file.source_ref,
+                    position,
+                    raw: Vec::new(),
+                }));
+            }
+            continue;
+        }
+        let unchanged = cache
+            .get(&file.source_ref)
+            .is_some_and(|(stamp, hash)| *stamp == file.stamp && cursor == Some(hash));
+        if !unchanged {
+            pending.push(Pending::Local(file));
+        }
+    }
+    pending
+}
+
+/// Reads a local session file (blocking: run it on `spawn_blocking`) and returns it with its
+/// stamp and content hash, or [`Fetched::Unchanged`] when the hash is `cursor`.
+pub fn fetch_local(
+    file: &LocalFile,
+    cursor: Option<&str>,
+) -> anyhow::Result<(Fetched, Option<(FileStamp, String)>)> {
+    let source_ref = &file.source_ref;
+    let mut handle = match std::fs::File::open(&file.path) {
+        Ok(handle) => handle,
+        // Removed since the listing: nothing to ingest.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Fetched::Unchanged, None));
+        }
+        Err(error) => return Err(error).with_context(|| format!("failed to open {source_ref}")),
+    };
+    let metadata = handle.metadata().with_context(|| format!("failed to stat {source_ref}"))?;
+    let stamp = FileStamp::of(&metadata);
+    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_OBJECT_BYTES) as usize);
+    (&mut handle)
+        .take(MAX_OBJECT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("failed to read {source_ref}"))?;
+    let position = sha256_hex(&bytes);
+    let seen = Some((stamp, position.clone()));
+    if cursor == Some(position.as_str()) {
+        return Ok((Fetched::Unchanged, seen));
+    }
+    if bytes.len() as u64 > MAX_OBJECT_BYTES {
+        // Grew past the limit since the listing; the next listing refuses it by size.
+        return Ok((Fetched::Unchanged, None));
+    }
+    let name = file.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = name.trim_end_matches(".json").trim_end_matches(".log");
+    let observed_at = stamp.observed_at();
+    let Some(session_id) = session_id_of(stem) else {
+        let bad = BadInput {
+            source: SessionSource::Local,
+            source_ref: source_ref.clone(),
+            position,
+            raw: bytes,
+            reason: format!("{source_ref}: file name {name:?} is not a session id"),
+        };
+        return Ok((Fetched::Bad(bad), seen));
+    };
+    if file.kind == LocalKind::Transcript {
+        let input = SessionInput {
+            session_id,
+            source: SessionSource::Local,
+            source_ref: source_ref.clone(),
+            position,
+            form: InputForm::S3Transcript,
+            raw: bytes,
+            observed_at,
+        };
+        return Ok((Fetched::Session(input), seen));
+    }
+    let fetched = match serde_json::from_slice::<GetLogEventsFile>(&bytes) {
+        Ok(file) => {
+            let (form, raw) = cloudwatch_raw(&file.events);
+            let observed_at =
+                file.events.last().and_then(|e| e.timestamp.checked_mul(1000)).or(observed_at);
+            // Tagged as the CloudWatch form it is, so that a transcript of the same session in
+            // the same folder (`*.log`) stays a separate version.
+            let source = match form {
+                InputForm::CloudwatchStream => SessionSource::CloudwatchStream,
+                _ => SessionSource::CloudwatchUpload,
+            };
+            Fetched::Session(SessionInput {
+                session_id,
+                source,
+                source_ref: source_ref.clone(),
+                position,
+                form,
+                raw,
+                observed_at,
+            })
+        }
+        Err(error) => Fetched::Bad(BadInput {
+            source: SessionSource::Local,
+            source_ref: source_ref.clone(),
+            position,
+            raw: bytes,
+            reason: format!("{source_ref} is not get-log-events JSON: {error}"),
+        }),
+    };
+    Ok((fetched, seen))
+}
+
+/// Reads a local CloudTrail file (blocking); a file that is not CloudTrail is logged and
+/// yields nothing.
+pub fn read_local_cloudtrail(file: &LocalFile) -> anyhow::Result<BTreeMap<String, SessionContext>> {
+    let bytes =
+        std::fs::read(&file.path).with_context(|| format!("failed to read {}", file.source_ref))?;
+    Ok(parse_cloudtrail(&bytes, &file.source_ref).unwrap_or_else(|error| {
+        tracing::warn!(file = %file.source_ref, error = %format!("{error:#}"), "cloudtrail file skipped");
+        BTreeMap::new()
+    }))
 }
 
 /// Lists the objects under `prefix` whose keys end in one of `suffixes`, every page.
@@ -269,10 +430,7 @@ async fn list_objects(
     let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            anyhow::anyhow!(
-                "failed to list s3://{bucket}/{prefix}: {}",
-                aws_sdk_s3::error::DisplayErrorContext(e)
-            )
+            IngestError::from_sdk(&format!("failed to list s3://{bucket}/{prefix}"), e)
         })?;
         found.extend(
             page.contents()
@@ -288,29 +446,36 @@ async fn list_objects(
     Ok(found)
 }
 
-/// Reads a whole object.
+/// Reads a whole object; returns its bytes and its ETag as read.
 async fn get_object(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<(Vec<u8>, Option<String>)> {
     let name = format!("s3://{bucket}/{key}");
-    let response = client.get_object().bucket(bucket).key(key).send().await.map_err(|e| {
-        anyhow::anyhow!("failed to fetch {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e))
+    let response = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| IngestError::from_sdk(&format!("failed to fetch {name}"), e))?;
+    let etag = response.e_tag().map(str::to_string);
+    let body = response.body.collect().await.map_err(|error| {
+        IngestError::new(IngestErrorKind::Unavailable, format!("failed to read {name}: {error}"))
     })?;
-    let body = response.body.collect().await.with_context(|| format!("failed to read {name}"))?;
-    Ok(body.into_bytes().to_vec())
+    Ok((body.into_bytes().to_vec(), etag))
 }
 
-/// Reads S3 objects whose keys end in `.log` under `prefix`, skipping those whose ETag the
+/// Lists S3 objects whose keys end in `.log` under `prefix`, skipping those whose ETag the
 /// cursors already hold.
-pub async fn poll_s3(
+pub async fn list_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
     cursors: &Cursors,
-    polled: &mut Polled,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Pending>> {
+    let mut pending = Vec::new();
     for object in list_objects(client, bucket, prefix, &[".log"]).await? {
         let Some(key) = object.key() else { continue };
         let source_ref = format!("s3://{bucket}/{key}");
@@ -323,8 +488,7 @@ pub async fn poll_s3(
             .and_then(|t| t.to_millis().ok())
             .and_then(|ms| ms.checked_mul(1000));
         let size = object.size().unwrap_or(0).max(0) as u64;
-        let session_id = session_id_of(key);
-        let refused = match &session_id {
+        let refused = match session_id_of(key) {
             None => Some(format!("{source_ref}: key base name is not a session id")),
             Some(_) if size > MAX_OBJECT_BYTES => Some(format!(
                 "{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"
@@ -333,38 +497,61 @@ pub async fn poll_s3(
         };
         if let Some(reason) = refused {
             let source = SessionSource::S3;
-            polled.bad.push(BadInput { source, source_ref, position, raw: Vec::new(), reason });
+            pending.push(Pending::Refused(BadInput {
+                source,
+                source_ref,
+                position,
+                raw: Vec::new(),
+                reason,
+            }));
             continue;
         }
-        let Some(session_id) = session_id else { continue };
-        let raw = get_object(client, bucket, key).await?;
-        polled.sessions.push(SessionInput {
-            session_id,
-            source: SessionSource::S3,
-            source_ref,
-            position,
-            form: InputForm::S3Transcript,
-            raw,
+        pending.push(Pending::S3 {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            etag: position,
             observed_at,
         });
     }
-    Ok(())
+    Ok(pending)
 }
 
-/// Reads every stream of a log group (stream name = session id) that changed since the cursors.
-pub async fn poll_cloudwatch(
+/// Reads one S3 transcript. Its cursor position is the ETag of the bytes read (an object
+/// rewritten since the listing is read as it is now).
+pub async fn fetch_s3(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    listed_etag: &str,
+    observed_at: Option<i64>,
+) -> anyhow::Result<Fetched> {
+    let source_ref = format!("s3://{bucket}/{key}");
+    let Some(session_id) = session_id_of(key) else {
+        anyhow::bail!("{source_ref}: key base name is not a session id");
+    };
+    let (raw, etag) = get_object(client, bucket, key).await?;
+    Ok(Fetched::Session(SessionInput {
+        session_id,
+        source: SessionSource::S3,
+        source_ref,
+        position: etag.unwrap_or_else(|| listed_etag.to_string()),
+        form: InputForm::S3Transcript,
+        raw,
+        observed_at,
+    }))
+}
+
+/// Lists the streams of a log group (stream name = session id) that changed since the cursors.
+pub async fn list_cloudwatch(
     client: &aws_sdk_cloudwatchlogs::Client,
     group: &str,
     cursors: &Cursors,
-    polled: &mut Polled,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Pending>> {
+    let mut pending = Vec::new();
     let mut pages = client.describe_log_streams().log_group_name(group).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
-            anyhow::anyhow!(
-                "failed to list streams of log group {group}: {}",
-                aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-            )
+            IngestError::from_sdk(&format!("failed to list streams of log group {group}"), e)
         })?;
         for stream in page.log_streams() {
             let Some(name) = stream.log_stream_name() else {
@@ -379,34 +566,48 @@ pub async fn poll_cloudwatch(
             if cursors.positions.get(&source_ref) == Some(&position) {
                 continue;
             }
-            let events = read_stream(client, group, name).await?;
-            let Some(session_id) = session_id_of(name) else {
-                polled.bad.push(BadInput {
-                    source: SessionSource::CloudwatchStream,
-                    source_ref: source_ref.clone(),
-                    position,
-                    raw: cloudwatch_raw(&events).1,
-                    reason: format!("{source_ref}: stream name is not a session id"),
-                });
-                continue;
-            };
-            let (form, raw) = cloudwatch_raw(&events);
-            let source = match form {
-                InputForm::CloudwatchStream => SessionSource::CloudwatchStream,
-                _ => SessionSource::CloudwatchUpload,
-            };
-            polled.sessions.push(SessionInput {
-                session_id,
-                source,
-                source_ref,
+            pending.push(Pending::Cloudwatch {
+                group: group.to_string(),
+                stream: name.to_string(),
                 position,
-                form,
-                raw,
-                observed_at: events.last().and_then(|e| e.timestamp.checked_mul(1000)),
             });
         }
     }
-    Ok(())
+    Ok(pending)
+}
+
+/// Reads one log stream whole.
+pub async fn fetch_cloudwatch(
+    client: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    position: &str,
+) -> anyhow::Result<Fetched> {
+    let source_ref = format!("cwl://{group}/{stream}");
+    let events = read_stream(client, group, stream).await?;
+    let (form, raw) = cloudwatch_raw(&events);
+    let Some(session_id) = session_id_of(stream) else {
+        return Ok(Fetched::Bad(BadInput {
+            source: SessionSource::CloudwatchStream,
+            reason: format!("{source_ref}: stream name is not a session id"),
+            source_ref,
+            position: position.to_string(),
+            raw,
+        }));
+    };
+    let source = match form {
+        InputForm::CloudwatchStream => SessionSource::CloudwatchStream,
+        _ => SessionSource::CloudwatchUpload,
+    };
+    Ok(Fetched::Session(SessionInput {
+        session_id,
+        source,
+        source_ref,
+        position: position.to_string(),
+        form,
+        raw,
+        observed_at: events.last().and_then(|e| e.timestamp.checked_mul(1000)),
+    }))
 }
 
 async fn read_stream(
@@ -427,10 +628,7 @@ async fn read_stream(
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "failed to read cwl://{group}/{stream}: {}",
-                    aws_sdk_cloudwatchlogs::error::DisplayErrorContext(e)
-                )
+                IngestError::from_sdk(&format!("failed to read cwl://{group}/{stream}"), e)
             })?;
         for event in page.events() {
             events.push(LogEvent {
@@ -454,25 +652,40 @@ async fn read_stream(
     Ok(events)
 }
 
-/// Reads CloudTrail files (`.json.gz` or `.json`) under an S3 prefix.
-pub async fn poll_cloudtrail_s3(
+/// Lists CloudTrail files (`.json.gz` or `.json`) under an S3 prefix as `(key, etag)`.
+pub async fn list_cloudtrail_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-    polled: &mut Polled,
-) -> anyhow::Result<()> {
-    for object in list_objects(client, bucket, prefix, &[".json.gz", ".json"]).await? {
-        let Some(key) = object.key() else { continue };
-        let name = format!("s3://{bucket}/{key}");
-        let bytes = get_object(client, bucket, key).await?;
-        match parse_cloudtrail(&bytes, &name) {
-            Ok(found) => polled.cloudtrail.extend(found),
-            Err(error) => {
-                tracing::warn!(object = %name, error = %format!("{error:#}"), "cloudtrail file skipped")
-            }
-        }
-    }
-    Ok(())
+) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(list_objects(client, bucket, prefix, &[".json.gz", ".json"])
+        .await?
+        .into_iter()
+        .filter_map(|object| {
+            let key = object.key()?.to_string();
+            Some((key, object.e_tag().unwrap_or_default().to_string()))
+        })
+        .collect())
+}
+
+/// Reads one CloudTrail file from S3; a file that is not CloudTrail is logged and yields
+/// nothing. Decompression and parsing run on the blocking pool.
+pub async fn fetch_cloudtrail_s3(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<BTreeMap<String, SessionContext>> {
+    let name = format!("s3://{bucket}/{key}");
+    let (bytes, _) = get_object(client, bucket, key).await?;
+    let parsed = tokio::task::spawn_blocking(move || {
+        parse_cloudtrail(&bytes, &name).unwrap_or_else(|error| {
+            tracing::warn!(object = %name, error = %format!("{error:#}"), "cloudtrail file skipped");
+            BTreeMap::new()
+        })
+    })
+    .await
+    .context("cloudtrail parser task failed")?;
+    Ok(parsed)
 }
 
 #[cfg(test)]

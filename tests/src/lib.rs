@@ -137,3 +137,131 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// A binary running in the background, with what it prints collected as it goes.
+pub struct Background {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect_lines(
+    pipe: impl std::io::Read + Send + 'static,
+    into: std::sync::Arc<std::sync::Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut text = into.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            text.push_str(&line);
+            text.push('\n');
+        }
+    })
+}
+
+impl Background {
+    /// Starts `command` with its output piped and collected.
+    pub fn spawn(command: &mut Command) -> Background {
+        use std::process::Stdio;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start {command:?}: {error}"));
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let readers = vec![
+            collect_lines(child.stdout.take().expect("stdout"), stdout.clone()),
+            collect_lines(child.stderr.take().expect("stderr"), stderr.clone()),
+        ];
+        Background { child, stdout, stderr, readers }
+    }
+
+    /// Returns the process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Returns what the process printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Sends a signal (`TERM`, `INT`) to the process.
+    pub fn signal(&self, name: &str) {
+        let sent = run(Command::new("kill").args(["-s", name, &self.pid().to_string()]));
+        assert_eq!(sent.code, 0, "kill -s {name} failed: {}", sent.stderr);
+    }
+
+    /// Waits for the process to exit (killing it and failing after `timeout`) and returns
+    /// what it printed.
+    pub fn wait(&mut self, timeout: std::time::Duration) -> Ran {
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("process did not exit within {timeout:?}; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // A failed test must not leave a service running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Calls `probe` every 100 ms until it returns something, and returns that; fails naming
+/// `what` after `timeout`.
+pub fn wait_until<T>(
+    timeout: std::time::Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Sends `GET path` to a loopback HTTP server; returns the status code and body, or `None`
+/// when nothing answers.
+pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())?;
+    Some((status, body))
+}

@@ -1,0 +1,370 @@
+//! What the service tells operators: each event is one struct whose `emit()` writes its log
+//! line and updates its metrics, so that the two never drift apart.
+//!
+//! Logs carry ids, counts and error classes, never transcript bytes or command text. Levels:
+//! INFO for lifecycle (start, poll summaries, commits, shutdown), WARN for errors the service
+//! recovers from, ERROR when an operator has to act.
+//!
+//! # Metrics (Prometheus text format at `/metrics`)
+//!
+//! | name | type | meaning |
+//! |---|---|---|
+//! | `sessionlake_ingest_sessions_total` | counter | session versions committed |
+//! | `sessionlake_ingest_commands_total` | counter | commands committed |
+//! | `sessionlake_ingest_raw_bytes_total` | counter | bytes of original transcripts committed |
+//! | `sessionlake_ingest_quarantined_total` | counter | inputs quarantined |
+//! | `sessionlake_ingest_replaced_total` | counter | earlier session versions replaced |
+//! | `sessionlake_ingest_commits_total` | counter | manifest commits |
+//! | `sessionlake_ingest_errors_total{kind}` | counter | errors by class ([`IngestErrorKind`]) |
+//! | `sessionlake_ingest_polls_total{outcome}` | counter | polls, `ok` or `failed` |
+//! | `sessionlake_ingest_sessions_in_flight` | gauge | sessions being read, parsed or written |
+//! | `sessionlake_ingest_backlog` | gauge | inputs the last listing found new or changed |
+//! | `sessionlake_ingest_seconds_since_last_successful_poll` | gauge | lag behind the sources |
+//! | `sessionlake_ingest_last_poll_duration_seconds` | gauge | how long the last poll took |
+
+use std::time::Duration;
+
+use crate::error::IngestErrorKind;
+use crate::pipeline::BatchSummary;
+
+/// Session versions committed.
+pub const SESSIONS_TOTAL: &str = "sessionlake_ingest_sessions_total";
+/// Commands committed.
+pub const COMMANDS_TOTAL: &str = "sessionlake_ingest_commands_total";
+/// Bytes of original transcripts committed.
+pub const RAW_BYTES_TOTAL: &str = "sessionlake_ingest_raw_bytes_total";
+/// Inputs quarantined.
+pub const QUARANTINED_TOTAL: &str = "sessionlake_ingest_quarantined_total";
+/// Earlier session versions replaced by newer ones.
+pub const REPLACED_TOTAL: &str = "sessionlake_ingest_replaced_total";
+/// Manifest commits.
+pub const COMMITS_TOTAL: &str = "sessionlake_ingest_commits_total";
+/// Errors by class.
+pub const ERRORS_TOTAL: &str = "sessionlake_ingest_errors_total";
+/// Polls by outcome.
+pub const POLLS_TOTAL: &str = "sessionlake_ingest_polls_total";
+/// Sessions in flight.
+pub const SESSIONS_IN_FLIGHT: &str = "sessionlake_ingest_sessions_in_flight";
+/// Inputs the last listing found.
+pub const BACKLOG: &str = "sessionlake_ingest_backlog";
+/// Seconds since the last successful poll (or since the start, before the first).
+pub const SECONDS_SINCE_LAST_SUCCESSFUL_POLL: &str =
+    "sessionlake_ingest_seconds_since_last_successful_poll";
+/// Duration of the last poll.
+pub const LAST_POLL_DURATION_SECONDS: &str = "sessionlake_ingest_last_poll_duration_seconds";
+
+/// Describes every metric and registers the counters at zero, so that a scrape before the
+/// first event already shows them.
+pub fn register_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(SESSIONS_TOTAL, "Session versions committed to the lake.");
+    describe_counter!(COMMANDS_TOTAL, "Commands committed to the lake.");
+    describe_counter!(RAW_BYTES_TOTAL, Unit::Bytes, "Bytes of original transcripts committed.");
+    describe_counter!(QUARANTINED_TOTAL, "Inputs quarantined (unparseable or refused).");
+    describe_counter!(REPLACED_TOTAL, "Earlier session versions replaced by newer ones.");
+    describe_counter!(COMMITS_TOTAL, "Manifest commits.");
+    describe_counter!(ERRORS_TOTAL, "Errors by kind (retried on the next poll).");
+    describe_counter!(POLLS_TOTAL, "Polls of every source, by outcome.");
+    describe_gauge!(SESSIONS_IN_FLIGHT, "Sessions being read, parsed or written now.");
+    describe_gauge!(BACKLOG, "Inputs the last listing found new or changed.");
+    describe_gauge!(
+        SECONDS_SINCE_LAST_SUCCESSFUL_POLL,
+        Unit::Seconds,
+        "Seconds since the last successful poll or commit (since the start before the first)."
+    );
+    describe_gauge!(LAST_POLL_DURATION_SECONDS, Unit::Seconds, "Duration of the last poll.");
+    for name in [
+        SESSIONS_TOTAL,
+        COMMANDS_TOTAL,
+        RAW_BYTES_TOTAL,
+        QUARANTINED_TOTAL,
+        REPLACED_TOTAL,
+        COMMITS_TOTAL,
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for kind in IngestErrorKind::ALL {
+        metrics::counter!(ERRORS_TOTAL, "kind" => kind.as_str()).absolute(0);
+    }
+    for outcome in ["ok", "failed"] {
+        metrics::counter!(POLLS_TOTAL, "outcome" => outcome).absolute(0);
+    }
+    metrics::gauge!(SESSIONS_IN_FLIGHT).set(0.0);
+    metrics::gauge!(BACKLOG).set(0.0);
+}
+
+/// Counts one error of `kind` (its log line is the caller's event).
+pub fn count_error(kind: IngestErrorKind) {
+    metrics::counter!(ERRORS_TOTAL, "kind" => kind.as_str()).increment(1);
+}
+
+/// The service started.
+pub struct ServiceStarted<'a> {
+    /// `once` or `follow`.
+    pub mode: &'a str,
+    /// The lake.
+    pub lake: &'a str,
+    /// Sources configured.
+    pub sources: usize,
+    /// Poll interval (follow mode).
+    pub poll_interval: Duration,
+    /// Sessions in flight at most.
+    pub max_in_flight: usize,
+    /// Sessions per commit.
+    pub batch_sessions: usize,
+}
+
+impl ServiceStarted<'_> {
+    /// Logs the start.
+    pub fn emit(&self) {
+        tracing::info!(
+            mode = self.mode,
+            lake = %self.lake,
+            sources = self.sources,
+            poll_interval = ?self.poll_interval,
+            max_in_flight = self.max_in_flight,
+            batch_sessions = self.batch_sessions,
+            "ingest started"
+        );
+    }
+}
+
+/// The metrics endpoint is listening.
+pub struct MetricsListening {
+    /// The bound address (the real port when 0 was asked for).
+    pub address: std::net::SocketAddr,
+}
+
+impl MetricsListening {
+    /// Logs the address.
+    pub fn emit(&self) {
+        tracing::info!(address = %self.address, "metrics endpoint listening (/metrics, /healthz)");
+    }
+}
+
+/// A listing found work.
+pub struct BacklogListed {
+    /// Inputs new or changed since the cursors.
+    pub backlog: usize,
+}
+
+impl BacklogListed {
+    /// Sets the backlog gauge.
+    pub fn emit(&self) {
+        metrics::gauge!(BACKLOG).set(self.backlog as f64);
+        if self.backlog > 0 {
+            tracing::debug!(backlog = self.backlog, "sources listed");
+        }
+    }
+}
+
+/// A batch was committed to the manifest.
+pub struct BatchCommitted<'a> {
+    /// What the batch did.
+    pub batch: &'a BatchSummary,
+}
+
+impl BatchCommitted<'_> {
+    /// Logs the commit and counts what it holds.
+    pub fn emit(&self) {
+        let batch = self.batch;
+        metrics::counter!(SESSIONS_TOTAL).increment(batch.sessions as u64);
+        metrics::counter!(COMMANDS_TOTAL).increment(batch.commands as u64);
+        metrics::counter!(RAW_BYTES_TOTAL).increment(batch.raw_bytes);
+        metrics::counter!(QUARANTINED_TOTAL).increment(batch.quarantined as u64);
+        metrics::counter!(REPLACED_TOTAL).increment(batch.replaced as u64);
+        if let Some(sequence) = batch.sequence {
+            metrics::counter!(COMMITS_TOTAL).increment(1);
+            tracing::info!(
+                sequence,
+                sessions = batch.sessions,
+                commands = batch.commands,
+                quarantined = batch.quarantined,
+                replaced = batch.replaced,
+                raw_bytes = batch.raw_bytes,
+                "batch committed"
+            );
+        }
+    }
+}
+
+/// One input could not be read or written; its cursor stays, so the next poll retries it.
+pub struct InputFailed<'a> {
+    /// Where the input comes from.
+    pub source_ref: &'a str,
+    /// The error's class.
+    pub kind: IngestErrorKind,
+    /// The error (names objects, never holds their contents).
+    pub error: &'a anyhow::Error,
+}
+
+impl InputFailed<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(self.kind);
+        tracing::warn!(
+            source = %self.source_ref,
+            kind = %self.kind,
+            error = %format!("{:#}", self.error),
+            "input not ingested; retried on the next poll"
+        );
+    }
+}
+
+/// Cursors could not be saved after a commit (the commit holds; they are saved again later).
+pub struct CursorsNotSaved<'a> {
+    /// The error.
+    pub error: &'a anyhow::Error,
+}
+
+impl CursorsNotSaved<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Lake);
+        tracing::warn!(error = %format!("{:#}", self.error), "cursors not saved; saved again after the next commit or at shutdown");
+    }
+}
+
+/// A poll ended without errors.
+pub struct PollCompleted {
+    /// Inputs listed as new or changed.
+    pub backlog: usize,
+    /// What the poll committed.
+    pub done: BatchSummary,
+    /// How long it took.
+    pub duration: Duration,
+    /// Whether a stop signal ended it before the backlog was drained.
+    pub interrupted: bool,
+}
+
+impl PollCompleted {
+    /// Logs the poll's summary (INFO when it found work) and counts it.
+    pub fn emit(&self) {
+        metrics::counter!(POLLS_TOTAL, "outcome" => "ok").increment(1);
+        metrics::gauge!(LAST_POLL_DURATION_SECONDS).set(self.duration.as_secs_f64());
+        if self.backlog == 0 && !self.interrupted {
+            tracing::debug!(duration = ?self.duration, "poll found nothing new");
+            return;
+        }
+        tracing::info!(
+            backlog = self.backlog,
+            sessions = self.done.sessions,
+            commands = self.done.commands,
+            quarantined = self.done.quarantined,
+            replaced = self.done.replaced,
+            duration = ?self.duration,
+            interrupted = self.interrupted,
+            "poll completed"
+        );
+    }
+}
+
+/// A poll failed; the service retries after `retry_in`.
+pub struct PollFailed<'a> {
+    /// The first error's class.
+    pub kind: IngestErrorKind,
+    /// The first error.
+    pub error: &'a anyhow::Error,
+    /// Failed polls in a row.
+    pub consecutive: u32,
+    /// What the poll still committed.
+    pub done: BatchSummary,
+    /// How long it took.
+    pub duration: Duration,
+    /// Delay before the next poll (follow mode).
+    pub retry_in: Option<Duration>,
+}
+
+impl PollFailed<'_> {
+    /// Logs and counts the failure.
+    pub fn emit(&self) {
+        metrics::counter!(POLLS_TOTAL, "outcome" => "failed").increment(1);
+        metrics::gauge!(LAST_POLL_DURATION_SECONDS).set(self.duration.as_secs_f64());
+        tracing::warn!(
+            kind = %self.kind,
+            consecutive = self.consecutive,
+            sessions = self.done.sessions,
+            retry_in = ?self.retry_in,
+            error = %format!("{:#}", self.error),
+            "poll failed"
+        );
+    }
+}
+
+/// A stop signal arrived: no new work is taken, in-flight sessions finish and are committed.
+pub struct ShutdownRequested {
+    /// `SIGTERM` or `SIGINT`.
+    pub signal: &'static str,
+    /// The time they get.
+    pub timeout: Duration,
+}
+
+impl ShutdownRequested {
+    /// Logs the request.
+    pub fn emit(&self) {
+        tracing::info!(
+            signal = self.signal,
+            timeout = ?self.timeout,
+            "shutdown requested; finishing in-flight sessions (a second signal stops at once)"
+        );
+    }
+}
+
+/// The service stopped cleanly: everything it read is committed and the cursors are saved.
+pub struct ServiceStopped<'a> {
+    /// Totals of the run.
+    pub done: &'a BatchSummary,
+    /// Commits made.
+    pub commits: usize,
+    /// Whether a signal stopped it.
+    pub signalled: bool,
+}
+
+impl ServiceStopped<'_> {
+    /// Logs the totals.
+    pub fn emit(&self) {
+        tracing::info!(
+            sessions = self.done.sessions,
+            commands = self.done.commands,
+            quarantined = self.done.quarantined,
+            replaced = self.done.replaced,
+            commits = self.commits,
+            signalled = self.signalled,
+            "ingest stopped; cursors saved"
+        );
+    }
+}
+
+/// Shutdown did not finish in time, or a second signal came: the process stops with work in
+/// flight (uncommitted, so replayed from the cursors on the next run).
+pub struct ShutdownForced<'a> {
+    /// Why.
+    pub reason: &'a str,
+}
+
+impl ShutdownForced<'_> {
+    /// Logs the forced stop.
+    pub fn emit(&self) {
+        tracing::error!(
+            reason = self.reason,
+            "stopping with sessions in flight; they are replayed from the cursors on the next run"
+        );
+    }
+}
+
+/// Counts sessions in flight while alive.
+pub struct InFlight(());
+
+impl InFlight {
+    /// Counts one more session in flight until the guard drops.
+    pub fn enter() -> InFlight {
+        metrics::gauge!(SESSIONS_IN_FLIGHT).increment(1.0);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(SESSIONS_IN_FLIGHT).decrement(1.0);
+    }
+}

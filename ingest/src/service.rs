@@ -1,0 +1,649 @@
+//! The ingest service: polls every source once (`--once`) or every `poll_interval` until
+//! stopped (`--follow`), with a bounded number of sessions in flight, and stops cleanly on
+//! SIGTERM or SIGINT. The delivery guarantees are in `ingest/design.md`.
+//!
+//! A poll lists every source (names and positions only), then works through what is new in
+//! batches of `batch_sessions`: at most `max_in_flight` sessions are read, parsed and written
+//! at once; each batch is one manifest commit, after which its cursors are saved. Memory is
+//! bounded by `max_in_flight` transcripts, not by the backlog.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use sessionlake_indexer::SessionContext;
+use sessionlake_lake::cursors::Cursors;
+use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
+use sessionlake_lake::store::{LakeLocation, LakeStore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{IngestErrorKind, kind_of};
+use crate::events;
+use crate::pipeline::{BatchSummary, Input, LakeWriter, Written};
+use crate::sources::{self, Fetched, FileStamp, LocalCache, LocalKind, Pending};
+use crate::telemetry::{self, Health};
+
+/// Longest pause between polls after failures in a row (when the interval is shorter).
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What a run did, in total.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Sessions written.
+    pub sessions: usize,
+    /// Commands written.
+    pub commands: usize,
+    /// Inputs quarantined.
+    pub quarantined: usize,
+    /// Sessions whose earlier version in the lake was replaced (a stream that grew).
+    pub replaced: usize,
+    /// Commits made.
+    pub commits: usize,
+    /// Bytes of original transcripts written.
+    pub raw_bytes: u64,
+    /// The keyring was created by this run.
+    pub keyring_created: bool,
+    /// A stop signal ended the run (everything read was still committed).
+    pub signalled: bool,
+}
+
+impl RunSummary {
+    fn add(&mut self, batch: &BatchSummary) {
+        self.sessions += batch.sessions;
+        self.commands += batch.commands;
+        self.quarantined += batch.quarantined;
+        self.replaced += batch.replaced;
+        self.raw_bytes += batch.raw_bytes;
+    }
+
+    fn totals(&self) -> BatchSummary {
+        BatchSummary {
+            sessions: self.sessions,
+            commands: self.commands,
+            quarantined: self.quarantined,
+            replaced: self.replaced,
+            raw_bytes: self.raw_bytes,
+            sequence: None,
+        }
+    }
+}
+
+fn add_batch(total: &mut BatchSummary, batch: &BatchSummary) {
+    total.sessions += batch.sessions;
+    total.commands += batch.commands;
+    total.quarantined += batch.quarantined;
+    total.replaced += batch.replaced;
+    total.raw_bytes += batch.raw_bytes;
+    total.sequence = batch.sequence.or(total.sequence);
+}
+
+/// What one poll did.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    /// Inputs the listing found new or changed.
+    pub backlog: usize,
+    /// What was committed, summed over the poll's batches.
+    pub done: BatchSummary,
+    /// Commits made.
+    pub commits: usize,
+    /// A stop signal ended the poll before its backlog was drained.
+    pub interrupted: bool,
+    /// The first error, if any; inputs that failed keep their cursors and are retried.
+    pub failure: Option<anyhow::Error>,
+}
+
+/// One pending input after it was read and written (or not).
+struct Processed {
+    source_ref: String,
+    outcome: anyhow::Result<Option<Written>>,
+    /// A local file's stamp and hash as read, for the next listing.
+    seen: Option<(FileStamp, String)>,
+}
+
+/// The state of a running ingest: the lake, the sources, the cursors.
+pub struct Ingestor {
+    config: Config,
+    writer: LakeWriter,
+    cursors: Cursors,
+    /// Cursors set by a commit whose save failed: saved again later.
+    cursors_dirty: bool,
+    s3: Option<aws_sdk_s3::Client>,
+    logs: Option<aws_sdk_cloudwatchlogs::Client>,
+    /// CloudTrail `StartSession` facts found so far, by session id.
+    cloudtrail: BTreeMap<String, SessionContext>,
+    /// CloudTrail files already read (`s3://…#etag`, or a path with its stamp).
+    cloudtrail_read: HashSet<String>,
+    /// Local files read by this process.
+    local_seen: LocalCache,
+    /// The keyring was created when opening.
+    pub keyring_created: bool,
+}
+
+impl Ingestor {
+    /// Opens the lake, the keys, the cursors and the AWS clients (with the configured retries:
+    /// jittered exponential backoff on throttling, 5xx and timeouts).
+    pub async fn open(config: &Config) -> anyhow::Result<Ingestor> {
+        let sdk_config = if config.needs_aws() {
+            let loaded = sessionlake_lake::aws::load_sdk_config(config.region.as_deref()).await;
+            let retry = aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(config.retry_max_attempts);
+            Some(loaded.to_builder().retry_config(retry).build())
+        } else {
+            None
+        };
+        let location = LakeLocation::parse(&config.lake)?;
+        let store = LakeStore::open(&location, sdk_config.as_ref())?;
+        let (keyring, keyring_created) = LocalKeyring::open_or_create(&config.keyring)?;
+        let keyring = Arc::new(keyring);
+        let keys: Arc<dyn KeyProvider> = match (&config.kms_key_id, &sdk_config) {
+            (Some(key_id), Some(sdk)) => {
+                Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::new(sdk), key_id.clone()))
+            }
+            _ => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
+        };
+        let chain = sessionlake_lake::manifest::read_chain(&store)
+            .await
+            .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
+        let live = sessionlake_lake::manifest::live_objects(&chain);
+        let cursors = Cursors::load(&store).await?;
+        let writer = LakeWriter { store, keys, keyring, live };
+        let s3 = sdk_config.as_ref().map(crate::s3_client);
+        let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
+        Ok(Ingestor {
+            config: config.clone(),
+            writer,
+            cursors,
+            cursors_dirty: false,
+            s3,
+            logs,
+            cloudtrail: BTreeMap::new(),
+            cloudtrail_read: HashSet::new(),
+            local_seen: LocalCache::new(),
+            keyring_created,
+        })
+    }
+
+    /// Saves the cursors if a commit set them and their save failed.
+    pub async fn flush_cursors(&mut self) -> anyhow::Result<()> {
+        if self.cursors_dirty {
+            self.cursors.save(&self.writer.store).await.context("failed to save cursors")?;
+            self.cursors_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Reads CloudTrail files not read before into the enrichment map.
+    async fn read_cloudtrail(&mut self) -> anyhow::Result<()> {
+        for local in &self.config.local {
+            let dir = local.path.clone();
+            let files = tokio::task::spawn_blocking(move || sources::list_local(&dir))
+                .await
+                .context("listing task failed")??;
+            for file in files.into_iter().filter(|file| file.kind == LocalKind::Cloudtrail) {
+                let seen =
+                    format!("{}#{}:{:?}", file.source_ref, file.stamp.len, file.stamp.modified);
+                if self.cloudtrail_read.contains(&seen) {
+                    continue;
+                }
+                let found =
+                    tokio::task::spawn_blocking(move || sources::read_local_cloudtrail(&file))
+                        .await
+                        .context("cloudtrail task failed")??;
+                self.cloudtrail.extend(found);
+                self.cloudtrail_read.insert(seen);
+            }
+        }
+        if let Some(s3) = &self.s3 {
+            for source in &self.config.cloudtrail {
+                for (key, etag) in
+                    sources::list_cloudtrail_s3(s3, &source.bucket, &source.prefix).await?
+                {
+                    let seen = format!("s3://{}/{key}#{etag}", source.bucket);
+                    if self.cloudtrail_read.contains(&seen) {
+                        continue;
+                    }
+                    let found = sources::fetch_cloudtrail_s3(s3, &source.bucket, &key).await?;
+                    self.cloudtrail.extend(found);
+                    self.cloudtrail_read.insert(seen);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists every session source; a source that fails is reported, the others still listed.
+    async fn list(&self, failure: &mut Option<anyhow::Error>) -> Vec<Pending> {
+        let mut pending = Vec::new();
+        let mut record = |error: anyhow::Error| {
+            events::count_error(kind_of(&error));
+            failure.get_or_insert(error);
+        };
+        for local in &self.config.local {
+            let dir = local.path.clone();
+            match tokio::task::spawn_blocking(move || sources::list_local(&dir)).await {
+                Ok(Ok(files)) => {
+                    pending.extend(sources::pending_local(files, &self.cursors, &self.local_seen));
+                }
+                Ok(Err(error)) => record(error),
+                Err(join) => record(anyhow::Error::new(join).context("listing task failed")),
+            }
+        }
+        if let Some(s3) = &self.s3 {
+            for source in &self.config.s3 {
+                match sources::list_s3(s3, &source.bucket, &source.prefix, &self.cursors).await {
+                    Ok(found) => pending.extend(found),
+                    Err(error) => record(error),
+                }
+            }
+        }
+        if let Some(logs) = &self.logs {
+            for source in &self.config.cloudwatch {
+                match sources::list_cloudwatch(logs, &source.log_group, &self.cursors).await {
+                    Ok(found) => pending.extend(found),
+                    Err(error) => record(error),
+                }
+            }
+        }
+        pending
+    }
+
+    /// Reads one pending input.
+    async fn fetch(
+        &self,
+        pending: Pending,
+    ) -> (anyhow::Result<Fetched>, Option<(FileStamp, String)>) {
+        match pending {
+            Pending::Refused(bad) => (Ok(Fetched::Bad(bad)), None),
+            Pending::Local(file) => {
+                let cursor = self.cursors.positions.get(&file.source_ref).cloned();
+                let read = tokio::task::spawn_blocking(move || {
+                    sources::fetch_local(&file, cursor.as_deref())
+                })
+                .await;
+                match read {
+                    Ok(Ok((fetched, seen))) => (Ok(fetched), seen),
+                    Ok(Err(error)) => (Err(error), None),
+                    Err(join) => {
+                        (Err(anyhow::Error::new(join).context("reading task failed")), None)
+                    }
+                }
+            }
+            Pending::S3 { bucket, key, etag, observed_at } => {
+                let Some(s3) = &self.s3 else {
+                    return (Err(anyhow::anyhow!("no S3 client for s3://{bucket}/{key}")), None);
+                };
+                (sources::fetch_s3(s3, &bucket, &key, &etag, observed_at).await, None)
+            }
+            Pending::Cloudwatch { group, stream, position } => {
+                let Some(logs) = &self.logs else {
+                    return (Err(anyhow::anyhow!("no CloudWatch Logs client for {group}")), None);
+                };
+                (sources::fetch_cloudwatch(logs, &group, &stream, &position).await, None)
+            }
+        }
+    }
+
+    /// Reads and writes one pending input (its objects durable, not yet committed).
+    async fn process(&self, pending: Pending) -> Processed {
+        let _in_flight = events::InFlight::enter();
+        let source_ref = pending.source_ref();
+        let (fetched, seen) = self.fetch(pending).await;
+        let outcome = match fetched {
+            Err(error) => Err(error),
+            Ok(Fetched::Unchanged) => Ok(None),
+            Ok(Fetched::Bad(bad)) => self.writer.write_input(Input::Bad(bad), None).await.map(Some),
+            Ok(Fetched::Session(input)) => {
+                let context = self.cloudtrail.get(&input.session_id).cloned();
+                self.writer.write_input(Input::Session(input), context).await.map(Some)
+            }
+        };
+        Processed { source_ref, outcome, seen }
+    }
+
+    /// Reads and writes up to `max_in_flight` inputs of `batch` at once, in order; takes no
+    /// new input once `shutdown` is cancelled (those in flight finish).
+    async fn process_batch(
+        &self,
+        batch: Vec<Pending>,
+        shutdown: &CancellationToken,
+    ) -> Vec<Processed> {
+        futures::stream::iter(batch)
+            .take_while(|_| std::future::ready(!shutdown.is_cancelled()))
+            .map(|pending| self.process(pending))
+            .buffered(self.config.max_in_flight)
+            .collect()
+            .await
+    }
+
+    /// Polls every source once and ingests what is new, batch by batch. Stops taking new
+    /// inputs when `shutdown` is cancelled, but commits those in flight first.
+    /// Each commit is recorded in `health` as progress.
+    pub async fn poll(&mut self, shutdown: &CancellationToken, health: &Health) -> PollReport {
+        let mut report = PollReport::default();
+        if let Err(error) = self.flush_cursors().await {
+            events::count_error(kind_of(&error));
+            report.failure = Some(error);
+            return report;
+        }
+        // Enrichment first: a session written without its CloudTrail facts keeps them missing.
+        let cloudtrail = tokio::select! {
+            () = shutdown.cancelled() => {
+                report.interrupted = true;
+                return report;
+            }
+            read = self.read_cloudtrail() => read,
+        };
+        if let Err(error) = cloudtrail {
+            events::count_error(kind_of(&error));
+            report.failure = Some(error.context("failed to read CloudTrail; sessions wait for it"));
+            return report;
+        }
+        let mut failure = None;
+        let pending = tokio::select! {
+            () = shutdown.cancelled() => {
+                report.interrupted = true;
+                return report;
+            }
+            pending = self.list(&mut failure) => pending,
+        };
+        report.failure = failure;
+        report.backlog = pending.len();
+        events::BacklogListed { backlog: report.backlog }.emit();
+
+        let mut queue = pending.into_iter().peekable();
+        while queue.peek().is_some() {
+            if shutdown.is_cancelled() {
+                report.interrupted = true;
+                break;
+            }
+            let batch: Vec<Pending> = queue.by_ref().take(self.config.batch_sessions).collect();
+            let processed = self.process_batch(batch, shutdown).await;
+            let attempted = processed.len();
+            let mut written = Vec::new();
+            let mut failed = 0usize;
+            for Processed { source_ref, outcome, seen } in processed {
+                if let Some(seen) = seen {
+                    self.local_seen.insert(source_ref.clone(), seen);
+                }
+                match outcome {
+                    Ok(Some(input)) => written.push(input),
+                    Ok(None) => {}
+                    Err(error) => {
+                        failed += 1;
+                        events::InputFailed {
+                            source_ref: &source_ref,
+                            kind: kind_of(&error),
+                            error: &error,
+                        }
+                        .emit();
+                        report.failure.get_or_insert(error);
+                    }
+                }
+            }
+            match self.writer.commit(written, &mut self.cursors).await {
+                Ok(batch) => {
+                    events::BatchCommitted { batch: &batch }.emit();
+                    if batch.sequence.is_some() {
+                        health.record_success();
+                    }
+                    add_batch(&mut report.done, &batch);
+                    if batch.sequence.is_some() {
+                        report.commits += 1;
+                        self.cursors_dirty = true;
+                        if let Err(error) = self.flush_cursors().await {
+                            events::CursorsNotSaved { error: &error }.emit();
+                            report.failure.get_or_insert(error);
+                        }
+                    }
+                }
+                Err(error) => {
+                    let error = error
+                        .context(format!("failed to commit to {}", self.writer.store.location()));
+                    events::count_error(IngestErrorKind::Lake);
+                    report.failure.get_or_insert(error);
+                    break;
+                }
+            }
+            // Every input of the batch failed: the source or the lake is down; wait for the
+            // next poll rather than fail through the rest of the backlog.
+            if attempted > 0 && failed == attempted {
+                break;
+            }
+        }
+        if queue.peek().is_some() && shutdown.is_cancelled() {
+            report.interrupted = true;
+        }
+        report
+    }
+}
+
+/// Returns the pause before the next poll: the interval, and after failures in a row a
+/// jittered exponential backoff (up to `MAX_FAILURE_BACKOFF` or the interval if longer).
+fn next_delay(interval: Duration, consecutive_failures: u32) -> Duration {
+    if consecutive_failures <= 1 {
+        return interval;
+    }
+    let ceiling = interval.max(MAX_FAILURE_BACKOFF);
+    let exponential = interval.saturating_mul(1 << (consecutive_failures - 1).min(10)).min(ceiling);
+    let spread = exponential.saturating_sub(interval);
+    interval + spread.mul_f64(fastrand::f64())
+}
+
+fn source_count(config: &Config) -> usize {
+    config.local.len() + config.s3.len() + config.cloudwatch.len() + config.cloudtrail.len()
+}
+
+/// Runs ingest until it is done (`--once`) or `shutdown` is cancelled (`--follow`), serving
+/// metrics meanwhile if configured. Everything read is committed before it returns.
+pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
+    let health = Arc::new(Health::new(config.poll_interval));
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = match config.metrics_addr {
+        None => None,
+        Some(address) => {
+            let handle = telemetry::prometheus_handle()?;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("failed to listen on metrics_addr {address}"))?;
+            let bound = listener.local_addr().context("failed to read the metrics address")?;
+            events::MetricsListening { address: bound }.emit();
+            Some(tokio::spawn(telemetry::serve(
+                listener,
+                handle,
+                Arc::clone(&health),
+                metrics_stop.clone(),
+            )))
+        }
+    };
+    let result = poll_loop(config, &shutdown, &health).await;
+    metrics_stop.cancel();
+    if let Some(task) = metrics_task
+        && let Err(join) = task.await
+        && join.is_panic()
+    {
+        std::panic::resume_unwind(join.into_panic());
+    }
+    result
+}
+
+async fn poll_loop(
+    config: &Config,
+    shutdown: &CancellationToken,
+    health: &Health,
+) -> anyhow::Result<RunSummary> {
+    let mut ingestor = Ingestor::open(config).await?;
+    events::ServiceStarted {
+        mode: if config.follow { "follow" } else { "once" },
+        lake: &config.lake,
+        sources: source_count(config),
+        poll_interval: config.poll_interval,
+        max_in_flight: config.max_in_flight,
+        batch_sessions: config.batch_sessions,
+    }
+    .emit();
+    let mut summary =
+        RunSummary { keyring_created: ingestor.keyring_created, ..RunSummary::default() };
+    let mut consecutive_failures = 0u32;
+    loop {
+        let started = Instant::now();
+        let report = ingestor.poll(shutdown, health).await;
+        summary.add(&report.done);
+        summary.commits += report.commits;
+        let duration = started.elapsed();
+        match report.failure {
+            None => {
+                consecutive_failures = 0;
+                health.record_success();
+                events::PollCompleted {
+                    backlog: report.backlog,
+                    done: report.done,
+                    duration,
+                    interrupted: report.interrupted,
+                }
+                .emit();
+            }
+            Some(error) => {
+                consecutive_failures += 1;
+                let retry_in = (config.follow && !shutdown.is_cancelled())
+                    .then(|| next_delay(config.poll_interval, consecutive_failures));
+                events::PollFailed {
+                    kind: kind_of(&error),
+                    error: &error,
+                    consecutive: consecutive_failures,
+                    done: report.done,
+                    duration,
+                    retry_in,
+                }
+                .emit();
+                if !config.follow {
+                    return Err(error.context(format!(
+                        "poll failed after committing {} sessions (the rest is retried on the next run)",
+                        summary.sessions
+                    )));
+                }
+            }
+        }
+        if !config.follow || shutdown.is_cancelled() {
+            break;
+        }
+        let delay = next_delay(config.poll_interval, consecutive_failures);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+    if let Err(error) = ingestor.flush_cursors().await {
+        return Err(error.context("failed to save cursors at shutdown (the commits hold; the sessions they name are replaced on the next run)"));
+    }
+    summary.signalled = shutdown.is_cancelled();
+    events::ServiceStopped {
+        done: &summary.totals(),
+        commits: summary.commits,
+        signalled: summary.signalled,
+    }
+    .emit();
+    Ok(summary)
+}
+
+/// A stop that did not wait for in-flight work.
+#[derive(Debug, thiserror::Error)]
+pub enum ForcedStop {
+    /// A second SIGTERM/SIGINT.
+    #[error(
+        "received {name} again: stopped at once; sessions in flight were not committed and are replayed from the cursors on the next run"
+    )]
+    SecondSignal {
+        /// `SIGTERM` or `SIGINT`.
+        name: &'static str,
+        /// The signal number.
+        number: i32,
+    },
+    /// In-flight work did not finish within `shutdown_timeout`.
+    #[error(
+        "shutdown did not finish within shutdown_timeout ({seconds}s): stopped with sessions in flight; they are replayed from the cursors on the next run"
+    )]
+    TimedOut {
+        /// The timeout.
+        seconds: f64,
+    },
+}
+
+impl ForcedStop {
+    /// Returns the process exit code: 128 + the signal for a second signal, 3 for a timeout.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ForcedStop::SecondSignal { number, .. } => (128 + number).clamp(0, 255) as u8,
+            ForcedStop::TimedOut { .. } => 3,
+        }
+    }
+}
+
+/// SIGTERM and SIGINT.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn listen() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("failed to listen for SIGINT")?,
+        })
+    }
+
+    /// Waits for the next signal; returns its name and number.
+    async fn recv(&mut self) -> (&'static str, i32) {
+        tokio::select! {
+            _ = self.terminate.recv() => ("SIGTERM", 15),
+            _ = self.interrupt.recv() => ("SIGINT", 2),
+        }
+    }
+}
+
+/// Runs the service under signal control: the first SIGTERM/SIGINT stops taking new work and
+/// lets in-flight sessions finish and commit (within `shutdown_timeout`); a second one, or the
+/// timeout, returns a [`ForcedStop`] at once.
+pub async fn run(config: &Config) -> anyhow::Result<RunSummary> {
+    let mut signals = StopSignals::listen()?;
+    let shutdown = CancellationToken::new();
+    let work = serve(config, shutdown.clone());
+    tokio::pin!(work);
+    let (name, _) = tokio::select! {
+        result = &mut work => return result,
+        signal = signals.recv() => signal,
+    };
+    events::ShutdownRequested { signal: name, timeout: config.shutdown_timeout }.emit();
+    shutdown.cancel();
+    let forced = tokio::select! {
+        result = &mut work => return result,
+        (name, number) = signals.recv() => ForcedStop::SecondSignal { name, number },
+        () = tokio::time::sleep(config.shutdown_timeout) => {
+            ForcedStop::TimedOut { seconds: config.shutdown_timeout.as_secs_f64() }
+        }
+    };
+    events::ShutdownForced { reason: &forced.to_string() }.emit();
+    Err(forced.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_next_delay_backs_off_with_jitter_within_bounds() {
+        let interval = Duration::from_secs(10);
+        assert_eq!(next_delay(interval, 0), interval);
+        assert_eq!(next_delay(interval, 1), interval);
+        for failures in 2..40 {
+            let delay = next_delay(interval, failures);
+            assert!(delay >= interval && delay <= MAX_FAILURE_BACKOFF, "{failures}: {delay:?}");
+        }
+        let long = Duration::from_secs(3600);
+        assert_eq!(next_delay(long, 5), long, "never below or above a long interval");
+    }
+}

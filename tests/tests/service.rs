@@ -1,0 +1,338 @@
+//! End-to-end: `sessionlake-ingest` as a service. Follow mode picks up new sessions, SIGTERM
+//! finishes in-flight work and exits 0, a restart after a stop mid-run ingests every session
+//! exactly once, `/metrics` and `/healthz` answer on loopback, bad service config is refused.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use sessionlake_tests::{
+    Background, binary, copy_tree, files_under, http_get, repo_root, run, s3_client, wait_until,
+};
+
+/// Upper bound for anything the service is waited for; never a measure of speed.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A transcript of the examples, used as the body of generated sessions.
+const TRANSCRIPT: &str = "examples/s3/ssm-logs/alice-0123456789abcdef0.log";
+
+/// Sessions shipped in examples/: S3 transcripts plus CloudWatch streams.
+fn example_sessions() -> usize {
+    files_under(&repo_root().join("examples"))
+        .iter()
+        .filter(|path| {
+            let name = path.to_string_lossy();
+            name.ends_with(".log") || (name.starts_with("cloudwatch/") && name.ends_with(".json"))
+        })
+        .count()
+}
+
+/// Returns the lines of `sessionlake <args> --json` of type `match`.
+fn cli_rows(dir: &Path, args: &[&str]) -> (i32, Vec<Value>) {
+    let ran = run(binary("sessionlake", false)
+        .current_dir(dir)
+        .args(["--lake", "lake", "--keyring", "keyring.json"])
+        .args(args)
+        .arg("--json"));
+    let rows = ran
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|record| record["type"] == "match")
+        .map(|record| record["data"].clone())
+        .collect();
+    (ran.code, rows)
+}
+
+/// Returns whether the lake holds a command of `session`.
+fn session_found(dir: &Path, session: &str) -> bool {
+    cli_rows(dir, &["search", "--session", session]).0 == 0
+}
+
+/// Runs `sessionlake verify` on the test lake and asserts that it passes.
+fn assert_verifies(dir: &Path) {
+    let verified = run(binary("sessionlake", false).current_dir(dir).args([
+        "--lake",
+        "lake",
+        "--keyring",
+        "keyring.json",
+        "verify",
+    ]));
+    assert_eq!(verified.code, 0, "verify failed:\n{}{}", verified.stdout, verified.stderr);
+}
+
+/// Returns the value of a metric line `name value` (labels included in `name`).
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Returns the metrics endpoint's address from the service's log.
+fn metrics_address(service: &Background) -> String {
+    wait_until(PATIENCE, "the metrics endpoint's address in the log", || {
+        service
+            .stderr()
+            .lines()
+            .find(|line| line.contains("metrics endpoint listening"))
+            .and_then(|line| line.split("address=").nth(1))
+            .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())
+    })
+}
+
+/// Returns the ingest command for the test lake in `dir`.
+fn ingest(dir: &Path, aws: bool) -> std::process::Command {
+    let mut command = binary("sessionlake-ingest", aws);
+    command.current_dir(dir).args(["--lake", "lake", "--keyring", "keyring.json", "--log", "info"]);
+    command
+}
+
+fn cursors(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("lake/state/cursors.json")).expect("cursors");
+    serde_json::from_str(&text).expect("cursors JSON")
+}
+
+#[test]
+fn test_follow_ingests_new_sessions_serves_metrics_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let mut service = Background::spawn(ingest(dir.path(), false).args([
+        "--follow",
+        "--poll-interval",
+        "1s",
+        "--local",
+        "examples",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]));
+    let address = metrics_address(&service);
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+
+    // After the first poll: the examples are in, and the endpoint says so.
+    let expected = example_sessions() as f64;
+    let metrics = wait_until(PATIENCE, "the first poll's sessions in /metrics", || {
+        let (status, body) = http_get(&address, "/metrics")?;
+        (status == 200 && metric(&body, "sessionlake_ingest_sessions_total") == Some(expected))
+            .then_some(body)
+    });
+    assert_eq!(metric(&metrics, "sessionlake_ingest_commits_total"), Some(1.0), "{metrics}");
+    assert!(
+        metric(&metrics, "sessionlake_ingest_commands_total").is_some_and(|n| n >= 30.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "sessionlake_ingest_raw_bytes_total").is_some_and(|n| n > 1000.0),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "sessionlake_ingest_quarantined_total"), Some(0.0), "{metrics}");
+    assert_eq!(
+        metric(&metrics, "sessionlake_ingest_errors_total{kind=\"unavailable\"}"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "sessionlake_ingest_sessions_in_flight"), Some(0.0), "{metrics}");
+    assert!(metrics.contains("sessionlake_ingest_backlog"), "{metrics}");
+    assert!(
+        metric(&metrics, "sessionlake_ingest_seconds_since_last_successful_poll")
+            .is_some_and(|age| age < 60.0),
+        "{metrics}"
+    );
+    let (status, body) = http_get(&address, "/healthz").expect("healthz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ok"), "{body}");
+    assert_eq!(http_get(&address, "/nothing-here").map(|(status, _)| status), Some(404));
+
+    // A session that arrives while the service runs is in the lake within a few polls.
+    let arriving = "zed-0123456789abcdef0";
+    let staging = dir.path().join(format!("{arriving}.log"));
+    std::fs::copy(repo_root().join(TRANSCRIPT), &staging).expect("copy transcript");
+    std::fs::rename(&staging, dir.path().join(format!("examples/s3/ssm-logs/{arriving}.log")))
+        .expect("move transcript in");
+    wait_until(PATIENCE, "the new session to be searchable", || {
+        session_found(dir.path(), arriving).then_some(())
+    });
+    wait_until(PATIENCE, "/metrics to count the new session", || {
+        let (_, body) = http_get(&address, "/metrics")?;
+        (metric(&body, "sessionlake_ingest_sessions_total") == Some(expected + 1.0)).then_some(())
+    });
+
+    service.signal("TERM");
+    let stopped = service.wait(PATIENCE);
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    let summary = format!("ingested {} sessions", example_sessions() + 1);
+    assert!(stopped.stdout.contains(&summary), "{}", stopped.stdout);
+    assert!(stopped.stdout.contains("2 commits"), "{}", stopped.stdout);
+    for logged in ["ingest started", "shutdown requested", "ingest stopped; cursors saved"] {
+        assert!(stopped.stderr.contains(logged), "{logged:?} not logged:\n{}", stopped.stderr);
+    }
+    // Never command text in the logs: only ids and counts.
+    assert!(!stopped.stderr.contains("rm -rf"), "{}", stopped.stderr);
+    let positions = &cursors(dir.path())["positions"];
+    let new_cursor = positions
+        .as_object()
+        .expect("positions")
+        .keys()
+        .any(|source| source.ends_with(&format!("{arriving}.log")));
+    assert!(new_cursor, "no cursor for the new session: {positions}");
+    assert_verifies(dir.path());
+}
+
+/// Writes `count` distinct sessions (the same transcript under different session ids).
+fn write_sessions(folder: &Path, count: usize) -> BTreeSet<String> {
+    std::fs::create_dir_all(folder).expect("mkdir");
+    let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
+    (0..count)
+        .map(|index| {
+            let session = format!("load{index:04}-{index:017x}");
+            std::fs::write(folder.join(format!("{session}.log")), &transcript).expect("write");
+            session
+        })
+        .collect()
+}
+
+/// Returns the number in "ingested N sessions".
+fn ingested(stdout: &str) -> usize {
+    stdout
+        .split("ingested ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in {stdout:?}"))
+}
+
+#[test]
+fn test_sigterm_mid_run_then_restart_ingests_every_session_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let total = 240;
+    let sessions = write_sessions(&dir.path().join("inputs"), total);
+    let drain = |dir: &Path| {
+        let mut command = ingest(dir, false);
+        command.args([
+            "--once",
+            "--local",
+            "inputs",
+            "--batch-sessions",
+            "6",
+            "--max-in-flight",
+            "2",
+        ]);
+        command
+    };
+
+    // Stopped as soon as the first batch is committed: what is in flight is finished and
+    // committed, the rest is left for the next run.
+    let mut first = Background::spawn(&mut drain(dir.path()));
+    wait_until(PATIENCE, "the first batch commit", || {
+        first.stderr().contains("batch committed").then_some(())
+    });
+    first.signal("TERM");
+    let stopped = first.wait(PATIENCE);
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("shutdown requested"), "{}", stopped.stderr);
+    let before = ingested(&stopped.stdout);
+    assert!(before > 0 && before < total, "not stopped mid-run: {}", stopped.stdout);
+    // Nothing half-written: every object in the lake is named by a commit.
+    assert_verifies(dir.path());
+
+    let second = run(&mut drain(dir.path()));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(ingested(&second.stdout), total - before, "{}", second.stdout);
+
+    let (code, rows) = cli_rows(dir.path(), &["sessions"]);
+    assert_eq!(code, 0);
+    let listed: Vec<String> = rows
+        .iter()
+        .map(|row| row["session_id"].as_str().expect("session_id").to_string())
+        .collect();
+    assert_eq!(listed.len(), total, "a session listed twice or missing");
+    assert_eq!(listed.iter().cloned().collect::<BTreeSet<_>>(), sessions);
+    assert_verifies(dir.path());
+
+    let third = run(&mut drain(dir.path()));
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(ingested(&third.stdout), 0, "{}", third.stdout);
+}
+
+/// Names unique to one test run: moto keeps state for the whole run of the suite.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_follow_reads_objects_added_to_s3_between_polls() {
+    let s3 = s3_client().await;
+    let bucket = unique("follow");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
+    let put = |session: &str| {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(format!("ssm/111122223333/{session}.log"))
+            .body(transcript.clone().into())
+            .send()
+    };
+    put("first-0123456789abcdef0").await.expect("put");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut service = Background::spawn(ingest(dir.path(), true).args([
+        "--follow",
+        "--poll-interval",
+        "1s",
+        "--retry-max-attempts",
+        "3",
+        "--s3",
+        &format!("s3://{bucket}/ssm/"),
+    ]));
+    let root = dir.path().to_path_buf();
+    let found = move |session: &'static str| {
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            wait_until(PATIENCE, session, || session_found(&root, session).then_some(()))
+        })
+    };
+    found("first-0123456789abcdef0").await.expect("first session");
+    put("second-0123456789abcdef0").await.expect("put");
+    found("second-0123456789abcdef0").await.expect("second session");
+
+    service.signal("INT");
+    let stopped = tokio::task::spawn_blocking(move || service.wait(PATIENCE)).await.expect("wait");
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    assert!(stopped.stdout.contains("ingested 2 sessions"), "{}", stopped.stdout);
+    assert!(stopped.stderr.contains("signal=\"SIGINT\""), "{}", stopped.stderr);
+    let positions = &cursors(dir.path())["positions"];
+    for session in ["first-0123456789abcdef0", "second-0123456789abcdef0"] {
+        let key = format!("s3://{bucket}/ssm/111122223333/{session}.log");
+        assert!(positions.get(&key).is_some(), "no cursor for {key}: {positions}");
+    }
+}
+
+#[test]
+fn test_service_config_errors_name_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ingest.toml");
+    let cases: [(&str, &[&str], &str); 4] = [
+        ("[service]\nfollow = true\npoll_every = \"1s\"\n", &[], "poll_every"),
+        ("[service]\npoll_interval = \"0s\"\n", &[], "poll_interval"),
+        ("", &["--follow", "--poll-interval", "0s"], "poll_interval"),
+        ("", &["--metrics-addr", "0.0.0.0:9464"], "metrics_addr"),
+    ];
+    for (file, flags, field) in cases {
+        std::fs::write(&config, file).expect("write config");
+        let ran = run(ingest(dir.path(), false)
+            .args(["--config", &config.to_string_lossy(), "--local", "nowhere"])
+            .args(flags));
+        assert_eq!(ran.code, 2, "{file:?} {flags:?}: {}", ran.stderr);
+        assert!(
+            ran.stderr.contains(field),
+            "{file:?} {flags:?} does not name {field}: {}",
+            ran.stderr
+        );
+    }
+    // Nothing was started: no lake was created.
+    assert!(!dir.path().join("lake").is_dir());
+}
