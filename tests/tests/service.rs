@@ -204,7 +204,7 @@ fn ingested(stdout: &str) -> usize {
 #[test]
 fn test_sigterm_mid_run_then_restart_ingests_every_session_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let total = 240;
+    let total = 400;
     let sessions = write_sessions(&dir.path().join("inputs"), total);
     let drain = |dir: &Path| {
         let mut command = ingest(dir, false);
@@ -231,6 +231,7 @@ fn test_sigterm_mid_run_then_restart_ingests_every_session_exactly_once() {
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
     assert!(stopped.stderr.contains("shutdown requested"), "{}", stopped.stderr);
     let before = ingested(&stopped.stdout);
+    eprintln!("first run ingested {before} of {total} sessions before it stopped");
     assert!(before > 0 && before < total, "not stopped mid-run: {}", stopped.stdout);
     // Nothing half-written: every object in the lake is named by a commit.
     assert_verifies(dir.path());
@@ -309,6 +310,80 @@ async fn test_follow_reads_objects_added_to_s3_between_polls() {
         let key = format!("s3://{bucket}/ssm/111122223333/{session}.log");
         assert!(positions.get(&key).is_some(), "no cursor for {key}: {positions}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_follow_survives_a_failing_source_and_reports_it_in_health() {
+    // The bucket does not exist yet: every poll fails until it does.
+    let bucket = unique("late");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let service = Background::spawn(ingest(dir.path(), true).args([
+        "--follow",
+        "--poll-interval",
+        "1s",
+        "--s3",
+        &format!("s3://{bucket}/ssm/"),
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]));
+    let address = metrics_address(&service);
+    let service = std::sync::Arc::new(std::sync::Mutex::new(service));
+    let watched = std::sync::Arc::clone(&service);
+    let probe_address = address.clone();
+    tokio::task::spawn_blocking(move || {
+        wait_until(PATIENCE, "a failed poll classified not_found in the log", || {
+            let log = watched.lock().expect("service").stderr();
+            log.lines()
+                .any(|line| line.contains("poll failed") && line.contains("kind=not_found"))
+                .then_some(())
+        });
+        // Three poll intervals without a successful poll: unhealthy.
+        wait_until(PATIENCE, "/healthz to answer 503", || {
+            (http_get(&probe_address, "/healthz")?.0 == 503).then_some(())
+        });
+    })
+    .await
+    .expect("watch");
+
+    let s3 = s3_client().await;
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
+    s3.put_object()
+        .bucket(&bucket)
+        .key("ssm/late-0123456789abcdef0.log")
+        .body(transcript.into())
+        .send()
+        .await
+        .expect("put");
+    let root = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        wait_until(PATIENCE, "the session once the bucket exists", || {
+            session_found(&root, "late-0123456789abcdef0").then_some(())
+        });
+        wait_until(PATIENCE, "/healthz to answer 200 again", || {
+            (http_get(&address, "/healthz")?.0 == 200).then_some(())
+        });
+        let (_, metrics) = http_get(&address, "/metrics").expect("metrics");
+        assert!(
+            metric(&metrics, "sessionlake_ingest_errors_total{kind=\"not_found\"}")
+                .is_some_and(|n| n >= 1.0),
+            "{metrics}"
+        );
+        assert!(
+            metric(&metrics, "sessionlake_ingest_polls_total{outcome=\"failed\"}")
+                .is_some_and(|n| n >= 1.0),
+            "{metrics}"
+        );
+    })
+    .await
+    .expect("recovered");
+
+    let mut service =
+        std::sync::Arc::try_unwrap(service).ok().expect("one owner").into_inner().expect("service");
+    service.signal("TERM");
+    let stopped = tokio::task::spawn_blocking(move || service.wait(PATIENCE)).await.expect("wait");
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    assert!(stopped.stdout.contains("ingested 1 sessions"), "{}", stopped.stdout);
 }
 
 #[test]
