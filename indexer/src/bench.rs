@@ -1,8 +1,12 @@
 //! Parsing throughput per SSM form, on one core, from the recorded corpus.
 //!
-//! Each form's input is one large session built from every corpus recording of that form:
+//! Each form's input is one large session built from corpus recordings of that form:
 //! transcript bodies concatenated inside one `script` header and footer (S3, uploaded
 //! CloudWatch), or event lines concatenated (streamed CloudWatch), repeated to the size asked.
+//! Two workloads: the *editing* corpus (every scenario but `ops-*`: short commands, line
+//! editing, history recall, completion: about 240 bytes of transcript per command, the worst
+//! case for the parser) and the *ops* session (`ops-*`: an operator's look around a host,
+//! where output dominates, as in most real sessions: about 16 KB per command).
 //! Reported: the median of several runs, in MB/s (10^6 bytes) of input.
 
 use std::path::Path;
@@ -12,10 +16,23 @@ use crate::eval::FORMS;
 use crate::input::{GetLogEventsFile, cloudwatch_raw, split_script};
 use crate::{InputForm, SessionContext, parse_session};
 
+/// The two workloads: name, and whether a scenario belongs to it.
+const WORKLOADS: [(&str, fn(&str) -> bool); 2] = [
+    ("editing", |scenario| !scenario.starts_with("ops-")),
+    ("ops", |scenario| scenario.starts_with("ops-")),
+];
+
+fn scenario_of(dir: &Path) -> Option<String> {
+    let bytes = std::fs::read(dir.join("expected.json")).ok()?;
+    let expected: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    expected.get("scenario")?.as_str().map(str::to_string)
+}
+
 fn build_input(
     corpus: &Path,
     file: &str,
     target_bytes: usize,
+    workload: fn(&str) -> bool,
 ) -> Result<Option<(InputForm, Vec<u8>)>, String> {
     let mut dirs: Vec<_> = std::fs::read_dir(corpus)
         .map_err(|error| format!("failed to list {}: {error}", corpus.display()))?
@@ -25,6 +42,9 @@ fn build_input(
     let mut bodies = Vec::new();
     let mut form = None;
     for dir in dirs {
+        if !scenario_of(&dir).is_some_and(|scenario| workload(&scenario)) {
+            continue;
+        }
         let Ok(bytes) = std::fs::read(dir.join(file)) else {
             continue;
         };
@@ -60,19 +80,40 @@ fn build_input(
     Ok(Some((form, input)))
 }
 
-/// Prints MB/s per form (or only `only`): the median of `runs` parses of `mib` MiB each.
-pub fn run(corpus: &Path, mib: usize, runs: usize, only: Option<&str>) -> Result<(), String> {
+/// What to measure: every form and workload unless one is named.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only this form (`s3`, `s3-legacy`, `cloudwatch-upload`, `cloudwatch-stream`).
+    pub form: Option<String>,
+    /// Only this workload (`editing`, `ops`).
+    pub workload: Option<String>,
+}
+
+/// Prints MB/s per form and workload: the median of `runs` parses of `mib` MiB each.
+pub fn run(corpus: &Path, mib: usize, runs: usize, selection: &Selection) -> Result<(), String> {
+    let only = selection.form.as_deref();
+    if let Some(workload) = selection.workload.as_deref()
+        && !WORKLOADS.iter().any(|(name, _)| *name == workload)
+    {
+        return Err(format!("no workload named {workload}"));
+    }
     if let Some(only) = only
         && !FORMS.iter().any(|(name, _)| *name == only)
     {
         return Err(format!("no form named {only}"));
     }
     println!(
-        "{:<20} {:>10} {:>10} {:>12} {:>14} {:>6}",
-        "form", "input MB", "commands", "median MB/s", "terminal MB/s", "runs"
+        "{:<9} {:<20} {:>10} {:>10} {:>12} {:>14} {:>6}",
+        "workload", "form", "input MB", "commands", "median MB/s", "terminal MB/s", "runs"
     );
-    for (name, file) in FORMS.iter().filter(|(name, _)| only.is_none_or(|only| only == *name)) {
-        let Some((form, input)) = build_input(corpus, file, mib * 1024 * 1024)? else {
+    let forms = FORMS.iter().filter(|(name, _)| only.is_none_or(|only| only == *name));
+    let workloads = WORKLOADS
+        .iter()
+        .filter(|(name, _)| selection.workload.as_deref().is_none_or(|only| only == *name));
+    for ((name, file), (workload, belongs)) in
+        forms.flat_map(|form| workloads.clone().map(move |workload| (form, workload)))
+    {
+        let Some((form, input)) = build_input(corpus, file, mib * 1024 * 1024, *belongs)? else {
             continue;
         };
         let mut speeds = Vec::with_capacity(runs);
@@ -100,7 +141,8 @@ pub fn run(corpus: &Path, mib: usize, runs: usize, only: Option<&str>) -> Result
             values.get(values.len() / 2).map_or("-".to_string(), |v| format!("{v:.1}"))
         };
         println!(
-            "{:<20} {:>10.1} {:>10} {:>12} {:>14} {:>6}",
+            "{:<9} {:<20} {:>10.1} {:>10} {:>12} {:>14} {:>6}",
+            workload,
             name,
             input.len() as f64 / 1e6,
             commands,

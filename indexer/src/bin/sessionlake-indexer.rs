@@ -39,6 +39,10 @@ enum Command {
         /// Only this form (s3, s3-legacy, cloudwatch-upload, cloudwatch-stream), e.g. to profile.
         #[arg(long)]
         form: Option<String>,
+        /// Only this workload: `editing` (the corpus's short edited commands) or `ops` (an
+        /// output-heavy operator session).
+        #[arg(long)]
+        workload: Option<String>,
     },
 }
 
@@ -46,8 +50,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval { corpus, verbose } => run_eval(&corpus, verbose),
-        Command::Bench { corpus, mib, runs, form } => {
-            sessionlake_indexer::bench::run(&corpus, mib, runs, form.as_deref())
+        Command::Bench { corpus, mib, runs, form, workload } => {
+            let selection = sessionlake_indexer::bench::Selection { form, workload };
+            sessionlake_indexer::bench::run(&corpus, mib, runs, &selection)
         }
     };
     match result {
