@@ -205,10 +205,7 @@ impl<S: LineSink> LineTerminal<S> {
             let byte = bytes[index];
             match byte {
                 0x20..=0x7e => {
-                    let run = bytes[index..]
-                        .iter()
-                        .position(|b| !(0x20..=0x7e).contains(b))
-                        .unwrap_or(bytes.len() - index);
+                    let run = printable_run(&bytes[index..]);
                     self.print_ascii(&bytes[index..index + run]);
                     index += run;
                 }
@@ -513,9 +510,22 @@ impl<S: LineSink> LineTerminal<S> {
 
 /// Writes what `cells` show into `text` (cleared first), trailing blanks removed.
 fn render(cells: &[Cell], text: &mut String) {
-    text.clear();
-    text.reserve(cells.len());
-    for cell in cells {
+    // Most lines are ASCII: one byte per cell in a loop the compiler vectorises; the rest of
+    // a line from its first other character goes char by char.
+    let ascii = cells.iter().position(|cell| cell.is_some_and(|c| !c.is_ascii()));
+    let ascii = ascii.unwrap_or(cells.len());
+    let mut bytes = std::mem::take(text).into_bytes();
+    bytes.clear();
+    bytes.extend(cells[..ascii].iter().map(|cell| cell.map_or(b' ', |c| c as u8)));
+    // The markers (`WIDE_TAIL`, `TAB_FILL`) show nothing.
+    if memchr::memchr2(WIDE_TAIL as u8, TAB_FILL as u8, &bytes).is_some() {
+        bytes.retain(|byte| *byte != WIDE_TAIL as u8 && *byte != TAB_FILL as u8);
+    }
+    *text = String::from_utf8(bytes).unwrap_or_else(|error| {
+        debug_assert!(false, "only ASCII was written");
+        String::from_utf8_lossy(error.as_bytes()).into_owned()
+    });
+    for cell in &cells[ascii..] {
         match cell {
             Some(WIDE_TAIL | TAB_FILL) => {}
             Some(c) => text.push(*c),
@@ -524,6 +534,20 @@ fn render(cells: &[Cell], text: &mut String) {
     }
     let trimmed = text.trim_end_matches(' ').len();
     text.truncate(trimmed);
+}
+
+/// Length of the run of printable ASCII (`0x20..=0x7e`) at the start of `bytes`.
+fn printable_run(bytes: &[u8]) -> usize {
+    let outside = |byte: u8| byte.wrapping_sub(0x20) > 0x7e - 0x20;
+    let mut run = 0;
+    // Whole chunks first, without a branch per byte (the compiler vectorises the fold).
+    for chunk in bytes.chunks_exact(16) {
+        if chunk.iter().fold(false, |any, &byte| any | outside(byte)) {
+            break;
+        }
+        run += 16;
+    }
+    run + bytes[run..].iter().position(|&byte| outside(byte)).unwrap_or(bytes.len() - run)
 }
 
 /// Returns whether `bytes` end inside a UTF-8 character that more bytes could still complete.
