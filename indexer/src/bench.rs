@@ -16,8 +16,11 @@ use crate::eval::FORMS;
 use crate::input::{GetLogEventsFile, cloudwatch_raw, split_script};
 use crate::{InputForm, SessionContext, parse_session};
 
-/// The two workloads: name, and whether a scenario belongs to it.
-const WORKLOADS: [(&str, fn(&str) -> bool); 2] = [
+/// A workload: its name, and whether a corpus scenario belongs to it.
+type Workload = (&'static str, fn(&str) -> bool);
+
+/// The two workloads.
+const WORKLOADS: [Workload; 2] = [
     ("editing", |scenario| !scenario.starts_with("ops-")),
     ("ops", |scenario| scenario.starts_with("ops-")),
 ];
