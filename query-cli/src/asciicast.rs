@@ -143,8 +143,8 @@ enum Escape {
     Csi,
     /// Inside `ESC ] …` until BEL or ESC \.
     Osc,
-    /// Saw ESC inside an OSC string.
-    OscEscape,
+    /// Saw ESC inside an OSC string (the start of its ST terminator).
+    OscEnd,
 }
 
 impl WidthGauge {
@@ -177,9 +177,9 @@ impl WidthGauge {
                 (Escape::Csi, '\u{40}'..='\u{7e}') => Escape::Ground,
                 (Escape::Csi, _) => Escape::Csi,
                 (Escape::Osc, '\u{7}') => Escape::Ground,
-                (Escape::Osc, '\u{1b}') => Escape::OscEscape,
+                (Escape::Osc, '\u{1b}') => Escape::OscEnd,
                 (Escape::Osc, _) => Escape::Osc,
-                (Escape::OscEscape, _) => Escape::Ground,
+                (Escape::OscEnd, _) => Escape::Ground,
             };
         }
     }

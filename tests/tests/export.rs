@@ -168,7 +168,7 @@ fn test_export_bundle_verifies_with_standard_tools() {
         .map(|line| PathBuf::from(line.split_once("  ").expect("sum line").1))
         .collect();
     let others: Vec<PathBuf> =
-        files.iter().filter(|f| !f.starts_with("SHA256SUMS")).cloned().collect();
+        files.iter().filter(|f| !f.to_string_lossy().starts_with("SHA256SUMS")).cloned().collect();
     assert_eq!(listed, others);
 
     assert_bundle_verifies(&bundle);
@@ -271,6 +271,25 @@ fn test_export_bundle_verifies_with_standard_tools() {
         unknown.stderr
     );
     assert!(std::fs::metadata(dir.path().join("evidence/nobody")).is_err(), "created for nothing");
+
+    // A stored transcript that no longer matches its manifest entry is refused, by name, and
+    // nothing is written.
+    let lake = dir.path().join("lake");
+    let raw = files_under(&lake)
+        .into_iter()
+        .find(|p| p.starts_with("raw") && p.to_string_lossy().contains(ALICE))
+        .expect("alice's raw object");
+    let mut sealed = std::fs::read(lake.join(&raw)).expect("read");
+    sealed[100] ^= 1;
+    std::fs::write(lake.join(&raw), sealed).expect("tamper");
+    let refused = export(dir.path(), &[ALICE, "--out", "evidence/tampered"]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains(&format!("{} was altered", raw.to_string_lossy())),
+        "{}",
+        refused.stderr
+    );
+    assert!(std::fs::metadata(dir.path().join("evidence/tampered")).is_err());
 }
 
 #[test]
