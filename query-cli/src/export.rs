@@ -1167,6 +1167,44 @@ mod tests {
     }
 
     #[test]
+    fn test_export_arguments_parse() {
+        use clap::Parser as _;
+        let cli = crate::Cli::try_parse_from([
+            "sessionlake",
+            "export",
+            "alice-0123456789abcdef0",
+            "--out",
+            "evidence",
+            "--format",
+            "tar.zst",
+            "--force",
+        ])
+        .expect("parse");
+        let crate::Command::Export(args) = cli.command else { panic!("parsed as export") };
+        assert_eq!(args.session, "alice-0123456789abcdef0");
+        assert_eq!(args.out, PathBuf::from("evidence"));
+        assert_eq!(args.format, BundleFormat::TarZst);
+        assert!(args.force);
+        let defaults =
+            crate::Cli::try_parse_from(["sessionlake", "export", "s-1", "--out", "d"]).expect("ok");
+        let crate::Command::Export(args) = defaults.command else { panic!("export") };
+        assert_eq!((args.format, args.force), (BundleFormat::Dir, false));
+        assert!(crate::Cli::try_parse_from(["sessionlake", "export", "s-1"]).is_err(), "--out");
+        assert!(
+            crate::Cli::try_parse_from([
+                "sessionlake",
+                "export",
+                "s",
+                "--out",
+                "d",
+                "--format",
+                "zip"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
     fn test_csv_quotes_what_needs_quoting() {
         let names = vec!["seq".to_string(), "command".to_string(), "output".to_string()];
         let cases: [(Cell, &str); 8] = [
