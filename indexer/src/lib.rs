@@ -22,6 +22,8 @@ pub mod stripped;
 pub mod syntax;
 pub mod terminal;
 
+use std::sync::Arc;
+
 use sessionlake_schemas::{CommandRecord, SessionStatus, TimeSource};
 
 use crate::extract::{Assembler, Draft, Evidence, Line};
@@ -325,6 +327,11 @@ fn records(
     context: &SessionContext,
     line_time_source: TimeSource,
 ) -> Vec<CommandRecord> {
+    let shared = |value: &Option<String>| value.as_deref().map(Arc::<str>::from);
+    let session_id: Arc<str> = Arc::from(context.session_id.as_str());
+    let (principal, run_as, target) =
+        (shared(&context.principal), shared(&context.run_as), shared(&context.target));
+    let (region, account) = (shared(&context.region), shared(&context.account));
     drafts
         .into_iter()
         .enumerate()
@@ -341,15 +348,15 @@ fn records(
             let time_source =
                 if draft.time.is_some() { line_time_source } else { TimeSource::None };
             CommandRecord {
-                session_id: context.session_id.clone(),
+                session_id: session_id.clone(),
                 seq: seq as u32,
                 started_at: draft.time,
                 time_source,
-                principal: context.principal.clone(),
-                run_as: context.run_as.clone(),
-                target: context.target.clone(),
-                region: context.region.clone(),
-                account: context.account.clone(),
+                principal: principal.clone(),
+                run_as: run_as.clone(),
+                target: target.clone(),
+                region: region.clone(),
+                account: account.clone(),
                 cwd: draft.cwd,
                 prompt: draft.prompt,
                 command,

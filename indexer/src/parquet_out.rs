@@ -84,7 +84,7 @@ fn write(
 }
 
 fn sort_key(record: &CommandRecord) -> (i64, &str, u32) {
-    (record.started_at.unwrap_or(i64::MIN), record.session_id.as_str(), record.seq)
+    (record.started_at.unwrap_or(i64::MIN), &*record.session_id, record.seq)
 }
 
 /// Returns the column index of `name` in the commands schema.

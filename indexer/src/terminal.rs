@@ -62,12 +62,44 @@ const WIDE_TAIL: char = '\u{0}';
 /// Marks the cells a tab skipped after its own (rendered as the one `\t`).
 const TAB_FILL: char = '\u{1}';
 
+/// One line on screen. Most lines are only ever appended with printable ASCII (program
+/// output): such a line keeps its bytes in `ascii`, one per cell, and becomes `cells` the first
+/// time anything else happens to it (an overwrite, an insertion, a tab, a wide character).
+/// At most one of the two is non-empty.
 #[derive(Debug, Default)]
 struct LineState {
+    ascii: Vec<u8>,
     cells: Vec<Cell>,
     start: usize,
     end: usize,
     region: Option<u32>,
+}
+
+impl LineState {
+    fn len(&self) -> usize {
+        self.ascii.len() + self.cells.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ascii.is_empty() && self.cells.is_empty()
+    }
+
+    fn get(&self, index: usize) -> Option<char> {
+        if self.cells.is_empty() {
+            self.ascii.get(index).map(|&byte| char::from(byte))
+        } else {
+            self.cells.get(index).copied().flatten()
+        }
+    }
+
+    /// The cells, converting a byte line first.
+    fn cells_mut(&mut self) -> &mut Vec<Cell> {
+        if !self.ascii.is_empty() {
+            self.cells.extend(self.ascii.iter().map(|&byte| Some(char::from(byte))));
+            self.ascii.clear();
+        }
+        &mut self.cells
+    }
 }
 
 /// Receives each finished line, top to bottom, as the terminal showed it (trailing blanks
@@ -120,6 +152,11 @@ pub struct LineTerminal<S> {
     sink: S,
     /// Buffer a finished line is rendered into (no allocation per line).
     text: String,
+    /// Byte buffers of emitted lines, reused for new ones.
+    spare_ascii: Vec<Vec<u8>>,
+    /// Lines that only ever had printable ASCII appended stay bytes (see [`LineState`]); off
+    /// only in tests, as the oracle that the two storages show the same.
+    byte_lines: bool,
 }
 
 impl LineTerminal<Vec<ScreenLine>> {
@@ -170,6 +207,8 @@ impl<S: LineSink> LineTerminal<S> {
             in_escape: false,
             sink,
             text: String::new(),
+            spare_ascii: Vec::new(),
+            byte_lines: true,
         }
     }
 
@@ -205,10 +244,7 @@ impl<S: LineSink> LineTerminal<S> {
             let byte = bytes[index];
             match byte {
                 0x20..=0x7e => {
-                    let run = bytes[index..]
-                        .iter()
-                        .position(|b| !(0x20..=0x7e).contains(b))
-                        .unwrap_or(bytes.len() - index);
+                    let run = printable_run(&bytes[index..]);
                     self.print_ascii(&bytes[index..index + run]);
                     index += run;
                 }
@@ -261,11 +297,24 @@ impl<S: LineSink> LineTerminal<S> {
             return;
         }
         let region = self.region;
+        let byte_lines = self.byte_lines;
         let line = self.line();
         if region.is_some() {
             line.region = region;
         }
-        let cells = &mut line.cells;
+        if byte_lines && line.cells.is_empty() && cursor == line.ascii.len() {
+            line.ascii.extend_from_slice(run);
+        } else {
+            Self::write_ascii_cells(line.cells_mut(), cursor, run);
+        }
+        self.cursor = end;
+        self.pending_wrap = end.is_multiple_of(self.width);
+        self.last_printed_space_at = (run[run.len() - 1] == b' ').then_some(end);
+    }
+
+    /// Writes a run of printable ASCII into `cells` at `cursor`, as `set_cell` would one by one.
+    fn write_ascii_cells(cells: &mut Vec<Cell>, cursor: usize, run: &[u8]) {
+        let end = cursor + run.len();
         if cursor > cells.len() {
             cells.resize(cursor, None);
         }
@@ -281,9 +330,6 @@ impl<S: LineSink> LineTerminal<S> {
             *cell = Some(byte as char);
         }
         cells.extend(run[overwritten..].iter().map(|&byte| Some(byte as char)));
-        self.cursor = end;
-        self.pending_wrap = end.is_multiple_of(self.width);
-        self.last_printed_space_at = (run[run.len() - 1] == b' ').then_some(end);
     }
 
     fn line(&mut self) -> &mut LineState {
@@ -301,7 +347,7 @@ impl<S: LineSink> LineTerminal<S> {
     }
 
     fn last_row_start(&self) -> usize {
-        let len = self.window[self.current].cells.len().max(1);
+        let len = self.window[self.current].len().max(1);
         (len - 1) - (len - 1) % self.width
     }
 
@@ -327,7 +373,7 @@ impl<S: LineSink> LineTerminal<S> {
     }
 
     fn set_cell(&mut self, index: usize, cell: Cell) {
-        let cells = &mut self.line().cells;
+        let cells = self.line().cells_mut();
         // Typing at the end of the line, the common case.
         if index == cells.len() {
             cells.push(cell);
@@ -395,7 +441,7 @@ impl<S: LineSink> LineTerminal<S> {
                 row_start -= self.width;
             } else if self.current > 0 {
                 self.current -= 1;
-                let len = self.window[self.current].cells.len().max(1);
+                let len = self.window[self.current].len().max(1);
                 row_start = (len - 1) - (len - 1) % self.width;
             } else {
                 break;
@@ -416,15 +462,26 @@ impl<S: LineSink> LineTerminal<S> {
     fn fresh_line(&mut self) -> LineState {
         let mut cells = self.spare_cells.pop().unwrap_or_default();
         cells.clear();
-        LineState { cells, start: self.fed, end: self.fed, region: None }
+        let mut ascii = self.spare_ascii.pop().unwrap_or_default();
+        ascii.clear();
+        LineState { ascii, cells, start: self.fed, end: self.fed, region: None }
     }
 
     fn emit(&mut self, mut line: LineState) {
-        render(&line.cells, &mut self.text);
+        let end = line.end.max(line.start);
+        if line.cells.is_empty() {
+            // A byte line is its own text.
+            let text = std::str::from_utf8(&line.ascii).unwrap_or_default();
+            debug_assert!(text.len() == line.ascii.len(), "only printable ASCII is appended");
+            self.sink.line(text.trim_end_matches(' '), line.start, end, line.region);
+        } else {
+            render(&line.cells, &mut self.text);
+            self.sink.line(&self.text, line.start, end, line.region);
+        }
         if self.spare_cells.len() < WINDOW {
             self.spare_cells.push(std::mem::take(&mut line.cells));
+            self.spare_ascii.push(std::mem::take(&mut line.ascii));
         }
-        self.sink.line(&self.text, line.start, line.end.max(line.start), line.region);
     }
 
     /// Finalises every line on screen and starts a fresh one (the screen was cleared).
@@ -435,7 +492,7 @@ impl<S: LineSink> LineTerminal<S> {
         }
         let window = std::mem::take(&mut self.window);
         for line in window {
-            if !(line.cells.is_empty() && line.region.is_none()) {
+            if !(line.is_empty() && line.region.is_none()) {
                 self.emit(line);
             }
         }
@@ -447,7 +504,13 @@ impl<S: LineSink> LineTerminal<S> {
     }
 
     fn erase(&mut self, from: usize, to: usize) {
-        let cells = &mut self.line().cells;
+        let line = self.line();
+        // Erasing the end of a byte line (`ESC[K` after what was typed) cuts it.
+        if line.cells.is_empty() && to >= line.ascii.len() {
+            line.ascii.truncate(from);
+            return;
+        }
+        let cells = line.cells_mut();
         let to = to.min(cells.len());
         for cell in cells.iter_mut().take(to).skip(from) {
             *cell = None;
@@ -460,7 +523,7 @@ impl<S: LineSink> LineTerminal<S> {
 
     fn insert_blanks(&mut self, count: usize) {
         let cursor = self.cursor;
-        let cells = &mut self.line().cells;
+        let cells = self.line().cells_mut();
         let at = cursor.min(cells.len());
         let count = count.min(MAX_LINE_CELLS.saturating_sub(cells.len()));
         cells.splice(at..at, std::iter::repeat_n(Some(' '), count));
@@ -468,7 +531,7 @@ impl<S: LineSink> LineTerminal<S> {
 
     fn delete_chars(&mut self, count: usize) {
         let cursor = self.cursor;
-        let cells = &mut self.line().cells;
+        let cells = self.line().cells_mut();
         if cursor < cells.len() {
             let end = (cursor + count).min(cells.len());
             cells.drain(cursor..end);
@@ -513,9 +576,22 @@ impl<S: LineSink> LineTerminal<S> {
 
 /// Writes what `cells` show into `text` (cleared first), trailing blanks removed.
 fn render(cells: &[Cell], text: &mut String) {
-    text.clear();
-    text.reserve(cells.len());
-    for cell in cells {
+    // Most lines are ASCII: one byte per cell in a loop the compiler vectorises; the rest of
+    // a line from its first other character goes char by char.
+    let ascii = cells.iter().position(|cell| cell.is_some_and(|c| !c.is_ascii()));
+    let ascii = ascii.unwrap_or(cells.len());
+    let mut bytes = std::mem::take(text).into_bytes();
+    bytes.clear();
+    bytes.extend(cells[..ascii].iter().map(|cell| cell.map_or(b' ', |c| c as u8)));
+    // The markers (`WIDE_TAIL`, `TAB_FILL`) show nothing.
+    if memchr::memchr2(WIDE_TAIL as u8, TAB_FILL as u8, &bytes).is_some() {
+        bytes.retain(|byte| *byte != WIDE_TAIL as u8 && *byte != TAB_FILL as u8);
+    }
+    *text = String::from_utf8(bytes).unwrap_or_else(|error| {
+        debug_assert!(false, "only ASCII was written");
+        String::from_utf8_lossy(error.as_bytes()).into_owned()
+    });
+    for cell in &cells[ascii..] {
         match cell {
             Some(WIDE_TAIL | TAB_FILL) => {}
             Some(c) => text.push(*c),
@@ -524,6 +600,20 @@ fn render(cells: &[Cell], text: &mut String) {
     }
     let trimmed = text.trim_end_matches(' ').len();
     text.truncate(trimmed);
+}
+
+/// Length of the run of printable ASCII (`0x20..=0x7e`) at the start of `bytes`.
+fn printable_run(bytes: &[u8]) -> usize {
+    let outside = |byte: u8| byte.wrapping_sub(0x20) > 0x7e - 0x20;
+    let mut run = 0;
+    // Whole chunks first, without a branch per byte (the compiler vectorises the fold).
+    for chunk in bytes.chunks_exact(16) {
+        if chunk.iter().fold(false, |any, &byte| any | outside(byte)) {
+            break;
+        }
+        run += 16;
+    }
+    run + bytes[run..].iter().position(|&byte| outside(byte)).unwrap_or(bytes.len() - run)
 }
 
 /// Returns whether `bytes` end inside a UTF-8 character that more bytes could still complete.
@@ -553,7 +643,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         if let Some(column) = self.wrap_candidate.take() {
             // Not a wrap: a redraw of the line from its start, or readline's own
             // `(reverse-i-search)` and `(arg: n)` prompts being replaced by the shell prompt.
-            let first = self.window[self.current].cells.first().copied().flatten();
+            let first = self.window[self.current].get(0);
             let redraws_line_start = first == Some(c) || first == Some('(') || c == '(';
             if !redraws_line_start {
                 // `<text> \r<text>` inside the editor: readline wrapped at `column`, so that
@@ -601,7 +691,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 let row_end = self.row_start() + self.width - 1;
                 let next = ((self.cursor / 8 + 1) * 8).min(row_end);
                 for index in self.cursor..next {
-                    if self.window[self.current].cells.get(index).copied().flatten().is_none() {
+                    if self.window[self.current].get(index).is_none() {
                         let cell = if index == self.cursor { '\t' } else { TAB_FILL };
                         self.set_cell(index, Some(cell));
                     }
@@ -726,6 +816,7 @@ mod tests {
     fn run_through_vte(width: usize, bytes: &[u8], stripped: bool) -> Screen {
         let mut terminal = LineTerminal::new(width, Vec::new());
         terminal.stripped = stripped;
+        terminal.byte_lines = false;
         let mut parser = vte::Parser::new();
         let mut position = 0;
         for newline in memchr::memchr_iter(b'\n', bytes) {

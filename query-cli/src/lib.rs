@@ -3,10 +3,13 @@
 //! Queries run on DataFusion over the lake's Parquet files (the ones the manifest says are
 //! live), decrypting the encrypted columns through the lake's key providers.
 
+pub mod asciicast;
+pub mod export;
 pub mod lake_tables;
 pub mod time;
 pub mod verify;
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
 /// Default lake, as `sessionlake-ingest` writes it.
@@ -57,6 +61,10 @@ pub enum Command {
     Show(ShowArgs),
     /// Checks the manifest chain, its signatures and every object; exit 1 if anything is off.
     Verify(VerifyArgs),
+    /// Writes one session as an evidence bundle: the original transcript, its commands (JSON
+    /// Lines and CSV), an asciicast replay, the manifests that committed it, and a signed
+    /// SHA256SUMS an auditor checks with sha256sum and openssl.
+    Export(export::ExportArgs),
 }
 
 /// Options of `show`.
@@ -148,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sessions(ref args) => sessions(&cli, args).await,
         Command::Show(ref args) => show(&cli, args).await,
         Command::Verify(ref args) => run_verify(&cli, args).await,
+        Command::Export(ref args) => export::export(&cli, args).await,
     }
 }
 
@@ -207,7 +216,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     Ok(if report.findings.is_empty() { Outcome::Matched } else { Outcome::NoMatch })
 }
 
-async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
+pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
     let location = LakeLocation::parse(&cli.lake)?;
     if let LakeLocation::Local(path) = &location
         && std::fs::metadata(path).is_err()
@@ -404,20 +413,10 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     };
     let mut query = Query::default();
     query.bind_filters(&filters, "c", "c.started_at", None, None);
-    // A session delivered by several sources (S3 and CloudWatch) is shown from one: the raw
-    // transcript first, as the most complete.
+    // A session delivered by several sources (S3 and CloudWatch) is shown from one.
     let session = args.session.clone();
     let ctx = open_tables(cli, move |snapshot| {
-        let preferred = [
-            SessionSource::S3,
-            SessionSource::Local,
-            SessionSource::CloudwatchUpload,
-            SessionSource::CloudwatchStream,
-        ]
-        .into_iter()
-        .find(|source| {
-            snapshot.live.keys().any(|path| paths::is_session_object(path, &session, *source))
-        });
+        let preferred = session_sources(&snapshot.live, &session).first().copied();
         move |path: &str| {
             preferred.is_some_and(|source| paths::is_session_object(path, &session, source))
         }
@@ -431,30 +430,53 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     run_query(&ctx, &sql, query, &filters, &SHOW_VIEW).await
 }
 
-/// Writes the session's original transcript to stdout, after checking the stored object
-/// against the hash the manifest committed and opening it with its data key.
-async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
-    let (store, keys) = open_lake(cli).await?;
-    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
-    let raws: Vec<_> = snapshot
-        .live
-        .values()
-        .filter(|entry| entry.kind == sessionlake_schemas::manifest::ObjectKind::Raw)
-        .filter(|entry| entry.sessions.iter().any(|id| id == session))
-        .collect();
-    let Some(entry) = raws.first() else {
-        eprintln!("sessionlake: no session {session} in {}", store.location());
-        return Ok(Outcome::NoMatch);
-    };
-    let sealed = store.get(&entry.path).await?;
-    let sha = sessionlake_lake::store::sha256_hex(&sealed);
+/// Sources in the order `show`, `show --raw` and `export` prefer them when a session was
+/// delivered more than once (S3 and CloudWatch): the raw transcript first, as the most complete.
+const SOURCE_PREFERENCE: [SessionSource; 4] = [
+    SessionSource::S3,
+    SessionSource::Local,
+    SessionSource::CloudwatchUpload,
+    SessionSource::CloudwatchStream,
+];
+
+/// Returns the sources that delivered `session` (live objects only), the one `show` reads first.
+pub(crate) fn session_sources(
+    live: &BTreeMap<String, ObjectEntry>,
+    session: &str,
+) -> Vec<SessionSource> {
+    SOURCE_PREFERENCE
+        .into_iter()
+        .filter(|source| live.keys().any(|path| paths::is_session_object(path, session, *source)))
+        .collect()
+}
+
+/// Reads a committed object and checks its size and SHA-256 against the manifest entry.
+pub(crate) async fn read_committed(
+    store: &LakeStore,
+    entry: &ObjectEntry,
+) -> anyhow::Result<bytes::Bytes> {
+    let stored = store.get(&entry.path).await?;
+    let sha = sessionlake_lake::store::sha256_hex(&stored);
     anyhow::ensure!(
-        sha == entry.sha256,
-        "{} was altered: sha256 {sha}, committed {}",
+        sha == entry.sha256 && stored.len() as u64 == entry.size,
+        "{} was altered: {} bytes sha256 {sha}, committed {} bytes sha256 {}",
         store.describe(&entry.path),
+        stored.len(),
+        entry.size,
         entry.sha256
     );
-    let mut cursor = std::io::Cursor::new(&sealed[..]);
+    Ok(stored)
+}
+
+/// Opens a raw transcript (`sealed`, already checked against its manifest entry) with its data
+/// key and returns the original bytes. The key must be bound to `session`.
+pub(crate) async fn open_raw(
+    keys: &Keys,
+    entry: &ObjectEntry,
+    sealed: &[u8],
+    session: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let mut cursor = std::io::Cursor::new(sealed);
     let (header, _) = sessionlake_lake::envelope::read_header(&mut cursor, &entry.path)?;
     // The key is bound to the session it was made for: a transcript moved here from another
     // session's path is refused, not shown as this one.
@@ -469,21 +491,43 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         .decrypt(&header.key)
         .await
         .with_context(|| format!("failed to get the data key of {}", entry.path))?;
-    let plaintext = sessionlake_lake::envelope::open_bytes(
+    Ok(sessionlake_lake::envelope::open_bytes(
         &entry.path,
-        &sealed,
+        sealed,
         &key,
         sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
-    )?;
+    )?)
+}
+
+/// Writes the session's original transcript to stdout, after checking the stored object
+/// against the hash the manifest committed and opening it with its data key.
+async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
+    let (store, keys) = open_lake(cli).await?;
+    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let sources = session_sources(&snapshot.live, session);
+    // The same source as `show` (and `export`) reads.
+    let entry = sources.first().and_then(|source| {
+        snapshot.live.values().find(|entry| {
+            entry.kind == ObjectKind::Raw
+                && entry.sessions.iter().any(|id| id == session)
+                && paths::is_session_object(&entry.path, session, *source)
+        })
+    });
+    let Some(entry) = entry else {
+        eprintln!("sessionlake: no session {session} in {}", store.location());
+        return Ok(Outcome::NoMatch);
+    };
+    let sealed = read_committed(&store, entry).await?;
+    let plaintext = open_raw(&keys, entry, &sealed, session).await?;
     let mut out = std::io::stdout().lock();
     match out.write_all(&plaintext).and_then(|()| out.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),
         _ => {}
     }
-    if raws.len() > 1 {
+    if sources.len() > 1 {
         eprintln!(
             "sessionlake: {session} has {} transcripts (sources); showed {}",
-            raws.len(),
+            sources.len(),
             entry.path
         );
     }

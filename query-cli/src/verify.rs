@@ -60,7 +60,7 @@ fn finding(kind: &'static str, path: &str, detail: String) -> Finding {
     Finding { kind, path: path.to_string(), detail }
 }
 
-fn check_chain(chain: &[ChainLink], report: &mut Report) {
+pub(crate) fn check_chain(chain: &[ChainLink], report: &mut Report) {
     let mut next_sequence = 0u64;
     let mut previous_sha256: Option<&str> = None;
     for link in chain {

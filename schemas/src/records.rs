@@ -1,6 +1,8 @@
 //! Row types of the `commands` and `sessions` tables.
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Where a row's time came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,10 +104,15 @@ impl SessionStatus {
 }
 
 /// One command a person ran in a session: a row of the `commands` table.
+///
+/// What the session tells (its id, who, as whom, where) is the same on every row of a session:
+/// those fields share one `Arc<str>` per session instead of a copy per row. They serialize as
+/// plain strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandRecord {
     /// Session id.
-    pub session_id: String,
+    #[serde(with = "shared_str")]
+    pub session_id: Arc<str>,
     /// Position within the session, from 0.
     pub seq: u32,
     /// Start time in µs since the epoch, when the input has one.
@@ -113,15 +120,20 @@ pub struct CommandRecord {
     /// Where `started_at` came from.
     pub time_source: TimeSource,
     /// Who started the session.
-    pub principal: Option<String>,
+    #[serde(with = "shared_str::option")]
+    pub principal: Option<Arc<str>>,
     /// OS user of the shell.
-    pub run_as: Option<String>,
+    #[serde(with = "shared_str::option")]
+    pub run_as: Option<Arc<str>>,
     /// Managed node.
-    pub target: Option<String>,
+    #[serde(with = "shared_str::option")]
+    pub target: Option<Arc<str>>,
     /// AWS region.
-    pub region: Option<String>,
+    #[serde(with = "shared_str::option")]
+    pub region: Option<Arc<str>>,
     /// AWS account id.
-    pub account: Option<String>,
+    #[serde(with = "shared_str::option")]
+    pub account: Option<Arc<str>>,
     /// Working directory shown by the prompt.
     pub cwd: Option<String>,
     /// The prompt before the command.
@@ -183,4 +195,72 @@ pub struct SessionRecord {
     pub status: SessionStatus,
     /// Parser version.
     pub parser_version: u32,
+}
+
+/// (De)serializes an `Arc<str>` as a plain string (serde's own impl needs its `rc` feature).
+mod shared_str {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            value: &Option<Arc<str>>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            value.as_deref().serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Arc<str>>, D::Error> {
+            Ok(Option::<String>::deserialize(deserializer)?.map(Arc::from))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_command_record_serializes_shared_fields_as_strings() {
+        let session_id: Arc<str> = Arc::from("alice-0123456789abcdef0");
+        let record = CommandRecord {
+            session_id: session_id.clone(),
+            seq: 0,
+            started_at: None,
+            time_source: TimeSource::None,
+            principal: Some(Arc::from("arn:aws:iam::111122223333:user/alice")),
+            run_as: None,
+            target: Some(Arc::from("i-0a1b2c3d4e5f67890")),
+            region: None,
+            account: None,
+            cwd: None,
+            prompt: "$ ".into(),
+            command: "ls".into(),
+            output: String::new(),
+            output_truncated: false,
+            output_bytes: 0,
+            raw_offset: 0,
+            raw_len: 4,
+            redactions: 0,
+            confidence: Confidence::High,
+            parser_version: 1,
+        };
+        let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["session_id"], "alice-0123456789abcdef0");
+        assert_eq!(json["principal"], "arn:aws:iam::111122223333:user/alice");
+        assert_eq!(json["run_as"], serde_json::Value::Null);
+        let back: CommandRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, record);
+    }
 }

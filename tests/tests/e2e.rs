@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+mod export;
+
 use serde_json::Value;
 use sessionlake_tests::{
     binary, copy_tree, duckdb, files_under, repo_root, run, s3_client, sdk_config,
@@ -488,6 +490,29 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         sessions,
         vec![serde_json::json!(["alice-0123456789abcdef0", "2026-03-14", "complete"])]
     );
+
+    // An evidence bundle from the S3 lake, its data keys opened by KMS: the S3 delivery, the
+    // original bytes, and a bundle that verifies.
+    let exported = run(binary("sessionlake", true).current_dir(work.path()).args([
+        "--lake",
+        &lake,
+        "--keyring",
+        &keyring.to_string_lossy(),
+        "export",
+        "alice-0123456789abcdef0",
+        "--out",
+        "bundle",
+    ]));
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let bundle = work.path().join("bundle");
+    let original =
+        std::fs::read(examples.join("s3/ssm-logs/alice-0123456789abcdef0.log")).expect("example");
+    assert!(std::fs::read(bundle.join("transcript.log")).expect("transcript") == original);
+    let session: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("session.json")).expect("session"))
+            .expect("json");
+    assert_eq!(session["source"], "s3");
+    export::assert_bundle_verifies(&bundle);
 }
 
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

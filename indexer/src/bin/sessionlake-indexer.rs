@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sessionlake_indexer::bench::report_line;
 use sessionlake_indexer::eval;
 
 #[derive(Parser)]
@@ -39,6 +40,10 @@ enum Command {
         /// Only this form (s3, s3-legacy, cloudwatch-upload, cloudwatch-stream), e.g. to profile.
         #[arg(long)]
         form: Option<String>,
+        /// Only this workload: `editing` (the corpus's short edited commands) or `ops` (an
+        /// output-heavy operator session).
+        #[arg(long)]
+        workload: Option<String>,
     },
 }
 
@@ -46,8 +51,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval { corpus, verbose } => run_eval(&corpus, verbose),
-        Command::Bench { corpus, mib, runs, form } => {
-            sessionlake_indexer::bench::run(&corpus, mib, runs, form.as_deref())
+        Command::Bench { corpus, mib, runs, form, workload } => {
+            let selection = sessionlake_indexer::bench::Selection { form, workload };
+            sessionlake_indexer::bench::run(&corpus, mib, runs, &selection)
         }
     };
     match result {
@@ -61,13 +67,17 @@ fn main() -> ExitCode {
 
 fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
     let report = eval::evaluate(corpus)?;
-    println!("{} sessions in {}", report.sessions, corpus.display());
-    println!(
+    if !report_line(format_args!("{} sessions in {}", report.sessions, corpus.display()))? {
+        return Ok(());
+    }
+    if !report_line(format_args!(
         "{:<20} {:>9} {:>7} {:>7} {:>10} {:>8}",
         "form", "expected", "found", "wrong", "precision", "recall"
-    );
+    ))? {
+        return Ok(());
+    }
     for (form, score) in &report.by_form {
-        println!(
+        if !report_line(format_args!(
             "{:<20} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%",
             form,
             score.true_positives + score.false_negatives,
@@ -75,10 +85,12 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
             score.false_positives,
             score.precision() * 100.0,
             score.recall() * 100.0
-        );
+        ))? {
+            return Ok(());
+        }
     }
     let delivered = report.stream_as_delivered;
-    println!(
+    if !report_line(format_args!(
         "{:<20} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%  (modulo bytes the agent destroyed)",
         eval::STREAM_FORM,
         delivered.true_positives + delivered.false_negatives,
@@ -86,16 +98,25 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
         delivered.false_positives,
         delivered.precision() * 100.0,
         delivered.recall() * 100.0
-    );
-    if report.excluded > 0 {
-        println!(
+    ))? {
+        return Ok(());
+    }
+    if report.excluded > 0
+        && !report_line(format_args!(
             "{} oracle command(s) never ran and are left out of every form (expected.json `excluded`)",
             report.excluded
-        );
+        ))?
+    {
+        return Ok(());
     }
     if verbose {
         for miss in &report.misses {
-            println!("{} {:<18} {:<32} {:?}", miss.kind, miss.form, miss.scenario, miss.command);
+            if !report_line(format_args!(
+                "{} {:<18} {:<32} {:?}",
+                miss.kind, miss.form, miss.scenario, miss.command
+            ))? {
+                return Ok(());
+            }
         }
     }
     Ok(())

@@ -1,0 +1,1335 @@
+//! `sessionlake export`: one session as an evidence bundle that an auditor checks with standard
+//! tools (`sha256sum`, `openssl`, `jq`, `asciinema`), without sessionlake and without keys.
+//!
+//! # Bundle (format version [`BUNDLE_VERSION`])
+//!
+//! ```text
+//! README.txt          how to verify the bundle, with this session's file names filled in
+//! transcript.log      the original transcript bytes as delivered (`transcript.jsonl` for a
+//!                     streamed CloudWatch session: one `{"timestamp","message"}` per event)
+//! commands.jsonl      every command row, decrypted, one JSON object per line
+//! commands.csv        the same rows and columns, RFC 4180 CSV with a header
+//! session.json        the session row
+//! session.cast        asciicast v2 replay (see [`crate::asciicast`] for its timing)
+//! provenance.json     which lake objects, manifests and chain head the bundle comes from
+//! lake/…              those objects exactly as the lake stores them (encrypted), the manifest
+//!                     files that committed them, and the lake's public-key record
+//! public-key.pem      the lake's Ed25519 manifest-signing public key (SubjectPublicKeyInfo)
+//! SHA256SUMS          `sha256sum` lines over every file above
+//! SHA256SUMS.sig      Ed25519 signature over SHA256SUMS by the lake's signing key
+//! ```
+//!
+//! Before anything is written, every object is checked against the SHA-256 and size its manifest
+//! entry committed, the manifests against the chain and the keyring's signing key, and the
+//! decrypted transcript against the `raw_sha256` of the session row: an export never vouches
+//! for bytes the lake did not commit. Plaintext reaches the disk only inside `--out` (folders
+//! 0700, files 0600). `--format tar.zst` writes the same files under `<session>/` in one
+//! `<session>.tar.zst`.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arrow::array::{Array, AsArray as _, RecordBatch};
+use arrow::datatypes::{
+    DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use base64::Engine as _;
+use clap::Args as ClapArgs;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::encryption::decrypt::FileDecryptionProperties;
+use sessionlake_lake::keys::{Keys, LocalKeyring, verify_ed25519};
+use sessionlake_lake::manifest::{self, ChainLink};
+use sessionlake_lake::store::{LakeStore, sha256_hex};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, paths, session_id};
+
+use crate::asciicast::{CastBuilder, Timing};
+use crate::{Cli, Outcome};
+
+/// Version of the bundle layout, in `provenance.json`.
+pub const BUNDLE_VERSION: u32 = 1;
+/// Folder of the bundle that holds lake objects as stored.
+const LAKE_FOLDER: &str = "lake";
+/// zstd level of `--format tar.zst`.
+const ARCHIVE_ZSTD_LEVEL: i32 = 9;
+/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
+/// 1.3.101.112 }, BIT STRING (0 unused bits) } followed by the 32 key bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] =
+    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// Options of `export`.
+#[derive(Debug, ClapArgs)]
+pub struct ExportArgs {
+    /// Session id.
+    pub session: String,
+    /// Folder to write the bundle into; created (mode 0700) if absent, refused if not empty
+    /// unless --force. With --format tar.zst, the folder that receives <session>.tar.zst.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `dir`: the bundle's files in --out; `tar.zst`: one <session>.tar.zst in --out.
+    #[arg(long, value_enum, default_value_t = BundleFormat::Dir)]
+    pub format: BundleFormat,
+    /// Write over a non-empty --out (files of other names are left alone and named), or over
+    /// an existing <session>.tar.zst.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// How the bundle is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BundleFormat {
+    /// Files in a folder.
+    Dir,
+    /// One zstd-compressed tar file.
+    #[value(name = "tar.zst")]
+    TarZst,
+}
+
+/// One file of the bundle: a relative path with `/` separators, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleFile {
+    /// Path inside the bundle.
+    pub path: String,
+    /// Contents.
+    pub bytes: Vec<u8>,
+}
+
+/// Where the bundle goes, checked before the lake is read.
+#[derive(Debug)]
+enum Destination {
+    Folder(PathBuf),
+    Archive { folder: PathBuf, file: PathBuf },
+}
+
+impl Destination {
+    fn check(args: &ExportArgs, session: &str) -> anyhow::Result<Destination> {
+        let out = &args.out;
+        match std::fs::metadata(out) {
+            Ok(meta) if !meta.is_dir() => {
+                anyhow::bail!("--out {} exists and is not a folder", out.display())
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error).with_context(|| format!("failed to inspect {}", out.display()));
+            }
+        }
+        match args.format {
+            BundleFormat::Dir => {
+                let not_empty = match std::fs::read_dir(out) {
+                    Ok(mut entries) => entries.next().is_some(),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+                    Err(error) => {
+                        return Err(error)
+                            .with_context(|| format!("failed to list {}", out.display()));
+                    }
+                };
+                anyhow::ensure!(
+                    !not_empty || args.force,
+                    "{} is not empty: choose a new folder, or pass --force to write the bundle \
+                     over it",
+                    out.display()
+                );
+                Ok(Destination::Folder(out.clone()))
+            }
+            BundleFormat::TarZst => {
+                let file = out.join(format!("{session}.tar.zst"));
+                let exists = std::fs::symlink_metadata(&file).is_ok();
+                anyhow::ensure!(
+                    !exists || args.force,
+                    "{} exists: pass --force to replace it",
+                    file.display()
+                );
+                Ok(Destination::Archive { folder: out.clone(), file })
+            }
+        }
+    }
+}
+
+/// A value of a table cell, as read from Parquet.
+#[derive(Debug, Clone, PartialEq)]
+enum Cell {
+    Null,
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+    Bool(bool),
+    /// µs since the epoch, UTC.
+    Time(i64),
+}
+
+impl Cell {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Null => serde_json::Value::Null,
+            Cell::Text(text) => serde_json::Value::from(text.as_str()),
+            Cell::Unsigned(n) => serde_json::Value::from(*n),
+            Cell::Signed(n) => serde_json::Value::from(*n),
+            Cell::Bool(b) => serde_json::Value::from(*b),
+            Cell::Time(micros) => serde_json::Value::from(rfc3339(*micros)),
+        }
+    }
+
+    fn csv(&self) -> String {
+        match self {
+            Cell::Null => String::new(),
+            Cell::Text(text) => text.clone(),
+            Cell::Unsigned(n) => n.to_string(),
+            Cell::Signed(n) => n.to_string(),
+            Cell::Bool(b) => b.to_string(),
+            Cell::Time(micros) => rfc3339(*micros),
+        }
+    }
+}
+
+/// Formats µs since the epoch as RFC 3339 with µs, UTC (`2026-03-14T09:26:50.000000Z`).
+fn rfc3339(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Rows of one table with named columns, in file order.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Table {
+    columns: Vec<String>,
+    rows: Vec<Vec<Cell>>,
+}
+
+impl Table {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|column| column == name)
+    }
+
+    fn get<'a>(&self, row: &'a [Cell], name: &str) -> Option<&'a Cell> {
+        self.index(name).and_then(|index| row.get(index))
+    }
+
+    fn text(&self, row: &[Cell], name: &str) -> Option<String> {
+        match self.get(row, name) {
+            Some(Cell::Text(text)) => Some(text.clone()),
+            _ => None,
+        }
+    }
+
+    fn time(&self, row: &[Cell], name: &str) -> Option<i64> {
+        match self.get(row, name) {
+            Some(Cell::Time(micros)) => Some(*micros),
+            _ => None,
+        }
+    }
+
+    fn unsigned(&self, row: &[Cell], name: &str) -> Option<u64> {
+        match self.get(row, name) {
+            Some(Cell::Unsigned(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Returns the columns of the export and each row's cells: the table's, plus `time` after
+    /// `seq` (`started_at` as `show` prints it, so that rows compare equal to `show --json`).
+    fn with_show_time(&self) -> (Vec<String>, Vec<Vec<Cell>>) {
+        let at = self.index(columns::SEQ).map_or(0, |seq| seq + 1);
+        let started = self.index(columns::STARTED_AT);
+        let mut names = self.columns.clone();
+        names.insert(at, "time".to_string());
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| {
+                let time = match started.and_then(|index| row.get(index)) {
+                    Some(Cell::Time(micros)) => Cell::Text(crate::time::format_time(*micros)),
+                    _ => Cell::Null,
+                };
+                let mut cells = row.clone();
+                cells.insert(at.min(cells.len()), time);
+                cells
+            })
+            .collect();
+        (names, rows)
+    }
+}
+
+fn cell_at(array: &dyn Array, row: usize, column: &str, object: &str) -> anyhow::Result<Cell> {
+    if array.is_null(row) {
+        return Ok(Cell::Null);
+    }
+    Ok(match array.data_type() {
+        DataType::Utf8 => Cell::Text(array.as_string::<i32>().value(row).to_string()),
+        DataType::LargeUtf8 => Cell::Text(array.as_string::<i64>().value(row).to_string()),
+        DataType::Utf8View => Cell::Text(array.as_string_view().value(row).to_string()),
+        DataType::UInt8 => Cell::Unsigned(array.as_primitive::<UInt8Type>().value(row).into()),
+        DataType::UInt16 => Cell::Unsigned(array.as_primitive::<UInt16Type>().value(row).into()),
+        DataType::UInt32 => Cell::Unsigned(array.as_primitive::<UInt32Type>().value(row).into()),
+        DataType::UInt64 => Cell::Unsigned(array.as_primitive::<UInt64Type>().value(row)),
+        DataType::Int32 => Cell::Signed(array.as_primitive::<Int32Type>().value(row).into()),
+        DataType::Int64 => Cell::Signed(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Boolean => Cell::Bool(array.as_boolean().value(row)),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            Cell::Time(array.as_primitive::<TimestampMicrosecondType>().value(row))
+        }
+        other => anyhow::bail!("column {column} of {object} has type {other}, unknown to export"),
+    })
+}
+
+/// Reads the rows of `session` from a Parquet file's verified bytes.
+fn read_table(
+    object: &str,
+    bytes: bytes::Bytes,
+    decryption: Option<Arc<FileDecryptionProperties>>,
+    expected: &arrow::datatypes::Schema,
+    session: &str,
+) -> anyhow::Result<Table> {
+    let mut options = ArrowReaderOptions::new();
+    if let Some(decryption) = decryption {
+        options = options.with_file_decryption_properties(decryption);
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+        .with_context(|| format!("failed to open {object}"))?;
+    sessionlake_schemas::validate_schema(expected, builder.schema())
+        .map_err(|why| anyhow::anyhow!("{object} has the wrong schema: {why}"))?;
+    let mut table = Table {
+        columns: builder.schema().fields().iter().map(|field| field.name().clone()).collect(),
+        rows: Vec::new(),
+    };
+    let session_column = table
+        .index(columns::SESSION_ID)
+        .with_context(|| format!("{object} has no {} column", columns::SESSION_ID))?;
+    let reader = builder.build().with_context(|| format!("failed to read {object}"))?;
+    for batch in reader {
+        let batch: RecordBatch = batch.with_context(|| format!("failed to read {object}"))?;
+        for row in 0..batch.num_rows() {
+            let id = cell_at(batch.column(session_column).as_ref(), row, "session_id", object)?;
+            if id != Cell::Text(session.to_string()) {
+                continue;
+            }
+            let cells = table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(index, name)| cell_at(batch.column(index).as_ref(), row, name, object))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            table.rows.push(cells);
+        }
+    }
+    Ok(table)
+}
+
+/// Returns one JSON object per row, keys in column order.
+fn json_lines(names: &[String], rows: &[Vec<Cell>]) -> Vec<u8> {
+    let mut out = String::new();
+    for row in rows {
+        out.push('{');
+        for (index, (name, cell)) in names.iter().zip(row).enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::from(name.as_str()).to_string());
+            out.push(':');
+            out.push_str(&cell.json().to_string());
+        }
+        out.push_str("}\n");
+    }
+    out.into_bytes()
+}
+
+/// Returns RFC 4180 CSV with a header: fields holding a comma, quote, CR or LF are quoted, quotes
+/// doubled; a null is an empty field.
+fn csv_table(names: &[String], rows: &[Vec<Cell>]) -> anyhow::Result<Vec<u8>> {
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    writer.write_record(names).context("failed to write the CSV header")?;
+    for row in rows {
+        writer.write_record(row.iter().map(Cell::csv)).context("failed to write a CSV row")?;
+    }
+    writer.into_inner().map_err(|error| anyhow::anyhow!("failed to finish the CSV: {error}"))
+}
+
+/// Returns one row as a pretty JSON object, keys in column order.
+fn json_object(names: &[String], row: &[Cell]) -> Vec<u8> {
+    let mut out = String::from("{\n");
+    for (index, (name, cell)) in names.iter().zip(row).enumerate() {
+        let comma = if index + 1 < names.len().min(row.len()) { "," } else { "" };
+        out.push_str(&format!(
+            "  {}: {}{comma}\n",
+            serde_json::Value::from(name.as_str()),
+            cell.json()
+        ));
+    }
+    out.push_str("}\n");
+    out.into_bytes()
+}
+
+/// Returns the PEM SubjectPublicKeyInfo of a raw 32-byte Ed25519 public key.
+fn ed25519_public_key_pem(public: &[u8]) -> anyhow::Result<String> {
+    anyhow::ensure!(public.len() == 32, "an Ed25519 public key has 32 bytes, not {}", public.len());
+    let mut der = ED25519_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(public);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&der);
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    Ok(pem)
+}
+
+/// Returns the SHA-256 of the DER SubjectPublicKeyInfo: what
+/// `openssl pkey -pubin -in public-key.pem -outform DER | sha256sum` prints.
+fn spki_fingerprint(public: &[u8]) -> String {
+    let mut der = ED25519_SPKI_PREFIX.to_vec();
+    der.extend_from_slice(public);
+    sha256_hex(&der)
+}
+
+/// Returns `SHA256SUMS` over `files`, in path order, as `sha256sum` writes it.
+fn sha256sums(files: &[BundleFile]) -> anyhow::Result<Vec<u8>> {
+    let mut sorted: Vec<&BundleFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out = String::new();
+    for file in sorted {
+        // sha256sum escapes names holding `\` or a newline; bundle names never do.
+        anyhow::ensure!(
+            !file.path.contains(['\\', '\n', '\r']),
+            "bundle file name {:?} cannot be listed in SHA256SUMS",
+            file.path
+        );
+        out.push_str(&format!("{}  {}\n", sha256_hex(&file.bytes), file.path));
+    }
+    Ok(out.into_bytes())
+}
+
+/// Returns the bundle path of lake object `path`, refusing anything but plain relative names.
+fn lake_copy_path(path: &str) -> anyhow::Result<String> {
+    let plain = !path.is_empty()
+        && Path::new(path).components().all(|part| matches!(part, Component::Normal(_)));
+    anyhow::ensure!(plain, "lake path {path:?} is not a plain relative path");
+    Ok(format!("{LAKE_FOLDER}/{path}"))
+}
+
+/// The streamed CloudWatch raw form: one `{"timestamp","message"}` per line, `message` the
+/// agent's JSON with the terminal lines in `sessionData`.
+#[derive(serde::Deserialize)]
+struct StreamedEvent {
+    timestamp: i64,
+    message: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StreamedMessage {
+    session_data: Vec<String>,
+}
+
+/// Returns the streamed events of a `cloudwatch-stream` transcript: (ms, terminal lines).
+fn streamed_events(raw: &[u8]) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
+    let mut events = Vec::new();
+    for (number, line) in raw.split(|byte| *byte == b'\n').enumerate() {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let event: StreamedEvent = serde_json::from_slice(line)
+            .with_context(|| format!("line {} is not a log event", number + 1))?;
+        let lines = match serde_json::from_str::<StreamedMessage>(&event.message) {
+            Ok(message) => message.session_data,
+            // A message that is not the agent's JSON is shown as it is.
+            Err(_) => vec![event.message],
+        };
+        events.push((event.timestamp, lines));
+    }
+    Ok(events)
+}
+
+/// Builds `session.cast`. Returns the recording and how it is timed.
+fn session_cast(
+    session: &str,
+    source: SessionSource,
+    raw: &[u8],
+    command_offsets: &[u64],
+    started_at: Option<i64>,
+) -> (String, Timing) {
+    let mut cast = CastBuilder::new();
+    if source == SessionSource::CloudwatchStream {
+        match streamed_events(raw) {
+            Ok(events) if !events.is_empty() => {
+                let first = events.iter().map(|(ms, _)| *ms).min().unwrap_or_default();
+                for (ms, lines) in &events {
+                    let micros = u64::try_from(ms.saturating_sub(first))
+                        .unwrap_or_default()
+                        .saturating_mul(1000);
+                    let mut bytes = Vec::new();
+                    for line in lines {
+                        bytes.extend_from_slice(line.as_bytes());
+                        bytes.push(b'\n');
+                    }
+                    cast.output(micros, &bytes);
+                }
+                let title =
+                    format!("{session} ({}): {}", source.as_str(), Timing::Recorded.describe());
+                return (cast.finish(Some(first.div_euclid(1000)), &title), Timing::Recorded);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(session, %error, "streamed transcript not readable as events; pacing the cast synthetically");
+            }
+        }
+    }
+    for (micros, range) in crate::asciicast::synthetic_schedule(raw, command_offsets) {
+        cast.output(micros, &raw[range]);
+    }
+    let title = format!("{session} ({}): {}", source.as_str(), Timing::Synthetic.describe());
+    let timestamp = started_at.map(|micros| micros.div_euclid(1_000_000));
+    (cast.finish(timestamp, &title), Timing::Synthetic)
+}
+
+/// Returns the last manifest of `chain` that added `entry` as it is live now.
+fn adding_link<'a>(chain: &'a [ChainLink], entry: &ObjectEntry) -> Option<&'a ChainLink> {
+    chain.iter().rev().find(|link| {
+        link.manifest.body.added.iter().any(|added| {
+            added.path == entry.path && added.sha256 == entry.sha256 && added.size == entry.size
+        })
+    })
+}
+
+/// What the lake holds for one session from one source, checked.
+struct Evidence {
+    source: SessionSource,
+    sources: Vec<SessionSource>,
+    /// Lake objects of the session as stored, with their entries.
+    objects: Vec<(ObjectEntry, bytes::Bytes)>,
+    raw_entry: ObjectEntry,
+    transcript: Vec<u8>,
+    session_table: Table,
+    commands: Table,
+    /// Manifests that committed the objects: link and file bytes.
+    manifests: Vec<(ChainLink, bytes::Bytes)>,
+    head: Option<ChainLink>,
+}
+
+async fn gather(
+    store: &LakeStore,
+    keys: &Keys,
+    keyring: &LocalKeyring,
+    session: &str,
+) -> anyhow::Result<Evidence> {
+    let chain = manifest::read_chain(store)
+        .await
+        .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
+    let mut report = crate::verify::Report::default();
+    crate::verify::check_chain(&chain, &mut report);
+    if let Some(found) = report.findings.first() {
+        anyhow::bail!(
+            "the manifest chain of {} is broken ({} {}: {}); run `sessionlake verify`",
+            store.location(),
+            found.kind,
+            found.path,
+            found.detail
+        );
+    }
+    let live = manifest::live_objects(&chain);
+    let sources = crate::session_sources(&live, session);
+    let Some(&source) = sources.first() else {
+        anyhow::bail!("no session named {session} in {}", store.location());
+    };
+    let mut entries: Vec<ObjectEntry> = live
+        .values()
+        .filter(|entry| paths::is_session_object(&entry.path, session, source))
+        .cloned()
+        .collect();
+    // The public-key record that verifies the manifests, when the lake holds it.
+    let signer = keyring.signer();
+    if let Some(key_entry) = live.get(&manifest::public_key_path(signer.key_id())) {
+        entries.push(key_entry.clone());
+    }
+    let one = |kind: ObjectKind| -> anyhow::Result<Option<ObjectEntry>> {
+        let mut found = entries.iter().filter(|entry| entry.kind == kind);
+        let first = found.next().cloned();
+        anyhow::ensure!(
+            found.next().is_none(),
+            "session {session} from {} has more than one live {kind:?} object",
+            source.as_str()
+        );
+        Ok(first)
+    };
+    let raw_entry = one(ObjectKind::Raw)?.with_context(|| {
+        format!("session {session} from {} has no live raw transcript", source.as_str())
+    })?;
+    let sessions_entry = one(ObjectKind::Sessions)?.with_context(|| {
+        format!("session {session} from {} has no live sessions row", source.as_str())
+    })?;
+    let commands_entry = one(ObjectKind::Commands)?;
+
+    let mut objects = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        objects.push((entry.clone(), crate::read_committed(store, entry).await?));
+    }
+    let bytes_of = |entry: &ObjectEntry| {
+        objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
+    };
+    let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
+    let transcript = crate::open_raw(keys, &raw_entry, &sealed, session).await?;
+
+    let session_table = read_table(
+        &sessions_entry.path,
+        bytes_of(&sessions_entry).context("sessions file read")?,
+        None,
+        &sessionlake_schemas::sessions_schema(),
+        session,
+    )?;
+    let [session_row] = session_table.rows.as_slice() else {
+        anyhow::bail!(
+            "{} holds {} rows of session {session}, not one",
+            sessions_entry.path,
+            session_table.rows.len()
+        );
+    };
+    // The decrypted transcript is the one the session row committed, and lives where it says.
+    let committed_sha = session_table.text(session_row, columns::RAW_SHA256).unwrap_or_default();
+    let opened_sha = sha256_hex(&transcript);
+    anyhow::ensure!(
+        opened_sha == committed_sha,
+        "the transcript in {} hashes to {opened_sha}, but {} committed raw_sha256 {committed_sha}",
+        raw_entry.path,
+        sessions_entry.path
+    );
+    let named_raw = session_table.text(session_row, columns::RAW_OBJECT).unwrap_or_default();
+    anyhow::ensure!(
+        named_raw == raw_entry.path,
+        "{} names raw object {named_raw}, but the live raw object is {}",
+        sessions_entry.path,
+        raw_entry.path
+    );
+
+    let mut commands = Table::default();
+    if let Some(entry) = &commands_entry {
+        let wrapped = entry
+            .key
+            .as_ref()
+            .with_context(|| format!("{} has no data key in its manifest entry", entry.path))?;
+        let key = keys
+            .decrypt(wrapped)
+            .await
+            .with_context(|| format!("failed to get the data key of {}", entry.path))?;
+        let secret = key.expose().to_vec();
+        let decryption = FileDecryptionProperties::builder(secret.clone())
+            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])
+            .and_then(|builder| builder.build())
+            .with_context(|| format!("failed to set up decryption of {}", entry.path))?;
+        commands = read_table(
+            &entry.path,
+            bytes_of(entry).context("commands file read")?,
+            Some(decryption),
+            &sessionlake_schemas::commands_schema(),
+            session,
+        )?;
+        if let Some(seq) = commands.index(columns::SEQ) {
+            commands.rows.sort_by_key(|row| match row.get(seq) {
+                Some(Cell::Unsigned(n)) => *n,
+                _ => u64::MAX,
+            });
+        }
+    }
+
+    // The manifests that committed these objects, verbatim, signed by the keyring's key.
+    let mut manifests: Vec<(ChainLink, bytes::Bytes)> = Vec::new();
+    for (entry, _) in &objects {
+        let link = adding_link(&chain, entry)
+            .with_context(|| format!("no manifest adds {} as it is live", entry.path))?;
+        if manifests.iter().any(|(known, _)| known.path == link.path) {
+            continue;
+        }
+        let bytes = store.get(&link.path).await?;
+        anyhow::ensure!(
+            sha256_hex(&bytes) == link.sha256,
+            "{} changed while it was being read",
+            store.describe(&link.path)
+        );
+        let signature = &link.manifest.signature;
+        anyhow::ensure!(
+            signature.key_id == signer.key_id(),
+            "{} is signed by {}, not by the keyring's {}: the bundle's public key could not \
+             verify it",
+            link.path,
+            signature.key_id,
+            signer.key_id()
+        );
+        let value = base64::engine::general_purpose::STANDARD
+            .decode(&signature.value)
+            .with_context(|| format!("{} has a signature that is not base64", link.path))?;
+        let message = link
+            .manifest
+            .body
+            .signing_bytes()
+            .with_context(|| format!("{} cannot be re-encoded", link.path))?;
+        anyhow::ensure!(
+            verify_ed25519(signer.public_key(), &message, &value),
+            "{} has a bad signature; run `sessionlake verify`",
+            link.path
+        );
+        manifests.push((link.clone(), bytes));
+    }
+    manifests.sort_by_key(|(link, _)| link.manifest.body.sequence);
+
+    Ok(Evidence {
+        source,
+        sources,
+        objects,
+        raw_entry,
+        transcript,
+        session_table,
+        commands,
+        manifests,
+        head: chain.last().cloned(),
+    })
+}
+
+/// Names the files of the bundle and its README; everything but SHA256SUMS and its signature.
+fn bundle_files(
+    session: &str,
+    evidence: &Evidence,
+    keyring: &LocalKeyring,
+    lake: &str,
+    exported_at: &str,
+) -> anyhow::Result<(Vec<BundleFile>, usize)> {
+    let signer = keyring.signer();
+    let source = evidence.source;
+    let transcript_name = match source {
+        SessionSource::CloudwatchStream => "transcript.jsonl",
+        _ => "transcript.log",
+    };
+    let mut files =
+        vec![BundleFile { path: transcript_name.to_string(), bytes: evidence.transcript.clone() }];
+
+    let (names, rows) = evidence.commands.with_show_time();
+    files.push(BundleFile { path: "commands.jsonl".into(), bytes: json_lines(&names, &rows) });
+    let csv_names = if names.is_empty() {
+        sessionlake_schemas::commands_schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect()
+    } else {
+        names.clone()
+    };
+    files.push(BundleFile { path: "commands.csv".into(), bytes: csv_table(&csv_names, &rows)? });
+
+    let table = &evidence.session_table;
+    let session_row = table.rows.first().context("session row")?;
+    files.push(BundleFile {
+        path: "session.json".into(),
+        bytes: json_object(&table.columns, session_row),
+    });
+
+    let offsets: Vec<u64> = evidence
+        .commands
+        .rows
+        .iter()
+        .filter_map(|row| evidence.commands.unsigned(row, columns::RAW_OFFSET))
+        .collect();
+    let started_at = table.time(session_row, columns::STARTED_AT);
+    let (cast, timing) = session_cast(session, source, &evidence.transcript, &offsets, started_at);
+    files.push(BundleFile { path: "session.cast".into(), bytes: cast.into_bytes() });
+
+    for (entry, bytes) in &evidence.objects {
+        files.push(BundleFile { path: lake_copy_path(&entry.path)?, bytes: bytes.to_vec() });
+    }
+    for (link, bytes) in &evidence.manifests {
+        files.push(BundleFile { path: lake_copy_path(&link.path)?, bytes: bytes.to_vec() });
+    }
+    let pem = ed25519_public_key_pem(signer.public_key())?;
+    files.push(BundleFile { path: "public-key.pem".into(), bytes: pem.into_bytes() });
+
+    let committed_by = |entry: &ObjectEntry| {
+        evidence
+            .manifests
+            .iter()
+            .find(|(link, _)| {
+                link.manifest
+                    .body
+                    .added
+                    .iter()
+                    .any(|a| a.path == entry.path && a.sha256 == entry.sha256)
+            })
+            .map(|(link, _)| link.path.clone())
+    };
+    let objects: Vec<serde_json::Value> = evidence
+        .objects
+        .iter()
+        .map(|(entry, _)| {
+            serde_json::json!({
+                "path": entry.path,
+                "bundle_path": format!("{LAKE_FOLDER}/{}", entry.path),
+                "kind": entry.kind,
+                "size": entry.size,
+                "sha256": entry.sha256,
+                "committed_by": committed_by(entry),
+            })
+        })
+        .collect();
+    let manifests: Vec<serde_json::Value> = evidence
+        .manifests
+        .iter()
+        .map(|(link, _)| {
+            serde_json::json!({
+                "path": link.path,
+                "bundle_path": format!("{LAKE_FOLDER}/{}", link.path),
+                "sequence": link.manifest.body.sequence,
+                "sha256": link.sha256,
+                "previous_sha256": link.manifest.body.previous_sha256,
+                "committed_at": link.manifest.body.committed_at,
+                "signature_key_id": link.manifest.signature.key_id,
+            })
+        })
+        .collect();
+    let provenance = serde_json::json!({
+        "bundle_version": BUNDLE_VERSION,
+        "session_id": session,
+        "source": source.as_str(),
+        "sources_in_lake": evidence.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "lake": lake,
+        "exported_at": exported_at,
+        "exported_by": format!("sessionlake {}", env!("CARGO_PKG_VERSION")),
+        "transcript": {
+            "file": transcript_name,
+            "size": evidence.transcript.len(),
+            "sha256": sha256_hex(&evidence.transcript),
+            "lake_object": evidence.raw_entry.path,
+            "lake_object_sha256": evidence.raw_entry.sha256,
+        },
+        "commands": evidence.commands.rows.len(),
+        "cast": {"file": "session.cast", "timing": match timing {
+            Timing::Recorded => "recorded",
+            Timing::Synthetic => "synthetic",
+        }},
+        "objects": objects,
+        "manifests": manifests,
+        "chain_head_at_export": evidence.head.as_ref().map(|head| serde_json::json!({
+            "path": head.path,
+            "sequence": head.manifest.body.sequence,
+            "sha256": head.sha256,
+        })),
+        "signing_key": {
+            "key_id": signer.key_id(),
+            "file": "public-key.pem",
+            "spki_sha256": spki_fingerprint(signer.public_key()),
+        },
+    });
+    let mut provenance_bytes =
+        serde_json::to_vec_pretty(&provenance).context("failed to encode provenance.json")?;
+    provenance_bytes.push(b'\n');
+    files.push(BundleFile { path: "provenance.json".into(), bytes: provenance_bytes });
+
+    let readme = readme(session, evidence, transcript_name, timing, signer.public_key(), lake)?;
+    files.push(BundleFile { path: "README.txt".into(), bytes: readme.into_bytes() });
+    Ok((files, evidence.commands.rows.len()))
+}
+
+fn readme(
+    session: &str,
+    evidence: &Evidence,
+    transcript_name: &str,
+    timing: Timing,
+    public_key: &[u8],
+    lake: &str,
+) -> anyhow::Result<String> {
+    let raw = &evidence.raw_entry;
+    let raw_copy = lake_copy_path(&raw.path)?;
+    let raw_manifest = evidence
+        .manifests
+        .iter()
+        .find(|(link, _)| link.manifest.body.added.iter().any(|a| a.path == raw.path))
+        .map(|(link, _)| lake_copy_path(&link.path))
+        .transpose()?
+        .unwrap_or_default();
+    let sessions_copy = evidence
+        .objects
+        .iter()
+        .find(|(entry, _)| entry.kind == ObjectKind::Sessions)
+        .map(|(entry, _)| lake_copy_path(&entry.path))
+        .transpose()?
+        .unwrap_or_default();
+    let source = evidence.source.as_str();
+    let fingerprint = spki_fingerprint(public_key);
+    let timing_note = match timing {
+        Timing::Recorded => {
+            "Events play at the times CloudWatch Logs recorded for each batch of lines\n   \
+             (the log events' timestamps, to the millisecond)."
+                .to_string()
+        }
+        Timing::Synthetic => format!(
+            "The transcript records no times, so the pacing is synthetic: one event per\n   \
+             line, {} s apart, and a {} s pause where each command starts. Only the order\n   \
+             of events is evidence, not their times.",
+            crate::asciicast::SYNTHETIC_LINE_MICROS as f64 / 1e6,
+            crate::asciicast::SYNTHETIC_COMMAND_PAUSE_MICROS as f64 / 1e6
+        ),
+    };
+    let manifest_list: String = evidence
+        .manifests
+        .iter()
+        .map(|(link, _)| format!("  {LAKE_FOLDER}/{}\n", link.path))
+        .collect();
+    Ok(format!(
+        "Evidence bundle: AWS Systems Manager session {session}
+=================================================================
+
+Exported by sessionlake {version} from the lake at {lake}.
+The session was delivered by: {sources}; this bundle holds the {source} delivery
+(the one `sessionlake show` reads).
+
+Files
+-----
+  {transcript_name:<18} the original transcript bytes as delivered, decrypted and
+                     decompressed{stream_note}
+  commands.jsonl     every command of the session, one JSON object per line
+  commands.csv       the same rows and columns as CSV (RFC 4180, UTF-8, CRLF)
+  session.json       the session row: who, as whom, where, when, source, hashes
+  session.cast       a replay in asciicast v2 format
+  provenance.json    the lake objects, manifests and chain head this bundle comes from
+  lake/              those objects byte for byte as the lake stores them (encrypted),
+                     the manifest files that committed them, and the lake's
+                     public-key record
+  public-key.pem     the lake's Ed25519 public key that signs its manifests
+  SHA256SUMS         SHA-256 of every file above
+  SHA256SUMS.sig     Ed25519 signature of SHA256SUMS by the lake's signing key
+
+1. Every file is intact
+   sha256sum -c SHA256SUMS
+
+2. SHA256SUMS was signed by the lake's key
+   openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig
+   It prints \"Signature Verified Successfully\". The key proves something only if it is
+   the lake's: compare its fingerprint with the one the lake's operator gives you
+   (for example from the lake's keys/ folder or their keyring):
+   openssl pkey -pubin -in public-key.pem -outform DER | sha256sum
+   {fingerprint}
+
+3. The lake's signed manifest committed these objects
+   Each manifest's signature covers its \"body\" as compact JSON with sorted keys:
+   jq -cjS .body {raw_manifest} > body.json
+   jq -r .signature.value {raw_manifest} | base64 -d > body.sig
+   openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in body.json -sigfile body.sig
+   The manifest names each object with the SHA-256 of its stored bytes:
+   sha256sum {raw_copy}
+   jq -r '.body.added[] | select(.path == \"{raw_path}\") | .sha256' {raw_manifest}
+   The two hashes are equal. That hash is of the ciphertext: the lake stores the
+   transcript zstd-compressed, then encrypted (AES-256-GCM, streamed, under a data key
+   made for this session), so it verifies without any key. The plaintext's SHA-256 is
+   the raw_sha256 of session.json, committed in {sessions_copy}
+   (itself hashed in the manifest); check it against the transcript:
+   sha256sum {transcript_name}
+   jq -r .raw_sha256 session.json
+   sessionlake checked before exporting that the ciphertext decrypts to exactly these
+   bytes. Someone holding the lake's keys can repeat it:
+   sessionlake show {session} --raw | sha256sum
+   Each manifest names the SHA-256 of the one before it (previous_sha256), and
+   provenance.json names the newest manifest when the bundle was made; `sessionlake
+   verify` run on the lake checks the whole chain up to it. Manifests in this bundle:
+{manifest_list}
+4. Replay
+   asciinema play session.cast
+   {timing_note}
+   The original bytes are {transcript_name}; in the replay, bytes that are not UTF-8
+   show as U+FFFD and a bare line feed moves to the start of the next line.
+
+Notes
+   Times are UTC. A command's \"time\" is null where the source records none (S3 and
+   uploaded transcripts); session.json's started_at then comes from CloudTrail.
+   Commands and output are as the lake stores them: secrets it recognised are masked
+   (the redactions column counts them), output is capped (output_truncated).
+   raw_offset and raw_len locate each command in {transcript_name}.
+   Spreadsheets may run a cell that starts with = + - or @ as a formula: import
+   commands.csv as text.
+   This folder holds plaintext commands and output: keep it as confidential as the
+   session itself.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        sources = evidence.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+        stream_note = if evidence.source == SessionSource::CloudwatchStream {
+            " (one CloudWatch log\n                     event per line: its timestamp and message)"
+        } else {
+            ""
+        },
+        raw_path = raw.path,
+    ))
+}
+
+fn private_folder(path: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to make {} private", path.display()))
+}
+
+fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file =
+        options.open(path).with_context(|| format!("failed to create {}", path.display()))?;
+    // An existing file kept its mode: make it private before the plaintext goes in.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(bytes))
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Writes the bundle's files into `folder`. Returns files found there that are not the bundle's.
+fn write_folder(folder: &Path, files: &[BundleFile], replace: bool) -> anyhow::Result<Vec<String>> {
+    private_folder(folder)?;
+    for file in files {
+        let path = folder.join(&file.path);
+        if let Some(parent) = path.parent() {
+            private_folder(parent)?;
+        }
+        write_private(&path, &file.bytes, replace)?;
+    }
+    let ours: BTreeSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
+    let mut others = Vec::new();
+    let mut stack = vec![folder.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("failed to list {}", dir.display()))?
+        {
+            let path = entry.with_context(|| format!("failed to list {}", dir.display()))?.path();
+            let relative = path.strip_prefix(folder).unwrap_or(&path).to_string_lossy().to_string();
+            if std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+                stack.push(path);
+            } else if !ours.contains(relative.as_str()) {
+                others.push(relative);
+            }
+        }
+    }
+    others.sort();
+    Ok(others)
+}
+
+/// Writes the bundle as `file`, a zstd-compressed tar of `<top>/…` (folders 0700, files 0600).
+/// The archive appears whole or not at all.
+fn write_archive(
+    folder: &Path,
+    file: &Path,
+    top: &str,
+    files: &[BundleFile],
+    mtime: u64,
+) -> anyhow::Result<()> {
+    private_folder(folder)?;
+    let name = file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let partial = folder.join(format!(".{name}.{}.partial", std::process::id()));
+    let written = (|| -> anyhow::Result<()> {
+        let output = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("failed to create {}", partial.display()))?;
+        let mut encoder =
+            zstd::Encoder::new(output, ARCHIVE_ZSTD_LEVEL).context("failed to start zstd")?;
+        encoder.include_checksum(true).context("failed to start zstd")?;
+        let mut archive = tar::Builder::new(encoder);
+        let mut folders = BTreeSet::from([top.to_string()]);
+        for bundle_file in files {
+            let mut parent = Path::new(&bundle_file.path).parent();
+            while let Some(dir) = parent.filter(|dir| !dir.as_os_str().is_empty()) {
+                folders.insert(format!("{top}/{}", dir.to_string_lossy()));
+                parent = dir.parent();
+            }
+        }
+        let header = |kind: tar::EntryType, mode: u32, size: u64| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_size(size);
+            header.set_mtime(mtime);
+            header.set_uid(0);
+            header.set_gid(0);
+            header
+        };
+        for dir in &folders {
+            let mut entry = header(tar::EntryType::Directory, 0o700, 0);
+            archive
+                .append_data(&mut entry, format!("{dir}/"), std::io::empty())
+                .with_context(|| format!("failed to add {dir} to {}", partial.display()))?;
+        }
+        let mut sorted: Vec<&BundleFile> = files.iter().collect();
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        for bundle_file in sorted {
+            let mut entry = header(tar::EntryType::Regular, 0o600, bundle_file.bytes.len() as u64);
+            archive
+                .append_data(
+                    &mut entry,
+                    format!("{top}/{}", bundle_file.path),
+                    &bundle_file.bytes[..],
+                )
+                .with_context(|| {
+                    format!("failed to add {} to {}", bundle_file.path, partial.display())
+                })?;
+        }
+        let encoder = archive.into_inner().context("failed to finish the tar")?;
+        let output = encoder.finish().context("failed to finish zstd")?;
+        output.sync_all().with_context(|| format!("failed to write {}", partial.display()))?;
+        std::fs::rename(&partial, file)
+            .with_context(|| format!("failed to move {} into place", file.display()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// Runs `sessionlake export`.
+pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
+    let session = args.session.as_str();
+    if !session_id::is_valid(session) {
+        anyhow::bail!("no session named {session:?}: not a session id");
+    }
+    let destination = Destination::check(args, session)?;
+    let (store, keys) = crate::open_lake(cli).await?;
+    let keyring = LocalKeyring::open(&cli.keyring)
+        .context("export signs the bundle with the keyring's manifest signing key (--keyring)")?;
+    let evidence = gather(&store, &keys, &keyring, session).await?;
+    let lake = store.location().to_string();
+    let now = chrono::Utc::now();
+    let exported_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (mut files, commands) = bundle_files(session, &evidence, &keyring, &lake, &exported_at)?;
+    let sums = sha256sums(&files)?;
+    let signature = keyring.signer().sign(&sums);
+    files.push(BundleFile { path: "SHA256SUMS".into(), bytes: sums });
+    files.push(BundleFile { path: "SHA256SUMS.sig".into(), bytes: signature });
+
+    if evidence.sources.len() > 1 {
+        let names: Vec<&str> = evidence.sources.iter().map(|s| s.as_str()).collect();
+        eprintln!(
+            "sessionlake: {session} was delivered by {} sources ({}); exported {}, the one \
+             `show` reads",
+            names.len(),
+            names.join(", "),
+            evidence.source.as_str()
+        );
+    }
+    let written = match &destination {
+        Destination::Folder(folder) => {
+            let others = write_folder(folder, &files, args.force)?;
+            if !others.is_empty() {
+                eprintln!(
+                    "sessionlake: {} holds {} files that are not part of the bundle (SHA256SUMS \
+                     does not cover them): {}",
+                    folder.display(),
+                    others.len(),
+                    others.join(", ")
+                );
+            }
+            folder.clone()
+        }
+        Destination::Archive { folder, file } => {
+            let mtime = u64::try_from(now.timestamp()).unwrap_or_default();
+            write_archive(folder, file, session, &files, mtime)?;
+            file.clone()
+        }
+    };
+    tracing::info!(session, source = evidence.source.as_str(), out = %written.display(), "session exported");
+    eprintln!(
+        "exported {session} ({}, {commands} commands) to {}: {} files, SHA256SUMS signed by {}",
+        evidence.source.as_str(),
+        written.display(),
+        files.len(),
+        keyring.signer().key_id()
+    );
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", written.display()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),
+        _ => {}
+    }
+    Ok(Outcome::Matched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(value: &str) -> Cell {
+        Cell::Text(value.to_string())
+    }
+
+    #[test]
+    fn test_export_arguments_parse() {
+        use clap::Parser as _;
+        let cli = crate::Cli::try_parse_from([
+            "sessionlake",
+            "export",
+            "alice-0123456789abcdef0",
+            "--out",
+            "evidence",
+            "--format",
+            "tar.zst",
+            "--force",
+        ])
+        .expect("parse");
+        let crate::Command::Export(args) = cli.command else { panic!("parsed as export") };
+        assert_eq!(args.session, "alice-0123456789abcdef0");
+        assert_eq!(args.out, PathBuf::from("evidence"));
+        assert_eq!(args.format, BundleFormat::TarZst);
+        assert!(args.force);
+        let defaults =
+            crate::Cli::try_parse_from(["sessionlake", "export", "s-1", "--out", "d"]).expect("ok");
+        let crate::Command::Export(args) = defaults.command else { panic!("export") };
+        assert_eq!((args.format, args.force), (BundleFormat::Dir, false));
+        assert!(crate::Cli::try_parse_from(["sessionlake", "export", "s-1"]).is_err(), "--out");
+        assert!(
+            crate::Cli::try_parse_from([
+                "sessionlake",
+                "export",
+                "s",
+                "--out",
+                "d",
+                "--format",
+                "zip"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn test_csv_quotes_what_needs_quoting() {
+        let names = vec!["seq".to_string(), "command".to_string(), "output".to_string()];
+        let cases: [(Cell, &str); 8] = [
+            (text("ls -la"), "ls -la"),
+            (text("echo a,b"), "\"echo a,b\""),
+            (text("echo \"hi\""), "\"echo \"\"hi\"\"\""),
+            (text("line1\nline2"), "\"line1\nline2\""),
+            (text("cr\rhere"), "\"cr\rhere\""),
+            (text(" padded "), " padded "),
+            (text("=cmd|' /C calc'!A0"), "=cmd|' /C calc'!A0"),
+            (Cell::Null, ""),
+        ];
+        for (cell, expected) in cases {
+            let rows = vec![vec![Cell::Unsigned(7), cell.clone(), Cell::Bool(true)]];
+            let bytes = csv_table(&names, &rows).expect("csv");
+            let out = String::from_utf8(bytes.clone()).expect("utf-8");
+            assert_eq!(out, format!("seq,command,output\r\n7,{expected},true\r\n"), "{cell:?}");
+            // And a CSV reader gets the value back.
+            let mut reader = csv::Reader::from_reader(&bytes[..]);
+            let record = reader.records().next().expect("row").expect("parses");
+            assert_eq!(&record[1], cell.csv(), "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn test_cells_as_json_and_csv() {
+        let time = Cell::Time(1_773_480_410_123_456);
+        assert_eq!(time.json(), serde_json::json!("2026-03-14T09:26:50.123456Z"));
+        assert_eq!(time.csv(), "2026-03-14T09:26:50.123456Z");
+        assert_eq!(Cell::Null.json(), serde_json::Value::Null);
+        assert_eq!(Cell::Signed(-3).csv(), "-3");
+    }
+
+    #[test]
+    fn test_rows_keep_column_order_and_show_time() {
+        let table = Table {
+            columns: vec!["session_id".into(), "seq".into(), "started_at".into()],
+            rows: vec![
+                vec![text("s"), Cell::Unsigned(0), Cell::Null],
+                vec![text("s"), Cell::Unsigned(1), Cell::Time(1_773_482_538_000_000)],
+            ],
+        };
+        let (names, rows) = table.with_show_time();
+        assert_eq!(names, vec!["session_id", "seq", "time", "started_at"]);
+        let lines = String::from_utf8(json_lines(&names, &rows)).expect("utf-8");
+        assert_eq!(
+            lines,
+            "{\"session_id\":\"s\",\"seq\":0,\"time\":null,\"started_at\":null}\n\
+             {\"session_id\":\"s\",\"seq\":1,\"time\":\"2026-03-14 10:02:18Z\",\
+             \"started_at\":\"2026-03-14T10:02:18.000000Z\"}\n"
+        );
+        let object = String::from_utf8(json_object(&table.columns, &table.rows[0])).expect("utf-8");
+        assert_eq!(
+            object,
+            "{\n  \"session_id\": \"s\",\n  \"seq\": 0,\n  \"started_at\": null\n}\n"
+        );
+        serde_json::from_str::<serde_json::Value>(&object).expect("valid JSON");
+    }
+
+    #[test]
+    fn test_public_key_pem_is_spki() {
+        // A key made by `openssl genpkey -algorithm ed25519`, and its `openssl pkey -pubout`.
+        let public = hex_bytes("00aa8aa7ce6afd709102618df83945f3d8f167076a412ff3b0f0b614109138e9");
+        assert_eq!(
+            ed25519_public_key_pem(&public).expect("pem"),
+            "-----BEGIN PUBLIC KEY-----\n\
+             MCowBQYDK2VwAyEAAKqKp85q/XCRAmGN+DlF89jxZwdqQS/zsPC2FBCROOk=\n\
+             -----END PUBLIC KEY-----\n"
+        );
+        assert!(ed25519_public_key_pem(&public[1..]).is_err());
+    }
+
+    fn hex_bytes(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    #[test]
+    fn test_sha256sums_format() {
+        let files = vec![
+            BundleFile { path: "b.txt".into(), bytes: b"b".to_vec() },
+            BundleFile { path: "a/x.json".into(), bytes: Vec::new() },
+        ];
+        let sums = String::from_utf8(sha256sums(&files).expect("sums")).expect("utf-8");
+        assert_eq!(
+            sums,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a/x.json\n\
+             3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d  b.txt\n"
+        );
+        let bad = vec![BundleFile { path: "a\nb".into(), bytes: Vec::new() }];
+        assert!(sha256sums(&bad).is_err());
+    }
+
+    #[test]
+    fn test_lake_copy_paths_stay_inside_the_bundle() {
+        assert_eq!(
+            lake_copy_path("raw/dt=2026-03-14/a.zst.sle").expect("ok"),
+            "lake/raw/dt=2026-03-14/a.zst.sle"
+        );
+        for bad in ["", "/etc/passwd", "../x", "raw/../../x", "./x"] {
+            assert!(lake_copy_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn test_streamed_events_read_session_data() {
+        let raw = b"{\"timestamp\":1000,\"message\":\"{\\\"sessionData\\\":[\\\"$ ls\\\",\\\"a\\\"]}\"}\n\
+                    {\"timestamp\":2500,\"message\":\"plain text\"}\n";
+        let events = streamed_events(raw).expect("events");
+        assert_eq!(
+            events,
+            vec![
+                (1000, vec!["$ ls".to_string(), "a".to_string()]),
+                (2500, vec!["plain text".to_string()])
+            ]
+        );
+        let (cast, timing) = session_cast("s", SessionSource::CloudwatchStream, raw, &[], None);
+        assert_eq!(timing, Timing::Recorded);
+        let lines: Vec<serde_json::Value> =
+            cast.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        assert_eq!(lines[0]["timestamp"], 1);
+        assert_eq!(lines[1], serde_json::json!([0.0, "o", "$ ls\r\na\r\n"]));
+        assert_eq!(lines[2], serde_json::json!([1.5, "o", "plain text\r\n"]));
+        assert!(streamed_events(b"not json\n").is_err());
+    }
+}
