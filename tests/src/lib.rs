@@ -59,10 +59,21 @@ pub fn binary(name: &str, aws: bool) -> Command {
         command.env_remove(variable);
     }
     command.env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-        .env_remove("SESSIONLAKE_LAKE")
-        .env_remove("SESSIONLAKE_KEYRING")
-        .env_remove("SESSIONLAKE_CONFIG");
+    for variable in [
+        "SESSIONLAKE_LAKE",
+        "SESSIONLAKE_KEYRING",
+        "SESSIONLAKE_CONFIG",
+        "SESSIONLAKE_FOLLOW",
+        "SESSIONLAKE_POLL_INTERVAL",
+        "SESSIONLAKE_MAX_IN_FLIGHT",
+        "SESSIONLAKE_BATCH_SESSIONS",
+        "SESSIONLAKE_SHUTDOWN_TIMEOUT",
+        "SESSIONLAKE_RETRY_MAX_ATTEMPTS",
+        "SESSIONLAKE_METRICS_ADDR",
+        "SESSIONLAKE_METRICS_ALLOW_REMOTE",
+    ] {
+        command.env_remove(variable);
+    }
     if aws {
         command
             .env("AWS_ENDPOINT_URL", moto_endpoint())
