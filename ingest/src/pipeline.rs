@@ -279,8 +279,7 @@ impl LakeWriter {
             .filter(|entry| {
                 matches!(entry.kind, ObjectKind::Raw | ObjectKind::Commands | ObjectKind::Sessions)
             })
-            .filter(|entry| entry.sessions == [session_id])
-            .filter(|entry| paths::is_session_object(&entry.path, session_id, source))
+            .filter(|entry| is_version_of(entry, session_id, source))
             .cloned()
             .collect()
     }
@@ -352,10 +351,9 @@ impl LakeWriter {
                     // The same session twice in one batch: the later version replaces the
                     // earlier one here too.
                     let (earlier, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
-                        std::mem::take(&mut added).into_iter().partition(|entry: &ObjectEntry| {
-                            entry.sessions == [session_id.clone()]
-                                && paths::is_session_object(&entry.path, &session_id, source)
-                        });
+                        std::mem::take(&mut added)
+                            .into_iter()
+                            .partition(|entry| is_version_of(entry, &session_id, source));
                     added = kept;
                     older.extend(
                         earlier.into_iter().filter(|entry| self.live.contains_key(&entry.path)),
@@ -400,4 +398,10 @@ impl LakeWriter {
         cursors.version = 1;
         Ok(summary)
     }
+}
+
+/// Whether `entry` is an object of one version of `session_id` from `source` (and of no other
+/// session).
+fn is_version_of(entry: &ObjectEntry, session_id: &str, source: SessionSource) -> bool {
+    entry.sessions == [session_id] && paths::is_session_object(&entry.path, session_id, source)
 }

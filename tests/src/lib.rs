@@ -117,6 +117,15 @@ pub fn duckdb(dir: &Path, sql: &str) -> Vec<serde_json::Value> {
     ran.stdout.lines().map(|line| serde_json::from_str(line).expect("duckdb row is JSON")).collect()
 }
 
+/// Names unique to one test run: moto keeps state for the whole run of the suite.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
 /// Copies a folder tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create folder");

@@ -9,7 +9,7 @@ mod export;
 
 use serde_json::Value;
 use sessionlake_tests::{
-    binary, copy_tree, duckdb, files_under, repo_root, run, s3_client, sdk_config,
+    binary, copy_tree, duckdb, files_under, repo_root, run, s3_client, sdk_config, unique,
 };
 
 /// The one `rm -rf` in the examples, as every search must report it.
@@ -74,8 +74,30 @@ fn assert_rm_rf_rows(rows: &[BTreeMap<String, Value>]) {
 /// Returns a temporary folder holding a copy of examples/ and the lake the embedded default
 /// ingested from it, and what the ingest printed.
 fn ingested_examples() -> (tempfile::TempDir, sessionlake_tests::Ran) {
+    ingested_examples_and(|_| {})
+}
+
+/// The examples with alice's S3 session also uploaded to CloudWatch, as SSM does when both are
+/// configured, ingested into a fresh lake.
+fn ingested_examples_with_alice_delivered_twice() -> tempfile::TempDir {
+    ingested_examples_and(|examples| {
+        std::fs::copy(
+            repo_root().join("corpus/alice-0123456789abcdef0/cloudwatch-upload.json"),
+            examples.join("cloudwatch/ssm-sessions/alice-0123456789abcdef0.json"),
+        )
+        .expect("copy");
+    })
+    .0
+}
+
+/// Copies the examples into a fresh folder, lets `change` alter them, and ingests them.
+fn ingested_examples_and(
+    change: impl FnOnce(&Path),
+) -> (tempfile::TempDir, sessionlake_tests::Ran) {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let examples = dir.path().join("examples");
+    copy_tree(&repo_root().join("examples"), &examples);
+    change(&examples);
     let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(ingest.code, 0, "{}", ingest.stderr);
     (dir, ingest)
@@ -242,15 +264,6 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     ]));
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("--command"), "{}", bad.stderr);
-}
-
-/// Names unique to one test run: moto keeps state for the whole run of the suite.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path) {
@@ -650,17 +663,7 @@ fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
 
 #[test]
 fn test_show_reads_one_source_of_a_session_delivered_twice() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let examples = dir.path().join("examples");
-    copy_tree(&repo_root().join("examples"), &examples);
-    // The same session also uploaded to CloudWatch, as SSM does when both are configured.
-    std::fs::copy(
-        repo_root().join("corpus/alice-0123456789abcdef0/cloudwatch-upload.json"),
-        examples.join("cloudwatch/ssm-sessions/alice-0123456789abcdef0.json"),
-    )
-    .expect("copy");
-    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
-    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let dir = ingested_examples_with_alice_delivered_twice();
     let (_, rows, _) =
         cli_json(dir.path(), &["sessions", "--session", "alice-0123456789abcdef0", "--json"]);
     let mut sources: Vec<&str> =

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use sessionlake_tests::{binary, copy_tree, files_under, repo_root, run};
+use sessionlake_tests::{binary, files_under, repo_root, run};
 
-use super::{ingested_examples, parse_json_lines};
+use super::{ingested_examples, ingested_examples_with_alice_delivered_twice, parse_json_lines};
 
 const ALICE: &str = "alice-0123456789abcdef0";
 const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
@@ -383,16 +383,7 @@ fn test_export_streamed_session_has_real_times_and_tar_zst_round_trips() {
 
 #[test]
 fn test_export_of_a_session_delivered_twice_reads_the_source_show_reads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let examples = dir.path().join("examples");
-    copy_tree(&repo_root().join("examples"), &examples);
-    std::fs::copy(
-        repo_root().join("corpus/alice-0123456789abcdef0/cloudwatch-upload.json"),
-        examples.join("cloudwatch/ssm-sessions/alice-0123456789abcdef0.json"),
-    )
-    .expect("copy");
-    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
-    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let dir = ingested_examples_with_alice_delivered_twice();
     let exported = export(dir.path(), &[ALICE, "--out", "alice"]);
     assert_eq!(exported.code, 0, "{}", exported.stderr);
     assert!(

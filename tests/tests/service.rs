@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sessionlake_tests::{
-    Background, binary, copy_tree, files_under, http_get, repo_root, run, s3_client, wait_until,
+    Background, binary, copy_tree, files_under, http_get, repo_root, run, s3_client, unique,
+    wait_until,
 };
 
 /// Upper bound for anything the service is waited for; never a measure of speed.
@@ -253,15 +254,6 @@ fn test_sigterm_mid_run_then_restart_ingests_every_session_exactly_once() {
     let third = run(&mut drain(dir.path()));
     assert_eq!(third.code, 0, "{}", third.stderr);
     assert_eq!(ingested(&third.stdout), 0, "{}", third.stdout);
-}
-
-/// Names unique to one test run: moto keeps state for the whole run of the suite.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
 #[tokio::test(flavor = "multi_thread")]
