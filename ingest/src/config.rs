@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
+use sessionlake_lake::key_cache::KeyCachePolicy;
 
 /// Default lake: a folder beside where the command runs.
 pub const DEFAULT_LAKE: &str = "./lake";
@@ -29,6 +30,10 @@ pub const MAX_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest accepted shutdown timeout.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest a data key may be reused (the AWS Encryption SDK's caching guidance: keep it short).
+pub const MAX_KEY_CACHE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// Most objects one data key may seal.
+pub const MAX_KEY_CACHE_MAX_USES: u64 = 1 << 32;
 /// Attempts per AWS call (the first plus retries with jittered exponential backoff).
 pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 5;
 /// Most attempts per AWS call that can be configured.
@@ -50,6 +55,13 @@ pub struct Args {
     /// AWS KMS key (id, ARN or alias) for data keys, instead of the local keyring.
     #[arg(long, env = "SESSIONLAKE_KMS_KEY_ID")]
     pub kms_key_id: Option<String>,
+    /// How long a data key is reused for the same session and role (`0s` turns caching off)
+    /// [default: 5m].
+    #[arg(long, env = "SESSIONLAKE_KEY_CACHE_MAX_AGE", value_name = "DURATION")]
+    pub key_cache_max_age: Option<String>,
+    /// How many objects one cached data key may seal [default: 100].
+    #[arg(long, env = "SESSIONLAKE_KEY_CACHE_MAX_USES", value_name = "N")]
+    pub key_cache_max_uses: Option<u64>,
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
@@ -110,6 +122,10 @@ pub struct FileConfig {
     pub keyring: Option<PathBuf>,
     /// AWS KMS key for data keys.
     pub kms_key_id: Option<String>,
+    /// How long a data key is reused for the same session and role, e.g. `5m`; `0s`: never.
+    pub key_cache_max_age: Option<String>,
+    /// How many objects one cached data key may seal.
+    pub key_cache_max_uses: Option<u64>,
     /// AWS region.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -197,6 +213,8 @@ pub struct Config {
     pub keyring: PathBuf,
     /// KMS key for data keys, if any.
     pub kms_key_id: Option<String>,
+    /// Reuse of data keys.
+    pub key_cache: KeyCachePolicy,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -323,6 +341,21 @@ impl Config {
                 format!("metrics_addr: {text:?} is not an address (e.g. 127.0.0.1:9464)")
             })?),
         };
+        let key_cache_max_age =
+            match args.key_cache_max_age.as_deref().or(file.key_cache_max_age.as_deref()) {
+                None => KeyCachePolicy::default().max_age,
+                Some(text) => {
+                    parse_duration(text).map_err(|error| format!("key_cache_max_age: {error}"))?
+                }
+            };
+        let key_cache = KeyCachePolicy {
+            max_age: key_cache_max_age,
+            max_uses: args
+                .key_cache_max_uses
+                .or(file.key_cache_max_uses)
+                .unwrap_or(KeyCachePolicy::default().max_uses),
+            ..KeyCachePolicy::default()
+        };
         let config = Config {
             lake: args.lake.clone().or(file.lake).unwrap_or_else(|| DEFAULT_LAKE.to_string()),
             keyring: args
@@ -331,6 +364,7 @@ impl Config {
                 .or(file.keyring)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
             kms_key_id: args.kms_key_id.clone().or(file.kms_key_id),
+            key_cache,
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions
@@ -399,6 +433,19 @@ impl Config {
                  authentication; set metrics_allow_remote (--metrics-allow-remote) to serve it there"
             ));
         }
+        if self.key_cache.max_age > MAX_KEY_CACHE_MAX_AGE {
+            return Err(format!(
+                "key_cache_max_age must be at most {}, not {}",
+                show_duration(MAX_KEY_CACHE_MAX_AGE),
+                show_duration(self.key_cache.max_age)
+            ));
+        }
+        if self.key_cache.max_uses > MAX_KEY_CACHE_MAX_USES {
+            return Err(format!(
+                "key_cache_max_uses must be 0..={MAX_KEY_CACHE_MAX_USES}, not {}",
+                self.key_cache.max_uses
+            ));
+        }
         if self.kms_key_id.as_deref().is_some_and(str::is_empty) {
             return Err("kms_key_id is empty".to_string());
         }
@@ -432,6 +479,21 @@ mod tests {
     fn args(list: &[&str]) -> Args {
         Args::try_parse_from(std::iter::once("sessionlake-ingest").chain(list.iter().copied()))
             .expect("args")
+    }
+
+    #[test]
+    fn test_key_cache_settings() {
+        let config = Config::load(&args(&[])).expect("load");
+        assert_eq!(config.key_cache, KeyCachePolicy::default());
+        let config =
+            Config::load(&args(&["--key-cache-max-age", "0s", "--key-cache-max-uses", "7"]))
+                .expect("load");
+        assert_eq!(config.key_cache.max_age, Duration::ZERO);
+        assert_eq!(config.key_cache.max_uses, 7);
+        let error = Config::load(&args(&["--key-cache-max-age", "2d"])).expect_err("bad unit");
+        assert!(error.starts_with("key_cache_max_age:"), "{error}");
+        let error = Config::load(&args(&["--key-cache-max-age", "25h"])).expect_err("too long");
+        assert!(error.starts_with("key_cache_max_age must be at most"), "{error}");
     }
 
     #[test]

@@ -23,7 +23,9 @@ use sessionlake_lake::envelope::seal_bytes;
 use sessionlake_lake::keys::{KeyProvider, LocalKeyring};
 use sessionlake_lake::manifest;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
-use sessionlake_schemas::envelope::{CONTEXT_ROLE, CONTEXT_SUBJECT};
+use sessionlake_schemas::envelope::{
+    CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW,
+};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionRecord, SessionSource, paths};
 
@@ -56,10 +58,17 @@ pub struct LakeWriter {
     pub keyring: Arc<LocalKeyring>,
     /// Live objects by path, as of the last commit (kept up to date by `write_batch`).
     pub live: BTreeMap<String, ObjectEntry>,
+    /// The lake's id, named in every data key's encryption context.
+    pub lake_id: String,
+    /// `lake.json`'s entry, committed with the first commit that finds it not live.
+    pub identity: ObjectEntry,
 }
 
-fn key_context(subject: &str, role: &str) -> BTreeMap<String, String> {
+/// The encryption context of a data key: the lake, the session (or quarantined input) and the
+/// object's role. KMS and the keyring refuse to unwrap the key under any other.
+pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
+        (CONTEXT_LAKE.to_string(), lake_id.to_string()),
         (CONTEXT_SUBJECT.to_string(), subject.to_string()),
         (CONTEXT_ROLE.to_string(), role.to_string()),
     ])
@@ -134,7 +143,7 @@ impl LakeWriter {
     ) -> anyhow::Result<(StoredObject, String)> {
         let (key, wrapped) = self
             .keys
-            .generate_data_key(key_context(subject, role))
+            .generate_data_key(key_context(&self.lake_id, subject, role))
             .await
             .with_context(|| format!("failed to get a data key for {subject}"))?;
         let key_id = wrapped.key_id.clone();
@@ -148,7 +157,7 @@ impl LakeWriter {
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
         let object_id = sha256_hex(bad.source_ref.as_bytes())[..32].to_string();
         let path = paths::quarantine_object(bad.source, &format!("{object_id}.{}", new_version()));
-        let (stored, _) = self.seal_and_put(&object_id, "quarantine", &path, bad.raw).await?;
+        let (stored, _) = self.seal_and_put(&object_id, ROLE_QUARANTINE, &path, bad.raw).await?;
         tracing::warn!(source = %bad.source_ref, object = %path, reason = %bad.reason, "input quarantined");
         let mut quarantined = entry(stored, ObjectKind::Quarantine, Vec::new());
         quarantined.note = Some(bad.reason);
@@ -214,7 +223,7 @@ impl LakeWriter {
         let stem = paths::session_stem(&session_id, input.source, &version);
         let raw_sha256 = sha256_hex(&raw);
         let raw_path = paths::raw_object(&dt, &session_id, input.source, &version);
-        let (stored, key_id) = self.seal_and_put(&session_id, "raw", &raw_path, raw).await?;
+        let (stored, key_id) = self.seal_and_put(&session_id, ROLE_RAW, &raw_path, raw).await?;
         written.push(stored.path.clone());
         let mut objects = vec![entry(stored, ObjectKind::Raw, vec![session_id.clone()])];
 
@@ -240,10 +249,13 @@ impl LakeWriter {
         let command_count = parsed.commands.len();
         // The commands file has a data key of its own, bound to the session: destroying the
         // session's keys makes its commands unreadable too.
-        let (key, wrapped) =
-            self.keys.generate_data_key(key_context(&session_id, "commands")).await.with_context(
-                || format!("failed to get a data key for the commands of {session_id}"),
-            )?;
+        let (key, wrapped) = self
+            .keys
+            .generate_data_key(key_context(&self.lake_id, &session_id, ROLE_COMMANDS))
+            .await
+            .with_context(|| {
+                format!("failed to get a data key for the commands of {session_id}")
+            })?;
         let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let commands = parsed.commands;
         let commands_bytes = tokio::task::spawn_blocking(move || {
@@ -335,6 +347,7 @@ impl LakeWriter {
         let mut added: Vec<ObjectEntry> = Vec::new();
         let mut removed = Vec::new();
         let mut positions = Vec::new();
+        let mut dropped: Vec<String> = Vec::new();
         for input in written {
             match input {
                 Written::Session {
@@ -355,9 +368,10 @@ impl LakeWriter {
                             .into_iter()
                             .partition(|entry| is_version_of(entry, &session_id, source));
                     added = kept;
-                    older.extend(
-                        earlier.into_iter().filter(|entry| self.live.contains_key(&entry.path)),
-                    );
+                    let (live_earlier, unborn): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
+                        earlier.into_iter().partition(|entry| self.live.contains_key(&entry.path));
+                    older.extend(live_earlier);
+                    dropped.extend(unborn.into_iter().map(|entry| entry.path));
                     summary.replaced += usize::from(!older.is_empty());
                     removed.extend(older);
                     added.extend(objects);
@@ -374,6 +388,9 @@ impl LakeWriter {
         }
         if added.is_empty() {
             return Ok(summary);
+        }
+        if !self.live.contains_key(&self.identity.path) {
+            added.push(self.identity.clone());
         }
         let link = manifest::commit(
             &self.store,
@@ -392,6 +409,13 @@ impl LakeWriter {
             self.live.insert(new.path.clone(), new.clone());
         }
         summary.sequence = Some(link.manifest.body.sequence);
+        // Versions this batch wrote and then replaced itself were never committed: nothing
+        // names them, so they go (best effort; `verify` lists any that stay).
+        for path in dropped {
+            if let Err(error) = self.store.delete(&path).await {
+                tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
+            }
+        }
         for (source_ref, position) in positions {
             cursors.positions.insert(source_ref, position);
         }

@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_indexer::SessionContext;
 use sessionlake_lake::cursors::Cursors;
+use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use tokio_util::sync::CancellationToken;
@@ -144,12 +145,16 @@ impl Ingestor {
             }
             _ => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
         };
+        let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(keys, config.key_cache));
         let chain = sessionlake_lake::manifest::read_chain(&store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
         let live = sessionlake_lake::manifest::live_objects(&chain);
         let cursors = Cursors::load(&store).await?;
-        let writer = LakeWriter { store, keys, keyring, live };
+        let (lake_id, identity) = sessionlake_lake::manifest::lake_identity(&store)
+            .await
+            .with_context(|| format!("failed to read the identity of {}", store.location()))?;
+        let writer = LakeWriter { store, keys, keyring, live, lake_id, identity };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
         Ok(Ingestor {

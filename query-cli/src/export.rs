@@ -575,7 +575,8 @@ async fn gather(
         objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
     };
     let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
-    let transcript = crate::open_raw(keys, &raw_entry, &sealed, session).await?;
+    let lake = crate::lake_id(store, &live).await?;
+    let transcript = crate::open_raw(keys, &raw_entry, &sealed, session, lake.as_deref()).await?;
 
     let session_table = read_table(
         &sessions_entry.path,

@@ -468,27 +468,46 @@ pub(crate) async fn read_committed(
     Ok(stored)
 }
 
+/// Returns the lake's id from its committed `lake.json` (none in a lake written before ids).
+pub(crate) async fn lake_id(
+    store: &LakeStore,
+    live: &BTreeMap<String, ObjectEntry>,
+) -> anyhow::Result<Option<String>> {
+    let Some(entry) = live.get(paths::LAKE_IDENTITY) else {
+        return Ok(None);
+    };
+    let bytes = read_committed(store, entry).await?;
+    let identity: sessionlake_schemas::manifest::LakeIdentity = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid", store.describe(&entry.path)))?;
+    Ok(Some(identity.lake_id))
+}
+
 /// Opens a raw transcript (`sealed`, already checked against its manifest entry) with its data
-/// key and returns the original bytes. The key must be bound to `session`.
+/// key and returns the original bytes. The key must be bound to `session`, the raw role and
+/// the lake (`lake_id`, when the lake has one).
 pub(crate) async fn open_raw(
     keys: &Keys,
     entry: &ObjectEntry,
     sealed: &[u8],
     session: &str,
+    lake_id: Option<&str>,
 ) -> anyhow::Result<Vec<u8>> {
     let mut cursor = std::io::Cursor::new(sealed);
     let (header, _) = sessionlake_lake::envelope::read_header(&mut cursor, &entry.path)?;
+    // `sessionlake rekey` re-wraps the data key in the (signed) manifest and leaves the object's
+    // bytes alone: the manifest's wrapping, when there is one, is the current one.
+    let wrapped = entry.key.as_ref().unwrap_or(&header.key);
     // The key is bound to the session it was made for: a transcript moved here from another
-    // session's path is refused, not shown as this one.
-    let subject = header.key.context.get(sessionlake_schemas::envelope::CONTEXT_SUBJECT);
-    anyhow::ensure!(
-        subject.map(String::as_str) == Some(session),
-        "{} belongs to session {:?}, not {session}",
-        entry.path,
-        subject
-    );
+    // session's path (or another lake) is refused, not shown as this one.
+    sessionlake_lake::keys::check_context(
+        wrapped,
+        &entry.path,
+        session,
+        sessionlake_schemas::envelope::ROLE_RAW,
+        lake_id,
+    )?;
     let key = keys
-        .decrypt(&header.key)
+        .decrypt(wrapped)
         .await
         .with_context(|| format!("failed to get the data key of {}", entry.path))?;
     Ok(sessionlake_lake::envelope::open_bytes(
@@ -518,7 +537,8 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NoMatch);
     };
     let sealed = read_committed(&store, entry).await?;
-    let plaintext = open_raw(&keys, entry, &sealed, session).await?;
+    let lake = lake_id(&store, &snapshot.live).await?;
+    let plaintext = open_raw(&keys, entry, &sealed, session, lake.as_deref()).await?;
     let mut out = std::io::stdout().lock();
     match out.write_all(&plaintext).and_then(|()| out.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),

@@ -10,13 +10,19 @@
 //!                      or empty) followed by its 16-byte tag
 //! ```
 //!
-//! Chunk `i` is sealed with AES-256-GCM under the session's data key, nonce = `i` as u64
+//! Chunk `i` is sealed with AES-256-GCM under the object's body key, nonce = `i` as u64
 //! big-endian followed by a u32 that is 1 for the last chunk and 0 otherwise, and associated data
 //! = SHA-256 of the header bytes. So a truncated object (its last chunk is not flagged last),
 //! reordered chunks, a flipped bit or a header from another object all fail to open, and the
 //! header's encryption context (checked by KMS or the keyring on unwrap) binds the key to the
 //! session and the object's role. This is the STREAM construction of Hoang, Reyhanitabar,
 //! Rogaway and Vizár (2015), as used by Tink's streaming AEAD and age.
+//!
+//! The body key is derived, never the data key itself: version 2 headers carry a random 32-byte
+//! `salt`, and body key = HKDF-SHA256(data key, salt, info = [`BODY_KEY_INFO`]), as the AWS
+//! Encryption SDK derives a message key from its message id. Counter nonces are then unique per
+//! object even when a cached data key seals several objects (see `sessionlake_lake::keys`).
+//! Version 1 headers (no salt, body sealed under the data key) are still read.
 
 use std::collections::BTreeMap;
 
@@ -33,7 +39,13 @@ pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 /// Bytes of the AEAD tag after each chunk.
 pub const TAG_LEN: usize = 16;
 /// Version of [`EnvelopeHeader`] written by this crate.
-pub const ENVELOPE_VERSION: u32 = 1;
+pub const ENVELOPE_VERSION: u32 = 2;
+/// Oldest header version this crate reads.
+pub const ENVELOPE_MIN_VERSION: u32 = 1;
+/// Bytes of the random salt of a version 2 header.
+pub const SALT_LEN: usize = 32;
+/// HKDF `info` of the body key of a version 2 object.
+pub const BODY_KEY_INFO: &[u8] = b"sessionlake envelope v2 AES-256-GCM-STREAM body key";
 /// The only body algorithm so far.
 pub const ALGORITHM_AES256GCM_STREAM: &str = "AES-256-GCM-STREAM";
 
@@ -43,6 +55,13 @@ pub const CONTEXT_LAKE: &str = "sessionlake:lake";
 pub const CONTEXT_SUBJECT: &str = "sessionlake:subject";
 /// Encryption-context key naming the object's role (`raw`, `commands`, `quarantine`, …).
 pub const CONTEXT_ROLE: &str = "sessionlake:role";
+
+/// [`CONTEXT_ROLE`] of a raw transcript's key.
+pub const ROLE_RAW: &str = "raw";
+/// [`CONTEXT_ROLE`] of a `commands` file's key.
+pub const ROLE_COMMANDS: &str = "commands";
+/// [`CONTEXT_ROLE`] of a quarantined input's key.
+pub const ROLE_QUARANTINE: &str = "quarantine";
 
 /// A data key as stored next to the data it protects: encrypted by a key provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,4 +90,7 @@ pub struct EnvelopeHeader {
     pub compression: String,
     /// The wrapped data key.
     pub key: WrappedKey,
+    /// Version 2: the random HKDF salt of the body key, base64 ([`SALT_LEN`] bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }

@@ -134,6 +134,18 @@ pub struct Manifest {
     pub signature: ManifestSignature,
 }
 
+/// `lake.json`: who this lake is. Every data key's encryption context names `lake_id`
+/// ([`crate::envelope::CONTEXT_LAKE`]), so a key policy or a CloudTrail query can tell lakes
+/// apart, and an object carried over from another lake is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeIdentity {
+    /// Random id, `lake-` and 32 hex digits.
+    pub lake_id: String,
+    /// RFC 3339 time the lake was created.
+    pub created_at: String,
+}
+
 /// A public key that verifies manifest signatures, stored at `keys/<key_id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyRecord {

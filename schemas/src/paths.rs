@@ -31,6 +31,9 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const KEYS_DIR: &str = "keys";
 /// Source cursors.
 pub const CURSORS: &str = "state/cursors.json";
+/// The lake's identity ([`crate::manifest::LakeIdentity`]), created once, committed, never
+/// rewritten.
+pub const LAKE_IDENTITY: &str = "lake.json";
 
 /// Digits of a manifest sequence number in its name, so that names sort in commit order.
 pub const MANIFEST_SEQUENCE_DIGITS: usize = 20;

@@ -6,11 +6,16 @@
 
 use std::io::{self, Read, Write};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest::{SHA256, digest};
+use ring::hkdf;
+use ring::rand::{SecureRandom as _, SystemRandom};
 use sessionlake_schemas::envelope::{
-    ALGORITHM_AES256GCM_STREAM, DEFAULT_CHUNK_SIZE, ENVELOPE_VERSION, EnvelopeHeader, MAGIC,
-    MAX_CHUNK_SIZE, MAX_HEADER_LEN, TAG_LEN, WrappedKey,
+    ALGORITHM_AES256GCM_STREAM, BODY_KEY_INFO, DEFAULT_CHUNK_SIZE, ENVELOPE_MIN_VERSION,
+    ENVELOPE_VERSION, EnvelopeHeader, MAGIC, MAX_CHUNK_SIZE, MAX_HEADER_LEN, SALT_LEN, TAG_LEN,
+    WrappedKey,
 };
 
 use crate::error::{LakeError, LakeResult};
@@ -22,11 +27,38 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// Largest decompressed transcript the lake will open (a zip-bomb guard).
 pub const MAX_DECOMPRESSED_LEN: u64 = 16 * 1024 * 1024 * 1024;
 
-fn aead_key(key: &DataKey) -> LessSafeKey {
-    // A 32-byte key always fits AES-256; `DataKey` guarantees the length.
-    let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
-        .unwrap_or_else(|_| unreachable!("a DataKey is always 32 bytes"));
+/// Returns the AEAD key that seals the body of an object whose header carries `salt` (version
+/// 2: HKDF-SHA256 of the data key) or none (version 1: the data key itself).
+fn body_key(key: &DataKey, salt: Option<&[u8]>) -> LessSafeKey {
+    let unbound = match salt {
+        // HKDF-SHA256 can always expand 32 bytes, and AES-256 always takes them.
+        Some(salt) => hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+            .extract(key.expose())
+            .expand(&[BODY_KEY_INFO], &AES_256_GCM)
+            .map(UnboundKey::from)
+            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 expands to 32 bytes")),
+        // A 32-byte key always fits AES-256; `DataKey` guarantees the length.
+        None => UnboundKey::new(&AES_256_GCM, key.expose())
+            .unwrap_or_else(|_| unreachable!("a DataKey is always 32 bytes")),
+    };
     LessSafeKey::new(unbound)
+}
+
+/// Returns the salt of a header: none for version 1, exactly [`SALT_LEN`] bytes for version 2.
+fn header_salt(header: &EnvelopeHeader, object: &str) -> LakeResult<Option<Vec<u8>>> {
+    match (header.version, &header.salt) {
+        (1, None) => Ok(None),
+        (2, Some(salt)) => B64
+            .decode(salt)
+            .ok()
+            .filter(|salt| salt.len() == SALT_LEN)
+            .map(Some)
+            .ok_or_else(|| LakeError::format(format!("{object} has a bad salt in its header"))),
+        (version, _) => Err(LakeError::format(format!(
+            "{object} has a version {version} header with{} a salt",
+            if header.salt.is_some() { "" } else { "out" }
+        ))),
+    }
 }
 
 fn chunk_nonce(counter: u64, last: bool) -> Nonce {
@@ -36,14 +68,16 @@ fn chunk_nonce(counter: u64, last: bool) -> Nonce {
     Nonce::assume_unique_for_key(nonce)
 }
 
-/// Returns the header bytes that open a sealed object with this key.
-fn header_bytes(wrapped: &WrappedKey, chunk_size: u32) -> LakeResult<Vec<u8>> {
+/// Returns the header bytes that open a sealed object with this key and body-key salt (none:
+/// a version 1 header, only written by tests of the reader).
+fn header_bytes(wrapped: &WrappedKey, chunk_size: u32, salt: Option<&[u8]>) -> LakeResult<Vec<u8>> {
     let header = EnvelopeHeader {
-        version: ENVELOPE_VERSION,
+        version: if salt.is_some() { ENVELOPE_VERSION } else { 1 },
         algorithm: ALGORITHM_AES256GCM_STREAM.to_string(),
         chunk_size,
         compression: "zstd".to_string(),
         key: wrapped.clone(),
+        salt: salt.map(|salt| B64.encode(salt)),
     };
     let json = serde_json::to_vec(&header)
         .map_err(|error| LakeError::format(format!("failed to encode envelope header: {error}")))?;
@@ -71,8 +105,21 @@ pub struct SealWriter<W: Write> {
 
 impl<W: Write> SealWriter<W> {
     /// Writes the header for `wrapped` to `inner` and returns a writer that seals under `key`.
-    pub fn new(mut inner: W, key: &DataKey, wrapped: &WrappedKey) -> LakeResult<Self> {
-        let header = header_bytes(wrapped, DEFAULT_CHUNK_SIZE)?;
+    pub fn new(inner: W, key: &DataKey, wrapped: &WrappedKey) -> LakeResult<Self> {
+        let mut salt = [0u8; SALT_LEN];
+        SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| LakeError::config("failed to draw a random salt"))?;
+        Self::with_salt(inner, key, wrapped, Some(&salt))
+    }
+
+    fn with_salt(
+        mut inner: W,
+        key: &DataKey,
+        wrapped: &WrappedKey,
+        salt: Option<&[u8]>,
+    ) -> LakeResult<Self> {
+        let header = header_bytes(wrapped, DEFAULT_CHUNK_SIZE, salt)?;
         inner
             .write_all(&header)
             .map_err(|error| LakeError::format(format!("failed to write envelope: {error}")))?;
@@ -81,7 +128,7 @@ impl<W: Write> SealWriter<W> {
         let chunk_size = DEFAULT_CHUNK_SIZE as usize;
         Ok(SealWriter {
             inner,
-            key: aead_key(key),
+            key: body_key(key, salt),
             aad,
             chunk_size,
             buffer: Vec::with_capacity(chunk_size + TAG_LEN),
@@ -151,12 +198,16 @@ pub fn read_header<R: Read>(reader: &mut R, object: &str) -> LakeResult<(Envelop
         .map_err(|_| LakeError::format(format!("{object} ends inside its header")))?;
     let header: EnvelopeHeader = serde_json::from_slice(&json)
         .map_err(|error| LakeError::format(format!("{object} has a bad header: {error}")))?;
-    if header.version != ENVELOPE_VERSION || header.algorithm != ALGORITHM_AES256GCM_STREAM {
+    if !(ENVELOPE_MIN_VERSION..=ENVELOPE_VERSION).contains(&header.version)
+        || header.algorithm != ALGORITHM_AES256GCM_STREAM
+    {
         return Err(LakeError::format(format!(
-            "{object} is envelope version {} ({}); this build reads version {ENVELOPE_VERSION}",
+            "{object} is envelope version {} ({}); this build reads versions \
+             {ENVELOPE_MIN_VERSION} to {ENVELOPE_VERSION}",
             header.version, header.algorithm
         )));
     }
+    header_salt(&header, object)?;
     if header.chunk_size == 0 || header.chunk_size > MAX_CHUNK_SIZE {
         return Err(LakeError::format(format!(
             "{object} has chunk size {}, outside 1..={MAX_CHUNK_SIZE}",
@@ -196,10 +247,12 @@ impl<R: Read> OpenReader<R> {
         let mut aad = [0u8; 32];
         aad.copy_from_slice(digest(&SHA256, header_bytes).as_ref());
         let sealed_chunk_len = header.chunk_size as usize + TAG_LEN;
+        // `read_header` checked the salt; a header built by hand with a bad one opens nothing.
+        let salt = header_salt(header, object).unwrap_or(Some(Vec::new()));
         OpenReader {
             inner,
             object: object.to_string(),
-            key: aead_key(key),
+            key: body_key(key, salt.as_deref()),
             aad,
             sealed_chunk_len,
             sealed: Vec::with_capacity(sealed_chunk_len + 1),
@@ -362,6 +415,42 @@ mod tests {
         let mut swapped = swapped_header[..other_header_len].to_vec();
         swapped.extend_from_slice(&sealed[header_len..]);
         assert!(open(&swapped, &key).is_err(), "header from another object");
+    }
+
+    #[test]
+    fn test_version_1_objects_still_open() {
+        let (key, wrapped) = fixture();
+        let plaintext = b"sessions sealed before body keys were derived".repeat(5000);
+        let sealer = SealWriter::with_salt(Vec::new(), &key, &wrapped, None).expect("v1 sealer");
+        let mut encoder = zstd::Encoder::new(sealer, DEFAULT_ZSTD_LEVEL).expect("zstd");
+        encoder.write_all(&plaintext).expect("write");
+        let sealed = encoder.finish().expect("zstd").finish().expect("seal");
+        let (header, _) = read_header(&mut io::Cursor::new(&sealed), "v1").expect("header");
+        assert_eq!((header.version, header.salt), (1, None));
+        assert_eq!(open(&sealed, &key).expect("open v1"), plaintext);
+    }
+
+    #[test]
+    fn test_one_data_key_seals_objects_under_distinct_body_keys() {
+        // A cached data key seals several objects: their bodies must not share a key stream.
+        let (key, wrapped) = fixture();
+        let plaintext = vec![0u8; 4096];
+        let first = seal_bytes(&plaintext, &key, &wrapped).expect("seal");
+        let second = seal_bytes(&plaintext, &key, &wrapped).expect("seal");
+        let body = |sealed: &[u8]| {
+            let len = 8 + u32::from_le_bytes(sealed[4..8].try_into().expect("4")) as usize;
+            sealed[len..].to_vec()
+        };
+        assert_ne!(body(&first), body(&second));
+        assert_eq!(open(&first, &key).expect("open"), open(&second, &key).expect("open"));
+
+        // A salt edited in the header changes the body key: the object no longer opens.
+        let (header, _) = read_header(&mut io::Cursor::new(&first), "x").expect("header");
+        let salt = header.salt.expect("v2 salt").into_bytes();
+        let at = first.windows(salt.len()).position(|w| w == salt).expect("salt in header");
+        let mut edited_bytes = first.clone();
+        edited_bytes[at..at + salt.len()].copy_from_slice(B64.encode([7u8; SALT_LEN]).as_bytes());
+        assert!(open(&edited_bytes, &key).is_err(), "edited salt");
     }
 
     proptest! {

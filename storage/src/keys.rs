@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sessionlake_schemas::envelope::WrappedKey;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
+use crate::key_cache::{KeyCache, KeyCachePolicy};
 use crate::secret::DataKey;
 
 /// Name of the local keyring provider in [`WrappedKey::provider`].
@@ -43,6 +44,48 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 
     /// Unwraps a data key this provider wrapped; fails if the context does not match.
     async fn decrypt_data_key(&self, wrapped: &WrappedKey) -> LakeResult<DataKey>;
+
+    /// Wraps an existing data key under this provider's key, bound to `context` (re-keying).
+    async fn wrap_data_key(
+        &self,
+        key: &DataKey,
+        context: BTreeMap<String, String>,
+    ) -> LakeResult<WrappedKey>;
+}
+
+/// Checks that a data key's encryption context names `subject`, `role` and, when the lake has an
+/// id and the context names one, `lake`: an object moved from another session, role or lake is
+/// refused before its key is even unwrapped. `object` names it in the error.
+pub fn check_context(
+    wrapped: &WrappedKey,
+    object: &str,
+    subject: &str,
+    role: &str,
+    lake: Option<&str>,
+) -> LakeResult<()> {
+    use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT};
+    let named = |key: &str| wrapped.context.get(key).map(String::as_str);
+    let mut wrong = Vec::new();
+    if named(CONTEXT_SUBJECT) != Some(subject) {
+        wrong.push(format!("session {:?}, not {subject}", named(CONTEXT_SUBJECT)));
+    }
+    // Keys written before roles and lake ids were named carry neither: those checks need both.
+    if let Some(found) = named(CONTEXT_ROLE).filter(|found| *found != role) {
+        wrong.push(format!("role {found:?}, not {role:?}"));
+    }
+    if let (Some(found), Some(lake)) = (named(CONTEXT_LAKE), lake)
+        && found != lake
+    {
+        wrong.push(format!("lake {found:?}, not {lake}"));
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(LakeError::integrity(format!(
+            "{object} has a key bound to {}: it was moved here from elsewhere",
+            wrong.join(", ")
+        )))
+    }
 }
 
 fn ciphertext_of(wrapped: &WrappedKey) -> LakeResult<Vec<u8>> {
@@ -252,6 +295,14 @@ impl KeyProvider for LocalKeyring {
         buffer.fill(0);
         key
     }
+
+    async fn wrap_data_key(
+        &self,
+        key: &DataKey,
+        context: BTreeMap<String, String>,
+    ) -> LakeResult<WrappedKey> {
+        self.wrap(key, &context)
+    }
 }
 
 /// Signs manifests with an Ed25519 key.
@@ -416,15 +467,42 @@ impl KeyProvider for KmsKeyProvider {
             .and_then(|blob| DataKey::from_slice(blob.as_ref()))
             .ok_or_else(|| LakeError::format("kms Decrypt returned no 32-byte key"))
     }
+
+    async fn wrap_data_key(
+        &self,
+        key: &DataKey,
+        context: BTreeMap<String, String>,
+    ) -> LakeResult<WrappedKey> {
+        let output = self
+            .client
+            .encrypt()
+            .key_id(&self.key_id)
+            .plaintext(aws_sdk_kms::primitives::Blob::new(key.expose().to_vec()))
+            .set_encryption_context(Some(context.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|error| kms_error("Encrypt", &self.key_id, error))?;
+        let ciphertext = output
+            .ciphertext_blob()
+            .ok_or_else(|| LakeError::format("kms Encrypt returned no ciphertext"))?;
+        Ok(WrappedKey {
+            provider: PROVIDER_KMS.to_string(),
+            key_id: output.key_id().unwrap_or(&self.key_id).to_string(),
+            ciphertext: B64.encode(ciphertext.as_ref()),
+            context,
+        })
+    }
 }
 
 /// Unwraps data keys whichever provider wrapped them: the local keyring, or KMS (the client is
-/// built on first use, so a local-only lake never loads AWS configuration).
+/// built on first use, so a local-only lake never loads AWS configuration). Unwrapped keys are
+/// cached ([`KeyCache`], default policy): a search over many files of one session asks once.
 #[derive(Clone)]
 pub struct Keys {
     keyring: Option<Arc<LocalKeyring>>,
     kms: Arc<OnceLock<aws_sdk_kms::Client>>,
     sdk_config: Option<aws_config::SdkConfig>,
+    cache: Arc<KeyCache>,
 }
 
 impl fmt::Debug for Keys {
@@ -439,11 +517,39 @@ impl Keys {
         keyring: Option<Arc<LocalKeyring>>,
         sdk_config: Option<aws_config::SdkConfig>,
     ) -> Self {
-        Keys { keyring, kms: Arc::new(OnceLock::new()), sdk_config }
+        Keys {
+            keyring,
+            kms: Arc::new(OnceLock::new()),
+            sdk_config,
+            cache: Arc::new(KeyCache::new(KeyCachePolicy {
+                max_uses: u64::MAX,
+                ..KeyCachePolicy::default()
+            })),
+        }
+    }
+
+    /// Returns a KMS provider wrapping new keys under `key_id`, with the loaded AWS configuration.
+    pub fn kms_provider(&self, key_id: &str) -> LakeResult<KmsKeyProvider> {
+        let Some(config) = &self.sdk_config else {
+            return Err(LakeError::config(format!(
+                "key {key_id} is in AWS KMS, and no AWS configuration was loaded"
+            )));
+        };
+        let client = self.kms.get_or_init(|| aws_sdk_kms::Client::new(config)).clone();
+        Ok(KmsKeyProvider::new(client, key_id))
+    }
+
+    /// Returns the local keyring, if one was opened.
+    pub fn keyring(&self) -> Option<&Arc<LocalKeyring>> {
+        self.keyring.as_ref()
     }
 
     /// Unwraps `wrapped` with the provider that wrapped it.
     pub async fn decrypt(&self, wrapped: &WrappedKey) -> LakeResult<DataKey> {
+        self.cache.unwrap_with(wrapped, || self.decrypt_uncached(wrapped)).await
+    }
+
+    async fn decrypt_uncached(&self, wrapped: &WrappedKey) -> LakeResult<DataKey> {
         match wrapped.provider.as_str() {
             PROVIDER_LOCAL => match &self.keyring {
                 Some(keyring) => keyring.decrypt_data_key(wrapped).await,
@@ -452,16 +558,7 @@ impl Keys {
                     wrapped.key_id
                 ))),
             },
-            PROVIDER_KMS => {
-                let Some(config) = &self.sdk_config else {
-                    return Err(LakeError::config(format!(
-                        "data key {} needs AWS KMS, and no AWS configuration was loaded",
-                        wrapped.key_id
-                    )));
-                };
-                let client = self.kms.get_or_init(|| aws_sdk_kms::Client::new(config)).clone();
-                KmsKeyProvider::new(client, wrapped.key_id.clone()).decrypt_data_key(wrapped).await
-            }
+            PROVIDER_KMS => self.kms_provider(&wrapped.key_id)?.decrypt_data_key(wrapped).await,
             other => Err(LakeError::format(format!("unknown key provider {other:?}"))),
         }
     }
@@ -513,6 +610,33 @@ mod tests {
         wrapped.context = context("s-2");
         let error = keyring.decrypt_data_key(&wrapped).await.expect_err("context differs");
         assert_eq!(error.kind(), LakeErrorKind::Integrity);
+    }
+
+    #[test]
+    fn test_context_check_names_what_differs() {
+        let wrapped = |context: &[(&str, &str)]| WrappedKey {
+            provider: PROVIDER_LOCAL.into(),
+            key_id: "local:x".into(),
+            ciphertext: String::new(),
+            context: context.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let full = wrapped(&[
+            ("sessionlake:lake", "lake-1"),
+            ("sessionlake:subject", "s-1"),
+            ("sessionlake:role", "raw"),
+        ]);
+        assert!(check_context(&full, "o", "s-1", "raw", Some("lake-1")).is_ok());
+        assert!(check_context(&full, "o", "s-1", "raw", None).is_ok());
+        let error = check_context(&full, "raw/o", "s-2", "commands", Some("lake-9"))
+            .expect_err("all three differ");
+        assert_eq!(error.kind(), LakeErrorKind::Integrity);
+        let text = error.to_string();
+        for part in ["raw/o", "\"s-1\"", "not s-2", "\"raw\"", "\"lake-1\", not lake-9"] {
+            assert!(text.contains(part), "{part} missing from {text}");
+        }
+        // A key from before roles and lake ids: only the session is checked.
+        let old = wrapped(&[("sessionlake:subject", "s-1")]);
+        assert!(check_context(&old, "o", "s-1", "raw", Some("lake-1")).is_ok());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod cursors;
 pub mod decompress;
 pub mod envelope;
 mod error;
+pub mod key_cache;
 pub mod keys;
 pub mod manifest;
 mod secret;

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use sessionlake_schemas::manifest::{
-    CommitAction, MANIFEST_VERSION, Manifest, ManifestBody, ManifestSignature, ObjectEntry,
-    ObjectKind, PublicKeyRecord,
+    CommitAction, LakeIdentity, MANIFEST_VERSION, Manifest, ManifestBody, ManifestSignature,
+    ObjectEntry, ObjectKind, PublicKeyRecord,
 };
 use sessionlake_schemas::paths;
 
@@ -59,6 +59,55 @@ fn writer_id() -> String {
 pub fn parse_manifest(path: &str, bytes: &[u8]) -> LakeResult<Manifest> {
     serde_json::from_slice(bytes)
         .map_err(|error| LakeError::format(format!("manifest {path} is not valid: {error}")))
+}
+
+/// Returns the lake's id and the manifest entry of `lake.json`, creating the file (with a
+/// conditional write: of two writers starting a lake at once, one id wins) when it is absent.
+/// The entry must be committed by the caller if the chain does not name it yet.
+pub async fn lake_identity(store: &LakeStore) -> LakeResult<(String, ObjectEntry)> {
+    let path = paths::LAKE_IDENTITY;
+    for _ in 0..2 {
+        let stored = match store.get_opt(path).await? {
+            Some(bytes) => {
+                let identity: LakeIdentity = serde_json::from_slice(&bytes).map_err(|error| {
+                    LakeError::format(format!("{} is not valid: {error}", store.describe(path)))
+                })?;
+                let entry = identity_entry(path, &bytes);
+                return Ok((identity.lake_id, entry));
+            }
+            None => {
+                let mut id = [0u8; 16];
+                ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+                    .map_err(|_| LakeError::config("failed to draw a random lake id"))?;
+                let identity = LakeIdentity {
+                    lake_id: format!("lake-{}", hex::encode(id)),
+                    created_at: chrono::Utc::now().to_rfc3339(),
+                };
+                let json = serde_json::to_vec_pretty(&identity).map_err(|error| {
+                    LakeError::format(format!("failed to encode {path}: {error}"))
+                })?;
+                store.put_new(path, Bytes::from(json)).await
+            }
+        };
+        match stored {
+            Ok(_) => continue,
+            Err(error) if error.kind() == LakeErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Err(LakeError::format(format!("{} could not be created or read", store.describe(path))))
+}
+
+fn identity_entry(path: &str, bytes: &[u8]) -> ObjectEntry {
+    ObjectEntry {
+        path: path.to_string(),
+        size: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+        kind: ObjectKind::Other,
+        sessions: Vec::new(),
+        key: None,
+        note: None,
+    }
 }
 
 /// Returns the newest manifest, if the lake has any.
