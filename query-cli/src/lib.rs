@@ -6,6 +6,7 @@
 pub mod asciicast;
 pub mod export;
 pub mod lake_tables;
+pub mod rekey;
 pub mod time;
 pub mod verify;
 
@@ -65,6 +66,9 @@ pub enum Command {
     /// Lines and CSV), an asciicast replay, the manifests that committed it, and a signed
     /// SHA256SUMS an auditor checks with sha256sum and openssl.
     Export(export::ExportArgs),
+    /// Re-wraps every live object's data key under a new provider key (KMS or the keyring),
+    /// without re-encrypting anything; the chain records it.
+    Rekey(rekey::RekeyArgs),
 }
 
 /// Options of `show`.
@@ -157,6 +161,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Show(ref args) => show(&cli, args).await,
         Command::Verify(ref args) => run_verify(&cli, args).await,
         Command::Export(ref args) => export::export(&cli, args).await,
+        Command::Rekey(ref args) => rekey::rekey(&cli, args).await,
     }
 }
 

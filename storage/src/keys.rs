@@ -383,6 +383,21 @@ impl KmsKeyProvider {
     pub fn new(client: aws_sdk_kms::Client, key_id: impl Into<String>) -> Self {
         KmsKeyProvider { client, key_id: key_id.into() }
     }
+
+    /// Returns the ARN of the key (`DescribeKey`): wrapped keys name their key by ARN, whatever
+    /// id or alias they were made with.
+    pub async fn key_arn(&self) -> LakeResult<String> {
+        let output = self
+            .client
+            .describe_key()
+            .key_id(&self.key_id)
+            .send()
+            .await
+            .map_err(|error| kms_error("DescribeKey", &self.key_id, error))?;
+        output.key_metadata().and_then(|metadata| metadata.arn()).map(str::to_string).ok_or_else(
+            || LakeError::format(format!("kms DescribeKey of {} gave no ARN", self.key_id)),
+        )
+    }
 }
 
 fn kms_error<E>(action: &str, key_id: &str, error: aws_sdk_kms::error::SdkError<E>) -> LakeError

@@ -181,8 +181,36 @@ pub async fn commit(
     signer: &Signer<'_>,
     action: CommitAction,
     reason: Option<String>,
+    added: Vec<ObjectEntry>,
+    removed: Vec<ObjectEntry>,
+) -> LakeResult<ChainLink> {
+    commit_after(store, signer, action, reason, added, removed, None).await
+}
+
+/// Like [`commit`], but only as the commit right after sequence `expected_head` (`None`: the
+/// first commit of the lake): for a change computed from a snapshot of the live set, which a
+/// commit in between could invalidate. Fails with [`LakeErrorKind::AlreadyExists`] when
+/// another writer committed since; re-read and recompute then.
+pub async fn commit_if_head(
+    store: &LakeStore,
+    signer: &Signer<'_>,
+    action: CommitAction,
+    reason: Option<String>,
+    added: Vec<ObjectEntry>,
+    removed: Vec<ObjectEntry>,
+    expected_head: Option<u64>,
+) -> LakeResult<ChainLink> {
+    commit_after(store, signer, action, reason, added, removed, Some(expected_head)).await
+}
+
+async fn commit_after(
+    store: &LakeStore,
+    signer: &Signer<'_>,
+    action: CommitAction,
+    reason: Option<String>,
     mut added: Vec<ObjectEntry>,
     removed: Vec<ObjectEntry>,
+    expected_head: Option<Option<u64>>,
 ) -> LakeResult<ChainLink> {
     let key_path = public_key_path(signer.key_id());
     if store.get_opt(&key_path).await?.is_none() {
@@ -208,7 +236,13 @@ pub async fn commit(
     let writer = writer_id();
     for _ in 0..MAX_COMMIT_ATTEMPTS {
         let previous = head(store).await?;
-        let sequence = previous.as_ref().map_or(0, |link| link.manifest.body.sequence + 1);
+        let head_sequence = previous.as_ref().map(|link| link.manifest.body.sequence);
+        if let Some(expected) = expected_head
+            && expected != head_sequence
+        {
+            return Err(changed_since(store, expected, head_sequence));
+        }
+        let sequence = head_sequence.map_or(0, |sequence| sequence + 1);
         let body = ManifestBody {
             version: MANIFEST_VERSION,
             sequence,
@@ -237,6 +271,9 @@ pub async fn commit(
                 return Ok(ChainLink { path, sha256: stored.sha256, size: stored.size, manifest });
             }
             Err(error) if error.kind() == LakeErrorKind::AlreadyExists => {
+                if let Some(expected) = expected_head {
+                    return Err(changed_since(store, expected, Some(sequence)));
+                }
                 tracing::info!(sequence, "another writer committed first; retrying");
             }
             Err(error) => return Err(error),
@@ -246,6 +283,19 @@ pub async fn commit(
         LakeErrorKind::Unavailable,
         format!("failed to commit to {}: lost {MAX_COMMIT_ATTEMPTS} races", store.location()),
     ))
+}
+
+fn changed_since(store: &LakeStore, expected: Option<u64>, found: Option<u64>) -> LakeError {
+    let show = |sequence: Option<u64>| sequence.map_or("none".to_string(), |s| s.to_string());
+    LakeError::new(
+        LakeErrorKind::AlreadyExists,
+        format!(
+            "{} changed while the commit was prepared: its head was manifest {}, now {}",
+            store.location(),
+            show(expected),
+            show(found)
+        ),
+    )
 }
 
 /// Checks a manifest's signature against the public keys the lake holds.
@@ -320,6 +370,21 @@ mod tests {
                 .await
                 .expect("commit 1");
         assert_eq!(second.manifest.body.previous_sha256.as_deref(), Some(first.sha256.as_str()));
+
+        // A change computed against manifest 0 must not land after manifest 1.
+        let stale = commit_if_head(
+            &store,
+            &signer,
+            CommitAction::Rekey,
+            None,
+            vec![entry("a")],
+            vec![],
+            Some(0),
+        )
+        .await
+        .expect_err("head moved");
+        assert_eq!(stale.kind(), LakeErrorKind::AlreadyExists);
+        assert!(stale.to_string().contains("head was manifest 0, now 1"), "{stale}");
 
         let chain = read_chain(&store).await.expect("read");
         assert_eq!(chain.len(), 2);

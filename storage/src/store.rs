@@ -191,6 +191,14 @@ impl LakeStore {
         result.bytes().await.map_err(|error| LakeError::store("read", &self.describe(path), error))
     }
 
+    /// Reads bytes `range` of the object at `path` (the range must lie within the object).
+    pub async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> LakeResult<Bytes> {
+        self.store
+            .get_range(&self.path(path)?, range)
+            .await
+            .map_err(|error| LakeError::store("read", &self.describe(path), error))
+    }
+
     /// Reads the object at `path`, or `None` if there is none.
     pub async fn get_opt(&self, path: &str) -> LakeResult<Option<Bytes>> {
         match self.get(path).await {

@@ -25,11 +25,16 @@ pub fn moto_endpoint() -> String {
 
 /// Returns the SDK configuration for moto.
 pub async fn sdk_config() -> aws_config::SdkConfig {
+    sdk_config_for(&moto_endpoint()).await
+}
+
+/// Returns the SDK configuration for a moto server at `endpoint`.
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
     let credentials =
         aws_sdk_s3::config::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, None, None, "tests");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(TEST_REGION))
-        .endpoint_url(moto_endpoint())
+        .endpoint_url(endpoint)
         .credentials_provider(credentials)
         .load()
         .await
@@ -249,6 +254,60 @@ impl Drop for Background {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A moto server of one test's own (the shared one keeps its state for the whole run): a restart
+/// loses every key, bucket and stream, as when a KMS key is destroyed or made inaccessible.
+pub struct PrivateMoto {
+    port: u16,
+    server: Option<Background>,
+}
+
+impl PrivateMoto {
+    /// Starts a server on a free loopback port, with the test virtualenv's Python.
+    pub fn start() -> PrivateMoto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let mut moto = PrivateMoto { port, server: None };
+        moto.restart();
+        moto
+    }
+
+    /// Returns the endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (if running) and starts an empty one on the same port.
+    pub fn restart(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.signal("TERM");
+            server.wait(std::time::Duration::from_secs(30));
+        }
+        let python = std::env::var("SESSIONLAKE_TEST_PYTHON").unwrap_or_else(|_| {
+            panic!("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test")
+        });
+        let port = self.port.to_string();
+        self.server = Some(Background::spawn(Command::new(python).args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port,
+        ])));
+        let address = format!("127.0.0.1:{port}");
+        wait_until(std::time::Duration::from_secs(60), "a private moto server", || {
+            std::net::TcpStream::connect(&address).ok()
+        });
+    }
+
+    /// Returns `command` pointed at this server instead of the shared one.
+    pub fn point<'a>(&self, command: &'a mut Command) -> &'a mut Command {
+        command.env("AWS_ENDPOINT_URL", self.endpoint())
     }
 }
 

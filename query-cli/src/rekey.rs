@@ -1,0 +1,233 @@
+//! `sessionlake rekey`: re-wraps the data key of every live encrypted object under a new
+//! provider key (a new KMS key, or the local keyring's), without re-encrypting a byte.
+//!
+//! A raw object's data key is wrapped in its header, and the header is bound to the body (its
+//! hash is the associated data of every chunk), so the object itself never changes. Instead the
+//! rekey commit (action `rekey`) removes each object's manifest entry and adds it back with the
+//! same path, size and SHA-256 and the re-wrapped key in `key`; readers use the manifest's
+//! wrapping when there is one (`open_raw`, and the `commands` files' decryption, which always
+//! read theirs from the manifest). Hashes are unchanged, so the chain still verifies, and the
+//! commit says who re-keyed, when and why.
+//!
+//! The old wrapping stays where it was written (raw headers, older manifests): re-keying moves
+//! reads off the old provider key; disabling or deleting that key afterwards is what retires it.
+//! The commit only lands on the head it was computed from: if ingest commits meanwhile (and,
+//! say, replaces a session version), the plan is made again from the new head.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args as ClapArgs;
+use futures::StreamExt as _;
+use sessionlake_lake::keys::{KeyProvider, Keys, PROVIDER_KMS, PROVIDER_LOCAL};
+use sessionlake_lake::manifest;
+use sessionlake_lake::store::LakeStore;
+use sessionlake_schemas::envelope::{MAX_HEADER_LEN, WrappedKey};
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+
+use crate::{Cli, Outcome, json_record, open_lake};
+
+/// Plans made again when another writer commits first.
+const MAX_ATTEMPTS: usize = 5;
+/// Keys unwrapped and re-wrapped at once (each may be two KMS calls).
+const CONCURRENCY: usize = 16;
+
+/// Options of `rekey`.
+#[derive(Debug, ClapArgs)]
+pub struct RekeyArgs {
+    /// Re-wrap under this AWS KMS key (id, ARN or alias).
+    #[arg(long, value_name = "KEY", conflicts_with = "to_keyring")]
+    pub to_kms: Option<String>,
+    /// Re-wrap under the local keyring's key (--keyring).
+    #[arg(long, required_unless_present = "to_kms")]
+    pub to_keyring: bool,
+    /// Why, recorded in the commit.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Count what would be re-wrapped; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON Lines: a `summary` record.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a rekey did (or would do).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RekeySummary {
+    /// The provider key now wrapping every data key.
+    pub key_id: String,
+    /// Objects whose key was re-wrapped (or would be, with --dry-run).
+    pub rewrapped: usize,
+    /// Objects already wrapped under the key.
+    pub unchanged: usize,
+    /// Manifest sequence of the rekey commit.
+    pub sequence: Option<u64>,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+/// One live object whose key is wrapped elsewhere.
+struct Pending {
+    entry: ObjectEntry,
+    wrapped: WrappedKey,
+}
+
+/// Runs `sessionlake rekey`.
+pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
+    let (store, keys) = open_lake(cli).await?;
+    let keyring = keys.keyring().cloned().with_context(|| {
+        format!(
+            "rekey signs its commit with the keyring, and {} was not found",
+            cli.keyring.display()
+        )
+    })?;
+    let (target, target_id, provider): (Arc<dyn KeyProvider>, String, &str) = match &args.to_kms {
+        Some(key_id) => {
+            let kms = keys.kms_provider(key_id)?;
+            // Wrapped keys name the KMS key by ARN: resolve an alias or id to compare.
+            let arn = kms.key_arn().await?;
+            (Arc::new(kms), arn, PROVIDER_KMS)
+        }
+        None => {
+            let id = keyring.key_id().to_string();
+            (Arc::clone(&keyring) as Arc<dyn KeyProvider>, id, PROVIDER_LOCAL)
+        }
+    };
+    let mut summary =
+        RekeySummary { key_id: target_id.clone(), dry_run: args.dry_run, ..Default::default() };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let chain = manifest::read_chain(&store)
+            .await
+            .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
+        let head = chain.last().map(|link| link.manifest.body.sequence);
+        let live = manifest::live_objects(&chain);
+        let (pending, unchanged) = plan(&store, &live, provider, &target_id).await?;
+        summary.rewrapped = pending.len();
+        summary.unchanged = unchanged;
+        if pending.is_empty() || args.dry_run {
+            break;
+        }
+        let added = rewrap(&keys, target.as_ref(), &pending).await?;
+        let removed = pending.into_iter().map(|pending| pending.entry).collect();
+        let reason =
+            args.reason.clone().or_else(|| Some(format!("data keys re-wrapped under {target_id}")));
+        match manifest::commit_if_head(
+            &store,
+            &keyring.signer(),
+            CommitAction::Rekey,
+            reason,
+            added,
+            removed,
+            head,
+        )
+        .await
+        {
+            Ok(link) => {
+                summary.sequence = Some(link.manifest.body.sequence);
+                break;
+            }
+            Err(error)
+                if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
+                    && attempt < MAX_ATTEMPTS =>
+            {
+                tracing::info!(%error, "the lake moved on; planning again");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    report(&summary, args.json)?;
+    Ok(Outcome::Matched)
+}
+
+/// Returns the live objects whose data key is not wrapped under `target_id` yet, with their
+/// current wrapping, and how many already are.
+async fn plan(
+    store: &LakeStore,
+    live: &BTreeMap<String, ObjectEntry>,
+    provider: &str,
+    target_id: &str,
+) -> anyhow::Result<(Vec<Pending>, usize)> {
+    let encrypted = live.values().filter(|entry| {
+        entry.key.is_some() || matches!(entry.kind, ObjectKind::Raw | ObjectKind::Quarantine)
+    });
+    let current = futures::stream::iter(encrypted.map(|entry| async move {
+        let wrapped = match &entry.key {
+            Some(wrapped) => wrapped.clone(),
+            None => header_key(store, entry).await?,
+        };
+        anyhow::Ok(Pending { entry: entry.clone(), wrapped })
+    }))
+    .buffered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    let mut pending = Vec::new();
+    let mut unchanged = 0;
+    for found in current {
+        let found = found?;
+        if found.wrapped.provider == provider && found.wrapped.key_id == target_id {
+            unchanged += 1;
+        } else {
+            pending.push(found);
+        }
+    }
+    Ok((pending, unchanged))
+}
+
+/// Reads the wrapped key from a sealed object's header (its first bytes only).
+async fn header_key(store: &LakeStore, entry: &ObjectEntry) -> anyhow::Result<WrappedKey> {
+    let len = entry.size.min(8 + u64::from(MAX_HEADER_LEN));
+    let start = store.get_range(&entry.path, 0..len).await?;
+    let (header, _) =
+        sessionlake_lake::envelope::read_header(&mut std::io::Cursor::new(&start), &entry.path)?;
+    Ok(header.key)
+}
+
+/// Unwraps each pending key and wraps it again under `target`, with the same context; returns
+/// the objects' new manifest entries.
+async fn rewrap(
+    keys: &Keys,
+    target: &dyn KeyProvider,
+    pending: &[Pending],
+) -> anyhow::Result<Vec<ObjectEntry>> {
+    let rewrapped = futures::stream::iter(pending.iter().map(|pending| async move {
+        let key = keys
+            .decrypt(&pending.wrapped)
+            .await
+            .with_context(|| format!("failed to unwrap the data key of {}", pending.entry.path))?;
+        let wrapped = target
+            .wrap_data_key(&key, pending.wrapped.context.clone())
+            .await
+            .with_context(|| format!("failed to re-wrap the data key of {}", pending.entry.path))?;
+        anyhow::Ok(ObjectEntry { key: Some(wrapped), ..pending.entry.clone() })
+    }))
+    .buffered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    rewrapped.into_iter().collect()
+}
+
+fn report(summary: &RekeySummary, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let value = serde_json::to_value(summary).unwrap_or_default();
+        writeln!(out, "{}", json_record("summary", &value))
+    } else {
+        let what = if summary.dry_run { "would re-wrap" } else { "re-wrapped" };
+        let commit =
+            summary.sequence.map(|sequence| format!(" (manifest {sequence})")).unwrap_or_default();
+        writeln!(
+            out,
+            "{what} {} data keys under {}{commit}; {} already were",
+            summary.rewrapped, summary.key_id, summary.unchanged
+        )
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
+}
