@@ -98,6 +98,14 @@ fn context_aad(context: &BTreeMap<String, String>) -> Vec<u8> {
     serde_json::to_vec(context).unwrap_or_default()
 }
 
+/// Environment variable holding the passphrase that protects the keyring file, when one is set.
+pub const PASSPHRASE_ENV: &str = "SESSIONLAKE_KEYRING_PASSPHRASE";
+/// PBKDF2-HMAC-SHA256 iterations for a new passphrase-protected keyring (OWASP's 2023 figure).
+const PBKDF2_ITERATIONS: u32 = 600_000;
+/// Fewest iterations accepted when opening one (a file edited to weaken it is refused).
+const PBKDF2_MIN_ITERATIONS: u32 = 100_000;
+const KDF_PBKDF2_SHA256: &str = "pbkdf2-hmac-sha256";
+
 /// The on-disk form of a local keyring (version 1).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,12 +113,77 @@ struct KeyringFile {
     version: u32,
     /// Id of the master key, e.g. `local:5f0c…`.
     key_id: String,
-    /// The 256-bit master key, base64.
+    /// The 256-bit master key, base64 (sealed under the passphrase key when `protection` is set).
     master_key: String,
     /// Id of the manifest signing key.
     signing_key_id: String,
-    /// The Ed25519 signing key, PKCS#8 v2, base64.
+    /// The Ed25519 signing key, PKCS#8 v2, base64 (sealed likewise).
     signing_key_pkcs8: String,
+    /// Present when the two keys above are sealed under a key derived from a passphrase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    protection: Option<Protection>,
+}
+
+/// How a keyring's keys are sealed under a passphrase: AES-256-GCM (random nonce first) under
+/// PBKDF2-HMAC-SHA256(passphrase, salt, iterations), each field's name and the key id as the
+/// associated data, so that the two sealed fields cannot be swapped.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Protection {
+    kdf: String,
+    iterations: u32,
+    /// Random salt, base64.
+    salt: String,
+}
+
+/// Returns the passphrase from [`PASSPHRASE_ENV`], if set and not empty.
+fn passphrase_from_env() -> Option<String> {
+    std::env::var(PASSPHRASE_ENV).ok().filter(|passphrase| !passphrase.is_empty())
+}
+
+fn passphrase_key(passphrase: &str, salt: &[u8], iterations: u32) -> LessSafeKey {
+    let mut derived = [0u8; 32];
+    let iterations = std::num::NonZeroU32::new(iterations).unwrap_or(std::num::NonZeroU32::MIN);
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        salt,
+        passphrase.as_bytes(),
+        &mut derived,
+    );
+    let unbound = UnboundKey::new(&AES_256_GCM, &derived)
+        .unwrap_or_else(|_| unreachable!("32 bytes always make an AES-256 key"));
+    derived.fill(0);
+    LessSafeKey::new(unbound)
+}
+
+fn seal_field(key: &LessSafeKey, aad: &str, plain: &[u8]) -> LakeResult<String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| LakeError::config("failed to draw a random nonce"))?;
+    let mut sealed = plain.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad.as_bytes()),
+        &mut sealed,
+    )
+    .map_err(|_| LakeError::config("failed to seal the keyring"))?;
+    let mut blob = nonce.to_vec();
+    blob.append(&mut sealed);
+    Ok(B64.encode(blob))
+}
+
+fn open_field(key: &LessSafeKey, aad: &str, sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buffer = body.to_vec();
+    let plain = key.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buffer).ok()?.to_vec();
+    buffer.fill(0);
+    Some(plain)
 }
 
 /// A master key and a signing key in a local file, created with mode 0600 on first use.
@@ -162,6 +235,10 @@ impl LocalKeyring {
     }
 
     fn create(path: &Path) -> LakeResult<LocalKeyring> {
+        Self::create_with(path, passphrase_from_env().as_deref())
+    }
+
+    fn create_with(path: &Path, passphrase: Option<&str>) -> LakeResult<LocalKeyring> {
         let rng = SystemRandom::new();
         let mut master = [0u8; 32];
         let mut id = [0u8; 8];
@@ -170,19 +247,34 @@ impl LocalKeyring {
             .map_err(|_| LakeError::config("failed to draw random bytes for a new keyring"))?;
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| LakeError::config("failed to generate a signing key"))?;
-        let file = KeyringFile {
+        let key_id = format!("local:{}", hex::encode(id));
+        let mut file = KeyringFile {
             version: 1,
-            key_id: format!("local:{}", hex::encode(id)),
+            key_id: key_id.clone(),
             master_key: B64.encode(master),
             signing_key_id: format!("ed25519:{}", hex::encode(id)),
             signing_key_pkcs8: B64.encode(pkcs8.as_ref()),
+            protection: None,
         };
+        if let Some(passphrase) = passphrase {
+            let mut salt = [0u8; 16];
+            rng.fill(&mut salt).map_err(|_| LakeError::config("failed to draw a random salt"))?;
+            let key = passphrase_key(passphrase, &salt, PBKDF2_ITERATIONS);
+            file.master_key = seal_field(&key, &format!("master_key {key_id}"), &master)?;
+            file.signing_key_pkcs8 =
+                seal_field(&key, &format!("signing_key_pkcs8 {key_id}"), pkcs8.as_ref())?;
+            file.protection = Some(Protection {
+                kdf: KDF_PBKDF2_SHA256.to_string(),
+                iterations: PBKDF2_ITERATIONS,
+                salt: B64.encode(salt),
+            });
+        }
         let json = serde_json::to_vec_pretty(&file)
             .map_err(|error| LakeError::config(format!("failed to encode keyring: {error}")))?;
         let won = write_private_file(path, &json)?;
         master.fill(0);
         if won {
-            Self::parse(path, &json)
+            Self::parse_with(path, &json, passphrase)
         } else {
             // Another process created the keyring first: use its keys, never ours.
             Self::open(path)
@@ -190,19 +282,61 @@ impl LocalKeyring {
     }
 
     fn parse(path: &Path, bytes: &[u8]) -> LakeResult<LocalKeyring> {
+        Self::parse_with(path, bytes, passphrase_from_env().as_deref())
+    }
+
+    fn parse_with(path: &Path, bytes: &[u8], passphrase: Option<&str>) -> LakeResult<LocalKeyring> {
         let bad = |why: &str| LakeError::config(format!("keyring {} is {why}", path.display()));
         let file: KeyringFile =
             serde_json::from_slice(bytes).map_err(|error| bad(&format!("not valid: {error}")))?;
         if file.version != 1 {
             return Err(bad(&format!("version {}, this build reads version 1", file.version)));
         }
-        let master = B64.decode(&file.master_key).map_err(|_| bad("not valid: master_key"))?;
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, &master).map_err(|_| bad("not valid: master_key"))?;
-        let pkcs8 =
+        let mut master = B64.decode(&file.master_key).map_err(|_| bad("not valid: master_key"))?;
+        let mut pkcs8 =
             B64.decode(&file.signing_key_pkcs8).map_err(|_| bad("not valid: signing key"))?;
-        let signing =
-            Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| bad("not valid: signing key"))?;
+        if let Some(protection) = &file.protection {
+            let Some(passphrase) = passphrase else {
+                return Err(bad(&format!(
+                    "protected by a passphrase: set {PASSPHRASE_ENV} to open it"
+                )));
+            };
+            if protection.kdf != KDF_PBKDF2_SHA256 || protection.iterations < PBKDF2_MIN_ITERATIONS
+            {
+                return Err(bad(&format!(
+                    "protected with {} at {} iterations; this build accepts {KDF_PBKDF2_SHA256} \
+                     at {PBKDF2_MIN_ITERATIONS} or more",
+                    protection.kdf, protection.iterations
+                )));
+            }
+            let salt = B64.decode(&protection.salt).map_err(|_| bad("not valid: salt"))?;
+            let key = passphrase_key(passphrase, &salt, protection.iterations);
+            let wrong = || {
+                LakeError::new(
+                    LakeErrorKind::Denied,
+                    format!(
+                        "keyring {} does not open with the passphrase in {PASSPHRASE_ENV} \
+                         (wrong passphrase, or the file was altered)",
+                        path.display()
+                    ),
+                )
+            };
+            let opened_master = open_field(&key, &format!("master_key {}", file.key_id), &master)
+                .ok_or_else(wrong)?;
+            let opened_pkcs8 =
+                open_field(&key, &format!("signing_key_pkcs8 {}", file.key_id), &pkcs8)
+                    .ok_or_else(wrong)?;
+            master.fill(0);
+            pkcs8.fill(0);
+            master = opened_master;
+            pkcs8 = opened_pkcs8;
+        }
+        let unbound = UnboundKey::new(&AES_256_GCM, &master);
+        master.fill(0);
+        let unbound = unbound.map_err(|_| bad("not valid: master_key"))?;
+        let signing = Ed25519KeyPair::from_pkcs8(&pkcs8);
+        pkcs8.fill(0);
+        let signing = signing.map_err(|_| bad("not valid: signing key"))?;
         Ok(LocalKeyring {
             path: path.to_path_buf(),
             key_id: file.key_id,
@@ -614,6 +748,41 @@ mod tests {
         first.decrypt_data_key(&wrapped).await.expect("first opens what second wrapped");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
         assert_eq!(leftovers.len(), 1, "temporary files left behind");
+    }
+
+    #[tokio::test]
+    async fn test_passphrase_protected_keyring() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.json");
+        let created = LocalKeyring::create_with(&path, Some("correct horse")).expect("create");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.contains(KDF_PBKDF2_SHA256), "{text}");
+        let (key, wrapped) = created.generate_data_key(context("s-1")).await.expect("generate");
+
+        let bytes = text.as_bytes();
+        let reopened = LocalKeyring::parse_with(&path, bytes, Some("correct horse")).expect("open");
+        let unwrapped = reopened.decrypt_data_key(&wrapped).await.expect("decrypt");
+        assert_eq!(unwrapped.expose(), key.expose());
+        assert_eq!(reopened.signer().public_key(), created.signer().public_key());
+
+        let missing = LocalKeyring::parse_with(&path, bytes, None).expect_err("no passphrase");
+        assert!(missing.to_string().contains(PASSPHRASE_ENV), "{missing}");
+        let wrong = LocalKeyring::parse_with(&path, bytes, Some("battery staple"))
+            .expect_err("wrong passphrase");
+        assert_eq!(wrong.kind(), LakeErrorKind::Denied);
+        // Swapping the two sealed fields (or weakening the KDF) does not open either.
+        let mut file: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let master = file["master_key"].clone();
+        file["master_key"] = file["signing_key_pkcs8"].clone();
+        file["signing_key_pkcs8"] = master;
+        let swapped = serde_json::to_vec(&file).expect("json");
+        assert!(LocalKeyring::parse_with(&path, &swapped, Some("correct horse")).is_err());
+        let mut weak: serde_json::Value = serde_json::from_str(&text).expect("json");
+        weak["protection"]["iterations"] = 1.into();
+        let weak = serde_json::to_vec(&weak).expect("json");
+        let refused =
+            LocalKeyring::parse_with(&path, &weak, Some("correct horse")).expect_err("weakened");
+        assert!(refused.to_string().contains("iterations"), "{refused}");
     }
 
     #[tokio::test]

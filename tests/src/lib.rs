@@ -67,6 +67,7 @@ pub fn binary(name: &str, aws: bool) -> Command {
     for variable in [
         "SESSIONLAKE_LAKE",
         "SESSIONLAKE_KEYRING",
+        "SESSIONLAKE_KEYRING_PASSPHRASE",
         "SESSIONLAKE_CONFIG",
         "SESSIONLAKE_FOLLOW",
         "SESSIONLAKE_POLL_INTERVAL",

@@ -96,6 +96,36 @@ fn test_no_plaintext_command_output_or_key_at_rest_or_in_logs() {
     assert!(ingested.stderr.len() > 200, "trace logging wrote almost nothing");
 }
 
+#[test]
+fn test_keyring_under_a_passphrase_opens_only_with_it() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let session = "locked-0a1b2c3d4e5f60718";
+    let (source, _) = canary_source(work.path(), session);
+    let passphrase = "a long passphrase from the secret store";
+    let ingested = run(binary("sessionlake-ingest", false)
+        .current_dir(work.path())
+        .env("SESSIONLAKE_KEYRING_PASSPHRASE", passphrase)
+        .args(["--lake", "lake", "--keyring", "keyring.json", "--local"])
+        .arg(&source));
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+    let file = std::fs::read_to_string(work.path().join("keyring.json")).expect("keyring");
+    assert!(file.contains("pbkdf2-hmac-sha256"), "{file}");
+
+    let with = run(cli(work.path(), false)
+        .env("SESSIONLAKE_KEYRING_PASSPHRASE", passphrase)
+        .args(["show", session, "--json"]));
+    assert_eq!(with.code, 0, "{}", with.stderr);
+    assert!(with.stdout.contains(CANARY_COMMAND), "{}", with.stdout);
+    let without = run(cli(work.path(), false).args(["show", session, "--json"]));
+    assert_eq!(without.code, 2, "{}", without.stdout);
+    assert!(without.stderr.contains("SESSIONLAKE_KEYRING_PASSPHRASE"), "{}", without.stderr);
+    let wrong = run(cli(work.path(), false)
+        .env("SESSIONLAKE_KEYRING_PASSPHRASE", "guess")
+        .args(["show", session, "--json"]));
+    assert_eq!(wrong.code, 2, "{}", wrong.stdout);
+    assert!(wrong.stderr.contains("wrong passphrase"), "{}", wrong.stderr);
+}
+
 /// Creates a KMS key and returns its id and ARN.
 async fn kms_key(kms: &aws_sdk_kms::Client) -> (String, String) {
     let created = kms.create_key().send().await.expect("create key");
