@@ -18,13 +18,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use sessionlake_indexer::{PARSER_VERSION, ParsedSession, SessionContext, parse_session};
+use sessionlake_lake::DataKey;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::envelope::seal_bytes;
 use sessionlake_lake::keys::{KeyProvider, LocalKeyring};
 use sessionlake_lake::manifest;
+use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_schemas::envelope::{
     CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW,
+    ROLE_SESSION, WrappedKey,
 };
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionRecord, SessionSource, paths};
@@ -136,28 +139,26 @@ fn new_version() -> String {
 impl LakeWriter {
     async fn seal_and_put(
         &self,
-        subject: &str,
-        role: &str,
+        key: DataKey,
+        wrapped: WrappedKey,
         path: &str,
         raw: Vec<u8>,
-    ) -> anyhow::Result<(StoredObject, String)> {
-        let (key, wrapped) = self
-            .keys
-            .generate_data_key(key_context(&self.lake_id, subject, role))
-            .await
-            .with_context(|| format!("failed to get a data key for {subject}"))?;
-        let key_id = wrapped.key_id.clone();
+    ) -> anyhow::Result<StoredObject> {
         let sealed = tokio::task::spawn_blocking(move || seal_bytes(&raw, &key, &wrapped))
             .await
             .context("sealing task failed")??;
-        let stored = self.store.put(path, Bytes::from(sealed)).await?;
-        Ok((stored, key_id))
+        Ok(self.store.put(path, Bytes::from(sealed)).await?)
     }
 
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
         let object_id = sha256_hex(bad.source_ref.as_bytes())[..32].to_string();
         let path = paths::quarantine_object(bad.source, &format!("{object_id}.{}", new_version()));
-        let (stored, _) = self.seal_and_put(&object_id, ROLE_QUARANTINE, &path, bad.raw).await?;
+        let (key, wrapped) = self
+            .keys
+            .generate_data_key(key_context(&self.lake_id, &object_id, ROLE_QUARANTINE))
+            .await
+            .with_context(|| format!("failed to get a data key for {}", bad.source_ref))?;
+        let stored = self.seal_and_put(key, wrapped, &path, bad.raw).await?;
         tracing::warn!(source = %bad.source_ref, object = %path, reason = %bad.reason, "input quarantined");
         let mut quarantined = entry(stored, ObjectKind::Quarantine, Vec::new());
         quarantined.note = Some(bad.reason);
@@ -223,9 +224,24 @@ impl LakeWriter {
         let stem = paths::session_stem(&session_id, input.source, &version);
         let raw_sha256 = sha256_hex(&raw);
         let raw_path = paths::raw_object(&dt, &session_id, input.source, &version);
-        let (stored, key_id) = self.seal_and_put(&session_id, ROLE_RAW, &raw_path, raw).await?;
+        // The session key wraps every data key of this version: shredding it shreds them all.
+        let (session_key, key_entry) = SessionKey::create(
+            &self.store,
+            self.keys.as_ref(),
+            key_context(&self.lake_id, &session_id, ROLE_SESSION),
+            &session_id,
+            &paths::session_key_object(&stem),
+        )
+        .await
+        .with_context(|| format!("failed to make the session key of {session_id}"))?;
+        written.push(key_entry.path.clone());
+        let key_id = session_key.provider_key_id().to_string();
+        let mut objects = vec![key_entry];
+        let (key, wrapped) =
+            session_key.generate_data_key(key_context(&self.lake_id, &session_id, ROLE_RAW))?;
+        let stored = self.seal_and_put(key, wrapped, &raw_path, raw).await?;
         written.push(stored.path.clone());
-        let mut objects = vec![entry(stored, ObjectKind::Raw, vec![session_id.clone()])];
+        objects.push(entry(stored, ObjectKind::Raw, vec![session_id.clone()]));
 
         let record = SessionRecord {
             session_id: session_id.clone(),
@@ -247,15 +263,13 @@ impl LakeWriter {
             parser_version: PARSER_VERSION,
         };
         let command_count = parsed.commands.len();
-        // The commands file has a data key of its own, bound to the session: destroying the
-        // session's keys makes its commands unreadable too.
-        let (key, wrapped) = self
-            .keys
-            .generate_data_key(key_context(&self.lake_id, &session_id, ROLE_COMMANDS))
-            .await
-            .with_context(|| {
-                format!("failed to get a data key for the commands of {session_id}")
-            })?;
+        // The commands file has a data key of its own, wrapped under the session key:
+        // shredding the session makes its commands unreadable too.
+        let (key, wrapped) = session_key.generate_data_key(key_context(
+            &self.lake_id,
+            &session_id,
+            ROLE_COMMANDS,
+        ))?;
         let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let commands = parsed.commands;
         let commands_bytes = tokio::task::spawn_blocking(move || {
@@ -289,7 +303,13 @@ impl LakeWriter {
         self.live
             .values()
             .filter(|entry| {
-                matches!(entry.kind, ObjectKind::Raw | ObjectKind::Commands | ObjectKind::Sessions)
+                matches!(
+                    entry.kind,
+                    ObjectKind::Raw
+                        | ObjectKind::Commands
+                        | ObjectKind::Sessions
+                        | ObjectKind::SessionKey
+                )
             })
             .filter(|entry| is_version_of(entry, session_id, source))
             .cloned()

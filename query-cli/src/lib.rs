@@ -248,7 +248,8 @@ pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
         }
         Err(error) => return Err(error.into()),
     };
-    Ok((store, Keys::new(keyring, sdk_config)))
+    let keys = Keys::new(keyring, sdk_config).with_store(store.clone());
+    Ok((store, keys))
 }
 
 /// Column list of a search result, in output order.

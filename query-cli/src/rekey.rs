@@ -1,13 +1,18 @@
 //! `sessionlake rekey`: re-wraps the data key of every live encrypted object under a new
 //! provider key (a new KMS key, or the local keyring's), without re-encrypting a byte.
 //!
-//! A raw object's data key is wrapped in its header, and the header is bound to the body (its
-//! hash is the associated data of every chunk), so the object itself never changes. Instead the
-//! rekey commit (action `rekey`) removes each object's manifest entry and adds it back with the
-//! same path, size and SHA-256 and the re-wrapped key in `key`; readers use the manifest's
-//! wrapping when there is one (`open_raw`, and the `commands` files' decryption, which always
-//! read theirs from the manifest). Hashes are unchanged, so the chain still verifies, and the
-//! commit says who re-keyed, when and why.
+//! Objects of a session carry data keys wrapped under the session's key
+//! (`sessionlake_lake::session_keys`); only the session key records
+//! (`keys/sessions/….key.json`) are wrapped by the provider, so those are what is re-wrapped:
+//! each record is rewritten in place with the new wrapping and re-listed, with its new hash, by
+//! the rekey commit (action `rekey`). A record rewritten by a rekey that crashed before its
+//! commit shows in `verify` as altered until `rekey` is run again, which commits it.
+//!
+//! Objects written before session keys (their data key wrapped by the provider itself, in a raw
+//! header that is bound to the body: its hash is every chunk's associated data) never change
+//! either: the commit re-lists each with the same path, size and SHA-256 and the re-wrapped key
+//! in `key`, which readers prefer to the header's. Hashes of objects are unchanged, so the chain
+//! still verifies, and the commit says who re-keyed, when and why.
 //!
 //! The old wrapping stays where it was written (raw headers, older manifests): re-keying moves
 //! reads off the old provider key; disabling or deleting that key afterwards is what retires it.
@@ -23,9 +28,10 @@ use clap::Args as ClapArgs;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{KeyProvider, Keys, PROVIDER_KMS, PROVIDER_LOCAL};
 use sessionlake_lake::manifest;
+use sessionlake_lake::session_keys::PROVIDER_SESSION;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::envelope::{MAX_HEADER_LEN, WrappedKey};
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
 
 use crate::{Cli, Outcome, json_record, open_lake};
 
@@ -72,7 +78,10 @@ pub struct RekeySummary {
 /// One live object whose key is wrapped elsewhere.
 struct Pending {
     entry: ObjectEntry,
+    /// The key to re-wrap.
     wrapped: WrappedKey,
+    /// For a session key record: the record as stored now (the key goes back into it).
+    record: Option<SessionKeyRecord>,
 }
 
 /// Runs `sessionlake rekey`.
@@ -112,7 +121,7 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
         if pending.is_empty() || args.dry_run {
             break;
         }
-        let added = rewrap(&keys, target.as_ref(), &pending).await?;
+        let added = rewrap(&store, &keys, target.as_ref(), &target_id, &pending).await?;
         let removed = pending.into_iter().map(|pending| pending.entry).collect();
         let reason =
             args.reason.clone().or_else(|| Some(format!("data keys re-wrapped under {target_id}")));
@@ -144,8 +153,9 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Matched)
 }
 
-/// Returns the live objects whose data key is not wrapped under `target_id` yet, with their
-/// current wrapping, and how many already are.
+/// Returns the live objects whose key is not wrapped under `target_id` yet (or whose record was
+/// rewritten by a rekey that never committed), with their current wrapping, and how many already
+/// are. Data keys wrapped under a session key are left alone: their record is re-wrapped.
 async fn plan(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
@@ -153,14 +163,32 @@ async fn plan(
     target_id: &str,
 ) -> anyhow::Result<(Vec<Pending>, usize)> {
     let encrypted = live.values().filter(|entry| {
-        entry.key.is_some() || matches!(entry.kind, ObjectKind::Raw | ObjectKind::Quarantine)
+        entry.key.is_some()
+            || matches!(
+                entry.kind,
+                ObjectKind::Raw | ObjectKind::Quarantine | ObjectKind::SessionKey
+            )
     });
     let current = futures::stream::iter(encrypted.map(|entry| async move {
+        if entry.kind == ObjectKind::SessionKey {
+            let bytes = store.get(&entry.path).await?;
+            let record: SessionKeyRecord = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a session key record", entry.path))?;
+            let committed = sessionlake_lake::store::sha256_hex(&bytes) == entry.sha256;
+            let wrapped = record.key.clone();
+            return anyhow::Ok(Some((
+                Pending { entry: entry.clone(), wrapped, record: Some(record) },
+                committed,
+            )));
+        }
         let wrapped = match &entry.key {
             Some(wrapped) => wrapped.clone(),
             None => header_key(store, entry).await?,
         };
-        anyhow::Ok(Pending { entry: entry.clone(), wrapped })
+        if wrapped.provider == PROVIDER_SESSION {
+            return Ok(None);
+        }
+        Ok(Some((Pending { entry: entry.clone(), wrapped, record: None }, true)))
     }))
     .buffered(CONCURRENCY)
     .collect::<Vec<_>>()
@@ -168,8 +196,8 @@ async fn plan(
     let mut pending = Vec::new();
     let mut unchanged = 0;
     for found in current {
-        let found = found?;
-        if found.wrapped.provider == provider && found.wrapped.key_id == target_id {
+        let Some((found, committed)) = found? else { continue };
+        if found.wrapped.provider == provider && found.wrapped.key_id == target_id && committed {
             unchanged += 1;
         } else {
             pending.push(found);
@@ -187,23 +215,37 @@ async fn header_key(store: &LakeStore, entry: &ObjectEntry) -> anyhow::Result<Wr
     Ok(header.key)
 }
 
-/// Unwraps each pending key and wraps it again under `target`, with the same context; returns
-/// the objects' new manifest entries.
+/// Unwraps each pending key and wraps it again under `target`, with the same context (a key
+/// already under `target` is kept); writes session key records back in place; returns the
+/// objects' new manifest entries.
 async fn rewrap(
+    store: &LakeStore,
     keys: &Keys,
     target: &dyn KeyProvider,
+    target_id: &str,
     pending: &[Pending],
 ) -> anyhow::Result<Vec<ObjectEntry>> {
     let rewrapped = futures::stream::iter(pending.iter().map(|pending| async move {
-        let key = keys
-            .decrypt(&pending.wrapped)
-            .await
-            .with_context(|| format!("failed to unwrap the data key of {}", pending.entry.path))?;
-        let wrapped = target
-            .wrap_data_key(&key, pending.wrapped.context.clone())
-            .await
-            .with_context(|| format!("failed to re-wrap the data key of {}", pending.entry.path))?;
-        anyhow::Ok(ObjectEntry { key: Some(wrapped), ..pending.entry.clone() })
+        let path = &pending.entry.path;
+        let wrapped = if pending.wrapped.key_id == target_id {
+            pending.wrapped.clone()
+        } else {
+            let key = keys
+                .decrypt(&pending.wrapped)
+                .await
+                .with_context(|| format!("failed to unwrap the data key of {path}"))?;
+            target
+                .wrap_data_key(&key, pending.wrapped.context.clone())
+                .await
+                .with_context(|| format!("failed to re-wrap the data key of {path}"))?
+        };
+        let Some(record) = &pending.record else {
+            return anyhow::Ok(ObjectEntry { key: Some(wrapped), ..pending.entry.clone() });
+        };
+        let record = SessionKeyRecord { key: wrapped, ..record.clone() };
+        let json = serde_json::to_vec_pretty(&record).context("failed to encode a key record")?;
+        let stored = store.put(path, bytes::Bytes::from(json)).await?;
+        Ok(ObjectEntry { size: stored.size, sha256: stored.sha256, ..pending.entry.clone() })
     }))
     .buffered(CONCURRENCY)
     .collect::<Vec<_>>()

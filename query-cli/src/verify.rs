@@ -95,6 +95,10 @@ async fn check_signatures(
 ) -> anyhow::Result<()> {
     let mut keys: BTreeMap<String, PublicKeyRecord> = BTreeMap::new();
     for (path, _) in store.list(paths::KEYS_DIR).await? {
+        // Session key records live under keys/ too; they are checked as committed objects.
+        if path.ends_with(paths::SESSION_KEY_EXTENSION) {
+            continue;
+        }
         let bytes = store.get(&path).await?;
         match serde_json::from_slice::<PublicKeyRecord>(&bytes) {
             Ok(record) => {

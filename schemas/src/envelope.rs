@@ -60,6 +60,8 @@ pub const CONTEXT_ROLE: &str = "sessionlake:role";
 pub const ROLE_RAW: &str = "raw";
 /// [`CONTEXT_ROLE`] of a `commands` file's key.
 pub const ROLE_COMMANDS: &str = "commands";
+/// [`CONTEXT_ROLE`] of a session key (which wraps the data keys of one session version).
+pub const ROLE_SESSION: &str = "session";
 /// [`CONTEXT_ROLE`] of a quarantined input's key.
 pub const ROLE_QUARANTINE: &str = "quarantine";
 

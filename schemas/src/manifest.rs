@@ -55,6 +55,8 @@ pub enum ObjectKind {
     Quarantine,
     /// A public key that verifies signatures.
     PublicKey,
+    /// A session key record: the key that wraps every data key of one session version.
+    SessionKey,
     /// Anything else the lake keeps.
     Other,
 }
@@ -132,6 +134,21 @@ pub struct Manifest {
     pub body: ManifestBody,
     /// Who vouches for it.
     pub signature: ManifestSignature,
+}
+
+/// A session key record, `keys/sessions/<session>.<source>.<version>.key.json`: the session key
+/// (256 bits, wrapped by KMS or the keyring, context role `session`) under which the data key of
+/// every object of that session version is wrapped. Deleting every record of a session
+/// (`sessionlake shred`) makes every copy of its objects unreadable, wherever the copies are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionKeyRecord {
+    /// Session id.
+    pub session_id: String,
+    /// RFC 3339 time the key was made.
+    pub created_at: String,
+    /// The session key, wrapped by the key provider.
+    pub key: WrappedKey,
 }
 
 /// `lake.json`: who this lake is. Every data key's encryption context names `lake_id`

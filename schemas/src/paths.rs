@@ -75,7 +75,8 @@ pub fn session_stem(session_id: &str, source: SessionSource, version: &str) -> S
 /// then the extension.
 pub fn is_session_object(path: &str, session_id: &str, source: SessionSource) -> bool {
     let name = path.rsplit('/').next().unwrap_or_default();
-    let Some(stem) = [".zst.sle", ".parquet"].iter().find_map(|ext| name.strip_suffix(ext)) else {
+    let extensions = [".zst.sle", ".parquet", SESSION_KEY_EXTENSION];
+    let Some(stem) = extensions.iter().find_map(|ext| name.strip_suffix(ext)) else {
         return false;
     };
     let Some((rest, _version)) = stem.rsplit_once('.') else { return false };
@@ -91,6 +92,15 @@ pub fn commands_object(dt: &str, stem: &str) -> String {
 /// Returns the lake path of a `sessions` file.
 pub fn sessions_object(dt: &str, stem: &str) -> String {
     format!("{SESSIONS_DIR}/dt={dt}/{stem}.parquet")
+}
+
+/// Extension of a session key record.
+pub const SESSION_KEY_EXTENSION: &str = ".key.json";
+
+/// Returns the lake path of the key record of one version of a session
+/// ([`crate::manifest::SessionKeyRecord`]).
+pub fn session_key_object(stem: &str) -> String {
+    format!("{KEYS_DIR}/sessions/{stem}{SESSION_KEY_EXTENSION}")
 }
 
 /// Returns the lake path of a quarantined input.

@@ -352,27 +352,66 @@ impl LocalKeyring {
     }
 
     fn wrap(&self, key: &DataKey, context: &BTreeMap<String, String>) -> LakeResult<WrappedKey> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| LakeError::config("failed to draw a random nonce"))?;
-        let mut sealed = key.expose().to_vec();
-        self.master
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(context_aad(context)),
-                &mut sealed,
-            )
-            .map_err(|_| LakeError::integrity("failed to wrap a data key"))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&sealed);
         Ok(WrappedKey {
             provider: PROVIDER_LOCAL.to_string(),
             key_id: self.key_id.clone(),
-            ciphertext: B64.encode(blob),
+            ciphertext: aead_wrap(&self.master, key, context)?,
             context: context.clone(),
         })
     }
+}
+
+/// Wraps `key` with AES-256-GCM under `wrapping` (random nonce first), the context as
+/// associated data; returns the base64 blob.
+pub(crate) fn aead_wrap(
+    wrapping: &LessSafeKey,
+    key: &DataKey,
+    context: &BTreeMap<String, String>,
+) -> LakeResult<String> {
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| LakeError::config("failed to draw a random nonce"))?;
+    let mut sealed = key.expose().to_vec();
+    wrapping
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(context_aad(context)),
+            &mut sealed,
+        )
+        .map_err(|_| LakeError::integrity("failed to wrap a data key"))?;
+    let mut blob = nonce.to_vec();
+    blob.extend_from_slice(&sealed);
+    sealed.fill(0);
+    Ok(B64.encode(blob))
+}
+
+/// Unwraps what [`aead_wrap`] made; `wrapper` names the wrapping key in errors.
+pub(crate) fn aead_unwrap(
+    wrapping: &LessSafeKey,
+    wrapped: &WrappedKey,
+    wrapper: &str,
+) -> LakeResult<DataKey> {
+    let blob = ciphertext_of(wrapped)?;
+    if blob.len() < NONCE_LEN {
+        return Err(LakeError::format("wrapped key is too short"));
+    }
+    let (nonce, sealed) = blob.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce)
+        .map_err(|_| LakeError::format("wrapped key nonce"))?;
+    let mut buffer = sealed.to_vec();
+    let plain = wrapping
+        .open_in_place(nonce, Aad::from(context_aad(&wrapped.context)), &mut buffer)
+        .map_err(|_| {
+            LakeError::integrity(format!(
+                "data key does not unwrap under {wrapper} with context {:?}",
+                wrapped.context
+            ))
+        })?;
+    let key = DataKey::from_slice(plain)
+        .ok_or_else(|| LakeError::format("unwrapped data key is not 32 bytes"));
+    buffer.fill(0);
+    key
 }
 
 #[async_trait]
@@ -407,27 +446,7 @@ impl KeyProvider for LocalKeyring {
                 ),
             ));
         }
-        let blob = ciphertext_of(wrapped)?;
-        if blob.len() < NONCE_LEN {
-            return Err(LakeError::format("wrapped key is too short"));
-        }
-        let (nonce, sealed) = blob.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| LakeError::format("wrapped key nonce"))?;
-        let mut buffer = sealed.to_vec();
-        let plain = self
-            .master
-            .open_in_place(nonce, Aad::from(context_aad(&wrapped.context)), &mut buffer)
-            .map_err(|_| {
-                LakeError::integrity(format!(
-                    "data key does not unwrap under {} with context {:?}",
-                    self.key_id, wrapped.context
-                ))
-            })?;
-        let key = DataKey::from_slice(plain)
-            .ok_or_else(|| LakeError::format("unwrapped data key is not 32 bytes"));
-        buffer.fill(0);
-        key
+        aead_unwrap(&self.master, wrapped, &self.key_id)
     }
 
     async fn wrap_data_key(
@@ -652,6 +671,8 @@ pub struct Keys {
     kms: Arc<OnceLock<aws_sdk_kms::Client>>,
     sdk_config: Option<aws_config::SdkConfig>,
     cache: Arc<KeyCache>,
+    /// Where session key records are read from.
+    store: Option<crate::store::LakeStore>,
 }
 
 impl fmt::Debug for Keys {
@@ -674,7 +695,14 @@ impl Keys {
                 max_uses: u64::MAX,
                 ..KeyCachePolicy::default()
             })),
+            store: None,
         }
+    }
+
+    /// Reads session key records ([`crate::session_keys`]) from `store`.
+    pub fn with_store(mut self, store: crate::store::LakeStore) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Returns a KMS provider wrapping new keys under `key_id`, with the loaded AWS configuration.
@@ -708,6 +736,19 @@ impl Keys {
                 ))),
             },
             PROVIDER_KMS => self.kms_provider(&wrapped.key_id)?.decrypt_data_key(wrapped).await,
+            crate::session_keys::PROVIDER_SESSION => {
+                let Some(store) = &self.store else {
+                    return Err(LakeError::config(format!(
+                        "data key under session key {} needs the lake to read it from",
+                        wrapped.key_id
+                    )));
+                };
+                let record = crate::session_keys::read_record(store, wrapped).await?;
+                // The session key is itself a data key of the provider: unwrapped (and cached)
+                // the same way.
+                let session_key = Box::pin(self.decrypt(&record.key)).await?;
+                crate::session_keys::unwrap_data_key(&session_key, wrapped)
+            }
             other => Err(LakeError::format(format!("unknown key provider {other:?}"))),
         }
     }

@@ -24,6 +24,7 @@ pub mod key_cache;
 pub mod keys;
 pub mod manifest;
 mod secret;
+pub mod session_keys;
 pub mod store;
 
 pub use error::{LakeError, LakeErrorKind, LakeResult};

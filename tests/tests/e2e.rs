@@ -460,19 +460,34 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         }
     }
     assert!(checked >= 15, "only {checked} commands were long enough to check");
-    // Data keys came from KMS, bound to the session.
+    // Data keys are wrapped under their session's key; session keys came from KMS, bound to
+    // the lake, the session and the role.
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(copy.join("manifest/00000000000000000000.json")).expect("manifest"),
     )
     .expect("json");
-    let keys: Vec<&Value> = manifest["body"]["added"]
-        .as_array()
-        .expect("added")
-        .iter()
-        .filter_map(|entry| entry.get("key"))
-        .collect();
+    let added = manifest["body"]["added"].as_array().expect("added");
+    let keys: Vec<&Value> = added.iter().filter_map(|entry| entry.get("key")).collect();
     assert!(!keys.is_empty());
-    assert!(keys.iter().all(|key| key["provider"] == "kms"), "{keys:?}");
+    assert!(keys.iter().all(|key| key["provider"] == "session"), "{keys:?}");
+    let records: Vec<Value> = added
+        .iter()
+        .filter(|entry| entry["kind"] == "session-key")
+        .map(|entry| {
+            let path = copy.join(entry["path"].as_str().expect("path"));
+            serde_json::from_slice(&std::fs::read(path).expect("record")).expect("json")
+        })
+        .collect();
+    assert_eq!(records.len(), example_sessions());
+    for record in &records {
+        let key = &record["key"];
+        assert_eq!(key["provider"], "kms", "{record}");
+        assert_eq!(key["context"]["sessionlake:role"], "session", "{record}");
+        assert_eq!(key["context"]["sessionlake:subject"], record["session_id"], "{record}");
+        assert!(
+            key["context"]["sessionlake:lake"].as_str().is_some_and(|id| id.starts_with("lake-"))
+        );
+    }
 
     // DuckDB reads the tables with no extra steps: the same counts, the same sessions.
     let rows = duckdb(

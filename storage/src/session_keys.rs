@@ -1,0 +1,210 @@
+//! Session keys: one key per session version, between the provider key and the data keys, so
+//! that a session can be crypto-shredded.
+//!
+//! ```text
+//! provider key (KMS or keyring) ──wraps──► session key  (keys/sessions/<stem>.key.json)
+//! session key (AES-256-GCM)     ──wraps──► data key of each object of that session version
+//!                                           (raw header, commands file's manifest entry)
+//! ```
+//!
+//! A data key wrapped this way names provider [`PROVIDER_SESSION`] and, as its key id, the path
+//! of the record holding the session key. Deleting a session's records (`sessionlake shred`)
+//! leaves no key that opens its objects, wherever copies of them are (a bucket replica, a
+//! backup, an export of the ciphertext); the provider key alone no longer helps. The records
+//! are committed in the manifest like any object, so verify tells a shred from a deletion.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use ring::rand::{SecureRandom as _, SystemRandom};
+use sessionlake_schemas::envelope::{CONTEXT_ROLE, ROLE_SESSION, WrappedKey};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SessionKeyRecord};
+
+use crate::error::{LakeError, LakeErrorKind, LakeResult};
+use crate::keys::{KeyProvider, aead_unwrap, aead_wrap};
+use crate::secret::DataKey;
+use crate::store::LakeStore;
+
+/// Name of the session-key "provider" in [`WrappedKey::provider`].
+pub const PROVIDER_SESSION: &str = "session";
+
+fn aead(key: &DataKey) -> LessSafeKey {
+    let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
+        .unwrap_or_else(|_| unreachable!("a DataKey is always 32 bytes"));
+    LessSafeKey::new(unbound)
+}
+
+/// The key of one session version, in memory.
+pub struct SessionKey {
+    record: String,
+    provider_key_id: String,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionKey").field("record", &self.record).finish_non_exhaustive()
+    }
+}
+
+impl SessionKey {
+    /// Makes a session key for `context`'s session from `provider`, writes its record to `path`
+    /// (durable before any object uses it) and returns it with the record's manifest entry,
+    /// to be committed with the objects.
+    pub async fn create(
+        store: &LakeStore,
+        provider: &dyn KeyProvider,
+        mut context: BTreeMap<String, String>,
+        session_id: &str,
+        path: &str,
+    ) -> LakeResult<(SessionKey, ObjectEntry)> {
+        context.insert(CONTEXT_ROLE.to_string(), ROLE_SESSION.to_string());
+        let (key, wrapped) = provider.generate_data_key(context).await?;
+        let provider_key_id = wrapped.key_id.clone();
+        let record = SessionKeyRecord {
+            session_id: session_id.to_string(),
+            created_at: chrono::Utc::now().to_rfc3339(),
+            key: wrapped,
+        };
+        let json = serde_json::to_vec_pretty(&record)
+            .map_err(|error| LakeError::format(format!("failed to encode {path}: {error}")))?;
+        let stored = store.put(path, Bytes::from(json)).await?;
+        let entry = ObjectEntry {
+            path: stored.path,
+            size: stored.size,
+            sha256: stored.sha256,
+            kind: ObjectKind::SessionKey,
+            sessions: vec![session_id.to_string()],
+            key: None,
+            note: None,
+        };
+        let session_key = SessionKey { record: path.to_string(), provider_key_id, key: aead(&key) };
+        Ok((session_key, entry))
+    }
+
+    /// Returns the id of the provider key that wraps this session key (a KMS key ARN, or the
+    /// keyring's key id).
+    pub fn provider_key_id(&self) -> &str {
+        &self.provider_key_id
+    }
+
+    /// Returns a fresh data key, and the same wrapped under this session key, bound to
+    /// `context`.
+    pub fn generate_data_key(
+        &self,
+        context: BTreeMap<String, String>,
+    ) -> LakeResult<(DataKey, WrappedKey)> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| LakeError::config("failed to draw a random data key"))?;
+        let key = DataKey::from_slice(&bytes).ok_or_else(|| LakeError::config("data key size"))?;
+        bytes.fill(0);
+        let wrapped = WrappedKey {
+            provider: PROVIDER_SESSION.to_string(),
+            key_id: self.record.clone(),
+            ciphertext: aead_wrap(&self.key, &key, &context)?,
+            context,
+        };
+        Ok((key, wrapped))
+    }
+}
+
+/// Reads the session key record a data key names; a missing record is the clear error of a
+/// shredded session.
+pub(crate) async fn read_record(
+    store: &LakeStore,
+    wrapped: &WrappedKey,
+) -> LakeResult<SessionKeyRecord> {
+    let path = &wrapped.key_id;
+    let bytes = store.get_opt(path).await?.ok_or_else(|| {
+        LakeError::new(
+            LakeErrorKind::NotFound,
+            format!(
+                "the session key {} is gone (the session was shredded, or its key record \
+                 deleted): its objects cannot be decrypted",
+                store.describe(path)
+            ),
+        )
+    })?;
+    let record: SessionKeyRecord = serde_json::from_slice(&bytes).map_err(|error| {
+        LakeError::format(format!("{} is not a session key record: {error}", store.describe(path)))
+    })?;
+    let subject = sessionlake_schemas::envelope::CONTEXT_SUBJECT;
+    if record.key.context.get(subject) != wrapped.context.get(subject) {
+        return Err(LakeError::integrity(format!(
+            "{} holds the key of session {:?}, not of {:?}",
+            store.describe(path),
+            record.key.context.get(subject),
+            wrapped.context.get(subject)
+        )));
+    }
+    Ok(record)
+}
+
+/// Unwraps a data key wrapped under `session_key`.
+pub(crate) fn unwrap_data_key(session_key: &DataKey, wrapped: &WrappedKey) -> LakeResult<DataKey> {
+    aead_unwrap(&aead(session_key), wrapped, &wrapped.key_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keys::{Keys, LocalKeyring};
+    use crate::store::LakeLocation;
+
+    fn context(session: &str, role: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("sessionlake:subject".to_string(), session.to_string()),
+            ("sessionlake:role".to_string(), role.to_string()),
+        ])
+    }
+
+    #[tokio::test]
+    async fn test_data_keys_open_through_the_record_until_it_is_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("k.json")).expect("keyring");
+        let keyring = Arc::new(keyring);
+        let store = LakeStore::from_object_store(
+            LakeLocation::Local(dir.path().into()),
+            Arc::new(object_store::memory::InMemory::new()),
+        );
+        let path = "keys/sessions/s-1.local.v1.key.json";
+        let (session_key, entry) =
+            SessionKey::create(&store, keyring.as_ref(), context("s-1", "raw"), "s-1", path)
+                .await
+                .expect("create");
+        assert_eq!(
+            (entry.kind, entry.sessions.clone()),
+            (ObjectKind::SessionKey, vec!["s-1".into()])
+        );
+        let record: SessionKeyRecord =
+            serde_json::from_slice(&store.get(path).await.expect("record")).expect("json");
+        assert_eq!(record.key.context["sessionlake:role"], "session");
+        assert_eq!(session_key.provider_key_id(), keyring.key_id());
+
+        let (key, wrapped) = session_key.generate_data_key(context("s-1", "raw")).expect("key");
+        assert_eq!((wrapped.provider.as_str(), wrapped.key_id.as_str()), (PROVIDER_SESSION, path));
+        let keys = Keys::new(Some(Arc::clone(&keyring)), None).with_store(store.clone());
+        assert_eq!(keys.decrypt(&wrapped).await.expect("open").expose(), key.expose());
+
+        // A data key claiming another session does not open through this record.
+        let moved = WrappedKey { context: context("s-2", "raw"), ..wrapped.clone() };
+        let fresh = Keys::new(Some(Arc::clone(&keyring)), None).with_store(store.clone());
+        assert_eq!(
+            fresh.decrypt(&moved).await.expect_err("moved").kind(),
+            LakeErrorKind::Integrity
+        );
+
+        // Shredded: the record is gone, and with it every way to the data key.
+        store.delete(path).await.expect("delete");
+        let fresh = Keys::new(Some(keyring), None).with_store(store);
+        let error = fresh.decrypt(&wrapped).await.expect_err("shredded");
+        assert_eq!(error.kind(), LakeErrorKind::NotFound);
+        assert!(error.to_string().contains("shredded"), "{error}");
+    }
+}
