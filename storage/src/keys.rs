@@ -424,12 +424,7 @@ impl KeyProvider for LocalKeyring {
         &self,
         context: BTreeMap<String, String>,
     ) -> LakeResult<(DataKey, WrappedKey)> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| LakeError::config("failed to draw a random data key"))?;
-        let key = DataKey::from_slice(&bytes).ok_or_else(|| LakeError::config("data key size"))?;
-        bytes.fill(0);
+        let key = DataKey::random()?;
         let wrapped = self.wrap(&key, &context)?;
         Ok((key, wrapped))
     }

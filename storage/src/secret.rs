@@ -12,6 +12,18 @@ impl DataKey {
         Some(DataKey(array))
     }
 
+    /// Returns a fresh key from the system's secure random source.
+    pub fn random() -> crate::LakeResult<DataKey> {
+        use ring::rand::SecureRandom as _;
+        let mut bytes = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| crate::LakeError::config("failed to draw a random data key"))?;
+        let key = DataKey(bytes);
+        bytes.fill(0);
+        Ok(key)
+    }
+
     /// Returns the key bytes, for handing to an AEAD.
     pub fn expose(&self) -> &[u8; 32] {
         &self.0

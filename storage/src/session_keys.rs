@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
-use ring::rand::{SecureRandom as _, SystemRandom};
 use sessionlake_schemas::envelope::{CONTEXT_ROLE, ROLE_SESSION, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SessionKeyRecord};
 
@@ -95,12 +94,7 @@ impl SessionKey {
         &self,
         context: BTreeMap<String, String>,
     ) -> LakeResult<(DataKey, WrappedKey)> {
-        let mut bytes = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut bytes)
-            .map_err(|_| LakeError::config("failed to draw a random data key"))?;
-        let key = DataKey::from_slice(&bytes).ok_or_else(|| LakeError::config("data key size"))?;
-        bytes.fill(0);
+        let key = DataKey::random()?;
         let wrapped = WrappedKey {
             provider: PROVIDER_SESSION.to_string(),
             key_id: self.record.clone(),
