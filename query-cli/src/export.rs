@@ -537,6 +537,15 @@ async fn gather(
     let live = manifest::live_objects(&chain);
     let sources = crate::session_sources(&live, session);
     let Some(&source) = sources.first() else {
+        if let Some(link) = crate::retention::shredded(&chain, session) {
+            anyhow::bail!(
+                "session {session} was shredded by manifest {} at {} ({}): its keys are \
+                 destroyed and nothing of it can be exported",
+                link.manifest.body.sequence,
+                link.manifest.body.committed_at,
+                link.manifest.body.reason.as_deref().unwrap_or("no reason given")
+            );
+        }
         anyhow::bail!("no session named {session} in {}", store.location());
     };
     let mut entries: Vec<ObjectEntry> = live

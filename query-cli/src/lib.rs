@@ -7,6 +7,7 @@ pub mod asciicast;
 pub mod export;
 pub mod lake_tables;
 pub mod rekey;
+pub mod retention;
 pub mod time;
 pub mod verify;
 
@@ -69,6 +70,15 @@ pub enum Command {
     /// Re-wraps every live object's data key under a new provider key (KMS or the keyring),
     /// without re-encrypting anything; the chain records it.
     Rekey(rekey::RekeyArgs),
+    /// Applies a retention policy: `plan` lists what would go and why, `apply` does it.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
+    /// Legal holds: nothing they cover is deleted or shredded.
+    #[command(subcommand)]
+    Hold(retention::HoldCommand),
+    /// Destroys one session now: its keys first (every copy of it becomes unreadable), then
+    /// its objects; the chain records who, when and why.
+    Shred(retention::ShredArgs),
 }
 
 /// Options of `show`.
@@ -162,6 +172,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify(ref args) => run_verify(&cli, args).await,
         Command::Export(ref args) => export::export(&cli, args).await,
         Command::Rekey(ref args) => rekey::rekey(&cli, args).await,
+        Command::Retention(ref command) => retention::retention(&cli, command).await,
+        Command::Hold(ref command) => retention::hold(&cli, command).await,
+        Command::Shred(ref args) => retention::shred(&cli, args).await,
     }
 }
 

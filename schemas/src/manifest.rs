@@ -57,6 +57,8 @@ pub enum ObjectKind {
     PublicKey,
     /// A session key record: the key that wraps every data key of one session version.
     SessionKey,
+    /// A legal hold.
+    Hold,
     /// Anything else the lake keeps.
     Other,
 }

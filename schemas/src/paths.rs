@@ -27,6 +27,8 @@ pub const SESSIONS_DIR: &str = "sessions";
 pub const MANIFEST_DIR: &str = "manifest";
 /// Folder of quarantined input.
 pub const QUARANTINE_DIR: &str = "quarantine";
+/// Folder of legal holds.
+pub const HOLDS_DIR: &str = "holds";
 /// Folder of public keys.
 pub const KEYS_DIR: &str = "keys";
 /// Source cursors.

@@ -66,6 +66,14 @@ pub enum SessionSource {
 }
 
 impl SessionSource {
+    /// Every source.
+    pub const ALL: [SessionSource; 4] = [
+        SessionSource::S3,
+        SessionSource::CloudwatchStream,
+        SessionSource::CloudwatchUpload,
+        SessionSource::Local,
+    ];
+
     /// Returns the value stored in the `source` column and used in raw object names.
     pub fn as_str(self) -> &'static str {
         match self {
