@@ -29,6 +29,13 @@ pub const MAX_MAX_IN_FLIGHT: usize = 256;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest accepted shutdown timeout.
 pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+/// In follow mode, the longest time without a commit: then an empty idle commit is made, so
+/// that a deleted stretch of the chain shows as a gap (`sessionlake verify`).
+pub const DEFAULT_IDLE_PERIOD: Duration = Duration::from_secs(3600);
+/// Shortest accepted idle period (it is recorded in whole seconds).
+pub const MIN_IDLE_PERIOD: Duration = Duration::from_secs(1);
+/// Longest accepted idle period.
+pub const MAX_IDLE_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts per AWS call (the first plus retries with jittered exponential backoff).
 pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 5;
 /// Most attempts per AWS call that can be configured.
@@ -50,6 +57,10 @@ pub struct Args {
     /// AWS KMS key (id, ARN or alias) for data keys, instead of the local keyring.
     #[arg(long, env = "SESSIONLAKE_KMS_KEY_ID")]
     pub kms_key_id: Option<String>,
+    /// AWS KMS asymmetric key (ECC_NIST_P256; id, ARN or alias) that signs the manifest,
+    /// instead of the keyring's Ed25519 key.
+    #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY")]
+    pub signing_key: Option<String>,
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
@@ -74,6 +85,10 @@ pub struct Args {
     /// Time between polls in follow mode, e.g. `30s`, `500ms`, `5m` [default: 30s].
     #[arg(long, env = "SESSIONLAKE_POLL_INTERVAL", value_name = "DURATION")]
     pub poll_interval: Option<String>,
+    /// In follow mode, commit an empty idle commit after this long without a commit, e.g.
+    /// `15m`, `1h` [default: 1h]. Recorded in the manifest: `verify` reports longer gaps.
+    #[arg(long, env = "SESSIONLAKE_IDLE_PERIOD", value_name = "DURATION")]
+    pub idle_period: Option<String>,
     /// Sessions read, parsed and written at once [default: 4].
     #[arg(long, env = "SESSIONLAKE_MAX_IN_FLIGHT", value_name = "N")]
     pub max_in_flight: Option<usize>,
@@ -110,6 +125,8 @@ pub struct FileConfig {
     pub keyring: Option<PathBuf>,
     /// AWS KMS key for data keys.
     pub kms_key_id: Option<String>,
+    /// AWS KMS asymmetric key (ECC_NIST_P256) that signs the manifest; else the keyring's key.
+    pub signing_key: Option<String>,
     /// AWS region.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -131,6 +148,8 @@ pub struct ServiceConfig {
     pub follow: Option<bool>,
     /// Time between polls in follow mode: a number and a unit (`ms`, `s`, `m`, `h`).
     pub poll_interval: Option<String>,
+    /// In follow mode, the longest time without a commit before an empty idle commit.
+    pub idle_period: Option<String>,
     /// Sessions read, parsed and written at once.
     pub max_in_flight: Option<usize>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT.
@@ -197,6 +216,8 @@ pub struct Config {
     pub keyring: PathBuf,
     /// KMS key for data keys, if any.
     pub kms_key_id: Option<String>,
+    /// KMS key that signs the manifest, if any (else the keyring's key).
+    pub signing_key: Option<String>,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -205,6 +226,8 @@ pub struct Config {
     pub follow: bool,
     /// Time between polls in follow mode.
     pub poll_interval: Duration,
+    /// Longest time without a commit in follow mode.
+    pub idle_period: Duration,
     /// Sessions in flight at once.
     pub max_in_flight: usize,
     /// Time in-flight work gets to finish after a stop signal.
@@ -312,6 +335,11 @@ impl Config {
             args.poll_interval.as_deref().or(service.poll_interval.as_deref()),
             DEFAULT_POLL_INTERVAL,
         )?;
+        let idle_period = duration_field(
+            "idle_period",
+            args.idle_period.as_deref().or(service.idle_period.as_deref()),
+            DEFAULT_IDLE_PERIOD,
+        )?;
         let shutdown_timeout = duration_field(
             "shutdown_timeout",
             args.shutdown_timeout.as_deref().or(service.shutdown_timeout.as_deref()),
@@ -331,6 +359,7 @@ impl Config {
                 .or(file.keyring)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
             kms_key_id: args.kms_key_id.clone().or(file.kms_key_id),
+            signing_key: args.signing_key.clone().or(file.signing_key),
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions
@@ -338,6 +367,7 @@ impl Config {
                 .unwrap_or(DEFAULT_BATCH_SESSIONS),
             follow,
             poll_interval,
+            idle_period,
             max_in_flight: args
                 .max_in_flight
                 .or(service.max_in_flight)
@@ -371,6 +401,14 @@ impl Config {
                 show_duration(self.poll_interval)
             ));
         }
+        if self.idle_period < MIN_IDLE_PERIOD || self.idle_period > MAX_IDLE_PERIOD {
+            return Err(format!(
+                "idle_period must be between {} and {}, not {}",
+                show_duration(MIN_IDLE_PERIOD),
+                show_duration(MAX_IDLE_PERIOD),
+                show_duration(self.idle_period)
+            ));
+        }
         if self.max_in_flight == 0 || self.max_in_flight > MAX_MAX_IN_FLIGHT {
             return Err(format!(
                 "max_in_flight must be 1..={MAX_MAX_IN_FLIGHT}, not {}",
@@ -402,6 +440,9 @@ impl Config {
         if self.kms_key_id.as_deref().is_some_and(str::is_empty) {
             return Err("kms_key_id is empty".to_string());
         }
+        if self.signing_key.as_deref().is_some_and(str::is_empty) {
+            return Err("signing_key is empty".to_string());
+        }
         for source in self.s3.iter().chain(&self.cloudtrail) {
             if source.bucket.len() < 3 || source.bucket.contains('/') {
                 return Err(format!("sources: bucket {:?} is not a bucket name", source.bucket));
@@ -421,6 +462,7 @@ impl Config {
             || !self.cloudwatch.is_empty()
             || !self.cloudtrail.is_empty()
             || self.kms_key_id.is_some()
+            || self.signing_key.is_some()
             || self.lake.starts_with("s3://")
     }
 }
@@ -486,6 +528,8 @@ mod tests {
         let config = Config::load(&args(&[])).expect("load");
         assert!(!config.follow);
         assert_eq!(config.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(config.idle_period, DEFAULT_IDLE_PERIOD);
+        assert_eq!(config.signing_key, None);
         assert_eq!(config.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
         assert_eq!(config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert_eq!(config.retry_max_attempts, DEFAULT_RETRY_MAX_ATTEMPTS);
@@ -494,17 +538,24 @@ mod tests {
 
     #[test]
     fn test_service_table_and_flags_merge() {
-        let file = "[service]\nfollow = true\npoll_interval = \"5m\"\nmax_in_flight = 8\n\
-                    shutdown_timeout = \"45s\"\nmetrics_addr = \"127.0.0.1:9464\"\n";
+        let file = "signing_key = \"alias/sign\"\n[service]\nfollow = true\npoll_interval = \"5m\"\n\
+                    max_in_flight = 8\nshutdown_timeout = \"45s\"\nmetrics_addr = \"127.0.0.1:9464\"\n\
+                    idle_period = \"15m\"\n";
         let config = load_file(file, &[]).expect("load");
         assert!(config.follow);
+        assert_eq!(config.signing_key.as_deref(), Some("alias/sign"));
+        assert!(config.needs_aws(), "a KMS signing key needs AWS");
+        assert_eq!(config.idle_period, Duration::from_secs(900));
         assert_eq!(config.poll_interval, Duration::from_secs(300));
         assert_eq!(config.max_in_flight, 8);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(45));
         assert_eq!(config.metrics_addr, Some("127.0.0.1:9464".parse().expect("addr")));
-        let config =
-            load_file(file, &["--once", "--poll-interval", "1500ms", "--max-in-flight", "2"])
-                .expect("load");
+        let config = load_file(
+            file,
+            &["--once", "--poll-interval", "1500ms", "--max-in-flight", "2", "--idle-period", "2h"],
+        )
+        .expect("load");
+        assert_eq!(config.idle_period, Duration::from_secs(7200));
         assert!(!config.follow, "--once overrides follow = true");
         assert_eq!(config.poll_interval, Duration::from_millis(1500));
         assert_eq!(config.max_in_flight, 2);
@@ -512,7 +563,11 @@ mod tests {
 
     #[test]
     fn test_invalid_service_values_name_the_field() {
-        let cases: [(&str, &[&str], &str); 9] = [
+        let cases: [(&str, &[&str], &str); 13] = [
+            ("[service]\nidle_period = \"500ms\"\n", &[], "idle_period"),
+            ("[service]\nidle_period = \"8d\"\n", &[], "idle_period"),
+            ("", &["--idle-period", "9000h"], "idle_period"),
+            ("signing_key = \"\"\n", &[], "signing_key"),
             ("[service]\npoll_interval = \"0s\"\n", &[], "poll_interval"),
             ("[service]\npoll_interval = \"often\"\n", &[], "poll_interval"),
             ("", &["--poll-interval", "10"], "poll_interval"),

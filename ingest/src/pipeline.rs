@@ -52,8 +52,10 @@ pub struct LakeWriter {
     pub store: LakeStore,
     /// Data keys for new objects.
     pub keys: Arc<dyn KeyProvider>,
-    /// The manifest signer's keyring.
+    /// The local keyring.
     pub keyring: Arc<LocalKeyring>,
+    /// Signs commits (the keyring's key or a KMS key) and records the idle-commit promise.
+    pub committer: manifest::Committer,
     /// Live objects by path, as of the last commit (kept up to date by `write_batch`).
     pub live: BTreeMap<String, ObjectEntry>,
 }
@@ -375,16 +377,11 @@ impl LakeWriter {
         if added.is_empty() {
             return Ok(summary);
         }
-        let link = manifest::commit(
-            &self.store,
-            &self.keyring.signer(),
-            CommitAction::Ingest,
-            None,
-            added,
-            removed,
-        )
-        .await
-        .context("failed to commit to the manifest")?;
+        let link = self
+            .committer
+            .commit(&self.store, CommitAction::Ingest, None, added, removed, false)
+            .await
+            .context("failed to commit to the manifest")?;
         for gone in &link.manifest.body.removed {
             self.live.remove(&gone.path);
         }
