@@ -177,6 +177,7 @@ impl Ingestor {
             ),
             _ => Arc::new(KeyringSigner(Arc::clone(&keyring))),
         };
+        manifest::ensure_not_retired(&store, signer.key_id()).await?;
         // A new key of the same kind as the last one that signed replaces it (it is retired
         // at the first commit); the keyring and a KMS key may both stay valid.
         let replaces = manifest::last_signer_of(&chain, signer.algorithm());

@@ -92,9 +92,10 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub until: Option<String>,
     /// AWS KMS key (id, ARN or alias) that signs the manifests: pins it as a trusted signer
-    /// (its public key is fetched from KMS), besides the keyring's key.
-    #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY")]
-    pub signing_key: Option<String>,
+    /// (its public key is fetched from KMS), besides the keyring's key. Repeatable (or
+    /// comma-separated), for a lake whose signing key was replaced.
+    #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY", value_delimiter = ',')]
+    pub signing_key: Vec<String>,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -189,17 +190,21 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
             origin: "the keyring".to_string(),
         });
     }
-    if let Some(key_id) = &args.signing_key {
-        // The key's public half comes from KMS itself, never from the lake.
+    if !args.signing_key.is_empty() {
         let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
-        let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id)
-            .await
-            .with_context(|| format!("failed to fetch the public key of --signing-key {key_id}"))?;
-        pinned.push(verify::PinnedSigner {
-            key_id: public.key_arn,
-            public_key: public.spki,
-            origin: "--signing-key".to_string(),
-        });
+        for key_id in &args.signing_key {
+            // The key's public half comes from KMS itself, never from the lake.
+            let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id.trim())
+                .await
+                .with_context(|| {
+                    format!("failed to fetch the public key of --signing-key {key_id}")
+                })?;
+            pinned.push(verify::PinnedSigner {
+                key_id: public.key_arn,
+                public_key: public.spki,
+                origin: "--signing-key".to_string(),
+            });
+        }
     }
     let options = verify::VerifyOptions {
         pinned,
@@ -238,7 +243,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         _ => {}
     }
     if !args.json {
-        let pinned = match (keyring.is_some(), args.signing_key.is_some()) {
+        let pinned = match (keyring.is_some(), !args.signing_key.is_empty()) {
             (true, false) => "signer pinned by the keyring".to_string(),
             (true, true) => "signers pinned by the keyring and --signing-key".to_string(),
             (false, true) => "signer pinned by --signing-key".to_string(),

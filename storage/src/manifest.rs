@@ -220,13 +220,7 @@ async fn prepare_key_records(
 ) -> LakeResult<Vec<String>> {
     let key_id = signer.key_id();
     let public_key = B64.encode(signer.public_key());
-    let retired_path = retired_key_path(key_id);
-    if store.get_opt(&retired_path).await?.is_some() {
-        return Err(LakeError::new(
-            LakeErrorKind::Config,
-            format!("signing key {key_id} was retired ({retired_path}): sign with a new key"),
-        ));
-    }
+    ensure_not_retired(store, key_id).await?;
     let now = chrono::Utc::now().to_rfc3339();
     let mut written = Vec::new();
     let key_path = public_key_path(key_id);
@@ -268,6 +262,18 @@ async fn prepare_key_records(
         }
     }
     Ok(written)
+}
+
+/// Fails if the lake retired `key_id` (another key took over): a retired key never signs again.
+pub async fn ensure_not_retired(store: &LakeStore, key_id: &str) -> LakeResult<()> {
+    let retired_path = retired_key_path(key_id);
+    if store.get_opt(&retired_path).await?.is_some() {
+        return Err(LakeError::new(
+            LakeErrorKind::Config,
+            format!("signing key {key_id} was retired ({retired_path}): sign with a new key"),
+        ));
+    }
+    Ok(())
 }
 
 /// What a commit says besides its objects.

@@ -143,21 +143,26 @@ pub async fn kms_public_key(
         .send()
         .await
         .map_err(|error| kms_failure("GetPublicKey", key_id, error))?;
+    // The SubjectPublicKeyInfo names the curve; checking it (below) rather than the key spec
+    // field also covers emulators that answer with the older CustomerMasterKeySpec only.
     let supported = output
         .signing_algorithms()
         .contains(&aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256);
-    if output.key_spec() != Some(&aws_sdk_kms::types::KeySpec::EccNistP256) || !supported {
+    if !supported {
         return Err(LakeError::config(format!(
-            "kms key {key_id} is not an ECC_NIST_P256 signing key with ECDSA_SHA_256 (key spec \
-             {:?}): manifests are signed with ECDSA P-256",
-            output.key_spec()
+            "kms key {key_id} does not sign with ECDSA_SHA_256 (it signs with {:?}): manifests \
+             are signed with an ECC_NIST_P256 key",
+            output.signing_algorithms()
         )));
     }
     let spki = output.public_key().map(|blob| blob.as_ref().to_vec()).ok_or_else(|| {
         LakeError::format(format!("kms GetPublicKey of {key_id} returned no key"))
     })?;
     p256_point_of_spki(&spki).map_err(|why| {
-        LakeError::format(format!("kms GetPublicKey of {key_id} returned a bad key: {why}"))
+        LakeError::config(format!(
+            "kms key {key_id} is not an ECC_NIST_P256 signing key ({why}): manifests are signed \
+             with ECDSA P-256"
+        ))
     })?;
     Ok(KmsPublicKey { key_arn, spki })
 }
