@@ -334,7 +334,11 @@ impl KmsKeyProvider {
     }
 }
 
-fn kms_error<E>(action: &str, key_id: &str, error: aws_sdk_kms::error::SdkError<E>) -> LakeError
+pub(crate) fn kms_error<E>(
+    action: &str,
+    key_id: &str,
+    error: aws_sdk_kms::error::SdkError<E>,
+) -> LakeError
 where
     E: std::error::Error + Send + Sync + aws_sdk_kms::error::ProvideErrorMetadata + 'static,
 {

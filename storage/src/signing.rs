@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use ring::digest::{SHA256, digest};
 use sessionlake_schemas::manifest::{SIGNATURE_ECDSA_P256, SIGNATURE_ED25519};
 
-use crate::error::{LakeError, LakeErrorKind, LakeResult};
-use crate::keys::{LocalKeyring, Signer, verify_ed25519};
+use crate::error::{LakeError, LakeResult};
+use crate::keys::{LocalKeyring, Signer, kms_error, verify_ed25519};
 
 /// Signs manifest bodies.
 #[async_trait]
@@ -101,25 +101,6 @@ pub struct KmsPublicKey {
     pub spki: Vec<u8>,
 }
 
-fn kms_failure<E>(action: &str, key_id: &str, error: aws_sdk_kms::error::SdkError<E>) -> LakeError
-where
-    E: std::error::Error + Send + Sync + aws_sdk_kms::error::ProvideErrorMetadata + 'static,
-{
-    use aws_sdk_kms::error::SdkError;
-    let code = match &error {
-        SdkError::ServiceError(service) => service.err().code().map(str::to_string),
-        _ => None,
-    };
-    let kind = match code.as_deref() {
-        Some("NotFoundException") => LakeErrorKind::NotFound,
-        Some("ThrottlingException" | "KMSInternalException" | "DependencyTimeoutException")
-        | None => LakeErrorKind::Unavailable,
-        Some(_) => LakeErrorKind::Denied,
-    };
-    let text = aws_sdk_kms::error::DisplayErrorContext(&error).to_string();
-    LakeError::new(kind, format!("kms {action} with key {key_id} failed: {text}"))
-}
-
 /// Fetches the public key of the KMS signing key `key_id` (id, ARN or alias) and checks that it
 /// is a P-256 key that signs with `ECDSA_SHA_256`.
 pub async fn kms_public_key(
@@ -131,7 +112,7 @@ pub async fn kms_public_key(
         .key_id(key_id)
         .send()
         .await
-        .map_err(|error| kms_failure("DescribeKey", key_id, error))?;
+        .map_err(|error| kms_error("DescribeKey", key_id, error))?;
     let key_arn = described
         .key_metadata()
         .and_then(|metadata| metadata.arn())
@@ -142,7 +123,7 @@ pub async fn kms_public_key(
         .key_id(key_id)
         .send()
         .await
-        .map_err(|error| kms_failure("GetPublicKey", key_id, error))?;
+        .map_err(|error| kms_error("GetPublicKey", key_id, error))?;
     // The SubjectPublicKeyInfo names the curve; checking it (below) rather than the key spec
     // field also covers emulators that answer with the older CustomerMasterKeySpec only.
     let supported = output
@@ -209,7 +190,7 @@ impl ManifestSigner for KmsSigner {
             .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
             .send()
             .await
-            .map_err(|error| kms_failure("Sign", &self.key_arn, error))?;
+            .map_err(|error| kms_error("Sign", &self.key_arn, error))?;
         output.signature().map(|blob| blob.as_ref().to_vec()).ok_or_else(|| {
             LakeError::format(format!("kms Sign with key {} returned no signature", self.key_arn))
         })

@@ -341,11 +341,6 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     let both = ["--signing-key", &first_key, "--signing-key", &second_key];
     let (code, records) = verify_json(dir.path(), &both, true);
     assert_eq!(code, 0, "{records:?}");
-    std::fs::copy(
-        examples.join("s3/ssm-logs/alice-0123456789abcdef0.log"),
-        examples.join("s3/ssm-logs/yan-0123456789abcdef0.log"),
-    )
-    .expect("new session");
     let refused = ingest(&first_key);
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains("retired"), "{}", refused.stderr);
