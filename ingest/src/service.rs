@@ -135,6 +135,9 @@ pub struct Ingestor {
     idle_retry_at: i64,
 }
 
+/// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
+const MIN_IDLE_RETRY: Duration = Duration::from_secs(1);
+
 /// Reason recorded in the commit a cleanly stopping service makes.
 const STOP_REASON: &str = "writer stopped";
 
@@ -239,7 +242,8 @@ impl Ingestor {
                 events::IdleCommitted { sequence: link.manifest.body.sequence, stopping }.emit();
             }
             Err(error) => {
-                let retry = i64::try_from(self.config.poll_interval.as_micros()).unwrap_or(0);
+                let pause = self.config.poll_interval.max(MIN_IDLE_RETRY);
+                let retry = i64::try_from(pause.as_micros()).unwrap_or(i64::MAX);
                 self.idle_retry_at = now_micros().saturating_add(retry);
                 events::IdleCommitFailed { error: &error, stopping }.emit();
             }

@@ -374,8 +374,9 @@ fn gap_between(earlier: &ChainLink, later: Option<i64>) -> Option<String> {
     })
 }
 
-/// Returns the chain findings of `chain` (links read by [`manifest::read_chain`]): missing,
-/// broken, forked, replayed or reordered manifests, and gaps between commits.
+/// Adds the structural findings of `chain` (links read by [`manifest::read_chain`]) to
+/// `report`: missing, broken, forked, replayed or reordered manifests. Gaps are left out: a
+/// stretch without commits does not make the commits around it less trustworthy.
 pub(crate) fn check_chain(chain: &[ChainLink], report: &mut Report) {
     let files: Vec<ManifestFile> = chain
         .iter()
@@ -389,7 +390,9 @@ pub(crate) fn check_chain(chain: &[ChainLink], report: &mut Report) {
         })
         .collect();
     let analysis = analyse_chain(&files, None);
-    report.findings.extend(analysis.findings.into_iter().map(|scoped| scoped.finding));
+    report.findings.extend(
+        analysis.findings.into_iter().map(|scoped| scoped.finding).filter(|f| f.kind != "gap"),
+    );
 }
 
 /// Reads the lake's public-key records, merged by key id; records that do not parse are
@@ -789,6 +792,18 @@ mod tests {
         let found = kinds(&holed, None);
         assert!(found.contains(&pair("missing-manifest", 2)), "{found:?}");
         assert!(!found.contains(&pair("gap", 3)), "{found:?}");
+    }
+
+    #[test]
+    fn test_export_chain_check_ignores_gaps_but_not_holes() {
+        let links: Vec<ChainLink> =
+            chain(4, Some(60)).iter().filter_map(ManifestFile::link).collect();
+        let mut report = Report::default();
+        check_chain(&links, &mut report);
+        assert_eq!(report.findings, vec![]);
+        check_chain(&[links[0].clone(), links[2].clone()], &mut report);
+        let kinds: Vec<&str> = report.findings.iter().map(|found| found.kind).collect();
+        assert_eq!(kinds, vec!["missing-manifest"]);
     }
 
     #[test]
