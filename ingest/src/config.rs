@@ -34,6 +34,13 @@ pub const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const MAX_KEY_CACHE_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Most objects one data key may seal.
 pub const MAX_KEY_CACHE_MAX_USES: u64 = 1 << 32;
+/// In follow mode, the longest time without a commit: then an empty idle commit is made, so
+/// that a deleted stretch of the chain shows as a gap (`sessionlake verify`).
+pub const DEFAULT_IDLE_PERIOD: Duration = Duration::from_secs(3600);
+/// Shortest accepted idle period (it is recorded in whole seconds).
+pub const MIN_IDLE_PERIOD: Duration = Duration::from_secs(1);
+/// Longest accepted idle period.
+pub const MAX_IDLE_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Attempts per AWS call (the first plus retries with jittered exponential backoff).
 pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 5;
 /// Most attempts per AWS call that can be configured.
@@ -62,6 +69,10 @@ pub struct Args {
     /// How many objects one cached data key may seal [default: 100].
     #[arg(long, env = "SESSIONLAKE_KEY_CACHE_MAX_USES", value_name = "N")]
     pub key_cache_max_uses: Option<u64>,
+    /// AWS KMS asymmetric key (ECC_NIST_P256; id, ARN or alias) that signs the manifest,
+    /// instead of the keyring's Ed25519 key.
+    #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY")]
+    pub signing_key: Option<String>,
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
@@ -86,6 +97,10 @@ pub struct Args {
     /// Time between polls in follow mode, e.g. `30s`, `500ms`, `5m` [default: 30s].
     #[arg(long, env = "SESSIONLAKE_POLL_INTERVAL", value_name = "DURATION")]
     pub poll_interval: Option<String>,
+    /// In follow mode, commit an empty idle commit after this long without a commit, e.g.
+    /// `15m`, `1h` [default: 1h]. Recorded in the manifest: `verify` reports longer gaps.
+    #[arg(long, env = "SESSIONLAKE_IDLE_PERIOD", value_name = "DURATION")]
+    pub idle_period: Option<String>,
     /// Sessions read, parsed and written at once [default: 4].
     #[arg(long, env = "SESSIONLAKE_MAX_IN_FLIGHT", value_name = "N")]
     pub max_in_flight: Option<usize>,
@@ -126,6 +141,8 @@ pub struct FileConfig {
     pub key_cache_max_age: Option<String>,
     /// How many objects one cached data key may seal.
     pub key_cache_max_uses: Option<u64>,
+    /// AWS KMS asymmetric key (ECC_NIST_P256) that signs the manifest; else the keyring's key.
+    pub signing_key: Option<String>,
     /// AWS region.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -147,6 +164,8 @@ pub struct ServiceConfig {
     pub follow: Option<bool>,
     /// Time between polls in follow mode: a number and a unit (`ms`, `s`, `m`, `h`).
     pub poll_interval: Option<String>,
+    /// In follow mode, the longest time without a commit before an empty idle commit.
+    pub idle_period: Option<String>,
     /// Sessions read, parsed and written at once.
     pub max_in_flight: Option<usize>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT.
@@ -215,6 +234,8 @@ pub struct Config {
     pub kms_key_id: Option<String>,
     /// Reuse of data keys.
     pub key_cache: KeyCachePolicy,
+    /// KMS key that signs the manifest, if any (else the keyring's key).
+    pub signing_key: Option<String>,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -223,6 +244,8 @@ pub struct Config {
     pub follow: bool,
     /// Time between polls in follow mode.
     pub poll_interval: Duration,
+    /// Longest time without a commit in follow mode.
+    pub idle_period: Duration,
     /// Sessions in flight at once.
     pub max_in_flight: usize,
     /// Time in-flight work gets to finish after a stop signal.
@@ -330,6 +353,11 @@ impl Config {
             args.poll_interval.as_deref().or(service.poll_interval.as_deref()),
             DEFAULT_POLL_INTERVAL,
         )?;
+        let idle_period = duration_field(
+            "idle_period",
+            args.idle_period.as_deref().or(service.idle_period.as_deref()),
+            DEFAULT_IDLE_PERIOD,
+        )?;
         let shutdown_timeout = duration_field(
             "shutdown_timeout",
             args.shutdown_timeout.as_deref().or(service.shutdown_timeout.as_deref()),
@@ -365,6 +393,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING)),
             kms_key_id: args.kms_key_id.clone().or(file.kms_key_id),
             key_cache,
+            signing_key: args.signing_key.clone().or(file.signing_key),
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions
@@ -372,6 +401,7 @@ impl Config {
                 .unwrap_or(DEFAULT_BATCH_SESSIONS),
             follow,
             poll_interval,
+            idle_period,
             max_in_flight: args
                 .max_in_flight
                 .or(service.max_in_flight)
@@ -403,6 +433,14 @@ impl Config {
                 "poll_interval must be between 1ms and {}, not {}",
                 show_duration(MAX_POLL_INTERVAL),
                 show_duration(self.poll_interval)
+            ));
+        }
+        if self.idle_period < MIN_IDLE_PERIOD || self.idle_period > MAX_IDLE_PERIOD {
+            return Err(format!(
+                "idle_period must be between {} and {}, not {}",
+                show_duration(MIN_IDLE_PERIOD),
+                show_duration(MAX_IDLE_PERIOD),
+                show_duration(self.idle_period)
             ));
         }
         if self.max_in_flight == 0 || self.max_in_flight > MAX_MAX_IN_FLIGHT {
@@ -449,6 +487,9 @@ impl Config {
         if self.kms_key_id.as_deref().is_some_and(str::is_empty) {
             return Err("kms_key_id is empty".to_string());
         }
+        if self.signing_key.as_deref().is_some_and(str::is_empty) {
+            return Err("signing_key is empty".to_string());
+        }
         for source in self.s3.iter().chain(&self.cloudtrail) {
             if source.bucket.len() < 3 || source.bucket.contains('/') {
                 return Err(format!("sources: bucket {:?} is not a bucket name", source.bucket));
@@ -468,6 +509,7 @@ impl Config {
             || !self.cloudwatch.is_empty()
             || !self.cloudtrail.is_empty()
             || self.kms_key_id.is_some()
+            || self.signing_key.is_some()
             || self.lake.starts_with("s3://")
     }
 }
@@ -548,6 +590,8 @@ mod tests {
         let config = Config::load(&args(&[])).expect("load");
         assert!(!config.follow);
         assert_eq!(config.poll_interval, DEFAULT_POLL_INTERVAL);
+        assert_eq!(config.idle_period, DEFAULT_IDLE_PERIOD);
+        assert_eq!(config.signing_key, None);
         assert_eq!(config.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
         assert_eq!(config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert_eq!(config.retry_max_attempts, DEFAULT_RETRY_MAX_ATTEMPTS);
@@ -556,17 +600,24 @@ mod tests {
 
     #[test]
     fn test_service_table_and_flags_merge() {
-        let file = "[service]\nfollow = true\npoll_interval = \"5m\"\nmax_in_flight = 8\n\
-                    shutdown_timeout = \"45s\"\nmetrics_addr = \"127.0.0.1:9464\"\n";
+        let file = "signing_key = \"alias/sign\"\n[service]\nfollow = true\npoll_interval = \"5m\"\n\
+                    max_in_flight = 8\nshutdown_timeout = \"45s\"\nmetrics_addr = \"127.0.0.1:9464\"\n\
+                    idle_period = \"15m\"\n";
         let config = load_file(file, &[]).expect("load");
         assert!(config.follow);
+        assert_eq!(config.signing_key.as_deref(), Some("alias/sign"));
+        assert!(config.needs_aws(), "a KMS signing key needs AWS");
+        assert_eq!(config.idle_period, Duration::from_secs(900));
         assert_eq!(config.poll_interval, Duration::from_secs(300));
         assert_eq!(config.max_in_flight, 8);
         assert_eq!(config.shutdown_timeout, Duration::from_secs(45));
         assert_eq!(config.metrics_addr, Some("127.0.0.1:9464".parse().expect("addr")));
-        let config =
-            load_file(file, &["--once", "--poll-interval", "1500ms", "--max-in-flight", "2"])
-                .expect("load");
+        let config = load_file(
+            file,
+            &["--once", "--poll-interval", "1500ms", "--max-in-flight", "2", "--idle-period", "2h"],
+        )
+        .expect("load");
+        assert_eq!(config.idle_period, Duration::from_secs(7200));
         assert!(!config.follow, "--once overrides follow = true");
         assert_eq!(config.poll_interval, Duration::from_millis(1500));
         assert_eq!(config.max_in_flight, 2);
@@ -574,7 +625,11 @@ mod tests {
 
     #[test]
     fn test_invalid_service_values_name_the_field() {
-        let cases: [(&str, &[&str], &str); 9] = [
+        let cases: [(&str, &[&str], &str); 13] = [
+            ("[service]\nidle_period = \"500ms\"\n", &[], "idle_period"),
+            ("[service]\nidle_period = \"8d\"\n", &[], "idle_period"),
+            ("", &["--idle-period", "9000h"], "idle_period"),
+            ("signing_key = \"\"\n", &[], "signing_key"),
             ("[service]\npoll_interval = \"0s\"\n", &[], "poll_interval"),
             ("[service]\npoll_interval = \"often\"\n", &[], "poll_interval"),
             ("", &["--poll-interval", "10"], "poll_interval"),

@@ -15,6 +15,7 @@
 //! | `sessionlake_ingest_quarantined_total` | counter | inputs quarantined |
 //! | `sessionlake_ingest_replaced_total` | counter | earlier session versions replaced |
 //! | `sessionlake_ingest_commits_total` | counter | manifest commits |
+//! | `sessionlake_ingest_idle_commits_total` | counter | empty idle commits (and the stop commit) |
 //! | `sessionlake_ingest_errors_total{kind}` | counter | errors by class ([`IngestErrorKind`]) |
 //! | `sessionlake_ingest_polls_total{outcome}` | counter | polls, `ok` or `failed` |
 //! | `sessionlake_ingest_sessions_in_flight` | gauge | sessions being read, parsed or written |
@@ -39,6 +40,8 @@ pub const QUARANTINED_TOTAL: &str = "sessionlake_ingest_quarantined_total";
 pub const REPLACED_TOTAL: &str = "sessionlake_ingest_replaced_total";
 /// Manifest commits.
 pub const COMMITS_TOTAL: &str = "sessionlake_ingest_commits_total";
+/// Empty commits made when idle, or when stopping.
+pub const IDLE_COMMITS_TOTAL: &str = "sessionlake_ingest_idle_commits_total";
 /// Errors by class.
 pub const ERRORS_TOTAL: &str = "sessionlake_ingest_errors_total";
 /// Polls by outcome.
@@ -63,6 +66,7 @@ pub fn register_metrics() {
     describe_counter!(QUARANTINED_TOTAL, "Inputs quarantined (unparseable or refused).");
     describe_counter!(REPLACED_TOTAL, "Earlier session versions replaced by newer ones.");
     describe_counter!(COMMITS_TOTAL, "Manifest commits.");
+    describe_counter!(IDLE_COMMITS_TOTAL, "Empty commits made when idle, or when stopping.");
     describe_counter!(ERRORS_TOTAL, "Errors by kind (retried on the next poll).");
     describe_counter!(POLLS_TOTAL, "Polls of every source, by outcome.");
     describe_gauge!(SESSIONS_IN_FLIGHT, "Sessions being read, parsed or written now.");
@@ -80,6 +84,7 @@ pub fn register_metrics() {
         QUARANTINED_TOTAL,
         REPLACED_TOTAL,
         COMMITS_TOTAL,
+        IDLE_COMMITS_TOTAL,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -185,6 +190,45 @@ impl BatchCommitted<'_> {
                 "batch committed"
             );
         }
+    }
+}
+
+/// An empty commit was made: nothing was committed for the idle period, or the service stops
+/// (that commit promises nothing more, so the time until the next start is no gap).
+pub struct IdleCommitted {
+    /// Manifest sequence of the commit.
+    pub sequence: u64,
+    /// The service is stopping.
+    pub stopping: bool,
+}
+
+impl IdleCommitted {
+    /// Logs and counts the commit.
+    pub fn emit(&self) {
+        metrics::counter!(IDLE_COMMITS_TOTAL).increment(1);
+        let what = if self.stopping { "stop commit made" } else { "idle commit made" };
+        tracing::info!(sequence = self.sequence, "{what}");
+    }
+}
+
+/// An idle or stop commit failed; an idle commit is tried again a poll interval later.
+pub struct IdleCommitFailed<'a> {
+    /// The error.
+    pub error: &'a anyhow::Error,
+    /// The service is stopping.
+    pub stopping: bool,
+}
+
+impl IdleCommitFailed<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Lake);
+        let what = if self.stopping {
+            "stop commit failed; verify will report the time until the next start as a gap"
+        } else {
+            "idle commit failed; tried again after the poll interval"
+        };
+        tracing::warn!(error = %format!("{:#}", self.error), "{what}");
     }
 }
 

@@ -57,8 +57,10 @@ pub struct LakeWriter {
     pub store: LakeStore,
     /// Data keys for new objects.
     pub keys: Arc<dyn KeyProvider>,
-    /// The manifest signer's keyring.
+    /// The local keyring.
     pub keyring: Arc<LocalKeyring>,
+    /// Signs commits (the keyring's key or a KMS key) and records the idle-commit promise.
+    pub committer: manifest::Committer,
     /// Live objects by path, as of the last commit (kept up to date by `write_batch`).
     pub live: BTreeMap<String, ObjectEntry>,
     /// The lake's id, named in every data key's encryption context.
@@ -412,16 +414,11 @@ impl LakeWriter {
         if !self.live.contains_key(&self.identity.path) {
             added.push(self.identity.clone());
         }
-        let link = manifest::commit(
-            &self.store,
-            &self.keyring.signer(),
-            CommitAction::Ingest,
-            None,
-            added,
-            removed,
-        )
-        .await
-        .context("failed to commit to the manifest")?;
+        let link = self
+            .committer
+            .commit(&self.store, CommitAction::Ingest, None, added, removed, false)
+            .await
+            .context("failed to commit to the manifest")?;
         for gone in &link.manifest.body.removed {
             self.live.remove(&gone.path);
         }

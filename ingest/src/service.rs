@@ -6,6 +6,12 @@
 //! batches of `batch_sessions`: at most `max_in_flight` sessions are read, parsed and written
 //! at once; each batch is one manifest commit, after which its cursors are saved. Memory is
 //! bounded by `max_in_flight` transcripts, not by the backlog.
+//!
+//! In follow mode, when nothing was committed for `idle_period`, the service makes an empty
+//! `idle` commit, and every commit records that period: a promise that the chain never goes
+//! longer without a commit, which `sessionlake verify` checks (a deleted stretch of manifests,
+//! or a writer that was stopped, shows as a gap). A clean stop makes a last empty commit that
+//! withdraws the promise.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -17,7 +23,10 @@ use sessionlake_indexer::SessionContext;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
+use sessionlake_lake::manifest::{self, Committer};
+use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
+use sessionlake_schemas::manifest::CommitAction;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -121,6 +130,20 @@ pub struct Ingestor {
     local_seen: LocalCache,
     /// The keyring was created when opening.
     pub keyring_created: bool,
+    /// Wall-clock time of the newest commit (µs since the epoch; `i64::MIN` for none).
+    last_commit_at: i64,
+    /// No idle commit is tried before this time (µs since the epoch): after a failed one.
+    idle_retry_at: i64,
+}
+
+/// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
+const MIN_IDLE_RETRY: Duration = Duration::from_secs(1);
+
+/// Reason recorded in the commit a cleanly stopping service makes.
+const STOP_REASON: &str = "writer stopped";
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
 
 impl Ingestor {
@@ -146,15 +169,34 @@ impl Ingestor {
             _ => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
         };
         let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(keys, config.key_cache));
-        let chain = sessionlake_lake::manifest::read_chain(&store)
+        let chain = manifest::read_chain(&store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        let live = sessionlake_lake::manifest::live_objects(&chain);
+        let live = manifest::live_objects(&chain);
         let cursors = Cursors::load(&store).await?;
-        let (lake_id, identity) = sessionlake_lake::manifest::lake_identity(&store)
+        let (lake_id, identity) = manifest::lake_identity(&store)
             .await
             .with_context(|| format!("failed to read the identity of {}", store.location()))?;
-        let writer = LakeWriter { store, keys, keyring, live, lake_id, identity };
+        let signer: Arc<dyn ManifestSigner> = match (&config.signing_key, &sdk_config) {
+            (Some(key_id), Some(sdk)) => Arc::new(
+                KmsSigner::connect(aws_sdk_kms::Client::new(sdk), key_id)
+                    .await
+                    .with_context(|| format!("failed to set up signing key {key_id}"))?,
+            ),
+            _ => Arc::new(KeyringSigner(Arc::clone(&keyring))),
+        };
+        manifest::ensure_not_retired(&store, signer.key_id()).await?;
+        // A new key of the same kind as the last one that signed replaces it (it is retired
+        // at the first commit); the keyring and a KMS key may both stay valid.
+        let replaces = manifest::last_signer_of(&chain, signer.algorithm());
+        let committer = Committer::new(signer)
+            .replacing(replaces)
+            .with_idle_period(config.follow.then_some(config.idle_period));
+        let last_commit_at = chain
+            .last()
+            .and_then(|link| manifest::parse_rfc3339_micros(&link.manifest.body.committed_at))
+            .unwrap_or(i64::MIN);
+        let writer = LakeWriter { store, keys, keyring, committer, live, lake_id, identity };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
         Ok(Ingestor {
@@ -168,7 +210,49 @@ impl Ingestor {
             cloudtrail_read: HashSet::new(),
             local_seen: LocalCache::new(),
             keyring_created,
+            last_commit_at,
+            idle_retry_at: i64::MIN,
         })
+    }
+
+    /// Returns how long until an idle commit is due (zero: now).
+    fn idle_due_in(&self) -> Duration {
+        let period = i64::try_from(self.config.idle_period.as_micros()).unwrap_or(i64::MAX);
+        let due = self.last_commit_at.saturating_add(period).max(self.idle_retry_at);
+        let wait = due.saturating_sub(now_micros()).max(0);
+        Duration::from_micros(u64::try_from(wait).unwrap_or(0))
+    }
+
+    /// Makes an empty commit: an idle one (when due), or the last one of a clean stop, which
+    /// promises nothing more. A failure is logged; an idle commit is then tried again after
+    /// the poll interval.
+    async fn commit_empty(&mut self, stopping: bool) {
+        if !stopping && !self.idle_due_in().is_zero() {
+            return;
+        }
+        let (action, reason) = (CommitAction::Idle, stopping.then(|| STOP_REASON.to_string()));
+        let committed = self
+            .writer
+            .committer
+            .commit(&self.writer.store, action, reason, vec![], vec![], stopping)
+            .await
+            .with_context(|| format!("failed to commit to {}", self.writer.store.location()));
+        match committed {
+            Ok(link) => {
+                // A first commit with a new key adds its public-key record.
+                for new in &link.manifest.body.added {
+                    self.writer.live.insert(new.path.clone(), new.clone());
+                }
+                self.last_commit_at = now_micros();
+                events::IdleCommitted { sequence: link.manifest.body.sequence, stopping }.emit();
+            }
+            Err(error) => {
+                let pause = self.config.poll_interval.max(MIN_IDLE_RETRY);
+                let retry = i64::try_from(pause.as_micros()).unwrap_or(i64::MAX);
+                self.idle_retry_at = now_micros().saturating_add(retry);
+                events::IdleCommitFailed { error: &error, stopping }.emit();
+            }
+        }
     }
 
     /// Saves the cursors if a commit set them and their save failed.
@@ -397,6 +481,7 @@ impl Ingestor {
                     add_batch(&mut report.done, &batch);
                     if batch.sequence.is_some() {
                         report.commits += 1;
+                        self.last_commit_at = now_micros();
                         self.cursors_dirty = true;
                         if let Err(error) = self.flush_cursors().await {
                             events::CursorsNotSaved { error: &error }.emit();
@@ -534,11 +619,26 @@ async fn poll_loop(
         if !config.follow || shutdown.is_cancelled() {
             break;
         }
-        let delay = next_delay(config.poll_interval, consecutive_failures);
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(delay) => {}
+        // Until the next poll, wake up for idle commits when they fall due.
+        let next_poll = Instant::now() + next_delay(config.poll_interval, consecutive_failures);
+        loop {
+            ingestor.commit_empty(false).await;
+            let wait = next_poll.saturating_duration_since(Instant::now());
+            let wait = wait.min(ingestor.idle_due_in());
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+            if Instant::now() >= next_poll {
+                break;
+            }
         }
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    if config.follow {
+        ingestor.commit_empty(true).await;
     }
     if let Err(error) = ingestor.flush_cursors().await {
         return Err(error.context("failed to save cursors at shutdown (the commits hold; the sessions they name are replaced on the next run)"));

@@ -98,6 +98,18 @@ pub struct ShowArgs {
 /// Options of `verify`.
 #[derive(Debug, ClapArgs)]
 pub struct VerifyArgs {
+    /// Report only on commits from this time (the whole chain is still read): 2026-03-14,
+    /// 2026-03-14T09:30:00Z, or relative (7d, 12h, 30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Report only on commits before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// AWS KMS key (id, ARN or alias) that signs the manifests: pins it as a trusted signer
+    /// (its public key is fetched from KMS), besides the keyring's key. Repeatable (or
+    /// comma-separated), for a lake whose signing key was replaced.
+    #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY", value_delimiter = ',')]
+    pub signing_key: Vec<String>,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -179,13 +191,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 }
 
 async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
+    let since = args.since.as_deref().map(time::parse_time).transpose().context("--since")?;
+    let until = args.until.as_deref().map(time::parse_time).transpose().context("--until")?;
     let (store, _) = open_lake(cli).await?;
     let keyring = match LocalKeyring::open(&cli.keyring) {
         Ok(keyring) => Some(keyring),
         Err(_) if std::fs::metadata(&cli.keyring).is_err() => None,
         Err(error) => return Err(error.into()),
     };
-    let report = verify::verify(&store, keyring.as_ref()).await?;
+    let mut pinned = Vec::new();
+    if let Some(keyring) = &keyring {
+        let signer = keyring.signer();
+        pinned.push(verify::PinnedSigner {
+            key_id: signer.key_id().to_string(),
+            public_key: signer.public_key().to_vec(),
+            origin: "the keyring".to_string(),
+        });
+    }
+    if !args.signing_key.is_empty() {
+        let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
+        for key_id in &args.signing_key {
+            // The key's public half comes from KMS itself, never from the lake.
+            let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id.trim())
+                .await
+                .with_context(|| {
+                    format!("failed to fetch the public key of --signing-key {key_id}")
+                })?;
+            pinned.push(verify::PinnedSigner {
+                key_id: public.key_arn,
+                public_key: public.spki,
+                origin: "--signing-key".to_string(),
+            });
+        }
+    }
+    let options = verify::VerifyOptions {
+        pinned,
+        since,
+        until,
+        now: chrono::Utc::now().timestamp_micros(),
+        progress: verify::progress_wanted(args.json),
+    };
+    let report = verify::verify(&store, &options).await?;
     let mut out = std::io::stdout().lock();
     let written = (|| -> std::io::Result<()> {
         if args.json {
@@ -200,12 +246,12 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 "manifests": report.manifests,
                 "objects": report.objects,
                 "findings": report.findings.len(),
-                "signer_pinned": keyring.is_some(),
+                "signer_pinned": !options.pinned.is_empty(),
             });
             writeln!(out, "{}", json_record("summary", &summary))?;
         } else {
             for found in &report.findings {
-                writeln!(out, "{:<20} {}: {}", found.kind, found.path, found.detail)?;
+                writeln!(out, "{:<26} {}: {}", found.kind, found.path, found.detail)?;
             }
         }
         out.flush()
@@ -215,10 +261,11 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         _ => {}
     }
     if !args.json {
-        let pinned = if keyring.is_some() {
-            "signer pinned by the keyring"
-        } else {
-            "no keyring: signer not pinned"
+        let pinned = match (keyring.is_some(), !args.signing_key.is_empty()) {
+            (true, false) => "signer pinned by the keyring".to_string(),
+            (true, true) => "signers pinned by the keyring and --signing-key".to_string(),
+            (false, true) => "signer pinned by --signing-key".to_string(),
+            (false, false) => "no keyring: signer not pinned".to_string(),
         };
         eprintln!(
             "verified {} manifests and {} live objects ({pinned}): {}",

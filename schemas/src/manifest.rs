@@ -11,6 +11,16 @@
 //!  "signature": {"algorithm": "ed25519", "key_id": "…", "value": "<base64>"}}
 //! ```
 //!
+//! A writer that commits at least every N seconds (the ingest service in follow mode, with
+//! [`CommitAction::Idle`] commits when nothing else happens) records `"idle_period_secs": N` in
+//! each body: a promise that the next commit follows within that time, so a longer stretch
+//! between two commits is a gap. Bodies without it (older writers, one-shot runs, the commit of
+//! a writer that stops cleanly) promise nothing.
+//!
+//! Signature algorithms: [`SIGNATURE_ED25519`] signs the signing bytes; [`SIGNATURE_ECDSA_P256`]
+//! (AWS KMS `Sign`, `ECDSA_SHA_256`) signs the 32-byte SHA-256 digest of the signing bytes as its
+//! message (KMS takes at most 4096 bytes of raw message), DER-encoded.
+//!
 //! `previous_sha256` is the SHA-256 of the previous manifest file's bytes as stored, so the files
 //! form a hash chain. The signature covers [`ManifestBody::signing_bytes`]: the body serialised as
 //! compact JSON with object keys sorted, which a verifier can recompute from the parsed file.
@@ -22,6 +32,12 @@ use crate::envelope::WrappedKey;
 
 /// Version of [`ManifestBody`] written by this crate.
 pub const MANIFEST_VERSION: u32 = 1;
+
+/// [`ManifestSignature::algorithm`] of an Ed25519 signature over the signing bytes.
+pub const SIGNATURE_ED25519: &str = "ed25519";
+/// [`ManifestSignature::algorithm`] of an ECDSA P-256 / SHA-256 signature (ASN.1 DER) whose
+/// message is the SHA-256 digest of the signing bytes.
+pub const SIGNATURE_ECDSA_P256: &str = "ecdsa-p256-sha256";
 
 /// Why a commit was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +123,10 @@ pub struct ManifestBody {
     pub added: Vec<ObjectEntry>,
     /// Objects the commit removes from the live set.
     pub removed: Vec<ObjectEntry>,
+    /// The writer commits again within this many seconds (idle commits when nothing else
+    /// happens); absent when it makes no such promise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_period_secs: Option<u64>,
 }
 
 impl ManifestBody {
@@ -121,9 +141,9 @@ impl ManifestBody {
 /// A signature over [`ManifestBody::signing_bytes`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestSignature {
-    /// `ed25519`.
+    /// [`SIGNATURE_ED25519`] or [`SIGNATURE_ECDSA_P256`].
     pub algorithm: String,
-    /// Id of the signing key; its public half is at `keys/<key_id>.json`.
+    /// Id of the signing key (a KMS key's ARN); its public half is at `keys/<key_id>.json`.
     pub key_id: String,
     /// The signature, base64.
     pub value: String,
@@ -165,15 +185,23 @@ pub struct LakeIdentity {
     pub created_at: String,
 }
 
-/// A public key that verifies manifest signatures, stored at `keys/<key_id>.json`.
+/// A public key that verifies manifest signatures, stored at `keys/<key_id>.json` (characters
+/// other than ASCII letters, digits and `-` replaced by `-`) when the key first signs. When
+/// another key takes over, the replaced key's record is written again with `valid_until` at
+/// `keys/<key_id>.retired.json`. A signature is valid only if its manifest's `committed_at` is
+/// within `[valid_from, valid_until)` of every record of the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicKeyRecord {
     /// Key id, as named by [`ManifestSignature::key_id`].
     pub key_id: String,
-    /// `ed25519`.
+    /// [`SIGNATURE_ED25519`] or [`SIGNATURE_ECDSA_P256`].
     pub algorithm: String,
-    /// The public key, base64.
+    /// The public key, base64: the 32 raw bytes of an Ed25519 key, the DER
+    /// SubjectPublicKeyInfo of an ECDSA key (as KMS `GetPublicKey` returns it).
     pub public_key: String,
     /// RFC 3339 time from which the key signs.
     pub valid_from: String,
+    /// RFC 3339 time from which the key no longer signs (it was replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
 }

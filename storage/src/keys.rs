@@ -459,14 +459,14 @@ pub struct Signer<'a> {
     pair: &'a Ed25519KeyPair,
 }
 
-impl Signer<'_> {
+impl<'a> Signer<'a> {
     /// Returns the signing key's id.
-    pub fn key_id(&self) -> &str {
+    pub fn key_id(&self) -> &'a str {
         self.key_id
     }
 
     /// Returns the public key bytes.
-    pub fn public_key(&self) -> &[u8] {
+    pub fn public_key(&self) -> &'a [u8] {
         self.pair.public_key().as_ref()
     }
 
@@ -548,7 +548,11 @@ impl KmsKeyProvider {
     }
 }
 
-fn kms_error<E>(action: &str, key_id: &str, error: aws_sdk_kms::error::SdkError<E>) -> LakeError
+pub(crate) fn kms_error<E>(
+    action: &str,
+    key_id: &str,
+    error: aws_sdk_kms::error::SdkError<E>,
+) -> LakeError
 where
     E: std::error::Error + Send + Sync + aws_sdk_kms::error::ProvideErrorMetadata + 'static,
 {

@@ -4,6 +4,7 @@
 //! - [`keys`]: key providers (AWS KMS, a local keyring) that hand out per-session data keys.
 //! - [`envelope`]: raw transcripts compressed with zstd and sealed with a streaming AEAD.
 //! - [`manifest`]: the signed hash chain of commits that says which objects are live.
+//! - [`signing`]: manifest signers (the keyring's Ed25519 key, an AWS KMS ECDSA key) and checks.
 //! - [`cursors::Cursors`]: how far each source has been read.
 //!
 //! ```no_run
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod manifest;
 mod secret;
 pub mod session_keys;
+pub mod signing;
 pub mod store;
 
 pub use error::{LakeError, LakeErrorKind, LakeResult};

@@ -3,8 +3,15 @@
 //! A commit names objects that are already durable, links to the previous manifest by hash, is
 //! signed, and is created with a conditional write so that two writers can never both commit the
 //! same sequence number: the loser re-reads the head and tries the next one.
+//!
+//! The signer's public key is stored (and committed) at `keys/<key_id>.json` the first time it
+//! signs. A [`Committer`] (the ingest service's writer) also records its idle-commit promise in
+//! each body, and retires the key it replaces: that key's record is written again with
+//! `valid_until` at `keys/<key_id>.retired.json`, and a retired key never signs again.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -17,7 +24,7 @@ use sessionlake_schemas::manifest::{
 use sessionlake_schemas::paths;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
-use crate::keys::{Signer, verify_ed25519};
+use crate::signing::{ManifestSigner, verify_signature_bytes};
 use crate::store::{LakeStore, sha256_hex};
 
 /// How many times a commit re-reads the head after losing a race before it gives up.
@@ -39,13 +46,18 @@ pub struct ChainLink {
     pub manifest: Manifest,
 }
 
+fn key_file_stem(key_id: &str) -> String {
+    key_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+}
+
 /// Returns the path of the public-key record of `key_id`.
 pub fn public_key_path(key_id: &str) -> String {
-    let name: String = key_id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
-        .collect();
-    format!("{}/{name}.json", paths::KEYS_DIR)
+    format!("{}/{}.json", paths::KEYS_DIR, key_file_stem(key_id))
+}
+
+/// Returns the path of the record that retires `key_id` (its record with `valid_until`).
+pub fn retired_key_path(key_id: &str) -> String {
+    format!("{}/{}.retired.json", paths::KEYS_DIR, key_file_stem(key_id))
 }
 
 fn writer_id() -> String {
@@ -110,51 +122,100 @@ fn identity_entry(path: &str, bytes: &[u8]) -> ObjectEntry {
     }
 }
 
-/// Returns the newest manifest, if the lake has any.
-pub async fn head(store: &LakeStore) -> LakeResult<Option<ChainLink>> {
-    let listed = store.list(paths::MANIFEST_DIR).await?;
-    let Some(path) = listed
-        .iter()
-        .filter_map(|(path, _)| paths::manifest_sequence(path).map(|seq| (seq, path)))
-        .max_by_key(|(seq, _)| *seq)
-        .map(|(_, path)| path)
-    else {
-        return Ok(None);
-    };
-    let bytes = store.get(path).await?;
-    let manifest = parse_manifest(path, &bytes)?;
-    Ok(Some(ChainLink {
-        path: path.clone(),
+/// One manifest file as stored, parsed or not (a hostile lake may hold anything).
+#[derive(Debug, Clone)]
+pub struct ManifestFile {
+    /// Path of the file.
+    pub path: String,
+    /// The sequence number its name gives.
+    pub name_sequence: u64,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Size of the file.
+    pub size: u64,
+    /// The parsed manifest, or why it could not be parsed.
+    pub manifest: Result<Manifest, String>,
+}
+
+impl ManifestFile {
+    /// Returns the file as a chain link, if it parsed.
+    pub fn link(&self) -> Option<ChainLink> {
+        let manifest = self.manifest.as_ref().ok()?.clone();
+        Some(ChainLink {
+            path: self.path.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+            manifest,
+        })
+    }
+}
+
+async fn read_manifest_file(
+    store: &LakeStore,
+    name_sequence: u64,
+    path: String,
+) -> LakeResult<ManifestFile> {
+    let bytes = store.get(&path).await?;
+    let manifest = parse_manifest(&path, &bytes).map_err(|error| error.to_string());
+    Ok(ManifestFile {
         sha256: sha256_hex(&bytes),
         size: bytes.len() as u64,
         manifest,
-    }))
+        name_sequence,
+        path,
+    })
 }
 
-/// Reads every manifest in sequence order.
-pub async fn read_chain(store: &LakeStore) -> LakeResult<Vec<ChainLink>> {
+/// Returns the manifest files of the lake, ordered by the sequence number their names give.
+async fn list_manifests(store: &LakeStore) -> LakeResult<Vec<(u64, String)>> {
     let listed = store.list(paths::MANIFEST_DIR).await?;
     let mut numbered: Vec<(u64, String)> = listed
         .into_iter()
         .filter_map(|(path, _)| paths::manifest_sequence(&path).map(|seq| (seq, path)))
         .collect();
     numbered.sort();
-    let reads = numbered.iter().map(|(_, path)| async move {
-        let bytes = store.get(path).await?;
-        let manifest = parse_manifest(path, &bytes)?;
-        Ok::<_, LakeError>(ChainLink {
-            path: path.clone(),
-            sha256: sha256_hex(&bytes),
-            size: bytes.len() as u64,
-            manifest,
-        })
-    });
+    Ok(numbered)
+}
+
+/// Returns the newest manifest (by file name), if the lake has any.
+pub async fn head(store: &LakeStore) -> LakeResult<Option<ChainLink>> {
+    let Some((sequence, path)) = list_manifests(store).await?.pop() else {
+        return Ok(None);
+    };
+    let file = read_manifest_file(store, sequence, path).await?;
+    match file.manifest {
+        Ok(manifest) => {
+            Ok(Some(ChainLink { path: file.path, sha256: file.sha256, size: file.size, manifest }))
+        }
+        Err(why) => Err(LakeError::format(why)),
+    }
+}
+
+/// Reads every manifest file, in the order of the sequence numbers their names give; a file
+/// that does not parse is returned with the reason.
+pub async fn read_manifest_files(store: &LakeStore) -> LakeResult<Vec<ManifestFile>> {
+    let numbered = list_manifests(store).await?;
+    let reads = numbered.into_iter().map(|(seq, path)| read_manifest_file(store, seq, path));
     // Bounded parallel reads: a long chain on S3 would otherwise be one round trip per file.
     futures::stream::iter(reads)
         .buffered(READ_CONCURRENCY)
         .collect::<Vec<_>>()
         .await
         .into_iter()
+        .collect()
+}
+
+/// Reads every manifest in sequence order; fails on a manifest that does not parse.
+pub async fn read_chain(store: &LakeStore) -> LakeResult<Vec<ChainLink>> {
+    read_manifest_files(store)
+        .await?
+        .into_iter()
+        .map(|file| match file.manifest {
+            Ok(manifest) => {
+                Ok(ChainLink { path: file.path, sha256: file.sha256, size: file.size, manifest })
+            }
+            Err(why) => Err(LakeError::format(why)),
+        })
         .collect()
 }
 
@@ -172,95 +233,172 @@ pub fn live_objects(chain: &[ChainLink]) -> BTreeMap<String, ObjectEntry> {
     live
 }
 
-/// Writes a commit naming `added` and `removed`, signed by `signer`. Returns the link written.
-///
-/// The objects must already be durable in the lake. The signer's public key is stored (and
-/// committed) the first time it signs.
-pub async fn commit(
-    store: &LakeStore,
-    signer: &Signer<'_>,
-    action: CommitAction,
-    reason: Option<String>,
-    added: Vec<ObjectEntry>,
-    removed: Vec<ObjectEntry>,
-) -> LakeResult<ChainLink> {
-    commit_after(store, signer, action, reason, added, removed, None).await
+fn encode_record(path: &str, record: &PublicKeyRecord) -> LakeResult<Bytes> {
+    serde_json::to_vec_pretty(record)
+        .map(Bytes::from)
+        .map_err(|error| LakeError::format(format!("failed to encode {path}: {error}")))
 }
 
-/// Like [`commit`], but only as the commit right after sequence `expected_head` (`None`: the
-/// first commit of the lake): for a change computed from a snapshot of the live set, which a
-/// commit in between could invalidate. Fails with [`LakeErrorKind::AlreadyExists`] when
-/// another writer committed since; re-read and recompute then.
-pub async fn commit_if_head(
-    store: &LakeStore,
-    signer: &Signer<'_>,
-    action: CommitAction,
-    reason: Option<String>,
-    added: Vec<ObjectEntry>,
-    removed: Vec<ObjectEntry>,
-    expected_head: Option<u64>,
-) -> LakeResult<ChainLink> {
-    commit_after(store, signer, action, reason, added, removed, Some(expected_head)).await
+fn parse_record(path: &str, bytes: &[u8]) -> LakeResult<PublicKeyRecord> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        LakeError::format(format!("public key record {path} is not valid: {error}"))
+    })
 }
 
-async fn commit_after(
+fn key_entry(stored: crate::store::StoredObject) -> ObjectEntry {
+    ObjectEntry {
+        path: stored.path,
+        size: stored.size,
+        sha256: stored.sha256,
+        kind: ObjectKind::PublicKey,
+        sessions: Vec::new(),
+        key: None,
+        note: None,
+    }
+}
+
+/// Makes sure the lake holds the public-key record of `signer` (writing it, and adding it to
+/// `added`, the first time the key signs) and that the key was never retired. When `replaces`
+/// names another key that is not retired yet, writes its retirement record too. Returns the
+/// records written, so that a failed commit can take them back.
+async fn prepare_key_records(
     store: &LakeStore,
-    signer: &Signer<'_>,
+    signer: &dyn ManifestSigner,
+    replaces: Option<&str>,
+    added: &mut Vec<ObjectEntry>,
+) -> LakeResult<Vec<String>> {
+    let key_id = signer.key_id();
+    let public_key = B64.encode(signer.public_key());
+    ensure_not_retired(store, key_id).await?;
+    let now = chrono::Utc::now().to_rfc3339();
+    let mut written = Vec::new();
+    let key_path = public_key_path(key_id);
+    match store.get_opt(&key_path).await? {
+        Some(bytes) => {
+            let record = parse_record(&key_path, &bytes)?;
+            if record.public_key != public_key || record.key_id != key_id {
+                return Err(LakeError::new(
+                    LakeErrorKind::Integrity,
+                    format!("{key_path} holds another public key than signing key {key_id}"),
+                ));
+            }
+        }
+        None => {
+            let record = PublicKeyRecord {
+                key_id: key_id.to_string(),
+                algorithm: signer.algorithm().to_string(),
+                public_key,
+                valid_from: now.clone(),
+                valid_until: None,
+            };
+            let stored = store.put(&key_path, encode_record(&key_path, &record)?).await?;
+            written.push(stored.path.clone());
+            added.push(key_entry(stored));
+        }
+    }
+    if let Some(old_key) = replaces.filter(|old_key| *old_key != key_id) {
+        let old_path = public_key_path(old_key);
+        let old_retired = retired_key_path(old_key);
+        if store.get_opt(&old_retired).await?.is_none()
+            && let Some(bytes) = store.get_opt(&old_path).await?
+        {
+            let record =
+                PublicKeyRecord { valid_until: Some(now), ..parse_record(&old_path, &bytes)? };
+            let stored = store.put(&old_retired, encode_record(&old_retired, &record)?).await?;
+            tracing::info!(key = %old_key, by = %key_id, "manifest signing key retired");
+            written.push(stored.path.clone());
+            added.push(key_entry(stored));
+        }
+    }
+    Ok(written)
+}
+
+/// Fails if the lake retired `key_id` (another key took over): a retired key never signs again.
+pub async fn ensure_not_retired(store: &LakeStore, key_id: &str) -> LakeResult<()> {
+    let retired_path = retired_key_path(key_id);
+    if store.get_opt(&retired_path).await?.is_some() {
+        return Err(LakeError::new(
+            LakeErrorKind::Config,
+            format!("signing key {key_id} was retired ({retired_path}): sign with a new key"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a commit says besides its objects.
+struct CommitRequest<'a> {
+    signer: &'a dyn ManifestSigner,
+    replaces: Option<&'a str>,
+    idle_period_secs: Option<u64>,
     action: CommitAction,
     reason: Option<String>,
+    /// Commit only right after this head (`Some(None)`: only as the first commit).
+    expected_head: Option<Option<u64>>,
+}
+
+async fn commit_request(
+    store: &LakeStore,
+    request: CommitRequest<'_>,
     mut added: Vec<ObjectEntry>,
     removed: Vec<ObjectEntry>,
-    expected_head: Option<Option<u64>>,
 ) -> LakeResult<ChainLink> {
-    let key_path = public_key_path(signer.key_id());
-    if store.get_opt(&key_path).await?.is_none() {
-        let record = PublicKeyRecord {
-            key_id: signer.key_id().to_string(),
-            algorithm: "ed25519".to_string(),
-            public_key: B64.encode(signer.public_key()),
-            valid_from: chrono::Utc::now().to_rfc3339(),
-        };
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|error| LakeError::format(format!("failed to encode {key_path}: {error}")))?;
-        let stored = store.put(&key_path, Bytes::from(json)).await?;
-        added.push(ObjectEntry {
-            path: stored.path,
-            size: stored.size,
-            sha256: stored.sha256,
-            kind: ObjectKind::PublicKey,
-            sessions: Vec::new(),
-            key: None,
-            note: None,
-        });
+    let signer = request.signer;
+    let records = prepare_key_records(store, signer, request.replaces, &mut added).await?;
+    let committed = sign_and_create(store, &request, added, removed).await;
+    if committed.is_err() {
+        // Records nothing names would show as uncommitted objects: take them back.
+        for path in records {
+            if let Err(error) = store.delete(&path).await {
+                tracing::warn!(object = %path, error = %error, "uncommitted key record not deleted");
+            }
+        }
     }
+    committed
+}
+
+async fn sign_and_create(
+    store: &LakeStore,
+    request: &CommitRequest<'_>,
+    added: Vec<ObjectEntry>,
+    removed: Vec<ObjectEntry>,
+) -> LakeResult<ChainLink> {
+    let signer = request.signer;
     let writer = writer_id();
     for _ in 0..MAX_COMMIT_ATTEMPTS {
         let previous = head(store).await?;
-        let head_sequence = previous.as_ref().map(|link| link.manifest.body.sequence);
-        if let Some(expected) = expected_head
+        let head_sequence = previous.as_ref().and_then(|link| paths::manifest_sequence(&link.path));
+        if let Some(expected) = request.expected_head
             && expected != head_sequence
         {
             return Err(changed_since(store, expected, head_sequence));
         }
-        let sequence = head_sequence.map_or(0, |sequence| sequence + 1);
+        // Numbered after the newest file, whatever its body says: a replayed old manifest
+        // (which `verify` reports) must not make every later commit collide with it.
+        let sequence = previous
+            .as_ref()
+            .map_or(Some(0), |link| {
+                paths::manifest_sequence(&link.path).and_then(|seq| seq.checked_add(1))
+            })
+            .ok_or_else(|| LakeError::format("the manifest sequence is exhausted"))?;
         let body = ManifestBody {
             version: MANIFEST_VERSION,
             sequence,
             previous_sha256: previous.map(|link| link.sha256),
             committed_at: chrono::Utc::now().to_rfc3339(),
             writer_id: writer.clone(),
-            action,
-            reason: reason.clone(),
+            action: request.action,
+            reason: request.reason.clone(),
             added: added.clone(),
             removed: removed.clone(),
+            idle_period_secs: request.idle_period_secs,
         };
         let signing_bytes = body
             .signing_bytes()
             .map_err(|error| LakeError::format(format!("failed to encode manifest: {error}")))?;
         let signature = ManifestSignature {
-            algorithm: "ed25519".to_string(),
+            algorithm: signer.algorithm().to_string(),
             key_id: signer.key_id().to_string(),
-            value: B64.encode(signer.sign(&signing_bytes)),
+            value: B64.encode(signer.sign(&signing_bytes).await?),
         };
         let manifest = Manifest { body, signature };
         let json = serde_json::to_vec_pretty(&manifest)
@@ -271,7 +409,7 @@ async fn commit_after(
                 return Ok(ChainLink { path, sha256: stored.sha256, size: stored.size, manifest });
             }
             Err(error) if error.kind() == LakeErrorKind::AlreadyExists => {
-                if let Some(expected) = expected_head {
+                if let Some(expected) = request.expected_head {
                     return Err(changed_since(store, expected, Some(sequence)));
                 }
                 tracing::info!(sequence, "another writer committed first; retrying");
@@ -283,6 +421,54 @@ async fn commit_after(
         LakeErrorKind::Unavailable,
         format!("failed to commit to {}: lost {MAX_COMMIT_ATTEMPTS} races", store.location()),
     ))
+}
+
+/// Writes a commit naming `added` and `removed`, signed by `signer`. Returns the link written.
+///
+/// The objects must already be durable in the lake. The signer's public key is stored (and
+/// committed) the first time it signs; a retired key is refused. The commit makes no
+/// idle-commit promise (see [`Committer`]).
+pub async fn commit(
+    store: &LakeStore,
+    signer: &dyn ManifestSigner,
+    action: CommitAction,
+    reason: Option<String>,
+    added: Vec<ObjectEntry>,
+    removed: Vec<ObjectEntry>,
+) -> LakeResult<ChainLink> {
+    let request = CommitRequest {
+        signer,
+        replaces: None,
+        idle_period_secs: None,
+        action,
+        reason,
+        expected_head: None,
+    };
+    commit_request(store, request, added, removed).await
+}
+
+/// Like [`commit`], but only as the commit right after sequence `expected_head` (`None`: the
+/// first commit of the lake): for a change computed from a snapshot of the live set, which a
+/// commit in between could invalidate. Fails with [`LakeErrorKind::AlreadyExists`] when
+/// another writer committed since; re-read and recompute then.
+pub async fn commit_if_head(
+    store: &LakeStore,
+    signer: &dyn ManifestSigner,
+    action: CommitAction,
+    reason: Option<String>,
+    added: Vec<ObjectEntry>,
+    removed: Vec<ObjectEntry>,
+    expected_head: Option<u64>,
+) -> LakeResult<ChainLink> {
+    let request = CommitRequest {
+        signer,
+        replaces: None,
+        idle_period_secs: None,
+        action,
+        reason,
+        expected_head: Some(expected_head),
+    };
+    commit_request(store, request, added, removed).await
 }
 
 fn changed_since(store: &LakeStore, expected: Option<u64>, found: Option<u64>) -> LakeError {
@@ -298,39 +484,246 @@ fn changed_since(store: &LakeStore, expected: Option<u64>, found: Option<u64>) -
     )
 }
 
-/// Checks a manifest's signature against the public keys the lake holds.
+/// A long-running writer's commits: one signer, the key it replaces (retired at its first
+/// commit), and the idle period it promises to commit within, recorded in every body.
+#[derive(Clone)]
+pub struct Committer {
+    signer: Arc<dyn ManifestSigner>,
+    replaces: Option<String>,
+    idle_period: Option<Duration>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("key_id", &self.signer.key_id())
+            .field("replaces", &self.replaces)
+            .field("idle_period", &self.idle_period)
+            .finish()
+    }
+}
+
+impl Committer {
+    /// Returns a committer signing with `signer` that makes no promise and retires nothing.
+    pub fn new(signer: Arc<dyn ManifestSigner>) -> Self {
+        Committer { signer, replaces: None, idle_period: None }
+    }
+
+    /// Retires `key_id` (if it is not the signer's own) at the first commit.
+    pub fn replacing(mut self, key_id: Option<String>) -> Self {
+        self.replaces = key_id;
+        self
+    }
+
+    /// Promises, in every commit, to commit again within `period` (whole seconds, rounded up).
+    pub fn with_idle_period(mut self, period: Option<Duration>) -> Self {
+        self.idle_period = period;
+        self
+    }
+
+    /// Returns the signer.
+    pub fn signer(&self) -> &dyn ManifestSigner {
+        self.signer.as_ref()
+    }
+
+    /// Commits like [`commit`], recording the idle period unless `stopping` (the last commit of
+    /// a writer that stops: it promises nothing more).
+    pub async fn commit(
+        &self,
+        store: &LakeStore,
+        action: CommitAction,
+        reason: Option<String>,
+        added: Vec<ObjectEntry>,
+        removed: Vec<ObjectEntry>,
+        stopping: bool,
+    ) -> LakeResult<ChainLink> {
+        let idle_period_secs = self
+            .idle_period
+            .filter(|_| !stopping)
+            .map(|period| period.as_secs() + u64::from(period.subsec_nanos() > 0));
+        let request = CommitRequest {
+            signer: self.signer.as_ref(),
+            replaces: self.replaces.as_deref(),
+            idle_period_secs,
+            action,
+            reason,
+            expected_head: None,
+        };
+        commit_request(store, request, added, removed).await
+    }
+}
+
+/// Returns the key id of the newest manifest of `chain` signed with `algorithm`: the key a new
+/// signer of that kind replaces.
+pub fn last_signer_of(chain: &[ChainLink], algorithm: &str) -> Option<String> {
+    chain
+        .iter()
+        .rev()
+        .map(|link| &link.manifest.signature)
+        .find(|signature| signature.algorithm == algorithm)
+        .map(|signature| signature.key_id.clone())
+}
+
+/// What the lake's records say about one signing key, merged over all of them: a record can
+/// only narrow the validity (a planted record never widens it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValidity {
+    /// Signature algorithm.
+    pub algorithm: String,
+    /// Public key bytes (decoded from base64).
+    pub public_key: Vec<u8>,
+    /// Signs from then on (µs since the epoch).
+    pub valid_from: i64,
+    /// Signs until then (exclusive), if replaced.
+    pub valid_until: Option<i64>,
+    /// Why the records cannot be trusted (they disagree, or do not parse).
+    pub unusable: Option<String>,
+}
+
+/// Parses an RFC 3339 time into µs since the epoch.
+pub fn parse_rfc3339_micros(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_micros())
+}
+
+/// Merges public-key records (path and record) by key id.
+pub fn merge_key_records(
+    records: impl IntoIterator<Item = (String, PublicKeyRecord)>,
+) -> BTreeMap<String, KeyValidity> {
+    let mut merged: BTreeMap<String, KeyValidity> = BTreeMap::new();
+    for (path, record) in records {
+        let public_key = B64.decode(&record.public_key);
+        let valid_from = parse_rfc3339_micros(&record.valid_from);
+        let valid_until = record.valid_until.as_deref().map(parse_rfc3339_micros);
+        let problem = match (&public_key, valid_from, valid_until) {
+            (Err(_), _, _) => Some(format!("{path} has a public key that is not base64")),
+            (_, None, _) | (_, _, Some(None)) => {
+                Some(format!("{path} has a validity time that is not RFC 3339"))
+            }
+            _ => None,
+        };
+        let validity = KeyValidity {
+            algorithm: record.algorithm.clone(),
+            public_key: public_key.unwrap_or_default(),
+            valid_from: valid_from.unwrap_or(i64::MAX),
+            valid_until: valid_until.flatten(),
+            unusable: problem,
+        };
+        match merged.get_mut(&record.key_id) {
+            None => {
+                merged.insert(record.key_id.clone(), validity);
+            }
+            Some(known) => {
+                if known.algorithm != validity.algorithm || known.public_key != validity.public_key
+                {
+                    known.unusable.get_or_insert_with(|| {
+                        format!("{path} names another public key for {}", record.key_id)
+                    });
+                }
+                if let Some(problem) = validity.unusable {
+                    known.unusable.get_or_insert(problem);
+                }
+                known.valid_from = known.valid_from.max(validity.valid_from);
+                known.valid_until = match (known.valid_until, validity.valid_until) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+    }
+    merged
+}
+
+/// Why a manifest's signature is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureProblem {
+    /// No record of the key that signed it.
+    UnknownKey(String),
+    /// The signature does not verify, or cannot be checked.
+    Bad(String),
+    /// The key signed outside its validity period.
+    OutsideValidity(String),
+}
+
+impl SignatureProblem {
+    /// Returns the explanation.
+    pub fn detail(&self) -> &str {
+        match self {
+            SignatureProblem::UnknownKey(detail)
+            | SignatureProblem::Bad(detail)
+            | SignatureProblem::OutsideValidity(detail) => detail,
+        }
+    }
+}
+
+/// Checks a manifest's signature against the keys the lake holds, and that the key was valid
+/// when the manifest says it was committed.
 pub fn verify_signature(
     link: &ChainLink,
-    keys: &BTreeMap<String, PublicKeyRecord>,
-) -> Result<(), String> {
+    keys: &BTreeMap<String, KeyValidity>,
+) -> Result<(), SignatureProblem> {
     let signature = &link.manifest.signature;
-    let Some(record) = keys.get(&signature.key_id) else {
-        return Err(format!("{} is signed by unknown key {}", link.path, signature.key_id));
+    let Some(key) = keys.get(&signature.key_id) else {
+        return Err(SignatureProblem::UnknownKey(format!(
+            "{} is signed by unknown key {}",
+            link.path, signature.key_id
+        )));
     };
-    let public = B64
-        .decode(&record.public_key)
-        .map_err(|_| format!("public key {} is not base64", record.key_id))?;
-    let value = B64
-        .decode(&signature.value)
-        .map_err(|_| format!("{} has a signature that is not base64", link.path))?;
-    let message = link
-        .manifest
-        .body
-        .signing_bytes()
-        .map_err(|error| format!("{} cannot be re-encoded: {error}", link.path))?;
-    if verify_ed25519(&public, &message, &value) {
-        Ok(())
-    } else {
-        Err(format!("{} has a bad signature", link.path))
+    if let Some(why) = &key.unusable {
+        return Err(SignatureProblem::Bad(format!(
+            "{} is signed by {}, whose record cannot be used: {why}",
+            link.path, signature.key_id
+        )));
     }
+    if signature.algorithm != key.algorithm {
+        return Err(SignatureProblem::Bad(format!(
+            "{} has a {} signature, but key {} is {}",
+            link.path, signature.algorithm, signature.key_id, key.algorithm
+        )));
+    }
+    let value = B64.decode(&signature.value).map_err(|_| {
+        SignatureProblem::Bad(format!("{} has a signature that is not base64", link.path))
+    })?;
+    let message = link.manifest.body.signing_bytes().map_err(|error| {
+        SignatureProblem::Bad(format!("{} cannot be re-encoded: {error}", link.path))
+    })?;
+    verify_signature_bytes(&signature.algorithm, &key.public_key, &message, &value).map_err(
+        |why| SignatureProblem::Bad(format!("{} has a bad signature: {why}", link.path)),
+    )?;
+    let committed_at = &link.manifest.body.committed_at;
+    let Some(signed_at) = parse_rfc3339_micros(committed_at) else {
+        return Err(SignatureProblem::Bad(format!(
+            "{} has committed_at {committed_at:?}, not an RFC 3339 time",
+            link.path
+        )));
+    };
+    let before = signed_at < key.valid_from;
+    let after = key.valid_until.is_some_and(|until| signed_at >= until);
+    if before || after {
+        let show = |micros: i64| {
+            chrono::DateTime::from_timestamp_micros(micros)
+                .map(|time| time.to_rfc3339())
+                .unwrap_or_else(|| micros.to_string())
+        };
+        return Err(SignatureProblem::OutsideValidity(format!(
+            "{} was signed at {committed_at} by {}, valid from {} until {}",
+            link.path,
+            signature.key_id,
+            show(key.valid_from),
+            key.valid_until.map_or_else(|| "now".to_string(), show)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
+    use sessionlake_schemas::manifest::SIGNATURE_ED25519;
+
     use super::*;
     use crate::keys::LocalKeyring;
+    use crate::signing::KeyringSigner;
     use crate::store::LakeLocation;
 
     fn entry(path: &str) -> ObjectEntry {
@@ -370,7 +763,6 @@ mod tests {
                 .await
                 .expect("commit 1");
         assert_eq!(second.manifest.body.previous_sha256.as_deref(), Some(first.sha256.as_str()));
-
         // A change computed against manifest 0 must not land after manifest 1.
         let stale = commit_if_head(
             &store,
@@ -395,10 +787,80 @@ mod tests {
             &store.get(&public_key_path(signer.key_id())).await.expect("key"),
         )
         .expect("parse");
-        let keys = BTreeMap::from([(record.key_id.clone(), record)]);
+        let keys = merge_key_records([(public_key_path(signer.key_id()), record.clone())]);
         assert_eq!(verify_signature(&chain[1], &keys), Ok(()));
         let mut forged = chain[1].clone();
         forged.manifest.body.reason = Some("edited".into());
-        assert!(verify_signature(&forged, &keys).is_err());
+        assert!(matches!(verify_signature(&forged, &keys), Err(SignatureProblem::Bad(_))));
+
+        // A record that retires the key before the commit narrows its validity; a planted
+        // record that starts earlier cannot widen it again.
+        let retired = PublicKeyRecord {
+            valid_until: Some(chain[0].manifest.body.committed_at.clone()),
+            ..record.clone()
+        };
+        let planted =
+            PublicKeyRecord { valid_from: "2000-01-01T00:00:00Z".into(), ..record.clone() };
+        let keys = merge_key_records([
+            ("keys/a.json".to_string(), record.clone()),
+            ("keys/b.json".to_string(), retired),
+            ("keys/c.json".to_string(), planted),
+        ]);
+        assert!(
+            matches!(verify_signature(&chain[1], &keys), Err(SignatureProblem::OutsideValidity(_))),
+            "{keys:?}"
+        );
+        let other = PublicKeyRecord { public_key: B64.encode([7u8; 32]), ..record };
+        let keys = merge_key_records([
+            ("keys/a.json".to_string(), PublicKeyRecord { valid_until: None, ..other.clone() }),
+            ("keys/b.json".to_string(), PublicKeyRecord { algorithm: "x".into(), ..other }),
+        ]);
+        assert!(matches!(verify_signature(&chain[1], &keys), Err(SignatureProblem::Bad(_))));
+    }
+
+    #[tokio::test]
+    async fn test_committer_records_its_promise_and_retires_the_key_it_replaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (old, _) = LocalKeyring::open_or_create(&dir.path().join("old.json")).expect("old");
+        let (new, _) = LocalKeyring::open_or_create(&dir.path().join("new.json")).expect("new");
+        let store = LakeStore::from_object_store(
+            LakeLocation::Local(dir.path().into()),
+            Arc::new(object_store::memory::InMemory::new()),
+        );
+        commit(&store, &old.signer(), CommitAction::Ingest, None, vec![entry("a")], vec![])
+            .await
+            .expect("commit 0");
+        let chain = read_chain(&store).await.expect("read");
+        let replaced = last_signer_of(&chain, SIGNATURE_ED25519);
+        assert_eq!(replaced.as_deref(), Some(old.signer().key_id()));
+        let committer = Committer::new(Arc::new(KeyringSigner(Arc::new(new))))
+            .replacing(replaced)
+            .with_idle_period(Some(Duration::from_millis(1500)));
+        let idle = committer
+            .commit(&store, CommitAction::Idle, None, vec![], vec![], false)
+            .await
+            .expect("commit 1");
+        assert_eq!(idle.manifest.body.idle_period_secs, Some(2));
+        let paths: Vec<&str> =
+            idle.manifest.body.added.iter().map(|entry| entry.path.as_str()).collect();
+        let retired_path = retired_key_path(old.signer().key_id());
+        assert_eq!(paths, vec![public_key_path(committer.signer().key_id()), retired_path.clone()]);
+        let retired: PublicKeyRecord =
+            serde_json::from_slice(&store.get(&retired_path).await.expect("retired"))
+                .expect("parse");
+        assert!(retired.valid_until.is_some());
+        let stopped = committer
+            .commit(&store, CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
+            .await
+            .expect("commit 2");
+        assert_eq!(stopped.manifest.body.idle_period_secs, None);
+        assert!(stopped.manifest.body.added.is_empty(), "records are written once");
+
+        // The retired key never signs again.
+        let error = commit(&store, &old.signer(), CommitAction::Ingest, None, vec![], vec![])
+            .await
+            .expect_err("retired");
+        assert_eq!(error.kind(), LakeErrorKind::Config, "{error}");
+        assert!(error.to_string().contains("retired"), "{error}");
     }
 }

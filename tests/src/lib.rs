@@ -77,6 +77,8 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_RETRY_MAX_ATTEMPTS",
         "SESSIONLAKE_METRICS_ADDR",
         "SESSIONLAKE_METRICS_ALLOW_REMOTE",
+        "SESSIONLAKE_IDLE_PERIOD",
+        "SESSIONLAKE_SIGNING_KEY",
     ] {
         command.env_remove(variable);
     }

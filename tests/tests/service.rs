@@ -403,3 +403,58 @@ fn test_service_config_errors_name_the_field() {
     // Nothing was started: no lake was created.
     assert!(!dir.path().join("lake").is_dir());
 }
+
+/// Returns the manifests of the test lake in `dir`, in sequence order.
+fn manifests(dir: &Path) -> Vec<Value> {
+    let folder = dir.join("lake/manifest");
+    let Ok(entries) = std::fs::read_dir(&folder) else { return Vec::new() };
+    let mut names: Vec<_> = entries.filter_map(|entry| entry.ok().map(|e| e.path())).collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|path| serde_json::from_slice(&std::fs::read(path).ok()?).ok())
+        .collect()
+}
+
+#[test]
+fn test_follow_makes_idle_commits_and_a_stop_commit_that_verify_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let mut service = Background::spawn(ingest(dir.path(), false).args([
+        "--follow",
+        "--poll-interval",
+        "300ms",
+        "--idle-period",
+        "1s",
+        "--local",
+        "examples",
+    ]));
+    wait_until(PATIENCE, "two idle commits", || {
+        let idle = manifests(dir.path()).iter().filter(|m| m["body"]["action"] == "idle").count();
+        (idle >= 2).then_some(())
+    });
+    service.signal("TERM");
+    let stopped = service.wait(PATIENCE);
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    for logged in ["idle commit made", "stop commit made"] {
+        assert!(stopped.stderr.contains(logged), "{logged:?} not logged:\n{}", stopped.stderr);
+    }
+    let chain = manifests(dir.path());
+    let (last, earlier) = chain.split_last().expect("manifests");
+    // Every commit of the running service promises the idle period; the stop commit
+    // withdraws the promise, so the time until the next start is no gap.
+    assert_eq!(earlier[0]["body"]["action"], "ingest", "{chain:#?}");
+    for manifest in earlier {
+        assert_eq!(manifest["body"]["idle_period_secs"], 1, "{manifest:#}");
+    }
+    for manifest in &earlier[1..] {
+        assert_eq!(manifest["body"]["action"], "idle", "{manifest:#}");
+        assert_eq!(manifest["body"]["added"], Value::Array(vec![]), "{manifest:#}");
+    }
+    assert_eq!(last["body"]["action"], "idle", "{last:#}");
+    assert_eq!(last["body"]["reason"], "writer stopped", "{last:#}");
+    assert_eq!(last["body"].get("idle_period_secs"), None, "{last:#}");
+    // Idle commits are not batches: the summary counts only the ingest commit.
+    assert!(stopped.stdout.contains("1 commits"), "{}", stopped.stdout);
+    assert_verifies(dir.path());
+}

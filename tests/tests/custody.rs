@@ -1,0 +1,365 @@
+//! Chain of custody: each kind of tampering with a lake is reported precisely by
+//! `sessionlake verify` (and nothing else is), and manifests signed with an AWS KMS key
+//! (moto's) verify end to end.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sessionlake_lake::keys::LocalKeyring;
+use sessionlake_lake::store::sha256_hex;
+use sessionlake_schemas::manifest::{Manifest, PublicKeyRecord};
+use sessionlake_schemas::paths;
+use sessionlake_tests::{binary, copy_tree, files_under, repo_root, run, sdk_config};
+
+/// Sessions in examples/: one commit each with `--batch-sessions 1`.
+const EXAMPLE_COMMITS: u64 = 4;
+
+/// Runs `sessionlake verify --json <extra>` in `dir`; returns the exit code and the findings
+/// as (kind, path) pairs, sorted.
+fn findings(dir: &Path, extra: &[&str]) -> (i32, Vec<(String, String)>) {
+    let (code, records) = verify_json(dir, extra, false);
+    let mut found: Vec<(String, String)> = records
+        .iter()
+        .filter(|record| record["type"] == "finding")
+        .map(|record| {
+            let text = |field: &str| record["data"][field].as_str().unwrap_or_default().to_string();
+            (text("kind"), text("path"))
+        })
+        .collect();
+    found.sort();
+    (code, found)
+}
+
+/// Runs `sessionlake verify --json <extra>` in `dir` and returns the exit code and records.
+fn verify_json(dir: &Path, extra: &[&str], aws: bool) -> (i32, Vec<Value>) {
+    let ran =
+        run(binary("sessionlake", aws).current_dir(dir).arg("verify").args(extra).arg("--json"));
+    let records = ran
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect();
+    (ran.code, records)
+}
+
+fn pair(kind: &str, path: &str) -> (String, String) {
+    (kind.to_string(), path.to_string())
+}
+
+fn manifest_path(lake: &Path, sequence: u64) -> PathBuf {
+    lake.join(paths::manifest_object(sequence))
+}
+
+fn read_manifest(lake: &Path, sequence: u64) -> Manifest {
+    let bytes = std::fs::read(manifest_path(lake, sequence)).expect("manifest");
+    serde_json::from_slice(&bytes).expect("manifest JSON")
+}
+
+/// Ingests the examples one session per commit into `dir/lake`; returns the folder.
+fn lake_of_four_commits() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let ingest = run(binary("sessionlake-ingest", false)
+        .current_dir(dir.path())
+        .args(["--batch-sessions", "1"]));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    assert!(ingest.stdout.contains(&format!("{EXAMPLE_COMMITS} commits")), "{}", ingest.stdout);
+    assert_eq!(findings(dir.path(), &[]), (0, vec![]));
+    dir
+}
+
+/// A copy of the prepared lake (and its keyring) to tamper with.
+fn copy_of(original: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_tree(&original.join("lake"), &copy.path().join("lake"));
+    copy_tree(&original.join(".sessionlake"), &copy.path().join(".sessionlake"));
+    copy
+}
+
+/// Rewrites manifests `from..` of the lake in `dir` with `edit`, re-linking each to the one
+/// before and re-signing it with the keyring: the chain stays intact but for what `edit` does.
+fn rewrite_chain(dir: &Path, from: u64, edit: impl Fn(&mut Manifest)) {
+    let lake = dir.join("lake");
+    let keyring =
+        LocalKeyring::open(&dir.join(".sessionlake/keyring.json")).expect("the test keyring");
+    let signer = keyring.signer();
+    let mut previous = (from > 0).then(|| {
+        sha256_hex(&std::fs::read(manifest_path(&lake, from - 1)).expect("previous manifest"))
+    });
+    let mut sequence = from;
+    while manifest_path(&lake, sequence).is_file() {
+        let mut manifest = read_manifest(&lake, sequence);
+        edit(&mut manifest);
+        manifest.body.previous_sha256 = previous;
+        let message = manifest.body.signing_bytes().expect("signing bytes");
+        use base64::Engine as _;
+        manifest.signature.value =
+            base64::engine::general_purpose::STANDARD.encode(signer.sign(&message));
+        let bytes = serde_json::to_vec_pretty(&manifest).expect("encode");
+        std::fs::write(manifest_path(&lake, sequence), &bytes).expect("write manifest");
+        previous = Some(sha256_hex(&bytes));
+        sequence += 1;
+    }
+}
+
+fn shift(rfc3339: &str, hours: i64) -> String {
+    let time = chrono::DateTime::parse_from_rfc3339(rfc3339).expect("committed_at");
+    (time + chrono::Duration::hours(hours)).to_rfc3339()
+}
+
+#[test]
+fn test_verify_reports_each_tampering_precisely() {
+    let original = lake_of_four_commits();
+    let objects = files_under(&original.path().join("lake"));
+    let object = |prefix: &str| {
+        objects
+            .iter()
+            .find(|path| path.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} object in {objects:?}"))
+            .to_string_lossy()
+            .to_string()
+    };
+
+    // A flipped byte in a raw transcript.
+    let dir = copy_of(original.path());
+    let raw = object("raw");
+    let mut bytes = std::fs::read(dir.path().join("lake").join(&raw)).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(dir.path().join("lake").join(&raw), bytes).expect("write");
+    assert_eq!(findings(dir.path(), &[]), (1, vec![pair("altered-object", &raw)]), "flipped byte");
+
+    // A deleted commands file.
+    let dir = copy_of(original.path());
+    let commands = object("commands");
+    std::fs::remove_file(dir.path().join("lake").join(&commands)).expect("delete");
+    assert_eq!(findings(dir.path(), &[]), (1, vec![pair("missing-object", &commands)]), "deleted");
+
+    // An added file.
+    let dir = copy_of(original.path());
+    let planted = "sessions/dt=2026-03-14/mallory-0123456789abcdef0.local.1.parquet";
+    std::fs::write(dir.path().join("lake").join(planted), b"PAR1").expect("plant");
+    assert_eq!(
+        findings(dir.path(), &[]),
+        (1, vec![pair("uncommitted-object", planted)]),
+        "added object"
+    );
+
+    // A manifest deleted from the middle: the hole, and the objects only it named.
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let deleted = read_manifest(&lake, 1);
+    std::fs::remove_file(manifest_path(&lake, 1)).expect("delete manifest");
+    let mut expected = vec![pair("missing-manifest", &paths::manifest_object(1))];
+    expected.extend(deleted.body.added.iter().map(|entry| pair("uncommitted-object", &entry.path)));
+    expected.sort();
+    assert_eq!(findings(dir.path(), &[]), (1, expected), "deleted manifest");
+
+    // Two manifests swapped.
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let (one, two) = (manifest_path(&lake, 1), manifest_path(&lake, 2));
+    let staged = lake.join("manifest/swap.tmp");
+    std::fs::rename(&one, &staged).expect("swap");
+    std::fs::rename(&two, &one).expect("swap");
+    std::fs::rename(&staged, &two).expect("swap");
+    assert_eq!(
+        findings(dir.path(), &[]),
+        (
+            1,
+            vec![
+                pair("reordered-manifest", &paths::manifest_object(1)),
+                pair("reordered-manifest", &paths::manifest_object(2)),
+            ]
+        ),
+        "swapped manifests"
+    );
+    let (_, records) = verify_json(dir.path(), &[], false);
+    let detail = records[0]["data"]["detail"].as_str().unwrap_or_default();
+    assert_eq!(
+        detail,
+        format!(
+            "stored as sequence 1 but holds sequence 2 (swapped with {})",
+            paths::manifest_object(2)
+        ),
+    );
+
+    // An old manifest replayed as the next one.
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    std::fs::copy(manifest_path(&lake, 1), manifest_path(&lake, EXAMPLE_COMMITS)).expect("replay");
+    let replayed = paths::manifest_object(EXAMPLE_COMMITS);
+    assert_eq!(
+        findings(dir.path(), &[]),
+        (1, vec![pair("replayed-manifest", &replayed)]),
+        "replayed manifest"
+    );
+
+    // An edited manifest (the newest, so that no link breaks) fails its signature.
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let newest = manifest_path(&lake, EXAMPLE_COMMITS - 1);
+    let text = std::fs::read_to_string(&newest).expect("manifest");
+    std::fs::write(&newest, text.replacen("\"ingest\"", "\"retention\"", 1)).expect("edit");
+    assert_eq!(
+        findings(dir.path(), &[]),
+        (1, vec![pair("bad-signature", &paths::manifest_object(EXAMPLE_COMMITS - 1))]),
+        "edited manifest"
+    );
+
+    // The re-signing helper alone leaves an intact chain.
+    let dir = copy_of(original.path());
+    rewrite_chain(dir.path(), 0, |_| {});
+    assert_eq!(findings(dir.path(), &[]), (0, vec![]), "re-signed chain");
+}
+
+#[test]
+fn test_verify_reports_a_gap_beyond_the_idle_period_and_honours_the_range() {
+    let original = lake_of_four_commits();
+    let dir = copy_of(original.path());
+    // Every commit promises a commit within 10 minutes; manifests 2 and later are moved three
+    // hours on: re-linked and re-signed, only the gap before manifest 2 is left.
+    rewrite_chain(dir.path(), 0, |manifest| {
+        manifest.body.idle_period_secs = Some(600);
+        if manifest.body.sequence >= 2 {
+            manifest.body.committed_at = shift(&manifest.body.committed_at, 3);
+        }
+    });
+    let gapped = paths::manifest_object(2);
+    assert_eq!(findings(dir.path(), &[]), (1, vec![pair("gap", &gapped)]), "gap");
+    let (_, records) = verify_json(dir.path(), &[], false);
+    let detail = records[0]["data"]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("after {}", paths::manifest_object(1)))
+            && detail.contains("its idle period is 600s"),
+        "{detail}"
+    );
+
+    // A range that ends before manifest 2 was committed does not report on it; one that
+    // starts at it does, and counts only the manifests in it.
+    let lake = dir.path().join("lake");
+    let second_at = read_manifest(&lake, 2).body.committed_at;
+    let before = shift(&second_at, -1);
+    assert_eq!(findings(dir.path(), &["--until", &before]), (0, vec![]), "--until");
+    assert_eq!(
+        findings(dir.path(), &["--since", &second_at]),
+        (1, vec![pair("gap", &gapped)]),
+        "--since"
+    );
+    let (_, records) = verify_json(dir.path(), &["--since", &second_at], false);
+    let summary = records.last().expect("summary");
+    assert_eq!(summary["data"]["manifests"], Value::from(EXAMPLE_COMMITS - 2), "{summary}");
+
+    // A signature dated before its key's validity began is refused.
+    let dir = copy_of(original.path());
+    rewrite_chain(dir.path(), 0, |manifest| {
+        if manifest.body.sequence == 0 {
+            manifest.body.committed_at = shift(&manifest.body.committed_at, -24);
+        }
+    });
+    assert_eq!(
+        findings(dir.path(), &[]),
+        (1, vec![pair("signature-outside-validity", &paths::manifest_object(0))]),
+        "signed before valid_from"
+    );
+}
+
+async fn create_signing_key(kms: &aws_sdk_kms::Client) -> String {
+    kms.create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("create signing key")
+        .key_metadata()
+        .expect("metadata")
+        .key_id()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_kms_signed_chain_verifies_and_tampering_fails() {
+    let kms = aws_sdk_kms::Client::new(&sdk_config().await);
+    let first_key = create_signing_key(&kms).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = dir.path().join("examples");
+    copy_tree(&repo_root().join("examples"), &examples);
+    let ingest = |key: &str| {
+        run(binary("sessionlake-ingest", true).current_dir(dir.path()).args([
+            "--signing-key",
+            key,
+            "--batch-sessions",
+            "2",
+        ]))
+    };
+    let first = ingest(&first_key);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    // Every manifest is signed by the KMS key, whose public key the lake holds.
+    let lake = dir.path().join("lake");
+    let manifest = read_manifest(&lake, 0);
+    assert_eq!(manifest.signature.algorithm, "ecdsa-p256-sha256");
+    let first_arn = manifest.signature.key_id.clone();
+    assert!(
+        first_arn.starts_with("arn:aws:kms:") && first_arn.ends_with(&first_key),
+        "{first_arn}"
+    );
+    let record_path = lake.join(sessionlake_lake::manifest::public_key_path(&first_arn));
+    let record: PublicKeyRecord =
+        serde_json::from_slice(&std::fs::read(&record_path).expect("key record")).expect("record");
+    assert_eq!((record.algorithm.as_str(), record.valid_until), ("ecdsa-p256-sha256", None));
+
+    let (code, records) = verify_json(dir.path(), &["--signing-key", &first_key], true);
+    assert_eq!(code, 0, "{records:?}");
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["data"]["signer_pinned"], Value::Bool(true), "{records:?}");
+    // The keyring alone does not pin the KMS key: every manifest is named.
+    let (code, found) = findings(dir.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        found,
+        vec![
+            pair("unknown-signer", &paths::manifest_object(0)),
+            pair("unknown-signer", &paths::manifest_object(1))
+        ]
+    );
+
+    // A second KMS key takes over: the first is retired, its old signatures still verify
+    // with both keys pinned, and it never signs again.
+    let second_key = create_signing_key(&kms).await;
+    std::fs::copy(
+        examples.join("s3/ssm-logs/alice-0123456789abcdef0.log"),
+        examples.join("s3/ssm-logs/zed-0123456789abcdef0.log"),
+    )
+    .expect("new session");
+    let second = ingest(&second_key);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let retired_path = lake.join(sessionlake_lake::manifest::retired_key_path(&first_arn));
+    let retired: PublicKeyRecord =
+        serde_json::from_slice(&std::fs::read(&retired_path).expect("retired")).expect("record");
+    assert!(retired.valid_until.is_some(), "{retired:?}");
+    let both = ["--signing-key", &first_key, "--signing-key", &second_key];
+    let (code, records) = verify_json(dir.path(), &both, true);
+    assert_eq!(code, 0, "{records:?}");
+    let refused = ingest(&first_key);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains("retired"), "{}", refused.stderr);
+
+    // A tampered manifest fails its ECDSA signature.
+    let newest = manifest_path(&lake, 2);
+    let text = std::fs::read_to_string(&newest).expect("manifest");
+    std::fs::write(&newest, text.replacen("\"ingest\"", "\"retention\"", 1)).expect("edit");
+    let (code, records) = verify_json(dir.path(), &both, true);
+    assert_eq!(code, 1);
+    let kinds: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|record| record["type"] == "finding")
+        .map(|record| {
+            (
+                record["data"]["kind"].as_str().unwrap_or(""),
+                record["data"]["path"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, vec![("bad-signature", paths::manifest_object(2).as_str())], "{records:?}");
+}
