@@ -192,7 +192,7 @@ impl LakeWriter {
             Ok(parsed) => parsed,
             Err(error) => {
                 return Ok(Err(BadInput {
-                    source: input.source,
+                    source: input.source.as_str(),
                     source_ref: input.source_ref.clone(),
                     position: input.position,
                     raw,

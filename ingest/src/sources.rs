@@ -53,8 +53,9 @@ pub struct SessionInput {
 /// Input that cannot be a session, with the reason.
 #[derive(Debug, Clone)]
 pub struct BadInput {
-    /// Which delivery.
-    pub source: SessionSource,
+    /// Which delivery ([`SessionSource::as_str`], or [`CLOUDTRAIL_SOURCE`]): the quarantine
+    /// folder.
+    pub source: &'static str,
     /// Where.
     pub source_ref: String,
     /// Cursor value after this input.
@@ -298,7 +299,7 @@ pub fn pending_local(files: Vec<LocalFile>, cursors: &Cursors, cache: &LocalCach
             let position = format!("size:{}", file.stamp.len);
             if cursor != Some(&position) {
                 pending.push(Pending::Refused(BadInput {
-                    source: SessionSource::Local,
+                    source: SessionSource::Local.as_str(),
                     reason: format!(
                         "{} is {} bytes, over the {MAX_OBJECT_BYTES}-byte limit",
                         file.source_ref, file.stamp.len
@@ -356,7 +357,7 @@ pub fn fetch_local(
     let observed_at = stamp.observed_at();
     let Some(session_id) = session_id_of(stem) else {
         let bad = BadInput {
-            source: SessionSource::Local,
+            source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
             raw: bytes,
@@ -398,7 +399,7 @@ pub fn fetch_local(
             })
         }
         Err(error) => Fetched::Bad(BadInput {
-            source: SessionSource::Local,
+            source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
             raw: bytes,
@@ -496,7 +497,7 @@ pub async fn list_s3(
             Some(_) => None,
         };
         if let Some(reason) = refused {
-            let source = SessionSource::S3;
+            let source = SessionSource::S3.as_str();
             pending.push(Pending::Refused(BadInput {
                 source,
                 source_ref,
@@ -588,7 +589,7 @@ pub async fn fetch_cloudwatch(
     let (form, raw) = cloudwatch_raw(&events);
     let Some(session_id) = session_id_of(stream) else {
         return Ok(Fetched::Bad(BadInput {
-            source: SessionSource::CloudwatchStream,
+            source: SessionSource::CloudwatchStream.as_str(),
             reason: format!("{source_ref}: stream name is not a session id"),
             source_ref,
             position: position.to_string(),
