@@ -407,51 +407,51 @@ mod tests {
         let terminate = r#"{"eventID":"t1","eventTime":"2026-03-14T09:31:00Z","eventSource":"ssm.amazonaws.com","eventName":"TerminateSession","requestParameters":{"sessionId":"alice-0123456789abcdef0"},"responseElements":{"sessionId":"alice-0123456789abcdef0"}}"#;
         let instance_connect = r#"{"eventID":"c1","eventTime":"2026-03-14T09:32:00Z","eventSource":"ec2-instance-connect.amazonaws.com","eventName":"SendSSHPublicKey","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/Admin/alice"},"requestParameters":{"instanceId":"i-0a1b2c3d4e5f67890","instanceOSUser":"ec2-user","sshPublicKey":"ssh-ed25519 AAAAC3 alice"},"responseElements":{"requestId":"x","success":true}}"#;
         let run_command = r#"{"eventID":"s1","eventTime":"2026-03-14T09:33:00Z","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","requestParameters":{"instanceIds":["i-1","i-2"],"targets":[{"key":"tag:Env","values":["prod"]}],"documentName":"AWS-RunShellScript","parameters":{"commands":["cat /etc/shadow"]}},"responseElements":{"command":{"commandId":"cmd-1","instanceIds":["i-1","i-2"]}}}"#;
-        let cases: Vec<(String, AccessKind, Vec<&str>, Option<&str>, Option<&str>, Option<&str>)> = vec![
+        /// Input, kind, targets, document, parameters, session id.
+        type Case<'a> = (String, AccessKind, Vec<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<(Case, Option<&str>)> = vec![
             (
-                port_forwarding,
-                AccessKind::SsmSession,
-                vec!["i-1"],
-                Some("AWS-StartPortForwardingSession"),
-                Some(r#"{"parameters":{"localPortNumber":["8089"],"portNumber":["18089"]}}"#),
+                (
+                    port_forwarding,
+                    AccessKind::SsmSession,
+                    vec!["i-1"],
+                    Some("AWS-StartPortForwardingSession"),
+                    Some(r#"{"parameters":{"localPortNumber":["8089"],"portNumber":["18089"]}}"#),
+                ),
                 Some("garland.kan.temp-0e34861185201706f"),
             ),
             (
-                resume.into(),
-                AccessKind::SsmResume,
-                vec![],
-                None,
-                None,
+                (resume.into(), AccessKind::SsmResume, vec![], None, None),
                 Some("alice-0123456789abcdef0"),
             ),
             (
-                terminate.into(),
-                AccessKind::SsmTerminate,
-                vec![],
-                None,
-                None,
+                (terminate.into(), AccessKind::SsmTerminate, vec![], None, None),
                 Some("alice-0123456789abcdef0"),
             ),
             (
-                instance_connect.into(),
-                AccessKind::Ec2InstanceConnect,
-                vec!["i-0a1b2c3d4e5f67890"],
-                None,
-                Some(r#"{"sshPublicKey":"ssh-ed25519 AAAAC3 alice"}"#),
+                (
+                    instance_connect.into(),
+                    AccessKind::Ec2InstanceConnect,
+                    vec!["i-0a1b2c3d4e5f67890"],
+                    None,
+                    Some(r#"{"sshPublicKey":"ssh-ed25519 AAAAC3 alice"}"#),
+                ),
                 None,
             ),
             (
-                run_command.into(),
-                AccessKind::RunCommand,
-                vec!["i-1", "i-2", "tag:Env=prod"],
-                Some("AWS-RunShellScript"),
-                Some(
-                    r#"{"parameters":{"commands":["cat /etc/shadow"]},"targets":[{"key":"tag:Env","values":["prod"]}]}"#,
+                (
+                    run_command.into(),
+                    AccessKind::RunCommand,
+                    vec!["i-1", "i-2", "tag:Env=prod"],
+                    Some("AWS-RunShellScript"),
+                    Some(
+                        r#"{"parameters":{"commands":["cat /etc/shadow"]},"targets":[{"key":"tag:Env","values":["prod"]}]}"#,
+                    ),
                 ),
                 None,
             ),
         ];
-        for (json, kind, targets, document, parameters, session) in cases {
+        for ((json, kind, targets, document, parameters), session) in cases {
             let record = access(&json);
             assert_eq!(record.kind, kind, "{json}");
             assert_eq!(record.targets, targets, "{json}");

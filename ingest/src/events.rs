@@ -264,6 +264,21 @@ impl TrailEventsDuplicated<'_> {
     }
 }
 
+/// A live `access` file could not be read when the service opened: its events are not known
+/// for dedupe and enrichment (an operator should run `sessionlake verify`).
+pub struct AccessFileUnreadable<'a> {
+    /// The error (names the file).
+    pub error: &'a sessionlake_indexer::parquet_out::ReadError,
+}
+
+impl AccessFileUnreadable<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Lake);
+        tracing::error!(error = %self.error, "access file unreadable; run sessionlake verify");
+    }
+}
+
 /// Cursors could not be saved after a commit (the commit holds; they are saved again later).
 pub struct CursorsNotSaved<'a> {
     /// The error.

@@ -321,7 +321,9 @@ impl LakeWriter {
                             tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
                         }
                     }
-                    return Err(error.context(format!("failed to write the access events of {source_ref}")));
+                    return Err(
+                        error.context(format!("failed to write the access events of {source_ref}"))
+                    );
                 }
             }
         }

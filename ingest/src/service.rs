@@ -312,9 +312,10 @@ impl Ingestor {
                     }
                 }
             }
-            let batch = self.writer.commit(written, &mut self.cursors).await.with_context(|| {
-                format!("failed to commit to {}", self.writer.store.location())
-            })?;
+            let batch =
+                self.writer.commit(written, &mut self.cursors).await.with_context(|| {
+                    format!("failed to commit to {}", self.writer.store.location())
+                })?;
             events::BatchCommitted { batch: &batch }.emit();
             if batch.sequence.is_some() {
                 health.record_success();
@@ -560,7 +561,8 @@ const ACCESS_READ_CONCURRENCY: usize = 16;
 
 /// Reads the plaintext columns of the lake's live `access` files: the sessions' CloudTrail
 /// facts (enrichment) and the event ids already written, with their CloudTrail file (dedupe).
-/// No data key is needed.
+/// No data key is needed. A file that cannot be read is an error; one that does not parse is
+/// reported (`verify` names it) and skipped, so that it never stops ingest.
 async fn load_access(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
@@ -574,16 +576,22 @@ async fn load_access(
                 sessionlake_indexer::parquet_out::read_access_plaintext(bytes, &object)
             })
             .await
-            .context("access reader task failed")?
-            .map_err(anyhow::Error::from)
+            .context("access reader task failed")
         }
     });
-    let mut found: Vec<anyhow::Result<Vec<sessionlake_schemas::AccessRecord>>> =
+    let found: Vec<anyhow::Result<_>> =
         futures::stream::iter(reads).buffered(ACCESS_READ_CONCURRENCY).collect().await;
     let mut contexts = BTreeMap::new();
     let mut event_ids = HashMap::new();
-    for records in found.drain(..) {
-        for record in records? {
+    for read in found {
+        let records = match read? {
+            Ok(records) => records,
+            Err(error) => {
+                events::AccessFileUnreadable { error: &error }.emit();
+                continue;
+            }
+        };
+        for record in records {
             if let Some(context) = session_context(&record) {
                 contexts.insert(context.session_id.clone(), context);
             }

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw};
 use sessionlake_indexer::InputForm;
+use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};

@@ -24,10 +24,11 @@ use sessionlake_schemas::paths;
 const CHECK_CONCURRENCY: usize = 16;
 
 /// Folders whose every object must be named by a commit.
-const COMMITTED_FOLDERS: [&str; 6] = [
+const COMMITTED_FOLDERS: [&str; 7] = [
     paths::RAW_DIR,
     paths::COMMANDS_DIR,
     paths::SESSIONS_DIR,
+    paths::ACCESS_DIR,
     paths::QUARANTINE_DIR,
     paths::KEYS_DIR,
     paths::MANIFEST_DIR,
