@@ -117,7 +117,9 @@ fn test_follow_ingests_new_sessions_serves_metrics_and_stops_on_sigterm() {
         (status == 200 && metric(&body, "sessionlake_ingest_sessions_total") == Some(expected))
             .then_some(body)
     });
-    assert_eq!(metric(&metrics, "sessionlake_ingest_commits_total"), Some(1.0), "{metrics}");
+    // The CloudTrail files' access events, then the sessions.
+    assert_eq!(metric(&metrics, "sessionlake_ingest_commits_total"), Some(2.0), "{metrics}");
+    assert_eq!(metric(&metrics, "sessionlake_ingest_access_events_total"), Some(4.0), "{metrics}");
     assert!(
         metric(&metrics, "sessionlake_ingest_commands_total").is_some_and(|n| n >= 30.0),
         "{metrics}"
@@ -163,7 +165,7 @@ fn test_follow_ingests_new_sessions_serves_metrics_and_stops_on_sigterm() {
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
     let summary = format!("ingested {} sessions", example_sessions() + 1);
     assert!(stopped.stdout.contains(&summary), "{}", stopped.stdout);
-    assert!(stopped.stdout.contains("2 commits"), "{}", stopped.stdout);
+    assert!(stopped.stdout.contains("3 commits"), "{}", stopped.stdout);
     for logged in ["ingest started", "shutdown requested", "ingest stopped; cursors saved"] {
         assert!(stopped.stderr.contains(logged), "{logged:?} not logged:\n{}", stopped.stderr);
     }
