@@ -12,6 +12,7 @@
 //! ```
 
 pub mod bench;
+pub mod cloudtrail;
 pub mod eval;
 pub mod extract;
 pub mod input;

@@ -4,18 +4,24 @@
 //! - rows sorted by (started_at, session_id, seq) and declared so in `sorting_columns`;
 //! - bloom filters on `session_id`, `principal`, `target` (plaintext columns only: parquet
 //!   writes bloom filters unencrypted, see docs/stack-notes.md);
-//! - the `commands` file's sensitive columns ([`ENCRYPTED_COLUMNS`]) encrypted with Parquet
-//!   modular encryption under one data key per file, footer in plaintext (signed) so that other
-//!   engines read the rest; the wrapped data key is the footer's key metadata;
+//! - the `commands` file's sensitive columns ([`ENCRYPTED_COLUMNS`]) and the `access` file's
+//!   ([`ACCESS_ENCRYPTED_COLUMNS`]) encrypted with Parquet modular encryption under one data key
+//!   per file, footer in plaintext (signed) so that other engines read the rest; the wrapped
+//!   data key is the footer's key metadata;
 //! - [`SCHEMA_VERSION`] in the key-value metadata.
 
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    BooleanBuilder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    UInt64Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -23,8 +29,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sessionlake_lake::DataKey;
 use sessionlake_schemas::{
-    CommandRecord, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, SessionRecord, columns,
-    commands_schema, sessions_schema,
+    ACCESS_ENCRYPTED_COLUMNS, AccessKind, AccessRecord, CommandRecord, ENCRYPTED_COLUMNS,
+    SCHEMA_VERSION, SCHEMA_VERSION_KEY, SessionRecord, access_schema, columns, commands_schema,
+    sessions_schema,
 };
 
 /// Rows per row group: a one-session lookup should read one row group (see BENCHMARKS.md).
@@ -37,6 +44,11 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 pub const BLOOM_FILTER_COLUMNS: [&str; 3] =
     [columns::SESSION_ID, columns::PRINCIPAL, columns::TARGET];
 
+/// Columns of the `access` table that get bloom filters (its targets are a list: engines do
+/// not probe bloom filters of list elements).
+pub const ACCESS_BLOOM_FILTER_COLUMNS: [&str; 3] =
+    [columns::EVENT_ID, columns::SESSION_ID, columns::PRINCIPAL];
+
 /// Errors writing Parquet.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to write {table} parquet: {source}")]
@@ -48,6 +60,7 @@ pub struct WriteError {
 
 fn properties(
     sorting: Vec<SortingColumn>,
+    bloom_filters: &[&str],
     encryption: Option<Arc<FileEncryptionProperties>>,
 ) -> WriterProperties {
     let zstd = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).unwrap_or_default();
@@ -60,8 +73,8 @@ fn properties(
             SCHEMA_VERSION_KEY.to_string(),
             SCHEMA_VERSION.to_string(),
         )]));
-    for column in BLOOM_FILTER_COLUMNS {
-        builder = builder.set_column_bloom_filter_enabled(ColumnPath::from(column), true);
+    for column in bloom_filters {
+        builder = builder.set_column_bloom_filter_enabled(ColumnPath::from(*column), true);
     }
     if let Some(encryption) = encryption {
         builder = builder.with_file_encryption_properties(encryption);
@@ -168,17 +181,7 @@ pub fn write_commands(
     ];
     let fail = |source| WriteError { table: "commands", source };
     let batch = RecordBatch::try_new(commands_schema(), arrays).map_err(|e| fail(e.into()))?;
-    let mut encryption = FileEncryptionProperties::builder(key.expose().to_vec())
-        .with_plaintext_footer(true)
-        .with_footer_key_metadata(key_metadata.clone());
-    for column in ENCRYPTED_COLUMNS {
-        encryption = encryption.with_column_key_and_metadata(
-            column,
-            key.expose().to_vec(),
-            key_metadata.clone(),
-        );
-    }
-    let encryption = encryption.build().map_err(fail)?;
+    let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS).map_err(fail)?;
     let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
         .into_iter()
         .map(|name| SortingColumn {
@@ -187,7 +190,187 @@ pub fn write_commands(
             nulls_first: true,
         })
         .collect();
-    write("commands", batch, properties(sorting, Some(encryption)))
+    write("commands", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, Some(encryption)))
+}
+
+/// Returns plaintext-footer encryption of `columns` under `key`, `key_metadata` (the wrapped
+/// key) in the footer and on each column so that a reader can unwrap it.
+fn encryption(
+    key: &DataKey,
+    key_metadata: Vec<u8>,
+    columns: &[&str],
+) -> Result<Arc<FileEncryptionProperties>, parquet::errors::ParquetError> {
+    let mut encryption = FileEncryptionProperties::builder(key.expose().to_vec())
+        .with_plaintext_footer(true)
+        .with_footer_key_metadata(key_metadata.clone());
+    for column in columns {
+        encryption = encryption.with_column_key_and_metadata(
+            column,
+            key.expose().to_vec(),
+            key_metadata.clone(),
+        );
+    }
+    encryption.build()
+}
+
+/// Writes `records` as an `access` file sorted by (event_time, event_id), its
+/// [`ACCESS_ENCRYPTED_COLUMNS`] encrypted under `key`; `key_metadata` (the wrapped key) goes in
+/// the footer so a reader can unwrap it.
+pub fn write_access(
+    records: &[AccessRecord],
+    key: &DataKey,
+    key_metadata: Vec<u8>,
+) -> Result<Vec<u8>, WriteError> {
+    let mut sorted: Vec<&AccessRecord> = records.iter().collect();
+    sorted.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+    let strings = |get: &dyn Fn(&AccessRecord) -> Option<&str>| -> ArrayRef {
+        let mut builder = StringBuilder::new();
+        for record in &sorted {
+            builder.append_option(get(record));
+        }
+        Arc::new(builder.finish())
+    };
+    let mut event_time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let mut targets = ListBuilder::new(StringBuilder::new());
+    for record in &sorted {
+        event_time.append_value(record.event_time);
+        for target in &record.targets {
+            targets.values().append_value(target);
+        }
+        targets.append(true);
+    }
+    let arrays: Vec<ArrayRef> = vec![
+        strings(&|r| Some(&r.event_id)),
+        Arc::new(event_time.finish()),
+        strings(&|r| Some(r.kind.as_str())),
+        strings(&|r| r.principal.as_deref()),
+        strings(&|r| r.principal_type.as_deref()),
+        strings(&|r| r.source_ip.as_deref()),
+        strings(&|r| r.user_agent.as_deref()),
+        Arc::new(targets.finish()),
+        strings(&|r| r.os_user.as_deref()),
+        strings(&|r| r.document_name.as_deref()),
+        strings(&|r| r.parameters.as_deref()),
+        strings(&|r| r.session_id.as_deref()),
+        strings(&|r| r.command_id.as_deref()),
+        strings(&|r| r.region.as_deref()),
+        strings(&|r| r.account.as_deref()),
+        strings(&|r| r.error_code.as_deref()),
+        strings(&|r| Some(&r.source_ref)),
+    ];
+    let fail = |source| WriteError { table: "access", source };
+    // The list field's nullability must match the schema's exactly.
+    let batch = RecordBatch::try_new(access_schema(), arrays).map_err(|e| fail(e.into()))?;
+    let encryption = encryption(key, key_metadata, &ACCESS_ENCRYPTED_COLUMNS).map_err(fail)?;
+    let index = |name| access_schema().index_of(name).map_or(0, |i| i as i32);
+    let sorting = [columns::EVENT_TIME, columns::EVENT_ID]
+        .into_iter()
+        .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
+        .collect();
+    write("access", batch, properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption)))
+}
+
+/// Errors reading an `access` file back.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read access file {object}: {reason}")]
+pub struct ReadError {
+    object: String,
+    reason: String,
+}
+
+/// Reads the plaintext columns of an `access` file (`object` names it in errors), without its
+/// key: every field but `parameters`, which is encrypted and left `None`.
+pub fn read_access_plaintext(
+    bytes: bytes::Bytes,
+    object: &str,
+) -> Result<Vec<AccessRecord>, ReadError> {
+    let fail = |reason: String| ReadError { object: object.to_string(), reason };
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(e.to_string()))?;
+    let schema = Arc::clone(builder.schema());
+    let wanted: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, field)| !ACCESS_ENCRYPTED_COLUMNS.contains(&field.name().as_str()))
+        .map(|(index, _)| index)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder.with_projection(mask).build().map_err(|e| fail(e.to_string()))?;
+    let mut records = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| fail(e.to_string()))?;
+        let column = |name: &str| {
+            batch.column_by_name(name).ok_or_else(|| fail(format!("column {name} is missing")))
+        };
+        let text = |name: &str| -> Result<&arrow_array::StringArray, ReadError> {
+            column(name)?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| fail(format!("column {name} is not text")))
+        };
+        let times = column(columns::EVENT_TIME)?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| fail("column event_time is not a timestamp".into()))?;
+        let targets = column(columns::TARGETS)?
+            .as_list_opt::<i32>()
+            .ok_or_else(|| fail("column targets is not a list".into()))?;
+        let (event_id, kind, principal, principal_type) = (
+            text(columns::EVENT_ID)?,
+            text(columns::KIND)?,
+            text(columns::PRINCIPAL)?,
+            text(columns::PRINCIPAL_TYPE)?,
+        );
+        let (source_ip, user_agent, os_user, document_name) = (
+            text(columns::SOURCE_IP)?,
+            text(columns::USER_AGENT)?,
+            text(columns::OS_USER)?,
+            text(columns::DOCUMENT_NAME)?,
+        );
+        let (session_id, command_id, region, account) = (
+            text(columns::SESSION_ID)?,
+            text(columns::COMMAND_ID)?,
+            text(columns::REGION)?,
+            text(columns::ACCOUNT)?,
+        );
+        let (error_code, source_ref) = (text(columns::ERROR_CODE)?, text(columns::SOURCE_REF)?);
+        let at = |array: &arrow_array::StringArray, row: usize| {
+            (!array.is_null(row)).then(|| array.value(row).to_string())
+        };
+        for row in 0..batch.num_rows() {
+            let kind_text = at(kind, row).unwrap_or_default();
+            let kind = AccessKind::parse(&kind_text)
+                .ok_or_else(|| fail(format!("row {row} has unknown kind {kind_text:?}")))?;
+            let row_targets = if targets.is_null(row) {
+                Vec::new()
+            } else {
+                targets
+                    .value(row)
+                    .as_string_opt::<i32>()
+                    .map(|list| list.iter().flatten().map(str::to_string).collect())
+                    .unwrap_or_default()
+            };
+            records.push(AccessRecord {
+                event_id: at(event_id, row).unwrap_or_default(),
+                event_time: times.value(row),
+                kind,
+                principal: at(principal, row),
+                principal_type: at(principal_type, row),
+                source_ip: at(source_ip, row),
+                user_agent: at(user_agent, row),
+                targets: row_targets,
+                os_user: at(os_user, row),
+                document_name: at(document_name, row),
+                parameters: None,
+                session_id: at(session_id, row),
+                command_id: at(command_id, row),
+                region: at(region, row),
+                account: at(account, row),
+                error_code: at(error_code, row),
+                source_ref: at(source_ref, row).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(records)
 }
 
 /// Writes `records` as a `sessions` file (no sensitive columns: not encrypted).
@@ -241,7 +424,7 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         .into_iter()
         .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
-    write("sessions", batch, properties(sorting, None))
+    write("sessions", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, None))
 }
 
 #[cfg(test)]
@@ -276,6 +459,42 @@ mod tests {
             confidence: Confidence::High,
             parser_version: 1,
         }
+    }
+
+    fn access_record(event_id: &str, event_time: i64) -> AccessRecord {
+        AccessRecord {
+            event_id: event_id.into(),
+            event_time,
+            kind: AccessKind::RunCommand,
+            principal: Some("arn:aws:iam::111122223333:user/alice".into()),
+            principal_type: Some("IAMUser".into()),
+            source_ip: Some("203.0.113.9".into()),
+            user_agent: None,
+            targets: vec!["i-1".into(), "tag:Env=prod".into()],
+            os_user: None,
+            document_name: Some("AWS-RunShellScript".into()),
+            parameters: Some(r#"{"parameters":{"commands":["cat /etc/shadow"]}}"#.into()),
+            session_id: None,
+            command_id: Some("cmd-1".into()),
+            region: Some("us-east-1".into()),
+            account: Some("111122223333".into()),
+            error_code: None,
+            source_ref: "s3://trail/AWSLogs/x.json.gz".into(),
+        }
+    }
+
+    #[test]
+    fn test_access_parameters_are_encrypted_and_the_rest_reads_without_the_key() {
+        let key = DataKey::from_slice(&[7u8; 32]).expect("32");
+        let records = [access_record("e2", 20), access_record("e1", 10)];
+        let bytes = write_access(&records, &key, b"meta".to_vec()).expect("write");
+        assert!(memchr::memmem::find(&bytes, b"/etc/shadow").is_none(), "parameters in plaintext");
+        let read = read_access_plaintext(Bytes::from(bytes), "a.parquet").expect("read");
+        let expected: Vec<AccessRecord> = [access_record("e1", 10), access_record("e2", 20)]
+            .into_iter()
+            .map(|record| AccessRecord { parameters: None, ..record })
+            .collect();
+        assert_eq!(read, expected);
     }
 
     #[test]

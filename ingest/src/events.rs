@@ -16,6 +16,8 @@
 //! | `sessionlake_ingest_replaced_total` | counter | earlier session versions replaced |
 //! | `sessionlake_ingest_commits_total` | counter | manifest commits |
 //! | `sessionlake_ingest_idle_commits_total` | counter | empty idle commits (and the stop commit) |
+//! | `sessionlake_ingest_access_events_total` | counter | CloudTrail access events committed |
+//! | `sessionlake_ingest_malformed_records_total` | counter | CloudTrail access records skipped as malformed |
 //! | `sessionlake_ingest_errors_total{kind}` | counter | errors by class ([`IngestErrorKind`]) |
 //! | `sessionlake_ingest_polls_total{outcome}` | counter | polls, `ok` or `failed` |
 //! | `sessionlake_ingest_sessions_in_flight` | gauge | sessions being read, parsed or written |
@@ -42,6 +44,10 @@ pub const REPLACED_TOTAL: &str = "sessionlake_ingest_replaced_total";
 pub const COMMITS_TOTAL: &str = "sessionlake_ingest_commits_total";
 /// Empty commits made when idle, or when stopping.
 pub const IDLE_COMMITS_TOTAL: &str = "sessionlake_ingest_idle_commits_total";
+/// CloudTrail access events committed to the `access` table.
+pub const ACCESS_EVENTS_TOTAL: &str = "sessionlake_ingest_access_events_total";
+/// CloudTrail access records skipped as malformed.
+pub const MALFORMED_RECORDS_TOTAL: &str = "sessionlake_ingest_malformed_records_total";
 /// Errors by class.
 pub const ERRORS_TOTAL: &str = "sessionlake_ingest_errors_total";
 /// Polls by outcome.
@@ -67,6 +73,8 @@ pub fn register_metrics() {
     describe_counter!(REPLACED_TOTAL, "Earlier session versions replaced by newer ones.");
     describe_counter!(COMMITS_TOTAL, "Manifest commits.");
     describe_counter!(IDLE_COMMITS_TOTAL, "Empty commits made when idle, or when stopping.");
+    describe_counter!(ACCESS_EVENTS_TOTAL, "CloudTrail access events committed to the lake.");
+    describe_counter!(MALFORMED_RECORDS_TOTAL, "CloudTrail access records skipped as malformed.");
     describe_counter!(ERRORS_TOTAL, "Errors by kind (retried on the next poll).");
     describe_counter!(POLLS_TOTAL, "Polls of every source, by outcome.");
     describe_gauge!(SESSIONS_IN_FLIGHT, "Sessions being read, parsed or written now.");
@@ -85,6 +93,8 @@ pub fn register_metrics() {
         REPLACED_TOTAL,
         COMMITS_TOTAL,
         IDLE_COMMITS_TOTAL,
+        ACCESS_EVENTS_TOTAL,
+        MALFORMED_RECORDS_TOTAL,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -178,6 +188,7 @@ impl BatchCommitted<'_> {
         metrics::counter!(RAW_BYTES_TOTAL).increment(batch.raw_bytes);
         metrics::counter!(QUARANTINED_TOTAL).increment(batch.quarantined as u64);
         metrics::counter!(REPLACED_TOTAL).increment(batch.replaced as u64);
+        metrics::counter!(ACCESS_EVENTS_TOTAL).increment(batch.access_events as u64);
         if let Some(sequence) = batch.sequence {
             metrics::counter!(COMMITS_TOTAL).increment(1);
             tracing::info!(
@@ -187,6 +198,7 @@ impl BatchCommitted<'_> {
                 quarantined = batch.quarantined,
                 replaced = batch.replaced,
                 raw_bytes = batch.raw_bytes,
+                access_events = batch.access_events,
                 "batch committed"
             );
         }
@@ -252,6 +264,62 @@ impl InputFailed<'_> {
             error = %format!("{:#}", self.error),
             "input not ingested; retried on the next poll"
         );
+    }
+}
+
+/// Access records of a CloudTrail file were skipped as malformed (the rest of the file is
+/// ingested; a file that cannot be read at all is quarantined instead).
+pub struct TrailRecordsMalformed<'a> {
+    /// The CloudTrail file.
+    pub source_ref: &'a str,
+    /// Why each was skipped (field names, never record contents).
+    pub reasons: &'a [String],
+}
+
+impl TrailRecordsMalformed<'_> {
+    /// Logs the file, the count and the first reason, and counts the records.
+    pub fn emit(&self) {
+        let Some(first) = self.reasons.first() else { return };
+        metrics::counter!(MALFORMED_RECORDS_TOTAL).increment(self.reasons.len() as u64);
+        tracing::warn!(
+            file = %self.source_ref,
+            count = self.reasons.len(),
+            first = %first,
+            "malformed CloudTrail access records skipped"
+        );
+    }
+}
+
+/// Access events of a CloudTrail file were dropped: the same event ids are in the lake from
+/// another file already (CloudTrail can deliver an event twice).
+pub struct TrailEventsDuplicated<'a> {
+    /// The CloudTrail file.
+    pub source_ref: &'a str,
+    /// Events dropped.
+    pub count: usize,
+}
+
+impl TrailEventsDuplicated<'_> {
+    /// Logs the count.
+    pub fn emit(&self) {
+        if self.count > 0 {
+            tracing::info!(file = %self.source_ref, count = self.count, "duplicate CloudTrail events dropped");
+        }
+    }
+}
+
+/// A live `access` file could not be read when the service opened: its events are not known
+/// for dedupe and enrichment (an operator should run `sessionlake verify`).
+pub struct AccessFileUnreadable<'a> {
+    /// The error (names the file).
+    pub error: &'a sessionlake_indexer::parquet_out::ReadError,
+}
+
+impl AccessFileUnreadable<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Lake);
+        tracing::error!(error = %self.error, "access file unreadable; run sessionlake verify");
     }
 }
 

@@ -41,9 +41,10 @@ fn main() -> ExitCode {
                 );
             }
             println!(
-                "ingested {} sessions, {} commands into {} ({} replaced, {} quarantined, {} commits)",
+                "ingested {} sessions, {} commands, {} access events into {} ({} replaced, {} quarantined, {} commits)",
                 summary.sessions,
                 summary.commands,
+                summary.access_events,
                 config.lake,
                 summary.replaced,
                 summary.quarantined,

@@ -11,6 +11,9 @@
 //! that grew, an object re-uploaded), so readers, who read only what the manifest says is live,
 //! see every session once. Objects of a write that never committed are not live; `verify`
 //! lists them.
+//!
+//! A CloudTrail file becomes `access` files, one per day its events happened on
+//! ([`LakeWriter::write_access`]); a newer read of the same file replaces them the same way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,11 +29,11 @@ use sessionlake_lake::manifest;
 use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_schemas::envelope::{
-    CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW,
-    ROLE_SESSION, WrappedKey,
+    CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE,
+    ROLE_RAW, ROLE_SESSION, WrappedKey,
 };
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
-use sessionlake_schemas::{SessionRecord, SessionSource, paths};
+use sessionlake_schemas::{AccessRecord, SessionRecord, SessionSource, paths};
 
 use crate::sources::{BadInput, SessionInput};
 
@@ -47,8 +50,12 @@ pub struct BatchSummary {
     pub replaced: usize,
     /// Bytes of the original transcripts written.
     pub raw_bytes: u64,
+    /// CloudTrail access events written.
+    pub access_events: usize,
     /// Manifest sequence of the commit, if one was made.
     pub sequence: Option<u64>,
+    /// Cursors moved (with a commit, or for inputs that had nothing to commit).
+    pub cursors_moved: bool,
 }
 
 /// The lake side of ingest: where to write, with which keys, and what is live.
@@ -111,6 +118,17 @@ pub enum Written {
         /// Size of the original transcript.
         raw_bytes: u64,
     },
+    /// The access events of one CloudTrail file.
+    Access {
+        /// The CloudTrail file (the cursor's key).
+        source_ref: String,
+        /// Cursor value once committed.
+        position: String,
+        /// One `access` file per day; none when the file held no new access event.
+        objects: Vec<ObjectEntry>,
+        /// Events written.
+        events: usize,
+    },
     /// A quarantined input.
     Quarantined {
         /// Where it came from.
@@ -153,7 +171,7 @@ impl LakeWriter {
     }
 
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
-        let object_id = sha256_hex(bad.source_ref.as_bytes())[..32].to_string();
+        let object_id = source_object_id(&bad.source_ref);
         let path = paths::quarantine_object(bad.source, &format!("{object_id}.{}", new_version()));
         let (key, wrapped) = self
             .keys
@@ -204,7 +222,7 @@ impl LakeWriter {
             Ok(parsed) => parsed,
             Err(error) => {
                 return Ok(Err(BadInput {
-                    source: input.source,
+                    source: input.source.as_str(),
                     source_ref: input.source_ref.clone(),
                     position: input.position,
                     raw,
@@ -298,6 +316,69 @@ impl LakeWriter {
             .await?;
         objects.push(entry(stored, ObjectKind::Sessions, vec![session_id]));
         Ok(Ok((objects, command_count)))
+    }
+
+    /// Writes the access events of the CloudTrail file `source_ref` (already deduplicated) as
+    /// one `access` file per day, each under a data key of its own; they become live with
+    /// [`LakeWriter::commit`], replacing what an earlier read of the same file wrote.
+    pub async fn write_access(
+        &self,
+        source_ref: String,
+        position: String,
+        records: Vec<AccessRecord>,
+    ) -> anyhow::Result<Written> {
+        let file_id = source_object_id(&source_ref);
+        let events = records.len();
+        let mut by_day: BTreeMap<String, Vec<AccessRecord>> = BTreeMap::new();
+        for record in records {
+            by_day.entry(paths::partition_date(record.event_time)).or_default().push(record);
+        }
+        let mut objects = Vec::new();
+        let mut written = Vec::new();
+        let version = new_version();
+        for (dt, day) in by_day {
+            let path = paths::access_object(&dt, &file_id, &version);
+            match self.write_access_file(&file_id, &path, day).await {
+                Ok(object) => {
+                    written.push(object.path.clone());
+                    objects.push(object);
+                }
+                Err(error) => {
+                    for path in written {
+                        if let Err(error) = self.store.delete(&path).await {
+                            tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
+                        }
+                    }
+                    return Err(
+                        error.context(format!("failed to write the access events of {source_ref}"))
+                    );
+                }
+            }
+        }
+        Ok(Written::Access { source_ref, position, objects, events })
+    }
+
+    async fn write_access_file(
+        &self,
+        file_id: &str,
+        path: &str,
+        records: Vec<AccessRecord>,
+    ) -> anyhow::Result<ObjectEntry> {
+        let (key, wrapped) = self
+            .keys
+            .generate_data_key(key_context(&self.lake_id, file_id, ROLE_ACCESS))
+            .await
+            .with_context(|| format!("failed to get a data key for {path}"))?;
+        let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
+        let bytes = tokio::task::spawn_blocking(move || {
+            sessionlake_indexer::parquet_out::write_access(&records, &key, key_metadata)
+        })
+        .await
+        .context("parquet task failed")??;
+        let stored = self.store.put(path, Bytes::from(bytes)).await?;
+        let mut object = entry(stored, ObjectKind::Access, Vec::new());
+        object.key = Some(wrapped);
+        Ok(object)
     }
 
     /// Returns the live objects of earlier versions of `session_id` from `source`.
@@ -401,6 +482,17 @@ impl LakeWriter {
                     summary.commands += commands;
                     summary.raw_bytes += raw_bytes;
                 }
+                Written::Access { source_ref, position, objects, events } => {
+                    let file_id = source_object_id(&source_ref);
+                    positions.push((source_ref, position));
+                    let of_file = |entry: &ObjectEntry| {
+                        entry.kind == ObjectKind::Access
+                            && paths::is_access_object_of(&entry.path, &file_id)
+                    };
+                    removed.extend(self.live.values().filter(|entry| of_file(entry)).cloned());
+                    added.extend(objects);
+                    summary.access_events += events;
+                }
                 Written::Quarantined { source_ref, position, object } => {
                     positions.push((source_ref, position));
                     added.push(object);
@@ -408,7 +500,13 @@ impl LakeWriter {
                 }
             }
         }
-        if added.is_empty() {
+        if added.is_empty() && removed.is_empty() {
+            // Inputs with nothing to commit (CloudTrail files without access events): their
+            // cursors move, there is nothing a manifest would name.
+            summary.cursors_moved = !positions.is_empty();
+            for (source_ref, position) in positions {
+                cursors.positions.insert(source_ref, position);
+            }
             return Ok(summary);
         }
         if !self.live.contains_key(&self.identity.path) {
@@ -433,12 +531,19 @@ impl LakeWriter {
                 tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
             }
         }
+        summary.cursors_moved = true;
         for (source_ref, position) in positions {
             cursors.positions.insert(source_ref, position);
         }
         cursors.version = 1;
         Ok(summary)
     }
+}
+
+/// Returns the id that names what an input at `source_ref` left in the lake under a name of
+/// its own: the `access` files of a CloudTrail file, a quarantined original.
+pub fn source_object_id(source_ref: &str) -> String {
+    sha256_hex(source_ref.as_bytes())[..32].to_string()
 }
 
 /// Whether `entry` is an object of one version of `session_id` from `source` (and of no other

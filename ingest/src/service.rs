@@ -13,27 +13,30 @@
 //! or a writer that was stopped, shows as a gap). A clean stop makes a last empty commit that
 //! withdraws the promise.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_indexer::SessionContext;
+use sessionlake_indexer::cloudtrail::{parse_trail_file, session_context};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
-use sessionlake_schemas::manifest::CommitAction;
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
 use crate::pipeline::{BatchSummary, Input, LakeWriter, Written};
-use crate::sources::{self, Fetched, FileStamp, LocalCache, LocalKind, Pending};
+use crate::sources::{
+    self, BadInput, Fetched, FileStamp, LocalCache, LocalFile, LocalKind, Pending, TrailInput,
+};
 use crate::telemetry::{self, Health};
 
 /// Longest pause between polls after failures in a row (when the interval is shorter).
@@ -54,6 +57,8 @@ pub struct RunSummary {
     pub commits: usize,
     /// Bytes of original transcripts written.
     pub raw_bytes: u64,
+    /// CloudTrail access events written.
+    pub access_events: usize,
     /// The keyring was created by this run.
     pub keyring_created: bool,
     /// A stop signal ended the run (everything read was still committed).
@@ -67,6 +72,7 @@ impl RunSummary {
         self.quarantined += batch.quarantined;
         self.replaced += batch.replaced;
         self.raw_bytes += batch.raw_bytes;
+        self.access_events += batch.access_events;
     }
 
     fn totals(&self) -> BatchSummary {
@@ -76,7 +82,9 @@ impl RunSummary {
             quarantined: self.quarantined,
             replaced: self.replaced,
             raw_bytes: self.raw_bytes,
+            access_events: self.access_events,
             sequence: None,
+            cursors_moved: false,
         }
     }
 }
@@ -87,6 +95,7 @@ fn add_batch(total: &mut BatchSummary, batch: &BatchSummary) {
     total.quarantined += batch.quarantined;
     total.replaced += batch.replaced;
     total.raw_bytes += batch.raw_bytes;
+    total.access_events += batch.access_events;
     total.sequence = batch.sequence.or(total.sequence);
 }
 
@@ -122,10 +131,12 @@ pub struct Ingestor {
     cursors_dirty: bool,
     s3: Option<aws_sdk_s3::Client>,
     logs: Option<aws_sdk_cloudwatchlogs::Client>,
-    /// CloudTrail `StartSession` facts found so far, by session id.
+    /// CloudTrail `StartSession` facts found so far (in the lake's `access` table or read this
+    /// run), by session id.
     cloudtrail: BTreeMap<String, SessionContext>,
-    /// CloudTrail files already read (`s3://…#etag`, or a path with its stamp).
-    cloudtrail_read: HashSet<String>,
+    /// Event ids of the access events written, with the CloudTrail file each came from: an
+    /// event delivered again in another file is dropped.
+    access_events: HashMap<String, String>,
     /// Local files read by this process.
     local_seen: LocalCache,
     /// The keyring was created when opening.
@@ -174,6 +185,7 @@ impl Ingestor {
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
         let live = manifest::live_objects(&chain);
         let cursors = Cursors::load(&store).await?;
+        let (cloudtrail, access_events) = load_access(&store, &live).await?;
         let (lake_id, identity) = manifest::lake_identity(&store)
             .await
             .with_context(|| format!("failed to read the identity of {}", store.location()))?;
@@ -206,8 +218,8 @@ impl Ingestor {
             cursors_dirty: false,
             s3,
             logs,
-            cloudtrail: BTreeMap::new(),
-            cloudtrail_read: HashSet::new(),
+            cloudtrail,
+            access_events,
             local_seen: LocalCache::new(),
             keyring_created,
             last_commit_at,
@@ -264,25 +276,23 @@ impl Ingestor {
         Ok(())
     }
 
-    /// Reads CloudTrail files not read before into the enrichment map.
-    async fn read_cloudtrail(&mut self) -> anyhow::Result<()> {
+    /// Lists the CloudTrail files (local and S3) whose content may differ from their cursors.
+    async fn list_trails(&self) -> anyhow::Result<Vec<TrailPending>> {
+        let mut pending = Vec::new();
         for local in &self.config.local {
             let dir = local.path.clone();
             let files = tokio::task::spawn_blocking(move || sources::list_local(&dir))
                 .await
                 .context("listing task failed")??;
             for file in files.into_iter().filter(|file| file.kind == LocalKind::Cloudtrail) {
-                let seen =
-                    format!("{}#{}:{:?}", file.source_ref, file.stamp.len, file.stamp.modified);
-                if self.cloudtrail_read.contains(&seen) {
-                    continue;
+                let cursor = self.cursors.positions.get(&file.source_ref);
+                let unchanged = self
+                    .local_seen
+                    .get(&file.source_ref)
+                    .is_some_and(|(stamp, hash)| *stamp == file.stamp && cursor == Some(hash));
+                if !unchanged {
+                    pending.push(TrailPending::Local(file));
                 }
-                let found =
-                    tokio::task::spawn_blocking(move || sources::read_local_cloudtrail(&file))
-                        .await
-                        .context("cloudtrail task failed")??;
-                self.cloudtrail.extend(found);
-                self.cloudtrail_read.insert(seen);
             }
         }
         if let Some(s3) = &self.s3 {
@@ -290,13 +300,121 @@ impl Ingestor {
                 for (key, etag) in
                     sources::list_cloudtrail_s3(s3, &source.bucket, &source.prefix).await?
                 {
-                    let seen = format!("s3://{}/{key}#{etag}", source.bucket);
-                    if self.cloudtrail_read.contains(&seen) {
-                        continue;
+                    let source_ref = format!("s3://{}/{key}", source.bucket);
+                    if self.cursors.positions.get(&source_ref) != Some(&etag) {
+                        let bucket = source.bucket.clone();
+                        pending.push(TrailPending::S3 { bucket, key, etag });
                     }
-                    let found = sources::fetch_cloudtrail_s3(s3, &source.bucket, &key).await?;
-                    self.cloudtrail.extend(found);
-                    self.cloudtrail_read.insert(seen);
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Reads one CloudTrail file; `None` when it is what its cursor holds (or is gone).
+    async fn read_trail(&mut self, pending: TrailPending) -> anyhow::Result<Option<TrailInput>> {
+        match pending {
+            TrailPending::Local(file) => {
+                let stamp = file.stamp;
+                let read = tokio::task::spawn_blocking(move || sources::read_local_trail(&file))
+                    .await
+                    .context("reading task failed")??;
+                let Some(input) = read else { return Ok(None) };
+                self.local_seen.insert(input.source_ref.clone(), (stamp, input.position.clone()));
+                let cursor = self.cursors.positions.get(&input.source_ref);
+                Ok((cursor != Some(&input.position)).then_some(input))
+            }
+            TrailPending::S3 { bucket, key, etag } => {
+                let Some(s3) = &self.s3 else {
+                    anyhow::bail!("no S3 client for s3://{bucket}/{key}");
+                };
+                Ok(Some(sources::fetch_trail_s3(s3, &bucket, &key, &etag).await?))
+            }
+        }
+    }
+
+    /// Parses one CloudTrail file and writes its new access events (not yet committed); a file
+    /// that cannot be read as CloudTrail is quarantined. Events whose id the lake holds from
+    /// another file are dropped; the session facts of the rest are kept for enrichment.
+    async fn write_trail(&mut self, input: TrailInput) -> anyhow::Result<Written> {
+        let TrailInput { source_ref, position, raw } = input;
+        let name = source_ref.clone();
+        let (parsed, raw) = tokio::task::spawn_blocking(move || {
+            let parsed = parse_trail_file(&raw, &name);
+            (parsed, raw)
+        })
+        .await
+        .context("cloudtrail parser task failed")?;
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(reason) => {
+                let source = sources::CLOUDTRAIL_SOURCE;
+                let bad = BadInput { source, source_ref, position, raw, reason };
+                return self.writer.write_input(Input::Bad(bad), None).await;
+            }
+        };
+        events::TrailRecordsMalformed { source_ref: &source_ref, reasons: &parsed.malformed }
+            .emit();
+        let (fresh, seen): (Vec<_>, Vec<_>) = parsed.events.into_iter().partition(|event| {
+            self.access_events.get(&event.event_id).is_none_or(|from| *from == source_ref)
+        });
+        events::TrailEventsDuplicated { source_ref: &source_ref, count: seen.len() }.emit();
+        for event in &fresh {
+            self.access_events.insert(event.event_id.clone(), source_ref.clone());
+            if let Some(context) = session_context(event) {
+                self.cloudtrail.insert(context.session_id.clone(), context);
+            }
+        }
+        self.writer.write_access(source_ref, position, fresh).await
+    }
+
+    /// Reads every new CloudTrail file into the `access` table (and the enrichment map), a
+    /// batch of `batch_sessions` files per commit, cursors saved after each commit.
+    async fn ingest_trails(
+        &mut self,
+        shutdown: &CancellationToken,
+        health: &Health,
+        report: &mut PollReport,
+    ) -> anyhow::Result<()> {
+        let pending = self.list_trails().await?;
+        let mut queue = pending.into_iter().peekable();
+        while queue.peek().is_some() {
+            if shutdown.is_cancelled() {
+                report.interrupted = true;
+                return Ok(());
+            }
+            let mut written = Vec::new();
+            for trail in queue.by_ref().take(self.config.batch_sessions) {
+                let described = trail.describe();
+                let result = match self.read_trail(trail).await {
+                    Ok(Some(input)) => self.write_trail(input).await.map(Some),
+                    Ok(None) => Ok(None),
+                    Err(error) => Err(error),
+                };
+                match result {
+                    Ok(Some(input)) => written.push(input),
+                    Ok(None) => {}
+                    // The file keeps its cursor and is read again; sessions wait for it.
+                    Err(error) => {
+                        return Err(error.context(format!("failed to ingest {described}")));
+                    }
+                }
+            }
+            let batch =
+                self.writer.commit(written, &mut self.cursors).await.with_context(|| {
+                    format!("failed to commit to {}", self.writer.store.location())
+                })?;
+            events::BatchCommitted { batch: &batch }.emit();
+            if batch.sequence.is_some() {
+                health.record_success();
+                report.commits += 1;
+            }
+            add_batch(&mut report.done, &batch);
+            if batch.cursors_moved {
+                self.cursors_dirty = true;
+                if let Err(error) = self.flush_cursors().await {
+                    events::CursorsNotSaved { error: &error }.emit();
+                    report.failure.get_or_insert(error);
                 }
             }
         }
@@ -417,14 +535,12 @@ impl Ingestor {
             report.failure = Some(error);
             return report;
         }
-        // Enrichment first: a session written without its CloudTrail facts keeps them missing.
-        let cloudtrail = tokio::select! {
-            () = shutdown.cancelled() => {
-                report.interrupted = true;
-                return report;
-            }
-            read = self.read_cloudtrail() => read,
-        };
+        // CloudTrail first: a session written without its CloudTrail facts keeps them missing.
+        // A stop signal is seen between CloudTrail files, never inside a commit.
+        let cloudtrail = self.ingest_trails(shutdown, health, &mut report).await;
+        if report.interrupted {
+            return report;
+        }
         if let Err(error) = cloudtrail {
             events::count_error(kind_of(&error));
             report.failure = Some(error.context("failed to read CloudTrail; sessions wait for it"));
@@ -482,6 +598,8 @@ impl Ingestor {
                     if batch.sequence.is_some() {
                         report.commits += 1;
                         self.last_commit_at = now_micros();
+                    }
+                    if batch.cursors_moved {
                         self.cursors_dirty = true;
                         if let Err(error) = self.flush_cursors().await {
                             events::CursorsNotSaved { error: &error }.emit();
@@ -508,6 +626,68 @@ impl Ingestor {
         }
         report
     }
+}
+
+/// A CloudTrail file to read.
+enum TrailPending {
+    /// In a local folder.
+    Local(LocalFile),
+    /// In S3, with its ETag at listing time.
+    S3 { bucket: String, key: String, etag: String },
+}
+
+impl TrailPending {
+    fn describe(&self) -> String {
+        match self {
+            TrailPending::Local(file) => file.source_ref.clone(),
+            TrailPending::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// Access files read at once when the service opens.
+const ACCESS_READ_CONCURRENCY: usize = 16;
+
+/// Reads the plaintext columns of the lake's live `access` files: the sessions' CloudTrail
+/// facts (enrichment) and the event ids already written, with their CloudTrail file (dedupe).
+/// No data key is needed. A file that cannot be read is an error; one that does not parse is
+/// reported (`verify` names it) and skipped, so that it never stops ingest.
+async fn load_access(
+    store: &LakeStore,
+    live: &BTreeMap<String, ObjectEntry>,
+) -> anyhow::Result<(BTreeMap<String, SessionContext>, HashMap<String, String>)> {
+    let reads = live.values().filter(|entry| entry.kind == ObjectKind::Access).map(|entry| {
+        let path = entry.path.clone();
+        async move {
+            let bytes = store.get(&path).await?;
+            let object = store.describe(&path);
+            tokio::task::spawn_blocking(move || {
+                sessionlake_indexer::parquet_out::read_access_plaintext(bytes, &object)
+            })
+            .await
+            .context("access reader task failed")
+        }
+    });
+    let found: Vec<anyhow::Result<_>> =
+        futures::stream::iter(reads).buffered(ACCESS_READ_CONCURRENCY).collect().await;
+    let mut contexts = BTreeMap::new();
+    let mut event_ids = HashMap::new();
+    for read in found {
+        let records = match read? {
+            Ok(records) => records,
+            Err(error) => {
+                events::AccessFileUnreadable { error: &error }.emit();
+                continue;
+            }
+        };
+        for record in records {
+            if let Some(context) = session_context(&record) {
+                contexts.insert(context.session_id.clone(), context);
+            }
+            event_ids.insert(record.event_id, record.source_ref);
+        }
+    }
+    Ok((contexts, event_ids))
 }
 
 /// Returns the pause before the next poll: the interval, and after failures in a row a

@@ -1,4 +1,5 @@
-//! Sources of session logs: a local folder, S3, CloudWatch Logs; and CloudTrail for who/where.
+//! Sources of session logs: a local folder, S3, CloudWatch Logs; and CloudTrail files, read
+//! into the `access` table (and for who/where of sessions).
 //!
 //! Reading a source is two steps, so that a big backlog is never in memory at once:
 //! - *listing* returns what changed since the cursors as [`Pending`] work: names, sizes and
@@ -9,14 +10,14 @@
 //!
 //! The service fetches a bounded number of pending items at once (`max_in_flight`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context as _;
+use sessionlake_indexer::InputForm;
 use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw};
-use sessionlake_indexer::{InputForm, SessionContext, account_of_arn};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};
@@ -27,8 +28,8 @@ use crate::error::{IngestError, IngestErrorKind};
 pub const MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Most GetLogEvents pages read for one stream (10,000 events or 1 MB each).
 const MAX_STREAM_PAGES: usize = 100_000;
-/// Largest decompressed CloudTrail file.
-const MAX_CLOUDTRAIL_BYTES: u64 = 512 * 1024 * 1024;
+/// Quarantine folder (and `BadInput::source`) of CloudTrail files that cannot be read.
+pub const CLOUDTRAIL_SOURCE: &str = "cloudtrail";
 
 /// One session's raw bytes, ready for the indexer.
 #[derive(Debug, Clone)]
@@ -50,11 +51,23 @@ pub struct SessionInput {
     pub observed_at: Option<i64>,
 }
 
+/// A CloudTrail file as read, for the `access` table.
+#[derive(Debug, Clone)]
+pub struct TrailInput {
+    /// Where: `s3://bucket/key` or a file path.
+    pub source_ref: String,
+    /// Cursor value after this file (ETag or content hash).
+    pub position: String,
+    /// The file's bytes (gzip or not).
+    pub raw: Vec<u8>,
+}
+
 /// Input that cannot be a session, with the reason.
 #[derive(Debug, Clone)]
 pub struct BadInput {
-    /// Which delivery.
-    pub source: SessionSource,
+    /// Which delivery ([`SessionSource::as_str`], or [`CLOUDTRAIL_SOURCE`]): the quarantine
+    /// folder.
+    pub source: &'static str,
     /// Where.
     pub source_ref: String,
     /// Cursor value after this input.
@@ -70,68 +83,6 @@ pub fn session_id_of(name: &str) -> Option<String> {
     let base = name.rsplit('/').next()?;
     let id = base.strip_suffix(".log").unwrap_or(base);
     session_id::is_valid(id).then(|| id.to_string())
-}
-
-/// Reads `StartSession` records from a CloudTrail file (`{"Records":[…]}`, gzip or not).
-pub fn parse_cloudtrail(
-    bytes: &[u8],
-    name: &str,
-) -> anyhow::Result<BTreeMap<String, SessionContext>> {
-    let json = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        sessionlake_lake::decompress::bounded(
-            flate2::read::GzDecoder::new(bytes),
-            MAX_CLOUDTRAIL_BYTES,
-            name,
-        )
-        .read_to_end(&mut out)
-        .with_context(|| format!("failed to decompress {name}"))?;
-        out
-    } else {
-        bytes.to_vec()
-    };
-    let document: serde_json::Value =
-        serde_json::from_slice(&json).with_context(|| format!("{name} is not CloudTrail JSON"))?;
-    let mut found = BTreeMap::new();
-    let records =
-        document.get("Records").and_then(|r| r.as_array()).map(Vec::as_slice).unwrap_or_default();
-    for record in records {
-        let text = |path: &[&str]| {
-            let mut value = record;
-            for key in path {
-                value = value.get(key)?;
-            }
-            value.as_str().map(str::to_string)
-        };
-        if text(&["eventSource"]).as_deref() != Some("ssm.amazonaws.com")
-            || text(&["eventName"]).as_deref() != Some("StartSession")
-        {
-            continue;
-        }
-        let Some(session) = text(&["responseElements", "sessionId"]) else {
-            continue;
-        };
-        let principal = text(&["userIdentity", "arn"]);
-        let started_at = text(&["eventTime"])
-            .and_then(|time| chrono::DateTime::parse_from_rfc3339(&time).ok())
-            .map(|time| time.timestamp_micros());
-        let account = text(&["recipientAccountId"])
-            .or_else(|| text(&["userIdentity", "accountId"]))
-            .or_else(|| principal.as_deref().and_then(account_of_arn));
-        found.insert(
-            session.clone(),
-            SessionContext {
-                session_id: session,
-                principal,
-                run_as: None,
-                target: text(&["requestParameters", "target"]),
-                region: text(&["awsRegion"]),
-                account,
-                started_at,
-            },
-        );
-    }
-    Ok(found)
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -298,7 +249,7 @@ pub fn pending_local(files: Vec<LocalFile>, cursors: &Cursors, cache: &LocalCach
             let position = format!("size:{}", file.stamp.len);
             if cursor != Some(&position) {
                 pending.push(Pending::Refused(BadInput {
-                    source: SessionSource::Local,
+                    source: SessionSource::Local.as_str(),
                     reason: format!(
                         "{} is {} bytes, over the {MAX_OBJECT_BYTES}-byte limit",
                         file.source_ref, file.stamp.len
@@ -356,7 +307,7 @@ pub fn fetch_local(
     let observed_at = stamp.observed_at();
     let Some(session_id) = session_id_of(stem) else {
         let bad = BadInput {
-            source: SessionSource::Local,
+            source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
             raw: bytes,
@@ -398,7 +349,7 @@ pub fn fetch_local(
             })
         }
         Err(error) => Fetched::Bad(BadInput {
-            source: SessionSource::Local,
+            source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
             raw: bytes,
@@ -408,15 +359,16 @@ pub fn fetch_local(
     Ok((fetched, seen))
 }
 
-/// Reads a local CloudTrail file (blocking); a file that is not CloudTrail is logged and
-/// yields nothing.
-pub fn read_local_cloudtrail(file: &LocalFile) -> anyhow::Result<BTreeMap<String, SessionContext>> {
-    let bytes =
-        std::fs::read(&file.path).with_context(|| format!("failed to read {}", file.source_ref))?;
-    Ok(parse_cloudtrail(&bytes, &file.source_ref).unwrap_or_else(|error| {
-        tracing::warn!(file = %file.source_ref, error = %format!("{error:#}"), "cloudtrail file skipped");
-        BTreeMap::new()
-    }))
+/// Reads a local CloudTrail file (blocking: run it on `spawn_blocking`); its position is the
+/// content hash. Returns `None` when the file was removed since the listing.
+pub fn read_local_trail(file: &LocalFile) -> anyhow::Result<Option<TrailInput>> {
+    let source_ref = &file.source_ref;
+    let raw = match std::fs::read(&file.path) {
+        Ok(raw) => raw,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("failed to read {source_ref}")),
+    };
+    Ok(Some(TrailInput { source_ref: source_ref.clone(), position: sha256_hex(&raw), raw }))
 }
 
 /// Lists the objects under `prefix` whose keys end in one of `suffixes`, every page.
@@ -496,7 +448,7 @@ pub async fn list_s3(
             Some(_) => None,
         };
         if let Some(reason) = refused {
-            let source = SessionSource::S3;
+            let source = SessionSource::S3.as_str();
             pending.push(Pending::Refused(BadInput {
                 source,
                 source_ref,
@@ -588,7 +540,7 @@ pub async fn fetch_cloudwatch(
     let (form, raw) = cloudwatch_raw(&events);
     let Some(session_id) = session_id_of(stream) else {
         return Ok(Fetched::Bad(BadInput {
-            source: SessionSource::CloudwatchStream,
+            source: SessionSource::CloudwatchStream.as_str(),
             reason: format!("{source_ref}: stream name is not a session id"),
             source_ref,
             position: position.to_string(),
@@ -668,24 +620,19 @@ pub async fn list_cloudtrail_s3(
         .collect())
 }
 
-/// Reads one CloudTrail file from S3; a file that is not CloudTrail is logged and yields
-/// nothing. Decompression and parsing run on the blocking pool.
-pub async fn fetch_cloudtrail_s3(
+/// Reads one CloudTrail file from S3; its position is the ETag of the bytes read.
+pub async fn fetch_trail_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> anyhow::Result<BTreeMap<String, SessionContext>> {
-    let name = format!("s3://{bucket}/{key}");
-    let (bytes, _) = get_object(client, bucket, key).await?;
-    let parsed = tokio::task::spawn_blocking(move || {
-        parse_cloudtrail(&bytes, &name).unwrap_or_else(|error| {
-            tracing::warn!(object = %name, error = %format!("{error:#}"), "cloudtrail file skipped");
-            BTreeMap::new()
-        })
+    listed_etag: &str,
+) -> anyhow::Result<TrailInput> {
+    let (raw, etag) = get_object(client, bucket, key).await?;
+    Ok(TrailInput {
+        source_ref: format!("s3://{bucket}/{key}"),
+        position: etag.unwrap_or_else(|| listed_etag.to_string()),
+        raw,
     })
-    .await
-    .context("cloudtrail parser task failed")?;
-    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -718,16 +665,5 @@ mod tests {
             message: r#"{"eventVersion":"1.0","sessionData":["$ ls"]}"#.into(),
         }];
         assert_eq!(cloudwatch_raw(&stream).0, InputForm::CloudwatchStream);
-    }
-
-    #[test]
-    fn test_cloudtrail_start_session() {
-        let json = br#"{"Records":[{"eventSource":"ssm.amazonaws.com","eventName":"StartSession","eventTime":"2020-05-18T17:00:24Z","awsRegion":"us-east-1","userIdentity":{"arn":"arn:aws:iam::354114410416:user/garland.kan.temp","accountId":"354114410416"},"requestParameters":{"target":"i-02311671588e96626"},"responseElements":{"sessionId":"garland.kan.temp-0e34861185201706f"},"recipientAccountId":"354114410416"},{"eventSource":"s3.amazonaws.com","eventName":"GetObject"}]}"#;
-        let found = parse_cloudtrail(json, "t.json").expect("parse");
-        let context = &found["garland.kan.temp-0e34861185201706f"];
-        assert_eq!(context.target.as_deref(), Some("i-02311671588e96626"));
-        assert_eq!(context.account.as_deref(), Some("354114410416"));
-        assert_eq!(context.started_at, Some(1_589_821_224_000_000));
-        assert_eq!(found.len(), 1);
     }
 }

@@ -1,5 +1,6 @@
-//! The lake as DataFusion tables: `commands` and `sessions`, registered from the files the
-//! manifest says are live, with the encrypted columns opened through the key providers.
+//! The lake as DataFusion tables: `commands`, `sessions` and `access`, registered from the
+//! files the manifest says are live, with the encrypted columns opened through the key
+//! providers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,9 @@ use sessionlake_lake::manifest;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
-use sessionlake_schemas::{ENCRYPTED_COLUMNS, commands_schema, sessions_schema};
+use sessionlake_schemas::{
+    ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, access_schema, commands_schema, sessions_schema,
+};
 use url::Url;
 
 /// Id under which the lake's decryption is registered with DataFusion.
@@ -32,12 +35,13 @@ const ENCRYPTION_FACTORY_ID: &str = "sessionlake";
 /// URL the lake's object store is registered under.
 const LAKE_URL: &str = "sessionlake://lake/";
 
-/// Hands DataFusion the decryption keys of each `commands` file, unwrapping the file's data
-/// key (named by the manifest) the first time the file is read.
+/// Hands DataFusion the decryption keys of each `commands` and `access` file, unwrapping the
+/// file's data key (named by the manifest) the first time the file is read.
 #[derive(Debug)]
 struct LakeDecryption {
     keys: Keys,
-    wrapped: HashMap<String, WrappedKey>,
+    /// Each encrypted file's wrapped key and encrypted columns.
+    wrapped: HashMap<String, (WrappedKey, &'static [&'static str])>,
     opened: Mutex<HashMap<String, Arc<FileDecryptionProperties>>>,
 }
 
@@ -61,7 +65,7 @@ impl EncryptionFactory for LakeDecryption {
         if let Some(found) = self.opened.lock().map_err(|_| lock_error())?.get(&path) {
             return Ok(Some(Arc::clone(found)));
         }
-        let Some(wrapped) = self.wrapped.get(&path) else {
+        let Some((wrapped, columns)) = self.wrapped.get(&path) else {
             return Ok(None);
         };
         let key = self.keys.decrypt(wrapped).await.map_err(|error| {
@@ -71,7 +75,7 @@ impl EncryptionFactory for LakeDecryption {
         })?;
         let secret = key.expose().to_vec();
         let properties = FileDecryptionProperties::builder(secret.clone())
-            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])?
+            .with_column_keys(columns.to_vec(), vec![secret; columns.len()])?
             .build()?;
         self.opened.lock().map_err(|_| lock_error())?.insert(path, Arc::clone(&properties));
         Ok(Some(properties))
@@ -102,7 +106,7 @@ impl LakeSnapshot {
     }
 }
 
-/// Registers `commands` and `sessions` with `ctx`; `keep` chooses files by path (partition
+/// Registers `commands`, `sessions` and `access` with `ctx`; `keep` chooses files by path (partition
 /// pruning on `dt=` before DataFusion sees them).
 pub fn register(
     ctx: &SessionContext,
@@ -115,9 +119,15 @@ pub fn register(
     let (engine_store, prefix) = store.engine_store();
     ctx.register_object_store(&url, engine_store);
     let commands = snapshot.files(ObjectKind::Commands, keep);
-    let wrapped = commands
-        .iter()
-        .filter_map(|entry| Some((format!("{prefix}{}", entry.path), entry.key.clone()?)))
+    let access = snapshot.files(ObjectKind::Access, keep);
+    let encrypted = [(&commands, &ENCRYPTED_COLUMNS[..]), (&access, &ACCESS_ENCRYPTED_COLUMNS[..])];
+    let wrapped = encrypted
+        .into_iter()
+        .flat_map(|(files, columns)| {
+            files.iter().filter_map(move |entry| {
+                Some((format!("{prefix}{}", entry.path), (entry.key.clone()?, columns)))
+            })
+        })
         .collect();
     ctx.runtime_env().register_parquet_encryption_factory(
         ENCRYPTION_FACTORY_ID,
@@ -126,6 +136,7 @@ pub fn register(
     register_table(ctx, "commands", commands_schema(), prefix, &commands)?;
     let sessions = snapshot.files(ObjectKind::Sessions, keep);
     register_table(ctx, "sessions", sessions_schema(), prefix, &sessions)?;
+    register_table(ctx, "access", access_schema(), prefix, &access)?;
     Ok(())
 }
 

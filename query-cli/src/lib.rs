@@ -3,6 +3,7 @@
 //! Queries run on DataFusion over the lake's Parquet files (the ones the manifest says are
 //! live), decrypting the encrypted columns through the lake's key providers.
 
+pub mod access;
 pub mod asciicast;
 pub mod export;
 pub mod lake_tables;
@@ -56,8 +57,12 @@ pub struct Cli {
 pub enum Command {
     /// Finds commands: who ran what, as whom, where and when.
     Search(SearchArgs),
-    /// Lists sessions: who, as whom, where, when, how many commands, from which source.
+    /// Lists sessions: who, as whom, where, when, how many commands, from which source, and
+    /// for a session without a transcript, why (from CloudTrail).
     Sessions(SessionsArgs),
+    /// Lists access events from CloudTrail: sessions started, resumed and terminated, EC2
+    /// Instance Connect keys pushed, Run Command sent.
+    Access(access::AccessArgs),
     /// Prints one session's commands with their times and output; `--raw` replays the
     /// original terminal bytes.
     Show(ShowArgs),
@@ -153,6 +158,10 @@ pub struct SearchArgs {
     /// Text the command must contain.
     #[arg(long)]
     pub command_contains: Option<String>,
+    /// Also list the access events (CloudTrail) that pass the who/where/when filters, in the
+    /// same time order.
+    #[arg(long)]
+    pub include_access: bool,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
@@ -161,6 +170,10 @@ pub struct SearchArgs {
 /// Options of `sessions`.
 #[derive(Debug, ClapArgs)]
 pub struct SessionsArgs {
+    /// A session started longer ago than this without a transcript in the lake is reported
+    /// as `not-delivered` (missing evidence); younger, as `pending`.
+    #[arg(long, env = "SESSIONLAKE_TRANSCRIPT_WAIT", default_value = access::DEFAULT_TRANSCRIPT_WAIT)]
+    pub transcript_wait: String,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
@@ -180,6 +193,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Search(ref args) => search(&cli, args).await,
         Command::Sessions(ref args) => sessions(&cli, args).await,
+        Command::Access(ref args) => access::access(&cli, args).await,
         Command::Show(ref args) => show(&cli, args).await,
         Command::Verify(ref args) => run_verify(&cli, args).await,
         Command::Export(ref args) => export::export(&cli, args).await,
@@ -418,9 +432,17 @@ async fn run_query(
 ) -> anyhow::Result<Outcome> {
     let frame = ctx.sql(sql).await?.with_param_values(query.params)?;
     let batches = frame.collect().await.context("query failed")?;
+    show_batches(&batches, filters, view)
+}
+
+fn show_batches(
+    batches: &[RecordBatch],
+    filters: &Filters,
+    view: &View,
+) -> anyhow::Result<Outcome> {
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let shown = filters.limit.unwrap_or(usize::MAX).min(total);
-    print_rows(&batches, view, shown, total, filters.json)?;
+    print_rows(batches, view, shown, total, filters.json)?;
     Ok(if total > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
@@ -438,18 +460,26 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "c", time_expression, since, until);
     let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
-    let sql = format!(
+    let commands_sql = format!(
         "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, \
          min(started_at) AS started_at, max(ended_at) AS ended_at FROM sessions \
-         GROUP BY session_id) s ON c.session_id = s.session_id {} \
-         ORDER BY {time_expression} NULLS FIRST, c.session_id, c.seq",
+         GROUP BY session_id) s ON c.session_id = s.session_id {}",
         query.where_clause()
     );
+    if args.include_access {
+        let sql =
+            access::search_with_access_sql(&commands_sql, &mut query, &args.filters, since, until);
+        return run_query(&ctx, &sql, query, &args.filters, &access::SEARCH_WITH_ACCESS_VIEW).await;
+    }
+    let sql = format!("{commands_sql} ORDER BY {time_expression} NULLS FIRST, c.session_id, c.seq");
     run_query(&ctx, &sql, query, &args.filters, &SEARCH_VIEW).await
 }
 
 async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let (since, until) = time_range(&args.filters)?;
+    let wait = time::parse_span(&args.transcript_wait)
+        .unwrap_or_else(|| Err(anyhow::anyhow!("use a span such as 24h or 2d")))
+        .with_context(|| format!("--transcript-wait {:?}", args.transcript_wait))?;
     let mut query = Query::default();
     let time_expression = "coalesce(s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "s", time_expression, since, until);
@@ -460,7 +490,11 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
          ORDER BY {time_expression} NULLS FIRST, s.session_id, s.source",
         query.where_clause()
     );
-    run_query(&ctx, &sql, query, &args.filters, &SESSIONS_VIEW).await
+    let frame = ctx.sql(&sql).await?.with_param_values(query.params)?;
+    let found = frame.collect().await.context("query failed")?;
+    let sessions =
+        access::with_transcript_status(&ctx, &found, &args.filters, since, until, wait).await?;
+    show_batches(&[sessions], &args.filters, &SESSIONS_VIEW)
 }
 
 async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
@@ -694,19 +728,9 @@ const SHOW_VIEW: View = View {
 };
 
 const SESSIONS_VIEW: View = View {
-    columns: &[
-        "session_id",
-        "started_at",
-        "ended_at",
-        "principal",
-        "run_as",
-        "target",
-        "command_count",
-        "status",
-        "source",
-    ],
+    columns: &access::SESSIONS_COLUMNS,
     numeric: &["command_count"],
-    booleans: &[],
+    booleans: &["transcript"],
     header: &[
         "STARTED",
         "ENDED",
@@ -717,8 +741,14 @@ const SESSIONS_VIEW: View = View {
         "COMMANDS",
         "STATUS",
         "SOURCE",
+        "TRANSCRIPT",
     ],
     row: |row| {
+        let transcript = match (row[9].as_deref(), row[10].as_deref()) {
+            (Some("true"), _) => "yes".to_string(),
+            (_, Some(why)) => format!("no: {why}"),
+            _ => "no".to_string(),
+        };
         vec![
             cell(row, 1),
             cell(row, 2),
@@ -729,6 +759,7 @@ const SESSIONS_VIEW: View = View {
             cell(row, 6),
             cell(row, 7),
             cell(row, 8),
+            transcript,
         ]
     },
     noun: "matching sessions",

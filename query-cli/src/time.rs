@@ -8,22 +8,31 @@ pub fn parse_time(text: &str) -> anyhow::Result<i64> {
     parse_time_at(text, chrono::Utc::now().timestamp_micros())
 }
 
+/// Parses a span (`7d`, `12h`, `30m`, `45s`, `2w`) into µs; `None` when `text` is no span.
+pub fn parse_span(text: &str) -> Option<anyhow::Result<i64>> {
+    let text = text.trim();
+    let (number, unit) = text.char_indices().last().map(|(i, c)| (&text[..i], c))?;
+    let count = number.parse::<i64>().ok()?;
+    let unit_micros: i64 = match unit {
+        's' => 1_000_000,
+        'm' => 60_000_000,
+        'h' => 3_600_000_000,
+        'd' => 86_400_000_000,
+        'w' => 7 * 86_400_000_000,
+        _ => {
+            return Some(Err(anyhow::anyhow!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            )));
+        }
+    };
+    Some(count.checked_mul(unit_micros).context("relative time overflows"))
+}
+
 /// Parses `text` with relative times counted back from `now` (µs).
 pub fn parse_time_at(text: &str, now: i64) -> anyhow::Result<i64> {
     let text = text.trim();
-    if let Some((number, unit)) = text.char_indices().last().map(|(i, c)| (&text[..i], c))
-        && let Ok(count) = number.parse::<i64>()
-    {
-        let unit_micros: i64 = match unit {
-            's' => 1_000_000,
-            'm' => 60_000_000,
-            'h' => 3_600_000_000,
-            'd' => 86_400_000_000,
-            'w' => 7 * 86_400_000_000,
-            _ => anyhow::bail!("{text:?}: unknown unit {unit:?} (use s, m, h, d or w)"),
-        };
-        let span = count.checked_mul(unit_micros).context("relative time overflows")?;
-        return now.checked_sub(span).context("relative time overflows");
+    if let Some(span) = parse_span(text) {
+        return now.checked_sub(span?).context("relative time overflows");
     }
     if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(time.timestamp_micros());
@@ -66,6 +75,13 @@ mod tests {
         assert!(parse_time_at("yesterday", now).is_err());
         assert!(parse_time_at("5y", now).is_err());
         assert!(parse_time_at("-106751000d", now).is_err());
+    }
+
+    #[test]
+    fn test_parse_span() {
+        assert_eq!(parse_span("24h").map(|r| r.ok()), Some(Some(86_400_000_000)));
+        assert!(parse_span("2026-03-14").is_none());
+        assert!(matches!(parse_span("5y"), Some(Err(_))));
     }
 
     #[test]

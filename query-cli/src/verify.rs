@@ -45,11 +45,12 @@ const CHECK_CONCURRENCY: usize = 16;
 const PROGRESS_REDRAW: Duration = Duration::from_millis(100);
 
 /// Folders whose every object must be named by a commit.
-const COMMITTED_FOLDERS: [&str; 7] = [
+const COMMITTED_FOLDERS: [&str; 8] = [
     paths::RAW_DIR,
     paths::HOLDS_DIR,
     paths::COMMANDS_DIR,
     paths::SESSIONS_DIR,
+    paths::ACCESS_DIR,
     paths::QUARANTINE_DIR,
     paths::KEYS_DIR,
     paths::MANIFEST_DIR,

@@ -26,3 +26,21 @@ LOCATION 's3://<bucket>/<prefix>/sessions/'
 TBLPROPERTIES ('projection.enabled'='true', 'projection.dt.type'='date',
   'projection.dt.format'='yyyy-MM-dd', 'projection.dt.range'='2015-01-01,NOW',
   'storage.location.template'='s3://<bucket>/<prefix>/sessions/dt=${dt}/');
+
+-- One row per CloudTrail access event (StartSession, ResumeSession, TerminateSession, EC2
+-- Instance Connect SendSSHPublicKey, Run Command SendCommand). `parameters` (request parameters
+-- that can hold scripts, hosts and ports) is encrypted; every other column reads without keys.
+-- dt is the event's day (UTC). Who touched a node:
+--   SELECT event_time, kind, principal FROM sessionlake_access WHERE contains(targets, 'i-…')
+CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_access (
+  event_id string, event_time timestamp, kind string, principal string, principal_type string,
+  source_ip string, user_agent string, targets array<string>, os_user string,
+  document_name string, session_id string, command_id string, region string, account string,
+  error_code string, source_ref string
+)
+PARTITIONED BY (dt string)
+STORED AS PARQUET
+LOCATION 's3://<bucket>/<prefix>/access/'
+TBLPROPERTIES ('projection.enabled'='true', 'projection.dt.type'='date',
+  'projection.dt.format'='yyyy-MM-dd', 'projection.dt.range'='2015-01-01,NOW',
+  'storage.location.template'='s3://<bucket>/<prefix>/access/dt=${dt}/');

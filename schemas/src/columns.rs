@@ -1,4 +1,4 @@
-//! Column names of the `commands` and `sessions` tables. Code refers to these, never to literals.
+//! Column names of the `commands`, `sessions` and `access` tables. Code refers to these, never to literals.
 
 /// Session id, `<principal>-<suffix>` as SSM makes it.
 pub const SESSION_ID: &str = "session_id";
@@ -61,3 +61,29 @@ pub const INGESTED_AT: &str = "ingested_at";
 pub const STATUS: &str = "status";
 /// Hive partition column (session start date, UTC); in the path, not in the files.
 pub const DT: &str = "dt";
+
+/// CloudTrail `eventID` of an access event: unique per event, the table's dedupe key.
+pub const EVENT_ID: &str = "event_id";
+/// CloudTrail `eventTime` of an access event (µs since the epoch, UTC).
+pub const EVENT_TIME: &str = "event_time";
+/// What kind of access: see [`crate::AccessKind`].
+pub const KIND: &str = "kind";
+/// CloudTrail `userIdentity.type`: `IAMUser`, `AssumedRole`, `Root`, `AWSService`, ….
+pub const PRINCIPAL_TYPE: &str = "principal_type";
+/// CloudTrail `sourceIPAddress` (an IP, or a service name for calls AWS made on one's behalf).
+pub const SOURCE_IP: &str = "source_ip";
+/// CloudTrail `userAgent`.
+pub const USER_AGENT: &str = "user_agent";
+/// Managed nodes the event targets: instance ids, or `tag:Key=Value` for Run Command tag targets.
+pub const TARGETS: &str = "targets";
+/// OS user an EC2 Instance Connect key was pushed for (`instanceOSUser`).
+pub const OS_USER: &str = "os_user";
+/// SSM document (`AWS-StartPortForwardingSession`, `AWS-StartSSHSession`, `AWS-RunShellScript`).
+pub const DOCUMENT_NAME: &str = "document_name";
+/// The event's request parameters that can hold what a person typed (Run Command scripts,
+/// port-forwarding hosts and ports), as JSON text. Encrypted.
+pub const PARAMETERS: &str = "parameters";
+/// Run Command `commandId`.
+pub const COMMAND_ID: &str = "command_id";
+/// CloudTrail `errorCode` when the call failed (a refused access is evidence too).
+pub const ERROR_CODE: &str = "error_code";

@@ -62,6 +62,8 @@ pub const ROLE_RAW: &str = "raw";
 pub const ROLE_COMMANDS: &str = "commands";
 /// [`CONTEXT_ROLE`] of a session key (which wraps the data keys of one session version).
 pub const ROLE_SESSION: &str = "session";
+/// [`CONTEXT_ROLE`] of an `access` file's key (bound to the CloudTrail file it came from).
+pub const ROLE_ACCESS: &str = "access";
 /// [`CONTEXT_ROLE`] of a quarantined input's key.
 pub const ROLE_QUARANTINE: &str = "quarantine";
 

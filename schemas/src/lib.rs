@@ -20,12 +20,14 @@ mod schema;
 pub mod session_id;
 
 pub use records::{
-    CommandRecord, Confidence, SessionRecord, SessionSource, SessionStatus, TimeSource,
+    AccessKind, AccessRecord, CommandRecord, Confidence, SessionRecord, SessionSource,
+    SessionStatus, TimeSource,
 };
 pub use schema::{
-    ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, commands_schema, sessions_schema,
-    validate_schema,
+    ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, access_schema,
+    commands_schema, sessions_schema, validate_schema,
 };
 
-/// Athena / Trino DDL for the `commands` and `sessions` tables, with `dt` partition projection.
+/// Athena / Trino DDL for the `commands`, `sessions` and `access` tables, with `dt` partition
+/// projection.
 pub const ATHENA_DDL: &str = include_str!("../ddl/athena.sql");

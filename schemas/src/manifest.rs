@@ -67,6 +67,8 @@ pub enum ObjectKind {
     Commands,
     /// A `sessions` Parquet file.
     Sessions,
+    /// An `access` Parquet file (CloudTrail access events of one CloudTrail file and day).
+    Access,
     /// An encrypted input that could not be parsed.
     Quarantine,
     /// A public key that verifies signatures.

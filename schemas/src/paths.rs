@@ -4,6 +4,7 @@
 //! raw/dt=YYYY-MM-DD/<session-id>.<source>.<version>.zst.sle   original transcript: zstd, then AEAD
 //! commands/dt=YYYY-MM-DD/<session-id>.<source>.<version>.parquet  one row per command
 //! sessions/dt=YYYY-MM-DD/<session-id>.<source>.<version>.parquet  one row per session
+//! access/dt=YYYY-MM-DD/<trail-file-id>.<version>.parquet  one row per CloudTrail access event
 //! quarantine/<source>/<object-id>.sle                input that could not be parsed, encrypted
 //! manifest/<sequence>.json                           the signed commit chain
 //! keys/<key-id>.json                                 public keys that verify manifest signatures
@@ -23,6 +24,8 @@ pub const RAW_DIR: &str = "raw";
 pub const COMMANDS_DIR: &str = "commands";
 /// Folder of the `sessions` table.
 pub const SESSIONS_DIR: &str = "sessions";
+/// Folder of the `access` table.
+pub const ACCESS_DIR: &str = "access";
 /// Folder of the manifest chain.
 pub const MANIFEST_DIR: &str = "manifest";
 /// Folder of quarantined input.
@@ -105,9 +108,27 @@ pub fn session_key_object(stem: &str) -> String {
     format!("{KEYS_DIR}/sessions/{stem}{SESSION_KEY_EXTENSION}")
 }
 
+/// Returns the lake path of an `access` file: the events of one CloudTrail file (named by
+/// `trail_file_id`, a hash of where the file came from) that happened on day `dt`.
+pub fn access_object(dt: &str, trail_file_id: &str, version: &str) -> String {
+    format!("{ACCESS_DIR}/dt={dt}/{trail_file_id}.{version}.parquet")
+}
+
+/// Returns whether `path` is an `access` file of the CloudTrail file `trail_file_id`, whatever
+/// its day and version.
+pub fn is_access_object_of(path: &str, trail_file_id: &str) -> bool {
+    let Some(rest) = path.strip_prefix(ACCESS_DIR).and_then(|rest| rest.strip_prefix('/')) else {
+        return false;
+    };
+    let name = rest.rsplit('/').next().unwrap_or_default();
+    name.strip_suffix(".parquet")
+        .and_then(|stem| stem.rsplit_once('.'))
+        .is_some_and(|(id, _version)| id == trail_file_id)
+}
+
 /// Returns the lake path of a quarantined input.
-pub fn quarantine_object(source: SessionSource, object_id: &str) -> String {
-    format!("{QUARANTINE_DIR}/{}/{object_id}.sle", source.as_str())
+pub fn quarantine_object(source: &str, object_id: &str) -> String {
+    format!("{QUARANTINE_DIR}/{source}/{object_id}.sle")
 }
 
 /// Returns the lake path of manifest number `sequence`.
@@ -167,6 +188,16 @@ mod tests {
         let other = raw_object("2026-03-14", "x.s3.y", SessionSource::S3, "v2");
         assert!(!is_session_object(&other, "x", SessionSource::S3));
         assert!(is_session_object(&other, "x.s3.y", SessionSource::S3));
+    }
+
+    #[test]
+    fn test_access_objects_are_recognised_by_trail_file() {
+        let path = access_object("2026-03-14", "ab12", "v1");
+        assert_eq!(path, "access/dt=2026-03-14/ab12.v1.parquet");
+        assert!(is_access_object_of(&path, "ab12"));
+        assert!(!is_access_object_of(&path, "ab1"));
+        assert!(!is_access_object_of("commands/dt=2026-03-14/ab12.v1.parquet", "ab12"));
+        assert_eq!(dt_of(&path), Some("2026-03-14"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Row types of the `commands` and `sessions` tables.
+//! Row types of the `commands`, `sessions` and `access` tables.
 
 use std::sync::Arc;
 
@@ -203,6 +203,88 @@ pub struct SessionRecord {
     pub status: SessionStatus,
     /// Parser version.
     pub parser_version: u32,
+}
+
+/// How a person got at a managed node, as CloudTrail tells it: the `kind` of an `access` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessKind {
+    /// SSM `StartSession`: a shell, port forwarding or SSH over Session Manager.
+    SsmSession,
+    /// SSM `ResumeSession`: a client reconnected to a session.
+    SsmResume,
+    /// SSM `TerminateSession`.
+    SsmTerminate,
+    /// EC2 Instance Connect `SendSSHPublicKey`: a 60-second SSH key pushed for an OS user.
+    Ec2InstanceConnect,
+    /// SSM `SendCommand`: Run Command on one or many nodes.
+    RunCommand,
+}
+
+impl AccessKind {
+    /// Every kind, in the order listings show them.
+    pub const ALL: [AccessKind; 5] = [
+        AccessKind::SsmSession,
+        AccessKind::SsmResume,
+        AccessKind::SsmTerminate,
+        AccessKind::Ec2InstanceConnect,
+        AccessKind::RunCommand,
+    ];
+
+    /// Returns the value stored in the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessKind::SsmSession => "ssm-session",
+            AccessKind::SsmResume => "ssm-resume",
+            AccessKind::SsmTerminate => "ssm-terminate",
+            AccessKind::Ec2InstanceConnect => "ec2-instance-connect",
+            AccessKind::RunCommand => "run-command",
+        }
+    }
+
+    /// Returns the kind stored as `text` in the `kind` column.
+    pub fn parse(text: &str) -> Option<AccessKind> {
+        AccessKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// One access event from CloudTrail: a row of the `access` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    /// CloudTrail `eventID` (the dedupe key).
+    pub event_id: String,
+    /// CloudTrail `eventTime` (µs).
+    pub event_time: i64,
+    /// What kind of access.
+    pub kind: AccessKind,
+    /// `userIdentity.arn` (or the principal id or account root when there is no ARN).
+    pub principal: Option<String>,
+    /// `userIdentity.type`.
+    pub principal_type: Option<String>,
+    /// `sourceIPAddress`.
+    pub source_ip: Option<String>,
+    /// `userAgent`.
+    pub user_agent: Option<String>,
+    /// Target nodes: instance ids, or `tag:Key=Value` for Run Command tag targets.
+    pub targets: Vec<String>,
+    /// Instance Connect's `instanceOSUser`.
+    pub os_user: Option<String>,
+    /// SSM document name.
+    pub document_name: Option<String>,
+    /// Request parameters that can hold what a person typed, as JSON text (encrypted at rest).
+    pub parameters: Option<String>,
+    /// Session id (StartSession's response, Resume/TerminateSession's request).
+    pub session_id: Option<String>,
+    /// Run Command's command id.
+    pub command_id: Option<String>,
+    /// `awsRegion`.
+    pub region: Option<String>,
+    /// `recipientAccountId` (else the caller's account).
+    pub account: Option<String>,
+    /// `errorCode` of a refused or failed call.
+    pub error_code: Option<String>,
+    /// The CloudTrail file the event was read from (`s3://…` or a path).
+    pub source_ref: String,
 }
 
 /// (De)serializes an `Arc<str>` as a plain string (serde's own impl needs its `rc` feature).

@@ -16,6 +16,11 @@ pub const SCHEMA_VERSION_KEY: &str = "sessionlake.schema_version";
 /// Everything else (ids, times, who, where) stays readable for pruning, retention and other engines.
 pub const ENCRYPTED_COLUMNS: [&str; 4] = [COMMAND, OUTPUT, PROMPT, CWD];
 
+/// Columns of the `access` table that can hold what a person typed (Run Command scripts,
+/// port-forwarding hosts and ports): encrypted like [`ENCRYPTED_COLUMNS`]. Who, when, where,
+/// which document and which session stay readable.
+pub const ACCESS_ENCRYPTED_COLUMNS: [&str; 1] = [PARAMETERS];
+
 fn timestamp() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -67,6 +72,33 @@ static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+static ACCESS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(EVENT_ID, DataType::Utf8, false),
+        Field::new(EVENT_TIME, timestamp(), false),
+        Field::new(KIND, DataType::Utf8, false),
+        Field::new(PRINCIPAL, DataType::Utf8, true),
+        Field::new(PRINCIPAL_TYPE, DataType::Utf8, true),
+        Field::new(SOURCE_IP, DataType::Utf8, true),
+        Field::new(USER_AGENT, DataType::Utf8, true),
+        Field::new(TARGETS, DataType::new_list(DataType::Utf8, true), false),
+        Field::new(OS_USER, DataType::Utf8, true),
+        Field::new(DOCUMENT_NAME, DataType::Utf8, true),
+        Field::new(PARAMETERS, DataType::Utf8, true),
+        Field::new(SESSION_ID, DataType::Utf8, true),
+        Field::new(COMMAND_ID, DataType::Utf8, true),
+        Field::new(REGION, DataType::Utf8, true),
+        Field::new(ACCOUNT, DataType::Utf8, true),
+        Field::new(ERROR_CODE, DataType::Utf8, true),
+        Field::new(SOURCE_REF, DataType::Utf8, false),
+    ]))
+});
+
+/// Returns the schema of the `access` table (one row per CloudTrail access event).
+pub fn access_schema() -> SchemaRef {
+    Arc::clone(&ACCESS)
+}
+
 /// Returns the schema of the `commands` table (one row per command).
 pub fn commands_schema() -> SchemaRef {
     Arc::clone(&COMMANDS)
@@ -106,6 +138,13 @@ mod tests {
     fn test_encrypted_columns_exist_in_commands() {
         for name in ENCRYPTED_COLUMNS {
             assert!(commands_schema().field_with_name(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn test_encrypted_columns_exist_in_access() {
+        for name in ACCESS_ENCRYPTED_COLUMNS {
+            assert!(access_schema().field_with_name(name).is_ok(), "{name}");
         }
     }
 

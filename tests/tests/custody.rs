@@ -55,10 +55,19 @@ fn read_manifest(lake: &Path, sequence: u64) -> Manifest {
     serde_json::from_slice(&bytes).expect("manifest JSON")
 }
 
+/// Copies the session examples, without the CloudTrail files (whose access events would make
+/// commits of their own), into `dir/examples`.
+fn session_examples(dir: &std::path::Path) -> std::path::PathBuf {
+    let examples = dir.join("examples");
+    copy_tree(&repo_root().join("examples"), &examples);
+    std::fs::remove_dir_all(examples.join("cloudtrail")).expect("remove CloudTrail examples");
+    examples
+}
+
 /// Ingests the examples one session per commit into `dir/lake`; returns the folder.
 fn lake_of_four_commits() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    session_examples(dir.path());
     let ingest = run(binary("sessionlake-ingest", false)
         .current_dir(dir.path())
         .args(["--batch-sessions", "1"]));
@@ -282,8 +291,7 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     let kms = aws_sdk_kms::Client::new(&sdk_config().await);
     let first_key = create_signing_key(&kms).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let examples = dir.path().join("examples");
-    copy_tree(&repo_root().join("examples"), &examples);
+    let examples = session_examples(dir.path());
     let ingest = |key: &str| {
         run(binary("sessionlake-ingest", true).current_dir(dir.path()).args([
             "--signing-key",

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
+mod access;
 mod custody;
 mod export;
 mod keys;
@@ -436,8 +437,12 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let stored = files_under(&copy);
     let count = |prefix: &str| stored.iter().filter(|p| p.starts_with(prefix)).count();
     assert_eq!(count("raw"), example_sessions(), "{stored:?}");
+    // Two commits: the CloudTrail files' access events first, then the sessions.
     assert!(
-        count("commands") >= 1 && count("sessions") >= 1 && count("manifest") == 1,
+        count("commands") >= 1
+            && count("sessions") >= 1
+            && count("access") >= 1
+            && count("manifest") == 2,
         "{stored:?}"
     );
 
@@ -463,13 +468,23 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     assert!(checked >= 15, "only {checked} commands were long enough to check");
     // Data keys are wrapped under their session's key; session keys came from KMS, bound to
     // the lake, the session and the role.
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(copy.join("manifest/00000000000000000000.json")).expect("manifest"),
-    )
-    .expect("json");
-    let added = manifest["body"]["added"].as_array().expect("added");
-    let keys: Vec<&Value> = added.iter().filter_map(|entry| entry.get("key")).collect();
-    assert!(!keys.is_empty());
+    let manifests: Vec<Value> = files_under(&copy.join("manifest"))
+        .iter()
+        .map(|file| {
+            serde_json::from_slice(&std::fs::read(copy.join("manifest").join(file)).expect("read"))
+                .expect("json")
+        })
+        .collect();
+    let added: Vec<&Value> = manifests
+        .iter()
+        .flat_map(|manifest| manifest["body"]["added"].as_array().expect("added"))
+        .collect();
+    let keys: Vec<&Value> = added
+        .iter()
+        .filter(|entry| entry["kind"] == "commands")
+        .filter_map(|entry| entry.get("key"))
+        .collect();
+    assert_eq!(keys.len(), example_sessions());
     assert!(keys.iter().all(|key| key["provider"] == "session"), "{keys:?}");
     let records: Vec<Value> = added
         .iter()

@@ -117,7 +117,9 @@ fn test_follow_ingests_new_sessions_serves_metrics_and_stops_on_sigterm() {
         (status == 200 && metric(&body, "sessionlake_ingest_sessions_total") == Some(expected))
             .then_some(body)
     });
-    assert_eq!(metric(&metrics, "sessionlake_ingest_commits_total"), Some(1.0), "{metrics}");
+    // The CloudTrail files' access events, then the sessions.
+    assert_eq!(metric(&metrics, "sessionlake_ingest_commits_total"), Some(2.0), "{metrics}");
+    assert_eq!(metric(&metrics, "sessionlake_ingest_access_events_total"), Some(4.0), "{metrics}");
     assert!(
         metric(&metrics, "sessionlake_ingest_commands_total").is_some_and(|n| n >= 30.0),
         "{metrics}"
@@ -163,7 +165,7 @@ fn test_follow_ingests_new_sessions_serves_metrics_and_stops_on_sigterm() {
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
     let summary = format!("ingested {} sessions", example_sessions() + 1);
     assert!(stopped.stdout.contains(&summary), "{}", stopped.stdout);
-    assert!(stopped.stdout.contains("2 commits"), "{}", stopped.stdout);
+    assert!(stopped.stdout.contains("3 commits"), "{}", stopped.stdout);
     for logged in ["ingest started", "shutdown requested", "ingest stopped; cursors saved"] {
         assert!(stopped.stderr.contains(logged), "{logged:?} not logged:\n{}", stopped.stderr);
     }
@@ -420,6 +422,8 @@ fn manifests(dir: &Path) -> Vec<Value> {
 fn test_follow_makes_idle_commits_and_a_stop_commit_that_verify_accepts() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    // Sessions only: CloudTrail files would add a commit of access events of their own.
+    std::fs::remove_dir_all(dir.path().join("examples/cloudtrail")).expect("remove CloudTrail");
     let mut service = Background::spawn(ingest(dir.path(), false).args([
         "--follow",
         "--poll-interval",

@@ -1,0 +1,554 @@
+//! CloudTrail log files to access events: the rows of the `access` table.
+//!
+//! # Input
+//!
+//! One file, gzip or not, in any of these shapes:
+//! - a CloudTrail log file, `{"Records": [record, …]}` (S3 delivery, `AWSLogs/<account>/
+//!   CloudTrail/<region>/YYYY/MM/DD/*.json.gz`);
+//! - a CloudWatch Logs subscription payload, `{"messageType": "DATA_MESSAGE", "logEvents":
+//!   [{"message": "<record as JSON text>"}, …]}` (a trail delivered to CloudWatch Logs; a
+//!   `CONTROL_MESSAGE` holds no events);
+//! - an EventBridge event, `{"detail-type": "AWS API Call via CloudTrail", "detail": record}`.
+//!
+//! A file in none of these shapes, that does not decompress or is not JSON, is an error (the
+//! caller quarantines it). Inside a good file, each record is [classified](classify): access
+//! events become [`AccessRecord`]s, other events are skipped after looking at `eventSource`
+//! and `eventName` only, and an access event that lacks what its row needs is counted as
+//! malformed with the reason. An event delivered twice in one file is kept once.
+//!
+//! ```
+//! use sessionlake_indexer::cloudtrail::parse_trail_file;
+//! let file = br#"{"Records":[{"eventID":"e1","eventTime":"2026-03-14T09:26:50Z",
+//!   "eventSource":"ec2-instance-connect.amazonaws.com","eventName":"SendSSHPublicKey",
+//!   "requestParameters":{"instanceId":"i-0a1b2c3d4e5f67890","instanceOSUser":"ec2-user"}}]}"#;
+//! let parsed = parse_trail_file(file, "trail.json").unwrap();
+//! assert_eq!(parsed.events[0].os_user.as_deref(), Some("ec2-user"));
+//! ```
+
+use std::collections::HashSet;
+use std::io::Read as _;
+
+use serde_json::{Map, Value};
+use sessionlake_schemas::{AccessKind, AccessRecord};
+
+use crate::{SessionContext, account_of_arn};
+
+/// Largest decompressed CloudTrail file read (CloudTrail's own files are a few MB).
+pub const MAX_TRAIL_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// `eventSource` of Session Manager and Run Command calls.
+const SSM_SOURCE: &str = "ssm.amazonaws.com";
+/// `eventSource` of EC2 Instance Connect calls.
+const INSTANCE_CONNECT_SOURCE: &str = "ec2-instance-connect.amazonaws.com";
+
+/// Request parameters that have columns of their own; the rest go to `parameters`.
+const PARAMETERS_WITH_COLUMNS: [&str; 6] =
+    ["target", "documentName", "sessionId", "instanceId", "instanceIds", "instanceOSUser"];
+
+/// What one CloudTrail file held.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TrailFile {
+    /// Access events, in file order, each event id once.
+    pub events: Vec<AccessRecord>,
+    /// Access events that could not be read, with the reason (no record content).
+    pub malformed: Vec<String>,
+    /// Events skipped as unrelated to access.
+    pub skipped: usize,
+    /// Events dropped because the same event id came earlier in the file.
+    pub duplicates: usize,
+}
+
+/// What [`classify`] made of one CloudTrail record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    /// Not an access event (decided from `eventSource` and `eventName` alone).
+    Unrelated,
+    /// An access event.
+    Access(Box<AccessRecord>),
+    /// An access event (or something that is no record) missing what its row needs.
+    Malformed(String),
+}
+
+/// Returns the access kind of an (`eventSource`, `eventName`) pair, if it is one.
+pub fn access_kind(event_source: &str, event_name: &str) -> Option<AccessKind> {
+    match (event_source, event_name) {
+        (SSM_SOURCE, "StartSession") => Some(AccessKind::SsmSession),
+        (SSM_SOURCE, "ResumeSession") => Some(AccessKind::SsmResume),
+        (SSM_SOURCE, "TerminateSession") => Some(AccessKind::SsmTerminate),
+        (SSM_SOURCE, "SendCommand") => Some(AccessKind::RunCommand),
+        (INSTANCE_CONNECT_SOURCE, "SendSSHPublicKey") => Some(AccessKind::Ec2InstanceConnect),
+        _ => None,
+    }
+}
+
+/// Reads one field: absent and `null` are `None`; any other non-string is an error naming it.
+fn text(object: &Map<String, Value>, path: &[&str]) -> Result<Option<String>, String> {
+    let Some((first, rest)) = path.split_first() else { return Ok(None) };
+    let mut value = object.get(*first);
+    for key in rest {
+        value = match value {
+            Some(Value::Object(inner)) => inner.get(*key),
+            Some(Value::Null) | None => None,
+            Some(_) => return Err(format!("{first} is not an object")),
+        };
+    }
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(found)) => Ok(Some(found.clone())),
+        Some(_) => Err(format!("{} is not a string", path.join("."))),
+    }
+}
+
+/// Reads a list of strings (`instanceIds`); a non-list or a non-string item is an error.
+fn texts(value: Option<&Value>, name: &str) -> Result<Vec<String>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| format!("{name} holds a non-string")),
+        Some(_) => Err(format!("{name} is not a list")),
+    }
+}
+
+/// Reads Run Command's `targets` (`[{"key": "tag:Env", "values": ["prod"]}]`) as
+/// `tag:Env=prod`; `InstanceIds` targets give the instance ids themselves.
+fn run_command_targets(value: Option<&Value>) -> Result<Vec<String>, String> {
+    let mut found = Vec::new();
+    let Some(Value::Array(targets)) = value else {
+        return match value {
+            None | Some(Value::Null) => Ok(found),
+            Some(_) => Err("requestParameters.targets is not a list".to_string()),
+        };
+    };
+    for target in targets {
+        let key = target.get("key").and_then(Value::as_str);
+        let values = texts(target.get("values"), "requestParameters.targets.values")?;
+        match key {
+            Some("InstanceIds") => found.extend(values),
+            Some(key) => found.extend(values.into_iter().map(|value| format!("{key}={value}"))),
+            None => return Err("requestParameters.targets has an item without a key".to_string()),
+        }
+    }
+    Ok(found)
+}
+
+/// Returns the request parameters that have no column of their own, as JSON text.
+fn other_parameters(request: Option<&Map<String, Value>>) -> Option<String> {
+    let rest: Map<String, Value> = request?
+        .iter()
+        .filter(|(key, value)| !PARAMETERS_WITH_COLUMNS.contains(&key.as_str()) && !value.is_null())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    (!rest.is_empty()).then(|| Value::Object(rest).to_string())
+}
+
+/// Classifies one CloudTrail record read from `source_ref`. Only `eventSource` and
+/// `eventName` are looked at before the record is known to be an access event.
+pub fn classify(record: &Value, source_ref: &str) -> Classified {
+    let Some(object) = record.as_object() else {
+        return Classified::Malformed("record is not a JSON object".to_string());
+    };
+    let event_source = object.get("eventSource").and_then(Value::as_str).unwrap_or_default();
+    let event_name = object.get("eventName").and_then(Value::as_str).unwrap_or_default();
+    let Some(kind) = access_kind(event_source, event_name) else {
+        return Classified::Unrelated;
+    };
+    match access_record(object, kind, source_ref) {
+        Ok(record) => Classified::Access(Box::new(record)),
+        Err(reason) => Classified::Malformed(format!("{event_name} event: {reason}")),
+    }
+}
+
+fn access_record(
+    object: &Map<String, Value>,
+    kind: AccessKind,
+    source_ref: &str,
+) -> Result<AccessRecord, String> {
+    let event_id = text(object, &["eventID"])?.ok_or("eventID is missing")?;
+    let event_time = text(object, &["eventTime"])?.ok_or("eventTime is missing")?;
+    let event_time = chrono::DateTime::parse_from_rfc3339(&event_time)
+        .map_err(|_| format!("eventTime {event_time:?} is not an RFC 3339 time"))?
+        .timestamp_micros();
+    let request = match object.get("requestParameters") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(request)) => Some(request),
+        Some(_) => return Err("requestParameters is not an object".to_string()),
+    };
+    let empty = Map::new();
+    let request_map = request.unwrap_or(&empty);
+    let response = match object.get("responseElements") {
+        Some(Value::Object(response)) => response,
+        _ => &empty,
+    };
+    let error_code = text(object, &["errorCode"])?;
+    let principal_type = text(object, &["userIdentity", "type"])?;
+    let principal = match text(object, &["userIdentity", "arn"])? {
+        Some(arn) => Some(arn),
+        None => text(object, &["userIdentity", "invokedBy"])?
+            .or(text(object, &["userIdentity", "principalId"])?),
+    };
+    let account = match text(object, &["recipientAccountId"])? {
+        Some(account) => Some(account),
+        None => text(object, &["userIdentity", "accountId"])?
+            .or_else(|| principal.as_deref().and_then(account_of_arn)),
+    };
+    let mut record = AccessRecord {
+        event_id,
+        event_time,
+        kind,
+        principal,
+        principal_type,
+        source_ip: text(object, &["sourceIPAddress"])?,
+        user_agent: text(object, &["userAgent"])?,
+        targets: Vec::new(),
+        os_user: None,
+        document_name: text(request_map, &["documentName"])?,
+        parameters: other_parameters(request),
+        session_id: None,
+        command_id: None,
+        region: text(object, &["awsRegion"])?,
+        account,
+        error_code,
+        source_ref: source_ref.to_string(),
+    };
+    let failed = record.error_code.is_some();
+    match kind {
+        AccessKind::SsmSession => {
+            record.targets.extend(text(request_map, &["target"])?);
+            record.session_id = text(response, &["sessionId"])?;
+            if record.session_id.is_none() && !failed {
+                return Err("responseElements.sessionId is missing".to_string());
+            }
+        }
+        AccessKind::SsmResume | AccessKind::SsmTerminate => {
+            record.session_id = match text(request_map, &["sessionId"])? {
+                Some(session) => Some(session),
+                None => text(response, &["sessionId"])?,
+            };
+            if record.session_id.is_none() {
+                return Err("sessionId is missing".to_string());
+            }
+        }
+        AccessKind::Ec2InstanceConnect => {
+            record.targets.extend(text(request_map, &["instanceId"])?);
+            record.os_user = text(request_map, &["instanceOSUser"])?;
+        }
+        AccessKind::RunCommand => {
+            record.targets =
+                texts(request_map.get("instanceIds"), "requestParameters.instanceIds")?;
+            record.targets.extend(run_command_targets(request_map.get("targets"))?);
+            let command = response.get("command").and_then(Value::as_object).unwrap_or(&empty);
+            record.command_id = text(command, &["commandId"])?;
+            if record.targets.is_empty() {
+                record.targets = texts(command.get("instanceIds"), "command.instanceIds")?;
+            }
+        }
+    }
+    let needs_target = !matches!(kind, AccessKind::SsmResume | AccessKind::SsmTerminate);
+    if needs_target && record.targets.is_empty() && !failed {
+        return Err("the request names no target".to_string());
+    }
+    Ok(record)
+}
+
+/// Returns the records of a CloudTrail document in one of the shapes the module accepts.
+fn records_of(document: Value) -> Result<Vec<Value>, String> {
+    let Value::Object(mut document) = document else {
+        return Err("is not a JSON object".to_string());
+    };
+    if let Some(records) = document.remove("Records") {
+        return match records {
+            Value::Array(records) => Ok(records),
+            _ => Err("has Records that is not a list".to_string()),
+        };
+    }
+    if let Some(message_type) = document.get("messageType").and_then(Value::as_str) {
+        if message_type == "CONTROL_MESSAGE" {
+            return Ok(Vec::new());
+        }
+        let Some(Value::Array(events)) = document.remove("logEvents") else {
+            return Err("is a CloudWatch Logs payload without logEvents".to_string());
+        };
+        // Each message is one record as JSON text; one that is not JSON is a malformed record.
+        return Ok(events
+            .into_iter()
+            .map(|event| {
+                event
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .and_then(|message| serde_json::from_str(message).ok())
+                    .unwrap_or(Value::Null)
+            })
+            .collect());
+    }
+    if document.contains_key("detail-type")
+        && let Some(detail) = document.remove("detail")
+    {
+        return Ok(vec![detail]);
+    }
+    Err("is not CloudTrail: no Records, logEvents or detail".to_string())
+}
+
+/// Reads one CloudTrail file from `source_ref` (gzip or not; see the module for the shapes).
+/// Returns the reason, naming `source_ref`, when the file as a whole cannot be read.
+pub fn parse_trail_file(bytes: &[u8], source_ref: &str) -> Result<TrailFile, String> {
+    let decompressed;
+    let json = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        sessionlake_lake::decompress::bounded(
+            flate2::read::MultiGzDecoder::new(bytes),
+            MAX_TRAIL_FILE_BYTES,
+            source_ref,
+        )
+        .read_to_end(&mut out)
+        .map_err(|error| format!("failed to decompress {source_ref}: {error}"))?;
+        decompressed = out;
+        &decompressed[..]
+    } else {
+        bytes
+    };
+    let document: Value = serde_json::from_slice(json)
+        .map_err(|error| format!("{source_ref} is not JSON: {error}"))?;
+    let records = records_of(document).map_err(|reason| format!("{source_ref} {reason}"))?;
+    let mut parsed = TrailFile::default();
+    let mut seen = HashSet::new();
+    for record in &records {
+        match classify(record, source_ref) {
+            Classified::Unrelated => parsed.skipped += 1,
+            Classified::Malformed(reason) => parsed.malformed.push(reason),
+            Classified::Access(record) => {
+                if seen.insert(record.event_id.clone()) {
+                    parsed.events.push(*record);
+                } else {
+                    parsed.duplicates += 1;
+                }
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// Returns what a successful `StartSession` tells about its session (the transcript's
+/// enrichment), or `None` for any other event.
+pub fn session_context(record: &AccessRecord) -> Option<SessionContext> {
+    if record.kind != AccessKind::SsmSession || record.error_code.is_some() {
+        return None;
+    }
+    let session_id = record.session_id.clone()?;
+    Some(SessionContext {
+        session_id,
+        principal: record.principal.clone(),
+        run_as: None,
+        target: record.targets.first().cloned(),
+        region: record.region.clone(),
+        account: record.account.clone(),
+        started_at: Some(record.event_time),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// §6.1 (a) of ssm-log-formats.md, verbatim.
+    const START_SESSION: &str = r#"{"eventVersion":"1.05","userIdentity":{"type":"IAMUser","principalId":"AIDAVE4W5C6YOXXF5XPOR","arn":"arn:aws:iam::354114410416:user/garland.kan.temp","accountId":"354114410416","accessKeyId":"AKIAVE4W5C6YJPLGCFU5","userName":"garland.kan.temp"},"eventTime":"2020-05-18T17:00:24Z","eventSource":"ssm.amazonaws.com","eventName":"StartSession","awsRegion":"us-east-1","sourceIPAddress":"38.30.8.138","userAgent":"aws-cli/2.0.0 Python/3.7.3 Linux/5.4.0-29-generic botocore/2.0.0dev4","requestParameters":{"target":"i-02311671588e96626","documentName":"SSM-sudo"},"responseElements":{"sessionId":"garland.kan.temp-0e34861185201706f","tokenValue":"Value hidden due to security reasons.","streamUrl":"wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/garland.kan.temp-0e34861185201706f?role=publish_subscribe"},"requestID":"35714caa-4b64-47c1-9842-2dc6d4786070","eventID":"4b7a66fc-bffb-4179-be64-69bba2bf714c","readOnly":false,"eventType":"AwsApiCall","recipientAccountId":"354114410416"}"#;
+
+    fn access(json: &str) -> AccessRecord {
+        let value: Value = serde_json::from_str(json).expect("test record is JSON");
+        match classify(&value, "trail.json") {
+            Classified::Access(record) => *record,
+            other => panic!("{json}: {other:?}"),
+        }
+    }
+
+    fn with(base: &str, edits: &[(&str, Value)]) -> String {
+        let mut value: Value = serde_json::from_str(base).expect("json");
+        for (key, edit) in edits {
+            value[*key] = edit.clone();
+        }
+        value.to_string()
+    }
+
+    #[test]
+    fn test_start_session_verbatim() {
+        let record = access(START_SESSION);
+        assert_eq!(record.kind, AccessKind::SsmSession);
+        assert_eq!(record.event_id, "4b7a66fc-bffb-4179-be64-69bba2bf714c");
+        assert_eq!(record.event_time, 1_589_821_224_000_000);
+        assert_eq!(
+            record.principal.as_deref(),
+            Some("arn:aws:iam::354114410416:user/garland.kan.temp")
+        );
+        assert_eq!(record.principal_type.as_deref(), Some("IAMUser"));
+        assert_eq!(record.source_ip.as_deref(), Some("38.30.8.138"));
+        assert_eq!(record.targets, vec!["i-02311671588e96626".to_string()]);
+        assert_eq!(record.document_name.as_deref(), Some("SSM-sudo"));
+        assert_eq!(record.session_id.as_deref(), Some("garland.kan.temp-0e34861185201706f"));
+        assert_eq!(record.account.as_deref(), Some("354114410416"));
+        assert_eq!(record.parameters, None);
+        let context = session_context(&record).expect("context");
+        assert_eq!(context.target.as_deref(), Some("i-02311671588e96626"));
+        assert_eq!(context.started_at, Some(1_589_821_224_000_000));
+    }
+
+    #[test]
+    fn test_classifier_kinds_and_fields() {
+        let port_forwarding = with(
+            START_SESSION,
+            &[(
+                "requestParameters",
+                serde_json::json!({"target": "i-1", "documentName": "AWS-StartPortForwardingSession",
+                    "parameters": {"localPortNumber": ["8089"], "portNumber": ["18089"]}}),
+            )],
+        );
+        let resume = r#"{"eventID":"r1","eventTime":"2026-03-14T09:30:00Z","eventSource":"ssm.amazonaws.com","eventName":"ResumeSession","requestParameters":{"sessionId":"alice-0123456789abcdef0"},"responseElements":{"sessionId":"alice-0123456789abcdef0","tokenValue":"Value hidden due to security reasons."}}"#;
+        let terminate = r#"{"eventID":"t1","eventTime":"2026-03-14T09:31:00Z","eventSource":"ssm.amazonaws.com","eventName":"TerminateSession","requestParameters":{"sessionId":"alice-0123456789abcdef0"},"responseElements":{"sessionId":"alice-0123456789abcdef0"}}"#;
+        let instance_connect = r#"{"eventID":"c1","eventTime":"2026-03-14T09:32:00Z","eventSource":"ec2-instance-connect.amazonaws.com","eventName":"SendSSHPublicKey","userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/Admin/alice"},"requestParameters":{"instanceId":"i-0a1b2c3d4e5f67890","instanceOSUser":"ec2-user","sshPublicKey":"ssh-ed25519 AAAAC3 alice"},"responseElements":{"requestId":"x","success":true}}"#;
+        let run_command = r#"{"eventID":"s1","eventTime":"2026-03-14T09:33:00Z","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","requestParameters":{"instanceIds":["i-1","i-2"],"targets":[{"key":"tag:Env","values":["prod"]}],"documentName":"AWS-RunShellScript","parameters":{"commands":["cat /etc/shadow"]}},"responseElements":{"command":{"commandId":"cmd-1","instanceIds":["i-1","i-2"]}}}"#;
+        /// Input, kind, targets, document, parameters, session id.
+        type Case<'a> = (String, AccessKind, Vec<&'a str>, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<(Case, Option<&str>)> = vec![
+            (
+                (
+                    port_forwarding,
+                    AccessKind::SsmSession,
+                    vec!["i-1"],
+                    Some("AWS-StartPortForwardingSession"),
+                    Some(r#"{"parameters":{"localPortNumber":["8089"],"portNumber":["18089"]}}"#),
+                ),
+                Some("garland.kan.temp-0e34861185201706f"),
+            ),
+            (
+                (resume.into(), AccessKind::SsmResume, vec![], None, None),
+                Some("alice-0123456789abcdef0"),
+            ),
+            (
+                (terminate.into(), AccessKind::SsmTerminate, vec![], None, None),
+                Some("alice-0123456789abcdef0"),
+            ),
+            (
+                (
+                    instance_connect.into(),
+                    AccessKind::Ec2InstanceConnect,
+                    vec!["i-0a1b2c3d4e5f67890"],
+                    None,
+                    Some(r#"{"sshPublicKey":"ssh-ed25519 AAAAC3 alice"}"#),
+                ),
+                None,
+            ),
+            (
+                (
+                    run_command.into(),
+                    AccessKind::RunCommand,
+                    vec!["i-1", "i-2", "tag:Env=prod"],
+                    Some("AWS-RunShellScript"),
+                    Some(
+                        r#"{"parameters":{"commands":["cat /etc/shadow"]},"targets":[{"key":"tag:Env","values":["prod"]}]}"#,
+                    ),
+                ),
+                None,
+            ),
+        ];
+        for ((json, kind, targets, document, parameters), session) in cases {
+            let record = access(&json);
+            assert_eq!(record.kind, kind, "{json}");
+            assert_eq!(record.targets, targets, "{json}");
+            assert_eq!(record.document_name.as_deref(), document, "{json}");
+            assert_eq!(record.parameters.as_deref(), parameters, "{json}");
+            assert_eq!(record.session_id.as_deref(), session, "{json}");
+        }
+        let connect = access(instance_connect);
+        assert_eq!(connect.os_user.as_deref(), Some("ec2-user"));
+        assert_eq!(connect.account, Some("111122223333".to_string()), "account from the ARN");
+        assert_eq!(access(run_command).command_id.as_deref(), Some("cmd-1"));
+        assert_eq!(session_context(&connect), None);
+    }
+
+    #[test]
+    fn test_classifier_skips_unrelated_and_names_malformed() {
+        let unrelated = [
+            r#"{"eventSource":"s3.amazonaws.com","eventName":"GetObject"}"#,
+            r#"{"eventSource":"ssm.amazonaws.com","eventName":"DescribeInstanceInformation"}"#,
+            r#"{"eventSource":"ec2.amazonaws.com","eventName":"StartSession"}"#,
+            // Unrelated records are not checked further: even a broken one is skipped.
+            r#"{"eventSource":"kms.amazonaws.com","eventName":"Decrypt","eventTime":7}"#,
+        ];
+        for json in unrelated {
+            let value: Value = serde_json::from_str(json).expect("json");
+            assert_eq!(classify(&value, "f"), Classified::Unrelated, "{json}");
+        }
+        let malformed = [
+            ("[1]", "not a JSON object"),
+            (&*with(START_SESSION, &[("eventID", Value::Null)]), "eventID is missing"),
+            (&*with(START_SESSION, &[("eventTime", "yesterday".into())]), "not an RFC 3339"),
+            (&*with(START_SESSION, &[("eventTime", 5.into())]), "eventTime is not a string"),
+            (&*with(START_SESSION, &[("requestParameters", "x".into())]), "not an object"),
+            (&*with(START_SESSION, &[("responseElements", Value::Null)]), "sessionId is missing"),
+            (&*with(START_SESSION, &[("userIdentity", 3.into())]), "userIdentity is not an object"),
+            (
+                r#"{"eventID":"s","eventTime":"2026-03-14T09:33:00Z","eventSource":"ssm.amazonaws.com","eventName":"SendCommand","requestParameters":{"instanceIds":"i-1"}}"#,
+                "instanceIds is not a list",
+            ),
+            (
+                r#"{"eventID":"c","eventTime":"2026-03-14T09:33:00Z","eventSource":"ec2-instance-connect.amazonaws.com","eventName":"SendSSHPublicKey","requestParameters":{}}"#,
+                "names no target",
+            ),
+        ];
+        for (json, reason) in malformed {
+            let value: Value = serde_json::from_str(json).expect("json");
+            match classify(&value, "f") {
+                Classified::Malformed(found) => assert!(found.contains(reason), "{json}: {found}"),
+                other => panic!("{json}: {other:?}"),
+            }
+        }
+        // A refused StartSession has no session id, and is kept: an attempt is evidence too.
+        let refused = with(
+            START_SESSION,
+            &[("responseElements", Value::Null), ("errorCode", "AccessDenied".into())],
+        );
+        let record = access(&refused);
+        assert_eq!(record.error_code.as_deref(), Some("AccessDenied"));
+        assert_eq!(session_context(&record), None);
+    }
+
+    #[test]
+    fn test_trail_file_shapes_dedupe_and_errors() {
+        let records = format!(
+            r#"{{"Records":[{START_SESSION},{START_SESSION},{{"eventSource":"s3.amazonaws.com","eventName":"GetObject"}},{{"eventSource":"ssm.amazonaws.com","eventName":"StartSession"}}]}}"#
+        );
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gzip, records.as_bytes()).expect("gzip");
+        let gzipped = gzip.finish().expect("gzip");
+        for bytes in [records.as_bytes(), &gzipped[..]] {
+            let parsed = parse_trail_file(bytes, "t.json.gz").expect("parse");
+            assert_eq!(parsed.events.len(), 1);
+            assert_eq!((parsed.duplicates, parsed.skipped, parsed.malformed.len()), (1, 1, 1));
+        }
+        let subscription = serde_json::json!({
+            "messageType": "DATA_MESSAGE", "logGroup": "trail", "logStream": "111122223333_CloudTrail_us-east-1",
+            "logEvents": [{"id": "1", "timestamp": 1, "message": START_SESSION}, {"id": "2", "timestamp": 2, "message": "{not json"}]
+        });
+        let parsed = parse_trail_file(subscription.to_string().as_bytes(), "cwl").expect("parse");
+        assert_eq!((parsed.events.len(), parsed.malformed.len()), (1, 1));
+        let control =
+            br#"{"messageType":"CONTROL_MESSAGE","logEvents":[{"message":"CWL CONTROL MESSAGE"}]}"#;
+        assert_eq!(parse_trail_file(control, "cwl").expect("parse"), TrailFile::default());
+        let eventbridge = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.ssm","detail":{START_SESSION}}}"#
+        );
+        assert_eq!(parse_trail_file(eventbridge.as_bytes(), "eb").expect("parse").events.len(), 1);
+
+        for (bytes, reason) in [
+            (&b"\x1f\x8b\x08garbage"[..], "failed to decompress bad.json.gz"),
+            (b"{\"Records\": [", "bad.json.gz is not JSON"),
+            (b"[]", "bad.json.gz is not a JSON object"),
+            (b"{\"Records\": 3}", "Records that is not a list"),
+            (b"{\"hello\": 1}", "is not CloudTrail"),
+        ] {
+            let error = parse_trail_file(bytes, "bad.json.gz").expect_err("refused");
+            assert!(error.contains(reason), "{bytes:?}: {error}");
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! End-to-end: CloudTrail files served from moto's S3 into the `access` table, and what
+//! `access`, `sessions`, `search --include-access` and `verify` make of them.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use sessionlake_tests::{binary, duckdb, files_under, repo_root, run, s3_client, unique};
+
+use crate::parse_json_lines;
+
+const ALICE: &str = "arn:aws:sts::111122223333:assumed-role/Admin/alice";
+const BOB: &str = "arn:aws:iam::111122223333:user/bob";
+const NODE_A: &str = "i-0a1b2c3d4e5f67890";
+const NODE_B: &str = "i-0fedcba9876543210";
+/// Run Command text: must never be in plaintext in the lake.
+const SCRIPT_CANARY: &str = "cat /etc/shadow # CANARY-RUN-COMMAND-31337";
+const TRAIL_DAY: &str = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/14";
+
+/// A CloudTrail record in the shape of ssm-log-formats.md §6.
+fn record(
+    id: &str,
+    time: &str,
+    source: &str,
+    name: &str,
+    who: &str,
+    request: Value,
+    response: Value,
+) -> Value {
+    let (kind, account) = if who.contains(":user/") {
+        ("IAMUser", "111122223333")
+    } else {
+        ("AssumedRole", "111122223333")
+    };
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": {"type": kind, "principalId": "AIDAEXAMPLE", "arn": who, "accountId": account},
+        "eventTime": time, "eventSource": source, "eventName": name, "awsRegion": "us-east-1",
+        "sourceIPAddress": "203.0.113.30", "userAgent": "aws-cli/2.15.30",
+        "requestParameters": request, "responseElements": response,
+        "requestID": format!("req-{id}"), "eventID": id, "readOnly": false,
+        "eventType": "AwsApiCall", "managementEvent": true, "recipientAccountId": "111122223333"
+    })
+}
+
+fn start_session(
+    id: &str,
+    time: &str,
+    who: &str,
+    target: &str,
+    session: &str,
+    document: Option<&str>,
+) -> Value {
+    let mut request = json!({"target": target});
+    if let Some(document) = document {
+        request["documentName"] = json!(document);
+    }
+    if document == Some("AWS-StartPortForwardingSession") {
+        request["parameters"] = json!({"portNumber": ["5432"], "localPortNumber": ["15432"]});
+    }
+    let response = json!({"sessionId": session, "tokenValue": "Value hidden due to security reasons.",
+        "streamUrl": format!("wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/{session}?role=publish_subscribe")});
+    record(id, time, "ssm.amazonaws.com", "StartSession", who, request, response)
+}
+
+fn send_ssh_public_key(id: &str, time: &str, who: &str, target: &str) -> Value {
+    let request = json!({"instanceId": target, "instanceOSUser": "ec2-user",
+        "sshPublicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample alice"});
+    let response = json!({"requestId": format!("ic-{id}"), "success": true});
+    record(
+        id,
+        time,
+        "ec2-instance-connect.amazonaws.com",
+        "SendSSHPublicKey",
+        who,
+        request,
+        response,
+    )
+}
+
+fn send_command() -> Value {
+    let request = json!({"instanceIds": [NODE_A, NODE_B], "documentName": "AWS-RunShellScript",
+        "parameters": {"commands": [SCRIPT_CANARY]}, "interactive": false});
+    let response = json!({"command": {"commandId": "5f3a8c1e-0000-4000-8000-000000000001", "instanceIds": [NODE_A, NODE_B]}});
+    record(
+        "ev-run-command",
+        "2026-03-14T11:00:00Z",
+        "ssm.amazonaws.com",
+        "SendCommand",
+        BOB,
+        request,
+        response,
+    )
+}
+
+fn gzip(document: &Value) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(document.to_string().as_bytes()).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+/// Runs `sessionlake <args> --json` on the local lake in `dir`.
+fn cli(dir: &Path, args: &[&str]) -> (i32, Vec<BTreeMap<String, Value>>, Value, String) {
+    let ran = run(binary("sessionlake", false).current_dir(dir).args(args).arg("--json"));
+    let (rows, summary) = parse_json_lines(&ran.stdout);
+    (ran.code, rows, summary, ran.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_cloudtrail_from_s3_into_the_access_table() {
+    let s3 = s3_client().await;
+    let source_bucket = unique("ssm-logs");
+    let trail_bucket = unique("trail");
+    for bucket in [&source_bucket, &trail_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    // alice's shell has its transcript in S3; every other session has none.
+    let transcript = repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
+    put(
+        &s3,
+        &source_bucket,
+        "ssm/alice-0123456789abcdef0.log",
+        std::fs::read(&transcript).expect("example"),
+    )
+    .await;
+
+    let mut bad_time = start_session(
+        "ev-bad-time",
+        "2026-03-14T10:40:00Z",
+        ALICE,
+        NODE_A,
+        "alice-bad0123456789abcdef",
+        None,
+    );
+    bad_time["eventTime"] = json!("yesterday");
+    let mut no_id = send_ssh_public_key("ev-no-id", "2026-03-14T10:41:00Z", ALICE, NODE_B);
+    if let Some(object) = no_id.as_object_mut() {
+        object.remove("eventID");
+    }
+    let first = json!({"Records": [
+        start_session("ev-shell", "2026-03-14T09:26:50Z", ALICE, NODE_A, "alice-0123456789abcdef0", None),
+        record("ev-unrelated-1", "2026-03-14T09:27:00Z", "s3.amazonaws.com", "GetObject", ALICE, json!({"bucketName": "b"}), Value::Null),
+        record("ev-unrelated-2", "2026-03-14T09:27:01Z", "ssm.amazonaws.com", "DescribeInstanceInformation", ALICE, json!({}), Value::Null),
+        start_session("ev-port-forwarding", "2026-03-14T09:40:00Z", ALICE, NODE_A, "alice-portforward0123456789", Some("AWS-StartPortForwardingSession")),
+        send_ssh_public_key("ev-key-for-ssh", "2026-03-14T09:49:30Z", ALICE, NODE_A),
+        start_session("ev-ssh", "2026-03-14T09:50:00Z", ALICE, NODE_A, "alice-ssh0123456789abcdef", Some("AWS-StartSSHSession")),
+        start_session("ev-lost", "2026-03-14T10:10:00Z", BOB, NODE_B, "bob-lost0123456789abcdef0", None),
+        record("ev-resume", "2026-03-14T10:20:00Z", "ssm.amazonaws.com", "ResumeSession", BOB,
+            json!({"sessionId": "bob-lost0123456789abcdef0"}),
+            json!({"sessionId": "bob-lost0123456789abcdef0", "tokenValue": "Value hidden due to security reasons."})),
+        record("ev-terminate", "2026-03-14T10:30:00Z", "ssm.amazonaws.com", "TerminateSession", BOB,
+            json!({"sessionId": "bob-lost0123456789abcdef0"}), json!({"sessionId": "bob-lost0123456789abcdef0"})),
+        send_command(),
+        // Malformed: a time that is no time, an event without its id.
+        bad_time,
+        no_id,
+    ]});
+    // CloudTrail delivered the Run Command event again in a later file.
+    let second = json!({"Records": [
+        send_command(),
+        send_ssh_public_key("ev-plain-ssh", "2026-03-14T12:00:00Z", BOB, NODE_B),
+    ]});
+    // The same trail through a CloudWatch Logs subscription.
+    let resume = record(
+        "ev-resume-2",
+        "2026-03-14T12:30:00Z",
+        "ssm.amazonaws.com",
+        "ResumeSession",
+        BOB,
+        json!({"sessionId": "bob-lost0123456789abcdef0"}),
+        json!({"sessionId": "bob-lost0123456789abcdef0"}),
+    );
+    let subscription = json!({"messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": "trail",
+        "logStream": "111122223333_CloudTrail_us-east-1", "subscriptionFilters": ["all"],
+        "logEvents": [{"id": "1", "timestamp": 1_773_491_400_000_i64, "message": resume.to_string()}]});
+    let files = [
+        (
+            format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1100Z_A.json.gz"),
+            gzip(&first),
+        ),
+        (
+            format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1205Z_B.json.gz"),
+            gzip(&second),
+        ),
+        (
+            format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1235Z_C.json.gz"),
+            gzip(&subscription),
+        ),
+        (
+            format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1300Z_D.json.gz"),
+            b"\x1f\x8bnot gzip at all".to_vec(),
+        ),
+    ];
+    for (key, body) in &files {
+        put(&s3, &trail_bucket, key, body.clone()).await;
+    }
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || {
+        run(binary("sessionlake-ingest", true).current_dir(work.path()).args([
+            "--s3",
+            &format!("s3://{source_bucket}/ssm/"),
+            "--cloudtrail",
+            &format!("s3://{trail_bucket}/AWSLogs/"),
+        ]))
+    };
+    let ingested = ingest();
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+    assert!(
+        ingested.stdout.contains("ingested 1 sessions")
+            && ingested.stdout.contains(" 10 access events")
+            && ingested.stdout.contains("1 quarantined"),
+        "{}",
+        ingested.stdout
+    );
+    // Malformed records: skipped with a counted warning naming the file; the bad file is named.
+    let warning = ingested
+        .stderr
+        .lines()
+        .find(|line| line.contains("malformed CloudTrail access records skipped"));
+    let warning = warning.unwrap_or_else(|| panic!("no warning in:\n{}", ingested.stderr));
+    assert!(
+        warning.contains("20260314T1100Z_A.json.gz") && warning.contains("count=2"),
+        "{warning}"
+    );
+    assert!(ingested.stderr.contains("20260314T1300Z_D.json.gz"), "{}", ingested.stderr);
+
+    // `access`: every event once, the duplicate Run Command event once, its script decrypted.
+    let (code, rows, summary, stderr) = cli(work.path(), &["access"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["matched"], json!(10), "{rows:#?}");
+    let ids: Vec<&str> = rows.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+    let mut unique_ids = ids.clone();
+    unique_ids.sort();
+    unique_ids.dedup();
+    assert_eq!(unique_ids.len(), ids.len(), "{ids:?}");
+    let (_, rows, _, _) = cli(work.path(), &["access", "--kind", "run-command"]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let run_command = &rows[0];
+    assert_eq!(run_command["principal"], json!(BOB));
+    assert_eq!(run_command["targets"], json!(format!("{NODE_A},{NODE_B}")));
+    assert_eq!(run_command["document_name"], json!("AWS-RunShellScript"));
+    assert!(
+        run_command["parameters"].as_str().is_some_and(|p| p.contains(SCRIPT_CANARY)),
+        "{run_command:?}"
+    );
+    let (_, rows, _, _) = cli(
+        work.path(),
+        &["access", "--target", NODE_B, "--kind", "ec2-instance-connect", "--kind", "ssm-session"],
+    );
+    let kinds: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|row| (row["kind"].as_str().expect("kind"), row["event_id"].as_str().expect("id")))
+        .collect();
+    assert_eq!(kinds, vec![("ssm-session", "ev-lost"), ("ec2-instance-connect", "ev-plain-ssh")]);
+    assert_eq!(rows[1]["os_user"], json!("ec2-user"));
+    let (code, _, _, _) = cli(work.path(), &["access", "--principal", "carol"]);
+    assert_eq!(code, 1);
+    let table = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "access",
+        "--kind",
+        "ssm-session",
+    ]));
+    assert!(
+        table.stdout.contains("AWS-StartPortForwardingSession")
+            && table.stderr.contains("4 access events"),
+        "{}{}",
+        table.stdout,
+        table.stderr
+    );
+
+    // `sessions`: the transcript, or why there is none.
+    let (code, rows, _, stderr) = cli(work.path(), &["sessions"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status: Vec<(Value, Value, Value)> = rows
+        .iter()
+        .map(|row| (row["session_id"].clone(), row["transcript"].clone(), row["missing"].clone()))
+        .collect();
+    assert_eq!(
+        status,
+        vec![
+            (json!("alice-0123456789abcdef0"), json!(true), Value::Null),
+            (json!("alice-portforward0123456789"), json!(false), json!("port-forwarding")),
+            (json!("alice-ssh0123456789abcdef"), json!(false), json!("instance-connect")),
+            (json!("bob-lost0123456789abcdef0"), json!(false), json!("not-delivered")),
+            (Value::Null, json!(false), json!("instance-connect")),
+        ]
+    );
+    assert_eq!(rows[4]["run_as"], json!("ec2-user"));
+    assert_eq!(rows[4]["target"], json!(NODE_B));
+    // A wait longer than the events' age: the lost transcript may still come.
+    let (_, rows, _, _) = cli(
+        work.path(),
+        &["sessions", "--session", "bob-lost0123456789abcdef0", "--transcript-wait", "5000d"],
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["missing"], json!("pending"));
+
+    // `search --include-access`: who touched node A, commands and access events in one list.
+    let (code, rows, _, stderr) = cli(
+        work.path(),
+        &["search", "--target", NODE_A, "--include-access", "--until", "2026-03-15"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let mut kinds: Vec<&str> = rows.iter().map(|row| row["kind"].as_str().expect("kind")).collect();
+    kinds.dedup();
+    assert_eq!(
+        kinds,
+        vec![
+            "ssm-session",
+            "command",
+            "ssm-session",
+            "ec2-instance-connect",
+            "ssm-session",
+            "run-command"
+        ],
+        "{rows:#?}"
+    );
+    let times: Vec<&str> = rows.iter().map(|row| row["time"].as_str().expect("time")).collect();
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+
+    // The lake: access files committed and verified, no script in plaintext, DuckDB reads them.
+    let lake = work.path().join("lake");
+    let stored = files_under(&lake);
+    assert!(stored.iter().any(|p| p.starts_with("access/dt=2026-03-14")), "{stored:?}");
+    assert!(stored.iter().any(|p| p.starts_with("quarantine/cloudtrail")), "{stored:?}");
+    for path in &stored {
+        let bytes = std::fs::read(lake.join(path)).expect("read");
+        assert!(
+            bytes.windows(SCRIPT_CANARY.len()).all(|w| w != SCRIPT_CANARY.as_bytes()),
+            "{path:?} holds the script"
+        );
+    }
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let counted = duckdb(
+        &lake,
+        "SELECT count(*), count(DISTINCT event_id), count(DISTINCT kind) FROM read_parquet('access/**/*.parquet', hive_partitioning = true)",
+    );
+    assert_eq!(counted, vec![json!([10, 10, 5])]);
+
+    // A second run reads no CloudTrail file again and writes nothing.
+    let again = ingest();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("0 access events") && again.stdout.contains("0 commits"),
+        "{}",
+        again.stdout
+    );
+
+    // Tampering with an access file is named by verify.
+    let access_file = stored.iter().find(|p| p.starts_with("access")).expect("access file");
+    std::fs::write(lake.join(access_file), b"PAR1").expect("tamper");
+    let verified =
+        run(binary("sessionlake", false).current_dir(work.path()).args(["verify", "--json"]));
+    assert_eq!(verified.code, 1);
+    assert!(
+        verified.stdout.contains("altered-object")
+            && verified.stdout.contains(&*access_file.to_string_lossy()),
+        "{}",
+        verified.stdout
+    );
+    // Ingest still starts: the unreadable file is reported, not fatal.
+    let after = ingest();
+    assert_eq!(after.code, 0, "{}", after.stderr);
+    assert!(after.stderr.contains("access file unreadable"), "{}", after.stderr);
+}
