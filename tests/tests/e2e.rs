@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 mod export;
+mod query;
 
 use serde_json::Value;
 use sessionlake_tests::{
