@@ -507,7 +507,7 @@ impl Listing {
             _ => None,
         };
         let matched = if paging.limit.is_some() || paging.after.is_some() {
-            count_rows(ctx, &self.sql(&query, "")).await?
+            count_rows(ctx, &self.sql(&query, ""), query.params).await?
         } else {
             page.rows
         };
@@ -526,12 +526,17 @@ impl Listing {
     }
 }
 
-/// Counts the rows of `sql` (whose parameters are those of `query`).
-async fn count_rows(ctx: &SessionContext, sql: &str) -> anyhow::Result<u64> {
+/// Counts the rows of `sql`, whose placeholders are bound to `params`.
+async fn count_rows(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> anyhow::Result<u64> {
     let batches = ctx
         .sql(&format!("SELECT count(*) FROM ({sql}) AS matched"))
         .await
         .context("count failed")?
+        .with_param_values(params)?
         .collect()
         .await
         .context("count failed")?;
