@@ -53,6 +53,12 @@ pub struct AccessArgs {
     /// Who, where, when (`--run-as` is Instance Connect's OS user).
     #[command(flatten)]
     pub filters: Filters,
+    /// How many (`--after` is not supported here yet).
+    #[command(flatten)]
+    pub paging: crate::Paging,
+    /// Output format and colour.
+    #[command(flatten)]
+    pub print: crate::output::OutputArgs,
 }
 
 fn parse_kind(text: &str) -> Result<AccessKind, String> {
@@ -87,8 +93,6 @@ const ACCESS_VIEW: View = View {
         "error_code",
         "event_id",
     ],
-    numeric: &[],
-    booleans: &[],
     header: &[
         "TIME",
         "KIND",
@@ -116,6 +120,7 @@ const ACCESS_VIEW: View = View {
             cell(row, 4),
         ]
     },
+    highlight_column: None,
     noun: "access events",
 };
 
@@ -167,7 +172,8 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
         "SELECT {ACCESS_COLUMNS} FROM access a {} ORDER BY a.event_time, a.event_id",
         query.where_clause()
     );
-    crate::run_query(&ctx, &sql, query, &args.filters, &ACCESS_VIEW).await
+    let printer = ACCESS_VIEW.printer(&args.print);
+    crate::print_unpaged(&ctx, &sql, query, &args.paging, &ACCESS_VIEW, printer).await
 }
 
 /// Returns the SQL of `search --include-access`: the command rows of `commands_sql` (the
@@ -211,8 +217,6 @@ pub(crate) const SEARCH_WITH_ACCESS_VIEW: View = View {
         "source_ip",
         "event_id",
     ],
-    numeric: &["seq"],
-    booleans: &[],
     header: &["TIME", "KIND", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND / DOCUMENT"],
     row: |row| {
         let time = match (&row[3], row[4].as_deref()) {
@@ -226,6 +230,7 @@ pub(crate) const SEARCH_WITH_ACCESS_VIEW: View = View {
         };
         vec![time, cell(row, 0), cell(row, 1), cell(row, 5), cell(row, 6), cell(row, 7), what]
     },
+    highlight_column: Some(6),
     noun: "matching commands and access events",
 };
 

@@ -5,28 +5,38 @@
 
 pub mod access;
 pub mod asciicast;
+pub mod cursor;
 pub mod export;
 pub mod lake_tables;
+pub mod output;
+pub mod progress;
 pub mod rekey;
 pub mod retention;
+pub mod sql;
 pub mod time;
 pub mod verify;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType, UInt32Type};
+use datafusion::arrow::array::{AsArray as _, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
+
+use crate::cursor::Cursor;
+use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
+use crate::progress::Progress;
 
 /// Default lake, as `sessionlake-ingest` writes it.
 pub const DEFAULT_LAKE: &str = "./lake";
@@ -84,6 +94,9 @@ pub enum Command {
     /// Destroys one session now: its keys first (every copy of it becomes unreadable), then
     /// its objects; the chain records who, when and why.
     Shred(retention::ShredArgs),
+    /// Runs one SQL query over the tables `commands` and `sessions` (live objects, encrypted
+    /// columns opened); statements that would change anything are refused.
+    Sql(sql::SqlArgs),
 }
 
 /// Options of `show`.
@@ -95,9 +108,9 @@ pub struct ShowArgs {
     /// to replay in a terminal.
     #[arg(long)]
     pub raw: bool,
-    /// JSON Lines output, ending with a summary record.
-    #[arg(long)]
-    pub json: bool,
+    /// Output format and colour.
+    #[command(flatten)]
+    pub print: OutputArgs,
 }
 
 /// Options of `verify`.
@@ -141,12 +154,17 @@ pub struct Filters {
     /// Before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// At most this many rows.
-    #[arg(long)]
-    pub limit: Option<usize>,
-    /// JSON Lines output, ending with a summary record.
-    #[arg(long)]
-    pub json: bool,
+}
+
+/// A page of a listing: `--limit` rows after `--after`.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Paging {
+    /// At most this many rows; the summary gives the cursor of the next page.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Start after this cursor (printed in the summary of the page before).
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
 }
 
 /// Options of `search`.
@@ -162,9 +180,18 @@ pub struct SearchArgs {
     /// same time order.
     #[arg(long)]
     pub include_access: bool,
+    /// Regular expression the command's output must match (Rust regex syntax).
+    #[arg(long, value_name = "REGEX")]
+    pub output: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
+    /// Which page.
+    #[command(flatten)]
+    pub paging: Paging,
+    /// Output format and colour.
+    #[command(flatten)]
+    pub print: OutputArgs,
 }
 
 /// Options of `sessions`.
@@ -177,6 +204,12 @@ pub struct SessionsArgs {
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
+    /// Which page.
+    #[command(flatten)]
+    pub paging: Paging,
+    /// Output format and colour.
+    #[command(flatten)]
+    pub print: OutputArgs,
 }
 
 /// Outcome of a command, mapped to the exit code by `main`.
@@ -188,9 +221,9 @@ pub enum Outcome {
     NoMatch,
 }
 
-/// Runs the CLI.
+/// Runs the CLI. A closed stdout (`sessionlake search | head`) ends it quietly, as a success.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
-    match cli.command {
+    let result = match cli.command {
         Command::Search(ref args) => search(&cli, args).await,
         Command::Sessions(ref args) => sessions(&cli, args).await,
         Command::Access(ref args) => access::access(&cli, args).await,
@@ -201,6 +234,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Retention(ref command) => retention::retention(&cli, command).await,
         Command::Hold(ref command) => retention::hold(&cli, command).await,
         Command::Shred(ref args) => retention::shred(&cli, args).await,
+        Command::Sql(ref args) => sql::sql(&cli, args).await,
+    };
+    match result {
+        Err(error) if output::is_broken_pipe(&error) => Ok(Outcome::Matched),
+        other => other,
     }
 }
 
@@ -331,18 +369,27 @@ const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.star
      CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
      c.principal, c.run_as, c.target, c.cwd, c.command";
 
+/// Result column holding a listing's sort time (after the shown columns).
+const SORT_TIME: &str = "sort_time";
+
 /// SQL conditions with numbered parameters, bound safely (no value is ever spliced into SQL).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Query {
     conditions: Vec<String>,
     params: Vec<ScalarValue>,
 }
 
 impl Query {
+    /// Adds `value` as the next parameter and returns its placeholder (`$3`).
+    fn param(&mut self, value: ScalarValue) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
     /// Adds `condition`; every `?` in it is the one parameter `value`.
     fn bind(&mut self, condition: &str, value: ScalarValue) {
-        self.params.push(value);
-        self.conditions.push(condition.replace('?', &format!("${}", self.params.len())));
+        let placeholder = self.param(value);
+        self.conditions.push(condition.replace('?', &placeholder));
     }
 
     /// Adds the who/where/when filters on table alias `alias`, times on `time_expression`.
@@ -388,7 +435,6 @@ impl Query {
     }
 }
 
-/// Opens the lake's tables for a query between `since` and `until`.
 /// Returns which files of the lake a query between `since` and `until` reads: a session lasts
 /// at most a day (SSM's maxSessionDuration), so files whose `dt` is more than a day before
 /// `since` (or after `until`) cannot hold a match.
@@ -404,8 +450,30 @@ fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&str) -
     }
 }
 
+/// Returns the `commands` files to search: for a session delivered more than once (S3 and
+/// CloudWatch), only the delivery `show` reads, so that each command is found once and the
+/// sort key (time, session, seq) names one row.
+fn preferred_commands(live: &BTreeMap<String, ObjectEntry>) -> HashSet<String> {
+    let mut best: HashMap<&str, (usize, &str)> = HashMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+        for session in &entry.sessions {
+            let Some(rank) = SOURCE_PREFERENCE
+                .iter()
+                .position(|source| paths::is_session_object(&entry.path, session, *source))
+            else {
+                continue;
+            };
+            let slot = best.entry(session).or_insert((rank, &entry.path));
+            if rank < slot.0 {
+                *slot = (rank, &entry.path);
+            }
+        }
+    }
+    best.into_values().map(|(_, path)| path.to_string()).collect()
+}
+
 /// Opens the lake's tables over the live files `choose` keeps (it sees the manifest's view).
-async fn open_tables<K: Fn(&str) -> bool>(
+pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     cli: &Cli,
     choose: impl FnOnce(&lake_tables::LakeSnapshot) -> K,
 ) -> anyhow::Result<SessionContext> {
@@ -423,56 +491,228 @@ fn time_range(filters: &Filters) -> anyhow::Result<(Option<i64>, Option<i64>)> {
     Ok((since, until))
 }
 
-async fn run_query(
+/// What a query printed: its rows, the last of them (for the next cursor), and whether rows
+/// beyond the limit were left.
+#[derive(Default)]
+pub(crate) struct Page {
+    pub(crate) rows: u64,
+    last: Option<RecordBatch>,
+    more: bool,
+}
+
+/// Streams the rows of `frame` to `printer` as they come, at most `limit` of them: memory holds
+/// one batch (or one table chunk), whatever the size of the result.
+pub(crate) async fn stream_frame(
+    frame: DataFrame,
+    printer: &mut Printer,
+    progress: &Progress,
+    limit: Option<u64>,
+) -> anyhow::Result<Page> {
+    let mut stream = frame.execute_stream().await.context("query failed")?;
+    printer.start(&stream.schema())?;
+    let mut page = Page::default();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.context("query failed")?;
+        let room = limit.map_or(u64::MAX, |limit| limit.saturating_sub(page.rows));
+        let take = usize::try_from(room).unwrap_or(usize::MAX).min(batch.num_rows());
+        page.more = take < batch.num_rows();
+        if take > 0 {
+            let shown = batch.slice(0, take);
+            progress.suspend(|| printer.write_batch(&shown))?;
+            progress.advance(take as u64);
+            page.rows += take as u64;
+            page.last = Some(shown.slice(take - 1, 1));
+        }
+        if page.more {
+            break;
+        }
+    }
+    Ok(page)
+}
+
+/// A listing in sort-key order that pages with a cursor: `search` and `sessions`.
+struct Listing {
+    /// What the cursor pages.
+    name: &'static str,
+    /// `SELECT <the view's columns>, <time> AS sort_time FROM …`, without conditions.
+    select: String,
+    /// The sort time; nulls sort first.
+    time_expression: &'static str,
+    /// The rest of the sort key, as SQL and as result columns.
+    key_expressions: &'static [&'static str],
+    key_columns: &'static [&'static str],
+    view: &'static View,
+}
+
+impl Listing {
+    fn sql(&self, query: &Query, tail: &str) -> String {
+        format!("{} {} {tail}", self.select, query.where_clause())
+    }
+
+    /// Prints the page `paging` asks for, then the summary: how many rows match in all and
+    /// the cursor of the next page.
+    async fn print(
+        &self,
+        ctx: &SessionContext,
+        query: Query,
+        paging: &Paging,
+        mut printer: Printer,
+    ) -> anyhow::Result<Outcome> {
+        let mut page_query = query.clone();
+        if let Some(token) = &paging.after {
+            let cursor = Cursor::decode(token, self.name)?;
+            let condition = cursor
+                .condition(self.time_expression, self.key_expressions, |v| page_query.param(v))?;
+            page_query.conditions.push(condition);
+        }
+        // One row past the limit tells whether there is a next page.
+        let limit = paging.limit.map(|n| format!(" LIMIT {}", n.saturating_add(1)));
+        let order = format!(
+            "ORDER BY {} NULLS FIRST, {}{}",
+            self.time_expression,
+            self.key_expressions.join(", "),
+            limit.unwrap_or_default()
+        );
+        let frame = ctx
+            .sql(&self.sql(&page_query, &order))
+            .await
+            .context("query failed")?
+            .with_param_values(page_query.params)?;
+        let progress = Progress::spinner(printer.format() != OutputFormat::Json, "searching");
+        let page = stream_frame(frame, &mut printer, &progress, paging.limit).await?;
+        let next = match (&page.last, page.more) {
+            (Some(last), true) => {
+                Some(Cursor::of_row(self.name, last, 0, SORT_TIME, self.key_columns)?.encode())
+            }
+            _ => None,
+        };
+        let matched = if paging.limit.is_some() || paging.after.is_some() {
+            count_rows(ctx, &self.sql(&query, ""), query.params).await?
+        } else {
+            page.rows
+        };
+        drop(progress);
+        let mut text = format!("{matched} {}", self.view.noun);
+        if page.rows < matched {
+            text.push_str(&format!(" (showing {}", page.rows));
+            if let Some(next) = &next {
+                text.push_str(&format!("; next page: --after {next}"));
+            }
+            text.push(')');
+        }
+        let summary = serde_json::json!({"matched": matched, "shown": page.rows, "next": next});
+        printer.finish(summary, &text)?;
+        Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    }
+}
+
+/// Counts the rows of `sql`, whose placeholders are bound to `params`.
+async fn count_rows(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Vec<ScalarValue>,
+) -> anyhow::Result<u64> {
+    let batches = ctx
+        .sql(&format!("SELECT count(*) FROM ({sql}) AS matched"))
+        .await
+        .context("count failed")?
+        .with_param_values(params)?
+        .collect()
+        .await
+        .context("count failed")?;
+    let count = batches
+        .first()
+        .and_then(|batch| batch.column(0).as_primitive_opt::<Int64Type>())
+        .filter(|counts| !counts.is_empty())
+        .map(|counts| counts.value(0))
+        .context("count returned no row")?;
+    Ok(u64::try_from(count).unwrap_or_default())
+}
+
+fn regex_flag(flag: &str, pattern: &str) -> anyhow::Result<regex::Regex> {
+    regex::Regex::new(pattern)
+        .with_context(|| format!("{flag} {pattern:?} is not a valid regular expression"))
+}
+
+/// Prints every row of `sql` (bound to `query`'s parameters) in `view`, without paging (at most
+/// `paging.limit` rows; `--after` is refused): `access`, and `search --include-access`.
+pub(crate) async fn print_unpaged(
     ctx: &SessionContext,
     sql: &str,
     query: Query,
-    filters: &Filters,
+    paging: &Paging,
     view: &View,
+    printer: Printer,
 ) -> anyhow::Result<Outcome> {
-    let frame = ctx.sql(sql).await?.with_param_values(query.params)?;
-    let batches = frame.collect().await.context("query failed")?;
-    show_batches(&batches, filters, view)
-}
-
-fn show_batches(
-    batches: &[RecordBatch],
-    filters: &Filters,
-    view: &View,
-) -> anyhow::Result<Outcome> {
-    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let shown = filters.limit.unwrap_or(usize::MAX).min(total);
-    print_rows(batches, view, shown, total, filters.json)?;
-    Ok(if total > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    anyhow::ensure!(paging.after.is_none(), "this listing does not page with --after yet");
+    let mut printer = printer;
+    let frame = ctx.sql(sql).await.context("query failed")?.with_param_values(query.params)?;
+    let progress = Progress::spinner(printer.format() != OutputFormat::Json, "searching");
+    let page = stream_frame(frame, &mut printer, &progress, paging.limit).await?;
+    drop(progress);
+    let mut text = format!("{} {}", page.rows, view.noun);
+    if page.more {
+        text.push_str(" (more match: raise --limit)");
+    }
+    let summary = serde_json::json!({"matched": page.rows, "shown": page.rows, "more": page.more});
+    printer.finish(summary, &text)?;
+    Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
 async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let (since, until) = time_range(&args.filters)?;
     let mut query = Query::default();
-    if let Some(regex) = &args.command {
-        regex::Regex::new(regex)
-            .with_context(|| format!("--command {regex:?} is not a valid regular expression"))?;
-        query.bind("regexp_like(c.command, ?)", ScalarValue::from(regex.as_str()));
+    let mut highlights = Vec::new();
+    if let Some(pattern) = &args.command {
+        highlights.push(regex_flag("--command", pattern)?);
+        query.bind("regexp_like(c.command, ?)", ScalarValue::from(pattern.as_str()));
     }
     if let Some(text) = &args.command_contains {
+        highlights.push(regex_flag("--command-contains", &regex::escape(text))?);
         query.bind("strpos(c.command, ?) > 0", ScalarValue::from(text.as_str()));
+    }
+    if let Some(pattern) = &args.output {
+        regex_flag("--output", pattern)?;
+        query.bind("regexp_like(c.output, ?)", ScalarValue::from(pattern.as_str()));
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "c", time_expression, since, until);
-    let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
-    let commands_sql = format!(
-        "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, \
-         min(started_at) AS started_at, max(ended_at) AS ended_at FROM sessions \
-         GROUP BY session_id) s ON c.session_id = s.session_id {}",
-        query.where_clause()
-    );
+    let ctx = open_tables(cli, |snapshot| {
+        let searched = preferred_commands(&snapshot.live);
+        let in_range = partitions_between(since, until);
+        move |path: &str| {
+            in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
+        }
+    })
+    .await?;
     if args.include_access {
+        let commands_sql = format!(
+            "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, \
+             min(started_at) AS started_at, max(ended_at) AS ended_at FROM sessions \
+             GROUP BY session_id) s ON c.session_id = s.session_id {}",
+            query.where_clause()
+        );
         let sql =
             access::search_with_access_sql(&commands_sql, &mut query, &args.filters, since, until);
-        return run_query(&ctx, &sql, query, &args.filters, &access::SEARCH_WITH_ACCESS_VIEW).await;
+        let view = &access::SEARCH_WITH_ACCESS_VIEW;
+        let printer = view.printer(&args.print).with_highlights(highlights);
+        return print_unpaged(&ctx, &sql, query, &args.paging, view, printer).await;
     }
-    let sql = format!("{commands_sql} ORDER BY {time_expression} NULLS FIRST, c.session_id, c.seq");
-    run_query(&ctx, &sql, query, &args.filters, &SEARCH_VIEW).await
+    let listing = Listing {
+        name: "commands",
+        select: format!(
+            "SELECT {SEARCH_COLUMNS}, {time_expression} AS {SORT_TIME} FROM commands c \
+             LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
+             max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
+             ON c.session_id = s.session_id"
+        ),
+        time_expression,
+        key_expressions: &["c.session_id", "c.seq"],
+        key_columns: &["session_id", "seq"],
+        view: &SEARCH_VIEW,
+    };
+    let printer = SEARCH_VIEW.printer(&args.print).with_highlights(highlights);
+    listing.print(&ctx, query, &args.paging, printer).await
 }
 
 async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
@@ -484,35 +724,42 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let time_expression = "coalesce(s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "s", time_expression, since, until);
     let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
-    let sql = format!(
-        "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
-         s.command_count, s.status, s.source FROM sessions s {} \
-         ORDER BY {time_expression} NULLS FIRST, s.session_id, s.source",
-        query.where_clause()
-    );
-    let frame = ctx.sql(&sql).await?.with_param_values(query.params)?;
+    let frame = ctx
+        .sql(&format!(
+            "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
+             s.command_count, s.status, s.source FROM sessions s {}",
+            query.where_clause()
+        ))
+        .await?
+        .with_param_values(query.params)?;
     let found = frame.collect().await.context("query failed")?;
-    let sessions =
+    // Sessions with their transcript status, and sessions CloudTrail saw that have none; then
+    // listed and paged like any table.
+    let merged =
         access::with_transcript_status(&ctx, &found, &args.filters, since, until, wait).await?;
-    show_batches(&[sessions], &args.filters, &SESSIONS_VIEW)
+    ctx.register_batch("sessions_with_status", merged)?;
+    let listing = Listing {
+        name: "sessions",
+        select: format!(
+            "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
+             s.command_count, s.status, s.source, s.transcript, s.missing, s.document_name, \
+             {time_expression} AS {SORT_TIME}, coalesce(s.source, '') AS source_key \
+             FROM sessions_with_status s"
+        ),
+        time_expression,
+        key_expressions: &["s.session_id", "coalesce(s.source, '')"],
+        key_columns: &["session_id", "source_key"],
+        view: &SESSIONS_VIEW,
+    };
+    listing.print(&ctx, Query::default(), &args.paging, SESSIONS_VIEW.printer(&args.print)).await
 }
 
 async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     if args.raw {
         return show_raw(cli, &args.session).await;
     }
-    let filters = Filters {
-        principal: None,
-        run_as: None,
-        target: None,
-        session: Some(args.session.clone()),
-        since: None,
-        until: None,
-        limit: None,
-        json: args.json,
-    };
     let mut query = Query::default();
-    query.bind_filters(&filters, "c", "c.started_at", None, None);
+    query.bind("c.session_id = ?", ScalarValue::from(args.session.as_str()));
     // A session delivered by several sources (S3 and CloudWatch) is shown from one.
     let session = args.session.clone();
     let ctx = open_tables(cli, move |snapshot| {
@@ -523,11 +770,16 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     })
     .await?;
     let sql = format!(
-        "SELECT c.seq, c.started_at, c.cwd, c.prompt, c.command, c.output, c.output_truncated, \
-         c.confidence FROM commands c {} ORDER BY c.seq",
+        "SELECT c.seq, c.started_at AS time, c.cwd, c.prompt, c.command, c.output, \
+         c.output_truncated, c.confidence FROM commands c {} ORDER BY c.seq",
         query.where_clause()
     );
-    run_query(&ctx, &sql, query, &filters, &SHOW_VIEW).await
+    let frame = ctx.sql(&sql).await.context("query failed")?.with_param_values(query.params)?;
+    let mut printer = SHOW_VIEW.printer(&args.print);
+    let page = stream_frame(frame, &mut printer, &Progress::spinner(false, ""), None).await?;
+    let summary = serde_json::json!({"matched": page.rows, "shown": page.rows});
+    printer.finish(summary, &format!("{} {}", page.rows, SHOW_VIEW.noun))?;
+    Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
 /// Sources in the order `show`, `show --raw` and `export` prefer them when a session was
@@ -654,15 +906,26 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
     Ok(Outcome::Matched)
 }
 
-/// How a query's rows are shown: JSON field names (the query's columns, in order), which of
-/// them are numbers, and the table.
+/// How a listing's rows look in a table; JSON and CSV show the query's columns as they are.
 struct View {
+    /// The query's shown columns, in order (sort keys may follow them).
     columns: &'static [&'static str],
-    numeric: &'static [&'static str],
-    booleans: &'static [&'static str],
     header: &'static [&'static str],
     row: fn(&[Option<String>]) -> Vec<String>,
+    /// Table column where matches are highlighted.
+    highlight_column: Option<usize>,
     noun: &'static str,
+}
+
+impl View {
+    fn printer(&self, print: &OutputArgs) -> Printer {
+        let layout = TableLayout {
+            header: self.header.iter().map(|title| title.to_string()).collect(),
+            row: self.row,
+            highlight_column: self.highlight_column,
+        };
+        Printer::new(print, self.columns.len(), "match", layout)
+    }
 }
 
 fn cell(row: &[Option<String>], index: usize) -> String {
@@ -681,14 +944,12 @@ const SEARCH_VIEW: View = View {
         "cwd",
         "command",
     ],
-    numeric: &["seq"],
-    booleans: &[],
     header: &["TIME", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND"],
     row: |row| {
         // `~` marks the session's start standing in for a command without a time of its own.
-        let time = match (&row[2], row[3].as_deref()) {
-            (Some(time), Some("session-start")) => format!("~{time}"),
-            (Some(time), _) => time.clone(),
+        let time = match (row.get(2).cloned().flatten(), row.get(3).cloned().flatten()) {
+            (Some(time), Some(kind)) if kind == "session-start" => format!("~{time}"),
+            (Some(time), _) => time,
             (None, _) => "-".to_string(),
         };
         vec![
@@ -700,6 +961,7 @@ const SEARCH_VIEW: View = View {
             cell(row, 8).replace('\n', "⏎ "),
         ]
     },
+    highlight_column: Some(5),
     noun: "matching commands",
 };
 
@@ -714,23 +976,20 @@ const SHOW_VIEW: View = View {
         "output_truncated",
         "confidence",
     ],
-    numeric: &["seq"],
-    booleans: &["output_truncated"],
     header: &["#", "TIME", "COMMAND", "OUTPUT"],
     row: |row| {
         let mut output = cell(row, 5);
-        if row[6].as_deref() == Some("true") {
+        if row.get(6).cloned().flatten().as_deref() == Some("true") {
             output.push_str("\n[output cut]");
         }
         vec![cell(row, 0), cell(row, 1), format!("{}{}", cell(row, 3), cell(row, 4)), output]
     },
+    highlight_column: None,
     noun: "commands",
 };
 
 const SESSIONS_VIEW: View = View {
     columns: &access::SESSIONS_COLUMNS,
-    numeric: &["command_count"],
-    booleans: &["transcript"],
     header: &[
         "STARTED",
         "ENDED",
@@ -762,106 +1021,9 @@ const SESSIONS_VIEW: View = View {
             transcript,
         ]
     },
+    highlight_column: None,
     noun: "matching sessions",
 };
-
-/// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).
-fn json_record(kind: &str, data: &serde_json::Value) -> String {
-    format!("{{\"type\":{},\"data\":{data}}}", serde_json::Value::from(kind))
-}
-
-fn text_at(array: &dyn Array, row: usize) -> Option<String> {
-    if array.is_null(row) {
-        return None;
-    }
-    match array.data_type() {
-        DataType::Utf8 => Some(array.as_string::<i32>().value(row).to_string()),
-        DataType::Utf8View => Some(array.as_string_view().value(row).to_string()),
-        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(row).to_string()),
-        DataType::UInt32 => Some(array.as_primitive::<UInt32Type>().value(row).to_string()),
-        DataType::Boolean => Some(array.as_boolean().value(row).to_string()),
-        DataType::Timestamp(_, _) => {
-            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
-            Some(time::format_time(micros))
-        }
-        _ => None,
-    }
-}
-
-fn print_rows(
-    batches: &[RecordBatch],
-    view: &View,
-    shown: usize,
-    total: usize,
-    json: bool,
-) -> anyhow::Result<()> {
-    let mut rows: Vec<Vec<Option<String>>> = Vec::with_capacity(shown);
-    'outer: for batch in batches {
-        for row in 0..batch.num_rows() {
-            if rows.len() == shown {
-                break 'outer;
-            }
-            rows.push(
-                (0..view.columns.len())
-                    .map(|column| text_at(batch.column(column).as_ref(), row))
-                    .collect(),
-            );
-        }
-    }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = (|| -> std::io::Result<()> {
-        if json {
-            for row in &rows {
-                let data: serde_json::Map<String, serde_json::Value> = view
-                    .columns
-                    .iter()
-                    .zip(row)
-                    .map(|(name, value)| {
-                        let value = match value {
-                            Some(v) if view.booleans.contains(name) => {
-                                serde_json::Value::from(v == "true")
-                            }
-                            Some(v) if view.numeric.contains(name) => v
-                                .parse::<u64>()
-                                .map(serde_json::Value::from)
-                                .unwrap_or(serde_json::Value::Null),
-                            Some(v) => serde_json::Value::from(v.as_str()),
-                            None => serde_json::Value::Null,
-                        };
-                        (name.to_string(), value)
-                    })
-                    .collect();
-                writeln!(out, "{}", json_record("match", &serde_json::Value::Object(data)))?;
-            }
-            let summary = serde_json::json!({"matched": total, "shown": rows.len()});
-            writeln!(out, "{}", json_record("summary", &summary))?;
-        } else if !rows.is_empty() {
-            let mut table = comfy_table::Table::new();
-            table.load_preset(comfy_table::presets::NOTHING);
-            table.set_header(view.header);
-            for row in &rows {
-                table.add_row((view.row)(row));
-            }
-            writeln!(out, "{table}")?;
-        }
-        out.flush()
-    })();
-    match result {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-        Err(error) => return Err(error.into()),
-    }
-    if !json {
-        let more = if shown < total {
-            format!(" (showing {shown}; raise --limit for more)")
-        } else {
-            String::new()
-        };
-        eprintln!("{total} {}{more}", view.noun);
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod access;
 mod custody;
 mod export;
 mod keys;
+mod query;
 
 use serde_json::Value;
 use sessionlake_tests::{

@@ -1,0 +1,201 @@
+//! Paging: an opaque cursor naming the last row of a page by the listing's sort key, so that the
+//! next page starts right after it (`--limit N --after CURSOR`) however the lake grew meanwhile.
+//!
+//! # Format
+//!
+//! URL-safe base64 (no padding) of the JSON `{"v":1,"of":"commands","t":<µs or null>,"k":[…]}`:
+//! the listing it belongs to, the row's sort time (null sorts first) and the rest of its sort
+//! key (`[session_id, seq]` for commands, `[session_id, source]` for sessions). Sort keys are
+//! unique, so every row is on exactly one page.
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::scalar::ScalarValue;
+use serde::{Deserialize, Serialize};
+
+use crate::output::cell_text;
+
+/// Version of the cursor format.
+const CURSOR_VERSION: u32 = 1;
+
+/// One part of a sort key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum KeyValue {
+    /// A number (`seq`).
+    Number(u64),
+    /// A text (`session_id`, `source`).
+    Text(String),
+}
+
+impl KeyValue {
+    fn scalar(&self) -> ScalarValue {
+        match self {
+            KeyValue::Number(number) => ScalarValue::UInt64(Some(*number)),
+            KeyValue::Text(text) => ScalarValue::from(text.as_str()),
+        }
+    }
+}
+
+/// The sort key of the last row of a page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "v")]
+    version: u32,
+    /// Listing the cursor pages (`commands`, `sessions`).
+    #[serde(rename = "of")]
+    listing: String,
+    /// Sort time in µs since the epoch; `None` sorts first.
+    #[serde(rename = "t")]
+    time: Option<i64>,
+    /// The rest of the sort key.
+    #[serde(rename = "k")]
+    keys: Vec<KeyValue>,
+}
+
+impl Cursor {
+    /// Returns the cursor of row `row` of `batch`, whose sort time is column `time_column` and
+    /// whose other key parts are `key_columns`.
+    pub fn of_row(
+        listing: &str,
+        batch: &RecordBatch,
+        row: usize,
+        time_column: &str,
+        key_columns: &[&str],
+    ) -> anyhow::Result<Cursor> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .with_context(|| format!("the result has no column {name} to page on"))
+        };
+        let times = column(time_column)?;
+        let time = match times.as_primitive_opt::<TimestampMicrosecondType>() {
+            Some(times) if times.is_valid(row) => Some(times.value(row)),
+            Some(_) => None,
+            None => anyhow::bail!("{time_column} is not a time in µs"),
+        };
+        let keys = key_columns
+            .iter()
+            .map(|name| {
+                let array = column(name)?;
+                let text = cell_text(array.as_ref(), row)?
+                    .with_context(|| format!("{name} is null: it cannot page"))?;
+                Ok(if array.data_type().is_integer() {
+                    KeyValue::Number(text.parse().with_context(|| format!("{name} {text}"))?)
+                } else {
+                    KeyValue::Text(text)
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Cursor { version: CURSOR_VERSION, listing: listing.to_string(), time, keys })
+    }
+
+    /// Returns the opaque token.
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Reads a token of `listing` given to `--after`.
+    pub fn decode(token: &str, listing: &str) -> anyhow::Result<Cursor> {
+        let invalid = || format!("--after {token:?} is not a cursor printed by sessionlake");
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .with_context(invalid)?;
+        let cursor: Cursor = serde_json::from_slice(&json).with_context(invalid)?;
+        anyhow::ensure!(
+            cursor.version == CURSOR_VERSION,
+            "--after: cursor version {} is not supported (this sessionlake reads {CURSOR_VERSION})",
+            cursor.version
+        );
+        anyhow::ensure!(
+            cursor.listing == listing,
+            "--after: the cursor pages {}, not {listing}",
+            cursor.listing
+        );
+        Ok(cursor)
+    }
+
+    /// Returns the SQL condition "the row sorts after this cursor" over `time_expression`
+    /// (nulls first) then `key_expressions`, its values bound through `param`.
+    pub fn condition(
+        &self,
+        time_expression: &str,
+        key_expressions: &[&str],
+        mut param: impl FnMut(ScalarValue) -> String,
+    ) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            self.keys.len() == key_expressions.len(),
+            "--after: the cursor has {} key parts where {} pages on {}",
+            self.keys.len(),
+            self.listing,
+            key_expressions.len()
+        );
+        let mut rest = String::new();
+        for (expression, value) in key_expressions.iter().zip(&self.keys).rev() {
+            let bound = param(value.scalar());
+            rest = if rest.is_empty() {
+                format!("{expression} > {bound}")
+            } else {
+                format!("({expression} > {bound} OR ({expression} = {bound} AND {rest}))")
+            };
+        }
+        Ok(match self.time {
+            None => format!(
+                "(({time_expression}) IS NOT NULL OR (({time_expression}) IS NULL AND {rest}))"
+            ),
+            Some(micros) => {
+                let bound =
+                    param(ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())));
+                format!(
+                    "(({time_expression}) > {bound} OR (({time_expression}) = {bound} AND {rest}))"
+                )
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(time: Option<i64>) -> Cursor {
+        Cursor {
+            version: CURSOR_VERSION,
+            listing: "commands".to_string(),
+            time,
+            keys: vec![KeyValue::Text("alice-1".to_string()), KeyValue::Number(3)],
+        }
+    }
+
+    #[test]
+    fn test_cursor_round_trips_and_refuses_others() {
+        for time in [None, Some(1_773_480_600_000_000)] {
+            let token = cursor(time).encode();
+            assert_eq!(Cursor::decode(&token, "commands").expect(&token), cursor(time));
+            assert!(Cursor::decode(&token, "sessions").is_err(), "{token}");
+        }
+        for bad in ["", "not a cursor", "eyJ2IjoyfQ"] {
+            assert!(Cursor::decode(bad, "commands").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn test_condition_orders_nulls_first_then_keys() {
+        let mut params = Vec::new();
+        let mut param = |value| {
+            params.push(value);
+            format!("${}", params.len())
+        };
+        let timed = cursor(Some(5)).condition("t", &["s", "q"], &mut param).expect("condition");
+        assert_eq!(timed, "((t) > $3 OR ((t) = $3 AND (s > $2 OR (s = $2 AND q > $1))))");
+        let untimed = cursor(None).condition("t", &["s", "q"], &mut param).expect("condition");
+        assert_eq!(
+            untimed,
+            "((t) IS NOT NULL OR ((t) IS NULL AND (s > $5 OR (s = $5 AND q > $4))))"
+        );
+        assert!(cursor(None).condition("t", &["s"], &mut param).is_err());
+    }
+}

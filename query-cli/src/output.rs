@@ -1,0 +1,509 @@
+//! Query results on stdout, streamed batch by batch: an aligned table, CSV with a header, or
+//! JSON Lines ending in a summary record.
+//!
+//! Every format reads a value through one cell formatter ([`cell_text`]), so a time or a
+//! number reads the same in the table, the CSV and the JSON. Nothing is collected: CSV and JSON
+//! rows go out as their batch arrives, and the table is aligned in chunks of
+//! [`TABLE_CHUNK_ROWS`] rows, so a result of millions of rows needs the memory of one chunk.
+//!
+//! # JSON Lines format
+//!
+//! One object per line, `{"type":…,"data":{…}}` (ripgrep's shape): `match` (search, sessions,
+//! show) or `row` (sql) records whose `data` maps column names to values (numbers, booleans,
+//! strings, `null`; times as `2026-03-14 09:26:50Z`; binary values as `{"text":…}` or
+//! `{"bytes":"<base64>"}`), then one `summary` record.
+
+use std::io::Write as _;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use clap::{Args as ClapArgs, ValueEnum};
+use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use unicode_width::UnicodeWidthStr as _;
+
+use crate::time;
+
+/// Rows aligned together in table output; each chunk is aligned on its own.
+pub const TABLE_CHUNK_ROWS: usize = 4096;
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// JSON Lines ending with a summary record.
+    Json,
+}
+
+/// When to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// When stdout is a terminal, `NO_COLOR` is unset and `TERM` is not `dumb`.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// Output options shared by the commands that print rows.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// JSON Lines output, ending with a summary record (same as --format json).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Colour matches: auto (a terminal, without NO_COLOR or TERM=dumb), always or never.
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+}
+
+impl OutputArgs {
+    /// Returns the format asked for (`--json` wins).
+    pub fn format(&self) -> OutputFormat {
+        if self.json { OutputFormat::Json } else { self.format }
+    }
+
+    /// Returns whether table output is coloured: never for CSV or JSON.
+    pub fn colored(&self) -> bool {
+        if self.format() != OutputFormat::Table {
+            return false;
+        }
+        match self.color {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+            }
+        }
+    }
+}
+
+/// How table output looks: its header and how a row of cell texts becomes the table's cells.
+pub struct TableLayout {
+    /// Column titles.
+    pub header: Vec<String>,
+    /// Turns a result row (cell texts, `None` for null) into the table's cells.
+    pub row: fn(&[Option<String>]) -> Vec<String>,
+    /// Table column whose matches of `highlights` are coloured.
+    pub highlight_column: Option<usize>,
+}
+
+impl TableLayout {
+    /// A table of the result's own columns, nulls shown as `NULL`.
+    pub fn plain(header: Vec<String>) -> TableLayout {
+        TableLayout {
+            header,
+            row: |row| {
+                row.iter().map(|cell| cell.clone().unwrap_or_else(|| "NULL".to_string())).collect()
+            },
+            highlight_column: None,
+        }
+    }
+}
+
+/// Writes result batches to stdout in one format.
+pub struct Printer {
+    out: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    format: OutputFormat,
+    /// Leading columns of each batch that are shown (the rest are sort keys).
+    visible: usize,
+    record_type: &'static str,
+    layout: TableLayout,
+    color: bool,
+    highlights: Vec<regex::Regex>,
+    pending: Vec<Vec<String>>,
+    csv: csv::Writer<Vec<u8>>,
+    header_written: bool,
+    rows: u64,
+}
+
+impl Printer {
+    /// Returns a printer of the first `visible` columns of each batch; JSON records are of type
+    /// `record_type`.
+    pub fn new(
+        output: &OutputArgs,
+        visible: usize,
+        record_type: &'static str,
+        layout: TableLayout,
+    ) -> Printer {
+        Printer {
+            out: std::io::BufWriter::new(std::io::stdout().lock()),
+            format: output.format(),
+            visible,
+            record_type,
+            layout,
+            color: output.colored(),
+            highlights: Vec::new(),
+            pending: Vec::new(),
+            csv: csv::Writer::from_writer(Vec::new()),
+            header_written: false,
+            rows: 0,
+        }
+    }
+
+    /// Colours the matches of `patterns` in the layout's highlight column (table output only).
+    pub fn with_highlights(mut self, patterns: Vec<regex::Regex>) -> Printer {
+        self.highlights = patterns;
+        self
+    }
+
+    /// Returns the output format.
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Returns how many rows were written.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Starts the output of a result of `schema`: the CSV header, even for an empty result.
+    pub fn start(&mut self, schema: &datafusion::arrow::datatypes::Schema) -> anyhow::Result<()> {
+        if self.format == OutputFormat::Csv && !self.header_written {
+            self.csv.write_record(schema.fields().iter().take(self.visible).map(|f| f.name()))?;
+            self.header_written = true;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows of `batch`.
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let visible = self.visible.min(batch.num_columns());
+        let names: Vec<String> =
+            batch.schema().fields().iter().take(visible).map(|f| f.name().clone()).collect();
+        match self.format {
+            OutputFormat::Json => {
+                for row in 0..batch.num_rows() {
+                    let data: serde_json::Map<String, serde_json::Value> = names
+                        .iter()
+                        .enumerate()
+                        .map(|(column, name)| {
+                            Ok((name.clone(), cell_json(batch.column(column).as_ref(), row)?))
+                        })
+                        .collect::<anyhow::Result<_>>()?;
+                    let record = json_record(self.record_type, &serde_json::Value::Object(data));
+                    writeln!(self.out, "{record}")?;
+                }
+            }
+            OutputFormat::Csv => {
+                for row in 0..batch.num_rows() {
+                    let cells = (0..visible)
+                        .map(|column| cell_text(batch.column(column).as_ref(), row))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    self.csv.write_record(cells.iter().map(|c| c.as_deref().unwrap_or("")))?;
+                }
+                self.drain_csv()?;
+                self.out.flush()?;
+            }
+            OutputFormat::Table => {
+                for row in 0..batch.num_rows() {
+                    let cells = (0..visible)
+                        .map(|column| cell_text(batch.column(column).as_ref(), row))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    self.pending.push((self.layout.row)(&cells));
+                    if self.pending.len() == TABLE_CHUNK_ROWS {
+                        self.flush_table()?;
+                    }
+                }
+            }
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Moves the CSV written so far to stdout.
+    fn drain_csv(&mut self) -> anyhow::Result<()> {
+        let writer = std::mem::replace(&mut self.csv, csv::Writer::from_writer(Vec::new()));
+        let bytes = writer.into_inner().map_err(|error| anyhow::anyhow!("{}", error.error()))?;
+        self.out.write_all(&bytes)?;
+        Ok(())
+    }
+
+    fn flush_table(&mut self) -> std::io::Result<()> {
+        let highlight = match self.layout.highlight_column {
+            Some(column) if self.color && !self.highlights.is_empty() => {
+                Some((column, self.highlights.as_slice()))
+            }
+            _ => None,
+        };
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let header = (!self.header_written).then_some(self.layout.header.as_slice());
+        render_table(&mut self.out, header, &self.pending, highlight, self.color)?;
+        self.header_written = true;
+        self.pending.clear();
+        self.out.flush()
+    }
+
+    /// Writes what is pending, then the summary: a JSON `summary` record, or `text` on stderr.
+    pub fn finish(mut self, summary: serde_json::Value, text: &str) -> anyhow::Result<()> {
+        match self.format {
+            OutputFormat::Table => self.flush_table()?,
+            OutputFormat::Csv => self.drain_csv()?,
+            OutputFormat::Json => {}
+        }
+        if self.format == OutputFormat::Json {
+            writeln!(self.out, "{}", json_record("summary", &summary))?;
+        }
+        self.out.flush()?;
+        if self.format != OutputFormat::Json {
+            eprintln!("{text}");
+        }
+        Ok(())
+    }
+}
+
+/// Returns whether `error` is a write to a closed pipe (`sessionlake search | head`).
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|csv| matches!(csv.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
+
+/// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).
+pub fn json_record(kind: &str, data: &serde_json::Value) -> String {
+    format!("{{\"type\":{},\"data\":{data}}}", serde_json::Value::from(kind))
+}
+
+/// Returns whether `zone` names UTC.
+fn is_utc(zone: &str) -> bool {
+    matches!(zone, "UTC" | "+00:00" | "Z" | "Etc/UTC")
+}
+
+/// Returns the text of one value, `None` for null. The lake's times (µs, UTC) read as
+/// `2026-03-14 09:26:50Z`; everything else as arrow's display formats it.
+pub fn cell_text(array: &dyn Array, row: usize) -> anyhow::Result<Option<String>> {
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let text = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
+        DataType::Utf8View => array.as_string_view().value(row).to_string(),
+        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_string(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if is_utc(zone) => {
+            let micros = array
+                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+                .value(row);
+            time::format_time(micros)
+        }
+        _ => ArrayFormatter::try_new(array, &FormatOptions::default())
+            .context("failed to format a value")?
+            .value(row)
+            .to_string(),
+    };
+    Ok(Some(text))
+}
+
+/// Returns one value as JSON: numbers and booleans as such, binary as `{"text"}`/`{"bytes"}`.
+pub fn cell_json(array: &dyn Array, row: usize) -> anyhow::Result<serde_json::Value> {
+    if array.is_null(row) {
+        return Ok(serde_json::Value::Null);
+    }
+    let data_type = array.data_type();
+    if *data_type == DataType::Boolean {
+        return Ok(serde_json::Value::from(array.as_boolean().value(row)));
+    }
+    let bytes = match data_type {
+        DataType::Binary => Some(array.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => Some(array.as_binary::<i64>().value(row)),
+        DataType::BinaryView => Some(array.as_binary_view().value(row)),
+        DataType::FixedSizeBinary(_) => Some(array.as_fixed_size_binary().value(row)),
+        _ => None,
+    };
+    if let Some(bytes) = bytes {
+        return Ok(match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::json!({ "text": text }),
+            Err(_) => serde_json::json!({
+                "bytes": base64::engine::general_purpose::STANDARD.encode(bytes)
+            }),
+        });
+    }
+    let text = cell_text(array, row)?.unwrap_or_default();
+    if data_type.is_integer() || data_type.is_floating() {
+        // NaN and infinities have no JSON number: they stay text.
+        if let Ok(number) = text.parse::<serde_json::Number>() {
+            return Ok(serde_json::Value::Number(number));
+        }
+    }
+    Ok(serde_json::Value::String(text))
+}
+
+/// Replaces control characters (escape sequences in a transcript could drive the reader's
+/// terminal) with their visible symbols; keeps line breaks.
+fn visible(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' => c,
+            '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32).unwrap_or('?'),
+            '\u{7f}' => '\u{2421}',
+            _ => c,
+        })
+        .collect()
+}
+
+/// Byte ranges of `text` matched by any of `patterns`, sorted and merged.
+fn match_ranges(text: &str, patterns: &[regex::Regex]) -> Vec<(usize, usize)> {
+    let mut ranges: Vec<(usize, usize)> = patterns
+        .iter()
+        .flat_map(|pattern| pattern.find_iter(text).map(|m| (m.start(), m.end())))
+        .filter(|(start, end)| start < end)
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// Writes `text` with the matches of `patterns` in bold red.
+fn write_highlighted(
+    out: &mut impl std::io::Write,
+    text: &str,
+    patterns: &[regex::Regex],
+) -> std::io::Result<()> {
+    let style = anstyle::Style::new().bold().fg_color(Some(anstyle::AnsiColor::Red.into()));
+    let mut at = 0;
+    for (start, end) in match_ranges(text, patterns) {
+        write!(
+            out,
+            "{}{}{}{}",
+            &text[at..start],
+            style.render(),
+            &text[start..end],
+            style.render_reset()
+        )?;
+        at = end;
+    }
+    out.write_all(&text.as_bytes()[at..])
+}
+
+/// Writes rows as aligned columns: one space either side of each cell, no trailing spaces,
+/// cells of several lines over several lines. `header` is bold when `color`.
+fn render_table(
+    out: &mut impl std::io::Write,
+    header: Option<&[String]>,
+    rows: &[Vec<String>],
+    highlight: Option<(usize, &[regex::Regex])>,
+    color: bool,
+) -> std::io::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|row| row.iter().map(|cell| visible(cell)).collect()).collect();
+    let columns = rows.iter().map(Vec::len).chain(header.map(<[String]>::len)).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
+    for row in rows.iter().chain(header.map(<[String]>::to_vec).as_ref()) {
+        for (column, cell) in row.iter().enumerate() {
+            let widest = cell.split('\n').map(|line| line.width()).max().unwrap_or(0);
+            widths[column] = widths[column].max(widest);
+        }
+    }
+    let bold = anstyle::Style::new().bold();
+    let write_line =
+        |out: &mut dyn std::io::Write, cells: &[&str], is_header: bool| -> std::io::Result<()> {
+            for (column, text) in cells.iter().enumerate() {
+                out.write_all(if column == 0 { b" " } else { b"  " })?;
+                match highlight {
+                    Some((at, patterns)) if at == column && !is_header => {
+                        let mut buffer = Vec::new();
+                        write_highlighted(&mut buffer, text, patterns)?;
+                        out.write_all(&buffer)?;
+                    }
+                    _ if is_header && color => {
+                        write!(out, "{}{text}{}", bold.render(), bold.render_reset())?;
+                    }
+                    _ => out.write_all(text.as_bytes())?,
+                }
+                if column + 1 < cells.len() {
+                    let pad = widths[column].saturating_sub(text.width());
+                    write!(out, "{:pad$}", "")?;
+                }
+            }
+            out.write_all(b"\n")
+        };
+    if let Some(header) = header {
+        let cells: Vec<&str> = header.iter().map(String::as_str).collect();
+        write_line(out, &cells, true)?;
+    }
+    for row in &rows {
+        let lines: Vec<Vec<&str>> = row.iter().map(|cell| cell.split('\n').collect()).collect();
+        let height = lines.iter().map(Vec::len).max().unwrap_or(1);
+        for line in 0..height {
+            let cells: Vec<&str> =
+                lines.iter().map(|cell| cell.get(line).copied().unwrap_or("")).collect();
+            write_line(out, &cells, false)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_table_is_aligned_without_trailing_spaces() {
+        let header = vec!["A".to_string(), "BB".to_string()];
+        let rows = vec![
+            vec!["xyz".to_string(), "1".to_string()],
+            vec!["é".to_string(), "two\nlines".to_string()],
+        ];
+        let mut out = Vec::new();
+        render_table(&mut out, Some(&header), &rows, None, false).expect("render");
+        let expected = " A    BB\n xyz  1\n é    two\n      lines\n";
+        assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+    }
+
+    #[test]
+    fn test_matches_are_highlighted_and_merged() {
+        let patterns = vec![
+            regex::Regex::new("rm").expect("regex"),
+            regex::Regex::new("m -r").expect("regex"),
+        ];
+        assert_eq!(match_ranges("sudo rm -rf /", &patterns), vec![(5, 10)]);
+        let mut out = Vec::new();
+        write_highlighted(&mut out, "a rm b", &patterns[..1]).expect("write");
+        assert_eq!(String::from_utf8(out).expect("utf8"), "a \u{1b}[1m\u{1b}[31mrm\u{1b}[0m b");
+    }
+
+    #[test]
+    fn test_control_characters_are_made_visible() {
+        let cases = [("a\u{1b}[2Jb", "a\u{241b}[2Jb"), ("x\ny", "x\ny"), ("\u{7f}", "\u{2421}")];
+        for (input, expected) in cases {
+            assert_eq!(visible(input), expected, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn test_json_values_keep_their_types() {
+        use datafusion::arrow::array::{BinaryArray, BooleanArray, StringArray, UInt32Array};
+        let number = UInt32Array::from(vec![Some(7), None]);
+        assert_eq!(cell_json(&number, 0).expect("json"), serde_json::json!(7));
+        assert_eq!(cell_json(&number, 1).expect("json"), serde_json::Value::Null);
+        let flag = BooleanArray::from(vec![true]);
+        assert_eq!(cell_json(&flag, 0).expect("json"), serde_json::json!(true));
+        let text = StringArray::from(vec!["ls"]);
+        assert_eq!(cell_json(&text, 0).expect("json"), serde_json::json!("ls"));
+        let bytes = BinaryArray::from(vec![&b"ok"[..], &[0xff, 0x00][..]]);
+        assert_eq!(cell_json(&bytes, 0).expect("json"), serde_json::json!({"text": "ok"}));
+        assert_eq!(cell_json(&bytes, 1).expect("json"), serde_json::json!({"bytes": "/wA="}));
+    }
+}

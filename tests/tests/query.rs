@@ -1,0 +1,389 @@
+//! `search`, `sessions` and `sql` on the lake the real ingest builds from the examples: exact
+//! rows for combinations of filters, paging that returns every row once, agreement with DuckDB
+//! on the same files, output formats, exit codes and colour.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use sessionlake_tests::{binary, duckdb, run};
+
+use super::{ingested_examples, parse_json_lines};
+
+const ALICE: &str = "alice-0123456789abcdef0";
+const ALICE_UBUNTU: &str = "alice-ekp6rf9qs5arzcjxsndyvboavi";
+const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+const CAROL: &str = "carol.diaz-07a16060613c408b5";
+
+/// Commands in the examples' lake.
+const ALL_COMMANDS: u64 = 39;
+
+/// Runs `sessionlake <args>` on the lake in `dir` (local, no AWS).
+fn cli(dir: &Path, args: &[&str]) -> sessionlake_tests::Ran {
+    run(binary("sessionlake", false).current_dir(dir).args(args))
+}
+
+/// Runs `sessionlake search --json <args>`; returns the exit code, the (session, seq) of each
+/// row in order, and the summary.
+fn search_keys(dir: &Path, args: &[&str]) -> (i32, Vec<(String, u64)>, Value) {
+    let ran = cli(dir, &[&["search", "--json"], args].concat());
+    assert!(ran.code == 0 || ran.code == 1, "{args:?}: exit {}: {}", ran.code, ran.stderr);
+    let (rows, summary) = parse_json_lines(&ran.stdout);
+    let keys = rows
+        .iter()
+        .map(|row| {
+            let session = row["session_id"].as_str().expect("session_id").to_string();
+            (session, row["seq"].as_u64().expect("seq"))
+        })
+        .collect();
+    (ran.code, keys, summary)
+}
+
+/// Expected rows: each session with its commands' seq, in order.
+type Rows<'a> = &'a [(&'a str, &'a [u64])];
+
+fn keys(expected: Rows) -> Vec<(String, u64)> {
+    expected
+        .iter()
+        .flat_map(|(session, seqs)| seqs.iter().map(|seq| (session.to_string(), *seq)))
+        .collect()
+}
+
+#[test]
+fn test_search_filter_combinations_find_exact_rows() {
+    let (dir, _) = ingested_examples();
+    let cases: &[(&[&str], Rows)] = &[
+        (&["--command", "^rm "], &[(ALICE, &[10])]),
+        (&["--command-contains", "deploy.sh"], &[(CAROL, &[6]), (ALICE_UBUNTU, &[5, 7])]),
+        (&["--principal", "carol.diaz", "--command", "^cd"], &[(CAROL, &[1, 5])]),
+        (&["--run-as", "ubuntu", "--command", "^ls"], &[(ALICE_UBUNTU, &[0, 6])]),
+        (
+            &["--target", "i-0fedcba9876543210", "--command-contains", "grep -c ERROR"],
+            &[(BOB, &[5]), (ALICE_UBUNTU, &[3])],
+        ),
+        (
+            &[
+                "--session",
+                BOB,
+                "--since",
+                "2026-03-14T10:02:22Z",
+                "--until",
+                "2026-03-14T10:02:24Z",
+            ],
+            &[(BOB, &[3, 4])],
+        ),
+        (&["--output", "ERROR"], &[(ALICE, &[4]), (BOB, &[7])]),
+        (&["--output", "^deploying", "--principal", "alice"], &[(ALICE_UBUNTU, &[5, 7])]),
+        (
+            &["--output", "^$", "--command", "^cd"],
+            &[(ALICE, &[1, 11]), (BOB, &[3]), (CAROL, &[1, 5]), (ALICE_UBUNTU, &[2])],
+        ),
+        (&["--since", "2026-03-15", "--command", "exit"], &[(ALICE_UBUNTU, &[8])]),
+        (
+            &["--principal", "arn:aws:iam::111122223333:user/bob", "--command", "^exit$"],
+            &[(BOB, &[6, 8])],
+        ),
+        (&["--principal", "bob", "--run-as", "ubuntu"], &[]),
+        (&["--command", "rm -rf", "--until", "2026-03-14"], &[]),
+    ];
+    for (args, expected) in cases {
+        let (code, found, summary) = search_keys(dir.path(), args);
+        let expected = keys(expected);
+        assert_eq!(found, expected, "search {args:?}");
+        assert_eq!(code, if expected.is_empty() { 1 } else { 0 }, "exit of search {args:?}");
+        assert_eq!(summary["matched"], Value::from(expected.len()), "{args:?}: {summary}");
+        assert_eq!(summary["next"], Value::Null, "{args:?}: {summary}");
+    }
+}
+
+#[test]
+fn test_paging_returns_every_row_exactly_once() {
+    let (dir, _) = ingested_examples();
+    let (_, everything, summary) = search_keys(dir.path(), &[]);
+    assert_eq!(summary["matched"], Value::from(ALL_COMMANDS));
+    assert_eq!(everything.len() as u64, ALL_COMMANDS);
+    for (limit, filters) in [
+        ("1", &[][..]),
+        ("4", &[][..]),
+        ("7", &["--principal", "alice"][..]),
+        ("38", &[][..]),
+        ("39", &[][..]),
+        ("100", &[][..]),
+    ] {
+        let (_, expected, _) = search_keys(dir.path(), filters);
+        let mut paged = Vec::new();
+        let mut after: Option<String> = None;
+        for page in 0.. {
+            assert!(page <= expected.len(), "limit {limit}: paging does not end");
+            let mut args = vec!["--limit", limit];
+            args.extend_from_slice(filters);
+            if let Some(cursor) = &after {
+                args.extend(["--after", cursor.as_str()]);
+            }
+            let (code, rows, summary) = search_keys(dir.path(), &args);
+            assert_eq!(code, 0, "limit {limit} page {page}");
+            assert!(rows.len() <= limit.parse().expect("limit"), "limit {limit}: {rows:?}");
+            assert_eq!(summary["matched"], Value::from(expected.len()), "{summary}");
+            assert_eq!(summary["shown"], Value::from(rows.len()), "{summary}");
+            paged.extend(rows);
+            match summary["next"].as_str() {
+                Some(next) => after = Some(next.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(paged, expected, "limit {limit} {filters:?}");
+    }
+    // `sessions` pages the same way, by (start, session, source).
+    let mut sessions = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["sessions", "--json", "--limit", "1"];
+        if let Some(cursor) = &after {
+            args.extend(["--after", cursor.as_str()]);
+        }
+        let ran = cli(dir.path(), &args);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let (rows, summary) = parse_json_lines(&ran.stdout);
+        sessions.extend(rows.iter().map(|row| row["session_id"].as_str().expect("id").to_string()));
+        match summary["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(sessions, [ALICE, BOB, CAROL, ALICE_UBUNTU]);
+    // A cursor of one listing is refused by the other, and garbage is refused: exit 2.
+    let (_, _, first) = search_keys(dir.path(), &["--limit", "1"]);
+    let cursor = first["next"].as_str().expect("next");
+    for args in [vec!["sessions", "--after", cursor], vec!["search", "--after", "garbage"]] {
+        let refused = cli(dir.path(), &args);
+        assert_eq!(refused.code, 2, "{args:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("--after"), "{}", refused.stderr);
+    }
+    // The table's summary names the next page.
+    let table = cli(dir.path(), &["search", "--limit", "2"]);
+    assert!(
+        table.stderr.contains("39 matching commands (showing 2; next page: --after "),
+        "{}",
+        table.stderr
+    );
+}
+
+/// The search's order and time over the same files, in DuckDB.
+const DUCKDB_SEARCH: &str = "WITH s AS (SELECT session_id, min(started_at) AS started_at, \
+    max(ended_at) AS ended_at FROM read_parquet('lake/sessions/**/*.parquet') GROUP BY ALL), \
+    c AS (SELECT c.session_id, c.seq, c.principal, c.run_as, c.target, \
+    coalesce(c.started_at, s.started_at, s.ended_at) AS t \
+    FROM read_parquet('lake/commands/**/*.parquet') c LEFT JOIN s USING (session_id)) \
+    SELECT session_id, seq FROM c WHERE {} ORDER BY t NULLS FIRST, session_id, seq";
+
+#[test]
+fn test_search_and_sql_agree_with_duckdb() {
+    let (dir, _) = ingested_examples();
+    // Plaintext columns only: DuckDB cannot open the encrypted ones.
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "true"),
+        (&["--principal", "alice"], "strpos(principal, 'alice') > 0"),
+        (
+            &["--target", "i-0a1b2c3d4e5f67890", "--run-as", "ssm-user"],
+            "target = 'i-0a1b2c3d4e5f67890' AND run_as = 'ssm-user'",
+        ),
+        (
+            &["--since", "2026-03-14T10:00:00Z", "--until", "2026-03-16"],
+            "t >= TIMESTAMPTZ '2026-03-14 10:00:00+00' AND t < TIMESTAMPTZ '2026-03-16 00:00:00+00'",
+        ),
+        (
+            &["--session", CAROL, "--since", "2026-03-14"],
+            "session_id = 'carol.diaz-07a16060613c408b5' AND t >= TIMESTAMPTZ '2026-03-14 00:00:00+00'",
+        ),
+    ];
+    for (args, predicate) in cases {
+        let (_, found, _) = search_keys(dir.path(), args);
+        let expected: Vec<(String, u64)> =
+            duckdb(dir.path(), &DUCKDB_SEARCH.replace("{}", predicate))
+                .iter()
+                .map(|row| {
+                    (row[0].as_str().expect("id").to_string(), row[1].as_u64().expect("seq"))
+                })
+                .collect();
+        assert!(!expected.is_empty(), "{predicate} matches nothing: a weak case");
+        assert_eq!(found, expected, "search {args:?} vs DuckDB {predicate}");
+    }
+    // `sql` over the same tables: the same aggregates as DuckDB.
+    let query = "SELECT principal, target, count(*) AS commands, count(DISTINCT session_id) AS sessions \
+        FROM commands GROUP BY principal, target ORDER BY principal, target";
+    let ours = cli(dir.path(), &["sql", query, "--format", "csv"]);
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+    let theirs = duckdb(
+        dir.path(),
+        &query.replace("FROM commands", "FROM read_parquet('lake/commands/**/*.parquet')"),
+    );
+    let mut expected = String::from("principal,target,commands,sessions\n");
+    for row in theirs {
+        let cells: Vec<String> = row
+            .as_array()
+            .expect("row")
+            .iter()
+            .map(|cell| cell.as_str().map_or_else(|| cell.to_string(), str::to_string))
+            .collect();
+        expected.push_str(&cells.join(","));
+        expected.push('\n');
+    }
+    assert_eq!(ours.stdout, expected);
+}
+
+#[test]
+fn test_sql_formats_and_refusals() {
+    let (dir, _) = ingested_examples();
+    // Decrypted columns are there; CSV and JSON Lines.
+    let query = "SELECT session_id, seq, command, started_at FROM commands \
+        WHERE command LIKE 'rm %' OR (session_id LIKE 'bob-%' AND seq = 0) ORDER BY session_id";
+    let csv = cli(dir.path(), &["sql", query, "--format", "csv"]);
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    assert_eq!(
+        csv.stdout,
+        "session_id,seq,command,started_at\n\
+         alice-0123456789abcdef0,10,rm -rf /tmp/alice-scratch,\n\
+         bob-ilpxvkhghl9vs9ia2xfdyp4dka,0,pwd,2026-03-14 10:02:18Z\n"
+    );
+    let json = cli(dir.path(), &["sql", query, "--json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let lines: Vec<Value> =
+        json.stdout.lines().map(|line| serde_json::from_str(line).expect("json")).collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"type": "row", "data": {"session_id": ALICE, "seq": 10, "command": "rm -rf /tmp/alice-scratch", "started_at": null}}),
+            serde_json::json!({"type": "row", "data": {"session_id": BOB, "seq": 0, "command": "pwd", "started_at": "2026-03-14 10:02:18Z"}}),
+            serde_json::json!({"type": "summary", "data": {"rows": 2}}),
+        ]
+    );
+    // The table is aligned and counts the rows on stderr.
+    let table = cli(dir.path(), &["sql", "SELECT count(*) AS n FROM sessions"]);
+    assert_eq!((table.code, table.stdout.as_str()), (0, " n\n 4\n"), "{}", table.stderr);
+    assert!(table.stderr.contains("1 rows"), "{}", table.stderr);
+    // An empty result still has its CSV header; a query with no rows exits 0.
+    let empty =
+        cli(dir.path(), &["sql", "SELECT session_id FROM sessions WHERE false", "--format", "csv"]);
+    assert_eq!((empty.code, empty.stdout.as_str()), (0, "session_id\n"), "{}", empty.stderr);
+
+    // Nothing but queries: refused before anything runs, exit 2, and nothing written.
+    let out = dir.path().join("copied.csv");
+    let copy = format!("COPY (SELECT command FROM commands) TO '{}'", out.display());
+    for statement in [
+        copy.as_str(),
+        "CREATE TABLE t AS SELECT * FROM commands",
+        "INSERT INTO commands SELECT * FROM commands",
+        "DROP TABLE sessions",
+        "SELECT 1; SELECT 2",
+        "SELEKT 1",
+    ] {
+        let refused = cli(dir.path(), &["sql", statement]);
+        assert_eq!(refused.code, 2, "{statement}: {}", refused.stderr);
+        assert!(refused.stdout.is_empty(), "{statement}: {}", refused.stdout);
+        assert!(refused.stderr.starts_with("sessionlake: "), "{statement}: {}", refused.stderr);
+    }
+    assert!(std::fs::metadata(&out).is_err(), "COPY wrote {}", out.display());
+    let refused = cli(dir.path(), &["sql", "DROP TABLE sessions"]);
+    assert!(
+        refused.stderr.contains("queries only") && refused.stderr.contains("DROP"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn test_search_formats_exit_codes_and_broken_pipe() {
+    let (dir, _) = ingested_examples();
+    let csv = cli(dir.path(), &["search", "--command", "^rm ", "--format", "csv"]);
+    assert_eq!(csv.code, 0, "{}", csv.stderr);
+    assert_eq!(
+        csv.stdout,
+        "session_id,seq,time,time_kind,principal,run_as,target,cwd,command\n\
+         alice-0123456789abcdef0,10,2026-03-14 09:26:50Z,session-start,\
+         arn:aws:sts::111122223333:assumed-role/Admin/alice,ssm-user,i-0a1b2c3d4e5f67890,app,\
+         rm -rf /tmp/alice-scratch\n"
+    );
+    // `--json` is `--format json`, and the two cannot be mixed.
+    let json = cli(dir.path(), &["search", "--command", "^rm ", "--format", "json"]);
+    let last: Value =
+        serde_json::from_str(json.stdout.lines().last().expect("line")).expect("json");
+    assert_eq!(
+        last,
+        serde_json::json!({"type": "summary", "data": {"matched": 1, "shown": 1, "next": null}})
+    );
+    assert_eq!(cli(dir.path(), &["search", "--json", "--format", "csv"]).code, 2);
+    // 1 when nothing matched; 2 on errors, named.
+    let none = cli(dir.path(), &["search", "--command", "no such command"]);
+    assert_eq!((none.code, none.stdout.as_str()), (1, ""));
+    assert!(none.stderr.contains("0 matching commands"), "{}", none.stderr);
+    for (args, named) in [
+        (&["search", "--output", "(unclosed"][..], "--output"),
+        (&["search", "--since", "yesterday"][..], "--since"),
+        (&["search", "--limit", "0"][..], "--limit"),
+        (&["--lake", "no-such-lake", "search"][..], "no-such-lake"),
+    ] {
+        let failed = cli(dir.path(), args);
+        assert_eq!(failed.code, 2, "{args:?}: {}", failed.stderr);
+        assert!(failed.stderr.contains(named), "{args:?}: {}", failed.stderr);
+    }
+    // A reader that stops early (`| head -1`) ends the output quietly, with success.
+    let piped = run(Command::new("bash")
+        .current_dir(dir.path())
+        .arg("-c")
+        .arg("\"$0\" sql 'SELECT * FROM range(2000000)' --format csv | head -1; echo \"exit ${PIPESTATUS[0]}\"")
+        .arg(assert_cmd::cargo::cargo_bin("sessionlake")));
+    assert_eq!(piped.stdout, "value\nexit 0\n", "{}", piped.stderr);
+    assert!(!piped.stderr.contains("sessionlake:"), "{}", piped.stderr);
+}
+
+/// Runs `sessionlake <args>` on a terminal (script(1) gives it one) with `env` set; returns
+/// what the terminal showed.
+fn on_terminal(dir: &Path, env: &[(&str, &str)], args: &str) -> String {
+    let bin = assert_cmd::cargo::cargo_bin("sessionlake");
+    let mut command = Command::new("script");
+    command
+        .current_dir(dir)
+        .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm-256color");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let ran = run(&mut command);
+    assert_eq!(ran.code, 0, "{args}: {}{}", ran.stdout, ran.stderr);
+    ran.stdout
+}
+
+#[test]
+fn test_matches_are_coloured_only_when_asked_or_on_a_terminal() {
+    let (dir, _) = ingested_examples();
+    let highlighted = "\u{1b}[1m\u{1b}[31mrm -rf\u{1b}[0m /tmp/alice-scratch";
+    let always = cli(dir.path(), &["search", "--command", "rm -rf", "--color", "always"]);
+    assert!(always.stdout.contains(highlighted), "{:?}", always.stdout);
+    for args in [
+        &["search", "--command", "rm -rf"][..],
+        &["search", "--command", "rm -rf", "--color", "never"][..],
+        &["search", "--command", "rm -rf", "--color", "always", "--format", "csv"][..],
+        &["search", "--command", "rm -rf", "--color", "always", "--json"][..],
+    ] {
+        let plain = cli(dir.path(), args);
+        assert_eq!(plain.code, 0, "{args:?}");
+        assert!(!plain.stdout.contains('\u{1b}'), "{args:?}: {:?}", plain.stdout);
+        assert!(plain.stdout.contains("rm -rf /tmp/alice-scratch"), "{args:?}");
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("note: script(1) is not installed; the terminal cases are skipped");
+        return;
+    }
+    let search = "search --command 'rm -rf'";
+    assert!(on_terminal(dir.path(), &[], search).contains(highlighted));
+    for env in [[("NO_COLOR", "1")], [("TERM", "dumb")]] {
+        let shown = on_terminal(dir.path(), &env, search);
+        assert!(shown.contains("rm -rf /tmp/alice-scratch"), "{env:?}: {shown:?}");
+        // The spinner may have drawn on stderr; no colour did.
+        assert!(!shown.contains("\u{1b}[31m"), "{env:?}: {shown:?}");
+    }
+    let forced = on_terminal(dir.path(), &[("NO_COLOR", "1")], &format!("{search} --color always"));
+    assert!(forced.contains(highlighted), "{forced:?}");
+}
