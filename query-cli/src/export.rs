@@ -537,9 +537,9 @@ async fn gather(
     let live = manifest::live_objects(&chain);
     let sources = crate::session_sources(&live, session);
     let Some(&source) = sources.first() else {
-        if let Some(link) = crate::retention::shredded(&chain, session) {
+        if let Some(link) = crate::retention::removed_by(&chain, session) {
             anyhow::bail!(
-                "session {session} was shredded by manifest {} at {} ({}): its keys are \
+                "session {session} was removed by manifest {} at {} ({}): its keys are \
                  destroyed and nothing of it can be exported",
                 link.manifest.body.sequence,
                 link.manifest.body.committed_at,

@@ -1083,16 +1083,13 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
     anyhow::bail!("{} kept changing; try again", lake.store.location())
 }
 
-/// Returns the shred commit that removed `session`, if one did.
-pub fn shredded<'a>(chain: &'a [ChainLink], session: &str) -> Option<&'a ChainLink> {
+/// Returns the shred or retention commit that removed the last of `session`, if one did.
+pub fn removed_by<'a>(chain: &'a [ChainLink], session: &str) -> Option<&'a ChainLink> {
     chain.iter().rev().find(|link| {
-        link.manifest.body.action == CommitAction::Shred
-            && link
-                .manifest
-                .body
-                .removed
-                .iter()
-                .any(|entry| entry.sessions.iter().any(|id| id == session))
+        matches!(link.manifest.body.action, CommitAction::Shred | CommitAction::Retention)
+            && link.manifest.body.removed.iter().any(|entry| {
+                entry.kind == ObjectKind::Sessions && entry.sessions.iter().any(|id| id == session)
+            })
     })
 }
 

@@ -20,7 +20,8 @@
 //!   or after its `valid_until`);
 //! - `missing-object`, `altered-object` (size or SHA-256 differs from the commit),
 //!   `uncommitted-object` (in the lake, named by no commit: a write that never committed, or
-//!   a plant).
+//!   a plant), `not-deleted` (removed by a retention or shred commit, still stored: an
+//!   interrupted apply, or a shred whose keys survive).
 //!
 //! With a time range (`--since`/`--until`) the whole chain is still read (the live set and the
 //! links need it), but only manifests committed in the range are reported on and only the live
@@ -35,7 +36,7 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_lake::manifest::{self, ChainLink, KeyValidity, ManifestFile, SignatureProblem};
 use sessionlake_lake::store::LakeStore;
-use sessionlake_schemas::manifest::PublicKeyRecord;
+use sessionlake_schemas::manifest::{CommitAction, PublicKeyRecord};
 use sessionlake_schemas::paths;
 
 /// Objects hashed at once (each on its own task, so hashing spreads over the runtime's threads).
@@ -657,9 +658,33 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     for link in &analysis.parsed {
         named.extend(link.manifest.body.added.iter().map(|entry| entry.path.as_str()));
     }
-    // An object removed by a later commit but still stored is fine: retention deletes it.
-    for path in stored.iter().filter(|path| !named.contains(path.as_str())) {
-        report.findings.push(finding("uncommitted-object", path, "no commit names it".into()));
+    // An object a retention or shred commit removed must be gone (for a session key record:
+    // else the session is not shredded). Objects other commits removed (a replaced version)
+    // may stay until deleted.
+    let mut must_be_gone: BTreeMap<&str, &ChainLink> = BTreeMap::new();
+    for link in &analysis.parsed {
+        for entry in &link.manifest.body.added {
+            must_be_gone.remove(entry.path.as_str());
+        }
+        if matches!(link.manifest.body.action, CommitAction::Retention | CommitAction::Shred) {
+            for entry in &link.manifest.body.removed {
+                must_be_gone.insert(entry.path.as_str(), link);
+            }
+        }
+    }
+    for path in stored.iter() {
+        if !named.contains(path.as_str()) {
+            report.findings.push(finding("uncommitted-object", path, "no commit names it".into()));
+        } else if let Some(link) = must_be_gone.get(path.as_str()) {
+            report.findings.push(finding(
+                "not-deleted",
+                path,
+                format!(
+                    "removed by {} ({:?}) but still stored: re-run the retention apply or shred",
+                    link.path, link.manifest.body.action
+                ),
+            ));
+        }
     }
     report.findings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     report.findings.dedup();

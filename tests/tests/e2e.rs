@@ -10,6 +10,7 @@ mod custody;
 mod export;
 mod keys;
 mod query;
+mod retention;
 
 use serde_json::Value;
 use sessionlake_tests::{
