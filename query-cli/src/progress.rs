@@ -16,14 +16,20 @@ pub struct Progress {
 impl Progress {
     /// Starts a spinner saying `message`, when `wanted` and stderr is a terminal.
     pub fn spinner(wanted: bool, message: &'static str) -> Progress {
+        Progress::counting(wanted, message, "rows")
+    }
+
+    /// Starts a spinner saying `message` and how many `unit`s so far, when `wanted` and stderr
+    /// is a terminal.
+    pub fn counting(wanted: bool, message: &'static str, unit: &str) -> Progress {
         let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
         if !wanted || dumb || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
         let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} rows ({elapsed})")
-        {
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {{msg}} {{pos}} {unit} ({{elapsed}})"
+        )) {
             bar.set_style(style);
         }
         bar.set_message(message);

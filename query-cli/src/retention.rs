@@ -732,14 +732,17 @@ impl Lake {
     }
 }
 
-/// Deletes `paths`, session key records first (a crash in between leaves only ciphertext).
+/// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
+/// counting on a spinner when stderr is a terminal.
 async fn delete_all(store: &LakeStore, mut entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
+    let progress = crate::progress::Progress::counting(true, "deleting", "objects");
     entries.sort_by_key(|entry| entry.kind != ObjectKind::SessionKey);
     let (keys, rest): (Vec<_>, Vec<_>) =
         entries.into_iter().partition(|entry| entry.kind == ObjectKind::SessionKey);
     for batch in [keys, rest] {
         let results = futures::stream::iter(batch.iter().map(|entry| store.delete(&entry.path)))
             .buffer_unordered(CONCURRENCY)
+            .inspect(|_| progress.advance(1))
             .collect::<Vec<_>>()
             .await;
         for result in results {
