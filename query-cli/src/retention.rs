@@ -418,11 +418,7 @@ fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String
         .with_context(|| format!("failed to open {object}"))?
         .build()
         .with_context(|| format!("failed to read {object}"))?;
-    let partition_time = paths::dt_of(object)
-        .and_then(|dt| chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").ok())
-        .and_then(|date| date.and_hms_opt(0, 0, 0))
-        .map(|time| time.and_utc().timestamp_micros())
-        .unwrap_or(0);
+    let partition_time = partition_micros(object).unwrap_or(0);
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("failed to read {object}"))?;
@@ -463,6 +459,156 @@ fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String
     Ok(rows)
 }
 
+/// An `access` file as retention sees it: its day and who its events are about.
+#[derive(Debug, Clone)]
+struct LiveAccessFile {
+    entry: ObjectEntry,
+    /// Midnight of its `dt` partition, µs.
+    time: i64,
+    /// One subject per (event, target).
+    subjects: Vec<(Option<String>, Subject)>,
+}
+
+/// Reads who every live `access` file is about (plaintext columns only: no key needed).
+async fn live_access_files(
+    store: &LakeStore,
+    live: &BTreeMap<String, ObjectEntry>,
+) -> anyhow::Result<Vec<LiveAccessFile>> {
+    let files: Vec<&ObjectEntry> =
+        live.values().filter(|entry| entry.kind == ObjectKind::Access).collect();
+    futures::stream::iter(files.into_iter().map(|entry| async move {
+        let bytes = read_committed(store, entry).await?;
+        let subjects = access_subjects(&entry.path, bytes)?;
+        let time = partition_micros(&entry.path).unwrap_or(0);
+        anyhow::Ok(LiveAccessFile { entry: entry.clone(), time, subjects })
+    }))
+    .buffered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect()
+}
+
+fn partition_micros(path: &str) -> Option<i64> {
+    paths::dt_of(path)
+        .and_then(|dt| chrono::NaiveDate::parse_from_str(dt, "%Y-%m-%d").ok())
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|time| time.and_utc().timestamp_micros())
+}
+
+fn access_subjects(
+    object: &str,
+    bytes: bytes::Bytes,
+) -> anyhow::Result<Vec<(Option<String>, Subject)>> {
+    use sessionlake_schemas::columns;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .with_context(|| format!("failed to open {object}"))?;
+    // Only plaintext columns: the encrypted ones need a key retention does not need.
+    let wanted: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, field)| {
+            [columns::PRINCIPAL, columns::TARGETS, columns::ACCOUNT, columns::SESSION_ID]
+                .contains(&field.name().as_str())
+        })
+        .map(|(index, _)| index)
+        .collect();
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .with_context(|| format!("failed to read {object}"))?;
+    let mut subjects = Vec::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("failed to read {object}"))?;
+        let text = |name: &str, row: usize| -> Option<String> {
+            let column = batch.column_by_name(name)?.as_string_opt::<i32>()?;
+            (!column.is_null(row)).then(|| column.value(row).to_string())
+        };
+        let targets = batch.column_by_name(columns::TARGETS).and_then(|c| c.as_list_opt::<i32>());
+        for row in 0..batch.num_rows() {
+            let mut row_targets: Vec<Option<String>> = targets
+                .filter(|list| !list.is_null(row))
+                .map(|list| {
+                    let values = list.value(row);
+                    let values = values.as_string_opt::<i32>().cloned();
+                    values
+                        .map(|values| {
+                            (0..values.len()).map(|i| Some(values.value(i).to_string())).collect()
+                        })
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            if row_targets.is_empty() {
+                row_targets.push(None);
+            }
+            for target in row_targets {
+                let subject = Subject {
+                    principal: text(columns::PRINCIPAL, row),
+                    target,
+                    account: text(columns::ACCOUNT, row),
+                };
+                subjects.push((text(columns::SESSION_ID, row), subject));
+            }
+        }
+    }
+    Ok(subjects)
+}
+
+/// Plans the `access` files: a file goes when its day is older than the longest period any of
+/// its events gets (their rows' period), unless a hold covers one of its events.
+fn plan_access(
+    policy: &Policy,
+    files: &[LiveAccessFile],
+    holds: &[Hold],
+    now: i64,
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for file in files {
+        let decisions: Vec<Decision> =
+            file.subjects.iter().map(|(_, subject)| policy.decide(subject)).collect();
+        let keep = decisions
+            .iter()
+            .map(|decision| decision.commands)
+            .max()
+            .unwrap_or(policy.default.commands);
+        let age_days = (now - file.time).div_euclid(DAY_MICROS);
+        if age_days < keep.0 {
+            continue;
+        }
+        let rule = decisions
+            .iter()
+            .find(|decision| decision.commands == keep)
+            .map_or_else(|| policy.default.name.clone(), |decision| decision.rule.clone());
+        let held_by = holds
+            .iter()
+            .find(|hold| {
+                file.subjects.iter().any(|(session, subject)| {
+                    hold.covers(session.as_deref().unwrap_or_default(), subject)
+                })
+            })
+            .map(|hold| hold.id.clone());
+        planned.push(Planned {
+            session_id: file.entry.path.clone(),
+            expires: Expiry::Access,
+            action: Action::Delete,
+            rule,
+            age_days,
+            keep_days: keep.0,
+            principal: None,
+            target: None,
+            objects: 1,
+            bytes: file.entry.size,
+            conflicts: Vec::new(),
+            held_by,
+            remove: vec![file.entry.clone()],
+        });
+    }
+    planned
+}
+
 // ---------------------------------------------------------------------------------------------
 // Plans
 
@@ -474,6 +620,9 @@ enum Expiry {
     Session,
     /// Only the original transcript.
     Raw,
+    /// An `access` file (CloudTrail events of one day from one trail file); `session_id` holds
+    /// its path.
+    Access,
 }
 
 /// One line of a plan.
@@ -775,7 +924,9 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         }
         let sessions = live_sessions(&lake.store, &lake.live).await?;
         let holds = live_holds(&lake.store, &lake.live).await?;
-        let planned = plan(&policy, &sessions, &holds, now);
+        let mut planned = plan(&policy, &sessions, &holds, now);
+        let access = live_access_files(&lake.store, &lake.live).await?;
+        planned.extend(plan_access(&policy, &access, &holds, now));
         let due: Vec<&Planned> = planned.iter().filter(|p| p.held_by.is_none()).collect();
         if !apply || due.is_empty() {
             report_plan(&planned, args.json, false)?;
@@ -792,14 +943,16 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             anyhow::bail!("nothing changed");
         }
         let removed: Vec<ObjectEntry> = due.iter().flat_map(|p| p.remove.iter().cloned()).collect();
-        let sessions_expired = due.iter().filter(|p| p.expires == Expiry::Session).count();
+        let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
         let reason = format!(
-            "retention policy {} as of {} by {}: {sessions_expired} sessions expired, {} originals \
-             expired, {} shredded",
+            "retention policy {} as of {} by {}: {} sessions expired, {} originals expired, {} \
+             access files expired, {} shredded",
             args.policy.display(),
             crate::time::format_time(now),
             actor(),
-            due.len() - sessions_expired,
+            count(Expiry::Session),
+            count(Expiry::Raw),
+            count(Expiry::Access),
             due.iter().filter(|p| p.action == Action::Shred).count()
         );
         match lake.commit(CommitAction::Retention, reason, Vec::new(), removed.clone()).await {
@@ -864,6 +1017,7 @@ fn report_plan(planned: &[Planned], json: bool, applied: bool) -> anyhow::Result
             (Some(_), _) => "keep (held)".to_string(),
             (None, Expiry::Session) => item.action.as_str().to_string(),
             (None, Expiry::Raw) => "delete raw".to_string(),
+            (None, Expiry::Access) => "delete".to_string(),
         };
         let why = match &item.held_by {
             Some(hold) => format!("{hold}; rule {} would remove it", item.rule),

@@ -159,8 +159,13 @@ fn test_retention_with_rules_holds_and_shredding() {
     // (2y 3m) keeps its rows (prod: 3y) but not its original (2y); bob's is held; eve's dev
     // session is past the contractors' 1y and is shredded; eve's prod session falls under both
     // rules and keeps prod's longer periods; the newest is kept.
-    let (code, rows) = plan(dir);
+    let (code, mut rows) = plan(dir);
     assert_eq!(code, 0);
+    // The day's CloudTrail events of alice's and bob's 2023 sessions: held for bob's.
+    let access = take_access(&mut rows);
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert!(access[0].1.starts_with("access/dt=2023-05-01/"), "{access:?}");
+    assert_eq!((access[0].0.as_str(), access[0].5), ("held", true));
     assert_eq!(
         rows,
         vec![
@@ -178,7 +183,7 @@ fn test_retention_with_rules_holds_and_shredding() {
     let refused = cli(dir, &["retention", "apply", "--policy", "policy.toml", "--as-of", AS_OF]);
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains("refusing without --yes"), "{}", refused.stderr);
-    assert_eq!(plan(dir).1.len(), 4);
+    assert_eq!(plan(dir).1.len(), 5);
 
     // Keep a copy of what apply deletes, to play an interrupted run (committed, not deleted).
     let lake = dir.join("lake");
@@ -208,7 +213,8 @@ fn test_retention_with_rules_holds_and_shredding() {
     );
     let verified = cli(dir, &["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
-    let (_, rows) = plan(dir);
+    let (_, mut rows) = plan(dir);
+    assert_eq!(take_access(&mut rows).len(), 1);
     assert_eq!(rows, vec![row("held", "bob-0a0000000000000c3", "session", "delete", "default")]);
 
     // The chain says what went, why and who asked.
@@ -268,4 +274,27 @@ fn test_retention_with_rules_holds_and_shredding() {
     assert!(failed.stderr.contains("gdpr art. 17"), "{}", failed.stderr);
     let verified = cli(dir, &["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+
+    // Released, the 2023 access events go too; the later ones stay.
+    let events = |dir: &Path| cli(dir, &["access", "--json"]).stdout;
+    assert!(events(dir).contains("event-bob-0a0000000000000c3"));
+    let (_, mut rows) = plan(dir);
+    let access = take_access(&mut rows);
+    assert_eq!((access.len(), access[0].0.as_str()), (1, "planned"), "{access:?}");
+    let applied =
+        cli(dir, &["retention", "apply", "--policy", "policy.toml", "--as-of", AS_OF, "--yes"]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let left = events(dir);
+    assert!(!left.contains("event-bob-0a0000000000000c3"), "{left}");
+    assert!(left.contains("event-alice-0a0000000000000f6"), "{left}");
+    let verified = cli(dir, &["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
+
+/// Takes the plan's lines about `access` files out of `rows`.
+fn take_access(rows: &mut Vec<PlanRow>) -> Vec<PlanRow> {
+    let (access, sessions): (Vec<PlanRow>, Vec<PlanRow>) =
+        std::mem::take(rows).into_iter().partition(|row| row.2 == "access");
+    *rows = sessions;
+    access
 }
