@@ -315,18 +315,32 @@ pub struct Hold {
     pub target: Option<String>,
 }
 
-impl Hold {
-    fn covers(&self, session: &str, subject: &Subject) -> bool {
-        let glob = |pattern: &Option<String>, value: &Option<String>| {
-            pattern.as_deref().is_some_and(|pattern| {
-                Glob::new(pattern).is_ok_and(|glob| glob.matches(value.as_deref()))
-            })
-        };
-        self.session.as_deref() == Some(session)
-            || glob(&self.principal, &subject.principal)
-            || glob(&self.target, &subject.target)
+/// A hold in force, its patterns compiled once.
+#[derive(Debug, Clone)]
+struct ActiveHold {
+    hold: Hold,
+    principal: Option<Glob>,
+    target: Option<Glob>,
+}
+
+impl ActiveHold {
+    fn new(hold: Hold) -> anyhow::Result<ActiveHold> {
+        let glob = |pattern: &Option<String>| pattern.as_deref().map(Glob::new).transpose();
+        let (principal, target) = (glob(&hold.principal)?, glob(&hold.target)?);
+        Ok(ActiveHold { hold, principal, target })
     }
 
+    fn covers(&self, session: &str, subject: &Subject) -> bool {
+        let matches = |glob: &Option<Glob>, value: &Option<String>| {
+            glob.as_ref().is_some_and(|glob| glob.matches(value.as_deref()))
+        };
+        self.hold.session.as_deref() == Some(session)
+            || matches(&self.principal, &subject.principal)
+            || matches(&self.target, &subject.target)
+    }
+}
+
+impl Hold {
     fn scope(&self) -> String {
         match (&self.session, &self.principal, &self.target) {
             (Some(session), _, _) => format!("session {session}"),
@@ -344,13 +358,16 @@ fn hold_path(id: &str) -> String {
 async fn live_holds(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<Vec<Hold>> {
+) -> anyhow::Result<Vec<ActiveHold>> {
     let mut holds = Vec::new();
     for entry in live.values().filter(|entry| entry.kind == ObjectKind::Hold) {
         let bytes = read_committed(store, entry).await?;
         let hold: Hold = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a legal hold", store.describe(&entry.path)))?;
-        holds.push(hold);
+        holds.push(
+            ActiveHold::new(hold)
+                .with_context(|| format!("{} has a bad pattern", store.describe(&entry.path)))?,
+        );
     }
     Ok(holds)
 }
@@ -413,6 +430,21 @@ async fn live_sessions(
     Ok(by_id.into_values().collect())
 }
 
+/// Returns the text in column `name` at `row` (Utf8 or Utf8View), if any.
+fn text_cell(batch: &arrow::array::RecordBatch, name: &str, row: usize) -> Option<String> {
+    let column = batch.column_by_name(name)?;
+    if column.is_null(row) {
+        return None;
+    }
+    match column.data_type() {
+        arrow::datatypes::DataType::Utf8 => Some(column.as_string::<i32>().value(row).to_string()),
+        arrow::datatypes::DataType::Utf8View => {
+            Some(column.as_string_view().value(row).to_string())
+        }
+        _ => None,
+    }
+}
+
 fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String, Subject, i64)>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .with_context(|| format!("failed to open {object}"))?
@@ -422,21 +454,7 @@ fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("failed to read {object}"))?;
-        let text = |name: &str, row: usize| -> Option<String> {
-            let column = batch.column_by_name(name)?;
-            if column.is_null(row) {
-                return None;
-            }
-            match column.data_type() {
-                arrow::datatypes::DataType::Utf8 => {
-                    Some(column.as_string::<i32>().value(row).to_string())
-                }
-                arrow::datatypes::DataType::Utf8View => {
-                    Some(column.as_string_view().value(row).to_string())
-                }
-                _ => None,
-            }
-        };
+        let text = |name: &str, row: usize| text_cell(&batch, name, row);
         let time = |name: &str, row: usize| -> Option<i64> {
             let column = batch.column_by_name(name)?;
             let column = column.as_primitive_opt::<TimestampMicrosecondType>()?;
@@ -523,10 +541,7 @@ fn access_subjects(
     let mut subjects = Vec::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("failed to read {object}"))?;
-        let text = |name: &str, row: usize| -> Option<String> {
-            let column = batch.column_by_name(name)?.as_string_opt::<i32>()?;
-            (!column.is_null(row)).then(|| column.value(row).to_string())
-        };
+        let text = |name: &str, row: usize| text_cell(&batch, name, row);
         let targets = batch.column_by_name(columns::TARGETS).and_then(|c| c.as_list_opt::<i32>());
         for row in 0..batch.num_rows() {
             let mut row_targets: Vec<Option<String>> = targets
@@ -562,7 +577,7 @@ fn access_subjects(
 fn plan_access(
     policy: &Policy,
     files: &[LiveAccessFile],
-    holds: &[Hold],
+    holds: &[ActiveHold],
     now: i64,
 ) -> Vec<Planned> {
     let mut planned = Vec::new();
@@ -589,7 +604,7 @@ fn plan_access(
                     hold.covers(session.as_deref().unwrap_or_default(), subject)
                 })
             })
-            .map(|hold| hold.id.clone());
+            .map(|held| held.hold.id.clone());
         planned.push(Planned {
             session_id: file.entry.path.clone(),
             expires: Expiry::Access,
@@ -647,7 +662,7 @@ struct Planned {
     remove: Vec<ObjectEntry>,
 }
 
-fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[Hold], now: i64) -> Vec<Planned> {
+fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i64) -> Vec<Planned> {
     let mut planned = Vec::new();
     for session in sessions {
         let decision = policy.decide(&session.subject);
@@ -672,7 +687,7 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[Hold], now: i64) -> 
         let held_by = holds
             .iter()
             .find(|hold| hold.covers(&session.session_id, &session.subject))
-            .map(|hold| hold.id.clone());
+            .map(|held| held.hold.id.clone());
         planned.push(Planned {
             session_id: session.session_id.clone(),
             expires,
@@ -872,7 +887,7 @@ impl Lake {
         removed.sort_by_key(|entry| entry.kind != ObjectKind::SessionKey);
         let mut swept = 0;
         for entry in removed {
-            if self.store.get_opt(&entry.path).await?.is_some() {
+            if self.store.exists(&entry.path).await? {
                 self.store.delete(&entry.path).await?;
                 swept += 1;
             }
@@ -883,9 +898,8 @@ impl Lake {
 
 /// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
 /// counting on a spinner when stderr is a terminal.
-async fn delete_all(store: &LakeStore, mut entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
+async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
     let progress = crate::progress::Progress::counting(true, "deleting", "objects");
-    entries.sort_by_key(|entry| entry.kind != ObjectKind::SessionKey);
     let (keys, rest): (Vec<_>, Vec<_>) =
         entries.into_iter().partition(|entry| entry.kind == ObjectKind::SessionKey);
     for batch in [keys, rest] {
@@ -1068,9 +1082,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 principal: args.principal.clone(),
                 target: args.target.clone(),
             };
-            if let Some(pattern) = hold.principal.as_deref().or(hold.target.as_deref()) {
-                Glob::new(pattern)?;
-            }
+            ActiveHold::new(hold.clone())?;
             let path = hold_path(&id);
             let json = serde_json::to_vec_pretty(&hold)?;
             let stored = lake.store.put_new(&path, bytes::Bytes::from(json)).await?;
@@ -1103,7 +1115,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
         }
         HoldCommand::List(args) => {
             let holds = live_holds(&lake.store, &lake.live).await?;
-            for hold in &holds {
+            for hold in holds.iter().map(|held| &held.hold) {
                 if args.json {
                     print(format_args!("{}", json_record("hold", &serde_json::to_value(hold)?)))?;
                 } else {
@@ -1191,7 +1203,9 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
             .cloned()
             .collect();
         let subject = session.map(|s| s.subject.clone()).unwrap_or_default();
-        if let Some(hold) = holds.iter().find(|hold| hold.covers(&args.session, &subject)) {
+        if let Some(ActiveHold { hold, .. }) =
+            holds.iter().find(|held| held.covers(&args.session, &subject))
+        {
             anyhow::bail!(
                 "{} is under legal hold {} ({}): release the hold first",
                 args.session,

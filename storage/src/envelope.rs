@@ -30,17 +30,15 @@ pub const MAX_DECOMPRESSED_LEN: u64 = 16 * 1024 * 1024 * 1024;
 /// Returns the AEAD key that seals the body of an object whose header carries `salt` (version
 /// 2: HKDF-SHA256 of the data key) or none (version 1: the data key itself).
 fn body_key(key: &DataKey, salt: Option<&[u8]>) -> LessSafeKey {
-    let unbound = match salt {
-        // HKDF-SHA256 can always expand 32 bytes, and AES-256 always takes them.
-        Some(salt) => hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
-            .extract(key.expose())
-            .expand(&[BODY_KEY_INFO], &AES_256_GCM)
-            .map(UnboundKey::from)
-            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 expands to 32 bytes")),
-        // A 32-byte key always fits AES-256; `DataKey` guarantees the length.
-        None => UnboundKey::new(&AES_256_GCM, key.expose())
-            .unwrap_or_else(|_| unreachable!("a DataKey is always 32 bytes")),
+    let Some(salt) = salt else {
+        return key.aes_256_gcm();
     };
+    // HKDF-SHA256 can always expand 32 bytes, and AES-256 always takes them.
+    let unbound = hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(key.expose())
+        .expand(&[BODY_KEY_INFO], &AES_256_GCM)
+        .map(UnboundKey::from)
+        .unwrap_or_else(|_| unreachable!("HKDF-SHA256 expands to 32 bytes"));
     LessSafeKey::new(unbound)
 }
 

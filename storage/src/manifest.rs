@@ -436,14 +436,7 @@ pub async fn commit(
     added: Vec<ObjectEntry>,
     removed: Vec<ObjectEntry>,
 ) -> LakeResult<ChainLink> {
-    let request = CommitRequest {
-        signer,
-        replaces: None,
-        idle_period_secs: None,
-        action,
-        reason,
-        expected_head: None,
-    };
+    let request = one_off(signer, action, reason, None);
     commit_request(store, request, added, removed).await
 }
 
@@ -460,15 +453,18 @@ pub async fn commit_if_head(
     removed: Vec<ObjectEntry>,
     expected_head: Option<u64>,
 ) -> LakeResult<ChainLink> {
-    let request = CommitRequest {
-        signer,
-        replaces: None,
-        idle_period_secs: None,
-        action,
-        reason,
-        expected_head: Some(expected_head),
-    };
+    let request = one_off(signer, action, reason, Some(expected_head));
     commit_request(store, request, added, removed).await
+}
+
+/// The request of a commit outside a long-running writer: no promise, nothing retired.
+fn one_off(
+    signer: &dyn ManifestSigner,
+    action: CommitAction,
+    reason: Option<String>,
+    expected_head: Option<Option<u64>>,
+) -> CommitRequest<'_> {
+    CommitRequest { signer, replaces: None, idle_period_secs: None, action, reason, expected_head }
 }
 
 fn changed_since(store: &LakeStore, expected: Option<u64>, found: Option<u64>) -> LakeError {

@@ -24,6 +24,14 @@ impl DataKey {
         Ok(key)
     }
 
+    /// Returns the key as an AES-256-GCM key.
+    pub(crate) fn aes_256_gcm(&self) -> ring::aead::LessSafeKey {
+        // 32 bytes always make an AES-256 key; the constructor guarantees the length.
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.0)
+            .unwrap_or_else(|_| unreachable!("a DataKey is always 32 bytes"));
+        ring::aead::LessSafeKey::new(unbound)
+    }
+
     /// Returns the key bytes, for handing to an AEAD.
     pub fn expose(&self) -> &[u8; 32] {
         &self.0

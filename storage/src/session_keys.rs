@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use ring::aead::LessSafeKey;
 use sessionlake_schemas::envelope::{CONTEXT_ROLE, ROLE_SESSION, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SessionKeyRecord};
 
@@ -27,12 +27,6 @@ use crate::store::LakeStore;
 
 /// Name of the session-key "provider" in [`WrappedKey::provider`].
 pub const PROVIDER_SESSION: &str = "session";
-
-fn aead(key: &DataKey) -> LessSafeKey {
-    let unbound = UnboundKey::new(&AES_256_GCM, key.expose())
-        .unwrap_or_else(|_| unreachable!("a DataKey is always 32 bytes"));
-    LessSafeKey::new(unbound)
-}
 
 /// The key of one session version, in memory.
 pub struct SessionKey {
@@ -78,7 +72,8 @@ impl SessionKey {
             key: None,
             note: None,
         };
-        let session_key = SessionKey { record: path.to_string(), provider_key_id, key: aead(&key) };
+        let session_key =
+            SessionKey { record: path.to_string(), provider_key_id, key: key.aes_256_gcm() };
         Ok((session_key, entry))
     }
 
@@ -139,7 +134,7 @@ pub(crate) async fn read_record(
 
 /// Unwraps a data key wrapped under `session_key`.
 pub(crate) fn unwrap_data_key(session_key: &DataKey, wrapped: &WrappedKey) -> LakeResult<DataKey> {
-    aead_unwrap(&aead(session_key), wrapped, &wrapped.key_id)
+    aead_unwrap(&session_key.aes_256_gcm(), wrapped, &wrapped.key_id)
 }
 
 #[cfg(test)]

@@ -199,6 +199,15 @@ impl LakeStore {
             .map_err(|error| LakeError::store("read", &self.describe(path), error))
     }
 
+    /// Returns whether an object is stored at `path` (its metadata only: nothing is read).
+    pub async fn exists(&self, path: &str) -> LakeResult<bool> {
+        match self.store.head(&self.path(path)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(error) => Err(LakeError::store("stat", &self.describe(path), error)),
+        }
+    }
+
     /// Reads the object at `path`, or `None` if there is none.
     pub async fn get_opt(&self, path: &str) -> LakeResult<Option<Bytes>> {
         match self.get(path).await {
