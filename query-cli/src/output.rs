@@ -13,7 +13,7 @@
 //! strings, `null`; times as `2026-03-14 09:26:50Z`; binary values as `{"text":…}` or
 //! `{"bytes":"<base64>"}`), then one `summary` record.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -42,7 +42,8 @@ pub enum OutputFormat {
 /// When to colour the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorWhen {
-    /// When stdout is a terminal, `NO_COLOR` is unset and `TERM` is not `dumb`.
+    /// When stdout is a terminal, `NO_COLOR` is unset and `TERM` is not `dumb` (or when
+    /// `CLICOLOR_FORCE` is set).
     Auto,
     /// Always.
     Always,
@@ -79,10 +80,24 @@ impl OutputArgs {
             ColorWhen::Always => true,
             ColorWhen::Never => false,
             ColorWhen::Auto => {
-                anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+                auto_color(std::io::stdout().is_terminal(), |name| std::env::var_os(name))
             }
         }
     }
+}
+
+/// The `--color auto` rule: `NO_COLOR` (set and not empty) turns colour off, `CLICOLOR_FORCE`
+/// (set and not `0`) turns it on, otherwise colour needs a terminal whose `TERM` is not `dumb`.
+/// Written out rather than taken from `anstream`, whose rule also colours on a dumb terminal
+/// whenever `CI` is set.
+fn auto_color(is_terminal: bool, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    if env("NO_COLOR").is_some_and(|value| !value.is_empty()) {
+        return false;
+    }
+    if env("CLICOLOR_FORCE").is_some_and(|value| !value.is_empty() && value != "0") {
+        return true;
+    }
+    is_terminal && env("TERM").is_none_or(|term| term != "dumb")
 }
 
 /// How table output looks: its header and how a row of cell texts becomes the table's cells.
@@ -470,6 +485,24 @@ mod tests {
         render_table(&mut out, Some(&header), &rows, None, false).expect("render");
         let expected = " A    BB\n xyz  1\n é    two\n      lines\n";
         assert_eq!(String::from_utf8(out).expect("utf8"), expected);
+    }
+
+    #[test]
+    fn test_auto_colour_follows_no_color_clicolor_force_and_term() {
+        let with = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.into())
+            }
+        };
+        assert!(auto_color(true, with(&[("TERM", "xterm")])));
+        assert!(auto_color(true, with(&[])));
+        assert!(!auto_color(false, with(&[("TERM", "xterm")])));
+        // CI=1 does not colour a dumb terminal (anstream's rule would).
+        assert!(!auto_color(true, with(&[("TERM", "dumb"), ("CI", "1")])));
+        assert!(!auto_color(true, with(&[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")])));
+        assert!(auto_color(true, with(&[("NO_COLOR", ""), ("TERM", "xterm")])));
+        assert!(auto_color(false, with(&[("CLICOLOR_FORCE", "1")])));
+        assert!(!auto_color(false, with(&[("CLICOLOR_FORCE", "0")])));
     }
 
     #[test]

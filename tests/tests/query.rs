@@ -346,6 +346,8 @@ fn on_terminal(dir: &Path, env: &[(&str, &str)], args: &str) -> String {
         .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE")
+        // CI machines set CI; it must not change what a dumb terminal gets.
+        .env("CI", "true")
         .env("TERM", "xterm-256color");
     for (name, value) in env {
         command.env(name, value);
