@@ -369,6 +369,16 @@ const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.star
      CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
      c.principal, c.run_as, c.target, c.cwd, c.command";
 
+/// Rows a listing fetches per query (see `Listing::print`); `SESSIONLAKE_CHUNK_ROWS` sets another
+/// number (the tests use a small one to page through chunks).
+fn chunk_rows() -> u64 {
+    std::env::var("SESSIONLAKE_CHUNK_ROWS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|rows| *rows > 0)
+        .unwrap_or(50_000)
+}
+
 /// Result column holding a listing's sort time (after the shown columns).
 const SORT_TIME: &str = "sort_time";
 
@@ -551,6 +561,12 @@ impl Listing {
 
     /// Prints the page `paging` asks for, then the summary: how many rows match in all and
     /// the cursor of the next page.
+    ///
+    /// The rows are fetched in chunks of at most [`chunk_rows`], each chunk a query for the rows
+    /// after the previous chunk's last sort key: a `LIMIT` query keeps only its top rows while it
+    /// scans, so memory stays bounded however many rows match (a full `ORDER BY` would hold them
+    /// all, and spilling them would put decrypted commands on disk). A result larger than a
+    /// chunk costs one scan per chunk.
     async fn print(
         &self,
         ctx: &SessionContext,
@@ -558,51 +574,75 @@ impl Listing {
         paging: &Paging,
         mut printer: Printer,
     ) -> anyhow::Result<Outcome> {
-        let mut page_query = query.clone();
-        if let Some(token) = &paging.after {
-            let cursor = Cursor::decode(token, self.name)?;
-            let condition = cursor
-                .condition(self.time_expression, self.key_expressions, |v| page_query.param(v))?;
-            page_query.conditions.push(condition);
-        }
-        // One row past the limit tells whether there is a next page.
-        let limit = paging.limit.map(|n| format!(" LIMIT {}", n.saturating_add(1)));
-        let order = format!(
-            "ORDER BY {} NULLS FIRST, {}{}",
-            self.time_expression,
-            self.key_expressions.join(", "),
-            limit.unwrap_or_default()
-        );
-        let frame = ctx
-            .sql(&self.sql(&page_query, &order))
-            .await
-            .context("query failed")?
-            .with_param_values(page_query.params)?;
+        let mut after =
+            paging.after.as_deref().map(|t| Cursor::decode(t, self.name)).transpose()?;
         let progress = Progress::spinner(printer.format() != OutputFormat::Json, "searching");
-        let page = stream_frame(frame, &mut printer, &progress, paging.limit).await?;
-        let next = match (&page.last, page.more) {
-            (Some(last), true) => {
-                Some(Cursor::of_row(self.name, last, 0, SORT_TIME, self.key_columns)?.encode())
+        let chunk = chunk_rows();
+        let mut shown = 0u64;
+        let more = loop {
+            let room = paging.limit.map_or(chunk, |limit| (limit - shown).min(chunk));
+            let page = self.print_chunk(ctx, &query, after.as_ref(), room, &mut printer, &progress);
+            let page = page.await?;
+            shown += page.rows;
+            let last = match (&page.last, page.more) {
+                (Some(last), true) => {
+                    Cursor::of_row(self.name, last, 0, SORT_TIME, self.key_columns)?
+                }
+                _ => break None,
+            };
+            if paging.limit.is_some_and(|limit| shown >= limit) {
+                break Some(last.encode());
             }
-            _ => None,
+            after = Some(last);
         };
         let matched = if paging.limit.is_some() || paging.after.is_some() {
             count_rows(ctx, &self.sql(&query, ""), query.params).await?
         } else {
-            page.rows
+            shown
         };
         drop(progress);
         let mut text = format!("{matched} {}", self.view.noun);
-        if page.rows < matched {
-            text.push_str(&format!(" (showing {}", page.rows));
-            if let Some(next) = &next {
+        if shown < matched {
+            text.push_str(&format!(" (showing {shown}"));
+            if let Some(next) = &more {
                 text.push_str(&format!("; next page: --after {next}"));
             }
             text.push(')');
         }
-        let summary = serde_json::json!({"matched": matched, "shown": page.rows, "next": next});
+        let summary = serde_json::json!({"matched": matched, "shown": shown, "next": more});
         printer.finish(summary, &text)?;
-        Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
+        Ok(if shown > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    }
+
+    /// Prints at most `limit` rows after `after` (from the start without one), in sort-key order.
+    async fn print_chunk(
+        &self,
+        ctx: &SessionContext,
+        query: &Query,
+        after: Option<&Cursor>,
+        limit: u64,
+        printer: &mut Printer,
+        progress: &Progress,
+    ) -> anyhow::Result<Page> {
+        let mut chunk_query = query.clone();
+        if let Some(cursor) = after {
+            let condition = cursor
+                .condition(self.time_expression, self.key_expressions, |v| chunk_query.param(v))?;
+            chunk_query.conditions.push(condition);
+        }
+        // One row past the limit tells whether there is more.
+        let order = format!(
+            "ORDER BY {} NULLS FIRST, {} LIMIT {}",
+            self.time_expression,
+            self.key_expressions.join(", "),
+            limit.saturating_add(1)
+        );
+        let frame = ctx
+            .sql(&self.sql(&chunk_query, &order))
+            .await
+            .context("query failed")?
+            .with_param_values(chunk_query.params)?;
+        stream_frame(frame, printer, progress, Some(limit)).await
     }
 }
 

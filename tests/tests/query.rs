@@ -133,6 +133,35 @@ fn test_paging_returns_every_row_exactly_once() {
         }
         assert_eq!(paged, expected, "limit {limit} {filters:?}");
     }
+    // An unpaged listing fetches its rows in chunks (bounded memory); chunks of a few rows,
+    // which end inside sessions and between them, give every row once, in order, and so do
+    // pages that span chunks.
+    for chunk in ["1", "3", "38"] {
+        let chunked = |args: &[&str]| {
+            let ran = run(binary("sessionlake", false)
+                .current_dir(dir.path())
+                .env("SESSIONLAKE_CHUNK_ROWS", chunk)
+                .args([&["search", "--json"], args].concat()));
+            assert_eq!(ran.code, 0, "chunk {chunk}: {}", ran.stderr);
+            parse_json_lines(&ran.stdout)
+        };
+        let (rows, summary) = chunked(&[]);
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                (
+                    row["session_id"].as_str().expect("id").to_string(),
+                    row["seq"].as_u64().expect("seq"),
+                )
+            })
+            .collect();
+        assert_eq!(keys, everything, "chunk {chunk}");
+        assert_eq!(summary["matched"], Value::from(ALL_COMMANDS), "chunk {chunk}");
+        let (rows, summary) = chunked(&["--limit", "5"]);
+        assert_eq!(rows.len(), 5, "chunk {chunk}");
+        assert_eq!(rows[4]["seq"], Value::from(everything[4].1), "chunk {chunk}");
+        assert!(summary["next"].is_string(), "chunk {chunk}: {summary}");
+    }
     // `sessions` pages the same way, by (start, session, source).
     let mut sessions = Vec::new();
     let mut after: Option<String> = None;
