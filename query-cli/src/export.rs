@@ -14,13 +14,16 @@
 //! provenance.json     which lake objects, manifests and chain head the bundle comes from
 //! lake/…              those objects exactly as the lake stores them (encrypted), the manifest
 //!                     files that committed them, and the lake's public-key record
-//! public-key.pem      the lake's Ed25519 manifest-signing public key (SubjectPublicKeyInfo)
+//! public-key.pem      the public key (SubjectPublicKeyInfo) that signs SHA256SUMS: the
+//!                     keyring's Ed25519 key, or the KMS key of `--signing-key` (ECDSA P-256)
+//! manifest-key-N.pem  any other key that signed one of the bundle's manifests
 //! SHA256SUMS          `sha256sum` lines over every file above
-//! SHA256SUMS.sig      Ed25519 signature over SHA256SUMS by the lake's signing key
+//! SHA256SUMS.sig      the signature of SHA256SUMS by the key of public-key.pem
 //! ```
 //!
 //! Before anything is written, every object is checked against the SHA-256 and size its manifest
-//! entry committed, the manifests against the chain and the keyring's signing key, and the
+//! entry committed, the manifests against the chain and the keys you trust (the keyring's, and
+//! KMS keys named with `--signing-key`, whose public half comes from KMS), and the
 //! decrypted transcript against the `raw_sha256` of the session row: an export never vouches
 //! for bytes the lake did not commit. Plaintext reaches the disk only inside `--out` (folders
 //! 0700, files 0600). `--format tar.zst` writes the same files under `<session>/` in one
@@ -42,13 +45,20 @@ use base64::Engine as _;
 use clap::Args as ClapArgs;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
-use sessionlake_lake::keys::{Keys, LocalKeyring, verify_ed25519};
+use sessionlake_lake::keys::Keys;
 use sessionlake_lake::manifest::{self, ChainLink};
+use sessionlake_lake::signing::{
+    KeyringSigner, KmsSigner, ManifestSigner, p256_point_of_spki, verify_signature_bytes,
+};
 use sessionlake_lake::store::{LakeStore, sha256_hex};
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{
+    ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519,
+};
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, paths, session_id};
 
 use crate::asciicast::{CastBuilder, Timing};
+use crate::progress::Progress;
+use crate::verify::PinnedSigner;
 use crate::{Cli, Outcome};
 
 /// Version of the bundle layout, in `provenance.json`.
@@ -78,6 +88,11 @@ pub struct ExportArgs {
     /// an existing <session>.tar.zst.
     #[arg(long)]
     pub force: bool,
+    /// AWS KMS key (id, ARN or alias) that signs the lake's manifests: trusted like the
+    /// keyring's key when checking them, and the first one given signs SHA256SUMS (otherwise
+    /// the keyring's key does). Repeatable, for a lake that changed keys.
+    #[arg(long, value_name = "KMS_KEY")]
+    pub signing_key: Vec<String>,
 }
 
 /// How the bundle is written.
@@ -367,29 +382,6 @@ fn json_object(names: &[String], row: &[Cell]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Returns the PEM SubjectPublicKeyInfo of a raw 32-byte Ed25519 public key.
-fn ed25519_public_key_pem(public: &[u8]) -> anyhow::Result<String> {
-    anyhow::ensure!(public.len() == 32, "an Ed25519 public key has 32 bytes, not {}", public.len());
-    let mut der = ED25519_SPKI_PREFIX.to_vec();
-    der.extend_from_slice(public);
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&der);
-    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for line in encoded.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str("-----END PUBLIC KEY-----\n");
-    Ok(pem)
-}
-
-/// Returns the SHA-256 of the DER SubjectPublicKeyInfo: what
-/// `openssl pkey -pubin -in public-key.pem -outform DER | sha256sum` prints.
-fn spki_fingerprint(public: &[u8]) -> String {
-    let mut der = ED25519_SPKI_PREFIX.to_vec();
-    der.extend_from_slice(public);
-    sha256_hex(&der)
-}
-
 /// Returns `SHA256SUMS` over `files`, in path order, as `sha256sum` writes it.
 fn sha256sums(files: &[BundleFile]) -> anyhow::Result<Vec<u8>> {
     let mut sorted: Vec<&BundleFile> = files.iter().collect();
@@ -511,13 +503,98 @@ struct Evidence {
     commands: Table,
     /// Manifests that committed the objects: link and file bytes.
     manifests: Vec<(ChainLink, bytes::Bytes)>,
+    /// The keys that signed those manifests, each once, in the order first met.
+    manifest_keys: Vec<SignerKey>,
     head: Option<ChainLink>,
+}
+
+/// A public key that signed something in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SignerKey {
+    /// Id as signatures name it.
+    key_id: String,
+    /// [`SIGNATURE_ED25519`] or [`SIGNATURE_ECDSA_P256`].
+    algorithm: String,
+    /// DER SubjectPublicKeyInfo.
+    spki: Vec<u8>,
+}
+
+impl SignerKey {
+    /// Returns the key of `algorithm` whose public half is `public_key` as the lake's records
+    /// store it (32 raw bytes for Ed25519, a SubjectPublicKeyInfo for ECDSA P-256).
+    fn new(key_id: &str, algorithm: &str, public_key: &[u8]) -> anyhow::Result<SignerKey> {
+        let spki = match algorithm {
+            SIGNATURE_ED25519 => {
+                anyhow::ensure!(
+                    public_key.len() == 32,
+                    "the Ed25519 key {key_id} has {} bytes, not 32",
+                    public_key.len()
+                );
+                [&ED25519_SPKI_PREFIX[..], public_key].concat()
+            }
+            SIGNATURE_ECDSA_P256 => {
+                p256_point_of_spki(public_key)
+                    .map_err(|why| anyhow::anyhow!("the key {key_id} is not P-256: {why}"))?;
+                public_key.to_vec()
+            }
+            other => {
+                anyhow::bail!("the key {key_id} signs with {other:?}, which export cannot check")
+            }
+        };
+        Ok(SignerKey { key_id: key_id.to_string(), algorithm: algorithm.to_string(), spki })
+    }
+
+    /// Returns the key as PEM (`-----BEGIN PUBLIC KEY-----`), as `openssl pkey -pubout` writes it.
+    fn pem(&self) -> String {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&self.spki);
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        pem
+    }
+
+    /// Returns the SHA-256 of the DER SubjectPublicKeyInfo: what
+    /// `openssl pkey -pubin -in KEY.pem -outform DER | sha256sum` prints.
+    fn fingerprint(&self) -> String {
+        sha256_hex(&self.spki)
+    }
+
+    /// Names the algorithm for people.
+    fn algorithm_name(&self) -> &'static str {
+        if self.algorithm == SIGNATURE_ECDSA_P256 { "ECDSA P-256 (AWS KMS)" } else { "Ed25519" }
+    }
+
+    /// Returns the openssl commands that check `signature` over `message` with `key_file`, and
+    /// what openssl prints when it holds. A KMS signature is over the message's SHA-256 digest
+    /// (sessionlake hands KMS the digest as the message), hence two steps.
+    fn openssl_check(
+        &self,
+        key_file: &str,
+        message: &str,
+        signature: &str,
+    ) -> (String, &'static str) {
+        if self.algorithm == SIGNATURE_ECDSA_P256 {
+            let command = format!(
+                "openssl dgst -sha256 -binary {message} > {message}.sha256\n   \
+                 openssl dgst -sha256 -verify {key_file} -signature {signature} {message}.sha256"
+            );
+            (command, "Verified OK")
+        } else {
+            let command = format!(
+                "openssl pkeyutl -verify -pubin -inkey {key_file} -rawin -in {message} -sigfile {signature}"
+            );
+            (command, "Signature Verified Successfully")
+        }
+    }
 }
 
 async fn gather(
     store: &LakeStore,
     keys: &Keys,
-    keyring: &LocalKeyring,
+    trusted: &[PinnedSigner],
     session: &str,
 ) -> anyhow::Result<Evidence> {
     let chain = manifest::read_chain(store)
@@ -553,10 +630,27 @@ async fn gather(
         .filter(|entry| paths::is_session_object(&entry.path, session, source))
         .cloned()
         .collect();
-    // The public-key record that verifies the manifests, when the lake holds it.
-    let signer = keyring.signer();
-    if let Some(key_entry) = live.get(&manifest::public_key_path(signer.key_id())) {
-        entries.push(key_entry.clone());
+    // The public-key records of the keys that signed the manifests committing these objects
+    // (records are objects too: their own manifests join, until no new signer appears).
+    loop {
+        let signers: BTreeSet<&str> = entries
+            .iter()
+            .filter_map(|entry| adding_link(&chain, entry))
+            .map(|link| link.manifest.signature.key_id.as_str())
+            .collect();
+        let records: Vec<ObjectEntry> = signers
+            .iter()
+            .flat_map(|key_id| {
+                [manifest::public_key_path(key_id), manifest::retired_key_path(key_id)]
+            })
+            .filter_map(|path| live.get(&path))
+            .filter(|record| !entries.iter().any(|entry| entry.path == record.path))
+            .cloned()
+            .collect();
+        if records.is_empty() {
+            break;
+        }
+        entries.extend(records);
     }
     let one = |kind: ObjectKind| -> anyhow::Result<Option<ObjectEntry>> {
         let mut found = entries.iter().filter(|entry| entry.kind == kind);
@@ -648,8 +742,9 @@ async fn gather(
         }
     }
 
-    // The manifests that committed these objects, verbatim, signed by the keyring's key.
+    // The manifests that committed these objects, verbatim, each signed by a trusted key.
     let mut manifests: Vec<(ChainLink, bytes::Bytes)> = Vec::new();
+    let mut manifest_keys = Vec::new();
     for (entry, _) in &objects {
         let link = adding_link(&chain, entry)
             .with_context(|| format!("no manifest adds {} as it is live", entry.path))?;
@@ -663,14 +758,17 @@ async fn gather(
             store.describe(&link.path)
         );
         let signature = &link.manifest.signature;
-        anyhow::ensure!(
-            signature.key_id == signer.key_id(),
-            "{} is signed by {}, not by the keyring's {}: the bundle's public key could not \
-             verify it",
-            link.path,
-            signature.key_id,
-            signer.key_id()
-        );
+        let Some(pin) = trusted.iter().find(|pin| pin.key_id == signature.key_id) else {
+            let names: Vec<String> =
+                trusted.iter().map(|pin| format!("{} ({})", pin.key_id, pin.origin)).collect();
+            anyhow::bail!(
+                "{} is signed by {}, not by a key you trust ({}): pass that KMS key with \
+                 --signing-key if it is the lake's",
+                link.path,
+                signature.key_id,
+                names.join(", ")
+            );
+        };
         let value = base64::engine::general_purpose::STANDARD
             .decode(&signature.value)
             .with_context(|| format!("{} has a signature that is not base64", link.path))?;
@@ -679,11 +777,17 @@ async fn gather(
             .body
             .signing_bytes()
             .with_context(|| format!("{} cannot be re-encoded", link.path))?;
-        anyhow::ensure!(
-            verify_ed25519(signer.public_key(), &message, &value),
-            "{} has a bad signature; run `sessionlake verify`",
-            link.path
-        );
+        verify_signature_bytes(&signature.algorithm, &pin.public_key, &message, &value).map_err(
+            |why| {
+                anyhow::anyhow!(
+                    "{} has a bad signature ({why}); run `sessionlake verify`",
+                    link.path
+                )
+            },
+        )?;
+        if !manifest_keys.iter().any(|key: &SignerKey| key.key_id == pin.key_id) {
+            manifest_keys.push(SignerKey::new(&pin.key_id, &signature.algorithm, &pin.public_key)?);
+        }
         manifests.push((link.clone(), bytes));
     }
     manifests.sort_by_key(|(link, _)| link.manifest.body.sequence);
@@ -697,6 +801,7 @@ async fn gather(
         session_table,
         commands,
         manifests,
+        manifest_keys,
         head: chain.last().cloned(),
     })
 }
@@ -705,11 +810,11 @@ async fn gather(
 fn bundle_files(
     session: &str,
     evidence: &Evidence,
-    keyring: &LocalKeyring,
+    bundle_key: &SignerKey,
     lake: &str,
     exported_at: &str,
 ) -> anyhow::Result<(Vec<BundleFile>, usize)> {
-    let signer = keyring.signer();
+    let keys = key_files(bundle_key, &evidence.manifest_keys);
     let source = evidence.source;
     let transcript_name = match source {
         SessionSource::CloudwatchStream => "transcript.jsonl",
@@ -754,8 +859,9 @@ fn bundle_files(
     for (link, bytes) in &evidence.manifests {
         files.push(BundleFile { path: lake_copy_path(&link.path)?, bytes: bytes.to_vec() });
     }
-    let pem = ed25519_public_key_pem(signer.public_key())?;
-    files.push(BundleFile { path: "public-key.pem".into(), bytes: pem.into_bytes() });
+    for (key, file) in &keys {
+        files.push(BundleFile { path: file.clone(), bytes: key.pem().into_bytes() });
+    }
 
     let committed_by = |entry: &ObjectEntry| {
         evidence
@@ -796,6 +902,7 @@ fn bundle_files(
                 "previous_sha256": link.manifest.body.previous_sha256,
                 "committed_at": link.manifest.body.committed_at,
                 "signature_key_id": link.manifest.signature.key_id,
+                "public_key_file": key_file(&keys, &link.manifest.signature.key_id),
             })
         })
         .collect();
@@ -827,19 +934,44 @@ fn bundle_files(
             "sha256": head.sha256,
         })),
         "signing_key": {
-            "key_id": signer.key_id(),
-            "file": "public-key.pem",
-            "spki_sha256": spki_fingerprint(signer.public_key()),
+            "key_id": bundle_key.key_id,
+            "algorithm": bundle_key.algorithm,
+            "file": BUNDLE_KEY_FILE,
+            "spki_sha256": bundle_key.fingerprint(),
         },
+        "manifest_keys": keys.iter().filter(|(key, _)| evidence.manifest_keys.contains(key)).map(|(key, file)| serde_json::json!({
+            "key_id": key.key_id,
+            "algorithm": key.algorithm,
+            "file": file,
+            "spki_sha256": key.fingerprint(),
+        })).collect::<Vec<_>>(),
     });
     let mut provenance_bytes =
         serde_json::to_vec_pretty(&provenance).context("failed to encode provenance.json")?;
     provenance_bytes.push(b'\n');
     files.push(BundleFile { path: "provenance.json".into(), bytes: provenance_bytes });
 
-    let readme = readme(session, evidence, transcript_name, timing, signer.public_key(), lake)?;
+    let readme = readme(session, evidence, transcript_name, timing, &keys, lake)?;
     files.push(BundleFile { path: "README.txt".into(), bytes: readme.into_bytes() });
     Ok((files, evidence.commands.rows.len()))
+}
+
+/// File of the public key that signs `SHA256SUMS`.
+const BUNDLE_KEY_FILE: &str = "public-key.pem";
+
+/// Names the bundle's key files: the bundle signer's [`BUNDLE_KEY_FILE`] first, then
+/// `manifest-key-N.pem` for each other key that signed a manifest.
+fn key_files(bundle_key: &SignerKey, manifest_keys: &[SignerKey]) -> Vec<(SignerKey, String)> {
+    let mut keys = vec![(bundle_key.clone(), BUNDLE_KEY_FILE.to_string())];
+    for key in manifest_keys.iter().filter(|key| key.key_id != bundle_key.key_id) {
+        keys.push((key.clone(), format!("manifest-key-{}.pem", keys.len())));
+    }
+    keys
+}
+
+/// Returns the file of the key `key_id` among `keys`.
+fn key_file<'a>(keys: &'a [(SignerKey, String)], key_id: &str) -> Option<&'a str> {
+    keys.iter().find(|(key, _)| key.key_id == key_id).map(|(_, file)| file.as_str())
 }
 
 fn readme(
@@ -847,18 +979,53 @@ fn readme(
     evidence: &Evidence,
     transcript_name: &str,
     timing: Timing,
-    public_key: &[u8],
+    keys: &[(SignerKey, String)],
     lake: &str,
 ) -> anyhow::Result<String> {
     let raw = &evidence.raw_entry;
     let raw_copy = lake_copy_path(&raw.path)?;
-    let raw_manifest = evidence
+    let raw_link = evidence
         .manifests
         .iter()
-        .find(|(link, _)| link.manifest.body.added.iter().any(|a| a.path == raw.path))
-        .map(|(link, _)| lake_copy_path(&link.path))
-        .transpose()?
-        .unwrap_or_default();
+        .map(|(link, _)| link)
+        .find(|link| link.manifest.body.added.iter().any(|a| a.path == raw.path))
+        .context("no manifest of the bundle adds the raw transcript")?;
+    let raw_manifest = lake_copy_path(&raw_link.path)?;
+    let (bundle_key, bundle_key_file) = keys.first().context("the bundle has no key")?;
+    let raw_key = &raw_link.manifest.signature.key_id;
+    let (manifest_key, manifest_key_file) = keys
+        .iter()
+        .find(|(key, _)| &key.key_id == raw_key)
+        .with_context(|| format!("no key file for {raw_key}"))?;
+    let (sums_check, sums_ok) =
+        bundle_key.openssl_check(bundle_key_file, "SHA256SUMS", "SHA256SUMS.sig");
+    let (body_check, body_ok) =
+        manifest_key.openssl_check(manifest_key_file, "body.json", "body.sig");
+    let key_list: String = keys
+        .iter()
+        .map(|(key, file)| {
+            let signs_manifests = evidence.manifest_keys.contains(key);
+            let role = match (file == bundle_key_file, signs_manifests) {
+                (true, true) => "SHA256SUMS and manifests",
+                (true, false) => "SHA256SUMS",
+                (false, _) => "manifests",
+            };
+            format!(
+                "  {file:<18} the {} public key that signs {role}:\n                     {}\n",
+                key.algorithm_name(),
+                key.key_id
+            )
+        })
+        .collect();
+    let fingerprints: String = keys
+        .iter()
+        .map(|(key, file)| {
+            format!(
+                "   openssl pkey -pubin -in {file} -outform DER | sha256sum\n   {}\n",
+                key.fingerprint()
+            )
+        })
+        .collect();
     let sessions_copy = evidence
         .objects
         .iter()
@@ -867,7 +1034,6 @@ fn readme(
         .transpose()?
         .unwrap_or_default();
     let source = evidence.source.as_str();
-    let fingerprint = spki_fingerprint(public_key);
     let timing_note = match timing {
         Timing::Recorded => {
             "Events play at the times CloudWatch Logs recorded for each batch of lines\n   \
@@ -907,26 +1073,25 @@ Files
   lake/              those objects byte for byte as the lake stores them (encrypted),
                      the manifest files that committed them, and the lake's
                      public-key record
-  public-key.pem     the lake's Ed25519 public key that signs its manifests
-  SHA256SUMS         SHA-256 of every file above
-  SHA256SUMS.sig     Ed25519 signature of SHA256SUMS by the lake's signing key
+{key_list}  SHA256SUMS         SHA-256 of every file above
+  SHA256SUMS.sig     {bundle_algorithm} signature of SHA256SUMS by the key of {bundle_key_file}
 
 1. Every file is intact
    sha256sum -c SHA256SUMS
 
 2. SHA256SUMS was signed by the lake's key
-   openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig
-   It prints \"Signature Verified Successfully\". The key proves something only if it is
-   the lake's: compare its fingerprint with the one the lake's operator gives you
-   (for example from the lake's keys/ folder or their keyring):
-   openssl pkey -pubin -in public-key.pem -outform DER | sha256sum
-   {fingerprint}
-
+   {sums_check}
+   It prints \"{sums_ok}\".
+   A key proves something only if it is the lake's: compare each key's fingerprint
+   with the one the lake's operator gives you (for example from the lake's keys/
+   folder, their keyring, or KMS GetPublicKey):
+{fingerprints}
 3. The lake's signed manifest committed these objects
    Each manifest's signature covers its \"body\" as compact JSON with sorted keys:
    jq -cjS .body {raw_manifest} > body.json
    jq -r .signature.value {raw_manifest} | base64 -d > body.sig
-   openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in body.json -sigfile body.sig
+   {body_check}
+   It prints \"{body_ok}\".
    The manifest names each object with the SHA-256 of its stored bytes:
    sha256sum {raw_copy}
    jq -r '.body.added[] | select(.path == \"{raw_path}\") | .sha256' {raw_manifest}
@@ -969,6 +1134,7 @@ Notes
             ""
         },
         raw_path = raw.path,
+        bundle_algorithm = bundle_key.algorithm_name(),
     ))
 }
 
@@ -1110,15 +1276,36 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     }
     let destination = Destination::check(args, session)?;
     let (store, keys) = crate::open_lake(cli).await?;
-    let keyring = LocalKeyring::open(&cli.keyring)
-        .context("export signs the bundle with the keyring's manifest signing key (--keyring)")?;
-    let evidence = gather(&store, &keys, &keyring, session).await?;
+    let keyring = crate::open_keyring_if_present(cli)?;
+    let trusted = crate::pinned_signers(cli, keyring.as_ref(), &args.signing_key).await?;
+    let signer: Box<dyn ManifestSigner> = match (args.signing_key.first(), keyring) {
+        (Some(key_id), _) => {
+            let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
+            let signer = KmsSigner::connect_with(&sdk_config, key_id.trim())
+                .await
+                .with_context(|| format!("failed to use --signing-key {key_id}"))?;
+            Box::new(signer)
+        }
+        (None, Some(keyring)) => Box::new(KeyringSigner(Arc::new(keyring))),
+        (None, None) => anyhow::bail!(
+            "export signs the bundle with the keyring's key ({} does not exist) or a KMS key: \
+             give --keyring or --signing-key",
+            cli.keyring.display()
+        ),
+    };
+    let bundle_key = SignerKey::new(signer.key_id(), signer.algorithm(), signer.public_key())?;
+    let progress = Progress::counting(true, "exporting", "objects");
+    let evidence = gather(&store, &keys, &trusted, session).await?;
+    drop(progress);
     let lake = store.location().to_string();
     let now = chrono::Utc::now();
     let exported_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (mut files, commands) = bundle_files(session, &evidence, &keyring, &lake, &exported_at)?;
+    let (mut files, commands) = bundle_files(session, &evidence, &bundle_key, &lake, &exported_at)?;
     let sums = sha256sums(&files)?;
-    let signature = keyring.signer().sign(&sums);
+    let signature = signer
+        .sign(&sums)
+        .await
+        .with_context(|| format!("failed to sign SHA256SUMS with {}", signer.key_id()))?;
     files.push(BundleFile { path: "SHA256SUMS".into(), bytes: sums });
     files.push(BundleFile { path: "SHA256SUMS.sig".into(), bytes: signature });
 
@@ -1158,7 +1345,7 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
         evidence.source.as_str(),
         written.display(),
         files.len(),
-        keyring.signer().key_id()
+        signer.key_id()
     );
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{}", written.display()).and_then(|()| out.flush()) {
@@ -1278,13 +1465,16 @@ mod tests {
     fn test_public_key_pem_is_spki() {
         // A key made by `openssl genpkey -algorithm ed25519`, and its `openssl pkey -pubout`.
         let public = hex_bytes("00aa8aa7ce6afd709102618df83945f3d8f167076a412ff3b0f0b614109138e9");
+        let key = SignerKey::new("ed25519:k", SIGNATURE_ED25519, &public).expect("key");
         assert_eq!(
-            ed25519_public_key_pem(&public).expect("pem"),
+            key.pem(),
             "-----BEGIN PUBLIC KEY-----\n\
              MCowBQYDK2VwAyEAAKqKp85q/XCRAmGN+DlF89jxZwdqQS/zsPC2FBCROOk=\n\
              -----END PUBLIC KEY-----\n"
         );
-        assert!(ed25519_public_key_pem(&public[1..]).is_err());
+        assert!(SignerKey::new("ed25519:k", SIGNATURE_ED25519, &public[1..]).is_err());
+        assert!(SignerKey::new("kms", SIGNATURE_ECDSA_P256, &public).is_err());
+        assert!(SignerKey::new("x", "rsa", &public).is_err());
     }
 
     fn hex_bytes(text: &str) -> Vec<u8> {

@@ -246,36 +246,8 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let since = args.since.as_deref().map(time::parse_time).transpose().context("--since")?;
     let until = args.until.as_deref().map(time::parse_time).transpose().context("--until")?;
     let (store, _) = open_lake(cli).await?;
-    let keyring = match LocalKeyring::open(&cli.keyring) {
-        Ok(keyring) => Some(keyring),
-        Err(_) if std::fs::metadata(&cli.keyring).is_err() => None,
-        Err(error) => return Err(error.into()),
-    };
-    let mut pinned = Vec::new();
-    if let Some(keyring) = &keyring {
-        let signer = keyring.signer();
-        pinned.push(verify::PinnedSigner {
-            key_id: signer.key_id().to_string(),
-            public_key: signer.public_key().to_vec(),
-            origin: "the keyring".to_string(),
-        });
-    }
-    if !args.signing_key.is_empty() {
-        let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
-        for key_id in &args.signing_key {
-            // The key's public half comes from KMS itself, never from the lake.
-            let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id.trim())
-                .await
-                .with_context(|| {
-                    format!("failed to fetch the public key of --signing-key {key_id}")
-                })?;
-            pinned.push(verify::PinnedSigner {
-                key_id: public.key_arn,
-                public_key: public.spki,
-                origin: "--signing-key".to_string(),
-            });
-        }
-    }
+    let keyring = open_keyring_if_present(cli)?;
+    let pinned = pinned_signers(cli, keyring.as_ref(), &args.signing_key).await?;
     let options = verify::VerifyOptions {
         pinned,
         since,
@@ -331,6 +303,49 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         );
     }
     Ok(if report.findings.is_empty() { Outcome::Matched } else { Outcome::NoMatch })
+}
+
+/// Opens the keyring of `--keyring`, or returns `None` when there is no such file.
+pub(crate) fn open_keyring_if_present(cli: &Cli) -> anyhow::Result<Option<LocalKeyring>> {
+    match LocalKeyring::open(&cli.keyring) {
+        Ok(keyring) => Ok(Some(keyring)),
+        Err(_) if std::fs::metadata(&cli.keyring).is_err() => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Returns the manifest signers to trust: the keyring's key, and each KMS key of
+/// `signing_keys`, whose public half comes from KMS itself, never from the lake.
+pub(crate) async fn pinned_signers(
+    cli: &Cli,
+    keyring: Option<&LocalKeyring>,
+    signing_keys: &[String],
+) -> anyhow::Result<Vec<verify::PinnedSigner>> {
+    let mut pinned = Vec::new();
+    if let Some(keyring) = keyring {
+        let signer = keyring.signer();
+        pinned.push(verify::PinnedSigner {
+            key_id: signer.key_id().to_string(),
+            public_key: signer.public_key().to_vec(),
+            origin: "the keyring".to_string(),
+        });
+    }
+    if !signing_keys.is_empty() {
+        let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
+        for key_id in signing_keys {
+            let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id.trim())
+                .await
+                .with_context(|| {
+                    format!("failed to fetch the public key of --signing-key {key_id}")
+                })?;
+            pinned.push(verify::PinnedSigner {
+                key_id: public.key_arn,
+                public_key: public.spki,
+                origin: "--signing-key".to_string(),
+            });
+        }
+    }
+    Ok(pinned)
 }
 
 pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {

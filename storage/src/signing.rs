@@ -163,6 +163,14 @@ impl KmsSigner {
         let public = kms_public_key(&client, key_id).await?;
         Ok(KmsSigner { client, key_arn: public.key_arn, public_key: public.spki })
     }
+
+    /// Like [`KmsSigner::connect`], with a client made from `config`.
+    pub async fn connect_with(
+        config: &aws_config::SdkConfig,
+        key_id: &str,
+    ) -> LakeResult<KmsSigner> {
+        KmsSigner::connect(aws_sdk_kms::Client::new(config), key_id).await
+    }
 }
 
 #[async_trait]

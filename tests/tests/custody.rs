@@ -353,6 +353,54 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains("retired"), "{}", refused.stderr);
 
+    // Export of a KMS-signed lake. Without the KMS keys nothing the exporter trusts vouches
+    // for the manifests: export refuses and names the key.
+    let alice = "alice-0123456789abcdef0";
+    let export = |args: &[&str]| {
+        run(binary("sessionlake", true).current_dir(dir.path()).arg("export").arg(alice).args(args))
+    };
+    let refused = export(&["--out", "untrusted"]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains(&first_arn) && refused.stderr.contains("--signing-key"),
+        "{}",
+        refused.stderr
+    );
+    // With both keys trusted, the second signs SHA256SUMS (public-key.pem) and the first, which
+    // signed the session's manifests, is manifest-key-1.pem; the README's own openssl
+    // commands (two steps for ECDSA over a digest) verify both.
+    let exported =
+        export(&["--out", "bundle", "--signing-key", &second_key, "--signing-key", &first_key]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let bundle = dir.path().join("bundle");
+    let readme = crate::export::assert_bundle_verifies(&bundle);
+    assert!(readme.contains("openssl dgst -sha256 -verify manifest-key-1.pem"), "{readme}");
+    let provenance: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("provenance.json")).expect("read"))
+            .expect("provenance");
+    let signing = &provenance["signing_key"];
+    assert_eq!(signing["algorithm"], "ecdsa-p256-sha256", "{provenance}");
+    assert!(signing["key_id"].as_str().is_some_and(|id| id.ends_with(&second_key)), "{signing}");
+    // Both keys signed manifests of the bundle (the second the retirement of the first).
+    let manifest_keys: Vec<(&str, &str)> = provenance["manifest_keys"]
+        .as_array()
+        .expect("manifest_keys")
+        .iter()
+        .map(|key| (key["key_id"].as_str().unwrap_or(""), key["file"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        manifest_keys.contains(&(first_arn.as_str(), "manifest-key-1.pem")),
+        "{manifest_keys:?}"
+    );
+    assert_eq!(manifest_keys.len(), 2, "{manifest_keys:?}");
+    assert!(manifest_keys.contains(&(signing["key_id"].as_str().unwrap_or(""), "public-key.pem")));
+    for record in [
+        sessionlake_lake::manifest::public_key_path(&first_arn),
+        sessionlake_lake::manifest::retired_key_path(&first_arn),
+    ] {
+        assert!(bundle.join("lake").join(&record).is_file(), "{record} is not in the bundle");
+    }
+
     // A tampered manifest fails its ECDSA signature.
     let newest = manifest_path(&lake, 2);
     let text = std::fs::read_to_string(&newest).expect("manifest");

@@ -14,7 +14,7 @@ use super::{ingested_examples, ingested_examples_with_alice_delivered_twice, par
 const ALICE: &str = "alice-0123456789abcdef0";
 const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
 
-/// The signature check the bundle's README documents, word for word.
+/// The signature check the bundle's README documents for a keyring-signed lake, word for word.
 const OPENSSL_VERIFY: &str = "openssl pkeyutl -verify -pubin -inkey public-key.pem -rawin -in SHA256SUMS -sigfile SHA256SUMS.sig";
 
 /// Runs `sessionlake export <args>` (local lake, no AWS) in `dir`.
@@ -33,39 +33,52 @@ fn sh(dir: &Path, line: &str) -> sessionlake_tests::Ran {
     run(Command::new("sh").current_dir(dir).arg("-c").arg(line))
 }
 
-/// Checks a bundle folder with the README's own commands: sha256sum, then openssl (skipped
-/// with a note when absent), then the manifest signature with jq.
-pub(crate) fn assert_bundle_verifies(bundle: &Path) {
+/// Returns the commands of the README step that starts with the line `first` (trimmed) and
+/// ends before `It prints "…"`, with what openssl prints when the check holds.
+fn readme_step<'a>(readme: &'a str, first: &str) -> (Vec<&'a str>, &'a str) {
+    let mut lines = readme.lines().map(str::trim).skip_while(|line| !line.starts_with(first));
+    let mut commands = Vec::new();
+    for line in lines.by_ref() {
+        if let Some(rest) = line.strip_prefix("It prints \"") {
+            let expected = rest.split('"').next().expect("closing quote");
+            return (commands, expected);
+        }
+        commands.push(line);
+    }
+    panic!("no step starting with {first:?} in:\n{readme}");
+}
+
+/// Checks a bundle folder with the README's own commands: sha256sum, then the openssl check of
+/// SHA256SUMS.sig (skipped with a note when openssl is absent), then the signature of the
+/// manifest that committed the transcript (jq and openssl). Returns the README.
+pub(crate) fn assert_bundle_verifies(bundle: &Path) -> String {
     let readme = std::fs::read_to_string(bundle.join("README.txt")).expect("README.txt");
     assert!(readme.contains("sha256sum -c SHA256SUMS"), "{readme}");
-    assert!(readme.contains(OPENSSL_VERIFY), "{readme}");
     let sums = sh(bundle, "sha256sum -c SHA256SUMS");
     assert_eq!(sums.code, 0, "sha256sum -c failed:\n{}{}", sums.stdout, sums.stderr);
     if !have("openssl") {
         println!("note: openssl is not installed; the signature check is skipped");
-        return;
+        return readme;
     }
-    let verified = sh(bundle, OPENSSL_VERIFY);
-    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
-    assert!(verified.stdout.contains("Signature Verified Successfully"), "{}", verified.stdout);
+    let (steps, expected) = readme_step(&readme, "openssl");
+    assert!(steps.iter().any(|step| step.contains("SHA256SUMS.sig")), "{steps:?}");
+    let verified = sh(bundle, &steps.join(" && "));
+    assert_eq!(verified.code, 0, "{steps:?}: {}{}", verified.stdout, verified.stderr);
+    assert!(verified.stdout.contains(expected), "{}", verified.stdout);
     // The README's manifest check: jq rebuilds the signed bytes, openssl checks them.
     if !have("jq") {
         println!("note: jq is not installed; the manifest signature check is skipped");
-        return;
+        return readme;
     }
-    let steps: Vec<&str> = readme
-        .lines()
-        .map(str::trim)
-        .skip_while(|line| !line.starts_with("jq -cjS .body"))
-        .take(3)
-        .collect();
-    assert_eq!(steps.len(), 3, "{readme}");
+    let (steps, expected) = readme_step(&readme, "jq -cjS .body");
+    assert!(steps.len() >= 3, "{steps:?}");
     let manifest = sh(bundle, &steps.join(" && "));
     assert_eq!(manifest.code, 0, "{steps:?}: {}{}", manifest.stdout, manifest.stderr);
-    assert!(manifest.stdout.contains("Signature Verified Successfully"), "{}", manifest.stdout);
-    for file in ["body.json", "body.sig"] {
-        std::fs::remove_file(bundle.join(file)).expect("remove the check's scratch files");
+    assert!(manifest.stdout.contains(expected), "{}", manifest.stdout);
+    for file in ["body.json", "body.sig", "body.json.sha256", "SHA256SUMS.sha256"] {
+        let _ = std::fs::remove_file(bundle.join(file));
     }
+    readme
 }
 
 /// Reads a JSON Lines file into objects.
@@ -171,7 +184,8 @@ fn test_export_bundle_verifies_with_standard_tools() {
         files.iter().filter(|f| !f.to_string_lossy().starts_with("SHA256SUMS")).cloned().collect();
     assert_eq!(listed, others);
 
-    assert_bundle_verifies(&bundle);
+    let readme = assert_bundle_verifies(&bundle);
+    assert!(readme.contains(OPENSSL_VERIFY), "{readme}");
 
     // commands.jsonl holds exactly what `show --json` shows, and more columns.
     let shown =
