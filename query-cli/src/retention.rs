@@ -374,10 +374,7 @@ async fn live_holds(
 
 fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".to_string());
-    format!("{user}@{host}")
+    format!("{user}@{}", manifest::hostname())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -61,10 +61,15 @@ pub fn retired_key_path(key_id: &str) -> String {
 }
 
 fn writer_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}/{}", hostname(), std::process::id())
+}
+
+/// Returns this machine's host name (`unknown-host` when it cannot be read), for the records of
+/// who wrote or did something.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".to_string());
-    format!("{host}/{}", std::process::id())
+        .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
 /// Parses a manifest file.
