@@ -15,6 +15,7 @@ pub mod retention;
 pub mod sql;
 pub mod time;
 pub mod verify;
+pub mod window;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -23,8 +24,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use datafusion::arrow::array::{AsArray as _, RecordBatch};
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::array::{Array as _, AsArray as _, RecordBatch};
+use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -384,8 +385,8 @@ const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.star
      CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
      c.principal, c.run_as, c.target, c.cwd, c.command";
 
-/// Rows a listing fetches per query (see `Listing::print`); `SESSIONLAKE_CHUNK_ROWS` sets another
-/// number (the tests use a small one to page through chunks).
+/// Rows a search reads per query, about (see `Listing::print`); `SESSIONLAKE_CHUNK_ROWS` sets
+/// another number (the tests use small ones to read through many windows).
 fn chunk_rows() -> u64 {
     std::env::var("SESSIONLAKE_CHUNK_ROWS")
         .ok()
@@ -393,6 +394,11 @@ fn chunk_rows() -> u64 {
         .filter(|rows| *rows > 0)
         .unwrap_or(50_000)
 }
+
+/// Joins each command row (`c`) with its session's start and end (`s`), for the sort time.
+const SESSION_TIMES_JOIN: &str = "LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
+     max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
+     ON c.session_id = s.session_id";
 
 /// Result column holding a listing's sort time (after the shown columns).
 const SORT_TIME: &str = "sort_time";
@@ -577,87 +583,230 @@ impl Listing {
     /// Prints the page `paging` asks for, then the summary: how many rows match in all and
     /// the cursor of the next page.
     ///
-    /// The rows are fetched in chunks of at most [`chunk_rows`], each chunk a query for the rows
-    /// after the previous chunk's last sort key: a `LIMIT` query keeps only its top rows while it
-    /// scans, so memory stays bounded however many rows match (a full `ORDER BY` would hold them
-    /// all, and spilling them would put decrypted commands on disk). A result larger than a
-    /// chunk costs one scan per chunk.
+    /// A page of at most [`chunk_rows`] rows is one query whose `LIMIT` keeps only the top rows
+    /// while it scans. A bigger result, with `lake` given, is read window by window
+    /// ([`crate::window`]) so that memory holds one window; without `lake`, one query.
     async fn print(
         &self,
         ctx: &SessionContext,
+        lake: Option<&LakeReader>,
         query: Query,
         paging: &Paging,
         mut printer: Printer,
     ) -> anyhow::Result<Outcome> {
-        let mut after =
-            paging.after.as_deref().map(|t| Cursor::decode(t, self.name)).transpose()?;
+        let after = paging.after.as_deref().map(|t| Cursor::decode(t, self.name)).transpose()?;
         let progress = Progress::spinner(printer.format() != OutputFormat::Json, "searching");
         let chunk = chunk_rows();
-        let mut shown = 0u64;
-        let more = loop {
-            let room = paging.limit.map_or(chunk, |limit| (limit - shown).min(chunk));
-            let page = self.print_chunk(ctx, &query, after.as_ref(), room, &mut printer, &progress);
-            let page = page.await?;
-            shown += page.rows;
-            let last = match (&page.last, page.more) {
-                (Some(last), true) => {
-                    Cursor::of_row(self.name, last, 0, SORT_TIME, self.key_columns)?
-                }
-                _ => break None,
-            };
-            if paging.limit.is_some_and(|limit| shown >= limit) {
-                break Some(last.encode());
+        let page = match lake {
+            Some(lake) if paging.limit.is_none_or(|limit| limit > chunk) => {
+                self.print_windows(
+                    lake,
+                    &query,
+                    after.as_ref(),
+                    paging.limit,
+                    chunk,
+                    &mut printer,
+                    &progress,
+                )
+                .await?
             }
-            after = Some(last);
+            _ => {
+                let range = None;
+                self.print_query(
+                    ctx,
+                    &query,
+                    after.as_ref(),
+                    range,
+                    paging.limit,
+                    &mut printer,
+                    &progress,
+                )
+                .await?
+            }
+        };
+        let next = match (&page.last, page.more) {
+            (Some(last), true) => {
+                Some(Cursor::of_row(self.name, last, 0, SORT_TIME, self.key_columns)?.encode())
+            }
+            _ => None,
         };
         let matched = if paging.limit.is_some() || paging.after.is_some() {
             count_rows(ctx, &self.sql(&query, ""), query.params).await?
         } else {
-            shown
+            page.rows
         };
         drop(progress);
         let mut text = format!("{matched} {}", self.view.noun);
-        if shown < matched {
-            text.push_str(&format!(" (showing {shown}"));
-            if let Some(next) = &more {
+        if page.rows < matched {
+            text.push_str(&format!(" (showing {}", page.rows));
+            if let Some(next) = &next {
                 text.push_str(&format!("; next page: --after {next}"));
             }
             text.push(')');
         }
-        let summary = serde_json::json!({"matched": matched, "shown": shown, "next": more});
+        let summary = serde_json::json!({"matched": matched, "shown": page.rows, "next": next});
         printer.finish(summary, &text)?;
-        Ok(if shown > 0 { Outcome::Matched } else { Outcome::NoMatch })
+        Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
     }
 
-    /// Prints at most `limit` rows after `after` (from the start without one), in sort-key order.
-    async fn print_chunk(
+    /// Prints the rows after `after` (from the start without one) whose sort time is in
+    /// `range` (all without one), in sort-key order, at most `limit` of them.
+    #[allow(clippy::too_many_arguments)]
+    async fn print_query(
         &self,
         ctx: &SessionContext,
         query: &Query,
         after: Option<&Cursor>,
-        limit: u64,
+        range: Option<window::Range>,
+        limit: Option<u64>,
         printer: &mut Printer,
         progress: &Progress,
     ) -> anyhow::Result<Page> {
-        let mut chunk_query = query.clone();
+        let mut query = query.clone();
         if let Some(cursor) = after {
-            let condition = cursor
-                .condition(self.time_expression, self.key_expressions, |v| chunk_query.param(v))?;
-            chunk_query.conditions.push(condition);
+            let condition =
+                cursor.condition(self.time_expression, self.key_expressions, |v| query.param(v))?;
+            query.conditions.push(condition);
         }
-        // One row past the limit tells whether there is more.
+        let time = |micros| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
+        match range {
+            None => {}
+            Some(window::Range::Untimed) => {
+                query.conditions.push(format!("({}) IS NULL", self.time_expression));
+            }
+            Some(window::Range::Timed { from, until }) => {
+                query.bind(&format!("({}) >= ?", self.time_expression), time(from));
+                if let Some(until) = until {
+                    query.bind(&format!("({}) < ?", self.time_expression), time(until));
+                }
+            }
+        }
+        // One row past the limit tells whether there is a next page.
+        let limit_sql = limit.map(|n| format!(" LIMIT {}", n.saturating_add(1)));
         let order = format!(
-            "ORDER BY {} NULLS FIRST, {} LIMIT {}",
+            "ORDER BY {} NULLS FIRST, {}{}",
             self.time_expression,
             self.key_expressions.join(", "),
-            limit.saturating_add(1)
+            limit_sql.unwrap_or_default()
         );
         let frame = ctx
-            .sql(&self.sql(&chunk_query, &order))
+            .sql(&self.sql(&query, &order))
             .await
             .context("query failed")?
-            .with_param_values(chunk_query.params)?;
-        stream_frame(frame, printer, progress, Some(limit)).await
+            .with_param_values(query.params)?;
+        stream_frame(frame, printer, progress, limit).await
+    }
+
+    /// Prints the rows after `after`, at most `limit`, one sort-time window at a time, each
+    /// window a query over the files of the sessions that reach into it.
+    #[allow(clippy::too_many_arguments)]
+    async fn print_windows(
+        &self,
+        lake: &LakeReader,
+        query: &Query,
+        after: Option<&Cursor>,
+        limit: Option<u64>,
+        chunk: u64,
+        printer: &mut Printer,
+        progress: &Progress,
+    ) -> anyhow::Result<Page> {
+        let spans = lake.spans(self.time_expression).await?;
+        let mut page = Page::default();
+        for window in window::plan(&spans, chunk) {
+            let room = limit.map(|limit| limit - page.rows);
+            let ctx = lake.tables(Some(&window.sessions))?;
+            let part =
+                self.print_query(&ctx, query, after, Some(window.range), room, printer, progress);
+            let part = part.await?;
+            page.rows += part.rows;
+            if part.last.is_some() {
+                page.last = part.last;
+            }
+            if part.more {
+                page.more = true;
+                break;
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// The lake's files as a search reads them, to open tables over some of its sessions.
+struct LakeReader {
+    store: LakeStore,
+    keys: Keys,
+    snapshot: lake_tables::LakeSnapshot,
+    /// Files the search reads at all (partitions, preferred sources).
+    keep: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    /// The one session searched (`--session`): no other session's file is opened.
+    only: Option<String>,
+}
+
+impl LakeReader {
+    /// Returns a context with the tables over the kept files of `sessions` (all without); the
+    /// `access` table is never narrowed to sessions.
+    fn tables(&self, sessions: Option<&HashSet<String>>) -> anyhow::Result<SessionContext> {
+        let ctx =
+            SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+        let of_sessions = |path: &str| {
+            let Some(entry) = self.snapshot.live.get(path) else {
+                return false;
+            };
+            // Only `commands` and `sessions` files are per session (`access` files are not).
+            if !matches!(entry.kind, ObjectKind::Commands | ObjectKind::Sessions) {
+                return true;
+            }
+            let wanted = |id: &String| {
+                sessions.is_none_or(|sessions| sessions.contains(id))
+                    && self.only.as_ref().is_none_or(|only| only == id)
+            };
+            entry.sessions.iter().any(wanted)
+        };
+        let keep = |path: &str| (self.keep)(path) && of_sessions(path);
+        lake_tables::register(&ctx, &self.store, &self.snapshot, self.keys.clone(), &keep)?;
+        Ok(ctx)
+    }
+
+    /// Reads each session's range of sort times and its number of command rows, from plaintext
+    /// columns only (no data key is used).
+    async fn spans(&self, time_expression: &str) -> anyhow::Result<Vec<window::Span>> {
+        let ctx = self.tables(None)?;
+        let sql = format!(
+            "SELECT c.session_id, min({time_expression}) AS lo, max({time_expression}) AS hi, \
+             count(*) AS n, count({time_expression}) AS timed FROM commands c {SESSION_TIMES_JOIN} \
+             GROUP BY c.session_id"
+        );
+        let batches =
+            ctx.sql(&sql).await.context("query failed")?.collect().await.context("query failed")?;
+        let mut spans = Vec::new();
+        for batch in &batches {
+            let ids = batch.column(0).as_string_opt::<i32>().context("session_id is not text")?;
+            let time = |column: usize| {
+                batch
+                    .column(column)
+                    .as_primitive_opt::<TimestampMicrosecondType>()
+                    .context("sort time is not a time in µs")
+            };
+            let (lo, hi) = (time(1)?, time(2)?);
+            let count = |column: usize| {
+                batch
+                    .column(column)
+                    .as_primitive_opt::<Int64Type>()
+                    .context("count is not a number")
+            };
+            let (rows, timed) = (count(3)?, count(4)?);
+            for row in 0..batch.num_rows() {
+                let times =
+                    (lo.is_valid(row) && hi.is_valid(row)).then(|| (lo.value(row), hi.value(row)));
+                spans.push(window::Span {
+                    session: ids.value(row).to_string(),
+                    times,
+                    rows: u64::try_from(rows.value(row)).unwrap_or_default(),
+                    untimed: timed.value(row) < rows.value(row),
+                });
+            }
+        }
+        Ok(spans)
     }
 }
 
@@ -732,19 +881,23 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "c", time_expression, since, until);
-    let ctx = open_tables(cli, |snapshot| {
-        let searched = preferred_commands(&snapshot.live);
-        let in_range = partitions_between(since, until);
-        move |path: &str| {
+    let (store, keys) = open_lake(cli).await?;
+    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let searched = preferred_commands(&snapshot.live);
+    let in_range = partitions_between(since, until);
+    let lake = LakeReader {
+        store,
+        keys,
+        snapshot,
+        keep: Box::new(move |path: &str| {
             in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
-        }
-    })
-    .await?;
+        }),
+        only: args.filters.session.clone(),
+    };
+    let ctx = lake.tables(None)?;
     if args.include_access {
         let commands_sql = format!(
-            "SELECT {SEARCH_COLUMNS} FROM commands c LEFT JOIN (SELECT session_id, \
-             min(started_at) AS started_at, max(ended_at) AS ended_at FROM sessions \
-             GROUP BY session_id) s ON c.session_id = s.session_id {}",
+            "SELECT {SEARCH_COLUMNS} FROM commands c {SESSION_TIMES_JOIN} {}",
             query.where_clause()
         );
         let sql =
@@ -757,9 +910,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
         name: "commands",
         select: format!(
             "SELECT {SEARCH_COLUMNS}, {time_expression} AS {SORT_TIME} FROM commands c \
-             LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
-             max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
-             ON c.session_id = s.session_id"
+             {SESSION_TIMES_JOIN}"
         ),
         time_expression,
         key_expressions: &["c.session_id", "c.seq"],
@@ -767,7 +918,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
         view: &SEARCH_VIEW,
     };
     let printer = SEARCH_VIEW.printer(&args.print).with_highlights(highlights);
-    listing.print(&ctx, query, &args.paging, printer).await
+    listing.print(&ctx, Some(&lake), query, &args.paging, printer).await
 }
 
 async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
@@ -806,7 +957,8 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         key_columns: &["session_id", "source_key"],
         view: &SESSIONS_VIEW,
     };
-    listing.print(&ctx, Query::default(), &args.paging, SESSIONS_VIEW.printer(&args.print)).await
+    let printer = SESSIONS_VIEW.printer(&args.print);
+    listing.print(&ctx, None, Query::default(), &args.paging, printer).await
 }
 
 async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {

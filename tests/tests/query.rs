@@ -29,14 +29,17 @@ fn search_keys(dir: &Path, args: &[&str]) -> (i32, Vec<(String, u64)>, Value) {
     let ran = cli(dir, &[&["search", "--json"], args].concat());
     assert!(ran.code == 0 || ran.code == 1, "{args:?}: exit {}: {}", ran.code, ran.stderr);
     let (rows, summary) = parse_json_lines(&ran.stdout);
-    let keys = rows
-        .iter()
+    (ran.code, row_keys(&rows), summary)
+}
+
+/// The (session, seq) of each search row.
+fn row_keys(rows: &[std::collections::BTreeMap<String, Value>]) -> Vec<(String, u64)> {
+    rows.iter()
         .map(|row| {
             let session = row["session_id"].as_str().expect("session_id").to_string();
             (session, row["seq"].as_u64().expect("seq"))
         })
-        .collect();
-    (ran.code, keys, summary)
+        .collect()
 }
 
 /// Expected rows: each session with its commands' seq, in order.
@@ -133,9 +136,10 @@ fn test_paging_returns_every_row_exactly_once() {
         }
         assert_eq!(paged, expected, "limit {limit} {filters:?}");
     }
-    // An unpaged listing fetches its rows in chunks (bounded memory); chunks of a few rows,
-    // which end inside sessions and between them, give every row once, in order, and so do
-    // pages that span chunks.
+    // A search bigger than a chunk reads one window of sort time at a time (bounded memory);
+    // windows of a few rows, which end inside sessions and between them, give every row once,
+    // in order, with filters too, and so do pages that span windows.
+    let (_, alices, _) = search_keys(dir.path(), &["--principal", "alice"]);
     for chunk in ["1", "3", "38"] {
         let chunked = |args: &[&str]| {
             let ran = run(binary("sessionlake", false)
@@ -146,16 +150,11 @@ fn test_paging_returns_every_row_exactly_once() {
             parse_json_lines(&ran.stdout)
         };
         let (rows, summary) = chunked(&[]);
-        let keys: Vec<_> = rows
-            .iter()
-            .map(|row| {
-                (
-                    row["session_id"].as_str().expect("id").to_string(),
-                    row["seq"].as_u64().expect("seq"),
-                )
-            })
-            .collect();
+        let keys = row_keys(&rows);
         assert_eq!(keys, everything, "chunk {chunk}");
+        let (rows, _) = chunked(&["--principal", "alice"]);
+        let keys = row_keys(&rows);
+        assert_eq!(keys, alices, "chunk {chunk}");
         assert_eq!(summary["matched"], Value::from(ALL_COMMANDS), "chunk {chunk}");
         let (rows, summary) = chunked(&["--limit", "5"]);
         assert_eq!(rows.len(), 5, "chunk {chunk}");
