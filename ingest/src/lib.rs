@@ -3,6 +3,7 @@
 //!
 //! - [`service`]: the poll loop (`--once` or `--follow`), bounded concurrency, signals;
 //! - [`sources`]: listing and reading each source; [`pipeline`]: writing and committing;
+//!   [`enrich`]: stored sessions completed by CloudTrail facts that arrived after them;
 //! - [`config`]: TOML, flags and environment; [`events`] and [`telemetry`]: logs, metrics,
 //!   `/metrics` and `/healthz`; [`error`]: error classes.
 //!
@@ -17,6 +18,7 @@
 //! ```
 
 pub mod config;
+pub mod enrich;
 pub mod error;
 pub mod events;
 pub mod pipeline;

@@ -23,7 +23,7 @@ use sessionlake_indexer::SessionContext;
 use sessionlake_indexer::cloudtrail::{parse_trail_file, session_context};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
-use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
+use sessionlake_lake::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
@@ -208,7 +208,10 @@ impl Ingestor {
             .last()
             .and_then(|link| manifest::parse_rfc3339_micros(&link.manifest.body.committed_at))
             .unwrap_or(i64::MIN);
-        let writer = LakeWriter { store, keys, keyring, committer, live, lake_id, identity };
+        let unwrapper =
+            Keys::new(Some(Arc::clone(&keyring)), sdk_config.clone()).with_store(store.clone());
+        let writer =
+            LakeWriter { store, keys, keyring, unwrapper, committer, live, lake_id, identity };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
         Ok(Ingestor {
@@ -335,8 +338,10 @@ impl Ingestor {
 
     /// Parses one CloudTrail file and writes its new access events (not yet committed); a file
     /// that cannot be read as CloudTrail is quarantined. Events whose id the lake holds from
-    /// another file are dropped; the session facts of the rest are kept for enrichment.
-    async fn write_trail(&mut self, input: TrailInput) -> anyhow::Result<Written> {
+    /// another file are dropped; the session facts of the rest are kept for enrichment, and the
+    /// sessions already in the lake that lack them get new versions (see [`crate::enrich`]),
+    /// committed with the access events.
+    async fn write_trail(&mut self, input: TrailInput) -> anyhow::Result<Vec<Written>> {
         let TrailInput { source_ref, position, raw } = input;
         let name = source_ref.clone();
         let (parsed, raw) = tokio::task::spawn_blocking(move || {
@@ -350,7 +355,7 @@ impl Ingestor {
             Err(reason) => {
                 let source = sources::CLOUDTRAIL_SOURCE;
                 let bad = BadInput { source, source_ref, position, raw, reason };
-                return self.writer.write_input(Input::Bad(bad), None).await;
+                return Ok(vec![self.writer.write_input(Input::Bad(bad), None).await?]);
             }
         };
         events::TrailRecordsMalformed { source_ref: &source_ref, reasons: &parsed.malformed }
@@ -359,13 +364,17 @@ impl Ingestor {
             self.access_events.get(&event.event_id).is_none_or(|from| *from == source_ref)
         });
         events::TrailEventsDuplicated { source_ref: &source_ref, count: seen.len() }.emit();
+        let mut late = Vec::new();
         for event in &fresh {
             self.access_events.insert(event.event_id.clone(), source_ref.clone());
             if let Some(context) = session_context(event) {
+                late.push(context.clone());
                 self.cloudtrail.insert(context.session_id.clone(), context);
             }
         }
-        self.writer.write_access(source_ref, position, fresh).await
+        let mut written = self.writer.enrich(late, self.config.max_in_flight).await?;
+        written.push(self.writer.write_access(source_ref, position, fresh).await?);
+        Ok(written)
     }
 
     /// Reads every new CloudTrail file into the `access` table (and the enrichment map), a
@@ -392,7 +401,7 @@ impl Ingestor {
                     Err(error) => Err(error),
                 };
                 match result {
-                    Ok(Some(input)) => written.push(input),
+                    Ok(Some(inputs)) => written.extend(inputs),
                     Ok(None) => {}
                     // The file keeps its cursor and is read again; sessions wait for it.
                     Err(error) => {
