@@ -462,3 +462,113 @@ fn test_follow_makes_idle_commits_and_a_stop_commit_that_verify_accepts() {
     assert!(stopped.stdout.contains("1 commits"), "{}", stopped.stdout);
     assert_verifies(dir.path());
 }
+
+/// Returns the `sessions` row of `session` once its command count is `count`.
+fn session_with_commands(dir: &Path, session: &str, count: u64) -> Option<Value> {
+    let (_, rows) = cli_rows(dir, &["sessions", "--session", session]);
+    let [row] = rows.as_slice() else { return None };
+    (row["command_count"].as_u64() == Some(count)).then(|| row.clone())
+}
+
+/// A session's CloudWatch stream grows while ingest follows it: what arrives is in the lake
+/// after the next poll, as a new version of the one session row (never two).
+// See: issue 4, items 2 and 8 (a live session's stream is read as it grows)
+#[tokio::test(flavor = "multi_thread")]
+async fn test_follow_reads_a_live_cloudwatch_stream_as_it_grows() {
+    const SESSION: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
+    let group = format!("/ssm/{}", unique("live"));
+    logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(SESSION)
+        .send()
+        .await
+        .expect("create stream");
+    let example = repo_root().join(format!("examples/cloudwatch/ssm-sessions/{SESSION}.json"));
+    let document: Value =
+        serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
+    let messages: Vec<String> = document["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event["message"].as_str().expect("message").to_string())
+        .collect();
+    // Recent times (moto drops events older than 14 days), one second apart.
+    let start_ms = chrono::Utc::now().timestamp_millis() - 600_000;
+    let put = |from: usize, to: usize| {
+        let events = (from..to)
+            .map(|i| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(start_ms + 1000 * i as i64)
+                    .message(&messages[i])
+                    .build()
+                    .expect("event")
+            })
+            .collect();
+        logs.put_log_events()
+            .log_group_name(&group)
+            .log_stream_name(SESSION)
+            .set_log_events(Some(events))
+            .send()
+    };
+    // The whole session parsed at once: what the live reads must end with.
+    let whole = tempfile::tempdir().expect("tempdir");
+    let folder = whole.path().join("streams/cloudwatch");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join(format!("{SESSION}.json")), document.to_string()).expect("write");
+    let drained = run(ingest(whole.path(), false).args(["--local", "streams"]));
+    assert_eq!(drained.code, 0, "{}", drained.stderr);
+    let (_, rows) = cli_rows(whole.path(), &["search", "--session", SESSION]);
+    let all_commands: Vec<Value> = rows.iter().map(|row| row["command"].clone()).collect();
+    let half = messages.len() / 2;
+    assert!(half > 0 && all_commands.len() > 2, "{all_commands:?}");
+
+    put(0, half).await.expect("put the first events");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut service = Background::spawn(ingest(dir.path(), true).args([
+        "--follow",
+        "--poll-interval",
+        "1s",
+        "--cloudwatch",
+        &group,
+    ]));
+    let root = dir.path().to_path_buf();
+    let first = tokio::task::spawn_blocking(move || {
+        wait_until(PATIENCE, "the first half of the stream", || {
+            let (_, rows) = cli_rows(&root, &["search", "--session", SESSION]);
+            (!rows.is_empty()).then_some(rows)
+        })
+    })
+    .await
+    .expect("first half");
+    let first_commands: Vec<Value> = first.iter().map(|row| row["command"].clone()).collect();
+    assert!(
+        first_commands.len() < all_commands.len()
+            && all_commands.starts_with(&first_commands[..first_commands.len() - 1]),
+        "the first half {first_commands:?} of {all_commands:?}"
+    );
+
+    put(half, messages.len()).await.expect("put the rest");
+    let root = dir.path().to_path_buf();
+    let count = all_commands.len() as u64;
+    let row = tokio::task::spawn_blocking(move || {
+        wait_until(PATIENCE, "the whole stream", || session_with_commands(&root, SESSION, count))
+    })
+    .await
+    .expect("whole stream");
+    assert_eq!(row["principal"], "arn:aws:iam::111122223333:user/bob", "{row:#}");
+    assert_eq!(row["source"], "cloudwatch-stream", "{row:#}");
+    let (_, rows) = cli_rows(dir.path(), &["search", "--session", SESSION]);
+    let commands: Vec<Value> = rows.iter().map(|row| row["command"].clone()).collect();
+    assert_eq!(commands, all_commands, "read live, the same commands as read whole");
+
+    service.signal("TERM");
+    let stopped = tokio::task::spawn_blocking(move || service.wait(PATIENCE)).await.expect("wait");
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    let (_, rows) = cli_rows(dir.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 1, "one row per session: {rows:#?}");
+    assert_verifies(dir.path());
+    let key = format!("cwl://{group}/{SESSION}");
+    assert!(cursors(dir.path())["positions"].get(&key).is_some(), "no cursor for {key}");
+}
