@@ -370,6 +370,29 @@ impl SessionNotEnriched<'_> {
     }
 }
 
+/// An SQS message is not an S3 event notification: it is deleted (it names nothing to read).
+pub struct QueueMessageMalformed<'a> {
+    /// The queue.
+    pub queue_url: &'a str,
+    /// The message's id.
+    pub message_id: &'a str,
+    /// Why (never the body).
+    pub reason: &'a str,
+}
+
+impl QueueMessageMalformed<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Request);
+        tracing::warn!(
+            queue = %self.queue_url,
+            message = %self.message_id,
+            reason = %self.reason,
+            "queue message is not an S3 event notification; deleted"
+        );
+    }
+}
+
 /// Cursors could not be saved after a commit (the commit holds; they are saved again later).
 pub struct CursorsNotSaved<'a> {
     /// The error.

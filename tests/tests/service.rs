@@ -572,3 +572,135 @@ async fn test_follow_reads_a_live_cloudwatch_stream_as_it_grows() {
     let key = format!("cwl://{group}/{SESSION}");
     assert!(cursors(dir.path())["positions"].get(&key).is_some(), "no cursor for {key}");
 }
+
+/// Returns the messages of a queue, visible or not (moto counts them exactly).
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let count = |name: QueueAttributeName| {
+        attributes
+            .attributes()
+            .and_then(|all| all.get(&name))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// An S3 source with an SQS queue of its event notifications: the objects the messages name
+/// are read (the bucket is not listed), a message that is not a notification is reported and
+/// deleted, one naming a deleted object too, and every message is gone after the commit.
+// See: issue 4, item 1 (optional SQS queue of S3 event notifications)
+#[tokio::test(flavor = "multi_thread")]
+async fn test_s3_event_notifications_through_sqs_replace_listing() {
+    let config = sessionlake_tests::sdk_config().await;
+    let s3 = s3_client().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let bucket = unique("notified");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("created"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|all| all.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
+    let put = |key: String| {
+        s3.put_object().bucket(&bucket).key(key).body(transcript.clone().into()).send()
+    };
+    // Written before the notifications: only a listing would find it.
+    put("ssm/before-0123456789abcdef0.log".into()).await.expect("put");
+    let notifications = aws_sdk_s3::types::NotificationConfiguration::builder()
+        .queue_configurations(
+            aws_sdk_s3::types::QueueConfiguration::builder()
+                .queue_arn(&queue_arn)
+                .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                .build()
+                .expect("queue configuration"),
+        )
+        .build();
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(notifications)
+        .send()
+        .await
+        .expect("notification configuration");
+    let sessions =
+        ["first-0123456789abcdef0", "second-0123456789abcdef0", "third-0123456789abcdef0"];
+    for (index, session) in sessions.iter().enumerate() {
+        // Free-form prefixes, one with a space (notifications URL-encode keys).
+        put(format!("ssm/team {index}/{session}.log")).await.expect("put");
+    }
+    put("elsewhere/outside-0123456789abcdef0.log".into()).await.expect("put");
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("this is no notification")
+        .send()
+        .await
+        .expect("send");
+    let gone = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-03-14T09:30:00.000Z",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": "ssm/gone-0123456789abcdef0.log", "size": 10, "eTag": "0"}}}]});
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body(gone.to_string())
+        .send()
+        .await
+        .expect("send");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_file = dir.path().join("ingest.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[[sources.s3]]\nbucket = \"{bucket}\"\nprefix = \"ssm/\"\nsqs_queue_url = \"{queue_url}\"\n"
+        ),
+    )
+    .expect("config");
+    let drain = || {
+        let mut command = ingest(dir.path(), true);
+        command.arg("--config").arg(&config_file);
+        run(&mut command)
+    };
+    let first = drain();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("ingested 3 sessions"), "{}", first.stdout);
+    assert!(
+        first.stderr.contains("queue message is not an S3 event notification"),
+        "{}",
+        first.stderr
+    );
+    for session in sessions {
+        assert!(session_found(dir.path(), session), "{session} not ingested");
+    }
+    for session in ["before-0123456789abcdef0", "outside-0123456789abcdef0"] {
+        assert!(!session_found(dir.path(), session), "{session} was listed");
+    }
+    assert_eq!(queue_depth(&sqs, &queue_url).await, 0, "messages left after the commit");
+    assert_verifies(dir.path());
+
+    let second = drain();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stdout.contains("ingested 0 sessions"), "{}", second.stdout);
+}
