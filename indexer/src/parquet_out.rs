@@ -270,9 +270,9 @@ pub fn write_access(
     write("access", batch, properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption)))
 }
 
-/// Errors reading an `access` file back.
+/// Errors reading an `access` or `sessions` file back.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to read access file {object}: {reason}")]
+#[error("failed to read {object}: {reason}")]
 pub struct ReadError {
     object: String,
     reason: String,
@@ -371,6 +371,74 @@ pub fn read_access_plaintext(
         }
     }
     Ok(records)
+}
+
+/// What a stored `sessions` row says about its session: the facts CloudTrail may complete, and
+/// where its transcript came from and lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    /// The facts (who, where, when) as stored.
+    pub context: crate::SessionContext,
+    /// Where in its delivery it came from (`s3://…`, `cwl://…`, a path).
+    pub source_ref: String,
+    /// Lake path of its encrypted raw transcript.
+    pub raw_object: String,
+    /// SHA-256 (hex) of the original transcript bytes.
+    pub raw_sha256: String,
+}
+
+/// Reads the rows of a `sessions` file (`object` names it in errors). A `sessions` file has no
+/// encrypted column: no key is needed.
+pub fn read_sessions(bytes: bytes::Bytes, object: &str) -> Result<Vec<StoredSession>, ReadError> {
+    let fail = |reason: String| ReadError { object: object.to_string(), reason };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|builder| builder.build())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut sessions = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| fail(e.to_string()))?;
+        let text = |name: &str| -> Result<&arrow_array::StringArray, ReadError> {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| fail(format!("column {name} is missing")))?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| fail(format!("column {name} is not text")))
+        };
+        let started = batch
+            .column_by_name(columns::STARTED_AT)
+            .and_then(|column| column.as_primitive_opt::<TimestampMicrosecondType>())
+            .ok_or_else(|| fail("column started_at is missing or not a timestamp".into()))?;
+        let (session_id, principal, run_as, target) = (
+            text(columns::SESSION_ID)?,
+            text(columns::PRINCIPAL)?,
+            text(columns::RUN_AS)?,
+            text(columns::TARGET)?,
+        );
+        let (region, account, source_ref) =
+            (text(columns::REGION)?, text(columns::ACCOUNT)?, text(columns::SOURCE_REF)?);
+        let (raw_object, raw_sha256) = (text(columns::RAW_OBJECT)?, text(columns::RAW_SHA256)?);
+        let at = |array: &arrow_array::StringArray, row: usize| {
+            (!array.is_null(row)).then(|| array.value(row).to_string())
+        };
+        for row in 0..batch.num_rows() {
+            let context = crate::SessionContext {
+                session_id: at(session_id, row).unwrap_or_default(),
+                principal: at(principal, row),
+                run_as: at(run_as, row),
+                target: at(target, row),
+                region: at(region, row),
+                account: at(account, row),
+                started_at: (!started.is_null(row)).then(|| started.value(row)),
+            };
+            sessions.push(StoredSession {
+                context,
+                source_ref: at(source_ref, row).unwrap_or_default(),
+                raw_object: at(raw_object, row).unwrap_or_default(),
+                raw_sha256: at(raw_sha256, row).unwrap_or_default(),
+            });
+        }
+    }
+    Ok(sessions)
 }
 
 /// Writes `records` as a `sessions` file (no sensitive columns: not encrypted).
@@ -495,6 +563,50 @@ mod tests {
             .map(|record| AccessRecord { parameters: None, ..record })
             .collect();
         assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn test_sessions_read_back_what_was_written() {
+        use sessionlake_schemas::{SessionSource, SessionStatus};
+        let written = SessionRecord {
+            session_id: "alice-0123456789abcdef0".into(),
+            principal: None,
+            run_as: Some("ssm-user".into()),
+            target: Some("i-0123456789abcdef0".into()),
+            region: None,
+            account: Some("111122223333".into()),
+            started_at: Some(1_700_000_000_000_000),
+            ended_at: None,
+            command_count: 2,
+            source: SessionSource::S3,
+            source_ref: "s3://b/ssm/alice-0123456789abcdef0.log".into(),
+            raw_object: "raw/dt=2023-11-14/alice.s3.v1.zst.sle".into(),
+            raw_sha256: "ab".repeat(32),
+            key_id: "k".into(),
+            ingested_at: 1,
+            status: SessionStatus::Complete,
+            parser_version: 1,
+        };
+        let bytes = write_sessions(std::slice::from_ref(&written)).expect("write");
+        let read = read_sessions(Bytes::from(bytes), "s.parquet").expect("read");
+        let context = crate::SessionContext {
+            session_id: written.session_id.clone(),
+            principal: None,
+            run_as: written.run_as.clone(),
+            target: written.target.clone(),
+            region: None,
+            account: written.account.clone(),
+            started_at: written.started_at,
+        };
+        let expected = StoredSession {
+            context,
+            source_ref: written.source_ref.clone(),
+            raw_object: written.raw_object.clone(),
+            raw_sha256: written.raw_sha256.clone(),
+        };
+        assert_eq!(read, vec![expected]);
+        let garbage = read_sessions(Bytes::from_static(b"PAR1 not parquet"), "bad.parquet");
+        assert!(garbage.is_err_and(|e| e.to_string().contains("bad.parquet")));
     }
 
     #[test]

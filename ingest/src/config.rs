@@ -205,6 +205,14 @@ pub struct S3SourceConfig {
     /// Key prefix (free-form; the session id is each object's base name).
     #[serde(default)]
     pub prefix: String,
+    /// URL of an SQS queue that receives this bucket's S3 event notifications
+    /// (`s3:ObjectCreated:*`, directly or through SNS). When set, the bucket is not listed: each
+    /// poll reads the queue, fetches the objects its messages name (under `prefix`, `*.log`),
+    /// and deletes a message only once every object it names is committed. Objects written
+    /// before the notifications were set up are read by one run without the queue.
+    /// `sources.s3` only.
+    #[serde(default)]
+    pub sqs_queue_url: Option<String>,
 }
 
 /// A CloudWatch Logs group.
@@ -273,7 +281,11 @@ pub fn parse_s3_url(url: &str) -> Result<S3SourceConfig, String> {
     if bucket.len() < 3 {
         return Err(format!("{url:?} names no valid bucket"));
     }
-    Ok(S3SourceConfig { bucket: bucket.to_string(), prefix: prefix.to_string() })
+    Ok(S3SourceConfig {
+        bucket: bucket.to_string(),
+        prefix: prefix.to_string(),
+        sqs_queue_url: None,
+    })
 }
 
 /// Parses a duration written as a whole number and a unit: `500ms`, `30s`, `5m`, `1h`.
@@ -495,6 +507,20 @@ impl Config {
                 return Err(format!("sources: bucket {:?} is not a bucket name", source.bucket));
             }
         }
+        for source in &self.s3 {
+            if source.sqs_queue_url.as_deref().is_some_and(|url| !url.starts_with("http")) {
+                return Err(format!(
+                    "sources.s3: sqs_queue_url of bucket {} is not a queue URL",
+                    source.bucket
+                ));
+            }
+        }
+        if let Some(source) = self.cloudtrail.iter().find(|source| source.sqs_queue_url.is_some()) {
+            return Err(format!(
+                "sources.cloudtrail: sqs_queue_url (bucket {}) is only read for sources.s3",
+                source.bucket
+            ));
+        }
         for source in &self.cloudwatch {
             if source.log_group.is_empty() {
                 return Err("sources.cloudwatch: log_group is empty".to_string());
@@ -564,7 +590,11 @@ mod tests {
         .expect("load");
         assert_eq!(
             config.s3,
-            vec![S3SourceConfig { bucket: "logs".into(), prefix: "ssm/".into() }]
+            vec![S3SourceConfig {
+                bucket: "logs".into(),
+                prefix: "ssm/".into(),
+                sqs_queue_url: None
+            }]
         );
         assert_eq!(config.cloudwatch.len(), 1);
         assert!(config.local.is_empty());

@@ -18,6 +18,7 @@
 //! | `sessionlake_ingest_idle_commits_total` | counter | empty idle commits (and the stop commit) |
 //! | `sessionlake_ingest_access_events_total` | counter | CloudTrail access events committed |
 //! | `sessionlake_ingest_malformed_records_total` | counter | CloudTrail access records skipped as malformed |
+//! | `sessionlake_ingest_enriched_total` | counter | stored sessions re-indexed with late CloudTrail facts |
 //! | `sessionlake_ingest_errors_total{kind}` | counter | errors by class ([`IngestErrorKind`]) |
 //! | `sessionlake_ingest_polls_total{outcome}` | counter | polls, `ok` or `failed` |
 //! | `sessionlake_ingest_sessions_in_flight` | gauge | sessions being read, parsed or written |
@@ -48,6 +49,8 @@ pub const IDLE_COMMITS_TOTAL: &str = "sessionlake_ingest_idle_commits_total";
 pub const ACCESS_EVENTS_TOTAL: &str = "sessionlake_ingest_access_events_total";
 /// CloudTrail access records skipped as malformed.
 pub const MALFORMED_RECORDS_TOTAL: &str = "sessionlake_ingest_malformed_records_total";
+/// Stored session versions re-indexed with CloudTrail facts that arrived after them.
+pub const ENRICHED_TOTAL: &str = "sessionlake_ingest_enriched_total";
 /// Errors by class.
 pub const ERRORS_TOTAL: &str = "sessionlake_ingest_errors_total";
 /// Polls by outcome.
@@ -75,6 +78,7 @@ pub fn register_metrics() {
     describe_counter!(IDLE_COMMITS_TOTAL, "Empty commits made when idle, or when stopping.");
     describe_counter!(ACCESS_EVENTS_TOTAL, "CloudTrail access events committed to the lake.");
     describe_counter!(MALFORMED_RECORDS_TOTAL, "CloudTrail access records skipped as malformed.");
+    describe_counter!(ENRICHED_TOTAL, "Stored sessions re-indexed with late CloudTrail facts.");
     describe_counter!(ERRORS_TOTAL, "Errors by kind (retried on the next poll).");
     describe_counter!(POLLS_TOTAL, "Polls of every source, by outcome.");
     describe_gauge!(SESSIONS_IN_FLIGHT, "Sessions being read, parsed or written now.");
@@ -95,6 +99,7 @@ pub fn register_metrics() {
         IDLE_COMMITS_TOTAL,
         ACCESS_EVENTS_TOTAL,
         MALFORMED_RECORDS_TOTAL,
+        ENRICHED_TOTAL,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -320,6 +325,71 @@ impl AccessFileUnreadable<'_> {
     pub fn emit(&self) {
         count_error(IngestErrorKind::Lake);
         tracing::error!(error = %self.error, "access file unreadable; run sessionlake verify");
+    }
+}
+
+/// A stored session version lacked CloudTrail facts that arrived after it: it was re-indexed
+/// with them, as a new version that replaces it at the next commit.
+pub struct SessionEnriched<'a> {
+    /// The session.
+    pub session_id: &'a str,
+    /// The lake path of the `sessions` file replaced.
+    pub replaces: &'a str,
+}
+
+impl SessionEnriched<'_> {
+    /// Logs the session.
+    pub fn emit(&self) {
+        metrics::counter!(ENRICHED_TOTAL).increment(1);
+        tracing::info!(session = %self.session_id, replaces = %self.replaces, "session re-indexed with late CloudTrail facts");
+    }
+}
+
+/// A stored session version could not be re-indexed with late CloudTrail facts (its stored
+/// objects are unreadable, or were removed): it keeps its facts, the `access` row holds the
+/// new ones.
+pub struct SessionNotEnriched<'a> {
+    /// The session.
+    pub session_id: &'a str,
+    /// The error's class.
+    pub kind: IngestErrorKind,
+    /// Why (names objects, never holds their contents).
+    pub error: &'a anyhow::Error,
+}
+
+impl SessionNotEnriched<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(self.kind);
+        tracing::warn!(
+            session = %self.session_id,
+            kind = %self.kind,
+            error = %format!("{:#}", self.error),
+            "session not re-indexed with late CloudTrail facts; run sessionlake verify"
+        );
+    }
+}
+
+/// An SQS message is not an S3 event notification: it is deleted (it names nothing to read).
+pub struct QueueMessageMalformed<'a> {
+    /// The queue.
+    pub queue_url: &'a str,
+    /// The message's id.
+    pub message_id: &'a str,
+    /// Why (never the body).
+    pub reason: &'a str,
+}
+
+impl QueueMessageMalformed<'_> {
+    /// Logs and counts the error.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Request);
+        tracing::warn!(
+            queue = %self.queue_url,
+            message = %self.message_id,
+            reason = %self.reason,
+            "queue message is not an S3 event notification; deleted"
+        );
     }
 }
 

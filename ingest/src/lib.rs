@@ -3,6 +3,8 @@
 //!
 //! - [`service`]: the poll loop (`--once` or `--follow`), bounded concurrency, signals;
 //! - [`sources`]: listing and reading each source; [`pipeline`]: writing and committing;
+//!   [`enrich`]: stored sessions completed by CloudTrail facts that arrived after them;
+//!   [`queue`]: S3 event notifications through SQS instead of listing a bucket;
 //! - [`config`]: TOML, flags and environment; [`events`] and [`telemetry`]: logs, metrics,
 //!   `/metrics` and `/healthz`; [`error`]: error classes.
 //!
@@ -17,9 +19,11 @@
 //! ```
 
 pub mod config;
+pub mod enrich;
 pub mod error;
 pub mod events;
 pub mod pipeline;
+pub mod queue;
 pub mod service;
 pub mod sources;
 pub mod telemetry;

@@ -24,7 +24,7 @@ use sessionlake_indexer::{PARSER_VERSION, ParsedSession, SessionContext, parse_s
 use sessionlake_lake::DataKey;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::envelope::seal_bytes;
-use sessionlake_lake::keys::{KeyProvider, LocalKeyring};
+use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest;
 use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
@@ -66,6 +66,8 @@ pub struct LakeWriter {
     pub keys: Arc<dyn KeyProvider>,
     /// The local keyring.
     pub keyring: Arc<LocalKeyring>,
+    /// Unwraps the data keys of stored objects (to re-index a stored transcript).
+    pub unwrapper: Keys,
     /// Signs commits (the keyring's key or a KMS key) and records the idle-commit promise.
     pub committer: manifest::Committer,
     /// Live objects by path, as of the last commit (kept up to date by `write_batch`).
@@ -109,8 +111,9 @@ pub enum Written {
         source: SessionSource,
         /// Where it came from (the cursor's key).
         source_ref: String,
-        /// Cursor value once committed.
-        position: String,
+        /// Cursor value once committed (none: the cursor stays, as when a stored version is
+        /// re-indexed with new CloudTrail facts).
+        position: Option<String>,
         /// The raw, commands and sessions objects.
         objects: Vec<ObjectEntry>,
         /// Commands extracted.
@@ -422,7 +425,7 @@ impl LakeWriter {
                             session_id,
                             source,
                             source_ref,
-                            position,
+                            position: Some(position),
                             objects,
                             commands,
                             raw_bytes,
@@ -462,7 +465,7 @@ impl LakeWriter {
                     commands,
                     raw_bytes,
                 } => {
-                    positions.push((source_ref, position));
+                    positions.extend(position.map(|position| (source_ref, position)));
                     let mut older = self.superseded(&session_id, source);
                     // The same session twice in one batch: the later version replaces the
                     // earlier one here too.

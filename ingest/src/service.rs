@@ -13,7 +13,7 @@
 //! or a writer that was stopped, shows as a gap). A clean stop makes a last empty commit that
 //! withdraws the promise.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,7 @@ use sessionlake_indexer::SessionContext;
 use sessionlake_indexer::cloudtrail::{parse_trail_file, session_context};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
-use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
+use sessionlake_lake::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
 use crate::pipeline::{BatchSummary, Input, LakeWriter, Written};
+use crate::queue::{self, Received};
 use crate::sources::{
     self, BadInput, Fetched, FileStamp, LocalCache, LocalFile, LocalKind, Pending, TrailInput,
 };
@@ -131,6 +132,8 @@ pub struct Ingestor {
     cursors_dirty: bool,
     s3: Option<aws_sdk_s3::Client>,
     logs: Option<aws_sdk_cloudwatchlogs::Client>,
+    /// For S3 sources read through their event notifications' queue.
+    sqs: Option<aws_sdk_sqs::Client>,
     /// CloudTrail `StartSession` facts found so far (in the lake's `access` table or read this
     /// run), by session id.
     cloudtrail: BTreeMap<String, SessionContext>,
@@ -208,9 +211,16 @@ impl Ingestor {
             .last()
             .and_then(|link| manifest::parse_rfc3339_micros(&link.manifest.body.committed_at))
             .unwrap_or(i64::MIN);
-        let writer = LakeWriter { store, keys, keyring, committer, live, lake_id, identity };
+        let unwrapper =
+            Keys::new(Some(Arc::clone(&keyring)), sdk_config.clone()).with_store(store.clone());
+        let writer =
+            LakeWriter { store, keys, keyring, unwrapper, committer, live, lake_id, identity };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
+        let sqs = sdk_config
+            .as_ref()
+            .filter(|_| config.s3.iter().any(|source| source.sqs_queue_url.is_some()))
+            .map(aws_sdk_sqs::Client::new);
         Ok(Ingestor {
             config: config.clone(),
             writer,
@@ -218,6 +228,7 @@ impl Ingestor {
             cursors_dirty: false,
             s3,
             logs,
+            sqs,
             cloudtrail,
             access_events,
             local_seen: LocalCache::new(),
@@ -335,8 +346,10 @@ impl Ingestor {
 
     /// Parses one CloudTrail file and writes its new access events (not yet committed); a file
     /// that cannot be read as CloudTrail is quarantined. Events whose id the lake holds from
-    /// another file are dropped; the session facts of the rest are kept for enrichment.
-    async fn write_trail(&mut self, input: TrailInput) -> anyhow::Result<Written> {
+    /// another file are dropped; the session facts of the rest are kept for enrichment, and the
+    /// sessions already in the lake that lack them get new versions (see [`crate::enrich`]),
+    /// committed with the access events.
+    async fn write_trail(&mut self, input: TrailInput) -> anyhow::Result<Vec<Written>> {
         let TrailInput { source_ref, position, raw } = input;
         let name = source_ref.clone();
         let (parsed, raw) = tokio::task::spawn_blocking(move || {
@@ -350,7 +363,7 @@ impl Ingestor {
             Err(reason) => {
                 let source = sources::CLOUDTRAIL_SOURCE;
                 let bad = BadInput { source, source_ref, position, raw, reason };
-                return self.writer.write_input(Input::Bad(bad), None).await;
+                return Ok(vec![self.writer.write_input(Input::Bad(bad), None).await?]);
             }
         };
         events::TrailRecordsMalformed { source_ref: &source_ref, reasons: &parsed.malformed }
@@ -359,13 +372,17 @@ impl Ingestor {
             self.access_events.get(&event.event_id).is_none_or(|from| *from == source_ref)
         });
         events::TrailEventsDuplicated { source_ref: &source_ref, count: seen.len() }.emit();
+        let mut late = Vec::new();
         for event in &fresh {
             self.access_events.insert(event.event_id.clone(), source_ref.clone());
             if let Some(context) = session_context(event) {
+                late.push(context.clone());
                 self.cloudtrail.insert(context.session_id.clone(), context);
             }
         }
-        self.writer.write_access(source_ref, position, fresh).await
+        let mut written = self.writer.enrich(late, self.config.max_in_flight).await?;
+        written.push(self.writer.write_access(source_ref, position, fresh).await?);
+        Ok(written)
     }
 
     /// Reads every new CloudTrail file into the `access` table (and the enrichment map), a
@@ -392,7 +409,7 @@ impl Ingestor {
                     Err(error) => Err(error),
                 };
                 match result {
-                    Ok(Some(input)) => written.push(input),
+                    Ok(Some(inputs)) => written.extend(inputs),
                     Ok(None) => {}
                     // The file keeps its cursor and is read again; sessions wait for it.
                     Err(error) => {
@@ -421,9 +438,12 @@ impl Ingestor {
         Ok(())
     }
 
-    /// Lists every session source; a source that fails is reported, the others still listed.
-    async fn list(&self, failure: &mut Option<anyhow::Error>) -> Vec<Pending> {
+    /// Lists every session source (an S3 source with a queue: its messages); a source that
+    /// fails is reported, the others still listed. Returns the work and the queue messages to
+    /// delete once it is committed.
+    async fn list(&self, failure: &mut Option<anyhow::Error>) -> (Vec<Pending>, Vec<Received>) {
         let mut pending = Vec::new();
+        let mut received = Vec::new();
         let mut record = |error: anyhow::Error| {
             events::count_error(kind_of(&error));
             failure.get_or_insert(error);
@@ -440,6 +460,16 @@ impl Ingestor {
         }
         if let Some(s3) = &self.s3 {
             for source in &self.config.s3 {
+                if let (Some(queue_url), Some(sqs)) = (&source.sqs_queue_url, &self.sqs) {
+                    match queue::receive(sqs, queue_url, source, &self.cursors).await {
+                        Ok((found, messages)) => {
+                            pending.extend(found);
+                            received.extend(messages);
+                        }
+                        Err(error) => record(error),
+                    }
+                    continue;
+                }
                 match sources::list_s3(s3, &source.bucket, &source.prefix, &self.cursors).await {
                     Ok(found) => pending.extend(found),
                     Err(error) => record(error),
@@ -454,7 +484,7 @@ impl Ingestor {
                 }
             }
         }
-        pending
+        (pending, received)
     }
 
     /// Reads one pending input.
@@ -547,13 +577,16 @@ impl Ingestor {
             return report;
         }
         let mut failure = None;
-        let pending = tokio::select! {
+        let (pending, received) = tokio::select! {
             () = shutdown.cancelled() => {
                 report.interrupted = true;
                 return report;
             }
-            pending = self.list(&mut failure) => pending,
+            listed = self.list(&mut failure) => listed,
         };
+        // Inputs committed (or found unchanged) by this poll: the queue messages naming only
+        // those are deleted at its end.
+        let mut done: HashSet<String> = HashSet::new();
         report.failure = failure;
         report.backlog = pending.len();
         events::BacklogListed { backlog: report.backlog }.emit();
@@ -569,13 +602,19 @@ impl Ingestor {
             let attempted = processed.len();
             let mut written = Vec::new();
             let mut failed = 0usize;
+            let mut succeeded = Vec::new();
             for Processed { source_ref, outcome, seen } in processed {
                 if let Some(seen) = seen {
                     self.local_seen.insert(source_ref.clone(), seen);
                 }
                 match outcome {
-                    Ok(Some(input)) => written.push(input),
-                    Ok(None) => {}
+                    Ok(Some(input)) => {
+                        written.push(input);
+                        succeeded.push(source_ref);
+                    }
+                    Ok(None) => {
+                        succeeded.push(source_ref);
+                    }
                     Err(error) => {
                         failed += 1;
                         events::InputFailed {
@@ -590,6 +629,7 @@ impl Ingestor {
             }
             match self.writer.commit(written, &mut self.cursors).await {
                 Ok(batch) => {
+                    done.extend(succeeded);
                     events::BatchCommitted { batch: &batch }.emit();
                     if batch.sequence.is_some() {
                         health.record_success();
@@ -623,6 +663,13 @@ impl Ingestor {
         }
         if queue.peek().is_some() && shutdown.is_cancelled() {
             report.interrupted = true;
+        }
+        if let (Some(sqs), false) = (&self.sqs, received.is_empty()) {
+            // After the commits: a message goes only when what it names is in the lake.
+            if let Err(error) = queue::acknowledge(sqs, received, &done, &self.cursors).await {
+                events::count_error(kind_of(&error));
+                report.failure.get_or_insert(error);
+            }
         }
         report
     }

@@ -430,46 +430,74 @@ pub async fn list_s3(
     let mut pending = Vec::new();
     for object in list_objects(client, bucket, prefix, &[".log"]).await? {
         let Some(key) = object.key() else { continue };
-        let source_ref = format!("s3://{bucket}/{key}");
-        let position = object.e_tag().unwrap_or_default().to_string();
-        if cursors.positions.get(&source_ref) == Some(&position) {
-            continue;
-        }
         let observed_at = object
             .last_modified()
             .and_then(|t| t.to_millis().ok())
             .and_then(|ms| ms.checked_mul(1000));
-        let size = object.size().unwrap_or(0).max(0) as u64;
-        let refused = match session_id_of(key) {
-            None => Some(format!("{source_ref}: key base name is not a session id")),
-            Some(_) if size > MAX_OBJECT_BYTES => Some(format!(
-                "{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"
-            )),
-            Some(_) => None,
-        };
-        if let Some(reason) = refused {
-            let source = SessionSource::S3.as_str();
-            pending.push(Pending::Refused(BadInput {
-                source,
-                source_ref,
-                position,
-                raw: Vec::new(),
-                reason,
-            }));
-            continue;
-        }
-        pending.push(Pending::S3 {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            etag: position,
+        let listed = S3Object {
+            bucket,
+            key,
+            etag: object.e_tag().unwrap_or_default(),
+            size: object.size().unwrap_or(0).max(0) as u64,
             observed_at,
-        });
+        };
+        pending.extend(pending_s3(&listed, cursors));
     }
     Ok(pending)
 }
 
+/// An S3 object as a listing or an event notification names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Object<'a> {
+    /// Bucket.
+    pub bucket: &'a str,
+    /// Key (decoded).
+    pub key: &'a str,
+    /// ETag, quoted as S3 returns it.
+    pub etag: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+    /// LastModified or the event's time (µs).
+    pub observed_at: Option<i64>,
+}
+
+/// Returns the work for one S3 transcript object: none when the cursors hold its ETag, a
+/// refusal when its name is no session id or it is too large.
+pub fn pending_s3(object: &S3Object<'_>, cursors: &Cursors) -> Option<Pending> {
+    let S3Object { bucket, key, etag, size, observed_at } = *object;
+    let source_ref = format!("s3://{bucket}/{key}");
+    if cursors.positions.get(&source_ref).is_some_and(|position| position == etag) {
+        return None;
+    }
+    let refused = match session_id_of(key) {
+        None => Some(format!("{source_ref}: key base name is not a session id")),
+        Some(_) if size > MAX_OBJECT_BYTES => {
+            Some(format!("{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"))
+        }
+        Some(_) => None,
+    };
+    if let Some(reason) = refused {
+        let source = SessionSource::S3.as_str();
+        let position = etag.to_string();
+        return Some(Pending::Refused(BadInput {
+            source,
+            source_ref,
+            position,
+            raw: Vec::new(),
+            reason,
+        }));
+    }
+    Some(Pending::S3 {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        etag: etag.to_string(),
+        observed_at,
+    })
+}
+
 /// Reads one S3 transcript. Its cursor position is the ETag of the bytes read (an object
-/// rewritten since the listing is read as it is now).
+/// rewritten since the listing is read as it is now; one deleted since is
+/// [`Fetched::Unchanged`]).
 pub async fn fetch_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -481,7 +509,18 @@ pub async fn fetch_s3(
     let Some(session_id) = session_id_of(key) else {
         anyhow::bail!("{source_ref}: key base name is not a session id");
     };
-    let (raw, etag) = get_object(client, bucket, key).await?;
+    let (raw, etag) = match get_object(client, bucket, key).await {
+        Ok(read) => read,
+        // Deleted since it was listed or notified: nothing to ingest.
+        Err(error)
+            if error
+                .downcast_ref::<IngestError>()
+                .is_some_and(|e| e.kind() == IngestErrorKind::NotFound) =>
+        {
+            return Ok(Fetched::Unchanged);
+        }
+        Err(error) => return Err(error),
+    };
     Ok(Fetched::Session(SessionInput {
         session_id,
         source: SessionSource::S3,

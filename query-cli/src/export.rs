@@ -679,7 +679,15 @@ async fn gather(
     };
     let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
     let lake = crate::lake_id(store, &live).await?;
-    let transcript = crate::open_raw(keys, &raw_entry, &sealed, session, lake.as_deref()).await?;
+    let transcript = keys
+        .open_raw(
+            &raw_entry,
+            &sealed,
+            session,
+            lake.as_deref(),
+            sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
+        )
+        .await?;
 
     let session_table = read_table(
         &sessions_entry.path,

@@ -1014,17 +1014,7 @@ pub(crate) async fn read_committed(
     store: &LakeStore,
     entry: &ObjectEntry,
 ) -> anyhow::Result<bytes::Bytes> {
-    let stored = store.get(&entry.path).await?;
-    let sha = sessionlake_lake::store::sha256_hex(&stored);
-    anyhow::ensure!(
-        sha == entry.sha256 && stored.len() as u64 == entry.size,
-        "{} was altered: {} bytes sha256 {sha}, committed {} bytes sha256 {}",
-        store.describe(&entry.path),
-        stored.len(),
-        entry.size,
-        entry.sha256
-    );
-    Ok(stored)
+    Ok(store.get_committed(entry).await?)
 }
 
 /// Returns the lake's id from its committed `lake.json` (none in a lake written before ids).
@@ -1039,42 +1029,6 @@ pub(crate) async fn lake_id(
     let identity: sessionlake_schemas::manifest::LakeIdentity = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not valid", store.describe(&entry.path)))?;
     Ok(Some(identity.lake_id))
-}
-
-/// Opens a raw transcript (`sealed`, already checked against its manifest entry) with its data
-/// key and returns the original bytes. The key must be bound to `session`, the raw role and
-/// the lake (`lake_id`, when the lake has one).
-pub(crate) async fn open_raw(
-    keys: &Keys,
-    entry: &ObjectEntry,
-    sealed: &[u8],
-    session: &str,
-    lake_id: Option<&str>,
-) -> anyhow::Result<Vec<u8>> {
-    let mut cursor = std::io::Cursor::new(sealed);
-    let (header, _) = sessionlake_lake::envelope::read_header(&mut cursor, &entry.path)?;
-    // `sessionlake rekey` re-wraps the data key in the (signed) manifest and leaves the object's
-    // bytes alone: the manifest's wrapping, when there is one, is the current one.
-    let wrapped = entry.key.as_ref().unwrap_or(&header.key);
-    // The key is bound to the session it was made for: a transcript moved here from another
-    // session's path (or another lake) is refused, not shown as this one.
-    sessionlake_lake::keys::check_context(
-        wrapped,
-        &entry.path,
-        session,
-        sessionlake_schemas::envelope::ROLE_RAW,
-        lake_id,
-    )?;
-    let key = keys
-        .decrypt(wrapped)
-        .await
-        .with_context(|| format!("failed to get the data key of {}", entry.path))?;
-    Ok(sessionlake_lake::envelope::open_bytes(
-        &entry.path,
-        sealed,
-        &key,
-        sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
-    )?)
 }
 
 /// Writes the session's original transcript to stdout, after checking the stored object
@@ -1097,7 +1051,15 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
     };
     let sealed = read_committed(&store, entry).await?;
     let lake = lake_id(&store, &snapshot.live).await?;
-    let plaintext = open_raw(&keys, entry, &sealed, session, lake.as_deref()).await?;
+    let plaintext = keys
+        .open_raw(
+            entry,
+            &sealed,
+            session,
+            lake.as_deref(),
+            sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
+        )
+        .await?;
     let mut out = std::io::stdout().lock();
     match out.write_all(&plaintext).and_then(|()| out.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),

@@ -725,6 +725,52 @@ impl Keys {
         self.cache.unwrap_with(wrapped, || self.decrypt_uncached(wrapped)).await
     }
 
+    /// Returns the data key of a raw transcript (`sealed`, already checked against its
+    /// manifest `entry`). The key must be bound to `session`, the raw role and the lake
+    /// (`lake_id`, when the lake has one): a transcript moved here from another session's
+    /// path, or another lake, is refused.
+    pub async fn raw_data_key(
+        &self,
+        entry: &sessionlake_schemas::manifest::ObjectEntry,
+        sealed: &[u8],
+        session: &str,
+        lake_id: Option<&str>,
+    ) -> LakeResult<DataKey> {
+        let mut cursor = std::io::Cursor::new(sealed);
+        let (header, _) = crate::envelope::read_header(&mut cursor, &entry.path)?;
+        // `sessionlake rekey` re-wraps the data key in the (signed) manifest and leaves the
+        // object's bytes alone: the manifest's wrapping, when there is one, is the current one.
+        let wrapped = entry.key.as_ref().unwrap_or(&header.key);
+        check_context(
+            wrapped,
+            &entry.path,
+            session,
+            sessionlake_schemas::envelope::ROLE_RAW,
+            lake_id,
+        )?;
+        self.decrypt(wrapped).await.map_err(|error| {
+            LakeError::new(
+                error.kind(),
+                format!("failed to get the data key of {}: {error}", entry.path),
+            )
+        })
+    }
+
+    /// Opens a raw transcript with [`Keys::raw_data_key`] and returns the original bytes,
+    /// refusing more than `limit` of them (see [`crate::envelope::MAX_DECOMPRESSED_LEN`]).
+    /// Decrypting and decompressing run on the calling thread.
+    pub async fn open_raw(
+        &self,
+        entry: &sessionlake_schemas::manifest::ObjectEntry,
+        sealed: &[u8],
+        session: &str,
+        lake_id: Option<&str>,
+        limit: u64,
+    ) -> LakeResult<Vec<u8>> {
+        let key = self.raw_data_key(entry, sealed, session, lake_id).await?;
+        crate::envelope::open_bytes(&entry.path, sealed, &key, limit)
+    }
+
     async fn decrypt_uncached(&self, wrapped: &WrappedKey) -> LakeResult<DataKey> {
         match wrapped.provider.as_str() {
             PROVIDER_LOCAL => match &self.keyring {

@@ -191,6 +191,25 @@ impl LakeStore {
         result.bytes().await.map_err(|error| LakeError::store("read", &self.describe(path), error))
     }
 
+    /// Reads a committed object and checks its size and SHA-256 against its manifest entry.
+    pub async fn get_committed(
+        &self,
+        entry: &sessionlake_schemas::manifest::ObjectEntry,
+    ) -> LakeResult<Bytes> {
+        let stored = self.get(&entry.path).await?;
+        let sha = sha256_hex(&stored);
+        if sha != entry.sha256 || stored.len() as u64 != entry.size {
+            return Err(LakeError::integrity(format!(
+                "{} was altered: {} bytes sha256 {sha}, committed {} bytes sha256 {}",
+                self.describe(&entry.path),
+                stored.len(),
+                entry.size,
+                entry.sha256
+            )));
+        }
+        Ok(stored)
+    }
+
     /// Reads bytes `range` of the object at `path` (the range must lie within the object).
     pub async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> LakeResult<Bytes> {
         self.store

@@ -117,6 +117,17 @@ fn cli(dir: &Path, args: &[&str]) -> (i32, Vec<BTreeMap<String, Value>>, Value, 
     (ran.code, rows, summary, ran.stderr)
 }
 
+/// Runs `sessionlake-ingest --once` in `dir` on transcripts under `ssm/` of `source_bucket` and
+/// CloudTrail files under `AWSLogs/` of `trail_bucket`.
+fn ingest_s3(dir: &Path, source_bucket: &str, trail_bucket: &str) -> sessionlake_tests::Ran {
+    run(binary("sessionlake-ingest", true).current_dir(dir).args([
+        "--s3",
+        &format!("s3://{source_bucket}/ssm/"),
+        "--cloudtrail",
+        &format!("s3://{trail_bucket}/AWSLogs/"),
+    ]))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn test_cloudtrail_from_s3_into_the_access_table() {
     let s3 = s3_client().await;
@@ -207,14 +218,7 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     }
 
     let work = tempfile::tempdir().expect("tempdir");
-    let ingest = || {
-        run(binary("sessionlake-ingest", true).current_dir(work.path()).args([
-            "--s3",
-            &format!("s3://{source_bucket}/ssm/"),
-            "--cloudtrail",
-            &format!("s3://{trail_bucket}/AWSLogs/"),
-        ]))
-    };
+    let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
     let ingested = ingest();
     assert_eq!(ingested.code, 0, "{}", ingested.stderr);
     assert!(
@@ -375,4 +379,96 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     let after = ingest();
     assert_eq!(after.code, 0, "{}", after.stderr);
     assert!(after.stderr.contains("access file unreadable"), "{}", after.stderr);
+}
+
+/// CloudTrail's `StartSession` delivered after the transcript was ingested: the session gets a
+/// new version with the CloudTrail facts, which replaces the stored one (one row), and a
+/// CloudTrail file read again rewrites nothing.
+// See: issue 4, item 4 (enrichment that arrives after the transcript updates the session)
+#[tokio::test(flavor = "multi_thread")]
+async fn test_cloudtrail_after_the_transcript_updates_the_session() {
+    const SESSION: &str = "alice-0123456789abcdef0";
+    let s3 = s3_client().await;
+    let source_bucket = unique("late-logs");
+    let trail_bucket = unique("late-trail");
+    for bucket in [&source_bucket, &trail_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let transcript = repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
+    let key = format!("ssm/{SESSION}.log");
+    put(&s3, &source_bucket, &key, std::fs::read(&transcript).expect("example")).await;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
+    let first = ingest();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("ingested 1 sessions"), "{}", first.stdout);
+    let (code, rows, _, stderr) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["principal"], Value::Null, "an S3 transcript does not name its principal");
+    let command_count = rows[0]["command_count"].clone();
+    let (code, _, _, _) = cli(work.path(), &["search", "--principal", ALICE]);
+    assert_eq!(code, 1, "nobody is known to have run anything yet");
+
+    // CloudTrail delivers the StartSession later (with an unrelated event).
+    let late = json!({"Records": [
+        start_session("ev-late-start", "2026-03-14T09:26:50Z", ALICE, NODE_A, SESSION, None),
+        send_ssh_public_key("ev-late-push", "2026-03-14T09:30:00Z", BOB, NODE_B),
+    ]});
+    let trail_key =
+        format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T0935Z_L.json.gz");
+    put(&s3, &trail_bucket, &trail_key, gzip(&late)).await;
+    let second = ingest();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.contains("ingested 1 sessions")
+            && second.stdout.contains("2 access events")
+            && second.stdout.contains("1 replaced")
+            && second.stdout.contains("1 commits"),
+        "{}",
+        second.stdout
+    );
+
+    // One row, with CloudTrail's facts; the commands carry them too.
+    let (code, rows, _, stderr) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let row = &rows[0];
+    assert_eq!(row["principal"], json!(ALICE), "{row:#?}");
+    assert_eq!(row["target"], json!(NODE_A), "{row:#?}");
+    assert!(
+        row["started_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("2026-03-14") && t.contains("09:26:50")),
+        "{row:#?}"
+    );
+    assert_eq!(row["command_count"], command_count, "the same transcript, the same commands");
+    let (code, rows, summary, stderr) = cli(work.path(), &["search", "--principal", ALICE]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["matched"], command_count, "{rows:#?}");
+    assert!(
+        rows.iter().all(|row| row["session_id"] == json!(SESSION)
+            && row["principal"] == json!(ALICE)
+            && row["target"] == json!(NODE_A)
+            && row["time"].as_str().is_some_and(|t| t.starts_with("2026-03-14"))),
+        "{rows:#?}"
+    );
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+
+    // The same CloudTrail file rewritten (a new ETag): read again, the session is complete
+    // already and is not rewritten.
+    let mut again = late.clone();
+    again["Records"][1]["eventID"] = json!("ev-late-push-2");
+    put(&s3, &trail_bucket, &trail_key, gzip(&again)).await;
+    let third = ingest();
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(
+        third.stdout.contains("ingested 0 sessions") && third.stdout.contains("0 replaced"),
+        "{}",
+        third.stdout
+    );
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
 }

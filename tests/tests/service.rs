@@ -462,3 +462,245 @@ fn test_follow_makes_idle_commits_and_a_stop_commit_that_verify_accepts() {
     assert!(stopped.stdout.contains("1 commits"), "{}", stopped.stdout);
     assert_verifies(dir.path());
 }
+
+/// Returns the `sessions` row of `session` once its command count is `count`.
+fn session_with_commands(dir: &Path, session: &str, count: u64) -> Option<Value> {
+    let (_, rows) = cli_rows(dir, &["sessions", "--session", session]);
+    let [row] = rows.as_slice() else { return None };
+    (row["command_count"].as_u64() == Some(count)).then(|| row.clone())
+}
+
+/// A session's CloudWatch stream grows while ingest follows it: what arrives is in the lake
+/// after the next poll, as a new version of the one session row (never two).
+// See: issue 4, items 2 and 8 (a live session's stream is read as it grows)
+#[tokio::test(flavor = "multi_thread")]
+async fn test_follow_reads_a_live_cloudwatch_stream_as_it_grows() {
+    const SESSION: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
+    let group = format!("/ssm/{}", unique("live"));
+    logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(SESSION)
+        .send()
+        .await
+        .expect("create stream");
+    let example = repo_root().join(format!("examples/cloudwatch/ssm-sessions/{SESSION}.json"));
+    let document: Value =
+        serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
+    let messages: Vec<String> = document["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event["message"].as_str().expect("message").to_string())
+        .collect();
+    // Recent times (moto drops events older than 14 days), one second apart.
+    let start_ms = chrono::Utc::now().timestamp_millis() - 600_000;
+    let put = |from: usize, to: usize| {
+        let events = (from..to)
+            .map(|i| {
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(start_ms + 1000 * i as i64)
+                    .message(&messages[i])
+                    .build()
+                    .expect("event")
+            })
+            .collect();
+        logs.put_log_events()
+            .log_group_name(&group)
+            .log_stream_name(SESSION)
+            .set_log_events(Some(events))
+            .send()
+    };
+    // The whole session parsed at once: what the live reads must end with.
+    let whole = tempfile::tempdir().expect("tempdir");
+    let folder = whole.path().join("streams/cloudwatch");
+    std::fs::create_dir_all(&folder).expect("folder");
+    std::fs::write(folder.join(format!("{SESSION}.json")), document.to_string()).expect("write");
+    let drained = run(ingest(whole.path(), false).args(["--local", "streams"]));
+    assert_eq!(drained.code, 0, "{}", drained.stderr);
+    let (_, rows) = cli_rows(whole.path(), &["search", "--session", SESSION]);
+    let all_commands: Vec<Value> = rows.iter().map(|row| row["command"].clone()).collect();
+    let half = messages.len() / 2;
+    assert!(half > 0 && all_commands.len() > 2, "{all_commands:?}");
+
+    put(0, half).await.expect("put the first events");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut service = Background::spawn(ingest(dir.path(), true).args([
+        "--follow",
+        "--poll-interval",
+        "1s",
+        "--cloudwatch",
+        &group,
+    ]));
+    let root = dir.path().to_path_buf();
+    let first = tokio::task::spawn_blocking(move || {
+        wait_until(PATIENCE, "the first half of the stream", || {
+            let (_, rows) = cli_rows(&root, &["search", "--session", SESSION]);
+            (!rows.is_empty()).then_some(rows)
+        })
+    })
+    .await
+    .expect("first half");
+    let first_commands: Vec<Value> = first.iter().map(|row| row["command"].clone()).collect();
+    assert!(
+        first_commands.len() < all_commands.len()
+            && all_commands.starts_with(&first_commands[..first_commands.len() - 1]),
+        "the first half {first_commands:?} of {all_commands:?}"
+    );
+
+    put(half, messages.len()).await.expect("put the rest");
+    let root = dir.path().to_path_buf();
+    let count = all_commands.len() as u64;
+    let row = tokio::task::spawn_blocking(move || {
+        wait_until(PATIENCE, "the whole stream", || session_with_commands(&root, SESSION, count))
+    })
+    .await
+    .expect("whole stream");
+    assert_eq!(row["principal"], "arn:aws:iam::111122223333:user/bob", "{row:#}");
+    assert_eq!(row["source"], "cloudwatch-stream", "{row:#}");
+    let (_, rows) = cli_rows(dir.path(), &["search", "--session", SESSION]);
+    let commands: Vec<Value> = rows.iter().map(|row| row["command"].clone()).collect();
+    assert_eq!(commands, all_commands, "read live, the same commands as read whole");
+
+    service.signal("TERM");
+    let stopped = tokio::task::spawn_blocking(move || service.wait(PATIENCE)).await.expect("wait");
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    let (_, rows) = cli_rows(dir.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 1, "one row per session: {rows:#?}");
+    assert_verifies(dir.path());
+    let key = format!("cwl://{group}/{SESSION}");
+    assert!(cursors(dir.path())["positions"].get(&key).is_some(), "no cursor for {key}");
+}
+
+/// Returns the messages of a queue, visible or not (moto counts them exactly).
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let count = |name: QueueAttributeName| {
+        attributes
+            .attributes()
+            .and_then(|all| all.get(&name))
+            .and_then(|value| value.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    count(QueueAttributeName::ApproximateNumberOfMessages)
+        + count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// An S3 source with an SQS queue of its event notifications: the objects the messages name
+/// are read (the bucket is not listed), a message that is not a notification is reported and
+/// deleted, one naming a deleted object too, and every message is gone after the commit.
+// See: issue 4, item 1 (optional SQS queue of S3 event notifications)
+#[tokio::test(flavor = "multi_thread")]
+async fn test_s3_event_notifications_through_sqs_replace_listing() {
+    let config = sessionlake_tests::sdk_config().await;
+    let s3 = s3_client().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let bucket = unique("notified");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("created"))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url()
+        .expect("queue url")
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes()
+        .and_then(|all| all.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
+    let put = |key: String| {
+        s3.put_object().bucket(&bucket).key(key).body(transcript.clone().into()).send()
+    };
+    // Written before the notifications: only a listing would find it.
+    put("ssm/before-0123456789abcdef0.log".into()).await.expect("put");
+    let notifications = aws_sdk_s3::types::NotificationConfiguration::builder()
+        .queue_configurations(
+            aws_sdk_s3::types::QueueConfiguration::builder()
+                .queue_arn(&queue_arn)
+                .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                .build()
+                .expect("queue configuration"),
+        )
+        .build();
+    s3.put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(notifications)
+        .send()
+        .await
+        .expect("notification configuration");
+    let sessions =
+        ["first-0123456789abcdef0", "second-0123456789abcdef0", "third-0123456789abcdef0"];
+    for (index, session) in sessions.iter().enumerate() {
+        // Free-form prefixes, one with a space (notifications URL-encode keys).
+        put(format!("ssm/team {index}/{session}.log")).await.expect("put");
+    }
+    put("elsewhere/outside-0123456789abcdef0.log".into()).await.expect("put");
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("this is no notification")
+        .send()
+        .await
+        .expect("send");
+    let gone = serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-03-14T09:30:00.000Z",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": "ssm/gone-0123456789abcdef0.log", "size": 10, "eTag": "0"}}}]});
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body(gone.to_string())
+        .send()
+        .await
+        .expect("send");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_file = dir.path().join("ingest.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[[sources.s3]]\nbucket = \"{bucket}\"\nprefix = \"ssm/\"\nsqs_queue_url = \"{queue_url}\"\n"
+        ),
+    )
+    .expect("config");
+    let drain = || {
+        let mut command = ingest(dir.path(), true);
+        command.arg("--config").arg(&config_file);
+        run(&mut command)
+    };
+    let first = drain();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("ingested 3 sessions"), "{}", first.stdout);
+    assert!(
+        first.stderr.contains("queue message is not an S3 event notification"),
+        "{}",
+        first.stderr
+    );
+    for session in sessions {
+        assert!(session_found(dir.path(), session), "{session} not ingested");
+    }
+    for session in ["before-0123456789abcdef0", "outside-0123456789abcdef0"] {
+        assert!(!session_found(dir.path(), session), "{session} was listed");
+    }
+    assert_eq!(queue_depth(&sqs, &queue_url).await, 0, "messages left after the commit");
+    assert_verifies(dir.path());
+
+    let second = drain();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stdout.contains("ingested 0 sessions"), "{}", second.stdout);
+}
