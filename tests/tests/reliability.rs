@@ -579,3 +579,107 @@ async fn test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothin
         assert!(!verified.stdout.contains("uncommitted"), "{}", verified.stdout);
     });
 }
+
+/// MiB of the generated single-line transcript; `SESSIONLAKE_HOSTILE_LINE_MIB=1024` gives the
+/// issue's 1 GiB (about four times the default's time in a debug build).
+fn hostile_line_mib() -> u64 {
+    std::env::var("SESSIONLAKE_HOSTILE_LINE_MIB").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
+}
+
+/// Returns the peak resident set (`VmHWM`, KiB) of process `pid`, if it still runs.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn test_hostile_corpus_is_quarantined_or_kept_and_every_good_session_is_ingested() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs = dir.path().join("inputs");
+    sessionlake_tests::copy_tree(&repo_root().join("tests/data/hostile"), &inputs);
+    for script in ["generate.py", "README.md"] {
+        std::fs::remove_file(inputs.join(script)).expect("remove");
+    }
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON").expect("SESSIONLAKE_TEST_PYTHON");
+    let line_mib = hostile_line_mib();
+    let generated = run(Command::new(python)
+        .arg(repo_root().join("tests/data/hostile/generate.py"))
+        .arg(&inputs)
+        .arg(line_mib.to_string()));
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    // Good sessions in the same run: the examples' transcripts and streams.
+    let examples = repo_root().join("examples");
+    sessionlake_tests::copy_tree(&examples.join("s3/ssm-logs"), &inputs.join("good"));
+    sessionlake_tests::copy_tree(&examples.join("cloudwatch"), &inputs.join("good/cloudwatch"));
+    let good = [
+        "alice-0123456789abcdef0",
+        "alice-ekp6rf9qs5arzcjxsndyvboavi",
+        "bob-ilpxvkhghl9vs9ia2xfdyp4dka",
+        "carol.diaz-07a16060613c408b5",
+    ];
+    let kept = [
+        "truncated-0123456789abcdef1",
+        "invalid-utf8-0123456789abcdef3",
+        "nested-escapes-0123456789abcdef4",
+        "huge-line-0123456789abcdef8",
+        "huge-event-0123456789abcdef9",
+    ];
+    let quarantined = [
+        ("binary-0123456789abcdef2.log", "mostly binary"),
+        ("empty-0123456789abcdef5.log", "the object is empty"),
+        ("not a session id;rm -rf.log", "is not a session id"),
+        ("broken-json-0123456789abcdef6.json", "is not get-log-events JSON"),
+        ("wrong-shape-0123456789abcdef7.json", "is not get-log-events JSON"),
+        ("bomb.json.gz", "decompresses to more than the allowed size"),
+    ];
+
+    let mut service =
+        Background::spawn(ingest(dir.path(), false).args(["--once", "--local", "inputs"]));
+    let mut peak = 0;
+    while let Some(rss) = peak_rss_kib(service.pid()) {
+        peak = peak.max(rss);
+        if service.stdout().contains("ingested") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ran = service.wait(PATIENCE * 5);
+    eprintln!("peak RSS of ingest over the hostile corpus ({line_mib} MiB line): {peak} KiB");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    // Bounded: the largest input at most a few times over (it is read whole), never the bomb.
+    let bound_kib = (line_mib * 6 + 1024) * 1024;
+    assert!(peak < bound_kib, "peak RSS {peak} KiB over {bound_kib} KiB");
+    assert!(!ran.stderr.contains(SECRET_COMMAND), "command text in the log");
+
+    // Each bad input: a quarantine record whose note names it and says why, and a log line.
+    let notes: Vec<String> = super::manifests(dir.path())
+        .iter()
+        .flat_map(|manifest| manifest["body"]["added"].as_array().cloned().unwrap_or_default())
+        .filter(|entry| entry["kind"] == "quarantine")
+        .map(|entry| entry["note"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(notes.len(), quarantined.len(), "{notes:#?}");
+    for (name, why) in quarantined {
+        assert!(
+            notes.iter().any(|note| note.contains(name) && note.contains(why)),
+            "no quarantine record for {name} saying {why:?}: {notes:#?}"
+        );
+        let logged = ran
+            .stderr
+            .lines()
+            .any(|line| line.contains("input quarantined") && line.contains(name));
+        assert!(logged, "{name} not logged as quarantined:\n{}", ran.stderr);
+    }
+
+    // Every good session and every damaged but real one is in the lake, once.
+    let (code, rows) = cli_rows(dir.path(), &["sessions"]);
+    assert_eq!(code, 0);
+    let expected: BTreeSet<String> = good.iter().chain(&kept).map(|id| id.to_string()).collect();
+    assert_each_once(&listed_sessions(&rows), &expected);
+    let status =
+        |id: &str| rows.iter().find(|row| row["session_id"] == id).map(|row| row["status"].clone());
+    assert_eq!(status("truncated-0123456789abcdef1"), Some(Value::from("truncated")));
+    assert_eq!(status("alice-0123456789abcdef0"), Some(Value::from("complete")));
+    assert_verifies(dir.path());
+}
