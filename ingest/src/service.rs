@@ -25,7 +25,7 @@ use sessionlake_lake::LakeErrorKind;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, KmsKeyProvider, LocalKeyring};
-use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease};
+use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
@@ -150,6 +150,9 @@ pub struct Ingestor {
     idle_retry_at: i64,
     /// Renews the writer lease until stopped, then releases it.
     lease_keeper: LeaseKeeper,
+    /// A poll failed: objects of inputs or commits that failed may be left uncommitted, and are
+    /// swept before the lease is released.
+    unclean: bool,
 }
 
 /// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
@@ -180,7 +183,7 @@ impl Ingestor {
         let lease = Lease::acquire(&store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
             .await
             .with_context(|| format!("failed to take the writer lease of {}", store.location()))?;
-        let holder_gone = lease.takeover.holder_is_gone();
+        let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
         let lease_keeper = LeaseKeeper::start(lease);
         let (keyring, keyring_created) = LocalKeyring::open_or_create(&config.keyring)?;
         let keyring = Arc::new(keyring);
@@ -194,7 +197,7 @@ impl Ingestor {
         let chain = manifest::read_chain(&store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        if holder_gone {
+        if crashed {
             sweep_uncommitted(&store, &chain).await;
         }
         let live = manifest::live_objects(&chain);
@@ -240,6 +243,7 @@ impl Ingestor {
             last_commit_at,
             idle_retry_at: i64::MIN,
             lease_keeper,
+            unclean: false,
         })
     }
 
@@ -276,6 +280,19 @@ impl Ingestor {
                 events::IdleCommitFailed { error: &error, stopping }.emit();
             }
         }
+    }
+
+    /// Gives the lease up at the end of a run. After a failed poll, first deletes what failed
+    /// inputs or commits may have left uncommitted: the lease is still held, nothing is in flight.
+    /// A lost lease is not released, and then nothing is swept (the other writer's objects).
+    async fn finish(self) {
+        if self.unclean && !self.lease_keeper.lost.is_cancelled() {
+            match manifest::read_chain(&self.writer.store).await {
+                Ok(chain) => sweep_uncommitted(&self.writer.store, &chain).await,
+                Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
+            }
+        }
+        self.lease_keeper.release().await;
     }
 
     /// Saves the cursors if a commit set them and their save failed.
@@ -668,8 +685,9 @@ const INGEST_FOLDERS: [&str; 6] = [
 
 /// Deletes the objects in ingest's folders that no commit names: what a crashed or killed
 /// earlier run wrote and never committed (their inputs are read again from the cursors). Called
-/// only while holding the lease of a lake whose previous writer is known to be gone, so that no
-/// live writer's in-flight objects are touched. Failures are logged; `verify` names what stays.
+/// only when the lease taken named a process of this host that is gone (a crash or a kill), so
+/// that no live writer's in-flight objects are touched, and a clean start pays no listing of the
+/// lake. Failures are logged; `verify` names what stays.
 async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
     let named: std::collections::HashSet<&str> = chain
         .iter()
@@ -918,6 +936,7 @@ async fn poll_loop(
                 .emit();
             }
             Some(error) => {
+                ingestor.unclean = true;
                 consecutive_failures += 1;
                 let retry_in = (config.follow && !shutdown.is_cancelled())
                     .then(|| next_delay(config.poll_interval, consecutive_failures));
@@ -931,6 +950,8 @@ async fn poll_loop(
                 }
                 .emit();
                 if !config.follow {
+                    lost_watch.abort();
+                    ingestor.finish().await;
                     return Err(error.context(format!(
                         "poll failed after committing {} sessions (the rest is retried on the next run)",
                         summary.sessions
@@ -965,7 +986,7 @@ async fn poll_loop(
     let flushed = ingestor.flush_cursors().await;
     lost_watch.abort();
     let lease_lost = ingestor.lease_keeper.lost.is_cancelled();
-    ingestor.lease_keeper.release().await;
+    ingestor.finish().await;
     if let Err(error) = flushed {
         return Err(error.context("failed to save cursors at shutdown (the commits hold; the sessions they name are replaced on the next run)"));
     }

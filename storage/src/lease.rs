@@ -69,14 +69,6 @@ pub enum Takeover {
     Unreadable(String),
 }
 
-impl Takeover {
-    /// Returns whether no other process can still be writing: the lease was free or its holder
-    /// is known to be gone. Then objects no commit names are left over from a crash.
-    pub fn holder_is_gone(&self) -> bool {
-        matches!(self, Takeover::Free | Takeover::HolderGone(_))
-    }
-}
-
 /// A lease held by this process.
 #[derive(Debug)]
 pub struct Lease {
