@@ -16,7 +16,9 @@ is forwarded or gets a fault, with the share of faults set per service; the faul
 
 Control (answered by the proxy itself, never forwarded):
 - `POST /__faults__` with a JSON body `{"s3": 0.2, "logs": 0.2, "kms": 1.0, "kinds": [...]}`
-  sets the shares (0 to 1) and, optionally, the kinds drawn from.
+  sets the shares (0 to 1) and, optionally, the kinds drawn from; `"hold": {"path": "x",
+  "seconds": 3}` delays every request whose path contains `x` (`"hold": null` stops), to widen
+  a window a test wants to kill the client in.
 - `GET /__faults__` returns the counts so far: `{"forwarded": {...}, "injected": {...}}`.
 
 Draws come from one seeded generator in arrival order: with one client connection the faults are
@@ -44,6 +46,7 @@ class State:
         self.kinds = list(KINDS)
         self.forwarded = {"s3": 0, "logs": 0, "kms": 0}
         self.injected = {}
+        self.hold = None
 
     def draw(self, service):
         with self.lock:
@@ -145,6 +148,19 @@ def fault_response(service, kind):
     return head + body
 
 
+def client_gone(connection):
+    """Returns whether the client closed its end (a killed process's socket is closed)."""
+    connection.setblocking(False)
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        connection.setblocking(True)
+
+
 def reset(connection):
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     connection.close()
@@ -162,6 +178,12 @@ class Handler(socketserver.StreamRequestHandler):
                     self.control(lines[0], body)
                     continue
                 service = service_of(headers)
+                with state.lock:
+                    hold = state.hold
+                if hold and hold["path"].encode() in path:
+                    time.sleep(float(hold["seconds"]))
+                    if client_gone(self.connection):
+                        return  # killed while held: the request never reaches the service
                 kind, pause, after = state.draw(service)
                 if kind == "reset" and not after:
                     reset(self.connection)
@@ -221,6 +243,8 @@ class Handler(socketserver.StreamRequestHandler):
                 for service in ("s3", "logs", "kms"):
                     if service in settings:
                         state.shares[service] = float(settings[service])
+                if "hold" in settings:
+                    state.hold = settings["hold"]
                 if "kinds" in settings:
                     state.kinds = [kind for kind in settings["kinds"] if kind in KINDS]
         with state.lock:

@@ -513,6 +513,90 @@ async fn test_with_kms_down_ingest_waits_writes_nothing_and_recovers_when_it_ret
     });
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_kill_between_manifest_and_cursors_replays_and_replaces_without_duplicates() {
+    let s3 = s3_client().await;
+    let lake_bucket = unique("kill-window");
+    s3.create_bucket().bucket(&lake_bucket).send().await.expect("create lake");
+    let lake = format!("s3://{lake_bucket}/lake");
+    let proxy = FaultProxy::start(1);
+    // Every save of the cursors is held for a while: a kill right after a commit lands there.
+    proxy.set(&serde_json::json!({"hold": {"path": "state/cursors.json", "seconds": 5}}));
+    let work = tempfile::tempdir().expect("tempdir");
+    let sessions = write_sessions(&work.path().join("inputs"), 30);
+    let command = |endpoint: &str| {
+        let mut command = binary("sessionlake-ingest", true);
+        command
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .current_dir(work.path())
+            .args(["--lake", &lake, "--keyring", "keyring.json", "--once", "--log", "info"])
+            .args(["--local", "inputs", "--batch-sessions", "10"]);
+        command
+    };
+    let mut first = Background::spawn(&mut command(&proxy.endpoint()));
+    tokio::task::block_in_place(|| {
+        wait_until(PATIENCE, "the first commit", || {
+            first.stderr().contains("batch committed").then_some(())
+        });
+        first.signal("KILL");
+        first.wait(PATIENCE);
+    });
+    // The manifest of the first batch is in the lake; the cursors that cover it are not.
+    let listed = s3.list_objects_v2().bucket(&lake_bucket).prefix("lake/").send().await;
+    let keys: Vec<String> = listed
+        .expect("list lake")
+        .contents()
+        .iter()
+        .filter_map(|object| object.key().map(str::to_string))
+        .collect();
+    let manifests = keys.iter().filter(|key| key.starts_with("lake/manifest/")).count();
+    assert_eq!(manifests, 1, "{keys:#?}");
+    assert!(!keys.iter().any(|key| key.ends_with("state/cursors.json")), "{keys:#?}");
+
+    // The restart reads the first batch again; its new versions replace the committed ones.
+    let work_path = work.path().to_path_buf();
+    tokio::task::block_in_place(|| {
+        let second = run(&mut command(&moto_endpoint()));
+        assert_eq!(second.code, 0, "{}", second.stderr);
+        assert_eq!(ingested(&second.stdout), sessions.len(), "{}", second.stdout);
+        assert!(second.stdout.contains("(10 replaced"), "{}", second.stdout);
+        let listed = lake_cli(&work_path, &lake, &["sessions", "--json"]);
+        assert_eq!(listed.code, 0, "{}", listed.stderr);
+        assert_each_once(&listed_sessions(&matches(&listed)), &sessions);
+        let verified = lake_cli(&work_path, &lake, &["verify"]);
+        assert_eq!(verified.code, 0, "verify failed:\n{}{}", verified.stdout, verified.stderr);
+    });
+}
+
+/// Tells where a kill left the lake in `lake`: objects no manifest names (killed while a batch
+/// was written), a newest commit whose sessions' cursors were not saved (killed between
+/// manifest and cursors), or neither (between batches, or while listing).
+fn kill_phase(lake: &Path) -> &'static str {
+    let manifests = super::manifests(lake.parent().expect("work dir"));
+    let added =
+        |manifest: &Value| manifest["body"]["added"].as_array().cloned().unwrap_or_default();
+    let named: BTreeSet<String> = manifests
+        .iter()
+        .flat_map(added)
+        .filter_map(|entry| entry["path"].as_str().map(str::to_string))
+        .collect();
+    let orphans = files_under(lake).iter().any(|file| {
+        let path = file.to_string_lossy();
+        ["raw/", "commands/", "sessions/"].iter().any(|dir| path.starts_with(dir))
+            && !named.contains(path.as_ref())
+    });
+    if orphans {
+        return "objects written, no manifest";
+    }
+    let cursors = std::fs::read_to_string(lake.join("state/cursors.json")).unwrap_or_default();
+    let newest = manifests.iter().rev().find(|manifest| manifest["body"]["action"] == "ingest");
+    let unsaved = newest.map(added).unwrap_or_default().iter().any(|entry| {
+        entry["kind"] == "raw"
+            && entry["sessions"][0].as_str().is_some_and(|session| !cursors.contains(session))
+    });
+    if unsaved { "manifest written, cursors not saved" } else { "between batches" }
+}
+
 /// Sessions of the crash test; `SESSIONLAKE_CRASH_SESSIONS` changes it (four in five from S3,
 /// the rest CloudWatch streams).
 fn crash_sessions() -> usize {
@@ -539,6 +623,7 @@ async fn test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothin
     };
     let mut kills = 0;
     let mut rounds = 0;
+    let mut phases: BTreeMap<&str, usize> = BTreeMap::new();
     tokio::task::block_in_place(|| {
         while kills < 20 {
             rounds += 1;
@@ -560,11 +645,14 @@ async fn test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothin
                 kills += 1;
             }
             service.wait(PATIENCE);
+            if !finished {
+                *phases.entry(kill_phase(&work.path().join("lake"))).or_insert(0) += 1;
+            }
         }
         let last = run(&mut command());
         assert_eq!(last.code, 0, "{}", last.stderr);
         eprintln!(
-            "{kills} kills in {rounds} runs; the last run ingested {}",
+            "{kills} kills in {rounds} runs ({phases:?}); the last run ingested {}",
             ingested(&last.stdout)
         );
 
