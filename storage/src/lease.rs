@@ -36,9 +36,9 @@ const LEASE_VERSION: u32 = 1;
 /// Tries of the take-or-evict sequence before giving up (another process keeps racing us).
 const ACQUIRE_ATTEMPTS: usize = 4;
 
-/// The lease file's content.
+/// The lease file's content. Read leniently (fields a newer version adds are ignored), so that
+/// an older binary never takes a newer one's lease for garbage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct LeaseRecord {
     /// Format version.
     pub version: u32,
