@@ -107,6 +107,9 @@ pub fn parse_session(
 }
 
 fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, ParseError> {
+    if raw.is_empty() {
+        return Err(ParseError { reason: "not a session transcript: the object is empty".into() });
+    }
     let script = input::split_script(raw);
     let body = &raw[script.body.clone()];
     if script.header.generated_at.is_none() && !looks_like_terminal_text(body) {

@@ -161,6 +161,8 @@ pub fn kind_of(error: &anyhow::Error) -> IngestErrorKind {
         if let Some(lake) = cause.downcast_ref::<LakeError>() {
             return match lake.kind() {
                 LakeErrorKind::Denied => IngestErrorKind::Denied,
+                // The store or KMS down (after retries): the same class as a source down.
+                LakeErrorKind::Unavailable => IngestErrorKind::Unavailable,
                 _ => IngestErrorKind::Lake,
             };
         }

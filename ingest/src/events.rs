@@ -25,6 +25,9 @@
 //! | `sessionlake_ingest_backlog` | gauge | inputs the last listing found new or changed |
 //! | `sessionlake_ingest_seconds_since_last_successful_poll` | gauge | lag behind the sources |
 //! | `sessionlake_ingest_last_poll_duration_seconds` | gauge | how long the last poll took |
+//! | `sessionlake_ingest_commit_conflicts_total` | counter | commits lost to another writer (the batch is re-planned) |
+//! | `sessionlake_ingest_lease_waits_total` | counter | times a follow-mode service found the lake leased and waited |
+//! | `sessionlake_ingest_swept_objects_total` | counter | objects of writes that never committed, deleted at start |
 
 use std::time::Duration;
 
@@ -51,6 +54,12 @@ pub const ACCESS_EVENTS_TOTAL: &str = "sessionlake_ingest_access_events_total";
 pub const MALFORMED_RECORDS_TOTAL: &str = "sessionlake_ingest_malformed_records_total";
 /// Stored session versions re-indexed with CloudTrail facts that arrived after them.
 pub const ENRICHED_TOTAL: &str = "sessionlake_ingest_enriched_total";
+/// Commits lost to another writer.
+pub const COMMIT_CONFLICTS_TOTAL: &str = "sessionlake_ingest_commit_conflicts_total";
+/// Times the lake was found leased by another writer.
+pub const LEASE_WAITS_TOTAL: &str = "sessionlake_ingest_lease_waits_total";
+/// Uncommitted objects deleted at start.
+pub const SWEPT_OBJECTS_TOTAL: &str = "sessionlake_ingest_swept_objects_total";
 /// Errors by class.
 pub const ERRORS_TOTAL: &str = "sessionlake_ingest_errors_total";
 /// Polls by outcome.
@@ -79,6 +88,9 @@ pub fn register_metrics() {
     describe_counter!(ACCESS_EVENTS_TOTAL, "CloudTrail access events committed to the lake.");
     describe_counter!(MALFORMED_RECORDS_TOTAL, "CloudTrail access records skipped as malformed.");
     describe_counter!(ENRICHED_TOTAL, "Stored sessions re-indexed with late CloudTrail facts.");
+    describe_counter!(COMMIT_CONFLICTS_TOTAL, "Commits lost to another writer (re-planned).");
+    describe_counter!(LEASE_WAITS_TOTAL, "Times the lake was found leased by another writer.");
+    describe_counter!(SWEPT_OBJECTS_TOTAL, "Uncommitted objects of crashed writes deleted.");
     describe_counter!(ERRORS_TOTAL, "Errors by kind (retried on the next poll).");
     describe_counter!(POLLS_TOTAL, "Polls of every source, by outcome.");
     describe_gauge!(SESSIONS_IN_FLIGHT, "Sessions being read, parsed or written now.");
@@ -100,6 +112,9 @@ pub fn register_metrics() {
         ACCESS_EVENTS_TOTAL,
         MALFORMED_RECORDS_TOTAL,
         ENRICHED_TOTAL,
+        COMMIT_CONFLICTS_TOTAL,
+        LEASE_WAITS_TOTAL,
+        SWEPT_OBJECTS_TOTAL,
     ] {
         metrics::counter!(name).absolute(0);
     }
@@ -246,6 +261,93 @@ impl IdleCommitFailed<'_> {
             "idle commit failed; tried again after the poll interval"
         };
         tracing::warn!(error = %format!("{:#}", self.error), "{what}");
+    }
+}
+
+/// Another writer committed since this one's head: the batch is planned again on the new
+/// chain (the lease normally prevents this; a retention commit may cause it).
+pub struct LakeChangedUnderWriter<'a> {
+    /// The lake.
+    pub lake: &'a str,
+    /// The conditional write that lost.
+    pub conflict: &'a sessionlake_lake::LakeError,
+    /// Commits found past the known head.
+    pub commits: usize,
+    /// Their writers, comma-separated.
+    pub writers: &'a str,
+}
+
+impl LakeChangedUnderWriter<'_> {
+    /// Logs and counts the conflict.
+    pub fn emit(&self) {
+        metrics::counter!(COMMIT_CONFLICTS_TOTAL).increment(1);
+        tracing::warn!(
+            lake = %self.lake,
+            commits = self.commits,
+            writers = %self.writers,
+            conflict = %self.conflict,
+            "another writer committed first; re-reading the chain and planning the batch again"
+        );
+    }
+}
+
+/// The lake is leased by another ingest: a follow-mode service waits and tries again.
+pub struct LeaseBusy<'a> {
+    /// Why (names the holder).
+    pub error: &'a anyhow::Error,
+    /// When the lease is tried again.
+    pub retry_in: Duration,
+}
+
+impl LeaseBusy<'_> {
+    /// Logs and counts the wait.
+    pub fn emit(&self) {
+        metrics::counter!(LEASE_WAITS_TOTAL).increment(1);
+        tracing::warn!(
+            error = %format!("{:#}", self.error),
+            retry_in = ?self.retry_in,
+            "lake leased by another ingest; standing by"
+        );
+    }
+}
+
+/// The lease was lost (this process stopped renewing it for longer than its time to live):
+/// the service stops; operator action is needed if two services were started.
+pub struct LeaseLost<'a> {
+    /// Why.
+    pub error: &'a sessionlake_lake::LakeError,
+}
+
+impl LeaseLost<'_> {
+    /// Logs the loss.
+    pub fn emit(&self) {
+        count_error(IngestErrorKind::Lake);
+        tracing::error!(error = %self.error, "writer lease lost; stopping");
+    }
+}
+
+/// Objects of writes that never committed (a crashed or killed earlier run) were deleted.
+pub struct UncommittedSwept<'a> {
+    /// The lake.
+    pub lake: &'a str,
+    /// Objects deleted.
+    pub deleted: usize,
+    /// Objects that could not be deleted (`verify` names them).
+    pub failed: usize,
+}
+
+impl UncommittedSwept<'_> {
+    /// Logs and counts the sweep.
+    pub fn emit(&self) {
+        metrics::counter!(SWEPT_OBJECTS_TOTAL).increment(self.deleted as u64);
+        if self.deleted > 0 || self.failed > 0 {
+            tracing::info!(
+                lake = %self.lake,
+                deleted = self.deleted,
+                failed = self.failed,
+                "uncommitted objects of an earlier run deleted"
+            );
+        }
     }
 }
 

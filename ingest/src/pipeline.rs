@@ -15,7 +15,7 @@
 //! A CloudTrail file becomes `access` files, one per day its events happened on
 //! ([`LakeWriter::write_access`]); a newer read of the same file replaces them the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -25,9 +25,10 @@ use sessionlake_lake::DataKey;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::envelope::seal_bytes;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
-use sessionlake_lake::manifest;
+use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
+use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::{
     CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE,
     ROLE_RAW, ROLE_SESSION, WrappedKey,
@@ -76,6 +77,9 @@ pub struct LakeWriter {
     pub lake_id: String,
     /// `lake.json`'s entry, committed with the first commit that finds it not live.
     pub identity: ObjectEntry,
+    /// Sequence of the newest manifest this writer knows (`None`: the lake has none): its
+    /// commits are made only right after it.
+    pub head: Option<u64>,
 }
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
@@ -440,108 +444,248 @@ impl LakeWriter {
         Ok(Written::Quarantined { source_ref, position, object })
     }
 
+    /// Works out what committing `written` adds and removes, given the live set.
+    fn plan(&self, written: &[Written]) -> CommitPlan {
+        let mut plan = CommitPlan::default();
+        for input in written {
+            match input {
+                Written::Session { session_id, source, source_ref, position, objects, .. } => {
+                    // A stored version re-indexed with new CloudTrail facts moves no cursor.
+                    if let Some(position) = position {
+                        plan.positions.push((source_ref.clone(), position.clone()));
+                    }
+                    let mut older = self.superseded(session_id, *source);
+                    // The same session twice in one batch: the later version replaces the
+                    // earlier one here too.
+                    let (earlier, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
+                        std::mem::take(&mut plan.added)
+                            .into_iter()
+                            .partition(|entry| is_version_of(entry, session_id, *source));
+                    plan.added = kept;
+                    let (live_earlier, unborn): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
+                        earlier.into_iter().partition(|entry| self.live.contains_key(&entry.path));
+                    older.extend(live_earlier);
+                    plan.dropped.extend(unborn.into_iter().map(|entry| entry.path));
+                    plan.replaced += usize::from(!older.is_empty());
+                    plan.removed.extend(older);
+                    plan.added.extend(objects.iter().cloned());
+                }
+                Written::Access { source_ref, position, objects, .. } => {
+                    let file_id = source_object_id(source_ref);
+                    plan.positions.push((source_ref.clone(), position.clone()));
+                    let of_file = |entry: &ObjectEntry| {
+                        entry.kind == ObjectKind::Access
+                            && paths::is_access_object_of(&entry.path, &file_id)
+                    };
+                    plan.removed.extend(self.live.values().filter(|entry| of_file(entry)).cloned());
+                    plan.added.extend(objects.iter().cloned());
+                }
+                Written::Quarantined { source_ref, position, object } => {
+                    plan.positions.push((source_ref.clone(), position.clone()));
+                    plan.added.push(object.clone());
+                }
+            }
+        }
+        plan
+    }
+
     /// Commits what `written` names in one manifest entry, then sets the cursors of those
     /// inputs in `cursors` (the caller saves them: after the commit, never before); returns what
     /// the batch did. The versions it adds remove the live versions they replace (the same
     /// session from the same source).
+    ///
+    /// The commit is made only on the head the plan was computed from: when another writer
+    /// committed in between (a second ingest pointed at the lake by mistake, a retention
+    /// commit), the chain is read again and the plan recomputed, so that a session is never
+    /// live twice.
     pub async fn commit(
         &mut self,
         written: Vec<Written>,
         cursors: &mut Cursors,
     ) -> anyhow::Result<BatchSummary> {
         let mut summary = BatchSummary::default();
-        let mut added: Vec<ObjectEntry> = Vec::new();
-        let mut removed = Vec::new();
-        let mut positions = Vec::new();
-        let mut dropped: Vec<String> = Vec::new();
-        for input in written {
+        for input in &written {
             match input {
-                Written::Session {
-                    session_id,
-                    source,
-                    source_ref,
-                    position,
-                    objects,
-                    commands,
-                    raw_bytes,
-                } => {
-                    positions.extend(position.map(|position| (source_ref, position)));
-                    let mut older = self.superseded(&session_id, source);
-                    // The same session twice in one batch: the later version replaces the
-                    // earlier one here too.
-                    let (earlier, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
-                        std::mem::take(&mut added)
-                            .into_iter()
-                            .partition(|entry| is_version_of(entry, &session_id, source));
-                    added = kept;
-                    let (live_earlier, unborn): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
-                        earlier.into_iter().partition(|entry| self.live.contains_key(&entry.path));
-                    older.extend(live_earlier);
-                    dropped.extend(unborn.into_iter().map(|entry| entry.path));
-                    summary.replaced += usize::from(!older.is_empty());
-                    removed.extend(older);
-                    added.extend(objects);
+                Written::Session { commands, raw_bytes, .. } => {
                     summary.sessions += 1;
                     summary.commands += commands;
                     summary.raw_bytes += raw_bytes;
                 }
-                Written::Access { source_ref, position, objects, events } => {
-                    let file_id = source_object_id(&source_ref);
-                    positions.push((source_ref, position));
-                    let of_file = |entry: &ObjectEntry| {
-                        entry.kind == ObjectKind::Access
-                            && paths::is_access_object_of(&entry.path, &file_id)
-                    };
-                    removed.extend(self.live.values().filter(|entry| of_file(entry)).cloned());
-                    added.extend(objects);
-                    summary.access_events += events;
-                }
-                Written::Quarantined { source_ref, position, object } => {
-                    positions.push((source_ref, position));
-                    added.push(object);
-                    summary.quarantined += 1;
-                }
+                Written::Access { events, .. } => summary.access_events += events,
+                Written::Quarantined { .. } => summary.quarantined += 1,
             }
         }
-        if added.is_empty() && removed.is_empty() {
-            // Inputs with nothing to commit (CloudTrail files without access events): their
-            // cursors move, there is nothing a manifest would name.
-            summary.cursors_moved = !positions.is_empty();
-            for (source_ref, position) in positions {
-                cursors.positions.insert(source_ref, position);
+        let mut attempt = 0;
+        let (link, plan) = loop {
+            attempt += 1;
+            let mut plan = self.plan(&written);
+            if plan.added.is_empty() && plan.removed.is_empty() {
+                // Inputs with nothing to commit (CloudTrail files without access events):
+                // their cursors move, there is nothing a manifest would name.
+                summary.cursors_moved = !plan.positions.is_empty();
+                for (source_ref, position) in plan.positions {
+                    cursors.positions.insert(source_ref, position);
+                }
+                return Ok(summary);
             }
-            return Ok(summary);
+            if !self.live.contains_key(&self.identity.path) {
+                plan.added.push(self.identity.clone());
+            }
+            let committed = self
+                .committer
+                .commit_on(
+                    &self.store,
+                    CommitAction::Ingest,
+                    None,
+                    plan.added.clone(),
+                    plan.removed.clone(),
+                    false,
+                    Some(self.head),
+                )
+                .await;
+            match committed {
+                Ok(link) => break (link, plan),
+                Err(error)
+                    if error.kind() == LakeErrorKind::AlreadyExists
+                        && attempt < MAX_CONFLICT_ATTEMPTS =>
+                {
+                    // A create whose response was lost (a reset connection) and whose retry
+                    // found the name taken: the commit is this one.
+                    if let Some(ours) = self.refresh(&error, &plan.added).await? {
+                        break (ours, plan);
+                    }
+                }
+                Err(error) => {
+                    return Err(anyhow::Error::new(error))
+                        .context("failed to commit to the manifest");
+                }
+            }
+        };
+        self.apply(&link);
+        summary.replaced = plan.replaced;
+        summary.sequence = Some(link.manifest.body.sequence);
+        // Versions this batch wrote and then replaced itself were never committed: nothing
+        // names them, so they go (best effort; `verify` lists any that stay).
+        for path in plan.dropped {
+            if let Err(error) = self.store.delete(&path).await {
+                tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
+            }
         }
-        if !self.live.contains_key(&self.identity.path) {
-            added.push(self.identity.clone());
+        summary.cursors_moved = true;
+        for (source_ref, position) in plan.positions {
+            cursors.positions.insert(source_ref, position);
         }
-        let link = self
-            .committer
-            .commit(&self.store, CommitAction::Ingest, None, added, removed, false)
-            .await
-            .context("failed to commit to the manifest")?;
+        cursors.version = 1;
+        Ok(summary)
+    }
+
+    /// Makes an empty commit (idle, or the last one of a clean stop), on the known head; after
+    /// a conflict the chain is read again and the commit tried once more.
+    pub async fn commit_empty(
+        &mut self,
+        reason: Option<String>,
+        stopping: bool,
+    ) -> anyhow::Result<ChainLink> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let committed = self
+                .committer
+                .commit_on(
+                    &self.store,
+                    CommitAction::Idle,
+                    reason.clone(),
+                    vec![],
+                    vec![],
+                    stopping,
+                    Some(self.head),
+                )
+                .await;
+            match committed {
+                Ok(link) => {
+                    self.apply(&link);
+                    return Ok(link);
+                }
+                Err(error)
+                    if error.kind() == LakeErrorKind::AlreadyExists
+                        && attempt < MAX_CONFLICT_ATTEMPTS =>
+                {
+                    self.refresh(&error, &[]).await?;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Takes a commit of this writer into the live set and the head.
+    fn apply(&mut self, link: &ChainLink) {
         for gone in &link.manifest.body.removed {
             self.live.remove(&gone.path);
         }
         for new in &link.manifest.body.added {
             self.live.insert(new.path.clone(), new.clone());
         }
-        summary.sequence = Some(link.manifest.body.sequence);
-        // Versions this batch wrote and then replaced itself were never committed: nothing
-        // names them, so they go (best effort; `verify` lists any that stay).
-        for path in dropped {
-            if let Err(error) = self.store.delete(&path).await {
-                tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
-            }
+        self.head = Some(link.manifest.body.sequence);
+    }
+
+    /// Reads the chain again after a commit lost (`conflict`): the live set and the head
+    /// become the lake's. Returns the newer commit of this process that added every path of
+    /// `planned`, if there is one (never for an empty `planned`).
+    async fn refresh(
+        &mut self,
+        conflict: &LakeError,
+        planned: &[ObjectEntry],
+    ) -> anyhow::Result<Option<ChainLink>> {
+        let chain = manifest::read_chain(&self.store)
+            .await
+            .with_context(|| format!("failed to read the manifest of {}", self.store.location()))?;
+        let known = self.head;
+        let newer: Vec<&ChainLink> = chain
+            .iter()
+            .filter(|link| known.is_none_or(|head| link.manifest.body.sequence > head))
+            .collect();
+        let me = manifest::writer_id();
+        let ours = newer
+            .iter()
+            .find(|link| {
+                let body = &link.manifest.body;
+                let added: BTreeSet<&str> =
+                    body.added.iter().map(|entry| entry.path.as_str()).collect();
+                !planned.is_empty()
+                    && body.writer_id == me
+                    && planned.iter().all(|entry| added.contains(entry.path.as_str()))
+            })
+            .map(|link| (*link).clone());
+        let writers: BTreeSet<&str> =
+            newer.iter().map(|link| link.manifest.body.writer_id.as_str()).collect();
+        crate::events::LakeChangedUnderWriter {
+            lake: &self.store.location().to_string(),
+            conflict,
+            commits: newer.len(),
+            writers: &writers.into_iter().collect::<Vec<_>>().join(","),
         }
-        summary.cursors_moved = true;
-        for (source_ref, position) in positions {
-            cursors.positions.insert(source_ref, position);
-        }
-        cursors.version = 1;
-        Ok(summary)
+        .emit();
+        self.live = manifest::live_objects(&chain);
+        self.head = chain.last().and_then(|link| paths::manifest_sequence(&link.path));
+        Ok(ours)
     }
 }
+
+/// What a commit of a batch adds and removes, computed from the live set.
+#[derive(Debug, Default)]
+struct CommitPlan {
+    added: Vec<ObjectEntry>,
+    removed: Vec<ObjectEntry>,
+    /// Cursors to set once committed.
+    positions: Vec<(String, String)>,
+    /// Versions written by the batch and replaced within it: never committed.
+    dropped: Vec<String>,
+    /// Sessions whose live version the batch replaces.
+    replaced: usize,
+}
+
+/// Commits tried before a batch fails: each lost race re-reads the chain first.
+const MAX_CONFLICT_ATTEMPTS: usize = 5;
 
 /// Returns the id that names what an input at `source_ref` left in the lake under a name of
 /// its own: the `access` files of a CloudTrail file, a quarantined original.
@@ -553,4 +697,76 @@ pub fn source_object_id(source_ref: &str) -> String {
 /// session).
 fn is_version_of(entry: &ObjectEntry, session_id: &str, source: SessionSource) -> bool {
     entry.sessions == [session_id] && paths::is_session_object(&entry.path, session_id, source)
+}
+
+#[cfg(test)]
+mod tests {
+    use sessionlake_lake::signing::KeyringSigner;
+
+    use super::*;
+
+    async fn writer(store: &LakeStore, keyring: &Arc<LocalKeyring>) -> LakeWriter {
+        let chain = manifest::read_chain(store).await.expect("chain");
+        let (lake_id, identity) = manifest::lake_identity(store).await.expect("identity");
+        LakeWriter {
+            store: store.clone(),
+            keys: Arc::clone(keyring) as Arc<dyn KeyProvider>,
+            keyring: Arc::clone(keyring),
+            unwrapper: Keys::new(Some(Arc::clone(keyring)), None).with_store(store.clone()),
+            committer: manifest::Committer::new(Arc::new(KeyringSigner(Arc::clone(keyring)))),
+            live: manifest::live_objects(&chain),
+            lake_id,
+            identity,
+            head: chain.last().and_then(|link| paths::manifest_sequence(&link.path)),
+        }
+    }
+
+    fn version(session_id: &str, version: &str) -> Written {
+        let object = ObjectEntry {
+            path: format!("raw/dt=2026-11-29/{session_id}.s3.{version}.zst.sle"),
+            size: 1,
+            sha256: "00".repeat(32),
+            kind: ObjectKind::Raw,
+            sessions: vec![session_id.to_string()],
+            key: None,
+            note: None,
+        };
+        Written::Session {
+            session_id: session_id.to_string(),
+            source: SessionSource::S3,
+            source_ref: format!("s3://bucket/{session_id}.log"),
+            position: Some(version.to_string()),
+            objects: vec![object],
+            commands: 1,
+            raw_bytes: 1,
+        }
+    }
+
+    /// Two writers that opened the lake at the same head both commit a version of the same
+    /// session: the second commit loses the race for the manifest number, re-reads the chain
+    /// and replaces the first one's version, so readers never see the session twice.
+    #[tokio::test]
+    async fn test_a_commit_racing_another_writer_replans_and_leaves_one_live_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        let keyring = Arc::new(keyring);
+        let store = LakeStore::in_memory();
+        let mut first = writer(&store, &keyring).await;
+        let mut second = writer(&store, &keyring).await;
+        let mut cursors = Cursors::default();
+
+        let one = first.commit(vec![version("s-1", "a")], &mut cursors).await.expect("first");
+        assert_eq!((one.sequence, one.replaced), (Some(0), 0));
+        let two = second.commit(vec![version("s-1", "b")], &mut cursors).await.expect("second");
+        assert_eq!((two.sequence, two.replaced), (Some(1), 1), "{two:?}");
+
+        let chain = manifest::read_chain(&store).await.expect("chain");
+        let live: Vec<String> = manifest::live_objects(&chain)
+            .into_values()
+            .filter(|entry| entry.kind == ObjectKind::Raw)
+            .map(|entry| entry.path)
+            .collect();
+        assert_eq!(live, ["raw/dt=2026-11-29/s-1.s3.b.zst.sle"]);
+    }
 }

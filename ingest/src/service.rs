@@ -21,13 +21,16 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_indexer::SessionContext;
 use sessionlake_indexer::cloudtrail::{parse_trail_file, session_context};
+use sessionlake_lake::LakeErrorKind;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
+use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::paths;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -148,6 +151,11 @@ pub struct Ingestor {
     last_commit_at: i64,
     /// No idle commit is tried before this time (µs since the epoch): after a failed one.
     idle_retry_at: i64,
+    /// Renews the writer lease until stopped, then releases it.
+    lease_keeper: LeaseKeeper,
+    /// A poll failed: objects of inputs or commits that failed may be left uncommitted, and are
+    /// swept before the lease is released.
+    unclean: bool,
 }
 
 /// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
@@ -174,6 +182,12 @@ impl Ingestor {
         };
         let location = LakeLocation::parse(&config.lake)?;
         let store = LakeStore::open(&location, sdk_config.as_ref())?;
+        // One ingest per lake: a second one pointed at it by mistake backs off here.
+        let lease = Lease::acquire(&store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
+            .await
+            .with_context(|| format!("failed to take the writer lease of {}", store.location()))?;
+        let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
+        let lease_keeper = LeaseKeeper::start(lease);
         let (keyring, keyring_created) = LocalKeyring::open_or_create(&config.keyring)?;
         let keyring = Arc::new(keyring);
         let keys: Arc<dyn KeyProvider> = match (&config.kms_key_id, &sdk_config) {
@@ -186,7 +200,11 @@ impl Ingestor {
         let chain = manifest::read_chain(&store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
+        if crashed {
+            sweep_uncommitted(&store, &chain).await;
+        }
         let live = manifest::live_objects(&chain);
+        let head = chain.last().and_then(|link| paths::manifest_sequence(&link.path));
         let cursors = Cursors::load(&store).await?;
         let (cloudtrail, access_events) = load_access(&store, &live).await?;
         let (lake_id, identity) = manifest::lake_identity(&store)
@@ -213,8 +231,17 @@ impl Ingestor {
             .unwrap_or(i64::MIN);
         let unwrapper =
             Keys::new(Some(Arc::clone(&keyring)), sdk_config.clone()).with_store(store.clone());
-        let writer =
-            LakeWriter { store, keys, keyring, unwrapper, committer, live, lake_id, identity };
+        let writer = LakeWriter {
+            store,
+            keys,
+            keyring,
+            unwrapper,
+            committer,
+            live,
+            lake_id,
+            identity,
+            head,
+        };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
         let sqs = sdk_config
@@ -235,6 +262,8 @@ impl Ingestor {
             keyring_created,
             last_commit_at,
             idle_retry_at: i64::MIN,
+            lease_keeper,
+            unclean: false,
         })
     }
 
@@ -253,19 +282,14 @@ impl Ingestor {
         if !stopping && !self.idle_due_in().is_zero() {
             return;
         }
-        let (action, reason) = (CommitAction::Idle, stopping.then(|| STOP_REASON.to_string()));
+        let reason = stopping.then(|| STOP_REASON.to_string());
         let committed = self
             .writer
-            .committer
-            .commit(&self.writer.store, action, reason, vec![], vec![], stopping)
+            .commit_empty(reason, stopping)
             .await
             .with_context(|| format!("failed to commit to {}", self.writer.store.location()));
         match committed {
             Ok(link) => {
-                // A first commit with a new key adds its public-key record.
-                for new in &link.manifest.body.added {
-                    self.writer.live.insert(new.path.clone(), new.clone());
-                }
                 self.last_commit_at = now_micros();
                 events::IdleCommitted { sequence: link.manifest.body.sequence, stopping }.emit();
             }
@@ -276,6 +300,19 @@ impl Ingestor {
                 events::IdleCommitFailed { error: &error, stopping }.emit();
             }
         }
+    }
+
+    /// Gives the lease up at the end of a run. After a failed poll, first deletes what failed
+    /// inputs or commits may have left uncommitted: the lease is still held, nothing is in flight.
+    /// A lost lease is not released, and then nothing is swept (the other writer's objects).
+    async fn finish(self) {
+        if self.unclean && !self.lease_keeper.lost.is_cancelled() {
+            match manifest::read_chain(&self.writer.store).await {
+                Ok(chain) => sweep_uncommitted(&self.writer.store, &chain).await,
+                Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
+            }
+        }
+        self.lease_keeper.release().await;
     }
 
     /// Saves the cursors if a commit set them and their save failed.
@@ -692,6 +729,99 @@ impl TrailPending {
     }
 }
 
+/// Folders where ingest writes objects before a commit names them.
+const INGEST_FOLDERS: [&str; 6] = [
+    paths::RAW_DIR,
+    paths::COMMANDS_DIR,
+    paths::SESSIONS_DIR,
+    paths::ACCESS_DIR,
+    paths::QUARANTINE_DIR,
+    paths::SESSION_KEYS_DIR,
+];
+
+/// Deletes the objects in ingest's folders that no commit names: what a crashed or killed
+/// earlier run wrote and never committed (their inputs are read again from the cursors). Called
+/// only when the lease taken named a process of this host that is gone (a crash or a kill), so
+/// that no live writer's in-flight objects are touched, and a clean start pays no listing of the
+/// lake. Failures are logged; `verify` names what stays.
+async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
+    let named: std::collections::HashSet<&str> = chain
+        .iter()
+        .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
+        .collect();
+    let (mut deleted, mut failed) = (0usize, 0usize);
+    for folder in INGEST_FOLDERS {
+        let listed = match store.list(folder).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(folder, error = %error, "uncommitted objects not swept");
+                failed += 1;
+                continue;
+            }
+        };
+        for (path, _) in listed.iter().filter(|(path, _)| !named.contains(path.as_str())) {
+            match store.delete(path).await {
+                Ok(()) => deleted += 1,
+                Err(error) => {
+                    tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let lake = store.location().to_string();
+    events::UncommittedSwept { lake: &lake, deleted, failed }.emit();
+}
+
+/// Keeps the writer lease: renews it every third of its time to live in a task of its own
+/// (a long batch never lets it lapse), and releases it when stopped.
+struct LeaseKeeper {
+    stop: CancellationToken,
+    lost: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    fn start(mut lease: Lease) -> LeaseKeeper {
+        let stop = CancellationToken::new();
+        let lost = CancellationToken::new();
+        let (stopped, lost_signal) = (stop.clone(), lost.clone());
+        let every = Duration::from_secs(lease.record().ttl_secs).div_f64(3.0);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                match lease.renew().await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == LakeErrorKind::Busy => {
+                        events::LeaseLost { error: &error }.emit();
+                        lost_signal.cancel();
+                        return;
+                    }
+                    // The store may be down for a while: try again at the next renewal.
+                    Err(error) => tracing::warn!(error = %error, "writer lease not renewed"),
+                }
+            }
+            if let Err(error) = lease.release().await {
+                tracing::warn!(error = %error, "writer lease not released; it lapses by itself");
+            }
+        });
+        LeaseKeeper { stop, lost, task }
+    }
+
+    /// Stops renewing and releases the lease (unless it was lost).
+    async fn release(self) {
+        self.stop.cancel();
+        if let Err(join) = self.task.await
+            && join.is_panic()
+        {
+            std::panic::resume_unwind(join.into_panic());
+        }
+    }
+}
+
 /// Access files read at once when the service opens.
 const ACCESS_READ_CONCURRENCY: usize = 16;
 
@@ -786,12 +916,51 @@ pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     result
 }
 
+/// Opens the ingestor. While another ingest holds the lake's lease, once mode fails naming
+/// it; follow mode stands by, trying again every poll interval, until the lease is free or
+/// `shutdown` (then `None`).
+async fn open_when_free(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Ingestor>> {
+    loop {
+        let error = match Ingestor::open(config).await {
+            Ok(ingestor) => return Ok(Some(ingestor)),
+            Err(error) => error,
+        };
+        let busy = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sessionlake_lake::LakeError>())
+            .any(|lake| lake.kind() == LakeErrorKind::Busy);
+        if !busy || !config.follow {
+            return Err(error);
+        }
+        let retry_in = config.poll_interval.max(MIN_IDLE_RETRY);
+        events::LeaseBusy { error: &error, retry_in }.emit();
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(None),
+            () = tokio::time::sleep(retry_in) => {}
+        }
+    }
+}
+
 async fn poll_loop(
     config: &Config,
     shutdown: &CancellationToken,
     health: &Health,
 ) -> anyhow::Result<RunSummary> {
-    let mut ingestor = Ingestor::open(config).await?;
+    let Some(mut ingestor) = open_when_free(config, shutdown).await? else {
+        // Stopped while standing by: nothing was read or written.
+        return Ok(RunSummary { signalled: true, ..RunSummary::default() });
+    };
+    // A lost lease stops the service like a signal, then fails the run.
+    let lost = ingestor.lease_keeper.lost.clone();
+    let shutdown = &shutdown.child_token();
+    let forward = shutdown.clone();
+    let lost_watch = tokio::spawn(async move {
+        lost.cancelled().await;
+        forward.cancel();
+    });
     events::ServiceStarted {
         mode: if config.follow { "follow" } else { "once" },
         lake: &config.lake,
@@ -823,6 +992,7 @@ async fn poll_loop(
                 .emit();
             }
             Some(error) => {
+                ingestor.unclean = true;
                 consecutive_failures += 1;
                 let retry_in = (config.follow && !shutdown.is_cancelled())
                     .then(|| next_delay(config.poll_interval, consecutive_failures));
@@ -836,6 +1006,8 @@ async fn poll_loop(
                 }
                 .emit();
                 if !config.follow {
+                    lost_watch.abort();
+                    ingestor.finish().await;
                     return Err(error.context(format!(
                         "poll failed after committing {} sessions (the rest is retried on the next run)",
                         summary.sessions
@@ -867,8 +1039,18 @@ async fn poll_loop(
     if config.follow {
         ingestor.commit_empty(true).await;
     }
-    if let Err(error) = ingestor.flush_cursors().await {
+    let flushed = ingestor.flush_cursors().await;
+    lost_watch.abort();
+    let lease_lost = ingestor.lease_keeper.lost.is_cancelled();
+    ingestor.finish().await;
+    if let Err(error) = flushed {
         return Err(error.context("failed to save cursors at shutdown (the commits hold; the sessions they name are replaced on the next run)"));
+    }
+    if lease_lost {
+        anyhow::bail!(
+            "stopped: the writer lease of {} was taken by another ingest while this one ran (see the log)",
+            config.lake
+        );
     }
     summary.signalled = shutdown.is_cancelled();
     events::ServiceStopped {

@@ -374,7 +374,7 @@ async fn live_holds(
 
 fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
-    format!("{user}@{}", manifest::hostname())
+    format!("{user}@{}", sessionlake_lake::lease::host_name())
 }
 
 // ---------------------------------------------------------------------------------------------

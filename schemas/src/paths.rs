@@ -99,13 +99,15 @@ pub fn sessions_object(dt: &str, stem: &str) -> String {
     format!("{SESSIONS_DIR}/dt={dt}/{stem}.parquet")
 }
 
+/// Folder of session key records.
+pub const SESSION_KEYS_DIR: &str = "keys/sessions";
 /// Extension of a session key record.
 pub const SESSION_KEY_EXTENSION: &str = ".key.json";
 
 /// Returns the lake path of the key record of one version of a session
 /// ([`crate::manifest::SessionKeyRecord`]).
 pub fn session_key_object(stem: &str) -> String {
-    format!("{KEYS_DIR}/sessions/{stem}{SESSION_KEY_EXTENSION}")
+    format!("{SESSION_KEYS_DIR}/{stem}{SESSION_KEY_EXTENSION}")
 }
 
 /// Returns the lake path of an `access` file: the events of one CloudTrail file (named by

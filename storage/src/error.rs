@@ -20,6 +20,8 @@ pub enum LakeErrorKind {
     Format,
     /// Configuration is wrong (bad URL, missing keyring).
     Config,
+    /// Another process holds the lake's writer lease.
+    Busy,
 }
 
 /// An error from the lake crate.

@@ -23,6 +23,7 @@ pub mod envelope;
 mod error;
 pub mod key_cache;
 pub mod keys;
+pub mod lease;
 pub mod manifest;
 mod secret;
 pub mod session_keys;

@@ -60,16 +60,9 @@ pub fn retired_key_path(key_id: &str) -> String {
     format!("{}/{}.retired.json", paths::KEYS_DIR, key_file_stem(key_id))
 }
 
-fn writer_id() -> String {
-    format!("{}/{}", hostname(), std::process::id())
-}
-
-/// Returns this machine's host name (`unknown-host` when it cannot be read), for the records of
-/// who wrote or did something.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".to_string())
+/// Returns this process's writer id, `host/pid`: in every manifest it signs and in its lease.
+pub fn writer_id() -> String {
+    format!("{}/{}", crate::lease::host_name(), std::process::id())
 }
 
 /// Parses a manifest file.
@@ -538,6 +531,24 @@ impl Committer {
         removed: Vec<ObjectEntry>,
         stopping: bool,
     ) -> LakeResult<ChainLink> {
+        self.commit_on(store, action, reason, added, removed, stopping, None).await
+    }
+
+    /// Commits like [`Committer::commit`], but only right after `expected_head` (`Some(None)`:
+    /// only as the first commit; `None`: after whatever the head is). Fails with
+    /// [`LakeErrorKind::AlreadyExists`] when another writer committed since: the caller
+    /// re-reads the chain and recomputes what replaces what.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn commit_on(
+        &self,
+        store: &LakeStore,
+        action: CommitAction,
+        reason: Option<String>,
+        added: Vec<ObjectEntry>,
+        removed: Vec<ObjectEntry>,
+        stopping: bool,
+        expected_head: Option<Option<u64>>,
+    ) -> LakeResult<ChainLink> {
         let idle_period_secs = self
             .idle_period
             .filter(|_| !stopping)
@@ -548,7 +559,7 @@ impl Committer {
             idle_period_secs,
             action,
             reason,
-            expected_head: None,
+            expected_head,
         };
         commit_request(store, request, added, removed).await
     }

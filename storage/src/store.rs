@@ -130,6 +130,13 @@ impl LakeStore {
         Ok(LakeStore { location: location.clone(), store, engine })
     }
 
+    /// Returns an empty lake in memory, for unit tests.
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn in_memory() -> LakeStore {
+        let location = LakeLocation::Local(std::path::PathBuf::from("memory-lake"));
+        LakeStore::from_object_store(location, Arc::new(object_store::memory::InMemory::new()))
+    }
+
     /// Returns a store over an arbitrary `object_store` (tests use `InMemory`).
     pub fn from_object_store(location: LakeLocation, store: Arc<dyn ObjectStore>) -> LakeStore {
         LakeStore { location, engine: (Arc::clone(&store), String::new()), store }

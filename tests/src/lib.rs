@@ -213,6 +213,11 @@ impl Background {
         self.child.id()
     }
 
+    /// Returns what the process printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     /// Returns what the process printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()

@@ -2,6 +2,8 @@
 //! finishes in-flight work and exits 0, a restart after a stop mid-run ingests every session
 //! exactly once, `/metrics` and `/healthz` answer on loopback, bad service config is refused.
 
+mod reliability;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
