@@ -57,10 +57,17 @@ pub struct Draft {
     pub time: Option<i64>,
     /// How sure we are.
     pub confidence: Confidence,
+    /// The command was longer than [`COMMAND_CAP`]: its text is a prefix.
+    pub command_cut: bool,
 }
 
 /// Largest output kept per command, in bytes; [`Output::truncated`] tells when it was cut.
 pub const OUTPUT_CAP: usize = 16 * 1024;
+
+/// Largest command text kept, in bytes (an unclosed quote followed by a gigabyte of `> `
+/// lines must not become a gigabyte): the rest of a longer command is cut, the draft says so
+/// ([`Draft::command_cut`]) and its byte range still covers all of it.
+pub const COMMAND_CAP: usize = 64 * 1024;
 
 /// A command's output lines joined with `\n`, kept up to [`OUTPUT_CAP`] bytes (cut at a
 /// character boundary); the full size is still counted. A command that prints a gigabyte costs
@@ -338,9 +345,20 @@ impl Assembler {
                         *continuing = false;
                         return;
                     }
+                    draft.end = line.end;
+                    let room = COMMAND_CAP.saturating_sub(draft.command.len() + 1);
+                    if rest.len() > room {
+                        // Cut: a prefix is kept, and the lines that follow count as output.
+                        if room > 0 {
+                            draft.command.push('\n');
+                            draft.command.push_str(&rest[..floor_char_boundary(rest, room)]);
+                        }
+                        draft.command_cut = true;
+                        *continuing = false;
+                        return;
+                    }
                     draft.command.push('\n');
                     draft.command.push_str(rest);
-                    draft.end = line.end;
                     *continuing = !syntax::is_complete(&draft.command);
                     return;
                 }
@@ -433,6 +451,7 @@ impl Assembler {
                         end: line.end,
                         time: line.time,
                         confidence,
+                        command_cut: false,
                     });
                 }
                 pending.clear();
@@ -453,6 +472,7 @@ impl Assembler {
                 end: line.end,
                 time: line.time,
                 confidence,
+                command_cut: false,
             });
         }
     }

@@ -66,33 +66,37 @@ pub fn parse_script_time(text: &str) -> Option<i64> {
 
 /// Splits an S3-form transcript into header, body and footer.
 pub fn split_script(bytes: &[u8]) -> ScriptTranscript {
-    if bytes.starts_with(POWERSHELL_RULE) {
-        return split_powershell(bytes);
+    let mut script = script_head(bytes);
+    script_footer(&mut script, bytes, 0);
+    if !script.header.powershell {
+        let body = script.body.clone();
+        script.header.legacy = is_legacy(&bytes[body.start..body.end.min(body.start + 4096)]);
+    }
+    script
+}
+
+/// Bytes at the end of a transcript that hold its footer, if it has one: [`script_footer`]
+/// needs at least these (or all of the body).
+pub const SCRIPT_FOOTER_BYTES: usize = 1024;
+
+/// Reads what the start of a transcript (`head`, the whole transcript or its first bytes)
+/// says: the header, and where the body starts. The body runs to the end of `head` until
+/// [`script_footer`] finds where it ends.
+pub fn script_head(head: &[u8]) -> ScriptTranscript {
+    if head.starts_with(POWERSHELL_RULE) {
+        return powershell_head(head);
     }
     let mut header = TranscriptHeader::default();
     let mut body_start = 0;
-    if let Some(captures) = STARTED.captures(bytes) {
+    if let Some(captures) = STARTED.captures(head) {
         body_start = captures.get(0).map_or(0, |m| m.end());
         header.generated_at = captures
             .name("date")
             .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
             .and_then(parse_script_time);
     }
-    let mut body_end = bytes.len();
-    // The footer is at the very end; look only at the tail so a huge body is not scanned twice.
-    let tail_start = bytes.len().saturating_sub(512).max(body_start);
-    if let Some(captures) = DONE.captures(&bytes[tail_start..]) {
-        header.complete = true;
-        body_end = tail_start + captures.get(0).map_or(0, |m| m.start());
-        if header.generated_at.is_none() {
-            header.generated_at = captures
-                .name("date")
-                .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
-                .and_then(parse_script_time);
-        }
-    }
-    let head = &bytes[..bytes.len().min(body_start + 4096)];
-    if let Some(captures) = SSM_PATH.captures(head) {
+    let start = &head[..head.len().min(body_start + 4096)];
+    if let Some(captures) = SSM_PATH.captures(start) {
         let text = |name| {
             captures
                 .name(name)
@@ -102,12 +106,46 @@ pub fn split_script(bytes: &[u8]) -> ScriptTranscript {
         header.target = text("target");
         header.session_id = text("session");
     }
-    header.legacy = memchr::memmem::find(
-        &bytes[body_start..body_end.min(body_start + 4096)],
-        b"ssm-session-logger",
-    )
-    .is_some();
-    ScriptTranscript { body: body_start..body_end, header }
+    header.legacy = is_legacy(&start[body_start.min(start.len())..]);
+    ScriptTranscript { body: body_start..head.len(), header }
+}
+
+fn is_legacy(body_start: &[u8]) -> bool {
+    memchr::memmem::find(body_start, b"ssm-session-logger").is_some()
+}
+
+/// Finds the footer in the last bytes of a transcript, `tail`, which start at `tail_offset`
+/// (at most [`SCRIPT_FOOTER_BYTES`] before the end, or at the body's start), and completes
+/// `script` (read by [`script_head`]): where the body ends, whether the transcript is
+/// complete, and the footer's time.
+pub fn script_footer(script: &mut ScriptTranscript, tail: &[u8], tail_offset: usize) {
+    let len = tail_offset + tail.len();
+    let body_start = script.body.start;
+    script.body.end = len.max(body_start);
+    // The footer is at the very end; look only at the tail so a huge body is not scanned twice.
+    let window = if script.header.powershell { 1024 } else { 512 };
+    let window_start = len.saturating_sub(window).max(body_start).max(tail_offset);
+    let Some(searched) = tail.get(window_start - tail_offset..) else {
+        return;
+    };
+    let header = &mut script.header;
+    if header.powershell {
+        if let Some(captures) = POWERSHELL_END.captures(searched) {
+            header.complete = true;
+            script.body.end = window_start + captures.get(0).map_or(0, |m| m.start());
+            let end = captures.name("end").and_then(|m| std::str::from_utf8(m.as_bytes()).ok());
+            header.generated_at = end.and_then(parse_powershell_time).or(header.generated_at);
+        }
+    } else if let Some(captures) = DONE.captures(searched) {
+        header.complete = true;
+        script.body.end = window_start + captures.get(0).map_or(0, |m| m.start());
+        if header.generated_at.is_none() {
+            header.generated_at = captures
+                .name("date")
+                .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
+                .and_then(parse_script_time);
+        }
+    }
 }
 
 /// The line of asterisks around a PowerShell transcript's header and footer.
@@ -136,10 +174,11 @@ fn parse_powershell_time(text: &str) -> Option<i64> {
     Some(naive.and_utc().timestamp_micros())
 }
 
-/// Splits a PowerShell transcript (the Windows agent's S3 form, PowerShell/PowerShell#8720):
-/// a header between lines of asterisks, `Transcript started, output file is …`, the session,
-/// then a footer with `End time:`. The agent generates it at session end, like `script`.
-fn split_powershell(bytes: &[u8]) -> ScriptTranscript {
+/// Reads the header of a PowerShell transcript (the Windows agent's S3 form,
+/// PowerShell/PowerShell#8720): a header between lines of asterisks, `Transcript started,
+/// output file is …`, the session, then a footer with `End time:` ([`script_footer`]). The
+/// agent generates it at session end, like `script`.
+fn powershell_head(bytes: &[u8]) -> ScriptTranscript {
     let head = &bytes[..bytes.len().min(8192)];
     let mut header = TranscriptHeader { powershell: true, ..TranscriptHeader::default() };
     let mut body_start = 0;
@@ -156,15 +195,7 @@ fn split_powershell(bytes: &[u8]) -> ScriptTranscript {
             _ => {}
         }
     }
-    let mut body_end = bytes.len();
-    let tail_start = bytes.len().saturating_sub(1024).max(body_start);
-    if let Some(captures) = POWERSHELL_END.captures(&bytes[tail_start..]) {
-        header.complete = true;
-        body_end = tail_start + captures.get(0).map_or(0, |m| m.start());
-        let end = captures.name("end").and_then(|m| std::str::from_utf8(m.as_bytes()).ok());
-        header.generated_at = end.and_then(parse_powershell_time).or(header.generated_at);
-    }
-    ScriptTranscript { body: body_start..body_end, header }
+    ScriptTranscript { body: body_start..bytes.len(), header }
 }
 
 /// One CloudWatch Logs event as the raw object stores it (one JSON object per line).

@@ -25,7 +25,7 @@ pub mod terminal;
 
 use std::sync::Arc;
 
-use sessionlake_schemas::{CommandRecord, SessionStatus, TimeSource};
+use sessionlake_schemas::{CommandRecord, Confidence, SessionStatus, TimeSource};
 
 use crate::extract::{Assembler, Draft, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
@@ -94,85 +94,229 @@ pub struct ParseError {
     pub reason: String,
 }
 
-/// Parses one session's raw bytes.
+/// Parses one session's raw bytes (a [`SessionParser`] fed them at once).
 pub fn parse_session(
     form: InputForm,
     raw: &[u8],
     context: &SessionContext,
 ) -> Result<ParsedSession, ParseError> {
-    match form {
-        InputForm::S3Transcript | InputForm::CloudwatchUpload => parse_transcript(raw, context),
-        InputForm::CloudwatchStream => parse_stream(raw, context),
+    let mut parser = SessionParser::new(form, context);
+    parser.feed(raw);
+    parser.finish()
+}
+
+/// Bytes of a transcript's start read before its header is: the header line, and the first
+/// 64 KiB of the body that tell text from binary.
+const HEAD_BYTES: usize = 1024 * 1024;
+
+/// Longest run of lines of one editor region joined into one line (one input buffer), in
+/// bytes; the rest of the region's lines are dropped (their bytes stay in the line's range).
+const REGION_CAP: usize = 64 * 1024;
+
+/// Parses one session from its raw bytes in chunks of any size: [`SessionParser::feed`] them
+/// in order, then [`SessionParser::finish`]. The result is [`parse_session`]'s for the same
+/// bytes.
+///
+/// A transcript (the S3 form, uploaded CloudWatch text) is parsed as it comes, in memory
+/// bounded whatever its size: the terminal keeps a window of lines, each line at most
+/// [`terminal::MAX_LINE_CELLS`] cells, a command at most [`extract::COMMAND_CAP`] bytes and its
+/// output [`OUTPUT_CAP`]; what is kept grows only with the number of commands. Streamed
+/// CloudWatch JSON is held and parsed whole at the end (its stripped lines are replayed with
+/// what the whole stream tells about the terminal).
+///
+/// ```
+/// use sessionlake_indexer::{InputForm, SessionContext, SessionParser};
+/// let raw = b"Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ ls\r\r\na  b\r\r\nsh-5.2$ exit\r\r\nexit\r\r\n\nScript done on 2026-03-14 09:30:00+00:00\n";
+/// let mut parser = SessionParser::new(InputForm::S3Transcript, &SessionContext::new("alice-0123456789abcdef0"));
+/// for chunk in raw.chunks(7) {
+///     parser.feed(chunk);
+/// }
+/// let parsed = parser.finish().unwrap();
+/// assert_eq!(parsed.commands.len(), 2);
+/// ```
+#[derive(Debug)]
+pub struct SessionParser {
+    context: SessionContext,
+    state: ParserState,
+    /// [`HEAD_BYTES`], smaller only in tests (to take the streaming path with small inputs).
+    head_limit: usize,
+}
+
+#[derive(Debug)]
+enum ParserState {
+    /// Streamed CloudWatch JSON, parsed whole by `finish`.
+    Stream(Vec<u8>),
+    /// The first bytes of a transcript, until [`HEAD_BYTES`] tell the header.
+    Head(Vec<u8>),
+    /// A transcript's body, going through the terminal.
+    Body(Box<TranscriptBody>),
+}
+
+impl SessionParser {
+    /// Returns a parser of one session in `form`, with what is known from outside it.
+    pub fn new(form: InputForm, context: &SessionContext) -> Self {
+        let state = match form {
+            InputForm::S3Transcript | InputForm::CloudwatchUpload => ParserState::Head(Vec::new()),
+            InputForm::CloudwatchStream => ParserState::Stream(Vec::new()),
+        };
+        SessionParser { context: context.clone(), state, head_limit: HEAD_BYTES }
+    }
+
+    /// Takes the next bytes of the session.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            ParserState::Stream(raw) => raw.extend_from_slice(bytes),
+            ParserState::Body(body) => body.feed(bytes),
+            ParserState::Head(head) => {
+                let take = self.head_limit.saturating_sub(head.len()).min(bytes.len());
+                head.extend_from_slice(&bytes[..take]);
+                if head.len() < self.head_limit {
+                    return;
+                }
+                let script = input::script_head(head);
+                let body_start = script.body.start;
+                let text = looks_like_terminal_text(&head[body_start..]);
+                let mut body = Box::new(TranscriptBody::new(script, text));
+                body.feed(&head[body_start..]);
+                body.feed(&bytes[take..]);
+                self.state = ParserState::Body(body);
+            }
+        }
+    }
+
+    /// Returns the parsed session, or why the bytes are no session.
+    pub fn finish(self) -> Result<ParsedSession, ParseError> {
+        let SessionParser { context, state, .. } = self;
+        match state {
+            ParserState::Stream(raw) => parse_stream(&raw, &context),
+            ParserState::Head(head) => {
+                // The whole transcript is here: read it as it is.
+                if head.is_empty() {
+                    return Err(ParseError {
+                        reason: "not a session transcript: the object is empty".into(),
+                    });
+                }
+                let script = input::split_script(&head);
+                let body = script.body.clone();
+                let text = looks_like_terminal_text(&head[body.clone()]);
+                let mut parsing = TranscriptBody::new(script, text);
+                parsing.terminal.feed(&head[body]);
+                parsing.conclude(&context)
+            }
+            ParserState::Body(mut body) => {
+                let (tail, tail_offset) = (std::mem::take(&mut body.tail), body.tail_offset);
+                input::script_footer(&mut body.script, &tail, tail_offset);
+                let body_end = body.script.body.end.max(tail_offset);
+                body.terminal.feed(&tail[..body_end - tail_offset]);
+                body.conclude(&context)
+            }
+        }
     }
 }
 
-fn parse_transcript(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, ParseError> {
-    if raw.is_empty() {
-        return Err(ParseError { reason: "not a session transcript: the object is empty".into() });
-    }
-    let script = input::split_script(raw);
-    let body = &raw[script.body.clone()];
-    if script.header.generated_at.is_none() && !looks_like_terminal_text(body) {
-        return Err(ParseError {
-            reason: "not a session transcript: no script header and mostly binary".into(),
-        });
-    }
-    // bash >= 5.1 marks what its line editor draws (bracketed paste): look once, up front, so
-    // that lines are assembled as they come, with the evidence the whole transcript has.
-    let marked = memchr::memmem::find(body, b"\x1b[?2004h").is_some();
-    let evidence = if marked { Evidence::EditorMarks } else { Evidence::Raw };
-    let mut drafts = assemble_transcript(body, script.body.start, evidence);
-    let actual = if drafts.regions > 0 { Evidence::EditorMarks } else { Evidence::Raw };
-    if actual != evidence {
-        // Bracketed paste switched on in a form the look-up missed (`ESC[?1;2004h`), or the
-        // bytes it found were not a sequence of their own (inside a title): once more.
-        drafts = assemble_transcript(body, script.body.start, actual);
-    }
-    let mut drafts = drafts.drafts;
-    if script.header.legacy {
-        drop_legacy_noise(&mut drafts);
-    }
-    let mut context = context.clone();
-    if context.target.is_none() {
-        context.target = script.header.target.clone();
-    }
-    // The session's OS user is the one its first prompt shows (before any `sudo su`), or the
-    // PowerShell transcript's `RunAs User`.
-    if context.run_as.is_none() {
-        context.run_as = script.header.run_as.clone();
-    }
-    if context.run_as.is_none() {
-        context.run_as = drafts.first().and_then(|draft| draft.user.clone());
-    }
-    let status =
-        if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
-    let commands = records(drafts, &context, TimeSource::None);
-    Ok(ParsedSession { commands, context, ended_at: script.header.generated_at, status })
+/// A transcript whose header is read, its body going through the terminal as it comes; the
+/// last [`input::SCRIPT_FOOTER_BYTES`] are held back, since the footer is not body.
+#[derive(Debug)]
+struct TranscriptBody {
+    script: input::ScriptTranscript,
+    /// The start of the body looks like terminal text, not binary.
+    text: bool,
+    terminal: LineTerminal<TranscriptLines>,
+    /// The last bytes fed, not yet interpreted.
+    tail: Vec<u8>,
+    /// Offset of `tail` in the input.
+    tail_offset: usize,
 }
 
-/// The commands of a transcript body, and how many editor regions it opened.
-struct TranscriptDrafts {
-    drafts: Vec<Draft>,
-    regions: u32,
-}
+impl TranscriptBody {
+    fn new(script: input::ScriptTranscript, text: bool) -> Self {
+        let sink = TranscriptLines {
+            marked: Assembler::new(Evidence::EditorMarks),
+            raw: Some(Assembler::new(Evidence::Raw)),
+            pending: None,
+            last_region: None,
+            spare: String::new(),
+            offset: script.body.start,
+        };
+        let tail_offset = script.body.start;
+        TranscriptBody {
+            script,
+            text,
+            terminal: LineTerminal::new(DEFAULT_WIDTH, sink),
+            tail: Vec::new(),
+            tail_offset,
+        }
+    }
 
-fn assemble_transcript(body: &[u8], offset: usize, evidence: Evidence) -> TranscriptDrafts {
-    let sink = TranscriptLines {
-        assembler: Assembler::new(evidence),
-        pending: None,
-        last_region: None,
-        spare: String::new(),
-        offset,
-    };
-    let (mut sink, regions) = LineTerminal::run_into(DEFAULT_WIDTH, body, sink);
-    sink.flush();
-    TranscriptDrafts { drafts: sink.assembler.finish(), regions }
+    fn feed(&mut self, bytes: &[u8]) {
+        let held = self.tail.len() + bytes.len();
+        if held <= input::SCRIPT_FOOTER_BYTES {
+            self.tail.extend_from_slice(bytes);
+            return;
+        }
+        let release = held - input::SCRIPT_FOOTER_BYTES;
+        if release <= self.tail.len() {
+            self.terminal.feed(&self.tail[..release]);
+            self.tail.drain(..release);
+            self.tail.extend_from_slice(bytes);
+        } else {
+            let from_bytes = release - self.tail.len();
+            self.terminal.feed(&self.tail);
+            self.tail.clear();
+            self.terminal.feed(&bytes[..from_bytes]);
+            self.tail.extend_from_slice(&bytes[from_bytes..]);
+        }
+        self.tail_offset += release;
+    }
+
+    /// Ends the terminal (the whole body fed) and returns the session.
+    fn conclude(self, context: &SessionContext) -> Result<ParsedSession, ParseError> {
+        let TranscriptBody { script, text, terminal, .. } = self;
+        if script.header.generated_at.is_none() && !text {
+            return Err(ParseError {
+                reason: "not a session transcript: no script header and mostly binary".into(),
+            });
+        }
+        let (mut sink, regions) = terminal.finish();
+        sink.flush();
+        // bash >= 5.1 marks what its line editor draws (bracketed paste): with marks, a
+        // prompt-shaped line it did not draw is output. Both readings were kept until the
+        // first marked line told which one holds.
+        let assembler = match sink.raw {
+            Some(raw) if regions == 0 => raw,
+            _ => sink.marked,
+        };
+        let mut drafts = assembler.finish();
+        if script.header.legacy {
+            drop_legacy_noise(&mut drafts);
+        }
+        let mut context = context.clone();
+        if context.target.is_none() {
+            context.target = script.header.target.clone();
+        }
+        // The session's OS user is the one its first prompt shows (before any `sudo su`), or
+        // the PowerShell transcript's `RunAs User`.
+        if context.run_as.is_none() {
+            context.run_as = script.header.run_as.clone();
+        }
+        if context.run_as.is_none() {
+            context.run_as = drafts.first().and_then(|draft| draft.user.clone());
+        }
+        let status =
+            if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
+        let commands = records(drafts, &context, TimeSource::None);
+        Ok(ParsedSession { commands, context, ended_at: script.header.generated_at, status })
+    }
 }
 
 /// Takes the terminal's lines as they are finished, joins the lines drawn in one editor region
-/// (one input buffer), and hands the result to the assembler.
+/// (one input buffer), and hands the result to the assembler: to two, one reading the lines
+/// as marked by the line editor and one as raw, until a marked line shows which one holds.
+#[derive(Debug)]
 struct TranscriptLines {
-    assembler: Assembler,
+    marked: Assembler,
+    /// Dropped at the first line drawn in an editor region.
+    raw: Option<Assembler>,
     /// The line being built (an editor region may add lines to it).
     pending: Option<Line>,
     last_region: Option<u32>,
@@ -185,7 +329,10 @@ struct TranscriptLines {
 impl TranscriptLines {
     fn flush(&mut self) {
         if let Some(line) = self.pending.take() {
-            self.assembler.push(&line);
+            self.marked.push(&line);
+            if let Some(raw) = self.raw.as_mut() {
+                raw.push(&line);
+            }
             self.spare = line.text;
         }
     }
@@ -193,12 +340,17 @@ impl TranscriptLines {
 
 impl LineSink for TranscriptLines {
     fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
+        if region.is_some() {
+            self.raw = None;
+        }
         if region.is_some()
             && region == self.last_region
             && let Some(previous) = self.pending.as_mut()
         {
-            previous.text.push('\n');
-            previous.text.push_str(text);
+            if previous.text.len() + 1 + text.len() <= REGION_CAP {
+                previous.text.push('\n');
+                previous.text.push_str(text);
+            }
             previous.end = end + self.offset;
             return;
         }
@@ -351,6 +503,8 @@ fn records(
             // made-up time.
             let time_source =
                 if draft.time.is_some() { line_time_source } else { TimeSource::None };
+            // A cut command is not all that ran: the row says it is not sure of it.
+            let confidence = if draft.command_cut { Confidence::Low } else { draft.confidence };
             CommandRecord {
                 session_id: session_id.clone(),
                 seq: seq as u32,
@@ -370,7 +524,7 @@ fn records(
                 raw_offset,
                 raw_len,
                 redactions: command_redactions + output_redactions,
-                confidence: draft.confidence,
+                confidence,
                 parser_version: PARSER_VERSION,
             }
         })
@@ -446,6 +600,123 @@ mod tests {
         );
     }
 
+    /// Parses `raw` fed in chunks of `size` bytes.
+    fn parse_in_chunks(
+        form: InputForm,
+        raw: &[u8],
+        size: usize,
+    ) -> Result<ParsedSession, ParseError> {
+        parse_streaming(form, raw, size, HEAD_BYTES)
+    }
+
+    /// Parses `raw` fed in chunks of `size` bytes, the header read from the first `head_limit`.
+    fn parse_streaming(
+        form: InputForm,
+        raw: &[u8],
+        size: usize,
+        head_limit: usize,
+    ) -> Result<ParsedSession, ParseError> {
+        let mut parser = SessionParser::new(form, &SessionContext::new("alice-0123456789abcdef0"));
+        parser.head_limit = head_limit;
+        for chunk in raw.chunks(size.max(1)) {
+            parser.feed(chunk);
+        }
+        parser.finish()
+    }
+
+    #[test]
+    fn test_chunked_feeding_parses_as_the_whole_on_the_corpus() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        let mut checked = 0;
+        for session in std::fs::read_dir(&corpus).expect("corpus") {
+            let session = session.expect("entry").path();
+            for file in std::fs::read_dir(&session).expect("session folder") {
+                let path = file.expect("entry").path();
+                if path.extension().is_none_or(|ext| ext != "log") {
+                    continue;
+                }
+                let raw = std::fs::read(&path).expect("read");
+                let whole = parse_session(
+                    InputForm::S3Transcript,
+                    &raw,
+                    &SessionContext::new("alice-0123456789abcdef0"),
+                );
+                for size in [1, 5, 4093, 65_536] {
+                    // A head of 16 KiB: the body streams through the terminal, the footer is
+                    // found in the held tail.
+                    let chunked = parse_streaming(InputForm::S3Transcript, &raw, size, 16 * 1024);
+                    assert_eq!(chunked, whole, "{} in chunks of {size}", path.display());
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} corpus transcripts");
+    }
+
+    /// A transcript longer than the head read before the header: the header and the footer
+    /// (which the terminal must never see as body) are still found, whatever the chunks.
+    #[test]
+    fn test_a_long_transcript_keeps_its_header_and_footer() {
+        let mut raw = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        let mut expected = Vec::new();
+        let mut n = 0;
+        while raw.len() < 3 * HEAD_BYTES {
+            raw.extend_from_slice(format!("sh-5.2$ echo {n}\r\r\n{n}\r\r\n").as_bytes());
+            expected.push(format!("echo {n}"));
+            n += 1;
+        }
+        raw.extend_from_slice(
+            b"sh-5.2$ exit\r\r\nexit\r\r\n\nScript done on 2026-03-14 10:00:00+00:00\n",
+        );
+        expected.push("exit".to_string());
+        let whole = parse_session(
+            InputForm::S3Transcript,
+            &raw,
+            &SessionContext::new("alice-0123456789abcdef0"),
+        )
+        .expect("parsed");
+        assert_eq!(whole.status, SessionStatus::Complete);
+        assert_eq!(whole.ended_at, input::parse_script_time("2026-03-14 09:30:00+00:00"));
+        let commands: Vec<&str> = whole.commands.iter().map(|c| c.command.as_str()).collect();
+        assert_eq!(commands, expected);
+        let last = whole.commands.last().expect("exit");
+        assert_eq!(last.output, "exit", "the footer is no output");
+        for size in [1000, 65_536, 1 << 20] {
+            let chunked = parse_in_chunks(InputForm::S3Transcript, &raw, size).expect("parsed");
+            assert_eq!(chunked, whole, "in chunks of {size}");
+        }
+    }
+
+    /// A line that never ends keeps a capped prefix; its byte range covers all of it.
+    // See: issue 9 (hostile input: a 1 GiB single line, memory bounded).
+    #[test]
+    fn test_a_huge_line_is_capped_and_its_range_covers_it() {
+        let mut raw =
+            b"Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ cat big\r\r\n".to_vec();
+        raw.resize(raw.len() + 5 * HEAD_BYTES, b'x');
+        let parsed = parse_in_chunks(InputForm::S3Transcript, &raw, 1 << 16).expect("parsed");
+        let command = &parsed.commands[0];
+        assert_eq!(command.command, "cat big");
+        assert!(command.output.len() <= OUTPUT_CAP, "{} bytes of output", command.output.len());
+        assert!(command.output_truncated);
+        assert_eq!(command.raw_offset + command.raw_len, raw.len() as u64);
+    }
+
+    /// An unclosed quote followed by endless continuation lines: the command is cut and says so.
+    #[test]
+    fn test_an_endless_command_is_cut_and_flagged() {
+        let mut raw =
+            b"Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ echo 'open\r\r\n".to_vec();
+        while raw.len() < 2 * extract::COMMAND_CAP {
+            raw.extend_from_slice(b"> more text\r\r\n");
+        }
+        let parsed = parse_in_chunks(InputForm::S3Transcript, &raw, 4096).expect("parsed");
+        let command = &parsed.commands[0];
+        assert!(command.command.starts_with("echo 'open\nmore text"));
+        assert!(command.command.len() <= extract::COMMAND_CAP);
+        assert_eq!(command.confidence, Confidence::Low);
+    }
+
     proptest! {
         #[test]
         fn test_any_bytes_parse_without_panic_and_ranges_stay_inside(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
@@ -471,6 +742,20 @@ mod tests {
         ], 0..200)) {
             let bytes: Vec<u8> = parts.concat();
             let _ = parse_session(InputForm::S3Transcript, &bytes, &SessionContext::new("x"));
+        }
+
+        #[test]
+        fn test_chunks_of_any_size_parse_as_the_whole(parts in proptest::collection::vec(prop_oneof![
+            Just(b"\x1b[".to_vec()), Just(b"\r".to_vec()), Just(b"\n".to_vec()), Just(b"\x08".to_vec()),
+            Just(b"$ ".to_vec()), Just(b"\x1b[?2004h".to_vec()), Just(b"\x1b[?2004l".to_vec()),
+            Just(b"ls -l".to_vec()), Just(b"> ".to_vec()), Just(b"'".to_vec()), Just(b"\x1b[5D".to_vec()),
+            Just("日".as_bytes().to_vec()), Just(b"Script done on 2026-03-14 10:00:00+00:00\n".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ], 0..200), size in 1usize..64) {
+            let mut bytes = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+            bytes.extend(parts.concat());
+            let whole = parse_session(InputForm::S3Transcript, &bytes, &SessionContext::new("alice-0123456789abcdef0"));
+            prop_assert_eq!(parse_streaming(InputForm::S3Transcript, &bytes, size, 64), whole);
         }
     }
 }

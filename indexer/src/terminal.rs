@@ -31,6 +31,11 @@ pub const WINDOW: usize = 48;
 /// Longest line kept, in cells; anything past it is dropped (a 1 GiB line must not take 1 GiB × 4).
 pub const MAX_LINE_CELLS: usize = 64 * 1024;
 
+/// Most bytes of an unfinished input line [`LineTerminal::feed`] holds back until its newline
+/// arrives (so that lines know where their bytes end, as with the whole input at once); a
+/// longer line is interpreted as it comes, its range then ending where a chunk did.
+pub const MAX_HELD_LINE_BYTES: usize = 1024 * 1024;
+
 /// A finished line as the terminal showed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScreenLine {
@@ -116,7 +121,6 @@ impl LineSink for Vec<ScreenLine> {
 }
 
 /// Interprets terminal output and hands finished lines to a [`LineSink`].
-#[derive(Debug)]
 pub struct LineTerminal<S> {
     width: usize,
     window: VecDeque<LineState>,
@@ -157,6 +161,23 @@ pub struct LineTerminal<S> {
     /// Lines that only ever had printable ASCII appended stay bytes (see [`LineState`]); off
     /// only in tests, as the oracle that the two storages show the same.
     byte_lines: bool,
+    /// The escape-sequence parser, kept between [`LineTerminal::feed`] calls.
+    parser: vte::Parser,
+    /// Input bytes interpreted so far (offsets of what comes next start here).
+    consumed: usize,
+    /// The start of an input line whose newline has not arrived yet (see
+    /// [`MAX_HELD_LINE_BYTES`]).
+    held: Vec<u8>,
+}
+
+impl<S> std::fmt::Debug for LineTerminal<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineTerminal")
+            .field("width", &self.width)
+            .field("consumed", &self.consumed)
+            .field("regions", &self.regions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LineTerminal<Vec<ScreenLine>> {
@@ -209,22 +230,81 @@ impl<S: LineSink> LineTerminal<S> {
             text: String::new(),
             spare_ascii: Vec::new(),
             byte_lines: true,
+            parser: vte::Parser::new(),
+            consumed: 0,
+            held: Vec::new(),
         }
     }
 
     fn feed_all(mut self, bytes: &[u8]) -> (S, u32) {
-        let mut parser = vte::Parser::new();
-        // Feed up to each line feed at a time so that lines know where their bytes end.
+        self.feed(bytes);
+        self.finish()
+    }
+
+    /// Interprets the next bytes of the input, which may come in chunks of any size: the lines
+    /// are the same as with the whole input at once (for input lines up to
+    /// [`MAX_HELD_LINE_BYTES`]), and memory does not grow with the input.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        if !self.held.is_empty() {
+            let Some(newline) = memchr::memchr(b'\n', rest) else {
+                self.held.extend_from_slice(rest);
+                if self.held.len() > MAX_HELD_LINE_BYTES {
+                    self.interpret_held();
+                }
+                return;
+            };
+            self.held.extend_from_slice(&rest[..=newline]);
+            rest = &rest[newline + 1..];
+            self.interpret_held();
+        }
+        // Up to each line feed at a time, so that lines know where their bytes end.
         let mut position = 0;
-        for newline in memchr::memchr_iter(b'\n', bytes) {
-            self.fed = newline + 1;
-            self.advance(&mut parser, &bytes[position..=newline]);
+        for newline in memchr::memchr_iter(b'\n', rest) {
+            self.interpret(&rest[position..=newline]);
             position = newline + 1;
         }
-        self.fed = bytes.len();
-        self.advance(&mut parser, &bytes[position..]);
+        let unfinished = &rest[position..];
+        if unfinished.len() > MAX_HELD_LINE_BYTES {
+            self.interpret(unfinished);
+        } else {
+            self.held.extend_from_slice(unfinished);
+        }
+    }
+
+    /// Interprets what is held and returns the sink, having handed it every line, the last
+    /// unfinished one included, and the number of editor regions opened.
+    pub fn finish(mut self) -> (S, u32) {
+        self.interpret_held();
         self.flush_window();
         (self.sink, self.regions)
+    }
+
+    fn interpret_held(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.interpret(&held);
+        self.held = held;
+        self.held.clear();
+        // A long unfinished line keeps no big buffer once it is interpreted.
+        self.held.shrink_to(MAX_HELD_LINE_BYTES / 16);
+    }
+
+    /// Interprets one piece of input: a whole line, or the start of a long one.
+    fn interpret(&mut self, piece: &[u8]) {
+        if piece.is_empty() {
+            return;
+        }
+        self.consumed += piece.len();
+        self.fed = self.consumed;
+        let mut parser = std::mem::take(&mut self.parser);
+        // A piece cut inside a UTF-8 character: the rest goes through `vte`, which completes it.
+        if piece[piece.len() - 1] != b'\n' && ends_in_partial_utf8(piece) {
+            self.advance(&mut parser, piece);
+            self.in_escape = true;
+        } else {
+            self.advance(&mut parser, piece);
+        }
+        self.parser = parser;
     }
 
     /// Interprets `bytes` exactly as `parser.advance(self, bytes)` would, faster.
