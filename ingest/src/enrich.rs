@@ -179,7 +179,7 @@ impl LakeWriter {
             // Not moved: the source has not changed.
             position: String::new(),
             form: stored_form(source),
-            raw,
+            raw: raw.into(),
             observed_at: stored.context.started_at,
         };
         match self.write_input(Input::Session(input), Some(cloudtrail.clone())).await? {

@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod pipeline;
 pub mod queue;
+pub mod raw;
 pub mod service;
 pub mod sources;
 pub mod telemetry;

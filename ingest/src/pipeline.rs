@@ -20,10 +20,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use sessionlake_indexer::{PARSER_VERSION, ParsedSession, SessionContext, parse_session};
-use sessionlake_lake::DataKey;
+use sessionlake_indexer::{PARSER_VERSION, SessionContext};
 use sessionlake_lake::cursors::Cursors;
-use sessionlake_lake::envelope::seal_bytes;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::session_keys::SessionKey;
@@ -31,11 +29,12 @@ use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::{
     CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE,
-    ROLE_RAW, ROLE_SESSION, WrappedKey,
+    ROLE_RAW, ROLE_SESSION,
 };
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{AccessRecord, SessionRecord, SessionSource, paths};
 
+use crate::raw::{parse_raw, seal_raw};
 use crate::sources::{BadInput, SessionInput};
 
 /// What a batch did.
@@ -164,19 +163,6 @@ fn new_version() -> String {
 }
 
 impl LakeWriter {
-    async fn seal_and_put(
-        &self,
-        key: DataKey,
-        wrapped: WrappedKey,
-        path: &str,
-        raw: Vec<u8>,
-    ) -> anyhow::Result<StoredObject> {
-        let sealed = tokio::task::spawn_blocking(move || seal_bytes(&raw, &key, &wrapped))
-            .await
-            .context("sealing task failed")??;
-        Ok(self.store.put(path, Bytes::from(sealed)).await?)
-    }
-
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
         let object_id = source_object_id(&bad.source_ref);
         let path = paths::quarantine_object(bad.source, &format!("{object_id}.{}", new_version()));
@@ -185,7 +171,8 @@ impl LakeWriter {
             .generate_data_key(key_context(&self.lake_id, &object_id, ROLE_QUARANTINE))
             .await
             .with_context(|| format!("failed to get a data key for {}", bad.source_ref))?;
-        let stored = self.seal_and_put(key, wrapped, &path, bad.raw).await?;
+        let stored =
+            seal_raw(&bad.raw, &bad.source_ref, &self.store, &path, (key, wrapped), None).await?;
         tracing::warn!(source = %bad.source_ref, object = %path, reason = %bad.reason, "input quarantined");
         let mut quarantined = entry(stored, ObjectKind::Quarantine, Vec::new());
         quarantined.note = Some(bad.reason);
@@ -217,14 +204,10 @@ impl LakeWriter {
         context: SessionContext,
         written: &mut Vec<String>,
     ) -> anyhow::Result<Result<(Vec<ObjectEntry>, usize), BadInput>> {
-        let form = input.form;
-        let raw = Arc::new(input.raw);
-        let parse_raw = Arc::clone(&raw);
-        let parsed: Result<ParsedSession, _> =
-            tokio::task::spawn_blocking(move || parse_session(form, &parse_raw, &context))
-                .await
-                .context("parser task failed")?;
-        let raw = Arc::try_unwrap(raw).unwrap_or_else(|shared| shared.as_ref().clone());
+        // Two passes over the original (see `crate::raw`): parse and hash, then, with the
+        // partition known, seal and upload.
+        let raw = input.raw;
+        let (parsed, digest) = parse_raw(&raw, input.form, context).await?;
         let parsed = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {
@@ -249,7 +232,7 @@ impl LakeWriter {
         let session_id = input.session_id.clone();
         let version = new_version();
         let stem = paths::session_stem(&session_id, input.source, &version);
-        let raw_sha256 = sha256_hex(&raw);
+        let raw_sha256 = digest.sha256.clone();
         let raw_path = paths::raw_object(&dt, &session_id, input.source, &version);
         // The session key wraps every data key of this version: shredding it shreds them all.
         let (session_key, key_entry) = SessionKey::create(
@@ -266,7 +249,10 @@ impl LakeWriter {
         let mut objects = vec![key_entry];
         let (key, wrapped) =
             session_key.generate_data_key(key_context(&self.lake_id, &session_id, ROLE_RAW))?;
-        let stored = self.seal_and_put(key, wrapped, &raw_path, raw).await?;
+        let sealing = (key, wrapped);
+        let stored =
+            seal_raw(&raw, &input.source_ref, &self.store, &raw_path, sealing, Some(&digest))
+                .await?;
         written.push(stored.path.clone());
         objects.push(entry(stored, ObjectKind::Raw, vec![session_id.clone()]));
 
@@ -422,7 +408,7 @@ impl LakeWriter {
                 let context = SessionContext { session_id: input.session_id.clone(), ..context };
                 let (session_id, source) = (input.session_id.clone(), input.source);
                 let (source_ref, position) = (input.source_ref.clone(), input.position.clone());
-                let raw_bytes = input.raw.len() as u64;
+                let raw_bytes = input.raw.len();
                 match self.write_session(input, context).await? {
                     Ok((objects, commands)) => {
                         return Ok(Written::Session {

@@ -399,7 +399,7 @@ impl Ingestor {
             Ok(parsed) => parsed,
             Err(reason) => {
                 let source = sources::CLOUDTRAIL_SOURCE;
-                let bad = BadInput { source, source_ref, position, raw, reason };
+                let bad = BadInput { source, source_ref, position, raw: raw.into(), reason };
                 return Ok(vec![self.writer.write_input(Input::Bad(bad), None).await?]);
             }
         };

@@ -23,6 +23,7 @@ use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};
 
 use crate::error::{IngestError, IngestErrorKind};
+use crate::raw::{ObjectLocation, Raw, RawObject};
 
 /// Largest single session object read (a transcript beyond this is quarantined, not loaded).
 pub const MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -44,8 +45,8 @@ pub struct SessionInput {
     pub position: String,
     /// Form of `raw`.
     pub form: InputForm,
-    /// The bytes stored as the raw transcript and parsed.
-    pub raw: Vec<u8>,
+    /// The bytes stored as the raw transcript and parsed (streamed from a local file or S3).
+    pub raw: Raw,
     /// A time the source attaches (object LastModified, last event), for partitioning when the
     /// session's own start is unknown (µs).
     pub observed_at: Option<i64>,
@@ -73,7 +74,7 @@ pub struct BadInput {
     /// Cursor value after this input.
     pub position: String,
     /// The bytes as received (quarantined encrypted).
-    pub raw: Vec<u8>,
+    pub raw: Raw,
     /// Why it was refused.
     pub reason: String,
 }
@@ -256,7 +257,7 @@ pub fn pending_local(files: Vec<LocalFile>, cursors: &Cursors, cache: &LocalCach
                     ),
                     source_ref: file.source_ref,
                     position,
-                    raw: Vec::new(),
+                    raw: Raw::from(Vec::new()),
                 }));
             }
             continue;
@@ -288,29 +289,42 @@ pub fn fetch_local(
     };
     let metadata = handle.metadata().with_context(|| format!("failed to stat {source_ref}"))?;
     let stamp = FileStamp::of(&metadata);
-    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_OBJECT_BYTES) as usize);
-    (&mut handle)
-        .take(MAX_OBJECT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("failed to read {source_ref}"))?;
-    let position = sha256_hex(&bytes);
+    let name = file.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = name.trim_end_matches(".json").trim_end_matches(".log");
+    let observed_at = stamp.observed_at();
+    let session_id = session_id_of(stem);
+    // A transcript, or any file that is no session, is streamed: hashed here, read again to
+    // parse and to seal. A `get-log-events` file is JSON, read whole.
+    let streamed = file.kind == LocalKind::Transcript || session_id.is_none();
+    let (bytes, len, position) = if streamed {
+        let (len, position) = hash_file(&mut handle, source_ref)?;
+        (Vec::new(), len, position)
+    } else {
+        let mut bytes = Vec::with_capacity(metadata.len().min(MAX_OBJECT_BYTES) as usize);
+        (&mut handle)
+            .take(MAX_OBJECT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("failed to read {source_ref}"))?;
+        let position = sha256_hex(&bytes);
+        let len = bytes.len() as u64;
+        (bytes, len, position)
+    };
     let seen = Some((stamp, position.clone()));
     if cursor == Some(position.as_str()) {
         return Ok((Fetched::Unchanged, seen));
     }
-    if bytes.len() as u64 > MAX_OBJECT_BYTES {
+    if len > MAX_OBJECT_BYTES {
         // Grew past the limit since the listing; the next listing refuses it by size.
         return Ok((Fetched::Unchanged, None));
     }
-    let name = file.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let stem = name.trim_end_matches(".json").trim_end_matches(".log");
-    let observed_at = stamp.observed_at();
-    let Some(session_id) = session_id_of(stem) else {
+    let streamed_raw =
+        || Raw::Object(RawObject { location: ObjectLocation::File(file.path.clone()), len });
+    let Some(session_id) = session_id else {
         let bad = BadInput {
             source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
-            raw: bytes,
+            raw: streamed_raw(),
             reason: format!("{source_ref}: file name {name:?} is not a session id"),
         };
         return Ok((Fetched::Bad(bad), seen));
@@ -322,7 +336,7 @@ pub fn fetch_local(
             source_ref: source_ref.clone(),
             position,
             form: InputForm::S3Transcript,
-            raw: bytes,
+            raw: streamed_raw(),
             observed_at,
         };
         return Ok((Fetched::Session(input), seen));
@@ -344,7 +358,7 @@ pub fn fetch_local(
                 source_ref: source_ref.clone(),
                 position,
                 form,
-                raw,
+                raw: Raw::from(raw),
                 observed_at,
             })
         }
@@ -352,11 +366,31 @@ pub fn fetch_local(
             source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
-            raw: bytes,
+            raw: Raw::from(bytes),
             reason: format!("{source_ref} is not get-log-events JSON: {error}"),
         }),
     };
     Ok((fetched, seen))
+}
+
+/// Returns the size and SHA-256 of a file's bytes (up to one past [`MAX_OBJECT_BYTES`]),
+/// read in chunks.
+fn hash_file(handle: &mut std::fs::File, source_ref: &str) -> anyhow::Result<(u64, String)> {
+    let mut digest = sessionlake_lake::store::StreamDigest::default();
+    let mut limited = handle.take(MAX_OBJECT_BYTES + 1);
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = match limited.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                return Err(error).with_context(|| format!("failed to read {source_ref}"));
+            }
+        };
+        digest.update(&buffer[..read]);
+    }
+    Ok(digest.finish())
 }
 
 /// Reads a local CloudTrail file (blocking: run it on `spawn_blocking`); its position is the
@@ -483,7 +517,7 @@ pub fn pending_s3(object: &S3Object<'_>, cursors: &Cursors) -> Option<Pending> {
             source,
             source_ref,
             position,
-            raw: Vec::new(),
+            raw: Raw::from(Vec::new()),
             reason,
         }));
     }
@@ -509,25 +543,43 @@ pub async fn fetch_s3(
     let Some(session_id) = session_id_of(key) else {
         anyhow::bail!("{source_ref}: key base name is not a session id");
     };
-    let (raw, etag) = match get_object(client, bucket, key).await {
-        Ok(read) => read,
+    // The object's ETag and size now; its bytes are streamed at that ETag when parsed and
+    // sealed (`crate::raw`).
+    let head = match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => head,
         // Deleted since it was listed or notified: nothing to ingest.
-        Err(error)
-            if error
-                .downcast_ref::<IngestError>()
-                .is_some_and(|e| e.kind() == IngestErrorKind::NotFound) =>
-        {
-            return Ok(Fetched::Unchanged);
+        Err(error) => {
+            let error = IngestError::from_sdk(&format!("failed to fetch {source_ref}"), error);
+            if error.kind() == IngestErrorKind::NotFound {
+                return Ok(Fetched::Unchanged);
+            }
+            return Err(error.into());
         }
-        Err(error) => return Err(error),
+    };
+    let etag = head.e_tag().unwrap_or(listed_etag).to_string();
+    let len = head.content_length().unwrap_or(0).max(0) as u64;
+    if len > MAX_OBJECT_BYTES {
+        return Ok(Fetched::Bad(BadInput {
+            source: SessionSource::S3.as_str(),
+            reason: format!("{source_ref} is {len} bytes, over the {MAX_OBJECT_BYTES}-byte limit"),
+            source_ref,
+            position: etag,
+            raw: Raw::from(Vec::new()),
+        }));
+    }
+    let location = ObjectLocation::S3 {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        etag: etag.clone(),
     };
     Ok(Fetched::Session(SessionInput {
         session_id,
         source: SessionSource::S3,
         source_ref,
-        position: etag.unwrap_or_else(|| listed_etag.to_string()),
+        position: etag,
         form: InputForm::S3Transcript,
-        raw,
+        raw: Raw::Object(RawObject { location, len }),
         observed_at,
     }))
 }
@@ -583,7 +635,7 @@ pub async fn fetch_cloudwatch(
             reason: format!("{source_ref}: stream name is not a session id"),
             source_ref,
             position: position.to_string(),
-            raw,
+            raw: Raw::from(raw),
         }));
     };
     let source = match form {
@@ -596,7 +648,7 @@ pub async fn fetch_cloudwatch(
         source_ref,
         position: position.to_string(),
         form,
-        raw,
+        raw: Raw::from(raw),
         observed_at: events.last().and_then(|e| e.timestamp.checked_mul(1000)),
     }))
 }

@@ -320,13 +320,47 @@ impl<R: Read> Read for OpenReader<R> {
     }
 }
 
+/// Compresses (zstd, [`DEFAULT_ZSTD_LEVEL`]) and seals a stream of plaintext into `inner`:
+/// a raw object of any size in memory bounded by zstd's window and one chunk. Call
+/// [`RawSealer::finish`] at the end.
+pub struct RawSealer<W: Write> {
+    encoder: zstd::Encoder<'static, SealWriter<W>>,
+}
+
+impl<W: Write> RawSealer<W> {
+    /// Writes the header for `wrapped` to `inner` and returns a writer that compresses and
+    /// seals under `key`.
+    pub fn new(inner: W, key: &DataKey, wrapped: &WrappedKey) -> LakeResult<Self> {
+        let sealer = SealWriter::new(inner, key, wrapped)?;
+        let encoder = zstd::Encoder::new(sealer, DEFAULT_ZSTD_LEVEL)
+            .map_err(|error| LakeError::format(format!("failed to start zstd: {error}")))?;
+        Ok(RawSealer { encoder })
+    }
+
+    /// Ends the compressed stream, seals the last chunk and returns the inner writer.
+    pub fn finish(self) -> io::Result<W> {
+        self.encoder.finish()?.finish()
+    }
+}
+
+impl<W: Write> Write for RawSealer<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.encoder.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.encoder.flush()
+    }
+}
+
 /// Compresses and seals `plaintext` in one call; returns the object's bytes.
 pub fn seal_bytes(plaintext: &[u8], key: &DataKey, wrapped: &WrappedKey) -> LakeResult<Vec<u8>> {
     let fail = |error: io::Error| LakeError::format(format!("failed to seal: {error}"));
-    let sealer = SealWriter::new(Vec::with_capacity(plaintext.len() / 3 + 1024), key, wrapped)?;
-    let mut encoder = zstd::Encoder::new(sealer, DEFAULT_ZSTD_LEVEL).map_err(fail)?;
-    encoder.write_all(plaintext).map_err(fail)?;
-    encoder.finish().map_err(fail)?.finish().map_err(fail)
+    let output = Vec::with_capacity(plaintext.len() / 3 + 1024);
+    let mut sealer = RawSealer::new(output, key, wrapped)?;
+    sealer.write_all(plaintext).map_err(fail)?;
+    sealer.finish().map_err(fail)
 }
 
 /// Opens a sealed object and returns the decompressed plaintext, refusing more than `limit` bytes.

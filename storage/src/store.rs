@@ -7,7 +7,9 @@ use bytes::Bytes;
 use futures::TryStreamExt as _;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload};
+use object_store::{
+    ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use ring::digest::{SHA256, digest};
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
@@ -92,6 +94,106 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
 }
 
+/// SHA-256 and size of bytes that come in pieces.
+#[derive(Clone)]
+pub struct StreamDigest {
+    context: ring::digest::Context,
+    len: u64,
+}
+
+impl Default for StreamDigest {
+    fn default() -> Self {
+        StreamDigest { context: ring::digest::Context::new(&SHA256), len: 0 }
+    }
+}
+
+impl fmt::Debug for StreamDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamDigest").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+impl StreamDigest {
+    /// Takes the next bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.context.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    /// Returns the size and the SHA-256 (hex) of everything taken.
+    pub fn finish(self) -> (u64, String) {
+        (self.len, hex::encode(self.context.finish()))
+    }
+}
+
+/// Size of the parts of an upload in parts ([`LakeStore::upload`]); S3 takes parts of 5 MiB
+/// and more (except the last).
+pub const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Parts of one upload sent at once.
+const UPLOAD_PARTS_IN_FLIGHT: usize = 2;
+
+/// An object written as a stream ([`LakeStore::upload`]): bytes are buffered up to one part;
+/// an object that stays smaller is written with one put when it is finished, a larger one is
+/// uploaded in parts as its bytes come (S3 multipart upload), so memory stays at a few parts
+/// whatever its size. Nothing is at the path until [`ObjectUpload::finish`].
+pub struct ObjectUpload<'a> {
+    store: &'a LakeStore,
+    path: String,
+    buffered: Vec<u8>,
+    parts: Option<WriteMultipart>,
+    digest: StreamDigest,
+}
+
+impl ObjectUpload<'_> {
+    /// Writes the next bytes of the object.
+    pub async fn write(&mut self, bytes: &[u8]) -> LakeResult<()> {
+        self.digest.update(bytes);
+        let fail = |error| LakeError::store("upload", &self.store.describe(&self.path), error);
+        if let Some(parts) = self.parts.as_mut() {
+            parts.wait_for_capacity(UPLOAD_PARTS_IN_FLIGHT).await.map_err(fail)?;
+            parts.write(bytes);
+            return Ok(());
+        }
+        self.buffered.extend_from_slice(bytes);
+        if self.buffered.len() >= UPLOAD_PART_BYTES {
+            let upload = self
+                .store
+                .store
+                .put_multipart(&self.store.path(&self.path)?)
+                .await
+                .map_err(fail)?;
+            let mut parts = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+            parts.write(&std::mem::take(&mut self.buffered));
+            self.parts = Some(parts);
+        }
+        Ok(())
+    }
+
+    /// Completes the object and returns what was stored.
+    pub async fn finish(self) -> LakeResult<StoredObject> {
+        let ObjectUpload { store, path, buffered, parts, digest } = self;
+        let Some(parts) = parts else {
+            return store.put(&path, Bytes::from(buffered)).await;
+        };
+        parts
+            .finish()
+            .await
+            .map_err(|error| LakeError::store("upload", &store.describe(&path), error))?;
+        let (size, sha256) = digest.finish();
+        Ok(StoredObject { path, size, sha256 })
+    }
+
+    /// Abandons the upload: the parts sent are discarded (best effort), nothing is stored.
+    pub async fn abort(self) {
+        if let Some(parts) = self.parts
+            && let Err(error) = parts.abort().await
+        {
+            tracing::warn!(object = %self.store.describe(&self.path), error = %error, "upload not aborted");
+        }
+    }
+}
+
 impl LakeStore {
     /// Opens the lake at `location`. A local folder is created if absent; S3 uses `sdk_config`
     /// for region, endpoint (`AWS_ENDPOINT_URL`) and credentials.
@@ -170,6 +272,17 @@ impl LakeStore {
             .await
             .map_err(|error| LakeError::store("write", &self.describe(path), error))?;
         Ok(stored)
+    }
+
+    /// Starts writing the object at `path` as a stream (see [`ObjectUpload`]).
+    pub fn upload(&self, path: &str) -> ObjectUpload<'_> {
+        ObjectUpload {
+            store: self,
+            path: path.to_string(),
+            buffered: Vec::new(),
+            parts: None,
+            digest: StreamDigest::default(),
+        }
     }
 
     /// Writes `bytes` at `path` only if nothing is there (S3 `If-None-Match: *`); an
@@ -253,17 +366,15 @@ impl LakeStore {
             Err(error) => return Err(LakeError::store("read", &self.describe(path), error)),
         };
         let mut chunks = result.into_stream();
-        let mut context = ring::digest::Context::new(&SHA256);
-        let mut size = 0u64;
+        let mut digest = StreamDigest::default();
         while let Some(chunk) = chunks
             .try_next()
             .await
             .map_err(|error| LakeError::store("read", &self.describe(path), error))?
         {
-            size += chunk.len() as u64;
-            context.update(&chunk);
+            digest.update(&chunk);
         }
-        Ok(Some((size, hex::encode(context.finish()))))
+        Ok(Some(digest.finish()))
     }
 
     /// Lists every object under `prefix` (a folder such as `manifest`), with sizes.

@@ -1,0 +1,379 @@
+//! An input's original bytes, read as a stream: parsed and hashed in one pass, then
+//! compressed, sealed and uploaded in a second, so that memory does not grow with the size of
+//! one transcript (issues 8 and 9).
+//!
+//! Two passes, because the raw object's lake path holds the session's partition date, which
+//! only parsing tells. The first pass ([`parse_raw`]) feeds the bytes to the indexer's
+//! [`SessionParser`] and takes their SHA-256; the second ([`seal_raw`]) reads them again
+//! through zstd and the envelope into an upload in parts ([`ObjectUpload`]), and refuses to
+//! finish it unless the bytes are those the first pass parsed (same size and SHA-256). An S3
+//! object is read both times at the ETag it had when fetched (`If-Match`): one rewritten in
+//! between fails the read instead of mixing two versions, and is read again at the next poll.
+//!
+//! Reading, parsing and sealing run at once: an async task reads chunks and hands them over a
+//! bounded channel to a blocking thread (parser, or zstd and AEAD), which hands sealed bytes
+//! over another bounded channel to the upload.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use sessionlake_indexer::{InputForm, ParseError, ParsedSession, SessionContext, SessionParser};
+use sessionlake_lake::DataKey;
+use sessionlake_lake::envelope::RawSealer;
+use sessionlake_lake::store::{LakeStore, ObjectUpload, StoredObject, StreamDigest, sha256_hex};
+use sessionlake_schemas::envelope::WrappedKey;
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::mpsc;
+
+use crate::error::{IngestError, IngestErrorKind};
+
+/// Bytes read from a file at a time.
+const FILE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Chunks waiting between the reader and the blocking worker, in each direction.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// Sealed bytes handed to the upload at a time.
+const SEALED_PIECE_BYTES: usize = 256 * 1024;
+
+/// An input's original bytes: in memory, or an object read again each time it is needed.
+#[derive(Debug, Clone)]
+pub enum Raw {
+    /// Bytes in memory (CloudWatch streams and uploads, assembled from events; CloudTrail).
+    Bytes(Bytes),
+    /// A local file or an S3 object, streamed.
+    Object(RawObject),
+}
+
+impl From<Vec<u8>> for Raw {
+    fn from(bytes: Vec<u8>) -> Self {
+        Raw::Bytes(Bytes::from(bytes))
+    }
+}
+
+impl Raw {
+    /// Returns the size in bytes (of an object, as found when it was fetched).
+    pub fn len(&self) -> u64 {
+        match self {
+            Raw::Bytes(bytes) => bytes.len() as u64,
+            Raw::Object(object) => object.len,
+        }
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A stored original read as a stream.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    /// Where it is.
+    pub location: ObjectLocation,
+    /// Its size when fetched.
+    pub len: u64,
+}
+
+/// Where a streamed original is.
+#[derive(Debug, Clone)]
+pub enum ObjectLocation {
+    /// A local file.
+    File(PathBuf),
+    /// An S3 object, read at one ETag.
+    S3 {
+        /// Client.
+        client: aws_sdk_s3::Client,
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// ETag every read must match.
+        etag: String,
+    },
+}
+
+impl ObjectLocation {
+    fn name(&self) -> String {
+        match self {
+            ObjectLocation::File(path) => path.display().to_string(),
+            ObjectLocation::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+        }
+    }
+}
+
+/// Size and SHA-256 (hex) of an original.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDigest {
+    /// Bytes.
+    pub len: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+impl RawDigest {
+    fn of(digest: StreamDigest) -> Self {
+        let (len, sha256) = digest.finish();
+        RawDigest { len, sha256 }
+    }
+}
+
+/// Sends every chunk of `raw` to `sender`, in order.
+async fn send_chunks(raw: &Raw, sender: &mpsc::Sender<Bytes>) -> anyhow::Result<()> {
+    let stopped = || anyhow::anyhow!("the worker reading the input stopped");
+    match raw {
+        Raw::Bytes(bytes) => {
+            let mut offset = 0;
+            while offset < bytes.len() {
+                let end = (offset + FILE_CHUNK_BYTES).min(bytes.len());
+                sender.send(bytes.slice(offset..end)).await.map_err(|_| stopped())?;
+                offset = end;
+            }
+        }
+        Raw::Object(RawObject { location: ObjectLocation::File(path), .. }) => {
+            let name = path.display();
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("failed to open {name}"))?;
+            loop {
+                let mut chunk = bytes::BytesMut::with_capacity(FILE_CHUNK_BYTES);
+                let read = file
+                    .read_buf(&mut chunk)
+                    .await
+                    .with_context(|| format!("failed to read {name}"))?;
+                if read == 0 {
+                    break;
+                }
+                sender.send(chunk.freeze()).await.map_err(|_| stopped())?;
+            }
+        }
+        Raw::Object(RawObject {
+            location: ObjectLocation::S3 { client, bucket, key, etag },
+            ..
+        }) => {
+            let name = format!("s3://{bucket}/{key}");
+            let response =
+                client.get_object().bucket(bucket).key(key).if_match(etag).send().await.map_err(
+                    |e| IngestError::from_sdk(&format!("failed to fetch {name} at ETag {etag}"), e),
+                )?;
+            let mut body = response.body;
+            while let Some(chunk) = body.try_next().await.map_err(|error| {
+                IngestError::new(
+                    IngestErrorKind::Unavailable,
+                    format!("failed to read {name}: {error}"),
+                )
+            })? {
+                sender.send(chunk).await.map_err(|_| stopped())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Returns a name for messages.
+fn raw_name(raw: &Raw, source_ref: &str) -> String {
+    match raw {
+        Raw::Bytes(_) => source_ref.to_string(),
+        Raw::Object(object) => object.location.name(),
+    }
+}
+
+/// The first pass: parses `raw` as one session in `form` while taking its size and SHA-256.
+pub async fn parse_raw(
+    raw: &Raw,
+    form: InputForm,
+    context: SessionContext,
+) -> anyhow::Result<(Result<ParsedSession, ParseError>, RawDigest)> {
+    if let Raw::Bytes(bytes) = raw {
+        // In memory already: parsed where it lies, not copied into the parser.
+        let bytes = bytes.clone();
+        return tokio::task::spawn_blocking(move || {
+            let parsed = sessionlake_indexer::parse_session(form, &bytes, &context);
+            let digest = RawDigest { len: bytes.len() as u64, sha256: sha256_hex(&bytes) };
+            (parsed, digest)
+        })
+        .await
+        .context("parser task failed");
+    }
+    let (sender, mut receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut parser = SessionParser::new(form, &context);
+        let mut digest = StreamDigest::default();
+        while let Some(chunk) = receiver.blocking_recv() {
+            digest.update(&chunk);
+            parser.feed(&chunk);
+        }
+        (parser.finish(), RawDigest::of(digest))
+    });
+    let read = send_chunks(raw, &sender).await;
+    drop(sender);
+    let (parsed, digest) = parser.await.context("parser task failed")?;
+    read?;
+    Ok((parsed, digest))
+}
+
+/// Hands sealed bytes to the upload in pieces of [`SEALED_PIECE_BYTES`].
+struct PieceSender {
+    sender: mpsc::Sender<Bytes>,
+    piece: Vec<u8>,
+}
+
+impl PieceSender {
+    fn send_piece(&mut self) -> std::io::Result<()> {
+        if self.piece.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.piece, Vec::with_capacity(SEALED_PIECE_BYTES));
+        self.sender
+            .blocking_send(Bytes::from(piece))
+            .map_err(|_| std::io::Error::other("the upload stopped"))
+    }
+}
+
+impl Write for PieceSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.piece.extend_from_slice(data);
+        if self.piece.len() >= SEALED_PIECE_BYTES {
+            self.send_piece()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The second pass: compresses and seals `raw` under `key` into the object at `path`, in
+/// parts; the object is completed only when the bytes sealed are `expected` (those the first
+/// pass parsed), else the upload is abandoned and an error names what changed.
+pub async fn seal_raw(
+    raw: &Raw,
+    source_ref: &str,
+    store: &LakeStore,
+    path: &str,
+    (key, wrapped): (DataKey, WrappedKey),
+    expected: Option<&RawDigest>,
+) -> anyhow::Result<StoredObject> {
+    let (plain_sender, mut plain_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let (sealed_sender, mut sealed_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let sealer = tokio::task::spawn_blocking(move || -> anyhow::Result<RawDigest> {
+        let pieces = PieceSender { sender: sealed_sender, piece: Vec::new() };
+        let mut sealer = RawSealer::new(pieces, &key, &wrapped)?;
+        let mut digest = StreamDigest::default();
+        while let Some(chunk) = plain_receiver.blocking_recv() {
+            digest.update(&chunk);
+            sealer.write_all(&chunk).context("failed to seal")?;
+        }
+        sealer.finish().context("failed to seal")?.send_piece().context("failed to seal")?;
+        Ok(RawDigest::of(digest))
+    });
+    let reading = async {
+        let read = send_chunks(raw, &plain_sender).await;
+        drop(plain_sender);
+        read
+    };
+    let uploading = async {
+        let mut upload: ObjectUpload<'_> = store.upload(path);
+        while let Some(piece) = sealed_receiver.recv().await {
+            if let Err(error) = upload.write(&piece).await {
+                upload.abort().await;
+                return Err(error);
+            }
+        }
+        Ok(upload)
+    };
+    let (read, upload) = tokio::join!(reading, uploading);
+    let upload = upload?;
+    let sealed = sealer.await.context("sealing task failed").and_then(|sealed| sealed);
+    let checked = read.and(sealed).and_then(|sealed| match expected {
+        Some(expected) if *expected != sealed => Err(anyhow::anyhow!(
+            "{} changed while it was read: {} bytes sha256 {} when parsed, {} bytes sha256 {} \
+             when sealed",
+            raw_name(raw, source_ref),
+            expected.len,
+            expected.sha256,
+            sealed.len,
+            sealed.sha256
+        )),
+        _ => Ok(()),
+    });
+    if let Err(error) = checked {
+        upload.abort().await;
+        return Err(error);
+    }
+    Ok(upload.finish().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sessionlake_lake::envelope::open_bytes;
+    use sessionlake_lake::keys::{KeyProvider as _, LocalKeyring};
+
+    use super::*;
+
+    /// A transcript several upload parts long, streamed from a file: parsed and hashed in
+    /// the first pass, then sealed in parts into the lake; the object opens to the same bytes.
+    #[tokio::test]
+    async fn test_a_file_larger_than_a_part_is_parsed_then_sealed_in_parts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("alice-0123456789abcdef0.log");
+        let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        let mut state = 1u64;
+        while transcript.len() < 2 * sessionlake_lake::store::UPLOAD_PART_BYTES + 12_345 {
+            // Output that zstd cannot shrink much, so the sealed object spans parts too.
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            transcript.extend_from_slice(format!("sh-5.2$ echo {state:x}\r\r\n").as_bytes());
+            transcript.extend_from_slice(format!("{:x}{:x}\r\r\n", state, state >> 7).as_bytes());
+        }
+        std::fs::write(&path, &transcript).expect("write");
+        let raw = Raw::Object(RawObject {
+            location: ObjectLocation::File(path.clone()),
+            len: transcript.len() as u64,
+        });
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let (parsed, digest) =
+            parse_raw(&raw, InputForm::S3Transcript, context).await.expect("first pass");
+        assert_eq!(
+            parsed,
+            sessionlake_indexer::parse_session(
+                InputForm::S3Transcript,
+                &transcript,
+                &SessionContext::new("alice-0123456789abcdef0"),
+            )
+        );
+        assert_eq!(digest.sha256, sessionlake_lake::store::sha256_hex(&transcript));
+
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        let context = BTreeMap::from([("sessionlake:role".to_string(), "raw".to_string())]);
+        let (key, wrapped) = keyring.generate_data_key(context).await.expect("key");
+        let key_again = keyring.decrypt_data_key(&wrapped).await.expect("unwrap");
+        let store = LakeStore::in_memory();
+        let stored =
+            seal_raw(&raw, "local", &store, "raw/x.zst.sle", (key, wrapped), Some(&digest))
+                .await
+                .expect("second pass");
+        let sealed = store.get("raw/x.zst.sle").await.expect("stored");
+        assert_eq!(stored.size, sealed.len() as u64);
+        assert_eq!(stored.sha256, sessionlake_lake::store::sha256_hex(&sealed));
+        let opened = open_bytes("raw/x.zst.sle", &sealed, &key_again, u64::MAX).expect("open");
+        assert!(opened == transcript, "the sealed object opens to other bytes");
+
+        // The file changed between the passes: the upload is abandoned, nothing is stored.
+        std::fs::write(&path, b"something else").expect("rewrite");
+        let (key, wrapped) = keyring
+            .generate_data_key(BTreeMap::from([("sessionlake:role".into(), "raw".into())]))
+            .await
+            .expect("key");
+        let error = seal_raw(&raw, "local", &store, "raw/y.zst.sle", (key, wrapped), Some(&digest))
+            .await
+            .expect_err("changed");
+        assert!(error.to_string().contains("changed while it was read"), "{error:#}");
+        assert!(store.get_opt("raw/y.zst.sle").await.expect("read").is_none());
+    }
+}
