@@ -34,7 +34,7 @@ use sessionlake_schemas::{AccessKind, AccessRecord};
 use crate::{SessionContext, account_of_arn};
 
 /// Largest decompressed CloudTrail file read (CloudTrail's own files are a few MB).
-pub const MAX_TRAIL_FILE_BYTES: u64 = 512 * 1024 * 1024;
+pub const MAX_TRAIL_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// `eventSource` of Session Manager and Run Command calls.
 const SSM_SOURCE: &str = "ssm.amazonaws.com";

@@ -400,7 +400,7 @@ impl Assembler {
         }
         let Some(prompt) = prompt else { return };
         if let Some(done) = current.take() {
-            drafts.push(done);
+            keep(drafts, done);
         }
         let prompt_text = &line.text[..prompt.len];
         if !learned.iter().any(|p| p == prompt_text) && learned.len() < 16 {
@@ -439,7 +439,7 @@ impl Assembler {
             if syntax::is_complete(&pending) {
                 if !pending.trim().is_empty() {
                     if let Some(done) = current.take() {
-                        drafts.push(done);
+                        keep(drafts, done);
                     }
                     *current = Some(Draft {
                         prompt: prompt_text.to_string(),
@@ -460,7 +460,7 @@ impl Assembler {
         *continuing = !pending.is_empty();
         if *continuing {
             if let Some(done) = current.take() {
-                drafts.push(done);
+                keep(drafts, done);
             }
             *current = Some(Draft {
                 prompt: prompt_text.to_string(),
@@ -481,7 +481,7 @@ impl Assembler {
     pub fn finish(self) -> Vec<Draft> {
         let Assembler { evidence, mut drafts, current, .. } = self;
         if let Some(done) = current {
-            drafts.push(done);
+            keep(&mut drafts, done);
         }
         for draft in &mut drafts {
             apply_history_expansion(draft);
@@ -499,6 +499,14 @@ impl Assembler {
         }
         drafts
     }
+}
+
+/// Adds a finished draft to `drafts`, its text in buffers of its own size (a session of a
+/// million commands keeps a million of them).
+fn keep(drafts: &mut Vec<Draft>, mut done: Draft) {
+    done.command.shrink_to_fit();
+    done.output.text.shrink_to_fit();
+    drafts.push(done);
 }
 
 /// Turns lines into commands.

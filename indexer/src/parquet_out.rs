@@ -87,14 +87,30 @@ fn write(
     batch: RecordBatch,
     properties: WriterProperties,
 ) -> Result<Vec<u8>, WriteError> {
+    write_batches(table, batch.schema(), std::iter::once(Ok(batch)), properties)
+}
+
+/// Writes batches made one at a time into one file: only one batch is ever in Arrow form,
+/// the rest is encoded and compressed.
+fn write_batches(
+    table: &'static str,
+    schema: arrow_schema::SchemaRef,
+    batches: impl Iterator<Item = Result<RecordBatch, parquet::errors::ParquetError>>,
+    properties: WriterProperties,
+) -> Result<Vec<u8>, WriteError> {
     let fail = |source| WriteError { table, source };
     let mut buffer = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties)).map_err(fail)?;
-    writer.write(&batch).map_err(fail)?;
+    let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(properties)).map_err(fail)?;
+    for batch in batches {
+        writer.write(&batch.map_err(fail)?).map_err(fail)?;
+    }
     writer.close().map_err(fail)?;
     Ok(buffer)
 }
+
+/// Commands turned into Arrow at a time by [`write_commands`]: a session of a million
+/// commands is never in memory twice.
+const COMMANDS_PER_BATCH: usize = 8 * 1024;
 
 fn sort_key(record: &CommandRecord) -> (i64, &str, u32) {
     (record.started_at.unwrap_or(i64::MIN), &*record.session_id, record.seq)
@@ -114,7 +130,26 @@ pub fn write_commands(
 ) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&CommandRecord> = records.iter().collect();
     sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
+        .map_err(|source| WriteError { table: "commands", source })?;
+    let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
+        .into_iter()
+        .map(|name| SortingColumn {
+            column_idx: index_of(name),
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    // An empty session still gets a file (with no rows).
+    let slices: Vec<&[&CommandRecord]> =
+        if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
+    let batches = slices.into_iter().map(commands_batch);
+    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, Some(encryption));
+    write_batches("commands", commands_schema(), batches, properties)
+}
 
+/// Returns `sorted` as one Arrow batch of the commands schema.
+fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::errors::ParquetError> {
     let mut session_id = StringBuilder::new();
     let mut seq = UInt32Builder::new();
     let mut started_at = TimestampMicrosecondBuilder::new().with_timezone("UTC");
@@ -135,7 +170,7 @@ pub fn write_commands(
     let mut redactions = UInt32Builder::new();
     let mut confidence = StringBuilder::new();
     let mut parser_version = UInt32Builder::new();
-    for record in sorted {
+    for record in sorted.iter() {
         session_id.append_value(&record.session_id);
         seq.append_value(record.seq);
         started_at.append_option(record.started_at);
@@ -179,18 +214,7 @@ pub fn write_commands(
         Arc::new(confidence.finish()),
         Arc::new(parser_version.finish()),
     ];
-    let fail = |source| WriteError { table: "commands", source };
-    let batch = RecordBatch::try_new(commands_schema(), arrays).map_err(|e| fail(e.into()))?;
-    let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS).map_err(fail)?;
-    let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
-        .into_iter()
-        .map(|name| SortingColumn {
-            column_idx: index_of(name),
-            descending: false,
-            nulls_first: true,
-        })
-        .collect();
-    write("commands", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, Some(encryption)))
+    Ok(RecordBatch::try_new(commands_schema(), arrays)?)
 }
 
 /// Returns plaintext-footer encryption of `columns` under `key`, `key_metadata` (the wrapped
