@@ -282,6 +282,70 @@ async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path)
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
 
+/// A transcript whose sealed original is larger than one upload part: read from S3 twice at
+/// its ETag (parse, then seal), uploaded to the S3 lake in parts; it verifies and opens to the
+/// same bytes.
+// See: issue 8 (ingest memory independent of one transcript's size).
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_transcript_larger_than_an_upload_part_streams_from_s3_into_an_s3_lake() {
+    let s3 = s3_client().await;
+    let (source_bucket, lake_bucket) = (unique("big-logs"), unique("big-lake"));
+    for bucket in [&source_bucket, &lake_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let session = "alice-0123456789abcdef0";
+    let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+    let (mut state, mut commands) = (7u64, 0u64);
+    // Hex output compresses about twice: 24 MiB seal to more than one 8 MiB part.
+    while transcript.len() < 24 << 20 {
+        let mut line = String::new();
+        for _ in 0..8 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            line.push_str(&format!("{:016x}", state >> 1));
+        }
+        transcript.extend_from_slice(format!("sh-5.2$ echo {commands}\r\r\n{line}\r\n").as_bytes());
+        commands += 1;
+    }
+    transcript.extend_from_slice(b"\nScript done on 2026-03-14 10:30:00+00:00\n");
+    s3.put_object()
+        .bucket(&source_bucket)
+        .key(format!("logs/{session}.log"))
+        .body(transcript.clone().into())
+        .send()
+        .await
+        .expect("put transcript");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let keyring = work.path().join("keyring.json");
+    let lake = format!("s3://{lake_bucket}/lake");
+    let lake_args = ["--lake", &lake, "--keyring", &keyring.to_string_lossy()];
+    let ingest = run(binary("sessionlake-ingest", true)
+        .current_dir(work.path())
+        .args(lake_args)
+        .args(["--s3", &format!("s3://{source_bucket}/logs/")]));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let expected = format!("ingested 1 sessions, {commands} commands");
+    assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
+
+    let listed =
+        s3.list_objects_v2().bucket(&lake_bucket).prefix("lake/raw/").send().await.expect("list");
+    let raw_size = listed.contents().iter().filter_map(|object| object.size()).max().unwrap_or(0);
+    assert!(raw_size > 8 << 20, "the sealed original ({raw_size} bytes) fits one part");
+    let verified =
+        run(binary("sessionlake", true).current_dir(work.path()).args(lake_args).arg("verify"));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let raw = binary("sessionlake", true)
+        .current_dir(work.path())
+        .args(lake_args)
+        .args(["show", session, "--raw"])
+        .output()
+        .expect("run show --raw");
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    assert!(raw.stdout == transcript, "show --raw differs from the original transcript");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let config = sdk_config().await;
