@@ -161,8 +161,9 @@ pub struct LineTerminal<S> {
     /// Lines that only ever had printable ASCII appended stay bytes (see [`LineState`]); off
     /// only in tests, as the oracle that the two storages show the same.
     byte_lines: bool,
-    /// The escape-sequence parser, kept between [`LineTerminal::feed`] calls.
-    parser: vte::Parser,
+    /// The escape-sequence parser, kept between [`LineTerminal::feed`] calls (boxed: it is
+    /// taken out for each line, and a pointer moves cheaper than the parser).
+    parser: Option<Box<vte::Parser>>,
     /// Input bytes interpreted so far (offsets of what comes next start here).
     consumed: usize,
     /// The start of an input line whose newline has not arrived yet (see
@@ -230,7 +231,7 @@ impl<S: LineSink> LineTerminal<S> {
             text: String::new(),
             spare_ascii: Vec::new(),
             byte_lines: true,
-            parser: vte::Parser::new(),
+            parser: Some(Box::new(vte::Parser::new())),
             consumed: 0,
             held: Vec::new(),
         }
@@ -296,7 +297,7 @@ impl<S: LineSink> LineTerminal<S> {
         }
         self.consumed += piece.len();
         self.fed = self.consumed;
-        let mut parser = std::mem::take(&mut self.parser);
+        let mut parser = self.parser.take().unwrap_or_default();
         // A piece cut inside a UTF-8 character: the rest goes through `vte`, which completes it.
         if piece[piece.len() - 1] != b'\n' && ends_in_partial_utf8(piece) {
             self.advance(&mut parser, piece);
@@ -304,7 +305,7 @@ impl<S: LineSink> LineTerminal<S> {
         } else {
             self.advance(&mut parser, piece);
         }
-        self.parser = parser;
+        self.parser = Some(parser);
     }
 
     /// Interprets `bytes` exactly as `parser.advance(self, bytes)` would, faster.

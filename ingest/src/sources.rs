@@ -4,9 +4,10 @@
 //! Reading a source is two steps, so that a big backlog is never in memory at once:
 //! - *listing* returns what changed since the cursors as [`Pending`] work: names, sizes and
 //!   positions, no bytes;
-//! - *fetching* one [`Pending`] returns the session's raw bytes in one of the SSM forms
+//! - *fetching* one [`Pending`] returns the session in one of the SSM forms
 //!   ([`Fetched::Session`]), or bad input with the reason ([`Fetched::Bad`], quarantined by the
-//!   pipeline, never fatal).
+//!   pipeline, never fatal). A local transcript is hashed in chunks and an S3 object only
+//!   HEADed: their bytes are streamed later ([`crate::raw`]); CloudWatch streams are read whole.
 //!
 //! The service fetches a bounded number of pending items at once (`max_in_flight`).
 
