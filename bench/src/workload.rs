@@ -512,9 +512,9 @@ fn transcript(
             .unwrap_or_default()
     };
     let mut out = Vec::new();
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "Script started on {} [COMMAND=\"cat /var/lib/amazon/ssm/i-0/session/orchestration/{session_id}/Standard_Stream/ipcTempFile.log\" <not executed on terminal>]\n",
+        "Script started on {} [COMMAND=\"cat /var/lib/amazon/ssm/i-0/session/orchestration/{session_id}/Standard_Stream/ipcTempFile.log\" <not executed on terminal>]",
         time(started)
     );
     for step in steps {
@@ -537,7 +537,7 @@ fn transcript(
     out.extend_from_slice(b"\x1b[?2004h");
     out.extend_from_slice(prompt.as_bytes());
     out.extend_from_slice(b"exit\r\r\n\x1b[?2004l\rexit\r\r\n");
-    let _ = write!(out, "\nScript done on {}\n", time(started + steps.len() as i64 * 3));
+    let _ = writeln!(out, "\nScript done on {}", time(started + steps.len() as i64 * 3));
     out
 }
 
