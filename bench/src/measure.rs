@@ -60,7 +60,9 @@ pub fn run_measured(
 }
 
 /// Drops the page cache of every file under `dirs` (`posix_fadvise(DONTNEED)` through
-/// Python, which needs no privilege and leaves other processes' cached files alone).
+/// Python, which needs no privilege and leaves other processes' cached files alone). Dirty
+/// pages stay cached: the data was written well before (an `fdatasync` per file made one
+/// eviction of a 1 GiB workload's 35,000 files take 40 s on a busy disk).
 pub fn evict(python: &Path, dirs: &[PathBuf]) -> anyhow::Result<()> {
     const SCRIPT: &str = r#"
 import os, sys
@@ -71,10 +73,6 @@ for top in sys.argv[1:]:
                 fd = os.open(os.path.join(root, name), os.O_RDONLY)
             except OSError:
                 continue
-            try:
-                os.fdatasync(fd)
-            except OSError:
-                pass
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             os.close(fd)
 "#;

@@ -361,19 +361,27 @@ enum Tool {
     /// at the first match when its stdout is `/dev/null`).
     Process(PathBuf, Vec<String>),
     /// SQL for DuckDB, run in the venv's Python; the time is the engine's (connect, query,
-    /// CSV to the pipe), without the interpreter's start and `import duckdb`.
+    /// CSV written to a file), without the interpreter's start and `import duckdb`. Not to a
+    /// pipe: DuckDB 2.0 writes CSV with asynchronous ranged writes, and on a pipe the rows
+    /// read back were short of the result on large outputs.
     Duckdb(String),
 }
 
 const DUCKDB_SCRIPT: &str = r#"
-import sys, time, resource
+import csv, os, sys, time, resource, tempfile
 import duckdb
-started = time.perf_counter()
-connection = duckdb.connect()
-connection.execute("COPY (" + sys.argv[1] + ") TO '/dev/stdout' (FORMAT csv, HEADER)")
-sys.stdout.flush()
-seconds = time.perf_counter() - started
-print("duckdb-seconds %.6f %d" % (seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), file=sys.stderr)
+handle, path = tempfile.mkstemp(suffix=".csv")
+os.close(handle)
+try:
+    started = time.perf_counter()
+    connection = duckdb.connect()
+    connection.execute("COPY (" + sys.argv[1] + ") TO '" + path + "' (FORMAT csv, HEADER)")
+    seconds = time.perf_counter() - started
+    with open(path, newline="") as written:
+        rows = sum(1 for _ in csv.reader(written)) - 1
+finally:
+    os.remove(path)
+print("duckdb-seconds %.6f %d %d" % (seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rows), file=sys.stderr)
 "#;
 
 impl Tool {
@@ -406,12 +414,8 @@ impl Tool {
                     .skip(1)
                     .filter_map(|field| field.parse().ok())
                     .collect();
-                let [seconds, rss_kib] = fields[..] else { bail!("cannot read {line:?}") };
-                Ok(Sample {
-                    seconds,
-                    peak_rss: rss_kib as u64 * 1024,
-                    lines: csv_records(&output.stdout),
-                })
+                let [seconds, rss_kib, rows] = fields[..] else { bail!("cannot read {line:?}") };
+                Ok(Sample { seconds, peak_rss: rss_kib as u64 * 1024, lines: rows as u64 })
             }
         }
     }
