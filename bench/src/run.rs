@@ -193,8 +193,8 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
             probe.principal,
             probe.since,
             probe.until,
-            &probe.since[..10],
-            &probe.until[..10]
+            probe.since.get(..10).unwrap_or_default(),
+            probe.until.get(..10).unwrap_or_default()
         )),
         grep: None,
         rg: None,
