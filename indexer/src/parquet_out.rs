@@ -112,6 +112,22 @@ pub fn write_commands(
     key: &DataKey,
     key_metadata: Vec<u8>,
 ) -> Result<Vec<u8>, WriteError> {
+    let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
+        .map_err(|source| WriteError { table: "commands", source })?;
+    write_commands_with(records, Some(encryption))
+}
+
+/// Writes `records` as a `commands` file with the lake's layout but **no encryption**: for
+/// engines that cannot decrypt (the benchmark's plaintext copy of a synthetic lake, which
+/// DuckDB reads). Ingest never calls it: lake files always encrypt the sensitive columns.
+pub fn write_commands_unencrypted(records: &[CommandRecord]) -> Result<Vec<u8>, WriteError> {
+    write_commands_with(records, None)
+}
+
+fn write_commands_with(
+    records: &[CommandRecord],
+    encryption: Option<Arc<FileEncryptionProperties>>,
+) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&CommandRecord> = records.iter().collect();
     sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
 
@@ -181,7 +197,6 @@ pub fn write_commands(
     ];
     let fail = |source| WriteError { table: "commands", source };
     let batch = RecordBatch::try_new(commands_schema(), arrays).map_err(|e| fail(e.into()))?;
-    let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS).map_err(fail)?;
     let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
         .into_iter()
         .map(|name| SortingColumn {
@@ -190,7 +205,7 @@ pub fn write_commands(
             nulls_first: true,
         })
         .collect();
-    write("commands", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, Some(encryption)))
+    write("commands", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, encryption))
 }
 
 /// Returns plaintext-footer encryption of `columns` under `key`, `key_metadata` (the wrapped

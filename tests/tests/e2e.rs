@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 mod access;
+mod bench;
 mod custody;
 mod export;
 mod keys;
