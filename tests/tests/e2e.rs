@@ -9,6 +9,7 @@ mod access;
 mod custody;
 mod export;
 mod keys;
+mod lambda;
 mod query;
 mod retention;
 
