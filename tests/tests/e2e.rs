@@ -10,6 +10,7 @@ mod bench;
 mod custody;
 mod export;
 mod keys;
+mod lambda;
 mod query;
 mod retention;
 
