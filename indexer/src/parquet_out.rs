@@ -128,10 +128,24 @@ pub fn write_commands(
     key: &DataKey,
     key_metadata: Vec<u8>,
 ) -> Result<Vec<u8>, WriteError> {
-    let mut sorted: Vec<&CommandRecord> = records.iter().collect();
-    sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
         .map_err(|source| WriteError { table: "commands", source })?;
+    write_commands_with(records, Some(encryption))
+}
+
+/// Writes `records` as a `commands` file with the lake's layout but **no encryption**: for
+/// engines that cannot decrypt (the benchmark's plaintext copy of a synthetic lake, which
+/// DuckDB reads). Ingest never calls it: lake files always encrypt the sensitive columns.
+pub fn write_commands_unencrypted(records: &[CommandRecord]) -> Result<Vec<u8>, WriteError> {
+    write_commands_with(records, None)
+}
+
+fn write_commands_with(
+    records: &[CommandRecord],
+    encryption: Option<Arc<FileEncryptionProperties>>,
+) -> Result<Vec<u8>, WriteError> {
+    let mut sorted: Vec<&CommandRecord> = records.iter().collect();
+    sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
         .into_iter()
         .map(|name| SortingColumn {
@@ -144,7 +158,7 @@ pub fn write_commands(
     let slices: Vec<&[&CommandRecord]> =
         if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
     let batches = slices.into_iter().map(commands_batch);
-    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, Some(encryption));
+    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption);
     write_batches("commands", commands_schema(), batches, properties)
 }
 

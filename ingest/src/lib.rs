@@ -5,6 +5,7 @@
 //! - [`sources`]: listing and reading each source; [`pipeline`]: writing and committing;
 //!   [`enrich`]: stored sessions completed by CloudTrail facts that arrived after them;
 //!   [`queue`]: S3 event notifications through SQS instead of listing a bucket;
+//!   [`lambda`]: the same core as an AWS Lambda handler (binary `sessionlake-lambda`);
 //! - [`config`]: TOML, flags and environment; [`events`] and [`telemetry`]: logs, metrics,
 //!   `/metrics` and `/healthz`; [`error`]: error classes.
 //!
@@ -22,6 +23,7 @@ pub mod config;
 pub mod enrich;
 pub mod error;
 pub mod events;
+pub mod lambda;
 pub mod pipeline;
 pub mod queue;
 pub mod raw;

@@ -53,6 +53,12 @@ pub fn parse_notification(body: &str) -> Result<Vec<Created>, String> {
     if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Vec::new());
     }
+    created_objects(&value)
+}
+
+/// Returns the objects the `Records` of an S3 event notification say were created (records of
+/// other events or services are skipped).
+pub fn created_objects(value: &Value) -> Result<Vec<Created>, String> {
     let Some(records) = value.get("Records").and_then(Value::as_array) else {
         return Err("neither S3 event records nor s3:TestEvent".to_string());
     };

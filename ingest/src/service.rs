@@ -173,13 +173,22 @@ impl Ingestor {
     /// jittered exponential backoff on throttling, 5xx and timeouts).
     pub async fn open(config: &Config) -> anyhow::Result<Ingestor> {
         let sdk_config = if config.needs_aws() {
-            let loaded = sessionlake_lake::aws::load_sdk_config(config.region.as_deref()).await;
-            let retry = aws_config::retry::RetryConfig::standard()
-                .with_max_attempts(config.retry_max_attempts);
-            Some(loaded.to_builder().retry_config(retry).build())
+            Some(sessionlake_lake::aws::load_sdk_config(config.region.as_deref()).await)
         } else {
             None
         };
+        Ingestor::open_with(config, sdk_config).await
+    }
+
+    /// Opens like [`Ingestor::open`], with AWS configuration given (credentials, region,
+    /// endpoint) instead of loaded from the environment; the configured retries are applied.
+    pub async fn open_with(
+        config: &Config,
+        sdk_config: Option<aws_config::SdkConfig>,
+    ) -> anyhow::Result<Ingestor> {
+        let retry =
+            aws_config::retry::RetryConfig::standard().with_max_attempts(config.retry_max_attempts);
+        let sdk_config = sdk_config.map(|sdk| sdk.to_builder().retry_config(retry).build());
         let location = LakeLocation::parse(&config.lake)?;
         let store = LakeStore::open(&location, sdk_config.as_ref())?;
         // One ingest per lake: a second one pointed at it by mistake backs off here.
@@ -378,6 +387,10 @@ impl Ingestor {
                 };
                 Ok(Some(sources::fetch_trail_s3(s3, &bucket, &key, &etag).await?))
             }
+            TrailPending::Inline(input) => {
+                let cursor = self.cursors.positions.get(&input.source_ref);
+                Ok((cursor != Some(&input.position)).then_some(input))
+            }
         }
     }
 
@@ -431,6 +444,19 @@ impl Ingestor {
         report: &mut PollReport,
     ) -> anyhow::Result<()> {
         let pending = self.list_trails().await?;
+        self.ingest_trail_files(pending, shutdown, health, report).await
+    }
+
+    /// Reads `pending` CloudTrail files into the `access` table (and the enrichment map), a
+    /// batch of `batch_sessions` files per commit, cursors saved after each commit. The first
+    /// file that fails stops it (the rest keep their cursors).
+    pub async fn ingest_trail_files(
+        &mut self,
+        pending: Vec<TrailPending>,
+        shutdown: &CancellationToken,
+        health: &Health,
+        report: &mut PollReport,
+    ) -> anyhow::Result<()> {
         let mut queue = pending.into_iter().peekable();
         while queue.peek().is_some() {
             if shutdown.is_cancelled() {
@@ -454,25 +480,59 @@ impl Ingestor {
                     }
                 }
             }
-            let batch =
-                self.writer.commit(written, &mut self.cursors).await.with_context(|| {
-                    format!("failed to commit to {}", self.writer.store.location())
-                })?;
-            events::BatchCommitted { batch: &batch }.emit();
-            if batch.sequence.is_some() {
-                health.record_success();
-                report.commits += 1;
-            }
-            add_batch(&mut report.done, &batch);
-            if batch.cursors_moved {
-                self.cursors_dirty = true;
-                if let Err(error) = self.flush_cursors().await {
-                    events::CursorsNotSaved { error: &error }.emit();
-                    report.failure.get_or_insert(error);
-                }
+            self.commit_written(written, health, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits `written` as one batch and saves the cursors after it; the batch goes to
+    /// `report`.
+    async fn commit_written(
+        &mut self,
+        written: Vec<Written>,
+        health: &Health,
+        report: &mut PollReport,
+    ) -> anyhow::Result<()> {
+        let batch = self
+            .writer
+            .commit(written, &mut self.cursors)
+            .await
+            .with_context(|| format!("failed to commit to {}", self.writer.store.location()))?;
+        events::BatchCommitted { batch: &batch }.emit();
+        if batch.sequence.is_some() {
+            health.record_success();
+            report.commits += 1;
+            self.last_commit_at = now_micros();
+        }
+        add_batch(&mut report.done, &batch);
+        if batch.cursors_moved {
+            self.cursors_dirty = true;
+            if let Err(error) = self.flush_cursors().await {
+                events::CursorsNotSaved { error: &error }.emit();
+                report.failure.get_or_insert(error);
             }
         }
         Ok(())
+    }
+
+    /// Writes `inputs` (no CloudTrail facts) and commits them as one batch, cursors saved
+    /// after it.
+    pub async fn commit_inputs(
+        &mut self,
+        inputs: Vec<Input>,
+        health: &Health,
+        report: &mut PollReport,
+    ) -> anyhow::Result<()> {
+        let mut written = Vec::new();
+        for input in inputs {
+            written.push(self.writer.write_input(input, None).await?);
+        }
+        self.commit_written(written, health, report).await
+    }
+
+    /// Returns the cursors as of the last commit.
+    pub fn cursors(&self) -> &Cursors {
+        &self.cursors
     }
 
     /// Lists every session source (an S3 source with a queue: its messages); a source that
@@ -621,13 +681,34 @@ impl Ingestor {
             }
             listed = self.list(&mut failure) => listed,
         };
-        // Inputs committed (or found unchanged) by this poll: the queue messages naming only
-        // those are deleted at its end.
-        let mut done: HashSet<String> = HashSet::new();
         report.failure = failure;
         report.backlog = pending.len();
         events::BacklogListed { backlog: report.backlog }.emit();
+        let done = self.ingest_pending(pending, shutdown, health, &mut report).await;
+        if let (Some(sqs), false) = (&self.sqs, received.is_empty()) {
+            // After the commits: a message goes only when what it names is in the lake.
+            if let Err(error) = queue::acknowledge(sqs, received, &done, &self.cursors).await {
+                events::count_error(kind_of(&error));
+                report.failure.get_or_insert(error);
+            }
+        }
+        report
+    }
 
+    /// Reads, writes and commits `pending` work, `batch_sessions` inputs per commit and
+    /// `max_in_flight` at once, cursors saved after each commit; stops taking new inputs when
+    /// `shutdown` is cancelled (those in flight are committed), and after a batch whose every
+    /// input failed. Failures go to `report`; returns the inputs committed or found unchanged.
+    pub async fn ingest_pending(
+        &mut self,
+        pending: Vec<Pending>,
+        shutdown: &CancellationToken,
+        health: &Health,
+        report: &mut PollReport,
+    ) -> HashSet<String> {
+        // Inputs committed (or found unchanged): the queue messages naming only those are
+        // deleted after them.
+        let mut done: HashSet<String> = HashSet::new();
         let mut queue = pending.into_iter().peekable();
         while queue.peek().is_some() {
             if shutdown.is_cancelled() {
@@ -701,23 +782,25 @@ impl Ingestor {
         if queue.peek().is_some() && shutdown.is_cancelled() {
             report.interrupted = true;
         }
-        if let (Some(sqs), false) = (&self.sqs, received.is_empty()) {
-            // After the commits: a message goes only when what it names is in the lake.
-            if let Err(error) = queue::acknowledge(sqs, received, &done, &self.cursors).await {
-                events::count_error(kind_of(&error));
-                report.failure.get_or_insert(error);
-            }
-        }
-        report
+        done
     }
 }
 
 /// A CloudTrail file to read.
-enum TrailPending {
+pub enum TrailPending {
     /// In a local folder.
     Local(LocalFile),
     /// In S3, with its ETag at listing time.
-    S3 { bucket: String, key: String, etag: String },
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// ETag at listing or notification time.
+        etag: String,
+    },
+    /// Already read: the events of a CloudWatch Logs subscription payload of a trail.
+    Inline(TrailInput),
 }
 
 impl TrailPending {
@@ -725,6 +808,7 @@ impl TrailPending {
         match self {
             TrailPending::Local(file) => file.source_ref.clone(),
             TrailPending::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
+            TrailPending::Inline(input) => input.source_ref.clone(),
         }
     }
 }

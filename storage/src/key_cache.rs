@@ -65,7 +65,13 @@ struct Entry {
 pub struct KeyCache {
     policy: KeyCachePolicy,
     entries: Mutex<HashMap<String, Entry>>,
+    /// When expired keys were last dropped (a sweep visits every entry: once per
+    /// [`SWEEP_INTERVAL`], or when the cache is full, not on every insert).
+    swept: Mutex<Instant>,
 }
+
+/// How often `put` drops expired keys when the cache is not full.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for KeyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,7 +85,7 @@ impl fmt::Debug for KeyCache {
 impl KeyCache {
     /// Returns an empty cache.
     pub fn new(policy: KeyCachePolicy) -> Self {
-        KeyCache { policy, entries: Mutex::new(HashMap::new()) }
+        KeyCache { policy, entries: Mutex::new(HashMap::new()), swept: Mutex::new(Instant::now()) }
     }
 
     /// Returns the number of keys held.
@@ -124,7 +130,16 @@ impl KeyCache {
             return;
         };
         let max_age = self.policy.max_age;
-        entries.retain(|_, entry| entry.created.elapsed() < max_age);
+        let due = self.swept.lock().map(|mut swept| {
+            let due = swept.elapsed() >= SWEEP_INTERVAL;
+            if due {
+                *swept = Instant::now();
+            }
+            due
+        });
+        if entries.len() >= self.policy.capacity || due.unwrap_or(true) {
+            entries.retain(|_, entry| entry.created.elapsed() < max_age);
+        }
         while entries.len() >= self.policy.capacity {
             let oldest = entries.iter().min_by_key(|(_, entry)| entry.created).map(|(id, _)| id);
             let Some(oldest) = oldest.cloned() else { break };

@@ -352,3 +352,29 @@ pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())?;
     Some((status, body))
 }
+
+/// Creates log group `group` with an empty stream `stream` in moto, and returns the messages of
+/// the example CloudWatch stream `examples/cloudwatch/ssm-sessions/<stream>.json`, to put.
+pub async fn example_stream(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+) -> (serde_json::Value, Vec<String>) {
+    logs.create_log_group().log_group_name(group).send().await.expect("create log group");
+    logs.create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .send()
+        .await
+        .expect("create stream");
+    let example = repo_root().join(format!("examples/cloudwatch/ssm-sessions/{stream}.json"));
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
+    let messages = document["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event["message"].as_str().expect("message").to_string())
+        .collect();
+    (document, messages)
+}

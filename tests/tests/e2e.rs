@@ -6,9 +6,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 mod access;
+mod bench;
 mod custody;
 mod export;
 mod keys;
+mod lambda;
 mod query;
 mod retention;
 

@@ -480,22 +480,7 @@ async fn test_follow_reads_a_live_cloudwatch_stream_as_it_grows() {
     const SESSION: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
     let group = format!("/ssm/{}", unique("live"));
-    logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
-    logs.create_log_stream()
-        .log_group_name(&group)
-        .log_stream_name(SESSION)
-        .send()
-        .await
-        .expect("create stream");
-    let example = repo_root().join(format!("examples/cloudwatch/ssm-sessions/{SESSION}.json"));
-    let document: Value =
-        serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
-    let messages: Vec<String> = document["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|event| event["message"].as_str().expect("message").to_string())
-        .collect();
+    let (document, messages) = sessionlake_tests::example_stream(&logs, &group, SESSION).await;
     // Recent times (moto drops events older than 14 days), one second apart.
     let start_ms = chrono::Utc::now().timestamp_millis() - 600_000;
     let put = |from: usize, to: usize| {

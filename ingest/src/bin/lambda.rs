@@ -1,0 +1,49 @@
+//! `sessionlake-lambda`: the ingest core as an AWS Lambda function (see
+//! `sessionlake_ingest::lambda`). Configured like `sessionlake-ingest`, through `SESSIONLAKE_*`
+//! environment variables (`SESSIONLAKE_CONFIG` names a TOML file); logs go to stderr, which
+//! Lambda sends to CloudWatch Logs.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use sessionlake_ingest::config::{Args, Config};
+use sessionlake_ingest::lambda::LambdaHandler;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let config = match Config::load(&args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sessionlake-lambda: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("sessionlake-lambda: failed to start the runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let handler = LambdaHandler::new(config);
+    let handler = &handler;
+    let served = runtime.block_on(lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            let report =
+                handler.handle(event.payload).await.map_err(|error| format!("{error:#}"))?;
+            Ok::<_, String>(report)
+        },
+    )));
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sessionlake-lambda: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

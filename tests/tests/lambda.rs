@@ -1,0 +1,168 @@
+//! The Lambda handler, called directly (not through the Lambda runtime API), against a lake in
+//! moto's S3: S3 event records, CloudWatch Logs subscription payloads of a session stream and of
+//! a trail, and events it must refuse without failing.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use clap::Parser as _;
+use serde_json::{Value, json};
+use sessionlake_ingest::config::{Args, Config};
+use sessionlake_ingest::lambda::LambdaHandler;
+use sessionlake_tests::{binary, repo_root, run, s3_client, sdk_config, unique};
+
+use crate::parse_json_lines;
+
+const ALICE: &str = "alice-0123456789abcdef0";
+const ALICE_ARN: &str = "arn:aws:sts::111122223333:assumed-role/Admin/alice";
+const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+
+/// Returns `{"awslogs":{"data":…}}` for a subscription payload of `events` (messages).
+fn subscription(group: &str, stream: &str, messages: &[String]) -> Value {
+    let now = chrono::Utc::now().timestamp_millis();
+    let events: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(
+            |(i, message)| json!({"id": format!("3{i:055}"), "timestamp": now, "message": message}),
+        )
+        .collect();
+    let payload = json!({"messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": group,
+        "logStream": stream, "subscriptionFilters": ["sessionlake"], "logEvents": events});
+    awslogs(payload.to_string().as_bytes())
+}
+
+fn awslogs(payload: &[u8]) -> Value {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(payload).expect("gzip");
+    let data = base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("gzip"));
+    json!({"awslogs": {"data": data}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
+    let sdk = sdk_config().await;
+    let s3 = s3_client().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
+    let (lake, source) = (unique("lambda-lake"), unique("lambda-logs"));
+    for bucket in [&lake, &source] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    // alice's transcript in S3 (under a prefix with a space: event keys are URL-encoded).
+    let transcript = repo_root().join(format!("examples/s3/ssm-logs/{ALICE}.log"));
+    let key = format!("ssm/team a/{ALICE}.log");
+    let put = s3
+        .put_object()
+        .bucket(&source)
+        .key(&key)
+        .body(std::fs::read(transcript).expect("example").into())
+        .send()
+        .await
+        .expect("put");
+    // bob's session streamed to CloudWatch Logs.
+    let group = format!("/ssm/{}", unique("lambda"));
+    let (_, messages) = sessionlake_tests::example_stream(&logs, &group, BOB).await;
+    let start = chrono::Utc::now().timestamp_millis() - 600_000;
+    let events = messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(start + 1000 * i as i64)
+                .message(message)
+                .build()
+                .expect("event")
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(&group)
+        .log_stream_name(BOB)
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("put events");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let keyring = work.path().join("keyring.json");
+    let lake_url = format!("s3://{lake}/lake");
+    let args = Args::parse_from([
+        "sessionlake-lambda",
+        "--lake",
+        &lake_url,
+        "--keyring",
+        &keyring.to_string_lossy(),
+        "--s3",
+        &format!("s3://{source}/ssm/"),
+        "--cloudwatch",
+        &group,
+    ]);
+    let config = Config::load(&args).expect("config");
+    let handler = LambdaHandler::new(config).with_sdk_config(sdk.clone());
+
+    // An S3 trigger: alice's object, and one of a bucket no source reads.
+    let s3_event = json!({"Records": [
+        {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+         "eventTime": "2026-03-14T09:40:00.000Z",
+         "s3": {"bucket": {"name": source}, "object": {"key": format!("ssm/team+a/{ALICE}.log"),
+            "size": 100, "eTag": put.e_tag().expect("etag").trim_matches('"')}}},
+        {"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+         "s3": {"bucket": {"name": "someone-else"}, "object": {"key": "x/y.log", "size": 1, "eTag": "0"}}}
+    ]});
+    let report = handler.handle(s3_event.clone()).await.expect("s3 event");
+    assert_eq!((report.sessions, report.commits), (1, 1), "{report:?}");
+    // Delivered again (Lambda retries, S3 repeats): the cursor holds it, nothing is written.
+    let report = handler.handle(s3_event).await.expect("s3 event again");
+    assert_eq!((report.sessions, report.commits), (0, 0), "{report:?}");
+
+    // A subscription payload of bob's stream (its latest events): the stream is read whole.
+    let tail = &messages[messages.len() - 2..];
+    let report = handler.handle(subscription(&group, BOB, tail)).await.expect("stream payload");
+    assert_eq!(report.sessions, 1, "{report:?}");
+    assert!(report.commands > 2, "the whole stream, not the payload's events: {report:?}");
+
+    // A trail through a subscription: alice's StartSession arrives after her transcript.
+    let start_session = json!({"eventVersion": "1.08",
+        "userIdentity": {"type": "AssumedRole", "arn": ALICE_ARN, "accountId": "111122223333"},
+        "eventTime": "2026-03-14T09:26:50Z", "eventSource": "ssm.amazonaws.com",
+        "eventName": "StartSession", "awsRegion": "us-east-1", "sourceIPAddress": "203.0.113.30",
+        "requestParameters": {"target": "i-0a1b2c3d4e5f67890"},
+        "responseElements": {"sessionId": ALICE}, "eventID": "ev-lambda-start",
+        "eventType": "AwsApiCall", "recipientAccountId": "111122223333"});
+    let trail = subscription(
+        "aws-cloudtrail-logs",
+        "111122223333_CloudTrail_us-east-1",
+        &[start_session.to_string()],
+    );
+    let report = handler.handle(trail).await.expect("trail payload");
+    assert_eq!((report.access_events, report.replaced), (1, 1), "{report:?}");
+
+    // Neither kind, or a gzip bomb: quarantined, and the handler succeeds (no retry helps).
+    let bomb = awslogs(&vec![b' '; 64 * 1024 * 1024]);
+    for event in [json!({"hello": "world"}), bomb, json!({"awslogs": {"data": "%%%"}})] {
+        let report = handler.handle(event).await.expect("refused event");
+        assert_eq!(report.quarantined, 1, "{report:?}");
+    }
+
+    // The lake in S3, read by the CLI: one row per session, alice enriched; verify passes.
+    let cli = |args: &[&str]| {
+        run(binary("sessionlake", true)
+            .current_dir(work.path())
+            .args(["--lake", &lake_url, "--keyring", &keyring.to_string_lossy()])
+            .args(args))
+    };
+    let sessions = cli(&["sessions", "--json"]);
+    assert_eq!(sessions.code, 0, "{}", sessions.stderr);
+    let (rows, _) = parse_json_lines(&sessions.stdout);
+    let found: Vec<(Value, Value)> =
+        rows.iter().map(|row| (row["session_id"].clone(), row["principal"].clone())).collect();
+    assert_eq!(
+        found,
+        vec![
+            (json!(ALICE), json!(ALICE_ARN)),
+            (json!(BOB), json!("arn:aws:iam::111122223333:user/bob")),
+        ],
+        "{rows:#?}"
+    );
+    let verified = cli(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
