@@ -1283,9 +1283,9 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("no session named {session:?}: not a session id");
     }
     let destination = Destination::check(args, session)?;
-    let (store, keys) = crate::open_lake(cli).await?;
-    let keyring = crate::open_keyring_if_present(cli)?;
-    let trusted = crate::pinned_signers(cli, keyring.as_ref(), &args.signing_key).await?;
+    let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
+    let trusted = crate::pinned_signers(cli, keyring.as_deref(), &args.signing_key).await?;
     let signer: Box<dyn ManifestSigner> = match (args.signing_key.first(), keyring) {
         (Some(key_id), _) => {
             let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
@@ -1294,7 +1294,7 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
                 .with_context(|| format!("failed to use --signing-key {key_id}"))?;
             Box::new(signer)
         }
-        (None, Some(keyring)) => Box::new(KeyringSigner(Arc::new(keyring))),
+        (None, Some(keyring)) => Box::new(KeyringSigner(keyring)),
         (None, None) => anyhow::bail!(
             "export signs the bundle with the keyring's key ({} does not exist) or a KMS key: \
              give --keyring or --signing-key",

@@ -246,9 +246,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let since = args.since.as_deref().map(time::parse_time).transpose().context("--since")?;
     let until = args.until.as_deref().map(time::parse_time).transpose().context("--until")?;
-    let (store, _) = open_lake(cli).await?;
-    let keyring = open_keyring_if_present(cli)?;
-    let pinned = pinned_signers(cli, keyring.as_ref(), &args.signing_key).await?;
+    let keyring = open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, _) = open_lake_with(cli, keyring.clone()).await?;
+    let pinned = pinned_signers(cli, keyring.as_deref(), &args.signing_key).await?;
     let options = verify::VerifyOptions {
         pinned,
         since,
@@ -310,7 +310,10 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
 pub(crate) fn open_keyring_if_present(cli: &Cli) -> anyhow::Result<Option<LocalKeyring>> {
     match LocalKeyring::open(&cli.keyring) {
         Ok(keyring) => Ok(Some(keyring)),
-        Err(_) if std::fs::metadata(&cli.keyring).is_err() => Ok(None),
+        Err(error) if std::fs::metadata(&cli.keyring).is_err() => {
+            tracing::debug!(%error, "no local keyring");
+            Ok(None)
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -350,6 +353,15 @@ pub(crate) async fn pinned_signers(
 }
 
 pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
+    open_lake_with(cli, open_keyring_if_present(cli)?.map(Arc::new)).await
+}
+
+/// Opens the lake like [`open_lake`] with `keyring` already opened (a keyring under a
+/// passphrase costs a key derivation each time it is opened).
+pub(crate) async fn open_lake_with(
+    cli: &Cli,
+    keyring: Option<Arc<LocalKeyring>>,
+) -> anyhow::Result<(LakeStore, Keys)> {
     let location = LakeLocation::parse(&cli.lake)?;
     if let LakeLocation::Local(path) = &location
         && std::fs::metadata(path).is_err()
@@ -368,14 +380,6 @@ pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
         None
     };
     let store = LakeStore::open(&location, sdk_config.as_ref())?;
-    let keyring = match LocalKeyring::open(&cli.keyring) {
-        Ok(keyring) => Some(Arc::new(keyring)),
-        Err(error) if std::fs::metadata(&cli.keyring).is_err() => {
-            tracing::debug!(%error, "no local keyring");
-            None
-        }
-        Err(error) => return Err(error.into()),
-    };
     let keys = Keys::new(keyring, sdk_config).with_store(store.clone());
     Ok((store, keys))
 }
@@ -600,6 +604,7 @@ impl Listing {
         let page = match lake {
             Some(lake) if paging.limit.is_none_or(|limit| limit > chunk) => {
                 self.print_windows(
+                    ctx,
                     lake,
                     &query,
                     after.as_ref(),
@@ -702,6 +707,7 @@ impl Listing {
     #[allow(clippy::too_many_arguments)]
     async fn print_windows(
         &self,
+        ctx: &SessionContext,
         lake: &LakeReader,
         query: &Query,
         after: Option<&Cursor>,
@@ -710,7 +716,7 @@ impl Listing {
         printer: &mut Printer,
         progress: &Progress,
     ) -> anyhow::Result<Page> {
-        let spans = lake.spans(self.time_expression).await?;
+        let spans = session_spans(ctx, self.time_expression).await?;
         let mut page = Page::default();
         for window in window::plan(&spans, chunk) {
             let room = limit.map(|limit| limit - page.rows);
@@ -766,48 +772,47 @@ impl LakeReader {
         lake_tables::register(&ctx, &self.store, &self.snapshot, self.keys.clone(), &keep)?;
         Ok(ctx)
     }
+}
 
-    /// Reads each session's range of sort times and its number of command rows, from plaintext
-    /// columns only (no data key is used).
-    async fn spans(&self, time_expression: &str) -> anyhow::Result<Vec<window::Span>> {
-        let ctx = self.tables(None)?;
-        let sql = format!(
-            "SELECT c.session_id, min({time_expression}) AS lo, max({time_expression}) AS hi, \
-             count(*) AS n, count({time_expression}) AS timed FROM commands c {SESSION_TIMES_JOIN} \
-             GROUP BY c.session_id"
-        );
-        let batches =
-            ctx.sql(&sql).await.context("query failed")?.collect().await.context("query failed")?;
-        let mut spans = Vec::new();
-        for batch in &batches {
-            let ids = batch.column(0).as_string_opt::<i32>().context("session_id is not text")?;
-            let time = |column: usize| {
-                batch
-                    .column(column)
-                    .as_primitive_opt::<TimestampMicrosecondType>()
-                    .context("sort time is not a time in µs")
-            };
-            let (lo, hi) = (time(1)?, time(2)?);
-            let count = |column: usize| {
-                batch
-                    .column(column)
-                    .as_primitive_opt::<Int64Type>()
-                    .context("count is not a number")
-            };
-            let (rows, timed) = (count(3)?, count(4)?);
-            for row in 0..batch.num_rows() {
-                let times =
-                    (lo.is_valid(row) && hi.is_valid(row)).then(|| (lo.value(row), hi.value(row)));
-                spans.push(window::Span {
-                    session: ids.value(row).to_string(),
-                    times,
-                    rows: u64::try_from(rows.value(row)).unwrap_or_default(),
-                    untimed: timed.value(row) < rows.value(row),
-                });
-            }
+/// Reads each session's range of sort times and its number of command rows, on the tables of
+/// `ctx`, from plaintext columns only (no data key is used).
+async fn session_spans(
+    ctx: &SessionContext,
+    time_expression: &str,
+) -> anyhow::Result<Vec<window::Span>> {
+    let sql = format!(
+        "SELECT c.session_id, min({time_expression}) AS lo, max({time_expression}) AS hi, \
+         count(*) AS n, count({time_expression}) AS timed FROM commands c {SESSION_TIMES_JOIN} \
+         GROUP BY c.session_id"
+    );
+    let batches =
+        ctx.sql(&sql).await.context("query failed")?.collect().await.context("query failed")?;
+    let mut spans = Vec::new();
+    for batch in &batches {
+        let ids = batch.column(0).as_string_opt::<i32>().context("session_id is not text")?;
+        let time = |column: usize| {
+            batch
+                .column(column)
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .context("sort time is not a time in µs")
+        };
+        let (lo, hi) = (time(1)?, time(2)?);
+        let count = |column: usize| {
+            batch.column(column).as_primitive_opt::<Int64Type>().context("count is not a number")
+        };
+        let (rows, timed) = (count(3)?, count(4)?);
+        for row in 0..batch.num_rows() {
+            let times =
+                (lo.is_valid(row) && hi.is_valid(row)).then(|| (lo.value(row), hi.value(row)));
+            spans.push(window::Span {
+                session: ids.value(row).to_string(),
+                times,
+                rows: u64::try_from(rows.value(row)).unwrap_or_default(),
+                untimed: timed.value(row) < rows.value(row),
+            });
         }
-        Ok(spans)
     }
+    Ok(spans)
 }
 
 /// Counts the rows of `sql`, whose placeholders are bound to `params`.
