@@ -322,15 +322,40 @@ pub fn read_access_plaintext(
     bytes: bytes::Bytes,
     object: &str,
 ) -> Result<Vec<AccessRecord>, ReadError> {
+    read_access(bytes, object, None)
+}
+
+/// Reads an `access` file (`object` names it in errors): with its data `key`, every field;
+/// without, every field but the encrypted `parameters` (left `None`).
+pub fn read_access(
+    bytes: bytes::Bytes,
+    object: &str,
+    key: Option<&DataKey>,
+) -> Result<Vec<AccessRecord>, ReadError> {
     let fail = |reason: String| ReadError { object: object.to_string(), reason };
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| fail(e.to_string()))?;
+    let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
+    if let Some(key) = key {
+        let secret = key.expose().to_vec();
+        let decryption =
+            parquet::encryption::decrypt::FileDecryptionProperties::builder(secret.clone())
+                .with_column_keys(
+                    ACCESS_ENCRYPTED_COLUMNS.to_vec(),
+                    vec![secret; ACCESS_ENCRYPTED_COLUMNS.len()],
+                )
+                .and_then(|builder| builder.build())
+                .map_err(|e| fail(e.to_string()))?;
+        options = options.with_file_decryption_properties(decryption);
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
+        .map_err(|e| fail(e.to_string()))?;
     let schema = Arc::clone(builder.schema());
     let wanted: Vec<usize> = schema
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, field)| !ACCESS_ENCRYPTED_COLUMNS.contains(&field.name().as_str()))
+        .filter(|(_, field)| {
+            key.is_some() || !ACCESS_ENCRYPTED_COLUMNS.contains(&field.name().as_str())
+        })
         .map(|(index, _)| index)
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
@@ -371,6 +396,7 @@ pub fn read_access_plaintext(
             text(columns::ACCOUNT)?,
         );
         let (error_code, source_ref) = (text(columns::ERROR_CODE)?, text(columns::SOURCE_REF)?);
+        let parameters = if key.is_some() { Some(text(columns::PARAMETERS)?) } else { None };
         let at = |array: &arrow_array::StringArray, row: usize| {
             (!array.is_null(row)).then(|| array.value(row).to_string())
         };
@@ -398,7 +424,7 @@ pub fn read_access_plaintext(
                 targets: row_targets,
                 os_user: at(os_user, row),
                 document_name: at(document_name, row),
-                parameters: None,
+                parameters: parameters.and_then(|parameters| at(parameters, row)),
                 session_id: at(session_id, row),
                 command_id: at(command_id, row),
                 region: at(region, row),
@@ -595,12 +621,20 @@ mod tests {
         let records = [access_record("e2", 20), access_record("e1", 10)];
         let bytes = write_access(&records, &key, b"meta".to_vec()).expect("write");
         assert!(memchr::memmem::find(&bytes, b"/etc/shadow").is_none(), "parameters in plaintext");
-        let read = read_access_plaintext(Bytes::from(bytes), "a.parquet").expect("read");
-        let expected: Vec<AccessRecord> = [access_record("e1", 10), access_record("e2", 20)]
-            .into_iter()
+        let read = read_access_plaintext(Bytes::from(bytes.clone()), "a.parquet").expect("read");
+        let sorted = [access_record("e1", 10), access_record("e2", 20)];
+        let expected: Vec<AccessRecord> = sorted
+            .iter()
+            .cloned()
             .map(|record| AccessRecord { parameters: None, ..record })
             .collect();
         assert_eq!(read, expected);
+        // With the key, every field comes back, so a rewrite loses nothing.
+        let whole = read_access(Bytes::from(bytes.clone()), "a.parquet", Some(&key)).expect("read");
+        assert_eq!(whole, sorted.to_vec());
+        let wrong = DataKey::from_slice(&[8u8; 32]).expect("32");
+        let error = read_access(Bytes::from(bytes), "a.parquet", Some(&wrong)).expect_err("wrong");
+        assert!(error.to_string().contains("a.parquet"), "{error}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use sessionlake_lake::LakeErrorKind;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
-use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
+use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
@@ -196,7 +196,7 @@ impl Ingestor {
             .await
             .with_context(|| format!("failed to take the writer lease of {}", store.location()))?;
         let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
-        let lease_keeper = LeaseKeeper::start(lease);
+        let lease_keeper = LeaseKeeper::start(lease, |error| events::LeaseLost { error }.emit());
         let (keyring, keyring_created) = LocalKeyring::open_or_create(&config.keyring)?;
         let keyring = Arc::new(keyring);
         let keys: Arc<dyn KeyProvider> = match (&config.kms_key_id, &sdk_config) {
@@ -315,7 +315,7 @@ impl Ingestor {
     /// inputs or commits may have left uncommitted: the lease is still held, nothing is in flight.
     /// A lost lease is not released, and then nothing is swept (the other writer's objects).
     async fn finish(self) {
-        if self.unclean && !self.lease_keeper.lost.is_cancelled() {
+        if self.unclean && !self.lease_keeper.is_lost() {
             match manifest::read_chain(&self.writer.store).await {
                 Ok(chain) => sweep_uncommitted(&self.writer.store, &chain).await,
                 Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
@@ -857,55 +857,6 @@ async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
     events::UncommittedSwept { lake: &lake, deleted, failed }.emit();
 }
 
-/// Keeps the writer lease: renews it every third of its time to live in a task of its own
-/// (a long batch never lets it lapse), and releases it when stopped.
-struct LeaseKeeper {
-    stop: CancellationToken,
-    lost: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl LeaseKeeper {
-    fn start(mut lease: Lease) -> LeaseKeeper {
-        let stop = CancellationToken::new();
-        let lost = CancellationToken::new();
-        let (stopped, lost_signal) = (stop.clone(), lost.clone());
-        let every = Duration::from_secs(lease.record().ttl_secs).div_f64(3.0);
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stopped.cancelled() => break,
-                    () = tokio::time::sleep(every) => {}
-                }
-                match lease.renew().await {
-                    Ok(()) => {}
-                    Err(error) if error.kind() == LakeErrorKind::Busy => {
-                        events::LeaseLost { error: &error }.emit();
-                        lost_signal.cancel();
-                        return;
-                    }
-                    // The store may be down for a while: try again at the next renewal.
-                    Err(error) => tracing::warn!(error = %error, "writer lease not renewed"),
-                }
-            }
-            if let Err(error) = lease.release().await {
-                tracing::warn!(error = %error, "writer lease not released; it lapses by itself");
-            }
-        });
-        LeaseKeeper { stop, lost, task }
-    }
-
-    /// Stops renewing and releases the lease (unless it was lost).
-    async fn release(self) {
-        self.stop.cancel();
-        if let Err(join) = self.task.await
-            && join.is_panic()
-        {
-            std::panic::resume_unwind(join.into_panic());
-        }
-    }
-}
-
 /// Access files read at once when the service opens.
 const ACCESS_READ_CONCURRENCY: usize = 16;
 
@@ -1038,7 +989,7 @@ async fn poll_loop(
         return Ok(RunSummary { signalled: true, ..RunSummary::default() });
     };
     // A lost lease stops the service like a signal, then fails the run.
-    let lost = ingestor.lease_keeper.lost.clone();
+    let lost = ingestor.lease_keeper.lost_token();
     let shutdown = &shutdown.child_token();
     let forward = shutdown.clone();
     let lost_watch = tokio::spawn(async move {
@@ -1125,7 +1076,7 @@ async fn poll_loop(
     }
     let flushed = ingestor.flush_cursors().await;
     lost_watch.abort();
-    let lease_lost = ingestor.lease_keeper.lost.is_cancelled();
+    let lease_lost = ingestor.lease_keeper.is_lost();
     ingestor.finish().await;
     if let Err(error) = flushed {
         return Err(error.context("failed to save cursors at shutdown (the commits hold; the sessions they name are replaced on the next run)"));

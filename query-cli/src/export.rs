@@ -47,9 +47,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use sessionlake_lake::keys::Keys;
 use sessionlake_lake::manifest::{self, ChainLink};
-use sessionlake_lake::signing::{
-    KeyringSigner, KmsSigner, ManifestSigner, p256_point_of_spki, verify_signature_bytes,
-};
+use sessionlake_lake::signing::{p256_point_of_spki, verify_signature_bytes};
 use sessionlake_lake::store::{LakeStore, sha256_hex};
 use sessionlake_schemas::manifest::{
     ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519,
@@ -1286,21 +1284,8 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
     let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
     let trusted = crate::pinned_signers(cli, keyring.as_deref(), &args.signing_key).await?;
-    let signer: Box<dyn ManifestSigner> = match (args.signing_key.first(), keyring) {
-        (Some(key_id), _) => {
-            let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
-            let signer = KmsSigner::connect_with(&sdk_config, key_id.trim())
-                .await
-                .with_context(|| format!("failed to use --signing-key {key_id}"))?;
-            Box::new(signer)
-        }
-        (None, Some(keyring)) => Box::new(KeyringSigner(keyring)),
-        (None, None) => anyhow::bail!(
-            "export signs the bundle with the keyring's key ({} does not exist) or a KMS key: \
-             give --keyring or --signing-key",
-            cli.keyring.display()
-        ),
-    };
+    let signer =
+        crate::signer(cli, args.signing_key.first().map(String::as_str), keyring, "export").await?;
     let bundle_key = SignerKey::new(signer.key_id(), signer.algorithm(), signer.public_key())?;
     let progress = Progress::counting(true, "exporting", "objects");
     let evidence = gather(&store, &keys, &trusted, session).await?;

@@ -352,6 +352,32 @@ pub(crate) async fn pinned_signers(
     Ok(pinned)
 }
 
+/// Returns the signer of what `command` writes: the KMS asymmetric key `signing_key` when one
+/// is given, else the keyring's Ed25519 key.
+pub(crate) async fn signer(
+    cli: &Cli,
+    signing_key: Option<&str>,
+    keyring: Option<Arc<LocalKeyring>>,
+    command: &str,
+) -> anyhow::Result<Box<dyn sessionlake_lake::signing::ManifestSigner>> {
+    match (signing_key, keyring) {
+        (Some(key_id), _) => {
+            let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
+            let signer =
+                sessionlake_lake::signing::KmsSigner::connect_with(&sdk_config, key_id.trim())
+                    .await
+                    .with_context(|| format!("failed to use --signing-key {key_id}"))?;
+            Ok(Box::new(signer))
+        }
+        (None, Some(keyring)) => Ok(Box::new(sessionlake_lake::signing::KeyringSigner(keyring))),
+        (None, None) => anyhow::bail!(
+            "{command} signs with the keyring's key ({} does not exist) or a KMS key: give \
+             --keyring or --signing-key",
+            cli.keyring.display()
+        ),
+    }
+}
+
 pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
     open_lake_with(cli, open_keyring_if_present(cli)?.map(Arc::new)).await
 }

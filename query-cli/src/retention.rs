@@ -15,23 +15,26 @@
 //! shorter than `commands`), the raw object is deleted and the session key is kept for the
 //! rows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use arrow::array::{Array, AsArray as _};
 use arrow::datatypes::TimestampMicrosecondType;
+use chrono::Datelike as _;
 use clap::{Args as ClapArgs, Subcommand};
 use futures::StreamExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
+use sessionlake_indexer::parquet_out;
 use sessionlake_lake::manifest::{self, ChainLink};
+use sessionlake_lake::signing::ManifestSigner;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
-use crate::{Cli, Outcome, json_record, open_lake, read_committed};
+use crate::{Cli, Outcome, json_record, read_committed};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 /// Objects read or deleted at once.
@@ -65,6 +68,9 @@ impl Action {
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     version: u32,
+    /// The targets' tags for `tag` rules: the JSON `aws ec2 describe-tags` prints, relative
+    /// to the policy file.
+    tags_file: Option<String>,
     default: DefaultFile,
     #[serde(default)]
     rules: Vec<RuleFile>,
@@ -85,6 +91,8 @@ struct RuleFile {
     principal: Option<String>,
     target: Option<String>,
     account: Option<String>,
+    /// `Key=Value` of a tag of the target (`*` patterns), from `tags_file`.
+    tag: Option<String>,
     commands: Option<String>,
     raw: Option<String>,
     action: Option<Action>,
@@ -107,33 +115,91 @@ impl Glob {
     }
 }
 
-/// How long, in days.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Days(i64);
+/// How long a rule keeps something: days (`90d`, `12w`) or calendar years (`7y`: until the same
+/// date seven years on, leap days included, never a day short).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    Days(i64),
+    Years(i64),
+}
 
-impl std::fmt::Display for Days {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0 % 365 == 0 { write!(f, "{}y", self.0 / 365) } else { write!(f, "{}d", self.0) }
+impl Period {
+    /// Length in quarter days, a year counting 365.25 days: orders periods of either unit.
+    fn quarter_days(self) -> i64 {
+        match self {
+            Period::Days(days) => days * 4,
+            Period::Years(years) => years * 1461,
+        }
+    }
+
+    /// The end of this period from `start` (µs): the first instant something that began at
+    /// `start` may go. A year from 29 February ends on 1 March.
+    fn end(self, start: i64) -> i64 {
+        match self {
+            Period::Days(days) => start.saturating_add(days.saturating_mul(DAY_MICROS)),
+            Period::Years(years) => {
+                let Some(begin) = chrono::DateTime::from_timestamp_micros(start) else {
+                    return i64::MAX;
+                };
+                let months = u32::try_from(years.saturating_mul(12)).unwrap_or(u32::MAX);
+                match begin.checked_add_months(chrono::Months::new(months)) {
+                    // Clamped to the month's last day (29 February to 28 February): one more day.
+                    Some(end) if end.day() != begin.day() => {
+                        (end + chrono::Days::new(1)).timestamp_micros()
+                    }
+                    Some(end) => end.timestamp_micros(),
+                    None => i64::MAX,
+                }
+            }
+        }
+    }
+
+    /// Whole days from `start` to the end of this period.
+    fn days_from(self, start: i64) -> i64 {
+        (self.end(start).saturating_sub(start)).div_euclid(DAY_MICROS)
     }
 }
 
-fn parse_days(field: &str, text: &str) -> anyhow::Result<Days> {
+impl PartialOrd for Period {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Period {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.quarter_days().cmp(&other.quarter_days())
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Period::Days(days) => write!(f, "{days}d"),
+            Period::Years(years) => write!(f, "{years}y"),
+        }
+    }
+}
+
+fn parse_period(field: &str, text: &str) -> anyhow::Result<Period> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    let number: i64 = number.parse().map_err(|_| {
+    let not_a_period = || {
         anyhow::anyhow!("{field}: {text:?} is not a period (a number and d, w or y: 90d, 12w, 7y)")
-    })?;
-    let days = match unit {
-        "d" => number,
-        "w" => number * 7,
-        "y" => number * 365,
-        _ => anyhow::bail!(
-            "{field}: {text:?} is not a period (a number and d, w or y: 90d, 12w, 7y)"
-        ),
     };
-    anyhow::ensure!(days > 0 && days <= 100 * 365, "{field}: {text:?} must be 1d to 100y");
-    Ok(Days(days))
+    let number: i64 = number.parse().map_err(|_| not_a_period())?;
+    let period = match unit {
+        "d" => Period::Days(number),
+        "w" => Period::Days(number.saturating_mul(7)),
+        "y" => Period::Years(number),
+        _ => return Err(not_a_period()),
+    };
+    anyhow::ensure!(
+        number > 0 && period <= Period::Years(100),
+        "{field}: {text:?} must be 1d to 100y"
+    );
+    Ok(period)
 }
 
 #[derive(Debug, Clone)]
@@ -142,8 +208,9 @@ struct Rule {
     principal: Option<Glob>,
     target: Option<Glob>,
     account: Option<Glob>,
-    commands: Days,
-    raw: Days,
+    tag: Option<Glob>,
+    commands: Period,
+    raw: Period,
     action: Action,
 }
 
@@ -152,6 +219,11 @@ struct Rule {
 pub struct Policy {
     default: Rule,
     rules: Vec<Rule>,
+    tags_file: Option<String>,
+    /// Each target's tags as `Key=Value`, from the policy's `tags_file`.
+    tags: HashMap<String, Vec<String>>,
+    /// SHA-256 (hex) of the policy file, recorded in the commits it makes.
+    sha256: String,
 }
 
 /// Who a rule is about.
@@ -166,8 +238,8 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Decision {
     rule: String,
-    commands: Days,
-    raw: Days,
+    commands: Period,
+    raw: Period,
     action: Action,
     /// Other rules that applied with different terms (the longest period wins).
     conflicts: Vec<String>,
@@ -178,15 +250,27 @@ impl Policy {
     pub fn load(path: &Path) -> anyhow::Result<Policy> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("failed to read policy {}", path.display()))?;
-        Policy::parse(&text).with_context(|| format!("policy {} is not valid", path.display()))
+        let mut policy = Policy::parse(&text)
+            .with_context(|| format!("policy {} is not valid", path.display()))?;
+        if let Some(tags_file) = &policy.tags_file {
+            let tags_path = path.parent().unwrap_or(Path::new(".")).join(tags_file);
+            policy.tags = read_tags(&tags_path).with_context(|| {
+                format!(
+                    "policy {}: tags_file {} is not usable",
+                    path.display(),
+                    tags_path.display()
+                )
+            })?;
+        }
+        Ok(policy)
     }
 
     fn parse(text: &str) -> anyhow::Result<Policy> {
         let file: PolicyFile = toml::from_str(text)?;
         anyhow::ensure!(file.version == 1, "version {}: this build reads version 1", file.version);
-        let commands = parse_days("default.commands", &file.default.commands)?;
+        let commands = parse_period("default.commands", &file.default.commands)?;
         let raw = match &file.default.raw {
-            Some(raw) => parse_days("default.raw", raw)?,
+            Some(raw) => parse_period("default.raw", raw)?,
             None => commands,
         };
         let default = Rule {
@@ -194,6 +278,7 @@ impl Policy {
             principal: None,
             target: None,
             account: None,
+            tag: None,
             commands,
             raw,
             action: file.default.action.unwrap_or(Action::Delete),
@@ -210,25 +295,41 @@ impl Policy {
                 rule.name
             );
             anyhow::ensure!(
-                rule.principal.is_some() || rule.target.is_some() || rule.account.is_some(),
-                "rules[{index}] ({}) matches nothing: give principal, target or account",
+                rule.principal.is_some()
+                    || rule.target.is_some()
+                    || rule.account.is_some()
+                    || rule.tag.is_some(),
+                "rules[{index}] ({}) matches nothing: give principal, target, account or tag",
                 rule.name
             );
+            anyhow::ensure!(
+                rule.tag.is_none() || file.tags_file.is_some(),
+                "rules[{index}] ({}).tag needs tags_file (the targets' tags)",
+                rule.name
+            );
+            if let Some(tag) = &rule.tag {
+                anyhow::ensure!(
+                    tag.contains('='),
+                    "rules[{index}] ({}).tag: {tag:?} is not Key=Value",
+                    rule.name
+                );
+            }
             let glob = |value: &Option<String>, name: &str| -> anyhow::Result<Option<Glob>> {
                 value.as_deref().map(Glob::new).transpose().with_context(|| field(name))
             };
             let commands = match &rule.commands {
-                Some(text) => parse_days(&field("commands"), text)?,
+                Some(text) => parse_period(&field("commands"), text)?,
                 None => default.commands,
             };
             let raw = match &rule.raw {
-                Some(text) => parse_days(&field("raw"), text)?,
+                Some(text) => parse_period(&field("raw"), text)?,
                 None => default.raw.min(commands),
             };
             let parsed = Rule {
                 principal: glob(&rule.principal, "principal")?,
                 target: glob(&rule.target, "target")?,
                 account: glob(&rule.account, "account")?,
+                tag: glob(&rule.tag, "tag")?,
                 name: rule.name,
                 commands,
                 raw,
@@ -237,7 +338,13 @@ impl Policy {
             check_raw(&parsed)?;
             rules.push(parsed);
         }
-        Ok(Policy { default, rules })
+        Ok(Policy {
+            default,
+            rules,
+            tags: HashMap::new(),
+            tags_file: file.tags_file,
+            sha256: sessionlake_lake::store::sha256_hex(text.as_bytes()),
+        })
     }
 
     /// The rules that apply to `subject`, and what they decide together: the longest period of
@@ -255,6 +362,9 @@ impl Policy {
                 .iter()
                 .all(|(glob, value)| {
                     glob.as_ref().is_none_or(|glob| glob.matches(value.as_deref()))
+                }) && rule.tag.as_ref().is_none_or(|glob| {
+                    let tags = subject.target.as_ref().and_then(|target| self.tags.get(target));
+                    tags.is_some_and(|tags| tags.iter().any(|tag| glob.matches(Some(tag))))
                 })
             })
             .collect();
@@ -279,6 +389,31 @@ impl Policy {
             .collect();
         Decision { rule: winner.name.clone(), commands, raw, action, conflicts }
     }
+}
+
+/// Reads `aws ec2 describe-tags --output json`: each resource's tags as `Key=Value`.
+fn read_tags(path: &Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Tags {
+        tags: Vec<Tag>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Tag {
+        key: String,
+        resource_id: String,
+        #[serde(default)]
+        value: String,
+    }
+    let text = std::fs::read_to_string(path)?;
+    let tags: Tags = serde_json::from_str(&text)
+        .context("not the JSON of `aws ec2 describe-tags` ({\"Tags\": [{\"Key\", \"ResourceId\", \"Value\"}]})")?;
+    let mut by_resource: HashMap<String, Vec<String>> = HashMap::new();
+    for tag in tags.tags {
+        by_resource.entry(tag.resource_id).or_default().push(format!("{}={}", tag.key, tag.value));
+    }
+    Ok(by_resource)
 }
 
 fn check_raw(rule: &Rule) -> anyhow::Result<()> {
@@ -380,7 +515,9 @@ fn actor() -> String {
 // ---------------------------------------------------------------------------------------------
 // Sessions in the lake
 
-/// One session as retention sees it: who, when, and its live objects.
+/// One session as retention sees it: who, when, its live objects, and the earlier versions of
+/// them that ingest replaced (a grown stream, a re-delivered transcript) and that are still
+/// stored: they expire with the session.
 #[derive(Debug, Clone)]
 struct LiveSession {
     session_id: String,
@@ -388,18 +525,75 @@ struct LiveSession {
     /// Start (else end) time, µs; else the partition date.
     time: i64,
     objects: Vec<ObjectEntry>,
+    superseded: Vec<ObjectEntry>,
 }
 
-/// Reads the `sessions` rows of every live session (plaintext columns only: no key needed).
+/// The objects of earlier session versions, by session: removed from the live set by an ingest
+/// commit (replaced), not by retention, shred or anything else since. They are kept as history
+/// until their session expires or is shredded.
+fn superseded_versions(
+    chain: &[ChainLink],
+    live: &BTreeMap<String, ObjectEntry>,
+) -> BTreeMap<String, Vec<ObjectEntry>> {
+    let mut last_removed: BTreeMap<&str, (&ObjectEntry, CommitAction)> = BTreeMap::new();
+    for link in chain {
+        for entry in &link.manifest.body.removed {
+            last_removed.insert(entry.path.as_str(), (entry, link.manifest.body.action));
+        }
+        for entry in &link.manifest.body.added {
+            last_removed.remove(entry.path.as_str());
+        }
+    }
+    let mut by_session: BTreeMap<String, Vec<ObjectEntry>> = BTreeMap::new();
+    for (path, (entry, action)) in last_removed {
+        if action == CommitAction::Ingest
+            && !live.contains_key(path)
+            && let [session] = entry.sessions.as_slice()
+        {
+            by_session.entry(session.clone()).or_default().push(entry.clone());
+        }
+    }
+    by_session
+}
+
+/// Reads the `sessions` rows of every session in the lake (plaintext columns only: no key
+/// needed): the live ones, and those left only as replaced versions (read from the newest
+/// version's `sessions` file still stored; one that cannot be read is reported and skipped).
 async fn live_sessions(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
+    superseded: &BTreeMap<String, Vec<ObjectEntry>>,
 ) -> anyhow::Result<Vec<LiveSession>> {
-    let files: Vec<&ObjectEntry> =
+    let live_files: Vec<&ObjectEntry> =
         live.values().filter(|entry| entry.kind == ObjectKind::Sessions).collect();
-    let rows = futures::stream::iter(files.into_iter().map(|entry| async move {
-        let bytes = read_committed(store, entry).await?;
-        session_rows(&entry.path, bytes)
+    let with_live: BTreeSet<&str> =
+        live_files.iter().flat_map(|entry| entry.sessions.iter().map(String::as_str)).collect();
+    let orphans: Vec<&ObjectEntry> = superseded
+        .iter()
+        .filter(|(session, _)| !with_live.contains(session.as_str()))
+        .filter_map(|(_, entries)| entries.iter().rfind(|entry| entry.kind == ObjectKind::Sessions))
+        .collect();
+    let reads = live_files
+        .into_iter()
+        .map(|entry| (entry, true))
+        .chain(orphans.into_iter().map(|entry| (entry, false)));
+    let rows = futures::stream::iter(reads.map(|(entry, required)| async move {
+        let read = async {
+            let bytes = read_committed(store, entry).await?;
+            session_rows(&entry.path, bytes)
+        };
+        match read.await {
+            Ok(rows) => Ok(rows),
+            Err(error) if !required => {
+                tracing::warn!(
+                    object = %store.describe(&entry.path),
+                    error = %format!("{error:#}"),
+                    "a replaced version's sessions file is unreadable; its session is skipped"
+                );
+                Ok(Vec::new())
+            }
+            Err(error) => Err(error),
+        }
     }))
     .buffered(CONCURRENCY)
     .collect::<Vec<_>>()
@@ -412,6 +606,7 @@ async fn live_sessions(
                 subject: subject.clone(),
                 time,
                 objects: Vec::new(),
+                superseded: superseded.get(&session_id).cloned().unwrap_or_default(),
             });
             // Delivered by several sources: the earliest time counts.
             session.time = session.time.min(time);
@@ -474,17 +669,24 @@ fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String
     Ok(rows)
 }
 
-/// An `access` file as retention sees it: its day and who its events are about.
+/// One CloudTrail event of an `access` file as retention sees it.
+#[derive(Debug, Clone)]
+struct AccessEvent {
+    event_id: String,
+    session: Option<String>,
+    /// One subject per target (one without a target when it names none).
+    subjects: Vec<Subject>,
+    time: i64,
+}
+
+/// An `access` file as retention sees it: its events, who each is about and when.
 #[derive(Debug, Clone)]
 struct LiveAccessFile {
     entry: ObjectEntry,
-    /// Midnight of its `dt` partition, µs.
-    time: i64,
-    /// One subject per (event, target).
-    subjects: Vec<(Option<String>, Subject)>,
+    events: Vec<AccessEvent>,
 }
 
-/// Reads who every live `access` file is about (plaintext columns only: no key needed).
+/// Reads who every live `access` file's events are about (plaintext columns only: no key).
 async fn live_access_files(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
@@ -493,9 +695,30 @@ async fn live_access_files(
         live.values().filter(|entry| entry.kind == ObjectKind::Access).collect();
     futures::stream::iter(files.into_iter().map(|entry| async move {
         let bytes = read_committed(store, entry).await?;
-        let subjects = access_subjects(&entry.path, bytes)?;
-        let time = partition_micros(&entry.path).unwrap_or(0);
-        anyhow::Ok(LiveAccessFile { entry: entry.clone(), time, subjects })
+        let object = store.describe(&entry.path);
+        let records = parquet_out::read_access_plaintext(bytes, &object)?;
+        let events = records
+            .into_iter()
+            .map(|record| {
+                let subject = |target: Option<String>| Subject {
+                    principal: record.principal.clone(),
+                    target,
+                    account: record.account.clone(),
+                };
+                let mut subjects: Vec<Subject> =
+                    record.targets.iter().map(|target| subject(Some(target.clone()))).collect();
+                if subjects.is_empty() {
+                    subjects.push(subject(None));
+                }
+                AccessEvent {
+                    event_id: record.event_id,
+                    session: record.session_id,
+                    subjects,
+                    time: record.event_time,
+                }
+            })
+            .collect();
+        anyhow::Ok(LiveAccessFile { entry: entry.clone(), events })
     }))
     .buffered(CONCURRENCY)
     .collect::<Vec<_>>()
@@ -511,66 +734,9 @@ fn partition_micros(path: &str) -> Option<i64> {
         .map(|time| time.and_utc().timestamp_micros())
 }
 
-fn access_subjects(
-    object: &str,
-    bytes: bytes::Bytes,
-) -> anyhow::Result<Vec<(Option<String>, Subject)>> {
-    use sessionlake_schemas::columns;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .with_context(|| format!("failed to open {object}"))?;
-    // Only plaintext columns: the encrypted ones need a key retention does not need.
-    let wanted: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, field)| {
-            [columns::PRINCIPAL, columns::TARGETS, columns::ACCOUNT, columns::SESSION_ID]
-                .contains(&field.name().as_str())
-        })
-        .map(|(index, _)| index)
-        .collect();
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .with_context(|| format!("failed to read {object}"))?;
-    let mut subjects = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("failed to read {object}"))?;
-        let text = |name: &str, row: usize| text_cell(&batch, name, row);
-        let targets = batch.column_by_name(columns::TARGETS).and_then(|c| c.as_list_opt::<i32>());
-        for row in 0..batch.num_rows() {
-            let mut row_targets: Vec<Option<String>> = targets
-                .filter(|list| !list.is_null(row))
-                .map(|list| {
-                    let values = list.value(row);
-                    let values = values.as_string_opt::<i32>().cloned();
-                    values
-                        .map(|values| {
-                            (0..values.len()).map(|i| Some(values.value(i).to_string())).collect()
-                        })
-                        .unwrap_or_default()
-                })
-                .unwrap_or_default();
-            if row_targets.is_empty() {
-                row_targets.push(None);
-            }
-            for target in row_targets {
-                let subject = Subject {
-                    principal: text(columns::PRINCIPAL, row),
-                    target,
-                    account: text(columns::ACCOUNT, row),
-                };
-                subjects.push((text(columns::SESSION_ID, row), subject));
-            }
-        }
-    }
-    Ok(subjects)
-}
-
-/// Plans the `access` files: a file goes when its day is older than the longest period any of
-/// its events gets (their rows' period), unless a hold covers one of its events.
+/// Plans the `access` files event by event: an event goes when it is older than the longest
+/// period its subjects get (their rows' period), unless a hold covers it. A file all of whose
+/// events go is deleted; one that keeps some is rewritten without the others.
 fn plan_access(
     policy: &Policy,
     files: &[LiveAccessFile],
@@ -579,44 +745,92 @@ fn plan_access(
 ) -> Vec<Planned> {
     let mut planned = Vec::new();
     for file in files {
-        let decisions: Vec<Decision> =
-            file.subjects.iter().map(|(_, subject)| policy.decide(subject)).collect();
-        let keep = decisions
-            .iter()
-            .map(|decision| decision.commands)
-            .max()
-            .unwrap_or(policy.default.commands);
-        let age_days = (now - file.time).div_euclid(DAY_MICROS);
-        if age_days < keep.0 {
-            continue;
-        }
-        let rule = decisions
-            .iter()
-            .find(|decision| decision.commands == keep)
-            .map_or_else(|| policy.default.name.clone(), |decision| decision.rule.clone());
-        let held_by = holds
-            .iter()
-            .find(|hold| {
-                file.subjects.iter().any(|(session, subject)| {
-                    hold.covers(session.as_deref().unwrap_or_default(), subject)
+        let mut due: Vec<(&AccessEvent, Decision)> = Vec::new();
+        let mut held: Option<String> = None;
+        let mut kept = Vec::new();
+        for event in &file.events {
+            let decision = event
+                .subjects
+                .iter()
+                .map(|subject| policy.decide(subject))
+                .max_by_key(|decision| decision.commands)
+                .unwrap_or_else(|| policy.decide(&Subject::default()));
+            if now < decision.commands.end(event.time) {
+                kept.push(event.event_id.clone());
+                continue;
+            }
+            let hold = holds.iter().find(|hold| {
+                event.subjects.iter().any(|subject| {
+                    hold.covers(event.session.as_deref().unwrap_or_default(), subject)
                 })
-            })
-            .map(|held| held.hold.id.clone());
-        planned.push(Planned {
-            session_id: file.entry.path.clone(),
-            expires: Expiry::Access,
-            action: Action::Delete,
-            rule,
-            age_days,
-            keep_days: keep.0,
-            principal: None,
-            target: None,
-            objects: 1,
-            bytes: file.entry.size,
-            conflicts: Vec::new(),
-            held_by,
-            remove: vec![file.entry.clone()],
-        });
+            });
+            match hold {
+                Some(hold) => {
+                    held.get_or_insert_with(|| hold.hold.id.clone());
+                    kept.push(event.event_id.clone());
+                }
+                None => due.push((event, decision)),
+            }
+        }
+        // The line names the newest due event's rule and age: the last to become due.
+        let Some((newest, decision)) = due.iter().max_by_key(|(event, _)| event.time).cloned()
+        else {
+            if let Some(hold) = held {
+                let mut line = Planned::access(&file.entry, Expiry::Access, file.events.len());
+                line.held_by = Some(hold);
+                planned.push(line);
+            }
+            continue;
+        };
+        let removed = due.len();
+        let (expires, keep) = if kept.is_empty() {
+            (Expiry::Access, None)
+        } else {
+            (Expiry::AccessEvents, Some(kept))
+        };
+        let mut line = Planned::access(&file.entry, expires, file.events.len());
+        line.rule = decision.rule.clone();
+        line.age_days = (now - newest.time).div_euclid(DAY_MICROS);
+        line.keep_days = decision.commands.days_from(newest.time);
+        line.events_removed = Some(removed);
+        line.keep_events = keep;
+        line.events_held_by = held;
+        planned.push(line);
+    }
+    planned
+}
+
+/// Plans quarantined inputs: nobody can say whose they are, so they keep the default rule's
+/// period for originals, counted from the commit that added them.
+fn plan_quarantine(
+    policy: &Policy,
+    chain: &[ChainLink],
+    live: &BTreeMap<String, ObjectEntry>,
+    now: i64,
+) -> Vec<Planned> {
+    let mut planned = Vec::new();
+    for link in chain {
+        let Ok(committed) = chrono::DateTime::parse_from_rfc3339(&link.manifest.body.committed_at)
+        else {
+            continue;
+        };
+        let time = committed.timestamp_micros();
+        for entry in &link.manifest.body.added {
+            let still_live =
+                live.get(&entry.path).is_some_and(|found| found.sha256 == entry.sha256);
+            if entry.kind != ObjectKind::Quarantine || !still_live {
+                continue;
+            }
+            if now < policy.default.raw.end(time) {
+                continue;
+            }
+            let mut line = Planned::access(entry, Expiry::Quarantine, 0);
+            line.rule = policy.default.name.clone();
+            line.age_days = (now - time).div_euclid(DAY_MICROS);
+            line.keep_days = policy.default.raw.days_from(time);
+            line.events_total = None;
+            planned.push(line);
+        }
     }
     planned
 }
@@ -624,17 +838,20 @@ fn plan_access(
 // ---------------------------------------------------------------------------------------------
 // Plans
 
-/// What expires of a session.
+/// What expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 enum Expiry {
-    /// The whole session: rows, original, keys.
+    /// The whole session: rows, original, keys, and its replaced versions.
     Session,
-    /// Only the original transcript.
+    /// Only the original transcript (and replaced versions' originals).
     Raw,
-    /// An `access` file (CloudTrail events of one day from one trail file); `session_id` holds
-    /// its path.
+    /// An `access` file, every event of it (`session_id` holds its path).
     Access,
+    /// Some events of an `access` file: it is rewritten without them.
+    AccessEvents,
+    /// A quarantined input (`session_id` holds its path).
+    Quarantine,
 }
 
 /// One line of a plan.
@@ -650,13 +867,68 @@ struct Planned {
     target: Option<String>,
     objects: usize,
     bytes: u64,
+    /// Events of an `access` file that go, and how many it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_removed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_total: Option<usize>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     conflicts: Vec<String>,
     /// The hold that keeps it (nothing is done then).
     #[serde(skip_serializing_if = "Option::is_none")]
     held_by: Option<String>,
-    #[serde(skip)]
+    /// For an access file rewritten: a hold that keeps some of its due events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events_held_by: Option<String>,
+    /// Every object that goes, by path.
+    #[serde(serialize_with = "paths_of")]
     remove: Vec<ObjectEntry>,
+    /// For an access file rewritten: the events it keeps.
+    #[serde(skip)]
+    keep_events: Option<Vec<String>>,
+}
+
+fn paths_of<S: serde::Serializer>(
+    entries: &[ObjectEntry],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(entries.iter().map(|entry| entry.path.as_str()))
+}
+
+impl Planned {
+    /// A line about a single object (an access file, a quarantined input) with `events`.
+    fn access(entry: &ObjectEntry, expires: Expiry, events: usize) -> Planned {
+        Planned {
+            session_id: entry.path.clone(),
+            expires,
+            action: Action::Delete,
+            rule: String::new(),
+            age_days: 0,
+            keep_days: 0,
+            principal: None,
+            target: None,
+            objects: 1,
+            bytes: entry.size,
+            events_removed: None,
+            events_total: Some(events),
+            conflicts: Vec::new(),
+            remove: vec![entry.clone()],
+            held_by: None,
+            events_held_by: None,
+            keep_events: None,
+        }
+    }
+
+    /// What the line does, in words: the plan's first column and each removed object's note.
+    fn what(&self) -> String {
+        match (self.held_by.as_deref(), &self.expires) {
+            (Some(_), _) => "keep (held)".to_string(),
+            (None, Expiry::Session) => self.action.as_str().to_string(),
+            (None, Expiry::Raw) => "delete raw".to_string(),
+            (None, Expiry::Access | Expiry::Quarantine) => "delete".to_string(),
+            (None, Expiry::AccessEvents) => "rewrite".to_string(),
+        }
+    }
 }
 
 fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i64) -> Vec<Planned> {
@@ -664,9 +936,9 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
     for session in sessions {
         let decision = policy.decide(&session.subject);
         let age_days = (now - session.time).div_euclid(DAY_MICROS);
-        let (expires, keep) = if age_days >= decision.commands.0 {
+        let (expires, keep) = if now >= decision.commands.end(session.time) {
             (Expiry::Session, decision.commands)
-        } else if age_days >= decision.raw.0 {
+        } else if now >= decision.raw.end(session.time) {
             (Expiry::Raw, decision.raw)
         } else {
             continue;
@@ -674,6 +946,7 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
         let remove: Vec<ObjectEntry> = session
             .objects
             .iter()
+            .chain(&session.superseded)
             .filter(|entry| expires == Expiry::Session || entry.kind == ObjectKind::Raw)
             .cloned()
             .collect();
@@ -687,18 +960,22 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
             .map(|held| held.hold.id.clone());
         planned.push(Planned {
             session_id: session.session_id.clone(),
-            expires,
             action: if expires == Expiry::Session { decision.action } else { Action::Delete },
+            expires,
             rule: decision.rule,
             age_days,
-            keep_days: keep.0,
+            keep_days: keep.days_from(session.time),
             principal: session.subject.principal.clone(),
             target: session.subject.target.clone(),
             objects: remove.len(),
             bytes: remove.iter().map(|entry| entry.size).sum(),
+            events_removed: None,
+            events_total: None,
             conflicts: decision.conflicts,
             held_by,
+            events_held_by: None,
             remove,
+            keep_events: None,
         });
     }
     planned
@@ -730,9 +1007,12 @@ pub struct RetentionArgs {
     /// Apply without asking.
     #[arg(long)]
     pub yes: bool,
-    /// JSON Lines: one record per session, then a summary.
+    /// JSON Lines: one record per line of the plan, then a summary.
     #[arg(long)]
     pub json: bool,
+    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
+    #[arg(long, value_name = "KMS_KEY")]
+    pub signing_key: Option<String>,
 }
 
 /// `hold`: legal holds.
@@ -761,6 +1041,12 @@ pub struct HoldAddArgs {
     /// Why (recorded in the hold and the commit).
     #[arg(long)]
     pub reason: String,
+    /// A JSON record of what was done.
+    #[arg(long)]
+    pub json: bool,
+    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
+    #[arg(long, value_name = "KMS_KEY")]
+    pub signing_key: Option<String>,
 }
 
 /// Options of `hold list`.
@@ -779,6 +1065,12 @@ pub struct HoldReleaseArgs {
     /// Why (recorded in the commit).
     #[arg(long)]
     pub reason: String,
+    /// A JSON record of what was done.
+    #[arg(long)]
+    pub json: bool,
+    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
+    #[arg(long, value_name = "KMS_KEY")]
+    pub signing_key: Option<String>,
 }
 
 /// Options of `shred`.
@@ -792,6 +1084,12 @@ pub struct ShredArgs {
     /// Shred without asking.
     #[arg(long)]
     pub yes: bool,
+    /// A JSON record of what was done.
+    #[arg(long)]
+    pub json: bool,
+    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
+    #[arg(long, value_name = "KMS_KEY")]
+    pub signing_key: Option<String>,
 }
 
 fn print(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
@@ -819,21 +1117,19 @@ fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
 
 struct Lake {
     store: LakeStore,
-    keyring: std::sync::Arc<sessionlake_lake::keys::LocalKeyring>,
+    keys: sessionlake_lake::keys::Keys,
+    /// Signs the commits: the keyring's key, or the KMS key of `--signing-key`.
+    signer: Box<dyn ManifestSigner>,
     chain: Vec<ChainLink>,
     live: BTreeMap<String, ObjectEntry>,
 }
 
 impl Lake {
-    async fn open(cli: &Cli) -> anyhow::Result<Lake> {
-        let (store, keys) = open_lake(cli).await?;
-        let keyring = keys.keyring().cloned().with_context(|| {
-            format!(
-                "changes are signed with the keyring, and {} was not found",
-                cli.keyring.display()
-            )
-        })?;
-        let mut lake = Lake { store, keyring, chain: Vec::new(), live: BTreeMap::new() };
+    async fn open(cli: &Cli, signing_key: Option<&str>, command: &str) -> anyhow::Result<Lake> {
+        let keyring = crate::open_keyring_if_present(cli)?.map(std::sync::Arc::new);
+        let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
+        let signer = crate::signer(cli, signing_key, keyring, command).await?;
+        let mut lake = Lake { store, keys, signer, chain: Vec::new(), live: BTreeMap::new() };
         lake.reload().await?;
         Ok(lake)
     }
@@ -859,7 +1155,7 @@ impl Lake {
     ) -> sessionlake_lake::LakeResult<ChainLink> {
         manifest::commit_if_head(
             &self.store,
-            &self.keyring.signer(),
+            &*self.signer,
             action,
             Some(reason),
             added,
@@ -870,9 +1166,10 @@ impl Lake {
     }
 
     /// Deletes objects that retention or shred commits removed but that are still stored (an
-    /// interrupted run). Session key records first.
+    /// interrupted run), session key records first. One listing per folder they are in, not a
+    /// request per object ever removed.
     async fn sweep(&self) -> anyhow::Result<usize> {
-        let mut removed: Vec<&ObjectEntry> = self
+        let removed: BTreeMap<&str, &ObjectEntry> = self
             .chain
             .iter()
             .filter(|link| {
@@ -880,17 +1177,157 @@ impl Lake {
             })
             .flat_map(|link| &link.manifest.body.removed)
             .filter(|entry| !self.live.contains_key(&entry.path))
+            .map(|entry| (entry.path.as_str(), entry))
             .collect();
-        removed.sort_by_key(|entry| entry.kind != ObjectKind::SessionKey);
-        let mut swept = 0;
-        for entry in removed {
-            if self.store.exists(&entry.path).await? {
-                self.store.delete(&entry.path).await?;
-                swept += 1;
+        let folders: BTreeSet<&str> =
+            removed.keys().filter_map(|path| path.split('/').next()).collect();
+        let mut stored = Vec::new();
+        for folder in folders {
+            for (path, _) in self.store.list(folder).await? {
+                if let Some(entry) = removed.get(path.as_str()) {
+                    stored.push((*entry).clone());
+                }
             }
         }
+        let swept = stored.len();
+        delete_all(&self.store, stored).await?;
         Ok(swept)
     }
+
+    /// Writes `entry` (an `access` file) again with only the events `keep` accepts, under the
+    /// same data key, as a new version of the same CloudTrail file's day. Returns the new
+    /// file's entry, or `None` when no event is kept (the file just goes). Not committed.
+    async fn rewrite_access(
+        &self,
+        entry: &ObjectEntry,
+        keep: impl Fn(&sessionlake_schemas::AccessRecord) -> bool,
+    ) -> anyhow::Result<Option<ObjectEntry>> {
+        let object = self.store.describe(&entry.path);
+        let wrapped = entry.key.clone().with_context(|| format!("{object} names no data key"))?;
+        let key = self
+            .keys
+            .decrypt(&wrapped)
+            .await
+            .with_context(|| format!("failed to open {object}"))?;
+        let bytes = read_committed(&self.store, entry).await?;
+        let records = {
+            let (key, object) = (key.clone(), object.clone());
+            tokio::task::spawn_blocking(move || {
+                parquet_out::read_access(bytes, &object, Some(&key))
+            })
+            .await
+            .context("access reader task failed")??
+        };
+        let kept: Vec<_> = records.into_iter().filter(|record| keep(record)).collect();
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let (dt, trail_file_id) = access_file_parts(&entry.path)
+            .with_context(|| format!("{object} is not named like an access file"))?;
+        let path = paths::access_object(dt, trail_file_id, &rewrite_version());
+        let metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
+        let written =
+            tokio::task::spawn_blocking(move || parquet_out::write_access(&kept, &key, metadata))
+                .await
+                .context("access writer task failed")??;
+        let stored = self.store.put(&path, bytes::Bytes::from(written)).await?;
+        Ok(Some(ObjectEntry {
+            path: stored.path,
+            size: stored.size,
+            sha256: stored.sha256,
+            kind: ObjectKind::Access,
+            sessions: entry.sessions.clone(),
+            key: Some(wrapped),
+            note: None,
+        }))
+    }
+
+    /// Plans the rewrite of every live `access` file that holds events of `session`.
+    async fn access_of_session(&self, session: &str) -> anyhow::Result<Vec<Planned>> {
+        let files = live_access_files(&self.store, &self.live).await?;
+        Ok(files
+            .iter()
+            .filter_map(|file| {
+                let (of_session, kept): (Vec<&AccessEvent>, Vec<&AccessEvent>) =
+                    file.events.iter().partition(|event| event.session.as_deref() == Some(session));
+                if of_session.is_empty() {
+                    return None;
+                }
+                let expires = if kept.is_empty() { Expiry::Access } else { Expiry::AccessEvents };
+                let mut line = Planned::access(&file.entry, expires, file.events.len());
+                line.rule = "shred".to_string();
+                line.events_removed = Some(of_session.len());
+                line.keep_events = (!kept.is_empty())
+                    .then(|| kept.iter().map(|event| event.event_id.clone()).collect());
+                Some(line)
+            })
+            .collect())
+    }
+
+    /// Writes the rewritten `access` files the plan asks for. Returns them, to be added by the
+    /// same commit that removes the files they replace.
+    async fn write_rewrites(&self, due: &[&Planned]) -> anyhow::Result<Vec<ObjectEntry>> {
+        let mut added = Vec::new();
+        for line in due {
+            let Some(keep) = &line.keep_events else { continue };
+            let keep: BTreeSet<&str> = keep.iter().map(String::as_str).collect();
+            for entry in &line.remove {
+                match self
+                    .rewrite_access(entry, |record| keep.contains(record.event_id.as_str()))
+                    .await
+                {
+                    Ok(Some(written)) => added.push(written),
+                    Ok(None) => {}
+                    Err(error) => {
+                        delete_all(&self.store, added).await?;
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(added)
+    }
+}
+
+/// `access/dt=<dt>/<trail file id>.<version>.parquet` → (dt, trail file id).
+fn access_file_parts(path: &str) -> Option<(&str, &str)> {
+    let dt = paths::dt_of(path)?;
+    let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
+    let (id, _version) = name.rsplit_once('.')?;
+    Some((dt, id))
+}
+
+/// A new object version: time, then randomness (the form ingest's versions take).
+fn rewrite_version() -> String {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let random = sessionlake_lake::store::sha256_hex(
+        format!("{micros}{}{:?}", std::process::id(), std::thread::current().id()).as_bytes(),
+    );
+    format!("{micros:x}{}", &random[..8])
+}
+
+/// Each removed object with a note of why: the line's action, rule and ages.
+fn noted(line: &Planned) -> impl Iterator<Item = ObjectEntry> + '_ {
+    line.remove.iter().map(move |entry| {
+        let events = match (line.events_removed, line.events_total) {
+            (Some(removed), Some(total)) if removed < total => {
+                format!(", {removed} of {total} events")
+            }
+            _ => String::new(),
+        };
+        let note = if line.rule == "shred" {
+            format!("{}{events}", line.what())
+        } else {
+            format!(
+                "{}: rule {}, {}d old, kept {}d{events}",
+                line.what(),
+                line.rule,
+                line.age_days,
+                line.keep_days
+            )
+        };
+        ObjectEntry { note: Some(note), ..entry.clone() }
+    })
 }
 
 /// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
@@ -912,7 +1349,8 @@ async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Res
     Ok(())
 }
 
-/// Runs `retention plan` or `retention apply`.
+/// Runs `retention plan` or `retention apply`. Both exit 0 when they did their job, whether
+/// or not anything was due (a job runner must not see a quiet day as a failure).
 pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<Outcome> {
     let (args, apply) = match command {
         RetentionCommand::Plan(args) => (args, false),
@@ -923,7 +1361,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         Some(text) => crate::time::parse_time(text)?,
         None => chrono::Utc::now().timestamp_micros(),
     };
-    let mut lake = Lake::open(cli).await?;
+    let mut lake = Lake::open(cli, args.signing_key.as_deref(), "retention").await?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -933,71 +1371,90 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                 eprintln!("sessionlake: deleted {swept} objects an interrupted run had removed");
             }
         }
-        let sessions = live_sessions(&lake.store, &lake.live).await?;
+        let superseded = superseded_versions(&lake.chain, &lake.live);
+        let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
         let holds = live_holds(&lake.store, &lake.live).await?;
         let mut planned = plan(&policy, &sessions, &holds, now);
         let access = live_access_files(&lake.store, &lake.live).await?;
         planned.extend(plan_access(&policy, &access, &holds, now));
+        planned.extend(plan_quarantine(&policy, &lake.chain, &lake.live, now));
         let due: Vec<&Planned> = planned.iter().filter(|p| p.held_by.is_none()).collect();
         if !apply || due.is_empty() {
-            report_plan(&planned, args.json, false)?;
-            return Ok(if due.is_empty() { Outcome::NoMatch } else { Outcome::Matched });
+            report_plan(&planned, args.json, None)?;
+            return Ok(Outcome::Matched);
         }
         if attempt == 1 && !args.json {
-            report_plan(&planned, false, false)?;
+            report_plan(&planned, false, None)?;
         }
         let objects: usize = due.iter().map(|p| p.objects).sum();
-        if !confirm(
-            args.yes,
-            &format!("delete or shred {objects} objects of {} sessions", due.len()),
-        )? {
+        if attempt == 1
+            && !confirm(
+                args.yes,
+                &format!("delete or shred {objects} objects of {} sessions", due.len()),
+            )?
+        {
             anyhow::bail!("nothing changed");
         }
-        let removed: Vec<ObjectEntry> = due.iter().flat_map(|p| p.remove.iter().cloned()).collect();
+        let added = lake.write_rewrites(&due).await?;
+        let removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
         let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
         let reason = format!(
-            "retention policy {} as of {} by {}: {} sessions expired, {} originals expired, {} \
-             access files expired, {} shredded",
+            "retention policy {} (sha256 {}) as of {} by {}: {} sessions expired, {} originals \
+             expired, {} access files expired, {} rewritten, {} quarantined inputs expired, {} \
+             shredded",
             args.policy.display(),
+            policy.sha256,
             crate::time::format_time(now),
             actor(),
             count(Expiry::Session),
             count(Expiry::Raw),
             count(Expiry::Access),
+            count(Expiry::AccessEvents),
+            count(Expiry::Quarantine),
             due.iter().filter(|p| p.action == Action::Shred).count()
         );
-        match lake.commit(CommitAction::Retention, reason, Vec::new(), removed.clone()).await {
+        match lake.commit(CommitAction::Retention, reason, added.clone(), removed.clone()).await {
             Ok(link) => {
                 delete_all(&lake.store, removed).await?;
                 if args.json {
-                    report_plan(&planned, true, true)?;
+                    report_plan(&planned, true, Some(link.manifest.body.sequence))?;
                 } else {
                     eprintln!(
-                        "sessionlake: applied: {} sessions, {objects} objects (manifest {})",
+                        "sessionlake: applied: {} lines, {objects} objects removed, {} rewritten \
+                         (manifest {})",
                         due.len(),
+                        added.len(),
                         link.manifest.body.sequence
                     );
                 }
                 return Ok(Outcome::Matched);
             }
-            Err(error)
+            Err(error) => {
+                delete_all(&lake.store, added).await?;
                 if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
-                    && attempt < MAX_ATTEMPTS =>
-            {
-                tracing::info!(%error, "the lake moved on; planning again");
-                lake.reload().await?;
+                    && attempt < MAX_ATTEMPTS
+                {
+                    eprintln!("sessionlake: another writer committed first; planning again");
+                    lake.reload().await?;
+                } else {
+                    return Err(error.into());
+                }
             }
-            Err(error) => return Err(error.into()),
         }
     }
 }
 
-fn report_plan(planned: &[Planned], json: bool, applied: bool) -> anyhow::Result<()> {
+/// Prints the plan: a line (or JSON record) per session or object, totals by partition, and a
+/// summary; `applied` is the sequence of the commit that applied it.
+fn report_plan(planned: &[Planned], json: bool, applied: Option<u64>) -> anyhow::Result<()> {
     let mut by_partition: BTreeMap<String, (usize, usize, u64)> = BTreeMap::new();
     for item in planned.iter().filter(|p| p.held_by.is_none()) {
         for entry in &item.remove {
-            let dt = paths::dt_of(&entry.path).unwrap_or("-").to_string();
-            let totals = by_partition.entry(dt).or_default();
+            let dt = paths::dt_of(&entry.path).unwrap_or(match entry.kind {
+                ObjectKind::SessionKey => "keys",
+                _ => "-",
+            });
+            let totals = by_partition.entry(dt.to_string()).or_default();
             totals.1 += 1;
             totals.2 += entry.size;
         }
@@ -1014,22 +1471,21 @@ fn report_plan(planned: &[Planned], json: bool, applied: bool) -> anyhow::Result
         }
         let partitions: Vec<serde_json::Value> = by_partition
             .iter()
-            .map(|(dt, (sessions, objects, bytes))| {
-                serde_json::json!({"dt": dt, "sessions": sessions, "objects": objects, "bytes": bytes})
+            .map(|(dt, (lines, objects, bytes))| {
+                serde_json::json!({"dt": dt, "lines": lines, "objects": objects, "bytes": bytes})
             })
             .collect();
         let summary = serde_json::json!({
-            "sessions": due, "held": held, "applied": applied, "partitions": partitions,
+            "due": due,
+            "held": held,
+            "objects": planned.iter().filter(|p| p.held_by.is_none()).map(|p| p.objects).sum::<usize>(),
+            "applied": applied.is_some(),
+            "manifest": applied,
+            "partitions": partitions,
         });
         return print(format_args!("{}", json_record("summary", &summary)));
     }
     for item in planned {
-        let what = match (item.held_by.as_deref(), item.expires) {
-            (Some(_), _) => "keep (held)".to_string(),
-            (None, Expiry::Session) => item.action.as_str().to_string(),
-            (None, Expiry::Raw) => "delete raw".to_string(),
-            (None, Expiry::Access) => "delete".to_string(),
-        };
         let why = match &item.held_by {
             Some(hold) => format!("{hold}; rule {} would remove it", item.rule),
             None => format!("rule {}", item.rule),
@@ -1039,23 +1495,54 @@ fn report_plan(planned: &[Planned], json: bool, applied: bool) -> anyhow::Result
         } else {
             format!("; also matched by {} (longest period wins)", item.conflicts.join(", "))
         };
+        let held_events = match &item.events_held_by {
+            Some(hold) => format!(", due events of {hold} kept"),
+            None => String::new(),
+        };
+        let events = match (item.events_removed, item.events_total) {
+            (Some(removed), Some(total)) => format!(", {removed} of {total} events{held_events}"),
+            (None, Some(total)) => format!(", {total} events"),
+            _ => String::new(),
+        };
         print(format_args!(
-            "{what:<12} {}  age {}d > {}d  {why}{conflicts}  ({} objects, {} bytes)",
-            item.session_id, item.age_days, item.keep_days, item.objects, item.bytes
+            "{:<12} {}  age {}d >= {}d  {why}{conflicts}  ({} objects, {} bytes{events})",
+            item.what(),
+            item.session_id,
+            item.age_days,
+            item.keep_days,
+            item.objects,
+            item.bytes
         ))?;
     }
-    for (dt, (sessions, objects, bytes)) in &by_partition {
-        print(format_args!(
-            "total dt={dt}: {sessions} sessions, {objects} objects, {bytes} bytes"
-        ))?;
+    for (dt, (lines, objects, bytes)) in &by_partition {
+        print(format_args!("total dt={dt}: {lines} lines, {objects} objects, {bytes} bytes"))?;
     }
-    eprintln!("{due} sessions due, {held} kept by holds");
+    eprintln!("{due} due, {held} kept by holds");
     Ok(())
+}
+
+/// Prints what a one-shot change did: a JSON record with `--json`, else `text`.
+fn report_change(
+    json: bool,
+    kind: &str,
+    data: serde_json::Value,
+    text: &str,
+) -> anyhow::Result<()> {
+    if json {
+        print(format_args!("{}", json_record(kind, &data)))
+    } else {
+        print(format_args!("{text}"))
+    }
 }
 
 /// Runs `hold add|list|release`.
 pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
-    let lake = Lake::open(cli).await?;
+    let signing_key = match command {
+        HoldCommand::Add(args) => args.signing_key.as_deref(),
+        HoldCommand::Release(args) => args.signing_key.as_deref(),
+        HoldCommand::List(_) => None,
+    };
+    let lake = Lake::open(cli, signing_key, "hold").await?;
     match command {
         HoldCommand::Add(args) => {
             anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
@@ -1096,18 +1583,22 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 format!("hold {id} on {} by {}: {}", hold.scope(), hold.created_by, hold.reason);
             let link = manifest::commit(
                 &lake.store,
-                &lake.keyring.signer(),
+                &*lake.signer,
                 CommitAction::Hold,
                 Some(reason),
                 vec![entry],
                 Vec::new(),
             )
             .await?;
-            print(format_args!(
-                "{id}  placed on {} (manifest {})",
-                hold.scope(),
-                link.manifest.body.sequence
-            ))?;
+            let sequence = link.manifest.body.sequence;
+            let mut data = serde_json::to_value(&hold)?;
+            data["manifest"] = sequence.into();
+            report_change(
+                args.json,
+                "hold",
+                data,
+                &format!("{id}  placed on {} (manifest {sequence})", hold.scope()),
+            )?;
             Ok(Outcome::Matched)
         }
         HoldCommand::List(args) => {
@@ -1138,7 +1629,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             let reason = format!("release of hold {} by {}: {}", args.id, actor(), args.reason);
             let link = manifest::commit(
                 &lake.store,
-                &lake.keyring.signer(),
+                &*lake.signer,
                 CommitAction::Hold,
                 Some(reason),
                 Vec::new(),
@@ -1147,7 +1638,13 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             .await?;
             // The hold's file goes; the commits that placed and released it stay in the chain.
             lake.store.delete(&path).await?;
-            print(format_args!("{} released (manifest {})", args.id, link.manifest.body.sequence))?;
+            let sequence = link.manifest.body.sequence;
+            report_change(
+                args.json,
+                "release",
+                serde_json::json!({"id": args.id, "reason": args.reason, "manifest": sequence}),
+                &format!("{} released (manifest {sequence})", args.id),
+            )?;
             Ok(Outcome::Matched)
         }
     }
@@ -1183,12 +1680,15 @@ async fn stored_objects_of(store: &LakeStore, session: &str) -> anyhow::Result<V
     Ok(found)
 }
 
-/// Runs `shred`.
+/// Runs `shred`: destroys the session's key records (every copy of its original becomes
+/// unreadable), removes its rows and every stored version, and rewrites the `access` files
+/// that hold its CloudTrail events without them; one commit says so.
 pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
-    let mut lake = Lake::open(cli).await?;
+    let mut lake = Lake::open(cli, args.signing_key.as_deref(), "shred").await?;
     for attempt in 1..=MAX_ATTEMPTS {
-        let sessions = live_sessions(&lake.store, &lake.live).await?;
+        let superseded = superseded_versions(&lake.chain, &lake.live);
+        let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
         let holds = live_holds(&lake.store, &lake.live).await?;
         let session = sessions.iter().find(|s| s.session_id == args.session);
         let live: Vec<ObjectEntry> = lake
@@ -1211,41 +1711,72 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
             );
         }
         let stored = stored_objects_of(&lake.store, &args.session).await?;
-        if live.is_empty() && stored.is_empty() {
+        let access = lake.access_of_session(&args.session).await?;
+        if live.is_empty() && stored.is_empty() && access.is_empty() {
             anyhow::bail!("no session {} in {}", args.session, lake.store.location());
         }
-        if !confirm(
-            args.yes,
-            &format!("shred {} ({} objects)", args.session, stored.len().max(live.len())),
-        )? {
+        if attempt == 1
+            && !confirm(
+                args.yes,
+                &format!(
+                    "shred {} ({} objects, {} access files)",
+                    args.session,
+                    stored.len().max(live.len()),
+                    access.len()
+                ),
+            )?
+        {
             anyhow::bail!("nothing changed");
         }
         let reason = format!("shred of {} by {}: {}", args.session, actor(), args.reason);
-        let link = if live.is_empty() {
-            None
-        } else {
-            match lake.commit(CommitAction::Shred, reason, Vec::new(), live.clone()).await {
-                Ok(link) => Some(link),
-                Err(error)
-                    if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
-                        && attempt < MAX_ATTEMPTS =>
-                {
-                    lake.reload().await?;
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
+        // Live objects, and stored ones no commit removed yet (replaced versions, leftovers):
+        // the commit names everything this shred deletes.
+        let mut removed = live;
+        for entry in &stored {
+            if !removed.iter().any(|known| known.path == entry.path) {
+                let committed = superseded
+                    .get(&args.session)
+                    .and_then(|kept| kept.iter().find(|known| known.path == entry.path));
+                removed.push(committed.cloned().unwrap_or_else(|| entry.clone()));
             }
-        };
-        let mut doomed = live;
-        doomed.extend(stored);
-        delete_all(&lake.store, doomed).await?;
-        match link {
-            Some(link) => print(format_args!(
-                "shredded {}: its session keys are destroyed (manifest {})",
-                args.session, link.manifest.body.sequence
-            ))?,
-            None => print(format_args!("shredded the leftover files of {}", args.session))?,
         }
+        let due: Vec<&Planned> = access.iter().collect();
+        let added = lake.write_rewrites(&due).await?;
+        removed.extend(access.iter().flat_map(noted));
+        let link =
+            match lake.commit(CommitAction::Shred, reason, added.clone(), removed.clone()).await {
+                Ok(link) => link,
+                Err(error) => {
+                    delete_all(&lake.store, added).await?;
+                    if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
+                        && attempt < MAX_ATTEMPTS
+                    {
+                        lake.reload().await?;
+                        continue;
+                    }
+                    return Err(error.into());
+                }
+            };
+        delete_all(&lake.store, removed.clone()).await?;
+        let sequence = link.manifest.body.sequence;
+        report_change(
+            args.json,
+            "shred",
+            serde_json::json!({
+                "session": args.session,
+                "reason": args.reason,
+                "objects": removed.len(),
+                "access_rewritten": added.len(),
+                "manifest": sequence,
+            }),
+            &format!(
+                "shredded {}: its session keys are destroyed, {} objects removed, {} access \
+                 files rewritten (manifest {sequence})",
+                args.session,
+                removed.len(),
+                added.len()
+            ),
+        )?;
         return Ok(Outcome::Matched);
     }
     anyhow::bail!("{} kept changing; try again", lake.store.location())
@@ -1289,26 +1820,91 @@ raw = "2y"
         Subject { principal: Some(principal.into()), target: Some(target.into()), account: None }
     }
 
+    fn micros(time: &str) -> i64 {
+        crate::time::parse_time(time).expect("time")
+    }
+
+    #[test]
+    fn test_years_are_calendar_years() {
+        // A year from 2023-03-01 ends on 2024-03-01: 366 days, never 365.
+        let start = micros("2023-03-01T10:00:00Z");
+        let year = Period::Years(1);
+        assert_eq!(year.end(start), micros("2024-03-01T10:00:00Z"));
+        assert_eq!(year.days_from(start), 366);
+        assert!(micros("2024-02-29T10:00:00Z") < year.end(start), "a day short");
+        // From 29 February, a year ends on 1 March (no 29 February to land on).
+        assert_eq!(year.end(micros("2024-02-29T00:00:00Z")), micros("2025-03-01T00:00:00Z"));
+        assert_eq!(
+            Period::Years(4).end(micros("2024-02-29T00:00:00Z")),
+            micros("2028-02-29T00:00:00Z")
+        );
+        assert_eq!(Period::Days(90).days_from(start), 90);
+        // Ordering across units: 365 days is shorter than a year, 366 longer.
+        assert!(Period::Days(365) < year && year < Period::Days(366));
+        assert_eq!(parse_period("f", "12w").expect("weeks"), Period::Days(84));
+        assert!(parse_period("f", "101y").is_err() && parse_period("f", "0d").is_err());
+    }
+
+    #[test]
+    fn test_tag_rules_match_the_targets_tags() {
+        let text = r#"
+version = 1
+tags_file = "tags.json"
+[default]
+commands = "1y"
+[[rules]]
+name = "pci"
+tag = "Compliance=pci*"
+commands = "7y"
+"#;
+        let mut policy = Policy::parse(text).expect("valid");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tags = dir.path().join("tags.json");
+        std::fs::write(
+            &tags,
+            r#"{"Tags": [
+                {"Key": "Compliance", "ResourceId": "i-0pci", "ResourceType": "instance", "Value": "pci-dss"},
+                {"Key": "Env", "ResourceId": "i-0dev", "ResourceType": "instance", "Value": "dev"}
+            ]}"#,
+        )
+        .expect("write");
+        policy.tags = read_tags(&tags).expect("tags");
+        let pci = policy.decide(&subject("arn:aws:iam::1:user/a", "i-0pci"));
+        assert_eq!((pci.rule.as_str(), pci.commands), ("pci", Period::Years(7)));
+        let dev = policy.decide(&subject("arn:aws:iam::1:user/a", "i-0dev"));
+        assert_eq!(dev.rule, "default");
+        // A tag rule without the tags file, or a tag that is not Key=Value, is refused.
+        let without = text.replace("tags_file = \"tags.json\"\n", "");
+        let error = format!("{:#}", Policy::parse(&without).expect_err("no tags file"));
+        assert!(error.contains("needs tags_file"), "{error}");
+        let bad = text.replace("Compliance=pci*", "pci");
+        let error = format!("{:#}", Policy::parse(&bad).expect_err("bad tag"));
+        assert!(error.contains("is not Key=Value"), "{error}");
+        std::fs::write(&tags, "[]").expect("write");
+        let error = format!("{:#}", read_tags(&tags).expect_err("not tags"));
+        assert!(error.contains("describe-tags"), "{error}");
+    }
+
     #[test]
     fn test_rules_apply_and_the_longest_period_wins() {
         let policy = Policy::parse(POLICY).expect("valid");
         let nobody = policy.decide(&subject("arn:aws:iam::111122223333:user/alice", "i-0dev"));
         assert_eq!(
             (nobody.rule.as_str(), nobody.commands, nobody.raw),
-            ("default", Days(1095), Days(365))
+            ("default", Period::Years(3), Period::Years(1))
         );
         let contractor =
             policy.decide(&subject("arn:aws:iam::111122223333:user/contractor-bob", "i-0dev"));
         assert_eq!(
             (contractor.commands, contractor.raw, contractor.action),
-            (Days(365), Days(90), Action::Shred)
+            (Period::Years(1), Period::Days(90), Action::Shred)
         );
         // A contractor on prod: prod's periods (longer) and the contractor's shred; both named.
         let both =
             policy.decide(&subject("arn:aws:iam::111122223333:user/contractor-bob", "i-0prod1"));
         assert_eq!(
             (both.rule.as_str(), both.commands, both.raw, both.action),
-            ("prod", Days(2555), Days(730), Action::Shred)
+            ("prod", Period::Years(7), Period::Years(2), Action::Shred)
         );
         assert_eq!(both.conflicts, vec!["contractors".to_string(), "prod".to_string()]);
     }

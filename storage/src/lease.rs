@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::store::LakeStore;
 use crate::{LakeError, LakeErrorKind, LakeResult};
@@ -224,6 +225,67 @@ impl Lease {
             self.store.delete(LEASE).await?;
         }
         Ok(())
+    }
+}
+
+/// Keeps a writer lease: renews it every third of its time to live in a task of its own (a long
+/// job never lets it lapse), and releases it when stopped. `on_lost` is told once if another
+/// writer took the lease; [`LeaseKeeper::is_lost`] says so from then on.
+pub struct LeaseKeeper {
+    stop: CancellationToken,
+    lost: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseKeeper {
+    /// Starts renewing `lease`.
+    pub fn start(mut lease: Lease, on_lost: impl Fn(&LakeError) + Send + 'static) -> LeaseKeeper {
+        let stop = CancellationToken::new();
+        let lost = CancellationToken::new();
+        let (stopped, lost_signal) = (stop.clone(), lost.clone());
+        let every = Duration::from_secs(lease.record().ttl_secs).div_f64(3.0);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                match lease.renew().await {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == LakeErrorKind::Busy => {
+                        on_lost(&error);
+                        lost_signal.cancel();
+                        return;
+                    }
+                    // The store may be down for a while: try again at the next renewal.
+                    Err(error) => tracing::warn!(error = %error, "writer lease not renewed"),
+                }
+            }
+            if let Err(error) = lease.release().await {
+                tracing::warn!(error = %error, "writer lease not released; it lapses by itself");
+            }
+        });
+        LeaseKeeper { stop, lost, task }
+    }
+
+    /// Whether another writer took the lease.
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// A token cancelled when another writer takes the lease.
+    pub fn lost_token(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and releases the lease (unless it was lost).
+    pub async fn release(self) {
+        self.stop.cancel();
+        if let Err(join) = self.task.await
+            && join.is_panic()
+        {
+            std::panic::resume_unwind(join.into_panic());
+        }
     }
 }
 

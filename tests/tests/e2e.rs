@@ -626,6 +626,49 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
             .expect("json");
     assert_eq!(session["source"], "s3");
     export::assert_bundle_verifies(&bundle);
+
+    // Retention, holds and shredding on the S3 lake, the access files' keys in KMS.
+    let cli = |args: &[&str]| {
+        let keyring = keyring.to_string_lossy();
+        let mut all = vec!["--lake", lake.as_str(), "--keyring", keyring.as_ref()];
+        all.extend_from_slice(args);
+        run(binary("sessionlake", true).current_dir(work.path()).args(&all))
+    };
+    let bob = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let held = cli(&["hold", "add", bob, "--reason", "case 9", "--json"]);
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    let hold: Value = serde_json::from_str(held.stdout.trim()).expect("json");
+    let hold_id = hold["data"]["id"].as_str().expect("id").to_string();
+    let refused = cli(&["shred", bob, "--reason", "gdpr", "--yes"]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains(&hold_id), "{}", refused.stderr);
+    assert_eq!(cli(&["hold", "release", &hold_id, "--reason", "closed"]).code, 0);
+    let events_before = cli(&["access", "--session", bob, "--json"]);
+    assert_eq!(events_before.code, 0, "bob has CloudTrail events: {}", events_before.stderr);
+    let shredded = cli(&["shred", bob, "--reason", "gdpr", "--yes", "--json"]);
+    assert_eq!(shredded.code, 0, "{}", shredded.stderr);
+    assert_eq!(cli(&["access", "--session", bob, "--json"]).code, 1, "bob's events survived");
+    assert_eq!(cli(&["search", "--session", bob, "--json"]).code, 1, "bob's rows survived");
+    let verified = cli(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    // A policy that expires everything: applied, nothing left, the chain intact.
+    std::fs::write(work.path().join("policy.toml"), "version = 1\n[default]\ncommands = \"1d\"\n")
+        .expect("write");
+    let applied = cli(&[
+        "retention",
+        "apply",
+        "--policy",
+        "policy.toml",
+        "--as-of",
+        "2030-01-01",
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert_eq!(cli(&["search", "--json"]).code, 1, "rows left after retention");
+    assert_eq!(cli(&["access", "--json"]).code, 1, "access events left after retention");
+    let verified = cli(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
 }
 
 fn memchr_find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
