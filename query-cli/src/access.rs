@@ -289,8 +289,17 @@ struct SessionRow {
 
 /// Merges the sessions in the lake with the `StartSession` and Instance Connect events: every
 /// session once per transcript, every session without one with the reason, and every Instance
-/// Connect push that no session used (see the module documentation).
-fn merge(sessions: Vec<SessionRow>, entries: &[Entry], now: i64, wait: i64) -> Vec<SessionRow> {
+/// Connect push that no session used (see the module documentation). `transcripts` names the
+/// sessions with a transcript in the lake, including those the user's filters left out of
+/// `sessions`: their starts are not listed. An SSH session that used a push runs as the
+/// push's OS user.
+fn merge(
+    sessions: Vec<SessionRow>,
+    entries: &[Entry],
+    transcripts: &HashSet<String>,
+    now: i64,
+    wait: i64,
+) -> Vec<SessionRow> {
     let (starts, pushes): (Vec<&Entry>, Vec<&Entry>) =
         entries.iter().partition(|entry| entry.kind == AccessKind::SsmSession);
     let pushes: Vec<Entry> = pushes.into_iter().cloned().collect();
@@ -314,19 +323,22 @@ fn merge(sessions: Vec<SessionRow>, entries: &[Entry], now: i64, wait: i64) -> V
     let mut used = HashSet::new();
     for start in &starts {
         let Some(session_id) = &start.session_id else { continue };
-        if with_transcript.contains(session_id) {
+        if with_transcript.contains(session_id) || transcripts.contains(session_id) {
             continue;
         }
         let missing = missing_reason(start, &pushes, now, wait);
+        let mut run_as = None;
         if missing == "instance-connect" {
-            used.extend(
-                pushes.iter().enumerate().filter(|(_, p)| pushed_for(p, start)).map(|(i, _)| i),
-            );
+            let keys: Vec<usize> =
+                (0..pushes.len()).filter(|&i| pushed_for(&pushes[i], start)).collect();
+            run_as = keys.last().and_then(|&i| pushes[i].os_user.clone());
+            used.extend(keys);
         }
         rows.push(SessionRow {
             session_id: Some(session_id.clone()),
             started_at: Some(start.time),
             principal: start.principal.clone(),
+            run_as,
             target: start.target.clone(),
             source: Some("cloudtrail".to_string()),
             missing: Some(missing),
@@ -418,17 +430,42 @@ fn session_rows(batches: &[RecordBatch]) -> Vec<SessionRow> {
     rows
 }
 
-/// Reads the `StartSession` and Instance Connect events that pass `filters` (no encrypted
-/// column is read).
+/// Runs `sql` with `query`'s parameters and returns its batches.
+async fn collect(
+    ctx: &SessionContext,
+    sql: &str,
+    query: Query,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let frame = ctx.sql(sql).await?.with_param_values(query.params)?;
+    frame.collect().await.context("query failed")
+}
+
+/// Reads the `StartSession` and Instance Connect events that may bear on the sessions
+/// `filters` select (no encrypted column is read).
+///
+/// Only the principal and the target narrow the query: a start and the push that gave its key
+/// share both. The other filters would drop the push of a session they keep (a push has no
+/// session id and may come before `since`) or the start a push was used by (a start has no OS
+/// user): [`RowFilter`] applies them to the merged rows instead. Pushes are read from
+/// [`INSTANCE_CONNECT_WINDOW`] before `since`.
 async fn entries(
     ctx: &SessionContext,
     filters: &Filters,
     since: Option<i64>,
     until: Option<i64>,
 ) -> anyhow::Result<Vec<Entry>> {
+    let narrowing = Filters {
+        principal: filters.principal.clone(),
+        run_as: None,
+        target: filters.target.clone(),
+        session: None,
+        since: None,
+        until: None,
+    };
     let mut query = Query::default();
     let kinds = [AccessKind::SsmSession, AccessKind::Ec2InstanceConnect];
-    bind_access_filters(&mut query, filters, &kinds, since, until);
+    let from = since.map(|since| since.saturating_sub(INSTANCE_CONNECT_WINDOW));
+    bind_access_filters(&mut query, &narrowing, &kinds, from, until);
     // A refused StartSession started nothing: `access` lists it, `sessions` does not.
     query.conditions.push("a.error_code IS NULL".to_string());
     let sql = format!(
@@ -436,13 +473,7 @@ async fn entries(
          a.document_name FROM access a {} ORDER BY a.event_time, a.event_id",
         query.where_clause()
     );
-    let batches = ctx
-        .sql(&sql)
-        .await?
-        .with_param_values(query.params)?
-        .collect()
-        .await
-        .context("query failed")?;
+    let batches = collect(ctx, &sql, query).await?;
     let mut found = Vec::new();
     for batch in &batches {
         let texts: Vec<Vec<Option<String>>> =
@@ -468,6 +499,82 @@ async fn entries(
     Ok(found)
 }
 
+/// Returns which of the sessions started in `entries` have a transcript in the lake, whatever
+/// the user's filters (a session's transcript may carry another time or OS user than its
+/// `StartSession`). Reads the plaintext `session_id` column only.
+async fn with_transcripts(
+    ctx: &SessionContext,
+    entries: &[Entry],
+) -> anyhow::Result<HashSet<String>> {
+    let ids: Vec<&str> = entries
+        .iter()
+        .filter(|entry| entry.kind == AccessKind::SsmSession)
+        .filter_map(|entry| entry.session_id.as_deref())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut found = HashSet::new();
+    // Bounded IN lists: one query per chunk of ids.
+    for chunk in ids.chunks(1_000) {
+        let mut query = Query::default();
+        let placeholders: Vec<String> =
+            chunk.iter().map(|id| query.param(ScalarValue::from(*id))).collect();
+        let sql = format!(
+            "SELECT DISTINCT s.session_id FROM sessions s WHERE s.session_id IN ({})",
+            placeholders.join(", ")
+        );
+        for batch in &collect(ctx, &sql, query).await? {
+            found.extend(text_column(batch, 0).into_iter().flatten());
+        }
+    }
+    Ok(found)
+}
+
+/// The user's who/where/when filters, applied to the rows `sessions` builds from CloudTrail
+/// (the lake's own rows passed them in SQL already).
+#[derive(Debug, Default)]
+struct RowFilter<'a> {
+    principal: Option<&'a str>,
+    run_as: Option<&'a str>,
+    target: Option<&'a str>,
+    session: Option<&'a str>,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl<'a> RowFilter<'a> {
+    fn new(filters: &'a Filters, since: Option<i64>, until: Option<i64>) -> Self {
+        RowFilter {
+            principal: filters.principal.as_deref(),
+            run_as: filters.run_as.as_deref(),
+            target: filters.target.as_deref(),
+            session: filters.session.as_deref(),
+            since,
+            until,
+        }
+    }
+
+    /// Whether `row` passes every filter given (as `bind_filters` does in SQL: the principal
+    /// exactly or as contained text, the others exactly, `since <= started_at < until`).
+    fn keeps(&self, row: &SessionRow) -> bool {
+        let equal = |wanted: Option<&str>, value: &Option<String>| {
+            wanted.is_none_or(|wanted| value.as_deref() == Some(wanted))
+        };
+        let principal = self.principal.is_none_or(|wanted| {
+            row.principal.as_deref().is_some_and(|principal| principal.contains(wanted))
+        });
+        let time = row.started_at.or(row.ended_at);
+        let after_since = self.since.is_none_or(|since| time.is_some_and(|t| t >= since));
+        let before_until = self.until.is_none_or(|until| time.is_some_and(|t| t < until));
+        principal
+            && equal(self.run_as, &row.run_as)
+            && equal(self.target, &row.target)
+            && equal(self.session, &row.session_id)
+            && after_since
+            && before_until
+    }
+}
+
 /// Returns the rows of `sessions` (the batches of its SQL) with their transcript status, as
 /// one batch of [`SESSIONS_COLUMNS`].
 pub(crate) async fn with_transcript_status(
@@ -479,8 +586,12 @@ pub(crate) async fn with_transcript_status(
     wait: i64,
 ) -> anyhow::Result<RecordBatch> {
     let entries = entries(ctx, filters, since, until).await?;
+    let transcripts = with_transcripts(ctx, &entries).await?;
     let now = chrono::Utc::now().timestamp_micros();
-    let rows = merge(session_rows(sessions), &entries, now, wait);
+    let rows = merge(session_rows(sessions), &entries, &transcripts, now, wait);
+    let filter = RowFilter::new(filters, since, until);
+    let rows: Vec<SessionRow> =
+        rows.into_iter().filter(|row| row.transcript || filter.keeps(row)).collect();
     let text = |get: &dyn Fn(&SessionRow) -> Option<&str>| -> ArrayRef {
         Arc::new(rows.iter().map(get).collect::<StringArray>())
     };
@@ -576,7 +687,7 @@ mod tests {
             push(2 * HOUR - 1, "i-1"),
             push(3 * HOUR, "i-2"),
         ];
-        let rows = merge(vec![with_transcript], &entries, 100 * HOUR, 24 * HOUR);
+        let rows = merge(vec![with_transcript], &entries, &HashSet::new(), 100 * HOUR, 24 * HOUR);
         let summary: Vec<(Option<&str>, bool, Option<&str>)> =
             rows.iter().map(|r| (r.session_id.as_deref(), r.transcript, r.missing)).collect();
         assert_eq!(
@@ -589,5 +700,48 @@ mod tests {
         );
         assert_eq!(rows[0].document_name.as_deref(), Some("SSM-SessionManagerRunShell"));
         assert_eq!(rows[2].target.as_deref(), Some("i-2"), "the push no session used");
+    }
+
+    /// `sessions`' reason does not depend on the user's filters: the rows are merged from every
+    /// start and push first, and filtered after.
+    #[test]
+    fn test_filters_apply_after_the_merge() {
+        let entries = [
+            push(2 * HOUR - 30_000_000, "i-1"),
+            start("ssh", 2 * HOUR, Some("AWS-StartSSHSession")),
+            start("shell", 3 * HOUR, Some("SSM-SessionManagerRunShell")),
+        ];
+        // "shell" has a transcript the user's filters left out: it is not listed as missing.
+        let transcripts: HashSet<String> = ["shell".to_string()].into();
+        let rows = merge(Vec::new(), &entries, &transcripts, 100 * HOUR, 24 * HOUR);
+        let filters =
+            |session: Option<&str>, run_as: Option<&str>, principal: Option<&str>| Filters {
+                principal: principal.map(str::to_string),
+                run_as: run_as.map(str::to_string),
+                target: None,
+                session: session.map(str::to_string),
+                since: None,
+                until: None,
+            };
+        let by_session = filters(Some("ssh"), None, None);
+        let by_run_as = filters(None, Some("ec2-user"), None);
+        let by_principal = filters(None, None, Some("ali"));
+        let cases = [
+            (RowFilter::new(&by_session, None, None), 1),
+            // --since just after the push, before the start.
+            (RowFilter::new(&by_principal, Some(2 * HOUR - 1), None), 1),
+            (RowFilter::new(&by_run_as, None, None), 1),
+            (RowFilter::new(&by_principal, None, Some(2 * HOUR)), 0),
+        ];
+        for (filter, expected) in cases {
+            let kept: Vec<&SessionRow> = rows.iter().filter(|row| filter.keeps(row)).collect();
+            assert_eq!(kept.len(), expected, "{filter:?}: {kept:#?}");
+            for row in kept {
+                assert_eq!(row.session_id.as_deref(), Some("ssh"));
+                assert_eq!(row.missing, Some("instance-connect"));
+                assert_eq!(row.run_as.as_deref(), Some("ec2-user"));
+            }
+        }
+        assert_eq!(rows.len(), 1, "the used push is not listed, the shell has its transcript");
     }
 }

@@ -94,6 +94,34 @@ fn send_command() -> Value {
     )
 }
 
+/// A CloudTrail digest file in its real shape (it signs the log files of an hour).
+fn digest() -> Value {
+    json!({
+        "awsAccountId": "111122223333",
+        "digestStartTime": "2026-03-14T11:00:00Z",
+        "digestEndTime": "2026-03-14T12:00:00Z",
+        "digestS3Bucket": "trail",
+        "digestS3Object": "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/14/x.json.gz",
+        "digestPublicKeyFingerprint": "0123456789abcdef0123456789abcdef",
+        "digestSignatureAlgorithm": "SHA256withRSA",
+        "newestEventTime": "2026-03-14T11:59:59Z",
+        "oldestEventTime": "2026-03-14T11:00:00Z",
+        "previousDigestS3Bucket": null,
+        "previousDigestS3Object": null,
+        "previousDigestHashValue": null,
+        "previousDigestHashAlgorithm": null,
+        "previousDigestSignature": null,
+        "logFiles": [{
+            "s3Bucket": "trail",
+            "s3Object": format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1100Z_A.json.gz"),
+            "hashValue": "9bd2d5bd7c4e0aa2f3d1c52c1a2e4e7e9f7b6a3c2d1e0f9a8b7c6d5e4f3a2b1c",
+            "hashAlgorithm": "SHA-256",
+            "newestEventTime": "2026-03-14T11:00:00Z",
+            "oldestEventTime": "2026-03-14T09:26:50Z"
+        }]
+    })
+}
+
 fn gzip(document: &Value) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(document.to_string().as_bytes()).expect("gzip");
@@ -212,6 +240,13 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
             format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1300Z_D.json.gz"),
             b"\x1f\x8bnot gzip at all".to_vec(),
         ),
+        // A digest file (log file validation): no event, skipped rather than quarantined.
+        (
+            "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/14/\
+             111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20260314T120000Z.json.gz"
+                .to_string(),
+            gzip(&digest()),
+        ),
     ];
     for (key, body) in &files {
         put(&s3, &trail_bucket, key, body.clone()).await;
@@ -239,6 +274,7 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
         "{warning}"
     );
     assert!(ingested.stderr.contains("20260314T1300Z_D.json.gz"), "{}", ingested.stderr);
+    assert!(!ingested.stderr.contains("CloudTrail-Digest"), "{}", ingested.stderr);
 
     // `access`: every event once, the duplicate Run Command event once, its script decrypted.
     let (code, rows, summary, stderr) = cli(work.path(), &["access"]);
@@ -303,6 +339,24 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     );
     assert_eq!(rows[4]["run_as"], json!("ec2-user"));
     assert_eq!(rows[4]["target"], json!(NODE_B));
+    assert_eq!(rows[2]["run_as"], json!("ec2-user"), "the SSH session runs as the pushed user");
+    // The reason does not depend on the filters: the push has no session id, came before
+    // --since, and the StartSession has no OS user.
+    let ssh = "alice-ssh0123456789abcdef";
+    for filters in [
+        vec!["--session", ssh],
+        vec!["--since", "2026-03-14T09:49:45Z", "--until", "2026-03-14T09:55:00Z"],
+        vec!["--run-as", "ec2-user", "--target", NODE_A],
+        vec!["--principal", "alice", "--session", ssh],
+    ] {
+        let mut args = vec!["sessions"];
+        args.extend(&filters);
+        let (code, rows, _, stderr) = cli(work.path(), &args);
+        assert_eq!(code, 0, "{filters:?}: {stderr}");
+        let status: Vec<(Value, Value)> =
+            rows.iter().map(|row| (row["session_id"].clone(), row["missing"].clone())).collect();
+        assert_eq!(status, vec![(json!(ssh), json!("instance-connect"))], "{filters:?}");
+    }
     // A wait longer than the events' age: the lost transcript may still come.
     let (_, rows, _, _) = cli(
         work.path(),
