@@ -28,7 +28,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use sessionlake_schemas::AccessKind;
 
-use crate::{Filters, Outcome, Query, View, cell};
+use crate::{Filters, Listing, Outcome, Query, SORT_TIME, View, cell};
 
 /// Longest an SSM session lasts (maxSessionDuration's ceiling): after this, a `StartSession`
 /// without a transcript is missing evidence.
@@ -53,7 +53,7 @@ pub struct AccessArgs {
     /// Who, where, when (`--run-as` is Instance Connect's OS user).
     #[command(flatten)]
     pub filters: Filters,
-    /// How many (`--after` is not supported here yet).
+    /// Which page.
     #[command(flatten)]
     pub paging: crate::Paging,
     /// Output format and colour.
@@ -168,36 +168,62 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
     let mut query = Query::default();
     bind_access_filters(&mut query, &args.filters, &args.kind, since, until);
     let ctx = crate::open_tables(cli, |_| crate::partitions_between(since, until)).await?;
-    let sql = format!(
-        "SELECT {ACCESS_COLUMNS} FROM access a {} ORDER BY a.event_time, a.event_id",
-        query.where_clause()
-    );
+    // The event id is unique in the lake (ingest drops an id it holds already).
+    let listing = Listing {
+        name: "access",
+        select: format!("SELECT {ACCESS_COLUMNS}, a.event_time AS {SORT_TIME} FROM access a"),
+        time_expression: "a.event_time",
+        key_expressions: &["a.event_id"],
+        key_columns: &["event_id"],
+        view: &ACCESS_VIEW,
+    };
     let printer = ACCESS_VIEW.printer(&args.print);
-    crate::print_unpaged(&ctx, &sql, query, &args.paging, &ACCESS_VIEW, printer).await
+    listing.print(&ctx, None, query, &args.paging, printer).await
 }
 
-/// Returns the SQL of `search --include-access`: the command rows of `commands_sql` (the
-/// search's own query, its conditions already in `query`) and the access events that pass the
-/// who/where/when filters, in one time order, each row tagged with its `kind`.
-pub(crate) fn search_with_access_sql(
+/// Returns the listing of `search --include-access` and its parameters: the command rows of
+/// `commands_sql` (the search's own query, its conditions and parameters in `query`) and the
+/// access events that pass the who/where/when filters, in one time order, each row tagged
+/// with its `kind`. The sort key after the time is (session, seq, event id): a command is one
+/// (session, seq), an access event one event id.
+pub(crate) fn search_with_access(
     commands_sql: &str,
-    query: &mut Query,
+    mut query: Query,
     filters: &Filters,
     since: Option<i64>,
     until: Option<i64>,
-) -> String {
+) -> (Listing, Query) {
     query.conditions.clear();
-    bind_access_filters(query, filters, &[], since, until);
-    format!(
-        "SELECT * FROM (SELECT 'command' AS kind, q.*, CAST(NULL AS VARCHAR) AS document_name, \
-         CAST(NULL AS VARCHAR) AS source_ip, CAST(NULL AS VARCHAR) AS event_id FROM ({commands_sql}) q \
+    bind_access_filters(&mut query, filters, &[], since, until);
+    let select = format!(
+        "SELECT u.*, u.time AS {SORT_TIME}, {SESSION_KEY} AS session_key, {SEQ_KEY} AS seq_key, \
+         {EVENT_KEY} AS event_key FROM (SELECT 'command' AS kind, q.*, \
+         CAST(NULL AS VARCHAR) AS document_name, CAST(NULL AS VARCHAR) AS source_ip, \
+         CAST(NULL AS VARCHAR) AS event_id FROM ({commands_sql}) q \
          UNION ALL SELECT a.kind, a.session_id, CAST(NULL AS INT UNSIGNED), a.event_time, \
          'cloudtrail', a.principal, a.os_user, nullif(array_to_string(a.targets, ','), ''), \
          CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), a.document_name, a.source_ip, a.event_id \
-         FROM access a {}) ORDER BY time NULLS FIRST, session_id, seq NULLS FIRST",
+         FROM access a {}) u",
         query.where_clause()
-    )
+    );
+    // The conditions are inside the union; the listing adds only the cursor's.
+    let query = Query { conditions: Vec::new(), params: query.params };
+    let listing = Listing {
+        name: "commands-and-access",
+        select,
+        time_expression: "u.time",
+        key_expressions: &[SESSION_KEY, SEQ_KEY, EVENT_KEY],
+        key_columns: &["session_key", "seq_key", "event_key"],
+        view: &SEARCH_WITH_ACCESS_VIEW,
+    };
+    (listing, query)
 }
+
+/// The sort key of `search --include-access` after the time, never null: a missing session
+/// sorts first, an access event (no seq) before the commands of its session.
+const SESSION_KEY: &str = "coalesce(u.session_id, '')";
+const SEQ_KEY: &str = "coalesce(CAST(u.seq AS BIGINT UNSIGNED) + 1, 0)";
+const EVENT_KEY: &str = "coalesce(u.event_id, '')";
 
 /// The view of `search --include-access`: the search's columns after `kind`, and what tells
 /// an access event apart.

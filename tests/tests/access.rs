@@ -156,6 +156,36 @@ fn ingest_s3(dir: &Path, source_bucket: &str, trail_bucket: &str) -> sessionlake
     ]))
 }
 
+/// Pages through `sessionlake <args>` `limit` rows at a time and returns every row in order;
+/// checks that each page reports all matches.
+fn page_through(dir: &Path, args: &[&str], limit: usize) -> Vec<BTreeMap<String, Value>> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    let mut total = None;
+    let limit_text = limit.to_string();
+    for page in 0.. {
+        assert!(page < 1_000, "paging does not end: {found:?}");
+        let mut page_args = args.to_vec();
+        page_args.extend(["--limit", &limit_text]);
+        if let Some(cursor) = &after {
+            page_args.extend(["--after", cursor]);
+        }
+        let (code, rows, summary, stderr) = cli(dir, &page_args);
+        assert!(code == 0 || (code == 1 && rows.is_empty()), "{page_args:?}: {stderr}");
+        assert!(rows.len() <= limit, "{rows:#?}");
+        if let Some(total) = &total {
+            assert_eq!(&summary["matched"], total, "{page_args:?}");
+        }
+        total = Some(summary["matched"].clone());
+        found.extend(rows);
+        match summary["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    found
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn test_cloudtrail_from_s3_into_the_access_table() {
     let s3 = s3_client().await;
@@ -285,6 +315,17 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     unique_ids.sort();
     unique_ids.dedup();
     assert_eq!(unique_ids.len(), ids.len(), "{ids:?}");
+    // Paging: 2 at a time, every event exactly once, in the same order.
+    let paged = page_through(work.path(), &["access"], 2);
+    let paged: Vec<&str> = paged.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+    assert_eq!(paged, ids, "pages of 2");
+    // `sql` reads the access table too, its encrypted column opened.
+    let sql = "SELECT count(*) AS n, max(strpos(parameters, 'CANARY')) > 0 AS opened FROM access";
+    let counted = run(binary("sessionlake", false)
+        .current_dir(work.path())
+        .args(["sql", sql, "--format", "csv"]));
+    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    assert_eq!(counted.stdout, "n,opened\n10,true\n");
     let (_, rows, _, _) = cli(work.path(), &["access", "--kind", "run-command"]);
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let run_command = &rows[0];
@@ -307,6 +348,40 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     assert_eq!(rows[1]["os_user"], json!("ec2-user"));
     let (code, _, _, _) = cli(work.path(), &["access", "--principal", "carol"]);
     assert_eq!(code, 1);
+    for principal in [ALICE, "alice"] {
+        let (code, rows, _, stderr) = cli(work.path(), &["access", "--principal", principal]);
+        assert_eq!(code, 0, "{stderr}");
+        let ids: Vec<&str> = rows.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+        assert_eq!(ids, vec!["ev-shell", "ev-port-forwarding", "ev-key-for-ssh", "ev-ssh"]);
+        assert!(rows.iter().all(|row| row["principal"] == json!(ALICE)), "{rows:#?}");
+    }
+    // --since is inclusive, --until exclusive (ev-plain-ssh is at 12:00).
+    let (_, rows, _, _) = cli(
+        work.path(),
+        &["access", "--since", "2026-03-14T10:00:00Z", "--until", "2026-03-14T12:00:00Z"],
+    );
+    let ids: Vec<&str> = rows.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+    assert_eq!(ids, vec!["ev-lost", "ev-resume", "ev-terminate", "ev-run-command"]);
+    // CSV: a header, then the rows, the script decrypted.
+    let csv_out = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "access",
+        "--kind",
+        "run-command",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(csv_out.code, 0, "{}", csv_out.stderr);
+    let mut reader = csv::Reader::from_reader(csv_out.stdout.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    let field = |name: &str| {
+        let index = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("{header:?}"));
+        records[0].get(index).expect("field").to_string()
+    };
+    assert_eq!(records.len(), 1, "{}", csv_out.stdout);
+    assert_eq!(field("event_id"), "ev-run-command");
+    assert_eq!(field("targets"), format!("{NODE_A},{NODE_B}"));
+    assert!(field("parameters").contains(SCRIPT_CANARY), "{}", csv_out.stdout);
     let table = run(binary("sessionlake", false).current_dir(work.path()).args([
         "access",
         "--kind",
@@ -387,6 +462,14 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     );
     let times: Vec<&str> = rows.iter().map(|row| row["time"].as_str().expect("time")).collect();
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+    // Paged 3 at a time: the same rows, each once.
+    let row_key = |row: &BTreeMap<String, Value>| {
+        format!("{}|{}|{}|{}", row["kind"], row["session_id"], row["seq"], row["event_id"])
+    };
+    let all: Vec<String> = rows.iter().map(row_key).collect();
+    let search = ["search", "--target", NODE_A, "--include-access", "--until", "2026-03-15"];
+    let paged: Vec<String> = page_through(work.path(), &search, 3).iter().map(row_key).collect();
+    assert_eq!(paged, all);
 
     // The lake: access files committed and verified, no script in plaintext, DuckDB reads them.
     let lake = work.path().join("lake");
