@@ -27,7 +27,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use datafusion::arrow::array::{Array as _, AsArray as _, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::dataframe::DataFrame;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
@@ -515,7 +515,7 @@ pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     let (store, keys) = open_lake(cli).await?;
     let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
     let keep = choose(&snapshot);
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let ctx = SessionContext::new_with_config(lake_tables::session_config());
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
     Ok(ctx)
 }
@@ -753,8 +753,7 @@ impl LakeReader {
     /// Returns a context with the tables over the kept files of `sessions` (all without); the
     /// `access` table is never narrowed to sessions.
     fn tables(&self, sessions: Option<&HashSet<String>>) -> anyhow::Result<SessionContext> {
-        let ctx =
-            SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+        let ctx = SessionContext::new_with_config(lake_tables::session_config());
         let of_sessions = |path: &str| {
             let Some(entry) = self.snapshot.live.get(path) else {
                 return false;
@@ -1030,7 +1029,7 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NoMatch);
     };
     let sealed = read_committed(&store, entry).await?;
-    let lake = lake_id(&store, &snapshot.live).await?;
+    let lake = snapshot.lake_id.clone();
     let plaintext = keys
         .open_raw(
             entry,

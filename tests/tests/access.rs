@@ -326,6 +326,15 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
         .args(["sql", sql, "--format", "csv"]));
     assert_eq!(counted.code, 0, "{}", counted.stderr);
     assert_eq!(counted.stdout, "n,opened\n10,true\n");
+    // ORDER BY … LIMIT across files whose times overlap: in order (DataFusion must not take
+    // the files' own sort order for the table's).
+    let first = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "sql",
+        "SELECT event_id FROM access ORDER BY event_time DESC, event_id LIMIT 2",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(first.stdout, "event_id\nev-resume-2\nev-plain-ssh\n", "{}", first.stderr);
     let (_, rows, _, _) = cli(work.path(), &["access", "--kind", "run-command"]);
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let run_command = &rows[0];
