@@ -26,8 +26,11 @@
 //! ```
 
 use std::collections::HashSet;
+use std::fmt;
 use std::io::Read as _;
 
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use sessionlake_schemas::{AccessKind, AccessRecord};
 
@@ -253,46 +256,255 @@ fn access_record(
     Ok(record)
 }
 
-/// Returns the records of a CloudTrail document in one of the shapes the module accepts.
-fn records_of(document: Value) -> Result<Vec<Value>, String> {
-    let Value::Object(mut document) = document else {
-        return Err("is not a JSON object".to_string());
-    };
-    if let Some(records) = document.remove("Records") {
-        return match records {
-            Value::Array(records) => Ok(records),
-            _ => Err("has Records that is not a list".to_string()),
-        };
-    }
-    if let Some(message_type) = document.get("messageType").and_then(Value::as_str) {
-        if message_type == "CONTROL_MESSAGE" {
-            return Ok(Vec::new());
+/// What the documents of a file held so far: access events (their `source_ref` not yet set),
+/// malformed access events and the count of unrelated ones.
+#[derive(Debug, Default)]
+struct Tally {
+    events: Vec<AccessRecord>,
+    malformed: Vec<String>,
+    skipped: usize,
+}
+
+impl Tally {
+    fn add(&mut self, classified: Classified) {
+        match classified {
+            Classified::Unrelated => self.skipped += 1,
+            Classified::Malformed(reason) => self.malformed.push(reason),
+            Classified::Access(record) => self.events.push(*record),
         }
-        let Some(Value::Array(events)) = document.remove("logEvents") else {
-            return Err("is a CloudWatch Logs payload without logEvents".to_string());
-        };
-        // Each message is one record as JSON text; one that is not JSON is a malformed record.
-        return Ok(events
-            .into_iter()
-            .map(|event| {
-                event
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .and_then(|message| serde_json::from_str(message).ok())
-                    .unwrap_or(Value::Null)
-            })
-            .collect());
     }
-    if document.contains_key("detail-type")
-        && let Some(detail) = document.remove("detail")
-    {
-        return Ok(vec![detail]);
+}
+
+/// The malformed-record reason of a record that is no JSON object.
+const NOT_AN_OBJECT: &str = "record is not a JSON object";
+
+/// Implements the visits of every JSON type but objects and arrays, each returning `$result`.
+macro_rules! visit_scalars {
+    ($result:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            $result
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            $result
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            $result
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            $result
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            $result
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            $result
+        }
+    };
+}
+
+/// One CloudTrail record, classified as it is read: the fields are read into values until
+/// `eventSource` and `eventName` are known (CloudTrail writes them near the start); the rest
+/// of an unrelated record is skipped without building anything.
+struct Record(Classified);
+
+impl<'de> Deserialize<'de> for Record {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RecordVisitor)
     }
-    Err("is not CloudTrail: no Records, logEvents or detail".to_string())
+}
+
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Record;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a CloudTrail record")
+    }
+
+    visit_scalars!(Ok(Record(Classified::Malformed(NOT_AN_OBJECT.to_string()))));
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Record, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Record(Classified::Malformed(NOT_AN_OBJECT.to_string())))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut fields = Map::new();
+        let (mut source, mut name) = (None, None);
+        let mut unrelated = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if unrelated {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value: Value = map.next_value()?;
+            // As `classify` reads them: a non-string is no source or name.
+            let as_text = || value.as_str().unwrap_or_default().to_string();
+            match key.as_str() {
+                "eventSource" => source = Some(as_text()),
+                "eventName" => name = Some(as_text()),
+                _ => {}
+            }
+            fields.insert(key, value);
+            if let (Some(source), Some(name)) = (&source, &name) {
+                unrelated = access_kind(source, name).is_none();
+            }
+        }
+        if unrelated {
+            return Ok(Record(Classified::Unrelated));
+        }
+        Ok(Record(classify(&Value::Object(fields), "")))
+    }
+}
+
+/// `Records`: classified one record at a time (memory holds one record, not the file's tree).
+struct RecordsSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed {
+    type Value = Tally;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Tally, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed {
+    type Value = Tally;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of records")
+    }
+
+    visit_scalars!(Err(E::custom("has Records that is not a list")));
+
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Tally, A::Error> {
+        Err(de::Error::custom("has Records that is not a list"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tally, A::Error> {
+        let mut tally = Tally::default();
+        while let Some(Record(classified)) = seq.next_element()? {
+            tally.add(classified);
+        }
+        Ok(tally)
+    }
+}
+
+/// A subscription payload's `logEvents`: each message is one record as JSON text, one that
+/// is not JSON a malformed record. `None` when `logEvents` is not a list.
+struct LogEventsSeed;
+
+impl<'de> DeserializeSeed<'de> for LogEventsSeed {
+    type Value = Option<Tally>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LogEventsSeed {
+    type Value = Option<Tally>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of log events")
+    }
+
+    visit_scalars!(Ok(None));
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut tally = Tally::default();
+        while let Some(event) = seq.next_element::<Value>()? {
+            let message = event.get("message").and_then(Value::as_str);
+            tally.add(match message.map(serde_json::from_str::<Record>) {
+                Some(Ok(Record(classified))) => classified,
+                _ => Classified::Malformed(NOT_AN_OBJECT.to_string()),
+            });
+        }
+        Ok(Some(tally))
+    }
+}
+
+/// One JSON document of a file, in one of the shapes the module accepts, read into a
+/// [`Tally`]; a document in none of them is an error with the reason.
+struct Document(Tally);
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DocumentVisitor)
+    }
+}
+
+struct DocumentVisitor;
+
+impl<'de> Visitor<'de> for DocumentVisitor {
+    type Value = Document;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a CloudTrail document")
+    }
+
+    visit_scalars!(Err(E::custom("is not a JSON object")));
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Document, A::Error> {
+        Err(de::Error::custom("is not a JSON object"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        let mut records = None;
+        let mut message_type = None;
+        let mut log_events = None;
+        let mut detail_type = false;
+        let mut detail = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                // The first `Records` counts; the file is not read further for another shape.
+                "Records" if records.is_none() => records = Some(map.next_value_seed(RecordsSeed)?),
+                "messageType" => message_type = Some(map.next_value::<Value>()?),
+                "logEvents" => log_events = Some(map.next_value_seed(LogEventsSeed)?),
+                "detail-type" => {
+                    map.next_value::<IgnoredAny>()?;
+                    detail_type = true;
+                }
+                "detail" => detail = Some(map.next_value::<Value>()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if let Some(records) = records {
+            return Ok(Document(records));
+        }
+        if let Some(message_type) = message_type.as_ref().and_then(Value::as_str) {
+            if message_type == "CONTROL_MESSAGE" {
+                return Ok(Document(Tally::default()));
+            }
+            return match log_events {
+                Some(Some(events)) => Ok(Document(events)),
+                _ => Err(de::Error::custom("is a CloudWatch Logs payload without logEvents")),
+            };
+        }
+        if let (true, Some(detail)) = (detail_type, detail) {
+            let mut tally = Tally::default();
+            tally.add(classify(&detail, ""));
+            return Ok(Document(tally));
+        }
+        Err(de::Error::custom("is not CloudTrail: no Records, logEvents or detail"))
+    }
 }
 
 /// Reads one CloudTrail file from `source_ref` (gzip or not; see the module for the shapes).
 /// Returns the reason, naming `source_ref`, when the file as a whole cannot be read.
+///
+/// A file may hold several JSON documents one after the other (Firehose writes subscription
+/// payloads so, each its own gzip member): their records are read as one file's. Records are
+/// classified as they are read, so memory holds the decompressed bytes and one record, not
+/// the tree of the file.
 pub fn parse_trail_file(bytes: &[u8], source_ref: &str) -> Result<TrailFile, String> {
     let decompressed;
     let json = if bytes.starts_with(&[0x1f, 0x8b]) {
@@ -309,23 +521,28 @@ pub fn parse_trail_file(bytes: &[u8], source_ref: &str) -> Result<TrailFile, Str
     } else {
         bytes
     };
-    let document: Value = serde_json::from_slice(json)
-        .map_err(|error| format!("{source_ref} is not JSON: {error}"))?;
-    let records = records_of(document).map_err(|reason| format!("{source_ref} {reason}"))?;
     let mut parsed = TrailFile::default();
     let mut seen = HashSet::new();
-    for record in &records {
-        match classify(record, source_ref) {
-            Classified::Unrelated => parsed.skipped += 1,
-            Classified::Malformed(reason) => parsed.malformed.push(reason),
-            Classified::Access(record) => {
-                if seen.insert(record.event_id.clone()) {
-                    parsed.events.push(*record);
-                } else {
-                    parsed.duplicates += 1;
-                }
+    let mut documents = 0_usize;
+    for document in serde_json::Deserializer::from_slice(json).into_iter::<Document>() {
+        let Document(tally) = document.map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => format!("{source_ref} {error}"),
+            _ => format!("{source_ref} is not JSON: {error}"),
+        })?;
+        documents += 1;
+        parsed.skipped += tally.skipped;
+        parsed.malformed.extend(tally.malformed);
+        for mut record in tally.events {
+            if seen.insert(record.event_id.clone()) {
+                record.source_ref = source_ref.to_string();
+                parsed.events.push(record);
+            } else {
+                parsed.duplicates += 1;
             }
         }
+    }
+    if documents == 0 {
+        return Err(format!("{source_ref} is not JSON: it holds no document"));
     }
     Ok(parsed)
 }
@@ -550,5 +767,120 @@ mod tests {
             let error = parse_trail_file(bytes, "bad.json.gz").expect_err("refused");
             assert!(error.contains(reason), "{bytes:?}: {error}");
         }
+    }
+
+    fn gzip(text: &str) -> Vec<u8> {
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gzip, text.as_bytes()).expect("gzip");
+        gzip.finish().expect("gzip")
+    }
+
+    /// Firehose writes several subscription payloads into one object, each its own gzip
+    /// member: every member is read, and an event in two of them is kept once.
+    #[test]
+    fn test_concatenated_documents_and_gzip_members() {
+        let payload = |id: &str, message: &str| {
+            serde_json::json!({"messageType": "DATA_MESSAGE", "logGroup": "trail",
+                "logEvents": [{"id": id, "timestamp": 1, "message": message}]})
+            .to_string()
+        };
+        let resume = r#"{"eventID":"r1","eventTime":"2026-03-14T09:30:00Z","eventSource":"ssm.amazonaws.com","eventName":"ResumeSession","requestParameters":{"sessionId":"alice-0123456789abcdef0"}}"#;
+        let first = payload("1", START_SESSION);
+        let second = payload("2", resume);
+        let third = payload("3", START_SESSION);
+        let mut members = gzip(&first);
+        members.extend(gzip(&second));
+        members.extend(gzip(&third));
+        let plain = format!("{first}\n{second}{third}");
+        for (bytes, name) in [(&members[..], "members.gz"), (plain.as_bytes(), "plain")] {
+            let parsed = parse_trail_file(bytes, name).expect(name);
+            let ids: Vec<&str> = parsed.events.iter().map(|e| e.event_id.as_str()).collect();
+            assert_eq!(ids, vec!["4b7a66fc-bffb-4179-be64-69bba2bf714c", "r1"], "{name}");
+            assert_eq!(parsed.duplicates, 1, "{name}");
+            assert!(parsed.events.iter().all(|e| e.source_ref == name), "{name}");
+        }
+        // A broken document after good ones: the file as a whole is refused, named.
+        let mut broken = gzip(&first);
+        broken.extend(gzip("{\"Records\": ["));
+        let error = parse_trail_file(&broken, "broken.gz").expect_err("refused");
+        assert!(error.contains("broken.gz is not JSON"), "{error}");
+        let error = parse_trail_file(b"  \n", "empty.json").expect_err("refused");
+        assert!(error.contains("empty.json is not JSON"), "{error}");
+        let error = parse_trail_file(b"{\"Records\": []} []", "two.json").expect_err("refused");
+        assert!(error.contains("two.json is not a JSON object"), "{error}");
+    }
+
+    /// Records are classified as they are read: the rest of an unrelated record is not built
+    /// (a broken field after its name does not matter), and an access record is read whole
+    /// whatever the order of its fields.
+    #[test]
+    fn test_records_are_classified_while_read() {
+        let start_last = {
+            let mut value: Value = serde_json::from_str(START_SESSION).expect("json");
+            let object = value.as_object_mut().expect("object");
+            let source = object.remove("eventSource").expect("source");
+            let name = object.remove("eventName").expect("name");
+            object.insert("eventName".into(), name);
+            object.insert("eventSource".into(), source);
+            value.to_string()
+        };
+        let file = format!(
+            r#"{{"Records":[{{"eventSource":"kms.amazonaws.com","eventName":"Decrypt","eventTime":7,"requestParameters":[1,{{"a":[]}}]}},{start_last},3,[1,2],null,{{"eventSource":5,"eventName":"StartSession"}}]}}"#
+        );
+        let parsed = parse_trail_file(file.as_bytes(), "t.json").expect("parse");
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(
+            parsed.events[0].session_id.as_deref(),
+            Some("garland.kan.temp-0e34861185201706f")
+        );
+        assert_eq!(parsed.skipped, 2, "{parsed:?}");
+        assert_eq!(parsed.malformed, vec![NOT_AN_OBJECT.to_string(); 3]);
+    }
+
+    /// Bench of the cheap skipping (BENCHMARKS.md): a file of `SESSIONLAKE_TRAIL_BENCH_MB`
+    /// (default 32) MB of which 99% of the events are unrelated; prints the time and the peak
+    /// RSS of reading it. `cargo nextest run -p sessionlake-indexer --run-ignored only
+    /// trail_bench --no-capture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn test_trail_bench() {
+        let megabytes: usize = std::env::var("SESSIONLAKE_TRAIL_BENCH_MB")
+            .ok()
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(32);
+        let unrelated = r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:i-0a1b2c3d","arn":"arn:aws:sts::111122223333:assumed-role/app/i-0a1b2c3d","accountId":"111122223333","sessionContext":{"attributes":{"creationDate":"2026-03-14T09:00:00Z","mfaAuthenticated":"false"}}},"eventTime":"2026-03-14T09:26:50Z","eventSource":"s3.amazonaws.com","eventName":"GetObject","awsRegion":"us-east-1","sourceIPAddress":"10.0.0.12","userAgent":"aws-sdk-java/2.20.0","requestParameters":{"bucketName":"data","key":"part-00001.parquet","Host":"data.s3.amazonaws.com"},"responseElements":null,"additionalEventData":{"bytesTransferredIn":0,"bytesTransferredOut":1048576},"requestID":"REQ","eventID":"EVENT","readOnly":true,"resources":[{"type":"AWS::S3::Object","ARN":"arn:aws:s3:::data/part-00001.parquet"}],"eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"111122223333"}"#;
+        let mut text = String::from(r#"{"Records":["#);
+        let mut n = 0_usize;
+        while text.len() < megabytes * 1024 * 1024 {
+            if n > 0 {
+                text.push(',');
+            }
+            if n.is_multiple_of(100) {
+                text.push_str(&START_SESSION.replace("4b7a66fc", &format!("{n:08x}")));
+            } else {
+                text.push_str(unrelated);
+            }
+            n += 1;
+        }
+        text.push_str("]}");
+        let bytes = gzip(&text);
+        drop(text);
+        // The peak from here on only (Linux: 5 to clear_refs resets VmHWM).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let started = std::time::Instant::now();
+        let parsed = parse_trail_file(&bytes, "bench.json.gz").expect("parse");
+        let elapsed = started.elapsed();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let peak = status.lines().find(|line| line.starts_with("VmHWM")).unwrap_or("VmHWM: ?");
+        println!(
+            "trail bench: {megabytes} MB, {n} events ({} access, {} skipped), {} gzip bytes: \
+             {:.2} s, peak RSS {}",
+            parsed.events.len(),
+            parsed.skipped,
+            bytes.len(),
+            elapsed.as_secs_f64(),
+            peak.trim_start_matches("VmHWM:").trim()
+        );
+        assert_eq!(parsed.events.len() + parsed.skipped, n);
     }
 }

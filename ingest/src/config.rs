@@ -85,7 +85,8 @@ pub struct Args {
     /// Local folder source (S3 objects, get-log-events JSON, CloudTrail files). Repeatable.
     #[arg(long = "local", value_name = "DIR")]
     pub local: Vec<PathBuf>,
-    /// CloudTrail logs for enrichment: s3://bucket/prefix. Repeatable.
+    /// CloudTrail log files, s3://bucket/prefix (digests skipped): their access events go to
+    /// the `access` table, their StartSession events enrich the sessions. Repeatable.
     #[arg(long = "cloudtrail", value_name = "S3_URL")]
     pub cloudtrail: Vec<String>,
     /// Drain every source once and exit: the default, for cron. Overrides `follow`.
@@ -191,7 +192,8 @@ pub struct SourcesConfig {
     /// `[[sources.local]]`: folders.
     #[serde(default)]
     pub local: Vec<LocalSourceConfig>,
-    /// `[[sources.cloudtrail]]`: CloudTrail log files in S3, for enrichment.
+    /// `[[sources.cloudtrail]]`: CloudTrail log files in S3 (digests skipped): access events
+    /// for the `access` table, StartSession events to enrich the sessions.
     #[serde(default)]
     pub cloudtrail: Vec<S3SourceConfig>,
 }

@@ -203,26 +203,29 @@ impl FileStamp {
 /// Local files already read by this process: their stamp and the content hash seen then.
 pub type LocalCache = HashMap<String, (FileStamp, String)>;
 
+/// The folder CloudTrail writes its digest files to (`AWSLogs/<account>/CloudTrail-Digest/…`):
+/// they sign the log files and hold no event, so they are skipped, not quarantined.
+pub const CLOUDTRAIL_DIGEST_FOLDER: &str = "CloudTrail-Digest";
+
+/// Suffixes of CloudTrail log files (gzip or not).
+const CLOUDTRAIL_SUFFIXES: [&str; 2] = [".json.gz", ".json"];
+
+/// Whether `key` (an S3 key or a `/`-separated path) is in a CloudTrail digest folder.
+pub fn is_cloudtrail_digest(key: &str) -> bool {
+    key.split('/').any(|part| part == CLOUDTRAIL_DIGEST_FOLDER)
+}
+
 /// Lists a local folder (blocking: run it on `spawn_blocking`): `*.log` files are S3-form
 /// transcripts, `*.json` under a `cloudwatch` folder are `get-log-events` outputs (one stream
-/// each), files under `cloudtrail` or `AWSLogs` are CloudTrail logs. Other files are ignored.
+/// each), `*.json` and `*.json.gz` under `cloudtrail` or `AWSLogs` are CloudTrail logs (except
+/// digests). Other files are ignored. A folder is "under" another when the path given holds
+/// it too (`--local /data/AWSLogs` reads CloudTrail files).
 pub fn list_local(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
     let mut files = Vec::new();
     walk(dir, &mut files).with_context(|| format!("failed to list {}", dir.display()))?;
     let mut listed = Vec::new();
     for path in files {
-        let relative = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().to_string();
-        let in_folder = |name: &str| relative.split('/').any(|part| part == name);
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let kind = if in_folder("cloudtrail") || in_folder("AWSLogs") {
-            LocalKind::Cloudtrail
-        } else if name.ends_with(".log") {
-            LocalKind::Transcript
-        } else if name.ends_with(".json") && in_folder("cloudwatch") {
-            LocalKind::Stream
-        } else {
-            continue;
-        };
+        let Some(kind) = local_kind(dir, &path) else { continue };
         let source_ref = path.to_string_lossy().to_string();
         let metadata = match std::fs::metadata(&path) {
             Ok(metadata) => metadata,
@@ -235,6 +238,29 @@ pub fn list_local(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
         listed.push(LocalFile { path, source_ref, kind, stamp: FileStamp::of(&metadata) });
     }
     Ok(listed)
+}
+
+/// What the file at `path`, found under the folder `dir`, is (see [`list_local`]); `None` for
+/// a file to ignore. The folders are those of `dir` itself and those below it.
+fn local_kind(dir: &Path, path: &Path) -> Option<LocalKind> {
+    let relative = path.strip_prefix(dir).unwrap_or(path);
+    let folders: Vec<String> = dir
+        .components()
+        .chain(relative.parent().into_iter().flat_map(Path::components))
+        .map(|part| part.as_os_str().to_string_lossy().to_string())
+        .collect();
+    let in_folder = |name: &str| folders.iter().any(|part| part == name);
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    if in_folder("cloudtrail") || in_folder("AWSLogs") {
+        let is_trail = CLOUDTRAIL_SUFFIXES.iter().any(|suffix| name.ends_with(suffix));
+        (is_trail && !in_folder(CLOUDTRAIL_DIGEST_FOLDER)).then_some(LocalKind::Cloudtrail)
+    } else if name.ends_with(".log") {
+        Some(LocalKind::Transcript)
+    } else if name.ends_with(".json") && in_folder("cloudwatch") {
+        Some(LocalKind::Stream)
+    } else {
+        None
+    }
 }
 
 /// Returns the pending work among listed session files: those whose content may differ from
@@ -696,17 +722,21 @@ async fn read_stream(
     Ok(events)
 }
 
-/// Lists CloudTrail files (`.json.gz` or `.json`) under an S3 prefix as `(key, etag)`.
+/// Lists CloudTrail files (`.json.gz` or `.json`) under an S3 prefix as `(key, etag)`, without
+/// the digest files (in a `CloudTrail-Digest` folder).
 pub async fn list_cloudtrail_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(list_objects(client, bucket, prefix, &[".json.gz", ".json"])
+    Ok(list_objects(client, bucket, prefix, &CLOUDTRAIL_SUFFIXES)
         .await?
         .into_iter()
         .filter_map(|object| {
             let key = object.key()?.to_string();
+            if is_cloudtrail_digest(&key) {
+                return None;
+            }
             Some((key, object.e_tag().unwrap_or_default().to_string()))
         })
         .collect())
@@ -757,5 +787,52 @@ mod tests {
             message: r#"{"eventVersion":"1.0","sessionData":["$ ls"]}"#.into(),
         }];
         assert_eq!(cloudwatch_raw(&stream).0, InputForm::CloudwatchStream);
+    }
+
+    #[test]
+    fn test_local_kind_reads_the_folder_given() {
+        let trail = "111122223333/CloudTrail/us-east-1/2026/03/14/a_CloudTrail_us-east-1_x.json.gz";
+        let digest =
+            "111122223333/CloudTrail-Digest/us-east-1/2026/03/14/a_CloudTrail-Digest_x.json.gz";
+        let cases = [
+            // The folder given is AWSLogs itself, or below it.
+            ("/data/AWSLogs", trail, Some(LocalKind::Cloudtrail)),
+            ("/data/AWSLogs/111122223333", "CloudTrail/x.json", Some(LocalKind::Cloudtrail)),
+            ("/data", &format!("AWSLogs/{trail}"), Some(LocalKind::Cloudtrail)),
+            ("/data/cloudtrail", "trail.json", Some(LocalKind::Cloudtrail)),
+            // Digests and files that are not JSON are no trail files.
+            ("/data/AWSLogs", digest, None),
+            ("/data", &format!("AWSLogs/{digest}"), None),
+            ("/data/AWSLogs", "111122223333/CloudTrail/README.txt", None),
+            // The other kinds are unchanged.
+            ("/data", "s3/alice-0123.log", Some(LocalKind::Transcript)),
+            ("/data/cloudwatch", "stream.json", Some(LocalKind::Stream)),
+            ("/data", "notes.json", None),
+        ];
+        for (dir, relative, expected) in cases {
+            let dir = Path::new(dir);
+            assert_eq!(local_kind(dir, &dir.join(relative)), expected, "{dir:?} {relative}");
+        }
+    }
+
+    #[test]
+    fn test_list_local_under_awslogs() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let logs = root.path().join("AWSLogs");
+        let day = logs.join("111122223333/CloudTrail/us-east-1/2026/03/14");
+        let digests = logs.join("111122223333/CloudTrail-Digest/us-east-1/2026/03/14");
+        for folder in [&day, &digests] {
+            std::fs::create_dir_all(folder).expect("mkdir");
+        }
+        std::fs::write(day.join("trail.json.gz"), b"x").expect("write");
+        std::fs::write(digests.join("digest.json.gz"), b"x").expect("write");
+        let listed = list_local(&logs).expect("list");
+        let found: Vec<(String, LocalKind)> = listed
+            .iter()
+            .map(|file| {
+                (file.path.file_name().expect("name").to_string_lossy().to_string(), file.kind)
+            })
+            .collect();
+        assert_eq!(found, vec![("trail.json.gz".to_string(), LocalKind::Cloudtrail)]);
     }
 }

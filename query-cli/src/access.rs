@@ -28,7 +28,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use sessionlake_schemas::AccessKind;
 
-use crate::{Filters, Outcome, Query, View, cell};
+use crate::{Filters, Listing, Outcome, Query, SORT_TIME, View, cell};
 
 /// Longest an SSM session lasts (maxSessionDuration's ceiling): after this, a `StartSession`
 /// without a transcript is missing evidence.
@@ -53,7 +53,7 @@ pub struct AccessArgs {
     /// Who, where, when (`--run-as` is Instance Connect's OS user).
     #[command(flatten)]
     pub filters: Filters,
-    /// How many (`--after` is not supported here yet).
+    /// Which page.
     #[command(flatten)]
     pub paging: crate::Paging,
     /// Output format and colour.
@@ -168,36 +168,62 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
     let mut query = Query::default();
     bind_access_filters(&mut query, &args.filters, &args.kind, since, until);
     let ctx = crate::open_tables(cli, |_| crate::partitions_between(since, until)).await?;
-    let sql = format!(
-        "SELECT {ACCESS_COLUMNS} FROM access a {} ORDER BY a.event_time, a.event_id",
-        query.where_clause()
-    );
+    // The event id is unique in the lake (ingest drops an id it holds already).
+    let listing = Listing {
+        name: "access",
+        select: format!("SELECT {ACCESS_COLUMNS}, a.event_time AS {SORT_TIME} FROM access a"),
+        time_expression: "a.event_time",
+        key_expressions: &["a.event_id"],
+        key_columns: &["event_id"],
+        view: &ACCESS_VIEW,
+    };
     let printer = ACCESS_VIEW.printer(&args.print);
-    crate::print_unpaged(&ctx, &sql, query, &args.paging, &ACCESS_VIEW, printer).await
+    listing.print(&ctx, None, query, &args.paging, printer).await
 }
 
-/// Returns the SQL of `search --include-access`: the command rows of `commands_sql` (the
-/// search's own query, its conditions already in `query`) and the access events that pass the
-/// who/where/when filters, in one time order, each row tagged with its `kind`.
-pub(crate) fn search_with_access_sql(
+/// Returns the listing of `search --include-access` and its parameters: the command rows of
+/// `commands_sql` (the search's own query, its conditions and parameters in `query`) and the
+/// access events that pass the who/where/when filters, in one time order, each row tagged
+/// with its `kind`. The sort key after the time is (session, seq, event id): a command is one
+/// (session, seq), an access event one event id.
+pub(crate) fn search_with_access(
     commands_sql: &str,
-    query: &mut Query,
+    mut query: Query,
     filters: &Filters,
     since: Option<i64>,
     until: Option<i64>,
-) -> String {
+) -> (Listing, Query) {
     query.conditions.clear();
-    bind_access_filters(query, filters, &[], since, until);
-    format!(
-        "SELECT * FROM (SELECT 'command' AS kind, q.*, CAST(NULL AS VARCHAR) AS document_name, \
-         CAST(NULL AS VARCHAR) AS source_ip, CAST(NULL AS VARCHAR) AS event_id FROM ({commands_sql}) q \
+    bind_access_filters(&mut query, filters, &[], since, until);
+    let select = format!(
+        "SELECT u.*, u.time AS {SORT_TIME}, {SESSION_KEY} AS session_key, {SEQ_KEY} AS seq_key, \
+         {EVENT_KEY} AS event_key FROM (SELECT 'command' AS kind, q.*, \
+         CAST(NULL AS VARCHAR) AS document_name, CAST(NULL AS VARCHAR) AS source_ip, \
+         CAST(NULL AS VARCHAR) AS event_id FROM ({commands_sql}) q \
          UNION ALL SELECT a.kind, a.session_id, CAST(NULL AS INT UNSIGNED), a.event_time, \
          'cloudtrail', a.principal, a.os_user, nullif(array_to_string(a.targets, ','), ''), \
          CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), a.document_name, a.source_ip, a.event_id \
-         FROM access a {}) ORDER BY time NULLS FIRST, session_id, seq NULLS FIRST",
+         FROM access a {}) u",
         query.where_clause()
-    )
+    );
+    // The conditions are inside the union; the listing adds only the cursor's.
+    let query = Query { conditions: Vec::new(), params: query.params };
+    let listing = Listing {
+        name: "commands-and-access",
+        select,
+        time_expression: "u.time",
+        key_expressions: &[SESSION_KEY, SEQ_KEY, EVENT_KEY],
+        key_columns: &["session_key", "seq_key", "event_key"],
+        view: &SEARCH_WITH_ACCESS_VIEW,
+    };
+    (listing, query)
 }
+
+/// The sort key of `search --include-access` after the time, never null: a missing session
+/// sorts first, an access event (no seq) before the commands of its session.
+const SESSION_KEY: &str = "coalesce(u.session_id, '')";
+const SEQ_KEY: &str = "coalesce(CAST(u.seq AS BIGINT UNSIGNED) + 1, 0)";
+const EVENT_KEY: &str = "coalesce(u.event_id, '')";
 
 /// The view of `search --include-access`: the search's columns after `kind`, and what tells
 /// an access event apart.
@@ -289,8 +315,17 @@ struct SessionRow {
 
 /// Merges the sessions in the lake with the `StartSession` and Instance Connect events: every
 /// session once per transcript, every session without one with the reason, and every Instance
-/// Connect push that no session used (see the module documentation).
-fn merge(sessions: Vec<SessionRow>, entries: &[Entry], now: i64, wait: i64) -> Vec<SessionRow> {
+/// Connect push that no session used (see the module documentation). `transcripts` names the
+/// sessions with a transcript in the lake, including those the user's filters left out of
+/// `sessions`: their starts are not listed. An SSH session that used a push runs as the
+/// push's OS user.
+fn merge(
+    sessions: Vec<SessionRow>,
+    entries: &[Entry],
+    transcripts: &HashSet<String>,
+    now: i64,
+    wait: i64,
+) -> Vec<SessionRow> {
     let (starts, pushes): (Vec<&Entry>, Vec<&Entry>) =
         entries.iter().partition(|entry| entry.kind == AccessKind::SsmSession);
     let pushes: Vec<Entry> = pushes.into_iter().cloned().collect();
@@ -314,19 +349,22 @@ fn merge(sessions: Vec<SessionRow>, entries: &[Entry], now: i64, wait: i64) -> V
     let mut used = HashSet::new();
     for start in &starts {
         let Some(session_id) = &start.session_id else { continue };
-        if with_transcript.contains(session_id) {
+        if with_transcript.contains(session_id) || transcripts.contains(session_id) {
             continue;
         }
         let missing = missing_reason(start, &pushes, now, wait);
+        let mut run_as = None;
         if missing == "instance-connect" {
-            used.extend(
-                pushes.iter().enumerate().filter(|(_, p)| pushed_for(p, start)).map(|(i, _)| i),
-            );
+            let keys: Vec<usize> =
+                (0..pushes.len()).filter(|&i| pushed_for(&pushes[i], start)).collect();
+            run_as = keys.last().and_then(|&i| pushes[i].os_user.clone());
+            used.extend(keys);
         }
         rows.push(SessionRow {
             session_id: Some(session_id.clone()),
             started_at: Some(start.time),
             principal: start.principal.clone(),
+            run_as,
             target: start.target.clone(),
             source: Some("cloudtrail".to_string()),
             missing: Some(missing),
@@ -418,17 +456,42 @@ fn session_rows(batches: &[RecordBatch]) -> Vec<SessionRow> {
     rows
 }
 
-/// Reads the `StartSession` and Instance Connect events that pass `filters` (no encrypted
-/// column is read).
+/// Runs `sql` with `query`'s parameters and returns its batches.
+async fn collect(
+    ctx: &SessionContext,
+    sql: &str,
+    query: Query,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    let frame = ctx.sql(sql).await?.with_param_values(query.params)?;
+    frame.collect().await.context("query failed")
+}
+
+/// Reads the `StartSession` and Instance Connect events that may bear on the sessions
+/// `filters` select (no encrypted column is read).
+///
+/// Only the principal and the target narrow the query: a start and the push that gave its key
+/// share both. The other filters would drop the push of a session they keep (a push has no
+/// session id and may come before `since`) or the start a push was used by (a start has no OS
+/// user): [`RowFilter`] applies them to the merged rows instead. Pushes are read from
+/// [`INSTANCE_CONNECT_WINDOW`] before `since`.
 async fn entries(
     ctx: &SessionContext,
     filters: &Filters,
     since: Option<i64>,
     until: Option<i64>,
 ) -> anyhow::Result<Vec<Entry>> {
+    let narrowing = Filters {
+        principal: filters.principal.clone(),
+        run_as: None,
+        target: filters.target.clone(),
+        session: None,
+        since: None,
+        until: None,
+    };
     let mut query = Query::default();
     let kinds = [AccessKind::SsmSession, AccessKind::Ec2InstanceConnect];
-    bind_access_filters(&mut query, filters, &kinds, since, until);
+    let from = since.map(|since| since.saturating_sub(INSTANCE_CONNECT_WINDOW));
+    bind_access_filters(&mut query, &narrowing, &kinds, from, until);
     // A refused StartSession started nothing: `access` lists it, `sessions` does not.
     query.conditions.push("a.error_code IS NULL".to_string());
     let sql = format!(
@@ -436,13 +499,7 @@ async fn entries(
          a.document_name FROM access a {} ORDER BY a.event_time, a.event_id",
         query.where_clause()
     );
-    let batches = ctx
-        .sql(&sql)
-        .await?
-        .with_param_values(query.params)?
-        .collect()
-        .await
-        .context("query failed")?;
+    let batches = collect(ctx, &sql, query).await?;
     let mut found = Vec::new();
     for batch in &batches {
         let texts: Vec<Vec<Option<String>>> =
@@ -468,6 +525,82 @@ async fn entries(
     Ok(found)
 }
 
+/// Returns which of the sessions started in `entries` have a transcript in the lake, whatever
+/// the user's filters (a session's transcript may carry another time or OS user than its
+/// `StartSession`). Reads the plaintext `session_id` column only.
+async fn with_transcripts(
+    ctx: &SessionContext,
+    entries: &[Entry],
+) -> anyhow::Result<HashSet<String>> {
+    let ids: Vec<&str> = entries
+        .iter()
+        .filter(|entry| entry.kind == AccessKind::SsmSession)
+        .filter_map(|entry| entry.session_id.as_deref())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut found = HashSet::new();
+    // Bounded IN lists: one query per chunk of ids.
+    for chunk in ids.chunks(1_000) {
+        let mut query = Query::default();
+        let placeholders: Vec<String> =
+            chunk.iter().map(|id| query.param(ScalarValue::from(*id))).collect();
+        let sql = format!(
+            "SELECT DISTINCT s.session_id FROM sessions s WHERE s.session_id IN ({})",
+            placeholders.join(", ")
+        );
+        for batch in &collect(ctx, &sql, query).await? {
+            found.extend(text_column(batch, 0).into_iter().flatten());
+        }
+    }
+    Ok(found)
+}
+
+/// The user's who/where/when filters, applied to the rows `sessions` builds from CloudTrail
+/// (the lake's own rows passed them in SQL already).
+#[derive(Debug, Default)]
+struct RowFilter<'a> {
+    principal: Option<&'a str>,
+    run_as: Option<&'a str>,
+    target: Option<&'a str>,
+    session: Option<&'a str>,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl<'a> RowFilter<'a> {
+    fn new(filters: &'a Filters, since: Option<i64>, until: Option<i64>) -> Self {
+        RowFilter {
+            principal: filters.principal.as_deref(),
+            run_as: filters.run_as.as_deref(),
+            target: filters.target.as_deref(),
+            session: filters.session.as_deref(),
+            since,
+            until,
+        }
+    }
+
+    /// Whether `row` passes every filter given (as `bind_filters` does in SQL: the principal
+    /// exactly or as contained text, the others exactly, `since <= started_at < until`).
+    fn keeps(&self, row: &SessionRow) -> bool {
+        let equal = |wanted: Option<&str>, value: &Option<String>| {
+            wanted.is_none_or(|wanted| value.as_deref() == Some(wanted))
+        };
+        let principal = self.principal.is_none_or(|wanted| {
+            row.principal.as_deref().is_some_and(|principal| principal.contains(wanted))
+        });
+        let time = row.started_at.or(row.ended_at);
+        let after_since = self.since.is_none_or(|since| time.is_some_and(|t| t >= since));
+        let before_until = self.until.is_none_or(|until| time.is_some_and(|t| t < until));
+        principal
+            && equal(self.run_as, &row.run_as)
+            && equal(self.target, &row.target)
+            && equal(self.session, &row.session_id)
+            && after_since
+            && before_until
+    }
+}
+
 /// Returns the rows of `sessions` (the batches of its SQL) with their transcript status, as
 /// one batch of [`SESSIONS_COLUMNS`].
 pub(crate) async fn with_transcript_status(
@@ -479,8 +612,12 @@ pub(crate) async fn with_transcript_status(
     wait: i64,
 ) -> anyhow::Result<RecordBatch> {
     let entries = entries(ctx, filters, since, until).await?;
+    let transcripts = with_transcripts(ctx, &entries).await?;
     let now = chrono::Utc::now().timestamp_micros();
-    let rows = merge(session_rows(sessions), &entries, now, wait);
+    let rows = merge(session_rows(sessions), &entries, &transcripts, now, wait);
+    let filter = RowFilter::new(filters, since, until);
+    let rows: Vec<SessionRow> =
+        rows.into_iter().filter(|row| row.transcript || filter.keeps(row)).collect();
     let text = |get: &dyn Fn(&SessionRow) -> Option<&str>| -> ArrayRef {
         Arc::new(rows.iter().map(get).collect::<StringArray>())
     };
@@ -576,7 +713,7 @@ mod tests {
             push(2 * HOUR - 1, "i-1"),
             push(3 * HOUR, "i-2"),
         ];
-        let rows = merge(vec![with_transcript], &entries, 100 * HOUR, 24 * HOUR);
+        let rows = merge(vec![with_transcript], &entries, &HashSet::new(), 100 * HOUR, 24 * HOUR);
         let summary: Vec<(Option<&str>, bool, Option<&str>)> =
             rows.iter().map(|r| (r.session_id.as_deref(), r.transcript, r.missing)).collect();
         assert_eq!(
@@ -589,5 +726,48 @@ mod tests {
         );
         assert_eq!(rows[0].document_name.as_deref(), Some("SSM-SessionManagerRunShell"));
         assert_eq!(rows[2].target.as_deref(), Some("i-2"), "the push no session used");
+    }
+
+    /// `sessions`' reason does not depend on the user's filters: the rows are merged from every
+    /// start and push first, and filtered after.
+    #[test]
+    fn test_filters_apply_after_the_merge() {
+        let entries = [
+            push(2 * HOUR - 30_000_000, "i-1"),
+            start("ssh", 2 * HOUR, Some("AWS-StartSSHSession")),
+            start("shell", 3 * HOUR, Some("SSM-SessionManagerRunShell")),
+        ];
+        // "shell" has a transcript the user's filters left out: it is not listed as missing.
+        let transcripts: HashSet<String> = ["shell".to_string()].into();
+        let rows = merge(Vec::new(), &entries, &transcripts, 100 * HOUR, 24 * HOUR);
+        let filters =
+            |session: Option<&str>, run_as: Option<&str>, principal: Option<&str>| Filters {
+                principal: principal.map(str::to_string),
+                run_as: run_as.map(str::to_string),
+                target: None,
+                session: session.map(str::to_string),
+                since: None,
+                until: None,
+            };
+        let by_session = filters(Some("ssh"), None, None);
+        let by_run_as = filters(None, Some("ec2-user"), None);
+        let by_principal = filters(None, None, Some("ali"));
+        let cases = [
+            (RowFilter::new(&by_session, None, None), 1),
+            // --since just after the push, before the start.
+            (RowFilter::new(&by_principal, Some(2 * HOUR - 1), None), 1),
+            (RowFilter::new(&by_run_as, None, None), 1),
+            (RowFilter::new(&by_principal, None, Some(2 * HOUR)), 0),
+        ];
+        for (filter, expected) in cases {
+            let kept: Vec<&SessionRow> = rows.iter().filter(|row| filter.keeps(row)).collect();
+            assert_eq!(kept.len(), expected, "{filter:?}: {kept:#?}");
+            for row in kept {
+                assert_eq!(row.session_id.as_deref(), Some("ssh"));
+                assert_eq!(row.missing, Some("instance-connect"));
+                assert_eq!(row.run_as.as_deref(), Some("ec2-user"));
+            }
+        }
+        assert_eq!(rows.len(), 1, "the used push is not listed, the shell has its transcript");
     }
 }

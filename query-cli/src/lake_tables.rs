@@ -16,17 +16,18 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::parquet_encryption::EncryptionFactory;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path as ObjectPath;
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
-use sessionlake_lake::keys::Keys;
+use sessionlake_lake::keys::{Keys, check_context};
 use sessionlake_lake::manifest;
 use sessionlake_lake::store::LakeStore;
-use sessionlake_schemas::envelope::WrappedKey;
+use sessionlake_schemas::envelope::{ROLE_ACCESS, ROLE_COMMANDS, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{
-    ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, access_schema, commands_schema, sessions_schema,
+    ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, access_schema, commands_schema, paths,
+    sessions_schema,
 };
 use url::Url;
 
@@ -40,9 +41,44 @@ const LAKE_URL: &str = "sessionlake://lake/";
 #[derive(Debug)]
 struct LakeDecryption {
     keys: Keys,
-    /// Each encrypted file's wrapped key and encrypted columns.
-    wrapped: HashMap<String, (WrappedKey, &'static [&'static str])>,
+    wrapped: WrappedKeys,
     opened: Mutex<HashMap<String, Arc<FileDecryptionProperties>>>,
+}
+
+/// One encrypted file as the manifest names it.
+#[derive(Debug)]
+struct EncryptedFile {
+    /// Path inside the lake (errors name it).
+    path: String,
+    /// Its wrapped data key.
+    key: WrappedKey,
+    /// Its encrypted columns.
+    columns: &'static [&'static str],
+    /// Whom the key must be bound to: the session of a `commands` file, the CloudTrail file of
+    /// an `access` file (`None`: the manifest names none, the key is refused).
+    subject: Option<String>,
+    /// The key's role.
+    role: &'static str,
+}
+
+/// The wrapped data keys of the encrypted files, by engine path, and the lake's id.
+#[derive(Debug, Default)]
+struct WrappedKeys {
+    files: HashMap<String, EncryptedFile>,
+    lake: Option<String>,
+}
+
+impl WrappedKeys {
+    /// Returns the file at engine path `path` (`None`: not encrypted) after checking that its
+    /// key is bound to this lake, the file's subject and its role (as writers bind it, see
+    /// `key_context` in ingest): a key moved from another file, session or lake is refused
+    /// before it is unwrapped.
+    fn get(&self, path: &str) -> sessionlake_lake::LakeResult<Option<&EncryptedFile>> {
+        let Some(file) = self.files.get(path) else { return Ok(None) };
+        let subject = file.subject.as_deref().unwrap_or("(none named)");
+        check_context(&file.key, &file.path, subject, file.role, self.lake.as_deref())?;
+        Ok(Some(file))
+    }
 }
 
 #[async_trait]
@@ -65,15 +101,17 @@ impl EncryptionFactory for LakeDecryption {
         if let Some(found) = self.opened.lock().map_err(|_| lock_error())?.get(&path) {
             return Ok(Some(Arc::clone(found)));
         }
-        let Some((wrapped, columns)) = self.wrapped.get(&path) else {
-            return Ok(None);
-        };
-        let key = self.keys.decrypt(wrapped).await.map_err(|error| {
+        let failed = |error: sessionlake_lake::LakeError| {
             datafusion::error::DataFusionError::External(
                 format!("failed to open {path}: {error}").into(),
             )
-        })?;
+        };
+        let Some(file) = self.wrapped.get(&path).map_err(failed)? else {
+            return Ok(None);
+        };
+        let key = self.keys.decrypt(&file.key).await.map_err(failed)?;
         let secret = key.expose().to_vec();
+        let columns = file.columns;
         let properties = FileDecryptionProperties::builder(secret.clone())
             .with_column_keys(columns.to_vec(), vec![secret; columns.len()])?
             .build()?;
@@ -90,20 +128,35 @@ fn lock_error() -> datafusion::error::DataFusionError {
 pub struct LakeSnapshot {
     /// Live objects by path.
     pub live: BTreeMap<String, ObjectEntry>,
+    /// The lake's id (`lake.json`; none in a lake written before ids), which data keys name.
+    pub lake_id: Option<String>,
 }
 
 impl LakeSnapshot {
-    /// Reads the manifest chain.
+    /// Reads the manifest chain and the lake's id.
     pub async fn load(store: &LakeStore) -> anyhow::Result<LakeSnapshot> {
         let chain = manifest::read_chain(store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        Ok(LakeSnapshot { live: manifest::live_objects(&chain) })
+        let live = manifest::live_objects(&chain);
+        let lake_id = crate::lake_id(store, &live).await?;
+        Ok(LakeSnapshot { live, lake_id })
     }
 
     fn files(&self, kind: ObjectKind, keep: &dyn Fn(&str) -> bool) -> Vec<&ObjectEntry> {
         self.live.values().filter(|entry| entry.kind == kind && keep(&entry.path)).collect()
     }
+}
+
+/// The configuration of a context that reads the lake's tables.
+///
+/// Statistics are not collected at planning: with them DataFusion 55 also reads each file's
+/// `sorting_columns` and declares a group of several files sorted when each file is, as if
+/// the files' ranges did not overlap. The files of a table overlap (two CloudTrail files of a
+/// day; sessions that ran at the same time), so `ORDER BY … LIMIT` returned rows out of order.
+/// Row groups and pages are still pruned by their statistics when read.
+pub fn session_config() -> SessionConfig {
+    SessionConfig::new().with_information_schema(false).with_collect_statistics(false)
 }
 
 /// Registers `commands`, `sessions` and `access` with `ctx`; `keep` chooses files by path (partition
@@ -120,15 +173,12 @@ pub fn register(
     ctx.register_object_store(&url, engine_store);
     let commands = snapshot.files(ObjectKind::Commands, keep);
     let access = snapshot.files(ObjectKind::Access, keep);
-    let encrypted = [(&commands, &ENCRYPTED_COLUMNS[..]), (&access, &ACCESS_ENCRYPTED_COLUMNS[..])];
-    let wrapped = encrypted
-        .into_iter()
-        .flat_map(|(files, columns)| {
-            files.iter().filter_map(move |entry| {
-                Some((format!("{prefix}{}", entry.path), (entry.key.clone()?, columns)))
-            })
-        })
+    let files = commands
+        .iter()
+        .chain(&access)
+        .filter_map(|entry| Some((format!("{prefix}{}", entry.path), encrypted_file(entry)?)))
         .collect();
+    let wrapped = WrappedKeys { files, lake: snapshot.lake_id.clone() };
     ctx.runtime_env().register_parquet_encryption_factory(
         ENCRYPTION_FACTORY_ID,
         Arc::new(LakeDecryption { keys, wrapped, opened: Mutex::new(HashMap::new()) }),
@@ -138,6 +188,33 @@ pub fn register(
     register_table(ctx, "sessions", sessions_schema(), prefix, &sessions)?;
     register_table(ctx, "access", access_schema(), prefix, &access)?;
     Ok(())
+}
+
+/// Returns what opening `entry` (a `commands` or `access` file) needs, `None` when it has no key.
+fn encrypted_file(entry: &ObjectEntry) -> Option<EncryptedFile> {
+    let (columns, role, subject) = match entry.kind {
+        ObjectKind::Access => (
+            &ACCESS_ENCRYPTED_COLUMNS[..],
+            ROLE_ACCESS,
+            paths::trail_file_id_of(&entry.path).map(str::to_string),
+        ),
+        // A `commands` file holds one session's rows.
+        _ => (
+            &ENCRYPTED_COLUMNS[..],
+            ROLE_COMMANDS,
+            match entry.sessions.as_slice() {
+                [session] => Some(session.clone()),
+                _ => None,
+            },
+        ),
+    };
+    Some(EncryptedFile {
+        path: entry.path.clone(),
+        key: entry.key.clone()?,
+        columns,
+        subject,
+        role,
+    })
 }
 
 fn register_table(
@@ -167,4 +244,76 @@ fn register_table(
         .with_schema(schema);
     ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT};
+
+    use super::*;
+
+    fn entry(path: &str, kind: ObjectKind, session: &str, bound_to: (&str, &str)) -> ObjectEntry {
+        let (subject, role) = bound_to;
+        let context = BTreeMap::from([
+            (CONTEXT_LAKE.to_string(), "lake-1".to_string()),
+            (CONTEXT_SUBJECT.to_string(), subject.to_string()),
+            (CONTEXT_ROLE.to_string(), role.to_string()),
+        ]);
+        let key = WrappedKey {
+            provider: "local".into(),
+            key_id: "k".into(),
+            ciphertext: String::new(),
+            context,
+        };
+        ObjectEntry {
+            path: path.into(),
+            size: 1,
+            sha256: String::new(),
+            kind,
+            sessions: vec![session.into()],
+            key: Some(key),
+            note: None,
+        }
+    }
+
+    /// A data key is checked against the file the manifest names it for before it is
+    /// unwrapped: two files' keys swapped, or a key of another role or lake, are refused.
+    #[test]
+    fn test_keys_are_checked_against_their_file() {
+        let commands = "commands/dt=2026-03-14/s-1.v1.parquet";
+        let access = "access/dt=2026-03-14/trail-1.v1.parquet";
+        let keys = |entries: Vec<ObjectEntry>, lake: &str| WrappedKeys {
+            files: entries
+                .iter()
+                .filter_map(|e| Some((e.path.clone(), encrypted_file(e)?)))
+                .collect(),
+            lake: Some(lake.to_string()),
+        };
+        let good = keys(
+            vec![
+                entry(commands, ObjectKind::Commands, "s-1", ("s-1", ROLE_COMMANDS)),
+                entry(access, ObjectKind::Access, "", ("trail-1", ROLE_ACCESS)),
+            ],
+            "lake-1",
+        );
+        for path in [commands, access] {
+            assert!(good.get(path).expect(path).is_some(), "{path}");
+        }
+        assert!(good.get("sessions/x.parquet").expect("unencrypted").is_none());
+        let cases = [
+            // The two files' keys swapped.
+            (entry(commands, ObjectKind::Commands, "s-1", ("trail-1", ROLE_ACCESS)), "lake-1"),
+            (entry(access, ObjectKind::Access, "", ("s-1", ROLE_COMMANDS)), "lake-1"),
+            // Another session's key, another role, another lake.
+            (entry(commands, ObjectKind::Commands, "s-1", ("s-2", ROLE_COMMANDS)), "lake-1"),
+            (entry(commands, ObjectKind::Commands, "s-1", ("s-1", "raw")), "lake-1"),
+            (entry(commands, ObjectKind::Commands, "s-1", ("s-1", ROLE_COMMANDS)), "lake-2"),
+        ];
+        for (entry, lake) in cases {
+            let path = entry.path.clone();
+            let error = keys(vec![entry], lake).get(&path).expect_err(&path);
+            assert!(error.to_string().contains(&path), "{error}");
+            assert!(error.to_string().contains("moved here"), "{error}");
+        }
+    }
 }

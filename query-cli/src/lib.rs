@@ -27,7 +27,7 @@ use clap::{Args as ClapArgs, Parser, Subcommand};
 use datafusion::arrow::array::{Array as _, AsArray as _, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use datafusion::dataframe::DataFrame;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
@@ -95,8 +95,8 @@ pub enum Command {
     /// Destroys one session now: its keys first (every copy of it becomes unreadable), then
     /// its objects; the chain records who, when and why.
     Shred(retention::ShredArgs),
-    /// Runs one SQL query over the tables `commands` and `sessions` (live objects, encrypted
-    /// columns opened); statements that would change anything are refused.
+    /// Runs one SQL query over the tables `commands`, `sessions` and `access` (live objects,
+    /// encrypted columns opened); statements that would change anything are refused.
     Sql(sql::SqlArgs),
 }
 
@@ -431,7 +431,7 @@ const SESSION_TIMES_JOIN: &str = "LEFT JOIN (SELECT session_id, min(started_at) 
      ON c.session_id = s.session_id";
 
 /// Result column holding a listing's sort time (after the shown columns).
-const SORT_TIME: &str = "sort_time";
+pub(crate) const SORT_TIME: &str = "sort_time";
 
 /// SQL conditions with numbered parameters, bound safely (no value is ever spliced into SQL).
 #[derive(Default, Clone)]
@@ -541,7 +541,7 @@ pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     let (store, keys) = open_lake(cli).await?;
     let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
     let keep = choose(&snapshot);
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+    let ctx = SessionContext::new_with_config(lake_tables::session_config());
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
     Ok(ctx)
 }
@@ -591,18 +591,19 @@ pub(crate) async fn stream_frame(
     Ok(page)
 }
 
-/// A listing in sort-key order that pages with a cursor: `search` and `sessions`.
-struct Listing {
+/// A listing in sort-key order that pages with a cursor: `search`, `sessions`, `access` and
+/// `search --include-access`.
+pub(crate) struct Listing {
     /// What the cursor pages.
-    name: &'static str,
+    pub(crate) name: &'static str,
     /// `SELECT <the view's columns>, <time> AS sort_time FROM …`, without conditions.
-    select: String,
+    pub(crate) select: String,
     /// The sort time; nulls sort first.
-    time_expression: &'static str,
-    /// The rest of the sort key, as SQL and as result columns.
-    key_expressions: &'static [&'static str],
-    key_columns: &'static [&'static str],
-    view: &'static View,
+    pub(crate) time_expression: &'static str,
+    /// The rest of the sort key, as SQL and as result columns; with the time, unique.
+    pub(crate) key_expressions: &'static [&'static str],
+    pub(crate) key_columns: &'static [&'static str],
+    pub(crate) view: &'static View,
 }
 
 impl Listing {
@@ -616,7 +617,7 @@ impl Listing {
     /// A page of at most [`chunk_rows`] rows is one query whose `LIMIT` keeps only the top rows
     /// while it scans. A bigger result, with `lake` given, is read window by window
     /// ([`crate::window`]) so that memory holds one window; without `lake`, one query.
-    async fn print(
+    pub(crate) async fn print(
         &self,
         ctx: &SessionContext,
         lake: Option<&LakeReader>,
@@ -778,8 +779,7 @@ impl LakeReader {
     /// Returns a context with the tables over the kept files of `sessions` (all without); the
     /// `access` table is never narrowed to sessions.
     fn tables(&self, sessions: Option<&HashSet<String>>) -> anyhow::Result<SessionContext> {
-        let ctx =
-            SessionContext::new_with_config(SessionConfig::new().with_information_schema(false));
+        let ctx = SessionContext::new_with_config(lake_tables::session_config());
         let of_sessions = |path: &str| {
             let Some(entry) = self.snapshot.live.get(path) else {
                 return false;
@@ -869,31 +869,6 @@ fn regex_flag(flag: &str, pattern: &str) -> anyhow::Result<regex::Regex> {
         .with_context(|| format!("{flag} {pattern:?} is not a valid regular expression"))
 }
 
-/// Prints every row of `sql` (bound to `query`'s parameters) in `view`, without paging (at most
-/// `paging.limit` rows; `--after` is refused): `access`, and `search --include-access`.
-pub(crate) async fn print_unpaged(
-    ctx: &SessionContext,
-    sql: &str,
-    query: Query,
-    paging: &Paging,
-    view: &View,
-    printer: Printer,
-) -> anyhow::Result<Outcome> {
-    anyhow::ensure!(paging.after.is_none(), "this listing does not page with --after yet");
-    let mut printer = printer;
-    let frame = ctx.sql(sql).await.context("query failed")?.with_param_values(query.params)?;
-    let progress = Progress::spinner(printer.format() != OutputFormat::Json, "searching");
-    let page = stream_frame(frame, &mut printer, &progress, paging.limit).await?;
-    drop(progress);
-    let mut text = format!("{} {}", page.rows, view.noun);
-    if page.more {
-        text.push_str(" (more match: raise --limit)");
-    }
-    let summary = serde_json::json!({"matched": page.rows, "shown": page.rows, "more": page.more});
-    printer.finish(summary, &text)?;
-    Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
-}
-
 async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let (since, until) = time_range(&args.filters)?;
     let mut query = Query::default();
@@ -931,11 +906,10 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
             "SELECT {SEARCH_COLUMNS} FROM commands c {SESSION_TIMES_JOIN} {}",
             query.where_clause()
         );
-        let sql =
-            access::search_with_access_sql(&commands_sql, &mut query, &args.filters, since, until);
-        let view = &access::SEARCH_WITH_ACCESS_VIEW;
-        let printer = view.printer(&args.print).with_highlights(highlights);
-        return print_unpaged(&ctx, &sql, query, &args.paging, view, printer).await;
+        let (listing, query) =
+            access::search_with_access(&commands_sql, query, &args.filters, since, until);
+        let printer = listing.view.printer(&args.print).with_highlights(highlights);
+        return listing.print(&ctx, None, query, &args.paging, printer).await;
     }
     let listing = Listing {
         name: "commands",
@@ -1081,7 +1055,7 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         return Ok(Outcome::NoMatch);
     };
     let sealed = read_committed(&store, entry).await?;
-    let lake = lake_id(&store, &snapshot.live).await?;
+    let lake = snapshot.lake_id.clone();
     let plaintext = keys
         .open_raw(
             entry,

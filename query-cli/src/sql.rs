@@ -1,6 +1,6 @@
-//! `sessionlake sql "SELECT …"`: SQL over the lake's tables `commands` and `sessions` (the
-//! objects the manifest says are live, every delivery of a session, encrypted columns opened),
-//! printed like `search`. Only queries run: a statement that would define, change or copy data
+//! `sessionlake sql "SELECT …"`: SQL over the lake's tables `commands`, `sessions` and
+//! `access` (the objects the manifest says are live, every delivery of a session, encrypted
+//! columns opened), printed like `search`. Only queries run: a statement that would define, change or copy data
 //! is refused before anything is read.
 
 use anyhow::Context as _;

@@ -119,13 +119,15 @@ pub fn access_object(dt: &str, trail_file_id: &str, version: &str) -> String {
 /// Returns whether `path` is an `access` file of the CloudTrail file `trail_file_id`, whatever
 /// its day and version.
 pub fn is_access_object_of(path: &str, trail_file_id: &str) -> bool {
-    let Some(rest) = path.strip_prefix(ACCESS_DIR).and_then(|rest| rest.strip_prefix('/')) else {
-        return false;
-    };
+    trail_file_id_of(path) == Some(trail_file_id)
+}
+
+/// Returns the CloudTrail file id an `access` file's path names (the subject of its data key).
+pub fn trail_file_id_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(ACCESS_DIR)?.strip_prefix('/')?;
     let name = rest.rsplit('/').next().unwrap_or_default();
-    name.strip_suffix(".parquet")
-        .and_then(|stem| stem.rsplit_once('.'))
-        .is_some_and(|(id, _version)| id == trail_file_id)
+    let (id, _version) = name.strip_suffix(".parquet")?.rsplit_once('.')?;
+    Some(id)
 }
 
 /// Returns the lake path of a quarantined input.

@@ -94,6 +94,34 @@ fn send_command() -> Value {
     )
 }
 
+/// A CloudTrail digest file in its real shape (it signs the log files of an hour).
+fn digest() -> Value {
+    json!({
+        "awsAccountId": "111122223333",
+        "digestStartTime": "2026-03-14T11:00:00Z",
+        "digestEndTime": "2026-03-14T12:00:00Z",
+        "digestS3Bucket": "trail",
+        "digestS3Object": "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/14/x.json.gz",
+        "digestPublicKeyFingerprint": "0123456789abcdef0123456789abcdef",
+        "digestSignatureAlgorithm": "SHA256withRSA",
+        "newestEventTime": "2026-03-14T11:59:59Z",
+        "oldestEventTime": "2026-03-14T11:00:00Z",
+        "previousDigestS3Bucket": null,
+        "previousDigestS3Object": null,
+        "previousDigestHashValue": null,
+        "previousDigestHashAlgorithm": null,
+        "previousDigestSignature": null,
+        "logFiles": [{
+            "s3Bucket": "trail",
+            "s3Object": format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1100Z_A.json.gz"),
+            "hashValue": "9bd2d5bd7c4e0aa2f3d1c52c1a2e4e7e9f7b6a3c2d1e0f9a8b7c6d5e4f3a2b1c",
+            "hashAlgorithm": "SHA-256",
+            "newestEventTime": "2026-03-14T11:00:00Z",
+            "oldestEventTime": "2026-03-14T09:26:50Z"
+        }]
+    })
+}
+
 fn gzip(document: &Value) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(document.to_string().as_bytes()).expect("gzip");
@@ -126,6 +154,36 @@ fn ingest_s3(dir: &Path, source_bucket: &str, trail_bucket: &str) -> sessionlake
         "--cloudtrail",
         &format!("s3://{trail_bucket}/AWSLogs/"),
     ]))
+}
+
+/// Pages through `sessionlake <args>` `limit` rows at a time and returns every row in order;
+/// checks that each page reports all matches.
+fn page_through(dir: &Path, args: &[&str], limit: usize) -> Vec<BTreeMap<String, Value>> {
+    let mut found = Vec::new();
+    let mut after: Option<String> = None;
+    let mut total = None;
+    let limit_text = limit.to_string();
+    for page in 0.. {
+        assert!(page < 1_000, "paging does not end: {found:?}");
+        let mut page_args = args.to_vec();
+        page_args.extend(["--limit", &limit_text]);
+        if let Some(cursor) = &after {
+            page_args.extend(["--after", cursor]);
+        }
+        let (code, rows, summary, stderr) = cli(dir, &page_args);
+        assert!(code == 0 || (code == 1 && rows.is_empty()), "{page_args:?}: {stderr}");
+        assert!(rows.len() <= limit, "{rows:#?}");
+        if let Some(total) = &total {
+            assert_eq!(&summary["matched"], total, "{page_args:?}");
+        }
+        total = Some(summary["matched"].clone());
+        found.extend(rows);
+        match summary["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    found
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -212,6 +270,13 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
             format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1300Z_D.json.gz"),
             b"\x1f\x8bnot gzip at all".to_vec(),
         ),
+        // A digest file (log file validation): no event, skipped rather than quarantined.
+        (
+            "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/14/\
+             111122223333_CloudTrail-Digest_us-east-1_trail_us-east-1_20260314T120000Z.json.gz"
+                .to_string(),
+            gzip(&digest()),
+        ),
     ];
     for (key, body) in &files {
         put(&s3, &trail_bucket, key, body.clone()).await;
@@ -239,6 +304,7 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
         "{warning}"
     );
     assert!(ingested.stderr.contains("20260314T1300Z_D.json.gz"), "{}", ingested.stderr);
+    assert!(!ingested.stderr.contains("CloudTrail-Digest"), "{}", ingested.stderr);
 
     // `access`: every event once, the duplicate Run Command event once, its script decrypted.
     let (code, rows, summary, stderr) = cli(work.path(), &["access"]);
@@ -249,6 +315,26 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     unique_ids.sort();
     unique_ids.dedup();
     assert_eq!(unique_ids.len(), ids.len(), "{ids:?}");
+    // Paging: 2 at a time, every event exactly once, in the same order.
+    let paged = page_through(work.path(), &["access"], 2);
+    let paged: Vec<&str> = paged.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+    assert_eq!(paged, ids, "pages of 2");
+    // `sql` reads the access table too, its encrypted column opened.
+    let sql = "SELECT count(*) AS n, max(strpos(parameters, 'CANARY')) > 0 AS opened FROM access";
+    let counted = run(binary("sessionlake", false)
+        .current_dir(work.path())
+        .args(["sql", sql, "--format", "csv"]));
+    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    assert_eq!(counted.stdout, "n,opened\n10,true\n");
+    // ORDER BY … LIMIT across files whose times overlap: in order (DataFusion must not take
+    // the files' own sort order for the table's).
+    let first = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "sql",
+        "SELECT event_id FROM access ORDER BY event_time DESC, event_id LIMIT 2",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(first.stdout, "event_id\nev-resume-2\nev-plain-ssh\n", "{}", first.stderr);
     let (_, rows, _, _) = cli(work.path(), &["access", "--kind", "run-command"]);
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let run_command = &rows[0];
@@ -271,6 +357,40 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     assert_eq!(rows[1]["os_user"], json!("ec2-user"));
     let (code, _, _, _) = cli(work.path(), &["access", "--principal", "carol"]);
     assert_eq!(code, 1);
+    for principal in [ALICE, "alice"] {
+        let (code, rows, _, stderr) = cli(work.path(), &["access", "--principal", principal]);
+        assert_eq!(code, 0, "{stderr}");
+        let ids: Vec<&str> = rows.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+        assert_eq!(ids, vec!["ev-shell", "ev-port-forwarding", "ev-key-for-ssh", "ev-ssh"]);
+        assert!(rows.iter().all(|row| row["principal"] == json!(ALICE)), "{rows:#?}");
+    }
+    // --since is inclusive, --until exclusive (ev-plain-ssh is at 12:00).
+    let (_, rows, _, _) = cli(
+        work.path(),
+        &["access", "--since", "2026-03-14T10:00:00Z", "--until", "2026-03-14T12:00:00Z"],
+    );
+    let ids: Vec<&str> = rows.iter().map(|row| row["event_id"].as_str().expect("id")).collect();
+    assert_eq!(ids, vec!["ev-lost", "ev-resume", "ev-terminate", "ev-run-command"]);
+    // CSV: a header, then the rows, the script decrypted.
+    let csv_out = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "access",
+        "--kind",
+        "run-command",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(csv_out.code, 0, "{}", csv_out.stderr);
+    let mut reader = csv::Reader::from_reader(csv_out.stdout.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    let field = |name: &str| {
+        let index = header.iter().position(|h| h == name).unwrap_or_else(|| panic!("{header:?}"));
+        records[0].get(index).expect("field").to_string()
+    };
+    assert_eq!(records.len(), 1, "{}", csv_out.stdout);
+    assert_eq!(field("event_id"), "ev-run-command");
+    assert_eq!(field("targets"), format!("{NODE_A},{NODE_B}"));
+    assert!(field("parameters").contains(SCRIPT_CANARY), "{}", csv_out.stdout);
     let table = run(binary("sessionlake", false).current_dir(work.path()).args([
         "access",
         "--kind",
@@ -303,6 +423,24 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     );
     assert_eq!(rows[4]["run_as"], json!("ec2-user"));
     assert_eq!(rows[4]["target"], json!(NODE_B));
+    assert_eq!(rows[2]["run_as"], json!("ec2-user"), "the SSH session runs as the pushed user");
+    // The reason does not depend on the filters: the push has no session id, came before
+    // --since, and the StartSession has no OS user.
+    let ssh = "alice-ssh0123456789abcdef";
+    for filters in [
+        vec!["--session", ssh],
+        vec!["--since", "2026-03-14T09:49:45Z", "--until", "2026-03-14T09:55:00Z"],
+        vec!["--run-as", "ec2-user", "--target", NODE_A],
+        vec!["--principal", "alice", "--session", ssh],
+    ] {
+        let mut args = vec!["sessions"];
+        args.extend(&filters);
+        let (code, rows, _, stderr) = cli(work.path(), &args);
+        assert_eq!(code, 0, "{filters:?}: {stderr}");
+        let status: Vec<(Value, Value)> =
+            rows.iter().map(|row| (row["session_id"].clone(), row["missing"].clone())).collect();
+        assert_eq!(status, vec![(json!(ssh), json!("instance-connect"))], "{filters:?}");
+    }
     // A wait longer than the events' age: the lost transcript may still come.
     let (_, rows, _, _) = cli(
         work.path(),
@@ -333,6 +471,14 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
     );
     let times: Vec<&str> = rows.iter().map(|row| row["time"].as_str().expect("time")).collect();
     assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+    // Paged 3 at a time: the same rows, each once.
+    let row_key = |row: &BTreeMap<String, Value>| {
+        format!("{}|{}|{}|{}", row["kind"], row["session_id"], row["seq"], row["event_id"])
+    };
+    let all: Vec<String> = rows.iter().map(row_key).collect();
+    let search = ["search", "--target", NODE_A, "--include-access", "--until", "2026-03-15"];
+    let paged: Vec<String> = page_through(work.path(), &search, 3).iter().map(row_key).collect();
+    assert_eq!(paged, all);
 
     // The lake: access files committed and verified, no script in plaintext, DuckDB reads them.
     let lake = work.path().join("lake");
