@@ -13,12 +13,17 @@ is forwarded or gets a fault, with the share of faults set per service; the faul
 - `reset`: the connection is reset (TCP RST) before any response; half of these are reset
   after the request reached moto, so the request took effect but its answer is lost
 - `delay`: the request is forwarded after a pause of up to 1.5 s
+- `denied`: KMS only, `AccessDeniedException` (HTTP 400), what KMS answers when the key
+  policy or IAM refuses the caller
+- `disabled`: KMS only, `DisabledException` (HTTP 400), what KMS answers for a disabled key
+  (moto records DisableKey but still decrypts with the key)
 
 Control (answered by the proxy itself, never forwarded):
 - `POST /__faults__` with a JSON body `{"s3": 0.2, "logs": 0.2, "kms": 1.0, "kinds": [...]}`
   sets the shares (0 to 1) and, optionally, the kinds drawn from; `"hold": {"path": "x",
   "seconds": 3}` delays every request whose path contains `x` (`"hold": null` stops), to widen
-  a window a test wants to kill the client in.
+  a window a test wants to kill the client in. `"kms_actions": ["Decrypt"]` limits the KMS
+  faults to those actions (the part of `X-Amz-Target` after the dot); `null` or `[]`: all.
 - `GET /__faults__` returns the counts so far: `{"forwarded": {...}, "injected": {...}}`.
 
 Draws come from one seeded generator in arrival order: with one client connection the faults are
@@ -36,6 +41,9 @@ import threading
 import time
 
 KINDS = ["500", "503", "throttle", "reset", "delay"]
+# Kinds only ever drawn when a test asks for them (they are not transient).
+EXTRA_KINDS = ["denied", "disabled"]
+ANSWERED = ("500", "503", "throttle", "denied", "disabled")
 
 
 class State:
@@ -47,10 +55,13 @@ class State:
         self.forwarded = {"s3": 0, "logs": 0, "kms": 0}
         self.injected = {}
         self.hold = None
+        self.kms_actions = None
 
-    def draw(self, service):
+    def draw(self, service, action):
         with self.lock:
             share = self.shares.get(service, 0.0)
+            if service == "kms" and self.kms_actions and action not in self.kms_actions:
+                share = 0.0
             roll = self.random.random()
             kind = self.random.choice(self.kinds)
             pause = self.random.uniform(0.05, 1.5)
@@ -109,6 +120,10 @@ def read_body(stream, headers, until_close=False):
     return b""
 
 
+def action_of(headers):
+    return headers.get("x-amz-target", "").rpartition(".")[2]
+
+
 def service_of(headers):
     target = headers.get("x-amz-target", "")
     if target.startswith("TrentService"):
@@ -118,7 +133,7 @@ def service_of(headers):
     return "s3"
 
 
-def fault_response(service, kind):
+def fault_response(service, kind, action=""):
     if service == "s3":
         status, code = {
             "500": (500, "InternalError"),
@@ -133,12 +148,19 @@ def fault_response(service, kind):
         content_type = "application/xml"
     else:
         status, code = {
+            "denied": (400, "AccessDeniedException"),
+            "disabled": (400, "DisabledException"),
             "500": (500, "InternalFailure" if service == "logs" else "KMSInternalException"),
             # What each service answers when it is overloaded (KMS has no 503 code of its own).
             "503": (503, "ServiceUnavailableException" if service == "logs" else "DependencyTimeoutException"),
             "throttle": (400, "ThrottlingException"),
         }[kind]
-        body = json.dumps({"__type": code, "message": "injected by the fault proxy"}).encode()
+        message = {
+            "AccessDeniedException": "User: arn:aws:iam::123456789012:user/test is not "
+            "authorized to perform: kms:%s (injected by the fault proxy)" % action,
+            "DisabledException": "arn:aws:kms:us-east-1:123456789012:key/%s is disabled." % "key",
+        }.get(code, "injected by the fault proxy")
+        body = json.dumps({"__type": code, "message": message}).encode()
         content_type = "application/x-amz-json-1.1"
     reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
     head = (
@@ -184,14 +206,15 @@ class Handler(socketserver.StreamRequestHandler):
                     time.sleep(float(hold["seconds"]))
                     if client_gone(self.connection):
                         return  # killed while held: the request never reaches the service
-                kind, pause, after = state.draw(service)
+                action = action_of(headers)
+                kind, pause, after = state.draw(service, action)
                 if kind == "reset" and not after:
                     reset(self.connection)
                     return
                 if kind == "delay":
                     time.sleep(pause)
-                if kind in ("500", "503", "throttle"):
-                    self.wfile.write(fault_response(service, kind))
+                if kind in ANSWERED:
+                    self.wfile.write(fault_response(service, kind, action))
                     self.wfile.flush()
                     continue
                 response, keep = self.forward(lines, headers, body)
@@ -246,7 +269,11 @@ class Handler(socketserver.StreamRequestHandler):
                 if "hold" in settings:
                     state.hold = settings["hold"]
                 if "kinds" in settings:
-                    state.kinds = [kind for kind in settings["kinds"] if kind in KINDS]
+                    state.kinds = [
+                        kind for kind in settings["kinds"] if kind in KINDS + EXTRA_KINDS
+                    ]
+                if "kms_actions" in settings:
+                    state.kms_actions = settings["kms_actions"] or None
         with state.lock:
             answer = json.dumps(
                 {"shares": state.shares, "forwarded": state.forwarded, "injected": state.injected}

@@ -225,6 +225,9 @@ impl LakeWriter {
                 stored.raw_object
             );
         };
+        // In memory, unlike `sessionlake show --raw` (`Keys::open_raw_to`): re-indexing hands
+        // the whole transcript to the parser and hashes it against the sessions row; bounded by
+        // MAX_OBJECT_BYTES.
         let sealed = self.store.get_committed(raw_entry).await?;
         let key = self
             .unwrapper

@@ -168,6 +168,14 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
+/// The error of a KMS key option given without AWS configuration to reach KMS with.
+fn missing_aws(option: &str, key_id: &str) -> String {
+    format!(
+        "{option} {key_id} is set but no AWS configuration was given to reach KMS: refusing to \
+         use the local keyring instead"
+    )
+}
+
 impl Ingestor {
     /// Opens the lake, the keys, the cursors and the AWS clients (with the configured retries:
     /// jittered exponential backoff on throttling, 5xx and timeouts).
@@ -186,6 +194,16 @@ impl Ingestor {
         config: &Config,
         sdk_config: Option<aws_config::SdkConfig>,
     ) -> anyhow::Result<Ingestor> {
+        // Checked before anything is opened (the lease, the keyring).
+        if sdk_config.is_none() {
+            for (option, key_id) in
+                [("--kms-key-id", &config.kms_key_id), ("--signing-key", &config.signing_key)]
+            {
+                if let Some(key_id) = key_id {
+                    anyhow::bail!(missing_aws(option, key_id));
+                }
+            }
+        }
         let retry =
             aws_config::retry::RetryConfig::standard().with_max_attempts(config.retry_max_attempts);
         let sdk_config = sdk_config.map(|sdk| sdk.to_builder().retry_config(retry).build());
@@ -203,7 +221,9 @@ impl Ingestor {
             (Some(key_id), Some(sdk)) => {
                 Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::new(sdk), key_id.clone()))
             }
-            _ => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
+            // Never the keyring in place of the KMS key asked for.
+            (Some(key_id), None) => anyhow::bail!(missing_aws("--kms-key-id", key_id)),
+            (None, _) => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
         };
         let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(keys, config.key_cache));
         let chain = manifest::read_chain(&store)
@@ -225,7 +245,8 @@ impl Ingestor {
                     .await
                     .with_context(|| format!("failed to set up signing key {key_id}"))?,
             ),
-            _ => Arc::new(KeyringSigner(Arc::clone(&keyring))),
+            (Some(key_id), None) => anyhow::bail!(missing_aws("--signing-key", key_id)),
+            (None, _) => Arc::new(KeyringSigner(Arc::clone(&keyring))),
         };
         manifest::ensure_not_retired(&store, signer.key_id()).await?;
         // A new key of the same kind as the last one that signed replaces it (it is retired
@@ -1181,7 +1202,33 @@ pub async fn run(config: &Config) -> anyhow::Result<RunSummary> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
+
+    #[tokio::test]
+    async fn test_a_kms_key_without_aws_configuration_is_an_error_not_the_keyring() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = dir.path().join("lake");
+        let keyring = dir.path().join("keyring.json");
+        for option in ["--kms-key-id", "--signing-key"] {
+            let args = crate::config::Args::try_parse_from([
+                "sessionlake-ingest",
+                "--lake",
+                lake.to_str().expect("utf-8"),
+                "--keyring",
+                keyring.to_str().expect("utf-8"),
+                option,
+                "alias/lake",
+            ])
+            .expect("args");
+            let config = Config::load(&args).expect("config");
+            let error = Ingestor::open_with(&config, None).await.err().expect("refused");
+            let text = format!("{error:#}");
+            assert!(text.contains(option) && text.contains("alias/lake"), "{option}: {text}");
+            assert!(std::fs::metadata(&keyring).is_err(), "{option}: the keyring was opened");
+        }
+    }
 
     #[test]
     fn test_next_delay_backs_off_with_jitter_within_bounds() {

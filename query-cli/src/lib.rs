@@ -1054,19 +1054,20 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         eprintln!("sessionlake: no session {session} in {}", store.location());
         return Ok(Outcome::NoMatch);
     };
-    let sealed = read_committed(&store, entry).await?;
     let lake = snapshot.lake_id.clone();
-    let plaintext = keys
-        .open_raw(
+    // Streamed: the stored object is hashed against the manifest first, then decrypted and
+    // written as it is read again; a transcript of any size is never held whole.
+    let written = keys
+        .open_raw_to(
+            &store,
             entry,
-            &sealed,
             session,
             lake.as_deref(),
             sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
+            std::io::stdout(),
         )
         .await?;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(&plaintext).and_then(|()| out.flush()) {
+    match written {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => return Err(error.into()),
         _ => {}
     }

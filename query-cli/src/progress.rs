@@ -37,6 +37,23 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
+    /// Starts a bar saying `message` and how many of `total` `unit`s are done, when `wanted`
+    /// and stderr is a terminal.
+    pub fn bar(wanted: bool, message: &'static str, total: u64, unit: &str) -> Progress {
+        let dumb = std::env::var_os("TERM").is_some_and(|term| term == "dumb");
+        if !wanted || total == 0 || dumb || !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}}, {{eta}} left)"
+        )) {
+            bar.set_style(style);
+        }
+        bar.set_message(message);
+        Progress { bar: Some(bar) }
+    }
+
     /// Records that `rows` more rows were produced.
     pub fn advance(&self, rows: u64) {
         if let Some(bar) = &self.bar {

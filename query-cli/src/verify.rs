@@ -21,16 +21,23 @@
 //! - `missing-object`, `altered-object` (size or SHA-256 differs from the commit),
 //!   `uncommitted-object` (in the lake, named by no commit: a write that never committed, or
 //!   a plant), `not-deleted` (removed by a retention or shred commit, still stored: an
-//!   interrupted apply, or a shred whose keys survive).
+//!   interrupted apply, or a shred whose keys survive);
+//! - `backdated-manifest`: a manifest committed before a manifest that precedes it in the
+//!   chain (commit times never go backwards).
+//!
+//! Only *trusted* manifests (in the chain, signature verified, link intact) make the live set
+//! and the set of committed objects: an object named only by an untrusted manifest is
+//! `uncommitted-object` (the detail names the manifest), and an object an untrusted manifest
+//! removes is still expected (`missing-object` when deleted).
 //!
 //! With a time range (`--since`/`--until`) the whole chain is still read (the live set and the
-//! links need it), but only manifests committed in the range are reported on and only the live
-//! objects they added are hashed; uncommitted objects, which have no commit time, are always
-//! listed.
+//! links need it), but only trusted manifests committed in the range are reported on and only
+//! the live objects they added are hashed; uncommitted objects, which have no commit time,
+//! untrusted manifests, whose commit time nobody vouches for, and the live objects those name
+//! are always reported and checked.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{IsTerminal as _, Write as _};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -41,9 +48,6 @@ use sessionlake_schemas::paths;
 
 /// Objects hashed at once (each on its own task, so hashing spreads over the runtime's threads).
 const CHECK_CONCURRENCY: usize = 16;
-
-/// Least time between two redraws of the progress line.
-const PROGRESS_REDRAW: Duration = Duration::from_millis(100);
 
 /// Folders whose every object must be named by a commit.
 const COMMITTED_FOLDERS: [&str; 8] = [
@@ -139,8 +143,12 @@ fn show_secs(micros: i64) -> String {
 
 /// The chain as `verify` understands it.
 struct ChainAnalysis {
-    /// Manifests that make up the chain, by the sequence they hold.
-    accepted: Vec<ChainLink>,
+    /// Indexes into `parsed` of the manifests that make up the chain, by the sequence they hold.
+    accepted: Vec<usize>,
+    /// Indexes into `parsed` of accepted manifests whose link to the one before is broken.
+    broken: BTreeSet<usize>,
+    /// Indexes into `parsed` of manifests that fork the chain.
+    forked: BTreeSet<usize>,
     /// Every manifest that parsed, replays and forks included.
     parsed: Vec<ChainLink>,
     /// Indexes into `parsed` of byte-for-byte replays (their signatures are not checked again).
@@ -276,9 +284,34 @@ fn analyse_chain(files: &[ManifestFile], now: Option<i64>) -> ChainAnalysis {
 
     let mut expected = 0u64;
     let mut before: Option<usize> = None;
+    let mut broken = BTreeSet::new();
+    // The latest commit time seen so far along the chain, and the manifest that holds it.
+    let mut latest: Option<(i64, usize)> = None;
     for (&sequence, &index) in &accepted {
         let link = &parsed[index];
         let at = committed_at(link);
+        if let Some(this_at) = at {
+            match latest {
+                Some((latest_at, latest_index)) if this_at < latest_at => {
+                    findings.push(Scoped {
+                        finding: finding(
+                            "backdated-manifest",
+                            &link.path,
+                            format!(
+                                "committed {}, before {} (committed {}) that precedes it in the \
+                                 chain",
+                                link.manifest.body.committed_at,
+                                parsed[latest_index].path,
+                                parsed[latest_index].manifest.body.committed_at
+                            ),
+                        ),
+                        // Its own date is what is in doubt: reported whatever the range.
+                        at: None,
+                    });
+                }
+                _ => latest = Some((this_at, index)),
+            }
+        }
         // A hole made only of files that do not parse is reported as those files.
         let hole_unreadable = (expected..sequence).all(|missing| unreadable.contains(&missing));
         if sequence > expected && !hole_unreadable {
@@ -313,6 +346,7 @@ fn analyse_chain(files: &[ManifestFile], now: Option<i64>) -> ChainAnalysis {
             && !forked.contains(&index)
             && link.manifest.body.previous_sha256.as_deref() != expected_previous
         {
+            broken.insert(index);
             findings.push(Scoped {
                 finding: finding(
                     "broken-link",
@@ -357,8 +391,8 @@ fn analyse_chain(files: &[ManifestFile], now: Option<i64>) -> ChainAnalysis {
             at: Some(now),
         });
     }
-    let accepted = accepted.values().map(|&index| parsed[index].clone()).collect();
-    ChainAnalysis { accepted, parsed, replays, findings }
+    let accepted = accepted.into_values().collect();
+    ChainAnalysis { accepted, broken, forked, parsed, replays, findings }
 }
 
 /// Describes how far `later` (µs) is from `earlier`'s commit when that is more than `earlier`
@@ -422,13 +456,15 @@ async fn read_key_records(
     Ok(manifest::merge_key_records(records))
 }
 
-/// Checks the signature of every manifest but replays, against pinned signers when given.
+/// Checks the signature of every manifest but replays, against pinned signers when given;
+/// returns the indexes (into `analysis.parsed`) of the manifests whose signature fails.
 fn check_signatures(
     analysis: &ChainAnalysis,
     mut keys: BTreeMap<String, KeyValidity>,
     pinned: &[PinnedSigner],
     findings: &mut Vec<Scoped>,
-) {
+) -> BTreeSet<usize> {
+    let mut failed = BTreeSet::new();
     // A pinned key is checked with the pinned public key, whatever the lake's record says;
     // the lake's record only narrows its validity. A record that differs is reported once.
     for pin in pinned {
@@ -471,6 +507,7 @@ fn check_signatures(
         let at = committed_at(link);
         let signer = &link.manifest.signature.key_id;
         if !pinned.is_empty() && !pinned.iter().any(|pin| &pin.key_id == signer) {
+            failed.insert(index);
             findings.push(Scoped {
                 finding: finding(
                     "unknown-signer",
@@ -512,41 +549,10 @@ fn check_signatures(
             Err(SignatureProblem::OutsideValidity(_)) => "signature-outside-validity",
         };
         let detail = checked.err().map(|problem| problem.detail().to_string()).unwrap_or_default();
+        failed.insert(index);
         findings.push(Scoped { finding: finding(kind, &link.path, detail), at });
     }
-}
-
-/// A progress line on stderr: `verify: 12/40 objects hashed`, redrawn at most every 100 ms.
-struct Progress {
-    enabled: bool,
-    total: usize,
-    done: usize,
-    drawn: Option<Instant>,
-}
-
-impl Progress {
-    fn new(enabled: bool, total: usize) -> Self {
-        Progress { enabled: enabled && total > 0, total, done: 0, drawn: None }
-    }
-
-    fn advance(&mut self) {
-        self.done += 1;
-        if !self.enabled || self.drawn.is_some_and(|at| at.elapsed() < PROGRESS_REDRAW) {
-            return;
-        }
-        self.drawn = Some(Instant::now());
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "\rverify: {}/{} objects hashed", self.done, self.total);
-        let _ = err.flush();
-    }
-
-    fn finish(&self) {
-        if self.enabled && self.drawn.is_some() {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K");
-            let _ = err.flush();
-        }
-    }
+    failed
 }
 
 /// Returns whether a progress line may be drawn: stderr is a terminal (and not `--json`).
@@ -560,7 +566,8 @@ async fn check_objects(
     entries: Vec<sessionlake_schemas::manifest::ObjectEntry>,
     progress: bool,
 ) -> Vec<Finding> {
-    let mut bar = Progress::new(progress, entries.len());
+    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+    let bar = crate::progress::Progress::bar(progress, "verify: hashing", total, "objects");
     let checks = entries.into_iter().map(|entry| {
         let store = store.clone();
         // Spawned: hashing runs on the runtime's threads in parallel, not on this one.
@@ -572,7 +579,7 @@ async fn check_objects(
     let mut results = futures::stream::iter(checks).buffer_unordered(CHECK_CONCURRENCY);
     let mut found = Vec::new();
     while let Some(result) = results.next().await {
-        bar.advance();
+        bar.advance(1);
         let (entry, hashed) = match result {
             Ok(done) => done,
             Err(join) => {
@@ -604,11 +611,36 @@ async fn check_objects(
             )),
         }
     }
-    bar.finish();
+    drop(bar);
     found
 }
 
+/// Why a manifest is not trusted, for the findings about the objects it names.
+fn distrust_reason(
+    index: usize,
+    analysis: &ChainAnalysis,
+    bad_signatures: &BTreeSet<usize>,
+) -> &'static str {
+    if bad_signatures.contains(&index) {
+        "its signature does not verify"
+    } else if analysis.broken.contains(&index) {
+        "its link to the manifest before it is broken"
+    } else if analysis.replays.contains(&index) {
+        "it is a replay"
+    } else if analysis.forked.contains(&index) {
+        "it forks the chain"
+    } else {
+        "it is not part of the chain"
+    }
+}
+
 /// Verifies the lake (or the part of the chain in the options' time range).
+///
+/// Only *trusted* manifests — accepted into the chain, signature verified, link to the one
+/// before intact, no fork — make the live set and the set of committed objects. Any other manifest is
+/// reported whatever the range (its commit time is its author's claim, not a fact), and the
+/// trusted live objects it names (removes, or adds again with other bytes) are hashed
+/// whatever the range: a forged manifest that removes a transcript does not hide its deletion.
 pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Result<Report> {
     // List before reading the chain: an ingest committing meanwhile adds objects the chain
     // names, never objects it does not.
@@ -622,47 +654,85 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     let mut analysis = analyse_chain(&files, tail_checked.then_some(options.now));
     let mut findings = std::mem::take(&mut analysis.findings);
     let keys = read_key_records(store, &mut findings).await?;
-    check_signatures(&analysis, keys, &options.pinned, &mut findings);
+    let bad_signatures = check_signatures(&analysis, keys, &options.pinned, &mut findings);
+
+    let trusted_indexes: BTreeSet<usize> = analysis
+        .accepted
+        .iter()
+        .copied()
+        .filter(|index| {
+            !bad_signatures.contains(index)
+                && !analysis.broken.contains(index)
+                && !analysis.forked.contains(index)
+        })
+        .collect();
+    let trusted: Vec<ChainLink> = analysis
+        .accepted
+        .iter()
+        .filter(|index| trusted_indexes.contains(index))
+        .map(|&index| analysis.parsed[index].clone())
+        .collect();
+    // Manifests that parsed but are not trusted, by index into `parsed`.
+    let untrusted: Vec<usize> =
+        (0..analysis.parsed.len()).filter(|index| !trusted_indexes.contains(index)).collect();
+    let untrusted_paths: BTreeSet<&str> =
+        untrusted.iter().map(|&index| analysis.parsed[index].path.as_str()).collect();
 
     let mut report = Report {
         manifests: analysis
             .parsed
             .iter()
-            .filter(|link| options.in_range(committed_at(link)))
+            .enumerate()
+            .filter(|(index, link)| {
+                !trusted_indexes.contains(index) || options.in_range(committed_at(link))
+            })
             .count(),
         ..Report::default()
     };
-    report.findings.extend(
-        findings.into_iter().filter(|scoped| options.in_range(scoped.at)).map(|s| s.finding),
-    );
+    for mut scoped in findings {
+        // A finding about an untrusted manifest is dated by nothing anyone vouches for.
+        if untrusted_paths.contains(scoped.finding.path.as_str()) {
+            scoped.at = None;
+        }
+        if options.in_range(scoped.at) {
+            report.findings.push(scoped.finding);
+        }
+    }
 
-    // The live set comes from the whole chain; with a range, only what commits in the range
-    // added is hashed.
-    let live = manifest::live_objects(&analysis.accepted);
-    let added_in_range: BTreeSet<&str> = analysis
-        .accepted
+    // The live set comes from the trusted chain; with a range, only what trusted commits in
+    // the range added is hashed, and every live object an untrusted manifest names.
+    let live = manifest::live_objects(&trusted);
+    let mut to_hash: BTreeSet<&str> = trusted
         .iter()
         .filter(|link| options.in_range(committed_at(link)))
         .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
         .collect();
-    let to_check: Vec<_> = live
-        .values()
-        .filter(|entry| added_in_range.contains(entry.path.as_str()))
-        .cloned()
-        .collect();
+    for &index in &untrusted {
+        let body = &analysis.parsed[index].manifest.body;
+        to_hash.extend(body.added.iter().chain(&body.removed).map(|entry| entry.path.as_str()));
+    }
+    let to_check: Vec<_> =
+        live.values().filter(|entry| to_hash.contains(entry.path.as_str())).cloned().collect();
     report.objects = to_check.len();
     report.findings.extend(check_objects(store, to_check, options.progress).await);
 
-    // Everything ever committed, live or removed since, plus the manifest files themselves.
+    // Everything a trusted commit ever named, live or removed since, plus the manifest files.
     let mut named: BTreeSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
-    for link in &analysis.parsed {
+    for link in &trusted {
         named.extend(link.manifest.body.added.iter().map(|entry| entry.path.as_str()));
+    }
+    // Objects only untrusted manifests name, and the first such manifest.
+    let mut named_untrusted: BTreeMap<&str, usize> = BTreeMap::new();
+    for &index in &untrusted {
+        for entry in &analysis.parsed[index].manifest.body.added {
+            named_untrusted.entry(entry.path.as_str()).or_insert(index);
+        }
     }
     // An object a retention or shred commit removed must be gone (for a session key record:
     // else the session is not shredded). Objects other commits removed (a replaced version)
     // may stay until deleted.
     let mut must_be_gone: BTreeMap<&str, &ChainLink> = BTreeMap::new();
-    for link in &analysis.parsed {
+    for link in &trusted {
         for entry in &link.manifest.body.added {
             must_be_gone.remove(entry.path.as_str());
         }
@@ -674,7 +744,15 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     }
     for path in stored.iter() {
         if !named.contains(path.as_str()) {
-            report.findings.push(finding("uncommitted-object", path, "no commit names it".into()));
+            let detail = match named_untrusted.get(path.as_str()) {
+                Some(&index) => format!(
+                    "named only by {}, which is not trusted: {}",
+                    analysis.parsed[index].path,
+                    distrust_reason(index, &analysis, &bad_signatures)
+                ),
+                None => "no commit names it".into(),
+            };
+            report.findings.push(finding("uncommitted-object", path, detail));
         } else if let Some(link) = must_be_gone.get(path.as_str()) {
             report.findings.push(finding(
                 "not-deleted",
@@ -795,6 +873,13 @@ mod tests {
             manifest.body.previous_sha256 = Some("sha-other".into());
         }
         assert_eq!(kinds(&broken, None), vec![pair("broken-link", 3)], "broken");
+
+        // A commit time that goes backwards along the chain.
+        let mut backdated = intact.clone();
+        if let Ok(manifest) = &mut backdated[3].manifest {
+            manifest.body.committed_at = "2020-01-01T00:00:00+00:00".into();
+        }
+        assert_eq!(kinds(&backdated, None), vec![pair("backdated-manifest", 3)], "backdated");
 
         let mut unreadable = intact.clone();
         unreadable[2].manifest = Err("manifest/2 is not valid".into());

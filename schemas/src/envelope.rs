@@ -55,6 +55,10 @@ pub const CONTEXT_LAKE: &str = "sessionlake:lake";
 pub const CONTEXT_SUBJECT: &str = "sessionlake:subject";
 /// Encryption-context key naming the object's role (`raw`, `commands`, `quarantine`, …).
 pub const CONTEXT_ROLE: &str = "sessionlake:role";
+/// Encryption-context key naming the record a session key is kept in (which names the session
+/// version): each version's session key is generated anew, never a cached one (a cached key
+/// would let a version ingested after a shred re-wrap the shredded key).
+pub const CONTEXT_RECORD: &str = "sessionlake:record";
 
 /// [`CONTEXT_ROLE`] of a raw transcript's key.
 pub const ROLE_RAW: &str = "raw";

@@ -345,6 +345,24 @@ mod tests {
         assert_eq!(counting.unwrapped.load(Ordering::SeqCst), 2);
     }
 
+    #[test]
+    fn test_debug_shows_no_cached_key_bytes() {
+        let cache = KeyCache::new(KeyCachePolicy::default());
+        let key = DataKey::random().expect("random");
+        let wrapped = WrappedKey {
+            provider: "counting".into(),
+            key_id: "counting".into(),
+            ciphertext: "0".into(),
+            context: context("s-1"),
+        };
+        cache.put("s-1".into(), &key, &wrapped);
+        assert_eq!(cache.len(), 1);
+        let caching = CachingKeyProvider::new(Arc::new(Counting::default()), Default::default());
+        for shown in [format!("{cache:?} {cache:#?}"), format!("{caching:?} {caching:#?}")] {
+            crate::secret::assert_no_key_bytes(&shown, key.expose(), "KeyCache");
+        }
+    }
+
     #[tokio::test]
     async fn test_capacity_evicts_the_oldest() {
         let policy = KeyCachePolicy { capacity: 2, ..KeyCachePolicy::default() };

@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
@@ -548,6 +549,10 @@ impl KmsKeyProvider {
     }
 }
 
+/// Converts a KMS failure into a [`LakeError`] that names the action and the key and says what
+/// KMS answered — its error code and message, or the kind of transport failure — and never the
+/// raw HTTP response: the response to a `GenerateDataKey` or `Decrypt` the SDK could not parse
+/// holds a plaintext data key.
 pub(crate) fn kms_error<E>(
     action: &str,
     key_id: &str,
@@ -575,8 +580,29 @@ where
         | None => LakeErrorKind::Unavailable,
         Some(_) => LakeErrorKind::Denied,
     };
-    let text = aws_sdk_kms::error::DisplayErrorContext(&error).to_string();
-    LakeError::new(kind, format!("kms {action} with key {key_id} failed: {text}"))
+    let what = match &error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("an unnamed error");
+            match service.err().message() {
+                Some(message) => format!("{code} (HTTP {status}): {message}"),
+                None => format!("{code} (HTTP {status})"),
+            }
+        }
+        // The body of an answer that did not parse may be a successful one, data key and all.
+        SdkError::ResponseError(response) => format!(
+            "an answer that could not be read (HTTP {}; body not shown)",
+            response.raw().status().as_u16()
+        ),
+        // No response to leak: the chain of causes says what the transport did.
+        SdkError::DispatchFailure(_)
+        | SdkError::TimeoutError(_)
+        | SdkError::ConstructionFailure(_) => {
+            aws_sdk_kms::error::DisplayErrorContext(&error).to_string()
+        }
+        _ => "an unknown failure".to_string(),
+    };
+    LakeError::new(kind, format!("kms {action} with key {key_id} failed: {what}"))
 }
 
 #[async_trait]
@@ -738,6 +764,18 @@ impl Keys {
     ) -> LakeResult<DataKey> {
         let mut cursor = std::io::Cursor::new(sealed);
         let (header, _) = crate::envelope::read_header(&mut cursor, &entry.path)?;
+        self.header_data_key(entry, &header, session, lake_id).await
+    }
+
+    /// Returns the data key of a raw transcript whose header is `header`; see
+    /// [`Keys::raw_data_key`].
+    async fn header_data_key(
+        &self,
+        entry: &sessionlake_schemas::manifest::ObjectEntry,
+        header: &sessionlake_schemas::envelope::EnvelopeHeader,
+        session: &str,
+        lake_id: Option<&str>,
+    ) -> LakeResult<DataKey> {
         // `sessionlake rekey` re-wraps the data key in the (signed) manifest and leaves the
         // object's bytes alone: the manifest's wrapping, when there is one, is the current one.
         let wrapped = entry.key.as_ref().unwrap_or(&header.key);
@@ -771,6 +809,99 @@ impl Keys {
         crate::envelope::open_bytes(&entry.path, sealed, &key, limit)
     }
 
+    /// Opens the committed raw transcript `entry` of `store` as a stream and writes its
+    /// plaintext to `out` as it decrypts, in memory bounded by one chunk, zstd's window and a
+    /// few reads, whatever the size of the transcript.
+    ///
+    /// The stored bytes are first hashed in a streaming pass and checked against the manifest
+    /// entry: nothing is decrypted, let alone written, from an object that is not the one
+    /// committed. They are then read again, decrypted chunk by chunk (each chunk authenticated
+    /// before a byte of it is used) and decompressed with the decompression `limit`; that
+    /// second read is hashed too, so an object replaced between the passes is an error. On an
+    /// error after the first chunk, `out` holds an authenticated prefix of the transcript.
+    ///
+    /// Returns the number of bytes written, or the writer's own error (a closed pipe, a full
+    /// disk) as the inner result; the outer error is the lake's (missing, altered, no key).
+    pub async fn open_raw_to<W: std::io::Write + Send + 'static>(
+        &self,
+        store: &crate::store::LakeStore,
+        entry: &sessionlake_schemas::manifest::ObjectEntry,
+        session: &str,
+        lake_id: Option<&str>,
+        limit: u64,
+        out: W,
+    ) -> LakeResult<std::io::Result<u64>> {
+        use futures::StreamExt as _;
+
+        let object = store.describe(&entry.path);
+        let altered = |size: u64, sha: &str| {
+            LakeError::integrity(format!(
+                "{object} was altered: {size} bytes sha256 {sha}, committed {} bytes sha256 {}",
+                entry.size, entry.sha256
+            ))
+        };
+        let Some((size, sha)) = store.hash(&entry.path).await? else {
+            return Err(LakeError::new(
+                LakeErrorKind::NotFound,
+                format!("{object} is committed but not stored"),
+            ));
+        };
+        if size != entry.size || sha != entry.sha256 {
+            return Err(altered(size, &sha));
+        }
+        let header_end =
+            entry.size.min(8 + u64::from(sessionlake_schemas::envelope::MAX_HEADER_LEN));
+        let prefix = store.get_range(&entry.path, 0..header_end).await?;
+        let (header, header_bytes) =
+            crate::envelope::read_header(&mut std::io::Cursor::new(&prefix[..]), &entry.path)?;
+        let key =
+            self.header_data_key(entry, &header, session, lake_id).await.map_err(|error| {
+                LakeError::new(
+                    error.kind(),
+                    format!("failed to get the data key of {}: {error}", entry.path),
+                )
+            })?;
+
+        // The store's chunks go to a blocking thread that decrypts, decompresses and writes.
+        let (chunks_in, chunks_out) = tokio::sync::mpsc::channel::<Bytes>(OPEN_STREAM_DEPTH);
+        let path = entry.path.clone();
+        let opener = tokio::task::spawn_blocking(move || {
+            open_stream_to(ChannelReader::new(chunks_out), &path, &header_bytes, &key, limit, out)
+        });
+        let mut stream = store.get_stream(&entry.path).await?;
+        let mut digest = crate::store::StreamDigest::default();
+        let mut read_error = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    digest.update(&chunk);
+                    if chunks_in.send(chunk).await.is_err() {
+                        break; // the opener stopped (an error, or the reader went away)
+                    }
+                }
+                Err(error) => {
+                    read_error = Some(error);
+                    break;
+                }
+            }
+        }
+        drop(chunks_in);
+        let opened = opener
+            .await
+            .map_err(|join| LakeError::integrity(format!("opening {object} failed: {join}")))?;
+        if let Some(error) = read_error {
+            return Err(error);
+        }
+        let written = opened?;
+        if written.is_ok() {
+            let (size, sha) = digest.finish();
+            if size != entry.size || sha != entry.sha256 {
+                return Err(altered(size, &sha));
+            }
+        }
+        Ok(written)
+    }
+
     async fn decrypt_uncached(&self, wrapped: &WrappedKey) -> LakeResult<DataKey> {
         match wrapped.provider.as_str() {
             PROVIDER_LOCAL => match &self.keyring {
@@ -797,6 +928,71 @@ impl Keys {
             other => Err(LakeError::format(format!("unknown key provider {other:?}"))),
         }
     }
+}
+
+/// Chunks of a stored object in flight between the store and the thread that opens it.
+const OPEN_STREAM_DEPTH: usize = 4;
+
+/// A blocking reader over chunks sent from async code.
+struct ChannelReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    fn new(chunks: tokio::sync::mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader { chunks, current: Bytes::new() }
+    }
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let take = self.current.len().min(out.len());
+        out[..take].copy_from_slice(&self.current[..take]);
+        bytes::Buf::advance(&mut self.current, take);
+        Ok(take)
+    }
+}
+
+/// Opens the sealed stream `sealed` (whose header must be `header_bytes`, the one the key was
+/// found from) and copies the plaintext to `out`; see [`Keys::open_raw_to`].
+fn open_stream_to<R: std::io::Read, W: std::io::Write>(
+    mut sealed: R,
+    object: &str,
+    header_bytes: &[u8],
+    key: &DataKey,
+    limit: u64,
+    mut out: W,
+) -> LakeResult<std::io::Result<u64>> {
+    let (header, read_bytes) = crate::envelope::read_header(&mut sealed, object)?;
+    if read_bytes != header_bytes {
+        return Err(LakeError::integrity(format!("{object} changed while being read")));
+    }
+    let opened = crate::envelope::OpenReader::new(sealed, object, &header, &read_bytes, key);
+    let mut plaintext = crate::decompress::bounded_zstd(opened, limit, object)?;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        let read = match std::io::Read::read(&mut plaintext, &mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                return Err(LakeError::integrity(format!("failed to open {object}: {error}")));
+            }
+        };
+        if let Err(error) = out.write_all(&buffer[..read]) {
+            return Ok(Err(error));
+        }
+        written += read as u64;
+    }
+    Ok(out.flush().map(|()| written))
 }
 
 #[cfg(test)]
@@ -907,6 +1103,172 @@ mod tests {
         // A key from before roles and lake ids: only the session is checked.
         let old = wrapped(&[("sessionlake:subject", "s-1")]);
         assert!(check_context(&old, "o", "s-1", "raw", Some("lake-1")).is_ok());
+    }
+
+    /// A transcript of several chunks streams out whole; an altered object yields not a byte.
+    #[tokio::test]
+    async fn test_raw_transcript_streams_out_only_when_it_is_the_committed_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("k.json")).expect("keyring");
+        let keyring = Arc::new(keyring);
+        let store = crate::store::LakeStore::in_memory();
+        let raw_context = BTreeMap::from([
+            ("sessionlake:subject".to_string(), "s-1".to_string()),
+            ("sessionlake:role".to_string(), "raw".to_string()),
+        ]);
+        let (key, wrapped) = keyring.generate_data_key(raw_context).await.expect("key");
+        // Several sealed chunks, and not much to compress.
+        let transcript: Vec<u8> =
+            (0..600_000u32).flat_map(|n| n.wrapping_mul(2_654_435_761).to_le_bytes()).collect();
+        let sealed = crate::envelope::seal_bytes(&transcript, &key, &wrapped).expect("seal");
+        let path = "raw/dt=2026-03-14/s-1.local.v1.raw.zst.enc";
+        let stored = store.put(path, Bytes::from(sealed.clone())).await.expect("put");
+        let entry = sessionlake_schemas::manifest::ObjectEntry {
+            path: stored.path,
+            size: stored.size,
+            sha256: stored.sha256,
+            kind: sessionlake_schemas::manifest::ObjectKind::Raw,
+            sessions: vec!["s-1".into()],
+            key: None,
+            note: None,
+        };
+        let keys = Keys::new(Some(Arc::clone(&keyring)), None);
+        let limit = crate::envelope::MAX_DECOMPRESSED_LEN;
+        let opened = keys
+            .open_raw_to(&store, &entry, "s-1", None, limit, Vec::new())
+            .await
+            .expect("opens")
+            .expect("writes");
+        assert_eq!(opened, transcript.len() as u64);
+
+        // Capture what is written through a shared buffer.
+        #[derive(Clone, Default)]
+        struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Shared {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let whole = Shared::default();
+        keys.open_raw_to(&store, &entry, "s-1", None, limit, whole.clone())
+            .await
+            .expect("opens")
+            .expect("writes");
+        assert!(*whole.0.lock().expect("lock") == transcript, "the bytes differ");
+
+        let mut altered = sealed;
+        let last = altered.len() - 1;
+        altered[last] ^= 1;
+        store.put(path, Bytes::from(altered)).await.expect("alter");
+        let out = Shared::default();
+        let error = keys
+            .open_raw_to(&store, &entry, "s-1", None, limit, out.clone())
+            .await
+            .expect_err("altered");
+        assert_eq!(error.kind(), LakeErrorKind::Integrity, "{error}");
+        assert!(error.to_string().contains(path), "{error}");
+        assert!(out.0.lock().expect("lock").is_empty(), "plaintext written from an altered object");
+
+        // Another session's transcript is refused before anything is decrypted.
+        store
+            .put(
+                path,
+                Bytes::from(
+                    crate::envelope::seal_bytes(&transcript, &key, &wrapped).expect("seal"),
+                ),
+            )
+            .await
+            .expect("put");
+        let entry = sessionlake_schemas::manifest::ObjectEntry {
+            sha256: crate::store::sha256_hex(&store.get(path).await.expect("get")),
+            ..entry
+        };
+        let error = keys
+            .open_raw_to(&store, &entry, "s-2", None, limit, Vec::new())
+            .await
+            .expect_err("other session");
+        assert_eq!(error.kind(), LakeErrorKind::Integrity, "{error}");
+    }
+
+    #[test]
+    fn test_keyring_debug_shows_no_key_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.json");
+        let keyring = LocalKeyring::create_with(&path, None).expect("create");
+        let file: KeyringFile =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("keyring file");
+        let shown = format!("{keyring:?} {keyring:#?}");
+        assert!(shown.contains(&file.key_id), "{shown}");
+        for (field, encoded) in
+            [("master_key", &file.master_key), ("signing_key_pkcs8", &file.signing_key_pkcs8)]
+        {
+            let bytes = B64.decode(encoded).expect("base64");
+            crate::secret::assert_no_key_bytes(&shown, &bytes, field);
+            // The private half of the Ed25519 key sits at the end of its PKCS#8 document.
+            if bytes.len() > 32 {
+                crate::secret::assert_no_key_bytes(&shown, &bytes[16..48], field);
+            }
+        }
+    }
+
+    #[test]
+    fn test_kms_errors_name_the_code_and_never_the_raw_response() {
+        use aws_sdk_kms::config::http::HttpResponse;
+        use aws_sdk_kms::error::{ErrorMetadata, SdkError};
+        use aws_sdk_kms::operation::decrypt::DecryptError;
+        use aws_sdk_kms::operation::generate_data_key::GenerateDataKeyError;
+        use aws_smithy_types::body::SdkBody;
+
+        let response = |status: u16, body: &str| {
+            HttpResponse::new(status.try_into().expect("status"), SdkBody::from(body.to_string()))
+        };
+        // The key material a successful answer carries, in an answer the SDK failed to read.
+        let secret_key = "c2VjcmV0LWRhdGEta2V5LWJ5dGVzLTAxMjM0NTY3ODk=";
+        let body = format!(r#"{{"KeyId":"k","Plaintext":"{secret_key}","CiphertextBlob":"x"#);
+        let unreadable: SdkError<GenerateDataKeyError, HttpResponse> =
+            SdkError::response_error("unexpected end of JSON", response(200, &body));
+        let error = kms_error("GenerateDataKey", "alias/lake", unreadable);
+        let text = format!("{error} {error:?}");
+        assert!(!text.contains(secret_key) && !text.contains("Plaintext"), "{text}");
+        assert!(text.contains("GenerateDataKey") && text.contains("alias/lake"), "{text}");
+        assert_eq!(error.kind(), LakeErrorKind::Unavailable);
+
+        let cases = [
+            (
+                "AccessDeniedException",
+                "not authorized to perform: kms:Decrypt",
+                LakeErrorKind::Denied,
+            ),
+            (
+                "DisabledException",
+                "arn:aws:kms:us-east-1:1:key/k is disabled.",
+                LakeErrorKind::Denied,
+            ),
+            ("InvalidCiphertextException", "The ciphertext is invalid", LakeErrorKind::Integrity),
+            ("ThrottlingException", "Rate exceeded", LakeErrorKind::Unavailable),
+        ];
+        for (code, message, kind) in cases {
+            let raw_body = format!(r#"{{"__type":"{code}","message":"{message}","raw":"marker"}}"#);
+            let metadata = ErrorMetadata::builder().code(code).message(message).build();
+            let failed: SdkError<DecryptError, HttpResponse> =
+                SdkError::service_error(DecryptError::generic(metadata), response(400, &raw_body));
+            let error = kms_error("Decrypt", "arn:aws:kms:us-east-1:1:key/k", failed);
+            let text = error.to_string();
+            assert_eq!(
+                text,
+                format!(
+                    "kms Decrypt with key arn:aws:kms:us-east-1:1:key/k failed: {code} (HTTP 400): \
+                     {message}"
+                ),
+                "{code}"
+            );
+            assert_eq!(error.kind(), kind, "{code}");
+        }
     }
 
     #[test]

@@ -60,6 +60,25 @@ impl Drop for DataKey {
     }
 }
 
+/// Panics when `text` (a `Debug` or log output) shows `key` in any usual spelling: hex (either
+/// case), base64 (padded or not) or Rust's list of bytes, whole or its first 8 bytes.
+#[cfg(test)]
+pub(crate) fn assert_no_key_bytes(text: &str, key: &[u8], what: &str) {
+    use base64::Engine as _;
+    let spellings = [
+        hex::encode(key),
+        hex::encode_upper(key),
+        base64::engine::general_purpose::STANDARD.encode(key),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(key),
+        format!("{key:?}"),
+        format!("{:?}", &key[..8.min(key.len())]).trim_end_matches(']').to_string(),
+        hex::encode(&key[..8.min(key.len())]),
+    ];
+    for spelling in spellings {
+        assert!(!text.contains(&spelling), "{what} shows key bytes ({spelling}): {text}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +88,7 @@ mod tests {
         let key = DataKey::from_slice(&[7u8; 32]).expect("32 bytes");
         assert_eq!(format!("{key:?}"), "DataKey(**REDACTED**)");
         assert!(DataKey::from_slice(&[0u8; 31]).is_none());
+        let drawn = DataKey::random().expect("random");
+        assert_no_key_bytes(&format!("{drawn:?}"), drawn.expose(), "DataKey");
     }
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ring::aead::LessSafeKey;
-use sessionlake_schemas::envelope::{CONTEXT_ROLE, ROLE_SESSION, WrappedKey};
+use sessionlake_schemas::envelope::{CONTEXT_RECORD, CONTEXT_ROLE, ROLE_SESSION, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SessionKeyRecord};
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
@@ -53,6 +53,9 @@ impl SessionKey {
         path: &str,
     ) -> LakeResult<(SessionKey, ObjectEntry)> {
         context.insert(CONTEXT_ROLE.to_string(), ROLE_SESSION.to_string());
+        // The record's path names the session version: no two versions share a context, so a
+        // caching provider never hands a version the key of another (one that was shredded).
+        context.insert(CONTEXT_RECORD.to_string(), path.to_string());
         let (key, wrapped) = provider.generate_data_key(context).await?;
         let provider_key_id = wrapped.key_id.clone();
         let record = SessionKeyRecord {
@@ -120,6 +123,14 @@ pub(crate) async fn read_record(
     let record: SessionKeyRecord = serde_json::from_slice(&bytes).map_err(|error| {
         LakeError::format(format!("{} is not a session key record: {error}", store.describe(path)))
     })?;
+    if let Some(bound_to) = record.key.context.get(CONTEXT_RECORD)
+        && bound_to != path
+    {
+        return Err(LakeError::integrity(format!(
+            "{} holds the session key of {bound_to}, copied here",
+            store.describe(path)
+        )));
+    }
     let subject = sessionlake_schemas::envelope::CONTEXT_SUBJECT;
     if record.key.context.get(subject) != wrapped.context.get(subject) {
         return Err(LakeError::integrity(format!(
@@ -175,6 +186,12 @@ mod tests {
             serde_json::from_slice(&store.get(path).await.expect("record")).expect("json");
         assert_eq!(record.key.context["sessionlake:role"], "session");
         assert_eq!(session_key.provider_key_id(), keyring.key_id());
+        let session_key_bytes = keyring.decrypt_data_key(&record.key).await.expect("unwrap");
+        crate::secret::assert_no_key_bytes(
+            &format!("{session_key:?} {session_key:#?}"),
+            session_key_bytes.expose(),
+            "SessionKey",
+        );
 
         let (key, wrapped) = session_key.generate_data_key(context("s-1", "raw")).expect("key");
         assert_eq!((wrapped.provider.as_str(), wrapped.key_id.as_str()), (PROVIDER_SESSION, path));
@@ -195,5 +212,53 @@ mod tests {
         let error = fresh.decrypt(&wrapped).await.expect_err("shredded");
         assert_eq!(error.kind(), LakeErrorKind::NotFound);
         assert!(error.to_string().contains("shredded"), "{error}");
+    }
+
+    /// A caching provider hands the same data key out again for the same context: a session
+    /// version ingested after a shred, within the cache's age, must still get a new session
+    /// key, or its record would re-wrap the shredded one.
+    #[tokio::test]
+    async fn test_each_session_version_gets_a_new_key_through_a_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("k.json")).expect("keyring");
+        let keyring: Arc<dyn KeyProvider> = Arc::new(keyring);
+        let cached = crate::key_cache::CachingKeyProvider::new(
+            Arc::clone(&keyring),
+            crate::key_cache::KeyCachePolicy::default(),
+        );
+        let store = LakeStore::from_object_store(
+            LakeLocation::Local(dir.path().into()),
+            Arc::new(object_store::memory::InMemory::new()),
+        );
+        let first_path = "keys/sessions/s-1.local.v1.key.json";
+        let second_path = "keys/sessions/s-1.local.v2.key.json";
+        let (first, _) =
+            SessionKey::create(&store, &cached, context("s-1", "raw"), "s-1", first_path)
+                .await
+                .expect("first version");
+        // Shredded.
+        store.delete(first_path).await.expect("delete");
+        let (_second, _) =
+            SessionKey::create(&store, &cached, context("s-1", "raw"), "s-1", second_path)
+                .await
+                .expect("second version");
+        let record: SessionKeyRecord =
+            serde_json::from_slice(&store.get(second_path).await.expect("record")).expect("json");
+        assert_eq!(record.key.context[CONTEXT_RECORD], second_path);
+
+        // A data key of the shredded version does not open under the new version's key.
+        let (_, old_wrapped) = first.generate_data_key(context("s-1", "raw")).expect("key");
+        let aimed = WrappedKey { key_id: second_path.to_string(), ..old_wrapped };
+        let session_key = keyring.decrypt_data_key(&record.key).await.expect("new session key");
+        assert!(unwrap_data_key(&session_key, &aimed).is_err(), "the shredded key came back");
+
+        // A record copied under another version's name is refused.
+        let copied = store.get(second_path).await.expect("record");
+        store.put(first_path, copied).await.expect("copy");
+        let keys = Keys::new(None, None).with_store(store);
+        let (_, wrapped) = first.generate_data_key(context("s-1", "raw")).expect("key");
+        let error = keys.decrypt(&wrapped).await.expect_err("copied record");
+        assert_eq!(error.kind(), LakeErrorKind::Integrity, "{error}");
     }
 }

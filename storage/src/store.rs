@@ -356,6 +356,23 @@ impl LakeStore {
         }
     }
 
+    /// Returns the bytes of the object at `path` as a stream of chunks, as they arrive (memory
+    /// does not grow with the object).
+    pub async fn get_stream(
+        &self,
+        path: &str,
+    ) -> LakeResult<futures::stream::BoxStream<'static, LakeResult<Bytes>>> {
+        let result = self
+            .store
+            .get(&self.path(path)?)
+            .await
+            .map_err(|error| LakeError::store("read", &self.describe(path), error))?;
+        let described = self.describe(path);
+        Ok(Box::pin(
+            result.into_stream().map_err(move |error| LakeError::store("read", &described, error)),
+        ))
+    }
+
     /// Returns the size and SHA-256 (hex) of the object at `path`, or `None` if there is none.
     /// The bytes are hashed as they stream in, so memory does not grow with the object, and
     /// several objects hash at once on a multi-threaded runtime.

@@ -378,3 +378,46 @@ pub async fn example_stream(
         .collect();
     (document, messages)
 }
+
+/// The fault proxy (`tests/fault_proxy.py`) in front of the shared moto server: tests set the
+/// share and kinds of faults per service (`set`) and point a binary at `endpoint`.
+pub struct FaultProxy {
+    address: String,
+    _process: Background,
+}
+
+impl FaultProxy {
+    pub fn start(seed: u64) -> FaultProxy {
+        let python = std::env::var("SESSIONLAKE_TEST_PYTHON").expect("SESSIONLAKE_TEST_PYTHON");
+        let upstream = moto_endpoint().rsplit(':').next().expect("moto port").to_string();
+        let script = repo_root().join("tests/fault_proxy.py");
+        let process =
+            Background::spawn(Command::new(python).arg(script).args([upstream, seed.to_string()]));
+        let port = wait_until(std::time::Duration::from_secs(60), "the fault proxy's port", || {
+            process.stdout().lines().next().map(str::trim).map(str::to_string)
+        });
+        FaultProxy { address: format!("127.0.0.1:{port}"), _process: process }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sets the shares of faulty calls (`{"s3": 0.2, ...}`) and returns the proxy's counts.
+    pub fn set(&self, settings: &serde_json::Value) -> serde_json::Value {
+        use std::io::{Read as _, Write as _};
+        let body = settings.to_string();
+        let mut stream = std::net::TcpStream::connect(&self.address).expect("proxy");
+        let request = format!(
+            "POST /__faults__ HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("write");
+        stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let json = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+        serde_json::from_str(json).unwrap_or_else(|_| panic!("proxy answered {response:?}"))
+    }
+}

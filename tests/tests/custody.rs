@@ -89,26 +89,45 @@ fn copy_of(original: &Path) -> tempfile::TempDir {
 /// before and re-signing it with the keyring: the chain stays intact but for what `edit` does.
 fn rewrite_chain(dir: &Path, from: u64, edit: impl Fn(&mut Manifest)) {
     let lake = dir.join("lake");
-    let keyring =
-        LocalKeyring::open(&dir.join(".sessionlake/keyring.json")).expect("the test keyring");
-    let signer = keyring.signer();
-    let mut previous = (from > 0).then(|| {
-        sha256_hex(&std::fs::read(manifest_path(&lake, from - 1)).expect("previous manifest"))
-    });
+    let mut previous = (from > 0).then(|| manifest_sha(&lake, from - 1));
     let mut sequence = from;
     while manifest_path(&lake, sequence).is_file() {
         let mut manifest = read_manifest(&lake, sequence);
         edit(&mut manifest);
         manifest.body.previous_sha256 = previous;
-        let message = manifest.body.signing_bytes().expect("signing bytes");
-        use base64::Engine as _;
-        manifest.signature.value =
-            base64::engine::general_purpose::STANDARD.encode(signer.sign(&message));
-        let bytes = serde_json::to_vec_pretty(&manifest).expect("encode");
-        std::fs::write(manifest_path(&lake, sequence), &bytes).expect("write manifest");
-        previous = Some(sha256_hex(&bytes));
+        previous = Some(write_signed(dir, sequence, manifest));
         sequence += 1;
     }
+}
+
+fn manifest_sha(lake: &Path, sequence: u64) -> String {
+    sha256_hex(&std::fs::read(manifest_path(lake, sequence)).expect("manifest"))
+}
+
+/// Signs `manifest` with the keyring of `dir` (as it stands: its links are the caller's) and
+/// stores it as manifest `stored_as`; returns the hash of the stored bytes.
+fn write_signed(dir: &Path, stored_as: u64, mut manifest: Manifest) -> String {
+    let keyring =
+        LocalKeyring::open(&dir.join(".sessionlake/keyring.json")).expect("the test keyring");
+    let message = manifest.body.signing_bytes().expect("signing bytes");
+    use base64::Engine as _;
+    manifest.signature.value =
+        base64::engine::general_purpose::STANDARD.encode(keyring.signer().sign(&message));
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("encode");
+    std::fs::write(manifest_path(&dir.join("lake"), stored_as), &bytes).expect("write manifest");
+    sha256_hex(&bytes)
+}
+
+/// The (kind, path) pairs of `uncommitted-object` findings for what `manifest` added (but
+/// `lake.json`, which sits outside the folders whose every object must be committed).
+fn uncommitted_of(manifest: &Manifest) -> Vec<(String, String)> {
+    manifest
+        .body
+        .added
+        .iter()
+        .filter(|entry| entry.path != paths::LAKE_IDENTITY)
+        .map(|entry| pair("uncommitted-object", &entry.path))
+        .collect()
 }
 
 fn shift(rfc3339: &str, hours: i64) -> String {
@@ -210,11 +229,11 @@ fn test_verify_reports_each_tampering_precisely() {
     let newest = manifest_path(&lake, EXAMPLE_COMMITS - 1);
     let text = std::fs::read_to_string(&newest).expect("manifest");
     std::fs::write(&newest, text.replacen("\"ingest\"", "\"retention\"", 1)).expect("edit");
-    assert_eq!(
-        findings(dir.path(), &[]),
-        (1, vec![pair("bad-signature", &paths::manifest_object(EXAMPLE_COMMITS - 1))]),
-        "edited manifest"
-    );
+    // What it alone names is vouched for by nothing trusted any more.
+    let mut expected = vec![pair("bad-signature", &paths::manifest_object(EXAMPLE_COMMITS - 1))];
+    expected.extend(uncommitted_of(&read_manifest(&lake, EXAMPLE_COMMITS - 1)));
+    expected.sort();
+    assert_eq!(findings(dir.path(), &[]), (1, expected), "edited manifest");
 
     // The re-signing helper alone leaves an intact chain.
     let dir = copy_of(original.path());
@@ -266,11 +285,117 @@ fn test_verify_reports_a_gap_beyond_the_idle_period_and_honours_the_range() {
             manifest.body.committed_at = shift(&manifest.body.committed_at, -24);
         }
     });
-    assert_eq!(
-        findings(dir.path(), &[]),
-        (1, vec![pair("signature-outside-validity", &paths::manifest_object(0))]),
-        "signed before valid_from"
-    );
+    let mut expected = vec![pair("signature-outside-validity", &paths::manifest_object(0))];
+    expected.extend(uncommitted_of(&read_manifest(&dir.path().join("lake"), 0)));
+    expected.sort();
+    assert_eq!(findings(dir.path(), &[]), (1, expected), "signed before valid_from");
+}
+
+/// The probe of the issue-5 audit: a forged manifest appended to the chain (unsigned, dated
+/// years back) removes a raw transcript, which is then deleted. The forgery is reported
+/// whatever the range, its date is reported as going backwards, and the deletion is named.
+// See: issue 5 (verify: forged-manifest bug)
+#[test]
+fn test_forged_manifest_does_not_hide_a_deletion() {
+    let original = lake_of_four_commits();
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let newest = read_manifest(&lake, EXAMPLE_COMMITS - 1);
+    let raw = (0..EXAMPLE_COMMITS)
+        .flat_map(|sequence| read_manifest(&lake, sequence).body.added)
+        .find(|entry| entry.path.starts_with("raw/"))
+        .expect("a raw transcript");
+    let mut forged = newest.clone();
+    forged.body.sequence = EXAMPLE_COMMITS;
+    forged.body.previous_sha256 = Some(manifest_sha(&lake, EXAMPLE_COMMITS - 1));
+    forged.body.committed_at = "2020-01-01T00:00:00+00:00".into();
+    forged.body.action = sessionlake_schemas::manifest::CommitAction::Retention;
+    forged.body.added = vec![];
+    forged.body.removed = vec![raw.clone()];
+    forged.signature.value = String::new();
+    let forged_path = paths::manifest_object(EXAMPLE_COMMITS);
+    std::fs::write(lake.join(&forged_path), serde_json::to_vec_pretty(&forged).expect("encode"))
+        .expect("append the forgery");
+    std::fs::remove_file(lake.join(&raw.path)).expect("delete the transcript");
+
+    let mut expected = vec![
+        pair("backdated-manifest", &forged_path),
+        pair("bad-signature", &forged_path),
+        pair("missing-object", &raw.path),
+    ];
+    expected.sort();
+    assert_eq!(findings(dir.path(), &[]), (1, expected.clone()), "whole chain");
+    assert_eq!(findings(dir.path(), &["--since", "1d"]), (1, expected.clone()), "--since 1d");
+    // A range after every genuine commit: only the forgery and what it names are left to
+    // report, and they are.
+    let after = shift(&newest.body.committed_at, 1);
+    assert_eq!(findings(dir.path(), &["--since", &after]), (1, expected), "--since {after}");
+}
+
+/// A second manifest continuing the chain from a point another already continues it from, and
+/// one that holds the number of another, are forks; what only a fork names is not committed.
+#[test]
+fn test_verify_reports_forks_and_what_they_add() {
+    let original = lake_of_four_commits();
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let planted = "sessions/dt=2026-03-14/mallory-0123456789abcdef0.local.1.parquet";
+    std::fs::write(lake.join(planted), b"PAR1").expect("plant");
+    let planted_entry = sessionlake_schemas::manifest::ObjectEntry {
+        path: planted.into(),
+        size: 4,
+        sha256: sha256_hex(b"PAR1"),
+        kind: sessionlake_schemas::manifest::ObjectKind::Sessions,
+        sessions: vec!["mallory-0123456789abcdef0".into()],
+        key: None,
+        note: None,
+    };
+    // Stored under the next number, continuing from manifest 2 like manifest 3 does.
+    let mut rival = read_manifest(&lake, EXAMPLE_COMMITS - 1);
+    rival.body.sequence = EXAMPLE_COMMITS;
+    rival.body.added = vec![planted_entry];
+    write_signed(dir.path(), EXAMPLE_COMMITS, rival);
+    let fork = paths::manifest_object(EXAMPLE_COMMITS);
+    let (code, records) = verify_json(dir.path(), &[], false);
+    let found: Vec<(String, String, String)> = records
+        .iter()
+        .filter(|record| record["type"] == "finding")
+        .map(|record| {
+            let text = |field: &str| record["data"][field].as_str().unwrap_or_default().to_string();
+            (text("kind"), text("path"), text("detail"))
+        })
+        .collect();
+    assert_eq!(code, 1, "{found:?}");
+    let pairs: Vec<(&str, &str)> =
+        found.iter().map(|(kind, path, _)| (kind.as_str(), path.as_str())).collect();
+    assert_eq!(pairs, vec![("fork", fork.as_str()), ("uncommitted-object", planted)], "{found:?}");
+    assert!(found[1].2.contains(&fork) && found[1].2.contains("forks"), "{found:?}");
+
+    // A rival of manifest 2 under the same number, but another body: a fork as well.
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let mut rival = read_manifest(&lake, 2);
+    rival.body.writer_id = "mallory".into();
+    write_signed(dir.path(), EXAMPLE_COMMITS, rival);
+    assert_eq!(findings(dir.path(), &[]), (1, vec![pair("fork", &fork)]), "same number");
+}
+
+/// A manifest whose link names no manifest of the chain (re-signed by the key holder, the
+/// manifests after it re-linked to it) is reported, and what it alone names is not trusted.
+#[test]
+fn test_verify_reports_a_broken_link() {
+    let original = lake_of_four_commits();
+    let dir = copy_of(original.path());
+    let lake = dir.path().join("lake");
+    let mut broken = read_manifest(&lake, 2);
+    // A hash no manifest has (one another manifest also names would make it a fork).
+    broken.body.previous_sha256 = Some("0".repeat(64));
+    write_signed(dir.path(), 2, broken.clone());
+    rewrite_chain(dir.path(), 3, |_| {});
+    let mut expected = vec![pair("broken-link", &paths::manifest_object(2))];
+    expected.extend(uncommitted_of(&broken));
+    expected.sort();
+    assert_eq!(findings(dir.path(), &[]), (1, expected), "broken link");
 }
 
 async fn create_signing_key(kms: &aws_sdk_kms::Client) -> String {
@@ -321,16 +446,18 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     assert_eq!(code, 0, "{records:?}");
     assert_eq!(records.len(), 1, "{records:?}");
     assert_eq!(records[0]["data"]["signer_pinned"], Value::Bool(true), "{records:?}");
-    // The keyring alone does not pin the KMS key: every manifest is named.
+    // The keyring alone does not pin the KMS key: every manifest is named, and every object
+    // they name is vouched for by nothing trusted.
     let (code, found) = findings(dir.path(), &[]);
     assert_eq!(code, 1);
-    assert_eq!(
-        found,
-        vec![
-            pair("unknown-signer", &paths::manifest_object(0)),
-            pair("unknown-signer", &paths::manifest_object(1))
-        ]
-    );
+    let mut expected = vec![
+        pair("unknown-signer", &paths::manifest_object(0)),
+        pair("unknown-signer", &paths::manifest_object(1)),
+    ];
+    expected.extend(uncommitted_of(&read_manifest(&lake, 0)));
+    expected.extend(uncommitted_of(&read_manifest(&lake, 1)));
+    expected.sort();
+    assert_eq!(found, expected);
 
     // A second KMS key takes over: the first is retired, its old signatures still verify
     // with both keys pinned, and it never signs again.
@@ -407,15 +534,18 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     std::fs::write(&newest, text.replacen("\"ingest\"", "\"retention\"", 1)).expect("edit");
     let (code, records) = verify_json(dir.path(), &both, true);
     assert_eq!(code, 1);
-    let kinds: Vec<(&str, &str)> = records
+    let mut kinds: Vec<(String, String)> = records
         .iter()
         .filter(|record| record["type"] == "finding")
         .map(|record| {
-            (
-                record["data"]["kind"].as_str().unwrap_or(""),
-                record["data"]["path"].as_str().unwrap_or(""),
-            )
+            let text = |field: &str| record["data"][field].as_str().unwrap_or("").to_string();
+            (text("kind"), text("path"))
         })
         .collect();
-    assert_eq!(kinds, vec![("bad-signature", paths::manifest_object(2).as_str())], "{records:?}");
+    kinds.sort();
+    // What only the tampered manifest names is vouched for by nothing trusted any more.
+    let mut expected = vec![pair("bad-signature", &paths::manifest_object(2))];
+    expected.extend(uncommitted_of(&read_manifest(&lake, 2)));
+    expected.sort();
+    assert_eq!(kinds, expected, "{records:?}");
 }

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use sessionlake_tests::{PrivateMoto, Ran, binary, files_under, run, sdk_config_for, unique};
+use sessionlake_tests::{
+    FaultProxy, PrivateMoto, Ran, binary, files_under, run, sdk_config, sdk_config_for, unique,
+};
 
 /// A command and an output no other input holds, to look for in every byte written.
 const CANARY_COMMAND: &str = "cat /srv/CANARY-COMMAND-7f3a9c41e2";
@@ -225,4 +227,154 @@ async fn test_rekey_to_kms_then_a_lost_key_is_named_and_nothing_plaintext_is_wri
     let shown = run(moto.point(&mut cli(work.path(), true)).args(["show", next, "--json"]));
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     assert!(shown.stdout.contains(CANARY_COMMAND), "{}", shown.stdout);
+
+    // The new key wraps the new session's key; the re-keyed session keeps the key it got.
+    let provider_key_of = |session: &str| -> String {
+        let records = lake.join("keys/sessions");
+        let file = files_under(&records)
+            .into_iter()
+            .find(|file| file.to_string_lossy().starts_with(session))
+            .unwrap_or_else(|| panic!("no session key record of {session}"));
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(records.join(file)).expect("read"))
+                .expect("record");
+        record["key"]["key_id"].as_str().expect("key_id").to_string()
+    };
+    assert!(provider_key_of(next).ends_with(&new_key), "{}", provider_key_of(next));
+    assert_eq!(provider_key_of(session), arn);
+}
+
+/// Sets the fault proxy to answer every `action` call to KMS with `kind`.
+fn kms_fault(proxy: &FaultProxy, kind: &str, action: &str) {
+    proxy.set(&serde_json::json!({"kms": 1.0, "kinds": [kind], "kms_actions": [action]}));
+}
+
+/// What KMS answers for a key its policy denies the caller, or a disabled key (which moto's
+/// server does not refuse: the fault proxy gives AWS's answers): readers name the key and the
+/// object and show nothing; ingest names the class, writes nothing in plaintext and commits
+/// nothing of the sessions it could not key.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_denied_or_disabled_kms_key_is_named_and_nothing_plaintext_is_written() {
+    let kms = aws_sdk_kms::Client::new(&sdk_config().await);
+    let (key_id, arn) = kms_key(&kms).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let session = "denied-0a1b2c3d4e5f60718";
+    let (source, transcript) = canary_source(work.path(), session);
+    let ingest_through = |endpoint: &str| {
+        run(binary("sessionlake-ingest", true)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .current_dir(work.path())
+            .args(["--lake", "lake", "--keyring", "keyring.json", "--log", "info"])
+            .args(["--kms-key-id", &key_id, "--retry-max-attempts", "1", "--local"])
+            .arg(&source))
+    };
+    let proxy = tokio::task::block_in_place(|| FaultProxy::start(5));
+    let ingested = tokio::task::block_in_place(|| ingest_through(&proxy.endpoint()));
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+
+    for (kind, code) in [("denied", "AccessDeniedException"), ("disabled", "DisabledException")] {
+        kms_fault(&proxy, kind, "Decrypt");
+        let shown = tokio::task::block_in_place(|| {
+            run(cli(work.path(), true)
+                .env("AWS_ENDPOINT_URL", proxy.endpoint())
+                .args(["show", session, "--raw"]))
+        });
+        assert_eq!(shown.code, 2, "{kind}: {}", shown.stderr);
+        assert!(shown.stdout.is_empty(), "{kind}: {}", shown.stdout);
+        for part in [arn.as_str(), "raw/dt=", "kms Decrypt", code] {
+            assert!(shown.stderr.contains(part), "{kind}: {part} not named: {}", shown.stderr);
+        }
+        assert!(!shown.stderr.contains("HTTP/1.1"), "{kind}: raw response: {}", shown.stderr);
+    }
+
+    // Ingest while GenerateDataKey fails: nothing of the new sessions is written or committed.
+    let lake = work.path().join("lake");
+    for (kind, code) in [("denied", "AccessDeniedException"), ("disabled", "DisabledException")] {
+        let next = format!("{kind}-1a1b2c3d4e5f60718");
+        std::fs::write(source.join(format!("{next}.log")), &transcript).expect("write");
+        let before = files_under(&lake);
+        kms_fault(&proxy, kind, "GenerateDataKey");
+        let refused = tokio::task::block_in_place(|| ingest_through(&proxy.endpoint()));
+        let logs = format!("{}{}", refused.stdout, refused.stderr);
+        assert!(logs.contains("kind=denied") && logs.contains(code), "{kind}: {logs}");
+        assert!(logs.contains(&next) && logs.contains(&key_id), "{kind}: not named: {logs}");
+        let written: Vec<_> =
+            files_under(&lake).into_iter().filter(|file| !before.contains(file)).collect();
+        assert!(
+            written.iter().all(|file| !file.to_string_lossy().contains(&next)),
+            "{kind}: objects of {next} written without a key: {written:?}"
+        );
+        for file in files_under(&lake) {
+            let bytes = std::fs::read(lake.join(&file)).expect("read");
+            for canary in [CANARY_COMMAND, CANARY_OUTPUT] {
+                assert!(!contains(&bytes, canary), "{kind}: plaintext in {}", file.display());
+            }
+        }
+        let manifests = lake.join("manifest");
+        for file in files_under(&manifests) {
+            let text = std::fs::read_to_string(manifests.join(&file)).expect("manifest");
+            assert!(!text.contains(&next), "{kind}: {next} committed in {}", file.display());
+        }
+    }
+
+    // Once KMS answers again, the sessions ingest and the lake verifies.
+    proxy.set(&serde_json::json!({"kms": 0.0}));
+    let resumed = tokio::task::block_in_place(|| ingest_through(&proxy.endpoint()));
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let verified = run(cli(work.path(), false).args(["verify"]));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
+
+/// Size of the transcript whose `show --raw` is measured.
+const LARGE_SESSION_MIB: u64 = 256;
+
+/// `show --raw` streams: its peak memory stays far below the transcript's size (a memory
+/// bound, measured by `/usr/bin/time`, not a timing), and the bytes are the original's.
+// See: issue 5 (bounded-memory opening of raw objects)
+#[test]
+fn test_show_raw_of_a_large_session_runs_in_bounded_memory() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let source = work.path().join("in");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    let session = "large-0a1b2c3d4e5f60718";
+    let original = source.join(format!("{session}.log"));
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let generated = run(std::process::Command::new(python)
+        .arg(sessionlake_tests::repo_root().join("scripts/gen-long-session.py"))
+        .arg(&original)
+        .arg(LARGE_SESSION_MIB.to_string()));
+    assert_eq!(generated.code, 0, "{}", generated.stderr);
+    let ingested = ingest(work.path(), &source, None);
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+
+    let shown = work.path().join("shown.log");
+    let peak = work.path().join("peak-kib");
+    let mut command = std::process::Command::new("/usr/bin/time");
+    command.args(["-f", "%M", "-o"]).arg(&peak).arg(assert_cmd::cargo::cargo_bin("sessionlake"));
+    let status = command
+        .current_dir(work.path())
+        .args(["--lake", "lake", "--keyring", "keyring.json", "show", session, "--raw"])
+        .stdout(std::fs::File::create(&shown).expect("create"))
+        .status()
+        .expect("run /usr/bin/time");
+    assert!(status.success(), "show --raw failed: {status}");
+    let peak_kib: u64 = std::fs::read_to_string(&peak)
+        .expect("peak")
+        .trim()
+        .lines()
+        .last()
+        .and_then(|line| line.parse().ok())
+        .expect("a size in KiB");
+    let size = std::fs::metadata(&original).expect("original").len();
+    assert_eq!(std::fs::metadata(&shown).expect("shown").len(), size, "sizes differ");
+    let same = std::fs::read(&shown).expect("shown") == std::fs::read(&original).expect("orig");
+    assert!(same, "show --raw gave other bytes than the original");
+    let peak_bytes = peak_kib * 1024;
+    assert!(
+        peak_bytes < size / 4,
+        "show --raw of a {} MiB transcript peaked at {} MiB",
+        size >> 20,
+        peak_bytes >> 20
+    );
+    eprintln!("show --raw of {} MiB: peak RSS {} MiB", size >> 20, peak_bytes >> 20);
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sessionlake_tests::{
-    Background, Ran, binary, files_under, http_get, moto_endpoint, repo_root, run, s3_client,
-    sdk_config, unique, wait_until,
+    Background, FaultProxy, Ran, binary, files_under, http_get, moto_endpoint, repo_root, run,
+    s3_client, sdk_config, unique, wait_until,
 };
 
 use super::{
@@ -149,48 +149,6 @@ fn test_two_once_runs_started_together_ingest_every_session_once() {
     assert_eq!(code, 0);
     assert_each_once(&listed_sessions(&rows), &sessions);
     assert_verifies(dir.path());
-}
-
-/// The fault proxy (`tests/fault_proxy.py`) in front of the shared moto server.
-struct FaultProxy {
-    address: String,
-    _process: Background,
-}
-
-impl FaultProxy {
-    fn start(seed: u64) -> FaultProxy {
-        let python = std::env::var("SESSIONLAKE_TEST_PYTHON").expect("SESSIONLAKE_TEST_PYTHON");
-        let upstream = moto_endpoint().rsplit(':').next().expect("moto port").to_string();
-        let script = repo_root().join("tests/fault_proxy.py");
-        let process =
-            Background::spawn(Command::new(python).arg(script).args([upstream, seed.to_string()]));
-        let port = wait_until(PATIENCE, "the fault proxy's port", || {
-            process.stdout().lines().next().map(str::trim).map(str::to_string)
-        });
-        FaultProxy { address: format!("127.0.0.1:{port}"), _process: process }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    /// Sets the shares of faulty calls (`{"s3": 0.2, ...}`) and returns the proxy's counts.
-    fn set(&self, settings: &Value) -> Value {
-        use std::io::{Read as _, Write as _};
-        let body = settings.to_string();
-        let mut stream = std::net::TcpStream::connect(&self.address).expect("proxy");
-        let request = format!(
-            "POST /__faults__ HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.address,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).expect("write");
-        stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        let json = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
-        serde_json::from_str(json).unwrap_or_else(|_| panic!("proxy answered {response:?}"))
-    }
 }
 
 /// Sessions in moto: S3 transcripts under `s3://bucket/ssm/` and CloudWatch streams in `group`.
