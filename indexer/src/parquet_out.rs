@@ -58,16 +58,19 @@ pub struct WriteError {
     source: parquet::errors::ParquetError,
 }
 
-fn properties(
+/// Returns the lake's writer properties: zstd 3, page statistics, `sorting`, bloom filters on
+/// `bloom_filters`, row groups of at most `row_group_rows` rows, `encryption` when given.
+pub(crate) fn properties(
     sorting: Vec<SortingColumn>,
     bloom_filters: &[&str],
     encryption: Option<Arc<FileEncryptionProperties>>,
+    row_group_rows: usize,
 ) -> WriterProperties {
     let zstd = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).unwrap_or_default();
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(DEFAULT_ROW_GROUP_SIZE))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_VERSION_KEY.to_string(),
@@ -158,7 +161,7 @@ fn write_commands_with(
     let slices: Vec<&[&CommandRecord]> =
         if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
     let batches = slices.into_iter().map(commands_batch);
-    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption);
+    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, DEFAULT_ROW_GROUP_SIZE);
     write_batches("commands", commands_schema(), batches, properties)
 }
 
@@ -233,7 +236,7 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
 
 /// Returns plaintext-footer encryption of `columns` under `key`, `key_metadata` (the wrapped
 /// key) in the footer and on each column so that a reader can unwrap it.
-fn encryption(
+pub(crate) fn encryption(
     key: &DataKey,
     key_metadata: Vec<u8>,
     columns: &[&str],
@@ -305,7 +308,9 @@ pub fn write_access(
         .into_iter()
         .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
-    write("access", batch, properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption)))
+    let properties =
+        properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption), DEFAULT_ROW_GROUP_SIZE);
+    write("access", batch, properties)
 }
 
 /// Errors reading an `access` or `sessions` file back.
@@ -530,7 +535,11 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         .into_iter()
         .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
-    write("sessions", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, None))
+    write(
+        "sessions",
+        batch,
+        properties(sorting, &BLOOM_FILTER_COLUMNS, None, DEFAULT_ROW_GROUP_SIZE),
+    )
 }
 
 #[cfg(test)]

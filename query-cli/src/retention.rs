@@ -26,8 +26,11 @@ use clap::{Args as ClapArgs, Subcommand};
 use futures::StreamExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
+use sessionlake_indexer::compact::{LakeFiles, Table};
+use sessionlake_lake::keys::{KeyProvider, Keys};
 use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::store::LakeStore;
+use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
@@ -372,7 +375,7 @@ async fn live_holds(
     Ok(holds)
 }
 
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
     format!("{user}@{}", sessionlake_lake::lease::host_name())
 }
@@ -388,6 +391,8 @@ struct LiveSession {
     /// Start (else end) time, µs; else the partition date.
     time: i64,
     objects: Vec<ObjectEntry>,
+    /// Live compacted files holding its rows (with other sessions' rows): rewritten without it.
+    compacted: Vec<ObjectEntry>,
 }
 
 /// Reads the `sessions` rows of every live session (plaintext columns only: no key needed).
@@ -412,13 +417,20 @@ async fn live_sessions(
                 subject: subject.clone(),
                 time,
                 objects: Vec::new(),
+                compacted: Vec::new(),
             });
             // Delivered by several sources: the earliest time counts.
             session.time = session.time.min(time);
         }
     }
     for entry in live.values() {
-        if let [id] = entry.sessions.as_slice()
+        if paths::is_compacted(&entry.path) {
+            for id in &entry.sessions {
+                if let Some(session) = by_id.get_mut(id) {
+                    session.compacted.push(entry.clone());
+                }
+            }
+        } else if let [id] = entry.sessions.as_slice()
             && let Some(session) = by_id.get_mut(id)
         {
             session.objects.push(entry.clone());
@@ -616,6 +628,7 @@ fn plan_access(
             conflicts: Vec::new(),
             held_by,
             remove: vec![file.entry.clone()],
+            rewrite: Vec::new(),
         });
     }
     planned
@@ -657,6 +670,9 @@ struct Planned {
     held_by: Option<String>,
     #[serde(skip)]
     remove: Vec<ObjectEntry>,
+    /// Compacted files to rewrite without the session (whole-session expiry only).
+    #[serde(skip)]
+    rewrite: Vec<ObjectEntry>,
 }
 
 fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i64) -> Vec<Planned> {
@@ -677,7 +693,9 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
             .filter(|entry| expires == Expiry::Session || entry.kind == ObjectKind::Raw)
             .cloned()
             .collect();
-        if remove.is_empty() {
+        let rewrite =
+            if expires == Expiry::Session { session.compacted.clone() } else { Vec::new() };
+        if remove.is_empty() && rewrite.is_empty() {
             // The original went earlier; the rows are not due yet.
             continue;
         }
@@ -694,11 +712,12 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
             keep_days: keep.0,
             principal: session.subject.principal.clone(),
             target: session.subject.target.clone(),
-            objects: remove.len(),
+            objects: remove.len() + rewrite.len(),
             bytes: remove.iter().map(|entry| entry.size).sum(),
             conflicts: decision.conflicts,
             held_by,
             remove,
+            rewrite,
         });
     }
     planned
@@ -817,15 +836,18 @@ fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-struct Lake {
-    store: LakeStore,
-    keyring: std::sync::Arc<sessionlake_lake::keys::LocalKeyring>,
-    chain: Vec<ChainLink>,
-    live: BTreeMap<String, ObjectEntry>,
+/// A lake opened by a one-shot writer job (retention, hold, shred, compact): its chain, its live
+/// set, and the keys that sign commits and open files.
+pub(crate) struct Lake {
+    pub(crate) store: LakeStore,
+    pub(crate) keys: Keys,
+    pub(crate) keyring: std::sync::Arc<sessionlake_lake::keys::LocalKeyring>,
+    pub(crate) chain: Vec<ChainLink>,
+    pub(crate) live: BTreeMap<String, ObjectEntry>,
 }
 
 impl Lake {
-    async fn open(cli: &Cli) -> anyhow::Result<Lake> {
+    pub(crate) async fn open(cli: &Cli) -> anyhow::Result<Lake> {
         let (store, keys) = open_lake(cli).await?;
         let keyring = keys.keyring().cloned().with_context(|| {
             format!(
@@ -833,12 +855,109 @@ impl Lake {
                 cli.keyring.display()
             )
         })?;
-        let mut lake = Lake { store, keyring, chain: Vec::new(), live: BTreeMap::new() };
+        let mut lake = Lake { store, keys, keyring, chain: Vec::new(), live: BTreeMap::new() };
         lake.reload().await?;
         Ok(lake)
     }
 
-    async fn reload(&mut self) -> anyhow::Result<()> {
+    /// Rewrites each compacted file of `files` without the sessions of `gone` (each file under
+    /// a fresh data key from the provider that wrapped its current one); returns the new files'
+    /// entries (a file left with no row has none). Nothing is committed: on error, what was
+    /// written is deleted again.
+    pub(crate) async fn rewrite_without(
+        &self,
+        files: &[ObjectEntry],
+        gone: &BTreeSet<String>,
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
+        let mut unique: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
+        for entry in files {
+            unique.insert(&entry.path, entry);
+        }
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lake_id = crate::lake_id(&self.store, &self.live).await?.unwrap_or_default();
+        let mut written: Vec<ObjectEntry> = Vec::new();
+        for entry in unique.into_values() {
+            let result = self.rewrite_one(entry, gone, &lake_id).await;
+            match result {
+                Ok(Some(new)) => written.push(new),
+                Ok(None) => {}
+                Err(error) => {
+                    self.discard(&written).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    async fn rewrite_one(
+        &self,
+        entry: &ObjectEntry,
+        gone: &BTreeSet<String>,
+        lake_id: &str,
+    ) -> anyhow::Result<Option<ObjectEntry>> {
+        let (Some(table), true, Some(dt)) =
+            (Table::of(entry.kind), paths::is_compacted(&entry.path), paths::dt_of(&entry.path))
+        else {
+            anyhow::bail!("{} is not a compacted commands or sessions file", entry.path);
+        };
+        let without: BTreeSet<String> =
+            entry.sessions.iter().filter(|id| gone.contains(*id)).cloned().collect();
+        let provider = self.provider_like(entry.key.as_ref())?;
+        let files = LakeFiles {
+            store: &self.store,
+            keys: &self.keys,
+            provider: provider.as_ref(),
+            lake_id,
+        };
+        Ok(files.write_compacted(table, dt, std::slice::from_ref(entry), &without).await?)
+    }
+
+    /// Returns the provider to wrap a new data key with: the one that wrapped `current` (the
+    /// same KMS key), else the keyring.
+    pub(crate) fn provider_like(
+        &self,
+        current: Option<&WrappedKey>,
+    ) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+        match current {
+            Some(wrapped) if wrapped.provider == sessionlake_lake::keys::PROVIDER_KMS => {
+                Ok(std::sync::Arc::new(self.keys.kms_provider(&wrapped.key_id)?))
+            }
+            _ => Ok(self.keyring.clone()),
+        }
+    }
+
+    /// Deletes objects written for a commit that was not made (best effort: `verify` names
+    /// any that stay).
+    pub(crate) async fn discard(&self, entries: &[ObjectEntry]) {
+        for entry in entries {
+            if let Err(error) = self.store.delete(&entry.path).await {
+                tracing::warn!(object = %entry.path, %error, "uncommitted object not deleted");
+            }
+        }
+    }
+
+    /// Returns the compacted files that once held any of `sessions` and are no longer live,
+    /// as committed: a shred or an expiry deletes them too (a compacted file's key is not
+    /// under a session key, so only deleting it removes the session's rows).
+    fn stale_compacted(&self, sessions: &BTreeSet<String>) -> Vec<ObjectEntry> {
+        let mut stale: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
+        for link in &self.chain {
+            for entry in &link.manifest.body.added {
+                if paths::is_compacted(&entry.path)
+                    && !self.live.contains_key(&entry.path)
+                    && entry.sessions.iter().any(|id| sessions.contains(id))
+                {
+                    stale.insert(&entry.path, entry);
+                }
+            }
+        }
+        stale.into_values().cloned().collect()
+    }
+
+    pub(crate) async fn reload(&mut self) -> anyhow::Result<()> {
         self.chain = manifest::read_chain(&self.store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", self.store.location()))?;
@@ -846,11 +965,11 @@ impl Lake {
         Ok(())
     }
 
-    fn head(&self) -> Option<u64> {
+    pub(crate) fn head(&self) -> Option<u64> {
         self.chain.last().map(|link| link.manifest.body.sequence)
     }
 
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         action: CommitAction,
         reason: String,
@@ -869,14 +988,17 @@ impl Lake {
         .await
     }
 
-    /// Deletes objects that retention or shred commits removed but that are still stored (an
-    /// interrupted run). Session key records first.
-    async fn sweep(&self) -> anyhow::Result<usize> {
+    /// Deletes objects that retention, shred or compaction commits removed but that are still
+    /// stored (an interrupted run). Session key records first.
+    pub(crate) async fn sweep(&self) -> anyhow::Result<usize> {
         let mut removed: Vec<&ObjectEntry> = self
             .chain
             .iter()
             .filter(|link| {
-                matches!(link.manifest.body.action, CommitAction::Retention | CommitAction::Shred)
+                matches!(
+                    link.manifest.body.action,
+                    CommitAction::Retention | CommitAction::Shred | CommitAction::Compact
+                )
             })
             .flat_map(|link| &link.manifest.body.removed)
             .filter(|entry| !self.live.contains_key(&entry.path))
@@ -895,7 +1017,7 @@ impl Lake {
 
 /// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
 /// counting on a spinner when stderr is a terminal.
-async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
+pub(crate) async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
     let progress = crate::progress::Progress::counting(true, "deleting", "objects");
     let (keys, rest): (Vec<_>, Vec<_>) =
         entries.into_iter().partition(|entry| entry.kind == ObjectKind::SessionKey);
@@ -953,7 +1075,21 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         )? {
             anyhow::bail!("nothing changed");
         }
-        let removed: Vec<ObjectEntry> = due.iter().flat_map(|p| p.remove.iter().cloned()).collect();
+        let mut removed: Vec<ObjectEntry> =
+            due.iter().flat_map(|p| p.remove.iter().cloned()).collect();
+        // Compacted files holding expired sessions are rewritten without them in the same
+        // commit; the old files (and older ones that held them) are deleted after it.
+        let expired: BTreeSet<String> = due
+            .iter()
+            .filter(|p| p.expires == Expiry::Session)
+            .map(|p| p.session_id.clone())
+            .collect();
+        let compacted: Vec<ObjectEntry> =
+            due.iter().flat_map(|p| p.rewrite.iter().cloned()).collect();
+        let added = lake.rewrite_without(&compacted, &expired).await?;
+        let mut seen = BTreeSet::new();
+        removed.extend(compacted.into_iter().filter(|entry| seen.insert(entry.path.clone())));
+        let stale = lake.stale_compacted(&expired);
         let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
         let reason = format!(
             "retention policy {} as of {} by {}: {} sessions expired, {} originals expired, {} \
@@ -966,9 +1102,10 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             count(Expiry::Access),
             due.iter().filter(|p| p.action == Action::Shred).count()
         );
-        match lake.commit(CommitAction::Retention, reason, Vec::new(), removed.clone()).await {
+        match lake.commit(CommitAction::Retention, reason, added.clone(), removed.clone()).await {
             Ok(link) => {
                 delete_all(&lake.store, removed).await?;
+                delete_stored(&lake.store, stale).await?;
                 if args.json {
                     report_plan(&planned, true, true)?;
                 } else {
@@ -985,11 +1122,25 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                     && attempt < MAX_ATTEMPTS =>
             {
                 tracing::info!(%error, "the lake moved on; planning again");
+                lake.discard(&added).await;
                 lake.reload().await?;
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => {
+                lake.discard(&added).await;
+                return Err(error.into());
+            }
         }
     }
+}
+
+/// Deletes those of `entries` that are still stored (files no commit keeps live).
+async fn delete_stored(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
+    for entry in entries {
+        if store.exists(&entry.path).await? {
+            store.delete(&entry.path).await?;
+        }
+    }
+    Ok(())
 }
 
 fn report_plan(planned: &[Planned], json: bool, applied: bool) -> anyhow::Result<()> {
@@ -1191,12 +1342,21 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
         let sessions = live_sessions(&lake.store, &lake.live).await?;
         let holds = live_holds(&lake.store, &lake.live).await?;
         let session = sessions.iter().find(|s| s.session_id == args.session);
-        let live: Vec<ObjectEntry> = lake
+        let is_compacted = |entry: &ObjectEntry| paths::is_compacted(&entry.path);
+        let mut live: Vec<ObjectEntry> = lake
             .live
             .values()
             .filter(|entry| {
-                entry.sessions == [args.session.clone()] && entry.kind != ObjectKind::Hold
+                entry.sessions == [args.session.clone()]
+                    && entry.kind != ObjectKind::Hold
+                    && !is_compacted(entry)
             })
+            .cloned()
+            .collect();
+        let compacted: Vec<ObjectEntry> = lake
+            .live
+            .values()
+            .filter(|entry| is_compacted(entry) && entry.sessions.contains(&args.session))
             .cloned()
             .collect();
         let subject = session.map(|s| s.subject.clone()).unwrap_or_default();
@@ -1221,21 +1381,32 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
             anyhow::bail!("nothing changed");
         }
         let reason = format!("shred of {} by {}: {}", args.session, actor(), args.reason);
+        let gone = BTreeSet::from([args.session.clone()]);
+        // Its rows leave the compacted files that hold them (rewritten without it), in the
+        // same commit; every compacted file that ever held them is deleted.
+        let added = lake.rewrite_without(&compacted, &gone).await?;
+        live.extend(compacted);
+        let stale = lake.stale_compacted(&gone);
         let link = if live.is_empty() {
             None
         } else {
-            match lake.commit(CommitAction::Shred, reason, Vec::new(), live.clone()).await {
+            match lake.commit(CommitAction::Shred, reason, added.clone(), live.clone()).await {
                 Ok(link) => Some(link),
                 Err(error)
                     if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
                         && attempt < MAX_ATTEMPTS =>
                 {
+                    lake.discard(&added).await;
                     lake.reload().await?;
                     continue;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    lake.discard(&added).await;
+                    return Err(error.into());
+                }
             }
         };
+        delete_stored(&lake.store, stale).await?;
         let mut doomed = live;
         doomed.extend(stored);
         delete_all(&lake.store, doomed).await?;
