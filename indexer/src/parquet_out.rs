@@ -133,24 +133,42 @@ pub fn write_commands(
 ) -> Result<Vec<u8>, WriteError> {
     let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
         .map_err(|source| WriteError { table: "commands", source })?;
-    write_commands_with(records, Some(encryption))
+    write_commands_with(records, Some(encryption), false)
 }
 
 /// Writes `records` as a `commands` file with the lake's layout but **no encryption**: for
 /// engines that cannot decrypt (the benchmark's plaintext copy of a synthetic lake, which
 /// DuckDB reads). Ingest never calls it: lake files always encrypt the sensitive columns.
 pub fn write_commands_unencrypted(records: &[CommandRecord]) -> Result<Vec<u8>, WriteError> {
-    write_commands_with(records, None)
+    write_commands_with(records, None, false)
+}
+
+/// Writes `records` (many sessions) as a compacted `commands` file would hold them, with **no
+/// encryption**: sorted by (session_id, seq), row groups of
+/// [`crate::compact::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
+/// compacted lake; lake files always encrypt the sensitive columns ([`crate::compact`]).
+pub fn write_commands_compacted_unencrypted(
+    records: &[CommandRecord],
+) -> Result<Vec<u8>, WriteError> {
+    write_commands_with(records, None, true)
 }
 
 fn write_commands_with(
     records: &[CommandRecord],
     encryption: Option<Arc<FileEncryptionProperties>>,
+    compacted: bool,
 ) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&CommandRecord> = records.iter().collect();
-    sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-    let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
-        .into_iter()
+    let order: &[&str] = if compacted {
+        sorted.sort_by(|a, b| (&a.session_id, a.seq).cmp(&(&b.session_id, b.seq)));
+        &[columns::SESSION_ID, columns::SEQ]
+    } else {
+        sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        &[columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
+    };
+    let sorting = order
+        .iter()
+        .copied()
         .map(|name| SortingColumn {
             column_idx: index_of(name),
             descending: false,
@@ -161,7 +179,9 @@ fn write_commands_with(
     let slices: Vec<&[&CommandRecord]> =
         if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
     let batches = slices.into_iter().map(commands_batch);
-    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, DEFAULT_ROW_GROUP_SIZE);
+    let row_group_rows =
+        if compacted { crate::compact::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
+    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, row_group_rows);
     write_batches("commands", commands_schema(), batches, properties)
 }
 

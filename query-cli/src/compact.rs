@@ -398,17 +398,17 @@ mod tests {
             paths,
             [
                 (
-                    Table::Commands,
-                    vec![
-                        "commands/dt=2026-03-14/a.local.v1.parquet",
-                        "commands/dt=2026-03-14/b.s3.v1.parquet"
-                    ]
-                ),
-                (
                     Table::Sessions,
                     vec![
                         "sessions/dt=2026-03-14/a.local.v1.parquet",
                         "sessions/dt=2026-03-14/b.s3.v1.parquet"
+                    ]
+                ),
+                (
+                    Table::Commands,
+                    vec![
+                        "commands/dt=2026-03-14/a.local.v1.parquet",
+                        "commands/dt=2026-03-14/b.s3.v1.parquet"
                     ]
                 ),
             ]
