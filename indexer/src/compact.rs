@@ -41,6 +41,17 @@ use crate::parquet_out::{BLOOM_FILTER_COLUMNS, encryption, properties};
 /// larger ones make the footer smaller (BENCHMARKS.md, "Compaction").
 pub const COMPACTED_ROW_GROUP_ROWS: usize = 16 * 1024;
 
+/// Rows per data page of a compacted file at most: sorted by session, the page index lets a
+/// lookup skip the pages of other sessions within its row group.
+pub const COMPACTED_PAGE_ROWS: usize = 1024;
+
+/// Returns `properties` with the page size of a compacted file.
+pub(crate) fn compacted_properties(
+    properties: parquet::file::properties::WriterProperties,
+) -> parquet::file::properties::WriterProperties {
+    properties.into_builder().set_data_page_row_count_limit(COMPACTED_PAGE_ROWS).build()
+}
+
 /// Stored bytes of input merged into one compacted file at most (the whole input is decrypted
 /// in memory while it is merged; a partition with more becomes several files).
 pub const MAX_COMPACTED_INPUT_BYTES: u64 = 128 * 1024 * 1024;
@@ -183,8 +194,12 @@ pub fn merge(
             nulls_first: true,
         })
         .collect();
-    let properties =
-        properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, COMPACTED_ROW_GROUP_ROWS);
+    let properties = compacted_properties(properties(
+        sorting,
+        &BLOOM_FILTER_COLUMNS,
+        encryption,
+        COMPACTED_ROW_GROUP_ROWS,
+    ));
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties))
         .map_err(|e| fail(&e))?;

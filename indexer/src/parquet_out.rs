@@ -182,6 +182,8 @@ fn write_commands_with(
     let row_group_rows =
         if compacted { crate::compact::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
     let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, row_group_rows);
+    let properties =
+        if compacted { crate::compact::compacted_properties(properties) } else { properties };
     write_batches("commands", commands_schema(), batches, properties)
 }
 
