@@ -223,8 +223,9 @@ async fn run(
         let mut committed_at: HashMap<&str, i64> = HashMap::new();
         for link in &lake.chain {
             let at = manifest::parse_rfc3339_micros(&link.manifest.body.committed_at);
+            // The first commit naming a file (a rekey lists it again, unchanged).
             for entry in &link.manifest.body.added {
-                committed_at.insert(&entry.path, at.unwrap_or(i64::MAX));
+                committed_at.entry(&entry.path).or_insert(at.unwrap_or(i64::MAX));
             }
         }
         let groups = plan(&lake.live, &committed_at, cutoff, days);

@@ -2,7 +2,8 @@
 //! sessions, show, show --raw, export, sql), verify stays intact, fewer files, DuckDB still reads
 //! the plaintext columns, a re-run changes nothing; expiry, holds, shred and a replaced version
 //! of a compacted session; a compaction killed anywhere leaves the lake consistent; a session
-//! delivered twice is still read from one delivery.
+//! delivered twice is still read from one delivery; late CloudTrail facts replace compacted
+//! sessions once; compacted files' KMS keys are re-wrapped by `rekey`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -333,4 +334,84 @@ fn test_a_compaction_killed_anywhere_leaves_the_lake_consistent() {
     compact(dir.path());
     assert_intact(dir.path());
     assert_eq!(search_rows(dir.path(), &[]), all);
+}
+
+#[test]
+fn test_late_cloudtrail_facts_replace_compacted_sessions_once() {
+    // Transcripts first, compacted; CloudTrail's StartSession events later: each session is
+    // re-indexed with them and leaves the compacted files in the same commit.
+    let (direct, _) = ingested_examples();
+    let expected = cli(direct.path(), &["search", "--json"]);
+    let (dir, _) = ingested_examples_and(|examples| {
+        std::fs::rename(examples.join("cloudtrail"), examples.join("../cloudtrail-later"))
+            .expect("move cloudtrail");
+    });
+    assert!(compact(dir.path())["sessions"].as_u64() > Some(1));
+    std::fs::rename(dir.path().join("cloudtrail-later"), dir.path().join("examples/cloudtrail"))
+        .expect("move cloudtrail back");
+    let late = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(late.code, 0, "{}", late.stderr);
+    assert!(late.stdout.contains("replaced"), "{}", late.stdout);
+    assert_eq!(cli(dir.path(), &["search", "--json"]).stdout, expected.stdout);
+    let counted = cli(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT count(*) - count(DISTINCT session_id || '/' || CAST(seq AS VARCHAR)) FROM commands",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(counted.stdout.ends_with("\n0\n"), "duplicate rows: {}", counted.stdout);
+    assert_intact(dir.path());
+}
+
+#[tokio::test]
+async fn test_compacted_files_take_kms_keys_and_rekey_rewraps_them() {
+    const CANARY: &str = "cat /srv/COMPACT-CANARY-3d9f";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("in");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    for session in ["kms-0a1b2c3d4e5f60718", "kms-0a1b2c3d4e5f60719"] {
+        let prompt = "\x1b[?2004h\x1b]0;ubuntu@ip-10-0-0-12: ~\x07\x1b[01;32mubuntu@ip-10-0-0-12\x1b[00m:\x1b[01;34m~\x1b[00m$ ";
+        let transcript = format!(
+            "Script started on 2026-03-16 14:10:00+00:00 [TERM=\"xterm-256color\"]\n\
+             {prompt}{CANARY}\r\r\n\x1b[?2004l\rok\r\r\n\
+             {prompt}exit\r\r\n\x1b[?2004l\rexit\r\r\n\n\
+             Script done on 2026-03-16 14:10:50+00:00 [COMMAND_EXIT_CODE=\"0\"]\n"
+        );
+        std::fs::write(source.join(format!("{session}.log")), transcript).expect("write");
+    }
+    let kms = aws_sdk_kms::Client::new(&sessionlake_tests::sdk_config().await);
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let created = kms.create_key().send().await.expect("create key");
+        let metadata = created.key_metadata().expect("metadata");
+        keys.push(metadata.arn().expect("arn").to_string());
+    }
+    let lake = ["--lake", "lake", "--keyring", "keyring.json"];
+    let ingest = run(binary("sessionlake-ingest", false)
+        .current_dir(dir.path())
+        .args(lake)
+        .arg("--local")
+        .arg(&source));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let sessionlake = |args: &[&str]| {
+        run(binary("sessionlake", true).current_dir(dir.path()).args(lake).args(args))
+    };
+    let compacted = sessionlake(&["compact", "--min-age", "0s", "--kms-key-id", &keys[0]]);
+    assert_eq!(compacted.code, 0, "{}", compacted.stderr);
+    let rekeyed = sessionlake(&["rekey", "--to-kms", &keys[1], "--json"]);
+    assert_eq!(rekeyed.code, 0, "{}", rekeyed.stderr);
+    let summary: Value = serde_json::from_str(rekeyed.stdout.trim()).expect("json");
+    // Two session key records and the compacted commands file's key.
+    assert_eq!(summary["data"]["rewrapped"], 3, "{summary}");
+    // Without the keyring, the second KMS key alone opens the compacted rows.
+    std::fs::rename(dir.path().join("keyring.json"), dir.path().join("away.json")).expect("mv");
+    let found = run(binary("sessionlake", true)
+        .current_dir(dir.path())
+        .args(["--lake", "lake", "--keyring", "away-nothing.json"])
+        .args(["search", "--command-contains", "COMPACT-CANARY", "--json"]));
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_eq!(found.stdout.matches(CANARY).count(), 2, "{}", found.stdout);
 }
