@@ -415,3 +415,44 @@ async fn test_compacted_files_take_kms_keys_and_rekey_rewraps_them() {
     assert_eq!(found.code, 0, "{}", found.stderr);
     assert_eq!(found.stdout.matches(CANARY).count(), 2, "{}", found.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_compaction_of_an_s3_lake() {
+    let s3 = sessionlake_tests::s3_client().await;
+    let bucket = sessionlake_tests::unique("compact-lake");
+    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let work = tempfile::tempdir().expect("tempdir");
+    let keyring = work.path().join("keyring.json");
+    let lake = format!("s3://{bucket}/lake");
+    let lake_args = ["--lake", &lake, "--keyring", &keyring.to_string_lossy()];
+    let ingest = run(binary("sessionlake-ingest", true)
+        .current_dir(work.path())
+        .args(lake_args)
+        .arg("--local")
+        .arg(repo_root().join("examples")));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let sessionlake = |args: &[&str]| {
+        run(binary("sessionlake", true).current_dir(work.path()).args(lake_args).args(args))
+    };
+    let commands_files = || async {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix("lake/commands/")
+            .send()
+            .await
+            .expect("list");
+        listed.contents().len()
+    };
+    let before = sessionlake(&["search", "--json"]);
+    let files_before = commands_files().await;
+    let compacted = sessionlake(&["compact", "--min-age", "0s", "--json"]);
+    assert_eq!(compacted.code, 0, "{}", compacted.stderr);
+    assert!(compacted.stdout.contains(r#""sessions":3"#), "{}", compacted.stdout);
+    assert!(commands_files().await < files_before);
+    assert_eq!(sessionlake(&["search", "--json"]).stdout, before.stdout);
+    let verified = sessionlake(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let again = sessionlake(&["compact", "--min-age", "0s", "--json"]);
+    assert!(again.stdout.contains(r#""files_before":0"#), "{}", again.stdout);
+}
