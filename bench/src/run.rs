@@ -75,6 +75,39 @@ pub struct Report {
     pub figures: Vec<Figure>,
     /// Peak RSS of ingest on the single large session, and its size.
     pub single: Option<(u64, Cost)>,
+    /// `sessionlake compact` after the last ingest (the queries run on the compacted lake).
+    pub compaction: Option<Compaction>,
+}
+
+/// What compaction did to the lake.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Compaction {
+    /// Wall, CPU seconds and peak RSS of `sessionlake compact`.
+    pub cost: Cost,
+    /// Files in `commands/` and `sessions/` before and after.
+    pub files_before: usize,
+    /// Files after.
+    pub files_after: usize,
+    /// Lake bytes after.
+    pub lake_bytes_after: u64,
+    /// Bytes of the commands table after.
+    pub commands_bytes_after: u64,
+}
+
+/// Counts the files of the `commands` and `sessions` tables of `lake`.
+fn table_files(lake: &Path) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| {
+                let path = entry.path();
+                if path.is_dir() { count(&path) } else { 1 }
+            })
+            .sum()
+    }
+    count(&lake.join("commands")) + count(&lake.join("sessions"))
 }
 
 /// Runs the whole benchmark and prints the report; returns it.
@@ -130,16 +163,35 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     report.lake_bytes = tree_bytes(&lake);
     report.commands_bytes = tree_bytes(&lake.join("commands"));
 
-    // The plaintext copy DuckDB reads: the same parser, the same writer settings, no
-    // encryption (DuckDB cannot open modular-encrypted columns).
-    let plain = options.work.join("plain");
-    write_plaintext_copy(&options.workload, &summary, &plain)?;
-
     let cli = |args: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         all.extend(["--lake".into(), path_arg(&lake), "--keyring".into(), path_arg(&keyring)]);
         all
     };
+
+    // Compaction, as a cron job would run it once the day is over; the queries run on the
+    // compacted lake.
+    let files_before = table_files(&lake);
+    evict(&options.python, std::slice::from_ref(&lake))?;
+    let (cost, _) = run_measured(&cli_bin, &cli(&["compact", "--min-age", "0s", "--json"]), &[0])?;
+    let compaction = Compaction {
+        cost,
+        files_before,
+        files_after: table_files(&lake),
+        lake_bytes_after: tree_bytes(&lake),
+        commands_bytes_after: tree_bytes(&lake.join("commands")),
+    };
+    eprintln!(
+        "sessionlake-bench: compact {:.1} s wall, {} table files -> {}",
+        compaction.cost.wall, compaction.files_before, compaction.files_after
+    );
+    report.compaction = Some(compaction);
+
+    // The plaintext copy DuckDB reads: the same parser, the same writer settings and the
+    // same compacted layout (one file per day, sorted by session), no encryption (DuckDB
+    // cannot open modular-encrypted columns).
+    let plain = options.work.join("plain");
+    write_plaintext_copy(&options.workload, &summary, &plain)?;
     report.lake_rows =
         count_rows(&cli_bin, &cli(&["sql", "SELECT count(*) FROM commands", "--format", "csv"]))?;
 
@@ -506,13 +558,23 @@ fn floor_cpu_seconds(workload: &Path, summary: &WorkloadSummary) -> anyhow::Resu
 }
 
 /// Parses every session as ingest does (CloudTrail's facts in the context) and writes its
-/// commands, unencrypted, in the lake's layout: `commands/dt=…/<session>.parquet`.
+/// commands, unencrypted, as the compacted lake holds them: one file per day,
+/// `commands/dt=…/compact.parquet`, sorted by (session, seq).
 fn write_plaintext_copy(
     workload: &Path,
     summary: &WorkloadSummary,
     plain: &Path,
 ) -> anyhow::Result<()> {
-    for facts in &summary.session_list {
+    let day_of = |facts: &SessionFacts| {
+        chrono::DateTime::from_timestamp_micros(facts.started_at)
+            .map(|time| time.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let mut sessions: Vec<&SessionFacts> = summary.session_list.iter().collect();
+    sessions.sort_by_key(|facts| day_of(facts));
+    // One day's commands in memory at a time.
+    let mut day_commands = Vec::new();
+    for (index, facts) in sessions.iter().enumerate() {
         let (form, raw) = session_raw(workload, facts)?;
         let context = SessionContext {
             session_id: facts.session_id.clone(),
@@ -525,17 +587,19 @@ fn write_plaintext_copy(
         };
         let parsed = parse_session(form, &raw, &context)
             .map_err(|error| anyhow::anyhow!("failed to parse {}: {error}", facts.session_id))?;
-        let bytes = sessionlake_indexer::parquet_out::write_commands_unencrypted(&parsed.commands)
-            .with_context(|| {
-                format!("failed to write the plaintext copy of {}", facts.session_id)
-            })?;
-        let day = chrono::DateTime::from_timestamp_micros(facts.started_at)
-            .map(|time| time.format("%Y-%m-%d").to_string())
-            .unwrap_or_default();
+        day_commands.extend(parsed.commands);
+        let day = day_of(facts);
+        if sessions.get(index + 1).is_some_and(|next| day_of(next) == day) {
+            continue;
+        }
+        let bytes =
+            sessionlake_indexer::parquet_out::write_commands_compacted_unencrypted(&day_commands)
+                .with_context(|| format!("failed to write the plaintext copy of {day}"))?;
+        day_commands.clear();
         let folder = plain.join(format!("commands/dt={day}"));
         std::fs::create_dir_all(&folder)
             .with_context(|| format!("failed to create {}", folder.display()))?;
-        let path = folder.join(format!("{}.parquet", facts.session_id));
+        let path = folder.join("compact.parquet");
         std::fs::write(&path, bytes)
             .with_context(|| format!("failed to write {}", path.display()))?;
     }
@@ -582,6 +646,19 @@ fn print_report(report: &Report, runs: usize) {
         report.sealed_bytes as f64 * 100.0 / report.raw_bytes.max(1) as f64,
         median(&rss) / (1024.0 * 1024.0)
     );
+    if let Some(compaction) = &report.compaction {
+        println!(
+            "Compaction (`sessionlake compact`): {:.1} s wall, {:.1} s CPU, peak RSS {:.0} MiB; \
+             {} table files -> {}; lake {:.1} MiB after, commands table {:.1} MiB.",
+            compaction.cost.wall,
+            compaction.cost.cpu,
+            mib(compaction.cost.peak_rss),
+            compaction.files_before,
+            compaction.files_after,
+            mib(compaction.lake_bytes_after),
+            mib(compaction.commands_bytes_after)
+        );
+    }
     if let Some((bytes, cost)) = &report.single {
         println!(
             "One {:.0} MiB session: ingest peak RSS {:.0} MiB, {:.1} s wall.",

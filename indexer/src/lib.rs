@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod cloudtrail;
+pub mod compact;
 pub mod eval;
 pub mod extract;
 pub mod input;

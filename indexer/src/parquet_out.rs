@@ -58,16 +58,19 @@ pub struct WriteError {
     source: parquet::errors::ParquetError,
 }
 
-fn properties(
+/// Returns the lake's writer properties: zstd 3, page statistics, `sorting`, bloom filters on
+/// `bloom_filters`, row groups of at most `row_group_rows` rows, `encryption` when given.
+pub(crate) fn properties(
     sorting: Vec<SortingColumn>,
     bloom_filters: &[&str],
     encryption: Option<Arc<FileEncryptionProperties>>,
+    row_group_rows: usize,
 ) -> WriterProperties {
     let zstd = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).unwrap_or_default();
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(DEFAULT_ROW_GROUP_SIZE))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             SCHEMA_VERSION_KEY.to_string(),
@@ -130,24 +133,42 @@ pub fn write_commands(
 ) -> Result<Vec<u8>, WriteError> {
     let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
         .map_err(|source| WriteError { table: "commands", source })?;
-    write_commands_with(records, Some(encryption))
+    write_commands_with(records, Some(encryption), false)
 }
 
 /// Writes `records` as a `commands` file with the lake's layout but **no encryption**: for
 /// engines that cannot decrypt (the benchmark's plaintext copy of a synthetic lake, which
 /// DuckDB reads). Ingest never calls it: lake files always encrypt the sensitive columns.
 pub fn write_commands_unencrypted(records: &[CommandRecord]) -> Result<Vec<u8>, WriteError> {
-    write_commands_with(records, None)
+    write_commands_with(records, None, false)
+}
+
+/// Writes `records` (many sessions) as a compacted `commands` file would hold them, with **no
+/// encryption**: sorted by (session_id, seq), row groups of
+/// [`crate::compact::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
+/// compacted lake; lake files always encrypt the sensitive columns ([`crate::compact`]).
+pub fn write_commands_compacted_unencrypted(
+    records: &[CommandRecord],
+) -> Result<Vec<u8>, WriteError> {
+    write_commands_with(records, None, true)
 }
 
 fn write_commands_with(
     records: &[CommandRecord],
     encryption: Option<Arc<FileEncryptionProperties>>,
+    compacted: bool,
 ) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&CommandRecord> = records.iter().collect();
-    sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-    let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
-        .into_iter()
+    let order: &[&str] = if compacted {
+        sorted.sort_by(|a, b| (&a.session_id, a.seq).cmp(&(&b.session_id, b.seq)));
+        &[columns::SESSION_ID, columns::SEQ]
+    } else {
+        sorted.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+        &[columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
+    };
+    let sorting = order
+        .iter()
+        .copied()
         .map(|name| SortingColumn {
             column_idx: index_of(name),
             descending: false,
@@ -158,7 +179,11 @@ fn write_commands_with(
     let slices: Vec<&[&CommandRecord]> =
         if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
     let batches = slices.into_iter().map(commands_batch);
-    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption);
+    let row_group_rows =
+        if compacted { crate::compact::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
+    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, row_group_rows);
+    let properties =
+        if compacted { crate::compact::compacted_properties(properties) } else { properties };
     write_batches("commands", commands_schema(), batches, properties)
 }
 
@@ -233,7 +258,7 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
 
 /// Returns plaintext-footer encryption of `columns` under `key`, `key_metadata` (the wrapped
 /// key) in the footer and on each column so that a reader can unwrap it.
-fn encryption(
+pub(crate) fn encryption(
     key: &DataKey,
     key_metadata: Vec<u8>,
     columns: &[&str],
@@ -305,7 +330,9 @@ pub fn write_access(
         .into_iter()
         .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
-    write("access", batch, properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption)))
+    let properties =
+        properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption), DEFAULT_ROW_GROUP_SIZE);
+    write("access", batch, properties)
 }
 
 /// Errors reading an `access` or `sessions` file back.
@@ -556,7 +583,11 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         .into_iter()
         .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
-    write("sessions", batch, properties(sorting, &BLOOM_FILTER_COLUMNS, None))
+    write(
+        "sessions",
+        batch,
+        properties(sorting, &BLOOM_FILTER_COLUMNS, None, DEFAULT_ROW_GROUP_SIZE),
+    )
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use sessionlake_indexer::parquet_out::{StoredSession, read_sessions};
 use sessionlake_indexer::{InputForm, SessionContext};
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_lake::{LakeError, LakeErrorKind};
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, compacted_version_source};
 use sessionlake_schemas::{SessionSource, paths};
 
 use crate::error::{IngestErrorKind, kind_of};
@@ -86,6 +86,17 @@ impl LakeWriter {
         // One pass over the live set finds every stored version of the sessions named.
         let mut stored: HashMap<&str, Vec<(SessionSource, &ObjectEntry)>> = HashMap::new();
         for entry in self.live.values().filter(|entry| entry.kind == ObjectKind::Sessions) {
+            // A compacted file holds one version (of its source) of each session it lists.
+            if paths::is_compacted(&entry.path) {
+                for session_id in &entry.sessions {
+                    let Some(session_id) = wanted.get(session_id.as_str()) else { continue };
+                    let live = self.live.values();
+                    if let Some(source) = compacted_version_source(live, session_id) {
+                        stored.entry(session_id).or_default().push((source, entry));
+                    }
+                }
+                continue;
+            }
             let [session_id] = entry.sessions.as_slice() else { continue };
             let Some(session_id) = wanted.get(session_id.as_str()) else { continue };
             let source = SessionSource::ALL

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use sessionlake_indexer::compact::{LakeFiles, Table};
 use sessionlake_indexer::{PARSER_VERSION, SessionContext};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
@@ -28,10 +29,11 @@ use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::{
-    CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE,
-    ROLE_RAW, ROLE_SESSION,
+    ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW, ROLE_SESSION,
 };
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{
+    CommitAction, ObjectEntry, ObjectKind, compacted_version_source,
+};
 use sessionlake_schemas::{AccessRecord, SessionRecord, SessionSource, paths};
 
 use crate::raw::{parse_raw, seal_raw};
@@ -83,13 +85,7 @@ pub struct LakeWriter {
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
 /// object's role. KMS and the keyring refuse to unwrap the key under any other.
-pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (CONTEXT_LAKE.to_string(), lake_id.to_string()),
-        (CONTEXT_SUBJECT.to_string(), subject.to_string()),
-        (CONTEXT_ROLE.to_string(), role.to_string()),
-    ])
-}
+pub use sessionlake_indexer::compact::key_context;
 
 fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> ObjectEntry {
     ObjectEntry {
@@ -155,12 +151,7 @@ pub enum Input {
     Bad(BadInput),
 }
 
-/// Returns a version name unique to this write: the time in µs and a random suffix.
-fn new_version() -> String {
-    let micros = chrono::Utc::now().timestamp_micros();
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{micros:x}{}", &random[..8])
-}
+use sessionlake_indexer::compact::new_version;
 
 impl LakeWriter {
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
@@ -502,9 +493,13 @@ impl LakeWriter {
             }
         }
         let mut attempt = 0;
+        // Compacted files rewritten for an attempt that did not commit: nothing names them.
+        let mut rewrites: Vec<String> = Vec::new();
         let (link, plan) = loop {
             attempt += 1;
+            self.delete_uncommitted(std::mem::take(&mut rewrites)).await;
             let mut plan = self.plan(&written);
+            rewrites = self.rewrite_compacted(&written, &mut plan).await?;
             if plan.added.is_empty() && plan.removed.is_empty() {
                 // Inputs with nothing to commit (CloudTrail files without access events):
                 // their cursors move, there is nothing a manifest would name.
@@ -542,12 +537,22 @@ impl LakeWriter {
                     }
                 }
                 Err(error) => {
+                    self.delete_uncommitted(rewrites).await;
                     return Err(anyhow::Error::new(error))
                         .context("failed to commit to the manifest");
                 }
             }
         };
         self.apply(&link);
+        // The compacted files rewritten without a replaced version hold other sessions' rows
+        // too: they go now rather than stay stored beside their rewrite.
+        let rewritten: Vec<String> = plan
+            .removed
+            .iter()
+            .filter(|entry| paths::is_compacted(&entry.path))
+            .map(|entry| entry.path.clone())
+            .collect();
+        self.delete_uncommitted(rewritten).await;
         summary.replaced = plan.replaced;
         summary.sequence = Some(link.manifest.body.sequence);
         // Versions this batch wrote and then replaced itself were never committed: nothing
@@ -563,6 +568,78 @@ impl LakeWriter {
         }
         cursors.version = 1;
         Ok(summary)
+    }
+
+    /// Rewrites every live compacted file that holds an earlier version of a session in
+    /// `written` (the same session from the same source) without that session, and adds the
+    /// swap to `plan`: the version it replaces leaves the compacted file in the same commit, so
+    /// a session is never live twice. Returns the paths written (not committed yet).
+    async fn rewrite_compacted(
+        &self,
+        written: &[Written],
+        plan: &mut CommitPlan,
+    ) -> anyhow::Result<Vec<String>> {
+        let compacted: Vec<&ObjectEntry> = self
+            .live
+            .values()
+            .filter(|entry| Table::of(entry.kind).is_some() && paths::is_compacted(&entry.path))
+            .collect();
+        let mut without: BTreeMap<&str, (&ObjectEntry, BTreeSet<String>)> = BTreeMap::new();
+        for input in written {
+            let Written::Session { session_id, source, .. } = input else { continue };
+            let holding: Vec<&ObjectEntry> = compacted
+                .iter()
+                .copied()
+                .filter(|entry| entry.sessions.iter().any(|id| id == session_id))
+                .collect();
+            // Only the version of the same source is replaced (another delivery stays).
+            if holding.is_empty()
+                || compacted_version_source(self.live.values(), session_id) != Some(*source)
+            {
+                continue;
+            }
+            for entry in holding {
+                let slot = without.entry(&entry.path).or_insert_with(|| (entry, BTreeSet::new()));
+                slot.1.insert(session_id.clone());
+            }
+        }
+        let files = LakeFiles {
+            store: &self.store,
+            keys: &self.unwrapper,
+            provider: self.keys.as_ref(),
+            lake_id: &self.lake_id,
+        };
+        let mut outputs = Vec::new();
+        for (path, (entry, sessions)) in without {
+            let (Some(table), Some(dt)) = (Table::of(entry.kind), paths::dt_of(path)) else {
+                continue;
+            };
+            match files.write_compacted(table, dt, std::slice::from_ref(entry), &sessions).await {
+                Ok(rewritten) => {
+                    plan.removed.push(entry.clone());
+                    if let Some(rewritten) = rewritten {
+                        outputs.push(rewritten.path.clone());
+                        plan.added.push(rewritten);
+                    }
+                }
+                Err(error) => {
+                    self.delete_uncommitted(outputs).await;
+                    return Err(anyhow::Error::new(error)
+                        .context(format!("failed to take replaced sessions out of {path}")));
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Deletes objects this writer stored and will not commit (best effort; `verify` lists any
+    /// that stay).
+    async fn delete_uncommitted(&self, paths: Vec<String>) {
+        for path in paths {
+            if let Err(error) = self.store.delete(&path).await {
+                tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
+            }
+        }
     }
 
     /// Makes an empty commit (idle, or the last one of a clean stop), on the known head; after

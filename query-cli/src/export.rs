@@ -52,7 +52,7 @@ use sessionlake_lake::store::{LakeStore, sha256_hex};
 use sessionlake_schemas::manifest::{
     ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519,
 };
-use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, paths, session_id};
+use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, session_id};
 
 use crate::asciicast::{CastBuilder, Timing};
 use crate::progress::Progress;
@@ -623,11 +623,8 @@ async fn gather(
         }
         anyhow::bail!("no session named {session} in {}", store.location());
     };
-    let mut entries: Vec<ObjectEntry> = live
-        .values()
-        .filter(|entry| paths::is_session_object(&entry.path, session, source))
-        .cloned()
-        .collect();
+    let mut entries: Vec<ObjectEntry> =
+        crate::version_objects(&live, session, source).into_iter().cloned().collect();
     // The public-key records of the keys that signed the manifests committing these objects
     // (records are objects too: their own manifests join, until no new signer appears).
     loop {

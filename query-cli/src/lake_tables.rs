@@ -198,7 +198,18 @@ fn encrypted_file(entry: &ObjectEntry) -> Option<EncryptedFile> {
             ROLE_ACCESS,
             paths::trail_file_id_of(&entry.path).map(str::to_string),
         ),
-        // A `commands` file holds one session's rows.
+        // A compacted `commands` file's key names the file (`compact-<version>`); any other
+        // holds one session's rows, and its key names that session.
+        _ if paths::is_compacted(&entry.path) => (
+            &ENCRYPTED_COLUMNS[..],
+            ROLE_COMMANDS,
+            entry
+                .path
+                .rsplit('/')
+                .next()
+                .and_then(|name| name.strip_suffix(".parquet"))
+                .map(str::to_string),
+        ),
         _ => (
             &ENCRYPTED_COLUMNS[..],
             ROLE_COMMANDS,

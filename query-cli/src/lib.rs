@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod asciicast;
+pub mod compact;
 pub mod cursor;
 pub mod export;
 pub mod lake_tables;
@@ -32,7 +33,7 @@ use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
 use crate::cursor::Cursor;
@@ -98,6 +99,9 @@ pub enum Command {
     /// Runs one SQL query over the tables `commands`, `sessions` and `access` (live objects,
     /// encrypted columns opened); statements that would change anything are refused.
     Sql(sql::SqlArgs),
+    /// Merges each day's per-session `commands` and `sessions` files into compacted files
+    /// (one per table, day and source), in one commit; takes the writer lease like ingest.
+    Compact(compact::CompactArgs),
 }
 
 /// Options of `show`.
@@ -236,6 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Hold(ref command) => retention::hold(&cli, command).await,
         Command::Shred(ref args) => retention::shred(&cli, args).await,
         Command::Sql(ref args) => sql::sql(&cli, args).await,
+        Command::Compact(ref args) => compact::compact(&cli, args).await,
     };
     match result {
         Err(error) if output::is_broken_pipe(&error) => Ok(Outcome::Matched),
@@ -512,16 +517,15 @@ fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&str) -
 }
 
 /// Returns the `commands` files to search: for a session delivered more than once (S3 and
-/// CloudWatch), only the delivery `show` reads, so that each command is found once and the
-/// sort key (time, session, seq) names one row.
-fn preferred_commands(live: &BTreeMap<String, ObjectEntry>) -> HashSet<String> {
+/// CloudWatch), only the delivery `show` reads ([`session_sources`]), so that each command is
+/// found once and the sort key (time, session, seq) names one row. A compacted file holds only
+/// versions that were their session's preferred one when compacted, and stays preferred (see
+/// [`version_rank`]), so every session of a kept compacted file is read from it alone.
+pub(crate) fn preferred_commands(live: &BTreeMap<String, ObjectEntry>) -> HashSet<String> {
     let mut best: HashMap<&str, (usize, &str)> = HashMap::new();
     for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
         for session in &entry.sessions {
-            let Some(rank) = SOURCE_PREFERENCE
-                .iter()
-                .position(|source| paths::is_session_object(&entry.path, session, *source))
-            else {
+            let Some(rank) = version_rank(entry, session) else {
                 continue;
             };
             let slot = best.entry(session).or_insert((rank, &entry.path));
@@ -531,6 +535,38 @@ fn preferred_commands(live: &BTreeMap<String, ObjectEntry>) -> HashSet<String> {
         }
     }
     best.into_values().map(|(_, path)| path.to_string()).collect()
+}
+
+/// Returns how `show` ranks the version of `session` that `entry` holds (lower first): a
+/// compacted file first (compaction only takes a session's preferred version, so this keeps
+/// the choice it was made under when another delivery arrives later), then by
+/// [`SOURCE_PREFERENCE`]; `None` when `entry` holds no version of it.
+fn version_rank(entry: &ObjectEntry, session: &str) -> Option<usize> {
+    if paths::is_compacted(&entry.path) {
+        return entry.sessions.iter().any(|id| id == session).then_some(0);
+    }
+    SOURCE_PREFERENCE
+        .iter()
+        .position(|source| paths::is_session_object(&entry.path, session, *source))
+        .map(|position| position + 1)
+}
+
+/// Returns the live objects of the version of `session` that `source` delivered: its own
+/// objects, and the compacted files that hold its rows.
+pub(crate) fn version_objects<'a>(
+    live: &'a BTreeMap<String, ObjectEntry>,
+    session: &str,
+    source: SessionSource,
+) -> Vec<&'a ObjectEntry> {
+    let compacted = manifest::compacted_version_source(live.values(), session) == Some(source);
+    live.values()
+        .filter(|entry| {
+            paths::is_session_object(&entry.path, session, source)
+                || (compacted
+                    && paths::is_compacted(&entry.path)
+                    && entry.sessions.iter().any(|id| id == session))
+        })
+        .collect()
 }
 
 /// Opens the lake's tables over the live files `choose` keeps (it sees the manifest's view).
@@ -976,9 +1012,13 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     let session = args.session.clone();
     let ctx = open_tables(cli, move |snapshot| {
         let preferred = session_sources(&snapshot.live, &session).first().copied();
-        move |path: &str| {
-            preferred.is_some_and(|source| paths::is_session_object(path, &session, source))
-        }
+        let files: HashSet<String> = preferred
+            .map(|source| version_objects(&snapshot.live, &session, source))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|entry| entry.path.clone())
+            .collect();
+        move |path: &str| files.contains(path)
     })
     .await?;
     let sql = format!(
@@ -1003,15 +1043,25 @@ const SOURCE_PREFERENCE: [SessionSource; 4] = [
     SessionSource::CloudwatchStream,
 ];
 
-/// Returns the sources that delivered `session` (live objects only), the one `show` reads first.
+/// Returns the sources that delivered `session` (live objects only), the one `show` reads
+/// first: the source of the version in a compacted file, else by [`SOURCE_PREFERENCE`].
 pub(crate) fn session_sources(
     live: &BTreeMap<String, ObjectEntry>,
     session: &str,
 ) -> Vec<SessionSource> {
-    SOURCE_PREFERENCE
-        .into_iter()
-        .filter(|source| live.keys().any(|path| paths::is_session_object(path, session, *source)))
-        .collect()
+    let in_compacted = live.values().any(|entry| {
+        entry.kind == ObjectKind::Commands
+            && paths::is_compacted(&entry.path)
+            && entry.sessions.iter().any(|id| id == session)
+    });
+    let compacted =
+        in_compacted.then(|| manifest::compacted_version_source(live.values(), session)).flatten();
+    let mut sources: Vec<SessionSource> = compacted.into_iter().collect();
+    sources.extend(SOURCE_PREFERENCE.into_iter().filter(|source| {
+        compacted != Some(*source)
+            && live.keys().any(|path| paths::is_session_object(path, session, *source))
+    }));
+    sources
 }
 
 /// Reads a committed object and checks its size and SHA-256 against the manifest entry.

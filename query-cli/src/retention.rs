@@ -27,10 +27,13 @@ use clap::{Args as ClapArgs, Subcommand};
 use futures::StreamExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
+use sessionlake_indexer::compact::{LakeFiles, Table};
 use sessionlake_indexer::parquet_out;
+use sessionlake_lake::keys::{KeyProvider, Keys};
 use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::signing::ManifestSigner;
 use sessionlake_lake::store::LakeStore;
+use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
@@ -507,7 +510,7 @@ async fn live_holds(
     Ok(holds)
 }
 
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
     format!("{user}@{}", sessionlake_lake::lease::host_name())
 }
@@ -526,6 +529,8 @@ struct LiveSession {
     time: i64,
     objects: Vec<ObjectEntry>,
     superseded: Vec<ObjectEntry>,
+    /// Live compacted files holding its rows (with other sessions' rows): rewritten without it.
+    compacted: Vec<ObjectEntry>,
 }
 
 /// The objects of earlier session versions, by session: removed from the live set by an ingest
@@ -607,13 +612,20 @@ async fn live_sessions(
                 time,
                 objects: Vec::new(),
                 superseded: superseded.get(&session_id).cloned().unwrap_or_default(),
+                compacted: Vec::new(),
             });
             // Delivered by several sources: the earliest time counts.
             session.time = session.time.min(time);
         }
     }
     for entry in live.values() {
-        if let [id] = entry.sessions.as_slice()
+        if paths::is_compacted(&entry.path) {
+            for id in &entry.sessions {
+                if let Some(session) = by_id.get_mut(id) {
+                    session.compacted.push(entry.clone());
+                }
+            }
+        } else if let [id] = entry.sessions.as_slice()
             && let Some(session) = by_id.get_mut(id)
         {
             session.objects.push(entry.clone());
@@ -883,6 +895,9 @@ struct Planned {
     /// Every object that goes, by path.
     #[serde(serialize_with = "paths_of")]
     remove: Vec<ObjectEntry>,
+    /// Compacted files to rewrite without the session (whole-session expiry only).
+    #[serde(skip)]
+    rewrite: Vec<ObjectEntry>,
     /// For an access file rewritten: the events it keeps.
     #[serde(skip)]
     keep_events: Option<Vec<String>>,
@@ -916,6 +931,7 @@ impl Planned {
             held_by: None,
             events_held_by: None,
             keep_events: None,
+            rewrite: Vec::new(),
         }
     }
 
@@ -950,7 +966,9 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
             .filter(|entry| expires == Expiry::Session || entry.kind == ObjectKind::Raw)
             .cloned()
             .collect();
-        if remove.is_empty() {
+        let rewrite =
+            if expires == Expiry::Session { session.compacted.clone() } else { Vec::new() };
+        if remove.is_empty() && rewrite.is_empty() {
             // The original went earlier; the rows are not due yet.
             continue;
         }
@@ -967,7 +985,7 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
             keep_days: keep.days_from(session.time),
             principal: session.subject.principal.clone(),
             target: session.subject.target.clone(),
-            objects: remove.len(),
+            objects: remove.len() + rewrite.len(),
             bytes: remove.iter().map(|entry| entry.size).sum(),
             events_removed: None,
             events_total: None,
@@ -976,6 +994,7 @@ fn plan(policy: &Policy, sessions: &[LiveSession], holds: &[ActiveHold], now: i6
             events_held_by: None,
             remove,
             keep_events: None,
+            rewrite,
         });
     }
     planned
@@ -1115,26 +1134,145 @@ fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-struct Lake {
-    store: LakeStore,
-    keys: sessionlake_lake::keys::Keys,
+/// A lake opened by a one-shot writer job (retention, hold, shred, compact): its chain, its live
+/// set, the keys that open files, and the signer of its commits.
+pub(crate) struct Lake {
+    pub(crate) store: LakeStore,
+    pub(crate) keys: Keys,
+    /// The local keyring, when there is one: it wraps new data keys unless a KMS key does.
+    keyring: Option<std::sync::Arc<sessionlake_lake::keys::LocalKeyring>>,
     /// Signs the commits: the keyring's key, or the KMS key of `--signing-key`.
     signer: Box<dyn ManifestSigner>,
-    chain: Vec<ChainLink>,
-    live: BTreeMap<String, ObjectEntry>,
+    pub(crate) chain: Vec<ChainLink>,
+    pub(crate) live: BTreeMap<String, ObjectEntry>,
 }
 
 impl Lake {
-    async fn open(cli: &Cli, signing_key: Option<&str>, command: &str) -> anyhow::Result<Lake> {
+    /// Opens the lake for `command`, its commits signed by the KMS key `signing_key` or else
+    /// the keyring's key.
+    pub(crate) async fn open(
+        cli: &Cli,
+        signing_key: Option<&str>,
+        command: &str,
+    ) -> anyhow::Result<Lake> {
         let keyring = crate::open_keyring_if_present(cli)?.map(std::sync::Arc::new);
         let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
-        let signer = crate::signer(cli, signing_key, keyring, command).await?;
-        let mut lake = Lake { store, keys, signer, chain: Vec::new(), live: BTreeMap::new() };
+        let signer = crate::signer(cli, signing_key, keyring.clone(), command).await?;
+        let mut lake =
+            Lake { store, keys, keyring, signer, chain: Vec::new(), live: BTreeMap::new() };
         lake.reload().await?;
         Ok(lake)
     }
 
-    async fn reload(&mut self) -> anyhow::Result<()> {
+    /// The keyring as the provider of new data keys; an error names the missing keyring.
+    pub(crate) fn keyring_provider(&self) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+        match &self.keyring {
+            Some(keyring) => Ok(keyring.clone()),
+            None => anyhow::bail!(
+                "new data keys are wrapped by the keyring or a KMS key, and there is no keyring: \
+                 give --keyring or a KMS key"
+            ),
+        }
+    }
+
+    /// Rewrites each compacted file of `files` without the sessions of `gone` (each file under
+    /// a fresh data key from the provider that wrapped its current one); returns the new files'
+    /// entries (a file left with no row has none). Nothing is committed: on error, what was
+    /// written is deleted again.
+    pub(crate) async fn rewrite_without(
+        &self,
+        files: &[ObjectEntry],
+        gone: &BTreeSet<String>,
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
+        let mut unique: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
+        for entry in files {
+            unique.insert(&entry.path, entry);
+        }
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lake_id = crate::lake_id(&self.store, &self.live).await?.unwrap_or_default();
+        let mut written: Vec<ObjectEntry> = Vec::new();
+        for entry in unique.into_values() {
+            let result = self.rewrite_one(entry, gone, &lake_id).await;
+            match result {
+                Ok(Some(new)) => written.push(new),
+                Ok(None) => {}
+                Err(error) => {
+                    self.discard(&written).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    async fn rewrite_one(
+        &self,
+        entry: &ObjectEntry,
+        gone: &BTreeSet<String>,
+        lake_id: &str,
+    ) -> anyhow::Result<Option<ObjectEntry>> {
+        let (Some(table), true, Some(dt)) =
+            (Table::of(entry.kind), paths::is_compacted(&entry.path), paths::dt_of(&entry.path))
+        else {
+            anyhow::bail!("{} is not a compacted commands or sessions file", entry.path);
+        };
+        let without: BTreeSet<String> =
+            entry.sessions.iter().filter(|id| gone.contains(*id)).cloned().collect();
+        let provider = self.provider_like(entry.key.as_ref())?;
+        let files = LakeFiles {
+            store: &self.store,
+            keys: &self.keys,
+            provider: provider.as_ref(),
+            lake_id,
+        };
+        Ok(files.write_compacted(table, dt, std::slice::from_ref(entry), &without).await?)
+    }
+
+    /// Returns the provider to wrap a new data key with: the one that wrapped `current` (the
+    /// same KMS key), else the keyring.
+    pub(crate) fn provider_like(
+        &self,
+        current: Option<&WrappedKey>,
+    ) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+        match current {
+            Some(wrapped) if wrapped.provider == sessionlake_lake::keys::PROVIDER_KMS => {
+                Ok(std::sync::Arc::new(self.keys.kms_provider(&wrapped.key_id)?))
+            }
+            _ => self.keyring_provider(),
+        }
+    }
+
+    /// Deletes objects written for a commit that was not made (best effort: `verify` names
+    /// any that stay).
+    pub(crate) async fn discard(&self, entries: &[ObjectEntry]) {
+        for entry in entries {
+            if let Err(error) = self.store.delete(&entry.path).await {
+                tracing::warn!(object = %entry.path, %error, "uncommitted object not deleted");
+            }
+        }
+    }
+
+    /// Returns the compacted files that once held any of `sessions` and are no longer live,
+    /// as committed: a shred or an expiry deletes them too (a compacted file's key is not
+    /// under a session key, so only deleting it removes the session's rows).
+    fn stale_compacted(&self, sessions: &BTreeSet<String>) -> Vec<ObjectEntry> {
+        let mut stale: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
+        for link in &self.chain {
+            for entry in &link.manifest.body.added {
+                if paths::is_compacted(&entry.path)
+                    && !self.live.contains_key(&entry.path)
+                    && entry.sessions.iter().any(|id| sessions.contains(id))
+                {
+                    stale.insert(&entry.path, entry);
+                }
+            }
+        }
+        stale.into_values().cloned().collect()
+    }
+
+    pub(crate) async fn reload(&mut self) -> anyhow::Result<()> {
         self.chain = manifest::read_chain(&self.store)
             .await
             .with_context(|| format!("failed to read the manifest of {}", self.store.location()))?;
@@ -1142,11 +1280,11 @@ impl Lake {
         Ok(())
     }
 
-    fn head(&self) -> Option<u64> {
+    pub(crate) fn head(&self) -> Option<u64> {
         self.chain.last().map(|link| link.manifest.body.sequence)
     }
 
-    async fn commit(
+    pub(crate) async fn commit(
         &self,
         action: CommitAction,
         reason: String,
@@ -1165,15 +1303,18 @@ impl Lake {
         .await
     }
 
-    /// Deletes objects that retention or shred commits removed but that are still stored (an
-    /// interrupted run), session key records first. One listing per folder they are in, not a
+    /// Deletes objects that retention, shred or compaction commits removed but that are still
+    /// stored (an interrupted run), session key records first. One listing per folder they are in, not a
     /// request per object ever removed.
-    async fn sweep(&self) -> anyhow::Result<usize> {
+    pub(crate) async fn sweep(&self) -> anyhow::Result<usize> {
         let removed: BTreeMap<&str, &ObjectEntry> = self
             .chain
             .iter()
             .filter(|link| {
-                matches!(link.manifest.body.action, CommitAction::Retention | CommitAction::Shred)
+                matches!(
+                    link.manifest.body.action,
+                    CommitAction::Retention | CommitAction::Shred | CommitAction::Compact
+                )
             })
             .flat_map(|link| &link.manifest.body.removed)
             .filter(|entry| !self.live.contains_key(&entry.path))
@@ -1332,7 +1473,7 @@ fn noted(line: &Planned) -> impl Iterator<Item = ObjectEntry> + '_ {
 
 /// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
 /// counting on a spinner when stderr is a terminal.
-async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
+pub(crate) async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
     let progress = crate::progress::Progress::counting(true, "deleting", "objects");
     let (keys, rest): (Vec<_>, Vec<_>) =
         entries.into_iter().partition(|entry| entry.kind == ObjectKind::SessionKey);
@@ -1395,8 +1536,34 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         {
             anyhow::bail!("nothing changed");
         }
-        let added = lake.write_rewrites(&due).await?;
-        let removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
+        let added_access = lake.write_rewrites(&due).await?;
+        let mut removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
+        // Compacted files holding expired sessions are rewritten without them in the same
+        // commit; the old files (and older ones that held them) are deleted after it.
+        let expired: BTreeSet<String> = due
+            .iter()
+            .filter(|p| p.expires == Expiry::Session)
+            .map(|p| p.session_id.clone())
+            .collect();
+        let compacted: Vec<ObjectEntry> =
+            due.iter().flat_map(|p| p.rewrite.iter().cloned()).collect();
+        let mut added = match lake.rewrite_without(&compacted, &expired).await {
+            Ok(added) => added,
+            Err(error) => {
+                lake.discard(&added_access).await;
+                return Err(error);
+            }
+        };
+        added.extend(added_access);
+        let mut seen = BTreeSet::new();
+        removed.extend(compacted.into_iter().filter(|entry| seen.insert(entry.path.clone())).map(
+            |entry| {
+                let gone = entry.sessions.iter().filter(|id| expired.contains(*id)).count();
+                let note = format!("rewrite: without {gone} expired sessions");
+                ObjectEntry { note: Some(note), ..entry }
+            },
+        ));
+        let stale = lake.stale_compacted(&expired);
         let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
         let reason = format!(
             "retention policy {} (sha256 {}) as of {} by {}: {} sessions expired, {} originals \
@@ -1416,6 +1583,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         match lake.commit(CommitAction::Retention, reason, added.clone(), removed.clone()).await {
             Ok(link) => {
                 delete_all(&lake.store, removed).await?;
+                delete_stored(&lake.store, stale).await?;
                 if args.json {
                     report_plan(&planned, true, Some(link.manifest.body.sequence))?;
                 } else {
@@ -1442,6 +1610,16 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             }
         }
     }
+}
+
+/// Deletes those of `entries` that are still stored (files no commit keeps live).
+async fn delete_stored(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
+    for entry in entries {
+        if store.exists(&entry.path).await? {
+            store.delete(&entry.path).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints the plan: a line (or JSON record) per session or object, totals by partition, and a
@@ -1691,12 +1869,21 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
         let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
         let holds = live_holds(&lake.store, &lake.live).await?;
         let session = sessions.iter().find(|s| s.session_id == args.session);
+        let is_compacted = |entry: &ObjectEntry| paths::is_compacted(&entry.path);
         let live: Vec<ObjectEntry> = lake
             .live
             .values()
             .filter(|entry| {
-                entry.sessions == [args.session.clone()] && entry.kind != ObjectKind::Hold
+                entry.sessions == [args.session.clone()]
+                    && entry.kind != ObjectKind::Hold
+                    && !is_compacted(entry)
             })
+            .cloned()
+            .collect();
+        let compacted: Vec<ObjectEntry> = lake
+            .live
+            .values()
+            .filter(|entry| is_compacted(entry) && entry.sessions.contains(&args.session))
             .cloned()
             .collect();
         let subject = session.map(|s| s.subject.clone()).unwrap_or_default();
@@ -1740,14 +1927,28 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
                 removed.push(committed.cloned().unwrap_or_else(|| entry.clone()));
             }
         }
+        let gone = BTreeSet::from([args.session.clone()]);
+        // Its rows leave the compacted files that hold them (rewritten without it), and its
+        // events the access files, in the same commit; every compacted file that ever held
+        // them is deleted after it.
+        let mut added = lake.rewrite_without(&compacted, &gone).await?;
+        let rewritten_compacted = added.len();
+        removed.extend(compacted);
+        let stale = lake.stale_compacted(&gone);
         let due: Vec<&Planned> = access.iter().collect();
-        let added = lake.write_rewrites(&due).await?;
+        match lake.write_rewrites(&due).await {
+            Ok(written) => added.extend(written),
+            Err(error) => {
+                lake.discard(&added).await;
+                return Err(error);
+            }
+        }
         removed.extend(access.iter().flat_map(noted));
         let link =
             match lake.commit(CommitAction::Shred, reason, added.clone(), removed.clone()).await {
                 Ok(link) => link,
                 Err(error) => {
-                    delete_all(&lake.store, added).await?;
+                    lake.discard(&added).await;
                     if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
                         && attempt < MAX_ATTEMPTS
                     {
@@ -1757,6 +1958,8 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
                     return Err(error.into());
                 }
             };
+        delete_stored(&lake.store, stale).await?;
+        let added_access = added.len() - rewritten_compacted;
         delete_all(&lake.store, removed.clone()).await?;
         let sequence = link.manifest.body.sequence;
         report_change(
@@ -1766,15 +1969,16 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
                 "session": args.session,
                 "reason": args.reason,
                 "objects": removed.len(),
-                "access_rewritten": added.len(),
+                "access_rewritten": added_access,
+                "compacted_rewritten": rewritten_compacted,
                 "manifest": sequence,
             }),
             &format!(
                 "shredded {}: its session keys are destroyed, {} objects removed, {} access \
-                 files rewritten (manifest {sequence})",
+                 files and {rewritten_compacted} compacted files rewritten (manifest {sequence})",
                 args.session,
                 removed.len(),
-                added.len()
+                added_access
             ),
         )?;
         return Ok(Outcome::Matched);

@@ -728,15 +728,19 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             named_untrusted.entry(entry.path.as_str()).or_insert(index);
         }
     }
-    // An object a retention or shred commit removed must be gone (for a session key record:
-    // else the session is not shredded). Objects other commits removed (a replaced version)
+    // An object a retention, shred or compaction commit removed must be gone (for a session
+    // key record: else the session is not shredded; for a compacted file a retention rewrote:
+    // else the expired rows are still stored). Objects other commits removed (a replaced version)
     // may stay until deleted.
     let mut must_be_gone: BTreeMap<&str, &ChainLink> = BTreeMap::new();
     for link in &trusted {
         for entry in &link.manifest.body.added {
             must_be_gone.remove(entry.path.as_str());
         }
-        if matches!(link.manifest.body.action, CommitAction::Retention | CommitAction::Shred) {
+        if matches!(
+            link.manifest.body.action,
+            CommitAction::Retention | CommitAction::Shred | CommitAction::Compact
+        ) {
             for entry in &link.manifest.body.removed {
                 must_be_gone.insert(entry.path.as_str(), link);
             }
@@ -758,7 +762,8 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
                 "not-deleted",
                 path,
                 format!(
-                    "removed by {} ({:?}) but still stored: re-run the retention apply or shred",
+                    "removed by {} ({:?}) but still stored: re-run the retention apply, shred or \
+                     compact",
                     link.path, link.manifest.body.action
                 ),
             ));

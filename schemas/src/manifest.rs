@@ -55,6 +55,9 @@ pub enum CommitAction {
     Shred,
     /// Data keys re-wrapped under a new provider key.
     Rekey,
+    /// Per-session `commands` and `sessions` files merged into compacted files
+    /// (`sessionlake compact`); the files it removes are deleted after the commit.
+    Compact,
 }
 
 /// What an object in the lake is.
@@ -101,6 +104,36 @@ pub struct ObjectEntry {
     /// A short reason, for quarantined input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// Returns the source of the version of `session_id` whose rows live in compacted files
+/// (`sessionlake compact`), given the live objects: the version of a live session key record
+/// (or, in a lake without them, raw object) of the session whose own `commands` file is not
+/// live. Compaction moves only a version's `commands` and `sessions` rows; its original and its
+/// key record stay its own, so they name it. `None` when no such version is live.
+pub fn compacted_version_source<'a>(
+    live: impl IntoIterator<Item = &'a ObjectEntry>,
+    session_id: &str,
+) -> Option<crate::SessionSource> {
+    use std::collections::BTreeSet;
+    let mut own_commands: BTreeSet<(crate::SessionSource, &str)> = BTreeSet::new();
+    let mut versions: Vec<(crate::SessionSource, &str)> = Vec::new();
+    for entry in live {
+        let Some((id, source, version)) = crate::paths::session_version(&entry.path) else {
+            continue;
+        };
+        if id != session_id {
+            continue;
+        }
+        match entry.kind {
+            ObjectKind::Commands => {
+                own_commands.insert((source, version));
+            }
+            ObjectKind::SessionKey | ObjectKind::Raw => versions.push((source, version)),
+            _ => {}
+        }
+    }
+    versions.into_iter().find(|version| !own_commands.contains(version)).map(|(source, _)| source)
 }
 
 /// The signed part of a manifest.

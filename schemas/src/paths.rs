@@ -4,6 +4,8 @@
 //! raw/dt=YYYY-MM-DD/<session-id>.<source>.<version>.zst.sle   original transcript: zstd, then AEAD
 //! commands/dt=YYYY-MM-DD/<session-id>.<source>.<version>.parquet  one row per command
 //! sessions/dt=YYYY-MM-DD/<session-id>.<source>.<version>.parquet  one row per session
+//! commands/dt=YYYY-MM-DD/compact-<version>.parquet  compacted: one version each of many sessions
+//! sessions/dt=YYYY-MM-DD/compact-<version>.parquet  compacted: one version each of many sessions
 //! access/dt=YYYY-MM-DD/<trail-file-id>.<version>.parquet  one row per CloudTrail access event
 //! quarantine/<source>/<object-id>.sle                input that could not be parsed, encrypted
 //! manifest/<sequence>.json                           the signed commit chain
@@ -79,14 +81,42 @@ pub fn session_stem(session_id: &str, source: SessionSource, version: &str) -> S
 /// Session ids may contain `.`, so the name is read from the right: `<id>.<source>.<version>`
 /// then the extension.
 pub fn is_session_object(path: &str, session_id: &str, source: SessionSource) -> bool {
+    session_version(path).is_some_and(|(id, found, _)| id == session_id && found == source)
+}
+
+/// Start of the name of a compacted `commands` or `sessions` file (`sessionlake compact`).
+pub const COMPACTED_PREFIX: &str = "compact-";
+
+/// Returns the lake path of a compacted `commands` or `sessions` file (`table` is
+/// [`COMMANDS_DIR`] or [`SESSIONS_DIR`]): the rows of one version each of many sessions of day
+/// `dt`. The name has no `.` before its extension, so it is never mistaken for one session's
+/// object ([`is_session_object`]).
+pub fn compacted_object(table: &str, dt: &str, version: &str) -> String {
+    format!("{table}/dt={dt}/{COMPACTED_PREFIX}{version}.parquet")
+}
+
+/// Returns whether `path` is a compacted file.
+pub fn is_compacted(path: &str) -> bool {
+    compacted_version(path).is_some()
+}
+
+/// Returns the version in a compacted file's name, or `None` when `path` is not one.
+pub fn compacted_version(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    let version = name.strip_prefix(COMPACTED_PREFIX)?.strip_suffix(".parquet")?;
+    (!version.is_empty() && version.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(version)
+}
+
+/// Returns the session, source and version of an object of one session version
+/// (`<id>.<source>.<version>` and an extension), or `None` for any other path.
+pub fn session_version(path: &str) -> Option<(&str, SessionSource, &str)> {
     let name = path.rsplit('/').next().unwrap_or_default();
     let extensions = [".zst.sle", ".parquet", SESSION_KEY_EXTENSION];
-    let Some(stem) = extensions.iter().find_map(|ext| name.strip_suffix(ext)) else {
-        return false;
-    };
-    let Some((rest, _version)) = stem.rsplit_once('.') else { return false };
-    let Some((id, found_source)) = rest.rsplit_once('.') else { return false };
-    id == session_id && found_source == source.as_str()
+    let stem = extensions.iter().find_map(|ext| name.strip_suffix(ext))?;
+    let (rest, version) = stem.rsplit_once('.')?;
+    let (id, found_source) = rest.rsplit_once('.')?;
+    let source = SessionSource::ALL.into_iter().find(|source| source.as_str() == found_source)?;
+    Some((id, source, version))
 }
 
 /// Returns the lake path of a `commands` file.
@@ -202,6 +232,30 @@ mod tests {
         assert!(!is_access_object_of(&path, "ab1"));
         assert!(!is_access_object_of("commands/dt=2026-03-14/ab12.v1.parquet", "ab12"));
         assert_eq!(dt_of(&path), Some("2026-03-14"));
+    }
+
+    #[test]
+    fn test_compacted_objects_are_no_session_object() {
+        let path = compacted_object(COMMANDS_DIR, "2026-03-14", "18f3a2b4c5d6e7f8");
+        assert_eq!(path, "commands/dt=2026-03-14/compact-18f3a2b4c5d6e7f8.parquet");
+        assert!(is_compacted(&path));
+        assert_eq!(session_version(&path), None);
+        for source in SessionSource::ALL {
+            assert!(!is_session_object(&path, "compact", source), "{path}");
+        }
+        assert_eq!(dt_of(&path), Some("2026-03-14"));
+        for path in [
+            "commands/dt=2026-03-14/a.s3.v1.parquet",
+            "commands/dt=2026-03-14/compact-.parquet",
+            "commands/dt=2026-03-14/compact-v.1.parquet",
+            "commands/dt=2026-03-14/compact-s3-v1.parquet",
+        ] {
+            assert!(!is_compacted(path), "{path}");
+        }
+        let own = commands_object("2026-03-14", &session_stem("a.b", SessionSource::S3, "v1"));
+        assert_eq!(session_version(&own), Some(("a.b", SessionSource::S3, "v1")));
+        let key = session_key_object(&session_stem("a", SessionSource::Local, "v2"));
+        assert_eq!(session_version(&key), Some(("a", SessionSource::Local, "v2")));
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Confidence {
 }
 
 /// Which SSM delivery a session came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionSource {
     /// An S3 object written by the agent at session end.

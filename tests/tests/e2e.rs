@@ -7,6 +7,7 @@ use std::path::Path;
 
 mod access;
 mod bench;
+mod compact;
 mod custody;
 mod export;
 mod keys;

@@ -56,6 +56,8 @@ fn test_no_plaintext_command_output_or_key_at_rest_or_in_logs() {
     let work = tempfile::tempdir().expect("tempdir");
     let session = "canary-0a1b2c3d4e5f60718";
     let (source, _) = canary_source(work.path(), session);
+    // A second session of the same day, so that compaction has two to merge.
+    canary_source(work.path(), "canary-0a1b2c3d4e5f60719");
     // The pipeline's temporary files go here, to be scanned too.
     let temp = work.path().join("tmp");
     std::fs::create_dir_all(&temp).expect("mkdir");
@@ -65,7 +67,14 @@ fn test_no_plaintext_command_output_or_key_at_rest_or_in_logs() {
         .args(["--lake", "lake", "--keyring", "keyring.json", "--log", "trace", "--local"])
         .arg(&source));
     assert_eq!(ingested.code, 0, "{}", ingested.stderr);
-    assert!(ingested.stdout.contains("ingested 1 sessions"), "{}", ingested.stdout);
+    assert!(ingested.stdout.contains("ingested 2 sessions"), "{}", ingested.stdout);
+    // Compaction decrypts both sessions' rows and writes them again: in memory only.
+    let compacted = run(cli(work.path(), false)
+        .env("TMPDIR", &temp)
+        .env("SESSIONLAKE_LOG", "trace")
+        .args(["compact", "--min-age", "0s"]));
+    assert_eq!(compacted.code, 0, "{}", compacted.stderr);
+    assert!(compacted.stderr.contains("into 2 files"), "{}", compacted.stderr);
 
     // The canaries were ingested: the command is found, its output shown.
     let shown = run(cli(work.path(), false).args(["show", session, "--json"]));
@@ -90,9 +99,15 @@ fn test_no_plaintext_command_output_or_key_at_rest_or_in_logs() {
         }
     }
     assert!(scanned >= 6, "only {scanned} files written?");
-    for (name, log) in [("stdout", &ingested.stdout), ("stderr", &ingested.stderr)] {
+    let logs = [
+        ("ingest stdout", &ingested.stdout),
+        ("ingest stderr", &ingested.stderr),
+        ("compact stdout", &compacted.stdout),
+        ("compact stderr", &compacted.stderr),
+    ];
+    for (name, log) in logs {
         for secret in [CANARY_COMMAND, CANARY_OUTPUT, &master, &signing] {
-            assert!(!log.contains(secret), "{secret:?} in the ingest's {name}");
+            assert!(!log.contains(secret), "{secret:?} in the {name}");
         }
     }
     assert!(ingested.stderr.len() > 200, "trace logging wrote almost nothing");

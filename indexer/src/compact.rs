@@ -1,0 +1,488 @@
+//! Compacted `commands` and `sessions` files: the one primitive every writer that merges or
+//! removes session rows uses (`sessionlake compact`, retention, shred, ingest replacing a
+//! version).
+//!
+//! [`merge`] reads the rows of several files of one table (decrypting a `commands` file with
+//! its data key, in memory), drops the sessions asked, sorts the rest by (session_id, seq) and
+//! writes them as one file with the lake's layout: row groups of [`COMPACTED_ROW_GROUP_ROWS`]
+//! rows, so a one-session lookup reads one row group (statistics and the bloom filter on
+//! `session_id` prune the others), page index, zstd 3, the sensitive columns encrypted under a
+//! fresh data key. [`LakeFiles::write_compacted`] is the same over the lake: it reads committed
+//! objects (hash-checked), unwraps their keys, takes a fresh data key from the lake's provider
+//! (bound to the lake, the file and the role, like an `access` file's), and stores the result
+//! under a new compacted name ([`paths::compacted_object`]); rewriting a file without some
+//! sessions is a merge of that one file.
+//!
+//! Nothing decrypted is written anywhere but into the new file's encrypted columns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray as _;
+use arrow_array::{Array as _, ArrayRef, BooleanArray, RecordBatch};
+use arrow_ord::sort::{SortColumn, lexsort_to_indices};
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::encryption::decrypt::FileDecryptionProperties;
+use parquet::file::metadata::SortingColumn;
+use sessionlake_lake::DataKey;
+use sessionlake_lake::keys::{KeyProvider, Keys};
+use sessionlake_lake::store::LakeStore;
+use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
+
+use crate::parquet_out::{BLOOM_FILTER_COLUMNS, encryption, properties};
+
+/// Rows per row group of a compacted file. Sorted by session, a session of a few hundred
+/// commands sits in one row group; smaller groups make a lookup decrypt and decompress less,
+/// larger ones make the footer smaller (BENCHMARKS.md, "Compaction").
+pub const COMPACTED_ROW_GROUP_ROWS: usize = 16 * 1024;
+
+/// Rows per data page of a compacted file at most: sorted by session, the page index lets a
+/// lookup skip the pages of other sessions within its row group.
+pub const COMPACTED_PAGE_ROWS: usize = 1024;
+
+/// Returns `properties` with the page size of a compacted file.
+pub(crate) fn compacted_properties(
+    properties: parquet::file::properties::WriterProperties,
+) -> parquet::file::properties::WriterProperties {
+    properties.into_builder().set_data_page_row_count_limit(COMPACTED_PAGE_ROWS).build()
+}
+
+/// Stored bytes of input merged into one compacted file at most (the whole input is decrypted
+/// in memory while it is merged; a partition with more becomes several files).
+pub const MAX_COMPACTED_INPUT_BYTES: u64 = 128 * 1024 * 1024;
+
+/// The table a compacted file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `commands`: one row per command, sensitive columns encrypted.
+    Commands,
+    /// `sessions`: one row per session version, no encrypted column.
+    Sessions,
+}
+
+impl Table {
+    /// Returns the table of a manifest entry's kind.
+    pub fn of(kind: ObjectKind) -> Option<Table> {
+        match kind {
+            ObjectKind::Commands => Some(Table::Commands),
+            ObjectKind::Sessions => Some(Table::Sessions),
+            _ => None,
+        }
+    }
+
+    /// Returns the manifest kind of the table's files.
+    pub fn kind(self) -> ObjectKind {
+        match self {
+            Table::Commands => ObjectKind::Commands,
+            Table::Sessions => ObjectKind::Sessions,
+        }
+    }
+
+    /// Returns the table's folder.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Commands => paths::COMMANDS_DIR,
+            Table::Sessions => paths::SESSIONS_DIR,
+        }
+    }
+
+    fn schema(self) -> SchemaRef {
+        match self {
+            Table::Commands => commands_schema(),
+            Table::Sessions => sessions_schema(),
+        }
+    }
+
+    /// Columns the rows are sorted by.
+    fn sort_columns(self) -> &'static [&'static str] {
+        match self {
+            Table::Commands => &[columns::SESSION_ID, columns::SEQ],
+            Table::Sessions => &[columns::SESSION_ID, columns::STARTED_AT],
+        }
+    }
+}
+
+/// A failure to merge, naming the object and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to compact {object}: {reason}")]
+pub struct CompactError {
+    object: String,
+    reason: String,
+}
+
+impl CompactError {
+    fn new(object: &str, reason: impl std::fmt::Display) -> CompactError {
+        CompactError { object: object.to_string(), reason: reason.to_string() }
+    }
+}
+
+/// One file to merge: its name (for errors), its stored bytes, and for a `commands` file its
+/// data key.
+pub struct Input {
+    /// Lake path.
+    pub object: String,
+    /// Stored bytes.
+    pub bytes: Bytes,
+    /// Data key of the encrypted columns (`commands` files).
+    pub key: Option<DataKey>,
+}
+
+/// A merged file.
+#[derive(Debug)]
+pub struct Merged {
+    /// The Parquet bytes.
+    pub bytes: Vec<u8>,
+    /// The sessions it holds rows of, sorted.
+    pub sessions: Vec<String>,
+    /// Rows.
+    pub rows: usize,
+}
+
+/// Merges the rows of `inputs` (all of `table`) except those of the sessions `without` names into
+/// one file, sorted by session; a `commands` file's sensitive columns are encrypted under `key`
+/// with `key_metadata` (the wrapped key) in the footer. Returns `None` when no row is left.
+pub fn merge(
+    table: Table,
+    inputs: Vec<Input>,
+    without: &BTreeSet<String>,
+    key: Option<(&DataKey, Vec<u8>)>,
+    out_name: &str,
+) -> Result<Option<Merged>, CompactError> {
+    let schema = table.schema();
+    let mut kept = Vec::new();
+    for input in inputs {
+        kept.extend(read_rows(table, &schema, input, without)?);
+    }
+    let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
+        return Ok(None);
+    }
+    let fail = |reason: &dyn std::fmt::Display| CompactError::new(out_name, reason);
+    let all = arrow_select::concat::concat_batches(&schema, &kept).map_err(|e| fail(&e))?;
+    drop(kept);
+    let sort: Vec<SortColumn> = table
+        .sort_columns()
+        .iter()
+        .map(|name| {
+            let values =
+                all.column_by_name(name).cloned().ok_or_else(|| fail(&"column missing"))?;
+            Ok(SortColumn { values, options: None })
+        })
+        .collect::<Result<_, CompactError>>()?;
+    let order = lexsort_to_indices(&sort, None).map_err(|e| fail(&e))?;
+    let sorted = arrow_select::take::take_record_batch(&all, &order).map_err(|e| fail(&e))?;
+    drop(all);
+    let sessions = session_ids(&sorted).map_err(|e| fail(&e))?;
+    let encryption = match (table, key) {
+        (Table::Commands, Some((key, metadata))) => {
+            Some(encryption(key, metadata, &ENCRYPTED_COLUMNS).map_err(|e| fail(&e))?)
+        }
+        (Table::Commands, None) => return Err(fail(&"a commands file needs a data key")),
+        (Table::Sessions, _) => None,
+    };
+    let sorting = table
+        .sort_columns()
+        .iter()
+        .map(|name| SortingColumn {
+            column_idx: schema.index_of(name).map_or(0, |index| index as i32),
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    let properties = compacted_properties(properties(
+        sorting,
+        &BLOOM_FILTER_COLUMNS,
+        encryption,
+        COMPACTED_ROW_GROUP_ROWS,
+    ));
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties))
+        .map_err(|e| fail(&e))?;
+    writer.write(&sorted).map_err(|e| fail(&e))?;
+    writer.close().map_err(|e| fail(&e))?;
+    Ok(Some(Merged { bytes, sessions, rows }))
+}
+
+/// Reads the rows of one input that `without` does not name, in the table's schema.
+fn read_rows(
+    table: Table,
+    schema: &SchemaRef,
+    input: Input,
+    without: &BTreeSet<String>,
+) -> Result<Vec<RecordBatch>, CompactError> {
+    let object = input.object.as_str();
+    let fail = |reason: &dyn std::fmt::Display| CompactError::new(object, reason);
+    let mut options = ArrowReaderOptions::new();
+    if table == Table::Commands {
+        let Some(key) = &input.key else {
+            return Err(fail(&"no data key to open it with"));
+        };
+        let secret = key.expose().to_vec();
+        let decryption = FileDecryptionProperties::builder(secret.clone())
+            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])
+            .and_then(|builder| builder.build())
+            .map_err(|e| fail(&e))?;
+        options = options.with_file_decryption_properties(decryption);
+    }
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(input.bytes, options)
+        .map_err(|e| fail(&e))?;
+    sessionlake_schemas::validate_schema(schema, builder.schema())
+        .map_err(|why| fail(&format!("wrong schema: {why}")))?;
+    let reader = builder.build().map_err(|e| fail(&e))?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| fail(&e))?;
+        // The table's columns in the table's order (a file may order them otherwise).
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                batch
+                    .column_by_name(field.name())
+                    .cloned()
+                    .ok_or_else(|| fail(&format!("column {} is missing", field.name())))
+            })
+            .collect::<Result<_, _>>()?;
+        let batch = RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| fail(&e))?;
+        let ids = batch
+            .column_by_name(columns::SESSION_ID)
+            .and_then(|column| column.as_string_opt::<i32>())
+            .ok_or_else(|| fail(&"column session_id is not text"))?;
+        let keep: BooleanArray =
+            ids.iter().map(|id| Some(id.is_some_and(|id| !without.contains(id)))).collect();
+        let kept =
+            arrow_select::filter::filter_record_batch(&batch, &keep).map_err(|e| fail(&e))?;
+        if kept.num_rows() > 0 {
+            batches.push(kept);
+        }
+    }
+    Ok(batches)
+}
+
+/// Returns the distinct session ids of `batch` (sorted by session), in order.
+fn session_ids(batch: &RecordBatch) -> Result<Vec<String>, String> {
+    let ids = batch
+        .column_by_name(columns::SESSION_ID)
+        .and_then(|column| column.as_string_opt::<i32>())
+        .ok_or("column session_id is not text")?;
+    let mut sessions: Vec<String> = Vec::new();
+    for row in 0..ids.len() {
+        if ids.is_null(row) {
+            return Err(format!("row {row} has no session_id"));
+        }
+        let id = ids.value(row);
+        if sessions.last().is_none_or(|last| last != id) {
+            sessions.push(id.to_string());
+        }
+    }
+    Ok(sessions)
+}
+
+/// Returns the encryption context of a data key: the lake, the subject (a session, a trail
+/// file, a compacted file) and the object's role. KMS and the keyring refuse to unwrap the key
+/// under any other.
+pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CONTEXT_LAKE.to_string(), lake_id.to_string()),
+        (CONTEXT_SUBJECT.to_string(), subject.to_string()),
+        (CONTEXT_ROLE.to_string(), role.to_string()),
+    ])
+}
+
+/// Returns a version name unique to one write: the time in µs (hex) and a random suffix.
+pub fn new_version() -> String {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{micros:x}{}", &random[..8])
+}
+
+/// Returns the time (µs) a version name from [`new_version`] was made, if it is one.
+pub fn version_time(version: &str) -> Option<i64> {
+    let digits = version.get(..version.len().checked_sub(8)?)?;
+    i64::from_str_radix(digits, 16).ok()
+}
+
+/// The lake, as the writers of compacted files see it.
+pub struct LakeFiles<'a> {
+    /// Where the files are.
+    pub store: &'a LakeStore,
+    /// Unwraps the data keys of the files read.
+    pub keys: &'a Keys,
+    /// Makes the data key of each file written (KMS or the keyring).
+    pub provider: &'a dyn KeyProvider,
+    /// The lake's id, named in every new key's context.
+    pub lake_id: &'a str,
+}
+
+impl LakeFiles<'_> {
+    /// Merges the committed files `inputs` (all of one table and one `dt`, one version of each
+    /// session), without the sessions `without` names, into one new compacted file; returns its
+    /// manifest entry (every session it holds listed), or `None` when no row is left. The file
+    /// is stored, not committed: the caller commits it (or deletes it).
+    pub async fn write_compacted(
+        &self,
+        table: Table,
+        dt: &str,
+        inputs: &[ObjectEntry],
+        without: &BTreeSet<String>,
+    ) -> Result<Option<ObjectEntry>, CompactError> {
+        let path = paths::compacted_object(table.dir(), dt, &new_version());
+        let mut read = Vec::with_capacity(inputs.len());
+        for entry in inputs {
+            let fail = |reason: &dyn std::fmt::Display| CompactError::new(&entry.path, reason);
+            let bytes = self.store.get_committed(entry).await.map_err(|e| fail(&e))?;
+            let key = match (table, &entry.key) {
+                (Table::Sessions, _) => None,
+                (Table::Commands, Some(wrapped)) => {
+                    Some(self.keys.decrypt(wrapped).await.map_err(|e| fail(&e))?)
+                }
+                (Table::Commands, None) => return Err(fail(&"its manifest entry has no key")),
+            };
+            read.push(Input { object: entry.path.clone(), bytes, key });
+        }
+        let name = path.rsplit('/').next().unwrap_or_default().trim_end_matches(".parquet");
+        let wrapped = match table {
+            Table::Commands => Some(
+                self.provider
+                    .generate_data_key(key_context(self.lake_id, name, ROLE_COMMANDS))
+                    .await
+                    .map_err(|e| CompactError::new(&path, format!("no data key: {e}")))?,
+            ),
+            Table::Sessions => None,
+        };
+        let (key, metadata) = match &wrapped {
+            Some((key, wrapped)) => {
+                let metadata = serde_json::to_vec(wrapped).map_err(|e| {
+                    CompactError::new(&path, format!("key metadata not encoded: {e}"))
+                })?;
+                (Some(key.clone()), Some((metadata, wrapped.clone())))
+            }
+            None => (None, None),
+        };
+        let without = without.clone();
+        let out_name = path.clone();
+        let key_metadata = metadata.as_ref().map(|(bytes, _)| bytes.clone());
+        let merged = tokio::task::spawn_blocking(move || {
+            let key = key.as_ref().zip(key_metadata);
+            merge(table, read, &without, key, &out_name)
+        })
+        .await
+        .map_err(|e| CompactError::new(&path, format!("merge task failed: {e}")))??;
+        let Some(merged) = merged else {
+            return Ok(None);
+        };
+        let stored = self
+            .store
+            .put(&path, Bytes::from(merged.bytes))
+            .await
+            .map_err(|e| CompactError::new(&path, e))?;
+        Ok(Some(ObjectEntry {
+            path: stored.path,
+            size: stored.size,
+            sha256: stored.sha256,
+            kind: table.kind(),
+            sessions: merged.sessions,
+            key: metadata.map(|(_, wrapped)| wrapped),
+            note: None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sessionlake_schemas::{CommandRecord, Confidence, TimeSource};
+
+    use super::*;
+
+    fn record(session: &str, seq: u32, command: &str) -> CommandRecord {
+        CommandRecord {
+            session_id: session.into(),
+            seq,
+            started_at: Some(1_700_000_000_000_000 + i64::from(seq)),
+            time_source: TimeSource::None,
+            principal: Some("arn:aws:iam::111122223333:user/alice".into()),
+            run_as: Some("ssm-user".into()),
+            target: Some("i-0123456789abcdef0".into()),
+            region: None,
+            account: None,
+            cwd: None,
+            prompt: "$ ".into(),
+            command: command.into(),
+            output: String::new(),
+            output_truncated: false,
+            output_bytes: 0,
+            raw_offset: 0,
+            raw_len: 1,
+            redactions: 0,
+            confidence: Confidence::High,
+            parser_version: 1,
+        }
+    }
+
+    fn commands_file(records: &[CommandRecord], key: &DataKey, name: &str) -> Input {
+        let bytes =
+            crate::parquet_out::write_commands(records, key, b"meta".to_vec()).expect("write");
+        Input { object: name.into(), bytes: Bytes::from(bytes), key: Some(key.clone()) }
+    }
+
+    #[test]
+    fn test_merge_sorts_by_session_drops_the_asked_and_encrypts_under_the_new_key() {
+        let (a, b, fresh) = (
+            DataKey::from_slice(&[1u8; 32]).expect("32"),
+            DataKey::from_slice(&[2u8; 32]).expect("32"),
+            DataKey::from_slice(&[3u8; 32]).expect("32"),
+        );
+        let inputs = vec![
+            commands_file(&[record("s-b", 1, "rm -rf /b"), record("s-b", 0, "ls")], &a, "b"),
+            commands_file(&[record("s-a", 0, "cat /etc/shadow")], &b, "a"),
+            commands_file(&[record("s-c", 0, "whoami")], &b, "c"),
+        ];
+        let drop = BTreeSet::from(["s-c".to_string()]);
+        let merged = merge(Table::Commands, inputs, &drop, Some((&fresh, b"m".to_vec())), "out")
+            .expect("merge")
+            .expect("rows");
+        assert_eq!(merged.sessions, ["s-a", "s-b"]);
+        assert_eq!(merged.rows, 3);
+        for text in [&b"rm -rf"[..], b"/etc/shadow", b"whoami"] {
+            assert!(memchr::memmem::find(&merged.bytes, text).is_none(), "{text:?} in plaintext");
+        }
+        let back =
+            Input { object: "out".into(), bytes: Bytes::from(merged.bytes), key: Some(fresh) };
+        let batches =
+            read_rows(Table::Commands, &commands_schema(), back, &BTreeSet::new()).expect("read");
+        let commands: Vec<String> = batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column_by_name(columns::COMMAND).expect("command");
+                let texts = column.as_string::<i32>();
+                texts.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(commands, ["cat /etc/shadow", "ls", "rm -rf /b"]);
+        // Dropping every session leaves nothing to write.
+        let only = vec![commands_file(&[record("s-c", 0, "whoami")], &b, "c")];
+        let none = merge(Table::Commands, only, &drop, Some((&a, Vec::new())), "out");
+        assert!(none.expect("merge").is_none());
+        // A wrong key is an error naming the file, never a panic.
+        let wrong = vec![Input {
+            key: Some(a.clone()),
+            ..commands_file(&[record("x", 0, "y")], &b, "x.parquet")
+        }];
+        let error = merge(Table::Commands, wrong, &BTreeSet::new(), Some((&a, Vec::new())), "o");
+        assert!(error.is_err_and(|e| e.to_string().contains("x.parquet")));
+    }
+
+    #[test]
+    fn test_version_names_carry_their_time() {
+        let version = new_version();
+        let now = chrono::Utc::now().timestamp_micros();
+        let made = version_time(&version).expect("time");
+        assert!((now - made).abs() < 60_000_000, "{version}");
+        assert_eq!(version_time("zz"), None);
+    }
+}
