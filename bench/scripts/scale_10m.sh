@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The 10 M-command scale (BENCHMARKS.md): ingest the `10m` workload once, compact it, then time
+# session-id lookups (cold: the lake's page cache dropped first; warm) and one regex search.
+# Usage: bench/scripts/scale_10m.sh WORKLOAD WORKDIR [RUNS]   (release binaries, the test venv)
+set -euo pipefail
+workload=$1 work=$2 runs=${3:-5}
+bin=${BIN:-target/release}
+python=${PYTHON:-.venv/bin/python}
+rm -rf "$work" && mkdir -p "$work"
+lake=$work/lake keyring=$work/keyring.json
+timed() { /usr/bin/time -f "%e s wall, %U s user, %S s sys, %M KiB peak" "$@"; }
+evict() {
+  "$python" - "$lake" <<'PY'
+import os, sys
+for root, _, files in os.walk(sys.argv[1]):
+    for name in files:
+        fd = os.open(os.path.join(root, name), os.O_RDONLY)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+PY
+}
+echo "== ingest ($(du -sb "$workload" | cut -f1) bytes)"
+timed "$bin/sessionlake-ingest" --local "$workload" --lake "$lake" --keyring "$keyring" --once
+echo "== lake: $(find "$lake" -type f | wc -l) files, $(du -sb "$lake" | cut -f1) bytes"
+cli=("$bin/sessionlake" --lake "$lake" --keyring "$keyring")
+session=$(ls "$workload/s3/ssm-logs" | sed -n 1000p | sed 's/\.log$//')
+lookup() { "${cli[@]}" search --session "$session" --format csv | wc -l; }
+echo "== lookup of $session before compaction (cold, then warm), $runs runs each"
+for i in $(seq "$runs"); do evict; timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
+echo "== compact"
+timed "${cli[@]}" compact --min-age 0s --json
+echo "== lake: $(find "$lake" -type f | wc -l) files, $(du -sb "$lake" | cut -f1) bytes"
+echo "== lookup after compaction: cold, $runs runs"
+for i in $(seq "$runs"); do evict; timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
+echo "== lookup after compaction: warm, $runs runs"
+for i in $(seq "$runs"); do timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
+echo "== who ran X after compaction: cold, 3 runs"
+for i in 1 2 3; do evict; timed bash -c "${cli[*]} search --command 'rm\\s+-rf\\s+/var/tmp/build-' --format csv | wc -l"; done
