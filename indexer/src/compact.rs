@@ -345,7 +345,7 @@ impl LakeFiles<'_> {
             };
             read.push(Input { object: entry.path.clone(), bytes, key });
         }
-        let name = path.rsplit('/').next().unwrap_or_default().trim_end_matches(".parquet");
+        let name = paths::compacted_key_subject(&path).unwrap_or_default();
         let wrapped = match table {
             Table::Commands => Some(
                 self.provider

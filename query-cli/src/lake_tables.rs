@@ -203,12 +203,7 @@ fn encrypted_file(entry: &ObjectEntry) -> Option<EncryptedFile> {
         _ if paths::is_compacted(&entry.path) => (
             &ENCRYPTED_COLUMNS[..],
             ROLE_COMMANDS,
-            entry
-                .path
-                .rsplit('/')
-                .next()
-                .and_then(|name| name.strip_suffix(".parquet"))
-                .map(str::to_string),
+            paths::compacted_key_subject(&entry.path).map(str::to_string),
         ),
         _ => (
             &ENCRYPTED_COLUMNS[..],

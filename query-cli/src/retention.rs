@@ -27,7 +27,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use futures::StreamExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
-use sessionlake_indexer::compact::{LakeFiles, Table};
+use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
 use sessionlake_indexer::parquet_out;
 use sessionlake_lake::keys::{KeyProvider, Keys};
 use sessionlake_lake::manifest::{self, ChainLink};
@@ -788,7 +788,7 @@ fn plan_access(
         let Some((newest, decision)) = due.iter().max_by_key(|(event, _)| event.time).cloned()
         else {
             if let Some(hold) = held {
-                let mut line = Planned::access(&file.entry, Expiry::Access, file.events.len());
+                let mut line = Planned::object(&file.entry, Expiry::Access, file.events.len());
                 line.held_by = Some(hold);
                 planned.push(line);
             }
@@ -800,7 +800,7 @@ fn plan_access(
         } else {
             (Expiry::AccessEvents, Some(kept))
         };
-        let mut line = Planned::access(&file.entry, expires, file.events.len());
+        let mut line = Planned::object(&file.entry, expires, file.events.len());
         line.rule = decision.rule.clone();
         line.age_days = (now - newest.time).div_euclid(DAY_MICROS);
         line.keep_days = decision.commands.days_from(newest.time);
@@ -836,7 +836,7 @@ fn plan_quarantine(
             if now < policy.default.raw.end(time) {
                 continue;
             }
-            let mut line = Planned::access(entry, Expiry::Quarantine, 0);
+            let mut line = Planned::object(entry, Expiry::Quarantine, 0);
             line.rule = policy.default.name.clone();
             line.age_days = (now - time).div_euclid(DAY_MICROS);
             line.keep_days = policy.default.raw.days_from(time);
@@ -912,7 +912,7 @@ fn paths_of<S: serde::Serializer>(
 
 impl Planned {
     /// A line about a single object (an access file, a quarantined input) with `events`.
-    fn access(entry: &ObjectEntry, expires: Expiry, events: usize) -> Planned {
+    fn object(entry: &ObjectEntry, expires: Expiry, events: usize) -> Planned {
         Planned {
             session_id: entry.path.clone(),
             expires,
@@ -1363,9 +1363,12 @@ impl Lake {
         if kept.is_empty() {
             return Ok(None);
         }
-        let (dt, trail_file_id) = access_file_parts(&entry.path)
-            .with_context(|| format!("{object} is not named like an access file"))?;
-        let path = paths::access_object(dt, trail_file_id, &rewrite_version());
+        let (Some(dt), Some(trail_file_id)) =
+            (paths::dt_of(&entry.path), paths::trail_file_id_of(&entry.path))
+        else {
+            anyhow::bail!("{object} is not named like an access file");
+        };
+        let path = paths::access_object(dt, trail_file_id, &new_version());
         let metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let written =
             tokio::task::spawn_blocking(move || parquet_out::write_access(&kept, &key, metadata))
@@ -1395,7 +1398,7 @@ impl Lake {
                     return None;
                 }
                 let expires = if kept.is_empty() { Expiry::Access } else { Expiry::AccessEvents };
-                let mut line = Planned::access(&file.entry, expires, file.events.len());
+                let mut line = Planned::object(&file.entry, expires, file.events.len());
                 line.rule = "shred".to_string();
                 line.events_removed = Some(of_session.len());
                 line.keep_events = (!kept.is_empty())
@@ -1420,7 +1423,7 @@ impl Lake {
                     Ok(Some(written)) => added.push(written),
                     Ok(None) => {}
                     Err(error) => {
-                        delete_all(&self.store, added).await?;
+                        self.discard(&added).await;
                         return Err(error);
                     }
                 }
@@ -1428,23 +1431,6 @@ impl Lake {
         }
         Ok(added)
     }
-}
-
-/// `access/dt=<dt>/<trail file id>.<version>.parquet` → (dt, trail file id).
-fn access_file_parts(path: &str) -> Option<(&str, &str)> {
-    let dt = paths::dt_of(path)?;
-    let name = path.rsplit('/').next()?.strip_suffix(".parquet")?;
-    let (id, _version) = name.rsplit_once('.')?;
-    Some((dt, id))
-}
-
-/// A new object version: time, then randomness (the form ingest's versions take).
-fn rewrite_version() -> String {
-    let micros = chrono::Utc::now().timestamp_micros();
-    let random = sessionlake_lake::store::sha256_hex(
-        format!("{micros}{}{:?}", std::process::id(), std::thread::current().id()).as_bytes(),
-    );
-    format!("{micros:x}{}", &random[..8])
 }
 
 /// Each removed object with a note of why: the line's action, rule and ages.
@@ -1583,7 +1569,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         match lake.commit(CommitAction::Retention, reason, added.clone(), removed.clone()).await {
             Ok(link) => {
                 delete_all(&lake.store, removed).await?;
-                delete_stored(&lake.store, stale).await?;
+                delete_all(&lake.store, stale).await?;
                 if args.json {
                     report_plan(&planned, true, Some(link.manifest.body.sequence))?;
                 } else {
@@ -1598,7 +1584,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                 return Ok(Outcome::Matched);
             }
             Err(error) => {
-                delete_all(&lake.store, added).await?;
+                lake.discard(&added).await;
                 if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
                     && attempt < MAX_ATTEMPTS
                 {
@@ -1610,16 +1596,6 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             }
         }
     }
-}
-
-/// Deletes those of `entries` that are still stored (files no commit keeps live).
-async fn delete_stored(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
-    for entry in entries {
-        if store.exists(&entry.path).await? {
-            store.delete(&entry.path).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Prints the plan: a line (or JSON record) per session or object, totals by partition, and a
@@ -1958,7 +1934,7 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
                     return Err(error.into());
                 }
             };
-        delete_stored(&lake.store, stale).await?;
+        delete_all(&lake.store, stale).await?;
         let added_access = added.len() - rewritten_compacted;
         delete_all(&lake.store, removed.clone()).await?;
         let sequence = link.manifest.body.sequence;

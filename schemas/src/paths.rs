@@ -95,6 +95,13 @@ pub fn compacted_object(table: &str, dt: &str, version: &str) -> String {
     format!("{table}/dt={dt}/{COMPACTED_PREFIX}{version}.parquet")
 }
 
+/// Returns the subject a compacted file's data key is bound to: its file name without the
+/// extension (`compact-<version>`), or `None` when `path` is not a compacted file.
+pub fn compacted_key_subject(path: &str) -> Option<&str> {
+    compacted_version(path)?;
+    path.rsplit('/').next()?.strip_suffix(".parquet")
+}
+
 /// Returns whether `path` is a compacted file.
 pub fn is_compacted(path: &str) -> bool {
     compacted_version(path).is_some()
@@ -244,6 +251,8 @@ mod tests {
             assert!(!is_session_object(&path, "compact", source), "{path}");
         }
         assert_eq!(dt_of(&path), Some("2026-03-14"));
+        assert_eq!(compacted_key_subject(&path), Some("compact-18f3a2b4c5d6e7f8"));
+        assert_eq!(compacted_key_subject("commands/dt=2026-03-14/a.s3.v1.parquet"), None);
         for path in [
             "commands/dt=2026-03-14/a.s3.v1.parquet",
             "commands/dt=2026-03-14/compact-.parquet",
