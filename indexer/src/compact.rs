@@ -381,6 +381,7 @@ impl LakeFiles<'_> {
             .put(&path, Bytes::from(merged.bytes))
             .await
             .map_err(|e| CompactError::new(&path, e))?;
+        let blocks = stored.blocks_for(table.kind());
         Ok(Some(ObjectEntry {
             path: stored.path,
             size: stored.size,
@@ -389,6 +390,7 @@ impl LakeFiles<'_> {
             sessions: merged.sessions,
             key: metadata.map(|(_, wrapped)| wrapped),
             note: None,
+            blocks,
         }))
     }
 }

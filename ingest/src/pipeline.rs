@@ -27,6 +27,7 @@ use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
+use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::{
     ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW, ROLE_SESSION,
@@ -81,6 +82,9 @@ pub struct LakeWriter {
     /// Sequence of the newest manifest this writer knows (`None`: the lake has none): its
     /// commits are made only right after it.
     pub head: Option<u64>,
+    /// The signers whose manifests it trusts (its own, and the keyring's): the live set is
+    /// what they committed.
+    pub pinned: Vec<PinnedSigner>,
 }
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
@@ -88,6 +92,7 @@ pub struct LakeWriter {
 pub use sessionlake_indexer::compact::key_context;
 
 fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> ObjectEntry {
+    let blocks = stored.blocks_for(kind);
     ObjectEntry {
         path: stored.path,
         size: stored.size,
@@ -96,6 +101,7 @@ fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> Objec
         sessions,
         key: None,
         note: None,
+        blocks,
     }
 }
 
@@ -699,9 +705,9 @@ impl LakeWriter {
         conflict: &LakeError,
         planned: &[ObjectEntry],
     ) -> anyhow::Result<Option<ChainLink>> {
-        let chain = manifest::read_chain(&self.store)
-            .await
-            .with_context(|| format!("failed to read the manifest of {}", self.store.location()))?;
+        let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
+        let head = snapshot.file_head();
+        let (chain, live) = snapshot.into_parts();
         let known = self.head;
         let newer: Vec<&ChainLink> = chain
             .iter()
@@ -728,8 +734,8 @@ impl LakeWriter {
             writers: &writers.into_iter().collect::<Vec<_>>().join(","),
         }
         .emit();
-        self.live = manifest::live_objects(&chain);
-        self.head = chain.last().and_then(|link| paths::manifest_sequence(&link.path));
+        self.live = live;
+        self.head = head;
         Ok(ours)
     }
 }
@@ -781,6 +787,7 @@ mod tests {
             lake_id,
             identity,
             head: chain.last().and_then(|link| paths::manifest_sequence(&link.path)),
+            pinned: vec![PinnedSigner::of(&KeyringSigner(Arc::clone(keyring)), "the keyring")],
         }
     }
 
@@ -793,6 +800,7 @@ mod tests {
             sessions: vec![session_id.to_string()],
             key: None,
             note: None,
+            blocks: None,
         };
         Written::Session {
             session_id: session_id.to_string(),

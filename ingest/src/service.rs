@@ -29,6 +29,7 @@ use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
 use sessionlake_lake::manifest::{self, Committer};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
+use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
 use tokio_util::sync::CancellationToken;
@@ -226,19 +227,6 @@ impl Ingestor {
             (None, _) => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
         };
         let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(keys, config.key_cache));
-        let chain = manifest::read_chain(&store)
-            .await
-            .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        if crashed {
-            sweep_uncommitted(&store, &chain).await;
-        }
-        let live = manifest::live_objects(&chain);
-        let head = chain.last().and_then(|link| paths::manifest_sequence(&link.path));
-        let cursors = Cursors::load(&store).await?;
-        let (cloudtrail, access_events) = load_access(&store, &live).await?;
-        let (lake_id, identity) = manifest::lake_identity(&store)
-            .await
-            .with_context(|| format!("failed to read the identity of {}", store.location()))?;
         let signer: Arc<dyn ManifestSigner> = match (&config.signing_key, &sdk_config) {
             (Some(key_id), Some(sdk)) => Arc::new(
                 KmsSigner::connect(aws_sdk_kms::Client::new(sdk), key_id)
@@ -248,6 +236,31 @@ impl Ingestor {
             (Some(key_id), None) => anyhow::bail!(missing_aws("--signing-key", key_id)),
             (None, _) => Arc::new(KeyringSigner(Arc::clone(&keyring))),
         };
+        // The live set is what this writer's own key and the keyring's key committed: a
+        // manifest anyone else wrote never makes ingest replace or delete anything.
+        let mut pinned = vec![PinnedSigner::of(signer.as_ref(), "the ingest signer")];
+        if signer.key_id() != keyring.signer().key_id() {
+            pinned.push(PinnedSigner::of(&KeyringSigner(Arc::clone(&keyring)), "the keyring"));
+        }
+        let snapshot = Snapshot::open(&store, &pinned).await?;
+        for line in snapshot.ignored() {
+            tracing::warn!(lake = %store.location(), problem = %line, "untrusted manifest ignored");
+        }
+        if snapshot.head().is_none() && snapshot.file_head().is_some() {
+            snapshot.ensure_trusted("sessionlake-ingest")?;
+        }
+        if crashed {
+            // A crashed writer's leftovers are deleted only on a wholly trusted chain.
+            snapshot.ensure_trusted("sessionlake-ingest (sweeping a crashed writer's objects)")?;
+            sweep_uncommitted(&store, snapshot.chain()).await;
+        }
+        let head = snapshot.file_head();
+        let (chain, live) = snapshot.into_parts();
+        let cursors = Cursors::load(&store).await?;
+        let (cloudtrail, access_events) = load_access(&store, &live).await?;
+        let (lake_id, identity) = manifest::lake_identity(&store)
+            .await
+            .with_context(|| format!("failed to read the identity of {}", store.location()))?;
         manifest::ensure_not_retired(&store, signer.key_id()).await?;
         // A new key of the same kind as the last one that signed replaces it (it is retired
         // at the first commit); the keyring and a KMS key may both stay valid.
@@ -271,6 +284,7 @@ impl Ingestor {
             lake_id,
             identity,
             head,
+            pinned,
         };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
@@ -337,8 +351,12 @@ impl Ingestor {
     /// A lost lease is not released, and then nothing is swept (the other writer's objects).
     async fn finish(self) {
         if self.unclean && !self.lease_keeper.is_lost() {
-            match manifest::read_chain(&self.writer.store).await {
-                Ok(chain) => sweep_uncommitted(&self.writer.store, &chain).await,
+            let store = &self.writer.store;
+            match Snapshot::open(store, &self.writer.pinned).await {
+                Ok(snapshot) => match snapshot.ensure_trusted("the sweep of uncommitted objects") {
+                    Ok(()) => sweep_uncommitted(store, snapshot.chain()).await,
+                    Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
+                },
                 Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
             }
         }

@@ -188,7 +188,7 @@ pub async fn compact(cli: &Cli, args: &CompactArgs) -> anyhow::Result<Outcome> {
         );
     }
     let days: BTreeSet<String> = args.days.iter().cloned().collect();
-    let mut lake = Lake::open(cli, None, "compact").await?;
+    let mut lake = Lake::open(cli, "compact").await?;
     let mut lease = Lease::acquire(&lake.store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
         .await
         .with_context(|| format!("failed to take the writer lease of {}", lake.store.location()))?;
@@ -211,6 +211,7 @@ async fn run(
     days: &BTreeSet<String>,
     crashed: bool,
 ) -> anyhow::Result<Summary> {
+    lake.ensure_trusted()?;
     let mut summary = Summary { swept: lake.sweep().await?, ..Summary::default() };
     summary.swept += sweep_uncommitted(lake, crashed).await?;
     let provider: std::sync::Arc<dyn KeyProvider> = match &args.kms_key_id {
@@ -359,6 +360,7 @@ mod tests {
             sessions: sessions.iter().map(|id| id.to_string()).collect(),
             key: None,
             note: None,
+            blocks: None,
         }
     }
 

@@ -58,6 +58,7 @@ use crate::asciicast::{CastBuilder, Timing};
 use crate::progress::Progress;
 use crate::verify::PinnedSigner;
 use crate::{Cli, Outcome};
+use sessionlake_lake::trust::Snapshot;
 
 /// Version of the bundle layout, in `provenance.json`.
 pub const BUNDLE_VERSION: u32 = 1;
@@ -86,11 +87,6 @@ pub struct ExportArgs {
     /// an existing <session>.tar.zst.
     #[arg(long)]
     pub force: bool,
-    /// AWS KMS key (id, ARN or alias) that signs the lake's manifests: trusted like the
-    /// keyring's key when checking them, and the first one given signs SHA256SUMS (otherwise
-    /// the keyring's key does). Repeatable, for a lake that changed keys.
-    #[arg(long, value_name = "KMS_KEY")]
-    pub signing_key: Vec<String>,
 }
 
 /// How the bundle is written.
@@ -592,27 +588,14 @@ impl SignerKey {
 async fn gather(
     store: &LakeStore,
     keys: &Keys,
+    snapshot: &Snapshot,
     trusted: &[PinnedSigner],
     session: &str,
 ) -> anyhow::Result<Evidence> {
-    let chain = manifest::read_chain(store)
-        .await
-        .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-    let mut report = crate::verify::Report::default();
-    crate::verify::check_chain(&chain, &mut report);
-    if let Some(found) = report.findings.first() {
-        anyhow::bail!(
-            "the manifest chain of {} is broken ({} {}: {}); run `sessionlake verify`",
-            store.location(),
-            found.kind,
-            found.path,
-            found.detail
-        );
-    }
-    let live = manifest::live_objects(&chain);
-    let sources = crate::session_sources(&live, session);
+    let (chain, live) = (snapshot.chain(), snapshot.live());
+    let sources = crate::session_sources(live, session);
     let Some(&source) = sources.first() else {
-        if let Some(link) = crate::retention::removed_by(&chain, session) {
+        if let Some(link) = crate::retention::removed_by(chain, session) {
             anyhow::bail!(
                 "session {session} was removed by manifest {} at {} ({}): its keys are \
                  destroyed and nothing of it can be exported",
@@ -624,13 +607,13 @@ async fn gather(
         anyhow::bail!("no session named {session} in {}", store.location());
     };
     let mut entries: Vec<ObjectEntry> =
-        crate::version_objects(&live, session, source).into_iter().cloned().collect();
+        crate::version_objects(live, session, source).into_iter().cloned().collect();
     // The public-key records of the keys that signed the manifests committing these objects
     // (records are objects too: their own manifests join, until no new signer appears).
     loop {
         let signers: BTreeSet<&str> = entries
             .iter()
-            .filter_map(|entry| adding_link(&chain, entry))
+            .filter_map(|entry| adding_link(chain, entry))
             .map(|link| link.manifest.signature.key_id.as_str())
             .collect();
         let records: Vec<ObjectEntry> = signers
@@ -673,7 +656,7 @@ async fn gather(
         objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
     };
     let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
-    let lake = crate::lake_id(store, &live).await?;
+    let lake = crate::lake_id(store, live).await?;
     let transcript = keys
         .open_raw(
             &raw_entry,
@@ -749,7 +732,7 @@ async fn gather(
     let mut manifests: Vec<(ChainLink, bytes::Bytes)> = Vec::new();
     let mut manifest_keys = Vec::new();
     for (entry, _) in &objects {
-        let link = adding_link(&chain, entry)
+        let link = adding_link(chain, entry)
             .with_context(|| format!("no manifest adds {} as it is live", entry.path))?;
         if manifests.iter().any(|(known, _)| known.path == link.path) {
             continue;
@@ -1280,12 +1263,14 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     let destination = Destination::check(args, session)?;
     let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
     let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
-    let trusted = crate::pinned_signers(cli, keyring.as_deref(), &args.signing_key).await?;
+    let trusted = crate::pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
+    let snapshot = crate::trusted_snapshot(cli, &store, keyring.as_deref()).await?;
+    let keys = keys.with_committed(snapshot.live());
     let signer =
-        crate::signer(cli, args.signing_key.first().map(String::as_str), keyring, "export").await?;
+        crate::signer(cli, cli.signing_key.first().map(String::as_str), keyring, "export").await?;
     let bundle_key = SignerKey::new(signer.key_id(), signer.algorithm(), signer.public_key())?;
     let progress = Progress::counting(true, "exporting", "objects");
-    let evidence = gather(&store, &keys, &trusted, session).await?;
+    let evidence = gather(&store, &keys, &snapshot, &trusted, session).await?;
     drop(progress);
     let lake = store.location().to_string();
     let now = chrono::Utc::now();

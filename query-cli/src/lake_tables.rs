@@ -21,8 +21,8 @@ use object_store::path::Path as ObjectPath;
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use sessionlake_lake::keys::{Keys, check_context};
-use sessionlake_lake::manifest;
 use sessionlake_lake::store::LakeStore;
+use sessionlake_lake::verified::VerifiedStore;
 use sessionlake_schemas::envelope::{ROLE_ACCESS, ROLE_COMMANDS, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{
@@ -124,7 +124,7 @@ fn lock_error() -> datafusion::error::DataFusionError {
     datafusion::error::DataFusionError::Internal("decryption cache lock poisoned".into())
 }
 
-/// The live objects of a lake, read once from the manifest.
+/// The live objects of a lake, as its trusted chain commits them.
 pub struct LakeSnapshot {
     /// Live objects by path.
     pub live: BTreeMap<String, ObjectEntry>,
@@ -133,16 +133,6 @@ pub struct LakeSnapshot {
 }
 
 impl LakeSnapshot {
-    /// Reads the manifest chain and the lake's id.
-    pub async fn load(store: &LakeStore) -> anyhow::Result<LakeSnapshot> {
-        let chain = manifest::read_chain(store)
-            .await
-            .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        let live = manifest::live_objects(&chain);
-        let lake_id = crate::lake_id(store, &live).await?;
-        Ok(LakeSnapshot { live, lake_id })
-    }
-
     fn files(&self, kind: ObjectKind, keep: &dyn Fn(&str) -> bool) -> Vec<&ObjectEntry> {
         self.live.values().filter(|entry| entry.kind == kind && keep(&entry.path)).collect()
     }
@@ -170,7 +160,11 @@ pub fn register(
 ) -> anyhow::Result<()> {
     let url = Url::parse(LAKE_URL).context("lake url")?;
     let (engine_store, prefix) = store.engine_store();
-    ctx.register_object_store(&url, engine_store);
+    // The engine reads through a store that serves only committed table files, each range
+    // checked against the chain's digests before DataFusion sees a byte of it.
+    let tables = snapshot.live.values().filter(|entry| entry.kind.is_table());
+    let verified = VerifiedStore::new(engine_store, prefix, tables, |path| store.describe(path));
+    ctx.register_object_store(&url, Arc::new(verified));
     let commands = snapshot.files(ObjectKind::Commands, keep);
     let access = snapshot.files(ObjectKind::Access, keep);
     let files = commands
@@ -279,6 +273,7 @@ mod tests {
             sessions: vec![session.into()],
             key: Some(key),
             note: None,
+            blocks: None,
         }
     }
 

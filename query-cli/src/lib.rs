@@ -33,6 +33,7 @@ use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
+use sessionlake_lake::trust::Snapshot;
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
@@ -58,6 +59,25 @@ pub struct Cli {
     /// AWS region (else the SDK's chain).
     #[arg(long, global = true, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
+    /// AWS KMS key (id, ARN or alias) that signs the lake's manifests. Every command trusts
+    /// only manifests signed by a pinned key: the keyring's, and these (their public keys come
+    /// from KMS, never from the lake). Commands that commit sign with the first one given
+    /// (else with the keyring's key); `export` signs SHA256SUMS with it. Repeatable (or
+    /// comma-separated), for a lake whose signing key was replaced.
+    #[arg(
+        long,
+        global = true,
+        env = "SESSIONLAKE_SIGNING_KEY",
+        value_name = "KMS_KEY",
+        value_delimiter = ','
+    )]
+    pub signing_key: Vec<String>,
+    /// Answer even when committed table files are missing from the lake (deleted, or not
+    /// readable): each is named on stderr and its rows are left out, and the answer says it is
+    /// partial (JSON summaries: `"partial": true`). Without it, a missing file is an error. A
+    /// file whose bytes are not the committed ones is an error either way.
+    #[arg(long, global = true, env = "SESSIONLAKE_ALLOW_PARTIAL")]
+    pub allow_partial: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -128,11 +148,6 @@ pub struct VerifyArgs {
     /// Report only on commits before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// AWS KMS key (id, ARN or alias) that signs the manifests: pins it as a trusted signer
-    /// (its public key is fetched from KMS), besides the keyring's key. Repeatable (or
-    /// comma-separated), for a lake whose signing key was replaced.
-    #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY", value_delimiter = ',')]
-    pub signing_key: Vec<String>,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -242,6 +257,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sql(ref args) => sql::sql(&cli, args).await,
         Command::Compact(ref args) => compact::compact(&cli, args).await,
     };
+    if output::is_partial() {
+        eprintln!(
+            "sessionlake: the answer is partial: committed files named above were left out \
+             (--allow-partial)"
+        );
+    }
     match result {
         Err(error) if output::is_broken_pipe(&error) => Ok(Outcome::Matched),
         other => other,
@@ -253,7 +274,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let until = args.until.as_deref().map(time::parse_time).transpose().context("--until")?;
     let keyring = open_keyring_if_present(cli)?.map(Arc::new);
     let (store, _) = open_lake_with(cli, keyring.clone()).await?;
-    let pinned = pinned_signers(cli, keyring.as_deref(), &args.signing_key).await?;
+    let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
     let options = verify::VerifyOptions {
         pinned,
         since,
@@ -291,7 +312,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         _ => {}
     }
     if !args.json {
-        let pinned = match (keyring.is_some(), !args.signing_key.is_empty()) {
+        let pinned = match (keyring.is_some(), !cli.signing_key.is_empty()) {
             (true, false) => "signer pinned by the keyring".to_string(),
             (true, true) => "signers pinned by the keyring and --signing-key".to_string(),
             (false, true) => "signer pinned by --signing-key".to_string(),
@@ -383,8 +404,70 @@ pub(crate) async fn signer(
     }
 }
 
-pub(crate) async fn open_lake(cli: &Cli) -> anyhow::Result<(LakeStore, Keys)> {
-    open_lake_with(cli, open_keyring_if_present(cli)?.map(Arc::new)).await
+/// Opens the lake for reading: its store, its key providers, and its trusted snapshot (see
+/// [`trusted_snapshot`]) with the lake's id.
+pub(crate) async fn open_reader(
+    cli: &Cli,
+) -> anyhow::Result<(LakeStore, Keys, lake_tables::LakeSnapshot)> {
+    let keyring = open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, keys) = open_lake_with(cli, keyring.clone()).await?;
+    let snapshot = trusted_snapshot(cli, &store, keyring.as_deref()).await?;
+    let lake_id = lake_id(&store, snapshot.live()).await?;
+    let keys = keys.with_committed(snapshot.live());
+    let mut live = snapshot.into_live();
+    if cli.allow_partial {
+        leave_out_missing(&store, &mut live).await?;
+    }
+    Ok((store, keys, lake_tables::LakeSnapshot { live, lake_id }))
+}
+
+/// For `--allow-partial`: takes the committed table files that are not in the lake with their
+/// committed size out of `live`, naming each on stderr, and marks the answer partial.
+async fn leave_out_missing(
+    store: &LakeStore,
+    live: &mut BTreeMap<String, ObjectEntry>,
+) -> anyhow::Result<()> {
+    let mut stored: HashMap<String, u64> = HashMap::new();
+    for folder in [paths::COMMANDS_DIR, paths::SESSIONS_DIR, paths::ACCESS_DIR] {
+        stored.extend(store.list(folder).await?);
+    }
+    let missing: Vec<String> = live
+        .values()
+        .filter(|entry| entry.kind.is_table() && stored.get(&entry.path) != Some(&entry.size))
+        .map(|entry| entry.path.clone())
+        .collect();
+    for path in missing {
+        let Some(entry) = live.remove(&path) else { continue };
+        let found = match stored.get(&path) {
+            Some(size) => format!("{size} bytes are stored"),
+            None => "it is missing".to_string(),
+        };
+        eprintln!(
+            "sessionlake: warning: partial answer: {} was committed as {} bytes and {found}: its \
+             rows are left out",
+            store.describe(&path),
+            entry.size
+        );
+        output::mark_partial();
+    }
+    Ok(())
+}
+
+/// Reads the lake's chain and keeps only what the pinned signers (the keyring's key and
+/// `--signing-key`) committed: the one way every command sees the lake. What it leaves out
+/// (untrusted manifests, holes, forks) is said on stderr; writers that delete or rewrite
+/// refuse it with [`Snapshot::ensure_trusted`].
+pub(crate) async fn trusted_snapshot(
+    cli: &Cli,
+    store: &LakeStore,
+    keyring: Option<&LocalKeyring>,
+) -> anyhow::Result<Snapshot> {
+    let pinned = pinned_signers(cli, keyring, &cli.signing_key).await?;
+    let snapshot = Snapshot::open(store, &pinned).await?;
+    for line in snapshot.ignored() {
+        eprintln!("sessionlake: warning: {line}");
+    }
+    Ok(snapshot)
 }
 
 /// Opens the lake like [`open_lake`] with `keyring` already opened (a keyring under a
@@ -574,8 +657,7 @@ pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     cli: &Cli,
     choose: impl FnOnce(&lake_tables::LakeSnapshot) -> K,
 ) -> anyhow::Result<SessionContext> {
-    let (store, keys) = open_lake(cli).await?;
-    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let (store, keys, snapshot) = open_reader(cli).await?;
     let keep = choose(&snapshot);
     let ctx = SessionContext::new_with_config(lake_tables::session_config());
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
@@ -923,8 +1005,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "c", time_expression, since, until);
-    let (store, keys) = open_lake(cli).await?;
-    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let (store, keys, snapshot) = open_reader(cli).await?;
     let searched = preferred_commands(&snapshot.live);
     let in_range = partitions_between(since, until);
     let lake = LakeReader {
@@ -1089,8 +1170,7 @@ pub(crate) async fn lake_id(
 /// Writes the session's original transcript to stdout, after checking the stored object
 /// against the hash the manifest committed and opening it with its data key.
 async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
-    let (store, keys) = open_lake(cli).await?;
-    let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
+    let (store, keys, snapshot) = open_reader(cli).await?;
     let sources = session_sources(&snapshot.live, session);
     // The same source as `show` (and `export`) reads.
     let entry = sources.first().and_then(|source| {

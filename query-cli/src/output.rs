@@ -258,8 +258,14 @@ impl Printer {
         self.out.flush()
     }
 
-    /// Writes what is pending, then the summary: a JSON `summary` record, or `text` on stderr.
-    pub fn finish(mut self, summary: serde_json::Value, text: &str) -> anyhow::Result<()> {
+    /// Writes what is pending, then the summary: a JSON `summary` record, or `text` on stderr
+    /// (with `"partial": true`, or a note, when committed files were left out).
+    pub fn finish(mut self, mut summary: serde_json::Value, text: &str) -> anyhow::Result<()> {
+        if is_partial()
+            && let Some(fields) = summary.as_object_mut()
+        {
+            fields.insert("partial".into(), serde_json::Value::Bool(true));
+        }
         match self.format {
             OutputFormat::Table => self.flush_table()?,
             OutputFormat::Csv => self.drain_csv()?,
@@ -274,6 +280,19 @@ impl Printer {
         }
         Ok(())
     }
+}
+
+/// Whether this process's answer leaves out committed files (`--allow-partial`).
+static PARTIAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the answer partial: committed files were left out.
+pub fn mark_partial() {
+    PARTIAL.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Returns whether the answer is partial (see [`mark_partial`]).
+pub fn is_partial() -> bool {
+    PARTIAL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Returns whether `error` is a write to a closed pipe (`sessionlake search | head`).

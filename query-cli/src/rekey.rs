@@ -33,7 +33,7 @@ use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::envelope::{MAX_HEADER_LEN, WrappedKey};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
 
-use crate::{Cli, Outcome, json_record, open_lake};
+use crate::{Cli, Outcome, json_record};
 
 /// Plans made again when another writer commits first.
 const MAX_ATTEMPTS: usize = 5;
@@ -86,7 +86,8 @@ struct Pending {
 
 /// Runs `sessionlake rekey`.
 pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
-    let (store, keys) = open_lake(cli).await?;
+    let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
     let keyring = keys.keyring().cloned().with_context(|| {
         format!(
             "rekey signs its commit with the keyring, and {} was not found",
@@ -110,12 +111,11 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let chain = manifest::read_chain(&store)
-            .await
-            .with_context(|| format!("failed to read the manifest of {}", store.location()))?;
-        let head = chain.last().map(|link| link.manifest.body.sequence);
-        let live = manifest::live_objects(&chain);
-        let (pending, unchanged) = plan(&store, &live, provider, &target_id).await?;
+        let snapshot = crate::trusted_snapshot(cli, &store, Some(keyring.as_ref())).await?;
+        snapshot.ensure_trusted("rekey")?;
+        let head = snapshot.file_head();
+        let live = snapshot.live();
+        let (pending, unchanged) = plan(&store, live, provider, &target_id).await?;
         summary.rewrapped = pending.len();
         summary.unchanged = unchanged;
         if pending.is_empty() || args.dry_run {

@@ -33,6 +33,8 @@ use sessionlake_lake::keys::{KeyProvider, Keys};
 use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::signing::ManifestSigner;
 use sessionlake_lake::store::LakeStore;
+use sessionlake_lake::trust::{PinnedSigner, Snapshot};
+use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
@@ -1029,9 +1031,6 @@ pub struct RetentionArgs {
     /// JSON Lines: one record per line of the plan, then a summary.
     #[arg(long)]
     pub json: bool,
-    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
-    #[arg(long, value_name = "KMS_KEY")]
-    pub signing_key: Option<String>,
 }
 
 /// `hold`: legal holds.
@@ -1063,9 +1062,6 @@ pub struct HoldAddArgs {
     /// A JSON record of what was done.
     #[arg(long)]
     pub json: bool,
-    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
-    #[arg(long, value_name = "KMS_KEY")]
-    pub signing_key: Option<String>,
 }
 
 /// Options of `hold list`.
@@ -1087,9 +1083,6 @@ pub struct HoldReleaseArgs {
     /// A JSON record of what was done.
     #[arg(long)]
     pub json: bool,
-    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
-    #[arg(long, value_name = "KMS_KEY")]
-    pub signing_key: Option<String>,
 }
 
 /// Options of `shred`.
@@ -1106,9 +1099,6 @@ pub struct ShredArgs {
     /// A JSON record of what was done.
     #[arg(long)]
     pub json: bool,
-    /// Sign the commit with this KMS asymmetric key (ECC_NIST_P256) instead of the keyring's.
-    #[arg(long, value_name = "KMS_KEY")]
-    pub signing_key: Option<String>,
 }
 
 fn print(line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
@@ -1143,25 +1133,52 @@ pub(crate) struct Lake {
     keyring: Option<std::sync::Arc<sessionlake_lake::keys::LocalKeyring>>,
     /// Signs the commits: the keyring's key, or the KMS key of `--signing-key`.
     signer: Box<dyn ManifestSigner>,
+    /// The signers it trusts.
+    pinned: Vec<PinnedSigner>,
+    /// The command, for messages.
+    command: &'static str,
+    /// The trusted chain, in order.
     pub(crate) chain: Vec<ChainLink>,
     pub(crate) live: BTreeMap<String, ObjectEntry>,
+    /// The sequence of the newest manifest file: commits go right after it.
+    file_head: Option<u64>,
+    /// Why the chain is not wholly trusted, if it is not.
+    untrusted: Option<String>,
 }
 
 impl Lake {
-    /// Opens the lake for `command`, its commits signed by the KMS key `signing_key` or else
-    /// the keyring's key.
-    pub(crate) async fn open(
-        cli: &Cli,
-        signing_key: Option<&str>,
-        command: &str,
-    ) -> anyhow::Result<Lake> {
+    /// Opens the lake for `command`, its commits signed by the first KMS key of
+    /// `--signing-key` or else the keyring's key; it trusts only manifests the pinned signers
+    /// signed (the keyring's key and `--signing-key`).
+    pub(crate) async fn open(cli: &Cli, command: &'static str) -> anyhow::Result<Lake> {
         let keyring = crate::open_keyring_if_present(cli)?.map(std::sync::Arc::new);
         let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
+        let signing_key = cli.signing_key.first().map(String::as_str);
         let signer = crate::signer(cli, signing_key, keyring.clone(), command).await?;
-        let mut lake =
-            Lake { store, keys, keyring, signer, chain: Vec::new(), live: BTreeMap::new() };
+        let pinned = crate::pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
+        let mut lake = Lake {
+            store,
+            keys,
+            keyring,
+            signer,
+            pinned,
+            command,
+            chain: Vec::new(),
+            live: BTreeMap::new(),
+            file_head: None,
+            untrusted: None,
+        };
         lake.reload().await?;
         Ok(lake)
+    }
+
+    /// Fails unless the whole chain is trusted: what deletes or rewrites objects never acts on
+    /// a chain with a forged, missing or damaged manifest (the error names each).
+    pub(crate) fn ensure_trusted(&self) -> sessionlake_lake::LakeResult<()> {
+        match &self.untrusted {
+            Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The keyring as the provider of new data keys; an error names the missing keyring.
@@ -1272,16 +1289,24 @@ impl Lake {
         stale.into_values().cloned().collect()
     }
 
+    /// Reads the chain again: the trusted chain, its live set, and the head commits go after.
+    /// What is not trusted is said on stderr (once) and makes [`Lake::ensure_trusted`] fail.
     pub(crate) async fn reload(&mut self) -> anyhow::Result<()> {
-        self.chain = manifest::read_chain(&self.store)
-            .await
-            .with_context(|| format!("failed to read the manifest of {}", self.store.location()))?;
-        self.live = manifest::live_objects(&self.chain);
+        let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
+        let untrusted = snapshot.ensure_trusted(self.command).err().map(|error| error.to_string());
+        if untrusted.is_some() && self.untrusted.is_none() {
+            for line in snapshot.ignored() {
+                eprintln!("sessionlake: warning: {line}");
+            }
+        }
+        self.untrusted = untrusted;
+        self.file_head = snapshot.file_head();
+        (self.chain, self.live) = snapshot.into_parts();
         Ok(())
     }
 
     pub(crate) fn head(&self) -> Option<u64> {
-        self.chain.last().map(|link| link.manifest.body.sequence)
+        self.file_head
     }
 
     pub(crate) async fn commit(
@@ -1291,6 +1316,9 @@ impl Lake {
         added: Vec<ObjectEntry>,
         removed: Vec<ObjectEntry>,
     ) -> sessionlake_lake::LakeResult<ChainLink> {
+        if matches!(action, CommitAction::Retention | CommitAction::Shred | CommitAction::Compact) {
+            self.ensure_trusted()?;
+        }
         manifest::commit_if_head(
             &self.store,
             &*self.signer,
@@ -1307,6 +1335,7 @@ impl Lake {
     /// stored (an interrupted run), session key records first. One listing per folder they are in, not a
     /// request per object ever removed.
     pub(crate) async fn sweep(&self) -> anyhow::Result<usize> {
+        self.ensure_trusted()?;
         let removed: BTreeMap<&str, &ObjectEntry> = self
             .chain
             .iter()
@@ -1375,6 +1404,7 @@ impl Lake {
                 .await
                 .context("access writer task failed")??;
         let stored = self.store.put(&path, bytes::Bytes::from(written)).await?;
+        let blocks = stored.blocks_for(ObjectKind::Access);
         Ok(Some(ObjectEntry {
             path: stored.path,
             size: stored.size,
@@ -1383,6 +1413,7 @@ impl Lake {
             sessions: entry.sessions.clone(),
             key: Some(wrapped),
             note: None,
+            blocks,
         }))
     }
 
@@ -1488,7 +1519,10 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         Some(text) => crate::time::parse_time(text)?,
         None => chrono::Utc::now().timestamp_micros(),
     };
-    let mut lake = Lake::open(cli, args.signing_key.as_deref(), "retention").await?;
+    let mut lake = Lake::open(cli, "retention apply").await?;
+    if apply {
+        lake.ensure_trusted()?;
+    }
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -1691,12 +1725,7 @@ fn report_change(
 
 /// Runs `hold add|list|release`.
 pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
-    let signing_key = match command {
-        HoldCommand::Add(args) => args.signing_key.as_deref(),
-        HoldCommand::Release(args) => args.signing_key.as_deref(),
-        HoldCommand::List(_) => None,
-    };
-    let lake = Lake::open(cli, signing_key, "hold").await?;
+    let lake = Lake::open(cli, "hold").await?;
     match command {
         HoldCommand::Add(args) => {
             anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
@@ -1732,6 +1761,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 sessions: hold.session.clone().into_iter().collect(),
                 key: None,
                 note: None,
+                blocks: None,
             };
             let reason =
                 format!("hold {id} on {} by {}: {}", hold.scope(), hold.created_by, hold.reason);
@@ -1827,6 +1857,7 @@ async fn stored_objects_of(store: &LakeStore, session: &str) -> anyhow::Result<V
                     sessions: vec![session.to_string()],
                     key: None,
                     note: None,
+                    blocks: None,
                 });
             }
         }
@@ -1839,7 +1870,8 @@ async fn stored_objects_of(store: &LakeStore, session: &str) -> anyhow::Result<V
 /// that hold its CloudTrail events without them; one commit says so.
 pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
-    let mut lake = Lake::open(cli, args.signing_key.as_deref(), "shred").await?;
+    let mut lake = Lake::open(cli, "shred").await?;
+    lake.ensure_trusted()?;
     for attempt in 1..=MAX_ATTEMPTS {
         let superseded = superseded_versions(&lake.chain, &lake.live);
         let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;

@@ -104,6 +104,28 @@ pub struct ObjectEntry {
     /// A short reason, for quarantined input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The SHA-256 of each block of the stored bytes, for a table file larger than one block:
+    /// a reader checks the blocks it reads, not the whole file (a lookup in a large compacted
+    /// file reads a few pages of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<BlockDigests>,
+}
+
+/// SHA-256 digests of an object's consecutive blocks (see [`ObjectEntry::blocks`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDigests {
+    /// Size of every block but the last, which holds the rest (1 byte to a whole block).
+    pub block_size: u64,
+    /// SHA-256 (hex) of each block, in order.
+    pub sha256: Vec<String>,
+}
+
+impl ObjectKind {
+    /// Returns whether objects of this kind are tables that engines read in ranges (and so get
+    /// [`ObjectEntry::blocks`]).
+    pub fn is_table(self) -> bool {
+        matches!(self, ObjectKind::Commands | ObjectKind::Sessions | ObjectKind::Access)
+    }
 }
 
 /// Returns the source of the version of `session_id` whose rows live in compacted files

@@ -6,7 +6,7 @@
 //! [`LocalKeyring`] (a 0600 file holding a master key, for the embedded default and tests).
 //! [`Keys`] unwraps a key whichever provider wrapped it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -698,6 +698,9 @@ pub struct Keys {
     cache: Arc<KeyCache>,
     /// Where session key records are read from.
     store: Option<crate::store::LakeStore>,
+    /// The session key records the trusted chain committed (size and SHA-256, by path); when
+    /// set, a record is used only if it is one of them, byte for byte.
+    committed: Option<Arc<HashMap<String, (u64, String)>>>,
 }
 
 impl fmt::Debug for Keys {
@@ -721,12 +724,28 @@ impl Keys {
                 ..KeyCachePolicy::default()
             })),
             store: None,
+            committed: None,
         }
     }
 
     /// Reads session key records ([`crate::session_keys`]) from `store`.
     pub fn with_store(mut self, store: crate::store::LakeStore) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Uses only the session key records that `live` (a trusted live set) commits, checked
+    /// against their committed size and SHA-256 before their key is used.
+    pub fn with_committed(
+        mut self,
+        live: &std::collections::BTreeMap<String, sessionlake_schemas::manifest::ObjectEntry>,
+    ) -> Self {
+        let records = live
+            .values()
+            .filter(|entry| entry.kind == sessionlake_schemas::manifest::ObjectKind::SessionKey)
+            .map(|entry| (entry.path.clone(), (entry.size, entry.sha256.clone())))
+            .collect();
+        self.committed = Some(Arc::new(records));
         self
     }
 
@@ -919,7 +938,8 @@ impl Keys {
                         wrapped.key_id
                     )));
                 };
-                let record = crate::session_keys::read_record(store, wrapped).await?;
+                let committed = self.committed.as_deref();
+                let record = crate::session_keys::read_record(store, wrapped, committed).await?;
                 // The session key is itself a data key of the provider: unwrapped (and cached)
                 // the same way.
                 let session_key = Box::pin(self.decrypt(&record.key)).await?;
@@ -1132,6 +1152,7 @@ mod tests {
             sessions: vec!["s-1".into()],
             key: None,
             note: None,
+            blocks: None,
         };
         let keys = Keys::new(Some(Arc::clone(&keyring)), None);
         let limit = crate::envelope::MAX_DECOMPRESSED_LEN;

@@ -29,6 +29,8 @@ mod secret;
 pub mod session_keys;
 pub mod signing;
 pub mod store;
+pub mod trust;
+pub mod verified;
 
 pub use error::{LakeError, LakeErrorKind, LakeResult};
 pub use secret::DataKey;

@@ -117,6 +117,7 @@ fn identity_entry(path: &str, bytes: &[u8]) -> ObjectEntry {
         sessions: Vec::new(),
         key: None,
         note: None,
+        blocks: None,
     }
 }
 
@@ -252,6 +253,7 @@ fn key_entry(stored: crate::store::StoredObject) -> ObjectEntry {
         sessions: Vec::new(),
         key: None,
         note: None,
+        blocks: None,
     }
 }
 
@@ -747,6 +749,7 @@ mod tests {
             sessions: vec![],
             key: None,
             note: None,
+            blocks: None,
         }
     }
 

@@ -74,6 +74,7 @@ impl SessionKey {
             sessions: vec![session_id.to_string()],
             key: None,
             note: None,
+            blocks: None,
         };
         let session_key =
             SessionKey { record: path.to_string(), provider_key_id, key: key.aes_256_gcm() };
@@ -108,8 +109,20 @@ impl SessionKey {
 pub(crate) async fn read_record(
     store: &LakeStore,
     wrapped: &WrappedKey,
+    committed: Option<&std::collections::HashMap<String, (u64, String)>>,
 ) -> LakeResult<SessionKeyRecord> {
     let path = &wrapped.key_id;
+    let expected = match committed.map(|records| records.get(path.as_str())) {
+        Some(None) => {
+            return Err(LakeError::integrity(format!(
+                "the session key {} is not committed by the trusted chain: its objects are not \
+                 opened",
+                store.describe(path)
+            )));
+        }
+        Some(Some(expected)) => Some(expected),
+        None => None,
+    };
     let bytes = store.get_opt(path).await?.ok_or_else(|| {
         LakeError::new(
             LakeErrorKind::NotFound,
@@ -120,6 +133,16 @@ pub(crate) async fn read_record(
             ),
         )
     })?;
+    if let Some((size, sha256)) = expected {
+        let found = crate::store::sha256_hex(&bytes);
+        if bytes.len() as u64 != *size || &found != sha256 {
+            return Err(LakeError::integrity(format!(
+                "{} was altered: {} bytes sha256 {found}, committed {size} bytes sha256 {sha256}",
+                store.describe(path),
+                bytes.len()
+            )));
+        }
+    }
     let record: SessionKeyRecord = serde_json::from_slice(&bytes).map_err(|error| {
         LakeError::format(format!("{} is not a session key record: {error}", store.describe(path)))
     })?;

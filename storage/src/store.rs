@@ -12,6 +12,8 @@ use object_store::{
 };
 use ring::digest::{SHA256, digest};
 
+use sessionlake_schemas::manifest::BlockDigests;
+
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
 
 /// Where a lake lives.
@@ -70,7 +72,24 @@ pub struct StoredObject {
     pub size: u64,
     /// SHA-256 (hex) of the stored bytes.
     pub sha256: String,
+    /// SHA-256 of each [`BLOCK_BYTES`] block, when the object is larger than one block.
+    pub blocks: Option<BlockDigests>,
 }
+
+impl StoredObject {
+    /// Returns the block digests an entry of `kind` commits: a table's, when it has more than
+    /// one block (see [`ObjectEntry::blocks`](sessionlake_schemas::manifest::ObjectEntry)).
+    pub fn blocks_for(
+        &self,
+        kind: sessionlake_schemas::manifest::ObjectKind,
+    ) -> Option<BlockDigests> {
+        self.blocks.clone().filter(|_| kind.is_table())
+    }
+}
+
+/// Size of the blocks whose digests a table file's entry commits: a reader fetches and checks
+/// whole blocks, so a read of a few pages costs at most two blocks more.
+pub const BLOCK_BYTES: u64 = 256 * 1024;
 
 /// A lake's objects. Paths are relative to the lake's root.
 #[derive(Clone)]
@@ -94,16 +113,24 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
 }
 
-/// SHA-256 and size of bytes that come in pieces.
+/// SHA-256 and size of bytes that come in pieces, and the SHA-256 of each [`BLOCK_BYTES`]
+/// block of them.
 #[derive(Clone)]
 pub struct StreamDigest {
     context: ring::digest::Context,
     len: u64,
+    block: ring::digest::Context,
+    blocks: Vec<String>,
 }
 
 impl Default for StreamDigest {
     fn default() -> Self {
-        StreamDigest { context: ring::digest::Context::new(&SHA256), len: 0 }
+        StreamDigest {
+            context: ring::digest::Context::new(&SHA256),
+            len: 0,
+            block: ring::digest::Context::new(&SHA256),
+            blocks: Vec::new(),
+        }
     }
 }
 
@@ -115,15 +142,43 @@ impl fmt::Debug for StreamDigest {
 
 impl StreamDigest {
     /// Takes the next bytes.
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub fn update(&mut self, mut bytes: &[u8]) {
         self.context.update(bytes);
-        self.len += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let in_block = self.len % BLOCK_BYTES;
+            if in_block == 0 && self.len > 0 {
+                let done = std::mem::replace(&mut self.block, ring::digest::Context::new(&SHA256));
+                self.blocks.push(hex::encode(done.finish()));
+            }
+            let room = usize::try_from(BLOCK_BYTES - in_block).unwrap_or(usize::MAX);
+            let (now, rest) = bytes.split_at(room.min(bytes.len()));
+            self.block.update(now);
+            self.len += now.len() as u64;
+            bytes = rest;
+        }
     }
 
     /// Returns the size and the SHA-256 (hex) of everything taken.
     pub fn finish(self) -> (u64, String) {
         (self.len, hex::encode(self.context.finish()))
     }
+
+    /// Returns the size, the SHA-256 (hex) of everything taken, and the block digests when
+    /// there was more than one block.
+    pub fn finish_with_blocks(mut self) -> (u64, String, Option<BlockDigests>) {
+        let blocks = (self.len > BLOCK_BYTES).then(|| {
+            self.blocks.push(hex::encode(self.block.finish()));
+            BlockDigests { block_size: BLOCK_BYTES, sha256: self.blocks }
+        });
+        (self.len, hex::encode(self.context.finish()), blocks)
+    }
+}
+
+/// Returns the size, SHA-256 and block digests of `bytes` (see [`StreamDigest`]).
+pub fn digest_of(bytes: &[u8]) -> (u64, String, Option<BlockDigests>) {
+    let mut digest = StreamDigest::default();
+    digest.update(bytes);
+    digest.finish_with_blocks()
 }
 
 /// Size of the parts of an upload in parts ([`LakeStore::upload`]); S3 takes parts of 5 MiB
@@ -180,8 +235,8 @@ impl ObjectUpload<'_> {
             .finish()
             .await
             .map_err(|error| LakeError::store("upload", &store.describe(&path), error))?;
-        let (size, sha256) = digest.finish();
-        Ok(StoredObject { path, size, sha256 })
+        let (size, sha256, blocks) = digest.finish_with_blocks();
+        Ok(StoredObject { path, size, sha256, blocks })
     }
 
     /// Abandons the upload: the parts sent are discarded (best effort), nothing is stored.
@@ -262,11 +317,8 @@ impl LakeStore {
 
     /// Writes `bytes` at `path`, replacing what is there.
     pub async fn put(&self, path: &str, bytes: Bytes) -> LakeResult<StoredObject> {
-        let stored = StoredObject {
-            path: path.to_string(),
-            size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
-        };
+        let (size, sha256, blocks) = digest_of(&bytes);
+        let stored = StoredObject { path: path.to_string(), size, sha256, blocks };
         self.store
             .put(&self.path(path)?, PutPayload::from_bytes(bytes))
             .await
@@ -288,11 +340,8 @@ impl LakeStore {
     /// Writes `bytes` at `path` only if nothing is there (S3 `If-None-Match: *`); an
     /// [`LakeErrorKind::AlreadyExists`] error when another writer was first.
     pub async fn put_new(&self, path: &str, bytes: Bytes) -> LakeResult<StoredObject> {
-        let stored = StoredObject {
-            path: path.to_string(),
-            size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
-        };
+        let (size, sha256, blocks) = digest_of(&bytes);
+        let stored = StoredObject { path: path.to_string(), size, sha256, blocks };
         let options = PutOptions { mode: PutMode::Create, ..Default::default() };
         self.store
             .put_opts(&self.path(path)?, PutPayload::from_bytes(bytes), options)
@@ -455,6 +504,31 @@ mod tests {
             store.list("manifest").await.expect("list"),
             vec![("manifest/1.json".into(), 1)]
         );
+    }
+
+    #[test]
+    fn test_block_digests_cover_every_block_however_the_bytes_come() {
+        let block = usize::try_from(BLOCK_BYTES).expect("block");
+        for len in [0, 1, block, block + 1, 2 * block, 3 * block - 1] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let (size, sha, blocks) = digest_of(&bytes);
+            assert_eq!((size, sha.clone()), (len as u64, sha256_hex(&bytes)), "{len}");
+            let expected: Vec<String> = bytes.chunks(block).map(sha256_hex).collect();
+            match blocks {
+                Some(blocks) => {
+                    assert!(len > block, "{len}");
+                    assert_eq!(blocks.block_size, BLOCK_BYTES);
+                    assert_eq!(blocks.sha256, expected, "{len}");
+                }
+                None => assert!(len <= block, "{len}"),
+            }
+            // Fed in odd pieces, the same digests.
+            let mut digest = StreamDigest::default();
+            for piece in bytes.chunks(7919) {
+                digest.update(piece);
+            }
+            assert_eq!(digest.finish_with_blocks(), digest_of(&bytes), "{len} in pieces");
+        }
     }
 
     #[tokio::test]

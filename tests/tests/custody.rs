@@ -349,6 +349,7 @@ fn test_verify_reports_forks_and_what_they_add() {
         sessions: vec!["mallory-0123456789abcdef0".into()],
         key: None,
         note: None,
+        blocks: None,
     };
     // Stored under the next number, continuing from manifest 2 like manifest 3 does.
     let mut rival = read_manifest(&lake, EXAMPLE_COMMITS - 1);

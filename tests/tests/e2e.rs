@@ -14,6 +14,7 @@ mod keys;
 mod lambda;
 mod query;
 mod retention;
+mod trusted;
 
 use serde_json::Value;
 use sessionlake_tests::{

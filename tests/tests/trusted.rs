@@ -1,0 +1,243 @@
+//! Every command trusts only the signed chain (issue 16): what someone with write access to the
+//! lake bucket can do to it — forge a manifest, plant, rewrite or delete a table file — never
+//! makes a command delete, hide, forge or silently shorten evidence.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sessionlake_lake::keys::LocalKeyring;
+use sessionlake_lake::store::sha256_hex;
+use sessionlake_schemas::manifest::{
+    CommitAction, Manifest, ObjectEntry, ObjectKind, PublicKeyRecord,
+};
+use sessionlake_schemas::paths;
+use sessionlake_tests::{Ran, binary, copy_tree, files_under, repo_root, run};
+
+/// The session of the examples that ran `rm -rf`.
+const ALICE: &str = "alice-0123456789abcdef0";
+
+fn cli(dir: &Path, args: &[&str]) -> Ran {
+    run(binary("sessionlake", false).current_dir(dir).args(args))
+}
+
+/// Ingests the examples (sessions and CloudTrail) into `dir/lake`.
+fn ingested() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    dir
+}
+
+fn manifests(lake: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = files_under(&lake.join("manifest"))
+        .into_iter()
+        .filter_map(|path| {
+            let text = path.to_string_lossy().to_string();
+            paths::manifest_sequence(&format!("manifest/{text}")).map(|seq| (seq, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The live set of the lake as its (untampered) chain says, by path.
+fn live(lake: &Path) -> BTreeMap<String, ObjectEntry> {
+    let mut live = BTreeMap::new();
+    for (_, path) in manifests(lake) {
+        let manifest: Manifest =
+            serde_json::from_slice(&std::fs::read(lake.join("manifest").join(path)).expect("read"))
+                .expect("manifest");
+        for gone in &manifest.body.removed {
+            live.remove(&gone.path);
+        }
+        for added in manifest.body.added {
+            live.insert(added.path.clone(), added);
+        }
+    }
+    live
+}
+
+/// Every stored object of the lake but the lease and cursors, with its hash.
+fn stored(lake: &Path) -> BTreeMap<PathBuf, String> {
+    files_under(lake)
+        .into_iter()
+        .filter(|path| !path.starts_with("state"))
+        .map(|path| {
+            let hash = sha256_hex(&std::fs::read(lake.join(&path)).expect("read"));
+            (path, hash)
+        })
+        .collect()
+}
+
+/// Appends to the chain of `dir/lake` a manifest that links correctly to the head but is
+/// signed by a key of the attacker's own (whose public-key record the attacker also stores in
+/// `keys/`): `action`, removing `removed`. Returns its path inside the lake.
+fn forge(dir: &Path, action: CommitAction, removed: Vec<ObjectEntry>) -> String {
+    let lake = dir.join("lake");
+    let (head_sequence, head_path) = manifests(&lake).pop().expect("a head");
+    let head_bytes = std::fs::read(lake.join("manifest").join(head_path)).expect("head");
+    let mut manifest: Manifest = serde_json::from_slice(&head_bytes).expect("head manifest");
+    let attacker = tempfile::tempdir().expect("tempdir");
+    let (keyring, _) =
+        LocalKeyring::open_or_create(&attacker.path().join("k.json")).expect("attacker keyring");
+    let signer = keyring.signer();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let record = PublicKeyRecord {
+        key_id: signer.key_id().to_string(),
+        algorithm: manifest.signature.algorithm.clone(),
+        public_key: b64.encode(signer.public_key()),
+        valid_from: "2020-01-01T00:00:00Z".into(),
+        valid_until: None,
+    };
+    std::fs::write(
+        lake.join(sessionlake_lake::manifest::public_key_path(signer.key_id())),
+        serde_json::to_vec_pretty(&record).expect("record"),
+    )
+    .expect("plant key record");
+    manifest.body.sequence = head_sequence + 1;
+    manifest.body.previous_sha256 = Some(sha256_hex(&head_bytes));
+    manifest.body.committed_at = chrono::Utc::now().to_rfc3339();
+    manifest.body.action = action;
+    manifest.body.reason = Some("routine cleanup".into());
+    manifest.body.added = vec![];
+    manifest.body.removed = removed;
+    manifest.body.idle_period_secs = None;
+    manifest.signature.key_id = signer.key_id().to_string();
+    let message = manifest.body.signing_bytes().expect("signing bytes");
+    manifest.signature.value = b64.encode(signer.sign(&message));
+    let path = paths::manifest_object(head_sequence + 1);
+    std::fs::write(lake.join(&path), serde_json::to_vec_pretty(&manifest).expect("encode"))
+        .expect("write forged manifest");
+    path
+}
+
+fn objects_of(live: &BTreeMap<String, ObjectEntry>, session: &str) -> Vec<ObjectEntry> {
+    live.values().filter(|entry| entry.sessions.iter().any(|id| id == session)).cloned().collect()
+}
+
+#[test]
+fn test_a_forged_retention_manifest_deletes_nothing_and_hides_nothing() {
+    let dir = ingested();
+    let lake = dir.path().join("lake");
+    let held = cli(dir.path(), &["hold", "add", ALICE, "--reason", "case 2026-41"]);
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    let alice = objects_of(&live(&lake), ALICE);
+    assert!(alice.iter().any(|entry| entry.kind == ObjectKind::Raw), "{alice:?}");
+    let forged = forge(dir.path(), CommitAction::Retention, alice);
+    let before = stored(&lake);
+
+    // Writers that delete refuse, name the forged manifest, and delete nothing.
+    let policy = "version = 1\n[default]\ncommands = \"10y\"\nraw = \"10y\"\n";
+    std::fs::write(dir.path().join("policy.toml"), policy).expect("policy");
+    let runs = [
+        vec!["compact", "--min-age", "0s"],
+        vec!["retention", "apply", "--policy", "policy.toml", "--yes"],
+        vec!["shred", "bob-ilpxvkhghl9vs9ia2xfdyp4dka", "--reason", "test", "--yes"],
+        vec!["rekey", "--to-keyring"],
+    ];
+    for args in runs {
+        let refused = cli(dir.path(), &args);
+        assert_eq!(refused.code, 2, "{args:?}: {}{}", refused.stdout, refused.stderr);
+        assert!(refused.stderr.contains(&forged), "{args:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("refused"), "{args:?}: {}", refused.stderr);
+        assert_eq!(stored(&lake), before, "{args:?} changed the lake");
+    }
+
+    // Readers ignore it and say so: the session it "removed" is still found and shown.
+    let found = cli(dir.path(), &["search", "--command", "rm -rf", "--json"]);
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert!(found.stdout.contains(ALICE), "{}", found.stdout);
+    assert!(found.stderr.contains(&format!("ignored {forged}")), "{}", found.stderr);
+    assert!(found.stderr.contains("unknown-signer"), "{}", found.stderr);
+    let shown = cli(dir.path(), &["show", ALICE]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains("rm -rf"), "{}", shown.stdout);
+    let counted = cli(
+        dir.path(),
+        &["sql", &format!("SELECT count(*) AS n FROM commands WHERE session_id = '{ALICE}'")],
+    );
+    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    assert!(!counted.stdout.contains(" 0 "), "{}", counted.stdout);
+
+    // The held session still exports, and the bundle checks.
+    let exported = cli(dir.path(), &["export", ALICE, "--out", "bundle"]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    assert!(exported.stderr.contains(&forged), "{}", exported.stderr);
+    let sums = std::fs::read_to_string(dir.path().join("bundle/SHA256SUMS")).expect("sums");
+    assert!(sums.contains("transcript.log"), "{sums}");
+
+    // verify names the forgery.
+    let verified = cli(dir.path(), &["verify"]);
+    assert_eq!(verified.code, 1, "{}", verified.stdout);
+    assert!(verified.stdout.contains(&forged), "{}", verified.stdout);
+}
+
+/// A table file of the lake (the first of `kind` for `session`).
+fn table_file(lake: &Path, kind: ObjectKind, session: &str) -> String {
+    live(lake)
+        .into_values()
+        .find(|entry| entry.kind == kind && entry.sessions.iter().any(|id| id == session))
+        .unwrap_or_else(|| panic!("no {kind:?} file of {session}"))
+        .path
+}
+
+fn count_commands(dir: &Path, extra: &[&str]) -> Ran {
+    let mut args = vec!["sql", "SELECT count(*) AS n FROM commands", "--format", "csv"];
+    args.extend_from_slice(extra);
+    cli(dir, &args)
+}
+
+#[test]
+fn test_planted_rewritten_and_deleted_table_files_are_never_used_silently() {
+    let dir = ingested();
+    let lake = dir.path().join("lake");
+    let baseline = count_commands(dir.path(), &[]);
+    assert_eq!(baseline.code, 0, "{}", baseline.stderr);
+    let all: u64 = baseline.stdout.lines().nth(1).and_then(|n| n.parse().ok()).expect("count");
+
+    // A planted commands file (another session's rows under a new name) is never read.
+    let bob = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let bob_commands = table_file(&lake, ObjectKind::Commands, bob);
+    let planted = bob_commands.replace(bob, "mallory-0123456789abcdef9");
+    std::fs::copy(lake.join(&bob_commands), lake.join(&planted)).expect("plant");
+    let counted = count_commands(dir.path(), &[]);
+    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    assert_eq!(counted.stdout.lines().nth(1), Some(all.to_string().as_str()), "{}", counted.stdout);
+    std::fs::remove_file(lake.join(&planted)).expect("unplant");
+
+    // A sessions file rewritten (another session's bytes in its place) is an error naming it.
+    let bob_sessions = table_file(&lake, ObjectKind::Sessions, bob);
+    let alice_sessions = table_file(&lake, ObjectKind::Sessions, ALICE);
+    let original = std::fs::read(lake.join(&bob_sessions)).expect("read");
+    std::fs::copy(lake.join(&alice_sessions), lake.join(&bob_sessions)).expect("rewrite");
+    let searched = cli(dir.path(), &["search", "--principal", "bob"]);
+    assert_eq!(searched.code, 2, "{}{}", searched.stdout, searched.stderr);
+    assert!(searched.stderr.contains(&bob_sessions), "{}", searched.stderr);
+    assert!(searched.stderr.contains("altered"), "{}", searched.stderr);
+    std::fs::write(lake.join(&bob_sessions), original).expect("restore");
+
+    // A deleted commands file is an error naming it; --allow-partial answers, and says so.
+    std::fs::remove_file(lake.join(&bob_commands)).expect("delete");
+    let failed = count_commands(dir.path(), &[]);
+    assert_eq!(failed.code, 2, "{}{}", failed.stdout, failed.stderr);
+    assert!(failed.stderr.contains(&bob_commands), "{}", failed.stderr);
+    assert!(failed.stderr.contains("missing"), "{}", failed.stderr);
+    let partial = count_commands(dir.path(), &["--allow-partial"]);
+    assert_eq!(partial.code, 0, "{}", partial.stderr);
+    let fewer: u64 = partial.stdout.lines().nth(1).and_then(|n| n.parse().ok()).expect("count");
+    assert!(fewer < all, "{fewer} of {all}");
+    assert!(partial.stderr.contains(&bob_commands), "{}", partial.stderr);
+    assert!(partial.stderr.contains("partial"), "{}", partial.stderr);
+    let json = cli(dir.path(), &["search", "--principal", "alice", "--json", "--allow-partial"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let summary: Value = json
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|record| record["type"] == "summary")
+        .expect("a summary");
+    assert_eq!(summary["data"]["partial"], true, "{summary}");
+}
