@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 use sessionlake_lake::key_cache::KeyCachePolicy;
+use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
 
 /// Default lake: a folder beside where the command runs.
 pub const DEFAULT_LAKE: &str = "./lake";
@@ -102,6 +103,24 @@ pub struct Args {
     /// `15m`, `1h` [default: 1h]. Recorded in the manifest: `verify` reports longer gaps.
     #[arg(long, env = "SESSIONLAKE_IDLE_PERIOD", value_name = "DURATION")]
     pub idle_period: Option<String>,
+    /// In follow mode, the restart a clean stop promises: its last commit promises a commit
+    /// within this long, so that `verify` reports a lake cut back to it (or a service that
+    /// stayed down longer) as a gap; `0s` promises nothing (a service retired for good)
+    /// [default: the idle period].
+    #[arg(long, env = "SESSIONLAKE_RESTART_WITHIN", value_name = "DURATION")]
+    pub restart_within: Option<String>,
+    /// Object Lock mode of the manifests on an S3 lake whose bucket has Object Lock enabled:
+    /// `governance`, `compliance` or `off` [default: governance].
+    #[arg(long, env = "SESSIONLAKE_OBJECT_LOCK_MODE", value_name = "MODE")]
+    pub object_lock_mode: Option<ObjectLockMode>,
+    /// Object Lock retention of the manifests, in days from each commit [default: 2557, seven
+    /// years].
+    #[arg(long, env = "SESSIONLAKE_OBJECT_LOCK_DAYS", value_name = "DAYS")]
+    pub object_lock_days: Option<u32>,
+    /// Print the run's summary as one JSON Lines `summary` record on stdout (with the head
+    /// the run left the lake at).
+    #[arg(long, env = "SESSIONLAKE_JSON")]
+    pub json: bool,
     /// Sessions read, parsed and written at once [default: 4].
     #[arg(long, env = "SESSIONLAKE_MAX_IN_FLIGHT", value_name = "N")]
     pub max_in_flight: Option<usize>,
@@ -144,6 +163,11 @@ pub struct FileConfig {
     pub key_cache_max_uses: Option<u64>,
     /// AWS KMS asymmetric key (ECC_NIST_P256) that signs the manifest; else the keyring's key.
     pub signing_key: Option<String>,
+    /// Object Lock mode of the manifests on a bucket with Object Lock (`governance`,
+    /// `compliance`, `off`).
+    pub object_lock_mode: Option<ObjectLockMode>,
+    /// Object Lock retention of the manifests, in days.
+    pub object_lock_days: Option<u32>,
     /// AWS region.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -167,6 +191,8 @@ pub struct ServiceConfig {
     pub poll_interval: Option<String>,
     /// In follow mode, the longest time without a commit before an empty idle commit.
     pub idle_period: Option<String>,
+    /// In follow mode, the restart a clean stop promises (`0s`: none); default the idle period.
+    pub restart_within: Option<String>,
     /// Sessions read, parsed and written at once.
     pub max_in_flight: Option<usize>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT.
@@ -246,6 +272,10 @@ pub struct Config {
     pub key_cache: KeyCachePolicy,
     /// KMS key that signs the manifest, if any (else the keyring's key).
     pub signing_key: Option<String>,
+    /// How manifests are locked on a bucket with Object Lock.
+    pub object_lock: ObjectLockSettings,
+    /// Print the summary as JSON.
+    pub json: bool,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -256,6 +286,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Longest time without a commit in follow mode.
     pub idle_period: Duration,
+    /// The restart a clean stop promises in follow mode (zero: none).
+    pub restart_within: Duration,
     /// Sessions in flight at once.
     pub max_in_flight: usize,
     /// Time in-flight work gets to finish after a stop signal.
@@ -372,6 +404,16 @@ impl Config {
             args.idle_period.as_deref().or(service.idle_period.as_deref()),
             DEFAULT_IDLE_PERIOD,
         )?;
+        let restart_within = duration_field(
+            "restart_within",
+            args.restart_within.as_deref().or(service.restart_within.as_deref()),
+            idle_period,
+        )?;
+        let object_lock = ObjectLockSettings::from_options(
+            args.object_lock_mode.or(file.object_lock_mode),
+            args.object_lock_days.or(file.object_lock_days),
+        )
+        .map_err(|error| error.to_string())?;
         let shutdown_timeout = duration_field(
             "shutdown_timeout",
             args.shutdown_timeout.as_deref().or(service.shutdown_timeout.as_deref()),
@@ -408,6 +450,8 @@ impl Config {
             kms_key_id: args.kms_key_id.clone().or(file.kms_key_id),
             key_cache,
             signing_key: args.signing_key.clone().or(file.signing_key),
+            object_lock,
+            json: args.json,
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions
@@ -416,6 +460,7 @@ impl Config {
             follow,
             poll_interval,
             idle_period,
+            restart_within,
             max_in_flight: args
                 .max_in_flight
                 .or(service.max_in_flight)

@@ -226,7 +226,7 @@ impl BatchCommitted<'_> {
 }
 
 /// An empty commit was made: nothing was committed for the idle period, or the service stops
-/// (that commit promises nothing more, so the time until the next start is no gap).
+/// (that commit promises the restart within `restart_within`, if any).
 pub struct IdleCommitted {
     /// Manifest sequence of the commit.
     pub sequence: u64,

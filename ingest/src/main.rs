@@ -35,10 +35,30 @@ fn main() -> ExitCode {
     match result {
         Ok(summary) => {
             if summary.keyring_created {
-                println!(
+                let created = format!(
                     "created keyring {} (mode 0600); keep it safe: it opens the lake",
                     config.keyring.display()
                 );
+                // stdout holds only the JSON record with --json.
+                if config.json { eprintln!("{created}") } else { println!("{created}") }
+            }
+            if config.json {
+                let record = serde_json::json!({
+                    "type": "summary",
+                    "data": {
+                        "lake": config.lake,
+                        "sessions": summary.sessions,
+                        "commands": summary.commands,
+                        "access_events": summary.access_events,
+                        "replaced": summary.replaced,
+                        "quarantined": summary.quarantined,
+                        "commits": summary.commits,
+                        "keyring_created": summary.keyring_created,
+                        "head": summary.head,
+                    }
+                });
+                println!("{record}");
+                return ExitCode::SUCCESS;
             }
             println!(
                 "ingested {} sessions, {} commands, {} access events into {} ({} replaced, {} quarantined, {} commits)",
@@ -50,6 +70,9 @@ fn main() -> ExitCode {
                 summary.quarantined,
                 summary.commits
             );
+            if let Some(head) = &summary.head {
+                println!("head: {head}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -82,6 +82,9 @@ pub struct LakeWriter {
     /// Sequence of the newest manifest this writer knows (`None`: the lake has none): its
     /// commits are made only right after it.
     pub head: Option<u64>,
+    /// The newest trusted head this writer knows: its own last commit, else the trusted
+    /// chain's newest manifest when it opened the lake (what a run reports).
+    pub trusted_head: Option<manifest::Head>,
     /// The signers whose manifests it trusts (its own, and the keyring's): the live set is
     /// what they committed.
     pub pinned: Vec<PinnedSigner>,
@@ -695,6 +698,7 @@ impl LakeWriter {
             self.live.insert(new.path.clone(), new.clone());
         }
         self.head = Some(link.manifest.body.sequence);
+        self.trusted_head = Some(link.head());
     }
 
     /// Reads the chain again after a commit lost (`conflict`): the live set and the head
@@ -787,6 +791,7 @@ mod tests {
             lake_id,
             identity,
             head: chain.last().and_then(|link| paths::manifest_sequence(&link.path)),
+            trusted_head: chain.last().map(ChainLink::head),
             pinned: vec![PinnedSigner::of(&KeyringSigner(Arc::clone(keyring)), "the keyring")],
         }
     }

@@ -11,7 +11,9 @@
 //! `idle` commit, and every commit records that period: a promise that the chain never goes
 //! longer without a commit, which `sessionlake verify` checks (a deleted stretch of manifests,
 //! or a writer that was stopped, shows as a gap). A clean stop makes a last empty commit that
-//! withdraws the promise.
+//! promises a restart within `restart_within` (default: the idle period; `0s`: no promise), so
+//! that a chain cut back to an older clean stop shows as a gap too; the restarted service
+//! commits within the promise it finds, even when its own idle period is longer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
 use sessionlake_lake::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
 use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
-use sessionlake_lake::manifest::{self, Committer};
+use sessionlake_lake::manifest::{self, ChainLink, Committer, STOP_REASON};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use sessionlake_lake::trust::{PinnedSigner, Snapshot};
@@ -68,6 +70,9 @@ pub struct RunSummary {
     pub keyring_created: bool,
     /// A stop signal ended the run (everything read was still committed).
     pub signalled: bool,
+    /// The head the run left the lake at: its last commit, else the trusted chain's newest
+    /// manifest (`None`: the lake has none).
+    pub head: Option<manifest::Head>,
 }
 
 impl RunSummary {
@@ -150,6 +155,10 @@ pub struct Ingestor {
     pub keyring_created: bool,
     /// Wall-clock time of the newest commit (µs since the epoch; `i64::MIN` for none).
     last_commit_at: i64,
+    /// The newest commit's own promise when the lake was opened: (its time, the time it
+    /// promised a commit by). A restart after a clean stop commits by then even when its own
+    /// idle period is longer.
+    inherited_promise: (i64, i64),
     /// No idle commit is tried before this time (µs since the epoch): after a failed one.
     idle_retry_at: i64,
     /// Renews the writer lease until stopped, then releases it.
@@ -161,9 +170,6 @@ pub struct Ingestor {
 
 /// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
 const MIN_IDLE_RETRY: Duration = Duration::from_secs(1);
-
-/// Reason recorded in the commit a cleanly stopping service makes.
-const STOP_REASON: &str = "writer stopped";
 
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -209,7 +215,8 @@ impl Ingestor {
             aws_config::retry::RetryConfig::standard().with_max_attempts(config.retry_max_attempts);
         let sdk_config = sdk_config.map(|sdk| sdk.to_builder().retry_config(retry).build());
         let location = LakeLocation::parse(&config.lake)?;
-        let store = LakeStore::open(&location, sdk_config.as_ref())?;
+        let store =
+            LakeStore::open(&location, sdk_config.as_ref())?.with_object_lock(config.object_lock);
         // One ingest per lake: a second one pointed at it by mistake backs off here.
         let lease = Lease::acquire(&store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
             .await
@@ -267,11 +274,17 @@ impl Ingestor {
         let replaces = manifest::last_signer_of(&chain, signer.algorithm());
         let committer = Committer::new(signer)
             .replacing(replaces)
-            .with_idle_period(config.follow.then_some(config.idle_period));
+            .with_idle_period(config.follow.then_some(config.idle_period))
+            .with_restart_within(config.follow.then_some(config.restart_within));
         let last_commit_at = chain
             .last()
             .and_then(|link| manifest::parse_rfc3339_micros(&link.manifest.body.committed_at))
             .unwrap_or(i64::MIN);
+        let promised_secs = chain.last().and_then(|link| link.manifest.body.idle_period_secs);
+        let promised_by = promised_secs.map_or(i64::MAX, |secs| {
+            let micros = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000);
+            last_commit_at.saturating_add(micros)
+        });
         let unwrapper =
             Keys::new(Some(Arc::clone(&keyring)), sdk_config.clone()).with_store(store.clone());
         let writer = LakeWriter {
@@ -284,6 +297,7 @@ impl Ingestor {
             lake_id,
             identity,
             head,
+            trusted_head: chain.last().map(ChainLink::head),
             pinned,
         };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
@@ -305,6 +319,7 @@ impl Ingestor {
             local_seen: LocalCache::new(),
             keyring_created,
             last_commit_at,
+            inherited_promise: (last_commit_at, promised_by),
             idle_retry_at: i64::MIN,
             lease_keeper,
             unclean: false,
@@ -314,13 +329,18 @@ impl Ingestor {
     /// Returns how long until an idle commit is due (zero: now).
     fn idle_due_in(&self) -> Duration {
         let period = i64::try_from(self.config.idle_period.as_micros()).unwrap_or(i64::MAX);
-        let due = self.last_commit_at.saturating_add(period).max(self.idle_retry_at);
+        let mut due = self.last_commit_at.saturating_add(period);
+        let (promised_at, promised_by) = self.inherited_promise;
+        if self.last_commit_at == promised_at {
+            due = due.min(promised_by);
+        }
+        let due = due.max(self.idle_retry_at);
         let wait = due.saturating_sub(now_micros()).max(0);
         Duration::from_micros(u64::try_from(wait).unwrap_or(0))
     }
 
     /// Makes an empty commit: an idle one (when due), or the last one of a clean stop, which
-    /// promises nothing more. A failure is logged; an idle commit is then tried again after
+    /// promises only the restart (`restart_within`). A failure is logged; an idle commit is then tried again after
     /// the poll interval.
     async fn commit_empty(&mut self, stopping: bool) {
         if !stopping && !self.idle_due_in().is_zero() {
@@ -1116,6 +1136,7 @@ async fn poll_loop(
     let flushed = ingestor.flush_cursors().await;
     lost_watch.abort();
     let lease_lost = ingestor.lease_keeper.is_lost();
+    let head = ingestor.writer.trusted_head.clone();
     ingestor.finish().await;
     if let Err(error) = flushed {
         return Err(error.context("failed to save cursors at shutdown (the commits hold; the sessions they name are replaced on the next run)"));
@@ -1127,6 +1148,7 @@ async fn poll_loop(
         );
     }
     summary.signalled = shutdown.is_cancelled();
+    summary.head = head;
     events::ServiceStopped {
         done: &summary.totals(),
         commits: summary.commits,

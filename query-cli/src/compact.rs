@@ -78,6 +78,8 @@ struct Summary {
     bytes_before: u64,
     bytes_after: u64,
     sequence: Option<u64>,
+    /// The head of the commit (sequence and the manifest file's SHA-256), if one was made.
+    head: Option<sessionlake_lake::manifest::Head>,
     swept: usize,
     seconds: f64,
 }
@@ -295,6 +297,7 @@ async fn run(
                 summary.bytes_before = removed.iter().map(|entry| entry.size).sum();
                 summary.bytes_after = added.iter().map(|entry| entry.size).sum();
                 summary.sequence = Some(link.manifest.body.sequence);
+                summary.head = Some(link.head());
                 delete_all(&lake.store, removed).await?;
                 return Ok(summary);
             }
@@ -343,6 +346,9 @@ fn report(summary: &Summary, json: bool) -> anyhow::Result<()> {
             summary.seconds
         ),
         None => eprintln!("nothing to compact"),
+    }
+    if let Some(head) = &summary.head {
+        eprintln!("head: {head}");
     }
     Ok(())
 }

@@ -32,6 +32,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
+use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use sessionlake_lake::trust::Snapshot;
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
@@ -78,6 +79,15 @@ pub struct Cli {
     /// file whose bytes are not the committed ones is an error either way.
     #[arg(long, global = true, env = "SESSIONLAKE_ALLOW_PARTIAL")]
     pub allow_partial: bool,
+    /// Object Lock mode of the manifests that commands which commit (retention apply, hold,
+    /// shred, compact, rekey) write on an S3 lake whose bucket has Object Lock enabled:
+    /// `governance`, `compliance` or `off` [default: governance].
+    #[arg(long, global = true, env = "SESSIONLAKE_OBJECT_LOCK_MODE", value_name = "MODE")]
+    pub object_lock_mode: Option<ObjectLockMode>,
+    /// Object Lock retention of those manifests, in days from each commit [default: 2557,
+    /// seven years].
+    #[arg(long, global = true, env = "SESSIONLAKE_OBJECT_LOCK_DAYS", value_name = "DAYS")]
+    pub object_lock_days: Option<u32>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -148,6 +158,11 @@ pub struct VerifyArgs {
     /// Report only on commits before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
+    /// Fails (an `unexpected-head` finding, exit 1) unless the trusted chain holds manifest
+    /// SEQ whose file has SHA-256 SHA256: a head recorded outside the lake (as every commit
+    /// prints it) that a lake cut back, rolled back or rewritten no longer holds. Repeatable.
+    #[arg(long, value_name = "SEQ:SHA256")]
+    pub expect_head: Vec<sessionlake_lake::manifest::Head>,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -281,6 +296,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         until,
         now: chrono::Utc::now().timestamp_micros(),
         progress: verify::progress_wanted(args.json),
+        expect_heads: args.expect_head.clone(),
     };
     let report = verify::verify(&store, &options).await?;
     let mut out = std::io::stdout().lock();
@@ -298,6 +314,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 "objects": report.objects,
                 "findings": report.findings.len(),
                 "signer_pinned": !options.pinned.is_empty(),
+                "head": report.head,
             });
             writeln!(out, "{}", json_record("summary", &summary))?;
         } else {
@@ -328,6 +345,9 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
                 format!("{} problems", report.findings.len())
             }
         );
+        if let Some(head) = &report.head {
+            eprintln!("head: {head}");
+        }
     }
     Ok(if report.findings.is_empty() { Outcome::Matched } else { Outcome::NoMatch })
 }
@@ -493,7 +513,8 @@ pub(crate) async fn open_lake_with(
     } else {
         None
     };
-    let store = LakeStore::open(&location, sdk_config.as_ref())?;
+    let lock = ObjectLockSettings::from_options(cli.object_lock_mode, cli.object_lock_days)?;
+    let store = LakeStore::open(&location, sdk_config.as_ref())?.with_object_lock(lock);
     let keys = Keys::new(keyring, sdk_config).with_store(store.clone());
     Ok((store, keys))
 }

@@ -71,6 +71,8 @@ pub struct RekeySummary {
     pub unchanged: usize,
     /// Manifest sequence of the rekey commit.
     pub sequence: Option<u64>,
+    /// The head of the rekey commit (sequence and the manifest file's SHA-256).
+    pub head: Option<sessionlake_lake::manifest::Head>,
     /// Nothing was changed.
     pub dry_run: bool,
 }
@@ -138,6 +140,7 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
         {
             Ok(link) => {
                 summary.sequence = Some(link.manifest.body.sequence);
+                summary.head = Some(link.head());
                 break;
             }
             Err(error)
@@ -267,6 +270,10 @@ fn report(summary: &RekeySummary, json: bool) -> anyhow::Result<()> {
             "{what} {} data keys under {}{commit}; {} already were",
             summary.rewrapped, summary.key_id, summary.unchanged
         )
+        .and_then(|()| match &summary.head {
+            Some(head) => writeln!(out, "head: {head}"),
+            None => Ok(()),
+        })
     };
     match written.and_then(|()| out.flush()) {
         Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),

@@ -1605,14 +1605,15 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                 delete_all(&lake.store, removed).await?;
                 delete_all(&lake.store, stale).await?;
                 if args.json {
-                    report_plan(&planned, true, Some(link.manifest.body.sequence))?;
+                    report_plan(&planned, true, Some(&link.head()))?;
                 } else {
                     eprintln!(
                         "sessionlake: applied: {} lines, {objects} objects removed, {} rewritten \
-                         (manifest {})",
+                         (manifest {})\nhead: {}",
                         due.len(),
                         added.len(),
-                        link.manifest.body.sequence
+                        link.manifest.body.sequence,
+                        link.head()
                     );
                 }
                 return Ok(Outcome::Matched);
@@ -1633,8 +1634,12 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
 }
 
 /// Prints the plan: a line (or JSON record) per session or object, totals by partition, and a
-/// summary; `applied` is the sequence of the commit that applied it.
-fn report_plan(planned: &[Planned], json: bool, applied: Option<u64>) -> anyhow::Result<()> {
+/// summary; `applied` is the head of the commit that applied it.
+fn report_plan(
+    planned: &[Planned],
+    json: bool,
+    applied: Option<&manifest::Head>,
+) -> anyhow::Result<()> {
     let mut by_partition: BTreeMap<String, (usize, usize, u64)> = BTreeMap::new();
     for item in planned.iter().filter(|p| p.held_by.is_none()) {
         for entry in &item.remove {
@@ -1668,7 +1673,8 @@ fn report_plan(planned: &[Planned], json: bool, applied: Option<u64>) -> anyhow:
             "held": held,
             "objects": planned.iter().filter(|p| p.held_by.is_none()).map(|p| p.objects).sum::<usize>(),
             "applied": applied.is_some(),
-            "manifest": applied,
+            "manifest": applied.map(|head| head.sequence),
+            "head": applied,
             "partitions": partitions,
         });
         return print(format_args!("{}", json_record("summary", &summary)));
@@ -1713,13 +1719,15 @@ fn report_plan(planned: &[Planned], json: bool, applied: Option<u64>) -> anyhow:
 fn report_change(
     json: bool,
     kind: &str,
-    data: serde_json::Value,
+    mut data: serde_json::Value,
     text: &str,
+    head: &manifest::Head,
 ) -> anyhow::Result<()> {
     if json {
+        data["head"] = serde_json::to_value(head)?;
         print(format_args!("{}", json_record(kind, &data)))
     } else {
-        print(format_args!("{text}"))
+        print(format_args!("{text}\nhead: {head}"))
     }
 }
 
@@ -1782,6 +1790,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 "hold",
                 data,
                 &format!("{id}  placed on {} (manifest {sequence})", hold.scope()),
+                &link.head(),
             )?;
             Ok(Outcome::Matched)
         }
@@ -1828,6 +1837,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 "release",
                 serde_json::json!({"id": args.id, "reason": args.reason, "manifest": sequence}),
                 &format!("{} released (manifest {sequence})", args.id),
+                &link.head(),
             )?;
             Ok(Outcome::Matched)
         }
@@ -1988,6 +1998,7 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
                 removed.len(),
                 added_access
             ),
+            &link.head(),
         )?;
         return Ok(Outcome::Matched);
     }

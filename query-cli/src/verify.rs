@@ -13,7 +13,10 @@
 //!   holds (two swapped manifests are both reported, each naming the other);
 //! - `gap`: two consecutive commits further apart than the idle period the earlier one
 //!   promised (plus [`idle_grace_secs`]), or a newest commit older than its promise allows
-//!   (the newest manifests deleted, or the writer stopped without a clean shutdown);
+//!   (the newest manifests deleted, or the writer stopped without a clean shutdown). A clean
+//!   stop of `sessionlake-ingest --follow` promises its restart (`--restart-within`, default
+//!   the idle period): a follow-mode lake cut back to an older clean stop, or a service left
+//!   stopped longer than it promised, is a `gap` too;
 //! - `bad-signature`, `unknown-signer` (a key other than a pinned one: the local keyring's,
 //!   or the KMS key given with `--signing-key`; a key an attacker adds to the lake's `keys/`
 //!   does not help them), `signature-outside-validity` (signed before the key's `valid_from`
@@ -23,7 +26,16 @@
 //!   a plant), `not-deleted` (removed by a retention or shred commit, still stored: an
 //!   interrupted apply, or a shred whose keys survive);
 //! - `backdated-manifest`: a manifest committed before a manifest that precedes it in the
-//!   chain (commit times never go backwards).
+//!   chain (commit times never go backwards);
+//! - `unexpected-head` (only with `--expect-head SEQ:SHA256`): the trusted chain does not hold
+//!   manifest SEQ with that SHA-256, a head recorded outside the lake (every commit prints its
+//!   head: ingest, retention apply, hold, shred, compact and rekey, in their `--json` output as
+//!   `"head": {"sequence": N, "sha256": "…"}`, in text as `head: manifest N sha256 …`, and at
+//!   INFO in the log). It names what the lake holds instead: no manifest SEQ (the chain was cut
+//!   back or rolled back; the detail names the trusted chain's newest manifest), or a manifest
+//!   SEQ with another hash, or one that is not trusted (rewritten). A lake written only by
+//!   once-mode commits promises no idle period, so its newest manifests can be deleted without
+//!   a `gap`: recording the head outside the lake and checking it here is what detects that.
 //!
 //! Only *trusted* manifests (in the chain, signature verified, link intact) make the live set
 //! and the set of committed objects: an object named only by an untrusted manifest is
@@ -41,7 +53,7 @@ use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use sessionlake_lake::manifest::{self, ChainLink};
+use sessionlake_lake::manifest::{self, ChainLink, Head};
 use sessionlake_lake::store::LakeStore;
 use sessionlake_lake::trust::{ChainTrust, committed_at, finding};
 pub use sessionlake_lake::trust::{Finding, PinnedSigner, idle_grace_secs};
@@ -72,6 +84,8 @@ pub struct Report {
     pub objects: usize,
     /// Problems, in a stable order.
     pub findings: Vec<Finding>,
+    /// The newest trusted manifest: the head to record outside the lake.
+    pub head: Option<Head>,
 }
 
 /// How to verify.
@@ -87,6 +101,8 @@ pub struct VerifyOptions {
     pub now: i64,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// Heads the trusted chain must hold (`--expect-head`), whatever the range.
+    pub expect_heads: Vec<Head>,
 }
 
 impl VerifyOptions {
@@ -186,6 +202,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
         untrusted.iter().map(|&index| analysis.parsed[index].path.as_str()).collect();
 
     let mut report = Report {
+        head: trusted.last().map(ChainLink::head),
         manifests: analysis
             .parsed
             .iter()
@@ -196,6 +213,8 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             .count(),
         ..Report::default()
     };
+    // A head recorded elsewhere is checked whatever the range: it is about the whole chain.
+    report.findings.extend(options.expect_heads.iter().filter_map(|head| trust.expect_head(head)));
     for mut scoped in findings {
         // A finding about an untrusted manifest is dated by nothing anyone vouches for.
         if untrusted_paths.contains(scoped.finding.path.as_str()) {

@@ -4,6 +4,7 @@
 //! - [`keys`]: key providers (AWS KMS, a local keyring) that hand out per-session data keys.
 //! - [`envelope`]: raw transcripts compressed with zstd and sealed with a streaming AEAD.
 //! - [`manifest`]: the signed hash chain of commits that says which objects are live.
+//! - [`object_lock`]: commits written under S3 Object Lock on a bucket that has it.
 //! - [`signing`]: manifest signers (the keyring's Ed25519 key, an AWS KMS ECDSA key) and checks.
 //! - [`cursors::Cursors`]: how far each source has been read.
 //!
@@ -25,6 +26,7 @@ pub mod key_cache;
 pub mod keys;
 pub mod lease;
 pub mod manifest;
+pub mod object_lock;
 mod secret;
 pub mod session_keys;
 pub mod signing;

@@ -33,6 +33,11 @@ const MAX_COMMIT_ATTEMPTS: usize = 16;
 /// Manifests read at once from the store.
 const READ_CONCURRENCY: usize = 16;
 
+/// Reason recorded in the last commit of a cleanly stopping writer (`sessionlake-ingest
+/// --follow`); that commit still promises a restart within a period (see
+/// [`Committer::with_restart_within`]).
+pub const STOP_REASON: &str = "writer stopped";
+
 /// One manifest of the chain as read from the lake.
 #[derive(Debug, Clone)]
 pub struct ChainLink {
@@ -44,6 +49,51 @@ pub struct ChainLink {
     pub size: u64,
     /// The parsed manifest.
     pub manifest: Manifest,
+}
+
+impl ChainLink {
+    /// Returns the head this manifest makes: its sequence and the SHA-256 of its file.
+    pub fn head(&self) -> Head {
+        Head { sequence: self.manifest.body.sequence, sha256: self.sha256.clone() }
+    }
+}
+
+/// A head of the chain, as commits print it and `verify --expect-head` takes it: the
+/// manifest's sequence and the SHA-256 of its file. Recorded outside the lake (a ticket, a
+/// SIEM, a log group), it anchors the chain: a lake cut back before it, or rewritten, no longer
+/// holds it. JSON: `{"sequence": 12, "sha256": "…"}`; text: `12:<sha256>` (see
+/// [`Head::from_str`](std::str::FromStr)).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// Sequence number of the manifest.
+    pub sequence: u64,
+    /// SHA-256 (lower-case hex) of the manifest file's bytes.
+    pub sha256: String,
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "manifest {} sha256 {}", self.sequence, self.sha256)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    /// Parses `SEQ:SHA256` (64 hex digits).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (sequence, sha256) =
+            text.split_once(':').ok_or_else(|| format!("head {text:?} is not SEQUENCE:SHA256"))?;
+        let sequence = sequence
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("head {text:?}: {sequence:?} is not a sequence number"))?;
+        let sha256 = sha256.trim().to_ascii_lowercase();
+        if sha256.len() != 64 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(format!("head {text:?}: {sha256:?} is not a SHA-256 (64 hex digits)"));
+        }
+        Ok(Head { sequence, sha256 })
+    }
 }
 
 fn key_file_stem(key_id: &str) -> String {
@@ -404,9 +454,16 @@ async fn sign_and_create(
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|error| LakeError::format(format!("failed to encode manifest: {error}")))?;
         let path = paths::manifest_object(sequence);
-        match store.put_new(&path, Bytes::from(json)).await {
+        match store.put_commit(&path, Bytes::from(json)).await {
             Ok(stored) => {
-                return Ok(ChainLink { path, sha256: stored.sha256, size: stored.size, manifest });
+                let link = ChainLink { path, sha256: stored.sha256, size: stored.size, manifest };
+                tracing::info!(
+                    sequence,
+                    sha256 = %link.sha256,
+                    action = ?link.manifest.body.action,
+                    "committed: head is manifest {sequence}"
+                );
+                return Ok(link);
             }
             Err(error) if error.kind() == LakeErrorKind::AlreadyExists => {
                 if let Some(expected) = request.expected_head {
@@ -487,6 +544,7 @@ pub struct Committer {
     signer: Arc<dyn ManifestSigner>,
     replaces: Option<String>,
     idle_period: Option<Duration>,
+    restart_within: Option<Duration>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -495,6 +553,7 @@ impl std::fmt::Debug for Committer {
             .field("key_id", &self.signer.key_id())
             .field("replaces", &self.replaces)
             .field("idle_period", &self.idle_period)
+            .field("restart_within", &self.restart_within)
             .finish()
     }
 }
@@ -502,7 +561,7 @@ impl std::fmt::Debug for Committer {
 impl Committer {
     /// Returns a committer signing with `signer` that makes no promise and retires nothing.
     pub fn new(signer: Arc<dyn ManifestSigner>) -> Self {
-        Committer { signer, replaces: None, idle_period: None }
+        Committer { signer, replaces: None, idle_period: None, restart_within: None }
     }
 
     /// Retires `key_id` (if it is not the signer's own) at the first commit.
@@ -517,13 +576,21 @@ impl Committer {
         self
     }
 
+    /// Promises, in the last commit of a clean stop, a commit within `period` again (the
+    /// restart's): without it (or with zero), that commit promises nothing, and a chain cut
+    /// back to it looks like a writer that stopped for good.
+    pub fn with_restart_within(mut self, period: Option<Duration>) -> Self {
+        self.restart_within = period.filter(|period| !period.is_zero());
+        self
+    }
+
     /// Returns the signer.
     pub fn signer(&self) -> &dyn ManifestSigner {
         self.signer.as_ref()
     }
 
-    /// Commits like [`commit`], recording the idle period unless `stopping` (the last commit of
-    /// a writer that stops: it promises nothing more).
+    /// Commits like [`commit`], recording the idle period, or when `stopping` (the last commit
+    /// of a writer that stops) the restart period, if any.
     pub async fn commit(
         &self,
         store: &LakeStore,
@@ -551,10 +618,9 @@ impl Committer {
         stopping: bool,
         expected_head: Option<Option<u64>>,
     ) -> LakeResult<ChainLink> {
-        let idle_period_secs = self
-            .idle_period
-            .filter(|_| !stopping)
-            .map(|period| period.as_secs() + u64::from(period.subsec_nanos() > 0));
+        let promise = if stopping { self.restart_within } else { self.idle_period };
+        let idle_period_secs =
+            promise.map(|period| period.as_secs() + u64::from(period.subsec_nanos() > 0));
         let request = CommitRequest {
             signer: self.signer.as_ref(),
             replaces: self.replaces.as_deref(),
@@ -868,8 +934,15 @@ mod tests {
             .commit(&store, CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
             .await
             .expect("commit 2");
-        assert_eq!(stopped.manifest.body.idle_period_secs, None);
+        assert_eq!(stopped.manifest.body.idle_period_secs, None, "no restart promised");
         assert!(stopped.manifest.body.added.is_empty(), "records are written once");
+        // A stop that promises the restart keeps the chain anchored across it.
+        let restarting = committer.clone().with_restart_within(Some(Duration::from_secs(600)));
+        let stopped = restarting
+            .commit(&store, CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
+            .await
+            .expect("commit 3");
+        assert_eq!(stopped.manifest.body.idle_period_secs, Some(600));
 
         // The retired key never signs again.
         let error = commit(&store, &old.signer(), CommitAction::Ingest, None, vec![], vec![])

@@ -100,6 +100,8 @@ pub struct LakeStore {
     /// query engines: object_store 0.13's `PrefixStore::head` returns the unstripped location,
     /// which DataFusion's listing then filters out.
     engine: (Arc<dyn ObjectStore>, String),
+    /// On S3: writes commits under Object Lock when the bucket has it.
+    lock: Option<Arc<crate::object_lock::CommitLock>>,
 }
 
 impl fmt::Debug for LakeStore {
@@ -256,6 +258,7 @@ impl LakeStore {
         location: &LakeLocation,
         sdk_config: Option<&aws_config::SdkConfig>,
     ) -> LakeResult<LakeStore> {
+        let mut lock = None;
         let (store, engine): (Arc<dyn ObjectStore>, (Arc<dyn ObjectStore>, String)) = match location
         {
             LakeLocation::Local(path) => {
@@ -275,6 +278,7 @@ impl LakeStore {
                     LakeError::config(format!("lake {location} needs AWS configuration"))
                 })?;
                 let s3 = crate::aws::object_store_for_bucket(config, bucket)?;
+                lock = Some(crate::object_lock::CommitLock::new(config, bucket, prefix));
                 if prefix.is_empty() {
                     (Arc::clone(&s3), (s3, String::new()))
                 } else {
@@ -284,7 +288,14 @@ impl LakeStore {
                 }
             }
         };
-        Ok(LakeStore { location: location.clone(), store, engine })
+        Ok(LakeStore { location: location.clone(), store, engine, lock })
+    }
+
+    /// Returns the store with commits locked by `settings` on an S3 bucket with Object Lock
+    /// (see [`crate::object_lock`]); a local lake is unchanged.
+    pub fn with_object_lock(mut self, settings: crate::object_lock::ObjectLockSettings) -> Self {
+        self.lock = self.lock.map(|lock| lock.with_settings(settings));
+        self
     }
 
     /// Returns an empty lake in memory, for unit tests.
@@ -296,7 +307,7 @@ impl LakeStore {
 
     /// Returns a store over an arbitrary `object_store` (tests use `InMemory`).
     pub fn from_object_store(location: LakeLocation, store: Arc<dyn ObjectStore>) -> LakeStore {
-        LakeStore { location, engine: (Arc::clone(&store), String::new()), store }
+        LakeStore { location, engine: (Arc::clone(&store), String::new()), store, lock: None }
     }
 
     /// Returns where the lake lives.
@@ -348,6 +359,21 @@ impl LakeStore {
             .await
             .map_err(|error| LakeError::store("create", &self.describe(path), error))?;
         Ok(stored)
+    }
+
+    /// Creates a commit object (a manifest, a checkpoint) like [`LakeStore::put_new`]; on an
+    /// S3 lake whose bucket has Object Lock, with the retention of the lake's settings, so that
+    /// the committed version cannot be deleted within it.
+    pub async fn put_commit(&self, path: &str, bytes: Bytes) -> LakeResult<StoredObject> {
+        debug_assert!(crate::object_lock::is_commit_path(path), "{path} is not a commit");
+        let Some(lock) = &self.lock else {
+            return self.put_new(path, bytes).await;
+        };
+        let (size, sha256, blocks) = digest_of(&bytes);
+        if lock.put_new_locked(path, bytes.clone()).await? {
+            return Ok(StoredObject { path: path.to_string(), size, sha256, blocks });
+        }
+        self.put_new(path, bytes).await
     }
 
     /// Reads the object at `path`.

@@ -19,7 +19,7 @@ use sessionlake_schemas::manifest::{ObjectEntry, PublicKeyRecord};
 use sessionlake_schemas::paths;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
-use crate::manifest::{self, ChainLink, KeyValidity, ManifestFile, SignatureProblem};
+use crate::manifest::{self, ChainLink, Head, KeyValidity, ManifestFile, SignatureProblem};
 use crate::store::LakeStore;
 
 /// The chain of a lake judged against the pinned signers: which manifests are trusted, and
@@ -77,6 +77,58 @@ impl ChainTrust {
     /// trusted.
     pub fn untrusted(&self) -> Vec<usize> {
         (0..self.analysis.parsed.len()).filter(|index| !self.trusted.contains(index)).collect()
+    }
+
+    /// Returns an `unexpected-head` finding unless the trusted chain holds manifest
+    /// `expected.sequence` with SHA-256 `expected.sha256`: a head recorded outside the lake
+    /// that the lake no longer reaches (cut back, rolled back) or holds rewritten.
+    pub fn expect_head(&self, expected: &Head) -> Option<Finding> {
+        let path = paths::manifest_object(expected.sequence);
+        let trusted = self.trusted_links();
+        if trusted.iter().any(|link| link.head() == *expected) {
+            return None;
+        }
+        let newest = trusted.last().map_or_else(
+            || "no trusted manifest".to_string(),
+            |link| format!("the trusted chain ends at {}", link.head()),
+        );
+        let same_sequence = self
+            .analysis
+            .parsed
+            .iter()
+            .enumerate()
+            .filter(|(_, link)| link.manifest.body.sequence == expected.sequence)
+            .map(|(index, link)| (index, link.sha256.as_str(), link.path.as_str()))
+            .collect::<Vec<_>>();
+        let detail = match same_sequence.as_slice() {
+            [] => format!(
+                "expected manifest {} sha256 {}, but the lake holds no manifest {} ({newest}): \
+                 the chain was cut back or rolled back",
+                expected.sequence, expected.sha256, expected.sequence
+            ),
+            found => {
+                let named: Vec<String> = found
+                    .iter()
+                    .map(|&(index, sha, path)| {
+                        if self.trusted.contains(&index) {
+                            format!("{path} is sha256 {sha}")
+                        } else {
+                            format!(
+                                "{path} is sha256 {sha} and not trusted ({})",
+                                self.reason(index)
+                            )
+                        }
+                    })
+                    .collect();
+                format!(
+                    "expected manifest {} sha256 {}, but {} ({newest}): the chain was rewritten",
+                    expected.sequence,
+                    expected.sha256,
+                    named.join(", ")
+                )
+            }
+        };
+        Some(finding("unexpected-head", &path, detail))
     }
 
     /// Why manifest `index` is not trusted.
@@ -512,18 +564,22 @@ pub fn analyse_chain(files: &[ManifestFile], now: Option<i64>) -> ChainAnalysis 
     if let (Some(newest), Some(now)) = (before, now)
         && let Some(gap) = gap_between(&parsed[newest], Some(now))
     {
-        findings.push(Scoped {
-            finding: finding(
-                "gap",
-                &parsed[newest].path,
-                format!(
-                    "is the newest manifest, and nothing was committed in the {gap} since (the \
-                     newest manifests were deleted, or the writer stopped without a clean \
-                     shutdown)"
-                ),
-            ),
-            at: Some(now),
-        });
+        let stopped = parsed[newest].manifest.body.reason.as_deref() == Some(manifest::STOP_REASON);
+        let detail = if stopped {
+            format!(
+                "is the newest manifest, a clean stop whose writer promised to be back, and \
+                 nothing was committed in the {gap} since (the service was not restarted, or \
+                 the manifests after it were deleted)"
+            )
+        } else {
+            format!(
+                "is the newest manifest, and nothing was committed in the {gap} since (the \
+                 newest manifests were deleted, or the writer stopped without a clean \
+                 shutdown)"
+            )
+        };
+        findings
+            .push(Scoped { finding: finding("gap", &parsed[newest].path, detail), at: Some(now) });
     }
     let accepted = accepted.into_values().collect();
     ChainAnalysis { accepted, broken, forked, parsed, replays, findings }
