@@ -163,6 +163,10 @@ pub struct VerifyArgs {
     /// prints it) that a lake cut back, rolled back or rewritten no longer holds. Repeatable.
     #[arg(long, value_name = "SEQ:SHA256")]
     pub expect_head: Vec<sessionlake_lake::manifest::Head>,
+    /// Judge the newest commit's idle promise as of this time instead of now (same forms as
+    /// --since): what verify will report then if nothing is committed meanwhile.
+    #[arg(long, value_name = "TIME")]
+    pub as_of: Option<String>,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -294,7 +298,10 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         pinned,
         since,
         until,
-        now: chrono::Utc::now().timestamp_micros(),
+        now: match args.as_of.as_deref() {
+            Some(text) => time::parse_time(text).context("--as-of")?,
+            None => chrono::Utc::now().timestamp_micros(),
+        },
         progress: verify::progress_wanted(args.json),
         expect_heads: args.expect_head.clone(),
     };

@@ -27,6 +27,10 @@
 //!   interrupted apply, or a shred whose keys survive);
 //! - `backdated-manifest`: a manifest committed before a manifest that precedes it in the
 //!   chain (commit times never go backwards);
+//! - `hidden-manifest`, `overwritten-manifest` (an S3 lake whose bucket has Object Lock, where
+//!   every manifest is written locked): a delete marker hides a manifest (the chain reads as
+//!   cut back there), or a newer version was written over one; the locked commit is still
+//!   stored, and the finding names its version;
 //! - `unexpected-head` (only with `--expect-head SEQ:SHA256`): the trusted chain does not hold
 //!   manifest SEQ with that SHA-256, a head recorded outside the lake (every commit prints its
 //!   head: ingest, retention apply, hold, shred, compact and rekey, in their `--json` output as
@@ -213,6 +217,11 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             .count(),
         ..Report::default()
     };
+    // On a bucket with Object Lock, the versions behind the manifests: a delete marker or a
+    // newer version over a locked commit is a cut-back or a rewrite, whatever the range.
+    if let Some(versions) = store.commit_versions(paths::MANIFEST_DIR).await? {
+        report.findings.extend(version_findings(&versions));
+    }
     // A head recorded elsewhere is checked whatever the range: it is about the whole chain.
     report.findings.extend(options.expect_heads.iter().filter_map(|head| trust.expect_head(head)));
     for mut scoped in findings {
@@ -300,9 +309,71 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     Ok(report)
 }
 
+/// Findings about the stored versions of the manifests on a bucket with Object Lock: a
+/// manifest hidden by a delete marker (`hidden-manifest`: the chain reads as cut back, the
+/// locked commit is still in the bucket) and one with a newer version over the commit
+/// (`overwritten-manifest`). Both name the locked first version, from which it can be
+/// restored.
+fn version_findings(versions: &[sessionlake_lake::object_lock::CommitVersions]) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for object in versions {
+        let Some(first) = object.versions.first() else {
+            continue;
+        };
+        if object.deleted {
+            found.push(finding(
+                "hidden-manifest",
+                &object.path,
+                format!(
+                    "a delete marker hides it (the chain reads as cut back here); its commit is \
+                     still stored as version {first}: remove the delete marker to restore it"
+                ),
+            ));
+        } else if object.versions.len() > 1 {
+            found.push(finding(
+                "overwritten-manifest",
+                &object.path,
+                format!(
+                    "{} versions: a newer one was written over the commit, version {first} \
+                     (still stored, locked): restore it by deleting the newer versions",
+                    object.versions.len()
+                ),
+            ));
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_version_findings_name_hidden_and_overwritten_manifests() {
+        use sessionlake_lake::object_lock::CommitVersions;
+        let versions = |path: &str, ids: &[&str], deleted| CommitVersions {
+            path: path.into(),
+            versions: ids.iter().map(|id| id.to_string()).collect(),
+            deleted,
+        };
+        let found = version_findings(&[
+            versions("manifest/0.json", &["a"], false),
+            versions("manifest/1.json", &["b", "c"], false),
+            versions("manifest/2.json", &["d"], true),
+            versions("manifest/3.json", &[], true),
+        ]);
+        let kinds: Vec<(&str, &str)> =
+            found.iter().map(|found| (found.kind, found.path.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("overwritten-manifest", "manifest/1.json"),
+                ("hidden-manifest", "manifest/2.json")
+            ]
+        );
+        assert!(found[0].detail.contains("version b"), "{}", found[0].detail);
+        assert!(found[1].detail.contains("version d"), "{}", found[1].detail);
+    }
 
     #[test]
     fn test_range_filter_keeps_undated_findings() {

@@ -255,6 +255,85 @@ impl CommitLock {
     }
 }
 
+/// The stored versions of one commit object on a bucket with Object Lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitVersions {
+    /// Lake path of the object.
+    pub path: String,
+    /// Version ids of the object's versions, oldest first (the first is the commit).
+    pub versions: Vec<String>,
+    /// The newest version is a delete marker: the key reads as absent.
+    pub deleted: bool,
+}
+
+impl CommitLock {
+    /// Lists the versions of every object under `folder` (a lake folder such as `manifest`),
+    /// delete markers included, by path. `None` when the bucket has no Object Lock.
+    pub async fn versions(&self, folder: &str) -> LakeResult<Option<Vec<CommitVersions>>> {
+        if !self.bucket_locks().await? {
+            return Ok(None);
+        }
+        let listed_prefix = format!("{}{folder}/", self.prefix);
+        // By key: its object versions (time, id), and whether a delete marker is the newest.
+        let mut by_key: std::collections::BTreeMap<String, (Vec<(DateTime, String)>, bool)> =
+            std::collections::BTreeMap::new();
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(&listed_prefix)
+                .set_key_marker(markers.0.take())
+                .set_version_id_marker(markers.1.take())
+                .send()
+                .await
+                .map_err(|error| {
+                    LakeError::new(
+                        LakeErrorKind::Unavailable,
+                        format!(
+                            "failed to list the versions of s3://{}/{listed_prefix}: {}",
+                            self.bucket,
+                            DisplayErrorContext(&error)
+                        ),
+                    )
+                })?;
+            for version in page.versions() {
+                let (Some(key), Some(id)) = (version.key(), version.version_id()) else {
+                    continue;
+                };
+                let at = version.last_modified().copied().unwrap_or(DateTime::from_secs(0));
+                let entry = by_key.entry(key.to_string()).or_default();
+                entry.0.push((at, id.to_string()));
+            }
+            for marker in page.delete_markers() {
+                let Some(key) = marker.key() else { continue };
+                let entry = by_key.entry(key.to_string()).or_default();
+                if marker.is_latest() == Some(true) {
+                    entry.1 = true;
+                }
+            }
+            if page.is_truncated() != Some(true) || page.next_key_marker().is_none() {
+                break;
+            }
+            markers = (
+                page.next_key_marker().map(str::to_string),
+                page.next_version_id_marker().map(str::to_string),
+            );
+        }
+        let found = by_key
+            .into_iter()
+            .filter_map(|(key, (mut versions, deleted))| {
+                let path = key.strip_prefix(&self.prefix)?.to_string();
+                versions.sort_by_key(|(at, _)| *at);
+                let versions = versions.into_iter().map(|(_, id)| id).collect();
+                Some(CommitVersions { path, versions, deleted })
+            })
+            .collect();
+        Ok(Some(found))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

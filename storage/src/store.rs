@@ -376,6 +376,19 @@ impl LakeStore {
         self.put_new(path, bytes).await
     }
 
+    /// Lists the stored versions of the objects under `folder` (a commit folder such as
+    /// `manifest`) on an S3 lake whose bucket has Object Lock; `None` elsewhere (a local lake,
+    /// a bucket without Object Lock).
+    pub async fn commit_versions(
+        &self,
+        folder: &str,
+    ) -> LakeResult<Option<Vec<crate::object_lock::CommitVersions>>> {
+        match &self.lock {
+            Some(lock) => lock.versions(folder).await,
+            None => Ok(None),
+        }
+    }
+
     /// Reads the object at `path`.
     pub async fn get(&self, path: &str) -> LakeResult<Bytes> {
         let result = self

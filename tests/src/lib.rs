@@ -79,6 +79,10 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_METRICS_ALLOW_REMOTE",
         "SESSIONLAKE_IDLE_PERIOD",
         "SESSIONLAKE_SIGNING_KEY",
+        "SESSIONLAKE_RESTART_WITHIN",
+        "SESSIONLAKE_OBJECT_LOCK_MODE",
+        "SESSIONLAKE_OBJECT_LOCK_DAYS",
+        "SESSIONLAKE_JSON",
     ] {
         command.env_remove(variable);
     }

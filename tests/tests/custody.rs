@@ -11,13 +11,20 @@ use sessionlake_schemas::manifest::{Manifest, PublicKeyRecord};
 use sessionlake_schemas::paths;
 use sessionlake_tests::{binary, copy_tree, files_under, repo_root, run, sdk_config};
 
+mod anchor;
+
 /// Sessions in examples/: one commit each with `--batch-sessions 1`.
 const EXAMPLE_COMMITS: u64 = 4;
 
 /// Runs `sessionlake verify --json <extra>` in `dir`; returns the exit code and the findings
 /// as (kind, path) pairs, sorted.
 fn findings(dir: &Path, extra: &[&str]) -> (i32, Vec<(String, String)>) {
-    let (code, records) = verify_json(dir, extra, false);
+    findings_of(dir, extra, false)
+}
+
+/// Like [`findings`]; with `aws`, pointed at moto.
+fn findings_of(dir: &Path, extra: &[&str], aws: bool) -> (i32, Vec<(String, String)>) {
+    let (code, records) = verify_json(dir, extra, aws);
     let mut found: Vec<(String, String)> = records
         .iter()
         .filter(|record| record["type"] == "finding")
