@@ -31,6 +31,7 @@ use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
 use sessionlake_indexer::parquet_out;
 use sessionlake_lake::keys::{KeyProvider, Keys};
 use sessionlake_lake::manifest::{self, ChainLink};
+use sessionlake_lake::object_lock::ObjectLockSettings;
 use sessionlake_lake::signing::ManifestSigner;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_lake::trust::{PinnedSigner, Snapshot};
@@ -251,6 +252,18 @@ struct Decision {
 }
 
 impl Policy {
+    /// Returns the longest period any rule keeps anything, in whole days (a year counts 365.25
+    /// days, rounded up): how long the commits this policy makes are locked on an S3 bucket
+    /// with Object Lock, unless `--object-lock-days` says otherwise.
+    pub fn longest_days(&self) -> u32 {
+        let longest = std::iter::once(&self.default)
+            .chain(&self.rules)
+            .flat_map(|rule| [rule.commands, rule.raw])
+            .max()
+            .unwrap_or(self.default.commands);
+        u32::try_from(longest.quarter_days().div_ceil(4)).unwrap_or(u32::MAX)
+    }
+
     /// Reads and validates a policy file; errors name the file and the field.
     pub fn load(path: &Path) -> anyhow::Result<Policy> {
         let text = std::fs::read_to_string(path)
@@ -1522,6 +1535,12 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
     let mut lake = Lake::open(cli, "retention apply").await?;
     if apply {
         lake.ensure_trusted()?;
+        // Its commit is locked for the policy's longest period (on a bucket with Object Lock).
+        if cli.object_lock_days.is_none() {
+            let days = Some(policy.longest_days());
+            let settings = ObjectLockSettings::from_options(cli.object_lock_mode, days)?;
+            lake.store = lake.store.clone().with_object_lock(settings);
+        }
     }
     let mut attempt = 0;
     loop {
@@ -2111,6 +2130,8 @@ commands = "7y"
     #[test]
     fn test_rules_apply_and_the_longest_period_wins() {
         let policy = Policy::parse(POLICY).expect("valid");
+        // Seven years of 365.25 days, rounded up: how long its commits are locked.
+        assert_eq!(policy.longest_days(), 2557);
         let nobody = policy.decide(&subject("arn:aws:iam::111122223333:user/alice", "i-0dev"));
         assert_eq!(
             (nobody.rule.as_str(), nobody.commands, nobody.raw),

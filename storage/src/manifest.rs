@@ -899,6 +899,17 @@ mod tests {
         assert!(matches!(verify_signature(&chain[1], &keys), Err(SignatureProblem::Bad(_))));
     }
 
+    #[test]
+    fn test_heads_parse_and_print() {
+        let sha = "ab".repeat(32);
+        let head: Head = format!("12:{}", sha.to_uppercase()).parse().expect("head");
+        assert_eq!(head, Head { sequence: 12, sha256: sha.clone() });
+        assert_eq!(head.to_string(), format!("manifest 12 sha256 {sha}"));
+        for bad in ["12", "x:ab", &format!("12:{}", "ab".repeat(31)), &format!("-1:{sha}")] {
+            assert!(bad.parse::<Head>().is_err(), "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn test_committer_records_its_promise_and_retires_the_key_it_replaces() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -116,8 +116,8 @@ pub struct CommitLock {
     /// Key prefix of the lake, `""` or ending with `/`.
     prefix: String,
     settings: ObjectLockSettings,
-    /// Whether the bucket has Object Lock enabled: asked once.
-    enabled: OnceCell<bool>,
+    /// Whether the bucket has Object Lock enabled: asked once, shared by every copy.
+    enabled: Arc<OnceCell<bool>>,
 }
 
 impl CommitLock {
@@ -133,18 +133,18 @@ impl CommitLock {
             bucket: bucket.to_string(),
             prefix,
             settings: ObjectLockSettings::default(),
-            enabled: OnceCell::new(),
+            enabled: Arc::new(OnceCell::new()),
         })
     }
 
-    /// Returns a copy that locks with `settings` (detection not yet made).
+    /// Returns a copy that locks with `settings` (the bucket is still asked only once).
     pub fn with_settings(&self, settings: ObjectLockSettings) -> Arc<CommitLock> {
         Arc::new(CommitLock {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             prefix: self.prefix.clone(),
             settings,
-            enabled: OnceCell::new(),
+            enabled: Arc::clone(&self.enabled),
         })
     }
 
@@ -163,10 +163,16 @@ impl CommitLock {
                     self.client.get_object_lock_configuration().bucket(&self.bucket).send().await;
                 match answer {
                     Ok(output) => {
-                        let enabled = output
-                            .object_lock_configuration()
-                            .and_then(|lock| lock.object_lock_enabled())
+                        let lock = output.object_lock_configuration();
+                        let enabled = lock.and_then(|lock| lock.object_lock_enabled())
                             == Some(&ObjectLockEnabled::Enabled);
+                        if lock.and_then(|lock| lock.rule()).and_then(|rule| rule.default_retention()).is_some() {
+                            // Every object is locked then, session key records included.
+                            tracing::warn!(
+                                bucket = %self.bucket,
+                                "the bucket locks every object by default: shred cannot destroy session keys within that retention; lock only the manifests (no default retention)"
+                            );
+                        }
                         tracing::info!(bucket = %self.bucket, enabled, "object lock checked");
                         Ok(enabled)
                     }

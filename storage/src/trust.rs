@@ -877,6 +877,14 @@ mod tests {
         );
         // No promise, no gap; a hole is reported as missing, not as a gap as well.
         assert_eq!(kinds(&chain(3, None), Some(START + 100 * MINUTE)), vec![]);
+        // A newest clean stop that promised its restart says so when the promise ran out.
+        let mut stopped = chain(3, Some(300));
+        if let Ok(manifest) = &mut stopped[2].manifest {
+            manifest.body.reason = Some(manifest::STOP_REASON.to_string());
+        }
+        let found = analyse_chain(&stopped, Some(START + 20 * MINUTE)).findings;
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].finding.detail.contains("a clean stop"), "{:?}", found[0].finding);
         let mut holed = chain(4, Some(60));
         holed.remove(2);
         let found = kinds(&holed, None);
