@@ -73,6 +73,16 @@ pub struct Args {
     /// instead of the keyring's Ed25519 key.
     #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY")]
     pub signing_key: Option<String>,
+    /// Another AWS KMS key whose manifests ingest trusts, besides its own signer and the
+    /// keyring's key: the key a new --signing-key replaces (a rotation names the old key, so a
+    /// lake signed by anyone else is never taken over). Repeatable, or comma-separated.
+    #[arg(
+        long = "trust-signing-key",
+        env = "SESSIONLAKE_TRUST_SIGNING_KEYS",
+        value_name = "KMS_KEY",
+        value_delimiter = ','
+    )]
+    pub trust_signing_keys: Vec<String>,
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
@@ -144,6 +154,9 @@ pub struct FileConfig {
     pub key_cache_max_uses: Option<u64>,
     /// AWS KMS asymmetric key (ECC_NIST_P256) that signs the manifest; else the keyring's key.
     pub signing_key: Option<String>,
+    /// Other KMS keys whose manifests are trusted (the keys `signing_key` replaced).
+    #[serde(default)]
+    pub trust_signing_keys: Vec<String>,
     /// AWS region.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -246,6 +259,8 @@ pub struct Config {
     pub key_cache: KeyCachePolicy,
     /// KMS key that signs the manifest, if any (else the keyring's key).
     pub signing_key: Option<String>,
+    /// Other KMS keys whose manifests are trusted.
+    pub trust_signing_keys: Vec<String>,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -408,6 +423,11 @@ impl Config {
             kms_key_id: args.kms_key_id.clone().or(file.kms_key_id),
             key_cache,
             signing_key: args.signing_key.clone().or(file.signing_key),
+            trust_signing_keys: if args.trust_signing_keys.is_empty() {
+                file.trust_signing_keys
+            } else {
+                args.trust_signing_keys.clone()
+            },
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions
@@ -538,6 +558,7 @@ impl Config {
             || !self.cloudtrail.is_empty()
             || self.kms_key_id.is_some()
             || self.signing_key.is_some()
+            || !self.trust_signing_keys.is_empty()
             || self.lake.starts_with("s3://")
     }
 }

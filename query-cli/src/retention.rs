@@ -1181,6 +1181,11 @@ impl Lake {
         }
     }
 
+    /// Returns the signer of this lake's commits.
+    pub(crate) fn signer(&self) -> &dyn ManifestSigner {
+        self.signer.as_ref()
+    }
+
     /// The keyring as the provider of new data keys; an error names the missing keyring.
     pub(crate) fn keyring_provider(&self) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
         match &self.keyring {

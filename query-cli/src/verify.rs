@@ -23,7 +23,10 @@
 //!   a plant), `not-deleted` (removed by a retention or shred commit, still stored: an
 //!   interrupted apply, or a shred whose keys survive);
 //! - `backdated-manifest`: a manifest committed before a manifest that precedes it in the
-//!   chain (commit times never go backwards).
+//!   chain (commit times never go backwards);
+//! - `bad-checkpoint`: a checkpoint (`checkpoint/<sequence>.json`) not signed by a trusted
+//!   signer, naming a manifest that is not the trusted one of its sequence, or whose live set
+//!   is not the replay of the trusted chain up to that manifest.
 //!
 //! Only *trusted* manifests (in the chain, signature verified, link intact) make the live set
 //! and the set of committed objects: an object named only by an untrusted manifest is
@@ -276,9 +279,91 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             ));
         }
     }
+    let signers = if options.pinned.is_empty() {
+        // No pin: the keys the lake's own records hold, as for the manifests.
+        let mut ignored = Vec::new();
+        sessionlake_lake::trust::read_key_records(store, &mut ignored)
+            .await?
+            .into_iter()
+            .map(|(key_id, key)| PinnedSigner {
+                key_id,
+                public_key: key.public_key,
+                origin: "the lake's key record".into(),
+            })
+            .collect()
+    } else {
+        options.pinned.clone()
+    };
+    report.findings.extend(check_checkpoints(store, &trusted, &signers).await?);
     report.findings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     report.findings.dedup();
     Ok(report)
+}
+
+/// Checks every checkpoint: signed by a trusted signer, naming the trusted manifest of its
+/// sequence, and holding exactly the live set the trusted chain has right after it.
+async fn check_checkpoints(
+    store: &LakeStore,
+    trusted: &[ChainLink],
+    signers: &[PinnedSigner],
+) -> anyhow::Result<Vec<Finding>> {
+    let mut checkpoints = sessionlake_lake::checkpoint::list(store).await?;
+    checkpoints.reverse();
+    let mut found = Vec::new();
+    let mut live: BTreeMap<String, sessionlake_schemas::manifest::ObjectEntry> = BTreeMap::new();
+    let mut replayed = 0;
+    for (sequence, path) in checkpoints {
+        let bytes = store.get(&path).await?;
+        let checkpoint = match sessionlake_lake::checkpoint::check(&bytes, sequence, signers) {
+            Ok(checkpoint) => checkpoint,
+            Err(why) => {
+                found.push(finding("bad-checkpoint", &path, why));
+                continue;
+            }
+        };
+        let upto = trusted[replayed..]
+            .iter()
+            .take_while(|link| link.manifest.body.sequence <= sequence)
+            .count();
+        manifest::apply_links(&mut live, &trusted[replayed..replayed + upto]);
+        replayed += upto;
+        let named = &checkpoint.body.manifest_sha256;
+        match trusted.iter().find(|link| link.manifest.body.sequence == sequence) {
+            Some(link) if &link.sha256 == named => {}
+            Some(link) => found.push(finding(
+                "bad-checkpoint",
+                &path,
+                format!("names {} with sha256 {named}, which hashes to {}", link.path, link.sha256),
+            )),
+            None => found.push(finding(
+                "bad-checkpoint",
+                &path,
+                format!(
+                    "names {}, which is not a trusted manifest",
+                    paths::manifest_object(sequence)
+                ),
+            )),
+        }
+        let theirs: BTreeMap<&str, &sessionlake_schemas::manifest::ObjectEntry> =
+            checkpoint.body.live.iter().map(|entry| (entry.path.as_str(), entry)).collect();
+        let missing = live.keys().filter(|path| !theirs.contains_key(path.as_str())).count();
+        let extra = theirs.keys().filter(|path| !live.contains_key(**path)).count();
+        let differ = theirs
+            .iter()
+            .filter(|(path, entry)| live.get(**path).is_some_and(|ours| ours != **entry))
+            .count();
+        if missing + extra + differ > 0 {
+            found.push(finding(
+                "bad-checkpoint",
+                &path,
+                format!(
+                    "is not the replay of the chain up to manifest {sequence}: {missing} live \
+                     objects left out, {extra} not live added, {differ} described otherwise"
+                ),
+            ));
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod aws;
+pub mod checkpoint;
 pub mod cursors;
 pub mod decompress;
 pub mod envelope;
