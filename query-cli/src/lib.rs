@@ -160,6 +160,11 @@ pub struct VerifyArgs {
     /// Report only on commits before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
+    /// Resume from the newest checkpoint (one a full verify checked before): only the
+    /// manifests from it on are read and the objects they added hashed; objects stored but
+    /// not committed, and the checkpoints, are checked by a full verify only.
+    #[arg(long)]
+    pub since_checkpoint: bool,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -294,6 +299,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         until,
         now: chrono::Utc::now().timestamp_micros(),
         progress: verify::progress_wanted(args.json),
+        since_checkpoint: args.since_checkpoint,
     };
     let report = verify::verify(&store, &options).await?;
     let mut out = std::io::stdout().lock();

@@ -90,6 +90,9 @@ pub struct VerifyOptions {
     pub now: i64,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// Resume from the newest checkpoint a pinned signer made (a full verify checked it
+    /// before): only the manifests from it on are read, the objects they added hashed.
+    pub since_checkpoint: bool,
 }
 
 impl VerifyOptions {
@@ -174,11 +177,34 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     for folder in COMMITTED_FOLDERS {
         stored.extend(store.list(folder).await?.into_iter().map(|(path, _)| path));
     }
-    let files =
-        manifest::read_manifest_files(store).await.context("failed to read the manifest chain")?;
     let tail_checked = options.until.is_none_or(|until| until > options.now);
     let now = tail_checked.then_some(options.now);
-    let mut trust = ChainTrust::judge(store, &files, &options.pinned, now).await?;
+    let (resumed, skipped) = if options.since_checkpoint {
+        anyhow::ensure!(
+            !options.pinned.is_empty(),
+            "--since-checkpoint needs a pinned signer (the keyring, or --signing-key)"
+        );
+        sessionlake_lake::trust::latest_checkpoint(store, &options.pinned).await?
+    } else {
+        (None, Vec::new())
+    };
+    let (files, first, mut live) = match resumed {
+        Some((checkpoint, files)) => {
+            let live = checkpoint.body.live.into_iter().map(|e| (e.path.clone(), e)).collect();
+            (files, Some(checkpoint.body.sequence), live)
+        }
+        None if options.since_checkpoint => {
+            anyhow::bail!("--since-checkpoint: the lake has no checkpoint a pinned signer made")
+        }
+        None => {
+            let files = manifest::read_manifest_files(store)
+                .await
+                .context("failed to read the manifest chain")?;
+            (files, None, BTreeMap::new())
+        }
+    };
+    let mut trust =
+        ChainTrust::judge_from(store, &files, &options.pinned, now, first.unwrap_or(0)).await?;
     let findings = std::mem::take(&mut trust.findings);
     let analysis = &trust.analysis;
     let trusted_indexes = &trust.trusted;
@@ -211,9 +237,14 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
 
     // The live set comes from the trusted chain; with a range, only what trusted commits in
     // the range added is hashed, and every live object an untrusted manifest names.
-    let live = manifest::live_objects(&trusted);
+    // Resumed from a checkpoint: the checkpoint's manifest was checked by the verify that
+    // checked the checkpoint; what came after it is checked now.
+    let after_checkpoint =
+        |link: &&ChainLink| first.is_none_or(|first| link.manifest.body.sequence > first);
+    manifest::apply_links(&mut live, trusted.iter().filter(after_checkpoint));
     let mut to_hash: BTreeSet<&str> = trusted
         .iter()
+        .filter(after_checkpoint)
         .filter(|link| options.in_range(committed_at(link)))
         .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
         .collect();
@@ -256,6 +287,10 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             }
         }
     }
+    report.findings.extend(skipped);
+    // Resumed, the objects named before the checkpoint are not known: stored objects are
+    // checked against the whole chain only.
+    let stored = if first.is_some() { Vec::new() } else { stored };
     for path in stored.iter() {
         if !named.contains(path.as_str()) {
             let detail = match named_untrusted.get(path.as_str()) {
@@ -294,7 +329,9 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     } else {
         options.pinned.clone()
     };
-    report.findings.extend(check_checkpoints(store, &trusted, &signers).await?);
+    if first.is_none() {
+        report.findings.extend(check_checkpoints(store, &trusted, &signers).await?);
+    }
     report.findings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     report.findings.dedup();
     Ok(report)

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sessionlake_schemas::manifest::{ObjectEntry, PublicKeyRecord};
+use sessionlake_schemas::manifest::{Checkpoint, ObjectEntry, PublicKeyRecord};
 use sessionlake_schemas::paths;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
@@ -130,53 +130,23 @@ impl Snapshot {
     /// (or without a pinned signer) the whole chain is read as by [`Snapshot::open`].
     /// [`Snapshot::chain`] then holds the trusted manifests since the checkpoint only.
     pub async fn open_latest(store: &LakeStore, pinned: &[PinnedSigner]) -> LakeResult<Snapshot> {
-        let mut skipped = Vec::new();
-        if !pinned.is_empty() {
-            for (sequence, path) in crate::checkpoint::list(store).await? {
-                match Snapshot::from_checkpoint(store, pinned, sequence, &path).await? {
-                    Ok(mut snapshot) => {
-                        snapshot.problems.extend(skipped);
-                        return Ok(snapshot);
-                    }
-                    Err(why) => skipped.push(finding("bad-checkpoint", &path, why)),
-                }
+        let (usable, skipped) = latest_checkpoint(store, pinned).await?;
+        let mut snapshot = match usable {
+            Some((checkpoint, files)) => {
+                let sequence = checkpoint.body.sequence;
+                let trust = ChainTrust::judge_from(store, &files, pinned, None, sequence).await?;
+                let live = checkpoint
+                    .body
+                    .live
+                    .into_iter()
+                    .map(|entry| (entry.path.clone(), entry))
+                    .collect();
+                Snapshot::assemble(&files, trust, live, Some(sequence), true)
             }
-        }
-        let mut snapshot = Snapshot::open(store, pinned).await?;
+            None => Snapshot::open(store, pinned).await?,
+        };
         snapshot.problems.extend(skipped);
         Ok(snapshot)
-    }
-
-    async fn from_checkpoint(
-        store: &LakeStore,
-        pinned: &[PinnedSigner],
-        sequence: u64,
-        path: &str,
-    ) -> LakeResult<Result<Snapshot, String>> {
-        let checkpoint =
-            match crate::checkpoint::read_trusted(store, sequence, path, pinned).await? {
-                Ok(checkpoint) => checkpoint,
-                Err(why) => return Ok(Err(why)),
-            };
-        let files = manifest::read_manifest_files_from(store, sequence).await?;
-        let named = &checkpoint.body.manifest_sha256;
-        match files.first() {
-            Some(file) if file.name_sequence == sequence && &file.sha256 == named => {}
-            Some(file) if file.name_sequence == sequence => {
-                return Ok(Err(format!(
-                    "names {} with sha256 {named}, which hashes to {}",
-                    file.path, file.sha256
-                )));
-            }
-            _ => {
-                let manifest = paths::manifest_object(sequence);
-                return Ok(Err(format!("names {manifest}, which is not stored")));
-            }
-        }
-        let trust = ChainTrust::judge_from(store, &files, pinned, None, sequence).await?;
-        let live =
-            checkpoint.body.live.into_iter().map(|entry| (entry.path.clone(), entry)).collect();
-        Ok(Ok(Snapshot::assemble(&files, trust, live, Some(sequence), true)))
     }
 
     /// Builds the snapshot of `trust` (over `files`), its live set `base` as of manifest
@@ -378,6 +348,42 @@ pub struct ChainAnalysis {
     /// Indexes into `parsed` of byte-for-byte replays (their signatures are not checked again).
     pub replays: BTreeSet<usize>,
     pub findings: Vec<Scoped>,
+}
+
+/// Returns the newest checkpoint that a pinned signer made and whose manifest is stored with
+/// the hash it names, with the manifest files from that manifest on; and the checkpoints
+/// skipped, as findings. None without a pinned signer.
+pub async fn latest_checkpoint(
+    store: &LakeStore,
+    pinned: &[PinnedSigner],
+) -> LakeResult<(Option<(Checkpoint, Vec<ManifestFile>)>, Vec<Finding>)> {
+    let mut skipped = Vec::new();
+    if pinned.is_empty() {
+        return Ok((None, skipped));
+    }
+    for (sequence, path) in crate::checkpoint::list(store).await? {
+        let checkpoint =
+            match crate::checkpoint::read_trusted(store, sequence, &path, pinned).await? {
+                Ok(checkpoint) => checkpoint,
+                Err(why) => {
+                    skipped.push(finding("bad-checkpoint", &path, why));
+                    continue;
+                }
+            };
+        let files = manifest::read_manifest_files_from(store, sequence).await?;
+        let named = &checkpoint.body.manifest_sha256;
+        let why = match files.first() {
+            Some(file) if file.name_sequence == sequence && &file.sha256 == named => {
+                return Ok((Some((checkpoint, files)), skipped));
+            }
+            Some(file) if file.name_sequence == sequence => {
+                format!("names {} with sha256 {named}, which hashes to {}", file.path, file.sha256)
+            }
+            _ => format!("names {}, which is not stored", paths::manifest_object(sequence)),
+        };
+        skipped.push(finding("bad-checkpoint", &path, why));
+    }
+    Ok((None, skipped))
 }
 
 /// Classifies the manifest files: which make up the chain, which are replays, forks or

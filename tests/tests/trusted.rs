@@ -279,6 +279,22 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     assert_eq!((after.code, after.stdout.clone()), (0, before.stdout.clone()), "{}", after.stderr);
     assert!(!after.stderr.contains("warning"), "{}", after.stderr);
 
+    // verify resumes from the checkpoint: the commits after it are checked, a hold committed
+    // after it and then altered is named.
+    let held = cli(dir.path(), &["hold", "add", ALICE, "--reason", "case 2026-77", "--json"]);
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    let resumed = cli(dir.path(), &["verify", "--since-checkpoint", "--json"]);
+    assert_eq!(resumed.code, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert!(resumed.stdout.contains("\"manifests\":2"), "{}", resumed.stdout);
+    let hold = files_under(&lake.join("holds")).pop().expect("a hold");
+    let hold = lake.join("holds").join(hold);
+    let text = std::fs::read_to_string(&hold).expect("hold");
+    std::fs::write(&hold, text.replace("case 2026-77", "case 2026-78")).expect("alter the hold");
+    let resumed = cli(dir.path(), &["verify", "--since-checkpoint"]);
+    assert_eq!(resumed.code, 1, "{}{}", resumed.stdout, resumed.stderr);
+    assert!(resumed.stdout.contains("altered-object"), "{}", resumed.stdout);
+    std::fs::write(&hold, text).expect("restore the hold");
+
     // The live set edited (a session's commands file left out), signed by another key: readers
     // ignore it and say so, verify names it.
     let checkpoint: sessionlake_schemas::manifest::Checkpoint =
