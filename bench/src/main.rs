@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sessionlake_bench::chain::{ChainOptions, open_chain};
 use sessionlake_bench::run::{RunOptions, run};
 use sessionlake_bench::workload::{Material, WorkloadConfig, generate};
 
@@ -64,6 +65,18 @@ enum Command {
         #[arg(long)]
         single: Option<PathBuf>,
     },
+    /// Measures opening a lake of N commits, replaying the chain and from a checkpoint.
+    OpenChain {
+        /// Chain lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+        commits: Vec<u64>,
+        /// Scratch folder (emptied per length).
+        #[arg(long)]
+        work: PathBuf,
+        /// Runs per figure (medians).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,6 +111,9 @@ fn main() -> ExitCode {
         }),
         Command::Run { workload, work, bin_dir, python, runs, single } => {
             run(&RunOptions { workload, work, bin_dir, python, runs, single }).map(|_| ())
+        }
+        Command::OpenChain { commits, work, runs } => {
+            open_chain(&ChainOptions { commits, work, runs }).map(|_| ())
         }
     };
     match result {

@@ -74,6 +74,16 @@ pub struct Args {
     /// instead of the keyring's Ed25519 key.
     #[arg(long, env = "SESSIONLAKE_SIGNING_KEY", value_name = "KMS_KEY")]
     pub signing_key: Option<String>,
+    /// Another AWS KMS key whose manifests ingest trusts, besides its own signer and the
+    /// keyring's key: the key a new --signing-key replaces (a rotation names the old key, so a
+    /// lake signed by anyone else is never taken over). Repeatable, or comma-separated.
+    #[arg(
+        long = "trust-signing-key",
+        env = "SESSIONLAKE_TRUST_SIGNING_KEYS",
+        value_name = "KMS_KEY",
+        value_delimiter = ','
+    )]
+    pub trust_signing_keys: Vec<String>,
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
@@ -168,6 +178,9 @@ pub struct FileConfig {
     pub object_lock_mode: Option<ObjectLockMode>,
     /// Object Lock retention of the manifests, in days.
     pub object_lock_days: Option<u32>,
+    /// Other KMS keys whose manifests are trusted (the keys `signing_key` replaced).
+    #[serde(default)]
+    pub trust_signing_keys: Vec<String>,
     /// AWS region.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -276,6 +289,8 @@ pub struct Config {
     pub object_lock: ObjectLockSettings,
     /// Print the summary as JSON.
     pub json: bool,
+    /// Other KMS keys whose manifests are trusted.
+    pub trust_signing_keys: Vec<String>,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -452,6 +467,11 @@ impl Config {
             signing_key: args.signing_key.clone().or(file.signing_key),
             object_lock,
             json: args.json,
+            trust_signing_keys: if args.trust_signing_keys.is_empty() {
+                file.trust_signing_keys
+            } else {
+                args.trust_signing_keys.clone()
+            },
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions
@@ -583,6 +603,7 @@ impl Config {
             || !self.cloudtrail.is_empty()
             || self.kms_key_id.is_some()
             || self.signing_key.is_some()
+            || !self.trust_signing_keys.is_empty()
             || self.lake.starts_with("s3://")
     }
 }

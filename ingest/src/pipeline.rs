@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use sessionlake_indexer::compact::{LakeFiles, Table};
 use sessionlake_indexer::{PARSER_VERSION, SessionContext};
+use sessionlake_lake::checkpoint;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink};
@@ -553,6 +554,7 @@ impl LakeWriter {
             }
         };
         self.apply(&link);
+        self.checkpoint_if_due(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
         let rewritten: Vec<String> = plan
@@ -676,6 +678,7 @@ impl LakeWriter {
             match committed {
                 Ok(link) => {
                     self.apply(&link);
+                    self.checkpoint_if_due(&link).await;
                     return Ok(link);
                 }
                 Err(error)
@@ -686,6 +689,21 @@ impl LakeWriter {
                 }
                 Err(error) => return Err(error.into()),
             }
+        }
+    }
+
+    /// Writes a signed checkpoint of the live set after `link`, this writer's newest commit,
+    /// every [`checkpoint::CHECKPOINT_INTERVAL`] commits. A failure is logged: readers then
+    /// start from an older checkpoint, and nothing is lost.
+    async fn checkpoint_if_due(&self, link: &ChainLink) {
+        if !checkpoint::due(link.manifest.body.sequence) {
+            return;
+        }
+        match checkpoint::write(&self.store, self.committer.signer(), link, &self.live).await {
+            Ok(path) => {
+                tracing::info!(checkpoint = %path, objects = self.live.len(), "checkpoint written")
+            }
+            Err(error) => tracing::warn!(%error, "checkpoint not written"),
         }
     }
 

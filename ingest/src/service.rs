@@ -249,6 +249,19 @@ impl Ingestor {
         if signer.key_id() != keyring.signer().key_id() {
             pinned.push(PinnedSigner::of(&KeyringSigner(Arc::clone(&keyring)), "the keyring"));
         }
+        for key_id in &config.trust_signing_keys {
+            let Some(sdk) = &sdk_config else {
+                anyhow::bail!(missing_aws("--trust-signing-key", key_id));
+            };
+            let public = sessionlake_lake::signing::kms_public_key_with(sdk, key_id.trim())
+                .await
+                .with_context(|| format!("failed to fetch the public key of {key_id}"))?;
+            pinned.push(PinnedSigner {
+                key_id: public.key_arn,
+                public_key: public.spki,
+                origin: "--trust-signing-key".to_string(),
+            });
+        }
         let snapshot = Snapshot::open(&store, &pinned).await?;
         for line in snapshot.ignored() {
             tracing::warn!(lake = %store.location(), problem = %line, "untrusted manifest ignored");

@@ -132,6 +132,18 @@ pub enum Command {
     /// Merges each day's per-session `commands` and `sessions` files into compacted files
     /// (one per table, day and source), in one commit; takes the writer lease like ingest.
     Compact(compact::CompactArgs),
+    /// Writes a signed checkpoint of the live set as of the newest commit, so that every
+    /// command opens the lake reading only the commits after it (ingest writes one every
+    /// 1,000 commits by itself).
+    Checkpoint(CheckpointArgs),
+}
+
+/// Options of `checkpoint`.
+#[derive(Debug, ClapArgs)]
+pub struct CheckpointArgs {
+    /// A JSON record of what was written.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `show`.
@@ -167,6 +179,11 @@ pub struct VerifyArgs {
     /// --since): what verify will report then if nothing is committed meanwhile.
     #[arg(long, value_name = "TIME")]
     pub as_of: Option<String>,
+    /// Resume from the newest checkpoint (one a full verify checked before): only the
+    /// manifests from it on are read and the objects they added hashed; objects stored but
+    /// not committed, and the checkpoints, are checked by a full verify only.
+    #[arg(long)]
+    pub since_checkpoint: bool,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -275,6 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Shred(ref args) => retention::shred(&cli, args).await,
         Command::Sql(ref args) => sql::sql(&cli, args).await,
         Command::Compact(ref args) => compact::compact(&cli, args).await,
+        Command::Checkpoint(ref args) => write_checkpoint(&cli, args).await,
     };
     if output::is_partial() {
         eprintln!(
@@ -304,6 +322,7 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
         },
         progress: verify::progress_wanted(args.json),
         expect_heads: args.expect_head.clone(),
+        since_checkpoint: args.since_checkpoint,
     };
     let report = verify::verify(&store, &options).await?;
     let mut out = std::io::stdout().lock();
@@ -438,7 +457,10 @@ pub(crate) async fn open_reader(
 ) -> anyhow::Result<(LakeStore, Keys, lake_tables::LakeSnapshot)> {
     let keyring = open_keyring_if_present(cli)?.map(Arc::new);
     let (store, keys) = open_lake_with(cli, keyring.clone()).await?;
-    let snapshot = trusted_snapshot(cli, &store, keyring.as_deref()).await?;
+    let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
+    // Readers start from the newest checkpoint a pinned signer made.
+    let snapshot = Snapshot::open_latest(&store, &pinned).await?;
+    warn_ignored(&snapshot);
     let lake_id = lake_id(&store, snapshot.live()).await?;
     let keys = keys.with_committed(snapshot.live());
     let mut live = snapshot.into_live();
@@ -491,10 +513,45 @@ pub(crate) async fn trusted_snapshot(
 ) -> anyhow::Result<Snapshot> {
     let pinned = pinned_signers(cli, keyring, &cli.signing_key).await?;
     let snapshot = Snapshot::open(store, &pinned).await?;
+    warn_ignored(&snapshot);
+    Ok(snapshot)
+}
+
+/// Runs `sessionlake checkpoint`: the live set of the whole trusted chain, signed like a
+/// commit by the keyring's key or the first `--signing-key`.
+async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Outcome> {
+    let lake = retention::Lake::open(cli, "checkpoint").await?;
+    lake.ensure_trusted()?;
+    let Some(head) = lake.chain.last() else {
+        anyhow::bail!("{} has no commits to checkpoint", lake.store.location());
+    };
+    let path = sessionlake_lake::checkpoint::write(&lake.store, lake.signer(), head, &lake.live)
+        .await
+        .with_context(|| format!("failed to write a checkpoint of {}", lake.store.location()))?;
+    let sequence = head.manifest.body.sequence;
+    if args.json {
+        let record = serde_json::json!({
+            "checkpoint": path,
+            "sequence": sequence,
+            "manifest_sha256": head.sha256,
+            "objects": lake.live.len(),
+        });
+        println!("{}", json_record("checkpoint", &record));
+    } else {
+        println!(
+            "{path}: {} live objects as of manifest {sequence} (sha256 {})",
+            lake.live.len(),
+            head.sha256
+        );
+    }
+    Ok(Outcome::Matched)
+}
+
+/// Says on stderr what the snapshot left out and why.
+pub(crate) fn warn_ignored(snapshot: &Snapshot) {
     for line in snapshot.ignored() {
         eprintln!("sessionlake: warning: {line}");
     }
-    Ok(snapshot)
 }
 
 /// Opens the lake like [`open_lake`] with `keyring` already opened (a keyring under a

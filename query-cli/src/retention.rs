@@ -261,7 +261,7 @@ impl Policy {
             .flat_map(|rule| [rule.commands, rule.raw])
             .max()
             .unwrap_or(self.default.commands);
-        u32::try_from(longest.quarter_days().div_ceil(4)).unwrap_or(u32::MAX)
+        u32::try_from(longest.quarter_days().saturating_add(3) / 4).unwrap_or(u32::MAX)
     }
 
     /// Reads and validates a policy file; errors name the file and the field.
@@ -1192,6 +1192,11 @@ impl Lake {
             Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
             None => Ok(()),
         }
+    }
+
+    /// Returns the signer of this lake's commits.
+    pub(crate) fn signer(&self) -> &dyn ManifestSigner {
+        self.signer.as_ref()
     }
 
     /// The keyring as the provider of new data keys; an error names the missing keyring.

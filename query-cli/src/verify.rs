@@ -40,6 +40,9 @@
 //!   SEQ with another hash, or one that is not trusted (rewritten). A lake written only by
 //!   once-mode commits promises no idle period, so its newest manifests can be deleted without
 //!   a `gap`: recording the head outside the lake and checking it here is what detects that.
+//! - `bad-checkpoint`: a checkpoint (`checkpoint/<sequence>.json`) not signed by a trusted
+//!   signer, naming a manifest that is not the trusted one of its sequence, or whose live set
+//!   is not the replay of the trusted chain up to that manifest.
 //!
 //! Only *trusted* manifests (in the chain, signature verified, link intact) make the live set
 //! and the set of committed objects: an object named only by an untrusted manifest is
@@ -107,6 +110,9 @@ pub struct VerifyOptions {
     pub progress: bool,
     /// Heads the trusted chain must hold (`--expect-head`), whatever the range.
     pub expect_heads: Vec<Head>,
+    /// Resume from the newest checkpoint a pinned signer made (a full verify checked it
+    /// before): only the manifests from it on are read, the objects they added hashed.
+    pub since_checkpoint: bool,
 }
 
 impl VerifyOptions {
@@ -191,11 +197,34 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     for folder in COMMITTED_FOLDERS {
         stored.extend(store.list(folder).await?.into_iter().map(|(path, _)| path));
     }
-    let files =
-        manifest::read_manifest_files(store).await.context("failed to read the manifest chain")?;
     let tail_checked = options.until.is_none_or(|until| until > options.now);
     let now = tail_checked.then_some(options.now);
-    let mut trust = ChainTrust::judge(store, &files, &options.pinned, now).await?;
+    let (resumed, skipped) = if options.since_checkpoint {
+        anyhow::ensure!(
+            !options.pinned.is_empty(),
+            "--since-checkpoint needs a pinned signer (the keyring, or --signing-key)"
+        );
+        sessionlake_lake::trust::latest_checkpoint(store, &options.pinned).await?
+    } else {
+        (None, Vec::new())
+    };
+    let (files, first, mut live) = match resumed {
+        Some((checkpoint, files)) => {
+            let live = checkpoint.body.live.into_iter().map(|e| (e.path.clone(), e)).collect();
+            (files, Some(checkpoint.body.sequence), live)
+        }
+        None if options.since_checkpoint => {
+            anyhow::bail!("--since-checkpoint: the lake has no checkpoint a pinned signer made")
+        }
+        None => {
+            let files = manifest::read_manifest_files(store)
+                .await
+                .context("failed to read the manifest chain")?;
+            (files, None, BTreeMap::new())
+        }
+    };
+    let mut trust =
+        ChainTrust::judge_from(store, &files, &options.pinned, now, first.unwrap_or(0)).await?;
     let findings = std::mem::take(&mut trust.findings);
     let analysis = &trust.analysis;
     let trusted_indexes = &trust.trusted;
@@ -236,9 +265,14 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
 
     // The live set comes from the trusted chain; with a range, only what trusted commits in
     // the range added is hashed, and every live object an untrusted manifest names.
-    let live = manifest::live_objects(&trusted);
+    // Resumed from a checkpoint: the checkpoint's manifest was checked by the verify that
+    // checked the checkpoint; what came after it is checked now.
+    let after_checkpoint =
+        |link: &&ChainLink| first.is_none_or(|first| link.manifest.body.sequence > first);
+    manifest::apply_links(&mut live, trusted.iter().filter(after_checkpoint));
     let mut to_hash: BTreeSet<&str> = trusted
         .iter()
+        .filter(after_checkpoint)
         .filter(|link| options.in_range(committed_at(link)))
         .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
         .collect();
@@ -281,6 +315,10 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             }
         }
     }
+    report.findings.extend(skipped);
+    // Resumed, the objects named before the checkpoint are not known: stored objects are
+    // checked against the whole chain only.
+    let stored = if first.is_some() { Vec::new() } else { stored };
     for path in stored.iter() {
         if !named.contains(path.as_str()) {
             let detail = match named_untrusted.get(path.as_str()) {
@@ -303,6 +341,24 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
                 ),
             ));
         }
+    }
+    let signers = if options.pinned.is_empty() {
+        // No pin: the keys the lake's own records hold, as for the manifests.
+        let mut ignored = Vec::new();
+        sessionlake_lake::trust::read_key_records(store, &mut ignored)
+            .await?
+            .into_iter()
+            .map(|(key_id, key)| PinnedSigner {
+                key_id,
+                public_key: key.public_key,
+                origin: "the lake's key record".into(),
+            })
+            .collect()
+    } else {
+        options.pinned.clone()
+    };
+    if first.is_none() {
+        report.findings.extend(check_checkpoints(store, &trusted, &signers).await?);
     }
     report.findings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     report.findings.dedup();
@@ -342,6 +398,72 @@ fn version_findings(versions: &[sessionlake_lake::object_lock::CommitVersions]) 
         }
     }
     found
+}
+
+/// Checks every checkpoint: signed by a trusted signer, naming the trusted manifest of its
+/// sequence, and holding exactly the live set the trusted chain has right after it.
+async fn check_checkpoints(
+    store: &LakeStore,
+    trusted: &[ChainLink],
+    signers: &[PinnedSigner],
+) -> anyhow::Result<Vec<Finding>> {
+    let mut checkpoints = sessionlake_lake::checkpoint::list(store).await?;
+    checkpoints.reverse();
+    let mut found = Vec::new();
+    let mut live: BTreeMap<String, sessionlake_schemas::manifest::ObjectEntry> = BTreeMap::new();
+    let mut replayed = 0;
+    for (sequence, path) in checkpoints {
+        let bytes = store.get(&path).await?;
+        let checkpoint = match sessionlake_lake::checkpoint::check(&bytes, sequence, signers) {
+            Ok(checkpoint) => checkpoint,
+            Err(why) => {
+                found.push(finding("bad-checkpoint", &path, why));
+                continue;
+            }
+        };
+        let upto = trusted[replayed..]
+            .iter()
+            .take_while(|link| link.manifest.body.sequence <= sequence)
+            .count();
+        manifest::apply_links(&mut live, &trusted[replayed..replayed + upto]);
+        replayed += upto;
+        let named = &checkpoint.body.manifest_sha256;
+        match trusted.iter().find(|link| link.manifest.body.sequence == sequence) {
+            Some(link) if &link.sha256 == named => {}
+            Some(link) => found.push(finding(
+                "bad-checkpoint",
+                &path,
+                format!("names {} with sha256 {named}, which hashes to {}", link.path, link.sha256),
+            )),
+            None => found.push(finding(
+                "bad-checkpoint",
+                &path,
+                format!(
+                    "names {}, which is not a trusted manifest",
+                    paths::manifest_object(sequence)
+                ),
+            )),
+        }
+        let theirs: BTreeMap<&str, &sessionlake_schemas::manifest::ObjectEntry> =
+            checkpoint.body.live.iter().map(|entry| (entry.path.as_str(), entry)).collect();
+        let missing = live.keys().filter(|path| !theirs.contains_key(path.as_str())).count();
+        let extra = theirs.keys().filter(|path| !live.contains_key(**path)).count();
+        let differ = theirs
+            .iter()
+            .filter(|(path, entry)| live.get(**path).is_some_and(|ours| ours != **entry))
+            .count();
+        if missing + extra + differ > 0 {
+            found.push(finding(
+                "bad-checkpoint",
+                &path,
+                format!(
+                    "is not the replay of the chain up to manifest {sequence}: {missing} live \
+                     objects left out, {extra} not live added, {differ} described otherwise"
+                ),
+            ));
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -215,6 +215,46 @@ pub struct Manifest {
     pub signature: ManifestSignature,
 }
 
+/// Version of [`CheckpointBody`] written by this crate.
+pub const CHECKPOINT_VERSION: u32 = 1;
+
+/// A signed checkpoint, `checkpoint/<sequence>.json`: the live set as of manifest `sequence`
+/// (every manifest up to it replayed, the trusted ones only), so that a reader starts there
+/// and reads only the manifests after it. It names the manifest's SHA-256, which ties it to
+/// the chain, and is signed like a commit; `verify` checks that it equals the replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// What it summarises.
+    pub body: CheckpointBody,
+    /// Who vouches for it.
+    pub signature: ManifestSignature,
+}
+
+/// The signed part of a [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointBody {
+    /// [`CHECKPOINT_VERSION`].
+    pub version: u32,
+    /// The manifest after which the live set is this.
+    pub sequence: u64,
+    /// SHA-256 (hex) of that manifest's bytes.
+    pub manifest_sha256: String,
+    /// RFC 3339 time the checkpoint was made.
+    pub committed_at: String,
+    /// Who wrote it.
+    pub writer_id: String,
+    /// The live objects, by path.
+    pub live: Vec<ObjectEntry>,
+}
+
+impl CheckpointBody {
+    /// Returns the bytes a signature covers: compact JSON with sorted keys.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let value = serde_json::to_value(self)?;
+        serde_json::to_vec(&value)
+    }
+}
+
 /// A session key record, `keys/sessions/<session>.<source>.<version>.key.json`: the session key
 /// (256 bits, wrapped by KMS or the keyring, context role `session`) under which the data key of
 /// every object of that session version is wrapped. Deleting every record of a session

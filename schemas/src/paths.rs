@@ -30,6 +30,8 @@ pub const SESSIONS_DIR: &str = "sessions";
 pub const ACCESS_DIR: &str = "access";
 /// Folder of the manifest chain.
 pub const MANIFEST_DIR: &str = "manifest";
+/// Folder of signed checkpoints (the live set as of a manifest).
+pub const CHECKPOINT_DIR: &str = "checkpoint";
 /// Folder of quarantined input.
 pub const QUARANTINE_DIR: &str = "quarantine";
 /// Folder of legal holds.
@@ -180,6 +182,20 @@ pub fn manifest_object(sequence: u64) -> String {
 /// Parses the sequence number out of a manifest path; `None` for anything else.
 pub fn manifest_sequence(path: &str) -> Option<u64> {
     let name = path.strip_prefix(MANIFEST_DIR)?.strip_prefix('/')?;
+    let digits = name.strip_suffix(".json")?;
+    (digits.len() == MANIFEST_SEQUENCE_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Returns the path of the checkpoint of the live set as of manifest `sequence`.
+pub fn checkpoint_object(sequence: u64) -> String {
+    format!("{CHECKPOINT_DIR}/{sequence:0width$}.json", width = MANIFEST_SEQUENCE_DIGITS)
+}
+
+/// Parses the sequence number out of a checkpoint path; `None` for anything else.
+pub fn checkpoint_sequence(path: &str) -> Option<u64> {
+    let name = path.strip_prefix(CHECKPOINT_DIR)?.strip_prefix('/')?;
     let digits = name.strip_suffix(".json")?;
     (digits.len() == MANIFEST_SEQUENCE_DIGITS && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod aws;
+pub mod checkpoint;
 pub mod cursors;
 pub mod decompress;
 pub mod envelope;

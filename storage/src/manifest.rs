@@ -217,7 +217,18 @@ async fn read_manifest_file(
 
 /// Returns the manifest files of the lake, ordered by the sequence number their names give.
 async fn list_manifests(store: &LakeStore) -> LakeResult<Vec<(u64, String)>> {
-    let listed = store.list(paths::MANIFEST_DIR).await?;
+    list_manifests_from(store, 0).await
+}
+
+/// Returns the manifest files numbered `first` and later (only those are listed), ordered by
+/// sequence.
+async fn list_manifests_from(store: &LakeStore, first: u64) -> LakeResult<Vec<(u64, String)>> {
+    let listed = match first.checked_sub(1) {
+        Some(before) => {
+            store.list_after(paths::MANIFEST_DIR, &paths::manifest_object(before)).await?
+        }
+        None => store.list(paths::MANIFEST_DIR).await?,
+    };
     let mut numbered: Vec<(u64, String)> = listed
         .into_iter()
         .filter_map(|(path, _)| paths::manifest_sequence(&path).map(|seq| (seq, path)))
@@ -243,7 +254,15 @@ pub async fn head(store: &LakeStore) -> LakeResult<Option<ChainLink>> {
 /// Reads every manifest file, in the order of the sequence numbers their names give; a file
 /// that does not parse is returned with the reason.
 pub async fn read_manifest_files(store: &LakeStore) -> LakeResult<Vec<ManifestFile>> {
-    let numbered = list_manifests(store).await?;
+    read_manifest_files_from(store, 0).await
+}
+
+/// Reads the manifest files numbered `first` and later, like [`read_manifest_files`].
+pub async fn read_manifest_files_from(
+    store: &LakeStore,
+    first: u64,
+) -> LakeResult<Vec<ManifestFile>> {
+    let numbered = list_manifests_from(store, first).await?;
     let reads = numbered.into_iter().map(|(seq, path)| read_manifest_file(store, seq, path));
     // Bounded parallel reads: a long chain on S3 would otherwise be one round trip per file.
     futures::stream::iter(reads)
@@ -271,7 +290,16 @@ pub async fn read_chain(store: &LakeStore) -> LakeResult<Vec<ChainLink>> {
 /// Returns the objects the chain says are live: added and not removed since, by path.
 pub fn live_objects(chain: &[ChainLink]) -> BTreeMap<String, ObjectEntry> {
     let mut live = BTreeMap::new();
-    for link in chain {
+    apply_links(&mut live, chain);
+    live
+}
+
+/// Applies the commits of `links`, in order, to the live set `live`.
+pub fn apply_links<'a>(
+    live: &mut BTreeMap<String, ObjectEntry>,
+    links: impl IntoIterator<Item = &'a ChainLink>,
+) {
+    for link in links {
         for removed in &link.manifest.body.removed {
             live.remove(&removed.path);
         }
@@ -279,7 +307,6 @@ pub fn live_objects(chain: &[ChainLink]) -> BTreeMap<String, ObjectEntry> {
             live.insert(added.path.clone(), added.clone());
         }
     }
-    live
 }
 
 fn encode_record(path: &str, record: &PublicKeyRecord) -> LakeResult<Bytes> {

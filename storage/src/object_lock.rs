@@ -25,6 +25,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata as _};
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{ObjectLockEnabled, ObjectLockMode as SdkLockMode};
 use bytes::Bytes;
+use sessionlake_schemas::paths;
 use tokio::sync::OnceCell;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
@@ -102,11 +103,8 @@ impl ObjectLockSettings {
 /// Whether a lake path is written under Object Lock: manifests and checkpoints.
 pub fn is_commit_path(path: &str) -> bool {
     let folder = path.split('/').next().unwrap_or_default();
-    folder == sessionlake_schemas::paths::MANIFEST_DIR || folder == CHECKPOINT_DIR
+    folder == paths::MANIFEST_DIR || folder == paths::CHECKPOINT_DIR
 }
-
-/// Folder of the lake's signed checkpoints.
-pub const CHECKPOINT_DIR: &str = "checkpoint";
 
 /// Writes a lake's commits on S3 under Object Lock when its bucket has it.
 #[derive(Debug)]

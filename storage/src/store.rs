@@ -485,12 +485,33 @@ impl LakeStore {
     /// Lists every object under `prefix` (a folder such as `manifest`), with sizes.
     pub async fn list(&self, prefix: &str) -> LakeResult<Vec<(String, u64)>> {
         let prefix_path = self.path(prefix)?;
-        let objects: Vec<_> = self
-            .store
-            .list(Some(&prefix_path))
-            .try_collect()
-            .await
-            .map_err(|error| LakeError::store("list", &self.describe(prefix), error))?;
+        self.listed(prefix, self.store.list(Some(&prefix_path)).try_collect().await)
+    }
+
+    /// Lists the objects directly in folder `prefix`, not in its sub-folders, with sizes.
+    pub async fn list_shallow(&self, prefix: &str) -> LakeResult<Vec<(String, u64)>> {
+        let prefix_path = self.path(prefix)?;
+        let listed = self.store.list_with_delimiter(Some(&prefix_path)).await;
+        self.listed(prefix, listed.map(|listed| listed.objects))
+    }
+
+    /// Lists the objects under `prefix` whose path sorts after `offset` (S3 `start-after`:
+    /// what comes before is not even listed), with sizes.
+    pub async fn list_after(&self, prefix: &str, offset: &str) -> LakeResult<Vec<(String, u64)>> {
+        let prefix_path = self.path(prefix)?;
+        let offset = self.path(offset)?;
+        let listed = self.store.list_with_offset(Some(&prefix_path), &offset).try_collect().await;
+        self.listed(prefix, listed)
+    }
+
+    /// Paths and sizes of a listing of `prefix`, sorted.
+    fn listed(
+        &self,
+        prefix: &str,
+        objects: object_store::Result<Vec<object_store::ObjectMeta>>,
+    ) -> LakeResult<Vec<(String, u64)>> {
+        let objects =
+            objects.map_err(|error| LakeError::store("list", &self.describe(prefix), error))?;
         let mut listed: Vec<(String, u64)> =
             objects.into_iter().map(|meta| (meta.location.to_string(), meta.size)).collect();
         listed.sort();

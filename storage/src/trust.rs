@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sessionlake_schemas::manifest::{ObjectEntry, PublicKeyRecord};
+use sessionlake_schemas::manifest::{Checkpoint, ObjectEntry, PublicKeyRecord};
 use sessionlake_schemas::paths;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
@@ -34,6 +34,8 @@ pub struct ChainTrust {
     pub trusted: BTreeSet<usize>,
     /// Every finding about the chain and its key records, dated by the commit it is about.
     pub findings: Vec<Scoped>,
+    /// The sequence the chain was judged from (0: the whole chain; else a checkpoint's).
+    pub first: u64,
 }
 
 impl ChainTrust {
@@ -46,7 +48,19 @@ impl ChainTrust {
         pinned: &[PinnedSigner],
         now: Option<i64>,
     ) -> LakeResult<ChainTrust> {
-        let mut analysis = analyse_chain(files, now);
+        Self::judge_from(store, files, pinned, now, 0).await
+    }
+
+    /// Like [`ChainTrust::judge`], for the manifests from `first` on (see
+    /// [`analyse_chain_from`]).
+    pub async fn judge_from(
+        store: &LakeStore,
+        files: &[ManifestFile],
+        pinned: &[PinnedSigner],
+        now: Option<i64>,
+        first: u64,
+    ) -> LakeResult<ChainTrust> {
+        let mut analysis = analyse_chain_from(files, now, first);
         let mut findings = std::mem::take(&mut analysis.findings);
         let keys = read_key_records(store, &mut findings).await?;
         let bad_signatures = check_signatures(&analysis, keys, pinned, &mut findings);
@@ -60,7 +74,7 @@ impl ChainTrust {
                     && !analysis.forked.contains(index)
             })
             .collect();
-        Ok(ChainTrust { analysis, bad_signatures, trusted, findings })
+        Ok(ChainTrust { analysis, bad_signatures, trusted, findings, first })
     }
 
     /// Returns the trusted manifests in chain order.
@@ -87,6 +101,18 @@ impl ChainTrust {
         let trusted = self.trusted_links();
         if trusted.iter().any(|link| link.head() == *expected) {
             return None;
+        }
+        // A chain judged from a checkpoint on holds no older manifest to compare with.
+        if expected.sequence < self.first {
+            return Some(finding(
+                "unexpected-head",
+                &path,
+                format!(
+                    "expected manifest {} sha256 {}, but only manifests from {} on were read (a \
+                     verify resumed from a checkpoint): check it with a full verify",
+                    expected.sequence, expected.sha256, self.first
+                ),
+            ));
         }
         let newest = trusted.last().map_or_else(
             || "no trusted manifest".to_string(),
@@ -147,6 +173,7 @@ pub struct Snapshot {
     file_head: Option<u64>,
     manifests: usize,
     signer_pinned: bool,
+    checkpoint: Option<u64>,
 }
 
 impl Snapshot {
@@ -160,8 +187,49 @@ impl Snapshot {
             )
         })?;
         let trust = ChainTrust::judge(store, &files, pinned, None).await?;
+        Ok(Snapshot::assemble(&files, trust, BTreeMap::new(), None, !pinned.is_empty()))
+    }
+
+    /// Opens the lake from its newest checkpoint that a pinned signer made and that matches the
+    /// stored chain, reading only the manifests from that checkpoint's on (see
+    /// [`crate::checkpoint`]); checkpoints that cannot be used are findings, and without any
+    /// (or without a pinned signer) the whole chain is read as by [`Snapshot::open`].
+    /// [`Snapshot::chain`] then holds the trusted manifests since the checkpoint only.
+    pub async fn open_latest(store: &LakeStore, pinned: &[PinnedSigner]) -> LakeResult<Snapshot> {
+        let (usable, skipped) = latest_checkpoint(store, pinned).await?;
+        let mut snapshot = match usable {
+            Some((checkpoint, files)) => {
+                let sequence = checkpoint.body.sequence;
+                let trust = ChainTrust::judge_from(store, &files, pinned, None, sequence).await?;
+                let live = checkpoint
+                    .body
+                    .live
+                    .into_iter()
+                    .map(|entry| (entry.path.clone(), entry))
+                    .collect();
+                Snapshot::assemble(&files, trust, live, Some(sequence), true)
+            }
+            None => Snapshot::open(store, pinned).await?,
+        };
+        snapshot.problems.extend(skipped);
+        Ok(snapshot)
+    }
+
+    /// Builds the snapshot of `trust` (over `files`), its live set `base` as of manifest
+    /// `checkpoint` (the empty set before the chain when `None`) with the trusted manifests
+    /// after it applied.
+    fn assemble(
+        files: &[ManifestFile],
+        trust: ChainTrust,
+        mut live: BTreeMap<String, ObjectEntry>,
+        checkpoint: Option<u64>,
+        signer_pinned: bool,
+    ) -> Snapshot {
         let trusted = trust.trusted_links();
-        let live = manifest::live_objects(&trusted);
+        let after = trusted
+            .iter()
+            .filter(|link| checkpoint.is_none_or(|seq| link.manifest.body.sequence > seq));
+        manifest::apply_links(&mut live, after);
         // A gap in commits does not make the commits around it less trustworthy.
         let mut problems: Vec<Finding> = trust
             .findings
@@ -171,14 +239,20 @@ impl Snapshot {
             .collect();
         problems.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
         problems.dedup();
-        Ok(Snapshot {
+        Snapshot {
             trusted,
             live,
             problems,
             file_head: files.last().map(|file| file.name_sequence),
             manifests: files.len(),
-            signer_pinned: !pinned.is_empty(),
-        })
+            signer_pinned,
+            checkpoint,
+        }
+    }
+
+    /// Returns the sequence of the checkpoint the snapshot starts from, if any.
+    pub fn checkpoint(&self) -> Option<u64> {
+        self.checkpoint
     }
 
     /// Returns the objects the trusted chain says are live, by path.
@@ -342,10 +416,52 @@ pub struct ChainAnalysis {
     pub findings: Vec<Scoped>,
 }
 
+/// Returns the newest checkpoint that a pinned signer made and whose manifest is stored with
+/// the hash it names, with the manifest files from that manifest on; and the checkpoints
+/// skipped, as findings. None without a pinned signer.
+pub async fn latest_checkpoint(
+    store: &LakeStore,
+    pinned: &[PinnedSigner],
+) -> LakeResult<(Option<(Checkpoint, Vec<ManifestFile>)>, Vec<Finding>)> {
+    let mut skipped = Vec::new();
+    if pinned.is_empty() {
+        return Ok((None, skipped));
+    }
+    for (sequence, path) in crate::checkpoint::list(store).await? {
+        let checkpoint =
+            match crate::checkpoint::read_trusted(store, sequence, &path, pinned).await? {
+                Ok(checkpoint) => checkpoint,
+                Err(why) => {
+                    skipped.push(finding("bad-checkpoint", &path, why));
+                    continue;
+                }
+            };
+        let files = manifest::read_manifest_files_from(store, sequence).await?;
+        let named = &checkpoint.body.manifest_sha256;
+        let why = match files.first() {
+            Some(file) if file.name_sequence == sequence && &file.sha256 == named => {
+                return Ok((Some((checkpoint, files)), skipped));
+            }
+            Some(file) if file.name_sequence == sequence => {
+                format!("names {} with sha256 {named}, which hashes to {}", file.path, file.sha256)
+            }
+            _ => format!("names {}, which is not stored", paths::manifest_object(sequence)),
+        };
+        skipped.push(finding("bad-checkpoint", &path, why));
+    }
+    Ok((None, skipped))
+}
+
 /// Classifies the manifest files: which make up the chain, which are replays, forks or
 /// reordered, which sequence numbers are missing, which links are broken, and where the
 /// commits are further apart than their idle promise allows.
 pub fn analyse_chain(files: &[ManifestFile], now: Option<i64>) -> ChainAnalysis {
+    analyse_chain_from(files, now, 0)
+}
+
+/// Like [`analyse_chain`], for the part of the chain from manifest `first` on (the manifests
+/// before it are vouched for by a checkpoint): `first` itself is not checked for a link.
+pub fn analyse_chain_from(files: &[ManifestFile], now: Option<i64>, first: u64) -> ChainAnalysis {
     let mut findings = Vec::new();
     let mut parsed: Vec<ChainLink> = Vec::new();
     let mut name_sequences: Vec<u64> = Vec::new();
@@ -468,7 +584,7 @@ pub fn analyse_chain(files: &[ManifestFile], now: Option<i64>) -> ChainAnalysis 
         }
     }
 
-    let mut expected = 0u64;
+    let mut expected = first;
     let mut before: Option<usize> = None;
     let mut broken = BTreeSet::new();
     // The latest commit time seen so far along the chain, and the manifest that holds it.
@@ -608,8 +724,8 @@ pub async fn read_key_records(
     findings: &mut Vec<Scoped>,
 ) -> LakeResult<BTreeMap<String, KeyValidity>> {
     let mut records = Vec::new();
-    for (path, _) in store.list(paths::KEYS_DIR).await? {
-        // Session key records live under keys/ too; they are checked as committed objects.
+    // Session key records live in keys/sessions/, and are checked as committed objects.
+    for (path, _) in store.list_shallow(paths::KEYS_DIR).await? {
         if path.ends_with(paths::SESSION_KEY_EXTENSION) {
             continue;
         }

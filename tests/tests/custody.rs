@@ -475,7 +475,22 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
         examples.join("s3/ssm-logs/zed-0123456789abcdef0.log"),
     )
     .expect("new session");
-    let second = ingest(&second_key);
+    // Not without naming the key it replaces: ingest trusts no one else's manifests.
+    let untrusted = ingest(&second_key);
+    assert_eq!(untrusted.code, 2, "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.contains("none of the 2 manifests is trusted"),
+        "{}",
+        untrusted.stderr
+    );
+    let second = run(binary("sessionlake-ingest", true).current_dir(dir.path()).args([
+        "--signing-key",
+        &second_key,
+        "--trust-signing-key",
+        &first_key,
+        "--batch-sessions",
+        "2",
+    ]));
     assert_eq!(second.code, 0, "{}", second.stderr);
     let retired_path = lake.join(sessionlake_lake::manifest::retired_key_path(&first_arn));
     let retired: PublicKeyRecord =

@@ -241,3 +241,94 @@ fn test_planted_rewritten_and_deleted_table_files_are_never_used_silently() {
         .expect("a summary");
     assert_eq!(summary["data"]["partial"], true, "{summary}");
 }
+
+/// Re-signs `checkpoint` with `keyring` and stores it at `path` in `lake`.
+fn store_checkpoint(
+    lake: &Path,
+    path: &str,
+    mut checkpoint: sessionlake_schemas::manifest::Checkpoint,
+    keyring: &LocalKeyring,
+) {
+    use base64::Engine as _;
+    let signer = keyring.signer();
+    let message = checkpoint.body.signing_bytes().expect("signing bytes");
+    checkpoint.signature.key_id = signer.key_id().to_string();
+    checkpoint.signature.value =
+        base64::engine::general_purpose::STANDARD.encode(signer.sign(&message));
+    std::fs::write(lake.join(path), serde_json::to_vec(&checkpoint).expect("encode"))
+        .expect("write checkpoint");
+}
+
+#[test]
+fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
+    let dir = ingested();
+    let lake = dir.path().join("lake");
+    let before = count_commands(dir.path(), &[]);
+    assert_eq!(before.code, 0, "{}", before.stderr);
+
+    let written = cli(dir.path(), &["checkpoint", "--json"]);
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    let record: Value = serde_json::from_str(written.stdout.trim()).expect("json");
+    let (head, _) = manifests(&lake).pop().expect("head");
+    assert_eq!(record["data"]["sequence"], head, "{record}");
+    let path = record["data"]["checkpoint"].as_str().expect("path").to_string();
+    assert_eq!(path, paths::checkpoint_object(head));
+    let verified = cli(dir.path(), &["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let after = count_commands(dir.path(), &[]);
+    assert_eq!((after.code, after.stdout.clone()), (0, before.stdout.clone()), "{}", after.stderr);
+    assert!(!after.stderr.contains("warning"), "{}", after.stderr);
+
+    // verify resumes from the checkpoint: the commits after it are checked, a hold committed
+    // after it and then altered is named.
+    let held = cli(dir.path(), &["hold", "add", ALICE, "--reason", "case 2026-77", "--json"]);
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    let resumed = cli(dir.path(), &["verify", "--since-checkpoint", "--json"]);
+    assert_eq!(resumed.code, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert!(resumed.stdout.contains("\"manifests\":2"), "{}", resumed.stdout);
+    let hold = files_under(&lake.join("holds")).pop().expect("a hold");
+    let hold = lake.join("holds").join(hold);
+    let text = std::fs::read_to_string(&hold).expect("hold");
+    std::fs::write(&hold, text.replace("case 2026-77", "case 2026-78")).expect("alter the hold");
+    let resumed = cli(dir.path(), &["verify", "--since-checkpoint"]);
+    assert_eq!(resumed.code, 1, "{}{}", resumed.stdout, resumed.stderr);
+    assert!(resumed.stdout.contains("altered-object"), "{}", resumed.stdout);
+    std::fs::write(&hold, text).expect("restore the hold");
+
+    // The live set edited (a session's commands file left out), signed by another key: readers
+    // ignore it and say so, verify names it.
+    let checkpoint: sessionlake_schemas::manifest::Checkpoint =
+        serde_json::from_slice(&std::fs::read(lake.join(&path)).expect("read")).expect("parse");
+    let mut edited = checkpoint.clone();
+    edited
+        .body
+        .live
+        .retain(|entry| !(entry.kind == ObjectKind::Commands && entry.sessions == [ALICE]));
+    assert!(edited.body.live.len() < checkpoint.body.live.len());
+    let attacker = tempfile::tempdir().expect("tempdir");
+    let (other, _) =
+        LocalKeyring::open_or_create(&attacker.path().join("k.json")).expect("attacker keyring");
+    store_checkpoint(&lake, &path, edited.clone(), &other);
+    let counted = count_commands(dir.path(), &[]);
+    assert_eq!((counted.code, counted.stdout.clone()), (0, before.stdout.clone()));
+    assert!(
+        counted.stderr.contains(&format!("ignored {path} (bad-checkpoint)")),
+        "{}",
+        counted.stderr
+    );
+    let verified = cli(dir.path(), &["verify"]);
+    assert_eq!(verified.code, 1, "{}", verified.stdout);
+    assert!(
+        verified.stdout.contains(&path) && verified.stdout.contains("pinned"),
+        "{}",
+        verified.stdout
+    );
+
+    // Signed by the lake's own key but not the replay of the chain: verify says so.
+    let keyring =
+        LocalKeyring::open(&dir.path().join(".sessionlake/keyring.json")).expect("keyring");
+    store_checkpoint(&lake, &path, edited, &keyring);
+    let verified = cli(dir.path(), &["verify"]);
+    assert_eq!(verified.code, 1, "{}", verified.stdout);
+    assert!(verified.stdout.contains("is not the replay of the chain"), "{}", verified.stdout);
+}
