@@ -473,6 +473,18 @@ async fn test_rollback_on_an_object_lock_bucket_is_refused_and_detected() {
         .expect_err("compliance cannot be bypassed");
     assert_eq!(bypass.code(), Some("AccessDenied"), "{bypass:?}");
 
+    // A checkpoint is a commit too: locked like the manifests.
+    let checkpoint = run(binary("sessionlake", true).current_dir(dir.path()).args([
+        "--lake",
+        &lake_url,
+        "checkpoint",
+    ]));
+    assert_eq!(checkpoint.code, 0, "{}", checkpoint.stderr);
+    let checkpoint_key = format!("lake/{}", paths::checkpoint_object(newest + 1));
+    let object =
+        s3.head_object().bucket(&locked_bucket).key(&checkpoint_key).send().await.expect("head");
+    assert_eq!(object.object_lock_mode(), Some(&ObjectLockMode::Governance), "{checkpoint_key}");
+
     // A bucket without Object Lock: written as before, unlocked, and intact.
     let plain_head = ingest(&plain_bucket);
     let plain_newest = plain_head["sequence"].as_u64().expect("head");
