@@ -353,8 +353,8 @@ impl Ingestor {
     }
 
     /// Makes an empty commit: an idle one (when due), or the last one of a clean stop, which
-    /// promises only the restart (`restart_within`). A failure is logged; an idle commit is then tried again after
-    /// the poll interval.
+    /// promises only the restart (`restart_within`). A failure is logged; an idle commit is
+    /// then tried again after the poll interval.
     async fn commit_empty(&mut self, stopping: bool) {
         if !stopping && !self.idle_due_in().is_zero() {
             return;

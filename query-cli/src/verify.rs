@@ -248,7 +248,11 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     };
     // On a bucket with Object Lock, the versions behind the manifests: a delete marker or a
     // newer version over a locked commit is a cut-back or a rewrite, whatever the range.
-    if let Some(versions) = store.commit_versions(paths::MANIFEST_DIR).await? {
+    // A verify resumed from a checkpoint lists only the versions from it on.
+    let listed_after =
+        first.and_then(|sequence| sequence.checked_sub(1)).map(paths::manifest_object);
+    let versions = store.commit_versions(paths::MANIFEST_DIR, listed_after.as_deref()).await?;
+    if let Some(versions) = versions {
         report.findings.extend(version_findings(&versions));
     }
     // A head recorded elsewhere is checked whatever the range: it is about the whole chain.

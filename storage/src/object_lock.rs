@@ -155,53 +155,54 @@ impl CommitLock {
     /// whose configuration cannot be read (no `s3:GetBucketObjectLockConfiguration`) is taken
     /// as without, with a warning; a failure to reach S3 is an error and is asked again.
     pub async fn bucket_locks(&self) -> LakeResult<bool> {
-        self.enabled
-            .get_or_try_init(|| async {
-                let answer =
-                    self.client.get_object_lock_configuration().bucket(&self.bucket).send().await;
-                match answer {
-                    Ok(output) => {
-                        let lock = output.object_lock_configuration();
-                        let enabled = lock.and_then(|lock| lock.object_lock_enabled())
-                            == Some(&ObjectLockEnabled::Enabled);
-                        if lock.and_then(|lock| lock.rule()).and_then(|rule| rule.default_retention()).is_some() {
-                            // Every object is locked then, session key records included.
-                            tracing::warn!(
-                                bucket = %self.bucket,
-                                "the bucket locks every object by default: shred cannot destroy session keys within that retention; lock only the manifests (no default retention)"
-                            );
-                        }
-                        tracing::info!(bucket = %self.bucket, enabled, "object lock checked");
-                        Ok(enabled)
-                    }
-                    Err(error) => {
-                        let code = error.code().unwrap_or_default().to_string();
-                        let status = error.raw_response().map(|raw| raw.status().as_u16());
-                        if code == "ObjectLockConfigurationNotFoundError" || status == Some(404) {
-                            tracing::info!(bucket = %self.bucket, enabled = false, "object lock checked");
-                            return Ok(false);
-                        }
-                        if status == Some(403) {
-                            tracing::warn!(
-                                bucket = %self.bucket,
-                                error = %DisplayErrorContext(&error),
-                                "object lock configuration not readable; commits are written without retention"
-                            );
-                            return Ok(false);
-                        }
-                        Err(LakeError::new(
-                            LakeErrorKind::Unavailable,
-                            format!(
-                                "failed to read the object lock configuration of s3://{}: {}",
-                                self.bucket,
-                                DisplayErrorContext(&error)
-                            ),
-                        ))
-                    }
+        self.enabled.get_or_try_init(|| self.ask_bucket()).await.copied()
+    }
+
+    /// Asks S3 whether the bucket has Object Lock enabled (see [`CommitLock::bucket_locks`]).
+    async fn ask_bucket(&self) -> LakeResult<bool> {
+        let bucket = &self.bucket;
+        let answer = self.client.get_object_lock_configuration().bucket(bucket).send().await;
+        let output = match answer {
+            Ok(output) => output,
+            Err(error) => {
+                let code = error.code().unwrap_or_default().to_string();
+                let status = error.raw_response().map(|raw| raw.status().as_u16());
+                if code == "ObjectLockConfigurationNotFoundError" || status == Some(404) {
+                    tracing::info!(%bucket, enabled = false, "object lock checked");
+                    return Ok(false);
                 }
-            })
-            .await
-            .copied()
+                let detail = DisplayErrorContext(&error);
+                if status == Some(403) {
+                    tracing::warn!(
+                        %bucket,
+                        error = %detail,
+                        "object lock configuration not readable: commits written without retention"
+                    );
+                    return Ok(false);
+                }
+                return Err(LakeError::new(
+                    LakeErrorKind::Unavailable,
+                    format!(
+                        "failed to read the object lock configuration of s3://{bucket}: {detail}"
+                    ),
+                ));
+            }
+        };
+        let lock = output.object_lock_configuration();
+        let enabled =
+            lock.and_then(|lock| lock.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled);
+        let default_retention =
+            lock.and_then(|lock| lock.rule()).and_then(|rule| rule.default_retention());
+        if default_retention.is_some() {
+            // Every object is locked then, session key records included.
+            tracing::warn!(
+                %bucket,
+                "the bucket locks every object by default: shred cannot destroy session keys \
+                 within that retention (lock only the manifests: no default retention)"
+            );
+        }
+        tracing::info!(%bucket, enabled, "object lock checked");
+        Ok(enabled)
     }
 
     /// Creates the commit object `path` (lake path) with `bytes`, only if nothing is there,
@@ -231,7 +232,8 @@ impl CommitLock {
             .await;
         match answer {
             Ok(_) => {
-                tracing::debug!(object = %described, mode = ?self.settings.mode, days = self.settings.days, "commit locked");
+                let ObjectLockSettings { mode: lock_mode, days } = self.settings;
+                tracing::debug!(object = %described, mode = ?lock_mode, days, "commit locked");
                 Ok(true)
             }
             Err(error) => {
@@ -271,9 +273,14 @@ pub struct CommitVersions {
 }
 
 impl CommitLock {
-    /// Lists the versions of every object under `folder` (a lake folder such as `manifest`),
-    /// delete markers included, by path. `None` when the bucket has no Object Lock.
-    pub async fn versions(&self, folder: &str) -> LakeResult<Option<Vec<CommitVersions>>> {
+    /// Lists the versions of every object under `folder` (a lake folder such as `manifest`)
+    /// whose path sorts after `after` (all with `None`), delete markers included, by path.
+    /// `None` when the bucket has no Object Lock.
+    pub async fn versions(
+        &self,
+        folder: &str,
+        after: Option<&str>,
+    ) -> LakeResult<Option<Vec<CommitVersions>>> {
         if !self.bucket_locks().await? {
             return Ok(None);
         }
@@ -281,7 +288,7 @@ impl CommitLock {
         // By key: its object versions (time, id), and whether a delete marker is the newest.
         let mut by_key: std::collections::BTreeMap<String, (Vec<(DateTime, String)>, bool)> =
             std::collections::BTreeMap::new();
-        let mut markers: (Option<String>, Option<String>) = (None, None);
+        let mut markers = (after.map(|path| format!("{}{path}", self.prefix)), None);
         loop {
             let page = self
                 .client

@@ -377,14 +377,15 @@ impl LakeStore {
     }
 
     /// Lists the stored versions of the objects under `folder` (a commit folder such as
-    /// `manifest`) on an S3 lake whose bucket has Object Lock; `None` elsewhere (a local lake,
-    /// a bucket without Object Lock).
+    /// `manifest`) whose paths sort after `after` (all with `None`), on an S3 lake whose bucket
+    /// has Object Lock; `None` elsewhere (a local lake, a bucket without Object Lock).
     pub async fn commit_versions(
         &self,
         folder: &str,
+        after: Option<&str>,
     ) -> LakeResult<Option<Vec<crate::object_lock::CommitVersions>>> {
         match &self.lock {
-            Some(lock) => lock.versions(folder).await,
+            Some(lock) => lock.versions(folder, after).await,
             None => Ok(None),
         }
     }
