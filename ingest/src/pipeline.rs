@@ -729,8 +729,21 @@ impl LakeWriter {
     ) -> anyhow::Result<Option<ChainLink>> {
         let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
         let head = snapshot.file_head();
-        let (chain, live) = snapshot.into_parts();
         let known = self.head;
+        // Manifests are never deleted: a head behind the one this writer knows is a lake cut
+        // back (rolled back). Committing on it would re-link the chain over the hole.
+        if let Some(known_head) = known
+            && head.is_none_or(|found| found < known_head)
+        {
+            let found = head.map_or("none".to_string(), |found| format!("manifest {found}"));
+            anyhow::bail!(
+                "{} was cut back: this writer committed manifest {known_head}, the lake's newest \
+                 is now {found} (manifests were deleted); nothing more is committed on it: run \
+                 `sessionlake verify` and restore the manifests",
+                self.store.location()
+            );
+        }
+        let (chain, live) = snapshot.into_parts();
         let newer: Vec<&ChainLink> = chain
             .iter()
             .filter(|link| known.is_none_or(|head| link.manifest.body.sequence > head))
@@ -862,5 +875,32 @@ mod tests {
             .map(|entry| entry.path)
             .collect();
         assert_eq!(live, ["raw/dt=2026-11-29/s-1.s3.b.zst.sle"]);
+    }
+
+    // See: issue 16, "Rollback".
+    #[tokio::test]
+    async fn test_a_writer_refuses_to_commit_on_a_lake_cut_back_under_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        let keyring = Arc::new(keyring);
+        let store = LakeStore::in_memory();
+        let mut writer = writer(&store, &keyring).await;
+        let mut cursors = Cursors::default();
+        for (index, session) in ["s-1", "s-2"].into_iter().enumerate() {
+            let done = writer.commit(vec![version(session, "a")], &mut cursors).await;
+            assert_eq!(done.expect("commit").sequence, Some(index as u64));
+        }
+        // The attacker deletes the newest manifest: the writer's next commit must not re-link
+        // the chain over it.
+        store.delete(&paths::manifest_object(1)).await.expect("cut back");
+        let error = writer
+            .commit(vec![version("s-3", "a")], &mut cursors)
+            .await
+            .expect_err("a cut-back lake");
+        let message = format!("{error:#}");
+        assert!(message.contains("was cut back") && message.contains("manifest 1"), "{message}");
+        let chain = manifest::read_chain(&store).await.expect("chain");
+        assert_eq!(chain.len(), 1, "nothing committed on the cut-back chain");
     }
 }
