@@ -5,7 +5,9 @@
 //!
 //! `object_store` 0.13 cannot send the `x-amz-object-lock-mode` and
 //! `x-amz-object-lock-retain-until-date` headers ([`object_store::Attribute`] knows only
-//! content headers, storage class and `x-amz-meta-*`; tags become `x-amz-tagging`), so a commit
+//! content headers, storage class and `x-amz-meta-*`; tags become `x-amz-tagging`;
+//! `PutOptions::extensions` reach only a custom `HttpConnector`; `ClientOptions` default headers
+//! go on every request, with one fixed date), so a commit
 //! on such a bucket is one `PutObject` through the AWS SDK, with `If-None-Match: *` (the same
 //! conditional create as [`LakeStore::put_new`](crate::store::LakeStore::put_new)), the lock
 //! mode and the retain-until date. Whether the bucket has Object Lock is asked once per process
