@@ -262,7 +262,23 @@ impl Ingestor {
                 origin: "--trust-signing-key".to_string(),
             });
         }
-        let snapshot = Snapshot::open(&store, &pinned).await?;
+        // From the newest checkpoint (a start costs the commits since it, however old the
+        // lake), but for a crashed writer's sweep, which needs every object ever named.
+        let mut snapshot = if crashed {
+            Snapshot::open(&store, &pinned).await?
+        } else {
+            Snapshot::open_latest(&store, &pinned).await?
+        };
+        // The key a new signer replaces is the newest of its kind: when no commit since the
+        // checkpoint has one, the whole chain tells.
+        if snapshot.checkpoint().is_some()
+            && manifest::last_signer_of(snapshot.chain(), signer.algorithm()).is_none()
+        {
+            snapshot = Snapshot::open(&store, &pinned).await?;
+        }
+        if let Some(sequence) = snapshot.checkpoint() {
+            tracing::info!(lake = %store.location(), checkpoint = sequence, "opened from checkpoint");
+        }
         for line in snapshot.ignored() {
             tracing::warn!(lake = %store.location(), problem = %line, "untrusted manifest ignored");
         }

@@ -279,13 +279,33 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     assert_eq!((after.code, after.stdout.clone()), (0, before.stdout.clone()), "{}", after.stderr);
     assert!(!after.stderr.contains("warning"), "{}", after.stderr);
 
+    // Ingest starts from the checkpoint too: a new session after it is ingested once, the
+    // sessions before it are not ingested again, and the lake verifies.
+    std::fs::copy(
+        dir.path().join("examples/s3/ssm-logs").join(format!("{ALICE}.log")),
+        dir.path().join("examples/s3/ssm-logs/zed-0123456789abcdef0.log"),
+    )
+    .expect("new session");
+    let ingest =
+        run(binary("sessionlake-ingest", false).current_dir(dir.path()).args(["--log", "info"]));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    assert!(ingest.stdout.contains("ingested 1 sessions"), "{}", ingest.stdout);
+    assert!(ingest.stdout.contains("0 replaced"), "{}", ingest.stdout);
+    assert!(ingest.stderr.contains("opened from checkpoint"), "{}", ingest.stderr);
+    let verified = cli(dir.path(), &["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let zed = cli(dir.path(), &["show", "zed-0123456789abcdef0"]);
+    assert_eq!(zed.code, 0, "{}", zed.stderr);
+    let before = count_commands(dir.path(), &[]);
+    assert_eq!(before.code, 0, "{}", before.stderr);
+
     // verify resumes from the checkpoint: the commits after it are checked, a hold committed
     // after it and then altered is named.
     let held = cli(dir.path(), &["hold", "add", ALICE, "--reason", "case 2026-77", "--json"]);
     assert_eq!(held.code, 0, "{}", held.stderr);
     let resumed = cli(dir.path(), &["verify", "--since-checkpoint", "--json"]);
     assert_eq!(resumed.code, 0, "{}{}", resumed.stdout, resumed.stderr);
-    assert!(resumed.stdout.contains("\"manifests\":2"), "{}", resumed.stdout);
+    assert!(resumed.stdout.contains("\"manifests\":3"), "{}", resumed.stdout);
     let hold = files_under(&lake.join("holds")).pop().expect("a hold");
     let hold = lake.join("holds").join(hold);
     let text = std::fs::read_to_string(&hold).expect("hold");
