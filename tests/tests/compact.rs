@@ -455,4 +455,22 @@ async fn test_compaction_of_an_s3_lake() {
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
     let again = sessionlake(&["compact", "--min-age", "0s", "--json"]);
     assert!(again.stdout.contains(r#""files_before":0"#), "{}", again.stdout);
+
+    // A checkpoint of the S3 lake: readers, verify --since-checkpoint and ingest start from it
+    // (S3 lists the manifests after it with start-after) and see the same lake.
+    let checkpoint = sessionlake(&["checkpoint"]);
+    assert_eq!(checkpoint.code, 0, "{}", checkpoint.stderr);
+    assert_eq!(sessionlake(&["search", "--json"]).stdout, before.stdout);
+    let resumed = sessionlake(&["verify", "--since-checkpoint"]);
+    assert_eq!(resumed.code, 0, "{}{}", resumed.stdout, resumed.stderr);
+    let ingest = run(binary("sessionlake-ingest", true)
+        .current_dir(work.path())
+        .args(lake_args)
+        .args(["--log", "info", "--local"])
+        .arg(repo_root().join("examples")));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    assert!(ingest.stderr.contains("opened from checkpoint"), "{}", ingest.stderr);
+    assert_eq!(sessionlake(&["search", "--json"]).stdout, before.stdout);
+    let verified = sessionlake(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
 }
