@@ -24,9 +24,11 @@ use crate::input::{GetLogEventsFile, cloudwatch_raw};
 use crate::{InputForm, SessionContext, parse_session};
 
 /// The forms a corpus session is stored in, by file name.
-pub const FORMS: [(&str, &str); 4] = [
+pub const FORMS: [(&str, &str); 5] = [
     ("s3", "s3.log"),
     ("s3-legacy", "s3-legacy.log"),
+    // The S3 form after a text tool turned every CR into LF (`\r\r\n` -> `\n\n`).
+    ("s3-crlost", "s3-crlost.log"),
     ("cloudwatch-upload", "cloudwatch-upload.json"),
     ("cloudwatch-stream", "cloudwatch-stream.json"),
 ];
@@ -35,6 +37,9 @@ pub const FORMS: [(&str, &str); 4] = [
 struct Expected {
     session_id: String,
     scenario: String,
+    /// The shell the session ran (`bash`, `dash`, `zsh`, `fish`).
+    #[serde(default)]
+    shell: String,
     commands: Vec<ExpectedCommand>,
     /// Oracle entries that never ran, with the reason.
     #[serde(default)]
@@ -106,6 +111,8 @@ pub const STREAM_FORM: &str = "cloudwatch-stream";
 pub struct Report {
     /// Score per form.
     pub by_form: BTreeMap<&'static str, Score>,
+    /// Score per shell (the corpus session's `shell`) and form.
+    pub by_shell: BTreeMap<(String, &'static str), Score>,
     /// Score of the streamed form against the oracle as the agent delivers it (modulo bytes
     /// the agent destroyed).
     pub stream_as_delivered: Score,
@@ -256,6 +263,7 @@ pub fn evaluate(corpus: &Path) -> Result<Report, String> {
                 };
             let (score, extra, missing) = align(&extracted, &expected_commands);
             report.by_form.entry(form).or_default().add(score);
+            report.by_shell.entry((expected.shell.clone(), form)).or_default().add(score);
             if form == STREAM_FORM {
                 let delivered: Vec<String> = oracle
                     .iter()
