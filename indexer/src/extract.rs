@@ -21,6 +21,9 @@ pub struct Line {
     pub editor: bool,
     /// Time of the line, when the input has one (µs).
     pub time: Option<i64>,
+    /// Where the line editor opened after drawing its prompt (zsh): the text before is the
+    /// prompt, whatever it looks like.
+    pub prompt_end: Option<usize>,
 }
 
 /// How much the input can tell about who drew a line.
@@ -283,6 +286,15 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
 
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
+    if let Some(end) = editor_prompt_end(line) {
+        // A bash prompt after what a program left without a newline starts there.
+        if let Some(after) = prompt::known_prompt(&line.text[end..])
+            && end + after.len < line.text.len()
+        {
+            return Some(Prompt { len: end + after.len, ..after });
+        }
+        return Some(prompt::described(&line.text[..end]));
+    }
     if let Some(prompt) = prompt::known_prompt(&line.text) {
         // A bare `$ ` or `# ` is weak evidence (a Markdown heading, a shell snippet in
         // output): once the session has shown its real prompt, only that counts.
@@ -302,6 +314,17 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
         return prompt::editor_prompt(&line.text);
     }
     None
+}
+
+/// Where the prompt of a line ends when the terminal saw the line editor open after it.
+fn editor_prompt_end(line: &Line) -> Option<usize> {
+    line.prompt_end.filter(|&end| line.editor && end > 0 && line.text.is_char_boundary(end))
+}
+
+/// Whether a prompt is a continuation prompt (PS2: `> `, zsh's `for> `, `heredoc> `,
+/// `quote> `) rather than one the session started commands at.
+fn is_continuation_prompt(prompt_text: &str, learned: &[String]) -> bool {
+    prompt_text.trim_end().ends_with('>') && !learned.iter().any(|p| p == prompt_text)
 }
 
 /// Turns lines into commands, one line at a time: nothing but the commands found so far is
@@ -336,8 +359,17 @@ impl Assembler {
         let evidence = *evidence;
         if *continuing {
             if let Some(draft) = current.as_mut() {
-                let continuation =
-                    line.text.strip_prefix(PS2).or(if line.text == ">" { Some("") } else { None });
+                let continuation = match editor_prompt_end(line) {
+                    Some(end) if is_continuation_prompt(&line.text[..end], learned) => {
+                        Some(&line.text[end..])
+                    }
+                    Some(_) => None,
+                    None => line.text.strip_prefix(PS2).or(if line.text == ">" {
+                        Some("")
+                    } else {
+                        None
+                    }),
+                };
                 if let Some(rest) = continuation {
                     if is_cancelled(rest) {
                         // Ctrl-C at PS2 abandons the whole command.
@@ -547,7 +579,28 @@ fn uses_history_expansion(command: &str) -> bool {
 
 /// bash prints a command after history expansion before running it: that line, not what was
 /// typed, is the command the shell received (and what its history holds).
+/// bash's and zsh's quick substitution `^old^new[^]`: returns `new`.
+fn quick_substitution(command: &str) -> Option<&str> {
+    let rest = command.strip_prefix('^')?;
+    let (old, new) = rest.split_once('^')?;
+    let new = new.strip_suffix('^').unwrap_or(new);
+    (!old.is_empty() && !command.contains('\n')).then_some(new)
+}
+
 fn apply_history_expansion(draft: &mut Draft) {
+    if let Some(new) = quick_substitution(&draft.command) {
+        // The shell echoes the substituted command, which holds the new text.
+        if draft
+            .output
+            .lines()
+            .next()
+            .is_some_and(|echo| !echo.trim().is_empty() && echo.contains(new))
+            && let Some(expanded) = draft.output.remove_first()
+        {
+            draft.command = expanded;
+        }
+        return;
+    }
     if !uses_history_expansion(&draft.command) {
         return;
     }
@@ -579,7 +632,14 @@ mod tests {
             .map(|(text, accepted)| {
                 let start = offset;
                 offset += text.len() + 2;
-                Line { text: text.to_string(), start, end: offset, editor: *accepted, time: None }
+                Line {
+                    text: text.to_string(),
+                    start,
+                    end: offset,
+                    editor: *accepted,
+                    time: None,
+                    prompt_end: None,
+                }
             })
             .collect()
     }

@@ -340,7 +340,14 @@ impl TranscriptLines {
 }
 
 impl LineSink for TranscriptLines {
-    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
+    fn line(
+        &mut self,
+        text: &str,
+        start: usize,
+        end: usize,
+        region: Option<u32>,
+        prompt_end: Option<usize>,
+    ) {
         if region.is_some() {
             self.raw = None;
         }
@@ -366,6 +373,7 @@ impl LineSink for TranscriptLines {
             end: end + self.offset,
             editor: region.is_some(),
             time: None,
+            prompt_end,
         });
     }
 }
@@ -441,7 +449,14 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         fill(&mut context.run_as, message.run_as_user.filter(|user| !user.is_empty()));
         for text in message.session_data {
             texts.push(text);
-            lines.push(Line { text: String::new(), start, end: offset, editor: false, time });
+            lines.push(Line {
+                text: String::new(),
+                start,
+                end: offset,
+                editor: false,
+                time,
+                prompt_end: None,
+            });
         }
     }
     // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is

@@ -162,6 +162,27 @@ fn powershell_prompt(window: &str) -> Option<Prompt> {
     Some(Prompt { len: close + 2, cwd: some_text(&window[3..close]), user: None })
 }
 
+/// Describes a prompt known to end where it ends (the line editor opened there): its user and
+/// cwd when it shows them the way a known prompt does, else the user of a `user@host` in it.
+pub fn described(prompt_text: &str) -> Prompt {
+    if let Some(known) = known_prompt(prompt_text)
+        && known.len == prompt_text.len()
+    {
+        return known;
+    }
+    let bytes = prompt_text.as_bytes();
+    let user = memchr::memchr_iter(b'@', bytes).find_map(|at| {
+        let before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            .count();
+        let (user_len, _) = user_at_host(&bytes[at - before..])?;
+        Some(prompt_text[at - before..at - before + user_len].to_string())
+    });
+    Prompt { len: prompt_text.len(), cwd: None, user }
+}
+
 /// Returns the prompt of a line the line editor is known to have drawn (bracketed paste tells),
 /// for a custom PS1: a known prompt, else everything up to the first `$ `, `# `, `% ` or `> `
 /// within the first 256 bytes.

@@ -47,6 +47,8 @@ pub struct ScreenLine {
     pub end: usize,
     /// The editor region (numbered from 0 in order) the line was drawn in, if any.
     pub region: Option<u32>,
+    /// Where the line editor opened, after its prompt (see [`LineSink::line`]).
+    pub prompt_end: Option<usize>,
 }
 
 /// What a terminal run found.
@@ -78,6 +80,13 @@ struct LineState {
     start: usize,
     end: usize,
     region: Option<u32>,
+    /// Cell where the line editor opened after drawing its prompt (zsh: see
+    /// [`LineTerminal::set_private_mode`]): the cells before it are the prompt.
+    editor_from: Option<usize>,
+    /// First cell of a right prompt (zsh's `RPROMPT`): text drawn past the end of the line
+    /// by a cursor jump over blanks, before the editor opened or while it is open. Still
+    /// apart from what precedes it when the line ends, it is not part of the line.
+    right_from: Option<usize>,
 }
 
 impl LineState {
@@ -110,13 +119,29 @@ impl LineState {
 /// Receives each finished line, top to bottom, as the terminal showed it (trailing blanks
 /// removed): the text is borrowed, so a consumer that needs no copy makes none.
 pub trait LineSink {
-    /// One finished line: its text, the byte range it was drawn from, its editor region.
-    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>);
+    /// One finished line: its text, the byte range it was drawn from, its editor region, and
+    /// where in the text the line editor opened when it opened after its prompt (zsh), so that
+    /// the text before is the prompt.
+    fn line(
+        &mut self,
+        text: &str,
+        start: usize,
+        end: usize,
+        region: Option<u32>,
+        prompt_end: Option<usize>,
+    );
 }
 
 impl LineSink for Vec<ScreenLine> {
-    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
-        self.push(ScreenLine { text: text.to_string(), start, end, region });
+    fn line(
+        &mut self,
+        text: &str,
+        start: usize,
+        end: usize,
+        region: Option<u32>,
+        prompt_end: Option<usize>,
+    ) {
+        self.push(ScreenLine { text: text.to_string(), start, end, region, prompt_end });
     }
 }
 
@@ -133,6 +158,10 @@ pub struct LineTerminal<S> {
     alternate_screen: bool,
     region: Option<u32>,
     regions: u32,
+    /// Editor regions opened at the start of a line (bash, fish: the prompt is drawn inside)
+    /// and after text on the line (zsh: the prompt is drawn before).
+    opens_at_line_start: u32,
+    opens_after_text: u32,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -219,6 +248,8 @@ impl<S: LineSink> LineTerminal<S> {
             alternate_screen: false,
             region: None,
             regions: 0,
+            opens_at_line_start: 0,
+            opens_after_text: 0,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -545,19 +576,42 @@ impl<S: LineSink> LineTerminal<S> {
         cells.clear();
         let mut ascii = self.spare_ascii.pop().unwrap_or_default();
         ascii.clear();
-        LineState { ascii, cells, start: self.fed, end: self.fed, region: None }
+        LineState {
+            ascii,
+            cells,
+            start: self.fed,
+            end: self.fed,
+            region: None,
+            editor_from: None,
+            right_from: None,
+        }
     }
 
     fn emit(&mut self, mut line: LineState) {
         let end = line.end.max(line.start);
+        if let Some(from) = line.right_from.take()
+            && from > 0
+            && from < line.len()
+            && line.get(from - 1).is_none_or(|c| c == ' ')
+        {
+            // Still apart from the input: a right prompt, not input.
+            let cells = line.cells_mut();
+            cells.truncate(from);
+        }
         if line.cells.is_empty() {
             // A byte line is its own text.
             let text = std::str::from_utf8(&line.ascii).unwrap_or_default();
             debug_assert!(text.len() == line.ascii.len(), "only printable ASCII is appended");
-            self.sink.line(text.trim_end_matches(' '), line.start, end, line.region);
+            let text = text.trim_end_matches(' ');
+            let prompt_end = line.editor_from.map(|cells| cells.min(text.len()));
+            self.sink.line(text, line.start, end, line.region, prompt_end);
         } else {
             render(&line.cells, &mut self.text);
-            self.sink.line(&self.text, line.start, end, line.region);
+            let prompt_end = line.editor_from.map(|cells| {
+                let cells = cells.min(line.cells.len());
+                rendered_len(&line.cells[..cells]).min(self.text.len())
+            });
+            self.sink.line(&self.text, line.start, end, line.region, prompt_end);
         }
         if self.spare_cells.len() < WINDOW {
             self.spare_cells.push(std::mem::take(&mut line.cells));
@@ -585,7 +639,15 @@ impl<S: LineSink> LineTerminal<S> {
     }
 
     fn erase(&mut self, from: usize, to: usize) {
+        let editing = self.region.is_some();
         let line = self.line();
+        if from == 0 && to >= line.len() && !editing {
+            // Wiped once the editor is done: what is drawn next tells what the line is (the
+            // editor itself wipes its line to redraw it, prompt included).
+            line.region = None;
+            line.editor_from = None;
+            line.right_from = None;
+        }
         // Erasing the end of a byte line (`ESC[K` after what was typed) cuts it.
         if line.cells.is_empty() && to >= line.ascii.len() {
             line.ascii.truncate(from);
@@ -619,14 +681,50 @@ impl<S: LineSink> LineTerminal<S> {
         }
     }
 
+    /// zsh and fish mark output left without a final newline (zsh's `%`, fish's `⏎`) before
+    /// each prompt: the mark, then blanks to fill exactly one row, then CR. A line that is one
+    /// mark and blanks up to the cursor at that CR shows the terminal's width.
+    fn learn_width_from_eol_mark(&mut self, cursor: usize) {
+        if cursor < MIN_WIDTH || cursor == self.width || self.cursor != cursor {
+            return;
+        }
+        let line = &self.window[self.current];
+        if line.len() != cursor
+            || line.get(0).is_none_or(|mark| mark == ' ')
+            || !(1..cursor).all(|index| line.get(index) == Some(' '))
+        {
+            return;
+        }
+        self.width = cursor;
+        self.pending_wrap = true;
+    }
+
+    /// The line editor opens with text before the cursor. bash (and fish) open it before
+    /// drawing their prompt, as if at column 0: what a program printed without a final newline
+    /// is a line of its own. zsh opens it after its prompt (and right prompt): the cells before
+    /// the cursor are the prompt, cells drawn after it a right prompt. The session tells which:
+    /// the way most of its editors opened so far (the first one, for zsh, after its prompt).
+    fn open_editor_after_text(&mut self) {
+        if self.opens_after_text < self.opens_at_line_start {
+            self.start_new_line();
+            return;
+        }
+        self.opens_after_text += 1;
+        let cursor = self.cursor;
+        let line = self.line();
+        line.editor_from = Some(cursor);
+        line.right_from =
+            (cursor..line.len()).find(|&index| line.get(index).is_some_and(|c| c != ' '));
+    }
+
     fn set_private_mode(&mut self, mode: u16, on: bool) {
         match mode {
             2004 => {
                 if on {
-                    // The line editor draws as if it started at column 0; when a program left
-                    // output without a final newline, what it printed is a line of its own.
                     if self.cursor > 0 && !self.pending_wrap {
-                        self.start_new_line();
+                        self.open_editor_after_text();
+                    } else {
+                        self.opens_at_line_start += 1;
                     }
                     self.region = Some(self.regions);
                     self.regions += 1;
@@ -681,6 +779,18 @@ fn render(cells: &[Cell], text: &mut String) {
     }
     let trimmed = text.trim_end_matches(' ').len();
     text.truncate(trimmed);
+}
+
+/// Bytes `render` writes for `cells`, trailing blanks included.
+fn rendered_len(cells: &[Cell]) -> usize {
+    cells
+        .iter()
+        .map(|cell| match cell {
+            Some(WIDE_TAIL | TAB_FILL) => 0,
+            Some(c) => c.len_utf8(),
+            None => 1,
+        })
+        .sum()
 }
 
 /// Length of the run of printable ASCII (`0x20..=0x7e`) at the start of `bytes`.
@@ -755,6 +865,10 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                         // width is ordinary, anywhere else it reveals the real width.
                         let column = after - 1;
                         (column % self.width != 0 && column >= MIN_WIDTH).then_some(column)
+                    }
+                    Some(after) => {
+                        self.learn_width_from_eol_mark(after);
+                        None
                     }
                     _ => None,
                 };
@@ -831,6 +945,14 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             }
             'C' => {
                 let target = (self.cursor + first_param(params, 1)).min(row_start + self.width - 1);
+                // The editor jumping past the end of its line, over blanks: a right prompt.
+                if self.region.is_some() && target > self.cursor + 1 {
+                    let cursor = self.cursor;
+                    let line = self.line();
+                    if cursor > 0 && cursor >= line.len() && target > line.len() {
+                        line.right_from = Some(target);
+                    }
+                }
                 self.move_to(target);
             }
             'A' => self.cursor_up(first_param(params, 1)),
