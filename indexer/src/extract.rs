@@ -24,6 +24,8 @@ pub struct Line {
     /// Where the line editor opened after drawing its prompt (zsh): the text before is the
     /// prompt, whatever it looks like.
     pub prompt_end: Option<usize>,
+    /// The line editor was abandoned on this line (Ctrl-C without a `^C` echo: zsh).
+    pub abandoned: bool,
 }
 
 /// How much the input can tell about who drew a line.
@@ -284,6 +286,9 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     Some((text, redraw_start + redraw_len - index))
 }
 
+/// Blanks after a one-character mark that tell an end-of-line mark from a bare prompt.
+const EOL_MARK_BLANKS: &[u8] = b"        ";
+
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
     if let Some(end) = editor_prompt_end(line) {
@@ -299,6 +304,11 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
         // A bare `$ ` or `# ` is weak evidence (a Markdown heading, a shell snippet in
         // output): once the session has shown its real prompt, only that counts.
         let bare = prompt.len <= 2;
+        // zsh's and fish's end-of-line mark (`%`, `#`, `⏎`, then blanks to the edge) left on
+        // the line when the stream lost its CRs: no prompt.
+        if bare && line.text.as_bytes()[prompt.len..].starts_with(EOL_MARK_BLANKS) {
+            return None;
+        }
         let contradicted =
             bare && !learned.is_empty() && !learned.iter().any(|p| p == &line.text[..prompt.len]);
         if !(contradicted && evidence != Evidence::EditorMarks) {
@@ -310,7 +320,8 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
     {
         return Some(Prompt { len: known.len(), cwd: None, user: None });
     }
-    if evidence == Evidence::EditorMarks && line.editor {
+    // In a stream, a line the agent left whole may show the editor's marks too.
+    if line.editor {
         return prompt::editor_prompt(&line.text);
     }
     None
@@ -451,8 +462,9 @@ impl Assembler {
             rest = &rest[position + 1 + prompt_text.len()..];
         }
         // In a stripped stream `^C` is followed by whatever the redraw left on the line.
-        let cancelled =
-            is_cancelled(rest) || (evidence == Evidence::Stripped && rest.contains("^C"));
+        let cancelled = is_cancelled(rest)
+            || line.abandoned
+            || (evidence == Evidence::Stripped && rest.contains("^C"));
         if rest.trim().is_empty() || cancelled {
             return;
         }
@@ -639,6 +651,7 @@ mod tests {
                     editor: *accepted,
                     time: None,
                     prompt_end: None,
+                    abandoned: false,
                 }
             })
             .collect()

@@ -347,6 +347,7 @@ impl LineSink for TranscriptLines {
         end: usize,
         region: Option<u32>,
         prompt_end: Option<usize>,
+        abandoned: bool,
     ) {
         if region.is_some() {
             self.raw = None;
@@ -356,10 +357,17 @@ impl LineSink for TranscriptLines {
             && let Some(previous) = self.pending.as_mut()
         {
             if previous.text.len() + 1 + text.len() <= REGION_CAP {
+                // A prompt of several lines (the editor opened after its last one).
+                if previous.prompt_end.is_none()
+                    && let Some(prompt_end) = prompt_end
+                {
+                    previous.prompt_end = Some(previous.text.len() + 1 + prompt_end);
+                }
                 previous.text.push('\n');
                 previous.text.push_str(text);
             }
             previous.end = end + self.offset;
+            previous.abandoned |= abandoned;
             return;
         }
         self.last_region = region;
@@ -374,6 +382,7 @@ impl LineSink for TranscriptLines {
             editor: region.is_some(),
             time: None,
             prompt_end,
+            abandoned,
         });
     }
 }
@@ -456,13 +465,26 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
                 editor: false,
                 time,
                 prompt_end: None,
+                abandoned: false,
             });
         }
     }
     // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is
     // replayed line by line, with what the whole stream tells about the terminal.
-    for (line, shown) in lines.iter_mut().zip(stripped::reconstruct_lines(&texts)) {
-        line.text = shown;
+    // zsh's zle-line-finish resets the keypad when a line is accepted, not when Ctrl-C
+    // abandons it: in a stream whose lines show that, a line closed without it was abandoned.
+    let closes_with_keypad_reset = |text: &str| {
+        text.rfind("\x1b[?2004l").is_some_and(|close| text[..close].contains("\x1b[?1l"))
+    };
+    let keypad_evidence = texts.iter().any(|text| closes_with_keypad_reset(text));
+    for ((line, shown), text) in
+        lines.iter_mut().zip(stripped::reconstruct_stream_lines(&texts)).zip(&texts)
+    {
+        line.text = shown.text;
+        line.prompt_end = shown.prompt_end;
+        line.editor = shown.editor;
+        line.abandoned =
+            keypad_evidence && text.contains("\x1b[?2004l") && !closes_with_keypad_reset(text);
     }
     if events == 0 {
         return Err(ParseError {

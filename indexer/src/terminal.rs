@@ -49,6 +49,8 @@ pub struct ScreenLine {
     pub region: Option<u32>,
     /// Where the line editor opened, after its prompt (see [`LineSink::line`]).
     pub prompt_end: Option<usize>,
+    /// The line editor was abandoned on this line (see [`LineSink::line`]).
+    pub abandoned: bool,
 }
 
 /// What a terminal run found.
@@ -87,6 +89,9 @@ struct LineState {
     /// by a cursor jump over blanks, before the editor opened or while it is open. Still
     /// apart from what precedes it when the line ends, it is not part of the line.
     right_from: Option<usize>,
+    /// The line editor closed on this line without what closes its accepted lines in this
+    /// session (see [`LineTerminal::set_private_mode`]): the line was abandoned (Ctrl-C).
+    abandoned: bool,
 }
 
 impl LineState {
@@ -119,9 +124,10 @@ impl LineState {
 /// Receives each finished line, top to bottom, as the terminal showed it (trailing blanks
 /// removed): the text is borrowed, so a consumer that needs no copy makes none.
 pub trait LineSink {
-    /// One finished line: its text, the byte range it was drawn from, its editor region, and
+    /// One finished line: its text, the byte range it was drawn from, its editor region,
     /// where in the text the line editor opened when it opened after its prompt (zsh), so that
-    /// the text before is the prompt.
+    /// the text before is the prompt, and whether the editor was abandoned on it (Ctrl-C in a
+    /// zsh that resets the keypad on every accepted line).
     fn line(
         &mut self,
         text: &str,
@@ -129,6 +135,7 @@ pub trait LineSink {
         end: usize,
         region: Option<u32>,
         prompt_end: Option<usize>,
+        abandoned: bool,
     );
 }
 
@@ -140,8 +147,9 @@ impl LineSink for Vec<ScreenLine> {
         end: usize,
         region: Option<u32>,
         prompt_end: Option<usize>,
+        abandoned: bool,
     ) {
-        self.push(ScreenLine { text: text.to_string(), start, end, region, prompt_end });
+        self.push(ScreenLine { text: text.to_string(), start, end, region, prompt_end, abandoned });
     }
 }
 
@@ -162,6 +170,11 @@ pub struct LineTerminal<S> {
     /// and after text on the line (zsh: the prompt is drawn before).
     opens_at_line_start: u32,
     opens_after_text: u32,
+    /// The keypad was reset (`ESC[?1l`) since the editor opened, and how many editors closed
+    /// so: zsh's `zle-line-finish` (Debian, Ubuntu, oh-my-zsh) resets it when a line is
+    /// accepted, not when Ctrl-C abandons it.
+    keypad_reset_in_region: bool,
+    closes_after_keypad_reset: u32,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -175,6 +188,8 @@ pub struct LineTerminal<S> {
     stripped: bool,
     /// The last action was a backspace (only tracked for stripped input).
     after_backspace: bool,
+    /// Stripped input whose moves right followed a CR the agent deleted (fish).
+    right_moves_from_row_start: bool,
     /// `vte` may be inside an escape sequence: bytes go to it until a dispatch ends the
     /// sequence. False only when `vte` is surely in its ground state, where this module handles
     /// printable ASCII and C0 controls itself (see [`LineTerminal::advance`]). Only dispatches
@@ -223,6 +238,10 @@ impl LineTerminal<Vec<ScreenLine>> {
     pub fn run_stripped(width: usize, bytes: &[u8]) -> Screen {
         let mut terminal = LineTerminal::new(width, Vec::new());
         terminal.stripped = true;
+        // fish positions its cursor with CR then a move right (`\r ESC[nC`), and writes
+        // `ESC ( B` (terminfo's sgr0) around what it colours: in its lines, with the CRs gone,
+        // a move right counts from the start of the row.
+        terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
         let (lines, regions) = terminal.feed_all(bytes);
         Screen { lines, regions }
     }
@@ -250,6 +269,8 @@ impl<S: LineSink> LineTerminal<S> {
             regions: 0,
             opens_at_line_start: 0,
             opens_after_text: 0,
+            keypad_reset_in_region: false,
+            closes_after_keypad_reset: 0,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -257,6 +278,7 @@ impl<S: LineSink> LineTerminal<S> {
             spare_cells: Vec::new(),
             stripped: false,
             after_backspace: false,
+            right_moves_from_row_start: false,
             in_escape: false,
             sink,
             text: String::new(),
@@ -556,6 +578,11 @@ impl<S: LineSink> LineTerminal<S> {
                 let len = self.window[self.current].len().max(1);
                 row_start = (len - 1) - (len - 1) % self.width;
             } else {
+                // A stripped stream's line is alone: the editor went up to a line it does not
+                // have, and what it draws next is not where its prompt ended.
+                if self.stripped {
+                    self.line().editor_from = None;
+                }
                 break;
             }
             remaining -= 1;
@@ -584,6 +611,7 @@ impl<S: LineSink> LineTerminal<S> {
             region: None,
             editor_from: None,
             right_from: None,
+            abandoned: false,
         }
     }
 
@@ -604,14 +632,14 @@ impl<S: LineSink> LineTerminal<S> {
             debug_assert!(text.len() == line.ascii.len(), "only printable ASCII is appended");
             let text = text.trim_end_matches(' ');
             let prompt_end = line.editor_from.map(|cells| cells.min(text.len()));
-            self.sink.line(text, line.start, end, line.region, prompt_end);
+            self.sink.line(text, line.start, end, line.region, prompt_end, line.abandoned);
         } else {
             render(&line.cells, &mut self.text);
             let prompt_end = line.editor_from.map(|cells| {
                 let cells = cells.min(line.cells.len());
                 rendered_len(&line.cells[..cells]).min(self.text.len())
             });
-            self.sink.line(&self.text, line.start, end, line.region, prompt_end);
+            self.sink.line(&self.text, line.start, end, line.region, prompt_end, line.abandoned);
         }
         if self.spare_cells.len() < WINDOW {
             self.spare_cells.push(std::mem::take(&mut line.cells));
@@ -699,6 +727,19 @@ impl<S: LineSink> LineTerminal<S> {
         self.pending_wrap = true;
     }
 
+    /// Whether the current line holds only an end-of-line mark (zsh's `%`/`#`, fish's `⏎`)
+    /// with the blanks after it, perhaps the mark again: what the mark's CRs leave in a stripped
+    /// stream.
+    fn is_eol_mark_residue(&self) -> bool {
+        let line = &self.window[self.current];
+        let Some(mark) = line.get(0).filter(|&mark| mark != ' ') else {
+            return false;
+        };
+        let len = line.len();
+        len >= MIN_WIDTH
+            && (1..len).all(|index| line.get(index).is_none_or(|c| c == ' ' || c == mark))
+    }
+
     /// The line editor opens with text before the cursor. bash (and fish) open it before
     /// drawing their prompt, as if at column 0: what a program printed without a final newline
     /// is a line of its own. zsh opens it after its prompt (and right prompt): the cells before
@@ -728,10 +769,19 @@ impl<S: LineSink> LineTerminal<S> {
                     }
                     self.region = Some(self.regions);
                     self.regions += 1;
+                    self.keypad_reset_in_region = false;
                 } else {
+                    if self.region.is_some() {
+                        if self.keypad_reset_in_region {
+                            self.closes_after_keypad_reset += 1;
+                        } else if self.closes_after_keypad_reset > 0 {
+                            self.line().abandoned = true;
+                        }
+                    }
                     self.region = None;
                 }
             }
+            1 if !on && self.region.is_some() => self.keypad_reset_in_region = true,
             47 | 1047 | 1049 => {
                 if on && !self.alternate_screen {
                     self.flush_window();
@@ -924,6 +974,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
         match action {
             'K' => match mode {
+                0 if self.stripped && self.is_eol_mark_residue() => {
+                    // The CRs that returned over zsh's or fish's end-of-line mark are gone.
+                    self.move_to(0);
+                    self.erase(0, usize::MAX);
+                }
                 0 => {
                     let from = self.cursor;
                     self.erase(from, row_start + self.width);
@@ -932,6 +987,10 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 _ => self.erase(row_start, row_start + self.width),
             },
             'J' if mode == 0 => {
+                // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
+                if self.stripped {
+                    self.move_to(row_start);
+                }
                 let from = self.cursor;
                 self.erase(from, usize::MAX);
                 while self.window.len() > self.current + 1 {
@@ -944,7 +1003,8 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
             }
             'C' => {
-                let target = (self.cursor + first_param(params, 1)).min(row_start + self.width - 1);
+                let from = if self.right_moves_from_row_start { row_start } else { self.cursor };
+                let target = (from + first_param(params, 1)).min(row_start + self.width - 1);
                 // The editor jumping past the end of its line, over blanks: a right prompt.
                 if self.region.is_some() && target > self.cursor + 1 {
                     let cursor = self.cursor;
@@ -1189,10 +1249,47 @@ mod tests {
 
     #[test]
     fn test_editor_starting_mid_line_starts_a_line() {
-        let input = b"no newline at the end\x1b[?2004h$ ls\r\n\x1b[?2004l\r";
+        // bash opens its editor at the start of a line and draws its prompt inside: output a
+        // program left without a newline is a line of its own.
+        let input = b"\x1b[?2004h$ printf x\r\n\x1b[?2004l\rno newline at the end\x1b[?2004h$ ls\r\n\x1b[?2004l\r";
         let screen = LineTerminal::run(80, input);
-        let lines: Vec<_> = screen.lines.iter().map(|l| (l.text.as_str(), l.region)).collect();
-        assert_eq!(lines, vec![("no newline at the end", None), ("$ ls", Some(0))]);
+        let lines: Vec<_> =
+            screen.lines.iter().map(|l| (l.text.as_str(), l.region, l.prompt_end)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("$ printf x", Some(0), None),
+                ("no newline at the end", None, None),
+                ("$ ls", Some(1), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn test_editor_opening_after_its_prompt_tells_the_prompt() {
+        // zsh: PROMPT_SP's mark and blanks (a 100-column terminal), the prompt, a right prompt
+        // drawn at the edge, then the editor opens; one line accepted (the keypad reset by
+        // zle-line-finish), one abandoned with Ctrl-C (no reset).
+        let mut input = b"%".to_vec();
+        input.extend(std::iter::repeat_n(b' ', 99));
+        input.extend_from_slice(b"\r \r\x1b[J\xe2\x9e\x9c  ~ \x1b[K\x1b[80C[12:00]\x1b[87D\x1b[?1h\x1b=\x1b[?2004hls -l\x1b[?1l\x1b>\x1b[?2004l\r\r\n");
+        input.extend_from_slice(
+            b"file\r\n\xe2\x9e\x9c  ~ \x1b[K\x1b[?1h\x1b=\x1b[?2004hrm -rf /\x1b[?2004l\r\r\n",
+        );
+        let screen = LineTerminal::run(80, &input);
+        let lines: Vec<_> = screen
+            .lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.region, l.prompt_end, l.abandoned))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("\u{279c}  ~ ls -l", Some(0), Some(7), false),
+                ("file", None, None, false),
+                ("\u{279c}  ~ rm -rf /", Some(1), Some(7), true),
+            ]
+        );
     }
 
     #[test]
