@@ -286,11 +286,20 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     Some((text, redraw_start + redraw_len - index))
 }
 
+/// readline's default vi mode strings (`vi-ins-mode-string`, `vi-cmd-mode-string`).
+const VI_MODE_STRINGS: [&str; 2] = ["(ins)", "(cmd)"];
+
 /// Blanks after a one-character mark that tell an end-of-line mark from a bare prompt.
 const EOL_MARK_BLANKS: &[u8] = b"        ";
 
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
+    // readline's `show-mode-in-prompt` puts the vi mode (`(ins)`, `(cmd)` by default) first.
+    if let Some(after) = VI_MODE_STRINGS.iter().find_map(|mode| line.text.strip_prefix(mode))
+        && let Some(found) = prompt::known_prompt(after)
+    {
+        return Some(Prompt { len: found.len + VI_MODE_STRINGS[0].len(), ..found });
+    }
     if let Some(end) = editor_prompt_end(line) {
         // A bash prompt after what a program left without a newline starts there.
         if let Some(after) = prompt::known_prompt(&line.text[end..])
@@ -325,6 +334,28 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
         return prompt::editor_prompt(&line.text);
     }
     None
+}
+
+/// fish draws the lines of a multi-line buffer after the first under its input, indented
+/// past the prompt's width (and by 4 per block level), and keeps none of that indentation in
+/// the buffer: when every further line is indented at least that far, returns the buffer
+/// without it. (bash shows further lines at column 0, as typed.)
+fn dedent_continuations(prompt_text: &str, rest: &str) -> Option<String> {
+    use unicode_width::UnicodeWidthStr as _;
+    let prompt_width = prompt_text.rsplit('\n').next().unwrap_or_default().width();
+    let mut lines = rest.split('\n');
+    let first = lines.next()?;
+    let further: Vec<&str> = lines.collect();
+    let indented = |line: &&str| line.len() - line.trim_start_matches(' ').len() >= prompt_width;
+    if prompt_width == 0 || further.is_empty() || !further.iter().all(indented) {
+        return None;
+    }
+    let mut text = first.to_string();
+    for line in further {
+        text.push('\n');
+        text.push_str(line.trim_start_matches(' '));
+    }
+    Some(text)
 }
 
 /// Where the prompt of a line ends when the terminal saw the line editor open after it.
@@ -474,6 +505,8 @@ impl Assembler {
         };
         // One editor buffer may hold several commands (a pasted block) or one command over
         // several lines (a pasted loop): split where the shell would.
+        let dedented = dedent_continuations(prompt_text, rest);
+        let rest = dedented.as_deref().unwrap_or(rest);
         let mut pending = String::new();
         for buffer_line in rest.split('\n') {
             if !pending.is_empty() {
@@ -600,6 +633,12 @@ fn quick_substitution(command: &str) -> Option<&str> {
 }
 
 fn apply_history_expansion(draft: &mut Draft) {
+    let expands =
+        quick_substitution(&draft.command).is_some() || uses_history_expansion(&draft.command);
+    // A transcript that lost its CRs has a blank line after each line: the echo comes after.
+    while expands && draft.output.lines().next().is_some_and(|line| line.is_empty()) {
+        let _blank = draft.output.remove_first();
+    }
     if let Some(new) = quick_substitution(&draft.command) {
         // The shell echoes the substituted command, which holds the new text.
         if draft

@@ -178,6 +178,7 @@ impl SessionParser {
                 let body_start = script.body.start;
                 let text = looks_like_terminal_text(&head[body_start..]);
                 let mut body = Box::new(TranscriptBody::new(script, text));
+                body.terminal.set_newline_returns(lost_its_crs(&head[body_start..]));
                 body.feed(&head[body_start..]);
                 body.feed(&bytes[take..]);
                 self.state = ParserState::Body(body);
@@ -201,6 +202,7 @@ impl SessionParser {
                 let body = script.body.clone();
                 let text = looks_like_terminal_text(&head[body.clone()]);
                 let mut parsing = TranscriptBody::new(script, text);
+                parsing.terminal.set_newline_returns(lost_its_crs(&head[body.clone()]));
                 parsing.terminal.feed(&head[body]);
                 parsing.conclude(&context)
             }
@@ -403,6 +405,13 @@ fn drop_legacy_noise(drafts: &mut Vec<Draft>) {
             drafts.pop();
         }
     }
+}
+
+/// Whether a transcript's body lost its CRs: line feeds and not one CR in its first bytes
+/// (a terminal transcript has one before nearly every line feed).
+fn lost_its_crs(bytes: &[u8]) -> bool {
+    let sample = &bytes[..bytes.len().min(64 * 1024)];
+    memchr::memchr(b'\r', sample).is_none() && memchr::memchr(b'\n', sample).is_some()
 }
 
 /// Whether bytes are mostly text: at most 10% of the first 64 KiB are control bytes other than

@@ -190,6 +190,9 @@ pub struct LineTerminal<S> {
     after_backspace: bool,
     /// Stripped input whose moves right followed a CR the agent deleted (fish).
     right_moves_from_row_start: bool,
+    /// A line feed also returns the cursor (the input lost its CRs: see
+    /// [`LineTerminal::set_newline_returns`]).
+    newline_returns: bool,
     /// `vte` may be inside an escape sequence: bytes go to it until a dispatch ends the
     /// sequence. False only when `vte` is surely in its ground state, where this module handles
     /// printable ASCII and C0 controls itself (see [`LineTerminal::advance`]). Only dispatches
@@ -254,6 +257,13 @@ impl<S: LineSink> LineTerminal<S> {
         LineTerminal::new(width, sink).feed_all(bytes)
     }
 
+    /// Makes every line feed return the cursor to the start of the row first, as a terminal
+    /// whose tty has `onlcr` shows a program's `\n`: for a transcript that lost its CRs (copied
+    /// through a tool that turned `\r\n` and `\r` into `\n`).
+    pub fn set_newline_returns(&mut self, on: bool) {
+        self.newline_returns = on;
+    }
+
     /// Returns a terminal `width` columns wide.
     pub fn new(width: usize, sink: S) -> Self {
         let mut window = VecDeque::with_capacity(WINDOW + 1);
@@ -279,6 +289,7 @@ impl<S: LineSink> LineTerminal<S> {
             stripped: false,
             after_backspace: false,
             right_moves_from_row_start: false,
+            newline_returns: false,
             in_escape: false,
             sink,
             text: String::new(),
@@ -925,7 +936,13 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 let start = self.row_start();
                 self.move_to(start);
             }
-            b'\n' | 0x0b | 0x0c => self.line_feed(),
+            b'\n' | 0x0b | 0x0c => {
+                if self.newline_returns {
+                    let start = self.row_start();
+                    self.move_to(start);
+                }
+                self.line_feed();
+            }
             0x08 => {
                 let cursor =
                     if self.pending_wrap { self.cursor - 1 } else { self.cursor.saturating_sub(1) };
