@@ -26,6 +26,8 @@ pub struct Line {
     pub prompt_end: Option<usize>,
     /// The line editor was abandoned on this line (Ctrl-C without a `^C` echo: zsh).
     pub abandoned: bool,
+    /// The shell whose editor drew the line, as the terminal could tell.
+    pub shell: Option<&'static str>,
 }
 
 /// How much the input can tell about who drew a line.
@@ -64,6 +66,8 @@ pub struct Draft {
     pub confidence: Confidence,
     /// The command was longer than [`COMMAND_CAP`]: its text is a prefix.
     pub command_cut: bool,
+    /// The shell that read it, as the terminal or the prompt tells.
+    pub shell: Option<&'static str>,
 }
 
 /// Largest output kept per command, in bytes; [`Output::truncated`] tells when it was cut.
@@ -327,7 +331,7 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
     if let Some(known) =
         learned.iter().filter(|p| line.text.starts_with(p.as_str())).max_by_key(|p| p.len())
     {
-        return Some(Prompt { len: known.len(), cwd: None, user: None });
+        return Some(prompt::described(known));
     }
     // In a stream, a line the agent left whole may show the editor's marks too.
     if line.editor {
@@ -529,6 +533,7 @@ impl Assembler {
                         time: line.time,
                         confidence,
                         command_cut: false,
+                        shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
                     });
                 }
                 pending.clear();
@@ -550,6 +555,7 @@ impl Assembler {
                 time: line.time,
                 confidence,
                 command_cut: false,
+                shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
             });
         }
     }
@@ -691,6 +697,7 @@ mod tests {
                     time: None,
                     prompt_end: None,
                     abandoned: false,
+                    shell: None,
                 }
             })
             .collect()

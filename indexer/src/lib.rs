@@ -23,6 +23,7 @@ pub mod redact;
 pub mod stripped;
 pub mod syntax;
 pub mod terminal;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ use sessionlake_schemas::{CommandRecord, Confidence, SessionStatus, TimeSource};
 
 use crate::extract::{Assembler, Draft, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
-use crate::terminal::{DEFAULT_WIDTH, LineSink, LineTerminal};
+use crate::terminal::{DEFAULT_WIDTH, LineMarks, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
 pub const PARSER_VERSION: u32 = 1;
@@ -178,7 +179,6 @@ impl SessionParser {
                 let body_start = script.body.start;
                 let text = looks_like_terminal_text(&head[body_start..]);
                 let mut body = Box::new(TranscriptBody::new(script, text));
-                body.terminal.set_newline_returns(lost_its_crs(&head[body_start..]));
                 body.feed(&head[body_start..]);
                 body.feed(&bytes[take..]);
                 self.state = ParserState::Body(body);
@@ -202,7 +202,6 @@ impl SessionParser {
                 let body = script.body.clone();
                 let text = looks_like_terminal_text(&head[body.clone()]);
                 let mut parsing = TranscriptBody::new(script, text);
-                parsing.terminal.set_newline_returns(lost_its_crs(&head[body.clone()]));
                 parsing.terminal.feed(&head[body]);
                 parsing.conclude(&context)
             }
@@ -342,15 +341,8 @@ impl TranscriptLines {
 }
 
 impl LineSink for TranscriptLines {
-    fn line(
-        &mut self,
-        text: &str,
-        start: usize,
-        end: usize,
-        region: Option<u32>,
-        prompt_end: Option<usize>,
-        abandoned: bool,
-    ) {
+    fn line(&mut self, text: &str, start: usize, end: usize, marks: LineMarks) {
+        let LineMarks { region, prompt_end, abandoned, shell } = marks;
         if region.is_some() {
             self.raw = None;
         }
@@ -370,6 +362,7 @@ impl LineSink for TranscriptLines {
             }
             previous.end = end + self.offset;
             previous.abandoned |= abandoned;
+            previous.shell = previous.shell.or(shell);
             return;
         }
         self.last_region = region;
@@ -385,6 +378,7 @@ impl LineSink for TranscriptLines {
             time: None,
             prompt_end,
             abandoned,
+            shell,
         });
     }
 }
@@ -405,13 +399,6 @@ fn drop_legacy_noise(drafts: &mut Vec<Draft>) {
             drafts.pop();
         }
     }
-}
-
-/// Whether a transcript's body lost its CRs: line feeds and not one CR in its first bytes
-/// (a terminal transcript has one before nearly every line feed).
-fn lost_its_crs(bytes: &[u8]) -> bool {
-    let sample = &bytes[..bytes.len().min(64 * 1024)];
-    memchr::memchr(b'\r', sample).is_none() && memchr::memchr(b'\n', sample).is_some()
 }
 
 /// Whether bytes are mostly text: at most 10% of the first 64 KiB are control bytes other than
@@ -475,6 +462,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
                 time,
                 prompt_end: None,
                 abandoned: false,
+                shell: None,
             });
         }
     }
@@ -492,6 +480,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         line.text = shown.text;
         line.prompt_end = shown.prompt_end;
         line.editor = shown.editor;
+        line.shell = shown.shell;
         line.abandoned =
             keypad_evidence && text.contains("\x1b[?2004l") && !closes_with_keypad_reset(text);
     }
@@ -535,10 +524,24 @@ fn records(
     let (principal, run_as, target) =
         (shared(&context.principal), shared(&context.run_as), shared(&context.target));
     let (region, account) = (shared(&context.region), shared(&context.account));
+    let mut users = users::EffectiveUsers::new(context.run_as.as_deref());
+    // One `Arc` per distinct user and shell, like the session's own fields.
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut shared_name = |name: &str| -> Arc<str> {
+        if let Some(known) = names.iter().find(|known| known.as_ref() == name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        names.push(Arc::clone(&new));
+        new
+    };
     drafts
         .into_iter()
         .enumerate()
         .map(|(seq, draft)| {
+            let effective_user =
+                users.next(draft.user.as_deref(), &draft.command).map(|user| shared_name(&user));
+            let shell = draft.shell.map(&mut shared_name);
             let raw_offset = draft.start as u64;
             let raw_len = (draft.end - draft.start) as u64;
             let output_truncated = draft.output.truncated();
@@ -573,6 +576,8 @@ fn records(
                 redactions: command_redactions + output_redactions,
                 confidence,
                 parser_version: PARSER_VERSION,
+                effective_user,
+                shell,
             }
         })
         .collect()
@@ -608,6 +613,37 @@ mod tests {
         assert_eq!(command.target.as_deref(), Some("i-0123456789abcdef0"));
         assert_eq!(command.account.as_deref(), Some("111122223333"));
         assert_eq!(command.run_as.as_deref(), Some("ssm-user"));
+    }
+
+    /// A transcript copied through a tool that turned `\r\r\n` into `\n\n`: every command,
+    /// as a terminal with `onlcr` shows it, and the same commands as with its CRs.
+    #[test]
+    fn test_a_transcript_without_crs_reads_as_with_them() {
+        let with_crs = b"Script started on 2026-03-14 09:30:00+00:00\n\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ ls\r\r\n\x1b[?2004l\ra  b\r\r\n\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ sudo su -\r\r\n\x1b[?2004l\r\x1b[?2004h[root@ip-10-0-0-12 ~]# id -un\r\r\n\x1b[?2004l\rroot\r\r\n\x1b[?2004h[root@ip-10-0-0-12 ~]# exit\r\r\n\x1b[?2004l\rlogout\r\r\n\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ exit\r\r\n\x1b[?2004l\rexit\r\r\n\nScript done on 2026-03-14 09:30:00+00:00\n";
+        let text = String::from_utf8(with_crs.to_vec()).unwrap();
+        let without_crs = text.replace("\r\n", "\n").replace('\r', "\n");
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let rows = |raw: &[u8]| -> Vec<(String, Option<String>, Option<String>)> {
+            let parsed = parse_session(InputForm::S3Transcript, raw, &context).expect("parsed");
+            parsed
+                .commands
+                .into_iter()
+                .map(|c| {
+                    let user = c.effective_user.map(|u| u.to_string());
+                    (c.command, user, c.shell.map(|s| s.to_string()))
+                })
+                .collect()
+        };
+        let expected = rows(with_crs);
+        let commands: Vec<&str> = expected.iter().map(|row| row.0.as_str()).collect();
+        assert_eq!(commands, ["ls", "sudo su -", "id -un", "exit", "exit"]);
+        let users: Vec<Option<&str>> = expected.iter().map(|row| row.1.as_deref()).collect();
+        assert_eq!(
+            users,
+            [Some("ec2-user"), Some("ec2-user"), Some("root"), Some("root"), Some("ec2-user")]
+        );
+        assert!(expected.iter().all(|row| row.2.as_deref() == Some("bash")), "{expected:?}");
+        assert_eq!(rows(without_crs.as_bytes()), expected);
     }
 
     #[test]

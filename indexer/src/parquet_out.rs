@@ -209,6 +209,8 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
     let mut redactions = UInt32Builder::new();
     let mut confidence = StringBuilder::new();
     let mut parser_version = UInt32Builder::new();
+    let mut effective_user = StringBuilder::new();
+    let mut shell = StringBuilder::new();
     for record in sorted.iter() {
         session_id.append_value(&record.session_id);
         seq.append_value(record.seq);
@@ -230,6 +232,8 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
         redactions.append_value(record.redactions);
         confidence.append_value(record.confidence.as_str());
         parser_version.append_value(record.parser_version);
+        effective_user.append_option(record.effective_user.as_deref());
+        shell.append_option(record.shell.as_deref());
     }
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(session_id.finish()),
@@ -252,6 +256,8 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
         Arc::new(redactions.finish()),
         Arc::new(confidence.finish()),
         Arc::new(parser_version.finish()),
+        Arc::new(effective_user.finish()),
+        Arc::new(shell.finish()),
     ];
     Ok(RecordBatch::try_new(commands_schema(), arrays)?)
 }
@@ -621,6 +627,8 @@ mod tests {
             redactions: 0,
             confidence: Confidence::High,
             parser_version: 1,
+            effective_user: None,
+            shell: None,
         }
     }
 

@@ -162,6 +162,23 @@ fn powershell_prompt(window: &str) -> Option<Prompt> {
     Some(Prompt { len: close + 2, cwd: some_text(&window[3..close]), user: None })
 }
 
+/// Returns the shell a known prompt is the default prompt of: bash's PS1 on Amazon Linux,
+/// RHEL, Debian and Ubuntu and `bash-5.2$` are bash's, `sh-4.2$`, `dash-0.5$` and a bare `$ `
+/// or `# ` are a POSIX `sh`'s (dash, or bash started as `sh`).
+pub fn shell_of(prompt_text: &str) -> Option<&'static str> {
+    let bytes = prompt_text.as_bytes();
+    if bracketed_prompt(prompt_text).is_some()
+        || colon_prompt(prompt_text).is_some()
+        || bytes.starts_with(b"bash-")
+    {
+        return Some("bash");
+    }
+    if bare_prompt(bytes).is_some() || versioned_shell_prompt(bytes).is_some() {
+        return Some("sh");
+    }
+    None
+}
+
 /// Describes a prompt known to end where it ends (the line editor opened there): its user and
 /// cwd when it shows them the way a known prompt does, else the user of a `user@host` in it.
 pub fn described(prompt_text: &str) -> Prompt {
@@ -195,7 +212,7 @@ pub fn editor_prompt(line: &str) -> Option<Prompt> {
     let end = bytes
         .windows(2)
         .position(|pair| matches!(pair[0], b'$' | b'#' | b'%' | b'>') && pair[1] == b' ')?;
-    Some(Prompt { len: end + 2, cwd: None, user: None })
+    Some(described(&window[..end + 2]))
 }
 
 /// Returns the largest char boundary of `text` at or below `index`.

@@ -214,6 +214,8 @@ pub struct ShownLine {
     pub prompt_end: Option<usize>,
     /// The line editor drew the line (the agent left its escapes, bracketed paste among them).
     pub editor: bool,
+    /// The shell whose editor drew it, as its escapes tell.
+    pub shell: Option<&'static str>,
 }
 
 /// Returns what each streamed line showed, in order, with where its prompt ends when the
@@ -222,7 +224,7 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
     // interprets them. Its last line is what the line ended as (the editor starting mid-line,
     // after a full-screen program's leftovers, begins a line of its own).
-    let shown: Vec<Option<(String, Option<usize>, bool)>> = texts
+    let shown: Vec<Option<(String, Option<usize>, Option<&'static str>)>> = texts
         .iter()
         .map(|text| {
             if is_stripped(text) {
@@ -234,7 +236,10 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
                     .lines
                     .into_iter()
                     .last()
-                    .map(|line| (line.text, line.prompt_end, line.region.is_some()))
+                    .map(|line| {
+                        let shell = line.region.and(line.shell.or(Some("")));
+                        (line.text, line.prompt_end, shell)
+                    })
                     .unwrap_or_default(),
             )
         })
@@ -252,7 +257,7 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
         .zip(shown)
         .zip(leading)
         .map(|((text, shown), prompt_len)| match shown {
-            Some((shown, prompt_end, editor)) => {
+            Some((shown, prompt_end, editor_shell)) => {
                 let text = unwrap_line(&shown, &layout);
                 // Wrap spaces are removed after the prompt only.
                 let prompt_end = prompt_end.filter(|&end| {
@@ -260,12 +265,18 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
                         && text.is_char_boundary(end)
                         && text[..end] == shown[..end]
                 });
-                ShownLine { text, prompt_end, editor }
+                ShownLine {
+                    text,
+                    prompt_end,
+                    editor: editor_shell.is_some(),
+                    shell: editor_shell.filter(|shell| !shell.is_empty()),
+                }
             }
             None => ShownLine {
                 text: replay(text, prompt_len, &layout),
                 prompt_end: None,
                 editor: false,
+                shell: None,
             },
         })
         .collect()

@@ -28,6 +28,9 @@ const MIN_WIDTH: usize = 20;
 /// Logical lines that stay editable (a screen's worth).
 pub const WINDOW: usize = 48;
 
+/// fish's end-of-line mark.
+const FISH_EOL_MARK: char = '⏎';
+
 /// Longest line kept, in cells; anything past it is dropped (a 1 GiB line must not take 1 GiB × 4).
 pub const MAX_LINE_CELLS: usize = 64 * 1024;
 
@@ -47,10 +50,12 @@ pub struct ScreenLine {
     pub end: usize,
     /// The editor region (numbered from 0 in order) the line was drawn in, if any.
     pub region: Option<u32>,
-    /// Where the line editor opened, after its prompt (see [`LineSink::line`]).
+    /// Where the line editor opened, after its prompt (see [`LineMarks`]).
     pub prompt_end: Option<usize>,
-    /// The line editor was abandoned on this line (see [`LineSink::line`]).
+    /// The line editor was abandoned on this line (see [`LineMarks`]).
     pub abandoned: bool,
+    /// The shell whose editor drew the line (see [`LineMarks`]).
+    pub shell: Option<&'static str>,
 }
 
 /// What a terminal run found.
@@ -92,6 +97,8 @@ struct LineState {
     /// The line editor closed on this line without what closes its accepted lines in this
     /// session (see [`LineTerminal::set_private_mode`]): the line was abandoned (Ctrl-C).
     abandoned: bool,
+    /// The shell whose editor opened on the line (see [`LineMarks::shell`]).
+    shell: Option<&'static str>,
 }
 
 impl LineState {
@@ -111,6 +118,16 @@ impl LineState {
         }
     }
 
+    /// What the line's state tells, but where its prompt ends (that needs its text).
+    fn marks(&self) -> LineMarks {
+        LineMarks {
+            region: self.region,
+            prompt_end: None,
+            abandoned: self.abandoned,
+            shell: self.shell,
+        }
+    }
+
     /// The cells, converting a byte line first.
     fn cells_mut(&mut self) -> &mut Vec<Cell> {
         if !self.ascii.is_empty() {
@@ -121,35 +138,41 @@ impl LineState {
     }
 }
 
+/// What the terminal tells about a finished line besides its text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineMarks {
+    /// The editor region (numbered from 0 in order) the line was drawn in, if any.
+    pub region: Option<u32>,
+    /// Where in the text the line editor opened when it opened after its prompt (zsh): the
+    /// text before is the prompt.
+    pub prompt_end: Option<usize>,
+    /// The editor was abandoned on the line (Ctrl-C in a zsh that resets the keypad on every
+    /// accepted line).
+    pub abandoned: bool,
+    /// The shell whose editor drew the line, as its drawing tells: `zsh` (editor opened after
+    /// the prompt, or after zsh's end-of-line mark), `fish` (after fish's `⏎` mark), `bash`
+    /// (readline's editor opening with neither).
+    pub shell: Option<&'static str>,
+}
+
 /// Receives each finished line, top to bottom, as the terminal showed it (trailing blanks
 /// removed): the text is borrowed, so a consumer that needs no copy makes none.
 pub trait LineSink {
-    /// One finished line: its text, the byte range it was drawn from, its editor region,
-    /// where in the text the line editor opened when it opened after its prompt (zsh), so that
-    /// the text before is the prompt, and whether the editor was abandoned on it (Ctrl-C in a
-    /// zsh that resets the keypad on every accepted line).
-    fn line(
-        &mut self,
-        text: &str,
-        start: usize,
-        end: usize,
-        region: Option<u32>,
-        prompt_end: Option<usize>,
-        abandoned: bool,
-    );
+    /// One finished line: its text, the byte range it was drawn from, and its marks.
+    fn line(&mut self, text: &str, start: usize, end: usize, marks: LineMarks);
 }
 
 impl LineSink for Vec<ScreenLine> {
-    fn line(
-        &mut self,
-        text: &str,
-        start: usize,
-        end: usize,
-        region: Option<u32>,
-        prompt_end: Option<usize>,
-        abandoned: bool,
-    ) {
-        self.push(ScreenLine { text: text.to_string(), start, end, region, prompt_end, abandoned });
+    fn line(&mut self, text: &str, start: usize, end: usize, marks: LineMarks) {
+        self.push(ScreenLine {
+            text: text.to_string(),
+            start,
+            end,
+            region: marks.region,
+            prompt_end: marks.prompt_end,
+            abandoned: marks.abandoned,
+            shell: marks.shell,
+        });
     }
 }
 
@@ -175,6 +198,8 @@ pub struct LineTerminal<S> {
     /// accepted, not when Ctrl-C abandons it.
     keypad_reset_in_region: bool,
     closes_after_keypad_reset: u32,
+    /// The end-of-line mark (zsh's `%`/`#`, fish's `⏎`) drawn since the editor last closed.
+    eol_mark: Option<char>,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -190,9 +215,11 @@ pub struct LineTerminal<S> {
     after_backspace: bool,
     /// Stripped input whose moves right followed a CR the agent deleted (fish).
     right_moves_from_row_start: bool,
-    /// A line feed also returns the cursor (the input lost its CRs: see
-    /// [`LineTerminal::set_newline_returns`]).
-    newline_returns: bool,
+    /// The last action was a CR. A pty with `onlcr` (every pty a shell runs on) puts a CR
+    /// before each LF a program writes: a LF after anything else is from a transcript that lost
+    /// its CRs (copied through a tool that turned `\r\n` and `\r` into `\n`), shown as that
+    /// terminal showed it, starting its line at column 0.
+    after_cr: bool,
     /// `vte` may be inside an escape sequence: bytes go to it until a dispatch ends the
     /// sequence. False only when `vte` is surely in its ground state, where this module handles
     /// printable ASCII and C0 controls itself (see [`LineTerminal::advance`]). Only dispatches
@@ -257,13 +284,6 @@ impl<S: LineSink> LineTerminal<S> {
         LineTerminal::new(width, sink).feed_all(bytes)
     }
 
-    /// Makes every line feed return the cursor to the start of the row first, as a terminal
-    /// whose tty has `onlcr` shows a program's `\n`: for a transcript that lost its CRs (copied
-    /// through a tool that turned `\r\n` and `\r` into `\n`).
-    pub fn set_newline_returns(&mut self, on: bool) {
-        self.newline_returns = on;
-    }
-
     /// Returns a terminal `width` columns wide.
     pub fn new(width: usize, sink: S) -> Self {
         let mut window = VecDeque::with_capacity(WINDOW + 1);
@@ -281,6 +301,7 @@ impl<S: LineSink> LineTerminal<S> {
             opens_after_text: 0,
             keypad_reset_in_region: false,
             closes_after_keypad_reset: 0,
+            eol_mark: None,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -289,7 +310,7 @@ impl<S: LineSink> LineTerminal<S> {
             stripped: false,
             after_backspace: false,
             right_moves_from_row_start: false,
-            newline_returns: false,
+            after_cr: false,
             in_escape: false,
             sink,
             text: String::new(),
@@ -420,6 +441,7 @@ impl<S: LineSink> LineTerminal<S> {
 
     /// Prints a run of printable ASCII: what `print` does for each byte, in one go.
     fn print_ascii(&mut self, run: &[u8]) {
+        self.after_cr = false;
         if self.alternate_screen || run.is_empty() {
             return;
         }
@@ -623,6 +645,7 @@ impl<S: LineSink> LineTerminal<S> {
             editor_from: None,
             right_from: None,
             abandoned: false,
+            shell: None,
         }
     }
 
@@ -643,14 +666,16 @@ impl<S: LineSink> LineTerminal<S> {
             debug_assert!(text.len() == line.ascii.len(), "only printable ASCII is appended");
             let text = text.trim_end_matches(' ');
             let prompt_end = line.editor_from.map(|cells| cells.min(text.len()));
-            self.sink.line(text, line.start, end, line.region, prompt_end, line.abandoned);
+            let marks = LineMarks { prompt_end, ..line.marks() };
+            self.sink.line(text, line.start, end, marks);
         } else {
             render(&line.cells, &mut self.text);
             let prompt_end = line.editor_from.map(|cells| {
                 let cells = cells.min(line.cells.len());
                 rendered_len(&line.cells[..cells]).min(self.text.len())
             });
-            self.sink.line(&self.text, line.start, end, line.region, prompt_end, line.abandoned);
+            let marks = LineMarks { prompt_end, ..line.marks() };
+            self.sink.line(&self.text, line.start, end, marks);
         }
         if self.spare_cells.len() < WINDOW {
             self.spare_cells.push(std::mem::take(&mut line.cells));
@@ -724,42 +749,50 @@ impl<S: LineSink> LineTerminal<S> {
     /// each prompt: the mark, then blanks to fill exactly one row, then CR. A line that is one
     /// mark and blanks up to the cursor at that CR shows the terminal's width.
     fn learn_width_from_eol_mark(&mut self, cursor: usize) {
-        if cursor < MIN_WIDTH || cursor == self.width || self.cursor != cursor {
+        if cursor < MIN_WIDTH || self.cursor != cursor {
             return;
         }
         let line = &self.window[self.current];
-        if line.len() != cursor
-            || line.get(0).is_none_or(|mark| mark == ' ')
-            || !(1..cursor).all(|index| line.get(index) == Some(' '))
-        {
+        let Some(mark) = line.get(0).filter(|&mark| mark != ' ') else {
+            return;
+        };
+        if line.len() != cursor || !(1..cursor).all(|index| line.get(index) == Some(' ')) {
             return;
         }
-        self.width = cursor;
-        self.pending_wrap = true;
+        self.eol_mark = Some(mark);
+        if cursor != self.width {
+            self.width = cursor;
+            self.pending_wrap = true;
+        }
     }
 
     /// Whether the current line holds only an end-of-line mark (zsh's `%`/`#`, fish's `⏎`)
     /// with the blanks after it, perhaps the mark again: what the mark's CRs leave in a stripped
     /// stream.
-    fn is_eol_mark_residue(&self) -> bool {
+    fn is_eol_mark_residue(&mut self) -> bool {
         let line = &self.window[self.current];
         let Some(mark) = line.get(0).filter(|&mark| mark != ' ') else {
             return false;
         };
         let len = line.len();
-        len >= MIN_WIDTH
-            && (1..len).all(|index| line.get(index).is_none_or(|c| c == ' ' || c == mark))
+        let residue = len >= MIN_WIDTH
+            && (1..len).all(|index| line.get(index).is_none_or(|c| c == ' ' || c == mark));
+        if residue {
+            self.eol_mark = Some(mark);
+        }
+        residue
     }
 
-    /// The line editor opens with text before the cursor. bash (and fish) open it before
+    /// The line editor opens with text before the cursor (returns whether it opened after its
+    /// prompt). bash (and fish) open it before
     /// drawing their prompt, as if at column 0: what a program printed without a final newline
     /// is a line of its own. zsh opens it after its prompt (and right prompt): the cells before
     /// the cursor are the prompt, cells drawn after it a right prompt. The session tells which:
     /// the way most of its editors opened so far (the first one, for zsh, after its prompt).
-    fn open_editor_after_text(&mut self) {
+    fn open_editor_after_text(&mut self) -> bool {
         if self.opens_after_text < self.opens_at_line_start {
             self.start_new_line();
-            return;
+            return false;
         }
         self.opens_after_text += 1;
         let cursor = self.cursor;
@@ -767,17 +800,25 @@ impl<S: LineSink> LineTerminal<S> {
         line.editor_from = Some(cursor);
         line.right_from =
             (cursor..line.len()).find(|&index| line.get(index).is_some_and(|c| c != ' '));
+        true
     }
 
     fn set_private_mode(&mut self, mode: u16, on: bool) {
         match mode {
             2004 => {
                 if on {
-                    if self.cursor > 0 && !self.pending_wrap {
-                        self.open_editor_after_text();
-                    } else {
+                    let after_prompt = self.cursor > 0 && !self.pending_wrap;
+                    let zsh_style = after_prompt && self.open_editor_after_text();
+                    if !after_prompt {
                         self.opens_at_line_start += 1;
                     }
+                    let shell = match self.eol_mark {
+                        _ if zsh_style => "zsh",
+                        Some(FISH_EOL_MARK) => "fish",
+                        Some(_) => "zsh",
+                        None => "bash",
+                    };
+                    self.line().shell = Some(shell);
                     self.region = Some(self.regions);
                     self.regions += 1;
                     self.keypad_reset_in_region = false;
@@ -790,6 +831,7 @@ impl<S: LineSink> LineTerminal<S> {
                         }
                     }
                     self.region = None;
+                    self.eol_mark = None;
                 }
             }
             1 if !on && self.region.is_some() => self.keypad_reset_in_region = true,
@@ -885,6 +927,7 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
 
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
+        self.after_cr = false;
         if self.alternate_screen {
             return;
         }
@@ -909,6 +952,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     }
 
     fn execute(&mut self, byte: u8) {
+        let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
         if self.alternate_screen {
             return;
         }
@@ -937,7 +981,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(start);
             }
             b'\n' | 0x0b | 0x0c => {
-                if self.newline_returns {
+                if !after_cr && !self.stripped {
                     let start = self.row_start();
                     self.move_to(start);
                 }
@@ -972,6 +1016,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         action: char,
     ) {
         self.in_escape = false;
+        self.after_cr = false;
         self.last_printed_space_at = None;
         self.wrap_candidate = None;
         if intermediates == b"?" {
@@ -1054,6 +1099,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
 
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
         self.in_escape = false;
+        self.after_cr = false;
         if !intermediates.is_empty() || self.alternate_screen {
             return;
         }
@@ -1071,6 +1117,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     }
 
     fn osc_dispatch(&mut self, _params: &[&[u8]], bell_terminated: bool) {
+        self.after_cr = false;
         // Ended by BEL, `vte` is back in its ground state; ended by ESC, it is in an escape
         // (`ESC \` dispatches next). CAN and SUB also end sequences, but `execute` cannot tell
         // them from the same bytes in the ground state, where `vte` may already have read the

@@ -144,7 +144,8 @@ pub struct Filters {
     /// Principal: the exact IAM ARN, or text it contains.
     #[arg(long)]
     pub principal: Option<String>,
-    /// OS user the shell ran as.
+    /// OS user: for `search`, the session's OS user or whom the command ran as (`root` after
+    /// `sudo su -`); for `sessions`, the session's OS user.
     #[arg(long)]
     pub run_as: Option<String>,
     /// Managed node (instance id).
@@ -430,6 +431,9 @@ fn chunk_rows() -> u64 {
         .unwrap_or(50_000)
 }
 
+/// Alias of the `commands` table in the search query.
+const COMMANDS_ALIAS: &str = "c";
+
 /// Joins each command row (`c`) with its session's start and end (`s`), for the sort time.
 const SESSION_TIMES_JOIN: &str = "LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
      max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
@@ -475,7 +479,13 @@ impl Query {
             );
         }
         if let Some(run_as) = &filters.run_as {
-            self.bind(&format!("{alias}.run_as = ?"), text(run_as));
+            // A command matches the session's OS user or whom it ran as (after `sudo su -`).
+            let condition = if alias == COMMANDS_ALIAS {
+                format!("({alias}.run_as = ? OR {alias}.effective_user = ?)")
+            } else {
+                format!("{alias}.run_as = ?")
+            };
+            self.bind(&condition, text(run_as));
         }
         if let Some(target) = &filters.target {
             self.bind(&format!("{alias}.target = ?"), text(target));
@@ -922,7 +932,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
         query.bind("regexp_like(c.output, ?)", ScalarValue::from(pattern.as_str()));
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
-    query.bind_filters(&args.filters, "c", time_expression, since, until);
+    query.bind_filters(&args.filters, COMMANDS_ALIAS, time_expression, since, until);
     let (store, keys) = open_lake(cli).await?;
     let snapshot = lake_tables::LakeSnapshot::load(&store).await?;
     let searched = preferred_commands(&snapshot.live);

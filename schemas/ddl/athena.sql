@@ -5,7 +5,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_commands (
   session_id string, seq int, started_at timestamp, time_source string,
   principal string, run_as string, target string, region string, account string,
   output_truncated boolean, output_bytes bigint, raw_offset bigint, raw_len bigint,
-  redactions int, confidence string, parser_version int
+  redactions int, confidence string, parser_version int,
+  -- schema version 2: whom the command ran as (root after `sudo su -`) and the shell;
+  -- null in files written before
+  effective_user string, shell string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

@@ -40,6 +40,12 @@ pub const REDACTIONS: &str = "redactions";
 pub const CONFIDENCE: &str = "confidence";
 /// Version of the parser that produced the row.
 pub const PARSER_VERSION: &str = "parser_version";
+/// Who the command ran as at that moment (`root` after `sudo su -`, `bob` for `sudo -u bob
+/// CMD`), from the prompts and the commands; null when nothing tells. Schema version 2.
+pub const EFFECTIVE_USER: &str = "effective_user";
+/// The shell that read the command (`bash`, `zsh`, `fish`, `sh`); null when nothing tells.
+/// Schema version 2.
+pub const SHELL: &str = "shell";
 
 /// When the session ended, as far as the input tells.
 pub const ENDED_AT: &str = "ended_at";

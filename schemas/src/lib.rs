@@ -24,8 +24,8 @@ pub use records::{
     SessionStatus, TimeSource,
 };
 pub use schema::{
-    ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, access_schema,
-    commands_schema, sessions_schema, validate_schema,
+    ACCESS_ENCRYPTED_COLUMNS, ADDED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
+    access_schema, commands_schema, sessions_schema, validate_schema,
 };
 
 /// Athena / Trino DDL for the `commands`, `sessions` and `access` tables, with `dt` partition

@@ -164,6 +164,13 @@ pub struct CommandRecord {
     pub confidence: Confidence,
     /// Parser version.
     pub parser_version: u32,
+    /// Who the command ran as at that moment, as far as the prompts and commands tell
+    /// (`run_as` stays the session's OS user).
+    #[serde(default, with = "shared_str::option")]
+    pub effective_user: Option<Arc<str>>,
+    /// The shell that read it (`bash`, `zsh`, `fish`, `sh`).
+    #[serde(default, with = "shared_str::option")]
+    pub shell: Option<Arc<str>>,
 }
 
 /// One session: a row of the `sessions` table.
@@ -345,8 +352,11 @@ mod tests {
             redactions: 0,
             confidence: Confidence::High,
             parser_version: 1,
+            effective_user: Some(Arc::from("root")),
+            shell: None,
         };
         let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["effective_user"], "root");
         assert_eq!(json["session_id"], "alice-0123456789abcdef0");
         assert_eq!(json["principal"], "arn:aws:iam::111122223333:user/alice");
         assert_eq!(json["run_as"], serde_json::Value::Null);

@@ -103,6 +103,14 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
             return Ok(());
         }
     }
+    for (form, (right, wrong)) in &report.users {
+        if !report_line(format_args!(
+            "{form}: effective user right on {right} of {} commands of sessions with root shells",
+            right + wrong
+        ))? {
+            return Ok(());
+        }
+    }
     if report.excluded > 0
         && !report_line(format_args!(
             "{} oracle command(s) never ran and are left out of every form (expected.json `excluded`)",
