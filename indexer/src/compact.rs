@@ -425,6 +425,7 @@ mod tests {
             parser_version: 1,
             effective_user: Some("ssm-user".into()),
             shell: Some("bash".into()),
+            program: None,
         }
     }
 

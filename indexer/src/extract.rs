@@ -5,7 +5,7 @@
 use sessionlake_schemas::Confidence;
 
 use crate::prompt::{self, Prompt, floor_char_boundary};
-use crate::syntax;
+use crate::{repl, syntax};
 
 /// A finished line, from any input form.
 #[derive(Debug, Clone)]
@@ -68,6 +68,8 @@ pub struct Draft {
     pub command_cut: bool,
     /// The shell that read it, as the terminal or the prompt tells.
     pub shell: Option<&'static str>,
+    /// The REPL it was typed into (see [`crate::repl`]); `None` for a shell command.
+    pub repl: Option<&'static str>,
 }
 
 /// Largest output kept per command, in bytes; [`Output::truncated`] tells when it was cut.
@@ -373,6 +375,57 @@ fn is_continuation_prompt(prompt_text: &str, learned: &[String]) -> bool {
     prompt_text.trim_end().ends_with('>') && !learned.iter().any(|p| p == prompt_text)
 }
 
+/// Whether a line starts with a prompt of the session's shell (one it ran commands at, or a
+/// known one): the end of a REPL.
+fn shows_shell_prompt(line: &Line, learned: &[String]) -> bool {
+    editor_prompt_end(line).is_some()
+        || learned.iter().any(|prompt| line.text.starts_with(prompt.as_str()))
+        || prompt::known_prompt(&line.text).is_some_and(|found| found.len > 2)
+}
+
+/// Takes a line while `program` reads lines: what was typed at its prompt is a `repl` row,
+/// anything else what it printed.
+fn read_repl_line(
+    program: &'static str,
+    line: &Line,
+    evidence: Evidence,
+    current: &mut Option<Draft>,
+    drafts: &mut Vec<Draft>,
+) {
+    let Some(typed) = repl::input(program, &line.text) else {
+        if let Some(draft) = current.as_mut() {
+            draft.output.push(&line.text);
+            draft.end = line.end;
+        }
+        return;
+    };
+    if typed.trim().is_empty() || is_cancelled(typed) {
+        return;
+    }
+    if let Some(done) = current.take() {
+        keep(drafts, done);
+    }
+    let prompt_len = line.text.len() - typed.len();
+    let typed = &typed[..floor_char_boundary(typed, COMMAND_CAP)];
+    *current = Some(Draft {
+        prompt: line.text[..prompt_len].to_string(),
+        cwd: None,
+        user: None,
+        command: typed.to_string(),
+        output: Output::default(),
+        start: line.start,
+        end: line.end,
+        time: line.time,
+        confidence: match evidence {
+            Evidence::EditorMarks | Evidence::Raw => Confidence::High,
+            Evidence::Stripped => Confidence::Low,
+        },
+        command_cut: false,
+        shell: None,
+        repl: Some(program),
+    });
+}
+
 /// Turns lines into commands, one line at a time: nothing but the commands found so far is
 /// kept, so a transcript of any length is assembled in the memory its commands take.
 #[derive(Debug)]
@@ -385,6 +438,8 @@ pub struct Assembler {
     learned: Vec<String>,
     /// The command whose output lines are coming.
     current: Option<Draft>,
+    /// The REPL the last command started, reading lines until a shell prompt comes back.
+    repl: Option<&'static str>,
 }
 
 impl Assembler {
@@ -396,12 +451,13 @@ impl Assembler {
             continuing: false,
             learned: Vec::new(),
             current: None,
+            repl: None,
         }
     }
 
     /// Takes the next line.
     pub fn push(&mut self, line: &Line) {
-        let Assembler { evidence, drafts, continuing, learned, current } = self;
+        let Assembler { evidence, drafts, continuing, learned, current, repl } = self;
         let evidence = *evidence;
         if *continuing {
             if let Some(draft) = current.as_mut() {
@@ -462,6 +518,13 @@ impl Assembler {
             }
             split_line = Line { text: line.text[position..].to_string(), ..line.clone() };
             line = &split_line;
+        }
+        if let Some(program) = *repl {
+            if !shows_shell_prompt(line, learned) {
+                read_repl_line(program, line, evidence, current, drafts);
+                return;
+            }
+            *repl = None;
         }
         let prompt = find_prompt(line, evidence, learned);
         let is_shell_line = match (&prompt, evidence) {
@@ -534,12 +597,16 @@ impl Assembler {
                         confidence,
                         command_cut: false,
                         shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
+                        repl: None,
                     });
                 }
                 pending.clear();
             }
         }
         *continuing = !pending.is_empty();
+        if !*continuing {
+            *repl = current.as_ref().and_then(|draft| repl::started_by(&draft.command));
+        }
         if *continuing {
             if let Some(done) = current.take() {
                 keep(drafts, done);
@@ -556,6 +623,7 @@ impl Assembler {
                 confidence,
                 command_cut: false,
                 shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
+                repl: None,
             });
         }
     }
@@ -566,7 +634,7 @@ impl Assembler {
         if let Some(done) = current {
             keep(&mut drafts, done);
         }
-        for draft in &mut drafts {
+        for draft in drafts.iter_mut().filter(|draft| draft.repl.is_none()) {
             apply_history_expansion(draft);
         }
         // Without editor marks a completion list looks like a command with output.

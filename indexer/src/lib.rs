@@ -20,6 +20,7 @@ pub mod input;
 pub mod parquet_out;
 pub mod prompt;
 pub mod redact;
+pub mod repl;
 pub mod stripped;
 pub mod syntax;
 pub mod terminal;
@@ -539,9 +540,14 @@ fn records(
         .into_iter()
         .enumerate()
         .map(|(seq, draft)| {
-            let effective_user =
-                users.next(draft.user.as_deref(), &draft.command).map(|user| shared_name(&user));
+            // A line typed into a REPL runs as whoever runs the REPL, and starts no shell.
+            let effective_user = match draft.repl {
+                Some(_) => users.current(),
+                None => users.next(draft.user.as_deref(), &draft.command),
+            };
+            let effective_user = effective_user.map(|user| shared_name(&user));
             let shell = draft.shell.map(&mut shared_name);
+            let program = draft.repl.map(&mut shared_name);
             let raw_offset = draft.start as u64;
             let raw_len = (draft.end - draft.start) as u64;
             let output_truncated = draft.output.truncated();
@@ -578,6 +584,7 @@ fn records(
                 parser_version: PARSER_VERSION,
                 effective_user,
                 shell,
+                program,
             }
         })
         .collect()

@@ -211,6 +211,8 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
     let mut parser_version = UInt32Builder::new();
     let mut effective_user = StringBuilder::new();
     let mut shell = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut program = StringBuilder::new();
     for record in sorted.iter() {
         session_id.append_value(&record.session_id);
         seq.append_value(record.seq);
@@ -234,6 +236,8 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
         parser_version.append_value(record.parser_version);
         effective_user.append_option(record.effective_user.as_deref());
         shell.append_option(record.shell.as_deref());
+        kind.append_value(record.kind());
+        program.append_option(record.program.as_deref());
     }
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(session_id.finish()),
@@ -258,6 +262,8 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
         Arc::new(parser_version.finish()),
         Arc::new(effective_user.finish()),
         Arc::new(shell.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(program.finish()),
     ];
     Ok(RecordBatch::try_new(commands_schema(), arrays)?)
 }
@@ -629,6 +635,7 @@ mod tests {
             parser_version: 1,
             effective_user: None,
             shell: None,
+            program: None,
         }
     }
 

@@ -23,6 +23,11 @@ impl EffectiveUsers {
         EffectiveUsers { shells: run_as.map(str::to_string).into_iter().collect() }
     }
 
+    /// Returns whom commands run as now.
+    pub fn current(&self) -> Option<String> {
+        self.shells.last().cloned()
+    }
+
     /// Returns whom `command`, read at a prompt showing `prompt_user` (if it shows one), ran
     /// as, and follows the shell it starts or leaves.
     pub fn next(&mut self, prompt_user: Option<&str>, command: &str) -> Option<String> {

@@ -34,7 +34,7 @@ use futures::StreamExt as _;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
-use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
 use crate::cursor::Cursor;
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
@@ -189,6 +189,13 @@ pub struct SearchArgs {
     /// Regular expression the command's output must match (Rust regex syntax).
     #[arg(long, value_name = "REGEX")]
     pub output: Option<String>,
+    /// Only rows of this kind: `shell` (commands a shell read) or `repl` (lines typed into a
+    /// program a command started: sqlite3, psql, mysql, python, irb, node, redis-cli).
+    #[arg(long, value_parser = [KIND_SHELL, KIND_REPL])]
+    pub kind: Option<String>,
+    /// Only lines typed into this program (`--program mysql`): `repl` rows.
+    #[arg(long, value_name = "NAME")]
+    pub program: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
@@ -930,6 +937,14 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     if let Some(pattern) = &args.output {
         regex_flag("--output", pattern)?;
         query.bind("regexp_like(c.output, ?)", ScalarValue::from(pattern.as_str()));
+    }
+    if let Some(kind) = &args.kind {
+        // Files written before the column: every row a shell command.
+        let condition = format!("coalesce(c.{}, '{KIND_SHELL}') = ?", columns::KIND);
+        query.bind(&condition, ScalarValue::from(kind.as_str()));
+    }
+    if let Some(program) = &args.program {
+        query.bind(&format!("c.{} = ?", columns::PROGRAM), ScalarValue::from(program.as_str()));
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, COMMANDS_ALIAS, time_expression, since, until);

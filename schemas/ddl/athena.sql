@@ -6,9 +6,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_commands (
   principal string, run_as string, target string, region string, account string,
   output_truncated boolean, output_bytes bigint, raw_offset bigint, raw_len bigint,
   redactions int, confidence string, parser_version int,
-  -- schema version 2: whom the command ran as (root after `sudo su -`) and the shell;
-  -- null in files written before
-  effective_user string, shell string
+  -- schema version 2 (null in files written before): whom the command ran as (root after
+  -- `sudo su -`), the shell, kind (`shell`, or `repl` for a line typed into a program) and
+  -- that program (sqlite3, psql, mysql, python, irb, node, redis-cli)
+  effective_user string, shell string, kind string, program string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

@@ -46,6 +46,9 @@ pub const EFFECTIVE_USER: &str = "effective_user";
 /// The shell that read the command (`bash`, `zsh`, `fish`, `sh`); null when nothing tells.
 /// Schema version 2.
 pub const SHELL: &str = "shell";
+/// The program a `repl` row was typed into (`sqlite3`, `psql`, `mysql`, `python`, `irb`,
+/// `node`, `redis-cli`); null for shell commands. Schema version 2.
+pub const PROGRAM: &str = "program";
 
 /// When the session ended, as far as the input tells.
 pub const ENDED_AT: &str = "ended_at";
@@ -72,7 +75,9 @@ pub const DT: &str = "dt";
 pub const EVENT_ID: &str = "event_id";
 /// CloudTrail `eventTime` of an access event (µs since the epoch, UTC).
 pub const EVENT_TIME: &str = "event_time";
-/// What kind of access: see [`crate::AccessKind`].
+/// What kind of access (see [`crate::AccessKind`]); in `commands` (schema version 2), what kind
+/// of input the row is: `shell` (a command a shell read) or `repl` (a line typed into a
+/// program the shell started, named by [`PROGRAM`]). Null in older files: `shell`.
 pub const KIND: &str = "kind";
 /// CloudTrail `userIdentity.type`: `IAMUser`, `AssumedRole`, `Root`, `AWSService`, ….
 pub const PRINCIPAL_TYPE: &str = "principal_type";

@@ -171,7 +171,23 @@ pub struct CommandRecord {
     /// The shell that read it (`bash`, `zsh`, `fish`, `sh`).
     #[serde(default, with = "shared_str::option")]
     pub shell: Option<Arc<str>>,
+    /// The REPL the line was typed into (`kind = repl`); `None` for a shell command.
+    #[serde(default, with = "shared_str::option")]
+    pub program: Option<Arc<str>>,
 }
+
+impl CommandRecord {
+    /// Returns the row's `kind`: `repl` for a line typed into a program, else `shell`.
+    pub fn kind(&self) -> &'static str {
+        if self.program.is_some() { KIND_REPL } else { KIND_SHELL }
+    }
+}
+
+/// `kind` of a command a shell read.
+pub const KIND_SHELL: &str = "shell";
+
+/// `kind` of a line typed into a program a shell started (sqlite3, psql, python, …).
+pub const KIND_REPL: &str = "repl";
 
 /// One session: a row of the `sessions` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,6 +370,7 @@ mod tests {
             parser_version: 1,
             effective_user: Some(Arc::from("root")),
             shell: None,
+            program: None,
         };
         let json = serde_json::to_value(&record).unwrap();
         assert_eq!(json["effective_user"], "root");

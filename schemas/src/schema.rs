@@ -11,7 +11,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// Columns added after version 1, each nullable: files written before them lack them, and
 /// readers take them as null there ([`validate_schema`] accepts their absence).
-pub const ADDED_COLUMNS: [&str; 2] = [EFFECTIVE_USER, SHELL];
+pub const ADDED_COLUMNS: [&str; 4] = [EFFECTIVE_USER, SHELL, KIND, PROGRAM];
 
 /// Key under which [`SCHEMA_VERSION`] is stored in Parquet key-value metadata.
 pub const SCHEMA_VERSION_KEY: &str = "sessionlake.schema_version";
@@ -53,6 +53,8 @@ static COMMANDS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(PARSER_VERSION, DataType::UInt32, false),
         Field::new(EFFECTIVE_USER, DataType::Utf8, true),
         Field::new(SHELL, DataType::Utf8, true),
+        Field::new(KIND, DataType::Utf8, true),
+        Field::new(PROGRAM, DataType::Utf8, true),
     ]))
 });
 

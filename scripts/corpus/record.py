@@ -628,7 +628,7 @@ def read_fish_history(path: Path) -> list[tuple[int, str]]:
 
 # REPLs whose history files are read after a recording (each written by GNU readline's
 # write_history at exit: one entry per line).
-REPL_HISTORY_FILES = [("sqlite3", ".sqlite_history"), ("python3", ".python_history")]
+REPL_HISTORY_FILES = [("sqlite3", ".sqlite_history"), ("python", ".python_history")]
 
 
 def read_repl_history(path: Path) -> list[str]:

@@ -103,6 +103,11 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
             return Ok(());
         }
     }
+    for (form, score) in &report.repl {
+        if !score_line(&format!("repl / {form}"), score, "")? {
+            return Ok(());
+        }
+    }
     for (form, (right, wrong)) in &report.users {
         if !report_line(format_args!(
             "{form}: effective user right on {right} of {} commands of sessions with root shells",
