@@ -129,6 +129,8 @@ pub struct Report {
     pub by_form: BTreeMap<&'static str, Score>,
     /// Score per shell (the corpus session's `shell`) and form.
     pub by_shell: BTreeMap<(String, &'static str), Score>,
+    /// Sessions per form and session confidence (`high`, `medium`, `low`).
+    pub confidence: BTreeMap<(&'static str, &'static str), usize>,
     /// Score of `repl` rows (program and line) per form, against the REPLs' history files.
     pub repl: BTreeMap<&'static str, Score>,
     /// Per form, the effective user of the commands found in sessions where commands ran as
@@ -294,7 +296,11 @@ pub fn evaluate(corpus: &Path) -> Result<Report, String> {
             };
             let records =
                 match parse_session(input_form, &raw, &SessionContext::new(&expected.session_id)) {
-                    Ok(parsed) => parsed.commands,
+                    Ok(parsed) => {
+                        let confidence = parsed.understanding.confidence.as_str();
+                        *report.confidence.entry((form, confidence)).or_default() += 1;
+                        parsed.commands
+                    }
                     Err(_) => Vec::new(),
                 };
             let (repl_rows, records): (Vec<_>, Vec<_>) =
@@ -472,6 +478,15 @@ mod corpus_tests {
                 score.true_positives >= 11 && score.precision() >= 0.95 && score.recall() >= 0.95,
                 "repl / {form}: {score:?}; misses: {:#?}",
                 report.misses.iter().filter(|m| m.command.starts_with("repl ")).collect::<Vec<_>>()
+            );
+        }
+        // Every session says how well it was understood; none of the corpus is `low`.
+        for form in ["s3", "cloudwatch-upload", STREAM_FORM] {
+            assert_eq!(
+                report.confidence.get(&(form, "low")),
+                None,
+                "{form}: {:?}",
+                report.confidence
             );
         }
         // Every command of the root-shell sessions runs as whom the shell says, in every form.

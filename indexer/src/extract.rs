@@ -440,6 +440,18 @@ pub struct Assembler {
     current: Option<Draft>,
     /// The REPL the last command started, reading lines until a shell prompt comes back.
     repl: Option<&'static str>,
+    /// Lines the shell's line editor drew, and how many of them were not understood (neither a
+    /// prompt with a command, nor a continuation, nor a REPL line): see [`Assembler::editor_lines`].
+    editor_lines: EditorLines,
+}
+
+/// Lines a line editor drew (the input's editor marks tell), and how many were not understood.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EditorLines {
+    /// Lines drawn by a line editor.
+    pub seen: usize,
+    /// Of those, lines taken for output: a prompt that was not recognised.
+    pub not_understood: usize,
 }
 
 impl Assembler {
@@ -452,12 +464,14 @@ impl Assembler {
             learned: Vec::new(),
             current: None,
             repl: None,
+            editor_lines: EditorLines::default(),
         }
     }
 
     /// Takes the next line.
     pub fn push(&mut self, line: &Line) {
-        let Assembler { evidence, drafts, continuing, learned, current, repl } = self;
+        let Assembler { evidence, drafts, continuing, learned, current, repl, editor_lines } = self;
+        editor_lines.seen += usize::from(line.editor);
         let evidence = *evidence;
         if *continuing {
             if let Some(draft) = current.as_mut() {
@@ -533,6 +547,7 @@ impl Assembler {
             (Some(_), _) => true,
         };
         if !is_shell_line {
+            editor_lines.not_understood += usize::from(line.editor);
             if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text);
                 draft.end = line.end;
@@ -628,6 +643,11 @@ impl Assembler {
         }
     }
 
+    /// Returns how many lines a line editor drew and how many of them were not understood.
+    pub fn editor_lines(&self) -> EditorLines {
+        self.editor_lines
+    }
+
     /// Returns the commands.
     pub fn finish(self) -> Vec<Draft> {
         let Assembler { evidence, mut drafts, current, .. } = self;
@@ -662,11 +682,17 @@ fn keep(drafts: &mut Vec<Draft>, mut done: Draft) {
 
 /// Turns lines into commands.
 pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
+    assemble_counting(lines, evidence).0
+}
+
+/// Turns lines into commands, also counting the lines a line editor drew.
+pub fn assemble_counting(lines: &[Line], evidence: Evidence) -> (Vec<Draft>, EditorLines) {
     let mut assembler = Assembler::new(evidence);
     for line in lines {
         assembler.push(line);
     }
-    assembler.finish()
+    let counted = assembler.editor_lines();
+    (assembler.finish(), counted)
 }
 
 /// Returns whether `command` uses bash history expansion (`!!`, `!-2`, `!grep`, `!$`, …).

@@ -28,7 +28,9 @@ pub mod users;
 
 use std::sync::Arc;
 
-use sessionlake_schemas::{CommandRecord, Confidence, SessionStatus, TimeSource};
+use sessionlake_schemas::{
+    CommandRecord, Confidence, SessionConfidence, SessionStatus, TimeSource, Understanding,
+};
 
 use crate::extract::{Assembler, Draft, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
@@ -87,6 +89,8 @@ pub struct ParsedSession {
     pub ended_at: Option<i64>,
     /// Parse outcome.
     pub status: SessionStatus,
+    /// How well the session was understood.
+    pub understanding: Understanding,
 }
 
 /// Why a session could not be parsed at all.
@@ -289,6 +293,7 @@ impl TranscriptBody {
             Some(raw) if regions == 0 => raw,
             _ => sink.marked,
         };
+        let editor_lines = assembler.editor_lines();
         let mut drafts = assembler.finish();
         if script.header.legacy {
             drop_legacy_noise(&mut drafts);
@@ -307,8 +312,16 @@ impl TranscriptBody {
         }
         let status =
             if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
-        let commands = records(drafts, &context, TimeSource::None);
-        Ok(ParsedSession { commands, context, ended_at: script.header.generated_at, status })
+        let mut commands = records(drafts, &context, TimeSource::None);
+        shells_by_prompt(&mut commands);
+        let understanding = understand(&commands, script.body.len(), editor_lines, false);
+        Ok(ParsedSession {
+            commands,
+            context,
+            ended_at: script.header.generated_at,
+            status,
+            understanding,
+        })
     }
 }
 
@@ -494,12 +507,103 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         context.account = context.principal.as_deref().and_then(account_of_arn);
     }
     extract::merge_stripped_pastes(&mut lines);
-    let drafts = extract::assemble(&lines, Evidence::Stripped);
-    let commands = records(drafts, &context, TimeSource::CloudwatchEvent);
+    let (drafts, editor_lines) = extract::assemble_counting(&lines, Evidence::Stripped);
+    let mut commands = records(drafts, &context, TimeSource::CloudwatchEvent);
+    shells_by_prompt(&mut commands);
     if context.started_at.is_none() {
         context.started_at = first_time;
     }
-    Ok(ParsedSession { commands, context, ended_at: last_time, status: SessionStatus::Complete })
+    let understanding = understand(&commands, raw.len(), editor_lines, true);
+    Ok(ParsedSession {
+        commands,
+        context,
+        ended_at: last_time,
+        status: SessionStatus::Complete,
+        understanding,
+    })
+}
+
+/// A prompt drawn before the terminal saw which shell draws it (fish's first prompt comes
+/// after its greeting, without the end-of-line mark that tells fish): rows at the same prompt
+/// as a row whose shell a mark told (zsh, fish) get that shell.
+fn shells_by_prompt(commands: &mut [CommandRecord]) {
+    let marked: Vec<(String, Arc<str>)> = commands
+        .iter()
+        .filter_map(|row| {
+            let shell =
+                row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))?;
+            Some((row.prompt.clone(), Arc::clone(shell)))
+        })
+        .collect();
+    for row in commands.iter_mut().filter(|row| row.shell.as_deref() == Some("bash")) {
+        if let Some((_, shell)) = marked.iter().find(|(prompt, _)| *prompt == row.prompt) {
+            row.shell = Some(Arc::clone(shell));
+        }
+    }
+}
+
+/// Share of the lines a line editor drew that may go not understood in a `high` session, and
+/// in a `medium` one.
+const HIGH_NOT_UNDERSTOOD: f64 = 0.05;
+const MEDIUM_NOT_UNDERSTOOD: f64 = 0.2;
+
+/// Without editor marks, the share of the input's bytes in rows below which a session is
+/// `low`, and below which it is `medium`.
+const LOW_BYTES_IN_ROWS: f64 = 0.5;
+const HIGH_BYTES_IN_ROWS: f64 = 0.9;
+
+/// Input bytes below which nothing is expected to be understood (a session closed at once).
+const TRIVIAL_INPUT: usize = 256;
+
+/// Says how well a session was understood. Where the input shows what the line editor drew
+/// (bracketed paste), `input_explained` is the share of those lines understood (a prompt and
+/// its command, a continuation, a REPL line): an unrecognised prompt leaves its lines
+/// unexplained. Without editor marks (dash, bash 4), it is the share of the input's bytes the
+/// rows cover. `streamed`: the agent deleted escapes and CRs, so the session is at most
+/// `medium`.
+fn understand(
+    commands: &[CommandRecord],
+    input_len: usize,
+    editor_lines: extract::EditorLines,
+    streamed: bool,
+) -> Understanding {
+    let mut shells: Vec<String> = Vec::new();
+    for shell in commands.iter().filter_map(|command| command.shell.as_deref()) {
+        if !shells.iter().any(|seen| seen == shell) {
+            shells.push(shell.to_string());
+        }
+    }
+    let (input_explained, what) = if editor_lines.seen > 0 {
+        let understood = editor_lines.seen - editor_lines.not_understood;
+        (
+            understood as f64 / editor_lines.seen as f64,
+            format!("{understood} of {} lines the line editor drew understood", editor_lines.seen),
+        )
+    } else {
+        let covered: u64 = commands.iter().map(|command| command.raw_len).sum();
+        let share = if input_len == 0 { 1.0 } else { (covered as f64 / input_len as f64).min(1.0) };
+        (share, format!("{}% of the input's bytes in rows", (share * 100.0).round()))
+    };
+    let not_understood = 1.0 - input_explained;
+    let (confidence, reason) = if commands.is_empty() && input_len >= TRIVIAL_INPUT {
+        (SessionConfidence::Low, format!("no prompt recognised in {input_len} bytes"))
+    } else if editor_lines.seen > 0 && not_understood > MEDIUM_NOT_UNDERSTOOD {
+        (SessionConfidence::Low, format!("prompts not recognised: {what}"))
+    } else if streamed {
+        (
+            SessionConfidence::Medium,
+            format!("streamed form (escapes and CRs deleted by the agent); {what}"),
+        )
+    } else if editor_lines.seen > 0 && not_understood > HIGH_NOT_UNDERSTOOD {
+        (SessionConfidence::Medium, format!("some prompts not recognised: {what}"))
+    } else if editor_lines.seen == 0 && input_explained < LOW_BYTES_IN_ROWS {
+        (SessionConfidence::Low, format!("prompts not recognised: {what}"))
+    } else if editor_lines.seen == 0 && input_explained < HIGH_BYTES_IN_ROWS {
+        (SessionConfidence::Medium, format!("some prompts not recognised: {what}"))
+    } else {
+        (SessionConfidence::High, what)
+    };
+    Understanding { shells, input_explained, confidence, reason }
 }
 
 fn fill(slot: &mut Option<String>, value: Option<String>) {
@@ -651,6 +755,55 @@ mod tests {
         );
         assert!(expected.iter().all(|row| row.2.as_deref() == Some("bash")), "{expected:?}");
         assert_eq!(rows(without_crs.as_bytes()), expected);
+    }
+
+    /// A session whose prompts nothing recognises is never silently empty: it says `low`.
+    #[test]
+    fn test_understanding_says_how_well_a_session_was_read() {
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let mut unknown = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for _ in 0..20 {
+            unknown.extend_from_slice(
+                b"%%% uptime\r\r\n 10:00:00 up 3 days, load average: 0.00\r\r\n",
+            );
+        }
+        let parsed = parse_session(InputForm::S3Transcript, &unknown, &context).expect("parsed");
+        assert!(parsed.commands.is_empty());
+        assert_eq!(parsed.understanding.confidence, SessionConfidence::Low);
+        assert!(
+            parsed.understanding.reason.starts_with("no prompt recognised"),
+            "{:?}",
+            parsed.understanding
+        );
+        let mut known = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for _ in 0..20 {
+            known.extend_from_slice(b"\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ uptime\r\r\n\x1b[?2004l\r 10:00:00 up 3 days\r\r\n");
+        }
+        let parsed = parse_session(InputForm::S3Transcript, &known, &context).expect("parsed");
+        assert_eq!(parsed.commands.len(), 20);
+        assert_eq!(
+            parsed.understanding.confidence,
+            SessionConfidence::High,
+            "{:?}",
+            parsed.understanding
+        );
+        assert_eq!(parsed.understanding.shells, ["bash"]);
+        assert!(parsed.understanding.input_explained > 0.9);
+        // The line editor drew lines whose prompt (`❯ `) nothing here recognises: `low`.
+        let mut themed = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for _ in 0..20 {
+            themed.extend_from_slice(
+                "\x1b[?2004h\u{276f} uptime\r\r\n\x1b[?2004l\r up 3 days\r\r\n".as_bytes(),
+            );
+        }
+        let parsed = parse_session(InputForm::S3Transcript, &themed, &context).expect("parsed");
+        assert_eq!(
+            parsed.understanding.confidence,
+            SessionConfidence::Low,
+            "{:?}",
+            parsed.understanding
+        );
+        assert!(parsed.understanding.input_explained < 0.1);
     }
 
     #[test]

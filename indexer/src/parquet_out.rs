@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
-    UInt64Builder,
+    BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::TimestampMicrosecondType;
@@ -587,6 +587,22 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         times(&|r| Some(r.ingested_at)),
         strings(&|r| Some(r.status.as_str())),
         numbers(&|r| r.parser_version),
+        {
+            let mut builder = StringBuilder::new();
+            for record in &sorted {
+                builder.append_option(record.understanding.as_ref().map(|u| u.shells.join(",")));
+            }
+            Arc::new(builder.finish())
+        },
+        {
+            let mut builder = Float64Builder::new();
+            for record in &sorted {
+                builder.append_option(record.understanding.as_ref().map(|u| u.input_explained));
+            }
+            Arc::new(builder.finish())
+        },
+        strings(&|r| r.understanding.as_ref().map(|u| u.confidence.as_str())),
+        strings(&|r| r.understanding.as_ref().map(|u| u.reason.as_str())),
     ];
     let batch = RecordBatch::try_new(sessions_schema(), arrays)
         .map_err(|e| WriteError { table: "sessions", source: e.into() })?;
@@ -704,6 +720,12 @@ mod tests {
             ingested_at: 1,
             status: SessionStatus::Complete,
             parser_version: 1,
+            understanding: Some(sessionlake_schemas::Understanding {
+                shells: vec!["bash".into(), "zsh".into()],
+                input_explained: 0.5,
+                confidence: sessionlake_schemas::SessionConfidence::Medium,
+                reason: "50% of the input explained by prompts and commands".into(),
+            }),
         };
         let bytes = write_sessions(std::slice::from_ref(&written)).expect("write");
         let read = read_sessions(Bytes::from(bytes), "s.parquet").expect("read");

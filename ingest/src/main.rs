@@ -50,6 +50,12 @@ fn main() -> ExitCode {
                 summary.quarantined,
                 summary.commits
             );
+            if summary.low_confidence > 0 {
+                println!(
+                    "{} of them understood with low confidence: sessionlake sessions --confidence low",
+                    summary.low_confidence
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

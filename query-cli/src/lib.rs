@@ -214,6 +214,11 @@ pub struct SessionsArgs {
     /// as `not-delivered` (missing evidence); younger, as `pending`.
     #[arg(long, env = "SESSIONLAKE_TRANSCRIPT_WAIT", default_value = access::DEFAULT_TRANSCRIPT_WAIT)]
     pub transcript_wait: String,
+    /// Only sessions understood with this confidence (`low`: prompts not recognised or little
+    /// of the input explained; see the `confidence_reason` column). Sessions without a
+    /// transcript, and those written before schema version 2, have none.
+    #[arg(long, value_parser = ["high", "medium", "low"])]
+    pub confidence: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
@@ -995,6 +1000,15 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let mut query = Query::default();
     let time_expression = "coalesce(s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "s", time_expression, since, until);
+    let mut listed = Query::default();
+    if let Some(confidence) = &args.confidence {
+        query.bind(
+            &format!("s.{} = ?", columns::CONFIDENCE),
+            ScalarValue::from(confidence.as_str()),
+        );
+        // Sessions CloudTrail saw without a transcript have no confidence.
+        listed.conditions.push("s.transcript".into());
+    }
     let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
     let frame = ctx
         .sql(&format!(
@@ -1024,7 +1038,7 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         view: &SESSIONS_VIEW,
     };
     let printer = SESSIONS_VIEW.printer(&args.print);
-    listing.print(&ctx, None, Query::default(), &args.paging, printer).await
+    listing.print(&ctx, None, listed, &args.paging, printer).await
 }
 
 async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {

@@ -22,7 +22,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_sessions (
   session_id string, principal string, run_as string, target string, region string,
   account string, started_at timestamp, ended_at timestamp, command_count int, source string,
   source_ref string, raw_object string, raw_sha256 string, key_id string,
-  ingested_at timestamp, status string, parser_version int
+  ingested_at timestamp, status string, parser_version int,
+  -- schema version 2 (null in files written before): the shells seen, the share of the input
+  -- understood, and a confidence (high/medium/low) with its reason
+  shells string, input_explained double, confidence string, confidence_reason string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

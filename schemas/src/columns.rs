@@ -50,6 +50,16 @@ pub const SHELL: &str = "shell";
 /// `node`, `redis-cli`); null for shell commands. Schema version 2.
 pub const PROGRAM: &str = "program";
 
+/// The shells the session's commands were read by, in order of appearance, comma-separated
+/// (`bash,zsh`). Schema version 2.
+pub const SHELLS: &str = "shells";
+/// Share of the transcript's bytes the rows explain (prompts, commands and their output), 0–1.
+/// Schema version 2.
+pub const INPUT_EXPLAINED: &str = "input_explained";
+/// Why the session's `confidence` (in `sessions`: `high`, `medium` or `low`) is what it is.
+/// Schema version 2.
+pub const CONFIDENCE_REASON: &str = "confidence_reason";
+
 /// When the session ended, as far as the input tells.
 pub const ENDED_AT: &str = "ended_at";
 /// Number of commands extracted from the session.

@@ -51,6 +51,29 @@ impl Confidence {
     }
 }
 
+/// How well a whole session was understood (see [`Understanding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionConfidence {
+    /// Prompts recognised throughout, nearly all of the input explained.
+    High,
+    /// Most of the input explained, or a delivery that lost information (the streamed form).
+    Medium,
+    /// Little of the input explained, or no prompt recognised: look at the original.
+    Low,
+}
+
+impl SessionConfidence {
+    /// Returns the value stored in the `sessions.confidence` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionConfidence::High => "high",
+            SessionConfidence::Medium => "medium",
+            SessionConfidence::Low => "low",
+        }
+    }
+}
+
 /// Which SSM delivery a session came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -226,6 +249,24 @@ pub struct SessionRecord {
     pub status: SessionStatus,
     /// Parser version.
     pub parser_version: u32,
+    /// How well the session was understood (schema version 2).
+    #[serde(default)]
+    pub understanding: Option<Understanding>,
+}
+
+/// How well a session was understood: which shells read its commands, how much of its input
+/// the rows explain, and a confidence with its reason. Never silently empty: a session whose
+/// prompts were not recognised is `low`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Understanding {
+    /// The shells seen, in order of appearance.
+    pub shells: Vec<String>,
+    /// Share of the transcript's bytes the rows explain (prompt to end of output), 0–1.
+    pub input_explained: f64,
+    /// `high`, `medium` or `low`.
+    pub confidence: SessionConfidence,
+    /// Why (counts and shares only, never transcript text).
+    pub reason: String,
 }
 
 /// How a person got at a managed node, as CloudTrail tells it: the `kind` of an `access` row.

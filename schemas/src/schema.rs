@@ -11,7 +11,10 @@ pub const SCHEMA_VERSION: u32 = 2;
 
 /// Columns added after version 1, each nullable: files written before them lack them, and
 /// readers take them as null there ([`validate_schema`] accepts their absence).
-pub const ADDED_COLUMNS: [&str; 4] = [EFFECTIVE_USER, SHELL, KIND, PROGRAM];
+/// (`confidence` is one of them in `sessions` only: it is required in `commands`, where it is
+/// not nullable.)
+pub const ADDED_COLUMNS: [&str; 8] =
+    [EFFECTIVE_USER, SHELL, KIND, PROGRAM, SHELLS, INPUT_EXPLAINED, CONFIDENCE, CONFIDENCE_REASON];
 
 /// Key under which [`SCHEMA_VERSION`] is stored in Parquet key-value metadata.
 pub const SCHEMA_VERSION_KEY: &str = "sessionlake.schema_version";
@@ -77,6 +80,10 @@ static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(INGESTED_AT, timestamp(), false),
         Field::new(STATUS, DataType::Utf8, false),
         Field::new(PARSER_VERSION, DataType::UInt32, false),
+        Field::new(SHELLS, DataType::Utf8, true),
+        Field::new(INPUT_EXPLAINED, DataType::Float64, true),
+        Field::new(CONFIDENCE, DataType::Utf8, true),
+        Field::new(CONFIDENCE_REASON, DataType::Utf8, true),
     ]))
 });
 

@@ -103,6 +103,13 @@ fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
             return Ok(());
         }
     }
+    for ((form, confidence), sessions) in &report.confidence {
+        if !report_line(format_args!(
+            "{form}: {sessions} sessions understood with {confidence} confidence"
+        ))? {
+            return Ok(());
+        }
+    }
     for (form, score) in &report.repl {
         if !score_line(&format!("repl / {form}"), score, "")? {
             return Ok(());
