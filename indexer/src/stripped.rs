@@ -224,30 +224,29 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
     // interprets them. Its last line is what the line ended as (the editor starting mid-line,
     // after a full-screen program's leftovers, begins a line of its own).
-    let shown: Vec<Option<(String, Option<usize>, Option<&'static str>)>> = texts
+    let shown: Vec<Option<ShownLine>> = texts
         .iter()
         .map(|text| {
             if is_stripped(text) {
                 return None;
             }
             let screen = LineTerminal::run_stripped(UNSTRIPPED_LINE_WIDTH, text.as_bytes());
-            Some(
-                screen
-                    .lines
-                    .into_iter()
-                    .last()
-                    .map(|line| {
-                        let shell = line.region.and(line.shell.or(Some("")));
-                        (line.text, line.prompt_end, shell)
-                    })
-                    .unwrap_or_default(),
-            )
+            let last = screen.lines.into_iter().last();
+            Some(last.map_or(
+                ShownLine { text: String::new(), prompt_end: None, editor: false, shell: None },
+                |line| ShownLine {
+                    editor: line.region.is_some(),
+                    shell: line.region.and(line.shell),
+                    text: line.text,
+                    prompt_end: line.prompt_end,
+                },
+            ))
         })
         .collect();
     let views: Vec<&str> = texts
         .iter()
         .zip(&shown)
-        .map(|(text, shown)| shown.as_ref().map_or(text.as_str(), |(view, ..)| view.as_str()))
+        .map(|(text, shown)| shown.as_ref().map_or(text.as_str(), |view| view.text.as_str()))
         .collect();
     let leading: Vec<Option<usize>> =
         views.iter().map(|view| prompt::known_prompt(view).map(|found| found.len)).collect();
@@ -257,20 +256,15 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
         .zip(shown)
         .zip(leading)
         .map(|((text, shown), prompt_len)| match shown {
-            Some((shown, prompt_end, editor_shell)) => {
-                let text = unwrap_line(&shown, &layout);
+            Some(shown) => {
+                let text = unwrap_line(&shown.text, &layout);
                 // Wrap spaces are removed after the prompt only.
-                let prompt_end = prompt_end.filter(|&end| {
-                    shown.is_char_boundary(end)
+                let prompt_end = shown.prompt_end.filter(|&end| {
+                    shown.text.is_char_boundary(end)
                         && text.is_char_boundary(end)
-                        && text[..end] == shown[..end]
+                        && text[..end] == shown.text[..end]
                 });
-                ShownLine {
-                    text,
-                    prompt_end,
-                    editor: editor_shell.is_some(),
-                    shell: editor_shell.filter(|shell| !shell.is_empty()),
-                }
+                ShownLine { text, prompt_end, ..shown }
             }
             None => ShownLine {
                 text: replay(text, prompt_len, &layout),
