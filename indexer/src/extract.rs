@@ -348,6 +348,9 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
 /// without it. (bash shows further lines at column 0, as typed.)
 fn dedent_continuations(prompt_text: &str, rest: &str) -> Option<String> {
     use unicode_width::UnicodeWidthStr as _;
+    if !rest.contains('\n') {
+        return None;
+    }
     let prompt_width = prompt_text.rsplit('\n').next().unwrap_or_default().width();
     let mut lines = rest.split('\n');
     let first = lines.next()?;

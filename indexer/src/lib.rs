@@ -484,19 +484,27 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     // replayed line by line, with what the whole stream tells about the terminal.
     // zsh's zle-line-finish resets the keypad when a line is accepted, not when Ctrl-C
     // abandons it: in a stream whose lines show that, a line closed without it was abandoned.
-    let closes_with_keypad_reset = |text: &str| {
-        text.rfind("\x1b[?2004l").is_some_and(|close| text[..close].contains("\x1b[?1l"))
-    };
-    let keypad_evidence = texts.iter().any(|text| closes_with_keypad_reset(text));
-    for ((line, shown), text) in
-        lines.iter_mut().zip(stripped::reconstruct_stream_lines(&texts)).zip(&texts)
+    // Per line: whether it closes an editor after a keypad reset. Only lines that kept their
+    // escapes can close one (the agent stripped the others).
+    let closes: Vec<Option<bool>> = texts
+        .iter()
+        .map(|text| {
+            if !text.contains('\x1b') {
+                return None;
+            }
+            let close = text.rfind("\x1b[?2004l")?;
+            Some(text[..close].contains("\x1b[?1l"))
+        })
+        .collect();
+    let keypad_evidence = closes.contains(&Some(true));
+    for ((line, shown), close) in
+        lines.iter_mut().zip(stripped::reconstruct_stream_lines(&texts)).zip(closes)
     {
         line.text = shown.text;
         line.prompt_end = shown.prompt_end;
         line.editor = shown.editor;
         line.shell = shown.shell;
-        line.abandoned =
-            keypad_evidence && text.contains("\x1b[?2004l") && !closes_with_keypad_reset(text);
+        line.abandoned = keypad_evidence && close == Some(false);
     }
     if events == 0 {
         return Err(ParseError {
@@ -649,7 +657,6 @@ fn records(
                 Some(_) => users.current(),
                 None => users.next(draft.user.as_deref(), &draft.command),
             };
-            let effective_user = effective_user.map(|user| shared_name(&user));
             let shell = draft.shell.map(&mut shared_name);
             let program = draft.repl.map(&mut shared_name);
             let raw_offset = draft.start as u64;

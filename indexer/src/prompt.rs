@@ -166,14 +166,22 @@ fn powershell_prompt(window: &str) -> Option<Prompt> {
 /// RHEL, Debian and Ubuntu and `bash-5.2$` are bash's, `sh-4.2$`, `dash-0.5$` and a bare `$ `
 /// or `# ` are a POSIX `sh`'s (dash, or bash started as `sh`).
 pub fn shell_of(prompt_text: &str) -> Option<&'static str> {
-    let bytes = prompt_text.as_bytes();
-    if bracketed_prompt(prompt_text).is_some()
-        || colon_prompt(prompt_text).is_some()
-        || bytes.starts_with(b"bash-")
+    // Runs once per command: byte checks of the shapes `known_prompt` accepted, no allocation.
+    let bytes = prompt_text.trim_end_matches(' ').as_bytes();
+    let sign = matches!(bytes.last(), Some(b'$' | b'#'));
+    if !sign {
+        return None;
+    }
+    let before_sign = &bytes[..bytes.len() - 1];
+    if bytes.starts_with(b"bash-")
+        || (bytes.first() == Some(&b'[') && before_sign.ends_with(b"]"))
+        || (memchr::memchr(b'@', bytes).is_some() && memchr::memchr(b':', bytes).is_some())
     {
         return Some("bash");
     }
-    if bare_prompt(bytes).is_some() || versioned_shell_prompt(bytes).is_some() {
+    if before_sign.is_empty()
+        || [&b"sh-"[..], b"dash-", b"ksh-"].iter().any(|name| bytes.starts_with(name))
+    {
         return Some("sh");
     }
     None

@@ -25,7 +25,14 @@ const BATCH_OPTIONS: [&str; 8] = ["-c", "-e", "-f", "--command", "--execute", "-
 /// Returns the REPL `command` starts and leaves reading lines, if it does: `sqlite3 app.db`,
 /// `sudo -u postgres psql`, `python3 -q`; not `python3 script.py` nor `psql -c 'select 1'`.
 pub fn started_by(command: &str) -> Option<&'static str> {
-    if command.contains(['\n', '|', ';', '&', '<', '>']) {
+    // Most commands start with another program: nothing more is read of them.
+    let first = command.split_ascii_whitespace().next()?;
+    let first = first.rsplit('/').next().unwrap_or(first);
+    let could_be = first == "sudo"
+        || first == "env"
+        || first.contains('=')
+        || PROGRAMS.iter().any(|(_, names)| names.iter().any(|name| first.starts_with(&name[..2])));
+    if !could_be || command.contains(['\n', '|', ';', '&', '<', '>']) {
         return None;
     }
     let mut words = command.split_whitespace().peekable();

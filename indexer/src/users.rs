@@ -7,9 +7,11 @@
 /// Follows the effective user through a session's commands, in order.
 #[derive(Debug, Clone, Default)]
 pub struct EffectiveUsers {
-    /// The users of the shells open now, the innermost last.
-    shells: Vec<String>,
+    /// The users of the shells open now, the innermost last (shared with the rows).
+    shells: Vec<Arc<str>>,
 }
+
+use std::sync::Arc;
 
 /// Whom `sudo` runs as without `-u`.
 const ROOT: &str = "root";
@@ -20,32 +22,37 @@ const SHELLS: [&str; 6] = ["bash", "sh", "zsh", "fish", "dash", "ksh"];
 impl EffectiveUsers {
     /// Starts with the session's OS user, when known.
     pub fn new(run_as: Option<&str>) -> Self {
-        EffectiveUsers { shells: run_as.map(str::to_string).into_iter().collect() }
+        EffectiveUsers { shells: run_as.map(Arc::from).into_iter().collect() }
     }
 
     /// Returns whom commands run as now.
-    pub fn current(&self) -> Option<String> {
+    pub fn current(&self) -> Option<Arc<str>> {
         self.shells.last().cloned()
     }
 
     /// Returns whom `command`, read at a prompt showing `prompt_user` (if it shows one), ran
     /// as, and follows the shell it starts or leaves.
-    pub fn next(&mut self, prompt_user: Option<&str>, command: &str) -> Option<String> {
+    pub fn next(&mut self, prompt_user: Option<&str>, command: &str) -> Option<Arc<str>> {
         if let Some(shown) = prompt_user {
-            match self.shells.iter().rposition(|user| user == shown) {
+            match self.shells.iter().rposition(|user| user.as_ref() == shown) {
                 // Back in a shell seen before: those opened after it were left.
                 Some(index) => self.shells.truncate(index + 1),
-                None => self.shells.push(shown.to_string()),
+                None => self.shells.push(Arc::from(shown)),
             }
         }
         let caller = self.shells.last().cloned();
+        // Most commands are none of these: no words are split for them.
+        let first = command.trim_start();
+        if !["exit", "logout", "sudo", "su"].iter().any(|word| first.starts_with(word)) {
+            return caller;
+        }
         let words: Vec<&str> = command.split_whitespace().collect();
         match classify(&words) {
             Action::StartsShell(user) => {
-                self.shells.push(user);
+                self.shells.push(Arc::from(user));
                 caller
             }
-            Action::RunsAs(user) => Some(user),
+            Action::RunsAs(user) => Some(Arc::from(user)),
             Action::Exits => {
                 if self.shells.len() > 1 {
                     self.shells.pop();
