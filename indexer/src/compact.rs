@@ -241,11 +241,13 @@ fn read_rows(
         let columns: Vec<ArrayRef> = schema
             .fields()
             .iter()
-            .map(|field| {
-                batch
-                    .column_by_name(field.name())
-                    .cloned()
-                    .ok_or_else(|| fail(&format!("column {} is missing", field.name())))
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) => Ok(Arc::clone(column)),
+                // A file written before the column was added: null there.
+                None if sessionlake_schemas::ADDED_COLUMNS.contains(&field.name().as_str()) => {
+                    Ok(arrow_array::new_null_array(field.data_type(), batch.num_rows()))
+                }
+                None => Err(fail(&format!("column {} is missing", field.name()))),
             })
             .collect::<Result<_, _>>()?;
         let batch = RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| fail(&e))?;
@@ -423,6 +425,9 @@ mod tests {
             redactions: 0,
             confidence: Confidence::High,
             parser_version: 1,
+            effective_user: Some("ssm-user".into()),
+            shell: Some("bash".into()),
+            program: None,
         }
     }
 

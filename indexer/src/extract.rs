@@ -5,7 +5,7 @@
 use sessionlake_schemas::Confidence;
 
 use crate::prompt::{self, Prompt, floor_char_boundary};
-use crate::syntax;
+use crate::{repl, syntax};
 
 /// A finished line, from any input form.
 #[derive(Debug, Clone)]
@@ -21,6 +21,13 @@ pub struct Line {
     pub editor: bool,
     /// Time of the line, when the input has one (µs).
     pub time: Option<i64>,
+    /// Where the line editor opened after drawing its prompt (zsh): the text before is the
+    /// prompt, whatever it looks like.
+    pub prompt_end: Option<usize>,
+    /// The line editor was abandoned on this line (Ctrl-C without a `^C` echo: zsh).
+    pub abandoned: bool,
+    /// The shell whose editor drew the line, as the terminal could tell.
+    pub shell: Option<&'static str>,
 }
 
 /// How much the input can tell about who drew a line.
@@ -59,6 +66,10 @@ pub struct Draft {
     pub confidence: Confidence,
     /// The command was longer than [`COMMAND_CAP`]: its text is a prefix.
     pub command_cut: bool,
+    /// The shell that read it, as the terminal or the prompt tells.
+    pub shell: Option<&'static str>,
+    /// The REPL it was typed into (see [`crate::repl`]); `None` for a shell command.
+    pub repl: Option<&'static str>,
 }
 
 /// Largest output kept per command, in bytes; [`Output::truncated`] tells when it was cut.
@@ -281,12 +292,38 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     Some((text, redraw_start + redraw_len - index))
 }
 
+/// readline's default vi mode strings (`vi-ins-mode-string`, `vi-cmd-mode-string`).
+const VI_MODE_STRINGS: [&str; 2] = ["(ins)", "(cmd)"];
+
+/// Blanks after a one-character mark that tell an end-of-line mark from a bare prompt.
+const EOL_MARK_BLANKS: &[u8] = b"        ";
+
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
+    // readline's `show-mode-in-prompt` puts the vi mode (`(ins)`, `(cmd)` by default) first.
+    if let Some(after) = VI_MODE_STRINGS.iter().find_map(|mode| line.text.strip_prefix(mode))
+        && let Some(found) = prompt::known_prompt(after)
+    {
+        return Some(Prompt { len: found.len + VI_MODE_STRINGS[0].len(), ..found });
+    }
+    if let Some(end) = editor_prompt_end(line) {
+        // A bash prompt after what a program left without a newline starts there.
+        if let Some(after) = prompt::known_prompt(&line.text[end..])
+            && end + after.len < line.text.len()
+        {
+            return Some(Prompt { len: end + after.len, ..after });
+        }
+        return Some(prompt::described(&line.text[..end]));
+    }
     if let Some(prompt) = prompt::known_prompt(&line.text) {
         // A bare `$ ` or `# ` is weak evidence (a Markdown heading, a shell snippet in
         // output): once the session has shown its real prompt, only that counts.
         let bare = prompt.len <= 2;
+        // zsh's and fish's end-of-line mark (`%`, `#`, `⏎`, then blanks to the edge) left on
+        // the line when the stream lost its CRs: no prompt.
+        if bare && line.text.as_bytes()[prompt.len..].starts_with(EOL_MARK_BLANKS) {
+            return None;
+        }
         let contradicted =
             bare && !learned.is_empty() && !learned.iter().any(|p| p == &line.text[..prompt.len]);
         if !(contradicted && evidence != Evidence::EditorMarks) {
@@ -296,12 +333,100 @@ fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Pr
     if let Some(known) =
         learned.iter().filter(|p| line.text.starts_with(p.as_str())).max_by_key(|p| p.len())
     {
-        return Some(Prompt { len: known.len(), cwd: None, user: None });
+        return Some(prompt::described(known));
     }
-    if evidence == Evidence::EditorMarks && line.editor {
+    // In a stream, a line the agent left whole may show the editor's marks too.
+    if line.editor {
         return prompt::editor_prompt(&line.text);
     }
     None
+}
+
+/// fish draws the lines of a multi-line buffer after the first under its input, indented
+/// past the prompt's width (and by 4 per block level), and keeps none of that indentation in
+/// the buffer: when every further line is indented at least that far, returns the buffer
+/// without it. (bash shows further lines at column 0, as typed.)
+fn dedent_continuations(prompt_text: &str, rest: &str) -> Option<String> {
+    use unicode_width::UnicodeWidthStr as _;
+    if !rest.contains('\n') {
+        return None;
+    }
+    let prompt_width = prompt_text.rsplit('\n').next().unwrap_or_default().width();
+    let mut lines = rest.split('\n');
+    let first = lines.next()?;
+    let further: Vec<&str> = lines.collect();
+    let indented = |line: &&str| line.len() - line.trim_start_matches(' ').len() >= prompt_width;
+    if prompt_width == 0 || further.is_empty() || !further.iter().all(indented) {
+        return None;
+    }
+    let mut text = first.to_string();
+    for line in further {
+        text.push('\n');
+        text.push_str(line.trim_start_matches(' '));
+    }
+    Some(text)
+}
+
+/// Where the prompt of a line ends when the terminal saw the line editor open after it.
+fn editor_prompt_end(line: &Line) -> Option<usize> {
+    line.prompt_end.filter(|&end| line.editor && end > 0 && line.text.is_char_boundary(end))
+}
+
+/// Whether a prompt is a continuation prompt (PS2: `> `, zsh's `for> `, `heredoc> `,
+/// `quote> `) rather than one the session started commands at.
+fn is_continuation_prompt(prompt_text: &str, learned: &[String]) -> bool {
+    prompt_text.trim_end().ends_with('>') && !learned.iter().any(|p| p == prompt_text)
+}
+
+/// Whether a line starts with a prompt of the session's shell (one it ran commands at, or a
+/// known one): the end of a REPL.
+fn shows_shell_prompt(line: &Line, learned: &[String]) -> bool {
+    editor_prompt_end(line).is_some()
+        || learned.iter().any(|prompt| line.text.starts_with(prompt.as_str()))
+        || prompt::known_prompt(&line.text).is_some_and(|found| found.len > 2)
+}
+
+/// Takes a line while `program` reads lines: what was typed at its prompt is a `repl` row,
+/// anything else what it printed.
+fn read_repl_line(
+    program: &'static str,
+    line: &Line,
+    evidence: Evidence,
+    current: &mut Option<Draft>,
+    drafts: &mut Vec<Draft>,
+) {
+    let Some(typed) = repl::input(program, &line.text) else {
+        if let Some(draft) = current.as_mut() {
+            draft.output.push(&line.text);
+            draft.end = line.end;
+        }
+        return;
+    };
+    if typed.trim().is_empty() || is_cancelled(typed) {
+        return;
+    }
+    if let Some(done) = current.take() {
+        keep(drafts, done);
+    }
+    let prompt_len = line.text.len() - typed.len();
+    let typed = &typed[..floor_char_boundary(typed, COMMAND_CAP)];
+    *current = Some(Draft {
+        prompt: line.text[..prompt_len].to_string(),
+        cwd: None,
+        user: None,
+        command: typed.to_string(),
+        output: Output::default(),
+        start: line.start,
+        end: line.end,
+        time: line.time,
+        confidence: match evidence {
+            Evidence::EditorMarks | Evidence::Raw => Confidence::High,
+            Evidence::Stripped => Confidence::Low,
+        },
+        command_cut: false,
+        shell: None,
+        repl: Some(program),
+    });
 }
 
 /// Turns lines into commands, one line at a time: nothing but the commands found so far is
@@ -316,6 +441,20 @@ pub struct Assembler {
     learned: Vec<String>,
     /// The command whose output lines are coming.
     current: Option<Draft>,
+    /// The REPL the last command started, reading lines until a shell prompt comes back.
+    repl: Option<&'static str>,
+    /// Lines the shell's line editor drew, and how many of them were not understood (neither a
+    /// prompt with a command, nor a continuation, nor a REPL line): see [`Assembler::editor_lines`].
+    editor_lines: EditorLines,
+}
+
+/// Lines a line editor drew (the input's editor marks tell), and how many were not understood.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EditorLines {
+    /// Lines drawn by a line editor.
+    pub seen: usize,
+    /// Of those, lines taken for output: a prompt that was not recognised.
+    pub not_understood: usize,
 }
 
 impl Assembler {
@@ -327,17 +466,29 @@ impl Assembler {
             continuing: false,
             learned: Vec::new(),
             current: None,
+            repl: None,
+            editor_lines: EditorLines::default(),
         }
     }
 
     /// Takes the next line.
     pub fn push(&mut self, line: &Line) {
-        let Assembler { evidence, drafts, continuing, learned, current } = self;
+        let Assembler { evidence, drafts, continuing, learned, current, repl, editor_lines } = self;
+        editor_lines.seen += usize::from(line.editor);
         let evidence = *evidence;
         if *continuing {
             if let Some(draft) = current.as_mut() {
-                let continuation =
-                    line.text.strip_prefix(PS2).or(if line.text == ">" { Some("") } else { None });
+                let continuation = match editor_prompt_end(line) {
+                    Some(end) if is_continuation_prompt(&line.text[..end], learned) => {
+                        Some(&line.text[end..])
+                    }
+                    Some(_) => None,
+                    None => line.text.strip_prefix(PS2).or(if line.text == ">" {
+                        Some("")
+                    } else {
+                        None
+                    }),
+                };
                 if let Some(rest) = continuation {
                     if is_cancelled(rest) {
                         // Ctrl-C at PS2 abandons the whole command.
@@ -385,6 +536,13 @@ impl Assembler {
             split_line = Line { text: line.text[position..].to_string(), ..line.clone() };
             line = &split_line;
         }
+        if let Some(program) = *repl {
+            if !shows_shell_prompt(line, learned) {
+                read_repl_line(program, line, evidence, current, drafts);
+                return;
+            }
+            *repl = None;
+        }
         let prompt = find_prompt(line, evidence, learned);
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
@@ -392,6 +550,7 @@ impl Assembler {
             (Some(_), _) => true,
         };
         if !is_shell_line {
+            editor_lines.not_understood += usize::from(line.editor);
             if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text);
                 draft.end = line.end;
@@ -419,8 +578,9 @@ impl Assembler {
             rest = &rest[position + 1 + prompt_text.len()..];
         }
         // In a stripped stream `^C` is followed by whatever the redraw left on the line.
-        let cancelled =
-            is_cancelled(rest) || (evidence == Evidence::Stripped && rest.contains("^C"));
+        let cancelled = is_cancelled(rest)
+            || line.abandoned
+            || (evidence == Evidence::Stripped && rest.contains("^C"));
         if rest.trim().is_empty() || cancelled {
             return;
         }
@@ -430,6 +590,8 @@ impl Assembler {
         };
         // One editor buffer may hold several commands (a pasted block) or one command over
         // several lines (a pasted loop): split where the shell would.
+        let dedented = dedent_continuations(prompt_text, rest);
+        let rest = dedented.as_deref().unwrap_or(rest);
         let mut pending = String::new();
         for buffer_line in rest.split('\n') {
             if !pending.is_empty() {
@@ -452,12 +614,17 @@ impl Assembler {
                         time: line.time,
                         confidence,
                         command_cut: false,
+                        shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
+                        repl: None,
                     });
                 }
                 pending.clear();
             }
         }
         *continuing = !pending.is_empty();
+        if !*continuing {
+            *repl = current.as_ref().and_then(|draft| repl::started_by(&draft.command));
+        }
         if *continuing {
             if let Some(done) = current.take() {
                 keep(drafts, done);
@@ -473,8 +640,15 @@ impl Assembler {
                 time: line.time,
                 confidence,
                 command_cut: false,
+                shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
+                repl: None,
             });
         }
+    }
+
+    /// Returns how many lines a line editor drew and how many of them were not understood.
+    pub fn editor_lines(&self) -> EditorLines {
+        self.editor_lines
     }
 
     /// Returns the commands.
@@ -483,7 +657,7 @@ impl Assembler {
         if let Some(done) = current {
             keep(&mut drafts, done);
         }
-        for draft in &mut drafts {
+        for draft in drafts.iter_mut().filter(|draft| draft.repl.is_none()) {
             apply_history_expansion(draft);
         }
         // Without editor marks a completion list looks like a command with output.
@@ -511,11 +685,17 @@ fn keep(drafts: &mut Vec<Draft>, mut done: Draft) {
 
 /// Turns lines into commands.
 pub fn assemble(lines: &[Line], evidence: Evidence) -> Vec<Draft> {
+    assemble_counting(lines, evidence).0
+}
+
+/// Turns lines into commands, also counting the lines a line editor drew.
+pub fn assemble_counting(lines: &[Line], evidence: Evidence) -> (Vec<Draft>, EditorLines) {
     let mut assembler = Assembler::new(evidence);
     for line in lines {
         assembler.push(line);
     }
-    assembler.finish()
+    let counted = assembler.editor_lines();
+    (assembler.finish(), counted)
 }
 
 /// Returns whether `command` uses bash history expansion (`!!`, `!-2`, `!grep`, `!$`, …).
@@ -547,7 +727,34 @@ fn uses_history_expansion(command: &str) -> bool {
 
 /// bash prints a command after history expansion before running it: that line, not what was
 /// typed, is the command the shell received (and what its history holds).
+/// bash's and zsh's quick substitution `^old^new[^]`: returns `new`.
+fn quick_substitution(command: &str) -> Option<&str> {
+    let rest = command.strip_prefix('^')?;
+    let (old, new) = rest.split_once('^')?;
+    let new = new.strip_suffix('^').unwrap_or(new);
+    (!old.is_empty() && !command.contains('\n')).then_some(new)
+}
+
 fn apply_history_expansion(draft: &mut Draft) {
+    let expands =
+        quick_substitution(&draft.command).is_some() || uses_history_expansion(&draft.command);
+    // A transcript that lost its CRs has a blank line after each line: the echo comes after.
+    while expands && draft.output.lines().next().is_some_and(|line| line.is_empty()) {
+        let _blank = draft.output.remove_first();
+    }
+    if let Some(new) = quick_substitution(&draft.command) {
+        // The shell echoes the substituted command, which holds the new text.
+        if draft
+            .output
+            .lines()
+            .next()
+            .is_some_and(|echo| !echo.trim().is_empty() && echo.contains(new))
+            && let Some(expanded) = draft.output.remove_first()
+        {
+            draft.command = expanded;
+        }
+        return;
+    }
     if !uses_history_expansion(&draft.command) {
         return;
     }
@@ -579,7 +786,16 @@ mod tests {
             .map(|(text, accepted)| {
                 let start = offset;
                 offset += text.len() + 2;
-                Line { text: text.to_string(), start, end: offset, editor: *accepted, time: None }
+                Line {
+                    text: text.to_string(),
+                    start,
+                    end: offset,
+                    editor: *accepted,
+                    time: None,
+                    prompt_end: None,
+                    abandoned: false,
+                    shell: None,
+                }
             })
             .collect()
     }

@@ -20,17 +20,21 @@ pub mod input;
 pub mod parquet_out;
 pub mod prompt;
 pub mod redact;
+pub mod repl;
 pub mod stripped;
 pub mod syntax;
 pub mod terminal;
+pub mod users;
 
 use std::sync::Arc;
 
-use sessionlake_schemas::{CommandRecord, Confidence, SessionStatus, TimeSource};
+use sessionlake_schemas::{
+    CommandRecord, Confidence, SessionConfidence, SessionStatus, TimeSource, Understanding,
+};
 
 use crate::extract::{Assembler, Draft, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
-use crate::terminal::{DEFAULT_WIDTH, LineSink, LineTerminal};
+use crate::terminal::{DEFAULT_WIDTH, LineMarks, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
 pub const PARSER_VERSION: u32 = 1;
@@ -85,6 +89,8 @@ pub struct ParsedSession {
     pub ended_at: Option<i64>,
     /// Parse outcome.
     pub status: SessionStatus,
+    /// How well the session was understood.
+    pub understanding: Understanding,
 }
 
 /// Why a session could not be parsed at all.
@@ -287,6 +293,7 @@ impl TranscriptBody {
             Some(raw) if regions == 0 => raw,
             _ => sink.marked,
         };
+        let editor_lines = assembler.editor_lines();
         let mut drafts = assembler.finish();
         if script.header.legacy {
             drop_legacy_noise(&mut drafts);
@@ -305,8 +312,16 @@ impl TranscriptBody {
         }
         let status =
             if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
-        let commands = records(drafts, &context, TimeSource::None);
-        Ok(ParsedSession { commands, context, ended_at: script.header.generated_at, status })
+        let mut commands = records(drafts, &context, TimeSource::None);
+        shells_by_prompt(&mut commands);
+        let understanding = understand(&commands, script.body.len(), editor_lines, false);
+        Ok(ParsedSession {
+            commands,
+            context,
+            ended_at: script.header.generated_at,
+            status,
+            understanding,
+        })
     }
 }
 
@@ -340,7 +355,8 @@ impl TranscriptLines {
 }
 
 impl LineSink for TranscriptLines {
-    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
+    fn line(&mut self, text: &str, start: usize, end: usize, marks: LineMarks) {
+        let LineMarks { region, prompt_end, abandoned, shell } = marks;
         if region.is_some() {
             self.raw = None;
         }
@@ -349,10 +365,18 @@ impl LineSink for TranscriptLines {
             && let Some(previous) = self.pending.as_mut()
         {
             if previous.text.len() + 1 + text.len() <= REGION_CAP {
+                // A prompt of several lines (the editor opened after its last one).
+                if previous.prompt_end.is_none()
+                    && let Some(prompt_end) = prompt_end
+                {
+                    previous.prompt_end = Some(previous.text.len() + 1 + prompt_end);
+                }
                 previous.text.push('\n');
                 previous.text.push_str(text);
             }
             previous.end = end + self.offset;
+            previous.abandoned |= abandoned;
+            previous.shell = previous.shell.or(shell);
             return;
         }
         self.last_region = region;
@@ -366,6 +390,9 @@ impl LineSink for TranscriptLines {
             end: end + self.offset,
             editor: region.is_some(),
             time: None,
+            prompt_end,
+            abandoned,
+            shell,
         });
     }
 }
@@ -441,13 +468,43 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         fill(&mut context.run_as, message.run_as_user.filter(|user| !user.is_empty()));
         for text in message.session_data {
             texts.push(text);
-            lines.push(Line { text: String::new(), start, end: offset, editor: false, time });
+            lines.push(Line {
+                text: String::new(),
+                start,
+                end: offset,
+                editor: false,
+                time,
+                prompt_end: None,
+                abandoned: false,
+                shell: None,
+            });
         }
     }
     // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is
     // replayed line by line, with what the whole stream tells about the terminal.
-    for (line, shown) in lines.iter_mut().zip(stripped::reconstruct_lines(&texts)) {
-        line.text = shown;
+    // zsh's zle-line-finish resets the keypad when a line is accepted, not when Ctrl-C
+    // abandons it: in a stream whose lines show that, a line closed without it was abandoned.
+    // Per line: whether it closes an editor after a keypad reset. Only lines that kept their
+    // escapes can close one (the agent stripped the others).
+    let closes: Vec<Option<bool>> = texts
+        .iter()
+        .map(|text| {
+            if !text.contains('\x1b') {
+                return None;
+            }
+            let close = text.rfind("\x1b[?2004l")?;
+            Some(text[..close].contains("\x1b[?1l"))
+        })
+        .collect();
+    let keypad_evidence = closes.contains(&Some(true));
+    for ((line, shown), close) in
+        lines.iter_mut().zip(stripped::reconstruct_stream_lines(&texts)).zip(closes)
+    {
+        line.text = shown.text;
+        line.prompt_end = shown.prompt_end;
+        line.editor = shown.editor;
+        line.shell = shown.shell;
+        line.abandoned = keypad_evidence && close == Some(false);
     }
     if events == 0 {
         return Err(ParseError {
@@ -458,12 +515,103 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         context.account = context.principal.as_deref().and_then(account_of_arn);
     }
     extract::merge_stripped_pastes(&mut lines);
-    let drafts = extract::assemble(&lines, Evidence::Stripped);
-    let commands = records(drafts, &context, TimeSource::CloudwatchEvent);
+    let (drafts, editor_lines) = extract::assemble_counting(&lines, Evidence::Stripped);
+    let mut commands = records(drafts, &context, TimeSource::CloudwatchEvent);
+    shells_by_prompt(&mut commands);
     if context.started_at.is_none() {
         context.started_at = first_time;
     }
-    Ok(ParsedSession { commands, context, ended_at: last_time, status: SessionStatus::Complete })
+    let understanding = understand(&commands, raw.len(), editor_lines, true);
+    Ok(ParsedSession {
+        commands,
+        context,
+        ended_at: last_time,
+        status: SessionStatus::Complete,
+        understanding,
+    })
+}
+
+/// A prompt drawn before the terminal saw which shell draws it (fish's first prompt comes
+/// after its greeting, without the end-of-line mark that tells fish): rows at the same prompt
+/// as a row whose shell a mark told (zsh, fish) get that shell.
+fn shells_by_prompt(commands: &mut [CommandRecord]) {
+    let marked: Vec<(String, Arc<str>)> = commands
+        .iter()
+        .filter_map(|row| {
+            let shell =
+                row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))?;
+            Some((row.prompt.clone(), Arc::clone(shell)))
+        })
+        .collect();
+    for row in commands.iter_mut().filter(|row| row.shell.as_deref() == Some("bash")) {
+        if let Some((_, shell)) = marked.iter().find(|(prompt, _)| *prompt == row.prompt) {
+            row.shell = Some(Arc::clone(shell));
+        }
+    }
+}
+
+/// Share of the lines a line editor drew that may go not understood in a `high` session, and
+/// in a `medium` one.
+const HIGH_NOT_UNDERSTOOD: f64 = 0.05;
+const MEDIUM_NOT_UNDERSTOOD: f64 = 0.2;
+
+/// Without editor marks, the share of the input's bytes in rows below which a session is
+/// `low`, and below which it is `medium`.
+const LOW_BYTES_IN_ROWS: f64 = 0.5;
+const HIGH_BYTES_IN_ROWS: f64 = 0.9;
+
+/// Input bytes below which nothing is expected to be understood (a session closed at once).
+const TRIVIAL_INPUT: usize = 256;
+
+/// Says how well a session was understood. Where the input shows what the line editor drew
+/// (bracketed paste), `input_explained` is the share of those lines understood (a prompt and
+/// its command, a continuation, a REPL line): an unrecognised prompt leaves its lines
+/// unexplained. Without editor marks (dash, bash 4), it is the share of the input's bytes the
+/// rows cover. `streamed`: the agent deleted escapes and CRs, so the session is at most
+/// `medium`.
+fn understand(
+    commands: &[CommandRecord],
+    input_len: usize,
+    editor_lines: extract::EditorLines,
+    streamed: bool,
+) -> Understanding {
+    let mut shells: Vec<String> = Vec::new();
+    for shell in commands.iter().filter_map(|command| command.shell.as_deref()) {
+        if !shells.iter().any(|seen| seen == shell) {
+            shells.push(shell.to_string());
+        }
+    }
+    let (input_explained, what) = if editor_lines.seen > 0 {
+        let understood = editor_lines.seen - editor_lines.not_understood;
+        (
+            understood as f64 / editor_lines.seen as f64,
+            format!("{understood} of {} lines the line editor drew understood", editor_lines.seen),
+        )
+    } else {
+        let covered: u64 = commands.iter().map(|command| command.raw_len).sum();
+        let share = if input_len == 0 { 1.0 } else { (covered as f64 / input_len as f64).min(1.0) };
+        (share, format!("{}% of the input's bytes in rows", (share * 100.0).round()))
+    };
+    let not_understood = 1.0 - input_explained;
+    let (confidence, reason) = if commands.is_empty() && input_len >= TRIVIAL_INPUT {
+        (SessionConfidence::Low, format!("no prompt recognised in {input_len} bytes"))
+    } else if editor_lines.seen > 0 && not_understood > MEDIUM_NOT_UNDERSTOOD {
+        (SessionConfidence::Low, format!("prompts not recognised: {what}"))
+    } else if streamed {
+        (
+            SessionConfidence::Medium,
+            format!("streamed form (escapes and CRs deleted by the agent); {what}"),
+        )
+    } else if editor_lines.seen > 0 && not_understood > HIGH_NOT_UNDERSTOOD {
+        (SessionConfidence::Medium, format!("some prompts not recognised: {what}"))
+    } else if editor_lines.seen == 0 && input_explained < LOW_BYTES_IN_ROWS {
+        (SessionConfidence::Low, format!("prompts not recognised: {what}"))
+    } else if editor_lines.seen == 0 && input_explained < HIGH_BYTES_IN_ROWS {
+        (SessionConfidence::Medium, format!("some prompts not recognised: {what}"))
+    } else {
+        (SessionConfidence::High, what)
+    };
+    Understanding { shells, input_explained, confidence, reason }
 }
 
 fn fill(slot: &mut Option<String>, value: Option<String>) {
@@ -489,10 +637,28 @@ fn records(
     let (principal, run_as, target) =
         (shared(&context.principal), shared(&context.run_as), shared(&context.target));
     let (region, account) = (shared(&context.region), shared(&context.account));
+    let mut users = users::EffectiveUsers::new(context.run_as.as_deref());
+    // One `Arc` per distinct user and shell, like the session's own fields.
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut shared_name = |name: &str| -> Arc<str> {
+        if let Some(known) = names.iter().find(|known| known.as_ref() == name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        names.push(Arc::clone(&new));
+        new
+    };
     drafts
         .into_iter()
         .enumerate()
         .map(|(seq, draft)| {
+            // A line typed into a REPL runs as whoever runs the REPL, and starts no shell.
+            let effective_user = match draft.repl {
+                Some(_) => users.current(),
+                None => users.next(draft.user.as_deref(), &draft.command),
+            };
+            let shell = draft.shell.map(&mut shared_name);
+            let program = draft.repl.map(&mut shared_name);
             let raw_offset = draft.start as u64;
             let raw_len = (draft.end - draft.start) as u64;
             let output_truncated = draft.output.truncated();
@@ -527,6 +693,9 @@ fn records(
                 redactions: command_redactions + output_redactions,
                 confidence,
                 parser_version: PARSER_VERSION,
+                effective_user,
+                shell,
+                program,
             }
         })
         .collect()
@@ -562,6 +731,86 @@ mod tests {
         assert_eq!(command.target.as_deref(), Some("i-0123456789abcdef0"));
         assert_eq!(command.account.as_deref(), Some("111122223333"));
         assert_eq!(command.run_as.as_deref(), Some("ssm-user"));
+    }
+
+    /// A transcript copied through a tool that turned `\r\r\n` into `\n\n`: every command,
+    /// as a terminal with `onlcr` shows it, and the same commands as with its CRs.
+    #[test]
+    fn test_a_transcript_without_crs_reads_as_with_them() {
+        let with_crs = b"Script started on 2026-03-14 09:30:00+00:00\n\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ ls\r\r\n\x1b[?2004l\ra  b\r\r\n\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ sudo su -\r\r\n\x1b[?2004l\r\x1b[?2004h[root@ip-10-0-0-12 ~]# id -un\r\r\n\x1b[?2004l\rroot\r\r\n\x1b[?2004h[root@ip-10-0-0-12 ~]# exit\r\r\n\x1b[?2004l\rlogout\r\r\n\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ exit\r\r\n\x1b[?2004l\rexit\r\r\n\nScript done on 2026-03-14 09:30:00+00:00\n";
+        let text = String::from_utf8(with_crs.to_vec()).unwrap();
+        let without_crs = text.replace("\r\n", "\n").replace('\r', "\n");
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let rows = |raw: &[u8]| -> Vec<(String, Option<String>, Option<String>)> {
+            let parsed = parse_session(InputForm::S3Transcript, raw, &context).expect("parsed");
+            parsed
+                .commands
+                .into_iter()
+                .map(|c| {
+                    let user = c.effective_user.map(|u| u.to_string());
+                    (c.command, user, c.shell.map(|s| s.to_string()))
+                })
+                .collect()
+        };
+        let expected = rows(with_crs);
+        let commands: Vec<&str> = expected.iter().map(|row| row.0.as_str()).collect();
+        assert_eq!(commands, ["ls", "sudo su -", "id -un", "exit", "exit"]);
+        let users: Vec<Option<&str>> = expected.iter().map(|row| row.1.as_deref()).collect();
+        assert_eq!(
+            users,
+            [Some("ec2-user"), Some("ec2-user"), Some("root"), Some("root"), Some("ec2-user")]
+        );
+        assert!(expected.iter().all(|row| row.2.as_deref() == Some("bash")), "{expected:?}");
+        assert_eq!(rows(without_crs.as_bytes()), expected);
+    }
+
+    /// A session whose prompts nothing recognises is never silently empty: it says `low`.
+    #[test]
+    fn test_understanding_says_how_well_a_session_was_read() {
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let mut unknown = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for _ in 0..20 {
+            unknown.extend_from_slice(
+                b"%%% uptime\r\r\n 10:00:00 up 3 days, load average: 0.00\r\r\n",
+            );
+        }
+        let parsed = parse_session(InputForm::S3Transcript, &unknown, &context).expect("parsed");
+        assert!(parsed.commands.is_empty());
+        assert_eq!(parsed.understanding.confidence, SessionConfidence::Low);
+        assert!(
+            parsed.understanding.reason.starts_with("no prompt recognised"),
+            "{:?}",
+            parsed.understanding
+        );
+        let mut known = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for _ in 0..20 {
+            known.extend_from_slice(b"\x1b[?2004h[ec2-user@ip-10-0-0-12 ~]$ uptime\r\r\n\x1b[?2004l\r 10:00:00 up 3 days\r\r\n");
+        }
+        let parsed = parse_session(InputForm::S3Transcript, &known, &context).expect("parsed");
+        assert_eq!(parsed.commands.len(), 20);
+        assert_eq!(
+            parsed.understanding.confidence,
+            SessionConfidence::High,
+            "{:?}",
+            parsed.understanding
+        );
+        assert_eq!(parsed.understanding.shells, ["bash"]);
+        assert!(parsed.understanding.input_explained > 0.9);
+        // The line editor drew lines whose prompt (`❯ `) nothing here recognises: `low`.
+        let mut themed = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for _ in 0..20 {
+            themed.extend_from_slice(
+                "\x1b[?2004h\u{276f} uptime\r\r\n\x1b[?2004l\r up 3 days\r\r\n".as_bytes(),
+            );
+        }
+        let parsed = parse_session(InputForm::S3Transcript, &themed, &context).expect("parsed");
+        assert_eq!(
+            parsed.understanding.confidence,
+            SessionConfidence::Low,
+            "{:?}",
+            parsed.understanding
+        );
+        assert!(parsed.understanding.input_explained < 0.1);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
-    UInt64Builder,
+    BooleanBuilder, Float64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    UInt32Builder, UInt64Builder,
 };
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::TimestampMicrosecondType;
@@ -209,6 +209,10 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
     let mut redactions = UInt32Builder::new();
     let mut confidence = StringBuilder::new();
     let mut parser_version = UInt32Builder::new();
+    let mut effective_user = StringBuilder::new();
+    let mut shell = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut program = StringBuilder::new();
     for record in sorted.iter() {
         session_id.append_value(&record.session_id);
         seq.append_value(record.seq);
@@ -230,6 +234,10 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
         redactions.append_value(record.redactions);
         confidence.append_value(record.confidence.as_str());
         parser_version.append_value(record.parser_version);
+        effective_user.append_option(record.effective_user.as_deref());
+        shell.append_option(record.shell.as_deref());
+        kind.append_value(record.kind());
+        program.append_option(record.program.as_deref());
     }
     let arrays: Vec<ArrayRef> = vec![
         Arc::new(session_id.finish()),
@@ -252,6 +260,10 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
         Arc::new(redactions.finish()),
         Arc::new(confidence.finish()),
         Arc::new(parser_version.finish()),
+        Arc::new(effective_user.finish()),
+        Arc::new(shell.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(program.finish()),
     ];
     Ok(RecordBatch::try_new(commands_schema(), arrays)?)
 }
@@ -575,6 +587,22 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         times(&|r| Some(r.ingested_at)),
         strings(&|r| Some(r.status.as_str())),
         numbers(&|r| r.parser_version),
+        {
+            let mut builder = StringBuilder::new();
+            for record in &sorted {
+                builder.append_option(record.understanding.as_ref().map(|u| u.shells.join(",")));
+            }
+            Arc::new(builder.finish())
+        },
+        {
+            let mut builder = Float64Builder::new();
+            for record in &sorted {
+                builder.append_option(record.understanding.as_ref().map(|u| u.input_explained));
+            }
+            Arc::new(builder.finish())
+        },
+        strings(&|r| r.understanding.as_ref().map(|u| u.confidence.as_str())),
+        strings(&|r| r.understanding.as_ref().map(|u| u.reason.as_str())),
     ];
     let batch = RecordBatch::try_new(sessions_schema(), arrays)
         .map_err(|e| WriteError { table: "sessions", source: e.into() })?;
@@ -621,6 +649,9 @@ mod tests {
             redactions: 0,
             confidence: Confidence::High,
             parser_version: 1,
+            effective_user: None,
+            shell: None,
+            program: None,
         }
     }
 
@@ -689,6 +720,12 @@ mod tests {
             ingested_at: 1,
             status: SessionStatus::Complete,
             parser_version: 1,
+            understanding: Some(sessionlake_schemas::Understanding {
+                shells: vec!["bash".into(), "zsh".into()],
+                input_explained: 0.5,
+                confidence: sessionlake_schemas::SessionConfidence::Medium,
+                reason: "50% of the input explained by prompts and commands".into(),
+            }),
         };
         let bytes = write_sessions(std::slice::from_ref(&written)).expect("write");
         let read = read_sessions(Bytes::from(bytes), "s.parquet").expect("read");

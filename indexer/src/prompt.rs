@@ -162,6 +162,52 @@ fn powershell_prompt(window: &str) -> Option<Prompt> {
     Some(Prompt { len: close + 2, cwd: some_text(&window[3..close]), user: None })
 }
 
+/// Returns the shell a known prompt is the default prompt of: bash's PS1 on Amazon Linux,
+/// RHEL, Debian and Ubuntu and `bash-5.2$` are bash's, `sh-4.2$`, `dash-0.5$` and a bare `$ `
+/// or `# ` are a POSIX `sh`'s (dash, or bash started as `sh`).
+pub fn shell_of(prompt_text: &str) -> Option<&'static str> {
+    // Runs once per command: byte checks of the shapes `known_prompt` accepted, no allocation.
+    let bytes = prompt_text.trim_end_matches(' ').as_bytes();
+    let sign = matches!(bytes.last(), Some(b'$' | b'#'));
+    if !sign {
+        return None;
+    }
+    let before_sign = &bytes[..bytes.len() - 1];
+    if bytes.starts_with(b"bash-")
+        || (bytes.first() == Some(&b'[') && before_sign.ends_with(b"]"))
+        || (memchr::memchr(b'@', bytes).is_some() && memchr::memchr(b':', bytes).is_some())
+    {
+        return Some("bash");
+    }
+    if before_sign.is_empty()
+        || [&b"sh-"[..], b"dash-", b"ksh-"].iter().any(|name| bytes.starts_with(name))
+    {
+        return Some("sh");
+    }
+    None
+}
+
+/// Describes a prompt known to end where it ends (the line editor opened there): its user and
+/// cwd when it shows them the way a known prompt does, else the user of a `user@host` in it.
+pub fn described(prompt_text: &str) -> Prompt {
+    if let Some(known) = known_prompt(prompt_text)
+        && known.len == prompt_text.len()
+    {
+        return known;
+    }
+    let bytes = prompt_text.as_bytes();
+    let user = memchr::memchr_iter(b'@', bytes).find_map(|at| {
+        let before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+            .count();
+        let (user_len, _) = user_at_host(&bytes[at - before..])?;
+        Some(prompt_text[at - before..at - before + user_len].to_string())
+    });
+    Prompt { len: prompt_text.len(), cwd: None, user }
+}
+
 /// Returns the prompt of a line the line editor is known to have drawn (bracketed paste tells),
 /// for a custom PS1: a known prompt, else everything up to the first `$ `, `# `, `% ` or `> `
 /// within the first 256 bytes.
@@ -174,7 +220,7 @@ pub fn editor_prompt(line: &str) -> Option<Prompt> {
     let end = bytes
         .windows(2)
         .position(|pair| matches!(pair[0], b'$' | b'#' | b'%' | b'>') && pair[1] == b' ')?;
-    Some(Prompt { len: end + 2, cwd: None, user: None })
+    Some(described(&window[..end + 2]))
 }
 
 /// Returns the largest char boundary of `text` at or below `index`.

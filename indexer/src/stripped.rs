@@ -201,23 +201,52 @@ pub(crate) fn remove_wrap_spaces(column: usize, rest: &str, width: usize) -> Str
 
 /// Returns what each streamed line showed, in order.
 pub fn reconstruct_lines(texts: &[String]) -> Vec<String> {
+    reconstruct_stream_lines(texts).into_iter().map(|shown| shown.text).collect()
+}
+
+/// What a streamed line showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownLine {
+    /// The text.
+    pub text: String,
+    /// Where the line editor opened after its prompt, when the agent left the line's escapes
+    /// (zsh: see [`crate::terminal::LineSink::line`]).
+    pub prompt_end: Option<usize>,
+    /// The line editor drew the line (the agent left its escapes, bracketed paste among them).
+    pub editor: bool,
+    /// The shell whose editor drew it, as its escapes tell.
+    pub shell: Option<&'static str>,
+}
+
+/// Returns what each streamed line showed, in order, with where its prompt ends when the
+/// line's escapes tell.
+pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
     // interprets them. Its last line is what the line ended as (the editor starting mid-line,
     // after a full-screen program's leftovers, begins a line of its own).
-    let shown: Vec<Option<String>> = texts
+    let shown: Vec<Option<ShownLine>> = texts
         .iter()
         .map(|text| {
             if is_stripped(text) {
                 return None;
             }
             let screen = LineTerminal::run_stripped(UNSTRIPPED_LINE_WIDTH, text.as_bytes());
-            Some(screen.lines.into_iter().last().map(|line| line.text).unwrap_or_default())
+            let last = screen.lines.into_iter().last();
+            Some(last.map_or(
+                ShownLine { text: String::new(), prompt_end: None, editor: false, shell: None },
+                |line| ShownLine {
+                    editor: line.region.is_some(),
+                    shell: line.region.and(line.shell),
+                    text: line.text,
+                    prompt_end: line.prompt_end,
+                },
+            ))
         })
         .collect();
     let views: Vec<&str> = texts
         .iter()
         .zip(&shown)
-        .map(|(text, shown)| shown.as_deref().unwrap_or(text.as_str()))
+        .map(|(text, shown)| shown.as_ref().map_or(text.as_str(), |view| view.text.as_str()))
         .collect();
     let leading: Vec<Option<usize>> =
         views.iter().map(|view| prompt::known_prompt(view).map(|found| found.len)).collect();
@@ -227,8 +256,22 @@ pub fn reconstruct_lines(texts: &[String]) -> Vec<String> {
         .zip(shown)
         .zip(leading)
         .map(|((text, shown), prompt_len)| match shown {
-            Some(shown) => unwrap_line(&shown, &layout),
-            None => replay(text, prompt_len, &layout),
+            Some(shown) => {
+                let text = unwrap_line(&shown.text, &layout);
+                // Wrap spaces are removed after the prompt only.
+                let prompt_end = shown.prompt_end.filter(|&end| {
+                    shown.text.is_char_boundary(end)
+                        && text.is_char_boundary(end)
+                        && text[..end] == shown.text[..end]
+                });
+                ShownLine { text, prompt_end, ..shown }
+            }
+            None => ShownLine {
+                text: replay(text, prompt_len, &layout),
+                prompt_end: None,
+                editor: false,
+                shell: None,
+            },
         })
         .collect()
 }

@@ -28,6 +28,9 @@ const MIN_WIDTH: usize = 20;
 /// Logical lines that stay editable (a screen's worth).
 pub const WINDOW: usize = 48;
 
+/// fish's end-of-line mark.
+const FISH_EOL_MARK: char = '⏎';
+
 /// Longest line kept, in cells; anything past it is dropped (a 1 GiB line must not take 1 GiB × 4).
 pub const MAX_LINE_CELLS: usize = 64 * 1024;
 
@@ -47,6 +50,12 @@ pub struct ScreenLine {
     pub end: usize,
     /// The editor region (numbered from 0 in order) the line was drawn in, if any.
     pub region: Option<u32>,
+    /// Where the line editor opened, after its prompt (see [`LineMarks`]).
+    pub prompt_end: Option<usize>,
+    /// The line editor was abandoned on this line (see [`LineMarks`]).
+    pub abandoned: bool,
+    /// The shell whose editor drew the line (see [`LineMarks`]).
+    pub shell: Option<&'static str>,
 }
 
 /// What a terminal run found.
@@ -78,6 +87,18 @@ struct LineState {
     start: usize,
     end: usize,
     region: Option<u32>,
+    /// Cell where the line editor opened after drawing its prompt (zsh: see
+    /// [`LineTerminal::set_private_mode`]): the cells before it are the prompt.
+    editor_from: Option<usize>,
+    /// First cell of a right prompt (zsh's `RPROMPT`): text drawn past the end of the line
+    /// by a cursor jump over blanks, before the editor opened or while it is open. Still
+    /// apart from what precedes it when the line ends, it is not part of the line.
+    right_from: Option<usize>,
+    /// The line editor closed on this line without what closes its accepted lines in this
+    /// session (see [`LineTerminal::set_private_mode`]): the line was abandoned (Ctrl-C).
+    abandoned: bool,
+    /// The shell whose editor opened on the line (see [`LineMarks::shell`]).
+    shell: Option<&'static str>,
 }
 
 impl LineState {
@@ -97,6 +118,16 @@ impl LineState {
         }
     }
 
+    /// What the line's state tells, but where its prompt ends (that needs its text).
+    fn marks(&self) -> LineMarks {
+        LineMarks {
+            region: self.region,
+            prompt_end: None,
+            abandoned: self.abandoned,
+            shell: self.shell,
+        }
+    }
+
     /// The cells, converting a byte line first.
     fn cells_mut(&mut self) -> &mut Vec<Cell> {
         if !self.ascii.is_empty() {
@@ -107,16 +138,41 @@ impl LineState {
     }
 }
 
+/// What the terminal tells about a finished line besides its text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineMarks {
+    /// The editor region (numbered from 0 in order) the line was drawn in, if any.
+    pub region: Option<u32>,
+    /// Where in the text the line editor opened when it opened after its prompt (zsh): the
+    /// text before is the prompt.
+    pub prompt_end: Option<usize>,
+    /// The editor was abandoned on the line (Ctrl-C in a zsh that resets the keypad on every
+    /// accepted line).
+    pub abandoned: bool,
+    /// The shell whose editor drew the line, as its drawing tells: `zsh` (editor opened after
+    /// the prompt, or after zsh's end-of-line mark), `fish` (after fish's `⏎` mark), `bash`
+    /// (readline's editor opening with neither).
+    pub shell: Option<&'static str>,
+}
+
 /// Receives each finished line, top to bottom, as the terminal showed it (trailing blanks
 /// removed): the text is borrowed, so a consumer that needs no copy makes none.
 pub trait LineSink {
-    /// One finished line: its text, the byte range it was drawn from, its editor region.
-    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>);
+    /// One finished line: its text, the byte range it was drawn from, and its marks.
+    fn line(&mut self, text: &str, start: usize, end: usize, marks: LineMarks);
 }
 
 impl LineSink for Vec<ScreenLine> {
-    fn line(&mut self, text: &str, start: usize, end: usize, region: Option<u32>) {
-        self.push(ScreenLine { text: text.to_string(), start, end, region });
+    fn line(&mut self, text: &str, start: usize, end: usize, marks: LineMarks) {
+        self.push(ScreenLine {
+            text: text.to_string(),
+            start,
+            end,
+            region: marks.region,
+            prompt_end: marks.prompt_end,
+            abandoned: marks.abandoned,
+            shell: marks.shell,
+        });
     }
 }
 
@@ -133,6 +189,17 @@ pub struct LineTerminal<S> {
     alternate_screen: bool,
     region: Option<u32>,
     regions: u32,
+    /// Editor regions opened at the start of a line (bash, fish: the prompt is drawn inside)
+    /// and after text on the line (zsh: the prompt is drawn before).
+    opens_at_line_start: u32,
+    opens_after_text: u32,
+    /// The keypad was reset (`ESC[?1l`) since the editor opened, and how many editors closed
+    /// so: zsh's `zle-line-finish` (Debian, Ubuntu, oh-my-zsh) resets it when a line is
+    /// accepted, not when Ctrl-C abandons it.
+    keypad_reset_in_region: bool,
+    closes_after_keypad_reset: u32,
+    /// The end-of-line mark (zsh's `%`/`#`, fish's `⏎`) drawn since the editor last closed.
+    eol_mark: Option<char>,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -146,6 +213,13 @@ pub struct LineTerminal<S> {
     stripped: bool,
     /// The last action was a backspace (only tracked for stripped input).
     after_backspace: bool,
+    /// Stripped input whose moves right followed a CR the agent deleted (fish).
+    right_moves_from_row_start: bool,
+    /// The last action was a CR. A pty with `onlcr` (every pty a shell runs on) puts a CR
+    /// before each LF a program writes: a LF after anything else is from a transcript that lost
+    /// its CRs (copied through a tool that turned `\r\n` and `\r` into `\n`), shown as that
+    /// terminal showed it, starting its line at column 0.
+    after_cr: bool,
     /// `vte` may be inside an escape sequence: bytes go to it until a dispatch ends the
     /// sequence. False only when `vte` is surely in its ground state, where this module handles
     /// printable ASCII and C0 controls itself (see [`LineTerminal::advance`]). Only dispatches
@@ -194,6 +268,10 @@ impl LineTerminal<Vec<ScreenLine>> {
     pub fn run_stripped(width: usize, bytes: &[u8]) -> Screen {
         let mut terminal = LineTerminal::new(width, Vec::new());
         terminal.stripped = true;
+        // fish positions its cursor with CR then a move right (`\r ESC[nC`), and writes
+        // `ESC ( B` (terminfo's sgr0) around what it colours: in its lines, with the CRs gone,
+        // a move right counts from the start of the row.
+        terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
         let (lines, regions) = terminal.feed_all(bytes);
         Screen { lines, regions }
     }
@@ -219,6 +297,11 @@ impl<S: LineSink> LineTerminal<S> {
             alternate_screen: false,
             region: None,
             regions: 0,
+            opens_at_line_start: 0,
+            opens_after_text: 0,
+            keypad_reset_in_region: false,
+            closes_after_keypad_reset: 0,
+            eol_mark: None,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -226,6 +309,8 @@ impl<S: LineSink> LineTerminal<S> {
             spare_cells: Vec::new(),
             stripped: false,
             after_backspace: false,
+            right_moves_from_row_start: false,
+            after_cr: false,
             in_escape: false,
             sink,
             text: String::new(),
@@ -356,6 +441,7 @@ impl<S: LineSink> LineTerminal<S> {
 
     /// Prints a run of printable ASCII: what `print` does for each byte, in one go.
     fn print_ascii(&mut self, run: &[u8]) {
+        self.after_cr = false;
         if self.alternate_screen || run.is_empty() {
             return;
         }
@@ -525,6 +611,11 @@ impl<S: LineSink> LineTerminal<S> {
                 let len = self.window[self.current].len().max(1);
                 row_start = (len - 1) - (len - 1) % self.width;
             } else {
+                // A stripped stream's line is alone: the editor went up to a line it does not
+                // have, and what it draws next is not where its prompt ended.
+                if self.stripped {
+                    self.line().editor_from = None;
+                }
                 break;
             }
             remaining -= 1;
@@ -545,19 +636,46 @@ impl<S: LineSink> LineTerminal<S> {
         cells.clear();
         let mut ascii = self.spare_ascii.pop().unwrap_or_default();
         ascii.clear();
-        LineState { ascii, cells, start: self.fed, end: self.fed, region: None }
+        LineState {
+            ascii,
+            cells,
+            start: self.fed,
+            end: self.fed,
+            region: None,
+            editor_from: None,
+            right_from: None,
+            abandoned: false,
+            shell: None,
+        }
     }
 
     fn emit(&mut self, mut line: LineState) {
         let end = line.end.max(line.start);
+        if let Some(from) = line.right_from.take()
+            && from > 0
+            && from < line.len()
+            && line.get(from - 1).is_none_or(|c| c == ' ')
+        {
+            // Still apart from the input: a right prompt, not input.
+            let cells = line.cells_mut();
+            cells.truncate(from);
+        }
         if line.cells.is_empty() {
             // A byte line is its own text.
             let text = std::str::from_utf8(&line.ascii).unwrap_or_default();
             debug_assert!(text.len() == line.ascii.len(), "only printable ASCII is appended");
-            self.sink.line(text.trim_end_matches(' '), line.start, end, line.region);
+            let text = text.trim_end_matches(' ');
+            let prompt_end = line.editor_from.map(|cells| cells.min(text.len()));
+            let marks = LineMarks { prompt_end, ..line.marks() };
+            self.sink.line(text, line.start, end, marks);
         } else {
             render(&line.cells, &mut self.text);
-            self.sink.line(&self.text, line.start, end, line.region);
+            let prompt_end = line.editor_from.map(|cells| {
+                let cells = cells.min(line.cells.len());
+                rendered_len(&line.cells[..cells]).min(self.text.len())
+            });
+            let marks = LineMarks { prompt_end, ..line.marks() };
+            self.sink.line(&self.text, line.start, end, marks);
         }
         if self.spare_cells.len() < WINDOW {
             self.spare_cells.push(std::mem::take(&mut line.cells));
@@ -585,7 +703,15 @@ impl<S: LineSink> LineTerminal<S> {
     }
 
     fn erase(&mut self, from: usize, to: usize) {
+        let editing = self.region.is_some();
         let line = self.line();
+        if from == 0 && to >= line.len() && !editing {
+            // Wiped once the editor is done: what is drawn next tells what the line is (the
+            // editor itself wipes its line to redraw it, prompt included).
+            line.region = None;
+            line.editor_from = None;
+            line.right_from = None;
+        }
         // Erasing the end of a byte line (`ESC[K` after what was typed) cuts it.
         if line.cells.is_empty() && to >= line.ascii.len() {
             line.ascii.truncate(from);
@@ -619,21 +745,96 @@ impl<S: LineSink> LineTerminal<S> {
         }
     }
 
+    /// zsh and fish mark output left without a final newline (zsh's `%`, fish's `⏎`) before
+    /// each prompt: the mark, then blanks to fill exactly one row, then CR. A line that is one
+    /// mark and blanks up to the cursor at that CR shows the terminal's width.
+    fn learn_width_from_eol_mark(&mut self, cursor: usize) {
+        if cursor < MIN_WIDTH || self.cursor != cursor {
+            return;
+        }
+        let line = &self.window[self.current];
+        let Some(mark) = line.get(0).filter(|&mark| mark != ' ') else {
+            return;
+        };
+        if line.len() != cursor || !(1..cursor).all(|index| line.get(index) == Some(' ')) {
+            return;
+        }
+        self.eol_mark = Some(mark);
+        if cursor != self.width {
+            self.width = cursor;
+            self.pending_wrap = true;
+        }
+    }
+
+    /// Whether the current line holds only an end-of-line mark (zsh's `%`/`#`, fish's `⏎`)
+    /// with the blanks after it, perhaps the mark again: what the mark's CRs leave in a stripped
+    /// stream.
+    fn is_eol_mark_residue(&mut self) -> bool {
+        let line = &self.window[self.current];
+        let Some(mark) = line.get(0).filter(|&mark| mark != ' ') else {
+            return false;
+        };
+        let len = line.len();
+        let residue = len >= MIN_WIDTH
+            && (1..len).all(|index| line.get(index).is_none_or(|c| c == ' ' || c == mark));
+        if residue {
+            self.eol_mark = Some(mark);
+        }
+        residue
+    }
+
+    /// The line editor opens with text before the cursor (returns whether it opened after its
+    /// prompt). bash (and fish) open it before
+    /// drawing their prompt, as if at column 0: what a program printed without a final newline
+    /// is a line of its own. zsh opens it after its prompt (and right prompt): the cells before
+    /// the cursor are the prompt, cells drawn after it a right prompt. The session tells which:
+    /// the way most of its editors opened so far (the first one, for zsh, after its prompt).
+    fn open_editor_after_text(&mut self) -> bool {
+        if self.opens_after_text < self.opens_at_line_start {
+            self.start_new_line();
+            return false;
+        }
+        self.opens_after_text += 1;
+        let cursor = self.cursor;
+        let line = self.line();
+        line.editor_from = Some(cursor);
+        line.right_from =
+            (cursor..line.len()).find(|&index| line.get(index).is_some_and(|c| c != ' '));
+        true
+    }
+
     fn set_private_mode(&mut self, mode: u16, on: bool) {
         match mode {
             2004 => {
                 if on {
-                    // The line editor draws as if it started at column 0; when a program left
-                    // output without a final newline, what it printed is a line of its own.
-                    if self.cursor > 0 && !self.pending_wrap {
-                        self.start_new_line();
+                    let after_prompt = self.cursor > 0 && !self.pending_wrap;
+                    let zsh_style = after_prompt && self.open_editor_after_text();
+                    if !after_prompt {
+                        self.opens_at_line_start += 1;
                     }
+                    let shell = match self.eol_mark {
+                        _ if zsh_style => "zsh",
+                        Some(FISH_EOL_MARK) => "fish",
+                        Some(_) => "zsh",
+                        None => "bash",
+                    };
+                    self.line().shell = Some(shell);
                     self.region = Some(self.regions);
                     self.regions += 1;
+                    self.keypad_reset_in_region = false;
                 } else {
+                    if self.region.is_some() {
+                        if self.keypad_reset_in_region {
+                            self.closes_after_keypad_reset += 1;
+                        } else if self.closes_after_keypad_reset > 0 {
+                            self.line().abandoned = true;
+                        }
+                    }
                     self.region = None;
+                    self.eol_mark = None;
                 }
             }
+            1 if !on && self.region.is_some() => self.keypad_reset_in_region = true,
             47 | 1047 | 1049 => {
                 if on && !self.alternate_screen {
                     self.flush_window();
@@ -683,6 +884,18 @@ fn render(cells: &[Cell], text: &mut String) {
     text.truncate(trimmed);
 }
 
+/// Bytes `render` writes for `cells`, trailing blanks included.
+fn rendered_len(cells: &[Cell]) -> usize {
+    cells
+        .iter()
+        .map(|cell| match cell {
+            Some(WIDE_TAIL | TAB_FILL) => 0,
+            Some(c) => c.len_utf8(),
+            None => 1,
+        })
+        .sum()
+}
+
 /// Length of the run of printable ASCII (`0x20..=0x7e`) at the start of `bytes`.
 fn printable_run(bytes: &[u8]) -> usize {
     let outside = |byte: u8| byte.wrapping_sub(0x20) > 0x7e - 0x20;
@@ -714,6 +927,7 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
 
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
+        self.after_cr = false;
         if self.alternate_screen {
             return;
         }
@@ -738,6 +952,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     }
 
     fn execute(&mut self, byte: u8) {
+        let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
         if self.alternate_screen {
             return;
         }
@@ -756,12 +971,22 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                         let column = after - 1;
                         (column % self.width != 0 && column >= MIN_WIDTH).then_some(column)
                     }
+                    Some(after) => {
+                        self.learn_width_from_eol_mark(after);
+                        None
+                    }
                     _ => None,
                 };
                 let start = self.row_start();
                 self.move_to(start);
             }
-            b'\n' | 0x0b | 0x0c => self.line_feed(),
+            b'\n' | 0x0b | 0x0c => {
+                if !after_cr && !self.stripped {
+                    let start = self.row_start();
+                    self.move_to(start);
+                }
+                self.line_feed();
+            }
             0x08 => {
                 let cursor =
                     if self.pending_wrap { self.cursor - 1 } else { self.cursor.saturating_sub(1) };
@@ -791,6 +1016,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         action: char,
     ) {
         self.in_escape = false;
+        self.after_cr = false;
         self.last_printed_space_at = None;
         self.wrap_candidate = None;
         if intermediates == b"?" {
@@ -810,6 +1036,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
         match action {
             'K' => match mode {
+                0 if self.stripped && self.is_eol_mark_residue() => {
+                    // The CRs that returned over zsh's or fish's end-of-line mark are gone.
+                    self.move_to(0);
+                    self.erase(0, usize::MAX);
+                }
                 0 => {
                     let from = self.cursor;
                     self.erase(from, row_start + self.width);
@@ -818,6 +1049,10 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 _ => self.erase(row_start, row_start + self.width),
             },
             'J' if mode == 0 => {
+                // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
+                if self.stripped {
+                    self.move_to(row_start);
+                }
                 let from = self.cursor;
                 self.erase(from, usize::MAX);
                 while self.window.len() > self.current + 1 {
@@ -830,7 +1065,16 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
             }
             'C' => {
-                let target = (self.cursor + first_param(params, 1)).min(row_start + self.width - 1);
+                let from = if self.right_moves_from_row_start { row_start } else { self.cursor };
+                let target = (from + first_param(params, 1)).min(row_start + self.width - 1);
+                // The editor jumping past the end of its line, over blanks: a right prompt.
+                if self.region.is_some() && target > self.cursor + 1 {
+                    let cursor = self.cursor;
+                    let line = self.line();
+                    if cursor > 0 && cursor >= line.len() && target > line.len() {
+                        line.right_from = Some(target);
+                    }
+                }
                 self.move_to(target);
             }
             'A' => self.cursor_up(first_param(params, 1)),
@@ -855,6 +1099,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
 
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
         self.in_escape = false;
+        self.after_cr = false;
         if !intermediates.is_empty() || self.alternate_screen {
             return;
         }
@@ -872,6 +1117,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     }
 
     fn osc_dispatch(&mut self, _params: &[&[u8]], bell_terminated: bool) {
+        self.after_cr = false;
         // Ended by BEL, `vte` is back in its ground state; ended by ESC, it is in an escape
         // (`ESC \` dispatches next). CAN and SUB also end sequences, but `execute` cannot tell
         // them from the same bytes in the ground state, where `vte` may already have read the
@@ -1067,10 +1313,47 @@ mod tests {
 
     #[test]
     fn test_editor_starting_mid_line_starts_a_line() {
-        let input = b"no newline at the end\x1b[?2004h$ ls\r\n\x1b[?2004l\r";
+        // bash opens its editor at the start of a line and draws its prompt inside: output a
+        // program left without a newline is a line of its own.
+        let input = b"\x1b[?2004h$ printf x\r\n\x1b[?2004l\rno newline at the end\x1b[?2004h$ ls\r\n\x1b[?2004l\r";
         let screen = LineTerminal::run(80, input);
-        let lines: Vec<_> = screen.lines.iter().map(|l| (l.text.as_str(), l.region)).collect();
-        assert_eq!(lines, vec![("no newline at the end", None), ("$ ls", Some(0))]);
+        let lines: Vec<_> =
+            screen.lines.iter().map(|l| (l.text.as_str(), l.region, l.prompt_end)).collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("$ printf x", Some(0), None),
+                ("no newline at the end", None, None),
+                ("$ ls", Some(1), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn test_editor_opening_after_its_prompt_tells_the_prompt() {
+        // zsh: PROMPT_SP's mark and blanks (a 100-column terminal), the prompt, a right prompt
+        // drawn at the edge, then the editor opens; one line accepted (the keypad reset by
+        // zle-line-finish), one abandoned with Ctrl-C (no reset).
+        let mut input = b"%".to_vec();
+        input.extend(std::iter::repeat_n(b' ', 99));
+        input.extend_from_slice(b"\r \r\x1b[J\xe2\x9e\x9c  ~ \x1b[K\x1b[80C[12:00]\x1b[87D\x1b[?1h\x1b=\x1b[?2004hls -l\x1b[?1l\x1b>\x1b[?2004l\r\r\n");
+        input.extend_from_slice(
+            b"file\r\n\xe2\x9e\x9c  ~ \x1b[K\x1b[?1h\x1b=\x1b[?2004hrm -rf /\x1b[?2004l\r\r\n",
+        );
+        let screen = LineTerminal::run(80, &input);
+        let lines: Vec<_> = screen
+            .lines
+            .iter()
+            .map(|l| (l.text.as_str(), l.region, l.prompt_end, l.abandoned))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("\u{279c}  ~ ls -l", Some(0), Some(7), false),
+                ("file", None, None, false),
+                ("\u{279c}  ~ rm -rf /", Some(1), Some(7), true),
+            ]
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ impl LakeWriter {
                 objects,
                 commands,
                 raw_bytes,
+                low_confidence,
                 ..
             } => {
                 events::SessionEnriched { session_id: &session_id, replaces: &entry.path }.emit();
@@ -212,6 +213,7 @@ impl LakeWriter {
                     objects,
                     commands,
                     raw_bytes,
+                    low_confidence,
                 }))
             }
             // The transcript parsed when it was first written; it must parse now.

@@ -53,6 +53,7 @@ fn main() -> ExitCode {
                         "replaced": summary.replaced,
                         "quarantined": summary.quarantined,
                         "commits": summary.commits,
+                        "low_confidence": summary.low_confidence,
                         "keyring_created": summary.keyring_created,
                         "head": summary.head,
                     }
@@ -72,6 +73,12 @@ fn main() -> ExitCode {
             );
             if let Some(head) = &summary.head {
                 println!("head: {head}");
+            }
+            if summary.low_confidence > 0 {
+                println!(
+                    "{} of them understood with low confidence: sessionlake sessions --confidence low",
+                    summary.low_confidence
+                );
             }
             ExitCode::SUCCESS
         }

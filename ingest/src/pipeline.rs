@@ -36,10 +36,14 @@ use sessionlake_schemas::envelope::{
 use sessionlake_schemas::manifest::{
     CommitAction, ObjectEntry, ObjectKind, compacted_version_source,
 };
-use sessionlake_schemas::{AccessRecord, SessionRecord, SessionSource, paths};
+use sessionlake_schemas::{AccessRecord, SessionConfidence, SessionRecord, SessionSource, paths};
 
 use crate::raw::{parse_raw, seal_raw};
 use crate::sources::{BadInput, SessionInput};
+
+/// A session version's objects, its command count and whether it was understood with `low`
+/// confidence.
+type WrittenSession = (Vec<ObjectEntry>, usize, bool);
 
 /// What a batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -50,6 +54,8 @@ pub struct BatchSummary {
     pub commands: usize,
     /// Inputs quarantined.
     pub quarantined: usize,
+    /// Sessions written that were understood with `low` confidence.
+    pub low_confidence: usize,
     /// Earlier versions of sessions this batch replaced.
     pub replaced: usize,
     /// Bytes of the original transcripts written.
@@ -129,6 +135,8 @@ pub enum Written {
         commands: usize,
         /// Size of the original transcript.
         raw_bytes: u64,
+        /// The session was understood with `low` confidence.
+        low_confidence: bool,
     },
     /// The access events of one CloudTrail file.
     Access {
@@ -180,13 +188,14 @@ impl LakeWriter {
         Ok(quarantined)
     }
 
-    /// Parses and writes one session version; returns its objects, or the input back as bad.
+    /// Parses and writes one session version; returns its objects, how many commands and
+    /// whether it was understood with low confidence, or the input back as bad.
     /// Objects written before a failure are deleted again (best effort): nothing names them.
     async fn write_session(
         &self,
         input: SessionInput,
         context: SessionContext,
-    ) -> anyhow::Result<Result<(Vec<ObjectEntry>, usize), BadInput>> {
+    ) -> anyhow::Result<Result<WrittenSession, BadInput>> {
         let mut written = Vec::new();
         let result = self.write_session_objects(input, context, &mut written).await;
         if result.is_err() {
@@ -204,7 +213,7 @@ impl LakeWriter {
         input: SessionInput,
         context: SessionContext,
         written: &mut Vec<String>,
-    ) -> anyhow::Result<Result<(Vec<ObjectEntry>, usize), BadInput>> {
+    ) -> anyhow::Result<Result<WrittenSession, BadInput>> {
         // Two passes over the original (see `crate::raw`): parse and hash, then, with the
         // partition known, seal and upload.
         let raw = input.raw;
@@ -275,8 +284,10 @@ impl LakeWriter {
             ingested_at: chrono::Utc::now().timestamp_micros(),
             status: parsed.status,
             parser_version: PARSER_VERSION,
+            understanding: Some(parsed.understanding.clone()),
         };
         let command_count = parsed.commands.len();
+        let low_confidence = parsed.understanding.confidence == SessionConfidence::Low;
         // The commands file has a data key of its own, wrapped under the session key:
         // shredding the session makes its commands unreadable too.
         let (key, wrapped) = session_key.generate_data_key(key_context(
@@ -309,7 +320,7 @@ impl LakeWriter {
             .put(&paths::sessions_object(&dt, &stem), Bytes::from(sessions_bytes))
             .await?;
         objects.push(entry(stored, ObjectKind::Sessions, vec![session_id]));
-        Ok(Ok((objects, command_count)))
+        Ok(Ok((objects, command_count, low_confidence)))
     }
 
     /// Writes the access events of the CloudTrail file `source_ref` (already deduplicated) as
@@ -411,7 +422,7 @@ impl LakeWriter {
                 let (source_ref, position) = (input.source_ref.clone(), input.position.clone());
                 let raw_bytes = input.raw.len();
                 match self.write_session(input, context).await? {
-                    Ok((objects, commands)) => {
+                    Ok((objects, commands, low_confidence)) => {
                         return Ok(Written::Session {
                             session_id,
                             source,
@@ -420,6 +431,7 @@ impl LakeWriter {
                             objects,
                             commands,
                             raw_bytes,
+                            low_confidence,
                         });
                     }
                     Err(refused) => refused,
@@ -493,10 +505,11 @@ impl LakeWriter {
         let mut summary = BatchSummary::default();
         for input in &written {
             match input {
-                Written::Session { commands, raw_bytes, .. } => {
+                Written::Session { commands, raw_bytes, low_confidence, .. } => {
                     summary.sessions += 1;
                     summary.commands += commands;
                     summary.raw_bytes += raw_bytes;
+                    summary.low_confidence += usize::from(*low_confidence);
                 }
                 Written::Access { events, .. } => summary.access_events += events,
                 Written::Quarantined { .. } => summary.quarantined += 1,
@@ -846,6 +859,7 @@ mod tests {
             objects: vec![object],
             commands: 1,
             raw_bytes: 1,
+            low_confidence: false,
         }
     }
 

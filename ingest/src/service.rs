@@ -58,6 +58,8 @@ pub struct RunSummary {
     pub commands: usize,
     /// Inputs quarantined.
     pub quarantined: usize,
+    /// Sessions understood with `low` confidence (see `sessions --confidence low`).
+    pub low_confidence: usize,
     /// Sessions whose earlier version in the lake was replaced (a stream that grew).
     pub replaced: usize,
     /// Commits made.
@@ -80,6 +82,7 @@ impl RunSummary {
         self.sessions += batch.sessions;
         self.commands += batch.commands;
         self.quarantined += batch.quarantined;
+        self.low_confidence += batch.low_confidence;
         self.replaced += batch.replaced;
         self.raw_bytes += batch.raw_bytes;
         self.access_events += batch.access_events;
@@ -90,6 +93,7 @@ impl RunSummary {
             sessions: self.sessions,
             commands: self.commands,
             quarantined: self.quarantined,
+            low_confidence: self.low_confidence,
             replaced: self.replaced,
             raw_bytes: self.raw_bytes,
             access_events: self.access_events,
@@ -103,6 +107,7 @@ fn add_batch(total: &mut BatchSummary, batch: &BatchSummary) {
     total.sessions += batch.sessions;
     total.commands += batch.commands;
     total.quarantined += batch.quarantined;
+    total.low_confidence += batch.low_confidence;
     total.replaced += batch.replaced;
     total.raw_bytes += batch.raw_bytes;
     total.access_events += batch.access_events;

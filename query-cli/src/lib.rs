@@ -36,7 +36,7 @@ use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use sessionlake_lake::trust::Snapshot;
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
-use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
 use crate::cursor::Cursor;
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
@@ -195,7 +195,8 @@ pub struct Filters {
     /// Principal: the exact IAM ARN, or text it contains.
     #[arg(long)]
     pub principal: Option<String>,
-    /// OS user the shell ran as.
+    /// OS user: for `search`, the session's OS user or whom the command ran as (`root` after
+    /// `sudo su -`); for `sessions`, the session's OS user.
     #[arg(long)]
     pub run_as: Option<String>,
     /// Managed node (instance id).
@@ -239,6 +240,13 @@ pub struct SearchArgs {
     /// Regular expression the command's output must match (Rust regex syntax).
     #[arg(long, value_name = "REGEX")]
     pub output: Option<String>,
+    /// Only rows of this kind: `shell` (commands a shell read) or `repl` (lines typed into a
+    /// program a command started: sqlite3, psql, mysql, python, irb, node, redis-cli).
+    #[arg(long, value_parser = [KIND_SHELL, KIND_REPL])]
+    pub kind: Option<String>,
+    /// Only lines typed into this program (`--program mysql`): `repl` rows.
+    #[arg(long, value_name = "NAME")]
+    pub program: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
@@ -257,6 +265,11 @@ pub struct SessionsArgs {
     /// as `not-delivered` (missing evidence); younger, as `pending`.
     #[arg(long, env = "SESSIONLAKE_TRANSCRIPT_WAIT", default_value = access::DEFAULT_TRANSCRIPT_WAIT)]
     pub transcript_wait: String,
+    /// Only sessions understood with this confidence (`low`: prompts not recognised or little
+    /// of the input explained; see the `confidence_reason` column). Sessions without a
+    /// transcript, and those written before schema version 2, have none.
+    #[arg(long, value_parser = ["high", "medium", "low"])]
+    pub confidence: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
     pub filters: Filters,
@@ -598,6 +611,9 @@ fn chunk_rows() -> u64 {
         .unwrap_or(50_000)
 }
 
+/// Alias of the `commands` table in the search query.
+const COMMANDS_ALIAS: &str = "c";
+
 /// Joins each command row (`c`) with its session's start and end (`s`), for the sort time.
 const SESSION_TIMES_JOIN: &str = "LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
      max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
@@ -643,7 +659,13 @@ impl Query {
             );
         }
         if let Some(run_as) = &filters.run_as {
-            self.bind(&format!("{alias}.run_as = ?"), text(run_as));
+            // A command matches the session's OS user or whom it ran as (after `sudo su -`).
+            let condition = if alias == COMMANDS_ALIAS {
+                format!("({alias}.run_as = ? OR {alias}.effective_user = ?)")
+            } else {
+                format!("{alias}.run_as = ?")
+            };
+            self.bind(&condition, text(run_as));
         }
         if let Some(target) = &filters.target {
             self.bind(&format!("{alias}.target = ?"), text(target));
@@ -1088,8 +1110,16 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
         regex_flag("--output", pattern)?;
         query.bind("regexp_like(c.output, ?)", ScalarValue::from(pattern.as_str()));
     }
+    if let Some(kind) = &args.kind {
+        // Files written before the column: every row a shell command.
+        let condition = format!("coalesce(c.{}, '{KIND_SHELL}') = ?", columns::KIND);
+        query.bind(&condition, ScalarValue::from(kind.as_str()));
+    }
+    if let Some(program) = &args.program {
+        query.bind(&format!("c.{} = ?", columns::PROGRAM), ScalarValue::from(program.as_str()));
+    }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
-    query.bind_filters(&args.filters, "c", time_expression, since, until);
+    query.bind_filters(&args.filters, COMMANDS_ALIAS, time_expression, since, until);
     let (store, keys, snapshot) = open_reader(cli).await?;
     let searched = preferred_commands(&snapshot.live);
     let in_range = partitions_between(since, until);
@@ -1136,6 +1166,15 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let mut query = Query::default();
     let time_expression = "coalesce(s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, "s", time_expression, since, until);
+    let mut listed = Query::default();
+    if let Some(confidence) = &args.confidence {
+        query.bind(
+            &format!("s.{} = ?", columns::CONFIDENCE),
+            ScalarValue::from(confidence.as_str()),
+        );
+        // Sessions CloudTrail saw without a transcript have no confidence.
+        listed.conditions.push("s.transcript".into());
+    }
     let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
     let frame = ctx
         .sql(&format!(
@@ -1165,7 +1204,7 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         view: &SESSIONS_VIEW,
     };
     let printer = SESSIONS_VIEW.printer(&args.print);
-    listing.print(&ctx, None, Query::default(), &args.paging, printer).await
+    listing.print(&ctx, None, listed, &args.paging, printer).await
 }
 
 async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {

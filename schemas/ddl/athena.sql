@@ -5,7 +5,11 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_commands (
   session_id string, seq int, started_at timestamp, time_source string,
   principal string, run_as string, target string, region string, account string,
   output_truncated boolean, output_bytes bigint, raw_offset bigint, raw_len bigint,
-  redactions int, confidence string, parser_version int
+  redactions int, confidence string, parser_version int,
+  -- schema version 2 (null in files written before): whom the command ran as (root after
+  -- `sudo su -`), the shell, kind (`shell`, or `repl` for a line typed into a program) and
+  -- that program (sqlite3, psql, mysql, python, irb, node, redis-cli)
+  effective_user string, shell string, kind string, program string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET
@@ -18,7 +22,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_sessions (
   session_id string, principal string, run_as string, target string, region string,
   account string, started_at timestamp, ended_at timestamp, command_count int, source string,
   source_ref string, raw_object string, raw_sha256 string, key_id string,
-  ingested_at timestamp, status string, parser_version int
+  ingested_at timestamp, status string, parser_version int,
+  -- schema version 2 (null in files written before): the shells seen, the share of the input
+  -- understood, and a confidence (high/medium/low) with its reason
+  shells string, input_explained double, confidence string, confidence_reason string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET

@@ -40,6 +40,25 @@ pub const REDACTIONS: &str = "redactions";
 pub const CONFIDENCE: &str = "confidence";
 /// Version of the parser that produced the row.
 pub const PARSER_VERSION: &str = "parser_version";
+/// Who the command ran as at that moment (`root` after `sudo su -`, `bob` for `sudo -u bob
+/// CMD`), from the prompts and the commands; null when nothing tells. Schema version 2.
+pub const EFFECTIVE_USER: &str = "effective_user";
+/// The shell that read the command (`bash`, `zsh`, `fish`, `sh`); null when nothing tells.
+/// Schema version 2.
+pub const SHELL: &str = "shell";
+/// The program a `repl` row was typed into (`sqlite3`, `psql`, `mysql`, `python`, `irb`,
+/// `node`, `redis-cli`); null for shell commands. Schema version 2.
+pub const PROGRAM: &str = "program";
+
+/// The shells the session's commands were read by, in order of appearance, comma-separated
+/// (`bash,zsh`). Schema version 2.
+pub const SHELLS: &str = "shells";
+/// Share of the transcript's bytes the rows explain (prompts, commands and their output), 0–1.
+/// Schema version 2.
+pub const INPUT_EXPLAINED: &str = "input_explained";
+/// Why the session's `confidence` (in `sessions`: `high`, `medium` or `low`) is what it is.
+/// Schema version 2.
+pub const CONFIDENCE_REASON: &str = "confidence_reason";
 
 /// When the session ended, as far as the input tells.
 pub const ENDED_AT: &str = "ended_at";
@@ -66,7 +85,9 @@ pub const DT: &str = "dt";
 pub const EVENT_ID: &str = "event_id";
 /// CloudTrail `eventTime` of an access event (µs since the epoch, UTC).
 pub const EVENT_TIME: &str = "event_time";
-/// What kind of access: see [`crate::AccessKind`].
+/// What kind of access (see [`crate::AccessKind`]); in `commands` (schema version 2), what kind
+/// of input the row is: `shell` (a command a shell read) or `repl` (a line typed into a
+/// program the shell started, named by [`PROGRAM`]). Null in older files: `shell`.
 pub const KIND: &str = "kind";
 /// CloudTrail `userIdentity.type`: `IAMUser`, `AssumedRole`, `Root`, `AWSService`, ….
 pub const PRINCIPAL_TYPE: &str = "principal_type";

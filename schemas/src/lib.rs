@@ -20,12 +20,12 @@ mod schema;
 pub mod session_id;
 
 pub use records::{
-    AccessKind, AccessRecord, CommandRecord, Confidence, SessionRecord, SessionSource,
-    SessionStatus, TimeSource,
+    AccessKind, AccessRecord, CommandRecord, Confidence, KIND_REPL, KIND_SHELL, SessionConfidence,
+    SessionRecord, SessionSource, SessionStatus, TimeSource, Understanding,
 };
 pub use schema::{
-    ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY, access_schema,
-    commands_schema, sessions_schema, validate_schema,
+    ACCESS_ENCRYPTED_COLUMNS, ADDED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
+    access_schema, commands_schema, sessions_schema, validate_schema,
 };
 
 /// Athena / Trino DDL for the `commands`, `sessions` and `access` tables, with `dt` partition

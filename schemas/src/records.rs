@@ -51,6 +51,29 @@ impl Confidence {
     }
 }
 
+/// How well a whole session was understood (see [`Understanding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionConfidence {
+    /// Prompts recognised throughout, nearly all of the input explained.
+    High,
+    /// Most of the input explained, or a delivery that lost information (the streamed form).
+    Medium,
+    /// Little of the input explained, or no prompt recognised: look at the original.
+    Low,
+}
+
+impl SessionConfidence {
+    /// Returns the value stored in the `sessions.confidence` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionConfidence::High => "high",
+            SessionConfidence::Medium => "medium",
+            SessionConfidence::Low => "low",
+        }
+    }
+}
+
 /// Which SSM delivery a session came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -164,7 +187,30 @@ pub struct CommandRecord {
     pub confidence: Confidence,
     /// Parser version.
     pub parser_version: u32,
+    /// Who the command ran as at that moment, as far as the prompts and commands tell
+    /// (`run_as` stays the session's OS user).
+    #[serde(default, with = "shared_str::option")]
+    pub effective_user: Option<Arc<str>>,
+    /// The shell that read it (`bash`, `zsh`, `fish`, `sh`).
+    #[serde(default, with = "shared_str::option")]
+    pub shell: Option<Arc<str>>,
+    /// The REPL the line was typed into (`kind = repl`); `None` for a shell command.
+    #[serde(default, with = "shared_str::option")]
+    pub program: Option<Arc<str>>,
 }
+
+impl CommandRecord {
+    /// Returns the row's `kind`: `repl` for a line typed into a program, else `shell`.
+    pub fn kind(&self) -> &'static str {
+        if self.program.is_some() { KIND_REPL } else { KIND_SHELL }
+    }
+}
+
+/// `kind` of a command a shell read.
+pub const KIND_SHELL: &str = "shell";
+
+/// `kind` of a line typed into a program a shell started (sqlite3, psql, python, …).
+pub const KIND_REPL: &str = "repl";
 
 /// One session: a row of the `sessions` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +249,24 @@ pub struct SessionRecord {
     pub status: SessionStatus,
     /// Parser version.
     pub parser_version: u32,
+    /// How well the session was understood (schema version 2).
+    #[serde(default)]
+    pub understanding: Option<Understanding>,
+}
+
+/// How well a session was understood: which shells read its commands, how much of its input
+/// the rows explain, and a confidence with its reason. Never silently empty: a session whose
+/// prompts were not recognised is `low`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Understanding {
+    /// The shells seen, in order of appearance.
+    pub shells: Vec<String>,
+    /// Share of the transcript's bytes the rows explain (prompt to end of output), 0–1.
+    pub input_explained: f64,
+    /// `high`, `medium` or `low`.
+    pub confidence: SessionConfidence,
+    /// Why (counts and shares only, never transcript text).
+    pub reason: String,
 }
 
 /// How a person got at a managed node, as CloudTrail tells it: the `kind` of an `access` row.
@@ -345,8 +409,12 @@ mod tests {
             redactions: 0,
             confidence: Confidence::High,
             parser_version: 1,
+            effective_user: Some(Arc::from("root")),
+            shell: None,
+            program: None,
         };
         let json = serde_json::to_value(&record).unwrap();
+        assert_eq!(json["effective_user"], "root");
         assert_eq!(json["session_id"], "alice-0123456789abcdef0");
         assert_eq!(json["principal"], "arn:aws:iam::111122223333:user/alice");
         assert_eq!(json["run_as"], serde_json::Value::Null);

@@ -7,7 +7,14 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use crate::columns::*;
 
 /// Version of the table schemas, stored in each Parquet file's key-value metadata.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Columns added after version 1, each nullable: files written before them lack them, and
+/// readers take them as null there ([`validate_schema`] accepts their absence).
+/// (`confidence` is one of them in `sessions` only: it is required in `commands`, where it is
+/// not nullable.)
+pub const ADDED_COLUMNS: [&str; 8] =
+    [EFFECTIVE_USER, SHELL, KIND, PROGRAM, SHELLS, INPUT_EXPLAINED, CONFIDENCE, CONFIDENCE_REASON];
 
 /// Key under which [`SCHEMA_VERSION`] is stored in Parquet key-value metadata.
 pub const SCHEMA_VERSION_KEY: &str = "sessionlake.schema_version";
@@ -47,6 +54,10 @@ static COMMANDS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(REDACTIONS, DataType::UInt32, false),
         Field::new(CONFIDENCE, DataType::Utf8, false),
         Field::new(PARSER_VERSION, DataType::UInt32, false),
+        Field::new(EFFECTIVE_USER, DataType::Utf8, true),
+        Field::new(SHELL, DataType::Utf8, true),
+        Field::new(KIND, DataType::Utf8, true),
+        Field::new(PROGRAM, DataType::Utf8, true),
     ]))
 });
 
@@ -69,6 +80,10 @@ static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new(INGESTED_AT, timestamp(), false),
         Field::new(STATUS, DataType::Utf8, false),
         Field::new(PARSER_VERSION, DataType::UInt32, false),
+        Field::new(SHELLS, DataType::Utf8, true),
+        Field::new(INPUT_EXPLAINED, DataType::Float64, true),
+        Field::new(CONFIDENCE, DataType::Utf8, true),
+        Field::new(CONFIDENCE_REASON, DataType::Utf8, true),
     ]))
 });
 
@@ -111,7 +126,8 @@ pub fn sessions_schema() -> SchemaRef {
 
 /// Checks that `actual` has every column of `expected` with the same type.
 ///
-/// Extra columns are allowed (newer writers may add some); missing or retyped ones are not.
+/// Extra columns are allowed (newer writers may add some); missing or retyped ones are not,
+/// except the [`ADDED_COLUMNS`], which older files lack.
 pub fn validate_schema(expected: &Schema, actual: &Schema) -> Result<(), String> {
     for field in expected.fields() {
         match actual.field_with_name(field.name()) {
@@ -124,6 +140,7 @@ pub fn validate_schema(expected: &Schema, actual: &Schema) -> Result<(), String>
                     field.data_type()
                 ));
             }
+            Err(_) if field.is_nullable() && ADDED_COLUMNS.contains(&field.name().as_str()) => {}
             Err(_) => return Err(format!("column {} is missing", field.name())),
         }
     }

@@ -84,7 +84,7 @@ class Scenario:
 
     name: str
     description: str
-    shell: str  # "bash" or "dash"
+    shell: str  # "bash", "dash", "zsh" or "fish"
     session_id: str
     principal: str  # IAM ARN of the caller (userIdentity.arn)
     run_as: str  # OS user the agent runs the shell as (runAsUser)
@@ -106,6 +106,15 @@ class Scenario:
     key_delay: float = DEFAULT_KEY_DELAY_S
     cleanup: list[str] = dataclasses.field(default_factory=list)
     expected: list[str] | None = None  # dash only: the oracle is declared here
+    # Lines appended to the generated rc file (zsh: .zshrc, fish: config.fish, bash: rcfile):
+    # prompt themes, plugins, key maps.
+    rc: str = ""
+    # Also derive `s3-crlost.log`: the S3 form after a text tool turned CRLF into LF and then
+    # every remaining CR into LF (`\r\r\n` -> `\n\n`), as when pasted through a ticket.
+    crlost: bool = False
+    # Prompts of the nested shells `sudo su -`, `su - bob`, ... start (bash and zsh), by user;
+    # root's defaults to `root_ps1` (bash) or a `[root@ip-10-0-0-12 dir]# ` prompt (zsh).
+    user_prompts: dict = dataclasses.field(default_factory=dict)
     # Oracle entries that provably never ran, each {command, reason}: kept in `commands`,
     # listed under `excluded` in expected.json, and left out of the score for every form.
     oracle_excluded: list[dict] = dataclasses.field(default_factory=list)
@@ -126,12 +135,12 @@ class Scenario:
         return sc
 
     def validate(self, path: Path) -> None:
-        if self.shell not in ("bash", "dash"):
-            raise SystemExit(f"{path}: shell must be bash or dash")
+        if self.shell not in ("bash", "dash", "zsh", "fish"):
+            raise SystemExit(f"{path}: shell must be bash, dash, zsh or fish")
         if self.shell == "dash" and self.expected is None:
             raise SystemExit(f"{path}: dash has no history; declare `expected = [...]`")
-        if self.shell == "bash" and self.expected is not None:
-            raise SystemExit(f"{path}: bash scenarios take their oracle from the history file")
+        if self.shell != "dash" and self.expected is not None:
+            raise SystemExit(f"{path}: {self.shell} scenarios take their oracle from the history file")
         for entry in self.oracle_excluded:
             if set(entry) != {"command", "reason"} or not entry["reason"].strip():
                 raise SystemExit(f"{path}: oracle_excluded entries are {{ command, reason }}")
@@ -153,6 +162,11 @@ class Scenario:
             return self.ps1
         if self.shell == "dash":
             return "$ "
+        if self.shell == "zsh":
+            # `%#` would show `#`: the recorder runs as root.
+            return self.run_as + "@ip-10-0-0-12 %1~ %% "
+        if self.shell == "fish":
+            return ""  # fish's own default prompt (fish_prompt)
         return "[%s@ip-10-0-0-12 \\W]$ " % self.run_as
 
 
@@ -203,7 +217,7 @@ def build_sandbox(sc: Scenario) -> dict[str, Path]:
     return {"rec": rec, "home": home}
 
 
-def bash_rcfile(sc: Scenario, paths: dict[str, Path], ps1: str, nested_rc: Path | None = None) -> str:
+def bash_rcfile(sc: Scenario, paths: dict[str, Path], ps1: str, nested: dict[str, str] | None = None) -> str:
     """The rcfile of the recorded bash: history is the oracle, so keep every line of it."""
     lines = [
         f"HISTFILE={shlex.quote(str(paths['rec'] / 'history'))}",
@@ -217,20 +231,75 @@ def bash_rcfile(sc: Scenario, paths: dict[str, Path], ps1: str, nested_rc: Path 
         # writes its commands after the one that started it, and the final `exit` is kept.
         "trap 'history -a' DEBUG",
         f"PS1={shlex.quote(ps1)}",
+        # Who each history entry ran as: PS0 is expanded once per command line read.
+        f"PS0='$(printf \"%s\\n\" \"$USER\" >> {shlex.quote(str(paths['rec'] / 'users'))})'",
     ]
     if not sc.bracketed_paste:
         # bash 4.2 on Amazon Linux 2 has no bracketed paste; bash 5.2 turns it on by default.
         lines.append("bind 'set enable-bracketed-paste off'")
-    if nested_rc is not None:
-        # `sudo su` is simulated: a nested bash with a root-style prompt. No user change.
-        lines += [
-            "sudo() {",
-            '  case "$*" in',
-            f"    su|'su -'|-i|-s) bash --noprofile --rcfile {shlex.quote(str(nested_rc))} -i ;;",
-            "    *) echo 'sudo: not simulated by the recorder' >&2; return 1 ;;",
-            "  esac",
-            "}",
-        ]
+    lines.append(sc.rc)
+    if nested is not None:
+        lines.append(sudo_function("bash", nested))
+    return "\n".join(lines) + "\n"
+
+
+def sudo_function(shell: str, nested: dict[str, str]) -> str:
+    """`sudo su`, `sudo su -`, `sudo -i`, `su - bob`, `sudo -u bob CMD` simulated by shell
+    functions (no user change: the recorder runs as root throughout). `nested` maps a user to
+    the command that starts a nested shell with that user's prompt."""
+    sudo_cases = [(["su", "su -", "su - root", "-i", "-s"], nested["root"])]
+    su_cases = [(["", "-", "-l", "- root"], nested["root"])]
+    for user, cmd in nested.items():
+        if user != "root":
+            sudo_cases.append(([f"su - {user}", f"su {user}", f"-iu {user}", f"-i -u {user}"], cmd))
+            su_cases.append(([f"- {user}", user, f"-l {user}"], cmd))
+    if shell == "fish":
+        def fish_fn(name: str, cases: list[tuple[list[str], str]], extra: list[str]) -> list[str]:
+            out = [f"function {name}", '  switch "$argv"']
+            for pats, cmd in cases:
+                out += ["    case " + " ".join(shlex.quote(p) if p else "''" for p in pats), f"      {cmd}"]
+            out += extra
+            out += ["    case '*'", f"      echo '{name}: not simulated by the recorder' >&2; return 1", "  end", "end"]
+            return out
+        lines = fish_fn("sudo", sudo_cases, ["    case '-u *'", "      $argv[3..-1]"])
+        lines += fish_fn("su", su_cases, [])
+        return "\n".join(lines) + "\n"
+
+    def sh_fn(name: str, cases: list[tuple[list[str], str]], extra: list[str]) -> list[str]:
+        out = [f"{name}() {{", '  case "$*" in']
+        for pats, cmd in cases:
+            out.append("    " + "|".join(shlex.quote(p) if p else "''" for p in pats) + f") {cmd} ;;")
+        out += extra
+        out += [f"    *) echo '{name}: not simulated by the recorder' >&2; return 1 ;;", "  esac", "}"]
+        return out
+
+    lines = sh_fn("sudo", sudo_cases, ['    "-u "*) shift 2; "$@" ;;'])
+    lines += sh_fn("su", su_cases, [])
+    return "\n".join(lines) + "\n"
+
+
+def zsh_rc(sc: Scenario, paths: dict[str, Path], prompt: str, nested: dict[str, str], main: bool) -> str:
+    """The .zshrc of the recorded zsh: the history file is the oracle (every line, appended as
+    it is entered, EXTENDED_HISTORY for the times). A nested shell's prompt wins over the
+    scenario's theme."""
+    lines = [
+        f"HISTFILE={shlex.quote(str(paths['rec'] / 'history'))}",
+        "HISTSIZE=100000",
+        "SAVEHIST=100000",
+        "setopt INC_APPEND_HISTORY EXTENDED_HISTORY",
+        # Who each history entry ran as: preexec runs once per command line, like the entry.
+        f"preexec() {{ print -r -- \"$USER\" >> {shlex.quote(str(paths['rec'] / 'users'))} }}",
+    ]
+    prompt_line = f"PROMPT={shlex.quote(prompt)}"
+    lines += [prompt_line, sc.rc] if main else [sc.rc, prompt_line, "RPROMPT="]
+    lines.append(sudo_function("zsh", nested))
+    return "\n".join(lines) + "\n"
+
+
+def fish_rc(sc: Scenario, nested: dict[str, str] | None) -> str:
+    lines = [sc.rc]
+    if nested is not None:
+        lines.append(sudo_function("fish", nested))
     return "\n".join(lines) + "\n"
 
 
@@ -288,14 +357,61 @@ def record(sc: Scenario, out_raw: Path, out_timing: Path) -> tuple[float, Path]:
         "TERM": "xterm-256color",  # what the agent sets (shell_unix.go)
         "LANG": "C.UTF-8",  # what the agent sets when LANG is unset
         "LESSHISTFILE": "-",
+        # sqlite3 finds its history through getpwuid, not HOME: keep it in the sandbox.
+        "SQLITE_HISTORY": str(home / ".sqlite_history"),
     }
     if sc.shell == "bash":
-        nested_rc = rec / "root.bashrc"
-        nested_rc.write_text(bash_rcfile(sc, paths, sc.root_ps1), encoding="utf-8")
+        nested: dict[str, str] = {}
+        prompts = {"root": sc.root_ps1, **sc.user_prompts}
+        for user in prompts:
+            nested[user] = f"USER={user} bash --noprofile --rcfile {shlex.quote(str(rec / f'{user}.bashrc'))} -i"
+        for user, prompt in prompts.items():
+            (rec / f"{user}.bashrc").write_text(bash_rcfile(sc, paths, prompt, nested), encoding="utf-8")
         rc = rec / "bashrc"
-        rc.write_text(bash_rcfile(sc, paths, sc.prompt, nested_rc), encoding="utf-8")
+        rc.write_text(bash_rcfile(sc, paths, sc.prompt, nested), encoding="utf-8")
         env["SHELL"] = "/bin/bash"
         shell_cmd = f"bash --noprofile --rcfile {shlex.quote(str(rc))} -i"
+    elif sc.shell == "zsh":
+        root_prompt = "%{\x1b]0;root@ip-10-0-0-12: %~\a%}[root@ip-10-0-0-12 %1~]# "
+        prompts = {"root": root_prompt, **sc.user_prompts}
+        nested = {u: f"USER={u} ZDOTDIR={shlex.quote(str(rec / f'zdot-{u}'))} zsh -i" for u in prompts}
+        for user, prompt in prompts.items():
+            zdot = rec / f"zdot-{user}"
+            zdot.mkdir()
+            (zdot / ".zshrc").write_text(zsh_rc(sc, paths, prompt, nested, False), encoding="utf-8")
+        zdot = rec / "zdot"
+        zdot.mkdir()
+        (zdot / ".zshrc").write_text(zsh_rc(sc, paths, sc.prompt, nested, True), encoding="utf-8")
+        env["SHELL"] = "/bin/zsh"
+        env["ZDOTDIR"] = str(zdot)
+        shell_cmd = "zsh -i"
+    elif sc.shell == "fish":
+        # fish keeps its history under $XDG_DATA_HOME/fish/fish_history, its config under
+        # $XDG_CONFIG_HOME/fish/config.fish. The recorder runs as root, which fish's default
+        # prompt would show with `#`: root-ness follows $USER instead.
+        conf = rec / "xdg-config" / "fish"
+        conf.mkdir(parents=True)
+        # fish sets $USER from the real uid at start; config.fish sets it to the simulated
+        # user (nested shells get theirs through FISH_SIM_USER) and names the host like EC2.
+        users = ["root", *sc.user_prompts]
+        nested = {u: f"env FISH_SIM_USER={u} fish" for u in users}
+        preamble = "\n".join([
+            f"set -gx USER (set -q FISH_SIM_USER; and echo $FISH_SIM_USER; or echo {sc.run_as})",
+            "set -e FISH_SIM_USER",
+            'function fish_is_root_user; test "$USER" = root; end',
+            "function prompt_hostname; echo ip-10-0-0-12; end",
+            # The oracle: fish_history drops repeated commands (it keeps one entry per text),
+            # so each command line fish is about to run is logged as fish hands it over.
+            "function __sessionlake_rec --on-event fish_preexec",
+            f"    printf '%s %s %s\\0' (date +%s) $USER \"$argv[1]\" >> {shlex.quote(str(rec / 'fish-preexec'))}",
+            "end",
+        ])
+        (conf / "config.fish").write_text(preamble + "\n" + fish_rc(sc, nested), encoding="utf-8")
+        env["SHELL"] = "/usr/bin/fish"
+        env["XDG_CONFIG_HOME"] = str(rec / "xdg-config")
+        env["XDG_DATA_HOME"] = str(rec / "xdg-data")
+        env["XDG_CACHE_HOME"] = str(rec / "xdg-cache")
+        shell_cmd = "fish -i"
     else:
         env["SHELL"] = "/bin/sh"
         env["PS1"] = sc.prompt  # dash would default to "# " for root
@@ -353,6 +469,8 @@ def record(sc: Scenario, out_raw: Path, out_timing: Path) -> tuple[float, Path]:
     assert footer.startswith(b"\nScript done on "), footer[:80]
     out_raw.write_bytes(body)
     out_timing.write_text(timing.read_text())
+    if sc.shell == "fish":
+        return start_wall, rec / "fish-preexec"
     return start_wall, rec / "history"
 
 
@@ -444,6 +562,82 @@ def read_bash_history(path: Path) -> list[tuple[int, str]]:
     return [(ts, "\n".join(lines)) for ts, lines in entries]
 
 
+def unmetafy(b: bytes) -> bytes:
+    """zsh stores bytes 0x83-0xA2 of a command as 0x83 (Meta) followed by the byte XOR 0x20."""
+    out, i = bytearray(), 0
+    while i < len(b):
+        if b[i] == 0x83 and i + 1 < len(b):
+            out.append(b[i + 1] ^ 0x20)
+            i += 2
+        else:
+            out.append(b[i])
+            i += 1
+    return bytes(out)
+
+
+def read_zsh_history(path: Path) -> list[tuple[int, str]]:
+    """EXTENDED_HISTORY entries `: <start>:<elapsed>;<command>`; a newline inside a command is
+    stored as backslash + newline."""
+    entries: list[tuple[int, str]] = []
+    text = unmetafy(path.read_bytes()).decode("utf-8", "surrogateescape")
+    lines = text.split("\n")[:-1]
+    i = 0
+    while i < len(lines):
+        m = re.fullmatch(r": (\d+):\d+;(.*)", lines[i], re.S)
+        assert m, f"not an extended history line: {lines[i]!r}"
+        ts, parts = int(m.group(1)), [m.group(2)]
+        while parts[-1].endswith("\\") and i + 1 < len(lines) and not re.match(r": \d+:\d+;", lines[i + 1]):
+            parts[-1] = parts[-1][:-1]
+            i += 1
+            parts.append(lines[i])
+        entries.append((ts, "\n".join(parts)))
+        i += 1
+    return entries
+
+
+def read_fish_preexec(path: Path) -> list[tuple[int, str, str]]:
+    """The recorder's fish_preexec log: `<epoch> <user> <command line>` records ended by NUL."""
+    entries = []
+    for record in path.read_bytes().decode("utf-8", "surrogateescape").split("\0")[:-1]:
+        ts, user, cmd = record.split(" ", 2)
+        entries.append((int(ts), cmd, user))
+    return entries
+
+
+def read_fish_history(path: Path) -> list[tuple[int, str]]:
+    """fish_history: `- cmd: <text>` (backslash and newline escaped as `\\` and `\n`), then
+    `  when: <epoch>` and optional `  paths:` lines."""
+    entries: list[tuple[int, str]] = []
+    cmd = None
+    for line in path.read_bytes().decode("utf-8", "surrogateescape").split("\n"):
+        if line.startswith("- cmd: "):
+            raw, cmd, k = line[len("- cmd: "):], [], 0
+            while k < len(raw):
+                if raw[k] == "\\" and k + 1 < len(raw):
+                    cmd.append({"n": "\n", "\\": "\\"}.get(raw[k + 1], "\\" + raw[k + 1]))
+                    k += 2
+                else:
+                    cmd.append(raw[k])
+                    k += 1
+            cmd = "".join(cmd)
+        elif line.startswith("  when: ") and cmd is not None:
+            entries.append((int(line.split()[1]), cmd))
+            cmd = None
+    return entries
+
+
+# REPLs whose history files are read after a recording (each written by GNU readline's
+# write_history at exit: one entry per line).
+REPL_HISTORY_FILES = [("sqlite3", ".sqlite_history"), ("python", ".python_history")]
+
+
+def read_repl_history(path: Path) -> list[str]:
+    """A GNU readline history file: one entry per line (an entry holding a newline is stored
+    across lines only by programs that add it so; sqlite3 and python store statements one per
+    line as typed)."""
+    return path.read_bytes().decode("utf-8", "surrogateescape").split("\n")[:-1]
+
+
 def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) -> dict:
     doc = {
         "session_id": sc.session_id,
@@ -456,6 +650,7 @@ def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) 
         "session_start": iso_z(sc.base_time),
         "terminal": {"cols": sc.width, "rows": sc.height},
     }
+    users: list[str] | None = None
     if sc.shell == "bash":
         doc["oracle"] = "bash-history"
         doc["note"] = (
@@ -463,14 +658,60 @@ def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) 
             "commands keep their newlines; history expansion such as !! is already expanded); "
             "time = history timestamp mapped onto session_start, 1 s resolution"
         )
-        doc["commands"] = [
-            {"command": cmd, "time": iso_z(sc.base_time + dt.timedelta(seconds=ts - int(start_wall)))}
-            for ts, cmd in read_bash_history(history)
-        ]
+        entries = read_bash_history(history)
+    elif sc.shell == "zsh":
+        doc["oracle"] = "zsh-history"
+        doc["note"] = (
+            "commands exactly as zsh stored them in its history file (INC_APPEND_HISTORY, "
+            "EXTENDED_HISTORY; multi-line commands keep their newlines); time = history "
+            "timestamp mapped onto session_start, 1 s resolution"
+        )
+        entries = read_zsh_history(history)
+    elif sc.shell == "fish":
+        doc["oracle"] = "fish-preexec"
+        doc["note"] = (
+            "command lines exactly as fish handed them to its fish_preexec event (a "
+            "multi-line buffer is one entry; fish_history keeps one entry per text, so it "
+            "cannot count repeats); time = when the event fired, mapped onto session_start, "
+            "1 s resolution"
+        )
+        logged = read_fish_preexec(history) if history.exists() else []
+        entries = [(ts, cmd) for ts, cmd, _ in logged]
+        users = [user for _, _, user in logged]
+        fish_history = history.parent / "xdg-data" / "fish" / "fish_history"
+        if fish_history.exists():
+            # (fish_history drops a trailing space the preexec event still has.)
+            missing = {c for _, c in read_fish_history(fish_history)} - {c.rstrip() for _, c in entries}
+            assert not missing, f"{sc.name}: fish_history has commands fish_preexec never saw"
     else:
         doc["oracle"] = "scenario"
         doc["note"] = "dash keeps no history: the commands are the ones the scenario declares"
+        entries = None
         doc["commands"] = [{"command": c, "time": None} for c in sc.expected]
+    if entries is not None:
+        doc["commands"] = [
+            {"command": cmd, "time": iso_z(sc.base_time + dt.timedelta(seconds=ts - int(start_wall)))}
+            for ts, cmd in entries
+        ]
+        users_file = history.parent / "users"
+        if users is None and users_file.exists():
+            users = users_file.read_text().split("\n")[:-1]
+        if users is not None:
+            # The shell's user, except for `sudo -u USER CMD`, which runs CMD as USER.
+            if len(users) != len(entries):
+                raise SystemExit(f"{sc.name}: {len(users)} users logged for {len(entries)} commands")
+            for entry, user in zip(doc["commands"], users):
+                m = re.match(r"sudo\s+-u\s*(\S+)\s+\S", entry["command"])
+                entry["user"] = m.group(1) if m else user
+    home = SANDBOX / "home" / sc.run_as
+    repl = []
+    for program, name in REPL_HISTORY_FILES:
+        path = home / name
+        if path.exists():
+            repl += [{"program": program, "command": c} for c in read_repl_history(path)]
+    if repl:
+        doc["repl_oracle"] = "each program's own history file, in the order it wrote it"
+        doc["repl"] = repl
     if sc.oracle_excluded:
         recorded = [c["command"] for c in doc["commands"]]
         for entry in sc.oracle_excluded:
@@ -1024,6 +1265,10 @@ def derive(sc: Scenario, out: Path) -> None:
 
     s3 = generate_s3_log(sc, ipc, end_time)
     (out / "s3.log").write_bytes(s3)
+    if sc.crlost:
+        (out / "s3-crlost.log").write_bytes(s3.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+    else:
+        (out / "s3-crlost.log").unlink(missing_ok=True)
     if sc.legacy_header:
         (out / "s3-legacy.log").write_bytes(legacy_header(s3, end_time))
     else:
@@ -1073,7 +1318,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("record.py: must run as root (it writes under /var/lib/amazon/ssm like the agent)", file=sys.stderr)
         return 2
-    for tool in ("tmux", "script", "bash", "dash"):
+    for tool in ("tmux", "script", "bash", "dash", "zsh", "fish"):
         if shutil.which(tool) is None:
             print(f"record.py: {tool} not found", file=sys.stderr)
             return 2
@@ -1102,7 +1347,7 @@ def main() -> int:
         if not args.derive_only:
             try:
                 start_wall, history = record(sc, out / "raw.bin", out / "timing")
-                expected = make_expected(sc, start_wall, history if sc.shell == "bash" else None)
+                expected = make_expected(sc, start_wall, history if sc.shell != "dash" else None)
             finally:
                 for p in sc.cleanup:
                     shutil.rmtree(p, ignore_errors=True)

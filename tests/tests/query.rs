@@ -87,6 +87,11 @@ fn test_search_filter_combinations_find_exact_rows() {
             &[(BOB, &[6, 8])],
         ),
         (&["--principal", "bob", "--run-as", "ubuntu"], &[]),
+        // `--run-as` also matches whom a command ran as: bob's root shell after `sudo su`.
+        (&["--run-as", "root"], &[(BOB, &[3, 4, 5, 6])]),
+        (&["--kind", "shell", "--session", BOB], &[(BOB, &[0, 1, 2, 3, 4, 5, 6, 7, 8])]),
+        (&["--kind", "repl"], &[]),
+        (&["--program", "mysql"], &[]),
         (&["--command", "rm -rf", "--until", "2026-03-14"], &[]),
     ];
     for (args, expected) in cases {

@@ -65,41 +65,63 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints one row of the eval table; false when stdout is closed.
+fn score_line(label: &str, score: &eval::Score, note: &str) -> Result<bool, String> {
+    report_line(format_args!(
+        "{:<26} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%{note}",
+        label,
+        score.true_positives + score.false_negatives,
+        score.true_positives,
+        score.false_positives,
+        score.precision() * 100.0,
+        score.recall() * 100.0
+    ))
+}
+
 fn run_eval(corpus: &std::path::Path, verbose: bool) -> Result<(), String> {
     let report = eval::evaluate(corpus)?;
     if !report_line(format_args!("{} sessions in {}", report.sessions, corpus.display()))? {
         return Ok(());
     }
     if !report_line(format_args!(
-        "{:<20} {:>9} {:>7} {:>7} {:>10} {:>8}",
+        "{:<26} {:>9} {:>7} {:>7} {:>10} {:>8}",
         "form", "expected", "found", "wrong", "precision", "recall"
     ))? {
         return Ok(());
     }
     for (form, score) in &report.by_form {
-        if !report_line(format_args!(
-            "{:<20} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%",
-            form,
-            score.true_positives + score.false_negatives,
-            score.true_positives,
-            score.false_positives,
-            score.precision() * 100.0,
-            score.recall() * 100.0
-        ))? {
+        if !score_line(form, score, "")? {
             return Ok(());
         }
     }
     let delivered = report.stream_as_delivered;
-    if !report_line(format_args!(
-        "{:<20} {:>9} {:>7} {:>7} {:>9.2}% {:>7.2}%  (modulo bytes the agent destroyed)",
-        eval::STREAM_FORM,
-        delivered.true_positives + delivered.false_negatives,
-        delivered.true_positives,
-        delivered.false_positives,
-        delivered.precision() * 100.0,
-        delivered.recall() * 100.0
-    ))? {
+    if !score_line(eval::STREAM_FORM, &delivered, "  (modulo bytes the agent destroyed)")? {
         return Ok(());
+    }
+    for ((shell, form), score) in &report.by_shell {
+        if !score_line(&format!("{shell} / {form}"), score, "")? {
+            return Ok(());
+        }
+    }
+    for ((form, confidence), sessions) in &report.confidence {
+        if !report_line(format_args!(
+            "{form}: {sessions} sessions understood with {confidence} confidence"
+        ))? {
+            return Ok(());
+        }
+    }
+    for (form, score) in &report.repl {
+        if !score_line(&format!("repl / {form}"), score, "")? {
+            return Ok(());
+        }
+    }
+    for (form, (right, wrong)) in &report.users {
+        if !report_line(format_args!(
+            "{form}: effective user right on {right} of {} commands of sessions with root shells",
+            right + wrong
+        ))? {
+            return Ok(());
+        }
     }
     if report.excluded > 0
         && !report_line(format_args!(

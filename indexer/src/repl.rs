@@ -1,0 +1,207 @@
+//! What is typed into interactive programs a shell command started (sqlite3, psql, mysql,
+//! python, irb, node, redis-cli): their lines become `repl` rows with the program's name,
+//! never shell commands. Each program is known by its name and its own prompts; the shell's
+//! prompt coming back ends it.
+
+/// The REPLs recognised: the name a row carries, and the command names that start it.
+const PROGRAMS: [(&str, &[&str]); 7] = [
+    ("sqlite3", &["sqlite3", "sqlite"]),
+    ("psql", &["psql"]),
+    ("mysql", &["mysql", "mariadb"]),
+    ("python", &["python", "python3", "python2", "ipython", "ipython3"]),
+    ("irb", &["irb"]),
+    ("node", &["node", "nodejs"]),
+    ("redis-cli", &["redis-cli"]),
+];
+
+/// Options of those programs that take the next word as their value.
+const VALUE_OPTIONS: [&str; 14] = [
+    "-h", "-p", "-U", "-u", "-d", "-a", "-n", "-P", "-S", "--host", "--port", "--user", "-W", "-D",
+];
+
+/// Options that make them run something and exit instead of reading lines.
+const BATCH_OPTIONS: [&str; 8] = ["-c", "-e", "-f", "--command", "--execute", "--file", "-m", "-x"];
+
+/// Returns the REPL `command` starts and leaves reading lines, if it does: `sqlite3 app.db`,
+/// `sudo -u postgres psql`, `python3 -q`; not `python3 script.py` nor `psql -c 'select 1'`.
+pub fn started_by(command: &str) -> Option<&'static str> {
+    // Most commands start with another program: nothing more is read of them. (The first
+    // letters of `sudo`, `env`, a path and the programs' names; `=` of an assignment.)
+    let first = command.trim_start().as_bytes().first()?;
+    let could_be = matches!(first, b's' | b'p' | b'm' | b'i' | b'n' | b'r' | b'e' | b'/')
+        || command.split_ascii_whitespace().next().is_some_and(|word| word.contains('='));
+    if !could_be || command.contains(['\n', '|', ';', '&', '<', '>']) {
+        return None;
+    }
+    let mut words = command.split_whitespace().peekable();
+    // `sudo [-u USER] …`, `env`, `VAR=value` before the program.
+    while let Some(&word) = words.peek() {
+        if word == "sudo" || word == "env" || (word.contains('=') && !word.starts_with('-')) {
+            words.next();
+            if word == "sudo" {
+                while words.peek().is_some_and(|option| option.starts_with('-')) {
+                    if words.next().is_some_and(|option| option == "-u") {
+                        words.next();
+                    }
+                }
+            }
+        } else {
+            break;
+        }
+    }
+    let program = words.next()?;
+    let base = program.rsplit('/').next().unwrap_or(program);
+    let base = base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    let (name, _) = PROGRAMS.iter().find(|(_, names)| {
+        names.iter().any(|known| *known == base || known.trim_end_matches(char::is_numeric) == base)
+    })?;
+    let mut arguments = 0;
+    let mut interactive_flag = false;
+    while let Some(word) = words.next() {
+        if BATCH_OPTIONS.contains(&word) {
+            return None;
+        }
+        if VALUE_OPTIONS.contains(&word) {
+            words.next();
+        } else if word == "-i" {
+            interactive_flag = true;
+        } else if !word.starts_with('-') {
+            arguments += 1;
+        }
+    }
+    // A database (sqlite3's file, psql's and mysql's name) is read interactively; a script
+    // for python, node or irb runs and exits (unless `-i`).
+    let takes_database = matches!(*name, "sqlite3" | "psql" | "mysql");
+    let reads_lines = arguments == 0 || interactive_flag || (takes_database && arguments == 1);
+    reads_lines.then_some(*name)
+}
+
+/// Returns what was typed at `program`'s prompt on `line` (the text after its prompt or its
+/// continuation prompt), when the line starts with one.
+pub fn input<'a>(program: &str, line: &'a str) -> Option<&'a str> {
+    let after = |prompt: &str| line.strip_prefix(prompt);
+    match program {
+        "sqlite3" => after("sqlite> ").or_else(|| after_continuation(line, "...> ")),
+        "python" => after(">>> ").or_else(|| after("... ")).or(matches_bare(line, &[">>>", "..."])),
+        "node" => after("> ").or_else(|| after("... ")),
+        "mysql" => after("mysql> ")
+            .or_else(|| bracketed_name(line, "MariaDB ["))
+            .or_else(|| after_continuation(line, "-> "))
+            .or_else(|| after_continuation(line, "'> "))
+            .or_else(|| after_continuation(line, "\"> ")),
+        "psql" => psql(line),
+        "irb" => line.starts_with("irb(").then(|| after_marker(line, &["> ", "* "])).flatten(),
+        "redis-cli" => redis(line),
+        _ => None,
+    }
+}
+
+/// `   ...> text`: blanks, then the continuation prompt.
+fn after_continuation<'a>(line: &'a str, prompt: &str) -> Option<&'a str> {
+    line.trim_start_matches(' ').strip_prefix(prompt).filter(|_| line.starts_with(' '))
+}
+
+/// The prompt alone, nothing typed (python's `...` ending a block).
+fn matches_bare<'a>(line: &'a str, prompts: &[&str]) -> Option<&'a str> {
+    prompts.contains(&line).then_some("")
+}
+
+/// `MariaDB [db]> text`.
+fn bracketed_name<'a>(line: &'a str, opening: &str) -> Option<&'a str> {
+    let rest = line.strip_prefix(opening)?;
+    let close = rest.find("]> ")?;
+    Some(&rest[close + 3..])
+}
+
+/// The text after the first of `markers` within the first 40 bytes.
+fn after_marker<'a>(line: &'a str, markers: &[&str]) -> Option<&'a str> {
+    let window = &line[..crate::prompt::floor_char_boundary(line, 40)];
+    let end = markers.iter().filter_map(|marker| window.find(marker)).min()?;
+    Some(&line[end + 2..])
+}
+
+/// `db=> `, `db=# `, `db-> `, `db(# `, `db'> `: a database name, a state, `>` or `#`.
+fn psql(line: &str) -> Option<&str> {
+    let name =
+        line.bytes().take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.')).count();
+    let bytes = line.as_bytes();
+    if name == 0
+        || !matches!(bytes.get(name), Some(b'=' | b'-' | b'(' | b'\'' | b'"' | b'*'))
+        || !matches!(bytes.get(name + 1), Some(b'>' | b'#'))
+        || bytes.get(name + 2) != Some(&b' ')
+    {
+        return None;
+    }
+    Some(&line[name + 3..])
+}
+
+/// `127.0.0.1:6379> `, `host:6379[2]> `.
+fn redis(line: &str) -> Option<&str> {
+    let window = &line[..crate::prompt::floor_char_boundary(line, 80)];
+    let end = window.find("> ")?;
+    let prompt = &window[..end];
+    (prompt.contains(':') && !prompt.contains(' ')).then(|| &line[end + 2..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_commands_that_start_a_repl() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("sqlite3 data/app.db", Some("sqlite3")),
+            ("sqlite3", Some("sqlite3")),
+            ("sqlite3 app.db 'select 1'", None),
+            ("python3 -q", Some("python")),
+            ("python3", Some("python")),
+            ("python3.11", Some("python")),
+            ("/usr/bin/python3 -i script.py", Some("python")),
+            ("python3 script.py", None),
+            ("python3 -c 'print(1)'", None),
+            ("sudo -u postgres psql", Some("psql")),
+            ("psql -h db.internal -U app billing", Some("psql")),
+            ("psql -c 'select 1'", None),
+            ("mysql -u root -p", Some("mysql")),
+            ("mysql -e 'show databases'", None),
+            ("irb", Some("irb")),
+            ("node", Some("node")),
+            ("node server.js", None),
+            ("redis-cli -h cache", Some("redis-cli")),
+            ("redis-cli get key", None),
+            ("ls | python3", None),
+            ("echo python3", None),
+        ];
+        for (command, expected) in cases {
+            assert_eq!(started_by(command), *expected, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn test_repl_prompts() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("sqlite3", "sqlite> select 1;", Some("select 1;")),
+            ("sqlite3", "   ...> from t;", Some("from t;")),
+            ("sqlite3", "1|2", None),
+            ("python", ">>> x = 1", Some("x = 1")),
+            ("python", "...     print(x)", Some("    print(x)")),
+            ("python", "...", Some("")),
+            ("python", "42", None),
+            ("psql", "billing=> select 1;", Some("select 1;")),
+            ("psql", "billing=# \\dt", Some("\\dt")),
+            ("psql", "billing-> from t;", Some("from t;")),
+            ("psql", " id | name", None),
+            ("mysql", "mysql> show tables;", Some("show tables;")),
+            ("mysql", "    -> from t;", Some("from t;")),
+            ("mysql", "MariaDB [app]> select 1;", Some("select 1;")),
+            ("irb", "irb(main):001:0> puts 1", Some("puts 1")),
+            ("irb", "irb(main):002:1* end", Some("end")),
+            ("node", "> 1 + 1", Some("1 + 1")),
+            ("redis-cli", "127.0.0.1:6379> get key", Some("get key")),
+            ("redis-cli", "\"value\"", None),
+        ];
+        for (program, line, expected) in cases {
+            assert_eq!(input(program, line), *expected, "{program} {line:?}");
+        }
+    }
+}
