@@ -38,7 +38,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use arrow::array::{Array, AsArray as _, RecordBatch};
 use arrow::datatypes::{
-    DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type,
+    DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type,
     UInt32Type, UInt64Type,
 };
 use base64::Engine as _;
@@ -167,6 +167,7 @@ enum Cell {
     Text(String),
     Unsigned(u64),
     Signed(i64),
+    Float(f64),
     Bool(bool),
     /// µs since the epoch, UTC.
     Time(i64),
@@ -179,6 +180,7 @@ impl Cell {
             Cell::Text(text) => serde_json::Value::from(text.as_str()),
             Cell::Unsigned(n) => serde_json::Value::from(*n),
             Cell::Signed(n) => serde_json::Value::from(*n),
+            Cell::Float(x) => serde_json::Value::from(*x),
             Cell::Bool(b) => serde_json::Value::from(*b),
             Cell::Time(micros) => serde_json::Value::from(rfc3339(*micros)),
         }
@@ -190,6 +192,7 @@ impl Cell {
             Cell::Text(text) => text.clone(),
             Cell::Unsigned(n) => n.to_string(),
             Cell::Signed(n) => n.to_string(),
+            Cell::Float(x) => x.to_string(),
             Cell::Bool(b) => b.to_string(),
             Cell::Time(micros) => rfc3339(*micros),
         }
@@ -278,6 +281,7 @@ fn cell_at(array: &dyn Array, row: usize, column: &str, object: &str) -> anyhow:
         DataType::UInt64 => Cell::Unsigned(array.as_primitive::<UInt64Type>().value(row)),
         DataType::Int32 => Cell::Signed(array.as_primitive::<Int32Type>().value(row).into()),
         DataType::Int64 => Cell::Signed(array.as_primitive::<Int64Type>().value(row)),
+        DataType::Float64 => Cell::Float(array.as_primitive::<Float64Type>().value(row)),
         DataType::Boolean => Cell::Bool(array.as_boolean().value(row)),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             Cell::Time(array.as_primitive::<TimestampMicrosecondType>().value(row))
