@@ -928,7 +928,7 @@ async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
         .collect();
     let (mut deleted, mut failed) = (0usize, 0usize);
     for folder in INGEST_FOLDERS {
-        let listed = match store.list(folder).await {
+        let listed = match retrying(|| store.list(folder)).await {
             Ok(listed) => listed,
             Err(error) => {
                 tracing::warn!(folder, error = %error, "uncommitted objects not swept");
@@ -937,7 +937,7 @@ async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
             }
         };
         for (path, _) in listed.iter().filter(|(path, _)| !named.contains(path.as_str())) {
-            match store.delete(path).await {
+            match retrying(|| store.delete(path)).await {
                 Ok(()) => deleted += 1,
                 Err(error) => {
                     tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
@@ -948,6 +948,29 @@ async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
     }
     let lake = store.location().to_string();
     events::UncommittedSwept { lake: &lake, deleted, failed }.emit();
+}
+
+/// Attempts of a sweep's list or delete (both idempotent) before it gives up on one.
+const SWEEP_ATTEMPTS: u32 = 5;
+
+/// Runs `call` until it succeeds, fails for good, or has failed [`SWEEP_ATTEMPTS`] times on
+/// errors that may pass (a connection reset the store's client does not retry by itself),
+/// waiting 100 ms, 200 ms, … between attempts: nothing else deletes what a sweep leaves.
+async fn retrying<T, F, Fut>(mut call: F) -> sessionlake_lake::LakeResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sessionlake_lake::LakeResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(error) if error.is_retryable() && attempt < SWEEP_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(100 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Access files read at once when the service opens.

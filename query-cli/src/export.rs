@@ -38,8 +38,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use arrow::array::{Array, AsArray as _, RecordBatch};
 use arrow::datatypes::{
-    DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+    DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type,
+    UInt16Type, UInt32Type, UInt64Type,
 };
 use base64::Engine as _;
 use clap::Args as ClapArgs;
