@@ -95,6 +95,9 @@ pub struct LakeWriter {
     /// The signers whose manifests it trusts (its own, and the keyring's): the live set is
     /// what they committed.
     pub pinned: Vec<PinnedSigner>,
+    /// Whether the chain it read was wholly trusted (no hole, fork or untrusted manifest): only
+    /// then does it sign checkpoints, which readers take instead of the chain before them.
+    pub chain_intact: bool,
 }
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
@@ -712,6 +715,13 @@ impl LakeWriter {
         if !checkpoint::due(link.manifest.body.sequence) {
             return;
         }
+        if !self.chain_intact {
+            tracing::warn!(
+                sequence = link.manifest.body.sequence,
+                "checkpoint not written: the chain is not intact (sessionlake verify names why)"
+            );
+            return;
+        }
         match checkpoint::write(&self.store, self.committer.signer(), link, &self.live).await {
             Ok(path) => {
                 tracing::info!(checkpoint = %path, objects = self.live.len(), "checkpoint written")
@@ -756,6 +766,8 @@ impl LakeWriter {
                 self.store.location()
             );
         }
+        snapshot.ensure_head_trusted("sessionlake-ingest")?;
+        self.chain_intact = snapshot.ensure_trusted("sessionlake-ingest").is_ok();
         let (chain, live) = snapshot.into_parts();
         let newer: Vec<&ChainLink> = chain
             .iter()
@@ -822,6 +834,14 @@ mod tests {
 
     use super::*;
 
+    /// An in-memory lake and a keyring (in the returned folder).
+    fn lake_and_keyring() -> (tempfile::TempDir, Arc<LocalKeyring>, LakeStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        (dir, Arc::new(keyring), LakeStore::in_memory())
+    }
+
     async fn writer(store: &LakeStore, keyring: &Arc<LocalKeyring>) -> LakeWriter {
         let chain = manifest::read_chain(store).await.expect("chain");
         let (lake_id, identity) = manifest::lake_identity(store).await.expect("identity");
@@ -837,6 +857,7 @@ mod tests {
             head: chain.last().and_then(|link| paths::manifest_sequence(&link.path)),
             trusted_head: chain.last().map(ChainLink::head),
             pinned: vec![PinnedSigner::of(&KeyringSigner(Arc::clone(keyring)), "the keyring")],
+            chain_intact: true,
         }
     }
 
@@ -868,11 +889,7 @@ mod tests {
     /// and replaces the first one's version, so readers never see the session twice.
     #[tokio::test]
     async fn test_a_commit_racing_another_writer_replans_and_leaves_one_live_version() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (keyring, _) =
-            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
-        let keyring = Arc::new(keyring);
-        let store = LakeStore::in_memory();
+        let (_dir, keyring, store) = lake_and_keyring();
         let mut first = writer(&store, &keyring).await;
         let mut second = writer(&store, &keyring).await;
         let mut cursors = Cursors::default();
@@ -894,11 +911,7 @@ mod tests {
     // See: issue 16, "Rollback".
     #[tokio::test]
     async fn test_a_writer_refuses_to_commit_on_a_lake_cut_back_under_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (keyring, _) =
-            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
-        let keyring = Arc::new(keyring);
-        let store = LakeStore::in_memory();
+        let (_dir, keyring, store) = lake_and_keyring();
         let mut writer = writer(&store, &keyring).await;
         let mut cursors = Cursors::default();
         for (index, session) in ["s-1", "s-2"].into_iter().enumerate() {
@@ -916,5 +929,24 @@ mod tests {
         assert!(message.contains("was cut back") && message.contains("manifest 1"), "{message}");
         let chain = manifest::read_chain(&store).await.expect("chain");
         assert_eq!(chain.len(), 1, "nothing committed on the cut-back chain");
+    }
+
+    /// A checkpoint stands in for the chain before it: a writer that read a chain with a hole
+    /// or an untrusted manifest never signs one (its live set lacks what it could not trust).
+    #[tokio::test]
+    async fn test_checkpoints_are_signed_only_over_an_intact_chain() {
+        let (_dir, keyring, store) = lake_and_keyring();
+        let mut writer = writer(&store, &keyring).await;
+        let mut cursors = Cursors::default();
+        writer.commit(vec![version("s-1", "a")], &mut cursors).await.expect("commit");
+        let mut link = manifest::read_chain(&store).await.expect("chain").remove(0);
+        link.manifest.body.sequence = checkpoint::CHECKPOINT_INTERVAL;
+        let path = paths::checkpoint_object(checkpoint::CHECKPOINT_INTERVAL);
+        writer.chain_intact = false;
+        writer.checkpoint_if_due(&link).await;
+        assert!(!store.exists(&path).await.expect("exists"), "checkpoint over a damaged chain");
+        writer.chain_intact = true;
+        writer.checkpoint_if_due(&link).await;
+        assert!(store.exists(&path).await.expect("exists"), "checkpoint over an intact chain");
     }
 }

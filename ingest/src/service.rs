@@ -290,6 +290,8 @@ impl Ingestor {
         if snapshot.head().is_none() && snapshot.file_head().is_some() {
             snapshot.ensure_trusted("sessionlake-ingest")?;
         }
+        snapshot.ensure_head_trusted("sessionlake-ingest")?;
+        let chain_intact = snapshot.ensure_trusted("sessionlake-ingest").is_ok();
         if crashed {
             // A crashed writer's leftovers are deleted only on a wholly trusted chain.
             snapshot.ensure_trusted("sessionlake-ingest (sweeping a crashed writer's objects)")?;
@@ -333,6 +335,7 @@ impl Ingestor {
             head,
             trusted_head: chain.last().map(ChainLink::head),
             pinned,
+            chain_intact,
         };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);

@@ -495,18 +495,15 @@ async fn leave_out_missing(
     }
     let missing: Vec<String> = live
         .values()
-        .filter(|entry| entry.kind.is_table() && stored.get(&entry.path) != Some(&entry.size))
+        // Only what is gone: a file stored with another size is altered, an error either way.
+        .filter(|entry| entry.kind.is_table() && !stored.contains_key(&entry.path))
         .map(|entry| entry.path.clone())
         .collect();
     for path in missing {
         let Some(entry) = live.remove(&path) else { continue };
-        let found = match stored.get(&path) {
-            Some(size) => format!("{size} bytes are stored"),
-            None => "it is missing".to_string(),
-        };
         eprintln!(
-            "sessionlake: warning: partial answer: {} was committed as {} bytes and {found}: its \
-             rows are left out",
+            "sessionlake: warning: partial answer: {} was committed as {} bytes and it is \
+             missing: its rows are left out",
             store.describe(&path),
             entry.size
         );

@@ -1157,6 +1157,8 @@ pub(crate) struct Lake {
     file_head: Option<u64>,
     /// Why the chain is not wholly trusted, if it is not.
     untrusted: Option<String>,
+    /// Why the newest manifest may not be committed after, if it may not.
+    head_untrusted: Option<String>,
 }
 
 impl Lake {
@@ -1180,6 +1182,7 @@ impl Lake {
             live: BTreeMap::new(),
             file_head: None,
             untrusted: None,
+            head_untrusted: None,
         };
         lake.reload().await?;
         Ok(lake)
@@ -1189,6 +1192,14 @@ impl Lake {
     /// a chain with a forged, missing or damaged manifest (the error names each).
     pub(crate) fn ensure_trusted(&self) -> sessionlake_lake::LakeResult<()> {
         match &self.untrusted {
+            Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails when the newest manifest is not trusted: a commit would link to it.
+    pub(crate) fn ensure_head_trusted(&self) -> sessionlake_lake::LakeResult<()> {
+        match &self.head_untrusted {
             Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
             None => Ok(()),
         }
@@ -1318,6 +1329,8 @@ impl Lake {
             }
         }
         self.untrusted = untrusted;
+        self.head_untrusted =
+            snapshot.ensure_head_trusted(self.command).err().map(|error| error.to_string());
         self.file_head = snapshot.file_head();
         (self.chain, self.live) = snapshot.into_parts();
         Ok(())
@@ -1337,6 +1350,7 @@ impl Lake {
         if matches!(action, CommitAction::Retention | CommitAction::Shred | CommitAction::Compact) {
             self.ensure_trusted()?;
         }
+        self.ensure_head_trusted()?;
         manifest::commit_if_head(
             &self.store,
             &*self.signer,
@@ -1758,6 +1772,10 @@ fn report_change(
 /// Runs `hold add|list|release`.
 pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
     let lake = Lake::open(cli, "hold").await?;
+    if !matches!(command, HoldCommand::List(_)) {
+        // Before anything is written: a hold's file would otherwise stay uncommitted.
+        lake.ensure_head_trusted()?;
+    }
     match command {
         HoldCommand::Add(args) => {
             anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
@@ -1797,6 +1815,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             };
             let reason =
                 format!("hold {id} on {} by {}: {}", hold.scope(), hold.created_by, hold.reason);
+            lake.ensure_head_trusted()?;
             let link = manifest::commit(
                 &lake.store,
                 &*lake.signer,
@@ -1844,6 +1863,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 anyhow::bail!("no hold {} in force in {}", args.id, lake.store.location());
             };
             let reason = format!("release of hold {} by {}: {}", args.id, actor(), args.reason);
+            lake.ensure_head_trusted()?;
             let link = manifest::commit(
                 &lake.store,
                 &*lake.signer,

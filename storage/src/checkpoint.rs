@@ -50,7 +50,8 @@ pub async fn write(
         writer_id: crate::manifest::writer_id(),
         live: live.values().cloned().collect(),
     };
-    let path = paths::checkpoint_object(body.sequence);
+    let sequence = body.sequence;
+    let path = paths::checkpoint_object(sequence);
     let encode_error =
         |error: serde_json::Error| LakeError::format(format!("failed to encode {path}: {error}"));
     let message = body.signing_bytes().map_err(encode_error)?;
@@ -63,7 +64,22 @@ pub async fn write(
     // Locked like a manifest on a bucket with Object Lock.
     match store.put_commit(&path, Bytes::from(json)).await {
         Ok(_) => Ok(path),
-        Err(error) if error.kind() == LakeErrorKind::AlreadyExists => Ok(path),
+        Err(error) if error.kind() == LakeErrorKind::AlreadyExists => {
+            // Written before (by this writer or another that knew the same chain), or a plant
+            // that would stand in for a checkpoint forever: only a valid one is taken as done.
+            let stored = store.get(&path).await?;
+            let signer = [PinnedSigner::of(signer, "this writer")];
+            match check(&stored, sequence, &signer) {
+                Ok(_) => Ok(path),
+                Err(why) => Err(LakeError::new(
+                    LakeErrorKind::Integrity,
+                    format!(
+                        "{} is taken by an object that is not its checkpoint: {why}",
+                        store.describe(&path)
+                    ),
+                )),
+            }
+        }
         Err(error) => Err(error),
     }
 }

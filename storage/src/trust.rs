@@ -62,7 +62,7 @@ impl ChainTrust {
     ) -> LakeResult<ChainTrust> {
         let mut analysis = analyse_chain_from(files, now, first);
         let mut findings = std::mem::take(&mut analysis.findings);
-        let keys = read_key_records(store, &mut findings).await?;
+        let keys = read_key_records_for(store, pinned, &mut findings).await?;
         let bad_signatures = check_signatures(&analysis, keys, pinned, &mut findings);
         let trusted = analysis
             .accepted
@@ -286,6 +286,36 @@ impl Snapshot {
         self.file_head
     }
 
+    /// Fails, naming it, when the newest manifest file is not a trusted manifest: a writer
+    /// would otherwise link its commit to it and build the honest chain on a forged (or
+    /// damaged) link, which no later commit could take out again.
+    pub fn ensure_head_trusted(&self, command: &str) -> LakeResult<()> {
+        let trusted = self.trusted.last().map(|link| link.manifest.body.sequence);
+        if self.file_head == trusted {
+            return Ok(());
+        }
+        let newest = self.file_head.map_or_else(|| "none".to_string(), paths::manifest_object);
+        let why: Vec<String> = self
+            .problems
+            .iter()
+            .filter(|found| found.path == newest)
+            .map(|found| format!("{}: {}", found.kind, found.detail))
+            .collect();
+        Err(LakeError::new(
+            LakeErrorKind::Integrity,
+            format!(
+                "{command} refused: the newest manifest {newest} is not trusted ({}), and a commit \
+                 would link to it; remove it if it is a plant, or trust its signer \
+                 (--trust-signing-key, --signing-key), then run `sessionlake verify`",
+                if why.is_empty() {
+                    "it is not part of the trusted chain".to_string()
+                } else {
+                    why.join("; ")
+                }
+            ),
+        ))
+    }
+
     /// Returns what makes part of the chain untrusted: each finding names a manifest (or a key
     /// record) and says why. Empty for an intact chain.
     pub fn problems(&self) -> &[Finding] {
@@ -306,6 +336,13 @@ impl Snapshot {
             .iter()
             .map(|found| format!("ignored {} ({}): {}", found.path, found.kind, found.detail))
             .collect();
+        if !self.signer_pinned && self.manifests > 0 {
+            lines.push(
+                "no signer is pinned (no keyring, no --signing-key): the lake's own key records \
+                 are trusted, and anyone who can write to the lake can add one"
+                    .to_string(),
+            );
+        }
         if self.trusted.is_empty() && self.manifests > 0 {
             lines.push(format!(
                 "none of the {} manifests is trusted: is this the lake's keyring, or does a KMS \
@@ -723,6 +760,19 @@ pub async fn read_key_records(
     store: &LakeStore,
     findings: &mut Vec<Scoped>,
 ) -> LakeResult<BTreeMap<String, KeyValidity>> {
+    read_key_records_for(store, &[], findings).await
+}
+
+/// Like [`read_key_records`], leaving out (as findings) the records that name a pinned key
+/// with another public key than the pin's: a planted record must not make a pinned key
+/// unusable for every command.
+pub async fn read_key_records_for(
+    store: &LakeStore,
+    pinned: &[PinnedSigner],
+    findings: &mut Vec<Scoped>,
+) -> LakeResult<BTreeMap<String, KeyValidity>> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
     let mut records = Vec::new();
     // Session key records live in keys/sessions/, and are checked as committed objects.
     for (path, _) in store.list_shallow(paths::KEYS_DIR).await? {
@@ -731,7 +781,27 @@ pub async fn read_key_records(
         }
         let bytes = store.get(&path).await?;
         match serde_json::from_slice::<PublicKeyRecord>(&bytes) {
-            Ok(record) => records.push((path, record)),
+            Ok(record) => {
+                let pin = pinned.iter().find(|pin| pin.key_id == record.key_id);
+                let conflicting = pin.is_some_and(|pin| {
+                    b64.decode(&record.public_key).ok().as_deref() != Some(&pin.public_key[..])
+                });
+                if conflicting {
+                    findings.push(Scoped {
+                        finding: finding(
+                            "unknown-signer",
+                            &path,
+                            format!(
+                                "names another public key for pinned key {}: ignored",
+                                record.key_id
+                            ),
+                        ),
+                        at: None,
+                    });
+                } else {
+                    records.push((path, record));
+                }
+            }
             Err(error) => findings.push(Scoped {
                 finding: finding("bad-signature", &path, format!("not a public key: {error}")),
                 at: None,

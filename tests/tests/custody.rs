@@ -499,7 +499,17 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     let both = ["--signing-key", &first_key, "--signing-key", &second_key];
     let (code, records) = verify_json(dir.path(), &both, true);
     assert_eq!(code, 0, "{records:?}");
-    let refused = ingest(&first_key);
+    // The retired key never signs again, even when its successor's manifests are trusted;
+    // without them trusted, ingest does not even link to the successor's newest manifest.
+    let untrusted_head = ingest(&first_key);
+    assert_eq!(untrusted_head.code, 2, "{}", untrusted_head.stdout);
+    assert!(untrusted_head.stderr.contains("is not trusted"), "{}", untrusted_head.stderr);
+    let refused = run(binary("sessionlake-ingest", true).current_dir(dir.path()).args([
+        "--signing-key",
+        &first_key,
+        "--trust-signing-key",
+        &second_key,
+    ]));
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains("retired"), "{}", refused.stderr);
 

@@ -169,6 +169,24 @@ fn test_a_forged_retention_manifest_deletes_nothing_and_hides_nothing() {
     let sums = std::fs::read_to_string(dir.path().join("bundle/SHA256SUMS")).expect("sums");
     assert!(sums.contains("transcript.log"), "{sums}");
 
+    // Writers never link a commit to it: ingest and hold refuse, naming it.
+    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(ingest.code, 2, "{}{}", ingest.stdout, ingest.stderr);
+    assert!(
+        ingest.stderr.contains(&format!("newest manifest {forged} is not trusted")),
+        "{}",
+        ingest.stderr
+    );
+    let hold = cli(dir.path(), &["hold", "add", "bob-ilpxvkhghl9vs9ia2xfdyp4dka", "--reason", "x"]);
+    assert_eq!(hold.code, 2, "{}{}", hold.stdout, hold.stderr);
+    assert!(hold.stderr.contains(&forged), "{}", hold.stderr);
+    assert_eq!(stored(&lake), before, "a refused writer changed the lake");
+
+    // Without a pinned signer the lake's own key records are all there is, and the reader
+    // says so on every command.
+    let unpinned = cli(dir.path(), &["--keyring", "no-such-keyring.json", "sessions"]);
+    assert!(unpinned.stderr.contains("no signer is pinned"), "{}", unpinned.stderr);
+
     // verify names the forgery.
     let verified = cli(dir.path(), &["verify"]);
     assert_eq!(verified.code, 1, "{}", verified.stdout);
@@ -219,6 +237,14 @@ fn test_planted_rewritten_and_deleted_table_files_are_never_used_silently() {
     assert!(searched.stderr.contains("altered"), "{}", searched.stderr);
     std::fs::write(lake.join(&bob_sessions), original).expect("restore");
 
+    // A commands file cut short is altered: an error even with --allow-partial.
+    let bob_bytes = std::fs::read(lake.join(&bob_commands)).expect("read");
+    std::fs::write(lake.join(&bob_commands), &bob_bytes[..bob_bytes.len() - 1]).expect("cut");
+    let cut = count_commands(dir.path(), &["--allow-partial"]);
+    assert_eq!(cut.code, 2, "{}{}", cut.stdout, cut.stderr);
+    assert!(cut.stderr.contains(&bob_commands), "{}", cut.stderr);
+    std::fs::write(lake.join(&bob_commands), &bob_bytes).expect("restore");
+
     // A deleted commands file is an error naming it; --allow-partial answers, and says so.
     std::fs::remove_file(lake.join(&bob_commands)).expect("delete");
     let failed = count_commands(dir.path(), &[]);
@@ -265,6 +291,16 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     let lake = dir.path().join("lake");
     let before = count_commands(dir.path(), &[]);
     assert_eq!(before.code, 0, "{}", before.stderr);
+
+    // A name taken by a plant is not a checkpoint written.
+    let (head, _) = manifests(&lake).pop().expect("head");
+    let planted = lake.join(paths::checkpoint_object(head));
+    std::fs::create_dir_all(planted.parent().expect("folder")).expect("mkdir");
+    std::fs::write(&planted, b"{}").expect("plant");
+    let refused = cli(dir.path(), &["checkpoint"]);
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("not its checkpoint"), "{}", refused.stderr);
+    std::fs::remove_file(&planted).expect("unplant");
 
     let written = cli(dir.path(), &["checkpoint", "--json"]);
     assert_eq!(written.code, 0, "{}", written.stderr);
