@@ -104,7 +104,13 @@ pub async fn read_trusted(
     path: &str,
     pinned: &[PinnedSigner],
 ) -> LakeResult<Result<Checkpoint, String>> {
-    let bytes = store.get(path).await?;
+    // One that cannot be read for good (gone since the listing, refused) is skipped like a
+    // bad one; a passing error is the caller's.
+    let bytes = match store.get(path).await {
+        Ok(bytes) => bytes,
+        Err(error) if !error.is_retryable() => return Ok(Err(format!("cannot be read: {error}"))),
+        Err(error) => return Err(error),
+    };
     Ok(check(&bytes, sequence, pinned))
 }
 
@@ -335,5 +341,17 @@ mod tests {
         let kinds: Vec<&str> = snapshot.problems().iter().map(|found| found.kind).collect();
         assert!(kinds.contains(&"bad-checkpoint"), "{kinds:?}");
         assert!(kinds.contains(&"bad-signature"), "{kinds:?}");
+
+        // A planted object under keys/ far larger than a key record is a finding, not a stop
+        // (nor read into memory).
+        store.put("keys/huge.json", Bytes::from(vec![b' '; 1 << 20])).await.expect("plant");
+        let snapshot = Snapshot::open(&store, &pinned).await.expect("opens");
+        let found: Vec<(&str, &str)> = snapshot
+            .problems()
+            .iter()
+            .map(|found| (found.kind, found.path.as_str()))
+            .filter(|(_, path)| path.starts_with("keys/"))
+            .collect();
+        assert_eq!(found, vec![("bad-signature", "keys/huge.json")]);
     }
 }

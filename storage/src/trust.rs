@@ -775,11 +775,26 @@ pub async fn read_key_records_for(
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut records = Vec::new();
     // Session key records live in keys/sessions/, and are checked as committed objects.
-    for (path, _) in store.list_shallow(paths::KEYS_DIR).await? {
+    for (path, size) in store.list_shallow(paths::KEYS_DIR).await? {
         if path.ends_with(paths::SESSION_KEY_EXTENSION) {
             continue;
         }
-        let bytes = store.get(&path).await?;
+        // A public-key record is a few hundred bytes: anything far larger, or that cannot be
+        // read for good (gone since the listing, refused), is a finding, never a stop.
+        let unusable =
+            |why: String| Scoped { finding: finding("bad-signature", &path, why), at: None };
+        if size > MAX_KEY_RECORD_BYTES {
+            findings.push(unusable(format!("{size} bytes: not a public key record")));
+            continue;
+        }
+        let bytes = match store.get(&path).await {
+            Ok(bytes) => bytes,
+            Err(error) if !error.is_retryable() => {
+                findings.push(unusable(format!("cannot be read: {error}")));
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         match serde_json::from_slice::<PublicKeyRecord>(&bytes) {
             Ok(record) => {
                 let pin = pinned.iter().find(|pin| pin.key_id == record.key_id);
@@ -810,6 +825,9 @@ pub async fn read_key_records_for(
     }
     Ok(manifest::merge_key_records(records))
 }
+
+/// Largest public-key record read (an ECDSA record is under 1 KiB).
+const MAX_KEY_RECORD_BYTES: u64 = 64 * 1024;
 
 /// Checks the signature of every manifest but replays, against pinned signers when given;
 /// returns the indexes (into `analysis.parsed`) of the manifests whose signature fails.
