@@ -210,8 +210,8 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     };
     let (files, first, mut live) = match resumed {
         Some((checkpoint, files)) => {
-            let live = checkpoint.body.live.into_iter().map(|e| (e.path.clone(), e)).collect();
-            (files, Some(checkpoint.body.sequence), live)
+            let sequence = checkpoint.body.sequence;
+            (files, Some(sequence), sessionlake_lake::checkpoint::into_live(checkpoint))
         }
         None if options.since_checkpoint => {
             anyhow::bail!("--since-checkpoint: the lake has no checkpoint a pinned signer made")

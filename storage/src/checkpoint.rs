@@ -84,6 +84,11 @@ pub async fn write(
     }
 }
 
+/// Returns the live set a checkpoint holds, by path.
+pub fn into_live(checkpoint: Checkpoint) -> BTreeMap<String, ObjectEntry> {
+    checkpoint.body.live.into_iter().map(|entry| (entry.path.clone(), entry)).collect()
+}
+
 /// Returns the checkpoints of the lake by sequence, newest first.
 pub async fn list(store: &LakeStore) -> LakeResult<Vec<(u64, String)>> {
     let mut found: Vec<(u64, String)> = store

@@ -201,12 +201,7 @@ impl Snapshot {
             Some((checkpoint, files)) => {
                 let sequence = checkpoint.body.sequence;
                 let trust = ChainTrust::judge_from(store, &files, pinned, None, sequence).await?;
-                let live = checkpoint
-                    .body
-                    .live
-                    .into_iter()
-                    .map(|entry| (entry.path.clone(), entry))
-                    .collect();
+                let live = crate::checkpoint::into_live(checkpoint);
                 Snapshot::assemble(&files, trust, live, Some(sequence), true)
             }
             None => Snapshot::open(store, pinned).await?,
