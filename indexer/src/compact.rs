@@ -296,18 +296,7 @@ pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String,
     ])
 }
 
-/// Returns a version name unique to one write: the time in µs (hex) and a random suffix.
-pub fn new_version() -> String {
-    let micros = chrono::Utc::now().timestamp_micros();
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{micros:x}{}", &random[..8])
-}
-
-/// Returns the time (µs) a version name from [`new_version`] was made, if it is one.
-pub fn version_time(version: &str) -> Option<i64> {
-    let digits = version.get(..version.len().checked_sub(8)?)?;
-    i64::from_str_radix(digits, 16).ok()
-}
+pub use sessionlake_lake::transaction::{new_version, version_time};
 
 /// The lake, as the writers of compacted files see it.
 pub struct LakeFiles<'a> {

@@ -155,11 +155,8 @@ impl LakeWriter {
             Written::Session { objects, .. } | Written::Access { objects, .. } => objects,
             Written::Quarantined { object, .. } => vec![object],
         };
-        for object in objects {
-            if let Err(error) = self.store.delete(&object.path).await {
-                tracing::warn!(object = %object.path, error = %error, "uncommitted object not deleted");
-            }
-        }
+        let paths = objects.into_iter().map(|object| object.path).collect();
+        sessionlake_lake::transaction::discard(&self.store, paths).await;
     }
 
     /// Re-indexes one stored version (its `sessions` file is `entry`) with `cloudtrail`, when

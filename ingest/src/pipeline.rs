@@ -22,14 +22,15 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use sessionlake_indexer::compact::{LakeFiles, Table};
 use sessionlake_indexer::{PARSER_VERSION, SessionContext};
+use sessionlake_lake::LakeError;
 use sessionlake_lake::checkpoint;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink};
 use sessionlake_lake::session_keys::SessionKey;
 use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
+use sessionlake_lake::transaction::{self, Transaction};
 use sessionlake_lake::trust::{PinnedSigner, Snapshot};
-use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::{
     ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW, ROLE_SESSION,
 };
@@ -202,11 +203,7 @@ impl LakeWriter {
         let mut written = Vec::new();
         let result = self.write_session_objects(input, context, &mut written).await;
         if result.is_err() {
-            for path in written {
-                if let Err(error) = self.store.delete(&path).await {
-                    tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
-                }
-            }
+            transaction::discard(&self.store, written).await;
         }
         result
     }
@@ -352,11 +349,7 @@ impl LakeWriter {
                     objects.push(object);
                 }
                 Err(error) => {
-                    for path in written {
-                        if let Err(error) = self.store.delete(&path).await {
-                            tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
-                        }
-                    }
+                    transaction::discard(&self.store, written).await;
                     return Err(
                         error.context(format!("failed to write the access events of {source_ref}"))
                     );
@@ -464,10 +457,11 @@ impl LakeWriter {
                             .into_iter()
                             .partition(|entry| is_version_of(entry, session_id, *source));
                     plan.added = kept;
-                    let (live_earlier, unborn): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
-                        earlier.into_iter().partition(|entry| self.live.contains_key(&entry.path));
-                    older.extend(live_earlier);
-                    plan.dropped.extend(unborn.into_iter().map(|entry| entry.path));
+                    // Versions the batch wrote and replaced itself are never committed: the
+                    // transaction deletes what its commit does not name.
+                    older.extend(
+                        earlier.into_iter().filter(|entry| self.live.contains_key(&entry.path)),
+                    );
                     plan.replaced += usize::from(!older.is_empty());
                     plan.removed.extend(older);
                     plan.added.extend(objects.iter().cloned());
@@ -518,17 +512,31 @@ impl LakeWriter {
                 Written::Quarantined { .. } => summary.quarantined += 1,
             }
         }
+        // Everything the batch wrote is staged: what the commit does not name (versions the
+        // batch replaced itself, rewrites of a lost attempt) goes after it, and all of it when
+        // the commit fails for good (the inputs are read again from their cursors).
+        let mut transaction = Transaction::begin(&self.store, &self.committer, self.head);
+        for input in &written {
+            match input {
+                Written::Session { objects, .. } | Written::Access { objects, .. } => {
+                    transaction.stage_entries(objects);
+                }
+                Written::Quarantined { object, .. } => transaction.stage(object.path.clone()),
+            }
+        }
         let mut attempt = 0;
-        // Compacted files rewritten for an attempt that did not commit: nothing names them.
-        let mut rewrites: Vec<String> = Vec::new();
         let (link, plan) = loop {
             attempt += 1;
-            self.delete_uncommitted(std::mem::take(&mut rewrites)).await;
             let mut plan = self.plan(&written);
-            rewrites = self.rewrite_compacted(&written, &mut plan).await?;
+            if let Err(error) = self.rewrite_compacted(&written, &mut plan, &mut transaction).await
+            {
+                transaction.discard().await;
+                return Err(error);
+            }
             if plan.added.is_empty() && plan.removed.is_empty() {
                 // Inputs with nothing to commit (CloudTrail files without access events):
                 // their cursors move, there is nothing a manifest would name.
+                transaction.discard().await;
                 summary.cursors_moved = !plan.positions.is_empty();
                 for (source_ref, position) in plan.positions {
                     cursors.positions.insert(source_ref, position);
@@ -538,32 +546,21 @@ impl LakeWriter {
             if !self.live.contains_key(&self.identity.path) {
                 plan.added.push(self.identity.clone());
             }
-            let committed = self
-                .committer
-                .commit_on(
-                    &self.store,
-                    CommitAction::Ingest,
-                    None,
-                    plan.added.clone(),
-                    plan.removed.clone(),
-                    false,
-                    Some(self.head),
-                )
+            let committed = transaction
+                .commit(CommitAction::Ingest, None, plan.added.clone(), plan.removed.clone(), false)
                 .await;
             match committed {
                 Ok(link) => break (link, plan),
-                Err(error)
-                    if error.kind() == LakeErrorKind::AlreadyExists
-                        && attempt < MAX_CONFLICT_ATTEMPTS =>
-                {
-                    // A create whose response was lost (a reset connection) and whose retry
-                    // found the name taken: the commit is this one.
+                Err(error) if error.is_conflict() && attempt < MAX_CONFLICT_ATTEMPTS => {
+                    // A commit of this writer that landed without its response: the commit is
+                    // this one.
                     if let Some(ours) = self.refresh(&error, &plan.added).await? {
                         break (ours, plan);
                     }
+                    transaction.replan_on(self.head);
                 }
                 Err(error) => {
-                    self.delete_uncommitted(rewrites).await;
+                    transaction.discard().await;
                     return Err(anyhow::Error::new(error))
                         .context("failed to commit to the manifest");
                 }
@@ -573,22 +570,13 @@ impl LakeWriter {
         self.checkpoint_if_due(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
-        let rewritten: Vec<String> = plan
-            .removed
-            .iter()
-            .filter(|entry| paths::is_compacted(&entry.path))
-            .map(|entry| entry.path.clone())
-            .collect();
-        self.delete_uncommitted(rewritten).await;
+        let rewritten: Vec<ObjectEntry> =
+            plan.removed.iter().filter(|entry| paths::is_compacted(&entry.path)).cloned().collect();
+        if let Err(error) = transaction::delete_removed(&self.store, rewritten, &|| {}).await {
+            tracing::warn!(%error, "replaced compacted file not deleted");
+        }
         summary.replaced = plan.replaced;
         summary.sequence = Some(link.manifest.body.sequence);
-        // Versions this batch wrote and then replaced itself were never committed: nothing
-        // names them, so they go (best effort; `verify` lists any that stay).
-        for path in plan.dropped {
-            if let Err(error) = self.store.delete(&path).await {
-                tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
-            }
-        }
         summary.cursors_moved = true;
         for (source_ref, position) in plan.positions {
             cursors.positions.insert(source_ref, position);
@@ -605,7 +593,8 @@ impl LakeWriter {
         &self,
         written: &[Written],
         plan: &mut CommitPlan,
-    ) -> anyhow::Result<Vec<String>> {
+        transaction: &mut Transaction,
+    ) -> anyhow::Result<()> {
         let compacted: Vec<&ObjectEntry> = self
             .live
             .values()
@@ -636,37 +625,21 @@ impl LakeWriter {
             provider: self.keys.as_ref(),
             lake_id: &self.lake_id,
         };
-        let mut outputs = Vec::new();
         for (path, (entry, sessions)) in without {
             let (Some(table), Some(dt)) = (Table::of(entry.kind), paths::dt_of(path)) else {
                 continue;
             };
-            match files.write_compacted(table, dt, std::slice::from_ref(entry), &sessions).await {
-                Ok(rewritten) => {
-                    plan.removed.push(entry.clone());
-                    if let Some(rewritten) = rewritten {
-                        outputs.push(rewritten.path.clone());
-                        plan.added.push(rewritten);
-                    }
-                }
-                Err(error) => {
-                    self.delete_uncommitted(outputs).await;
-                    return Err(anyhow::Error::new(error)
-                        .context(format!("failed to take replaced sessions out of {path}")));
-                }
+            let rewritten = files
+                .write_compacted(table, dt, std::slice::from_ref(entry), &sessions)
+                .await
+                .with_context(|| format!("failed to take replaced sessions out of {path}"))?;
+            plan.removed.push(entry.clone());
+            if let Some(rewritten) = rewritten {
+                transaction.stage(rewritten.path.clone());
+                plan.added.push(rewritten);
             }
         }
-        Ok(outputs)
-    }
-
-    /// Deletes objects this writer stored and will not commit (best effort; `verify` lists any
-    /// that stay).
-    async fn delete_uncommitted(&self, paths: Vec<String>) {
-        for path in paths {
-            if let Err(error) = self.store.delete(&path).await {
-                tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
-            }
-        }
+        Ok(())
     }
 
     /// Makes an empty commit (idle, or the last one of a clean stop), on the known head; after
@@ -676,20 +649,12 @@ impl LakeWriter {
         reason: Option<String>,
         stopping: bool,
     ) -> anyhow::Result<ChainLink> {
+        let mut transaction = Transaction::begin(&self.store, &self.committer, self.head);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let committed = self
-                .committer
-                .commit_on(
-                    &self.store,
-                    CommitAction::Idle,
-                    reason.clone(),
-                    vec![],
-                    vec![],
-                    stopping,
-                    Some(self.head),
-                )
+            let committed = transaction
+                .commit(CommitAction::Idle, reason.clone(), vec![], vec![], stopping)
                 .await;
             match committed {
                 Ok(link) => {
@@ -697,11 +662,9 @@ impl LakeWriter {
                     self.checkpoint_if_due(&link).await;
                     return Ok(link);
                 }
-                Err(error)
-                    if error.kind() == LakeErrorKind::AlreadyExists
-                        && attempt < MAX_CONFLICT_ATTEMPTS =>
-                {
+                Err(error) if error.is_conflict() && attempt < MAX_CONFLICT_ATTEMPTS => {
                     self.refresh(&error, &[]).await?;
+                    transaction.replan_on(self.head);
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -807,8 +770,6 @@ struct CommitPlan {
     removed: Vec<ObjectEntry>,
     /// Cursors to set once committed.
     positions: Vec<(String, String)>,
-    /// Versions written by the batch and replaced within it: never committed.
-    dropped: Vec<String>,
     /// Sessions whose live version the batch replaces.
     replaced: usize,
 }

@@ -31,6 +31,7 @@ use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
 use sessionlake_lake::manifest::{self, ChainLink, Committer, STOP_REASON};
 use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
+use sessionlake_lake::transaction::{self, Leftovers, Uncommitted};
 use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
@@ -295,7 +296,7 @@ impl Ingestor {
         if crashed {
             // A crashed writer's leftovers are deleted only on a wholly trusted chain.
             snapshot.ensure_trusted("sessionlake-ingest (sweeping a crashed writer's objects)")?;
-            sweep_uncommitted(&store, snapshot.chain()).await;
+            sweep_uncommitted(&store, &snapshot).await;
         }
         let head = snapshot.file_head();
         let (chain, live) = snapshot.into_parts();
@@ -411,7 +412,7 @@ impl Ingestor {
             let store = &self.writer.store;
             match Snapshot::open(store, &self.writer.pinned).await {
                 Ok(snapshot) => match snapshot.ensure_trusted("the sweep of uncommitted objects") {
-                    Ok(()) => sweep_uncommitted(store, snapshot.chain()).await,
+                    Ok(()) => sweep_uncommitted(store, &snapshot).await,
                     Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
                 },
                 Err(error) => tracing::warn!(error = %error, "uncommitted objects not swept"),
@@ -909,71 +910,44 @@ impl TrailPending {
     }
 }
 
-/// Folders where ingest writes objects before a commit names them.
-const INGEST_FOLDERS: [&str; 6] = [
-    paths::RAW_DIR,
-    paths::COMMANDS_DIR,
-    paths::SESSIONS_DIR,
-    paths::ACCESS_DIR,
-    paths::QUARANTINE_DIR,
-    paths::SESSION_KEYS_DIR,
-];
+/// What a crashed or killed ingest leaves: objects in its folders that no commit names (their
+/// inputs are read again from the cursors).
+const INGEST_LEFTOVERS: Leftovers<'static> = Leftovers {
+    folders: &[
+        paths::RAW_DIR,
+        paths::COMMANDS_DIR,
+        paths::SESSIONS_DIR,
+        paths::ACCESS_DIR,
+        paths::QUARANTINE_DIR,
+        paths::SESSION_KEYS_DIR,
+    ],
+    uncommitted: Some(Uncommitted { older_than: None, only: |_| true }),
+    removed_by: &[],
+};
 
-/// Deletes the objects in ingest's folders that no commit names: what a crashed or killed
-/// earlier run wrote and never committed (their inputs are read again from the cursors). Called
-/// only when the lease taken named a process of this host that is gone (a crash or a kill), so
-/// that no live writer's in-flight objects are touched, and a clean start pays no listing of the
-/// lake. Failures are logged; `verify` names what stays.
-async fn sweep_uncommitted(store: &LakeStore, chain: &[manifest::ChainLink]) {
-    let named: std::collections::HashSet<&str> = chain
-        .iter()
-        .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
-        .collect();
-    let (mut deleted, mut failed) = (0usize, 0usize);
-    for folder in INGEST_FOLDERS {
-        let listed = match retrying(|| store.list(folder)).await {
-            Ok(listed) => listed,
-            Err(error) => {
-                tracing::warn!(folder, error = %error, "uncommitted objects not swept");
-                failed += 1;
-                continue;
-            }
-        };
-        for (path, _) in listed.iter().filter(|(path, _)| !named.contains(path.as_str())) {
-            match retrying(|| store.delete(path)).await {
-                Ok(()) => deleted += 1,
-                Err(error) => {
-                    tracing::warn!(object = %path, error = %error, "uncommitted object not deleted");
-                    failed += 1;
-                }
-            }
+/// Deletes what a crashed or killed earlier run wrote and never committed. Called only when the
+/// lease taken named a process of this host that is gone (a crash or a kill), or at the end of
+/// a run whose poll failed, so that no live writer's in-flight objects are touched, and a clean
+/// start pays no listing of the lake. `snapshot` is the whole chain (the sweep refuses anything
+/// less). Failures are logged; `verify` names what stays.
+async fn sweep_uncommitted(store: &LakeStore, snapshot: &Snapshot) {
+    let swept = transaction::sweep(
+        store,
+        snapshot.chain(),
+        snapshot.live(),
+        snapshot.file_head(),
+        &INGEST_LEFTOVERS,
+    )
+    .await;
+    let (deleted, failed) = match swept {
+        Ok(swept) => (swept.deleted, swept.failed.len()),
+        Err(error) => {
+            tracing::warn!(error = %error, "uncommitted objects not swept");
+            (0, 1)
         }
-    }
+    };
     let lake = store.location().to_string();
     events::UncommittedSwept { lake: &lake, deleted, failed }.emit();
-}
-
-/// Attempts of a sweep's list or delete (both idempotent) before it gives up on one.
-const SWEEP_ATTEMPTS: u32 = 5;
-
-/// Runs `call` until it succeeds, fails for good, or has failed [`SWEEP_ATTEMPTS`] times on
-/// errors that may pass (a connection reset the store's client does not retry by itself),
-/// waiting 100 ms, 200 ms, … between attempts: nothing else deletes what a sweep leaves.
-async fn retrying<T, F, Fut>(mut call: F) -> sessionlake_lake::LakeResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = sessionlake_lake::LakeResult<T>>,
-{
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(error) if error.is_retryable() && attempt < SWEEP_ATTEMPTS => {
-                tokio::time::sleep(Duration::from_millis(100 << (attempt - 1))).await;
-                attempt += 1;
-            }
-            done => return done,
-        }
-    }
 }
 
 /// Access files read at once when the service opens.

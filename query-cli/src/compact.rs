@@ -21,14 +21,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args as ClapArgs;
-use sessionlake_indexer::compact::{LakeFiles, MAX_COMPACTED_INPUT_BYTES, Table, version_time};
+use sessionlake_indexer::compact::{LakeFiles, MAX_COMPACTED_INPUT_BYTES, Table};
 use sessionlake_lake::keys::KeyProvider;
 use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
 use sessionlake_lake::manifest;
+use sessionlake_lake::transaction::{Leftovers, Uncommitted};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
-use crate::retention::{Lake, delete_all};
+use crate::retention::{Lake, REMOVED_LEFTOVERS, delete_all};
 use crate::{Cli, Outcome, json_record};
 
 /// Default `--min-age`: a day without change (a stream still growing is left alone).
@@ -149,32 +150,18 @@ fn plan(
     groups
 }
 
-/// Deletes compacted files no commit names (an interrupted compaction, retention or ingest):
-/// all of them after taking over a crashed holder's lease, else those older than
-/// [`SWEEP_GRACE`].
-async fn sweep_uncommitted(lake: &Lake, crashed: bool) -> anyhow::Result<usize> {
-    let named: BTreeSet<&str> = lake
-        .chain
-        .iter()
-        .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
-        .collect();
-    let grace = i64::try_from(SWEEP_GRACE.as_micros()).unwrap_or(i64::MAX);
-    let now = chrono::Utc::now().timestamp_micros();
-    let mut swept = 0;
-    for dir in [paths::COMMANDS_DIR, paths::SESSIONS_DIR] {
-        for (path, _) in lake.store.list(dir).await? {
-            let Some(version) = paths::compacted_version(&path) else { continue };
-            if named.contains(path.as_str()) {
-                continue;
-            }
-            let made = version_time(version);
-            if crashed || made.is_none_or(|made| now.saturating_sub(made) > grace) {
-                lake.store.delete(&path).await?;
-                swept += 1;
-            }
-        }
+/// What compaction sweeps before it plans: the deletes of an interrupted retention, shred or
+/// compaction, and compacted files no commit names (a crashed writer's), all of them after
+/// taking over a crashed holder's lease, else those older than [`SWEEP_GRACE`].
+fn leftovers(crashed: bool) -> Leftovers<'static> {
+    Leftovers {
+        folders: &[paths::COMMANDS_DIR, paths::SESSIONS_DIR],
+        uncommitted: Some(Uncommitted {
+            older_than: (!crashed).then_some(SWEEP_GRACE),
+            only: paths::is_compacted,
+        }),
+        ..REMOVED_LEFTOVERS
     }
-    Ok(swept)
 }
 
 /// Runs `compact`.
@@ -214,8 +201,8 @@ async fn run(
     crashed: bool,
 ) -> anyhow::Result<Summary> {
     lake.ensure_trusted()?;
-    let mut summary = Summary { swept: lake.sweep().await?, ..Summary::default() };
-    summary.swept += sweep_uncommitted(lake, crashed).await?;
+    let mut summary =
+        Summary { swept: lake.sweep(&leftovers(crashed)).await?, ..Summary::default() };
     let provider: std::sync::Arc<dyn KeyProvider> = match &args.kms_key_id {
         Some(key_id) => std::sync::Arc::new(lake.keys.kms_provider(key_id)?),
         None => lake.keyring_provider()?,
@@ -244,35 +231,31 @@ async fn run(
         };
         let total: usize = groups.iter().map(|group| group.inputs.len()).sum();
         let progress = crate::progress::Progress::counting(!args.json, "compacting", "files");
-        let mut added: Vec<ObjectEntry> = Vec::new();
-        let mut renewed = Instant::now();
-        for group in &groups {
-            let written = files
-                .write_compacted(group.table, &group.dt, &group.inputs, &BTreeSet::new())
-                .await;
-            match written {
-                Ok(Some(entry)) => added.push(entry),
-                Ok(None) => {}
-                Err(error) => {
-                    lake.discard(&added).await;
-                    return Err(error.into());
+        let mut transaction = lake.begin(CommitAction::Compact)?;
+        let written = async {
+            let mut added: Vec<ObjectEntry> = Vec::new();
+            let mut renewed = Instant::now();
+            for group in &groups {
+                let written = files
+                    .write_compacted(group.table, &group.dt, &group.inputs, &BTreeSet::new())
+                    .await?;
+                if let Some(entry) = written {
+                    transaction.stage(entry.path.clone());
+                    added.push(entry);
+                }
+                progress.advance(group.inputs.len() as u64);
+                if renewed.elapsed() > renew_every {
+                    lease.renew().await.context("lost the writer lease")?;
+                    renewed = Instant::now();
                 }
             }
-            progress.advance(group.inputs.len() as u64);
-            if renewed.elapsed() > renew_every {
-                if let Err(error) = lease.renew().await {
-                    lake.discard(&added).await;
-                    return Err(error).context("lost the writer lease");
-                }
-                renewed = Instant::now();
-            }
-        }
+            // The lease must still be ours when the commit lands (ingest never races it).
+            lease.renew().await.context("lost the writer lease")?;
+            anyhow::Ok(added)
+        };
+        let written = written.await;
+        let added = transaction.or_discard(written).await?;
         drop(progress);
-        // The lease must still be ours when the commit lands (ingest never races it).
-        if let Err(error) = lease.renew().await {
-            lake.discard(&added).await;
-            return Err(error).context("lost the writer lease");
-        }
         let removed: Vec<ObjectEntry> =
             groups.iter().flat_map(|group| group.inputs.iter().cloned()).collect();
         let sessions: BTreeSet<&str> = added
@@ -288,7 +271,10 @@ async fn run(
             added.len(),
             partitions.len()
         );
-        match lake.commit(CommitAction::Compact, reason, added.clone(), removed.clone()).await {
+        let committed = transaction
+            .commit(CommitAction::Compact, Some(reason), added.clone(), removed.clone(), false)
+            .await;
+        match committed {
             Ok(link) => {
                 summary.partitions = partitions.len();
                 summary.files_before = removed.len();
@@ -301,17 +287,13 @@ async fn run(
                 delete_all(&lake.store, removed).await?;
                 return Ok(summary);
             }
-            Err(error)
-                if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
-                    && attempt < MAX_ATTEMPTS =>
-            {
-                tracing::info!(%error, "the lake moved on; planning again");
-                lake.discard(&added).await;
-                lake.reload().await?;
-            }
             Err(error) => {
-                lake.discard(&added).await;
-                return Err(error.into());
+                transaction.discard().await;
+                if !(error.is_conflict() && attempt < MAX_ATTEMPTS) {
+                    return Err(error.into());
+                }
+                tracing::info!(%error, "the lake moved on; planning again");
+                lake.reload().await?;
             }
         }
     }

@@ -27,9 +27,11 @@ use anyhow::Context as _;
 use clap::Args as ClapArgs;
 use futures::StreamExt as _;
 use sessionlake_lake::keys::{KeyProvider, Keys, PROVIDER_KMS, PROVIDER_LOCAL};
-use sessionlake_lake::manifest;
+use sessionlake_lake::manifest::Committer;
 use sessionlake_lake::session_keys::PROVIDER_SESSION;
+use sessionlake_lake::signing::KeyringSigner;
 use sessionlake_lake::store::LakeStore;
+use sessionlake_lake::transaction::Transaction;
 use sessionlake_schemas::envelope::{MAX_HEADER_LEN, WrappedKey};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
 
@@ -110,6 +112,7 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
     };
     let mut summary =
         RekeySummary { key_id: target_id.clone(), dry_run: args.dry_run, ..Default::default() };
+    let committer = Committer::new(Arc::new(KeyringSigner(Arc::clone(&keyring))));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -127,26 +130,18 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
         let removed = pending.into_iter().map(|pending| pending.entry).collect();
         let reason =
             args.reason.clone().or_else(|| Some(format!("data keys re-wrapped under {target_id}")));
-        match manifest::commit_if_head(
-            &store,
-            &keyring.signer(),
-            CommitAction::Rekey,
-            reason,
-            added,
-            removed,
-            head,
-        )
-        .await
-        {
+        // The records re-wrapped in place are committed objects: nothing is staged, and a
+        // commit that fails deletes nothing (the next rekey finds them rewritten).
+        let committed = Transaction::begin(&store, &committer, head)
+            .commit(CommitAction::Rekey, reason, added, removed, false)
+            .await;
+        match committed {
             Ok(link) => {
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
                 break;
             }
-            Err(error)
-                if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
-                    && attempt < MAX_ATTEMPTS =>
-            {
+            Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
                 tracing::info!(%error, "the lake moved on; planning again");
             }
             Err(error) => return Err(error.into()),

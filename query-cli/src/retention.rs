@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
 use sessionlake_indexer::parquet_out;
 use sessionlake_lake::keys::{KeyProvider, Keys};
-use sessionlake_lake::manifest::{self, ChainLink};
+use sessionlake_lake::manifest::{self, ChainLink, Committer};
 use sessionlake_lake::object_lock::ObjectLockSettings;
 use sessionlake_lake::signing::ManifestSigner;
 use sessionlake_lake::store::LakeStore;
+use sessionlake_lake::transaction::{self, Leftovers, Transaction};
 use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::WrappedKey;
@@ -1145,7 +1146,7 @@ pub(crate) struct Lake {
     /// The local keyring, when there is one: it wraps new data keys unless a KMS key does.
     keyring: Option<std::sync::Arc<sessionlake_lake::keys::LocalKeyring>>,
     /// Signs the commits: the keyring's key, or the KMS key of `--signing-key`.
-    signer: Box<dyn ManifestSigner>,
+    committer: Committer,
     /// The signers it trusts.
     pinned: Vec<PinnedSigner>,
     /// The command, for messages.
@@ -1175,7 +1176,7 @@ impl Lake {
             store,
             keys,
             keyring,
-            signer,
+            committer: Committer::new(std::sync::Arc::from(signer)),
             pinned,
             command,
             chain: Vec::new(),
@@ -1207,7 +1208,7 @@ impl Lake {
 
     /// Returns the signer of this lake's commits.
     pub(crate) fn signer(&self) -> &dyn ManifestSigner {
-        self.signer.as_ref()
+        self.committer.signer()
     }
 
     /// The keyring as the provider of new data keys; an error names the missing keyring.
@@ -1222,11 +1223,11 @@ impl Lake {
     }
 
     /// Rewrites each compacted file of `files` without the sessions of `gone` (each file under
-    /// a fresh data key from the provider that wrapped its current one); returns the new files'
-    /// entries (a file left with no row has none). Nothing is committed: on error, what was
-    /// written is deleted again.
+    /// a fresh data key from the provider that wrapped its current one), staged in
+    /// `transaction`; returns the new files' entries (a file left with no row has none).
     pub(crate) async fn rewrite_without(
         &self,
+        transaction: &mut Transaction,
         files: &[ObjectEntry],
         gone: &BTreeSet<String>,
     ) -> anyhow::Result<Vec<ObjectEntry>> {
@@ -1240,14 +1241,9 @@ impl Lake {
         let lake_id = crate::lake_id(&self.store, &self.live).await?.unwrap_or_default();
         let mut written: Vec<ObjectEntry> = Vec::new();
         for entry in unique.into_values() {
-            let result = self.rewrite_one(entry, gone, &lake_id).await;
-            match result {
-                Ok(Some(new)) => written.push(new),
-                Ok(None) => {}
-                Err(error) => {
-                    self.discard(&written).await;
-                    return Err(error);
-                }
+            if let Some(new) = self.rewrite_one(entry, gone, &lake_id).await? {
+                transaction.stage(new.path.clone());
+                written.push(new);
             }
         }
         Ok(written)
@@ -1290,16 +1286,6 @@ impl Lake {
         }
     }
 
-    /// Deletes objects written for a commit that was not made (best effort: `verify` names
-    /// any that stay).
-    pub(crate) async fn discard(&self, entries: &[ObjectEntry]) {
-        for entry in entries {
-            if let Err(error) = self.store.delete(&entry.path).await {
-                tracing::warn!(object = %entry.path, %error, "uncommitted object not deleted");
-            }
-        }
-    }
-
     /// Returns the compacted files that once held any of `sessions` and are no longer live,
     /// as committed: a shred or an expiry deletes them too (a compacted file's key is not
     /// under a session key, so only deleting it removes the session's rows).
@@ -1336,64 +1322,63 @@ impl Lake {
         Ok(())
     }
 
-    pub(crate) fn head(&self) -> Option<u64> {
-        self.file_head
-    }
-
-    pub(crate) async fn commit(
-        &self,
-        action: CommitAction,
-        reason: String,
-        added: Vec<ObjectEntry>,
-        removed: Vec<ObjectEntry>,
-    ) -> sessionlake_lake::LakeResult<ChainLink> {
+    /// Begins a change of the lake as read, committed on its newest manifest: only on a trusted
+    /// newest manifest, and for what deletes or rewrites (retention, shred, compaction) only on
+    /// a wholly trusted chain.
+    pub(crate) fn begin(&self, action: CommitAction) -> sessionlake_lake::LakeResult<Transaction> {
         if matches!(action, CommitAction::Retention | CommitAction::Shred | CommitAction::Compact) {
             self.ensure_trusted()?;
         }
         self.ensure_head_trusted()?;
-        manifest::commit_if_head(
-            &self.store,
-            &*self.signer,
-            action,
-            Some(reason),
-            added,
-            removed,
-            self.head(),
-        )
-        .await
+        Ok(Transaction::begin(&self.store, &self.committer, self.file_head))
     }
 
-    /// Deletes objects that retention, shred or compaction commits removed but that are still
-    /// stored (an interrupted run), session key records first. One listing per folder they are in, not a
-    /// request per object ever removed.
-    pub(crate) async fn sweep(&self) -> anyhow::Result<usize> {
-        self.ensure_trusted()?;
-        let removed: BTreeMap<&str, &ObjectEntry> = self
-            .chain
-            .iter()
-            .filter(|link| {
-                matches!(
-                    link.manifest.body.action,
-                    CommitAction::Retention | CommitAction::Shred | CommitAction::Compact
-                )
-            })
-            .flat_map(|link| &link.manifest.body.removed)
-            .filter(|entry| !self.live.contains_key(&entry.path))
-            .map(|entry| (entry.path.as_str(), entry))
-            .collect();
-        let folders: BTreeSet<&str> =
-            removed.keys().filter_map(|path| path.split('/').next()).collect();
-        let mut stored = Vec::new();
-        for folder in folders {
-            for (path, _) in self.store.list(folder).await? {
-                if let Some(entry) = removed.get(path.as_str()) {
-                    stored.push((*entry).clone());
+    /// Commits a hold placed or released, which no other change of the lake invalidates, on
+    /// the newest manifest: after a lost race the chain is read again and, unless what it
+    /// removes is gone meanwhile, the commit tried on the new head. Discards on failure.
+    pub(crate) async fn commit_unplanned(
+        &mut self,
+        transaction: &mut Transaction,
+        reason: Option<String>,
+        added: Vec<ObjectEntry>,
+        removed: Vec<ObjectEntry>,
+    ) -> anyhow::Result<ChainLink> {
+        let mut attempt = 0;
+        let error = loop {
+            attempt += 1;
+            let committed = transaction
+                .commit(CommitAction::Hold, reason.clone(), added.clone(), removed.clone(), false)
+                .await;
+            match committed {
+                Ok(link) => return Ok(link),
+                Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
+                    self.reload().await?;
+                    if let Err(error) = self.ensure_head_trusted() {
+                        break error;
+                    }
+                    if let Some(gone) = removed.iter().find(|e| !self.live.contains_key(&e.path)) {
+                        break LakeError::new(
+                            LakeErrorKind::AlreadyExists,
+                            format!("{} was removed by another commit meanwhile", gone.path),
+                        );
+                    }
+                    transaction.replan_on(self.file_head);
                 }
+                Err(error) => break error,
             }
-        }
-        let swept = stored.len();
-        delete_all(&self.store, stored).await?;
-        Ok(swept)
+        };
+        transaction.discard().await;
+        Err(error.into())
+    }
+
+    /// Deletes the leftovers `leftovers` names of an interrupted writer (see
+    /// [`transaction::sweep`]); only on a wholly trusted chain. Returns how many it deleted.
+    pub(crate) async fn sweep(&self, leftovers: &Leftovers<'_>) -> anyhow::Result<usize> {
+        self.ensure_trusted()?;
+        let swept =
+            transaction::sweep(&self.store, &self.chain, &self.live, self.file_head, leftovers)
+                .await?;
+        Ok(swept.into_result()?)
     }
 
     /// Writes `entry` (an `access` file) again with only the events `keep` accepts, under the
@@ -1473,22 +1458,21 @@ impl Lake {
 
     /// Writes the rewritten `access` files the plan asks for. Returns them, to be added by the
     /// same commit that removes the files they replace.
-    async fn write_rewrites(&self, due: &[&Planned]) -> anyhow::Result<Vec<ObjectEntry>> {
+    async fn write_rewrites(
+        &self,
+        transaction: &mut Transaction,
+        due: &[&Planned],
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
         let mut added = Vec::new();
         for line in due {
             let Some(keep) = &line.keep_events else { continue };
             let keep: BTreeSet<&str> = keep.iter().map(String::as_str).collect();
             for entry in &line.remove {
-                match self
-                    .rewrite_access(entry, |record| keep.contains(record.event_id.as_str()))
-                    .await
-                {
-                    Ok(Some(written)) => added.push(written),
-                    Ok(None) => {}
-                    Err(error) => {
-                        self.discard(&added).await;
-                        return Err(error);
-                    }
+                let rewritten =
+                    self.rewrite_access(entry, |record| keep.contains(record.event_id.as_str()));
+                if let Some(written) = rewritten.await? {
+                    transaction.stage(written.path.clone());
+                    added.push(written);
                 }
             }
         }
@@ -1520,22 +1504,19 @@ fn noted(line: &Planned) -> impl Iterator<Item = ObjectEntry> + '_ {
     })
 }
 
+/// What an interrupted retention, shred or compaction leaves: objects its commit removed that
+/// are still stored.
+pub(crate) const REMOVED_LEFTOVERS: Leftovers<'static> = Leftovers {
+    folders: &[],
+    uncommitted: None,
+    removed_by: &[CommitAction::Retention, CommitAction::Shred, CommitAction::Compact],
+};
+
 /// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
 /// counting on a spinner when stderr is a terminal.
 pub(crate) async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
     let progress = crate::progress::Progress::counting(true, "deleting", "objects");
-    let (keys, rest): (Vec<_>, Vec<_>) =
-        entries.into_iter().partition(|entry| entry.kind == ObjectKind::SessionKey);
-    for batch in [keys, rest] {
-        let results = futures::stream::iter(batch.iter().map(|entry| store.delete(&entry.path)))
-            .buffer_unordered(CONCURRENCY)
-            .inspect(|_| progress.advance(1))
-            .collect::<Vec<_>>()
-            .await;
-        for result in results {
-            result?;
-        }
-    }
+    transaction::delete_removed(store, entries, &|| progress.advance(1)).await?;
     Ok(())
 }
 
@@ -1565,7 +1546,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
     loop {
         attempt += 1;
         if apply {
-            let swept = lake.sweep().await?;
+            let swept = lake.sweep(&REMOVED_LEFTOVERS).await?;
             if swept > 0 {
                 eprintln!("sessionlake: deleted {swept} objects an interrupted run had removed");
             }
@@ -1594,10 +1575,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         {
             anyhow::bail!("nothing changed");
         }
-        let added_access = lake.write_rewrites(&due).await?;
         let mut removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
-        // Compacted files holding expired sessions are rewritten without them in the same
-        // commit; the old files (and older ones that held them) are deleted after it.
         let expired: BTreeSet<String> = due
             .iter()
             .filter(|p| p.expires == Expiry::Session)
@@ -1605,14 +1583,16 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             .collect();
         let compacted: Vec<ObjectEntry> =
             due.iter().flat_map(|p| p.rewrite.iter().cloned()).collect();
-        let mut added = match lake.rewrite_without(&compacted, &expired).await {
-            Ok(added) => added,
-            Err(error) => {
-                lake.discard(&added_access).await;
-                return Err(error);
-            }
+        let mut transaction = lake.begin(CommitAction::Retention)?;
+        let written = async {
+            let mut added = lake.write_rewrites(&mut transaction, &due).await?;
+            // Compacted files holding expired sessions are rewritten without them in the same
+            // commit; the old files (and older ones that held them) are deleted after it.
+            added.extend(lake.rewrite_without(&mut transaction, &compacted, &expired).await?);
+            anyhow::Ok(added)
         };
-        added.extend(added_access);
+        let written = written.await;
+        let added = transaction.or_discard(written).await?;
         let mut seen = BTreeSet::new();
         removed.extend(compacted.into_iter().filter(|entry| seen.insert(entry.path.clone())).map(
             |entry| {
@@ -1638,7 +1618,10 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             count(Expiry::Quarantine),
             due.iter().filter(|p| p.action == Action::Shred).count()
         );
-        match lake.commit(CommitAction::Retention, reason, added.clone(), removed.clone()).await {
+        let committed = transaction
+            .commit(CommitAction::Retention, Some(reason), added.clone(), removed.clone(), false)
+            .await;
+        match committed {
             Ok(link) => {
                 delete_all(&lake.store, removed).await?;
                 delete_all(&lake.store, stale).await?;
@@ -1657,10 +1640,8 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                 return Ok(Outcome::Matched);
             }
             Err(error) => {
-                lake.discard(&added).await;
-                if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
-                    && attempt < MAX_ATTEMPTS
-                {
+                transaction.discard().await;
+                if error.is_conflict() && attempt < MAX_ATTEMPTS {
                     eprintln!("sessionlake: another writer committed first; planning again");
                     lake.reload().await?;
                 } else {
@@ -1771,7 +1752,7 @@ fn report_change(
 
 /// Runs `hold add|list|release`.
 pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
-    let lake = Lake::open(cli, "hold").await?;
+    let mut lake = Lake::open(cli, "hold").await?;
     if !matches!(command, HoldCommand::List(_)) {
         // Before anything is written: a hold's file would otherwise stay uncommitted.
         lake.ensure_head_trusted()?;
@@ -1802,7 +1783,9 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             ActiveHold::new(hold.clone())?;
             let path = hold_path(&id);
             let json = serde_json::to_vec_pretty(&hold)?;
-            let stored = lake.store.put_new(&path, bytes::Bytes::from(json)).await?;
+            let mut transaction = lake.begin(CommitAction::Hold)?;
+            let stored = transaction.put_new(&path, bytes::Bytes::from(json)).await;
+            let stored = transaction.or_discard(stored).await?;
             let entry = ObjectEntry {
                 path: stored.path,
                 size: stored.size,
@@ -1815,16 +1798,8 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             };
             let reason =
                 format!("hold {id} on {} by {}: {}", hold.scope(), hold.created_by, hold.reason);
-            lake.ensure_head_trusted()?;
-            let link = manifest::commit(
-                &lake.store,
-                &*lake.signer,
-                CommitAction::Hold,
-                Some(reason),
-                vec![entry],
-                Vec::new(),
-            )
-            .await?;
+            let link = lake.commit_unplanned(&mut transaction, Some(reason), vec![entry], vec![]);
+            let link = link.await?;
             let sequence = link.manifest.body.sequence;
             let mut data = serde_json::to_value(&hold)?;
             data["manifest"] = sequence.into();
@@ -1858,23 +1833,18 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
         HoldCommand::Release(args) => {
             anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
             let path = hold_path(&args.id);
-            let Some(entry) = lake.live.get(&path).filter(|entry| entry.kind == ObjectKind::Hold)
+            let Some(entry) =
+                lake.live.get(&path).filter(|entry| entry.kind == ObjectKind::Hold).cloned()
             else {
                 anyhow::bail!("no hold {} in force in {}", args.id, lake.store.location());
             };
             let reason = format!("release of hold {} by {}: {}", args.id, actor(), args.reason);
-            lake.ensure_head_trusted()?;
-            let link = manifest::commit(
-                &lake.store,
-                &*lake.signer,
-                CommitAction::Hold,
-                Some(reason),
-                Vec::new(),
-                vec![entry.clone()],
-            )
-            .await?;
+            let mut transaction = lake.begin(CommitAction::Hold)?;
+            let removed = vec![entry.clone()];
+            let link = lake.commit_unplanned(&mut transaction, Some(reason), vec![], removed);
+            let link = link.await?;
             // The hold's file goes; the commits that placed and released it stay in the chain.
-            lake.store.delete(&path).await?;
+            delete_all(&lake.store, vec![entry]).await?;
             let sequence = link.manifest.body.sequence;
             report_change(
                 args.json,
@@ -1993,33 +1963,34 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
         // Its rows leave the compacted files that hold them (rewritten without it), and its
         // events the access files, in the same commit; every compacted file that ever held
         // them is deleted after it.
-        let mut added = lake.rewrite_without(&compacted, &gone).await?;
-        let rewritten_compacted = added.len();
-        removed.extend(compacted);
         let stale = lake.stale_compacted(&gone);
         let due: Vec<&Planned> = access.iter().collect();
-        match lake.write_rewrites(&due).await {
-            Ok(written) => added.extend(written),
-            Err(error) => {
-                lake.discard(&added).await;
-                return Err(error);
-            }
-        }
+        let mut transaction = lake.begin(CommitAction::Shred)?;
+        let written = async {
+            let added = lake.rewrite_without(&mut transaction, &compacted, &gone).await?;
+            let access = lake.write_rewrites(&mut transaction, &due).await?;
+            anyhow::Ok((added, access))
+        };
+        let written = written.await;
+        let (mut added, added_access) = transaction.or_discard(written).await?;
+        let rewritten_compacted = added.len();
+        added.extend(added_access);
+        removed.extend(compacted);
         removed.extend(access.iter().flat_map(noted));
-        let link =
-            match lake.commit(CommitAction::Shred, reason, added.clone(), removed.clone()).await {
-                Ok(link) => link,
-                Err(error) => {
-                    lake.discard(&added).await;
-                    if error.kind() == sessionlake_lake::LakeErrorKind::AlreadyExists
-                        && attempt < MAX_ATTEMPTS
-                    {
-                        lake.reload().await?;
-                        continue;
-                    }
-                    return Err(error.into());
+        let committed = transaction
+            .commit(CommitAction::Shred, Some(reason), added.clone(), removed.clone(), false)
+            .await;
+        let link = match committed {
+            Ok(link) => link,
+            Err(error) => {
+                transaction.discard().await;
+                if error.is_conflict() && attempt < MAX_ATTEMPTS {
+                    lake.reload().await?;
+                    continue;
                 }
-            };
+                return Err(error.into());
+            }
+        };
         delete_all(&lake.store, stale).await?;
         let added_access = added.len() - rewritten_compacted;
         delete_all(&lake.store, removed.clone()).await?;

@@ -149,6 +149,11 @@ pub fn session_key_object(stem: &str) -> String {
     format!("{SESSION_KEYS_DIR}/{stem}{SESSION_KEY_EXTENSION}")
 }
 
+/// Returns whether `path` is a session key record's.
+pub fn is_session_key_record(path: &str) -> bool {
+    path.strip_prefix(SESSION_KEYS_DIR).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Returns the lake path of an `access` file: the events of one CloudTrail file (named by
 /// `trail_file_id`, a hash of where the file came from) that happened on day `dt`.
 pub fn access_object(dt: &str, trail_file_id: &str, version: &str) -> String {

@@ -145,102 +145,19 @@ pub fn check(bytes: &[u8], sequence: u64, pinned: &[PinnedSigner]) -> Result<Che
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
-    use async_trait::async_trait;
-    use futures::stream::BoxStream;
-    use object_store::memory::InMemory;
-    use object_store::path::Path;
-    use object_store::{
-        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-        PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    };
+    use object_store::ObjectStore;
     use sessionlake_schemas::manifest::{CommitAction, ObjectKind};
 
     use super::*;
     use crate::keys::LocalKeyring;
+    use crate::manifest::Committer;
+    use crate::signing::KeyringSigner;
     use crate::store::{LakeLocation, sha256_hex};
+    use crate::test_store::Flaky;
+    use crate::transaction::Transaction;
     use crate::trust::Snapshot;
-
-    /// An in-memory store that counts the objects read from it.
-    #[derive(Debug, Default)]
-    struct Counting {
-        inner: InMemory,
-        reads: AtomicUsize,
-    }
-
-    impl std::fmt::Display for Counting {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "Counting")
-        }
-    }
-
-    #[async_trait]
-    impl ObjectStore for Counting {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> object_store::Result<PutResult> {
-            self.inner.put_opts(location, payload, opts).await
-        }
-
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-
-        async fn get_opts(
-            &self,
-            location: &Path,
-            options: GetOptions,
-        ) -> object_store::Result<GetResult> {
-            self.reads.fetch_add(1, Ordering::Relaxed);
-            self.inner.get_opts(location, options).await
-        }
-
-        fn delete_stream(
-            &self,
-            locations: BoxStream<'static, object_store::Result<Path>>,
-        ) -> BoxStream<'static, object_store::Result<Path>> {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&Path>,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list(prefix)
-        }
-
-        fn list_with_offset(
-            &self,
-            prefix: Option<&Path>,
-            offset: &Path,
-        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.inner.list_with_offset(prefix, offset)
-        }
-
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&Path>,
-        ) -> object_store::Result<ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-
-        async fn copy_opts(
-            &self,
-            from: &Path,
-            to: &Path,
-            options: CopyOptions,
-        ) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
 
     fn entry(index: usize) -> ObjectEntry {
         ObjectEntry {
@@ -267,25 +184,22 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (keyring, _) =
             LocalKeyring::open_or_create(&dir.path().join("k.json")).expect("keyring");
-        let counting = Arc::new(Counting::default());
+        let counting = Arc::new(Flaky::default());
         let store = LakeStore::from_object_store(
             LakeLocation::Local(dir.path().into()),
             Arc::clone(&counting) as Arc<dyn ObjectStore>,
         );
+        let keyring = Arc::new(keyring);
         let signer = keyring.signer();
+        let committer = Committer::new(Arc::new(KeyringSigner(Arc::clone(&keyring))));
+        let mut writer = Transaction::begin(&store, &committer, None);
         let mut checkpoint_head = None;
         for index in 0..COMMITS {
             let removed = if index % 10 == 9 { vec![entry(index - 5)] } else { vec![] };
-            let link = crate::manifest::commit(
-                &store,
-                &signer,
-                CommitAction::Ingest,
-                None,
-                vec![entry(index)],
-                removed,
-            )
-            .await
-            .expect("commit");
+            let link = writer
+                .commit(CommitAction::Ingest, None, vec![entry(index)], removed, false)
+                .await
+                .expect("commit");
             if link.manifest.body.sequence == CHECKPOINTED {
                 checkpoint_head = Some(link);
             }

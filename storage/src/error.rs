@@ -31,6 +31,8 @@ pub struct LakeError {
     message: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// A write whose outcome is unknown: it may have landed although the call failed.
+    outcome_unknown: bool,
 }
 
 impl fmt::Display for LakeError {
@@ -42,7 +44,25 @@ impl fmt::Display for LakeError {
 impl LakeError {
     /// Returns a new error of `kind` with a message that names the object.
     pub fn new(kind: LakeErrorKind, message: impl Into<String>) -> Self {
-        LakeError { kind, message: message.into(), source: None }
+        LakeError { kind, message: message.into(), source: None, outcome_unknown: false }
+    }
+
+    /// Marks the error as one of a write that may have landed although the call failed (the
+    /// response was lost, and reading the name back failed too).
+    pub fn outcome_unknown(mut self) -> Self {
+        self.outcome_unknown = true;
+        self
+    }
+
+    /// Returns whether the failed write may have landed: what it names must not be deleted.
+    pub fn is_outcome_unknown(&self) -> bool {
+        self.outcome_unknown
+    }
+
+    /// Returns whether a commit lost a race: another writer committed on the head it was
+    /// planned on. The writer re-reads the chain and plans again.
+    pub fn is_conflict(&self) -> bool {
+        self.kind == LakeErrorKind::AlreadyExists && !self.outcome_unknown
     }
 
     /// Attaches the underlying cause.

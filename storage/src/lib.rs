@@ -32,6 +32,9 @@ mod secret;
 pub mod session_keys;
 pub mod signing;
 pub mod store;
+#[cfg(test)]
+mod test_store;
+pub mod transaction;
 pub mod trust;
 pub mod verified;
 

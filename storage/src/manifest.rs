@@ -27,9 +27,6 @@ use crate::error::{LakeError, LakeErrorKind, LakeResult};
 use crate::signing::{ManifestSigner, verify_signature_bytes};
 use crate::store::{LakeStore, sha256_hex};
 
-/// How many times a commit re-reads the head after losing a race before it gives up.
-const MAX_COMMIT_ATTEMPTS: usize = 16;
-
 /// Manifests read at once from the store.
 const READ_CONCURRENCY: usize = 16;
 
@@ -409,8 +406,8 @@ struct CommitRequest<'a> {
     idle_period_secs: Option<u64>,
     action: CommitAction,
     reason: Option<String>,
-    /// Commit only right after this head (`Some(None)`: only as the first commit).
-    expected_head: Option<Option<u64>>,
+    /// Commit only right after this head (`None`: only as the first commit).
+    expected_head: Option<u64>,
 }
 
 async fn commit_request(
@@ -422,7 +419,7 @@ async fn commit_request(
     let signer = request.signer;
     let records = prepare_key_records(store, signer, request.replaces, &mut added).await?;
     let committed = sign_and_create(store, &request, added, removed).await;
-    if committed.is_err() {
+    if committed.as_ref().is_err_and(|error| !error.is_outcome_unknown()) {
         // Records nothing names would show as uncommitted objects: take them back.
         for path in records {
             if let Err(error) = store.delete(&path).await {
@@ -440,115 +437,82 @@ async fn sign_and_create(
     removed: Vec<ObjectEntry>,
 ) -> LakeResult<ChainLink> {
     let signer = request.signer;
-    let writer = writer_id();
-    for _ in 0..MAX_COMMIT_ATTEMPTS {
-        let previous = head(store).await?;
-        let head_sequence = previous.as_ref().and_then(|link| paths::manifest_sequence(&link.path));
-        if let Some(expected) = request.expected_head
-            && expected != head_sequence
-        {
-            return Err(changed_since(store, expected, head_sequence));
-        }
-        // Numbered after the newest file, whatever its body says: a replayed old manifest
-        // (which `verify` reports) must not make every later commit collide with it.
-        let sequence = previous
-            .as_ref()
-            .map_or(Some(0), |link| {
-                paths::manifest_sequence(&link.path).and_then(|seq| seq.checked_add(1))
-            })
-            .ok_or_else(|| LakeError::format("the manifest sequence is exhausted"))?;
-        let body = ManifestBody {
-            version: MANIFEST_VERSION,
-            sequence,
-            previous_sha256: previous.map(|link| link.sha256),
-            committed_at: chrono::Utc::now().to_rfc3339(),
-            writer_id: writer.clone(),
-            action: request.action,
-            reason: request.reason.clone(),
-            added: added.clone(),
-            removed: removed.clone(),
-            idle_period_secs: request.idle_period_secs,
-        };
-        let signing_bytes = body
-            .signing_bytes()
-            .map_err(|error| LakeError::format(format!("failed to encode manifest: {error}")))?;
-        let signature = ManifestSignature {
-            algorithm: signer.algorithm().to_string(),
-            key_id: signer.key_id().to_string(),
-            value: B64.encode(signer.sign(&signing_bytes).await?),
-        };
-        let manifest = Manifest { body, signature };
-        let json = serde_json::to_vec_pretty(&manifest)
-            .map_err(|error| LakeError::format(format!("failed to encode manifest: {error}")))?;
-        let path = paths::manifest_object(sequence);
-        match store.put_commit(&path, Bytes::from(json)).await {
-            Ok(stored) => {
-                let link = ChainLink { path, sha256: stored.sha256, size: stored.size, manifest };
-                tracing::info!(
-                    sequence,
-                    sha256 = %link.sha256,
-                    action = ?link.manifest.body.action,
-                    "committed: head is manifest {sequence}"
-                );
-                return Ok(link);
+    let previous = head(store).await?;
+    let head_sequence = previous.as_ref().and_then(|link| paths::manifest_sequence(&link.path));
+    if request.expected_head != head_sequence {
+        return Err(changed_since(store, request.expected_head, head_sequence));
+    }
+    // Numbered after the newest file, whatever its body says: a replayed old manifest
+    // (which `verify` reports) must not make every later commit collide with it.
+    let sequence = previous
+        .as_ref()
+        .map_or(Some(0), |link| {
+            paths::manifest_sequence(&link.path).and_then(|seq| seq.checked_add(1))
+        })
+        .ok_or_else(|| LakeError::format("the manifest sequence is exhausted"))?;
+    let body = ManifestBody {
+        version: MANIFEST_VERSION,
+        sequence,
+        previous_sha256: previous.map(|link| link.sha256),
+        committed_at: chrono::Utc::now().to_rfc3339(),
+        writer_id: writer_id(),
+        action: request.action,
+        reason: request.reason.clone(),
+        added,
+        removed,
+        idle_period_secs: request.idle_period_secs,
+    };
+    let signing_bytes = body
+        .signing_bytes()
+        .map_err(|error| LakeError::format(format!("failed to encode manifest: {error}")))?;
+    let signature = ManifestSignature {
+        algorithm: signer.algorithm().to_string(),
+        key_id: signer.key_id().to_string(),
+        value: B64.encode(signer.sign(&signing_bytes).await?),
+    };
+    let manifest = Manifest { body, signature };
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|error| LakeError::format(format!("failed to encode manifest: {error}")))?;
+    let path = paths::manifest_object(sequence);
+    let json = Bytes::from(json);
+    let stored = match store.put_commit(&path, json.clone()).await {
+        Ok(stored) => (stored.sha256, stored.size),
+        // The put may have landed and its response been lost (a retried create then finds the
+        // name taken): the name holding these very bytes is this commit.
+        Err(error) => match landed(store, &path, &json).await {
+            Some(true) => (sha256_hex(&json), json.len() as u64),
+            Some(false) if error.is_conflict() => {
+                return Err(changed_since(store, request.expected_head, Some(sequence)));
             }
-            Err(error) if error.kind() == LakeErrorKind::AlreadyExists => {
-                if let Some(expected) = request.expected_head {
-                    return Err(changed_since(store, expected, Some(sequence)));
-                }
-                tracing::info!(sequence, "another writer committed first; retrying");
+            Some(false) => return Err(error),
+            None => {
+                let message =
+                    format!("{error}; whether manifest {sequence} was written is unknown");
+                return Err(LakeError::new(error.kind(), message).outcome_unknown());
             }
-            Err(error) => return Err(error),
+        },
+    };
+    let link = ChainLink { path, sha256: stored.0, size: stored.1, manifest };
+    tracing::info!(
+        sequence,
+        sha256 = %link.sha256,
+        action = ?link.manifest.body.action,
+        "committed: head is manifest {sequence}"
+    );
+    Ok(link)
+}
+
+/// Whether the commit object at `path` holds exactly `ours`: `Some(true)` when it does,
+/// `Some(false)` when it is absent or holds another commit, `None` when it cannot be read.
+async fn landed(store: &LakeStore, path: &str, ours: &[u8]) -> Option<bool> {
+    match store.get(path).await {
+        Ok(stored) => Some(stored.as_ref() == ours),
+        Err(error) if error.kind() == LakeErrorKind::NotFound => Some(false),
+        Err(error) => {
+            tracing::warn!(object = path, %error, "could not read back a commit whose put failed");
+            None
         }
     }
-    Err(LakeError::new(
-        LakeErrorKind::Unavailable,
-        format!("failed to commit to {}: lost {MAX_COMMIT_ATTEMPTS} races", store.location()),
-    ))
-}
-
-/// Writes a commit naming `added` and `removed`, signed by `signer`. Returns the link written.
-///
-/// The objects must already be durable in the lake. The signer's public key is stored (and
-/// committed) the first time it signs; a retired key is refused. The commit makes no
-/// idle-commit promise (see [`Committer`]).
-pub async fn commit(
-    store: &LakeStore,
-    signer: &dyn ManifestSigner,
-    action: CommitAction,
-    reason: Option<String>,
-    added: Vec<ObjectEntry>,
-    removed: Vec<ObjectEntry>,
-) -> LakeResult<ChainLink> {
-    let request = one_off(signer, action, reason, None);
-    commit_request(store, request, added, removed).await
-}
-
-/// Like [`commit`], but only as the commit right after sequence `expected_head` (`None`: the
-/// first commit of the lake): for a change computed from a snapshot of the live set, which a
-/// commit in between could invalidate. Fails with [`LakeErrorKind::AlreadyExists`] when
-/// another writer committed since; re-read and recompute then.
-pub async fn commit_if_head(
-    store: &LakeStore,
-    signer: &dyn ManifestSigner,
-    action: CommitAction,
-    reason: Option<String>,
-    added: Vec<ObjectEntry>,
-    removed: Vec<ObjectEntry>,
-    expected_head: Option<u64>,
-) -> LakeResult<ChainLink> {
-    let request = one_off(signer, action, reason, Some(expected_head));
-    commit_request(store, request, added, removed).await
-}
-
-/// The request of a commit outside a long-running writer: no promise, nothing retired.
-fn one_off(
-    signer: &dyn ManifestSigner,
-    action: CommitAction,
-    reason: Option<String>,
-    expected_head: Option<Option<u64>>,
-) -> CommitRequest<'_> {
-    CommitRequest { signer, replaces: None, idle_period_secs: None, action, reason, expected_head }
 }
 
 fn changed_since(store: &LakeStore, expected: Option<u64>, found: Option<u64>) -> LakeError {
@@ -616,26 +580,13 @@ impl Committer {
         self.signer.as_ref()
     }
 
-    /// Commits like [`commit`], recording the idle period, or when `stopping` (the last commit
-    /// of a writer that stops) the restart period, if any.
-    pub async fn commit(
-        &self,
-        store: &LakeStore,
-        action: CommitAction,
-        reason: Option<String>,
-        added: Vec<ObjectEntry>,
-        removed: Vec<ObjectEntry>,
-        stopping: bool,
-    ) -> LakeResult<ChainLink> {
-        self.commit_on(store, action, reason, added, removed, stopping, None).await
-    }
-
-    /// Commits like [`Committer::commit`], but only right after `expected_head` (`Some(None)`:
-    /// only as the first commit; `None`: after whatever the head is). Fails with
-    /// [`LakeErrorKind::AlreadyExists`] when another writer committed since: the caller
-    /// re-reads the chain and recomputes what replaces what.
+    /// Commits `added` and `removed` right after `expected_head` (`None`: only as the first
+    /// commit of the lake), recording the idle period, or when `stopping` (the last commit of a
+    /// writer that stops) the restart period, if any. Fails with a conflict
+    /// ([`LakeError::is_conflict`]) when another writer committed since. Writers commit through
+    /// [`crate::transaction::Transaction`].
     #[allow(clippy::too_many_arguments)]
-    pub async fn commit_on(
+    pub(crate) async fn commit_on(
         &self,
         store: &LakeStore,
         action: CommitAction,
@@ -643,7 +594,7 @@ impl Committer {
         added: Vec<ObjectEntry>,
         removed: Vec<ObjectEntry>,
         stopping: bool,
-        expected_head: Option<Option<u64>>,
+        expected_head: Option<u64>,
     ) -> LakeResult<ChainLink> {
         let promise = if stopping { self.restart_within } else { self.idle_period };
         let idle_period_secs =
@@ -832,6 +783,7 @@ mod tests {
     use crate::keys::LocalKeyring;
     use crate::signing::KeyringSigner;
     use crate::store::LakeLocation;
+    use crate::transaction::Transaction;
 
     fn entry(path: &str) -> ObjectEntry {
         ObjectEntry {
@@ -855,35 +807,25 @@ mod tests {
             LakeLocation::Local(dir.path().into()),
             Arc::new(object_store::memory::InMemory::new()),
         );
+        let keyring = Arc::new(keyring);
         let signer = keyring.signer();
-        let first = commit(
-            &store,
-            &signer,
-            CommitAction::Ingest,
-            None,
-            vec![entry("a"), entry("b")],
-            vec![],
-        )
-        .await
-        .expect("commit 0");
-        let second =
-            commit(&store, &signer, CommitAction::Retention, None, vec![], vec![entry("a")])
-                .await
-                .expect("commit 1");
+        let committer = Committer::new(Arc::new(KeyringSigner(Arc::clone(&keyring))));
+        let mut writer = Transaction::begin(&store, &committer, None);
+        let first = writer
+            .commit(CommitAction::Ingest, None, vec![entry("a"), entry("b")], vec![], false)
+            .await
+            .expect("commit 0");
+        let second = writer
+            .commit(CommitAction::Retention, None, vec![], vec![entry("a")], false)
+            .await
+            .expect("commit 1");
         assert_eq!(second.manifest.body.previous_sha256.as_deref(), Some(first.sha256.as_str()));
         // A change computed against manifest 0 must not land after manifest 1.
-        let stale = commit_if_head(
-            &store,
-            &signer,
-            CommitAction::Rekey,
-            None,
-            vec![entry("a")],
-            vec![],
-            Some(0),
-        )
-        .await
-        .expect_err("head moved");
-        assert_eq!(stale.kind(), LakeErrorKind::AlreadyExists);
+        let stale = Transaction::begin(&store, &committer, Some(0))
+            .commit(CommitAction::Rekey, None, vec![entry("a")], vec![], false)
+            .await
+            .expect_err("head moved");
+        assert!(stale.is_conflict(), "{stale}");
         assert!(stale.to_string().contains("head was manifest 0, now 1"), "{stale}");
 
         let chain = read_chain(&store).await.expect("read");
@@ -946,7 +888,10 @@ mod tests {
             LakeLocation::Local(dir.path().into()),
             Arc::new(object_store::memory::InMemory::new()),
         );
-        commit(&store, &old.signer(), CommitAction::Ingest, None, vec![entry("a")], vec![])
+        let old = Arc::new(old);
+        let old_committer = Committer::new(Arc::new(KeyringSigner(Arc::clone(&old))));
+        Transaction::begin(&store, &old_committer, None)
+            .commit(CommitAction::Ingest, None, vec![entry("a")], vec![], false)
             .await
             .expect("commit 0");
         let chain = read_chain(&store).await.expect("read");
@@ -955,10 +900,9 @@ mod tests {
         let committer = Committer::new(Arc::new(KeyringSigner(Arc::new(new))))
             .replacing(replaced)
             .with_idle_period(Some(Duration::from_millis(1500)));
-        let idle = committer
-            .commit(&store, CommitAction::Idle, None, vec![], vec![], false)
-            .await
-            .expect("commit 1");
+        let mut writer = Transaction::begin(&store, &committer, Some(0));
+        let idle =
+            writer.commit(CommitAction::Idle, None, vec![], vec![], false).await.expect("commit 1");
         assert_eq!(idle.manifest.body.idle_period_secs, Some(2));
         let paths: Vec<&str> =
             idle.manifest.body.added.iter().map(|entry| entry.path.as_str()).collect();
@@ -968,22 +912,23 @@ mod tests {
             serde_json::from_slice(&store.get(&retired_path).await.expect("retired"))
                 .expect("parse");
         assert!(retired.valid_until.is_some());
-        let stopped = committer
-            .commit(&store, CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
+        let stopped = writer
+            .commit(CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
             .await
             .expect("commit 2");
         assert_eq!(stopped.manifest.body.idle_period_secs, None, "no restart promised");
         assert!(stopped.manifest.body.added.is_empty(), "records are written once");
         // A stop that promises the restart keeps the chain anchored across it.
         let restarting = committer.clone().with_restart_within(Some(Duration::from_secs(600)));
-        let stopped = restarting
-            .commit(&store, CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
+        let stopped = Transaction::begin(&store, &restarting, Some(2))
+            .commit(CommitAction::Idle, Some("stopped".into()), vec![], vec![], true)
             .await
             .expect("commit 3");
         assert_eq!(stopped.manifest.body.idle_period_secs, Some(600));
 
         // The retired key never signs again.
-        let error = commit(&store, &old.signer(), CommitAction::Ingest, None, vec![], vec![])
+        let error = Transaction::begin(&store, &old_committer, Some(3))
+            .commit(CommitAction::Ingest, None, vec![], vec![], false)
             .await
             .expect_err("retired");
         assert_eq!(error.kind(), LakeErrorKind::Config, "{error}");

@@ -1,0 +1,556 @@
+//! The one way a writer changes the lake.
+//!
+//! Every writer (ingest, compaction, retention, shred, rekey, holds) does the same five things,
+//! here and nowhere else:
+//!
+//! 1. **Stage**: every object it writes for a commit is staged in a [`Transaction`] begun on the
+//!    head its plan was computed from (the snapshot's newest manifest file).
+//! 2. **Commit on the known head**: [`Transaction::commit`] links the commit right after that
+//!    head, or fails with a conflict ([`LakeError::is_conflict`]) when another writer committed
+//!    since. A commit whose response was lost but which landed is recognised as this one (the
+//!    name holds these very bytes), never as a conflict.
+//! 3. **Re-plan after a lost race**: the writer reads the chain again, plans again, and
+//!    [`Transaction::replan_on`] the new head; what it staged for the lost plan stays staged.
+//! 4. **Discard**: after a commit, whatever was staged and the commit does not name is deleted;
+//!    on failure [`Transaction::discard`] deletes everything staged, unless the commit's outcome
+//!    is unknown (the manifest may name them): then nothing is deleted, and the sweep settles it.
+//! 5. **Sweep**: [`sweep`] deletes what a crashed writer left: objects no commit names, and
+//!    objects commits removed but that are still stored. It acts only on a whole, trusted chain.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
+use sessionlake_schemas::paths;
+
+use crate::error::{LakeError, LakeErrorKind, LakeResult};
+use crate::manifest::{ChainLink, Committer};
+use crate::store::{LakeStore, StoredObject};
+
+/// Deletes run at once.
+const DELETE_CONCURRENCY: usize = 16;
+
+/// Attempts of a sweep's or discard's list or delete (both idempotent) before it gives up on
+/// one: nothing else deletes what they leave.
+const ATTEMPTS: u32 = 5;
+
+/// One writer's change to the lake: the objects it staged and the head it commits on.
+#[derive(Debug)]
+pub struct Transaction {
+    store: LakeStore,
+    committer: Committer,
+    head: Option<u64>,
+    staged: BTreeSet<String>,
+    /// A commit failed without telling whether it landed: staged objects are kept.
+    uncertain: bool,
+}
+
+impl Transaction {
+    /// Begins a change of `store` planned on the chain whose newest manifest file is `head`
+    /// (`None`: an empty lake), committed by `committer`.
+    pub fn begin(store: &LakeStore, committer: &Committer, head: Option<u64>) -> Self {
+        Transaction {
+            store: store.clone(),
+            committer: committer.clone(),
+            head,
+            staged: BTreeSet::new(),
+            uncertain: false,
+        }
+    }
+
+    /// Returns the head the next commit goes right after.
+    pub fn head(&self) -> Option<u64> {
+        self.head
+    }
+
+    /// After a lost race: the change was planned again on the chain up to `head`.
+    pub fn replan_on(&mut self, head: Option<u64>) {
+        self.head = head;
+    }
+
+    /// Stages an object written for this change (by a writer that stores it itself).
+    pub fn stage(&mut self, path: impl Into<String>) {
+        self.staged.insert(path.into());
+    }
+
+    /// Stages the objects of `entries`.
+    pub fn stage_entries<'e>(&mut self, entries: impl IntoIterator<Item = &'e ObjectEntry>) {
+        self.staged.extend(entries.into_iter().map(|entry| entry.path.clone()));
+    }
+
+    /// Stores a new object (never replacing one) and stages it.
+    pub async fn put_new(&mut self, path: &str, bytes: Bytes) -> LakeResult<StoredObject> {
+        // Staged first: a put that fails after storing the bytes leaves nothing unstaged.
+        self.stage(path);
+        self.store.put_new(path, bytes).await
+    }
+
+    /// Returns the objects staged and not committed yet.
+    pub fn staged(&self) -> impl Iterator<Item = &str> {
+        self.staged.iter().map(String::as_str)
+    }
+
+    /// Commits `added` and `removed` right after [`Transaction::head`], signed by the
+    /// committer (`stopping`: the last commit of a writer that stops; see [`Committer`]).
+    ///
+    /// On success, what was staged and the commit does not name is deleted (best effort,
+    /// retried; `verify` names what stays), and the transaction goes on from the new head. On
+    /// a conflict ([`LakeError::is_conflict`]) nothing is deleted: the writer plans again.
+    pub async fn commit(
+        &mut self,
+        action: CommitAction,
+        reason: Option<String>,
+        added: Vec<ObjectEntry>,
+        removed: Vec<ObjectEntry>,
+        stopping: bool,
+    ) -> LakeResult<ChainLink> {
+        let committed = self
+            .committer
+            .commit_on(&self.store, action, reason, added, removed, stopping, self.head)
+            .await;
+        let link = match committed {
+            Ok(link) => link,
+            Err(error) => {
+                self.uncertain |= error.is_outcome_unknown();
+                return Err(error);
+            }
+        };
+        for entry in &link.manifest.body.added {
+            self.staged.remove(&entry.path);
+        }
+        self.discard().await;
+        self.head = Some(link.manifest.body.sequence);
+        Ok(link)
+    }
+
+    /// Returns `result`, after discarding everything staged when it is an error: for the
+    /// writes of a change, which go if any of them fails.
+    pub async fn or_discard<T, E>(&mut self, result: Result<T, E>) -> Result<T, E> {
+        if result.is_err() {
+            self.discard().await;
+        }
+        result
+    }
+
+    /// Deletes everything staged (best effort, retried; `verify` names what stays). After a
+    /// commit whose outcome is unknown, nothing: the manifest may name them, and the sweep of
+    /// the next writer that finds them uncommitted deletes them. Returns how many were deleted.
+    pub async fn discard(&mut self) -> usize {
+        let staged = std::mem::take(&mut self.staged);
+        if self.uncertain {
+            if !staged.is_empty() {
+                tracing::warn!(
+                    objects = staged.len(),
+                    "staged objects kept: the commit may have landed; a sweep settles them"
+                );
+            }
+            return 0;
+        }
+        discard(&self.store, staged.into_iter().collect()).await
+    }
+}
+
+/// Deletes objects written for a change that will not be committed, before a [`Transaction`]
+/// staged them (a session whose later object failed to write): best effort, each delete
+/// retried; `verify` names what stays. Returns how many were deleted.
+pub async fn discard(store: &LakeStore, paths: Vec<String>) -> usize {
+    delete_paths(store, paths, &|| {}).await.deleted
+}
+
+/// Deletes committed objects that a commit removed (session key records first, so that a
+/// deletion interrupted half-way leaves no readable session), each delete retried; the first
+/// failure is the error.
+/// `deleted` is called after each delete (a progress line).
+pub async fn delete_removed(
+    store: &LakeStore,
+    entries: impl IntoIterator<Item = ObjectEntry>,
+    deleted: &(dyn Fn() + Sync),
+) -> LakeResult<usize> {
+    let paths = entries.into_iter().map(|entry| entry.path).collect();
+    delete_paths(store, paths, deleted).await.into_result()
+}
+
+/// What a sweep or a discard deleted, and what it could not.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Objects deleted.
+    pub deleted: usize,
+    /// Why the objects (or folder listings) that failed did, one line each.
+    pub failed: Vec<String>,
+}
+
+impl Deleted {
+    /// Returns how many were deleted, or an error naming the first failure (and how many).
+    pub fn into_result(self) -> LakeResult<usize> {
+        match self.failed.first() {
+            None => Ok(self.deleted),
+            Some(first) => Err(LakeError::new(
+                LakeErrorKind::Unavailable,
+                format!("{first} ({} failures in all)", self.failed.len()),
+            )),
+        }
+    }
+}
+
+/// Deletes `paths`, session key records first, each delete retried; failures are logged and
+/// counted.
+async fn delete_paths(store: &LakeStore, paths: Vec<String>, done: &(dyn Fn() + Sync)) -> Deleted {
+    let (keys, rest): (Vec<String>, Vec<String>) =
+        paths.into_iter().partition(|path| paths::is_session_key_record(path));
+    let mut outcome = Deleted::default();
+    for batch in [keys, rest] {
+        let results = futures::stream::iter(batch.iter().map(|path| async move {
+            retrying(|| store.delete(path)).await.map_err(|error| (path, error))
+        }))
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .inspect(|_| done())
+        .collect::<Vec<_>>()
+        .await;
+        for result in results {
+            match result {
+                Ok(()) => outcome.deleted += 1,
+                Err((path, error)) => {
+                    tracing::warn!(object = %path, %error, "uncommitted object not deleted");
+                    outcome.failed.push(error.to_string());
+                }
+            }
+        }
+    }
+    outcome
+}
+
+/// Runs `call` until it succeeds, fails for good, or has failed [`ATTEMPTS`] times on errors
+/// that may pass (a connection reset the store's client does not retry by itself), waiting
+/// 100 ms, 200 ms, … between attempts.
+async fn retrying<T, F, Fut>(mut call: F) -> LakeResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = LakeResult<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(error) if error.is_retryable() && attempt < ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(100 << (attempt - 1))).await;
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Which leftovers of a crashed writer a [`sweep`] deletes.
+#[derive(Debug, Clone, Copy)]
+pub struct Leftovers<'a> {
+    /// Stored objects in these folders that no commit names (staged by a writer that never
+    /// committed them), if `uncommitted` says so.
+    pub folders: &'a [&'a str],
+    /// Which of those: `None` leaves them.
+    pub uncommitted: Option<Uncommitted>,
+    /// Stored objects that commits of these actions removed (and that are not live again):
+    /// the deletes of a writer interrupted after its commit.
+    pub removed_by: &'a [CommitAction],
+}
+
+/// The uncommitted objects a sweep deletes.
+#[derive(Debug, Clone, Copy)]
+pub struct Uncommitted {
+    /// Only objects made longer ago than this (by the time in their version name; an object
+    /// without one counts as old); `None`: all (no other writer can be staging them).
+    pub older_than: Option<Duration>,
+    /// Only objects whose path this accepts.
+    pub only: fn(&str) -> bool,
+}
+
+/// Deletes the leftovers `leftovers` names of a crashed writer.
+///
+/// `chain` must be the whole trusted chain up to `file_head` (the newest manifest file):
+/// whether an object is uncommitted is only known from every commit, and a forged or damaged
+/// manifest must never make objects look uncommitted. Anything else is an error and nothing is
+/// deleted.
+pub async fn sweep(
+    store: &LakeStore,
+    chain: &[ChainLink],
+    live: &BTreeMap<String, ObjectEntry>,
+    file_head: Option<u64>,
+    leftovers: &Leftovers<'_>,
+) -> LakeResult<Deleted> {
+    let whole = chain.iter().enumerate().all(|(at, link)| link.manifest.body.sequence == at as u64)
+        && chain.last().map(|link| link.manifest.body.sequence) == file_head;
+    if !whole {
+        return Err(LakeError::new(
+            LakeErrorKind::Integrity,
+            format!(
+                "{} was not swept: the sweep needs the whole trusted chain up to the newest \
+                 manifest, and it has a gap, an untrusted link or starts from a checkpoint",
+                store.location()
+            ),
+        ));
+    }
+    let named: BTreeSet<&str> = chain
+        .iter()
+        .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
+        .collect();
+    let removed: BTreeSet<&str> = chain
+        .iter()
+        .filter(|link| leftovers.removed_by.contains(&link.manifest.body.action))
+        .flat_map(|link| &link.manifest.body.removed)
+        .map(|entry| entry.path.as_str())
+        .filter(|path| !live.contains_key(*path))
+        .collect();
+    let mut folders: BTreeSet<&str> = BTreeSet::new();
+    if leftovers.uncommitted.is_some() {
+        folders.extend(leftovers.folders.iter().copied());
+    }
+    folders.extend(removed.iter().filter_map(|path| path.split('/').next()));
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut outcome = Deleted::default();
+    let mut doomed: BTreeSet<String> = BTreeSet::new();
+    for folder in folders {
+        let listed = match retrying(|| store.list(folder)).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(folder, %error, "leftovers not swept");
+                outcome.failed.push(error.to_string());
+                continue;
+            }
+        };
+        let uncommitted_here =
+            leftovers.uncommitted.filter(|_| leftovers.folders.contains(&folder));
+        for (path, _) in listed {
+            let stale = uncommitted_here.is_some_and(|rule| {
+                !named.contains(path.as_str()) && (rule.only)(&path) && old_enough(&path, rule, now)
+            });
+            if stale || removed.contains(path.as_str()) {
+                doomed.insert(path);
+            }
+        }
+    }
+    let deleted = delete_paths(store, doomed.into_iter().collect(), &|| {}).await;
+    outcome.deleted = deleted.deleted;
+    outcome.failed.extend(deleted.failed);
+    Ok(outcome)
+}
+
+fn old_enough(path: &str, rule: Uncommitted, now: i64) -> bool {
+    let Some(grace) = rule.older_than else { return true };
+    let grace = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    made_at(path).is_none_or(|made| now.saturating_sub(made) > grace)
+}
+
+/// Returns a new version name: the time (µs, hex) and 8 random hex digits. Versions made later
+/// sort later (within the same length), and no two writers make the same.
+pub fn new_version() -> String {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{micros:x}{}", &random[..8])
+}
+
+/// Returns the time (µs) a version name from [`new_version`] was made, if it is one.
+pub fn version_time(version: &str) -> Option<i64> {
+    let digits = version.get(..version.len().checked_sub(8)?)?;
+    i64::from_str_radix(digits, 16).ok()
+}
+
+/// Returns when the object at `path` was made, from the version in its name, if it has one.
+fn made_at(path: &str) -> Option<i64> {
+    let version = paths::compacted_version(path)
+        .or_else(|| paths::session_version(path).map(|(_, _, version)| version))?;
+    version_time(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use object_store::ObjectStore;
+    use sessionlake_schemas::manifest::ObjectKind;
+
+    use super::*;
+    use crate::keys::LocalKeyring;
+    use crate::signing::KeyringSigner;
+    use crate::store::LakeLocation;
+    use crate::test_store::Flaky;
+    use crate::trust::{PinnedSigner, Snapshot};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        flaky: Arc<Flaky>,
+        store: LakeStore,
+        committer: Committer,
+        pinned: Vec<PinnedSigner>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("k.json")).expect("keyring");
+        let keyring = Arc::new(keyring);
+        let flaky = Arc::new(Flaky::default());
+        let store = LakeStore::from_object_store(
+            LakeLocation::Local(dir.path().into()),
+            Arc::clone(&flaky) as Arc<dyn ObjectStore>,
+        );
+        let pinned = vec![PinnedSigner::of(&keyring.signer(), "the keyring")];
+        let committer = Committer::new(Arc::new(KeyringSigner(keyring)));
+        Fixture { _dir: dir, flaky, store, committer, pinned }
+    }
+
+    /// Stores `path` in `transaction` and returns its entry.
+    async fn staged(transaction: &mut Transaction, path: &str) -> ObjectEntry {
+        let stored = transaction.put_new(path, Bytes::from_static(b"rows")).await.expect("put");
+        ObjectEntry {
+            path: stored.path,
+            size: stored.size,
+            sha256: stored.sha256,
+            kind: ObjectKind::Commands,
+            sessions: vec!["s".into()],
+            key: None,
+            note: None,
+            blocks: None,
+        }
+    }
+
+    async fn stored(store: &LakeStore, folder: &str) -> Vec<String> {
+        store.list(folder).await.expect("list").into_iter().map(|(path, _)| path).collect()
+    }
+
+    #[tokio::test]
+    async fn test_a_commit_keeps_what_it_names_and_deletes_the_rest_it_staged() {
+        let lake = fixture();
+        let mut transaction = Transaction::begin(&lake.store, &lake.committer, None);
+        let kept = staged(&mut transaction, "commands/a.parquet").await;
+        staged(&mut transaction, "commands/b.parquet").await;
+        let link = transaction
+            .commit(CommitAction::Ingest, None, vec![kept], vec![], false)
+            .await
+            .expect("commit");
+        assert_eq!(stored(&lake.store, "commands").await, ["commands/a.parquet"]);
+        assert_eq!(transaction.head(), Some(link.manifest.body.sequence));
+        assert_eq!(transaction.staged().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn test_a_lost_race_keeps_what_was_staged_until_planned_again() {
+        let lake = fixture();
+        let mut first = Transaction::begin(&lake.store, &lake.committer, None);
+        first.commit(CommitAction::Idle, None, vec![], vec![], false).await.expect("commit 0");
+        let mut late = Transaction::begin(&lake.store, &lake.committer, None);
+        let entry = staged(&mut late, "commands/a.parquet").await;
+        let error = late
+            .commit(CommitAction::Ingest, None, vec![entry.clone()], vec![], false)
+            .await
+            .expect_err("the head moved");
+        assert!(error.is_conflict(), "{error}");
+        assert_eq!(stored(&lake.store, "commands").await, ["commands/a.parquet"]);
+        late.replan_on(Some(0));
+        let link = late
+            .commit(CommitAction::Ingest, None, vec![entry], vec![], false)
+            .await
+            .expect("planned again");
+        assert_eq!(link.manifest.body.sequence, 1);
+        assert_eq!(stored(&lake.store, "commands").await, ["commands/a.parquet"]);
+
+        let mut failed = Transaction::begin(&lake.store, &lake.committer, Some(0));
+        staged(&mut failed, "commands/b.parquet").await;
+        assert_eq!(failed.discard().await, 1);
+        assert_eq!(stored(&lake.store, "commands").await, ["commands/a.parquet"]);
+    }
+
+    /// A put whose response is lost but which landed is this commit, not a conflict; when the
+    /// name cannot be read back either, the outcome is unknown and nothing staged is deleted.
+    #[tokio::test]
+    async fn test_a_commit_whose_response_was_lost_is_recognised_or_left_alone() {
+        let lake = fixture();
+        lake.flaky.lose_manifest_response.store(true, Ordering::SeqCst);
+        let mut transaction = Transaction::begin(&lake.store, &lake.committer, None);
+        let entry = staged(&mut transaction, "commands/a.parquet").await;
+        let link = transaction
+            .commit(CommitAction::Ingest, None, vec![entry], vec![], false)
+            .await
+            .expect("the landed put is this commit");
+        assert_eq!(link.manifest.body.sequence, 0);
+        let chain = crate::manifest::read_chain(&lake.store).await.expect("chain");
+        assert_eq!(chain[0].sha256, link.sha256);
+
+        let mut unknown = Transaction::begin(&lake.store, &lake.committer, Some(0));
+        let entry = staged(&mut unknown, "commands/b.parquet").await;
+        lake.flaky.then_fail_manifest_reads.store(true, Ordering::SeqCst);
+        let error = unknown
+            .commit(CommitAction::Ingest, None, vec![entry], vec![], false)
+            .await
+            .expect_err("cannot tell");
+        lake.flaky.failing_manifest_reads.store(false, Ordering::SeqCst);
+        assert!(error.is_outcome_unknown() && !error.is_conflict(), "{error}");
+        assert_eq!(unknown.discard().await, 0, "the manifest may name it");
+        let chain = crate::manifest::read_chain(&lake.store).await.expect("chain");
+        assert_eq!(chain.len(), 2, "it did land");
+        assert_eq!(
+            stored(&lake.store, "commands").await,
+            ["commands/a.parquet", "commands/b.parquet"]
+        );
+    }
+
+    #[tokio::test]
+    async fn test_the_sweep_deletes_leftovers_only_on_the_whole_trusted_chain() {
+        let lake = fixture();
+        let mut writer = Transaction::begin(&lake.store, &lake.committer, None);
+        let compacted = staged(&mut writer, "commands/dt=2026-03-14/compact-1.parquet").await;
+        let replaced = staged(&mut writer, "raw/dt=2026-03-14/s.local.1.zst.sle").await;
+        writer
+            .commit(
+                CommitAction::Ingest,
+                None,
+                vec![compacted.clone(), replaced.clone()],
+                vec![],
+                false,
+            )
+            .await
+            .expect("commit 0");
+        let newer = staged(&mut writer, "raw/dt=2026-03-14/s.local.2.zst.sle").await;
+        writer
+            .commit(CommitAction::Ingest, None, vec![newer], vec![replaced], false)
+            .await
+            .expect("commit 1");
+        writer
+            .commit(CommitAction::Retention, None, vec![], vec![compacted], false)
+            .await
+            .expect("commit 2");
+        // A crashed writer's objects: an uncommitted compacted file made now, one made long
+        // ago, and a per-session file.
+        let young = format!("commands/dt=2026-03-14/compact-{}.parquet", new_version());
+        let old = "commands/dt=2026-03-14/compact-1000aaaaaaaa.parquet";
+        let other = "commands/dt=2026-03-14/t.local.1.parquet";
+        for path in [young.as_str(), old, other] {
+            lake.store.put_new(path, Bytes::from_static(b"x")).await.expect("put");
+        }
+        let leftovers = Leftovers {
+            folders: &[paths::COMMANDS_DIR],
+            uncommitted: Some(Uncommitted {
+                older_than: Some(Duration::from_secs(900)),
+                only: paths::is_compacted,
+            }),
+            removed_by: &[CommitAction::Retention],
+        };
+        let snapshot = Snapshot::open(&lake.store, &lake.pinned).await.expect("open");
+        let (chain, live) = snapshot.into_parts();
+        // A chain that stops short of the newest manifest file (untrusted, or read from a
+        // checkpoint) makes nothing look uncommitted.
+        let short = sweep(&lake.store, &chain[1..], &live, Some(2), &leftovers).await;
+        assert!(short.is_err());
+        let gap = sweep(&lake.store, &chain, &live, Some(3), &leftovers).await;
+        assert!(gap.is_err());
+
+        let swept = sweep(&lake.store, &chain, &live, Some(2), &leftovers).await.expect("sweep");
+        assert_eq!(swept.deleted, 2, "{swept:?}");
+        assert!(swept.failed.is_empty());
+        let mut left = stored(&lake.store, "commands").await;
+        left.sort();
+        assert_eq!(left, [young, other.to_string()], "the young file and the per-session one stay");
+        // The version a commit replaced is not a leftover of an ingest (its removals are kept).
+        assert_eq!(stored(&lake.store, "raw").await.len(), 2);
+    }
+}
