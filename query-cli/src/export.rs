@@ -1138,9 +1138,24 @@ fn private_folder(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to make {} private", path.display()))
 }
 
+/// Fails when `path` is a symbolic link: a bundle is never written through one (it could point
+/// outside the bundle folder, and the plaintext would land there).
+fn refuse_symlink(path: &Path) -> anyhow::Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+        anyhow::bail!(
+            "{} is a symbolic link: export never writes through one (remove it, or choose a new \
+             folder)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()> {
+    refuse_symlink(path)?;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).mode(0o600);
+    // A symbolic link put in place after the check fails the open instead of being followed.
+    options.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
     if replace {
         options.create(true).truncate(true);
     } else {
@@ -1159,11 +1174,20 @@ fn write_private(path: &Path, bytes: &[u8], replace: bool) -> anyhow::Result<()>
 fn write_folder(folder: &Path, files: &[BundleFile], replace: bool) -> anyhow::Result<Vec<String>> {
     private_folder(folder)?;
     for file in files {
-        let path = folder.join(&file.path);
-        if let Some(parent) = path.parent() {
-            private_folder(parent)?;
+        // Every folder inside the bundle folder is made (or found) as a real folder.
+        let mut parent = folder.to_path_buf();
+        let relative = Path::new(&file.path);
+        for part in relative.parent().into_iter().flat_map(Path::components) {
+            anyhow::ensure!(
+                matches!(part, std::path::Component::Normal(_)),
+                "bundle path {} leaves the bundle folder",
+                file.path
+            );
+            parent.push(part);
+            refuse_symlink(&parent)?;
+            private_folder(&parent)?;
         }
-        write_private(&path, &file.bytes, replace)?;
+        write_private(&folder.join(relative), &file.bytes, replace)?;
     }
     let ours: BTreeSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
     let mut others = Vec::new();

@@ -421,3 +421,31 @@ fn test_export_of_a_session_delivered_twice_reads_the_source_show_reads() {
     assert!(raw.stdout == original, "show --raw read another delivery");
     assert_bundle_verifies(&bundle);
 }
+
+/// A bundle folder holding symbolic links (to a file, or to a folder outside it): `export
+/// --force` refuses to write through them, naming the link, and nothing outside changes.
+#[test]
+fn test_export_never_writes_through_a_symlink_in_the_bundle_folder() {
+    let (dir, _) = ingested_examples();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside");
+    std::fs::write(outside.join("victim"), b"keep me").expect("victim");
+    let bundle = dir.path().join("evidence");
+    std::fs::create_dir(&bundle).expect("bundle");
+    std::os::unix::fs::symlink(outside.join("victim"), bundle.join("transcript.log"))
+        .expect("file link");
+    let exported = export(dir.path(), &[ALICE, "--out", "evidence", "--force"]);
+    assert_eq!(exported.code, 2, "{}", exported.stderr);
+    assert!(exported.stderr.contains("transcript.log is a symbolic link"), "{}", exported.stderr);
+    assert_eq!(std::fs::read(outside.join("victim")).expect("victim"), b"keep me");
+
+    std::fs::remove_file(bundle.join("transcript.log")).expect("unlink");
+    std::os::unix::fs::symlink(&outside, bundle.join("lake")).expect("folder link");
+    let exported = export(dir.path(), &[ALICE, "--out", "evidence", "--force"]);
+    assert_eq!(exported.code, 2, "{}", exported.stderr);
+    assert!(exported.stderr.contains("lake is a symbolic link"), "{}", exported.stderr);
+    let mut outside_files = files_under(&outside);
+    outside_files.sort();
+    assert_eq!(outside_files, [PathBuf::from("victim")], "nothing written outside the bundle");
+    assert_eq!(std::fs::read(outside.join("victim")).expect("victim"), b"keep me");
+}
