@@ -84,6 +84,10 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub trust_signing_keys: Vec<String>,
+    /// Use a keyring file that is a symbolic link or that group or others can read or write
+    /// (refused otherwise: whoever reads it can open every session and sign commits).
+    #[arg(long, env = "SESSIONLAKE_ALLOW_INSECURE_KEYRING")]
+    pub allow_insecure_keyring: bool,
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
@@ -291,6 +295,8 @@ pub struct Config {
     pub json: bool,
     /// Other KMS keys whose manifests are trusted.
     pub trust_signing_keys: Vec<String>,
+    /// Use a keyring that is a symbolic link or not private to its owner.
+    pub allow_insecure_keyring: bool,
     /// Region override.
     pub region: Option<String>,
     /// Sessions per commit.
@@ -472,6 +478,7 @@ impl Config {
             } else {
                 args.trust_signing_keys.clone()
             },
+            allow_insecure_keyring: args.allow_insecure_keyring,
             region: args.region.clone().or(file.region),
             batch_sessions: args
                 .batch_sessions

@@ -652,3 +652,20 @@ impl Drop for InFlight {
         metrics::gauge!(SESSIONS_IN_FLIGHT).decrement(1.0);
     }
 }
+
+/// Sends log lines at `filter` (tracing's syntax) to stderr, colored when `ansi`. Other crates'
+/// TRACE events are never written (see [`sessionlake_lake::log_filter::loggable`]).
+pub fn init_logging(filter: &str, ansi: bool) {
+    use tracing_subscriber::filter::{FilterExt as _, filter_fn};
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::new(filter)
+        .and(filter_fn(sessionlake_lake::log_filter::loggable));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_filter(filter),
+        )
+        .init();
+}

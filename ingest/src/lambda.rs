@@ -74,8 +74,10 @@ pub fn event_work(event: &Value, config: &Config, cursors: &Cursors) -> Result<E
     if let Some(data) = event.pointer("/awslogs/data") {
         let data = data.as_str().ok_or("awslogs.data is not text")?;
         let payload = decode_awslogs(data)?;
-        let parsed: Value = serde_json::from_slice(&payload)
-            .map_err(|error| format!("awslogs.data is not JSON: {error}"))?;
+        let parsed: Value = serde_json::from_slice(&payload).map_err(|error| {
+            let why = sessionlake_schemas::json_error_position(&error);
+            format!("awslogs.data is not JSON: {why}")
+        })?;
         if parsed.get("messageType").and_then(Value::as_str) == Some("CONTROL_MESSAGE") {
             return Ok(work);
         }

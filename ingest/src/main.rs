@@ -9,12 +9,8 @@ use sessionlake_ingest::config::{Args, Config};
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-        .with_writer(std::io::stderr)
-        // Colors only for a person at a terminal; journald and log files get plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Colors only for a person at a terminal; journald and log files get plain text.
+    sessionlake_ingest::events::init_logging(&args.log, std::io::stderr().is_terminal());
     let config = match Config::load(&args) {
         Ok(config) => config,
         Err(error) => {

@@ -43,7 +43,9 @@ pub struct Created {
 /// envelope's `Message`); returns the objects it says were created. `s3:TestEvent` and records
 /// of other events give none. A body that is not a notification is an error with the reason.
 pub fn parse_notification(body: &str) -> Result<Vec<Created>, String> {
-    let value: Value = serde_json::from_str(body).map_err(|error| format!("not JSON: {error}"))?;
+    let value: Value = serde_json::from_str(body).map_err(|error| {
+        format!("not JSON: {}", sessionlake_schemas::json_error_position(&error))
+    })?;
     // S3 -> SNS -> SQS: the notification is the envelope's `Message`, as text.
     if value.get("Type").and_then(Value::as_str) == Some("Notification")
         && let Some(inner) = value.get("Message").and_then(Value::as_str)

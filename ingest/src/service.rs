@@ -223,13 +223,14 @@ impl Ingestor {
         let location = LakeLocation::parse(&config.lake)?;
         let store =
             LakeStore::open(&location, sdk_config.as_ref())?.with_object_lock(config.object_lock);
+        // The keyring first: a run that cannot use it leaves no lease behind.
+        let (keyring, keyring_created) = open_keyring(config, &store).await?;
         // One ingest per lake: a second one pointed at it by mistake backs off here.
         let lease = Lease::acquire(&store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
             .await
             .with_context(|| format!("failed to take the writer lease of {}", store.location()))?;
         let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
         let lease_keeper = LeaseKeeper::start(lease, |error| events::LeaseLost { error }.emit());
-        let (keyring, keyring_created) = LocalKeyring::open_or_create(&config.keyring)?;
         let keyring = Arc::new(keyring);
         let keys: Arc<dyn KeyProvider> = match (&config.kms_key_id, &sdk_config) {
             (Some(key_id), Some(sdk)) => {
@@ -908,6 +909,27 @@ impl TrailPending {
             TrailPending::Inline(input) => input.source_ref.clone(),
         }
     }
+}
+
+/// Opens the keyring of `config`; creates one only for a lake that has no commit yet. A lake
+/// with commits was signed and encrypted with its own keyring: a new one (a run from another
+/// folder, a mistyped `--keyring`) could neither open its sessions nor be trusted by it.
+async fn open_keyring(config: &Config, store: &LakeStore) -> anyhow::Result<(LocalKeyring, bool)> {
+    if !config.allow_insecure_keyring {
+        LocalKeyring::ensure_private(&config.keyring)?;
+    }
+    if std::fs::symlink_metadata(&config.keyring).is_err()
+        && let Some(head) = manifest::head(store).await?
+    {
+        anyhow::bail!(
+            "keyring {} not found, and {} already has commits (newest {}): give the lake's \
+             keyring with --keyring; a new keyring can neither open nor sign for this lake",
+            config.keyring.display(),
+            store.location(),
+            head.path
+        );
+    }
+    Ok(LocalKeyring::open_or_create(&config.keyring)?)
 }
 
 /// What a crashed or killed ingest leaves: objects in its folders that no commit names (their

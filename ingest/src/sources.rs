@@ -394,7 +394,10 @@ pub fn fetch_local(
             source_ref: source_ref.clone(),
             position,
             raw: Raw::from(bytes),
-            reason: format!("{source_ref} is not get-log-events JSON: {error}"),
+            reason: format!(
+                "{source_ref} is not get-log-events JSON: {}",
+                sessionlake_schemas::json_error_position(&error)
+            ),
         }),
     };
     Ok((fetched, seen))

@@ -79,6 +79,10 @@ pub struct Cli {
     /// file whose bytes are not the committed ones is an error either way.
     #[arg(long, global = true, env = "SESSIONLAKE_ALLOW_PARTIAL")]
     pub allow_partial: bool,
+    /// Use a keyring file that is a symbolic link or that group or others can read or write
+    /// (refused otherwise: whoever reads it can open every session and sign commits).
+    #[arg(long, global = true, env = "SESSIONLAKE_ALLOW_INSECURE_KEYRING")]
+    pub allow_insecure_keyring: bool,
     /// Object Lock mode of the manifests that commands which commit (retention apply, hold,
     /// shred, compact, rekey) write on an S3 lake whose bucket has Object Lock enabled:
     /// `governance`, `compliance` or `off` [default: governance].
@@ -184,6 +188,11 @@ pub struct VerifyArgs {
     /// not committed, and the checkpoints, are checked by a full verify only.
     #[arg(long)]
     pub since_checkpoint: bool,
+    /// Verify with no pinned signer (no keyring, no --signing-key), trusting the lake's own
+    /// public-key records: "intact" then only says the lake agrees with itself, which whoever
+    /// can write to it can arrange. Without it, verify refuses to run unpinned.
+    #[arg(long)]
+    pub unpinned: bool,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
     #[arg(long)]
     pub json: bool,
@@ -325,6 +334,14 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
     let keyring = open_keyring_if_present(cli)?.map(Arc::new);
     let (store, _) = open_lake_with(cli, keyring.clone()).await?;
     let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
+    anyhow::ensure!(
+        !pinned.is_empty() || args.unpinned,
+        "no signer is pinned (no keyring at {}, no --signing-key): verify would trust the \
+         lake's own key records, which whoever can write to the lake can plant; give the \
+         lake's keyring or --signing-key, or pass --unpinned to check the lake only against \
+         itself",
+        cli.keyring.display()
+    );
     let options = verify::VerifyOptions {
         pinned,
         since,
@@ -393,6 +410,9 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
 
 /// Opens the keyring of `--keyring`, or returns `None` when there is no such file.
 pub(crate) fn open_keyring_if_present(cli: &Cli) -> anyhow::Result<Option<LocalKeyring>> {
+    if !cli.allow_insecure_keyring {
+        LocalKeyring::ensure_private(&cli.keyring)?;
+    }
     match LocalKeyring::open(&cli.keyring) {
         Ok(keyring) => Ok(Some(keyring)),
         Err(error) if std::fs::metadata(&cli.keyring).is_err() => {

@@ -4,12 +4,15 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use sessionlake_cli::{Cli, Outcome};
+use tracing_subscriber::filter::{self, FilterExt as _};
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SESSIONLAKE_LOG"))
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::from_env("SESSIONLAKE_LOG")
+        .and(filter::filter_fn(sessionlake_lake::log_filter::loggable));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -31,3 +31,30 @@ pub use schema::{
 /// Athena / Trino DDL for the `commands`, `sessions` and `access` tables, with `dt` partition
 /// projection.
 pub const ATHENA_DDL: &str = include_str!("../ddl/athena.sql");
+
+/// Describes why bytes are not the JSON expected, by kind and position only: serde_json's own
+/// message quotes the offending value (`invalid type: string "…"`), which in a transcript or a
+/// log event is the command and output text that must never reach a log, an error or the
+/// manifest.
+pub fn json_error_position(error: &serde_json::Error) -> String {
+    let what = match error.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "a value of the wrong type or a missing field",
+        serde_json::error::Category::Eof => "cut short",
+    };
+    format!("{what} at line {} column {}", error.line(), error.column())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn test_a_json_error_is_described_without_the_value() {
+        let error = serde_json::from_str::<Vec<u64>>(r#"[1, "rm -rf /secret"]"#).expect_err("bad");
+        assert!(error.to_string().contains("rm -rf /secret"), "serde_json quotes it: {error}");
+        let described = super::json_error_position(&error);
+        assert_eq!(described, "a value of the wrong type or a missing field at line 1 column 20");
+        let error = serde_json::from_str::<Vec<u64>>("[1, ").expect_err("cut");
+        assert_eq!(super::json_error_position(&error), "cut short at line 1 column 4");
+    }
+}

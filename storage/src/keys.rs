@@ -224,6 +224,37 @@ impl LocalKeyring {
         }
     }
 
+    /// Fails, naming the file and what to do, when the keyring at `path` is a symbolic link or
+    /// group or others may read or write it: whoever reads it can open every session and sign
+    /// commits, and whoever replaces it takes the lake's keys over. A missing file passes.
+    pub fn ensure_private(path: &Path) -> LakeResult<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                return Err(LakeError::config(format!(
+                    "failed to inspect keyring {}: {error}",
+                    path.display()
+                )));
+            }
+        };
+        let problem = if meta.file_type().is_symlink() {
+            "is a symbolic link".to_string()
+        } else if meta.permissions().mode() & 0o077 != 0 {
+            format!(
+                "can be read or written by group or others (mode {:o}): chmod 600 it",
+                meta.permissions().mode() & 0o777
+            )
+        } else {
+            return Ok(());
+        };
+        Err(LakeError::config(format!(
+            "keyring {} {problem}, or pass --allow-insecure-keyring",
+            path.display()
+        )))
+    }
+
     /// Opens an existing keyring; fails if there is none.
     pub fn open(path: &Path) -> LakeResult<LocalKeyring> {
         let bytes = std::fs::read(path).map_err(|error| {

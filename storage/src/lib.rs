@@ -26,6 +26,7 @@ mod error;
 pub mod key_cache;
 pub mod keys;
 pub mod lease;
+pub mod log_filter;
 pub mod manifest;
 pub mod object_lock;
 mod secret;

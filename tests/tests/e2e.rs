@@ -450,6 +450,9 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         &group,
         "--cloudtrail",
         &format!("s3://{trail_bucket}/AWSLogs/"),
+        // Every source at the finest level: no command text may reach the log (checked below).
+        "--log",
+        "trace",
     ]));
     assert_eq!(ingest.code, 0, "{}", ingest.stderr);
     let expected = format!("ingested {} sessions", example_sessions());
@@ -471,6 +474,15 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let total = summary["matched"].as_u64().expect("matched");
     assert_eq!(all_rows.len() as u64, total);
     assert!(total >= 30, "too few commands: {total}");
+    // Not a command of any session (S3, CloudWatch) in the trace log of the ingest: the AWS
+    // SDK's request and response bodies are never logged.
+    assert!(ingest.stderr.len() > 10_000, "trace logging wrote almost nothing");
+    for row in &all_rows {
+        let command = row["command"].as_str().expect("command");
+        if command.len() >= 12 {
+            assert!(!ingest.stderr.contains(command), "{command:?} in the trace log");
+        }
+    }
     let bob = search(&["--principal", "arn:aws:iam::111122223333:user/bob"]);
     let (bob_rows, _) = parse_json_lines(&bob.stdout);
     assert!(!bob_rows.is_empty());
@@ -766,9 +778,10 @@ fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
         .expect("write");
     std::fs::write(examples.join("s3/ssm-logs/not a session.log"), b"PLAINTEXT-CANARY-7\n")
         .expect("write");
+    // JSON whose parser error would quote the transcript text it holds.
     std::fs::write(
         examples.join("cloudwatch/ssm-sessions/eve-0123456789abcdef0.json"),
-        b"{\"events\": [",
+        b"{\"events\": [{\"timestamp\": \"$ cat /srv/TRANSCRIPT-CANARY-3\", \"message\": \"x\"}",
     )
     .expect("write");
 
@@ -782,6 +795,13 @@ fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
     {
         assert!(ingest.stderr.contains(name), "{name} not named in:\n{}", ingest.stderr);
     }
+    // The reason names the object, the place and the kind of error, never the text.
+    assert!(
+        ingest.stderr.contains("is not get-log-events JSON: a value of the wrong type or a"),
+        "{}",
+        ingest.stderr
+    );
+    assert!(!ingest.stderr.contains("TRANSCRIPT-CANARY-3"), "{}", ingest.stderr);
     let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
         "search",
         "--command",
@@ -799,6 +819,10 @@ fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
         let bytes = std::fs::read(lake.join(path)).expect("read");
         assert!(bytes.starts_with(b"SLE1"), "{path:?} is not sealed");
         assert!(bytes.windows(18).all(|w| w != b"PLAINTEXT-CANARY-7"), "{path:?} holds plaintext");
+    }
+    for path in files_under(&lake) {
+        let bytes = std::fs::read(lake.join(&path)).expect("read");
+        assert!(bytes.windows(19).all(|w| w != b"TRANSCRIPT-CANARY-3"), "{path:?} holds plaintext");
     }
     assert_eq!(verify(dir.path(), &[]), (0, vec![]));
     // A second run does not quarantine the same inputs again.

@@ -393,3 +393,67 @@ fn test_show_raw_of_a_large_session_runs_in_bounded_memory() {
     );
     eprintln!("show --raw of {} MiB: peak RSS {} MiB", size >> 20, peak_bytes >> 20);
 }
+
+/// The keyring belongs to its lake. Ingest run where the lake's keyring is not (another folder,
+/// a mistyped `--keyring`) refuses before taking the lease and makes no keyring; a keyring that
+/// group or others can read, or a symbolic link, is refused by ingest and the CLI unless
+/// `--allow-insecure-keyring`.
+#[test]
+fn test_a_missing_shared_or_linked_keyring_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (dir, _) = super::ingested_examples();
+    let work = dir.path();
+    let ingest = |extra: &[&str]| {
+        run(binary("sessionlake-ingest", false).current_dir(work).args(["--once"]).args(extra))
+    };
+    let typo = ingest(&["--keyring", ".sessionlake/keyrnig.json"]);
+    assert_eq!(typo.code, 2, "{}", typo.stderr);
+    assert!(
+        typo.stderr.contains("keyring .sessionlake/keyrnig.json not found, and ./lake already")
+            && typo.stderr.contains("has commits"),
+        "{}",
+        typo.stderr
+    );
+    assert!(!work.join(".sessionlake/keyrnig.json").exists(), "no keyring made");
+    assert!(!work.join("lake/state/lease.json").exists(), "no lease left behind");
+    // Unpinned, verify would only check the lake against the keys it holds itself.
+    let verify = |extra: &[&str]| {
+        let mut command = binary("sessionlake", false);
+        command.current_dir(work).args(["--keyring", "none.json", "verify"]).args(extra);
+        run(&mut command)
+    };
+    let unpinned = verify(&[]);
+    assert_eq!(unpinned.code, 2, "{}", unpinned.stderr);
+    assert!(unpinned.stderr.contains("pass --unpinned"), "{}", unpinned.stderr);
+    let unpinned = verify(&["--unpinned"]);
+    assert_eq!(unpinned.code, 0, "{}", unpinned.stderr);
+    assert!(unpinned.stderr.contains("signer not pinned): intact"), "{}", unpinned.stderr);
+
+    let keyring = work.join(".sessionlake/keyring.json");
+    std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let shared = ingest(&[]);
+    assert_eq!(shared.code, 2, "{}", shared.stderr);
+    assert!(
+        shared.stderr.contains("can be read or written by group or others (mode 644)"),
+        "{}",
+        shared.stderr
+    );
+    let search = run(binary("sessionlake", false).current_dir(work).args(["sessions"]));
+    assert_eq!(search.code, 2, "{}", search.stderr);
+    assert!(search.stderr.contains("--allow-insecure-keyring"), "{}", search.stderr);
+    let allowed = run(binary("sessionlake", false)
+        .current_dir(work)
+        .args(["sessions", "--allow-insecure-keyring"]));
+    assert_eq!(allowed.code, 0, "{}", allowed.stderr);
+    assert_eq!(ingest(&["--allow-insecure-keyring"]).code, 0);
+
+    std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::rename(&keyring, work.join("elsewhere.json")).expect("move");
+    std::os::unix::fs::symlink(work.join("elsewhere.json"), &keyring).expect("link");
+    let linked = ingest(&[]);
+    assert_eq!(linked.code, 2, "{}", linked.stderr);
+    assert!(linked.stderr.contains("is a symbolic link"), "{}", linked.stderr);
+    let verify = run(binary("sessionlake", false).current_dir(work).args(["verify"]));
+    assert_eq!(verify.code, 2, "{}", verify.stderr);
+    assert!(verify.stderr.contains("is a symbolic link"), "{}", verify.stderr);
+}

@@ -11,11 +11,7 @@ use sessionlake_ingest::lambda::LambdaHandler;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    sessionlake_ingest::events::init_logging(&args.log, false);
     let config = match Config::load(&args) {
         Ok(config) => config,
         Err(error) => {
