@@ -201,7 +201,7 @@ fn powershell_head(bytes: &[u8]) -> ScriptTranscript {
 /// One CloudWatch Logs event as the raw object stores it (one JSON object per line).
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub struct LogEvent {
-    /// Event time in ms: upload time for uploaded transcripts.
+    /// Event time in ms: upload time for uploaded transcripts (see [`event_micros`]).
     pub timestamp: i64,
     /// The event's text.
     pub message: String,
@@ -327,6 +327,15 @@ pub fn decode_subscription_payload(data: &[u8]) -> Result<SubscriptionPayload, S
     .map_err(|error| format!("subscription payload does not decompress: {error}"))?;
     serde_json::from_slice(&json)
         .map_err(|error| format!("subscription payload is not valid JSON: {error}"))
+}
+
+/// Latest time a CloudWatch event may carry: the end of year 9999 (ms since the epoch).
+const MAX_EVENT_MS: i64 = 253_402_300_799_999;
+
+/// Returns a CloudWatch event time (ms since the epoch) in µs, or `None` when it is out of range
+/// (before 1970 or after year 9999): such a time is bad input, never wrapped.
+pub fn event_micros(timestamp_ms: i64) -> Option<i64> {
+    (0..=MAX_EVENT_MS).contains(&timestamp_ms).then(|| timestamp_ms * 1000)
 }
 
 #[cfg(test)]

@@ -453,13 +453,20 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
             bad += 1;
             continue;
         };
-        events += 1;
-        let time = message
+        // A time out of range is bad input, never wrapped into another century (retention
+        // would take a session "from 1969" as long expired).
+        let Some(time) = message
             .event_time
             .as_deref()
             .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
             .map(|time| time.timestamp_micros())
-            .or(Some(event.timestamp * 1000));
+            .or_else(|| input::event_micros(event.timestamp))
+        else {
+            bad += 1;
+            continue;
+        };
+        let time = Some(time);
+        events += 1;
         first_time = first_time.or(time);
         last_time = time.or(last_time);
         fill(&mut context.principal, message.user_identity.and_then(|u| u.arn));
@@ -731,6 +738,24 @@ mod tests {
         assert_eq!(command.target.as_deref(), Some("i-0123456789abcdef0"));
         assert_eq!(command.account.as_deref(), Some("111122223333"));
         assert_eq!(command.run_as.as_deref(), Some("ssm-user"));
+    }
+
+    /// An event time out of range (without the agent's own `eventTime`) is bad input: the
+    /// event is not read, and a stream of only such events is refused, never dated 1969.
+    #[test]
+    fn test_a_stream_event_time_out_of_range_is_refused_not_wrapped() {
+        let message = r#"{"sessionId":"alice-0123456789abcdef0","sessionData":["sh-4.2$ date"]}"#;
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        for timestamp in [i64::MAX / 100, -1, 253_402_300_800_000] {
+            let raw = serde_json::to_string(&LogEvent { timestamp, message: message.into() })
+                .unwrap()
+                + "\n";
+            let error = parse_session(InputForm::CloudwatchStream, raw.as_bytes(), &context)
+                .expect_err("out of range");
+            assert!(error.reason.contains("1 malformed lines"), "{timestamp}: {error}");
+        }
+        assert_eq!(input::event_micros(253_402_300_799_999), Some(253_402_300_799_999_000));
+        assert_eq!(input::event_micros(0), Some(0));
     }
 
     /// A transcript copied through a tool that turned `\r\r\n` into `\n\n`: every command,

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use anyhow::Context as _;
 use sessionlake_indexer::InputForm;
-use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw};
+use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw, event_micros};
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};
@@ -372,7 +372,7 @@ pub fn fetch_local(
         Ok(file) => {
             let (form, raw) = cloudwatch_raw(&file.events);
             let observed_at =
-                file.events.last().and_then(|e| e.timestamp.checked_mul(1000)).or(observed_at);
+                file.events.last().and_then(|e| event_micros(e.timestamp)).or(observed_at);
             // Tagged as the CloudWatch form it is, so that a transcript of the same session in
             // the same folder (`*.log`) stays a separate version.
             let source = match form {
@@ -679,7 +679,7 @@ pub async fn fetch_cloudwatch(
         position: position.to_string(),
         form,
         raw: Raw::from(raw),
-        observed_at: events.last().and_then(|e| e.timestamp.checked_mul(1000)),
+        observed_at: events.last().and_then(|e| event_micros(e.timestamp)),
     }))
 }
 

@@ -149,6 +149,22 @@ pub fn session_config() -> SessionConfig {
     SessionConfig::new().with_information_schema(false).with_collect_statistics(false)
 }
 
+/// Returns a query context that holds at most `memory_limit` bytes of query state and never
+/// spills to disk (a spill file would hold decrypted command text): a query over the limit
+/// fails with DataFusion's "Resources exhausted" error instead.
+pub fn new_context(memory_limit: usize) -> anyhow::Result<SessionContext> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .context("failed to set up the query engine")?;
+    Ok(SessionContext::new_with_config_rt(session_config(), runtime))
+}
+
 /// Registers `commands`, `sessions` and `access` with `ctx`; `keep` chooses files by path (partition
 /// pruning on `dt=` before DataFusion sees them).
 pub fn register(

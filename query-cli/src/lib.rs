@@ -83,6 +83,11 @@ pub struct Cli {
     /// (refused otherwise: whoever reads it can open every session and sign commits).
     #[arg(long, global = true, env = "SESSIONLAKE_ALLOW_INSECURE_KEYRING")]
     pub allow_insecure_keyring: bool,
+    /// Most memory a query may hold (search, sessions, sql…), e.g. 2GiB or 512MiB; default a
+    /// quarter of the machine's memory. A query needing more fails saying so: it never spills
+    /// decrypted rows to disk.
+    #[arg(long, global = true, env = "SESSIONLAKE_MEMORY_LIMIT", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
     /// Object Lock mode of the manifests that commands which commit (retention apply, hold,
     /// shred, compact, rekey) write on an S3 lake whose bucket has Object Lock enabled:
     /// `governance`, `compliance` or `off` [default: governance].
@@ -776,6 +781,39 @@ pub(crate) fn version_objects<'a>(
         .collect()
 }
 
+/// Parses a size: bytes, or a number with KiB, MiB, GiB (or K, M, G, KB, MB, GB: powers of 1024
+/// all the same).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a size such as 2GiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{text:?} is not a size such as 2GiB")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .filter(|bytes| *bytes > 0)
+        .ok_or(format!("{text:?} is out of range"))
+}
+
+/// Returns the memory a query may hold: `--memory-limit`, else a quarter of the machine's
+/// memory (`MemTotal` in /proc/meminfo; 1 GiB when that cannot be read).
+fn memory_limit(cli: &Cli) -> usize {
+    let total = || -> Option<u64> {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib.saturating_mul(1024) / 4)
+    };
+    let bytes = cli.memory_limit.or_else(total).unwrap_or(1 << 30);
+    usize::try_from(bytes).unwrap_or(usize::MAX)
+}
+
 /// Opens the lake's tables over the live files `choose` keeps (it sees the manifest's view).
 pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     cli: &Cli,
@@ -783,7 +821,7 @@ pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
 ) -> anyhow::Result<SessionContext> {
     let (store, keys, snapshot) = open_reader(cli).await?;
     let keep = choose(&snapshot);
-    let ctx = SessionContext::new_with_config(lake_tables::session_config());
+    let ctx = lake_tables::new_context(memory_limit(cli))?;
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
     Ok(ctx)
 }
@@ -1015,13 +1053,15 @@ struct LakeReader {
     keep: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// The one session searched (`--session`): no other session's file is opened.
     only: Option<String>,
+    /// Most memory a query may hold.
+    memory_limit: usize,
 }
 
 impl LakeReader {
     /// Returns a context with the tables over the kept files of `sessions` (all without); the
     /// `access` table is never narrowed to sessions.
     fn tables(&self, sessions: Option<&HashSet<String>>) -> anyhow::Result<SessionContext> {
-        let ctx = SessionContext::new_with_config(lake_tables::session_config());
+        let ctx = lake_tables::new_context(self.memory_limit)?;
         let of_sessions = |path: &str| {
             let Some(entry) = self.snapshot.live.get(path) else {
                 return false;
@@ -1148,6 +1188,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
             in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
         }),
         only: args.filters.session.clone(),
+        memory_limit: memory_limit(cli),
     };
     let ctx = lake.tables(None)?;
     if args.include_access {
@@ -1474,6 +1515,17 @@ const SESSIONS_VIEW: View = View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_sizes_parse_in_powers_of_1024() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("3 mb"), Ok(3 << 20));
+        for bad in ["", "GiB", "2XB", "0", "-1", "99999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn test_cli_parses() {

@@ -66,7 +66,14 @@ pub async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<Outcome> {
     let header = frame.schema().fields().iter().map(|field| field.name().clone()).collect();
     let mut printer = Printer::new(&args.print, usize::MAX, "row", TableLayout::plain(header));
     let progress = Progress::spinner(printer.format() != OutputFormat::Json, "querying");
-    let page = crate::stream_frame(frame, &mut printer, &progress, None).await?;
+    let page =
+        crate::stream_frame(frame, &mut printer, &progress, None).await.map_err(|error| {
+            if format!("{error:#}").contains("Resources exhausted") {
+                error.context("the query needs more memory than --memory-limit allows")
+            } else {
+                error
+            }
+        })?;
     drop(progress);
     let rows = page.rows;
     printer.finish(serde_json::json!({ "rows": rows }), &format!("{rows} rows"))?;

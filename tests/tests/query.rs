@@ -422,3 +422,28 @@ fn test_matches_are_coloured_only_when_asked_or_on_a_terminal() {
     let forced = on_terminal(dir.path(), &[("NO_COLOR", "1")], &format!("{search} --color always"));
     assert!(forced.contains(highlighted), "{forced:?}");
 }
+
+/// A query that needs more memory than `--memory-limit` fails saying so (exit 2) instead of
+/// taking the machine's memory or spilling decrypted rows to disk; within the limit it answers.
+#[test]
+fn test_sql_runs_under_a_memory_limit_and_never_spills() {
+    let (dir, _) = ingested_examples();
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir(&temp).expect("tmp");
+    let sorted = "SELECT c1.command FROM commands c1 CROSS JOIN commands c2 ORDER BY c1.output, \
+                  c2.output";
+    let over = run(binary("sessionlake", false)
+        .current_dir(dir.path())
+        .env("TMPDIR", &temp)
+        .args(["sql", sorted, "--memory-limit", "64KiB"]));
+    assert_eq!(over.code, 2, "{}", over.stderr);
+    assert!(
+        over.stderr.contains("the query needs more memory than --memory-limit allows"),
+        "{}",
+        over.stderr
+    );
+    assert!(std::fs::read_dir(&temp).expect("tmp").next().is_none(), "nothing spilled");
+    let within = cli(dir.path(), &["sql", sorted, "--memory-limit", "256MiB", "--format", "csv"]);
+    assert_eq!(within.code, 0, "{}", within.stderr);
+    assert!(within.stdout.lines().count() > 100, "{}", within.stdout);
+}
