@@ -565,6 +565,16 @@ pub fn session_context(record: &AccessRecord) -> Option<SessionContext> {
     })
 }
 
+/// Returns whether two `StartSession` facts for one session id disagree on who started it,
+/// where or when: a session id names one `StartSession`, so a second event that says otherwise
+/// is forged (or a different session reusing the id) and must never re-attribute the first.
+pub fn attribution_conflicts(first: &SessionContext, second: &SessionContext) -> bool {
+    first.principal != second.principal
+        || first.target != second.target
+        || first.account != second.account
+        || first.started_at != second.started_at
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

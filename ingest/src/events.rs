@@ -415,6 +415,27 @@ impl TrailEventsDuplicated<'_> {
     }
 }
 
+/// A `StartSession` event names a session that another `StartSession` event attributed
+/// differently (principal, target, account or time): the session keeps its first attribution,
+/// both events stay in `access`, and `sessionlake sessions` shows the session as `conflict`.
+pub struct AttributionConflict<'a> {
+    /// The session id both events name.
+    pub session_id: &'a str,
+    /// The CloudTrail file of the later event.
+    pub source_ref: &'a str,
+}
+
+impl AttributionConflict<'_> {
+    /// Logs the conflict.
+    pub fn emit(&self) {
+        tracing::warn!(
+            session = %self.session_id,
+            file = %self.source_ref,
+            "a StartSession event disagrees with the one the session was attributed to; the session keeps its first attribution"
+        );
+    }
+}
+
 /// A live `access` file could not be read when the service opened: its events are not known
 /// for dedupe and enrichment (an operator should run `sessionlake verify`).
 pub struct AccessFileUnreadable<'a> {

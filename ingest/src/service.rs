@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_indexer::SessionContext;
-use sessionlake_indexer::cloudtrail::{parse_trail_file, session_context};
+use sessionlake_indexer::cloudtrail::{attribution_conflicts, parse_trail_file, session_context};
 use sessionlake_lake::LakeErrorKind;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
@@ -523,9 +523,24 @@ impl Ingestor {
         let mut late = Vec::new();
         for event in &fresh {
             self.access_events.insert(event.event_id.clone(), source_ref.clone());
-            if let Some(context) = session_context(event) {
-                late.push(context.clone());
-                self.cloudtrail.insert(context.session_id.clone(), context);
+            let Some(context) = session_context(event) else { continue };
+            // An event that disagrees with the one a session was attributed to never
+            // re-attributes its stored versions (it stays in `access`, where readers see the
+            // conflict). Of the two, the earlier names the session's later deliveries, as after
+            // a restart (`load_access`).
+            match self.cloudtrail.get(&context.session_id) {
+                Some(first) if attribution_conflicts(first, &context) => {
+                    let session_id = context.session_id.as_str();
+                    events::AttributionConflict { session_id, source_ref: &source_ref }.emit();
+                    if earlier(&context, first) {
+                        self.cloudtrail.insert(context.session_id.clone(), context);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    late.push(context.clone());
+                    self.cloudtrail.insert(context.session_id.clone(), context);
+                }
             }
         }
         let mut written = self.writer.enrich(late, self.config.max_in_flight).await?;
@@ -1009,12 +1024,23 @@ async fn load_access(
         };
         for record in records {
             if let Some(context) = session_context(&record) {
-                contexts.insert(context.session_id.clone(), context);
+                // Of events that disagree, the earliest stands (see `write_trail`).
+                match contexts.get(&context.session_id) {
+                    Some(first) if !earlier(&context, first) => {}
+                    _ => {
+                        contexts.insert(context.session_id.clone(), context);
+                    }
+                }
             }
             event_ids.insert(record.event_id, record.source_ref);
         }
     }
     Ok((contexts, event_ids))
+}
+
+/// Returns whether `context`'s `StartSession` came before `other`'s.
+fn earlier(context: &SessionContext, other: &SessionContext) -> bool {
+    context.started_at.unwrap_or(i64::MAX) < other.started_at.unwrap_or(i64::MAX)
 }
 
 /// Returns the pause before the next poll: the interval, and after failures in a row a

@@ -14,7 +14,7 @@
 //!   evidence (the agent's upload is lost when an instance stops mid-session);
 //! - `pending`: younger than that: the session may still run, or its upload be on the way.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -313,6 +313,26 @@ struct SessionRow {
     document_name: Option<String>,
 }
 
+/// The `status` of a session whose `StartSession` events disagree.
+pub(crate) const ATTRIBUTION_CONFLICT: &str = "conflict";
+
+/// Returns the sessions named by `StartSession` events that disagree on the principal, the
+/// target or the time.
+fn conflicting_starts<'a>(starts: &[&'a Entry]) -> HashSet<&'a str> {
+    let mut first: HashMap<&str, &Entry> = HashMap::new();
+    let mut conflicted = HashSet::new();
+    for start in starts {
+        let Some(id) = start.session_id.as_deref() else { continue };
+        let known = *first.entry(id).or_insert(start);
+        if (&known.principal, &known.target, known.time)
+            != (&start.principal, &start.target, start.time)
+        {
+            conflicted.insert(id);
+        }
+    }
+    conflicted
+}
+
 /// Merges the sessions in the lake with the `StartSession` and Instance Connect events: every
 /// session once per transcript, every session without one with the reason, and every Instance
 /// Connect push that no session used (see the module documentation). `transcripts` names the
@@ -335,15 +355,20 @@ fn merge(
         .collect();
     let with_transcript: HashSet<String> =
         sessions.iter().filter_map(|row| row.session_id.clone()).collect();
+    let conflicted = conflicting_starts(&starts);
     let mut rows: Vec<SessionRow> = sessions
         .into_iter()
         .map(|row| {
-            let document_name = row
-                .session_id
-                .as_deref()
-                .and_then(|id| documents.get(id))
-                .map(|document| document.to_string());
-            SessionRow { transcript: true, document_name, ..row }
+            let id = row.session_id.as_deref();
+            let document_name =
+                id.and_then(|id| documents.get(id)).map(|document| document.to_string());
+            // Its StartSession events disagree on who, where or when: the attribution shown
+            // is the first one ingest applied, and it is in doubt.
+            let status = match id.is_some_and(|id| conflicted.contains(id)) {
+                true => Some(ATTRIBUTION_CONFLICT.to_string()),
+                false => row.status,
+            };
+            SessionRow { transcript: true, document_name, status, ..row }
         })
         .collect();
     let mut used = HashSet::new();

@@ -617,4 +617,30 @@ async fn test_cloudtrail_after_the_transcript_updates_the_session() {
     );
     let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
     assert_eq!(rows.len(), 1, "{rows:#?}");
+
+    // A forged StartSession for the same session (a new event id, another principal, target
+    // and time) from whoever can write to the trail bucket: the session keeps its attribution,
+    // both events stay in `access`, and `sessions` flags the session.
+    let forged = json!({"Records": [
+        start_session("ev-forged-start", "2026-03-14T08:00:00Z", BOB, NODE_B, SESSION, None),
+    ]});
+    let forged_key =
+        format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T0940Z_F.json.gz");
+    put(&s3, &trail_bucket, &forged_key, gzip(&forged)).await;
+    let fourth = ingest();
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    assert!(fourth.stdout.contains("0 replaced"), "{}", fourth.stdout);
+    assert!(fourth.stderr.contains("keeps its first attribution"), "{}", fourth.stderr);
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["principal"], json!(ALICE), "{rows:#?}");
+    assert_eq!(rows[0]["target"], json!(NODE_A), "{rows:#?}");
+    assert_eq!(rows[0]["status"], json!("conflict"), "{rows:#?}");
+    let (code, rows, _, _) = cli(work.path(), &["search", "--principal", BOB]);
+    assert_eq!(code, 1, "nothing re-attributed to the forger's principal: {rows:#?}");
+    // A restart (the events read back from `access`) does not re-attribute it either.
+    let fifth = ingest();
+    assert_eq!(fifth.code, 0, "{}", fifth.stderr);
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows[0]["principal"], json!(ALICE), "{rows:#?}");
 }
