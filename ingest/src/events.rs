@@ -436,6 +436,27 @@ impl AttributionConflict<'_> {
     }
 }
 
+/// A session version arrived from a source object other than the one that delivered the live
+/// version of the same session and source: neither replaces the other, both stay live, and
+/// `sessionlake sessions` and `verify` name the conflict.
+pub struct DeliveryConflict<'a> {
+    /// The session id both objects claim.
+    pub session_id: &'a str,
+    /// The object of the version that arrived.
+    pub source_ref: &'a str,
+}
+
+impl DeliveryConflict<'_> {
+    /// Logs the conflict.
+    pub fn emit(&self) {
+        tracing::warn!(
+            session = %self.session_id,
+            object = %self.source_ref,
+            "another source object already delivered this session; both versions are kept"
+        );
+    }
+}
+
 /// A live `access` file could not be read when the service opened: its events are not known
 /// for dedupe and enrichment (an operator should run `sessionlake verify`).
 pub struct AccessFileUnreadable<'a> {

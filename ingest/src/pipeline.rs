@@ -240,7 +240,7 @@ impl LakeWriter {
             .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
         let dt = paths::partition_date(partition_time);
         let session_id = input.session_id.clone();
-        let version = new_version();
+        let version = version_for(&input.source_ref);
         let stem = paths::session_stem(&session_id, input.source, &version);
         let raw_sha256 = digest.sha256.clone();
         let raw_path = paths::raw_object(&dt, &session_id, input.source, &version);
@@ -382,8 +382,30 @@ impl LakeWriter {
         Ok(object)
     }
 
-    /// Returns the live objects of earlier versions of `session_id` from `source`.
-    fn superseded(&self, session_id: &str, source: SessionSource) -> Vec<ObjectEntry> {
+    /// Returns the origin tag of the version of `session_id` from `source` whose rows are in a
+    /// compacted file: its raw object stays per session, the one without a live commands file
+    /// of its own.
+    fn compacted_origin(&self, session_id: &str, source: SessionSource) -> Option<&str> {
+        let versions = |kind: ObjectKind| {
+            self.live.values().filter(move |entry| entry.kind == kind).filter_map(|entry| {
+                let (id, from, version) = paths::session_version(&entry.path)?;
+                (id == session_id && from == source).then_some(version)
+            })
+        };
+        let own: BTreeSet<&str> = versions(ObjectKind::Commands).collect();
+        versions(ObjectKind::Raw)
+            .find(|version| !own.contains(version))
+            .and_then(transaction::origin_tag)
+    }
+
+    /// Returns the live objects of earlier versions of `session_id` from `source` that a
+    /// version from the source object tagged `origin` replaces (see [`is_version_of`]).
+    fn superseded(
+        &self,
+        session_id: &str,
+        source: SessionSource,
+        origin: Option<&str>,
+    ) -> Vec<ObjectEntry> {
         self.live
             .values()
             .filter(|entry| {
@@ -395,7 +417,7 @@ impl LakeWriter {
                         | ObjectKind::SessionKey
                 )
             })
-            .filter(|entry| is_version_of(entry, session_id, source))
+            .filter(|entry| is_version_of(entry, session_id, source, origin))
             .cloned()
             .collect()
     }
@@ -449,13 +471,23 @@ impl LakeWriter {
                     if let Some(position) = position {
                         plan.positions.push((source_ref.clone(), position.clone()));
                     }
-                    let mut older = self.superseded(session_id, *source);
+                    let origin = objects.iter().find_map(|object| origin_of(&object.path));
+                    let mut older = self.superseded(session_id, *source, origin);
+                    let other_origin = self.live.values().any(|entry| {
+                        entry.kind == ObjectKind::Raw
+                            && entry.sessions == [session_id.as_str()]
+                            && paths::is_session_object(&entry.path, session_id, *source)
+                            && !same_origin(origin, origin_of(&entry.path))
+                    });
+                    if other_origin {
+                        crate::events::DeliveryConflict { session_id, source_ref }.emit();
+                    }
                     // The same session twice in one batch: the later version replaces the
                     // earlier one here too.
                     let (earlier, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) =
                         std::mem::take(&mut plan.added)
                             .into_iter()
-                            .partition(|entry| is_version_of(entry, session_id, *source));
+                            .partition(|entry| is_version_of(entry, session_id, *source, origin));
                     plan.added = kept;
                     // Versions the batch wrote and replaced itself are never committed: the
                     // transaction deletes what its commit does not name.
@@ -602,15 +634,18 @@ impl LakeWriter {
             .collect();
         let mut without: BTreeMap<&str, (&ObjectEntry, BTreeSet<String>)> = BTreeMap::new();
         for input in written {
-            let Written::Session { session_id, source, .. } = input else { continue };
+            let Written::Session { session_id, source, objects, .. } = input else { continue };
             let holding: Vec<&ObjectEntry> = compacted
                 .iter()
                 .copied()
                 .filter(|entry| entry.sessions.iter().any(|id| id == session_id))
                 .collect();
-            // Only the version of the same source is replaced (another delivery stays).
+            // Only the version of the same source, and of the same source object, is replaced
+            // (another delivery stays).
+            let origin = objects.iter().find_map(|object| origin_of(&object.path));
             if holding.is_empty()
                 || compacted_version_source(self.live.values(), session_id) != Some(*source)
+                || !same_origin(origin, self.compacted_origin(session_id, *source))
             {
                 continue;
             }
@@ -785,8 +820,44 @@ pub fn source_object_id(source_ref: &str) -> String {
 
 /// Whether `entry` is an object of one version of `session_id` from `source` (and of no other
 /// session).
-fn is_version_of(entry: &ObjectEntry, session_id: &str, source: SessionSource) -> bool {
-    entry.sessions == [session_id] && paths::is_session_object(&entry.path, session_id, source)
+/// Returns whether `entry` is an object of a version of `session_id` from `source` that a
+/// version from the source object tagged `origin` replaces: of the same origin, or of one not
+/// known (a local folder's, or a version made before versions carried their origin). Another
+/// object claiming the same session id (`ssm/zz-other/kate-….log` beside `ssm/kate-….log`)
+/// replaces nothing: both versions stay, and readers flag the conflict.
+fn is_version_of(
+    entry: &ObjectEntry,
+    session_id: &str,
+    source: SessionSource,
+    origin: Option<&str>,
+) -> bool {
+    entry.sessions == [session_id]
+        && paths::is_session_object(&entry.path, session_id, source)
+        && same_origin(origin, origin_of(&entry.path))
+}
+
+/// Returns the origin tag of the session version an object path names, if it has one.
+fn origin_of(path: &str) -> Option<&str> {
+    paths::session_version(path).and_then(|(_, _, version)| transaction::origin_tag(version))
+}
+
+/// Whether versions tagged `new` and `old` come from the same source object, as far as known.
+fn same_origin(new: Option<&str>, old: Option<&str>) -> bool {
+    match (new, old) {
+        (Some(new), Some(old)) => new == old,
+        _ => true,
+    }
+}
+
+/// Returns the version name of a session delivered by `source_ref`: tagged with its source
+/// object for S3 and CloudWatch, where whoever can write to the bucket or log group may put
+/// another object claiming the same session id; not for a local folder (the operator's own).
+fn version_for(source_ref: &str) -> String {
+    if source_ref.starts_with("s3://") || source_ref.starts_with("cwl://") {
+        transaction::new_version_of(source_ref)
+    } else {
+        new_version()
+    }
 }
 
 #[cfg(test)]

@@ -313,7 +313,8 @@ struct SessionRow {
     document_name: Option<String>,
 }
 
-/// The `status` of a session whose `StartSession` events disagree.
+/// The `status` of a session whose `StartSession` events disagree, or that two source objects
+/// delivered.
 pub(crate) const ATTRIBUTION_CONFLICT: &str = "conflict";
 
 /// Returns the sessions named by `StartSession` events that disagree on the principal, the
@@ -355,7 +356,21 @@ fn merge(
         .collect();
     let with_transcript: HashSet<String> =
         sessions.iter().filter_map(|row| row.session_id.clone()).collect();
-    let conflicted = conflicting_starts(&starts);
+    let mut conflicted = conflicting_starts(&starts);
+    // Two deliveries of one session from one source but from different source objects (both
+    // kept: neither replaces the other).
+    let mut deliveries: HashMap<(&str, &str), usize> = HashMap::new();
+    for row in &sessions {
+        if let (Some(id), Some(source)) = (row.session_id.as_deref(), row.source.as_deref()) {
+            *deliveries.entry((id, source)).or_default() += 1;
+        }
+    }
+    let twice: HashSet<String> = deliveries
+        .into_iter()
+        .filter(|(_, count)| *count > 1)
+        .map(|((id, _), _)| id.to_string())
+        .collect();
+    conflicted.extend(twice.iter().map(String::as_str));
     let mut rows: Vec<SessionRow> = sessions
         .into_iter()
         .map(|row| {

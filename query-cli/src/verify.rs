@@ -64,7 +64,8 @@ use sessionlake_lake::manifest::{self, ChainLink, Head};
 use sessionlake_lake::store::LakeStore;
 use sessionlake_lake::trust::{ChainTrust, committed_at, finding};
 pub use sessionlake_lake::trust::{Finding, PinnedSigner, idle_grace_secs};
-use sessionlake_schemas::manifest::CommitAction;
+use sessionlake_schemas::SessionSource;
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
 
 /// Objects hashed at once (each on its own task, so hashing spreads over the runtime's threads).
@@ -288,6 +289,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
         live.values().filter(|entry| to_hash.contains(entry.path.as_str())).cloned().collect();
     report.objects = to_check.len();
     report.findings.extend(check_objects(store, to_check, options.progress).await);
+    report.findings.extend(conflicting_deliveries(&live));
 
     // Everything a trusted commit ever named, live or removed since, plus the manifest files.
     let mut named: BTreeSet<&str> = files.iter().map(|file| file.path.as_str()).collect();
@@ -468,6 +470,32 @@ async fn check_checkpoints(
         }
     }
     Ok(found)
+}
+
+/// Names each session that one source delivered from two source objects: both versions stay
+/// live (neither replaces the other), and one of the objects claims a session it did not
+/// record, or two sessions share an id.
+fn conflicting_deliveries(live: &BTreeMap<String, ObjectEntry>) -> Vec<Finding> {
+    let mut versions: BTreeMap<(&str, SessionSource), Vec<&str>> = BTreeMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Raw) {
+        if let Some((id, source, _)) = paths::session_version(&entry.path) {
+            versions.entry((id, source)).or_default().push(&entry.path);
+        }
+    }
+    versions
+        .into_iter()
+        .filter(|(_, paths)| paths.len() > 1)
+        .map(|((id, source), paths)| {
+            let detail = format!(
+                "session {id} is live {} times from {}, delivered by different source objects \
+                 ({}): see `sessionlake sessions --session {id}`",
+                paths.len(),
+                source.as_str(),
+                paths.join(", ")
+            );
+            finding("conflicting-delivery", paths[paths.len() - 1], detail)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -348,9 +348,34 @@ pub fn new_version() -> String {
     format!("{micros:x}{}", &random[..8])
 }
 
-/// Returns the time (µs) a version name from [`new_version`] was made, if it is one.
+/// Separates the time of a version of a session from the tag of the source object it came
+/// from (see [`new_version_of`]); never a hex digit.
+const ORIGIN_MARK: char = 'o';
+
+/// Returns a new version name for a session delivered by the source object `origin` (an S3
+/// object's `s3://bucket/key`, a CloudWatch stream's `cwl://group/stream`): the time (µs, hex),
+/// then [`ORIGIN_MARK`] and 16 hex digits of the SHA-256 of `origin`. A later delivery replaces
+/// only versions of the same origin: another object claiming the same session id never hides
+/// it (see [`origin_tag`]).
+pub fn new_version_of(origin: &str) -> String {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let tag = crate::store::sha256_hex(origin.as_bytes());
+    format!("{micros:x}{ORIGIN_MARK}{}", &tag[..16])
+}
+
+/// Returns the origin tag of a version from [`new_version_of`]; `None` for other versions
+/// (made by [`new_version`], or before versions carried their origin).
+pub fn origin_tag(version: &str) -> Option<&str> {
+    version.split_once(ORIGIN_MARK).map(|(_, tag)| tag)
+}
+
+/// Returns the time (µs) a version name from [`new_version`] or [`new_version_of`] was made, if
+/// it is one.
 pub fn version_time(version: &str) -> Option<i64> {
-    let digits = version.get(..version.len().checked_sub(8)?)?;
+    let digits = match version.split_once(ORIGIN_MARK) {
+        Some((time, _)) => time,
+        None => version.get(..version.len().checked_sub(8)?)?,
+    };
     i64::from_str_radix(digits, 16).ok()
 }
 
@@ -416,6 +441,22 @@ mod tests {
 
     async fn stored(store: &LakeStore, folder: &str) -> Vec<String> {
         store.list(folder).await.expect("list").into_iter().map(|(path, _)| path).collect()
+    }
+
+    #[test]
+    fn test_versions_tell_their_time_and_origin() {
+        let plain = new_version();
+        let tagged = new_version_of("s3://logs/ssm/kate-0123456789abcdef0.log");
+        let other = new_version_of("s3://logs/ssm/zz-other/kate-0123456789abcdef0.log");
+        let now = chrono::Utc::now().timestamp_micros();
+        for version in [&plain, &tagged] {
+            let made = version_time(version).expect("time");
+            assert!((now - made).abs() < 60_000_000, "{version}");
+            assert!(version.bytes().all(|b| b.is_ascii_alphanumeric()), "{version}");
+        }
+        assert_eq!(origin_tag(&plain), None);
+        assert_eq!(origin_tag(&tagged).map(str::len), Some(16));
+        assert_ne!(origin_tag(&tagged), origin_tag(&other));
     }
 
     #[tokio::test]

@@ -644,3 +644,86 @@ async fn test_cloudtrail_after_the_transcript_updates_the_session() {
     let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
     assert_eq!(rows[0]["principal"], json!(ALICE), "{rows:#?}");
 }
+
+/// Whoever can write to the session-log bucket puts another object claiming a session already
+/// ingested (`ssm/zz-other/<id>.log` beside `ssm/<id>.log`): it replaces nothing. Both versions
+/// stay live, the real `rm -rf` is still found, ingest warns, `sessions` shows the session as
+/// `conflict`, `verify` names it; the original object delivered again still replaces its own
+/// version.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_another_object_claiming_a_session_replaces_nothing() {
+    const SESSION: &str = "alice-0123456789abcdef0";
+    let s3 = s3_client().await;
+    let source_bucket = unique("claim-logs");
+    let trail_bucket = unique("claim-trail");
+    for bucket in [&source_bucket, &trail_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let real = std::fs::read(repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log"))
+        .expect("example");
+    let other = std::fs::read(
+        repo_root().join("examples/s3/ssm-logs/alice-ekp6rf9qs5arzcjxsndyvboavi.log"),
+    )
+    .expect("example");
+    put(&s3, &source_bucket, &format!("ssm/{SESSION}.log"), real.clone()).await;
+    // A second session of the same day, for compaction below.
+    put(&s3, &source_bucket, "ssm/alice-0123456789abcdef1.log", real.clone()).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
+    let first = ingest();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+
+    put(&s3, &source_bucket, &format!("ssm/zz-other/{SESSION}.log"), other.clone()).await;
+    let second = ingest();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stdout.contains("ingested 1 sessions") && second.stdout.contains("0 replaced"));
+    assert!(
+        second.stderr.contains("another source object already delivered this session"),
+        "{}",
+        second.stderr
+    );
+    let (code, rows, _, stderr) =
+        cli(work.path(), &["search", "--command", "rm -rf", "--session", SESSION]);
+    assert_eq!(code, 0, "the real session's command is still found: {stderr}");
+    assert!(rows.iter().all(|row| row["session_id"] == json!(SESSION)), "{rows:#?}");
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 1, "{}{}", verified.stdout, verified.stderr);
+    assert!(verified.stdout.contains("conflicting-delivery"), "{}", verified.stdout);
+
+    // The original object delivered again (a new ETag) replaces its own version only.
+    let mut again = real;
+    again.extend_from_slice(b"\n");
+    put(&s3, &source_bucket, &format!("ssm/{SESSION}.log"), again).await;
+    let third = ingest();
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(third.stdout.contains("1 replaced"), "{}", third.stdout);
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+
+    // Compacted, the real version is not taken out of its compacted file by a third claim.
+    let compacted = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "compact",
+        "--min-age",
+        "0s",
+    ]));
+    assert_eq!(compacted.code, 0, "{}", compacted.stderr);
+    let tables = files_under(&work.path().join("lake/commands"));
+    assert!(tables.iter().any(|path| path.to_string_lossy().contains("compact-")), "{tables:?}");
+    let claim = std::fs::read(
+        repo_root().join("examples/s3/ssm-logs/alice-ekp6rf9qs5arzcjxsndyvboavi.log"),
+    )
+    .expect("example");
+    put(&s3, &source_bucket, &format!("ssm/zz-third/{SESSION}.log"), claim).await;
+    let fourth = ingest();
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    assert!(fourth.stdout.contains("0 replaced"), "{}", fourth.stdout);
+    let (code, rows, _, stderr) =
+        cli(work.path(), &["search", "--command", "rm -rf", "--session", SESSION]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!rows.is_empty(), "{rows:#?}");
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+}
