@@ -186,7 +186,9 @@ impl LakeWriter {
             .with_context(|| format!("failed to get a data key for {}", bad.source_ref))?;
         let stored =
             seal_raw(&bad.raw, &bad.source_ref, &self.store, &path, (key, wrapped), None).await?;
-        tracing::warn!(source = %bad.source_ref, object = %path, reason = %bad.reason, "input quarantined");
+        // Names are a source writer's choice: printed escaped (no line breaks, no invisible or
+        // bidirectional characters).
+        tracing::warn!(source = ?bad.source_ref, object = %path, reason = ?bad.reason, "input quarantined");
         let mut quarantined = entry(stored, ObjectKind::Quarantine, Vec::new());
         quarantined.note = Some(bad.reason);
         Ok(quarantined)

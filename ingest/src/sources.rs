@@ -352,7 +352,7 @@ pub fn fetch_local(
             source_ref: source_ref.clone(),
             position,
             raw: streamed_raw(),
-            reason: format!("{source_ref}: file name {name:?} is not a session id"),
+            reason: format!("{source_ref:?}: file name {name:?} is not a session id"),
         };
         return Ok((Fetched::Bad(bad), seen));
     };
@@ -534,7 +534,7 @@ pub fn pending_s3(object: &S3Object<'_>, cursors: &Cursors) -> Option<Pending> {
         return None;
     }
     let refused = match session_id_of(key) {
-        None => Some(format!("{source_ref}: key base name is not a session id")),
+        None => Some(format!("{source_ref:?}: key base name is not a session id")),
         Some(_) if size > MAX_OBJECT_BYTES => {
             Some(format!("{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"))
         }
@@ -571,7 +571,7 @@ pub async fn fetch_s3(
 ) -> anyhow::Result<Fetched> {
     let source_ref = format!("s3://{bucket}/{key}");
     let Some(session_id) = session_id_of(key) else {
-        anyhow::bail!("{source_ref}: key base name is not a session id");
+        anyhow::bail!("{source_ref:?}: key base name is not a session id");
     };
     // The object's ETag and size now; its bytes are streamed at that ETag when parsed and
     // sealed (`crate::raw`).
@@ -662,7 +662,7 @@ pub async fn fetch_cloudwatch(
     let Some(session_id) = session_id_of(stream) else {
         return Ok(Fetched::Bad(BadInput {
             source: SessionSource::CloudwatchStream.as_str(),
-            reason: format!("{source_ref}: stream name is not a session id"),
+            reason: format!("{source_ref:?}: stream name is not a session id"),
             source_ref,
             position: position.to_string(),
             raw: Raw::from(raw),

@@ -848,3 +848,53 @@ fn test_show_reads_one_source_of_a_session_delivered_twice() {
     let seqs: Vec<u64> = rows.iter().map(|row| row["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "each command once");
 }
+
+/// Names a source writer chooses that are no session id (`%` escapes, path tricks, line
+/// breaks, invisible and bidirectional characters) are quarantined, printed escaped, and never
+/// hide a session or break a query of the rest of the lake.
+#[test]
+fn test_hostile_names_are_quarantined_and_never_break_queries() {
+    let (dir, first) = ingested_examples_and(|examples| {
+        let alice = std::fs::read(examples.join("s3/ssm-logs/alice-0123456789abcdef0.log"))
+            .expect("example");
+        for name in [
+            "q%2Fr-0123456789abcdef0.log",
+            "p%25-0123456789abcdef0.log",
+            "x%2F%2e%2e%2Fy.log",
+            "evil\ninjected line-0123456789abcdef0.log",
+            "kate\u{202e}-0123456789abcdef0.log",
+        ] {
+            std::fs::write(examples.join("s3/ssm-logs").join(name), &alice).expect("write");
+        }
+    });
+    assert!(first.stdout.contains("5 quarantined"), "{}", first.stdout);
+    // A line break in a name is printed escaped: it starts no log line of its own.
+    assert!(first.stderr.contains("evil\\ninjected line"), "{}", first.stderr);
+    assert!(!first.stderr.lines().any(|line| line.starts_with("injected")), "{}", first.stderr);
+    assert!(!first.stderr.contains('\u{202e}'), "{}", first.stderr);
+    let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let lake = dir.path().join("lake");
+    let quarantined: Vec<_> =
+        files_under(&lake).into_iter().filter(|p| p.starts_with("quarantine")).collect();
+    assert_eq!(quarantined.len(), 5, "{quarantined:?}");
+    let sessions = run(binary("sessionlake", false).current_dir(dir.path()).args(["sessions"]));
+    assert_eq!(sessions.code, 0, "{}", sessions.stderr);
+    assert!(!sessions.stdout.contains('%'), "{}", sessions.stdout);
+    let sql = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sql",
+        "SELECT count(DISTINCT session_id) AS n FROM sessions",
+        "--format",
+        "csv",
+    ]));
+    assert_eq!(sql.code, 0, "{}", sql.stderr);
+    assert_eq!(sql.stdout.lines().nth(1), Some(example_sessions().to_string().as_str()));
+    let found = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+        "--json",
+    ]));
+    assert_rm_rf_rows(&parse_json_lines(&found.stdout).0);
+    assert_eq!(verify(dir.path(), &[]), (0, vec![]));
+}
