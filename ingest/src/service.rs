@@ -230,7 +230,11 @@ impl Ingestor {
             .await
             .with_context(|| format!("failed to take the writer lease of {}", store.location()))?;
         let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
-        let lease_keeper = LeaseKeeper::start(lease, |error| events::LeaseLost { error }.emit());
+        let mut keeper =
+            Some(LeaseKeeper::start(lease, |error| events::LeaseLost { error }.emit()));
+        // Every way out of the rest releases the lease (a refusal, an unreadable lake, a KMS
+        // key that cannot be reached): the next run must not find it taken.
+        let opened: anyhow::Result<Ingestor> = async {
         let keyring = Arc::new(keyring);
         let keys: Arc<dyn KeyProvider> = match (&config.kms_key_id, &sdk_config) {
             (Some(key_id), Some(sdk)) => {
@@ -360,9 +364,17 @@ impl Ingestor {
             last_commit_at,
             inherited_promise: (last_commit_at, promised_by),
             idle_retry_at: i64::MIN,
-            lease_keeper,
+            lease_keeper: keeper.take().context("the writer lease was given up while opening")?,
             unclean: false,
         })
+        }
+        .await;
+        if opened.is_err()
+            && let Some(keeper) = keeper.take()
+        {
+            keeper.release().await;
+        }
+        opened
     }
 
     /// Returns how long until an idle commit is due (zero: now).

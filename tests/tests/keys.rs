@@ -416,6 +416,14 @@ fn test_a_missing_shared_or_linked_keyring_is_refused() {
     );
     assert!(!work.join(".sessionlake/keyrnig.json").exists(), "no keyring made");
     assert!(!work.join("lake/state/lease.json").exists(), "no lease left behind");
+    // Another lake's keyring: refused once the chain is read (after the lease is taken), and
+    // the lease is released on the way out.
+    std::fs::create_dir(work.join("empty")).expect("empty");
+    let other = ingest(&["--keyring", "other.json", "--lake", "other-lake", "--local", "empty"]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let foreign = ingest(&["--keyring", "other.json"]);
+    assert_eq!(foreign.code, 2, "{}", foreign.stderr);
+    assert!(!work.join("lake/state/lease.json").exists(), "lease released: {}", foreign.stderr);
     // Unpinned, verify would only check the lake against the keys it holds itself.
     let verify = |extra: &[&str]| {
         let mut command = binary("sessionlake", false);
