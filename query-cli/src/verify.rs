@@ -198,6 +198,20 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     for folder in COMMITTED_FOLDERS {
         stored.extend(store.list(folder).await?.into_iter().map(|(path, _)| path));
     }
+    // A local file the store cannot name is in no listing: named here, whatever its name.
+    let unnameable: Vec<Finding> = {
+        let listed: BTreeSet<&str> = stored.iter().map(String::as_str).collect();
+        COMMITTED_FOLDERS
+            .iter()
+            .flat_map(|folder| store.unnameable_files(folder, &listed))
+            .map(|name| {
+                let detail = "a file no listing shows (its name is not UTF-8, or one the store \
+                              skips): no command reads it; delete or rename it"
+                    .to_string();
+                finding("unnameable-object", &name, detail)
+            })
+            .collect()
+    };
     let tail_checked = options.until.is_none_or(|until| until > options.now);
     let now = tail_checked.then_some(options.now);
     let (resumed, skipped) = if options.since_checkpoint {
@@ -322,6 +336,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
         }
     }
     report.findings.extend(skipped);
+    report.findings.extend(unnameable);
     // Resumed, the objects named before the checkpoint are not known: stored objects are
     // checked against the whole chain only.
     let stored = if first.is_some() { Vec::new() } else { stored };

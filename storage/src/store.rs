@@ -1,10 +1,11 @@
 //! The lake's object store: a local folder or `s3://bucket/prefix`, through `object_store`.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{
@@ -483,10 +484,58 @@ impl LakeStore {
         Ok(Some(digest.finish()))
     }
 
-    /// Lists every object under `prefix` (a folder such as `manifest`), with sizes.
+    /// Lists every object under `prefix` (a folder such as `manifest`), with sizes. On a local
+    /// lake, a file the store cannot name (a name that is not UTF-8) is left out with a
+    /// warning instead of failing the listing: `sessionlake verify` names every such file
+    /// (see [`LakeStore::unnameable_files`]).
     pub async fn list(&self, prefix: &str) -> LakeResult<Vec<(String, u64)>> {
         let prefix_path = self.path(prefix)?;
-        self.listed(prefix, self.store.list(Some(&prefix_path)).try_collect().await)
+        let listing = self.store.list(Some(&prefix_path));
+        if !matches!(self.location, LakeLocation::Local(_)) {
+            return self.listed(prefix, listing.try_collect().await);
+        }
+        let results: Vec<object_store::Result<object_store::ObjectMeta>> = listing.collect().await;
+        let mut objects = Vec::new();
+        for result in results {
+            match result {
+                Ok(meta) => objects.push(meta),
+                Err(error @ object_store::Error::NotFound { .. }) => {
+                    return self.listed(prefix, Err(error));
+                }
+                Err(error) => {
+                    tracing::warn!(folder = prefix, %error, "a file the store cannot name was left out");
+                }
+            }
+        }
+        self.listed(prefix, Ok(objects))
+    }
+
+    /// On a local lake, returns the files under `prefix` that a listing leaves out (a name
+    /// that is not UTF-8, or one the store skips such as `name#1`), relative to the lake and
+    /// printed escaped; none on S3, where every key is listed.
+    pub fn unnameable_files(&self, prefix: &str, listed: &BTreeSet<&str>) -> Vec<String> {
+        let LakeLocation::Local(root) = &self.location else { return Vec::new() };
+        let mut found = Vec::new();
+        let mut stack = vec![root.join(prefix)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => stack.push(path),
+                    _ => {
+                        let relative = path.strip_prefix(root).unwrap_or(&path);
+                        match relative.to_str() {
+                            Some(name) if listed.contains(name) => {}
+                            Some(name) => found.push(format!("{name:?}")),
+                            None => found.push(format!("{:?}", relative.as_os_str())),
+                        }
+                    }
+                }
+            }
+        }
+        found.sort();
+        found
     }
 
     /// Lists the objects directly in folder `prefix`, not in its sub-folders, with sizes.

@@ -898,3 +898,31 @@ fn test_hostile_names_are_quarantined_and_never_break_queries() {
     assert_rm_rf_rows(&parse_json_lines(&found.stdout).0);
     assert_eq!(verify(dir.path(), &[]), (0, vec![]));
 }
+
+/// Files on a local lake that no listing shows (a name that is not UTF-8, `name#1`, which
+/// object_store skips) are named by `verify`; they no longer make `verify` or `shred` fail.
+#[test]
+fn test_verify_names_files_the_store_cannot_list() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let (dir, _) = ingested_examples();
+    let raw = dir.path().join("lake/raw");
+    std::fs::write(raw.join("planted#1"), b"x").expect("write");
+    std::fs::write(raw.join(std::ffi::OsStr::from_bytes(b"bad\xff")), b"x").expect("write");
+    let (code, found) = verify(dir.path(), &[]);
+    assert_eq!(code, 1, "{found:?}");
+    assert_eq!(
+        found,
+        vec![
+            ("unnameable-object".to_string(), r#""raw/bad\xFF""#.to_string()),
+            ("unnameable-object".to_string(), r#""raw/planted#1""#.to_string()),
+        ]
+    );
+    let shred = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "shred",
+        "alice-0123456789abcdef0",
+        "--reason",
+        "test",
+        "--yes",
+    ]));
+    assert_eq!(shred.code, 0, "{}", shred.stderr);
+}
