@@ -205,6 +205,14 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             .iter()
             .flat_map(|folder| store.unnameable_files(folder, &listed))
             .map(|name| {
+                // Escaped, in quotes: `"raw/…#1"`.
+                let unquoted = name.trim_matches('"');
+                if sessionlake_lake::store::upload_part_of(unquoted).is_some() {
+                    let detail = "the part file of an interrupted upload: the next ingest after \
+                                  a crash, or compact, deletes it"
+                        .to_string();
+                    return finding("uncommitted-object", unquoted, detail);
+                }
                 let detail = "a file no listing shows (its name is not UTF-8, or one the store \
                               skips): no command reads it; delete or rename it"
                     .to_string();

@@ -111,6 +111,24 @@ impl fmt::Debug for LakeStore {
     }
 }
 
+/// A part file of an interrupted upload on a local lake (see [`LakeStore::upload_parts`]).
+#[derive(Debug, Clone)]
+pub struct UploadPart {
+    /// The object the upload was for.
+    pub object: String,
+    /// The part file.
+    pub file: std::path::PathBuf,
+    /// µs since it was last written, if known.
+    pub age: Option<i64>,
+}
+
+/// Returns the object a local upload's part file (`name#N`) was for, if `name` is one.
+pub fn upload_part_of(name: &str) -> Option<&str> {
+    let (object, number) = name.rsplit_once('#')?;
+    (!object.is_empty() && !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(object)
+}
+
 /// Returns the SHA-256 of `bytes` in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(digest(&SHA256, bytes))
@@ -508,6 +526,40 @@ impl LakeStore {
             }
         }
         self.listed(prefix, Ok(objects))
+    }
+
+    /// On a local lake, returns the part files of interrupted uploads under `prefix`:
+    /// object_store writes `name#N` and renames it into place, so a writer killed mid-upload
+    /// leaves one, which no listing shows. Each with the object name it was for and its age
+    /// (µs since it was last written; `None` when unknown).
+    pub fn upload_parts(&self, prefix: &str) -> Vec<UploadPart> {
+        let LakeLocation::Local(root) = &self.location else { return Vec::new() };
+        let mut parts = Vec::new();
+        let now = std::time::SystemTime::now();
+        let mut stack = vec![root.join(prefix)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => stack.push(path),
+                    Ok(kind) if kind.is_file() => {
+                        let relative = path.strip_prefix(root).unwrap_or(&path);
+                        let Some(name) = relative.to_str() else { continue };
+                        let Some(object) = upload_part_of(name) else { continue };
+                        let age = entry
+                            .metadata()
+                            .and_then(|meta| meta.modified())
+                            .ok()
+                            .and_then(|modified| now.duration_since(modified).ok())
+                            .map(|age| i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
+                        parts.push(UploadPart { object: object.to_string(), file: path, age });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        parts
     }
 
     /// On a local lake, returns the files under `prefix` that a listing leaves out (a name

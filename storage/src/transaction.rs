@@ -331,6 +331,26 @@ pub async fn sweep(
     let deleted = delete_paths(store, doomed.into_iter().collect(), &|| {}).await;
     outcome.deleted = deleted.deleted;
     outcome.failed.extend(deleted.failed);
+    // A local upload killed mid-way leaves a part file no listing shows.
+    if let Some(rule) = leftovers.uncommitted {
+        let grace =
+            rule.older_than.map(|grace| i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
+        for folder in leftovers.folders {
+            for part in store.upload_parts(folder) {
+                let old = grace.is_none_or(|grace| part.age.is_none_or(|age| age > grace));
+                if !old || !(rule.only)(&part.object) || named.contains(part.object.as_str()) {
+                    continue;
+                }
+                match std::fs::remove_file(&part.file) {
+                    Ok(()) => outcome.deleted += 1,
+                    Err(error) => {
+                        tracing::warn!(file = ?part.file, %error, "upload part file not deleted");
+                        outcome.failed.push(format!("{}: {error}", part.file.display()));
+                    }
+                }
+            }
+        }
+    }
     Ok(outcome)
 }
 
