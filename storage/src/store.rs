@@ -528,64 +528,61 @@ impl LakeStore {
         self.listed(prefix, Ok(objects))
     }
 
-    /// On a local lake, returns the part files of interrupted uploads under `prefix`:
-    /// object_store writes `name#N` and renames it into place, so a writer killed mid-upload
-    /// leaves one, which no listing shows. Each with the object name it was for and its age
-    /// (µs since it was last written; `None` when unknown).
-    pub fn upload_parts(&self, prefix: &str) -> Vec<UploadPart> {
+    /// On a local lake, returns every file under folder `prefix` (symbolic links and other
+    /// non-folders too), with its path relative to the lake; none on S3.
+    fn local_files(&self, prefix: &str) -> Vec<(std::fs::DirEntry, std::path::PathBuf)> {
         let LakeLocation::Local(root) = &self.location else { return Vec::new() };
-        let mut parts = Vec::new();
-        let now = std::time::SystemTime::now();
+        let mut files = Vec::new();
         let mut stack = vec![root.join(prefix)];
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             for entry in entries.flatten() {
                 let path = entry.path();
-                match entry.file_type() {
-                    Ok(kind) if kind.is_dir() => stack.push(path),
-                    Ok(kind) if kind.is_file() => {
-                        let relative = path.strip_prefix(root).unwrap_or(&path);
-                        let Some(name) = relative.to_str() else { continue };
-                        let Some(object) = upload_part_of(name) else { continue };
-                        let age = entry
-                            .metadata()
-                            .and_then(|meta| meta.modified())
-                            .ok()
-                            .and_then(|modified| now.duration_since(modified).ok())
-                            .map(|age| i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
-                        parts.push(UploadPart { object: object.to_string(), file: path, age });
-                    }
-                    _ => {}
+                if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                    stack.push(path);
+                } else {
+                    let relative = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+                    files.push((entry, relative));
                 }
             }
         }
-        parts
+        files
+    }
+
+    /// On a local lake, returns the part files of interrupted uploads under `prefix`:
+    /// object_store writes `name#N` and renames it into place, so a writer killed mid-upload
+    /// leaves one, which no listing shows. Each with the object name it was for and its age
+    /// (µs since it was last written; `None` when unknown).
+    pub fn upload_parts(&self, prefix: &str) -> Vec<UploadPart> {
+        let now = std::time::SystemTime::now();
+        self.local_files(prefix)
+            .into_iter()
+            .filter_map(|(entry, relative)| {
+                let object = upload_part_of(relative.to_str()?)?.to_string();
+                let age = entry
+                    .metadata()
+                    .and_then(|meta| meta.modified())
+                    .ok()
+                    .and_then(|modified| now.duration_since(modified).ok())
+                    .map(|age| i64::try_from(age.as_micros()).unwrap_or(i64::MAX));
+                Some(UploadPart { object, file: entry.path(), age })
+            })
+            .collect()
     }
 
     /// On a local lake, returns the files under `prefix` that a listing leaves out (a name
     /// that is not UTF-8, or one the store skips such as `name#1`), relative to the lake and
     /// printed escaped; none on S3, where every key is listed.
     pub fn unnameable_files(&self, prefix: &str, listed: &BTreeSet<&str>) -> Vec<String> {
-        let LakeLocation::Local(root) = &self.location else { return Vec::new() };
-        let mut found = Vec::new();
-        let mut stack = vec![root.join(prefix)];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                match entry.file_type() {
-                    Ok(kind) if kind.is_dir() => stack.push(path),
-                    _ => {
-                        let relative = path.strip_prefix(root).unwrap_or(&path);
-                        match relative.to_str() {
-                            Some(name) if listed.contains(name) => {}
-                            Some(name) => found.push(format!("{name:?}")),
-                            None => found.push(format!("{:?}", relative.as_os_str())),
-                        }
-                    }
-                }
-            }
-        }
+        let mut found: Vec<String> = self
+            .local_files(prefix)
+            .into_iter()
+            .filter_map(|(_, relative)| match relative.to_str() {
+                Some(name) if listed.contains(name) => None,
+                Some(name) => Some(format!("{name:?}")),
+                None => Some(format!("{:?}", relative.as_os_str())),
+            })
+            .collect();
         found.sort();
         found
     }
