@@ -421,10 +421,10 @@ mod corpus_tests {
         let report = evaluate(&corpus).expect("corpus evaluates");
         assert!(report.sessions >= 37, "corpus has {} sessions", report.sessions);
         let floors = [
-            ("s3", 0.99, 0.996),
+            ("s3", 0.99, 0.999),
             ("s3-legacy", 0.99, 0.99),
             ("s3-crlost", 0.99, 0.99),
-            ("cloudwatch-upload", 0.99, 0.996),
+            ("cloudwatch-upload", 0.99, 0.999),
             (STREAM_FORM, 0.95, 0.947),
         ];
         let delivered = report.stream_as_delivered;
@@ -455,8 +455,8 @@ mod corpus_tests {
             ("bash", STREAM_FORM, 0.95, 0.96),
             ("dash", "s3", 0.99, 0.99),
             ("dash", STREAM_FORM, 0.96, 0.96),
-            ("zsh", "s3", 0.99, 0.98),
-            ("zsh", "cloudwatch-upload", 0.99, 0.98),
+            ("zsh", "s3", 0.99, 0.999),
+            ("zsh", "cloudwatch-upload", 0.99, 0.999),
             ("zsh", "s3-crlost", 0.99, 0.99),
             ("zsh", STREAM_FORM, 0.93, 0.93),
             ("fish", "s3", 0.99, 0.99),

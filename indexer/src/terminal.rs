@@ -200,6 +200,11 @@ pub struct LineTerminal<S> {
     closes_after_keypad_reset: u32,
     /// The end-of-line mark (zsh's `%`/`#`, fish's `⏎`) drawn since the editor last closed.
     eol_mark: Option<char>,
+    /// A line the open editor erased (`ESC[J` below the cursor) after opening on it past its
+    /// prompt: its window index, where the editor opened, and the shell. zsh redraws a
+    /// multi-line prompt so (after a resize, `reset-prompt`): the line drawn again at that
+    /// index is the same prompt with the editor at the same column.
+    erased_editor_line: Option<(usize, usize, Option<&'static str>)>,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -302,6 +307,7 @@ impl<S: LineSink> LineTerminal<S> {
             keypad_reset_in_region: false,
             closes_after_keypad_reset: 0,
             eol_mark: None,
+            erased_editor_line: None,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -579,7 +585,15 @@ impl<S: LineSink> LineTerminal<S> {
             self.move_to(column.min(self.width - 1));
             return;
         }
-        let line = self.fresh_line();
+        let mut line = self.fresh_line();
+        if let Some((index, editor_from, shell)) = self.erased_editor_line
+            && index == self.window.len()
+        {
+            // The open editor's prompt line, drawn again after an erase below.
+            self.erased_editor_line = None;
+            line.editor_from = Some(editor_from);
+            line.shell = shell;
+        }
         self.window.push_back(line);
         self.current = self.window.len() - 1;
         self.move_to(column);
@@ -832,6 +846,7 @@ impl<S: LineSink> LineTerminal<S> {
                     }
                     self.region = None;
                     self.eol_mark = None;
+                    self.erased_editor_line = None;
                 }
             }
             1 if !on && self.region.is_some() => self.keypad_reset_in_region = true,
@@ -1056,7 +1071,13 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 let from = self.cursor;
                 self.erase(from, usize::MAX);
                 while self.window.len() > self.current + 1 {
-                    self.window.pop_back();
+                    let index = self.window.len() - 1;
+                    if let Some(line) = self.window.pop_back()
+                        && self.region.is_some()
+                        && let Some(editor_from) = line.editor_from
+                    {
+                        self.erased_editor_line = Some((index, editor_from, line.shell));
+                    }
                 }
             }
             'J' | 'H' | 'f' => self.flush_window(),
@@ -1353,6 +1374,24 @@ mod tests {
                 ("file", None, None, false),
                 ("\u{279c}  ~ rm -rf /", Some(1), Some(7), true),
             ]
+        );
+    }
+
+    #[test]
+    fn test_prompt_redrawn_with_the_editor_open_keeps_its_end() {
+        // zsh with a two-line prompt: the editor opens after `> `, then (a resize) zsh goes
+        // up to the first prompt line, erases below and draws both lines again.
+        let prompt = b"\x1b[Jhost ~\r\r\n> \x1b[K\x1b[20C12:00\x1b[25D";
+        let mut input = prompt.to_vec();
+        input.extend_from_slice(b"\x1b[?1h\x1b=\x1b[?2004h\r\r\x1b[A");
+        input.extend_from_slice(prompt);
+        input.extend_from_slice(b"uptime\x1b[?1l\x1b>\x1b[?2004l\r\r\r\nup\r\n");
+        let screen = LineTerminal::run(80, &input);
+        let lines: Vec<_> =
+            screen.lines.iter().map(|l| (l.text.as_str(), l.prompt_end, l.shell)).collect();
+        assert_eq!(
+            lines,
+            vec![("host ~", None, None), ("> uptime", Some(2), Some("zsh")), ("up", None, None)]
         );
     }
 
