@@ -292,19 +292,14 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     Some((text, redraw_start + redraw_len - index))
 }
 
-/// readline's default vi mode strings (`vi-ins-mode-string`, `vi-cmd-mode-string`).
-const VI_MODE_STRINGS: [&str; 2] = ["(ins)", "(cmd)"];
-
 /// Blanks after a one-character mark that tell an end-of-line mark from a bare prompt.
 const EOL_MARK_BLANKS: &[u8] = b"        ";
 
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
     // readline's `show-mode-in-prompt` puts the vi mode (`(ins)`, `(cmd)` by default) first.
-    if let Some(after) = VI_MODE_STRINGS.iter().find_map(|mode| line.text.strip_prefix(mode))
-        && let Some(found) = prompt::known_prompt(after)
-    {
-        return Some(Prompt { len: found.len + VI_MODE_STRINGS[0].len(), ..found });
+    if let Some(found) = prompt::vi_mode_prompt(&line.text) {
+        return Some(found);
     }
     if let Some(end) = editor_prompt_end(line) {
         // A bash prompt after what a program left without a newline starts there.

@@ -85,7 +85,7 @@ impl Layout {
     /// Reads the layout from the stream's lines (as shown, escapes already interpreted).
     pub fn infer(lines: &[&str]) -> Layout {
         let leading: Vec<Option<usize>> =
-            lines.iter().map(|line| prompt::known_prompt(line).map(|found| found.len)).collect();
+            lines.iter().map(|line| leading_prompt_len(line)).collect();
         Self::infer_with(lines, &leading)
     }
 
@@ -248,8 +248,7 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
         .zip(&shown)
         .map(|(text, shown)| shown.as_ref().map_or(text.as_str(), |view| view.text.as_str()))
         .collect();
-    let leading: Vec<Option<usize>> =
-        views.iter().map(|view| prompt::known_prompt(view).map(|found| found.len)).collect();
+    let leading: Vec<Option<usize>> = views.iter().map(|view| leading_prompt_len(view)).collect();
     let layout = Layout::infer_with(&views, &leading);
     texts
         .iter()
@@ -302,11 +301,96 @@ fn unwrap_line(text: &str, layout: &Layout) -> String {
 
 /// Replays one stripped line (see the module documentation) and returns what it showed.
 pub fn reconstruct(line: &str, layout: &Layout) -> String {
-    replay(line, prompt::known_prompt(line).map(|found| found.len), layout)
+    replay(line, leading_prompt_len(line), layout)
+}
+
+/// Byte length of the known prompt `line` starts with, readline's vi mode string included.
+fn leading_prompt_len(line: &str) -> Option<usize> {
+    prompt::known_prompt(line).or_else(|| prompt::vi_mode_prompt(line)).map(|found| found.len)
+}
+
+/// readline in vi mode with `show-mode-in-prompt` redraws the mode string on every switch:
+/// from column 1 (CR, a move right: `(ins)` → `(cmd)` prints `cmd`) and back to the cursor by
+/// moves right, all of which the agent deleted, so the changed part is glued to the text where
+/// the cursor was. Returns the line without those switches when it starts with a vi mode
+/// prompt and they read as one: `cmd` (from insert mode) only where command mode follows,
+/// i.e. the line ends, or backspaces (moves) then the end or the switch back follow, or
+/// nothing was typed yet (a history recall prints next); `ins` only back from command mode.
+/// Entering command mode moves the cursor back one cell unseen, which counts for the moves
+/// that follow.
+/// A switch back followed by the rest of the prompt is a redraw of the whole line from
+/// column 1: the prompt is drawn again whole. Text typed in insert mode (`cat
+/// /proc/1/cmdline`, `ls cmd` then rubouts) stays as it is.
+fn without_vi_mode_switches(line: &str, prompt_len: usize) -> Option<String> {
+    let [insert, command] = prompt::VI_MODE_STRINGS;
+    let prompt_text = &line[..prompt_len];
+    let mut in_insert = prompt_text.starts_with(insert);
+    if !in_insert && !prompt_text.starts_with(command) {
+        return None;
+    }
+    // The changed part: what the two mode strings do not share at either end.
+    let shared_start = common_prefix_len(insert, command);
+    let shared_end = common_prefix_len_rev(&insert[shared_start..], &command[shared_start..]);
+    let body = |mode: &'static str| &mode[shared_start..mode.len() - shared_end];
+    let (insert_body, command_body) = (body(insert), body(command));
+    let prompt_after_body = &prompt_text[insert.len() - shared_end..];
+    let rest = &line[prompt_len..];
+    let mut kept = String::with_capacity(line.len());
+    kept.push_str(prompt_text);
+    let mut switched = false;
+    let mut index = 0;
+    while index < rest.len() {
+        let here = &rest[index..];
+        if in_insert && let Some(after) = here.strip_prefix(command_body) {
+            let after_moves = after.trim_start_matches('\u{8}');
+            let command_mode_follows = after.is_empty()
+                || after.starts_with(insert_body)
+                || (after_moves.len() < after.len()
+                    && (after_moves.is_empty() || after_moves.starts_with(insert_body)))
+                || kept.len() == prompt_len;
+            if command_mode_follows {
+                // Command mode puts the cursor on the last character, unseen: the moves that
+                // follow count from there.
+                if after_moves.len() < after.len() && kept.len() > prompt_len {
+                    kept.push('\u{8}');
+                }
+                in_insert = false;
+                switched = true;
+                index += command_body.len();
+                continue;
+            }
+        }
+        if !in_insert && let Some(after) = here.strip_prefix(insert_body) {
+            in_insert = true;
+            index += insert_body.len();
+            if let Some(redrawn) = after.strip_prefix(prompt_after_body) {
+                // The whole line drawn again from column 1.
+                kept.push_str(&insert[..shared_start]);
+                kept.push_str(insert_body);
+                kept.push_str(prompt_after_body);
+                index = rest.len() - redrawn.len();
+            }
+            continue;
+        }
+        let c = here.chars().next()?;
+        kept.push(c);
+        index += c.len_utf8();
+    }
+    switched.then_some(kept)
+}
+
+fn common_prefix_len(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+fn common_prefix_len_rev(a: &str, b: &str) -> usize {
+    a.bytes().rev().zip(b.bytes().rev()).take_while(|(x, y)| x == y).count()
 }
 
 /// [`reconstruct`] given the byte length of the known prompt the line starts with.
 fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
+    let vi_line = prompt_len.and_then(|len| without_vi_mode_switches(line, len));
+    let line = vi_line.as_deref().unwrap_or(line);
     // Most lines are short output or a short command: nothing to replay.
     if line.len() <= layout.width && !line.chars().any(char::is_control) {
         return line.trim_end_matches(' ').to_string();
@@ -683,6 +767,35 @@ mod tests {
         assert!(shown[2].contains("~]$ cat app/config.yaml app/README.md | grep -v '^#'[ssm"));
         // The wrap space goes, the typed space after it stays.
         assert_eq!(shown[4], format!("{prompt}{prompt}printf '%070d\\n' 0"));
+    }
+
+    #[test]
+    fn test_vi_mode_switches_are_not_typed_text() {
+        // bash-vi-mode's streamed lines: Escape, `A`, `e`; Escape, `0cw`, `cat`; Escape, `k`
+        // on an empty line; typed text that contains the mode strings.
+        let vi = "(ins)[ssm-user@ip-10-0-0-12 ~]$ ";
+        let redraw = format!("ins){}", &vi[5..]);
+        let cases = [
+            (line(&[vi, "echo vi modcmdinse"]), format!("{vi}echo vi mode")),
+            (
+                line(&[
+                    vi,
+                    "ls app/config.yamlcmd",
+                    &bs(17),
+                    &redraw,
+                    "c app/config.yaml",
+                    &bs(16),
+                ]),
+                format!("{vi}{vi}c app/config.yaml"),
+            ),
+            (line(&[vi, "cmdcat app/config.yaml", &bs(19)]), format!("{vi}cat app/config.yaml")),
+            (line(&[vi, "cat /proc/1/cmdline"]), format!("{vi}cat /proc/1/cmdline")),
+            (line(&[vi, "ls cmd", &bs(3), "foo"]), format!("{vi}ls foo")),
+            (line(&[PROMPT, "echo cmd"]), format!("{PROMPT}echo cmd")),
+        ];
+        for (stream, shown) in cases {
+            assert_eq!(reconstruct(&stream, &layout(80, vi)), shown, "{stream:?}");
+        }
     }
 
     #[test]
