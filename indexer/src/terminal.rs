@@ -205,6 +205,13 @@ pub struct LineTerminal<S> {
     /// multi-line prompt so (after a resize, `reset-prompt`): the line drawn again at that
     /// index is the same prompt with the editor at the same column.
     erased_editor_line: Option<(usize, usize, Option<&'static str>)>,
+    /// Stripped input: the width zsh's end-of-line mark showed (see
+    /// [`LineTerminal::learn_zsh_margin`]).
+    zsh_margin: Option<usize>,
+    /// Stripped input: zsh wrapped its editor line at this cell (see
+    /// [`LineTerminal::csi_dispatch`], `K`), and the character printed there since: the row
+    /// it starts is printed again from there, that character first.
+    zsh_wrapped_at: Option<(usize, Option<char>)>,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -308,6 +315,8 @@ impl<S: LineSink> LineTerminal<S> {
             closes_after_keypad_reset: 0,
             eol_mark: None,
             erased_editor_line: None,
+            zsh_margin: None,
+            zsh_wrapped_at: None,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -452,6 +461,16 @@ impl<S: LineSink> LineTerminal<S> {
             return;
         }
         let mut run = run;
+        // After zsh's wrap the first two characters settle it (see `print`).
+        while self.zsh_wrapped_at.is_some()
+            && let Some((&first, rest)) = run.split_first()
+        {
+            vte::Perform::print(self, first as char);
+            run = rest;
+        }
+        if run.is_empty() {
+            return;
+        }
         // The first character settles what the previous action left pending (a stripped
         // backspace's erase, a suspected wrap).
         if self.after_backspace || self.wrap_candidate.is_some() {
@@ -780,6 +799,20 @@ impl<S: LineSink> LineTerminal<S> {
         }
     }
 
+    /// In a stripped stream a zsh line starts with its end-of-line mark (`%` or `#`), the
+    /// blanks up to the right edge and the blank of the `\r \r` after them, the CRs deleted:
+    /// one cell more than the terminal is wide.
+    fn learn_zsh_margin(&mut self) {
+        let line = &self.window[self.current];
+        let len = line.len();
+        if len > MIN_WIDTH
+            && matches!(line.get(0), Some('%' | '#'))
+            && (1..len).all(|index| line.get(index) == Some(' '))
+        {
+            self.zsh_margin = Some(len - 1);
+        }
+    }
+
     /// Whether the current line holds only an end-of-line mark (zsh's `%`/`#`, fish's `⏎`)
     /// with the blanks after it, perhaps the mark again: what the mark's CRs leave in a stripped
     /// stream.
@@ -943,6 +976,14 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
         self.after_cr = false;
+        // zsh wrapped the editor line, printed the first character of the new row, then
+        // (after a CR the agent deleted) printed the row again from its start.
+        let mut first_of_row = None;
+        match self.zsh_wrapped_at.take() {
+            Some((row, None)) if self.cursor == row => first_of_row = Some((row, Some(c))),
+            Some((row, Some(first))) if first == c && self.cursor == row + 1 => self.move_to(row),
+            _ => {}
+        }
         if self.alternate_screen {
             return;
         }
@@ -964,10 +1005,12 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         }
         self.put_char(c);
         self.last_printed_space_at = (c == ' ').then_some(self.cursor);
+        self.zsh_wrapped_at = first_of_row;
     }
 
     fn execute(&mut self, byte: u8) {
         let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
+        self.zsh_wrapped_at = None;
         if self.alternate_screen {
             return;
         }
@@ -1032,7 +1075,8 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     ) {
         self.in_escape = false;
         self.after_cr = false;
-        self.last_printed_space_at = None;
+        let space_printed_to = self.last_printed_space_at.take();
+        self.zsh_wrapped_at = None;
         self.wrap_candidate = None;
         if intermediates == b"?" {
             if matches!(action, 'h' | 'l') {
@@ -1053,8 +1097,24 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             'K' => match mode {
                 0 if self.stripped && self.is_eol_mark_residue() => {
                     // The CRs that returned over zsh's or fish's end-of-line mark are gone.
+                    self.learn_zsh_margin();
                     self.move_to(0);
                     self.erase(0, usize::MAX);
+                }
+                0 if self.stripped
+                    && self.region.is_some()
+                    && let Some(margin) = self.zsh_margin
+                    && let Some(after) = space_printed_to
+                    && after == self.cursor
+                    && after > 1
+                    && (after - 1).is_multiple_of(margin) =>
+                {
+                    // zsh's wrap at the right edge: a blank printed into the next row, CR
+                    // (deleted), erase. The next row starts where the blank was.
+                    let row = after - 1;
+                    self.move_to(row);
+                    self.erase(row, usize::MAX);
+                    self.zsh_wrapped_at = Some((row, None));
                 }
                 0 => {
                     let from = self.cursor;
@@ -1066,6 +1126,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             'J' if mode == 0 => {
                 // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
                 if self.stripped {
+                    self.learn_zsh_margin();
                     self.move_to(row_start);
                 }
                 let from = self.cursor;
@@ -1121,6 +1182,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
         self.in_escape = false;
         self.after_cr = false;
+        self.zsh_wrapped_at = None;
         if !intermediates.is_empty() || self.alternate_screen {
             return;
         }
@@ -1393,6 +1455,23 @@ mod tests {
             lines,
             vec![("host ~", None, None), ("> uptime", Some(2), Some("zsh")), ("up", None, None)]
         );
+    }
+
+    #[test]
+    fn test_zsh_wrap_in_a_stripped_stream_line() {
+        // A 30-column zsh: its end-of-line mark, 29 blanks and the blank of `\r \r`; the
+        // prompt; text typed up to the edge; the wrap (` \r ESC[K`), the next character, and
+        // (after `\r`) the row again. The agent deleted the CRs.
+        let mut input = b"%".to_vec();
+        input.extend(std::iter::repeat_n(b' ', 30));
+        input.extend_from_slice(
+            b"\x1b[J~ % \x1b[K\x1b[?1h\x1b=\x1b[?2004hecho abcdefghijklmnopqrstu",
+        );
+        input.extend_from_slice(b" \x1b[Kvvwxyz\x1b[?1l\x1b>\x1b[?2004l");
+        let screen = LineTerminal::run_stripped(1 << 20, &input);
+        let last = screen.lines.last().expect("a line");
+        assert_eq!(last.text, "~ % echo abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(last.prompt_end, Some(4));
     }
 
     #[test]
