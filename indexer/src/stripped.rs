@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use unicode_width::UnicodeWidthChar as _;
 
 use crate::prompt;
-use crate::terminal::{DEFAULT_WIDTH, LineTerminal};
+use crate::terminal::{DEFAULT_WIDTH, LineTerminal, OpenEditor};
 
 /// Width used to interpret a streamed line the agent could not strip: wide enough that nothing
 /// wraps.
@@ -205,7 +205,7 @@ pub fn reconstruct_lines(texts: &[String]) -> Vec<String> {
 }
 
 /// What a streamed line showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShownLine {
     /// The text.
     pub text: String,
@@ -224,25 +224,46 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
     // interprets them. Its last line is what the line ended as (the editor starting mid-line,
     // after a full-screen program's leftovers, begins a line of its own).
-    let shown: Vec<Option<ShownLine>> = texts
-        .iter()
-        .map(|text| {
-            if is_stripped(text) {
-                return None;
-            }
-            let screen = LineTerminal::run_stripped(UNSTRIPPED_LINE_WIDTH, text.as_bytes());
-            let last = screen.lines.into_iter().last();
-            Some(last.map_or(
-                ShownLine { text: String::new(), prompt_end: None, editor: false, shell: None },
-                |line| ShownLine {
-                    editor: line.region.is_some(),
-                    shell: line.region.and(line.shell),
-                    text: line.text,
-                    prompt_end: line.prompt_end,
-                },
-            ))
-        })
-        .collect();
+    // zsh splits an editor line where it moves down (a completion list, the first row of a
+    // two-line prompt drawn again) and closes the editor on a later line: that line is drawn
+    // in the editor the earlier one left open, and shows the buffer as accepted; the earlier
+    // one only showed it being edited.
+    let mut shown: Vec<Option<ShownLine>> = Vec::with_capacity(texts.len());
+    let mut open: Option<(usize, OpenEditor)> = None;
+    for text in texts {
+        if is_stripped(text) {
+            shown.push(None);
+            continue;
+        }
+        let carried = open.take().filter(|_| closes_editor_first(text));
+        let (screen, left_open) = LineTerminal::run_stripped_in_editor(
+            UNSTRIPPED_LINE_WIDTH,
+            text.as_bytes(),
+            carried.as_ref().map(|(_, editor)| editor),
+        );
+        if let Some((index, _)) = carried
+            && let Some(Some(superseded)) = shown.get_mut(index)
+        {
+            *superseded = ShownLine::default();
+        }
+        open = left_open.map(|editor| (shown.len(), editor));
+        // In the carried editor, the line is the editor's row (a completion list may be drawn
+        // below it).
+        let editor_row = carried
+            .is_some()
+            .then(|| screen.lines.iter().rposition(|line| line.prompt_end.is_some()))
+            .flatten();
+        let last = match editor_row {
+            Some(row) => screen.lines.into_iter().nth(row),
+            None => screen.lines.into_iter().last(),
+        };
+        shown.push(Some(last.map_or_else(ShownLine::default, |line| ShownLine {
+            editor: line.region.is_some(),
+            shell: line.region.and(line.shell),
+            text: line.text,
+            prompt_end: line.prompt_end,
+        })));
+    }
     let views: Vec<&str> = texts
         .iter()
         .zip(&shown)
@@ -273,6 +294,13 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
             },
         })
         .collect()
+}
+
+/// Whether the line closes the line editor (bracketed paste off) before it opens one.
+fn closes_editor_first(text: &str) -> bool {
+    let closes = text.find("\x1b[?2004l");
+    let opens = text.find("\x1b[?2004h");
+    closes.is_some_and(|close| opens.is_none_or(|open| close < open))
 }
 
 /// Whether the agent stripped the line: no control characters but backspace and BEL.
@@ -796,6 +824,42 @@ mod tests {
         for (stream, shown) in cases {
             assert_eq!(reconstruct(&stream, &layout(80, vi)), shown, "{stream:?}");
         }
+    }
+
+    #[test]
+    fn test_zsh_editor_left_open_is_closed_by_a_later_line() {
+        // zsh-default and a two-line prompt, streamed: a Tab listing splits the editor line,
+        // then zsh goes up, clears the buffer (C-u) and takes another; a resize redraws both
+        // prompt rows with the editor open.
+        let mark = format!("%{}", " ".repeat(80));
+        let texts = [
+            format!("{mark}\x1b[J~ % \x1b[K\x1b[?1h\x1b=\x1b[?2004hc\x08cat data/re\x07"),
+            "report-02.csv  report-03.csvcat data/re\x08 \x08\x08 \x08".to_string(),
+            "\x1b[J\x1b[A\x1b[13C\x1b[9D         \x1b[9De\x08echo again\x1b[?1l\x1b>\x1b[?2004l"
+                .to_string(),
+            "again".to_string(),
+            format!("{mark}\x1b[Jhost ~"),
+            "> \x1b[K\x1b[20C12:00\x1b[25D\x1b[?1h\x1b=\x1b[?2004h\x1b[A\x1b[J\x1b[1mhost ~"
+                .to_string(),
+            "> \x1b[K\x1b[20C12:01\x1b[25Du\x08uptime\x1b[?1l\x1b>\x1b[?2004l".to_string(),
+        ];
+        let shown: Vec<_> = reconstruct_stream_lines(&texts)
+            .into_iter()
+            .map(|line| (line.text, line.prompt_end, line.editor))
+            .collect();
+        let line = |text: &str, end: Option<usize>, editor| (text.to_string(), end, editor);
+        assert_eq!(
+            shown,
+            vec![
+                line("", None, false),
+                line("report-02.csv  report-03.csvcat data/", None, false),
+                line("~ % echo again", Some(4), true),
+                line("again", None, false),
+                line("host ~", None, false),
+                line("", None, false),
+                line("> uptime", Some(2), true),
+            ]
+        );
     }
 
     #[test]

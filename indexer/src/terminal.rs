@@ -212,6 +212,12 @@ pub struct LineTerminal<S> {
     /// [`LineTerminal::csi_dispatch`], `K`), and the character printed there since: the row
     /// it starts is printed again from there, that character first.
     zsh_wrapped_at: Option<(usize, Option<char>)>,
+    /// Stripped input: the last move was up (colours aside). zsh goes back to column 0 with a
+    /// CR before it moves right on the row it went up to; the agent deleted the CR.
+    moved_up: bool,
+    /// Stripped input: the line editor, open on the line, went up to a row the line does not
+    /// have (zsh redrawing a two-line prompt); what it had opened after (see [`OpenEditor`]).
+    editor_left_below: Option<OpenEditor>,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -267,6 +273,21 @@ impl<S> std::fmt::Debug for LineTerminal<S> {
     }
 }
 
+/// The line editor still open where a stripped stream's line ends (zsh: its lines are split
+/// where it moves down, and it closes its editor lines later), for the line that closes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenEditor {
+    /// The prompt the editor opened after, as the row shows it.
+    prompt: String,
+    /// Cells of that prompt (where the editor opened).
+    column: usize,
+    /// The shell whose editor it is.
+    shell: Option<&'static str>,
+    /// The editor's row is the one above where the next line starts (the line ended on it),
+    /// not that row itself (the line ended on the row above it, redrawing a two-line prompt).
+    above: bool,
+}
+
 impl LineTerminal<Vec<ScreenLine>> {
     /// Interprets `bytes` and returns every line, the last unfinished one included.
     pub fn run(width: usize, bytes: &[u8]) -> Screen {
@@ -286,6 +307,38 @@ impl LineTerminal<Vec<ScreenLine>> {
         terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
         let (lines, regions) = terminal.feed_all(bytes);
         Screen { lines, regions }
+    }
+
+    /// [`LineTerminal::run_stripped`] for a line drawn while the editor that an earlier line
+    /// left open (`open`) is still open: its prompt is on the row where the editor's row is.
+    /// Also returns the editor this line leaves open, if any.
+    pub fn run_stripped_in_editor(
+        width: usize,
+        bytes: &[u8],
+        open: Option<&OpenEditor>,
+    ) -> (Screen, Option<OpenEditor>) {
+        let mut terminal = LineTerminal::new(width, Vec::new());
+        terminal.stripped = true;
+        terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
+        if let Some(open) = open {
+            terminal.region = Some(0);
+            terminal.regions = 1;
+            for c in open.prompt.chars() {
+                terminal.put_char(c);
+            }
+            let line = terminal.line();
+            line.editor_from = Some(open.column);
+            line.shell = open.shell;
+            if open.above {
+                terminal.start_new_line();
+            }
+            terminal.move_to(0);
+        }
+        terminal.feed(bytes);
+        terminal.interpret_held();
+        let left_open = terminal.open_editor();
+        let (lines, regions) = terminal.finish();
+        (Screen { lines, regions }, left_open)
     }
 }
 
@@ -317,6 +370,8 @@ impl<S: LineSink> LineTerminal<S> {
             erased_editor_line: None,
             zsh_margin: None,
             zsh_wrapped_at: None,
+            moved_up: false,
+            editor_left_below: None,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -335,6 +390,23 @@ impl<S: LineSink> LineTerminal<S> {
             consumed: 0,
             held: Vec::new(),
         }
+    }
+
+    /// The editor left open at the end of a stripped line (see [`OpenEditor`]).
+    fn open_editor(&mut self) -> Option<OpenEditor> {
+        self.region?;
+        if let Some(below) = self.editor_left_below.take() {
+            return Some(below);
+        }
+        self.open_editor_on_current_line(true)
+    }
+
+    /// The editor opened on the current line after its prompt, if it did.
+    fn open_editor_on_current_line(&mut self, above: bool) -> Option<OpenEditor> {
+        let line = &self.window[self.current];
+        let column = line.editor_from.filter(|&column| column > 0 && column <= line.len())?;
+        let prompt = (0..column).filter_map(|index| line.get(index)).collect();
+        Some(OpenEditor { prompt, column, shell: line.shell, above })
     }
 
     fn feed_all(mut self, bytes: &[u8]) -> (S, u32) {
@@ -457,6 +529,7 @@ impl<S: LineSink> LineTerminal<S> {
     /// Prints a run of printable ASCII: what `print` does for each byte, in one go.
     fn print_ascii(&mut self, run: &[u8]) {
         self.after_cr = false;
+        self.moved_up = false;
         if self.alternate_screen || run.is_empty() {
             return;
         }
@@ -647,6 +720,9 @@ impl<S: LineSink> LineTerminal<S> {
                 // A stripped stream's line is alone: the editor went up to a line it does not
                 // have, and what it draws next is not where its prompt ended.
                 if self.stripped {
+                    if self.region.is_some() {
+                        self.editor_left_below = self.open_editor_on_current_line(false);
+                    }
                     self.line().editor_from = None;
                 }
                 break;
@@ -976,6 +1052,7 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
         self.after_cr = false;
+        self.moved_up = false;
         // zsh wrapped the editor line, printed the first character of the new row, then
         // (after a CR the agent deleted) printed the row again from its start.
         let mut first_of_row = None;
@@ -1011,6 +1088,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn execute(&mut self, byte: u8) {
         let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
         self.zsh_wrapped_at = None;
+        self.moved_up = false;
         if self.alternate_screen {
             return;
         }
@@ -1077,6 +1155,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         self.after_cr = false;
         let space_printed_to = self.last_printed_space_at.take();
         self.zsh_wrapped_at = None;
+        let after_up = std::mem::take(&mut self.moved_up);
         self.wrap_candidate = None;
         if intermediates == b"?" {
             if matches!(action, 'h' | 'l') {
@@ -1125,7 +1204,8 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             },
             'J' if mode == 0 => {
                 // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
-                if self.stripped {
+                // (fish erases below right after its prompt.)
+                if self.stripped && !self.right_moves_from_row_start {
                     self.learn_zsh_margin();
                     self.move_to(row_start);
                 }
@@ -1147,7 +1227,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
             }
             'C' => {
-                let from = if self.right_moves_from_row_start { row_start } else { self.cursor };
+                let from = if self.right_moves_from_row_start || (self.stripped && after_up) {
+                    row_start
+                } else {
+                    self.cursor
+                };
                 let target = (from + first_param(params, 1)).min(row_start + self.width - 1);
                 // The editor jumping past the end of its line, over blanks: a right prompt.
                 if self.region.is_some() && target > self.cursor + 1 {
@@ -1159,7 +1243,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 }
                 self.move_to(target);
             }
-            'A' => self.cursor_up(first_param(params, 1)),
+            'A' => {
+                self.cursor_up(first_param(params, 1));
+                self.moved_up = self.stripped;
+            }
+            'm' => self.moved_up = after_up,
             'B' => {
                 for _ in 0..first_param(params, 1).min(WINDOW) {
                     self.line_feed();
@@ -1183,6 +1271,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         self.in_escape = false;
         self.after_cr = false;
         self.zsh_wrapped_at = None;
+        self.moved_up = false;
         if !intermediates.is_empty() || self.alternate_screen {
             return;
         }
@@ -1199,8 +1288,16 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         }
     }
 
-    fn osc_dispatch(&mut self, _params: &[&[u8]], bell_terminated: bool) {
+    fn osc_dispatch(&mut self, params: &[&[u8]], bell_terminated: bool) {
         self.after_cr = false;
+        // fish sets the window title, then draws its prompt from a CR the agent deleted.
+        if self.stripped
+            && self.right_moves_from_row_start
+            && matches!(params.first(), Some(&(b"0" | b"2")))
+        {
+            let row_start = self.row_start();
+            self.move_to(row_start);
+        }
         // Ended by BEL, `vte` is back in its ground state; ended by ESC, it is in an escape
         // (`ESC \` dispatches next). CAN and SUB also end sequences, but `execute` cannot tell
         // them from the same bytes in the ground state, where `vte` may already have read the
@@ -1226,6 +1323,8 @@ mod tests {
     fn run_through_vte(width: usize, bytes: &[u8], stripped: bool) -> Screen {
         let mut terminal = LineTerminal::new(width, Vec::new());
         terminal.stripped = stripped;
+        terminal.right_moves_from_row_start =
+            stripped && memchr::memmem::find(bytes, b"\x1b(B").is_some();
         terminal.byte_lines = false;
         let mut parser = vte::Parser::new();
         let mut position = 0;
@@ -1472,6 +1571,16 @@ mod tests {
         let last = screen.lines.last().expect("a line");
         assert_eq!(last.text, "~ % echo abcdefghijklmnopqrstuvwxyz");
         assert_eq!(last.prompt_end, Some(4));
+    }
+
+    #[test]
+    fn test_fish_prompt_after_its_window_title_starts_the_row() {
+        // fish's first prompt, streamed: drawn, the title set, drawn again and erased below
+        // (from the CRs the agent deleted), then the typed text placed by moves right.
+        let input = b"\x1b[?2004h\x1b]0;~\x07\x1b(B\x1b[mu@h ~> \x1b[K\x1b[7C\x1b]0;~\x07\x1b(B\x1b[mu@h ~> \x1b[J\x1b[7Cls\x1b[9C";
+        let screen = LineTerminal::run_stripped(1 << 20, input);
+        let texts: Vec<_> = screen.lines.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts, vec!["u@h ~> ls"]);
     }
 
     #[test]
