@@ -695,6 +695,10 @@ pub fn assemble_counting(lines: &[Line], evidence: Evidence) -> (Vec<Draft>, Edi
 
 /// Returns whether `command` uses bash history expansion (`!!`, `!-2`, `!grep`, `!$`, …).
 fn uses_history_expansion(command: &str) -> bool {
+    // Most commands have no `!` at all (runs once per command; short: no SIMD set-up).
+    if !command.as_bytes().contains(&b'!') {
+        return false;
+    }
     let mut in_single_quotes = false;
     let mut chars = command.chars().peekable();
     while let Some(c) = chars.next() {
@@ -731,8 +735,8 @@ fn quick_substitution(command: &str) -> Option<&str> {
 }
 
 fn apply_history_expansion(draft: &mut Draft) {
-    let expands =
-        quick_substitution(&draft.command).is_some() || uses_history_expansion(&draft.command);
+    let history = uses_history_expansion(&draft.command);
+    let expands = history || quick_substitution(&draft.command).is_some();
     // A transcript that lost its CRs has a blank line after each line: the echo comes after.
     while expands && draft.output.lines().next().is_some_and(|line| line.is_empty()) {
         let _blank = draft.output.remove_first();
@@ -750,7 +754,7 @@ fn apply_history_expansion(draft: &mut Draft) {
         }
         return;
     }
-    if !uses_history_expansion(&draft.command) {
+    if !history {
         return;
     }
     let Some(expanded) = draft.output.lines().next() else {
