@@ -331,10 +331,11 @@ fn test_search_formats_exit_codes_and_broken_pipe() {
     assert_eq!(csv.code, 0, "{}", csv.stderr);
     assert_eq!(
         csv.stdout,
-        "session_id,seq,time,time_kind,principal,run_as,target,cwd,command\n\
+        "session_id,seq,time,time_kind,principal,run_as,target,cwd,command,effective_user,shell,\
+         command_kind,program\n\
          alice-0123456789abcdef0,10,2026-03-14 09:26:50Z,session-start,\
          arn:aws:sts::111122223333:assumed-role/Admin/alice,ssm-user,i-0a1b2c3d4e5f67890,app,\
-         rm -rf /tmp/alice-scratch\n"
+         rm -rf /tmp/alice-scratch,ssm-user,bash,shell,\n"
     );
     // `--json` is `--format json`, and the two cannot be mixed.
     let json = cli(dir.path(), &["search", "--command", "^rm ", "--format", "json"]);
@@ -367,6 +368,43 @@ fn test_search_formats_exit_codes_and_broken_pipe() {
         .arg(assert_cmd::cargo::cargo_bin("sessionlake")));
     assert_eq!(piped.stdout, "value\nexit 0\n", "{}", piped.stderr);
     assert!(!piped.stderr.contains("sessionlake:"), "{}", piped.stderr);
+}
+
+#[test]
+fn test_search_and_sessions_show_whom_and_how_well_understood() {
+    let (dir, _) = ingested_examples();
+    // JSON: the columns of schema version 2, after the others (additive).
+    let ran = cli(dir.path(), &["search", "--json", "--session", BOB]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let (rows, _) = parse_json_lines(&ran.stdout);
+    let whom: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|row| {
+            let text = |name: &str| row[name].as_str().unwrap_or("null");
+            (text("run_as"), text("effective_user"), text("command_kind"), text("program"))
+        })
+        .collect();
+    let user = ("ssm-user", "ssm-user", "shell", "null");
+    let root = ("ssm-user", "root", "shell", "null");
+    assert_eq!(whom, [user, user, user, root, root, root, root, user, user]);
+    // The table says whom a command ran as where that is not the session's OS user.
+    let table = cli(dir.path(), &["search", "--session", BOB, "--color", "never"]);
+    let root_lines: Vec<&str> =
+        table.stdout.lines().filter(|line| line.contains("ssm-user→root")).collect();
+    assert_eq!(root_lines.len(), 4, "{}", table.stdout);
+    assert!(root_lines.iter().all(|line| !line.contains("  ssm-user  ")), "{}", table.stdout);
+    // `sessions` says how well each transcript was understood.
+    let ran = cli(dir.path(), &["sessions", "--json"]);
+    let (rows, _) = parse_json_lines(&ran.stdout);
+    let confidence: Vec<&str> =
+        rows.iter().map(|row| row["confidence"].as_str().expect("confidence")).collect();
+    assert_eq!(confidence, ["high", "medium", "high", "high"], "{}", ran.stdout);
+    let table = cli(dir.path(), &["sessions", "--color", "never"]);
+    let header = table.stdout.lines().next().expect("header");
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let at = |title: &str| titles.iter().position(|t| *t == title).expect("title");
+    assert_eq!((at("STATUS") + 1, at("CONFIDENCE") + 1), (at("CONFIDENCE"), at("SOURCE")));
+    assert_eq!(table.stdout.matches("  high  ").count(), 3, "{}", table.stdout);
 }
 
 /// Runs `sessionlake <args>` on a terminal (script(1) gives it one) with `env` set; returns
