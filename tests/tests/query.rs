@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use sessionlake_tests::{binary, duckdb, run};
+use sessionlake_tests::{binary, copy_tree, duckdb, repo_root, run};
 
 use super::{ingested_examples, parse_json_lines};
 
@@ -405,6 +405,100 @@ fn test_search_and_sessions_show_whom_and_how_well_understood() {
     let at = |title: &str| titles.iter().position(|t| *t == title).expect("title");
     assert_eq!((at("STATUS") + 1, at("CONFIDENCE") + 1), (at("CONFIDENCE"), at("SOURCE")));
     assert_eq!(table.stdout.matches("  high  ").count(), 3, "{}", table.stdout);
+}
+
+/// A lake written by an ingest of schema version 1 (`tests/data/schema1-lake`: the examples'
+/// four sessions, their files' footers say `sessionlake.schema_version` 1 and have none of the
+/// columns added since) that today's ingest then adds a session to (zsh with root shells):
+/// `search`, `sessions` and `sql` read both kinds of file, the old ones' added columns null.
+#[test]
+fn test_a_lake_of_schema_1_and_schema_2_files_is_read_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("tests/data/schema1-lake"), dir.path());
+    let keyring = dir.path().join("keyring.json");
+    std::fs::set_permissions(&keyring, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("keyring mode");
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).expect("src");
+    const IVAN: &str = "ivan-0d2e4f6a8b0c2d4e6";
+    std::fs::copy(
+        repo_root().join(format!("corpus/{IVAN}/s3.log")),
+        source.join(format!("{IVAN}.log")),
+    )
+    .expect("copy");
+    let lake_args = ["--lake", "lake", "--keyring", "keyring.json"];
+    let ingest = run(binary("sessionlake-ingest", false)
+        .current_dir(dir.path())
+        .args(lake_args)
+        .args(["--local", "src"]));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let cli = |args: &[&str]| cli(dir.path(), &[&lake_args[..], args].concat());
+    let verified = cli(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+
+    // sql: every session, the added columns null in the old files only.
+    let counted = cli(&[
+        "sql",
+        "SELECT session_id, count(*) AS n, count(effective_user) AS users, count(shell) AS shells, \
+         count(kind) AS kinds FROM commands GROUP BY session_id ORDER BY session_id",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        counted.stdout,
+        format!(
+            "session_id,n,users,shells,kinds\n{ALICE},13,0,0,0\n{ALICE_UBUNTU},9,0,0,0\n\
+             {BOB},9,0,0,0\n{CAROL},8,0,0,0\n{IVAN},12,12,12,12\n"
+        ),
+        "{}",
+        counted.stderr
+    );
+    // search: both kinds of file, old rows without an effective user or a shell, every row a
+    // shell command (`--kind shell` takes a missing kind for one).
+    let (code, rows, summary) =
+        search_keys(dir.path(), &[&lake_args[..], &["--kind", "shell"]].concat());
+    assert_eq!((code, rows.len()), (0, 51), "{summary}");
+    let ran = cli(&["search", "--json", "--command", "^(pwd|id -un|whoami)$"]);
+    let (rows, _) = parse_json_lines(&ran.stdout);
+    let seen: Vec<(String, Value, Value, Value)> = rows
+        .iter()
+        .map(|row| {
+            let session = row["session_id"].as_str().expect("session").to_string();
+            (
+                session,
+                row["effective_user"].clone(),
+                row["shell"].clone(),
+                row["command_kind"].clone(),
+            )
+        })
+        .collect();
+    assert!(seen.iter().any(|(session, ..)| session == BOB), "{seen:?}");
+    for (session, user, shell, kind) in &seen {
+        assert_eq!(kind, "shell", "{session}");
+        if session == IVAN {
+            assert!(user.is_string() && shell == "zsh", "{session}: {user} {shell}");
+        } else {
+            assert_eq!((user, shell), (&Value::Null, &Value::Null), "{session}");
+        }
+    }
+    // `--run-as root` finds the root shells the new file records; an old file has no effective
+    // user, so bob's `sudo su` there is matched by its OS user only.
+    let root = cli(&["search", "--json", "--run-as", "root"]);
+    let (rows, _) = parse_json_lines(&root.stdout);
+    assert!(!rows.is_empty(), "{}", root.stderr);
+    assert!(rows.iter().all(|row| row["session_id"] == IVAN), "{}", root.stdout);
+    // sessions: the old rows have no confidence, the new one has.
+    let sessions = cli(&["sessions", "--json"]);
+    let (rows, _) = parse_json_lines(&sessions.stdout);
+    let confidence: Vec<(&str, &Value)> = rows
+        .iter()
+        .map(|row| (row["session_id"].as_str().expect("id"), &row["confidence"]))
+        .collect();
+    assert_eq!(confidence.len(), 5, "{}", sessions.stdout);
+    for (session, confidence) in confidence {
+        let expected = if session == IVAN { Value::from("high") } else { Value::Null };
+        assert_eq!(*confidence, expected, "{session}");
+    }
 }
 
 /// Runs `sessionlake <args>` on a terminal (script(1) gives it one) with `env` set; returns
