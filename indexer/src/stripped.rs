@@ -343,7 +343,8 @@ fn leading_prompt_len(line: &str) -> Option<usize> {
 /// the cursor was. Returns the line without those switches when it starts with a vi mode
 /// prompt and they read as one: `cmd` (from insert mode) only where command mode follows,
 /// i.e. the line ends, or backspaces (moves) then the end or the switch back follow, or
-/// nothing was typed yet (a history recall prints next); `ins` only back from command mode.
+/// nothing was typed yet and a history entry is recalled (printed, then backspaced over);
+/// `ins` only back from command mode.
 /// Entering command mode moves the cursor back one cell unseen, which counts for the moves
 /// that follow.
 /// A switch back followed by the rest of the prompt is a redraw of the whole line from
@@ -375,7 +376,7 @@ fn without_vi_mode_switches(line: &str, prompt_len: usize) -> Option<String> {
                 || after.starts_with(insert_body)
                 || (after_moves.len() < after.len()
                     && (after_moves.is_empty() || after_moves.starts_with(insert_body)))
-                || kept.len() == prompt_len;
+                || (kept.len() == prompt_len && is_history_recall(after));
             if command_mode_follows {
                 // Command mode puts the cursor on the last character, unseen: the moves that
                 // follow count from there.
@@ -405,6 +406,14 @@ fn without_vi_mode_switches(line: &str, prompt_len: usize) -> Option<String> {
         index += c.len_utf8();
     }
     switched.then_some(kept)
+}
+
+/// vi mode's `k`/`j` on an empty line: readline prints the entry, then backspaces over all of
+/// it (command mode puts the cursor at its start).
+fn is_history_recall(text: &str) -> bool {
+    let printed = text.find('\u{8}').unwrap_or(text.len());
+    let backspaces = text[printed..].chars().take_while(|&c| c == '\u{8}').count();
+    printed > 0 && text[..printed].chars().count() == backspaces
 }
 
 fn common_prefix_len(a: &str, b: &str) -> usize {
@@ -818,6 +827,7 @@ mod tests {
             ),
             (line(&[vi, "cmdcat app/config.yaml", &bs(19)]), format!("{vi}cat app/config.yaml")),
             (line(&[vi, "cat /proc/1/cmdline"]), format!("{vi}cat /proc/1/cmdline")),
+            (line(&[vi, "cmdline-tool --help"]), format!("{vi}cmdline-tool --help")),
             (line(&[vi, "ls cmd", &bs(3), "foo"]), format!("{vi}ls foo")),
             (line(&[PROMPT, "echo cmd"]), format!("{PROMPT}echo cmd")),
         ];
