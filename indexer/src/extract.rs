@@ -538,7 +538,13 @@ impl Assembler {
             }
             *repl = None;
         }
-        let prompt = find_prompt(line, evidence, learned);
+        // With editor marks, a line the editor did not draw is output whatever it shows: its
+        // prompt is not looked for (most lines of a transcript are such output).
+        let prompt = if evidence == Evidence::EditorMarks && !line.editor {
+            None
+        } else {
+            find_prompt(line, evidence, learned)
+        };
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
             (Some(_), Evidence::EditorMarks) => line.editor,
