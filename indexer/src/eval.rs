@@ -421,15 +421,15 @@ mod corpus_tests {
         let report = evaluate(&corpus).expect("corpus evaluates");
         assert!(report.sessions >= 37, "corpus has {} sessions", report.sessions);
         let floors = [
-            ("s3", 0.99, 0.996),
+            ("s3", 0.99, 0.999),
             ("s3-legacy", 0.99, 0.99),
             ("s3-crlost", 0.99, 0.99),
-            ("cloudwatch-upload", 0.99, 0.996),
-            (STREAM_FORM, 0.95, 0.947),
+            ("cloudwatch-upload", 0.99, 0.999),
+            (STREAM_FORM, 0.972, 0.975),
         ];
         let delivered = report.stream_as_delivered;
         assert!(
-            delivered.precision() >= 0.96 && delivered.recall() >= 0.957,
+            delivered.precision() >= 0.981 && delivered.recall() >= 0.984,
             "{STREAM_FORM} modulo bytes the agent destroyed: precision {:.4} recall {:.4}",
             delivered.precision(),
             delivered.recall()
@@ -452,16 +452,16 @@ mod corpus_tests {
             ("bash", "s3", 0.99, 0.999),
             ("bash", "cloudwatch-upload", 0.99, 0.999),
             ("bash", "s3-crlost", 0.99, 0.99),
-            ("bash", STREAM_FORM, 0.95, 0.96),
+            ("bash", STREAM_FORM, 0.966, 0.976),
             ("dash", "s3", 0.99, 0.99),
             ("dash", STREAM_FORM, 0.96, 0.96),
-            ("zsh", "s3", 0.99, 0.98),
-            ("zsh", "cloudwatch-upload", 0.99, 0.98),
+            ("zsh", "s3", 0.99, 0.999),
+            ("zsh", "cloudwatch-upload", 0.99, 0.999),
             ("zsh", "s3-crlost", 0.99, 0.99),
-            ("zsh", STREAM_FORM, 0.93, 0.93),
+            ("zsh", STREAM_FORM, 0.999, 0.999),
             ("fish", "s3", 0.99, 0.99),
             ("fish", "cloudwatch-upload", 0.99, 0.99),
-            ("fish", STREAM_FORM, 0.95, 0.82),
+            ("fish", STREAM_FORM, 0.954, 0.913),
         ];
         for (shell, form, precision, recall) in shell_floors {
             let score = report.by_shell[&(shell.to_string(), form)];

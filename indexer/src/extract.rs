@@ -292,19 +292,14 @@ fn paste_at(lines: &[Line], index: usize) -> Option<(String, usize)> {
     Some((text, redraw_start + redraw_len - index))
 }
 
-/// readline's default vi mode strings (`vi-ins-mode-string`, `vi-cmd-mode-string`).
-const VI_MODE_STRINGS: [&str; 2] = ["(ins)", "(cmd)"];
-
 /// Blanks after a one-character mark that tell an end-of-line mark from a bare prompt.
 const EOL_MARK_BLANKS: &[u8] = b"        ";
 
 /// Finds the prompt of `line` given the evidence the input has.
 fn find_prompt(line: &Line, evidence: Evidence, learned: &[String]) -> Option<Prompt> {
     // readline's `show-mode-in-prompt` puts the vi mode (`(ins)`, `(cmd)` by default) first.
-    if let Some(after) = VI_MODE_STRINGS.iter().find_map(|mode| line.text.strip_prefix(mode))
-        && let Some(found) = prompt::known_prompt(after)
-    {
-        return Some(Prompt { len: found.len + VI_MODE_STRINGS[0].len(), ..found });
+    if let Some(found) = prompt::vi_mode_prompt(&line.text) {
+        return Some(found);
     }
     if let Some(end) = editor_prompt_end(line) {
         // A bash prompt after what a program left without a newline starts there.
@@ -543,7 +538,13 @@ impl Assembler {
             }
             *repl = None;
         }
-        let prompt = find_prompt(line, evidence, learned);
+        // With editor marks, a line the editor did not draw is output whatever it shows: its
+        // prompt is not looked for (most lines of a transcript are such output).
+        let prompt = if evidence == Evidence::EditorMarks && !line.editor {
+            None
+        } else {
+            find_prompt(line, evidence, learned)
+        };
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
             (Some(_), Evidence::EditorMarks) => line.editor,
@@ -700,6 +701,10 @@ pub fn assemble_counting(lines: &[Line], evidence: Evidence) -> (Vec<Draft>, Edi
 
 /// Returns whether `command` uses bash history expansion (`!!`, `!-2`, `!grep`, `!$`, …).
 fn uses_history_expansion(command: &str) -> bool {
+    // Most commands have no `!` at all (runs once per command; short: no SIMD set-up).
+    if !command.as_bytes().contains(&b'!') {
+        return false;
+    }
     let mut in_single_quotes = false;
     let mut chars = command.chars().peekable();
     while let Some(c) = chars.next() {
@@ -736,8 +741,8 @@ fn quick_substitution(command: &str) -> Option<&str> {
 }
 
 fn apply_history_expansion(draft: &mut Draft) {
-    let expands =
-        quick_substitution(&draft.command).is_some() || uses_history_expansion(&draft.command);
+    let history = uses_history_expansion(&draft.command);
+    let expands = history || quick_substitution(&draft.command).is_some();
     // A transcript that lost its CRs has a blank line after each line: the echo comes after.
     while expands && draft.output.lines().next().is_some_and(|line| line.is_empty()) {
         let _blank = draft.output.remove_first();
@@ -755,7 +760,7 @@ fn apply_history_expansion(draft: &mut Draft) {
         }
         return;
     }
-    if !uses_history_expansion(&draft.command) {
+    if !history {
         return;
     }
     let Some(expanded) = draft.output.lines().next() else {

@@ -208,6 +208,18 @@ pub fn described(prompt_text: &str) -> Prompt {
     Prompt { len: prompt_text.len(), cwd: None, user }
 }
 
+/// readline's default vi mode strings (`vi-ins-mode-string`, `vi-cmd-mode-string`), which
+/// `show-mode-in-prompt` puts before the prompt.
+pub(crate) const VI_MODE_STRINGS: [&str; 2] = ["(ins)", "(cmd)"];
+
+/// Returns the prompt at the start of `line` when it is a known prompt after readline's vi mode
+/// string (`(ins)[ec2-user@ip-10-0-0-12 ~]$ `); its length includes the mode string.
+pub fn vi_mode_prompt(line: &str) -> Option<Prompt> {
+    let after = VI_MODE_STRINGS.iter().find_map(|mode| line.strip_prefix(mode))?;
+    let found = known_prompt(after)?;
+    Some(Prompt { len: found.len + VI_MODE_STRINGS[0].len(), ..found })
+}
+
 /// Returns the prompt of a line the line editor is known to have drawn (bracketed paste tells),
 /// for a custom PS1: a known prompt, else everything up to the first `$ `, `# `, `% ` or `> `
 /// within the first 256 bytes.

@@ -3,16 +3,22 @@
 //! never shell commands. Each program is known by its name and its own prompts; the shell's
 //! prompt coming back ends it.
 
-/// The REPLs recognised: the name a row carries, and the command names that start it.
-const PROGRAMS: [(&str, &[&str]); 7] = [
-    ("sqlite3", &["sqlite3", "sqlite"]),
-    ("psql", &["psql"]),
-    ("mysql", &["mysql", "mariadb"]),
-    ("python", &["python", "python3", "python2", "ipython", "ipython3"]),
-    ("irb", &["irb"]),
-    ("node", &["node", "nodejs"]),
-    ("redis-cli", &["redis-cli"]),
-];
+/// The REPL a command name starts (`sqlite3`, `python3.11`, `/usr/bin/psql`), by the name a
+/// row carries: its base name without a version at its end.
+fn program_named(command_name: &str) -> Option<&'static str> {
+    let base = command_name.rsplit('/').next().unwrap_or(command_name);
+    let base = base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    match base {
+        "sqlite" => Some("sqlite3"),
+        "psql" => Some("psql"),
+        "mysql" | "mariadb" => Some("mysql"),
+        "python" | "ipython" => Some("python"),
+        "irb" => Some("irb"),
+        "node" | "nodejs" => Some("node"),
+        "redis-cli" => Some("redis-cli"),
+        _ => None,
+    }
+}
 
 /// Options of those programs that take the next word as their value.
 const VALUE_OPTIONS: [&str; 14] = [
@@ -30,7 +36,7 @@ pub fn started_by(command: &str) -> Option<&'static str> {
     let first = command.trim_start().as_bytes().first()?;
     let could_be = matches!(first, b's' | b'p' | b'm' | b'i' | b'n' | b'r' | b'e' | b'/')
         || command.split_ascii_whitespace().next().is_some_and(|word| word.contains('='));
-    if !could_be || command.contains(['\n', '|', ';', '&', '<', '>']) {
+    if !could_be {
         return None;
     }
     let mut words = command.split_whitespace().peekable();
@@ -49,12 +55,12 @@ pub fn started_by(command: &str) -> Option<&'static str> {
             break;
         }
     }
-    let program = words.next()?;
-    let base = program.rsplit('/').next().unwrap_or(program);
-    let base = base.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-    let (name, _) = PROGRAMS.iter().find(|(_, names)| {
-        names.iter().any(|known| *known == base || known.trim_end_matches(char::is_numeric) == base)
-    })?;
+    let name = program_named(words.next()?)?;
+    // A pipeline, a list or a redirection: the program does not read the terminal's lines.
+    // (Checked once the program is known: most commands never get here.)
+    if command.bytes().any(|byte| matches!(byte, b'\n' | b'|' | b';' | b'&' | b'<' | b'>')) {
+        return None;
+    }
     let mut arguments = 0;
     let mut interactive_flag = false;
     while let Some(word) = words.next() {
@@ -71,9 +77,9 @@ pub fn started_by(command: &str) -> Option<&'static str> {
     }
     // A database (sqlite3's file, psql's and mysql's name) is read interactively; a script
     // for python, node or irb runs and exits (unless `-i`).
-    let takes_database = matches!(*name, "sqlite3" | "psql" | "mysql");
+    let takes_database = matches!(name, "sqlite3" | "psql" | "mysql");
     let reads_lines = arguments == 0 || interactive_flag || (takes_database && arguments == 1);
-    reads_lines.then_some(*name)
+    reads_lines.then_some(name)
 }
 
 /// Returns what was typed at `program`'s prompt on `line` (the text after its prompt or its

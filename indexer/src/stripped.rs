@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use unicode_width::UnicodeWidthChar as _;
 
 use crate::prompt;
-use crate::terminal::{DEFAULT_WIDTH, LineTerminal};
+use crate::terminal::{DEFAULT_WIDTH, LineTerminal, OpenEditor};
 
 /// Width used to interpret a streamed line the agent could not strip: wide enough that nothing
 /// wraps.
@@ -85,7 +85,7 @@ impl Layout {
     /// Reads the layout from the stream's lines (as shown, escapes already interpreted).
     pub fn infer(lines: &[&str]) -> Layout {
         let leading: Vec<Option<usize>> =
-            lines.iter().map(|line| prompt::known_prompt(line).map(|found| found.len)).collect();
+            lines.iter().map(|line| leading_prompt_len(line)).collect();
         Self::infer_with(lines, &leading)
     }
 
@@ -205,7 +205,7 @@ pub fn reconstruct_lines(texts: &[String]) -> Vec<String> {
 }
 
 /// What a streamed line showed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShownLine {
     /// The text.
     pub text: String,
@@ -224,32 +224,52 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
     // interprets them. Its last line is what the line ended as (the editor starting mid-line,
     // after a full-screen program's leftovers, begins a line of its own).
-    let shown: Vec<Option<ShownLine>> = texts
-        .iter()
-        .map(|text| {
-            if is_stripped(text) {
-                return None;
-            }
-            let screen = LineTerminal::run_stripped(UNSTRIPPED_LINE_WIDTH, text.as_bytes());
-            let last = screen.lines.into_iter().last();
-            Some(last.map_or(
-                ShownLine { text: String::new(), prompt_end: None, editor: false, shell: None },
-                |line| ShownLine {
-                    editor: line.region.is_some(),
-                    shell: line.region.and(line.shell),
-                    text: line.text,
-                    prompt_end: line.prompt_end,
-                },
-            ))
-        })
-        .collect();
+    // zsh splits an editor line where it moves down (a completion list, the first row of a
+    // two-line prompt drawn again) and closes the editor on a later line: that line is drawn
+    // in the editor the earlier one left open, and shows the buffer as accepted; the earlier
+    // one only showed it being edited.
+    let mut shown: Vec<Option<ShownLine>> = Vec::with_capacity(texts.len());
+    let mut open: Option<(usize, OpenEditor)> = None;
+    for text in texts {
+        if is_stripped(text) {
+            shown.push(None);
+            continue;
+        }
+        let carried = open.take().filter(|_| closes_editor_first(text));
+        let (screen, left_open) = LineTerminal::run_stripped_in_editor(
+            UNSTRIPPED_LINE_WIDTH,
+            text.as_bytes(),
+            carried.as_ref().map(|(_, editor)| editor),
+        );
+        if let Some((index, _)) = carried
+            && let Some(Some(superseded)) = shown.get_mut(index)
+        {
+            *superseded = ShownLine::default();
+        }
+        open = left_open.map(|editor| (shown.len(), editor));
+        // In the carried editor, the line is the editor's row (a completion list may be drawn
+        // below it).
+        let editor_row = carried
+            .is_some()
+            .then(|| screen.lines.iter().rposition(|line| line.prompt_end.is_some()))
+            .flatten();
+        let last = match editor_row {
+            Some(row) => screen.lines.into_iter().nth(row),
+            None => screen.lines.into_iter().last(),
+        };
+        shown.push(Some(last.map_or_else(ShownLine::default, |line| ShownLine {
+            editor: line.region.is_some(),
+            shell: line.region.and(line.shell),
+            text: line.text,
+            prompt_end: line.prompt_end,
+        })));
+    }
     let views: Vec<&str> = texts
         .iter()
         .zip(&shown)
         .map(|(text, shown)| shown.as_ref().map_or(text.as_str(), |view| view.text.as_str()))
         .collect();
-    let leading: Vec<Option<usize>> =
-        views.iter().map(|view| prompt::known_prompt(view).map(|found| found.len)).collect();
+    let leading: Vec<Option<usize>> = views.iter().map(|view| leading_prompt_len(view)).collect();
     let layout = Layout::infer_with(&views, &leading);
     texts
         .iter()
@@ -274,6 +294,13 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
             },
         })
         .collect()
+}
+
+/// Whether the line closes the line editor (bracketed paste off) before it opens one.
+fn closes_editor_first(text: &str) -> bool {
+    let closes = text.find("\x1b[?2004l");
+    let opens = text.find("\x1b[?2004h");
+    closes.is_some_and(|close| opens.is_none_or(|open| close < open))
 }
 
 /// Whether the agent stripped the line: no control characters but backspace and BEL.
@@ -302,11 +329,105 @@ fn unwrap_line(text: &str, layout: &Layout) -> String {
 
 /// Replays one stripped line (see the module documentation) and returns what it showed.
 pub fn reconstruct(line: &str, layout: &Layout) -> String {
-    replay(line, prompt::known_prompt(line).map(|found| found.len), layout)
+    replay(line, leading_prompt_len(line), layout)
+}
+
+/// Byte length of the known prompt `line` starts with, readline's vi mode string included.
+fn leading_prompt_len(line: &str) -> Option<usize> {
+    prompt::known_prompt(line).or_else(|| prompt::vi_mode_prompt(line)).map(|found| found.len)
+}
+
+/// readline in vi mode with `show-mode-in-prompt` redraws the mode string on every switch:
+/// from column 1 (CR, a move right: `(ins)` → `(cmd)` prints `cmd`) and back to the cursor by
+/// moves right, all of which the agent deleted, so the changed part is glued to the text where
+/// the cursor was. Returns the line without those switches when it starts with a vi mode
+/// prompt and they read as one: `cmd` (from insert mode) only where command mode follows,
+/// i.e. the line ends, or backspaces (moves) then the end or the switch back follow, or
+/// nothing was typed yet and a history entry is recalled (printed, then backspaced over);
+/// `ins` only back from command mode.
+/// Entering command mode moves the cursor back one cell unseen, which counts for the moves
+/// that follow.
+/// A switch back followed by the rest of the prompt is a redraw of the whole line from
+/// column 1: the prompt is drawn again whole. Text typed in insert mode (`cat
+/// /proc/1/cmdline`, `ls cmd` then rubouts) stays as it is.
+fn without_vi_mode_switches(line: &str, prompt_len: usize) -> Option<String> {
+    let [insert, command] = prompt::VI_MODE_STRINGS;
+    let prompt_text = &line[..prompt_len];
+    let mut in_insert = prompt_text.starts_with(insert);
+    if !in_insert && !prompt_text.starts_with(command) {
+        return None;
+    }
+    // The changed part: what the two mode strings do not share at either end.
+    let shared_start = common_prefix_len(insert, command);
+    let shared_end = common_prefix_len_rev(&insert[shared_start..], &command[shared_start..]);
+    let body = |mode: &'static str| &mode[shared_start..mode.len() - shared_end];
+    let (insert_body, command_body) = (body(insert), body(command));
+    let prompt_after_body = &prompt_text[insert.len() - shared_end..];
+    let rest = &line[prompt_len..];
+    let mut kept = String::with_capacity(line.len());
+    kept.push_str(prompt_text);
+    let mut switched = false;
+    let mut index = 0;
+    while index < rest.len() {
+        let here = &rest[index..];
+        if in_insert && let Some(after) = here.strip_prefix(command_body) {
+            let after_moves = after.trim_start_matches('\u{8}');
+            let command_mode_follows = after.is_empty()
+                || after.starts_with(insert_body)
+                || (after_moves.len() < after.len()
+                    && (after_moves.is_empty() || after_moves.starts_with(insert_body)))
+                || (kept.len() == prompt_len && is_history_recall(after));
+            if command_mode_follows {
+                // Command mode puts the cursor on the last character, unseen: the moves that
+                // follow count from there.
+                if after_moves.len() < after.len() && kept.len() > prompt_len {
+                    kept.push('\u{8}');
+                }
+                in_insert = false;
+                switched = true;
+                index += command_body.len();
+                continue;
+            }
+        }
+        if !in_insert && let Some(after) = here.strip_prefix(insert_body) {
+            in_insert = true;
+            index += insert_body.len();
+            if let Some(redrawn) = after.strip_prefix(prompt_after_body) {
+                // The whole line drawn again from column 1.
+                kept.push_str(&insert[..shared_start]);
+                kept.push_str(insert_body);
+                kept.push_str(prompt_after_body);
+                index = rest.len() - redrawn.len();
+            }
+            continue;
+        }
+        let c = here.chars().next()?;
+        kept.push(c);
+        index += c.len_utf8();
+    }
+    switched.then_some(kept)
+}
+
+/// vi mode's `k`/`j` on an empty line: readline prints the entry, then backspaces over all of
+/// it (command mode puts the cursor at its start).
+fn is_history_recall(text: &str) -> bool {
+    let printed = text.find('\u{8}').unwrap_or(text.len());
+    let backspaces = text[printed..].chars().take_while(|&c| c == '\u{8}').count();
+    printed > 0 && text[..printed].chars().count() == backspaces
+}
+
+fn common_prefix_len(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+fn common_prefix_len_rev(a: &str, b: &str) -> usize {
+    a.bytes().rev().zip(b.bytes().rev()).take_while(|(x, y)| x == y).count()
 }
 
 /// [`reconstruct`] given the byte length of the known prompt the line starts with.
 fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
+    let vi_line = prompt_len.and_then(|len| without_vi_mode_switches(line, len));
+    let line = vi_line.as_deref().unwrap_or(line);
     // Most lines are short output or a short command: nothing to replay.
     if line.len() <= layout.width && !line.chars().any(char::is_control) {
         return line.trim_end_matches(' ').to_string();
@@ -683,6 +804,72 @@ mod tests {
         assert!(shown[2].contains("~]$ cat app/config.yaml app/README.md | grep -v '^#'[ssm"));
         // The wrap space goes, the typed space after it stays.
         assert_eq!(shown[4], format!("{prompt}{prompt}printf '%070d\\n' 0"));
+    }
+
+    #[test]
+    fn test_vi_mode_switches_are_not_typed_text() {
+        // bash-vi-mode's streamed lines: Escape, `A`, `e`; Escape, `0cw`, `cat`; Escape, `k`
+        // on an empty line; typed text that contains the mode strings.
+        let vi = "(ins)[ssm-user@ip-10-0-0-12 ~]$ ";
+        let redraw = format!("ins){}", &vi[5..]);
+        let cases = [
+            (line(&[vi, "echo vi modcmdinse"]), format!("{vi}echo vi mode")),
+            (
+                line(&[
+                    vi,
+                    "ls app/config.yamlcmd",
+                    &bs(17),
+                    &redraw,
+                    "c app/config.yaml",
+                    &bs(16),
+                ]),
+                format!("{vi}{vi}c app/config.yaml"),
+            ),
+            (line(&[vi, "cmdcat app/config.yaml", &bs(19)]), format!("{vi}cat app/config.yaml")),
+            (line(&[vi, "cat /proc/1/cmdline"]), format!("{vi}cat /proc/1/cmdline")),
+            (line(&[vi, "cmdline-tool --help"]), format!("{vi}cmdline-tool --help")),
+            (line(&[vi, "ls cmd", &bs(3), "foo"]), format!("{vi}ls foo")),
+            (line(&[PROMPT, "echo cmd"]), format!("{PROMPT}echo cmd")),
+        ];
+        for (stream, shown) in cases {
+            assert_eq!(reconstruct(&stream, &layout(80, vi)), shown, "{stream:?}");
+        }
+    }
+
+    #[test]
+    fn test_zsh_editor_left_open_is_closed_by_a_later_line() {
+        // zsh-default and a two-line prompt, streamed: a Tab listing splits the editor line,
+        // then zsh goes up, clears the buffer (C-u) and takes another; a resize redraws both
+        // prompt rows with the editor open.
+        let mark = format!("%{}", " ".repeat(80));
+        let texts = [
+            format!("{mark}\x1b[J~ % \x1b[K\x1b[?1h\x1b=\x1b[?2004hc\x08cat data/re\x07"),
+            "report-02.csv  report-03.csvcat data/re\x08 \x08\x08 \x08".to_string(),
+            "\x1b[J\x1b[A\x1b[13C\x1b[9D         \x1b[9De\x08echo again\x1b[?1l\x1b>\x1b[?2004l"
+                .to_string(),
+            "again".to_string(),
+            format!("{mark}\x1b[Jhost ~"),
+            "> \x1b[K\x1b[20C12:00\x1b[25D\x1b[?1h\x1b=\x1b[?2004h\x1b[A\x1b[J\x1b[1mhost ~"
+                .to_string(),
+            "> \x1b[K\x1b[20C12:01\x1b[25Du\x08uptime\x1b[?1l\x1b>\x1b[?2004l".to_string(),
+        ];
+        let shown: Vec<_> = reconstruct_stream_lines(&texts)
+            .into_iter()
+            .map(|line| (line.text, line.prompt_end, line.editor))
+            .collect();
+        let line = |text: &str, end: Option<usize>, editor| (text.to_string(), end, editor);
+        assert_eq!(
+            shown,
+            vec![
+                line("", None, false),
+                line("report-02.csv  report-03.csvcat data/", None, false),
+                line("~ % echo again", Some(4), true),
+                line("again", None, false),
+                line("host ~", None, false),
+                line("", None, false),
+                line("> uptime", Some(2), true),
+            ]
+        );
     }
 
     #[test]

@@ -200,6 +200,24 @@ pub struct LineTerminal<S> {
     closes_after_keypad_reset: u32,
     /// The end-of-line mark (zsh's `%`/`#`, fish's `⏎`) drawn since the editor last closed.
     eol_mark: Option<char>,
+    /// A line the open editor erased (`ESC[J` below the cursor) after opening on it past its
+    /// prompt: its window index, where the editor opened, and the shell. zsh redraws a
+    /// multi-line prompt so (after a resize, `reset-prompt`): the line drawn again at that
+    /// index is the same prompt with the editor at the same column.
+    erased_editor_line: Option<(usize, usize, Option<&'static str>)>,
+    /// Stripped input: the width zsh's end-of-line mark showed (see
+    /// [`LineTerminal::learn_zsh_margin`]).
+    zsh_margin: Option<usize>,
+    /// Stripped input: zsh wrapped its editor line at this cell (see
+    /// [`LineTerminal::csi_dispatch`], `K`), and the character printed there since: the row
+    /// it starts is printed again from there, that character first.
+    zsh_wrapped_at: Option<(usize, Option<char>)>,
+    /// Stripped input: the last move was up (colours aside). zsh goes back to column 0 with a
+    /// CR before it moves right on the row it went up to; the agent deleted the CR.
+    moved_up: bool,
+    /// Stripped input: the line editor, open on the line, went up to a row the line does not
+    /// have (zsh redrawing a two-line prompt); what it had opened after (see [`OpenEditor`]).
+    editor_left_below: Option<OpenEditor>,
     saved_cursor: (usize, usize),
     /// Cursor after the last printed character, when it was a space (readline's wrap).
     last_printed_space_at: Option<usize>,
@@ -255,6 +273,21 @@ impl<S> std::fmt::Debug for LineTerminal<S> {
     }
 }
 
+/// The line editor still open where a stripped stream's line ends (zsh: its lines are split
+/// where it moves down, and it closes its editor lines later), for the line that closes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenEditor {
+    /// The prompt the editor opened after, as the row shows it.
+    prompt: String,
+    /// Cells of that prompt (where the editor opened).
+    column: usize,
+    /// The shell whose editor it is.
+    shell: Option<&'static str>,
+    /// The editor's row is the one above where the next line starts (the line ended on it),
+    /// not that row itself (the line ended on the row above it, redrawing a two-line prompt).
+    above: bool,
+}
+
 impl LineTerminal<Vec<ScreenLine>> {
     /// Interprets `bytes` and returns every line, the last unfinished one included.
     pub fn run(width: usize, bytes: &[u8]) -> Screen {
@@ -274,6 +307,38 @@ impl LineTerminal<Vec<ScreenLine>> {
         terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
         let (lines, regions) = terminal.feed_all(bytes);
         Screen { lines, regions }
+    }
+
+    /// [`LineTerminal::run_stripped`] for a line drawn while the editor that an earlier line
+    /// left open (`open`) is still open: its prompt is on the row where the editor's row is.
+    /// Also returns the editor this line leaves open, if any.
+    pub fn run_stripped_in_editor(
+        width: usize,
+        bytes: &[u8],
+        open: Option<&OpenEditor>,
+    ) -> (Screen, Option<OpenEditor>) {
+        let mut terminal = LineTerminal::new(width, Vec::new());
+        terminal.stripped = true;
+        terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
+        if let Some(open) = open {
+            terminal.region = Some(0);
+            terminal.regions = 1;
+            for c in open.prompt.chars() {
+                terminal.put_char(c);
+            }
+            let line = terminal.line();
+            line.editor_from = Some(open.column);
+            line.shell = open.shell;
+            if open.above {
+                terminal.start_new_line();
+            }
+            terminal.move_to(0);
+        }
+        terminal.feed(bytes);
+        terminal.interpret_held();
+        let left_open = terminal.open_editor();
+        let (lines, regions) = terminal.finish();
+        (Screen { lines, regions }, left_open)
     }
 }
 
@@ -302,6 +367,11 @@ impl<S: LineSink> LineTerminal<S> {
             keypad_reset_in_region: false,
             closes_after_keypad_reset: 0,
             eol_mark: None,
+            erased_editor_line: None,
+            zsh_margin: None,
+            zsh_wrapped_at: None,
+            moved_up: false,
+            editor_left_below: None,
             saved_cursor: (0, 0),
             last_printed_space_at: None,
             wrap_candidate: None,
@@ -320,6 +390,23 @@ impl<S: LineSink> LineTerminal<S> {
             consumed: 0,
             held: Vec::new(),
         }
+    }
+
+    /// The editor left open at the end of a stripped line (see [`OpenEditor`]).
+    fn open_editor(&mut self) -> Option<OpenEditor> {
+        self.region?;
+        if let Some(below) = self.editor_left_below.take() {
+            return Some(below);
+        }
+        self.open_editor_on_current_line(true)
+    }
+
+    /// The editor opened on the current line after its prompt, if it did.
+    fn open_editor_on_current_line(&mut self, above: bool) -> Option<OpenEditor> {
+        let line = &self.window[self.current];
+        let column = line.editor_from.filter(|&column| column > 0 && column <= line.len())?;
+        let prompt = (0..column).filter_map(|index| line.get(index)).collect();
+        Some(OpenEditor { prompt, column, shell: line.shell, above })
     }
 
     fn feed_all(mut self, bytes: &[u8]) -> (S, u32) {
@@ -442,10 +529,21 @@ impl<S: LineSink> LineTerminal<S> {
     /// Prints a run of printable ASCII: what `print` does for each byte, in one go.
     fn print_ascii(&mut self, run: &[u8]) {
         self.after_cr = false;
+        self.moved_up = false;
         if self.alternate_screen || run.is_empty() {
             return;
         }
         let mut run = run;
+        // After zsh's wrap the first two characters settle it (see `print`).
+        while self.zsh_wrapped_at.is_some()
+            && let Some((&first, rest)) = run.split_first()
+        {
+            vte::Perform::print(self, first as char);
+            run = rest;
+        }
+        if run.is_empty() {
+            return;
+        }
         // The first character settles what the previous action left pending (a stripped
         // backspace's erase, a suspected wrap).
         if self.after_backspace || self.wrap_candidate.is_some() {
@@ -579,7 +677,15 @@ impl<S: LineSink> LineTerminal<S> {
             self.move_to(column.min(self.width - 1));
             return;
         }
-        let line = self.fresh_line();
+        let mut line = self.fresh_line();
+        if let Some((index, editor_from, shell)) = self.erased_editor_line
+            && index == self.window.len()
+        {
+            // The open editor's prompt line, drawn again after an erase below.
+            self.erased_editor_line = None;
+            line.editor_from = Some(editor_from);
+            line.shell = shell;
+        }
         self.window.push_back(line);
         self.current = self.window.len() - 1;
         self.move_to(column);
@@ -614,6 +720,9 @@ impl<S: LineSink> LineTerminal<S> {
                 // A stripped stream's line is alone: the editor went up to a line it does not
                 // have, and what it draws next is not where its prompt ended.
                 if self.stripped {
+                    if self.region.is_some() {
+                        self.editor_left_below = self.open_editor_on_current_line(false);
+                    }
                     self.line().editor_from = None;
                 }
                 break;
@@ -766,6 +875,20 @@ impl<S: LineSink> LineTerminal<S> {
         }
     }
 
+    /// In a stripped stream a zsh line starts with its end-of-line mark (`%` or `#`), the
+    /// blanks up to the right edge and the blank of the `\r \r` after them, the CRs deleted:
+    /// one cell more than the terminal is wide.
+    fn learn_zsh_margin(&mut self) {
+        let line = &self.window[self.current];
+        let len = line.len();
+        if len > MIN_WIDTH
+            && matches!(line.get(0), Some('%' | '#'))
+            && (1..len).all(|index| line.get(index) == Some(' '))
+        {
+            self.zsh_margin = Some(len - 1);
+        }
+    }
+
     /// Whether the current line holds only an end-of-line mark (zsh's `%`/`#`, fish's `⏎`)
     /// with the blanks after it, perhaps the mark again: what the mark's CRs leave in a stripped
     /// stream.
@@ -832,6 +955,7 @@ impl<S: LineSink> LineTerminal<S> {
                     }
                     self.region = None;
                     self.eol_mark = None;
+                    self.erased_editor_line = None;
                 }
             }
             1 if !on && self.region.is_some() => self.keypad_reset_in_region = true,
@@ -928,6 +1052,15 @@ fn first_param(params: &vte::Params, default: usize) -> usize {
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
         self.after_cr = false;
+        self.moved_up = false;
+        // zsh wrapped the editor line, printed the first character of the new row, then
+        // (after a CR the agent deleted) printed the row again from its start.
+        let mut first_of_row = None;
+        match self.zsh_wrapped_at.take() {
+            Some((row, None)) if self.cursor == row => first_of_row = Some((row, Some(c))),
+            Some((row, Some(first))) if first == c && self.cursor == row + 1 => self.move_to(row),
+            _ => {}
+        }
         if self.alternate_screen {
             return;
         }
@@ -949,10 +1082,13 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         }
         self.put_char(c);
         self.last_printed_space_at = (c == ' ').then_some(self.cursor);
+        self.zsh_wrapped_at = first_of_row;
     }
 
     fn execute(&mut self, byte: u8) {
         let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
+        self.zsh_wrapped_at = None;
+        self.moved_up = false;
         if self.alternate_screen {
             return;
         }
@@ -1017,7 +1153,9 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     ) {
         self.in_escape = false;
         self.after_cr = false;
-        self.last_printed_space_at = None;
+        let space_printed_to = self.last_printed_space_at.take();
+        self.zsh_wrapped_at = None;
+        let after_up = std::mem::take(&mut self.moved_up);
         self.wrap_candidate = None;
         if intermediates == b"?" {
             if matches!(action, 'h' | 'l') {
@@ -1038,8 +1176,24 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             'K' => match mode {
                 0 if self.stripped && self.is_eol_mark_residue() => {
                     // The CRs that returned over zsh's or fish's end-of-line mark are gone.
+                    self.learn_zsh_margin();
                     self.move_to(0);
                     self.erase(0, usize::MAX);
+                }
+                0 if self.stripped
+                    && self.region.is_some()
+                    && let Some(margin) = self.zsh_margin
+                    && let Some(after) = space_printed_to
+                    && after == self.cursor
+                    && after > 1
+                    && (after - 1).is_multiple_of(margin) =>
+                {
+                    // zsh's wrap at the right edge: a blank printed into the next row, CR
+                    // (deleted), erase. The next row starts where the blank was.
+                    let row = after - 1;
+                    self.move_to(row);
+                    self.erase(row, usize::MAX);
+                    self.zsh_wrapped_at = Some((row, None));
                 }
                 0 => {
                     let from = self.cursor;
@@ -1050,13 +1204,21 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             },
             'J' if mode == 0 => {
                 // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
-                if self.stripped {
+                // (fish erases below right after its prompt.)
+                if self.stripped && !self.right_moves_from_row_start {
+                    self.learn_zsh_margin();
                     self.move_to(row_start);
                 }
                 let from = self.cursor;
                 self.erase(from, usize::MAX);
                 while self.window.len() > self.current + 1 {
-                    self.window.pop_back();
+                    let index = self.window.len() - 1;
+                    if let Some(line) = self.window.pop_back()
+                        && self.region.is_some()
+                        && let Some(editor_from) = line.editor_from
+                    {
+                        self.erased_editor_line = Some((index, editor_from, line.shell));
+                    }
                 }
             }
             'J' | 'H' | 'f' => self.flush_window(),
@@ -1065,7 +1227,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
             }
             'C' => {
-                let from = if self.right_moves_from_row_start { row_start } else { self.cursor };
+                let from = if self.right_moves_from_row_start || (self.stripped && after_up) {
+                    row_start
+                } else {
+                    self.cursor
+                };
                 let target = (from + first_param(params, 1)).min(row_start + self.width - 1);
                 // The editor jumping past the end of its line, over blanks: a right prompt.
                 if self.region.is_some() && target > self.cursor + 1 {
@@ -1077,7 +1243,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 }
                 self.move_to(target);
             }
-            'A' => self.cursor_up(first_param(params, 1)),
+            'A' => {
+                self.cursor_up(first_param(params, 1));
+                self.moved_up = self.stripped;
+            }
+            'm' => self.moved_up = after_up,
             'B' => {
                 for _ in 0..first_param(params, 1).min(WINDOW) {
                     self.line_feed();
@@ -1100,6 +1270,8 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
         self.in_escape = false;
         self.after_cr = false;
+        self.zsh_wrapped_at = None;
+        self.moved_up = false;
         if !intermediates.is_empty() || self.alternate_screen {
             return;
         }
@@ -1116,8 +1288,16 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         }
     }
 
-    fn osc_dispatch(&mut self, _params: &[&[u8]], bell_terminated: bool) {
+    fn osc_dispatch(&mut self, params: &[&[u8]], bell_terminated: bool) {
         self.after_cr = false;
+        // fish sets the window title, then draws its prompt from a CR the agent deleted.
+        if self.stripped
+            && self.right_moves_from_row_start
+            && matches!(params.first(), Some(&(b"0" | b"2")))
+        {
+            let row_start = self.row_start();
+            self.move_to(row_start);
+        }
         // Ended by BEL, `vte` is back in its ground state; ended by ESC, it is in an escape
         // (`ESC \` dispatches next). CAN and SUB also end sequences, but `execute` cannot tell
         // them from the same bytes in the ground state, where `vte` may already have read the
@@ -1143,6 +1323,8 @@ mod tests {
     fn run_through_vte(width: usize, bytes: &[u8], stripped: bool) -> Screen {
         let mut terminal = LineTerminal::new(width, Vec::new());
         terminal.stripped = stripped;
+        terminal.right_moves_from_row_start =
+            stripped && memchr::memmem::find(bytes, b"\x1b(B").is_some();
         terminal.byte_lines = false;
         let mut parser = vte::Parser::new();
         let mut position = 0;
@@ -1354,6 +1536,51 @@ mod tests {
                 ("\u{279c}  ~ rm -rf /", Some(1), Some(7), true),
             ]
         );
+    }
+
+    #[test]
+    fn test_prompt_redrawn_with_the_editor_open_keeps_its_end() {
+        // zsh with a two-line prompt: the editor opens after `> `, then (a resize) zsh goes
+        // up to the first prompt line, erases below and draws both lines again.
+        let prompt = b"\x1b[Jhost ~\r\r\n> \x1b[K\x1b[20C12:00\x1b[25D";
+        let mut input = prompt.to_vec();
+        input.extend_from_slice(b"\x1b[?1h\x1b=\x1b[?2004h\r\r\x1b[A");
+        input.extend_from_slice(prompt);
+        input.extend_from_slice(b"uptime\x1b[?1l\x1b>\x1b[?2004l\r\r\r\nup\r\n");
+        let screen = LineTerminal::run(80, &input);
+        let lines: Vec<_> =
+            screen.lines.iter().map(|l| (l.text.as_str(), l.prompt_end, l.shell)).collect();
+        assert_eq!(
+            lines,
+            vec![("host ~", None, None), ("> uptime", Some(2), Some("zsh")), ("up", None, None)]
+        );
+    }
+
+    #[test]
+    fn test_zsh_wrap_in_a_stripped_stream_line() {
+        // A 30-column zsh: its end-of-line mark, 29 blanks and the blank of `\r \r`; the
+        // prompt; text typed up to the edge; the wrap (` \r ESC[K`), the next character, and
+        // (after `\r`) the row again. The agent deleted the CRs.
+        let mut input = b"%".to_vec();
+        input.extend(std::iter::repeat_n(b' ', 30));
+        input.extend_from_slice(
+            b"\x1b[J~ % \x1b[K\x1b[?1h\x1b=\x1b[?2004hecho abcdefghijklmnopqrstu",
+        );
+        input.extend_from_slice(b" \x1b[Kvvwxyz\x1b[?1l\x1b>\x1b[?2004l");
+        let screen = LineTerminal::run_stripped(1 << 20, &input);
+        let last = screen.lines.last().expect("a line");
+        assert_eq!(last.text, "~ % echo abcdefghijklmnopqrstuvwxyz");
+        assert_eq!(last.prompt_end, Some(4));
+    }
+
+    #[test]
+    fn test_fish_prompt_after_its_window_title_starts_the_row() {
+        // fish's first prompt, streamed: drawn, the title set, drawn again and erased below
+        // (from the CRs the agent deleted), then the typed text placed by moves right.
+        let input = b"\x1b[?2004h\x1b]0;~\x07\x1b(B\x1b[mu@h ~> \x1b[K\x1b[7C\x1b]0;~\x07\x1b(B\x1b[mu@h ~> \x1b[J\x1b[7Cls\x1b[9C";
+        let screen = LineTerminal::run_stripped(1 << 20, input);
+        let texts: Vec<_> = screen.lines.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts, vec!["u@h ~> ls"]);
     }
 
     #[test]

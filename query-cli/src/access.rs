@@ -28,7 +28,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use sessionlake_schemas::AccessKind;
 
-use crate::{Filters, Listing, Outcome, Query, SORT_TIME, View, cell};
+use crate::{Filters, Listing, Outcome, Query, SORT_TIME, View, cell, command_cell, run_as_cell};
 
 /// Longest an SSM session lasts (maxSessionDuration's ceiling): after this, a `StartSession`
 /// without a transcript is missing evidence.
@@ -202,6 +202,7 @@ pub(crate) fn search_with_access(
          CAST(NULL AS VARCHAR) AS event_id FROM ({commands_sql}) q \
          UNION ALL SELECT a.kind, a.session_id, CAST(NULL AS INT UNSIGNED), a.event_time, \
          'cloudtrail', a.principal, a.os_user, nullif(array_to_string(a.targets, ','), ''), \
+         CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), \
          CAST(NULL AS VARCHAR), CAST(NULL AS VARCHAR), a.document_name, a.source_ip, a.event_id \
          FROM access a {}) u",
         query.where_clause()
@@ -239,6 +240,9 @@ pub(crate) const SEARCH_WITH_ACCESS_VIEW: View = View {
         "target",
         "cwd",
         "command",
+        "effective_user",
+        "shell",
+        "program",
         "document_name",
         "source_ip",
         "event_id",
@@ -251,10 +255,18 @@ pub(crate) const SEARCH_WITH_ACCESS_VIEW: View = View {
             (None, _) => "-".to_string(),
         };
         let what = match &row[9] {
-            Some(command) => command.replace('\n', "⏎ "),
-            None => cell(row, 10),
+            Some(_) => command_cell(row, 9, 12),
+            None => cell(row, 13),
         };
-        vec![time, cell(row, 0), cell(row, 1), cell(row, 5), cell(row, 6), cell(row, 7), what]
+        vec![
+            time,
+            cell(row, 0),
+            cell(row, 1),
+            cell(row, 5),
+            run_as_cell(row, 6, 10),
+            cell(row, 7),
+            what,
+        ]
     },
     highlight_column: Some(6),
     noun: "matching commands and access events",
@@ -311,6 +323,8 @@ struct SessionRow {
     transcript: bool,
     missing: Option<&'static str>,
     document_name: Option<String>,
+    /// How well the transcript was understood (`high`, `medium`, `low`); none without one.
+    confidence: Option<String>,
 }
 
 /// The `status` of a session whose `StartSession` events disagree, or that two source objects
@@ -437,7 +451,7 @@ fn merge(
 }
 
 /// The columns `sessions` prints, in order (the first nine are its SQL's).
-pub(crate) const SESSIONS_COLUMNS: [&str; 12] = [
+pub(crate) const SESSIONS_COLUMNS: [&str; 13] = [
     "session_id",
     "started_at",
     "ended_at",
@@ -450,6 +464,7 @@ pub(crate) const SESSIONS_COLUMNS: [&str; 12] = [
     "transcript",
     "missing",
     "document_name",
+    "confidence",
 ];
 
 fn text_column(batch: &RecordBatch, index: usize) -> Vec<Option<String>> {
@@ -470,12 +485,13 @@ fn time_column(batch: &RecordBatch, index: usize) -> Vec<Option<i64>> {
     }
 }
 
-/// Reads the rows of the `sessions` SQL (its first nine columns are [`SESSIONS_COLUMNS`]'s).
+/// Reads the rows of the `sessions` SQL (its first nine columns are [`SESSIONS_COLUMNS`]'s,
+/// the tenth the confidence).
 fn session_rows(batches: &[RecordBatch]) -> Vec<SessionRow> {
     let mut rows = Vec::new();
     for batch in batches {
         let texts: Vec<Vec<Option<String>>> =
-            [0, 3, 4, 5, 7, 8].into_iter().map(|index| text_column(batch, index)).collect();
+            [0, 3, 4, 5, 7, 8, 9].into_iter().map(|index| text_column(batch, index)).collect();
         let (started, ended) = (time_column(batch, 1), time_column(batch, 2));
         let counts = batch.column(6).as_primitive_opt::<datafusion::arrow::datatypes::UInt32Type>();
         for row in 0..batch.num_rows() {
@@ -489,6 +505,7 @@ fn session_rows(batches: &[RecordBatch]) -> Vec<SessionRow> {
                 command_count: counts.filter(|c| !c.is_null(row)).map(|c| c.value(row)),
                 status: texts[4][row].clone(),
                 source: texts[5][row].clone(),
+                confidence: texts[6][row].clone(),
                 ..SessionRow::default()
             });
         }
@@ -677,6 +694,7 @@ pub(crate) async fn with_transcript_status(
         Arc::new(rows.iter().map(|r| Some(r.transcript)).collect::<BooleanArray>()),
         text(&|r| r.missing),
         text(&|r| r.document_name.as_deref()),
+        text(&|r| r.confidence.as_deref()),
     ];
     let timestamp = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let fields: Vec<Field> = SESSIONS_COLUMNS

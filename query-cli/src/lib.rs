@@ -623,6 +623,12 @@ const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.star
      CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
      c.principal, c.run_as, c.target, c.cwd, c.command";
 
+/// The columns of schema version 2 that `search` adds after [`SEARCH_COLUMNS`]: whom the
+/// command ran as, its shell, its kind (`shell` in files written before the column) and the
+/// REPL program. `search --include-access` has a `kind` of its own and adds the others.
+const SEARCH_ADDED_COLUMNS: &str =
+    "c.effective_user, c.shell,      coalesce(c.kind, 'shell') AS command_kind, c.program";
+
 /// Rows a search reads per query, about (see `Listing::print`); `SESSIONLAKE_CHUNK_ROWS` sets
 /// another number (the tests use small ones to read through many windows).
 fn chunk_rows() -> u64 {
@@ -1193,7 +1199,8 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let ctx = lake.tables(None)?;
     if args.include_access {
         let commands_sql = format!(
-            "SELECT {SEARCH_COLUMNS} FROM commands c {SESSION_TIMES_JOIN} {}",
+            "SELECT {SEARCH_COLUMNS}, c.effective_user, c.shell, c.program FROM commands c \
+             {SESSION_TIMES_JOIN} {}",
             query.where_clause()
         );
         let (listing, query) =
@@ -1204,8 +1211,8 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let listing = Listing {
         name: "commands",
         select: format!(
-            "SELECT {SEARCH_COLUMNS}, {time_expression} AS {SORT_TIME} FROM commands c \
-             {SESSION_TIMES_JOIN}"
+            "SELECT {SEARCH_COLUMNS}, {SEARCH_ADDED_COLUMNS}, {time_expression} AS {SORT_TIME} \
+             FROM commands c {SESSION_TIMES_JOIN}"
         ),
         time_expression,
         key_expressions: &["c.session_id", "c.seq"],
@@ -1237,7 +1244,8 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let frame = ctx
         .sql(&format!(
             "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
-             s.command_count, s.status, s.source FROM sessions s {}",
+             s.command_count, s.status, s.source, s.{} FROM sessions s {}",
+            columns::CONFIDENCE,
             query.where_clause()
         ))
         .await?
@@ -1253,7 +1261,7 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         select: format!(
             "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
              s.command_count, s.status, s.source, s.transcript, s.missing, s.document_name, \
-             {time_expression} AS {SORT_TIME}, coalesce(s.source, '') AS source_key \
+             s.confidence, {time_expression} AS {SORT_TIME}, coalesce(s.source, '') AS source_key \
              FROM sessions_with_status s"
         ),
         time_expression,
@@ -1419,6 +1427,26 @@ fn cell(row: &[Option<String>], index: usize) -> String {
     row.get(index).cloned().flatten().unwrap_or_else(|| "-".to_string())
 }
 
+/// The session's OS user (`run_as`), and whom the command ran as when that differs (`sudo su
+/// -`, `sudo -u bob CMD`): `ssm-user→root`. Narrow where nothing changed.
+fn run_as_cell(row: &[Option<String>], run_as: usize, effective_user: usize) -> String {
+    let session_user = cell(row, run_as);
+    match row.get(effective_user).cloned().flatten() {
+        Some(user) if user != session_user => format!("{session_user}→{user}"),
+        _ => session_user,
+    }
+}
+
+/// The command on one line; a line typed into a REPL after its program's name:
+/// `[sqlite3] select count(*) from t;`.
+fn command_cell(row: &[Option<String>], command: usize, program: usize) -> String {
+    let text = cell(row, command).replace('\n', "⏎ ");
+    match row.get(program).cloned().flatten() {
+        Some(program) => format!("[{program}] {text}"),
+        None => text,
+    }
+}
+
 const SEARCH_VIEW: View = View {
     columns: &[
         "session_id",
@@ -1430,6 +1458,10 @@ const SEARCH_VIEW: View = View {
         "target",
         "cwd",
         "command",
+        "effective_user",
+        "shell",
+        "command_kind",
+        "program",
     ],
     header: &["TIME", "SESSION", "PRINCIPAL", "RUN AS", "TARGET", "COMMAND"],
     row: |row| {
@@ -1443,9 +1475,9 @@ const SEARCH_VIEW: View = View {
             time,
             cell(row, 0),
             cell(row, 4),
-            cell(row, 5),
+            run_as_cell(row, 5, 9),
             cell(row, 6),
-            cell(row, 8).replace('\n', "⏎ "),
+            command_cell(row, 8, 12),
         ]
     },
     highlight_column: Some(5),
@@ -1486,6 +1518,7 @@ const SESSIONS_VIEW: View = View {
         "TARGET",
         "COMMANDS",
         "STATUS",
+        "CONFIDENCE",
         "SOURCE",
         "TRANSCRIPT",
     ],
@@ -1504,6 +1537,7 @@ const SESSIONS_VIEW: View = View {
             cell(row, 5),
             cell(row, 6),
             cell(row, 7),
+            cell(row, 12),
             cell(row, 8),
             transcript,
         ]
@@ -1525,6 +1559,22 @@ mod tests {
         for bad in ["", "GiB", "2XB", "0", "-1", "99999999999999G"] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn test_run_as_and_command_cells() {
+        let row = |values: &[Option<&str>]| -> Vec<Option<String>> {
+            values.iter().map(|value| value.map(str::to_string)).collect()
+        };
+        let same = row(&[Some("ssm-user"), Some("ssm-user"), Some("ls\n-l"), None]);
+        assert_eq!(run_as_cell(&same, 0, 1), "ssm-user");
+        assert_eq!(command_cell(&same, 2, 3), "ls⏎ -l");
+        let root = row(&[Some("ssm-user"), Some("root"), Some("select 1;"), Some("sqlite3")]);
+        assert_eq!(run_as_cell(&root, 0, 1), "ssm-user→root");
+        assert_eq!(command_cell(&root, 2, 3), "[sqlite3] select 1;");
+        // Files written before the column: no effective user.
+        let old = row(&[Some("ssm-user"), None, Some("id"), None]);
+        assert_eq!(run_as_cell(&old, 0, 1), "ssm-user");
     }
 
     #[test]

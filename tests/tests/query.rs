@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use sessionlake_tests::{binary, duckdb, run};
+use sessionlake_tests::{binary, copy_tree, duckdb, repo_root, run};
 
 use super::{ingested_examples, parse_json_lines};
 
@@ -331,10 +331,11 @@ fn test_search_formats_exit_codes_and_broken_pipe() {
     assert_eq!(csv.code, 0, "{}", csv.stderr);
     assert_eq!(
         csv.stdout,
-        "session_id,seq,time,time_kind,principal,run_as,target,cwd,command\n\
+        "session_id,seq,time,time_kind,principal,run_as,target,cwd,command,effective_user,shell,\
+         command_kind,program\n\
          alice-0123456789abcdef0,10,2026-03-14 09:26:50Z,session-start,\
          arn:aws:sts::111122223333:assumed-role/Admin/alice,ssm-user,i-0a1b2c3d4e5f67890,app,\
-         rm -rf /tmp/alice-scratch\n"
+         rm -rf /tmp/alice-scratch,ssm-user,bash,shell,\n"
     );
     // `--json` is `--format json`, and the two cannot be mixed.
     let json = cli(dir.path(), &["search", "--command", "^rm ", "--format", "json"]);
@@ -367,6 +368,137 @@ fn test_search_formats_exit_codes_and_broken_pipe() {
         .arg(assert_cmd::cargo::cargo_bin("sessionlake")));
     assert_eq!(piped.stdout, "value\nexit 0\n", "{}", piped.stderr);
     assert!(!piped.stderr.contains("sessionlake:"), "{}", piped.stderr);
+}
+
+#[test]
+fn test_search_and_sessions_show_whom_and_how_well_understood() {
+    let (dir, _) = ingested_examples();
+    // JSON: the columns of schema version 2, after the others (additive).
+    let ran = cli(dir.path(), &["search", "--json", "--session", BOB]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let (rows, _) = parse_json_lines(&ran.stdout);
+    let whom: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|row| {
+            let text = |name: &str| row[name].as_str().unwrap_or("null");
+            (text("run_as"), text("effective_user"), text("command_kind"), text("program"))
+        })
+        .collect();
+    let user = ("ssm-user", "ssm-user", "shell", "null");
+    let root = ("ssm-user", "root", "shell", "null");
+    assert_eq!(whom, [user, user, user, root, root, root, root, user, user]);
+    // The table says whom a command ran as where that is not the session's OS user.
+    let table = cli(dir.path(), &["search", "--session", BOB, "--color", "never"]);
+    let root_lines: Vec<&str> =
+        table.stdout.lines().filter(|line| line.contains("ssm-user→root")).collect();
+    assert_eq!(root_lines.len(), 4, "{}", table.stdout);
+    assert!(root_lines.iter().all(|line| !line.contains("  ssm-user  ")), "{}", table.stdout);
+    // `sessions` says how well each transcript was understood.
+    let ran = cli(dir.path(), &["sessions", "--json"]);
+    let (rows, _) = parse_json_lines(&ran.stdout);
+    let confidence: Vec<&str> =
+        rows.iter().map(|row| row["confidence"].as_str().expect("confidence")).collect();
+    assert_eq!(confidence, ["high", "medium", "high", "high"], "{}", ran.stdout);
+    let table = cli(dir.path(), &["sessions", "--color", "never"]);
+    let header = table.stdout.lines().next().expect("header");
+    let titles: Vec<&str> = header.split_whitespace().collect();
+    let at = |title: &str| titles.iter().position(|t| *t == title).expect("title");
+    assert_eq!((at("STATUS") + 1, at("CONFIDENCE") + 1), (at("CONFIDENCE"), at("SOURCE")));
+    assert_eq!(table.stdout.matches("  high  ").count(), 3, "{}", table.stdout);
+}
+
+/// A lake written by an ingest of schema version 1 (`tests/data/schema1-lake`: the examples'
+/// four sessions, their files' footers say `sessionlake.schema_version` 1 and have none of the
+/// columns added since) that today's ingest then adds a session to (zsh with root shells):
+/// `search`, `sessions` and `sql` read both kinds of file, the old ones' added columns null.
+#[test]
+fn test_a_lake_of_schema_1_and_schema_2_files_is_read_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("tests/data/schema1-lake"), dir.path());
+    let keyring = dir.path().join("keyring.json");
+    std::fs::set_permissions(&keyring, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("keyring mode");
+    let source = dir.path().join("src");
+    std::fs::create_dir(&source).expect("src");
+    const IVAN: &str = "ivan-0d2e4f6a8b0c2d4e6";
+    std::fs::copy(
+        repo_root().join(format!("corpus/{IVAN}/s3.log")),
+        source.join(format!("{IVAN}.log")),
+    )
+    .expect("copy");
+    let lake_args = ["--lake", "lake", "--keyring", "keyring.json"];
+    let ingest = run(binary("sessionlake-ingest", false)
+        .current_dir(dir.path())
+        .args(lake_args)
+        .args(["--local", "src"]));
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    let cli = |args: &[&str]| cli(dir.path(), &[&lake_args[..], args].concat());
+    let verified = cli(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+
+    // sql: every session, the added columns null in the old files only.
+    let counted = cli(&[
+        "sql",
+        "SELECT session_id, count(*) AS n, count(effective_user) AS users, count(shell) AS shells, \
+         count(kind) AS kinds FROM commands GROUP BY session_id ORDER BY session_id",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(
+        counted.stdout,
+        format!(
+            "session_id,n,users,shells,kinds\n{ALICE},13,0,0,0\n{ALICE_UBUNTU},9,0,0,0\n\
+             {BOB},9,0,0,0\n{CAROL},8,0,0,0\n{IVAN},12,12,12,12\n"
+        ),
+        "{}",
+        counted.stderr
+    );
+    // search: both kinds of file, old rows without an effective user or a shell, every row a
+    // shell command (`--kind shell` takes a missing kind for one).
+    let (code, rows, summary) =
+        search_keys(dir.path(), &[&lake_args[..], &["--kind", "shell"]].concat());
+    assert_eq!((code, rows.len()), (0, 51), "{summary}");
+    let ran = cli(&["search", "--json", "--command", "^(pwd|id -un|whoami)$"]);
+    let (rows, _) = parse_json_lines(&ran.stdout);
+    let seen: Vec<(String, Value, Value, Value)> = rows
+        .iter()
+        .map(|row| {
+            let session = row["session_id"].as_str().expect("session").to_string();
+            (
+                session,
+                row["effective_user"].clone(),
+                row["shell"].clone(),
+                row["command_kind"].clone(),
+            )
+        })
+        .collect();
+    assert!(seen.iter().any(|(session, ..)| session == BOB), "{seen:?}");
+    for (session, user, shell, kind) in &seen {
+        assert_eq!(kind, "shell", "{session}");
+        if session == IVAN {
+            assert!(user.is_string() && shell == "zsh", "{session}: {user} {shell}");
+        } else {
+            assert_eq!((user, shell), (&Value::Null, &Value::Null), "{session}");
+        }
+    }
+    // `--run-as root` finds the root shells the new file records; an old file has no effective
+    // user, so bob's `sudo su` there is matched by its OS user only.
+    let root = cli(&["search", "--json", "--run-as", "root"]);
+    let (rows, _) = parse_json_lines(&root.stdout);
+    assert!(!rows.is_empty(), "{}", root.stderr);
+    assert!(rows.iter().all(|row| row["session_id"] == IVAN), "{}", root.stdout);
+    // sessions: the old rows have no confidence, the new one has.
+    let sessions = cli(&["sessions", "--json"]);
+    let (rows, _) = parse_json_lines(&sessions.stdout);
+    let confidence: Vec<(&str, &Value)> = rows
+        .iter()
+        .map(|row| (row["session_id"].as_str().expect("id"), &row["confidence"]))
+        .collect();
+    assert_eq!(confidence.len(), 5, "{}", sessions.stdout);
+    for (session, confidence) in confidence {
+        let expected = if session == IVAN { Value::from("high") } else { Value::Null };
+        assert_eq!(*confidence, expected, "{session}");
+    }
 }
 
 /// Runs `sessionlake <args>` on a terminal (script(1) gives it one) with `env` set; returns
