@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The 10 M-command scale (BENCHMARKS.md): ingest the `10m` workload once, compact it, then time
-# session-id lookups (cold: the lake's page cache dropped first; warm) and one regex search.
+# session-id lookups (cold: the lake's page cache dropped first; warm) before and after a
+# checkpoint, and one regex search.
 # Usage: bench/scripts/scale_10m.sh WORKLOAD WORKDIR [RUNS]   (release binaries, the test venv)
 set -euo pipefail
 workload=$1 work=$2 runs=${3:-5}
@@ -33,6 +34,12 @@ echo "== lake: $(find "$lake" -type f | wc -l) files, $(du -sb "$lake" | cut -f1
 echo "== lookup after compaction: cold, $runs runs"
 for i in $(seq "$runs"); do evict; timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
 echo "== lookup after compaction: warm, $runs runs"
+for i in $(seq "$runs"); do timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
+echo "== checkpoint (readers start from it: the chain before it is not read)"
+timed "${cli[@]}" checkpoint --json
+echo "== lookup after compaction and a checkpoint: cold, $runs runs"
+for i in $(seq "$runs"); do evict; timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
+echo "== lookup after compaction and a checkpoint: warm, $runs runs"
 for i in $(seq "$runs"); do timed bash -c "$(declare -f lookup); cli=(${cli[*]}); session=$session; lookup"; done
 echo "== who ran X after compaction: cold, 3 runs"
 for i in 1 2 3; do evict; timed bash -c "${cli[*]} search --command 'rm\\s+-rf\\s+/var/tmp/build-' --format csv | wc -l"; done
