@@ -91,6 +91,10 @@ pub struct ParsedSession {
     pub status: SessionStatus,
     /// How well the session was understood.
     pub understanding: Understanding,
+    /// The session id the input's own content names: the agent's orchestration path in the
+    /// `script` header, or the streamed events' `sessionId` (the first that names one). A
+    /// delivery whose name says another id is flagged (see `sessionlake-ingest`).
+    pub claimed_session_id: Option<String>,
 }
 
 /// Why a session could not be parsed at all.
@@ -321,6 +325,7 @@ impl TranscriptBody {
             ended_at: script.header.generated_at,
             status,
             understanding,
+            claimed_session_id: script.header.session_id.clone(),
         })
     }
 }
@@ -438,6 +443,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     let mut bad = 0usize;
     let mut first_time = None;
     let mut last_time = None;
+    let mut claimed_session_id = None;
     for event_line in raw.split_inclusive(|b| *b == b'\n') {
         let start = offset;
         offset += event_line.len();
@@ -473,6 +479,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         fill(&mut context.target, message.target.and_then(|t| t.id));
         fill(&mut context.region, message.aws_region);
         fill(&mut context.run_as, message.run_as_user.filter(|user| !user.is_empty()));
+        fill(&mut claimed_session_id, message.session_id);
         for text in message.session_data {
             texts.push(text);
             lines.push(Line {
@@ -537,6 +544,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         ended_at: last_time,
         status: SessionStatus::Complete,
         understanding,
+        claimed_session_id,
     })
 }
 

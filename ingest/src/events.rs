@@ -457,6 +457,27 @@ impl DeliveryConflict<'_> {
     }
 }
 
+/// A transcript whose content (the agent's orchestration path in its header, or the streamed
+/// events' `sessionId`) names another session than its object's name: it is stored under its
+/// name with low confidence, and `sessionlake sessions --confidence low` lists it.
+pub struct SessionNameMismatch<'a> {
+    /// The session id the name gives.
+    pub session_id: &'a str,
+    /// The object.
+    pub source_ref: &'a str,
+}
+
+impl SessionNameMismatch<'_> {
+    /// Logs the mismatch (never the id the content claims: it is the content's).
+    pub fn emit(&self) {
+        tracing::warn!(
+            session = %self.session_id,
+            object = ?self.source_ref,
+            "the transcript's content names another session than its name; stored with low confidence"
+        );
+    }
+}
+
 /// A live `access` file could not be read when the service opened: its events are not known
 /// for dedupe and enrichment (an operator should run `sessionlake verify`).
 pub struct AccessFileUnreadable<'a> {

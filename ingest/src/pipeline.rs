@@ -268,6 +268,22 @@ impl LakeWriter {
         written.push(stored.path.clone());
         objects.push(entry(stored, ObjectKind::Raw, vec![session_id.clone()]));
 
+        // The content names another session than the name does (the agent's orchestration
+        // path in the header, the streamed `sessionId`): kept under its name, flagged.
+        let mut understanding = parsed.understanding.clone();
+        if parsed.claimed_session_id.as_deref().is_some_and(|claimed| claimed != session_id) {
+            crate::events::SessionNameMismatch {
+                session_id: &session_id,
+                source_ref: &input.source_ref,
+            }
+            .emit();
+            understanding.confidence = SessionConfidence::Low;
+            understanding.reason = format!(
+                "its content (the agent's own path or events) names another session than its \
+                 name; {}",
+                understanding.reason
+            );
+        }
         let record = SessionRecord {
             session_id: session_id.clone(),
             principal: parsed.context.principal.clone(),
@@ -286,10 +302,10 @@ impl LakeWriter {
             ingested_at: chrono::Utc::now().timestamp_micros(),
             status: parsed.status,
             parser_version: PARSER_VERSION,
-            understanding: Some(parsed.understanding.clone()),
+            understanding: Some(understanding.clone()),
         };
         let command_count = parsed.commands.len();
-        let low_confidence = parsed.understanding.confidence == SessionConfidence::Low;
+        let low_confidence = understanding.confidence == SessionConfidence::Low;
         // The commands file has a data key of its own, wrapped under the session key:
         // shredding the session makes its commands unreadable too.
         let (key, wrapped) = session_key.generate_data_key(key_context(

@@ -928,3 +928,28 @@ fn test_verify_names_files_the_store_cannot_list() {
     ]));
     assert_eq!(shred.code, 0, "{}", shred.stderr);
 }
+
+/// A transcript whose own content (the agent's orchestration path in its `script` header)
+/// names another session than its file name is kept under its name and flagged: a warning,
+/// low confidence with the reason, listed by `sessions --confidence low`.
+#[test]
+fn test_a_transcript_naming_another_session_is_flagged() {
+    const COPY: &str = "mallory-0123456789abcdef9";
+    let (dir, ingest) = ingested_examples_and(|examples| {
+        std::fs::copy(
+            examples.join("s3/ssm-logs/alice-0123456789abcdef0.log"),
+            examples.join(format!("s3/ssm-logs/{COPY}.log")),
+        )
+        .expect("copy");
+    });
+    assert!(ingest.stderr.contains("names another session than its name"), "{}", ingest.stderr);
+    let (code, rows, _) = cli_json(dir.path(), &["sessions", "--confidence", "low", "--json"]);
+    assert_eq!(code, 0);
+    let flagged: Vec<&str> = rows.iter().filter_map(|row| row["session_id"].as_str()).collect();
+    assert_eq!(flagged, [COPY], "{rows:#?}");
+    let query = format!("SELECT confidence_reason FROM sessions WHERE session_id = '{COPY}'");
+    let reason = run(binary("sessionlake", false)
+        .current_dir(dir.path())
+        .args(["sql", &query, "--format", "csv"]));
+    assert!(reason.stdout.contains("names another session than its name"), "{}", reason.stdout);
+}
