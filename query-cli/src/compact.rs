@@ -24,8 +24,8 @@ use clap::Args as ClapArgs;
 use sessionlake_indexer::compact::{LakeFiles, MAX_COMPACTED_INPUT_BYTES, Table};
 use sessionlake_lake::keys::KeyProvider;
 use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
-use sessionlake_lake::manifest;
 use sessionlake_lake::transaction::{Leftovers, Uncommitted};
+use sessionlake_lake::{checkpoint, manifest};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
@@ -81,6 +81,8 @@ struct Summary {
     sequence: Option<u64>,
     /// The head of the commit (sequence and the manifest file's SHA-256), if one was made.
     head: Option<sessionlake_lake::manifest::Head>,
+    /// The checkpoint written after the commit, if one was.
+    checkpoint: Option<String>,
     swept: usize,
     seconds: f64,
 }
@@ -285,6 +287,15 @@ async fn run(
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
                 delete_all(&lake.store, removed).await?;
+                // Readers start from a checkpoint of the compacted live set: the commit that
+                // names every file it replaced is never replayed by a reader again.
+                manifest::apply_links(&mut lake.live, std::iter::once(&link));
+                let written =
+                    checkpoint::write(&lake.store, lake.signer(), &link, &lake.live).await;
+                match written {
+                    Ok(path) => summary.checkpoint = Some(path),
+                    Err(error) => tracing::warn!(%error, "checkpoint after compaction not written"),
+                }
                 return Ok(summary);
             }
             Err(error) => {
@@ -328,6 +339,9 @@ fn report(summary: &Summary, json: bool) -> anyhow::Result<()> {
             summary.seconds
         ),
         None => eprintln!("nothing to compact"),
+    }
+    if let Some(path) = &summary.checkpoint {
+        eprintln!("readers start from {path}");
     }
     if let Some(head) = &summary.head {
         eprintln!("head: {head}");

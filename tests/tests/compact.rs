@@ -121,6 +121,12 @@ fn test_compacting_the_examples_changes_no_answer() {
     let summary = compact(dir.path());
     assert!(summary["files_after"].as_u64() < summary["files_before"].as_u64(), "{summary}");
     assert!(files_in(dir.path(), "commands") < commands_before);
+    // Readers start from a checkpoint of the compacted lake: the compaction commit (which
+    // names every file it replaced) is not replayed again.
+    let sequence = summary["sequence"].as_u64().expect("sequence");
+    let checkpoint = format!("checkpoint/{sequence:020}.json");
+    assert_eq!(summary["checkpoint"], Value::from(checkpoint.clone()), "{summary}");
+    assert!(dir.path().join("lake").join(&checkpoint).exists());
     assert_same_answers(&before, &answers(dir.path()));
     assert_intact(dir.path());
 
