@@ -366,9 +366,11 @@ impl InputFailed<'_> {
     pub fn emit(&self) {
         count_error(self.kind);
         tracing::warn!(
-            source = %self.source_ref,
+            // Names are a source writer's choice: printed escaped (no line breaks, no invisible
+            // or bidirectional characters), the error's too.
+            source = ?self.source_ref,
             kind = %self.kind,
-            error = %format!("{:#}", self.error),
+            error = ?format!("{:#}", self.error),
             "input not ingested; retried on the next poll"
         );
     }
@@ -389,7 +391,7 @@ impl TrailRecordsMalformed<'_> {
         let Some(first) = self.reasons.first() else { return };
         metrics::counter!(MALFORMED_RECORDS_TOTAL).increment(self.reasons.len() as u64);
         tracing::warn!(
-            file = %self.source_ref,
+            file = ?self.source_ref,
             count = self.reasons.len(),
             first = %first,
             "malformed CloudTrail access records skipped"
@@ -410,7 +412,7 @@ impl TrailEventsDuplicated<'_> {
     /// Logs the count.
     pub fn emit(&self) {
         if self.count > 0 {
-            tracing::info!(file = %self.source_ref, count = self.count, "duplicate CloudTrail events dropped");
+            tracing::info!(file = ?self.source_ref, count = self.count, "duplicate CloudTrail events dropped");
         }
     }
 }
@@ -430,7 +432,7 @@ impl AttributionConflict<'_> {
     pub fn emit(&self) {
         tracing::warn!(
             session = %self.session_id,
-            file = %self.source_ref,
+            file = ?self.source_ref,
             "a StartSession event disagrees with the one the session was attributed to; the session keeps its first attribution"
         );
     }
@@ -451,7 +453,7 @@ impl DeliveryConflict<'_> {
     pub fn emit(&self) {
         tracing::warn!(
             session = %self.session_id,
-            object = %self.source_ref,
+            object = ?self.source_ref,
             "another source object already delivered this session; both versions are kept"
         );
     }
