@@ -417,27 +417,35 @@ impl LakeWriter {
     }
 
     /// Returns the live objects of earlier versions of `session_id` from `source` that a
-    /// version from the source object tagged `origin` replaces (see [`is_version_of`]).
+    /// version from the source object tagged `origin` replaces (see [`is_version_of`]), and
+    /// whether a live version of another source object stays beside it (a conflict). One pass
+    /// over the live set.
     fn superseded(
         &self,
         session_id: &str,
         source: SessionSource,
         origin: Option<&str>,
-    ) -> Vec<ObjectEntry> {
-        self.live
-            .values()
-            .filter(|entry| {
-                matches!(
-                    entry.kind,
-                    ObjectKind::Raw
-                        | ObjectKind::Commands
-                        | ObjectKind::Sessions
-                        | ObjectKind::SessionKey
-                )
-            })
-            .filter(|entry| is_version_of(entry, session_id, source, origin))
-            .cloned()
-            .collect()
+    ) -> (Vec<ObjectEntry>, bool) {
+        let mut older = Vec::new();
+        let mut other_origin = false;
+        let versions = self.live.values().filter(|entry| {
+            matches!(
+                entry.kind,
+                ObjectKind::Raw
+                    | ObjectKind::Commands
+                    | ObjectKind::Sessions
+                    | ObjectKind::SessionKey
+            ) && entry.sessions == [session_id]
+                && paths::is_session_object(&entry.path, session_id, source)
+        });
+        for entry in versions {
+            if same_origin(origin, origin_of(&entry.path)) {
+                older.push(entry.clone());
+            } else {
+                other_origin |= entry.kind == ObjectKind::Raw;
+            }
+        }
+        (older, other_origin)
     }
 
     /// Writes one input's objects (a session version, or the quarantined original); the input
@@ -490,13 +498,7 @@ impl LakeWriter {
                         plan.positions.push((source_ref.clone(), position.clone()));
                     }
                     let origin = objects.iter().find_map(|object| origin_of(&object.path));
-                    let mut older = self.superseded(session_id, *source, origin);
-                    let other_origin = self.live.values().any(|entry| {
-                        entry.kind == ObjectKind::Raw
-                            && entry.sessions == [session_id.as_str()]
-                            && paths::is_session_object(&entry.path, session_id, *source)
-                            && !same_origin(origin, origin_of(&entry.path))
-                    });
+                    let (mut older, other_origin) = self.superseded(session_id, *source, origin);
                     if other_origin {
                         crate::events::DeliveryConflict { session_id, source_ref }.emit();
                     }

@@ -537,16 +537,13 @@ impl Ingestor {
             self.access_events.insert(event.event_id.clone(), source_ref.clone());
             let Some(context) = session_context(event) else { continue };
             // An event that disagrees with the one a session was attributed to never
-            // re-attributes its stored versions (it stays in `access`, where readers see the
-            // conflict). Of the two, the earlier names the session's later deliveries, as after
-            // a restart (`load_access`).
+            // re-attributes it, nor its later deliveries: the first read stands (also after a
+            // restart, `load_access`); the other stays in `access`, where readers see the
+            // conflict. Its time is the forger's choice, so it decides nothing.
             match self.cloudtrail.get(&context.session_id) {
                 Some(first) if attribution_conflicts(first, &context) => {
                     let session_id = context.session_id.as_str();
                     events::AttributionConflict { session_id, source_ref: &source_ref }.emit();
-                    if earlier(&context, first) {
-                        self.cloudtrail.insert(context.session_id.clone(), context);
-                    }
                 }
                 Some(_) => {}
                 None => {
@@ -1011,48 +1008,50 @@ async fn load_access(
     live: &BTreeMap<String, ObjectEntry>,
 ) -> anyhow::Result<(BTreeMap<String, SessionContext>, HashMap<String, String>)> {
     let reads = live.values().filter(|entry| entry.kind == ObjectKind::Access).map(|entry| {
-        let path = entry.path.clone();
+        // When the file was written: of two `StartSession` events that disagree, the one
+        // ingest read first stands (see `write_trail`).
+        let written = entry
+            .path
+            .strip_suffix(".parquet")
+            .and_then(|stem| stem.rsplit_once('.'))
+            .and_then(|(_, version)| transaction::version_time(version))
+            .unwrap_or(i64::MAX);
         async move {
-            let bytes = store.get(&path).await?;
-            let object = store.describe(&path);
-            tokio::task::spawn_blocking(move || {
+            // Only the committed bytes: a rewritten access file must not attribute sessions.
+            let bytes = store.get_committed(entry).await?;
+            let object = store.describe(&entry.path);
+            let read = tokio::task::spawn_blocking(move || {
                 sessionlake_indexer::parquet_out::read_access_plaintext(bytes, &object)
             })
             .await
-            .context("access reader task failed")
+            .context("access reader task failed")?;
+            anyhow::Ok((written, read))
         }
     });
     let found: Vec<anyhow::Result<_>> =
         futures::stream::iter(reads).buffered(ACCESS_READ_CONCURRENCY).collect().await;
-    let mut contexts = BTreeMap::new();
+    let mut contexts: BTreeMap<String, (i64, SessionContext)> = BTreeMap::new();
     let mut event_ids = HashMap::new();
     for read in found {
-        let records = match read? {
-            Ok(records) => records,
-            Err(error) => {
+        let (written, records) = match read? {
+            (written, Ok(records)) => (written, records),
+            (_, Err(error)) => {
                 events::AccessFileUnreadable { error: &error }.emit();
                 continue;
             }
         };
         for record in records {
             if let Some(context) = session_context(&record) {
-                // Of events that disagree, the earliest stands (see `write_trail`).
-                match contexts.get(&context.session_id) {
-                    Some(first) if !earlier(&context, first) => {}
-                    _ => {
-                        contexts.insert(context.session_id.clone(), context);
-                    }
+                let first = contexts.get(&context.session_id).map(|(at, _)| *at);
+                if first.is_none_or(|at| written < at) {
+                    contexts.insert(context.session_id.clone(), (written, context));
                 }
             }
             event_ids.insert(record.event_id, record.source_ref);
         }
     }
+    let contexts = contexts.into_iter().map(|(id, (_, context))| (id, context)).collect();
     Ok((contexts, event_ids))
-}
-
-/// Returns whether `context`'s `StartSession` came before `other`'s.
-fn earlier(context: &SessionContext, other: &SessionContext) -> bool {
-    context.started_at.unwrap_or(i64::MAX) < other.started_at.unwrap_or(i64::MAX)
 }
 
 /// Returns the pause before the next poll: the interval, and after failures in a row a

@@ -1336,7 +1336,7 @@ impl Lake {
     /// Commits a hold placed or released, which no other change of the lake invalidates, on
     /// the newest manifest: after a lost race the chain is read again and, unless what it
     /// removes is gone meanwhile, the commit tried on the new head. Discards on failure.
-    pub(crate) async fn commit_unplanned(
+    pub(crate) async fn commit_hold(
         &mut self,
         transaction: &mut Transaction,
         reason: Option<String>,
@@ -1798,7 +1798,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             };
             let reason =
                 format!("hold {id} on {} by {}: {}", hold.scope(), hold.created_by, hold.reason);
-            let link = lake.commit_unplanned(&mut transaction, Some(reason), vec![entry], vec![]);
+            let link = lake.commit_hold(&mut transaction, Some(reason), vec![entry], vec![]);
             let link = link.await?;
             let sequence = link.manifest.body.sequence;
             let mut data = serde_json::to_value(&hold)?;
@@ -1841,7 +1841,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             let reason = format!("release of hold {} by {}: {}", args.id, actor(), args.reason);
             let mut transaction = lake.begin(CommitAction::Hold)?;
             let removed = vec![entry.clone()];
-            let link = lake.commit_unplanned(&mut transaction, Some(reason), vec![], removed);
+            let link = lake.commit_hold(&mut transaction, Some(reason), vec![], removed);
             let link = link.await?;
             // The hold's file goes; the commits that placed and released it stay in the chain.
             delete_all(&lake.store, vec![entry]).await?;

@@ -212,7 +212,7 @@ async fn delete_paths(store: &LakeStore, paths: Vec<String>, done: &(dyn Fn() + 
             match result {
                 Ok(()) => outcome.deleted += 1,
                 Err((path, error)) => {
-                    tracing::warn!(object = %path, %error, "uncommitted object not deleted");
+                    tracing::warn!(object = %path, %error, "object not deleted");
                     outcome.failed.push(error.to_string());
                 }
             }
@@ -336,7 +336,12 @@ pub async fn sweep(
         let grace =
             rule.older_than.map(|grace| i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
         for folder in leftovers.folders {
-            for part in store.upload_parts(folder) {
+            // A walk of the folder with a stat per file: off the async workers.
+            let (walker, walked) = (store.clone(), folder.to_string());
+            let parts = tokio::task::spawn_blocking(move || walker.upload_parts(&walked))
+                .await
+                .unwrap_or_default();
+            for part in parts {
                 let old = grace.is_none_or(|grace| part.age.is_none_or(|age| age > grace));
                 if !old || !(rule.only)(&part.object) || named.contains(part.object.as_str()) {
                     continue;
