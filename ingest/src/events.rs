@@ -483,8 +483,8 @@ impl SessionNameMismatch<'_> {
 /// A live `access` file could not be read when the service opened: its events are not known
 /// for dedupe and enrichment (an operator should run `sessionlake verify`).
 pub struct AccessFileUnreadable<'a> {
-    /// The error (names the file).
-    pub error: &'a sessionlake_indexer::parquet_out::ReadError,
+    /// The error (names the file): it does not parse, or its bytes are not the committed ones.
+    pub error: &'a dyn std::fmt::Display,
 }
 
 impl AccessFileUnreadable<'_> {

@@ -1017,15 +1017,22 @@ async fn load_access(
             .and_then(|(_, version)| transaction::version_time(version))
             .unwrap_or(i64::MAX);
         async move {
-            // Only the committed bytes: a rewritten access file must not attribute sessions.
-            let bytes = store.get_committed(entry).await?;
+            // Only the committed bytes: a rewritten access file must not attribute sessions
+            // (it is reported like one that does not parse, and skipped).
+            let bytes = match store.get_committed(entry).await {
+                Ok(bytes) => bytes,
+                Err(error) if error.kind() == LakeErrorKind::Integrity => {
+                    return anyhow::Ok((written, Err(error.to_string())));
+                }
+                Err(error) => return Err(error.into()),
+            };
             let object = store.describe(&entry.path);
             let read = tokio::task::spawn_blocking(move || {
                 sessionlake_indexer::parquet_out::read_access_plaintext(bytes, &object)
             })
             .await
             .context("access reader task failed")?;
-            anyhow::Ok((written, read))
+            anyhow::Ok((written, read.map_err(|error| error.to_string())))
         }
     });
     let found: Vec<anyhow::Result<_>> =
