@@ -591,7 +591,14 @@ impl Assembler {
         };
         // One editor buffer may hold several commands (a pasted block) or one command over
         // several lines (a pasted loop): split where the shell would.
-        let dedented = dedent_continuations(prompt_text, rest);
+        // Only fish indents the further lines of a buffer: another shell's are as typed (an
+        // indented heredoc or a continued `curl … \` keeps its indentation). A line whose shell
+        // the terminal could not tell keeps the reading of before.
+        let dedented = line
+            .shell
+            .is_none_or(|shell| shell == "fish")
+            .then(|| dedent_continuations(prompt_text, rest))
+            .flatten();
         let rest = dedented.as_deref().unwrap_or(rest);
         let mut pending = String::new();
         for buffer_line in rest.split('\n') {

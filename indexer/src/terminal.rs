@@ -25,6 +25,11 @@ pub const DEFAULT_WIDTH: usize = 80;
 /// Narrowest terminal a wrap can reveal.
 const MIN_WIDTH: usize = 20;
 
+/// Widest terminal an end-of-line mark is looked for at: a mark row is that wide (or one cell
+/// more), so longer lines are never scanned for one (a hostile line of 64K blanks would be
+/// scanned again at each of its CRs).
+const MAX_MARK_WIDTH: usize = 1024;
+
 /// Logical lines that stay editable (a screen's worth).
 pub const WINDOW: usize = 48;
 
@@ -858,7 +863,7 @@ impl<S: LineSink> LineTerminal<S> {
     /// each prompt: the mark, then blanks to fill exactly one row, then CR. A line that is one
     /// mark and blanks up to the cursor at that CR shows the terminal's width.
     fn learn_width_from_eol_mark(&mut self, cursor: usize) {
-        if cursor < MIN_WIDTH || self.cursor != cursor {
+        if !(MIN_WIDTH..=MAX_MARK_WIDTH).contains(&cursor) || self.cursor != cursor {
             return;
         }
         let line = &self.window[self.current];
@@ -882,6 +887,7 @@ impl<S: LineSink> LineTerminal<S> {
         let line = &self.window[self.current];
         let len = line.len();
         if len > MIN_WIDTH
+            && len <= MAX_MARK_WIDTH + 1
             && matches!(line.get(0), Some('%' | '#'))
             && (1..len).all(|index| line.get(index) == Some(' '))
         {
@@ -898,7 +904,7 @@ impl<S: LineSink> LineTerminal<S> {
             return false;
         };
         let len = line.len();
-        let residue = len >= MIN_WIDTH
+        let residue = (MIN_WIDTH..=MAX_MARK_WIDTH + 1).contains(&len)
             && (1..len).all(|index| line.get(index).is_none_or(|c| c == ' ' || c == mark));
         if residue {
             self.eol_mark = Some(mark);

@@ -33,7 +33,9 @@ impl EffectiveUsers {
     /// Returns whom `command`, read at a prompt showing `prompt_user` (if it shows one), ran
     /// as, and follows the shell it starts or leaves.
     pub fn next(&mut self, prompt_user: Option<&str>, command: &str) -> Option<Arc<str>> {
-        if let Some(shown) = prompt_user {
+        // Only a user name goes into `effective_user`, which is stored in plaintext: any other
+        // word (`su <a password typed by mistake>`, a prompt's text) is not taken as one.
+        if let Some(shown) = prompt_user.filter(|name| is_user_name(name)) {
             match self.shells.iter().rposition(|user| user.as_ref() == shown) {
                 // Back in a shell seen before: those opened after it were left.
                 Some(index) => self.shells.truncate(index + 1),
@@ -48,6 +50,7 @@ impl EffectiveUsers {
         }
         let words: Vec<&str> = command.split_whitespace().collect();
         match classify(&words) {
+            Action::StartsShell(user) | Action::RunsAs(user) if !is_user_name(&user) => caller,
             Action::StartsShell(user) => {
                 self.shells.push(Arc::from(user));
                 caller
@@ -62,6 +65,15 @@ impl EffectiveUsers {
             Action::Other => caller,
         }
     }
+}
+
+/// Whether `name` can be a user name: 1 to 32 of the portable characters (letters, digits,
+/// `_ . -`, not starting with `-`), perhaps ending in `$`.
+fn is_user_name(name: &str) -> bool {
+    let body = name.strip_suffix('$').unwrap_or(name);
+    (1..=32).contains(&body.len())
+        && !body.starts_with('-')
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// What a command does to who runs commands.
@@ -207,5 +219,17 @@ mod tests {
                 "{prompt_user:?} {command:?}"
             );
         }
+    }
+
+    /// A word that cannot be a user name (a mistyped password after `su`, a command
+    /// substitution, a prompt's text) never becomes the effective user.
+    #[test]
+    fn test_only_user_names_become_the_effective_user() {
+        let mut users = EffectiveUsers::new(Some("ssm-user"));
+        assert_eq!(users.next(None, "su 'hunter2 pass'").as_deref(), Some("ssm-user"));
+        assert_eq!(users.next(None, "sudo -u \"$(cat secret)\" id").as_deref(), Some("ssm-user"));
+        assert_eq!(users.next(Some("~/src git:(main)"), "ls").as_deref(), Some("ssm-user"));
+        assert_eq!(users.next(None, "sudo -u deploy_bot id").as_deref(), Some("deploy_bot"));
+        assert!(is_user_name("svc-web$") && !is_user_name("-x") && !is_user_name(&"a".repeat(33)));
     }
 }
