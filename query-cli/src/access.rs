@@ -167,7 +167,10 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
     let (since, until) = crate::time_range(&args.filters)?;
     let mut query = Query::default();
     bind_access_filters(&mut query, &args.filters, &args.kind, since, until);
-    let ctx = crate::open_tables(cli, |_| crate::partitions_between(since, until)).await?;
+    let ctx = crate::open_tables(cli, sessionlake_lake::checkpoint::Scope::Whole, |_| {
+        crate::partitions_between(since, until)
+    })
+    .await?;
     // The event id is unique in the lake (ingest drops an id it holds already).
     let listing = Listing {
         name: "access",

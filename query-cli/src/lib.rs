@@ -31,6 +31,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
+use sessionlake_lake::checkpoint::Scope;
 use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
@@ -489,15 +490,18 @@ pub(crate) async fn signer(
 }
 
 /// Opens the lake for reading: its store, its key providers, and its trusted snapshot (see
-/// [`trusted_snapshot`]) with the lake's id.
+/// [`trusted_snapshot`]) with the lake's id. With [`Scope::Session`], the snapshot holds that
+/// session's objects (and some others, see [`Snapshot::open_latest_of`]): for a command that
+/// reads one session only.
 pub(crate) async fn open_reader(
     cli: &Cli,
+    scope: Scope<'_>,
 ) -> anyhow::Result<(LakeStore, Keys, lake_tables::LakeSnapshot)> {
     let keyring = open_keyring_if_present(cli)?.map(Arc::new);
     let (store, keys) = open_lake_with(cli, keyring.clone()).await?;
     let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
     // Readers start from the newest checkpoint a pinned signer made.
-    let snapshot = Snapshot::open_latest(&store, &pinned).await?;
+    let snapshot = Snapshot::open_latest_of(&store, &pinned, scope).await?;
     warn_ignored(&snapshot);
     let lake_id = lake_id(&store, snapshot.live()).await?;
     let keys = keys.with_committed(snapshot.live());
@@ -820,12 +824,14 @@ fn memory_limit(cli: &Cli) -> usize {
     usize::try_from(bytes).unwrap_or(usize::MAX)
 }
 
-/// Opens the lake's tables over the live files `choose` keeps (it sees the manifest's view).
+/// Opens the lake's tables over the live files of `scope` that `choose` keeps (it sees the
+/// manifest's view).
 pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     cli: &Cli,
+    scope: Scope<'_>,
     choose: impl FnOnce(&lake_tables::LakeSnapshot) -> K,
 ) -> anyhow::Result<SessionContext> {
-    let (store, keys, snapshot) = open_reader(cli).await?;
+    let (store, keys, snapshot) = open_reader(cli, scope).await?;
     let keep = choose(&snapshot);
     let ctx = lake_tables::new_context(memory_limit(cli))?;
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
@@ -1183,7 +1189,9 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
     query.bind_filters(&args.filters, COMMANDS_ALIAS, time_expression, since, until);
-    let (store, keys, snapshot) = open_reader(cli).await?;
+    // One session searched: the checkpoint's part that holds it is enough.
+    let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
+    let (store, keys, snapshot) = open_reader(cli, scope).await?;
     let searched = preferred_commands(&snapshot.live);
     let in_range = partitions_between(since, until);
     let lake = LakeReader {
@@ -1240,7 +1248,7 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         // Sessions CloudTrail saw without a transcript have no confidence.
         listed.conditions.push("s.transcript".into());
     }
-    let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
+    let ctx = open_tables(cli, Scope::Whole, |_| partitions_between(since, until)).await?;
     let frame = ctx
         .sql(&format!(
             "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
@@ -1281,7 +1289,7 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     query.bind("c.session_id = ?", ScalarValue::from(args.session.as_str()));
     // A session delivered by several sources (S3 and CloudWatch) is shown from one.
     let session = args.session.clone();
-    let ctx = open_tables(cli, move |snapshot| {
+    let ctx = open_tables(cli, Scope::Session(&args.session), move |snapshot| {
         let preferred = session_sources(&snapshot.live, &session).first().copied();
         let files: HashSet<String> = preferred
             .map(|source| version_objects(&snapshot.live, &session, source))
@@ -1360,7 +1368,7 @@ pub(crate) async fn lake_id(
 /// Writes the session's original transcript to stdout, after checking the stored object
 /// against the hash the manifest committed and opening it with its data key.
 async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
-    let (store, keys, snapshot) = open_reader(cli).await?;
+    let (store, keys, snapshot) = open_reader(cli, Scope::Session(session)).await?;
     let sources = session_sources(&snapshot.live, session);
     // The same source as `show` (and `export`) reads.
     let entry = sources.first().and_then(|source| {

@@ -58,7 +58,9 @@ pub fn check_query(sql: &str) -> anyhow::Result<()> {
 /// Runs `sessionlake sql`.
 pub async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<Outcome> {
     check_query(&args.query)?;
-    let ctx = crate::open_tables(cli, |_| |_: &str| true).await?;
+    let ctx =
+        crate::open_tables(cli, sessionlake_lake::checkpoint::Scope::Whole, |_| |_: &str| true)
+            .await?;
     // A second guard: the plan itself may not hold DDL, DML, COPY or SET.
     let options =
         SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);

@@ -60,9 +60,10 @@ use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
+use sessionlake_lake::checkpoint::Scope;
 use sessionlake_lake::manifest::{self, ChainLink, Head};
 use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::trust::{ChainTrust, committed_at, finding};
+use sessionlake_lake::trust::{ChainTrust, StartingPoint, committed_at, finding};
 pub use sessionlake_lake::trust::{Finding, PinnedSigner, idle_grace_secs};
 use sessionlake_schemas::SessionSource;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
@@ -227,15 +228,12 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             !options.pinned.is_empty(),
             "--since-checkpoint needs a pinned signer (the keyring, or --signing-key)"
         );
-        sessionlake_lake::trust::latest_checkpoint(store, &options.pinned).await?
+        sessionlake_lake::trust::latest_checkpoint(store, &options.pinned, Scope::Whole).await?
     } else {
         (None, Vec::new())
     };
     let (files, first, mut live) = match resumed {
-        Some((checkpoint, files)) => {
-            let sequence = checkpoint.body.sequence;
-            (files, Some(sequence), sessionlake_lake::checkpoint::into_live(checkpoint))
-        }
+        Some(StartingPoint { sequence, live, files }) => (files, Some(sequence), live),
         None if options.since_checkpoint => {
             anyhow::bail!("--since-checkpoint: the lake has no checkpoint a pinned signer made")
         }
@@ -450,15 +448,23 @@ async fn check_checkpoints(
                 continue;
             }
         };
+        let named = checkpoint.body.manifest_sha256.clone();
+        let theirs =
+            match sessionlake_lake::checkpoint::load(store, checkpoint, Scope::Whole).await? {
+                Ok(theirs) => theirs,
+                Err(why) => {
+                    found.push(finding("bad-checkpoint", &path, why));
+                    continue;
+                }
+            };
         let upto = trusted[replayed..]
             .iter()
             .take_while(|link| link.manifest.body.sequence <= sequence)
             .count();
         manifest::apply_links(&mut live, &trusted[replayed..replayed + upto]);
         replayed += upto;
-        let named = &checkpoint.body.manifest_sha256;
         match trusted.iter().find(|link| link.manifest.body.sequence == sequence) {
-            Some(link) if &link.sha256 == named => {}
+            Some(link) if link.sha256 == named => {}
             Some(link) => found.push(finding(
                 "bad-checkpoint",
                 &path,
@@ -473,13 +479,11 @@ async fn check_checkpoints(
                 ),
             )),
         }
-        let theirs: BTreeMap<&str, &sessionlake_schemas::manifest::ObjectEntry> =
-            checkpoint.body.live.iter().map(|entry| (entry.path.as_str(), entry)).collect();
-        let missing = live.keys().filter(|path| !theirs.contains_key(path.as_str())).count();
-        let extra = theirs.keys().filter(|path| !live.contains_key(**path)).count();
+        let missing = live.keys().filter(|path| !theirs.contains_key(*path)).count();
+        let extra = theirs.keys().filter(|path| !live.contains_key(*path)).count();
         let differ = theirs
             .iter()
-            .filter(|(path, entry)| live.get(**path).is_some_and(|ours| ours != **entry))
+            .filter(|(path, entry)| live.get(*path).is_some_and(|ours| ours != *entry))
             .count();
         if missing + extra + differ > 0 {
             found.push(finding(

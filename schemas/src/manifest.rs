@@ -215,13 +215,24 @@ pub struct Manifest {
     pub signature: ManifestSignature,
 }
 
-/// Version of [`CheckpointBody`] written by this crate.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Version of [`CheckpointBody`] written by this crate: the live set split by session over
+/// [`CheckpointIndex::parts`].
+pub const CHECKPOINT_VERSION: u32 = 2;
+
+/// The first version of [`CheckpointBody`], still read: the whole live set in
+/// [`CheckpointBody::live`], no index.
+pub const CHECKPOINT_VERSION_WHOLE: u32 = 1;
 
 /// A signed checkpoint, `checkpoint/<sequence>.json`: the live set as of manifest `sequence`
 /// (every manifest up to it replayed, the trusted ones only), so that a reader starts there
 /// and reads only the manifests after it. It names the manifest's SHA-256, which ties it to
 /// the chain, and is signed like a commit; `verify` checks that it equals the replay.
+///
+/// In version 2 the signed object is small: it holds the objects of no one session
+/// ([`CheckpointBody::live`]: the lake's identity, key records, `access` files) and
+/// [`CheckpointIndex`], which names by SHA-256 the parts (`checkpoint/<sequence>/<sha256>.json`,
+/// each a [`CheckpointShard`]) that hold the rest, each session's objects in the part its id
+/// hashes to. A reader that wants one session reads the signed object and one part.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// What it summarises.
@@ -243,8 +254,59 @@ pub struct CheckpointBody {
     pub committed_at: String,
     /// Who wrote it.
     pub writer_id: String,
-    /// The live objects, by path.
+    /// The live objects, by path: all of them in version 1; in version 2 those that hold no
+    /// session's bytes.
     pub live: Vec<ObjectEntry>,
+    /// Version 2: where the other live objects are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<CheckpointIndex>,
+}
+
+/// The session index of a version-2 [`Checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointIndex {
+    /// The objects that hold several sessions' rows (compacted table files), by path, each
+    /// with an empty [`ObjectEntry::sessions`]: which sessions it holds is in the parts.
+    pub shared: Vec<ObjectEntry>,
+    /// The parts, by shard number: part `n` holds the sessions whose id hashes to `n` (see
+    /// `sessionlake_lake::checkpoint::shard_of`) of `parts.len()`.
+    pub parts: Vec<CheckpointPart>,
+}
+
+/// One part of a version-2 [`Checkpoint`], as the signed object names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointPart {
+    /// Path inside the lake.
+    pub path: String,
+    /// Size of the stored bytes.
+    pub size: u64,
+    /// SHA-256 (hex) of the stored bytes.
+    pub sha256: String,
+}
+
+/// A part of a version-2 [`Checkpoint`]: the live objects of the sessions of one shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointShard {
+    /// The manifest the checkpoint is of.
+    pub sequence: u64,
+    /// Which part this is.
+    pub shard: u32,
+    /// The live objects that hold exactly one session's bytes, that session in this shard.
+    pub entries: Vec<ObjectEntry>,
+    /// For each shared object ([`CheckpointIndex::shared`]) holding sessions of this shard:
+    /// those sessions with their places in its [`ObjectEntry::sessions`].
+    pub members: Vec<ShardMembers>,
+}
+
+/// Which sessions of one shard a shared object holds (see [`CheckpointShard::members`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardMembers {
+    /// The shared object's path.
+    pub path: String,
+    /// `(place in its sessions list, session id)`, in order.
+    pub sessions: Vec<(u32, String)>,
 }
 
 impl CheckpointBody {

@@ -198,6 +198,12 @@ pub fn checkpoint_object(sequence: u64) -> String {
     format!("{CHECKPOINT_DIR}/{sequence:0width$}.json", width = MANIFEST_SEQUENCE_DIGITS)
 }
 
+/// Returns the path of a part of the checkpoint of manifest `sequence`, named by the SHA-256
+/// (hex) of its bytes.
+pub fn checkpoint_part_object(sequence: u64, sha256: &str) -> String {
+    format!("{CHECKPOINT_DIR}/{sequence:0width$}/{sha256}.json", width = MANIFEST_SEQUENCE_DIGITS)
+}
+
 /// Parses the sequence number out of a checkpoint path; `None` for anything else.
 pub fn checkpoint_sequence(path: &str) -> Option<u64> {
     let name = path.strip_prefix(CHECKPOINT_DIR)?.strip_prefix('/')?;

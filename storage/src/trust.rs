@@ -15,9 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sessionlake_schemas::manifest::{Checkpoint, ObjectEntry, PublicKeyRecord};
+use sessionlake_schemas::manifest::{ObjectEntry, PublicKeyRecord};
 use sessionlake_schemas::paths;
 
+use crate::checkpoint::Scope;
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
 use crate::manifest::{self, ChainLink, Head, KeyValidity, ManifestFile, SignatureProblem};
 use crate::store::LakeStore;
@@ -196,12 +197,23 @@ impl Snapshot {
     /// (or without a pinned signer) the whole chain is read as by [`Snapshot::open`].
     /// [`Snapshot::chain`] then holds the trusted manifests since the checkpoint only.
     pub async fn open_latest(store: &LakeStore, pinned: &[PinnedSigner]) -> LakeResult<Snapshot> {
-        let (usable, skipped) = latest_checkpoint(store, pinned).await?;
+        Snapshot::open_latest_of(store, pinned, Scope::Whole).await
+    }
+
+    /// Like [`Snapshot::open_latest`], for a reader that needs the live objects of `scope`
+    /// only: from a checkpoint, it reads the part of the checkpoint that holds them, and
+    /// [`Snapshot::live`] holds them, the objects of no one session, and some objects of other
+    /// sessions (see [`crate::checkpoint::load`]) — never a set to write or delete by. Without
+    /// a usable checkpoint, the whole live set.
+    pub async fn open_latest_of(
+        store: &LakeStore,
+        pinned: &[PinnedSigner],
+        scope: Scope<'_>,
+    ) -> LakeResult<Snapshot> {
+        let (usable, skipped) = latest_checkpoint(store, pinned, scope).await?;
         let mut snapshot = match usable {
-            Some((checkpoint, files)) => {
-                let sequence = checkpoint.body.sequence;
+            Some(StartingPoint { sequence, live, files }) => {
                 let trust = ChainTrust::judge_from(store, &files, pinned, None, sequence).await?;
-                let live = crate::checkpoint::into_live(checkpoint);
                 Snapshot::assemble(&files, trust, live, Some(sequence), true)
             }
             None => Snapshot::open(store, pinned).await?,
@@ -448,13 +460,25 @@ pub struct ChainAnalysis {
     pub findings: Vec<Scoped>,
 }
 
-/// Returns the newest checkpoint that a pinned signer made and whose manifest is stored with
-/// the hash it names, with the manifest files from that manifest on; and the checkpoints
-/// skipped, as findings. None without a pinned signer.
+/// A checkpoint a reader starts from: its sequence, the live objects of the scope asked for,
+/// and the manifest files from its manifest on.
+pub struct StartingPoint {
+    /// The manifest the checkpoint is of.
+    pub sequence: u64,
+    /// The live objects of the scope as of that manifest, by path.
+    pub live: BTreeMap<String, ObjectEntry>,
+    /// The manifest files from that manifest on.
+    pub files: Vec<ManifestFile>,
+}
+
+/// Returns the newest checkpoint that a pinned signer made, whose manifest is stored with the
+/// hash it names and whose parts of `scope` are stored with the hashes it names; and the
+/// checkpoints skipped, as findings. None without a pinned signer.
 pub async fn latest_checkpoint(
     store: &LakeStore,
     pinned: &[PinnedSigner],
-) -> LakeResult<(Option<(Checkpoint, Vec<ManifestFile>)>, Vec<Finding>)> {
+    scope: Scope<'_>,
+) -> LakeResult<(Option<StartingPoint>, Vec<Finding>)> {
     let mut skipped = Vec::new();
     if pinned.is_empty() {
         return Ok((None, skipped));
@@ -472,7 +496,12 @@ pub async fn latest_checkpoint(
         let named = &checkpoint.body.manifest_sha256;
         let why = match files.first() {
             Some(file) if file.name_sequence == sequence && &file.sha256 == named => {
-                return Ok((Some((checkpoint, files)), skipped));
+                match crate::checkpoint::load(store, checkpoint, scope).await? {
+                    Ok(live) => {
+                        return Ok((Some(StartingPoint { sequence, live, files }), skipped));
+                    }
+                    Err(why) => why,
+                }
             }
             Some(file) if file.name_sequence == sequence => {
                 format!("names {} with sha256 {named}, which hashes to {}", file.path, file.sha256)

@@ -9,7 +9,8 @@ use serde_json::Value;
 use sessionlake_lake::keys::LocalKeyring;
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::manifest::{
-    CommitAction, Manifest, ObjectEntry, ObjectKind, PublicKeyRecord,
+    CheckpointPart, CheckpointShard, CommitAction, Manifest, ObjectEntry, ObjectKind,
+    PublicKeyRecord,
 };
 use sessionlake_schemas::paths;
 use sessionlake_tests::{Ran, binary, copy_tree, files_under, repo_root, run};
@@ -315,6 +316,31 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     assert_eq!((after.code, after.stdout.clone()), (0, before.stdout.clone()), "{}", after.stderr);
     assert!(!after.stderr.contains("warning"), "{}", after.stderr);
 
+    // One session is read from the part of the checkpoint that holds it: the same answer as
+    // the chain's. That part gone, the checkpoint is named and not used, and the answer stands.
+    let alice = cli(dir.path(), &["search", "--session", ALICE, "--format", "csv"]);
+    assert_eq!(alice.code, 0, "{}", alice.stderr);
+    assert!(alice.stdout.lines().count() > 2, "{}", alice.stdout);
+    assert!(!alice.stderr.contains("warning"), "{}", alice.stderr);
+    let shown = cli(dir.path(), &["show", ALICE]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let signed: sessionlake_schemas::manifest::Checkpoint =
+        serde_json::from_slice(&std::fs::read(lake.join(&path)).expect("read")).expect("parse");
+    let parts = &signed.body.index.as_ref().expect("a version 2 checkpoint").parts;
+    let part = lake.join(&parts[sessionlake_lake::checkpoint::shard_of(ALICE, parts.len())].path);
+    let aside = part.with_extension("aside");
+    std::fs::rename(&part, &aside).expect("move the part away");
+    let without = cli(dir.path(), &["search", "--session", ALICE, "--format", "csv"]);
+    assert_eq!((without.code, &without.stdout), (0, &alice.stdout), "{}", without.stderr);
+    assert!(
+        without.stderr.contains(&format!("ignored {path} (bad-checkpoint)")),
+        "{}",
+        without.stderr
+    );
+    let shown_without = cli(dir.path(), &["show", ALICE]);
+    assert_eq!(shown_without.stdout, shown.stdout, "{}", shown_without.stderr);
+    std::fs::rename(&aside, &part).expect("restore the part");
+
     // Ingest starts from the checkpoint too: a new session after it is ingested once, the
     // sessions before it are not ingested again, and the lake verifies.
     std::fs::copy(
@@ -356,11 +382,25 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     let checkpoint: sessionlake_schemas::manifest::Checkpoint =
         serde_json::from_slice(&std::fs::read(lake.join(&path)).expect("read")).expect("parse");
     let mut edited = checkpoint.clone();
-    edited
-        .body
-        .live
-        .retain(|entry| !(entry.kind == ObjectKind::Commands && entry.sessions == [ALICE]));
-    assert!(edited.body.live.len() < checkpoint.body.live.len());
+    let index = edited.body.index.as_mut().expect("a version 2 checkpoint");
+    let alices =
+        |entry: &ObjectEntry| entry.kind == ObjectKind::Commands && entry.sessions == [ALICE];
+    let (at, mut part) = index
+        .parts
+        .iter()
+        .enumerate()
+        .find_map(|(at, part)| {
+            let bytes = std::fs::read(lake.join(&part.path)).expect("read part");
+            let shard: CheckpointShard = serde_json::from_slice(&bytes).expect("parse part");
+            shard.entries.iter().any(alices).then_some((at, shard))
+        })
+        .expect("the part with alice's commands file");
+    part.entries.retain(|entry| !alices(entry));
+    let bytes = serde_json::to_vec(&part).expect("encode part");
+    let sha256 = sha256_hex(&bytes);
+    let part_path = paths::checkpoint_part_object(part.sequence, &sha256);
+    std::fs::write(lake.join(&part_path), &bytes).expect("write part");
+    index.parts[at] = CheckpointPart { path: part_path, size: bytes.len() as u64, sha256 };
     let attacker = tempfile::tempdir().expect("tempdir");
     let (other, _) =
         LocalKeyring::open_or_create(&attacker.path().join("k.json")).expect("attacker keyring");
