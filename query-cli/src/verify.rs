@@ -232,8 +232,9 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     } else {
         (None, Vec::new())
     };
+    let from = resumed.as_ref().map(|start| (start.sequence, start.manifest_sha256.clone()));
     let (files, first, mut live) = match resumed {
-        Some(StartingPoint { sequence, live, files }) => (files, Some(sequence), live),
+        Some(StartingPoint { sequence, live, files, .. }) => (files, Some(sequence), live),
         None if options.since_checkpoint => {
             anyhow::bail!("--since-checkpoint: the lake has no checkpoint a pinned signer made")
         }
@@ -244,8 +245,14 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             (files, None, BTreeMap::new())
         }
     };
-    let mut trust =
-        ChainTrust::judge_from(store, &files, &options.pinned, now, first.unwrap_or(0)).await?;
+    let mut trust = ChainTrust::judge_from(
+        store,
+        &files,
+        &options.pinned,
+        now,
+        from.as_ref().map(|(sequence, sha256)| (*sequence, sha256.as_str())),
+    )
+    .await?;
     let findings = std::mem::take(&mut trust.findings);
     let analysis = &trust.analysis;
     let trusted_indexes = &trust.trusted;
@@ -449,6 +456,7 @@ async fn check_checkpoints(
             }
         };
         let named = checkpoint.body.manifest_sha256.clone();
+        let carried = checkpoint.body.head.clone();
         let theirs =
             match sessionlake_lake::checkpoint::load(store, checkpoint, Scope::Whole).await? {
                 Ok(theirs) => theirs,
@@ -464,7 +472,18 @@ async fn check_checkpoints(
         manifest::apply_links(&mut live, &trusted[replayed..replayed + upto]);
         replayed += upto;
         match trusted.iter().find(|link| link.manifest.body.sequence == sequence) {
-            Some(link) if link.sha256 == named => {}
+            Some(link) if link.sha256 == named => {
+                let differs = carried.as_ref().is_some_and(|head| {
+                    head.size != link.size || head.manifest != link.manifest.without_objects()
+                });
+                if differs {
+                    found.push(finding(
+                        "bad-checkpoint",
+                        &path,
+                        format!("carries {} otherwise than it is", link.path),
+                    ));
+                }
+            }
             Some(link) => found.push(finding(
                 "bad-checkpoint",
                 &path,

@@ -260,6 +260,42 @@ pub struct CheckpointBody {
     /// Version 2: where the other live objects are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<CheckpointIndex>,
+    /// Version 2: the manifest the checkpoint is of, without its lists of objects, so that a
+    /// reader links the manifests after it without reading it (a compaction's manifest names
+    /// every file it replaced: tens of MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<CheckpointHead>,
+}
+
+/// The manifest a version-2 [`Checkpoint`] is of, as a reader needs it to go on from there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointHead {
+    /// Size of the manifest file.
+    pub size: u64,
+    /// The manifest with empty [`ManifestBody::added`] and [`ManifestBody::removed`] (its
+    /// signature, which covers them, is kept as it is).
+    pub manifest: Manifest,
+}
+
+impl Manifest {
+    /// Returns the manifest without its lists of objects (see [`CheckpointHead`]).
+    pub fn without_objects(&self) -> Manifest {
+        Manifest {
+            body: ManifestBody {
+                version: self.body.version,
+                sequence: self.body.sequence,
+                previous_sha256: self.body.previous_sha256.clone(),
+                committed_at: self.body.committed_at.clone(),
+                writer_id: self.body.writer_id.clone(),
+                action: self.body.action,
+                reason: self.body.reason.clone(),
+                added: Vec::new(),
+                removed: Vec::new(),
+                idle_period_secs: self.body.idle_period_secs,
+            },
+            signature: self.signature.clone(),
+        }
+    }
 }
 
 /// The session index of a version-2 [`Checkpoint`].

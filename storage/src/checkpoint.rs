@@ -22,8 +22,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use sessionlake_schemas::manifest::{
-    CHECKPOINT_VERSION, CHECKPOINT_VERSION_WHOLE, Checkpoint, CheckpointBody, CheckpointIndex,
-    CheckpointPart, CheckpointShard, ManifestSignature, ObjectEntry, ShardMembers,
+    CHECKPOINT_VERSION, CHECKPOINT_VERSION_WHOLE, Checkpoint, CheckpointBody, CheckpointHead,
+    CheckpointIndex, CheckpointPart, CheckpointShard, ManifestSignature, ObjectEntry, ShardMembers,
 };
 use sessionlake_schemas::paths;
 
@@ -149,6 +149,7 @@ pub async fn write(
         writer_id: crate::manifest::writer_id(),
         live: whole,
         index: Some(CheckpointIndex { shared, parts }),
+        head: Some(CheckpointHead { size: head.size, manifest: head.manifest.without_objects() }),
     };
     let message = body.signing_bytes().map_err(encode_error)?;
     let signature = ManifestSignature {
@@ -245,12 +246,13 @@ pub fn check(bytes: &[u8], sequence: u64, pinned: &[PinnedSigner]) -> Result<Che
     let checkpoint: Checkpoint =
         serde_json::from_slice(bytes).map_err(|error| format!("not a checkpoint: {error}"))?;
     let body = &checkpoint.body;
-    match (body.version, &body.index) {
-        (CHECKPOINT_VERSION, Some(_)) | (CHECKPOINT_VERSION_WHOLE, None) => {}
-        (CHECKPOINT_VERSION | CHECKPOINT_VERSION_WHOLE, _) => {
+    match (body.version, &body.index, &body.head) {
+        (CHECKPOINT_VERSION, Some(_), Some(head)) if head.manifest.body.sequence == sequence => {}
+        (CHECKPOINT_VERSION_WHOLE, None, None) => {}
+        (CHECKPOINT_VERSION | CHECKPOINT_VERSION_WHOLE, _, _) => {
             return Err(format!("a version {} checkpoint with the wrong layout", body.version));
         }
-        (version, _) => {
+        (version, _, _) => {
             return Err(format!(
                 "version {version} is not {CHECKPOINT_VERSION_WHOLE} or {CHECKPOINT_VERSION}"
             ));
@@ -471,9 +473,9 @@ mod tests {
         counting.reads.store(0, Ordering::Relaxed);
         let snapshot = Snapshot::open_latest(&store, &pinned).await.expect("from checkpoint");
         let reads = counting.reads.load(Ordering::Relaxed);
-        // The checkpoint and its parts, manifests 1990 to 1999, and the keyring's public-key
-        // record.
-        assert_eq!(reads, 1 + parts + 10 + 1, "objects read");
+        // The checkpoint and its parts, manifests 1991 to 1999 (the checkpoint carries 1990),
+        // and the keyring's public-key record.
+        assert_eq!(reads, 1 + parts + 9 + 1, "objects read");
         assert_eq!(snapshot.checkpoint(), Some(CHECKPOINTED));
         assert_eq!(snapshot.live(), whole.live());
         assert_eq!(snapshot.file_head(), Some(COMMITS as u64 - 1));
@@ -486,7 +488,7 @@ mod tests {
             let scoped = Snapshot::open_latest_of(&store, &pinned, Scope::Session(session))
                 .await
                 .expect("one session");
-            assert_eq!(counting.reads.load(Ordering::Relaxed), 1 + 1 + 10 + 1, "objects read");
+            assert_eq!(counting.reads.load(Ordering::Relaxed), 1 + 1 + 9 + 1, "objects read");
             let holds = |entry: &ObjectEntry| entry.sessions.iter().any(|id| id == session);
             let theirs: Vec<&String> =
                 whole.live().values().filter(|e| holds(e)).map(|e| &e.path).collect();
@@ -536,7 +538,8 @@ mod tests {
         let forged_path = paths::checkpoint_object(later.manifest.body.sequence);
         assert_eq!(kinds, vec![("bad-checkpoint", forged_path.as_str())]);
 
-        // A checkpoint whose manifest was replaced: the whole chain is read instead.
+        // A checkpoint whose manifest was replaced: readers go on from the manifest the
+        // checkpoint carries (the lake's copy is not read); the chain names the rewrite.
         store.delete(&forged_path).await.expect("delete");
         let mut replaced = head.manifest.clone();
         replaced.body.reason = Some("rewritten".into());
@@ -548,9 +551,11 @@ mod tests {
             .await
             .expect("replace manifest");
         let snapshot = Snapshot::open_latest(&store, &pinned).await.expect("open");
-        assert_eq!(snapshot.checkpoint(), None);
-        let kinds: Vec<&str> = snapshot.problems().iter().map(|found| found.kind).collect();
-        assert!(kinds.contains(&"bad-checkpoint"), "{kinds:?}");
+        assert_eq!(snapshot.checkpoint(), Some(CHECKPOINTED));
+        assert_eq!(snapshot.live(), whole.live());
+        assert!(snapshot.problems().is_empty(), "{:?}", snapshot.problems());
+        let chain = Snapshot::open(&store, &pinned).await.expect("open");
+        let kinds: Vec<&str> = chain.problems().iter().map(|found| found.kind).collect();
         assert!(kinds.contains(&"bad-signature"), "{kinds:?}");
 
         // A planted object under keys/ far larger than a key record is a finding, not a stop

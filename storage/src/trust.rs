@@ -49,22 +49,31 @@ impl ChainTrust {
         pinned: &[PinnedSigner],
         now: Option<i64>,
     ) -> LakeResult<ChainTrust> {
-        Self::judge_from(store, files, pinned, now, 0).await
+        Self::judge_from(store, files, pinned, now, None).await
     }
 
-    /// Like [`ChainTrust::judge`], for the manifests from `first` on (see
-    /// [`analyse_chain_from`]).
+    /// Like [`ChainTrust::judge`], for the manifests from a checkpoint's on (see
+    /// [`analyse_chain_from`]): `from` is the checkpoint's manifest, its sequence and the
+    /// SHA-256 the checkpoint names, whose signature is not checked again (the checkpoint's
+    /// signer vouches for it; a version-2 checkpoint carries it without its lists).
     pub async fn judge_from(
         store: &LakeStore,
         files: &[ManifestFile],
         pinned: &[PinnedSigner],
         now: Option<i64>,
-        first: u64,
+        from: Option<(u64, &str)>,
     ) -> LakeResult<ChainTrust> {
+        let first = from.map_or(0, |(sequence, _)| sequence);
         let mut analysis = analyse_chain_from(files, now, first);
         let mut findings = std::mem::take(&mut analysis.findings);
         let keys = read_key_records_for(store, pinned, &mut findings).await?;
-        let bad_signatures = check_signatures(&analysis, keys, pinned, &mut findings);
+        let vouched = from.and_then(|(sequence, sha256)| {
+            analysis
+                .parsed
+                .iter()
+                .position(|link| link.manifest.body.sequence == sequence && link.sha256 == sha256)
+        });
+        let bad_signatures = check_signatures(&analysis, keys, pinned, vouched, &mut findings);
         let trusted = analysis
             .accepted
             .iter()
@@ -212,9 +221,10 @@ impl Snapshot {
     ) -> LakeResult<Snapshot> {
         let (usable, skipped) = latest_checkpoint(store, pinned, scope).await?;
         let mut snapshot = match usable {
-            Some(StartingPoint { sequence, live, files }) => {
-                let trust = ChainTrust::judge_from(store, &files, pinned, None, sequence).await?;
-                Snapshot::assemble(&files, trust, live, Some(sequence), true)
+            Some(start) => {
+                let trust =
+                    ChainTrust::judge_from(store, &start.files, pinned, None, start.from()).await?;
+                Snapshot::assemble(&start.files, trust, start.live, Some(start.sequence), true)
             }
             None => Snapshot::open(store, pinned).await?,
         };
@@ -469,6 +479,15 @@ pub struct StartingPoint {
     pub live: BTreeMap<String, ObjectEntry>,
     /// The manifest files from that manifest on.
     pub files: Vec<ManifestFile>,
+    /// SHA-256 of that manifest, as the checkpoint names it.
+    pub manifest_sha256: String,
+}
+
+impl StartingPoint {
+    /// Returns what [`ChainTrust::judge_from`] needs of it.
+    pub fn from(&self) -> Option<(u64, &str)> {
+        Some((self.sequence, self.manifest_sha256.as_str()))
+    }
 }
 
 /// Returns the newest checkpoint that a pinned signer made, whose manifest is stored with the
@@ -484,7 +503,7 @@ pub async fn latest_checkpoint(
         return Ok((None, skipped));
     }
     for (sequence, path) in crate::checkpoint::list(store).await? {
-        let checkpoint =
+        let mut checkpoint =
             match crate::checkpoint::read_trusted(store, sequence, &path, pinned).await? {
                 Ok(checkpoint) => checkpoint,
                 Err(why) => {
@@ -492,13 +511,30 @@ pub async fn latest_checkpoint(
                     continue;
                 }
             };
-        let files = manifest::read_manifest_files_from(store, sequence).await?;
-        let named = &checkpoint.body.manifest_sha256;
+        let named = checkpoint.body.manifest_sha256.clone();
+        let files = match checkpoint.body.head.take() {
+            // Version 2 carries its manifest: the manifests after it are read, not it (a
+            // rewritten or deleted copy of it in the lake is `verify`'s finding).
+            Some(head) => {
+                let mut files = manifest::read_manifest_files_from(store, sequence + 1).await?;
+                let carried = ManifestFile {
+                    path: paths::manifest_object(sequence),
+                    name_sequence: sequence,
+                    sha256: named.clone(),
+                    size: head.size,
+                    manifest: Ok(head.manifest),
+                };
+                files.insert(0, carried);
+                files
+            }
+            None => manifest::read_manifest_files_from(store, sequence).await?,
+        };
         let why = match files.first() {
-            Some(file) if file.name_sequence == sequence && &file.sha256 == named => {
+            Some(file) if file.name_sequence == sequence && file.sha256 == named => {
                 match crate::checkpoint::load(store, checkpoint, scope).await? {
                     Ok(live) => {
-                        return Ok((Some(StartingPoint { sequence, live, files }), skipped));
+                        let start = StartingPoint { sequence, live, files, manifest_sha256: named };
+                        return Ok((Some(start), skipped));
                     }
                     Err(why) => why,
                 }
@@ -859,6 +895,7 @@ pub fn check_signatures(
     analysis: &ChainAnalysis,
     mut keys: BTreeMap<String, KeyValidity>,
     pinned: &[PinnedSigner],
+    vouched: Option<usize>,
     findings: &mut Vec<Scoped>,
 ) -> BTreeSet<usize> {
     let mut failed = BTreeSet::new();
@@ -898,7 +935,7 @@ pub fn check_signatures(
     let pinned_names: Vec<String> =
         pinned.iter().map(|pin| format!("{}'s {}", pin.origin, pin.key_id)).collect();
     for (index, link) in analysis.parsed.iter().enumerate() {
-        if analysis.replays.contains(&index) {
+        if analysis.replays.contains(&index) || vouched == Some(index) {
             continue;
         }
         let at = committed_at(link);
