@@ -607,6 +607,22 @@ pub fn analyse_chain_from(files: &[ManifestFile], now: Option<i64>, first: u64) 
         if held == stored_as {
             continue;
         }
+        if held < first {
+            // Read from a checkpoint on, the manifest it would copy (or fork) is not read:
+            // it is not part of the chain from the checkpoint, whichever it is.
+            replays.insert(index);
+            findings.push(Scoped {
+                finding: finding(
+                    "replayed-manifest",
+                    &link.path,
+                    format!(
+                        "holds sequence {held}, before the checkpoint's manifest {first}, stored                          as sequence {stored_as}: a copy of an earlier manifest, or a forgery                          of one"
+                    ),
+                ),
+                at,
+            });
+            continue;
+        }
         let copy_of = by_sha[link.sha256.as_str()].iter().copied().find(|&other| other != index);
         if let Some(original) = copy_of {
             replays.insert(index);
@@ -1063,6 +1079,37 @@ mod tests {
             .collect();
         found.sort();
         found
+    }
+
+    /// Read from a checkpoint on, an earlier manifest stored again as the newest is named a
+    /// replay and not taken into the chain, and no manifest is said to be missing.
+    #[test]
+    fn test_a_replay_of_a_manifest_before_the_checkpoint_is_named() {
+        let mut files = chain(10, None);
+        let mut copy = files[2].manifest.as_ref().expect("parsed").clone();
+        copy.body.reason = None;
+        files.push(ManifestFile {
+            path: paths::manifest_object(10),
+            name_sequence: 10,
+            sha256: "sha-2".into(),
+            size: 1,
+            manifest: Ok(copy),
+        });
+        let resumed = &files[5..];
+        let analysis = analyse_chain_from(resumed, None, 5);
+        let found: Vec<(&str, &str)> = analysis
+            .findings
+            .iter()
+            .map(|scoped| (scoped.finding.kind, scoped.finding.path.as_str()))
+            .collect();
+        let stored = paths::manifest_object(10);
+        assert_eq!(found, vec![("replayed-manifest", stored.as_str())]);
+        let accepted: Vec<u64> = analysis
+            .accepted
+            .iter()
+            .map(|&index| analysis.parsed[index].manifest.body.sequence)
+            .collect();
+        assert_eq!(accepted, (5..10).collect::<Vec<u64>>());
     }
 
     fn pair(kind: &str, sequence: u64) -> (String, String) {
