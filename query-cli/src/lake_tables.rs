@@ -22,7 +22,7 @@ use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use sessionlake_lake::keys::{Keys, check_context};
 use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::verified::VerifiedStore;
+use sessionlake_lake::verified::{CheckedBlocks, VerifiedStore};
 use sessionlake_schemas::envelope::{ROLE_ACCESS, ROLE_COMMANDS, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{
@@ -130,6 +130,8 @@ pub struct LakeSnapshot {
     pub live: BTreeMap<String, ObjectEntry>,
     /// The lake's id (`lake.json`; none in a lake written before ids), which data keys name.
     pub lake_id: Option<String>,
+    /// Blocks of its table files already checked, shared by every context opened over it.
+    pub checked: Arc<CheckedBlocks>,
 }
 
 impl LakeSnapshot {
@@ -179,7 +181,8 @@ pub fn register(
     // The engine reads through a store that serves only committed table files, each range
     // checked against the chain's digests before DataFusion sees a byte of it.
     let tables = snapshot.live.values().filter(|entry| entry.kind.is_table());
-    let verified = VerifiedStore::new(engine_store, prefix, tables, |path| store.describe(path));
+    let verified = VerifiedStore::new(engine_store, prefix, tables, |path| store.describe(path))
+        .with_checked(Arc::clone(&snapshot.checked));
     ctx.register_object_store(&url, Arc::new(verified));
     let commands = snapshot.files(ObjectKind::Commands, keep);
     let access = snapshot.files(ObjectKind::Access, keep);

@@ -509,7 +509,7 @@ pub(crate) async fn open_reader(
     if cli.allow_partial {
         leave_out_missing(&store, &mut live).await?;
     }
-    Ok((store, keys, lake_tables::LakeSnapshot { live, lake_id }))
+    Ok((store, keys, lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() }))
 }
 
 /// For `--allow-partial`: takes the committed table files that are not in the lake with their

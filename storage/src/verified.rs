@@ -33,6 +33,9 @@ use crate::store::sha256_hex;
 /// at most a block; older lakes' files may be larger).
 const WHOLE_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
+/// Bytes of checked blocks kept in memory (see [`CheckedBlocks`]).
+const CHECKED_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Name of this store in object_store's errors.
 const STORE: &str = "sessionlake";
 
@@ -53,6 +56,69 @@ pub struct VerifiedStore {
     committed: HashMap<Path, Committed>,
     /// Whole objects read and checked, by path, and their total size.
     whole: Mutex<(HashMap<Path, Bytes>, usize)>,
+    /// Blocks read and checked.
+    checked: Arc<CheckedBlocks>,
+}
+
+/// Blocks of committed objects already fetched and checked against their digests, by path and
+/// block number, up to [`CHECKED_CACHE_BYTES`]: the stores of one command over one snapshot
+/// share them (a search reads the same column chunks once for its windows and again for its
+/// rows; the footer of a file is read in several calls), so each block is fetched and hashed
+/// once. They hold the stored, encrypted bytes, in memory only.
+#[derive(Debug, Default)]
+pub struct CheckedBlocks {
+    blocks: Mutex<BlockCache>,
+}
+
+/// Checked blocks by path and block number, and their total size.
+type BlockCache = (HashMap<(Path, u64), Bytes>, usize);
+
+impl CheckedBlocks {
+    /// Returns `range` of `location` (blocks `first..=last` of `block_size`) if every block it
+    /// touches was checked before.
+    fn get(
+        &self,
+        location: &Path,
+        block_size: u64,
+        (first, last): (u64, u64),
+        range: &Range<u64>,
+    ) -> Option<Bytes> {
+        let cache = self.blocks.lock().ok()?;
+        let key = |index: u64| (location.clone(), index);
+        if first == last {
+            let block = cache.0.get(&key(first))?;
+            let from = to_usize(range.start - first * block_size);
+            let to = from + to_usize(range.end - range.start);
+            return (to <= block.len()).then(|| block.slice(from..to));
+        }
+        let mut joined = Vec::with_capacity(to_usize(range.end - range.start));
+        for index in first..=last {
+            let block = cache.0.get(&key(index))?;
+            let start = index * block_size;
+            let from = range.start.max(start) - start;
+            let to = (range.end.min(start + block_size) - start).min(block.len() as u64);
+            joined.extend_from_slice(block.get(to_usize(from)..to_usize(to))?);
+        }
+        (joined.len() as u64 == range.end - range.start).then(|| Bytes::from(joined))
+    }
+
+    /// Keeps the checked blocks of `fetched`, which starts at block `first`.
+    fn put(&self, location: &Path, block_size: u64, first: u64, fetched: &Bytes) {
+        let Ok(mut cache) = self.blocks.lock() else { return };
+        let (blocks, total) = &mut *cache;
+        if *total + fetched.len() > CHECKED_CACHE_BYTES {
+            blocks.clear();
+            *total = 0;
+        }
+        let size = to_usize(block_size);
+        for (offset, index) in (0..fetched.len()).step_by(size).zip(first..) {
+            let block = fetched.slice(offset..(offset + size).min(fetched.len()));
+            *total += block.len();
+            if let Some(old) = blocks.insert((location.clone(), index), block) {
+                *total -= old.len();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for VerifiedStore {
@@ -91,7 +157,18 @@ impl VerifiedStore {
                 Some((path, committed))
             })
             .collect();
-        VerifiedStore { inner, committed, whole: Mutex::new((HashMap::new(), 0)) }
+        VerifiedStore {
+            inner,
+            committed,
+            whole: Mutex::new((HashMap::new(), 0)),
+            checked: Arc::default(),
+        }
+    }
+
+    /// Shares `checked` with the other stores of the same snapshot (see [`CheckedBlocks`]).
+    pub fn with_checked(mut self, checked: Arc<CheckedBlocks>) -> VerifiedStore {
+        self.checked = checked;
+        self
     }
 
     fn committed(&self, location: &Path) -> object_store::Result<&Committed> {
@@ -139,6 +216,9 @@ impl VerifiedStore {
     ) -> object_store::Result<Bytes> {
         let first = range.start / block_size;
         let last = range.end.saturating_sub(1) / block_size;
+        if let Some(bytes) = self.checked.get(location, block_size, (first, last), &range) {
+            return Ok(bytes);
+        }
         let start = first * block_size;
         let end = ((last + 1) * block_size).min(committed.size);
         let fetched = self.fetch(location, committed, start..end).await?;
@@ -157,6 +237,7 @@ impl VerifiedStore {
                 ));
             }
         }
+        self.checked.put(location, block_size, first, &fetched);
         let (from, to) = (to_usize(range.start - start), to_usize(range.end - start));
         Ok(fetched.slice(from..to))
     }
@@ -389,7 +470,7 @@ mod tests {
     use crate::store::{BLOCK_BYTES, digest_of};
 
     /// Stores `bytes` at `lake/<path>` and returns the entry a commit would hold.
-    async fn put(inner: &InMemory, path: &str, bytes: &[u8]) -> ObjectEntry {
+    async fn put(inner: &dyn ObjectStore, path: &str, bytes: &[u8]) -> ObjectEntry {
         inner
             .put(&Path::from(format!("lake/{path}")), PutPayload::from(bytes.to_vec()))
             .await
@@ -455,10 +536,12 @@ mod tests {
         assert_eq!(store.head(&path).await.expect("head").size, entry.size);
 
         // A byte changed in the third block: reads of that block fail naming the object, reads
-        // of the other blocks still succeed.
+        // of the other blocks still succeed (a new snapshot's store: the one above checked
+        // every block already, and serves them from memory).
         let mut altered = content.clone();
         altered[2 * block + 7] ^= 1;
         inner.put(&path, PutPayload::from(altered)).await.expect("alter");
+        let store = verified(&inner, std::slice::from_ref(&entry));
         let error = store.get_range(&path, 0..10).await;
         assert!(error.is_ok(), "{error:?}");
         let block = u64::try_from(block).expect("u64");
@@ -468,6 +551,47 @@ mod tests {
         assert!(message.contains("block 2"), "{message}");
         let error = store.get_ranges(&path, &[0..10, 2 * block..2 * block + 1]).await;
         assert!(error.expect_err("altered").to_string().contains("block 2"));
+    }
+
+    /// The stores of one snapshot fetch and hash each block once: a range in blocks checked
+    /// before (by another store sharing them) is served from memory, within one block or
+    /// across two, and comes back as stored.
+    #[tokio::test]
+    async fn test_checked_blocks_are_fetched_once() {
+        use std::sync::atomic::Ordering;
+        let counting = Arc::new(crate::test_store::Flaky::default());
+        let block = usize::try_from(BLOCK_BYTES).expect("block");
+        let content = bytes_of(2 * block + 100);
+        let path = Path::from("lake/commands/big.parquet");
+        let entry = put(&*counting, "commands/big.parquet", &content).await;
+        let checked = Arc::new(CheckedBlocks::default());
+        let store = || {
+            let inner = Arc::clone(&counting) as Arc<dyn ObjectStore>;
+            VerifiedStore::new(inner, "lake/", [&entry], |path| path.to_string())
+                .with_checked(Arc::clone(&checked))
+        };
+        let reads = || counting.reads.load(Ordering::Relaxed);
+        let expect = |range: Range<u64>| &content[to_usize(range.start)..to_usize(range.end)];
+        assert_eq!(&store().get_range(&path, 10..20).await.expect("read")[..], expect(10..20));
+        assert_eq!(reads(), 1);
+        let second = store();
+        assert_eq!(&second.get_range(&path, 30..40).await.expect("read")[..], expect(30..40));
+        assert_eq!(reads(), 1, "block 0 from memory");
+        let edge = u64::try_from(block).expect("u64");
+        let read = second.get_ranges(&path, &[5..edge + 5, 7..9]).await.expect("read");
+        assert_eq!(&read[0][..], expect(5..edge + 5));
+        assert_eq!(reads(), 2, "block 1 fetched");
+        let across = edge - 5..edge + 5;
+        assert_eq!(
+            &second.get_range(&path, across.clone()).await.expect("read")[..],
+            expect(across)
+        );
+        let end = u64::try_from(content.len()).expect("len");
+        assert_eq!(
+            &second.get_range(&path, end - 50..end).await.expect("read")[..],
+            expect(end - 50..end)
+        );
+        assert_eq!(reads(), 3, "only block 2 fetched");
     }
 
     #[tokio::test]
