@@ -24,7 +24,7 @@ use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};
 
 use crate::error::{IngestError, IngestErrorKind};
-use crate::raw::{ObjectLocation, Raw, RawObject};
+use crate::raw::{ObjectLocation, Raw, RawDigest, RawObject};
 
 /// Largest single session object read (a transcript beyond this is quarantined, not loaded).
 pub const MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -53,15 +53,18 @@ pub struct SessionInput {
     pub observed_at: Option<i64>,
 }
 
-/// A CloudTrail file as read, for the `access` table.
+/// A CloudTrail file to read, for the `access` table.
 #[derive(Debug, Clone)]
 pub struct TrailInput {
     /// Where: `s3://bucket/key` or a file path.
     pub source_ref: String,
     /// Cursor value after this file (ETag or content hash).
     pub position: String,
-    /// The file's bytes (gzip or not).
-    pub raw: Vec<u8>,
+    /// The file's bytes (gzip or not): a local file or an S3 object is streamed when read.
+    pub raw: Raw,
+    /// The size and SHA-256 the bytes must have when read (a local file, hashed when its
+    /// position was taken).
+    pub expected: Option<RawDigest>,
 }
 
 /// Input that cannot be a session, with the reason.
@@ -423,16 +426,24 @@ fn hash_file(handle: &mut std::fs::File, source_ref: &str) -> anyhow::Result<(u6
     Ok(digest.finish())
 }
 
-/// Reads a local CloudTrail file (blocking: run it on `spawn_blocking`); its position is the
-/// content hash. Returns `None` when the file was removed since the listing.
+/// Hashes a local CloudTrail file in chunks (blocking: run it on `spawn_blocking`); its
+/// position is the content hash, and its bytes are streamed when it is read. Returns `None`
+/// when the file was removed since the listing.
 pub fn read_local_trail(file: &LocalFile) -> anyhow::Result<Option<TrailInput>> {
     let source_ref = &file.source_ref;
-    let raw = match std::fs::read(&file.path) {
-        Ok(raw) => raw,
+    let mut handle = match std::fs::File::open(&file.path) {
+        Ok(handle) => handle,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error).with_context(|| format!("failed to read {source_ref}")),
     };
-    Ok(Some(TrailInput { source_ref: source_ref.clone(), position: sha256_hex(&raw), raw }))
+    let (len, sha256) = hash_file(&mut handle, source_ref)?;
+    let location = ObjectLocation::File(file.path.clone());
+    Ok(Some(TrailInput {
+        source_ref: source_ref.clone(),
+        position: sha256.clone(),
+        raw: Raw::Object(RawObject { location, len }),
+        expected: Some(RawDigest { len, sha256 }),
+    }))
 }
 
 /// Lists the objects under `prefix` whose keys end in one of `suffixes`, every page.
@@ -462,25 +473,34 @@ async fn list_objects(
     Ok(found)
 }
 
-/// Reads a whole object; returns its bytes and its ETag as read.
-async fn get_object(
+/// Returns an S3 object's ETag and size now, as a [`RawObject`] whose bytes are streamed at
+/// that ETag (`crate::raw`); `None` when it was deleted since it was listed or notified.
+async fn head_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> anyhow::Result<(Vec<u8>, Option<String>)> {
-    let name = format!("s3://{bucket}/{key}");
-    let response = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| IngestError::from_sdk(&format!("failed to fetch {name}"), e))?;
-    let etag = response.e_tag().map(str::to_string);
-    let body = response.body.collect().await.map_err(|error| {
-        IngestError::new(IngestErrorKind::Unavailable, format!("failed to read {name}: {error}"))
-    })?;
-    Ok((body.into_bytes().to_vec(), etag))
+    listed_etag: &str,
+) -> anyhow::Result<Option<(String, RawObject)>> {
+    let source_ref = format!("s3://{bucket}/{key}");
+    let head = match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => head,
+        Err(error) => {
+            let error = IngestError::from_sdk(&format!("failed to fetch {source_ref}"), error);
+            if error.kind() == IngestErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(error.into());
+        }
+    };
+    let etag = head.e_tag().unwrap_or(listed_etag).to_string();
+    let len = head.content_length().unwrap_or(0).max(0) as u64;
+    let location = ObjectLocation::S3 {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        etag: etag.clone(),
+    };
+    Ok(Some((etag, RawObject { location, len })))
 }
 
 /// Lists S3 objects whose keys end in `.log` under `prefix`, skipping those whose ETag the
@@ -573,21 +593,11 @@ pub async fn fetch_s3(
     let Some(session_id) = session_id_of(key) else {
         anyhow::bail!("{source_ref:?}: key base name is not a session id");
     };
-    // The object's ETag and size now; its bytes are streamed at that ETag when parsed and
-    // sealed (`crate::raw`).
-    let head = match client.head_object().bucket(bucket).key(key).send().await {
-        Ok(head) => head,
-        // Deleted since it was listed or notified: nothing to ingest.
-        Err(error) => {
-            let error = IngestError::from_sdk(&format!("failed to fetch {source_ref}"), error);
-            if error.kind() == IngestErrorKind::NotFound {
-                return Ok(Fetched::Unchanged);
-            }
-            return Err(error.into());
-        }
+    // Its bytes are streamed at the ETag it has now when parsed and sealed (`crate::raw`).
+    let Some((etag, object)) = head_s3(client, bucket, key, listed_etag).await? else {
+        return Ok(Fetched::Unchanged);
     };
-    let etag = head.e_tag().unwrap_or(listed_etag).to_string();
-    let len = head.content_length().unwrap_or(0).max(0) as u64;
+    let len = object.len;
     if len > MAX_OBJECT_BYTES {
         return Ok(Fetched::Bad(BadInput {
             source: SessionSource::S3.as_str(),
@@ -597,19 +607,13 @@ pub async fn fetch_s3(
             raw: Raw::from(Vec::new()),
         }));
     }
-    let location = ObjectLocation::S3 {
-        client: client.clone(),
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        etag: etag.clone(),
-    };
     Ok(Fetched::Session(SessionInput {
         session_id,
         source: SessionSource::S3,
         source_ref,
         position: etag,
         form: InputForm::S3Transcript,
-        raw: Raw::Object(RawObject { location, len }),
+        raw: Raw::Object(object),
         observed_at,
     }))
 }
@@ -745,19 +749,23 @@ pub async fn list_cloudtrail_s3(
         .collect())
 }
 
-/// Reads one CloudTrail file from S3; its position is the ETag of the bytes read.
+/// Finds one CloudTrail file in S3 (its ETag and size now; its bytes are streamed at that
+/// ETag when read); its position is the ETag. `None` when it was deleted since it was listed.
 pub async fn fetch_trail_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     listed_etag: &str,
-) -> anyhow::Result<TrailInput> {
-    let (raw, etag) = get_object(client, bucket, key).await?;
-    Ok(TrailInput {
+) -> anyhow::Result<Option<TrailInput>> {
+    let Some((etag, object)) = head_s3(client, bucket, key, listed_etag).await? else {
+        return Ok(None);
+    };
+    Ok(Some(TrailInput {
         source_ref: format!("s3://{bucket}/{key}"),
-        position: etag.unwrap_or_else(|| listed_etag.to_string()),
-        raw,
-    })
+        position: etag,
+        raw: Raw::Object(object),
+        expected: None,
+    }))
 }
 
 #[cfg(test)]
