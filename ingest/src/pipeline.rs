@@ -278,11 +278,8 @@ impl LakeWriter {
             }
             .emit();
             understanding.confidence = SessionConfidence::Low;
-            understanding.reason = format!(
-                "its content (the agent's own path or events) names another session than its \
-                 name; {}",
-                understanding.reason
-            );
+            understanding.reason =
+                format!("{}; {}", sessionlake_schemas::NAME_MISMATCH_REASON, understanding.reason);
         }
         let record = SessionRecord {
             session_id: session_id.clone(),

@@ -90,6 +90,25 @@ pub fn session_id_of(name: &str) -> Option<String> {
     session_id::is_valid(id).then(|| id.to_string())
 }
 
+/// Bytes read from the start of a transcript whose name is no session id, for the id its
+/// header names (the `script` header is its first line).
+const HEADER_PROBE_BYTES: u64 = 64 * 1024;
+
+/// Returns whether the id a transcript's name gives (`named`) stands as its id: it has the
+/// shape SSM gives session ids (`<principal>-<suffix>`). Otherwise its header is looked at.
+fn name_is_session_id(named: Option<&str>) -> bool {
+    named.is_some_and(|id| session_id::split(id).is_some())
+}
+
+/// Returns the id of a transcript whose name gives `named` (see [`name_is_session_id`]) and
+/// whose first bytes are `head`: the session id its `script` header names (the agent's
+/// `…/orchestration/<session-id>/Standard_Stream/…` path) if it is a valid one (a transcript
+/// saved as `incident-42.log`), else the name's.
+fn transcript_session_id(named: Option<String>, head: &[u8]) -> Option<String> {
+    let header = sessionlake_indexer::input::script_head(head).header.session_id;
+    header.filter(|id| session_id::is_valid(id)).or(named)
+}
+
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|entry| entry.path());
@@ -349,13 +368,26 @@ pub fn fetch_local(
     }
     let streamed_raw =
         || Raw::Object(RawObject { location: ObjectLocation::File(file.path.clone()), len });
+    // A transcript's name need not be its id: then its header names it, or nothing does.
+    let session_id =
+        if file.kind == LocalKind::Transcript && !name_is_session_id(session_id.as_deref()) {
+            let mut head = Vec::new();
+            std::fs::File::open(&file.path)
+                .and_then(|handle| handle.take(HEADER_PROBE_BYTES).read_to_end(&mut head))
+                .with_context(|| format!("failed to read {source_ref}"))?;
+            transcript_session_id(session_id, &head)
+        } else {
+            session_id
+        };
     let Some(session_id) = session_id else {
         let bad = BadInput {
             source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
             raw: streamed_raw(),
-            reason: format!("{source_ref:?}: file name {name:?} is not a session id"),
+            reason: format!(
+                "{source_ref:?}: file name {name:?} is not a session id, nor does a header name one"
+            ),
         };
         return Ok((Fetched::Bad(bad), seen));
     };
@@ -553,13 +585,9 @@ pub fn pending_s3(object: &S3Object<'_>, cursors: &Cursors) -> Option<Pending> {
     if cursors.positions.get(&source_ref).is_some_and(|position| position == etag) {
         return None;
     }
-    let refused = match session_id_of(key) {
-        None => Some(format!("{source_ref:?}: key base name is not a session id")),
-        Some(_) if size > MAX_OBJECT_BYTES => {
-            Some(format!("{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"))
-        }
-        Some(_) => None,
-    };
+    // A key whose base name is no session id is fetched all the same: its header may name one.
+    let refused = (size > MAX_OBJECT_BYTES)
+        .then(|| format!("{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"));
     if let Some(reason) = refused {
         let source = SessionSource::S3.as_str();
         let position = etag.to_string();
@@ -590,12 +618,37 @@ pub async fn fetch_s3(
     observed_at: Option<i64>,
 ) -> anyhow::Result<Fetched> {
     let source_ref = format!("s3://{bucket}/{key}");
-    let Some(session_id) = session_id_of(key) else {
-        anyhow::bail!("{source_ref:?}: key base name is not a session id");
-    };
     // Its bytes are streamed at the ETag it has now when parsed and sealed (`crate::raw`).
     let Some((etag, object)) = head_s3(client, bucket, key, listed_etag).await? else {
         return Ok(Fetched::Unchanged);
+    };
+    // A key whose base name is no session id: the id its header names, if any.
+    let named = session_id_of(key);
+    let session_id = match name_is_session_id(named.as_deref()) {
+        true => named,
+        false => {
+            let range = format!("bytes=0-{}", HEADER_PROBE_BYTES - 1);
+            let request = client.get_object().bucket(bucket).key(key).range(range).if_match(&etag);
+            let response = request.send().await.map_err(|e| {
+                IngestError::from_sdk(&format!("failed to fetch {source_ref:?} at ETag {etag}"), e)
+            })?;
+            let head = response.body.collect().await.map_err(|error| {
+                let reason = format!("failed to read {source_ref:?}: {error}");
+                IngestError::new(IngestErrorKind::Unavailable, reason)
+            })?;
+            transcript_session_id(named, &head.into_bytes())
+        }
+    };
+    let Some(session_id) = session_id else {
+        return Ok(Fetched::Bad(BadInput {
+            source: SessionSource::S3.as_str(),
+            reason: format!(
+                "{source_ref:?}: key base name is not a session id, nor does a header name one"
+            ),
+            source_ref,
+            position: etag,
+            raw: Raw::from(Vec::new()),
+        }));
     };
     let len = object.len;
     if len > MAX_OBJECT_BYTES {

@@ -1241,10 +1241,17 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         listed.conditions.push("s.transcript".into());
     }
     let ctx = open_tables(cli, |_| partitions_between(since, until)).await?;
+    // A version whose content names another session than its name is in conflict too.
+    let status = format!(
+        "CASE WHEN starts_with(coalesce(s.{}, ''), '{}') THEN '{}' ELSE s.status END",
+        columns::CONFIDENCE_REASON,
+        sessionlake_schemas::NAME_MISMATCH_REASON.replace('\'', "''"),
+        access::ATTRIBUTION_CONFLICT
+    );
     let frame = ctx
         .sql(&format!(
             "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
-             s.command_count, s.status, s.source, s.{} FROM sessions s {}",
+             s.command_count, {status} AS status, s.source, s.{} FROM sessions s {}",
             columns::CONFIDENCE,
             query.where_clause()
         ))
