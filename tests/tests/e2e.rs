@@ -905,6 +905,56 @@ fn test_hostile_names_are_quarantined_and_never_break_queries() {
     assert_eq!(verify(dir.path(), &[]), (0, vec![]));
 }
 
+/// Names a source chose are printed escaped in every listing's table (`sessions`, `access`,
+/// `search --include-access`): a principal with a line break and a right-to-left override, a
+/// target with a zero-width space (a forged `StartSession` carries whatever it likes) neither
+/// start a line of their own nor hide; JSON keeps them exact.
+/// See: issue 18, requirement 3
+#[test]
+fn test_names_are_printed_escaped_in_listings() {
+    const PRINCIPAL: &str = "arn:aws:iam::111122223333:user/mal\u{202e}lory\nFAKE ROW";
+    const TARGET: &str = "i-0a1b2c3d\u{200b}4e5f67890";
+    let (dir, _) = ingested_examples_and(|examples| {
+        let day = examples.join("cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/15");
+        std::fs::create_dir_all(&day).expect("folder");
+        let record = serde_json::json!({"Records": [{
+            "eventID": "ev-hostile-names", "eventTime": "2026-03-15T08:00:00Z",
+            "eventSource": "ssm.amazonaws.com", "eventName": "StartSession",
+            "userIdentity": {"type": "IAMUser", "arn": PRINCIPAL, "accountId": "111122223333"},
+            "requestParameters": {"target": TARGET},
+            "responseElements": {"sessionId": "mallory-0123456789abcdef1"}}]});
+        std::fs::write(
+            day.join("111122223333_CloudTrail_us-east-1_hostile.json"),
+            record.to_string(),
+        )
+        .expect("write");
+    });
+    let listings: [&[&str]; 3] = [
+        &["sessions", "--session", "mallory-0123456789abcdef1"],
+        &["access", "--kind", "ssm-session"],
+        &["search", "--include-access", "--since", "2026-03-15", "--until", "2026-03-16"],
+    ];
+    for args in listings {
+        let listed = run(binary("sessionlake", false).current_dir(dir.path()).args(args));
+        assert_eq!(listed.code, 0, "{args:?}: {}", listed.stderr);
+        let table = &listed.stdout;
+        assert!(table.contains("mal\\u{202e}lory\\nFAKE ROW"), "{args:?}: {table}");
+        for hidden in ['\u{202e}', '\u{200b}'] {
+            assert!(!table.contains(hidden), "{args:?}: {hidden:?} printed: {table}");
+        }
+        assert!(!table.lines().any(|line| line.starts_with("FAKE")), "{args:?}: {table}");
+    }
+    let listed = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sessions",
+        "--session",
+        "mallory-0123456789abcdef1",
+        "--json",
+    ]));
+    let (rows, _) = parse_json_lines(&listed.stdout);
+    assert_eq!(rows[0]["principal"], Value::from(PRINCIPAL), "{rows:#?}");
+    assert_eq!(rows[0]["target"], Value::from(TARGET), "{rows:#?}");
+}
+
 /// Files on a local lake that no listing shows (a name that is not UTF-8; `name#1`, the part
 /// file object_store leaves when an upload is killed) are named by `verify`; they no longer
 /// make `verify` or `shred` fail.
