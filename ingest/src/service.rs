@@ -352,6 +352,7 @@ impl Ingestor {
             trusted_head: chain.last().map(ChainLink::head),
             pinned,
             chain_intact,
+            legacy_origins: HashMap::new(),
         };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);

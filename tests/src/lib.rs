@@ -358,6 +358,37 @@ pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Creates log group `group` with stream `stream` in moto holding the events of the example
+/// CloudWatch stream `examples/cloudwatch/ssm-sessions/<stream>.json`, re-timed to a second
+/// apart from ten minutes ago (moto drops events older than 14 days); returns their messages.
+pub async fn put_example_stream(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+) -> Vec<String> {
+    let (_, messages) = example_stream(logs, group, stream).await;
+    let start = chrono::Utc::now().timestamp_millis() - 600_000;
+    let events = messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(start + 1000 * i as i64)
+                .message(message)
+                .build()
+                .expect("event")
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("put events");
+    messages
+}
+
 /// Creates log group `group` with an empty stream `stream` in moto, and returns the messages of
 /// the example CloudWatch stream `examples/cloudwatch/ssm-sessions/<stream>.json`, to put.
 pub async fn example_stream(
