@@ -367,6 +367,18 @@ pub async fn put_example_stream(
     stream: &str,
 ) -> Vec<String> {
     let (_, messages) = example_stream(logs, group, stream).await;
+    put_events(logs, group, stream, &messages).await;
+    messages
+}
+
+/// Puts `messages` into stream `stream` of `group` (both exist), a second apart from ten
+/// minutes ago.
+pub async fn put_events(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    messages: &[String],
+) {
     let start = chrono::Utc::now().timestamp_millis() - 600_000;
     let events = messages
         .iter()
@@ -386,7 +398,6 @@ pub async fn put_example_stream(
         .send()
         .await
         .expect("put events");
-    messages
 }
 
 /// Creates log group `group` with an empty stream `stream` in moto, and returns the messages of

@@ -930,3 +930,52 @@ async fn test_a_version_from_before_origin_tags_is_not_replaced_by_another_objec
     assert_eq!(rows.len(), 2, "{rows:#?}");
     assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
 }
+
+/// Two streams of one log group whose names end in the same session id (`bob-…` and
+/// `zz-other/bob-…`), read in one poll: both are stored, neither replaces the other, and
+/// `sessions` shows both in conflict. Before origin tags, the later one read replaced the other
+/// within the batch, and the real transcript was never stored.
+/// See: issue 18, requirement 9
+#[tokio::test(flavor = "multi_thread")]
+async fn test_two_streams_of_one_base_name_in_one_poll_are_both_kept() {
+    const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
+    let group = format!("/ssm/{}", unique("twins"));
+    let messages = sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
+    let other = format!("zz-other/{BOB}");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(&other)
+        .send()
+        .await
+        .expect("create stream");
+    // A forged copy that leaves out the real session's last commands.
+    sessionlake_tests::put_events(&logs, &group, &other, &messages[..messages.len() / 2]).await;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingested = run(binary("sessionlake-ingest", true)
+        .current_dir(work.path())
+        .args(["--cloudwatch", &group]));
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+    assert!(ingested.stdout.contains("ingested 2 sessions"), "{}", ingested.stdout);
+    assert!(ingested.stdout.contains("0 replaced"), "{}", ingested.stdout);
+    let (code, rows, _, stderr) = cli(work.path(), &["sessions", "--session", BOB]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
+    let query = format!(
+        "SELECT source_ref, command_count FROM sessions WHERE session_id = '{BOB}' \
+         ORDER BY source_ref"
+    );
+    let listed = run(binary("sessionlake", false)
+        .current_dir(work.path())
+        .args(["sql", &query, "--format", "csv"]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    // The real stream whole (9 commands), the copy with fewer.
+    let real = format!("cwl://{group}/{BOB},9\n");
+    assert!(listed.stdout.contains(&real), "{}", listed.stdout);
+    assert!(listed.stdout.contains(&format!("cwl://{group}/{other},")), "{}", listed.stdout);
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 1, "{}{}", verified.stdout, verified.stderr);
+    assert!(verified.stdout.contains("conflicting-delivery"), "{}", verified.stdout);
+}
