@@ -321,6 +321,9 @@ impl Ingestor {
             .await
             .with_context(|| format!("failed to read the identity of {}", store.location()))?;
         manifest::ensure_not_retired(&store, signer.key_id()).await?;
+        // Never a new signing key by the way (a KMS key rotated by a flag): only `sessionlake
+        // rekey --new-signing-key` brings one in, in a commit of its own.
+        manifest::ensure_known_signer(&store, signer.key_id()).await?;
         // A new key of the same kind as the last one that signed replaces it (it is retired
         // at the first commit); the keyring and a KMS key may both stay valid.
         let replaces = manifest::last_signer_of(&chain, signer.algorithm());
