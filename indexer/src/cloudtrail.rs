@@ -715,23 +715,6 @@ impl<R: Read> Read for Metered<'_, R> {
     }
 }
 
-/// Skips the white space between documents; returns whether another one follows.
-fn next_document(input: &mut impl BufRead) -> std::io::Result<bool> {
-    loop {
-        let buffer = input.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(false);
-        }
-        let blanks =
-            buffer.iter().take_while(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r')).count();
-        let more = blanks < buffer.len();
-        input.consume(blanks);
-        if more {
-            return Ok(true);
-        }
-    }
-}
-
 /// Bytes of a file buffered at a time, before decompression.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Bytes the JSON parser reads ahead (see [`Metered`]).
@@ -763,7 +746,10 @@ pub fn read_trail_file<R: Read>(
     };
     let reading = Reading::new(limits);
     let metered = Metered { inner: json, reading: &reading };
-    let mut input = BufReader::with_capacity(PARSE_BUFFER_BYTES, metered);
+    // One parser over the whole file, reading through a buffer it owns (the fast way through
+    // `io::Bytes`); `end` tells whether another document follows (it only peeks at it).
+    let input = BufReader::with_capacity(PARSE_BUFFER_BYTES, metered);
+    let mut deserializer = serde_json::Deserializer::from_reader(input);
     let failed = |error: &dyn fmt::Display| {
         if gzip {
             format!("failed to decompress {source_ref}: {error}")
@@ -773,14 +759,16 @@ pub fn read_trail_file<R: Read>(
     };
     let mut documents = 0_usize;
     loop {
-        match next_document(&mut input) {
-            Ok(true) => {}
-            Ok(false) => break,
+        match deserializer.end() {
+            Ok(()) => break,
             Err(_) if reading.stopped.get().is_some() => break,
-            Err(error) => return Err(failed(&error)),
+            Err(error) if error.classify() == serde_json::error::Category::Io => {
+                return Err(failed(&error));
+            }
+            // Not the end: a document follows.
+            Err(_) => {}
         }
         reading.start_record();
-        let mut deserializer = serde_json::Deserializer::from_reader(&mut input);
         match DocumentSeed(&reading).deserialize(&mut deserializer) {
             Ok(()) => documents += 1,
             Err(_) if reading.stopped.get().is_some() => {
@@ -802,7 +790,7 @@ pub fn read_trail_file<R: Read>(
     if documents == 0 {
         return Err(format!("{source_ref} is not JSON: it holds no document"));
     }
-    drop(input);
+    drop(deserializer);
     let cut = reading.cut(source_ref, gzip);
     let tally = reading.tally.into_inner();
     let mut parsed = TrailFile {
