@@ -184,6 +184,20 @@ pub struct Ingestor {
 /// the file is read (a late `StartSession` re-indexes them).
 pub const TRAIL_WAIT: Duration = Duration::from_secs(5 * 60);
 
+/// Returns the CloudTrail file among `failing` (name, first failure in a row, µs) that sessions
+/// wait for at `now`: none in a once run, else one that has been failing for less than
+/// [`TRAIL_WAIT`].
+fn waited_for(failing: &HashMap<String, i64>, follow: bool, now: i64) -> Option<&str> {
+    if !follow {
+        return None;
+    }
+    let wait = i64::try_from(TRAIL_WAIT.as_micros()).unwrap_or(i64::MAX);
+    failing
+        .iter()
+        .find(|(_, since)| now.saturating_sub(**since) < wait)
+        .map(|(name, _)| name.as_str())
+}
+
 /// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
 const MIN_IDLE_RETRY: Duration = Duration::from_secs(1);
 
@@ -667,15 +681,7 @@ impl Ingestor {
     /// waits (it has no next poll); nor does anyone past the wait: sessions are then ingested
     /// without the file's facts, and enriched when it is read.
     fn trail_wait(&self) -> Option<&str> {
-        if !self.config.follow {
-            return None;
-        }
-        let wait = i64::try_from(TRAIL_WAIT.as_micros()).unwrap_or(i64::MAX);
-        let now = now_micros();
-        self.trails_failing
-            .iter()
-            .find(|(_, since)| now.saturating_sub(**since) < wait)
-            .map(|(name, _)| name.as_str())
+        waited_for(&self.trails_failing, self.config.follow, now_micros())
     }
 
     /// Commits `written` as one batch and saves the cursors after it; the batch goes to
@@ -1423,6 +1429,25 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+
+    /// Sessions wait for a CloudTrail file that fails only in follow mode and only for
+    /// `TRAIL_WAIT` from its first failure in a row; never in a once run (issue 18,
+    /// requirement 7: a trail file never blocks sessions indefinitely).
+    #[test]
+    fn test_sessions_wait_for_a_failing_trail_file_a_bounded_time() {
+        let wait = i64::try_from(TRAIL_WAIT.as_micros()).expect("wait");
+        let failing = HashMap::from([("s3://trail/a.json.gz".to_string(), 1_000_000)]);
+        let cases = [
+            (true, 1_000_000, Some("s3://trail/a.json.gz")),
+            (true, 1_000_000 + wait - 1, Some("s3://trail/a.json.gz")),
+            (true, 1_000_000 + wait, None),
+            (false, 1_000_000, None),
+        ];
+        for (follow, now, expected) in cases {
+            assert_eq!(waited_for(&failing, follow, now), expected, "follow {follow}, at {now}");
+        }
+        assert_eq!(waited_for(&HashMap::new(), true, 0), None);
+    }
 
     #[tokio::test]
     async fn test_a_kms_key_without_aws_configuration_is_an_error_not_the_keyring() {
