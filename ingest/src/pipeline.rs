@@ -412,9 +412,9 @@ impl LakeWriter {
             })
         };
         let own: BTreeSet<&str> = versions(ObjectKind::Commands).collect();
-        versions(ObjectKind::Raw)
-            .find(|version| !own.contains(version))
-            .and_then(transaction::origin_tag)
+        let version = versions(ObjectKind::Raw).find(|version| !own.contains(version))?;
+        transaction::origin_tag(version)
+            .or_else(|| self.legacy_origins.get(version).map(String::as_str))
     }
 
     /// Returns the live objects of earlier versions of `session_id` from `source` that a
@@ -458,35 +458,42 @@ impl LakeWriter {
     }
 
     /// Learns the origins of the live untagged versions (written before versions carried their
-    /// source object) of the sessions a tagged version in `written` delivers: their `sessions`
-    /// files name the source object (`source_ref`). Then a delivery from another object
-    /// replaces none of them (the conflict is kept and flagged, as between tagged versions),
-    /// and a new delivery of the same object still replaces its old version. A version whose
-    /// rows are in a compacted file has no `sessions` file of its own and stays unknown
-    /// (replaced by any delivery of its source, as before).
+    /// source object) of the sessions a tagged version in `written` delivers: the `sessions`
+    /// row of each (in its own file, or in a compacted one) names the source object
+    /// (`source_ref`) and the raw object (`raw_object`, whose name holds the version). Then a
+    /// delivery from another object replaces none of them (the conflict is kept and flagged,
+    /// as between tagged versions), and a new delivery of the same object still replaces its
+    /// old version. Each file is read once per writer; only untagged versions make it read.
     async fn learn_legacy_origins(&mut self, written: &[Written]) -> anyhow::Result<()> {
-        let mut wanted: Vec<(String, ObjectEntry)> = Vec::new();
+        let mut files: BTreeMap<String, ObjectEntry> = BTreeMap::new();
         for input in written {
             let Written::Session { session_id, source, objects, .. } = input else { continue };
             if !objects.iter().any(|object| origin_of(&object.path).is_some()) {
                 continue;
             }
+            let unknown = self.live.values().any(|entry| {
+                entry.kind == ObjectKind::Raw
+                    && paths::session_version(&entry.path).is_some_and(|(id, from, version)| {
+                        id == session_id
+                            && from == *source
+                            && transaction::origin_tag(version).is_none()
+                            && !self.legacy_origins.contains_key(version)
+                    })
+            });
+            if !unknown {
+                continue;
+            }
             for entry in self.live.values() {
-                let Some((id, from, version)) = paths::session_version(&entry.path) else {
-                    continue;
-                };
-                let untagged = transaction::origin_tag(version).is_none()
-                    && !self.legacy_origins.contains_key(version);
-                if entry.kind == ObjectKind::Sessions
-                    && id == session_id
-                    && from == *source
-                    && untagged
-                {
-                    wanted.push((version.to_string(), entry.clone()));
+                let holds = entry.kind == ObjectKind::Sessions
+                    && entry.sessions.iter().any(|id| id == session_id)
+                    && (paths::is_compacted(&entry.path)
+                        || paths::is_session_object(&entry.path, session_id, *source));
+                if holds {
+                    files.insert(entry.path.clone(), entry.clone());
                 }
             }
         }
-        for (version, entry) in wanted {
+        for entry in files.into_values() {
             let bytes = self.store.get_committed(&entry).await?;
             let object = self.store.describe(&entry.path);
             let rows = tokio::task::spawn_blocking(move || {
@@ -494,8 +501,14 @@ impl LakeWriter {
             })
             .await
             .context("sessions reader task failed")??;
-            if let Some(row) = rows.first() {
-                self.legacy_origins.insert(version, transaction::tag_of(&row.source_ref));
+            for row in rows {
+                let Some((_, _, version)) = paths::session_version(&row.raw_object) else {
+                    continue;
+                };
+                if transaction::origin_tag(version).is_none() {
+                    let tag = transaction::tag_of(&row.source_ref);
+                    self.legacy_origins.insert(version.to_string(), tag);
+                }
             }
         }
         Ok(())

@@ -896,39 +896,55 @@ async fn test_a_trail_file_that_cannot_be_read_never_blocks_sessions() {
 
 /// A version written before versions carried their source object (bob's stream in
 /// `tests/data/schema1-lake`, from a local `get-log-events` file) is not replaced by a stream of
-/// the same name in a log group: its `sessions` file names the object it came from, another
-/// object is another delivery, and both stay live, flagged `conflict`. Before, any tagged
-/// delivery replaced an untagged version ("1 replaced"): one stream anyone can write hid it.
+/// the same name in a log group, whether its rows are in its own files or compacted: its
+/// `sessions` row names the object it came from, another object is another delivery, and both
+/// stay live, flagged `conflict`. Before, any tagged delivery replaced an untagged version
+/// ("1 replaced"): one stream anyone can write hid it.
 /// See: issue 18, requirement 1
 #[tokio::test(flavor = "multi_thread")]
 async fn test_a_version_from_before_origin_tags_is_not_replaced_by_another_object() {
     const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
-    let work = tempfile::tempdir().expect("tempdir");
-    sessionlake_tests::copy_tree(&repo_root().join("tests/data/schema1-lake"), work.path());
-    let keyring = work.path().join("keyring.json");
-    std::fs::set_permissions(&keyring, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .expect("keyring mode");
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
     let group = format!("/ssm/{}", unique("legacy"));
     sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
     let lake_args = ["--lake", "lake", "--keyring", "keyring.json"];
-    let ingested = run(binary("sessionlake-ingest", true)
-        .current_dir(work.path())
-        .args(lake_args)
-        .args(["--cloudwatch", &group]));
-    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
-    assert!(ingested.stdout.contains("ingested 1 sessions"), "{}", ingested.stdout);
-    assert!(ingested.stdout.contains("0 replaced"), "{}", ingested.stdout);
-    assert!(
-        ingested.stderr.contains("another source object already delivered this session"),
-        "{}",
-        ingested.stderr
-    );
-    let (code, rows, _, stderr) =
-        cli(work.path(), &[&lake_args[..], &["sessions", "--session", BOB]].concat());
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(rows.len(), 2, "{rows:#?}");
-    assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
+    for compacted in [false, true] {
+        let work = tempfile::tempdir().expect("tempdir");
+        sessionlake_tests::copy_tree(&repo_root().join("tests/data/schema1-lake"), work.path());
+        let keyring = work.path().join("keyring.json");
+        std::fs::set_permissions(&keyring, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("keyring mode");
+        if compacted {
+            let compact = run(binary("sessionlake", false)
+                .current_dir(work.path())
+                .args(lake_args)
+                .args(["compact", "--min-age", "0s"]));
+            assert_eq!(compact.code, 0, "{}", compact.stderr);
+            let tables = files_under(&work.path().join("lake/sessions"));
+            assert!(tables.iter().any(|p| p.to_string_lossy().contains("compact-")), "{tables:?}");
+        }
+        let ingested = run(binary("sessionlake-ingest", true)
+            .current_dir(work.path())
+            .args(lake_args)
+            .args(["--cloudwatch", &group]));
+        assert_eq!(ingested.code, 0, "compacted {compacted}: {}", ingested.stderr);
+        assert!(ingested.stdout.contains("ingested 1 sessions"), "{}", ingested.stdout);
+        assert!(
+            ingested.stdout.contains("0 replaced"),
+            "compacted {compacted}: {}",
+            ingested.stdout
+        );
+        assert!(
+            ingested.stderr.contains("another source object already delivered this session"),
+            "compacted {compacted}: {}",
+            ingested.stderr
+        );
+        let (code, rows, _, stderr) =
+            cli(work.path(), &[&lake_args[..], &["sessions", "--session", BOB]].concat());
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(rows.len(), 2, "compacted {compacted}: {rows:#?}");
+        assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
+    }
 }
 
 /// Two streams of one log group whose names end in the same session id (`bob-…` and
