@@ -24,6 +24,8 @@ Control (answered by the proxy itself, never forwarded):
   "seconds": 3}` delays every request whose path contains `x` (`"hold": null` stops), to widen
   a window a test wants to kill the client in. `"kms_actions": ["Decrypt"]` limits the KMS
   faults to those actions (the part of `X-Amz-Target` after the dot); `null` or `[]`: all.
+  `"deny": {"path": "x"}` answers every S3 request whose path contains `x` with
+  `AccessDenied` (HTTP 403), as S3 does for an object the caller may not read (`null` stops).
 - `GET /__faults__` returns the counts so far: `{"forwarded": {...}, "injected": {...}}`.
 
 Draws come from one seeded generator in arrival order: with one client connection the faults are
@@ -55,6 +57,7 @@ class State:
         self.forwarded = {"s3": 0, "logs": 0, "kms": 0}
         self.injected = {}
         self.hold = None
+        self.deny = None
         self.kms_actions = None
 
     def draw(self, service, action):
@@ -136,6 +139,7 @@ def service_of(headers):
 def fault_response(service, kind, action=""):
     if service == "s3":
         status, code = {
+            "denied": (403, "AccessDenied"),
             "500": (500, "InternalError"),
             "503": (503, "ServiceUnavailable"),
             "throttle": (503, "SlowDown"),
@@ -162,7 +166,7 @@ def fault_response(service, kind, action=""):
         }.get(code, "injected by the fault proxy")
         body = json.dumps({"__type": code, "message": message}).encode()
         content_type = "application/x-amz-json-1.1"
-    reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+    reason = {400: "Bad Request", 403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nx-amzn-ErrorType: {code}\r\n\r\n"
@@ -202,6 +206,14 @@ class Handler(socketserver.StreamRequestHandler):
                 service = service_of(headers)
                 with state.lock:
                     hold = state.hold
+                    deny = state.deny
+                if service == "s3" and deny and deny["path"].encode() in path:
+                    denied = fault_response(service, "denied")
+                    if lines[0].startswith(b"HEAD "):
+                        denied = denied.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+                    self.wfile.write(denied)
+                    self.wfile.flush()
+                    continue
                 if hold and hold["path"].encode() in path:
                     time.sleep(float(hold["seconds"]))
                     if client_gone(self.connection):
@@ -268,6 +280,8 @@ class Handler(socketserver.StreamRequestHandler):
                         state.shares[service] = float(settings[service])
                 if "hold" in settings:
                     state.hold = settings["hold"]
+                if "deny" in settings:
+                    state.deny = settings["deny"]
                 if "kinds" in settings:
                     state.kinds = [
                         kind for kind in settings["kinds"] if kind in KINDS + EXTRA_KINDS

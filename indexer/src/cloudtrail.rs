@@ -25,9 +25,10 @@
 //! assert_eq!(parsed.events[0].os_user.as_deref(), Some("ec2-user"));
 //! ```
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Read as _;
+use std::io::{BufRead, BufReader, Read};
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -35,9 +36,6 @@ use serde_json::{Map, Value};
 use sessionlake_schemas::{AccessKind, AccessRecord};
 
 use crate::{SessionContext, account_of_arn};
-
-/// Largest decompressed CloudTrail file read (CloudTrail's own files are a few MB).
-pub const MAX_TRAIL_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// `eventSource` of Session Manager and Run Command calls.
 const SSM_SOURCE: &str = "ssm.amazonaws.com";
@@ -59,6 +57,8 @@ pub struct TrailFile {
     pub skipped: usize,
     /// Events dropped because the same event id came earlier in the file.
     pub duplicates: usize,
+    /// Where reading stopped before the end of a file over its limits ([`TrailLimits`]).
+    pub cut: Option<TrailCut>,
 }
 
 /// What [`classify`] made of one CloudTrail record.
@@ -273,6 +273,17 @@ impl Tally {
             Classified::Access(record) => self.events.push(*record),
         }
     }
+
+    /// Records held in memory (access events and the reasons of malformed ones).
+    fn kept(&self) -> usize {
+        self.events.len() + self.malformed.len()
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.events.extend(other.events);
+        self.malformed.extend(other.malformed);
+        self.skipped += other.skipped;
+    }
 }
 
 /// The malformed-record reason of a record that is no JSON object.
@@ -358,19 +369,185 @@ impl<'de> Visitor<'de> for RecordVisitor {
     }
 }
 
+/// Limits on reading one CloudTrail file: memory holds at most `max_records` records and one
+/// record of `max_record_bytes`, whatever the file's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrailLimits {
+    /// Most access records (and malformed access records) kept from one file; the records
+    /// after them are counted, not read ([`DEFAULT_MAX_TRAIL_RECORDS`]).
+    pub max_records: usize,
+    /// Largest record, and largest part of a document outside its list of records, in bytes
+    /// ([`MAX_TRAIL_RECORD_BYTES`]).
+    pub max_record_bytes: u64,
+    /// Most bytes of one file read, after decompression ([`MAX_TRAIL_FILE_BYTES`]).
+    pub max_file_bytes: u64,
+}
+
+/// Default of [`TrailLimits::max_records`]: unrelated records cost no memory and do not count.
+pub const DEFAULT_MAX_TRAIL_RECORDS: usize = 100_000;
+/// Largest CloudTrail record read (CloudTrail's own events are at most 256 KB).
+pub const MAX_TRAIL_RECORD_BYTES: u64 = 1024 * 1024;
+/// Most bytes of one CloudTrail file read, after decompression (CloudTrail's own files are a
+/// few MB): a bound on time, memory does not grow with it.
+pub const MAX_TRAIL_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+impl Default for TrailLimits {
+    fn default() -> Self {
+        TrailLimits {
+            max_records: DEFAULT_MAX_TRAIL_RECORDS,
+            max_record_bytes: MAX_TRAIL_RECORD_BYTES,
+            max_file_bytes: MAX_TRAIL_FILE_BYTES,
+        }
+    }
+}
+
+/// Where and why the reading of a file stopped before its end; what came before is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailCut {
+    /// Records read before the cut (kept, skipped or malformed).
+    pub records_read: usize,
+    /// Records after the cut, counted without being read; `None` when the rest of the file was
+    /// not read at all (a record or the file over its byte limit).
+    pub unread: Option<usize>,
+    /// Why, naming the file, the limit and the byte offset (of the decompressed file).
+    pub reason: String,
+}
+
+/// Why [`Metered`] refused to hand over more bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    RecordTooLarge,
+    FileTooLarge,
+}
+
+/// The state of one file's reading, shared by the visitors and the reader under them.
+struct Reading {
+    limits: TrailLimits,
+    /// Bytes handed to the JSON parser so far.
+    offset: Cell<u64>,
+    /// Where the record (or document part) being read started, and the offset it may not pass.
+    record: Cell<(u64, u64)>,
+    /// Why the reader refused to go on.
+    stopped: Cell<Option<Stop>>,
+    /// Records read (any kind).
+    records: Cell<usize>,
+    /// The number (from 1) and offset of the first access record over `max_records`; it and
+    /// the records after it are counted in `unread`.
+    capped_at: Cell<Option<(usize, u64)>>,
+    unread: Cell<usize>,
+    tally: RefCell<Tally>,
+    /// A subscription payload's records, taken into `tally` once its document is known to be
+    /// one (a `CONTROL_MESSAGE` holds none).
+    log_events: RefCell<Tally>,
+}
+
+impl Reading {
+    fn new(limits: TrailLimits) -> Self {
+        Reading {
+            limits,
+            offset: Cell::new(0),
+            record: Cell::new((0, limits.max_record_bytes)),
+            stopped: Cell::new(None),
+            records: Cell::new(0),
+            capped_at: Cell::new(None),
+            unread: Cell::new(0),
+            tally: RefCell::default(),
+            log_events: RefCell::default(),
+        }
+    }
+
+    /// A record (or the rest of a document) starts here: it may take `max_record_bytes`.
+    fn start_record(&self) {
+        let offset = self.offset.get();
+        self.record.set((offset, offset.saturating_add(self.limits.max_record_bytes)));
+    }
+
+    /// Keeps a record read into `into`, or, when it is one more access record than
+    /// `max_records`, counts it as the first not read: from it on, records are only counted.
+    fn add(&self, into: &RefCell<Tally>, classified: Classified) {
+        let kept = self.tally.borrow().kept() + self.log_events.borrow().kept();
+        if !matches!(classified, Classified::Unrelated) && kept >= self.limits.max_records {
+            let (record_start, _) = self.record.get();
+            self.capped_at.set(Some((self.records.get() + 1, record_start)));
+            self.unread.set(self.unread.get() + 1);
+            return;
+        }
+        self.records.set(self.records.get() + 1);
+        into.borrow_mut().add(classified);
+    }
+
+    /// Reads the next item of a list as `T` and classifies it with `classify` into `into` (or
+    /// counts it, past the cap); `false` at the end of the list.
+    fn next_record<'de, A: SeqAccess<'de>, T: Deserialize<'de>>(
+        &self,
+        seq: &mut A,
+        into: &RefCell<Tally>,
+        classify: impl FnOnce(T) -> Classified,
+    ) -> Result<bool, A::Error> {
+        self.start_record();
+        if self.capped_at.get().is_some() {
+            let more = seq.next_element::<IgnoredAny>()?.is_some();
+            self.unread.set(self.unread.get() + usize::from(more));
+            return Ok(more);
+        }
+        let Some(item) = seq.next_element::<T>()? else { return Ok(false) };
+        self.add(into, classify(item));
+        Ok(true)
+    }
+
+    /// The reason of a cut, if the file was not read to its end.
+    fn cut(&self, source_ref: &str, gzip: bool) -> Option<TrailCut> {
+        let records_read = self.records.get();
+        let (record_start, _) = self.record.get();
+        let stopped = self.stopped.get().map(|stop| match stop {
+            Stop::RecordTooLarge => format!(
+                "record {} (near byte offset {record_start}) is over {} bytes: the \
+                 {records_read} records before it are read, the rest of the file is not",
+                records_read + 1,
+                self.limits.max_record_bytes
+            ),
+            Stop::FileTooLarge => format!(
+                "it {} to more than {} bytes: the {records_read} records before record {} are \
+                 read, the rest is not",
+                if gzip { "decompresses" } else { "comes" },
+                self.limits.max_file_bytes,
+                records_read + 1
+            ),
+        });
+        let capped = self.capped_at.get().map(|(record, at)| {
+            let unread = self.unread.get();
+            let counted = if stopped.is_some() { "at least " } else { "" };
+            format!(
+                "it holds more than {} access records: those are kept, {counted}{unread} \
+                 records from record {record} (near byte offset {at}) on are not read",
+                self.limits.max_records
+            )
+        });
+        let reason = match (capped, stopped) {
+            (None, None) => return None,
+            (Some(capped), None) => capped,
+            (None, Some(stopped)) => stopped,
+            (Some(capped), Some(stopped)) => format!("{capped}; then {stopped}"),
+        };
+        let unread = (self.stopped.get().is_none()).then(|| self.unread.get());
+        let records_read = records_read + self.unread.get();
+        Some(TrailCut { records_read, unread, reason: format!("{source_ref}: {reason}") })
+    }
+}
+
 /// `Records`: classified one record at a time (memory holds one record, not the file's tree).
-struct RecordsSeed;
+struct RecordsSeed<'a>(&'a Reading);
 
-impl<'de> DeserializeSeed<'de> for RecordsSeed {
-    type Value = Tally;
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Tally, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for RecordsSeed {
-    type Value = Tally;
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("a list of records")
@@ -378,72 +555,73 @@ impl<'de> Visitor<'de> for RecordsSeed {
 
     visit_scalars!(Err(E::custom("has Records that is not a list")));
 
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Tally, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(de::Error::custom("has Records that is not a list"))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tally, A::Error> {
-        let mut tally = Tally::default();
-        while let Some(Record(classified)) = seq.next_element()? {
-            tally.add(classified);
-        }
-        Ok(tally)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let reading = self.0;
+        while reading.next_record(&mut seq, &reading.tally, |Record(classified)| classified)? {}
+        reading.start_record();
+        Ok(())
     }
 }
 
 /// A subscription payload's `logEvents`: each message is one record as JSON text, one that
-/// is not JSON a malformed record. `None` when `logEvents` is not a list.
-struct LogEventsSeed;
+/// is not JSON a malformed record. `false` when `logEvents` is not a list.
+struct LogEventsSeed<'a>(&'a Reading);
 
-impl<'de> DeserializeSeed<'de> for LogEventsSeed {
-    type Value = Option<Tally>;
+impl<'de> DeserializeSeed<'de> for LogEventsSeed<'_> {
+    type Value = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for LogEventsSeed {
-    type Value = Option<Tally>;
+impl<'de> Visitor<'de> for LogEventsSeed<'_> {
+    type Value = bool;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("a list of log events")
     }
 
-    visit_scalars!(Ok(None));
+    visit_scalars!(Ok(false));
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(None)
+        Ok(false)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut tally = Tally::default();
-        while let Some(event) = seq.next_element::<Value>()? {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let reading = self.0;
+        let message = |event: Value| {
             let message = event.get("message").and_then(Value::as_str);
-            tally.add(match message.map(serde_json::from_str::<Record>) {
+            match message.map(serde_json::from_str::<Record>) {
                 Some(Ok(Record(classified))) => classified,
                 _ => Classified::Malformed(NOT_AN_OBJECT.to_string()),
-            });
-        }
-        Ok(Some(tally))
+            }
+        };
+        while reading.next_record(&mut seq, &reading.log_events, message)? {}
+        reading.start_record();
+        Ok(true)
     }
 }
 
-/// One JSON document of a file, in one of the shapes the module accepts, read into a
-/// [`Tally`]; a document in none of them is an error with the reason.
-struct Document(Tally);
+/// One JSON document of a file, in one of the shapes the module accepts, its records read
+/// into the [`Reading`]; a document in none of them is an error with the reason.
+struct DocumentSeed<'a>(&'a Reading);
 
-impl<'de> Deserialize<'de> for Document {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(DocumentVisitor)
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-struct DocumentVisitor;
-
-impl<'de> Visitor<'de> for DocumentVisitor {
-    type Value = Document;
+impl<'de> Visitor<'de> for DocumentSeed<'_> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("a CloudTrail document")
@@ -451,12 +629,13 @@ impl<'de> Visitor<'de> for DocumentVisitor {
 
     visit_scalars!(Err(E::custom("is not a JSON object")));
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Document, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
         Err(de::Error::custom("is not a JSON object"))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
-        let mut records = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let reading = self.0;
+        let mut records = false;
         let mut message_type = None;
         let mut log_events = None;
         let mut detail_type = false;
@@ -464,9 +643,12 @@ impl<'de> Visitor<'de> for DocumentVisitor {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 // The first `Records` counts; the file is not read further for another shape.
-                "Records" if records.is_none() => records = Some(map.next_value_seed(RecordsSeed)?),
+                "Records" if !records => {
+                    map.next_value_seed(RecordsSeed(reading))?;
+                    records = true;
+                }
                 "messageType" => message_type = Some(map.next_value::<Value>()?),
-                "logEvents" => log_events = Some(map.next_value_seed(LogEventsSeed)?),
+                "logEvents" => log_events = Some(map.next_value_seed(LogEventsSeed(reading))?),
                 "detail-type" => {
                     map.next_value::<IgnoredAny>()?;
                     detail_type = true;
@@ -477,74 +659,161 @@ impl<'de> Visitor<'de> for DocumentVisitor {
                 }
             }
         }
-        if let Some(records) = records {
-            return Ok(Document(records));
+        let log_events_tally = reading.log_events.take();
+        if records {
+            return Ok(());
         }
         if let Some(message_type) = message_type.as_ref().and_then(Value::as_str) {
             if message_type == "CONTROL_MESSAGE" {
-                return Ok(Document(Tally::default()));
+                return Ok(());
             }
-            return match log_events {
-                Some(Some(events)) => Ok(Document(events)),
-                _ => Err(de::Error::custom("is a CloudWatch Logs payload without logEvents")),
-            };
+            if log_events != Some(true) {
+                return Err(de::Error::custom("is a CloudWatch Logs payload without logEvents"));
+            }
+            reading.tally.borrow_mut().merge(log_events_tally);
+            return Ok(());
         }
         if let (true, Some(detail)) = (detail_type, detail) {
-            let mut tally = Tally::default();
-            tally.add(classify(&detail, ""));
-            return Ok(Document(tally));
+            if reading.capped_at.get().is_some() {
+                reading.unread.set(reading.unread.get() + 1);
+            } else {
+                reading.add(&reading.tally, classify(&detail, ""));
+            }
+            return Ok(());
         }
         Err(de::Error::custom("is not CloudTrail: no Records, logEvents or detail"))
     }
 }
+
+/// The bytes of a file on their way to the JSON parser's buffer, counted: refuses to hand
+/// over more than the record being read or the file may take (the error ends the parse;
+/// [`Reading`] says why). The parser reads through a buffer of [`PARSE_BUFFER_BYTES`], so the
+/// count runs ahead of the parser by at most that: a record may take that much more.
+struct Metered<'a, R> {
+    inner: R,
+    reading: &'a Reading,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let offset = self.reading.offset.get();
+        let (_, record_end) = self.reading.record.get();
+        let file_end = self.reading.limits.max_file_bytes;
+        let (end, stop) = if record_end < file_end {
+            (record_end, Stop::RecordTooLarge)
+        } else {
+            (file_end, Stop::FileTooLarge)
+        };
+        if offset >= end {
+            self.reading.stopped.set(Some(stop));
+            return Err(std::io::Error::other("over the limit"));
+        }
+        let room = usize::try_from(end - offset).unwrap_or(usize::MAX).min(out.len());
+        let read = self.inner.read(&mut out[..room])?;
+        self.reading.offset.set(offset + read as u64);
+        Ok(read)
+    }
+}
+
+/// Bytes of a file buffered at a time, before decompression.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Bytes the JSON parser reads ahead (see [`Metered`]).
+const PARSE_BUFFER_BYTES: usize = 8 * 1024;
 
 /// Reads one CloudTrail file from `source_ref` (gzip or not; see the module for the shapes).
 /// Returns the reason, naming `source_ref`, when the file as a whole cannot be read.
 ///
 /// A file may hold several JSON documents one after the other (Firehose writes subscription
 /// payloads so, each its own gzip member): their records are read as one file's. Records are
-/// classified as they are read, so memory holds the decompressed bytes and one record, not
-/// the tree of the file.
-pub fn parse_trail_file(bytes: &[u8], source_ref: &str) -> Result<TrailFile, String> {
-    let decompressed;
-    let json = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        sessionlake_lake::decompress::bounded(
-            flate2::read::MultiGzDecoder::new(bytes),
-            MAX_TRAIL_FILE_BYTES,
-            source_ref,
-        )
-        .read_to_end(&mut out)
-        .map_err(|error| format!("failed to decompress {source_ref}: {error}"))?;
-        decompressed = out;
-        &decompressed[..]
+/// classified as they are read, from the stream: memory holds one record and the access
+/// records kept, never the file. A file over `limits` is cut ([`TrailFile::cut`]): what came
+/// before the limit is kept, the rest is counted (past `max_records`) or not read at all (a
+/// record or the file over its size), and the cut says which.
+pub fn read_trail_file<R: Read>(
+    reader: R,
+    source_ref: &str,
+    limits: TrailLimits,
+) -> Result<TrailFile, String> {
+    let mut source = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let gzip = source
+        .fill_buf()
+        .map_err(|error| format!("failed to read {source_ref}: {error}"))?
+        .starts_with(&[0x1f, 0x8b]);
+    let json: Box<dyn Read> = if gzip {
+        Box::new(flate2::bufread::MultiGzDecoder::new(source))
     } else {
-        bytes
+        Box::new(source)
     };
-    let mut parsed = TrailFile::default();
-    let mut seen = HashSet::new();
+    let reading = Reading::new(limits);
+    let metered = Metered { inner: json, reading: &reading };
+    // One parser over the whole file, reading through a buffer it owns (the fast way through
+    // `io::Bytes`); `end` tells whether another document follows (it only peeks at it).
+    let input = BufReader::with_capacity(PARSE_BUFFER_BYTES, metered);
+    let mut deserializer = serde_json::Deserializer::from_reader(input);
+    let failed = |error: &dyn fmt::Display| {
+        if gzip {
+            format!("failed to decompress {source_ref}: {error}")
+        } else {
+            format!("failed to read {source_ref}: {error}")
+        }
+    };
     let mut documents = 0_usize;
-    for document in serde_json::Deserializer::from_slice(json).into_iter::<Document>() {
-        let Document(tally) = document.map_err(|error| match error.classify() {
-            serde_json::error::Category::Data => format!("{source_ref} {error}"),
-            _ => format!("{source_ref} is not JSON: {error}"),
-        })?;
-        documents += 1;
-        parsed.skipped += tally.skipped;
-        parsed.malformed.extend(tally.malformed);
-        for mut record in tally.events {
-            if seen.insert(record.event_id.clone()) {
-                record.source_ref = source_ref.to_string();
-                parsed.events.push(record);
-            } else {
-                parsed.duplicates += 1;
+    loop {
+        match deserializer.end() {
+            Ok(()) => break,
+            Err(_) if reading.stopped.get().is_some() => break,
+            Err(error) if error.classify() == serde_json::error::Category::Io => {
+                return Err(failed(&error));
+            }
+            // Not the end: a document follows.
+            Err(_) => {}
+        }
+        reading.start_record();
+        match DocumentSeed(&reading).deserialize(&mut deserializer) {
+            Ok(()) => documents += 1,
+            Err(_) if reading.stopped.get().is_some() => {
+                // The records of a payload cut short count too.
+                let pending = reading.log_events.take();
+                reading.tally.borrow_mut().merge(pending);
+                documents += 1;
+                break;
+            }
+            Err(error) => {
+                return Err(match error.classify() {
+                    serde_json::error::Category::Io => failed(&error),
+                    serde_json::error::Category::Data => format!("{source_ref} {error}"),
+                    _ => format!("{source_ref} is not JSON: {error}"),
+                });
             }
         }
     }
     if documents == 0 {
         return Err(format!("{source_ref} is not JSON: it holds no document"));
     }
+    drop(deserializer);
+    let cut = reading.cut(source_ref, gzip);
+    let tally = reading.tally.into_inner();
+    let mut parsed = TrailFile {
+        malformed: tally.malformed,
+        skipped: tally.skipped,
+        cut,
+        ..TrailFile::default()
+    };
+    let mut seen = HashSet::new();
+    for mut record in tally.events {
+        if seen.insert(record.event_id.clone()) {
+            record.source_ref = source_ref.to_string();
+            parsed.events.push(record);
+        } else {
+            parsed.duplicates += 1;
+        }
+    }
     Ok(parsed)
+}
+
+/// Reads one CloudTrail file held in memory, with the default limits ([`read_trail_file`]).
+pub fn parse_trail_file(bytes: &[u8], source_ref: &str) -> Result<TrailFile, String> {
+    read_trail_file(bytes, source_ref, TrailLimits::default())
 }
 
 /// Returns what a successful `StartSession` tells about its session (the transcript's
@@ -845,6 +1114,68 @@ mod tests {
         );
         assert_eq!(parsed.skipped, 2, "{parsed:?}");
         assert_eq!(parsed.malformed, vec![NOT_AN_OBJECT.to_string(); 3]);
+    }
+
+    /// A file over its limits is cut, never refused whole: the records before the limit are
+    /// kept and the cut says where and why; past the record cap the rest is counted (issue 18,
+    /// requirement 7).
+    #[test]
+    fn test_a_file_over_its_limits_keeps_what_came_before() {
+        let start = |n: usize| START_SESSION.replace("4b7a66fc", &format!("{n:08x}"));
+        let unrelated = r#"{"eventSource":"s3.amazonaws.com","eventName":"GetObject"}"#;
+        let records: Vec<String> =
+            (0..10).map(|n| if n % 2 == 0 { start(n) } else { unrelated.to_string() }).collect();
+        let file = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let limits = TrailLimits { max_records: 3, ..TrailLimits::default() };
+        for (bytes, name) in [(file.as_bytes().to_vec(), "plain.json"), (gzip(&file), "t.json.gz")]
+        {
+            let parsed = read_trail_file(&bytes[..], name, limits).expect(name);
+            assert_eq!((parsed.events.len(), parsed.skipped), (3, 3), "{name}");
+            let cut = parsed.cut.expect("cut");
+            assert_eq!((cut.records_read, cut.unread), (10, Some(4)), "{name}");
+            assert!(cut.reason.starts_with(&format!("{name}: it holds more than 3")), "{cut:?}");
+            assert!(cut.reason.contains("4 records from record 7 (near byte offset"), "{cut:?}");
+        }
+        // Firehose payloads: the cap is the file's, across documents.
+        let payload = |n: usize| {
+            serde_json::json!({"messageType": "DATA_MESSAGE", "logEvents": [
+                {"message": start(2 * n)}, {"message": start(2 * n + 1)}]})
+            .to_string()
+        };
+        let payloads = format!("{}{}{}", payload(0), payload(1), payload(2));
+        let parsed = read_trail_file(payloads.as_bytes(), "p", limits).expect("payloads");
+        assert_eq!(parsed.events.len(), 3);
+        assert_eq!(parsed.cut.expect("cut").unread, Some(3));
+        // Exactly at the cap, then unrelated records: nothing is cut.
+        let file = format!(r#"{{"Records":[{},{},{},{unrelated}]}}"#, start(1), start(2), start(3));
+        let parsed = read_trail_file(file.as_bytes(), "full.json", limits).expect("full");
+        assert_eq!((parsed.events.len(), parsed.skipped, parsed.cut), (3, 1, None));
+
+        // A record over its size: the records before it kept, the rest not read.
+        let big = format!(
+            r#"{{"eventSource":"ssm.amazonaws.com","eventName":"StartSession","pad":"{}"}}"#,
+            "x".repeat(64 * 1024)
+        );
+        let file = format!(r#"{{"Records":[{},{},{big},{}]}}"#, start(1), start(2), start(3));
+        let limits = TrailLimits { max_record_bytes: 2048, ..TrailLimits::default() };
+        let parsed = read_trail_file(file.as_bytes(), "big.json", limits).expect("big");
+        assert_eq!(parsed.events.len(), 2);
+        let cut = parsed.cut.expect("cut");
+        assert_eq!(cut.unread, None);
+        assert!(cut.reason.contains("record 3 (near byte offset"), "{cut:?}");
+        assert!(cut.reason.contains("is over 2048 bytes: the 2 records before it"), "{cut:?}");
+        assert!(!cut.reason.contains("xxxx"), "record content in the reason: {cut:?}");
+
+        // The file over its size (a bound on time): the same.
+        let file = format!(r#"{{"Records":[{},{}]}}"#, start(1), start(2));
+        let limits = TrailLimits { max_file_bytes: file.len() as u64 - 10, ..limits };
+        let parsed = read_trail_file(file.as_bytes(), "long.json", limits).expect("long");
+        assert_eq!(parsed.events.len(), 1);
+        assert!(parsed.cut.expect("cut").reason.contains("comes to more than"));
+        let gzipped = gzip(&" ".repeat(1 << 20));
+        let limits = TrailLimits { max_file_bytes: 1000, ..limits };
+        let error = read_trail_file(&gzipped[..], "blank.json.gz", limits).expect_err("blank");
+        assert!(error.contains("holds no document"), "{error}");
     }
 
     /// Bench of the cheap skipping (BENCHMARKS.md): a file of `SESSIONLAKE_TRAIL_BENCH_MB`

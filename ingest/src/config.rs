@@ -141,6 +141,10 @@ pub struct Args {
     /// Sessions per lake commit [default: 256].
     #[arg(long, env = "SESSIONLAKE_BATCH_SESSIONS", value_name = "N")]
     pub batch_sessions: Option<usize>,
+    /// Access records kept from one CloudTrail file; a file with more keeps these, and is
+    /// quarantined with the count of the records after them [default: 100000].
+    #[arg(long, env = "SESSIONLAKE_MAX_TRAIL_RECORDS", value_name = "N")]
+    pub max_trail_records: Option<usize>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT before the process gives up
     /// [default: 30s].
     #[arg(long, env = "SESSIONLAKE_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
@@ -212,6 +216,8 @@ pub struct ServiceConfig {
     pub restart_within: Option<String>,
     /// Sessions read, parsed and written at once.
     pub max_in_flight: Option<usize>,
+    /// Access records kept from one CloudTrail file (the rest of a longer file is quarantined).
+    pub max_trail_records: Option<usize>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: Option<String>,
     /// Attempts per AWS call (throttling and 5xx are retried with jittered backoff).
@@ -311,6 +317,8 @@ pub struct Config {
     pub restart_within: Duration,
     /// Sessions in flight at once.
     pub max_in_flight: usize,
+    /// Access records kept from one CloudTrail file.
+    pub max_trail_records: usize,
     /// Time in-flight work gets to finish after a stop signal.
     pub shutdown_timeout: Duration,
     /// Attempts per AWS call.
@@ -492,6 +500,10 @@ impl Config {
                 .max_in_flight
                 .or(service.max_in_flight)
                 .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            max_trail_records: args
+                .max_trail_records
+                .or(service.max_trail_records)
+                .unwrap_or(sessionlake_indexer::cloudtrail::DEFAULT_MAX_TRAIL_RECORDS),
             shutdown_timeout,
             retry_max_attempts: args
                 .retry_max_attempts
@@ -511,6 +523,9 @@ impl Config {
 
     /// Checks the merged configuration; errors name the field.
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_trail_records == 0 {
+            return Err("max_trail_records must be at least 1".to_string());
+        }
         if self.batch_sessions == 0 || self.batch_sessions > 100_000 {
             return Err(format!("batch_sessions must be 1..=100000, not {}", self.batch_sessions));
         }

@@ -376,6 +376,27 @@ impl InputFailed<'_> {
     }
 }
 
+/// Sessions wait for a CloudTrail file that failed (follow mode, for at most the wait since
+/// its first failure): sessions written before their `StartSession` get a second version.
+pub struct SessionsWaitForTrail<'a> {
+    /// The CloudTrail file.
+    pub source_ref: &'a str,
+    /// The longest wait.
+    pub wait: std::time::Duration,
+}
+
+impl SessionsWaitForTrail<'_> {
+    /// Logs the wait.
+    pub fn emit(&self) {
+        tracing::warn!(
+            // A source writer's name: printed escaped.
+            source = ?self.source_ref,
+            wait_seconds = self.wait.as_secs(),
+            "sessions wait for a CloudTrail file that failed; at most the wait since it first failed"
+        );
+    }
+}
+
 /// Access records of a CloudTrail file were skipped as malformed (the rest of the file is
 /// ingested; a file that cannot be read at all is quarantined instead).
 pub struct TrailRecordsMalformed<'a> {

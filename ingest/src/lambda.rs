@@ -105,7 +105,8 @@ pub fn event_work(event: &Value, config: &Config, cursors: &Cursors) -> Result<E
             work.trails.push(TrailPending::Inline(TrailInput {
                 source_ref,
                 position,
-                raw: payload,
+                raw: payload.into(),
+                expected: None,
             }));
         }
         return Ok(work);

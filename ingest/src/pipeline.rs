@@ -15,7 +15,7 @@
 //! A CloudTrail file becomes `access` files, one per day its events happened on
 //! ([`LakeWriter::write_access`]); a newer read of the same file replaces them the same way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -99,6 +99,10 @@ pub struct LakeWriter {
     /// Whether the chain it read was wholly trusted (no hole, fork or untrusted manifest): only
     /// then does it sign checkpoints, which readers take instead of the chain before them.
     pub chain_intact: bool,
+    /// The origin tags of live session versions written before versions carried one (by
+    /// version name), read from their `sessions` files when a tagged version of the same
+    /// session arrives ([`LakeWriter::learn_legacy_origins`]).
+    pub legacy_origins: HashMap<String, String>,
 }
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
@@ -278,11 +282,8 @@ impl LakeWriter {
             }
             .emit();
             understanding.confidence = SessionConfidence::Low;
-            understanding.reason = format!(
-                "its content (the agent's own path or events) names another session than its \
-                 name; {}",
-                understanding.reason
-            );
+            understanding.reason =
+                format!("{}; {}", sessionlake_schemas::NAME_MISMATCH_REASON, understanding.reason);
         }
         let record = SessionRecord {
             session_id: session_id.clone(),
@@ -411,9 +412,9 @@ impl LakeWriter {
             })
         };
         let own: BTreeSet<&str> = versions(ObjectKind::Commands).collect();
-        versions(ObjectKind::Raw)
-            .find(|version| !own.contains(version))
-            .and_then(transaction::origin_tag)
+        let version = versions(ObjectKind::Raw).find(|version| !own.contains(version))?;
+        transaction::origin_tag(version)
+            .or_else(|| self.legacy_origins.get(version).map(String::as_str))
     }
 
     /// Returns the live objects of earlier versions of `session_id` from `source` that a
@@ -439,13 +440,78 @@ impl LakeWriter {
                 && paths::is_session_object(&entry.path, session_id, source)
         });
         for entry in versions {
-            if same_origin(origin, origin_of(&entry.path)) {
+            if same_origin(origin, self.origin_of(&entry.path)) {
                 older.push(entry.clone());
             } else {
                 other_origin |= entry.kind == ObjectKind::Raw;
             }
         }
         (older, other_origin)
+    }
+
+    /// Returns the origin tag of the session version an object path names: its own, or, for a
+    /// version written before versions carried one, the one learnt from its `sessions` file.
+    fn origin_of<'a>(&'a self, path: &'a str) -> Option<&'a str> {
+        let (_, _, version) = paths::session_version(path)?;
+        transaction::origin_tag(version)
+            .or_else(|| self.legacy_origins.get(version).map(String::as_str))
+    }
+
+    /// Learns the origins of the live untagged versions (written before versions carried their
+    /// source object) of the sessions a tagged version in `written` delivers: the `sessions`
+    /// row of each (in its own file, or in a compacted one) names the source object
+    /// (`source_ref`) and the raw object (`raw_object`, whose name holds the version). Then a
+    /// delivery from another object replaces none of them (the conflict is kept and flagged,
+    /// as between tagged versions), and a new delivery of the same object still replaces its
+    /// old version. Each file is read once per writer; only untagged versions make it read.
+    async fn learn_legacy_origins(&mut self, written: &[Written]) -> anyhow::Result<()> {
+        let mut files: BTreeMap<String, ObjectEntry> = BTreeMap::new();
+        for input in written {
+            let Written::Session { session_id, source, objects, .. } = input else { continue };
+            if !objects.iter().any(|object| origin_of(&object.path).is_some()) {
+                continue;
+            }
+            let unknown = self.live.values().any(|entry| {
+                entry.kind == ObjectKind::Raw
+                    && paths::session_version(&entry.path).is_some_and(|(id, from, version)| {
+                        id == session_id
+                            && from == *source
+                            && transaction::origin_tag(version).is_none()
+                            && !self.legacy_origins.contains_key(version)
+                    })
+            });
+            if !unknown {
+                continue;
+            }
+            for entry in self.live.values() {
+                let holds = entry.kind == ObjectKind::Sessions
+                    && entry.sessions.iter().any(|id| id == session_id)
+                    && (paths::is_compacted(&entry.path)
+                        || paths::is_session_object(&entry.path, session_id, *source));
+                if holds {
+                    files.insert(entry.path.clone(), entry.clone());
+                }
+            }
+        }
+        for entry in files.into_values() {
+            let bytes = self.store.get_committed(&entry).await?;
+            let object = self.store.describe(&entry.path);
+            let rows = tokio::task::spawn_blocking(move || {
+                sessionlake_indexer::parquet_out::read_sessions(bytes, &object)
+            })
+            .await
+            .context("sessions reader task failed")??;
+            for row in rows {
+                let Some((_, _, version)) = paths::session_version(&row.raw_object) else {
+                    continue;
+                };
+                if transaction::origin_tag(version).is_none() {
+                    let tag = transaction::tag_of(&row.source_ref);
+                    self.legacy_origins.insert(version.to_string(), tag);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes one input's objects (a session version, or the quarantined original); the input
@@ -579,6 +645,10 @@ impl LakeWriter {
         let mut attempt = 0;
         let (link, plan) = loop {
             attempt += 1;
+            if let Err(error) = self.learn_legacy_origins(&written).await {
+                transaction.discard().await;
+                return Err(error);
+            }
             let mut plan = self.plan(&written);
             if let Err(error) = self.rewrite_compacted(&written, &mut plan, &mut transaction).await
             {
@@ -910,6 +980,7 @@ mod tests {
             trusted_head: chain.last().map(ChainLink::head),
             pinned: vec![PinnedSigner::of(&KeyringSigner(Arc::clone(keyring)), "the keyring")],
             chain_intact: true,
+            legacy_origins: HashMap::new(),
         }
     }
 
@@ -934,6 +1005,82 @@ mod tests {
             raw_bytes: 1,
             low_confidence: false,
         }
+    }
+
+    /// A version of `session_id` from `source_ref` named `version`: its raw object, and a real
+    /// `sessions` file (stored in `store`) that names `source_ref`.
+    async fn version_from(
+        store: &LakeStore,
+        session_id: &str,
+        name: &str,
+        source_ref: &str,
+    ) -> Written {
+        let Written::Session { objects, .. } = version(session_id, name) else {
+            unreachable!("a session version")
+        };
+        let record = SessionRecord {
+            session_id: session_id.into(),
+            principal: None,
+            run_as: None,
+            target: None,
+            region: None,
+            account: None,
+            started_at: None,
+            ended_at: None,
+            command_count: 1,
+            source: SessionSource::S3,
+            source_ref: source_ref.into(),
+            raw_object: objects[0].path.clone(),
+            raw_sha256: "00".repeat(32),
+            key_id: "k".into(),
+            ingested_at: 1,
+            status: sessionlake_schemas::SessionStatus::Complete,
+            parser_version: 1,
+            understanding: None,
+        };
+        let bytes = sessionlake_indexer::parquet_out::write_sessions(&[record]).expect("write");
+        let path = format!("sessions/dt=2026-11-29/{session_id}.s3.{name}.parquet");
+        let stored = store.put(&path, Bytes::from(bytes)).await.expect("put");
+        let sessions = entry(stored, ObjectKind::Sessions, vec![session_id.to_string()]);
+        Written::Session {
+            session_id: session_id.to_string(),
+            source: SessionSource::S3,
+            source_ref: source_ref.to_string(),
+            position: Some(name.to_string()),
+            objects: vec![objects[0].clone(), sessions],
+            commands: 1,
+            raw_bytes: 1,
+            low_confidence: false,
+        }
+    }
+
+    /// A version written before versions carried their source object (untagged) is replaced by
+    /// a later delivery of the object its `sessions` file names, and by no other object's.
+    /// See: issue 18, requirement 1
+    #[tokio::test]
+    async fn test_an_untagged_version_is_replaced_only_by_its_own_object() {
+        let (_dir, keyring, store) = lake_and_keyring();
+        let mut writer = writer(&store, &keyring).await;
+        let mut cursors = Cursors::default();
+        let origin = "s3://bucket/ssm/s-1.log";
+        let legacy = version_from(&store, "s-1", "661ed0b69f40ff8807859", origin).await;
+        writer.commit(vec![legacy], &mut cursors).await.expect("legacy");
+        let other = transaction::new_version_of("s3://bucket/zz-other/s-1.log");
+        let other = version_from(&store, "s-1", &other, "s3://bucket/zz-other/s-1.log").await;
+        let done = writer.commit(vec![other], &mut cursors).await.expect("other");
+        assert_eq!(done.replaced, 0, "another object replaced the untagged version");
+        let again = transaction::new_version_of(origin);
+        let again = version_from(&store, "s-1", &again, origin).await;
+        let done = writer.commit(vec![again], &mut cursors).await.expect("again");
+        assert_eq!(done.replaced, 1, "its own object's new delivery replaces it");
+        let live: Vec<&str> = writer
+            .live
+            .values()
+            .filter(|entry| entry.kind == ObjectKind::Raw)
+            .map(|entry| entry.path.as_str())
+            .collect();
+        assert_eq!(live.len(), 2, "the other object's and the new delivery: {live:?}");
+        assert!(live.iter().all(|path| !path.contains("661ed0b69f40ff8807859")), "{live:?}");
     }
 
     /// Two writers that opened the lake at the same head both commit a version of the same

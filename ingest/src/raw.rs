@@ -180,6 +180,68 @@ fn raw_name(raw: &Raw, source_ref: &str) -> String {
     }
 }
 
+/// The chunks of an input as a blocking worker receives them, hashed as they come: read them
+/// one by one ([`ChunkReader::next_chunk`]) or as a [`std::io::Read`].
+pub struct ChunkReader {
+    receiver: mpsc::Receiver<Bytes>,
+    digest: StreamDigest,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    /// Returns the next chunk, `None` at the end.
+    pub fn next_chunk(&mut self) -> Option<Bytes> {
+        let chunk = std::mem::take(&mut self.current);
+        if !chunk.is_empty() {
+            return Some(chunk);
+        }
+        let chunk = self.receiver.blocking_recv()?;
+        self.digest.update(&chunk);
+        Some(chunk)
+    }
+
+    /// Reads what the worker left to the end, for the digest of the whole input.
+    fn finish(mut self) -> RawDigest {
+        while self.next_chunk().is_some() {}
+        RawDigest::of(self.digest)
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.current.is_empty() {
+            match self.next_chunk() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let taken = self.current.len().min(out.len());
+        out[..taken].copy_from_slice(&self.current.split_to(taken));
+        Ok(taken)
+    }
+}
+
+/// Streams `raw` to `worker` on a blocking thread (the input is never whole in memory, unless
+/// it is bytes already); returns what the worker returns and the size and SHA-256 of every
+/// byte of `raw`, also those the worker did not read.
+pub async fn consume_raw<T: Send + 'static>(
+    raw: &Raw,
+    worker: impl FnOnce(&mut ChunkReader) -> T + Send + 'static,
+) -> anyhow::Result<(T, RawDigest)> {
+    let (sender, receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut reader =
+            ChunkReader { receiver, digest: StreamDigest::default(), current: Bytes::new() };
+        let done = worker(&mut reader);
+        (done, reader.finish())
+    });
+    let read = send_chunks(raw, &sender).await;
+    drop(sender);
+    let (done, digest) = consumer.await.context("reading task failed")?;
+    read?;
+    Ok((done, digest))
+}
+
 /// The first pass: parses `raw` as one session in `form` while taking its size and SHA-256.
 pub async fn parse_raw(
     raw: &Raw,
@@ -197,21 +259,14 @@ pub async fn parse_raw(
         .await
         .context("parser task failed");
     }
-    let (sender, mut receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-    let parser = tokio::task::spawn_blocking(move || {
+    consume_raw(raw, move |chunks| {
         let mut parser = SessionParser::new(form, &context);
-        let mut digest = StreamDigest::default();
-        while let Some(chunk) = receiver.blocking_recv() {
-            digest.update(&chunk);
+        while let Some(chunk) = chunks.next_chunk() {
             parser.feed(&chunk);
         }
-        (parser.finish(), RawDigest::of(digest))
-    });
-    let read = send_chunks(raw, &sender).await;
-    drop(sender);
-    let (parsed, digest) = parser.await.context("parser task failed")?;
-    read?;
-    Ok((parsed, digest))
+        parser.finish()
+    })
+    .await
 }
 
 /// Hands sealed bytes to the upload in pieces of [`SEALED_PIECE_BYTES`].

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_indexer::SessionContext;
-use sessionlake_indexer::cloudtrail::{attribution_conflicts, parse_trail_file, session_context};
+use sessionlake_indexer::cloudtrail::{
+    TrailLimits, attribution_conflicts, read_trail_file, session_context,
+};
 use sessionlake_lake::LakeErrorKind;
 use sessionlake_lake::cursors::Cursors;
 use sessionlake_lake::key_cache::CachingKeyProvider;
@@ -157,6 +159,9 @@ pub struct Ingestor {
     access_events: HashMap<String, String>,
     /// Local files read by this process.
     local_seen: LocalCache,
+    /// CloudTrail files whose reading failed, with the time of their first failure in a row
+    /// (µs since the epoch): sessions wait for them at most [`TRAIL_WAIT`].
+    trails_failing: HashMap<String, i64>,
     /// The keyring was created when opening.
     pub keyring_created: bool,
     /// Wall-clock time of the newest commit (µs since the epoch; `i64::MIN` for none).
@@ -172,6 +177,25 @@ pub struct Ingestor {
     /// A poll failed: objects of inputs or commits that failed may be left uncommitted, and are
     /// swept before the lease is released.
     unclean: bool,
+}
+
+/// Longest time sessions wait for a CloudTrail file that fails to be read (follow mode; a
+/// once run never waits): after it, sessions are ingested without its facts, and enriched when
+/// the file is read (a late `StartSession` re-indexes them).
+pub const TRAIL_WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// Returns the CloudTrail file among `failing` (name, first failure in a row, µs) that sessions
+/// wait for at `now`: none in a once run, else one that has been failing for less than
+/// [`TRAIL_WAIT`].
+fn waited_for(failing: &HashMap<String, i64>, follow: bool, now: i64) -> Option<&str> {
+    if !follow {
+        return None;
+    }
+    let wait = i64::try_from(TRAIL_WAIT.as_micros()).unwrap_or(i64::MAX);
+    failing
+        .iter()
+        .find(|(_, since)| now.saturating_sub(**since) < wait)
+        .map(|(name, _)| name.as_str())
 }
 
 /// Least pause before a failed idle commit is tried again (when the poll interval is shorter).
@@ -311,6 +335,9 @@ impl Ingestor {
             .await
             .with_context(|| format!("failed to read the identity of {}", store.location()))?;
         manifest::ensure_not_retired(&store, signer.key_id()).await?;
+        // Never a new signing key by the way (a KMS key rotated by a flag): only `sessionlake
+        // rekey --new-signing-key` brings one in, in a commit of its own.
+        manifest::ensure_known_signer(&store, signer.key_id()).await?;
         // A new key of the same kind as the last one that signed replaces it (it is retired
         // at the first commit); the keyring and a KMS key may both stay valid.
         let replaces = manifest::last_signer_of(&chain, signer.algorithm());
@@ -342,6 +369,7 @@ impl Ingestor {
             trusted_head: chain.last().map(ChainLink::head),
             pinned,
             chain_intact,
+            legacy_origins: HashMap::new(),
         };
         let s3 = sdk_config.as_ref().map(crate::s3_client);
         let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
@@ -360,6 +388,7 @@ impl Ingestor {
             cloudtrail,
             access_events,
             local_seen: LocalCache::new(),
+            trails_failing: HashMap::new(),
             keyring_created,
             last_commit_at,
             inherited_promise: (last_commit_at, promised_by),
@@ -495,7 +524,7 @@ impl Ingestor {
                 let Some(s3) = &self.s3 else {
                     anyhow::bail!("no S3 client for s3://{bucket}/{key}");
                 };
-                Ok(Some(sources::fetch_trail_s3(s3, &bucket, &key, &etag).await?))
+                sources::fetch_trail_s3(s3, &bucket, &key, &etag).await
             }
             TrailPending::Inline(input) => {
                 let cursor = self.cursors.positions.get(&input.source_ref);
@@ -504,28 +533,50 @@ impl Ingestor {
         }
     }
 
-    /// Parses one CloudTrail file and writes its new access events (not yet committed); a file
-    /// that cannot be read as CloudTrail is quarantined. Events whose id the lake holds from
-    /// another file are dropped; the session facts of the rest are kept for enrichment, and the
-    /// sessions already in the lake that lack them get new versions (see [`crate::enrich`]),
-    /// committed with the access events.
+    /// Parses one CloudTrail file, read as a stream, and writes its new access events (not yet
+    /// committed); a file that cannot be read as CloudTrail is quarantined, and so is one over
+    /// the record cap or a size limit (with the reason and count), after the access events
+    /// read before the limit are written. Events whose id the lake holds from another file are
+    /// dropped; the session facts of the rest are kept for enrichment, and the sessions already
+    /// in the lake that lack them get new versions (see [`crate::enrich`]), committed with the
+    /// access events.
     async fn write_trail(&mut self, input: TrailInput) -> anyhow::Result<Vec<Written>> {
-        let TrailInput { source_ref, position, raw } = input;
+        let TrailInput { source_ref, position, raw, expected } = input;
         let name = source_ref.clone();
-        let (parsed, raw) = tokio::task::spawn_blocking(move || {
-            let parsed = parse_trail_file(&raw, &name);
-            (parsed, raw)
-        })
-        .await
-        .context("cloudtrail parser task failed")?;
-        let parsed = match parsed {
+        let limits =
+            TrailLimits { max_records: self.config.max_trail_records, ..TrailLimits::default() };
+        let (parsed, digest) =
+            crate::raw::consume_raw(&raw, move |reader| read_trail_file(reader, &name, limits))
+                .await?;
+        if let Some(expected) = expected.filter(|expected| *expected != digest) {
+            anyhow::bail!(
+                "{source_ref} changed while it was read: {} bytes sha256 {} when listed, {} bytes \
+                 sha256 {} when read",
+                expected.len,
+                expected.sha256,
+                digest.len,
+                digest.sha256
+            );
+        }
+        let bad = |reason: String| BadInput {
+            source: sources::CLOUDTRAIL_SOURCE,
+            source_ref: source_ref.clone(),
+            position: position.clone(),
+            raw: raw.clone(),
+            reason,
+        };
+        let mut parsed = match parsed {
             Ok(parsed) => parsed,
             Err(reason) => {
-                let source = sources::CLOUDTRAIL_SOURCE;
-                let bad = BadInput { source, source_ref, position, raw: raw.into(), reason };
-                return Ok(vec![self.writer.write_input(Input::Bad(bad), None).await?]);
+                return Ok(vec![self.writer.write_input(Input::Bad(bad(reason)), None).await?]);
             }
         };
+        // The rest of a file over a limit is quarantined (the whole file, sealed, with the
+        // reason); what was read before the limit is written as any file's.
+        let mut written = Vec::new();
+        if let Some(cut) = parsed.cut.take() {
+            written.push(self.writer.write_input(Input::Bad(bad(cut.reason)), None).await?);
+        }
         events::TrailRecordsMalformed { source_ref: &source_ref, reasons: &parsed.malformed }
             .emit();
         let (fresh, seen): (Vec<_>, Vec<_>) = parsed.events.into_iter().partition(|event| {
@@ -552,7 +603,7 @@ impl Ingestor {
                 }
             }
         }
-        let mut written = self.writer.enrich(late, self.config.max_in_flight).await?;
+        written.extend(self.writer.enrich(late, self.config.max_in_flight).await?);
         written.push(self.writer.write_access(source_ref, position, fresh).await?);
         Ok(written)
     }
@@ -566,12 +617,17 @@ impl Ingestor {
         report: &mut PollReport,
     ) -> anyhow::Result<()> {
         let pending = self.list_trails().await?;
+        // A file no longer listed as changed (read since, or gone) is waited for no more.
+        let listed: HashSet<String> = pending.iter().map(TrailPending::describe).collect();
+        self.trails_failing.retain(|name, _| listed.contains(name));
         self.ingest_trail_files(pending, shutdown, health, report).await
     }
 
     /// Reads `pending` CloudTrail files into the `access` table (and the enrichment map), a
-    /// batch of `batch_sessions` files per commit, cursors saved after each commit. The first
-    /// file that fails stops it (the rest keep their cursors).
+    /// batch of `batch_sessions` files per commit, cursors saved after each commit. A file that
+    /// fails keeps its cursor (it is read again next time), goes to `report` and to the files
+    /// sessions may wait for ([`Ingestor::trail_wait`]); the others are still read, unless
+    /// every file of a batch failed. Returns an error only when a commit fails.
     pub async fn ingest_trail_files(
         &mut self,
         pending: Vec<TrailPending>,
@@ -586,25 +642,46 @@ impl Ingestor {
                 return Ok(());
             }
             let mut written = Vec::new();
+            let (mut attempted, mut failed) = (0_usize, 0_usize);
             for trail in queue.by_ref().take(self.config.batch_sessions) {
                 let described = trail.describe();
+                attempted += 1;
                 let result = match self.read_trail(trail).await {
                     Ok(Some(input)) => self.write_trail(input).await.map(Some),
                     Ok(None) => Ok(None),
                     Err(error) => Err(error),
                 };
                 match result {
-                    Ok(Some(inputs)) => written.extend(inputs),
-                    Ok(None) => {}
-                    // The file keeps its cursor and is read again; sessions wait for it.
+                    Ok(inputs) => {
+                        self.trails_failing.remove(&described);
+                        written.extend(inputs.into_iter().flatten());
+                    }
                     Err(error) => {
-                        return Err(error.context(format!("failed to ingest {described}")));
+                        failed += 1;
+                        let error = error.context(format!("failed to ingest {described}"));
+                        let kind = kind_of(&error);
+                        events::InputFailed { source_ref: &described, kind, error: &error }.emit();
+                        self.trails_failing.entry(described).or_insert_with(now_micros);
+                        report.failure.get_or_insert(error);
                     }
                 }
             }
             self.commit_written(written, health, report).await?;
+            // Every file of the batch failed: the source or the lake is down; the next poll
+            // tries again.
+            if failed == attempted {
+                break;
+            }
         }
         Ok(())
+    }
+
+    /// Returns the CloudTrail file sessions wait for, if any: in follow mode, one that failed
+    /// in the last poll and has been failing for less than [`TRAIL_WAIT`]. A once run never
+    /// waits (it has no next poll); nor does anyone past the wait: sessions are then ingested
+    /// without the file's facts, and enriched when it is read.
+    fn trail_wait(&self) -> Option<&str> {
+        waited_for(&self.trails_failing, self.config.follow, now_micros())
     }
 
     /// Commits `written` as one batch and saves the cursors after it; the batch goes to
@@ -792,7 +869,12 @@ impl Ingestor {
         }
         if let Err(error) = cloudtrail {
             events::count_error(kind_of(&error));
-            report.failure = Some(error.context("failed to read CloudTrail; sessions wait for it"));
+            report.failure =
+                Some(error.context("failed to commit CloudTrail; sessions wait for it"));
+            return report;
+        }
+        if let Some(waited_for) = self.trail_wait() {
+            events::SessionsWaitForTrail { source_ref: waited_for, wait: TRAIL_WAIT }.emit();
             return report;
         }
         let mut failure = None;
@@ -803,7 +885,9 @@ impl Ingestor {
             }
             listed = self.list(&mut failure) => listed,
         };
-        report.failure = failure;
+        if let Some(failure) = failure {
+            report.failure.get_or_insert(failure);
+        }
         report.backlog = pending.len();
         events::BacklogListed { backlog: report.backlog }.emit();
         let done = self.ingest_pending(pending, shutdown, health, &mut report).await;
@@ -1345,6 +1429,25 @@ mod tests {
     use clap::Parser as _;
 
     use super::*;
+
+    /// Sessions wait for a CloudTrail file that fails only in follow mode and only for
+    /// `TRAIL_WAIT` from its first failure in a row; never in a once run (issue 18,
+    /// requirement 7: a trail file never blocks sessions indefinitely).
+    #[test]
+    fn test_sessions_wait_for_a_failing_trail_file_a_bounded_time() {
+        let wait = i64::try_from(TRAIL_WAIT.as_micros()).expect("wait");
+        let failing = HashMap::from([("s3://trail/a.json.gz".to_string(), 1_000_000)]);
+        let cases = [
+            (true, 1_000_000, Some("s3://trail/a.json.gz")),
+            (true, 1_000_000 + wait - 1, Some("s3://trail/a.json.gz")),
+            (true, 1_000_000 + wait, None),
+            (false, 1_000_000, None),
+        ];
+        for (follow, now, expected) in cases {
+            assert_eq!(waited_for(&failing, follow, now), expected, "follow {follow}, at {now}");
+        }
+        assert_eq!(waited_for(&HashMap::new(), true, 0), None);
+    }
 
     #[tokio::test]
     async fn test_a_kms_key_without_aws_configuration_is_an_error_not_the_keyring() {

@@ -24,7 +24,7 @@ use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::{SessionSource, session_id};
 
 use crate::error::{IngestError, IngestErrorKind};
-use crate::raw::{ObjectLocation, Raw, RawObject};
+use crate::raw::{ObjectLocation, Raw, RawDigest, RawObject};
 
 /// Largest single session object read (a transcript beyond this is quarantined, not loaded).
 pub const MAX_OBJECT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
@@ -53,15 +53,18 @@ pub struct SessionInput {
     pub observed_at: Option<i64>,
 }
 
-/// A CloudTrail file as read, for the `access` table.
+/// A CloudTrail file to read, for the `access` table.
 #[derive(Debug, Clone)]
 pub struct TrailInput {
     /// Where: `s3://bucket/key` or a file path.
     pub source_ref: String,
     /// Cursor value after this file (ETag or content hash).
     pub position: String,
-    /// The file's bytes (gzip or not).
-    pub raw: Vec<u8>,
+    /// The file's bytes (gzip or not): a local file or an S3 object is streamed when read.
+    pub raw: Raw,
+    /// The size and SHA-256 the bytes must have when read (a local file, hashed when its
+    /// position was taken).
+    pub expected: Option<RawDigest>,
 }
 
 /// Input that cannot be a session, with the reason.
@@ -85,6 +88,25 @@ pub fn session_id_of(name: &str) -> Option<String> {
     let base = name.rsplit('/').next()?;
     let id = base.strip_suffix(".log").unwrap_or(base);
     session_id::is_valid(id).then(|| id.to_string())
+}
+
+/// Bytes read from the start of a transcript whose name is no session id, for the id its
+/// header names (the `script` header is its first line).
+const HEADER_PROBE_BYTES: u64 = 64 * 1024;
+
+/// Returns whether the id a transcript's name gives (`named`) stands as its id: it has the
+/// shape SSM gives session ids (`<principal>-<suffix>`). Otherwise its header is looked at.
+fn name_is_session_id(named: Option<&str>) -> bool {
+    named.is_some_and(|id| session_id::split(id).is_some())
+}
+
+/// Returns the id of a transcript whose name gives `named` (see [`name_is_session_id`]) and
+/// whose first bytes are `head`: the session id its `script` header names (the agent's
+/// `…/orchestration/<session-id>/Standard_Stream/…` path) if it is a valid one (a transcript
+/// saved as `incident-42.log`), else the name's.
+fn transcript_session_id(named: Option<String>, head: &[u8]) -> Option<String> {
+    let header = sessionlake_indexer::input::script_head(head).header.session_id;
+    header.filter(|id| session_id::is_valid(id)).or(named)
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -346,13 +368,26 @@ pub fn fetch_local(
     }
     let streamed_raw =
         || Raw::Object(RawObject { location: ObjectLocation::File(file.path.clone()), len });
+    // A transcript's name need not be its id: then its header names it, or nothing does.
+    let session_id =
+        if file.kind == LocalKind::Transcript && !name_is_session_id(session_id.as_deref()) {
+            let mut head = Vec::new();
+            std::fs::File::open(&file.path)
+                .and_then(|handle| handle.take(HEADER_PROBE_BYTES).read_to_end(&mut head))
+                .with_context(|| format!("failed to read {source_ref}"))?;
+            transcript_session_id(session_id, &head)
+        } else {
+            session_id
+        };
     let Some(session_id) = session_id else {
         let bad = BadInput {
             source: SessionSource::Local.as_str(),
             source_ref: source_ref.clone(),
             position,
             raw: streamed_raw(),
-            reason: format!("{source_ref:?}: file name {name:?} is not a session id"),
+            reason: format!(
+                "{source_ref:?}: file name {name:?} is not a session id, nor does a header name one"
+            ),
         };
         return Ok((Fetched::Bad(bad), seen));
     };
@@ -423,16 +458,24 @@ fn hash_file(handle: &mut std::fs::File, source_ref: &str) -> anyhow::Result<(u6
     Ok(digest.finish())
 }
 
-/// Reads a local CloudTrail file (blocking: run it on `spawn_blocking`); its position is the
-/// content hash. Returns `None` when the file was removed since the listing.
+/// Hashes a local CloudTrail file in chunks (blocking: run it on `spawn_blocking`); its
+/// position is the content hash, and its bytes are streamed when it is read. Returns `None`
+/// when the file was removed since the listing.
 pub fn read_local_trail(file: &LocalFile) -> anyhow::Result<Option<TrailInput>> {
     let source_ref = &file.source_ref;
-    let raw = match std::fs::read(&file.path) {
-        Ok(raw) => raw,
+    let mut handle = match std::fs::File::open(&file.path) {
+        Ok(handle) => handle,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error).with_context(|| format!("failed to read {source_ref}")),
     };
-    Ok(Some(TrailInput { source_ref: source_ref.clone(), position: sha256_hex(&raw), raw }))
+    let (len, sha256) = hash_file(&mut handle, source_ref)?;
+    let location = ObjectLocation::File(file.path.clone());
+    Ok(Some(TrailInput {
+        source_ref: source_ref.clone(),
+        position: sha256.clone(),
+        raw: Raw::Object(RawObject { location, len }),
+        expected: Some(RawDigest { len, sha256 }),
+    }))
 }
 
 /// Lists the objects under `prefix` whose keys end in one of `suffixes`, every page.
@@ -462,25 +505,34 @@ async fn list_objects(
     Ok(found)
 }
 
-/// Reads a whole object; returns its bytes and its ETag as read.
-async fn get_object(
+/// Returns an S3 object's ETag and size now, as a [`RawObject`] whose bytes are streamed at
+/// that ETag (`crate::raw`); `None` when it was deleted since it was listed or notified.
+async fn head_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
-) -> anyhow::Result<(Vec<u8>, Option<String>)> {
-    let name = format!("s3://{bucket}/{key}");
-    let response = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| IngestError::from_sdk(&format!("failed to fetch {name}"), e))?;
-    let etag = response.e_tag().map(str::to_string);
-    let body = response.body.collect().await.map_err(|error| {
-        IngestError::new(IngestErrorKind::Unavailable, format!("failed to read {name}: {error}"))
-    })?;
-    Ok((body.into_bytes().to_vec(), etag))
+    listed_etag: &str,
+) -> anyhow::Result<Option<(String, RawObject)>> {
+    let source_ref = format!("s3://{bucket}/{key}");
+    let head = match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => head,
+        Err(error) => {
+            let error = IngestError::from_sdk(&format!("failed to fetch {source_ref}"), error);
+            if error.kind() == IngestErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(error.into());
+        }
+    };
+    let etag = head.e_tag().unwrap_or(listed_etag).to_string();
+    let len = head.content_length().unwrap_or(0).max(0) as u64;
+    let location = ObjectLocation::S3 {
+        client: client.clone(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        etag: etag.clone(),
+    };
+    Ok(Some((etag, RawObject { location, len })))
 }
 
 /// Lists S3 objects whose keys end in `.log` under `prefix`, skipping those whose ETag the
@@ -533,13 +585,9 @@ pub fn pending_s3(object: &S3Object<'_>, cursors: &Cursors) -> Option<Pending> {
     if cursors.positions.get(&source_ref).is_some_and(|position| position == etag) {
         return None;
     }
-    let refused = match session_id_of(key) {
-        None => Some(format!("{source_ref:?}: key base name is not a session id")),
-        Some(_) if size > MAX_OBJECT_BYTES => {
-            Some(format!("{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"))
-        }
-        Some(_) => None,
-    };
+    // A key whose base name is no session id is fetched all the same: its header may name one.
+    let refused = (size > MAX_OBJECT_BYTES)
+        .then(|| format!("{source_ref} is {size} bytes, over the {MAX_OBJECT_BYTES}-byte limit"));
     if let Some(reason) = refused {
         let source = SessionSource::S3.as_str();
         let position = etag.to_string();
@@ -570,24 +618,39 @@ pub async fn fetch_s3(
     observed_at: Option<i64>,
 ) -> anyhow::Result<Fetched> {
     let source_ref = format!("s3://{bucket}/{key}");
-    let Some(session_id) = session_id_of(key) else {
-        anyhow::bail!("{source_ref:?}: key base name is not a session id");
+    // Its bytes are streamed at the ETag it has now when parsed and sealed (`crate::raw`).
+    let Some((etag, object)) = head_s3(client, bucket, key, listed_etag).await? else {
+        return Ok(Fetched::Unchanged);
     };
-    // The object's ETag and size now; its bytes are streamed at that ETag when parsed and
-    // sealed (`crate::raw`).
-    let head = match client.head_object().bucket(bucket).key(key).send().await {
-        Ok(head) => head,
-        // Deleted since it was listed or notified: nothing to ingest.
-        Err(error) => {
-            let error = IngestError::from_sdk(&format!("failed to fetch {source_ref}"), error);
-            if error.kind() == IngestErrorKind::NotFound {
-                return Ok(Fetched::Unchanged);
-            }
-            return Err(error.into());
+    // A key whose base name is no session id: the id its header names, if any.
+    let named = session_id_of(key);
+    let session_id = match name_is_session_id(named.as_deref()) {
+        true => named,
+        false => {
+            let range = format!("bytes=0-{}", HEADER_PROBE_BYTES - 1);
+            let request = client.get_object().bucket(bucket).key(key).range(range).if_match(&etag);
+            let response = request.send().await.map_err(|e| {
+                IngestError::from_sdk(&format!("failed to fetch {source_ref:?} at ETag {etag}"), e)
+            })?;
+            let head = response.body.collect().await.map_err(|error| {
+                let reason = format!("failed to read {source_ref:?}: {error}");
+                IngestError::new(IngestErrorKind::Unavailable, reason)
+            })?;
+            transcript_session_id(named, &head.into_bytes())
         }
     };
-    let etag = head.e_tag().unwrap_or(listed_etag).to_string();
-    let len = head.content_length().unwrap_or(0).max(0) as u64;
+    let Some(session_id) = session_id else {
+        return Ok(Fetched::Bad(BadInput {
+            source: SessionSource::S3.as_str(),
+            reason: format!(
+                "{source_ref:?}: key base name is not a session id, nor does a header name one"
+            ),
+            source_ref,
+            position: etag,
+            raw: Raw::from(Vec::new()),
+        }));
+    };
+    let len = object.len;
     if len > MAX_OBJECT_BYTES {
         return Ok(Fetched::Bad(BadInput {
             source: SessionSource::S3.as_str(),
@@ -597,19 +660,13 @@ pub async fn fetch_s3(
             raw: Raw::from(Vec::new()),
         }));
     }
-    let location = ObjectLocation::S3 {
-        client: client.clone(),
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        etag: etag.clone(),
-    };
     Ok(Fetched::Session(SessionInput {
         session_id,
         source: SessionSource::S3,
         source_ref,
         position: etag,
         form: InputForm::S3Transcript,
-        raw: Raw::Object(RawObject { location, len }),
+        raw: Raw::Object(object),
         observed_at,
     }))
 }
@@ -745,19 +802,23 @@ pub async fn list_cloudtrail_s3(
         .collect())
 }
 
-/// Reads one CloudTrail file from S3; its position is the ETag of the bytes read.
+/// Finds one CloudTrail file in S3 (its ETag and size now; its bytes are streamed at that
+/// ETag when read); its position is the ETag. `None` when it was deleted since it was listed.
 pub async fn fetch_trail_s3(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     listed_etag: &str,
-) -> anyhow::Result<TrailInput> {
-    let (raw, etag) = get_object(client, bucket, key).await?;
-    Ok(TrailInput {
+) -> anyhow::Result<Option<TrailInput>> {
+    let Some((etag, object)) = head_s3(client, bucket, key, listed_etag).await? else {
+        return Ok(None);
+    };
+    Ok(Some(TrailInput {
         source_ref: format!("s3://{bucket}/{key}"),
-        position: etag.unwrap_or_else(|| listed_etag.to_string()),
-        raw,
-    })
+        position: etag,
+        raw: Raw::Object(object),
+        expected: None,
+    }))
 }
 
 #[cfg(test)]

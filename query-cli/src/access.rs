@@ -105,10 +105,10 @@ const ACCESS_VIEW: View = View {
     ],
     row: |row| {
         let mut kind = cell(row, 1);
-        if let Some(error) = &row[14] {
-            kind.push_str(&format!(" ({error})"));
+        if row[14].is_some() {
+            kind.push_str(&format!(" ({})", cell(row, 14)));
         }
-        let session = row[10].clone().or_else(|| row[11].clone()).unwrap_or_else(|| "-".into());
+        let session = if row[10].is_some() { cell(row, 10) } else { cell(row, 11) };
         vec![
             cell(row, 0),
             kind,

@@ -1249,10 +1249,17 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         listed.conditions.push("s.transcript".into());
     }
     let ctx = open_tables(cli, Scope::Whole, |_| partitions_between(since, until)).await?;
+    // A version whose content names another session than its name is in conflict too.
+    let status = format!(
+        "CASE WHEN starts_with(coalesce(s.{}, ''), '{}') THEN '{}' ELSE s.status END",
+        columns::CONFIDENCE_REASON,
+        sessionlake_schemas::NAME_MISMATCH_REASON.replace('\'', "''"),
+        access::ATTRIBUTION_CONFLICT
+    );
     let frame = ctx
         .sql(&format!(
             "SELECT s.session_id, s.started_at, s.ended_at, s.principal, s.run_as, s.target, \
-             s.command_count, s.status, s.source, s.{} FROM sessions s {}",
+             s.command_count, {status} AS status, s.source, s.{} FROM sessions s {}",
             columns::CONFIDENCE,
             query.where_clause()
         ))
@@ -1431,26 +1438,41 @@ impl View {
     }
 }
 
+/// A cell holding a name (a session id, a principal, a target, a user): printed escaped, as
+/// ingest's log lines print names (control, invisible and bidirectional characters made
+/// visible; see `session_id::escaped`), so that a name cannot break a row, start a line of its
+/// own or pass for another.
 fn cell(row: &[Option<String>], index: usize) -> String {
+    match row.get(index).cloned().flatten() {
+        Some(name) => sessionlake_schemas::session_id::escaped(&name).into_owned(),
+        None => "-".to_string(),
+    }
+}
+
+/// A cell holding transcript text (a command, its output, a prompt): as it is, line breaks
+/// kept; the table makes its control characters visible.
+fn text_cell(row: &[Option<String>], index: usize) -> String {
     row.get(index).cloned().flatten().unwrap_or_else(|| "-".to_string())
 }
 
 /// The session's OS user (`run_as`), and whom the command ran as when that differs (`sudo su
 /// -`, `sudo -u bob CMD`): `ssm-user→root`. Narrow where nothing changed.
 fn run_as_cell(row: &[Option<String>], run_as: usize, effective_user: usize) -> String {
-    let session_user = cell(row, run_as);
+    let session_user = row.get(run_as).cloned().flatten();
     match row.get(effective_user).cloned().flatten() {
-        Some(user) if user != session_user => format!("{session_user}→{user}"),
-        _ => session_user,
+        Some(user) if Some(&user) != session_user.as_ref() => {
+            format!("{}→{}", cell(row, run_as), cell(row, effective_user))
+        }
+        _ => cell(row, run_as),
     }
 }
 
 /// The command on one line; a line typed into a REPL after its program's name:
 /// `[sqlite3] select count(*) from t;`.
 fn command_cell(row: &[Option<String>], command: usize, program: usize) -> String {
-    let text = cell(row, command).replace('\n', "⏎ ");
+    let text = text_cell(row, command).replace('\n', "⏎ ");
     match row.get(program).cloned().flatten() {
-        Some(program) => format!("[{program}] {text}"),
+        Some(_) => format!("[{}] {text}", cell(row, program)),
         None => text,
     }
 }
@@ -1505,11 +1527,12 @@ const SHOW_VIEW: View = View {
     ],
     header: &["#", "TIME", "COMMAND", "OUTPUT"],
     row: |row| {
-        let mut output = cell(row, 5);
+        let mut output = text_cell(row, 5);
         if row.get(6).cloned().flatten().as_deref() == Some("true") {
             output.push_str("\n[output cut]");
         }
-        vec![cell(row, 0), cell(row, 1), format!("{}{}", cell(row, 3), cell(row, 4)), output]
+        let command = format!("{}{}", text_cell(row, 3), text_cell(row, 4));
+        vec![cell(row, 0), cell(row, 1), command, output]
     },
     highlight_column: None,
     noun: "commands",

@@ -49,8 +49,14 @@ pub struct RekeyArgs {
     #[arg(long, value_name = "KEY", conflicts_with = "to_keyring")]
     pub to_kms: Option<String>,
     /// Re-wrap under the local keyring's key (--keyring).
-    #[arg(long, required_unless_present = "to_kms")]
+    #[arg(long, required_unless_present_any = ["to_kms", "new_signing_key"])]
     pub to_keyring: bool,
+    /// Bring a new manifest signing key into the lake (an asymmetric AWS KMS key,
+    /// `ECC_NIST_P256`): one commit signed by it records the change and retires the key of its
+    /// kind that signed before. The only way a new signing key enters a lake: ingest and every
+    /// other writer refuse a key that never signed it.
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["to_kms", "to_keyring"])]
+    pub new_signing_key: Option<String>,
     /// Why, recorded in the commit.
     #[arg(long)]
     pub reason: Option<String>,
@@ -88,8 +94,98 @@ struct Pending {
     record: Option<SessionKeyRecord>,
 }
 
+/// What `rekey --new-signing-key` did (or would do).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SigningKeySummary {
+    /// The key that signs the lake's commits from now on.
+    pub signing_key: String,
+    /// The key of its kind it retired, if one signed before.
+    pub retired: Option<String>,
+    /// Manifest sequence of the commit.
+    pub sequence: Option<u64>,
+    /// The head of the commit.
+    pub head: Option<sessionlake_lake::manifest::Head>,
+    /// Nothing was changed.
+    pub dry_run: bool,
+}
+
+/// Runs `sessionlake rekey --new-signing-key KEY`: on a wholly trusted chain, one commit
+/// (action `rekey`) signed by the new key, which adds its public key record and retires the key
+/// of its kind that signed last.
+async fn new_signing_key(cli: &Cli, args: &RekeyArgs, key_id: &str) -> anyhow::Result<Outcome> {
+    let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, _keys) = crate::open_lake_with(cli, keyring.clone()).await?;
+    let signer: Arc<dyn sessionlake_lake::signing::ManifestSigner> =
+        Arc::from(crate::signer(cli, Some(key_id), None, "rekey --new-signing-key").await?);
+    let mut attempt = 0;
+    let summary = loop {
+        attempt += 1;
+        let snapshot = crate::trusted_snapshot(cli, &store, keyring.as_deref()).await?;
+        snapshot.ensure_trusted("rekey --new-signing-key")?;
+        let retired =
+            sessionlake_lake::manifest::last_signer_of(snapshot.chain(), signer.algorithm())
+                .filter(|old| old != signer.key_id());
+        let mut summary = SigningKeySummary {
+            signing_key: signer.key_id().to_string(),
+            retired: retired.clone(),
+            dry_run: args.dry_run,
+            ..Default::default()
+        };
+        sessionlake_lake::manifest::ensure_not_retired(&store, signer.key_id()).await?;
+        if args.dry_run {
+            break summary;
+        }
+        let reason = args.reason.clone().or_else(|| {
+            Some(match &retired {
+                Some(old) => format!("signing key {old} replaced by {}", signer.key_id()),
+                None => format!("signing key {} added", signer.key_id()),
+            })
+        });
+        let committer =
+            Committer::new(Arc::clone(&signer)).replacing(retired.clone()).introducing();
+        let committed = Transaction::begin(&store, &committer, snapshot.file_head())
+            .commit(CommitAction::Rekey, reason, Vec::new(), Vec::new(), false)
+            .await;
+        match committed {
+            Ok(link) => {
+                summary.sequence = Some(link.manifest.body.sequence);
+                summary.head = Some(link.head());
+                break summary;
+            }
+            Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
+                tracing::info!(%error, "the lake moved on; planning again");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let value = serde_json::to_value(&summary).unwrap_or_default();
+        writeln!(out, "{}", json_record("summary", &value))?;
+    } else {
+        let what = if summary.dry_run { "would sign" } else { "signs" };
+        let retired = match &summary.retired {
+            Some(old) => format!(" (retiring {old})"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "{} {what} the commits of {} from now on{retired}",
+            summary.signing_key,
+            store.location()
+        )?;
+        if let Some(head) = &summary.head {
+            writeln!(out, "head: manifest {} sha256 {}", head.sequence, head.sha256)?;
+        }
+    }
+    Ok(Outcome::Matched)
+}
+
 /// Runs `sessionlake rekey`.
 pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
+    if let Some(key_id) = &args.new_signing_key {
+        return new_signing_key(cli, args, key_id).await;
+    }
     let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
     let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
     let keyring = keys.keyring().cloned().with_context(|| {

@@ -20,8 +20,9 @@ mod schema;
 pub mod session_id;
 
 pub use records::{
-    AccessKind, AccessRecord, CommandRecord, Confidence, KIND_REPL, KIND_SHELL, SessionConfidence,
-    SessionRecord, SessionSource, SessionStatus, TimeSource, Understanding,
+    AccessKind, AccessRecord, CommandRecord, Confidence, KIND_REPL, KIND_SHELL,
+    NAME_MISMATCH_REASON, SessionConfidence, SessionRecord, SessionSource, SessionStatus,
+    TimeSource, Understanding,
 };
 pub use schema::{
     ACCESS_ENCRYPTED_COLUMNS, ADDED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,

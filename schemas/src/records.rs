@@ -122,6 +122,12 @@ pub enum SessionStatus {
     Unparseable,
 }
 
+/// The start of the `confidence_reason` of a session version whose content (the agent's
+/// orchestration path in its header, the streamed events' `sessionId`) names another session
+/// than its name: ingest writes it, `sessions` shows such a version with status `conflict`.
+pub const NAME_MISMATCH_REASON: &str =
+    "its content (the agent's own path or events) names another session than its name";
+
 impl SessionStatus {
     /// Returns the value stored in the `status` column.
     pub fn as_str(self) -> &'static str {

@@ -26,6 +26,28 @@ pub fn is_valid(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+=,.@-".contains(&b))
 }
 
+/// Returns a name a source chose (an object key, a principal, a target, a session id) as it is
+/// printed for people: each control, invisible or bidirectional character (and `\\`) escaped
+/// as Rust's `{:?}` escapes it (`\n`, `\u{202e}`, `\u{200b}`), which is how ingest's log
+/// lines print names (their `?` fields); everything else, quotes included, as it is. A name
+/// with a line break then starts no line of its own, and two names that differ only in what
+/// cannot be seen look different.
+pub fn escaped(name: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| !matches!(c, '\'' | '"') && c.escape_debug().len() > 1;
+    if !name.chars().any(hidden) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut shown = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if hidden(c) {
+            shown.extend(c.escape_debug());
+        } else {
+            shown.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(shown)
+}
+
 /// Splits `id` on its last `-` when the suffix has the shape SSM gives it; `None` for an
 /// opaque id (which is still a valid id: see [`is_valid`]).
 pub fn split(id: &str) -> Option<SessionIdParts<'_>> {
@@ -40,6 +62,22 @@ pub fn split(id: &str) -> Option<SessionIdParts<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_names_are_printed_escaped() {
+        let cases = [
+            ("alice-0123456789abcdef0", "alice-0123456789abcdef0"),
+            ("evil\ninjected", "evil\\ninjected"),
+            ("kate\u{202e}-0123", "kate\\u{202e}-0123"),
+            ("i-0\u{200b}abc", "i-0\\u{200b}abc"),
+            ("a\u{1b}[2Jb", "a\\u{1b}[2Jb"),
+            ("back\\slash \"quoted\" it's", "back\\\\slash \"quoted\" it's"),
+            ("Jos\u{e9}", "Jos\u{e9}"),
+        ];
+        for (name, shown) in cases {
+            assert_eq!(escaped(name), shown, "{name:?}");
+        }
+    }
 
     #[test]
     fn test_split_on_last_dash() {

@@ -387,6 +387,30 @@ async fn prepare_key_records(
     Ok(written)
 }
 
+/// Fails, naming both keys, if the lake has commits and `key_id` never signed it (the lake holds
+/// no record of its public key): a new signing key enters a lake only through `sessionlake
+/// rekey --new-signing-key`, a commit that records it. A keyring of another lake, a mistyped
+/// `--signing-key`, or a key an attacker handed over then commit nothing.
+pub async fn ensure_known_signer(store: &LakeStore, key_id: &str) -> LakeResult<()> {
+    if store.get_opt(&public_key_path(key_id)).await?.is_some() {
+        return Ok(());
+    }
+    let Some(newest) = head(store).await? else {
+        return Ok(());
+    };
+    Err(LakeError::new(
+        LakeErrorKind::Config,
+        format!(
+            "signing key {key_id} never signed {}, whose newest manifest {} is signed by {}: a \
+             new signing key enters a lake only through `sessionlake rekey --new-signing-key \
+             {key_id}`",
+            store.location(),
+            newest.path,
+            newest.manifest.signature.key_id
+        ),
+    ))
+}
+
 /// Fails if the lake retired `key_id` (another key took over): a retired key never signs again.
 pub async fn ensure_not_retired(store: &LakeStore, key_id: &str) -> LakeResult<()> {
     let retired_path = retired_key_path(key_id);
@@ -403,6 +427,8 @@ pub async fn ensure_not_retired(store: &LakeStore, key_id: &str) -> LakeResult<(
 struct CommitRequest<'a> {
     signer: &'a dyn ManifestSigner,
     replaces: Option<&'a str>,
+    /// The signer's key may be new to the lake.
+    introduces: bool,
     idle_period_secs: Option<u64>,
     action: CommitAction,
     reason: Option<String>,
@@ -417,6 +443,9 @@ async fn commit_request(
     removed: Vec<ObjectEntry>,
 ) -> LakeResult<ChainLink> {
     let signer = request.signer;
+    if !request.introduces {
+        ensure_known_signer(store, signer.key_id()).await?;
+    }
     let records = prepare_key_records(store, signer, request.replaces, &mut added).await?;
     let committed = sign_and_create(store, &request, added, removed).await;
     if committed.as_ref().is_err_and(|error| !error.is_outcome_unknown()) {
@@ -536,6 +565,8 @@ pub struct Committer {
     replaces: Option<String>,
     idle_period: Option<Duration>,
     restart_within: Option<Duration>,
+    /// May sign a lake its key never signed (`sessionlake rekey --new-signing-key`).
+    introduces: bool,
 }
 
 impl std::fmt::Debug for Committer {
@@ -545,6 +576,7 @@ impl std::fmt::Debug for Committer {
             .field("replaces", &self.replaces)
             .field("idle_period", &self.idle_period)
             .field("restart_within", &self.restart_within)
+            .field("introduces", &self.introduces)
             .finish()
     }
 }
@@ -552,7 +584,21 @@ impl std::fmt::Debug for Committer {
 impl Committer {
     /// Returns a committer signing with `signer` that makes no promise and retires nothing.
     pub fn new(signer: Arc<dyn ManifestSigner>) -> Self {
-        Committer { signer, replaces: None, idle_period: None, restart_within: None }
+        Committer {
+            signer,
+            replaces: None,
+            idle_period: None,
+            restart_within: None,
+            introduces: false,
+        }
+    }
+
+    /// Lets the signer's key enter a lake it never signed: the one commit that does so
+    /// (`sessionlake rekey --new-signing-key`) records the change. Any other committer with a
+    /// new key is refused ([`ensure_known_signer`]).
+    pub fn introducing(mut self) -> Self {
+        self.introduces = true;
+        self
     }
 
     /// Retires `key_id` (if it is not the signer's own) at the first commit.
@@ -602,6 +648,7 @@ impl Committer {
         let request = CommitRequest {
             signer: self.signer.as_ref(),
             replaces: self.replaces.as_deref(),
+            introduces: self.introduces,
             idle_period_secs,
             action,
             reason,
@@ -897,8 +944,22 @@ mod tests {
         let chain = read_chain(&store).await.expect("read");
         let replaced = last_signer_of(&chain, SIGNATURE_ED25519);
         assert_eq!(replaced.as_deref(), Some(old.signer().key_id()));
-        let committer = Committer::new(Arc::new(KeyringSigner(Arc::new(new))))
+        let new = Arc::new(new);
+        // A key that never signed the lake is refused, naming both keys: only a committer
+        // that introduces it (`rekey --new-signing-key`) brings it in.
+        let refused =
+            Committer::new(Arc::new(KeyringSigner(Arc::clone(&new)))).replacing(replaced.clone());
+        let error = Transaction::begin(&store, &refused, Some(0))
+            .commit(CommitAction::Idle, None, vec![], vec![], false)
+            .await
+            .expect_err("a new key");
+        let message = error.to_string();
+        assert!(message.contains(new.signer().key_id()), "{message}");
+        assert!(message.contains(old.signer().key_id()), "{message}");
+        assert!(message.contains("rekey --new-signing-key"), "{message}");
+        let committer = Committer::new(Arc::new(KeyringSigner(new)))
             .replacing(replaced)
+            .introducing()
             .with_idle_period(Some(Duration::from_millis(1500)));
         let mut writer = Transaction::begin(&store, &committer, Some(0));
         let idle =

@@ -384,8 +384,16 @@ const ORIGIN_MARK: char = 'o';
 /// it (see [`origin_tag`]).
 pub fn new_version_of(origin: &str) -> String {
     let micros = chrono::Utc::now().timestamp_micros();
-    let tag = crate::store::sha256_hex(origin.as_bytes());
-    format!("{micros:x}{ORIGIN_MARK}{}", &tag[..16])
+    format!("{micros:x}{ORIGIN_MARK}{}", tag_of(origin))
+}
+
+/// Returns the origin tag [`new_version_of`] gives versions from the source object `origin`
+/// (16 hex digits of its SHA-256): also the tag of a version written before versions carried
+/// one, once its `source_ref` is read from its `sessions` file.
+pub fn tag_of(origin: &str) -> String {
+    let mut tag = crate::store::sha256_hex(origin.as_bytes());
+    tag.truncate(16);
+    tag
 }
 
 /// Returns the origin tag of a version from [`new_version_of`]; `None` for other versions

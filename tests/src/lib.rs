@@ -73,6 +73,7 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_POLL_INTERVAL",
         "SESSIONLAKE_MAX_IN_FLIGHT",
         "SESSIONLAKE_BATCH_SESSIONS",
+        "SESSIONLAKE_MAX_TRAIL_RECORDS",
         "SESSIONLAKE_SHUTDOWN_TIMEOUT",
         "SESSIONLAKE_RETRY_MAX_ATTEMPTS",
         "SESSIONLAKE_METRICS_ADDR",
@@ -355,6 +356,48 @@ pub fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
     let status = response.split(' ').nth(1)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())?;
     Some((status, body))
+}
+
+/// Creates log group `group` with stream `stream` in moto holding the events of the example
+/// CloudWatch stream `examples/cloudwatch/ssm-sessions/<stream>.json`, re-timed to a second
+/// apart from ten minutes ago (moto drops events older than 14 days); returns their messages.
+pub async fn put_example_stream(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+) -> Vec<String> {
+    let (_, messages) = example_stream(logs, group, stream).await;
+    put_events(logs, group, stream, &messages).await;
+    messages
+}
+
+/// Puts `messages` into stream `stream` of `group` (both exist), a second apart from ten
+/// minutes ago.
+pub async fn put_events(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    messages: &[String],
+) {
+    let start = chrono::Utc::now().timestamp_millis() - 600_000;
+    let events = messages
+        .iter()
+        .enumerate()
+        .map(|(i, message)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(start + 1000 * i as i64)
+                .message(message)
+                .build()
+                .expect("event")
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("put events");
 }
 
 /// Creates log group `group` with an empty stream `stream` in moto, and returns the messages of

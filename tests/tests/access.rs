@@ -4,9 +4,12 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::{Value, json};
-use sessionlake_tests::{binary, duckdb, files_under, repo_root, run, s3_client, unique};
+use sessionlake_tests::{
+    FaultProxy, binary, duckdb, files_under, repo_root, run, s3_client, unique,
+};
 
 use crate::parse_json_lines;
 
@@ -148,12 +151,19 @@ fn cli(dir: &Path, args: &[&str]) -> (i32, Vec<BTreeMap<String, Value>>, Value, 
 /// Runs `sessionlake-ingest --once` in `dir` on transcripts under `ssm/` of `source_bucket` and
 /// CloudTrail files under `AWSLogs/` of `trail_bucket`.
 fn ingest_s3(dir: &Path, source_bucket: &str, trail_bucket: &str) -> sessionlake_tests::Ran {
-    run(binary("sessionlake-ingest", true).current_dir(dir).args([
+    run(&mut ingest_s3_command(dir, source_bucket, trail_bucket))
+}
+
+/// The command [`ingest_s3`] runs, for more arguments.
+fn ingest_s3_command(dir: &Path, source_bucket: &str, trail_bucket: &str) -> Command {
+    let mut command = binary("sessionlake-ingest", true);
+    command.current_dir(dir).args([
         "--s3",
         &format!("s3://{source_bucket}/ssm/"),
         "--cloudtrail",
         &format!("s3://{trail_bucket}/AWSLogs/"),
-    ]))
+    ]);
+    command
 }
 
 /// Pages through `sessionlake <args>` `limit` rows at a time and returns every row in order;
@@ -726,4 +736,259 @@ async fn test_another_object_claiming_a_session_replaces_nothing() {
     assert!(!rows.is_empty(), "{rows:#?}");
     let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
     assert_eq!(rows.len(), 3, "{rows:#?}");
+}
+
+/// Creates a session bucket holding alice's transcript under `ssm/` and an empty trail bucket;
+/// returns a client and their names.
+async fn buckets_with_alice(prefix: &str) -> (aws_sdk_s3::Client, String, String) {
+    let s3 = s3_client().await;
+    let source_bucket = unique(&format!("{prefix}-logs"));
+    let trail_bucket = unique(&format!("{prefix}-trail"));
+    for bucket in [&source_bucket, &trail_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let transcript = repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
+    let transcript = std::fs::read(transcript).expect("example");
+    put(&s3, &source_bucket, "ssm/alice-0123456789abcdef0.log", transcript).await;
+    (s3, source_bucket, trail_bucket)
+}
+
+/// The quarantine notes the lake's manifests in `dir` hold.
+fn quarantine_notes(dir: &Path) -> Vec<String> {
+    let manifests = dir.join("lake/manifest");
+    files_under(&manifests)
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(manifests.join(file)).ok())
+        .filter_map(|text| serde_json::from_str::<Value>(&text).ok())
+        .flat_map(|manifest| manifest["body"]["added"].as_array().cloned().unwrap_or_default())
+        .filter(|entry| entry["kind"] == "quarantine")
+        .map(|entry| entry["note"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A trail file with more access records than the cap keeps the records read before it and
+/// is quarantined with the count of the rest, plain or gzip; the file was read as a stream.
+/// Before, a file was read whole (1.05 GB of memory for a 1.08 GB plain file) and a gzip file
+/// over 128 MiB was quarantined whole, losing every event.
+/// See: issue 18, requirement 7
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_trail_file_over_the_record_cap_keeps_its_first_records() {
+    let (s3, source_bucket, trail_bucket) = buckets_with_alice("cap").await;
+    let records = |prefix: &str| {
+        let mut records = Vec::new();
+        for n in 0..5 {
+            let session = format!("bob-{prefix}{n}0123456789abcdef");
+            let time = format!("2026-03-14T10:0{n}:00Z");
+            records.push(start_session(
+                &format!("{prefix}-{n}"),
+                &time,
+                BOB,
+                NODE_B,
+                &session,
+                None,
+            ));
+            let unrelated = json!({"bucketName": "b"});
+            let id = format!("{prefix}-unrelated-{n}");
+            records.push(record(
+                &id,
+                &time,
+                "s3.amazonaws.com",
+                "GetObject",
+                BOB,
+                unrelated,
+                Value::Null,
+            ));
+        }
+        json!({ "Records": records })
+    };
+    let plain = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_plain.json");
+    let gzipped = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_gzip.json.gz");
+    put(&s3, &trail_bucket, &plain, records("p").to_string().into_bytes()).await;
+    put(&s3, &trail_bucket, &gzipped, gzip(&records("g"))).await;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let capped = || {
+        run(ingest_s3_command(work.path(), &source_bucket, &trail_bucket)
+            .args(["--max-trail-records", "3"]))
+    };
+    let ran = capped();
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(ran.stdout.contains("ingested 1 sessions"), "{}", ran.stdout);
+    // The first three StartSession events of each file are in `access`, none after them.
+    let (code, rows, _, stderr) = cli(work.path(), &["access", "--kind", "ssm-session"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut ids: Vec<&str> = rows.iter().filter_map(|row| row["event_id"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["g-0", "g-1", "g-2", "p-0", "p-1", "p-2"], "{rows:#?}");
+    // Each file is quarantined as well, its note naming it, the cap and the records not read
+    // (from the fourth StartSession event on: two of them and two unrelated ones).
+    let notes = quarantine_notes(work.path());
+    assert_eq!(notes.len(), 2, "{notes:#?}");
+    for key in [&plain, &gzipped] {
+        let name = format!("s3://{trail_bucket}/{key}");
+        let note = notes.iter().find(|note| note.contains(&name)).expect("a note per file");
+        assert!(note.contains("holds more than 3 access records"), "{note}");
+        assert!(note.contains("4 records from record 7 (near byte offset"), "{note}");
+        assert!(ran.stderr.contains("input quarantined"), "{}", ran.stderr);
+    }
+    // A run again reads nothing again: both files' cursors moved.
+    let again = capped();
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(quarantine_notes(work.path()).len(), 2);
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
+
+/// A trail file that cannot be read (S3 answers AccessDenied, as for an object under a KMS
+/// key the reader may not use) never keeps sessions out: a once run ingests the sessions and
+/// the other trail files, names the file and exits 2; the file keeps its cursor and is read
+/// once it can be. Before, sessions waited for it on every run, for ever.
+/// See: issue 18, requirement 7
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_trail_file_that_cannot_be_read_never_blocks_sessions() {
+    let (s3, source_bucket, trail_bucket) = buckets_with_alice("blocked").await;
+    let readable = json!({"Records": [start_session("ev-alice", "2026-03-14T09:26:50Z", ALICE,
+        NODE_A, "alice-0123456789abcdef0", None)]});
+    let denied = json!({"Records": [start_session("ev-bob", "2026-03-14T10:10:00Z", BOB, NODE_B,
+        "bob-denied0123456789abcdef", None)]});
+    let readable_key = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_a.json.gz");
+    let denied_key = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_denied.json.gz");
+    put(&s3, &trail_bucket, &readable_key, gzip(&readable)).await;
+    put(&s3, &trail_bucket, &denied_key, gzip(&denied)).await;
+
+    let proxy = tokio::task::block_in_place(|| FaultProxy::start(3));
+    proxy.set(&json!({"deny": {"path": "_denied.json.gz"}}));
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || {
+        run(binary("sessionlake-ingest", true)
+            .env("AWS_ENDPOINT_URL", proxy.endpoint())
+            .current_dir(work.path())
+            .args(["--retry-max-attempts", "1", "--log", "warn"])
+            .args(["--s3", &format!("s3://{source_bucket}/ssm/")])
+            .args(["--cloudtrail", &format!("s3://{trail_bucket}/AWSLogs/")]))
+    };
+    let blocked = tokio::task::block_in_place(ingest);
+    assert_eq!(blocked.code, 2, "{}", blocked.stderr);
+    assert!(
+        blocked.stderr.contains("poll failed after committing 1 sessions"),
+        "{}",
+        blocked.stderr
+    );
+    assert!(blocked.stderr.contains("_denied.json.gz"), "{}", blocked.stderr);
+    assert!(blocked.stderr.contains("AccessDenied"), "{}", blocked.stderr);
+    // The session has the readable file's facts; the denied file's event is not read yet.
+    let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", "alice-0123456789abcdef0"]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["principal"], json!(ALICE), "{rows:#?}");
+    let (_, rows, _, _) = cli(work.path(), &["access"]);
+    let ids: Vec<&str> = rows.iter().filter_map(|row| row["event_id"].as_str()).collect();
+    assert_eq!(ids, ["ev-alice"], "{rows:#?}");
+
+    // Readable again: the next run reads it, and nothing else again.
+    proxy.set(&json!({"deny": null}));
+    let unblocked = tokio::task::block_in_place(ingest);
+    assert_eq!(unblocked.code, 0, "{}", unblocked.stderr);
+    let (_, rows, _, _) = cli(work.path(), &["access"]);
+    let mut ids: Vec<&str> = rows.iter().filter_map(|row| row["event_id"].as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["ev-alice", "ev-bob"], "{rows:#?}");
+}
+
+/// A version written before versions carried their source object (bob's stream in
+/// `tests/data/schema1-lake`, from a local `get-log-events` file) is not replaced by a stream of
+/// the same name in a log group, whether its rows are in its own files or compacted: its
+/// `sessions` row names the object it came from, another object is another delivery, and both
+/// stay live, flagged `conflict`. Before, any tagged delivery replaced an untagged version
+/// ("1 replaced"): one stream anyone can write hid it.
+/// See: issue 18, requirement 1
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_version_from_before_origin_tags_is_not_replaced_by_another_object() {
+    const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
+    let group = format!("/ssm/{}", unique("legacy"));
+    sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
+    let lake_args = ["--lake", "lake", "--keyring", "keyring.json"];
+    for compacted in [false, true] {
+        let work = tempfile::tempdir().expect("tempdir");
+        sessionlake_tests::copy_tree(&repo_root().join("tests/data/schema1-lake"), work.path());
+        let keyring = work.path().join("keyring.json");
+        std::fs::set_permissions(&keyring, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("keyring mode");
+        if compacted {
+            let compact = run(binary("sessionlake", false)
+                .current_dir(work.path())
+                .args(lake_args)
+                .args(["compact", "--min-age", "0s"]));
+            assert_eq!(compact.code, 0, "{}", compact.stderr);
+            let tables = files_under(&work.path().join("lake/sessions"));
+            assert!(tables.iter().any(|p| p.to_string_lossy().contains("compact-")), "{tables:?}");
+        }
+        let ingested = run(binary("sessionlake-ingest", true)
+            .current_dir(work.path())
+            .args(lake_args)
+            .args(["--cloudwatch", &group]));
+        assert_eq!(ingested.code, 0, "compacted {compacted}: {}", ingested.stderr);
+        let said = format!("{}{}", ingested.stdout, ingested.stderr);
+        for expected in [
+            "ingested 1 sessions",
+            "0 replaced",
+            "another source object already delivered this session",
+        ] {
+            assert!(said.contains(expected), "compacted {compacted}: {expected:?} not in {said}");
+        }
+        let (code, rows, _, stderr) =
+            cli(work.path(), &[&lake_args[..], &["sessions", "--session", BOB]].concat());
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(rows.len(), 2, "compacted {compacted}: {rows:#?}");
+        assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
+    }
+}
+
+/// Two streams of one log group whose names end in the same session id (`bob-…` and
+/// `zz-other/bob-…`), read in one poll: both are stored, neither replaces the other, and
+/// `sessions` shows both in conflict. Before origin tags, the later one read replaced the other
+/// within the batch, and the real transcript was never stored.
+/// See: issue 18, requirement 9
+#[tokio::test(flavor = "multi_thread")]
+async fn test_two_streams_of_one_base_name_in_one_poll_are_both_kept() {
+    const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
+    let group = format!("/ssm/{}", unique("twins"));
+    let messages = sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
+    let other = format!("zz-other/{BOB}");
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name(&other)
+        .send()
+        .await
+        .expect("create stream");
+    // A forged copy that leaves out the real session's last commands.
+    sessionlake_tests::put_events(&logs, &group, &other, &messages[..messages.len() / 2]).await;
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingested = run(binary("sessionlake-ingest", true)
+        .current_dir(work.path())
+        .args(["--cloudwatch", &group]));
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+    assert!(ingested.stdout.contains("ingested 2 sessions"), "{}", ingested.stdout);
+    assert!(ingested.stdout.contains("0 replaced"), "{}", ingested.stdout);
+    let (code, rows, _, stderr) = cli(work.path(), &["sessions", "--session", BOB]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|row| row["status"] == json!("conflict")), "{rows:#?}");
+    let query = format!(
+        "SELECT source_ref, command_count FROM sessions WHERE session_id = '{BOB}' \
+         ORDER BY source_ref"
+    );
+    let listed = run(binary("sessionlake", false)
+        .current_dir(work.path())
+        .args(["sql", &query, "--format", "csv"]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    // The real stream whole (9 commands), the copy with fewer.
+    let real = format!("cwl://{group}/{BOB},9\n");
+    assert!(listed.stdout.contains(&real), "{}", listed.stdout);
+    assert!(listed.stdout.contains(&format!("cwl://{group}/{other},")), "{}", listed.stdout);
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 1, "{}{}", verified.stdout, verified.stderr);
+    assert!(verified.stdout.contains("conflicting-delivery"), "{}", verified.stdout);
 }

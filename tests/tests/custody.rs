@@ -483,14 +483,45 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
         "{}",
         untrusted.stderr
     );
-    let second = run(binary("sessionlake-ingest", true).current_dir(dir.path()).args([
-        "--signing-key",
+    let rotate = || {
+        run(binary("sessionlake-ingest", true).current_dir(dir.path()).args([
+            "--signing-key",
+            &second_key,
+            "--trust-signing-key",
+            &first_key,
+            "--batch-sessions",
+            "2",
+        ]))
+    };
+    // Nor by a flag: a new signing key enters only through `rekey --new-signing-key`, in a
+    // commit of its own (issue 18, requirement 4). Refused, naming both keys; nothing written.
+    let manifests_before = files_under(&lake.join("manifest")).len();
+    let implicit = rotate();
+    assert_eq!(implicit.code, 2, "{}", implicit.stderr);
+    assert!(
+        implicit.stderr.contains("rekey --new-signing-key")
+            && implicit.stderr.contains(&first_arn)
+            && implicit.stderr.contains(&second_key),
+        "{}",
+        implicit.stderr
+    );
+    assert_eq!(files_under(&lake.join("manifest")).len(), manifests_before);
+    let rekeyed = run(binary("sessionlake", true).current_dir(dir.path()).args([
+        "rekey",
+        "--new-signing-key",
         &second_key,
-        "--trust-signing-key",
+        "--signing-key",
         &first_key,
-        "--batch-sessions",
-        "2",
+        "--reason",
+        "annual rotation",
     ]));
+    assert_eq!(rekeyed.code, 0, "{}", rekeyed.stderr);
+    assert!(rekeyed.stdout.contains(&format!("retiring {first_arn}")), "{}", rekeyed.stdout);
+    let handover = read_manifest(&lake, manifests_before as u64);
+    assert_eq!(handover.body.action, sessionlake_schemas::manifest::CommitAction::Rekey);
+    assert_eq!(handover.body.reason.as_deref(), Some("annual rotation"));
+    assert!(handover.signature.key_id.ends_with(&second_key), "{:?}", handover.signature);
+    let second = rotate();
     assert_eq!(second.code, 0, "{}", second.stderr);
     let retired_path = lake.join(sessionlake_lake::manifest::retired_key_path(&first_arn));
     let retired: PublicKeyRecord =
@@ -561,8 +592,8 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
         assert!(bundle.join("lake").join(&record).is_file(), "{record} is not in the bundle");
     }
 
-    // A tampered manifest fails its ECDSA signature.
-    let newest = manifest_path(&lake, 2);
+    // A tampered manifest fails its ECDSA signature (the newest: 2 is the handover).
+    let newest = manifest_path(&lake, 3);
     let text = std::fs::read_to_string(&newest).expect("manifest");
     std::fs::write(&newest, text.replacen("\"ingest\"", "\"retention\"", 1)).expect("edit");
     let (code, records) = verify_json(dir.path(), &both, true);
@@ -577,8 +608,8 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
         .collect();
     kinds.sort();
     // What only the tampered manifest names is vouched for by nothing trusted any more.
-    let mut expected = vec![pair("bad-signature", &paths::manifest_object(2))];
-    expected.extend(uncommitted_of(&read_manifest(&lake, 2)));
+    let mut expected = vec![pair("bad-signature", &paths::manifest_object(3))];
+    expected.extend(uncommitted_of(&read_manifest(&lake, 3)));
     expected.sort();
     assert_eq!(kinds, expected, "{records:?}");
 }

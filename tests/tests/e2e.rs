@@ -855,8 +855,14 @@ fn test_show_reads_one_source_of_a_session_delivered_twice() {
 #[test]
 fn test_hostile_names_are_quarantined_and_never_break_queries() {
     let (dir, first) = ingested_examples_and(|examples| {
-        let alice = std::fs::read(examples.join("s3/ssm-logs/alice-0123456789abcdef0.log"))
-            .expect("example");
+        // alice's transcript with a header that names no session (the agent's path in it
+        // would give the session its id: see the next test).
+        let alice =
+            std::fs::read_to_string(examples.join("s3/ssm-logs/alice-0123456789abcdef0.log"))
+                .expect("example");
+        let (_, body) = alice.split_once('\n').expect("header");
+        let alice =
+            format!("Script started on 2026-03-14 09:27:17+00:00 [COMMAND=\"bash\"]\n{body}");
         for name in [
             "q%2Fr-0123456789abcdef0.log",
             "p%25-0123456789abcdef0.log",
@@ -899,6 +905,56 @@ fn test_hostile_names_are_quarantined_and_never_break_queries() {
     assert_eq!(verify(dir.path(), &[]), (0, vec![]));
 }
 
+/// Names a source chose are printed escaped in every listing's table (`sessions`, `access`,
+/// `search --include-access`): a principal with a line break and a right-to-left override, a
+/// target with a zero-width space (a forged `StartSession` carries whatever it likes) neither
+/// start a line of their own nor hide; JSON keeps them exact.
+/// See: issue 18, requirement 3
+#[test]
+fn test_names_are_printed_escaped_in_listings() {
+    const PRINCIPAL: &str = "arn:aws:iam::111122223333:user/mal\u{202e}lory\nFAKE ROW";
+    const TARGET: &str = "i-0a1b2c3d\u{200b}4e5f67890";
+    let (dir, _) = ingested_examples_and(|examples| {
+        let day = examples.join("cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/15");
+        std::fs::create_dir_all(&day).expect("folder");
+        let record = serde_json::json!({"Records": [{
+            "eventID": "ev-hostile-names", "eventTime": "2026-03-15T08:00:00Z",
+            "eventSource": "ssm.amazonaws.com", "eventName": "StartSession",
+            "userIdentity": {"type": "IAMUser", "arn": PRINCIPAL, "accountId": "111122223333"},
+            "requestParameters": {"target": TARGET},
+            "responseElements": {"sessionId": "mallory-0123456789abcdef1"}}]});
+        std::fs::write(
+            day.join("111122223333_CloudTrail_us-east-1_hostile.json"),
+            record.to_string(),
+        )
+        .expect("write");
+    });
+    let listings: [&[&str]; 3] = [
+        &["sessions", "--session", "mallory-0123456789abcdef1"],
+        &["access", "--kind", "ssm-session"],
+        &["search", "--include-access", "--since", "2026-03-15", "--until", "2026-03-16"],
+    ];
+    for args in listings {
+        let listed = run(binary("sessionlake", false).current_dir(dir.path()).args(args));
+        assert_eq!(listed.code, 0, "{args:?}: {}", listed.stderr);
+        let table = &listed.stdout;
+        assert!(table.contains("mal\\u{202e}lory\\nFAKE ROW"), "{args:?}: {table}");
+        for hidden in ['\u{202e}', '\u{200b}'] {
+            assert!(!table.contains(hidden), "{args:?}: {hidden:?} printed: {table}");
+        }
+        assert!(!table.lines().any(|line| line.starts_with("FAKE")), "{args:?}: {table}");
+    }
+    let listed = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sessions",
+        "--session",
+        "mallory-0123456789abcdef1",
+        "--json",
+    ]));
+    let (rows, _) = parse_json_lines(&listed.stdout);
+    assert_eq!(rows[0]["principal"], Value::from(PRINCIPAL), "{rows:#?}");
+    assert_eq!(rows[0]["target"], Value::from(TARGET), "{rows:#?}");
+}
+
 /// Files on a local lake that no listing shows (a name that is not UTF-8; `name#1`, the part
 /// file object_store leaves when an upload is killed) are named by `verify`; they no longer
 /// make `verify` or `shred` fail.
@@ -929,9 +985,43 @@ fn test_verify_names_files_the_store_cannot_list() {
     assert_eq!(shred.code, 0, "{}", shred.stderr);
 }
 
+/// A transcript saved under a name that is no session id (`incident-42.log`: not the shape SSM
+/// gives ids) takes the id its `script` header names (the agent's orchestration path); one
+/// whose name cannot be an id and whose header names none is quarantined as before.
+/// See: issue 18, requirement 1
+#[test]
+fn test_a_transcript_named_otherwise_takes_the_id_its_header_names() {
+    let (dir, ingest) = ingested_examples_and(|examples| {
+        let ssm = examples.join("s3/ssm-logs");
+        std::fs::rename(ssm.join("alice-0123456789abcdef0.log"), ssm.join("incident-42.log"))
+            .expect("rename");
+        std::fs::write(
+            ssm.join("notes #7.log"),
+            "Script started on 2026-03-14 09:27:17+00:00\n$ ls\r\n",
+        )
+        .expect("write");
+    });
+    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+    assert!(ingest.stdout.contains("1 quarantined"), "{}", ingest.stdout);
+    let (_, found, _) = cli_json(dir.path(), &["search", "--command", "rm -rf", "--json"]);
+    assert_rm_rf_rows(&found);
+    let (_, rows, _) =
+        cli_json(dir.path(), &["sessions", "--session", "alice-0123456789abcdef0", "--json"]);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    // Its header and its id agree: nothing to flag.
+    assert_eq!(rows[0]["confidence"], Value::from("high"), "{rows:#?}");
+    let notes = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "sql",
+        "SELECT source_ref FROM sessions WHERE session_id = 'alice-0123456789abcdef0'",
+        "--format",
+        "csv",
+    ]));
+    assert!(notes.stdout.contains("incident-42.log"), "{}", notes.stdout);
+}
+
 /// A transcript whose own content (the agent's orchestration path in its `script` header)
 /// names another session than its file name is kept under its name and flagged: a warning,
-/// low confidence with the reason, listed by `sessions --confidence low`.
+/// low confidence with the reason, listed by `sessions --confidence low`, status `conflict`.
 #[test]
 fn test_a_transcript_naming_another_session_is_flagged() {
     const COPY: &str = "mallory-0123456789abcdef9";
@@ -947,6 +1037,8 @@ fn test_a_transcript_naming_another_session_is_flagged() {
     assert_eq!(code, 0);
     let flagged: Vec<&str> = rows.iter().filter_map(|row| row["session_id"].as_str()).collect();
     assert_eq!(flagged, [COPY], "{rows:#?}");
+    // `sessions` shows it in conflict, as a session two objects or two StartSessions claim.
+    assert_eq!(rows[0]["status"], Value::from("conflict"), "{rows:#?}");
     let query = format!("SELECT confidence_reason FROM sessions WHERE session_id = '{COPY}'");
     let reason = run(binary("sessionlake", false)
         .current_dir(dir.path())

@@ -61,26 +61,7 @@ async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
         .expect("put");
     // bob's session streamed to CloudWatch Logs.
     let group = format!("/ssm/{}", unique("lambda"));
-    let (_, messages) = sessionlake_tests::example_stream(&logs, &group, BOB).await;
-    let start = chrono::Utc::now().timestamp_millis() - 600_000;
-    let events = messages
-        .iter()
-        .enumerate()
-        .map(|(i, message)| {
-            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp(start + 1000 * i as i64)
-                .message(message)
-                .build()
-                .expect("event")
-        })
-        .collect();
-    logs.put_log_events()
-        .log_group_name(&group)
-        .log_stream_name(BOB)
-        .set_log_events(Some(events))
-        .send()
-        .await
-        .expect("put events");
+    let messages = sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
 
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("keyring.json");

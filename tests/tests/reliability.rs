@@ -632,6 +632,21 @@ fn hostile_line_mib() -> u64 {
     std::env::var("SESSIONLAKE_HOSTILE_LINE_MIB").ok().and_then(|n| n.parse().ok()).unwrap_or(256)
 }
 
+/// Runs `sessionlake-ingest --once --local inputs` in `dir`; returns how it ended and its peak
+/// resident set (KiB).
+fn ingest_measuring_peak(dir: &Path) -> (sessionlake_tests::Ran, u64) {
+    let mut service = Background::spawn(ingest(dir, false).args(["--once", "--local", "inputs"]));
+    let mut peak = 0;
+    while let Some(rss) = peak_rss_kib(service.pid()) {
+        peak = peak.max(rss);
+        if service.stdout().contains("ingested") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (service.wait(PATIENCE * 5), peak)
+}
+
 /// Returns the peak resident set (`VmHWM`, KiB) of process `pid`, if it still runs.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -677,24 +692,14 @@ fn test_hostile_corpus_is_quarantined_or_kept_and_every_good_session_is_ingested
         ("not a session id;rm -rf.log", "is not a session id"),
         ("broken-json-0123456789abcdef6.json", "is not get-log-events JSON"),
         ("wrong-shape-0123456789abcdef7.json", "is not get-log-events JSON"),
-        ("bomb.json.gz", "decompresses to more than the allowed size"),
+        ("bomb.json.gz", "is not JSON"),
     ];
 
-    let mut service =
-        Background::spawn(ingest(dir.path(), false).args(["--once", "--local", "inputs"]));
-    let mut peak = 0;
-    while let Some(rss) = peak_rss_kib(service.pid()) {
-        peak = peak.max(rss);
-        if service.stdout().contains("ingested") {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let ran = service.wait(PATIENCE * 5);
+    let (ran, peak) = ingest_measuring_peak(dir.path());
     eprintln!("peak RSS of ingest over the hostile corpus ({line_mib} MiB line): {peak} KiB");
     assert_eq!(ran.code, 0, "{}", ran.stderr);
     // Bounded whatever the line's size: transcripts stream (parsed, then sealed and uploaded in
-    // parts), and a CloudTrail file decompresses to at most 128 MiB (the bomb's cost).
+    // parts), and so do CloudTrail files (the bomb is refused at its first byte).
     let bound_kib = 384 * 1024;
     assert!(peak < bound_kib, "peak RSS {peak} KiB over {bound_kib} KiB");
     assert!(!ran.stderr.contains(SECRET_COMMAND), "command text in the log");
@@ -729,4 +734,74 @@ fn test_hostile_corpus_is_quarantined_or_kept_and_every_good_session_is_ingested
     assert_eq!(status("truncated-0123456789abcdef1"), Some(Value::from("truncated")));
     assert_eq!(status("alice-0123456789abcdef0"), Some(Value::from("complete")));
     assert_verifies(dir.path());
+}
+
+/// MiB of the generated plain-JSON CloudTrail file; `SESSIONLAKE_TRAIL_MIB=1100` gives the
+/// issue's 1.08 GB (a debug build reads about 12 MiB/s).
+fn trail_mib() -> u64 {
+    std::env::var("SESSIONLAKE_TRAIL_MIB").ok().and_then(|n| n.parse().ok()).unwrap_or(64)
+}
+
+/// A big plain-JSON CloudTrail file is read as a stream: the ingest's peak memory does not grow
+/// with it (it read the file whole before, 1.05 GB for a 1.08 GB file), its access events are
+/// all ingested, and the sessions of the same run are too.
+/// See: issue 18, requirement 7
+#[test]
+fn test_a_big_plain_trail_file_is_read_in_bounded_memory() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs = dir.path().join("inputs");
+    sessionlake_tests::copy_tree(&repo_root().join("examples/s3/ssm-logs"), &inputs);
+    let trail = inputs.join("cloudtrail/111122223333_CloudTrail_us-east-1_big.json");
+    std::fs::create_dir_all(trail.parent().expect("folder")).expect("folder");
+    let unrelated = serde_json::json!({"eventVersion": "1.08", "userIdentity": {"type": "AssumedRole",
+        "arn": "arn:aws:sts::111122223333:assumed-role/app/i-0a1b2c3d", "accountId": "111122223333"},
+        "eventTime": "2026-03-14T09:26:50Z", "eventSource": "s3.amazonaws.com", "eventName": "GetObject",
+        "awsRegion": "us-east-1", "sourceIPAddress": "10.0.0.12", "userAgent": "aws-sdk-java/2.20.0",
+        "requestParameters": {"bucketName": "data", "key": "part-00001.parquet"}, "responseElements": null,
+        "requestID": "REQ", "eventID": "EVENT", "readOnly": true, "eventType": "AwsApiCall",
+        "recipientAccountId": "111122223333"})
+    .to_string();
+    let start = |n: usize| {
+        serde_json::json!({"eventID": format!("ev-{n}"), "eventTime": "2026-03-14T09:26:50Z",
+            "eventSource": "ssm.amazonaws.com", "eventName": "StartSession",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob"},
+            "requestParameters": {"target": "i-0fedcba9876543210"},
+            "responseElements": {"sessionId": format!("bob-{n:08}0123456789")}})
+        .to_string()
+    };
+    let target = trail_mib() << 20;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&trail).expect("create"));
+    file.write_all(b"{\"Records\":[").expect("write");
+    let (mut written, mut records, mut starts) = (0_u64, 0_usize, 0_usize);
+    while written < target {
+        let record = if records.is_multiple_of(1000) {
+            starts += 1;
+            start(records)
+        } else {
+            unrelated.clone()
+        };
+        if records > 0 {
+            file.write_all(b",").expect("write");
+        }
+        file.write_all(record.as_bytes()).expect("write");
+        written += record.len() as u64 + 1;
+        records += 1;
+    }
+    file.write_all(b"]}").expect("write");
+    file.flush().expect("flush");
+    drop(file);
+
+    let (ran, peak) = ingest_measuring_peak(dir.path());
+    eprintln!("peak RSS of ingest over a {} MiB plain trail file: {peak} KiB", trail_mib());
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains(&format!("{starts} access events")),
+        "{starts} StartSession events: {}",
+        ran.stdout
+    );
+    assert!(ran.stdout.contains("ingested 2 sessions"), "{}", ran.stdout);
+    // The process's own size (about 30 MiB in a debug build) and buffers, not the file's.
+    let bound_kib = 56 * 1024;
+    assert!(peak < bound_kib, "peak RSS {peak} KiB over {bound_kib} KiB");
 }
