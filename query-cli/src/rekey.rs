@@ -247,6 +247,28 @@ pub async fn rekey(cli: &Cli, args: &RekeyArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Matched)
 }
 
+/// Fails unless `record`, stored at `entry` with other bytes than the chain committed, can be
+/// what a rekey that never committed wrote there: the same session's key, bound to this
+/// record. A copy of another session's record (planted by whoever can write to the lake) is
+/// refused: re-wrapping it would leave this session's objects readable by no key.
+fn could_be_rewritten(entry: &ObjectEntry, record: &SessionKeyRecord) -> anyhow::Result<()> {
+    use sessionlake_schemas::envelope::{CONTEXT_RECORD, CONTEXT_SUBJECT};
+    let session = entry.sessions.first().map(String::as_str).unwrap_or_default();
+    let named = |key: &str| record.key.context.get(key).map(String::as_str);
+    let ours = record.session_id == session
+        && named(CONTEXT_SUBJECT).is_none_or(|subject| subject == session)
+        && named(CONTEXT_RECORD).is_none_or(|path| path == entry.path);
+    anyhow::ensure!(
+        ours,
+        "rekey refused: {} is not the session key record the chain committed (sha256 {}), and          it holds the key of another session or record ({}), not one a rekey of {} wrote;          nothing was re-wrapped. Restore the committed record, or run `sessionlake verify`",
+        entry.path,
+        entry.sha256,
+        sessionlake_schemas::session_id::escaped(&record.session_id),
+        session
+    );
+    Ok(())
+}
+
 /// Returns the live objects whose key is not wrapped under `target_id` yet (or whose record was
 /// rewritten by a rekey that never committed), with their current wrapping, and how many already
 /// are. Data keys wrapped under a session key are left alone: their record is re-wrapped.
@@ -269,6 +291,9 @@ async fn plan(
             let record: SessionKeyRecord = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a session key record", entry.path))?;
             let committed = sessionlake_lake::store::sha256_hex(&bytes) == entry.sha256;
+            if !committed {
+                could_be_rewritten(entry, &record)?;
+            }
             let wrapped = record.key.clone();
             return anyhow::Ok(Some((
                 Pending { entry: entry.clone(), wrapped, record: Some(record) },

@@ -465,3 +465,44 @@ fn test_a_missing_shared_or_linked_keyring_is_refused() {
     assert_eq!(verify.code, 2, "{}", verify.stderr);
     assert!(verify.stderr.contains("is a symbolic link"), "{}", verify.stderr);
 }
+
+/// A session key record replaced by a copy of another session's record (anyone who can write
+/// to the lake can copy one) is not re-wrapped by `rekey`: that would leave the session's
+/// objects readable by no key. `rekey` refuses naming the record and commits nothing; with
+/// the committed record back, it runs.
+#[test]
+fn test_rekey_refuses_a_session_key_record_copied_from_another_session() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (victim, other) = ("kate-0a1b2c3d4e5f60718", "mallory-0a1b2c3d4e5f60718");
+    let (source, transcript) = canary_source(work.path(), victim);
+    std::fs::write(source.join(format!("{other}.log")), &transcript).expect("write");
+    let ingested = ingest(work.path(), &source, None);
+    assert_eq!(ingested.code, 0, "{}", ingested.stderr);
+    let keys = work.path().join("lake/keys/sessions");
+    let record_of = |session: &str| {
+        let name = files_under(&keys)
+            .into_iter()
+            .find(|file| file.to_string_lossy().starts_with(session))
+            .expect("a session key record");
+        keys.join(name)
+    };
+    let (victims, others) = (record_of(victim), record_of(other));
+    let committed = std::fs::read(&victims).expect("read");
+    std::fs::copy(&others, &victims).expect("copy the other session's record over");
+    let manifests = files_under(&work.path().join("lake/manifest"));
+
+    let refused = run(cli(work.path(), false).args(["rekey", "--to-keyring"]));
+    assert_eq!(refused.code, 2, "{}{}", refused.stdout, refused.stderr);
+    let name = victims.strip_prefix(work.path().join("lake")).expect("in the lake");
+    assert!(refused.stderr.contains(&*name.to_string_lossy()), "{}", refused.stderr);
+    assert!(refused.stderr.contains(other), "{}", refused.stderr);
+    assert_eq!(files_under(&work.path().join("lake/manifest")), manifests, "nothing committed");
+    assert_eq!(std::fs::read(&victims).expect("read"), std::fs::read(&others).expect("read"));
+
+    std::fs::write(&victims, committed).expect("restore the committed record");
+    let rekeyed = run(cli(work.path(), false).args(["rekey", "--to-keyring", "--json"]));
+    assert_eq!(rekeyed.code, 0, "{}", rekeyed.stderr);
+    let shown = run(cli(work.path(), false).args(["show", victim]));
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains(CANARY_COMMAND), "{}", shown.stdout);
+}
