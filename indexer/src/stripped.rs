@@ -230,17 +230,53 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // one only showed it being edited.
     let mut shown: Vec<Option<ShownLine>> = Vec::with_capacity(texts.len());
     let mut open: Option<(usize, OpenEditor)> = None;
+    // fish's carried editor row lost its buffer to a stripped line, and no line redrew it yet.
+    let mut fish_buffer_unknown = false;
     for text in texts {
         if is_stripped(text) {
+            if let Some((_, editor)) = open.as_mut()
+                && editor.is_fish()
+                && !text.is_empty()
+            {
+                editor.forget_buffer();
+                fish_buffer_unknown = true;
+            }
             shown.push(None);
             continue;
         }
-        let carried = open.take().filter(|_| closes_editor_first(text));
+        let carried = open.take().filter(|(_, editor)| {
+            closes_editor_first(text) || (editor.is_fish() && !text.contains(EDITOR_OPENS))
+        });
         let (screen, left_open) = LineTerminal::run_stripped_in_editor(
             UNSTRIPPED_LINE_WIDTH,
             text.as_bytes(),
             carried.as_ref().map(|(_, editor)| editor),
         );
+        // fish's editor row, carried through the lines drawn while it is open (its pagers,
+        // its moves down and back up), is the line that opened it; each of these lines shows
+        // its own last row (a pager's, the output after the editor closed).
+        if let Some((index, editor)) = &carried
+            && editor.is_fish()
+        {
+            let mut rows = screen.lines.into_iter();
+            if let Some(row) = rows.next() {
+                let redrawn = row.text != editor.row().trim_end_matches(' ');
+                // Until a line redraws a buffer a stripped line changed, the opening line's
+                // own reading stands.
+                if (redrawn || !fish_buffer_unknown)
+                    && let Some(Some(opened)) = shown.get_mut(*index)
+                {
+                    opened.text = row.text;
+                }
+                fish_buffer_unknown &= !redrawn;
+            }
+            open = left_open.filter(OpenEditor::is_fish).map(|editor| (*index, editor));
+            shown.push(Some(rows.last().map_or_else(ShownLine::default, |line| ShownLine {
+                text: line.text,
+                ..ShownLine::default()
+            })));
+            continue;
+        }
         if let Some((index, _)) = carried
             && let Some(Some(superseded)) = shown.get_mut(index)
         {
@@ -296,10 +332,14 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
         .collect()
 }
 
+/// Bracketed paste on and off: a line editor opens and closes.
+const EDITOR_OPENS: &str = "\x1b[?2004h";
+const EDITOR_CLOSES: &str = "\x1b[?2004l";
+
 /// Whether the line closes the line editor (bracketed paste off) before it opens one.
 fn closes_editor_first(text: &str) -> bool {
-    let closes = text.find("\x1b[?2004l");
-    let opens = text.find("\x1b[?2004h");
+    let closes = text.find(EDITOR_CLOSES);
+    let opens = text.find(EDITOR_OPENS);
     closes.is_some_and(|close| opens.is_none_or(|open| close < open))
 }
 
@@ -870,6 +910,39 @@ mod tests {
                 line("> uptime", Some(2), true),
             ]
         );
+    }
+
+    #[test]
+    fn test_fish_editor_row_is_carried_through_its_pager() {
+        // fish-default, streamed: Ctrl-R opens the history pager below the prompt's row; fish
+        // goes up to the row to show each match (`for …` first, then `echo hello from`, once
+        // in a line the agent stripped), and Enter accepts the match from a later line.
+        let sgr0 = "\x1b[30m\x1b(B\x1b[m";
+        let mark = format!("\x1b[2m⏎\x1b(B\x1b[m{}⏎ \x1b[K", " ".repeat(79));
+        let texts = [
+            format!(
+                "{mark}\x1b[?2004h\x1b]0;~\x07{sgr0}\x1b[92mssm-user\x1b(B\x1b[m@\x1b(B\x1b[m\
+                 ip-10-0-0-12\x1b(B\x1b[m \x1b[32m~\x1b(B\x1b[m\x1b(B\x1b[m> \x1b[K\x1b[25C"
+            ),
+            "search: h           ".to_string(),
+            format!(
+                "\x1b[9C{sgr0}\x1b[A\x1b[A\x1b[A\x1b[16C\x1b[34mfor{sgr0} \x1b[36mf{sgr0} \
+                 \x1b[34min{sgr0} \x1b[36m\x1b[4mnotes.txt{sgr0} \x1b[36m\x1b[4mdeploy.sh"
+            ),
+            "echo hello from".to_string(),
+            "search: he          ".to_string(),
+            format!("\x1b[7m► echo hello from\x1b(B\x1b[m  ► \x1b[34mecho{sgr0}\x1b[J\x1b[A\x1b[A"),
+            format!("\x1b[10C\x1b[A\x1b[15C\x1b[34mecho{sgr0} \x1b[36mhello{sgr0} \x1b[36mfrom"),
+            format!("\x1b[10C{sgr0}\x1b[4ml         \x1b[A"),
+            String::new(),
+            format!("{sgr0}\x1b[?2004l\x1b]0;echo hello from ~\x07{sgr0}hello from"),
+        ];
+        let shown: Vec<String> =
+            reconstruct_stream_lines(&texts).into_iter().map(|line| line.text).collect();
+        assert_eq!(shown[0], "ssm-user@ip-10-0-0-12 ~> echo hello from", "{shown:?}");
+        assert_eq!(shown.last().map(String::as_str), Some("hello from"), "{shown:?}");
+        // Only the opening line shows the editor's row.
+        assert!(shown[1..].iter().all(|text| !text.contains("~> ")), "{shown:?}");
     }
 
     #[test]
