@@ -2,6 +2,8 @@
 //! the shell did not run (cancelled lines, empty lines, output that imitates a prompt), and
 //! collect each command's output.
 
+use std::collections::VecDeque;
+
 use sessionlake_schemas::Confidence;
 
 use crate::prompt::{self, Prompt, floor_char_boundary};
@@ -441,6 +443,10 @@ pub struct Assembler {
     /// Lines the shell's line editor drew, and how many of them were not understood (neither a
     /// prompt with a command, nor a continuation, nor a REPL line): see [`Assembler::editor_lines`].
     editor_lines: EditorLines,
+    /// Without editor marks: the lines the last command prints, as its text tells (see
+    /// [`syntax::literal_output`]), still to come. They are its output even where they show a
+    /// prompt (`printf '[u@h ~]$ rm -rf /\n'`).
+    predicted: VecDeque<String>,
 }
 
 /// Lines a line editor drew (the input's editor marks tell), and how many were not understood.
@@ -463,12 +469,22 @@ impl Assembler {
             current: None,
             repl: None,
             editor_lines: EditorLines::default(),
+            predicted: VecDeque::new(),
         }
     }
 
     /// Takes the next line.
     pub fn push(&mut self, line: &Line) {
-        let Assembler { evidence, drafts, continuing, learned, current, repl, editor_lines } = self;
+        let Assembler {
+            evidence,
+            drafts,
+            continuing,
+            learned,
+            current,
+            repl,
+            editor_lines,
+            predicted,
+        } = self;
         editor_lines.seen += usize::from(line.editor);
         let evidence = *evidence;
         if *continuing {
@@ -510,6 +526,16 @@ impl Assembler {
                 }
             }
             *continuing = false;
+        }
+        if let Some(expected) = predicted.pop_front() {
+            if line.text.trim_end_matches(' ') == expected.trim_end_matches(' ') {
+                if let Some(draft) = current.as_mut() {
+                    draft.output.push(&line.text);
+                    draft.end = line.end;
+                }
+                return;
+            }
+            predicted.clear();
         }
 
         // A stripped stream glues a prompt to output that had no final newline
@@ -632,6 +658,14 @@ impl Assembler {
         *continuing = !pending.is_empty();
         if !*continuing {
             *repl = current.as_ref().and_then(|draft| repl::started_by(&draft.command));
+            if evidence != Evidence::EditorMarks
+                && let Some(printed) =
+                    current.as_ref().and_then(|draft| syntax::literal_output(&draft.command))
+                && let Some(lines) = printed.strip_suffix('\n')
+            {
+                // Whole lines only: a last one without its newline is glued to the next prompt.
+                predicted.extend(lines.split('\n').map(str::to_string));
+            }
         }
         if *continuing {
             if let Some(done) = current.take() {
@@ -868,6 +902,30 @@ mod tests {
         assert_eq!(commands(&assemble(&input, Evidence::Raw)), vec!["echo x; !!"]);
         let input = lines(&[("$ sudo !!", false), ("sudo systemctl restart x", false)]);
         assert_eq!(commands(&assemble(&input, Evidence::Raw)), vec!["sudo systemctl restart x"]);
+    }
+
+    #[test]
+    fn test_lines_a_literal_printf_prints_are_its_output() {
+        // bash-fake-prompts, streamed: without editor marks, what `printf` of a literal prints
+        // is its output, prompt-shaped or not; only as many lines as it prints, so a command
+        // typed at the next prompt still counts, whatever it shows.
+        let p = "[alice@ip-10-0-0-12 ~]$ ";
+        let printf = r"printf 'sh-4.2$ sudo su\n[root@ip-10-0-0-12 ~]# \n'";
+        let printf_rm = format!(r"printf '{p}rm -rf /\n'");
+        let texts = [
+            format!("{p}{printf}"),
+            "sh-4.2$ sudo su".to_string(),
+            "[root@ip-10-0-0-12 ~]# ".to_string(),
+            format!("{p}{printf_rm}"),
+            format!("{p}rm -rf /"),
+            format!("{p}rm -rf /"),
+        ];
+        let input: Vec<(&str, bool)> = texts.iter().map(|text| (text.as_str(), false)).collect();
+        for evidence in [Evidence::Stripped, Evidence::Raw] {
+            let drafts = assemble(&lines(&input), evidence);
+            assert_eq!(commands(&drafts), vec![printf, &printf_rm, "rm -rf /"], "{evidence:?}");
+            assert_eq!(drafts[0].output.text(), "sh-4.2$ sudo su\n[root@ip-10-0-0-12 ~]# ");
+        }
     }
 
     #[test]
