@@ -554,7 +554,12 @@ impl Assembler {
             if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text[..position]);
             }
-            split_line = Line { text: line.text[position..].to_string(), ..line.clone() };
+            // Where the editor opened counts from the line's new start.
+            split_line = Line {
+                text: line.text[position..].to_string(),
+                prompt_end: line.prompt_end.and_then(|end| end.checked_sub(position)),
+                ..line.clone()
+            };
             line = &split_line;
         }
         if let Some(program) = *repl {

@@ -26,6 +26,7 @@ pub mod syntax;
 pub mod terminal;
 pub mod users;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sessionlake_schemas::{
@@ -565,16 +566,23 @@ fn starts_with_zsh_eol_mark(text: &str) -> bool {
 /// after its greeting, without the end-of-line mark that tells fish): rows at the same prompt
 /// as a row whose shell a mark told (zsh, fish) get that shell.
 fn shells_by_prompt(commands: &mut [CommandRecord]) {
-    let marked: Vec<(String, Arc<str>)> = commands
-        .iter()
-        .filter_map(|row| {
-            let shell =
-                row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))?;
-            Some((row.prompt.clone(), Arc::clone(shell)))
-        })
-        .collect();
+    // Each prompt a mark told once, the first mark standing: one pass over the rows, and one
+    // more only when some row is zsh's or fish's (a bash-only session costs a scan).
+    let mut marked: HashMap<&str, Arc<str>> = HashMap::new();
+    for row in commands.iter() {
+        if let Some(shell) =
+            row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))
+        {
+            marked.entry(row.prompt.as_str()).or_insert_with(|| Arc::clone(shell));
+        }
+    }
+    if marked.is_empty() {
+        return;
+    }
+    let marked: HashMap<String, Arc<str>> =
+        marked.into_iter().map(|(prompt, shell)| (prompt.to_string(), shell)).collect();
     for row in commands.iter_mut().filter(|row| row.shell.as_deref() == Some("bash")) {
-        if let Some((_, shell)) = marked.iter().find(|(prompt, _)| *prompt == row.prompt) {
+        if let Some(shell) = marked.get(row.prompt.as_str()) {
             row.shell = Some(Arc::clone(shell));
         }
     }
