@@ -247,17 +247,24 @@ const MAX_PASTE_LINES: usize = 64;
 /// that reads `P h1`, `h2`, …, `hn` + `h1`, `h2`, …, `hn`. The block becomes one line
 /// `P h1\nh2\n…\nhn`, which `assemble` splits into commands where the shell would.
 pub fn merge_stripped_pastes(lines: &mut Vec<Line>) {
-    let mut index = 0;
-    while index < lines.len() {
-        if let Some(merged) = paste_at(lines, index) {
-            let (text, consumed) = merged;
-            let end = lines[index + consumed - 1].end;
-            lines[index].text = text;
-            lines[index].end = end;
-            lines.drain(index + 1..index + consumed);
+    // In place, in one pass: the lines are read at `read` and onwards (`paste_at` only looks
+    // ahead) and kept at `write`, which never passes `read` (removing each merged range where
+    // it was moved every later line, quadratic in a long session).
+    let mut read = 0;
+    let mut write = 0;
+    while read < lines.len() {
+        let mut consumed = 1;
+        if let Some((text, merged)) = paste_at(lines, read) {
+            let end = lines[read + merged - 1].end;
+            lines[read].text = text;
+            lines[read].end = end;
+            consumed = merged;
         }
-        index += 1;
+        lines.swap(write, read);
+        write += 1;
+        read += consumed;
     }
+    lines.truncate(write);
 }
 
 /// Returns the merged text and the number of lines a paste starting at `index` spans.
@@ -426,6 +433,9 @@ fn read_repl_line(
     });
 }
 
+/// Shortest learned prompt a stripped line is split at (`$ ` is too common in output).
+const MIN_SPLIT_PROMPT: usize = 6;
+
 /// Turns lines into commands, one line at a time: nothing but the commands found so far is
 /// kept, so a transcript of any length is assembled in the memory its commands take.
 #[derive(Debug)]
@@ -436,6 +446,8 @@ pub struct Assembler {
     continuing: bool,
     /// Prompts seen so far (at most 16).
     learned: Vec<String>,
+    /// Searchers for the learned prompts long enough to split a stripped line at.
+    learned_finders: Vec<memchr::memmem::Finder<'static>>,
     /// The command whose output lines are coming.
     current: Option<Draft>,
     /// The REPL the last command started, reading lines until a shell prompt comes back.
@@ -466,6 +478,7 @@ impl Assembler {
             drafts: Vec::new(),
             continuing: false,
             learned: Vec::new(),
+            learned_finders: Vec::new(),
             current: None,
             repl: None,
             editor_lines: EditorLines::default(),
@@ -480,6 +493,7 @@ impl Assembler {
             drafts,
             continuing,
             learned,
+            learned_finders,
             current,
             repl,
             editor_lines,
@@ -542,13 +556,12 @@ impl Assembler {
         // (`Password: [u@h ~]$ echo …`): the prompt starts a line of its own.
         let split_line;
         let mut line = line;
+        // The prompt of `line`, once looked for (each line's is looked for once).
+        let mut found = None;
         if evidence == Evidence::Stripped
-            && find_prompt(line, evidence, learned).is_none()
-            && let Some(position) = learned
-                .iter()
-                .filter(|p| p.len() >= 6)
-                .filter_map(|p| line.text.find(p.as_str()))
-                .min()
+            && found.insert(find_prompt(line, evidence, learned)).is_none()
+            && let Some(position) =
+                learned_finders.iter().filter_map(|finder| finder.find(line.text.as_bytes())).min()
             && position > 0
         {
             if let Some(draft) = current.as_mut() {
@@ -561,6 +574,7 @@ impl Assembler {
                 ..line.clone()
             };
             line = &split_line;
+            found = None;
         }
         if let Some(program) = *repl {
             if !shows_shell_prompt(line, learned) {
@@ -574,7 +588,7 @@ impl Assembler {
         let prompt = if evidence == Evidence::EditorMarks && !line.editor {
             None
         } else {
-            find_prompt(line, evidence, learned)
+            found.unwrap_or_else(|| find_prompt(line, evidence, learned))
         };
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
@@ -595,6 +609,9 @@ impl Assembler {
         }
         let prompt_text = &line.text[..prompt.len];
         if !learned.iter().any(|p| p == prompt_text) && learned.len() < 16 {
+            if prompt_text.len() >= MIN_SPLIT_PROMPT {
+                learned_finders.push(memchr::memmem::Finder::new(prompt_text).into_owned());
+            }
             learned.push(prompt_text.to_string());
         }
         let mut rest = &line.text[prompt.len..];
@@ -708,15 +725,15 @@ impl Assembler {
             apply_history_expansion(draft);
         }
         // Without editor marks a completion list looks like a command with output.
+        // Each draft is compared with the one after it, in one pass.
         if evidence != Evidence::EditorMarks {
-            let mut index = 0;
-            while index + 1 < drafts.len() {
-                if is_completion_listing(&drafts[index], &drafts[index + 1]) {
-                    drafts.remove(index);
-                } else {
-                    index += 1;
-                }
-            }
+            let listings: Vec<bool> = drafts
+                .windows(2)
+                .map(|pair| is_completion_listing(&pair[0], &pair[1]))
+                .chain([false])
+                .collect();
+            let mut listing = listings.into_iter();
+            drafts.retain(|_| !listing.next().unwrap_or(false));
         }
         drafts
     }
