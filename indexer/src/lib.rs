@@ -243,7 +243,7 @@ struct TranscriptBody {
 impl TranscriptBody {
     fn new(script: input::ScriptTranscript, text: bool) -> Self {
         let sink = TranscriptLines {
-            marked: Assembler::new(Evidence::EditorMarks),
+            marked: None,
             raw: Some(Assembler::new(Evidence::Raw)),
             pending: None,
             last_region: None,
@@ -296,7 +296,7 @@ impl TranscriptBody {
         // first marked line told which one holds.
         let assembler = match sink.raw {
             Some(raw) if regions == 0 => raw,
-            _ => sink.marked,
+            _ => sink.marked.unwrap_or_else(|| Assembler::new(Evidence::EditorMarks)),
         };
         let editor_lines = assembler.editor_lines();
         let mut drafts = assembler.finish();
@@ -336,7 +336,10 @@ impl TranscriptBody {
 /// as marked by the line editor and one as raw, until a marked line shows which one holds.
 #[derive(Debug)]
 struct TranscriptLines {
-    marked: Assembler,
+    /// Made at the first line drawn in an editor region: before it, reading lines as marked
+    /// finds nothing (a line no editor drew is output, and there is no command yet to own
+    /// it), so a transcript without marks (bash 4, dash) is read once, not twice.
+    marked: Option<Assembler>,
     /// Dropped at the first line drawn in an editor region.
     raw: Option<Assembler>,
     /// The line being built (an editor region may add lines to it).
@@ -351,7 +354,9 @@ struct TranscriptLines {
 impl TranscriptLines {
     fn flush(&mut self) {
         if let Some(line) = self.pending.take() {
-            self.marked.push(&line);
+            if let Some(marked) = self.marked.as_mut() {
+                marked.push(&line);
+            }
             if let Some(raw) = self.raw.as_mut() {
                 raw.push(&line);
             }
@@ -365,6 +370,7 @@ impl LineSink for TranscriptLines {
         let LineMarks { region, prompt_end, abandoned, shell } = marks;
         if region.is_some() {
             self.raw = None;
+            self.marked.get_or_insert_with(|| Assembler::new(Evidence::EditorMarks));
         }
         if region.is_some()
             && region == self.last_region

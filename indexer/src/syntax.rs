@@ -214,7 +214,11 @@ impl Scanner {
 /// A shell prints such a literal as it is: the lines right after the command that show exactly
 /// that text are its output, whatever they look like.
 pub fn literal_output(command: &str) -> Option<String> {
-    let (program, argument) = command.split_once(' ')?;
+    // Runs once per command: most start with neither.
+    let (program, argument) = match command.strip_prefix("echo ") {
+        Some(argument) => ("echo", argument),
+        None => ("printf", command.strip_prefix("printf ")?),
+    };
     let literal = argument.trim_matches(' ').strip_prefix('\'')?.strip_suffix('\'')?;
     if literal.contains('\'') || literal.chars().any(char::is_control) {
         return None;
