@@ -1219,6 +1219,11 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         if self.alternate_screen || !intermediates.is_empty() {
             return;
         }
+        // Colours, the most frequent sequence, move nothing.
+        if action == 'm' {
+            self.moved_up = after_up;
+            return;
+        }
         let row_start = self.row_start();
         let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
         match action {
@@ -1301,7 +1306,6 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.cursor_up(first_param(params, 1));
                 self.moved_up = self.stripped;
             }
-            'm' => self.moved_up = after_up,
             'B' => {
                 for _ in 0..first_param(params, 1).min(WINDOW) {
                     self.line_feed();
