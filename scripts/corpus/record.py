@@ -970,6 +970,10 @@ def self_test() -> None:
     assert ansi_strip(b"\x1b[?1049h\x1b[22;0;0t") == (b"", False)
     assert ansi_strip("日".encode()) == (b"\xe6\xa5", False)  # 0x97 is a C1 control
     assert ansi_strip("🎉".encode()) == (b"\xf0", False)  # 0x9F C1, 0x8E SS2 eats 0x89
+    assert ansi_strip(b"a\x1b") == (b"a", True)  # LoneEscape
+    assert ansi_strip(b"\x1b[1\x08x") == (b"x", True)  # a CSI cut by a control byte: UnknownEscape
+    assert ansi_strip(b"\x9b2Kx") == (b"x", False)  # single-byte CSI
+    assert ansi_strip(b"\x1b]0;a\x1bXb\x1b\\c") == (b"bc", True)  # FoundSOS ends the string at ESC X
     assert go_json_string(b"<a&b>\x1b\x08\xff") == '"\\u003ca\\u0026b\\u003e\\u001b\\b\\ufffd"'
     assert read_slice(b"ab\ncd", 0, 33000) == (b"ab\n", 3, None)
     assert read_slice(b"abcd", 0, 2) == (b"ab", 2, "full")
