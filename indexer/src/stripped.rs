@@ -44,6 +44,13 @@ const MIN_WIDTH: usize = 20;
 /// in commands).
 pub(crate) const MIN_PROMPT_COPY: usize = 6;
 
+/// Longest fish editor row carried from line to line, in bytes, and most lines it is carried
+/// through: each carried line replays the row first, so a hostile stream (one long row, then
+/// many lines drawn while it is open) must not make that quadratic. A real editor row is a
+/// command line, and a pager session a few dozen lines.
+const MAX_CARRIED_ROW: usize = 4096;
+const MAX_CARRIED_LINES: usize = 256;
+
 /// Most distinct prompts a session is assumed to show.
 const MAX_PROMPTS: usize = 16;
 
@@ -232,6 +239,8 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     let mut open: Option<(usize, OpenEditor)> = None;
     // fish's carried editor row lost its buffer to a stripped line, and no line redrew it yet.
     let mut fish_buffer_unknown = false;
+    // Lines fish's open editor was carried through.
+    let mut fish_carried = 0usize;
     for text in texts {
         if is_stripped(text) {
             if let Some((_, editor)) = open.as_mut()
@@ -245,8 +254,16 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
             continue;
         }
         let carried = open.take().filter(|(_, editor)| {
-            closes_editor_first(text) || (editor.is_fish() && !text.contains(EDITOR_OPENS))
+            closes_editor_first(text)
+                || (editor.is_fish()
+                    && editor.row().len() <= MAX_CARRIED_ROW
+                    && fish_carried < MAX_CARRIED_LINES
+                    && !text.contains(EDITOR_OPENS))
         });
+        fish_carried = match &carried {
+            Some((_, editor)) if editor.is_fish() => fish_carried + 1,
+            _ => 0,
+        };
         let (screen, left_open) = LineTerminal::run_stripped_in_editor(
             UNSTRIPPED_LINE_WIDTH,
             text.as_bytes(),
@@ -1141,6 +1158,22 @@ mod tests {
             let first = reconstruct(&text, &layout);
             prop_assert_eq!(&first, &reconstruct(&text, &layout));
             let _ = reconstruct_lines(&[text.clone(), text]);
+        }
+
+        #[test]
+        fn test_any_fish_like_stream_lines_reconstruct_without_panic(lines in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![
+                Just("\u{1b}[?2004h".to_string()), Just("\u{1b}[?2004l".to_string()),
+                Just("⏎ \u{1b}[K".to_string()), Just("\u{1b}(B\u{1b}[m".to_string()),
+                Just("\u{1b}]0;~\u{7}".to_string()), Just("u@h ~> ".to_string()),
+                Just("\u{1b}[A".to_string()), Just("\u{1b}[25C".to_string()),
+                Just("\u{1b}[3D".to_string()), Just("\u{1b}[J".to_string()), Just("\u{1b}[K".to_string()),
+                Just("\u{8}".to_string()), Just("日".to_string()), "[a-z ]{1,12}",
+            ], 0..24).prop_map(|parts| parts.concat()),
+            0..40,
+        )) {
+            let shown = reconstruct_stream_lines(&lines);
+            prop_assert_eq!(shown.len(), lines.len());
         }
     }
 }
