@@ -715,14 +715,32 @@ impl Assembler {
         self.editor_lines
     }
 
-    /// Returns the commands.
+    /// Hands `settled` each command no later line can change, in order, and forgets it: all
+    /// that are kept but the last when a completion listing can be told only by the command
+    /// after it (without editor marks), all of them otherwise. Called after each line, the
+    /// assembler holds at most two commands, whatever the transcript's length.
+    pub fn drain_settled(&mut self, mut settled: impl FnMut(Draft)) {
+        let Assembler { evidence, drafts, .. } = self;
+        if *evidence == Evidence::EditorMarks {
+            drafts.drain(..).for_each(settled);
+            return;
+        }
+        // (Drained after each line, `drafts` holds two at the most: taking the first moves
+        // nothing.)
+        while drafts.len() >= 2 {
+            let listing = is_completion_listing(&drafts[0], &drafts[1]);
+            let draft = drafts.remove(0);
+            if !listing {
+                settled(draft);
+            }
+        }
+    }
+
+    /// Returns the commands not yet drained (all of them, when none were).
     pub fn finish(self) -> Vec<Draft> {
         let Assembler { evidence, mut drafts, current, .. } = self;
         if let Some(done) = current {
             keep(&mut drafts, done);
-        }
-        for draft in drafts.iter_mut().filter(|draft| draft.repl.is_none()) {
-            apply_history_expansion(draft);
         }
         // Without editor marks a completion list looks like a command with output.
         // Each draft is compared with the one after it, in one pass.
@@ -740,8 +758,12 @@ impl Assembler {
 }
 
 /// Adds a finished draft to `drafts`, its text in buffers of its own size (a session of a
-/// million commands keeps a million of them).
+/// million commands keeps a million of them), bash's history expansion applied (a shell
+/// command's draft is finished with its output: the expansion's echo is its first line).
 fn keep(drafts: &mut Vec<Draft>, mut done: Draft) {
+    if done.repl.is_none() {
+        apply_history_expansion(&mut done);
+    }
     done.command.shrink_to_fit();
     done.output.text.shrink_to_fit();
     drafts.push(done);
