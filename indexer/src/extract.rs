@@ -721,6 +721,10 @@ impl Assembler {
     /// assembler holds at most two commands, whatever the transcript's length.
     pub fn drain_settled(&mut self, mut settled: impl FnMut(Draft)) {
         let Assembler { evidence, drafts, .. } = self;
+        // Most lines keep no command.
+        if drafts.is_empty() {
+            return;
+        }
         if *evidence == Evidence::EditorMarks {
             drafts.drain(..).for_each(settled);
             return;
