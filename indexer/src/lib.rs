@@ -521,30 +521,17 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is
     // replayed line by line, with what the whole stream tells about the terminal.
     // zsh's zle-line-finish resets the keypad when a line is accepted, not when Ctrl-C
-    // abandons it: in a stream whose lines show that, a line closed without it was abandoned.
-    // Per line: whether it closes an editor after a keypad reset. Only lines that kept their
-    // escapes can close one: the reset's `ESC >` is what makes the agent's stripper fail and
-    // keep a line whole, so a line it stripped that shows zsh drawing its prompt (its
-    // end-of-line mark, then the prompt) was closed without the reset.
-    let closes: Vec<Option<bool>> = texts
-        .iter()
-        .map(|text| {
-            if !text.contains('\x1b') {
-                return starts_with_zsh_eol_mark(text).then_some(false);
-            }
-            let close = text.rfind("\x1b[?2004l")?;
-            Some(text[..close].contains("\x1b[?1l"))
-        })
-        .collect();
-    let keypad_evidence = closes.contains(&Some(true));
-    for ((line, shown), close) in
-        lines.iter_mut().zip(stripped::reconstruct_stream_lines(&texts)).zip(closes)
-    {
+    // abandons it: in a stream whose lines show that, a line closed without it was abandoned
+    // (see `ShownLine::closes_after_keypad_reset`).
+    let shown_lines = stripped::reconstruct_stream_lines(&texts);
+    let keypad_evidence =
+        shown_lines.iter().any(|shown| shown.closes_after_keypad_reset == Some(true));
+    for (line, shown) in lines.iter_mut().zip(shown_lines) {
+        line.abandoned = keypad_evidence && shown.closes_after_keypad_reset == Some(false);
         line.text = shown.text;
         line.prompt_end = shown.prompt_end;
         line.editor = shown.editor;
         line.shell = shown.shell;
-        line.abandoned = keypad_evidence && close == Some(false);
     }
     if events == 0 {
         return Err(ParseError {
@@ -575,19 +562,6 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         understanding,
         claimed_session_id,
     })
-}
-
-/// Blanks after zsh's end-of-line mark at the least (the narrowest terminal, less one).
-const MIN_EOL_MARK_BLANKS: usize = 19;
-
-/// Whether a stripped streamed line starts with zsh's end-of-line mark (`%` or `#`, blanks to
-/// the right edge) and goes on: zsh drew its prompt and line editor after it.
-fn starts_with_zsh_eol_mark(text: &str) -> bool {
-    let Some(after) = text.strip_prefix(['%', '#']) else {
-        return false;
-    };
-    let rest = after.trim_start_matches(' ');
-    after.len() - rest.len() >= MIN_EOL_MARK_BLANKS && !rest.is_empty()
 }
 
 /// A prompt drawn before the terminal saw which shell draws it (fish's first prompt comes
@@ -742,16 +716,6 @@ mod tests {
         }
         assert_eq!(input::event_micros(253_402_300_799_999), Some(253_402_300_799_999_000));
         assert_eq!(input::event_micros(0), Some(0));
-    }
-
-    #[test]
-    fn test_zsh_eol_mark_starts_a_stripped_prompt_line() {
-        let blanks = " ".repeat(80);
-        assert!(starts_with_zsh_eol_mark(&format!("#{blanks}u@h ~ % rm -rf /tmp/x")));
-        assert!(starts_with_zsh_eol_mark(&format!("%{blanks}~ % ls")));
-        assert!(!starts_with_zsh_eol_mark(&format!("%{blanks}")));
-        assert!(!starts_with_zsh_eol_mark("# comment in output"));
-        assert!(!starts_with_zsh_eol_mark("[u@h ~]$ ls"));
     }
 
     /// A transcript copied through a tool that turned `\r\r\n` into `\n\n`: every command,

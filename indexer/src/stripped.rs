@@ -223,6 +223,12 @@ pub struct ShownLine {
     pub editor: bool,
     /// The shell whose editor drew it, as its escapes tell.
     pub shell: Option<&'static str>,
+    /// The line closed a line editor: after a keypad reset since it opened (`Some(true)`:
+    /// zsh's `zle-line-finish` on an accepted line) or without one. Only lines the agent left
+    /// whole show a reset: its `ESC >` is what makes the agent's stripper fail and keep a line,
+    /// so a stripped line that shows zsh drawing its prompt (its end-of-line mark, then the
+    /// prompt) closed the editor before it without one.
+    pub closes_after_keypad_reset: Option<bool>,
 }
 
 /// Returns what each streamed line showed, in order, with where its prompt ends when the
@@ -288,10 +294,11 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
                 fish_buffer_unknown &= !redrawn;
             }
             open = left_open.filter(OpenEditor::is_fish).map(|editor| (*index, editor));
-            shown.push(Some(rows.last().map_or_else(ShownLine::default, |line| ShownLine {
-                text: line.text,
+            shown.push(Some(ShownLine {
+                text: rows.last().map(|line| line.text).unwrap_or_default(),
+                closes_after_keypad_reset: screen.last_close_after_keypad_reset,
                 ..ShownLine::default()
-            })));
+            }));
             continue;
         }
         if let Some((index, _)) = carried
@@ -310,12 +317,17 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
             Some(row) => screen.lines.into_iter().nth(row),
             None => screen.lines.into_iter().last(),
         };
-        shown.push(Some(last.map_or_else(ShownLine::default, |line| ShownLine {
-            editor: line.region.is_some(),
-            shell: line.region.and(line.shell),
-            text: line.text,
-            prompt_end: line.prompt_end,
-        })));
+        let closes_after_keypad_reset = screen.last_close_after_keypad_reset;
+        shown.push(Some(last.map_or_else(
+            || ShownLine { closes_after_keypad_reset, ..ShownLine::default() },
+            |line| ShownLine {
+                editor: line.region.is_some(),
+                shell: line.region.and(line.shell),
+                text: line.text,
+                prompt_end: line.prompt_end,
+                closes_after_keypad_reset,
+            },
+        )));
     }
     let views: Vec<&str> = texts
         .iter()
@@ -344,9 +356,23 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
                 prompt_end: None,
                 editor: false,
                 shell: None,
+                closes_after_keypad_reset: starts_with_zsh_eol_mark(text).then_some(false),
             },
         })
         .collect()
+}
+
+/// Blanks after zsh's end-of-line mark at the least (the narrowest terminal, less one).
+const MIN_EOL_MARK_BLANKS: usize = 19;
+
+/// Whether a stripped streamed line starts with zsh's end-of-line mark (`%` or `#`, blanks to
+/// the right edge) and goes on: zsh drew its prompt and line editor after it.
+fn starts_with_zsh_eol_mark(text: &str) -> bool {
+    let Some(after) = text.strip_prefix(['%', '#']) else {
+        return false;
+    };
+    let rest = after.trim_start_matches(' ');
+    after.len() - rest.len() >= MIN_EOL_MARK_BLANKS && !rest.is_empty()
 }
 
 /// Bracketed paste on and off: a line editor opens and closes.
@@ -960,6 +986,16 @@ mod tests {
         assert_eq!(shown.last().map(String::as_str), Some("hello from"), "{shown:?}");
         // Only the opening line shows the editor's row.
         assert!(shown[1..].iter().all(|text| !text.contains("~> ")), "{shown:?}");
+    }
+
+    #[test]
+    fn test_zsh_eol_mark_starts_a_stripped_prompt_line() {
+        let blanks = " ".repeat(80);
+        assert!(starts_with_zsh_eol_mark(&format!("#{blanks}u@h ~ % rm -rf /tmp/x")));
+        assert!(starts_with_zsh_eol_mark(&format!("%{blanks}~ % ls")));
+        assert!(!starts_with_zsh_eol_mark(&format!("%{blanks}")));
+        assert!(!starts_with_zsh_eol_mark("# comment in output"));
+        assert!(!starts_with_zsh_eol_mark("[u@h ~]$ ls"));
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct Screen {
     pub lines: Vec<ScreenLine>,
     /// Number of editor regions opened (bracketed paste switched on).
     pub regions: u32,
+    /// How the last line editor that closed closed: after a keypad reset since it opened
+    /// (zsh's `zle-line-finish` on an accepted line) or without one. `None` when none closed.
+    pub last_close_after_keypad_reset: Option<bool>,
 }
 
 /// One cell: `None` where nothing was written or it was erased.
@@ -203,6 +206,8 @@ pub struct LineTerminal<S> {
     /// accepted, not when Ctrl-C abandons it.
     keypad_reset_in_region: bool,
     closes_after_keypad_reset: u32,
+    /// Whether the last editor that closed had the keypad reset (see [`Screen`]).
+    last_close_after_keypad_reset: Option<bool>,
     /// The end-of-line mark (zsh's `%`/`#`, fish's `⏎`) drawn since the editor last closed.
     eol_mark: Option<char>,
     /// A line the open editor erased (`ESC[J` below the cursor) after opening on it past its
@@ -320,8 +325,12 @@ impl OpenEditor {
 impl LineTerminal<Vec<ScreenLine>> {
     /// Interprets `bytes` and returns every line, the last unfinished one included.
     pub fn run(width: usize, bytes: &[u8]) -> Screen {
-        let (lines, regions) = LineTerminal::new(width, Vec::new()).feed_all(bytes);
-        Screen { lines, regions }
+        let mut terminal = LineTerminal::new(width, Vec::new());
+        terminal.feed(bytes);
+        terminal.interpret_held();
+        let last_close_after_keypad_reset = terminal.last_close_after_keypad_reset;
+        let (lines, regions) = terminal.finish();
+        Screen { lines, regions, last_close_after_keypad_reset }
     }
 
     /// Interprets one line of a stripped stream (CloudWatch streaming), where the agent deleted
@@ -363,8 +372,9 @@ impl LineTerminal<Vec<ScreenLine>> {
         terminal.feed(bytes);
         terminal.interpret_held();
         let left_open = terminal.open_editor();
+        let last_close_after_keypad_reset = terminal.last_close_after_keypad_reset;
         let (lines, regions) = terminal.finish();
-        (Screen { lines, regions }, left_open)
+        (Screen { lines, regions, last_close_after_keypad_reset }, left_open)
     }
 }
 
@@ -392,6 +402,7 @@ impl<S: LineSink> LineTerminal<S> {
             opens_after_text: 0,
             keypad_reset_in_region: false,
             closes_after_keypad_reset: 0,
+            last_close_after_keypad_reset: None,
             eol_mark: None,
             erased_editor_line: None,
             zsh_margin: None,
@@ -995,6 +1006,7 @@ impl<S: LineSink> LineTerminal<S> {
                     self.keypad_reset_in_region = false;
                 } else {
                     if self.region.is_some() {
+                        self.last_close_after_keypad_reset = Some(self.keypad_reset_in_region);
                         if self.keypad_reset_in_region {
                             self.closes_after_keypad_reset += 1;
                         } else if self.closes_after_keypad_reset > 0 {
@@ -1394,7 +1406,11 @@ mod tests {
         terminal.fed = bytes.len();
         parser.advance(&mut terminal, &bytes[position..]);
         terminal.flush_window();
-        Screen { lines: terminal.sink, regions: terminal.regions }
+        Screen {
+            lines: terminal.sink,
+            regions: terminal.regions,
+            last_close_after_keypad_reset: terminal.last_close_after_keypad_reset,
+        }
     }
 
     fn assert_fast_path_agrees(bytes: &[u8]) {
