@@ -638,6 +638,26 @@ def read_repl_history(path: Path) -> list[str]:
     return path.read_bytes().decode("utf-8", "surrogateescape").split("\n")[:-1]
 
 
+# Shells whose own history file is the oracle: its name in expected.json, what it holds, and
+# its reader.
+HISTORY_ORACLES = {
+    "bash": (
+        "bash-history",
+        "commands exactly as bash stored them in its history file (lithist: multi-line "
+        "commands keep their newlines; history expansion such as !! is already expanded); "
+        "time = history timestamp mapped onto session_start, 1 s resolution",
+        read_bash_history,
+    ),
+    "zsh": (
+        "zsh-history",
+        "commands exactly as zsh stored them in its history file (INC_APPEND_HISTORY, "
+        "EXTENDED_HISTORY; multi-line commands keep their newlines); time = history "
+        "timestamp mapped onto session_start, 1 s resolution",
+        read_zsh_history,
+    ),
+}
+
+
 def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) -> dict:
     doc = {
         "session_id": sc.session_id,
@@ -651,22 +671,9 @@ def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) 
         "terminal": {"cols": sc.width, "rows": sc.height},
     }
     users: list[str] | None = None
-    if sc.shell == "bash":
-        doc["oracle"] = "bash-history"
-        doc["note"] = (
-            "commands exactly as bash stored them in its history file (lithist: multi-line "
-            "commands keep their newlines; history expansion such as !! is already expanded); "
-            "time = history timestamp mapped onto session_start, 1 s resolution"
-        )
-        entries = read_bash_history(history)
-    elif sc.shell == "zsh":
-        doc["oracle"] = "zsh-history"
-        doc["note"] = (
-            "commands exactly as zsh stored them in its history file (INC_APPEND_HISTORY, "
-            "EXTENDED_HISTORY; multi-line commands keep their newlines); time = history "
-            "timestamp mapped onto session_start, 1 s resolution"
-        )
-        entries = read_zsh_history(history)
+    if sc.shell in HISTORY_ORACLES:
+        doc["oracle"], doc["note"], read_history = HISTORY_ORACLES[sc.shell]
+        entries = read_history(history)
     elif sc.shell == "fish":
         doc["oracle"] = "fish-preexec"
         doc["note"] = (
