@@ -648,6 +648,21 @@ impl Assembler {
             .then(|| dedent_continuations(prompt_text, rest))
             .flatten();
         let rest = dedented.as_deref().unwrap_or(rest);
+        // A command of this line's buffer (complete, or waiting for its continuation lines).
+        let new_draft = |command: String| Draft {
+            prompt: prompt_text.to_string(),
+            cwd: prompt.cwd.clone(),
+            user: prompt.user.clone(),
+            command,
+            output: Output::default(),
+            start: line.start,
+            end: line.end,
+            time: line.time,
+            confidence,
+            command_cut: false,
+            shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
+            repl: None,
+        };
         let mut pending = String::new();
         for buffer_line in rest.split('\n') {
             if !pending.is_empty() {
@@ -659,20 +674,7 @@ impl Assembler {
                     if let Some(done) = current.take() {
                         keep(drafts, done);
                     }
-                    *current = Some(Draft {
-                        prompt: prompt_text.to_string(),
-                        cwd: prompt.cwd.clone(),
-                        user: prompt.user.clone(),
-                        command: std::mem::take(&mut pending),
-                        output: Output::default(),
-                        start: line.start,
-                        end: line.end,
-                        time: line.time,
-                        confidence,
-                        command_cut: false,
-                        shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
-                        repl: None,
-                    });
+                    *current = Some(new_draft(std::mem::take(&mut pending)));
                 }
                 pending.clear();
             }
@@ -693,20 +695,7 @@ impl Assembler {
             if let Some(done) = current.take() {
                 keep(drafts, done);
             }
-            *current = Some(Draft {
-                prompt: prompt_text.to_string(),
-                cwd: prompt.cwd.clone(),
-                user: prompt.user.clone(),
-                command: pending,
-                output: Output::default(),
-                start: line.start,
-                end: line.end,
-                time: line.time,
-                confidence,
-                command_cut: false,
-                shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
-                repl: None,
-            });
+            *current = Some(new_draft(pending));
         }
     }
 
