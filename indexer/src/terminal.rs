@@ -1104,11 +1104,6 @@ fn ends_in_partial_utf8(bytes: &[u8]) -> bool {
     }
 }
 
-fn first_param(params: &vte::Params, default: usize) -> usize {
-    let value = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0) as usize;
-    if value == 0 { default } else { value }
-}
-
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
         self.after_cr = false;
@@ -1238,6 +1233,8 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         }
         let row_start = self.row_start();
         let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
+        // The first parameter as a count: absent or 0 means 1.
+        let count = if mode == 0 { 1 } else { usize::from(mode) };
         match action {
             'K' => match mode {
                 0 if self.stripped && self.is_eol_mark_residue() => {
@@ -1290,7 +1287,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             'J' | 'H' | 'f' => self.flush_window(),
             'D' => {
                 let base = if self.pending_wrap { self.cursor - 1 } else { self.cursor };
-                self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
+                self.move_to(base.saturating_sub(count).max(row_start));
             }
             'C' => {
                 // fish moves right from a CR (deleted) once it has printed on the line, and
@@ -1303,7 +1300,7 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                     self.stripped && after_up
                 };
                 let from = if from_row_start { row_start } else { self.cursor };
-                let target = (from + first_param(params, 1)).min(row_start + self.width - 1);
+                let target = (from + count).min(row_start + self.width - 1);
                 // The editor jumping past the end of its line, over blanks: a right prompt.
                 if self.region.is_some() && target > self.cursor + 1 {
                     let cursor = self.cursor;
@@ -1315,23 +1312,23 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(target);
             }
             'A' => {
-                self.cursor_up(first_param(params, 1));
+                self.cursor_up(count);
                 self.moved_up = self.stripped;
             }
             'B' => {
-                for _ in 0..first_param(params, 1).min(WINDOW) {
+                for _ in 0..count.min(WINDOW) {
                     self.line_feed();
                 }
             }
             'G' | '`' => {
-                let column = first_param(params, 1) - 1;
+                let column = count - 1;
                 self.move_to(row_start + column.min(self.width - 1));
             }
-            '@' => self.insert_blanks(first_param(params, 1)),
-            'P' => self.delete_chars(first_param(params, 1)),
+            '@' => self.insert_blanks(count),
+            'P' => self.delete_chars(count),
             'X' => {
                 let from = self.cursor;
-                self.erase(from, from + first_param(params, 1));
+                self.erase(from, from + count);
             }
             _ => {}
         }
