@@ -201,3 +201,86 @@ impl RowBuilder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::Output;
+
+    fn draft(prompt: &str, user: Option<&str>, command: &str) -> Draft {
+        Draft {
+            prompt: prompt.to_string(),
+            cwd: None,
+            user: user.map(str::to_string),
+            command: command.to_string(),
+            output: Output::default(),
+            start: 0,
+            end: 0,
+            time: None,
+            confidence: Confidence::High,
+            command_cut: false,
+            shell: Some("bash"),
+            repl: None,
+        }
+    }
+
+    fn commands(rows: &[CommandRecord]) -> Vec<&str> {
+        rows.iter().map(|row| row.command.as_str()).collect()
+    }
+
+    #[test]
+    fn test_legacy_logger_noise_is_dropped_as_drafts_come() {
+        // A legacy agent's session: the logger shell's command, the user's, and the `exit`s
+        // that closed the user's shell and the logger's. An `exit` followed by more commands
+        // is the user's, whatever prompt it has.
+        let logger = "sh-4.2$ ";
+        let user = "[ec2-user@ip-10-0-0-12 ~]$ ";
+        // (The drafts' prompts and commands, then the rows' commands.)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 3] = [
+            (
+                &[
+                    (logger, "script -qf /var/log/ssm-session-logger.log"),
+                    (user, "ls"),
+                    (user, "exit"),
+                    (logger, "exit"),
+                ],
+                &["ls", "exit"],
+            ),
+            (
+                &[(logger, "exec ssm-session-logger"), (logger, "exit"), (user, "id")],
+                &["exit", "id"],
+            ),
+            (&[(user, "exit"), (user, "exit")], &["exit", "exit"]),
+        ];
+        for (drafts, expected) in cases {
+            let mut rows = Rows::new(SessionContext::new("s"), TimeSource::None, true);
+            for (prompt, command) in drafts {
+                rows.push(draft(prompt, None, command));
+            }
+            let (rows, _) = rows.finish();
+            assert_eq!(commands(&rows), *expected, "{drafts:?}");
+            let seqs: Vec<u32> = rows.iter().map(|row| row.seq).collect();
+            assert_eq!(seqs, (0..expected.len() as u32).collect::<Vec<_>>(), "{drafts:?}");
+        }
+    }
+
+    #[test]
+    fn test_the_first_rows_prompt_tells_the_os_user_of_a_transcript_only() {
+        let prompt = "[ec2-user@ip-10-0-0-12 ~]$ ";
+        let mut rows = Rows::new(SessionContext::new("s"), TimeSource::None, false);
+        rows.push(draft(prompt, Some("ec2-user"), "sudo su -"));
+        rows.push(draft("[root@ip-10-0-0-12 ~]# ", Some("root"), "id"));
+        let (rows, context) = rows.finish();
+        assert_eq!(context.run_as.as_deref(), Some("ec2-user"));
+        let users: Vec<_> = rows.iter().map(|row| row.effective_user.as_deref()).collect();
+        assert_eq!(users, [Some("ec2-user"), Some("root")]);
+        assert!(rows.iter().all(|row| row.run_as.as_deref() == Some("ec2-user")));
+        // A stream's events name the OS user: a prompt does not.
+        let mut streamed = Rows::streamed(SessionContext::new("s"));
+        streamed.push(draft(prompt, Some("ec2-user"), "ls"));
+        let (rows, context) = streamed.finish();
+        assert_eq!(context.run_as, None);
+        assert_eq!(rows[0].run_as, None);
+    }
+}
