@@ -2,6 +2,8 @@
 //! the shell did not run (cancelled lines, empty lines, output that imitates a prompt), and
 //! collect each command's output.
 
+use std::collections::VecDeque;
+
 use sessionlake_schemas::Confidence;
 
 use crate::prompt::{self, Prompt, floor_char_boundary};
@@ -245,17 +247,24 @@ const MAX_PASTE_LINES: usize = 64;
 /// that reads `P h1`, `h2`, …, `hn` + `h1`, `h2`, …, `hn`. The block becomes one line
 /// `P h1\nh2\n…\nhn`, which `assemble` splits into commands where the shell would.
 pub fn merge_stripped_pastes(lines: &mut Vec<Line>) {
-    let mut index = 0;
-    while index < lines.len() {
-        if let Some(merged) = paste_at(lines, index) {
-            let (text, consumed) = merged;
-            let end = lines[index + consumed - 1].end;
-            lines[index].text = text;
-            lines[index].end = end;
-            lines.drain(index + 1..index + consumed);
+    // In place, in one pass: the lines are read at `read` and onwards (`paste_at` only looks
+    // ahead) and kept at `write`, which never passes `read` (removing each merged range where
+    // it was moved every later line, quadratic in a long session).
+    let mut read = 0;
+    let mut write = 0;
+    while read < lines.len() {
+        let mut consumed = 1;
+        if let Some((text, merged)) = paste_at(lines, read) {
+            let end = lines[read + merged - 1].end;
+            lines[read].text = text;
+            lines[read].end = end;
+            consumed = merged;
         }
-        index += 1;
+        lines.swap(write, read);
+        write += 1;
+        read += consumed;
     }
+    lines.truncate(write);
 }
 
 /// Returns the merged text and the number of lines a paste starting at `index` spans.
@@ -424,6 +433,9 @@ fn read_repl_line(
     });
 }
 
+/// Shortest learned prompt a stripped line is split at (`$ ` is too common in output).
+const MIN_SPLIT_PROMPT: usize = 6;
+
 /// Turns lines into commands, one line at a time: nothing but the commands found so far is
 /// kept, so a transcript of any length is assembled in the memory its commands take.
 #[derive(Debug)]
@@ -434,6 +446,8 @@ pub struct Assembler {
     continuing: bool,
     /// Prompts seen so far (at most 16).
     learned: Vec<String>,
+    /// Searchers for the learned prompts long enough to split a stripped line at.
+    learned_finders: Vec<memchr::memmem::Finder<'static>>,
     /// The command whose output lines are coming.
     current: Option<Draft>,
     /// The REPL the last command started, reading lines until a shell prompt comes back.
@@ -441,6 +455,10 @@ pub struct Assembler {
     /// Lines the shell's line editor drew, and how many of them were not understood (neither a
     /// prompt with a command, nor a continuation, nor a REPL line): see [`Assembler::editor_lines`].
     editor_lines: EditorLines,
+    /// Without editor marks: the lines the last command prints, as its text tells (see
+    /// [`syntax::literal_output`]), still to come. They are its output even where they show a
+    /// prompt (`printf '[u@h ~]$ rm -rf /\n'`).
+    predicted: VecDeque<String>,
 }
 
 /// Lines a line editor drew (the input's editor marks tell), and how many were not understood.
@@ -460,15 +478,27 @@ impl Assembler {
             drafts: Vec::new(),
             continuing: false,
             learned: Vec::new(),
+            learned_finders: Vec::new(),
             current: None,
             repl: None,
             editor_lines: EditorLines::default(),
+            predicted: VecDeque::new(),
         }
     }
 
     /// Takes the next line.
     pub fn push(&mut self, line: &Line) {
-        let Assembler { evidence, drafts, continuing, learned, current, repl, editor_lines } = self;
+        let Assembler {
+            evidence,
+            drafts,
+            continuing,
+            learned,
+            learned_finders,
+            current,
+            repl,
+            editor_lines,
+            predicted,
+        } = self;
         editor_lines.seen += usize::from(line.editor);
         let evidence = *evidence;
         if *continuing {
@@ -511,25 +541,40 @@ impl Assembler {
             }
             *continuing = false;
         }
+        if let Some(expected) = predicted.pop_front() {
+            if line.text.trim_end_matches(' ') == expected.trim_end_matches(' ') {
+                if let Some(draft) = current.as_mut() {
+                    draft.output.push(&line.text);
+                    draft.end = line.end;
+                }
+                return;
+            }
+            predicted.clear();
+        }
 
         // A stripped stream glues a prompt to output that had no final newline
         // (`Password: [u@h ~]$ echo …`): the prompt starts a line of its own.
         let split_line;
         let mut line = line;
+        // The prompt of `line`, once looked for (each line's is looked for once).
+        let mut found = None;
         if evidence == Evidence::Stripped
-            && find_prompt(line, evidence, learned).is_none()
-            && let Some(position) = learned
-                .iter()
-                .filter(|p| p.len() >= 6)
-                .filter_map(|p| line.text.find(p.as_str()))
-                .min()
+            && found.insert(find_prompt(line, evidence, learned)).is_none()
+            && let Some(position) =
+                learned_finders.iter().filter_map(|finder| finder.find(line.text.as_bytes())).min()
             && position > 0
         {
             if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text[..position]);
             }
-            split_line = Line { text: line.text[position..].to_string(), ..line.clone() };
+            // Where the editor opened counts from the line's new start.
+            split_line = Line {
+                text: line.text[position..].to_string(),
+                prompt_end: line.prompt_end.and_then(|end| end.checked_sub(position)),
+                ..line.clone()
+            };
             line = &split_line;
+            found = None;
         }
         if let Some(program) = *repl {
             if !shows_shell_prompt(line, learned) {
@@ -543,7 +588,7 @@ impl Assembler {
         let prompt = if evidence == Evidence::EditorMarks && !line.editor {
             None
         } else {
-            find_prompt(line, evidence, learned)
+            found.unwrap_or_else(|| find_prompt(line, evidence, learned))
         };
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
@@ -564,6 +609,9 @@ impl Assembler {
         }
         let prompt_text = &line.text[..prompt.len];
         if !learned.iter().any(|p| p == prompt_text) && learned.len() < 16 {
+            if prompt_text.len() >= MIN_SPLIT_PROMPT {
+                learned_finders.push(memchr::memmem::Finder::new(prompt_text).into_owned());
+            }
             learned.push(prompt_text.to_string());
         }
         let mut rest = &line.text[prompt.len..];
@@ -600,6 +648,21 @@ impl Assembler {
             .then(|| dedent_continuations(prompt_text, rest))
             .flatten();
         let rest = dedented.as_deref().unwrap_or(rest);
+        // A command of this line's buffer (complete, or waiting for its continuation lines).
+        let new_draft = |command: String| Draft {
+            prompt: prompt_text.to_string(),
+            cwd: prompt.cwd.clone(),
+            user: prompt.user.clone(),
+            command,
+            output: Output::default(),
+            start: line.start,
+            end: line.end,
+            time: line.time,
+            confidence,
+            command_cut: false,
+            shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
+            repl: None,
+        };
         let mut pending = String::new();
         for buffer_line in rest.split('\n') {
             if !pending.is_empty() {
@@ -611,20 +674,7 @@ impl Assembler {
                     if let Some(done) = current.take() {
                         keep(drafts, done);
                     }
-                    *current = Some(Draft {
-                        prompt: prompt_text.to_string(),
-                        cwd: prompt.cwd.clone(),
-                        user: prompt.user.clone(),
-                        command: std::mem::take(&mut pending),
-                        output: Output::default(),
-                        start: line.start,
-                        end: line.end,
-                        time: line.time,
-                        confidence,
-                        command_cut: false,
-                        shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
-                        repl: None,
-                    });
+                    *current = Some(new_draft(std::mem::take(&mut pending)));
                 }
                 pending.clear();
             }
@@ -632,25 +682,20 @@ impl Assembler {
         *continuing = !pending.is_empty();
         if !*continuing {
             *repl = current.as_ref().and_then(|draft| repl::started_by(&draft.command));
+            if evidence != Evidence::EditorMarks
+                && let Some(printed) =
+                    current.as_ref().and_then(|draft| syntax::literal_output(&draft.command))
+                && let Some(lines) = printed.strip_suffix('\n')
+            {
+                // Whole lines only: a last one without its newline is glued to the next prompt.
+                predicted.extend(lines.split('\n').map(str::to_string));
+            }
         }
         if *continuing {
             if let Some(done) = current.take() {
                 keep(drafts, done);
             }
-            *current = Some(Draft {
-                prompt: prompt_text.to_string(),
-                cwd: prompt.cwd.clone(),
-                user: prompt.user.clone(),
-                command: pending,
-                output: Output::default(),
-                start: line.start,
-                end: line.end,
-                time: line.time,
-                confidence,
-                command_cut: false,
-                shell: line.shell.or_else(|| prompt::shell_of(prompt_text)),
-                repl: None,
-            });
+            *current = Some(new_draft(pending));
         }
     }
 
@@ -659,33 +704,59 @@ impl Assembler {
         self.editor_lines
     }
 
-    /// Returns the commands.
+    /// Hands `settled` each command no later line can change, in order, and forgets it: all
+    /// that are kept but the last when a completion listing can be told only by the command
+    /// after it (without editor marks), all of them otherwise. Called after each line, the
+    /// assembler holds at most two commands, whatever the transcript's length.
+    pub fn drain_settled(&mut self, mut settled: impl FnMut(Draft)) {
+        let Assembler { evidence, drafts, .. } = self;
+        // Most lines keep no command.
+        if drafts.is_empty() {
+            return;
+        }
+        if *evidence == Evidence::EditorMarks {
+            drafts.drain(..).for_each(settled);
+            return;
+        }
+        // (Drained after each line, `drafts` holds two at the most: taking the first moves
+        // nothing.)
+        while drafts.len() >= 2 {
+            let listing = is_completion_listing(&drafts[0], &drafts[1]);
+            let draft = drafts.remove(0);
+            if !listing {
+                settled(draft);
+            }
+        }
+    }
+
+    /// Returns the commands not yet drained (all of them, when none were).
     pub fn finish(self) -> Vec<Draft> {
         let Assembler { evidence, mut drafts, current, .. } = self;
         if let Some(done) = current {
             keep(&mut drafts, done);
         }
-        for draft in drafts.iter_mut().filter(|draft| draft.repl.is_none()) {
-            apply_history_expansion(draft);
-        }
         // Without editor marks a completion list looks like a command with output.
+        // Each draft is compared with the one after it, in one pass.
         if evidence != Evidence::EditorMarks {
-            let mut index = 0;
-            while index + 1 < drafts.len() {
-                if is_completion_listing(&drafts[index], &drafts[index + 1]) {
-                    drafts.remove(index);
-                } else {
-                    index += 1;
-                }
-            }
+            let listings: Vec<bool> = drafts
+                .windows(2)
+                .map(|pair| is_completion_listing(&pair[0], &pair[1]))
+                .chain([false])
+                .collect();
+            let mut listing = listings.into_iter();
+            drafts.retain(|_| !listing.next().unwrap_or(false));
         }
         drafts
     }
 }
 
 /// Adds a finished draft to `drafts`, its text in buffers of its own size (a session of a
-/// million commands keeps a million of them).
+/// million commands keeps a million of them), bash's history expansion applied (a shell
+/// command's draft is finished with its output: the expansion's echo is its first line).
 fn keep(drafts: &mut Vec<Draft>, mut done: Draft) {
+    if done.repl.is_none() {
+        apply_history_expansion(&mut done);
+    }
     done.command.shrink_to_fit();
     done.output.text.shrink_to_fit();
     drafts.push(done);
@@ -868,6 +939,30 @@ mod tests {
         assert_eq!(commands(&assemble(&input, Evidence::Raw)), vec!["echo x; !!"]);
         let input = lines(&[("$ sudo !!", false), ("sudo systemctl restart x", false)]);
         assert_eq!(commands(&assemble(&input, Evidence::Raw)), vec!["sudo systemctl restart x"]);
+    }
+
+    #[test]
+    fn test_lines_a_literal_printf_prints_are_its_output() {
+        // bash-fake-prompts, streamed: without editor marks, what `printf` of a literal prints
+        // is its output, prompt-shaped or not; only as many lines as it prints, so a command
+        // typed at the next prompt still counts, whatever it shows.
+        let p = "[alice@ip-10-0-0-12 ~]$ ";
+        let printf = r"printf 'sh-4.2$ sudo su\n[root@ip-10-0-0-12 ~]# \n'";
+        let printf_rm = format!(r"printf '{p}rm -rf /\n'");
+        let texts = [
+            format!("{p}{printf}"),
+            "sh-4.2$ sudo su".to_string(),
+            "[root@ip-10-0-0-12 ~]# ".to_string(),
+            format!("{p}{printf_rm}"),
+            format!("{p}rm -rf /"),
+            format!("{p}rm -rf /"),
+        ];
+        let input: Vec<(&str, bool)> = texts.iter().map(|text| (text.as_str(), false)).collect();
+        for evidence in [Evidence::Stripped, Evidence::Raw] {
+            let drafts = assemble(&lines(&input), evidence);
+            assert_eq!(commands(&drafts), vec![printf, &printf_rm, "rm -rf /"], "{evidence:?}");
+            assert_eq!(drafts[0].output.text(), "sh-4.2$ sudo su\n[root@ip-10-0-0-12 ~]# ");
+        }
     }
 
     #[test]

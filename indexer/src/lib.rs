@@ -21,19 +21,22 @@ pub mod parquet_out;
 pub mod prompt;
 pub mod redact;
 pub mod repl;
+mod rows;
 pub mod stripped;
 pub mod syntax;
 pub mod terminal;
 pub mod users;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sessionlake_schemas::{
-    CommandRecord, Confidence, SessionConfidence, SessionStatus, TimeSource, Understanding,
+    CommandRecord, SessionConfidence, SessionStatus, TimeSource, Understanding,
 };
 
-use crate::extract::{Assembler, Draft, Evidence, Line};
+use crate::extract::{Assembler, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
+use crate::rows::Rows;
 use crate::terminal::{DEFAULT_WIDTH, LineMarks, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
@@ -187,7 +190,7 @@ impl SessionParser {
                 let script = input::script_head(head);
                 let body_start = script.body.start;
                 let text = looks_like_terminal_text(&head[body_start..]);
-                let mut body = Box::new(TranscriptBody::new(script, text));
+                let mut body = Box::new(TranscriptBody::new(script, text, &self.context));
                 body.feed(&head[body_start..]);
                 body.feed(&bytes[take..]);
                 self.state = ParserState::Body(body);
@@ -210,16 +213,16 @@ impl SessionParser {
                 let script = input::split_script(&head);
                 let body = script.body.clone();
                 let text = looks_like_terminal_text(&head[body.clone()]);
-                let mut parsing = TranscriptBody::new(script, text);
+                let mut parsing = TranscriptBody::new(script, text, &context);
                 parsing.terminal.feed(&head[body]);
-                parsing.conclude(&context)
+                parsing.conclude()
             }
             ParserState::Body(mut body) => {
                 let (tail, tail_offset) = (std::mem::take(&mut body.tail), body.tail_offset);
                 input::script_footer(&mut body.script, &tail, tail_offset);
                 let body_end = body.script.body.end.max(tail_offset);
                 body.terminal.feed(&tail[..body_end - tail_offset]);
-                body.conclude(&context)
+                body.conclude()
             }
         }
     }
@@ -240,10 +243,22 @@ struct TranscriptBody {
 }
 
 impl TranscriptBody {
-    fn new(script: input::ScriptTranscript, text: bool) -> Self {
+    fn new(script: input::ScriptTranscript, text: bool, context: &SessionContext) -> Self {
+        let mut context = context.clone();
+        if context.target.is_none() {
+            context.target = script.header.target.clone();
+        }
+        // The session's OS user is the one the header tells (the PowerShell transcript's `RunAs
+        // User`), else the one its first prompt shows (see `Rows`).
+        if context.run_as.is_none() {
+            context.run_as = script.header.run_as.clone();
+        }
+        let legacy = script.header.legacy;
         let sink = TranscriptLines {
-            marked: Assembler::new(Evidence::EditorMarks),
-            raw: Some(Assembler::new(Evidence::Raw)),
+            marked: None,
+            raw: Some(Reading::new(Evidence::Raw, &context, legacy)),
+            context,
+            legacy,
             pending: None,
             last_region: None,
             spare: String::new(),
@@ -281,7 +296,7 @@ impl TranscriptBody {
     }
 
     /// Ends the terminal (the whole body fed) and returns the session.
-    fn conclude(self, context: &SessionContext) -> Result<ParsedSession, ParseError> {
+    fn conclude(self) -> Result<ParsedSession, ParseError> {
         let TranscriptBody { script, text, terminal, .. } = self;
         if script.header.generated_at.is_none() && !text {
             return Err(ParseError {
@@ -293,30 +308,16 @@ impl TranscriptBody {
         // bash >= 5.1 marks what its line editor draws (bracketed paste): with marks, a
         // prompt-shaped line it did not draw is output. Both readings were kept until the
         // first marked line told which one holds.
-        let assembler = match sink.raw {
+        let reading = match sink.raw {
             Some(raw) if regions == 0 => raw,
-            _ => sink.marked,
+            _ => sink
+                .marked
+                .unwrap_or_else(|| Reading::new(Evidence::EditorMarks, &sink.context, sink.legacy)),
         };
-        let editor_lines = assembler.editor_lines();
-        let mut drafts = assembler.finish();
-        if script.header.legacy {
-            drop_legacy_noise(&mut drafts);
-        }
-        let mut context = context.clone();
-        if context.target.is_none() {
-            context.target = script.header.target.clone();
-        }
-        // The session's OS user is the one its first prompt shows (before any `sudo su`), or
-        // the PowerShell transcript's `RunAs User`.
-        if context.run_as.is_none() {
-            context.run_as = script.header.run_as.clone();
-        }
-        if context.run_as.is_none() {
-            context.run_as = drafts.first().and_then(|draft| draft.user.clone());
-        }
+        let editor_lines = reading.assembler.editor_lines();
+        let (mut commands, context) = reading.finish();
         let status =
             if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
-        let mut commands = records(drafts, &context, TimeSource::None);
         shells_by_prompt(&mut commands);
         let understanding = understand(&commands, script.body.len(), editor_lines, false);
         Ok(ParsedSession {
@@ -330,14 +331,51 @@ impl TranscriptBody {
     }
 }
 
+/// One reading of a transcript's lines: the assembler, and the rows of the commands it settled.
+#[derive(Debug)]
+struct Reading {
+    assembler: Assembler,
+    rows: Rows,
+}
+
+impl Reading {
+    fn new(evidence: Evidence, context: &SessionContext, legacy: bool) -> Self {
+        Reading {
+            assembler: Assembler::new(evidence),
+            rows: Rows::new(context.clone(), TimeSource::None, legacy),
+        }
+    }
+
+    fn push(&mut self, line: &Line) {
+        let Reading { assembler, rows } = self;
+        assembler.push(line);
+        assembler.drain_settled(|draft| rows.push(draft));
+    }
+
+    fn finish(self) -> (Vec<CommandRecord>, SessionContext) {
+        let Reading { assembler, mut rows } = self;
+        for draft in assembler.finish() {
+            rows.push(draft);
+        }
+        rows.finish()
+    }
+}
+
 /// Takes the terminal's lines as they are finished, joins the lines drawn in one editor region
 /// (one input buffer), and hands the result to the assembler: to two, one reading the lines
 /// as marked by the line editor and one as raw, until a marked line shows which one holds.
 #[derive(Debug)]
 struct TranscriptLines {
-    marked: Assembler,
+    /// Made at the first line drawn in an editor region: before it, reading lines as marked
+    /// finds nothing (a line no editor drew is output, and there is no command yet to own
+    /// it), so a transcript without marks (bash 4, dash) is read once, not twice.
+    marked: Option<Reading>,
     /// Dropped at the first line drawn in an editor region.
-    raw: Option<Assembler>,
+    raw: Option<Reading>,
+    /// The session as known before its lines (the source, the transcript's header).
+    context: SessionContext,
+    /// The transcript is a legacy agent's (see `Rows::new`).
+    legacy: bool,
     /// The line being built (an editor region may add lines to it).
     pending: Option<Line>,
     last_region: Option<u32>,
@@ -350,7 +388,9 @@ struct TranscriptLines {
 impl TranscriptLines {
     fn flush(&mut self) {
         if let Some(line) = self.pending.take() {
-            self.marked.push(&line);
+            if let Some(marked) = self.marked.as_mut() {
+                marked.push(&line);
+            }
             if let Some(raw) = self.raw.as_mut() {
                 raw.push(&line);
             }
@@ -364,6 +404,8 @@ impl LineSink for TranscriptLines {
         let LineMarks { region, prompt_end, abandoned, shell } = marks;
         if region.is_some() {
             self.raw = None;
+            let (context, legacy) = (&self.context, self.legacy);
+            self.marked.get_or_insert_with(|| Reading::new(Evidence::EditorMarks, context, legacy));
         }
         if region.is_some()
             && region == self.last_region
@@ -399,24 +441,6 @@ impl LineSink for TranscriptLines {
             abandoned,
             shell,
         });
-    }
-}
-
-/// Legacy agents ran the session through a logger shell: its `ssm-session-logger` command and
-/// the `exit`s that closed it are not the user's.
-fn drop_legacy_noise(drafts: &mut Vec<Draft>) {
-    let logger_prompt = drafts
-        .iter()
-        .find(|draft| draft.command.contains("ssm-session-logger"))
-        .map(|draft| draft.prompt.clone());
-    drafts.retain(|draft| !draft.command.contains("ssm-session-logger"));
-    if let Some(prompt) = logger_prompt {
-        while drafts
-            .last()
-            .is_some_and(|draft| draft.prompt == prompt && draft.command.trim() == "exit")
-        {
-            drafts.pop();
-        }
     }
 }
 
@@ -497,30 +521,17 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is
     // replayed line by line, with what the whole stream tells about the terminal.
     // zsh's zle-line-finish resets the keypad when a line is accepted, not when Ctrl-C
-    // abandons it: in a stream whose lines show that, a line closed without it was abandoned.
-    // Per line: whether it closes an editor after a keypad reset. Only lines that kept their
-    // escapes can close one: the reset's `ESC >` is what makes the agent's stripper fail and
-    // keep a line whole, so a line it stripped that shows zsh drawing its prompt (its
-    // end-of-line mark, then the prompt) was closed without the reset.
-    let closes: Vec<Option<bool>> = texts
-        .iter()
-        .map(|text| {
-            if !text.contains('\x1b') {
-                return starts_with_zsh_eol_mark(text).then_some(false);
-            }
-            let close = text.rfind("\x1b[?2004l")?;
-            Some(text[..close].contains("\x1b[?1l"))
-        })
-        .collect();
-    let keypad_evidence = closes.contains(&Some(true));
-    for ((line, shown), close) in
-        lines.iter_mut().zip(stripped::reconstruct_stream_lines(&texts)).zip(closes)
-    {
+    // abandons it: in a stream whose lines show that, a line closed without it was abandoned
+    // (see `ShownLine::closes_after_keypad_reset`).
+    let shown_lines = stripped::reconstruct_stream_lines(&texts);
+    let keypad_evidence =
+        shown_lines.iter().any(|shown| shown.closes_after_keypad_reset == Some(true));
+    for (line, shown) in lines.iter_mut().zip(shown_lines) {
+        line.abandoned = keypad_evidence && shown.closes_after_keypad_reset == Some(false);
         line.text = shown.text;
         line.prompt_end = shown.prompt_end;
         line.editor = shown.editor;
         line.shell = shown.shell;
-        line.abandoned = keypad_evidence && close == Some(false);
     }
     if events == 0 {
         return Err(ParseError {
@@ -531,8 +542,13 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         context.account = context.principal.as_deref().and_then(account_of_arn);
     }
     extract::merge_stripped_pastes(&mut lines);
-    let (drafts, editor_lines) = extract::assemble_counting(&lines, Evidence::Stripped);
-    let mut commands = records(drafts, &context, TimeSource::CloudwatchEvent);
+    let mut reading =
+        Reading { assembler: Assembler::new(Evidence::Stripped), rows: Rows::streamed(context) };
+    for line in &lines {
+        reading.push(line);
+    }
+    let editor_lines = reading.assembler.editor_lines();
+    let (mut commands, mut context) = reading.finish();
     shells_by_prompt(&mut commands);
     if context.started_at.is_none() {
         context.started_at = first_time;
@@ -548,33 +564,27 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     })
 }
 
-/// Blanks after zsh's end-of-line mark at the least (the narrowest terminal, less one).
-const MIN_EOL_MARK_BLANKS: usize = 19;
-
-/// Whether a stripped streamed line starts with zsh's end-of-line mark (`%` or `#`, blanks to
-/// the right edge) and goes on: zsh drew its prompt and line editor after it.
-fn starts_with_zsh_eol_mark(text: &str) -> bool {
-    let Some(after) = text.strip_prefix(['%', '#']) else {
-        return false;
-    };
-    let rest = after.trim_start_matches(' ');
-    after.len() - rest.len() >= MIN_EOL_MARK_BLANKS && !rest.is_empty()
-}
-
 /// A prompt drawn before the terminal saw which shell draws it (fish's first prompt comes
 /// after its greeting, without the end-of-line mark that tells fish): rows at the same prompt
 /// as a row whose shell a mark told (zsh, fish) get that shell.
 fn shells_by_prompt(commands: &mut [CommandRecord]) {
-    let marked: Vec<(String, Arc<str>)> = commands
-        .iter()
-        .filter_map(|row| {
-            let shell =
-                row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))?;
-            Some((row.prompt.clone(), Arc::clone(shell)))
-        })
-        .collect();
+    // Each prompt a mark told once, the first mark standing: one pass over the rows, and one
+    // more only when some row is zsh's or fish's (a bash-only session costs a scan).
+    let mut marked: HashMap<&str, Arc<str>> = HashMap::new();
+    for row in commands.iter() {
+        if let Some(shell) =
+            row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))
+        {
+            marked.entry(row.prompt.as_str()).or_insert_with(|| Arc::clone(shell));
+        }
+    }
+    if marked.is_empty() {
+        return;
+    }
+    let marked: HashMap<String, Arc<str>> =
+        marked.into_iter().map(|(prompt, shell)| (prompt.to_string(), shell)).collect();
     for row in commands.iter_mut().filter(|row| row.shell.as_deref() == Some("bash")) {
-        if let Some((_, shell)) = marked.iter().find(|(prompt, _)| *prompt == row.prompt) {
+        if let Some(shell) = marked.get(row.prompt.as_str()) {
             row.shell = Some(Arc::clone(shell));
         }
     }
@@ -657,83 +667,10 @@ pub fn account_of_arn(arn: &str) -> Option<String> {
         .then(|| account.to_string())
 }
 
-fn records(
-    drafts: Vec<Draft>,
-    context: &SessionContext,
-    line_time_source: TimeSource,
-) -> Vec<CommandRecord> {
-    let shared = |value: &Option<String>| value.as_deref().map(Arc::<str>::from);
-    let session_id: Arc<str> = Arc::from(context.session_id.as_str());
-    let (principal, run_as, target) =
-        (shared(&context.principal), shared(&context.run_as), shared(&context.target));
-    let (region, account) = (shared(&context.region), shared(&context.account));
-    let mut users = users::EffectiveUsers::new(context.run_as.as_deref());
-    // One `Arc` per distinct user and shell, like the session's own fields.
-    let mut names: Vec<Arc<str>> = Vec::new();
-    let mut shared_name = |name: &str| -> Arc<str> {
-        if let Some(known) = names.iter().find(|known| known.as_ref() == name) {
-            return Arc::clone(known);
-        }
-        let new: Arc<str> = Arc::from(name);
-        names.push(Arc::clone(&new));
-        new
-    };
-    drafts
-        .into_iter()
-        .enumerate()
-        .map(|(seq, draft)| {
-            // A line typed into a REPL runs as whoever runs the REPL, and starts no shell.
-            let effective_user = match draft.repl {
-                Some(_) => users.current(),
-                None => users.next(draft.user.as_deref(), &draft.command),
-            };
-            let shell = draft.shell.map(&mut shared_name);
-            let program = draft.repl.map(&mut shared_name);
-            let raw_offset = draft.start as u64;
-            let raw_len = (draft.end - draft.start) as u64;
-            let output_truncated = draft.output.truncated();
-            let output_bytes = draft.output.bytes();
-            let (command, command_redactions) = redact::redact_owned(draft.command);
-            let (output, output_redactions) = redact::redact_owned(draft.output.into_text());
-            // A command's time comes only from its own line (streamed batches). The session's
-            // start (CloudTrail) belongs to the session row: giving it to a command would be a
-            // made-up time.
-            let time_source =
-                if draft.time.is_some() { line_time_source } else { TimeSource::None };
-            // A cut command is not all that ran: the row says it is not sure of it.
-            let confidence = if draft.command_cut { Confidence::Low } else { draft.confidence };
-            CommandRecord {
-                session_id: session_id.clone(),
-                seq: seq as u32,
-                started_at: draft.time,
-                time_source,
-                principal: principal.clone(),
-                run_as: run_as.clone(),
-                target: target.clone(),
-                region: region.clone(),
-                account: account.clone(),
-                cwd: draft.cwd,
-                prompt: draft.prompt,
-                command,
-                output,
-                output_truncated,
-                output_bytes,
-                raw_offset,
-                raw_len,
-                redactions: command_redactions + output_redactions,
-                confidence,
-                parser_version: PARSER_VERSION,
-                effective_user,
-                shell,
-                program,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use sessionlake_schemas::Confidence;
 
     use super::*;
 
@@ -779,16 +716,6 @@ mod tests {
         }
         assert_eq!(input::event_micros(253_402_300_799_999), Some(253_402_300_799_999_000));
         assert_eq!(input::event_micros(0), Some(0));
-    }
-
-    #[test]
-    fn test_zsh_eol_mark_starts_a_stripped_prompt_line() {
-        let blanks = " ".repeat(80);
-        assert!(starts_with_zsh_eol_mark(&format!("#{blanks}u@h ~ % rm -rf /tmp/x")));
-        assert!(starts_with_zsh_eol_mark(&format!("%{blanks}~ % ls")));
-        assert!(!starts_with_zsh_eol_mark(&format!("%{blanks}")));
-        assert!(!starts_with_zsh_eol_mark("# comment in output"));
-        assert!(!starts_with_zsh_eol_mark("[u@h ~]$ ls"));
     }
 
     /// A transcript copied through a tool that turned `\r\r\n` into `\n\n`: every command,

@@ -31,11 +31,16 @@ const BATCH_OPTIONS: [&str; 8] = ["-c", "-e", "-f", "--command", "--execute", "-
 /// Returns the REPL `command` starts and leaves reading lines, if it does: `sqlite3 app.db`,
 /// `sudo -u postgres psql`, `python3 -q`; not `python3 script.py` nor `psql -c 'select 1'`.
 pub fn started_by(command: &str) -> Option<&'static str> {
-    // Most commands start with another program: nothing more is read of them. (The first
-    // letters of `sudo`, `env`, a path and the programs' names; `=` of an assignment.)
-    let first = command.trim_start().as_bytes().first()?;
-    let could_be = matches!(first, b's' | b'p' | b'm' | b'i' | b'n' | b'r' | b'e' | b'/')
-        || command.split_ascii_whitespace().next().is_some_and(|word| word.contains('='));
+    // Most commands start with another program: nothing more is read of them (runs once per
+    // command: the first word only, no allocation).
+    // (The first letters of `sudo`, `env`, a path and the programs' names; `=` of an
+    // assignment.)
+    let first = command.split_ascii_whitespace().next()?;
+    let could_be = (matches!(
+        first.as_bytes().first(),
+        Some(b's' | b'p' | b'm' | b'i' | b'n' | b'r' | b'e' | b'/')
+    ) && (program_named(first).is_some() || matches!(first, "sudo" | "env")))
+        || first.as_bytes().contains(&b'=');
     if !could_be {
         return None;
     }

@@ -44,6 +44,13 @@ const MIN_WIDTH: usize = 20;
 /// in commands).
 pub(crate) const MIN_PROMPT_COPY: usize = 6;
 
+/// Longest fish editor row carried from line to line, in bytes, and most lines it is carried
+/// through: each carried line replays the row first, so a hostile stream (one long row, then
+/// many lines drawn while it is open) must not make that quadratic. A real editor row is a
+/// command line, and a pager session a few dozen lines.
+const MAX_CARRIED_ROW: usize = 4096;
+const MAX_CARRIED_LINES: usize = 256;
+
 /// Most distinct prompts a session is assumed to show.
 const MAX_PROMPTS: usize = 16;
 
@@ -216,6 +223,12 @@ pub struct ShownLine {
     pub editor: bool,
     /// The shell whose editor drew it, as its escapes tell.
     pub shell: Option<&'static str>,
+    /// The line closed a line editor: after a keypad reset since it opened (`Some(true)`:
+    /// zsh's `zle-line-finish` on an accepted line) or without one. Only lines the agent left
+    /// whole show a reset: its `ESC >` is what makes the agent's stripper fail and keep a line,
+    /// so a stripped line that shows zsh drawing its prompt (its end-of-line mark, then the
+    /// prompt) closed the editor before it without one.
+    pub closes_after_keypad_reset: Option<bool>,
 }
 
 /// Returns what each streamed line showed, in order, with where its prompt ends when the
@@ -230,17 +243,64 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
     // one only showed it being edited.
     let mut shown: Vec<Option<ShownLine>> = Vec::with_capacity(texts.len());
     let mut open: Option<(usize, OpenEditor)> = None;
+    // fish's carried editor row lost its buffer to a stripped line, and no line redrew it yet.
+    let mut fish_buffer_unknown = false;
+    // Lines fish's open editor was carried through.
+    let mut fish_carried = 0usize;
     for text in texts {
         if is_stripped(text) {
+            if let Some((_, editor)) = open.as_mut()
+                && editor.is_fish()
+                && !text.is_empty()
+            {
+                editor.forget_buffer();
+                fish_buffer_unknown = true;
+            }
             shown.push(None);
             continue;
         }
-        let carried = open.take().filter(|_| closes_editor_first(text));
+        let carried = open.take().filter(|(_, editor)| {
+            closes_editor_first(text)
+                || (editor.is_fish()
+                    && editor.row().len() <= MAX_CARRIED_ROW
+                    && fish_carried < MAX_CARRIED_LINES
+                    && !text.contains(EDITOR_OPENS))
+        });
+        fish_carried = match &carried {
+            Some((_, editor)) if editor.is_fish() => fish_carried + 1,
+            _ => 0,
+        };
         let (screen, left_open) = LineTerminal::run_stripped_in_editor(
             UNSTRIPPED_LINE_WIDTH,
             text.as_bytes(),
             carried.as_ref().map(|(_, editor)| editor),
         );
+        // fish's editor row, carried through the lines drawn while it is open (its pagers,
+        // its moves down and back up), is the line that opened it; each of these lines shows
+        // its own last row (a pager's, the output after the editor closed).
+        if let Some((index, editor)) = &carried
+            && editor.is_fish()
+        {
+            let mut rows = screen.lines.into_iter();
+            if let Some(row) = rows.next() {
+                let redrawn = row.text != editor.row().trim_end_matches(' ');
+                // Until a line redraws a buffer a stripped line changed, the opening line's
+                // own reading stands.
+                if (redrawn || !fish_buffer_unknown)
+                    && let Some(Some(opened)) = shown.get_mut(*index)
+                {
+                    opened.text = row.text;
+                }
+                fish_buffer_unknown &= !redrawn;
+            }
+            open = left_open.filter(OpenEditor::is_fish).map(|editor| (*index, editor));
+            shown.push(Some(ShownLine {
+                text: rows.last().map(|line| line.text).unwrap_or_default(),
+                closes_after_keypad_reset: screen.last_close_after_keypad_reset,
+                ..ShownLine::default()
+            }));
+            continue;
+        }
         if let Some((index, _)) = carried
             && let Some(Some(superseded)) = shown.get_mut(index)
         {
@@ -257,12 +317,17 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
             Some(row) => screen.lines.into_iter().nth(row),
             None => screen.lines.into_iter().last(),
         };
-        shown.push(Some(last.map_or_else(ShownLine::default, |line| ShownLine {
-            editor: line.region.is_some(),
-            shell: line.region.and(line.shell),
-            text: line.text,
-            prompt_end: line.prompt_end,
-        })));
+        let closes_after_keypad_reset = screen.last_close_after_keypad_reset;
+        shown.push(Some(last.map_or_else(
+            || ShownLine { closes_after_keypad_reset, ..ShownLine::default() },
+            |line| ShownLine {
+                editor: line.region.is_some(),
+                shell: line.region.and(line.shell),
+                text: line.text,
+                prompt_end: line.prompt_end,
+                closes_after_keypad_reset,
+            },
+        )));
     }
     let views: Vec<&str> = texts
         .iter()
@@ -291,15 +356,33 @@ pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
                 prompt_end: None,
                 editor: false,
                 shell: None,
+                closes_after_keypad_reset: starts_with_zsh_eol_mark(text).then_some(false),
             },
         })
         .collect()
 }
 
+/// Blanks after zsh's end-of-line mark at the least (the narrowest terminal, less one).
+const MIN_EOL_MARK_BLANKS: usize = 19;
+
+/// Whether a stripped streamed line starts with zsh's end-of-line mark (`%` or `#`, blanks to
+/// the right edge) and goes on: zsh drew its prompt and line editor after it.
+fn starts_with_zsh_eol_mark(text: &str) -> bool {
+    let Some(after) = text.strip_prefix(['%', '#']) else {
+        return false;
+    };
+    let rest = after.trim_start_matches(' ');
+    after.len() - rest.len() >= MIN_EOL_MARK_BLANKS && !rest.is_empty()
+}
+
+/// Bracketed paste on and off: a line editor opens and closes.
+const EDITOR_OPENS: &str = "\x1b[?2004h";
+const EDITOR_CLOSES: &str = "\x1b[?2004l";
+
 /// Whether the line closes the line editor (bracketed paste off) before it opens one.
 fn closes_editor_first(text: &str) -> bool {
-    let closes = text.find("\x1b[?2004l");
-    let opens = text.find("\x1b[?2004h");
+    let closes = text.find(EDITOR_CLOSES);
+    let opens = text.find(EDITOR_OPENS);
     closes.is_some_and(|close| opens.is_none_or(|open| close < open))
 }
 
@@ -873,6 +956,49 @@ mod tests {
     }
 
     #[test]
+    fn test_fish_editor_row_is_carried_through_its_pager() {
+        // fish-default, streamed: Ctrl-R opens the history pager below the prompt's row; fish
+        // goes up to the row to show each match (`for …` first, then `echo hello from`, once
+        // in a line the agent stripped), and Enter accepts the match from a later line.
+        let sgr0 = "\x1b[30m\x1b(B\x1b[m";
+        let mark = format!("\x1b[2m⏎\x1b(B\x1b[m{}⏎ \x1b[K", " ".repeat(79));
+        let texts = [
+            format!(
+                "{mark}\x1b[?2004h\x1b]0;~\x07{sgr0}\x1b[92mssm-user\x1b(B\x1b[m@\x1b(B\x1b[m\
+                 ip-10-0-0-12\x1b(B\x1b[m \x1b[32m~\x1b(B\x1b[m\x1b(B\x1b[m> \x1b[K\x1b[25C"
+            ),
+            "search: h           ".to_string(),
+            format!(
+                "\x1b[9C{sgr0}\x1b[A\x1b[A\x1b[A\x1b[16C\x1b[34mfor{sgr0} \x1b[36mf{sgr0} \
+                 \x1b[34min{sgr0} \x1b[36m\x1b[4mnotes.txt{sgr0} \x1b[36m\x1b[4mdeploy.sh"
+            ),
+            "echo hello from".to_string(),
+            "search: he          ".to_string(),
+            format!("\x1b[7m► echo hello from\x1b(B\x1b[m  ► \x1b[34mecho{sgr0}\x1b[J\x1b[A\x1b[A"),
+            format!("\x1b[10C\x1b[A\x1b[15C\x1b[34mecho{sgr0} \x1b[36mhello{sgr0} \x1b[36mfrom"),
+            format!("\x1b[10C{sgr0}\x1b[4ml         \x1b[A"),
+            String::new(),
+            format!("{sgr0}\x1b[?2004l\x1b]0;echo hello from ~\x07{sgr0}hello from"),
+        ];
+        let shown: Vec<String> =
+            reconstruct_stream_lines(&texts).into_iter().map(|line| line.text).collect();
+        assert_eq!(shown[0], "ssm-user@ip-10-0-0-12 ~> echo hello from", "{shown:?}");
+        assert_eq!(shown.last().map(String::as_str), Some("hello from"), "{shown:?}");
+        // Only the opening line shows the editor's row.
+        assert!(shown[1..].iter().all(|text| !text.contains("~> ")), "{shown:?}");
+    }
+
+    #[test]
+    fn test_zsh_eol_mark_starts_a_stripped_prompt_line() {
+        let blanks = " ".repeat(80);
+        assert!(starts_with_zsh_eol_mark(&format!("#{blanks}u@h ~ % rm -rf /tmp/x")));
+        assert!(starts_with_zsh_eol_mark(&format!("%{blanks}~ % ls")));
+        assert!(!starts_with_zsh_eol_mark(&format!("%{blanks}")));
+        assert!(!starts_with_zsh_eol_mark("# comment in output"));
+        assert!(!starts_with_zsh_eol_mark("[u@h ~]$ ls"));
+    }
+
+    #[test]
     fn test_width_defaults_to_80_without_evidence() {
         let stream = [format!("{PROMPT}ls"), format!("{PROMPT}echo a"), "a".to_string()];
         let views: Vec<&str> = stream.iter().map(String::as_str).collect();
@@ -1068,6 +1194,22 @@ mod tests {
             let first = reconstruct(&text, &layout);
             prop_assert_eq!(&first, &reconstruct(&text, &layout));
             let _ = reconstruct_lines(&[text.clone(), text]);
+        }
+
+        #[test]
+        fn test_any_fish_like_stream_lines_reconstruct_without_panic(lines in proptest::collection::vec(
+            proptest::collection::vec(prop_oneof![
+                Just("\u{1b}[?2004h".to_string()), Just("\u{1b}[?2004l".to_string()),
+                Just("⏎ \u{1b}[K".to_string()), Just("\u{1b}(B\u{1b}[m".to_string()),
+                Just("\u{1b}]0;~\u{7}".to_string()), Just("u@h ~> ".to_string()),
+                Just("\u{1b}[A".to_string()), Just("\u{1b}[25C".to_string()),
+                Just("\u{1b}[3D".to_string()), Just("\u{1b}[J".to_string()), Just("\u{1b}[K".to_string()),
+                Just("\u{8}".to_string()), Just("日".to_string()), "[a-z ]{1,12}",
+            ], 0..24).prop_map(|parts| parts.concat()),
+            0..40,
+        )) {
+            let shown = reconstruct_stream_lines(&lines);
+            prop_assert_eq!(shown.len(), lines.len());
         }
     }
 }

@@ -206,6 +206,46 @@ impl Scanner {
     }
 }
 
+/// Returns what `command` prints when it is nothing but `echo` or `printf` of one single-quoted
+/// literal that needs no interpretation beyond printf's `\n`, `\\` and `%%` (`printf '[u@h
+/// ~]$ rm -rf /\n'`); `None` for anything else (another program, more arguments, options,
+/// other escapes or conversions, control characters).
+///
+/// A shell prints such a literal as it is: the lines right after the command that show exactly
+/// that text are its output, whatever they look like.
+pub fn literal_output(command: &str) -> Option<String> {
+    // Runs once per command: most start with neither.
+    let (program, argument) = match command.strip_prefix("echo ") {
+        Some(argument) => ("echo", argument),
+        None => ("printf", command.strip_prefix("printf ")?),
+    };
+    let literal = argument.trim_matches(' ').strip_prefix('\'')?.strip_suffix('\'')?;
+    if literal.contains('\'') || literal.chars().any(char::is_control) {
+        return None;
+    }
+    match program {
+        // bash's echo prints backslashes as they are, dash's interprets them.
+        "echo" if !literal.starts_with('-') && !literal.contains('\\') => {
+            Some(format!("{literal}\n"))
+        }
+        "printf" if !literal.starts_with('-') => {
+            let mut printed = String::with_capacity(literal.len());
+            let mut chars = literal.chars();
+            while let Some(c) = chars.next() {
+                match (c, matches!(c, '\\' | '%').then(|| chars.next()).flatten()) {
+                    ('\\', Some('n')) => printed.push('\n'),
+                    ('\\', Some('\\')) => printed.push('\\'),
+                    ('%', Some('%')) => printed.push('%'),
+                    ('\\' | '%', _) => return None,
+                    (c, _) => printed.push(c),
+                }
+            }
+            Some(printed)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -453,6 +493,29 @@ mod tests {
         ];
         for (command, expected) in cases {
             assert_eq!(is_complete(command), expected, "{command:?}");
+        }
+    }
+
+    #[test]
+    fn test_literal_output() {
+        let cases = [
+            ("printf '[u@h ~]$ rm -rf /\\n'", Some("[u@h ~]$ rm -rf /\n")),
+            ("printf 'a\\nb %% \\\\\\n'", Some("a\nb % \\\n")),
+            ("printf 'no newline'", Some("no newline")),
+            ("echo '> not a continuation'", Some("> not a continuation\n")),
+            ("printf '%s\\n' x", None),
+            ("printf 'a\\tb\\n'", None),
+            ("printf '%d\\n'", None),
+            ("echo 'a\\nb'", None),
+            ("echo '-n x'", None),
+            ("echo \"$HOME\"", None),
+            ("echo 'a' 'b'", None),
+            ("echo 'a'; rm x", None),
+            ("cat '/etc/motd'", None),
+            ("echo", None),
+        ];
+        for (command, printed) in cases {
+            assert_eq!(literal_output(command).as_deref(), printed, "{command:?}");
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct Screen {
     pub lines: Vec<ScreenLine>,
     /// Number of editor regions opened (bracketed paste switched on).
     pub regions: u32,
+    /// How the last line editor that closed closed: after a keypad reset since it opened
+    /// (zsh's `zle-line-finish` on an accepted line) or without one. `None` when none closed.
+    pub last_close_after_keypad_reset: Option<bool>,
 }
 
 /// One cell: `None` where nothing was written or it was erased.
@@ -203,6 +206,8 @@ pub struct LineTerminal<S> {
     /// accepted, not when Ctrl-C abandons it.
     keypad_reset_in_region: bool,
     closes_after_keypad_reset: u32,
+    /// Whether the last editor that closed had the keypad reset (see [`Screen`]).
+    last_close_after_keypad_reset: Option<bool>,
     /// The end-of-line mark (zsh's `%`/`#`, fish's `⏎`) drawn since the editor last closed.
     eol_mark: Option<char>,
     /// A line the open editor erased (`ESC[J` below the cursor) after opening on it past its
@@ -238,6 +243,8 @@ pub struct LineTerminal<S> {
     after_backspace: bool,
     /// Stripped input whose moves right followed a CR the agent deleted (fish).
     right_moves_from_row_start: bool,
+    /// Something was printed since the line started (stripped fish lines: see `csi_dispatch`).
+    printed_since_line_start: bool,
     /// The last action was a CR. A pty with `onlcr` (every pty a shell runs on) puts a CR
     /// before each LF a program writes: a LF after anything else is from a transcript that lost
     /// its CRs (copied through a tool that turned `\r\n` and `\r` into `\n`), shown as that
@@ -293,25 +300,44 @@ pub struct OpenEditor {
     above: bool,
 }
 
+impl OpenEditor {
+    /// Whether the editor is fish's: carried whole through every line drawn while it is open
+    /// (see [`LineTerminal::run_stripped_in_editor`]).
+    pub fn is_fish(&self) -> bool {
+        self.shell == Some("fish")
+    }
+
+    /// The editor's row as carried (fish: prompt and buffer).
+    pub fn row(&self) -> &str {
+        &self.prompt
+    }
+
+    /// Forgets what fish's editor row shows after its prompt: a line the agent stripped
+    /// changed it where its lost moves put the text (`ESC[A ESC[15C echo … ESC[K`), so only
+    /// a later redraw tells the buffer.
+    pub fn forget_buffer(&mut self) {
+        if let Some(prompt) = crate::prompt::editor_prompt(&self.prompt) {
+            self.prompt.truncate(prompt.len);
+        }
+    }
+}
+
 impl LineTerminal<Vec<ScreenLine>> {
     /// Interprets `bytes` and returns every line, the last unfinished one included.
     pub fn run(width: usize, bytes: &[u8]) -> Screen {
-        let (lines, regions) = LineTerminal::new(width, Vec::new()).feed_all(bytes);
-        Screen { lines, regions }
+        let mut terminal = LineTerminal::new(width, Vec::new());
+        terminal.feed(bytes);
+        terminal.interpret_held();
+        let last_close_after_keypad_reset = terminal.last_close_after_keypad_reset;
+        let (lines, regions) = terminal.finish();
+        Screen { lines, regions, last_close_after_keypad_reset }
     }
 
     /// Interprets one line of a stripped stream (CloudWatch streaming), where the agent deleted
     /// the escape sequences: a run of backspaces followed by text stands for readline's
     /// `backspaces, ESC[K, text`, since the erase that came with it is gone.
     pub fn run_stripped(width: usize, bytes: &[u8]) -> Screen {
-        let mut terminal = LineTerminal::new(width, Vec::new());
-        terminal.stripped = true;
-        // fish positions its cursor with CR then a move right (`\r ESC[nC`), and writes
-        // `ESC ( B` (terminfo's sgr0) around what it colours: in its lines, with the CRs gone,
-        // a move right counts from the start of the row.
-        terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
-        let (lines, regions) = terminal.feed_all(bytes);
-        Screen { lines, regions }
+        LineTerminal::run_stripped_in_editor(width, bytes, None).0
     }
 
     /// [`LineTerminal::run_stripped`] for a line drawn while the editor that an earlier line
@@ -324,6 +350,9 @@ impl LineTerminal<Vec<ScreenLine>> {
     ) -> (Screen, Option<OpenEditor>) {
         let mut terminal = LineTerminal::new(width, Vec::new());
         terminal.stripped = true;
+        // fish positions its cursor with CR then a move right (`\r ESC[nC`), and writes
+        // `ESC ( B` (terminfo's sgr0) around what it colours: in its lines, with the CRs gone,
+        // a move right counts from the start of the row (see `csi_dispatch`, `C`).
         terminal.right_moves_from_row_start = memchr::memmem::find(bytes, b"\x1b(B").is_some();
         if let Some(open) = open {
             terminal.region = Some(0);
@@ -332,7 +361,8 @@ impl LineTerminal<Vec<ScreenLine>> {
                 terminal.put_char(c);
             }
             let line = terminal.line();
-            line.editor_from = Some(open.column);
+            // fish's editor opens before its prompt: no column tells where the prompt ends.
+            line.editor_from = (open.column > 0).then_some(open.column);
             line.shell = open.shell;
             if open.above {
                 terminal.start_new_line();
@@ -342,8 +372,9 @@ impl LineTerminal<Vec<ScreenLine>> {
         terminal.feed(bytes);
         terminal.interpret_held();
         let left_open = terminal.open_editor();
+        let last_close_after_keypad_reset = terminal.last_close_after_keypad_reset;
         let (lines, regions) = terminal.finish();
-        (Screen { lines, regions }, left_open)
+        (Screen { lines, regions, last_close_after_keypad_reset }, left_open)
     }
 }
 
@@ -371,6 +402,7 @@ impl<S: LineSink> LineTerminal<S> {
             opens_after_text: 0,
             keypad_reset_in_region: false,
             closes_after_keypad_reset: 0,
+            last_close_after_keypad_reset: None,
             eol_mark: None,
             erased_editor_line: None,
             zsh_margin: None,
@@ -385,6 +417,7 @@ impl<S: LineSink> LineTerminal<S> {
             stripped: false,
             after_backspace: false,
             right_moves_from_row_start: false,
+            printed_since_line_start: false,
             after_cr: false,
             in_escape: false,
             sink,
@@ -403,7 +436,25 @@ impl<S: LineSink> LineTerminal<S> {
         if let Some(below) = self.editor_left_below.take() {
             return Some(below);
         }
-        self.open_editor_on_current_line(true)
+        self.open_fish_editor().or_else(|| self.open_editor_on_current_line(true))
+    }
+
+    /// fish's editor left open: fish opens it before drawing its prompt, draws its pagers below
+    /// the prompt's row and goes back up to redraw the buffer there, a stream line at each row
+    /// it moves down to. The editor's row is the first the open editor drew on; it is carried
+    /// whole (prompt and buffer), for the lines that redraw it or accept it.
+    fn open_fish_editor(&self) -> Option<OpenEditor> {
+        let line = self.window.iter().find(|line| line.region.is_some())?;
+        if line.shell != Some("fish") {
+            return None;
+        }
+        let mut prompt = String::new();
+        if line.cells.is_empty() {
+            prompt.extend(line.ascii.iter().map(|&byte| char::from(byte)));
+        } else {
+            render(&line.cells, &mut prompt);
+        }
+        Some(OpenEditor { prompt, column: 0, shell: line.shell, above: true })
     }
 
     /// The editor opened on the current line after its prompt, if it did.
@@ -535,6 +586,7 @@ impl<S: LineSink> LineTerminal<S> {
     fn print_ascii(&mut self, run: &[u8]) {
         self.after_cr = false;
         self.moved_up = false;
+        self.printed_since_line_start = true;
         if self.alternate_screen || run.is_empty() {
             return;
         }
@@ -668,6 +720,7 @@ impl<S: LineSink> LineTerminal<S> {
     }
 
     fn line_feed(&mut self) {
+        self.printed_since_line_start = false;
         let row_start = self.row_start();
         let column = self.cursor - row_start;
         // Moving down inside a wrapped line keeps the line.
@@ -953,6 +1006,7 @@ impl<S: LineSink> LineTerminal<S> {
                     self.keypad_reset_in_region = false;
                 } else {
                     if self.region.is_some() {
+                        self.last_close_after_keypad_reset = Some(self.keypad_reset_in_region);
                         if self.keypad_reset_in_region {
                             self.closes_after_keypad_reset += 1;
                         } else if self.closes_after_keypad_reset > 0 {
@@ -1050,15 +1104,11 @@ fn ends_in_partial_utf8(bytes: &[u8]) -> bool {
     }
 }
 
-fn first_param(params: &vte::Params, default: usize) -> usize {
-    let value = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0) as usize;
-    if value == 0 { default } else { value }
-}
-
 impl<S: LineSink> vte::Perform for LineTerminal<S> {
     fn print(&mut self, c: char) {
         self.after_cr = false;
         self.moved_up = false;
+        self.printed_since_line_start = true;
         // zsh wrapped the editor line, printed the first character of the new row, then
         // (after a CR the agent deleted) printed the row again from its start.
         let mut first_of_row = None;
@@ -1176,8 +1226,15 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         if self.alternate_screen || !intermediates.is_empty() {
             return;
         }
+        // Colours, the most frequent sequence, move nothing.
+        if action == 'm' {
+            self.moved_up = after_up;
+            return;
+        }
         let row_start = self.row_start();
         let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
+        // The first parameter as a count: absent or 0 means 1.
+        let count = if mode == 0 { 1 } else { usize::from(mode) };
         match action {
             'K' => match mode {
                 0 if self.stripped && self.is_eol_mark_residue() => {
@@ -1230,15 +1287,20 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
             'J' | 'H' | 'f' => self.flush_window(),
             'D' => {
                 let base = if self.pending_wrap { self.cursor - 1 } else { self.cursor };
-                self.move_to(base.saturating_sub(first_param(params, 1)).max(row_start));
+                self.move_to(base.saturating_sub(count).max(row_start));
             }
             'C' => {
-                let from = if self.right_moves_from_row_start || (self.stripped && after_up) {
-                    row_start
+                // fish moves right from a CR (deleted) once it has printed on the line, and
+                // from where the cursor is while it has only moved (into the line, then up to
+                // its editor's row: `ESC[10C ESC[A ESC[15C`); zsh from a CR (deleted) after a
+                // move up.
+                let from_row_start = if self.right_moves_from_row_start {
+                    self.printed_since_line_start
                 } else {
-                    self.cursor
+                    self.stripped && after_up
                 };
-                let target = (from + first_param(params, 1)).min(row_start + self.width - 1);
+                let from = if from_row_start { row_start } else { self.cursor };
+                let target = (from + count).min(row_start + self.width - 1);
                 // The editor jumping past the end of its line, over blanks: a right prompt.
                 if self.region.is_some() && target > self.cursor + 1 {
                     let cursor = self.cursor;
@@ -1250,24 +1312,23 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.move_to(target);
             }
             'A' => {
-                self.cursor_up(first_param(params, 1));
+                self.cursor_up(count);
                 self.moved_up = self.stripped;
             }
-            'm' => self.moved_up = after_up,
             'B' => {
-                for _ in 0..first_param(params, 1).min(WINDOW) {
+                for _ in 0..count.min(WINDOW) {
                     self.line_feed();
                 }
             }
             'G' | '`' => {
-                let column = first_param(params, 1) - 1;
+                let column = count - 1;
                 self.move_to(row_start + column.min(self.width - 1));
             }
-            '@' => self.insert_blanks(first_param(params, 1)),
-            'P' => self.delete_chars(first_param(params, 1)),
+            '@' => self.insert_blanks(count),
+            'P' => self.delete_chars(count),
             'X' => {
                 let from = self.cursor;
-                self.erase(from, from + first_param(params, 1));
+                self.erase(from, from + count);
             }
             _ => {}
         }
@@ -1342,7 +1403,11 @@ mod tests {
         terminal.fed = bytes.len();
         parser.advance(&mut terminal, &bytes[position..]);
         terminal.flush_window();
-        Screen { lines: terminal.sink, regions: terminal.regions }
+        Screen {
+            lines: terminal.sink,
+            regions: terminal.regions,
+            last_close_after_keypad_reset: terminal.last_close_after_keypad_reset,
+        }
     }
 
     fn assert_fast_path_agrees(bytes: &[u8]) {
@@ -1587,6 +1652,22 @@ mod tests {
         let screen = LineTerminal::run_stripped(1 << 20, input);
         let texts: Vec<_> = screen.lines.iter().map(|line| line.text.as_str()).collect();
         assert_eq!(texts, vec!["u@h ~> ls"]);
+    }
+
+    #[test]
+    fn test_fish_moves_right_from_the_cursor_until_it_prints() {
+        // fish-default, streamed (CRs deleted): a line that only moved (into the search row,
+        // then up to the editor's row) moves right from the cursor, `ESC[10C ESC[A ESC[15C`
+        // to column 25; once it printed on the line, a move right came after a CR.
+        let cases: [(&[u8], &str); 2] = [
+            (b"\x1b[10C\x1b[A\x1b[15Cls\x1b(B\x1b[m", "                         ls"),
+            (b"u@h ~> x\x1b[A\x1b[7Cls\x1b(B\x1b[m", "u@h ~> ls"),
+        ];
+        for (input, expected) in cases {
+            let screen = LineTerminal::run_stripped(1 << 20, input);
+            let texts: Vec<_> = screen.lines.iter().map(|line| line.text.as_str()).collect();
+            assert_eq!(texts, vec![expected], "{input:?}");
+        }
     }
 
     #[test]

@@ -35,7 +35,9 @@ impl EffectiveUsers {
     pub fn next(&mut self, prompt_user: Option<&str>, command: &str) -> Option<Arc<str>> {
         // Only a user name goes into `effective_user`, which is stored in plaintext: any other
         // word (`su <a password typed by mistake>`, a prompt's text) is not taken as one.
-        if let Some(shown) = prompt_user.filter(|name| is_user_name(name)) {
+        // The prompt of the shell the last command ran in, most of the time: nothing changes.
+        let same_shell = |shown: &&str| self.shells.last().is_some_and(|last| **last == **shown);
+        if let Some(shown) = prompt_user.filter(|name| !same_shell(name) && is_user_name(name)) {
             match self.shells.iter().rposition(|user| user.as_ref() == shown) {
                 // Back in a shell seen before: those opened after it were left.
                 Some(index) => self.shells.truncate(index + 1),
@@ -45,7 +47,9 @@ impl EffectiveUsers {
         let caller = self.shells.last().cloned();
         // Most commands are none of these: no words are split for them.
         let first = command.trim_start();
-        if !["exit", "logout", "sudo", "su"].iter().any(|word| first.starts_with(word)) {
+        if !matches!(first.as_bytes().first(), Some(b'e' | b'l' | b's'))
+            || !["exit", "logout", "sudo", "su"].iter().any(|word| first.starts_with(word))
+        {
             return caller;
         }
         let words: Vec<&str> = command.split_whitespace().collect();

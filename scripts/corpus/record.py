@@ -638,6 +638,26 @@ def read_repl_history(path: Path) -> list[str]:
     return path.read_bytes().decode("utf-8", "surrogateescape").split("\n")[:-1]
 
 
+# Shells whose own history file is the oracle: its name in expected.json, what it holds, and
+# its reader.
+HISTORY_ORACLES = {
+    "bash": (
+        "bash-history",
+        "commands exactly as bash stored them in its history file (lithist: multi-line "
+        "commands keep their newlines; history expansion such as !! is already expanded); "
+        "time = history timestamp mapped onto session_start, 1 s resolution",
+        read_bash_history,
+    ),
+    "zsh": (
+        "zsh-history",
+        "commands exactly as zsh stored them in its history file (INC_APPEND_HISTORY, "
+        "EXTENDED_HISTORY; multi-line commands keep their newlines); time = history "
+        "timestamp mapped onto session_start, 1 s resolution",
+        read_zsh_history,
+    ),
+}
+
+
 def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) -> dict:
     doc = {
         "session_id": sc.session_id,
@@ -651,22 +671,9 @@ def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) 
         "terminal": {"cols": sc.width, "rows": sc.height},
     }
     users: list[str] | None = None
-    if sc.shell == "bash":
-        doc["oracle"] = "bash-history"
-        doc["note"] = (
-            "commands exactly as bash stored them in its history file (lithist: multi-line "
-            "commands keep their newlines; history expansion such as !! is already expanded); "
-            "time = history timestamp mapped onto session_start, 1 s resolution"
-        )
-        entries = read_bash_history(history)
-    elif sc.shell == "zsh":
-        doc["oracle"] = "zsh-history"
-        doc["note"] = (
-            "commands exactly as zsh stored them in its history file (INC_APPEND_HISTORY, "
-            "EXTENDED_HISTORY; multi-line commands keep their newlines); time = history "
-            "timestamp mapped onto session_start, 1 s resolution"
-        )
-        entries = read_zsh_history(history)
+    if sc.shell in HISTORY_ORACLES:
+        doc["oracle"], doc["note"], read_history = HISTORY_ORACLES[sc.shell]
+        entries = read_history(history)
     elif sc.shell == "fish":
         doc["oracle"] = "fish-preexec"
         doc["note"] = (
@@ -970,6 +977,10 @@ def self_test() -> None:
     assert ansi_strip(b"\x1b[?1049h\x1b[22;0;0t") == (b"", False)
     assert ansi_strip("日".encode()) == (b"\xe6\xa5", False)  # 0x97 is a C1 control
     assert ansi_strip("🎉".encode()) == (b"\xf0", False)  # 0x9F C1, 0x8E SS2 eats 0x89
+    assert ansi_strip(b"a\x1b") == (b"a", True)  # LoneEscape
+    assert ansi_strip(b"\x1b[1\x08x") == (b"x", True)  # a CSI cut by a control byte: UnknownEscape
+    assert ansi_strip(b"\x9b2Kx") == (b"x", False)  # single-byte CSI
+    assert ansi_strip(b"\x1b]0;a\x1bXb\x1b\\c") == (b"bc", True)  # FoundSOS ends the string at ESC X
     assert go_json_string(b"<a&b>\x1b\x08\xff") == '"\\u003ca\\u0026b\\u003e\\u001b\\b\\ufffd"'
     assert read_slice(b"ab\ncd", 0, 33000) == (b"ab\n", 3, None)
     assert read_slice(b"abcd", 0, 2) == (b"ab", 2, "full")

@@ -1,0 +1,286 @@
+//! From drafts to rows, as the drafts are kept: a session's commands never exist twice, once
+//! as [`Draft`]s and once as [`CommandRecord`]s (a dense session of 290,000 commands held
+//! both: 150 MB, most of the parser's page faults).
+//!
+//! [`Rows::push`] takes each draft the assembler settled (see
+//! [`crate::extract::Assembler::drain_settled`]), in order; [`Rows::finish`] returns the rows
+//! and the session context completed with what the drafts told (the OS user of the first
+//! row's prompt, when nothing else told it).
+
+use std::sync::Arc;
+
+use sessionlake_schemas::{CommandRecord, Confidence, TimeSource};
+
+use crate::extract::Draft;
+use crate::{PARSER_VERSION, SessionContext, redact, users};
+
+/// The command legacy agents ran the session through (see [`Rows::new`]).
+const LEGACY_LOGGER: &str = "ssm-session-logger";
+
+/// Rows of one session, built as its drafts are settled.
+#[derive(Debug)]
+pub(crate) struct Rows {
+    context: SessionContext,
+    line_time_source: TimeSource,
+    /// A legacy transcript: its logger's command and the `exit`s that closed it are dropped.
+    legacy: bool,
+    /// The OS user the first row's prompt shows is the session's when nothing else told it
+    /// (a transcript; a stream's events name it).
+    user_from_first_prompt: bool,
+    /// The prompt of the first legacy logger command.
+    logger_prompt: Option<String>,
+    /// `exit`s held back until a later command shows they are not the session's last.
+    exits: Vec<Draft>,
+    /// Made at the first row, when the context is complete.
+    builder: Option<RowBuilder>,
+    rows: Vec<CommandRecord>,
+}
+
+impl Rows {
+    /// Returns rows for a transcript's session with `context`. `legacy`: the transcript is an
+    /// old agent's, which ran the session through a logger shell: its `ssm-session-logger`
+    /// command and the `exit`s that closed it (the last ones, at the logger's prompt) are not
+    /// the user's.
+    pub(crate) fn new(context: SessionContext, line_time_source: TimeSource, legacy: bool) -> Self {
+        Rows {
+            context,
+            line_time_source,
+            legacy,
+            user_from_first_prompt: true,
+            logger_prompt: None,
+            exits: Vec::new(),
+            builder: None,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Returns rows for a streamed session with `context`, complete from its events.
+    pub(crate) fn streamed(context: SessionContext) -> Self {
+        Rows {
+            user_from_first_prompt: false,
+            ..Rows::new(context, TimeSource::CloudwatchEvent, false)
+        }
+    }
+
+    /// Takes the next settled draft.
+    pub(crate) fn push(&mut self, draft: Draft) {
+        if self.legacy {
+            if draft.command.contains(LEGACY_LOGGER) {
+                self.logger_prompt.get_or_insert(draft.prompt);
+                return;
+            }
+            if draft.command.trim() == "exit" {
+                self.exits.push(draft);
+                return;
+            }
+            for exit in std::mem::take(&mut self.exits) {
+                self.add(exit);
+            }
+        }
+        self.add(draft);
+    }
+
+    /// Returns the rows and the context, completed.
+    pub(crate) fn finish(mut self) -> (Vec<CommandRecord>, SessionContext) {
+        let mut exits = std::mem::take(&mut self.exits);
+        if let Some(prompt) = &self.logger_prompt {
+            while exits.last().is_some_and(|exit| exit.prompt == *prompt) {
+                exits.pop();
+            }
+        }
+        for exit in exits {
+            self.add(exit);
+        }
+        (self.rows, self.context)
+    }
+
+    fn add(&mut self, draft: Draft) {
+        let builder = self.builder.get_or_insert_with(|| {
+            // The session's OS user is the one its first prompt shows (before any `sudo su`),
+            // when neither the source nor the transcript's header told it.
+            if self.user_from_first_prompt && self.context.run_as.is_none() {
+                self.context.run_as = draft.user.clone();
+            }
+            RowBuilder::new(&self.context, self.line_time_source)
+        });
+        let row = builder.row(draft);
+        self.rows.push(row);
+    }
+}
+
+/// Turns drafts into rows, in order: the session's fields shared by every row, the effective
+/// user as the commands move it, each row's number.
+#[derive(Debug)]
+struct RowBuilder {
+    session_id: Arc<str>,
+    principal: Option<Arc<str>>,
+    run_as: Option<Arc<str>>,
+    target: Option<Arc<str>>,
+    region: Option<Arc<str>>,
+    account: Option<Arc<str>>,
+    line_time_source: TimeSource,
+    users: users::EffectiveUsers,
+    /// One `Arc` per distinct user and shell, like the session's own fields.
+    names: Vec<Arc<str>>,
+    seq: u32,
+}
+
+impl RowBuilder {
+    fn new(context: &SessionContext, line_time_source: TimeSource) -> Self {
+        let shared = |value: &Option<String>| value.as_deref().map(Arc::<str>::from);
+        RowBuilder {
+            session_id: Arc::from(context.session_id.as_str()),
+            principal: shared(&context.principal),
+            run_as: shared(&context.run_as),
+            target: shared(&context.target),
+            region: shared(&context.region),
+            account: shared(&context.account),
+            line_time_source,
+            users: users::EffectiveUsers::new(context.run_as.as_deref()),
+            names: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    fn shared_name(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.iter().find(|known| known.as_ref() == name) {
+            return Arc::clone(known);
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.names.push(Arc::clone(&new));
+        new
+    }
+
+    fn row(&mut self, draft: Draft) -> CommandRecord {
+        // A line typed into a REPL runs as whoever runs the REPL, and starts no shell.
+        let effective_user = match draft.repl {
+            Some(_) => self.users.current(),
+            None => self.users.next(draft.user.as_deref(), &draft.command),
+        };
+        let shell = draft.shell.map(|name| self.shared_name(name));
+        let program = draft.repl.map(|name| self.shared_name(name));
+        let raw_offset = draft.start as u64;
+        let raw_len = (draft.end - draft.start) as u64;
+        let output_truncated = draft.output.truncated();
+        let output_bytes = draft.output.bytes();
+        let (command, command_redactions) = redact::redact_owned(draft.command);
+        let (output, output_redactions) = redact::redact_owned(draft.output.into_text());
+        // A command's time comes only from its own line (streamed batches). The session's
+        // start (CloudTrail) belongs to the session row: giving it to a command would be a
+        // made-up time.
+        let time_source =
+            if draft.time.is_some() { self.line_time_source } else { TimeSource::None };
+        // A cut command is not all that ran: the row says it is not sure of it.
+        let confidence = if draft.command_cut { Confidence::Low } else { draft.confidence };
+        let seq = self.seq;
+        self.seq += 1;
+        CommandRecord {
+            session_id: Arc::clone(&self.session_id),
+            seq,
+            started_at: draft.time,
+            time_source,
+            principal: self.principal.clone(),
+            run_as: self.run_as.clone(),
+            target: self.target.clone(),
+            region: self.region.clone(),
+            account: self.account.clone(),
+            cwd: draft.cwd,
+            prompt: draft.prompt,
+            command,
+            output,
+            output_truncated,
+            output_bytes,
+            raw_offset,
+            raw_len,
+            redactions: command_redactions + output_redactions,
+            confidence,
+            parser_version: PARSER_VERSION,
+            effective_user,
+            shell,
+            program,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::Output;
+
+    fn draft(prompt: &str, user: Option<&str>, command: &str) -> Draft {
+        Draft {
+            prompt: prompt.to_string(),
+            cwd: None,
+            user: user.map(str::to_string),
+            command: command.to_string(),
+            output: Output::default(),
+            start: 0,
+            end: 0,
+            time: None,
+            confidence: Confidence::High,
+            command_cut: false,
+            shell: Some("bash"),
+            repl: None,
+        }
+    }
+
+    fn commands(rows: &[CommandRecord]) -> Vec<&str> {
+        rows.iter().map(|row| row.command.as_str()).collect()
+    }
+
+    #[test]
+    fn test_legacy_logger_noise_is_dropped_as_drafts_come() {
+        // A legacy agent's session: the logger shell's command, the user's, and the `exit`s
+        // that closed the user's shell and the logger's. An `exit` followed by more commands
+        // is the user's, whatever prompt it has.
+        let logger = "sh-4.2$ ";
+        let user = "[ec2-user@ip-10-0-0-12 ~]$ ";
+        // (The drafts' prompts and commands, then the rows' commands.)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 3] = [
+            (
+                &[
+                    (logger, "script -qf /var/log/ssm-session-logger.log"),
+                    (user, "ls"),
+                    (user, "exit"),
+                    (logger, "exit"),
+                ],
+                &["ls", "exit"],
+            ),
+            (
+                &[(logger, "exec ssm-session-logger"), (logger, "exit"), (user, "id")],
+                &["exit", "id"],
+            ),
+            (&[(user, "exit"), (user, "exit")], &["exit", "exit"]),
+        ];
+        for (drafts, expected) in cases {
+            let mut rows = Rows::new(SessionContext::new("s"), TimeSource::None, true);
+            for (prompt, command) in drafts {
+                rows.push(draft(prompt, None, command));
+            }
+            let (rows, _) = rows.finish();
+            assert_eq!(commands(&rows), *expected, "{drafts:?}");
+            let seqs: Vec<u32> = rows.iter().map(|row| row.seq).collect();
+            assert_eq!(seqs, (0..expected.len() as u32).collect::<Vec<_>>(), "{drafts:?}");
+        }
+    }
+
+    #[test]
+    fn test_the_first_rows_prompt_tells_the_os_user_of_a_transcript_only() {
+        let prompt = "[ec2-user@ip-10-0-0-12 ~]$ ";
+        let mut rows = Rows::new(SessionContext::new("s"), TimeSource::None, false);
+        rows.push(draft(prompt, Some("ec2-user"), "sudo su -"));
+        rows.push(draft("[root@ip-10-0-0-12 ~]# ", Some("root"), "id"));
+        let (rows, context) = rows.finish();
+        assert_eq!(context.run_as.as_deref(), Some("ec2-user"));
+        let users: Vec<_> = rows.iter().map(|row| row.effective_user.as_deref()).collect();
+        assert_eq!(users, [Some("ec2-user"), Some("root")]);
+        assert!(rows.iter().all(|row| row.run_as.as_deref() == Some("ec2-user")));
+        // A stream's events name the OS user: a prompt does not.
+        let mut streamed = Rows::streamed(SessionContext::new("s"));
+        streamed.push(draft(prompt, Some("ec2-user"), "ls"));
+        let (rows, context) = streamed.finish();
+        assert_eq!(context.run_as, None);
+        assert_eq!(rows[0].run_as, None);
+    }
+}
