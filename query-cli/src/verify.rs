@@ -251,6 +251,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
         &options.pinned,
         now,
         from.as_ref().map(|(sequence, sha256)| (*sequence, sha256.as_str())),
+        first.map(|_| &live),
     )
     .await?;
     let findings = std::mem::take(&mut trust.findings);

@@ -49,41 +49,63 @@ impl ChainTrust {
         pinned: &[PinnedSigner],
         now: Option<i64>,
     ) -> LakeResult<ChainTrust> {
-        Self::judge_from(store, files, pinned, now, None).await
+        Self::judge_from(store, files, pinned, now, None, None).await
     }
 
     /// Like [`ChainTrust::judge`], for the manifests from a checkpoint's on (see
     /// [`analyse_chain_from`]): `from` is the checkpoint's manifest, its sequence and the
     /// SHA-256 the checkpoint names, whose signature is not checked again (the checkpoint's
     /// signer vouches for it; a version-2 checkpoint carries it without its lists).
+    ///
+    /// `committed_before` is the live set the checkpoint holds (none for the whole chain): with
+    /// the objects the trusted manifests add, it says which public-key records were committed.
+    /// A record that names a pinned key counts only if it was (see [`vouched_records`]).
     pub async fn judge_from(
         store: &LakeStore,
         files: &[ManifestFile],
         pinned: &[PinnedSigner],
         now: Option<i64>,
         from: Option<(u64, &str)>,
+        committed_before: Option<&BTreeMap<String, ObjectEntry>>,
     ) -> LakeResult<ChainTrust> {
         let first = from.map_or(0, |(sequence, _)| sequence);
         let mut analysis = analyse_chain_from(files, now, first);
         let mut findings = std::mem::take(&mut analysis.findings);
-        let keys = read_key_records_for(store, pinned, &mut findings).await?;
+        let records = read_key_record_files(store, pinned, &mut findings).await?;
         let vouched = from.and_then(|(sequence, sha256)| {
             analysis
                 .parsed
                 .iter()
                 .position(|link| link.manifest.body.sequence == sequence && link.sha256 == sha256)
         });
-        let bad_signatures = check_signatures(&analysis, keys, pinned, vouched, &mut findings);
-        let trusted = analysis
-            .accepted
-            .iter()
-            .copied()
-            .filter(|index| {
-                !bad_signatures.contains(index)
-                    && !analysis.broken.contains(index)
-                    && !analysis.forked.contains(index)
-            })
-            .collect();
+        let every = records.iter().map(|file| (file.path.clone(), file.record.clone()));
+        let mut checked = Vec::new();
+        let mut bad_signatures = check_signatures(
+            &analysis,
+            manifest::merge_key_records(every),
+            pinned,
+            vouched,
+            &mut checked,
+        );
+        let pinned_failed = bad_signatures.iter().any(|&index| {
+            let signer = &analysis.parsed[index].manifest.signature.key_id;
+            pinned.iter().any(|pin| &pin.key_id == signer)
+        });
+        if pinned_failed {
+            // Checked again with only the records of pinned keys that the chain committed.
+            let mut kept = Vec::new();
+            for (record, ignored) in
+                vouched_records(&analysis, records, pinned, vouched, committed_before)
+            {
+                kept.extend(record);
+                findings.extend(ignored);
+            }
+            let keys = manifest::merge_key_records(kept);
+            bad_signatures = check_signatures(&analysis, keys, pinned, vouched, &mut findings);
+        } else {
+            findings.extend(checked);
+        }
+        let trusted = trusted_of(&analysis, &bad_signatures);
         Ok(ChainTrust { analysis, bad_signatures, trusted, findings, first })
     }
 
@@ -222,8 +244,15 @@ impl Snapshot {
         let (usable, skipped) = latest_checkpoint(store, pinned, scope).await?;
         let mut snapshot = match usable {
             Some(start) => {
-                let trust =
-                    ChainTrust::judge_from(store, &start.files, pinned, None, start.from()).await?;
+                let trust = ChainTrust::judge_from(
+                    store,
+                    &start.files,
+                    pinned,
+                    None,
+                    start.from(),
+                    Some(&start.live),
+                )
+                .await?;
                 Snapshot::assemble(&start.files, trust, start.live, Some(start.sequence), true)
             }
             None => Snapshot::open(store, pinned).await?,
@@ -830,6 +859,89 @@ fn gap_between(earlier: &ChainLink, later: Option<i64>) -> Option<String> {
     })
 }
 
+/// Returns the indexes of the accepted manifests that are trusted, given the ones whose
+/// signature failed.
+fn trusted_of(analysis: &ChainAnalysis, bad_signatures: &BTreeSet<usize>) -> BTreeSet<usize> {
+    analysis
+        .accepted
+        .iter()
+        .copied()
+        .filter(|index| {
+            !bad_signatures.contains(index)
+                && !analysis.broken.contains(index)
+                && !analysis.forked.contains(index)
+        })
+        .collect()
+}
+
+/// One public-key record as stored: its path, the SHA-256 of its bytes, and what it says.
+struct KeyRecordFile {
+    path: String,
+    sha256: String,
+    record: PublicKeyRecord,
+}
+
+/// A record kept (by path), or the finding of one left out.
+type Vouched = (Option<(String, PublicKeyRecord)>, Option<Scoped>);
+
+/// Keeps the public-key records that may narrow what the signatures are checked against: every
+/// record of a key that is not pinned, and a record of a pinned key only if the chain committed
+/// it (its path and bytes in `committed_before` or added by a manifest trusted without such
+/// records). A pinned key is the reader's own trust anchor: a record anyone can plant in the
+/// lake (a `valid_until` in the past, a `valid_from` in the future) must not make every
+/// manifest it signed untrusted. Each record left out comes with its finding.
+fn vouched_records(
+    analysis: &ChainAnalysis,
+    records: Vec<KeyRecordFile>,
+    pinned: &[PinnedSigner],
+    vouched: Option<usize>,
+    committed_before: Option<&BTreeMap<String, ObjectEntry>>,
+) -> Vec<Vouched> {
+    let is_pinned =
+        |file: &KeyRecordFile| pinned.iter().any(|pin| pin.key_id == file.record.key_id);
+    if !records.iter().any(is_pinned) {
+        return records.into_iter().map(|file| (Some((file.path, file.record)), None)).collect();
+    }
+    // The chain as the pins alone (and the other keys' records) make it.
+    let unpinned = records
+        .iter()
+        .filter(|file| !is_pinned(file))
+        .map(|file| (file.path.clone(), file.record.clone()));
+    let keys = manifest::merge_key_records(unpinned);
+    let bad = check_signatures(analysis, keys, pinned, vouched, &mut Vec::new());
+    let trusted = trusted_of(analysis, &bad);
+    let mut committed: BTreeSet<(&str, &str)> = committed_before
+        .into_iter()
+        .flat_map(|live| live.values())
+        .map(|entry| (entry.path.as_str(), entry.sha256.as_str()))
+        .collect();
+    committed.extend(trusted.iter().flat_map(|&index| {
+        analysis.parsed[index]
+            .manifest
+            .body
+            .added
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.sha256.as_str()))
+    }));
+    records
+        .into_iter()
+        .map(|file| {
+            if !is_pinned(&file) || committed.contains(&(file.path.as_str(), file.sha256.as_str()))
+            {
+                return (Some((file.path, file.record)), None);
+            }
+            let detail = format!(
+                "a record of pinned key {} that no trusted commit names: ignored (the pin is \
+                 checked without it)",
+                file.record.key_id
+            );
+            let ignored =
+                Scoped { finding: finding("unknown-signer", &file.path, detail), at: None };
+            (None, Some(ignored))
+        })
+        .collect()
+}
+
 /// Reads the lake's public-key records, merged by key id; records that do not parse are
 /// findings.
 pub async fn read_key_records(
@@ -847,6 +959,16 @@ pub async fn read_key_records_for(
     pinned: &[PinnedSigner],
     findings: &mut Vec<Scoped>,
 ) -> LakeResult<BTreeMap<String, KeyValidity>> {
+    let records = read_key_record_files(store, pinned, findings).await?;
+    Ok(manifest::merge_key_records(records.into_iter().map(|file| (file.path, file.record))))
+}
+
+/// Reads the lake's public-key records as stored (see [`read_key_records_for`]).
+async fn read_key_record_files(
+    store: &LakeStore,
+    pinned: &[PinnedSigner],
+    findings: &mut Vec<Scoped>,
+) -> LakeResult<Vec<KeyRecordFile>> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut records = Vec::new();
@@ -890,7 +1012,8 @@ pub async fn read_key_records_for(
                         at: None,
                     });
                 } else {
-                    records.push((path, record));
+                    let sha256 = crate::store::sha256_hex(&bytes);
+                    records.push(KeyRecordFile { path, sha256, record });
                 }
             }
             Err(error) => findings.push(Scoped {
@@ -899,7 +1022,7 @@ pub async fn read_key_records_for(
             }),
         }
     }
-    Ok(manifest::merge_key_records(records))
+    Ok(records)
 }
 
 /// Largest public-key record read (an ECDSA record is under 1 KiB).

@@ -428,3 +428,44 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     assert_eq!(verified.code, 1, "{}", verified.stdout);
     assert!(verified.stdout.contains("is not the replay of the chain"), "{}", verified.stdout);
 }
+
+/// A public-key record planted for the pinned key (a retirement with a `valid_until` long
+/// past, as anyone who can write to the lake can write one) does not make the chain that key
+/// signed untrusted: readers answer as before and name the record, and `verify` reports it.
+/// A writer still refuses to sign with a key the lake says is retired, naming the record (a
+/// denial of service, never a commit by a retired key).
+#[test]
+fn test_a_planted_key_record_does_not_narrow_the_pinned_key() {
+    let dir = ingested();
+    let lake = dir.path().join("lake");
+    let before = count_commands(dir.path(), &[]);
+    assert_eq!(before.code, 0, "{}", before.stderr);
+    let keys = lake.join("keys");
+    let record = files_under(&keys)
+        .into_iter()
+        .find(|file| {
+            file.extension().is_some_and(|ext| ext == "json") && file.components().count() == 1
+        })
+        .expect("the keyring key's public-key record");
+    let mut planted: PublicKeyRecord =
+        serde_json::from_slice(&std::fs::read(keys.join(&record)).expect("read")).expect("parse");
+    planted.valid_until = Some("2000-01-01T00:00:00+00:00".to_string());
+    let retired = keys.join(record.to_string_lossy().replace(".json", ".retired.json"));
+    std::fs::write(&retired, serde_json::to_vec(&planted).expect("encode")).expect("plant");
+    let name = format!("keys/{}", retired.file_name().expect("name").to_string_lossy());
+
+    let after = count_commands(dir.path(), &[]);
+    assert_eq!((after.code, &after.stdout), (0, &before.stdout), "{}", after.stderr);
+    assert!(after.stderr.contains(&format!("ignored {name} (unknown-signer)")), "{}", after.stderr);
+    let verified = cli(dir.path(), &["verify"]);
+    assert_eq!(verified.code, 1, "{}", verified.stdout);
+    assert!(verified.stdout.contains(&name), "{}", verified.stdout);
+    let held = cli(dir.path(), &["hold", "add", ALICE, "--reason", "case 2026-90"]);
+    assert_eq!(held.code, 2, "{}", held.stderr);
+    assert!(held.stderr.contains(&name), "{}", held.stderr);
+    std::fs::remove_file(&retired).expect("remove the plant");
+    let held = cli(dir.path(), &["hold", "add", ALICE, "--reason", "case 2026-90"]);
+    assert_eq!(held.code, 0, "{}", held.stderr);
+    let clean = count_commands(dir.path(), &[]);
+    assert!(!clean.stderr.contains("warning"), "{}", clean.stderr);
+}
