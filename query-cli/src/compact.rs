@@ -29,8 +29,11 @@ use sessionlake_lake::{checkpoint, manifest};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 
-use crate::retention::{Lake, REMOVED_LEFTOVERS, delete_all};
-use crate::{Cli, Outcome, json_record};
+use sessionlake_keep::Lake;
+use sessionlake_keep::lake::REMOVED_LEFTOVERS;
+
+use crate::retention::delete_all;
+use crate::{Cli, Outcome, json_record, open_writer};
 
 /// Default `--min-age`: a day without change (a stream still growing is left alone).
 pub const DEFAULT_MIN_AGE: &str = "1d";
@@ -179,7 +182,7 @@ pub async fn compact(cli: &Cli, args: &CompactArgs) -> anyhow::Result<Outcome> {
         );
     }
     let days: BTreeSet<String> = args.days.iter().cloned().collect();
-    let mut lake = Lake::open(cli, "compact").await?;
+    let mut lake = open_writer(cli, "compact").await?;
     let mut lease = Lease::acquire(&lake.store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
         .await
         .with_context(|| format!("failed to take the writer lease of {}", lake.store.location()))?;
@@ -224,7 +227,8 @@ async fn run(
         if groups.is_empty() {
             return Ok(summary);
         }
-        let lake_id = crate::lake_id(&lake.store, &lake.live).await?.unwrap_or_default();
+        let lake_id =
+            sessionlake_keep::lake::lake_id(&lake.store, &lake.live).await?.unwrap_or_default();
         let files = LakeFiles {
             store: &lake.store,
             keys: &lake.keys,
@@ -268,7 +272,7 @@ async fn run(
         let partitions: BTreeSet<&str> = groups.iter().map(|group| group.dt.as_str()).collect();
         let reason = format!(
             "compaction by {}: {total} files of {} sessions into {} files, {} days",
-            crate::retention::actor(),
+            sessionlake_keep::holds::actor(),
             sessions.len(),
             added.len(),
             partitions.len()

@@ -39,6 +39,8 @@ use sessionlake_lake::trust::Snapshot;
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
+use sessionlake_keep::lake::lake_id;
+
 use crate::cursor::Cursor;
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
 use crate::progress::Progress;
@@ -512,6 +514,31 @@ pub(crate) async fn open_reader(
     Ok((store, keys, lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() }))
 }
 
+/// Opens the lake for a one-shot writer job (`command`: retention, hold, shred, compact,
+/// checkpoint): commits are signed by the first KMS key of `--signing-key`, else the keyring's
+/// key, and only manifests the pinned signers signed (the keyring's key and `--signing-key`)
+/// are trusted.
+pub(crate) async fn open_writer(
+    cli: &Cli,
+    command: &'static str,
+) -> anyhow::Result<sessionlake_keep::Lake> {
+    let keyring = open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, keys) = open_lake_with(cli, keyring.clone()).await?;
+    let signing_key = cli.signing_key.first().map(String::as_str);
+    let signer = signer(cli, signing_key, keyring.clone(), command).await?;
+    let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
+    let parts = sessionlake_keep::LakeParts {
+        store,
+        keys,
+        keyring,
+        signer,
+        pinned,
+        command,
+        warn: |line| eprintln!("sessionlake: warning: {line}"),
+    };
+    sessionlake_keep::Lake::open(parts).await
+}
+
 /// For `--allow-partial`: takes the committed table files that are not in the lake with their
 /// committed size out of `live`, naming each on stderr, and marks the answer partial.
 async fn leave_out_missing(
@@ -559,7 +586,7 @@ pub(crate) async fn trusted_snapshot(
 /// Runs `sessionlake checkpoint`: the live set of the whole trusted chain, signed like a
 /// commit by the keyring's key or the first `--signing-key`.
 async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Outcome> {
-    let lake = retention::Lake::open(cli, "checkpoint").await?;
+    let lake = open_writer(cli, "checkpoint").await?;
     lake.ensure_trusted()?;
     let Some(head) = lake.chain.last() else {
         anyhow::bail!("{} has no commits to checkpoint", lake.store.location());
@@ -1356,20 +1383,6 @@ pub(crate) async fn read_committed(
     entry: &ObjectEntry,
 ) -> anyhow::Result<bytes::Bytes> {
     Ok(store.get_committed(entry).await?)
-}
-
-/// Returns the lake's id from its committed `lake.json` (none in a lake written before ids).
-pub(crate) async fn lake_id(
-    store: &LakeStore,
-    live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<Option<String>> {
-    let Some(entry) = live.get(paths::LAKE_IDENTITY) else {
-        return Ok(None);
-    };
-    let bytes = read_committed(store, entry).await?;
-    let identity: sessionlake_schemas::manifest::LakeIdentity = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not valid", store.describe(&entry.path)))?;
-    Ok(Some(identity.lake_id))
 }
 
 /// Writes the session's original transcript to stdout, after checking the stored object

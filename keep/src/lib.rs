@@ -1,0 +1,46 @@
+//! sessionlake's keep library: how long the lake keeps what, and the writer that makes it so.
+//!
+//! - [`policy`]: the retention policy (TOML) and what it decides for one subject
+//!   ([`Policy::decide`], [`Period::end`]).
+//! - [`live`]: the live set as retention sees it (sessions and `access` files, from their
+//!   plaintext columns; no key needed).
+//! - [`plan`]: pure functions from a policy, that live set, the holds and a time to the lines
+//!   of a plan ([`plan::plan`], [`plan::plan_access`], [`plan::plan_quarantine`]).
+//! - [`holds`]: legal holds, which keep what they cover whatever the policy says.
+//! - [`lake`]: [`Lake`], the one-shot writer of retention, hold, shred and compaction
+//!   (transactions on the trusted head, rewrites of compacted and `access` files, sweeps).
+//!
+//! No type here knows the command line: the `sessionlake` CLI turns its flags into a
+//! [`LakeParts`] and these calls, and prints what they return.
+//!
+//! ```
+//! use sessionlake_keep::{Period, Policy, Subject};
+//!
+//! let policy = Policy::parse(
+//!     r#"
+//! version = 1
+//! [default]
+//! commands = "1y"
+//!
+//! [[rules]]
+//! name = "prod"
+//! target = "i-0prod*"
+//! commands = "7y"
+//! "#,
+//! )?;
+//! let subject = Subject { target: Some("i-0prod1".into()), ..Subject::default() };
+//! let decision = policy.decide(&subject);
+//! assert_eq!((decision.rule.as_str(), decision.commands), ("prod", Period::Years(7)));
+//! # anyhow::Ok(())
+//! ```
+
+pub mod holds;
+pub mod lake;
+pub mod live;
+pub mod plan;
+pub mod policy;
+
+pub use holds::{ActiveHold, Hold};
+pub use lake::{Lake, LakeParts};
+pub use plan::{Expiry, Planned};
+pub use policy::{Action, Decision, Period, Policy, Subject};
