@@ -308,3 +308,173 @@ pub fn noted(line: &Planned) -> impl Iterator<Item = ObjectEntry> + '_ {
         ObjectEntry { note: Some(note), ..entry.clone() }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::holds::Hold;
+    use crate::policy::tests::{POLICY, micros};
+
+    const NOW: &str = "2026-03-14T00:00:00Z";
+    const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
+    const CONTRACTOR: &str = "arn:aws:iam::111122223333:user/contractor-bob";
+
+    fn entry(path: &str, kind: ObjectKind, sessions: &[&str]) -> ObjectEntry {
+        ObjectEntry {
+            path: path.to_string(),
+            size: 100,
+            sha256: String::new(),
+            kind,
+            sessions: sessions.iter().map(|id| id.to_string()).collect(),
+            key: None,
+            note: None,
+            blocks: None,
+        }
+    }
+
+    /// A session `s` started at `start` by `principal` on `target`, with its four objects, a
+    /// replaced version's original, and a compacted file holding its rows.
+    fn session(principal: &str, target: &str, start: &str) -> LiveSession {
+        let own = |path: &str, kind| entry(path, kind, &["s"]);
+        LiveSession {
+            session_id: "s".to_string(),
+            subject: Subject {
+                principal: Some(principal.to_string()),
+                target: Some(target.to_string()),
+                account: Some("111122223333".to_string()),
+            },
+            time: micros(start),
+            objects: vec![
+                own("raw/dt=d/s.s3.v2.zst.sle", ObjectKind::Raw),
+                own("commands/dt=d/s.s3.v2.parquet", ObjectKind::Commands),
+                own("sessions/dt=d/s.s3.v2.parquet", ObjectKind::Sessions),
+                own("keys/sessions/s.s3.v2.key.json", ObjectKind::SessionKey),
+            ],
+            superseded: vec![own("raw/dt=d/s.s3.v1.zst.sle", ObjectKind::Raw)],
+            compacted: vec![entry(
+                "commands/dt=d/compact-v3.parquet",
+                ObjectKind::Commands,
+                &["s", "t"],
+            )],
+        }
+    }
+
+    fn hold(session: Option<&str>, principal: Option<&str>, target: Option<&str>) -> ActiveHold {
+        ActiveHold::new(Hold {
+            id: "hold-1".to_string(),
+            created_at: NOW.to_string(),
+            created_by: "test@host".to_string(),
+            reason: "case 7".to_string(),
+            session: session.map(str::to_string),
+            principal: principal.map(str::to_string),
+            target: target.map(str::to_string),
+        })
+        .expect("hold")
+    }
+
+    /// What one plan line says, compared as a whole.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Line {
+        expires: Expiry,
+        action: Action,
+        rule: String,
+        held_by: Option<String>,
+        age_days: i64,
+        keep_days: i64,
+        /// Objects removed: raw originals only (2), or everything (5).
+        removed: usize,
+        /// Compacted files rewritten without the session.
+        rewritten: usize,
+    }
+
+    fn line(expires: Expiry, action: Action, rule: &str) -> Line {
+        let rule = rule.to_string();
+        Line {
+            expires,
+            action,
+            rule,
+            held_by: None,
+            age_days: 0,
+            keep_days: 0,
+            removed: 0,
+            rewritten: 0,
+        }
+    }
+
+    /// The original only: both originals go, the rows and the compacted file stay.
+    fn raw(rule: &str, age_days: i64, keep_days: i64) -> Option<Line> {
+        let base = line(Expiry::Raw, Action::Delete, rule);
+        Some(Line { age_days, keep_days, removed: 2, ..base })
+    }
+
+    /// The whole session: its five objects go and the compacted file is rewritten.
+    fn whole(action: Action, rule: &str, age_days: i64, keep_days: i64) -> Option<Line> {
+        let base = line(Expiry::Session, action, rule);
+        Some(Line { age_days, keep_days, removed: 5, rewritten: 1, ..base })
+    }
+
+    fn held(line: Option<Line>) -> Option<Line> {
+        line.map(|line| Line { held_by: Some("hold-1".to_string()), ..line })
+    }
+
+    /// (case, principal, target, start, hold, the line expected).
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a ActiveHold>, Option<Line>);
+
+    #[test]
+    fn test_plan_decides_by_rule_age_and_hold() {
+        let policy = Policy::parse(POLICY).expect("policy");
+        let now = micros(NOW);
+        let by_session = hold(Some("s"), None, None);
+        let by_principal = hold(None, Some("arn:aws:iam::*:user/alice"), None);
+        let by_target = hold(None, None, Some("i-0dev*"));
+        let other_session = hold(Some("t"), None, None);
+        let (s, p, t, o) =
+            (Some(&by_session), Some(&by_principal), Some(&by_target), Some(&other_session));
+        let (delete, shred) = (Action::Delete, Action::Shred);
+        #[rustfmt::skip]
+        let cases: Vec<Case<'_>> = vec![
+            // case                               principal   target     start                          hold  expected line
+            ("default, 364 days",                 ALICE,      "i-0dev1",  "2025-03-15T00:00:00Z",        None, None),
+            ("default, 1 µs short of a year",     ALICE,      "i-0dev1",  "2025-03-14T00:00:00.000001Z", None, None),
+            ("default, a year to the µs",         ALICE,      "i-0dev1",  "2025-03-14T00:00:00Z",        None, raw("default", 365, 365)),
+            ("default, 1 µs short of 3y",         ALICE,      "i-0dev1",  "2023-03-14T00:00:00.000001Z", None, raw("default", 1095, 366)),
+            ("default, 3 years",                  ALICE,      "i-0dev1",  "2023-03-14T00:00:00Z",        None, whole(delete, "default", 1096, 1096)),
+            ("contractor, 89 days",               CONTRACTOR, "i-0dev1",  "2025-12-15T00:00:00Z",        None, None),
+            ("contractor, 90 days",               CONTRACTOR, "i-0dev1",  "2025-12-14T00:00:00Z",        None, raw("contractors", 90, 90)),
+            ("contractor, a year: shred",         CONTRACTOR, "i-0dev1",  "2025-03-14T00:00:00Z",        None, whole(shred, "contractors", 365, 365)),
+            ("contractor on prod, a year",        CONTRACTOR, "i-0prod1", "2025-03-14T00:00:00Z",        None, None),
+            ("contractor on prod, 2 years",       CONTRACTOR, "i-0prod1", "2024-03-14T00:00:00Z",        None, raw("prod", 730, 730)),
+            ("contractor on prod, 7y: shred",     CONTRACTOR, "i-0prod1", "2019-03-14T00:00:00Z",        None, whole(shred, "prod", 2557, 2557)),
+            ("prod, 6 years",                     ALICE,      "i-0prod1", "2020-03-14T00:00:00Z",        None, raw("prod", 2191, 730)),
+            ("held session, 3 years",             ALICE,      "i-0dev1",  "2023-03-14T00:00:00Z",        s,    held(whole(delete, "default", 1096, 1096))),
+            ("held principal, a year",            ALICE,      "i-0dev1",  "2025-03-14T00:00:00Z",        p,    held(raw("default", 365, 365))),
+            ("held target, contractor",           CONTRACTOR, "i-0dev1",  "2025-03-14T00:00:00Z",        t,    held(whole(shred, "contractors", 365, 365))),
+            ("held, not due",                     ALICE,      "i-0dev1",  "2025-03-15T00:00:00Z",        s,    None),
+            ("a hold of another session",         ALICE,      "i-0dev1",  "2023-03-14T00:00:00Z",        o,    whole(delete, "default", 1096, 1096)),
+            ("a principal hold of another",       CONTRACTOR, "i-0dev1",  "2025-03-14T00:00:00Z",        p,    whole(shred, "contractors", 365, 365)),
+        ];
+        for (case, principal, target, start, hold, expected) in cases {
+            let holds: Vec<ActiveHold> = hold.into_iter().cloned().collect();
+            let planned = plan(&policy, &[session(principal, target, start)], &holds, now);
+            let got: Vec<Line> = planned
+                .iter()
+                .map(|planned| Line {
+                    expires: planned.expires,
+                    action: planned.action,
+                    rule: planned.rule.clone(),
+                    held_by: planned.held_by.clone(),
+                    age_days: planned.age_days,
+                    keep_days: planned.keep_days,
+                    removed: planned.remove.len(),
+                    rewritten: planned.rewrite.len(),
+                })
+                .collect();
+            let expected: Vec<Line> = expected.into_iter().collect();
+            let hold = hold.map(|hold| hold.hold.scope());
+            assert_eq!(
+                got, expected,
+                "{case}: {principal} on {target} since {start}, hold {hold:?}"
+            );
+        }
+    }
+}

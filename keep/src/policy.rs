@@ -427,10 +427,12 @@ fn check_raw(rule: &Rule) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
+    /// Three rules: the default (rows 3y, original 1y, delete), contractors (1y, 90d, shred)
+    /// and prod targets (7y, 2y, the default's delete).
+    pub(crate) const POLICY: &str = r#"
 version = 1
 [default]
 commands = "3y"
@@ -454,7 +456,7 @@ raw = "2y"
         Subject { principal: Some(principal.into()), target: Some(target.into()), account: None }
     }
 
-    fn micros(time: &str) -> i64 {
+    pub(crate) fn micros(time: &str) -> i64 {
         chrono::DateTime::parse_from_rfc3339(time).expect("time").timestamp_micros()
     }
 
