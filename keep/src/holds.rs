@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+use sessionlake_lake::manifest::ChainLink;
 use sessionlake_lake::store::LakeStore;
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
 
+use crate::lake::Lake;
 use crate::policy::{Glob, Subject};
 
 /// A legal hold, `holds/<id>.json`.
@@ -60,6 +62,35 @@ impl ActiveHold {
 }
 
 impl Hold {
+    /// Returns a new hold on `session`, `principal` or `target` placed now by [`actor`], with
+    /// a fresh id; fails when `reason` is empty or a pattern is bad.
+    pub fn new(
+        reason: &str,
+        session: Option<String>,
+        principal: Option<String>,
+        target: Option<String>,
+    ) -> anyhow::Result<Hold> {
+        anyhow::ensure!(!reason.trim().is_empty(), "--reason is empty");
+        let now = chrono::Utc::now();
+        let seed = format!(
+            "{}{:?}",
+            now.timestamp_nanos_opt().unwrap_or_default(),
+            (&session, &principal, &target, reason)
+        );
+        let id = format!("hold-{}", &sessionlake_lake::store::sha256_hex(seed.as_bytes())[..12]);
+        let hold = Hold {
+            id,
+            created_at: now.to_rfc3339(),
+            created_by: actor(),
+            reason: reason.to_string(),
+            session,
+            principal,
+            target,
+        };
+        ActiveHold::new(hold.clone())?;
+        Ok(hold)
+    }
+
     /// Returns what the hold covers, in words (`session …`, `principal …`, `target …`).
     pub fn scope(&self) -> String {
         match (&self.session, &self.principal, &self.target) {
@@ -98,4 +129,51 @@ pub async fn live_holds(
 pub fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
     format!("{user}@{}", sessionlake_lake::lease::host_name())
+}
+
+/// Places `hold` in one `hold` commit on the newest manifest (tried again on a new head after a
+/// lost race); returns the commit.
+pub async fn place(lake: &mut Lake, hold: &Hold) -> anyhow::Result<ChainLink> {
+    // Before anything is written: a hold's file would otherwise stay uncommitted.
+    lake.ensure_head_trusted()?;
+    let json = serde_json::to_vec_pretty(hold)?;
+    let mut transaction = lake.begin(CommitAction::Hold)?;
+    let stored = transaction.put_new(&hold_path(&hold.id), bytes::Bytes::from(json)).await;
+    let stored = transaction.or_discard(stored).await?;
+    let entry = ObjectEntry {
+        path: stored.path,
+        size: stored.size,
+        sha256: stored.sha256,
+        kind: ObjectKind::Hold,
+        sessions: hold.session.clone().into_iter().collect(),
+        key: None,
+        note: None,
+        blocks: None,
+    };
+    let reason =
+        format!("hold {} on {} by {}: {}", hold.id, hold.scope(), hold.created_by, hold.reason);
+    lake.commit_hold(&mut transaction, Some(reason), vec![entry], vec![]).await
+}
+
+/// Releases hold `id` in one `hold` commit recording `reason` and who asked, then deletes its
+/// file (calling `deleted`); the commits that placed and released it stay in the chain.
+pub async fn release(
+    lake: &mut Lake,
+    id: &str,
+    reason: &str,
+    deleted: &(dyn Fn() + Sync),
+) -> anyhow::Result<ChainLink> {
+    lake.ensure_head_trusted()?;
+    anyhow::ensure!(!reason.trim().is_empty(), "--reason is empty");
+    let path = hold_path(id);
+    let Some(entry) = lake.live.get(&path).filter(|entry| entry.kind == ObjectKind::Hold).cloned()
+    else {
+        anyhow::bail!("no hold {id} in force in {}", lake.store.location());
+    };
+    let reason = format!("release of hold {id} by {}: {reason}", actor());
+    let mut transaction = lake.begin(CommitAction::Hold)?;
+    let removed = vec![entry.clone()];
+    let link = lake.commit_hold(&mut transaction, Some(reason), vec![], removed).await?;
+    lake.delete(vec![entry], deleted).await?;
+    Ok(link)
 }

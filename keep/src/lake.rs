@@ -24,6 +24,16 @@ use crate::plan::{Expiry, Planned};
 /// Times a commit is tried when another writer commits first.
 pub const MAX_ATTEMPTS: usize = 5;
 
+/// How one attempt at a commit ended, when another writer may commit first.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// Committed.
+    Done(T),
+    /// Another writer committed first: nothing changed (what was written is discarded). Read
+    /// the lake again ([`Lake::reload`]) and plan again, or give up with the error.
+    Conflict(LakeError),
+}
+
 /// What a writer job opens a lake with; the CLI builds it from its flags.
 pub struct LakeParts {
     /// The lake's store.
@@ -274,6 +284,17 @@ impl Lake {
         };
         transaction.discard().await;
         Err(error.into())
+    }
+
+    /// Deletes `entries` (committed as removed), session key records first (a crash in
+    /// between leaves only ciphertext), calling `deleted` for each object deleted.
+    pub async fn delete(
+        &self,
+        entries: Vec<ObjectEntry>,
+        deleted: &(dyn Fn() + Sync),
+    ) -> anyhow::Result<()> {
+        transaction::delete_removed(&self.store, entries, deleted).await?;
+        Ok(())
     }
 
     /// Deletes the leftovers `leftovers` names of an interrupted writer (see

@@ -6,6 +6,9 @@
 //!   plaintext columns; no key needed).
 //! - [`plan`]: pure functions from a policy, that live set, the holds and a time to the lines
 //!   of a plan ([`plan::plan`], [`plan::plan_access`], [`plan::plan_quarantine`]).
+//! - [`retention`]: a policy planned on a whole lake ([`retention::plan_lake`]) and applied
+//!   in one commit ([`retention::apply`]).
+//! - [`shred`]: one session destroyed now, in one commit.
 //! - [`holds`]: legal holds, which keep what they cover whatever the policy says.
 //! - [`lake`]: [`Lake`], the one-shot writer of retention, hold, shred and compaction
 //!   (transactions on the trusted head, rewrites of compacted and `access` files, sweeps).
@@ -39,8 +42,10 @@ pub mod lake;
 pub mod live;
 pub mod plan;
 pub mod policy;
+pub mod retention;
+pub mod shred;
 
 pub use holds::{ActiveHold, Hold};
-pub use lake::{Lake, LakeParts};
+pub use lake::{Attempt, Lake, LakeParts};
 pub use plan::{Expiry, Planned};
 pub use policy::{Action, Decision, Period, Policy, Subject};

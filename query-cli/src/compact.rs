@@ -32,7 +32,7 @@ use sessionlake_schemas::{SessionSource, paths};
 use sessionlake_keep::Lake;
 use sessionlake_keep::lake::REMOVED_LEFTOVERS;
 
-use crate::retention::delete_all;
+use crate::retention::Deleting;
 use crate::{Cli, Outcome, json_record, open_writer};
 
 /// Default `--min-age`: a day without change (a stream still growing is left alone).
@@ -290,7 +290,8 @@ async fn run(
                 summary.bytes_after = added.iter().map(|entry| entry.size).sum();
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
-                delete_all(&lake.store, removed).await?;
+                let deleting = Deleting::default();
+                lake.delete(removed, &|| deleting.deleted()).await?;
                 // Readers start from a checkpoint of the compacted live set: the commit that
                 // names every file it replaced is never replayed by a reader again.
                 manifest::apply_links(&mut lake.live, std::iter::once(&link));

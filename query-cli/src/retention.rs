@@ -9,21 +9,19 @@
 //! interrupted run leaves nothing half-visible: a re-run deletes what an earlier commit removed
 //! and finishes the plan (which it recomputes from what is still live).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Subcommand};
-use sessionlake_keep::holds::{ActiveHold, Hold, actor, hold_path, live_holds};
-use sessionlake_keep::lake::{MAX_ATTEMPTS, REMOVED_LEFTOVERS, stored_objects_of};
-use sessionlake_keep::live::{live_access_files, live_sessions, superseded_versions};
-use sessionlake_keep::plan::{Expiry, Planned, noted, plan, plan_access, plan_quarantine};
-use sessionlake_keep::policy::{Action, Policy};
+use sessionlake_keep::holds::{self, Hold, live_holds};
+use sessionlake_keep::lake::{MAX_ATTEMPTS, REMOVED_LEFTOVERS};
+use sessionlake_keep::plan::Planned;
+use sessionlake_keep::policy::Policy;
+use sessionlake_keep::{Attempt, retention, shred};
 use sessionlake_lake::manifest;
 use sessionlake_lake::object_lock::ObjectLockSettings;
-use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::transaction;
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::ObjectKind;
 use sessionlake_schemas::paths;
 
 use crate::{Cli, Outcome, json_record, open_writer};
@@ -147,12 +145,16 @@ fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// Deletes `paths`, session key records first (a crash in between leaves only ciphertext),
-/// counting on a spinner when stderr is a terminal.
-pub(crate) async fn delete_all(store: &LakeStore, entries: Vec<ObjectEntry>) -> anyhow::Result<()> {
-    let progress = crate::progress::Progress::counting(true, "deleting", "objects");
-    transaction::delete_removed(store, entries, &|| progress.advance(1)).await?;
-    Ok(())
+/// A spinner counting deleted objects on stderr (a terminal), drawn from the first delete on.
+#[derive(Default)]
+pub(crate) struct Deleting(std::sync::OnceLock<crate::progress::Progress>);
+
+impl Deleting {
+    /// Counts one object deleted.
+    pub(crate) fn deleted(&self) {
+        let start = || crate::progress::Progress::counting(true, "deleting", "objects");
+        self.0.get_or_init(start).advance(1);
+    }
 }
 
 /// Runs `retention plan` or `retention apply`. Both exit 0 when they did their job, whether
@@ -186,13 +188,7 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                 eprintln!("sessionlake: deleted {swept} objects an interrupted run had removed");
             }
         }
-        let superseded = superseded_versions(&lake.chain, &lake.live);
-        let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
-        let holds = live_holds(&lake.store, &lake.live).await?;
-        let mut planned = plan(&policy, &sessions, &holds, now);
-        let access = live_access_files(&lake.store, &lake.live).await?;
-        planned.extend(plan_access(&policy, &access, &holds, now));
-        planned.extend(plan_quarantine(&policy, &lake.chain, &lake.live, now));
+        let planned = retention::plan_lake(&lake, &policy, now).await?;
         let due: Vec<&Planned> = planned.iter().filter(|p| p.held_by.is_none()).collect();
         if !apply || due.is_empty() {
             report_plan(&planned, args.json, None)?;
@@ -210,56 +206,15 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
         {
             anyhow::bail!("nothing changed");
         }
-        let mut removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
-        let expired: BTreeSet<String> = due
-            .iter()
-            .filter(|p| p.expires == Expiry::Session)
-            .map(|p| p.session_id.clone())
-            .collect();
-        let compacted: Vec<ObjectEntry> =
-            due.iter().flat_map(|p| p.rewrite.iter().cloned()).collect();
-        let mut transaction = lake.begin(CommitAction::Retention)?;
-        let written = async {
-            let mut added = lake.write_rewrites(&mut transaction, &due).await?;
-            // Compacted files holding expired sessions are rewritten without them in the same
-            // commit; the old files (and older ones that held them) are deleted after it.
-            added.extend(lake.rewrite_without(&mut transaction, &compacted, &expired).await?);
-            anyhow::Ok(added)
+        let provenance = retention::Provenance {
+            policy: &policy,
+            policy_file: &args.policy.display().to_string(),
+            as_of: &crate::time::format_time(now),
         };
-        let written = written.await;
-        let added = transaction.or_discard(written).await?;
-        let mut seen = BTreeSet::new();
-        removed.extend(compacted.into_iter().filter(|entry| seen.insert(entry.path.clone())).map(
-            |entry| {
-                let gone = entry.sessions.iter().filter(|id| expired.contains(*id)).count();
-                let note = format!("rewrite: without {gone} expired sessions");
-                ObjectEntry { note: Some(note), ..entry }
-            },
-        ));
-        let stale = lake.stale_compacted(&expired);
-        let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
-        let reason = format!(
-            "retention policy {} (sha256 {}) as of {} by {}: {} sessions expired, {} originals \
-             expired, {} access files expired, {} rewritten, {} quarantined inputs expired, {} \
-             shredded",
-            args.policy.display(),
-            policy.sha256(),
-            crate::time::format_time(now),
-            actor(),
-            count(Expiry::Session),
-            count(Expiry::Raw),
-            count(Expiry::Access),
-            count(Expiry::AccessEvents),
-            count(Expiry::Quarantine),
-            due.iter().filter(|p| p.action == Action::Shred).count()
-        );
-        let committed = transaction
-            .commit(CommitAction::Retention, Some(reason), added.clone(), removed.clone(), false)
-            .await;
-        match committed {
-            Ok(link) => {
-                delete_all(&lake.store, removed).await?;
-                delete_all(&lake.store, stale).await?;
+        let deleting = Deleting::default();
+        match retention::apply(&lake, &planned, provenance, &|| deleting.deleted()).await? {
+            Attempt::Done(applied) => {
+                let link = &applied.link;
                 if args.json {
                     report_plan(&planned, true, Some(&link.head()))?;
                 } else {
@@ -267,22 +222,18 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
                         "sessionlake: applied: {} lines, {objects} objects removed, {} rewritten \
                          (manifest {})\nhead: {}",
                         due.len(),
-                        added.len(),
+                        applied.added,
                         link.manifest.body.sequence,
                         link.head()
                     );
                 }
                 return Ok(Outcome::Matched);
             }
-            Err(error) => {
-                transaction.discard().await;
-                if error.is_conflict() && attempt < MAX_ATTEMPTS {
-                    eprintln!("sessionlake: another writer committed first; planning again");
-                    lake.reload().await?;
-                } else {
-                    return Err(error.into());
-                }
+            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => {
+                eprintln!("sessionlake: another writer committed first; planning again");
+                lake.reload().await?;
             }
+            Attempt::Conflict(error) => return Err(error.into()),
         }
     }
 }
@@ -394,47 +345,13 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
     }
     match command {
         HoldCommand::Add(args) => {
-            anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
-            let id = format!(
-                "hold-{}",
-                &sessionlake_lake::store::sha256_hex(
-                    format!(
-                        "{}{:?}",
-                        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-                        args
-                    )
-                    .as_bytes(),
-                )[..12]
-            );
-            let hold = Hold {
-                id: id.clone(),
-                created_at: chrono::Utc::now().to_rfc3339(),
-                created_by: actor(),
-                reason: args.reason.clone(),
-                session: args.session.clone(),
-                principal: args.principal.clone(),
-                target: args.target.clone(),
-            };
-            ActiveHold::new(hold.clone())?;
-            let path = hold_path(&id);
-            let json = serde_json::to_vec_pretty(&hold)?;
-            let mut transaction = lake.begin(CommitAction::Hold)?;
-            let stored = transaction.put_new(&path, bytes::Bytes::from(json)).await;
-            let stored = transaction.or_discard(stored).await?;
-            let entry = ObjectEntry {
-                path: stored.path,
-                size: stored.size,
-                sha256: stored.sha256,
-                kind: ObjectKind::Hold,
-                sessions: hold.session.clone().into_iter().collect(),
-                key: None,
-                note: None,
-                blocks: None,
-            };
-            let reason =
-                format!("hold {id} on {} by {}: {}", hold.scope(), hold.created_by, hold.reason);
-            let link = lake.commit_hold(&mut transaction, Some(reason), vec![entry], vec![]);
-            let link = link.await?;
+            let hold = Hold::new(
+                &args.reason,
+                args.session.clone(),
+                args.principal.clone(),
+                args.target.clone(),
+            )?;
+            let link = holds::place(&mut lake, &hold).await?;
             let sequence = link.manifest.body.sequence;
             let mut data = serde_json::to_value(&hold)?;
             data["manifest"] = sequence.into();
@@ -442,7 +359,7 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
                 args.json,
                 "hold",
                 data,
-                &format!("{id}  placed on {} (manifest {sequence})", hold.scope()),
+                &format!("{}  placed on {} (manifest {sequence})", hold.id, hold.scope()),
                 &link.head(),
             )?;
             Ok(Outcome::Matched)
@@ -466,20 +383,9 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
             Ok(if holds.is_empty() { Outcome::NoMatch } else { Outcome::Matched })
         }
         HoldCommand::Release(args) => {
-            anyhow::ensure!(!args.reason.trim().is_empty(), "--reason is empty");
-            let path = hold_path(&args.id);
-            let Some(entry) =
-                lake.live.get(&path).filter(|entry| entry.kind == ObjectKind::Hold).cloned()
-            else {
-                anyhow::bail!("no hold {} in force in {}", args.id, lake.store.location());
-            };
-            let reason = format!("release of hold {} by {}: {}", args.id, actor(), args.reason);
-            let mut transaction = lake.begin(CommitAction::Hold)?;
-            let removed = vec![entry.clone()];
-            let link = lake.commit_hold(&mut transaction, Some(reason), vec![], removed);
-            let link = link.await?;
-            // The hold's file goes; the commits that placed and released it stay in the chain.
-            delete_all(&lake.store, vec![entry]).await?;
+            let deleting = Deleting::default();
+            let deleted = || deleting.deleted();
+            let link = holds::release(&mut lake, &args.id, &args.reason, &deleted).await?;
             let sequence = link.manifest.body.sequence;
             report_change(
                 args.json,
@@ -501,123 +407,51 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
     let mut lake = open_writer(cli, "shred").await?;
     lake.ensure_trusted()?;
     for attempt in 1..=MAX_ATTEMPTS {
-        let superseded = superseded_versions(&lake.chain, &lake.live);
-        let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
-        let holds = live_holds(&lake.store, &lake.live).await?;
-        let session = sessions.iter().find(|s| s.session_id == args.session);
-        let is_compacted = |entry: &ObjectEntry| paths::is_compacted(&entry.path);
-        let live: Vec<ObjectEntry> = lake
-            .live
-            .values()
-            .filter(|entry| {
-                entry.sessions == [args.session.clone()]
-                    && entry.kind != ObjectKind::Hold
-                    && !is_compacted(entry)
-            })
-            .cloned()
-            .collect();
-        let compacted: Vec<ObjectEntry> = lake
-            .live
-            .values()
-            .filter(|entry| is_compacted(entry) && entry.sessions.contains(&args.session))
-            .cloned()
-            .collect();
-        let subject = session.map(|s| s.subject.clone()).unwrap_or_default();
-        if let Some(ActiveHold { hold, .. }) =
-            holds.iter().find(|held| held.covers(&args.session, &subject))
-        {
-            anyhow::bail!(
-                "{} is under legal hold {} ({}): release the hold first",
-                args.session,
-                hold.id,
-                hold.reason
-            );
-        }
-        let stored = stored_objects_of(&lake.store, &args.session).await?;
-        let access = lake.access_of_session(&args.session).await?;
-        if live.is_empty() && stored.is_empty() && access.is_empty() {
-            anyhow::bail!("no session {} in {}", args.session, lake.store.location());
-        }
+        let plan = shred::plan(&lake, &args.session).await?;
         if attempt == 1
             && !confirm(
                 args.yes,
                 &format!(
                     "shred {} ({} objects, {} access files)",
                     args.session,
-                    stored.len().max(live.len()),
-                    access.len()
+                    plan.objects(),
+                    plan.access.len()
                 ),
             )?
         {
             anyhow::bail!("nothing changed");
         }
-        let reason = format!("shred of {} by {}: {}", args.session, actor(), args.reason);
-        // Live objects, and stored ones no commit removed yet (replaced versions, leftovers):
-        // the commit names everything this shred deletes.
-        let mut removed = live;
-        for entry in &stored {
-            if !removed.iter().any(|known| known.path == entry.path) {
-                let committed = superseded
-                    .get(&args.session)
-                    .and_then(|kept| kept.iter().find(|known| known.path == entry.path));
-                removed.push(committed.cloned().unwrap_or_else(|| entry.clone()));
+        let deleting = Deleting::default();
+        let shredded = match shred::apply(&lake, plan, &args.reason, &|| deleting.deleted()).await?
+        {
+            Attempt::Done(shredded) => shredded,
+            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => {
+                lake.reload().await?;
+                continue;
             }
-        }
-        let gone = BTreeSet::from([args.session.clone()]);
-        // Its rows leave the compacted files that hold them (rewritten without it), and its
-        // events the access files, in the same commit; every compacted file that ever held
-        // them is deleted after it.
-        let stale = lake.stale_compacted(&gone);
-        let due: Vec<&Planned> = access.iter().collect();
-        let mut transaction = lake.begin(CommitAction::Shred)?;
-        let written = async {
-            let added = lake.rewrite_without(&mut transaction, &compacted, &gone).await?;
-            let access = lake.write_rewrites(&mut transaction, &due).await?;
-            anyhow::Ok((added, access))
+            Attempt::Conflict(error) => return Err(error.into()),
         };
-        let written = written.await;
-        let (mut added, added_access) = transaction.or_discard(written).await?;
-        let rewritten_compacted = added.len();
-        added.extend(added_access);
-        removed.extend(compacted);
-        removed.extend(access.iter().flat_map(noted));
-        let committed = transaction
-            .commit(CommitAction::Shred, Some(reason), added.clone(), removed.clone(), false)
-            .await;
-        let link = match committed {
-            Ok(link) => link,
-            Err(error) => {
-                transaction.discard().await;
-                if error.is_conflict() && attempt < MAX_ATTEMPTS {
-                    lake.reload().await?;
-                    continue;
-                }
-                return Err(error.into());
-            }
-        };
-        delete_all(&lake.store, stale).await?;
-        let added_access = added.len() - rewritten_compacted;
-        delete_all(&lake.store, removed.clone()).await?;
-        let sequence = link.manifest.body.sequence;
+        let sequence = shredded.link.manifest.body.sequence;
         report_change(
             args.json,
             "shred",
             serde_json::json!({
                 "session": args.session,
                 "reason": args.reason,
-                "objects": removed.len(),
-                "access_rewritten": added_access,
-                "compacted_rewritten": rewritten_compacted,
+                "objects": shredded.objects,
+                "access_rewritten": shredded.access_rewritten,
+                "compacted_rewritten": shredded.compacted_rewritten,
                 "manifest": sequence,
             }),
             &format!(
                 "shredded {}: its session keys are destroyed, {} objects removed, {} access \
-                 files and {rewritten_compacted} compacted files rewritten (manifest {sequence})",
+                 files and {} compacted files rewritten (manifest {sequence})",
                 args.session,
-                removed.len(),
-                added_access
+                shredded.objects,
+                shredded.access_rewritten,
+                shredded.compacted_rewritten
             ),
-            &link.head(),
+            &shredded.link.head(),
         )?;
         return Ok(Outcome::Matched);
     }
