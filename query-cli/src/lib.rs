@@ -6,10 +6,10 @@
 pub mod access;
 pub mod asciicast;
 pub mod compact;
-pub mod cursor;
 pub mod export;
 pub mod lake_tables;
 pub mod output;
+pub mod paging;
 pub mod progress;
 pub mod rekey;
 pub mod retention;
@@ -41,8 +41,8 @@ use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
 use sessionlake_keep::lake::lake_id;
 
-use crate::cursor::Cursor;
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
+use crate::paging::Cursor;
 use crate::progress::Progress;
 
 /// Default lake, as `sessionlake-ingest` writes it.
