@@ -101,11 +101,12 @@ fn plan(
     days: &BTreeSet<String>,
 ) -> Vec<Group> {
     // The preferred versions, by (session, source, version), from their `commands` files.
-    let preferred: HashSet<(String, SessionSource, String)> = crate::preferred_commands(live)
-        .iter()
-        .filter_map(|path| paths::session_version(path))
-        .map(|(id, source, version)| (id.to_string(), source, version.to_string()))
-        .collect();
+    let preferred: HashSet<(String, SessionSource, String)> =
+        sessionlake_schemas::manifest::preferred_commands(live)
+            .iter()
+            .filter_map(|path| paths::session_version(path))
+            .map(|(id, source, version)| (id.to_string(), source, version.to_string()))
+            .collect();
     // (commands?, day) -> (open compacted files, fresh per-session files)
     let mut by_day: BTreeMap<(bool, String), (Vec<ObjectEntry>, Vec<ObjectEntry>)> =
         BTreeMap::new();

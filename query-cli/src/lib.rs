@@ -765,41 +765,6 @@ fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&str) -
     }
 }
 
-/// Returns the `commands` files to search: for a session delivered more than once (S3 and
-/// CloudWatch), only the delivery `show` reads ([`session_sources`]), so that each command is
-/// found once and the sort key (time, session, seq) names one row. A compacted file holds only
-/// versions that were their session's preferred one when compacted, and stays preferred (see
-/// [`version_rank`]), so every session of a kept compacted file is read from it alone.
-pub(crate) fn preferred_commands(live: &BTreeMap<String, ObjectEntry>) -> HashSet<String> {
-    let mut best: HashMap<&str, (usize, &str)> = HashMap::new();
-    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
-        for session in &entry.sessions {
-            let Some(rank) = version_rank(entry, session) else {
-                continue;
-            };
-            let slot = best.entry(session).or_insert((rank, &entry.path));
-            if rank < slot.0 {
-                *slot = (rank, &entry.path);
-            }
-        }
-    }
-    best.into_values().map(|(_, path)| path.to_string()).collect()
-}
-
-/// Returns how `show` ranks the version of `session` that `entry` holds (lower first): a
-/// compacted file first (compaction only takes a session's preferred version, so this keeps
-/// the choice it was made under when another delivery arrives later), then by
-/// [`SOURCE_PREFERENCE`]; `None` when `entry` holds no version of it.
-fn version_rank(entry: &ObjectEntry, session: &str) -> Option<usize> {
-    if paths::is_compacted(&entry.path) {
-        return entry.sessions.iter().any(|id| id == session).then_some(0);
-    }
-    SOURCE_PREFERENCE
-        .iter()
-        .position(|source| paths::is_session_object(&entry.path, session, *source))
-        .map(|position| position + 1)
-}
-
 /// Returns the live objects of the version of `session` that `source` delivered: its own
 /// objects, and the compacted files that hold its rows.
 pub(crate) fn version_objects<'a>(
@@ -1219,7 +1184,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let (store, keys, snapshot) = open_reader(cli, scope).await?;
-    let searched = preferred_commands(&snapshot.live);
+    let searched = manifest::preferred_commands(&snapshot.live);
     let in_range = partitions_between(since, until);
     let lake = LakeReader {
         store,
@@ -1347,17 +1312,8 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
-/// Sources in the order `show`, `show --raw` and `export` prefer them when a session was
-/// delivered more than once (S3 and CloudWatch): the raw transcript first, as the most complete.
-const SOURCE_PREFERENCE: [SessionSource; 4] = [
-    SessionSource::S3,
-    SessionSource::Local,
-    SessionSource::CloudwatchUpload,
-    SessionSource::CloudwatchStream,
-];
-
 /// Returns the sources that delivered `session` (live objects only), the one `show` reads
-/// first: the source of the version in a compacted file, else by [`SOURCE_PREFERENCE`].
+/// first: the source of the version in a compacted file, else by [`SessionSource::PREFERENCE`].
 pub(crate) fn session_sources(
     live: &BTreeMap<String, ObjectEntry>,
     session: &str,
@@ -1370,7 +1326,7 @@ pub(crate) fn session_sources(
     let compacted =
         in_compacted.then(|| manifest::compacted_version_source(live.values(), session)).flatten();
     let mut sources: Vec<SessionSource> = compacted.into_iter().collect();
-    sources.extend(SOURCE_PREFERENCE.into_iter().filter(|source| {
+    sources.extend(SessionSource::PREFERENCE.into_iter().filter(|source| {
         compacted != Some(*source)
             && live.keys().any(|path| paths::is_session_object(path, session, *source))
     }));
