@@ -9,6 +9,7 @@
 //! - [`retention`]: a policy planned on a whole lake ([`retention::plan_lake`]) and applied
 //!   in one commit ([`retention::apply`]).
 //! - [`shred`]: one session destroyed now, in one commit.
+//! - [`compact`]: the per-session files of each day merged into a few, in one commit.
 //! - [`holds`]: legal holds, which keep what they cover whatever the policy says.
 //! - [`lake`]: [`Lake`], the one-shot writer of retention, hold, shred and compaction
 //!   (transactions on the trusted head, rewrites of compacted and `access` files, sweeps).
@@ -37,6 +38,7 @@
 //! # anyhow::Ok(())
 //! ```
 
+pub mod compact;
 pub mod holds;
 pub mod lake;
 pub mod live;
@@ -49,3 +51,22 @@ pub use holds::{ActiveHold, Hold};
 pub use lake::{Attempt, Lake, LakeParts};
 pub use plan::{Expiry, Planned};
 pub use policy::{Action, Decision, Period, Policy, Subject};
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+
+    /// Returns a manifest entry of `kind` at `path`, of `size` bytes, holding `sessions`.
+    pub(crate) fn entry(path: &str, kind: ObjectKind, sessions: &[&str], size: u64) -> ObjectEntry {
+        ObjectEntry {
+            path: path.to_string(),
+            size,
+            sha256: String::new(),
+            kind,
+            sessions: sessions.iter().map(|id| id.to_string()).collect(),
+            key: None,
+            note: None,
+            blocks: None,
+        }
+    }
+}

@@ -314,28 +314,16 @@ mod tests {
     use super::*;
     use crate::holds::Hold;
     use crate::policy::tests::{POLICY, micros};
+    use crate::tests::entry;
 
     const NOW: &str = "2026-03-14T00:00:00Z";
     const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
     const CONTRACTOR: &str = "arn:aws:iam::111122223333:user/contractor-bob";
 
-    fn entry(path: &str, kind: ObjectKind, sessions: &[&str]) -> ObjectEntry {
-        ObjectEntry {
-            path: path.to_string(),
-            size: 100,
-            sha256: String::new(),
-            kind,
-            sessions: sessions.iter().map(|id| id.to_string()).collect(),
-            key: None,
-            note: None,
-            blocks: None,
-        }
-    }
-
     /// A session `s` started at `start` by `principal` on `target`, with its four objects, a
     /// replaced version's original, and a compacted file holding its rows.
     fn session(principal: &str, target: &str, start: &str) -> LiveSession {
-        let own = |path: &str, kind| entry(path, kind, &["s"]);
+        let own = |path: &str, kind| entry(path, kind, &["s"], 100);
         LiveSession {
             session_id: "s".to_string(),
             subject: Subject {
@@ -355,6 +343,7 @@ mod tests {
                 "commands/dt=d/compact-v3.parquet",
                 ObjectKind::Commands,
                 &["s", "t"],
+                100,
             )],
         }
     }
