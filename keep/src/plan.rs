@@ -466,4 +466,120 @@ mod tests {
             );
         }
     }
+
+    fn event(
+        id: &str,
+        principal: &str,
+        targets: &[&str],
+        session: Option<&str>,
+        time: &str,
+    ) -> AccessEvent {
+        let subject = |target: Option<&str>| Subject {
+            principal: Some(principal.to_string()),
+            target: target.map(str::to_string),
+            account: None,
+        };
+        let mut subjects: Vec<Subject> =
+            targets.iter().map(|target| subject(Some(target))).collect();
+        if subjects.is_empty() {
+            subjects.push(subject(None));
+        }
+        AccessEvent {
+            event_id: id.to_string(),
+            session: session.map(str::to_string),
+            subjects,
+            time: micros(time),
+        }
+    }
+
+    /// What one plan line of an `access` file says, compared as a whole.
+    #[derive(Debug, PartialEq, Eq)]
+    struct AccessLine {
+        expires: Expiry,
+        rule: String,
+        age_days: i64,
+        removed: Option<usize>,
+        total: Option<usize>,
+        keep: Option<Vec<String>>,
+        held_by: Option<String>,
+        events_held_by: Option<String>,
+    }
+
+    /// Every event goes: the file is deleted; the newest due event names the rule and age.
+    fn gone(rule: &str, age_days: i64, removed: usize) -> Option<AccessLine> {
+        let (rule, total) = (rule.to_string(), Some(removed));
+        let (keep, held_by, events_held_by) = (None, None, None);
+        let expires = Expiry::Access;
+        Some(AccessLine {
+            expires,
+            rule,
+            age_days,
+            removed: Some(removed),
+            total,
+            keep,
+            held_by,
+            events_held_by,
+        })
+    }
+
+    /// Some events go: the file is rewritten with `keep`.
+    fn rewritten(rule: &str, age_days: i64, total: usize, keep: &[&str]) -> Option<AccessLine> {
+        let keep: Vec<String> = keep.iter().map(|id| id.to_string()).collect();
+        let removed = Some(total - keep.len());
+        let base = gone(rule, age_days, total)?;
+        Some(AccessLine { expires: Expiry::AccessEvents, removed, keep: Some(keep), ..base })
+    }
+
+    /// A hold keeps every due event: a line that says so, and nothing done.
+    fn kept_by_hold(total: usize) -> Option<AccessLine> {
+        let base = gone("", 0, total)?;
+        Some(AccessLine { removed: None, held_by: Some("hold-1".to_string()), ..base })
+    }
+
+    /// (case, events, hold, the line expected).
+    type AccessCase<'a> = (&'a str, Vec<AccessEvent>, Option<&'a ActiveHold>, Option<AccessLine>);
+
+    #[test]
+    fn test_plan_access_decides_event_by_event() {
+        let policy = Policy::parse(POLICY).expect("policy");
+        let now = micros(NOW);
+        let by_session = hold(Some("s"), None, None);
+        let s = Some(&by_session);
+        let (old, older, young) =
+            ("2023-03-14T00:00:00Z", "2020-03-14T00:00:00Z", "2025-03-14T00:00:00Z");
+        let (dev, prod) = (&["i-0dev1"][..], &["i-0dev1", "i-0prod1"][..]);
+        #[rustfmt::skip]
+        let cases: Vec<AccessCase<'_>> = vec![
+            ("one event past 3y",            vec![event("e1", ALICE, dev, None, old)],                                              None, gone("default", 1096, 1)),
+            ("one event of a year",          vec![event("e1", ALICE, dev, None, young)],                                            None, None),
+            ("an old and a young event",     vec![event("e1", ALICE, dev, None, old), event("e2", ALICE, dev, None, young)],        None, rewritten("default", 1096, 2, &["e2"])),
+            ("a prod target among two",      vec![event("e1", ALICE, prod, None, old)],                                             None, None),
+            ("no target: the default",       vec![event("e1", ALICE, &[], None, old)],                                              None, gone("default", 1096, 1)),
+            ("a contractor's year",          vec![event("e1", CONTRACTOR, dev, None, young)],                                       None, gone("contractors", 365, 1)),
+            ("the newest due event names",   vec![event("e1", ALICE, dev, None, older), event("e2", ALICE, dev, None, old)],        None, gone("default", 1096, 2)),
+            ("held by its session",          vec![event("e1", ALICE, dev, Some("s"), old)],                                         s,    kept_by_hold(1)),
+            ("held and due events",          vec![event("e1", ALICE, dev, Some("s"), old), event("e2", ALICE, dev, None, old)],     s,    rewritten("default", 1096, 2, &["e1"]).map(|line| AccessLine { events_held_by: Some("hold-1".to_string()), ..line })),
+            ("a hold of another session",    vec![event("e1", ALICE, dev, Some("t"), old)],                                         s,    gone("default", 1096, 1)),
+        ];
+        for (case, events, hold, expected) in cases {
+            let entry = entry("access/dt=d/trail.v1.parquet", ObjectKind::Access, &[], 100);
+            let files = [LiveAccessFile { entry, events }];
+            let holds: Vec<ActiveHold> = hold.into_iter().cloned().collect();
+            let got: Vec<AccessLine> = plan_access(&policy, &files, &holds, now)
+                .into_iter()
+                .map(|line| AccessLine {
+                    expires: line.expires,
+                    rule: line.rule,
+                    age_days: line.age_days,
+                    removed: line.events_removed,
+                    total: line.events_total,
+                    keep: line.keep_events,
+                    held_by: line.held_by,
+                    events_held_by: line.events_held_by,
+                })
+                .collect();
+            let expected: Vec<AccessLine> = expected.into_iter().collect();
+            assert_eq!(got, expected, "{case}: {:?}", files[0].events);
+        }
+    }
 }
