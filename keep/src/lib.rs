@@ -10,6 +10,7 @@
 //!   in one commit ([`retention::apply`]).
 //! - [`shred`]: one session destroyed now, in one commit.
 //! - [`compact`]: the per-session files of each day merged into a few, in one commit.
+//! - [`rekey`]: every data key re-wrapped under a new provider key; a new signing key.
 //! - [`holds`]: legal holds, which keep what they cover whatever the policy says.
 //! - [`lake`]: [`Lake`], the one-shot writer of retention, hold, shred and compaction
 //!   (transactions on the trusted head, rewrites of compacted and `access` files, sweeps).
@@ -44,6 +45,7 @@ pub mod lake;
 pub mod live;
 pub mod plan;
 pub mod policy;
+pub mod rekey;
 pub mod retention;
 pub mod shred;
 

@@ -534,7 +534,7 @@ pub(crate) async fn open_writer(
         signer,
         pinned,
         command,
-        warn: |line| eprintln!("sessionlake: warning: {line}"),
+        warn: warn_line,
     };
     sessionlake_keep::Lake::open(parts).await
 }
@@ -616,8 +616,13 @@ async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Ou
 /// Says on stderr what the snapshot left out and why.
 pub(crate) fn warn_ignored(snapshot: &Snapshot) {
     for line in snapshot.ignored() {
-        eprintln!("sessionlake: warning: {line}");
+        warn_line(&line);
     }
+}
+
+/// Says one warning on stderr (`sessionlake: warning: …`).
+pub(crate) fn warn_line(line: &str) {
+    eprintln!("sessionlake: warning: {line}");
 }
 
 /// Opens the lake like [`open_lake`] with `keyring` already opened (a keyring under a
