@@ -224,7 +224,8 @@ async fn run(
         if groups.is_empty() {
             return Ok(summary);
         }
-        let lake_id = crate::lake::lake_id(&lake.store, &lake.live).await?.unwrap_or_default();
+        let lake_id = manifest::committed_lake_id(&lake.store, &lake.live).await?;
+        let lake_id = lake_id.unwrap_or_default();
         let files = LakeFiles {
             store: &lake.store,
             keys: &lake.keys,

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
 use sessionlake_indexer::parquet_out;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
-use sessionlake_lake::manifest::{ChainLink, Committer};
+use sessionlake_lake::manifest::{self, ChainLink, Committer};
 use sessionlake_lake::signing::ManifestSigner;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_lake::transaction::{self, Leftovers, Transaction};
@@ -153,7 +153,8 @@ impl Lake {
         if unique.is_empty() {
             return Ok(Vec::new());
         }
-        let lake_id = lake_id(&self.store, &self.live).await?.unwrap_or_default();
+        let lake_id = manifest::committed_lake_id(&self.store, &self.live).await?;
+        let lake_id = lake_id.unwrap_or_default();
         let mut written: Vec<ObjectEntry> = Vec::new();
         for entry in unique.into_values() {
             if let Some(new) = self.rewrite_one(entry, gone, &lake_id).await? {
@@ -456,18 +457,4 @@ pub fn removed_by<'a>(chain: &'a [ChainLink], session: &str) -> Option<&'a Chain
                 entry.kind == ObjectKind::Sessions && entry.sessions.iter().any(|id| id == session)
             })
     })
-}
-
-/// Returns the lake's id from its committed `lake.json` (none in a lake written before ids).
-pub async fn lake_id(
-    store: &LakeStore,
-    live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<Option<String>> {
-    let Some(entry) = live.get(paths::LAKE_IDENTITY) else {
-        return Ok(None);
-    };
-    let bytes = store.get_committed(entry).await?;
-    let identity: sessionlake_schemas::manifest::LakeIdentity = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not valid", store.describe(&entry.path)))?;
-    Ok(Some(identity.lake_id))
 }

@@ -660,7 +660,7 @@ async fn gather(
         objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
     };
     let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
-    let lake = crate::lake_id(store, live).await?;
+    let lake = sessionlake_lake::manifest::committed_lake_id(store, live).await?;
     let transcript = keys
         .open_raw(
             &raw_entry,

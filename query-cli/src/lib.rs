@@ -39,8 +39,6 @@ use sessionlake_lake::trust::Snapshot;
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
-use sessionlake_keep::lake::lake_id;
-
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
 use crate::paging::Cursor;
 use crate::progress::Progress;
@@ -505,7 +503,7 @@ pub(crate) async fn open_reader(
     // Readers start from the newest checkpoint a pinned signer made.
     let snapshot = Snapshot::open_latest_of(&store, &pinned, scope).await?;
     warn_ignored(&snapshot);
-    let lake_id = lake_id(&store, snapshot.live()).await?;
+    let lake_id = sessionlake_lake::manifest::committed_lake_id(&store, snapshot.live()).await?;
     let keys = keys.with_committed(snapshot.live());
     let mut live = snapshot.into_live();
     if cli.allow_partial {
