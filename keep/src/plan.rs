@@ -582,4 +582,74 @@ mod tests {
             assert_eq!(got, expected, "{case}: {:?}", files[0].events);
         }
     }
+
+    /// A commit at `committed_at` adding `added`.
+    fn link(committed_at: &str, added: Vec<ObjectEntry>) -> ChainLink {
+        use sessionlake_schemas::manifest::{
+            CommitAction, Manifest, ManifestBody, ManifestSignature,
+        };
+        let body = ManifestBody {
+            version: 1,
+            sequence: 0,
+            previous_sha256: None,
+            committed_at: committed_at.to_string(),
+            writer_id: "test".to_string(),
+            action: CommitAction::Ingest,
+            reason: None,
+            added,
+            removed: Vec::new(),
+            idle_period_secs: None,
+        };
+        let signature = ManifestSignature {
+            algorithm: String::new(),
+            key_id: String::new(),
+            value: String::new(),
+        };
+        let manifest = Manifest { body, signature };
+        ChainLink { path: "manifest/0.json".to_string(), sha256: String::new(), size: 0, manifest }
+    }
+
+    /// (case, commit time, object added, its live entry, the line expected: age and kept days).
+    type QuarantineCase<'a> =
+        (&'a str, &'a str, &'a ObjectEntry, Option<&'a ObjectEntry>, Option<(i64, i64)>);
+
+    #[test]
+    fn test_plan_quarantine_keeps_inputs_the_default_raw_period() {
+        let policy = Policy::parse(POLICY).expect("policy");
+        let now = micros(NOW);
+        let input = entry("quarantine/s3/x.v1.sle", ObjectKind::Quarantine, &[], 100);
+        let raw = entry("raw/dt=d/s.s3.v1.zst.sle", ObjectKind::Raw, &["s"], 100);
+        let replaced = ObjectEntry { sha256: "other".to_string(), ..input.clone() };
+        let (year, short) = ("2025-03-14T00:00:00Z", "2025-03-15T00:00:00Z");
+        #[rustfmt::skip]
+        let cases: Vec<QuarantineCase<'_>> = vec![
+            // case                              committed  added   live entry        (age, kept days)
+            ("a year old: due",                  year,      &input, Some(&input),     Some((365, 365))),
+            ("364 days old",                     short,     &input, Some(&input),     None),
+            ("a year old, no longer live",       year,      &input, None,             None),
+            ("a year old, replaced since",       year,      &input, Some(&replaced),  None),
+            ("an original: plan()'s",            year,      &raw,   Some(&raw),       None),
+            ("an unreadable commit time",        "never",   &input, Some(&input),     None),
+        ];
+        for (case, committed_at, added, live_entry, expected) in cases {
+            let chain = [link(committed_at, vec![added.clone()])];
+            let live: BTreeMap<String, ObjectEntry> =
+                live_entry.map(|entry| (entry.path.clone(), entry.clone())).into_iter().collect();
+            let got: Vec<(Expiry, String, i64, i64, Vec<String>)> =
+                plan_quarantine(&policy, &chain, &live, now)
+                    .into_iter()
+                    .map(|line| {
+                        let paths = line.remove.iter().map(|entry| entry.path.clone()).collect();
+                        (line.expires, line.rule, line.age_days, line.keep_days, paths)
+                    })
+                    .collect();
+            let expected: Vec<(Expiry, String, i64, i64, Vec<String>)> = expected
+                .map(|(age, kept)| {
+                    (Expiry::Quarantine, "default".to_string(), age, kept, vec![added.path.clone()])
+                })
+                .into_iter()
+                .collect();
+            assert_eq!(got, expected, "{case}: committed {committed_at}");
+        }
+    }
 }
