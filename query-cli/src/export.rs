@@ -599,7 +599,7 @@ async fn gather(
     let (chain, live) = (snapshot.chain(), snapshot.live());
     let sources = crate::session_sources(live, session);
     let Some(&source) = sources.first() else {
-        if let Some(link) = crate::retention::removed_by(chain, session) {
+        if let Some(link) = sessionlake_keep::lake::removed_by(chain, session) {
             anyhow::bail!(
                 "session {session} was removed by manifest {} at {} ({}): its keys are \
                  destroyed and nothing of it can be exported",
@@ -660,7 +660,7 @@ async fn gather(
         objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
     };
     let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
-    let lake = crate::lake_id(store, live).await?;
+    let lake = sessionlake_lake::manifest::committed_lake_id(store, live).await?;
     let transcript = keys
         .open_raw(
             &raw_entry,

@@ -6,10 +6,10 @@
 pub mod access;
 pub mod asciicast;
 pub mod compact;
-pub mod cursor;
 pub mod export;
 pub mod lake_tables;
 pub mod output;
+pub mod paging;
 pub mod progress;
 pub mod rekey;
 pub mod retention;
@@ -39,8 +39,8 @@ use sessionlake_lake::trust::Snapshot;
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
-use crate::cursor::Cursor;
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
+use crate::paging::Cursor;
 use crate::progress::Progress;
 
 /// Default lake, as `sessionlake-ingest` writes it.
@@ -503,13 +503,38 @@ pub(crate) async fn open_reader(
     // Readers start from the newest checkpoint a pinned signer made.
     let snapshot = Snapshot::open_latest_of(&store, &pinned, scope).await?;
     warn_ignored(&snapshot);
-    let lake_id = lake_id(&store, snapshot.live()).await?;
+    let lake_id = sessionlake_lake::manifest::committed_lake_id(&store, snapshot.live()).await?;
     let keys = keys.with_committed(snapshot.live());
     let mut live = snapshot.into_live();
     if cli.allow_partial {
         leave_out_missing(&store, &mut live).await?;
     }
     Ok((store, keys, lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() }))
+}
+
+/// Opens the lake for a one-shot writer job (`command`: retention, hold, shred, compact,
+/// checkpoint): commits are signed by the first KMS key of `--signing-key`, else the keyring's
+/// key, and only manifests the pinned signers signed (the keyring's key and `--signing-key`)
+/// are trusted.
+pub(crate) async fn open_writer(
+    cli: &Cli,
+    command: &'static str,
+) -> anyhow::Result<sessionlake_keep::Lake> {
+    let keyring = open_keyring_if_present(cli)?.map(Arc::new);
+    let (store, keys) = open_lake_with(cli, keyring.clone()).await?;
+    let signing_key = cli.signing_key.first().map(String::as_str);
+    let signer = signer(cli, signing_key, keyring.clone(), command).await?;
+    let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
+    let parts = sessionlake_keep::LakeParts {
+        store,
+        keys,
+        keyring,
+        signer,
+        pinned,
+        command,
+        warn: warn_line,
+    };
+    sessionlake_keep::Lake::open(parts).await
 }
 
 /// For `--allow-partial`: takes the committed table files that are not in the lake with their
@@ -559,7 +584,7 @@ pub(crate) async fn trusted_snapshot(
 /// Runs `sessionlake checkpoint`: the live set of the whole trusted chain, signed like a
 /// commit by the keyring's key or the first `--signing-key`.
 async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Outcome> {
-    let lake = retention::Lake::open(cli, "checkpoint").await?;
+    let lake = open_writer(cli, "checkpoint").await?;
     lake.ensure_trusted()?;
     let Some(head) = lake.chain.last() else {
         anyhow::bail!("{} has no commits to checkpoint", lake.store.location());
@@ -589,8 +614,13 @@ async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Ou
 /// Says on stderr what the snapshot left out and why.
 pub(crate) fn warn_ignored(snapshot: &Snapshot) {
     for line in snapshot.ignored() {
-        eprintln!("sessionlake: warning: {line}");
+        warn_line(&line);
     }
+}
+
+/// Says one warning on stderr (`sessionlake: warning: …`).
+pub(crate) fn warn_line(line: &str) {
+    eprintln!("sessionlake: warning: {line}");
 }
 
 /// Opens the lake like [`open_lake`] with `keyring` already opened (a keyring under a
@@ -736,41 +766,6 @@ fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&str) -
         }
         None => true,
     }
-}
-
-/// Returns the `commands` files to search: for a session delivered more than once (S3 and
-/// CloudWatch), only the delivery `show` reads ([`session_sources`]), so that each command is
-/// found once and the sort key (time, session, seq) names one row. A compacted file holds only
-/// versions that were their session's preferred one when compacted, and stays preferred (see
-/// [`version_rank`]), so every session of a kept compacted file is read from it alone.
-pub(crate) fn preferred_commands(live: &BTreeMap<String, ObjectEntry>) -> HashSet<String> {
-    let mut best: HashMap<&str, (usize, &str)> = HashMap::new();
-    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
-        for session in &entry.sessions {
-            let Some(rank) = version_rank(entry, session) else {
-                continue;
-            };
-            let slot = best.entry(session).or_insert((rank, &entry.path));
-            if rank < slot.0 {
-                *slot = (rank, &entry.path);
-            }
-        }
-    }
-    best.into_values().map(|(_, path)| path.to_string()).collect()
-}
-
-/// Returns how `show` ranks the version of `session` that `entry` holds (lower first): a
-/// compacted file first (compaction only takes a session's preferred version, so this keeps
-/// the choice it was made under when another delivery arrives later), then by
-/// [`SOURCE_PREFERENCE`]; `None` when `entry` holds no version of it.
-fn version_rank(entry: &ObjectEntry, session: &str) -> Option<usize> {
-    if paths::is_compacted(&entry.path) {
-        return entry.sessions.iter().any(|id| id == session).then_some(0);
-    }
-    SOURCE_PREFERENCE
-        .iter()
-        .position(|source| paths::is_session_object(&entry.path, session, *source))
-        .map(|position| position + 1)
 }
 
 /// Returns the live objects of the version of `session` that `source` delivered: its own
@@ -1192,7 +1187,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let (store, keys, snapshot) = open_reader(cli, scope).await?;
-    let searched = preferred_commands(&snapshot.live);
+    let searched = manifest::preferred_commands(&snapshot.live);
     let in_range = partitions_between(since, until);
     let lake = LakeReader {
         store,
@@ -1320,17 +1315,8 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
-/// Sources in the order `show`, `show --raw` and `export` prefer them when a session was
-/// delivered more than once (S3 and CloudWatch): the raw transcript first, as the most complete.
-const SOURCE_PREFERENCE: [SessionSource; 4] = [
-    SessionSource::S3,
-    SessionSource::Local,
-    SessionSource::CloudwatchUpload,
-    SessionSource::CloudwatchStream,
-];
-
 /// Returns the sources that delivered `session` (live objects only), the one `show` reads
-/// first: the source of the version in a compacted file, else by [`SOURCE_PREFERENCE`].
+/// first: the source of the version in a compacted file, else by [`SessionSource::PREFERENCE`].
 pub(crate) fn session_sources(
     live: &BTreeMap<String, ObjectEntry>,
     session: &str,
@@ -1343,7 +1329,7 @@ pub(crate) fn session_sources(
     let compacted =
         in_compacted.then(|| manifest::compacted_version_source(live.values(), session)).flatten();
     let mut sources: Vec<SessionSource> = compacted.into_iter().collect();
-    sources.extend(SOURCE_PREFERENCE.into_iter().filter(|source| {
+    sources.extend(SessionSource::PREFERENCE.into_iter().filter(|source| {
         compacted != Some(*source)
             && live.keys().any(|path| paths::is_session_object(path, session, *source))
     }));
@@ -1356,20 +1342,6 @@ pub(crate) async fn read_committed(
     entry: &ObjectEntry,
 ) -> anyhow::Result<bytes::Bytes> {
     Ok(store.get_committed(entry).await?)
-}
-
-/// Returns the lake's id from its committed `lake.json` (none in a lake written before ids).
-pub(crate) async fn lake_id(
-    store: &LakeStore,
-    live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<Option<String>> {
-    let Some(entry) = live.get(paths::LAKE_IDENTITY) else {
-        return Ok(None);
-    };
-    let bytes = read_committed(store, entry).await?;
-    let identity: sessionlake_schemas::manifest::LakeIdentity = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not valid", store.describe(&entry.path)))?;
-    Ok(Some(identity.lake_id))
 }
 
 /// Writes the session's original transcript to stdout, after checking the stored object

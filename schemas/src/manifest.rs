@@ -158,6 +158,44 @@ pub fn compacted_version_source<'a>(
     versions.into_iter().find(|version| !own_commands.contains(version)).map(|(source, _)| source)
 }
 
+/// Returns the `commands` files to search: for a session delivered more than once (S3 and
+/// CloudWatch), only the delivery `show` reads, so that each command is
+/// found once and the sort key (time, session, seq) names one row. A compacted file holds only
+/// versions that were their session's preferred one when compacted, and stays preferred (see
+/// [`version_rank`]), so every session of a kept compacted file is read from it alone.
+pub fn preferred_commands(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+) -> std::collections::HashSet<String> {
+    let mut best: std::collections::HashMap<&str, (usize, &str)> = std::collections::HashMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+        for session in &entry.sessions {
+            let Some(rank) = version_rank(entry, session) else {
+                continue;
+            };
+            let slot = best.entry(session).or_insert((rank, &entry.path));
+            if rank < slot.0 {
+                *slot = (rank, &entry.path);
+            }
+        }
+    }
+    best.into_values().map(|(_, path)| path.to_string()).collect()
+}
+
+/// Returns how `show` ranks the version of `session` that `entry` holds (lower first): a
+/// compacted file first (compaction only takes a session's preferred version, so this keeps
+/// the choice it was made under when another delivery arrives later), then by
+/// [`SessionSource::PREFERENCE`](crate::SessionSource::PREFERENCE); `None` when `entry` holds
+/// no version of it.
+fn version_rank(entry: &ObjectEntry, session: &str) -> Option<usize> {
+    if crate::paths::is_compacted(&entry.path) {
+        return entry.sessions.iter().any(|id| id == session).then_some(0);
+    }
+    crate::SessionSource::PREFERENCE
+        .iter()
+        .position(|source| crate::paths::is_session_object(&entry.path, session, *source))
+        .map(|position| position + 1)
+}
+
 /// The signed part of a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestBody {

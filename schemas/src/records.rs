@@ -97,6 +97,16 @@ impl SessionSource {
         SessionSource::Local,
     ];
 
+    /// Sources in the order readers (`show`, `show --raw`, `export`, `search`) and compaction
+    /// prefer them when a session was delivered more than once (S3 and CloudWatch): the raw
+    /// transcript first, as the most complete.
+    pub const PREFERENCE: [SessionSource; 4] = [
+        SessionSource::S3,
+        SessionSource::Local,
+        SessionSource::CloudwatchUpload,
+        SessionSource::CloudwatchStream,
+    ];
+
     /// Returns the value stored in the `source` column and used in raw object names.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -155,6 +155,22 @@ pub async fn lake_identity(store: &LakeStore) -> LakeResult<(String, ObjectEntry
     Err(LakeError::format(format!("{} could not be created or read", store.describe(path))))
 }
 
+/// Returns the lake's id from the `lake.json` that `live` (a trusted live set) names, read and
+/// checked against its commit; `None` in a lake written before ids.
+pub async fn committed_lake_id(
+    store: &LakeStore,
+    live: &BTreeMap<String, ObjectEntry>,
+) -> LakeResult<Option<String>> {
+    let Some(entry) = live.get(paths::LAKE_IDENTITY) else {
+        return Ok(None);
+    };
+    let bytes = store.get_committed(entry).await?;
+    let identity: LakeIdentity = serde_json::from_slice(&bytes).map_err(|error| {
+        LakeError::format(format!("{} is not valid: {error}", store.describe(&entry.path)))
+    })?;
+    Ok(Some(identity.lake_id))
+}
+
 fn identity_entry(path: &str, bytes: &[u8]) -> ObjectEntry {
     ObjectEntry {
         path: path.to_string(),

@@ -1,0 +1,376 @@
+//! Compaction: merges the per-session `commands` and `sessions` files of each day into one
+//! compacted file per table and day (several above [`MAX_COMPACTED_INPUT_BYTES`] of input),
+//! so a query opens a handful of files instead of one per session, and a session lookup reads
+//! one row group.
+//!
+//! A one-shot writer job ([`compact`]): it takes the writer lease (never racing ingest), reads
+//! the live rows in memory (decrypting with the lake's keys), writes the compacted files under
+//! fresh data keys from the lake's provider, and commits them in ONE commit (action `compact`)
+//! made only on the head it planned from (a lost race plans again), which removes the files
+//! they replace; those are deleted after the commit. Raw objects and session key records are
+//! never compacted: shredding a session still destroys its original's key.
+//!
+//! Only a session's preferred version (the delivery `show` reads) is compacted, and only once
+//! it has not changed for the minimum age: a live CloudWatch stream is rewritten on every poll.
+//! Re-running changes nothing; an interrupted run leaves uncommitted files that the next run
+//! deletes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+pub use sessionlake_indexer::compact::MAX_COMPACTED_INPUT_BYTES;
+use sessionlake_indexer::compact::{LakeFiles, Table};
+use sessionlake_lake::keys::KeyProvider;
+use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
+use sessionlake_lake::transaction::{Leftovers, Uncommitted};
+use sessionlake_lake::{checkpoint, manifest};
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::{SessionSource, paths};
+
+use crate::holds::actor;
+use crate::lake::{Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
+
+/// Uncommitted compacted files younger than this are left alone by the sweep: a retention or
+/// shred (which do not take the lease) may be about to commit one.
+const SWEEP_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// What to compact.
+#[derive(Debug, Clone, Default)]
+pub struct CompactOptions {
+    /// Only session versions committed at least this long ago (µs).
+    pub min_age: i64,
+    /// Only these days (`dt=` partitions, YYYY-MM-DD); all when empty.
+    pub days: BTreeSet<String>,
+    /// The AWS KMS key that wraps the compacted files' data keys; else the local keyring.
+    pub kms_key_id: Option<String>,
+}
+
+/// What compaction tells its caller as it works (the CLI draws spinners on stderr).
+pub trait CompactObserver: Sync {
+    /// Writing the compacted files of an attempt begins.
+    fn writing(&self) {}
+    /// `files` more input files were merged.
+    fn merged(&self, files: u64) {
+        let _ = files;
+    }
+    /// Writing the compacted files of an attempt ended.
+    fn written(&self) {}
+    /// One replaced file was deleted after the commit.
+    fn deleted(&self) {}
+}
+
+/// Files of one table and day merged into one compacted file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group {
+    table: Table,
+    dt: String,
+    inputs: Vec<ObjectEntry>,
+}
+
+/// What a run did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// Days compacted.
+    pub partitions: usize,
+    /// Files replaced.
+    pub files_before: usize,
+    /// Compacted files written.
+    pub files_after: usize,
+    /// Sessions in them.
+    pub sessions: usize,
+    /// Bytes replaced.
+    pub bytes_before: u64,
+    /// Bytes written.
+    pub bytes_after: u64,
+    /// The commit's sequence, if one was made.
+    pub sequence: Option<u64>,
+    /// The head of the commit (sequence and the manifest file's SHA-256), if one was made.
+    pub head: Option<sessionlake_lake::manifest::Head>,
+    /// The checkpoint written after the commit, if one was.
+    pub checkpoint: Option<String>,
+    /// Objects an interrupted run left, deleted first.
+    pub swept: usize,
+    /// Seconds the run took (the caller measures).
+    pub seconds: f64,
+}
+
+/// Plans the groups to compact: per table and day, the per-session files of preferred
+/// versions (the delivery `show` reads) committed before `cutoff` (µs), with the open
+/// compacted files (under half the size bound) of the same table and day; a group needs two
+/// files at least.
+fn plan(
+    live: &BTreeMap<String, ObjectEntry>,
+    committed_at: &HashMap<&str, i64>,
+    cutoff: i64,
+    days: &BTreeSet<String>,
+) -> Vec<Group> {
+    // The preferred versions, by (session, source, version), from their `commands` files.
+    let preferred: HashSet<(String, SessionSource, String)> =
+        sessionlake_schemas::manifest::preferred_commands(live)
+            .iter()
+            .filter_map(|path| paths::session_version(path))
+            .map(|(id, source, version)| (id.to_string(), source, version.to_string()))
+            .collect();
+    // (commands?, day) -> (open compacted files, fresh per-session files)
+    let mut by_day: BTreeMap<(bool, String), (Vec<ObjectEntry>, Vec<ObjectEntry>)> =
+        BTreeMap::new();
+    for entry in live.values() {
+        let Some(table) = Table::of(entry.kind) else { continue };
+        let Some(dt) = paths::dt_of(&entry.path) else { continue };
+        if !days.is_empty() && !days.contains(dt) {
+            continue;
+        }
+        let slot = by_day.entry((table == Table::Commands, dt.to_string())).or_default();
+        if paths::is_compacted(&entry.path) {
+            if entry.size < MAX_COMPACTED_INPUT_BYTES / 2 {
+                slot.0.push(entry.clone());
+            }
+            continue;
+        }
+        let Some((session, source, version)) = paths::session_version(&entry.path) else {
+            continue;
+        };
+        let version = (session.to_string(), source, version.to_string());
+        let is_preferred = entry.sessions == [session] && preferred.contains(&version);
+        let old_enough = committed_at.get(entry.path.as_str()).is_some_and(|at| *at <= cutoff);
+        if is_preferred && old_enough {
+            slot.1.push(entry.clone());
+        }
+    }
+    let mut groups = Vec::new();
+    for ((commands, dt), (open, fresh)) in by_day {
+        if fresh.is_empty() {
+            continue;
+        }
+        let table = if commands { Table::Commands } else { Table::Sessions };
+        let mut chunk: Vec<ObjectEntry> = Vec::new();
+        let mut bytes = 0u64;
+        for input in open.into_iter().chain(fresh) {
+            if !chunk.is_empty() && bytes.saturating_add(input.size) > MAX_COMPACTED_INPUT_BYTES {
+                groups.push(Group { table, dt: dt.clone(), inputs: std::mem::take(&mut chunk) });
+                bytes = 0;
+            }
+            bytes = bytes.saturating_add(input.size);
+            chunk.push(input);
+        }
+        groups.push(Group { table, dt: dt.clone(), inputs: chunk });
+    }
+    // One file alone is already as compact as it gets.
+    groups.retain(|group| group.inputs.len() > 1);
+    groups
+}
+
+/// What compaction sweeps before it plans: the deletes of an interrupted retention, shred or
+/// compaction, and compacted files no commit names (a crashed writer's), all of them after
+/// taking over a crashed holder's lease, else those older than [`SWEEP_GRACE`].
+fn leftovers(crashed: bool) -> Leftovers<'static> {
+    Leftovers {
+        folders: &[paths::COMMANDS_DIR, paths::SESSIONS_DIR],
+        uncommitted: Some(Uncommitted {
+            older_than: (!crashed).then_some(SWEEP_GRACE),
+            only: paths::is_compacted,
+        }),
+        ..REMOVED_LEFTOVERS
+    }
+}
+
+/// Compacts the lake as `options` say: takes the writer lease (released at the end, whatever
+/// happens), sweeps what interrupted runs left, and commits the compacted files in one
+/// `compact` commit, planning again after a lost race; then writes a checkpoint.
+pub async fn compact(
+    lake: &mut Lake,
+    options: &CompactOptions,
+    observer: &dyn CompactObserver,
+) -> anyhow::Result<Summary> {
+    let mut lease = Lease::acquire(&lake.store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
+        .await
+        .with_context(|| format!("failed to take the writer lease of {}", lake.store.location()))?;
+    let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
+    let result = run(lake, &mut lease, options, crashed, observer).await;
+    if let Err(error) = lease.release().await {
+        tracing::warn!(%error, "writer lease not released; it lapses by itself");
+    }
+    result
+}
+
+async fn run(
+    lake: &mut Lake,
+    lease: &mut Lease,
+    options: &CompactOptions,
+    crashed: bool,
+    observer: &dyn CompactObserver,
+) -> anyhow::Result<Summary> {
+    let (min_age, days) = (options.min_age, &options.days);
+    lake.ensure_trusted()?;
+    let mut summary =
+        Summary { swept: lake.sweep(&leftovers(crashed)).await?, ..Summary::default() };
+    let provider: std::sync::Arc<dyn KeyProvider> = match &options.kms_key_id {
+        Some(key_id) => std::sync::Arc::new(lake.keys.kms_provider(key_id)?),
+        None => lake.keyring_provider()?,
+    };
+    let renew_every = DEFAULT_LEASE_TTL / 3;
+    for attempt in 1..=MAX_ATTEMPTS {
+        let cutoff = chrono::Utc::now().timestamp_micros().saturating_sub(min_age);
+        let mut committed_at: HashMap<&str, i64> = HashMap::new();
+        for link in &lake.chain {
+            let at = manifest::parse_rfc3339_micros(&link.manifest.body.committed_at);
+            // The first commit naming a file (a rekey lists it again, unchanged).
+            for entry in &link.manifest.body.added {
+                committed_at.entry(&entry.path).or_insert(at.unwrap_or(i64::MAX));
+            }
+        }
+        let groups = plan(&lake.live, &committed_at, cutoff, days);
+        if groups.is_empty() {
+            return Ok(summary);
+        }
+        let lake_id = manifest::committed_lake_id(&lake.store, &lake.live).await?;
+        let lake_id = lake_id.unwrap_or_default();
+        let files = LakeFiles {
+            store: &lake.store,
+            keys: &lake.keys,
+            provider: provider.as_ref(),
+            lake_id: &lake_id,
+        };
+        let total: usize = groups.iter().map(|group| group.inputs.len()).sum();
+        observer.writing();
+        let mut transaction = lake.begin(CommitAction::Compact)?;
+        let written = async {
+            let mut added: Vec<ObjectEntry> = Vec::new();
+            let mut renewed = Instant::now();
+            for group in &groups {
+                let written = files
+                    .write_compacted(group.table, &group.dt, &group.inputs, &BTreeSet::new())
+                    .await?;
+                if let Some(entry) = written {
+                    transaction.stage(entry.path.clone());
+                    added.push(entry);
+                }
+                observer.merged(group.inputs.len() as u64);
+                if renewed.elapsed() > renew_every {
+                    lease.renew().await.context("lost the writer lease")?;
+                    renewed = Instant::now();
+                }
+            }
+            // The lease must still be ours when the commit lands (ingest never races it).
+            lease.renew().await.context("lost the writer lease")?;
+            anyhow::Ok(added)
+        };
+        let written = written.await;
+        let added = transaction.or_discard(written).await?;
+        observer.written();
+        let removed: Vec<ObjectEntry> =
+            groups.iter().flat_map(|group| group.inputs.iter().cloned()).collect();
+        let sessions: BTreeSet<&str> = added
+            .iter()
+            .filter(|entry| entry.kind == ObjectKind::Sessions)
+            .flat_map(|entry| entry.sessions.iter().map(String::as_str))
+            .collect();
+        let partitions: BTreeSet<&str> = groups.iter().map(|group| group.dt.as_str()).collect();
+        let reason = format!(
+            "compaction by {}: {total} files of {} sessions into {} files, {} days",
+            actor(),
+            sessions.len(),
+            added.len(),
+            partitions.len()
+        );
+        let committed = transaction
+            .commit(CommitAction::Compact, Some(reason), added.clone(), removed.clone(), false)
+            .await;
+        match committed {
+            Ok(link) => {
+                summary.partitions = partitions.len();
+                summary.files_before = removed.len();
+                summary.files_after = added.len();
+                summary.sessions = sessions.len();
+                summary.bytes_before = removed.iter().map(|entry| entry.size).sum();
+                summary.bytes_after = added.iter().map(|entry| entry.size).sum();
+                summary.sequence = Some(link.manifest.body.sequence);
+                summary.head = Some(link.head());
+                lake.delete(removed, &|| observer.deleted()).await?;
+                // Readers start from a checkpoint of the compacted live set: the commit that
+                // names every file it replaced is never replayed by a reader again.
+                manifest::apply_links(&mut lake.live, std::iter::once(&link));
+                let written =
+                    checkpoint::write(&lake.store, lake.signer(), &link, &lake.live).await;
+                match written {
+                    Ok(path) => summary.checkpoint = Some(path),
+                    Err(error) => tracing::warn!(%error, "checkpoint after compaction not written"),
+                }
+                return Ok(summary);
+            }
+            Err(error) => {
+                transaction.discard().await;
+                if !(error.is_conflict() && attempt < MAX_ATTEMPTS) {
+                    return Err(error.into());
+                }
+                tracing::info!(%error, "the lake moved on; planning again");
+                lake.reload().await?;
+            }
+        }
+    }
+    anyhow::bail!("{} kept changing; try again", lake.store.location())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::entry;
+
+    #[test]
+    fn test_plan_takes_old_preferred_versions_of_days_with_two_files() {
+        // a (local) and b (S3) share a day: one file per table for both sources.
+        let files = [
+            entry("commands/dt=2026-03-14/a.local.v1.parquet", ObjectKind::Commands, &["a"], 10),
+            entry("sessions/dt=2026-03-14/a.local.v1.parquet", ObjectKind::Sessions, &["a"], 10),
+            // b was delivered twice: only S3's version (show's) is compacted.
+            entry("commands/dt=2026-03-14/b.s3.v1.parquet", ObjectKind::Commands, &["b"], 10),
+            entry(
+                "commands/dt=2026-03-14/b.cloudwatch-stream.v1.parquet",
+                ObjectKind::Commands,
+                &["b"],
+                10,
+            ),
+            entry("sessions/dt=2026-03-14/b.s3.v1.parquet", ObjectKind::Sessions, &["b"], 10),
+            // c is too young.
+            entry("commands/dt=2026-03-14/c.s3.v2.parquet", ObjectKind::Commands, &["c"], 10),
+            // d is alone on its day.
+            entry("commands/dt=2026-03-15/d.s3.v1.parquet", ObjectKind::Commands, &["d"], 10),
+            entry("raw/dt=2026-03-14/a.local.v1.zst.sle", ObjectKind::Raw, &["a"], 10),
+        ];
+        let live: BTreeMap<String, ObjectEntry> =
+            files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
+        let mut committed_at: HashMap<&str, i64> =
+            files.iter().map(|entry| (entry.path.as_str(), 1)).collect();
+        committed_at.insert("commands/dt=2026-03-14/c.s3.v2.parquet", 100);
+        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
+        let paths: Vec<(Table, Vec<&str>)> = groups
+            .iter()
+            .map(|group| {
+                (group.table, group.inputs.iter().map(|entry| entry.path.as_str()).collect())
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    Table::Sessions,
+                    vec![
+                        "sessions/dt=2026-03-14/a.local.v1.parquet",
+                        "sessions/dt=2026-03-14/b.s3.v1.parquet"
+                    ]
+                ),
+                (
+                    Table::Commands,
+                    vec![
+                        "commands/dt=2026-03-14/a.local.v1.parquet",
+                        "commands/dt=2026-03-14/b.s3.v1.parquet"
+                    ]
+                ),
+            ]
+        );
+        // Only the days asked.
+        let days = BTreeSet::from(["2026-03-15".to_string()]);
+        assert!(plan(&live, &committed_at, 50, &days).is_empty());
+    }
+}

@@ -1,0 +1,460 @@
+//! The one-shot lake writer of retention, holds, shred and compaction: [`Lake`] reads the
+//! trusted chain, begins transactions on its head, rewrites compacted and `access` files
+//! without what goes, and sweeps what an interrupted run left.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Context as _;
+use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
+use sessionlake_indexer::parquet_out;
+use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
+use sessionlake_lake::manifest::{self, ChainLink, Committer};
+use sessionlake_lake::signing::ManifestSigner;
+use sessionlake_lake::store::LakeStore;
+use sessionlake_lake::transaction::{self, Leftovers, Transaction};
+use sessionlake_lake::trust::{PinnedSigner, Snapshot};
+use sessionlake_lake::{LakeError, LakeErrorKind};
+use sessionlake_schemas::envelope::WrappedKey;
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::{SessionSource, paths};
+
+use crate::live::{AccessEvent, live_access_files};
+use crate::plan::{Expiry, Planned};
+
+/// Times a commit is tried when another writer commits first.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// How one attempt at a commit ended, when another writer may commit first.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// Committed.
+    Done(T),
+    /// Another writer committed first: nothing changed (what was written is discarded). Read
+    /// the lake again ([`Lake::reload`]) and plan again, or give up with the error.
+    Conflict(LakeError),
+}
+
+/// What a writer job opens a lake with; the CLI builds it from its flags.
+pub struct LakeParts {
+    /// The lake's store.
+    pub store: LakeStore,
+    /// The key providers that open its files.
+    pub keys: Keys,
+    /// The local keyring, when there is one: it wraps new data keys unless a KMS key does.
+    pub keyring: Option<std::sync::Arc<LocalKeyring>>,
+    /// Signs the commits.
+    pub signer: Box<dyn ManifestSigner>,
+    /// The signers whose manifests are trusted.
+    pub pinned: Vec<PinnedSigner>,
+    /// The command, for messages (`retention apply`, `shred`, `compact`…).
+    pub command: &'static str,
+    /// Says one thing the chain's snapshot left out, when the chain turns untrusted.
+    pub warn: fn(&str),
+}
+
+/// A lake opened by a one-shot writer job (retention, hold, shred, compact): its chain, its live
+/// set, the keys that open files, and the signer of its commits.
+pub struct Lake {
+    /// The lake's store.
+    pub store: LakeStore,
+    /// The key providers that open its files.
+    pub keys: Keys,
+    /// The local keyring, when there is one: it wraps new data keys unless a KMS key does.
+    keyring: Option<std::sync::Arc<sessionlake_lake::keys::LocalKeyring>>,
+    /// Signs the commits: the keyring's key, or the KMS key of `--signing-key`.
+    committer: Committer,
+    /// The signers it trusts.
+    pinned: Vec<PinnedSigner>,
+    /// The command, for messages.
+    command: &'static str,
+    /// Says what the snapshot left out.
+    warn: fn(&str),
+    /// The trusted chain, in order.
+    pub chain: Vec<ChainLink>,
+    /// The live set of the trusted chain.
+    pub live: BTreeMap<String, ObjectEntry>,
+    /// The sequence of the newest manifest file: commits go right after it.
+    file_head: Option<u64>,
+    /// Why the chain is not wholly trusted, if it is not.
+    untrusted: Option<String>,
+    /// Why the newest manifest may not be committed after, if it may not.
+    head_untrusted: Option<String>,
+}
+
+impl Lake {
+    /// Opens the lake from `parts` and reads its trusted chain: commits are signed by
+    /// `parts.signer`, and only manifests `parts.pinned` signed are trusted.
+    pub async fn open(parts: LakeParts) -> anyhow::Result<Lake> {
+        let LakeParts { store, keys, keyring, signer, pinned, command, warn } = parts;
+        let mut lake = Lake {
+            store,
+            keys,
+            keyring,
+            committer: Committer::new(std::sync::Arc::from(signer)),
+            pinned,
+            command,
+            warn,
+            chain: Vec::new(),
+            live: BTreeMap::new(),
+            file_head: None,
+            untrusted: None,
+            head_untrusted: None,
+        };
+        lake.reload().await?;
+        Ok(lake)
+    }
+
+    /// Fails unless the whole chain is trusted: what deletes or rewrites objects never acts on
+    /// a chain with a forged, missing or damaged manifest (the error names each).
+    pub fn ensure_trusted(&self) -> sessionlake_lake::LakeResult<()> {
+        match &self.untrusted {
+            Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Fails when the newest manifest is not trusted: a commit would link to it.
+    pub fn ensure_head_trusted(&self) -> sessionlake_lake::LakeResult<()> {
+        match &self.head_untrusted {
+            Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Returns the signer of this lake's commits.
+    pub fn signer(&self) -> &dyn ManifestSigner {
+        self.committer.signer()
+    }
+
+    /// The keyring as the provider of new data keys; an error names the missing keyring.
+    pub fn keyring_provider(&self) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+        match &self.keyring {
+            Some(keyring) => Ok(keyring.clone()),
+            None => anyhow::bail!(
+                "new data keys are wrapped by the keyring or a KMS key, and there is no keyring: \
+                 give --keyring or a KMS key"
+            ),
+        }
+    }
+
+    /// Rewrites each compacted file of `files` without the sessions of `gone` (each file under
+    /// a fresh data key from the provider that wrapped its current one), staged in
+    /// `transaction`; returns the new files' entries (a file left with no row has none).
+    pub async fn rewrite_without(
+        &self,
+        transaction: &mut Transaction,
+        files: &[ObjectEntry],
+        gone: &BTreeSet<String>,
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
+        let mut unique: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
+        for entry in files {
+            unique.insert(&entry.path, entry);
+        }
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lake_id = manifest::committed_lake_id(&self.store, &self.live).await?;
+        let lake_id = lake_id.unwrap_or_default();
+        let mut written: Vec<ObjectEntry> = Vec::new();
+        for entry in unique.into_values() {
+            if let Some(new) = self.rewrite_one(entry, gone, &lake_id).await? {
+                transaction.stage(new.path.clone());
+                written.push(new);
+            }
+        }
+        Ok(written)
+    }
+
+    async fn rewrite_one(
+        &self,
+        entry: &ObjectEntry,
+        gone: &BTreeSet<String>,
+        lake_id: &str,
+    ) -> anyhow::Result<Option<ObjectEntry>> {
+        let (Some(table), true, Some(dt)) =
+            (Table::of(entry.kind), paths::is_compacted(&entry.path), paths::dt_of(&entry.path))
+        else {
+            anyhow::bail!("{} is not a compacted commands or sessions file", entry.path);
+        };
+        let without: BTreeSet<String> =
+            entry.sessions.iter().filter(|id| gone.contains(*id)).cloned().collect();
+        let provider = self.provider_like(entry.key.as_ref())?;
+        let files = LakeFiles {
+            store: &self.store,
+            keys: &self.keys,
+            provider: provider.as_ref(),
+            lake_id,
+        };
+        Ok(files.write_compacted(table, dt, std::slice::from_ref(entry), &without).await?)
+    }
+
+    /// Returns the provider to wrap a new data key with: the one that wrapped `current` (the
+    /// same KMS key), else the keyring.
+    pub fn provider_like(
+        &self,
+        current: Option<&WrappedKey>,
+    ) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+        match current {
+            Some(wrapped) if wrapped.provider == sessionlake_lake::keys::PROVIDER_KMS => {
+                Ok(std::sync::Arc::new(self.keys.kms_provider(&wrapped.key_id)?))
+            }
+            _ => self.keyring_provider(),
+        }
+    }
+
+    /// Returns the compacted files that once held any of `sessions` and are no longer live,
+    /// as committed: a shred or an expiry deletes them too (a compacted file's key is not
+    /// under a session key, so only deleting it removes the session's rows).
+    pub fn stale_compacted(&self, sessions: &BTreeSet<String>) -> Vec<ObjectEntry> {
+        let mut stale: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
+        for link in &self.chain {
+            for entry in &link.manifest.body.added {
+                if paths::is_compacted(&entry.path)
+                    && !self.live.contains_key(&entry.path)
+                    && entry.sessions.iter().any(|id| sessions.contains(id))
+                {
+                    stale.insert(&entry.path, entry);
+                }
+            }
+        }
+        stale.into_values().cloned().collect()
+    }
+
+    /// Reads the chain again: the trusted chain, its live set, and the head commits go after.
+    /// What is not trusted is said on stderr (once) and makes [`Lake::ensure_trusted`] fail.
+    pub async fn reload(&mut self) -> anyhow::Result<()> {
+        let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
+        let untrusted = snapshot.ensure_trusted(self.command).err().map(|error| error.to_string());
+        if untrusted.is_some() && self.untrusted.is_none() {
+            for line in snapshot.ignored() {
+                (self.warn)(&line);
+            }
+        }
+        self.untrusted = untrusted;
+        self.head_untrusted =
+            snapshot.ensure_head_trusted(self.command).err().map(|error| error.to_string());
+        self.file_head = snapshot.file_head();
+        (self.chain, self.live) = snapshot.into_parts();
+        Ok(())
+    }
+
+    /// Begins a change of the lake as read, committed on its newest manifest: only on a trusted
+    /// newest manifest, and for what deletes or rewrites (retention, shred, compaction) only on
+    /// a wholly trusted chain.
+    pub fn begin(&self, action: CommitAction) -> sessionlake_lake::LakeResult<Transaction> {
+        if matches!(action, CommitAction::Retention | CommitAction::Shred | CommitAction::Compact) {
+            self.ensure_trusted()?;
+        }
+        self.ensure_head_trusted()?;
+        Ok(Transaction::begin(&self.store, &self.committer, self.file_head))
+    }
+
+    /// Commits a hold placed or released, which no other change of the lake invalidates, on
+    /// the newest manifest: after a lost race the chain is read again and, unless what it
+    /// removes is gone meanwhile, the commit tried on the new head. Discards on failure.
+    pub async fn commit_hold(
+        &mut self,
+        transaction: &mut Transaction,
+        reason: Option<String>,
+        added: Vec<ObjectEntry>,
+        removed: Vec<ObjectEntry>,
+    ) -> anyhow::Result<ChainLink> {
+        let mut attempt = 0;
+        let error = loop {
+            attempt += 1;
+            let committed = transaction
+                .commit(CommitAction::Hold, reason.clone(), added.clone(), removed.clone(), false)
+                .await;
+            match committed {
+                Ok(link) => return Ok(link),
+                Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
+                    self.reload().await?;
+                    if let Err(error) = self.ensure_head_trusted() {
+                        break error;
+                    }
+                    if let Some(gone) = removed.iter().find(|e| !self.live.contains_key(&e.path)) {
+                        break LakeError::new(
+                            LakeErrorKind::AlreadyExists,
+                            format!("{} was removed by another commit meanwhile", gone.path),
+                        );
+                    }
+                    transaction.replan_on(self.file_head);
+                }
+                Err(error) => break error,
+            }
+        };
+        transaction.discard().await;
+        Err(error.into())
+    }
+
+    /// Deletes `entries` (committed as removed), session key records first (a crash in
+    /// between leaves only ciphertext), calling `deleted` for each object deleted.
+    pub async fn delete(
+        &self,
+        entries: Vec<ObjectEntry>,
+        deleted: &(dyn Fn() + Sync),
+    ) -> anyhow::Result<()> {
+        transaction::delete_removed(&self.store, entries, deleted).await?;
+        Ok(())
+    }
+
+    /// Deletes the leftovers `leftovers` names of an interrupted writer (see
+    /// [`transaction::sweep`]); only on a wholly trusted chain. Returns how many it deleted.
+    pub async fn sweep(&self, leftovers: &Leftovers<'_>) -> anyhow::Result<usize> {
+        self.ensure_trusted()?;
+        let swept =
+            transaction::sweep(&self.store, &self.chain, &self.live, self.file_head, leftovers)
+                .await?;
+        Ok(swept.into_result()?)
+    }
+
+    /// Writes `entry` (an `access` file) again with only the events `keep` accepts, under the
+    /// same data key, as a new version of the same CloudTrail file's day. Returns the new
+    /// file's entry, or `None` when no event is kept (the file just goes). Not committed.
+    pub async fn rewrite_access(
+        &self,
+        entry: &ObjectEntry,
+        keep: impl Fn(&sessionlake_schemas::AccessRecord) -> bool,
+    ) -> anyhow::Result<Option<ObjectEntry>> {
+        let object = self.store.describe(&entry.path);
+        let wrapped = entry.key.clone().with_context(|| format!("{object} names no data key"))?;
+        let key = self
+            .keys
+            .decrypt(&wrapped)
+            .await
+            .with_context(|| format!("failed to open {object}"))?;
+        let bytes = self.store.get_committed(entry).await?;
+        let records = {
+            let (key, object) = (key.clone(), object.clone());
+            tokio::task::spawn_blocking(move || {
+                parquet_out::read_access(bytes, &object, Some(&key))
+            })
+            .await
+            .context("access reader task failed")??
+        };
+        let kept: Vec<_> = records.into_iter().filter(|record| keep(record)).collect();
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let (Some(dt), Some(trail_file_id)) =
+            (paths::dt_of(&entry.path), paths::trail_file_id_of(&entry.path))
+        else {
+            anyhow::bail!("{object} is not named like an access file");
+        };
+        let path = paths::access_object(dt, trail_file_id, &new_version());
+        let metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
+        let written =
+            tokio::task::spawn_blocking(move || parquet_out::write_access(&kept, &key, metadata))
+                .await
+                .context("access writer task failed")??;
+        let stored = self.store.put(&path, bytes::Bytes::from(written)).await?;
+        let blocks = stored.blocks_for(ObjectKind::Access);
+        Ok(Some(ObjectEntry {
+            path: stored.path,
+            size: stored.size,
+            sha256: stored.sha256,
+            kind: ObjectKind::Access,
+            sessions: entry.sessions.clone(),
+            key: Some(wrapped),
+            note: None,
+            blocks,
+        }))
+    }
+
+    /// Plans the rewrite of every live `access` file that holds events of `session`.
+    pub async fn access_of_session(&self, session: &str) -> anyhow::Result<Vec<Planned>> {
+        let files = live_access_files(&self.store, &self.live).await?;
+        Ok(files
+            .iter()
+            .filter_map(|file| {
+                let (of_session, kept): (Vec<&AccessEvent>, Vec<&AccessEvent>) =
+                    file.events.iter().partition(|event| event.session.as_deref() == Some(session));
+                if of_session.is_empty() {
+                    return None;
+                }
+                let expires = if kept.is_empty() { Expiry::Access } else { Expiry::AccessEvents };
+                let mut line = Planned::object(&file.entry, expires, file.events.len());
+                line.rule = "shred".to_string();
+                line.events_removed = Some(of_session.len());
+                line.keep_events = (!kept.is_empty())
+                    .then(|| kept.iter().map(|event| event.event_id.clone()).collect());
+                Some(line)
+            })
+            .collect())
+    }
+
+    /// Writes the rewritten `access` files the plan asks for. Returns them, to be added by the
+    /// same commit that removes the files they replace.
+    pub async fn write_rewrites(
+        &self,
+        transaction: &mut Transaction,
+        due: &[&Planned],
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
+        let mut added = Vec::new();
+        for line in due {
+            let Some(keep) = &line.keep_events else { continue };
+            let keep: BTreeSet<&str> = keep.iter().map(String::as_str).collect();
+            for entry in &line.remove {
+                let rewritten =
+                    self.rewrite_access(entry, |record| keep.contains(record.event_id.as_str()));
+                if let Some(written) = rewritten.await? {
+                    transaction.stage(written.path.clone());
+                    added.push(written);
+                }
+            }
+        }
+        Ok(added)
+    }
+}
+
+/// What an interrupted retention, shred or compaction leaves: objects its commit removed that
+/// are still stored.
+pub const REMOVED_LEFTOVERS: Leftovers<'static> = Leftovers {
+    folders: &[],
+    uncommitted: None,
+    removed_by: &[CommitAction::Retention, CommitAction::Shred, CommitAction::Compact],
+};
+
+/// Lists every stored object of `session` (any source, any version, live or not) in the
+/// session folders: shred removes old versions' files too.
+pub async fn stored_objects_of(
+    store: &LakeStore,
+    session: &str,
+) -> anyhow::Result<Vec<ObjectEntry>> {
+    let mut found = Vec::new();
+    for (dir, kind) in [
+        (format!("{}/sessions", paths::KEYS_DIR), ObjectKind::SessionKey),
+        (paths::RAW_DIR.to_string(), ObjectKind::Raw),
+        (paths::COMMANDS_DIR.to_string(), ObjectKind::Commands),
+        (paths::SESSIONS_DIR.to_string(), ObjectKind::Sessions),
+    ] {
+        for (path, size) in store.list(&dir).await? {
+            if SessionSource::ALL
+                .iter()
+                .any(|source| paths::is_session_object(&path, session, *source))
+            {
+                found.push(ObjectEntry {
+                    path,
+                    size,
+                    sha256: String::new(),
+                    kind,
+                    sessions: vec![session.to_string()],
+                    key: None,
+                    note: None,
+                    blocks: None,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Returns the shred or retention commit that removed the last of `session`, if one did.
+pub fn removed_by<'a>(chain: &'a [ChainLink], session: &str) -> Option<&'a ChainLink> {
+    chain.iter().rev().find(|link| {
+        matches!(link.manifest.body.action, CommitAction::Shred | CommitAction::Retention)
+            && link.manifest.body.removed.iter().any(|entry| {
+                entry.kind == ObjectKind::Sessions && entry.sessions.iter().any(|id| id == session)
+            })
+    })
+}

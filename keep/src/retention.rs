@@ -1,0 +1,117 @@
+//! Retention of a whole lake: [`plan_lake`] plans a policy on what a [`Lake`] read, [`apply`]
+//! makes the plan's due lines one `retention` commit on the head it was planned from, then
+//! deletes what the commit removed.
+
+use std::collections::BTreeSet;
+
+use sessionlake_lake::manifest::ChainLink;
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
+
+use crate::holds::{actor, live_holds};
+use crate::lake::{Attempt, Lake};
+use crate::live::{live_access_files, live_sessions, superseded_versions};
+use crate::plan::{Expiry, Planned, noted, plan, plan_access, plan_quarantine};
+use crate::policy::{Action, Policy};
+
+/// Plans `policy` on the lake as read, as of `now` (µs): the sessions, then the `access`
+/// files, then the quarantined inputs.
+pub async fn plan_lake(lake: &Lake, policy: &Policy, now: i64) -> anyhow::Result<Vec<Planned>> {
+    let superseded = superseded_versions(&lake.chain, &lake.live);
+    let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
+    let holds = live_holds(&lake.store, &lake.live).await?;
+    let mut planned = plan(policy, &sessions, &holds, now);
+    let access = live_access_files(&lake.store, &lake.live).await?;
+    planned.extend(plan_access(policy, &access, &holds, now));
+    planned.extend(plan_quarantine(policy, &lake.chain, &lake.live, now));
+    Ok(planned)
+}
+
+/// What a retention commit records of where its plan came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Provenance<'a> {
+    /// The policy applied.
+    pub policy: &'a Policy,
+    /// Its file, as the operator named it.
+    pub policy_file: &'a str,
+    /// The time ages were judged at, as text.
+    pub as_of: &'a str,
+}
+
+/// What an applied retention did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The commit.
+    pub link: ChainLink,
+    /// Files written (rewritten `access` and compacted files).
+    pub added: usize,
+}
+
+/// Applies the due lines of `planned` (those no hold keeps) in one `retention` commit on the
+/// head the lake was read at: rewrites the `access` files that keep some events and the
+/// compacted files holding expired sessions, commits, then deletes what the commit removed
+/// (and every compacted file that ever held an expired session), calling `deleted` for each
+/// object deleted. A lost race discards what was written and returns [`Attempt::Conflict`].
+pub async fn apply(
+    lake: &Lake,
+    planned: &[Planned],
+    provenance: Provenance<'_>,
+    deleted: &(dyn Fn() + Sync),
+) -> anyhow::Result<Attempt<Applied>> {
+    let due: Vec<&Planned> = planned.iter().filter(|p| p.held_by.is_none()).collect();
+    let mut removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
+    let expired: BTreeSet<String> =
+        due.iter().filter(|p| p.expires == Expiry::Session).map(|p| p.session_id.clone()).collect();
+    let compacted: Vec<ObjectEntry> = due.iter().flat_map(|p| p.rewrite.iter().cloned()).collect();
+    let mut transaction = lake.begin(CommitAction::Retention)?;
+    let written = async {
+        let mut added = lake.write_rewrites(&mut transaction, &due).await?;
+        // Compacted files holding expired sessions are rewritten without them in the same
+        // commit; the old files (and older ones that held them) are deleted after it.
+        added.extend(lake.rewrite_without(&mut transaction, &compacted, &expired).await?);
+        anyhow::Ok(added)
+    };
+    let written = written.await;
+    let added = transaction.or_discard(written).await?;
+    let mut seen = BTreeSet::new();
+    removed.extend(compacted.into_iter().filter(|entry| seen.insert(entry.path.clone())).map(
+        |entry| {
+            let gone = entry.sessions.iter().filter(|id| expired.contains(*id)).count();
+            let note = format!("rewrite: without {gone} expired sessions");
+            ObjectEntry { note: Some(note), ..entry }
+        },
+    ));
+    let stale = lake.stale_compacted(&expired);
+    let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
+    let reason = format!(
+        "retention policy {} (sha256 {}) as of {} by {}: {} sessions expired, {} originals \
+         expired, {} access files expired, {} rewritten, {} quarantined inputs expired, {} \
+         shredded",
+        provenance.policy_file,
+        provenance.policy.sha256(),
+        provenance.as_of,
+        actor(),
+        count(Expiry::Session),
+        count(Expiry::Raw),
+        count(Expiry::Access),
+        count(Expiry::AccessEvents),
+        count(Expiry::Quarantine),
+        due.iter().filter(|p| p.action == Action::Shred).count()
+    );
+    let committed = transaction
+        .commit(CommitAction::Retention, Some(reason), added.clone(), removed.clone(), false)
+        .await;
+    match committed {
+        Ok(link) => {
+            lake.delete(removed, deleted).await?;
+            lake.delete(stale, deleted).await?;
+            Ok(Attempt::Done(Applied { link, added: added.len() }))
+        }
+        Err(error) => {
+            transaction.discard().await;
+            if error.is_conflict() {
+                return Ok(Attempt::Conflict(error));
+            }
+            Err(error.into())
+        }
+    }
+}
