@@ -252,8 +252,9 @@ pub struct SearchArgs {
     /// same time order.
     #[arg(long)]
     pub include_access: bool,
-    /// Regular expression the command's output must match (Rust regex syntax).
-    #[arg(long, value_name = "REGEX")]
+    /// Regular expression the command's output must match (Rust regex syntax). A format name
+    /// (`json`, `csv`, …, an AWS CLI habit) is refused: that is `--format`.
+    #[arg(long, value_name = "REGEX", value_parser = output_regex)]
     pub output: Option<String>,
     /// Only rows of this kind: `shell` (commands a shell read) or `repl` (lines typed into a
     /// program a command started: sqlite3, psql, mysql, python, irb, node, redis-cli).
@@ -502,6 +503,13 @@ pub(crate) async fn open_reader(
     let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
     // Readers start from the newest checkpoint a pinned signer made.
     let snapshot = Snapshot::open_latest_of(&store, &pinned, scope).await?;
+    // A folder or prefix with no manifest answered "0 matching" as if it were an empty lake.
+    anyhow::ensure!(
+        snapshot.file_head().is_some(),
+        "{} holds no manifest: it is not a sessionlake lake (is --lake right?), or nothing was \
+         ingested into it yet",
+        store.location()
+    );
     warn_ignored(&snapshot);
     let lake_id = sessionlake_lake::manifest::committed_lake_id(&store, snapshot.live()).await?;
     let keys = keys.with_committed(snapshot.live());
@@ -650,6 +658,25 @@ pub(crate) async fn open_lake_with(
     let store = LakeStore::open(&location, sdk_config.as_ref())?.with_object_lock(lock);
     let keys = Keys::new(keyring, sdk_config).with_store(store.clone());
     Ok((store, keys))
+}
+
+/// Parses `--output`: a regex on the command's output, never a format name taken as one (it
+/// would quietly match nothing).
+fn output_regex(value: &str) -> Result<String, String> {
+    const FORMATS: [&str; 6] = ["json", "jsonl", "csv", "table", "text", "yaml"];
+    if FORMATS.contains(&value.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "--output is a regex the command's output must match; for the output format use \
+             --format {}, or write --output '^{value}$' to search for it",
+            match value.to_ascii_lowercase().as_str() {
+                "json" | "jsonl" => "json",
+                "csv" => "csv",
+                "table" | "text" => "table",
+                _ => "json, csv or table",
+            }
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// Column list of a search result, in output order.
@@ -1291,8 +1318,10 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     query.bind("c.session_id = ?", ScalarValue::from(args.session.as_str()));
     // A session delivered by several sources (S3 and CloudWatch) is shown from one.
     let session = args.session.clone();
-    let ctx = open_tables(cli, Scope::Session(&args.session), move |snapshot| {
+    let mut known = false;
+    let ctx = open_tables(cli, Scope::Session(&args.session), |snapshot| {
         let preferred = session_sources(&snapshot.live, &session).first().copied();
+        known = preferred.is_some();
         let files: HashSet<String> = preferred
             .map(|source| version_objects(&snapshot.live, &session, source))
             .unwrap_or_default()
@@ -1302,6 +1331,12 @@ async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
         move |path: &str| files.contains(path)
     })
     .await?;
+    anyhow::ensure!(
+        known,
+        "no session {} in {} (list them with `sessionlake sessions`)",
+        sessionlake_schemas::session_id::escaped(&args.session),
+        cli.lake
+    );
     let sql = format!(
         "SELECT c.seq, c.started_at AS time, c.cwd, c.prompt, c.command, c.output, \
          c.output_truncated, c.confidence FROM commands c {} ORDER BY c.seq",
@@ -1358,8 +1393,11 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         })
     });
     let Some(entry) = entry else {
-        eprintln!("sessionlake: no session {session} in {}", store.location());
-        return Ok(Outcome::NoMatch);
+        anyhow::bail!(
+            "no session {} in {} (list them with `sessionlake sessions`)",
+            sessionlake_schemas::session_id::escaped(session),
+            store.location()
+        );
     };
     let lake = snapshot.lake_id.clone();
     // Streamed: the stored object is hashed against the manifest first, then decrypted and

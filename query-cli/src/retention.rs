@@ -80,6 +80,11 @@ pub struct HoldAddArgs {
     /// Why (recorded in the hold and the commit).
     #[arg(long)]
     pub reason: String,
+    /// Hold a session the lake holds nothing of yet (its transcript not delivered or not
+    /// ingested): without it, an unknown session id is refused, as a mistyped one would protect
+    /// nothing.
+    #[arg(long, requires = "session")]
+    pub before_ingest: bool,
     /// A JSON record of what was done.
     #[arg(long)]
     pub json: bool,
@@ -345,6 +350,17 @@ pub async fn hold(cli: &Cli, command: &HoldCommand) -> anyhow::Result<Outcome> {
     }
     match command {
         HoldCommand::Add(args) => {
+            if let Some(session) = args.session.as_deref()
+                && !args.before_ingest
+                && !lake.live.values().any(|entry| entry.sessions.iter().any(|id| id == session))
+            {
+                anyhow::bail!(
+                    "no session {} in {}: nothing held (check the id with `sessionlake \
+                     sessions`; to hold a session not ingested yet, add --before-ingest)",
+                    sessionlake_schemas::session_id::escaped(session),
+                    lake.store.location()
+                );
+            }
             let hold = Hold::new(
                 &args.reason,
                 args.session.clone(),

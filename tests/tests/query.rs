@@ -579,3 +579,46 @@ fn test_sql_runs_under_a_memory_limit_and_never_spills() {
     assert_eq!(within.code, 0, "{}", within.stderr);
     assert!(within.stdout.lines().count() > 100, "{}", within.stdout);
 }
+
+/// The usual mistakes get one clear line and exit 2, never a quiet empty answer: a `--lake`
+/// that is not a lake, an unknown session for `show` (and `show --raw`) and for `hold add`
+/// (which would protect nothing; `--before-ingest` holds a session not ingested yet), and a
+/// format name given to `--output` (a regex on the output) instead of `--format`.
+#[test]
+fn test_usual_mistakes_are_named_not_answered_empty() {
+    let (dir, _) = ingested_examples();
+    let not_a_lake = dir.path().join("examples");
+    let lake = not_a_lake.to_string_lossy().to_string();
+    for args in [vec!["search", "--command", "rm"], vec!["sessions"], vec!["show", ALICE]] {
+        let mut with = vec!["--lake", lake.as_str()];
+        with.extend(args.iter().copied());
+        let ran = cli(dir.path(), &with);
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stdout);
+        assert!(ran.stderr.contains("holds no manifest"), "{args:?}: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{args:?}: {}", ran.stdout);
+    }
+    let unknown = "nobody-0123456789abcdef0";
+    for args in [vec!["show", unknown], vec!["show", unknown, "--raw"]] {
+        let ran = cli(dir.path(), &args);
+        assert_eq!(ran.code, 2, "{args:?}: {}", ran.stdout);
+        assert!(ran.stderr.contains(&format!("no session {unknown}")), "{}", ran.stderr);
+    }
+    let known = cli(dir.path(), &["show", ALICE]);
+    assert_eq!(known.code, 0, "{}", known.stderr);
+
+    let manifests = || std::fs::read_dir(dir.path().join("lake/manifest")).expect("ls").count();
+    let before = manifests();
+    let held = cli(dir.path(), &["hold", "add", unknown, "--reason", "case 7"]);
+    assert_eq!(held.code, 2, "{}", held.stdout);
+    assert!(held.stderr.contains("--before-ingest"), "{}", held.stderr);
+    assert_eq!(manifests(), before, "nothing committed");
+    let ahead = cli(dir.path(), &["hold", "add", unknown, "--reason", "case 7", "--before-ingest"]);
+    assert_eq!(ahead.code, 0, "{}", ahead.stderr);
+    assert_eq!(manifests(), before + 1);
+
+    let format = cli(dir.path(), &["search", "--output", "json"]);
+    assert_eq!(format.code, 2, "{}", format.stdout);
+    assert!(format.stderr.contains("--format json"), "{}", format.stderr);
+    let regex = cli(dir.path(), &["search", "--output", "^json$", "--format", "json"]);
+    assert_eq!(regex.code, 1, "{}{}", regex.stdout, regex.stderr);
+}
