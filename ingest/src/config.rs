@@ -91,21 +91,35 @@ pub struct Args {
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
-    /// S3 source: s3://bucket/prefix holding <session-id>.log objects. Repeatable.
-    #[arg(long = "s3", value_name = "S3_URL")]
+    /// S3 source: s3://bucket/prefix holding <session-id>.log objects. Repeatable (in the
+    /// variable: comma-separated).
+    #[arg(long = "s3", value_name = "S3_URL", env = "SESSIONLAKE_S3", value_delimiter = ',')]
     pub s3: Vec<String>,
-    /// CloudWatch Logs source: a log group whose streams are sessions. Repeatable.
-    #[arg(long = "cloudwatch", value_name = "LOG_GROUP")]
+    /// CloudWatch Logs source: a log group whose streams are sessions. Repeatable (in the
+    /// variable: comma-separated).
+    #[arg(
+        long = "cloudwatch",
+        value_name = "LOG_GROUP",
+        env = "SESSIONLAKE_CLOUDWATCH",
+        value_delimiter = ','
+    )]
     pub cloudwatch: Vec<String>,
-    /// Local folder source (S3 objects, get-log-events JSON, CloudTrail files). Repeatable.
-    #[arg(long = "local", value_name = "DIR")]
+    /// Local folder source (S3 objects, get-log-events JSON, CloudTrail files). Repeatable (in
+    /// the variable: separated like PATH, by `:`).
+    #[arg(long = "local", value_name = "DIR", env = "SESSIONLAKE_LOCAL", value_delimiter = ':')]
     pub local: Vec<PathBuf>,
     /// CloudTrail log files, s3://bucket/prefix (digests skipped): their access events go to
-    /// the `access` table, their StartSession events enrich the sessions. Repeatable.
-    #[arg(long = "cloudtrail", value_name = "S3_URL")]
+    /// the `access` table, their StartSession events enrich the sessions. Repeatable (in the
+    /// variable: comma-separated).
+    #[arg(
+        long = "cloudtrail",
+        value_name = "S3_URL",
+        env = "SESSIONLAKE_CLOUDTRAIL",
+        value_delimiter = ','
+    )]
     pub cloudtrail: Vec<String>,
     /// Drain every source once and exit: the default, for cron. Overrides `follow`.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_ONCE")]
     pub once: bool,
     /// Keep running: poll the sources every --poll-interval until SIGTERM or SIGINT.
     #[arg(long, env = "SESSIONLAKE_FOLLOW")]
@@ -652,6 +666,30 @@ mod tests {
         assert!(error.starts_with("key_cache_max_age:"), "{error}");
         let error = Config::load(&args(&["--key-cache-max-age", "25h"])).expect_err("too long");
         assert!(error.starts_with("key_cache_max_age must be at most"), "{error}");
+    }
+
+    /// Every flag can be given as a `SESSIONLAKE_*` variable (the README promises it), named
+    /// after the flag; sources listed in one variable are split.
+    #[test]
+    fn test_every_flag_has_its_variable() {
+        use clap::CommandFactory as _;
+        let command = Args::command();
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if ["help", "version"].contains(&long) {
+                continue;
+            }
+            let expected = match long {
+                // Repeatable, and named for the list it holds.
+                "trust-signing-key" => "SESSIONLAKE_TRUST_SIGNING_KEYS".to_string(),
+                _ => format!("SESSIONLAKE_{}", long.to_ascii_uppercase().replace('-', "_")),
+            };
+            let env = arg.get_env().map(|env| env.to_string_lossy().to_string());
+            assert_eq!(env.as_deref(), Some(expected.as_str()), "--{long}");
+        }
+        let parsed = Args::try_parse_from(["sessionlake-ingest", "--s3", "s3://a/x,s3://b/y"])
+            .expect("args");
+        assert_eq!(parsed.s3, vec!["s3://a/x".to_string(), "s3://b/y".to_string()]);
     }
 
     #[test]
