@@ -242,9 +242,19 @@ pub struct Paging {
 /// Options of `search`.
 #[derive(Debug, ClapArgs)]
 pub struct SearchArgs {
+    /// Regular expression the command must match (Rust regex syntax), as `rg PATTERN`: the
+    /// same as --command.
+    #[arg(value_name = "PATTERN", conflicts_with = "command")]
+    pub pattern: Option<String>,
     /// Regular expression the command must match (Rust regex syntax).
     #[arg(long)]
     pub command: Option<String>,
+    /// PATTERN (or --command) matches letters in either case.
+    #[arg(short = 'i', long)]
+    pub ignore_case: bool,
+    /// PATTERN (or --command) is plain text, not a regular expression.
+    #[arg(short = 'F', long)]
+    pub fixed_strings: bool,
     /// Text the command must contain.
     #[arg(long)]
     pub command_contains: Option<String>,
@@ -1189,8 +1199,11 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
     let (since, until) = time_range(&args.filters)?;
     let mut query = Query::default();
     let mut highlights = Vec::new();
-    if let Some(pattern) = &args.command {
-        highlights.push(regex_flag("--command", pattern)?);
+    if let Some(pattern) = args.pattern.as_ref().or(args.command.as_ref()) {
+        let pattern = if args.fixed_strings { regex::escape(pattern) } else { pattern.clone() };
+        let pattern = if args.ignore_case { format!("(?i){pattern}") } else { pattern };
+        let flag = if args.pattern.is_some() { "PATTERN" } else { "--command" };
+        highlights.push(regex_flag(flag, &pattern)?);
         query.bind("regexp_like(c.command, ?)", ScalarValue::from(pattern.as_str()));
     }
     if let Some(text) = &args.command_contains {

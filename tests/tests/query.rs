@@ -622,3 +622,28 @@ fn test_usual_mistakes_are_named_not_answered_empty() {
     let regex = cli(dir.path(), &["search", "--output", "^json$", "--format", "json"]);
     assert_eq!(regex.code, 1, "{}{}", regex.stdout, regex.stderr);
 }
+
+/// `search PATTERN` is `search --command PATTERN` (as `rg PATTERN`); `-i` matches either case,
+/// `-F` takes the pattern as plain text. Each gives exactly the rows the long form gives.
+#[test]
+fn test_search_takes_a_pattern_as_rg_does() {
+    let (dir, _) = ingested_examples();
+    let (code, long, _) = search_keys(dir.path(), &["--command", "rm"]);
+    assert_eq!(code, 0);
+    assert!(!long.is_empty());
+    let (_, short, _) = search_keys(dir.path(), &["rm"]);
+    assert_eq!(short, long);
+    let (_, upper, _) = search_keys(dir.path(), &["RM"]);
+    assert!(upper.is_empty(), "{upper:?}");
+    let (_, either, _) = search_keys(dir.path(), &["-i", "RM"]);
+    assert_eq!(either, long);
+    // `.` as a regex matches every command; as text, only those with a dot.
+    let (_, every, _) = search_keys(dir.path(), &["."]);
+    assert_eq!(every.len() as u64, ALL_COMMANDS);
+    let (_, dotted, _) = search_keys(dir.path(), &["-F", "."]);
+    let (_, contains, _) = search_keys(dir.path(), &["--command-contains", "."]);
+    assert_eq!(dotted, contains);
+    assert!(dotted.len() < every.len());
+    let both = cli(dir.path(), &["search", "rm", "--command", "ls"]);
+    assert_eq!(both.code, 2, "{}", both.stdout);
+}
