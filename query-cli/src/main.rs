@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Matched) => ExitCode::SUCCESS,
         Ok(Outcome::NoMatch) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("sessionlake: {error:#}");
+            eprintln!("sessionlake: {}", sessionlake_cli::output::error_message(&error));
             ExitCode::from(2)
         }
     }

@@ -307,6 +307,25 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Returns the one line a person reads for `error`: its causes joined by `: ` (as `{:#}`
+/// does), without the wrapping the query engine adds (`External error: `), and with a run of
+/// clauses said again right after itself said once (the engine repeats a cause once for each
+/// layer that passes it on: "failed to open X: … : failed to open X: …").
+pub fn error_message(error: &anyhow::Error) -> String {
+    let full = format!("{error:#}").replace("External error: ", "");
+    let mut clauses: Vec<&str> = full.split(": ").collect();
+    let mut at = 0;
+    while at < clauses.len() {
+        let repeated = (1..=(clauses.len() - at) / 2)
+            .find(|&run| clauses[at..at + run] == clauses[at + run..at + 2 * run]);
+        match repeated {
+            Some(run) => drop(clauses.drain(at + run..at + 2 * run)),
+            None => at += 1,
+        }
+    }
+    clauses.join(": ")
+}
+
 /// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).
 pub fn json_record(kind: &str, data: &serde_json::Value) -> String {
     format!("{{\"type\":{},\"data\":{data}}}", serde_json::Value::from(kind))
@@ -492,6 +511,23 @@ fn render_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The engine's error as it came, one cause said three times through its layers: said once.
+    /// A clause that only looks like another (a different object) is kept.
+    #[test]
+    fn test_error_message_says_each_cause_once() {
+        let cause =
+            "failed to open commands/a.parquet: data key k needs a local keyring (--keyring)";
+        let engine = format!(
+            "External error: {cause}: External error: {cause}: External error: {cause}: {cause}"
+        );
+        let error = anyhow::anyhow!(engine).context("query failed");
+        assert_eq!(error_message(&error), format!("query failed: {cause}"));
+        let two = anyhow::anyhow!("failed to open a: gone: failed to open b: gone");
+        assert_eq!(error_message(&two), "failed to open a: gone: failed to open b: gone");
+        let plain = anyhow::anyhow!("lake x does not exist");
+        assert_eq!(error_message(&plain), "lake x does not exist");
+    }
 
     #[test]
     fn test_table_is_aligned_without_trailing_spaces() {
