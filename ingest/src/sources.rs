@@ -278,7 +278,7 @@ fn local_kind(dir: &Path, path: &Path) -> Option<LocalKind> {
         (is_trail && !in_folder(CLOUDTRAIL_DIGEST_FOLDER)).then_some(LocalKind::Cloudtrail)
     } else if name.ends_with(".log") {
         Some(LocalKind::Transcript)
-    } else if name.ends_with(".json") && in_folder("cloudwatch") {
+    } else if (name.ends_with(".json") || name.ends_with(".jsonl")) && in_folder("cloudwatch") {
         Some(LocalKind::Stream)
     } else {
         None
@@ -339,7 +339,7 @@ pub fn fetch_local(
     let metadata = handle.metadata().with_context(|| format!("failed to stat {source_ref}"))?;
     let stamp = FileStamp::of(&metadata);
     let name = file.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let stem = name.trim_end_matches(".json").trim_end_matches(".log");
+    let stem = name.trim_end_matches(".jsonl").trim_end_matches(".json").trim_end_matches(".log");
     let observed_at = stamp.observed_at();
     let session_id = session_id_of(stem);
     // A transcript, or any file that is no session, is streamed: hashed here, read again to
@@ -403,11 +403,10 @@ pub fn fetch_local(
         };
         return Ok((Fetched::Session(input), seen));
     }
-    let fetched = match serde_json::from_slice::<GetLogEventsFile>(&bytes) {
-        Ok(file) => {
-            let (form, raw) = cloudwatch_raw(&file.events);
-            let observed_at =
-                file.events.last().and_then(|e| event_micros(e.timestamp)).or(observed_at);
+    let fetched = match log_events(&name, &bytes) {
+        Ok(events) => {
+            let (form, raw) = cloudwatch_raw(&events);
+            let observed_at = events.last().and_then(|e| event_micros(e.timestamp)).or(observed_at);
             // Tagged as the CloudWatch form it is, so that a transcript of the same session in
             // the same folder (`*.log`) stays a separate version.
             let source = match form {
@@ -429,13 +428,32 @@ pub fn fetch_local(
             source_ref: source_ref.clone(),
             position,
             raw: Raw::from(bytes),
-            reason: format!(
-                "{source_ref} is not get-log-events JSON: {}",
-                sessionlake_schemas::json_error_position(&error)
-            ),
+            reason: format!("{source_ref} {error}"),
         }),
     };
     Ok((fetched, seen))
+}
+
+/// Reads the events of a saved CloudWatch stream named `name`: `aws logs get-log-events` (or
+/// `filter-log-events`) output, `{"events": [...]}`, or a `.jsonl` export, one event per line.
+/// The error says where the bytes stop being that, never what they hold.
+fn log_events(name: &str, bytes: &[u8]) -> Result<Vec<LogEvent>, String> {
+    let position = sessionlake_schemas::json_error_position;
+    if !name.ends_with(".jsonl") {
+        return serde_json::from_slice::<GetLogEventsFile>(bytes)
+            .map(|file| file.events)
+            .map_err(|error| format!("is not get-log-events JSON: {}", position(&error)));
+    }
+    bytes
+        .split(|byte| *byte == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.trim_ascii().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_slice::<LogEvent>(line).map_err(|error| {
+                format!("line {} is not a log event (JSON Lines): {}", index + 1, position(&error))
+            })
+        })
+        .collect()
 }
 
 /// Returns the size and SHA-256 of a file's bytes (up to one past [`MAX_OBJECT_BYTES`]),
@@ -871,6 +889,8 @@ mod tests {
             // The other kinds are unchanged.
             ("/data", "s3/alice-0123.log", Some(LocalKind::Transcript)),
             ("/data/cloudwatch", "stream.json", Some(LocalKind::Stream)),
+            ("/data/cloudwatch", "export.jsonl", Some(LocalKind::Stream)),
+            ("/data", "export.jsonl", None),
             ("/data", "notes.json", None),
         ];
         for (dir, relative, expected) in cases {

@@ -1045,3 +1045,47 @@ fn test_a_transcript_naming_another_session_is_flagged() {
         .args(["sql", &query, "--format", "csv"]));
     assert!(reason.stdout.contains("names another session than its name"), "{}", reason.stdout);
 }
+
+/// A CloudWatch stream saved as JSON Lines (one event per line, as exports and log shippers
+/// write it) is read like the same events saved by `get-log-events`; a line that is no event
+/// is quarantined naming the file and the line, never its text.
+#[test]
+fn test_a_cloudwatch_stream_saved_as_json_lines_is_read() {
+    let session = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let saved = repo_root().join(format!("examples/cloudwatch/ssm-sessions/{session}.json"));
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&saved).expect("read")).expect("json");
+    let lines: Vec<String> = document["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|event| event.to_string())
+        .collect();
+    let shown = |folder: &str, file: &str, bytes: &[u8]| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let streams = dir.path().join(folder).join("cloudwatch");
+        std::fs::create_dir_all(&streams).expect("mkdir");
+        std::fs::write(streams.join(file), bytes).expect("write");
+        let ingest = run(binary("sessionlake-ingest", false)
+            .current_dir(dir.path())
+            .args(["--local", folder]));
+        assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+        let show =
+            run(binary("sessionlake", false).current_dir(dir.path()).args(["show", session]));
+        (show, ingest, dir)
+    };
+    let (from_json, _, _) =
+        shown("in", &format!("{session}.json"), &std::fs::read(&saved).expect("read"));
+    assert_eq!(from_json.code, 0, "{}", from_json.stderr);
+    let jsonl = lines.join("\n") + "\n";
+    let (from_jsonl, _, _) = shown("in", &format!("{session}.jsonl"), jsonl.as_bytes());
+    assert_eq!(from_jsonl.code, 0, "{}", from_jsonl.stderr);
+    assert_eq!(from_jsonl.stdout, from_json.stdout);
+
+    let broken = format!("{}\nnot an event SECRET-TEXT\n", lines[0]);
+    let (show, ingest, _dir) = shown("in", &format!("{session}.jsonl"), broken.as_bytes());
+    assert_eq!(show.code, 2, "{}", show.stdout);
+    assert!(ingest.stdout.contains("1 quarantined"), "{}", ingest.stdout);
+    assert!(ingest.stderr.contains("line 2 is not a log event"), "{}", ingest.stderr);
+    assert!(!ingest.stderr.contains("SECRET-TEXT"), "{}", ingest.stderr);
+}
