@@ -438,6 +438,72 @@ fn streamed_events(raw: &[u8]) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
     Ok(events)
 }
 
+/// Writes a `cloudwatch-stream` transcript (one log event per line) as the terminal lines its
+/// events carry, for `show --raw`: what replays in a terminal, not the agent's JSON. It works
+/// line by line, so a transcript of any size is never held whole; a line that is no event, or
+/// an event whose message is not the agent's JSON, is written as it is (nothing is dropped).
+pub(crate) struct StreamedTerminal<W: std::io::Write> {
+    out: W,
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> StreamedTerminal<W> {
+    /// Writes to `out`.
+    pub(crate) fn new(out: W) -> Self {
+        StreamedTerminal { out, pending: Vec::new() }
+    }
+
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if line.trim_ascii().is_empty() {
+            return Ok(());
+        }
+        let Ok(event) = serde_json::from_slice::<StreamedEvent>(line) else {
+            self.out.write_all(line)?;
+            return self.out.write_all(b"\n");
+        };
+        match serde_json::from_str::<StreamedMessage>(&event.message) {
+            Ok(message) => {
+                for text in message.session_data {
+                    self.out.write_all(text.as_bytes())?;
+                    self.out.write_all(b"\n")?;
+                }
+                Ok(())
+            }
+            Err(_) => {
+                self.out.write_all(event.message.as_bytes())?;
+                self.out.write_all(b"\n")
+            }
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for StreamedTerminal<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        let buffer = std::mem::take(&mut self.pending);
+        let mut start = 0;
+        while let Some(at) = buffer[start..].iter().position(|byte| *byte == b'\n') {
+            self.line(&buffer[start..start + at])?;
+            start += at + 1;
+        }
+        self.pending = buffer[start..].to_vec();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let rest = std::mem::take(&mut self.pending);
+        self.line(&rest)?;
+        self.out.flush()
+    }
+}
+
+impl<W: std::io::Write> Drop for StreamedTerminal<W> {
+    fn drop(&mut self) {
+        // The last line when it has no line feed; a failed write was reported by `flush`.
+        let _ = std::io::Write::flush(self);
+    }
+}
+
 /// Builds `session.cast`. Returns the recording and how it is timed.
 fn session_cast(
     session: &str,
@@ -1361,6 +1427,32 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A streamed delivery written for `show --raw`: the terminal lines of its events, whatever
+    /// the write boundaries; a line that is no event, or a message that is not the agent's
+    /// JSON, is kept as it is; the last line needs no line feed.
+    #[test]
+    fn test_streamed_terminal_writes_the_events_lines() {
+        use std::io::Write as _;
+        let raw = b"{\"timestamp\":1000,\"message\":\"{\\\"sessionData\\\":[\\\"$ ls\\\",\\\"a\\\"]}\"}\n\
+                    not an event\n\
+                    {\"timestamp\":2000,\"message\":\"plain text\"}\n\
+                    {\"timestamp\":3000,\"message\":\"{\\\"sessionData\\\":[\\\"$ exit\\\"]}\"}";
+        for chunk in [1, 7, raw.len()] {
+            let mut out = Vec::new();
+            {
+                let mut terminal = StreamedTerminal::new(&mut out);
+                for piece in raw.chunks(chunk) {
+                    terminal.write_all(piece).expect("write");
+                }
+            }
+            assert_eq!(
+                String::from_utf8(out).expect("utf-8"),
+                "$ ls\na\nnot an event\nplain text\n$ exit\n",
+                "chunks of {chunk}"
+            );
+        }
+    }
 
     fn text(value: &str) -> Cell {
         Cell::Text(value.to_string())

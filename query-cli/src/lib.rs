@@ -1413,6 +1413,14 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
         );
     };
     let lake = snapshot.lake_id.clone();
+    // A streamed CloudWatch delivery is stored as its log events: the terminal lines they
+    // carry are what replays.
+    let out: Box<dyn std::io::Write + Send> =
+        if sources.first() == Some(&SessionSource::CloudwatchStream) {
+            Box::new(export::StreamedTerminal::new(std::io::stdout()))
+        } else {
+            Box::new(std::io::stdout())
+        };
     // Streamed: the stored object is hashed against the manifest first, then decrypted and
     // written as it is read again; a transcript of any size is never held whole.
     let written = keys
@@ -1422,7 +1430,7 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
             session,
             lake.as_deref(),
             sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
-            std::io::stdout(),
+            out,
         )
         .await?;
     match written {

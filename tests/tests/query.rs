@@ -647,3 +647,21 @@ fn test_search_takes_a_pattern_as_rg_does() {
     let both = cli(dir.path(), &["search", "rm", "--command", "ls"]);
     assert_eq!(both.code, 2, "{}", both.stdout);
 }
+
+/// `show --raw` of a streamed CloudWatch delivery writes the terminal lines its events carry
+/// (what replays with `cat`), not the agent's JSON; an S3 transcript's bytes come as stored.
+#[test]
+fn test_show_raw_of_a_streamed_delivery_is_terminal_bytes() {
+    let (dir, _) = ingested_examples();
+    let raw = cli(dir.path(), &["show", BOB, "--raw"]);
+    assert_eq!(raw.code, 0, "{}", raw.stderr);
+    assert!(raw.stdout.contains("sh-4.2$ cat notes.txt\n"), "{}", raw.stdout);
+    assert!(!raw.stdout.contains("\"timestamp\""), "{}", raw.stdout);
+    assert!(!raw.stdout.contains("sessionData"), "{}", raw.stdout);
+    let stored =
+        std::fs::read(repo_root().join(format!("examples/s3/ssm-logs/{ALICE}.log"))).expect("read");
+    let alice =
+        run(binary("sessionlake", false).current_dir(dir.path()).args(["show", ALICE, "--raw"]));
+    assert_eq!(alice.code, 0, "{}", alice.stderr);
+    assert_eq!(alice.stdout.as_bytes(), stored.as_slice());
+}
