@@ -91,9 +91,60 @@ impl IngestError {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let kind = classify_sdk(&error);
-        let text = aws_sdk_s3::error::DisplayErrorContext(error);
-        IngestError::new(kind, format!("{action}: {text}"))
+        IngestError::new(kind, format!("{action}: {}", sdk_message(&error)))
     }
+}
+
+/// Returns one line for an AWS SDK error: the service's error code and message, then each
+/// cause once (never the SDK's `Debug` dump), and a hint where the cause is a setting the
+/// user can fix (no region, no credentials).
+fn sdk_message<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let mut clauses: Vec<String> = Vec::new();
+    if let SdkError::ServiceError(context) = error {
+        // The code the SDK parsed, else the one the response's XML body names (a response the
+        // SDK could not match to an operation error: `unhandled error`).
+        let body = context.raw().body().bytes().unwrap_or_default();
+        let text = String::from_utf8_lossy(body);
+        let from_body = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(code, _)| code.trim())
+            .filter(|code| !code.is_empty() && code.len() < 64);
+        // A response with no body (to a HEAD) names its error in a header, if anywhere.
+        let headers = context.raw().headers();
+        let from_header = headers.get("x-amz-error-code").or(headers.get("x-amzn-errortype"));
+        let status = context.raw().status().as_u16();
+        let code = context.err().code().or(from_body).or(from_header);
+        match (code, context.err().message()) {
+            (Some(code), Some(message)) => clauses.push(format!("{code}: {message}")),
+            (Some(code), None) => clauses.push(format!("{code} (HTTP {status})")),
+            (None, _) => clauses.push(format!("HTTP {status}")),
+        }
+    }
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = cause {
+        // One line: the credential chain lists each provider it tried on a line of its own.
+        let text = current.to_string();
+        let text = text.lines().next().unwrap_or_default().trim_end_matches(" Attempted:");
+        let text = text.to_string();
+        if !text.is_empty() && !clauses.iter().any(|said| said.contains(&text)) {
+            clauses.push(text);
+        }
+        cause = current.source();
+    }
+    let joined = clauses.join(": ");
+    let lower = joined.to_ascii_lowercase();
+    let hint = if lower.contains("region must be set") {
+        " (give --region, or set AWS_REGION)"
+    } else if lower.contains("credentials") && !lower.contains("invalid") {
+        " (no AWS credentials: set AWS_PROFILE, run `aws configure`, or run where a role is attached)"
+    } else {
+        ""
+    };
+    format!("{joined}{hint}")
 }
 
 /// Throttling error codes across AWS services (the SDK's own list, plus S3's `SlowDown`).

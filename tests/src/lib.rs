@@ -84,6 +84,11 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_OBJECT_LOCK_MODE",
         "SESSIONLAKE_OBJECT_LOCK_DAYS",
         "SESSIONLAKE_JSON",
+        "SESSIONLAKE_S3",
+        "SESSIONLAKE_CLOUDWATCH",
+        "SESSIONLAKE_LOCAL",
+        "SESSIONLAKE_CLOUDTRAIL",
+        "SESSIONLAKE_ONCE",
     ] {
         command.env_remove(variable);
     }

@@ -1089,3 +1089,37 @@ fn test_a_cloudwatch_stream_saved_as_json_lines_is_read() {
     assert!(ingest.stderr.contains("line 2 is not a log event"), "{}", ingest.stderr);
     assert!(!ingest.stderr.contains("SECRET-TEXT"), "{}", ingest.stderr);
 }
+
+/// Ingest from S3 with no region, or with no credentials, fails in one line a person can act
+/// on (the cause once, and what to set), not the SDK's debug dump. Nothing leaves the machine:
+/// both fail before a request is sent.
+#[test]
+fn test_aws_settings_missing_are_named_with_a_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingest = |extra: &[(&str, &str)]| {
+        let mut command = binary("sessionlake-ingest", false);
+        command
+            .current_dir(dir.path())
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+            .env("AWS_CONFIG_FILE", dir.path().join("none"))
+            .args(["--s3", "s3://no-bucket/logs", "--once"]);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        run(&mut command)
+    };
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (&[], "give --region, or set AWS_REGION"),
+        (&[("AWS_REGION", "us-east-1")], "set AWS_PROFILE, run `aws configure`"),
+    ];
+    for (extra, hint) in cases {
+        let ran = ingest(extra);
+        assert_eq!(ran.code, 2, "{}", ran.stdout);
+        let last = ran.stderr.lines().last().unwrap_or_default();
+        assert!(last.contains(hint), "{}", ran.stderr);
+        assert!(last.contains("s3://no-bucket/logs"), "{}", ran.stderr);
+        for debug in ["DispatchFailure {", "SdkBody", "Attempted:"] {
+            assert!(!ran.stderr.contains(debug), "{debug}: {}", ran.stderr);
+        }
+    }
+}
