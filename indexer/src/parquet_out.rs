@@ -136,13 +136,6 @@ pub fn write_commands(
     write_commands_with(records, Some(encryption), false)
 }
 
-/// Writes `records` as a `commands` file with the lake's layout but **no encryption**: for
-/// engines that cannot decrypt (the benchmark's plaintext copy of a synthetic lake, which
-/// DuckDB reads). Ingest never calls it: lake files always encrypt the sensitive columns.
-pub fn write_commands_unencrypted(records: &[CommandRecord]) -> Result<Vec<u8>, WriteError> {
-    write_commands_with(records, None, false)
-}
-
 /// Writes `records` (many sessions) as a compacted `commands` file would hold them, with **no
 /// encryption**: sorted by (session_id, seq), row groups of
 /// [`crate::compact::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
