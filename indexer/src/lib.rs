@@ -13,10 +13,10 @@
 
 pub mod bench;
 pub mod cloudtrail;
-pub mod compact;
 pub mod eval;
 pub mod extract;
 pub mod input;
+pub mod merge;
 pub mod parquet_out;
 pub mod prompt;
 pub mod redact;

@@ -138,8 +138,8 @@ pub fn write_commands(
 
 /// Writes `records` (many sessions) as a compacted `commands` file would hold them, with **no
 /// encryption**: sorted by (session_id, seq), row groups of
-/// [`crate::compact::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
-/// compacted lake; lake files always encrypt the sensitive columns ([`crate::compact`]).
+/// [`crate::merge::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
+/// compacted lake; lake files always encrypt the sensitive columns ([`crate::merge`]).
 pub fn write_commands_compacted_unencrypted(
     records: &[CommandRecord],
 ) -> Result<Vec<u8>, WriteError> {
@@ -173,10 +173,10 @@ fn write_commands_with(
         if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
     let batches = slices.into_iter().map(commands_batch);
     let row_group_rows =
-        if compacted { crate::compact::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
+        if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
     let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, row_group_rows);
     let properties =
-        if compacted { crate::compact::compacted_properties(properties) } else { properties };
+        if compacted { crate::merge::compacted_properties(properties) } else { properties };
     write_batches("commands", commands_schema(), batches, properties)
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use sessionlake_indexer::compact::{LakeFiles, Table};
+use sessionlake_indexer::merge::{LakeFiles, Table};
 use sessionlake_indexer::{PARSER_VERSION, SessionContext};
 use sessionlake_lake::LakeError;
 use sessionlake_lake::checkpoint;
@@ -107,7 +107,7 @@ pub struct LakeWriter {
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
 /// object's role. KMS and the keyring refuse to unwrap the key under any other.
-pub use sessionlake_indexer::compact::key_context;
+pub use sessionlake_indexer::merge::key_context;
 
 fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> ObjectEntry {
     let blocks = stored.blocks_for(kind);
@@ -177,7 +177,7 @@ pub enum Input {
     Bad(BadInput),
 }
 
-use sessionlake_indexer::compact::new_version;
+use sessionlake_indexer::merge::new_version;
 
 impl LakeWriter {
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {

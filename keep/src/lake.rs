@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
-use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
+use sessionlake_indexer::merge::{LakeFiles, Table, new_version};
 use sessionlake_indexer::parquet_out;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink, Committer};

@@ -1,6 +1,6 @@
-//! Compacted `commands` and `sessions` files: the one primitive every writer that merges or
-//! removes session rows uses (`sessionlake compact`, retention, shred, ingest replacing a
-//! version).
+//! Merging table files into compacted `commands` and `sessions` files: the one primitive every
+//! writer that merges or removes session rows uses (`sessionlake compact`, retention, shred,
+//! ingest replacing a version).
 //!
 //! [`merge`] reads the rows of several files of one table (decrypting a `commands` file with
 //! its data key, in memory), drops the sessions asked, sorts the rest by (session_id, seq) and
