@@ -17,7 +17,7 @@ pub mod eval;
 pub mod extract;
 pub mod input;
 pub mod merge;
-pub mod parquet_out;
+pub mod parquet_io;
 pub mod prompt;
 pub mod redact;
 pub mod repl;

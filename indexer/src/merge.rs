@@ -34,7 +34,7 @@ use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT,
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
 
-use crate::parquet_out::{BLOOM_FILTER_COLUMNS, encryption, properties};
+use crate::parquet_io::{BLOOM_FILTER_COLUMNS, encryption, properties};
 
 /// Rows per row group of a compacted file. Sorted by session, a session of a few hundred
 /// commands sits in one row group; smaller groups make a lookup decrypt and decompress less,
@@ -422,7 +422,7 @@ mod tests {
 
     fn commands_file(records: &[CommandRecord], key: &DataKey, name: &str) -> Input {
         let bytes =
-            crate::parquet_out::write_commands(records, key, b"meta".to_vec()).expect("write");
+            crate::parquet_io::write_commands(records, key, b"meta".to_vec()).expect("write");
         Input { object: name.into(), bytes: Bytes::from(bytes), key: Some(key.clone()) }
     }
 

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use sessionlake_indexer::parquet_out::{StoredSession, read_sessions};
+use sessionlake_indexer::parquet_io::{StoredSession, read_sessions};
 use sessionlake_indexer::{InputForm, SessionContext};
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_lake::{LakeError, LakeErrorKind};

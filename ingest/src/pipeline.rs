@@ -317,12 +317,12 @@ impl LakeWriter {
         let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let commands = parsed.commands;
         let commands_bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_indexer::parquet_out::write_commands(&commands, &key, key_metadata)
+            sessionlake_indexer::parquet_io::write_commands(&commands, &key, key_metadata)
         })
         .await
         .context("parquet task failed")??;
         let sessions_bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_indexer::parquet_out::write_sessions(&[record])
+            sessionlake_indexer::parquet_io::write_sessions(&[record])
         })
         .await
         .context("parquet task failed")??;
@@ -391,7 +391,7 @@ impl LakeWriter {
             .with_context(|| format!("failed to get a data key for {path}"))?;
         let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_indexer::parquet_out::write_access(&records, &key, key_metadata)
+            sessionlake_indexer::parquet_io::write_access(&records, &key, key_metadata)
         })
         .await
         .context("parquet task failed")??;
@@ -497,7 +497,7 @@ impl LakeWriter {
             let bytes = self.store.get_committed(&entry).await?;
             let object = self.store.describe(&entry.path);
             let rows = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_out::read_sessions(bytes, &object)
+                sessionlake_indexer::parquet_io::read_sessions(bytes, &object)
             })
             .await
             .context("sessions reader task failed")??;
@@ -1038,7 +1038,7 @@ mod tests {
             parser_version: 1,
             understanding: None,
         };
-        let bytes = sessionlake_indexer::parquet_out::write_sessions(&[record]).expect("write");
+        let bytes = sessionlake_indexer::parquet_io::write_sessions(&[record]).expect("write");
         let path = format!("sessions/dt=2026-11-29/{session_id}.s3.{name}.parquet");
         let stored = store.put(&path, Bytes::from(bytes)).await.expect("put");
         let sessions = entry(stored, ObjectKind::Sessions, vec![session_id.to_string()]);

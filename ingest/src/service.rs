@@ -1112,7 +1112,7 @@ async fn load_access(
             };
             let object = store.describe(&entry.path);
             let read = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_out::read_access_plaintext(bytes, &object)
+                sessionlake_indexer::parquet_io::read_access_plaintext(bytes, &object)
             })
             .await
             .context("access reader task failed")?;

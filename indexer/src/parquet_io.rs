@@ -1,4 +1,5 @@
-//! Records to Parquet: the layout every reader relies on.
+//! Records to and from Parquet: the layout every reader relies on, and the readers of the
+//! `access` and `sessions` tables that writers use.
 //!
 //! - zstd, page-level statistics and the page index, so engines prune row groups and pages;
 //! - rows sorted by (started_at, session_id, seq) and declared so in `sorting_columns`;
