@@ -32,7 +32,7 @@ use sessionlake_schemas::{SessionSource, paths};
 
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
-use crate::pipeline::{Input, LakeWriter, Written};
+use crate::lake_writer::{Input, LakeWriter, Written};
 use crate::sources::{MAX_OBJECT_BYTES, SessionInput};
 
 /// Returns whether parsing a session again with `cloudtrail` would change the facts `stored`

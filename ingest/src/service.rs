@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
-use crate::pipeline::{BatchSummary, Input, LakeWriter, Written};
+use crate::lake_writer::{BatchSummary, Input, LakeWriter, Written};
 use crate::queue::{self, Received};
 use crate::sources::{
     self, BadInput, Fetched, FileStamp, LocalCache, LocalFile, LocalKind, Pending, TrailInput,
