@@ -388,35 +388,23 @@ impl LakeFiles<'_> {
 
 #[cfg(test)]
 mod tests {
-    use sessionlake_schemas::{CommandRecord, Confidence, TimeSource};
+    use sessionlake_schemas::CommandRecord;
 
     use super::*;
 
+    /// Returns command `seq` of `session`: [`crate::parquet_io::tests::record`] with a start time,
+    /// no output and bash's shell facts.
     fn record(session: &str, seq: u32, command: &str) -> CommandRecord {
         CommandRecord {
             session_id: session.into(),
-            seq,
             started_at: Some(1_700_000_000_000_000 + i64::from(seq)),
-            time_source: TimeSource::None,
-            principal: Some("arn:aws:iam::111122223333:user/alice".into()),
-            run_as: Some("ssm-user".into()),
-            target: Some("i-0123456789abcdef0".into()),
-            region: None,
-            account: None,
             cwd: None,
-            prompt: "$ ".into(),
-            command: command.into(),
             output: String::new(),
-            output_truncated: false,
             output_bytes: 0,
-            raw_offset: 0,
             raw_len: 1,
-            redactions: 0,
-            confidence: Confidence::High,
-            parser_version: 1,
             effective_user: Some("ssm-user".into()),
             shell: Some("bash".into()),
-            program: None,
+            ..crate::parquet_io::tests::record(seq, command)
         }
     }
 

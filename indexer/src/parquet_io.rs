@@ -282,6 +282,15 @@ pub(crate) fn encryption(
     encryption.build()
 }
 
+/// Returns the string column `get` makes of each of `records`.
+fn string_column<R>(records: &[&R], get: &dyn Fn(&R) -> Option<&str>) -> ArrayRef {
+    let mut builder = StringBuilder::new();
+    for record in records {
+        builder.append_option(get(record));
+    }
+    Arc::new(builder.finish())
+}
+
 /// Writes `records` as an `access` file sorted by (event_time, event_id), its
 /// [`ACCESS_ENCRYPTED_COLUMNS`] encrypted under `key`; `key_metadata` (the wrapped key) goes in
 /// the footer so a reader can unwrap it.
@@ -292,13 +301,7 @@ pub fn write_access(
 ) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&AccessRecord> = records.iter().collect();
     sorted.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
-    let strings = |get: &dyn Fn(&AccessRecord) -> Option<&str>| -> ArrayRef {
-        let mut builder = StringBuilder::new();
-        for record in &sorted {
-            builder.append_option(get(record));
-        }
-        Arc::new(builder.finish())
-    };
+    let strings = |get: &dyn Fn(&AccessRecord) -> Option<&str>| string_column(&sorted, get);
     let mut event_time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut targets = ListBuilder::new(StringBuilder::new());
     for record in &sorted {
@@ -542,13 +545,7 @@ pub fn read_sessions(bytes: bytes::Bytes, object: &str) -> Result<Vec<StoredSess
 pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&SessionRecord> = records.iter().collect();
     sorted.sort_by(|a, b| (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id)));
-    let strings = |get: &dyn Fn(&SessionRecord) -> Option<&str>| -> ArrayRef {
-        let mut builder = StringBuilder::new();
-        for record in &sorted {
-            builder.append_option(get(record));
-        }
-        Arc::new(builder.finish())
-    };
+    let strings = |get: &dyn Fn(&SessionRecord) -> Option<&str>| string_column(&sorted, get);
     let times = |get: &dyn Fn(&SessionRecord) -> Option<i64>| -> ArrayRef {
         let mut builder = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         for record in &sorted {
@@ -613,7 +610,7 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::encryption::decrypt::FileDecryptionProperties;
@@ -621,7 +618,8 @@ mod tests {
 
     use super::*;
 
-    fn record(seq: u32, command: &str) -> CommandRecord {
+    /// Returns a command of alice's session, with output (the other tests' records start here).
+    pub(crate) fn record(seq: u32, command: &str) -> CommandRecord {
         CommandRecord {
             session_id: "alice-0123456789abcdef0".into(),
             seq,
