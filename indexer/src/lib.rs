@@ -13,11 +13,11 @@
 
 pub mod bench;
 pub mod cloudtrail;
-pub mod compact;
 pub mod eval;
 pub mod extract;
 pub mod input;
-pub mod parquet_out;
+pub mod merge;
+pub mod parquet_io;
 pub mod prompt;
 pub mod redact;
 pub mod repl;

@@ -379,12 +379,6 @@ impl LineTerminal<Vec<ScreenLine>> {
 }
 
 impl<S: LineSink> LineTerminal<S> {
-    /// Interprets `bytes`, handing every line to `sink`, the last unfinished one included.
-    /// Returns the sink and the number of editor regions opened.
-    pub fn run_into(width: usize, bytes: &[u8], sink: S) -> (S, u32) {
-        LineTerminal::new(width, sink).feed_all(bytes)
-    }
-
     /// Returns a terminal `width` columns wide.
     pub fn new(width: usize, sink: S) -> Self {
         let mut window = VecDeque::with_capacity(WINDOW + 1);
@@ -463,11 +457,6 @@ impl<S: LineSink> LineTerminal<S> {
         let column = line.editor_from.filter(|&column| column > 0 && column <= line.len())?;
         let prompt = (0..column).filter_map(|index| line.get(index)).collect();
         Some(OpenEditor { prompt, column, shell: line.shell, above })
-    }
-
-    fn feed_all(mut self, bytes: &[u8]) -> (S, u32) {
-        self.feed(bytes);
-        self.finish()
     }
 
     /// Interprets the next bytes of the input, which may come in chunks of any size: the lines

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use sessionlake_indexer::parquet_out::{StoredSession, read_sessions};
+use sessionlake_indexer::parquet_io::{StoredSession, read_sessions};
 use sessionlake_indexer::{InputForm, SessionContext};
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_lake::{LakeError, LakeErrorKind};
@@ -32,7 +32,7 @@ use sessionlake_schemas::{SessionSource, paths};
 
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
-use crate::pipeline::{Input, LakeWriter, Written};
+use crate::lake_writer::{Input, LakeWriter, Written};
 use crate::sources::{MAX_OBJECT_BYTES, SessionInput};
 
 /// Returns whether parsing a session again with `cloudtrail` would change the facts `stored`

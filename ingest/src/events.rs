@@ -32,7 +32,7 @@
 use std::time::Duration;
 
 use crate::error::IngestErrorKind;
-use crate::pipeline::BatchSummary;
+use crate::lake_writer::BatchSummary;
 
 /// Session versions committed.
 pub const SESSIONS_TOTAL: &str = "sessionlake_ingest_sessions_total";

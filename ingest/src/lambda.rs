@@ -28,7 +28,7 @@ use sessionlake_lake::store::sha256_hex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::pipeline::Input;
+use crate::lake_writer::Input;
 use crate::queue::created_objects;
 use crate::service::{Ingestor, PollReport, TrailPending};
 use crate::sources::{BadInput, Pending, S3Object, TrailInput, pending_s3};

@@ -2,7 +2,7 @@
 //! folders, enriches them from CloudTrail, and writes them to the lake through the indexer.
 //!
 //! - [`service`]: the poll loop (`--once` or `--follow`), bounded concurrency, signals;
-//! - [`sources`]: listing and reading each source; [`pipeline`]: writing and committing;
+//! - [`sources`]: listing and reading each source; [`lake_writer`]: writing and committing;
 //!   [`enrich`]: stored sessions completed by CloudTrail facts that arrived after them;
 //!   [`queue`]: S3 event notifications through SQS instead of listing a bucket;
 //!   [`lambda`]: the same core as an AWS Lambda handler (binary `sessionlake-lambda`);
@@ -23,8 +23,8 @@ pub mod config;
 pub mod enrich;
 pub mod error;
 pub mod events;
+pub mod lake_writer;
 pub mod lambda;
-pub mod pipeline;
 pub mod queue;
 pub mod raw;
 pub mod service;

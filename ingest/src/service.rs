@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
-use crate::pipeline::{BatchSummary, Input, LakeWriter, Written};
+use crate::lake_writer::{BatchSummary, Input, LakeWriter, Written};
 use crate::queue::{self, Received};
 use crate::sources::{
     self, BadInput, Fetched, FileStamp, LocalCache, LocalFile, LocalKind, Pending, TrailInput,
@@ -1112,7 +1112,7 @@ async fn load_access(
             };
             let object = store.describe(&entry.path);
             let read = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_out::read_access_plaintext(bytes, &object)
+                sessionlake_indexer::parquet_io::read_access_plaintext(bytes, &object)
             })
             .await
             .context("access reader task failed")?;

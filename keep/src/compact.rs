@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-pub use sessionlake_indexer::compact::MAX_COMPACTED_INPUT_BYTES;
-use sessionlake_indexer::compact::{LakeFiles, Table};
+pub use sessionlake_indexer::merge::MAX_COMPACTED_INPUT_BYTES;
+use sessionlake_indexer::merge::{LakeFiles, Table};
 use sessionlake_lake::keys::KeyProvider;
 use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
 use sessionlake_lake::transaction::{Leftovers, Uncommitted};

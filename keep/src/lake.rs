@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
-use sessionlake_indexer::compact::{LakeFiles, Table, new_version};
-use sessionlake_indexer::parquet_out;
+use sessionlake_indexer::merge::{LakeFiles, Table, new_version};
+use sessionlake_indexer::parquet_io;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink, Committer};
 use sessionlake_lake::signing::ManifestSigner;
@@ -326,11 +326,9 @@ impl Lake {
         let bytes = self.store.get_committed(entry).await?;
         let records = {
             let (key, object) = (key.clone(), object.clone());
-            tokio::task::spawn_blocking(move || {
-                parquet_out::read_access(bytes, &object, Some(&key))
-            })
-            .await
-            .context("access reader task failed")??
+            tokio::task::spawn_blocking(move || parquet_io::read_access(bytes, &object, Some(&key)))
+                .await
+                .context("access reader task failed")??
         };
         let kept: Vec<_> = records.into_iter().filter(|record| keep(record)).collect();
         if kept.is_empty() {
@@ -344,7 +342,7 @@ impl Lake {
         let path = paths::access_object(dt, trail_file_id, &new_version());
         let metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let written =
-            tokio::task::spawn_blocking(move || parquet_out::write_access(&kept, &key, metadata))
+            tokio::task::spawn_blocking(move || parquet_io::write_access(&kept, &key, metadata))
                 .await
                 .context("access writer task failed")??;
         let stored = self.store.put(&path, bytes::Bytes::from(written)).await?;

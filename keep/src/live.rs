@@ -9,7 +9,7 @@ use arrow::array::{Array, AsArray as _};
 use arrow::datatypes::TimestampMicrosecondType;
 use futures::StreamExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sessionlake_indexer::parquet_out;
+use sessionlake_indexer::parquet_io;
 use sessionlake_lake::manifest::ChainLink;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
@@ -219,7 +219,7 @@ pub async fn live_access_files(
     futures::stream::iter(files.into_iter().map(|entry| async move {
         let bytes = store.get_committed(entry).await?;
         let object = store.describe(&entry.path);
-        let records = parquet_out::read_access_plaintext(bytes, &object)?;
+        let records = parquet_io::read_access_plaintext(bytes, &object)?;
         let events = records
             .into_iter()
             .map(|record| {

@@ -1,8 +1,11 @@
 //! Retention end to end: sessions over three years, a policy with overlapping rules, a hold on
 //! one principal; plan checked exactly, apply (refused without --yes, interrupted and re-run),
 //! verify, held sessions intact, shredded sessions unreadable while the others export.
+//!
+//! Every test starts from the same lake ([`held_lake`], or [`applied_lake`] after the apply)
+//! and checks one behaviour.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sessionlake_tests::{Ran, binary, files_under, run};
@@ -193,10 +196,38 @@ fn assert_plan(found: &[Value], expected: &[Value]) {
     assert_eq!(found.len(), expected.len(), "{found:#?}");
 }
 
-#[test]
-fn test_retention_with_rules_holds_and_shredding() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let dir = work.path();
+/// A lake built from [`sources`] in a temporary folder, with a hold on bob.
+struct Lake {
+    work: tempfile::TempDir,
+    /// The id of the hold on bob's principal.
+    hold_id: String,
+}
+
+impl Lake {
+    /// The folder the commands run in (`in/`, `policy.toml`, `lake/`).
+    fn dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// The lake's folder.
+    fn lake(&self) -> PathBuf {
+        self.dir().join("lake")
+    }
+
+    /// The lake's files (relative paths) whose path names `session`.
+    fn files_of(&self, session: &str) -> Vec<PathBuf> {
+        files_under(&self.lake())
+            .into_iter()
+            .filter(|file| file.to_string_lossy().contains(session))
+            .collect()
+    }
+}
+
+/// Ingests [`SESSIONS`] and an input nobody can read, then alice's oldest transcript again,
+/// longer, and puts a hold on bob's principal.
+fn held_lake() -> Lake {
+    let mut lake = Lake { work: tempfile::tempdir().expect("tempdir"), hold_id: String::new() };
+    let dir = lake.work.path();
     sources(dir);
     // An input nobody can read: quarantined, with the default period for originals.
     std::fs::write(dir.join("in/not a session.log"), b"no session here\n").expect("write");
@@ -214,14 +245,7 @@ fn test_retention_with_rules_holds_and_shredding() {
         .expect("write");
     let replaced = ingest();
     assert_eq!(replaced.code, 0, "{}", replaced.stderr);
-    let lake = dir.join("lake");
-    let files_of = |session: &str| -> Vec<std::path::PathBuf> {
-        files_under(&lake)
-            .into_iter()
-            .filter(|file| file.to_string_lossy().contains(session))
-            .collect()
-    };
-    assert_eq!(files_of("alice-0a0000000000000a1").len(), 8, "two versions of 4 objects");
+    assert_eq!(lake.files_of("alice-0a0000000000000a1").len(), 8, "two versions of 4 objects");
 
     let held =
         cli(dir, &["hold", "add", "--principal", &arn("bob"), "--reason", "litigation 2026-17"]);
@@ -232,14 +256,31 @@ fn test_retention_with_rules_holds_and_shredding() {
     assert_eq!(holds.len(), 1, "{}", list.stdout);
     assert_eq!(holds[0]["data"]["id"], hold_id.as_str());
     assert_eq!(holds[0]["data"]["reason"], "litigation 2026-17");
+    lake.hold_id = hold_id;
+    lake
+}
 
-    // As of 2026-06-01: alice's 3-year-old dev session is past the default 2y (both versions
-    // go); her prod session (2y 3m) keeps its rows (prod: 3y) but not its original (2y); bob's
-    // is held; eve's dev session is past the contractors' 1y and is shredded; eve's prod
-    // session falls under both rules and keeps prod's longer periods; the newest is kept.
-    // The access files: the day of alice's and bob's 2023 sessions loses alice's event and
-    // keeps bob's (held); the day of eve's two sessions loses the dev session's event.
-    let expected_first = [
+/// [`held_lake`] after `retention apply --yes` as of [`AS_OF`].
+fn applied_lake() -> Lake {
+    let lake = held_lake();
+    let applied = cli(
+        lake.dir(),
+        &["retention", "apply", "--policy", "policy.toml", "--as-of", AS_OF, "--yes"],
+    );
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    lake
+}
+
+/// The plan of [`held_lake`] as of [`AS_OF`], as [`plan`] shows it.
+///
+/// As of 2026-06-01: alice's 3-year-old dev session is past the default 2y (both versions
+/// go); her prod session (2y 3m) keeps its rows (prod: 3y) but not its original (2y); bob's
+/// is held; eve's dev session is past the contractors' 1y and is shredded; eve's prod
+/// session falls under both rules and keeps prod's longer periods; the newest is kept.
+/// The access files: the day of alice's and bob's 2023 sessions loses alice's event and
+/// keeps bob's (held); the day of eve's two sessions loses the dev session's event.
+fn expected_first_plan() -> Vec<Value> {
+    vec![
         session_line(
             "planned",
             ("alice-0a0000000000000a1", "session", "delete", "default"),
@@ -282,9 +323,25 @@ fn test_retention_with_rules_holds_and_shredding() {
             (Some(1), 2),
             false,
         ),
-    ];
-    assert_plan(&plan(dir), &expected_first);
-    let text = cli(dir, &["retention", "plan", "--policy", "policy.toml", "--as-of", AS_OF]);
+    ]
+}
+
+/// The access events the lake returns, as `access --json` prints them.
+fn access_events(dir: &Path) -> String {
+    cli(dir, &["access", "--json"]).stdout
+}
+
+#[test]
+fn test_retention_plan_lists_each_due_session_and_access_day_with_its_rule() {
+    let lake = held_lake();
+    assert_plan(&plan(lake.dir()), &expected_first_plan());
+}
+
+#[test]
+fn test_retention_plan_text_names_the_hold_and_totals_by_partition() {
+    let lake = held_lake();
+    let hold_id = &lake.hold_id;
+    let text = cli(lake.dir(), &["retention", "plan", "--policy", "policy.toml", "--as-of", AS_OF]);
     assert_eq!(text.code, 0, "{}", text.stderr);
     let lines: Vec<&str> = text.stdout.lines().collect();
     assert!(
@@ -326,17 +383,28 @@ fn test_retention_with_rules_holds_and_shredding() {
         "{}",
         text.stdout
     );
+}
 
-    // No terminal to ask on, no --yes: nothing happens.
+#[test]
+fn test_retention_apply_without_yes_and_without_a_terminal_changes_nothing() {
+    let lake = held_lake();
+    let dir = lake.dir();
     let refused = cli(dir, &["retention", "apply", "--policy", "policy.toml", "--as-of", AS_OF]);
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains("refusing without --yes"), "{}", refused.stderr);
-    assert_plan(&plan(dir), &expected_first);
+    assert_plan(&plan(dir), &expected_first_plan());
+}
 
+#[test]
+fn test_an_interrupted_retention_apply_is_named_by_verify_and_finished_by_a_rerun() {
+    let lake = held_lake();
+    let dir = lake.dir();
+    let lake_dir = lake.lake();
     // Keep a copy of what apply deletes, to play an interrupted run (committed, not deleted).
-    let before: Vec<(std::path::PathBuf, Vec<u8>)> = files_of("alice-0a0000000000000a1")
+    let before: Vec<(PathBuf, Vec<u8>)> = lake
+        .files_of("alice-0a0000000000000a1")
         .into_iter()
-        .map(|file| (file.clone(), std::fs::read(lake.join(&file)).expect("read")))
+        .map(|file| (file.clone(), std::fs::read(lake_dir.join(&file)).expect("read")))
         .collect();
     let applied = cli(
         dir,
@@ -352,8 +420,8 @@ fn test_retention_with_rules_holds_and_shredding() {
     assert_eq!(summary["data"]["applied"], true);
     assert!(summary["data"]["manifest"].as_u64().is_some(), "{summary}");
     for (file, bytes) in &before {
-        assert!(!lake.join(file).exists(), "{} not deleted", file.display());
-        std::fs::write(lake.join(file), bytes).expect("restore");
+        assert!(!lake_dir.join(file).exists(), "{} not deleted", file.display());
+        std::fs::write(lake_dir.join(file), bytes).expect("restore");
     }
     let verified = cli(dir, &["verify", "--json"]);
     assert_eq!(verified.code, 1, "left-overs of an interrupted apply are named");
@@ -379,9 +447,12 @@ fn test_retention_with_rules_holds_and_shredding() {
             access_line("held", ("2023-05-01", "access", ""), (0, 0), (None, 1), true),
         ],
     );
-    // Access events: the expired ones are gone, the held and the young ones stay.
-    let events = |dir: &Path| cli(dir, &["access", "--json"]).stdout;
-    let left = events(dir);
+}
+
+#[test]
+fn test_retention_apply_removes_expired_access_events_and_keeps_held_and_young_ones() {
+    let lake = applied_lake();
+    let left = access_events(lake.dir());
     for gone in ["event-alice-0a0000000000000a1", "event-contractor-eve-0a0000000000000d4"] {
         assert!(!left.contains(gone), "{gone}: {left}");
     }
@@ -392,9 +463,13 @@ fn test_retention_with_rules_holds_and_shredding() {
     ] {
         assert!(left.contains(kept), "{kept}: {left}");
     }
+}
 
+#[test]
+fn test_the_retention_commit_notes_each_removed_object_with_its_rule_and_age() {
+    let lake = applied_lake();
     // The chain says what went, why and who asked, object by object.
-    let manifests = lake.join("manifest");
+    let manifests = lake.lake().join("manifest");
     let retention: Value = files_under(&manifests)
         .into_iter()
         .map(|file| std::fs::read_to_string(manifests.join(file)).expect("read"))
@@ -428,7 +503,12 @@ fn test_retention_with_rules_holds_and_shredding() {
         };
         assert_eq!(*note, expected, "{path}");
     }
+}
 
+#[test]
+fn test_retention_apply_keeps_held_and_young_sessions_and_expired_ones_cannot_be_exported() {
+    let lake = applied_lake();
+    let dir = lake.dir();
     // Held: intact. Original expired: rows stay, the transcript is gone. Expired and shredded:
     // export says so. The young one exports.
     let out = dir.join("exports");
@@ -444,22 +524,29 @@ fn test_retention_with_rules_holds_and_shredding() {
         let failed = export(gone);
         assert_eq!(failed.code, 2, "{}", failed.stdout);
         assert!(failed.stderr.contains("was removed by manifest"), "{}", failed.stderr);
-        assert_eq!(files_of(gone), Vec::<std::path::PathBuf>::new(), "files of {gone} left");
+        assert_eq!(lake.files_of(gone), Vec::<PathBuf>::new(), "files of {gone} left");
     }
     assert_eq!(export("alice-0a0000000000000f6").code, 0);
+}
 
+#[test]
+fn test_shred_is_refused_under_a_hold_and_after_its_release_leaves_no_readable_copy() {
+    let lake = applied_lake();
+    let dir = lake.dir();
+    let lake_dir = lake.lake();
+    let hold_id = &lake.hold_id;
     // Shred: refused under a hold; after the release, every copy is unreadable and its
     // CloudTrail events are gone.
     let held_shred = cli(dir, &["shred", "bob-0a0000000000000c3", "--reason", "gdpr", "--yes"]);
     assert_eq!(held_shred.code, 2);
-    assert!(held_shred.stderr.contains(&hold_id), "{}", held_shred.stderr);
-    let released = cli(dir, &["hold", "release", &hold_id, "--reason", "case closed", "--json"]);
+    assert!(held_shred.stderr.contains(hold_id.as_str()), "{}", held_shred.stderr);
+    let released = cli(dir, &["hold", "release", hold_id, "--reason", "case closed", "--json"]);
     assert_eq!(released.code, 0, "{}", released.stderr);
     assert_eq!(json_lines(&released.stdout)[0]["data"]["id"], hold_id.as_str());
-    let raw_copy = files_under(&lake)
+    let raw_copy = files_under(&lake_dir)
         .into_iter()
         .find(|file| file.starts_with("raw") && file.to_string_lossy().contains("bob-"))
-        .map(|file| std::fs::read(lake.join(file)).expect("read"))
+        .map(|file| std::fs::read(lake_dir.join(file)).expect("read"))
         .expect("bob's transcript");
     let shredded = cli(
         dir,
@@ -477,18 +564,23 @@ fn test_retention_with_rules_holds_and_shredding() {
     let header: Value = serde_json::from_slice(&raw_copy[8..8 + header_len]).expect("header");
     let key_record = header["key"]["key_id"].as_str().expect("key record");
     assert_eq!(header["key"]["provider"], "session");
-    assert!(!lake.join(key_record).exists(), "{key_record} survived the shred");
-    assert!(!events(dir).contains("event-bob-0a0000000000000c3"), "bob's event survived");
-    let after = out.join("bob-after-shred");
+    assert!(!lake_dir.join(key_record).exists(), "{key_record} survived the shred");
+    assert!(!access_events(dir).contains("event-bob-0a0000000000000c3"), "bob's event survived");
+    let after = dir.join("exports").join("bob-after-shred");
     let failed = cli(dir, &["export", "bob-0a0000000000000c3", "--out", &after.to_string_lossy()]);
     assert_eq!(failed.code, 2, "{}", failed.stdout);
     assert!(failed.stderr.contains("gdpr art. 17"), "{}", failed.stderr);
     let verified = cli(dir, &["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
-    // Nothing else is due now; much later, the quarantined input is (default raw: 1y from
-    // the commit that added it).
+    // Nothing else is due now.
     assert_plan(&plan(dir), &[]);
-    let later = plan_at(dir, "2030-01-01");
+}
+
+#[test]
+fn test_a_quarantined_input_expires_with_the_default_raw_period() {
+    let lake = applied_lake();
+    // Much later, the quarantined input is due (default raw: 1y from the commit that added it).
+    let later = plan_at(lake.dir(), "2030-01-01");
     let quarantine: Vec<&Value> =
         later.iter().filter(|line| line["data"]["expires"] == "quarantine").collect();
     assert_eq!(quarantine.len(), 1, "{later:#?}");

@@ -1,6 +1,6 @@
-//! Compacted `commands` and `sessions` files: the one primitive every writer that merges or
-//! removes session rows uses (`sessionlake compact`, retention, shred, ingest replacing a
-//! version).
+//! Merging table files into compacted `commands` and `sessions` files: the one primitive every
+//! writer that merges or removes session rows uses (`sessionlake compact`, retention, shred,
+//! ingest replacing a version).
 //!
 //! [`merge`] reads the rows of several files of one table (decrypting a `commands` file with
 //! its data key, in memory), drops the sessions asked, sorts the rest by (session_id, seq) and
@@ -34,7 +34,7 @@ use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT,
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
 
-use crate::parquet_out::{BLOOM_FILTER_COLUMNS, encryption, properties};
+use crate::parquet_io::{BLOOM_FILTER_COLUMNS, encryption, properties};
 
 /// Rows per row group of a compacted file. Sorted by session, a session of a few hundred
 /// commands sits in one row group; smaller groups make a lookup decrypt and decompress less,
@@ -388,41 +388,29 @@ impl LakeFiles<'_> {
 
 #[cfg(test)]
 mod tests {
-    use sessionlake_schemas::{CommandRecord, Confidence, TimeSource};
+    use sessionlake_schemas::CommandRecord;
 
     use super::*;
 
+    /// Returns command `seq` of `session`: [`crate::parquet_io::tests::record`] with a start time,
+    /// no output and bash's shell facts.
     fn record(session: &str, seq: u32, command: &str) -> CommandRecord {
         CommandRecord {
             session_id: session.into(),
-            seq,
             started_at: Some(1_700_000_000_000_000 + i64::from(seq)),
-            time_source: TimeSource::None,
-            principal: Some("arn:aws:iam::111122223333:user/alice".into()),
-            run_as: Some("ssm-user".into()),
-            target: Some("i-0123456789abcdef0".into()),
-            region: None,
-            account: None,
             cwd: None,
-            prompt: "$ ".into(),
-            command: command.into(),
             output: String::new(),
-            output_truncated: false,
             output_bytes: 0,
-            raw_offset: 0,
             raw_len: 1,
-            redactions: 0,
-            confidence: Confidence::High,
-            parser_version: 1,
             effective_user: Some("ssm-user".into()),
             shell: Some("bash".into()),
-            program: None,
+            ..crate::parquet_io::tests::record(seq, command)
         }
     }
 
     fn commands_file(records: &[CommandRecord], key: &DataKey, name: &str) -> Input {
         let bytes =
-            crate::parquet_out::write_commands(records, key, b"meta".to_vec()).expect("write");
+            crate::parquet_io::write_commands(records, key, b"meta".to_vec()).expect("write");
         Input { object: name.into(), bytes: Bytes::from(bytes), key: Some(key.clone()) }
     }
 

@@ -1,4 +1,5 @@
-//! Records to Parquet: the layout every reader relies on.
+//! Records to and from Parquet: the layout every reader relies on, and the readers of the
+//! `access` and `sessions` tables that writers use.
 //!
 //! - zstd, page-level statistics and the page index, so engines prune row groups and pages;
 //! - rows sorted by (started_at, session_id, seq) and declared so in `sorting_columns`;
@@ -136,17 +137,10 @@ pub fn write_commands(
     write_commands_with(records, Some(encryption), false)
 }
 
-/// Writes `records` as a `commands` file with the lake's layout but **no encryption**: for
-/// engines that cannot decrypt (the benchmark's plaintext copy of a synthetic lake, which
-/// DuckDB reads). Ingest never calls it: lake files always encrypt the sensitive columns.
-pub fn write_commands_unencrypted(records: &[CommandRecord]) -> Result<Vec<u8>, WriteError> {
-    write_commands_with(records, None, false)
-}
-
 /// Writes `records` (many sessions) as a compacted `commands` file would hold them, with **no
 /// encryption**: sorted by (session_id, seq), row groups of
-/// [`crate::compact::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
-/// compacted lake; lake files always encrypt the sensitive columns ([`crate::compact`]).
+/// [`crate::merge::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
+/// compacted lake; lake files always encrypt the sensitive columns ([`crate::merge`]).
 pub fn write_commands_compacted_unencrypted(
     records: &[CommandRecord],
 ) -> Result<Vec<u8>, WriteError> {
@@ -180,10 +174,10 @@ fn write_commands_with(
         if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
     let batches = slices.into_iter().map(commands_batch);
     let row_group_rows =
-        if compacted { crate::compact::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
+        if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
     let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, row_group_rows);
     let properties =
-        if compacted { crate::compact::compacted_properties(properties) } else { properties };
+        if compacted { crate::merge::compacted_properties(properties) } else { properties };
     write_batches("commands", commands_schema(), batches, properties)
 }
 
@@ -288,6 +282,15 @@ pub(crate) fn encryption(
     encryption.build()
 }
 
+/// Returns the string column `get` makes of each of `records`.
+fn string_column<R>(records: &[&R], get: &dyn Fn(&R) -> Option<&str>) -> ArrayRef {
+    let mut builder = StringBuilder::new();
+    for record in records {
+        builder.append_option(get(record));
+    }
+    Arc::new(builder.finish())
+}
+
 /// Writes `records` as an `access` file sorted by (event_time, event_id), its
 /// [`ACCESS_ENCRYPTED_COLUMNS`] encrypted under `key`; `key_metadata` (the wrapped key) goes in
 /// the footer so a reader can unwrap it.
@@ -298,13 +301,7 @@ pub fn write_access(
 ) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&AccessRecord> = records.iter().collect();
     sorted.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
-    let strings = |get: &dyn Fn(&AccessRecord) -> Option<&str>| -> ArrayRef {
-        let mut builder = StringBuilder::new();
-        for record in &sorted {
-            builder.append_option(get(record));
-        }
-        Arc::new(builder.finish())
-    };
+    let strings = |get: &dyn Fn(&AccessRecord) -> Option<&str>| string_column(&sorted, get);
     let mut event_time = TimestampMicrosecondBuilder::new().with_timezone("UTC");
     let mut targets = ListBuilder::new(StringBuilder::new());
     for record in &sorted {
@@ -548,13 +545,7 @@ pub fn read_sessions(bytes: bytes::Bytes, object: &str) -> Result<Vec<StoredSess
 pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&SessionRecord> = records.iter().collect();
     sorted.sort_by(|a, b| (a.started_at, &a.session_id).cmp(&(b.started_at, &b.session_id)));
-    let strings = |get: &dyn Fn(&SessionRecord) -> Option<&str>| -> ArrayRef {
-        let mut builder = StringBuilder::new();
-        for record in &sorted {
-            builder.append_option(get(record));
-        }
-        Arc::new(builder.finish())
-    };
+    let strings = |get: &dyn Fn(&SessionRecord) -> Option<&str>| string_column(&sorted, get);
     let times = |get: &dyn Fn(&SessionRecord) -> Option<i64>| -> ArrayRef {
         let mut builder = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         for record in &sorted {
@@ -619,7 +610,7 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::encryption::decrypt::FileDecryptionProperties;
@@ -627,7 +618,8 @@ mod tests {
 
     use super::*;
 
-    fn record(seq: u32, command: &str) -> CommandRecord {
+    /// Returns a command of alice's session, with output (the other tests' records start here).
+    pub(crate) fn record(seq: u32, command: &str) -> CommandRecord {
         CommandRecord {
             session_id: "alice-0123456789abcdef0".into(),
             seq,
