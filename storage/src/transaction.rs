@@ -335,7 +335,10 @@ pub async fn sweep(
     if let Some(rule) = leftovers.uncommitted {
         let grace =
             rule.older_than.map(|grace| i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
-        for folder in leftovers.folders {
+        // A manifest or checkpoint whose put was killed leaves a part file too; the part is
+        // never the commit (`N.json` is), so it goes whatever the folders swept.
+        let commit_folders = [paths::MANIFEST_DIR, paths::CHECKPOINT_DIR];
+        for folder in leftovers.folders.iter().chain(&commit_folders) {
             // A walk of the folder with a stat per file: off the async workers.
             let (walker, walked) = (store.clone(), folder.to_string());
             let parts = tokio::task::spawn_blocking(move || walker.upload_parts(&walked))

@@ -805,3 +805,44 @@ fn test_a_big_plain_trail_file_is_read_in_bounded_memory() {
     let bound_kib = 56 * 1024;
     assert!(peak < bound_kib, "peak RSS {peak} KiB over {bound_kib} KiB");
 }
+
+/// A manifest put killed mid-way on a local lake leaves its part file (`manifest/N.json#1`):
+/// the next ingest after the crash deletes it with the other leftovers, and the lake verifies.
+/// (The random-kill test hits this only when a kill lands inside a manifest write.)
+#[test]
+fn test_a_killed_manifest_put_leaves_no_part_file_after_the_next_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_sessions(&dir.path().join("inputs"), 2);
+    let first = run(ingest(dir.path(), false).args(["--once", "--local", "inputs"]));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let lake = dir.path().join("lake");
+    let manifests = files_under(&lake.join("manifest"));
+    let next = manifests.len();
+    let part = lake.join("manifest").join(format!("{next:020}.json#1"));
+    std::fs::write(&part, b"{\"body\": {\"sequen").expect("a part file");
+    let now = chrono::Utc::now().to_rfc3339();
+    let lease = serde_json::json!({
+        "version": 1,
+        "writer_id": "killed/4194304",
+        "host": sessionlake_lake::lease::host_name(),
+        "pid": 4_194_304,
+        "acquired_at": now,
+        "renewed_at": now,
+        "ttl_secs": 3600,
+    });
+    std::fs::write(lake.join("state/lease.json"), lease.to_string()).expect("a killed run's lease");
+    let verified = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "--lake",
+        "lake",
+        "--keyring",
+        "keyring.json",
+        "verify",
+    ]));
+    assert_eq!(verified.code, 1, "{}", verified.stdout);
+    assert!(verified.stdout.contains(".json#1"), "{}", verified.stdout);
+
+    let next_run = run(ingest(dir.path(), false).args(["--once", "--local", "inputs"]));
+    assert_eq!(next_run.code, 0, "{}", next_run.stderr);
+    assert!(std::fs::metadata(&part).is_err(), "the part file is still there");
+    assert_verifies(dir.path());
+}
