@@ -63,9 +63,23 @@ pub struct OutputArgs {
     /// Colour matches: auto (a terminal, without NO_COLOR or TERM=dumb), always or never.
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
     pub color: ColorWhen,
+    /// Table output: print long cells whole. Without it, a table on a terminal (or with
+    /// `COLUMNS` set) fits its width, long cells cut with `…`; CSV and JSON are always whole.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 impl OutputArgs {
+    /// Returns the width a table fits in: none with `--wide`; else `COLUMNS` when set, the
+    /// terminal's width when stdout is one, none when it is not (a file or a pipe).
+    pub fn table_width(&self) -> Option<usize> {
+        if self.wide {
+            return None;
+        }
+        let columns = std::env::var("COLUMNS").ok().and_then(|value| value.trim().parse().ok());
+        columns.filter(|width: &usize| *width > 0).or_else(terminal_width)
+    }
+
     /// Returns the format asked for (`--json` wins).
     pub fn format(&self) -> OutputFormat {
         if self.json { OutputFormat::Json } else { self.format }
@@ -84,6 +98,12 @@ impl OutputArgs {
             }
         }
     }
+}
+
+/// Returns the width of the terminal on stdout, if it is one.
+fn terminal_width() -> Option<usize> {
+    let (_, columns) = console::Term::stdout().size_checked()?;
+    (columns > 0).then_some(usize::from(columns))
 }
 
 /// The `--color auto` rule: `NO_COLOR` (set and not empty) turns colour off, `CLICOLOR_FORCE`
@@ -132,6 +152,8 @@ pub struct Printer {
     record_type: &'static str,
     layout: TableLayout,
     color: bool,
+    /// Width a table fits in (`None`: cells whole).
+    width: Option<usize>,
     highlights: Vec<regex::Regex>,
     pending: Vec<Vec<String>>,
     csv: csv::Writer<Vec<u8>>,
@@ -155,6 +177,7 @@ impl Printer {
             record_type,
             layout,
             color: output.colored(),
+            width: output.table_width(),
             highlights: Vec::new(),
             pending: Vec::new(),
             csv: csv::Writer::from_writer(Vec::new()),
@@ -252,7 +275,8 @@ impl Printer {
             return Ok(());
         }
         let header = (!self.header_written).then_some(self.layout.header.as_slice());
-        render_table(&mut self.out, header, &self.pending, highlight, self.color)?;
+        let style = TableStyle { highlight, color: self.color, width: self.width };
+        render_table(&mut self.out, header, &self.pending, style)?;
         self.header_written = true;
         self.pending.clear();
         self.out.flush()
@@ -449,13 +473,63 @@ fn write_highlighted(
 
 /// Writes rows as aligned columns: one space either side of each cell, no trailing spaces,
 /// cells of several lines over several lines. `header` is bold when `color`.
+/// How a table is drawn: the column whose matches are coloured, colour, the width it fits in.
+#[derive(Clone, Copy)]
+struct TableStyle<'a> {
+    highlight: Option<(usize, &'a [regex::Regex])>,
+    color: bool,
+    width: Option<usize>,
+}
+
+/// Narrowest a column is cut to (a cell cut shorter says nothing).
+const MIN_COLUMN_WIDTH: usize = 6;
+
+/// Returns the column widths that fit `total` (cells apart by two spaces, a leading one): the
+/// widest column is narrowed first, one cell at a time, never below [`MIN_COLUMN_WIDTH`] (or
+/// its own width); a table that cannot fit at those widths keeps them.
+fn fit_widths(mut widths: Vec<usize>, total: usize) -> Vec<usize> {
+    let used =
+        |widths: &[usize]| widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1) + 1;
+    while used(&widths) > total {
+        let Some((widest, width)) =
+            widths.iter().copied().enumerate().max_by_key(|(_, width)| *width)
+        else {
+            break;
+        };
+        if width <= MIN_COLUMN_WIDTH {
+            break;
+        }
+        widths[widest] = width - 1;
+    }
+    widths
+}
+
+/// Cuts `text` to `width` display cells, its last cell `…` when anything was cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    let mut kept = String::new();
+    let mut used = 0;
+    for character in text.chars() {
+        let cells = unicode_width::UnicodeWidthChar::width(character).unwrap_or(0);
+        if used + cells + 1 > width {
+            break;
+        }
+        kept.push(character);
+        used += cells;
+    }
+    kept.push('…');
+    kept
+}
+
 fn render_table(
     out: &mut impl std::io::Write,
     header: Option<&[String]>,
     rows: &[Vec<String>],
-    highlight: Option<(usize, &[regex::Regex])>,
-    color: bool,
+    style: TableStyle<'_>,
 ) -> std::io::Result<()> {
+    let TableStyle { highlight, color, width } = style;
     if rows.is_empty() {
         return Ok(());
     }
@@ -469,6 +543,26 @@ fn render_table(
             widths[column] = widths[column].max(widest);
         }
     }
+    // Fitted to the terminal: every line of every cell cut to its column's width.
+    let (rows, header) = match width {
+        Some(total) => {
+            widths = fit_widths(widths, total);
+            let fit = |row: &[String]| -> Vec<String> {
+                row.iter()
+                    .zip(&widths)
+                    .map(|(cell, width)| {
+                        cell.split('\n')
+                            .map(|line| cut(line, *width))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    })
+                    .collect()
+            };
+            (rows.iter().map(|row| fit(row)).collect(), header.map(fit))
+        }
+        None => (rows, header.map(<[String]>::to_vec)),
+    };
+    let header = header.as_deref();
     let bold = anstyle::Style::new().bold();
     let write_line =
         |out: &mut dyn std::io::Write, cells: &[&str], is_header: bool| -> std::io::Result<()> {
@@ -529,6 +623,31 @@ mod tests {
         assert_eq!(error_message(&plain), "lake x does not exist");
     }
 
+    /// A table wider than the terminal: the widest columns are narrowed first, none below the
+    /// floor, and cut cells end with `…` within their width (wide characters counted as two).
+    #[test]
+    fn test_tables_fit_the_width_and_cut_cells_with_an_ellipsis() {
+        assert_eq!(fit_widths(vec![10, 50, 8], 80), vec![10, 50, 8], "fits already");
+        let fitted = fit_widths(vec![10, 50, 8], 40);
+        assert_eq!(fitted, vec![10, 17, 8]);
+        assert_eq!(fitted.iter().sum::<usize>() + 2 * 2 + 1, 40, "one space, two between");
+        assert_eq!(fit_widths(vec![30, 30, 30], 20), vec![6, 6, 6], "the floor");
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("rm -rf /var/tmp/build-1", 10), "rm -rf /v…");
+        assert_eq!(cut("日本語のコマンド", 7), "日本語…");
+        assert!(cut("日本語のコマンド", 7).width() <= 7);
+        let mut out = Vec::new();
+        let rows =
+            vec![vec!["a".to_string(), "x".repeat(100)], vec!["b".to_string(), "y\nz".repeat(3)]];
+        let header = ["K".to_string(), "TEXT".to_string()];
+        let style = TableStyle { highlight: None, color: false, width: Some(30) };
+        render_table(&mut out, Some(&header), &rows, style).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.lines().all(|line| line.width() <= 30), "{text}");
+        assert!(text.contains(&format!(" a  {}…", "x".repeat(25))), "{text}");
+        assert_eq!(text.lines().count(), 1 + 1 + 4, "a cell's lines stay lines: {text}");
+    }
+
     #[test]
     fn test_table_is_aligned_without_trailing_spaces() {
         let header = vec!["A".to_string(), "BB".to_string()];
@@ -537,7 +656,13 @@ mod tests {
             vec!["é".to_string(), "two\nlines".to_string()],
         ];
         let mut out = Vec::new();
-        render_table(&mut out, Some(&header), &rows, None, false).expect("render");
+        render_table(
+            &mut out,
+            Some(&header),
+            &rows,
+            TableStyle { highlight: None, color: false, width: None },
+        )
+        .expect("render");
         let expected = " A    BB\n xyz  1\n é    two\n      lines\n";
         assert_eq!(String::from_utf8(out).expect("utf8"), expected);
     }

@@ -64,6 +64,8 @@ pub fn binary(name: &str, aws: bool) -> Command {
         command.env_remove(variable);
     }
     command.env("AWS_EC2_METADATA_DISABLED", "true");
+    // Tables fit `COLUMNS` when it is set: the tests read them whole.
+    command.env_remove("COLUMNS");
     for variable in [
         "SESSIONLAKE_LAKE",
         "SESSIONLAKE_KEYRING",

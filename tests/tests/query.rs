@@ -665,3 +665,30 @@ fn test_show_raw_of_a_streamed_delivery_is_terminal_bytes() {
     assert_eq!(alice.code, 0, "{}", alice.stderr);
     assert_eq!(alice.stdout.as_bytes(), stored.as_slice());
 }
+
+/// A table fits the terminal's width (`COLUMNS` here, as a terminal would give it): no line is
+/// wider, long cells end with `…`; `--wide` prints them whole, and CSV and JSON are always whole.
+#[test]
+fn test_tables_fit_the_terminal_and_wide_prints_them_whole() {
+    let (dir, _) = ingested_examples();
+    let at = |columns: &str, args: &[&str]| {
+        run(binary("sessionlake", false).current_dir(dir.path()).env("COLUMNS", columns).args(args))
+    };
+    let fitted = at("60", &["search"]);
+    assert_eq!(fitted.code, 0, "{}", fitted.stderr);
+    let widest = |text: &str| text.lines().map(|line| line.chars().count()).max().unwrap_or(0);
+    assert!(widest(&fitted.stdout) <= 60, "{}", fitted.stdout);
+    assert!(fitted.stdout.contains('…'), "{}", fitted.stdout);
+    let wide = at("60", &["search", "--wide"]);
+    assert!(widest(&wide.stdout) > 60, "{}", wide.stdout);
+    assert!(!wide.stdout.contains('…'), "{}", wide.stdout);
+    for format in ["csv", "json"] {
+        let whole = at("60", &["search", "--format", format]);
+        assert!(!whole.stdout.contains('…'), "{format}: {}", whole.stdout);
+        assert!(
+            whole.stdout.contains("arn:aws:sts::111122223333:assumed-role"),
+            "{}",
+            whole.stdout
+        );
+    }
+}
