@@ -108,43 +108,74 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// Finds commands: who ran what, as whom, where and when.
+    #[command(
+        after_help = "Examples:\n  sessionlake search 'rm\\s+-rf'\n  sessionlake search -i -F 'drop table' --since 30d\n  sessionlake search --principal alice --target i-0a1b2c3d4e5f67890 --since 2026-03-01\n  sessionlake search --run-as root --format csv"
+    )]
     Search(SearchArgs),
     /// Lists sessions: who, as whom, where, when, how many commands, from which source, and
     /// for a session without a transcript, why (from CloudTrail).
+    #[command(
+        after_help = "Examples:\n  sessionlake sessions --since 7d\n  sessionlake sessions --confidence low"
+    )]
     Sessions(SessionsArgs),
     /// Lists access events from CloudTrail: sessions started, resumed and terminated, EC2
     /// Instance Connect keys pushed, Run Command sent.
+    #[command(
+        after_help = "Examples:\n  sessionlake access --target i-0a1b2c3d4e5f67890 --since 2026-03-14 --until 2026-03-15"
+    )]
     Access(access::AccessArgs),
     /// Prints one session's commands with their times and output; `--raw` replays the
     /// original terminal bytes.
+    #[command(
+        after_help = "Examples:\n  sessionlake show alice-0123456789abcdef0\n  sessionlake show alice-0123456789abcdef0 --raw"
+    )]
     Show(ShowArgs),
     /// Checks the manifest chain, its signatures and every object; exit 1 if anything is off.
+    #[command(
+        after_help = "Examples:\n  sessionlake verify\n  sessionlake verify --since-checkpoint --json\n  sessionlake verify --expect-head 41:3a3aee6c3a966b32df54964a1b1cd3680af88503581337182a011ad23e760811"
+    )]
     Verify(VerifyArgs),
     /// Writes one session as an evidence bundle: the original transcript, its commands (JSON
     /// Lines and CSV), an asciicast replay, the manifests that committed it, and a signed
     /// SHA256SUMS an auditor checks with sha256sum and openssl.
+    #[command(
+        after_help = "Examples:\n  sessionlake export alice-0123456789abcdef0 --out evidence/alice\n  sessionlake export alice-0123456789abcdef0 --out evidence/alice.tar.zst --format tar.zst"
+    )]
     Export(export::ExportArgs),
     /// Re-wraps every live object's data key under a new provider key (KMS or the keyring),
     /// without re-encrypting anything; the chain records it.
+    #[command(
+        after_help = "Examples:\n  sessionlake rekey --to-kms alias/sessionlake --reason \"key rotation 2026\"\n  sessionlake rekey --new-signing-key alias/sessionlake-signing"
+    )]
     Rekey(rekey::RekeyArgs),
     /// Applies a retention policy: `plan` lists what would go and why, `apply` does it.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = retention::RETENTION_EXAMPLES)]
     Retention(retention::RetentionCommand),
     /// Legal holds: nothing they cover is deleted or shredded.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = retention::HOLD_EXAMPLES)]
     Hold(retention::HoldCommand),
     /// Destroys one session now: its keys first (every copy of it becomes unreadable), then
     /// its objects; the chain records who, when and why.
+    #[command(
+        after_help = "Examples:\n  sessionlake shred alice-0123456789abcdef0 --reason \"GDPR art. 17 request 4411\" --yes"
+    )]
     Shred(retention::ShredArgs),
     /// Runs one SQL query over the tables `commands`, `sessions` and `access` (live objects,
     /// encrypted columns opened); statements that would change anything are refused.
+    #[command(
+        after_help = "Examples:\n  sessionlake sql \"SELECT principal, count(*) AS n FROM commands GROUP BY principal\" --format csv"
+    )]
     Sql(sql::SqlArgs),
     /// Merges each day's per-session `commands` and `sessions` files into compacted files
     /// (one per table, day and source), in one commit; takes the writer lease like ingest.
+    #[command(
+        after_help = "Examples:\n  sessionlake compact\n  sessionlake compact --min-age 0s --dt 2026-03-14"
+    )]
     Compact(compact::CompactArgs),
     /// Writes a signed checkpoint of the live set as of the newest commit, so that every
     /// command opens the lake reading only the commits after it (ingest writes one every
     /// 1,000 commits by itself).
+    #[command(after_help = "Examples:\n  sessionlake checkpoint --json")]
     Checkpoint(CheckpointArgs),
 }
 
@@ -1611,6 +1642,53 @@ const SESSIONS_VIEW: View = View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Splits an example command line as a shell would: on spaces, outside quotes.
+    fn shell_words(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut quote) = (Vec::new(), String::new(), None);
+        for character in line.chars() {
+            match (quote, character) {
+                (None, '\'' | '"') => quote = Some(character),
+                (Some(open), _) if character == open => quote = None,
+                (None, ' ') if !word.is_empty() => words.push(std::mem::take(&mut word)),
+                (None, ' ') => {}
+                _ => word.push(character),
+            }
+        }
+        words.extend((!word.is_empty()).then_some(word));
+        words
+    }
+
+    /// Every subcommand's `--help` ends with examples, and every example parses as the command
+    /// it shows (a renamed flag breaks this test, not a reader's copy and paste).
+    #[test]
+    fn test_every_subcommand_has_examples_that_parse() {
+        use clap::CommandFactory as _;
+        fn walk(command: &clap::Command, path: &str, examples: &mut Vec<(String, String)>) {
+            for sub in command.get_subcommands().filter(|sub| sub.get_name() != "help") {
+                let name = format!("{path} {}", sub.get_name());
+                let help = sub.get_after_help().map(|help| help.to_string()).unwrap_or_default();
+                assert!(help.starts_with("Examples:"), "{name} has no examples");
+                let lines = help.lines().skip(1).map(str::trim).filter(|l| !l.is_empty());
+                let mut own = 0;
+                for line in lines {
+                    examples.push((name.clone(), line.to_string()));
+                    own += usize::from(line.starts_with(&name.trim_start().to_string()));
+                }
+                assert!(own > 0, "{name}: no example of {name}");
+                walk(sub, &name, examples);
+            }
+        }
+        let mut examples = Vec::new();
+        walk(&Cli::command(), "sessionlake", &mut examples);
+        assert!(examples.len() > 20, "{}", examples.len());
+        for (name, line) in examples {
+            let words = shell_words(&line);
+            if let Err(error) = Cli::try_parse_from(&words) {
+                panic!("{name}: example {line:?} does not parse: {error}");
+            }
+        }
+    }
 
     #[test]
     fn test_sizes_parse_in_powers_of_1024() {

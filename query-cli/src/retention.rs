@@ -26,14 +26,28 @@ use sessionlake_schemas::paths;
 
 use crate::{Cli, Outcome, json_record, open_writer};
 
+/// Examples of `retention` and its subcommands' `--help`.
+pub const RETENTION_EXAMPLES: &str = "Examples:\n  \
+    sessionlake retention plan --policy retention.toml\n  \
+    sessionlake retention apply --policy retention.toml --yes";
+
+/// Examples of `hold` and its subcommands' `--help`.
+pub const HOLD_EXAMPLES: &str = "Examples:\n  \
+    sessionlake hold add alice-0123456789abcdef0 --reason \"case 2026-18\"\n  \
+    sessionlake hold add --principal arn:aws:iam::111122223333:user/bob --reason \"case 2026-17\"\n  \
+    sessionlake hold list\n  \
+    sessionlake hold release hold-3f2a9c0d1e4b --reason \"case closed\"";
+
 /// `retention`: plan or apply a policy.
 #[derive(Debug, Subcommand)]
 pub enum RetentionCommand {
     /// Lists what the policy would delete or shred and why (rule, age), and what holds keep;
     /// changes nothing.
+    #[command(after_help = RETENTION_EXAMPLES)]
     Plan(RetentionArgs),
     /// Does what `plan` lists (asks first on a terminal; `--yes` otherwise). Safe to interrupt
     /// and run again.
+    #[command(after_help = RETENTION_EXAMPLES)]
     Apply(RetentionArgs),
 }
 
@@ -58,10 +72,13 @@ pub struct RetentionArgs {
 #[derive(Debug, Subcommand)]
 pub enum HoldCommand {
     /// Places a hold on a session, a principal or a target.
+    #[command(after_help = HOLD_EXAMPLES)]
     Add(HoldAddArgs),
     /// Lists the holds in force.
+    #[command(after_help = HOLD_EXAMPLES)]
     List(HoldListArgs),
     /// Releases a hold.
+    #[command(after_help = HOLD_EXAMPLES)]
     Release(HoldReleaseArgs),
 }
 
