@@ -89,6 +89,10 @@ pub struct Cli {
     /// decrypted rows to disk.
     #[arg(long, global = true, env = "SESSIONLAKE_MEMORY_LIMIT", value_parser = parse_size)]
     pub memory_limit: Option<u64>,
+    /// Zone of the times tables and CSV show: UTC, local, or a name such as Europe/Paris;
+    /// always labelled with its offset. JSON and export bundles stay UTC.
+    #[arg(long, global = true, env = "SESSIONLAKE_TZ", default_value = "UTC", value_parser = time::parse_zone)]
+    pub tz: time::DisplayZone,
     /// Object Lock mode of the manifests that commands which commit (retention apply, hold,
     /// shred, compact, rekey) write on an S3 lake whose bucket has Object Lock enabled:
     /// `governance`, `compliance` or `off` [default: governance].
@@ -349,6 +353,7 @@ pub enum Outcome {
 
 /// Runs the CLI. A closed stdout (`sessionlake search | head`) ends it quietly, as a success.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    time::set_display_zone(cli.tz);
     let result = match cli.command {
         Command::Search(ref args) => search(&cli, args).await,
         Command::Sessions(ref args) => sessions(&cli, args).await,

@@ -374,7 +374,7 @@ pub fn cell_text(array: &dyn Array, row: usize) -> anyhow::Result<Option<String>
             let micros = array
                 .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
                 .value(row);
-            time::format_time(micros)
+            time::format_display_time(micros)
         }
         _ => ArrayFormatter::try_new(array, &FormatOptions::default())
             .context("failed to format a value")?
@@ -407,6 +407,15 @@ pub fn cell_json(array: &dyn Array, row: usize) -> anyhow::Result<serde_json::Va
                 "bytes": base64::engine::general_purpose::STANDARD.encode(bytes)
             }),
         });
+    }
+    // Times in JSON are UTC whatever `--tz`: a machine reads them.
+    if let DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) = data_type
+        && is_utc(zone)
+    {
+        let micros = array
+            .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
+            .value(row);
+        return Ok(serde_json::Value::String(time::format_time(micros)));
     }
     let text = cell_text(array, row)?.unwrap_or_default();
     if data_type.is_integer() || data_type.is_floating() {

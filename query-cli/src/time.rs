@@ -48,6 +48,52 @@ pub fn parse_time_at(text: &str, now: i64) -> anyhow::Result<i64> {
     anyhow::bail!("{text:?} is not a time: use 2026-03-14, 2026-03-14T09:30:00Z or 7d/12h/30m")
 }
 
+/// Where the times a table or CSV shows are given (`--tz`); JSON and evidence bundles stay UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisplayZone {
+    /// `2026-03-14 09:30:00Z`.
+    Utc,
+    /// This machine's zone (`TZ`, else /etc/localtime), with its offset.
+    Local,
+    /// A zone of the tz database (`Europe/Paris`), with its offset and abbreviation.
+    Named(chrono_tz::Tz),
+}
+
+/// Parses `--tz`: `UTC`, `local`, or a tz database name.
+pub fn parse_zone(text: &str) -> Result<DisplayZone, String> {
+    match text {
+        "UTC" | "utc" | "Z" => Ok(DisplayZone::Utc),
+        "local" | "Local" => Ok(DisplayZone::Local),
+        name => name.parse::<chrono_tz::Tz>().map(DisplayZone::Named).map_err(|_| {
+            format!("{name:?} is not UTC, local, or a time zone name such as Europe/Paris")
+        }),
+    }
+}
+
+static DISPLAY_ZONE: std::sync::OnceLock<DisplayZone> = std::sync::OnceLock::new();
+
+/// Sets the zone of displayed times for this process (the first call wins).
+pub fn set_display_zone(zone: DisplayZone) {
+    let _ = DISPLAY_ZONE.set(zone);
+}
+
+/// Formats µs since the epoch in the display zone, always labelled: `2026-03-14 09:30:00Z`,
+/// `2026-03-14 10:30:00+01:00`, `2026-03-14 10:30:00+01:00 CET`.
+pub fn format_display_time(micros: i64) -> String {
+    let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
+    match DISPLAY_ZONE.get().copied().unwrap_or(DisplayZone::Utc) {
+        DisplayZone::Utc => format_time(micros),
+        DisplayZone::Local => {
+            time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S%:z").to_string()
+        }
+        DisplayZone::Named(zone) => {
+            time.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S%:z %Z").to_string()
+        }
+    }
+}
+
 /// Formats µs since the epoch as `2026-03-14 09:30:00Z`.
 pub fn format_time(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)

@@ -91,6 +91,7 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_LOCAL",
         "SESSIONLAKE_CLOUDTRAIL",
         "SESSIONLAKE_ONCE",
+        "SESSIONLAKE_TZ",
     ] {
         command.env_remove(variable);
     }

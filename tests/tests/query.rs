@@ -692,3 +692,27 @@ fn test_tables_fit_the_terminal_and_wide_prints_them_whole() {
         );
     }
 }
+
+/// `--tz` shows times in another zone, always labelled with its offset: a tz database name,
+/// or `local` (the machine's `TZ`); UTC by default. JSON stays UTC (machines read it); an
+/// unknown zone is refused.
+#[test]
+fn test_times_are_shown_in_the_zone_asked_for() {
+    let (dir, _) = ingested_examples();
+    let first_time = |args: &[&str]| {
+        let ran = run(binary("sessionlake", false)
+            .current_dir(dir.path())
+            .env("TZ", "Asia/Tokyo")
+            .args([&["search", "--format", "csv"], args].concat()));
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        ran.stdout.lines().nth(1).expect("a row").split(',').nth(2).expect("time").to_string()
+    };
+    assert_eq!(first_time(&[]), "2026-03-14 09:26:50Z");
+    assert_eq!(first_time(&["--tz", "Europe/Paris"]), "2026-03-14 10:26:50+01:00 CET");
+    assert_eq!(first_time(&["--tz", "local"]), "2026-03-14 18:26:50+09:00");
+    let json = cli(dir.path(), &["search", "--tz", "Europe/Paris", "--json"]);
+    assert!(json.stdout.contains("\"time\":\"2026-03-14 09:26:50Z\""), "{}", json.stdout);
+    let refused = cli(dir.path(), &["search", "--tz", "Mars/Base"]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(refused.stderr.contains("Mars/Base"), "{}", refused.stderr);
+}
