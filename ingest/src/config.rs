@@ -91,6 +91,9 @@ pub struct Args {
     /// AWS region (else the SDK's chain: AWS_REGION, profile).
     #[arg(long, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
+    /// AWS profile of ~/.aws/config and ~/.aws/credentials (else AWS_PROFILE, `default`).
+    #[arg(long, env = "SESSIONLAKE_PROFILE")]
+    pub profile: Option<String>,
     /// S3 source: s3://bucket/prefix holding <session-id>.log objects. Repeatable (in the
     /// variable: comma-separated).
     #[arg(long = "s3", value_name = "S3_URL", env = "SESSIONLAKE_S3", value_delimiter = ',')]
@@ -205,6 +208,8 @@ pub struct FileConfig {
     pub trust_signing_keys: Vec<String>,
     /// AWS region.
     pub region: Option<String>,
+    /// AWS profile.
+    pub profile: Option<String>,
     /// Sessions per commit.
     pub batch_sessions: Option<usize>,
     /// How the service runs.
@@ -319,6 +324,8 @@ pub struct Config {
     pub allow_insecure_keyring: bool,
     /// Region override.
     pub region: Option<String>,
+    /// AWS profile override.
+    pub profile: Option<String>,
     /// Sessions per commit.
     pub batch_sessions: usize,
     /// Poll until stopped (true) or drain once and exit (false).
@@ -502,6 +509,7 @@ impl Config {
             },
             allow_insecure_keyring: args.allow_insecure_keyring,
             region: args.region.clone().or(file.region),
+            profile: args.profile.clone().or(file.profile),
             batch_sessions: args
                 .batch_sessions
                 .or(file.batch_sessions)

@@ -218,7 +218,13 @@ impl Ingestor {
     /// jittered exponential backoff on throttling, 5xx and timeouts).
     pub async fn open(config: &Config) -> anyhow::Result<Ingestor> {
         let sdk_config = if config.needs_aws() {
-            Some(sessionlake_lake::aws::load_sdk_config(config.region.as_deref()).await)
+            Some(
+                sessionlake_lake::aws::load_sdk_config(
+                    config.region.as_deref(),
+                    config.profile.as_deref(),
+                )
+                .await,
+            )
         } else {
             None
         };

@@ -61,6 +61,9 @@ pub struct Cli {
     /// AWS region (else the SDK's chain).
     #[arg(long, global = true, env = "SESSIONLAKE_REGION")]
     pub region: Option<String>,
+    /// AWS profile of ~/.aws/config and ~/.aws/credentials (else AWS_PROFILE, `default`).
+    #[arg(long, global = true, env = "SESSIONLAKE_PROFILE")]
+    pub profile: Option<String>,
     /// AWS KMS key (id, ARN or alias) that signs the lake's manifests. Every command trusts
     /// only manifests signed by a pinned key: the keyring's, and these (their public keys come
     /// from KMS, never from the lake). Commands that commit sign with the first one given
@@ -493,7 +496,9 @@ pub(crate) async fn pinned_signers(
         });
     }
     if !signing_keys.is_empty() {
-        let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
+        let sdk_config =
+            sessionlake_lake::aws::load_sdk_config(cli.region.as_deref(), cli.profile.as_deref())
+                .await;
         for key_id in signing_keys {
             let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id.trim())
                 .await
@@ -520,7 +525,11 @@ pub(crate) async fn signer(
 ) -> anyhow::Result<Box<dyn sessionlake_lake::signing::ManifestSigner>> {
     match (signing_key, keyring) {
         (Some(key_id), _) => {
-            let sdk_config = sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await;
+            let sdk_config = sessionlake_lake::aws::load_sdk_config(
+                cli.region.as_deref(),
+                cli.profile.as_deref(),
+            )
+            .await;
             let signer =
                 sessionlake_lake::signing::KmsSigner::connect_with(&sdk_config, key_id.trim())
                     .await
@@ -692,11 +701,15 @@ pub(crate) async fn open_lake_with(
     // AWS configuration is loaded only when something points at AWS: an S3 lake, a region or
     // profile, or an endpoint. A local lake with a local keyring never touches the network.
     let aws_hinted = cli.region.is_some()
+        || cli.profile.is_some()
         || ["AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"]
             .iter()
             .any(|name| std::env::var_os(name).is_some());
     let sdk_config = if matches!(location, LakeLocation::S3 { .. }) || aws_hinted {
-        Some(sessionlake_lake::aws::load_sdk_config(cli.region.as_deref()).await)
+        Some(
+            sessionlake_lake::aws::load_sdk_config(cli.region.as_deref(), cli.profile.as_deref())
+                .await,
+        )
     } else {
         None
     };

@@ -12,8 +12,11 @@ use object_store::aws::{AmazonS3Builder, AwsCredential};
 use crate::error::{LakeError, LakeResult};
 
 /// Loads the SDK configuration from the environment, with `region` overriding the chain's.
-pub async fn load_sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+pub async fn load_sdk_config(region: Option<&str>, profile: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
     if let Some(region) = region {
         loader = loader.region(aws_config::Region::new(region.to_string()));
     }

@@ -92,6 +92,8 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_CLOUDTRAIL",
         "SESSIONLAKE_ONCE",
         "SESSIONLAKE_TZ",
+        "SESSIONLAKE_PROFILE",
+        "SESSIONLAKE_REGION",
     ] {
         command.env_remove(variable);
     }

@@ -1123,3 +1123,43 @@ fn test_aws_settings_missing_are_named_with_a_hint() {
         }
     }
 }
+
+/// `--profile` (or `SESSIONLAKE_PROFILE`) picks the AWS profile: its region is used (the run
+/// gets past "no region" to the credentials, which this profile lacks). Nothing leaves the
+/// machine: both runs fail before a request is sent.
+#[test]
+fn test_profile_picks_the_aws_profile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("config"), "[profile audit]\nregion = us-west-2\n")
+        .expect("config");
+    let ingest = |extra: &[&str], env: Option<(&str, &str)>| {
+        let mut command = binary("sessionlake-ingest", false);
+        command
+            .current_dir(dir.path())
+            .env("AWS_CONFIG_FILE", dir.path().join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+            .args(["--s3", "s3://no-bucket/logs", "--once"])
+            .args(extra);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        run(&mut command)
+    };
+    let without = ingest(&[], None);
+    assert_eq!(without.code, 2, "{}", without.stdout);
+    assert!(without.stderr.contains("give --region"), "{}", without.stderr);
+    for ran in
+        [ingest(&["--profile", "audit"], None), ingest(&[], Some(("SESSIONLAKE_PROFILE", "audit")))]
+    {
+        assert_eq!(ran.code, 2, "{}", ran.stdout);
+        assert!(!ran.stderr.contains("give --region"), "{}", ran.stderr);
+        assert!(ran.stderr.contains("no AWS credentials"), "{}", ran.stderr);
+    }
+    let query = run(binary("sessionlake", false)
+        .current_dir(dir.path())
+        .env("AWS_CONFIG_FILE", dir.path().join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .args(["--profile", "audit", "--lake", "s3://no-bucket/lake", "sessions"]));
+    assert_eq!(query.code, 2, "{}", query.stdout);
+    assert!(!query.stderr.contains("region must be set"), "{}", query.stderr);
+}
