@@ -127,6 +127,9 @@ pub struct Args {
     /// Keep running: poll the sources every --poll-interval until SIGTERM or SIGINT.
     #[arg(long, env = "SESSIONLAKE_FOLLOW")]
     pub follow: bool,
+    /// No progress line (a once run at a terminal shows sessions, bytes and rate on stderr).
+    #[arg(long, short = 'q', env = "SESSIONLAKE_QUIET")]
+    pub quiet: bool,
     /// Time between polls in follow mode, e.g. `30s`, `500ms`, `5m` [default: 30s].
     #[arg(long, env = "SESSIONLAKE_POLL_INTERVAL", value_name = "DURATION")]
     pub poll_interval: Option<String>,

@@ -203,6 +203,7 @@ impl BatchCommitted<'_> {
     /// Logs the commit and counts what it holds.
     pub fn emit(&self) {
         let batch = self.batch;
+        crate::progress::batch(batch.sessions, batch.raw_bytes);
         metrics::counter!(SESSIONS_TOTAL).increment(batch.sessions as u64);
         metrics::counter!(COMMANDS_TOTAL).increment(batch.commands as u64);
         metrics::counter!(RAW_BYTES_TOTAL).increment(batch.raw_bytes);
@@ -749,7 +750,7 @@ pub fn init_logging(filter: &str, ansi: bool) {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(|| crate::progress::LogWriter)
                 .with_ansi(ansi)
                 .with_filter(filter),
         )

@@ -25,7 +25,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    sessionlake_ingest::progress::start(!args.quiet && !config.follow);
     let result = runtime.block_on(sessionlake_ingest::service::run(&config));
+    sessionlake_ingest::progress::finish();
     // A forced stop leaves parser tasks running on the blocking pool: do not wait for them.
     runtime.shutdown_background();
     match result {

@@ -93,6 +93,7 @@ pub fn binary(name: &str, aws: bool) -> Command {
         "SESSIONLAKE_ONCE",
         "SESSIONLAKE_TZ",
         "SESSIONLAKE_PROFILE",
+        "SESSIONLAKE_QUIET",
         "SESSIONLAKE_REGION",
     ] {
         command.env_remove(variable);

@@ -692,3 +692,36 @@ async fn test_s3_event_notifications_through_sqs_replace_listing() {
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(second.stdout.contains("ingested 0 sessions"), "{}", second.stdout);
 }
+
+/// A once run at a terminal shows a progress line on stderr (sessions, bytes, rate), and log
+/// lines take it away before they print; with `--quiet`, or when stderr is not a terminal (a
+/// pipe, a log file), there is none. The terminal is `script(1)`'s.
+#[test]
+fn test_a_once_run_at_a_terminal_shows_its_progress() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_sessions(&dir.path().join("inputs"), 12);
+    let binary = assert_cmd::cargo::cargo_bin("sessionlake-ingest");
+    let at_terminal = |lake: &str, extra: &str| {
+        let command = format!(
+            "{} --lake {lake} --keyring keyring.json --local inputs --batch-sessions 4 {extra}",
+            binary.display()
+        );
+        let ran = run(std::process::Command::new("script")
+            .current_dir(dir.path())
+            .env_remove("SESSIONLAKE_QUIET")
+            .args(["-qec", &command, "/dev/null"]));
+        assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+        ran.stdout
+    };
+    let shown = at_terminal("lake", "");
+    assert!(shown.contains("ingesting: 0 sessions, 0.0 MB"), "{shown}");
+    assert!(shown.contains("ingested 12 sessions"), "{shown}");
+    let quiet = at_terminal("lake2", "--quiet");
+    assert!(!quiet.contains("ingesting:"), "{quiet}");
+    assert!(quiet.contains("ingested 12 sessions"), "{quiet}");
+    std::fs::remove_dir_all(dir.path().join("lake")).expect("a fresh lake");
+    let piped = run(ingest(dir.path(), false).args(["--local", "inputs"]));
+    assert_eq!(piped.code, 0, "{}", piped.stderr);
+    assert!(!piped.stderr.contains("ingesting:"), "{}", piped.stderr);
+    assert!(piped.stdout.contains("ingested 12 sessions"), "{}", piped.stdout);
+}
