@@ -1047,8 +1047,9 @@ fn test_a_transcript_naming_another_session_is_flagged() {
 }
 
 /// A CloudWatch stream saved as JSON Lines (one event per line, as exports and log shippers
-/// write it) is read like the same events saved by `get-log-events`; a line that is no event
-/// is quarantined naming the file and the line, never its text.
+/// write it), or by `filter-log-events`, is read like the same events saved by
+/// `get-log-events`; a line that is no event is quarantined naming the file and the line,
+/// never its text.
 #[test]
 fn test_a_cloudwatch_stream_saved_as_json_lines_is_read() {
     let session = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
@@ -1081,6 +1082,19 @@ fn test_a_cloudwatch_stream_saved_as_json_lines_is_read() {
     let (from_jsonl, _, _) = shown("in", &format!("{session}.jsonl"), jsonl.as_bytes());
     assert_eq!(from_jsonl.code, 0, "{}", from_jsonl.stderr);
     assert_eq!(from_jsonl.stdout, from_json.stdout);
+
+    // `aws logs filter-log-events` output: more fields per event, and the streams searched.
+    let mut filtered = document.clone();
+    for event in filtered["events"].as_array_mut().expect("events") {
+        event["logStreamName"] = serde_json::json!(session);
+        event["ingestionTime"] = event["timestamp"].clone();
+        event["eventId"] = serde_json::json!("3743");
+    }
+    filtered["searchedLogStreams"] =
+        serde_json::json!([{"logStreamName": session, "searchedCompletely": true}]);
+    let bytes = serde_json::to_vec(&filtered).expect("encode");
+    let (from_filter, _, _) = shown("in", &format!("{session}.json"), &bytes);
+    assert_eq!(from_filter.stdout, from_json.stdout, "{}", from_filter.stderr);
 
     let broken = format!("{}\nnot an event SECRET-TEXT\n", lines[0]);
     let (show, ingest, _dir) = shown("in", &format!("{session}.jsonl"), broken.as_bytes());
