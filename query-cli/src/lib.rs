@@ -1661,22 +1661,6 @@ const SESSIONS_VIEW: View = View {
 mod tests {
     use super::*;
 
-    /// Splits an example command line as a shell would: on spaces, outside quotes.
-    fn shell_words(line: &str) -> Vec<String> {
-        let (mut words, mut word, mut quote) = (Vec::new(), String::new(), None);
-        for character in line.chars() {
-            match (quote, character) {
-                (None, '\'' | '"') => quote = Some(character),
-                (Some(open), _) if character == open => quote = None,
-                (None, ' ') if !word.is_empty() => words.push(std::mem::take(&mut word)),
-                (None, ' ') => {}
-                _ => word.push(character),
-            }
-        }
-        words.extend((!word.is_empty()).then_some(word));
-        words
-    }
-
     /// Every subcommand's `--help` ends with examples, and every example parses as the command
     /// it shows (a renamed flag breaks this test, not a reader's copy and paste).
     #[test]
@@ -1701,7 +1685,7 @@ mod tests {
         walk(&Cli::command(), "sessionlake", &mut examples);
         assert!(examples.len() > 20, "{}", examples.len());
         for (name, line) in examples {
-            let words = shell_words(&line);
+            let words = shlex::split(&line).expect("quotes closed");
             if let Err(error) = Cli::try_parse_from(&words) {
                 panic!("{name}: example {line:?} does not parse: {error}");
             }

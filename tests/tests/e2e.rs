@@ -1177,3 +1177,90 @@ fn test_profile_picks_the_aws_profile() {
     assert_eq!(query.code, 2, "{}", query.stdout);
     assert!(!query.stderr.contains("region must be set"), "{}", query.stderr);
 }
+
+/// Replaces every run of 12 or more hex digits (keys, hashes, which differ from run to run)
+/// with `#`, and collapses whitespace (table padding follows the widest cell).
+fn tour_normal(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 12 {
+            out.push('#')
+        } else {
+            out.push_str(run)
+        }
+        run.clear();
+    };
+    for character in text.chars() {
+        if character.is_ascii_hexdigit() {
+            run.push(character);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(character);
+        }
+    }
+    flush(&mut run, &mut out);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The README tells the truth: every `sessionlake` command its shell blocks show runs, in a
+/// fresh copy of the examples, and every output line they quote is printed (hashes and key
+/// ids aside; a line ending in `…` is a beginning). Other commands (`cd`, `openssl`) and
+/// commands with elided arguments are not run.
+#[test]
+fn test_the_readme_tour_runs_as_written() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```sh";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        if let Some(command) = line.strip_prefix("$ ") {
+            steps.push((command.to_string(), Vec::new()));
+        } else if let Some((_, expected)) = steps.last_mut()
+            && !line.trim().is_empty()
+        {
+            expected.push(line.to_string());
+        }
+    }
+    let mut ran = 0;
+    for (command, expected) in steps {
+        let words = shlex::split(&command).expect("quotes closed");
+        let (name, args): (&str, &[String]) = match words.as_slice() {
+            [cargo, run, release, bin, name, rest @ ..]
+                if cargo == "cargo" && run == "run" && release == "--release" && bin == "--bin" =>
+            {
+                (name.as_str(), rest.strip_prefix(&["--".to_string()][..]).unwrap_or(rest))
+            }
+            [name, rest @ ..] if name == "sessionlake" || name == "sessionlake-ingest" => {
+                (name.as_str(), rest)
+            }
+            _ => continue,
+        };
+        if command.contains('…') || args.first().is_some_and(|first| first.starts_with("--lake"))
+        {
+            continue;
+        }
+        let output = run(binary(name, false).current_dir(dir.path()).args(args));
+        assert!(output.code <= 1, "{command}: exit {}: {}", output.code, output.stderr);
+        let printed = tour_normal(&format!("{}\n{}", output.stdout, output.stderr));
+        for line in expected.iter().filter(|line| line.trim() != "…") {
+            let wanted = tour_normal(line);
+            // `3a3aee6c…`: the beginning of a hash.
+            let wanted = match wanted.strip_suffix('…') {
+                Some(start) => start.trim_end_matches(|c: char| c.is_ascii_hexdigit()),
+                None => &wanted,
+            };
+            assert!(printed.contains(wanted), "{command}: {line:?} not printed:\n{printed}");
+        }
+        ran += 1;
+    }
+    assert!(ran >= 6, "{ran} commands of the README run");
+}
