@@ -136,14 +136,7 @@ where
         cause = current.source();
     }
     let joined = clauses.join(": ");
-    let lower = joined.to_ascii_lowercase();
-    let hint = if lower.contains("region must be set") {
-        " (give --region, or set AWS_REGION)"
-    } else if lower.contains("credentials") && !lower.contains("invalid") {
-        " (no AWS credentials: set AWS_PROFILE, run `aws configure`, or run where a role is attached)"
-    } else {
-        ""
-    };
+    let hint = sessionlake_lake::aws::settings_hint(&joined);
     format!("{joined}{hint}")
 }
 

@@ -337,6 +337,14 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
 /// layer that passes it on: "failed to open X: … : failed to open X: …").
 pub fn error_message(error: &anyhow::Error) -> String {
     let full = format!("{error:#}").replace("External error: ", "");
+    // One line: an indented list under a cause (the AWS credential chain names each provider
+    // it tried) is left out.
+    let full = full
+        .lines()
+        .filter(|line| !line.starts_with(char::is_whitespace))
+        .map(|line| line.trim_end_matches(" Attempted:"))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut clauses: Vec<&str> = full.split(": ").collect();
     let mut at = 0;
     while at < clauses.len() {
@@ -347,7 +355,9 @@ pub fn error_message(error: &anyhow::Error) -> String {
             None => at += 1,
         }
     }
-    clauses.join(": ")
+    let joined = clauses.join(": ");
+    let hint = sessionlake_lake::aws::settings_hint(&joined);
+    format!("{joined}{hint}")
 }
 
 /// One JSON Lines record, `{"type":…,"data":…}` with `type` first (ripgrep's shape).

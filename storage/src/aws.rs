@@ -23,6 +23,27 @@ pub async fn load_sdk_config(region: Option<&str>, profile: Option<&str>) -> aws
     loader.load().await
 }
 
+/// Returns what a person can set when `message` (an AWS SDK error, in words) says a setting is
+/// missing: no region, no credentials. Empty otherwise.
+pub fn settings_hint(message: &str) -> &'static str {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("region must be set") {
+        " (give --region, or set AWS_REGION)"
+    } else if [
+        "no credentials",
+        "credentials not loaded",
+        "lacked valid authentication credentials",
+    ]
+    .iter()
+    .any(|said| lower.contains(said))
+    {
+        " (no AWS credentials: set AWS_PROFILE or --profile, run `aws configure`, or run where a \
+         role is attached)"
+    } else {
+        ""
+    }
+}
+
 /// Returns the endpoint override for `service` (e.g. `S3`), as the AWS CLI resolves it:
 /// `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL` (already in `config`).
 pub fn endpoint_override(config: &aws_config::SdkConfig, service: &str) -> Option<String> {

@@ -1124,7 +1124,7 @@ fn test_aws_settings_missing_are_named_with_a_hint() {
     };
     let cases: [(&[(&str, &str)], &str); 2] = [
         (&[], "give --region, or set AWS_REGION"),
-        (&[("AWS_REGION", "us-east-1")], "set AWS_PROFILE, run `aws configure`"),
+        (&[("AWS_REGION", "us-east-1")], "no AWS credentials: set AWS_PROFILE or --profile"),
     ];
     for (extra, hint) in cases {
         let ran = ingest(extra);
@@ -1136,6 +1136,20 @@ fn test_aws_settings_missing_are_named_with_a_hint() {
             assert!(!ran.stderr.contains(debug), "{debug}: {}", ran.stderr);
         }
     }
+    // The query CLI on an S3 lake says the same.
+    let query = run(binary("sessionlake", false)
+        .current_dir(dir.path())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("none"))
+        .env("AWS_CONFIG_FILE", dir.path().join("none"))
+        .args(["--lake", "s3://no-bucket/lake", "sessions"]));
+    assert_eq!(query.code, 2, "{}", query.stdout);
+    assert_eq!(query.stderr.lines().count(), 1, "{}", query.stderr);
+    assert!(
+        query.stderr.contains("no AWS credentials: set AWS_PROFILE or --profile"),
+        "{}",
+        query.stderr
+    );
 }
 
 /// `--profile` (or `SESSIONLAKE_PROFILE`) picks the AWS profile: its region is used (the run
