@@ -48,7 +48,7 @@ const SSH_DOCUMENT: &str = "AWS-StartSSHSession";
 pub struct AccessArgs {
     /// Only events of this kind (repeatable): ssm-session, ssm-resume, ssm-terminate,
     /// ec2-instance-connect, run-command.
-    #[arg(long, value_parser = parse_kind)]
+    #[arg(long, value_parser = parse_kind, env = "SESSIONLAKE_KIND")]
     pub kind: Vec<AccessKind>,
     /// Who, where, when (`--run-as` is Instance Connect's OS user).
     #[command(flatten)]

@@ -23,17 +23,17 @@ pub const DEFAULT_MIN_AGE: &str = "1d";
 pub struct CompactArgs {
     /// Compact only session versions committed at least this long ago (relative: 1d, 12h,
     /// 30m, 0s).
-    #[arg(long, default_value = DEFAULT_MIN_AGE)]
+    #[arg(long, default_value = DEFAULT_MIN_AGE, env = "SESSIONLAKE_MIN_AGE")]
     pub min_age: String,
     /// Only this day (YYYY-MM-DD, the `dt=` partition); repeatable.
-    #[arg(long = "dt", value_name = "DAY")]
+    #[arg(long = "dt", value_name = "DAY", env = "SESSIONLAKE_DT")]
     pub days: Vec<String>,
     /// AWS KMS key (id, ARN or alias) that wraps the compacted files' data keys, as ingest's
     /// --kms-key-id; without it, the local keyring.
     #[arg(long, env = "SESSIONLAKE_KMS_KEY_ID")]
     pub kms_key_id: Option<String>,
     /// JSON Lines: one `summary` record.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 

@@ -78,14 +78,14 @@ pub struct ExportArgs {
     pub session: String,
     /// Folder to write the bundle into; created (mode 0700) if absent, refused if not empty
     /// unless --force. With --format tar.zst, the folder that receives <session>.tar.zst.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_OUT")]
     pub out: PathBuf,
     /// `dir`: the bundle's files in --out; `tar.zst`: one <session>.tar.zst in --out.
-    #[arg(long, value_enum, default_value_t = BundleFormat::Dir)]
+    #[arg(long, value_enum, default_value_t = BundleFormat::Dir, env = "SESSIONLAKE_FORMAT")]
     pub format: BundleFormat,
     /// Write over a non-empty --out (files of other names are left alone and named), or over
     /// an existing <session>.tar.zst.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_FORCE")]
     pub force: bool,
 }
 

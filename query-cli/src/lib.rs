@@ -190,7 +190,7 @@ pub enum Command {
 #[derive(Debug, ClapArgs)]
 pub struct CheckpointArgs {
     /// A JSON record of what was written.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
@@ -201,7 +201,7 @@ pub struct ShowArgs {
     pub session: String,
     /// Write the original transcript bytes (decrypted, decompressed, hash-checked) to stdout,
     /// to replay in a terminal.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_RAW")]
     pub raw: bool,
     /// Output format and colour.
     #[command(flatten)]
@@ -213,32 +213,32 @@ pub struct ShowArgs {
 pub struct VerifyArgs {
     /// Report only on commits from this time (the whole chain is still read): 2026-03-14,
     /// 2026-03-14T09:30:00Z, or relative (7d, 12h, 30m).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_SINCE")]
     pub since: Option<String>,
     /// Report only on commits before this time (same forms as --since).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_UNTIL")]
     pub until: Option<String>,
     /// Fails (an `unexpected-head` finding, exit 1) unless the trusted chain holds manifest
     /// SEQ whose file has SHA-256 SHA256: a head recorded outside the lake (as every commit
     /// prints it) that a lake cut back, rolled back or rewritten no longer holds. Repeatable.
-    #[arg(long, value_name = "SEQ:SHA256")]
+    #[arg(long, value_name = "SEQ:SHA256", env = "SESSIONLAKE_EXPECT_HEAD")]
     pub expect_head: Vec<sessionlake_lake::manifest::Head>,
     /// Judge the newest commit's idle promise as of this time instead of now (same forms as
     /// --since): what verify will report then if nothing is committed meanwhile.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", env = "SESSIONLAKE_AS_OF")]
     pub as_of: Option<String>,
     /// Resume from the newest checkpoint (one a full verify checked before): only the
     /// manifests from it on are read and the objects they added hashed; objects stored but
     /// not committed, and the checkpoints, are checked by a full verify only.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_SINCE_CHECKPOINT")]
     pub since_checkpoint: bool,
     /// Verify with no pinned signer (no keyring, no --signing-key), trusting the lake's own
     /// public-key records: "intact" then only says the lake agrees with itself, which whoever
     /// can write to it can arrange. Without it, verify refuses to run unpinned.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_UNPINNED")]
     pub unpinned: bool,
     /// JSON Lines output: one `finding` record per problem, then a `summary`.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
@@ -246,23 +246,23 @@ pub struct VerifyArgs {
 #[derive(Debug, ClapArgs)]
 pub struct Filters {
     /// Principal: the exact IAM ARN, or text it contains.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_PRINCIPAL")]
     pub principal: Option<String>,
     /// OS user: for `search`, the session's OS user or whom the command ran as (`root` after
     /// `sudo su -`); for `sessions`, the session's OS user.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_RUN_AS")]
     pub run_as: Option<String>,
     /// Managed node (instance id).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_TARGET")]
     pub target: Option<String>,
     /// Session id.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_SESSION")]
     pub session: Option<String>,
     /// From this time: 2026-03-14, 2026-03-14T09:30:00Z, or relative (7d, 12h, 30m).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_SINCE")]
     pub since: Option<String>,
     /// Before this time (same forms as --since).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_UNTIL")]
     pub until: Option<String>,
 }
 
@@ -270,10 +270,10 @@ pub struct Filters {
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Paging {
     /// At most this many rows; the summary gives the cursor of the next page.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), env = "SESSIONLAKE_LIMIT")]
     pub limit: Option<u64>,
     /// Start after this cursor (printed in the summary of the page before).
-    #[arg(long, value_name = "CURSOR")]
+    #[arg(long, value_name = "CURSOR", env = "SESSIONLAKE_AFTER")]
     pub after: Option<String>,
 }
 
@@ -285,31 +285,31 @@ pub struct SearchArgs {
     #[arg(value_name = "PATTERN", conflicts_with = "command")]
     pub pattern: Option<String>,
     /// Regular expression the command must match (Rust regex syntax).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_COMMAND")]
     pub command: Option<String>,
     /// PATTERN (or --command) matches letters in either case.
-    #[arg(short = 'i', long)]
+    #[arg(short = 'i', long, env = "SESSIONLAKE_IGNORE_CASE")]
     pub ignore_case: bool,
     /// PATTERN (or --command) is plain text, not a regular expression.
-    #[arg(short = 'F', long)]
+    #[arg(short = 'F', long, env = "SESSIONLAKE_FIXED_STRINGS")]
     pub fixed_strings: bool,
     /// Text the command must contain.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_COMMAND_CONTAINS")]
     pub command_contains: Option<String>,
     /// Also list the access events (CloudTrail) that pass the who/where/when filters, in the
     /// same time order.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_INCLUDE_ACCESS")]
     pub include_access: bool,
     /// Regular expression the command's output must match (Rust regex syntax). A format name
     /// (`json`, `csv`, …, an AWS CLI habit) is refused: that is `--format`.
-    #[arg(long, value_name = "REGEX", value_parser = output_regex)]
+    #[arg(long, value_name = "REGEX", value_parser = output_regex, env = "SESSIONLAKE_OUTPUT")]
     pub output: Option<String>,
     /// Only rows of this kind: `shell` (commands a shell read) or `repl` (lines typed into a
     /// program a command started: sqlite3, psql, mysql, python, irb, node, redis-cli).
-    #[arg(long, value_parser = [KIND_SHELL, KIND_REPL])]
+    #[arg(long, value_parser = [KIND_SHELL, KIND_REPL], env = "SESSIONLAKE_KIND")]
     pub kind: Option<String>,
     /// Only lines typed into this program (`--program mysql`): `repl` rows.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "SESSIONLAKE_PROGRAM")]
     pub program: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
@@ -332,7 +332,7 @@ pub struct SessionsArgs {
     /// Only sessions understood with this confidence (`low`: prompts not recognised or little
     /// of the input explained; see the `confidence_reason` column). Sessions without a
     /// transcript, and those written before schema version 2, have none.
-    #[arg(long, value_parser = ["high", "medium", "low"])]
+    #[arg(long, value_parser = ["high", "medium", "low"], env = "SESSIONLAKE_CONFIDENCE")]
     pub confidence: Option<String>,
     /// Who, where, when.
     #[command(flatten)]
@@ -1660,6 +1660,32 @@ const SESSIONS_VIEW: View = View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every flag of every command can be given as a `SESSIONLAKE_*` variable named after it.
+    #[test]
+    fn test_every_flag_has_its_variable() {
+        use clap::CommandFactory as _;
+        fn walk(command: &clap::Command, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version"].contains(&long) {
+                    continue;
+                }
+                let expected =
+                    format!("SESSIONLAKE_{}", long.to_ascii_uppercase().replace('-', "_"));
+                let env = arg.get_env().map(|env| env.to_string_lossy().to_string());
+                if env.as_deref() != Some(expected.as_str()) {
+                    missing.push(format!("{} --{long}: {env:?}", command.get_name()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), &mut missing);
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
 
     /// Every subcommand's `--help` ends with examples, and every example parses as the command
     /// it shows (a renamed flag breaks this test, not a reader's copy and paste).

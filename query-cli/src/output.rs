@@ -55,17 +55,17 @@ pub enum ColorWhen {
 #[derive(Debug, Clone, ClapArgs)]
 pub struct OutputArgs {
     /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, env = "SESSIONLAKE_FORMAT")]
     pub format: OutputFormat,
     /// JSON Lines output, ending with a summary record (same as --format json).
-    #[arg(long, conflicts_with = "format")]
+    #[arg(long, conflicts_with = "format", env = "SESSIONLAKE_JSON")]
     pub json: bool,
     /// Colour matches: auto (a terminal, without NO_COLOR or TERM=dumb), always or never.
-    #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto, env = "SESSIONLAKE_COLOR")]
     pub color: ColorWhen,
     /// Table output: print long cells whole. Without it, a table on a terminal (or with
     /// `COLUMNS` set) fits its width, long cells cut with `…`; CSV and JSON are always whole.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_WIDE")]
     pub wide: bool,
 }
 

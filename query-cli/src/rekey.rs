@@ -16,25 +16,25 @@ use crate::{Cli, Outcome, json_record};
 #[derive(Debug, ClapArgs)]
 pub struct RekeyArgs {
     /// Re-wrap under this AWS KMS key (id, ARN or alias).
-    #[arg(long, value_name = "KEY", conflicts_with = "to_keyring")]
+    #[arg(long, value_name = "KEY", conflicts_with = "to_keyring", env = "SESSIONLAKE_TO_KMS")]
     pub to_kms: Option<String>,
     /// Re-wrap under the local keyring's key (--keyring).
-    #[arg(long, required_unless_present_any = ["to_kms", "new_signing_key"])]
+    #[arg(long, required_unless_present_any = ["to_kms", "new_signing_key"], env = "SESSIONLAKE_TO_KEYRING")]
     pub to_keyring: bool,
     /// Bring a new manifest signing key into the lake (an asymmetric AWS KMS key,
     /// `ECC_NIST_P256`): one commit signed by it records the change and retires the key of its
     /// kind that signed before. The only way a new signing key enters a lake: ingest and every
     /// other writer refuse a key that never signed it.
-    #[arg(long, value_name = "KEY", conflicts_with_all = ["to_kms", "to_keyring"])]
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["to_kms", "to_keyring"], env = "SESSIONLAKE_NEW_SIGNING_KEY")]
     pub new_signing_key: Option<String>,
     /// Why, recorded in the commit.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_REASON")]
     pub reason: Option<String>,
     /// Count what would be re-wrapped; change nothing.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_DRY_RUN")]
     pub dry_run: bool,
     /// JSON Lines: a `summary` record.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 

@@ -55,16 +55,16 @@ pub enum RetentionCommand {
 #[derive(Debug, ClapArgs)]
 pub struct RetentionArgs {
     /// The policy file (TOML; see config/retention.example.toml).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_POLICY")]
     pub policy: PathBuf,
     /// Judge ages as of this time (default: now): 2026-03-14, 2026-03-14T09:30:00Z.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", env = "SESSIONLAKE_AS_OF")]
     pub as_of: Option<String>,
     /// Apply without asking.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_YES")]
     pub yes: bool,
     /// JSON Lines: one record per line of the plan, then a summary.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
@@ -89,21 +89,21 @@ pub struct HoldAddArgs {
     /// The session to hold.
     pub session: Option<String>,
     /// Hold every session of this principal (exact ARN, or `*` patterns).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_PRINCIPAL")]
     pub principal: Option<String>,
     /// Hold every session on this target (exact, or `*` patterns).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_TARGET")]
     pub target: Option<String>,
     /// Why (recorded in the hold and the commit).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_REASON")]
     pub reason: String,
     /// Hold a session the lake holds nothing of yet (its transcript not delivered or not
     /// ingested): without it, an unknown session id is refused, as a mistyped one would protect
     /// nothing.
-    #[arg(long, requires = "session")]
+    #[arg(long, requires = "session", env = "SESSIONLAKE_BEFORE_INGEST")]
     pub before_ingest: bool,
     /// A JSON record of what was done.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
@@ -111,7 +111,7 @@ pub struct HoldAddArgs {
 #[derive(Debug, ClapArgs)]
 pub struct HoldListArgs {
     /// JSON Lines.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
@@ -121,10 +121,10 @@ pub struct HoldReleaseArgs {
     /// The hold's id (`hold list`).
     pub id: String,
     /// Why (recorded in the commit).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_REASON")]
     pub reason: String,
     /// A JSON record of what was done.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
@@ -134,13 +134,13 @@ pub struct ShredArgs {
     /// The session to destroy.
     pub session: String,
     /// Why (recorded in the commit).
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_REASON")]
     pub reason: String,
     /// Shred without asking.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_YES")]
     pub yes: bool,
     /// A JSON record of what was done.
-    #[arg(long)]
+    #[arg(long, env = "SESSIONLAKE_JSON")]
     pub json: bool,
 }
 
