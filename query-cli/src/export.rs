@@ -480,13 +480,15 @@ impl<W: std::io::Write> StreamedTerminal<W> {
 impl<W: std::io::Write> std::io::Write for StreamedTerminal<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.pending.extend_from_slice(buf);
-        let buffer = std::mem::take(&mut self.pending);
+        let mut buffer = std::mem::take(&mut self.pending);
         let mut start = 0;
         while let Some(at) = buffer[start..].iter().position(|byte| *byte == b'\n') {
             self.line(&buffer[start..start + at])?;
             start += at + 1;
         }
-        self.pending = buffer[start..].to_vec();
+        // The unfinished line stays, in the same buffer.
+        buffer.drain(..start);
+        self.pending = buffer;
         Ok(buf.len())
     }
 

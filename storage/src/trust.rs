@@ -645,7 +645,9 @@ pub fn analyse_chain_from(files: &[ManifestFile], now: Option<i64>, first: u64) 
                     "replayed-manifest",
                     &link.path,
                     format!(
-                        "holds sequence {held}, before the checkpoint's manifest {first}, stored                          as sequence {stored_as}: a copy of an earlier manifest, or a forgery                          of one"
+                        "holds sequence {held}, before the checkpoint's manifest {first}, stored \
+                         as sequence {stored_as}: a copy of an earlier manifest, or a forgery \
+                         of one"
                     ),
                 ),
                 at,
