@@ -593,7 +593,7 @@ fn write_plaintext_copy(
             continue;
         }
         let bytes =
-            sessionlake_indexer::parquet_io::write_commands_compacted_unencrypted(&day_commands)
+            sessionlake_tables::parquet_io::write_commands_compacted_unencrypted(&day_commands)
                 .with_context(|| format!("failed to write the plaintext copy of {day}"))?;
         day_commands.clear();
         let folder = plain.join(format!("commands/dt={day}"));

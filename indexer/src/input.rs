@@ -317,14 +317,17 @@ pub fn decode_subscription_payload(data: &[u8]) -> Result<SubscriptionPayload, S
             .decode(trimmed)
             .map_err(|error| format!("subscription payload is neither gzip nor base64: {error}"))?
     };
+    // One byte past the cap tells a payload over it from one exactly at it.
     let mut json = Vec::new();
-    sessionlake_lake::decompress::bounded(
-        flate2::read::GzDecoder::new(&compressed[..]),
-        MAX_SUBSCRIPTION_PAYLOAD,
-        "subscription payload",
-    )
-    .read_to_end(&mut json)
-    .map_err(|error| format!("subscription payload does not decompress: {error}"))?;
+    flate2::read::GzDecoder::new(&compressed[..])
+        .take(MAX_SUBSCRIPTION_PAYLOAD + 1)
+        .read_to_end(&mut json)
+        .map_err(|error| format!("subscription payload does not decompress: {error}"))?;
+    if json.len() as u64 > MAX_SUBSCRIPTION_PAYLOAD {
+        return Err(format!(
+            "subscription payload decompresses to more than {MAX_SUBSCRIPTION_PAYLOAD} bytes"
+        ));
+    }
     serde_json::from_slice(&json)
         .map_err(|error| format!("subscription payload is not valid JSON: {error}"))
 }

@@ -11,13 +11,9 @@
 //! assert_eq!(commands, ["ls", "exit"]);
 //! ```
 
-pub mod bench;
 pub mod cloudtrail;
-pub mod eval;
 pub mod extract;
 pub mod input;
-pub mod merge;
-pub mod parquet_io;
 pub mod prompt;
 pub mod redact;
 pub mod repl;
@@ -43,6 +39,7 @@ use crate::terminal::{DEFAULT_WIDTH, LineMarks, LineSink, LineTerminal};
 pub const PARSER_VERSION: u32 = 1;
 
 pub use crate::extract::OUTPUT_CAP;
+pub use sessionlake_schemas::SessionContext;
 
 /// The SSM delivery forms a session's raw bytes can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,32 +50,6 @@ pub enum InputForm {
     CloudwatchUpload,
     /// Streamed CloudWatch JSON: one `{"timestamp":…,"message":"…"}` per line.
     CloudwatchStream,
-}
-
-/// What is known about a session from outside its transcript (CloudTrail, the source).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionContext {
-    /// Session id.
-    pub session_id: String,
-    /// Who started it.
-    pub principal: Option<String>,
-    /// OS user.
-    pub run_as: Option<String>,
-    /// Managed node.
-    pub target: Option<String>,
-    /// AWS region.
-    pub region: Option<String>,
-    /// AWS account.
-    pub account: Option<String>,
-    /// Start time from CloudTrail `StartSession` (µs).
-    pub started_at: Option<i64>,
-}
-
-impl SessionContext {
-    /// Returns a context that knows only the session id.
-    pub fn new(session_id: impl Into<String>) -> Self {
-        SessionContext { session_id: session_id.into(), ..Default::default() }
-    }
 }
 
 /// A parsed session.

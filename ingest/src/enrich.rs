@@ -23,12 +23,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use sessionlake_indexer::parquet_io::{StoredSession, read_sessions};
 use sessionlake_indexer::{InputForm, SessionContext};
 use sessionlake_lake::store::sha256_hex;
 use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, compacted_version_source};
 use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_tables::parquet_io::{StoredSession, read_sessions};
 
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;

@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use sessionlake_indexer::merge::{LakeFiles, Table};
 use sessionlake_indexer::{PARSER_VERSION, SessionContext};
 use sessionlake_lake::LakeError;
 use sessionlake_lake::checkpoint;
@@ -38,6 +37,7 @@ use sessionlake_schemas::manifest::{
     CommitAction, ObjectEntry, ObjectKind, compacted_version_source,
 };
 use sessionlake_schemas::{AccessRecord, SessionConfidence, SessionRecord, SessionSource, paths};
+use sessionlake_tables::merge::{LakeFiles, Table};
 
 use crate::raw::{parse_raw, seal_raw};
 use crate::sources::{BadInput, SessionInput};
@@ -107,7 +107,7 @@ pub struct LakeWriter {
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
 /// object's role. KMS and the keyring refuse to unwrap the key under any other.
-pub use sessionlake_indexer::merge::key_context;
+pub use sessionlake_tables::merge::key_context;
 
 fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> ObjectEntry {
     let blocks = stored.blocks_for(kind);
@@ -177,7 +177,7 @@ pub enum Input {
     Bad(BadInput),
 }
 
-use sessionlake_indexer::merge::new_version;
+use sessionlake_tables::merge::new_version;
 
 impl LakeWriter {
     async fn quarantine(&self, bad: BadInput) -> anyhow::Result<ObjectEntry> {
@@ -317,12 +317,12 @@ impl LakeWriter {
         let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let commands = parsed.commands;
         let commands_bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_indexer::parquet_io::write_commands(&commands, &key, key_metadata)
+            sessionlake_tables::parquet_io::write_commands(&commands, &key, key_metadata)
         })
         .await
         .context("parquet task failed")??;
         let sessions_bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_indexer::parquet_io::write_sessions(&[record])
+            sessionlake_tables::parquet_io::write_sessions(&[record])
         })
         .await
         .context("parquet task failed")??;
@@ -391,7 +391,7 @@ impl LakeWriter {
             .with_context(|| format!("failed to get a data key for {path}"))?;
         let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
         let bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_indexer::parquet_io::write_access(&records, &key, key_metadata)
+            sessionlake_tables::parquet_io::write_access(&records, &key, key_metadata)
         })
         .await
         .context("parquet task failed")??;
@@ -497,7 +497,7 @@ impl LakeWriter {
             let bytes = self.store.get_committed(&entry).await?;
             let object = self.store.describe(&entry.path);
             let rows = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_io::read_sessions(bytes, &object)
+                sessionlake_tables::parquet_io::read_sessions(bytes, &object)
             })
             .await
             .context("sessions reader task failed")??;
@@ -1038,7 +1038,7 @@ mod tests {
             parser_version: 1,
             understanding: None,
         };
-        let bytes = sessionlake_indexer::parquet_io::write_sessions(&[record]).expect("write");
+        let bytes = sessionlake_tables::parquet_io::write_sessions(&[record]).expect("write");
         let path = format!("sessions/dt=2026-11-29/{session_id}.s3.{name}.parquet");
         let stored = store.put(&path, Bytes::from(bytes)).await.expect("put");
         let sessions = entry(stored, ObjectKind::Sessions, vec![session_id.to_string()]);

@@ -1118,7 +1118,7 @@ async fn load_access(
             };
             let object = store.describe(&entry.path);
             let read = tokio::task::spawn_blocking(move || {
-                sessionlake_indexer::parquet_io::read_access_plaintext(bytes, &object)
+                sessionlake_tables::parquet_io::read_access_plaintext(bytes, &object)
             })
             .await
             .context("access reader task failed")?;

@@ -19,14 +19,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-pub use sessionlake_indexer::merge::MAX_COMPACTED_INPUT_BYTES;
-use sessionlake_indexer::merge::{LakeFiles, Table};
 use sessionlake_lake::keys::KeyProvider;
 use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
 use sessionlake_lake::transaction::{Leftovers, Uncommitted};
 use sessionlake_lake::{checkpoint, manifest};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
+pub use sessionlake_tables::merge::MAX_COMPACTED_INPUT_BYTES;
+use sessionlake_tables::merge::{LakeFiles, Table};
 
 use crate::holds::actor;
 use crate::lake::{Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};

@@ -5,8 +5,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
-use sessionlake_indexer::merge::{LakeFiles, Table, new_version};
-use sessionlake_indexer::parquet_io;
 use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_lake::manifest::{self, ChainLink, Committer};
 use sessionlake_lake::signing::ManifestSigner;
@@ -17,6 +15,8 @@ use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_tables::merge::{LakeFiles, Table, new_version};
+use sessionlake_tables::parquet_io;
 
 use crate::live::{AccessEvent, live_access_files};
 use crate::plan::{Expiry, Planned};

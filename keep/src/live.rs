@@ -9,11 +9,11 @@ use arrow::array::{Array, AsArray as _};
 use arrow::datatypes::TimestampMicrosecondType;
 use futures::StreamExt as _;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sessionlake_indexer::parquet_io;
 use sessionlake_lake::manifest::ChainLink;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
+use sessionlake_tables::parquet_io;
 
 use crate::policy::Subject;
 

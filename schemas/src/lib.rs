@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod columns;
+mod context;
 pub mod envelope;
 pub mod manifest;
 pub mod paths;
@@ -19,6 +20,7 @@ mod records;
 mod schema;
 pub mod session_id;
 
+pub use context::SessionContext;
 pub use records::{
     AccessKind, AccessRecord, CommandRecord, Confidence, KIND_REPL, KIND_SHELL,
     NAME_MISMATCH_REASON, SessionConfidence, SessionRecord, SessionSource, SessionStatus,

@@ -1,12 +1,15 @@
 //! `sessionlake-indexer`: measure the parser. `eval` prints precision and recall of command
 //! extraction per SSM form over the recorded corpus; `bench` prints parsing speed per form.
 
+mod bench;
+mod eval;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sessionlake_indexer::bench::report_line;
-use sessionlake_indexer::eval;
+
+use bench::report_line;
 
 #[derive(Parser)]
 #[command(name = "sessionlake-indexer", version, about)]
@@ -52,8 +55,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Eval { corpus, verbose } => run_eval(&corpus, verbose),
         Command::Bench { corpus, mib, runs, form, workload } => {
-            let selection = sessionlake_indexer::bench::Selection { form, workload };
-            sessionlake_indexer::bench::run(&corpus, mib, runs, &selection)
+            let selection = bench::Selection { form, workload };
+            bench::run(&corpus, mib, runs, &selection)
         }
     };
     match result {

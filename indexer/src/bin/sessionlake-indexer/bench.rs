@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::eval::FORMS;
-use crate::input::{GetLogEventsFile, cloudwatch_raw, split_script};
-use crate::{InputForm, SessionContext, parse_session};
+use sessionlake_indexer::input::{GetLogEventsFile, cloudwatch_raw, split_script};
+use sessionlake_indexer::{InputForm, SessionContext, parse_session};
 
 /// A workload: its name, and whether a corpus scenario belongs to it.
 type Workload = (&'static str, fn(&str) -> bool);
@@ -140,8 +140,10 @@ pub fn run(corpus: &Path, mib: usize, runs: usize, selection: &Selection) -> Res
             // The terminal model alone, for the share of the time it takes.
             if form != InputForm::CloudwatchStream {
                 let cpu = thread_cpu_seconds();
-                let screen =
-                    crate::terminal::LineTerminal::run(crate::terminal::DEFAULT_WIDTH, &input);
+                let screen = sessionlake_indexer::terminal::LineTerminal::run(
+                    sessionlake_indexer::terminal::DEFAULT_WIDTH,
+                    &input,
+                );
                 std::hint::black_box(screen);
                 if let (Some(before), Some(after)) = (cpu, thread_cpu_seconds()) {
                     terminal_speeds.push(megabytes / (after - before));

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::input::{GetLogEventsFile, cloudwatch_raw};
-use crate::{InputForm, SessionContext, parse_session};
+use sessionlake_indexer::input::{GetLogEventsFile, cloudwatch_raw};
+use sessionlake_indexer::{InputForm, SessionContext, parse_session};
 
 /// The forms a corpus session is stored in, by file name.
 pub const FORMS: [(&str, &str); 5] = [
@@ -287,8 +287,10 @@ pub fn evaluate(corpus: &Path) -> Result<Report, String> {
             report.excluded += 1;
         }
         // The index masks secrets; so must the oracle before comparing.
-        let expected_commands: Vec<String> =
-            oracle.iter().map(|command| crate::redact::redact(command).0.into_owned()).collect();
+        let expected_commands: Vec<String> = oracle
+            .iter()
+            .map(|command| sessionlake_indexer::redact::redact(command).0.into_owned())
+            .collect();
         report.sessions += 1;
         for (form, file) in FORMS {
             let Some((input_form, raw)) = read_form(&dir.join(file), file)? else {
@@ -356,7 +358,9 @@ pub fn evaluate(corpus: &Path) -> Result<Report, String> {
             if form == STREAM_FORM {
                 let delivered: Vec<String> = oracle
                     .iter()
-                    .map(|command| crate::redact::redact(&as_streamed(command)).0.into_owned())
+                    .map(|command| {
+                        sessionlake_indexer::redact::redact(&as_streamed(command)).0.into_owned()
+                    })
                     .collect();
                 report.stream_as_delivered.add(align(&extracted, &delivered).0);
             }

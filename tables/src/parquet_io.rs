@@ -478,7 +478,7 @@ pub fn read_access(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     /// The facts (who, where, when) as stored.
-    pub context: crate::SessionContext,
+    pub context: sessionlake_schemas::SessionContext,
     /// Where in its delivery it came from (`s3://…`, `cwl://…`, a path).
     pub source_ref: String,
     /// Lake path of its encrypted raw transcript.
@@ -521,7 +521,7 @@ pub fn read_sessions(bytes: bytes::Bytes, object: &str) -> Result<Vec<StoredSess
             (!array.is_null(row)).then(|| array.value(row).to_string())
         };
         for row in 0..batch.num_rows() {
-            let context = crate::SessionContext {
+            let context = sessionlake_schemas::SessionContext {
                 session_id: at(session_id, row).unwrap_or_default(),
                 principal: at(principal, row),
                 run_as: at(run_as, row),
@@ -721,7 +721,7 @@ pub(crate) mod tests {
         };
         let bytes = write_sessions(std::slice::from_ref(&written)).expect("write");
         let read = read_sessions(Bytes::from(bytes), "s.parquet").expect("read");
-        let context = crate::SessionContext {
+        let context = sessionlake_schemas::SessionContext {
             session_id: written.session_id.clone(),
             principal: None,
             run_as: written.run_as.clone(),
