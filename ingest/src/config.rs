@@ -11,6 +11,8 @@ use serde::Deserialize;
 use sessionlake_lake::key_cache::KeyCachePolicy;
 use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
 
+pub use crate::sources::{CloudwatchSourceConfig, LocalSourceConfig, S3SourceConfig, SourceConfig};
+
 /// Default lake: a folder beside where the command runs.
 pub const DEFAULT_LAKE: &str = "./lake";
 /// Default keyring file (mode 0600), outside the lake.
@@ -218,7 +220,11 @@ pub struct FileConfig {
     /// How the service runs.
     #[serde(default)]
     pub service: ServiceConfig,
-    /// Sources.
+    /// Sources as a list: `[[source]]` with `type = "local" | "s3" | "cloudwatch" |
+    /// "cloudtrail"` and that source's fields.
+    #[serde(default)]
+    pub source: Vec<SourceConfig>,
+    /// Sources as a table by kind: `[[sources.s3]]`, `[[sources.local]]`, … (the same sources).
     #[serde(default)]
     pub sources: SourcesConfig,
 }
@@ -269,39 +275,18 @@ pub struct SourcesConfig {
     pub cloudtrail: Vec<S3SourceConfig>,
 }
 
-/// An S3 location.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3SourceConfig {
-    /// Bucket name.
-    pub bucket: String,
-    /// Key prefix (free-form; the session id is each object's base name).
-    #[serde(default)]
-    pub prefix: String,
-    /// URL of an SQS queue that receives this bucket's S3 event notifications
-    /// (`s3:ObjectCreated:*`, directly or through SNS). When set, the bucket is not listed: each
-    /// poll reads the queue, fetches the objects its messages name (under `prefix`, `*.log`),
-    /// and deletes a message only once every object it names is committed. Objects written
-    /// before the notifications were set up are read by one run without the queue.
-    /// `sources.s3` only.
-    #[serde(default)]
-    pub sqs_queue_url: Option<String>,
-}
-
-/// A CloudWatch Logs group.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloudwatchSourceConfig {
-    /// Log group name.
-    pub log_group: String,
-}
-
-/// A local folder.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalSourceConfig {
-    /// Folder path.
-    pub path: PathBuf,
+impl SourcesConfig {
+    /// The same sources as a list.
+    fn into_list(self) -> Vec<SourceConfig> {
+        let SourcesConfig { s3, cloudwatch, local, cloudtrail } = self;
+        local
+            .into_iter()
+            .map(SourceConfig::Local)
+            .chain(s3.into_iter().map(SourceConfig::S3))
+            .chain(cloudwatch.into_iter().map(SourceConfig::Cloudwatch))
+            .chain(cloudtrail.into_iter().map(SourceConfig::Cloudtrail))
+            .collect()
+    }
 }
 
 /// Everything a run needs, after merging file, flags and defaults.
@@ -351,14 +336,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Whether `metrics_addr` may be a non-loopback address.
     pub metrics_allow_remote: bool,
-    /// S3 session sources.
-    pub s3: Vec<S3SourceConfig>,
-    /// CloudWatch sources.
-    pub cloudwatch: Vec<CloudwatchSourceConfig>,
-    /// Local sources.
-    pub local: Vec<LocalSourceConfig>,
-    /// CloudTrail sources.
-    pub cloudtrail: Vec<S3SourceConfig>,
+    /// The sources, local folders first, then S3, CloudWatch Logs and CloudTrail (each kind in
+    /// the order given).
+    pub sources: Vec<SourceConfig>,
 }
 
 /// Parses `s3://bucket/prefix`.
@@ -427,24 +407,32 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let mut s3 = file.sources.s3;
+        let mut sources = file.sources.into_list();
+        sources.extend(file.source);
         for url in &args.s3 {
-            s3.push(parse_s3_url(url).map_err(|error| format!("--s3: {error}"))?);
+            sources.push(SourceConfig::S3(
+                parse_s3_url(url).map_err(|error| format!("--s3: {error}"))?,
+            ));
         }
-        let mut cloudtrail = file.sources.cloudtrail;
         for url in &args.cloudtrail {
-            cloudtrail.push(parse_s3_url(url).map_err(|error| format!("--cloudtrail: {error}"))?);
+            sources.push(SourceConfig::Cloudtrail(
+                parse_s3_url(url).map_err(|error| format!("--cloudtrail: {error}"))?,
+            ));
         }
-        let mut cloudwatch = file.sources.cloudwatch;
-        cloudwatch.extend(
-            args.cloudwatch.iter().map(|group| CloudwatchSourceConfig { log_group: group.clone() }),
+        sources.extend(args.cloudwatch.iter().map(|group| {
+            SourceConfig::Cloudwatch(CloudwatchSourceConfig { log_group: group.clone() })
+        }));
+        sources.extend(
+            args.local
+                .iter()
+                .map(|path| SourceConfig::Local(LocalSourceConfig { path: path.clone() })),
         );
-        let mut local = file.sources.local;
-        local.extend(args.local.iter().map(|path| LocalSourceConfig { path: path.clone() }));
-        if s3.is_empty() && cloudwatch.is_empty() && local.is_empty() {
+        if sources.iter().all(|source| matches!(source, SourceConfig::Cloudtrail(_))) {
             // The embedded default: no sources named, so ingest the shipped examples.
-            local.push(LocalSourceConfig { path: PathBuf::from(DEFAULT_EXAMPLES) });
+            let path = PathBuf::from(DEFAULT_EXAMPLES);
+            sources.push(SourceConfig::Local(LocalSourceConfig { path }));
         }
+        sources.sort_by_key(SourceConfig::rank);
         let service = file.service;
         let follow = !args.once && (args.follow || service.follow.unwrap_or(false));
         let poll_interval = duration_field(
@@ -537,10 +525,7 @@ impl Config {
             metrics_addr,
             metrics_allow_remote: args.metrics_allow_remote
                 || service.metrics_allow_remote.unwrap_or(false),
-            s3,
-            cloudwatch,
-            local,
-            cloudtrail,
+            sources,
         };
         config.validate()?;
         Ok(config)
@@ -616,38 +601,15 @@ impl Config {
         if self.signing_key.as_deref().is_some_and(str::is_empty) {
             return Err("signing_key is empty".to_string());
         }
-        for source in self.s3.iter().chain(&self.cloudtrail) {
-            if source.bucket.len() < 3 || source.bucket.contains('/') {
-                return Err(format!("sources: bucket {:?} is not a bucket name", source.bucket));
-            }
-        }
-        for source in &self.s3 {
-            if source.sqs_queue_url.as_deref().is_some_and(|url| !url.starts_with("http")) {
-                return Err(format!(
-                    "sources.s3: sqs_queue_url of bucket {} is not a queue URL",
-                    source.bucket
-                ));
-            }
-        }
-        if let Some(source) = self.cloudtrail.iter().find(|source| source.sqs_queue_url.is_some()) {
-            return Err(format!(
-                "sources.cloudtrail: sqs_queue_url (bucket {}) is only read for sources.s3",
-                source.bucket
-            ));
-        }
-        for source in &self.cloudwatch {
-            if source.log_group.is_empty() {
-                return Err("sources.cloudwatch: log_group is empty".to_string());
-            }
+        for source in &self.sources {
+            source.validate()?;
         }
         Ok(())
     }
 
     /// Whether any part of the run talks to AWS.
     pub fn needs_aws(&self) -> bool {
-        !self.s3.is_empty()
-            || !self.cloudwatch.is_empty()
-            || !self.cloudtrail.is_empty()
+        self.sources.iter().any(SourceConfig::needs_aws)
             || self.kms_key_id.is_some()
             || self.signing_key.is_some()
             || !self.trust_signing_keys.is_empty()
@@ -707,7 +669,8 @@ mod tests {
     fn test_no_arguments_is_the_embedded_default() {
         let config = Config::load(&args(&[])).expect("load");
         assert_eq!(config.lake, DEFAULT_LAKE);
-        assert_eq!(config.local, vec![LocalSourceConfig { path: DEFAULT_EXAMPLES.into() }]);
+        let examples = LocalSourceConfig { path: DEFAULT_EXAMPLES.into() };
+        assert_eq!(config.sources, vec![SourceConfig::Local(examples)]);
         assert!(!config.needs_aws());
     }
 
@@ -727,22 +690,56 @@ mod tests {
             "/ssm/sessions",
         ]))
         .expect("load");
-        assert_eq!(
-            config.s3,
-            vec![S3SourceConfig {
-                bucket: "logs".into(),
-                prefix: "ssm/".into(),
-                sqs_queue_url: None
-            }]
-        );
-        assert_eq!(config.cloudwatch.len(), 1);
-        assert!(config.local.is_empty());
+        let logs =
+            S3SourceConfig { bucket: "logs".into(), prefix: "ssm/".into(), sqs_queue_url: None };
+        let group = CloudwatchSourceConfig { log_group: "/ssm/sessions".into() };
+        assert_eq!(config.sources, vec![SourceConfig::S3(logs), SourceConfig::Cloudwatch(group)]);
         assert!(config.needs_aws());
 
         std::fs::write(&path, "lakes = \"x\"\n").expect("write");
         let error =
             Config::load(&args(&["-c", path.to_str().expect("utf8")])).expect_err("unknown field");
         assert!(error.contains("lakes"), "{error}");
+    }
+
+    /// Sources as a tagged list (`[[source]]`, `type = …`) are the same sources as the table
+    /// by kind, read in the same order (local folders first); an unknown type or field of a
+    /// source is an error that names it.
+    #[test]
+    fn test_sources_as_a_tagged_list() {
+        let listed = load_file(
+            "[[source]]\ntype = \"cloudtrail\"\nbucket = \"trails\"\n\
+             [[source]]\ntype = \"cloudwatch\"\nlog_group = \"/ssm/sessions\"\n\
+             [[source]]\ntype = \"s3\"\nbucket = \"logs\"\nprefix = \"ssm/\"\n\
+             [[source]]\ntype = \"local\"\npath = \"/data\"\n",
+            &[],
+        )
+        .expect("load");
+        let tabled = load_file(
+            "[[sources.s3]]\nbucket = \"logs\"\nprefix = \"ssm/\"\n\
+             [[sources.cloudwatch]]\nlog_group = \"/ssm/sessions\"\n\
+             [[sources.local]]\npath = \"/data\"\n\
+             [[sources.cloudtrail]]\nbucket = \"trails\"\n",
+            &[],
+        )
+        .expect("load");
+        assert_eq!(listed.sources, tabled.sources);
+        // The shipped example is in the list form.
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/sessionlake.example.toml");
+        let example = Config::load(&args(&["-c", example])).expect("the example loads");
+        let kinds: Vec<u8> = example.sources.iter().map(SourceConfig::rank).collect();
+        assert_eq!(kinds, [1, 2, 3]);
+        let kinds: Vec<u8> = listed.sources.iter().map(SourceConfig::rank).collect();
+        assert_eq!(kinds, [0, 1, 2, 3]);
+        let error = load_file("[[source]]\ntype = \"kinesis\"\nstream = \"x\"\n", &[])
+            .expect_err("unknown type");
+        assert!(error.contains("kinesis"), "{error}");
+        let error = load_file("[[source]]\ntype = \"s3\"\nbucket = \"logs\"\npath = \"x\"\n", &[])
+            .expect_err("unknown field");
+        assert!(error.contains("path"), "{error}");
+        let error = load_file("[[source]]\ntype = \"cloudtrail\"\nbucket = \"trails\"\nsqs_queue_url = \"https://q\"\n", &[])
+            .expect_err("a queue for CloudTrail");
+        assert!(error.contains("only read for sources.s3"), "{error}");
     }
 
     fn load_file(text: &str, extra: &[&str]) -> Result<Config, String> {

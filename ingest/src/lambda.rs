@@ -29,9 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::lake_writer::Input;
-use crate::queue::created_objects;
-use crate::service::{Ingestor, PollReport, TrailPending};
-use crate::sources::{BadInput, Pending, S3Object, TrailInput, pending_s3};
+use crate::service::{Ingestor, PollReport};
+use crate::sources::cloudtrail::InlineTrail;
+use crate::sources::s3_queue::created_objects;
+use crate::sources::{
+    BadInput, Notification, Notified, Pending, S3Object, Source, TrailInput, TrailPending,
+};
 use crate::telemetry::Health;
 
 /// Largest decompressed CloudWatch Logs subscription payload (CloudWatch sends at most 1 MB of
@@ -67,10 +70,22 @@ pub fn decode_awslogs(data: &str) -> Result<Vec<u8>, String> {
     Ok(payload)
 }
 
-/// Returns the work of a Lambda `event` for the sources of `config`; a reason when the event
-/// is neither a subscription payload nor S3 event records.
-pub fn event_work(event: &Value, config: &Config, cursors: &Cursors) -> Result<EventWork, String> {
+/// Returns the work of a Lambda `event` for `sources` (the first that claims a notification
+/// reads it); a reason when the event is neither a subscription payload nor S3 event records.
+pub fn event_work(
+    event: &Value,
+    sources: &[Box<dyn Source>],
+    cursors: &Cursors,
+) -> Result<EventWork, String> {
     let mut work = EventWork::default();
+    let mut notify = |notification: Notification<'_>| {
+        match sources.iter().find_map(|source| source.notified(&notification, cursors)) {
+            Some(Notified::Session(pending)) => work.sessions.extend(pending),
+            Some(Notified::Trail(trail)) => work.trails.push(trail),
+            None => return false,
+        }
+        true
+    };
     if let Some(data) = event.pointer("/awslogs/data") {
         let data = data.as_str().ok_or("awslogs.data is not text")?;
         let payload = decode_awslogs(data)?;
@@ -91,23 +106,16 @@ pub fn event_work(event: &Value, config: &Config, cursors: &Cursors) -> Result<E
             .and_then(|event| event.get("id"))
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if config.cloudwatch.iter().any(|source| source.log_group == group) {
-            // The stream is read whole: a session is always written from its whole transcript.
-            work.sessions.push(Pending::Cloudwatch {
-                group: group.to_string(),
-                stream: stream.to_string(),
-                position: format!("subscription:{first_id}"),
-            });
-        } else {
+        if !notify(Notification::Subscription { group, stream, first_id }) {
             // One payload of a trail's log group: its events become one `access` input.
             let source_ref = format!("cwl://{group}/{stream}#{first_id}");
             let position = sha256_hex(&payload);
-            work.trails.push(TrailPending::Inline(TrailInput {
+            work.trails.push(Box::new(InlineTrail(TrailInput {
                 source_ref,
                 position,
                 raw: payload.into(),
                 expected: None,
-            }));
+            })));
         }
         return Ok(work);
     }
@@ -115,25 +123,14 @@ pub fn event_work(event: &Value, config: &Config, cursors: &Cursors) -> Result<E
         return Err("neither a CloudWatch Logs subscription payload nor S3 event records".into());
     }
     for object in created_objects(event)? {
-        let (bucket, key) = (object.bucket.as_str(), object.key.as_str());
-        let under = |source: &crate::config::S3SourceConfig| {
-            source.bucket == bucket && key.starts_with(&source.prefix)
-        };
-        if key.ends_with(".log") && config.s3.iter().any(under) {
-            let named = S3Object {
-                bucket,
-                key,
-                etag: &object.etag,
-                size: object.size,
-                observed_at: object.event_time,
-            };
-            work.sessions.extend(pending_s3(&named, cursors));
-        } else if (key.ends_with(".json.gz") || key.ends_with(".json"))
-            && config.cloudtrail.iter().any(under)
-        {
-            let (bucket, key, etag) = (bucket.to_string(), key.to_string(), object.etag);
-            work.trails.push(TrailPending::S3 { bucket, key, etag });
-        }
+        // Objects of no source are ignored.
+        notify(Notification::ObjectCreated(S3Object {
+            bucket: &object.bucket,
+            key: &object.key,
+            etag: &object.etag,
+            size: object.size,
+            observed_at: object.event_time,
+        }));
     }
     Ok(work)
 }
@@ -204,7 +201,7 @@ impl LambdaHandler {
         let shutdown = CancellationToken::new();
         let health = Health::new(self.config.poll_interval);
         let mut report = PollReport::default();
-        let work = match event_work(&event, &self.config, ingestor.cursors()) {
+        let work = match event_work(&event, ingestor.sources(), ingestor.cursors()) {
             Ok(work) => work,
             Err(reason) => {
                 let raw = serde_json::to_vec(&event).context("failed to encode the event")?;

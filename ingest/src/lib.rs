@@ -26,7 +26,6 @@ pub mod events;
 pub mod lake_writer;
 pub mod lambda;
 pub mod progress;
-pub mod queue;
 pub mod raw;
 pub mod service;
 pub mod sources;

@@ -43,10 +43,7 @@ use crate::config::Config;
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
 use crate::lake_writer::{BatchSummary, Input, LakeWriter, Written};
-use crate::queue::{self, Received};
-use crate::sources::{
-    self, BadInput, Fetched, FileStamp, LocalCache, LocalFile, LocalKind, Pending, TrailInput,
-};
+use crate::sources::{self, BadInput, Clients, Fetched, Pending, Source, TrailInput, TrailPending};
 use crate::telemetry::{self, Health};
 
 /// Longest pause between polls after failures in a row (when the interval is shorter).
@@ -136,8 +133,6 @@ pub struct PollReport {
 struct Processed {
     source_ref: String,
     outcome: anyhow::Result<Option<Written>>,
-    /// A local file's stamp and hash as read, for the next listing.
-    seen: Option<(FileStamp, String)>,
 }
 
 /// The state of a running ingest: the lake, the sources, the cursors.
@@ -147,18 +142,14 @@ pub struct Ingestor {
     cursors: Cursors,
     /// Cursors set by a commit whose save failed: saved again later.
     cursors_dirty: bool,
-    s3: Option<aws_sdk_s3::Client>,
-    logs: Option<aws_sdk_cloudwatchlogs::Client>,
-    /// For S3 sources read through their event notifications' queue.
-    sqs: Option<aws_sdk_sqs::Client>,
+    /// The sources, in the order they are read (`Config::sources`).
+    sources: Vec<Box<dyn Source>>,
     /// CloudTrail `StartSession` facts found so far (in the lake's `access` table or read this
     /// run), by session id.
     cloudtrail: BTreeMap<String, SessionContext>,
     /// Event ids of the access events written, with the CloudTrail file each came from: an
     /// event delivered again in another file is dropped.
     access_events: HashMap<String, String>,
-    /// Local files read by this process.
-    local_seen: LocalCache,
     /// CloudTrail files whose reading failed, with the time of their first failure in a row
     /// (µs since the epoch): sessions wait for them at most [`TRAIL_WAIT`].
     trails_failing: HashMap<String, i64>,
@@ -377,23 +368,20 @@ impl Ingestor {
             chain_intact,
             legacy_origins: HashMap::new(),
         };
-        let s3 = sdk_config.as_ref().map(crate::s3_client);
-        let logs = sdk_config.as_ref().map(aws_sdk_cloudwatchlogs::Client::new);
-        let sqs = sdk_config
-            .as_ref()
-            .filter(|_| config.s3.iter().any(|source| source.sqs_queue_url.is_some()))
-            .map(aws_sdk_sqs::Client::new);
+        let clients = Clients::of(sdk_config.as_ref());
+        let sources = config
+            .sources
+            .iter()
+            .map(|source| source.build(&clients))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Ingestor {
             config: config.clone(),
             writer,
             cursors,
             cursors_dirty: false,
-            s3,
-            logs,
-            sqs,
+            sources,
             cloudtrail,
             access_events,
-            local_seen: LocalCache::new(),
             trails_failing: HashMap::new(),
             keyring_created,
             last_commit_at,
@@ -478,65 +466,18 @@ impl Ingestor {
         Ok(())
     }
 
-    /// Lists the CloudTrail files (local and S3) whose content may differ from their cursors.
+    /// Lists the CloudTrail files of every source whose content may differ from their cursors.
     async fn list_trails(&self) -> anyhow::Result<Vec<TrailPending>> {
         let mut pending = Vec::new();
-        for local in &self.config.local {
-            let dir = local.path.clone();
-            let files = tokio::task::spawn_blocking(move || sources::list_local(&dir))
-                .await
-                .context("listing task failed")??;
-            for file in files.into_iter().filter(|file| file.kind == LocalKind::Cloudtrail) {
-                let cursor = self.cursors.positions.get(&file.source_ref);
-                let unchanged = self
-                    .local_seen
-                    .get(&file.source_ref)
-                    .is_some_and(|(stamp, hash)| *stamp == file.stamp && cursor == Some(hash));
-                if !unchanged {
-                    pending.push(TrailPending::Local(file));
-                }
-            }
-        }
-        if let Some(s3) = &self.s3 {
-            for source in &self.config.cloudtrail {
-                for (key, etag) in
-                    sources::list_cloudtrail_s3(s3, &source.bucket, &source.prefix).await?
-                {
-                    let source_ref = format!("s3://{}/{key}", source.bucket);
-                    if self.cursors.positions.get(&source_ref) != Some(&etag) {
-                        let bucket = source.bucket.clone();
-                        pending.push(TrailPending::S3 { bucket, key, etag });
-                    }
-                }
-            }
+        for source in &self.sources {
+            pending.extend(source.list_trails(&self.cursors).await?);
         }
         Ok(pending)
     }
 
     /// Reads one CloudTrail file; `None` when it is what its cursor holds (or is gone).
     async fn read_trail(&mut self, pending: TrailPending) -> anyhow::Result<Option<TrailInput>> {
-        match pending {
-            TrailPending::Local(file) => {
-                let stamp = file.stamp;
-                let read = tokio::task::spawn_blocking(move || sources::read_local_trail(&file))
-                    .await
-                    .context("reading task failed")??;
-                let Some(input) = read else { return Ok(None) };
-                self.local_seen.insert(input.source_ref.clone(), (stamp, input.position.clone()));
-                let cursor = self.cursors.positions.get(&input.source_ref);
-                Ok((cursor != Some(&input.position)).then_some(input))
-            }
-            TrailPending::S3 { bucket, key, etag } => {
-                let Some(s3) = &self.s3 else {
-                    anyhow::bail!("no S3 client for s3://{bucket}/{key}");
-                };
-                sources::fetch_trail_s3(s3, &bucket, &key, &etag).await
-            }
-            TrailPending::Inline(input) => {
-                let cursor = self.cursors.positions.get(&input.source_ref);
-                Ok((cursor != Some(&input.position)).then_some(input))
-            }
-        }
+        pending.read(&self.cursors).await
     }
 
     /// Parses one CloudTrail file, read as a stream, and writes its new access events (not yet
@@ -624,7 +565,7 @@ impl Ingestor {
     ) -> anyhow::Result<()> {
         let pending = self.list_trails().await?;
         // A file no longer listed as changed (read since, or gone) is waited for no more.
-        let listed: HashSet<String> = pending.iter().map(TrailPending::describe).collect();
+        let listed: HashSet<String> = pending.iter().map(|trail| trail.source_ref()).collect();
         self.trails_failing.retain(|name, _| listed.contains(name));
         self.ingest_trail_files(pending, shutdown, health, report).await
     }
@@ -650,7 +591,7 @@ impl Ingestor {
             let mut written = Vec::new();
             let (mut attempted, mut failed) = (0_usize, 0_usize);
             for trail in queue.by_ref().take(self.config.batch_sessions) {
-                let described = trail.describe();
+                let described = trail.source_ref();
                 attempted += 1;
                 let result = match self.read_trail(trail).await {
                     Ok(Some(input)) => self.write_trail(input).await.map(Some),
@@ -735,102 +676,37 @@ impl Ingestor {
         self.commit_written(written, health, report).await
     }
 
+    /// Returns the sources, in the order they are read.
+    pub fn sources(&self) -> &[Box<dyn Source>] {
+        &self.sources
+    }
+
     /// Returns the cursors as of the last commit.
     pub fn cursors(&self) -> &Cursors {
         &self.cursors
     }
 
     /// Lists every session source (an S3 source with a queue: its messages); a source that
-    /// fails is reported, the others still listed. Returns the work and the queue messages to
-    /// delete once it is committed.
-    async fn list(&self, failure: &mut Option<anyhow::Error>) -> (Vec<Pending>, Vec<Received>) {
+    /// fails is reported, the others still listed.
+    async fn list(&self, failure: &mut Option<anyhow::Error>) -> Vec<Pending> {
         let mut pending = Vec::new();
-        let mut received = Vec::new();
-        let mut record = |error: anyhow::Error| {
-            events::count_error(kind_of(&error));
-            failure.get_or_insert(error);
-        };
-        for local in &self.config.local {
-            let dir = local.path.clone();
-            match tokio::task::spawn_blocking(move || sources::list_local(&dir)).await {
-                Ok(Ok(files)) => {
-                    pending.extend(sources::pending_local(files, &self.cursors, &self.local_seen));
-                }
-                Ok(Err(error)) => record(error),
-                Err(join) => record(anyhow::Error::new(join).context("listing task failed")),
-            }
-        }
-        if let Some(s3) = &self.s3 {
-            for source in &self.config.s3 {
-                if let (Some(queue_url), Some(sqs)) = (&source.sqs_queue_url, &self.sqs) {
-                    match queue::receive(sqs, queue_url, source, &self.cursors).await {
-                        Ok((found, messages)) => {
-                            pending.extend(found);
-                            received.extend(messages);
-                        }
-                        Err(error) => record(error),
-                    }
-                    continue;
-                }
-                match sources::list_s3(s3, &source.bucket, &source.prefix, &self.cursors).await {
-                    Ok(found) => pending.extend(found),
-                    Err(error) => record(error),
+        for source in &self.sources {
+            match source.list(&self.cursors).await {
+                Ok(found) => pending.extend(found),
+                Err(error) => {
+                    events::count_error(kind_of(&error));
+                    failure.get_or_insert(error);
                 }
             }
         }
-        if let Some(logs) = &self.logs {
-            for source in &self.config.cloudwatch {
-                match sources::list_cloudwatch(logs, &source.log_group, &self.cursors).await {
-                    Ok(found) => pending.extend(found),
-                    Err(error) => record(error),
-                }
-            }
-        }
-        (pending, received)
-    }
-
-    /// Reads one pending input.
-    async fn fetch(
-        &self,
-        pending: Pending,
-    ) -> (anyhow::Result<Fetched>, Option<(FileStamp, String)>) {
-        match pending {
-            Pending::Refused(bad) => (Ok(Fetched::Bad(bad)), None),
-            Pending::Local(file) => {
-                let cursor = self.cursors.positions.get(&file.source_ref).cloned();
-                let read = tokio::task::spawn_blocking(move || {
-                    sources::fetch_local(&file, cursor.as_deref())
-                })
-                .await;
-                match read {
-                    Ok(Ok((fetched, seen))) => (Ok(fetched), seen),
-                    Ok(Err(error)) => (Err(error), None),
-                    Err(join) => {
-                        (Err(anyhow::Error::new(join).context("reading task failed")), None)
-                    }
-                }
-            }
-            Pending::S3 { bucket, key, etag, observed_at } => {
-                let Some(s3) = &self.s3 else {
-                    return (Err(anyhow::anyhow!("no S3 client for s3://{bucket}/{key}")), None);
-                };
-                (sources::fetch_s3(s3, &bucket, &key, &etag, observed_at).await, None)
-            }
-            Pending::Cloudwatch { group, stream, position } => {
-                let Some(logs) = &self.logs else {
-                    return (Err(anyhow::anyhow!("no CloudWatch Logs client for {group}")), None);
-                };
-                (sources::fetch_cloudwatch(logs, &group, &stream, &position).await, None)
-            }
-        }
+        pending
     }
 
     /// Reads and writes one pending input (its objects durable, not yet committed).
     async fn process(&self, pending: Pending) -> Processed {
         let _in_flight = events::InFlight::enter();
         let source_ref = pending.source_ref();
-        let (fetched, seen) = self.fetch(pending).await;
-        let outcome = match fetched {
+        let outcome = match pending.fetch(&self.cursors).await {
             Err(error) => Err(error),
             Ok(Fetched::Unchanged) => Ok(None),
             Ok(Fetched::Bad(bad)) => self.writer.write_input(Input::Bad(bad), None).await.map(Some),
@@ -839,7 +715,7 @@ impl Ingestor {
                 self.writer.write_input(Input::Session(input), context).await.map(Some)
             }
         };
-        Processed { source_ref, outcome, seen }
+        Processed { source_ref, outcome }
     }
 
     /// Reads and writes up to `max_in_flight` inputs of `batch` at once, in order; takes no
@@ -884,7 +760,7 @@ impl Ingestor {
             return report;
         }
         let mut failure = None;
-        let (pending, received) = tokio::select! {
+        let pending = tokio::select! {
             () = shutdown.cancelled() => {
                 report.interrupted = true;
                 return report;
@@ -897,9 +773,9 @@ impl Ingestor {
         report.backlog = pending.len();
         events::BacklogListed { backlog: report.backlog }.emit();
         let done = self.ingest_pending(pending, shutdown, health, &mut report).await;
-        if let (Some(sqs), false) = (&self.sqs, received.is_empty()) {
-            // After the commits: a message goes only when what it names is in the lake.
-            if let Err(error) = queue::acknowledge(sqs, received, &done, &self.cursors).await {
+        // After the commits: a queue's message goes only when what it names is in the lake.
+        for source in &self.sources {
+            if let Err(error) = source.acknowledge(&done, &self.cursors).await {
                 events::count_error(kind_of(&error));
                 report.failure.get_or_insert(error);
             }
@@ -933,10 +809,7 @@ impl Ingestor {
             let mut written = Vec::new();
             let mut failed = 0usize;
             let mut succeeded = Vec::new();
-            for Processed { source_ref, outcome, seen } in processed {
-                if let Some(seen) = seen {
-                    self.local_seen.insert(source_ref.clone(), seen);
-                }
+            for Processed { source_ref, outcome } in processed {
                 match outcome {
                     Ok(Some(input)) => {
                         written.push(input);
@@ -995,33 +868,6 @@ impl Ingestor {
             report.interrupted = true;
         }
         done
-    }
-}
-
-/// A CloudTrail file to read.
-pub enum TrailPending {
-    /// In a local folder.
-    Local(LocalFile),
-    /// In S3, with its ETag at listing time.
-    S3 {
-        /// Bucket.
-        bucket: String,
-        /// Key.
-        key: String,
-        /// ETag at listing or notification time.
-        etag: String,
-    },
-    /// Already read: the events of a CloudWatch Logs subscription payload of a trail.
-    Inline(TrailInput),
-}
-
-impl TrailPending {
-    fn describe(&self) -> String {
-        match self {
-            TrailPending::Local(file) => file.source_ref.clone(),
-            TrailPending::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
-            TrailPending::Inline(input) => input.source_ref.clone(),
-        }
     }
 }
 
@@ -1164,7 +1010,7 @@ fn next_delay(interval: Duration, consecutive_failures: u32) -> Duration {
 }
 
 fn source_count(config: &Config) -> usize {
-    config.local.len() + config.s3.len() + config.cloudwatch.len() + config.cloudtrail.len()
+    config.sources.len()
 }
 
 /// Runs ingest until it is done (`--once`) or `shutdown` is cancelled (`--follow`), serving

@@ -10,14 +10,62 @@
 //! up, and records of other events (`ObjectRemoved:*`) or of objects outside the source.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
 use sessionlake_lake::cursors::Cursors;
 
-use crate::config::S3SourceConfig;
+use super::s3::pending_s3;
+use super::{Pending, S3Object, S3SourceConfig, Source};
 use crate::error::IngestError;
 use crate::events;
-use crate::sources::{Pending, S3Object, pending_s3};
+
+/// An S3 source read through its bucket's event notifications.
+#[derive(Debug)]
+pub struct S3QueueSource {
+    sqs: aws_sdk_sqs::Client,
+    s3: aws_sdk_s3::Client,
+    location: S3SourceConfig,
+    queue_url: String,
+    /// The messages received by the poll under way, deleted by [`Source::acknowledge`].
+    received: Mutex<Vec<Received>>,
+}
+
+impl S3QueueSource {
+    /// Returns the source of `location`, whose notifications `queue_url` receives.
+    pub fn new(
+        sqs: aws_sdk_sqs::Client,
+        s3: aws_sdk_s3::Client,
+        location: S3SourceConfig,
+        queue_url: String,
+    ) -> S3QueueSource {
+        S3QueueSource { sqs, s3, location, queue_url, received: Mutex::default() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Source for S3QueueSource {
+    fn describe(&self) -> String {
+        self.queue_url.clone()
+    }
+
+    async fn list(&self, cursors: &Cursors) -> anyhow::Result<Vec<Pending>> {
+        let (pending, received) =
+            receive(&self.sqs, &self.s3, &self.queue_url, &self.location, cursors).await?;
+        self.received.lock().unwrap_or_else(PoisonError::into_inner).extend(received);
+        Ok(pending)
+    }
+
+    /// Deletes the messages whose every object is committed; the others stay and come back.
+    async fn acknowledge(&self, done: &HashSet<String>, cursors: &Cursors) -> anyhow::Result<()> {
+        let received =
+            std::mem::take(&mut *self.received.lock().unwrap_or_else(PoisonError::into_inner));
+        if !received.is_empty() {
+            acknowledge(&self.sqs, received, done, cursors).await?;
+        }
+        Ok(())
+    }
+}
 
 /// Most messages one receive call returns (SQS's limit).
 const RECEIVE_BATCH: i32 = 10;
@@ -119,6 +167,7 @@ pub struct Received {
 /// the cursors hold left out) and the messages.
 pub async fn receive(
     client: &aws_sdk_sqs::Client,
+    s3: &aws_sdk_s3::Client,
     queue_url: &str,
     source: &S3SourceConfig,
     cursors: &Cursors,
@@ -166,7 +215,7 @@ pub async fn receive(
                 };
                 let source_ref = format!("s3://{}/{}", object.bucket, object.key);
                 if named.insert(source_ref.clone()) {
-                    pending.extend(pending_s3(&listed, cursors));
+                    pending.extend(pending_s3(s3, &listed, cursors));
                 }
                 objects.push((source_ref, object.etag));
             }
