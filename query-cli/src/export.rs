@@ -56,9 +56,9 @@ use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, session_id}
 
 use crate::asciicast::{CastBuilder, Timing};
 use crate::progress::Progress;
-use crate::verify::PinnedSigner;
 use crate::{Cli, Outcome};
 use sessionlake_lake::trust::Snapshot;
+use sessionlake_read::verify::PinnedSigner;
 
 /// Version of the bundle layout, in `provenance.json`.
 pub const BUNDLE_VERSION: u32 = 1;

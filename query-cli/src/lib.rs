@@ -7,7 +7,6 @@ pub mod access;
 pub mod asciicast;
 pub mod compact;
 pub mod export;
-pub mod lake_tables;
 pub mod output;
 pub mod paging;
 pub mod progress;
@@ -15,8 +14,6 @@ pub mod rekey;
 pub mod retention;
 pub mod sql;
 pub mod time;
-pub mod verify;
-pub mod window;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
@@ -36,6 +33,7 @@ use sessionlake_lake::keys::{Keys, LocalKeyring};
 use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
 use sessionlake_lake::store::{LakeLocation, LakeStore};
 use sessionlake_lake::trust::Snapshot;
+use sessionlake_read::{lake_tables, verify, window};
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 
@@ -406,7 +404,8 @@ async fn run_verify(cli: &Cli, args: &VerifyArgs) -> anyhow::Result<Outcome> {
             Some(text) => time::parse_time(text).context("--as-of")?,
             None => chrono::Utc::now().timestamp_micros(),
         },
-        progress: verify::progress_wanted(args.json),
+        progress: (!args.json)
+            .then(|| Arc::new(progress::HashingBar::default()) as Arc<dyn verify::HashingProgress>),
         expect_heads: args.expect_head.clone(),
         since_checkpoint: args.since_checkpoint,
     };
@@ -989,7 +988,7 @@ impl Listing {
     ///
     /// A page of at most [`chunk_rows`] rows is one query whose `LIMIT` keeps only the top rows
     /// while it scans. A bigger result, with `lake` given, is read window by window
-    /// ([`crate::window`]) so that memory holds one window; without `lake`, one query.
+    /// ([`sessionlake_read::window`]) so that memory holds one window; without `lake`, one query.
     pub(crate) async fn print(
         &self,
         ctx: &SessionContext,

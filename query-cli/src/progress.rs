@@ -9,6 +9,7 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_millis(120);
 
 /// A spinner on stderr, or nothing.
+#[derive(Debug)]
 pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
@@ -75,5 +76,31 @@ impl Drop for Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The bar of `verify`'s hashing (drawn only on a terminal, as [`Progress::bar`]).
+#[derive(Debug, Default)]
+pub struct HashingBar(std::sync::Mutex<Option<Progress>>);
+
+impl HashingBar {
+    fn bar(&self) -> std::sync::MutexGuard<'_, Option<Progress>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl sessionlake_read::verify::HashingProgress for HashingBar {
+    fn start(&self, total: u64) {
+        *self.bar() = Some(Progress::bar(true, "verify: hashing", total, "objects"));
+    }
+
+    fn advance(&self) {
+        if let Some(bar) = self.bar().as_ref() {
+            bar.advance(1);
+        }
+    }
+
+    fn finish(&self) {
+        self.bar().take();
     }
 }

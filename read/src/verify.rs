@@ -56,7 +56,6 @@
 //! are always reported and checked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal as _;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -108,8 +107,8 @@ pub struct VerifyOptions {
     pub until: Option<i64>,
     /// The time now (µs since the epoch), against which the newest commit's promise is checked.
     pub now: i64,
-    /// Draw a progress line on stderr.
-    pub progress: bool,
+    /// Told how the hashing of objects goes (a progress bar), if anyone listens.
+    pub progress: Option<std::sync::Arc<dyn HashingProgress>>,
     /// Heads the trusted chain must hold (`--expect-head`), whatever the range.
     pub expect_heads: Vec<Head>,
     /// Resume from the newest checkpoint a pinned signer made (a full verify checked it
@@ -125,19 +124,25 @@ impl VerifyOptions {
     }
 }
 
-/// Returns whether a progress line may be drawn: stderr is a terminal (and not `--json`).
-pub fn progress_wanted(json: bool) -> bool {
-    !json && std::io::stderr().is_terminal()
+/// Listens to the hashing of the lake's objects, the long part of a verify.
+pub trait HashingProgress: Send + Sync + std::fmt::Debug {
+    /// `total` objects are about to be hashed.
+    fn start(&self, total: u64);
+    /// One more object is hashed.
+    fn advance(&self);
+    /// Hashing is over.
+    fn finish(&self);
 }
 
 /// Hashes `entries` (several at once, each on its own task) and returns the findings.
 async fn check_objects(
     store: &LakeStore,
     entries: Vec<sessionlake_schemas::manifest::ObjectEntry>,
-    progress: bool,
+    progress: Option<&dyn HashingProgress>,
 ) -> Vec<Finding> {
-    let total = u64::try_from(entries.len()).unwrap_or(u64::MAX);
-    let bar = crate::progress::Progress::bar(progress, "verify: hashing", total, "objects");
+    if let Some(progress) = progress {
+        progress.start(u64::try_from(entries.len()).unwrap_or(u64::MAX));
+    }
     let checks = entries.into_iter().map(|entry| {
         let store = store.clone();
         // Spawned: hashing runs on the runtime's threads in parallel, not on this one.
@@ -149,7 +154,9 @@ async fn check_objects(
     let mut results = futures::stream::iter(checks).buffer_unordered(CHECK_CONCURRENCY);
     let mut found = Vec::new();
     while let Some(result) = results.next().await {
-        bar.advance(1);
+        if let Some(progress) = progress {
+            progress.advance();
+        }
         let (entry, hashed) = match result {
             Ok(done) => done,
             Err(join) => {
@@ -181,7 +188,9 @@ async fn check_objects(
             )),
         }
     }
-    drop(bar);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     found
 }
 
@@ -316,7 +325,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     let to_check: Vec<_> =
         live.values().filter(|entry| to_hash.contains(entry.path.as_str())).cloned().collect();
     report.objects = to_check.len();
-    report.findings.extend(check_objects(store, to_check, options.progress).await);
+    report.findings.extend(check_objects(store, to_check, options.progress.as_deref()).await);
     report.findings.extend(conflicting_deliveries(&live));
 
     // Everything a trusted commit ever named, live or removed since, plus the manifest files.
