@@ -4,11 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Context as _;
-use arrow::array::{Array, AsArray as _};
-use arrow::datatypes::TimestampMicrosecondType;
 use futures::StreamExt as _;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sessionlake_lake::manifest::ChainLink;
 use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
@@ -140,49 +136,21 @@ pub async fn live_sessions(
     Ok(by_id.into_values().collect())
 }
 
-/// Returns the text in column `name` at `row` (Utf8 or Utf8View), if any.
-fn text_cell(batch: &arrow::array::RecordBatch, name: &str, row: usize) -> Option<String> {
-    let column = batch.column_by_name(name)?;
-    if column.is_null(row) {
-        return None;
-    }
-    match column.data_type() {
-        arrow::datatypes::DataType::Utf8 => Some(column.as_string::<i32>().value(row).to_string()),
-        arrow::datatypes::DataType::Utf8View => {
-            Some(column.as_string_view().value(row).to_string())
-        }
-        _ => None,
-    }
-}
-
 fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String, Subject, i64)>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .with_context(|| format!("failed to open {object}"))?
-        .build()
-        .with_context(|| format!("failed to read {object}"))?;
     let partition_time = partition_micros(object).unwrap_or(0);
     let mut rows = Vec::new();
-    for batch in reader {
-        let batch = batch.with_context(|| format!("failed to read {object}"))?;
-        let text = |name: &str, row: usize| text_cell(&batch, name, row);
-        let time = |name: &str, row: usize| -> Option<i64> {
-            let column = batch.column_by_name(name)?;
-            let column = column.as_primitive_opt::<TimestampMicrosecondType>()?;
-            (!column.is_null(row)).then(|| column.value(row))
-        };
-        for row in 0..batch.num_rows() {
-            let Some(session_id) = text("session_id", row) else {
-                anyhow::bail!("{object} has a row without session_id");
-            };
-            let subject = Subject {
-                principal: text("principal", row),
-                target: text("target", row),
-                account: text("account", row),
-            };
-            let when =
-                time("started_at", row).or_else(|| time("ended_at", row)).unwrap_or(partition_time);
-            rows.push((session_id, subject, when));
+    for stored in parquet_io::read_sessions(bytes, object)? {
+        let context = stored.context;
+        if context.session_id.is_empty() {
+            anyhow::bail!("{object} has a row without session_id");
         }
+        let subject = Subject {
+            principal: context.principal,
+            target: context.target,
+            account: context.account,
+        };
+        let when = context.started_at.or(stored.ended_at).unwrap_or(partition_time);
+        rows.push((context.session_id, subject, when));
     }
     Ok(rows)
 }

@@ -479,6 +479,8 @@ pub fn read_access(
 pub struct StoredSession {
     /// The facts (who, where, when) as stored.
     pub context: sessionlake_schemas::SessionContext,
+    /// End of the session (µs), when the transcript tells.
+    pub ended_at: Option<i64>,
     /// Where in its delivery it came from (`s3://…`, `cwl://…`, a path).
     pub source_ref: String,
     /// Lake path of its encrypted raw transcript.
@@ -504,10 +506,13 @@ pub fn read_sessions(bytes: bytes::Bytes, object: &str) -> Result<Vec<StoredSess
                 .as_string_opt::<i32>()
                 .ok_or_else(|| fail(format!("column {name} is not text")))
         };
-        let started = batch
-            .column_by_name(columns::STARTED_AT)
-            .and_then(|column| column.as_primitive_opt::<TimestampMicrosecondType>())
-            .ok_or_else(|| fail("column started_at is missing or not a timestamp".into()))?;
+        let time = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| column.as_primitive_opt::<TimestampMicrosecondType>())
+                .ok_or_else(|| fail(format!("column {name} is missing or not a timestamp")))
+        };
+        let (started, ended) = (time(columns::STARTED_AT)?, time(columns::ENDED_AT)?);
         let (session_id, principal, run_as, target) = (
             text(columns::SESSION_ID)?,
             text(columns::PRINCIPAL)?,
@@ -532,6 +537,7 @@ pub fn read_sessions(bytes: bytes::Bytes, object: &str) -> Result<Vec<StoredSess
             };
             sessions.push(StoredSession {
                 context,
+                ended_at: (!ended.is_null(row)).then(|| ended.value(row)),
                 source_ref: at(source_ref, row).unwrap_or_default(),
                 raw_object: at(raw_object, row).unwrap_or_default(),
                 raw_sha256: at(raw_sha256, row).unwrap_or_default(),
@@ -732,6 +738,7 @@ pub(crate) mod tests {
         };
         let expected = StoredSession {
             context,
+            ended_at: written.ended_at,
             source_ref: written.source_ref.clone(),
             raw_object: written.raw_object.clone(),
             raw_sha256: written.raw_sha256.clone(),
