@@ -2,6 +2,22 @@
 //!
 //! Queries run on DataFusion over the lake's Parquet files (the ones the manifest says are
 //! live), decrypting the encrypted columns through the lake's key providers.
+//!
+//! This crate is the thin layer over the libraries: `main.rs` parses [`Cli`], [`run`] turns its
+//! flags into calls of `sessionlake-read` (tables, verify), `sessionlake-keep` (retention,
+//! holds, shred, compact, rekey) and the search here, and the printers in [`output`] write
+//! what comes back.
+//!
+//! ```
+//! use clap::Parser as _;
+//! use sessionlake_cli::{Cli, Command};
+//!
+//! let cli = Cli::try_parse_from(["sessionlake", "--lake", "lake", "search", "rm -rf", "-i"])
+//!     .expect("flags");
+//! let Command::Search(search) = cli.command else { panic!("search") };
+//! assert_eq!(search.pattern.as_deref(), Some("rm -rf"));
+//! assert!(search.ignore_case);
+//! ```
 
 pub mod access;
 pub mod asciicast;
