@@ -23,22 +23,33 @@ pub async fn load_sdk_config(region: Option<&str>, profile: Option<&str>) -> aws
     loader.load().await
 }
 
-/// Returns what a person can set when `message` (an AWS SDK error, in words) says a setting is
-/// missing: no region, no credentials. Empty otherwise.
+/// Returns what a person can do when `message` (an AWS SDK or `object_store` error, in words)
+/// says a setting is missing or wrong: no region, no credentials, an endpoint that cannot be
+/// reached, a permission the role lacks. Empty otherwise.
 pub fn settings_hint(message: &str) -> &'static str {
     let lower = message.to_ascii_lowercase();
-    if lower.contains("region must be set") {
+    let said = |phrases: &[&str]| phrases.iter().any(|phrase| lower.contains(phrase));
+    // A missing region or credentials comes wrapped as a dispatch failure: asked first.
+    if said(&["region must be set"]) {
         " (give --region, or set AWS_REGION)"
-    } else if [
+    } else if said(&[
         "no credentials",
         "credentials not loaded",
         "lacked valid authentication credentials",
-    ]
-    .iter()
-    .any(|said| lower.contains(said))
-    {
+    ]) {
         " (no AWS credentials: set AWS_PROFILE or --profile, run `aws configure`, or run where a \
          role is attached)"
+    } else if said(&["access denied", "accessdenied", "not authorized to perform"]) {
+        " (access denied: the role or user lacks a permission; README.md lists the IAM actions \
+         each binary needs)"
+    } else if said(&[
+        "dispatch failure",
+        "error sending request",
+        "connection refused",
+        "dns error",
+    ]) {
+        " (the AWS endpoint cannot be reached: check the network, --region, and AWS_ENDPOINT_URL \
+         if it is set)"
     } else {
         ""
     }
@@ -96,4 +107,34 @@ pub fn object_store_for_bucket(
         LakeError::config(format!("failed to configure s3://{bucket}: {error}"))
     })?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_hint;
+
+    /// Each kind of setting error gets its own hint; a missing region or credentials wins over
+    /// the dispatch failure that wraps it; anything else gets none.
+    #[test]
+    fn test_settings_hints_name_what_to_do() {
+        let cases = [
+            ("dispatch failure: a region must be set when sending requests", "--region"),
+            ("dispatch failure: no credentials in the credential chain", "AWS_PROFILE"),
+            ("The operation lacked valid authentication credentials for path", "aws configure"),
+            ("AccessDenied: User: arn:aws:iam::1:user/a is not authorized to perform", "IAM"),
+            (
+                "Error performing GET http://127.0.0.1:1/b in 1.5s - error sending request",
+                "reached",
+            ),
+            ("dispatch failure: io error: Connection refused (os error 111)", "AWS_ENDPOINT_URL"),
+        ];
+        for (message, expected) in cases {
+            assert!(
+                settings_hint(message).contains(expected),
+                "{message}: {}",
+                settings_hint(message)
+            );
+        }
+        assert_eq!(settings_hint("NoSuchKey: the key does not exist"), "");
+    }
 }
