@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! README.txt          how to verify the bundle, with this session's file names filled in
+//! index.html          the evidence viewer: facts, verification state, timeline and replay in
+//!                     one self-contained page (see [`crate::html`])
 //! transcript.log      the original transcript bytes as delivered (`transcript.jsonl` for a
 //!                     streamed CloudWatch session: one `{"timestamp","message"}` per event)
 //! commands.jsonl      every command row, decrypted, one JSON object per line
@@ -438,6 +440,20 @@ fn streamed_events(raw: &[u8]) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
     Ok(events)
 }
 
+/// Returns where each event line of a `cloudwatch-stream` transcript starts (byte offset) and
+/// its timestamp (ms), in order; lines that are no event are left out.
+fn event_line_times(raw: &[u8]) -> Vec<(u64, i64)> {
+    let mut found = Vec::new();
+    let mut start = 0u64;
+    for line in raw.split(|byte| *byte == b'\n') {
+        if let Ok(event) = serde_json::from_slice::<StreamedEvent>(line) {
+            found.push((start, event.timestamp));
+        }
+        start = start.saturating_add(line.len() as u64 + 1);
+    }
+    found
+}
+
 /// Writes a `cloudwatch-stream` transcript (one log event per line) as the terminal lines its
 /// events carry, for `show --raw`: what replays in a terminal, not the agent's JSON. It works
 /// line by line, so a transcript of any size is never held whole; a line that is no event, or
@@ -506,14 +522,37 @@ impl<W: std::io::Write> Drop for StreamedTerminal<W> {
     }
 }
 
-/// Builds `session.cast`. Returns the recording and how it is timed.
+/// A command as the replay places it: where it starts in the transcript, and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CastCommand {
+    /// `raw_offset`: where the command starts in the transcript.
+    offset: u64,
+    /// `started_at` (µs since the epoch), when the source records it.
+    started_at: Option<i64>,
+}
+
+/// `session.cast` and where each command is in it.
+#[derive(Debug, Clone, PartialEq)]
+struct SessionCast {
+    /// The recording.
+    text: String,
+    /// How it is timed.
+    timing: Timing,
+    /// Seconds from the start of the recording at which each command (in the order given)
+    /// appears, when known.
+    moments: Vec<Option<f64>>,
+}
+
+/// Builds `session.cast`: the recording, how it is timed, and each command's moment in it (a
+/// streamed session: its recorded time; otherwise the synthetic event that starts at its
+/// `raw_offset`).
 fn session_cast(
     session: &str,
     source: SessionSource,
     raw: &[u8],
-    command_offsets: &[u64],
+    commands: &[CastCommand],
     started_at: Option<i64>,
-) -> (String, Timing) {
+) -> SessionCast {
     let mut cast = CastBuilder::new();
     if source == SessionSource::CloudwatchStream {
         match streamed_events(raw) {
@@ -532,7 +571,25 @@ fn session_cast(
                 }
                 let title =
                     format!("{session} ({}): {}", source.as_str(), Timing::Recorded.describe());
-                return (cast.finish(Some(first.div_euclid(1000)), &title), Timing::Recorded);
+                // A command's `raw_offset` is in the line of the event that holds it: its
+                // moment is that event's (its `started_at` has whole seconds only).
+                let lines = event_line_times(raw);
+                let moments = commands
+                    .iter()
+                    .map(|command| {
+                        let at = lines.partition_point(|(start, _)| *start <= command.offset);
+                        let ms = match at.checked_sub(1).and_then(|line| lines.get(line)) {
+                            Some((_, ms)) => *ms,
+                            None => command.started_at?.div_euclid(1000),
+                        };
+                        Some(ms.saturating_sub(first).max(0) as f64 / 1000.0)
+                    })
+                    .collect();
+                return SessionCast {
+                    text: cast.finish(Some(first.div_euclid(1000)), &title),
+                    timing: Timing::Recorded,
+                    moments,
+                };
             }
             Ok(_) => {}
             Err(error) => {
@@ -540,12 +597,22 @@ fn session_cast(
             }
         }
     }
-    for (micros, range) in crate::asciicast::synthetic_schedule(raw, command_offsets) {
-        cast.output(micros, &raw[range]);
+    let offsets: Vec<u64> = commands.iter().map(|command| command.offset).collect();
+    let schedule = crate::asciicast::synthetic_schedule(raw, &offsets);
+    for (micros, range) in &schedule {
+        cast.output(*micros, &raw[range.clone()]);
     }
+    // The schedule cuts a piece where each command starts: the first piece at or after it.
+    let moments = offsets
+        .iter()
+        .map(|offset| {
+            let at = schedule.partition_point(|(_, range)| (range.start as u64) < *offset);
+            schedule.get(at).map(|(micros, _)| *micros as f64 / 1_000_000.0)
+        })
+        .collect();
     let title = format!("{session} ({}): {}", source.as_str(), Timing::Synthetic.describe());
     let timestamp = started_at.map(|micros| micros.div_euclid(1_000_000));
-    (cast.finish(timestamp, &title), Timing::Synthetic)
+    SessionCast { text: cast.finish(timestamp, &title), timing: Timing::Synthetic, moments }
 }
 
 /// Returns the last manifest of `chain` that added `entry` as it is live now.
@@ -871,6 +938,7 @@ fn bundle_files(
     bundle_key: &SignerKey,
     lake: &str,
     exported_at: &str,
+    cloudtrail: &CloudTrailEvents,
 ) -> anyhow::Result<(Vec<BundleFile>, usize)> {
     let keys = key_files(bundle_key, &evidence.manifest_keys);
     let source = evidence.source;
@@ -901,15 +969,19 @@ fn bundle_files(
         bytes: json_object(&table.columns, session_row),
     });
 
-    let offsets: Vec<u64> = evidence
+    let cast_commands: Vec<CastCommand> = evidence
         .commands
         .rows
         .iter()
-        .filter_map(|row| evidence.commands.unsigned(row, columns::RAW_OFFSET))
+        .map(|row| CastCommand {
+            offset: evidence.commands.unsigned(row, columns::RAW_OFFSET).unwrap_or(u64::MAX),
+            started_at: evidence.commands.time(row, columns::STARTED_AT),
+        })
         .collect();
     let started_at = table.time(session_row, columns::STARTED_AT);
-    let (cast, timing) = session_cast(session, source, &evidence.transcript, &offsets, started_at);
-    files.push(BundleFile { path: "session.cast".into(), bytes: cast.into_bytes() });
+    let cast = session_cast(session, source, &evidence.transcript, &cast_commands, started_at);
+    let timing = cast.timing;
+    files.push(BundleFile { path: "session.cast".into(), bytes: cast.text.clone().into_bytes() });
 
     for (entry, bytes) in &evidence.objects {
         files.push(BundleFile { path: lake_copy_path(&entry.path)?, bytes: bytes.to_vec() });
@@ -1011,7 +1083,244 @@ fn bundle_files(
 
     let readme = readme(session, evidence, transcript_name, timing, &keys, lake)?;
     files.push(BundleFile { path: "README.txt".into(), bytes: readme.into_bytes() });
+    let page = viewer_page(session, evidence, &files, &keys, &cast, &provenance, cloudtrail);
+    files.push(BundleFile { path: VIEWER_FILE.into(), bytes: page.into_bytes() });
     Ok((files, evidence.commands.rows.len()))
+}
+
+/// The bundle's evidence viewer: one HTML file that opens in a browser from the folder.
+const VIEWER_FILE: &str = "index.html";
+
+/// CloudTrail events that name one session, for the viewer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CloudTrailEvents {
+    /// The events, one row each.
+    pub(crate) grid: crate::html::Grid,
+    /// Why there are none, or where they come from.
+    pub(crate) note: String,
+}
+
+/// Columns of the access table the viewer shows (plaintext ones: no data key is used).
+const CLOUDTRAIL_COLUMNS: [&str; 10] = [
+    "event_time",
+    "kind",
+    "principal",
+    "source_ip",
+    "user_agent",
+    "os_user",
+    "document_name",
+    "error_code",
+    "event_id",
+    "source_ref",
+];
+
+/// Reads the CloudTrail events of the lake's `access` table that name `session`.
+async fn cloudtrail_events(cli: &Cli, session: &str) -> anyhow::Result<CloudTrailEvents> {
+    use datafusion::scalar::ScalarValue;
+    let ctx = crate::open_tables(cli, sessionlake_lake::checkpoint::Scope::Whole, |_| {
+        |path: &str| path.starts_with(sessionlake_schemas::paths::ACCESS_DIR)
+    })
+    .await?;
+    let sql = format!(
+        "SELECT {} FROM access WHERE session_id = $1 ORDER BY event_time, event_id",
+        CLOUDTRAIL_COLUMNS.join(", ")
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .context("failed to read the access table")?
+        .with_param_values(vec![ScalarValue::from(session)])?
+        .collect()
+        .await
+        .context("failed to read the access table")?;
+    let mut grid = crate::html::Grid {
+        header: CLOUDTRAIL_COLUMNS.iter().map(|name| name.to_string()).collect(),
+        rows: Vec::new(),
+        mono: vec![3, 8, 9],
+    };
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            let cells = (0..batch.num_columns())
+                .map(|column| {
+                    crate::output::cell_text(batch.column(column).as_ref(), row)
+                        .map(|text| text.unwrap_or_default())
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            grid.rows.push(cells);
+        }
+    }
+    let note = if grid.rows.is_empty() {
+        "None in the lake: CloudTrail files were not ingested for this time, or the trail did \
+         not record the session."
+            .to_string()
+    } else {
+        "From the lake's access table (CloudTrail, as ingested), not among the objects in lake/: \
+         the bundle's signature vouches for them, the lake's manifests do not."
+            .to_string()
+    };
+    Ok(CloudTrailEvents { grid, note })
+}
+
+/// Returns `index.html`: the session's facts, the verification state, the timeline and the
+/// replay, from the bundle's own files (see [`crate::html`]).
+fn viewer_page(
+    session: &str,
+    evidence: &Evidence,
+    files: &[BundleFile],
+    keys: &[(SignerKey, String)],
+    cast: &SessionCast,
+    provenance: &serde_json::Value,
+    cloudtrail: &CloudTrailEvents,
+) -> String {
+    use crate::html::{Fact, Grid, Moment};
+    let table = &evidence.session_table;
+    let empty = Vec::new();
+    let row = table.rows.first().unwrap_or(&empty);
+    let text = |name: &str| match table.get(row, name) {
+        Some(Cell::Null) | None => "unknown".to_string(),
+        Some(cell) => cell.csv(),
+    };
+    let mut facts = vec![
+        Fact::code("Session", session),
+        Fact::code("Who (principal)", text(columns::PRINCIPAL)),
+        Fact::code("As whom (OS user)", text(columns::RUN_AS)),
+        Fact::code("Where (target)", text(columns::TARGET)),
+        Fact::text(
+            "Account, region",
+            format!("{}, {}", text(columns::ACCOUNT), text(columns::REGION)),
+        ),
+        Fact::text("Started (UTC)", text(columns::STARTED_AT)),
+        Fact::text("Ended (UTC)", text(columns::ENDED_AT)),
+        Fact::text("Source", evidence.source.as_str()),
+    ];
+    if evidence.sources.len() > 1 {
+        let names: Vec<&str> = evidence.sources.iter().map(|s| s.as_str()).collect();
+        facts.push(Fact::text("Delivered by", names.join(", ")));
+    }
+    facts.extend([
+        Fact::code("Source object", text(columns::SOURCE_REF)),
+        Fact::text("Commands", evidence.commands.rows.len().to_string()),
+        Fact::text("Shells", text(columns::SHELLS)),
+        Fact::text(
+            "Parse confidence",
+            match table.get(row, columns::CONFIDENCE_REASON) {
+                Some(Cell::Text(reason)) => format!("{} ({reason})", text(columns::CONFIDENCE)),
+                _ => text(columns::CONFIDENCE),
+            },
+        ),
+        Fact::text("Ingested (UTC)", text(columns::INGESTED_AT)),
+    ]);
+
+    let head = &provenance["chain_head_at_export"];
+    let bundle_key = keys.first().map(|(key, _)| key);
+    let mut verification = vec![
+        Fact::code("Transcript SHA-256", sha256_hex(&evidence.transcript)),
+        Fact::code("Committed raw_sha256", text(columns::RAW_SHA256)),
+        Fact::code("Lake object", evidence.raw_entry.path.clone()),
+        Fact::code("Its stored SHA-256", evidence.raw_entry.sha256.clone()),
+        Fact::code(
+            "Chain head at export",
+            match (head["sequence"].as_u64(), head["sha256"].as_str()) {
+                (Some(sequence), Some(sha)) => format!("{sequence}:{sha}"),
+                _ => "none".to_string(),
+            },
+        ),
+    ];
+    if let Some(key) = bundle_key {
+        verification.extend([
+            Fact::code("SHA256SUMS signed by", key.key_id.clone()),
+            Fact::text("Signature", key.algorithm_name()),
+            Fact::code("Key fingerprint", key.fingerprint()),
+        ]);
+    }
+    verification.extend([
+        Fact::text("Exported", provenance["exported_at"].as_str().unwrap_or_default()),
+        Fact::code("From the lake", provenance["lake"].as_str().unwrap_or_default()),
+    ]);
+    let manifests = Grid {
+        header: ["seq", "manifest", "committed", "SHA-256", "signed by"].map(String::from).to_vec(),
+        rows: evidence
+            .manifests
+            .iter()
+            .map(|(link, _)| {
+                vec![
+                    link.manifest.body.sequence.to_string(),
+                    format!("{LAKE_FOLDER}/{}", link.path),
+                    link.manifest.body.committed_at.clone(),
+                    link.sha256.clone(),
+                    link.manifest.signature.key_id.clone(),
+                ]
+            })
+            .collect(),
+        mono: vec![1, 3, 4],
+    };
+    let mut sorted: Vec<&BundleFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    let file_grid = Grid {
+        header: ["file", "bytes", "SHA-256"].map(String::from).to_vec(),
+        rows: sorted
+            .iter()
+            .map(|file| {
+                vec![file.path.clone(), file.bytes.len().to_string(), sha256_hex(&file.bytes)]
+            })
+            .collect(),
+        mono: vec![0, 2],
+    };
+    let moments = evidence
+        .commands
+        .rows
+        .iter()
+        .zip(&cast.moments)
+        .map(|(row, t)| Moment {
+            t: *t,
+            hint: evidence
+                .commands
+                .text(row, columns::OUTPUT)
+                .and_then(|output| crate::html::exit_hint(&output)),
+        })
+        .collect();
+    let timing_note = match cast.timing {
+        Timing::Recorded => "Played at the times CloudWatch Logs recorded for each batch of lines.",
+        Timing::Synthetic => {
+            "The transcript records no times: the replay is paced synthetically (one line every \
+             0.05 s, a 1 s pause before each command). Only the order of events is evidence, \
+             not their times."
+        }
+    };
+    let commands_jsonl = files
+        .iter()
+        .find(|file| file.path == "commands.jsonl")
+        .map(|file| String::from_utf8_lossy(&file.bytes).to_string())
+        .unwrap_or_default();
+    let page = crate::html::SessionPage {
+        session,
+        subtitle: format!(
+            "{} as {} on {}, {} (UTC), {} commands, from {}",
+            text(columns::PRINCIPAL),
+            text(columns::RUN_AS),
+            text(columns::TARGET),
+            text(columns::STARTED_AT),
+            evidence.commands.rows.len(),
+            evidence.source.as_str()
+        ),
+        facts,
+        cloudtrail: cloudtrail.grid.clone(),
+        cloudtrail_note: cloudtrail.note.clone(),
+        verification_note: "What this page shows is what the bundle's files hold. The page is \
+                            evidence only with its checks: index.html is listed in SHA256SUMS, \
+                            which the key below signed; README.txt says how to check both \
+                            (sha256sum -c SHA256SUMS, then openssl) and how to check the \
+                            manifests against the lake's chain."
+            .to_string(),
+        verification,
+        manifests,
+        files: file_grid,
+        timing_note: timing_note.to_string(),
+        cast: &cast.text,
+        commands_jsonl: &commands_jsonl,
+        moments,
+    };
+    crate::html::session_page(&page)
 }
 
 /// File of the public key that signs `SHA256SUMS`.
@@ -1123,6 +1432,11 @@ Files
 -----
   {transcript_name:<18} the original transcript bytes as delivered, decrypted and
                      decompressed{stream_note}
+  index.html         the evidence viewer: open it in a web browser (double-click, or
+                     drag it onto a browser window). It needs no network and no
+                     installation: the facts, the verification state, a timeline of
+                     the commands (click one to replay its moment) and the replay
+                     are all inside it
   commands.jsonl     every command of the session, one JSON object per line
   commands.csv       the same rows and columns as CSV (RFC 4180, UTF-8, CRLF)
   session.json       the session row: who, as whom, where, when, source, hashes
@@ -1168,6 +1482,7 @@ Files
    verify` run on the lake checks the whole chain up to it. Manifests in this bundle:
 {manifest_list}
 4. Replay
+   Open index.html in a browser (file://; nothing is fetched), or in a terminal:
    asciinema play session.cast
    {timing_note}
    The original bytes are {transcript_name}; in the replay, bytes that are not UTF-8
@@ -1371,7 +1686,9 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     let lake = store.location().to_string();
     let now = chrono::Utc::now();
     let exported_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let (mut files, commands) = bundle_files(session, &evidence, &bundle_key, &lake, &exported_at)?;
+    let cloudtrail = cloudtrail_events(cli, session).await?;
+    let (mut files, commands) =
+        bundle_files(session, &evidence, &bundle_key, &lake, &exported_at, &cloudtrail)?;
     let sums = sha256sums(&files)?;
     let signature = signer
         .sign(&sums)
@@ -1608,6 +1925,36 @@ mod tests {
         }
     }
 
+    /// A transcript without times: each command's moment is the synthetic event that starts
+    /// at its offset (after the pause before it); an offset past the end has none.
+    #[test]
+    fn test_synthetic_moments_are_where_commands_start() {
+        let raw = b"Script started\n$ ls\na b\n$ id\nuid=0\n";
+        let at =
+            |needle: &[u8]| raw.windows(needle.len()).position(|w| w == needle).expect("in raw");
+        let commands: Vec<CastCommand> = [at(b"$ ls"), at(b"$ id"), raw.len() + 5]
+            .iter()
+            .map(|offset| CastCommand { offset: *offset as u64, started_at: None })
+            .collect();
+        let cast = session_cast("s", SessionSource::S3, raw, &commands, None);
+        assert_eq!(cast.timing, Timing::Synthetic);
+        let events: Vec<(f64, String)> = cast
+            .text
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let event: (f64, String, String) = serde_json::from_str(line).expect("event");
+                (event.0, event.2)
+            })
+            .collect();
+        for (index, command) in ["$ ls", "$ id"].iter().enumerate() {
+            let t = cast.moments[index].expect("a moment");
+            let event = events.iter().find(|(time, _)| *time == t).expect("an event then");
+            assert!(event.1.starts_with(command), "{command} at {t}: {event:?}");
+        }
+        assert_eq!(cast.moments[2], None);
+    }
+
     #[test]
     fn test_streamed_events_read_session_data() {
         let raw = b"{\"timestamp\":1000,\"message\":\"{\\\"sessionData\\\":[\\\"$ ls\\\",\\\"a\\\"]}\"}\n\
@@ -1620,10 +1967,16 @@ mod tests {
                 (2500, vec!["plain text".to_string()])
             ]
         );
-        let (cast, timing) = session_cast("s", SessionSource::CloudwatchStream, raw, &[], None);
-        assert_eq!(timing, Timing::Recorded);
+        let second = raw.iter().position(|b| *b == b'\n').expect("two lines") as u64 + 1;
+        let commands = [
+            CastCommand { offset: 3, started_at: Some(1_000_000) },
+            CastCommand { offset: second + 10, started_at: Some(2_000_000) },
+        ];
+        let cast = session_cast("s", SessionSource::CloudwatchStream, raw, &commands, None);
+        assert_eq!(cast.timing, Timing::Recorded);
+        assert_eq!(cast.moments, vec![Some(0.0), Some(1.5)], "the times of their events");
         let lines: Vec<serde_json::Value> =
-            cast.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+            cast.text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
         assert_eq!(lines[0]["timestamp"], 1);
         assert_eq!(lines[1], serde_json::json!([0.0, "o", "$ ls\r\na\r\n"]));
         assert_eq!(lines[2], serde_json::json!([1.5, "o", "plain text\r\n"]));

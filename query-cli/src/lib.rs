@@ -23,6 +23,7 @@ pub mod access;
 pub mod asciicast;
 pub mod compact;
 pub mod export;
+pub mod html;
 pub mod output;
 pub mod paging;
 pub mod progress;
@@ -130,7 +131,7 @@ pub struct Cli {
 pub enum Command {
     /// Finds commands: who ran what, as whom, where and when.
     #[command(
-        after_help = "Examples:\n  sessionlake search 'rm\\s+-rf'\n  sessionlake search -i -F 'drop table' --since 30d\n  sessionlake search --principal alice --target i-0a1b2c3d4e5f67890 --since 2026-03-01\n  sessionlake search --run-as root --format csv"
+        after_help = "Examples:\n  sessionlake search 'rm\\s+-rf'\n  sessionlake search -i -F 'drop table' --since 30d\n  sessionlake search --principal alice --target i-0a1b2c3d4e5f67890 --since 2026-03-01\n  sessionlake search --run-as root --format csv\n  sessionlake search 'rm\\s+-rf' --format html > report.html"
     )]
     Search(SearchArgs),
     /// Lists sessions: who, as whom, where, when, how many commands, from which source, and
@@ -157,8 +158,9 @@ pub enum Command {
     )]
     Verify(VerifyArgs),
     /// Writes one session as an evidence bundle: the original transcript, its commands (JSON
-    /// Lines and CSV), an asciicast replay, the manifests that committed it, and a signed
-    /// SHA256SUMS an auditor checks with sha256sum and openssl.
+    /// Lines and CSV), an asciicast replay, index.html (a viewer that opens in a browser with
+    /// no network: facts, verification state, timeline and replay), the manifests that
+    /// committed it, and a signed SHA256SUMS an auditor checks with sha256sum and openssl.
     #[command(
         after_help = "Examples:\n  sessionlake export alice-0123456789abcdef0 --out evidence/alice\n  sessionlake export alice-0123456789abcdef0 --out evidence/alice.tar.zst --format tar.zst"
     )]
@@ -1726,7 +1728,11 @@ mod tests {
         walk(&Cli::command(), "sessionlake", &mut examples);
         assert!(examples.len() > 20, "{}", examples.len());
         for (name, line) in examples {
-            let words = shlex::split(&line).expect("quotes closed");
+            let mut words = shlex::split(&line).expect("quotes closed");
+            // An example may send its output to a file (`> report.html`).
+            if let Some(at) = words.iter().position(|word| word == ">") {
+                words.truncate(at);
+            }
             if let Err(error) = Cli::try_parse_from(&words) {
                 panic!("{name}: example {line:?} does not parse: {error}");
             }

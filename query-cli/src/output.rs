@@ -37,6 +37,10 @@ pub enum OutputFormat {
     Csv,
     /// JSON Lines ending with a summary record.
     Json,
+    /// One self-contained HTML page (no script, no network): a timeline per principal and
+    /// target, each session linked to its export bundle. The page is written when the result
+    /// is complete, so its rows are held in memory: use --limit for a big result.
+    Html,
 }
 
 /// When to colour the output.
@@ -159,6 +163,8 @@ pub struct Printer {
     csv: csv::Writer<Vec<u8>>,
     header_written: bool,
     rows: u64,
+    /// `--format html`: the column names and rows of the page.
+    html: crate::html::ReportPage,
 }
 
 impl Printer {
@@ -183,6 +189,7 @@ impl Printer {
             csv: csv::Writer::from_writer(Vec::new()),
             header_written: false,
             rows: 0,
+            html: crate::html::ReportPage::default(),
         }
     }
 
@@ -207,6 +214,10 @@ impl Printer {
         if self.format == OutputFormat::Csv && !self.header_written {
             self.csv.write_record(schema.fields().iter().take(self.visible).map(|f| f.name()))?;
             self.header_written = true;
+        }
+        if self.format == OutputFormat::Html && self.html.columns.is_empty() {
+            self.html.columns =
+                schema.fields().iter().take(self.visible).map(|f| f.name().clone()).collect();
         }
         Ok(())
     }
@@ -239,6 +250,17 @@ impl Printer {
                 }
                 self.drain_csv()?;
                 self.out.flush()?;
+            }
+            OutputFormat::Html => {
+                if self.html.columns.is_empty() {
+                    self.html.columns = names;
+                }
+                for row in 0..batch.num_rows() {
+                    let cells = (0..visible)
+                        .map(|column| cell_text(batch.column(column).as_ref(), row))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    self.html.rows.push(cells);
+                }
             }
             OutputFormat::Table => {
                 for row in 0..batch.num_rows() {
@@ -294,6 +316,14 @@ impl Printer {
             OutputFormat::Table => self.flush_table()?,
             OutputFormat::Csv => self.drain_csv()?,
             OutputFormat::Json => {}
+            OutputFormat::Html => {
+                let mut page = std::mem::take(&mut self.html);
+                page.query = command_line(std::env::args());
+                page.summary = text.to_string();
+                page.made_at =
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                self.out.write_all(crate::html::report_page(&page).as_bytes())?;
+            }
         }
         if self.format == OutputFormat::Json {
             writeln!(self.out, "{}", json_record("summary", &summary))?;
@@ -304,6 +334,19 @@ impl Printer {
         }
         Ok(())
     }
+}
+
+/// Returns the command line as a shell would take it back (words quoted where needed).
+fn command_line(args: impl Iterator<Item = String>) -> String {
+    let words: Vec<String> = args
+        .enumerate()
+        .map(|(index, arg)| {
+            // The program as people type it, not the path it was run from.
+            let arg = if index == 0 { "sessionlake".to_string() } else { arg };
+            shlex::try_quote(&arg).map_or_else(|_| arg.replace('\0', ""), |q| q.to_string())
+        })
+        .collect();
+    words.join(" ")
 }
 
 /// Whether this process's answer leaves out committed files (`--allow-partial`).

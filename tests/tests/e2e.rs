@@ -15,6 +15,7 @@ mod lambda;
 mod query;
 mod retention;
 mod trusted;
+mod viewer;
 
 use serde_json::Value;
 use sessionlake_tests::{

@@ -156,6 +156,7 @@ fn test_export_bundle_verifies_with_standard_tools() {
         "SHA256SUMS.sig",
         "commands.csv",
         "commands.jsonl",
+        "index.html",
         "provenance.json",
         "public-key.pem",
         "session.cast",
@@ -186,6 +187,34 @@ fn test_export_bundle_verifies_with_standard_tools() {
 
     let readme = assert_bundle_verifies(&bundle);
     assert!(readme.contains(OPENSSL_VERIFY), "{readme}");
+    assert!(readme.contains("index.html         the evidence viewer"), "{readme}");
+
+    // index.html stands alone: no file or address outside it is named for loading, and it
+    // carries the bundle's own commands.jsonl and session.cast.
+    let page = std::fs::read_to_string(bundle.join("index.html")).expect("index.html");
+    for outside in ["<script src", "<link", "<iframe", "@import", "url(http"] {
+        assert!(!page.contains(outside), "index.html loads something: {outside}");
+    }
+    let block = |id: &str| -> String {
+        let start = page.find(&format!("id=\"{id}\">")).expect(id) + id.len() + 6;
+        let end = start + page[start..].find("</script>").expect("end of block");
+        serde_json::from_str(&page[start..end]).expect("a JSON string")
+    };
+    assert_eq!(
+        block("sl-commands"),
+        std::fs::read_to_string(bundle.join("commands.jsonl")).expect("jsonl")
+    );
+    assert_eq!(
+        block("sl-cast"),
+        std::fs::read_to_string(bundle.join("session.cast")).expect("cast")
+    );
+    let session_row: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("session.json")).expect("read"))
+            .expect("json");
+    for fact in ["principal", "run_as", "target", "raw_sha256"] {
+        let value = session_row[fact].as_str().expect(fact);
+        assert!(page.contains(value), "index.html does not show {fact} {value}");
+    }
 
     // commands.jsonl holds exactly what `show --json` shows, and more columns.
     let shown =
@@ -380,10 +409,11 @@ fn test_export_streamed_session_has_real_times_and_tar_zst_round_trips() {
     let in_folder = bundle_contents(&bundle);
     let in_archive = bundle_contents(&from_archive);
     assert_eq!(in_folder.keys().collect::<Vec<_>>(), in_archive.keys().collect::<Vec<_>>());
-    // Same evidence; only the export time (in provenance.json, so in the sums) may differ.
+    // Same evidence; only the export time (in provenance.json and index.html, so in the sums)
+    // may differ.
     for (path, bytes) in &in_folder {
-        if !["provenance.json", "SHA256SUMS", "SHA256SUMS.sig"].iter().any(|n| path == Path::new(n))
-        {
+        let timed = ["provenance.json", "index.html", "SHA256SUMS", "SHA256SUMS.sig"];
+        if !timed.iter().any(|n| path == Path::new(n)) {
             assert!(in_archive[path] == *bytes, "{path:?} differs between folder and archive");
         }
     }
