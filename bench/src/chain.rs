@@ -13,15 +13,15 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use base64::Engine as _;
-use sessionlake_lake::keys::LocalKeyring;
-use sessionlake_lake::manifest::{ChainLink, public_key_path};
-use sessionlake_lake::store::{LakeLocation, LakeStore, sha256_hex};
-use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_schemas::manifest::{
     CommitAction, MANIFEST_VERSION, Manifest, ManifestBody, ManifestSignature, ObjectEntry,
     ObjectKind, PublicKeyRecord, SIGNATURE_ED25519,
 };
 use sessionlake_schemas::paths;
+use sessionlake_storage::keys::LocalKeyring;
+use sessionlake_storage::manifest::{ChainLink, public_key_path};
+use sessionlake_storage::store::{LakeLocation, LakeStore, sha256_hex};
+use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 
 use crate::measure::median;
 
@@ -125,7 +125,7 @@ async fn build(dir: &Path, commits: u64) -> anyhow::Result<LocalKeyring> {
         if sequence == checkpoint_at {
             let link =
                 ChainLink { path, sha256: sha256.clone(), size: bytes.len() as u64, manifest };
-            sessionlake_lake::checkpoint::write(&store, &signer, &link, &live).await?;
+            sessionlake_storage::checkpoint::write(&store, &signer, &link, &live).await?;
         }
         previous = Some(sha256);
     }

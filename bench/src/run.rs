@@ -8,9 +8,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, bail};
 use sessionlake_indexer::input::{GetLogEventsFile, cloudwatch_raw};
 use sessionlake_indexer::{InputForm, SessionContext, parse_session};
-use sessionlake_lake::DataKey;
-use sessionlake_lake::envelope::seal_bytes;
 use sessionlake_schemas::envelope::WrappedKey;
+use sessionlake_storage::DataKey;
+use sessionlake_storage::envelope::seal_bytes;
 
 use crate::measure::{Cost, evict, median, run_measured, thread_cpu_seconds, tree_bytes};
 use crate::workload::{NEEDLE_REGEX, SessionFacts, WorkloadSummary};

@@ -1,4 +1,4 @@
-//! Fuzzes the envelope reader (`sessionlake_lake::envelope`).
+//! Fuzzes the envelope reader (`sessionlake_storage::envelope`).
 //!
 //! Checks, for any bytes, that nothing panics (errors are expected and fine):
 //! - `open_bytes` on the bytes as a sealed object, under a fixed data key, with a 1 MiB cap;
@@ -16,8 +16,8 @@ use std::io::Write as _;
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use sessionlake_lake::DataKey;
-use sessionlake_lake::envelope::{OpenReader, SealWriter, open_bytes, read_header, seal_bytes};
+use sessionlake_storage::DataKey;
+use sessionlake_storage::envelope::{OpenReader, SealWriter, open_bytes, read_header, seal_bytes};
 use sessionlake_schemas::envelope::WrappedKey;
 
 /// Largest plaintext `open_bytes` may return here.

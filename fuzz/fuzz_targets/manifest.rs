@@ -1,4 +1,4 @@
-//! Fuzzes the manifest parser (`sessionlake_lake::manifest::parse_manifest`).
+//! Fuzzes the manifest parser (`sessionlake_storage::manifest::parse_manifest`).
 //!
 //! Checks, for any bytes, that parsing never panics, and for every manifest that parses:
 //! - `body.signing_bytes()` succeeds (a verifier must always be able to recompute them);
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sessionlake_lake::manifest::parse_manifest;
+use sessionlake_storage::manifest::parse_manifest;
 use sessionlake_schemas::manifest::ManifestBody;
 
 fuzz_target!(|data: &[u8]| {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use sessionlake_lake::key_cache::KeyCachePolicy;
-use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
+use sessionlake_storage::key_cache::KeyCachePolicy;
+use sessionlake_storage::object_lock::{ObjectLockMode, ObjectLockSettings};
 
 pub use crate::sources::{CloudwatchSourceConfig, LocalSourceConfig, S3SourceConfig, SourceConfig};
 

@@ -24,10 +24,10 @@ use std::collections::{BTreeSet, HashMap};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_indexer::{InputForm, SessionContext};
-use sessionlake_lake::store::sha256_hex;
-use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, compacted_version_source};
 use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_storage::store::sha256_hex;
+use sessionlake_storage::{LakeError, LakeErrorKind};
 use sessionlake_tables::parquet_io::{StoredSession, read_sessions};
 
 use crate::error::{IngestErrorKind, kind_of};
@@ -156,7 +156,7 @@ impl LakeWriter {
             Written::Quarantined { object, .. } => vec![object],
         };
         let paths = objects.into_iter().map(|object| object.path).collect();
-        sessionlake_lake::transaction::discard(&self.store, paths).await;
+        sessionlake_storage::transaction::discard(&self.store, paths).await;
     }
 
     /// Re-indexes one stored version (its `sessions` file is `entry`) with `cloudtrail`, when
@@ -245,7 +245,7 @@ impl LakeWriter {
             .await?;
         let path = raw_entry.path.clone();
         let raw = tokio::task::spawn_blocking(move || {
-            sessionlake_lake::envelope::open_bytes(&path, &sealed, &key, MAX_OBJECT_BYTES)
+            sessionlake_storage::envelope::open_bytes(&path, &sealed, &key, MAX_OBJECT_BYTES)
         })
         .await
         .context("raw reader task failed")??;

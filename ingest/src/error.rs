@@ -5,7 +5,7 @@ use std::fmt;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use sessionlake_lake::{LakeError, LakeErrorKind};
+use sessionlake_storage::{LakeError, LakeErrorKind};
 
 /// What went wrong, as an operator sees it. The `as_str` names are the `kind` label of the
 /// `sessionlake_ingest_errors_total` metric.
@@ -136,7 +136,7 @@ where
         cause = current.source();
     }
     let joined = clauses.join(": ");
-    let hint = sessionlake_lake::aws::settings_hint(&joined);
+    let hint = sessionlake_storage::aws::settings_hint(&joined);
     format!("{joined}{hint}")
 }
 

@@ -271,7 +271,7 @@ pub struct LakeChangedUnderWriter<'a> {
     /// The lake.
     pub lake: &'a str,
     /// The conditional write that lost.
-    pub conflict: &'a sessionlake_lake::LakeError,
+    pub conflict: &'a sessionlake_storage::LakeError,
     /// Commits found past the known head.
     pub commits: usize,
     /// Their writers, comma-separated.
@@ -316,7 +316,7 @@ impl LeaseBusy<'_> {
 /// the service stops; operator action is needed if two services were started.
 pub struct LeaseLost<'a> {
     /// Why.
-    pub error: &'a sessionlake_lake::LakeError,
+    pub error: &'a sessionlake_storage::LakeError,
 }
 
 impl LeaseLost<'_> {
@@ -741,12 +741,12 @@ impl Drop for InFlight {
 }
 
 /// Sends log lines at `filter` (tracing's syntax) to stderr, colored when `ansi`. Other crates'
-/// TRACE events are never written (see [`sessionlake_lake::log_filter::loggable`]).
+/// TRACE events are never written (see [`sessionlake_storage::log_filter::loggable`]).
 pub fn init_logging(filter: &str, ansi: bool) {
     use tracing_subscriber::filter::{FilterExt as _, filter_fn};
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::new(filter)
-        .and(filter_fn(sessionlake_lake::log_filter::loggable));
+        .and(filter_fn(sessionlake_storage::log_filter::loggable));
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

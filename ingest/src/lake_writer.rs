@@ -21,15 +21,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use sessionlake_indexer::{PARSER_VERSION, SessionContext};
-use sessionlake_lake::LakeError;
-use sessionlake_lake::checkpoint;
-use sessionlake_lake::cursors::Cursors;
-use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
-use sessionlake_lake::manifest::{self, ChainLink};
-use sessionlake_lake::session_keys::SessionKey;
-use sessionlake_lake::store::{LakeStore, StoredObject, sha256_hex};
-use sessionlake_lake::transaction::{self, Transaction};
-use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_schemas::envelope::{
     ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW, ROLE_SESSION,
 };
@@ -37,6 +28,15 @@ use sessionlake_schemas::manifest::{
     CommitAction, ObjectEntry, ObjectKind, compacted_version_source,
 };
 use sessionlake_schemas::{AccessRecord, SessionConfidence, SessionRecord, SessionSource, paths};
+use sessionlake_storage::LakeError;
+use sessionlake_storage::checkpoint;
+use sessionlake_storage::cursors::Cursors;
+use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
+use sessionlake_storage::manifest::{self, ChainLink};
+use sessionlake_storage::session_keys::SessionKey;
+use sessionlake_storage::store::{LakeStore, StoredObject, sha256_hex};
+use sessionlake_storage::transaction::{self, Transaction};
+use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_tables::merge::{LakeFiles, Table};
 
 use crate::raw::{parse_raw, seal_raw};
@@ -952,7 +952,7 @@ fn version_for(source_ref: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sessionlake_lake::signing::KeyringSigner;
+    use sessionlake_storage::signing::KeyringSigner;
 
     use super::*;
 

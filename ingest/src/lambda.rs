@@ -23,8 +23,8 @@ use std::io::Read as _;
 use anyhow::Context as _;
 use base64::Engine as _;
 use serde_json::Value;
-use sessionlake_lake::cursors::Cursors;
-use sessionlake_lake::store::sha256_hex;
+use sessionlake_storage::cursors::Cursors;
+use sessionlake_storage::store::sha256_hex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -64,7 +64,7 @@ pub fn decode_awslogs(data: &str) -> Result<Vec<u8>, String> {
         .map_err(|error| format!("awslogs.data is not base64: {error}"))?;
     let decoder = flate2::read::GzDecoder::new(compressed.as_slice());
     let mut payload = Vec::new();
-    sessionlake_lake::decompress::bounded(decoder, MAX_PAYLOAD_BYTES, "awslogs.data")
+    sessionlake_storage::decompress::bounded(decoder, MAX_PAYLOAD_BYTES, "awslogs.data")
         .read_to_end(&mut payload)
         .map_err(|error| format!("awslogs.data is not a gzip payload: {error}"))?;
     Ok(payload)

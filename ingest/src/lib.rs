@@ -46,7 +46,7 @@ pub async fn run_once(config: &Config) -> anyhow::Result<RunSummary> {
 /// Returns an S3 client; path-style addressing when an endpoint override (emulator) is set.
 pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(sdk);
-    if let Some(endpoint) = sessionlake_lake::aws::endpoint_override(sdk, "S3") {
+    if let Some(endpoint) = sessionlake_storage::aws::endpoint_override(sdk, "S3") {
         builder = builder.endpoint_url(endpoint).force_path_style(true);
     }
     aws_sdk_s3::Client::from_conf(builder.build())

@@ -20,10 +20,10 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use bytes::Bytes;
 use sessionlake_indexer::{InputForm, ParseError, ParsedSession, SessionContext, SessionParser};
-use sessionlake_lake::DataKey;
-use sessionlake_lake::envelope::RawSealer;
-use sessionlake_lake::store::{LakeStore, ObjectUpload, StoredObject, StreamDigest, sha256_hex};
 use sessionlake_schemas::envelope::WrappedKey;
+use sessionlake_storage::DataKey;
+use sessionlake_storage::envelope::RawSealer;
+use sessionlake_storage::store::{LakeStore, ObjectUpload, StoredObject, StreamDigest, sha256_hex};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 
@@ -366,8 +366,8 @@ pub async fn seal_raw(
 mod tests {
     use std::collections::BTreeMap;
 
-    use sessionlake_lake::envelope::open_bytes;
-    use sessionlake_lake::keys::{KeyProvider as _, LocalKeyring};
+    use sessionlake_storage::envelope::open_bytes;
+    use sessionlake_storage::keys::{KeyProvider as _, LocalKeyring};
 
     use super::*;
 
@@ -379,7 +379,7 @@ mod tests {
         let path = dir.path().join("alice-0123456789abcdef0.log");
         let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
         let mut state = 1u64;
-        while transcript.len() < 2 * sessionlake_lake::store::UPLOAD_PART_BYTES + 12_345 {
+        while transcript.len() < 2 * sessionlake_storage::store::UPLOAD_PART_BYTES + 12_345 {
             // Output that zstd cannot shrink much, so the sealed object spans parts too.
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             transcript.extend_from_slice(format!("sh-5.2$ echo {state:x}\r\r\n").as_bytes());
@@ -401,7 +401,7 @@ mod tests {
                 &SessionContext::new("alice-0123456789abcdef0"),
             )
         );
-        assert_eq!(digest.sha256, sessionlake_lake::store::sha256_hex(&transcript));
+        assert_eq!(digest.sha256, sessionlake_storage::store::sha256_hex(&transcript));
 
         let (keyring, _) =
             LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
@@ -415,7 +415,7 @@ mod tests {
                 .expect("second pass");
         let sealed = store.get("raw/x.zst.sle").await.expect("stored");
         assert_eq!(stored.size, sealed.len() as u64);
-        assert_eq!(stored.sha256, sessionlake_lake::store::sha256_hex(&sealed));
+        assert_eq!(stored.sha256, sessionlake_storage::store::sha256_hex(&sealed));
         let opened = open_bytes("raw/x.zst.sle", &sealed, &key_again, u64::MAX).expect("open");
         assert!(opened == transcript, "the sealed object opens to other bytes");
 

@@ -25,18 +25,18 @@ use sessionlake_indexer::SessionContext;
 use sessionlake_indexer::cloudtrail::{
     TrailLimits, attribution_conflicts, read_trail_file, session_context,
 };
-use sessionlake_lake::LakeErrorKind;
-use sessionlake_lake::cursors::Cursors;
-use sessionlake_lake::key_cache::CachingKeyProvider;
-use sessionlake_lake::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
-use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
-use sessionlake_lake::manifest::{self, ChainLink, Committer, STOP_REASON};
-use sessionlake_lake::signing::{KeyringSigner, KmsSigner, ManifestSigner};
-use sessionlake_lake::store::{LakeLocation, LakeStore};
-use sessionlake_lake::transaction::{self, Leftovers, Uncommitted};
-use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
+use sessionlake_storage::LakeErrorKind;
+use sessionlake_storage::cursors::Cursors;
+use sessionlake_storage::key_cache::CachingKeyProvider;
+use sessionlake_storage::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
+use sessionlake_storage::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
+use sessionlake_storage::manifest::{self, ChainLink, Committer, STOP_REASON};
+use sessionlake_storage::signing::{KeyringSigner, KmsSigner, ManifestSigner};
+use sessionlake_storage::store::{LakeLocation, LakeStore};
+use sessionlake_storage::transaction::{self, Leftovers, Uncommitted};
+use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -210,7 +210,7 @@ impl Ingestor {
     pub async fn open(config: &Config) -> anyhow::Result<Ingestor> {
         let sdk_config = if config.needs_aws() {
             Some(
-                sessionlake_lake::aws::load_sdk_config(
+                sessionlake_storage::aws::load_sdk_config(
                     config.region.as_deref(),
                     config.profile.as_deref(),
                 )
@@ -285,7 +285,7 @@ impl Ingestor {
             let Some(sdk) = &sdk_config else {
                 anyhow::bail!(missing_aws("--trust-signing-key", key_id));
             };
-            let public = sessionlake_lake::signing::kms_public_key_with(sdk, key_id.trim())
+            let public = sessionlake_storage::signing::kms_public_key_with(sdk, key_id.trim())
                 .await
                 .with_context(|| format!("failed to fetch the public key of {key_id}"))?;
             pinned.push(PinnedSigner {
@@ -1060,7 +1060,7 @@ async fn open_when_free(
         };
         let busy = error
             .chain()
-            .filter_map(|cause| cause.downcast_ref::<sessionlake_lake::LakeError>())
+            .filter_map(|cause| cause.downcast_ref::<sessionlake_storage::LakeError>())
             .any(|lake| lake.kind() == LakeErrorKind::Busy);
         if !busy || !config.follow {
             return Err(error);

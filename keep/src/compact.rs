@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use sessionlake_lake::keys::KeyProvider;
-use sessionlake_lake::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
-use sessionlake_lake::transaction::{Leftovers, Uncommitted};
-use sessionlake_lake::{checkpoint, manifest};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_storage::keys::KeyProvider;
+use sessionlake_storage::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
+use sessionlake_storage::transaction::{Leftovers, Uncommitted};
+use sessionlake_storage::{checkpoint, manifest};
 pub use sessionlake_tables::merge::MAX_COMPACTED_INPUT_BYTES;
 use sessionlake_tables::merge::{LakeFiles, Table};
 
@@ -86,7 +86,7 @@ pub struct Summary {
     /// The commit's sequence, if one was made.
     pub sequence: Option<u64>,
     /// The head of the commit (sequence and the manifest file's SHA-256), if one was made.
-    pub head: Option<sessionlake_lake::manifest::Head>,
+    pub head: Option<sessionlake_storage::manifest::Head>,
     /// The checkpoint written after the commit, if one was.
     pub checkpoint: Option<String>,
     /// Objects an interrupted run left, deleted first.

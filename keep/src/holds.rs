@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use sessionlake_lake::manifest::ChainLink;
-use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
+use sessionlake_storage::manifest::ChainLink;
+use sessionlake_storage::store::LakeStore;
 
 use crate::lake::Lake;
 use crate::policy::{Glob, Subject};
@@ -77,7 +77,7 @@ impl Hold {
             now.timestamp_nanos_opt().unwrap_or_default(),
             (&session, &principal, &target, reason)
         );
-        let id = format!("hold-{}", &sessionlake_lake::store::sha256_hex(seed.as_bytes())[..12]);
+        let id = format!("hold-{}", &sessionlake_storage::store::sha256_hex(seed.as_bytes())[..12]);
         let hold = Hold {
             id,
             created_at: now.to_rfc3339(),
@@ -128,7 +128,7 @@ pub async fn live_holds(
 /// Returns who is acting, for commits and holds: `$USER@host`.
 pub fn actor() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_string());
-    format!("{user}@{}", sessionlake_lake::lease::host_name())
+    format!("{user}@{}", sessionlake_storage::lease::host_name())
 }
 
 /// Places `hold` in one `hold` commit on the newest manifest (tried again on a new head after a

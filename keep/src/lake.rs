@@ -5,16 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
-use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
-use sessionlake_lake::manifest::{self, ChainLink, Committer};
-use sessionlake_lake::signing::ManifestSigner;
-use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::transaction::{self, Leftovers, Transaction};
-use sessionlake_lake::trust::{PinnedSigner, Snapshot};
-use sessionlake_lake::{LakeError, LakeErrorKind};
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
+use sessionlake_storage::manifest::{self, ChainLink, Committer};
+use sessionlake_storage::signing::ManifestSigner;
+use sessionlake_storage::store::LakeStore;
+use sessionlake_storage::transaction::{self, Leftovers, Transaction};
+use sessionlake_storage::trust::{PinnedSigner, Snapshot};
+use sessionlake_storage::{LakeError, LakeErrorKind};
 use sessionlake_tables::merge::{LakeFiles, Table, new_version};
 use sessionlake_tables::parquet_io;
 
@@ -60,7 +60,7 @@ pub struct Lake {
     /// The key providers that open its files.
     pub keys: Keys,
     /// The local keyring, when there is one: it wraps new data keys unless a KMS key does.
-    keyring: Option<std::sync::Arc<sessionlake_lake::keys::LocalKeyring>>,
+    keyring: Option<std::sync::Arc<sessionlake_storage::keys::LocalKeyring>>,
     /// Signs the commits: the keyring's key, or the KMS key of `--signing-key`.
     committer: Committer,
     /// The signers it trusts.
@@ -106,7 +106,7 @@ impl Lake {
 
     /// Fails unless the whole chain is trusted: what deletes or rewrites objects never acts on
     /// a chain with a forged, missing or damaged manifest (the error names each).
-    pub fn ensure_trusted(&self) -> sessionlake_lake::LakeResult<()> {
+    pub fn ensure_trusted(&self) -> sessionlake_storage::LakeResult<()> {
         match &self.untrusted {
             Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
             None => Ok(()),
@@ -114,7 +114,7 @@ impl Lake {
     }
 
     /// Fails when the newest manifest is not trusted: a commit would link to it.
-    pub fn ensure_head_trusted(&self) -> sessionlake_lake::LakeResult<()> {
+    pub fn ensure_head_trusted(&self) -> sessionlake_storage::LakeResult<()> {
         match &self.head_untrusted {
             Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
             None => Ok(()),
@@ -195,7 +195,7 @@ impl Lake {
         current: Option<&WrappedKey>,
     ) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
         match current {
-            Some(wrapped) if wrapped.provider == sessionlake_lake::keys::PROVIDER_KMS => {
+            Some(wrapped) if wrapped.provider == sessionlake_storage::keys::PROVIDER_KMS => {
                 Ok(std::sync::Arc::new(self.keys.kms_provider(&wrapped.key_id)?))
             }
             _ => self.keyring_provider(),
@@ -241,7 +241,7 @@ impl Lake {
     /// Begins a change of the lake as read, committed on its newest manifest: only on a trusted
     /// newest manifest, and for what deletes or rewrites (retention, shred, compaction) only on
     /// a wholly trusted chain.
-    pub fn begin(&self, action: CommitAction) -> sessionlake_lake::LakeResult<Transaction> {
+    pub fn begin(&self, action: CommitAction) -> sessionlake_storage::LakeResult<Transaction> {
         if matches!(action, CommitAction::Retention | CommitAction::Shred | CommitAction::Compact) {
             self.ensure_trusted()?;
         }

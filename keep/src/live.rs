@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt as _;
-use sessionlake_lake::manifest::ChainLink;
-use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
+use sessionlake_storage::manifest::ChainLink;
+use sessionlake_storage::store::LakeStore;
 use sessionlake_tables::parquet_io;
 
 use crate::policy::Subject;

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sessionlake_lake::manifest::ChainLink;
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+use sessionlake_storage::manifest::ChainLink;
 
 use crate::holds::ActiveHold;
 use crate::live::{AccessEvent, LiveAccessFile, LiveSession};

@@ -342,7 +342,7 @@ impl Policy {
             rules,
             tags: HashMap::new(),
             tags_file: file.tags_file,
-            sha256: sessionlake_lake::store::sha256_hex(text.as_bytes()),
+            sha256: sessionlake_storage::store::sha256_hex(text.as_bytes()),
         })
     }
 

@@ -2,7 +2,7 @@
 //! provider key (a new KMS key, or the local keyring's), without re-encrypting a byte.
 //!
 //! Objects of a session carry data keys wrapped under the session's key
-//! (`sessionlake_lake::session_keys`); only the session key records
+//! (`sessionlake_storage::session_keys`); only the session key records
 //! (`keys/sessions/….key.json`) are wrapped by the provider, so those are what is re-wrapped:
 //! each record is rewritten in place with the new wrapping and re-listed, with its new hash, by
 //! the rekey commit (action `rekey`). A record rewritten by a rekey that crashed before its
@@ -24,15 +24,15 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use sessionlake_lake::keys::{KeyProvider, Keys, LocalKeyring};
-use sessionlake_lake::manifest::{ChainLink, Committer};
-use sessionlake_lake::session_keys::PROVIDER_SESSION;
-use sessionlake_lake::signing::{KeyringSigner, ManifestSigner};
-use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::transaction::Transaction;
-use sessionlake_lake::trust::{PinnedSigner, Snapshot};
 use sessionlake_schemas::envelope::{MAX_HEADER_LEN, WrappedKey};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
+use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
+use sessionlake_storage::manifest::{ChainLink, Committer};
+use sessionlake_storage::session_keys::PROVIDER_SESSION;
+use sessionlake_storage::signing::{KeyringSigner, ManifestSigner};
+use sessionlake_storage::store::LakeStore;
+use sessionlake_storage::transaction::Transaction;
+use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 
 use crate::lake::MAX_ATTEMPTS;
 
@@ -84,7 +84,7 @@ pub struct RekeySummary {
     /// Manifest sequence of the rekey commit.
     pub sequence: Option<u64>,
     /// The head of the rekey commit (sequence and the manifest file's SHA-256).
-    pub head: Option<sessionlake_lake::manifest::Head>,
+    pub head: Option<sessionlake_storage::manifest::Head>,
     /// Nothing was changed.
     pub dry_run: bool,
 }
@@ -108,7 +108,7 @@ pub struct SigningKeySummary {
     /// Manifest sequence of the commit.
     pub sequence: Option<u64>,
     /// The head of the commit.
-    pub head: Option<sessionlake_lake::manifest::Head>,
+    pub head: Option<sessionlake_storage::manifest::Head>,
     /// Nothing was changed.
     pub dry_run: bool,
 }
@@ -128,7 +128,7 @@ pub async fn new_signing_key(
         attempt += 1;
         let snapshot = lake.trusted("rekey --new-signing-key").await?;
         let retired =
-            sessionlake_lake::manifest::last_signer_of(snapshot.chain(), signer.algorithm())
+            sessionlake_storage::manifest::last_signer_of(snapshot.chain(), signer.algorithm())
                 .filter(|old| old != signer.key_id());
         let mut summary = SigningKeySummary {
             signing_key: signer.key_id().to_string(),
@@ -136,7 +136,7 @@ pub async fn new_signing_key(
             dry_run,
             ..Default::default()
         };
-        sessionlake_lake::manifest::ensure_not_retired(store, signer.key_id()).await?;
+        sessionlake_storage::manifest::ensure_not_retired(store, signer.key_id()).await?;
         if dry_run {
             return Ok(summary);
         }
@@ -264,7 +264,7 @@ async fn plan(
             let bytes = store.get(&entry.path).await?;
             let record: SessionKeyRecord = serde_json::from_slice(&bytes)
                 .with_context(|| format!("{} is not a session key record", entry.path))?;
-            let committed = sessionlake_lake::store::sha256_hex(&bytes) == entry.sha256;
+            let committed = sessionlake_storage::store::sha256_hex(&bytes) == entry.sha256;
             if !committed {
                 could_be_rewritten(entry, &record)?;
             }
@@ -304,7 +304,7 @@ async fn header_key(store: &LakeStore, entry: &ObjectEntry) -> anyhow::Result<Wr
     let len = entry.size.min(8 + u64::from(MAX_HEADER_LEN));
     let start = store.get_range(&entry.path, 0..len).await?;
     let (header, _) =
-        sessionlake_lake::envelope::read_header(&mut std::io::Cursor::new(&start), &entry.path)?;
+        sessionlake_storage::envelope::read_header(&mut std::io::Cursor::new(&start), &entry.path)?;
     Ok(header.key)
 }
 

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use sessionlake_lake::manifest::ChainLink;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
+use sessionlake_storage::manifest::ChainLink;
 
 use crate::holds::{actor, live_holds};
 use crate::lake::{Attempt, Lake};

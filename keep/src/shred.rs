@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use sessionlake_lake::manifest::ChainLink;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
+use sessionlake_storage::manifest::ChainLink;
 
 use crate::holds::{ActiveHold, actor, live_holds};
 use crate::lake::{Attempt, Lake, stored_objects_of};

@@ -167,7 +167,7 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
     let (since, until) = crate::time_range(&args.filters)?;
     let mut query = Query::default();
     bind_access_filters(&mut query, &args.filters, &args.kind, since, until);
-    let ctx = crate::open_tables(cli, sessionlake_lake::checkpoint::Scope::Whole, |_| {
+    let ctx = crate::open_tables(cli, sessionlake_storage::checkpoint::Scope::Whole, |_| {
         crate::partitions_between(since, until)
     })
     .await?;

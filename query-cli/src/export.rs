@@ -47,20 +47,20 @@ use base64::Engine as _;
 use clap::Args as ClapArgs;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
-use sessionlake_lake::keys::Keys;
-use sessionlake_lake::manifest::{self, ChainLink};
-use sessionlake_lake::signing::{p256_point_of_spki, verify_signature_bytes};
-use sessionlake_lake::store::{LakeStore, sha256_hex};
 use sessionlake_schemas::manifest::{
     ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519,
 };
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, session_id};
+use sessionlake_storage::keys::Keys;
+use sessionlake_storage::manifest::{self, ChainLink};
+use sessionlake_storage::signing::{p256_point_of_spki, verify_signature_bytes};
+use sessionlake_storage::store::{LakeStore, sha256_hex};
 
 use crate::asciicast::{CastBuilder, Timing};
 use crate::progress::Progress;
 use crate::{Cli, Outcome};
-use sessionlake_lake::trust::Snapshot;
 use sessionlake_read::verify::PinnedSigner;
+use sessionlake_storage::trust::Snapshot;
 
 /// Version of the bundle layout, in `provenance.json`.
 pub const BUNDLE_VERSION: u32 = 1;
@@ -795,14 +795,14 @@ async fn gather(
         objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
     };
     let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
-    let lake = sessionlake_lake::manifest::committed_lake_id(store, live).await?;
+    let lake = sessionlake_storage::manifest::committed_lake_id(store, live).await?;
     let transcript = keys
         .open_raw(
             &raw_entry,
             &sealed,
             session,
             lake.as_deref(),
-            sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
+            sessionlake_storage::envelope::MAX_DECOMPRESSED_LEN,
         )
         .await?;
 
@@ -1117,7 +1117,7 @@ const CLOUDTRAIL_COLUMNS: [&str; 10] = [
 /// Reads the CloudTrail events of the lake's `access` table that name `session`.
 async fn cloudtrail_events(cli: &Cli, session: &str) -> anyhow::Result<CloudTrailEvents> {
     use datafusion::scalar::ScalarValue;
-    let ctx = crate::open_tables(cli, sessionlake_lake::checkpoint::Scope::Whole, |_| {
+    let ctx = crate::open_tables(cli, sessionlake_storage::checkpoint::Scope::Whole, |_| {
         |path: &str| path.starts_with(sessionlake_schemas::paths::ACCESS_DIR)
     })
     .await?;

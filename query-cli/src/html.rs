@@ -105,7 +105,7 @@ pub fn script_json<T: Serialize + ?Sized>(value: &T) -> String {
 
 /// Returns the CSP source of an inline script: `'sha256-<base64 of its SHA-256>'`.
 fn script_hash(script: &str) -> String {
-    let hex = sessionlake_lake::store::sha256_hex(script.as_bytes());
+    let hex = sessionlake_storage::store::sha256_hex(script.as_bytes());
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
         .filter_map(|at| hex.get(at..at + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))

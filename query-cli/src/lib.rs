@@ -45,14 +45,14 @@ use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
-use sessionlake_lake::checkpoint::Scope;
-use sessionlake_lake::keys::{Keys, LocalKeyring};
-use sessionlake_lake::object_lock::{ObjectLockMode, ObjectLockSettings};
-use sessionlake_lake::store::{LakeLocation, LakeStore};
-use sessionlake_lake::trust::Snapshot;
 use sessionlake_read::{lake_tables, verify, window};
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
+use sessionlake_storage::checkpoint::Scope;
+use sessionlake_storage::keys::{Keys, LocalKeyring};
+use sessionlake_storage::object_lock::{ObjectLockMode, ObjectLockSettings};
+use sessionlake_storage::store::{LakeLocation, LakeStore};
+use sessionlake_storage::trust::Snapshot;
 
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
 use crate::paging::Cursor;
@@ -238,7 +238,7 @@ pub struct VerifyArgs {
     /// SEQ whose file has SHA-256 SHA256: a head recorded outside the lake (as every commit
     /// prints it) that a lake cut back, rolled back or rewritten no longer holds. Repeatable.
     #[arg(long, value_name = "SEQ:SHA256", env = "SESSIONLAKE_EXPECT_HEAD")]
-    pub expect_head: Vec<sessionlake_lake::manifest::Head>,
+    pub expect_head: Vec<sessionlake_storage::manifest::Head>,
     /// Judge the newest commit's idle promise as of this time instead of now (same forms as
     /// --since): what verify will report then if nothing is committed meanwhile.
     #[arg(long, value_name = "TIME", env = "SESSIONLAKE_AS_OF")]
@@ -513,15 +513,18 @@ pub(crate) async fn pinned_signers(
         });
     }
     if !signing_keys.is_empty() {
-        let sdk_config =
-            sessionlake_lake::aws::load_sdk_config(cli.region.as_deref(), cli.profile.as_deref())
-                .await;
+        let sdk_config = sessionlake_storage::aws::load_sdk_config(
+            cli.region.as_deref(),
+            cli.profile.as_deref(),
+        )
+        .await;
         for key_id in signing_keys {
-            let public = sessionlake_lake::signing::kms_public_key_with(&sdk_config, key_id.trim())
-                .await
-                .with_context(|| {
-                    format!("failed to fetch the public key of --signing-key {key_id}")
-                })?;
+            let public =
+                sessionlake_storage::signing::kms_public_key_with(&sdk_config, key_id.trim())
+                    .await
+                    .with_context(|| {
+                        format!("failed to fetch the public key of --signing-key {key_id}")
+                    })?;
             pinned.push(verify::PinnedSigner {
                 key_id: public.key_arn,
                 public_key: public.spki,
@@ -539,21 +542,21 @@ pub(crate) async fn signer(
     signing_key: Option<&str>,
     keyring: Option<Arc<LocalKeyring>>,
     command: &str,
-) -> anyhow::Result<Box<dyn sessionlake_lake::signing::ManifestSigner>> {
+) -> anyhow::Result<Box<dyn sessionlake_storage::signing::ManifestSigner>> {
     match (signing_key, keyring) {
         (Some(key_id), _) => {
-            let sdk_config = sessionlake_lake::aws::load_sdk_config(
+            let sdk_config = sessionlake_storage::aws::load_sdk_config(
                 cli.region.as_deref(),
                 cli.profile.as_deref(),
             )
             .await;
             let signer =
-                sessionlake_lake::signing::KmsSigner::connect_with(&sdk_config, key_id.trim())
+                sessionlake_storage::signing::KmsSigner::connect_with(&sdk_config, key_id.trim())
                     .await
                     .with_context(|| format!("failed to use --signing-key {key_id}"))?;
             Ok(Box::new(signer))
         }
-        (None, Some(keyring)) => Ok(Box::new(sessionlake_lake::signing::KeyringSigner(keyring))),
+        (None, Some(keyring)) => Ok(Box::new(sessionlake_storage::signing::KeyringSigner(keyring))),
         (None, None) => anyhow::bail!(
             "{command} signs with the keyring's key ({} does not exist) or a KMS key: give \
              --keyring or --signing-key",
@@ -583,7 +586,7 @@ pub(crate) async fn open_reader(
         store.location()
     );
     warn_ignored(&snapshot);
-    let lake_id = sessionlake_lake::manifest::committed_lake_id(&store, snapshot.live()).await?;
+    let lake_id = sessionlake_storage::manifest::committed_lake_id(&store, snapshot.live()).await?;
     let keys = keys.with_committed(snapshot.live());
     let mut live = snapshot.into_live();
     if cli.allow_partial {
@@ -669,7 +672,7 @@ async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Ou
     let Some(head) = lake.chain.last() else {
         anyhow::bail!("{} has no commits to checkpoint", lake.store.location());
     };
-    let path = sessionlake_lake::checkpoint::write(&lake.store, lake.signer(), head, &lake.live)
+    let path = sessionlake_storage::checkpoint::write(&lake.store, lake.signer(), head, &lake.live)
         .await
         .with_context(|| format!("failed to write a checkpoint of {}", lake.store.location()))?;
     let sequence = head.manifest.body.sequence;
@@ -724,8 +727,11 @@ pub(crate) async fn open_lake_with(
             .any(|name| std::env::var_os(name).is_some());
     let sdk_config = if matches!(location, LakeLocation::S3 { .. }) || aws_hinted {
         Some(
-            sessionlake_lake::aws::load_sdk_config(cli.region.as_deref(), cli.profile.as_deref())
-                .await,
+            sessionlake_storage::aws::load_sdk_config(
+                cli.region.as_deref(),
+                cli.profile.as_deref(),
+            )
+            .await,
         )
     } else {
         None
@@ -1495,7 +1501,7 @@ async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
             entry,
             session,
             lake.as_deref(),
-            sessionlake_lake::envelope::MAX_DECOMPRESSED_LEN,
+            sessionlake_storage::envelope::MAX_DECOMPRESSED_LEN,
             out,
         )
         .await?;

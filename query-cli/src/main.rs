@@ -10,7 +10,7 @@ use tracing_subscriber::prelude::*;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::from_env("SESSIONLAKE_LOG")
-        .and(filter::filter_fn(sessionlake_lake::log_filter::loggable));
+        .and(filter::filter_fn(sessionlake_storage::log_filter::loggable));
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter))
         .init();

@@ -399,7 +399,7 @@ pub fn error_message(error: &anyhow::Error) -> String {
         }
     }
     let joined = clauses.join(": ");
-    let hint = sessionlake_lake::aws::settings_hint(&joined);
+    let hint = sessionlake_storage::aws::settings_hint(&joined);
     format!("{joined}{hint}")
 }
 

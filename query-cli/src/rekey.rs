@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args as ClapArgs;
 use sessionlake_keep::rekey::{self, RekeyLake, RekeySummary, RekeyTarget};
-use sessionlake_lake::keys::{KeyProvider, PROVIDER_KMS, PROVIDER_LOCAL};
+use sessionlake_storage::keys::{KeyProvider, PROVIDER_KMS, PROVIDER_LOCAL};
 
 use crate::{Cli, Outcome, json_record};
 
@@ -42,7 +42,7 @@ pub struct RekeyArgs {
 async fn new_signing_key(cli: &Cli, args: &RekeyArgs, key_id: &str) -> anyhow::Result<Outcome> {
     let keyring = crate::open_keyring_if_present(cli)?.map(Arc::new);
     let (store, _keys) = crate::open_lake_with(cli, keyring.clone()).await?;
-    let signer: Arc<dyn sessionlake_lake::signing::ManifestSigner> =
+    let signer: Arc<dyn sessionlake_storage::signing::ManifestSigner> =
         Arc::from(crate::signer(cli, Some(key_id), None, "rekey --new-signing-key").await?);
     let pinned = crate::pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
     let lake = RekeyLake { store: &store, pinned: &pinned, warn: crate::warn_line };

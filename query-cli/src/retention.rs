@@ -19,10 +19,10 @@ use sessionlake_keep::lake::{MAX_ATTEMPTS, REMOVED_LEFTOVERS};
 use sessionlake_keep::plan::Planned;
 use sessionlake_keep::policy::Policy;
 use sessionlake_keep::{Attempt, retention, shred};
-use sessionlake_lake::manifest;
-use sessionlake_lake::object_lock::ObjectLockSettings;
 use sessionlake_schemas::manifest::ObjectKind;
 use sessionlake_schemas::paths;
+use sessionlake_storage::manifest;
+use sessionlake_storage::object_lock::ObjectLockSettings;
 
 use crate::{Cli, Outcome, json_record, open_writer};
 

@@ -59,7 +59,7 @@ pub fn check_query(sql: &str) -> anyhow::Result<()> {
 pub async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<Outcome> {
     check_query(&args.query)?;
     let ctx =
-        crate::open_tables(cli, sessionlake_lake::checkpoint::Scope::Whole, |_| |_: &str| true)
+        crate::open_tables(cli, sessionlake_storage::checkpoint::Scope::Whole, |_| |_: &str| true)
             .await?;
     // A second guard: the plan itself may not hold DDL, DML, COPY or SET.
     let options =

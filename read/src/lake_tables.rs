@@ -20,15 +20,15 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path as ObjectPath;
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
-use sessionlake_lake::keys::{Keys, check_context};
-use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::verified::{CheckedBlocks, VerifiedStore};
 use sessionlake_schemas::envelope::{ROLE_ACCESS, ROLE_COMMANDS, WrappedKey};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{
     ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS, access_schema, commands_schema, paths,
     sessions_schema,
 };
+use sessionlake_storage::keys::{Keys, check_context};
+use sessionlake_storage::store::LakeStore;
+use sessionlake_storage::verified::{CheckedBlocks, VerifiedStore};
 use url::Url;
 
 /// Id under which the lake's decryption is registered with DataFusion.
@@ -73,7 +73,7 @@ impl WrappedKeys {
     /// key is bound to this lake, the file's subject and its role (as writers bind it, see
     /// `key_context` in ingest): a key moved from another file, session or lake is refused
     /// before it is unwrapped.
-    fn get(&self, path: &str) -> sessionlake_lake::LakeResult<Option<&EncryptedFile>> {
+    fn get(&self, path: &str) -> sessionlake_storage::LakeResult<Option<&EncryptedFile>> {
         let Some(file) = self.files.get(path) else { return Ok(None) };
         let subject = file.subject.as_deref().unwrap_or("(none named)");
         check_context(&file.key, &file.path, subject, file.role, self.lake.as_deref())?;
@@ -101,7 +101,7 @@ impl EncryptionFactory for LakeDecryption {
         if let Some(found) = self.opened.lock().map_err(|_| lock_error())?.get(&path) {
             return Ok(Some(Arc::clone(found)));
         }
-        let failed = |error: sessionlake_lake::LakeError| {
+        let failed = |error: sessionlake_storage::LakeError| {
             datafusion::error::DataFusionError::External(
                 format!("failed to open {path}: {error}").into(),
             )

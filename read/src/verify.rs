@@ -59,14 +59,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use sessionlake_lake::checkpoint::Scope;
-use sessionlake_lake::manifest::{self, ChainLink, Head};
-use sessionlake_lake::store::LakeStore;
-use sessionlake_lake::trust::{ChainTrust, StartingPoint, committed_at, finding};
-pub use sessionlake_lake::trust::{Finding, PinnedSigner, idle_grace_secs};
 use sessionlake_schemas::SessionSource;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
+use sessionlake_storage::checkpoint::Scope;
+use sessionlake_storage::manifest::{self, ChainLink, Head};
+use sessionlake_storage::store::LakeStore;
+use sessionlake_storage::trust::{ChainTrust, StartingPoint, committed_at, finding};
+pub use sessionlake_storage::trust::{Finding, PinnedSigner, idle_grace_secs};
 
 /// Objects hashed at once (each on its own task, so hashing spreads over the runtime's threads).
 const CHECK_CONCURRENCY: usize = 16;
@@ -217,7 +217,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             .map(|name| {
                 // Escaped, in quotes: `"raw/…#1"`.
                 let unquoted = name.trim_matches('"');
-                if sessionlake_lake::store::upload_part_of(unquoted).is_some() {
+                if sessionlake_storage::store::upload_part_of(unquoted).is_some() {
                     let detail = "the part file of an interrupted upload: the next ingest after \
                                   a crash, or compact, deletes it"
                         .to_string();
@@ -237,7 +237,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             !options.pinned.is_empty(),
             "--since-checkpoint needs a pinned signer (the keyring, or --signing-key)"
         );
-        sessionlake_lake::trust::latest_checkpoint(store, &options.pinned, Scope::Whole).await?
+        sessionlake_storage::trust::latest_checkpoint(store, &options.pinned, Scope::Whole).await?
     } else {
         (None, Vec::new())
     };
@@ -389,7 +389,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     let signers = if options.pinned.is_empty() {
         // No pin: the keys the lake's own records hold, as for the manifests.
         let mut ignored = Vec::new();
-        sessionlake_lake::trust::read_key_records(store, &mut ignored)
+        sessionlake_storage::trust::read_key_records(store, &mut ignored)
             .await?
             .into_iter()
             .map(|(key_id, key)| PinnedSigner {
@@ -414,7 +414,7 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
 /// locked commit is still in the bucket) and one with a newer version over the commit
 /// (`overwritten-manifest`). Both name the locked first version, from which it can be
 /// restored.
-fn version_findings(versions: &[sessionlake_lake::object_lock::CommitVersions]) -> Vec<Finding> {
+fn version_findings(versions: &[sessionlake_storage::object_lock::CommitVersions]) -> Vec<Finding> {
     let mut found = Vec::new();
     for object in versions {
         let Some(first) = object.versions.first() else {
@@ -451,14 +451,14 @@ async fn check_checkpoints(
     trusted: &[ChainLink],
     signers: &[PinnedSigner],
 ) -> anyhow::Result<Vec<Finding>> {
-    let mut checkpoints = sessionlake_lake::checkpoint::list(store).await?;
+    let mut checkpoints = sessionlake_storage::checkpoint::list(store).await?;
     checkpoints.reverse();
     let mut found = Vec::new();
     let mut live: BTreeMap<String, sessionlake_schemas::manifest::ObjectEntry> = BTreeMap::new();
     let mut replayed = 0;
     for (sequence, path) in checkpoints {
         let bytes = store.get(&path).await?;
-        let checkpoint = match sessionlake_lake::checkpoint::check(&bytes, sequence, signers) {
+        let checkpoint = match sessionlake_storage::checkpoint::check(&bytes, sequence, signers) {
             Ok(checkpoint) => checkpoint,
             Err(why) => {
                 found.push(finding("bad-checkpoint", &path, why));
@@ -468,7 +468,7 @@ async fn check_checkpoints(
         let named = checkpoint.body.manifest_sha256.clone();
         let carried = checkpoint.body.head.clone();
         let theirs =
-            match sessionlake_lake::checkpoint::load(store, checkpoint, Scope::Whole).await? {
+            match sessionlake_storage::checkpoint::load(store, checkpoint, Scope::Whole).await? {
                 Ok(theirs) => theirs,
                 Err(why) => {
                     found.push(finding("bad-checkpoint", &path, why));
@@ -560,7 +560,7 @@ mod tests {
 
     #[test]
     fn test_version_findings_name_hidden_and_overwritten_manifests() {
-        use sessionlake_lake::object_lock::CommitVersions;
+        use sessionlake_storage::object_lock::CommitVersions;
         let versions = |path: &str, ids: &[&str], deleted| CommitVersions {
             path: path.into(),
             versions: ids.iter().map(|id| id.to_string()).collect(),

@@ -21,7 +21,7 @@
 //! The body key is derived, never the data key itself: version 2 headers carry a random 32-byte
 //! `salt`, and body key = HKDF-SHA256(data key, salt, info = [`BODY_KEY_INFO`]), as the AWS
 //! Encryption SDK derives a message key from its message id. Counter nonces are then unique per
-//! object even when a cached data key seals several objects (see `sessionlake_lake::keys`).
+//! object even when a cached data key seals several objects (see `sessionlake_storage::keys`).
 //! Version 1 headers (no salt, body sealed under the data key) are still read.
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! the manifest and the raw-object envelope header. No I/O lives here.
 //!
 //! Writers (`sessionlake-ingest`, `sessionlake-indexer`) and readers (`sessionlake`) meet only in
-//! this crate and in `sessionlake-lake`, so anything both sides must agree on is defined here once.
+//! this crate and in `sessionlake-storage`, so anything both sides must agree on is defined here once.
 //!
 //! ```
 //! use sessionlake_schemas::{commands_schema, columns};

@@ -343,7 +343,7 @@ pub struct CheckpointIndex {
     /// with an empty [`ObjectEntry::sessions`]: which sessions it holds is in the parts.
     pub shared: Vec<ObjectEntry>,
     /// The parts, by shard number: part `n` holds the sessions whose id hashes to `n` (see
-    /// `sessionlake_lake::checkpoint::shard_of`) of `parts.len()`.
+    /// `sessionlake_storage::checkpoint::shard_of`) of `parts.len()`.
     pub parts: Vec<CheckpointPart>,
 }
 

@@ -9,10 +9,10 @@
 //! - [`cursors::Cursors`]: how far each source has been read.
 //!
 //! ```no_run
-//! # async fn demo() -> sessionlake_lake::LakeResult<()> {
-//! use sessionlake_lake::store::{LakeLocation, LakeStore};
+//! # async fn demo() -> sessionlake_storage::LakeResult<()> {
+//! use sessionlake_storage::store::{LakeLocation, LakeStore};
 //! let store = LakeStore::open(&LakeLocation::parse("./lake")?, None)?;
-//! let chain = sessionlake_lake::manifest::read_chain(&store).await?;
+//! let chain = sessionlake_storage::manifest::read_chain(&store).await?;
 //! println!("{} commits", chain.len());
 //! # Ok(()) }
 //! ```

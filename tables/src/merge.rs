@@ -27,12 +27,12 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::file::metadata::SortingColumn;
-use sessionlake_lake::DataKey;
-use sessionlake_lake::keys::{KeyProvider, Keys};
-use sessionlake_lake::store::LakeStore;
 use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
+use sessionlake_storage::DataKey;
+use sessionlake_storage::keys::{KeyProvider, Keys};
+use sessionlake_storage::store::LakeStore;
 
 use crate::parquet_io::{BLOOM_FILTER_COLUMNS, encryption, properties};
 
@@ -296,7 +296,7 @@ pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String,
     ])
 }
 
-pub use sessionlake_lake::transaction::{new_version, version_time};
+pub use sessionlake_storage::transaction::{new_version, version_time};
 
 /// The lake, as the writers of compacted files see it.
 pub struct LakeFiles<'a> {

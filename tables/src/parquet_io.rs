@@ -28,12 +28,12 @@ use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use sessionlake_lake::DataKey;
 use sessionlake_schemas::{
     ACCESS_ENCRYPTED_COLUMNS, AccessKind, AccessRecord, CommandRecord, ENCRYPTED_COLUMNS,
     SCHEMA_VERSION, SCHEMA_VERSION_KEY, SessionRecord, access_schema, columns, commands_schema,
     sessions_schema,
 };
+use sessionlake_storage::DataKey;
 
 /// Rows per row group: a one-session lookup should read one row group (see BENCHMARKS.md).
 pub const DEFAULT_ROW_GROUP_SIZE: usize = 128 * 1024;

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sessionlake_lake::keys::LocalKeyring;
-use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::manifest::{Manifest, PublicKeyRecord};
 use sessionlake_schemas::paths;
+use sessionlake_storage::keys::LocalKeyring;
+use sessionlake_storage::store::sha256_hex;
 use sessionlake_tests::{binary, copy_tree, files_under, repo_root, run, sdk_config};
 
 mod anchor;
@@ -445,7 +445,7 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
         first_arn.starts_with("arn:aws:kms:") && first_arn.ends_with(&first_key),
         "{first_arn}"
     );
-    let record_path = lake.join(sessionlake_lake::manifest::public_key_path(&first_arn));
+    let record_path = lake.join(sessionlake_storage::manifest::public_key_path(&first_arn));
     let record: PublicKeyRecord =
         serde_json::from_slice(&std::fs::read(&record_path).expect("key record")).expect("record");
     assert_eq!((record.algorithm.as_str(), record.valid_until), ("ecdsa-p256-sha256", None));
@@ -523,7 +523,7 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     assert!(handover.signature.key_id.ends_with(&second_key), "{:?}", handover.signature);
     let second = rotate();
     assert_eq!(second.code, 0, "{}", second.stderr);
-    let retired_path = lake.join(sessionlake_lake::manifest::retired_key_path(&first_arn));
+    let retired_path = lake.join(sessionlake_storage::manifest::retired_key_path(&first_arn));
     let retired: PublicKeyRecord =
         serde_json::from_slice(&std::fs::read(&retired_path).expect("retired")).expect("record");
     assert!(retired.valid_until.is_some(), "{retired:?}");
@@ -586,8 +586,8 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     assert_eq!(manifest_keys.len(), 2, "{manifest_keys:?}");
     assert!(manifest_keys.contains(&(signing["key_id"].as_str().unwrap_or(""), "public-key.pem")));
     for record in [
-        sessionlake_lake::manifest::public_key_path(&first_arn),
-        sessionlake_lake::manifest::retired_key_path(&first_arn),
+        sessionlake_storage::manifest::public_key_path(&first_arn),
+        sessionlake_storage::manifest::retired_key_path(&first_arn),
     ] {
         assert!(bundle.join("lake").join(&record).is_file(), "{record} is not in the bundle");
     }

@@ -824,7 +824,7 @@ fn test_a_killed_manifest_put_leaves_no_part_file_after_the_next_run() {
     let lease = serde_json::json!({
         "version": 1,
         "writer_id": "killed/4194304",
-        "host": sessionlake_lake::lease::host_name(),
+        "host": sessionlake_storage::lease::host_name(),
         "pid": 4_194_304,
         "acquired_at": now,
         "renewed_at": now,

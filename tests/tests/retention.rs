@@ -477,7 +477,7 @@ fn test_the_retention_commit_notes_each_removed_object_with_its_rule_and_age() {
         .map(|text| serde_json::from_str(&text).expect("manifest"))
         .expect("a retention commit");
     let reason = retention["body"]["reason"].as_str().unwrap_or_default();
-    let policy_hash = sessionlake_lake::store::sha256_hex(POLICY.as_bytes());
+    let policy_hash = sessionlake_storage::store::sha256_hex(POLICY.as_bytes());
     assert!(
         reason.starts_with(&format!("retention policy policy.toml (sha256 {policy_hash}) as of ")),
         "{reason}"

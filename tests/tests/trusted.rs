@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sessionlake_lake::keys::LocalKeyring;
-use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::manifest::{
     CheckpointPart, CheckpointShard, CommitAction, Manifest, ObjectEntry, ObjectKind,
     PublicKeyRecord,
 };
 use sessionlake_schemas::paths;
+use sessionlake_storage::keys::LocalKeyring;
+use sessionlake_storage::store::sha256_hex;
 use sessionlake_tests::{Ran, binary, copy_tree, files_under, repo_root, run};
 
 /// The session of the examples that ran `rm -rf`.
@@ -94,7 +94,7 @@ fn forge(dir: &Path, action: CommitAction, removed: Vec<ObjectEntry>) -> String 
         valid_until: None,
     };
     std::fs::write(
-        lake.join(sessionlake_lake::manifest::public_key_path(signer.key_id())),
+        lake.join(sessionlake_storage::manifest::public_key_path(signer.key_id())),
         serde_json::to_vec_pretty(&record).expect("record"),
     )
     .expect("plant key record");
@@ -327,7 +327,8 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     let signed: sessionlake_schemas::manifest::Checkpoint =
         serde_json::from_slice(&std::fs::read(lake.join(&path)).expect("read")).expect("parse");
     let parts = &signed.body.index.as_ref().expect("a version 2 checkpoint").parts;
-    let part = lake.join(&parts[sessionlake_lake::checkpoint::shard_of(ALICE, parts.len())].path);
+    let part =
+        lake.join(&parts[sessionlake_storage::checkpoint::shard_of(ALICE, parts.len())].path);
     let aside = part.with_extension("aside");
     std::fs::rename(&part, &aside).expect("move the part away");
     let without = cli(dir.path(), &["search", "--session", ALICE, "--format", "csv"]);

@@ -4,7 +4,7 @@
 //! read by the local source ([`super::local`]); a CloudWatch Logs subscription of a trail's
 //! log group gives [`InlineTrail`]s.
 
-use sessionlake_lake::cursors::Cursors;
+use sessionlake_storage::cursors::Cursors;
 
 use super::s3::{head_s3, list_objects};
 use super::{Notification, Notified, S3SourceConfig, Source, TrailInput, TrailPending, TrailWork};

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use sessionlake_indexer::InputForm;
 use sessionlake_indexer::input::{LogEvent, cloudwatch_raw, event_micros};
-use sessionlake_lake::cursors::Cursors;
 use sessionlake_schemas::SessionSource;
+use sessionlake_storage::cursors::Cursors;
 
 use super::{
     BadInput, Fetched, Notification, Notified, Pending, SessionInput, Source, Work, session_id_of,

@@ -13,9 +13,9 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use sessionlake_indexer::InputForm;
 use sessionlake_indexer::input::{GetLogEventsFile, LogEvent, cloudwatch_raw, event_micros};
-use sessionlake_lake::cursors::Cursors;
-use sessionlake_lake::store::sha256_hex;
 use sessionlake_schemas::SessionSource;
+use sessionlake_storage::cursors::Cursors;
+use sessionlake_storage::store::sha256_hex;
 
 use super::cloudtrail::{CLOUDTRAIL_DIGEST_FOLDER, CLOUDTRAIL_SUFFIXES};
 use super::{
@@ -411,7 +411,7 @@ fn log_events(name: &str, bytes: &[u8]) -> Result<Vec<LogEvent>, String> {
 /// Returns the size and SHA-256 of a file's bytes (up to one past [`MAX_OBJECT_BYTES`]),
 /// read in chunks.
 fn hash_file(handle: &mut std::fs::File, source_ref: &str) -> anyhow::Result<(u64, String)> {
-    let mut digest = sessionlake_lake::store::StreamDigest::default();
+    let mut digest = sessionlake_storage::store::StreamDigest::default();
     let mut limited = handle.take(MAX_OBJECT_BYTES + 1);
     let mut buffer = vec![0u8; 256 * 1024];
     loop {

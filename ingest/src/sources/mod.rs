@@ -33,8 +33,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use sessionlake_indexer::InputForm;
-use sessionlake_lake::cursors::Cursors;
 use sessionlake_schemas::{SessionSource, session_id};
+use sessionlake_storage::cursors::Cursors;
 
 use crate::raw::{Raw, RawDigest};
 

@@ -4,8 +4,8 @@
 
 use serde::Deserialize;
 use sessionlake_indexer::InputForm;
-use sessionlake_lake::cursors::Cursors;
 use sessionlake_schemas::SessionSource;
+use sessionlake_storage::cursors::Cursors;
 
 use super::{
     BadInput, Fetched, HEADER_PROBE_BYTES, MAX_OBJECT_BYTES, Notification, Notified, Pending,

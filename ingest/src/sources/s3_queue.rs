@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
-use sessionlake_lake::cursors::Cursors;
+use sessionlake_storage::cursors::Cursors;
 
 use super::s3::pending_s3;
 use super::{Pending, S3Object, S3SourceConfig, Source};

@@ -408,7 +408,7 @@ async fn test_rollback_on_an_object_lock_bucket_is_refused_and_detected() {
         .await
         .expect("the locked version is still stored");
     let bytes = kept.body.collect().await.expect("body").into_bytes();
-    assert_eq!(sessionlake_lake::store::sha256_hex(&bytes), sha);
+    assert_eq!(sessionlake_storage::store::sha256_hex(&bytes), sha);
     // Removing the marker restores the chain.
     s3.delete_object()
         .bucket(&locked_bucket)
