@@ -399,26 +399,51 @@ fn read_repl_line(
     current: &mut Option<Draft>,
     drafts: &mut Vec<Draft>,
 ) {
-    let Some(typed) = repl::input(program, &line.text) else {
+    if evidence == Evidence::Stripped
+        && let Some((lines, printed)) = repl::last_redraw(program, &line.text)
+    {
+        for typed in lines {
+            start_repl_line(program, typed, line, evidence, current, drafts);
+        }
+        if let Some(draft) = current.as_mut().filter(|_| !printed.is_empty()) {
+            draft.output.push(printed);
+        }
+        return;
+    }
+    let Some(text) = repl::input(program, &line.text) else {
         if let Some(draft) = current.as_mut() {
             draft.output.push(&line.text);
             draft.end = line.end;
         }
         return;
     };
-    if typed.trim().is_empty() || is_cancelled(typed) {
+    let prompt = &line.text[..line.text.len() - text.len()];
+    start_repl_line(program, repl::Typed { prompt, text }, line, evidence, current, drafts);
+}
+
+/// Starts the row of a line typed at a REPL's prompt.
+fn start_repl_line(
+    program: &'static str,
+    typed: repl::Typed<'_>,
+    line: &Line,
+    evidence: Evidence,
+    current: &mut Option<Draft>,
+    drafts: &mut Vec<Draft>,
+) {
+    let typed_text = typed.text;
+    // `^D` at the prompt is the end of input (the mysql client echoes it), not a line.
+    if typed_text.trim().is_empty() || is_cancelled(typed_text) || typed_text.starts_with("^D") {
         return;
     }
     if let Some(done) = current.take() {
         keep(drafts, done);
     }
-    let prompt_len = line.text.len() - typed.len();
-    let typed = &typed[..floor_char_boundary(typed, COMMAND_CAP)];
+    let command = &typed_text[..floor_char_boundary(typed_text, COMMAND_CAP)];
     *current = Some(Draft {
-        prompt: line.text[..prompt_len].to_string(),
+        prompt: typed.prompt.to_string(),
         cwd: None,
         user: None,
-        command: typed.to_string(),
+        command: command.to_string(),
         output: Output::default(),
         start: line.start,
         end: line.end,
@@ -564,7 +589,12 @@ impl Assembler {
                 learned_finders.iter().filter_map(|finder| finder.find(line.text.as_bytes())).min()
             && position > 0
         {
-            if let Some(draft) = current.as_mut() {
+            if let Some(program) = *repl {
+                // What a REPL showed before the shell's prompt came back (irb's last line,
+                // glued to the prompt by the moves the agent deleted).
+                let before = Line { text: line.text[..position].to_string(), ..line.clone() };
+                read_repl_line(program, &before, evidence, current, drafts);
+            } else if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text[..position]);
             }
             // Where the editor opened counts from the line's new start.

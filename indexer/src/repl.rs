@@ -107,6 +107,79 @@ pub fn input<'a>(program: &str, line: &'a str) -> Option<&'a str> {
     }
 }
 
+/// A line typed into a REPL, as its last redraw showed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Typed<'a> {
+    /// The REPL's prompt before it.
+    pub prompt: &'a str,
+    /// What was typed.
+    pub text: &'a str,
+}
+
+/// What a streamed line shows of a REPL that redraws its whole line on every key (redis-cli's
+/// linenoise, irb's Reline): the agent deleted the CRs and cursor moves between the redraws,
+/// so they follow one another on one line, `127.0.0.1:6379> g127.0.0.1:6379> ge…`. Returns
+/// the lines of the last redraw, in order (irb redraws a buffer of several lines whole when
+/// it is entered, each line with its own number), and what was printed after it; `None` when
+/// the line holds no such redraws.
+///
+/// linenoise's last redraw leaves its grey hint out: it is what was typed. Reline's is drawn
+/// twice when the line is entered, the second time followed by what the program printed
+/// (`x = 21`, then `x = 21=> 21`): when the last redraw starts with the one before, the rest
+/// is output.
+pub fn last_redraw<'a>(program: &str, line: &'a str) -> Option<(Vec<Typed<'a>>, &'a str)> {
+    let anchor = match program {
+        "irb" => "irb(",
+        "redis-cli" => {
+            let typed = redis(line)?;
+            &line[..line.len() - typed.len()]
+        }
+        _ => return None,
+    };
+    // Every redraw: its prompt, what follows up to the next one, and irb's line number.
+    let mut redraws: Vec<(Typed<'a>, u32)> = Vec::new();
+    let mut starts = memchr::memmem::find_iter(line.as_bytes(), anchor.as_bytes())
+        .filter(|&start| input(program, &line[start..]).is_some())
+        .peekable();
+    while let Some(start) = starts.next() {
+        let end = starts.peek().copied().unwrap_or(line.len());
+        let Some(typed) = input(program, &line[start..end]) else { continue };
+        let prompt = &line[start..end - typed.len()];
+        redraws.push((Typed { prompt, text: typed }, irb_line_number(prompt)));
+    }
+    if redraws.len() < 2 {
+        return None;
+    }
+    // The last redraw begins after the last step back to an earlier line number (irb redraws
+    // a multi-line buffer from its first line when it is entered).
+    let first = redraws.windows(2).rposition(|pair| pair[1].1 < pair[0].1).map_or(0, |at| at + 1);
+    let last_redraws = &redraws[first..];
+    let mut lines: Vec<Typed<'a>> = Vec::new();
+    let mut output = "";
+    for (index, (typed, number)) in last_redraws.iter().enumerate() {
+        let next_is_same_line = last_redraws.get(index + 1).is_some_and(|next| next.1 == *number);
+        if next_is_same_line {
+            continue;
+        }
+        let mut text = typed.text;
+        if program == "irb"
+            && index > 0
+            && last_redraws[index - 1].1 == *number
+            && let Some(rest) = text.strip_prefix(last_redraws[index - 1].0.text.trim_end())
+        {
+            output = rest;
+            text = &text[..text.len() - rest.len()];
+        }
+        lines.push(Typed { prompt: typed.prompt, text: text.trim_end() });
+    }
+    Some((lines, output))
+}
+
+/// The line number in irb's prompt (`irb(main):012:0> `), or 0.
+fn irb_line_number(prompt: &str) -> u32 {
+    prompt.rsplit(':').nth(1).and_then(|number| number.parse().ok()).unwrap_or(0)
+}
+
 /// `   ...> text`: blanks, then the continuation prompt.
 fn after_continuation<'a>(line: &'a str, prompt: &str) -> Option<&'a str> {
     line.trim_start_matches(' ').strip_prefix(prompt).filter(|_| line.starts_with(' '))
@@ -213,6 +286,49 @@ mod tests {
         ];
         for (program, line, expected) in cases {
             assert_eq!(input(program, line), *expected, "{program} {line:?}");
+        }
+    }
+
+    #[test]
+    fn test_last_redraw_of_a_streamed_line() {
+        // (As the agent streams them: the CRs and cursor moves between redraws deleted.)
+        type Redraw = Option<(&'static [&'static str], &'static str)>;
+        let cases: &[(&str, &str, Redraw)] = &[
+            // linenoise: the hint is in every redraw but the last.
+            (
+                "redis-cli",
+                "127.0.0.1:6379> 127.0.0.1:6379> s127.0.0.1:6379> set key value [NX|XX]\
+                 127.0.0.1:6379> set a value [NX|XX]127.0.0.1:6379> set a",
+                Some((&["set a"], "")),
+            ),
+            // Reline: drawn twice on Enter, the second time followed by the output.
+            (
+                "irb",
+                "\u{25bd}irb(main):001:0> irb(main):001:0> x = 2irb(main):001:0> x = 21\
+                 irb(main):001:0> x = 21=> 21",
+                Some((&["x = 21"], "=> 21")),
+            ),
+            // A buffer of three lines redrawn whole from its first line; a completion
+            // dialog in an earlier redraw.
+            (
+                "irb",
+                "irb(main):003:0> ddup    def    irb(main):003:0> def f(a)irb(main):004:2*   a\
+                 irb(main):004:1*   a + 1irb(main):005:1* end     irb(main):003:1* def f(a)\
+                 irb(main):004:1*   a + 1irb(main):005:0> endirb(main):005:0> end=> :f",
+                Some((&["def f(a)", "  a + 1", "end"], "=> :f")),
+            ),
+            // One redraw only: read as any line.
+            ("redis-cli", "127.0.0.1:6379> get a", None),
+            ("irb", "=> 42", None),
+            ("psql", "billing=# select 1;billing=# select 1;", None),
+        ];
+        for (program, line, expected) in cases {
+            let found = last_redraw(program, line);
+            let texts = found
+                .as_ref()
+                .map(|(lines, output)| (lines.iter().map(|l| l.text).collect::<Vec<_>>(), *output));
+            let expected = expected.map(|(lines, output)| (lines.to_vec(), output));
+            assert_eq!(texts, expected, "{program} {line:?}");
         }
     }
 }
