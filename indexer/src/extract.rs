@@ -398,7 +398,12 @@ fn read_repl_line(
     evidence: Evidence,
     current: &mut Option<Draft>,
     drafts: &mut Vec<Draft>,
+    previewed: &mut Option<PreviewedTyping>,
 ) {
+    let previews = program == "node" && evidence == Evidence::Stripped;
+    if previews && read_previewed_keys(line, current, previewed) {
+        return;
+    }
     if evidence == Evidence::Stripped
         && let Some((lines, printed)) = repl::last_redraw(program, &line.text)
     {
@@ -418,7 +423,98 @@ fn read_repl_line(
         return;
     };
     let prompt = &line.text[..line.text.len() - text.len()];
+    if previews {
+        start_repl_line(program, repl::Typed { prompt, text }, line, evidence, current, drafts);
+        *previewed = current
+            .as_ref()
+            .map(|draft| PreviewedTyping { typed_len: draft.command.len(), ..Default::default() });
+        return;
+    }
     start_repl_line(program, repl::Typed { prompt, text }, line, evidence, current, drafts);
+}
+
+/// node's typing in a stripped stream: the keys typed after its first one are glued to the
+/// previews drawn between them, one streamed line per preview (see [`repl::node_value_len`]):
+/// `> x`, `21 `, `21* 2`, `42`, then the result `42` after Enter. Each line that starts with
+/// a value and goes on adds what follows the value to the command; a line that is a value
+/// alone is the last preview, and the reading holds only if the next line repeats it (the
+/// result). Otherwise the lines were output and the command is what its prompt line showed.
+#[derive(Debug, Default)]
+struct PreviewedTyping {
+    /// Length of the command as its prompt line showed it.
+    typed_len: usize,
+    /// The lines read as previews with keys, output if the reading does not hold.
+    held: Vec<String>,
+    /// The value alone on the last line, which the result must repeat.
+    last_value: Option<String>,
+    /// How many lines had keys after their preview.
+    keys_lines: usize,
+}
+
+/// Reads `line` as a preview of node's, with keys typed after it; returns whether it was.
+fn read_previewed_keys(
+    line: &Line,
+    current: &mut Option<Draft>,
+    previewed: &mut Option<PreviewedTyping>,
+) -> bool {
+    let Some(typing) = previewed.as_mut() else { return false };
+    let Some(draft) = current.as_mut() else {
+        *previewed = None;
+        return false;
+    };
+    let value_len = repl::node_value_len(&line.text);
+    let keys = &line.text[value_len..];
+    if repl::input("node", &line.text).is_none()
+        && value_len > 0
+        && draft.command.len() + keys.len() < COMMAND_CAP
+    {
+        // A value alone and then another with keys: the keys after the first were blanks
+        // (the end of a streamed line loses its blanks).
+        let blank_keys = typing.last_value.is_some() && !keys.is_empty();
+        if typing.last_value.is_none() || blank_keys {
+            if blank_keys {
+                typing.last_value = None;
+                typing.keys_lines += 1;
+                draft.command.push(' ');
+            }
+            if keys.is_empty() {
+                typing.last_value = Some(line.text.clone());
+            } else {
+                draft.command.push_str(keys);
+                typing.keys_lines += 1;
+            }
+            typing.held.push(line.text.clone());
+            return true;
+        }
+    }
+    // The result repeats the last preview; or there were several lines of keys (the last
+    // preview is not drawn when the keys come faster than node evaluates them, nor for what
+    // it cannot evaluate without side effects: `console.log`, `n += 5`). A single line of a
+    // value and text is not enough: a command's output can look so (`42 apples`).
+    let confirmed =
+        typing.last_value.as_deref() == Some(line.text.as_str()) || typing.keys_lines >= 2;
+    settle_previewed(previewed, current, confirmed);
+    false
+}
+
+/// Ends the reading of node's previews: if it did not hold, the command is what its prompt
+/// line showed and the lines read as previews are output.
+fn settle_previewed(
+    previewed: &mut Option<PreviewedTyping>,
+    current: &mut Option<Draft>,
+    confirmed: bool,
+) {
+    let (Some(typing), Some(draft)) = (previewed.take(), current.as_mut()) else { return };
+    if !confirmed {
+        draft.command.truncate(typing.typed_len);
+        for held in &typing.held {
+            draft.output.push(held);
+        }
+    }
+    // (The completion previews run across the lines: read once the keys are all there.)
+    if let std::borrow::Cow::Owned(command) = repl::without_completion_previews(&draft.command) {
+        draft.command = command;
+    }
 }
 
 /// Starts the row of a line typed at a REPL's prompt.
@@ -477,6 +573,8 @@ pub struct Assembler {
     current: Option<Draft>,
     /// The REPL the last command started, reading lines until a shell prompt comes back.
     repl: Option<&'static str>,
+    /// node's keys being read from its previews in a stripped stream.
+    previewed: Option<PreviewedTyping>,
     /// Lines the shell's line editor drew, and how many of them were not understood (neither a
     /// prompt with a command, nor a continuation, nor a REPL line): see [`Assembler::editor_lines`].
     editor_lines: EditorLines,
@@ -506,6 +604,7 @@ impl Assembler {
             learned_finders: Vec::new(),
             current: None,
             repl: None,
+            previewed: None,
             editor_lines: EditorLines::default(),
             predicted: VecDeque::new(),
         }
@@ -521,6 +620,7 @@ impl Assembler {
             learned_finders,
             current,
             repl,
+            previewed,
             editor_lines,
             predicted,
         } = self;
@@ -593,7 +693,7 @@ impl Assembler {
                 // What a REPL showed before the shell's prompt came back (irb's last line,
                 // glued to the prompt by the moves the agent deleted).
                 let before = Line { text: line.text[..position].to_string(), ..line.clone() };
-                read_repl_line(program, &before, evidence, current, drafts);
+                read_repl_line(program, &before, evidence, current, drafts, previewed);
             } else if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text[..position]);
             }
@@ -608,10 +708,11 @@ impl Assembler {
         }
         if let Some(program) = *repl {
             if !shows_shell_prompt(line, learned) {
-                read_repl_line(program, line, evidence, current, drafts);
+                read_repl_line(program, line, evidence, current, drafts, previewed);
                 return;
             }
             *repl = None;
+            settle_previewed(previewed, current, false);
         }
         // With editor marks, a line the editor did not draw is output whatever it shows: its
         // prompt is not looked for (most lines of a transcript are such output).
@@ -761,7 +862,8 @@ impl Assembler {
 
     /// Returns the commands not yet drained (all of them, when none were).
     pub fn finish(self) -> Vec<Draft> {
-        let Assembler { evidence, mut drafts, current, .. } = self;
+        let Assembler { evidence, mut drafts, mut current, mut previewed, .. } = self;
+        settle_previewed(&mut previewed, &mut current, false);
         if let Some(done) = current {
             keep(&mut drafts, done);
         }
@@ -1021,6 +1123,53 @@ mod tests {
         let drafts = assemble(&input, Evidence::Stripped);
         assert_eq!(commands(&drafts), vec!["echo one", "echo two"]);
         assert_eq!(drafts[1].output.lines().collect::<Vec<_>>(), vec!["one", "two"]);
+    }
+
+    #[test]
+    fn test_node_keys_are_read_from_its_previews_in_a_stripped_stream() {
+        // (As the agent streams node 20's REPL: each line a preview and the keys after it.)
+        let input = lines(&[
+            ("$ node", false),
+            ("> x", false),
+            ("21", false),
+            ("21* 2", false),
+            ("42", false),
+            ("42", false),
+            ("> console.log('42 apples')", false),
+            ("42 apples", false),
+            ("undefined", false),
+            ("> JSON", false),
+            ("Object [JSON] {}SON", false),
+            ("Object [JSON] {}ON", false),
+            ("Object [JSON] {}N", false),
+            ("Object [JSON] {}.stringify", false),
+            ("[Function: stringify]tringify", false),
+            ("[Function: stringify]ringify", false),
+            ("[Function: stringify]ingify", false),
+            ("[Function: stringify]ngify", false),
+            ("[Function: stringify]gify", false),
+            ("[Function: stringify]ify", false),
+            ("[Function: stringify]fy", false),
+            ("[Function: stringify]y", false),
+            ("[Function: stringify]({ a: 1 })", false),
+            ("'{\"a\":1}'", false),
+            ("> .exititt", false),
+            ("$ ls", false),
+        ]);
+        let drafts = assemble(&input, Evidence::Stripped);
+        assert_eq!(
+            commands(&drafts),
+            vec![
+                "node",
+                "x * 2",
+                "console.log('42 apples')",
+                "JSON.stringify({ a: 1 })",
+                ".exit",
+                "ls"
+            ]
+        );
+        assert_eq!(drafts[2].output.lines().collect::<Vec<_>>(), vec!["42 apples", "undefined"]);
+        assert!(drafts[1..5].iter().all(|draft| draft.repl == Some("node")));
     }
 
     #[test]
