@@ -372,6 +372,32 @@ fn dedent_continuations(prompt_text: &str, rest: &str) -> Option<String> {
 }
 
 /// Where the prompt of a line ends when the terminal saw the line editor open after it.
+/// The length of the session's prompt on a line whose editor opened after more than it: zsh
+/// drew its prompt and a buffer it filled itself (`HIST_VERIFY` puts the expansion of `!!`,
+/// `!$` or `^old^new` there to be run by a second Enter), then opened its editor after them.
+/// The filled text is part of the command. (Only read so after such an expansion: a prompt
+/// may also grow past one seen before, `➜  infra ` then `➜  infra git:(main) ✗ `.)
+fn prefilled_prompt(line: &Line, learned: &[String]) -> Option<usize> {
+    // (With nothing typed after the filled buffer, no region was drawn: only where the
+    // editor opened tells.)
+    let end = line.prompt_end.filter(|&end| end > 0 && line.text.is_char_boundary(end))?;
+    learned
+        .iter()
+        .filter(|prompt| prompt.len() >= 2 && prompt.len() < end)
+        .filter(|prompt| line.text[..end].starts_with(prompt.as_str()))
+        .filter(|prompt| !line.text[prompt.len()..end].trim().is_empty())
+        .map(String::len)
+        .max()
+}
+
+/// Whether a command only asked for a history expansion that `HIST_VERIFY` put into the next
+/// buffer instead of running it: bash's `!` events or `^old^new`, and nothing printed.
+fn is_verified_expansion(draft: &Draft) -> bool {
+    draft.repl.is_none()
+        && draft.output.is_empty()
+        && (draft.command.starts_with('^') || draft.command.contains('!'))
+}
+
 fn editor_prompt_end(line: &Line) -> Option<usize> {
     line.prompt_end.filter(|&end| line.editor && end > 0 && line.text.is_char_boundary(end))
 }
@@ -714,15 +740,24 @@ impl Assembler {
             *repl = None;
             settle_previewed(previewed, current, false);
         }
+        // After a history expansion that printed nothing, zsh's `HIST_VERIFY` may have put
+        // it into the next buffer: that line runs it, the expansion did not run.
+        let verified = current
+            .as_ref()
+            .filter(|draft| is_verified_expansion(draft))
+            .and_then(|_| prefilled_prompt(line, learned));
         // With editor marks, a line the editor did not draw is output whatever it shows: its
         // prompt is not looked for (most lines of a transcript are such output).
-        let prompt = if evidence == Evidence::EditorMarks && !line.editor {
+        let prompt = if let Some(prompt_len) = verified {
+            Some(prompt::described(&line.text[..prompt_len]))
+        } else if evidence == Evidence::EditorMarks && !line.editor {
             None
         } else {
             found.unwrap_or_else(|| find_prompt(line, evidence, learned))
         };
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
+            _ if verified.is_some() => true,
             (Some(_), Evidence::EditorMarks) => line.editor,
             (Some(_), _) => true,
         };
@@ -735,7 +770,10 @@ impl Assembler {
             return;
         }
         let Some(prompt) = prompt else { return };
-        if let Some(done) = current.take() {
+        // (The expansion `HIST_VERIFY` put into this buffer did not run.)
+        if let Some(done) = current.take()
+            && verified.is_none()
+        {
             keep(drafts, done);
         }
         let prompt_text = &line.text[..prompt.len];
@@ -1123,6 +1161,37 @@ mod tests {
         let drafts = assemble(&input, Evidence::Stripped);
         assert_eq!(commands(&drafts), vec!["echo one", "echo two"]);
         assert_eq!(drafts[1].output.lines().collect::<Vec<_>>(), vec!["one", "two"]);
+    }
+
+    #[test]
+    fn test_zsh_hist_verify_runs_the_filled_buffer_not_the_expansion() {
+        // (text, drawn by the editor, where the editor opened)
+        let marked = |texts: &[(&str, bool, Option<usize>)]| {
+            let mut input = lines(&texts.iter().map(|(t, e, _)| (*t, *e)).collect::<Vec<_>>());
+            for (line, (_, _, prompt_end)) in input.iter_mut().zip(texts) {
+                line.prompt_end = *prompt_end;
+            }
+            input
+        };
+        let input = marked(&[
+            ("% echo hi", true, Some(2)),
+            ("hi", false, None),
+            ("% !!", true, Some(2)),
+            // Filled with the expansion, Enter pressed at once: no region was drawn.
+            ("% echo hi", false, Some(9)),
+            ("hi", false, None),
+            ("% ^hi^yo", true, Some(2)),
+            ("% echo yo there", true, Some(9)),
+            ("yo there", false, None),
+            // A prompt that grows past one seen before is no filled buffer.
+            ("% cd infra", true, Some(2)),
+            ("% git:(main) git status", true, Some(13)),
+        ]);
+        let drafts = assemble(&input, Evidence::EditorMarks);
+        assert_eq!(
+            commands(&drafts),
+            vec!["echo hi", "echo hi", "echo yo there", "cd infra", "git status"]
+        );
     }
 
     #[test]
