@@ -241,6 +241,7 @@ class Services:
         self.home = home
         self.root = root / ".svc"
         self.procs: list[subprocess.Popen] = []
+        self.logs: list = []  # the servers' log files, closed with them
         self.env: dict[str, str] = {}
 
     def __enter__(self) -> "Services":
@@ -265,6 +266,9 @@ class Services:
                 proc.kill()
                 proc.wait()
         self.procs.clear()
+        for log in self.logs:
+            log.close()
+        self.logs.clear()
 
     def wait_for(self, what: str, ready) -> None:
         deadline = time.monotonic() + 30
@@ -298,6 +302,7 @@ class Services:
                         "--auth-root-authentication-method=socket", "--skip-test-db"],
                        check=True, capture_output=True)
         log = open(db / "log", "wb")
+        self.logs.append(log)
         self.procs.append(subprocess.Popen(
             ["mariadbd", "--no-defaults", f"--datadir={db / 'data'}", f"--socket={sock}",
              "--skip-networking", "--user=root", f"--pid-file={db / 'pid'}"],
@@ -318,6 +323,7 @@ class Services:
         rd = self.root / "redis"
         rd.mkdir(parents=True)
         log = open(rd / "log", "wb")
+        self.logs.append(log)
         self.procs.append(subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
              "--appendonly", "no", "--dir", str(rd)], stdout=log, stderr=log))
