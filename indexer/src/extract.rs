@@ -391,11 +391,31 @@ fn prefilled_prompt(line: &Line, learned: &[String]) -> Option<usize> {
 }
 
 /// Whether a command only asked for a history expansion that `HIST_VERIFY` put into the next
-/// buffer instead of running it: bash's `!` events or `^old^new`, and nothing printed.
+/// buffer instead of running it: a `!` event (`!!`, `!$`, `!-2`, `!ls`) or `^old^new`, and
+/// nothing printed (without `HIST_VERIFY` the shell prints the expanded command). A `!`
+/// before a blank, `=` or `(` is no event (`[ ! -d .git ]`): such a command is not hidden.
 fn is_verified_expansion(draft: &Draft) -> bool {
+    let command = draft.command.as_bytes();
+    let has_event = || {
+        command.windows(2).any(|pair| {
+            pair[0] == b'!' && (pair[1].is_ascii_alphanumeric() || b"!$^*-?#".contains(&pair[1]))
+        })
+    };
     draft.repl.is_none()
         && draft.output.is_empty()
-        && (draft.command.starts_with('^') || draft.command.contains('!'))
+        && (command.first() == Some(&b'^') || has_event())
+}
+
+/// Whether `filled` (what follows the prompt on the line after `expansion`) can be what
+/// `expansion` expands to: `^old^new` puts `new` in; an event inside a command (`wc -l !$`)
+/// keeps the text before it; a command of events alone (`!!`, `!ls`) can be anything.
+fn fills_expansion(expansion: &str, filled: &str) -> bool {
+    if let Some(substitution) = expansion.strip_prefix('^') {
+        let new = substitution.split('^').nth(1).unwrap_or_default();
+        return filled.contains(new);
+    }
+    let before_event = expansion.split('!').next().unwrap_or_default();
+    filled.starts_with(before_event)
 }
 
 fn editor_prompt_end(line: &Line) -> Option<usize> {
@@ -742,10 +762,11 @@ impl Assembler {
         }
         // After a history expansion that printed nothing, zsh's `HIST_VERIFY` may have put
         // it into the next buffer: that line runs it, the expansion did not run.
-        let verified = current
-            .as_ref()
-            .filter(|draft| is_verified_expansion(draft))
-            .and_then(|_| prefilled_prompt(line, learned));
+        let verified =
+            current.as_ref().filter(|draft| is_verified_expansion(draft)).and_then(|draft| {
+                let prompt_len = prefilled_prompt(line, learned)?;
+                fills_expansion(&draft.command, &line.text[prompt_len..]).then_some(prompt_len)
+            });
         // With editor marks, a line the editor did not draw is output whatever it shows: its
         // prompt is not looked for (most lines of a transcript are such output).
         let prompt = if let Some(prompt_len) = verified {
@@ -1183,14 +1204,28 @@ mod tests {
             ("% ^hi^yo", true, Some(2)),
             ("% echo yo there", true, Some(9)),
             ("yo there", false, None),
-            // A prompt that grows past one seen before is no filled buffer.
+            // A prompt that grows past one seen before is no filled buffer, even after a
+            // command with a `!` that printed nothing.
             ("% cd infra", true, Some(2)),
+            ("% [ ! -d .git ] && git init -q", true, Some(2)),
             ("% git:(main) git status", true, Some(13)),
+            ("M a", false, None),
+            ("% cd !$", true, Some(2)),
+            ("% git:(main) git log", true, Some(13)),
         ]);
         let drafts = assemble(&input, Evidence::EditorMarks);
         assert_eq!(
             commands(&drafts),
-            vec!["echo hi", "echo hi", "echo yo there", "cd infra", "git status"]
+            vec![
+                "echo hi",
+                "echo hi",
+                "echo yo there",
+                "cd infra",
+                "[ ! -d .git ] && git init -q",
+                "git status",
+                "cd !$",
+                "git log"
+            ]
         );
     }
 
