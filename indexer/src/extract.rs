@@ -372,6 +372,52 @@ fn dedent_continuations(prompt_text: &str, rest: &str) -> Option<String> {
 }
 
 /// Where the prompt of a line ends when the terminal saw the line editor open after it.
+/// The length of the session's prompt on a line whose editor opened after more than it: zsh
+/// drew its prompt and a buffer it filled itself (`HIST_VERIFY` puts the expansion of `!!`,
+/// `!$` or `^old^new` there to be run by a second Enter), then opened its editor after them.
+/// The filled text is part of the command. (Only read so after such an expansion: a prompt
+/// may also grow past one seen before, `➜  infra ` then `➜  infra git:(main) ✗ `.)
+fn prefilled_prompt(line: &Line, learned: &[String]) -> Option<usize> {
+    // (With nothing typed after the filled buffer, no region was drawn: only where the
+    // editor opened tells.)
+    let end = line.prompt_end.filter(|&end| end > 0 && line.text.is_char_boundary(end))?;
+    learned
+        .iter()
+        .filter(|prompt| prompt.len() >= 2 && prompt.len() < end)
+        .filter(|prompt| line.text[..end].starts_with(prompt.as_str()))
+        .filter(|prompt| !line.text[prompt.len()..end].trim().is_empty())
+        .map(String::len)
+        .max()
+}
+
+/// Whether a command only asked for a history expansion that `HIST_VERIFY` put into the next
+/// buffer instead of running it: a `!` event (`!!`, `!$`, `!-2`, `!ls`) or `^old^new`, and
+/// nothing printed (without `HIST_VERIFY` the shell prints the expanded command). A `!`
+/// before a blank, `=` or `(` is no event (`[ ! -d .git ]`): such a command is not hidden.
+fn is_verified_expansion(draft: &Draft) -> bool {
+    let command = draft.command.as_bytes();
+    let has_event = || {
+        command.windows(2).any(|pair| {
+            pair[0] == b'!' && (pair[1].is_ascii_alphanumeric() || b"!$^*-?#".contains(&pair[1]))
+        })
+    };
+    draft.repl.is_none()
+        && draft.output.is_empty()
+        && (command.first() == Some(&b'^') || has_event())
+}
+
+/// Whether `filled` (what follows the prompt on the line after `expansion`) can be what
+/// `expansion` expands to: `^old^new` puts `new` in; an event inside a command (`wc -l !$`)
+/// keeps the text before it; a command of events alone (`!!`, `!ls`) can be anything.
+fn fills_expansion(expansion: &str, filled: &str) -> bool {
+    if let Some(substitution) = expansion.strip_prefix('^') {
+        let new = substitution.split('^').nth(1).unwrap_or_default();
+        return filled.contains(new);
+    }
+    let before_event = expansion.split('!').next().unwrap_or_default();
+    filled.starts_with(before_event)
+}
+
 fn editor_prompt_end(line: &Line) -> Option<usize> {
     line.prompt_end.filter(|&end| line.editor && end > 0 && line.text.is_char_boundary(end))
 }
@@ -398,27 +444,148 @@ fn read_repl_line(
     evidence: Evidence,
     current: &mut Option<Draft>,
     drafts: &mut Vec<Draft>,
+    previewed: &mut Option<PreviewedTyping>,
 ) {
-    let Some(typed) = repl::input(program, &line.text) else {
+    let previews = program == "node" && evidence == Evidence::Stripped;
+    if previews && read_previewed_keys(line, current, previewed) {
+        return;
+    }
+    if evidence == Evidence::Stripped
+        && let Some((lines, printed)) = repl::last_redraw(program, &line.text)
+    {
+        for typed in lines {
+            start_repl_line(program, typed, line, evidence, current, drafts);
+        }
+        if let Some(draft) = current.as_mut().filter(|_| !printed.is_empty()) {
+            draft.output.push(printed);
+        }
+        return;
+    }
+    let Some(text) = repl::input(program, &line.text) else {
         if let Some(draft) = current.as_mut() {
             draft.output.push(&line.text);
             draft.end = line.end;
         }
         return;
     };
-    if typed.trim().is_empty() || is_cancelled(typed) {
+    let prompt = &line.text[..line.text.len() - text.len()];
+    if previews {
+        start_repl_line(program, repl::Typed { prompt, text }, line, evidence, current, drafts);
+        *previewed = current
+            .as_ref()
+            .map(|draft| PreviewedTyping { typed_len: draft.command.len(), ..Default::default() });
+        return;
+    }
+    start_repl_line(program, repl::Typed { prompt, text }, line, evidence, current, drafts);
+}
+
+/// node's typing in a stripped stream: the keys typed after its first one are glued to the
+/// previews drawn between them, one streamed line per preview (see [`repl::node_value_len`]):
+/// `> x`, `21 `, `21* 2`, `42`, then the result `42` after Enter. Each line that starts with
+/// a value and goes on adds what follows the value to the command; a line that is a value
+/// alone is the last preview, and the reading holds only if the next line repeats it (the
+/// result). Otherwise the lines were output and the command is what its prompt line showed.
+#[derive(Debug, Default)]
+struct PreviewedTyping {
+    /// Length of the command as its prompt line showed it.
+    typed_len: usize,
+    /// The lines read as previews with keys, output if the reading does not hold.
+    held: Vec<String>,
+    /// The value alone on the last line, which the result must repeat.
+    last_value: Option<String>,
+    /// How many lines had keys after their preview.
+    keys_lines: usize,
+}
+
+/// Reads `line` as a preview of node's, with keys typed after it; returns whether it was.
+fn read_previewed_keys(
+    line: &Line,
+    current: &mut Option<Draft>,
+    previewed: &mut Option<PreviewedTyping>,
+) -> bool {
+    let Some(typing) = previewed.as_mut() else { return false };
+    let Some(draft) = current.as_mut() else {
+        *previewed = None;
+        return false;
+    };
+    let value_len = repl::node_value_len(&line.text);
+    let keys = &line.text[value_len..];
+    if repl::input("node", &line.text).is_none()
+        && value_len > 0
+        && draft.command.len() + keys.len() < COMMAND_CAP
+    {
+        // A value alone and then another with keys: the keys after the first were blanks
+        // (the end of a streamed line loses its blanks).
+        let blank_keys = typing.last_value.is_some() && !keys.is_empty();
+        if typing.last_value.is_none() || blank_keys {
+            if blank_keys {
+                typing.last_value = None;
+                typing.keys_lines += 1;
+                draft.command.push(' ');
+            }
+            if keys.is_empty() {
+                typing.last_value = Some(line.text.clone());
+            } else {
+                draft.command.push_str(keys);
+                typing.keys_lines += 1;
+            }
+            typing.held.push(line.text.clone());
+            return true;
+        }
+    }
+    // The result repeats the last preview; or there were several lines of keys (the last
+    // preview is not drawn when the keys come faster than node evaluates them, nor for what
+    // it cannot evaluate without side effects: `console.log`, `n += 5`). A single line of a
+    // value and text is not enough: a command's output can look so (`42 apples`).
+    let confirmed =
+        typing.last_value.as_deref() == Some(line.text.as_str()) || typing.keys_lines >= 2;
+    settle_previewed(previewed, current, confirmed);
+    false
+}
+
+/// Ends the reading of node's previews: if it did not hold, the command is what its prompt
+/// line showed and the lines read as previews are output.
+fn settle_previewed(
+    previewed: &mut Option<PreviewedTyping>,
+    current: &mut Option<Draft>,
+    confirmed: bool,
+) {
+    let (Some(typing), Some(draft)) = (previewed.take(), current.as_mut()) else { return };
+    if !confirmed {
+        draft.command.truncate(typing.typed_len);
+        for held in &typing.held {
+            draft.output.push(held);
+        }
+    }
+    // (The completion previews run across the lines: read once the keys are all there.)
+    if let std::borrow::Cow::Owned(command) = repl::without_completion_previews(&draft.command) {
+        draft.command = command;
+    }
+}
+
+/// Starts the row of a line typed at a REPL's prompt.
+fn start_repl_line(
+    program: &'static str,
+    typed: repl::Typed<'_>,
+    line: &Line,
+    evidence: Evidence,
+    current: &mut Option<Draft>,
+    drafts: &mut Vec<Draft>,
+) {
+    let typed_text = typed.text;
+    // `^D` at the prompt is the end of input (the mysql client echoes it), not a line.
+    if typed_text.trim().is_empty() || is_cancelled(typed_text) || typed_text.starts_with("^D") {
         return;
     }
     if let Some(done) = current.take() {
         keep(drafts, done);
     }
-    let prompt_len = line.text.len() - typed.len();
-    let typed = &typed[..floor_char_boundary(typed, COMMAND_CAP)];
+    let command = &typed_text[..floor_char_boundary(typed_text, COMMAND_CAP)];
     *current = Some(Draft {
-        prompt: line.text[..prompt_len].to_string(),
+        prompt: typed.prompt.to_string(),
         cwd: None,
         user: None,
-        command: typed.to_string(),
+        command: command.to_string(),
         output: Output::default(),
         start: line.start,
         end: line.end,
@@ -452,6 +619,8 @@ pub struct Assembler {
     current: Option<Draft>,
     /// The REPL the last command started, reading lines until a shell prompt comes back.
     repl: Option<&'static str>,
+    /// node's keys being read from its previews in a stripped stream.
+    previewed: Option<PreviewedTyping>,
     /// Lines the shell's line editor drew, and how many of them were not understood (neither a
     /// prompt with a command, nor a continuation, nor a REPL line): see [`Assembler::editor_lines`].
     editor_lines: EditorLines,
@@ -481,6 +650,7 @@ impl Assembler {
             learned_finders: Vec::new(),
             current: None,
             repl: None,
+            previewed: None,
             editor_lines: EditorLines::default(),
             predicted: VecDeque::new(),
         }
@@ -496,6 +666,7 @@ impl Assembler {
             learned_finders,
             current,
             repl,
+            previewed,
             editor_lines,
             predicted,
         } = self;
@@ -564,7 +735,12 @@ impl Assembler {
                 learned_finders.iter().filter_map(|finder| finder.find(line.text.as_bytes())).min()
             && position > 0
         {
-            if let Some(draft) = current.as_mut() {
+            if let Some(program) = *repl {
+                // What a REPL showed before the shell's prompt came back (irb's last line,
+                // glued to the prompt by the moves the agent deleted).
+                let before = Line { text: line.text[..position].to_string(), ..line.clone() };
+                read_repl_line(program, &before, evidence, current, drafts, previewed);
+            } else if let Some(draft) = current.as_mut() {
                 draft.output.push(&line.text[..position]);
             }
             // Where the editor opened counts from the line's new start.
@@ -578,20 +754,31 @@ impl Assembler {
         }
         if let Some(program) = *repl {
             if !shows_shell_prompt(line, learned) {
-                read_repl_line(program, line, evidence, current, drafts);
+                read_repl_line(program, line, evidence, current, drafts, previewed);
                 return;
             }
             *repl = None;
+            settle_previewed(previewed, current, false);
         }
+        // After a history expansion that printed nothing, zsh's `HIST_VERIFY` may have put
+        // it into the next buffer: that line runs it, the expansion did not run.
+        let verified =
+            current.as_ref().filter(|draft| is_verified_expansion(draft)).and_then(|draft| {
+                let prompt_len = prefilled_prompt(line, learned)?;
+                fills_expansion(&draft.command, &line.text[prompt_len..]).then_some(prompt_len)
+            });
         // With editor marks, a line the editor did not draw is output whatever it shows: its
         // prompt is not looked for (most lines of a transcript are such output).
-        let prompt = if evidence == Evidence::EditorMarks && !line.editor {
+        let prompt = if let Some(prompt_len) = verified {
+            Some(prompt::described(&line.text[..prompt_len]))
+        } else if evidence == Evidence::EditorMarks && !line.editor {
             None
         } else {
             found.unwrap_or_else(|| find_prompt(line, evidence, learned))
         };
         let is_shell_line = match (&prompt, evidence) {
             (None, _) => false,
+            _ if verified.is_some() => true,
             (Some(_), Evidence::EditorMarks) => line.editor,
             (Some(_), _) => true,
         };
@@ -604,7 +791,10 @@ impl Assembler {
             return;
         }
         let Some(prompt) = prompt else { return };
-        if let Some(done) = current.take() {
+        // (The expansion `HIST_VERIFY` put into this buffer did not run.)
+        if let Some(done) = current.take()
+            && verified.is_none()
+        {
             keep(drafts, done);
         }
         let prompt_text = &line.text[..prompt.len];
@@ -731,7 +921,8 @@ impl Assembler {
 
     /// Returns the commands not yet drained (all of them, when none were).
     pub fn finish(self) -> Vec<Draft> {
-        let Assembler { evidence, mut drafts, current, .. } = self;
+        let Assembler { evidence, mut drafts, mut current, mut previewed, .. } = self;
+        settle_previewed(&mut previewed, &mut current, false);
         if let Some(done) = current {
             keep(&mut drafts, done);
         }
@@ -991,6 +1182,98 @@ mod tests {
         let drafts = assemble(&input, Evidence::Stripped);
         assert_eq!(commands(&drafts), vec!["echo one", "echo two"]);
         assert_eq!(drafts[1].output.lines().collect::<Vec<_>>(), vec!["one", "two"]);
+    }
+
+    #[test]
+    fn test_zsh_hist_verify_runs_the_filled_buffer_not_the_expansion() {
+        // (text, drawn by the editor, where the editor opened)
+        let marked = |texts: &[(&str, bool, Option<usize>)]| {
+            let mut input = lines(&texts.iter().map(|(t, e, _)| (*t, *e)).collect::<Vec<_>>());
+            for (line, (_, _, prompt_end)) in input.iter_mut().zip(texts) {
+                line.prompt_end = *prompt_end;
+            }
+            input
+        };
+        let input = marked(&[
+            ("% echo hi", true, Some(2)),
+            ("hi", false, None),
+            ("% !!", true, Some(2)),
+            // Filled with the expansion, Enter pressed at once: no region was drawn.
+            ("% echo hi", false, Some(9)),
+            ("hi", false, None),
+            ("% ^hi^yo", true, Some(2)),
+            ("% echo yo there", true, Some(9)),
+            ("yo there", false, None),
+            // A prompt that grows past one seen before is no filled buffer, even after a
+            // command with a `!` that printed nothing.
+            ("% cd infra", true, Some(2)),
+            ("% [ ! -d .git ] && git init -q", true, Some(2)),
+            ("% git:(main) git status", true, Some(13)),
+            ("M a", false, None),
+            ("% cd !$", true, Some(2)),
+            ("% git:(main) git log", true, Some(13)),
+        ]);
+        let drafts = assemble(&input, Evidence::EditorMarks);
+        assert_eq!(
+            commands(&drafts),
+            vec![
+                "echo hi",
+                "echo hi",
+                "echo yo there",
+                "cd infra",
+                "[ ! -d .git ] && git init -q",
+                "git status",
+                "cd !$",
+                "git log"
+            ]
+        );
+    }
+
+    #[test]
+    fn test_node_keys_are_read_from_its_previews_in_a_stripped_stream() {
+        // (As the agent streams node 20's REPL: each line a preview and the keys after it.)
+        let input = lines(&[
+            ("$ node", false),
+            ("> x", false),
+            ("21", false),
+            ("21* 2", false),
+            ("42", false),
+            ("42", false),
+            ("> console.log('42 apples')", false),
+            ("42 apples", false),
+            ("undefined", false),
+            ("> JSON", false),
+            ("Object [JSON] {}SON", false),
+            ("Object [JSON] {}ON", false),
+            ("Object [JSON] {}N", false),
+            ("Object [JSON] {}.stringify", false),
+            ("[Function: stringify]tringify", false),
+            ("[Function: stringify]ringify", false),
+            ("[Function: stringify]ingify", false),
+            ("[Function: stringify]ngify", false),
+            ("[Function: stringify]gify", false),
+            ("[Function: stringify]ify", false),
+            ("[Function: stringify]fy", false),
+            ("[Function: stringify]y", false),
+            ("[Function: stringify]({ a: 1 })", false),
+            ("'{\"a\":1}'", false),
+            ("> .exititt", false),
+            ("$ ls", false),
+        ]);
+        let drafts = assemble(&input, Evidence::Stripped);
+        assert_eq!(
+            commands(&drafts),
+            vec![
+                "node",
+                "x * 2",
+                "console.log('42 apples')",
+                "JSON.stringify({ a: 1 })",
+                ".exit",
+                "ls"
+            ]
+        );
+        assert_eq!(drafts[2].output.lines().collect::<Vec<_>>(), vec!["42 apples", "undefined"]);
+        assert!(drafts[1..5].iter().all(|draft| draft.repl == Some("node")));
     }
 
     #[test]

@@ -1304,7 +1304,10 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
                 self.cursor_up(count);
                 self.moved_up = self.stripped;
             }
-            'B' => {
+            // Scrolling the screen up keeps the cursor on its row: the line under it is
+            // `count` lines further down, as after moving down (irb's Reline scrolls before
+            // it draws its completion dialog below the last row, then moves up to the line).
+            'B' | 'S' => {
                 for _ in 0..count.min(WINDOW) {
                     self.line_feed();
                 }
@@ -1527,6 +1530,17 @@ mod tests {
             lines,
             vec![("$ echo one", Some(0)), ("echo two", Some(0)), ("one", None), ("two", None)]
         );
+    }
+
+    #[test]
+    fn test_scroll_up_moves_the_line_under_the_cursor_down() {
+        // irb at the bottom row: down to the last row, scroll up 2, up 3 to its line, then a
+        // dialog below it, erased, and the line entered.
+        let input = b"=> 21\r\nirb> p\x1b[1B\x1b[2S\x1b[3A\x1b[1B\x1b[5Gputs\x1b[1B\x1b[5Gputc\
+            \x1b[2A\x1b[1Girb> puts 1\x1b[K\x1b[1B\x1b[5G    \x1b[1B\x1b[5G    \x1b[2A\
+            \x1b[1B\x1b[1G\x1b[K1\r\n";
+        let lines = texts(input);
+        assert_eq!(lines[..3], ["=> 21", "irb> puts 1", "1"], "{lines:?}");
     }
 
     #[test]

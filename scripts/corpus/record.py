@@ -118,6 +118,10 @@ class Scenario:
     # Oracle entries that provably never ran, each {command, reason}: kept in `commands`,
     # listed under `excluded` in expected.json, and left out of the score for every form.
     oracle_excluded: list[dict] = dataclasses.field(default_factory=list)
+    # Database servers the REPLs of the scenario talk to, started for the recording only,
+    # with their data in the sandbox and reachable only on a unix socket or 127.0.0.1:
+    # "postgres", "mariadb", "redis" (see `Services`).
+    services: list[str] = dataclasses.field(default_factory=list)
 
     @staticmethod
     def load(path: Path) -> "Scenario":
@@ -148,6 +152,9 @@ class Scenario:
             # Scenarios may create and delete their own scratch dirs, and nothing else.
             if not re.fullmatch(r"/tmp/[A-Za-z0-9._-]+", p) or p.startswith("/tmp/sessionlake-rec"):
                 raise SystemExit(f"{path}: cleanup path {p!r} must be /tmp/<name>")
+        for service in self.services:
+            if service not in SERVICES:
+                raise SystemExit(f"{path}: unknown service {service!r} (one of {sorted(SERVICES)})")
         for form in self.example:
             if form not in ("s3", "cloudwatch-stream", "cloudwatch-upload"):
                 raise SystemExit(f"{path}: unknown example form {form!r}")
@@ -215,6 +222,118 @@ def build_sandbox(sc: Scenario) -> dict[str, Path]:
         os.utime(f, (stamp, stamp))
     os.utime(home, (stamp, stamp))
     return {"rec": rec, "home": home}
+
+
+# Where the scenario's database servers listen: redis on a loopback port (its prompt shows
+# `127.0.0.1:PORT>` as on a real host), postgres and mariadb on unix sockets only.
+REDIS_PORT = 46379
+SERVICES = ("postgres", "mariadb", "redis")
+
+
+class Services:
+    """The database servers a scenario's REPLs use (psql, mysql, redis-cli), each a private
+    instance with its data under the sandbox, no network but loopback, stopped after the
+    recording. Each starts with one small database so that `psql billing`, `mysql app` and
+    `redis-cli -p PORT` have something to read."""
+
+    def __init__(self, names: list[str], root: Path, home: Path):
+        self.names = names
+        self.home = home
+        self.root = root / ".svc"
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list = []  # the servers' log files, closed with them
+        self.env: dict[str, str] = {}
+
+    def __enter__(self) -> "Services":
+        try:
+            for name in self.names:
+                getattr(self, "start_" + name)()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        pg = self.root / "pg"
+        if (pg / "data" / "postmaster.pid").exists():
+            subprocess.run(["runuser", "-u", "postgres", "--", PG_BIN + "/pg_ctl", "-D", str(pg / "data"),
+                            "-m", "fast", "-w", "stop"], check=False, capture_output=True)
+        for proc in self.procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        for log in self.logs:
+            log.close()
+        self.logs.clear()
+
+    def wait_for(self, what: str, ready) -> None:
+        deadline = time.monotonic() + 30
+        while not ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.2)
+
+    def start_postgres(self) -> None:
+        pg = self.root / "pg"
+        pg.mkdir(parents=True)
+        shutil.chown(pg, "postgres", "postgres")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*as_pg, PG_BIN + "/initdb", "-D", str(pg / "data"), "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"], check=True, capture_output=True)
+        subprocess.run([*as_pg, PG_BIN + "/pg_ctl", "-D", str(pg / "data"), "-w", "-l", str(pg / "log"),
+                        "-o", f"-c listen_addresses='' -k {pg}", "start"], check=True, capture_output=True)
+        psql = [*as_pg, "psql", "-h", str(pg), "-U", "postgres", "-q", "-v", "ON_ERROR_STOP=1"]
+        subprocess.run([*psql, "-c", "create database billing"], check=True, capture_output=True)
+        subprocess.run([*psql, "-d", "billing", "-c",
+                        "create table invoices(month text, n int); "
+                        "insert into invoices values ('2026-02', 1312), ('2026-03', 1408);"],
+                       check=True, capture_output=True)
+        self.env["PGHOST"] = str(pg)
+
+    def start_mariadb(self) -> None:
+        db = self.root / "mariadb"
+        db.mkdir(parents=True)
+        sock = db / "mysqld.sock"
+        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={db / 'data'}", "--user=root",
+                        "--auth-root-authentication-method=socket", "--skip-test-db"],
+                       check=True, capture_output=True)
+        log = open(db / "log", "wb")
+        self.logs.append(log)
+        self.procs.append(subprocess.Popen(
+            ["mariadbd", "--no-defaults", f"--datadir={db / 'data'}", f"--socket={sock}",
+             "--skip-networking", "--user=root", f"--pid-file={db / 'pid'}"],
+            stdout=log, stderr=log))
+        self.wait_for("mariadbd", lambda: sock.exists())
+        client = ["mariadb", "--no-defaults", f"--socket={sock}", "-u", "root"]
+        self.wait_for("mariadbd", lambda: subprocess.run([*client, "-e", "select 1"],
+                                                          capture_output=True).returncode == 0)
+        subprocess.run([*client, "-e",
+                        "create database app; create table app.invoices(month text, n int); "
+                        "insert into app.invoices values ('2026-02', 1312), ('2026-03', 1408);"],
+                       check=True, capture_output=True)
+        # Debian's /etc/mysql/my.cnf names the system socket, which MYSQL_UNIX_PORT does not
+        # override: the client reads ~/.my.cnf (the sandbox HOME's) after it.
+        (self.home / ".my.cnf").write_text(f"[client]\nsocket = {sock}\n", encoding="utf-8")
+
+    def start_redis(self) -> None:
+        rd = self.root / "redis"
+        rd.mkdir(parents=True)
+        log = open(rd / "log", "wb")
+        self.logs.append(log)
+        self.procs.append(subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(REDIS_PORT), "--save", "",
+             "--appendonly", "no", "--dir", str(rd)], stdout=log, stderr=log))
+        self.wait_for("redis-server", lambda: subprocess.run(
+            ["redis-cli", "-p", str(REDIS_PORT), "ping"], capture_output=True).stdout == b"PONG\n")
+        subprocess.run(["redis-cli", "-p", str(REDIS_PORT), "set", "deploy:last", "2026-03-18"],
+                       check=True, capture_output=True)
+
+
+PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def bash_rcfile(sc: Scenario, paths: dict[str, Path], ps1: str, nested: dict[str, str] | None = None) -> str:
@@ -345,6 +464,12 @@ def settle(raw: Path, minimum: float = 0.0, quiet: float = QUIET_S) -> None:
 def record(sc: Scenario, out_raw: Path, out_timing: Path) -> tuple[float, Path]:
     """Type the scenario into a real shell. Returns (wall-clock start, history file)."""
     paths = build_sandbox(sc)
+    with Services(sc.services, SANDBOX, paths["home"]) as services:
+        return record_with(sc, paths, services.env, out_raw, out_timing)
+
+
+def record_with(sc: Scenario, paths: dict[str, Path], service_env: dict[str, str], out_raw: Path,
+                out_timing: Path) -> tuple[float, Path]:
     rec, home = paths["rec"], paths["home"]
     raw_with_header = rec / "script.out"
     timing = rec / "timing"
@@ -359,7 +484,14 @@ def record(sc: Scenario, out_raw: Path, out_timing: Path) -> tuple[float, Path]:
         "LESSHISTFILE": "-",
         # sqlite3 finds its history through getpwuid, not HOME: keep it in the sandbox.
         "SQLITE_HISTORY": str(home / ".sqlite_history"),
+        # (node's default is ~/.node_repl_history too; said so that it never depends on HOME.)
+        "NODE_REPL_HISTORY": str(home / ".node_repl_history"),
+        # (psql, the mysql client and redis-cli default to these names in HOME too.)
+        "PSQL_HISTORY": str(home / ".psql_history"),
+        "MYSQL_HISTFILE": str(home / ".mysql_history"),
+        "REDISCLI_HISTFILE": str(home / ".rediscli_history"),
     }
+    env.update(service_env)
     if sc.shell == "bash":
         nested: dict[str, str] = {}
         prompts = {"root": sc.root_ps1, **sc.user_prompts}
@@ -626,16 +758,59 @@ def read_fish_history(path: Path) -> list[tuple[int, str]]:
     return entries
 
 
-# REPLs whose history files are read after a recording (each written by GNU readline's
-# write_history at exit: one entry per line).
-REPL_HISTORY_FILES = [("sqlite3", ".sqlite_history"), ("python", ".python_history")]
+# REPLs whose history files are read after a recording, and how each stores its lines.
+REPL_HISTORY_FILES = [
+    ("sqlite3", ".sqlite_history", "readline"),
+    ("python", ".python_history", "readline"),
+    ("node", ".node_repl_history", "node"),
+    ("psql", ".psql_history", "psql"),
+    ("mysql", ".mysql_history", "libedit"),
+    ("irb", ".irb_history", "irb"),
+    ("redis-cli", ".rediscli_history", "readline"),
+]
 
 
-def read_repl_history(path: Path) -> list[str]:
-    """A GNU readline history file: one entry per line (an entry holding a newline is stored
-    across lines only by programs that add it so; sqlite3 and python store statements one per
-    line as typed)."""
-    return path.read_bytes().decode("utf-8", "surrogateescape").split("\n")[:-1]
+def unvis(entry: str) -> str:
+    """libedit's strvis encoding undone (`\\040` a space, `\\134` a backslash)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), entry)
+
+
+def read_repl_history(path: Path, layout: str) -> list[str]:
+    """A REPL's history file as the lines typed, oldest first, one entry per line typed:
+
+    * readline (sqlite3, python, redis-cli's linenoise): one entry per line;
+    * node: the same, newest first (it rewrites the file after each line);
+    * psql: a query typed over several lines is one entry, its newlines stored as 0x01;
+    * irb: a multi-line entry has a backslash at the end of each line but its last;
+    * libedit (the mysql client): a `_HiStOrY_V2_` header, entries strvis-encoded; the client
+      adds each line typed and then, for a statement typed over several lines, the whole
+      statement (the lines joined by spaces), which was not typed: it is left out.
+    """
+    text = path.read_bytes().decode("utf-8", "surrogateescape")
+    entries = text.removesuffix("\n").split("\n") if text else []
+    if layout == "node":
+        return entries[::-1]
+    if layout == "psql":
+        return [line for entry in entries for line in entry.split("\x01")]
+    if layout == "irb":
+        return [entry.removesuffix("\\") for entry in entries]
+    if layout == "libedit":
+        if entries[:1] == ["_HiStOrY_V2_"]:
+            entries = entries[1:]
+        lines: list[str] = []
+        statement: list[str] = []  # the lines of the statement being typed
+        finished: list[str] = []  # those of the statement the last line finished
+        for entry in map(unvis, entries):
+            if len(finished) >= 2 and entry == " ".join(finished):
+                finished = []
+                continue
+            lines.append(entry)
+            statement.append(entry)
+            finished = []
+            if entry.rstrip().endswith((";", "\\G", "\\g")) or entry.startswith("\\"):
+                finished, statement = statement, []
+        return lines
+    return entries
 
 
 # Shells whose own history file is the oracle: its name in expected.json, what it holds, and
@@ -712,10 +887,10 @@ def make_expected(sc: Scenario, start_wall: float | None, history: Path | None) 
                 entry["user"] = m.group(1) if m else user
     home = SANDBOX / "home" / sc.run_as
     repl = []
-    for program, name in REPL_HISTORY_FILES:
+    for program, name, layout in REPL_HISTORY_FILES:
         path = home / name
         if path.exists():
-            repl += [{"program": program, "command": c} for c in read_repl_history(path)]
+            repl += [{"program": program, "command": c} for c in read_repl_history(path, layout)]
     if repl:
         doc["repl_oracle"] = "each program's own history file, in the order it wrote it"
         doc["repl"] = repl
