@@ -23,6 +23,7 @@ pub mod access;
 pub mod asciicast;
 pub mod compact;
 pub mod export;
+pub mod files;
 pub mod html;
 pub mod output;
 pub mod paging;
@@ -189,6 +190,13 @@ pub enum Command {
         after_help = "Examples:\n  sessionlake sql \"SELECT principal, count(*) AS n FROM commands GROUP BY principal\" --format csv"
     )]
     Sql(sql::SqlArgs),
+    /// Prints the live files of a table as the signed chain names them (local paths or s3://
+    /// URLs), for engines that read a list of files: DuckDB's read_parquet([...]), pyarrow.
+    /// They read them without sessionlake's checks; `sessionlake verify` proves them unaltered.
+    #[command(
+        after_help = "Examples:\n  sessionlake files --table commands\n  sessionlake files --table access --json\n  duckdb -c \"SELECT count(*) FROM read_parquet([$(sessionlake files --table commands | sed \"s/.*/'&'/\" | paste -sd,)])\""
+    )]
+    Files(files::FilesArgs),
     /// Merges each day's per-session `commands` and `sessions` files into compacted files
     /// (one per table, day and source), in one commit; takes the writer lease like ingest.
     #[command(
@@ -385,6 +393,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Hold(ref command) => retention::hold(&cli, command).await,
         Command::Shred(ref args) => retention::shred(&cli, args).await,
         Command::Sql(ref args) => sql::sql(&cli, args).await,
+        Command::Files(ref args) => files::files(&cli, args).await,
         Command::Compact(ref args) => compact::compact(&cli, args).await,
         Command::Checkpoint(ref args) => write_checkpoint(&cli, args).await,
     };

@@ -10,6 +10,7 @@ mod bench;
 mod compact;
 mod custody;
 mod export;
+mod files;
 mod keys;
 mod lambda;
 mod query;
