@@ -194,7 +194,7 @@ pub enum Command {
     /// URLs), for engines that read a list of files: DuckDB's read_parquet([...]), pyarrow.
     /// They read them without sessionlake's checks; `sessionlake verify` proves them unaltered.
     #[command(
-        after_help = "Examples:\n  sessionlake files --table commands\n  sessionlake files --table access --json\n  duckdb -c \"SELECT count(*) FROM read_parquet([$(sessionlake files --table commands | sed \"s/.*/'&'/\" | paste -sd,)])\""
+        after_help = "Examples:\n  sessionlake files --table commands\n  sessionlake files --table access --json\n  sessionlake files --table commands --every-delivery"
     )]
     Files(files::FilesArgs),
     /// Merges each day's per-session `commands` and `sessions` files into compacted files
