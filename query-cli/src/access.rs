@@ -28,7 +28,9 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use sessionlake_schemas::AccessKind;
 
-use crate::{Filters, Listing, Outcome, Query, SORT_TIME, View, cell, command_cell, run_as_cell};
+use sessionlake_read::query::{Query, SORT_TIME, partitions_between};
+
+use crate::{Filters, Listing, Outcome, View, cell, command_cell, run_as_cell};
 
 /// Longest an SSM session lasts (maxSessionDuration's ceiling): after this, a `StartSession`
 /// without a transcript is missing evidence.
@@ -168,7 +170,7 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
     let mut query = Query::default();
     bind_access_filters(&mut query, &args.filters, &args.kind, since, until);
     let ctx = crate::open_tables(cli, sessionlake_storage::checkpoint::Scope::Whole, |_| {
-        crate::partitions_between(since, until)
+        partitions_between(since, until)
     })
     .await?;
     // The event id is unique in the lake (ingest drops an id it holds already).

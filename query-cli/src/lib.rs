@@ -46,6 +46,10 @@ use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
+use sessionlake_read::query::{
+    COMMANDS_ALIAS, Filter, Query, SEARCH_ADDED_COLUMNS, SEARCH_COLUMNS, SESSION_TIMES_JOIN,
+    SORT_TIME, partitions_between,
+};
 use sessionlake_read::{lake_tables, verify, window};
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
@@ -770,17 +774,6 @@ fn output_regex(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
-/// Column list of a search result, in output order.
-const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.started_at) AS time, \
-     CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
-     c.principal, c.run_as, c.target, c.cwd, c.command";
-
-/// The columns of schema version 2 that `search` adds after [`SEARCH_COLUMNS`]: whom the
-/// command ran as, its shell, its kind (`shell` in files written before the column) and the
-/// REPL program. `search --include-access` has a `kind` of its own and adds the others.
-const SEARCH_ADDED_COLUMNS: &str =
-    "c.effective_user, c.shell,      coalesce(c.kind, 'shell') AS command_kind, c.program";
-
 /// Rows a search reads per query, about (see `Listing::print`); `SESSIONLAKE_CHUNK_ROWS` sets
 /// another number (the tests use small ones to read through many windows).
 fn chunk_rows() -> u64 {
@@ -789,101 +782,6 @@ fn chunk_rows() -> u64 {
         .and_then(|value| value.parse().ok())
         .filter(|rows| *rows > 0)
         .unwrap_or(50_000)
-}
-
-/// Alias of the `commands` table in the search query.
-const COMMANDS_ALIAS: &str = "c";
-
-/// Joins each command row (`c`) with its session's start and end (`s`), for the sort time.
-const SESSION_TIMES_JOIN: &str = "LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
-     max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
-     ON c.session_id = s.session_id";
-
-/// Result column holding a listing's sort time (after the shown columns).
-pub(crate) const SORT_TIME: &str = "sort_time";
-
-/// SQL conditions with numbered parameters, bound safely (no value is ever spliced into SQL).
-#[derive(Default, Clone)]
-struct Query {
-    conditions: Vec<String>,
-    params: Vec<ScalarValue>,
-}
-
-impl Query {
-    /// Adds `value` as the next parameter and returns its placeholder (`$3`).
-    fn param(&mut self, value: ScalarValue) -> String {
-        self.params.push(value);
-        format!("${}", self.params.len())
-    }
-
-    /// Adds `condition`; every `?` in it is the one parameter `value`.
-    fn bind(&mut self, condition: &str, value: ScalarValue) {
-        let placeholder = self.param(value);
-        self.conditions.push(condition.replace('?', &placeholder));
-    }
-
-    /// Adds the who/where/when filters on table alias `alias`, times on `time_expression`.
-    fn bind_filters(
-        &mut self,
-        filters: &Filters,
-        alias: &str,
-        time_expression: &str,
-        since: Option<i64>,
-        until: Option<i64>,
-    ) {
-        let text = |value: &String| ScalarValue::from(value.as_str());
-        if let Some(principal) = &filters.principal {
-            self.bind(
-                &format!("({alias}.principal = ? OR strpos({alias}.principal, ?) > 0)"),
-                text(principal),
-            );
-        }
-        if let Some(run_as) = &filters.run_as {
-            // A command matches the session's OS user or whom it ran as (after `sudo su -`).
-            let condition = if alias == COMMANDS_ALIAS {
-                format!("({alias}.run_as = ? OR {alias}.effective_user = ?)")
-            } else {
-                format!("{alias}.run_as = ?")
-            };
-            self.bind(&condition, text(run_as));
-        }
-        if let Some(target) = &filters.target {
-            self.bind(&format!("{alias}.target = ?"), text(target));
-        }
-        if let Some(session) = &filters.session {
-            self.bind(&format!("{alias}.session_id = ?"), text(session));
-        }
-        let time = |micros| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
-        if let Some(since) = since {
-            self.bind(&format!("{time_expression} >= ?"), time(since));
-        }
-        if let Some(until) = until {
-            self.bind(&format!("{time_expression} < ?"), time(until));
-        }
-    }
-
-    fn where_clause(&self) -> String {
-        if self.conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.conditions.join(" AND "))
-        }
-    }
-}
-
-/// Returns which files of the lake a query between `since` and `until` reads: a session lasts
-/// at most a day (SSM's maxSessionDuration), so files whose `dt` is more than a day before
-/// `since` (or after `until`) cannot hold a match.
-fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&str) -> bool {
-    let earliest_dt = since.map(|t| paths::partition_date(t.saturating_sub(86_400_000_000)));
-    let latest_dt = until.map(|t| paths::partition_date(t.saturating_add(86_400_000_000)));
-    move |path: &str| match paths::dt_of(path) {
-        Some(dt) => {
-            earliest_dt.as_deref().is_none_or(|e| dt >= e)
-                && latest_dt.as_deref().is_none_or(|l| dt <= l)
-        }
-        None => true,
-    }
 }
 
 /// Returns the live objects of the version of `session` that `source` delivered: its own
@@ -949,6 +847,18 @@ pub(crate) async fn open_tables<K: Fn(&str) -> bool>(
     let ctx = lake_tables::new_context(memory_limit(cli))?;
     lake_tables::register(&ctx, &store, &snapshot, keys, &keep)?;
     Ok(ctx)
+}
+
+/// The who/where/when of `filters` as the read library takes them, times parsed.
+fn filter_of(filters: &Filters, since: Option<i64>, until: Option<i64>) -> Filter {
+    Filter {
+        principal: filters.principal.clone(),
+        run_as: filters.run_as.clone(),
+        target: filters.target.clone(),
+        session: filters.session.clone(),
+        since,
+        until,
+    }
 }
 
 fn time_range(filters: &Filters) -> anyhow::Result<(Option<i64>, Option<i64>)> {
@@ -1304,7 +1214,7 @@ async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outcome> {
         query.bind(&format!("c.{} = ?", columns::PROGRAM), ScalarValue::from(program.as_str()));
     }
     let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
-    query.bind_filters(&args.filters, COMMANDS_ALIAS, time_expression, since, until);
+    query.bind_filters(&filter_of(&args.filters, since, until), COMMANDS_ALIAS, time_expression);
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let (store, keys, snapshot) = open_reader(cli, scope).await?;
@@ -1354,7 +1264,7 @@ async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("--transcript-wait {:?}", args.transcript_wait))?;
     let mut query = Query::default();
     let time_expression = "coalesce(s.started_at, s.ended_at)";
-    query.bind_filters(&args.filters, "s", time_expression, since, until);
+    query.bind_filters(&filter_of(&args.filters, since, until), "s", time_expression);
     let mut listed = Query::default();
     if let Some(confidence) = &args.confidence {
         query.bind(

@@ -4,6 +4,7 @@
 //! - [`lake_tables`]: the live set of a trusted snapshot as DataFusion tables (`commands`,
 //!   `sessions`, `access`), only the files the signed chain names, each checked against its
 //!   committed hash as it is read, the encrypted columns opened through the lake's keys;
+//! - [`query`]: a search as a filter: the SQL, every value bound as a parameter;
 //! - [`window`]: the windows a long search reads one after the other, so that memory holds
 //!   one window of sessions at a time;
 //! - [`verify`]: the chain walked and every object hashed, each problem a finding that names
@@ -25,5 +26,6 @@
 //! ```
 
 pub mod lake_tables;
+pub mod query;
 pub mod verify;
 pub mod window;
