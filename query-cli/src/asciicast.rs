@@ -125,13 +125,25 @@ impl Utf8Stream {
     }
 }
 
-/// Tracks the widest column terminal text reaches, skipping escape sequences.
+/// Tracks the widest column terminal text reaches, skipping escape sequences. `script`'s own
+/// header line (`Script started on … [COMMAND="…"]`, written to the file, never shown on the
+/// terminal) does not count: with the agent's long command in it, it would make every replay
+/// 240 columns wide and its font tiny.
 #[derive(Debug, Default)]
 struct WidthGauge {
     column: u32,
     widest: u32,
     state: Escape,
+    /// Lines ended so far (up to 1: only the first is looked at).
+    lines: u8,
+    /// The start of the first line, up to [`SCRIPT_HEADER`]'s length.
+    first: String,
+    /// The first line's width, kept apart until it is known not to be `script`'s header.
+    first_widest: u32,
 }
+
+/// How `script(1)` starts the header line of its file.
+const SCRIPT_HEADER: &str = "Script started on ";
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Escape {
@@ -153,6 +165,9 @@ impl WidthGauge {
             self.state = match (self.state, c) {
                 (Escape::Ground, '\u{1b}') => Escape::Start,
                 (Escape::Ground, '\r' | '\n') => {
+                    if c == '\n' && self.lines == 0 {
+                        self.lines = 1;
+                    }
                     self.column = 0;
                     Escape::Ground
                 }
@@ -168,7 +183,14 @@ impl WidthGauge {
                 (Escape::Ground, c) if c.is_control() => Escape::Ground,
                 (Escape::Ground, _) => {
                     self.column = self.column.saturating_add(1);
-                    self.widest = self.widest.max(self.column);
+                    if self.lines == 0 {
+                        if self.first.len() < SCRIPT_HEADER.len() {
+                            self.first.push(c);
+                        }
+                        self.first_widest = self.first_widest.max(self.column);
+                    } else {
+                        self.widest = self.widest.max(self.column);
+                    }
                     Escape::Ground
                 }
                 (Escape::Start, '[') => Escape::Csi,
@@ -185,7 +207,9 @@ impl WidthGauge {
     }
 
     fn width(&self) -> u16 {
-        u16::try_from(self.widest).unwrap_or(MAX_WIDTH).clamp(MIN_WIDTH, MAX_WIDTH)
+        let header = self.first.starts_with(SCRIPT_HEADER.trim_end());
+        let widest = if header { self.widest } else { self.widest.max(self.first_widest) };
+        u16::try_from(widest).unwrap_or(MAX_WIDTH).clamp(MIN_WIDTH, MAX_WIDTH)
     }
 }
 
@@ -384,6 +408,24 @@ mod tests {
         assert!(header.get("timestamp").is_none());
         assert!(events[0].1.ends_with("\u{7}\u{0}"));
         assert!(text.contains("\\u001b[1;32m"), "{text}");
+    }
+
+    /// `script`'s header line, however long, does not make the terminal wider; the same line
+    /// anywhere else does, and so does a long first line that is no header.
+    #[test]
+    fn test_the_script_header_does_not_widen_the_replay() {
+        let header = format!(
+            "Script started on 2026-03-14 09:30:00+00:00 [COMMAND=\"{}\"]",
+            "x".repeat(200)
+        );
+        let width = |text: &str| {
+            let mut cast = CastBuilder::new();
+            cast.output(0, text.as_bytes());
+            parse(&cast.finish(None, "t")).0["width"].as_u64().expect("width")
+        };
+        assert_eq!(width(&format!("{header}\nsh-5.2$ ls\r\n")), u64::from(MIN_WIDTH));
+        assert_eq!(width(&format!("sh-5.2$ ls\r\n{header}\n")), u64::from(MAX_WIDTH));
+        assert_eq!(width(&format!("{}\nsh-5.2$ ls\r\n", "y".repeat(130))), 130);
     }
 
     #[test]
