@@ -140,6 +140,11 @@ struct WidthGauge {
     first: String,
     /// The first line's width, kept apart until it is known not to be `script`'s header.
     first_widest: u32,
+    /// The last character drawn was a blank.
+    after_blank: bool,
+    /// How often readline's wrap (the last column drawn, then a blank and CR, which wrap the
+    /// cursor onto the next row's start) was seen, by the width it tells.
+    wraps: std::collections::BTreeMap<u32, u32>,
 }
 
 /// How `script(1)` starts the header line of its file.
@@ -168,6 +173,12 @@ impl WidthGauge {
                     if c == '\n' && self.lines == 0 {
                         self.lines = 1;
                     }
+                    // readline at the right margin: a blank past the last column, then CR.
+                    let width = self.column.saturating_sub(1);
+                    if c == '\r' && self.after_blank && width >= u32::from(MIN_WIDTH) {
+                        *self.wraps.entry(width).or_default() += 1;
+                    }
+                    self.after_blank = false;
                     self.column = 0;
                     Escape::Ground
                 }
@@ -182,6 +193,7 @@ impl WidthGauge {
                 }
                 (Escape::Ground, c) if c.is_control() => Escape::Ground,
                 (Escape::Ground, _) => {
+                    self.after_blank = c == ' ';
                     self.column = self.column.saturating_add(1);
                     if self.lines == 0 {
                         if self.first.len() < SCRIPT_HEADER.len() {
@@ -206,10 +218,14 @@ impl WidthGauge {
         }
     }
 
+    /// The terminal's width: the one readline's wraps tell (the most often seen), else the
+    /// widest line drawn.
     fn width(&self) -> u16 {
         let header = self.first.starts_with(SCRIPT_HEADER.trim_end());
         let widest = if header { self.widest } else { self.widest.max(self.first_widest) };
-        u16::try_from(widest).unwrap_or(MAX_WIDTH).clamp(MIN_WIDTH, MAX_WIDTH)
+        let wrapped = self.wraps.iter().max_by_key(|(width, seen)| (**seen, **width));
+        let width = wrapped.map_or(widest, |(width, _)| *width);
+        u16::try_from(width).unwrap_or(MAX_WIDTH).clamp(MIN_WIDTH, MAX_WIDTH)
     }
 }
 
@@ -426,6 +442,26 @@ mod tests {
         assert_eq!(width(&format!("{header}\nsh-5.2$ ls\r\n")), u64::from(MIN_WIDTH));
         assert_eq!(width(&format!("sh-5.2$ ls\r\n{header}\n")), u64::from(MAX_WIDTH));
         assert_eq!(width(&format!("{}\nsh-5.2$ ls\r\n", "y".repeat(130))), 130);
+    }
+
+    /// A line readline wrapped at the right margin (the last column drawn, a blank, CR, the
+    /// rest) tells the terminal's width, however far the rest reaches; a progress line's
+    /// blank and CR before the margin tells nothing.
+    #[test]
+    fn test_readline_wraps_tell_the_width() {
+        let width = |text: &str| {
+            let mut cast = CastBuilder::new();
+            cast.output(0, text.as_bytes());
+            parse(&cast.finish(None, "t")).0["width"].as_u64().expect("width")
+        };
+        let prompt = "[ssm-user@ip-10-0-0-12 app]$ ";
+        let typed = "mkdir -p /tmp/alice-scratch && cp logs/app.log /tmp";
+        assert_eq!(prompt.len() + typed.len(), 80);
+        let wrapped = format!("{prompt}{typed} \r/alice-scratch/\r\r\n{}\r\n", "z".repeat(100));
+        assert_eq!(width(&wrapped), 80);
+        let wide = format!("{} \rmore\r\n", "w".repeat(120));
+        assert_eq!(width(&wide), 120);
+        assert_eq!(width(&format!(" 42% \r 43% \r{}\r\n", "p".repeat(100))), 100);
     }
 
     #[test]
