@@ -361,6 +361,73 @@ pub enum Fetched {
 mod tests {
     use super::*;
 
+    /// Clients that are never called (no endpoint is reached building them).
+    fn offline_clients() -> Clients {
+        let sdk = aws_config::SdkConfig::builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        Clients::of(Some(&sdk))
+    }
+
+    /// Each notification is claimed by the source it belongs to, and by none other: a
+    /// transcript by its S3 source (read through a queue or not), a CloudTrail file by its
+    /// CloudTrail source, a subscription by its log group's source.
+    #[test]
+    fn test_notifications_are_claimed_by_their_source() {
+        let s3 = |bucket: &str, queue: Option<&str>| S3SourceConfig {
+            bucket: bucket.into(),
+            prefix: "ssm/".into(),
+            sqs_queue_url: queue.map(str::to_string),
+        };
+        let configs = [
+            SourceConfig::S3(s3("logs", None)),
+            SourceConfig::S3(s3("queued", Some("https://sqs.example/q"))),
+            SourceConfig::Cloudtrail(s3("trails", None)),
+            SourceConfig::Cloudwatch(CloudwatchSourceConfig { log_group: "/ssm".into() }),
+            SourceConfig::Local(LocalSourceConfig { path: "examples".into() }),
+        ];
+        let clients = offline_clients();
+        let sources: Vec<Box<dyn Source>> =
+            configs.iter().map(|config| config.build(&clients).expect("built")).collect();
+        let cursors = Cursors::default();
+        let claims = |notification: Notification<'_>| -> Vec<(usize, &'static str)> {
+            sources
+                .iter()
+                .enumerate()
+                .filter_map(|(index, source)| {
+                    let kind = match source.notified(&notification, &cursors)? {
+                        Notified::Session(Some(_)) => "session",
+                        Notified::Session(None) => "unchanged",
+                        Notified::Trail(_) => "trail",
+                    };
+                    Some((index, kind))
+                })
+                .collect()
+        };
+        let created = |bucket: &'static str, key: &'static str| {
+            Notification::ObjectCreated(S3Object {
+                bucket,
+                key,
+                etag: "\"e\"",
+                size: 10,
+                observed_at: None,
+            })
+        };
+        assert_eq!(claims(created("logs", "ssm/alice-0123456789abcdef0.log")), [(0, "session")]);
+        assert_eq!(claims(created("queued", "ssm/alice-0123456789abcdef0.log")), [(1, "session")]);
+        assert_eq!(claims(created("trails", "ssm/a_CloudTrail_x.json.gz")), [(2, "trail")]);
+        assert!(claims(created("logs", "other/alice-0123456789abcdef0.log")).is_empty());
+        assert!(claims(created("logs", "ssm/notes.txt")).is_empty());
+        let subscription = |group| Notification::Subscription {
+            group,
+            stream: "alice-0123456789abcdef0",
+            first_id: "1",
+        };
+        assert_eq!(claims(subscription("/ssm")), [(3, "session")]);
+        assert!(claims(subscription("/trail")).is_empty());
+    }
+
     #[test]
     fn test_session_id_of_keys() {
         assert_eq!(

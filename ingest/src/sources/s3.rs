@@ -80,15 +80,25 @@ impl Source for S3Source {
     }
 
     fn notified(&self, notification: &Notification<'_>, cursors: &Cursors) -> Option<Notified> {
-        match notification {
-            Notification::ObjectCreated(object)
-                if object.key.ends_with(".log")
-                    && self.location.holds(object.bucket, object.key) =>
-            {
-                Some(Notified::Session(pending_s3(&self.client, object, cursors)))
-            }
-            _ => None,
+        notified_transcript(&self.client, &self.location, notification, cursors)
+    }
+}
+
+/// The work an S3 event notification names when it is a transcript (`*.log`) under
+/// `location`: for an S3 source, read through its queue or not.
+pub(super) fn notified_transcript(
+    client: &aws_sdk_s3::Client,
+    location: &S3SourceConfig,
+    notification: &Notification<'_>,
+    cursors: &Cursors,
+) -> Option<Notified> {
+    match notification {
+        Notification::ObjectCreated(object)
+            if object.key.ends_with(".log") && location.holds(object.bucket, object.key) =>
+        {
+            Some(Notified::Session(pending_s3(client, object, cursors)))
         }
+        _ => None,
     }
 }
 

@@ -15,8 +15,8 @@ use std::sync::{Mutex, PoisonError};
 use serde_json::Value;
 use sessionlake_storage::cursors::Cursors;
 
-use super::s3::pending_s3;
-use super::{Pending, S3Object, S3SourceConfig, Source};
+use super::s3::{notified_transcript, pending_s3};
+use super::{Notification, Notified, Pending, S3Object, S3SourceConfig, Source};
 use crate::error::IngestError;
 use crate::events;
 
@@ -54,6 +54,11 @@ impl Source for S3QueueSource {
             receive(&self.sqs, &self.s3, &self.queue_url, &self.location, cursors).await?;
         self.received.lock().unwrap_or_else(PoisonError::into_inner).extend(received);
         Ok(pending)
+    }
+
+    /// A Lambda triggered by the bucket itself reads what it names, as without the queue.
+    fn notified(&self, notification: &Notification<'_>, cursors: &Cursors) -> Option<Notified> {
+        notified_transcript(&self.s3, &self.location, notification, cursors)
     }
 
     /// Deletes the messages whose every object is committed; the others stay and come back.
