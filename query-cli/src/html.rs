@@ -9,7 +9,7 @@
 //!   `<`, `>` and `&` written as `\u003c`… ([`script_json`]), so no value can end the block or
 //!   add markup; the page's own script puts data on screen with `textContent` only;
 //! - the terminal player is the npm package `asciinema-player` [`PLAYER_VERSION`], vendored in
-//!   `query-cli/assets/asciinema-player/` (with its licence and where it came from) and inlined;
+//!   `query-cli/assets/vendor/asciinema-player/` (with its licence and where it came from) and inlined;
 //! - a Content-Security-Policy allows only the page's own scripts (by their SHA-256), inline
 //!   styles and WebAssembly (the player's terminal emulator), and no connection at all: a value
 //!   that did get through as markup could neither run nor send anything.
@@ -22,9 +22,9 @@ use serde::Serialize;
 /// Version of the vendored `asciinema-player`.
 pub const PLAYER_VERSION: &str = "3.18.0";
 /// The player's JavaScript (an IIFE that defines `AsciinemaPlayer`).
-const PLAYER_JS: &str = include_str!("../assets/asciinema-player/asciinema-player.min.js");
+const PLAYER_JS: &str = include_str!("../assets/vendor/asciinema-player/asciinema-player.min.js");
 /// The player's stylesheet.
-const PLAYER_CSS: &str = include_str!("../assets/asciinema-player/asciinema-player.css");
+const PLAYER_CSS: &str = include_str!("../assets/vendor/asciinema-player/asciinema-player.css");
 /// The script of the evidence viewer: timeline, player, jumps.
 const VIEWER_JS: &str = include_str!("../assets/viewer.js");
 
