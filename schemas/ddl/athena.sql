@@ -1,11 +1,13 @@
 -- sessionlake tables for Athena / Trino. Replace <bucket>/<prefix>.
 -- The encrypted columns (command, output, prompt, cwd) are Parquet modular encryption; engines
 -- without the keys read every other column. Use `sessionlake sql` to query the encrypted ones.
+-- Types are those Athena / Trino read the files' columns as: unsigned 32-bit columns as bigint,
+-- unsigned 64-bit ones as decimal(20,0) (a test compares them with the files).
 CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_commands (
-  session_id string, seq int, started_at timestamp, time_source string,
+  session_id string, seq bigint, started_at timestamp, time_source string,
   principal string, run_as string, target string, region string, account string,
-  output_truncated boolean, output_bytes bigint, raw_offset bigint, raw_len bigint,
-  redactions int, confidence string, parser_version int,
+  output_truncated boolean, output_bytes decimal(20,0), raw_offset decimal(20,0),
+  raw_len decimal(20,0), redactions bigint, confidence string, parser_version bigint,
   -- schema version 2 (null in files written before): whom the command ran as (root after
   -- `sudo su -`), the shell, kind (`shell`, or `repl` for a line typed into a program) and
   -- that program (sqlite3, psql, mysql, python, irb, node, redis-cli)
@@ -20,9 +22,9 @@ TBLPROPERTIES ('projection.enabled'='true', 'projection.dt.type'='date',
 
 CREATE EXTERNAL TABLE IF NOT EXISTS sessionlake_sessions (
   session_id string, principal string, run_as string, target string, region string,
-  account string, started_at timestamp, ended_at timestamp, command_count int, source string,
+  account string, started_at timestamp, ended_at timestamp, command_count bigint, source string,
   source_ref string, raw_object string, raw_sha256 string, key_id string,
-  ingested_at timestamp, status string, parser_version int,
+  ingested_at timestamp, status string, parser_version bigint,
   -- schema version 2 (null in files written before): the shells seen, the share of the input
   -- understood, and a confidence (high/medium/low) with its reason
   shells string, input_explained double, confidence string, confidence_reason string

@@ -9,6 +9,7 @@ mod access;
 mod bench;
 mod compact;
 mod custody;
+mod ddl;
 mod export;
 mod files;
 mod keys;
