@@ -1114,13 +1114,28 @@ const CLOUDTRAIL_COLUMNS: [&str; 10] = [
     "source_ref",
 ];
 
-/// Reads the CloudTrail events of the lake's `access` table that name `session`.
-async fn cloudtrail_events(cli: &Cli, session: &str) -> anyhow::Result<CloudTrailEvents> {
+/// Reads the CloudTrail events of the lake's `access` table that name `session`, from the
+/// snapshot the bundle is cut from (not a second reading of the chain, which a commit made
+/// meanwhile could make disagree with the chain head the bundle names).
+async fn cloudtrail_events(
+    cli: &Cli,
+    store: &LakeStore,
+    keys: &Keys,
+    snapshot: &Snapshot,
+    session: &str,
+) -> anyhow::Result<CloudTrailEvents> {
     use datafusion::scalar::ScalarValue;
-    let ctx = crate::open_tables(cli, sessionlake_storage::checkpoint::Scope::Whole, |_| {
-        |path: &str| path.starts_with(sessionlake_schemas::paths::ACCESS_DIR)
-    })
-    .await?;
+    use sessionlake_read::lake_tables;
+    let live = snapshot
+        .live()
+        .iter()
+        .filter(|(_, entry)| entry.kind == ObjectKind::Access)
+        .map(|(path, entry)| (path.clone(), entry.clone()))
+        .collect();
+    let lake_id = manifest::committed_lake_id(store, snapshot.live()).await?;
+    let tables = lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() };
+    let ctx = lake_tables::new_context(crate::memory_limit(cli))?;
+    lake_tables::register(&ctx, store, &tables, keys.clone(), &|_| true)?;
     let sql = format!(
         "SELECT {} FROM access WHERE session_id = $1 ORDER BY event_time, event_id",
         CLOUDTRAIL_COLUMNS.join(", ")
@@ -1686,7 +1701,7 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     let lake = store.location().to_string();
     let now = chrono::Utc::now();
     let exported_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let cloudtrail = cloudtrail_events(cli, session).await?;
+    let cloudtrail = cloudtrail_events(cli, &store, &keys, &snapshot, session).await?;
     let (mut files, commands) =
         bundle_files(session, &evidence, &bundle_key, &lake, &exported_at, &cloudtrail)?;
     let sums = sha256sums(&files)?;

@@ -199,9 +199,7 @@ impl SourceConfig {
             SourceConfig::Local(_) => Ok(()),
             SourceConfig::S3(s3) => s3.validate("s3"),
             SourceConfig::Cloudtrail(s3) => {
-                if s3.bucket.len() < 3 || s3.bucket.contains('/') {
-                    return s3.validate("cloudtrail");
-                }
+                s3.validate_bucket()?;
                 match &s3.sqs_queue_url {
                     Some(_) => Err(format!(
                         "sources.cloudtrail: sqs_queue_url (bucket {}) is only read for sources.s3",

@@ -36,9 +36,7 @@ pub struct S3SourceConfig {
 impl S3SourceConfig {
     /// Why it cannot be read as a source of `kind` (`s3`, `cloudtrail`), if it cannot.
     pub fn validate(&self, kind: &str) -> Result<(), String> {
-        if self.bucket.len() < 3 || self.bucket.contains('/') {
-            return Err(format!("sources: bucket {:?} is not a bucket name", self.bucket));
-        }
+        self.validate_bucket()?;
         if self.sqs_queue_url.as_deref().is_some_and(|url| !url.starts_with("http")) {
             return Err(format!(
                 "sources.{kind}: sqs_queue_url of bucket {} is not a queue URL",
@@ -46,6 +44,14 @@ impl S3SourceConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Why its bucket is no bucket name, if it is not.
+    pub fn validate_bucket(&self) -> Result<(), String> {
+        match self.bucket.len() < 3 || self.bucket.contains('/') {
+            true => Err(format!("sources: bucket {:?} is not a bucket name", self.bucket)),
+            false => Ok(()),
+        }
     }
 
     /// Whether `key` of `bucket` is under this location.
