@@ -30,7 +30,8 @@ use sessionlake_schemas::AccessKind;
 
 use sessionlake_read::query::{Query, SORT_TIME, partitions_between};
 
-use crate::{Filters, Listing, Outcome, View, cell, command_cell, run_as_cell};
+use crate::{Filters, Outcome, View, cell, command_cell, run_as_cell};
+use sessionlake_read::listing::Listing;
 
 /// Longest an SSM session lasts (maxSessionDuration's ceiling): after this, a `StartSession`
 /// without a transcript is missing evidence.
@@ -180,10 +181,9 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
         time_expression: "a.event_time",
         key_expressions: &["a.event_id"],
         key_columns: &["event_id"],
-        view: &ACCESS_VIEW,
     };
     let printer = ACCESS_VIEW.printer(&args.print);
-    listing.print(&ctx, None, query, &args.paging, printer).await
+    crate::print_listing(&listing, ACCESS_VIEW.noun, &ctx, None, query, &args.paging, printer).await
 }
 
 /// Returns the listing of `search --include-access` and its parameters: the command rows of
@@ -220,7 +220,6 @@ pub(crate) fn search_with_access(
         time_expression: "u.time",
         key_expressions: &[SESSION_KEY, SEQ_KEY, EVENT_KEY],
         key_columns: &["session_key", "seq_key", "event_key"],
-        view: &SEARCH_WITH_ACCESS_VIEW,
     };
     (listing, query)
 }

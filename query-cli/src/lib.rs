@@ -31,7 +31,6 @@ pub mod files;
 pub mod html;
 mod open;
 pub mod output;
-pub mod paging;
 pub mod progress;
 pub mod rekey;
 pub mod retention;
@@ -48,7 +47,7 @@ pub(crate) use open::{
     memory_limit, open_keyring_if_present, open_lake_with, open_reader, open_tables, open_writer,
     parse_size, pinned_signers, signer, trusted_snapshot, warn_line,
 };
-pub(crate) use search::{Listing, filter_of, output_regex, search, stream_frame, time_range};
+pub(crate) use search::{filter_of, output_regex, print_listing, search, stream_frame, time_range};
 pub(crate) use sessions::sessions;
 pub(crate) use show::{read_committed, session_sources, show, version_objects};
 pub(crate) use verify_cmd::run_verify;
@@ -63,17 +62,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args as ClapArgs, Parser, Subcommand};
-use datafusion::arrow::array::{Array as _, AsArray as _, RecordBatch};
-use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
-use futures::StreamExt as _;
+use sessionlake_read::listing::{LakeReader, Listed, Listing, PageRequest, RowSink};
 use sessionlake_read::query::{
     COMMANDS_ALIAS, Filter, Query, SEARCH_ADDED_COLUMNS, SEARCH_COLUMNS, SESSION_TIMES_JOIN,
     SORT_TIME, partitions_between,
 };
-use sessionlake_read::{lake_tables, verify, window};
+use sessionlake_read::{lake_tables, listing, verify};
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{KIND_REPL, KIND_SHELL, SessionSource, columns, paths};
 use sessionlake_storage::checkpoint::Scope;
@@ -83,7 +82,6 @@ use sessionlake_storage::store::{LakeLocation, LakeStore};
 use sessionlake_storage::trust::Snapshot;
 
 use crate::output::{OutputArgs, OutputFormat, Printer, TableLayout, json_record};
-use crate::paging::Cursor;
 use crate::progress::Progress;
 
 /// Default lake, as `sessionlake-ingest` writes it.

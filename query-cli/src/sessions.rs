@@ -54,8 +54,7 @@ pub(crate) async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<O
         time_expression,
         key_expressions: &["s.session_id", "coalesce(s.source, '')"],
         key_columns: &["session_id", "source_key"],
-        view: &SESSIONS_VIEW,
     };
     let printer = SESSIONS_VIEW.printer(&args.print);
-    listing.print(&ctx, None, listed, &args.paging, printer).await
+    print_listing(&listing, SESSIONS_VIEW.noun, &ctx, None, listed, &args.paging, printer).await
 }

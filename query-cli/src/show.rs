@@ -55,10 +55,10 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
     );
     let frame = ctx.sql(&sql).await.context("query failed")?.with_param_values(query.params)?;
     let mut printer = SHOW_VIEW.printer(&args.print);
-    let page = stream_frame(frame, &mut printer, &Progress::spinner(false, ""), None).await?;
-    let summary = serde_json::json!({"matched": page.rows, "shown": page.rows});
-    printer.finish(summary, &format!("{} {}", page.rows, SHOW_VIEW.noun))?;
-    Ok(if page.rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    let rows = stream_frame(frame, &mut printer, &Progress::spinner(false, ""), None).await?;
+    let summary = serde_json::json!({"matched": rows, "shown": rows});
+    printer.finish(summary, &format!("{rows} {}", SHOW_VIEW.noun))?;
+    Ok(if rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
 /// Returns the sources that delivered `session` (live objects only), the one `show` reads

@@ -68,7 +68,7 @@ pub async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<Outcome> {
     let header = frame.schema().fields().iter().map(|field| field.name().clone()).collect();
     let mut printer = Printer::new(&args.print, usize::MAX, "row", TableLayout::plain(header));
     let progress = Progress::spinner(printer.format() != OutputFormat::Json, "querying");
-    let page =
+    let rows =
         crate::stream_frame(frame, &mut printer, &progress, None).await.map_err(|error| {
             if format!("{error:#}").contains("Resources exhausted") {
                 error.context("the query needs more memory than --memory-limit allows")
@@ -77,7 +77,6 @@ pub async fn sql(cli: &Cli, args: &SqlArgs) -> anyhow::Result<Outcome> {
             }
         })?;
     drop(progress);
-    let rows = page.rows;
     printer.finish(serde_json::json!({ "rows": rows }), &format!("{rows} rows"))?;
     Ok(Outcome::Matched)
 }

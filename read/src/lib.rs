@@ -5,6 +5,8 @@
 //!   `sessions`, `access`), only the files the signed chain names, each checked against its
 //!   committed hash as it is read, the encrypted columns opened through the lake's keys;
 //! - [`query`]: a search as a filter: the SQL, every value bound as a parameter;
+//! - [`listing`]: a search run as a stream of record batches to a [`listing::RowSink`], in
+//!   sort-key order, paged with a [`cursor::Cursor`], big results read window by window;
 //! - [`window`]: the windows a long search reads one after the other, so that memory holds
 //!   one window of sessions at a time;
 //! - [`verify`]: the chain walked and every object hashed, each problem a finding that names
@@ -25,7 +27,9 @@
 //! assert_eq!(windows[1].range, Range::Timed { from: 3, until: None });
 //! ```
 
+pub mod cursor;
 pub mod lake_tables;
+pub mod listing;
 pub mod query;
 pub mod verify;
 pub mod window;

@@ -11,11 +11,11 @@
 use anyhow::Context as _;
 use base64::Engine as _;
 use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType, UInt64Type};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
-
-use crate::output::cell_text;
 
 /// Version of the cursor format.
 const CURSOR_VERSION: u32 = 1;
@@ -31,6 +31,28 @@ pub enum KeyValue {
 }
 
 impl KeyValue {
+    /// Reads the (valid) value at `row`: an integer as a number, anything else as its text
+    /// (a decimal key, such as `search --include-access`'s, compares as its digits).
+    fn of(array: &dyn Array, row: usize) -> anyhow::Result<KeyValue> {
+        let one = array.slice(row, 1);
+        Ok(match one.data_type() {
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                let text = cast(&one, &DataType::Utf8)?;
+                KeyValue::Text(text.as_string::<i32>().value(0).to_string())
+            }
+            integer if integer.is_integer() => {
+                let number = cast(&one, &DataType::UInt64)?;
+                let number = number.as_primitive::<UInt64Type>();
+                anyhow::ensure!(number.is_valid(0), "{} is not a count", array.data_type());
+                KeyValue::Number(number.value(0))
+            }
+            _ => {
+                let formatter = ArrayFormatter::try_new(one.as_ref(), &FormatOptions::default())?;
+                KeyValue::Text(formatter.value(0).to_string())
+            }
+        })
+    }
+
     fn scalar(&self) -> ScalarValue {
         match self {
             KeyValue::Number(number) => ScalarValue::UInt64(Some(*number)),
@@ -80,13 +102,8 @@ impl Cursor {
             .iter()
             .map(|name| {
                 let array = column(name)?;
-                let text = cell_text(array.as_ref(), row)?
-                    .with_context(|| format!("{name} is null: it cannot page"))?;
-                Ok(if array.data_type().is_integer() {
-                    KeyValue::Number(text.parse().with_context(|| format!("{name} {text}"))?)
-                } else {
-                    KeyValue::Text(text)
-                })
+                anyhow::ensure!(array.is_valid(row), "{name} is null: it cannot page");
+                KeyValue::of(array.as_ref(), row).with_context(|| format!("{name} cannot page"))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(Cursor { version: CURSOR_VERSION, listing: listing.to_string(), time, keys })
@@ -98,21 +115,21 @@ impl Cursor {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
     }
 
-    /// Reads a token of `listing` given to `--after`.
+    /// Reads a token of `listing` (what `--after` takes).
     pub fn decode(token: &str, listing: &str) -> anyhow::Result<Cursor> {
-        let invalid = || format!("--after {token:?} is not a cursor printed by sessionlake");
+        let invalid = || format!("{token:?} is not a cursor printed by sessionlake");
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.trim())
             .with_context(invalid)?;
         let cursor: Cursor = serde_json::from_slice(&json).with_context(invalid)?;
         anyhow::ensure!(
             cursor.version == CURSOR_VERSION,
-            "--after: cursor version {} is not supported (this sessionlake reads {CURSOR_VERSION})",
+            "cursor version {} is not supported (this sessionlake reads {CURSOR_VERSION})",
             cursor.version
         );
         anyhow::ensure!(
             cursor.listing == listing,
-            "--after: the cursor pages {}, not {listing}",
+            "the cursor pages {}, not {listing}",
             cursor.listing
         );
         Ok(cursor)
@@ -128,7 +145,7 @@ impl Cursor {
     ) -> anyhow::Result<String> {
         anyhow::ensure!(
             self.keys.len() == key_expressions.len(),
-            "--after: the cursor has {} key parts where {} pages on {}",
+            "the cursor has {} key parts where {} pages on {}",
             self.keys.len(),
             self.listing,
             key_expressions.len()
