@@ -457,8 +457,8 @@ def main():
         return found
 
     data_grants = grants(data_key_arn)
-    checks.check(data_grants.get(role_arn) == {"kms:GenerateDataKey", "kms:DescribeKey", "kms:Decrypt"},
-                 "data key policy: function GenerateDataKey/DescribeKey/Decrypt", str(data_grants.get(role_arn)))
+    checks.check(data_grants.get(role_arn) == {"kms:GenerateDataKey", "kms:Decrypt"},
+                 "data key policy: function GenerateDataKey/Decrypt", str(data_grants.get(role_arn)))
     checks.check(data_grants.get(analyst_arn) == {"kms:Decrypt"}, "data key policy: analyst Decrypt only",
                  str(data_grants.get(analyst_arn)))
     crypto = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:Sign", "kms:ReEncryptFrom"}
