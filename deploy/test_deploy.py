@@ -225,6 +225,65 @@ def notification_to_api(cfn):
     return {"LambdaFunctionConfigurations": configs}
 
 
+def check_minimal_stack(checks, session, endpoint, code_bucket, suffix, account):
+    """The conditions' other side: no source but an existing bucket, no Object Lock, no role made."""
+    client = lambda name: session.client(name, endpoint_url=endpoint)
+    s3, cfn, iam, lam, kms = client("s3"), client("cloudformation"), client("iam"), client("lambda"), client("kms")
+    existing = f"sessionlake-existing-{suffix}"
+    s3.create_bucket(Bucket=existing)
+    analyst = iam.create_role(RoleName=f"investigators-{suffix}", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": f"arn:aws:iam::{account}:root"}}]}))["Role"]["Arn"]
+    stack = f"{STACK}-min-{suffix}"
+    parameters = {
+        "CodeBucket": code_bucket, "CreateSessionLogBucket": "false", "SessionLogBucketName": existing,
+        "ObjectLockMode": "off", "AnalystRoleArn": analyst, "LakeBucketName": f"sessionlake-lake2-{suffix}",
+        "GlueDatabaseName": f"sessionlake_min_{suffix}",
+    }
+    cfn.create_stack(StackName=stack, TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
+                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
+    status = cfn.describe_stacks(StackName=stack)["Stacks"][0]
+    if not checks.check(status["StackStatus"] == "CREATE_COMPLETE", "stack created", status.get("StackStatusReason", "")):
+        return
+    physical = {r["LogicalResourceId"]: r["PhysicalResourceId"]
+                for r in cfn.list_stack_resources(StackName=stack)["StackResourceSummaries"]}
+    absent = {"SessionLogBucket", "SessionLogBucketPolicy", "S3InvokePermission", "AnalystRole", "AnalystKeysPolicy",
+              "LogsInvokePermission", "SessionLogSubscription", "CloudTrailInvokePermission", "TrailLogsInvokePermission"}
+    checks.check(not absent & set(physical) and "ExistingBucketsInvokePermission" in physical,
+                 "only the resources of the sources given (no session-log bucket, no analyst role)",
+                 str(sorted(absent & set(physical))))
+    function_name = physical["IngestFunction"]
+    config = lam.get_function(FunctionName=function_name)["Configuration"]
+    variables = config.get("Environment", {}).get("Variables", {})
+    # moto keeps a variable whose value is AWS::NoValue, with no value; CloudFormation drops it.
+    present = {name for name, value in variables.items() if value is not None}
+    checks.check(variables.get("SESSIONLAKE_S3") == f"s3://{existing}/" and
+                 not present & {"SESSIONLAKE_CLOUDWATCH", "SESSIONLAKE_CLOUDTRAIL"} and
+                 variables.get("SESSIONLAKE_OBJECT_LOCK_MODE") == "off",
+                 "function env: the existing bucket as the only source, Object Lock off", str(variables))
+    permissions = json.loads(lam.get_policy(FunctionName=function_name)["Policy"])["Statement"]
+    s3_arns = [p.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn") for p in permissions
+               if p["Principal"] == {"Service": "s3.amazonaws.com"} or p["Principal"] == "s3.amazonaws.com"]
+    checks.check(s3_arns == [f"arn:aws:s3:::{existing}"], "S3 may invoke it for the existing bucket only", str(s3_arns))
+    actions = set()
+    role = physical["FunctionRole"]
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        for statement in statements_of(iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]):
+            actions.update(as_list(statement["Action"]))
+    expected = FUNCTION_ACTIONS - {"s3:PutObjectRetention", "logs:DescribeLogStreams", "logs:GetLogEvents"}
+    checks.check(actions == expected, "function role: no Object Lock or CloudWatch Logs source actions",
+                 f"extra {sorted(actions - expected)}, missing {sorted(expected - actions)}")
+    key = f"arn:aws:kms:{REGION}:{account}:key/{physical['DataKey']}"
+    principals = {p for st in statements_of(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"])
+                  for p in as_list(st["Principal"]["AWS"])}
+    checks.check(analyst in principals, "data key policy names the analyst role given", str(principals))
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in status.get("Outputs", [])}
+    command = outputs.get("SessionLogBucketNotificationCommand", "")
+    checks.check(existing in command and config["FunctionArn"] in command and "CloudTrailBucketNotificationCommand" not in outputs,
+                 "output SessionLogBucketNotificationCommand for the existing bucket", command)
+    cfn.delete_stack(StackName=stack)
+
+
 def statements_of(document):
     if isinstance(document, str):
         try:
@@ -233,7 +292,8 @@ def statements_of(document):
             # moto returns an inline role policy CloudFormation gave it as Python's repr.
             document = ast.literal_eval(document)
     statements = document["Statement"]
-    return statements if isinstance(statements, list) else [statements]
+    # moto keeps an AWS::NoValue list item as null; CloudFormation drops it.
+    return [st for st in (statements if isinstance(statements, list) else [statements]) if st is not None]
 
 
 def as_list(value):
@@ -657,6 +717,10 @@ def main():
                  "output CloudTrailBucketNotificationCommand names the bucket and function", command)
 
     cfn.delete_stack(StackName=stack)
+
+    print("a second stack: an existing session-log bucket only, Object Lock off, an analyst role given:")
+    check_minimal_stack(checks, session, endpoint, code_bucket, suffix, account)
+
     elapsed = time.monotonic() - started
     if checks.failed:
         print(f"deploy test: FAIL ({checks.failed} failed, {elapsed:.1f} s)")
