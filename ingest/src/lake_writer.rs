@@ -690,6 +690,7 @@ impl LakeWriter {
         };
         self.apply(&link);
         self.checkpoint_if_due(&link).await;
+        self.sync_delta(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
         let rewritten: Vec<ObjectEntry> =
@@ -815,6 +816,27 @@ impl LakeWriter {
                 tracing::info!(checkpoint = %path, objects = self.live.len(), "checkpoint written")
             }
             Err(error) => tracing::warn!(%error, "checkpoint not written"),
+        }
+    }
+
+    /// Brings the tables' Delta logs to the live set after `link`, this writer's newest commit.
+    /// A failure is logged: the chain is the truth, `verify` names a log that lags, and the
+    /// next commit brings it up to date (the sync compares with the log as it is).
+    async fn sync_delta(&self, link: &ChainLink) {
+        let sequence = link.manifest.body.sequence;
+        match sessionlake_delta::sync(&self.store, &self.live, sequence).await {
+            Ok(synced) => {
+                for table in synced.iter().filter(|table| table.added + table.removed > 0) {
+                    tracing::debug!(
+                        table = table.table.dir(),
+                        added = table.added,
+                        removed = table.removed,
+                        sequence,
+                        "delta log synced"
+                    );
+                }
+            }
+            Err(error) => tracing::warn!(%error, sequence, "delta log not synced"),
         }
     }
 

@@ -59,13 +59,7 @@ pub fn live_files(
     table: TableName,
     every_delivery: bool,
 ) -> Vec<&str> {
-    let preferred = (table == TableName::Commands && !every_delivery)
-        .then(|| manifest::preferred_commands(live));
-    live.values()
-        .filter(|entry| entry.kind == table.kind())
-        .filter(|entry| preferred.as_ref().is_none_or(|chosen| chosen.contains(&entry.path)))
-        .map(|entry| entry.path.as_str())
-        .collect()
+    manifest::live_table_files(live, table.kind(), every_delivery)
 }
 
 /// Prints the live files of a table: local paths or `s3://` URLs.

@@ -230,6 +230,9 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
             })
             .collect()
     };
+    // The tables' Delta logs are derived from the chain, never named by it: compared with the
+    // live set below.
+    stored.retain(|path| !paths::is_delta_log(path));
     let tail_checked = options.until.is_none_or(|until| until > options.now);
     let now = tail_checked.then_some(options.now);
     let (resumed, skipped) = if options.since_checkpoint {
@@ -404,9 +407,63 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     if first.is_none() {
         report.findings.extend(check_checkpoints(store, &trusted, &signers).await?);
     }
+    // Each table's Delta log lists the live set of the head (what other engines read), so
+    // only a verify that reaches the head compares them.
+    if tail_checked {
+        let head = trusted.last().map(|link| link.manifest.body.sequence);
+        report.findings.extend(delta_findings(store, &live, head).await);
+    }
     report.findings.sort_by(|a, b| (a.kind, &a.path).cmp(&(b.kind, &b.path)));
     report.findings.dedup();
     Ok(report)
+}
+
+/// Findings about the tables' Delta logs: one per table whose log does not list exactly the
+/// live set of the head (`delta-log-differs`), or that cannot be read (`delta-log-unreadable`).
+async fn delta_findings(
+    store: &LakeStore,
+    live: &BTreeMap<String, ObjectEntry>,
+    head: Option<u64>,
+) -> Vec<Finding> {
+    let differences = match sessionlake_delta::differences(store, live).await {
+        Ok(differences) => differences,
+        Err(error) => {
+            let detail = format!("{error}: engines that read Delta may not see the live lake");
+            return vec![finding("delta-log-unreadable", paths::DELTA_LOG_DIR, detail)];
+        }
+    };
+    let head = head.map_or("no commit".to_string(), |sequence| format!("commit {sequence}"));
+    differences
+        .into_iter()
+        .map(|(table, difference)| {
+            let path = format!("{}/{}", table.dir(), paths::DELTA_LOG_DIR);
+            let sample = |paths: &[String]| match paths {
+                [] => String::new(),
+                [one] => format!(" ({one})"),
+                [one, rest @ ..] => format!(" ({one} and {} more)", rest.len()),
+            };
+            let mut detail = if difference.absent {
+                format!("no Delta log, and the table has {} live files", difference.missing.len())
+            } else {
+                format!(
+                    "the Delta log lists {} files the chain's live set ({head}) does not{}, \
+                     and lacks {} live files{}",
+                    difference.extra.len(),
+                    sample(&difference.extra),
+                    difference.missing.len(),
+                    sample(&difference.missing)
+                )
+            };
+            if let Some(synced) = difference.synced_to {
+                detail.push_str(&format!("; it says it was brought to chain commit {synced}"));
+            }
+            detail.push_str(
+                ": engines that read Delta see other rows than sessionlake; the next ingest, \
+                 compact or retention commit rewrites it from the chain",
+            );
+            finding("delta-log-differs", &path, detail)
+        })
+        .collect()
 }
 
 /// Findings about the stored versions of the manifests on a bucket with Object Lock: a

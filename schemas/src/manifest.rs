@@ -181,6 +181,24 @@ pub fn preferred_commands(
     best.into_values().map(|(_, path)| path.to_string()).collect()
 }
 
+/// Returns the live files of the table of `kind`, by lake path: for `commands`, one delivery
+/// per session (the one `search` reads, [`preferred_commands`]) unless `every_delivery`; the
+/// rows of the other tables are one per delivery or per CloudTrail event already. What
+/// `sessionlake files` prints and what each table's Delta log lists.
+pub fn live_table_files(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+    kind: ObjectKind,
+    every_delivery: bool,
+) -> Vec<&str> {
+    let preferred =
+        (kind == ObjectKind::Commands && !every_delivery).then(|| preferred_commands(live));
+    live.values()
+        .filter(|entry| entry.kind == kind)
+        .filter(|entry| preferred.as_ref().is_none_or(|chosen| chosen.contains(&entry.path)))
+        .map(|entry| entry.path.as_str())
+        .collect()
+}
+
 /// Returns how `show` ranks the version of `session` that `entry` holds (lower first): a
 /// compacted file first (compaction only takes a session's preferred version, so this keeps
 /// the choice it was made under when another delivery arrives later), then by

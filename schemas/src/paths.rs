@@ -104,6 +104,15 @@ pub fn compacted_key_subject(path: &str) -> Option<&str> {
     path.rsplit('/').next()?.strip_suffix(".parquet")
 }
 
+/// Folder of a table's Delta log (`commands/_delta_log/`): derived from the chain, never named
+/// by it (see the `sessionlake-delta` crate).
+pub const DELTA_LOG_DIR: &str = "_delta_log";
+
+/// Returns whether `path` is in a table's Delta log.
+pub fn is_delta_log(path: &str) -> bool {
+    path.split('/').nth(1) == Some(DELTA_LOG_DIR)
+}
+
 /// Returns whether `path` is a compacted file.
 pub fn is_compacted(path: &str) -> bool {
     compacted_version(path).is_some()

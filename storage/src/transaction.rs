@@ -319,7 +319,8 @@ pub async fn sweep(
         };
         let uncommitted_here =
             leftovers.uncommitted.filter(|_| leftovers.folders.contains(&folder));
-        for (path, _) in listed {
+        // A table's Delta log is derived from the chain, never named by it: not a leftover.
+        for (path, _) in listed.into_iter().filter(|(path, _)| !paths::is_delta_log(path)) {
             let stale = uncommitted_here.is_some_and(|rule| {
                 !named.contains(path.as_str()) && (rule.only)(&path) && old_enough(&path, rule, now)
             });

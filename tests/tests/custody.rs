@@ -137,6 +137,21 @@ fn uncommitted_of(manifest: &Manifest) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The (kind, path) pairs of `delta-log-differs` findings that `expected`'s uncommitted table
+/// files bring: the writer brought each table's Delta log to the chain as it committed it, so
+/// a log lists the files of a commit verify no longer trusts (and other engines read them).
+fn delta_logs_of(expected: &[(String, String)]) -> Vec<(String, String)> {
+    let tables: std::collections::BTreeSet<&str> = expected
+        .iter()
+        .filter(|(kind, path)| kind == "uncommitted-object" && path.ends_with(".parquet"))
+        .filter_map(|(_, path)| path.split('/').next())
+        .collect();
+    tables
+        .into_iter()
+        .map(|table| pair("delta-log-differs", &format!("{table}/{}", paths::DELTA_LOG_DIR)))
+        .collect()
+}
+
 fn shift(rfc3339: &str, hours: i64) -> String {
     let time = chrono::DateTime::parse_from_rfc3339(rfc3339).expect("committed_at");
     (time + chrono::Duration::hours(hours)).to_rfc3339()
@@ -187,6 +202,7 @@ fn test_verify_reports_each_tampering_precisely() {
     std::fs::remove_file(manifest_path(&lake, 1)).expect("delete manifest");
     let mut expected = vec![pair("missing-manifest", &paths::manifest_object(1))];
     expected.extend(deleted.body.added.iter().map(|entry| pair("uncommitted-object", &entry.path)));
+    expected.extend(delta_logs_of(&expected));
     expected.sort();
     assert_eq!(findings(dir.path(), &[]), (1, expected), "deleted manifest");
 
@@ -239,6 +255,7 @@ fn test_verify_reports_each_tampering_precisely() {
     // What it alone names is vouched for by nothing trusted any more.
     let mut expected = vec![pair("bad-signature", &paths::manifest_object(EXAMPLE_COMMITS - 1))];
     expected.extend(uncommitted_of(&read_manifest(&lake, EXAMPLE_COMMITS - 1)));
+    expected.extend(delta_logs_of(&expected));
     expected.sort();
     assert_eq!(findings(dir.path(), &[]), (1, expected), "edited manifest");
 
@@ -294,6 +311,7 @@ fn test_verify_reports_a_gap_beyond_the_idle_period_and_honours_the_range() {
     });
     let mut expected = vec![pair("signature-outside-validity", &paths::manifest_object(0))];
     expected.extend(uncommitted_of(&read_manifest(&dir.path().join("lake"), 0)));
+    expected.extend(delta_logs_of(&expected));
     expected.sort();
     assert_eq!(findings(dir.path(), &[]), (1, expected), "signed before valid_from");
 }
@@ -402,6 +420,7 @@ fn test_verify_reports_a_broken_link() {
     rewrite_chain(dir.path(), 3, |_| {});
     let mut expected = vec![pair("broken-link", &paths::manifest_object(2))];
     expected.extend(uncommitted_of(&broken));
+    expected.extend(delta_logs_of(&expected));
     expected.sort();
     assert_eq!(findings(dir.path(), &[]), (1, expected), "broken link");
 }
@@ -464,6 +483,7 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     ];
     expected.extend(uncommitted_of(&read_manifest(&lake, 0)));
     expected.extend(uncommitted_of(&read_manifest(&lake, 1)));
+    expected.extend(delta_logs_of(&expected));
     expected.sort();
     assert_eq!(found, expected);
 
@@ -610,6 +630,7 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
     // What only the tampered manifest names is vouched for by nothing trusted any more.
     let mut expected = vec![pair("bad-signature", &paths::manifest_object(3))];
     expected.extend(uncommitted_of(&read_manifest(&lake, 3)));
+    expected.extend(delta_logs_of(&expected));
     expected.sort();
     assert_eq!(kinds, expected, "{records:?}");
 }

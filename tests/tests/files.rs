@@ -3,21 +3,14 @@
 
 use sessionlake_tests::{binary, copy_tree, duckdb, repo_root, run};
 
-/// After a CloudWatch stream grew and was ingested again, its replaced version stays in
-/// `commands/`: a glob counts it, the list `files` prints does not, and DuckDB over that list
-/// counts what `search` counts.
-#[test]
-fn test_duckdb_over_the_live_files_counts_what_search_counts() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let ingest = || {
-        let ran = run(binary("sessionlake-ingest", false).current_dir(dir.path()).arg("--quiet"));
-        assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
-    };
-    ingest();
-    // The stream grows by one event (the last one again, a second later).
-    let stream =
-        dir.path().join("examples/cloudwatch/ssm-sessions/bob-ilpxvkhghl9vs9ia2xfdyp4dka.json");
+fn ingest(dir: &std::path::Path) {
+    let ran = run(binary("sessionlake-ingest", false).current_dir(dir).arg("--quiet"));
+    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+}
+
+/// The example CloudWatch stream grows by one event (the last one again, a second later).
+fn grow_stream(dir: &std::path::Path) {
+    let stream = dir.join("examples/cloudwatch/ssm-sessions/bob-ilpxvkhghl9vs9ia2xfdyp4dka.json");
     let mut saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&stream).expect("read stream")).expect("json");
     let events = saved["events"].as_array_mut().expect("events");
@@ -25,6 +18,18 @@ fn test_duckdb_over_the_live_files_counts_what_search_counts() {
     grown["timestamp"] = serde_json::json!(grown["timestamp"].as_i64().expect("ms") + 1000);
     events.push(grown);
     std::fs::write(&stream, serde_json::to_vec(&saved).expect("encode")).expect("write");
+}
+
+/// After a CloudWatch stream grew and was ingested again, its replaced version stays in
+/// `commands/`: a glob counts it, the list `files` prints does not, and DuckDB over that list
+/// counts what `search` counts.
+#[test]
+fn test_duckdb_over_the_live_files_counts_what_search_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let ingest = || ingest(dir.path());
+    ingest();
+    grow_stream(dir.path());
     ingest();
 
     let sessionlake = |args: &[&str]| {
@@ -64,4 +69,84 @@ fn test_duckdb_over_the_live_files_counts_what_search_counts() {
     assert_eq!(lines.lines().count(), listed.len());
     let every = sessionlake(&["files", "--table", "commands", "--every-delivery"]);
     assert!(every.lines().count() >= listed.len());
+}
+
+/// Lists the files of the Delta table in `table_dir` with the Python `deltalake` package
+/// (delta-rs, as Spark and Athena would read the log), as absolute paths, sorted.
+fn delta_files(table_dir: &std::path::Path) -> Vec<String> {
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON")
+        .expect("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test");
+    let script = "import deltalake, json, sys\n\
+                  table = deltalake.DeltaTable(sys.argv[1])\n\
+                  print(json.dumps(sorted(table.file_uris())))\n";
+    let ran = run(std::process::Command::new(python).arg("-c").arg(script).arg(table_dir));
+    assert_eq!(ran.code, 0, "deltalake on {}: {}", table_dir.display(), ran.stderr);
+    serde_json::from_str(ran.stdout.trim()).expect("a JSON list")
+}
+
+/// Each table's Delta log lists exactly the live files (`sessionlake files`) after a stream
+/// grew and was ingested again and after compaction; `verify` compares the logs with the
+/// chain, names a log someone rolled back, and the next commit rewrites it.
+#[test]
+fn test_delta_logs_list_exactly_the_live_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let ingest = || ingest(dir.path());
+    let sessionlake = |args: &[&str]| {
+        let ran = run(binary("sessionlake", false).current_dir(dir.path()).args(args));
+        (ran.code, ran.stdout, ran.stderr)
+    };
+    let live = |table: &str| {
+        let (code, stdout, stderr) = sessionlake(&["files", "--table", table, "--json"]);
+        assert!(code <= 1, "files: {stderr}");
+        let mut files: Vec<String> = serde_json::from_str::<Vec<String>>(&stdout)
+            .expect("a JSON list")
+            .into_iter()
+            .map(|file| {
+                let path = std::fs::canonicalize(dir.path().join(&file)).expect("a live file");
+                format!("{}", path.display())
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    ingest();
+    let lake = std::fs::canonicalize(dir.path().join("lake")).expect("lake");
+    let same_as_chain = |when: &str| {
+        for table in ["commands", "sessions", "access"] {
+            let listed = delta_files(&lake.join(table));
+            assert_eq!(listed, live(table), "{table} {when}");
+        }
+    };
+    same_as_chain("after the first ingest");
+    grow_stream(dir.path());
+    ingest();
+    same_as_chain("after the stream grew");
+    let (code, _, stderr) = sessionlake(&["compact", "--min-age", "0s"]);
+    assert_eq!(code, 0, "compact: {stderr}");
+    same_as_chain("after compaction");
+    let (code, stdout, stderr) = sessionlake(&["verify"]);
+    assert_eq!(code, 0, "verify: {stdout}{stderr}");
+
+    // Someone with write access rolls the commands log back a version: Delta readers now see
+    // the lake before compaction. verify names it; the next commit rewrites the log.
+    let log = lake.join("commands/_delta_log");
+    let newest = std::fs::read_dir(&log)
+        .expect("log")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .max()
+        .expect("a commit");
+    std::fs::remove_file(&newest).expect("roll back");
+    let (code, stdout, _) = sessionlake(&["verify"]);
+    assert_eq!(code, 1, "verify: {stdout}");
+    assert!(
+        stdout.contains("delta-log-differs") && stdout.contains("commands/_delta_log"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = sessionlake(&["compact", "--min-age", "0s"]);
+    assert_eq!(code, 0, "compact: {stderr}");
+    same_as_chain("after the next commit");
+    let (code, stdout, stderr) = sessionlake(&["verify"]);
+    assert_eq!(code, 0, "verify: {stdout}{stderr}");
 }
