@@ -100,3 +100,68 @@ fn test_the_athena_ddl_declares_the_types_of_the_files() {
         }
     }
 }
+
+/// The columns of each table's Delta log as the Python `deltalake` package reads its schema,
+/// in the names `engine_type` gives.
+fn delta_columns(table_dir: &std::path::Path) -> BTreeMap<String, String> {
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON")
+        .expect("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test");
+    let script = "import deltalake, sys\n\
+                  print(deltalake.DeltaTable(sys.argv[1]).schema().to_json())\n";
+    let ran = run(std::process::Command::new(python).arg("-c").arg(script).arg(table_dir));
+    assert_eq!(ran.code, 0, "deltalake on {}: {}", table_dir.display(), ran.stderr);
+    let schema: serde_json::Value = serde_json::from_str(ran.stdout.trim()).expect("schema JSON");
+    let name = |delta_type: &serde_json::Value| -> String {
+        match delta_type {
+            serde_json::Value::String(primitive) => match primitive.as_str() {
+                "long" => "bigint".to_string(),
+                "integer" => "int".to_string(),
+                other => other.to_string(),
+            },
+            array if array["type"] == "array" => {
+                format!("array<{}>", array["elementType"].as_str().expect("element type"))
+            }
+            other => other.to_string(),
+        }
+    };
+    schema["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|field| (field["name"].as_str().expect("name").to_string(), name(&field["type"])))
+        .collect()
+}
+
+/// Each table's Delta log declares every column of the files (encrypted ones too: a reader
+/// with the keys reads them) with the type engines read it as, and `dt`, its partition.
+#[test]
+fn test_the_delta_logs_declare_the_types_of_the_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    let ran = run(binary("sessionlake-ingest", false).current_dir(dir.path()).arg("--quiet"));
+    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+    for table in ["commands", "sessions", "access"] {
+        let folder = dir.path().join("lake").join(table);
+        let file = files_under(&folder)
+            .into_iter()
+            .find(|path| path.extension().is_some_and(|ext| ext == "parquet"))
+            .map(|path| folder.join(path))
+            .unwrap_or_else(|| panic!("a {table} file"));
+        let described = duckdb(
+            dir.path(),
+            &format!(
+                "DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false)",
+                file.display()
+            ),
+        );
+        let mut in_file: BTreeMap<String, String> = described
+            .iter()
+            .map(|row| {
+                let name = row[0].as_str().expect("name").to_string();
+                (name, engine_type(row[1].as_str().expect("type")))
+            })
+            .collect();
+        in_file.insert("dt".to_string(), "string".to_string());
+        assert_eq!(delta_columns(&folder), in_file, "{table}");
+    }
+}
