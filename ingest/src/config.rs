@@ -427,8 +427,9 @@ impl Config {
                 .iter()
                 .map(|path| SourceConfig::Local(LocalSourceConfig { path: path.clone() })),
         );
-        if sources.iter().all(|source| matches!(source, SourceConfig::Cloudtrail(_))) {
-            // The embedded default: no sources named, so ingest the shipped examples.
+        if sources.is_empty() {
+            // The embedded default: no sources named, so ingest the shipped examples (a
+            // CloudTrail source alone is a source: a deployment that reads only trails).
             let path = PathBuf::from(DEFAULT_EXAMPLES);
             sources.push(SourceConfig::Local(LocalSourceConfig { path }));
         }
@@ -672,6 +673,11 @@ mod tests {
         let examples = LocalSourceConfig { path: DEFAULT_EXAMPLES.into() };
         assert_eq!(config.sources, vec![SourceConfig::Local(examples)]);
         assert!(!config.needs_aws());
+        // A CloudTrail source alone is what is asked for (a deployment reading only trails):
+        // the examples are not added to it.
+        let trails = Config::load(&args(&["--cloudtrail", "s3://trails/AWSLogs/"])).expect("load");
+        assert_eq!(trails.sources.len(), 1, "{:?}", trails.sources);
+        assert!(matches!(trails.sources[0], SourceConfig::Cloudtrail(_)));
     }
 
     #[test]

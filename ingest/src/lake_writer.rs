@@ -75,8 +75,8 @@ pub struct LakeWriter {
     pub store: LakeStore,
     /// Data keys for new objects.
     pub keys: Arc<dyn KeyProvider>,
-    /// The local keyring.
-    pub keyring: Arc<LocalKeyring>,
+    /// The local keyring (none when both the data key and the signing key are KMS keys).
+    pub keyring: Option<Arc<LocalKeyring>>,
     /// Unwraps the data keys of stored objects (to re-index a stored transcript).
     pub unwrapper: Keys,
     /// Signs commits (the keyring's key or a KMS key) and records the idle-commit promise.
@@ -992,7 +992,7 @@ mod tests {
         LakeWriter {
             store: store.clone(),
             keys: Arc::clone(keyring) as Arc<dyn KeyProvider>,
-            keyring: Arc::clone(keyring),
+            keyring: Some(Arc::clone(keyring)),
             unwrapper: Keys::new(Some(Arc::clone(keyring)), None).with_store(store.clone()),
             committer: manifest::Committer::new(Arc::new(KeyringSigner(Arc::clone(keyring)))),
             live: manifest::live_objects(&chain),

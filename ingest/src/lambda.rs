@@ -150,6 +150,9 @@ pub struct EventReport {
     pub replaced: usize,
     /// Commits made.
     pub commits: usize,
+    /// What a maintenance event did (`{"sessionlake": "maintenance"}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<crate::maintenance::MaintenanceReport>,
 }
 
 /// The Lambda function's state: its configuration and, between events, the open lake.
@@ -158,6 +161,9 @@ pub struct LambdaHandler {
     /// AWS configuration given instead of loaded from the environment.
     sdk_config: Option<aws_config::SdkConfig>,
     ingestor: tokio::sync::Mutex<Option<Ingestor>>,
+    /// The retention policy maintenance applies (TOML text), from
+    /// `SESSIONLAKE_RETENTION_POLICY`.
+    retention_policy: Option<String>,
 }
 
 impl LambdaHandler {
@@ -165,7 +171,17 @@ impl LambdaHandler {
     /// configuration from the environment.
     pub fn new(config: Config) -> LambdaHandler {
         let config = Config { follow: false, ..config };
-        LambdaHandler { config, sdk_config: None, ingestor: Default::default() }
+        let retention_policy = std::env::var(crate::maintenance::RETENTION_POLICY_VAR)
+            .ok()
+            .filter(|policy| !policy.trim().is_empty());
+        LambdaHandler { config, sdk_config: None, ingestor: Default::default(), retention_policy }
+    }
+
+    /// Applies `policy` (a retention policy's TOML text) at maintenance, whatever the
+    /// environment says.
+    pub fn with_retention_policy(mut self, policy: Option<String>) -> LambdaHandler {
+        self.retention_policy = policy;
+        self
     }
 
     /// Uses `sdk_config` for AWS instead of the environment.
@@ -184,6 +200,22 @@ impl LambdaHandler {
             }
             None => Ingestor::open(&self.config).await?,
         };
+        if crate::maintenance::is_maintenance(&event) {
+            // Compaction takes the writer lease itself: this writer gives it up, and the next
+            // event opens the lake again.
+            let parts = ingestor.lake_parts("maintenance");
+            ingestor.close().await;
+            let now = chrono::Utc::now().timestamp_micros();
+            let policy = self.retention_policy.as_deref();
+            let kms_key_id = self.config.kms_key_id.clone();
+            let done = crate::maintenance::run(parts, policy, kms_key_id, now).await?;
+            tracing::info!(
+                sessions_compacted = done.sessions_compacted,
+                retention_applied = done.retention_applied,
+                "maintenance done"
+            );
+            return Ok(EventReport { maintenance: Some(done), ..EventReport::default() });
+        }
         let result = self.handle_with(&mut ingestor, event).await;
         // After a failure the lake is read again: another writer may have committed.
         if result.is_ok() {
@@ -236,6 +268,7 @@ fn summary(report: &PollReport) -> EventReport {
         quarantined: report.done.quarantined,
         replaced: report.done.replaced,
         commits: report.commits,
+        maintenance: None,
     }
 }
 

@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod lake_writer;
 pub mod lambda;
+pub mod maintenance;
 pub mod progress;
 pub mod raw;
 pub mod service;

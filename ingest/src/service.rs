@@ -256,14 +256,17 @@ impl Ingestor {
         // Every way out of the rest releases the lease (a refusal, an unreadable lake, a KMS
         // key that cannot be reached): the next run must not find it taken.
         let opened: anyhow::Result<Ingestor> = async {
-        let keyring = Arc::new(keyring);
+        let keyring = keyring.map(Arc::new);
+        // Only reached with a keyring: `open_keyring` leaves it out only when both keys are
+        // KMS keys.
+        let the_keyring = || keyring.clone().context("no keyring, and no KMS key in its place");
         let keys: Arc<dyn KeyProvider> = match (&config.kms_key_id, &sdk_config) {
             (Some(key_id), Some(sdk)) => {
                 Arc::new(KmsKeyProvider::new(aws_sdk_kms::Client::new(sdk), key_id.clone()))
             }
             // Never the keyring in place of the KMS key asked for.
             (Some(key_id), None) => anyhow::bail!(missing_aws("--kms-key-id", key_id)),
-            (None, _) => Arc::clone(&keyring) as Arc<dyn KeyProvider>,
+            (None, _) => the_keyring()? as Arc<dyn KeyProvider>,
         };
         let keys: Arc<dyn KeyProvider> = Arc::new(CachingKeyProvider::new(keys, config.key_cache));
         let signer: Arc<dyn ManifestSigner> = match (&config.signing_key, &sdk_config) {
@@ -273,13 +276,15 @@ impl Ingestor {
                     .with_context(|| format!("failed to set up signing key {key_id}"))?,
             ),
             (Some(key_id), None) => anyhow::bail!(missing_aws("--signing-key", key_id)),
-            (None, _) => Arc::new(KeyringSigner(Arc::clone(&keyring))),
+            (None, _) => Arc::new(KeyringSigner(the_keyring()?)),
         };
         // The live set is what this writer's own key and the keyring's key committed: a
         // manifest anyone else wrote never makes ingest replace or delete anything.
         let mut pinned = vec![PinnedSigner::of(signer.as_ref(), "the ingest signer")];
-        if signer.key_id() != keyring.signer().key_id() {
-            pinned.push(PinnedSigner::of(&KeyringSigner(Arc::clone(&keyring)), "the keyring"));
+        if let Some(keyring) = &keyring
+            && signer.key_id() != keyring.signer().key_id()
+        {
+            pinned.push(PinnedSigner::of(&KeyringSigner(Arc::clone(keyring)), "the keyring"));
         }
         for key_id in &config.trust_signing_keys {
             let Some(sdk) = &sdk_config else {
@@ -351,8 +356,7 @@ impl Ingestor {
             let micros = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000);
             last_commit_at.saturating_add(micros)
         });
-        let unwrapper =
-            Keys::new(Some(Arc::clone(&keyring)), sdk_config.clone()).with_store(store.clone());
+        let unwrapper = Keys::new(keyring.clone(), sdk_config.clone()).with_store(store.clone());
         let writer = LakeWriter {
             store,
             keys,
@@ -455,6 +459,26 @@ impl Ingestor {
             }
         }
         self.lease_keeper.release().await;
+    }
+
+    /// Returns what a one-shot writer of this process (the Lambda function's maintenance) opens
+    /// the lake with: this writer's store, keys, keyring, signer and pins.
+    pub fn lake_parts(&self, command: &'static str) -> sessionlake_keep::lake::LakeParts {
+        let writer = &self.writer;
+        sessionlake_keep::lake::LakeParts {
+            store: writer.store.clone(),
+            keys: writer.unwrapper.clone(),
+            keyring: writer.keyring.clone(),
+            signer: Box::new(writer.committer.shared_signer()),
+            pinned: writer.pinned.clone(),
+            command,
+            warn: |line| tracing::warn!(problem = %line, "untrusted manifest ignored"),
+        }
+    }
+
+    /// Ends this writer: what a failed poll left uncommitted is swept, the lease given up.
+    pub async fn close(self) {
+        self.finish().await;
     }
 
     /// Saves the cursors if a commit set them and their save failed.
@@ -874,13 +898,23 @@ impl Ingestor {
 /// Opens the keyring of `config`; creates one only for a lake that has no commit yet. A lake
 /// with commits was signed and encrypted with its own keyring: a new one (a run from another
 /// folder, a mistyped `--keyring`) could neither open its sessions nor be trusted by it.
-async fn open_keyring(config: &Config, store: &LakeStore) -> anyhow::Result<(LocalKeyring, bool)> {
+///
+/// With both a KMS data key and a KMS signing key, no keyring is needed: none is created, and
+/// one that exists is opened (its key still opens what it encrypted before the switch to KMS,
+/// and its signatures stay trusted). That is how the Lambda function runs: its `/tmp` starts
+/// empty in every new environment.
+async fn open_keyring(
+    config: &Config,
+    store: &LakeStore,
+) -> anyhow::Result<(Option<LocalKeyring>, bool)> {
+    let absent = std::fs::symlink_metadata(&config.keyring).is_err();
+    if absent && config.kms_key_id.is_some() && config.signing_key.is_some() {
+        return Ok((None, false));
+    }
     if !config.allow_insecure_keyring {
         LocalKeyring::ensure_private(&config.keyring)?;
     }
-    if std::fs::symlink_metadata(&config.keyring).is_err()
-        && let Some(head) = manifest::head(store).await?
-    {
+    if absent && let Some(head) = manifest::head(store).await? {
         anyhow::bail!(
             "keyring {} not found, and {} already has commits (newest {}): give the lake's \
              keyring with --keyring; a new keyring can neither open nor sign for this lake",
@@ -889,7 +923,8 @@ async fn open_keyring(config: &Config, store: &LakeStore) -> anyhow::Result<(Loc
             head.path
         );
     }
-    Ok(LocalKeyring::open_or_create(&config.keyring)?)
+    let (keyring, created) = LocalKeyring::open_or_create(&config.keyring)?;
+    Ok((Some(keyring), created))
 }
 
 /// What a crashed or killed ingest leaves: objects in its folders that no commit names (their

@@ -8,7 +8,7 @@ use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
 use sessionlake_storage::manifest::ChainLink;
 
 use crate::holds::{actor, live_holds};
-use crate::lake::{Attempt, Lake};
+use crate::lake::{Attempt, Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
 use crate::live::{live_access_files, live_sessions, superseded_versions};
 use crate::plan::{Expiry, Planned, noted, plan, plan_access, plan_quarantine};
 use crate::policy::{Action, Policy};
@@ -112,6 +112,48 @@ pub async fn apply(
                 return Ok(Attempt::Conflict(error));
             }
             Err(error.into())
+        }
+    }
+}
+
+/// What [`apply_due`] did.
+#[derive(Debug)]
+pub struct AppliedPolicy {
+    /// Every line the policy planned (held ones too).
+    pub planned: Vec<Planned>,
+    /// The commit, when anything was due.
+    pub applied: Option<Applied>,
+}
+
+/// Applies `policy` with no one to confirm it (a scheduled job): deletes what an interrupted
+/// run removed, plans at `now`, applies what is due and not held, and plans again when another
+/// writer committed first (at most [`MAX_ATTEMPTS`] times). `policy_file` names the policy in
+/// the commit's provenance.
+pub async fn apply_due(
+    lake: &mut Lake,
+    policy: &Policy,
+    policy_file: &str,
+    now: i64,
+) -> anyhow::Result<AppliedPolicy> {
+    lake.ensure_trusted()?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        lake.sweep(&REMOVED_LEFTOVERS).await?;
+        let planned = plan_lake(lake, policy, now).await?;
+        if planned.iter().all(|line| line.held_by.is_some()) {
+            return Ok(AppliedPolicy { planned, applied: None });
+        }
+        let as_of = chrono::DateTime::from_timestamp_micros(now)
+            .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let provenance = Provenance { policy, policy_file, as_of: &as_of };
+        match apply(lake, &planned, provenance, &|| {}).await? {
+            Attempt::Done(applied) => {
+                return Ok(AppliedPolicy { planned, applied: Some(applied) });
+            }
+            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => lake.reload().await?,
+            Attempt::Conflict(error) => return Err(error.into()),
         }
     }
 }

@@ -642,6 +642,11 @@ impl Committer {
         self.signer.as_ref()
     }
 
+    /// Returns the signer, shared (for another writer of the same process).
+    pub fn shared_signer(&self) -> Arc<dyn ManifestSigner> {
+        Arc::clone(&self.signer)
+    }
+
     /// Commits `added` and `removed` right after `expected_head` (`None`: only as the first
     /// commit of the lake), recording the idle period, or when `stopping` (the last commit of a
     /// writer that stops) the restart period, if any. Fails with a conflict

@@ -52,6 +52,26 @@ impl ManifestSigner for Signer<'_> {
     }
 }
 
+/// A signer shared by several writers of one process signs as itself.
+#[async_trait]
+impl ManifestSigner for Arc<dyn ManifestSigner> {
+    fn key_id(&self) -> &str {
+        self.as_ref().key_id()
+    }
+
+    fn algorithm(&self) -> &'static str {
+        self.as_ref().algorithm()
+    }
+
+    fn public_key(&self) -> &[u8] {
+        self.as_ref().public_key()
+    }
+
+    async fn sign(&self, message: &[u8]) -> LakeResult<Vec<u8>> {
+        self.as_ref().sign(message).await
+    }
+}
+
 /// The local keyring's Ed25519 signing key, owned (for services that keep a signer around).
 #[derive(Debug, Clone)]
 pub struct KeyringSigner(pub Arc<LocalKeyring>);

@@ -147,3 +147,98 @@ async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
     let verified = cli(&["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
 }
+
+/// The deployed function as `deploy/template.yaml` runs it: both keys in KMS and no keyring
+/// (its `/tmp` starts empty), an S3 trigger, then the schedule's maintenance event: compaction,
+/// the retention policy of `SESSIONLAKE_RETENTION_POLICY`, the Delta logs brought up to date;
+/// the next trigger opens the lake again.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_lambda_maintenance_applies_retention_with_kms_keys_and_no_keyring() {
+    let sdk = sdk_config().await;
+    let s3 = s3_client().await;
+    let kms = aws_sdk_kms::Client::new(&sdk);
+    let (lake, source) = (unique("maint-lake"), unique("maint-logs"));
+    for bucket in [&lake, &source] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let data_key = kms.create_key().send().await.expect("data key");
+    let data_key = data_key.key_metadata().expect("metadata").key_id().to_string();
+    let signing_key = kms
+        .create_key()
+        .key_spec(aws_sdk_kms::types::KeySpec::EccNistP256)
+        .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("signing key");
+    let signing_key = signing_key.key_metadata().expect("metadata").key_id().to_string();
+    let put = |name: &'static str| {
+        let s3 = s3.clone();
+        let source = source.clone();
+        async move {
+            let transcript = repo_root().join(format!("examples/s3/ssm-logs/{name}.log"));
+            let key = format!("ssm/{name}.log");
+            let body = std::fs::read(transcript).expect("example").into();
+            let put = s3.put_object().bucket(&source).key(&key).body(body).send().await;
+            let etag = put.expect("put").e_tag().expect("etag").trim_matches('"').to_string();
+            json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": source}, "object": {"key": key, "size": 100, "eTag": etag}}}]})
+        }
+    };
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let keyring = work.path().join("tmp/keyring.json");
+    let lake_url = format!("s3://{lake}/lake");
+    let args = Args::parse_from([
+        "sessionlake-lambda",
+        "--lake",
+        &lake_url,
+        "--keyring",
+        &keyring.to_string_lossy(),
+        "--kms-key-id",
+        &data_key,
+        "--signing-key",
+        &signing_key,
+        "--s3",
+        &format!("s3://{source}/ssm/"),
+    ]);
+    let config = Config::load(&args).expect("config");
+    // Every session older than a day goes (the examples are from March 2026).
+    let policy = "version = 1\n[default]\ncommands = \"1d\"\nraw = \"1d\"\naction = \"delete\"\n";
+    let handler = LambdaHandler::new(config)
+        .with_sdk_config(sdk.clone())
+        .with_retention_policy(Some(policy.to_string()));
+    let report = handler.handle(put(ALICE).await).await.expect("s3 event");
+    assert_eq!((report.sessions, report.commits), (1, 1), "{report:?}");
+    assert!(!keyring.exists(), "a keyring was created with both keys in KMS");
+
+    let report = handler.handle(json!({"sessionlake": "maintenance"})).await.expect("maintenance");
+    let done = report.maintenance.expect("a maintenance report");
+    assert!(done.retention_policy, "{done:?}");
+    // alice's rows and transcript: at least her session and its raw object.
+    assert!(done.retention_applied >= 1, "{done:?}");
+    assert!(done.retention_commit.is_some(), "{done:?}");
+    // Committed a minute ago: too young to compact.
+    assert_eq!(done.sessions_compacted, 0, "{done:?}");
+
+    // The lake opens again for the next trigger.
+    let report = handler.handle(put("alice-ekp6rf9qs5arzcjxsndyvboavi").await).await;
+    let report = report.expect("s3 event after maintenance");
+    assert_eq!(report.sessions, 1, "{report:?}");
+    assert!(!keyring.exists(), "a keyring was created with both keys in KMS");
+
+    let cli = |args: &[&str]| {
+        run(binary("sessionlake", true)
+            .current_dir(work.path())
+            .args(["--lake", &lake_url, "--keyring", &keyring.to_string_lossy()])
+            .args(["--signing-key", &signing_key])
+            .args(args))
+    };
+    let sessions = cli(&["sessions", "--json"]);
+    assert_eq!(sessions.code, 0, "{}", sessions.stderr);
+    let (rows, _) = parse_json_lines(&sessions.stdout);
+    let ids: Vec<&Value> = rows.iter().map(|row| &row["session_id"]).collect();
+    assert_eq!(ids, [&json!("alice-ekp6rf9qs5arzcjxsndyvboavi")], "{rows:#?}");
+    let verified = cli(&["verify"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+}
