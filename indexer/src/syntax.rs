@@ -4,11 +4,58 @@
 
 /// Returns whether the shell would run `command` as it is, rather than prompt for more lines.
 pub fn is_complete(command: &str) -> bool {
+    // Runs for every command: most are one line of plain words, which the scanner would read
+    // word by word to find nothing open.
+    if is_plain(command) {
+        return true;
+    }
     let mut scanner = Scanner::default();
     for line in command.split('\n') {
         scanner.line(line);
     }
     scanner.complete()
+}
+
+/// Whether `command` is one line of words with no quote, backslash, operator, bracket or `<`
+/// (a here-document), and no word that opens a compound command or puts the next word in
+/// command position (where a keyword opens one): nothing in it can be left open.
+fn is_plain(command: &str) -> bool {
+    let special = |byte: &u8| {
+        matches!(
+            byte,
+            b'\n'
+                | b'\''
+                | b'"'
+                | b'`'
+                | b'\\'
+                | b';'
+                | b'&'
+                | b'|'
+                | b'('
+                | b')'
+                | b'{'
+                | b'}'
+                | b'<'
+        )
+    };
+    !command.as_bytes().iter().any(special)
+        && !command.split([' ', '\t']).any(|word| {
+            matches!(
+                word,
+                "for"
+                    | "while"
+                    | "until"
+                    | "select"
+                    | "if"
+                    | "case"
+                    | "do"
+                    | "then"
+                    | "else"
+                    | "elif"
+                    | "!"
+                    | "time"
+            )
+        })
 }
 
 #[derive(Default)]
@@ -458,6 +505,24 @@ mod tests {
             Just("time"), Just("!"), Just("while"),
         ], 0..24)) {
             let command: String = parts.concat();
+            prop_assert_eq!(is_complete(&command), reference::is_complete(&command), "{:?}", command);
+        }
+
+        /// One line of words and keywords, as most commands are: what `is_plain` lets through
+        /// the scanner finds complete.
+        #[test]
+        fn test_a_plain_command_is_complete_to_the_scanner(parts in proptest::collection::vec(prop_oneof![
+            Just("for"), Just("do"), Just("done"), Just("if"), Just("then"), Just("fi"), Just("case"),
+            Just("in"), Just("esac"), Just("while"), Just("until"), Just("select"), Just("else"),
+            Just("elif"), Just("time"), Just("!"), Just(" "), Just("\t"), Just("#"), Just(">"),
+            Just("-"), Just("x"), Just("日"), Just("\u{a0}"), Just("$"), Just("="),
+        ], 0..24)) {
+            let command: String = parts.concat();
+            if is_plain(&command) {
+                let mut scanner = Scanner::default();
+                scanner.line(&command);
+                prop_assert!(scanner.complete(), "{:?}", command);
+            }
             prop_assert_eq!(is_complete(&command), reference::is_complete(&command), "{:?}", command);
         }
     }
