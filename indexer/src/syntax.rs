@@ -68,9 +68,6 @@ struct Scanner {
     /// Delimiters found on the current line, pending from the next line on.
     new_heredocs: Vec<String>,
     continued: bool,
-    /// The word being read, as bytes: shell syntax is ASCII, so a byte of a non-ASCII
-    /// character is only ever part of a word. One buffer for every word.
-    word: Vec<u8>,
     command_position: bool,
     trailing_operator: bool,
 }
@@ -89,6 +86,11 @@ impl Scanner {
             self.command_position = true;
         }
         let bytes = line.as_bytes();
+        // Where the word being read starts. Shell syntax is ASCII, so a byte of a non-ASCII
+        // character is only ever part of a word. A word is only compared with keywords: the
+        // line's bytes from its start serve, quoted parts included (a word with a quote or a
+        // backslash is no keyword either way).
+        let mut word_start: Option<usize> = None;
         let mut index = 0;
         while index < bytes.len() {
             let c = bytes[index];
@@ -110,23 +112,19 @@ impl Scanner {
                         if index + 1 == bytes.len() {
                             self.continued = true;
                         }
-                        self.word.push(c);
+                        word_start.get_or_insert(index);
                         index += 1;
-                        if let Some(next) = bytes.get(index) {
-                            self.word.push(*next);
-                        }
                     }
                     b'\'' | b'"' | b'`' => {
                         self.quote = Some(c);
-                        self.word.push(c);
+                        word_start.get_or_insert(index);
                     }
-                    b'#' if self.word.is_empty() => break,
-                    b'{' | b'}' if self.word.is_empty() => {
-                        self.word.push(c);
-                        self.end_word();
-                    }
+                    b'#' if word_start.is_none() => break,
+                    b'{' | b'}' if word_start.is_none() => self.end_word(&bytes[index..=index]),
                     b';' | b'&' | b'|' | b'(' | b')' | b' ' | b'\t' | b'<' => {
-                        self.end_word();
+                        if let Some(start) = word_start.take() {
+                            self.end_word(&bytes[start..index]);
+                        }
                         match c {
                             b';' => self.command_position = true,
                             b'&' => {
@@ -160,13 +158,15 @@ impl Scanner {
                     }
                     _ => {
                         self.trailing_operator = false;
-                        self.word.push(c);
+                        word_start.get_or_insert(index);
                     }
                 },
             }
             index += 1;
         }
-        self.end_word();
+        if let Some(start) = word_start {
+            self.end_word(&bytes[start..index.min(bytes.len())]);
+        }
         self.heredocs.append(&mut self.new_heredocs);
     }
 
@@ -201,11 +201,8 @@ impl Scanner {
         end
     }
 
-    fn end_word(&mut self) {
-        if self.word.is_empty() {
-            return;
-        }
-        let word = self.word.as_slice();
+    /// Ends a word (never empty) that `line` read.
+    fn end_word(&mut self, word: &[u8]) {
         if self.command_position {
             let opens = match word {
                 b"for" | b"while" | b"until" | b"select" => Some("done"),
@@ -234,7 +231,6 @@ impl Scanner {
             // `for x in …` / `case x in`: the word list follows; `do` starts commands.
             self.command_position = word == b"do";
         }
-        self.word.clear();
         self.trailing_operator = false;
     }
 
