@@ -38,22 +38,23 @@ fn is_plain(command: &str) -> bool {
                 | b'<'
         )
     };
-    !command.as_bytes().iter().any(special)
-        && !command.split([' ', '\t']).any(|word| {
+    let bytes = command.as_bytes();
+    !bytes.iter().any(special)
+        && !bytes.split(|byte| matches!(byte, b' ' | b'\t')).any(|word| {
             matches!(
                 word,
-                "for"
-                    | "while"
-                    | "until"
-                    | "select"
-                    | "if"
-                    | "case"
-                    | "do"
-                    | "then"
-                    | "else"
-                    | "elif"
-                    | "!"
-                    | "time"
+                b"for"
+                    | b"while"
+                    | b"until"
+                    | b"select"
+                    | b"if"
+                    | b"case"
+                    | b"do"
+                    | b"then"
+                    | b"else"
+                    | b"elif"
+                    | b"!"
+                    | b"time"
             )
         })
 }
