@@ -839,10 +839,13 @@ impl Assembler {
             .flatten();
         let rest = dedented.as_deref().unwrap_or(rest);
         // A command of this line's buffer (complete, or waiting for its continuation lines).
-        let new_draft = |command: String| Draft {
+        // The buffer's last command takes the prompt's cwd and user, the ones before it (a
+        // pasted block) copies: most buffers hold one command.
+        let mut prompt = prompt;
+        let mut new_draft = |command: String, last: bool| Draft {
             prompt: prompt_text.to_string(),
-            cwd: prompt.cwd.clone(),
-            user: prompt.user.clone(),
+            cwd: if last { prompt.cwd.take() } else { prompt.cwd.clone() },
+            user: if last { prompt.user.take() } else { prompt.user.clone() },
             command,
             output: Output::default(),
             start: line.start,
@@ -854,7 +857,8 @@ impl Assembler {
             repl: None,
         };
         let mut pending = String::new();
-        for buffer_line in rest.split('\n') {
+        let mut buffer_lines = rest.split('\n').peekable();
+        while let Some(buffer_line) = buffer_lines.next() {
             if !pending.is_empty() {
                 pending.push('\n');
             }
@@ -864,7 +868,8 @@ impl Assembler {
                     if let Some(done) = current.take() {
                         keep(drafts, done);
                     }
-                    *current = Some(new_draft(std::mem::take(&mut pending)));
+                    let last = buffer_lines.peek().is_none();
+                    *current = Some(new_draft(std::mem::take(&mut pending), last));
                 }
                 pending.clear();
             }
@@ -885,7 +890,7 @@ impl Assembler {
             if let Some(done) = current.take() {
                 keep(drafts, done);
             }
-            *current = Some(new_draft(pending));
+            *current = Some(new_draft(pending, true));
         }
     }
 

@@ -23,16 +23,13 @@ pub mod syntax;
 pub mod terminal;
 pub mod users;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use sessionlake_schemas::{
     CommandRecord, SessionConfidence, SessionStatus, TimeSource, Understanding,
 };
 
 use crate::extract::{Assembler, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
-use crate::rows::Rows;
+use crate::rows::{Rows, RowsSummary};
 use crate::terminal::{DEFAULT_WIDTH, LineMarks, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
@@ -286,11 +283,10 @@ impl TranscriptBody {
                 .unwrap_or_else(|| Reading::new(Evidence::EditorMarks, &sink.context, sink.legacy)),
         };
         let editor_lines = reading.assembler.editor_lines();
-        let (mut commands, context) = reading.finish();
+        let (commands, context, summary) = reading.finish();
         let status =
             if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
-        shells_by_prompt(&mut commands);
-        let understanding = understand(&commands, script.body.len(), editor_lines, false);
+        let understanding = understand(summary, script.body.len(), editor_lines, false);
         Ok(ParsedSession {
             commands,
             context,
@@ -323,7 +319,7 @@ impl Reading {
         assembler.drain_settled(|draft| rows.push(draft));
     }
 
-    fn finish(self) -> (Vec<CommandRecord>, SessionContext) {
+    fn finish(self) -> (Vec<CommandRecord>, SessionContext, RowsSummary) {
         let Reading { assembler, mut rows } = self;
         for draft in assembler.finish() {
             rows.push(draft);
@@ -519,12 +515,11 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         reading.push(line);
     }
     let editor_lines = reading.assembler.editor_lines();
-    let (mut commands, mut context) = reading.finish();
-    shells_by_prompt(&mut commands);
+    let (commands, mut context, summary) = reading.finish();
     if context.started_at.is_none() {
         context.started_at = first_time;
     }
-    let understanding = understand(&commands, raw.len(), editor_lines, true);
+    let understanding = understand(summary, raw.len(), editor_lines, true);
     Ok(ParsedSession {
         commands,
         context,
@@ -533,32 +528,6 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         understanding,
         claimed_session_id,
     })
-}
-
-/// A prompt drawn before the terminal saw which shell draws it (fish's first prompt comes
-/// after its greeting, without the end-of-line mark that tells fish): rows at the same prompt
-/// as a row whose shell a mark told (zsh, fish) get that shell.
-fn shells_by_prompt(commands: &mut [CommandRecord]) {
-    // Each prompt a mark told once, the first mark standing: one pass over the rows, and one
-    // more only when some row is zsh's or fish's (a bash-only session costs a scan).
-    let mut marked: HashMap<&str, Arc<str>> = HashMap::new();
-    for row in commands.iter() {
-        if let Some(shell) =
-            row.shell.as_ref().filter(|shell| matches!(shell.as_ref(), "zsh" | "fish"))
-        {
-            marked.entry(row.prompt.as_str()).or_insert_with(|| Arc::clone(shell));
-        }
-    }
-    if marked.is_empty() {
-        return;
-    }
-    let marked: HashMap<String, Arc<str>> =
-        marked.into_iter().map(|(prompt, shell)| (prompt.to_string(), shell)).collect();
-    for row in commands.iter_mut().filter(|row| row.shell.as_deref() == Some("bash")) {
-        if let Some(shell) = marked.get(row.prompt.as_str()) {
-            row.shell = Some(Arc::clone(shell));
-        }
-    }
 }
 
 /// Share of the lines a line editor drew that may go not understood in a `high` session, and
@@ -581,17 +550,12 @@ const TRIVIAL_INPUT: usize = 256;
 /// rows cover. `streamed`: the agent deleted escapes and CRs, so the session is at most
 /// `medium`.
 fn understand(
-    commands: &[CommandRecord],
+    rows: RowsSummary,
     input_len: usize,
     editor_lines: extract::EditorLines,
     streamed: bool,
 ) -> Understanding {
-    let mut shells: Vec<String> = Vec::new();
-    for shell in commands.iter().filter_map(|command| command.shell.as_deref()) {
-        if !shells.iter().any(|seen| seen == shell) {
-            shells.push(shell.to_string());
-        }
-    }
+    let RowsSummary { rows, shells, raw_bytes: covered } = rows;
     let (input_explained, what) = if editor_lines.seen > 0 {
         let understood = editor_lines.seen - editor_lines.not_understood;
         (
@@ -599,12 +563,11 @@ fn understand(
             format!("{understood} of {} lines the line editor drew understood", editor_lines.seen),
         )
     } else {
-        let covered: u64 = commands.iter().map(|command| command.raw_len).sum();
         let share = if input_len == 0 { 1.0 } else { (covered as f64 / input_len as f64).min(1.0) };
         (share, format!("{}% of the input's bytes in rows", (share * 100.0).round()))
     };
     let not_understood = 1.0 - input_explained;
-    let (confidence, reason) = if commands.is_empty() && input_len >= TRIVIAL_INPUT {
+    let (confidence, reason) = if rows == 0 && input_len >= TRIVIAL_INPUT {
         (SessionConfidence::Low, format!("no prompt recognised in {input_len} bytes"))
     } else if editor_lines.seen > 0 && not_understood > MEDIUM_NOT_UNDERSTOOD {
         (SessionConfidence::Low, format!("prompts not recognised: {what}"))

@@ -4,11 +4,59 @@
 
 /// Returns whether the shell would run `command` as it is, rather than prompt for more lines.
 pub fn is_complete(command: &str) -> bool {
+    // Runs for every command: most are one line of plain words, which the scanner would read
+    // word by word to find nothing open.
+    if is_plain(command) {
+        return true;
+    }
     let mut scanner = Scanner::default();
     for line in command.split('\n') {
         scanner.line(line);
     }
     scanner.complete()
+}
+
+/// Whether `command` is one line of words with no quote, backslash, operator, bracket or `<`
+/// (a here-document), and no word that opens a compound command or puts the next word in
+/// command position (where a keyword opens one): nothing in it can be left open.
+fn is_plain(command: &str) -> bool {
+    let special = |byte: &u8| {
+        matches!(
+            byte,
+            b'\n'
+                | b'\''
+                | b'"'
+                | b'`'
+                | b'\\'
+                | b';'
+                | b'&'
+                | b'|'
+                | b'('
+                | b')'
+                | b'{'
+                | b'}'
+                | b'<'
+        )
+    };
+    let bytes = command.as_bytes();
+    !bytes.iter().any(special)
+        && !bytes.split(|byte| matches!(byte, b' ' | b'\t')).any(|word| {
+            matches!(
+                word,
+                b"for"
+                    | b"while"
+                    | b"until"
+                    | b"select"
+                    | b"if"
+                    | b"case"
+                    | b"do"
+                    | b"then"
+                    | b"else"
+                    | b"elif"
+                    | b"!"
+                    | b"time"
+            )
+        })
 }
 
 #[derive(Default)]
@@ -21,9 +69,6 @@ struct Scanner {
     /// Delimiters found on the current line, pending from the next line on.
     new_heredocs: Vec<String>,
     continued: bool,
-    /// The word being read, as bytes: shell syntax is ASCII, so a byte of a non-ASCII
-    /// character is only ever part of a word. One buffer for every word.
-    word: Vec<u8>,
     command_position: bool,
     trailing_operator: bool,
 }
@@ -42,6 +87,11 @@ impl Scanner {
             self.command_position = true;
         }
         let bytes = line.as_bytes();
+        // Where the word being read starts. Shell syntax is ASCII, so a byte of a non-ASCII
+        // character is only ever part of a word. A word is only compared with keywords: the
+        // line's bytes from its start serve, quoted parts included (a word with a quote or a
+        // backslash is no keyword either way).
+        let mut word_start: Option<usize> = None;
         let mut index = 0;
         while index < bytes.len() {
             let c = bytes[index];
@@ -63,23 +113,19 @@ impl Scanner {
                         if index + 1 == bytes.len() {
                             self.continued = true;
                         }
-                        self.word.push(c);
+                        word_start.get_or_insert(index);
                         index += 1;
-                        if let Some(next) = bytes.get(index) {
-                            self.word.push(*next);
-                        }
                     }
                     b'\'' | b'"' | b'`' => {
                         self.quote = Some(c);
-                        self.word.push(c);
+                        word_start.get_or_insert(index);
                     }
-                    b'#' if self.word.is_empty() => break,
-                    b'{' | b'}' if self.word.is_empty() => {
-                        self.word.push(c);
-                        self.end_word();
-                    }
+                    b'#' if word_start.is_none() => break,
+                    b'{' | b'}' if word_start.is_none() => self.end_word(&bytes[index..=index]),
                     b';' | b'&' | b'|' | b'(' | b')' | b' ' | b'\t' | b'<' => {
-                        self.end_word();
+                        if let Some(start) = word_start.take() {
+                            self.end_word(&bytes[start..index]);
+                        }
                         match c {
                             b';' => self.command_position = true,
                             b'&' => {
@@ -113,13 +159,15 @@ impl Scanner {
                     }
                     _ => {
                         self.trailing_operator = false;
-                        self.word.push(c);
+                        word_start.get_or_insert(index);
                     }
                 },
             }
             index += 1;
         }
-        self.end_word();
+        if let Some(start) = word_start {
+            self.end_word(&bytes[start..index.min(bytes.len())]);
+        }
         self.heredocs.append(&mut self.new_heredocs);
     }
 
@@ -154,11 +202,8 @@ impl Scanner {
         end
     }
 
-    fn end_word(&mut self) {
-        if self.word.is_empty() {
-            return;
-        }
-        let word = self.word.as_slice();
+    /// Ends a word (never empty) that `line` read.
+    fn end_word(&mut self, word: &[u8]) {
         if self.command_position {
             let opens = match word {
                 b"for" | b"while" | b"until" | b"select" => Some("done"),
@@ -187,7 +232,6 @@ impl Scanner {
             // `for x in …` / `case x in`: the word list follows; `do` starts commands.
             self.command_position = word == b"do";
         }
-        self.word.clear();
         self.trailing_operator = false;
     }
 
@@ -458,6 +502,24 @@ mod tests {
             Just("time"), Just("!"), Just("while"),
         ], 0..24)) {
             let command: String = parts.concat();
+            prop_assert_eq!(is_complete(&command), reference::is_complete(&command), "{:?}", command);
+        }
+
+        /// One line of words and keywords, as most commands are: what `is_plain` lets through
+        /// the scanner finds complete.
+        #[test]
+        fn test_a_plain_command_is_complete_to_the_scanner(parts in proptest::collection::vec(prop_oneof![
+            Just("for"), Just("do"), Just("done"), Just("if"), Just("then"), Just("fi"), Just("case"),
+            Just("in"), Just("esac"), Just("while"), Just("until"), Just("select"), Just("else"),
+            Just("elif"), Just("time"), Just("!"), Just(" "), Just("\t"), Just("#"), Just(">"),
+            Just("-"), Just("x"), Just("日"), Just("\u{a0}"), Just("$"), Just("="),
+        ], 0..24)) {
+            let command: String = parts.concat();
+            if is_plain(&command) {
+                let mut scanner = Scanner::default();
+                scanner.line(&command);
+                prop_assert!(scanner.complete(), "{:?}", command);
+            }
             prop_assert_eq!(is_complete(&command), reference::is_complete(&command), "{:?}", command);
         }
     }

@@ -30,6 +30,9 @@ const MIN_WIDTH: usize = 20;
 /// scanned again at each of its CRs).
 const MAX_MARK_WIDTH: usize = 1024;
 
+/// Most parameters of a CSI sequence [`LineTerminal::simple_csi`] reads (`vte` takes 32).
+const SIMPLE_CSI_PARAMS: usize = 16;
+
 /// Logical lines that stay editable (a screen's worth).
 pub const WINDOW: usize = 48;
 
@@ -546,7 +549,10 @@ impl<S: LineSink> LineTerminal<S> {
                     self.print_ascii(&bytes[index..index + run]);
                     index += run;
                 }
-                0x1b => self.in_escape = true,
+                0x1b => match self.simple_csi(&bytes[index..]) {
+                    Some(length) => index += length,
+                    None => self.in_escape = true,
+                },
                 0x00..=0x1f => {
                     vte::Perform::execute(self, byte);
                     index += 1;
@@ -569,6 +575,42 @@ impl<S: LineSink> LineTerminal<S> {
                 }
             }
         }
+    }
+
+    /// Reads and dispatches the CSI sequence at the start of `bytes` when it is a simple one
+    /// (`ESC [`, perhaps `?`, parameters of digits and `;`, a final character), as `vte` would;
+    /// returns its length. Anything else (another escape, intermediates, sub-parameters, a
+    /// control character inside, more than [`SIMPLE_CSI_PARAMS`] parameters, a sequence the
+    /// piece cuts) is left to `vte`. Most escapes of a line editor's redraws are simple.
+    fn simple_csi(&mut self, bytes: &[u8]) -> Option<usize> {
+        let rest = bytes.strip_prefix(b"\x1b[")?;
+        let (intermediates, rest): (&[u8], _) = match rest.strip_prefix(b"?") {
+            Some(rest) => (b"?", rest),
+            None => (b"", rest),
+        };
+        let mut params = [0u16; SIMPLE_CSI_PARAMS];
+        let mut count = 0;
+        let mut value: u16 = 0;
+        for (index, &byte) in rest.iter().enumerate() {
+            match byte {
+                b'0'..=b'9' => {
+                    value = value.saturating_mul(10).saturating_add(u16::from(byte - b'0'))
+                }
+                b';' => {
+                    *params.get_mut(count)? = value;
+                    count += 1;
+                    value = 0;
+                }
+                0x40..=0x7e => {
+                    *params.get_mut(count)? = value;
+                    count += 1;
+                    self.csi(params[..count].iter().copied(), intermediates, char::from(byte));
+                    return Some(bytes.len() - rest.len() + index + 1);
+                }
+                _ => return None,
+            }
+        }
+        None
     }
 
     /// Prints a run of printable ASCII: what `print` does for each byte, in one go.
@@ -1027,6 +1069,138 @@ impl<S: LineSink> LineTerminal<S> {
             _ => {}
         }
     }
+
+    /// A CSI sequence, dispatched by `vte` or read by [`LineTerminal::simple_csi`]: the first
+    /// value of each of its parameters, its intermediates (`?` for a private mode), its final
+    /// character.
+    fn csi(&mut self, params: impl IntoIterator<Item = u16>, intermediates: &[u8], action: char) {
+        self.in_escape = false;
+        self.after_cr = false;
+        let space_printed_to = self.last_printed_space_at.take();
+        self.zsh_wrapped_at = None;
+        let after_up = std::mem::take(&mut self.moved_up);
+        self.wrap_candidate = None;
+        if intermediates == b"?" {
+            if matches!(action, 'h' | 'l') {
+                for mode in params {
+                    self.set_private_mode(mode, action == 'h');
+                }
+            }
+            return;
+        }
+        if self.alternate_screen || !intermediates.is_empty() {
+            return;
+        }
+        // Colours, the most frequent sequence, move nothing.
+        if action == 'm' {
+            self.moved_up = after_up;
+            return;
+        }
+        let row_start = self.row_start();
+        let mode = params.into_iter().next().unwrap_or(0);
+        // The first parameter as a count: absent or 0 means 1.
+        let count = if mode == 0 { 1 } else { usize::from(mode) };
+        match action {
+            'K' => match mode {
+                0 if self.stripped && self.is_eol_mark_residue() => {
+                    // The CRs that returned over zsh's or fish's end-of-line mark are gone.
+                    self.learn_zsh_margin();
+                    self.move_to(0);
+                    self.erase(0, usize::MAX);
+                }
+                0 if self.stripped
+                    && self.region.is_some()
+                    && let Some(margin) = self.zsh_margin
+                    && let Some(after) = space_printed_to
+                    && after == self.cursor
+                    && after > 1
+                    && (after - 1).is_multiple_of(margin) =>
+                {
+                    // zsh's wrap at the right edge: a blank printed into the next row, CR
+                    // (deleted), erase. The next row starts where the blank was.
+                    let row = after - 1;
+                    self.move_to(row);
+                    self.erase(row, usize::MAX);
+                    self.zsh_wrapped_at = Some((row, None));
+                }
+                0 => {
+                    let from = self.cursor;
+                    self.erase(from, row_start + self.width);
+                }
+                1 => self.erase(row_start, self.cursor + 1),
+                _ => self.erase(row_start, row_start + self.width),
+            },
+            'J' if mode == 0 => {
+                // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
+                // (fish erases below right after its prompt.)
+                if self.stripped && !self.right_moves_from_row_start {
+                    self.learn_zsh_margin();
+                    self.move_to(row_start);
+                }
+                let from = self.cursor;
+                self.erase(from, usize::MAX);
+                while self.window.len() > self.current + 1 {
+                    let index = self.window.len() - 1;
+                    if let Some(line) = self.window.pop_back()
+                        && self.region.is_some()
+                        && let Some(editor_from) = line.editor_from
+                    {
+                        self.erased_editor_line = Some((index, editor_from, line.shell));
+                    }
+                }
+            }
+            'J' | 'H' | 'f' => self.flush_window(),
+            'D' => {
+                let base = if self.pending_wrap { self.cursor - 1 } else { self.cursor };
+                self.move_to(base.saturating_sub(count).max(row_start));
+            }
+            'C' => {
+                // fish moves right from a CR (deleted) once it has printed on the line, and
+                // from where the cursor is while it has only moved (into the line, then up to
+                // its editor's row: `ESC[10C ESC[A ESC[15C`); zsh from a CR (deleted) after a
+                // move up.
+                let from_row_start = if self.right_moves_from_row_start {
+                    self.printed_since_line_start
+                } else {
+                    self.stripped && after_up
+                };
+                let from = if from_row_start { row_start } else { self.cursor };
+                let target = (from + count).min(row_start + self.width - 1);
+                // The editor jumping past the end of its line, over blanks: a right prompt.
+                if self.region.is_some() && target > self.cursor + 1 {
+                    let cursor = self.cursor;
+                    let line = self.line();
+                    if cursor > 0 && cursor >= line.len() && target > line.len() {
+                        line.right_from = Some(target);
+                    }
+                }
+                self.move_to(target);
+            }
+            'A' => {
+                self.cursor_up(count);
+                self.moved_up = self.stripped;
+            }
+            // Scrolling the screen up keeps the cursor on its row: the line under it is
+            // `count` lines further down, as after moving down (irb's Reline scrolls before
+            // it draws its completion dialog below the last row, then moves up to the line).
+            'B' | 'S' => {
+                for _ in 0..count.min(WINDOW) {
+                    self.line_feed();
+                }
+            }
+            'G' | '`' => {
+                let column = count - 1;
+                self.move_to(row_start + column.min(self.width - 1));
+            }
+            '@' => self.insert_blanks(count),
+            'P' => self.delete_chars(count),
+            'X' => {
+                let from = self.cursor;
+                self.erase(from, from + count);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Writes what `cells` show into `text` (cleared first), trailing blanks removed.
@@ -1196,134 +1370,8 @@ impl<S: LineSink> vte::Perform for LineTerminal<S> {
         _ignore: bool,
         action: char,
     ) {
-        self.in_escape = false;
-        self.after_cr = false;
-        let space_printed_to = self.last_printed_space_at.take();
-        self.zsh_wrapped_at = None;
-        let after_up = std::mem::take(&mut self.moved_up);
-        self.wrap_candidate = None;
-        if intermediates == b"?" {
-            if matches!(action, 'h' | 'l') {
-                for param in params.iter() {
-                    if let Some(&mode) = param.first() {
-                        self.set_private_mode(mode, action == 'h');
-                    }
-                }
-            }
-            return;
-        }
-        if self.alternate_screen || !intermediates.is_empty() {
-            return;
-        }
-        // Colours, the most frequent sequence, move nothing.
-        if action == 'm' {
-            self.moved_up = after_up;
-            return;
-        }
-        let row_start = self.row_start();
-        let mode = params.iter().next().and_then(|p| p.first().copied()).unwrap_or(0);
-        // The first parameter as a count: absent or 0 means 1.
-        let count = if mode == 0 { 1 } else { usize::from(mode) };
-        match action {
-            'K' => match mode {
-                0 if self.stripped && self.is_eol_mark_residue() => {
-                    // The CRs that returned over zsh's or fish's end-of-line mark are gone.
-                    self.learn_zsh_margin();
-                    self.move_to(0);
-                    self.erase(0, usize::MAX);
-                }
-                0 if self.stripped
-                    && self.region.is_some()
-                    && let Some(margin) = self.zsh_margin
-                    && let Some(after) = space_printed_to
-                    && after == self.cursor
-                    && after > 1
-                    && (after - 1).is_multiple_of(margin) =>
-                {
-                    // zsh's wrap at the right edge: a blank printed into the next row, CR
-                    // (deleted), erase. The next row starts where the blank was.
-                    let row = after - 1;
-                    self.move_to(row);
-                    self.erase(row, usize::MAX);
-                    self.zsh_wrapped_at = Some((row, None));
-                }
-                0 => {
-                    let from = self.cursor;
-                    self.erase(from, row_start + self.width);
-                }
-                1 => self.erase(row_start, self.cursor + 1),
-                _ => self.erase(row_start, row_start + self.width),
-            },
-            'J' if mode == 0 => {
-                // zsh redraws with CR, then erase below: in a stripped stream the CR is gone.
-                // (fish erases below right after its prompt.)
-                if self.stripped && !self.right_moves_from_row_start {
-                    self.learn_zsh_margin();
-                    self.move_to(row_start);
-                }
-                let from = self.cursor;
-                self.erase(from, usize::MAX);
-                while self.window.len() > self.current + 1 {
-                    let index = self.window.len() - 1;
-                    if let Some(line) = self.window.pop_back()
-                        && self.region.is_some()
-                        && let Some(editor_from) = line.editor_from
-                    {
-                        self.erased_editor_line = Some((index, editor_from, line.shell));
-                    }
-                }
-            }
-            'J' | 'H' | 'f' => self.flush_window(),
-            'D' => {
-                let base = if self.pending_wrap { self.cursor - 1 } else { self.cursor };
-                self.move_to(base.saturating_sub(count).max(row_start));
-            }
-            'C' => {
-                // fish moves right from a CR (deleted) once it has printed on the line, and
-                // from where the cursor is while it has only moved (into the line, then up to
-                // its editor's row: `ESC[10C ESC[A ESC[15C`); zsh from a CR (deleted) after a
-                // move up.
-                let from_row_start = if self.right_moves_from_row_start {
-                    self.printed_since_line_start
-                } else {
-                    self.stripped && after_up
-                };
-                let from = if from_row_start { row_start } else { self.cursor };
-                let target = (from + count).min(row_start + self.width - 1);
-                // The editor jumping past the end of its line, over blanks: a right prompt.
-                if self.region.is_some() && target > self.cursor + 1 {
-                    let cursor = self.cursor;
-                    let line = self.line();
-                    if cursor > 0 && cursor >= line.len() && target > line.len() {
-                        line.right_from = Some(target);
-                    }
-                }
-                self.move_to(target);
-            }
-            'A' => {
-                self.cursor_up(count);
-                self.moved_up = self.stripped;
-            }
-            // Scrolling the screen up keeps the cursor on its row: the line under it is
-            // `count` lines further down, as after moving down (irb's Reline scrolls before
-            // it draws its completion dialog below the last row, then moves up to the line).
-            'B' | 'S' => {
-                for _ in 0..count.min(WINDOW) {
-                    self.line_feed();
-                }
-            }
-            'G' | '`' => {
-                let column = count - 1;
-                self.move_to(row_start + column.min(self.width - 1));
-            }
-            '@' => self.insert_blanks(count),
-            'P' => self.delete_chars(count),
-            'X' => {
-                let from = self.cursor;
-                self.erase(from, from + count);
-            }
-            _ => {}
-        }
+        let first_values = params.iter().map(|param| param.first().copied().unwrap_or(0));
+        self.csi(first_values, intermediates, action);
     }
 
     fn esc_dispatch(&mut self, intermediates: &[u8], _ignore: bool, byte: u8) {
@@ -1448,6 +1496,13 @@ mod tests {
             b"\xf0\x9f\x98\x80 ok \xc3\r\n\xc3",
             b"a\x7fb\x80\x9bc\r\n",
             b"\x1b\x1b[31mred\r\n",
+            // CSI sequences the fast path reads, and the ones it leaves to `vte`.
+            b"$ ls\x1b[?2004;1h\x1b[;3Hx\x1b[65535;70000Dy\x1b[2;K\r\n",
+            b"\x1b[1;2;3;4;5;6;7;8;9;10;11;12;13;14;15;16;17Dz\r\n",
+            b"ab\x1b[?1;?2lc\x1b[1:2md\x1b[1 qe\x1b[1\r5Df\x1b[\x7f5Dg\x1b[<1h\r\n",
+            b"abc\x1b[2",
+            b"abc\x1b[",
+            b"abc\x1b[?\r\n",
         ];
         for case in cases {
             assert_fast_path_agrees(case);
