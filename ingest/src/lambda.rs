@@ -150,6 +150,9 @@ pub struct EventReport {
     pub replaced: usize,
     /// Commits made.
     pub commits: usize,
+    /// When the lake's newest commit was made (µs since the epoch), if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_commit_at: Option<i64>,
     /// What a maintenance event did (`{"sessionlake": "maintenance"}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<crate::maintenance::MaintenanceReport>,
@@ -216,7 +219,10 @@ impl LambdaHandler {
             );
             return Ok(EventReport { maintenance: Some(done), ..EventReport::default() });
         }
-        let result = self.handle_with(&mut ingestor, event).await;
+        let mut result = self.handle_with(&mut ingestor, event).await;
+        if let Ok(report) = &mut result {
+            report.last_commit_at = Some(ingestor.last_commit_at()).filter(|&at| at != i64::MIN);
+        }
         // After a failure the lake is read again: another writer may have committed.
         if result.is_ok() {
             *slot = Some(ingestor);
@@ -268,8 +274,51 @@ fn summary(report: &PollReport) -> EventReport {
         quarantined: report.done.quarantined,
         replaced: report.done.replaced,
         commits: report.commits,
+        last_commit_at: None,
         maintenance: None,
     }
+}
+
+/// The CloudWatch namespace of the function's metrics.
+pub const METRICS_NAMESPACE: &str = "sessionlake";
+
+/// Returns the metrics of one event as a line of CloudWatch's embedded metric format (printed
+/// on stdout, CloudWatch Logs turns it into metrics of namespace [`METRICS_NAMESPACE`] with the
+/// dimension `FunctionName`): `SessionsCommitted`, `CommandsCommitted`, `AccessEventsCommitted`,
+/// `QuarantinedInputs`, `Commits`, and `SecondsSinceLastCommit` (the lake's newest commit,
+/// the function's counterpart of the service's seconds since its last good poll; left out for a
+/// lake with none). Alarms watch the last two.
+pub fn metrics_line(report: &EventReport, function_name: &str, now_ms: i64) -> String {
+    let mut metrics = vec![
+        ("SessionsCommitted", "Count", serde_json::json!(report.sessions)),
+        ("CommandsCommitted", "Count", serde_json::json!(report.commands)),
+        ("AccessEventsCommitted", "Count", serde_json::json!(report.access_events)),
+        ("QuarantinedInputs", "Count", serde_json::json!(report.quarantined)),
+        ("Commits", "Count", serde_json::json!(report.commits)),
+    ];
+    if let Some(at) = report.last_commit_at {
+        let seconds = (now_ms.saturating_mul(1000).saturating_sub(at) / 1_000_000).max(0);
+        metrics.push(("SecondsSinceLastCommit", "Seconds", serde_json::json!(seconds)));
+    }
+    let names: Vec<Value> = metrics
+        .iter()
+        .map(|(name, unit, _)| serde_json::json!({"Name": name, "Unit": unit}))
+        .collect();
+    let mut line = serde_json::json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": names,
+            }],
+        },
+        "FunctionName": function_name,
+    });
+    for (name, _, value) in metrics {
+        line[name] = value;
+    }
+    line.to_string()
 }
 
 #[cfg(test)]
@@ -282,6 +331,38 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(bytes).expect("gzip");
         base64::engine::general_purpose::STANDARD.encode(encoder.finish().expect("gzip"))
+    }
+
+    /// The metrics line is CloudWatch's embedded metric format: every metric named under
+    /// `_aws` is a member of the line, with the function as its dimension.
+    #[test]
+    fn test_metrics_line_is_embedded_metric_format() {
+        let report = EventReport {
+            sessions: 2,
+            quarantined: 1,
+            last_commit_at: Some(1_000_000),
+            ..EventReport::default()
+        };
+        let line: Value =
+            serde_json::from_str(&metrics_line(&report, "ingest-fn", 61_000)).expect("JSON");
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], METRICS_NAMESPACE);
+        assert_eq!(directive["Dimensions"], serde_json::json!([["FunctionName"]]));
+        assert_eq!(line["FunctionName"], "ingest-fn");
+        assert_eq!(line["_aws"]["Timestamp"], 61_000);
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .map(|metric| metric["Name"].as_str().expect("name"))
+            .collect();
+        assert!(names.iter().all(|name| line.get(*name).is_some()), "{line}");
+        assert_eq!(line["SessionsCommitted"], 2);
+        assert_eq!(line["QuarantinedInputs"], 1);
+        assert_eq!(line["SecondsSinceLastCommit"], 60);
+        // A lake with no commit yet: no age to report.
+        let fresh = metrics_line(&EventReport::default(), "ingest-fn", 61_000);
+        assert!(!fresh.contains("SecondsSinceLastCommit"), "{fresh}");
     }
 
     #[test]

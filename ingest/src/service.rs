@@ -476,6 +476,12 @@ impl Ingestor {
         }
     }
 
+    /// Returns when the lake's newest commit was made (µs since the epoch; `i64::MIN` for a
+    /// lake with none).
+    pub fn last_commit_at(&self) -> i64 {
+        self.last_commit_at
+    }
+
     /// Ends this writer: what a failed poll left uncommitted is swept, the lease given up.
     pub async fn close(self) {
         self.finish().await;

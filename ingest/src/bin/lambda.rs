@@ -32,6 +32,10 @@ fn main() -> ExitCode {
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
             let report =
                 handler.handle(event.payload).await.map_err(|error| format!("{error:#}"))?;
+            // The event's metrics, as CloudWatch's embedded metric format on stdout.
+            let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            println!("{}", sessionlake_ingest::lambda::metrics_line(&report, &function, now_ms));
             Ok::<_, String>(report)
         },
     )));
