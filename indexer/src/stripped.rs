@@ -80,11 +80,13 @@ pub struct Layout {
     pub width: usize,
     /// Prompts seen at the start of lines, long enough that a copy inside a line is a redraw.
     prompts: Vec<Vec<char>>,
+    /// The same prompts as text.
+    prompt_texts: Vec<String>,
 }
 
 impl Default for Layout {
     fn default() -> Self {
-        Layout { width: DEFAULT_WIDTH, prompts: Vec::new() }
+        Layout::with_prompts(DEFAULT_WIDTH, Vec::new())
     }
 }
 
@@ -128,7 +130,19 @@ impl Layout {
             .max_by_key(|(width, count)| (**count, **width))
             .map(|(width, _)| *width)
             .unwrap_or(DEFAULT_WIDTH);
-        Layout { width, prompts }
+        Layout::with_prompts(width, prompts)
+    }
+
+    fn with_prompts(width: usize, prompts: Vec<Vec<char>>) -> Layout {
+        let prompt_texts = prompts.iter().map(|prompt| prompt.iter().collect()).collect();
+        Layout { width, prompts, prompt_texts }
+    }
+
+    /// Whether a copy of a distinctive prompt stands anywhere in `text`.
+    fn has_prompt_in(&self, text: &str) -> bool {
+        self.prompt_texts
+            .iter()
+            .any(|prompt| memchr::memmem::find(text.as_bytes(), prompt.as_bytes()).is_some())
     }
 
     /// Returns the length in cells of the distinctive prompt `text` starts with.
@@ -515,6 +529,19 @@ fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
     if line.len() <= layout.width && !line.chars().any(char::is_control) {
         return line.trim_end_matches(' ').to_string();
     }
+    // Longer output in printable ASCII, without a prompt, is not edited: one cell per byte,
+    // no wrap space to remove (only an editor's line has them).
+    if prompt_len.is_none()
+        && line.bytes().all(|byte| matches!(byte, b' '..=b'~'))
+        && !layout.has_prompt_in(line)
+    {
+        return line.trim_end_matches(' ').to_string();
+    }
+    replay_in_model(line, prompt_len, layout)
+}
+
+/// [`replay`] through the line model, whatever the line.
+fn replay_in_model(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
     let mut model = LineModel::new(layout);
     model.leading_prompt = prompt_len.map(|len| text_width(&line[..len]));
     // Runs of printed cells and of backspaces, in order.
@@ -862,7 +889,7 @@ mod tests {
     }
 
     fn layout(width: usize, prompt: &str) -> Layout {
-        Layout { width, prompts: vec![prompt.chars().collect()] }
+        Layout::with_prompts(width, vec![prompt.chars().collect()])
     }
 
     #[test]
@@ -1194,6 +1221,20 @@ mod tests {
             let first = reconstruct(&text, &layout);
             prop_assert_eq!(&first, &reconstruct(&text, &layout));
             let _ = reconstruct_lines(&[text.clone(), text]);
+        }
+
+        #[test]
+        fn test_plain_lines_replay_as_the_model_does(parts in proptest::collection::vec(prop_oneof![
+            Just(" ".to_string()), Just(PROMPT.to_string()), Just(PROMPT[..7].to_string()),
+            Just("$ ".to_string()), Just("(reverse-i-search)`".to_string()), "[ -~]{1,12}",
+        ], 0..40), width in 2usize..120) {
+            let text = parts.concat();
+            let layout = layout(width, PROMPT);
+            let prompt_len = leading_prompt_len(&text);
+            prop_assert_eq!(
+                replay(&text, prompt_len, &layout),
+                replay_in_model(&text, prompt_len, &layout)
+            );
         }
 
         #[test]
