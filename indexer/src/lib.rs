@@ -427,8 +427,9 @@ fn looks_like_terminal_text(bytes: &[u8]) -> bool {
 
 fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, ParseError> {
     let mut context = context.clone();
-    let mut lines = Vec::new();
+    // Each streamed line's text, and where it is in the input and its time.
     let mut texts = Vec::new();
+    let mut spans = Vec::new();
     let mut offset = 0usize;
     let mut events = 0usize;
     let mut bad = 0usize;
@@ -473,16 +474,7 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
         fill(&mut claimed_session_id, message.session_id);
         for text in message.session_data {
             texts.push(text);
-            lines.push(Line {
-                text: String::new(),
-                start,
-                end: offset,
-                editor: false,
-                time,
-                prompt_end: None,
-                abandoned: false,
-                shell: None,
-            });
+            spans.push((start, offset, time));
         }
     }
     // What the agent's ANSI stripper left (backspaces, a whole line it could not parse) is
@@ -490,16 +482,22 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     // zsh's zle-line-finish resets the keypad when a line is accepted, not when Ctrl-C
     // abandons it: in a stream whose lines show that, a line closed without it was abandoned
     // (see `ShownLine::closes_after_keypad_reset`).
-    let shown_lines = stripped::reconstruct_stream_lines(&texts);
-    let keypad_evidence =
-        shown_lines.iter().any(|shown| shown.closes_after_keypad_reset == Some(true));
-    for (line, shown) in lines.iter_mut().zip(shown_lines) {
-        line.abandoned = keypad_evidence && shown.closes_after_keypad_reset == Some(false);
-        line.text = shown.text;
-        line.prompt_end = shown.prompt_end;
-        line.editor = shown.editor;
-        line.shell = shown.shell;
-    }
+    let shown_lines = stripped::ShownStream::new(texts);
+    let keypad_evidence = shown_lines.keypad_reset_seen();
+    let mut lines: Vec<Line> = spans
+        .into_iter()
+        .zip(shown_lines)
+        .map(|((start, end, time), shown)| Line {
+            abandoned: keypad_evidence && shown.closes_after_keypad_reset == Some(false),
+            text: shown.text,
+            start,
+            end,
+            editor: shown.editor,
+            time,
+            prompt_end: shown.prompt_end,
+            shell: shown.shell,
+        })
+        .collect();
     if events == 0 {
         return Err(ParseError {
             reason: format!("no streamed session event could be read ({bad} malformed lines)"),

@@ -80,11 +80,13 @@ pub struct Layout {
     pub width: usize,
     /// Prompts seen at the start of lines, long enough that a copy inside a line is a redraw.
     prompts: Vec<Vec<char>>,
+    /// The same prompts as text.
+    prompt_texts: Vec<String>,
 }
 
 impl Default for Layout {
     fn default() -> Self {
-        Layout { width: DEFAULT_WIDTH, prompts: Vec::new() }
+        Layout::with_prompts(DEFAULT_WIDTH, Vec::new())
     }
 }
 
@@ -128,7 +130,19 @@ impl Layout {
             .max_by_key(|(width, count)| (**count, **width))
             .map(|(width, _)| *width)
             .unwrap_or(DEFAULT_WIDTH);
-        Layout { width, prompts }
+        Layout::with_prompts(width, prompts)
+    }
+
+    fn with_prompts(width: usize, prompts: Vec<Vec<char>>) -> Layout {
+        let prompt_texts = prompts.iter().map(|prompt| prompt.iter().collect()).collect();
+        Layout { width, prompts, prompt_texts }
+    }
+
+    /// Whether a copy of a distinctive prompt stands anywhere in `text`.
+    fn has_prompt_in(&self, text: &str) -> bool {
+        self.prompt_texts
+            .iter()
+            .any(|prompt| memchr::memmem::find(text.as_bytes(), prompt.as_bytes()).is_some())
     }
 
     /// Returns the length in cells of the distinctive prompt `text` starts with.
@@ -234,132 +248,194 @@ pub struct ShownLine {
 /// Returns what each streamed line showed, in order, with where its prompt ends when the
 /// line's escapes tell.
 pub fn reconstruct_stream_lines(texts: &[String]) -> Vec<ShownLine> {
-    // A line the agent could not strip keeps its escapes (but not its CRs): the terminal model
-    // interprets them. Its last line is what the line ended as (the editor starting mid-line,
-    // after a full-screen program's leftovers, begins a line of its own).
-    // zsh splits an editor line where it moves down (a completion list, the first row of a
-    // two-line prompt drawn again) and closes the editor on a later line: that line is drawn
-    // in the editor the earlier one left open, and shows the buffer as accepted; the earlier
-    // one only showed it being edited.
-    let mut shown: Vec<Option<ShownLine>> = Vec::with_capacity(texts.len());
-    let mut open: Option<(usize, OpenEditor)> = None;
-    // fish's carried editor row lost its buffer to a stripped line, and no line redrew it yet.
-    let mut fish_buffer_unknown = false;
-    // Lines fish's open editor was carried through.
-    let mut fish_carried = 0usize;
-    for text in texts {
-        if is_stripped(text) {
-            if let Some((_, editor)) = open.as_mut()
-                && editor.is_fish()
-                && !text.is_empty()
-            {
-                editor.forget_buffer();
-                fish_buffer_unknown = true;
-            }
-            shown.push(None);
-            continue;
-        }
-        let carried = open.take().filter(|(_, editor)| {
-            closes_editor_first(text)
-                || (editor.is_fish()
-                    && editor.row().len() <= MAX_CARRIED_ROW
-                    && fish_carried < MAX_CARRIED_LINES
-                    && !text.contains(EDITOR_OPENS))
-        });
-        fish_carried = match &carried {
-            Some((_, editor)) if editor.is_fish() => fish_carried + 1,
-            _ => 0,
-        };
-        let (screen, left_open) = LineTerminal::run_stripped_in_editor(
-            UNSTRIPPED_LINE_WIDTH,
-            text.as_bytes(),
-            carried.as_ref().map(|(_, editor)| editor),
-        );
-        // fish's editor row, carried through the lines drawn while it is open (its pagers,
-        // its moves down and back up), is the line that opened it; each of these lines shows
-        // its own last row (a pager's, the output after the editor closed).
-        if let Some((index, editor)) = &carried
-            && editor.is_fish()
-        {
-            let mut rows = screen.lines.into_iter();
-            if let Some(row) = rows.next() {
-                let redrawn = row.text != editor.row().trim_end_matches(' ');
-                // Until a line redraws a buffer a stripped line changed, the opening line's
-                // own reading stands.
-                if (redrawn || !fish_buffer_unknown)
-                    && let Some(Some(opened)) = shown.get_mut(*index)
+    ShownStream::new(texts.to_vec()).collect()
+}
+
+/// What each line of a stream showed, in order (see [`reconstruct_stream_lines`]), read one by
+/// one from the lines it takes: a stripped line keeps its buffer when the replay leaves its
+/// text as it is (most output), and the stream's lines are never all held twice.
+#[derive(Debug)]
+pub struct ShownStream {
+    texts: std::vec::IntoIter<String>,
+    /// Byte length of the known prompt each line starts with, as shown.
+    leading: std::vec::IntoIter<Option<usize>>,
+    /// The lines the agent left whole, as the terminal model read them, with their index.
+    unstripped: std::iter::Peekable<std::vec::IntoIter<(usize, ShownLine)>>,
+    layout: Layout,
+    /// Index of the next line.
+    index: usize,
+    keypad_reset_seen: bool,
+}
+
+impl ShownStream {
+    /// Reads the stream's lines (the text of each line the agent uploaded).
+    pub fn new(texts: Vec<String>) -> Self {
+        // A line the agent could not strip keeps its escapes (but not its CRs): the terminal
+        // model interprets them. Its last line is what the line ended as (the editor starting
+        // mid-line, after a full-screen program's leftovers, begins a line of its own).
+        // zsh splits an editor line where it moves down (a completion list, the first row of a
+        // two-line prompt drawn again) and closes the editor on a later line: that line is
+        // drawn in the editor the earlier one left open, and shows the buffer as accepted; the
+        // earlier one only showed it being edited.
+        // The unstripped lines, with their index among all lines.
+        let mut shown: Vec<(usize, ShownLine)> = Vec::new();
+        // The open editor, with the position in `shown` of the line that opened it.
+        let mut open: Option<(usize, OpenEditor)> = None;
+        // fish's carried editor row lost its buffer to a stripped line, and no line redrew it
+        // yet.
+        let mut fish_buffer_unknown = false;
+        // Lines fish's open editor was carried through.
+        let mut fish_carried = 0usize;
+        for (line_index, text) in texts.iter().enumerate() {
+            if is_stripped(text) {
+                if let Some((_, editor)) = open.as_mut()
+                    && editor.is_fish()
+                    && !text.is_empty()
                 {
-                    opened.text = row.text;
+                    editor.forget_buffer();
+                    fish_buffer_unknown = true;
                 }
-                fish_buffer_unknown &= !redrawn;
+                continue;
             }
-            open = left_open.filter(OpenEditor::is_fish).map(|editor| (*index, editor));
-            shown.push(Some(ShownLine {
-                text: rows.last().map(|line| line.text).unwrap_or_default(),
-                closes_after_keypad_reset: screen.last_close_after_keypad_reset,
-                ..ShownLine::default()
-            }));
-            continue;
+            let carried = open.take().filter(|(_, editor)| {
+                closes_editor_first(text)
+                    || (editor.is_fish()
+                        && editor.row().len() <= MAX_CARRIED_ROW
+                        && fish_carried < MAX_CARRIED_LINES
+                        && !text.contains(EDITOR_OPENS))
+            });
+            fish_carried = match &carried {
+                Some((_, editor)) if editor.is_fish() => fish_carried + 1,
+                _ => 0,
+            };
+            let (screen, left_open) = LineTerminal::run_stripped_in_editor(
+                UNSTRIPPED_LINE_WIDTH,
+                text.as_bytes(),
+                carried.as_ref().map(|(_, editor)| editor),
+            );
+            // fish's editor row, carried through the lines drawn while it is open (its pagers,
+            // its moves down and back up), is the line that opened it; each of these lines
+            // shows its own last row (a pager's, the output after the editor closed).
+            if let Some((index, editor)) = &carried
+                && editor.is_fish()
+            {
+                let mut rows = screen.lines.into_iter();
+                if let Some(row) = rows.next() {
+                    let redrawn = row.text != editor.row().trim_end_matches(' ');
+                    // Until a line redraws a buffer a stripped line changed, the opening
+                    // line's own reading stands.
+                    if (redrawn || !fish_buffer_unknown)
+                        && let Some((_, opened)) = shown.get_mut(*index)
+                    {
+                        opened.text = row.text;
+                    }
+                    fish_buffer_unknown &= !redrawn;
+                }
+                open = left_open.filter(OpenEditor::is_fish).map(|editor| (*index, editor));
+                shown.push((
+                    line_index,
+                    ShownLine {
+                        text: rows.last().map(|line| line.text).unwrap_or_default(),
+                        closes_after_keypad_reset: screen.last_close_after_keypad_reset,
+                        ..ShownLine::default()
+                    },
+                ));
+                continue;
+            }
+            if let Some((index, _)) = carried
+                && let Some((_, superseded)) = shown.get_mut(index)
+            {
+                *superseded = ShownLine::default();
+            }
+            open = left_open.map(|editor| (shown.len(), editor));
+            // In the carried editor, the line is the editor's row (a completion list may be
+            // drawn below it).
+            let editor_row = carried
+                .is_some()
+                .then(|| screen.lines.iter().rposition(|line| line.prompt_end.is_some()))
+                .flatten();
+            let last = match editor_row {
+                Some(row) => screen.lines.into_iter().nth(row),
+                None => screen.lines.into_iter().last(),
+            };
+            let closes_after_keypad_reset = screen.last_close_after_keypad_reset;
+            shown.push((
+                line_index,
+                last.map_or_else(
+                    || ShownLine { closes_after_keypad_reset, ..ShownLine::default() },
+                    |line| ShownLine {
+                        editor: line.region.is_some(),
+                        shell: line.region.and(line.shell),
+                        text: line.text,
+                        prompt_end: line.prompt_end,
+                        closes_after_keypad_reset,
+                    },
+                ),
+            ));
         }
-        if let Some((index, _)) = carried
-            && let Some(Some(superseded)) = shown.get_mut(index)
-        {
-            *superseded = ShownLine::default();
+        let mut unstripped = shown.iter().peekable();
+        let views: Vec<&str> = texts
+            .iter()
+            .enumerate()
+            .map(|(index, text)| match unstripped.next_if(|(at, _)| *at == index) {
+                Some((_, view)) => view.text.as_str(),
+                None => text.as_str(),
+            })
+            .collect();
+        let leading: Vec<Option<usize>> =
+            views.iter().map(|view| leading_prompt_len(view)).collect();
+        let layout = Layout::infer_with(&views, &leading);
+        drop(views);
+        let keypad_reset_seen =
+            shown.iter().any(|(_, line)| line.closes_after_keypad_reset == Some(true));
+        ShownStream {
+            texts: texts.into_iter(),
+            leading: leading.into_iter(),
+            unstripped: shown.into_iter().peekable(),
+            layout,
+            index: 0,
+            keypad_reset_seen,
         }
-        open = left_open.map(|editor| (shown.len(), editor));
-        // In the carried editor, the line is the editor's row (a completion list may be drawn
-        // below it).
-        let editor_row = carried
-            .is_some()
-            .then(|| screen.lines.iter().rposition(|line| line.prompt_end.is_some()))
-            .flatten();
-        let last = match editor_row {
-            Some(row) => screen.lines.into_iter().nth(row),
-            None => screen.lines.into_iter().last(),
-        };
-        let closes_after_keypad_reset = screen.last_close_after_keypad_reset;
-        shown.push(Some(last.map_or_else(
-            || ShownLine { closes_after_keypad_reset, ..ShownLine::default() },
-            |line| ShownLine {
-                editor: line.region.is_some(),
-                shell: line.region.and(line.shell),
-                text: line.text,
-                prompt_end: line.prompt_end,
-                closes_after_keypad_reset,
-            },
-        )));
     }
-    let views: Vec<&str> = texts
-        .iter()
-        .zip(&shown)
-        .map(|(text, shown)| shown.as_ref().map_or(text.as_str(), |view| view.text.as_str()))
-        .collect();
-    let leading: Vec<Option<usize>> = views.iter().map(|view| leading_prompt_len(view)).collect();
-    let layout = Layout::infer_with(&views, &leading);
-    texts
-        .iter()
-        .zip(shown)
-        .zip(leading)
-        .map(|((text, shown), prompt_len)| match shown {
-            Some(shown) => {
-                let text = unwrap_line(&shown.text, &layout);
-                // Wrap spaces are removed after the prompt only.
-                let prompt_end = shown.prompt_end.filter(|&end| {
-                    shown.text.is_char_boundary(end)
-                        && text.is_char_boundary(end)
-                        && text[..end] == shown.text[..end]
-                });
-                ShownLine { text, prompt_end, ..shown }
-            }
-            None => ShownLine {
-                text: replay(text, prompt_len, &layout),
-                prompt_end: None,
-                editor: false,
-                shell: None,
-                closes_after_keypad_reset: starts_with_zsh_eol_mark(text).then_some(false),
-            },
+
+    /// Whether a line closed the line editor after a keypad reset (see
+    /// [`ShownLine::closes_after_keypad_reset`]).
+    pub fn keypad_reset_seen(&self) -> bool {
+        self.keypad_reset_seen
+    }
+}
+
+impl Iterator for ShownStream {
+    type Item = ShownLine;
+
+    fn next(&mut self) -> Option<ShownLine> {
+        let text = self.texts.next()?;
+        let prompt_len = self.leading.next().flatten();
+        let index = self.index;
+        self.index += 1;
+        if let Some((_, shown)) = self.unstripped.next_if(|(at, _)| *at == index) {
+            let text = unwrap_line(&shown.text, &self.layout);
+            // Wrap spaces are removed after the prompt only.
+            let prompt_end = shown.prompt_end.filter(|&end| {
+                shown.text.is_char_boundary(end)
+                    && text.is_char_boundary(end)
+                    && text[..end] == shown.text[..end]
+            });
+            return Some(ShownLine { text, prompt_end, ..shown });
+        }
+        let closes_after_keypad_reset = starts_with_zsh_eol_mark(&text).then_some(false);
+        Some(ShownLine {
+            text: replay(text, prompt_len, &self.layout),
+            prompt_end: None,
+            editor: false,
+            shell: None,
+            closes_after_keypad_reset,
         })
-        .collect()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.texts.size_hint()
+    }
 }
 
 /// Blanks after zsh's end-of-line mark at the least (the narrowest terminal, less one).
@@ -412,7 +488,7 @@ fn unwrap_line(text: &str, layout: &Layout) -> String {
 
 /// Replays one stripped line (see the module documentation) and returns what it showed.
 pub fn reconstruct(line: &str, layout: &Layout) -> String {
-    replay(line, leading_prompt_len(line), layout)
+    replay(line.to_string(), leading_prompt_len(line), layout)
 }
 
 /// Byte length of the known prompt `line` starts with, readline's vi mode string included.
@@ -507,14 +583,31 @@ fn common_prefix_len_rev(a: &str, b: &str) -> usize {
     a.bytes().rev().zip(b.bytes().rev()).take_while(|(x, y)| x == y).count()
 }
 
-/// [`reconstruct`] given the byte length of the known prompt the line starts with.
-fn replay(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
-    let vi_line = prompt_len.and_then(|len| without_vi_mode_switches(line, len));
-    let line = vi_line.as_deref().unwrap_or(line);
-    // Most lines are short output or a short command: nothing to replay.
-    if line.len() <= layout.width && !line.chars().any(char::is_control) {
-        return line.trim_end_matches(' ').to_string();
+/// [`reconstruct`] given the byte length of the known prompt the line starts with. The line's
+/// buffer is returned when there is nothing to replay.
+fn replay(line: String, prompt_len: Option<usize>, layout: &Layout) -> String {
+    let vi_line = prompt_len.and_then(|len| without_vi_mode_switches(&line, len));
+    let mut line = vi_line.unwrap_or(line);
+    if is_unedited(&line, prompt_len, layout) {
+        line.truncate(line.trim_end_matches(' ').len());
+        return line;
     }
+    replay_in_model(&line, prompt_len, layout)
+}
+
+/// Whether replaying `line` would show it as it is, but for trailing blanks.
+fn is_unedited(line: &str, prompt_len: Option<usize>, layout: &Layout) -> bool {
+    // Most lines are short output or a short command: nothing to replay.
+    (line.len() <= layout.width && !line.chars().any(char::is_control))
+        // Longer output in printable ASCII, without a prompt, is not edited: one cell per
+        // byte, no wrap space to remove (only an editor's line has them).
+        || (prompt_len.is_none()
+            && line.bytes().all(|byte| matches!(byte, b' '..=b'~'))
+            && !layout.has_prompt_in(line))
+}
+
+/// [`replay`] through the line model, whatever the line.
+fn replay_in_model(line: &str, prompt_len: Option<usize>, layout: &Layout) -> String {
     let mut model = LineModel::new(layout);
     model.leading_prompt = prompt_len.map(|len| text_width(&line[..len]));
     // Runs of printed cells and of backspaces, in order.
@@ -862,7 +955,7 @@ mod tests {
     }
 
     fn layout(width: usize, prompt: &str) -> Layout {
-        Layout { width, prompts: vec![prompt.chars().collect()] }
+        Layout::with_prompts(width, vec![prompt.chars().collect()])
     }
 
     #[test]
@@ -1194,6 +1287,20 @@ mod tests {
             let first = reconstruct(&text, &layout);
             prop_assert_eq!(&first, &reconstruct(&text, &layout));
             let _ = reconstruct_lines(&[text.clone(), text]);
+        }
+
+        #[test]
+        fn test_plain_lines_replay_as_the_model_does(parts in proptest::collection::vec(prop_oneof![
+            Just(" ".to_string()), Just(PROMPT.to_string()), Just(PROMPT[..7].to_string()),
+            Just("$ ".to_string()), Just("(reverse-i-search)`".to_string()), "[ -~]{1,12}",
+        ], 0..40), width in 2usize..120) {
+            let text = parts.concat();
+            let layout = layout(width, PROMPT);
+            let prompt_len = leading_prompt_len(&text);
+            prop_assert_eq!(
+                replay(text.clone(), prompt_len, &layout),
+                replay_in_model(&text, prompt_len, &layout)
+            );
         }
 
         #[test]
