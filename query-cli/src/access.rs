@@ -471,15 +471,12 @@ pub(crate) const SESSIONS_COLUMNS: [&str; 13] = [
     "confidence",
 ];
 
+/// The texts of a text column (the cells of [`crate::output::cell_text`]).
 fn text_column(batch: &RecordBatch, index: usize) -> Vec<Option<String>> {
     let column = batch.column(index);
-    match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().iter().map(|v| v.map(str::to_string)).collect(),
-        DataType::Utf8View => {
-            column.as_string_view().iter().map(|v| v.map(str::to_string)).collect()
-        }
-        _ => vec![None; batch.num_rows()],
-    }
+    (0..batch.num_rows())
+        .map(|row| crate::output::cell_text(column.as_ref(), row).ok().flatten())
+        .collect()
 }
 
 fn time_column(batch: &RecordBatch, index: usize) -> Vec<Option<i64>> {

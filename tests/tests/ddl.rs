@@ -55,6 +55,28 @@ fn engine_type(duckdb_type: &str) -> String {
     .to_string()
 }
 
+/// The columns of a file of `table` in the lake under `dir`, as DuckDB describes them, in the
+/// types engines read them as.
+fn described(dir: &std::path::Path, table: &str) -> BTreeMap<String, String> {
+    let folder = dir.join("lake").join(table);
+    let file = files_under(&folder)
+        .into_iter()
+        .find(|path| path.extension().is_some_and(|ext| ext == "parquet"))
+        .map(|path| folder.join(path))
+        .unwrap_or_else(|| panic!("a {table} file"));
+    let sql = format!(
+        "DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false)",
+        file.display()
+    );
+    duckdb(dir, &sql)
+        .iter()
+        .map(|row| {
+            let name = row[0].as_str().expect("name").to_string();
+            (name, engine_type(row[1].as_str().expect("type")))
+        })
+        .collect()
+}
+
 #[test]
 fn test_the_athena_ddl_declares_the_types_of_the_files() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -71,24 +93,7 @@ fn test_the_athena_ddl_declares_the_types_of_the_files() {
     .into_iter()
     .collect();
     for (table, columns) in &declared {
-        let folder = dir.path().join("lake").join(table);
-        let file = files_under(&folder)
-            .into_iter()
-            .find(|path| path.extension().is_some_and(|ext| ext == "parquet"))
-            .map(|path| folder.join(path))
-            .unwrap_or_else(|| panic!("a {table} file"));
-        let described = duckdb(
-            dir.path(),
-            &format!(
-                "DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false)",
-                file.display()
-            ),
-        );
-        let mut in_file = BTreeMap::new();
-        for row in described {
-            let name = row[0].as_str().expect("name").to_string();
-            in_file.insert(name, engine_type(row[1].as_str().expect("type")));
-        }
+        let in_file = described(dir.path(), table);
         for (column, kind) in columns {
             assert_eq!(in_file.get(column), Some(kind), "{table}.{column}");
         }
@@ -141,27 +146,9 @@ fn test_the_delta_logs_declare_the_types_of_the_files() {
     let ran = run(binary("sessionlake-ingest", false).current_dir(dir.path()).arg("--quiet"));
     assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
     for table in ["commands", "sessions", "access"] {
-        let folder = dir.path().join("lake").join(table);
-        let file = files_under(&folder)
-            .into_iter()
-            .find(|path| path.extension().is_some_and(|ext| ext == "parquet"))
-            .map(|path| folder.join(path))
-            .unwrap_or_else(|| panic!("a {table} file"));
-        let described = duckdb(
-            dir.path(),
-            &format!(
-                "DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false)",
-                file.display()
-            ),
-        );
-        let mut in_file: BTreeMap<String, String> = described
-            .iter()
-            .map(|row| {
-                let name = row[0].as_str().expect("name").to_string();
-                (name, engine_type(row[1].as_str().expect("type")))
-            })
-            .collect();
+        let mut in_file = described(dir.path(), table);
         in_file.insert("dt".to_string(), "string".to_string());
+        let folder = dir.path().join("lake").join(table);
         assert_eq!(delta_columns(&folder), in_file, "{table}");
     }
 }
