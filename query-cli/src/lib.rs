@@ -29,6 +29,7 @@ pub mod compact;
 pub mod export;
 pub mod files;
 pub mod html;
+pub mod ocsf;
 mod open;
 pub mod output;
 pub mod progress;
@@ -222,6 +223,13 @@ pub enum Command {
         after_help = "Examples:\n  sessionlake files --table commands\n  sessionlake files --table access --json\n  sessionlake files --table commands --every-delivery"
     )]
     Files(files::FilesArgs),
+    /// Writes the commands of a time range as OCSF 1.1 Process Activity events (Parquet, in
+    /// Amazon Security Lake's custom-source layout) for a SIEM; command text left out unless
+    /// --include-command-text.
+    #[command(
+        after_help = "Examples:\n  sessionlake ocsf --since 2026-03-01 --until 2026-04-01 --out ocsf/\n  sessionlake ocsf --since 1d --out ocsf/ --region eu-west-1 --account 111122223333"
+    )]
+    Ocsf(ocsf::OcsfArgs),
     /// Merges each day's per-session `commands` and `sessions` files into compacted files
     /// (one per table, day and source), in one commit; takes the writer lease like ingest.
     #[command(
@@ -419,6 +427,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Shred(ref args) => retention::shred(&cli, args).await,
         Command::Sql(ref args) => sql::sql(&cli, args).await,
         Command::Files(ref args) => files::files(&cli, args).await,
+        Command::Ocsf(ref args) => ocsf::ocsf(&cli, args).await,
         Command::Compact(ref args) => compact::compact(&cli, args).await,
         Command::Checkpoint(ref args) => write_checkpoint(&cli, args).await,
     };

@@ -14,6 +14,7 @@ mod export;
 mod files;
 mod keys;
 mod lambda;
+mod ocsf;
 mod query;
 mod retention;
 mod trusted;
