@@ -227,7 +227,7 @@ pub enum Command {
     /// Amazon Security Lake's custom-source layout) for a SIEM; command text left out unless
     /// --include-command-text.
     #[command(
-        after_help = "Examples:\n  sessionlake ocsf --since 2026-03-01 --until 2026-04-01 --out ocsf/\n  sessionlake ocsf --since 1d --out ocsf/ --region eu-west-1 --account 111122223333"
+        after_help = "Examples:\n  sessionlake ocsf --since 2026-03-01 --until 2026-04-01 --out ocsf/\n  sessionlake ocsf --since 1d --out ocsf/ --default-region eu-west-1 --default-account 111122223333"
     )]
     Ocsf(ocsf::OcsfArgs),
     /// Merges each day's per-session `commands` and `sessions` files into compacted files

@@ -43,13 +43,13 @@ pub struct OcsfArgs {
     pub out: PathBuf,
     /// The custom source's name in Security Lake (`ext/<source>/`).
     #[arg(long, default_value = "sessionlake", env = "SESSIONLAKE_OCSF_SOURCE")]
-    pub source: String,
+    pub ocsf_source: String,
     /// The region of commands whose session names none (CloudTrail never saw it start).
-    #[arg(long, default_value = "unknown", env = "SESSIONLAKE_OCSF_REGION")]
-    pub region: String,
+    #[arg(long, default_value = "unknown", env = "SESSIONLAKE_DEFAULT_REGION")]
+    pub default_region: String,
     /// The account of commands whose session names none.
-    #[arg(long, default_value = "unknown", env = "SESSIONLAKE_OCSF_ACCOUNT")]
-    pub account: String,
+    #[arg(long, default_value = "unknown", env = "SESSIONLAKE_DEFAULT_ACCOUNT")]
+    pub default_account: String,
     /// Put each command's text in `process.cmd_line`: the text leaves the lake, beyond
     /// retention, holds and shredding.
     #[arg(long, env = "SESSIONLAKE_INCLUDE_COMMAND_TEXT")]
@@ -119,7 +119,7 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
         let folder = args
             .out
             .join("ext")
-            .join(&args.source)
+            .join(&args.ocsf_source)
             .join(format!("region={region}"))
             .join(format!("accountId={account}"))
             .join(format!("eventDay={day}"));
@@ -132,7 +132,7 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
     println!(
         "{written} OCSF Process Activity events in {} partitions under {}",
         partitions.len(),
-        args.out.join("ext").join(&args.source).display()
+        args.out.join("ext").join(&args.ocsf_source).display()
     );
     Ok(if written > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
@@ -158,8 +158,8 @@ fn event_of(
     let (principal, run_as, effective_user) = (text(3)?, text(4)?, text(5)?);
     let (target, region, account) = (text(6)?, text(7)?, text(8)?);
     let (shell, kind, program) = (text(9)?, text(10)?, text(11)?);
-    let region = region.unwrap_or_else(|| args.region.clone());
-    let account = account.unwrap_or_else(|| args.account.clone());
+    let region = region.unwrap_or_else(|| args.default_region.clone());
+    let account = account.unwrap_or_else(|| args.default_account.clone());
     let day = paths::partition_date(micros).replace('-', "");
     let user = |name: Option<String>| name.map(|name| json!({"name": name}));
     let mut process = json!({
