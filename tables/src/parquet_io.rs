@@ -262,24 +262,56 @@ fn commands_batch(sorted: &[&CommandRecord]) -> Result<RecordBatch, parquet::err
     Ok(RecordBatch::try_new(commands_schema(), arrays)?)
 }
 
-/// Returns plaintext-footer encryption of `columns` under `key`, `key_metadata` (the wrapped
-/// key) in the footer and on each column so that a reader can unwrap it.
+/// Returns plaintext-footer encryption of `columns` under `key`; `wrapped_key` (the lake's
+/// wrapped-key record of `key`, its JSON) goes in the footer and on each column as standard key
+/// material ([`key_material`]) so that a reader can unwrap it.
 pub(crate) fn encryption(
     key: &DataKey,
-    key_metadata: Vec<u8>,
+    wrapped_key: Vec<u8>,
     columns: &[&str],
 ) -> Result<Arc<FileEncryptionProperties>, parquet::errors::ParquetError> {
+    let column_material = key_material(&wrapped_key, false);
     let mut encryption = FileEncryptionProperties::builder(key.expose().to_vec())
         .with_plaintext_footer(true)
-        .with_footer_key_metadata(key_metadata.clone());
+        .with_footer_key_metadata(key_material(&wrapped_key, true));
     for column in columns {
         encryption = encryption.with_column_key_and_metadata(
             column,
             key.expose().to_vec(),
-            key_metadata.clone(),
+            column_material.clone(),
         );
     }
     encryption.build()
+}
+
+/// The key metadata of an encrypted column (or of the footer key) in the standard key-material
+/// format (`PKMT1`, parquet-java's `KeyMaterial`, Arrow's `key_material.h`), single wrapping,
+/// stored in the file: `masterKeyID` is the key that wrapped the data key (a session key
+/// record's path, a KMS key ARN, a keyring key id), `wrappedDEK` the lake's wrapped-key record
+/// of it (base64 of its JSON: provider, key id, ciphertext, encryption context). Engines that
+/// read Parquet modular encryption (Spark, pyarrow) hand both to a KMS client that knows the
+/// lake (`clients/python/sessionlake_kms.py`); shredding a session removes the record its key
+/// needs, for them too. sessionlake's own readers take the wrapped key from the commit, not
+/// from the file, so files written before this format read the same.
+pub fn key_material(wrapped_key: &[u8], footer: bool) -> Vec<u8> {
+    use base64::Engine as _;
+    let master_key = serde_json::from_slice::<serde_json::Value>(wrapped_key)
+        .ok()
+        .and_then(|record| record.get("key_id").and_then(|id| id.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "sessionlake".to_string());
+    let mut material = serde_json::json!({
+        "keyMaterialType": "PKMT1",
+        "internalStorage": true,
+        "isFooterKey": footer,
+        "masterKeyID": master_key,
+        "wrappedDEK": base64::engine::general_purpose::STANDARD.encode(wrapped_key),
+        "doubleWrapping": false,
+    });
+    if footer {
+        material["kmsInstanceID"] = serde_json::json!("DEFAULT");
+        material["kmsInstanceURL"] = serde_json::json!("DEFAULT");
+    }
+    material.to_string().into_bytes()
 }
 
 /// Returns the string column `get` makes of each of `records`.

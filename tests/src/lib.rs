@@ -49,6 +49,23 @@ pub async fn s3_client() -> aws_sdk_s3::Client {
 
 /// Returns a command running one of the workspace's binaries, with a clean AWS environment
 /// pointing at moto (or at nothing, when `aws` is false).
+/// A Python of the test tools (`SESSIONLAKE_TEST_PYTHON`) that reaches moto as the binaries do
+/// (endpoint, test credentials and region).
+pub fn python_on_moto() -> Command {
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test")
+    });
+    let mut command = Command::new(python);
+    command
+        .env("AWS_ENDPOINT_URL", moto_endpoint())
+        .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
+        .env("AWS_DEFAULT_REGION", TEST_REGION)
+        .env("AWS_REGION", TEST_REGION)
+        .env_remove("AWS_PROFILE");
+    command
+}
+
 pub fn binary(name: &str, aws: bool) -> Command {
     let path = assert_cmd::cargo::cargo_bin(name);
     let mut command = Command::new(path);

@@ -12,6 +12,7 @@ mod custody;
 mod ddl;
 mod export;
 mod files;
+mod interop;
 mod keys;
 mod lambda;
 mod ocsf;

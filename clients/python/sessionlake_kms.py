@@ -1,0 +1,118 @@
+"""A pyarrow KMS client that opens the encrypted columns of a sessionlake lake.
+
+sessionlake writes the encrypted columns (`commands`: command, output, prompt, cwd; `access`:
+parameters) with Parquet modular encryption, a plaintext footer, and standard key material
+(PKMT1, single wrapping): `masterKeyID` names the lake's key record or KMS key, and
+`wrappedDEK` is sessionlake's own wrapped-key record (base64 of its JSON: provider, key id,
+ciphertext, encryption context). This client unwraps it the way sessionlake does:
+
+- `kms`: AWS KMS `Decrypt` with the record's encryption context (a key moved to another
+  session, role or lake does not open);
+- `session`: the session key record the key id names (`keys/sessions/<stem>.key.json` in the
+  lake) is read from the lake and its session key unwrapped by KMS, then the data key is opened
+  with AES-256-GCM under it (nonce first, the context's JSON as additional data). A shredded
+  session has no record: its rows do not open, anywhere;
+- `local` (the local keyring): only sessionlake opens it.
+
+Unwrapped session keys are cached for the client's life (pyarrow caches data keys itself).
+
+    import pyarrow.parquet as pq
+    import pyarrow.parquet.encryption as pe
+    from sessionlake_kms import decryption_properties
+
+    properties = decryption_properties("s3://my-session-lake/lake")
+    table = pq.read_table(path, decryption_properties=properties)
+
+Needs boto3 and cryptography; AWS credentials and region as boto3 finds them
+(`AWS_ENDPOINT_URL` for an emulator). The reader needs `s3:GetObject` on the lake's
+`keys/sessions/` and `kms:Decrypt` on the key.
+"""
+
+import base64
+import json
+import threading
+
+import boto3
+import pyarrow.parquet.encryption as pe
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_LEN = 12
+
+
+class SessionlakeKeyError(Exception):
+    """A data key that does not open, with the reason."""
+
+
+def _context_aad(context):
+    # sessionlake binds a wrapped key to its context: the JSON of the context, keys sorted,
+    # no spaces (serde_json's compact form of a BTreeMap).
+    return json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class SessionlakeKmsClient(pe.KmsClient):
+    """Unwraps sessionlake's wrapped keys for pyarrow (see the module's documentation)."""
+
+    def __init__(self, lake, s3=None, kms=None):
+        super().__init__()
+        if not lake.startswith("s3://"):
+            raise ValueError(f"lake {lake!r} is not an s3:// URL")
+        bucket, _, prefix = lake[len("s3://"):].partition("/")
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._s3 = s3 or boto3.client("s3")
+        self._kms = kms or boto3.client("kms")
+        self._session_keys = {}
+        self._lock = threading.Lock()
+
+    def wrap_key(self, key_bytes, master_key_identifier):
+        raise SessionlakeKeyError("sessionlake's lake is written by sessionlake only")
+
+    def unwrap_key(self, wrapped_key, master_key_identifier):
+        try:
+            record = json.loads(base64.b64decode(wrapped_key))
+        except (ValueError, TypeError) as error:
+            raise SessionlakeKeyError(f"key {master_key_identifier}: not a sessionlake wrapped key ({error})")
+        return self._unwrap(record)
+
+    def _unwrap(self, record):
+        provider, key_id = record.get("provider"), record.get("key_id")
+        context = record.get("context") or {}
+        ciphertext = base64.b64decode(record["ciphertext"])
+        if provider == "kms":
+            try:
+                answer = self._kms.decrypt(KeyId=key_id, CiphertextBlob=ciphertext, EncryptionContext=context)
+            except Exception as error:  # botocore's ClientError and transport errors alike
+                raise SessionlakeKeyError(f"KMS key {key_id} does not unwrap the data key: {error}")
+            return answer["Plaintext"]
+        if provider == "session":
+            session_key = self._session_key(key_id)
+            nonce, sealed = ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:]
+            try:
+                return AESGCM(session_key).decrypt(nonce, sealed, _context_aad(context))
+            except Exception:
+                raise SessionlakeKeyError(f"the data key does not open under the session key {key_id}")
+        raise SessionlakeKeyError(
+            f"key {key_id} is wrapped by the {provider!r} provider: only sessionlake opens it")
+
+    def _session_key(self, path):
+        with self._lock:
+            if path in self._session_keys:
+                return self._session_keys[path]
+        key = f"{self._prefix}/{path}" if self._prefix else path
+        try:
+            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            raise SessionlakeKeyError(
+                f"session key record s3://{self._bucket}/{key} does not exist: the session was "
+                "shredded (or the lake is not the one that wrote this file)")
+        record = json.loads(body)
+        session_key = self._unwrap(record["key"])
+        with self._lock:
+            self._session_keys[path] = session_key
+        return session_key
+
+
+def decryption_properties(lake, s3=None, kms=None):
+    """Returns pyarrow FileDecryptionProperties that open the files of the lake at `lake`."""
+    factory = pe.CryptoFactory(lambda _config: SessionlakeKmsClient(lake, s3=s3, kms=kms))
+    return factory.file_decryption_properties(pe.KmsConnectionConfig(), pe.DecryptionConfiguration())
