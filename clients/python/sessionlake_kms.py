@@ -30,6 +30,7 @@ Needs boto3 and cryptography; AWS credentials and region as boto3 finds them
 
 import base64
 import json
+import sys
 import threading
 
 import boto3
@@ -112,7 +113,29 @@ class SessionlakeKmsClient(pe.KmsClient):
         return session_key
 
 
+def main(argv):
+    """`sessionlake_kms.py unwrap LAKE MASTER_KEY_ID WRAPPED_DEK`: prints the data key, base64,
+    or the reason on stderr and exits 1. The Java client for Spark
+    (clients/java/src/sessionlake/spark/HelperKmsClient.java) runs it, so the unwrap rules
+    live here only."""
+    if len(argv) != 5 or argv[1] != "unwrap":
+        print(f"usage: {argv[0]} unwrap LAKE MASTER_KEY_ID WRAPPED_DEK", file=sys.stderr)
+        return 2
+    lake, master, wrapped = argv[2:5]
+    try:
+        key = SessionlakeKmsClient(lake).unwrap_key(wrapped, master)
+    except Exception as error:  # the reason is the answer
+        print(f"{type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(base64.b64encode(key).decode())
+    return 0
+
+
 def decryption_properties(lake, s3=None, kms=None):
     """Returns pyarrow FileDecryptionProperties that open the files of the lake at `lake`."""
     factory = pe.CryptoFactory(lambda _config: SessionlakeKmsClient(lake, s3=s3, kms=kms))
     return factory.file_decryption_properties(pe.KmsConnectionConfig(), pe.DecryptionConfiguration())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,7 +1,8 @@
 //! Engines other than sessionlake open the encrypted columns: pyarrow, with the standard key
-//! material the files carry (PKMT1) and the lake's KMS client (`clients/python/`), finds the
-//! rows `sessionlake search` finds; after `shred`, a copy of the shredded session's file does
-//! not open for it either, and everyone else's rows still do.
+//! material the files carry (PKMT1) and the lake's KMS client (`clients/python/`), and Spark
+//! (local mode, parquet-java's crypto factory, `clients/java/`) find the rows `sessionlake
+//! search` finds; after `shred`, a copy of the shredded session's file does not open for them
+//! either, and everyone else's rows still do.
 
 use serde_json::Value;
 use sessionlake_tests::{
@@ -15,7 +16,12 @@ fn pyarrow_search(lake: &str, pattern: &str, files: &[String]) -> (Vec<(String, 
     let listed = serde_json::to_string(files).expect("files");
     let ran = run(python_on_moto().arg(script).args([lake, pattern, &listed]));
     assert_eq!(ran.code, 0, "pyarrow_search: {}", ran.stderr);
-    let found: Value = serde_json::from_str(ran.stdout.trim()).expect("JSON");
+    rows_and_failures(ran.stdout.trim())
+}
+
+/// Reads a search script's `{"rows": [[session, seq], ...], "failures": {...}}`.
+fn rows_and_failures(line: &str) -> (Vec<(String, u64)>, Value) {
+    let found: Value = serde_json::from_str(line).expect("JSON");
     let rows = found["rows"]
         .as_array()
         .expect("rows")
@@ -23,6 +29,38 @@ fn pyarrow_search(lake: &str, pattern: &str, files: &[String]) -> (Vec<(String, 
         .map(|row| (row[0].as_str().expect("id").to_string(), row[1].as_u64().expect("seq")))
         .collect();
     (rows, found["failures"].clone())
+}
+
+/// The same with Spark, over the local files `files`.
+fn spark_search(
+    lake: &str,
+    pattern: &str,
+    files: &[std::path::PathBuf],
+) -> (Vec<(String, u64)>, Value) {
+    let script = repo_root().join("tests/interop/spark_search.py");
+    let listed: Vec<String> = files.iter().map(|file| file.display().to_string()).collect();
+    let listed = serde_json::to_string(&listed).expect("files");
+    let ran = run(python_on_moto().arg(script).args([lake, pattern, &listed]));
+    assert_eq!(ran.code, 0, "spark_search: {}", ran.stderr);
+    rows_and_failures(ran.stdout.lines().last().unwrap_or_default())
+}
+
+/// Downloads the `s3://` objects `urls` into `folder`, by name.
+async fn download(
+    s3: &aws_sdk_s3::Client,
+    urls: &[String],
+    folder: &std::path::Path,
+) -> Vec<std::path::PathBuf> {
+    let mut saved = Vec::new();
+    for url in urls {
+        let (bucket, key) = url["s3://".len()..].split_once('/').expect("bucket/key");
+        let object = s3.get_object().bucket(bucket).key(key).send().await.expect("get");
+        let bytes = object.body.collect().await.expect("body").into_bytes();
+        let path = folder.join(key.rsplit('/').next().expect("name"));
+        std::fs::write(&path, bytes).expect("write");
+        saved.push(path);
+    }
+    saved
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,6 +132,8 @@ async fn test_pyarrow_reads_the_encrypted_commands_and_shredding_stops_it() {
     assert_eq!(copies.len(), 1, "{copies:?}");
     let (_, victim_key) = copies[0][5..].split_once('/').expect("bucket/key");
     let copy_key = format!("backup/{}", victim_key.rsplit('/').next().expect("name"));
+    let local = tempfile::tempdir().expect("tempdir");
+    let victim_copy = download(&s3, &copies, local.path()).await;
     s3.copy_object()
         .bucket(&bucket)
         .copy_source(format!("{bucket}/{victim_key}"))
@@ -112,5 +152,16 @@ async fn test_pyarrow_reads_the_encrypted_commands_and_shredding_stops_it() {
     assert!(refused.contains("does not exist") && refused.contains("shredded"), "{failures}");
     assert_eq!(failures.as_object().map(|f| f.len()), Some(1), "{failures}");
     let others: Vec<(String, u64)> = expected.into_iter().filter(|(id, _)| *id != victim).collect();
+    assert_eq!(found, others);
+    assert_eq!(search(pattern), others);
+
+    // Spark, over local copies of the live files and of the shredded session's file.
+    let mut spark_files = download(&s3, &files(None), local.path()).await;
+    spark_files.extend(victim_copy.iter().cloned());
+    let (found, failures) = spark_search(&lake, pattern, &spark_files);
+    let copy = victim_copy[0].display().to_string();
+    let refused = failures[&copy].as_str().unwrap_or_default();
+    assert!(refused.contains("shredded"), "{failures}");
+    assert_eq!(failures.as_object().map(|f| f.len()), Some(1), "{failures}");
     assert_eq!(found, others);
 }
