@@ -14,8 +14,8 @@
 //!
 //! The chain stays the source of truth: a Delta log is not signed, and whoever can write to
 //! the bucket can rewrite it. `sessionlake verify` compares each log with the chain
-//! ([`differences`]). The logs carry no column statistics, so never the min or max of an
-//! encrypted column.
+//! ([`differences`]). Each added file carries statistics of its unencrypted text and time
+//! columns, read from its plaintext footer: never a bound of an encrypted column.
 //!
 //! ```no_run
 //! # async fn example(
@@ -31,6 +31,7 @@
 //! ```
 
 mod error;
+mod stats;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -86,7 +87,7 @@ impl Table {
         }
     }
 
-    fn arrow_schema(self) -> arrow_schema::SchemaRef {
+    pub(crate) fn arrow_schema(self) -> arrow_schema::SchemaRef {
         match self {
             Table::Commands => commands_schema(),
             Table::Sessions => sessions_schema(),
@@ -189,10 +190,10 @@ async fn sync_table(
         if expected.is_empty() {
             return Ok(Synced { table, added: 0, removed: 0, version: None });
         }
-        let adds: Vec<Action> = expected
-            .iter()
-            .map(|path| add_action(table, &live[*path], now))
-            .collect::<DeltaResult<_>>()?;
+        let mut adds = Vec::new();
+        for path in &expected {
+            adds.push(add_action(store, table, &live[*path], now).await?);
+        }
         let added = adds.len();
         let created = CreateBuilder::new()
             .with_log_store(log_store)
@@ -224,7 +225,7 @@ async fn sync_table(
         let same =
             listed.files.get(*path).is_some_and(|file| i64::try_from(entry.size).ok() == file.size);
         if !same {
-            actions.push(add_action(table, entry, now)?);
+            actions.push(add_action(store, table, entry, now).await?);
             added += 1;
         }
     }
@@ -351,8 +352,13 @@ pub async fn differences(
 }
 
 /// The add action of a live file: its path relative to the table's folder, its `dt`, its
-/// size; no statistics.
-fn add_action(table: Table, entry: &ObjectEntry, now: i64) -> DeltaResult<Action> {
+/// size, and the statistics of its unencrypted columns ([`stats`]).
+async fn add_action(
+    store: &LakeStore,
+    table: Table,
+    entry: &ObjectEntry,
+    now: i64,
+) -> DeltaResult<Action> {
     let relative =
         entry.path.strip_prefix(table.dir()).and_then(|rest| rest.strip_prefix('/')).ok_or_else(
             || DeltaError::schema(format!("{} is not in the {} folder", entry.path, table.dir())),
@@ -367,6 +373,7 @@ fn add_action(table: Table, entry: &ObjectEntry, now: i64) -> DeltaResult<Action
         size,
         modification_time: now,
         data_change: true,
+        stats: stats::of_file(store, table, entry).await,
         ..Default::default()
     }))
 }

@@ -84,6 +84,22 @@ fn delta_files(table_dir: &std::path::Path) -> Vec<String> {
     serde_json::from_str(ran.stdout.trim()).expect("a JSON list")
 }
 
+/// What the Python `deltalake` package reads of the statistics of the `commands` log: the
+/// total of `numRecords`, and the columns with a minimum or maximum in any file.
+fn delta_statistics(table_dir: &std::path::Path) -> (u64, Vec<String>) {
+    let python = std::env::var("SESSIONLAKE_TEST_PYTHON")
+        .expect("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test");
+    let script = "import deltalake, json, pyarrow, sys\n\
+                  actions = pyarrow.table(deltalake.DeltaTable(sys.argv[1]).get_add_actions(flatten=True))\n\
+                  rows = actions.to_pylist()\n\
+                  bounded = sorted({k.split('.', 1)[1] for row in rows for k, v in row.items()\n\
+                                    if k.startswith(('min.', 'max.')) and v is not None})\n\
+                  print(json.dumps([sum(row['num_records'] for row in rows), bounded]))\n";
+    let ran = run(std::process::Command::new(python).arg("-c").arg(script).arg(table_dir));
+    assert_eq!(ran.code, 0, "deltalake on {}: {}", table_dir.display(), ran.stderr);
+    serde_json::from_str(ran.stdout.trim()).expect("JSON")
+}
+
 /// Each table's Delta log lists exactly the live files (`sessionlake files`) after a stream
 /// grew and was ingested again and after compaction; `verify` compares the logs with the
 /// chain, names a log someone rolled back, and the next commit rewrites it.
@@ -119,6 +135,17 @@ fn test_delta_logs_list_exactly_the_live_files() {
         }
     };
     same_as_chain("after the first ingest");
+    // Statistics from the files' plaintext footers: the rows search counts, bounds of
+    // unencrypted columns only.
+    let (records, bounded) = delta_statistics(&lake.join("commands"));
+    let (code, searched, stderr) = sessionlake(&["search", "--format", "json"]);
+    assert!(code <= 1, "search: {stderr}");
+    let rows = searched.lines().filter(|line| !line.contains(r#""type":"summary""#)).count();
+    assert_eq!(records, rows as u64, "{searched}");
+    assert!(bounded.contains(&"session_id".to_string()), "{bounded:?}");
+    for encrypted in sessionlake_schemas::ENCRYPTED_COLUMNS {
+        assert!(!bounded.contains(&encrypted.to_string()), "{encrypted} bounded: {bounded:?}");
+    }
     grow_stream(dir.path());
     ingest();
     same_as_chain("after the stream grew");
