@@ -185,7 +185,7 @@ async fn sync_table(
             .with_application_transaction(DeltaTxn::new(APP_ID, version))
             .with_metadata(metadata)
     };
-    let now = chrono_millis();
+    let now = chrono::Utc::now().timestamp_millis();
     let Some(listed) = listed else {
         if expected.is_empty() {
             return Ok(Synced { table, added: 0, removed: 0, version: None });
@@ -389,13 +389,6 @@ fn encode_path(path: &str) -> String {
         .remove(b'/')
         .remove(b'=');
     percent_encoding::utf8_percent_encode(path, KEEP).to_string()
-}
-
-fn chrono_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 /// The log store of `table`: the lake's own object store (the bucket's; this machine's file

@@ -2,6 +2,7 @@
 //! keys): the row count, and for each unencrypted text or time column its null count and, when
 //! the footer's bounds are exact, its minimum and maximum. Never a bound of an encrypted
 //! column: their statistics are encrypted in the footer, and they are left out by name too.
+//! The footer is read through the chain's digests of the file, like every other read.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 use sessionlake_schemas::manifest::ObjectEntry;
 use sessionlake_schemas::{ACCESS_ENCRYPTED_COLUMNS, ENCRYPTED_COLUMNS};
 use sessionlake_storage::store::LakeStore;
+use sessionlake_storage::verified::VerifiedStore;
 
 use crate::Table;
 
@@ -37,15 +39,17 @@ pub(crate) async fn of_file(
     }
 }
 
-/// Reads the footer of `entry`: its last 64 KiB, and more when the footer is longer.
+/// Reads the footer of `entry`: its last 64 KiB, and more when the footer is longer, each byte
+/// checked against the digests its commit recorded (a file altered since gives no statistics).
 async fn footer(store: &LakeStore, entry: &ObjectEntry) -> Result<ParquetMetaData, String> {
     let (engine, prefix) = store.engine_store();
     let path = object_store::path::Path::from(format!("{prefix}{}", entry.path));
+    let verified = VerifiedStore::new(engine, prefix, [entry], |path| store.describe(path));
     let size = entry.size;
     let mut suffix = size.min(64 * 1024);
     let mut reader = ParquetMetaDataReader::new();
     loop {
-        let bytes = engine
+        let bytes = verified
             .get_range(&path, size - suffix..size)
             .await
             .map_err(|error| error.to_string())?;

@@ -207,7 +207,7 @@ impl LambdaHandler {
             // Compaction takes the writer lease itself: this writer gives it up, and the next
             // event opens the lake again.
             let parts = ingestor.lake_parts("maintenance");
-            ingestor.close().await;
+            ingestor.finish().await;
             let now = chrono::Utc::now().timestamp_micros();
             let policy = self.retention_policy.as_deref();
             let kms_key_id = self.config.kms_key_id.clone();

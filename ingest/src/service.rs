@@ -447,7 +447,7 @@ impl Ingestor {
     /// Gives the lease up at the end of a run. After a failed poll, first deletes what failed
     /// inputs or commits may have left uncommitted: the lease is still held, nothing is in flight.
     /// A lost lease is not released, and then nothing is swept (the other writer's objects).
-    async fn finish(self) {
+    pub async fn finish(self) {
         if self.unclean && !self.lease_keeper.is_lost() {
             let store = &self.writer.store;
             match Snapshot::open(store, &self.writer.pinned).await {
@@ -480,11 +480,6 @@ impl Ingestor {
     /// lake with none).
     pub fn last_commit_at(&self) -> i64 {
         self.last_commit_at
-    }
-
-    /// Ends this writer: what a failed poll left uncommitted is swept, the lease given up.
-    pub async fn close(self) {
-        self.finish().await;
     }
 
     /// Saves the cursors if a commit set them and their save failed.
@@ -915,6 +910,22 @@ async fn open_keyring(
 ) -> anyhow::Result<(Option<LocalKeyring>, bool)> {
     let absent = std::fs::symlink_metadata(&config.keyring).is_err();
     if absent && config.kms_key_id.is_some() && config.signing_key.is_some() {
+        // Only for a lake no keyring ever signed: without its key, the commits that keyring
+        // signed would not be trusted, and their sessions would read as never ingested.
+        let mut ignored = Vec::new();
+        let records = sessionlake_storage::trust::read_key_records(store, &mut ignored).await?;
+        let keyring_signer = records
+            .iter()
+            .find(|(_, key)| key.algorithm == sessionlake_schemas::manifest::SIGNATURE_ED25519);
+        if let Some((key_id, _)) = keyring_signer {
+            anyhow::bail!(
+                "keyring {} not found, and {} holds commits the keyring key {key_id} signed: \
+                 give the lake's keyring with --keyring (with both keys in KMS, a keyring is \
+                 needed only for a lake that was once signed by one)",
+                config.keyring.display(),
+                store.location()
+            );
+        }
         return Ok((None, false));
     }
     if !config.allow_insecure_keyring {

@@ -21,8 +21,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimestampMic
 use futures::StreamExt as _;
 use parquet::arrow::ArrowWriter;
 use serde_json::{Value, json};
-use sessionlake_read::query::{COMMANDS_ALIAS, Query, SESSION_TIMES_JOIN, partitions_between};
-use sessionlake_schemas::{manifest, paths};
+use sessionlake_read::query::{COMMANDS_ALIAS, Query, SESSION_TIMES_JOIN};
+use sessionlake_schemas::paths;
 use sessionlake_storage::checkpoint::Scope;
 
 use crate::output::cell_text;
@@ -81,11 +81,7 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
     );
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let ctx = crate::open_tables(cli, scope, |snapshot| {
-        let searched = manifest::preferred_commands(&snapshot.live);
-        let in_range = partitions_between(since, until);
-        move |path: &str| {
-            in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
-        }
+        crate::search::searched_files(&snapshot.live, since, until)
     })
     .await?;
     let command = if args.include_command_text { ", c.command" } else { "" };

@@ -114,6 +114,20 @@ pub(crate) async fn print_listing(
     Ok(if shown > 0 { Outcome::Matched } else { Outcome::NoMatch })
 }
 
+/// The files a search of commands from `since` to `until` reads: the partitions of the range,
+/// and of `commands` only the delivery of each session that `show` reads.
+pub(crate) fn searched_files(
+    live: &BTreeMap<String, ObjectEntry>,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> impl Fn(&str) -> bool + Send + Sync + use<> {
+    let searched = manifest::preferred_commands(live);
+    let in_range = partitions_between(since, until);
+    move |path: &str| {
+        in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
+    }
+}
+
 pub(crate) fn regex_flag(flag: &str, pattern: &str) -> anyhow::Result<regex::Regex> {
     regex::Regex::new(pattern)
         .with_context(|| format!("{flag} {pattern:?} is not a valid regular expression"))
@@ -151,15 +165,12 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let (store, keys, snapshot) = open_reader(cli, scope).await?;
-    let searched = manifest::preferred_commands(&snapshot.live);
-    let in_range = partitions_between(since, until);
+    let keep = searched_files(&snapshot.live, since, until);
     let lake = LakeReader {
         store,
         keys,
         snapshot,
-        keep: Box::new(move |path: &str| {
-            in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
-        }),
+        keep: Box::new(keep),
         only: args.filters.session.clone(),
         memory_limit: memory_limit(cli),
     };

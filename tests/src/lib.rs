@@ -56,14 +56,17 @@ pub fn python_on_moto() -> Command {
         panic!("SESSIONLAKE_TEST_PYTHON is not set: run the tests with ./scripts/test")
     });
     let mut command = Command::new(python);
+    on_moto(&mut command).env("AWS_DEFAULT_REGION", TEST_REGION).env_remove("AWS_PROFILE");
+    command
+}
+
+/// Points `command` at moto: its endpoint, the test credentials and region.
+fn on_moto(command: &mut Command) -> &mut Command {
     command
         .env("AWS_ENDPOINT_URL", moto_endpoint())
         .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
-        .env("AWS_DEFAULT_REGION", TEST_REGION)
         .env("AWS_REGION", TEST_REGION)
-        .env_remove("AWS_PROFILE");
-    command
 }
 
 pub fn binary(name: &str, aws: bool) -> Command {
@@ -116,11 +119,7 @@ pub fn binary(name: &str, aws: bool) -> Command {
         command.env_remove(variable);
     }
     if aws {
-        command
-            .env("AWS_ENDPOINT_URL", moto_endpoint())
-            .env("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", TEST_SECRET_KEY)
-            .env("AWS_REGION", TEST_REGION);
+        on_moto(&mut command);
     }
     command
 }

@@ -506,3 +506,33 @@ fn test_rekey_refuses_a_session_key_record_copied_from_another_session() {
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     assert!(shown.stdout.contains(CANARY_COMMAND), "{}", shown.stdout);
 }
+
+/// With both keys in KMS, ingest needs no keyring, but only for a lake no keyring ever signed:
+/// without that key, the commits it signed would not be trusted and their sessions would read
+/// as never ingested. A lake the keyring signed is refused, naming the keyring.
+#[test]
+fn test_kms_keys_without_the_keyring_of_a_keyring_signed_lake_are_refused() {
+    let work = tempfile::tempdir().expect("tempdir");
+    sessionlake_tests::copy_tree(
+        &sessionlake_tests::repo_root().join("examples"),
+        &work.path().join("examples"),
+    );
+    let first = run(binary("sessionlake-ingest", false).current_dir(work.path()).arg("--quiet"));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let refused = run(binary("sessionlake-ingest", true).current_dir(work.path()).args([
+        "--keyring",
+        "elsewhere/keyring.json",
+        "--kms-key-id",
+        "alias/data",
+        "--signing-key",
+        "alias/signing",
+    ]));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("holds commits the keyring key")
+            && refused.stderr.contains("elsewhere/keyring.json"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!work.path().join("elsewhere/keyring.json").exists());
+}
