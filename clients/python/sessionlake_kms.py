@@ -8,10 +8,12 @@ ciphertext, encryption context). This client unwraps it the way sessionlake does
 
 - `kms`: AWS KMS `Decrypt` with the record's encryption context (a key moved to another
   session, role or lake does not open);
-- `session`: the session key record the key id names (`keys/sessions/<stem>.key.json` in the
-  lake) is read from the lake and its session key unwrapped by KMS, then the data key is opened
-  with AES-256-GCM under it (nonce first, the context's JSON as additional data). A shredded
-  session has no record: its rows do not open, anywhere;
+- `session`: the key record the key id names (`keys/sessions/<stem>.key.json`, a session's; or
+  `keys/files/<file>.key.json`, a compacted or access file's own) is read from the lake and its
+  key unwrapped by KMS, then the data key is opened with AES-256-GCM under it (nonce first, the
+  context's JSON as additional data). A shredded session has no record, nor has a compacted
+  file that held it: its rows do not open, anywhere. `sessionlake rekey` re-wraps the records,
+  so this client follows a rekey although the files' footers never change;
 - `local` (the local keyring): only sessionlake opens it.
 
 Unwrapped session keys are cached for the client's life (pyarrow caches data keys itself).
@@ -25,7 +27,7 @@ Unwrapped session keys are cached for the client's life (pyarrow caches data key
 
 Needs boto3 and cryptography; AWS credentials and region as boto3 finds them
 (`AWS_ENDPOINT_URL` for an emulator). The reader needs `s3:GetObject` on the lake's
-`keys/sessions/` and `kms:Decrypt` on the key.
+`keys/sessions/` and `keys/files/`, and `kms:Decrypt` on the key.
 """
 
 import base64
@@ -103,6 +105,11 @@ class SessionlakeKmsClient(pe.KmsClient):
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except self._s3.exceptions.NoSuchKey:
+            if path.startswith("keys/files/"):
+                raise SessionlakeKeyError(
+                    f"file key record s3://{self._bucket}/{key} does not exist: the file was "
+                    "rewritten or removed (a session in it shredded or expired, or compacted "
+                    "again), or the lake is not the one that wrote this file")
             raise SessionlakeKeyError(
                 f"session key record s3://{self._bucket}/{key} does not exist: the session was "
                 "shredded (or the lake is not the one that wrote this file)")

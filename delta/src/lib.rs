@@ -258,11 +258,15 @@ async fn listed_files(
     log_store: &LogStoreRef,
     table: Table,
 ) -> DeltaResult<Option<Listed>> {
-    // On this machine, a table folder that does not exist yet is a location delta-rs refuses.
-    if let LakeLocation::Local(folder) = store.location()
-        && folder.is_dir()
-        && !folder.join(table.dir()).join(paths::DELTA_LOG_DIR).is_dir()
-    {
+    // A table with no log yet: delta-rs would refuse a local folder that does not exist, and
+    // log the absence at ERROR level on S3, on every first sync.
+    let log = format!("{}/{}", table.dir(), paths::DELTA_LOG_DIR);
+    let logged = store.list(&log).await.map_err(|error| DeltaError::Delta {
+        table,
+        what: "list",
+        message: error.to_string(),
+    })?;
+    if logged.is_empty() {
         return Ok(None);
     }
     let mut delta = DeltaTable::new(Arc::clone(log_store));

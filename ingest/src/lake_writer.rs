@@ -33,11 +33,11 @@ use sessionlake_storage::checkpoint;
 use sessionlake_storage::cursors::Cursors;
 use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_storage::manifest::{self, ChainLink};
-use sessionlake_storage::session_keys::SessionKey;
+use sessionlake_storage::session_keys::{SessionKey, file_key_records};
 use sessionlake_storage::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
-use sessionlake_tables::merge::{LakeFiles, Table};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, file_key};
 
 use crate::raw::{parse_raw, seal_raw};
 use crate::sources::{BadInput, SessionInput};
@@ -363,9 +363,11 @@ impl LakeWriter {
         for (dt, day) in by_day {
             let path = paths::access_object(&dt, &file_id, &version);
             match self.write_access_file(&file_id, &path, day).await {
-                Ok(object) => {
-                    written.push(object.path.clone());
-                    objects.push(object);
+                Ok(file_and_key) => {
+                    for object in file_and_key {
+                        written.push(object.path.clone());
+                        objects.push(object);
+                    }
                 }
                 Err(error) => {
                     transaction::discard(&self.store, written).await;
@@ -383,22 +385,32 @@ impl LakeWriter {
         file_id: &str,
         path: &str,
         records: Vec<AccessRecord>,
-    ) -> anyhow::Result<ObjectEntry> {
-        let (key, wrapped) = self
-            .keys
-            .generate_data_key(key_context(&self.lake_id, file_id, ROLE_ACCESS))
+    ) -> anyhow::Result<[ObjectEntry; 2]> {
+        // The file's data key is wrapped under a key of its own, which the provider wraps:
+        // deleting that record with the file makes every copy of it unreadable.
+        let context = key_context(&self.lake_id, file_id, ROLE_ACCESS);
+        let fresh = file_key(&self.store, self.keys.as_ref(), path, context)
             .await
             .with_context(|| format!("failed to get a data key for {path}"))?;
-        let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
-        let bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_tables::parquet_io::write_access(&records, &key, key_metadata)
-        })
-        .await
-        .context("parquet task failed")??;
-        let stored = self.store.put(path, Bytes::from(bytes)).await?;
+        let (key, metadata) = (fresh.key.clone(), fresh.metadata.clone());
+        let written = async {
+            let bytes = tokio::task::spawn_blocking(move || {
+                sessionlake_tables::parquet_io::write_access(&records, &key, metadata)
+            })
+            .await
+            .context("parquet task failed")??;
+            anyhow::Ok(self.store.put(path, Bytes::from(bytes)).await?)
+        };
+        let stored = match written.await {
+            Ok(stored) => stored,
+            Err(error) => {
+                transaction::discard(&self.store, vec![fresh.record.path.clone()]).await;
+                return Err(error);
+            }
+        };
         let mut object = entry(stored, ObjectKind::Access, Vec::new());
-        object.key = Some(wrapped);
-        Ok(object)
+        object.key = Some(fresh.wrapped);
+        Ok([object, fresh.record])
     }
 
     /// Returns the origin tag of the version of `session_id` from `source` whose rows are in a
@@ -655,6 +667,10 @@ impl LakeWriter {
                 transaction.discard().await;
                 return Err(error);
             }
+            // The keys of the files it removes (compacted files rewritten, `access` files read
+            // again) go with them.
+            let keys = file_key_records(&plan.removed, &self.live);
+            plan.removed.extend(keys);
             if plan.added.is_empty() && plan.removed.is_empty() {
                 // Inputs with nothing to commit (CloudTrail files without access events):
                 // their cursors move, there is nothing a manifest would name.
@@ -693,8 +709,20 @@ impl LakeWriter {
         self.sync_delta(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
-        let rewritten: Vec<ObjectEntry> =
-            plan.removed.iter().filter(|entry| paths::is_compacted(&entry.path)).cloned().collect();
+        // Their key records (removed with them) go too.
+        let compacted = |entry: &&ObjectEntry| paths::is_compacted(&entry.path);
+        let keys: BTreeSet<&str> = plan
+            .removed
+            .iter()
+            .filter(compacted)
+            .filter_map(|entry| Some(entry.key.as_ref()?.key_id.as_str()))
+            .collect();
+        let rewritten: Vec<ObjectEntry> = plan
+            .removed
+            .iter()
+            .filter(|entry| compacted(entry) || keys.contains(entry.path.as_str()))
+            .cloned()
+            .collect();
         if let Err(error) = transaction::delete_removed(&self.store, rewritten, &|| {}).await {
             tracing::warn!(%error, "replaced compacted file not deleted");
         }
@@ -760,7 +788,7 @@ impl LakeWriter {
                 .await
                 .with_context(|| format!("failed to take replaced sessions out of {path}"))?;
             plan.removed.push(entry.clone());
-            if let Some(rewritten) = rewritten {
+            for rewritten in rewritten.into_iter().flat_map(Compacted::entries) {
                 transaction.stage(rewritten.path.clone());
                 plan.added.push(rewritten);
             }

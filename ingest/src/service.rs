@@ -954,6 +954,7 @@ const INGEST_LEFTOVERS: Leftovers<'static> = Leftovers {
         paths::ACCESS_DIR,
         paths::QUARANTINE_DIR,
         paths::SESSION_KEYS_DIR,
+        paths::FILE_KEYS_DIR,
     ],
     uncommitted: Some(Uncommitted { older_than: None, only: |_| true }),
     removed_by: &[],

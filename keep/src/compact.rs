@@ -23,10 +23,11 @@ use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 use sessionlake_storage::keys::KeyProvider;
 use sessionlake_storage::lease::{DEFAULT_LEASE_TTL, Lease, Takeover};
+use sessionlake_storage::session_keys::file_key_records;
 use sessionlake_storage::transaction::{Leftovers, Uncommitted};
 use sessionlake_storage::{checkpoint, manifest};
 pub use sessionlake_tables::merge::MAX_COMPACTED_INPUT_BYTES;
-use sessionlake_tables::merge::{LakeFiles, Table};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table};
 
 use crate::holds::actor;
 use crate::lake::{Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
@@ -162,14 +163,14 @@ fn plan(
 }
 
 /// What compaction sweeps before it plans: the deletes of an interrupted retention, shred or
-/// compaction, and compacted files no commit names (a crashed writer's), all of them after
+/// compaction, and compacted files and file keys no commit names (a crashed writer's), all of them after
 /// taking over a crashed holder's lease, else those older than [`SWEEP_GRACE`].
 fn leftovers(crashed: bool) -> Leftovers<'static> {
     Leftovers {
-        folders: &[paths::COMMANDS_DIR, paths::SESSIONS_DIR],
+        folders: &[paths::COMMANDS_DIR, paths::SESSIONS_DIR, paths::FILE_KEYS_DIR],
         uncommitted: Some(Uncommitted {
             older_than: (!crashed).then_some(SWEEP_GRACE),
-            only: paths::is_compacted,
+            only: |path| paths::is_compacted(path) || paths::is_file_key_record(path),
         }),
         ..REMOVED_LEFTOVERS
     }
@@ -242,7 +243,7 @@ async fn run(
                 let written = files
                     .write_compacted(group.table, &group.dt, &group.inputs, &BTreeSet::new())
                     .await?;
-                if let Some(entry) = written {
+                for entry in written.into_iter().flat_map(Compacted::entries) {
                     transaction.stage(entry.path.clone());
                     added.push(entry);
                 }
@@ -259,8 +260,12 @@ async fn run(
         let written = written.await;
         let added = transaction.or_discard(written).await?;
         observer.written();
-        let removed: Vec<ObjectEntry> =
+        let mut removed: Vec<ObjectEntry> =
             groups.iter().flat_map(|group| group.inputs.iter().cloned()).collect();
+        // Compacted inputs' keys go with them.
+        removed.extend(file_key_records(&removed, &lake.live));
+        let files_before = removed.iter().filter(|entry| entry.kind.is_table()).count();
+        let files_after = added.iter().filter(|entry| entry.kind.is_table()).count();
         let sessions: BTreeSet<&str> = added
             .iter()
             .filter(|entry| entry.kind == ObjectKind::Sessions)
@@ -268,10 +273,9 @@ async fn run(
             .collect();
         let partitions: BTreeSet<&str> = groups.iter().map(|group| group.dt.as_str()).collect();
         let reason = format!(
-            "compaction by {}: {total} files of {} sessions into {} files, {} days",
+            "compaction by {}: {total} files of {} sessions into {files_after} files, {} days",
             actor(),
             sessions.len(),
-            added.len(),
             partitions.len()
         );
         let committed = transaction
@@ -280,11 +284,18 @@ async fn run(
         match committed {
             Ok(link) => {
                 summary.partitions = partitions.len();
-                summary.files_before = removed.len();
-                summary.files_after = added.len();
+                summary.files_before = files_before;
+                summary.files_after = files_after;
                 summary.sessions = sessions.len();
-                summary.bytes_before = removed.iter().map(|entry| entry.size).sum();
-                summary.bytes_after = added.iter().map(|entry| entry.size).sum();
+                let table_bytes = |entries: &[ObjectEntry]| -> u64 {
+                    entries
+                        .iter()
+                        .filter(|entry| entry.kind.is_table())
+                        .map(|entry| entry.size)
+                        .sum()
+                };
+                summary.bytes_before = table_bytes(&removed);
+                summary.bytes_after = table_bytes(&added);
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
                 lake.delete(removed, &|| observer.deleted()).await?;

@@ -6,16 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context as _;
 use sessionlake_schemas::envelope::WrappedKey;
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
 use sessionlake_schemas::{SessionSource, paths};
 use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_storage::manifest::{self, ChainLink, Committer};
+use sessionlake_storage::session_keys::PROVIDER_SESSION;
 use sessionlake_storage::signing::ManifestSigner;
 use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction::{self, Leftovers, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_storage::{LakeError, LakeErrorKind};
-use sessionlake_tables::merge::{LakeFiles, Table, new_version};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, file_key, new_version};
 use sessionlake_tables::parquet_io;
 
 use crate::live::{AccessEvent, live_access_files};
@@ -138,8 +139,9 @@ impl Lake {
     }
 
     /// Rewrites each compacted file of `files` without the sessions of `gone` (each file under
-    /// a fresh data key from the provider that wrapped its current one), staged in
-    /// `transaction`; returns the new files' entries (a file left with no row has none).
+    /// a fresh data key, its file key from the provider that wrapped its current one), staged
+    /// in `transaction`; returns the new files' entries and their key records' (a file left
+    /// with no row has none).
     pub async fn rewrite_without(
         &self,
         transaction: &mut Transaction,
@@ -157,7 +159,8 @@ impl Lake {
         let lake_id = lake_id.unwrap_or_default();
         let mut written: Vec<ObjectEntry> = Vec::new();
         for entry in unique.into_values() {
-            if let Some(new) = self.rewrite_one(entry, gone, &lake_id).await? {
+            let rewritten = self.rewrite_one(entry, gone, &lake_id).await?;
+            for new in rewritten.into_iter().flat_map(Compacted::entries) {
                 transaction.stage(new.path.clone());
                 written.push(new);
             }
@@ -170,7 +173,7 @@ impl Lake {
         entry: &ObjectEntry,
         gone: &BTreeSet<String>,
         lake_id: &str,
-    ) -> anyhow::Result<Option<ObjectEntry>> {
+    ) -> anyhow::Result<Option<Compacted>> {
         let (Some(table), true, Some(dt)) =
             (Table::of(entry.kind), paths::is_compacted(&entry.path), paths::dt_of(&entry.path))
         else {
@@ -178,7 +181,7 @@ impl Lake {
         };
         let without: BTreeSet<String> =
             entry.sessions.iter().filter(|id| gone.contains(*id)).cloned().collect();
-        let provider = self.provider_like(entry.key.as_ref())?;
+        let provider = self.provider_like(entry.key.as_ref()).await?;
         let files = LakeFiles {
             store: &self.store,
             keys: &self.keys,
@@ -188,12 +191,29 @@ impl Lake {
         Ok(files.write_compacted(table, dt, std::slice::from_ref(entry), &without).await?)
     }
 
-    /// Returns the provider to wrap a new data key with: the one that wrapped `current` (the
-    /// same KMS key), else the keyring.
-    pub fn provider_like(
+    /// Returns the provider to wrap a new data key (or file key) with: the one that wrapped
+    /// `current` (the same KMS key; for a key wrapped under a file key, the one that wrapped
+    /// the file key's committed record), else the keyring.
+    pub async fn provider_like(
         &self,
         current: Option<&WrappedKey>,
     ) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+        let record;
+        let current = match current {
+            Some(wrapped)
+                if wrapped.provider == PROVIDER_SESSION
+                    && paths::is_file_key_record(&wrapped.key_id) =>
+            {
+                let entry = self.live.get(&wrapped.key_id).with_context(|| {
+                    format!("the file key {} is not committed by the trusted chain", wrapped.key_id)
+                })?;
+                let bytes = self.store.get_committed(entry).await?;
+                record = serde_json::from_slice::<SessionKeyRecord>(&bytes)
+                    .with_context(|| format!("{} is not a file key record", entry.path))?;
+                Some(&record.key)
+            }
+            other => other,
+        };
         match current {
             Some(wrapped) if wrapped.provider == sessionlake_storage::keys::PROVIDER_KMS => {
                 Ok(std::sync::Arc::new(self.keys.kms_provider(&wrapped.key_id)?))
@@ -203,8 +223,9 @@ impl Lake {
     }
 
     /// Returns the compacted files that once held any of `sessions` and are no longer live,
-    /// as committed: a shred or an expiry deletes them too (a compacted file's key is not
-    /// under a session key, so only deleting it removes the session's rows).
+    /// as committed, with their key records: a shred or an expiry deletes them too (whatever
+    /// an earlier delete left stored: a file whose key is not under a file key, as compacted
+    /// files were written before file keys, opens until it is deleted).
     pub fn stale_compacted(&self, sessions: &BTreeSet<String>) -> Vec<ObjectEntry> {
         let mut stale: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
         for link in &self.chain {
@@ -213,6 +234,19 @@ impl Lake {
                     && !self.live.contains_key(&entry.path)
                     && entry.sessions.iter().any(|id| sessions.contains(id))
                 {
+                    stale.insert(&entry.path, entry);
+                }
+            }
+        }
+        let records: BTreeSet<&str> = stale
+            .values()
+            .filter_map(|entry| entry.key.as_ref())
+            .map(|wrapped| wrapped.key_id.as_str())
+            .filter(|path| paths::is_file_key_record(path) && !self.live.contains_key(*path))
+            .collect();
+        for link in &self.chain {
+            for entry in &link.manifest.body.added {
+                if records.contains(entry.path.as_str()) {
                     stale.insert(&entry.path, entry);
                 }
             }
@@ -308,14 +342,16 @@ impl Lake {
         Ok(swept.into_result()?)
     }
 
-    /// Writes `entry` (an `access` file) again with only the events `keep` accepts, under the
-    /// same data key, as a new version of the same CloudTrail file's day. Returns the new
-    /// file's entry, or `None` when no event is kept (the file just goes). Not committed.
+    /// Writes `entry` (an `access` file) again with only the events `keep` accepts, as a new
+    /// version of the same CloudTrail file's day, under a fresh data key and file key (from the
+    /// provider that wrapped the old one: the old file's copies go with its key record).
+    /// Returns the new file's entry and its key record's, or nothing when no event is kept (the
+    /// file just goes). Not committed.
     pub async fn rewrite_access(
         &self,
         entry: &ObjectEntry,
         keep: impl Fn(&sessionlake_schemas::AccessRecord) -> bool,
-    ) -> anyhow::Result<Option<ObjectEntry>> {
+    ) -> anyhow::Result<Vec<ObjectEntry>> {
         let object = self.store.describe(&entry.path);
         let wrapped = entry.key.clone().with_context(|| format!("{object} names no data key"))?;
         let key = self
@@ -332,7 +368,7 @@ impl Lake {
         };
         let kept: Vec<_> = records.into_iter().filter(|record| keep(record)).collect();
         if kept.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let (Some(dt), Some(trail_file_id)) =
             (paths::dt_of(&entry.path), paths::trail_file_id_of(&entry.path))
@@ -340,23 +376,42 @@ impl Lake {
             anyhow::bail!("{object} is not named like an access file");
         };
         let path = paths::access_object(dt, trail_file_id, &new_version());
-        let metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
+        let provider = self.provider_like(Some(&wrapped)).await?;
+        // The same binding as the old key's: this lake, this CloudTrail file, role `access`.
+        let fresh = file_key(&self.store, provider.as_ref(), &path, wrapped.context.clone())
+            .await
+            .with_context(|| format!("failed to get a data key for {path}"))?;
+        let (key, metadata) = (fresh.key.clone(), fresh.metadata.clone());
         let written =
             tokio::task::spawn_blocking(move || parquet_io::write_access(&kept, &key, metadata))
                 .await
-                .context("access writer task failed")??;
-        let stored = self.store.put(&path, bytes::Bytes::from(written)).await?;
+                .context("access writer task failed");
+        let stored = match written {
+            Ok(Ok(bytes)) => {
+                self.store.put(&path, bytes::Bytes::from(bytes)).await.map_err(Into::into)
+            }
+            Ok(Err(error)) => Err(error.into()),
+            Err(error) => Err(error),
+        };
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                transaction::discard(&self.store, vec![fresh.record.path.clone()]).await;
+                return Err(error);
+            }
+        };
         let blocks = stored.blocks_for(ObjectKind::Access);
-        Ok(Some(ObjectEntry {
+        let file = ObjectEntry {
             path: stored.path,
             size: stored.size,
             sha256: stored.sha256,
             kind: ObjectKind::Access,
             sessions: entry.sessions.clone(),
-            key: Some(wrapped),
+            key: Some(fresh.wrapped),
             note: None,
             blocks,
-        }))
+        };
+        Ok(vec![file, fresh.record])
     }
 
     /// Plans the rewrite of every live `access` file that holds events of `session`.
@@ -381,8 +436,8 @@ impl Lake {
             .collect())
     }
 
-    /// Writes the rewritten `access` files the plan asks for. Returns them, to be added by the
-    /// same commit that removes the files they replace.
+    /// Writes the rewritten `access` files the plan asks for. Returns them with their key
+    /// records, to be added by the same commit that removes the files they replace.
     pub async fn write_rewrites(
         &self,
         transaction: &mut Transaction,
@@ -395,7 +450,7 @@ impl Lake {
             for entry in &line.remove {
                 let rewritten =
                     self.rewrite_access(entry, |record| keep.contains(record.event_id.as_str()));
-                if let Some(written) = rewritten.await? {
+                for written in rewritten.await? {
                     transaction.stage(written.path.clone());
                     added.push(written);
                 }

@@ -14,6 +14,11 @@
 //! in `key`, which readers prefer to the header's. Hashes of objects are unchanged, so the chain
 //! still verifies, and the commit says who re-keyed, when and why.
 //!
+//! Compacted `commands` files and `access` files carry data keys wrapped under a file key
+//! (`keys/files/…`): those records are re-wrapped the same way, so engines that read the files'
+//! standard key material (which names the record) follow the rekey too. Files written before
+//! file keys are re-listed like old objects: sessionlake follows, other engines do not.
+//!
 //! The old wrapping stays where it was written (raw headers, older manifests): re-keying moves
 //! reads off the old provider key; disabling or deleting that key afterwards is what retires it.
 //! The commit only lands on the head it was computed from: if ingest commits meanwhile (and,
@@ -227,9 +232,14 @@ fn could_be_rewritten(entry: &ObjectEntry, record: &SessionKeyRecord) -> anyhow:
     use sessionlake_schemas::envelope::{CONTEXT_RECORD, CONTEXT_SUBJECT};
     let session = entry.sessions.first().map(String::as_str).unwrap_or_default();
     let named = |key: &str| record.key.context.get(key).map(String::as_str);
-    let ours = record.session_id == session
-        && named(CONTEXT_SUBJECT).is_none_or(|subject| subject == session)
-        && named(CONTEXT_RECORD).is_none_or(|path| path == entry.path);
+    // A file key record names no session, and was always bound to its path.
+    let ours = if sessionlake_schemas::paths::is_file_key_record(&entry.path) {
+        record.session_id.is_empty() && named(CONTEXT_RECORD) == Some(entry.path.as_str())
+    } else {
+        record.session_id == session
+            && named(CONTEXT_SUBJECT).is_none_or(|subject| subject == session)
+            && named(CONTEXT_RECORD).is_none_or(|path| path == entry.path)
+    };
     anyhow::ensure!(
         ours,
         "rekey refused: {} is not the session key record the chain committed (sha256 {}), and \

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
 use sessionlake_storage::manifest::ChainLink;
+use sessionlake_storage::session_keys::file_key_records;
 
 use crate::holds::{actor, live_holds};
 use crate::lake::{Attempt, Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
@@ -80,6 +81,8 @@ pub async fn apply(
             ObjectEntry { note: Some(note), ..entry }
         },
     ));
+    // The removed files' keys go with them: their old copies open no more.
+    removed.extend(file_key_records(&removed, &lake.live));
     let stale = lake.stale_compacted(&expired);
     let count = |expiry: Expiry| due.iter().filter(|p| p.expires == expiry).count();
     let reason = format!(
@@ -104,7 +107,8 @@ pub async fn apply(
         Ok(link) => {
             lake.delete(removed, deleted).await?;
             lake.delete(stale, deleted).await?;
-            Ok(Attempt::Done(Applied { link, added: added.len() }))
+            let added = added.iter().filter(|entry| entry.kind.is_table()).count();
+            Ok(Attempt::Done(Applied { link, added }))
         }
         Err(error) => {
             transaction.discard().await;

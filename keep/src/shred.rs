@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
 use sessionlake_storage::manifest::ChainLink;
+use sessionlake_storage::session_keys::file_key_records;
 
 use crate::holds::{ActiveHold, actor, live_holds};
 use crate::lake::{Attempt, Lake, stored_objects_of};
@@ -131,10 +132,14 @@ pub async fn apply(
     };
     let written = written.await;
     let (mut added, added_access) = transaction.or_discard(written).await?;
-    let compacted_rewritten = added.len();
+    let files = |entries: &[ObjectEntry]| entries.iter().filter(|e| e.kind.is_table()).count();
+    let compacted_rewritten = files(&added);
+    let access_rewritten = files(&added_access);
     added.extend(added_access);
     removed.extend(compacted);
     removed.extend(access.iter().flat_map(noted));
+    // The removed files' keys go with them: their old copies open no more.
+    removed.extend(file_key_records(&removed, &lake.live));
     let committed = transaction
         .commit(CommitAction::Shred, Some(reason), added.clone(), removed.clone(), false)
         .await;
@@ -151,10 +156,5 @@ pub async fn apply(
     lake.delete(stale, deleted).await?;
     let objects = removed.len();
     lake.delete(removed, deleted).await?;
-    Ok(Attempt::Done(Shredded {
-        link,
-        objects,
-        access_rewritten: added.len() - compacted_rewritten,
-        compacted_rewritten,
-    }))
+    Ok(Attempt::Done(Shredded { link, objects, access_rewritten, compacted_rewritten }))
 }

@@ -66,6 +66,9 @@ pub const ROLE_RAW: &str = "raw";
 pub const ROLE_COMMANDS: &str = "commands";
 /// [`CONTEXT_ROLE`] of a session key (which wraps the data keys of one session version).
 pub const ROLE_SESSION: &str = "session";
+/// [`CONTEXT_ROLE`] of a file key (which wraps the data key of one compacted `commands` file or
+/// one `access` file; see `paths::FILE_KEYS_DIR`).
+pub const ROLE_FILE: &str = "file";
 /// [`CONTEXT_ROLE`] of an `access` file's key (bound to the CloudTrail file it came from).
 pub const ROLE_ACCESS: &str = "access";
 /// [`CONTEXT_ROLE`] of a quarantined input's key.

@@ -76,7 +76,9 @@ pub enum ObjectKind {
     Quarantine,
     /// A public key that verifies signatures.
     PublicKey,
-    /// A session key record: the key that wraps every data key of one session version.
+    /// A session key record: the key that wraps every data key of one session version; or a
+    /// file key record (`keys/files/`), the key that wraps the data key of one compacted or
+    /// `access` file.
     SessionKey,
     /// A legal hold.
     Hold,
@@ -413,10 +415,12 @@ impl CheckpointBody {
 /// (256 bits, wrapped by KMS or the keyring, context role `session`) under which the data key of
 /// every object of that session version is wrapped. Deleting every record of a session
 /// (`sessionlake shred`) makes every copy of its objects unreadable, wherever the copies are.
+/// A file key record (`keys/files/…`, context role `file`) has the same form: the key of one
+/// compacted `commands` file or one `access` file, with no session id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionKeyRecord {
-    /// Session id.
+    /// Session id; empty in a file key record.
     pub session_id: String,
     /// RFC 3339 time the key was made.
     pub created_at: String,

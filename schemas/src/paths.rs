@@ -10,6 +10,8 @@
 //! quarantine/<source>/<object-id>.sle                input that could not be parsed, encrypted
 //! manifest/<sequence>.json                           the signed commit chain
 //! keys/<key-id>.json                                 public keys that verify manifest signatures
+//! keys/sessions/<session-id>.<source>.<version>.key.json  the key of one session version
+//! keys/files/<table>/dt=YYYY-MM-DD/<name>.key.json   the key of one compacted or `access` file
 //! state/cursors.json                                 source progress, written after the manifest
 //! ```
 //!
@@ -163,6 +165,26 @@ pub fn is_session_key_record(path: &str) -> bool {
     path.strip_prefix(SESSION_KEYS_DIR).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// Folder of file key records: the key of one compacted `commands` file or one `access` file,
+/// which wraps that file's data key alone. Shredding or expiring a session rewrites the files
+/// that hold its rows and deletes the old files' records, so every copy of an old file becomes
+/// unreadable too; `rekey` re-wraps the records, which engines reading the files' standard key
+/// material look up (their footers never change).
+pub const FILE_KEYS_DIR: &str = "keys/files";
+
+/// Returns the lake path of the key record of the table file at `file_path`
+/// (`keys/files/<the file's path without .parquet>.key.json`), or `None` when `file_path` is not
+/// a Parquet file's.
+pub fn file_key_object(file_path: &str) -> Option<String> {
+    let stem = file_path.strip_suffix(".parquet")?;
+    Some(format!("{FILE_KEYS_DIR}/{stem}{SESSION_KEY_EXTENSION}"))
+}
+
+/// Returns whether `path` is a file key record's ([`file_key_object`]).
+pub fn is_file_key_record(path: &str) -> bool {
+    path.strip_prefix(FILE_KEYS_DIR).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Returns the lake path of an `access` file: the events of one CloudTrail file (named by
 /// `trail_file_id`, a hash of where the file came from) that happened on day `dt`.
 pub fn access_object(dt: &str, trail_file_id: &str, version: &str) -> String {
@@ -301,6 +323,25 @@ mod tests {
         assert_eq!(session_version(&own), Some(("a.b", SessionSource::S3, "v1")));
         let key = session_key_object(&session_stem("a", SessionSource::Local, "v2"));
         assert_eq!(session_version(&key), Some(("a", SessionSource::Local, "v2")));
+    }
+
+    #[test]
+    fn test_file_key_records_are_named_after_their_file_and_are_no_session_object() {
+        let compacted = compacted_object(COMMANDS_DIR, "2026-03-14", "18f3a2b4c5d6e7f8");
+        let record = file_key_object(&compacted).expect("a parquet file");
+        assert_eq!(record, "keys/files/commands/dt=2026-03-14/compact-18f3a2b4c5d6e7f8.key.json");
+        let access =
+            file_key_object(&access_object("2026-03-14", "0a1b2c", "v7")).expect("parquet");
+        assert_eq!(access, "keys/files/access/dt=2026-03-14/0a1b2c.v7.key.json");
+        for path in [&record, &access] {
+            assert!(is_file_key_record(path), "{path}");
+            assert!(!is_session_key_record(path), "{path}");
+            assert_eq!(session_version(path), None, "{path}");
+            assert!(!is_compacted(path), "{path}");
+        }
+        assert!(!is_file_key_record("keys/filesx/a.key.json"));
+        assert!(!is_file_key_record(&session_key_object("a.s3.v1")));
+        assert_eq!(file_key_object("raw/dt=2026-03-14/a.s3.v1.zst.sle"), None);
     }
 
     #[test]

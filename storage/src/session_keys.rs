@@ -7,6 +7,14 @@
 //!                                           (raw header, commands file's manifest entry)
 //! ```
 //!
+//! A compacted `commands` file and an `access` file hold rows of many sessions: each has a key of
+//! its own the same way, a *file key* (`keys/files/<the file's path>.key.json`,
+//! [`SessionKey::create_for_file`]), which goes with its file: a commit that removes the file
+//! removes its record ([`file_key_records`]). A shred rewrites the files holding a session
+//! without it and deletes the old files with their records, so every copy of an old file
+//! becomes unreadable too; `rekey` re-wraps file keys like session keys, which is what engines
+//! reading the files' standard key material need, as footers never change.
+//!
 //! A data key wrapped this way names provider [`PROVIDER_SESSION`] and, as its key id, the path
 //! of the record holding the session key. Deleting a session's records (`sessionlake shred`)
 //! leaves no key that opens its objects, wherever copies of them are (a bucket replica, a
@@ -17,8 +25,11 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ring::aead::LessSafeKey;
-use sessionlake_schemas::envelope::{CONTEXT_RECORD, CONTEXT_ROLE, ROLE_SESSION, WrappedKey};
+use sessionlake_schemas::envelope::{
+    CONTEXT_RECORD, CONTEXT_ROLE, ROLE_FILE, ROLE_SESSION, WrappedKey,
+};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SessionKeyRecord};
+use sessionlake_schemas::paths;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
 use crate::keys::{KeyProvider, aead_unwrap, aead_wrap};
@@ -48,18 +59,49 @@ impl SessionKey {
     pub async fn create(
         store: &LakeStore,
         provider: &dyn KeyProvider,
-        mut context: BTreeMap<String, String>,
+        context: BTreeMap<String, String>,
         session_id: &str,
         path: &str,
     ) -> LakeResult<(SessionKey, ObjectEntry)> {
-        context.insert(CONTEXT_ROLE.to_string(), ROLE_SESSION.to_string());
-        // The record's path names the session version: no two versions share a context, so a
-        // caching provider never hands a version the key of another (one that was shredded).
+        let owner =
+            Owner { role: ROLE_SESSION, session_id, sessions: vec![session_id.to_string()] };
+        Self::create_record(store, provider, context, owner, path).await
+    }
+
+    /// Makes the key of the one table file (a compacted `commands` file, an `access` file) to be
+    /// written at `file` from `provider`, writes its record (`paths::file_key_object`, durable
+    /// before the file uses it) and returns it with the record's manifest entry, to be committed
+    /// with the file. `context` names the lake and the file's subject, as its data key's does.
+    /// The record names no session (its `session_id` is empty): it goes with its file
+    /// ([`file_key_records`]), not with a session.
+    pub async fn create_for_file(
+        store: &LakeStore,
+        provider: &dyn KeyProvider,
+        context: BTreeMap<String, String>,
+        file: &str,
+    ) -> LakeResult<(SessionKey, ObjectEntry)> {
+        let path = paths::file_key_object(file).ok_or_else(|| {
+            LakeError::format(format!("{file} is not a table file: it has no file key"))
+        })?;
+        let owner = Owner { role: ROLE_FILE, session_id: "", sessions: Vec::new() };
+        Self::create_record(store, provider, context, owner, &path).await
+    }
+
+    async fn create_record(
+        store: &LakeStore,
+        provider: &dyn KeyProvider,
+        mut context: BTreeMap<String, String>,
+        owner: Owner<'_>,
+        path: &str,
+    ) -> LakeResult<(SessionKey, ObjectEntry)> {
+        context.insert(CONTEXT_ROLE.to_string(), owner.role.to_string());
+        // The record's path names the session version (or the file): no two share a context,
+        // so a caching provider never hands one the key of another (one that was shredded).
         context.insert(CONTEXT_RECORD.to_string(), path.to_string());
         let (key, wrapped) = provider.generate_data_key(context).await?;
         let provider_key_id = wrapped.key_id.clone();
         let record = SessionKeyRecord {
-            session_id: session_id.to_string(),
+            session_id: owner.session_id.to_string(),
             created_at: chrono::Utc::now().to_rfc3339(),
             key: wrapped,
         };
@@ -71,7 +113,7 @@ impl SessionKey {
             size: stored.size,
             sha256: stored.sha256,
             kind: ObjectKind::SessionKey,
-            sessions: vec![session_id.to_string()],
+            sessions: owner.sessions,
             key: None,
             note: None,
             blocks: None,
@@ -94,14 +136,57 @@ impl SessionKey {
         context: BTreeMap<String, String>,
     ) -> LakeResult<(DataKey, WrappedKey)> {
         let key = DataKey::random()?;
-        let wrapped = WrappedKey {
-            provider: PROVIDER_SESSION.to_string(),
-            key_id: self.record.clone(),
-            ciphertext: aead_wrap(&self.key, &key, &context)?,
-            context,
-        };
+        let wrapped = self.wrap(&key, context)?;
         Ok((key, wrapped))
     }
+
+    /// Returns `key` wrapped under this session key, bound to `context`.
+    pub fn wrap(&self, key: &DataKey, context: BTreeMap<String, String>) -> LakeResult<WrappedKey> {
+        Ok(WrappedKey {
+            provider: PROVIDER_SESSION.to_string(),
+            key_id: self.record.clone(),
+            ciphertext: aead_wrap(&self.key, key, &context)?,
+            context,
+        })
+    }
+}
+
+/// Whose key a record holds.
+struct Owner<'a> {
+    /// The record's role in its key's context ([`ROLE_SESSION`], [`ROLE_FILE`]).
+    role: &'static str,
+    /// The session, empty for a file key.
+    session_id: &'a str,
+    /// The sessions its manifest entry names.
+    sessions: Vec<String>,
+}
+
+/// Returns the live key records of the files `removed` names whose data key is wrapped under a
+/// file key ([`SessionKey::create_for_file`]), leaving out those `removed` names already: a
+/// file's key leaves the live set in the commit that removes the file, and is deleted with it,
+/// so a copy of the old file (a backup, a bucket replica) opens no more once it is deleted.
+pub fn file_key_records(
+    removed: &[ObjectEntry],
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+) -> Vec<ObjectEntry> {
+    let named: std::collections::BTreeSet<&str> =
+        removed.iter().map(|entry| entry.path.as_str()).collect();
+    let mut records = std::collections::BTreeMap::new();
+    for entry in removed {
+        let Some(wrapped) = &entry.key else { continue };
+        if wrapped.provider != PROVIDER_SESSION
+            || !paths::is_file_key_record(&wrapped.key_id)
+            || named.contains(wrapped.key_id.as_str())
+        {
+            continue;
+        }
+        if let Some(record) = live.get(&wrapped.key_id) {
+            // It goes for the reason its file goes.
+            let note = entry.note.clone().or_else(|| record.note.clone());
+            records.insert(record.path.clone(), ObjectEntry { note, ..record.clone() });
+        }
+    }
+    records.into_values().collect()
 }
 
 /// Reads the session key record a data key names; a missing record is the clear error of a

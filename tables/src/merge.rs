@@ -8,8 +8,9 @@
 //! rows, so a one-session lookup reads one row group (statistics and the bloom filter on
 //! `session_id` prune the others), page index, zstd 3, the sensitive columns encrypted under a
 //! fresh data key. [`LakeFiles::write_compacted`] is the same over the lake: it reads committed
-//! objects (hash-checked), unwraps their keys, takes a fresh data key from the lake's provider
-//! (bound to the lake, the file and the role, like an `access` file's), and stores the result
+//! objects (hash-checked), unwraps their keys, takes a fresh data key (bound to the lake, the file and the role,
+//! like an `access` file's) wrapped under a key of the file's own whose record the lake's
+//! provider wraps ([`file_key`]), and stores the result
 //! under a new compacted name ([`paths::compacted_object`]); rewriting a file without some
 //! sessions is a merge of that one file.
 //!
@@ -27,12 +28,15 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::file::metadata::SortingColumn;
+use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
 use sessionlake_storage::DataKey;
 use sessionlake_storage::keys::{KeyProvider, Keys};
+use sessionlake_storage::session_keys::SessionKey;
 use sessionlake_storage::store::LakeStore;
+use sessionlake_storage::transaction;
 
 use crate::parquet_io::{BLOOM_FILTER_COLUMNS, encryption, properties};
 
@@ -312,16 +316,16 @@ pub struct LakeFiles<'a> {
 
 impl LakeFiles<'_> {
     /// Merges the committed files `inputs` (all of one table and one `dt`, one version of each
-    /// session), without the sessions `without` names, into one new compacted file; returns its
-    /// manifest entry (every session it holds listed), or `None` when no row is left. The file
-    /// is stored, not committed: the caller commits it (or deletes it).
+    /// session), without the sessions `without` names, into one new compacted file; returns it
+    /// (every session it holds listed) with its key record, or `None` when no row is left.
+    /// Nothing is committed: the caller commits both (or deletes them).
     pub async fn write_compacted(
         &self,
         table: Table,
         dt: &str,
         inputs: &[ObjectEntry],
         without: &BTreeSet<String>,
-    ) -> Result<Option<ObjectEntry>, CompactError> {
+    ) -> Result<Option<Compacted>, CompactError> {
         let path = paths::compacted_object(table.dir(), dt, &new_version());
         let mut read = Vec::with_capacity(inputs.len());
         for entry in inputs {
@@ -336,54 +340,129 @@ impl LakeFiles<'_> {
             };
             read.push(Input { object: entry.path.clone(), bytes, key });
         }
+        // A `commands` file's data key is wrapped under a key of its own (a file key), whose
+        // record the provider wraps: deleting the record with the file shreds every copy, and
+        // a rekey re-wraps the record.
         let name = paths::compacted_key_subject(&path).unwrap_or_default();
-        let wrapped = match table {
+        let keyed = match table {
             Table::Commands => Some(
-                self.provider
-                    .generate_data_key(key_context(self.lake_id, name, ROLE_COMMANDS))
-                    .await
-                    .map_err(|e| CompactError::new(&path, format!("no data key: {e}")))?,
+                file_key(
+                    self.store,
+                    self.provider,
+                    &path,
+                    key_context(self.lake_id, name, ROLE_COMMANDS),
+                )
+                .await
+                .map_err(|e| CompactError::new(&path, format!("no data key: {e}")))?,
             ),
             Table::Sessions => None,
         };
-        let (key, metadata) = match &wrapped {
-            Some((key, wrapped)) => {
-                let metadata = serde_json::to_vec(wrapped).map_err(|e| {
-                    CompactError::new(&path, format!("key metadata not encoded: {e}"))
-                })?;
-                (Some(key.clone()), Some((metadata, wrapped.clone())))
-            }
-            None => (None, None),
-        };
+        let key = keyed.as_ref().map(|keyed| (keyed.key.clone(), keyed.metadata.clone()));
         let without = without.clone();
         let out_name = path.clone();
-        let key_metadata = metadata.as_ref().map(|(bytes, _)| bytes.clone());
         let merged = tokio::task::spawn_blocking(move || {
-            let key = key.as_ref().zip(key_metadata);
+            let key = key.as_ref().map(|(key, metadata)| (key, metadata.clone()));
             merge(table, read, &without, key, &out_name)
         })
         .await
-        .map_err(|e| CompactError::new(&path, format!("merge task failed: {e}")))??;
-        let Some(merged) = merged else {
-            return Ok(None);
+        .map_err(|e| CompactError::new(&path, format!("merge task failed: {e}")));
+        let stored = match merged {
+            Ok(Ok(Some(merged))) => {
+                let stored = self.store.put(&path, Bytes::from(merged.bytes)).await;
+                stored
+                    .map(|stored| (stored, merged.sessions))
+                    .map_err(|e| CompactError::new(&path, e))
+            }
+            Ok(Ok(None)) => {
+                self.discard(keyed.as_ref()).await;
+                return Ok(None);
+            }
+            Ok(Err(error)) | Err(error) => Err(error),
         };
-        let stored = self
-            .store
-            .put(&path, Bytes::from(merged.bytes))
-            .await
-            .map_err(|e| CompactError::new(&path, e))?;
+        let (stored, sessions) = match stored {
+            Ok(stored) => stored,
+            Err(error) => {
+                self.discard(keyed.as_ref()).await;
+                return Err(error);
+            }
+        };
         let blocks = stored.blocks_for(table.kind());
-        Ok(Some(ObjectEntry {
+        let (wrapped, key_record) = match keyed {
+            Some(keyed) => (Some(keyed.wrapped), Some(keyed.record)),
+            None => (None, None),
+        };
+        let file = ObjectEntry {
             path: stored.path,
             size: stored.size,
             sha256: stored.sha256,
             kind: table.kind(),
-            sessions: merged.sessions,
-            key: metadata.map(|(_, wrapped)| wrapped),
+            sessions,
+            key: wrapped,
             note: None,
             blocks,
-        }))
+        };
+        Ok(Some(Compacted { file, key_record }))
     }
+
+    /// Deletes the key record of a file that will not be written (best effort; a sweep or
+    /// `verify` finds what stays).
+    async fn discard(&self, keyed: Option<&FileKey>) {
+        if let Some(keyed) = keyed {
+            transaction::discard(self.store, vec![keyed.record.path.clone()]).await;
+        }
+    }
+}
+
+/// Makes the key of the table file to be written at `path` from `provider`
+/// ([`SessionKey::create_for_file`], its record stored now) and a data key wrapped under it,
+/// bound to `context` (the lake, the file's subject and the data's role).
+pub async fn file_key(
+    store: &LakeStore,
+    provider: &dyn KeyProvider,
+    path: &str,
+    context: BTreeMap<String, String>,
+) -> Result<FileKey, sessionlake_storage::LakeError> {
+    let mut record_context = context.clone();
+    record_context.remove(CONTEXT_ROLE);
+    let (file_key, record) =
+        SessionKey::create_for_file(store, provider, record_context, path).await?;
+    let key = DataKey::random()?;
+    let wrapped = file_key.wrap(&key, context)?;
+    let metadata = serde_json::to_vec(&wrapped).map_err(|e| {
+        sessionlake_storage::LakeError::new(
+            sessionlake_storage::LakeErrorKind::Format,
+            format!("key metadata not encoded: {e}"),
+        )
+    })?;
+    Ok(FileKey { key, wrapped, metadata, record })
+}
+
+/// A compacted file written by [`LakeFiles::write_compacted`], not committed yet.
+#[derive(Debug, Clone)]
+pub struct Compacted {
+    /// The file.
+    pub file: ObjectEntry,
+    /// The record of its file key (a `commands` file's), committed with it.
+    pub key_record: Option<ObjectEntry>,
+}
+
+impl Compacted {
+    /// Returns the objects to commit: the file and its key record.
+    pub fn entries(self) -> impl Iterator<Item = ObjectEntry> {
+        std::iter::once(self.file).chain(self.key_record)
+    }
+}
+
+/// The data key of one new table file, wrapped under the file's own key.
+pub struct FileKey {
+    /// The data key.
+    pub key: DataKey,
+    /// The same, wrapped under the file key: the file's manifest entry names it.
+    pub wrapped: WrappedKey,
+    /// `wrapped` as JSON, for the file's footer.
+    pub metadata: Vec<u8>,
+    /// The file key's record, stored, to be committed with the file.
+    pub record: ObjectEntry,
 }
 
 #[cfg(test)]

@@ -576,6 +576,9 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     let records: Vec<Value> = added
         .iter()
         .filter(|entry| entry["kind"] == "session-key")
+        .filter(|entry| {
+            entry["path"].as_str().is_some_and(|path| path.starts_with("keys/sessions/"))
+        })
         .map(|entry| {
             let path = copy.join(entry["path"].as_str().expect("path"));
             serde_json::from_slice(&std::fs::read(path).expect("record")).expect("json")
@@ -589,6 +592,29 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         assert_eq!(key["context"]["sessionlake:subject"], record["session_id"], "{record}");
         assert!(
             key["context"]["sessionlake:lake"].as_str().is_some_and(|id| id.starts_with("lake-"))
+        );
+    }
+    // Each access file's data key is wrapped under a key of its own, whose record KMS wraps,
+    // bound to the record: shredding or rewriting the file deletes it, rekey re-wraps it.
+    let access: Vec<&Value> =
+        added.iter().copied().filter(|entry| entry["kind"] == "access").collect();
+    assert!(!access.is_empty(), "{added:?}");
+    for file in access {
+        let path = file["path"].as_str().expect("path");
+        let record_path = sessionlake_schemas::paths::file_key_object(path).expect("a file key");
+        assert_eq!(file["key"]["provider"], "session", "{file}");
+        assert_eq!(file["key"]["key_id"], record_path.as_str(), "{file}");
+        assert!(added.iter().any(|entry| entry["path"] == record_path.as_str()), "{record_path}");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(copy.join(&record_path)).expect("record"))
+                .expect("json");
+        assert_eq!(record["session_id"], "", "{record}");
+        assert_eq!(record["key"]["provider"], "kms", "{record}");
+        assert_eq!(record["key"]["context"]["sessionlake:role"], "file", "{record}");
+        assert_eq!(record["key"]["context"]["sessionlake:record"], record_path.as_str());
+        assert_eq!(
+            record["key"]["context"]["sessionlake:subject"],
+            file["key"]["context"]["sessionlake:subject"]
         );
     }
 
