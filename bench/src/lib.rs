@@ -17,5 +17,6 @@
 
 pub mod chain;
 pub mod measure;
+pub mod merge;
 pub mod run;
 pub mod workload;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sessionlake_bench::chain::{ChainOptions, open_chain};
+use sessionlake_bench::merge::{MergeOptions, run_merge};
 use sessionlake_bench::run::{RunOptions, run};
 use sessionlake_bench::workload::{Material, WorkloadConfig, generate};
 
@@ -65,6 +66,22 @@ enum Command {
         #[arg(long)]
         single: Option<PathBuf>,
     },
+    /// Measures merging one commands file per session into one compacted file: time, and the
+    /// merge's peak memory above its inputs.
+    Merge {
+        /// Sessions, one file each.
+        #[arg(long, default_value_t = 4000)]
+        sessions: usize,
+        /// Commands per session.
+        #[arg(long, default_value_t = 250)]
+        commands: usize,
+        /// Bytes of output per command.
+        #[arg(long, default_value_t = 400)]
+        output_bytes: usize,
+        /// Runs (medians).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Measures opening a lake of N commits, replaying the chain and from a checkpoint.
     OpenChain {
         /// Chain lengths, comma-separated.
@@ -111,6 +128,9 @@ fn main() -> ExitCode {
         }),
         Command::Run { workload, work, bin_dir, python, runs, single } => {
             run(&RunOptions { workload, work, bin_dir, python, runs, single }).map(|_| ())
+        }
+        Command::Merge { sessions, commands, output_bytes, runs } => {
+            run_merge(&MergeOptions { sessions, commands, output_bytes, runs }).map(|_| ())
         }
         Command::OpenChain { commits, work, runs } => {
             open_chain(&ChainOptions { commits, work, runs }).map(|_| ())

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray as _;
-use arrow_array::{Array as _, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{Array as _, ArrayRef, RecordBatch};
 use arrow_ord::sort::{SortColumn, lexsort_to_indices};
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
@@ -125,13 +125,16 @@ impl CompactError {
     }
 }
 
-/// One file to merge: its name (for errors), its stored bytes, and for a `commands` file its
-/// data key.
+/// One file to merge: its name (for errors), its stored bytes, the sessions its manifest entry
+/// lists, and for a `commands` file its data key.
 pub struct Input {
     /// Lake path.
     pub object: String,
     /// Stored bytes.
     pub bytes: Bytes,
+    /// The sessions it holds rows of, as its committed manifest entry lists them (one for a
+    /// session's own file; sorted for a compacted file, whose rows are sorted by session).
+    pub sessions: Vec<String>,
     /// Data key of the encrypted columns (`commands` files).
     pub key: Option<DataKey>,
 }
@@ -150,6 +153,12 @@ pub struct Merged {
 /// Merges the rows of `inputs` (all of `table`) except those of the sessions `without` names into
 /// one file, sorted by session; a `commands` file's sensitive columns are encrypted under `key`
 /// with `key_metadata` (the wrapped key) in the footer. Returns `None` when no row is left.
+///
+/// A streaming merge, one session at a time in session order: each input is opened when its
+/// first session comes, read as far as that session's rows go, and dropped once read to its
+/// end. Decoded rows in memory are one session's and a batch of each compacted input being
+/// read, whatever the number of inputs (issue 22: compaction in bounded memory). A file holding
+/// rows of a session its entry does not list, or not sorted by session, is an error naming it.
 pub fn merge(
     table: Table,
     inputs: Vec<Input>,
@@ -158,30 +167,14 @@ pub fn merge(
     out_name: &str,
 ) -> Result<Option<Merged>, CompactError> {
     let schema = table.schema();
-    let mut kept = Vec::new();
-    for input in inputs {
-        kept.extend(read_rows(table, &schema, input, without)?);
-    }
-    let rows: usize = kept.iter().map(RecordBatch::num_rows).sum();
-    if rows == 0 {
-        return Ok(None);
-    }
     let fail = |reason: &dyn std::fmt::Display| CompactError::new(out_name, reason);
-    let all = arrow_select::concat::concat_batches(&schema, &kept).map_err(|e| fail(&e))?;
-    drop(kept);
-    let sort: Vec<SortColumn> = table
-        .sort_columns()
-        .iter()
-        .map(|name| {
-            let values =
-                all.column_by_name(name).cloned().ok_or_else(|| fail(&"column missing"))?;
-            Ok(SortColumn { values, options: None })
-        })
-        .collect::<Result<_, CompactError>>()?;
-    let order = lexsort_to_indices(&sort, None).map_err(|e| fail(&e))?;
-    let sorted = arrow_select::take::take_record_batch(&all, &order).map_err(|e| fail(&e))?;
-    drop(all);
-    let sessions = session_ids(&sorted).map_err(|e| fail(&e))?;
+    // The inputs holding each session, in session order.
+    let mut holders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (index, input) in inputs.iter().enumerate() {
+        for session in input.sessions.iter().filter(|id| !without.contains(*id)) {
+            holders.entry(session.clone()).or_default().push(index);
+        }
+    }
     let encryption = match (table, key) {
         (Table::Commands, Some((key, metadata))) => {
             Some(encryption(key, metadata, &ENCRYPTED_COLUMNS).map_err(|e| fail(&e))?)
@@ -207,20 +200,203 @@ pub fn merge(
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties))
         .map_err(|e| fail(&e))?;
-    writer.write(&sorted).map_err(|e| fail(&e))?;
+    let mut cursors: Vec<Option<Cursor>> =
+        inputs.into_iter().map(|input| Some(Cursor::new(input))).collect();
+    let (mut sessions, mut rows) = (Vec::new(), 0);
+    for (session, holding) in &holders {
+        let mut found = Vec::new();
+        for &index in holding {
+            let Some(cursor) = cursors[index].as_mut() else { continue };
+            found.extend(cursor.take_session(table, &schema, session, without)?);
+            if cursor.holds_no_later_session(session) {
+                // Read to its end: what is left must be of sessions that go.
+                if let Some(mut done) = cursors[index].take() {
+                    done.finish(table, &schema, without)?;
+                }
+            }
+        }
+        let sorted = sort_session(table, &schema, &found).map_err(|e| fail(&e))?;
+        if sorted.num_rows() == 0 {
+            continue;
+        }
+        rows += sorted.num_rows();
+        sessions.push(session.clone());
+        writer.write(&sorted).map_err(|e| fail(&e))?;
+    }
+    for mut cursor in cursors.into_iter().flatten() {
+        cursor.finish(table, &schema, without)?;
+    }
+    if rows == 0 {
+        return Ok(None);
+    }
     writer.close().map_err(|e| fail(&e))?;
     Ok(Some(Merged { bytes, sessions, rows }))
 }
 
-/// Reads the rows of one input that `without` does not name, in the table's schema.
-fn read_rows(
+/// Returns one session's rows (`batches`, of the table's schema) sorted by the table's order.
+fn sort_session(
     table: Table,
     schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let all = arrow_select::concat::concat_batches(schema, batches)?;
+    if all.num_rows() < 2 {
+        return Ok(all);
+    }
+    let sort: Vec<SortColumn> = table
+        .sort_columns()
+        .iter()
+        .filter_map(|name| {
+            Some(SortColumn { values: all.column_by_name(name).cloned()?, options: None })
+        })
+        .collect();
+    let order = lexsort_to_indices(&sort, None)?;
+    arrow_select::take::take_record_batch(&all, &order)
+}
+
+/// One input being read, in session order: opened at its first session, its rows taken
+/// session by session.
+struct Cursor {
     input: Input,
-    without: &BTreeSet<String>,
-) -> Result<Vec<RecordBatch>, CompactError> {
-    let object = input.object.as_str();
-    let fail = |reason: &dyn std::fmt::Display| CompactError::new(object, reason);
+    /// Its reader, once opened.
+    reader: Option<parquet::arrow::arrow_reader::ParquetRecordBatchReader>,
+    /// Whether it was opened.
+    opened: bool,
+    /// Rows read and not taken yet (of later sessions).
+    pending: Option<RecordBatch>,
+}
+
+impl Cursor {
+    fn new(input: Input) -> Cursor {
+        Cursor { input, reader: None, opened: false, pending: None }
+    }
+
+    fn fail(&self, reason: &dyn std::fmt::Display) -> CompactError {
+        CompactError::new(&self.input.object, reason)
+    }
+
+    /// Whether no session of its list comes after `session` (it has been read to its end).
+    fn holds_no_later_session(&self, session: &str) -> bool {
+        self.input.sessions.last().is_none_or(|last| last.as_str() <= session)
+    }
+
+    /// Returns the next batch of rows, in the table's schema; `None` at the end.
+    fn next_batch(
+        &mut self,
+        table: Table,
+        schema: &SchemaRef,
+    ) -> Result<Option<RecordBatch>, CompactError> {
+        if let Some(pending) = self.pending.take() {
+            return Ok(Some(pending));
+        }
+        if !self.opened {
+            self.opened = true;
+            let (reader, by_session) = open(table, schema, &self.input)?;
+            if by_session || self.input.sessions.len() < 2 {
+                self.reader = Some(reader);
+            } else {
+                // Rows of several sessions not sorted by session (a file written by something
+                // else than a merge): sorted whole, in memory, as one run.
+                let mut batches = Vec::new();
+                for batch in reader {
+                    let batch = batch.map_err(|e| self.fail(&e))?;
+                    batches.push(in_schema(schema, &batch).map_err(|e| self.fail(&e))?);
+                }
+                let sorted = sort_session(table, schema, &batches).map_err(|e| self.fail(&e))?;
+                return Ok((sorted.num_rows() > 0).then_some(sorted));
+            }
+        }
+        let Some(reader) = self.reader.as_mut() else { return Ok(None) };
+        match reader.next() {
+            None => Ok(None),
+            Some(batch) => {
+                let batch = batch.map_err(|e| self.fail(&e))?;
+                Ok(Some(in_schema(schema, &batch).map_err(|e| self.fail(&e))?))
+            }
+        }
+    }
+
+    /// Takes the rows of `session` (the next session of its list that does not go): the rows
+    /// before them must be of sessions that go.
+    fn take_session(
+        &mut self,
+        table: Table,
+        schema: &SchemaRef,
+        session: &str,
+        without: &BTreeSet<String>,
+    ) -> Result<Vec<RecordBatch>, CompactError> {
+        let mut taken = Vec::new();
+        while let Some(batch) = self.next_batch(table, schema)? {
+            let ids = session_column(&batch).map_err(|e| self.fail(&e))?;
+            // Rows of this session run from `start` to `end`; anything before them must go.
+            let mut start = 0;
+            while start < ids.len() && ids.value(start) != session {
+                let id = ids.value(start);
+                if !without.contains(id) || ids.is_null(start) {
+                    return Err(self.unexpected(id, session));
+                }
+                start += 1;
+            }
+            let mut end = start;
+            while end < ids.len() && ids.value(end) == session {
+                end += 1;
+            }
+            if end > start {
+                taken.push(batch.slice(start, end - start));
+            }
+            if end < ids.len() {
+                self.pending = Some(batch.slice(end, ids.len() - end));
+                break;
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Reads what is left: only rows of sessions that go may be.
+    fn finish(
+        &mut self,
+        table: Table,
+        schema: &SchemaRef,
+        without: &BTreeSet<String>,
+    ) -> Result<(), CompactError> {
+        while let Some(batch) = self.next_batch(table, schema)? {
+            let ids = session_column(&batch).map_err(|e| self.fail(&e))?;
+            for row in 0..ids.len() {
+                if ids.is_null(row) || !without.contains(ids.value(row)) {
+                    return Err(self.unexpected(ids.value(row), "its end"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unexpected(&self, found: &str, before: &str) -> CompactError {
+        self.fail(&format!(
+            "it holds rows of session {} before {}, which its manifest entry does not list in \
+             that order (it lists {} sessions)",
+            sessionlake_schemas::session_id::escaped(found),
+            sessionlake_schemas::session_id::escaped(before),
+            self.input.sessions.len()
+        ))
+    }
+}
+
+/// Returns the `session_id` column of `batch`.
+fn session_column(batch: &RecordBatch) -> Result<&arrow_array::StringArray, &'static str> {
+    batch
+        .column_by_name(columns::SESSION_ID)
+        .and_then(|column| column.as_string_opt::<i32>())
+        .ok_or("column session_id is not text")
+}
+
+/// Opens `input` for reading with its data key (a `commands` file), checking its schema; says
+/// whether its rows are sorted by session (its first sorting column is `session_id`).
+fn open(
+    table: Table,
+    schema: &SchemaRef,
+    input: &Input,
+) -> Result<(parquet::arrow::arrow_reader::ParquetRecordBatchReader, bool), CompactError> {
+    let fail = |reason: &dyn std::fmt::Display| CompactError::new(&input.object, reason);
     let mut options = ArrowReaderOptions::new();
     if table == Table::Commands {
         let Some(key) = &input.key else {
@@ -233,33 +409,50 @@ fn read_rows(
             .map_err(|e| fail(&e))?;
         options = options.with_file_decryption_properties(decryption);
     }
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(input.bytes, options)
-        .map_err(|e| fail(&e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new_with_options(input.bytes.clone(), options)
+            .map_err(|e| fail(&e))?;
     sessionlake_schemas::validate_schema(schema, builder.schema())
         .map_err(|why| fail(&format!("wrong schema: {why}")))?;
-    let reader = builder.build().map_err(|e| fail(&e))?;
+    let session_column = schema.index_of(columns::SESSION_ID).ok();
+    let by_session = builder.metadata().row_groups().iter().all(|group| {
+        let first = group.sorting_columns().and_then(|sorting| sorting.first());
+        first.is_some_and(|column| Some(column.column_idx as usize) == session_column)
+    });
+    Ok((builder.build().map_err(|e| fail(&e))?, by_session))
+}
+
+/// Returns `batch` with the table's columns in the table's order (a file may order them
+/// otherwise; a column added since it was written is null).
+fn in_schema(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, String> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) => Ok(Arc::clone(column)),
+            None if sessionlake_schemas::ADDED_COLUMNS.contains(&field.name().as_str()) => {
+                Ok(arrow_array::new_null_array(field.data_type(), batch.num_rows()))
+            }
+            None => Err(format!("column {} is missing", field.name())),
+        })
+        .collect::<Result<_, _>>()?;
+    RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| e.to_string())
+}
+
+/// Reads the rows of one input that `without` does not name, in the table's schema.
+#[cfg(test)]
+fn read_rows(
+    table: Table,
+    schema: &SchemaRef,
+    input: Input,
+    without: &BTreeSet<String>,
+) -> Result<Vec<RecordBatch>, CompactError> {
+    let fail = |reason: &dyn std::fmt::Display| CompactError::new(&input.object, reason);
     let mut batches = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| fail(&e))?;
-        // The table's columns in the table's order (a file may order them otherwise).
-        let columns: Vec<ArrayRef> = schema
-            .fields()
-            .iter()
-            .map(|field| match batch.column_by_name(field.name()) {
-                Some(column) => Ok(Arc::clone(column)),
-                // A file written before the column was added: null there.
-                None if sessionlake_schemas::ADDED_COLUMNS.contains(&field.name().as_str()) => {
-                    Ok(arrow_array::new_null_array(field.data_type(), batch.num_rows()))
-                }
-                None => Err(fail(&format!("column {} is missing", field.name()))),
-            })
-            .collect::<Result<_, _>>()?;
-        let batch = RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| fail(&e))?;
-        let ids = batch
-            .column_by_name(columns::SESSION_ID)
-            .and_then(|column| column.as_string_opt::<i32>())
-            .ok_or_else(|| fail(&"column session_id is not text"))?;
-        let keep: BooleanArray =
+    for batch in open(table, schema, &input)?.0 {
+        let batch = in_schema(schema, &batch.map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
+        let ids = session_column(&batch).map_err(|e| fail(&e))?;
+        let keep: arrow_array::BooleanArray =
             ids.iter().map(|id| Some(id.is_some_and(|id| !without.contains(id)))).collect();
         let kept =
             arrow_select::filter::filter_record_batch(&batch, &keep).map_err(|e| fail(&e))?;
@@ -268,25 +461,6 @@ fn read_rows(
         }
     }
     Ok(batches)
-}
-
-/// Returns the distinct session ids of `batch` (sorted by session), in order.
-fn session_ids(batch: &RecordBatch) -> Result<Vec<String>, String> {
-    let ids = batch
-        .column_by_name(columns::SESSION_ID)
-        .and_then(|column| column.as_string_opt::<i32>())
-        .ok_or("column session_id is not text")?;
-    let mut sessions: Vec<String> = Vec::new();
-    for row in 0..ids.len() {
-        if ids.is_null(row) {
-            return Err(format!("row {row} has no session_id"));
-        }
-        let id = ids.value(row);
-        if sessions.last().is_none_or(|last| last != id) {
-            sessions.push(id.to_string());
-        }
-    }
-    Ok(sessions)
 }
 
 /// Returns the encryption context of a data key: the lake, the subject (a session, a trail
@@ -338,7 +512,12 @@ impl LakeFiles<'_> {
                 }
                 (Table::Commands, None) => return Err(fail(&"its manifest entry has no key")),
             };
-            read.push(Input { object: entry.path.clone(), bytes, key });
+            read.push(Input {
+                object: entry.path.clone(),
+                bytes,
+                sessions: entry.sessions.clone(),
+                key,
+            });
         }
         // A `commands` file's data key is wrapped under a key of its own (a file key), whose
         // record the provider wraps: deleting the record with the file shreds every copy, and
@@ -490,16 +669,21 @@ mod tests {
     fn commands_file(records: &[CommandRecord], key: &DataKey, name: &str) -> Input {
         let bytes =
             crate::parquet_io::write_commands(records, key, b"meta".to_vec()).expect("write");
-        Input { object: name.into(), bytes: Bytes::from(bytes), key: Some(key.clone()) }
+        let mut sessions: Vec<String> =
+            records.iter().map(|record| record.session_id.to_string()).collect();
+        sessions.sort();
+        sessions.dedup();
+        Input { object: name.into(), bytes: Bytes::from(bytes), sessions, key: Some(key.clone()) }
+    }
+
+    /// Three data keys.
+    fn keys() -> [DataKey; 3] {
+        [1u8, 2, 3].map(|byte| DataKey::from_slice(&[byte; 32]).expect("32 bytes"))
     }
 
     #[test]
     fn test_merge_sorts_by_session_drops_the_asked_and_encrypts_under_the_new_key() {
-        let (a, b, fresh) = (
-            DataKey::from_slice(&[1u8; 32]).expect("32"),
-            DataKey::from_slice(&[2u8; 32]).expect("32"),
-            DataKey::from_slice(&[3u8; 32]).expect("32"),
-        );
+        let [a, b, fresh] = keys();
         let inputs = vec![
             commands_file(&[record("s-b", 1, "rm -rf /b"), record("s-b", 0, "ls")], &a, "b"),
             commands_file(&[record("s-a", 0, "cat /etc/shadow")], &b, "a"),
@@ -514,8 +698,12 @@ mod tests {
         for text in [&b"rm -rf"[..], b"/etc/shadow", b"whoami"] {
             assert!(memchr::memmem::find(&merged.bytes, text).is_none(), "{text:?} in plaintext");
         }
-        let back =
-            Input { object: "out".into(), bytes: Bytes::from(merged.bytes), key: Some(fresh) };
+        let back = Input {
+            object: "out".into(),
+            bytes: Bytes::from(merged.bytes),
+            sessions: merged.sessions.clone(),
+            key: Some(fresh),
+        };
         let batches =
             read_rows(Table::Commands, &commands_schema(), back, &BTreeSet::new()).expect("read");
         let commands: Vec<String> = batches
@@ -538,6 +726,91 @@ mod tests {
         }];
         let error = merge(Table::Commands, wrong, &BTreeSet::new(), Some((&a, Vec::new())), "o");
         assert!(error.is_err_and(|e| e.to_string().contains("x.parquet")));
+    }
+
+    /// The (session, command) of every row of a merged `commands` file, in file order.
+    fn rows_of(merged: Merged, key: &DataKey) -> Vec<(String, String)> {
+        let back = Input {
+            object: "out".into(),
+            bytes: Bytes::from(merged.bytes),
+            sessions: merged.sessions.clone(),
+            key: Some(key.clone()),
+        };
+        let batches =
+            read_rows(Table::Commands, &commands_schema(), back, &BTreeSet::new()).expect("read");
+        let mut rows = Vec::new();
+        for batch in &batches {
+            let ids = batch.column_by_name(columns::SESSION_ID).expect("id").as_string::<i32>();
+            let commands = batch.column_by_name(columns::COMMAND).expect("cmd").as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                rows.push((ids.value(row).to_string(), commands.value(row).to_string()));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn test_merge_streams_a_compacted_file_with_session_files_in_session_order() {
+        let [a, b, fresh] = keys();
+        // A compacted file of s-b, s-d and s-f (thousands of rows, several batches), and
+        // session files of s-a, s-c, s-e and s-g whose rows are out of order.
+        let many = |session: &str| -> Vec<CommandRecord> {
+            (0..1500).map(|seq| record(session, seq, &format!("{session} {seq}"))).collect()
+        };
+        let compacted: Vec<CommandRecord> =
+            ["s-b", "s-d", "s-f"].iter().flat_map(|session| many(session)).collect();
+        let first = merge(
+            Table::Commands,
+            vec![commands_file(&compacted, &a, "c")],
+            &BTreeSet::new(),
+            Some((&a, Vec::new())),
+            "c",
+        )
+        .expect("merge")
+        .expect("rows");
+        let compacted_input = Input {
+            object: "compact".into(),
+            bytes: Bytes::from(first.bytes),
+            sessions: first.sessions,
+            key: Some(a.clone()),
+        };
+        let mut inputs = vec![compacted_input];
+        for session in ["s-g", "s-a", "s-e", "s-c"] {
+            let records = [
+                record(session, 1, &format!("{session} 1")),
+                record(session, 0, &format!("{session} 0")),
+            ];
+            inputs.push(commands_file(&records, &b, session));
+        }
+        let without = BTreeSet::from(["s-d".to_string(), "s-e".to_string()]);
+        let merged = merge(Table::Commands, inputs, &without, Some((&fresh, Vec::new())), "out")
+            .expect("merge")
+            .expect("rows");
+        assert_eq!(merged.sessions, ["s-a", "s-b", "s-c", "s-f", "s-g"]);
+        assert_eq!(merged.rows, 2 + 1500 + 2 + 1500 + 2);
+        let rows = rows_of(merged, &fresh);
+        let mut expected = Vec::new();
+        for session in ["s-a", "s-b", "s-c", "s-f", "s-g"] {
+            let count = if ["s-b", "s-f"].contains(&session) { 1500 } else { 2 };
+            expected
+                .extend((0..count).map(|seq| (session.to_string(), format!("{session} {seq}"))));
+        }
+        assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn test_a_file_with_rows_of_a_session_its_entry_does_not_list_is_refused() {
+        let key = DataKey::from_slice(&[1u8; 32]).expect("32");
+        let records = [record("s-a", 0, "ls"), record("s-z", 0, "whoami")];
+        let unlisted = Input {
+            sessions: vec!["s-a".into()],
+            ..commands_file(&records, &key, "commands/dt=2026-03-14/compact-x.parquet")
+        };
+        let error =
+            merge(Table::Commands, vec![unlisted], &BTreeSet::new(), Some((&key, Vec::new())), "o")
+                .expect_err("refused");
+        let error = error.to_string();
+        assert!(error.contains("compact-x.parquet") && error.contains("s-z"), "{error}");
     }
 
     #[test]
