@@ -123,8 +123,12 @@ async fn build(dir: &Path, commits: u64) -> anyhow::Result<LocalKeyring> {
         }
         live.insert(added.path.clone(), added);
         if sequence == checkpoint_at {
-            let link =
-                ChainLink { path, sha256: sha256.clone(), size: bytes.len() as u64, manifest };
+            let link = ChainLink {
+                path,
+                sha256: sha256.clone(),
+                size: bytes.len() as u64,
+                manifest: manifest.into(),
+            };
             sessionlake_storage::checkpoint::write(&store, &signer, &link, &live).await?;
         }
         previous = Some(sha256);

@@ -1189,7 +1189,8 @@ mod tests {
         let mut cursors = Cursors::default();
         writer.commit(vec![version("s-1", "a")], &mut cursors).await.expect("commit");
         let mut link = manifest::read_chain(&store).await.expect("chain").remove(0);
-        link.manifest.body.sequence = checkpoint::CHECKPOINT_INTERVAL;
+        std::sync::Arc::make_mut(&mut link.manifest).body.sequence =
+            checkpoint::CHECKPOINT_INTERVAL;
         let path = paths::checkpoint_object(checkpoint::CHECKPOINT_INTERVAL);
         writer.chain_intact = false;
         writer.checkpoint_if_due(&link).await;

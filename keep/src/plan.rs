@@ -606,7 +606,12 @@ mod tests {
             value: String::new(),
         };
         let manifest = Manifest { body, signature };
-        ChainLink { path: "manifest/0.json".to_string(), sha256: String::new(), size: 0, manifest }
+        ChainLink {
+            path: "manifest/0.json".to_string(),
+            sha256: String::new(),
+            size: 0,
+            manifest: manifest.into(),
+        }
     }
 
     /// (case, commit time, object added, its live entry, the line expected: age and kept days).

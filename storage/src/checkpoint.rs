@@ -541,7 +541,7 @@ mod tests {
         // A checkpoint whose manifest was replaced: readers go on from the manifest the
         // checkpoint carries (the lake's copy is not read); the chain names the rewrite.
         store.delete(&forged_path).await.expect("delete");
-        let mut replaced = head.manifest.clone();
+        let mut replaced = (*head.manifest).clone();
         replaced.body.reason = Some("rewritten".into());
         store
             .put(

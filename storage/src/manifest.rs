@@ -44,8 +44,8 @@ pub struct ChainLink {
     pub sha256: String,
     /// Size of the file.
     pub size: u64,
-    /// The parsed manifest.
-    pub manifest: Manifest,
+    /// The parsed manifest (shared: the chain's judge and its snapshot hold one copy).
+    pub manifest: std::sync::Arc<Manifest>,
 }
 
 impl ChainLink {
@@ -196,7 +196,7 @@ pub struct ManifestFile {
     /// Size of the file.
     pub size: u64,
     /// The parsed manifest, or why it could not be parsed.
-    pub manifest: Result<Manifest, String>,
+    pub manifest: Result<std::sync::Arc<Manifest>, String>,
 }
 
 impl ManifestFile {
@@ -218,7 +218,8 @@ async fn read_manifest_file(
     path: String,
 ) -> LakeResult<ManifestFile> {
     let bytes = store.get(&path).await?;
-    let manifest = parse_manifest(&path, &bytes).map_err(|error| error.to_string());
+    let manifest =
+        parse_manifest(&path, &bytes).map(std::sync::Arc::new).map_err(|error| error.to_string());
     Ok(ManifestFile {
         sha256: sha256_hex(&bytes),
         size: bytes.len() as u64,
@@ -537,7 +538,7 @@ async fn sign_and_create(
             }
         },
     };
-    let link = ChainLink { path, sha256: stored.0, size: stored.1, manifest };
+    let link = ChainLink { path, sha256: stored.0, size: stored.1, manifest: manifest.into() };
     tracing::info!(
         sequence,
         sha256 = %link.sha256,
@@ -908,7 +909,7 @@ mod tests {
         let keys = merge_key_records([(public_key_path(signer.key_id()), record.clone())]);
         assert_eq!(verify_signature(&chain[1], &keys), Ok(()));
         let mut forged = chain[1].clone();
-        forged.manifest.body.reason = Some("edited".into());
+        std::sync::Arc::make_mut(&mut forged.manifest).body.reason = Some("edited".into());
         assert!(matches!(verify_signature(&forged, &keys), Err(SignatureProblem::Bad(_))));
 
         // A record that retires the key before the commit narrows its validity; a planted

@@ -39,6 +39,20 @@ pub struct ChainTrust {
     pub first: u64,
 }
 
+/// What a snapshot keeps of the manifest files it was judged from.
+struct Stored {
+    /// The sequence of the newest manifest file, trusted or not.
+    file_head: Option<u64>,
+    /// How many manifest files were read.
+    manifests: usize,
+}
+
+impl Stored {
+    fn of(files: &[ManifestFile]) -> Stored {
+        Stored { file_head: files.last().map(|file| file.name_sequence), manifests: files.len() }
+    }
+}
+
 impl ChainTrust {
     /// Judges the manifest `files` of `store` (as [`manifest::read_manifest_files`] reads them)
     /// against `pinned` (none: the lake's own key records). `now`, when given, is checked
@@ -107,6 +121,21 @@ impl ChainTrust {
         }
         let trusted = trusted_of(&analysis, &bad_signatures);
         Ok(ChainTrust { analysis, bad_signatures, trusted, findings, first })
+    }
+
+    /// Takes the trusted manifests out, in chain order, with the findings (no copy: a long
+    /// chain is held once).
+    pub fn into_trusted_links(mut self) -> (Vec<ChainLink>, Vec<Scoped>) {
+        let mut parsed: Vec<Option<ChainLink>> =
+            std::mem::take(&mut self.analysis.parsed).into_iter().map(Some).collect();
+        let trusted = self
+            .analysis
+            .accepted
+            .iter()
+            .filter(|index| self.trusted.contains(index))
+            .filter_map(|&index| parsed.get_mut(index).and_then(Option::take))
+            .collect();
+        (trusted, self.findings)
     }
 
     /// Returns the trusted manifests in chain order.
@@ -219,7 +248,10 @@ impl Snapshot {
             )
         })?;
         let trust = ChainTrust::judge(store, &files, pinned, None).await?;
-        Ok(Snapshot::assemble(&files, trust, BTreeMap::new(), None, !pinned.is_empty()))
+        let stored = Stored::of(&files);
+        // The files' parsed manifests are a copy of the chain's: gone before it is assembled.
+        drop(files);
+        Ok(Snapshot::assemble(stored, trust, BTreeMap::new(), None, !pinned.is_empty()))
     }
 
     /// Opens the lake from its newest checkpoint that a pinned signer made and that matches the
@@ -253,7 +285,9 @@ impl Snapshot {
                     Some(&start.live),
                 )
                 .await?;
-                Snapshot::assemble(&start.files, trust, start.live, Some(start.sequence), true)
+                let stored = Stored::of(&start.files);
+                drop(start.files);
+                Snapshot::assemble(stored, trust, start.live, Some(start.sequence), true)
             }
             None => Snapshot::open(store, pinned).await?,
         };
@@ -265,20 +299,19 @@ impl Snapshot {
     /// `checkpoint` (the empty set before the chain when `None`) with the trusted manifests
     /// after it applied.
     fn assemble(
-        files: &[ManifestFile],
+        stored: Stored,
         trust: ChainTrust,
         mut live: BTreeMap<String, ObjectEntry>,
         checkpoint: Option<u64>,
         signer_pinned: bool,
     ) -> Snapshot {
-        let trusted = trust.trusted_links();
+        let (trusted, findings) = trust.into_trusted_links();
         let after = trusted
             .iter()
             .filter(|link| checkpoint.is_none_or(|seq| link.manifest.body.sequence > seq));
         manifest::apply_links(&mut live, after);
         // A gap in commits does not make the commits around it less trustworthy.
-        let mut problems: Vec<Finding> = trust
-            .findings
+        let mut problems: Vec<Finding> = findings
             .into_iter()
             .map(|scoped| scoped.finding)
             .filter(|finding| finding.kind != "gap")
@@ -289,8 +322,8 @@ impl Snapshot {
             trusted,
             live,
             problems,
-            file_head: files.last().map(|file| file.name_sequence),
-            manifests: files.len(),
+            file_head: stored.file_head,
+            manifests: stored.manifests,
             signer_pinned,
             checkpoint,
         }
@@ -551,7 +584,7 @@ pub async fn latest_checkpoint(
                     name_sequence: sequence,
                     sha256: named.clone(),
                     size: head.size,
-                    manifest: Ok(head.manifest),
+                    manifest: Ok(head.manifest.into()),
                 };
                 files.insert(0, carried);
                 files
@@ -1190,7 +1223,7 @@ mod tests {
                 name_sequence: sequence,
                 sha256: format!("sha-{sequence}"),
                 size: 1,
-                manifest: Ok(Manifest { body, signature }),
+                manifest: Ok(Manifest { body, signature }.into()),
             });
         }
         files
@@ -1212,7 +1245,7 @@ mod tests {
     fn test_a_replay_of_a_manifest_before_the_checkpoint_is_named() {
         let mut files = chain(10, None);
         let mut copy = files[2].manifest.as_ref().expect("parsed").clone();
-        copy.body.reason = None;
+        std::sync::Arc::make_mut(&mut copy).body.reason = None;
         files.push(ManifestFile {
             path: paths::manifest_object(10),
             name_sequence: 10,
@@ -1281,14 +1314,15 @@ mod tests {
 
         let mut broken = intact.clone();
         if let Ok(manifest) = &mut broken[3].manifest {
-            manifest.body.previous_sha256 = Some("sha-other".into());
+            std::sync::Arc::make_mut(manifest).body.previous_sha256 = Some("sha-other".into());
         }
         assert_eq!(kinds(&broken, None), vec![pair("broken-link", 3)], "broken");
 
         // A commit time that goes backwards along the chain.
         let mut backdated = intact.clone();
         if let Ok(manifest) = &mut backdated[3].manifest {
-            manifest.body.committed_at = "2020-01-01T00:00:00+00:00".into();
+            std::sync::Arc::make_mut(manifest).body.committed_at =
+                "2020-01-01T00:00:00+00:00".into();
         }
         assert_eq!(kinds(&backdated, None), vec![pair("backdated-manifest", 3)], "backdated");
 
@@ -1317,7 +1351,8 @@ mod tests {
         // A newest clean stop that promised its restart says so when the promise ran out.
         let mut stopped = chain(3, Some(300));
         if let Ok(manifest) = &mut stopped[2].manifest {
-            manifest.body.reason = Some(manifest::STOP_REASON.to_string());
+            std::sync::Arc::make_mut(manifest).body.reason =
+                Some(manifest::STOP_REASON.to_string());
         }
         let found = analyse_chain(&stopped, Some(START + 20 * MINUTE)).findings;
         assert_eq!(found.len(), 1, "{found:?}");
