@@ -88,7 +88,7 @@ class SessionlakeKmsClient(pe.KmsClient):
                 raise SessionlakeKeyError(f"KMS key {key_id} does not unwrap the data key: {error}")
             return answer["Plaintext"]
         if provider == "session":
-            session_key = self._session_key(key_id)
+            session_key = self._session_key(key_id, context.get("sessionlake:subject"))
             nonce, sealed = ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:]
             try:
                 return AESGCM(session_key).decrypt(nonce, sealed, _context_aad(context))
@@ -97,10 +97,10 @@ class SessionlakeKmsClient(pe.KmsClient):
         raise SessionlakeKeyError(
             f"key {key_id} is wrapped by the {provider!r} provider: only sessionlake opens it")
 
-    def _session_key(self, path):
+    def _session_key(self, path, subject):
         with self._lock:
-            if path in self._session_keys:
-                return self._session_keys[path]
+            if (path, subject) in self._session_keys:
+                return self._session_keys[(path, subject)]
         key = f"{self._prefix}/{path}" if self._prefix else path
         try:
             body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
@@ -114,9 +114,20 @@ class SessionlakeKmsClient(pe.KmsClient):
                 f"session key record s3://{self._bucket}/{key} does not exist: the session was "
                 "shredded (or the lake is not the one that wrote this file)")
         record = json.loads(body)
+        # The checks sessionlake makes (storage/src/session_keys.rs, read_record): a record is
+        # bound to its own path, and holds the key of the data key's subject; a copy planted
+        # under another name opens nothing.
+        bound = record["key"].get("context") or {}
+        if bound.get("sessionlake:record", path) != path:
+            raise SessionlakeKeyError(
+                f"s3://{self._bucket}/{key} holds the key of {bound['sessionlake:record']}, copied here")
+        if bound.get("sessionlake:subject") != subject:
+            raise SessionlakeKeyError(
+                f"s3://{self._bucket}/{key} holds the key of {bound.get('sessionlake:subject')!r}, "
+                f"not of {subject!r}")
         session_key = self._unwrap(record["key"])
         with self._lock:
-            self._session_keys[path] = session_key
+            self._session_keys[(path, subject)] = session_key
         return session_key
 
 

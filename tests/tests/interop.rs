@@ -269,4 +269,27 @@ async fn test_pyarrow_follows_a_rekey_of_compacted_files_and_a_shred_closes_thei
     assert!(!others.is_empty());
     assert_eq!(found, others);
     assert_eq!(lake.search(pattern), others);
+
+    // A record copied over another file's (by whoever can write to the bucket) opens nothing:
+    // the client checks the record is bound to its own path, as sessionlake does.
+    let live = lake.files(None);
+    let target = live.iter().find(|file| file.contains("/compact-")).expect("a compacted file");
+    let (_, file_key) = target["s3://".len()..].split_once('/').expect("bucket/key");
+    let (prefix, table_path) = file_key.split_once('/').expect("prefix/path");
+    let record = format!("{prefix}/keys/files/{}", table_path.replace(".parquet", ".key.json"));
+    let listed =
+        lake.s3.list_objects_v2().bucket(&lake.bucket).prefix(format!("{prefix}/keys/sessions/"));
+    let listed = listed.send().await.expect("list");
+    let other = listed.contents().first().and_then(|object| object.key()).expect("a record");
+    lake.s3
+        .copy_object()
+        .bucket(&lake.bucket)
+        .copy_source(format!("{}/{other}", lake.bucket))
+        .key(&record)
+        .send()
+        .await
+        .expect("plant");
+    let (_, failures) = pyarrow_search(&lake.url, pattern, std::slice::from_ref(target));
+    let refused = failures[target.as_str()].as_str().unwrap_or_default();
+    assert!(refused.contains("copied here"), "{failures}");
 }
