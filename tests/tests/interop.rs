@@ -153,15 +153,15 @@ impl S3Lake {
     async fn backup(&self, url: &str) -> String {
         let (_, key) = url["s3://".len()..].split_once('/').expect("bucket/key");
         let copy_key = format!("backup/{}", key.rsplit('/').next().expect("name"));
-        self.s3
-            .copy_object()
-            .bucket(&self.bucket)
-            .copy_source(format!("{}/{key}", self.bucket))
-            .key(&copy_key)
-            .send()
-            .await
-            .expect("copy");
+        self.copy(key, &copy_key).await;
         format!("s3://{}/{copy_key}", self.bucket)
+    }
+
+    /// Copies the object at `from` to `to`, in the bucket.
+    async fn copy(&self, from: &str, to: &str) {
+        let source = format!("{}/{from}", self.bucket);
+        let copy = self.s3.copy_object().bucket(&self.bucket).copy_source(source).key(to);
+        copy.send().await.expect("copy");
     }
 }
 
@@ -281,14 +281,7 @@ async fn test_pyarrow_follows_a_rekey_of_compacted_files_and_a_shred_closes_thei
         lake.s3.list_objects_v2().bucket(&lake.bucket).prefix(format!("{prefix}/keys/sessions/"));
     let listed = listed.send().await.expect("list");
     let other = listed.contents().first().and_then(|object| object.key()).expect("a record");
-    lake.s3
-        .copy_object()
-        .bucket(&lake.bucket)
-        .copy_source(format!("{}/{other}", lake.bucket))
-        .key(&record)
-        .send()
-        .await
-        .expect("plant");
+    lake.copy(other, &record).await;
     let (_, failures) = pyarrow_search(&lake.url, pattern, std::slice::from_ref(target));
     let refused = failures[target.as_str()].as_str().unwrap_or_default();
     assert!(refused.contains("copied here"), "{failures}");
