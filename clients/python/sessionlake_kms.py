@@ -125,6 +125,8 @@ class SessionlakeKmsClient(pe.KmsClient):
             raise SessionlakeKeyError(
                 f"s3://{self._bucket}/{key} holds the key of {bound.get('sessionlake:subject')!r}, "
                 f"not of {subject!r}")
+        if record["key"].get("provider") == "session":
+            raise SessionlakeKeyError(f"s3://{self._bucket}/{key} is wrapped by another record")
         session_key = self._unwrap(record["key"])
         with self._lock:
             self._session_keys[(path, subject)] = session_key

@@ -709,18 +709,15 @@ impl LakeWriter {
         self.sync_delta(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
-        // Their key records (removed with them) go too.
-        let compacted = |entry: &&ObjectEntry| paths::is_compacted(&entry.path);
-        let keys: BTreeSet<&str> = plan
-            .removed
-            .iter()
-            .filter(compacted)
-            .filter_map(|entry| Some(entry.key.as_ref()?.key_id.as_str()))
-            .collect();
+        // So do the key records of every file it removed (compacted files rewritten, `access`
+        // files read again): an `access` file replaced stays stored as history, but a shred
+        // or expiry of a session no longer reaches it, so its key goes now.
         let rewritten: Vec<ObjectEntry> = plan
             .removed
             .iter()
-            .filter(|entry| compacted(entry) || keys.contains(entry.path.as_str()))
+            .filter(|entry| {
+                paths::is_compacted(&entry.path) || paths::is_file_key_record(&entry.path)
+            })
             .cloned()
             .collect();
         if let Err(error) = transaction::delete_removed(&self.store, rewritten, &|| {}).await {

@@ -180,6 +180,21 @@ pub fn file_key_object(file_path: &str) -> Option<String> {
     Some(format!("{FILE_KEYS_DIR}/{stem}{SESSION_KEY_EXTENSION}"))
 }
 
+/// Returns the path of the table file whose key the file key record at `path` holds, or `None`
+/// when `path` is not a file key record's.
+pub fn file_of_key_record(path: &str) -> Option<String> {
+    let stem = path.strip_prefix(FILE_KEYS_DIR)?.strip_prefix('/')?;
+    Some(format!("{}.parquet", stem.strip_suffix(SESSION_KEY_EXTENSION)?))
+}
+
+/// Returns the version in an `access` file's name, or `None` when `path` is not one.
+pub fn access_version(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(ACCESS_DIR)?.strip_prefix('/')?;
+    let name = rest.rsplit('/').next()?;
+    let (_, version) = name.strip_suffix(".parquet")?.rsplit_once('.')?;
+    Some(version)
+}
+
 /// Returns whether `path` is a file key record's ([`file_key_object`]).
 pub fn is_file_key_record(path: &str) -> bool {
     path.strip_prefix(FILE_KEYS_DIR).is_some_and(|rest| rest.starts_with('/'))
@@ -339,6 +354,10 @@ mod tests {
             assert_eq!(session_version(path), None, "{path}");
             assert!(!is_compacted(path), "{path}");
         }
+        assert_eq!(file_of_key_record(&record).as_deref(), Some(compacted.as_str()));
+        assert_eq!(file_of_key_record("keys/sessions/a.s3.v1.key.json"), None);
+        assert_eq!(access_version("access/dt=2026-03-14/0a1b2c.v7.parquet"), Some("v7"));
+        assert_eq!(access_version("commands/dt=2026-03-14/a.s3.v1.parquet"), None);
         assert!(!is_file_key_record("keys/filesx/a.key.json"));
         assert!(!is_file_key_record(&session_key_object("a.s3.v1")));
         assert_eq!(file_key_object("raw/dt=2026-03-14/a.s3.v1.zst.sle"), None);

@@ -194,11 +194,12 @@ impl Deleted {
     }
 }
 
-/// Deletes `paths`, session key records first, each delete retried; failures are logged and
-/// counted.
+/// Deletes `paths`, key records (of sessions and of files) first, each delete retried;
+/// failures are logged and counted.
 async fn delete_paths(store: &LakeStore, paths: Vec<String>, done: &(dyn Fn() + Sync)) -> Deleted {
-    let (keys, rest): (Vec<String>, Vec<String>) =
-        paths.into_iter().partition(|path| paths::is_session_key_record(path));
+    let (keys, rest): (Vec<String>, Vec<String>) = paths
+        .into_iter()
+        .partition(|path| paths::is_session_key_record(path) || paths::is_file_key_record(path));
     let mut outcome = Deleted::default();
     for batch in [keys, rest] {
         let results = futures::stream::iter(batch.iter().map(|path| async move {
@@ -416,10 +417,15 @@ pub fn version_time(version: &str) -> Option<i64> {
     i64::from_str_radix(digits, 16).ok()
 }
 
-/// Returns when the object at `path` was made, from the version in its name, if it has one.
+/// Returns when the object at `path` was made, from the version in its name, if it has one
+/// (a file key record: its file's).
 fn made_at(path: &str) -> Option<i64> {
+    if let Some(file) = paths::file_of_key_record(path) {
+        return made_at(&file);
+    }
     let version = paths::compacted_version(path)
-        .or_else(|| paths::session_version(path).map(|(_, _, version)| version))?;
+        .or_else(|| paths::session_version(path).map(|(_, _, version)| version))
+        .or_else(|| paths::access_version(path))?;
     version_time(version)
 }
 
@@ -602,14 +608,19 @@ mod tests {
         let young = format!("commands/dt=2026-03-14/compact-{}.parquet", new_version());
         let old = "commands/dt=2026-03-14/compact-1000aaaaaaaa.parquet";
         let other = "commands/dt=2026-03-14/t.local.1.parquet";
-        for path in [young.as_str(), old, other] {
+        // And the key records of a young and an old file: a record is as old as its file.
+        let young_key = paths::file_key_object(&young).expect("a file key");
+        let old_key = paths::file_key_object(old).expect("a file key");
+        let young_access = format!("access/dt=2026-03-14/0a1b.{}.parquet", new_version());
+        let young_access_key = paths::file_key_object(&young_access).expect("a file key");
+        for path in [young.as_str(), old, other, &young_key, &old_key, &young_access_key] {
             lake.store.put_new(path, Bytes::from_static(b"x")).await.expect("put");
         }
         let leftovers = Leftovers {
-            folders: &[paths::COMMANDS_DIR],
+            folders: &[paths::COMMANDS_DIR, paths::FILE_KEYS_DIR],
             uncommitted: Some(Uncommitted {
                 older_than: Some(Duration::from_secs(900)),
-                only: paths::is_compacted,
+                only: |path| paths::is_compacted(path) || paths::is_file_key_record(path),
             }),
             removed_by: &[CommitAction::Retention],
         };
@@ -623,11 +634,16 @@ mod tests {
         assert!(gap.is_err());
 
         let swept = sweep(&lake.store, &chain, &live, Some(2), &leftovers).await.expect("sweep");
-        assert_eq!(swept.deleted, 2, "{swept:?}");
+        assert_eq!(swept.deleted, 3, "{swept:?}");
         assert!(swept.failed.is_empty());
         let mut left = stored(&lake.store, "commands").await;
         left.sort();
         assert_eq!(left, [young, other.to_string()], "the young file and the per-session one stay");
+        let mut keys = stored(&lake.store, paths::FILE_KEYS_DIR).await;
+        keys.sort();
+        let mut young_keys = [young_access_key, young_key];
+        young_keys.sort();
+        assert_eq!(keys, young_keys, "the young files' keys stay");
         // The version a commit replaced is not a leftover of an ingest (its removals are kept).
         assert_eq!(stored(&lake.store, "raw").await.len(), 2);
     }

@@ -316,8 +316,10 @@ impl Cursor {
         }
     }
 
-    /// Takes the rows of `session` (the next session of its list that does not go): the rows
-    /// before them must be of sessions that go.
+    /// Takes the rows of `session` (the next session of its list that does not go): rows of
+    /// sessions that go are skipped, a row of a later session ends it (kept for its turn, in
+    /// this batch or the next), and a row of an earlier session that stays is an error (the
+    /// file holds a session its entry does not list, or is not sorted by session).
     fn take_session(
         &mut self,
         table: Table,
@@ -328,25 +330,26 @@ impl Cursor {
         let mut taken = Vec::new();
         while let Some(batch) = self.next_batch(table, schema)? {
             let ids = session_column(&batch).map_err(|e| self.fail(&e))?;
-            // Rows of this session run from `start` to `end`; anything before them must go.
-            let mut start = 0;
-            while start < ids.len() && ids.value(start) != session {
-                let id = ids.value(start);
-                if !without.contains(id) || ids.is_null(start) {
+            let mut row = 0;
+            while row < ids.len() {
+                if ids.is_null(row) {
+                    return Err(self.fail(&format!("row {row} of a batch has no session_id")));
+                }
+                let id = ids.value(row);
+                if id == session {
+                    let start = row;
+                    while row < ids.len() && !ids.is_null(row) && ids.value(row) == session {
+                        row += 1;
+                    }
+                    taken.push(batch.slice(start, row - start));
+                } else if without.contains(id) {
+                    row += 1;
+                } else if id > session {
+                    self.pending = Some(batch.slice(row, ids.len() - row));
+                    return Ok(taken);
+                } else {
                     return Err(self.unexpected(id, session));
                 }
-                start += 1;
-            }
-            let mut end = start;
-            while end < ids.len() && ids.value(end) == session {
-                end += 1;
-            }
-            if end > start {
-                taken.push(batch.slice(start, end - start));
-            }
-            if end < ids.len() {
-                self.pending = Some(batch.slice(end, ids.len() - end));
-                break;
             }
         }
         Ok(taken)
@@ -605,15 +608,25 @@ pub async fn file_key(
     record_context.remove(CONTEXT_ROLE);
     let (file_key, record) =
         SessionKey::create_for_file(store, provider, record_context, path).await?;
-    let key = DataKey::random()?;
-    let wrapped = file_key.wrap(&key, context)?;
-    let metadata = serde_json::to_vec(&wrapped).map_err(|e| {
-        sessionlake_storage::LakeError::new(
-            sessionlake_storage::LakeErrorKind::Format,
-            format!("key metadata not encoded: {e}"),
-        )
-    })?;
-    Ok(FileKey { key, wrapped, metadata, record })
+    let keyed = (|| {
+        let key = DataKey::random()?;
+        let wrapped = file_key.wrap(&key, context)?;
+        let metadata = serde_json::to_vec(&wrapped).map_err(|e| {
+            sessionlake_storage::LakeError::new(
+                sessionlake_storage::LakeErrorKind::Format,
+                format!("key metadata not encoded: {e}"),
+            )
+        })?;
+        Ok((key, wrapped, metadata))
+    })();
+    match keyed {
+        Ok((key, wrapped, metadata)) => Ok(FileKey { key, wrapped, metadata, record }),
+        Err(error) => {
+            // The record stored for a file that will not be written goes again.
+            transaction::discard(store, vec![record.path]).await;
+            Err(error)
+        }
+    }
 }
 
 /// A compacted file written by [`LakeFiles::write_compacted`], not committed yet.
@@ -796,6 +809,41 @@ mod tests {
                 .extend((0..count).map(|seq| (session.to_string(), format!("{session} {seq}"))));
         }
         assert_eq!(rows, expected);
+    }
+
+    #[test]
+    fn test_sessions_ending_on_a_batch_edge_merge() {
+        // The reader's batches are 1,024 rows: a session of exactly 1,024 rows ends on the edge,
+        // and the next session starts the next batch.
+        let [a, _, fresh] = keys();
+        let edge: Vec<CommandRecord> = ["s-a", "s-b", "s-c"]
+            .iter()
+            .flat_map(|session| (0..1024).map(|seq| record(session, seq, &format!("{seq}"))))
+            .collect();
+        let compacted = merge(
+            Table::Commands,
+            vec![commands_file(&edge, &a, "edge")],
+            &BTreeSet::new(),
+            Some((&a, Vec::new())),
+            "edge",
+        )
+        .expect("merge")
+        .expect("rows");
+        let input = Input {
+            object: "compact".into(),
+            bytes: Bytes::from(compacted.bytes),
+            sessions: compacted.sessions,
+            key: Some(a.clone()),
+        };
+        let without = BTreeSet::from(["s-b".to_string()]);
+        let merged = merge(Table::Commands, vec![input], &without, Some((&fresh, Vec::new())), "o")
+            .expect("merge")
+            .expect("rows");
+        assert_eq!(merged.sessions, ["s-a", "s-c"]);
+        assert_eq!(merged.rows, 2048);
+        let rows = rows_of(merged, &fresh);
+        assert!(rows[..1024].iter().all(|(id, _)| id == "s-a"));
+        assert!(rows[1024..].iter().all(|(id, _)| id == "s-c"));
     }
 
     #[test]
