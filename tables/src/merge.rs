@@ -689,6 +689,21 @@ mod tests {
         Input { object: name.into(), bytes: Bytes::from(bytes), sessions, key: Some(key.clone()) }
     }
 
+    /// Returns `records` merged into one compacted file under `key`, as an input.
+    fn compacted_file(records: &[CommandRecord], key: &DataKey) -> Input {
+        let input = commands_file(records, key, "c");
+        let merged =
+            merge(Table::Commands, vec![input], &BTreeSet::new(), Some((key, vec![])), "c")
+                .expect("merge")
+                .expect("rows");
+        Input {
+            object: "compact".into(),
+            bytes: Bytes::from(merged.bytes),
+            sessions: merged.sessions,
+            key: Some(key.clone()),
+        }
+    }
+
     /// Three data keys.
     fn keys() -> [DataKey; 3] {
         [1u8, 2, 3].map(|byte| DataKey::from_slice(&[byte; 32]).expect("32 bytes"))
@@ -772,22 +787,7 @@ mod tests {
         };
         let compacted: Vec<CommandRecord> =
             ["s-b", "s-d", "s-f"].iter().flat_map(|session| many(session)).collect();
-        let first = merge(
-            Table::Commands,
-            vec![commands_file(&compacted, &a, "c")],
-            &BTreeSet::new(),
-            Some((&a, Vec::new())),
-            "c",
-        )
-        .expect("merge")
-        .expect("rows");
-        let compacted_input = Input {
-            object: "compact".into(),
-            bytes: Bytes::from(first.bytes),
-            sessions: first.sessions,
-            key: Some(a.clone()),
-        };
-        let mut inputs = vec![compacted_input];
+        let mut inputs = vec![compacted_file(&compacted, &a)];
         for session in ["s-g", "s-a", "s-e", "s-c"] {
             let records = [
                 record(session, 1, &format!("{session} 1")),
@@ -820,21 +820,7 @@ mod tests {
             .iter()
             .flat_map(|session| (0..1024).map(|seq| record(session, seq, &format!("{seq}"))))
             .collect();
-        let compacted = merge(
-            Table::Commands,
-            vec![commands_file(&edge, &a, "edge")],
-            &BTreeSet::new(),
-            Some((&a, Vec::new())),
-            "edge",
-        )
-        .expect("merge")
-        .expect("rows");
-        let input = Input {
-            object: "compact".into(),
-            bytes: Bytes::from(compacted.bytes),
-            sessions: compacted.sessions,
-            key: Some(a.clone()),
-        };
+        let input = compacted_file(&edge, &a);
         let without = BTreeSet::from(["s-b".to_string()]);
         let merged = merge(Table::Commands, vec![input], &without, Some((&fresh, Vec::new())), "o")
             .expect("merge")
