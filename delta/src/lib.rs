@@ -261,12 +261,12 @@ async fn listed_files(
     // A table with no log yet: delta-rs would refuse a local folder that does not exist, and
     // log the absence at ERROR level on S3, on every first sync.
     let log = format!("{}/{}", table.dir(), paths::DELTA_LOG_DIR);
-    let logged = store.list(&log).await.map_err(|error| DeltaError::Delta {
+    let logged = store.holds_any(&log).await.map_err(|error| DeltaError::Delta {
         table,
         what: "list",
         message: error.to_string(),
     })?;
-    if logged.is_empty() {
+    if !logged {
         return Ok(None);
     }
     let mut delta = DeltaTable::new(Arc::clone(log_store));

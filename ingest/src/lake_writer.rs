@@ -37,7 +37,7 @@ use sessionlake_storage::session_keys::{SessionKey, file_key_records};
 use sessionlake_storage::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, file_key};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, write_access_file};
 
 use crate::raw::{parse_raw, seal_raw};
 use crate::sources::{BadInput, SessionInput};
@@ -389,28 +389,9 @@ impl LakeWriter {
         // The file's data key is wrapped under a key of its own, which the provider wraps:
         // deleting that record with the file makes every copy of it unreadable.
         let context = key_context(&self.lake_id, file_id, ROLE_ACCESS);
-        let fresh = file_key(&self.store, self.keys.as_ref(), path, context)
-            .await
-            .with_context(|| format!("failed to get a data key for {path}"))?;
-        let (key, metadata) = (fresh.key.clone(), fresh.metadata.clone());
-        let written = async {
-            let bytes = tokio::task::spawn_blocking(move || {
-                sessionlake_tables::parquet_io::write_access(&records, &key, metadata)
-            })
-            .await
-            .context("parquet task failed")??;
-            anyhow::Ok(self.store.put(path, Bytes::from(bytes)).await?)
-        };
-        let stored = match written.await {
-            Ok(stored) => stored,
-            Err(error) => {
-                transaction::discard(&self.store, vec![fresh.record.path.clone()]).await;
-                return Err(error);
-            }
-        };
-        let mut object = entry(stored, ObjectKind::Access, Vec::new());
-        object.key = Some(fresh.wrapped);
-        Ok([object, fresh.record])
+        let provider = self.keys.as_ref();
+        let written = write_access_file(&self.store, provider, path, records, context, Vec::new());
+        written.await.with_context(|| format!("failed to write the access file {path}"))
     }
 
     /// Returns the origin tag of the version of `session_id` from `source` whose rows are in a

@@ -242,7 +242,8 @@ async fn run(
             for group in &groups {
                 let written = files
                     .write_compacted(group.table, &group.dt, &group.inputs, &BTreeSet::new())
-                    .await?;
+                    .await
+                    .with_context(|| format!("failed to compact {}", group.dt))?;
                 for entry in written.into_iter().flat_map(Compacted::entries) {
                     transaction.stage(entry.path.clone());
                     added.push(entry);

@@ -16,7 +16,7 @@ use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction::{self, Leftovers, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_storage::{LakeError, LakeErrorKind};
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, file_key, new_version};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, new_version, write_access_file};
 use sessionlake_tables::parquet_io;
 
 use crate::live::{AccessEvent, live_access_files};
@@ -188,7 +188,8 @@ impl Lake {
             provider: provider.as_ref(),
             lake_id,
         };
-        Ok(files.write_compacted(table, dt, std::slice::from_ref(entry), &without).await?)
+        let rewritten = files.write_compacted(table, dt, std::slice::from_ref(entry), &without);
+        rewritten.await.with_context(|| format!("failed to rewrite {}", entry.path))
     }
 
     /// Returns the provider to wrap a new data key (or file key) with: the one that wrapped
@@ -378,40 +379,11 @@ impl Lake {
         let path = paths::access_object(dt, trail_file_id, &new_version());
         let provider = self.provider_like(Some(&wrapped)).await?;
         // The same binding as the old key's: this lake, this CloudTrail file, role `access`.
-        let fresh = file_key(&self.store, provider.as_ref(), &path, wrapped.context.clone())
-            .await
-            .with_context(|| format!("failed to get a data key for {path}"))?;
-        let (key, metadata) = (fresh.key.clone(), fresh.metadata.clone());
+        let context = wrapped.context.clone();
+        let sessions = entry.sessions.clone();
         let written =
-            tokio::task::spawn_blocking(move || parquet_io::write_access(&kept, &key, metadata))
-                .await
-                .context("access writer task failed");
-        let stored = match written {
-            Ok(Ok(bytes)) => {
-                self.store.put(&path, bytes::Bytes::from(bytes)).await.map_err(Into::into)
-            }
-            Ok(Err(error)) => Err(error.into()),
-            Err(error) => Err(error),
-        };
-        let stored = match stored {
-            Ok(stored) => stored,
-            Err(error) => {
-                transaction::discard(&self.store, vec![fresh.record.path.clone()]).await;
-                return Err(error);
-            }
-        };
-        let blocks = stored.blocks_for(ObjectKind::Access);
-        let file = ObjectEntry {
-            path: stored.path,
-            size: stored.size,
-            sha256: stored.sha256,
-            kind: ObjectKind::Access,
-            sessions: entry.sessions.clone(),
-            key: Some(fresh.wrapped),
-            note: None,
-            blocks,
-        };
-        Ok(vec![file, fresh.record])
+            write_access_file(&self.store, provider.as_ref(), &path, kept, context, sessions);
+        Ok(written.await.with_context(|| format!("failed to rewrite {object}"))?.into())
     }
 
     /// Plans the rewrite of every live `access` file that holds events of `session`.

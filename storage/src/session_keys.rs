@@ -174,10 +174,9 @@ pub fn file_key_records(
     let mut records = std::collections::BTreeMap::new();
     for entry in removed {
         let Some(wrapped) = &entry.key else { continue };
-        if wrapped.provider != PROVIDER_SESSION
-            || !paths::is_file_key_record(&wrapped.key_id)
-            || named.contains(wrapped.key_id.as_str())
-        {
+        // Only the file's own record (named after it) goes with it.
+        let own = paths::file_key_object(&entry.path).is_some_and(|own| own == wrapped.key_id);
+        if wrapped.provider != PROVIDER_SESSION || !own || named.contains(wrapped.key_id.as_str()) {
             continue;
         }
         if let Some(record) = live.get(&wrapped.key_id) {

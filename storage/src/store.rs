@@ -587,6 +587,17 @@ impl LakeStore {
         found
     }
 
+    /// Returns whether any object is stored under `prefix`: the first of a listing only (one
+    /// request, whatever the folder holds).
+    pub async fn holds_any(&self, prefix: &str) -> LakeResult<bool> {
+        let prefix_path = self.path(prefix)?;
+        match self.store.list(Some(&prefix_path)).next().await {
+            None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(error)) => Err(LakeError::store("list", prefix, error)),
+        }
+    }
+
     /// Lists the objects directly in folder `prefix`, not in its sub-folders, with sizes.
     pub async fn list_shallow(&self, prefix: &str) -> LakeResult<Vec<(String, u64)>> {
         let prefix_path = self.path(prefix)?;

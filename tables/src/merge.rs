@@ -111,9 +111,9 @@ impl Table {
     }
 }
 
-/// A failure to merge, naming the object and the reason.
+/// A failure to merge or write a table file, naming the object and the reason.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to compact {object}: {reason}")]
+#[error("{object}: {reason}")]
 pub struct CompactError {
     object: String,
     reason: String,
@@ -627,6 +627,53 @@ pub async fn file_key(
             Err(error)
         }
     }
+}
+
+/// Writes `records` as a new `access` file at `path`, under a fresh data key bound to
+/// `context` (the lake, the CloudTrail file, role `access`) and wrapped under a file key of its
+/// own from `provider` ([`file_key`]); returns the file's entry (naming `sessions`) and its key
+/// record's, neither committed. When the file cannot be written, its record is deleted again.
+pub async fn write_access_file(
+    store: &LakeStore,
+    provider: &dyn KeyProvider,
+    path: &str,
+    records: Vec<sessionlake_schemas::AccessRecord>,
+    context: BTreeMap<String, String>,
+    sessions: Vec<String>,
+) -> Result<[ObjectEntry; 2], CompactError> {
+    let fail = |reason: &dyn std::fmt::Display| CompactError::new(path, reason);
+    let fresh = file_key(store, provider, path, context)
+        .await
+        .map_err(|e| fail(&format!("no data key: {e}")))?;
+    let (key, metadata) = (fresh.key.clone(), fresh.metadata.clone());
+    let written = async {
+        let bytes = tokio::task::spawn_blocking(move || {
+            crate::parquet_io::write_access(&records, &key, metadata)
+        })
+        .await
+        .map_err(|e| fail(&format!("writer task failed: {e}")))?
+        .map_err(|e| fail(&e))?;
+        store.put(path, Bytes::from(bytes)).await.map_err(|e| fail(&e))
+    };
+    let stored = match written.await {
+        Ok(stored) => stored,
+        Err(error) => {
+            transaction::discard(store, vec![fresh.record.path.clone()]).await;
+            return Err(error);
+        }
+    };
+    let blocks = stored.blocks_for(ObjectKind::Access);
+    let file = ObjectEntry {
+        path: stored.path,
+        size: stored.size,
+        sha256: stored.sha256,
+        kind: ObjectKind::Access,
+        sessions,
+        key: Some(fresh.wrapped),
+        note: None,
+        blocks,
+    };
+    Ok([file, fresh.record])
 }
 
 /// A compacted file written by [`LakeFiles::write_compacted`], not committed yet.
