@@ -37,7 +37,7 @@ use sessionlake_storage::session_keys::{SessionKey, file_key_records};
 use sessionlake_storage::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, write_access_file};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
 
 use crate::raw::{parse_raw, seal_raw};
 use crate::sources::{BadInput, SessionInput};
@@ -756,6 +756,7 @@ impl LakeWriter {
             keys: &self.unwrapper,
             provider: self.keys.as_ref(),
             lake_id: &self.lake_id,
+            writer: Writer::Leased,
         };
         for (path, (entry, sessions)) in without {
             let (Some(table), Some(dt)) = (Table::of(entry.kind), paths::dt_of(path)) else {

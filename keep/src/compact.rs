@@ -27,7 +27,7 @@ use sessionlake_storage::session_keys::file_key_records;
 use sessionlake_storage::transaction::{Leftovers, Uncommitted};
 use sessionlake_storage::{checkpoint, manifest};
 pub use sessionlake_tables::merge::MAX_COMPACTED_INPUT_BYTES;
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer};
 
 use crate::holds::actor;
 use crate::lake::{Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
@@ -232,6 +232,7 @@ async fn run(
             keys: &lake.keys,
             provider: provider.as_ref(),
             lake_id: &lake_id,
+            writer: Writer::Leased,
         };
         let total: usize = groups.iter().map(|group| group.inputs.len()).sum();
         observer.writing();

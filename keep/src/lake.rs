@@ -16,7 +16,7 @@ use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction::{self, Leftovers, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_storage::{LakeError, LakeErrorKind};
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, new_version, write_access_file};
+use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
 use sessionlake_tables::parquet_io;
 
 use crate::live::{AccessEvent, live_access_files};
@@ -187,6 +187,8 @@ impl Lake {
             keys: &self.keys,
             provider: provider.as_ref(),
             lake_id,
+            // Shred and retention take no writer lease (see `UNLEASED_GRACE`).
+            writer: Writer::Unleased,
         };
         let rewritten = files.write_compacted(table, dt, std::slice::from_ref(entry), &without);
         rewritten.await.with_context(|| format!("failed to rewrite {}", entry.path))
@@ -376,7 +378,7 @@ impl Lake {
         else {
             anyhow::bail!("{object} is not named like an access file");
         };
-        let path = paths::access_object(dt, trail_file_id, &new_version());
+        let path = paths::access_object(dt, trail_file_id, &Writer::Unleased.new_version());
         let provider = self.provider_like(Some(&wrapped)).await?;
         // The same binding as the old key's: this lake, this CloudTrail file, role `access`.
         let context = wrapped.context.clone();

@@ -259,7 +259,9 @@ pub struct Leftovers<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Uncommitted {
     /// Only objects made longer ago than this (by the time in their version name; an object
-    /// without one counts as old); `None`: all (no other writer can be staging them).
+    /// without one counts as old); `None`: all that a leased writer made (no other leased
+    /// writer can be staging them). An unleased writer's objects ([`new_unleased_version`])
+    /// stay for [`UNLEASED_GRACE`] whatever this says.
     pub older_than: Option<Duration>,
     /// Only objects whose path this accepts.
     pub only: fn(&str) -> bool,
@@ -335,8 +337,6 @@ pub async fn sweep(
     outcome.failed.extend(deleted.failed);
     // A local upload killed mid-way leaves a part file no listing shows.
     if let Some(rule) = leftovers.uncommitted {
-        let grace =
-            rule.older_than.map(|grace| i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
         // A manifest or checkpoint whose put was killed leaves a part file too; the part is
         // never the commit (`N.json` is), so it goes whatever the folders swept.
         let commit_folders = [paths::MANIFEST_DIR, paths::CHECKPOINT_DIR];
@@ -347,6 +347,7 @@ pub async fn sweep(
                 .await
                 .unwrap_or_default();
             for part in parts {
+                let grace = grace_for(&part.object, rule);
                 let old = grace.is_none_or(|grace| part.age.is_none_or(|age| age > grace));
                 if !old || !(rule.only)(&part.object) || named.contains(part.object.as_str()) {
                     continue;
@@ -365,9 +366,20 @@ pub async fn sweep(
 }
 
 fn old_enough(path: &str, rule: Uncommitted, now: i64) -> bool {
-    let Some(grace) = rule.older_than else { return true };
-    let grace = i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    let Some(grace) = grace_for(path, rule) else { return true };
     made_at(path).is_none_or(|made| now.saturating_sub(made) > grace)
+}
+
+/// Returns how long (µs) the uncommitted object at `path` must have been made before `rule`
+/// deletes it: `rule`'s grace, and never less than [`UNLEASED_GRACE`] for an unleased
+/// writer's object. `None`: no wait.
+fn grace_for(path: &str, rule: Uncommitted) -> Option<i64> {
+    let micros = |grace: Duration| i64::try_from(grace.as_micros()).unwrap_or(i64::MAX);
+    let grace = rule.older_than.map(micros);
+    if version_of(path).as_deref().is_some_and(is_unleased) {
+        return Some(grace.unwrap_or(0).max(micros(UNLEASED_GRACE)));
+    }
+    grace
 }
 
 /// Returns a new version name: the time (µs, hex) and 8 random hex digits. Versions made later
@@ -376,6 +388,55 @@ pub fn new_version() -> String {
     let micros = chrono::Utc::now().timestamp_micros();
     let random = uuid::Uuid::new_v4().simple().to_string();
     format!("{micros:x}{}", &random[..8])
+}
+
+/// Separates the time of an unleased writer's version from its random digits (see
+/// [`new_unleased_version`]); never a hex digit.
+const UNLEASED_MARK: char = 'u';
+
+/// How long a sweep leaves an uncommitted object an unleased writer made, whatever it was
+/// asked: shred and retention take no writer lease, so no sweep can tell whether the one
+/// that made it is still at work (its commit may come later), even after taking over a
+/// crashed holder's lease. Longer than any such run is expected to take.
+pub const UNLEASED_GRACE: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// Returns a new version name for an object of a writer that holds no writer lease (shred,
+/// retention): the time (µs, hex), [`UNLEASED_MARK`] and 8 random hex digits. Sweeps leave
+/// such objects for [`UNLEASED_GRACE`] (see [`Uncommitted::older_than`]).
+pub fn new_unleased_version() -> String {
+    let micros = chrono::Utc::now().timestamp_micros();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{micros:x}{UNLEASED_MARK}{}", &random[..8])
+}
+
+/// Whether a writer holds the lake's writer lease, which decides the names it stages objects
+/// under, and so how sweeps treat them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// Ingest and compaction: a sweep after a crashed holder's lease deletes what they staged.
+    Leased,
+    /// Shred and retention: what they stage stays for [`UNLEASED_GRACE`].
+    Unleased,
+}
+
+impl Writer {
+    /// Returns a new version name for an object this writer stages.
+    pub fn new_version(self) -> String {
+        match self {
+            Writer::Leased => new_version(),
+            Writer::Unleased => new_unleased_version(),
+        }
+    }
+}
+
+/// Returns whether `version` is an unleased writer's ([`new_unleased_version`]).
+pub fn is_unleased(version: &str) -> bool {
+    version.split_once(UNLEASED_MARK).is_some_and(|(time, random)| {
+        !time.is_empty()
+            && time.bytes().all(|b| b.is_ascii_hexdigit())
+            && random.len() == 8
+            && random.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 /// Separates the time of a version of a session from the tag of the source object it came
@@ -407,26 +468,33 @@ pub fn origin_tag(version: &str) -> Option<&str> {
     version.split_once(ORIGIN_MARK).map(|(_, tag)| tag)
 }
 
-/// Returns the time (µs) a version name from [`new_version`] or [`new_version_of`] was made, if
-/// it is one.
+/// Returns the time (µs) a version name from [`new_version`], [`new_unleased_version`] or
+/// [`new_version_of`] was made, if it is one.
 pub fn version_time(version: &str) -> Option<i64> {
     let digits = match version.split_once(ORIGIN_MARK) {
         Some((time, _)) => time,
+        None if is_unleased(version) => version.split_once(UNLEASED_MARK)?.0,
         None => version.get(..version.len().checked_sub(8)?)?,
     };
     i64::from_str_radix(digits, 16).ok()
 }
 
-/// Returns when the object at `path` was made, from the version in its name, if it has one
-/// (a file key record: its file's).
-fn made_at(path: &str) -> Option<i64> {
+/// Returns the version in the name of the object at `path`, if it has one (a file key
+/// record: its file's).
+fn version_of(path: &str) -> Option<String> {
     if let Some(file) = paths::file_of_key_record(path) {
-        return made_at(&file);
+        return version_of(&file);
     }
     let version = paths::compacted_version(path)
         .or_else(|| paths::session_version(path).map(|(_, _, version)| version))
         .or_else(|| paths::access_version(path))?;
-    version_time(version)
+    Some(version.to_string())
+}
+
+/// Returns when the object at `path` was made, from the version in its name, if it has one
+/// (a file key record: its file's).
+fn made_at(path: &str) -> Option<i64> {
+    version_of(path).as_deref().and_then(version_time)
 }
 
 #[cfg(test)]
@@ -646,5 +714,48 @@ mod tests {
         assert_eq!(keys, young_keys, "the young files' keys stay");
         // The version a commit replaced is not a leftover of an ingest (its removals are kept).
         assert_eq!(stored(&lake.store, "raw").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn test_a_sweep_after_a_crash_leaves_what_an_unleased_writer_staged_for_its_grace() {
+        let lake = fixture();
+        let mut writer = Transaction::begin(&lake.store, &lake.committer, None);
+        let live = staged(&mut writer, "commands/dt=2026-03-14/compact-1.parquet").await;
+        writer.commit(CommitAction::Ingest, None, vec![live], vec![], false).await.expect("commit");
+        // A crashed ingest's staged file, and what a shred or retention running beside it has
+        // staged and not committed yet: a compacted file with its key record, an access file.
+        let crashed = format!("commands/dt=2026-03-14/compact-{}.parquet", new_version());
+        let unleased = Writer::Unleased.new_version();
+        assert!(is_unleased(&unleased) && !is_unleased(&new_version()), "{unleased}");
+        let rewrite = format!("commands/dt=2026-03-14/compact-{unleased}.parquet");
+        let rewrite_key = paths::file_key_object(&rewrite).expect("a file key");
+        let access =
+            format!("access/dt=2026-03-14/0a1b.{}.parquet", Writer::Unleased.new_version());
+        // An unleased writer's leftover older than the grace: nobody is at work on it.
+        let long_ago = chrono::Utc::now().timestamp_micros()
+            - i64::try_from(UNLEASED_GRACE.as_micros()).expect("µs")
+            - 60_000_000;
+        let stale = format!("commands/dt=2026-03-14/compact-{long_ago:x}u0a1b2c3d.parquet");
+        assert_eq!(version_time(&format!("{long_ago:x}u0a1b2c3d")), Some(long_ago));
+        for path in [&crashed, &rewrite, &rewrite_key, &access, &stale] {
+            lake.store.put_new(path, Bytes::from_static(b"x")).await.expect("put");
+        }
+        // Ingest's sweep after taking over a crashed holder's lease: no grace asked.
+        let leftovers = Leftovers {
+            folders: &[paths::COMMANDS_DIR, paths::ACCESS_DIR, paths::FILE_KEYS_DIR],
+            uncommitted: Some(Uncommitted { older_than: None, only: |_| true }),
+            removed_by: &[],
+        };
+        let snapshot = Snapshot::open(&lake.store, &lake.pinned).await.expect("open");
+        let (chain, live) = snapshot.into_parts();
+        let swept = sweep(&lake.store, &chain, &live, Some(0), &leftovers).await.expect("sweep");
+        assert_eq!(swept.deleted, 2, "{swept:?}");
+        let mut left = stored(&lake.store, "commands").await;
+        left.sort();
+        let mut expected = vec!["commands/dt=2026-03-14/compact-1.parquet".to_string(), rewrite];
+        expected.sort();
+        assert_eq!(left, expected, "the crashed writer's file and the stale one go");
+        assert_eq!(stored(&lake.store, paths::FILE_KEYS_DIR).await, [rewrite_key]);
+        assert_eq!(stored(&lake.store, "access").await, [access]);
     }
 }

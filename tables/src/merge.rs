@@ -477,7 +477,7 @@ pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String,
     ])
 }
 
-pub use sessionlake_storage::transaction::{new_version, version_time};
+pub use sessionlake_storage::transaction::{Writer, new_version, version_time};
 
 /// The lake, as the writers of compacted files see it.
 pub struct LakeFiles<'a> {
@@ -489,6 +489,8 @@ pub struct LakeFiles<'a> {
     pub provider: &'a dyn KeyProvider,
     /// The lake's id, named in every new key's context.
     pub lake_id: &'a str,
+    /// Who writes: the names of the files it writes tell sweeps whether it holds the lease.
+    pub writer: Writer,
 }
 
 impl LakeFiles<'_> {
@@ -503,7 +505,7 @@ impl LakeFiles<'_> {
         inputs: &[ObjectEntry],
         without: &BTreeSet<String>,
     ) -> Result<Option<Compacted>, CompactError> {
-        let path = paths::compacted_object(table.dir(), dt, &new_version());
+        let path = paths::compacted_object(table.dir(), dt, &self.writer.new_version());
         let mut read = Vec::with_capacity(inputs.len());
         for entry in inputs {
             let fail = |reason: &dyn std::fmt::Display| CompactError::new(&entry.path, reason);
