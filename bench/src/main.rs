@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use sessionlake_bench::chain::{ChainOptions, open_chain};
-use sessionlake_bench::merge::{MergeOptions, run_merge};
+use sessionlake_bench::merge::{MergeOptions, run_merge, run_write};
 use sessionlake_bench::run::{RunOptions, run};
 use sessionlake_bench::workload::{Material, WorkloadConfig, generate};
 
@@ -14,6 +14,30 @@ use sessionlake_bench::workload::{Material, WorkloadConfig, generate};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Sessions of generated commands, one table file each.
+#[derive(clap::Args)]
+struct SessionFiles {
+    /// Sessions, one file each.
+    #[arg(long, default_value_t = 4000)]
+    sessions: usize,
+    /// Commands per session.
+    #[arg(long, default_value_t = 250)]
+    commands: usize,
+    /// Bytes of output per command.
+    #[arg(long, default_value_t = 400)]
+    output_bytes: usize,
+    /// Runs (medians).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+}
+
+impl From<SessionFiles> for MergeOptions {
+    fn from(files: SessionFiles) -> Self {
+        let SessionFiles { sessions, commands, output_bytes, runs } = files;
+        MergeOptions { sessions, commands, output_bytes, runs }
+    }
 }
 
 #[derive(Subcommand)]
@@ -68,20 +92,10 @@ enum Command {
     },
     /// Measures merging one commands file per session into one compacted file: time, and the
     /// merge's peak memory above its inputs.
-    Merge {
-        /// Sessions, one file each.
-        #[arg(long, default_value_t = 4000)]
-        sessions: usize,
-        /// Commands per session.
-        #[arg(long, default_value_t = 250)]
-        commands: usize,
-        /// Bytes of output per command.
-        #[arg(long, default_value_t = 400)]
-        output_bytes: usize,
-        /// Runs (medians).
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-    },
+    Merge(#[command(flatten)] SessionFiles),
+    /// Measures ingest's table writes of a session version: its `commands` file (encrypted)
+    /// and its `sessions` file, per session; time per round and bytes.
+    Write(#[command(flatten)] SessionFiles),
     /// Measures opening a lake of N commits, replaying the chain and from a checkpoint.
     OpenChain {
         /// Chain lengths, comma-separated.
@@ -129,9 +143,8 @@ fn main() -> ExitCode {
         Command::Run { workload, work, bin_dir, python, runs, single } => {
             run(&RunOptions { workload, work, bin_dir, python, runs, single }).map(|_| ())
         }
-        Command::Merge { sessions, commands, output_bytes, runs } => {
-            run_merge(&MergeOptions { sessions, commands, output_bytes, runs }).map(|_| ())
-        }
+        Command::Merge(files) => run_merge(&files.into()).map(|_| ()),
+        Command::Write(files) => run_write(&files.into()).map(|_| ()),
         Command::OpenChain { commits, work, runs } => {
             open_chain(&ChainOptions { commits, work, runs }).map(|_| ())
         }

@@ -3,16 +3,19 @@
 //! `commands` file per session in memory, as ingest does, then merges them all into one file,
 //! as compaction merges a day's files, and reports the merge's own peak resident memory above
 //! what the inputs hold (Linux's `VmHWM`, reset before each merge through
-//! `/proc/self/clear_refs`) and its time, median of the runs.
+//! `/proc/self/clear_refs`) and its time, median of the runs. `sessionlake-bench write` times
+//! the per-session writes themselves: each session's `commands` and `sessions` file.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use bytes::Bytes;
-use sessionlake_schemas::{CommandRecord, Confidence, TimeSource};
+use sessionlake_schemas::{
+    CommandRecord, Confidence, SessionRecord, SessionSource, SessionStatus, TimeSource,
+};
 use sessionlake_storage::DataKey;
 use sessionlake_tables::merge::{Input, Table, merge};
-use sessionlake_tables::parquet_io::write_commands;
+use sessionlake_tables::parquet_io::{write_commands, write_sessions};
 
 /// What to merge, and how often.
 pub struct MergeOptions {
@@ -111,6 +114,87 @@ fn resident() -> anyhow::Result<(u64, u64)> {
         Ok(kib * 1024)
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// What the per-session writes measured.
+#[derive(Debug, serde::Serialize)]
+pub struct WriteFigures {
+    /// Rows written per round.
+    pub rows: usize,
+    /// Bytes of the `commands` files and of the `sessions` files written per round.
+    pub commands_bytes: u64,
+    pub sessions_bytes: u64,
+    /// Median seconds per round.
+    pub seconds: f64,
+}
+
+/// Writes each session's `commands` file (encrypted, its own key) and `sessions` file, as
+/// ingest does for each session version, `runs` times over the same records; prints and
+/// returns the figures. Each session has one principal and one target, as a real one does.
+pub fn run_write(options: &MergeOptions) -> anyhow::Result<WriteFigures> {
+    let mut rng = fastrand::Rng::with_seed(8);
+    let key = DataKey::from_slice(&[7u8; 32]).ok_or_else(|| anyhow::anyhow!("a 32-byte key"))?;
+    let mut sessions = Vec::with_capacity(options.sessions);
+    for index in 0..options.sessions {
+        let session = format!("bench-{index:017x}");
+        let target = format!("i-0{:016x}", rng.u64(..));
+        let records: Vec<CommandRecord> = (0..options.commands)
+            .map(|seq| CommandRecord {
+                target: Some(target.clone().into()),
+                ..record(&session, seq, options.output_bytes, &mut rng)
+            })
+            .collect();
+        let row = SessionRecord {
+            session_id: session.clone(),
+            principal: records
+                .first()
+                .and_then(|first| first.principal.as_deref().map(String::from)),
+            run_as: Some("ssm-user".into()),
+            target: Some(target),
+            region: Some("us-east-1".into()),
+            account: Some("111122223333".into()),
+            started_at: records.first().and_then(|first| first.started_at),
+            ended_at: records.last().and_then(|last| last.started_at),
+            command_count: u32::try_from(records.len()).unwrap_or(u32::MAX),
+            source: SessionSource::S3,
+            source_ref: format!("s3://bucket/ssm/{session}.log"),
+            raw_object: format!("raw/dt=2026-03-14/{session}.s3.v1.zst.sle"),
+            raw_sha256: "ab".repeat(32),
+            key_id: "k".into(),
+            ingested_at: 1_773_446_400_000_000,
+            status: SessionStatus::Complete,
+            parser_version: 1,
+            understanding: None,
+        };
+        sessions.push((records, row));
+    }
+    let mut seconds = Vec::new();
+    let mut figures = WriteFigures { rows: 0, commands_bytes: 0, sessions_bytes: 0, seconds: 0.0 };
+    for _ in 0..options.runs.max(1) {
+        let (mut rows, mut commands_bytes, mut sessions_bytes) = (0, 0, 0);
+        let started = Instant::now();
+        for (records, row) in &sessions {
+            commands_bytes += write_commands(records, &key, b"bench".to_vec())?.len() as u64;
+            sessions_bytes += write_sessions(std::slice::from_ref(row))?.len() as u64;
+            rows += records.len();
+        }
+        seconds.push(started.elapsed().as_secs_f64());
+        figures = WriteFigures { rows, commands_bytes, sessions_bytes, seconds: 0.0 };
+    }
+    seconds.sort_by(f64::total_cmp);
+    figures.seconds = seconds[seconds.len() / 2];
+    println!(
+        "writes of {} sessions' commands and sessions files ({} rows; {:.1} MB and {:.1} MB): \
+         {:.3} s, {:.0} sessions/s (median of {} runs)",
+        options.sessions,
+        figures.rows,
+        figures.commands_bytes as f64 / 1e6,
+        figures.sessions_bytes as f64 / 1e6,
+        figures.seconds,
+        options.sessions as f64 / figures.seconds,
+        seconds.len()
+    );
+    Ok(figures)
 }
 
 /// Writes the inputs, then merges them `runs` times; prints and returns the figures.

@@ -4,7 +4,11 @@
 //! - zstd, page-level statistics and the page index, so engines prune row groups and pages;
 //! - rows sorted by (started_at, session_id, seq) and declared so in `sorting_columns`;
 //! - bloom filters on `session_id`, `principal`, `target` (plaintext columns only: parquet
-//!   writes bloom filters unencrypted, see docs/stack-notes.md);
+//!   writes bloom filters unencrypted, see docs/stack-notes.md) where the file holds more than
+//!   one value of the column: one value (each column of a per-session file) is answered
+//!   exactly by the min/max statistics;
+//! - a per-session `sessions` file (one row) is not compressed: zstd cannot shrink one value
+//!   per column, and its contexts would cost more than the rest of the write;
 //! - the `commands` file's sensitive columns ([`ENCRYPTED_COLUMNS`]) and the `access` file's
 //!   ([`ACCESS_ENCRYPTED_COLUMNS`]) encrypted with Parquet modular encryption under one data key
 //!   per file, footer in plaintext (signed) so that other engines read the rest; the wrapped
@@ -68,8 +72,25 @@ pub(crate) fn properties(
     row_group_rows: usize,
 ) -> WriterProperties {
     let zstd = ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).unwrap_or_default();
+    properties_compressed(
+        Compression::ZSTD(zstd),
+        sorting,
+        bloom_filters,
+        encryption,
+        row_group_rows,
+    )
+}
+
+/// [`properties`] with `compression` instead of zstd 3.
+fn properties_compressed(
+    compression: Compression,
+    sorting: Vec<SortingColumn>,
+    bloom_filters: &[&str],
+    encryption: Option<Arc<FileEncryptionProperties>>,
+    row_group_rows: usize,
+) -> WriterProperties {
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(zstd))
+        .set_compression(compression)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_sorting_columns(Some(sorting))
@@ -111,6 +132,39 @@ fn write_batches(
     writer.close().map_err(fail)?;
     Ok(buffer)
 }
+
+/// Returns the columns of `candidates` (a column's name and its value in a record) that hold
+/// more than one value in `records`, nulls aside: the ones a bloom filter helps. A column with
+/// a single value has it as both its minimum and maximum, which answer an equality exactly; a
+/// filter would only add its allocation and its bytes (every row of a per-session file has its
+/// session's id, principal and target).
+fn varying_columns<T>(records: &[&T], candidates: &[BloomCandidate<T>]) -> Vec<&'static str> {
+    candidates
+        .iter()
+        .filter(|(_, value)| {
+            let mut values = records.iter().filter_map(|record| value(record));
+            values.next().is_some_and(|first| values.any(|other| other != first))
+        })
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// A column that may get a bloom filter, and its value in a record.
+type BloomCandidate<T> = (&'static str, fn(&T) -> Option<&str>);
+
+/// The bloom filter candidates of a `commands` file ([`BLOOM_FILTER_COLUMNS`]).
+const COMMAND_BLOOMS: [BloomCandidate<CommandRecord>; 3] = [
+    (columns::SESSION_ID, |record| Some(&record.session_id)),
+    (columns::PRINCIPAL, |record| record.principal.as_deref()),
+    (columns::TARGET, |record| record.target.as_deref()),
+];
+
+/// The bloom filter candidates of a `sessions` file ([`BLOOM_FILTER_COLUMNS`]).
+const SESSION_BLOOMS: [BloomCandidate<SessionRecord>; 3] = [
+    (columns::SESSION_ID, |record| Some(&record.session_id)),
+    (columns::PRINCIPAL, |record| record.principal.as_deref()),
+    (columns::TARGET, |record| record.target.as_deref()),
+];
 
 /// Commands turned into Arrow at a time by [`write_commands`]: a session of a million
 /// commands is never in memory twice.
@@ -175,7 +229,8 @@ fn write_commands_with(
     let batches = slices.into_iter().map(commands_batch);
     let row_group_rows =
         if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
-    let properties = properties(sorting, &BLOOM_FILTER_COLUMNS, encryption, row_group_rows);
+    let blooms = varying_columns(&sorted, &COMMAND_BLOOMS);
+    let properties = properties(sorting, &blooms, encryption, row_group_rows);
     let properties =
         if compacted { crate::merge::compacted_properties(properties) } else { properties };
     write_batches("commands", commands_schema(), batches, properties)
@@ -640,10 +695,15 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
         .into_iter()
         .map(|name| SortingColumn { column_idx: index(name), descending: false, nulls_first: true })
         .collect();
+    let compression = match sorted.len() {
+        0 | 1 => Compression::UNCOMPRESSED,
+        _ => Compression::ZSTD(ZstdLevel::try_new(DEFAULT_ZSTD_LEVEL).unwrap_or_default()),
+    };
+    let blooms = varying_columns(&sorted, &SESSION_BLOOMS);
     write(
         "sessions",
         batch,
-        properties(sorting, &BLOOM_FILTER_COLUMNS, None, DEFAULT_ROW_GROUP_SIZE),
+        properties_compressed(compression, sorting, &blooms, None, DEFAULT_ROW_GROUP_SIZE),
     )
 }
 
@@ -778,6 +838,80 @@ pub(crate) mod tests {
         assert_eq!(read, vec![expected]);
         let garbage = read_sessions(Bytes::from_static(b"PAR1 not parquet"), "bad.parquet");
         assert!(garbage.is_err_and(|e| e.to_string().contains("bad.parquet")));
+    }
+
+    /// Returns, for each row group's column chunks, (column, has a bloom filter, codec).
+    fn chunks(bytes: Vec<u8>) -> Vec<(String, bool, Compression)> {
+        use parquet::file::reader::{FileReader as _, SerializedFileReader};
+        let reader = SerializedFileReader::new(Bytes::from(bytes)).expect("footer");
+        let metadata = reader.metadata();
+        metadata
+            .row_groups()
+            .iter()
+            .flat_map(|group| group.columns())
+            .map(|chunk| {
+                let name = chunk.column_path().string();
+                (name, chunk.bloom_filter_offset().is_some(), chunk.compression())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn test_bloom_filters_only_where_a_column_holds_several_values() {
+        let blooms = |chunks: Vec<(String, bool, Compression)>| -> Vec<String> {
+            chunks.into_iter().filter(|(_, bloom, _)| *bloom).map(|(name, ..)| name).collect()
+        };
+        // One session: one id, principal and target; the statistics answer every lookup.
+        let one: Vec<CommandRecord> = (0..3).map(|seq| record(seq, "ls")).collect();
+        let stored = write_commands_compacted_unencrypted(&one).expect("write");
+        assert_eq!(blooms(chunks(stored)), Vec::<String>::new());
+        // Two sessions of one principal, on two targets (a null aside).
+        let mut two = one.clone();
+        two[1].session_id = "bob-0123456789abcdef0".into();
+        two[1].target = Some("i-0fedcba9876543210".into());
+        two[2].principal = None;
+        let stored = write_commands_compacted_unencrypted(&two).expect("write");
+        assert_eq!(blooms(chunks(stored)), [columns::SESSION_ID, columns::TARGET]);
+        // Encrypted, as ingest writes it: the same rule.
+        let key = DataKey::from_slice(&[9u8; 32]).expect("32");
+        let stored = write_commands(&two, &key, b"meta".to_vec()).expect("write");
+        let written = chunks(stored);
+        assert_eq!(blooms(written.clone()), [columns::SESSION_ID, columns::TARGET]);
+        assert!(written.iter().all(|(_, _, codec)| matches!(codec, Compression::ZSTD(_))));
+    }
+
+    #[test]
+    fn test_a_one_row_sessions_file_is_not_compressed_and_has_no_bloom_filter() {
+        use sessionlake_schemas::{SessionSource, SessionStatus};
+        let session = |id: &str, target: &str| SessionRecord {
+            session_id: id.into(),
+            principal: Some("arn:aws:iam::111122223333:user/alice".into()),
+            run_as: None,
+            target: Some(target.into()),
+            region: None,
+            account: None,
+            started_at: Some(1_700_000_000_000_000),
+            ended_at: None,
+            command_count: 1,
+            source: SessionSource::S3,
+            source_ref: format!("s3://b/{id}.log"),
+            raw_object: format!("raw/dt=2023-11-14/{id}.s3.v1.zst.sle"),
+            raw_sha256: "ab".repeat(32),
+            key_id: "k".into(),
+            ingested_at: 1,
+            status: SessionStatus::Complete,
+            parser_version: 1,
+            understanding: None,
+        };
+        let alice = session("alice-0123456789abcdef0", "i-1");
+        let one = chunks(write_sessions(std::slice::from_ref(&alice)).expect("write"));
+        assert!(one.iter().all(|(_, bloom, codec)| !bloom && *codec == Compression::UNCOMPRESSED));
+        let bob = session("bob-0123456789abcdef0", "i-2");
+        let two = chunks(write_sessions(&[alice, bob]).expect("write"));
+        assert!(two.iter().all(|(_, _, codec)| matches!(codec, Compression::ZSTD(_))));
+        let with_blooms: Vec<&str> =
+            two.iter().filter(|(_, bloom, _)| *bloom).map(|(name, ..)| name.as_str()).collect();
+        assert_eq!(with_blooms, [columns::SESSION_ID, columns::TARGET]);
     }
 
     #[test]
