@@ -401,12 +401,14 @@ const UNLEASED_MARK: char = 'u';
 pub const UNLEASED_GRACE: Duration = Duration::from_secs(6 * 60 * 60);
 
 /// Returns a new version name for an object of a writer that holds no writer lease (shred,
-/// retention): the time (µs, hex), [`UNLEASED_MARK`] and 8 random hex digits. Sweeps leave
-/// such objects for [`UNLEASED_GRACE`] (see [`Uncommitted::older_than`]).
+/// retention): the time (µs, hex), [`UNLEASED_MARK`] and 7 random hex digits. Sweeps leave
+/// such objects for [`UNLEASED_GRACE`] (see [`Uncommitted::older_than`]). Like
+/// [`new_version`]'s, the time is all but the last 8 characters, so that a binary from before
+/// unleased versions still reads their time (and keeps them for its own grace).
 pub fn new_unleased_version() -> String {
     let micros = chrono::Utc::now().timestamp_micros();
     let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{micros:x}{UNLEASED_MARK}{}", &random[..8])
+    format!("{micros:x}{UNLEASED_MARK}{}", &random[..7])
 }
 
 /// Whether a writer holds the lake's writer lease, which decides the names it stages objects
@@ -431,12 +433,11 @@ impl Writer {
 
 /// Returns whether `version` is an unleased writer's ([`new_unleased_version`]).
 pub fn is_unleased(version: &str) -> bool {
-    version.split_once(UNLEASED_MARK).is_some_and(|(time, random)| {
-        !time.is_empty()
-            && time.bytes().all(|b| b.is_ascii_hexdigit())
-            && random.len() == 8
-            && random.bytes().all(|b| b.is_ascii_hexdigit())
-    })
+    let Some((time, suffix)) = version.len().checked_sub(8).map(|at| version.split_at(at)) else {
+        return false;
+    };
+    let hex = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit());
+    hex(time) && suffix.strip_prefix(UNLEASED_MARK).is_some_and(hex)
 }
 
 /// Separates the time of a version of a session from the tag of the source object it came
@@ -473,7 +474,7 @@ pub fn origin_tag(version: &str) -> Option<&str> {
 pub fn version_time(version: &str) -> Option<i64> {
     let digits = match version.split_once(ORIGIN_MARK) {
         Some((time, _)) => time,
-        None if is_unleased(version) => version.split_once(UNLEASED_MARK)?.0,
+        // The last 8 characters: random hex digits, or the unleased mark and 7 of them.
         None => version.get(..version.len().checked_sub(8)?)?,
     };
     i64::from_str_radix(digits, 16).ok()
@@ -735,8 +736,16 @@ mod tests {
         let long_ago = chrono::Utc::now().timestamp_micros()
             - i64::try_from(UNLEASED_GRACE.as_micros()).expect("µs")
             - 60_000_000;
-        let stale = format!("commands/dt=2026-03-14/compact-{long_ago:x}u0a1b2c3d.parquet");
-        assert_eq!(version_time(&format!("{long_ago:x}u0a1b2c3d")), Some(long_ago));
+        let stale = format!("commands/dt=2026-03-14/compact-{long_ago:x}u0a1b2c3.parquet");
+        assert_eq!(version_time(&format!("{long_ago:x}u0a1b2c3")), Some(long_ago));
+        // A binary from before unleased versions took the time as all but the last 8
+        // characters: it still finds it.
+        let before = |version: &str| i64::from_str_radix(&version[..version.len() - 8], 16).ok();
+        let made = chrono::Utc::now().timestamp_micros();
+        assert!(before(&unleased).is_some_and(|time| (made - time).abs() < 60_000_000));
+        assert!(
+            !is_unleased("u0a1b2c3") && !is_unleased("1234u0a1b2c") && !is_unleased("12u0a1b2cx")
+        );
         for path in [&crashed, &rewrite, &rewrite_key, &access, &stale] {
             lake.store.put_new(path, Bytes::from_static(b"x")).await.expect("put");
         }

@@ -5,8 +5,8 @@
 //! - rows sorted by (started_at, session_id, seq) and declared so in `sorting_columns`;
 //! - bloom filters on `session_id`, `principal`, `target` (plaintext columns only: parquet
 //!   writes bloom filters unencrypted, see docs/stack-notes.md) where the file holds more than
-//!   one value of the column: one value (each column of a per-session file) is answered
-//!   exactly by the min/max statistics;
+//!   one value of the column, or one longer than its statistics keep: one short value (each
+//!   column of a per-session file, mostly) is answered exactly by the min/max statistics;
 //! - a per-session `sessions` file (one row) is not compressed: zstd cannot shrink one value
 //!   per column, and its contexts would cost more than the rest of the write;
 //! - the `commands` file's sensitive columns ([`ENCRYPTED_COLUMNS`]) and the `access` file's
@@ -133,21 +133,33 @@ fn write_batches(
     Ok(buffer)
 }
 
-/// Returns the columns of `candidates` (a column's name and its value in a record) that hold
-/// more than one value in `records`, nulls aside: the ones a bloom filter helps. A column with
-/// a single value has it as both its minimum and maximum, which answer an equality exactly; a
-/// filter would only add its allocation and its bytes (every row of a per-session file has its
-/// session's id, principal and target).
+/// Returns the columns of `candidates` (a column's name and its value in a record) that a
+/// bloom filter helps in a file of `records`: all but those holding a single value (nulls
+/// aside) short enough for its statistics to keep whole. Such a column has that value as both
+/// its minimum and maximum, which answer an equality exactly, and a filter would only add its
+/// allocation and its bytes (every row of a per-session file has its session's id, principal
+/// and target). Parquet cuts longer statistics to a prefix ([`STATISTICS_TRUNCATE_LENGTH`]),
+/// which cannot tell apart values that share it (role ARNs of one permission set): those keep
+/// their filter.
 fn varying_columns<T>(records: &[&T], candidates: &[BloomCandidate<T>]) -> Vec<&'static str> {
     candidates
         .iter()
         .filter(|(_, value)| {
             let mut values = records.iter().filter_map(|record| value(record));
-            values.next().is_some_and(|first| values.any(|other| other != first))
+            let Some(first) = values.next() else { return false };
+            first.len() > STATISTICS_TRUNCATE_LENGTH || values.any(|other| other != first)
         })
         .map(|(name, _)| *name)
         .collect()
 }
+
+/// Bytes of a string statistic parquet keeps whole (its default, which the writers leave as it
+/// is; the page index's is the same, 64).
+const STATISTICS_TRUNCATE_LENGTH: usize =
+    match parquet::file::properties::DEFAULT_STATISTICS_TRUNCATE_LENGTH {
+        Some(length) => length,
+        None => usize::MAX,
+    };
 
 /// A column that may get a bloom filter, and its value in a record.
 type BloomCandidate<T> = (&'static str, fn(&T) -> Option<&str>);
@@ -872,6 +884,15 @@ pub(crate) mod tests {
         two[2].principal = None;
         let stored = write_commands_compacted_unencrypted(&two).expect("write");
         assert_eq!(blooms(chunks(stored)), [columns::SESSION_ID, columns::TARGET]);
+        // One principal longer than its statistics keep whole: the filter stays.
+        let mut long = one.clone();
+        for row in &mut long {
+            row.principal = Some(
+                format!("arn:aws:sts::111122223333:assumed-role/{}/alice", "A".repeat(40)).into(),
+            );
+        }
+        let stored = write_commands_compacted_unencrypted(&long).expect("write");
+        assert_eq!(blooms(chunks(stored)), [columns::PRINCIPAL]);
         // Encrypted, as ingest writes it: the same rule.
         let key = DataKey::from_slice(&[9u8; 32]).expect("32");
         let stored = write_commands(&two, &key, b"meta".to_vec()).expect("write");
