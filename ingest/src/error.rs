@@ -5,6 +5,7 @@ use std::fmt;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use sessionlake_keep::KeepError;
 use sessionlake_storage::{LakeError, LakeErrorKind};
 
 /// What went wrong, as an operator sees it. The `as_str` names are the `kind` label of the
@@ -202,7 +203,10 @@ pub fn kind_of(error: &anyhow::Error) -> IngestErrorKind {
         if let Some(ingest) = cause.downcast_ref::<IngestError>() {
             return ingest.kind();
         }
-        if let Some(lake) = cause.downcast_ref::<LakeError>() {
+        // A lake error the keep library passes on as it is sits under its `KeepError`, whose
+        // chain of causes starts below it.
+        let passed = || cause.downcast_ref::<KeepError>().and_then(KeepError::lake);
+        if let Some(lake) = cause.downcast_ref::<LakeError>().or_else(passed) {
             return match lake.kind() {
                 LakeErrorKind::Denied => IngestErrorKind::Denied,
                 // The store or KMS down (after retries): the same class as a source down.
@@ -250,5 +254,8 @@ mod tests {
         let io = Err::<(), _>(std::io::Error::other("disk")).context("read").expect_err("error");
         assert_eq!(kind_of(&io), IngestErrorKind::Io);
         assert_eq!(kind_of(&anyhow::anyhow!("x")), IngestErrorKind::Internal);
+        let down = LakeError::new(LakeErrorKind::Unavailable, "s3://b/manifest/1.json: timeout");
+        let passed = anyhow::Error::from(KeepError::from(down)).context("compact");
+        assert_eq!(kind_of(&passed), IngestErrorKind::Unavailable);
     }
 }

@@ -18,7 +18,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::{SessionSource, paths};
 use sessionlake_storage::keys::KeyProvider;
@@ -29,12 +28,18 @@ use sessionlake_storage::{checkpoint, manifest};
 pub use sessionlake_tables::merge::MAX_COMPACTED_INPUT_BYTES;
 use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer};
 
+use sessionlake_storage::bail;
+
+use crate::error::{Context as _, KeepError, KeepErrorKind, KeepResult};
 use crate::holds::actor;
 use crate::lake::{Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
 
 /// Uncommitted compacted files younger than this are left alone by the sweep: a retention or
 /// shred (which do not take the lease) may be about to commit one.
 const SWEEP_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// What a failed renewal of the writer lease says, over the lake's error.
+const LEASE_LOST: &str = "lost the writer lease";
 
 /// What to compact.
 #[derive(Debug, Clone, Default)]
@@ -183,10 +188,13 @@ pub async fn compact(
     lake: &mut Lake,
     options: &CompactOptions,
     observer: &dyn CompactObserver,
-) -> anyhow::Result<Summary> {
-    let mut lease = Lease::acquire(&lake.store, &manifest::writer_id(), DEFAULT_LEASE_TTL)
-        .await
-        .with_context(|| format!("failed to take the writer lease of {}", lake.store.location()))?;
+) -> KeepResult<Summary> {
+    let lease = Lease::acquire(&lake.store, &manifest::writer_id(), DEFAULT_LEASE_TTL).await;
+    // Busy when another process holds it.
+    let kind = lease.as_ref().err().map_or(KeepErrorKind::Lake, KeepErrorKind::of_lake);
+    let mut lease = lease.with_context_kind(kind, || {
+        format!("failed to take the writer lease of {}", lake.store.location())
+    })?;
     let crashed = matches!(lease.takeover, Takeover::HolderGone(_));
     let result = run(lake, &mut lease, options, crashed, observer).await;
     if let Err(error) = lease.release().await {
@@ -201,7 +209,7 @@ async fn run(
     options: &CompactOptions,
     crashed: bool,
     observer: &dyn CompactObserver,
-) -> anyhow::Result<Summary> {
+) -> KeepResult<Summary> {
     let (min_age, days) = (options.min_age, &options.days);
     lake.ensure_trusted()?;
     let mut summary =
@@ -244,20 +252,22 @@ async fn run(
                 let written = files
                     .write_compacted(group.table, &group.dt, &group.inputs, &BTreeSet::new())
                     .await
-                    .with_context(|| format!("failed to compact {}", group.dt))?;
+                    .with_context_kind(KeepErrorKind::Lake, || {
+                        format!("failed to compact {}", group.dt)
+                    })?;
                 for entry in written.into_iter().flat_map(Compacted::entries) {
                     transaction.stage(entry.path.clone());
                     added.push(entry);
                 }
                 observer.merged(group.inputs.len() as u64);
                 if renewed.elapsed() > renew_every {
-                    lease.renew().await.context("lost the writer lease")?;
+                    lease.renew().await.context_kind(KeepErrorKind::Busy, LEASE_LOST)?;
                     renewed = Instant::now();
                 }
             }
             // The lease must still be ours when the commit lands (ingest never races it).
-            lease.renew().await.context("lost the writer lease")?;
-            anyhow::Ok(added)
+            lease.renew().await.context_kind(KeepErrorKind::Busy, LEASE_LOST)?;
+            Ok::<_, KeepError>(added)
         };
         let written = written.await;
         let added = transaction.or_discard(written).await?;
@@ -322,7 +332,7 @@ async fn run(
             }
         }
     }
-    anyhow::bail!("{} kept changing; try again", lake.store.location())
+    bail!(KeepErrorKind::Conflict, "{} kept changing; try again", lake.store.location())
 }
 
 #[cfg(test)]

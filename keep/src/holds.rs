@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
 use sessionlake_storage::manifest::ChainLink;
 use sessionlake_storage::store::LakeStore;
 
+use sessionlake_storage::{bail, ensure};
+
+use crate::error::{Context as _, ErrorKind as _, KeepErrorKind, KeepResult};
 use crate::lake::Lake;
 use crate::policy::{Glob, Subject};
 
@@ -44,7 +46,7 @@ pub struct ActiveHold {
 
 impl ActiveHold {
     /// Compiles the hold's patterns; an error names the bad one.
-    pub fn new(hold: Hold) -> anyhow::Result<ActiveHold> {
+    pub fn new(hold: Hold) -> KeepResult<ActiveHold> {
         let glob = |pattern: &Option<String>| pattern.as_deref().map(Glob::new).transpose();
         let (principal, target) = (glob(&hold.principal)?, glob(&hold.target)?);
         Ok(ActiveHold { hold, principal, target })
@@ -69,8 +71,8 @@ impl Hold {
         session: Option<String>,
         principal: Option<String>,
         target: Option<String>,
-    ) -> anyhow::Result<Hold> {
-        anyhow::ensure!(!reason.trim().is_empty(), "--reason is empty");
+    ) -> KeepResult<Hold> {
+        ensure!(!reason.trim().is_empty(), KeepErrorKind::Invalid, "--reason is empty");
         let now = chrono::Utc::now();
         let seed = format!(
             "{}{:?}",
@@ -111,16 +113,18 @@ pub fn hold_path(id: &str) -> String {
 pub async fn live_holds(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<Vec<ActiveHold>> {
+) -> KeepResult<Vec<ActiveHold>> {
     let mut holds = Vec::new();
     for entry in live.values().filter(|entry| entry.kind == ObjectKind::Hold) {
         let bytes = store.get_committed(entry).await?;
+        let object = || store.describe(&entry.path);
         let hold: Hold = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a legal hold", store.describe(&entry.path)))?;
-        holds.push(
-            ActiveHold::new(hold)
-                .with_context(|| format!("{} has a bad pattern", store.describe(&entry.path)))?,
-        );
+            .with_context_kind(KeepErrorKind::Format, || {
+                format!("{} is not a legal hold", object())
+            })?;
+        holds.push(ActiveHold::new(hold).with_context_kind(KeepErrorKind::Format, || {
+            format!("{} has a bad pattern", object())
+        })?);
     }
     Ok(holds)
 }
@@ -133,10 +137,11 @@ pub fn actor() -> String {
 
 /// Places `hold` in one `hold` commit on the newest manifest (tried again on a new head after a
 /// lost race); returns the commit.
-pub async fn place(lake: &mut Lake, hold: &Hold) -> anyhow::Result<ChainLink> {
+pub async fn place(lake: &mut Lake, hold: &Hold) -> KeepResult<ChainLink> {
     // Before anything is written: a hold's file would otherwise stay uncommitted.
     lake.ensure_head_trusted()?;
-    let json = serde_json::to_vec_pretty(hold)?;
+    let json =
+        serde_json::to_vec_pretty(hold).map_err(|error| KeepErrorKind::Format.passing(error))?;
     let mut transaction = lake.begin(CommitAction::Hold)?;
     let stored = transaction.put_new(&hold_path(&hold.id), bytes::Bytes::from(json)).await;
     let stored = transaction.or_discard(stored).await?;
@@ -162,13 +167,13 @@ pub async fn release(
     id: &str,
     reason: &str,
     deleted: &(dyn Fn() + Sync),
-) -> anyhow::Result<ChainLink> {
+) -> KeepResult<ChainLink> {
     lake.ensure_head_trusted()?;
-    anyhow::ensure!(!reason.trim().is_empty(), "--reason is empty");
+    ensure!(!reason.trim().is_empty(), KeepErrorKind::Invalid, "--reason is empty");
     let path = hold_path(id);
     let Some(entry) = lake.live.get(&path).filter(|entry| entry.kind == ObjectKind::Hold).cloned()
     else {
-        anyhow::bail!("no hold {id} in force in {}", lake.store.location());
+        bail!(KeepErrorKind::NotFound, "no hold {id} in force in {}", lake.store.location());
     };
     let reason = format!("release of hold {id} by {}: {reason}", actor());
     let mut transaction = lake.begin(CommitAction::Hold)?;

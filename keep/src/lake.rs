@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Context as _;
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
 use sessionlake_schemas::{SessionSource, paths};
@@ -19,6 +18,9 @@ use sessionlake_storage::{LakeError, LakeErrorKind};
 use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
 use sessionlake_tables::parquet_io;
 
+use sessionlake_storage::bail;
+
+use crate::error::{Context as _, ErrorKind as _, KeepError, KeepErrorKind, KeepResult};
 use crate::live::{AccessEvent, live_access_files};
 use crate::plan::{Expiry, Planned};
 
@@ -85,7 +87,7 @@ pub struct Lake {
 impl Lake {
     /// Opens the lake from `parts` and reads its trusted chain: commits are signed by
     /// `parts.signer`, and only manifests `parts.pinned` signed are trusted.
-    pub async fn open(parts: LakeParts) -> anyhow::Result<Lake> {
+    pub async fn open(parts: LakeParts) -> KeepResult<Lake> {
         let LakeParts { store, keys, keyring, signer, pinned, command, warn } = parts;
         let mut lake = Lake {
             store,
@@ -107,17 +109,17 @@ impl Lake {
 
     /// Fails unless the whole chain is trusted: what deletes or rewrites objects never acts on
     /// a chain with a forged, missing or damaged manifest (the error names each).
-    pub fn ensure_trusted(&self) -> sessionlake_storage::LakeResult<()> {
+    pub fn ensure_trusted(&self) -> KeepResult<()> {
         match &self.untrusted {
-            Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
+            Some(why) => Err(KeepErrorKind::Integrity.message(why.clone())),
             None => Ok(()),
         }
     }
 
     /// Fails when the newest manifest is not trusted: a commit would link to it.
-    pub fn ensure_head_trusted(&self) -> sessionlake_storage::LakeResult<()> {
+    pub fn ensure_head_trusted(&self) -> KeepResult<()> {
         match &self.head_untrusted {
-            Some(why) => Err(LakeError::new(LakeErrorKind::Integrity, why.clone())),
+            Some(why) => Err(KeepErrorKind::Integrity.message(why.clone())),
             None => Ok(()),
         }
     }
@@ -128,10 +130,11 @@ impl Lake {
     }
 
     /// The keyring as the provider of new data keys; an error names the missing keyring.
-    pub fn keyring_provider(&self) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+    pub fn keyring_provider(&self) -> KeepResult<std::sync::Arc<dyn KeyProvider>> {
         match &self.keyring {
             Some(keyring) => Ok(keyring.clone()),
-            None => anyhow::bail!(
+            None => bail!(
+                KeepErrorKind::Invalid,
                 "new data keys are wrapped by the keyring or a KMS key, and there is no keyring: \
                  give --keyring or a KMS key"
             ),
@@ -147,7 +150,7 @@ impl Lake {
         transaction: &mut Transaction,
         files: &[ObjectEntry],
         gone: &BTreeSet<String>,
-    ) -> anyhow::Result<Vec<ObjectEntry>> {
+    ) -> KeepResult<Vec<ObjectEntry>> {
         let mut unique: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
         for entry in files {
             unique.insert(&entry.path, entry);
@@ -173,11 +176,15 @@ impl Lake {
         entry: &ObjectEntry,
         gone: &BTreeSet<String>,
         lake_id: &str,
-    ) -> anyhow::Result<Option<Compacted>> {
+    ) -> KeepResult<Option<Compacted>> {
         let (Some(table), true, Some(dt)) =
             (Table::of(entry.kind), paths::is_compacted(&entry.path), paths::dt_of(&entry.path))
         else {
-            anyhow::bail!("{} is not a compacted commands or sessions file", entry.path);
+            bail!(
+                KeepErrorKind::Format,
+                "{} is not a compacted commands or sessions file",
+                entry.path
+            );
         };
         let without: BTreeSet<String> =
             entry.sessions.iter().filter(|id| gone.contains(*id)).cloned().collect();
@@ -191,7 +198,9 @@ impl Lake {
             writer: Writer::Unleased,
         };
         let rewritten = files.write_compacted(table, dt, std::slice::from_ref(entry), &without);
-        rewritten.await.with_context(|| format!("failed to rewrite {}", entry.path))
+        rewritten
+            .await
+            .with_context_kind(KeepErrorKind::Lake, || format!("failed to rewrite {}", entry.path))
     }
 
     /// Returns the provider to wrap a new data key (or file key) with: the one that wrapped
@@ -200,19 +209,27 @@ impl Lake {
     pub async fn provider_like(
         &self,
         current: Option<&WrappedKey>,
-    ) -> anyhow::Result<std::sync::Arc<dyn KeyProvider>> {
+    ) -> KeepResult<std::sync::Arc<dyn KeyProvider>> {
         let record;
         let current = match current {
             Some(wrapped)
                 if wrapped.provider == PROVIDER_SESSION
                     && paths::is_file_key_record(&wrapped.key_id) =>
             {
-                let entry = self.live.get(&wrapped.key_id).with_context(|| {
-                    format!("the file key {} is not committed by the trusted chain", wrapped.key_id)
-                })?;
+                let entry = self.live.get(&wrapped.key_id).with_context_kind(
+                    KeepErrorKind::Integrity,
+                    || {
+                        format!(
+                            "the file key {} is not committed by the trusted chain",
+                            wrapped.key_id
+                        )
+                    },
+                )?;
                 let bytes = self.store.get_committed(entry).await?;
                 record = serde_json::from_slice::<SessionKeyRecord>(&bytes)
-                    .with_context(|| format!("{} is not a file key record", entry.path))?;
+                    .with_context_kind(KeepErrorKind::Format, || {
+                        format!("{} is not a file key record", entry.path)
+                    })?;
                 Some(&record.key)
             }
             other => other,
@@ -259,7 +276,7 @@ impl Lake {
 
     /// Reads the chain again: the trusted chain, its live set, and the head commits go after.
     /// What is not trusted is said on stderr (once) and makes [`Lake::ensure_trusted`] fail.
-    pub async fn reload(&mut self) -> anyhow::Result<()> {
+    pub async fn reload(&mut self) -> KeepResult<()> {
         let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
         let untrusted = snapshot.ensure_trusted(self.command).err().map(|error| error.to_string());
         if untrusted.is_some() && self.untrusted.is_none() {
@@ -278,7 +295,7 @@ impl Lake {
     /// Begins a change of the lake as read, committed on its newest manifest: only on a trusted
     /// newest manifest, and for what deletes or rewrites (retention, shred, compaction) only on
     /// a wholly trusted chain.
-    pub fn begin(&self, action: CommitAction) -> sessionlake_storage::LakeResult<Transaction> {
+    pub fn begin(&self, action: CommitAction) -> KeepResult<Transaction> {
         if matches!(action, CommitAction::Retention | CommitAction::Shred | CommitAction::Compact) {
             self.ensure_trusted()?;
         }
@@ -295,9 +312,9 @@ impl Lake {
         reason: Option<String>,
         added: Vec<ObjectEntry>,
         removed: Vec<ObjectEntry>,
-    ) -> anyhow::Result<ChainLink> {
+    ) -> KeepResult<ChainLink> {
         let mut attempt = 0;
-        let error = loop {
+        let error: KeepError = loop {
             attempt += 1;
             let committed = transaction
                 .commit(CommitAction::Hold, reason.clone(), added.clone(), removed.clone(), false)
@@ -313,15 +330,16 @@ impl Lake {
                         break LakeError::new(
                             LakeErrorKind::AlreadyExists,
                             format!("{} was removed by another commit meanwhile", gone.path),
-                        );
+                        )
+                        .into();
                     }
                     transaction.replan_on(self.file_head);
                 }
-                Err(error) => break error,
+                Err(error) => break error.into(),
             }
         };
         transaction.discard().await;
-        Err(error.into())
+        Err(error)
     }
 
     /// Deletes `entries` (committed as removed), session key records first (a crash in
@@ -330,14 +348,14 @@ impl Lake {
         &self,
         entries: Vec<ObjectEntry>,
         deleted: &(dyn Fn() + Sync),
-    ) -> anyhow::Result<()> {
+    ) -> KeepResult<()> {
         transaction::delete_removed(&self.store, entries, deleted).await?;
         Ok(())
     }
 
     /// Deletes the leftovers `leftovers` names of an interrupted writer (see
     /// [`transaction::sweep`]); only on a wholly trusted chain. Returns how many it deleted.
-    pub async fn sweep(&self, leftovers: &Leftovers<'_>) -> anyhow::Result<usize> {
+    pub async fn sweep(&self, leftovers: &Leftovers<'_>) -> KeepResult<usize> {
         self.ensure_trusted()?;
         let swept =
             transaction::sweep(&self.store, &self.chain, &self.live, self.file_head, leftovers)
@@ -354,20 +372,21 @@ impl Lake {
         &self,
         entry: &ObjectEntry,
         keep: impl Fn(&sessionlake_schemas::AccessRecord) -> bool,
-    ) -> anyhow::Result<Vec<ObjectEntry>> {
+    ) -> KeepResult<Vec<ObjectEntry>> {
         let object = self.store.describe(&entry.path);
-        let wrapped = entry.key.clone().with_context(|| format!("{object} names no data key"))?;
+        let no_key = || format!("{object} names no data key");
+        let wrapped = entry.key.clone().with_context_kind(KeepErrorKind::Format, no_key)?;
         let key = self
             .keys
             .decrypt(&wrapped)
             .await
-            .with_context(|| format!("failed to open {object}"))?;
+            .with_context_kind(KeepErrorKind::Lake, || format!("failed to open {object}"))?;
         let bytes = self.store.get_committed(entry).await?;
         let records = {
             let (key, object) = (key.clone(), object.clone());
             tokio::task::spawn_blocking(move || parquet_io::read_access(bytes, &object, Some(&key)))
                 .await
-                .context("access reader task failed")??
+                .context_kind(KeepErrorKind::Lake, "access reader task failed")??
         };
         let kept: Vec<_> = records.into_iter().filter(|record| keep(record)).collect();
         if kept.is_empty() {
@@ -376,7 +395,7 @@ impl Lake {
         let (Some(dt), Some(trail_file_id)) =
             (paths::dt_of(&entry.path), paths::trail_file_id_of(&entry.path))
         else {
-            anyhow::bail!("{object} is not named like an access file");
+            bail!(KeepErrorKind::Format, "{object} is not named like an access file");
         };
         let path = paths::access_object(dt, trail_file_id, &Writer::Unleased.new_version());
         let provider = self.provider_like(Some(&wrapped)).await?;
@@ -385,11 +404,14 @@ impl Lake {
         let sessions = entry.sessions.clone();
         let written =
             write_access_file(&self.store, provider.as_ref(), &path, kept, context, sessions);
-        Ok(written.await.with_context(|| format!("failed to rewrite {object}"))?.into())
+        let written = written.await;
+        Ok(written
+            .with_context_kind(KeepErrorKind::Lake, || format!("failed to rewrite {object}"))?
+            .into())
     }
 
     /// Plans the rewrite of every live `access` file that holds events of `session`.
-    pub async fn access_of_session(&self, session: &str) -> anyhow::Result<Vec<Planned>> {
+    pub async fn access_of_session(&self, session: &str) -> KeepResult<Vec<Planned>> {
         let files = live_access_files(&self.store, &self.live).await?;
         Ok(files
             .iter()
@@ -416,7 +438,7 @@ impl Lake {
         &self,
         transaction: &mut Transaction,
         due: &[&Planned],
-    ) -> anyhow::Result<Vec<ObjectEntry>> {
+    ) -> KeepResult<Vec<ObjectEntry>> {
         let mut added = Vec::new();
         for line in due {
             let Some(keep) = &line.keep_events else { continue };
@@ -444,10 +466,7 @@ pub const REMOVED_LEFTOVERS: Leftovers<'static> = Leftovers {
 
 /// Lists every stored object of `session` (any source, any version, live or not) in the
 /// session folders: shred removes old versions' files too.
-pub async fn stored_objects_of(
-    store: &LakeStore,
-    session: &str,
-) -> anyhow::Result<Vec<ObjectEntry>> {
+pub async fn stored_objects_of(store: &LakeStore, session: &str) -> KeepResult<Vec<ObjectEntry>> {
     let mut found = Vec::new();
     for (dir, kind) in [
         (format!("{}/sessions", paths::KEYS_DIR), ObjectKind::SessionKey),

@@ -14,6 +14,8 @@
 //! - [`holds`]: legal holds, which keep what they cover whatever the policy says.
 //! - [`lake`]: [`Lake`], the one-shot writer of retention, hold, shred and compaction
 //!   (transactions on the trusted head, rewrites of compacted and `access` files, sweeps).
+//! - [`error`]: [`KeepError`], its kind for callers that branch on it (a conflict, a busy
+//!   lease, a hold), its cause in the chain.
 //!
 //! No type here knows the command line: the `sessionlake` CLI turns its flags into a
 //! [`LakeParts`] and these calls, and prints what they return.
@@ -40,6 +42,7 @@
 //! ```
 
 pub mod compact;
+pub mod error;
 pub mod holds;
 pub mod lake;
 pub mod live;
@@ -49,6 +52,7 @@ pub mod rekey;
 pub mod retention;
 pub mod shred;
 
+pub use error::{KeepError, KeepErrorKind, KeepResult};
 pub use holds::{ActiveHold, Hold};
 pub use lake::{Attempt, Lake, LakeParts};
 pub use plan::{Expiry, Planned};

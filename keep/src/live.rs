@@ -11,6 +11,9 @@ use sessionlake_storage::manifest::ChainLink;
 use sessionlake_storage::store::LakeStore;
 use sessionlake_tables::parquet_io;
 
+use sessionlake_storage::bail;
+
+use crate::error::{KeepError, KeepErrorKind, KeepResult};
 use crate::policy::Subject;
 
 /// Objects read at once.
@@ -70,7 +73,7 @@ pub async fn live_sessions(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
     superseded: &BTreeMap<String, Vec<ObjectEntry>>,
-) -> anyhow::Result<Vec<LiveSession>> {
+) -> KeepResult<Vec<LiveSession>> {
     let live_files: Vec<&ObjectEntry> =
         live.values().filter(|entry| entry.kind == ObjectKind::Sessions).collect();
     let with_live: BTreeSet<&str> =
@@ -136,13 +139,13 @@ pub async fn live_sessions(
     Ok(by_id.into_values().collect())
 }
 
-fn session_rows(object: &str, bytes: bytes::Bytes) -> anyhow::Result<Vec<(String, Subject, i64)>> {
+fn session_rows(object: &str, bytes: bytes::Bytes) -> KeepResult<Vec<(String, Subject, i64)>> {
     let partition_time = partition_micros(object).unwrap_or(0);
     let mut rows = Vec::new();
     for stored in parquet_io::read_sessions(bytes, object)? {
         let context = stored.context;
         if context.session_id.is_empty() {
-            anyhow::bail!("{object} has a row without session_id");
+            bail!(KeepErrorKind::Format, "{object} has a row without session_id");
         }
         let subject = Subject {
             principal: context.principal,
@@ -181,7 +184,7 @@ pub struct LiveAccessFile {
 pub async fn live_access_files(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<Vec<LiveAccessFile>> {
+) -> KeepResult<Vec<LiveAccessFile>> {
     let files: Vec<&ObjectEntry> =
         live.values().filter(|entry| entry.kind == ObjectKind::Access).collect();
     futures::stream::iter(files.into_iter().map(|entry| async move {
@@ -209,7 +212,7 @@ pub async fn live_access_files(
                 }
             })
             .collect();
-        anyhow::Ok(LiveAccessFile { entry: entry.clone(), events })
+        Ok::<_, KeepError>(LiveAccessFile { entry: entry.clone(), events })
     }))
     .buffered(CONCURRENCY)
     .collect::<Vec<_>>()

@@ -5,9 +5,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::Context as _;
 use chrono::Datelike as _;
 use serde::{Deserialize, Serialize};
+
+use sessionlake_storage::ensure;
+
+use crate::error::{Context as _, ErrorKind as _, KeepError, KeepErrorKind, KeepResult};
 
 /// One day, µs.
 pub const DAY_MICROS: i64 = 86_400_000_000;
@@ -74,9 +77,10 @@ pub struct Glob {
 
 impl Glob {
     /// Compiles `text`, whose `*`s match any text.
-    pub fn new(text: &str) -> anyhow::Result<Glob> {
+    pub fn new(text: &str) -> KeepResult<Glob> {
         let pattern = format!("^{}$", regex::escape(text).replace(r"\*", ".*"));
-        Ok(Glob { regex: regex::Regex::new(&pattern)? })
+        let regex = regex::Regex::new(&pattern).map_err(invalid)?;
+        Ok(Glob { regex })
     }
 
     /// Returns whether `value` is present and matches.
@@ -154,12 +158,14 @@ impl std::fmt::Display for Period {
 }
 
 /// Parses a period (`90d`, `12w`, `7y`; 1d to 100y); errors name `field`.
-pub fn parse_period(field: &str, text: &str) -> anyhow::Result<Period> {
+pub fn parse_period(field: &str, text: &str) -> KeepResult<Period> {
     let trimmed = text.trim();
     let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
     let not_a_period = || {
-        anyhow::anyhow!("{field}: {text:?} is not a period (a number and d, w or y: 90d, 12w, 7y)")
+        let message =
+            format!("{field}: {text:?} is not a period (a number and d, w or y: 90d, 12w, 7y)");
+        KeepErrorKind::Invalid.message(message)
     };
     let number: i64 = number.parse().map_err(|_| not_a_period())?;
     let period = match unit {
@@ -168,8 +174,9 @@ pub fn parse_period(field: &str, text: &str) -> anyhow::Result<Period> {
         "y" => Period::Years(number),
         _ => return Err(not_a_period()),
     };
-    anyhow::ensure!(
+    ensure!(
         number > 0 && period <= Period::Years(100),
+        KeepErrorKind::Invalid,
         "{field}: {text:?} must be 1d to 100y"
     );
     Ok(period)
@@ -244,29 +251,38 @@ impl Policy {
     }
 
     /// Reads and validates a policy file; errors name the file and the field.
-    pub fn load(path: &Path) -> anyhow::Result<Policy> {
+    pub fn load(path: &Path) -> KeepResult<Policy> {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("failed to read policy {}", path.display()))?;
-        let mut policy = Policy::parse(&text)
-            .with_context(|| format!("policy {} is not valid", path.display()))?;
+            .with_context_kind(KeepErrorKind::Invalid, || {
+                format!("failed to read policy {}", path.display())
+            })?;
+        let mut policy = Policy::parse(&text).with_context_kind(KeepErrorKind::Invalid, || {
+            format!("policy {} is not valid", path.display())
+        })?;
         if let Some(tags_file) = &policy.tags_file {
             let tags_path = path.parent().unwrap_or(Path::new(".")).join(tags_file);
-            policy.tags = read_tags(&tags_path).with_context(|| {
-                format!(
-                    "policy {}: tags_file {} is not usable",
-                    path.display(),
-                    tags_path.display()
-                )
-            })?;
+            policy.tags =
+                read_tags(&tags_path).with_context_kind(KeepErrorKind::Invalid, || {
+                    format!(
+                        "policy {}: tags_file {} is not usable",
+                        path.display(),
+                        tags_path.display()
+                    )
+                })?;
         }
         Ok(policy)
     }
 
     /// Parses and validates a policy's text (a `tags_file` it names is not read: see
     /// [`Policy::load`]).
-    pub fn parse(text: &str) -> anyhow::Result<Policy> {
-        let file: PolicyFile = toml::from_str(text)?;
-        anyhow::ensure!(file.version == 1, "version {}: this build reads version 1", file.version);
+    pub fn parse(text: &str) -> KeepResult<Policy> {
+        let file: PolicyFile = toml::from_str(text).map_err(invalid)?;
+        ensure!(
+            file.version == 1,
+            KeepErrorKind::Invalid,
+            "version {}: this build reads version 1",
+            file.version
+        );
         let commands = parse_period("default.commands", &file.default.commands)?;
         let raw = match &file.default.raw {
             Some(raw) => parse_period("default.raw", raw)?,
@@ -287,34 +303,43 @@ impl Policy {
         let mut rules = Vec::new();
         for (index, rule) in file.rules.into_iter().enumerate() {
             let field = |name: &str| format!("rules[{index}] ({}).{name}", rule.name);
-            anyhow::ensure!(!rule.name.trim().is_empty(), "rules[{index}].name is empty");
-            anyhow::ensure!(
+            ensure!(
+                !rule.name.trim().is_empty(),
+                KeepErrorKind::Invalid,
+                "rules[{index}].name is empty"
+            );
+            ensure!(
                 names.insert(rule.name.clone()),
+                KeepErrorKind::Invalid,
                 "rules[{index}]: a second rule named {:?}",
                 rule.name
             );
-            anyhow::ensure!(
+            ensure!(
                 rule.principal.is_some()
                     || rule.target.is_some()
                     || rule.account.is_some()
                     || rule.tag.is_some(),
+                KeepErrorKind::Invalid,
                 "rules[{index}] ({}) matches nothing: give principal, target, account or tag",
                 rule.name
             );
-            anyhow::ensure!(
+            ensure!(
                 rule.tag.is_none() || file.tags_file.is_some(),
+                KeepErrorKind::Invalid,
                 "rules[{index}] ({}).tag needs tags_file (the targets' tags)",
                 rule.name
             );
             if let Some(tag) = &rule.tag {
-                anyhow::ensure!(
+                ensure!(
                     tag.contains('='),
+                    KeepErrorKind::Invalid,
                     "rules[{index}] ({}).tag: {tag:?} is not Key=Value",
                     rule.name
                 );
             }
-            let glob = |value: &Option<String>, name: &str| -> anyhow::Result<Option<Glob>> {
-                value.as_deref().map(Glob::new).transpose().with_context(|| field(name))
+            let glob = |value: &Option<String>, name: &str| -> KeepResult<Option<Glob>> {
+                let glob = value.as_deref().map(Glob::new).transpose();
+                glob.with_context_kind(KeepErrorKind::Invalid, || field(name))
             };
             let commands = match &rule.commands {
                 Some(text) => parse_period(&field("commands"), text)?,
@@ -391,7 +416,7 @@ impl Policy {
 }
 
 /// Reads `aws ec2 describe-tags --output json`: each resource's tags as `Key=Value`.
-pub(crate) fn read_tags(path: &Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
+pub(crate) fn read_tags(path: &Path) -> KeepResult<HashMap<String, Vec<String>>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Tags {
@@ -405,9 +430,9 @@ pub(crate) fn read_tags(path: &Path) -> anyhow::Result<HashMap<String, Vec<Strin
         #[serde(default)]
         value: String,
     }
-    let text = std::fs::read_to_string(path)?;
+    let text = std::fs::read_to_string(path).map_err(invalid)?;
     let tags: Tags = serde_json::from_str(&text)
-        .context("not the JSON of `aws ec2 describe-tags` ({\"Tags\": [{\"Key\", \"ResourceId\", \"Value\"}]})")?;
+        .context_kind(KeepErrorKind::Invalid, "not the JSON of `aws ec2 describe-tags` ({\"Tags\": [{\"Key\", \"ResourceId\", \"Value\"}]})")?;
     let mut by_resource: HashMap<String, Vec<String>> = HashMap::new();
     for tag in tags.tags {
         by_resource.entry(tag.resource_id).or_default().push(format!("{}={}", tag.key, tag.value));
@@ -415,9 +440,15 @@ pub(crate) fn read_tags(path: &Path) -> anyhow::Result<HashMap<String, Vec<Strin
     Ok(by_resource)
 }
 
-fn check_raw(rule: &Rule) -> anyhow::Result<()> {
-    anyhow::ensure!(
+/// Passes on an error of reading a policy (its TOML, a pattern, its tags file) as it is.
+fn invalid(error: impl Into<sessionlake_storage::error::Cause>) -> KeepError {
+    KeepErrorKind::Invalid.passing(error)
+}
+
+fn check_raw(rule: &Rule) -> KeepResult<()> {
+    ensure!(
         rule.raw <= rule.commands,
+        KeepErrorKind::Invalid,
         "{}: raw ({}) outlives commands ({}): an original is never kept without its rows",
         rule.name,
         rule.raw,

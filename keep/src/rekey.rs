@@ -27,7 +27,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_schemas::envelope::{MAX_HEADER_LEN, WrappedKey};
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
@@ -39,6 +38,9 @@ use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction::Transaction;
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 
+use sessionlake_storage::ensure;
+
+use crate::error::{Context as _, KeepError, KeepErrorKind, KeepResult};
 use crate::lake::MAX_ATTEMPTS;
 
 /// Keys unwrapped and re-wrapped at once (each may be two KMS calls).
@@ -57,7 +59,7 @@ pub struct RekeyLake<'a> {
 impl RekeyLake<'_> {
     /// Reads the trusted chain (saying what it leaves out) and fails unless it is wholly
     /// trusted.
-    async fn trusted(&self, command: &str) -> anyhow::Result<Snapshot> {
+    async fn trusted(&self, command: &str) -> KeepResult<Snapshot> {
         let snapshot = Snapshot::open(self.store, self.pinned).await?;
         for line in snapshot.ignored() {
             (self.warn)(&line);
@@ -126,7 +128,7 @@ pub async fn new_signing_key(
     signer: Arc<dyn ManifestSigner>,
     reason: Option<String>,
     dry_run: bool,
-) -> anyhow::Result<SigningKeySummary> {
+) -> KeepResult<SigningKeySummary> {
     let store = lake.store;
     let mut attempt = 0;
     loop {
@@ -173,7 +175,7 @@ pub async fn rekey(
     target: &RekeyTarget,
     reason: Option<String>,
     dry_run: bool,
-) -> anyhow::Result<RekeySummary> {
+) -> KeepResult<RekeySummary> {
     let store = lake.store;
     let target_id = &target.key_id;
     let mut summary = RekeySummary { key_id: target_id.clone(), dry_run, ..Default::default() };
@@ -213,7 +215,7 @@ async fn commit(
     added: Vec<ObjectEntry>,
     removed: Vec<ObjectEntry>,
     attempt: usize,
-) -> anyhow::Result<Option<ChainLink>> {
+) -> KeepResult<Option<ChainLink>> {
     match transaction.commit(CommitAction::Rekey, reason, added, removed, false).await {
         Ok(link) => Ok(Some(link)),
         Err(error) if error.is_conflict() && attempt < MAX_ATTEMPTS => {
@@ -228,7 +230,7 @@ async fn commit(
 /// what a rekey that never committed wrote there: the same session's key, bound to this
 /// record. A copy of another session's record (planted by whoever can write to the lake) is
 /// refused: re-wrapping it would leave this session's objects readable by no key.
-fn could_be_rewritten(entry: &ObjectEntry, record: &SessionKeyRecord) -> anyhow::Result<()> {
+fn could_be_rewritten(entry: &ObjectEntry, record: &SessionKeyRecord) -> KeepResult<()> {
     use sessionlake_schemas::envelope::{CONTEXT_RECORD, CONTEXT_SUBJECT};
     let session = entry.sessions.first().map(String::as_str).unwrap_or_default();
     let named = |key: &str| record.key.context.get(key).map(String::as_str);
@@ -240,8 +242,9 @@ fn could_be_rewritten(entry: &ObjectEntry, record: &SessionKeyRecord) -> anyhow:
             && named(CONTEXT_SUBJECT).is_none_or(|subject| subject == session)
             && named(CONTEXT_RECORD).is_none_or(|path| path == entry.path)
     };
-    anyhow::ensure!(
+    ensure!(
         ours,
+        KeepErrorKind::Integrity,
         "rekey refused: {} is not the session key record the chain committed (sha256 {}), and \
          it holds the key of another session or record ({}), not one a rekey of {} wrote; \
          nothing was re-wrapped. Restore the committed record, or run `sessionlake verify`",
@@ -261,7 +264,7 @@ async fn plan(
     live: &BTreeMap<String, ObjectEntry>,
     provider: &str,
     target_id: &str,
-) -> anyhow::Result<(Vec<Pending>, usize)> {
+) -> KeepResult<(Vec<Pending>, usize)> {
     let encrypted = live.values().filter(|entry| {
         entry.key.is_some()
             || matches!(
@@ -273,13 +276,15 @@ async fn plan(
         if entry.kind == ObjectKind::SessionKey {
             let bytes = store.get(&entry.path).await?;
             let record: SessionKeyRecord = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a session key record", entry.path))?;
+                .with_context_kind(KeepErrorKind::Format, || {
+                    format!("{} is not a session key record", entry.path)
+                })?;
             let committed = sessionlake_storage::store::sha256_hex(&bytes) == entry.sha256;
             if !committed {
                 could_be_rewritten(entry, &record)?;
             }
             let wrapped = record.key.clone();
-            return anyhow::Ok(Some((
+            return Ok::<_, KeepError>(Some((
                 Pending { entry: entry.clone(), wrapped, record: Some(record) },
                 committed,
             )));
@@ -310,7 +315,7 @@ async fn plan(
 }
 
 /// Reads the wrapped key from a sealed object's header (its first bytes only).
-async fn header_key(store: &LakeStore, entry: &ObjectEntry) -> anyhow::Result<WrappedKey> {
+async fn header_key(store: &LakeStore, entry: &ObjectEntry) -> KeepResult<WrappedKey> {
     let len = entry.size.min(8 + u64::from(MAX_HEADER_LEN));
     let start = store.get_range(&entry.path, 0..len).await?;
     let (header, _) =
@@ -327,7 +332,7 @@ async fn rewrap(
     target: &dyn KeyProvider,
     target_id: &str,
     pending: &[Pending],
-) -> anyhow::Result<Vec<ObjectEntry>> {
+) -> KeepResult<Vec<ObjectEntry>> {
     let rewrapped = futures::stream::iter(pending.iter().map(|pending| async move {
         let path = &pending.entry.path;
         let wrapped = if pending.wrapped.key_id == target_id {
@@ -336,17 +341,22 @@ async fn rewrap(
             let key = keys
                 .decrypt(&pending.wrapped)
                 .await
-                .with_context(|| format!("failed to unwrap the data key of {path}"))?;
+                .with_context_kind(KeepErrorKind::Lake, || {
+                    format!("failed to unwrap the data key of {path}")
+                })?;
             target
                 .wrap_data_key(&key, pending.wrapped.context.clone())
                 .await
-                .with_context(|| format!("failed to re-wrap the data key of {path}"))?
+                .with_context_kind(KeepErrorKind::Lake, || {
+                    format!("failed to re-wrap the data key of {path}")
+                })?
         };
         let Some(record) = &pending.record else {
-            return anyhow::Ok(ObjectEntry { key: Some(wrapped), ..pending.entry.clone() });
+            return Ok::<_, KeepError>(ObjectEntry { key: Some(wrapped), ..pending.entry.clone() });
         };
         let record = SessionKeyRecord { key: wrapped, ..record.clone() };
-        let json = serde_json::to_vec_pretty(&record).context("failed to encode a key record")?;
+        let json = serde_json::to_vec_pretty(&record)
+            .context_kind(KeepErrorKind::Format, "failed to encode a key record")?;
         let stored = store.put(path, bytes::Bytes::from(json)).await?;
         Ok(ObjectEntry { size: stored.size, sha256: stored.sha256, ..pending.entry.clone() })
     }))

@@ -8,6 +8,7 @@ use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
 use sessionlake_storage::manifest::ChainLink;
 use sessionlake_storage::session_keys::file_key_records;
 
+use crate::error::{KeepError, KeepResult};
 use crate::holds::{actor, live_holds};
 use crate::lake::{Attempt, Lake, MAX_ATTEMPTS, REMOVED_LEFTOVERS};
 use crate::live::{live_access_files, live_sessions, superseded_versions};
@@ -16,7 +17,7 @@ use crate::policy::{Action, Policy};
 
 /// Plans `policy` on the lake as read, as of `now` (µs): the sessions, then the `access`
 /// files, then the quarantined inputs.
-pub async fn plan_lake(lake: &Lake, policy: &Policy, now: i64) -> anyhow::Result<Vec<Planned>> {
+pub async fn plan_lake(lake: &Lake, policy: &Policy, now: i64) -> KeepResult<Vec<Planned>> {
     let superseded = superseded_versions(&lake.chain, &lake.live);
     let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
     let holds = live_holds(&lake.store, &lake.live).await?;
@@ -57,7 +58,7 @@ pub async fn apply(
     planned: &[Planned],
     provenance: Provenance<'_>,
     deleted: &(dyn Fn() + Sync),
-) -> anyhow::Result<Attempt<Applied>> {
+) -> KeepResult<Attempt<Applied>> {
     let due: Vec<&Planned> = planned.iter().filter(|p| p.held_by.is_none()).collect();
     let mut removed: Vec<ObjectEntry> = due.iter().flat_map(|line| noted(line)).collect();
     let expired: BTreeSet<String> =
@@ -69,7 +70,7 @@ pub async fn apply(
         // Compacted files holding expired sessions are rewritten without them in the same
         // commit; the old files (and older ones that held them) are deleted after it.
         added.extend(lake.rewrite_without(&mut transaction, &compacted, &expired).await?);
-        anyhow::Ok(added)
+        Ok::<_, KeepError>(added)
     };
     let written = written.await;
     let added = transaction.or_discard(written).await?;
@@ -138,7 +139,7 @@ pub async fn apply_due(
     policy: &Policy,
     policy_file: &str,
     now: i64,
-) -> anyhow::Result<AppliedPolicy> {
+) -> KeepResult<AppliedPolicy> {
     lake.ensure_trusted()?;
     let mut attempt = 0;
     loop {

@@ -10,6 +10,9 @@ use sessionlake_schemas::paths;
 use sessionlake_storage::manifest::ChainLink;
 use sessionlake_storage::session_keys::file_key_records;
 
+use sessionlake_storage::bail;
+
+use crate::error::{KeepError, KeepErrorKind, KeepResult};
 use crate::holds::{ActiveHold, actor, live_holds};
 use crate::lake::{Attempt, Lake, stored_objects_of};
 use crate::live::{live_sessions, superseded_versions};
@@ -40,7 +43,7 @@ impl ShredPlan {
 }
 
 /// Plans the shred of `session`; fails when a hold covers it or the lake has nothing of it.
-pub async fn plan(lake: &Lake, session: &str) -> anyhow::Result<ShredPlan> {
+pub async fn plan(lake: &Lake, session: &str) -> KeepResult<ShredPlan> {
     let superseded = superseded_versions(&lake.chain, &lake.live);
     let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
     let holds = live_holds(&lake.store, &lake.live).await?;
@@ -63,7 +66,8 @@ pub async fn plan(lake: &Lake, session: &str) -> anyhow::Result<ShredPlan> {
     let subject = found.map(|s| s.subject.clone()).unwrap_or_default();
     if let Some(ActiveHold { hold, .. }) = holds.iter().find(|held| held.covers(session, &subject))
     {
-        anyhow::bail!(
+        bail!(
+            KeepErrorKind::Held,
             "{session} is under legal hold {} ({}): release the hold first",
             hold.id,
             hold.reason
@@ -72,7 +76,7 @@ pub async fn plan(lake: &Lake, session: &str) -> anyhow::Result<ShredPlan> {
     let stored = stored_objects_of(&lake.store, session).await?;
     let access = lake.access_of_session(session).await?;
     if live.is_empty() && stored.is_empty() && access.is_empty() {
-        anyhow::bail!("no session {session} in {}", lake.store.location());
+        bail!(KeepErrorKind::NotFound, "no session {session} in {}", lake.store.location());
     }
     Ok(ShredPlan {
         session: session.to_string(),
@@ -106,7 +110,7 @@ pub async fn apply(
     plan: ShredPlan,
     reason: &str,
     deleted: &(dyn Fn() + Sync),
-) -> anyhow::Result<Attempt<Shredded>> {
+) -> KeepResult<Attempt<Shredded>> {
     let ShredPlan { session, live, compacted, stored, superseded, access } = plan;
     let reason = format!("shred of {session} by {}: {reason}", actor());
     // Live objects, and stored ones no commit removed yet (replaced versions, leftovers):
@@ -128,7 +132,7 @@ pub async fn apply(
     let written = async {
         let added = lake.rewrite_without(&mut transaction, &compacted, &gone).await?;
         let access = lake.write_rewrites(&mut transaction, &due).await?;
-        anyhow::Ok((added, access))
+        Ok::<_, KeepError>((added, access))
     };
     let written = written.await;
     let (mut added, added_access) = transaction.or_discard(written).await?;

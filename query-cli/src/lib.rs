@@ -68,6 +68,7 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::dataframe::DataFrame;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use sessionlake_read::error::ReadResult;
 use sessionlake_read::listing::{LakeReader, Listed, Listing, PageRequest, RowSink};
 use sessionlake_read::query::{
     COMMANDS_ALIAS, Filter, Query, SEARCH_ADDED_COLUMNS, SEARCH_COLUMNS, SESSION_TIMES_JOIN,

@@ -140,7 +140,7 @@ pub(crate) async fn open_writer(
         command,
         warn: warn_line,
     };
-    sessionlake_keep::Lake::open(parts).await
+    Ok(sessionlake_keep::Lake::open(parts).await?)
 }
 
 /// For `--allow-partial`: takes the committed table files that are not in the lake with their

@@ -21,6 +21,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use sessionlake_read::error::ReadError;
 use unicode_width::UnicodeWidthStr as _;
 
 use crate::time;
@@ -362,15 +363,34 @@ pub fn is_partial() -> bool {
     PARTIAL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Returns a printer's `error` as the read library's row sink error: the error it is (an
+/// `io::Error` or `csv::Error` of its own, which [`is_broken_pipe`] looks for), else its chain.
+pub fn sink_error(error: anyhow::Error) -> ReadError {
+    let error = match error.downcast::<std::io::Error>() {
+        Ok(io) => return ReadError::sink(io),
+        Err(error) => error,
+    };
+    match error.downcast::<csv::Error>() {
+        Ok(csv) => ReadError::sink(csv),
+        Err(error) => ReadError::sink(error),
+    }
+}
+
 /// Returns whether `error` is a write to a closed pipe (`sessionlake search | head`).
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
+    let is_pipe = |cause: &(dyn std::error::Error + 'static)| {
         cause
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             || cause
                 .downcast_ref::<csv::Error>()
                 .is_some_and(|csv| matches!(csv.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    };
+    error.chain().any(|cause| {
+        // The printer's own error, which the read library passes on under its `ReadError`
+        // (whose chain of causes starts below it).
+        let passed = cause.downcast_ref::<ReadError>().and_then(ReadError::cause);
+        is_pipe(cause) || passed.is_some_and(|passed| is_pipe(passed))
     })
 }
 
@@ -683,6 +703,20 @@ mod tests {
         assert_eq!(error_message(&two), "failed to open a: gone: failed to open b: gone");
         let plain = anyhow::anyhow!("lake x does not exist");
         assert_eq!(error_message(&plain), "lake x does not exist");
+    }
+
+    /// A closed pipe is found under what passes the printer's error on: the read library's
+    /// row sink error, a context over it; any other printer error is not one.
+    #[test]
+    fn test_a_broken_pipe_is_found_under_the_row_sink_error() {
+        let pipe = || anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        let csv = csv::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        for printer in [pipe(), pipe().context("failed to write"), anyhow::Error::from(csv)] {
+            let passed = anyhow::Error::from(sink_error(printer)).context("--after");
+            assert!(is_broken_pipe(&passed), "{passed:#}");
+        }
+        let other = sink_error(anyhow::anyhow!("failed to format a value"));
+        assert!(!is_broken_pipe(&anyhow::Error::from(other)));
     }
 
     /// A table wider than the terminal: the widest columns are narrowed first, none below the

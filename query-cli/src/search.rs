@@ -58,12 +58,12 @@ pub(crate) struct PrintSink<'a> {
 }
 
 impl RowSink for PrintSink<'_> {
-    fn start(&mut self, schema: &Schema) -> anyhow::Result<()> {
-        self.printer.start(schema)
+    fn start(&mut self, schema: &Schema) -> ReadResult<()> {
+        self.printer.start(schema).map_err(output::sink_error)
     }
 
-    fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
-        self.progress.suspend(|| self.printer.write_batch(batch))?;
+    fn write(&mut self, batch: &RecordBatch) -> ReadResult<()> {
+        self.progress.suspend(|| self.printer.write_batch(batch)).map_err(output::sink_error)?;
         self.progress.advance(batch.num_rows() as u64);
         Ok(())
     }
@@ -95,10 +95,10 @@ pub(crate) async fn print_listing(
     let page =
         PageRequest { after: paging.after.clone(), limit: paging.limit, chunk: chunk_rows() };
     let mut sink = PrintSink { printer: &mut printer, progress: &progress };
-    let listed = listing
-        .run(ctx, lake, query, &page, &mut sink)
-        .await
-        .map_err(|error| if paging.after.is_some() { error.context("--after") } else { error })?;
+    let listed = listing.run(ctx, lake, query, &page, &mut sink).await.map_err(|error| {
+        let error = anyhow::Error::from(error);
+        if paging.after.is_some() { error.context("--after") } else { error }
+    })?;
     drop(progress);
     let Listed { matched, shown, next } = listed;
     let mut text = format!("{matched} {noun}");

@@ -8,7 +8,6 @@
 //! key (`[session_id, seq]` for commands, `[session_id, source]` for sessions). Sort keys are
 //! unique, so every row is on exactly one page.
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -16,6 +15,10 @@ use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType, UInt64Typ
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
+
+use sessionlake_storage::{bail, ensure};
+
+use crate::error::{Context as _, ErrorKind as _, ReadErrorKind, ReadResult};
 
 /// Version of the cursor format.
 const CURSOR_VERSION: u32 = 1;
@@ -33,21 +36,28 @@ pub enum KeyValue {
 impl KeyValue {
     /// Reads the (valid) value at `row`: an integer as a number, anything else as its text
     /// (a decimal key, such as `search --include-access`'s, compares as its digits).
-    fn of(array: &dyn Array, row: usize) -> anyhow::Result<KeyValue> {
+    fn of(array: &dyn Array, row: usize) -> ReadResult<KeyValue> {
         let one = array.slice(row, 1);
+        let format = |error| ReadErrorKind::Format.passing(error);
         Ok(match one.data_type() {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-                let text = cast(&one, &DataType::Utf8)?;
+                let text = cast(&one, &DataType::Utf8).map_err(format)?;
                 KeyValue::Text(text.as_string::<i32>().value(0).to_string())
             }
             integer if integer.is_integer() => {
-                let number = cast(&one, &DataType::UInt64)?;
+                let number = cast(&one, &DataType::UInt64).map_err(format)?;
                 let number = number.as_primitive::<UInt64Type>();
-                anyhow::ensure!(number.is_valid(0), "{} is not a count", array.data_type());
+                ensure!(
+                    number.is_valid(0),
+                    ReadErrorKind::Format,
+                    "{} is not a count",
+                    array.data_type()
+                );
                 KeyValue::Number(number.value(0))
             }
             _ => {
-                let formatter = ArrayFormatter::try_new(one.as_ref(), &FormatOptions::default())?;
+                let formatter = ArrayFormatter::try_new(one.as_ref(), &FormatOptions::default())
+                    .map_err(format)?;
                 KeyValue::Text(formatter.value(0).to_string())
             }
         })
@@ -86,26 +96,31 @@ impl Cursor {
         row: usize,
         time_column: &str,
         key_columns: &[&str],
-    ) -> anyhow::Result<Cursor> {
+    ) -> ReadResult<Cursor> {
         let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .with_context(|| format!("the result has no column {name} to page on"))
+            batch.column_by_name(name).with_context_kind(ReadErrorKind::Format, || {
+                format!("the result has no column {name} to page on")
+            })
         };
         let times = column(time_column)?;
         let time = match times.as_primitive_opt::<TimestampMicrosecondType>() {
             Some(times) if times.is_valid(row) => Some(times.value(row)),
             Some(_) => None,
-            None => anyhow::bail!("{time_column} is not a time in µs"),
+            None => bail!(ReadErrorKind::Format, "{time_column} is not a time in µs"),
         };
         let keys = key_columns
             .iter()
             .map(|name| {
                 let array = column(name)?;
-                anyhow::ensure!(array.is_valid(row), "{name} is null: it cannot page");
-                KeyValue::of(array.as_ref(), row).with_context(|| format!("{name} cannot page"))
+                ensure!(
+                    array.is_valid(row),
+                    ReadErrorKind::Format,
+                    "{name} is null: it cannot page"
+                );
+                KeyValue::of(array.as_ref(), row)
+                    .with_context_kind(ReadErrorKind::Format, || format!("{name} cannot page"))
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<ReadResult<_>>()?;
         Ok(Cursor { version: CURSOR_VERSION, listing: listing.to_string(), time, keys })
     }
 
@@ -116,19 +131,22 @@ impl Cursor {
     }
 
     /// Reads a token of `listing` (what `--after` takes).
-    pub fn decode(token: &str, listing: &str) -> anyhow::Result<Cursor> {
+    pub fn decode(token: &str, listing: &str) -> ReadResult<Cursor> {
         let invalid = || format!("{token:?} is not a cursor printed by sessionlake");
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token.trim())
-            .with_context(invalid)?;
-        let cursor: Cursor = serde_json::from_slice(&json).with_context(invalid)?;
-        anyhow::ensure!(
+            .with_context_kind(ReadErrorKind::Cursor, invalid)?;
+        let cursor: Cursor =
+            serde_json::from_slice(&json).with_context_kind(ReadErrorKind::Cursor, invalid)?;
+        ensure!(
             cursor.version == CURSOR_VERSION,
+            ReadErrorKind::Cursor,
             "cursor version {} is not supported (this sessionlake reads {CURSOR_VERSION})",
             cursor.version
         );
-        anyhow::ensure!(
+        ensure!(
             cursor.listing == listing,
+            ReadErrorKind::Cursor,
             "the cursor pages {}, not {listing}",
             cursor.listing
         );
@@ -142,9 +160,10 @@ impl Cursor {
         time_expression: &str,
         key_expressions: &[&str],
         mut param: impl FnMut(ScalarValue) -> String,
-    ) -> anyhow::Result<String> {
-        anyhow::ensure!(
+    ) -> ReadResult<String> {
+        ensure!(
             self.keys.len() == key_expressions.len(),
+            ReadErrorKind::Cursor,
             "the cursor has {} key parts where {} pages on {}",
             self.keys.len(),
             self.listing,

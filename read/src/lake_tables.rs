@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::EncryptionFactoryOptions;
@@ -30,6 +29,8 @@ use sessionlake_storage::keys::{Keys, check_context};
 use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::verified::{CheckedBlocks, VerifiedStore};
 use url::Url;
+
+use crate::error::{Context as _, ReadErrorKind, ReadResult};
 
 /// Id under which the lake's decryption is registered with DataFusion.
 const ENCRYPTION_FACTORY_ID: &str = "sessionlake";
@@ -154,7 +155,7 @@ pub fn session_config() -> SessionConfig {
 /// Returns a query context that holds at most `memory_limit` bytes of query state and never
 /// spills to disk (a spill file would hold decrypted command text): a query over the limit
 /// fails with DataFusion's "Resources exhausted" error instead.
-pub fn new_context(memory_limit: usize) -> anyhow::Result<SessionContext> {
+pub fn new_context(memory_limit: usize) -> ReadResult<SessionContext> {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     let runtime = RuntimeEnvBuilder::new()
@@ -163,7 +164,7 @@ pub fn new_context(memory_limit: usize) -> anyhow::Result<SessionContext> {
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         )
         .build_arc()
-        .context("failed to set up the query engine")?;
+        .context_kind(ReadErrorKind::Query, "failed to set up the query engine")?;
     Ok(SessionContext::new_with_config_rt(session_config(), runtime))
 }
 
@@ -175,8 +176,8 @@ pub fn register(
     snapshot: &LakeSnapshot,
     keys: Keys,
     keep: &dyn Fn(&str) -> bool,
-) -> anyhow::Result<()> {
-    let url = Url::parse(LAKE_URL).context("lake url")?;
+) -> ReadResult<()> {
+    let url = Url::parse(LAKE_URL).context_kind(ReadErrorKind::Query, "lake url")?;
     let (engine_store, prefix) = store.engine_store();
     // The engine reads through a store that serves only committed table files, each range
     // checked against the chain's digests before DataFusion sees a byte of it.
@@ -242,7 +243,7 @@ fn register_table(
     schema: SchemaRef,
     prefix: &str,
     files: &[&ObjectEntry],
-) -> anyhow::Result<()> {
+) -> ReadResult<()> {
     if files.is_empty() {
         let empty = MemTable::try_new(Arc::clone(&schema), vec![vec![]])?;
         ctx.register_table(name, Arc::new(empty))?;

@@ -10,7 +10,9 @@
 //! - [`window`]: the windows a long search reads one after the other, so that memory holds
 //!   one window of sessions at a time;
 //! - [`verify`]: the chain walked and every object hashed, each problem a finding that names
-//!   the manifest or object.
+//!   the manifest or object;
+//! - [`error`]: [`error::ReadError`], its kind for callers that branch on it, its cause in
+//!   the chain.
 //!
 //! ```
 //! use sessionlake_read::window::{Range, Span, plan};
@@ -28,6 +30,7 @@
 //! ```
 
 pub mod cursor;
+pub mod error;
 pub mod lake_tables;
 pub mod listing;
 pub mod query;

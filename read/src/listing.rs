@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 
-use anyhow::Context as _;
 use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, Schema, TimestampMicrosecondType};
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -18,16 +17,20 @@ use sessionlake_storage::keys::Keys;
 use sessionlake_storage::store::LakeStore;
 
 use crate::cursor::Cursor;
+use crate::error::{Context as _, ReadErrorKind, ReadResult};
 use crate::lake_tables::{self, LakeSnapshot};
 use crate::query::{Query, SESSION_TIMES_JOIN, SORT_TIME};
 use crate::window;
 
+/// What a failed query says, over the engine's error.
+const QUERY_FAILED: &str = "query failed";
+
 /// Where a listing's rows go, batch by batch, as they are read.
 pub trait RowSink {
     /// Called once, before any batch, with the result's schema.
-    fn start(&mut self, schema: &Schema) -> anyhow::Result<()>;
+    fn start(&mut self, schema: &Schema) -> ReadResult<()>;
     /// Takes the next rows.
-    fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()>;
+    fn write(&mut self, batch: &RecordBatch) -> ReadResult<()>;
 }
 
 /// What a stream of rows gave: how many, the last of them (for the next cursor), and whether
@@ -45,12 +48,13 @@ pub async fn stream_frame(
     frame: DataFrame,
     sink: &mut dyn RowSink,
     limit: Option<u64>,
-) -> anyhow::Result<Streamed> {
-    let mut stream = frame.execute_stream().await.context("query failed")?;
+) -> ReadResult<Streamed> {
+    let mut stream =
+        frame.execute_stream().await.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
     sink.start(&stream.schema())?;
     let mut streamed = Streamed::default();
     while let Some(batch) = stream.next().await {
-        let batch = batch.context("query failed")?;
+        let batch = batch.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
         let room = limit.map_or(u64::MAX, |limit| limit.saturating_sub(streamed.rows));
         let take = usize::try_from(room).unwrap_or(usize::MAX).min(batch.num_rows());
         streamed.more = take < batch.num_rows();
@@ -122,7 +126,7 @@ impl Listing {
         query: Query,
         page: &PageRequest,
         sink: &mut dyn RowSink,
-    ) -> anyhow::Result<Listed> {
+    ) -> ReadResult<Listed> {
         let after = page.after.as_deref().map(|t| Cursor::decode(t, self.name)).transpose()?;
         let streamed = match lake {
             Some(lake) if page.limit.is_none_or(|limit| limit > page.chunk) => {
@@ -154,7 +158,7 @@ impl Listing {
         range: Option<window::Range>,
         limit: Option<u64>,
         sink: &mut dyn RowSink,
-    ) -> anyhow::Result<Streamed> {
+    ) -> ReadResult<Streamed> {
         let mut query = query.clone();
         if let Some(cursor) = after {
             let condition =
@@ -185,7 +189,7 @@ impl Listing {
         let frame = ctx
             .sql(&self.sql(&query, &order))
             .await
-            .context("query failed")?
+            .context_kind(ReadErrorKind::Query, QUERY_FAILED)?
             .with_param_values(query.params)?;
         stream_frame(frame, sink, limit).await
     }
@@ -200,7 +204,7 @@ impl Listing {
         after: Option<&Cursor>,
         page: &PageRequest,
         sink: &mut dyn RowSink,
-    ) -> anyhow::Result<Streamed> {
+    ) -> ReadResult<Streamed> {
         let spans = session_spans(ctx, self.time_expression).await?;
         let mut streamed = Streamed::default();
         for window in window::plan(&spans, page.chunk) {
@@ -236,7 +240,7 @@ pub struct LakeReader {
 impl LakeReader {
     /// Returns a context with the tables over the kept files of `sessions` (all without); the
     /// `access` table is never narrowed to sessions.
-    pub fn tables(&self, sessions: Option<&HashSet<String>>) -> anyhow::Result<SessionContext> {
+    pub fn tables(&self, sessions: Option<&HashSet<String>>) -> ReadResult<SessionContext> {
         let ctx = lake_tables::new_context(self.memory_limit)?;
         let of_sessions = |path: &str| {
             let Some(entry) = self.snapshot.live.get(path) else {
@@ -263,26 +267,28 @@ impl LakeReader {
 pub async fn session_spans(
     ctx: &SessionContext,
     time_expression: &str,
-) -> anyhow::Result<Vec<window::Span>> {
+) -> ReadResult<Vec<window::Span>> {
     let sql = format!(
         "SELECT c.session_id, min({time_expression}) AS lo, max({time_expression}) AS hi, \
          count(*) AS n, count({time_expression}) AS timed FROM commands c {SESSION_TIMES_JOIN} \
          GROUP BY c.session_id"
     );
-    let batches =
-        ctx.sql(&sql).await.context("query failed")?.collect().await.context("query failed")?;
+    let frame = ctx.sql(&sql).await.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
+    let batches = frame.collect().await.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
     let mut spans = Vec::new();
     for batch in &batches {
-        let ids = batch.column(0).as_string_opt::<i32>().context("session_id is not text")?;
+        let ids = batch.column(0).as_string_opt::<i32>();
+        let ids = ids.context_kind(ReadErrorKind::Format, "session_id is not text")?;
         let time = |column: usize| {
             batch
                 .column(column)
                 .as_primitive_opt::<TimestampMicrosecondType>()
-                .context("sort time is not a time in µs")
+                .context_kind(ReadErrorKind::Format, "sort time is not a time in µs")
         };
         let (lo, hi) = (time(1)?, time(2)?);
         let count = |column: usize| {
-            batch.column(column).as_primitive_opt::<Int64Type>().context("count is not a number")
+            let counts = batch.column(column).as_primitive_opt::<Int64Type>();
+            counts.context_kind(ReadErrorKind::Format, "count is not a number")
         };
         let (rows, timed) = (count(3)?, count(4)?);
         for row in 0..batch.num_rows() {
@@ -304,21 +310,21 @@ pub async fn count_rows(
     ctx: &SessionContext,
     sql: &str,
     params: Vec<ScalarValue>,
-) -> anyhow::Result<u64> {
+) -> ReadResult<u64> {
     let batches = ctx
         .sql(&format!("SELECT count(*) FROM ({sql}) AS matched"))
         .await
-        .context("count failed")?
+        .context_kind(ReadErrorKind::Query, "count failed")?
         .with_param_values(params)?
         .collect()
         .await
-        .context("count failed")?;
+        .context_kind(ReadErrorKind::Query, "count failed")?;
     let count = batches
         .first()
         .and_then(|batch| batch.column(0).as_primitive_opt::<Int64Type>())
         .filter(|counts| !counts.is_empty())
         .map(|counts| counts.value(0))
-        .context("count returned no row")?;
+        .context_kind(ReadErrorKind::Format, "count returned no row")?;
     Ok(u64::try_from(count).unwrap_or_default())
 }
 
@@ -336,14 +342,20 @@ mod tests {
     struct Rows(Vec<String>);
 
     impl RowSink for Rows {
-        fn start(&mut self, schema: &Schema) -> anyhow::Result<()> {
-            anyhow::ensure!(schema.field_with_name("seq").is_ok(), "no seq column");
+        fn start(&mut self, schema: &Schema) -> ReadResult<()> {
+            sessionlake_storage::ensure!(
+                schema.field_with_name("seq").is_ok(),
+                ReadErrorKind::Format,
+                "no seq column"
+            );
             Ok(())
         }
 
-        fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
-            let ids = batch.column_by_name("session_id").context("session_id")?.as_string::<i32>();
-            let seqs = batch.column_by_name("seq").context("seq")?;
+        fn write(&mut self, batch: &RecordBatch) -> ReadResult<()> {
+            let column =
+                |name| batch.column_by_name(name).context_kind(ReadErrorKind::Format, name);
+            let ids = column("session_id")?.as_string::<i32>();
+            let seqs = column("seq")?;
             let seqs = seqs.as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
             for row in 0..batch.num_rows() {
                 self.0.push(format!("{}:{}", ids.value(row), seqs.value(row)));

@@ -57,7 +57,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::Context as _;
 use futures::StreamExt as _;
 use sessionlake_schemas::SessionSource;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
@@ -67,6 +66,10 @@ use sessionlake_storage::manifest::{self, ChainLink, Head};
 use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::trust::{ChainTrust, StartingPoint, committed_at, finding};
 pub use sessionlake_storage::trust::{Finding, PinnedSigner, idle_grace_secs};
+
+use sessionlake_storage::{bail, ensure};
+
+use crate::error::{Context as _, ReadErrorKind, ReadResult};
 
 /// Objects hashed at once (each on its own task, so hashing spreads over the runtime's threads).
 const CHECK_CONCURRENCY: usize = 16;
@@ -201,7 +204,7 @@ async fn check_objects(
 /// reported whatever the range (its commit time is its author's claim, not a fact), and the
 /// trusted live objects it names (removes, or adds again with other bytes) are hashed
 /// whatever the range: a forged manifest that removes a transcript does not hide its deletion.
-pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Result<Report> {
+pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> ReadResult<Report> {
     // List before reading the chain: an ingest committing meanwhile adds objects the chain
     // names, never objects it does not.
     let mut stored = Vec::new();
@@ -236,8 +239,9 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     let tail_checked = options.until.is_none_or(|until| until > options.now);
     let now = tail_checked.then_some(options.now);
     let (resumed, skipped) = if options.since_checkpoint {
-        anyhow::ensure!(
+        ensure!(
             !options.pinned.is_empty(),
+            ReadErrorKind::Invalid,
             "--since-checkpoint needs a pinned signer (the keyring, or --signing-key)"
         );
         sessionlake_storage::trust::latest_checkpoint(store, &options.pinned, Scope::Whole).await?
@@ -248,12 +252,15 @@ pub async fn verify(store: &LakeStore, options: &VerifyOptions) -> anyhow::Resul
     let (files, first, mut live) = match resumed {
         Some(StartingPoint { sequence, live, files, .. }) => (files, Some(sequence), live),
         None if options.since_checkpoint => {
-            anyhow::bail!("--since-checkpoint: the lake has no checkpoint a pinned signer made")
+            bail!(
+                ReadErrorKind::Invalid,
+                "--since-checkpoint: the lake has no checkpoint a pinned signer made"
+            )
         }
         None => {
             let files = manifest::read_manifest_files(store)
                 .await
-                .context("failed to read the manifest chain")?;
+                .context_kind(ReadErrorKind::Lake, "failed to read the manifest chain")?;
             (files, None, BTreeMap::new())
         }
     };
@@ -507,7 +514,7 @@ async fn check_checkpoints(
     store: &LakeStore,
     trusted: &[ChainLink],
     signers: &[PinnedSigner],
-) -> anyhow::Result<Vec<Finding>> {
+) -> ReadResult<Vec<Finding>> {
     let mut checkpoints = sessionlake_storage::checkpoint::list(store).await?;
     checkpoints.reverse();
     let mut found = Vec::new();

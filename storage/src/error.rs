@@ -1,4 +1,8 @@
 //! Errors of the lake crate. Each names the object or key it is about.
+//!
+//! Also what the errors of the libraries above it (read, keep) are made of: a kind of their own
+//! ([`ErrorKind`]) and a [`Detail`], a message over its cause or a cause passed on as it is;
+//! [`Context`], [`bail!`](crate::bail) and [`ensure!`](crate::ensure) make them.
 
 use std::fmt;
 
@@ -109,3 +113,131 @@ impl LakeError {
 
 /// Result of the lake crate.
 pub type LakeResult<T> = Result<T, LakeError>;
+
+/// A cause of any type, as the libraries keep one under their errors.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an error of the read or keep library says beyond its kind: a message that names the
+/// object over its cause (as `anyhow`'s `.context` puts it), or a cause passed on as it is,
+/// whose message and chain are the error's.
+#[derive(Debug, thiserror::Error)]
+pub enum Detail {
+    /// What failed, naming the object, over its cause if it has one.
+    #[error("{message}")]
+    Message {
+        message: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A cause passed on as it is.
+    #[error(transparent)]
+    Passed(Cause),
+}
+
+impl Detail {
+    /// Returns the detail of `message` over `source`.
+    pub fn message(message: impl Into<String>, source: Option<Cause>) -> Detail {
+        Detail::Message { message: message.into(), source }
+    }
+
+    /// Returns the error under the message, or the one passed on: for one passed on the only
+    /// way to reach it (a lake error, a printer's `io::Error`), since the chain of `source()`
+    /// starts below it.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Detail::Message { source, .. } => source.as_deref(),
+            Detail::Passed(cause) => Some(cause.as_ref()),
+        }
+    }
+
+    /// Writes the message; for `{:#}`, each cause after it, `: ` between them, as `anyhow`
+    /// prints a chain (so that the text is the same wherever the error is printed).
+    pub fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use std::error::Error as _;
+        write!(f, "{self}")?;
+        if f.alternate() {
+            let mut cause = self.source();
+            while let Some(error) = cause {
+                write!(f, ": {error}")?;
+                cause = error.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The kind of a library error made of a kind and a [`Detail`]: how [`Context`] and
+/// [`bail!`](crate::bail) make one.
+pub trait ErrorKind: Copy {
+    /// The error.
+    type Error;
+
+    /// Returns the error of this kind with `detail`.
+    fn error(self, detail: Detail) -> Self::Error;
+
+    /// Returns the error of this kind with `message`, which names the object.
+    fn message(self, message: impl Into<String>) -> Self::Error {
+        self.error(Detail::message(message, None))
+    }
+
+    /// Returns `cause` passed on as the error of this kind: its message and chain are the
+    /// error's.
+    fn passing(self, cause: impl Into<Cause>) -> Self::Error {
+        self.error(Detail::Passed(cause.into()))
+    }
+}
+
+/// Names what failed over an error or a missing value, as an error of a kind.
+pub trait Context<T>: Sized {
+    /// Returns the error as one of `kind`, `message()` over it.
+    fn with_context_kind<K: ErrorKind>(
+        self,
+        kind: K,
+        message: impl FnOnce() -> String,
+    ) -> Result<T, K::Error>;
+
+    /// Returns the error as one of `kind`, `message` over it.
+    fn context_kind<K: ErrorKind>(self, kind: K, message: &str) -> Result<T, K::Error> {
+        self.with_context_kind(kind, || message.to_string())
+    }
+}
+
+impl<T, E: Into<Cause>> Context<T> for Result<T, E> {
+    fn with_context_kind<K: ErrorKind>(
+        self,
+        kind: K,
+        message: impl FnOnce() -> String,
+    ) -> Result<T, K::Error> {
+        self.map_err(|error| kind.error(Detail::message(message(), Some(error.into()))))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn with_context_kind<K: ErrorKind>(
+        self,
+        kind: K,
+        message: impl FnOnce() -> String,
+    ) -> Result<T, K::Error> {
+        self.ok_or_else(|| kind.message(message()))
+    }
+}
+
+/// Returns early with the error of a kind ([`ErrorKind`]) and a formatted message:
+/// `bail!(KeepErrorKind::NotFound, "no hold {id}")`.
+#[macro_export]
+macro_rules! bail {
+    ($kind:expr, $($message:tt)+) => {
+        return Err($crate::error::ErrorKind::message($kind, format!($($message)+)))
+    };
+}
+
+/// Returns early with the error of a kind ([`ErrorKind`]) unless the condition holds:
+/// `ensure!(!reason.is_empty(), KeepErrorKind::Invalid, "--reason is empty")`.
+#[macro_export]
+macro_rules! ensure {
+    ($condition:expr, $kind:expr, $($message:tt)+) => {
+        if !$condition {
+            $crate::bail!($kind, $($message)+);
+        }
+    };
+}

@@ -578,6 +578,26 @@ impl KmsKeyProvider {
             || LakeError::format(format!("kms DescribeKey of {} gave no ARN", self.key_id)),
         )
     }
+
+    /// Returns the key that KMS `action` (GenerateDataKey, Encrypt) wrapped as `ciphertext`
+    /// under `context`, named by the key id KMS answered with (its ARN, so that Decrypt can
+    /// name the key), else by this provider's.
+    fn wrapped(
+        &self,
+        action: &str,
+        answered_key_id: Option<&str>,
+        ciphertext: Option<&aws_sdk_kms::primitives::Blob>,
+        context: BTreeMap<String, String>,
+    ) -> LakeResult<WrappedKey> {
+        let ciphertext = ciphertext
+            .ok_or_else(|| LakeError::format(format!("kms {action} returned no ciphertext")))?;
+        Ok(WrappedKey {
+            provider: PROVIDER_KMS.to_string(),
+            key_id: answered_key_id.unwrap_or(&self.key_id).to_string(),
+            ciphertext: B64.encode(ciphertext.as_ref()),
+            context,
+        })
+    }
 }
 
 /// Converts a KMS failure into a [`LakeError`] that names the action and the key and says what
@@ -659,20 +679,9 @@ impl KeyProvider for KmsKeyProvider {
             .plaintext()
             .and_then(|blob| DataKey::from_slice(blob.as_ref()))
             .ok_or_else(|| LakeError::format("kms GenerateDataKey returned no 32-byte key"))?;
-        let ciphertext = output
-            .ciphertext_blob()
-            .ok_or_else(|| LakeError::format("kms GenerateDataKey returned no ciphertext"))?;
-        // KMS answers with the key's ARN; keep it so Decrypt can name the key.
-        let key_id = output.key_id().unwrap_or(&self.key_id).to_string();
-        Ok((
-            plaintext,
-            WrappedKey {
-                provider: PROVIDER_KMS.to_string(),
-                key_id,
-                ciphertext: B64.encode(ciphertext.as_ref()),
-                context,
-            },
-        ))
+        let wrapped =
+            self.wrapped("GenerateDataKey", output.key_id(), output.ciphertext_blob(), context)?;
+        Ok((plaintext, wrapped))
     }
 
     async fn decrypt_data_key(&self, wrapped: &WrappedKey) -> LakeResult<DataKey> {
@@ -706,15 +715,7 @@ impl KeyProvider for KmsKeyProvider {
             .send()
             .await
             .map_err(|error| kms_error("Encrypt", &self.key_id, error))?;
-        let ciphertext = output
-            .ciphertext_blob()
-            .ok_or_else(|| LakeError::format("kms Encrypt returned no ciphertext"))?;
-        Ok(WrappedKey {
-            provider: PROVIDER_KMS.to_string(),
-            key_id: output.key_id().unwrap_or(&self.key_id).to_string(),
-            ciphertext: B64.encode(ciphertext.as_ref()),
-            context,
-        })
+        self.wrapped("Encrypt", output.key_id(), output.ciphertext_blob(), context)
     }
 }
 

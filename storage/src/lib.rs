@@ -7,6 +7,7 @@
 //! - [`object_lock`]: commits written under S3 Object Lock on a bucket that has it.
 //! - [`signing`]: manifest signers (the keyring's Ed25519 key, an AWS KMS ECDSA key) and checks.
 //! - [`cursors::Cursors`]: how far each source has been read.
+//! - [`error`]: [`LakeError`], and what the read and keep libraries make their errors of.
 //!
 //! ```no_run
 //! # async fn demo() -> sessionlake_storage::LakeResult<()> {
@@ -22,7 +23,7 @@ pub mod checkpoint;
 pub mod cursors;
 pub mod decompress;
 pub mod envelope;
-mod error;
+pub mod error;
 pub mod key_cache;
 pub mod keys;
 pub mod lease;

@@ -669,39 +669,26 @@ pub fn analyse_chain_from(files: &[ManifestFile], now: Option<i64>, first: u64) 
         if held == stored_as {
             continue;
         }
-        if held < first {
+        let replayed = if held < first {
             // Read from a checkpoint on, the manifest it would copy (or fork) is not read:
             // it is not part of the chain from the checkpoint, whichever it is.
+            Some(format!(
+                "holds sequence {held}, before the checkpoint's manifest {first}, stored as \
+                 sequence {stored_as}: a copy of an earlier manifest, or a forgery of one"
+            ))
+        } else {
+            let copy_of = by_sha[link.sha256.as_str()].iter().copied().find(|&i| i != index);
+            copy_of.map(|original| {
+                format!(
+                    "a copy of {} (sequence {held}, committed {}) stored as sequence {stored_as}",
+                    parsed[original].path, link.manifest.body.committed_at
+                )
+            })
+        };
+        if let Some(detail) = replayed {
             replays.insert(index);
-            findings.push(Scoped {
-                finding: finding(
-                    "replayed-manifest",
-                    &link.path,
-                    format!(
-                        "holds sequence {held}, before the checkpoint's manifest {first}, stored \
-                         as sequence {stored_as}: a copy of an earlier manifest, or a forgery \
-                         of one"
-                    ),
-                ),
-                at,
-            });
-            continue;
-        }
-        let copy_of = by_sha[link.sha256.as_str()].iter().copied().find(|&other| other != index);
-        if let Some(original) = copy_of {
-            replays.insert(index);
-            findings.push(Scoped {
-                finding: finding(
-                    "replayed-manifest",
-                    &link.path,
-                    format!(
-                        "a copy of {} (sequence {held}, committed {}) stored as sequence \
-                         {stored_as}",
-                        parsed[original].path, link.manifest.body.committed_at
-                    ),
-                ),
-                at,
-            });
+            let replay = finding("replayed-manifest", &link.path, detail);
+            findings.push(Scoped { finding: replay, at });
             continue;
         }
         let previous = link.manifest.body.previous_sha256.as_deref();

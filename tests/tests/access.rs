@@ -11,7 +11,7 @@ use sessionlake_tests::{
     FaultProxy, binary, duckdb, files_under, repo_root, run, s3_client, unique,
 };
 
-use crate::parse_json_lines;
+use crate::{parse_json_lines, put};
 
 const ALICE: &str = "arn:aws:sts::111122223333:assumed-role/Admin/alice";
 const BOB: &str = "arn:aws:iam::111122223333:user/bob";
@@ -129,16 +129,6 @@ fn gzip(document: &Value) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(document.to_string().as_bytes()).expect("gzip");
     encoder.finish().expect("gzip")
-}
-
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
-    s3.put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(body.into())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
 
 /// Runs `sessionlake <args> --json` on the local lake in `dir`.

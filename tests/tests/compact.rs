@@ -9,13 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use sessionlake_tests::{Background, Ran, binary, duckdb, files_under, repo_root, run};
+use sessionlake_tests::{Background, binary, duckdb, files_under, repo_root, run};
 
-use super::{ingested_examples, ingested_examples_and};
-
-fn cli(dir: &Path, args: &[&str]) -> Ran {
-    run(binary("sessionlake", false).current_dir(dir).args(args))
-}
+use super::{cli, ingested_examples, ingested_examples_and};
 
 /// Runs `sessionlake compact --min-age 0s --json` and returns its summary.
 fn compact(dir: &Path) -> Value {

@@ -70,10 +70,15 @@ fn parse_json_lines(stdout: &str) -> (Vec<BTreeMap<String, Value>>, Value) {
     (rows, summary)
 }
 
+/// Runs `sessionlake <args>` (local, no AWS) in `dir`.
+fn cli(dir: &Path, args: &[&str]) -> sessionlake_tests::Ran {
+    run(binary("sessionlake", false).current_dir(dir).args(args))
+}
+
 /// Runs `sessionlake <args>` (local, no AWS) in `dir`; returns the exit code and the parsed
 /// `--json` output.
 fn cli_json(dir: &Path, args: &[&str]) -> (i32, Vec<BTreeMap<String, Value>>, Value) {
-    let ran = run(binary("sessionlake", false).current_dir(dir).args(args));
+    let ran = cli(dir, args);
     let (rows, summary) = parse_json_lines(&ran.stdout);
     (ran.code, rows, summary)
 }
@@ -129,23 +134,14 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "search",
-        "--command",
-        "rm -rf",
-        "--json",
-    ]));
+    let search = cli(dir.path(), &["search", "--command", "rm -rf", "--json"]);
     assert_eq!(search.code, 0, "{}", search.stderr);
     let (rows, summary) = parse_json_lines(&search.stdout);
     assert_rm_rf_rows(&rows);
     assert_eq!(summary["matched"], Value::from(1));
 
     // Table output names the same row.
-    let table = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "search",
-        "--command",
-        "rm -rf",
-    ]));
+    let table = cli(dir.path(), &["search", "--command", "rm -rf"]);
     assert_eq!(table.code, 0, "{}", table.stderr);
     assert!(
         table.stdout.contains("alice-0123456789abcdef0")
@@ -155,20 +151,23 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     );
 
     // Filters combine; a filter that excludes the row finds nothing and exits 1.
-    let narrowed = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "search",
-        "--command",
-        "rm -rf",
-        "--principal",
-        "alice",
-        "--target",
-        "i-0a1b2c3d4e5f67890",
-        "--since",
-        "2026-03-14",
-        "--until",
-        "2026-03-15",
-        "--json",
-    ]));
+    let narrowed = cli(
+        dir.path(),
+        &[
+            "search",
+            "--command",
+            "rm -rf",
+            "--principal",
+            "alice",
+            "--target",
+            "i-0a1b2c3d4e5f67890",
+            "--since",
+            "2026-03-14",
+            "--until",
+            "2026-03-15",
+            "--json",
+        ],
+    );
     assert_eq!(narrowed.code, 0, "{}", narrowed.stderr);
     assert_rm_rf_rows(&parse_json_lines(&narrowed.stdout).0);
     for excluding in [
@@ -186,8 +185,7 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     }
 
     // `sessions` lists every session once, with the same filters.
-    let sessions =
-        run(binary("sessionlake", false).current_dir(dir.path()).args(["sessions", "--json"]));
+    let sessions = cli(dir.path(), &["sessions", "--json"]);
     assert_eq!(sessions.code, 0, "{}", sessions.stderr);
     let (rows, _) = parse_json_lines(&sessions.stdout);
     assert_eq!(rows.len(), example_sessions());
@@ -200,19 +198,11 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     assert_eq!(row["status"], Value::from("complete"));
     assert_eq!(row["started_at"], Value::from("2026-03-14 09:26:50Z"));
     assert!(row["command_count"].as_u64().is_some_and(|n| n >= 10), "{row:?}");
-    let none = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "sessions",
-        "--since",
-        "2026-04-01",
-    ]));
+    let none = cli(dir.path(), &["sessions", "--since", "2026-04-01"]);
     assert_eq!(none.code, 1, "{}", none.stderr);
 
     // `show` prints the session's commands with output; `--raw` gives back the original bytes.
-    let shown = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "show",
-        "alice-0123456789abcdef0",
-        "--json",
-    ]));
+    let shown = cli(dir.path(), &["show", "alice-0123456789abcdef0", "--json"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     let (rows, _) = parse_json_lines(&shown.stdout);
     let commands: Vec<&str> =
@@ -236,23 +226,13 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     let again = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stdout.contains("ingested 0 sessions"), "{}", again.stdout);
-    let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "search",
-        "--command",
-        "rm -rf",
-        "--json",
-    ]));
+    let search = cli(dir.path(), &["search", "--command", "rm -rf", "--json"]);
     assert_rm_rf_rows(&parse_json_lines(&search.stdout).0);
 
     // A session whose source changed (a re-uploaded object, a stream that grew) is a new
     // version that replaces the old one: its commands are found once, not twice.
     let count_session = |dir: &Path| {
-        let found = run(binary("sessionlake", false).current_dir(dir).args([
-            "search",
-            "--session",
-            "alice-0123456789abcdef0",
-            "--json",
-        ]));
+        let found = cli(dir, &["search", "--session", "alice-0123456789abcdef0", "--json"]);
         parse_json_lines(&found.stdout).1["matched"].as_u64().expect("matched")
     };
     let before = count_session(dir.path());
@@ -280,8 +260,8 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
     assert!(bad.stderr.contains("--command"), "{}", bad.stderr);
 }
 
-async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path) {
-    let body = std::fs::read(path).expect("read example");
+/// Puts `body` in `bucket` at `key` (moto's S3).
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -289,6 +269,10 @@ async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path)
         .send()
         .await
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path) {
+    put(s3, bucket, key, std::fs::read(path).expect("read example")).await;
 }
 
 /// A transcript whose sealed original is larger than one upload part: read from S3 twice at
@@ -833,12 +817,7 @@ fn test_bad_input_is_quarantined_and_the_rest_is_ingested() {
         ingest.stderr
     );
     assert!(!ingest.stderr.contains("TRANSCRIPT-CANARY-3"), "{}", ingest.stderr);
-    let search = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "search",
-        "--command",
-        "rm -rf",
-        "--json",
-    ]));
+    let search = cli(dir.path(), &["search", "--command", "rm -rf", "--json"]);
     assert_rm_rf_rows(&parse_json_lines(&search.stdout).0);
 
     // The quarantined originals are kept, encrypted, and committed.
@@ -870,11 +849,7 @@ fn test_show_reads_one_source_of_a_session_delivered_twice() {
         rows.iter().map(|row| row["source"].as_str().expect("source")).collect();
     sources.sort();
     assert_eq!(sources, vec!["cloudwatch-upload", "local"]);
-    let shown = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "show",
-        "alice-0123456789abcdef0",
-        "--json",
-    ]));
+    let shown = cli(dir.path(), &["show", "alice-0123456789abcdef0", "--json"]);
     let (rows, _) = parse_json_lines(&shown.stdout);
     let seqs: Vec<u64> = rows.iter().map(|row| row["seq"].as_u64().expect("seq")).collect();
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "each command once");
@@ -915,23 +890,16 @@ fn test_hostile_names_are_quarantined_and_never_break_queries() {
     let quarantined: Vec<_> =
         files_under(&lake).into_iter().filter(|p| p.starts_with("quarantine")).collect();
     assert_eq!(quarantined.len(), 5, "{quarantined:?}");
-    let sessions = run(binary("sessionlake", false).current_dir(dir.path()).args(["sessions"]));
+    let sessions = cli(dir.path(), &["sessions"]);
     assert_eq!(sessions.code, 0, "{}", sessions.stderr);
     assert!(!sessions.stdout.contains('%'), "{}", sessions.stdout);
-    let sql = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "sql",
-        "SELECT count(DISTINCT session_id) AS n FROM sessions",
-        "--format",
-        "csv",
-    ]));
+    let sql = cli(
+        dir.path(),
+        &["sql", "SELECT count(DISTINCT session_id) AS n FROM sessions", "--format", "csv"],
+    );
     assert_eq!(sql.code, 0, "{}", sql.stderr);
     assert_eq!(sql.stdout.lines().nth(1), Some(example_sessions().to_string().as_str()));
-    let found = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "search",
-        "--command",
-        "rm -rf",
-        "--json",
-    ]));
+    let found = cli(dir.path(), &["search", "--command", "rm -rf", "--json"]);
     assert_rm_rf_rows(&parse_json_lines(&found.stdout).0);
     assert_eq!(verify(dir.path(), &[]), (0, vec![]));
 }
@@ -966,7 +934,7 @@ fn test_names_are_printed_escaped_in_listings() {
         &["search", "--include-access", "--since", "2026-03-15", "--until", "2026-03-16"],
     ];
     for args in listings {
-        let listed = run(binary("sessionlake", false).current_dir(dir.path()).args(args));
+        let listed = cli(dir.path(), args);
         assert_eq!(listed.code, 0, "{args:?}: {}", listed.stderr);
         let table = &listed.stdout;
         assert!(table.contains("mal\\u{202e}lory\\nFAKE ROW"), "{args:?}: {table}");
@@ -975,12 +943,7 @@ fn test_names_are_printed_escaped_in_listings() {
         }
         assert!(!table.lines().any(|line| line.starts_with("FAKE")), "{args:?}: {table}");
     }
-    let listed = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "sessions",
-        "--session",
-        "mallory-0123456789abcdef1",
-        "--json",
-    ]));
+    let listed = cli(dir.path(), &["sessions", "--session", "mallory-0123456789abcdef1", "--json"]);
     let (rows, _) = parse_json_lines(&listed.stdout);
     assert_eq!(rows[0]["principal"], Value::from(PRINCIPAL), "{rows:#?}");
     assert_eq!(rows[0]["target"], Value::from(TARGET), "{rows:#?}");
@@ -1006,13 +969,7 @@ fn test_verify_names_files_the_store_cannot_list() {
             ("unnameable-object".to_string(), r#""raw/bad\xFF""#.to_string()),
         ]
     );
-    let shred = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "shred",
-        "alice-0123456789abcdef0",
-        "--reason",
-        "test",
-        "--yes",
-    ]));
+    let shred = cli(dir.path(), &["shred", "alice-0123456789abcdef0", "--reason", "test", "--yes"]);
     assert_eq!(shred.code, 0, "{}", shred.stderr);
 }
 
@@ -1041,12 +998,15 @@ fn test_a_transcript_named_otherwise_takes_the_id_its_header_names() {
     assert_eq!(rows.len(), 1, "{rows:#?}");
     // Its header and its id agree: nothing to flag.
     assert_eq!(rows[0]["confidence"], Value::from("high"), "{rows:#?}");
-    let notes = run(binary("sessionlake", false).current_dir(dir.path()).args([
-        "sql",
-        "SELECT source_ref FROM sessions WHERE session_id = 'alice-0123456789abcdef0'",
-        "--format",
-        "csv",
-    ]));
+    let notes = cli(
+        dir.path(),
+        &[
+            "sql",
+            "SELECT source_ref FROM sessions WHERE session_id = 'alice-0123456789abcdef0'",
+            "--format",
+            "csv",
+        ],
+    );
     assert!(notes.stdout.contains("incident-42.log"), "{}", notes.stdout);
 }
 
@@ -1102,8 +1062,7 @@ fn test_a_cloudwatch_stream_saved_as_json_lines_is_read() {
             .current_dir(dir.path())
             .args(["--local", folder]));
         assert_eq!(ingest.code, 0, "{}", ingest.stderr);
-        let show =
-            run(binary("sessionlake", false).current_dir(dir.path()).args(["show", session]));
+        let show = cli(dir.path(), &["show", session]);
         (show, ingest, dir)
     };
     let (from_json, _, _) =

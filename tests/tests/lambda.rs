@@ -3,13 +3,14 @@
 //! a trail, and events it must refuse without failing.
 
 use std::io::Write as _;
+use std::path::Path;
 
 use base64::Engine as _;
 use clap::Parser as _;
 use serde_json::{Value, json};
 use sessionlake_ingest::config::{Args, Config};
 use sessionlake_ingest::lambda::LambdaHandler;
-use sessionlake_tests::{binary, repo_root, run, s3_client, sdk_config, unique};
+use sessionlake_tests::{Ran, binary, repo_root, run, s3_client, sdk_config, unique};
 
 use crate::parse_json_lines;
 
@@ -30,6 +31,23 @@ fn subscription(group: &str, stream: &str, messages: &[String]) -> Value {
     let payload = json!({"messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": group,
         "logStream": stream, "subscriptionFilters": ["sessionlake"], "logEvents": events});
     awslogs(payload.to_string().as_bytes())
+}
+
+/// Returns the function's configuration as its flags give it: the lake at `lake_url` with the
+/// keyring at `keyring`, then `flags` (sources, keys).
+fn config(lake_url: &str, keyring: &Path, flags: &[&str]) -> Config {
+    let keyring = keyring.to_string_lossy();
+    let base = ["sessionlake-lambda", "--lake", lake_url, "--keyring", &keyring];
+    Config::load(&Args::parse_from(base.into_iter().chain(flags.iter().copied()))).expect("config")
+}
+
+/// Runs the `sessionlake` CLI in `dir` on the lake at `lake_url` with the keyring at
+/// `keyring`, then `args`.
+fn sessionlake(dir: &Path, lake_url: &str, keyring: &Path, args: &[&str]) -> Ran {
+    run(binary("sessionlake", true)
+        .current_dir(dir)
+        .args(["--lake", lake_url, "--keyring", &keyring.to_string_lossy()])
+        .args(args))
 }
 
 fn awslogs(payload: &[u8]) -> Value {
@@ -66,18 +84,8 @@ async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("keyring.json");
     let lake_url = format!("s3://{lake}/lake");
-    let args = Args::parse_from([
-        "sessionlake-lambda",
-        "--lake",
-        &lake_url,
-        "--keyring",
-        &keyring.to_string_lossy(),
-        "--s3",
-        &format!("s3://{source}/ssm/"),
-        "--cloudwatch",
-        &group,
-    ]);
-    let config = Config::load(&args).expect("config");
+    let sources = ["--s3", &format!("s3://{source}/ssm/"), "--cloudwatch", &group];
+    let config = config(&lake_url, &keyring, &sources);
     let handler = LambdaHandler::new(config).with_sdk_config(sdk.clone());
 
     // An S3 trigger: alice's object, and one of a bucket no source reads.
@@ -125,12 +133,7 @@ async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
     }
 
     // The lake in S3, read by the CLI: one row per session, alice enriched; verify passes.
-    let cli = |args: &[&str]| {
-        run(binary("sessionlake", true)
-            .current_dir(work.path())
-            .args(["--lake", &lake_url, "--keyring", &keyring.to_string_lossy()])
-            .args(args))
-    };
+    let cli = |args: &[&str]| sessionlake(work.path(), &lake_url, &keyring, args);
     let sessions = cli(&["sessions", "--json"]);
     assert_eq!(sessions.code, 0, "{}", sessions.stderr);
     let (rows, _) = parse_json_lines(&sessions.stdout);
@@ -189,20 +192,15 @@ async fn test_lambda_maintenance_applies_retention_with_kms_keys_and_no_keyring(
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("tmp/keyring.json");
     let lake_url = format!("s3://{lake}/lake");
-    let args = Args::parse_from([
-        "sessionlake-lambda",
-        "--lake",
-        &lake_url,
-        "--keyring",
-        &keyring.to_string_lossy(),
+    let flags = [
         "--kms-key-id",
         &data_key,
         "--signing-key",
         &signing_key,
         "--s3",
         &format!("s3://{source}/ssm/"),
-    ]);
-    let config = Config::load(&args).expect("config");
+    ];
+    let config = config(&lake_url, &keyring, &flags);
     // Every session older than a day goes (the examples are from March 2026).
     let policy = "version = 1\n[default]\ncommands = \"1d\"\nraw = \"1d\"\naction = \"delete\"\n";
     let handler = LambdaHandler::new(config)
@@ -228,11 +226,8 @@ async fn test_lambda_maintenance_applies_retention_with_kms_keys_and_no_keyring(
     assert!(!keyring.exists(), "a keyring was created with both keys in KMS");
 
     let cli = |args: &[&str]| {
-        run(binary("sessionlake", true)
-            .current_dir(work.path())
-            .args(["--lake", &lake_url, "--keyring", &keyring.to_string_lossy()])
-            .args(["--signing-key", &signing_key])
-            .args(args))
+        let args = [&["--signing-key", signing_key.as_str()][..], args].concat();
+        sessionlake(work.path(), &lake_url, &keyring, &args)
     };
     let sessions = cli(&["sessions", "--json"]);
     assert_eq!(sessions.code, 0, "{}", sessions.stderr);

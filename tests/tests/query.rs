@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 use sessionlake_tests::{binary, copy_tree, duckdb, repo_root, run};
 
-use super::{ingested_examples, parse_json_lines};
+use super::{cli, ingested_examples, parse_json_lines};
 
 const ALICE: &str = "alice-0123456789abcdef0";
 const ALICE_UBUNTU: &str = "alice-ekp6rf9qs5arzcjxsndyvboavi";
@@ -17,11 +17,6 @@ const CAROL: &str = "carol.diaz-07a16060613c408b5";
 
 /// Commands in the examples' lake.
 const ALL_COMMANDS: u64 = 39;
-
-/// Runs `sessionlake <args>` on the lake in `dir` (local, no AWS).
-fn cli(dir: &Path, args: &[&str]) -> sessionlake_tests::Ran {
-    run(binary("sessionlake", false).current_dir(dir).args(args))
-}
 
 /// Runs `sessionlake search --json <args>`; returns the exit code, the (session, seq) of each
 /// row in order, and the summary.

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sessionlake_tests::{Ran, binary, files_under, run};
+use sessionlake_tests::{binary, files_under, run};
+
+use super::cli;
 
 const PROMPT: &str = "\x1b[?2004h\x1b]0;ubuntu@ip-10-0-0-12: ~\x07\x1b[01;32mubuntu@ip-10-0-0-12\x1b[00m:\x1b[01;34m~\x1b[00m$ ";
 const ACCOUNT: &str = "111122223333";
@@ -89,10 +91,6 @@ fn sources(dir: &Path) {
     let trail = serde_json::json!({ "Records": records });
     std::fs::write(source.join("cloudtrail/trail.json"), trail.to_string()).expect("write");
     std::fs::write(dir.join("policy.toml"), POLICY).expect("write");
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Ran {
-    run(binary("sessionlake", false).current_dir(dir).args(args))
 }
 
 fn json_lines(text: &str) -> Vec<Value> {

@@ -15,12 +15,10 @@ use sessionlake_storage::keys::LocalKeyring;
 use sessionlake_storage::store::sha256_hex;
 use sessionlake_tests::{Ran, binary, copy_tree, files_under, repo_root, run};
 
+use super::cli;
+
 /// The session of the examples that ran `rm -rf`.
 const ALICE: &str = "alice-0123456789abcdef0";
-
-fn cli(dir: &Path, args: &[&str]) -> Ran {
-    run(binary("sessionlake", false).current_dir(dir).args(args))
-}
 
 /// Ingests the examples (sessions and CloudTrail) into `dir/lake`.
 fn ingested() -> tempfile::TempDir {
