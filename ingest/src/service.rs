@@ -997,9 +997,10 @@ async fn load_access(
     live: &BTreeMap<String, ObjectEntry>,
 ) -> anyhow::Result<(BTreeMap<String, SessionContext>, HashMap<String, String>)> {
     let reads = live.values().filter(|entry| entry.kind == ObjectKind::Access).map(|entry| {
-        // When the file was written: of two `StartSession` events that disagree, the one
-        // ingest read first stands (see `write_trail`).
-        let written = entry
+        // When the file's events were first read, by its name: of two `StartSession` events
+        // that disagree, the one ingest read first stands (see `write_trail`). A rewrite (a
+        // shred's, a retention's) is named at its own time and carries the first in its footer.
+        let named = entry
             .path
             .strip_suffix(".parquet")
             .and_then(|stem| stem.rsplit_once('.'))
@@ -1011,10 +1012,12 @@ async fn load_access(
             let bytes = match store.get_committed(entry).await {
                 Ok(bytes) => bytes,
                 Err(error) if error.kind() == LakeErrorKind::Integrity => {
-                    return anyhow::Ok((written, Err(error.to_string())));
+                    return anyhow::Ok((named, Err(error.to_string())));
                 }
                 Err(error) => return Err(error.into()),
             };
+            let written =
+                sessionlake_tables::parquet_io::access_first_read(&bytes).unwrap_or(named);
             let object = store.describe(&entry.path);
             let read = tokio::task::spawn_blocking(move || {
                 sessionlake_tables::parquet_io::read_access_plaintext(bytes, &object)

@@ -382,6 +382,11 @@ impl Lake {
             .await
             .with_context_kind(KeepErrorKind::Lake, || format!("failed to open {object}"))?;
         let bytes = self.store.get_committed(entry).await?;
+        // When ingest first read the CloudTrail file: the rewrite's name has its own time, so
+        // the file's footer carries the first one on (of two disagreeing `StartSession`
+        // events, the one read first stands).
+        let first_read_at = parquet_io::access_first_read(&bytes)
+            .or_else(|| paths::access_version(&entry.path).and_then(transaction::version_time));
         let records = {
             let (key, object) = (key.clone(), object.clone());
             tokio::task::spawn_blocking(move || parquet_io::read_access(bytes, &object, Some(&key)))
@@ -402,8 +407,15 @@ impl Lake {
         // The same binding as the old key's: this lake, this CloudTrail file, role `access`.
         let context = wrapped.context.clone();
         let sessions = entry.sessions.clone();
-        let written =
-            write_access_file(&self.store, provider.as_ref(), &path, kept, context, sessions);
+        let written = write_access_file(
+            &self.store,
+            provider.as_ref(),
+            &path,
+            kept,
+            context,
+            sessions,
+            first_read_at,
+        );
         let written = written.await;
         Ok(written
             .with_context_kind(KeepErrorKind::Lake, || format!("failed to rewrite {object}"))?

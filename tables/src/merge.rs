@@ -635,6 +635,8 @@ pub async fn file_key(
 /// `context` (the lake, the CloudTrail file, role `access`) and wrapped under a file key of its
 /// own from `provider` ([`file_key`]); returns the file's entry (naming `sessions`) and its key
 /// record's, neither committed. When the file cannot be written, its record is deleted again.
+/// `first_read_at` is when ingest first read the CloudTrail file: a rewrite passes the old
+/// file's on ([`crate::parquet_io::FIRST_READ_KEY`]).
 pub async fn write_access_file(
     store: &LakeStore,
     provider: &dyn KeyProvider,
@@ -642,6 +644,7 @@ pub async fn write_access_file(
     records: Vec<sessionlake_schemas::AccessRecord>,
     context: BTreeMap<String, String>,
     sessions: Vec<String>,
+    first_read_at: Option<i64>,
 ) -> Result<[ObjectEntry; 2], CompactError> {
     let fail = |reason: &dyn std::fmt::Display| CompactError::new(path, reason);
     let fresh = file_key(store, provider, path, context)
@@ -650,7 +653,7 @@ pub async fn write_access_file(
     let (key, metadata) = (fresh.key.clone(), fresh.metadata.clone());
     let written = async {
         let bytes = tokio::task::spawn_blocking(move || {
-            crate::parquet_io::write_access(&records, &key, metadata)
+            crate::parquet_io::write_access(&records, &key, metadata, first_read_at)
         })
         .await
         .map_err(|e| fail(&format!("writer task failed: {e}")))?

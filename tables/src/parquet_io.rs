@@ -393,10 +393,18 @@ fn string_column<R>(records: &[&R], get: &dyn Fn(&R) -> Option<&str>) -> ArrayRe
 /// Writes `records` as an `access` file sorted by (event_time, event_id), its
 /// [`ACCESS_ENCRYPTED_COLUMNS`] encrypted under `key`; `key_metadata` (the wrapped key) goes in
 /// the footer so a reader can unwrap it.
+/// Key of an `access` file's footer metadata that holds when ingest first read its CloudTrail
+/// file (µs since the epoch): kept through rewrites, which get a name of their own time.
+pub const FIRST_READ_KEY: &str = "sessionlake.first_read_at";
+
+/// Writes `records` as an `access` file, the sensitive columns encrypted under `key`;
+/// `key_metadata` (the wrapped key) goes in the footer, and so does `first_read_at`, when
+/// ingest first read the CloudTrail file ([`FIRST_READ_KEY`]).
 pub fn write_access(
     records: &[AccessRecord],
     key: &DataKey,
     key_metadata: Vec<u8>,
+    first_read_at: Option<i64>,
 ) -> Result<Vec<u8>, WriteError> {
     let mut sorted: Vec<&AccessRecord> = records.iter().collect();
     sorted.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
@@ -440,7 +448,18 @@ pub fn write_access(
         .collect();
     let properties =
         properties(sorting, &ACCESS_BLOOM_FILTER_COLUMNS, Some(encryption), DEFAULT_ROW_GROUP_SIZE);
-    write("access", batch, properties)
+    let mut buffer = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties)).map_err(fail)?;
+    if let Some(first_read_at) = first_read_at {
+        writer.append_key_value_metadata(KeyValue::new(
+            FIRST_READ_KEY.to_string(),
+            first_read_at.to_string(),
+        ));
+    }
+    writer.write(&batch).map_err(fail)?;
+    writer.close().map_err(fail)?;
+    Ok(buffer)
 }
 
 /// Errors reading an `access` or `sessions` file back.
@@ -458,6 +477,23 @@ pub fn read_access_plaintext(
     object: &str,
 ) -> Result<Vec<AccessRecord>, ReadError> {
     read_access(bytes, object, None)
+}
+
+/// Returns when ingest first read the CloudTrail file of an `access` file, from its footer
+/// ([`FIRST_READ_KEY`]); `None` for a file written before it was kept there (or one that does
+/// not parse: its reader says why).
+pub fn access_first_read(bytes: &bytes::Bytes) -> Option<i64> {
+    let metadata =
+        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(bytes).ok()?;
+    metadata
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|entry| entry.key == FIRST_READ_KEY)?
+        .value
+        .as_deref()?
+        .parse()
+        .ok()
 }
 
 /// Reads an `access` file (`object` names it in errors): with its data `key`, every field;
@@ -783,7 +819,10 @@ pub(crate) mod tests {
     fn test_access_parameters_are_encrypted_and_the_rest_reads_without_the_key() {
         let key = DataKey::from_slice(&[7u8; 32]).expect("32");
         let records = [access_record("e2", 20), access_record("e1", 10)];
-        let bytes = write_access(&records, &key, b"meta".to_vec()).expect("write");
+        let bytes = write_access(&records, &key, b"meta".to_vec(), Some(42)).expect("write");
+        assert_eq!(access_first_read(&Bytes::from(bytes.clone())), Some(42));
+        let without = write_access(&records, &key, b"meta".to_vec(), None).expect("write");
+        assert_eq!(access_first_read(&Bytes::from(without)), None);
         assert!(memchr::memmem::find(&bytes, b"/etc/shadow").is_none(), "parameters in plaintext");
         let read = read_access_plaintext(Bytes::from(bytes.clone()), "a.parquet").expect("read");
         let sorted = [access_record("e1", 10), access_record("e2", 20)];

@@ -8,6 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use sessionlake_schemas::paths;
+use sessionlake_storage::transaction;
+use sessionlake_tables::parquet_io;
 use sessionlake_tests::{binary, files_under, run};
 
 use super::cli;
@@ -463,17 +466,57 @@ fn test_retention_apply_removes_expired_access_events_and_keeps_held_and_young_o
     }
 }
 
-#[test]
-fn test_the_retention_commit_notes_each_removed_object_with_its_rule_and_age() {
-    let lake = applied_lake();
-    // The chain says what went, why and who asked, object by object.
-    let manifests = lake.lake().join("manifest");
-    let retention: Value = files_under(&manifests)
+/// Returns the lake's retention commit (its manifest, as JSON).
+fn retention_commit(lake: &Path) -> Value {
+    let manifests = lake.join("manifest");
+    files_under(&manifests)
         .into_iter()
         .map(|file| std::fs::read_to_string(manifests.join(file)).expect("read"))
         .find(|text| text.contains("\"action\": \"retention\""))
         .map(|text| serde_json::from_str(&text).expect("manifest"))
-        .expect("a retention commit");
+        .expect("a retention commit")
+}
+
+/// A rewritten access file is named at the time of its rewrite; its footer keeps when ingest
+/// first read the CloudTrail file, which decides between two `StartSession` events that
+/// disagree (the first read stands): a rewrite must not make a later read win.
+#[test]
+fn test_a_rewritten_access_file_keeps_when_its_events_were_first_read() {
+    let lake = applied_lake();
+    let retention = retention_commit(&lake.lake());
+    let access_paths = |list: &str| -> Vec<String> {
+        retention["body"][list]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|entry| entry["path"].as_str())
+            .filter(|path| path.starts_with("access/"))
+            .map(String::from)
+            .collect()
+    };
+    let time_of = |path: &str| {
+        paths::access_version(path).and_then(transaction::version_time).expect("a time")
+    };
+    let (added, removed) = (access_paths("added"), access_paths("removed"));
+    assert_eq!(added.len(), 2, "{added:?}");
+    for new in &added {
+        let trail = paths::trail_file_id_of(new).expect("a CloudTrail file");
+        let old = removed
+            .iter()
+            .find(|old| paths::trail_file_id_of(old) == Some(trail))
+            .expect("the file it replaces");
+        let bytes = std::fs::read(lake.lake().join(new)).expect("read");
+        let first_read = parquet_io::access_first_read(&bytes.into());
+        assert_eq!(first_read, Some(time_of(old)), "{new} replacing {old}");
+        assert!(time_of(old) < time_of(new), "{new} is named at its rewrite");
+    }
+}
+
+#[test]
+fn test_the_retention_commit_notes_each_removed_object_with_its_rule_and_age() {
+    let lake = applied_lake();
+    // The chain says what went, why and who asked, object by object.
+    let retention = retention_commit(&lake.lake());
     let reason = retention["body"]["reason"].as_str().unwrap_or_default();
     let policy_hash = sessionlake_storage::store::sha256_hex(POLICY.as_bytes());
     assert!(
