@@ -1357,6 +1357,67 @@ mod tests {
         assert_eq!(waited_for(&HashMap::new(), true, 0), None);
     }
 
+    /// Of two `StartSession` events that disagree, the one read first stands at the next start,
+    /// also when its access file was rewritten (by a shred or a retention) after the other was
+    /// read: the rewrite is named at its own time, its footer keeps the first read's.
+    #[tokio::test]
+    async fn test_the_first_read_start_session_stands_though_its_file_was_rewritten_since() {
+        use sessionlake_schemas::{AccessKind, AccessRecord};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        let store = LakeStore::in_memory();
+        let start = |event_id: &str, principal: &str| AccessRecord {
+            event_id: event_id.into(),
+            event_time: 1_773_446_400_000_000,
+            kind: AccessKind::SsmSession,
+            principal: Some(principal.into()),
+            principal_type: None,
+            source_ip: None,
+            user_agent: None,
+            targets: vec!["i-0123456789abcdef0".into()],
+            os_user: None,
+            document_name: None,
+            parameters: None,
+            session_id: Some("alice-0123456789abcdef0".into()),
+            command_id: None,
+            region: Some("us-east-1".into()),
+            account: Some("111122223333".into()),
+            error_code: None,
+            source_ref: format!("s3://trail/{event_id}.json.gz"),
+        };
+        // The genuine event, read at t1 and rewritten at t3; the forged one, read at t2.
+        let (t1, t2, t3): (i64, i64, i64) =
+            (1_800_000_000_000_000, 1_800_000_100_000_000, 1_800_000_200_000_000);
+        let files = [
+            (format!("{t3:x}u0a1b2c3"), Some(t1), start("genuine", "arn:aws:iam::1:user/alice")),
+            (format!("{t2:x}0a1b2c3d"), Some(t2), start("forged", "arn:aws:iam::1:user/mallory")),
+        ];
+        let mut live = BTreeMap::new();
+        for (version, first_read, record) in files {
+            let path = paths::access_object("2026-03-14", &record.event_id, &version);
+            let context =
+                sessionlake_tables::merge::key_context("lake", &record.event_id, "access");
+            let written = sessionlake_tables::merge::write_access_file(
+                &store,
+                &keyring,
+                &path,
+                vec![record],
+                context,
+                Vec::new(),
+                first_read,
+            )
+            .await
+            .expect("write");
+            for entry in written {
+                live.insert(entry.path.clone(), entry);
+            }
+        }
+        let (contexts, _) = load_access(&store, &live).await.expect("read");
+        let context = &contexts["alice-0123456789abcdef0"];
+        assert_eq!(context.principal.as_deref(), Some("arn:aws:iam::1:user/alice"));
+    }
+
     #[tokio::test]
     async fn test_a_kms_key_without_aws_configuration_is_an_error_not_the_keyring() {
         let dir = tempfile::tempdir().expect("tempdir");
