@@ -106,6 +106,25 @@ impl Transaction {
         removed: Vec<ObjectEntry>,
         stopping: bool,
     ) -> LakeResult<ChainLink> {
+        // An unleased writer's object staged longer ago than half its grace may already be a
+        // sweep's to delete (a sweep reads the chain, then lists): a commit naming it could
+        // name a file that is gone. The writer runs again, under fresh names.
+        let now = chrono::Utc::now().timestamp_micros();
+        let half_grace = i64::try_from(UNLEASED_GRACE.as_micros() / 2).unwrap_or(i64::MAX);
+        if let Some(stale) = added.iter().find(|entry| {
+            version_of(&entry.path).as_deref().is_some_and(is_unleased)
+                && made_at(&entry.path).is_some_and(|made| now.saturating_sub(made) > half_grace)
+        }) {
+            return Err(LakeError::new(
+                LakeErrorKind::Unavailable,
+                format!(
+                    "{} was staged more than {} hours ago, so a sweep may delete it: not \
+                     committed; run the command again",
+                    self.store.describe(&stale.path),
+                    UNLEASED_GRACE.as_secs() / 7_200
+                ),
+            ));
+        }
         let committed = self
             .committer
             .commit_on(&self.store, action, reason, added, removed, stopping, self.head)
@@ -715,6 +734,29 @@ mod tests {
         assert_eq!(keys, young_keys, "the young files' keys stay");
         // The version a commit replaced is not a leftover of an ingest (its removals are kept).
         assert_eq!(stored(&lake.store, "raw").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn test_an_unleased_object_staged_longer_than_half_its_grace_is_not_committed() {
+        let lake = fixture();
+        let mut writer = Transaction::begin(&lake.store, &lake.committer, None);
+        let half = i64::try_from(UNLEASED_GRACE.as_micros() / 2).expect("µs");
+        let long_ago = chrono::Utc::now().timestamp_micros() - half - 60_000_000;
+        let stale = staged(
+            &mut writer,
+            &format!("commands/dt=2026-03-14/compact-{long_ago:x}u0a1b2c3.parquet"),
+        )
+        .await;
+        let error = writer
+            .commit(CommitAction::Shred, None, vec![stale], vec![], false)
+            .await
+            .expect_err("too old to commit");
+        assert!(error.to_string().contains("run the command again"), "{error}");
+        assert!(crate::manifest::read_chain(&lake.store).await.expect("chain").is_empty());
+        // Staged just now, it commits.
+        let young = format!("commands/dt=2026-03-14/compact-{}.parquet", new_unleased_version());
+        let young = staged(&mut writer, &young).await;
+        writer.commit(CommitAction::Shred, None, vec![young], vec![], false).await.expect("commit");
     }
 
     #[tokio::test]
