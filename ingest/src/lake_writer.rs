@@ -390,10 +390,11 @@ impl LakeWriter {
         // deleting that record with the file makes every copy of it unreadable.
         let context = key_context(&self.lake_id, file_id, ROLE_ACCESS);
         let provider = self.keys.as_ref();
-        // Read now: the time this file's events were first read, kept through rewrites.
+        // Read now (the version's time): when this file's events were first read, which
+        // rewrites keep.
         let first_read_at = paths::access_version(path)
             .and_then(transaction::version_time)
-            .or_else(|| Some(chrono::Utc::now().timestamp_micros()));
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
         let written = write_access_file(
             &self.store,
             provider,
@@ -401,7 +402,7 @@ impl LakeWriter {
             records,
             context,
             Vec::new(),
-            first_read_at,
+            Some(first_read_at),
         );
         written.await.with_context(|| format!("failed to write the access file {path}"))
     }

@@ -1012,19 +1012,18 @@ async fn load_access(
             let bytes = match store.get_committed(entry).await {
                 Ok(bytes) => bytes,
                 Err(error) if error.kind() == LakeErrorKind::Integrity => {
-                    return anyhow::Ok((named, Err(error.to_string())));
+                    return anyhow::Ok(Err(error.to_string()));
                 }
                 Err(error) => return Err(error.into()),
             };
-            let written =
-                sessionlake_tables::parquet_io::access_first_read(&bytes).unwrap_or(named);
             let object = store.describe(&entry.path);
             let read = tokio::task::spawn_blocking(move || {
-                sessionlake_tables::parquet_io::read_access_plaintext(bytes, &object)
+                sessionlake_tables::parquet_io::read_access_file(bytes, &object, None)
             })
             .await
             .context("access reader task failed")?;
-            anyhow::Ok((written, read.map_err(|error| error.to_string())))
+            let read = read.map(|file| (file.first_read_at.unwrap_or(named), file.records));
+            anyhow::Ok(read.map_err(|error| error.to_string()))
         }
     });
     let found: Vec<anyhow::Result<_>> =
@@ -1033,8 +1032,8 @@ async fn load_access(
     let mut event_ids = HashMap::new();
     for read in found {
         let (written, records) = match read? {
-            (written, Ok(records)) => (written, records),
-            (_, Err(error)) => {
+            Ok(read) => read,
+            Err(error) => {
                 events::AccessFileUnreadable { error: &error }.emit();
                 continue;
             }

@@ -382,18 +382,20 @@ impl Lake {
             .await
             .with_context_kind(KeepErrorKind::Lake, || format!("failed to open {object}"))?;
         let bytes = self.store.get_committed(entry).await?;
-        // When ingest first read the CloudTrail file: the rewrite's name has its own time, so
-        // the file's footer carries the first one on (of two disagreeing `StartSession`
-        // events, the one read first stands).
-        let first_read_at = parquet_io::access_first_read(&bytes)
-            .or_else(|| paths::access_version(&entry.path).and_then(transaction::version_time));
-        let records = {
+        let file = {
             let (key, object) = (key.clone(), object.clone());
-            tokio::task::spawn_blocking(move || parquet_io::read_access(bytes, &object, Some(&key)))
+            let read = move || parquet_io::read_access_file(bytes, &object, Some(&key));
+            tokio::task::spawn_blocking(read)
                 .await
                 .context_kind(KeepErrorKind::Lake, "access reader task failed")??
         };
-        let kept: Vec<_> = records.into_iter().filter(|record| keep(record)).collect();
+        // When ingest first read the CloudTrail file: the rewrite's name has its own time, so
+        // the file's footer carries the first one on (of two disagreeing `StartSession`
+        // events, the one read first stands).
+        let first_read_at = file
+            .first_read_at
+            .or_else(|| paths::access_version(&entry.path).and_then(transaction::version_time));
+        let kept: Vec<_> = file.records.into_iter().filter(|record| keep(record)).collect();
         if kept.is_empty() {
             return Ok(Vec::new());
         }

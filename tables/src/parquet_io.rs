@@ -479,21 +479,12 @@ pub fn read_access_plaintext(
     read_access(bytes, object, None)
 }
 
-/// Returns when ingest first read the CloudTrail file of an `access` file, from its footer
-/// ([`FIRST_READ_KEY`]); `None` for a file written before it was kept there (or one that does
-/// not parse: its reader says why).
-pub fn access_first_read(bytes: &bytes::Bytes) -> Option<i64> {
-    let metadata =
-        parquet::file::metadata::ParquetMetaDataReader::new().parse_and_finish(bytes).ok()?;
-    metadata
-        .file_metadata()
-        .key_value_metadata()?
-        .iter()
-        .find(|entry| entry.key == FIRST_READ_KEY)?
-        .value
-        .as_deref()?
-        .parse()
-        .ok()
+/// An `access` file as read: its events, and when ingest first read their CloudTrail file
+/// ([`FIRST_READ_KEY`]; `None` for a file written before the footer kept it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccessFile {
+    pub records: Vec<AccessRecord>,
+    pub first_read_at: Option<i64>,
 }
 
 /// Reads an `access` file (`object` names it in errors): with its data `key`, every field;
@@ -503,6 +494,16 @@ pub fn read_access(
     object: &str,
     key: Option<&DataKey>,
 ) -> Result<Vec<AccessRecord>, ReadError> {
+    read_access_file(bytes, object, key).map(|file| file.records)
+}
+
+/// [`read_access`], with when ingest first read the file's CloudTrail file, from the same
+/// footer.
+pub fn read_access_file(
+    bytes: bytes::Bytes,
+    object: &str,
+    key: Option<&DataKey>,
+) -> Result<AccessFile, ReadError> {
     let fail = |reason: String| ReadError { object: object.to_string(), reason };
     let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
     if let Some(key) = key {
@@ -519,6 +520,12 @@ pub fn read_access(
     }
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
         .map_err(|e| fail(e.to_string()))?;
+    let first_read_at = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|entries| entries.iter().find(|entry| entry.key == FIRST_READ_KEY))
+        .and_then(|entry| entry.value.as_deref()?.parse().ok());
     let schema = Arc::clone(builder.schema());
     let wanted: Vec<usize> = schema
         .fields()
@@ -605,7 +612,7 @@ pub fn read_access(
             });
         }
     }
-    Ok(records)
+    Ok(AccessFile { records, first_read_at })
 }
 
 /// What a stored `sessions` row says about its session: the facts CloudTrail may complete, and
@@ -820,9 +827,12 @@ pub(crate) mod tests {
         let key = DataKey::from_slice(&[7u8; 32]).expect("32");
         let records = [access_record("e2", 20), access_record("e1", 10)];
         let bytes = write_access(&records, &key, b"meta".to_vec(), Some(42)).expect("write");
-        assert_eq!(access_first_read(&Bytes::from(bytes.clone())), Some(42));
+        let first_read = |bytes: Vec<u8>| {
+            read_access_file(Bytes::from(bytes), "a.parquet", None).expect("read").first_read_at
+        };
+        assert_eq!(first_read(bytes.clone()), Some(42));
         let without = write_access(&records, &key, b"meta".to_vec(), None).expect("write");
-        assert_eq!(access_first_read(&Bytes::from(without)), None);
+        assert_eq!(first_read(without), None);
         assert!(memchr::memmem::find(&bytes, b"/etc/shadow").is_none(), "parameters in plaintext");
         let read = read_access_plaintext(Bytes::from(bytes.clone()), "a.parquet").expect("read");
         let sorted = [access_record("e1", 10), access_record("e2", 20)];

@@ -506,7 +506,8 @@ fn test_a_rewritten_access_file_keeps_when_its_events_were_first_read() {
             .find(|old| paths::trail_file_id_of(old) == Some(trail))
             .expect("the file it replaces");
         let bytes = std::fs::read(lake.lake().join(new)).expect("read");
-        let first_read = parquet_io::access_first_read(&bytes.into());
+        let read = parquet_io::read_access_file(bytes.into(), new, None).expect("an access file");
+        let first_read = read.first_read_at;
         assert_eq!(first_read, Some(time_of(old)), "{new} replacing {old}");
         assert!(time_of(old) < time_of(new), "{new} is named at its rewrite");
     }
