@@ -439,6 +439,35 @@ impl TrailEventsDuplicated<'_> {
     }
 }
 
+/// A CloudTrail file read before was read again with other content: it holds events the
+/// earlier read did not, or lacks some it held. CloudTrail never rewrites a file it delivered,
+/// so someone who can write to the trail bucket did. The events of the earlier read stay in
+/// `access` as they were; only the new ones are added.
+pub struct TrailFileChanged<'a> {
+    /// The CloudTrail file.
+    pub source_ref: &'a str,
+    /// Events the lake holds from the earlier read.
+    pub known: usize,
+    /// Of those, events the file no longer holds (they stay in the lake).
+    pub missing: usize,
+    /// Events added by this read.
+    pub added: usize,
+}
+
+impl TrailFileChanged<'_> {
+    /// Logs the counts.
+    pub fn emit(&self) {
+        tracing::warn!(
+            file = ?self.source_ref,
+            known = self.known,
+            missing = self.missing,
+            added = self.added,
+            "CloudTrail file changed after it was read (CloudTrail never rewrites one): the events \
+             read before stay in the lake, only new ones are added"
+        );
+    }
+}
+
 /// A `StartSession` event names a session that another `StartSession` event attributed
 /// differently (principal, target, account or time): the session keeps its first attribution,
 /// both events stay in `access`, and `sessionlake sessions` shows the session as `conflict`.

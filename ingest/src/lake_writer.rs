@@ -13,7 +13,9 @@
 //! lists them.
 //!
 //! A CloudTrail file becomes `access` files, one per day its events happened on
-//! ([`LakeWriter::write_access`]); a newer read of the same file replaces them the same way.
+//! ([`LakeWriter::write_access`]). A newer read of the same file replaces nothing: it writes
+//! only the events the lake lacks (`crate::access_index`), so that whoever can overwrite a
+//! CloudTrail file can add events but never take one out of the lake.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -342,9 +344,10 @@ impl LakeWriter {
         Ok(Ok((objects, command_count, low_confidence)))
     }
 
-    /// Writes the access events of the CloudTrail file `source_ref` (already deduplicated) as
-    /// one `access` file per day, each under a data key of its own; they become live with
-    /// [`LakeWriter::commit`], replacing what an earlier read of the same file wrote.
+    /// Writes the access events of the CloudTrail file `source_ref` (already deduplicated: only
+    /// events the lake lacks) as one `access` file per day, each under a data key of its own;
+    /// they become live with [`LakeWriter::commit`], beside what an earlier read of the same
+    /// file wrote.
     pub async fn write_access(
         &self,
         source_ref: String,
@@ -591,13 +594,9 @@ impl LakeWriter {
                     plan.added.extend(objects.iter().cloned());
                 }
                 Written::Access { source_ref, position, objects, .. } => {
-                    let file_id = source_object_id(source_ref);
+                    // Only events the lake lacks (`AccessIndex::sort`): an earlier read's
+                    // files stay live as they are, whatever a later read of the file says.
                     plan.positions.push((source_ref.clone(), position.clone()));
-                    let of_file = |entry: &ObjectEntry| {
-                        entry.kind == ObjectKind::Access
-                            && paths::is_access_object_of(&entry.path, &file_id)
-                    };
-                    plan.removed.extend(self.live.values().filter(|entry| of_file(entry)).cloned());
                     plan.added.extend(objects.iter().cloned());
                 }
                 Written::Quarantined { source_ref, position, object } => {
@@ -661,8 +660,7 @@ impl LakeWriter {
                 transaction.discard().await;
                 return Err(error);
             }
-            // The keys of the files it removes (compacted files rewritten, `access` files read
-            // again) go with them.
+            // The keys of the files it removes (compacted files rewritten) go with them.
             let keys = file_key_records(&plan.removed, &self.live);
             plan.removed.extend(keys);
             if plan.added.is_empty() && plan.removed.is_empty() {
@@ -703,9 +701,7 @@ impl LakeWriter {
         self.sync_delta(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
-        // So do the key records of every file it removed (compacted files rewritten, `access`
-        // files read again): an `access` file replaced stays stored as history, but a shred
-        // or expiry of a session no longer reaches it, so its key goes now.
+        // So do the key records of every file it removed (compacted files rewritten).
         let rewritten: Vec<ObjectEntry> = plan
             .removed
             .iter()

@@ -4,6 +4,7 @@
 //! - [`service`]: the poll loop (`--once` or `--follow`), bounded concurrency, signals;
 //! - [`sources`]: listing and reading each source; [`lake_writer`]: writing and committing;
 //!   [`enrich`]: stored sessions completed by CloudTrail facts that arrived after them;
+//!   [`access_index`]: the access events the lake holds (dedupe, attribution);
 //!   [`queue`]: S3 event notifications through SQS instead of listing a bucket;
 //!   [`lambda`]: the same core as an AWS Lambda handler (binary `sessionlake-lambda`);
 //! - [`config`]: TOML, flags and environment; [`events`] and [`telemetry`]: logs, metrics,
@@ -19,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access_index;
 pub mod config;
 pub mod enrich;
 pub mod error;

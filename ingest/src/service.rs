@@ -15,7 +15,7 @@
 //! that a chain cut back to an older clean stop shows as a gap too; the restarted service
 //! commits within the promise it finds, even when its own idle period is longer.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,6 @@ use sessionlake_indexer::SessionContext;
 use sessionlake_indexer::cloudtrail::{
     TrailLimits, attribution_conflicts, read_trail_file, session_context,
 };
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
 use sessionlake_storage::LakeErrorKind;
 use sessionlake_storage::cursors::Cursors;
@@ -39,6 +38,7 @@ use sessionlake_storage::transaction::{self, Leftovers, Uncommitted};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::access_index::AccessIndex;
 use crate::config::Config;
 use crate::error::{IngestErrorKind, kind_of};
 use crate::events;
@@ -144,12 +144,9 @@ pub struct Ingestor {
     cursors_dirty: bool,
     /// The sources, in the order they are read (`Config::sources`).
     sources: Vec<Box<dyn Source>>,
-    /// CloudTrail `StartSession` facts found so far (in the lake's `access` table or read this
-    /// run), by session id.
-    cloudtrail: BTreeMap<String, SessionContext>,
-    /// Event ids of the access events written, with the CloudTrail file each came from: an
-    /// event delivered again in another file is dropped.
-    access_events: HashMap<String, String>,
+    /// The access events in the lake and those of the batch being written: their ids (an
+    /// event delivered again is dropped) and the sessions' `StartSession` facts.
+    access: AccessIndex,
     /// CloudTrail files whose reading failed, with the time of their first failure in a row
     /// (µs since the epoch): sessions wait for them at most [`TRAIL_WAIT`].
     trails_failing: HashMap<String, i64>,
@@ -332,7 +329,7 @@ impl Ingestor {
         let head = snapshot.file_head();
         let (chain, live) = snapshot.into_parts();
         let cursors = Cursors::load(&store).await?;
-        let (cloudtrail, access_events) = load_access(&store, &live).await?;
+        let access = AccessIndex::load(&store, &live).await?;
         let (lake_id, identity) = manifest::lake_identity(&store)
             .await
             .with_context(|| format!("failed to read the identity of {}", store.location()))?;
@@ -384,8 +381,7 @@ impl Ingestor {
             cursors,
             cursors_dirty: false,
             sources,
-            cloudtrail,
-            access_events,
+            access,
             trails_failing: HashMap::new(),
             keyring_created,
             last_commit_at,
@@ -551,32 +547,44 @@ impl Ingestor {
         }
         events::TrailRecordsMalformed { source_ref: &source_ref, reasons: &parsed.malformed }
             .emit();
-        let (fresh, seen): (Vec<_>, Vec<_>) = parsed.events.into_iter().partition(|event| {
-            self.access_events.get(&event.event_id).is_none_or(|from| *from == source_ref)
-        });
-        events::TrailEventsDuplicated { source_ref: &source_ref, count: seen.len() }.emit();
-        let mut late = Vec::new();
+        let sorted = self.access.sort(&source_ref, std::mem::take(&mut parsed.events));
+        events::TrailEventsDuplicated { source_ref: &source_ref, count: sorted.elsewhere }.emit();
+        if sorted.changed() {
+            events::TrailFileChanged {
+                source_ref: &source_ref,
+                known: sorted.known,
+                missing: sorted.known.saturating_sub(sorted.read_before),
+                added: sorted.fresh.len(),
+            }
+            .emit();
+        }
+        let fresh = sorted.fresh;
+        // Sessions these events attribute first (the others' first attribution stands).
+        let mut attributed: Vec<SessionContext> = Vec::new();
         for event in &fresh {
-            self.access_events.insert(event.event_id.clone(), source_ref.clone());
             let Some(context) = session_context(event) else { continue };
             // An event that disagrees with the one a session was attributed to never
             // re-attributes it, nor its later deliveries: the first read stands (also after a
-            // restart, `load_access`); the other stays in `access`, where readers see the
+            // restart, `AccessIndex::load`); the other stays in `access`, where readers see the
             // conflict. Its time is the forger's choice, so it decides nothing.
-            match self.cloudtrail.get(&context.session_id) {
+            let first = self.access.context(&context.session_id).or_else(|| {
+                attributed.iter().find(|earlier| earlier.session_id == context.session_id)
+            });
+            match first {
                 Some(first) if attribution_conflicts(first, &context) => {
                     let session_id = context.session_id.as_str();
                     events::AttributionConflict { session_id, source_ref: &source_ref }.emit();
                 }
                 Some(_) => {}
-                None => {
-                    late.push(context.clone());
-                    self.cloudtrail.insert(context.session_id.clone(), context);
-                }
+                None => attributed.push(context),
             }
         }
-        written.extend(self.writer.enrich(late, self.config.max_in_flight).await?);
-        written.push(self.writer.write_access(source_ref, position, fresh).await?);
+        written.extend(self.writer.enrich(attributed.clone(), self.config.max_in_flight).await?);
+        let ids: Vec<String> = fresh.iter().map(|event| event.event_id.clone()).collect();
+        written.push(self.writer.write_access(source_ref.clone(), position, fresh).await?);
+        // Known only once written (and forgotten again if the batch fails to commit): a file
+        // that fails is read again in full.
+        self.access.stage(&source_ref, ids, attributed);
         Ok(written)
     }
 
@@ -638,7 +646,14 @@ impl Ingestor {
                     }
                 }
             }
-            self.commit_written(written, health, report).await?;
+            match self.commit_written(written, health, report).await {
+                Ok(()) => self.access.commit(),
+                Err(error) => {
+                    // Its files keep their cursors and are read again, in full.
+                    self.access.discard();
+                    return Err(error);
+                }
+            }
             // Every file of the batch failed: the source or the lake is down; the next poll
             // tries again.
             if failed == attempted {
@@ -736,7 +751,7 @@ impl Ingestor {
             Ok(Fetched::Unchanged) => Ok(None),
             Ok(Fetched::Bad(bad)) => self.writer.write_input(Input::Bad(bad), None).await.map(Some),
             Ok(Fetched::Session(input)) => {
-                let context = self.cloudtrail.get(&input.session_id).cloned();
+                let context = self.access.context(&input.session_id).cloned();
                 self.writer.write_input(Input::Session(input), context).await.map(Some)
             }
         };
@@ -983,73 +998,6 @@ async fn sweep_uncommitted(store: &LakeStore, snapshot: &Snapshot) {
     };
     let lake = store.location().to_string();
     events::UncommittedSwept { lake: &lake, deleted, failed }.emit();
-}
-
-/// Access files read at once when the service opens.
-const ACCESS_READ_CONCURRENCY: usize = 16;
-
-/// Reads the plaintext columns of the lake's live `access` files: the sessions' CloudTrail
-/// facts (enrichment) and the event ids already written, with their CloudTrail file (dedupe).
-/// No data key is needed. A file that cannot be read is an error; one that does not parse is
-/// reported (`verify` names it) and skipped, so that it never stops ingest.
-async fn load_access(
-    store: &LakeStore,
-    live: &BTreeMap<String, ObjectEntry>,
-) -> anyhow::Result<(BTreeMap<String, SessionContext>, HashMap<String, String>)> {
-    let reads = live.values().filter(|entry| entry.kind == ObjectKind::Access).map(|entry| {
-        // When the file's events were first read, by its name: of two `StartSession` events
-        // that disagree, the one ingest read first stands (see `write_trail`). A rewrite (a
-        // shred's, a retention's) is named at its own time and carries the first in its footer.
-        let named = entry
-            .path
-            .strip_suffix(".parquet")
-            .and_then(|stem| stem.rsplit_once('.'))
-            .and_then(|(_, version)| transaction::version_time(version))
-            .unwrap_or(i64::MAX);
-        async move {
-            // Only the committed bytes: a rewritten access file must not attribute sessions
-            // (it is reported like one that does not parse, and skipped).
-            let bytes = match store.get_committed(entry).await {
-                Ok(bytes) => bytes,
-                Err(error) if error.kind() == LakeErrorKind::Integrity => {
-                    return anyhow::Ok(Err(error.to_string()));
-                }
-                Err(error) => return Err(error.into()),
-            };
-            let object = store.describe(&entry.path);
-            let read = tokio::task::spawn_blocking(move || {
-                sessionlake_tables::parquet_io::read_access_file(bytes, &object, None)
-            })
-            .await
-            .context("access reader task failed")?;
-            let read = read.map(|file| (file.first_read_at.unwrap_or(named), file.records));
-            anyhow::Ok(read.map_err(|error| error.to_string()))
-        }
-    });
-    let found: Vec<anyhow::Result<_>> =
-        futures::stream::iter(reads).buffered(ACCESS_READ_CONCURRENCY).collect().await;
-    let mut contexts: BTreeMap<String, (i64, SessionContext)> = BTreeMap::new();
-    let mut event_ids = HashMap::new();
-    for read in found {
-        let (written, records) = match read? {
-            Ok(read) => read,
-            Err(error) => {
-                events::AccessFileUnreadable { error: &error }.emit();
-                continue;
-            }
-        };
-        for record in records {
-            if let Some(context) = session_context(&record) {
-                let first = contexts.get(&context.session_id).map(|(at, _)| *at);
-                if first.is_none_or(|at| written < at) {
-                    contexts.insert(context.session_id.clone(), (written, context));
-                }
-            }
-            event_ids.insert(record.event_id, record.source_ref);
-        }
-    }
-    let contexts = contexts.into_iter().map(|(id, (_, context))| (id, context)).collect();
-    Ok((contexts, event_ids))
 }
 
 /// Returns the pause before the next poll: the interval, and after failures in a row a
@@ -1354,67 +1302,6 @@ mod tests {
             assert_eq!(waited_for(&failing, follow, now), expected, "follow {follow}, at {now}");
         }
         assert_eq!(waited_for(&HashMap::new(), true, 0), None);
-    }
-
-    /// Of two `StartSession` events that disagree, the one read first stands at the next start,
-    /// also when its access file was rewritten (by a shred or a retention) after the other was
-    /// read: the rewrite is named at its own time, its footer keeps the first read's.
-    #[tokio::test]
-    async fn test_the_first_read_start_session_stands_though_its_file_was_rewritten_since() {
-        use sessionlake_schemas::{AccessKind, AccessRecord};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (keyring, _) =
-            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
-        let store = LakeStore::in_memory();
-        let start = |event_id: &str, principal: &str| AccessRecord {
-            event_id: event_id.into(),
-            event_time: 1_773_446_400_000_000,
-            kind: AccessKind::SsmSession,
-            principal: Some(principal.into()),
-            principal_type: None,
-            source_ip: None,
-            user_agent: None,
-            targets: vec!["i-0123456789abcdef0".into()],
-            os_user: None,
-            document_name: None,
-            parameters: None,
-            session_id: Some("alice-0123456789abcdef0".into()),
-            command_id: None,
-            region: Some("us-east-1".into()),
-            account: Some("111122223333".into()),
-            error_code: None,
-            source_ref: format!("s3://trail/{event_id}.json.gz"),
-        };
-        // The genuine event, read at t1 and rewritten at t3; the forged one, read at t2.
-        let (t1, t2, t3): (i64, i64, i64) =
-            (1_800_000_000_000_000, 1_800_000_100_000_000, 1_800_000_200_000_000);
-        let files = [
-            (format!("{t3:x}u0a1b2c3"), Some(t1), start("genuine", "arn:aws:iam::1:user/alice")),
-            (format!("{t2:x}0a1b2c3d"), Some(t2), start("forged", "arn:aws:iam::1:user/mallory")),
-        ];
-        let mut live = BTreeMap::new();
-        for (version, first_read, record) in files {
-            let path = paths::access_object("2026-03-14", &record.event_id, &version);
-            let context =
-                sessionlake_tables::merge::key_context("lake", &record.event_id, "access");
-            let written = sessionlake_tables::merge::write_access_file(
-                &store,
-                &keyring,
-                &path,
-                vec![record],
-                context,
-                Vec::new(),
-                first_read,
-            )
-            .await
-            .expect("write");
-            for entry in written {
-                live.insert(entry.path.clone(), entry);
-            }
-        }
-        let (contexts, _) = load_access(&store, &live).await.expect("read");
-        let context = &contexts["alice-0123456789abcdef0"];
-        assert_eq!(context.principal.as_deref(), Some("arn:aws:iam::1:user/alice"));
     }
 
     #[tokio::test]

@@ -206,12 +206,6 @@ pub fn access_object(dt: &str, trail_file_id: &str, version: &str) -> String {
     format!("{ACCESS_DIR}/dt={dt}/{trail_file_id}.{version}.parquet")
 }
 
-/// Returns whether `path` is an `access` file of the CloudTrail file `trail_file_id`, whatever
-/// its day and version.
-pub fn is_access_object_of(path: &str, trail_file_id: &str) -> bool {
-    trail_file_id_of(path) == Some(trail_file_id)
-}
-
 /// Returns the CloudTrail file id an `access` file's path names (the subject of its data key).
 pub fn trail_file_id_of(path: &str) -> Option<&str> {
     let rest = path.strip_prefix(ACCESS_DIR)?.strip_prefix('/')?;
@@ -308,9 +302,8 @@ mod tests {
     fn test_access_objects_are_recognised_by_trail_file() {
         let path = access_object("2026-03-14", "ab12", "v1");
         assert_eq!(path, "access/dt=2026-03-14/ab12.v1.parquet");
-        assert!(is_access_object_of(&path, "ab12"));
-        assert!(!is_access_object_of(&path, "ab1"));
-        assert!(!is_access_object_of("commands/dt=2026-03-14/ab12.v1.parquet", "ab12"));
+        assert_eq!(trail_file_id_of(&path), Some("ab12"));
+        assert_eq!(trail_file_id_of("commands/dt=2026-03-14/ab12.v1.parquet"), None);
         assert_eq!(dt_of(&path), Some("2026-03-14"));
     }
 

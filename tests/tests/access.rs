@@ -534,15 +534,7 @@ async fn test_cloudtrail_from_s3_into_the_access_table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn test_cloudtrail_after_the_transcript_updates_the_session() {
     const SESSION: &str = "alice-0123456789abcdef0";
-    let s3 = s3_client().await;
-    let source_bucket = unique("late-logs");
-    let trail_bucket = unique("late-trail");
-    for bucket in [&source_bucket, &trail_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
-    let transcript = repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
-    let key = format!("ssm/{SESSION}.log");
-    put(&s3, &source_bucket, &key, std::fs::read(&transcript).expect("example")).await;
+    let (s3, source_bucket, trail_bucket) = buckets_with_alice("late").await;
 
     let work = tempfile::tempdir().expect("tempdir");
     let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
@@ -643,6 +635,116 @@ async fn test_cloudtrail_after_the_transcript_updates_the_session() {
     assert_eq!(fifth.code, 0, "{}", fifth.stderr);
     let (_, rows, _, _) = cli(work.path(), &["sessions", "--session", SESSION]);
     assert_eq!(rows[0]["principal"], json!(ALICE), "{rows:#?}");
+}
+
+/// Whoever can write to the CloudTrail bucket overwrites a file ingest has read (a new ETag):
+/// without some of its events, with one of them forged under its event id (another principal
+/// and target), and with a new event. Nothing read before leaves the lake or changes: the
+/// events stay in `access` as first read, the session keeps its attribution, ingest warns that
+/// the file changed, and only the new event is added. The same after a restart (what the lake
+/// holds is read back from `access`).
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_trail_file_overwritten_after_it_was_read_loses_no_event() {
+    const SESSION: &str = "alice-0123456789abcdef0";
+    let (s3, source_bucket, trail_bucket) = buckets_with_alice("overwrite").await;
+    let genuine = json!({"Records": [
+        start_session("ev-start", "2026-03-14T09:26:50Z", ALICE, NODE_A, SESSION, None),
+        send_ssh_public_key("ev-push", "2026-03-14T09:30:00Z", BOB, NODE_B),
+    ]});
+    let trail_key =
+        format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T0935Z_O.json.gz");
+    put(&s3, &trail_bucket, &trail_key, gzip(&genuine)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
+    let first = ingest();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("2 access events"), "{}", first.stdout);
+    let events = || {
+        let (code, rows, _, stderr) = cli(work.path(), &["access"]);
+        assert_eq!(code, 0, "{stderr}");
+        rows.iter()
+            .map(|row| {
+                let text = |name: &str| row[name].as_str().unwrap_or_default().to_string();
+                (text("event_id"), text("principal"))
+            })
+            .collect::<BTreeMap<String, String>>()
+    };
+    let read_first = events();
+    assert_eq!(
+        read_first,
+        BTreeMap::from([("ev-push".into(), BOB.into()), ("ev-start".into(), ALICE.into())])
+    );
+    let attributed = || {
+        let (code, rows, _, stderr) = cli(work.path(), &["sessions", "--session", SESSION]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(rows.len(), 1, "{rows:#?}");
+        (rows[0]["principal"].clone(), rows[0]["target"].clone())
+    };
+    assert_eq!(attributed(), (json!(ALICE), json!(NODE_A)));
+
+    // The overwrite: `ev-push` gone, `ev-start` forged for bob on another node, `ev-new` added.
+    let overwritten = json!({"Records": [
+        start_session("ev-start", "2026-03-14T08:00:00Z", BOB, NODE_B, SESSION, None),
+        send_ssh_public_key("ev-new", "2026-03-14T09:40:00Z", BOB, NODE_A),
+    ]});
+    put(&s3, &trail_bucket, &trail_key, gzip(&overwritten)).await;
+    let second = ingest();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stdout.contains("1 access events") && second.stdout.contains("0 replaced"),
+        "{}",
+        second.stdout
+    );
+    let warning = second
+        .stderr
+        .lines()
+        .find(|line| line.contains("CloudTrail file changed after it was read"))
+        .unwrap_or_else(|| panic!("no warning in:\n{}", second.stderr));
+    assert!(
+        warning.contains("20260314T0935Z_O.json.gz")
+            && warning.contains("known=2")
+            && warning.contains("missing=1")
+            && warning.contains("added=1"),
+        "{warning}"
+    );
+    let mut expected = read_first.clone();
+    expected.insert("ev-new".into(), BOB.into());
+    assert_eq!(events(), expected, "what was read first is all there, as it was read");
+    assert_eq!(attributed(), (json!(ALICE), json!(NODE_A)), "never re-attributed");
+
+    // After a restart, a third overwrite with the new event only: nothing goes, nothing added.
+    let cut = json!({"Records": [
+        send_ssh_public_key("ev-new", "2026-03-14T09:40:00Z", BOB, NODE_A),
+    ]});
+    put(&s3, &trail_bucket, &trail_key, gzip(&cut)).await;
+    let third = ingest();
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert!(third.stdout.contains("0 access events"), "{}", third.stdout);
+    assert!(
+        third.stderr.contains("CloudTrail file changed after it was read")
+            && third.stderr.contains("known=3")
+            && third.stderr.contains("missing=2"),
+        "{}",
+        third.stderr
+    );
+    assert_eq!(events(), expected);
+    assert_eq!(attributed(), (json!(ALICE), json!(NODE_A)));
+    let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+
+    // Put back with every event the lake holds from it (a new ETag, nothing new or missing):
+    // read again, no warning, nothing written.
+    let whole = json!({"Records": [
+        start_session("ev-start", "2026-03-14T09:26:50Z", ALICE, NODE_A, SESSION, None),
+        send_ssh_public_key("ev-push", "2026-03-14T09:30:00Z", BOB, NODE_B),
+        send_ssh_public_key("ev-new", "2026-03-14T09:40:00Z", BOB, NODE_A),
+    ]});
+    put(&s3, &trail_bucket, &trail_key, gzip(&whole)).await;
+    let fourth = ingest();
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    assert!(fourth.stdout.contains("0 access events"), "{}", fourth.stdout);
+    assert!(!fourth.stderr.contains("changed after it was read"), "{}", fourth.stderr);
+    assert_eq!(events(), expected);
 }
 
 /// Whoever can write to the session-log bucket puts another object claiming a session already
