@@ -66,20 +66,17 @@ pub async fn run(
     report.sessions_compacted = compacted.sessions;
     report.files_compacted = compacted.files_after;
     if let Some(policy) = &policy {
-        lake.reload().await?;
-        let applied = retention::apply_due(&mut lake, policy, RETENTION_POLICY_VAR, now)
+        let as_of = chrono::DateTime::from_timestamp_micros(now)
+            .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        let provenance =
+            retention::Provenance { policy, policy_file: RETENTION_POLICY_VAR, as_of: &as_of };
+        let applied = retention::apply_due(&mut lake, provenance, now, &retention::Unattended)
             .await
             .context("retention apply")?;
         report.retention_held = applied.planned.iter().filter(|p| p.held_by.is_some()).count();
         report.retention_applied = applied.planned.len() - report.retention_held;
         report.retention_commit = applied.applied.map(|done| done.link.manifest.body.sequence);
-    }
-    lake.reload().await?;
-    if let Some(head) = lake.chain.last() {
-        let sequence = head.manifest.body.sequence;
-        if let Err(error) = sessionlake_delta::sync(&lake.store, &lake.live, sequence).await {
-            tracing::warn!(%error, sequence, "delta log not synced");
-        }
     }
     Ok(report)
 }

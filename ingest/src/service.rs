@@ -468,7 +468,7 @@ impl Ingestor {
             signer: Box::new(writer.committer.shared_signer()),
             pinned: writer.pinned.clone(),
             command,
-            warn: |line| tracing::warn!(problem = %line, "untrusted manifest ignored"),
+            warn: |line| tracing::warn!(problem = %line, "lake maintenance warning"),
         }
     }
 

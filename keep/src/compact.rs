@@ -183,7 +183,8 @@ fn leftovers(crashed: bool) -> Leftovers<'static> {
 
 /// Compacts the lake as `options` say: takes the writer lease (released at the end, whatever
 /// happens), sweeps what interrupted runs left, and commits the compacted files in one
-/// `compact` commit, planning again after a lost race; then writes a checkpoint.
+/// `compact` commit, planning again after a lost race; then writes a checkpoint and brings the
+/// tables' Delta logs to the live set.
 pub async fn compact(
     lake: &mut Lake,
     options: &CompactOptions,
@@ -199,6 +200,11 @@ pub async fn compact(
     let result = run(lake, &mut lease, options, crashed, observer).await;
     if let Err(error) = lease.release().await {
         tracing::warn!(%error, "writer lease not released; it lapses by itself");
+    }
+    // The Delta logs follow the commit, and catch up with one a writer left behind when there
+    // was nothing to compact.
+    if result.is_ok() {
+        lake.sync_delta().await;
     }
     result
 }
@@ -310,10 +316,10 @@ async fn run(
                 summary.bytes_after = table_bytes(&added);
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
+                lake.committed(link.clone());
                 lake.delete(removed, &|| observer.deleted()).await?;
                 // Readers start from a checkpoint of the compacted live set: the commit that
                 // names every file it replaced is never replayed by a reader again.
-                manifest::apply_links(&mut lake.live, std::iter::once(&link));
                 let written =
                     checkpoint::write(&lake.store, lake.signer(), &link, &lake.live).await;
                 match written {

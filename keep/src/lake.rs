@@ -51,7 +51,8 @@ pub struct LakeParts {
     pub pinned: Vec<PinnedSigner>,
     /// The command, for messages (`retention apply`, `shred`, `compact`…).
     pub command: &'static str,
-    /// Says one thing the chain's snapshot left out, when the chain turns untrusted.
+    /// Says one thing the job goes on despite: what the chain's snapshot left out (when the
+    /// chain turns untrusted), Delta logs not brought up to date.
     pub warn: fn(&str),
 }
 
@@ -70,7 +71,7 @@ pub struct Lake {
     pinned: Vec<PinnedSigner>,
     /// The command, for messages.
     command: &'static str,
-    /// Says what the snapshot left out.
+    /// Says what the job goes on despite.
     warn: fn(&str),
     /// The trusted chain, in order.
     pub chain: Vec<ChainLink>,
@@ -290,6 +291,25 @@ impl Lake {
         self.file_head = snapshot.file_head();
         (self.chain, self.live) = snapshot.into_parts();
         Ok(())
+    }
+
+    /// Takes `link`, this job's commit on the newest manifest it knew, into the chain and the
+    /// live set, as reading the chain again would.
+    pub fn committed(&mut self, link: ChainLink) {
+        manifest::apply_links(&mut self.live, std::iter::once(&link));
+        self.file_head = Some(link.manifest.body.sequence);
+        self.chain.push(link);
+    }
+
+    /// Brings the tables' Delta logs to the live set of the newest trusted commit. A failure is
+    /// a warning (`warn`), not an error: the chain is the truth, `verify` names a log that lags,
+    /// and the next commit catches up.
+    pub async fn sync_delta(&self) {
+        let Some(head) = self.chain.last() else { return };
+        let sequence = head.manifest.body.sequence;
+        if let Err(error) = sessionlake_delta::sync(&self.store, &self.live, sequence).await {
+            (self.warn)(&format!("the tables' Delta logs were not brought up to date: {error}"));
+        }
     }
 
     /// Begins a change of the lake as read, committed on its newest manifest: only on a trusted

@@ -54,7 +54,7 @@ pub struct Applied {
 /// (and every compacted file that ever held an expired session), calling `deleted` for each
 /// object deleted. A lost race discards what was written and returns [`Attempt::Conflict`].
 pub async fn apply(
-    lake: &Lake,
+    lake: &mut Lake,
     planned: &[Planned],
     provenance: Provenance<'_>,
     deleted: &(dyn Fn() + Sync),
@@ -106,6 +106,8 @@ pub async fn apply(
         .await;
     match committed {
         Ok(link) => {
+            lake.committed(link.clone());
+            lake.sync_delta().await;
             lake.delete(removed, deleted).await?;
             lake.delete(stale, deleted).await?;
             let added = added.iter().filter(|entry| entry.kind.is_table()).count();
@@ -124,41 +126,76 @@ pub async fn apply(
 /// What [`apply_due`] did.
 #[derive(Debug)]
 pub struct AppliedPolicy {
-    /// Every line the policy planned (held ones too).
+    /// Every line of the last plan (held ones too).
     pub planned: Vec<Planned>,
-    /// The commit, when anything was due.
+    /// The commit, when anything was due and the supervisor approved it.
     pub applied: Option<Applied>,
 }
 
-/// Applies `policy` with no one to confirm it (a scheduled job): deletes what an interrupted
-/// run removed, plans at `now`, applies what is due and not held, and plans again when another
-/// writer committed first (at most [`MAX_ATTEMPTS`] times). `policy_file` names the policy in
-/// the commit's provenance.
-pub async fn apply_due(
+/// Whoever runs [`apply_due`]: told what happens, and asked before anything changes. A
+/// scheduled job approves everything ([`Unattended`]); the CLI shows the plan and asks.
+pub trait Supervisor: Sync {
+    /// What its answers fail with; a [`KeepError`] becomes one.
+    type Error: From<KeepError>;
+
+    /// `count` objects an interrupted run had removed were deleted.
+    fn swept(&self, count: usize) {
+        let _ = count;
+    }
+
+    /// Whether to apply the due lines of `planned`, the `attempt`th plan (from 1: after another
+    /// writer committed first the lake is planned again). Asked only when a line is due.
+    fn approve(&self, planned: &[Planned], attempt: usize) -> Result<bool, Self::Error> {
+        let _ = (planned, attempt);
+        Ok(true)
+    }
+
+    /// Another writer committed first: the chain is read and the lake planned again.
+    fn replanning(&self) {}
+
+    /// One object was deleted.
+    fn deleted(&self) {}
+}
+
+/// A scheduled job's [`Supervisor`]: approves every plan, says nothing.
+pub struct Unattended;
+
+impl Supervisor for Unattended {
+    type Error = KeepError;
+}
+
+/// Applies `provenance`'s policy as of `now` (µs): deletes what an interrupted run removed,
+/// plans, asks `supervisor` to approve what is due and not held, applies it in one commit,
+/// and plans again when another writer committed first (at most [`MAX_ATTEMPTS`] plans).
+pub async fn apply_due<S: Supervisor>(
     lake: &mut Lake,
-    policy: &Policy,
-    policy_file: &str,
+    provenance: Provenance<'_>,
     now: i64,
-) -> KeepResult<AppliedPolicy> {
+    supervisor: &S,
+) -> Result<AppliedPolicy, S::Error> {
     lake.ensure_trusted()?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        lake.sweep(&REMOVED_LEFTOVERS).await?;
-        let planned = plan_lake(lake, policy, now).await?;
-        if planned.iter().all(|line| line.held_by.is_some()) {
+        let swept = lake.sweep(&REMOVED_LEFTOVERS).await?;
+        if swept > 0 {
+            supervisor.swept(swept);
+        }
+        let planned = plan_lake(lake, provenance.policy, now).await?;
+        if planned.iter().all(|line| line.held_by.is_some())
+            || !supervisor.approve(&planned, attempt)?
+        {
             return Ok(AppliedPolicy { planned, applied: None });
         }
-        let as_of = chrono::DateTime::from_timestamp_micros(now)
-            .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default();
-        let provenance = Provenance { policy, policy_file, as_of: &as_of };
-        match apply(lake, &planned, provenance, &|| {}).await? {
+        match apply(lake, &planned, provenance, &|| supervisor.deleted()).await? {
             Attempt::Done(applied) => {
                 return Ok(AppliedPolicy { planned, applied: Some(applied) });
             }
-            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => lake.reload().await?,
-            Attempt::Conflict(error) => return Err(error.into()),
+            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => {
+                supervisor.replanning();
+                lake.reload().await?;
+            }
+            Attempt::Conflict(error) => return Err(KeepError::from(error).into()),
         }
     }
 }

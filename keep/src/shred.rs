@@ -106,7 +106,7 @@ pub struct Shredded {
 /// the session's rows), calling `deleted` for each object deleted. A lost race discards what
 /// was written and returns [`Attempt::Conflict`].
 pub async fn apply(
-    lake: &Lake,
+    lake: &mut Lake,
     plan: ShredPlan,
     reason: &str,
     deleted: &(dyn Fn() + Sync),
@@ -157,6 +157,8 @@ pub async fn apply(
             return Err(error.into());
         }
     };
+    lake.committed(link.clone());
+    lake.sync_delta().await;
     lake.delete(stale, deleted).await?;
     let objects = removed.len();
     lake.delete(removed, deleted).await?;

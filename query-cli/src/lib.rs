@@ -432,16 +432,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Compact(ref args) => compact::compact(&cli, args).await,
         Command::Checkpoint(ref args) => write_checkpoint(&cli, args).await,
     };
-    // Commands that change the tables' live set bring their Delta logs to it.
-    let changes_tables = matches!(
-        cli.command,
-        Command::Compact(_)
-            | Command::Shred(_)
-            | Command::Retention(retention::RetentionCommand::Apply(_))
-    );
-    if changes_tables && result.is_ok() {
-        sync_delta(&cli).await;
-    }
     if output::is_partial() {
         eprintln!(
             "sessionlake: the answer is partial: committed files named above were left out \
@@ -451,24 +441,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match result {
         Err(error) if output::is_broken_pipe(&error) => Ok(Outcome::Matched),
         other => other,
-    }
-}
-
-/// Brings the tables' Delta logs to the trusted live set of the head. A failure is a warning:
-/// the chain is the truth, `verify` names a log that lags, and the next commit catches up.
-async fn sync_delta(cli: &Cli) {
-    let synced = async {
-        let keyring = open_keyring_if_present(cli)?.map(Arc::new);
-        let (store, _) = open_lake_with(cli, keyring.clone()).await?;
-        let pinned = pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
-        let snapshot = Snapshot::open_latest_of(&store, &pinned, Scope::Whole).await?;
-        let Some(head) = snapshot.head() else { return Ok(()) };
-        let sequence = head.manifest.body.sequence;
-        sessionlake_delta::sync(&store, snapshot.live(), sequence).await?;
-        anyhow::Ok(())
-    };
-    if let Err(error) = synced.await {
-        warn_line(&format!("the tables' Delta logs were not brought up to date: {error:#}"));
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::{Args as ClapArgs, Subcommand};
 use sessionlake_keep::holds::{self, Hold, live_holds};
-use sessionlake_keep::lake::{MAX_ATTEMPTS, REMOVED_LEFTOVERS};
+use sessionlake_keep::lake::MAX_ATTEMPTS;
 use sessionlake_keep::plan::Planned;
 use sessionlake_keep::policy::Policy;
 use sessionlake_keep::{Attempt, retention, shred};
@@ -201,62 +201,80 @@ pub async fn retention(cli: &Cli, command: &RetentionCommand) -> anyhow::Result<
             lake.store = lake.store.clone().with_object_lock(settings);
         }
     }
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        if apply {
-            let swept = lake.sweep(&REMOVED_LEFTOVERS).await?;
-            if swept > 0 {
-                eprintln!("sessionlake: deleted {swept} objects an interrupted run had removed");
-            }
-        }
+    if !apply {
         let planned = retention::plan_lake(&lake, &policy, now).await?;
+        report_plan(&planned, args.json, None)?;
+        return Ok(Outcome::Matched);
+    }
+    let provenance = retention::Provenance {
+        policy: &policy,
+        policy_file: &args.policy.display().to_string(),
+        as_of: &crate::time::format_time(now),
+    };
+    let asking = Asking { yes: args.yes, json: args.json, deleting: Deleting::default() };
+    let done = retention::apply_due(&mut lake, provenance, now, &asking).await?;
+    let due: Vec<&Planned> = done.planned.iter().filter(|p| p.held_by.is_none()).collect();
+    let Some(applied) = done.applied else {
+        anyhow::ensure!(due.is_empty(), "nothing changed");
+        report_plan(&done.planned, args.json, None)?;
+        return Ok(Outcome::Matched);
+    };
+    let link = &applied.link;
+    if args.json {
+        report_plan(&done.planned, true, Some(&link.head()))?;
+    } else {
+        eprintln!(
+            "sessionlake: applied: {} lines, {} objects removed, {} rewritten (manifest {})\nhead: {}",
+            due.len(),
+            due_objects(&due),
+            applied.added,
+            link.manifest.body.sequence,
+            link.head()
+        );
+    }
+    Ok(Outcome::Matched)
+}
+
+/// Objects the due lines `due` delete or shred.
+fn due_objects(due: &[&Planned]) -> usize {
+    due.iter().map(|p| p.objects).sum()
+}
+
+/// `retention apply` at a terminal: shows the first plan and asks before applying it (unless
+/// `--yes`), says what an interrupted run left and when it plans again, counts deletes.
+struct Asking {
+    yes: bool,
+    json: bool,
+    deleting: Deleting,
+}
+
+impl retention::Supervisor for Asking {
+    type Error = anyhow::Error;
+
+    fn swept(&self, count: usize) {
+        eprintln!("sessionlake: deleted {count} objects an interrupted run had removed");
+    }
+
+    fn approve(&self, planned: &[Planned], attempt: usize) -> anyhow::Result<bool> {
+        // A plan made again after another writer's commit is applied as the first was.
+        if attempt > 1 {
+            return Ok(true);
+        }
+        if !self.json {
+            report_plan(planned, false, None)?;
+        }
         let due: Vec<&Planned> = planned.iter().filter(|p| p.held_by.is_none()).collect();
-        if !apply || due.is_empty() {
-            report_plan(&planned, args.json, None)?;
-            return Ok(Outcome::Matched);
-        }
-        if attempt == 1 && !args.json {
-            report_plan(&planned, false, None)?;
-        }
-        let objects: usize = due.iter().map(|p| p.objects).sum();
-        if attempt == 1
-            && !confirm(
-                args.yes,
-                &format!("delete or shred {objects} objects of {} sessions", due.len()),
-            )?
-        {
-            anyhow::bail!("nothing changed");
-        }
-        let provenance = retention::Provenance {
-            policy: &policy,
-            policy_file: &args.policy.display().to_string(),
-            as_of: &crate::time::format_time(now),
-        };
-        let deleting = Deleting::default();
-        match retention::apply(&lake, &planned, provenance, &|| deleting.deleted()).await? {
-            Attempt::Done(applied) => {
-                let link = &applied.link;
-                if args.json {
-                    report_plan(&planned, true, Some(&link.head()))?;
-                } else {
-                    eprintln!(
-                        "sessionlake: applied: {} lines, {objects} objects removed, {} rewritten \
-                         (manifest {})\nhead: {}",
-                        due.len(),
-                        applied.added,
-                        link.manifest.body.sequence,
-                        link.head()
-                    );
-                }
-                return Ok(Outcome::Matched);
-            }
-            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => {
-                eprintln!("sessionlake: another writer committed first; planning again");
-                lake.reload().await?;
-            }
-            Attempt::Conflict(error) => return Err(error.into()),
-        }
+        let question =
+            format!("delete or shred {} objects of {} sessions", due_objects(&due), due.len());
+        confirm(self.yes, &question)
+    }
+
+    fn replanning(&self) {
+        eprintln!("sessionlake: another writer committed first; planning again");
+    }
+
+    fn deleted(&self) {
+        self.deleting.deleted();
     }
 }
 
@@ -455,15 +473,15 @@ pub async fn shred(cli: &Cli, args: &ShredArgs) -> anyhow::Result<Outcome> {
             anyhow::bail!("nothing changed");
         }
         let deleting = Deleting::default();
-        let shredded = match shred::apply(&lake, plan, &args.reason, &|| deleting.deleted()).await?
-        {
-            Attempt::Done(shredded) => shredded,
-            Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => {
-                lake.reload().await?;
-                continue;
-            }
-            Attempt::Conflict(error) => return Err(error.into()),
-        };
+        let shredded =
+            match shred::apply(&mut lake, plan, &args.reason, &|| deleting.deleted()).await? {
+                Attempt::Done(shredded) => shredded,
+                Attempt::Conflict(_) if attempt < MAX_ATTEMPTS => {
+                    lake.reload().await?;
+                    continue;
+                }
+                Attempt::Conflict(error) => return Err(error.into()),
+            };
         let sequence = shredded.link.manifest.body.sequence;
         report_change(
             args.json,
