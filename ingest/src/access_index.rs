@@ -10,7 +10,9 @@
 //! A CloudTrail file is read once. A file read again (its cursor was not saved after the commit,
 //! or someone overwrote it: CloudTrail never rewrites a file it delivered) adds only the events
 //! the lake does not hold yet ([`AccessIndex::sort`]): the events of the first read stay as
-//! they were written, with when they were first read, whatever the new content says.
+//! they were written, with when they were first read, whatever the new content says. What the
+//! new content says differently (events added, left out, or changed under their id: each
+//! event's plaintext columns are kept as a digest) is counted for a warning.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -38,8 +40,8 @@ pub struct AccessIndex {
 
 #[derive(Debug, Default)]
 struct Known {
-    /// The CloudTrail file of each event id.
-    events: HashMap<String, String>,
+    /// The CloudTrail file of each event id, and the digest of the event ([`digest`]).
+    events: HashMap<String, (String, Digest)>,
     /// How many events each CloudTrail file gave.
     per_file: HashMap<String, usize>,
     /// The `StartSession` facts each session was attributed by, by session id.
@@ -53,6 +55,9 @@ pub struct SortedEvents {
     pub fresh: Vec<AccessRecord>,
     /// Events the lake holds from this same file (an earlier read).
     pub read_before: usize,
+    /// Of those, events whose content is not what the earlier read gave (the lake keeps
+    /// what that read gave).
+    pub altered: usize,
     /// Events the lake holds from another file (CloudTrail delivered them twice): dropped.
     pub elsewhere: usize,
     /// Events an earlier read of this file gave.
@@ -60,11 +65,27 @@ pub struct SortedEvents {
 }
 
 impl SortedEvents {
-    /// Returns whether the file changed since an earlier read: it gives events that read did
-    /// not, or lacks some it gave.
-    pub fn changed(&self) -> bool {
-        self.known > 0 && (!self.fresh.is_empty() || self.read_before < self.known)
+    /// Returns whether the file changed since an earlier read (`read`: its cursor says it was
+    /// read, whether or not it gave events): it gives events that read did not, lacks some it
+    /// gave, or gives some of them otherwise.
+    pub fn changed(&self, read: bool) -> bool {
+        (read || self.known > 0)
+            && (!self.fresh.is_empty() || self.read_before < self.known || self.altered > 0)
     }
+}
+
+/// What an access event says, in its plaintext columns (those ingest reads back without a
+/// key: everything but the encrypted `parameters`) and leaving out the file it came from.
+type Digest = [u8; 16];
+
+/// Returns the [`Digest`] of `record`.
+fn digest(record: &AccessRecord) -> Digest {
+    let plaintext = AccessRecord { parameters: None, source_ref: String::new(), ..record.clone() };
+    let text = serde_json::to_vec(&plaintext).unwrap_or_default();
+    let mut digest = Digest::default();
+    let full = ring::digest::digest(&ring::digest::SHA256, &text);
+    digest.copy_from_slice(&full.as_ref()[..std::mem::size_of::<Digest>()]);
+    digest
 }
 
 impl AccessIndex {
@@ -124,11 +145,12 @@ impl AccessIndex {
                         contexts.insert(context.session_id.clone(), (first_read_at, context));
                     }
                 }
-                events.insert(record.event_id, record.source_ref);
+                let digest = digest(&record);
+                events.insert(record.event_id, (record.source_ref, digest));
             }
         }
         let mut per_file: HashMap<String, usize> = HashMap::new();
-        for source_ref in events.values() {
+        for (source_ref, _) in events.values() {
             *per_file.entry(source_ref.clone()).or_default() += 1;
         }
         let contexts = contexts.into_iter().map(|(id, (_, context))| (id, context)).collect();
@@ -158,28 +180,37 @@ impl AccessIndex {
                 .or_else(|| self.staged.events.get(&record.event_id));
             match from {
                 None => sorted.fresh.push(record),
-                Some(from) if from == source_ref => sorted.read_before += 1,
+                Some((from, known)) if from == source_ref => {
+                    sorted.read_before += 1;
+                    sorted.altered += usize::from(*known != digest(&record));
+                }
                 Some(_) => sorted.elsewhere += 1,
             }
         }
         sorted
     }
 
-    /// Stages the events `event_ids` of the CloudTrail file `source_ref` (written, not
-    /// committed yet) and the sessions they attribute first.
+    /// Stages the events `written` of the CloudTrail file `source_ref` (written, not committed
+    /// yet: their ids and [`digest`]s, from [`AccessIndex::written`]) and the sessions they
+    /// attribute first.
     pub fn stage(
         &mut self,
         source_ref: &str,
-        event_ids: Vec<String>,
+        written: Vec<(String, Digest)>,
         attributed: Vec<SessionContext>,
     ) {
-        for event_id in event_ids {
-            self.staged.events.insert(event_id, source_ref.to_string());
+        for (event_id, digest) in written {
+            self.staged.events.insert(event_id, (source_ref.to_string(), digest));
             *self.staged.per_file.entry(source_ref.to_string()).or_default() += 1;
         }
         for context in attributed {
             self.staged.contexts.entry(context.session_id.clone()).or_insert(context);
         }
+    }
+
+    /// Returns what [`AccessIndex::stage`] keeps of `records`, to be staged once written.
+    pub fn written(records: &[AccessRecord]) -> Vec<(String, Digest)> {
+        records.iter().map(|record| (record.event_id.clone(), digest(record))).collect()
     }
 
     /// The staged events were committed: they are known from now on.
@@ -229,10 +260,6 @@ mod tests {
             error_code: None,
             source_ref: format!("s3://trail/{event_id}.json.gz"),
         }
-    }
-
-    fn ids(records: &[AccessRecord]) -> Vec<String> {
-        records.iter().map(|record| record.event_id.clone()).collect()
     }
 
     /// `record`, as read from the CloudTrail file `source_ref`.
@@ -297,25 +324,83 @@ mod tests {
         let mut index = AccessIndex::default();
         let read = index.sort(file, vec![first.clone(), second.clone()]);
         assert_eq!((read.fresh.len(), read.read_before, read.known), (2, 0, 0));
-        assert!(!read.changed(), "a first read");
-        index.stage(file, ids(&read.fresh), Vec::new());
+        assert!(!read.changed(false), "a first read");
+        index.stage(file, AccessIndex::written(&read.fresh), Vec::new());
         index.commit();
 
         let again = index.sort(file, vec![first.clone(), second.clone()]);
         assert_eq!((again.fresh.len(), again.read_before, again.known), (0, 2, 2));
-        assert!(!again.changed(), "the same events");
+        assert!(!again.changed(true), "the same events");
 
         let overwritten = index.sort(file, vec![first.clone(), third.clone()]);
         let fresh: Vec<&str> = overwritten.fresh.iter().map(|r| r.event_id.as_str()).collect();
         assert_eq!(fresh, ["ev-3"]);
         assert_eq!((overwritten.read_before, overwritten.known), (1, 2));
-        assert!(overwritten.changed());
+        assert!(overwritten.changed(true));
         let cut = index.sort(file, vec![first.clone()]);
-        assert!(cut.fresh.is_empty() && cut.changed(), "an event missing is a change");
+        assert!(cut.fresh.is_empty() && cut.changed(true), "an event missing is a change");
+
+        // An event forged under its id: not fresh (the lake keeps the first), but a change.
+        let forged = index.sort(file, vec![from(start("ev-1", "mallory"), file), second.clone()]);
+        assert_eq!((forged.fresh.len(), forged.read_before, forged.altered), (0, 2, 1));
+        assert!(forged.changed(true));
+        // The encrypted `parameters` are not read back at start: never taken for a change.
+        let mut with_parameters = first.clone();
+        with_parameters.parameters = Some("{}".into());
+        let same = index.sort(file, vec![with_parameters, second.clone()]);
+        assert_eq!((same.altered, same.changed(true)), (0, false));
+
+        // A file read before without events (its cursor says so) that now gives one changed.
+        let empty = "s3://trail/empty.json.gz";
+        let later = index.sort(empty, vec![from(start("ev-9", "alice"), empty)]);
+        assert!(later.changed(true) && !later.changed(false));
 
         // Another file with an event of this one: a duplicate delivery, dropped.
         let other = index.sort("s3://trail/b.json.gz", vec![from(second, "s3://trail/b.json.gz")]);
         assert_eq!((other.fresh.len(), other.elsewhere, other.known), (0, 1, 0));
+    }
+
+    /// An event's digest survives its access file: read back at start (without the key, so
+    /// without `parameters`), every column set, it is the event as parsed.
+    #[tokio::test]
+    async fn test_an_event_read_back_from_its_file_is_not_taken_for_a_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        let store = LakeStore::in_memory();
+        let file = "s3://trail/full.json.gz";
+        let full = AccessRecord {
+            kind: AccessKind::RunCommand,
+            principal_type: Some("AssumedRole".into()),
+            source_ip: Some("203.0.113.7".into()),
+            user_agent: Some("aws-cli/2.15".into()),
+            targets: vec!["i-0123456789abcdef0".into(), "i-0fedcba9876543210".into()],
+            os_user: Some("root".into()),
+            document_name: Some("AWS-RunShellScript".into()),
+            parameters: Some(r#"{"commands":["id"]}"#.into()),
+            command_id: Some("5f3a8c1e".into()),
+            error_code: Some("AccessDenied".into()),
+            ..from(start("ev-full", "arn:aws:iam::1:user/bob"), file)
+        };
+        let path = paths::access_object("2026-03-14", "full", "18f0a1b2c3d4e5f6a");
+        let context = sessionlake_tables::merge::key_context("lake", "full", "access");
+        let written = sessionlake_tables::merge::write_access_file(
+            &store,
+            &keyring,
+            &path,
+            vec![full.clone()],
+            context,
+            Vec::new(),
+            None,
+        )
+        .await
+        .expect("write");
+        let live = written.into_iter().map(|entry| (entry.path.clone(), entry)).collect();
+        let index = AccessIndex::load(&store, &live).await.expect("read");
+        let again = index.sort(file, vec![full.clone()]);
+        assert_eq!((again.read_before, again.altered, again.changed(true)), (1, 0, false));
+        let forged = AccessRecord { os_user: Some("ubuntu".into()), ..full };
+        assert_eq!(index.sort(file, vec![forged]).altered, 1);
     }
 
     /// What a batch staged and did not commit is forgotten: the file is read in full again
@@ -327,7 +412,7 @@ mod tests {
         let context = session_context(&event).expect("a StartSession");
         let mut index = AccessIndex::default();
         let read = index.sort(file, vec![event.clone()]);
-        index.stage(file, ids(&read.fresh), vec![context]);
+        index.stage(file, AccessIndex::written(&read.fresh), vec![context]);
         assert!(index.context("alice-0123456789abcdef0").is_some(), "staged, seen by the batch");
         assert_eq!(index.sort(file, vec![event.clone()]).read_before, 1, "seen by the batch");
         index.discard();

@@ -440,9 +440,10 @@ impl TrailEventsDuplicated<'_> {
 }
 
 /// A CloudTrail file read before was read again with other content: it holds events the
-/// earlier read did not, or lacks some it held. CloudTrail never rewrites a file it delivered,
-/// so someone who can write to the trail bucket did. The events of the earlier read stay in
-/// `access` as they were; only the new ones are added.
+/// earlier read did not, lacks some it held, or holds some of them otherwise (under the same
+/// event id). CloudTrail never rewrites a file it delivered, so someone who can write to the
+/// trail bucket did (or ingest reads it otherwise: a lower `--max-trail-records`). The events
+/// of the earlier read stay in `access` as they were; only the new ones are added.
 pub struct TrailFileChanged<'a> {
     /// The CloudTrail file.
     pub source_ref: &'a str,
@@ -450,6 +451,8 @@ pub struct TrailFileChanged<'a> {
     pub known: usize,
     /// Of those, events the file no longer holds (they stay in the lake).
     pub missing: usize,
+    /// Of those, events the file now holds otherwise (the lake keeps them as first read).
+    pub altered: usize,
     /// Events added by this read.
     pub added: usize,
 }
@@ -461,6 +464,7 @@ impl TrailFileChanged<'_> {
             file = ?self.source_ref,
             known = self.known,
             missing = self.missing,
+            altered = self.altered,
             added = self.added,
             "CloudTrail file changed after it was read (CloudTrail never rewrites one): the events \
              read before stay in the lake, only new ones are added"

@@ -876,25 +876,8 @@ impl LakeWriter {
         conflict: &LakeError,
         planned: &[ObjectEntry],
     ) -> anyhow::Result<Option<ChainLink>> {
-        let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
-        let head = snapshot.file_head();
         let known = self.head;
-        // Manifests are never deleted: a head behind the one this writer knows is a lake cut
-        // back (rolled back). Committing on it would re-link the chain over the hole.
-        if let Some(known_head) = known
-            && head.is_none_or(|found| found < known_head)
-        {
-            let found = head.map_or("none".to_string(), |found| format!("manifest {found}"));
-            anyhow::bail!(
-                "{} was cut back: this writer committed manifest {known_head}, the lake's newest \
-                 is now {found} (manifests were deleted); nothing more is committed on it: run \
-                 `sessionlake verify` and restore the manifests",
-                self.store.location()
-            );
-        }
-        snapshot.ensure_head_trusted("sessionlake-ingest")?;
-        self.chain_intact = snapshot.ensure_trusted("sessionlake-ingest").is_ok();
-        let (chain, live) = snapshot.into_parts();
+        let chain = self.reread().await?;
         let newer: Vec<&ChainLink> = chain
             .iter()
             .filter(|link| known.is_none_or(|head| link.manifest.body.sequence > head))
@@ -920,9 +903,34 @@ impl LakeWriter {
             writers: &writers.into_iter().collect::<Vec<_>>().join(","),
         }
         .emit();
+        Ok(ours)
+    }
+
+    /// Reads the chain again (after a commit that failed, whose outcome may be unknown): the
+    /// live set and the head become the lake's. Returns the trusted chain.
+    pub async fn reread(&mut self) -> anyhow::Result<Vec<ChainLink>> {
+        let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
+        let head = snapshot.file_head();
+        let known = self.head;
+        // Manifests are never deleted: a head behind the one this writer knows is a lake cut
+        // back (rolled back). Committing on it would re-link the chain over the hole.
+        if let Some(known_head) = known
+            && head.is_none_or(|found| found < known_head)
+        {
+            let found = head.map_or("none".to_string(), |found| format!("manifest {found}"));
+            anyhow::bail!(
+                "{} was cut back: this writer committed manifest {known_head}, the lake's newest \
+                 is now {found} (manifests were deleted); nothing more is committed on it: run \
+                 `sessionlake verify` and restore the manifests",
+                self.store.location()
+            );
+        }
+        snapshot.ensure_head_trusted("sessionlake-ingest")?;
+        self.chain_intact = snapshot.ensure_trusted("sessionlake-ingest").is_ok();
+        let (chain, live) = snapshot.into_parts();
         self.live = live;
         self.head = head;
-        Ok(ours)
+        Ok(chain)
     }
 }
 

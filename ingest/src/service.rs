@@ -147,6 +147,9 @@ pub struct Ingestor {
     /// The access events in the lake and those of the batch being written: their ids (an
     /// event delivered again is dropped) and the sessions' `StartSession` facts.
     access: AccessIndex,
+    /// A commit of CloudTrail events failed: whether it landed is not known, so the access
+    /// index is read from the lake again before the next CloudTrail file.
+    access_unsure: bool,
     /// CloudTrail files whose reading failed, with the time of their first failure in a row
     /// (µs since the epoch): sessions wait for them at most [`TRAIL_WAIT`].
     trails_failing: HashMap<String, i64>,
@@ -382,6 +385,7 @@ impl Ingestor {
             cursors_dirty: false,
             sources,
             access,
+            access_unsure: false,
             trails_failing: HashMap::new(),
             keyring_created,
             last_commit_at,
@@ -549,11 +553,12 @@ impl Ingestor {
             .emit();
         let sorted = self.access.sort(&source_ref, std::mem::take(&mut parsed.events));
         events::TrailEventsDuplicated { source_ref: &source_ref, count: sorted.elsewhere }.emit();
-        if sorted.changed() {
+        if sorted.changed(self.cursors.positions.contains_key(&source_ref)) {
             events::TrailFileChanged {
                 source_ref: &source_ref,
                 known: sorted.known,
                 missing: sorted.known.saturating_sub(sorted.read_before),
+                altered: sorted.altered,
                 added: sorted.fresh.len(),
             }
             .emit();
@@ -580,11 +585,11 @@ impl Ingestor {
             }
         }
         written.extend(self.writer.enrich(attributed.clone(), self.config.max_in_flight).await?);
-        let ids: Vec<String> = fresh.iter().map(|event| event.event_id.clone()).collect();
+        let staged = AccessIndex::written(&fresh);
         written.push(self.writer.write_access(source_ref.clone(), position, fresh).await?);
         // Known only once written (and forgotten again if the batch fails to commit): a file
         // that fails is read again in full.
-        self.access.stage(&source_ref, ids, attributed);
+        self.access.stage(&source_ref, staged, attributed);
         Ok(written)
     }
 
@@ -596,6 +601,11 @@ impl Ingestor {
         health: &Health,
         report: &mut PollReport,
     ) -> anyhow::Result<()> {
+        if self.access_unsure {
+            self.writer.reread().await.context("failed to read the chain again")?;
+            self.access = AccessIndex::load(&self.writer.store, &self.writer.live).await?;
+            self.access_unsure = false;
+        }
         let pending = self.list_trails().await?;
         // A file no longer listed as changed (read since, or gone) is waited for no more.
         let listed: HashSet<String> = pending.iter().map(|trail| trail.source_ref()).collect();
@@ -649,8 +659,10 @@ impl Ingestor {
             match self.commit_written(written, health, report).await {
                 Ok(()) => self.access.commit(),
                 Err(error) => {
-                    // Its files keep their cursors and are read again, in full.
+                    // Its files keep their cursors and are read again: in full if the commit
+                    // did not land, as read before if it did (a response lost).
                     self.access.discard();
+                    self.access_unsure = true;
                     return Err(error);
                 }
             }
@@ -1302,6 +1314,60 @@ mod tests {
             assert_eq!(waited_for(&failing, follow, now), expected, "follow {follow}, at {now}");
         }
         assert_eq!(waited_for(&HashMap::new(), true, 0), None);
+    }
+
+    /// A commit of CloudTrail events that fails may still have landed (its response lost):
+    /// what the batch staged is forgotten, and the access index is read from the lake again
+    /// before the next CloudTrail file, so that the file, read again, adds nothing twice.
+    #[tokio::test]
+    async fn test_after_a_failed_trail_commit_the_access_index_is_read_from_the_lake_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).expect("folder");
+        let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+        let args = crate::config::Args::try_parse_from([
+            "sessionlake-ingest",
+            "--lake",
+            &path("lake"),
+            "--keyring",
+            &path("keyring.json"),
+            "--local",
+            empty.to_str().expect("utf-8"),
+        ])
+        .expect("args");
+        let config = Config::load(&args).expect("config");
+        let mut ingestor = Ingestor::open_with(&config, None).await.expect("open");
+        let trails = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/14");
+        let file = std::fs::read_dir(trails).expect("examples").next().expect("a file");
+        let bytes = std::fs::read(file.expect("entry").path()).expect("read");
+        let source_ref = "s3://trail/AWSLogs/a.json.gz".to_string();
+        let input = |position: &str| TrailInput {
+            source_ref: source_ref.clone(),
+            position: position.into(),
+            raw: bytes.clone().into(),
+            expected: None,
+        };
+        let written = ingestor.write_trail(input("etag-1")).await.expect("write");
+        let events = written.iter().fold(0, |sum, written| match written {
+            Written::Access { events, .. } => sum + events,
+            _ => sum,
+        });
+        assert!(events > 0, "the example has access events");
+        // The commit lands; the ingestor is told it failed (as `ingest_trail_files` is).
+        ingestor.writer.commit(written, &mut Cursors::default()).await.expect("commit");
+        ingestor.access.discard();
+        ingestor.access_unsure = true;
+        let (shutdown, health) = (CancellationToken::new(), Health::new(Duration::from_secs(1)));
+        let mut report = PollReport::default();
+        ingestor.ingest_trails(&shutdown, &health, &mut report).await.expect("poll");
+        assert!(!ingestor.access_unsure);
+        let again = ingestor.write_trail(input("etag-1")).await.expect("read again");
+        let added = again.iter().fold(0, |sum, written| match written {
+            Written::Access { events, .. } => sum + events,
+            _ => sum,
+        });
+        assert_eq!(added, 0, "the landed events are known again: none written twice");
     }
 
     #[tokio::test]
