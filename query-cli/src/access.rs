@@ -183,7 +183,9 @@ pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outco
         key_columns: &["event_id"],
     };
     let printer = ACCESS_VIEW.printer(&args.print);
-    crate::print_listing(&listing, ACCESS_VIEW.noun, &ctx, None, query, &args.paging, printer).await
+    let (noun, paging) = (ACCESS_VIEW.noun, &args.paging);
+    crate::print_listing(&listing, noun, &ctx, None, query, paging, printer, Default::default())
+        .await
 }
 
 /// Returns the listing of `search --include-access` and its parameters: the command rows of

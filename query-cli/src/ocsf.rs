@@ -81,7 +81,11 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
     );
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let ctx = crate::open_tables(cli, scope, |snapshot| {
-        crate::search::searched_files(&snapshot.live, since, until)
+        crate::search::searched_files(
+            sessionlake_schemas::manifest::preferred_commands(&snapshot.live),
+            since,
+            until,
+        )
     })
     .await?;
     let command = if args.include_command_text { ", c.command" } else { "" };

@@ -3,6 +3,8 @@
 
 // The crate root's imports and shared helpers, as a test module's `use super::*`.
 use crate::*;
+use datafusion::arrow::array::AsArray as _;
+use datafusion::arrow::datatypes::Int64Type;
 
 /// Parses `--output`: a regex on the command's output, never a format name taken as one (it
 /// would quietly match nothing).
@@ -80,8 +82,21 @@ pub(crate) async fn stream_frame(
     Ok(listing::stream_frame(frame, &mut sink, limit).await?.rows)
 }
 
+/// Matches a search does not list: in the deliveries it leaves out of sessions that one
+/// source delivered from two source objects ([`manifest::conflicting_unread`]).
+#[derive(Debug, Default)]
+pub(crate) struct Unlisted {
+    /// Rows that match there.
+    pub(crate) matched: u64,
+    /// The sessions they are of.
+    pub(crate) sessions: Vec<String>,
+}
+
 /// Prints the page of `listing` that `paging` asks for, then the summary: how many `noun`
-/// match in all and the cursor of the next page.
+/// match in all and the cursor of the next page, and what matches and is not listed
+/// (`unlisted`: a warning, and `unlisted` in the JSON summary; such matches make the outcome a
+/// match, never "nothing found").
+#[allow(clippy::too_many_arguments)] // the parts of one listing, as its four callers hold them
 pub(crate) async fn print_listing(
     listing: &Listing,
     noun: &str,
@@ -90,6 +105,7 @@ pub(crate) async fn print_listing(
     query: Query,
     paging: &Paging,
     mut printer: Printer,
+    unlisted: Unlisted,
 ) -> anyhow::Result<Outcome> {
     let progress = Progress::spinner(printer.format() != OutputFormat::Json, "searching");
     let page =
@@ -109,19 +125,81 @@ pub(crate) async fn print_listing(
         }
         text.push(')');
     }
-    let summary = serde_json::json!({"matched": matched, "shown": shown, "next": next});
+    let mut summary = serde_json::json!({"matched": matched, "shown": shown, "next": next});
+    if unlisted.matched > 0 {
+        summary["unlisted"] =
+            serde_json::json!({"matched": unlisted.matched, "sessions": unlisted.sessions});
+    }
     printer.finish(summary, &text)?;
-    Ok(if shown > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    if unlisted.matched > 0 {
+        let sessions: Vec<String> = unlisted
+            .sessions
+            .iter()
+            .map(|id| sessionlake_schemas::session_id::escaped(id).into())
+            .collect();
+        warn_line(&format!(
+            "{} more {noun} are in deliveries not listed: {} delivered twice by one \
+             source, from two source objects (a conflict: `sessionlake sessions --session ID` \
+             shows both, `verify` names them); this search lists one delivery per session, \
+             `sessionlake sql` reads every delivery",
+            unlisted.matched,
+            sessions.join(", ")
+        ));
+    }
+    Ok(if shown > 0 || unlisted.matched > 0 { Outcome::Matched } else { Outcome::NoMatch })
+}
+
+/// Counts what `query` (on `commands c` joined with the session times) matches in the
+/// deliveries a search leaves out of sessions one source delivered from two source objects,
+/// in the partitions `in_range` keeps; nothing is read when the lake has no such session.
+async fn unlisted_matches(
+    lake: &LakeReader,
+    preferred: &HashSet<String>,
+    in_range: &(dyn Fn(&str) -> bool + Send + Sync),
+    query: &Query,
+) -> anyhow::Result<Unlisted> {
+    let unread = manifest::conflicting_unread(&lake.snapshot.live, preferred);
+    let files: HashSet<&str> = unread
+        .iter()
+        .filter(|(session, _)| lake.only.as_ref().is_none_or(|only| only == *session))
+        .flat_map(|(_, files)| files.iter().map(String::as_str))
+        .filter(|path| in_range(path))
+        .collect();
+    if files.is_empty() {
+        return Ok(Unlisted::default());
+    }
+    let keep = |path: &str| {
+        in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || files.contains(path))
+    };
+    let ctx = lake.tables_keeping(None, &keep)?;
+    let sql = format!(
+        "SELECT c.session_id, count(*) AS n FROM commands c {SESSION_TIMES_JOIN} {} \
+         GROUP BY c.session_id ORDER BY c.session_id",
+        query.where_clause()
+    );
+    let frame = ctx.sql(&sql).await.context("query failed")?;
+    let batches = frame.with_param_values(query.params.clone())?.collect().await?;
+    let mut unlisted = Unlisted::default();
+    for batch in &batches {
+        let ids = batch.column(0).as_string_opt::<i32>().context("session_id is not text")?;
+        let counts =
+            batch.column(1).as_primitive_opt::<Int64Type>().context("count is not a number")?;
+        for row in 0..batch.num_rows() {
+            unlisted.matched += u64::try_from(counts.value(row)).unwrap_or_default();
+            unlisted.sessions.push(ids.value(row).to_string());
+        }
+    }
+    Ok(unlisted)
 }
 
 /// The files a search of commands from `since` to `until` reads: the partitions of the range,
-/// and of `commands` only the delivery of each session that `show` reads.
+/// and of `commands` only the delivery of each session that `show` reads (`searched`,
+/// [`manifest::preferred_commands`]).
 pub(crate) fn searched_files(
-    live: &BTreeMap<String, ObjectEntry>,
+    searched: HashSet<String>,
     since: Option<i64>,
     until: Option<i64>,
 ) -> impl Fn(&str) -> bool + Send + Sync + use<> {
-    let searched = manifest::preferred_commands(live);
     let in_range = partitions_between(since, until);
     move |path: &str| {
         in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
@@ -165,7 +243,8 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let (store, keys, snapshot) = open_reader(cli, scope).await?;
-    let keep = searched_files(&snapshot.live, since, until);
+    let preferred = manifest::preferred_commands(&snapshot.live);
+    let keep = searched_files(preferred.clone(), since, until);
     let lake = LakeReader {
         store,
         keys,
@@ -175,6 +254,8 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
         memory_limit: memory_limit(cli),
     };
     let ctx = lake.tables(None)?;
+    let in_range = partitions_between(since, until);
+    let unlisted = unlisted_matches(&lake, &preferred, &in_range, &query).await?;
     if args.include_access {
         let commands_sql = format!(
             "SELECT {SEARCH_COLUMNS}, c.effective_user, c.shell, c.program FROM commands c \
@@ -185,7 +266,9 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
             access::search_with_access(&commands_sql, query, &args.filters, since, until);
         let view = &access::SEARCH_WITH_ACCESS_VIEW;
         let printer = view.printer(&args.print).with_highlights(highlights);
-        return print_listing(&listing, view.noun, &ctx, None, query, &args.paging, printer).await;
+        let paging = &args.paging;
+        return print_listing(&listing, view.noun, &ctx, None, query, paging, printer, unlisted)
+            .await;
     }
     let listing = Listing {
         name: "commands",
@@ -199,5 +282,5 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
     };
     let printer = SEARCH_VIEW.printer(&args.print).with_highlights(highlights);
     let noun = SEARCH_VIEW.noun;
-    print_listing(&listing, noun, &ctx, Some(&lake), query, &args.paging, printer).await
+    print_listing(&listing, noun, &ctx, Some(&lake), query, &args.paging, printer, unlisted).await
 }

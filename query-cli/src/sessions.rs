@@ -56,5 +56,6 @@ pub(crate) async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<O
         key_columns: &["session_id", "source_key"],
     };
     let printer = SESSIONS_VIEW.printer(&args.print);
-    print_listing(&listing, SESSIONS_VIEW.noun, &ctx, None, listed, &args.paging, printer).await
+    let (noun, paging) = (SESSIONS_VIEW.noun, &args.paging);
+    print_listing(&listing, noun, &ctx, None, listed, paging, printer, Default::default()).await
 }

@@ -241,6 +241,16 @@ impl LakeReader {
     /// Returns a context with the tables over the kept files of `sessions` (all without); the
     /// `access` table is never narrowed to sessions.
     pub fn tables(&self, sessions: Option<&HashSet<String>>) -> ReadResult<SessionContext> {
+        self.tables_keeping(sessions, &*self.keep)
+    }
+
+    /// Returns a context like [`LakeReader::tables`] over the files `keep` names instead of the
+    /// reader's own.
+    pub fn tables_keeping(
+        &self,
+        sessions: Option<&HashSet<String>>,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> ReadResult<SessionContext> {
         let ctx = lake_tables::new_context(self.memory_limit)?;
         let of_sessions = |path: &str| {
             let Some(entry) = self.snapshot.live.get(path) else {
@@ -256,7 +266,7 @@ impl LakeReader {
             };
             entry.sessions.iter().any(wanted)
         };
-        let keep = |path: &str| (self.keep)(path) && of_sessions(path);
+        let keep = |path: &str| keep(path) && of_sessions(path);
         lake_tables::register(&ctx, &self.store, &self.snapshot, self.keys.clone(), &keep)?;
         Ok(ctx)
     }

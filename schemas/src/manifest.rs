@@ -183,6 +183,41 @@ pub fn preferred_commands(
     best.into_values().map(|(_, path)| path.to_string()).collect()
 }
 
+/// Returns, by session, the live `commands` files of the deliveries [`preferred_commands`]
+/// leaves out of a session that one source delivered from two source objects (a conflict:
+/// one of the objects claims a session it did not record, or two sessions share an id).
+/// Readers that read one delivery per session name what these hold, so that a delivery put
+/// first by whoever can write to a source never silently hides another.
+pub fn conflicting_unread(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+    preferred: &std::collections::HashSet<String>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut deliveries: BTreeMap<(&str, crate::SessionSource), usize> = BTreeMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Raw) {
+        if let Some((id, source, _)) = crate::paths::session_version(&entry.path) {
+            *deliveries.entry((id, source)).or_default() += 1;
+        }
+    }
+    let conflicts: BTreeSet<(&str, crate::SessionSource)> =
+        deliveries.into_iter().filter(|(_, count)| *count > 1).map(|(key, _)| key).collect();
+    let mut unread: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if conflicts.is_empty() {
+        return unread;
+    }
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+        if preferred.contains(&entry.path) {
+            continue;
+        }
+        if let Some((id, source, _)) = crate::paths::session_version(&entry.path)
+            && conflicts.contains(&(id, source))
+        {
+            unread.entry(id.to_string()).or_default().push(entry.path.clone());
+        }
+    }
+    unread
+}
+
 /// Returns the live files of the table of `kind`, by lake path: for `commands`, one delivery
 /// per session (the one `search` reads, [`preferred_commands`]) unless `every_delivery`; the
 /// rows of the other tables are one per delivery or per CloudTrail event already. What
@@ -459,4 +494,63 @@ pub struct PublicKeyRecord {
     /// RFC 3339 time from which the key no longer signs (it was replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::SessionSource;
+    use crate::paths::{commands_object, raw_object, session_stem};
+
+    /// The live set of deliveries `(session, source, version)`: each a raw object and a
+    /// `commands` file.
+    fn live(deliveries: &[(&str, SessionSource, &str)]) -> BTreeMap<String, ObjectEntry> {
+        let mut live = BTreeMap::new();
+        for &(session, source, version) in deliveries {
+            let stem = session_stem(session, source, version);
+            let files = [
+                (raw_object("2026-03-14", session, source, version), ObjectKind::Raw),
+                (commands_object("2026-03-14", &stem), ObjectKind::Commands),
+            ];
+            for (path, kind) in files {
+                let entry = ObjectEntry {
+                    path: path.clone(),
+                    size: 1,
+                    sha256: String::new(),
+                    kind,
+                    sessions: vec![session.to_string()],
+                    key: None,
+                    note: None,
+                    blocks: None,
+                };
+                live.insert(path, entry);
+            }
+        }
+        live
+    }
+
+    /// A session one source delivered twice (two source objects) has the delivery searches
+    /// leave out named; one delivered by two sources (S3 and CloudWatch) has none: that is
+    /// the same session recorded twice, not a conflict.
+    #[test]
+    fn test_the_unread_delivery_of_a_conflicting_session_is_named() {
+        let (s3, stream) = (SessionSource::S3, SessionSource::CloudwatchStream);
+        let live = live(&[
+            ("alice-0a", s3, "18f0000000000001"),
+            ("alice-0a", s3, "18f0000000000002"),
+            ("bob-0b", s3, "18f0000000000001"),
+            ("bob-0b", stream, "18f0000000000002"),
+        ]);
+        let preferred = preferred_commands(&live);
+        assert_eq!(preferred.len(), 2, "{preferred:?}");
+        let first =
+            commands_object("2026-03-14", &session_stem("alice-0a", s3, "18f0000000000001"));
+        let second =
+            commands_object("2026-03-14", &session_stem("alice-0a", s3, "18f0000000000002"));
+        assert!(preferred.contains(&first), "the first delivery is the one read");
+        let unread = conflicting_unread(&live, &preferred);
+        assert_eq!(unread, BTreeMap::from([("alice-0a".to_string(), vec![second])]));
+    }
 }

@@ -748,6 +748,69 @@ async fn test_a_trail_file_overwritten_after_it_was_read_loses_no_event() {
     assert_eq!(events(), expected);
 }
 
+/// Whoever can write to the session-log bucket delivers a transcript under a session's id
+/// before the real one arrives (`ssm/aa-forged/<id>.log`, without the real `rm -rf`): search
+/// lists the delivery read first, but never lets it hide the other. The matches of the real
+/// delivery are counted, named in a warning and in the JSON summary (`unlisted`), and the
+/// search is a match (exit 0), not "nothing found".
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_delivery_put_first_never_hides_the_real_one_from_search() {
+    const SESSION: &str = "alice-0123456789abcdef0";
+    let s3 = s3_client().await;
+    let source_bucket = unique("first-logs");
+    let trail_bucket = unique("first-trail");
+    for bucket in [&source_bucket, &trail_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let real = std::fs::read(repo_root().join(format!("examples/s3/ssm-logs/{SESSION}.log")))
+        .expect("example");
+    // The real transcript with its `rm -rf` made an `ls -la` (same length, same session), a
+    // day earlier: its files sort first, so that search lists it (which delivery is listed
+    // otherwise hangs on a hash of the source object's name).
+    let text = String::from_utf8(real.clone()).expect("text");
+    assert_eq!(text.matches("rm -rf").count(), 1);
+    let forged = text.replace("rm -rf", "ls -la").replace("2026-03-14", "2026-03-13").into_bytes();
+    put(&s3, &source_bucket, &format!("ssm/aa-forged/{SESSION}.log"), forged).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
+    let first = ingest();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    put(&s3, &source_bucket, &format!("ssm/{SESSION}.log"), real).await;
+    let second = ingest();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+
+    let searched = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "search",
+        "--command",
+        "rm -rf",
+        "--json",
+    ]));
+    assert_eq!(searched.code, 0, "a match, though not listed: {}", searched.stderr);
+    let (rows, summary) = parse_json_lines(&searched.stdout);
+    assert!(rows.is_empty(), "the delivery read first has no rm -rf: {rows:#?}");
+    assert_eq!(summary["unlisted"]["matched"], json!(1), "{summary}");
+    assert_eq!(summary["unlisted"]["sessions"], json!([SESSION]), "{summary}");
+    assert!(
+        searched.stderr.contains("1 more matching commands are in deliveries not listed")
+            && searched.stderr.contains(SESSION),
+        "{}",
+        searched.stderr
+    );
+    // The same for one session, and in a table.
+    let one = run(binary("sessionlake", false).current_dir(work.path()).args([
+        "search",
+        "rm -rf",
+        "--session",
+        SESSION,
+    ]));
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert!(one.stderr.contains("deliveries not listed"), "{}", one.stderr);
+    // A search the other delivery does not match either says nothing of it.
+    let (code, _, summary, stderr) = cli(work.path(), &["search", "--command", "no-such-thing"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(summary.get("unlisted").is_none() && !stderr.contains("not listed"), "{stderr}");
+}
+
 /// Whoever can write to the session-log bucket puts another object claiming a session already
 /// ingested (`ssm/zz-other/<id>.log` beside `ssm/<id>.log`): it replaces nothing. Both versions
 /// stay live, the real `rm -rf` is still found, ingest warns, `sessions` shows the session as
