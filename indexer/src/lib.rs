@@ -29,7 +29,8 @@ use sessionlake_schemas::{
 
 use crate::extract::{Assembler, Evidence, Line};
 use crate::input::{LogEvent, StreamMessage};
-use crate::rows::{Rows, RowsSummary};
+pub use crate::rows::RowSink;
+use crate::rows::{Keep, Rows, RowsSummary};
 use crate::terminal::{DEFAULT_WIDTH, LineMarks, LineSink, LineTerminal};
 
 /// Version of the parser, stored in every row it produces. Bump it when output changes.
@@ -52,8 +53,14 @@ pub enum InputForm {
 /// A parsed session.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedSession {
-    /// The commands, in order.
+    /// The commands, in order (none from [`SessionParser::planning`] and
+    /// [`SessionParser::replaying`]: see [`ParsedSession::command_count`]).
     pub commands: Vec<CommandRecord>,
+    /// How many commands the session has.
+    pub command_count: usize,
+    /// What a second pass over the same bytes needs to give the rows one by one
+    /// ([`SessionParser::planning`]; `None` otherwise).
+    pub plan: Option<ReplayPlan>,
     /// The session context, completed with what the transcript revealed.
     pub context: SessionContext,
     /// End of the session (µs), when the input tells.
@@ -66,6 +73,60 @@ pub struct ParsedSession {
     /// `script` header, or the streamed events' `sessionId` (the first that names one). A
     /// delivery whose name says another id is flagged (see `sessionlake-ingest`).
     pub claimed_session_id: Option<String>,
+}
+
+/// What the first pass over a transcript too big to hold in rows tells the second
+/// ([`SessionParser::planning`], [`SessionParser::replaying`]): which reading of its lines
+/// holds, and the shells that marks seen later give prompts first seen as bash's. With them,
+/// the second pass gives each row as it is made, the same rows one pass holding them all
+/// gives.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayPlan {
+    /// The lines are read as a line editor marked them (bash ≥ 5.1), not raw.
+    marked: bool,
+    /// Prompts first seen as bash's, with the shell a mark told for them.
+    fixes: std::collections::HashMap<String, std::sync::Arc<str>>,
+    /// The rows come in the order of their times (rows without one first), so that a file
+    /// sorted by time can be written as they come.
+    pub in_time_order: bool,
+}
+
+/// What a [`SessionParser`] does with the rows it makes.
+enum Mode {
+    /// Holds them ([`parse_session`]).
+    Hold,
+    /// Holds none: the first pass of two.
+    Plan,
+    /// Gives them to a sink as they are made: the second pass.
+    Replay(ReplayPlan, Option<RowSink>),
+}
+
+impl std::fmt::Debug for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Hold => "Hold",
+            Mode::Plan => "Plan",
+            Mode::Replay(..) => "Replay",
+        })
+    }
+}
+
+impl Mode {
+    /// What the reading of `evidence` does with its rows; `Replay` hands the sink to the
+    /// reading the plan says holds.
+    fn keep(&mut self, evidence: Evidence) -> Keep {
+        match self {
+            Mode::Hold => Keep::All,
+            Mode::Plan => Keep::None,
+            Mode::Replay(plan, sink) => {
+                let holds = plan.marked == (evidence == Evidence::EditorMarks);
+                match sink.take_if(|_| holds) {
+                    Some(sink) => Keep::Stream { fixes: plan.fixes.clone(), sink },
+                    None => Keep::None,
+                }
+            }
+        }
+    }
 }
 
 /// Why a session could not be parsed at all.
@@ -120,6 +181,8 @@ const REGION_CAP: usize = 64 * 1024;
 pub struct SessionParser {
     context: SessionContext,
     state: ParserState,
+    /// Until the body starts (then the body's).
+    mode: Option<Mode>,
     /// [`HEAD_BYTES`], smaller only in tests (to take the streaming path with small inputs).
     head_limit: usize,
 }
@@ -141,7 +204,33 @@ impl SessionParser {
             InputForm::S3Transcript | InputForm::CloudwatchUpload => ParserState::Head(Vec::new()),
             InputForm::CloudwatchStream => ParserState::Stream(Vec::new()),
         };
-        SessionParser { context: context.clone(), state, head_limit: HEAD_BYTES }
+        SessionParser {
+            context: context.clone(),
+            state,
+            mode: Some(Mode::Hold),
+            head_limit: HEAD_BYTES,
+        }
+    }
+
+    /// Returns a parser that holds no row: its [`ParsedSession`] has the session's facts, the
+    /// number of its commands and the [`ReplayPlan`] with which
+    /// [`SessionParser::replaying`] gives them one by one, in bounded memory whatever the
+    /// transcript's size. A transcript only (streamed CloudWatch JSON is held whole).
+    pub fn planning(form: InputForm, context: &SessionContext) -> Self {
+        SessionParser { mode: Some(Mode::Plan), ..SessionParser::new(form, context) }
+    }
+
+    /// Returns a parser that gives each row to `sink` as it is made, for the same bytes
+    /// [`SessionParser::planning`] made `plan` from: the rows [`parse_session`] would return,
+    /// in order.
+    pub fn replaying(
+        form: InputForm,
+        context: &SessionContext,
+        plan: &ReplayPlan,
+        sink: RowSink,
+    ) -> Self {
+        let mode = Mode::Replay(plan.clone(), Some(sink));
+        SessionParser { mode: Some(mode), ..SessionParser::new(form, context) }
     }
 
     /// Takes the next bytes of the session.
@@ -158,7 +247,8 @@ impl SessionParser {
                 let script = input::script_head(head);
                 let body_start = script.body.start;
                 let text = looks_like_terminal_text(&head[body_start..]);
-                let mut body = Box::new(TranscriptBody::new(script, text, &self.context));
+                let mode = self.mode.take().unwrap_or(Mode::Hold);
+                let mut body = Box::new(TranscriptBody::new(script, text, &self.context, mode));
                 body.feed(&head[body_start..]);
                 body.feed(&bytes[take..]);
                 self.state = ParserState::Body(body);
@@ -168,7 +258,7 @@ impl SessionParser {
 
     /// Returns the parsed session, or why the bytes are no session.
     pub fn finish(self) -> Result<ParsedSession, ParseError> {
-        let SessionParser { context, state, .. } = self;
+        let SessionParser { context, state, mode, .. } = self;
         match state {
             ParserState::Stream(raw) => parse_stream(&raw, &context),
             ParserState::Head(head) => {
@@ -181,7 +271,8 @@ impl SessionParser {
                 let script = input::split_script(&head);
                 let body = script.body.clone();
                 let text = looks_like_terminal_text(&head[body.clone()]);
-                let mut parsing = TranscriptBody::new(script, text, &context);
+                let mode = mode.unwrap_or(Mode::Hold);
+                let mut parsing = TranscriptBody::new(script, text, &context, mode);
                 parsing.terminal.feed(&head[body]);
                 parsing.conclude()
             }
@@ -211,7 +302,12 @@ struct TranscriptBody {
 }
 
 impl TranscriptBody {
-    fn new(script: input::ScriptTranscript, text: bool, context: &SessionContext) -> Self {
+    fn new(
+        script: input::ScriptTranscript,
+        text: bool,
+        context: &SessionContext,
+        mut mode: Mode,
+    ) -> Self {
         let mut context = context.clone();
         if context.target.is_none() {
             context.target = script.header.target.clone();
@@ -222,9 +318,11 @@ impl TranscriptBody {
             context.run_as = script.header.run_as.clone();
         }
         let legacy = script.header.legacy;
+        let raw = Reading::new(Evidence::Raw, &context, legacy, mode.keep(Evidence::Raw));
         let sink = TranscriptLines {
             marked: None,
-            raw: Some(Reading::new(Evidence::Raw, &context, legacy)),
+            raw: Some(raw),
+            mode,
             context,
             legacy,
             pending: None,
@@ -273,22 +371,35 @@ impl TranscriptBody {
         }
         let (mut sink, regions) = terminal.finish();
         sink.flush();
+        let planning = matches!(sink.mode, Mode::Plan);
         // bash >= 5.1 marks what its line editor draws (bracketed paste): with marks, a
         // prompt-shaped line it did not draw is output. Both readings were kept until the
         // first marked line told which one holds.
-        let reading = match sink.raw {
-            Some(raw) if regions == 0 => raw,
-            _ => sink
-                .marked
-                .unwrap_or_else(|| Reading::new(Evidence::EditorMarks, &sink.context, sink.legacy)),
+        let (reading, marked) = match sink.raw {
+            Some(raw) if regions == 0 => (raw, false),
+            _ => {
+                let marked = sink.marked.unwrap_or_else(|| {
+                    let keep = sink.mode.keep(Evidence::EditorMarks);
+                    Reading::new(Evidence::EditorMarks, &sink.context, sink.legacy, keep)
+                });
+                (marked, true)
+            }
         };
         let editor_lines = reading.assembler.editor_lines();
-        let (commands, context, summary) = reading.finish();
+        let (commands, context, mut summary) = reading.finish();
+        let plan = planning.then(|| ReplayPlan {
+            marked,
+            fixes: std::mem::take(&mut summary.fixes),
+            in_time_order: summary.in_time_order || summary.rows == 0,
+        });
+        let command_count = summary.rows;
         let status =
             if script.header.complete { SessionStatus::Complete } else { SessionStatus::Truncated };
         let understanding = understand(summary, script.body.len(), editor_lines, false);
         Ok(ParsedSession {
             commands,
+            command_count,
+            plan,
             context,
             ended_at: script.header.generated_at,
             status,
@@ -306,10 +417,10 @@ struct Reading {
 }
 
 impl Reading {
-    fn new(evidence: Evidence, context: &SessionContext, legacy: bool) -> Self {
+    fn new(evidence: Evidence, context: &SessionContext, legacy: bool, keep: Keep) -> Self {
         Reading {
             assembler: Assembler::new(evidence),
-            rows: Rows::new(context.clone(), TimeSource::None, legacy),
+            rows: Rows::new(context.clone(), TimeSource::None, legacy).keeping(keep),
         }
     }
 
@@ -339,6 +450,8 @@ struct TranscriptLines {
     marked: Option<Reading>,
     /// Dropped at the first line drawn in an editor region.
     raw: Option<Reading>,
+    /// What the readings do with their rows (the marked one is made later).
+    mode: Mode,
     /// The session as known before its lines (the source, the transcript's header).
     context: SessionContext,
     /// The transcript is a legacy agent's (see `Rows::new`).
@@ -371,8 +484,11 @@ impl LineSink for TranscriptLines {
         let LineMarks { region, prompt_end, abandoned, shell } = marks;
         if region.is_some() {
             self.raw = None;
-            let (context, legacy) = (&self.context, self.legacy);
-            self.marked.get_or_insert_with(|| Reading::new(Evidence::EditorMarks, context, legacy));
+            if self.marked.is_none() {
+                let keep = self.mode.keep(Evidence::EditorMarks);
+                let marked = Reading::new(Evidence::EditorMarks, &self.context, self.legacy, keep);
+                self.marked = Some(marked);
+            }
         }
         if region.is_some()
             && region == self.last_region
@@ -517,9 +633,12 @@ fn parse_stream(raw: &[u8], context: &SessionContext) -> Result<ParsedSession, P
     if context.started_at.is_none() {
         context.started_at = first_time;
     }
+    let command_count = commands.len();
     let understanding = understand(summary, raw.len(), editor_lines, true);
     Ok(ParsedSession {
         commands,
+        command_count,
+        plan: None,
         context,
         ended_at: last_time,
         status: SessionStatus::Complete,
@@ -553,7 +672,7 @@ fn understand(
     editor_lines: extract::EditorLines,
     streamed: bool,
 ) -> Understanding {
-    let RowsSummary { rows, shells, raw_bytes: covered } = rows;
+    let RowsSummary { rows, shells, raw_bytes: covered, .. } = rows;
     let (input_explained, what) = if editor_lines.seen > 0 {
         let understood = editor_lines.seen - editor_lines.not_understood;
         (
@@ -818,6 +937,76 @@ mod tests {
             }
         }
         assert!(checked >= 20, "only {checked} corpus transcripts");
+    }
+
+    /// A transcript parsed in two passes, the first holding no row and the second giving each
+    /// row as it is made ([`SessionParser::planning`], [`SessionParser::replaying`]), gives
+    /// what one pass holding the rows gives, on the whole corpus and in chunks: the same rows
+    /// in the same order (shells that later marks give already given), the same facts and
+    /// understanding.
+    #[test]
+    fn test_two_passes_give_what_one_pass_holding_the_rows_gives_on_the_corpus() {
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let (mut checked, mut fixed, mut marked, mut raw_read) = (0, 0, 0, 0);
+        for session in std::fs::read_dir(&corpus).expect("corpus") {
+            let session = session.expect("entry").path();
+            for file in std::fs::read_dir(&session).expect("session folder") {
+                let path = file.expect("entry").path();
+                if path.extension().is_none_or(|ext| ext != "log") {
+                    continue;
+                }
+                let raw = std::fs::read(&path).expect("read");
+                let form = InputForm::S3Transcript;
+                let whole = parse_session(form, &raw, &context);
+                for size in [7, 65_536] {
+                    let feed = |mut parser: SessionParser| {
+                        parser.head_limit = 16 * 1024;
+                        for chunk in raw.chunks(size) {
+                            parser.feed(chunk);
+                        }
+                        parser.finish()
+                    };
+                    let planned = feed(SessionParser::planning(form, &context));
+                    let (whole, planned) = match (&whole, planned) {
+                        (Ok(whole), Ok(planned)) => (whole, planned),
+                        (Err(whole), planned) => {
+                            assert_eq!(planned.err().as_ref(), Some(whole), "{}", path.display());
+                            continue;
+                        }
+                        (Ok(_), Err(error)) => panic!("{}: {error}", path.display()),
+                    };
+                    let plan = planned.plan.clone().expect("a plan");
+                    assert!(planned.commands.is_empty(), "{}", path.display());
+                    assert_eq!(
+                        ParsedSession { commands: whole.commands.clone(), plan: None, ..planned },
+                        *whole,
+                        "{} in chunks of {size}",
+                        path.display()
+                    );
+                    let rows = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                    let sink = {
+                        let rows = std::sync::Arc::clone(&rows);
+                        Box::new(move |row| rows.lock().expect("rows").push(row))
+                    };
+                    let replayed = feed(SessionParser::replaying(form, &context, &plan, sink))
+                        .expect("replayed");
+                    let rows = std::mem::take(&mut *rows.lock().expect("rows"));
+                    assert_eq!(rows, whole.commands, "{} in chunks of {size}", path.display());
+                    assert_eq!(replayed.command_count, whole.command_count);
+                    assert!(replayed.commands.is_empty());
+                    let in_order =
+                        whole.commands.windows(2).all(|w| w[0].started_at <= w[1].started_at);
+                    assert_eq!(plan.in_time_order, in_order, "{}", path.display());
+                    fixed += usize::from(!plan.fixes.is_empty() && size == 7);
+                    marked += usize::from(plan.marked && size == 7);
+                    raw_read += usize::from(!plan.marked && size == 7);
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} corpus transcripts");
+        assert!(fixed > 0 && marked > 0 && raw_read > 0, "{fixed} fixed, {marked} marked");
     }
 
     /// A transcript longer than the head read before the header: the header and the footer

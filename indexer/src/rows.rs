@@ -10,7 +10,7 @@
 //! over a dense session's rows afterwards reads them all from memory again (71,000 rows of 296
 //! bytes: 3% of the parse).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use sessionlake_schemas::{CommandRecord, Confidence, TimeSource};
@@ -20,6 +20,31 @@ use crate::{PARSER_VERSION, SessionContext, redact, users};
 
 /// The command legacy agents ran the session through (see [`Rows::new`]).
 const LEGACY_LOGGER: &str = "ssm-session-logger";
+
+/// Takes a session's rows one by one, in order, as [`Keep::Stream`] makes them.
+pub type RowSink = Box<dyn FnMut(CommandRecord) + Send>;
+
+/// What [`Rows`] does with the rows it makes.
+pub(crate) enum Keep {
+    /// Holds them for [`Rows::finish`]: the session's rows at once.
+    All,
+    /// Holds none, only what they tell ([`RowsSummary`], the shells later marks give prompts
+    /// first seen as bash's): the first of two passes over a session too big to hold.
+    None,
+    /// Gives each to a sink as it is made, with the shells of `fixes` (the first pass's
+    /// [`Rows::fixes`]) already given: the second pass.
+    Stream { fixes: HashMap<String, Arc<str>>, sink: RowSink },
+}
+
+impl std::fmt::Debug for Keep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Keep::All => "All",
+            Keep::None => "None",
+            Keep::Stream { .. } => "Stream",
+        })
+    }
+}
 
 /// Rows of one session, built as its drafts are settled.
 #[derive(Debug)]
@@ -37,7 +62,11 @@ pub(crate) struct Rows {
     exits: Vec<Draft>,
     /// Made at the first row, when the context is complete.
     builder: Option<RowBuilder>,
+    keep: Keep,
+    /// The rows ([`Keep::All`]).
     rows: Vec<CommandRecord>,
+    /// The row before the next ([`Keep::None`]: it is not in `rows`).
+    previous: Option<CommandRecord>,
     summary: RowsSummary,
     prompt_shells: PromptShells,
 }
@@ -49,18 +78,34 @@ pub(crate) struct RowsSummary {
     pub(crate) rows: usize,
     /// The rows' shells, in order of first appearance.
     pub(crate) shells: Vec<String>,
+    /// The number of the first row of each of `shells` (from 0).
+    first_rows: Vec<usize>,
+    /// The shells later marks give prompts first seen as bash's ([`Keep::None`]: what the
+    /// second pass gives its rows).
+    pub(crate) fixes: HashMap<String, Arc<str>>,
     /// Input bytes the rows cover (the sum of their ranges).
     pub(crate) raw_bytes: u64,
+    /// The rows come in the order of their times (rows without a time first): a file sorted
+    /// by time can be written as they come.
+    pub(crate) in_time_order: bool,
+    /// The time of the last row.
+    last_time: Option<i64>,
 }
 
 impl RowsSummary {
     fn add(&mut self, row: &CommandRecord) {
+        if self.rows == 0 {
+            self.in_time_order = true;
+        }
+        self.in_time_order &= row.started_at >= self.last_time;
+        self.last_time = row.started_at;
         self.rows += 1;
         self.raw_bytes += row.raw_len;
         if let Some(shell) = row.shell.as_deref()
             && !self.shells.iter().any(|seen| seen == shell)
         {
             self.shells.push(shell.to_string());
+            self.first_rows.push(self.rows - 1);
         }
     }
 }
@@ -73,14 +118,15 @@ impl RowsSummary {
 struct PromptShells {
     /// Each prompt a mark told, with the shell of its first zsh or fish row.
     marked: HashMap<String, Arc<str>>,
-    /// The prompts of bash rows.
-    bash: HashSet<String>,
+    /// The prompts of bash rows, with the number of the first (from 0).
+    bash: HashMap<String, usize>,
 }
 
 impl PromptShells {
     /// Notes `row`'s prompt; `previous` is the row before it (consecutive rows mostly share
     /// their prompt and shell, which are then noted already).
-    fn add(&mut self, row: &CommandRecord, previous: Option<&CommandRecord>) {
+    /// `index` is the row's number (from 0).
+    fn add(&mut self, row: &CommandRecord, previous: Option<&CommandRecord>, index: usize) {
         let Some(shell) = &row.shell else { return };
         if previous.is_some_and(|previous| {
             previous.prompt == row.prompt && previous.shell.as_ref() == Some(shell)
@@ -91,28 +137,65 @@ impl PromptShells {
             "zsh" | "fish" if !self.marked.contains_key(&row.prompt) => {
                 self.marked.insert(row.prompt.clone(), Arc::clone(shell));
             }
-            "bash" if !self.bash.contains(&row.prompt) => {
-                self.bash.insert(row.prompt.clone());
+            "bash" if !self.bash.contains_key(&row.prompt) => {
+                self.bash.insert(row.prompt.clone(), index);
             }
             _ => {}
         }
     }
 
+    /// Returns the shell each bash prompt a mark told gets.
+    fn fixes(&self) -> HashMap<String, Arc<str>> {
+        self.marked
+            .iter()
+            .filter(|(prompt, _)| self.bash.contains_key(*prompt))
+            .map(|(prompt, shell)| (prompt.clone(), Arc::clone(shell)))
+            .collect()
+    }
+
     /// Gives each bash row at a marked prompt the shell the mark told; returns whether any
     /// row changed.
-    fn apply(self, rows: &mut [CommandRecord]) -> bool {
-        let PromptShells { marked, bash } = self;
-        let marked: HashMap<String, Arc<str>> =
-            marked.into_iter().filter(|(prompt, _)| bash.contains(prompt)).collect();
-        if marked.is_empty() {
+    fn apply(&self, rows: &mut [CommandRecord]) -> bool {
+        let fixes = self.fixes();
+        if fixes.is_empty() {
             return false;
         }
-        for row in rows.iter_mut().filter(|row| row.shell.as_deref() == Some("bash")) {
-            if let Some(shell) = marked.get(row.prompt.as_str()) {
-                row.shell = Some(Arc::clone(shell));
-            }
+        for row in rows.iter_mut() {
+            fix_shell(row, &fixes);
         }
         true
+    }
+
+    /// Returns the rows' shells after [`PromptShells::apply`], in the order of their first
+    /// rows, without the rows: `first` is the first row of each shell as made.
+    fn shells_after_fixes(&self, first: &[(String, usize)]) -> Vec<String> {
+        let fixes = self.fixes();
+        let mut firsts: Vec<(usize, String)> = Vec::new();
+        let mut seen = |shell: &str, index: usize| match firsts.iter_mut().find(|(_, s)| s == shell)
+        {
+            Some(slot) => slot.0 = slot.0.min(index),
+            None => firsts.push((index, shell.to_string())),
+        };
+        for (shell, index) in first.iter().filter(|(shell, _)| shell != "bash") {
+            seen(shell, *index);
+        }
+        for (prompt, index) in &self.bash {
+            match fixes.get(prompt) {
+                Some(shell) => seen(shell, *index),
+                None => seen("bash", *index),
+            }
+        }
+        firsts.sort();
+        firsts.into_iter().map(|(_, shell)| shell).collect()
+    }
+}
+
+/// Gives `row`, a bash row at a prompt of `fixes`, the shell a mark told for that prompt.
+fn fix_shell(row: &mut CommandRecord, fixes: &HashMap<String, Arc<str>>) {
+    if row.shell.as_deref() == Some("bash")
+        && let Some(shell) = fixes.get(row.prompt.as_str())
+    {
+        row.shell = Some(Arc::clone(shell));
     }
 }
 
@@ -130,10 +213,17 @@ impl Rows {
             logger_prompt: None,
             exits: Vec::new(),
             builder: None,
+            keep: Keep::All,
             rows: Vec::new(),
+            previous: None,
             summary: RowsSummary::default(),
             prompt_shells: PromptShells::default(),
         }
+    }
+
+    /// Returns these rows doing `keep` with what they make.
+    pub(crate) fn keeping(self, keep: Keep) -> Self {
+        Rows { keep, ..self }
     }
 
     /// Returns rows for a streamed session with `context`, complete from its events.
@@ -173,14 +263,29 @@ impl Rows {
         for exit in exits {
             self.add(exit);
         }
-        let Rows { mut rows, context, mut summary, prompt_shells, .. } = self;
-        if prompt_shells.apply(&mut rows) {
-            summary.shells.clear();
-            for shell in rows.iter().filter_map(|row| row.shell.as_deref()) {
-                if !summary.shells.iter().any(|seen| seen == shell) {
-                    summary.shells.push(shell.to_string());
+        let Rows { mut rows, context, mut summary, prompt_shells, keep, .. } = self;
+        match keep {
+            Keep::All => {
+                if prompt_shells.apply(&mut rows) {
+                    summary.shells.clear();
+                    for shell in rows.iter().filter_map(|row| row.shell.as_deref()) {
+                        if !summary.shells.iter().any(|seen| seen == shell) {
+                            summary.shells.push(shell.to_string());
+                        }
+                    }
                 }
             }
+            Keep::None => {
+                let first: Vec<(String, usize)> = summary
+                    .shells
+                    .iter()
+                    .cloned()
+                    .zip(summary.first_rows.iter().copied())
+                    .collect();
+                summary.shells = prompt_shells.shells_after_fixes(&first);
+                summary.fixes = prompt_shells.fixes();
+            }
+            Keep::Stream { .. } => {}
         }
         (rows, context, summary)
     }
@@ -194,10 +299,22 @@ impl Rows {
             }
             RowBuilder::new(&self.context, self.line_time_source)
         });
-        let row = builder.row(draft);
+        let mut row = builder.row(draft);
         self.summary.add(&row);
-        self.prompt_shells.add(&row, self.rows.last());
-        self.rows.push(row);
+        match &mut self.keep {
+            Keep::All => {
+                self.prompt_shells.add(&row, self.rows.last(), self.summary.rows - 1);
+                self.rows.push(row);
+            }
+            Keep::None => {
+                self.prompt_shells.add(&row, self.previous.as_ref(), self.summary.rows - 1);
+                self.previous = Some(row);
+            }
+            Keep::Stream { fixes, sink } => {
+                fix_shell(&mut row, fixes);
+                sink(row);
+            }
+        }
     }
 }
 

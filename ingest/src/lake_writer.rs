@@ -296,7 +296,7 @@ impl LakeWriter {
             account: parsed.context.account.clone(),
             started_at: parsed.context.started_at,
             ended_at: parsed.ended_at,
-            command_count: parsed.commands.len() as u32,
+            command_count: parsed.command_count as u32,
             source: input.source,
             source_ref: input.source_ref,
             raw_object: raw_path,
@@ -307,7 +307,7 @@ impl LakeWriter {
             parser_version: PARSER_VERSION,
             understanding: Some(understanding.clone()),
         };
-        let command_count = parsed.commands.len();
+        let command_count = parsed.command_count;
         let low_confidence = understanding.confidence == SessionConfidence::Low;
         // The commands file has a data key of its own, wrapped under the session key:
         // shredding the session makes its commands unreadable too.
