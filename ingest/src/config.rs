@@ -167,6 +167,12 @@ pub struct Args {
     /// quarantined with the count of the records after them [default: 100000].
     #[arg(long, env = "SESSIONLAKE_MAX_TRAIL_RECORDS", value_name = "N")]
     pub max_trail_records: Option<usize>,
+    /// Bytes of a transcript up to which its command records are held in memory while it is
+    /// parsed; a bigger transcript (an S3 object or a local file) is parsed twice, its
+    /// `commands` file written as the records come: memory bounded whatever its size, for a
+    /// second parse's CPU [default: 67108864, 64 MiB].
+    #[arg(long, env = "SESSIONLAKE_HOLD_ROWS_UP_TO", value_name = "BYTES")]
+    pub hold_rows_up_to: Option<u64>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT before the process gives up
     /// [default: 30s].
     #[arg(long, env = "SESSIONLAKE_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
@@ -246,6 +252,8 @@ pub struct ServiceConfig {
     pub max_in_flight: Option<usize>,
     /// Access records kept from one CloudTrail file (the rest of a longer file is quarantined).
     pub max_trail_records: Option<usize>,
+    /// Bytes of a transcript up to which its command records are held while it is parsed.
+    pub hold_rows_up_to: Option<u64>,
     /// Time in-flight work gets to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: Option<String>,
     /// Attempts per AWS call (throttling and 5xx are retried with jittered backoff).
@@ -328,6 +336,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Access records kept from one CloudTrail file.
     pub max_trail_records: usize,
+    /// Bytes of a transcript up to which its command records are held while it is parsed.
+    pub hold_rows_up_to: u64,
     /// Time in-flight work gets to finish after a stop signal.
     pub shutdown_timeout: Duration,
     /// Attempts per AWS call.
@@ -518,6 +528,10 @@ impl Config {
                 .max_trail_records
                 .or(service.max_trail_records)
                 .unwrap_or(sessionlake_indexer::cloudtrail::DEFAULT_MAX_TRAIL_RECORDS),
+            hold_rows_up_to: args
+                .hold_rows_up_to
+                .or(service.hold_rows_up_to)
+                .unwrap_or(crate::lake_writer::HOLD_ROWS_UP_TO),
             shutdown_timeout,
             retry_max_attempts: args
                 .retry_max_attempts

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use sessionlake_indexer::{PARSER_VERSION, SessionContext};
+use sessionlake_indexer::{InputForm, PARSER_VERSION, ParsedSession, SessionContext};
 use sessionlake_schemas::envelope::{
     ROLE_ACCESS, ROLE_COMMANDS, ROLE_QUARANTINE, ROLE_RAW, ROLE_SESSION,
 };
@@ -41,7 +41,7 @@ use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
 
-use crate::raw::{parse_raw, seal_raw};
+use crate::raw::{Raw, Replay, parse_raw, seal_raw, seal_raw_replaying};
 use crate::sources::{BadInput, SessionInput};
 
 /// A session version's objects, its command count and whether it was understood with `low`
@@ -105,7 +105,14 @@ pub struct LakeWriter {
     /// version name), read from their `sessions` files when a tagged version of the same
     /// session arrives ([`LakeWriter::learn_legacy_origins`]).
     pub legacy_origins: HashMap<String, String>,
+    /// Bytes of a transcript up to which its rows are held in memory while it is parsed;
+    /// a bigger one is parsed twice, its rows written as they come (see `crate::raw`).
+    pub hold_rows_up_to: u64,
 }
+
+/// [`LakeWriter::hold_rows_up_to`]'s default: 64 MiB of transcript, about 60,000 commands
+/// and their outputs held.
+pub const HOLD_ROWS_UP_TO: u64 = 64 * 1024 * 1024;
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
 /// object's role. KMS and the keyring refuse to unwrap the key under any other.
@@ -223,10 +230,21 @@ impl LakeWriter {
         written: &mut Vec<String>,
     ) -> anyhow::Result<Result<WrittenSession, BadInput>> {
         // Two passes over the original (see `crate::raw`): parse and hash, then, with the
-        // partition known, seal and upload.
+        // partition known, seal and upload. A transcript too big to hold its rows is parsed
+        // in both: holding none in the first, writing them as they come in the second.
         let raw = input.raw;
-        let (parsed, digest) = parse_raw(&raw, input.form, context).await?;
-        let parsed = match parsed {
+        let big = matches!(&raw, Raw::Object(object) if object.len > self.hold_rows_up_to)
+            && input.form != InputForm::CloudwatchStream;
+        let replay_context = big.then(|| context.clone());
+        let (mut parsed, mut digest) = parse_raw(&raw, input.form, context, !big).await?;
+        // Rows out of time order cannot be written as they come: held after all.
+        if let (Ok(ParsedSession { plan: Some(plan), .. }), Some(context)) =
+            (&parsed, &replay_context)
+            && !plan.in_time_order
+        {
+            (parsed, digest) = parse_raw(&raw, input.form, context.clone(), true).await?;
+        }
+        let mut parsed = match parsed {
             Ok(parsed) => parsed,
             Err(error) => {
                 return Ok(Err(BadInput {
@@ -268,11 +286,51 @@ impl LakeWriter {
         let (key, wrapped) =
             session_key.generate_data_key(key_context(&self.lake_id, &session_id, ROLE_RAW))?;
         let sealing = (key, wrapped);
-        let stored =
-            seal_raw(&raw, &input.source_ref, &self.store, &raw_path, sealing, Some(&digest))
-                .await?;
+        // The commands file has a data key of its own, wrapped under the session key:
+        // shredding the session makes its commands unreadable too.
+        let (commands_key, commands_wrapped) = session_key.generate_data_key(key_context(
+            &self.lake_id,
+            &session_id,
+            ROLE_COMMANDS,
+        ))?;
+        let key_metadata =
+            serde_json::to_vec(&commands_wrapped).context("failed to encode key metadata")?;
+        let commands_path = paths::commands_object(&dt, &stem);
+        let replay = match (parsed.plan.take(), replay_context) {
+            (Some(plan), Some(context)) => Some(Replay {
+                form: input.form,
+                context,
+                plan,
+                path: commands_path.clone(),
+                key: commands_key.clone(),
+                key_metadata: key_metadata.clone(),
+            }),
+            _ => None,
+        };
+        let source_ref = &input.source_ref;
+        let sealed = seal_raw_replaying(
+            &raw,
+            source_ref,
+            &self.store,
+            &raw_path,
+            sealing,
+            Some(&digest),
+            replay,
+        )
+        .await?;
+        let (stored, replayed) = sealed;
         written.push(stored.path.clone());
         objects.push(entry(stored, ObjectKind::Raw, vec![session_id.clone()]));
+        if let Some((stored, _)) = &replayed {
+            written.push(stored.path.clone());
+        }
+        if let Some((_, rows)) = &replayed {
+            anyhow::ensure!(
+                *rows == parsed.command_count,
+                "{source_ref} gave {rows} commands parsed again, {} the first time",
+                parsed.command_count
+            );
+        }
 
         // The content names another session than the name does (the agent's orchestration
         // path in the header, the streamed `sessionId`): kept under its name, flagged.
@@ -309,32 +367,28 @@ impl LakeWriter {
         };
         let command_count = parsed.command_count;
         let low_confidence = understanding.confidence == SessionConfidence::Low;
-        // The commands file has a data key of its own, wrapped under the session key:
-        // shredding the session makes its commands unreadable too.
-        let (key, wrapped) = session_key.generate_data_key(key_context(
-            &self.lake_id,
-            &session_id,
-            ROLE_COMMANDS,
-        ))?;
-        let key_metadata = serde_json::to_vec(&wrapped).context("failed to encode key metadata")?;
-        let commands = parsed.commands;
-        let commands_bytes = tokio::task::spawn_blocking(move || {
-            sessionlake_tables::parquet_io::write_commands(&commands, &key, key_metadata)
-        })
-        .await
-        .context("parquet task failed")??;
+        let stored = match replayed {
+            Some((stored, _)) => stored,
+            None => {
+                let commands = parsed.commands;
+                let commands_bytes = tokio::task::spawn_blocking(move || {
+                    let key = &commands_key;
+                    sessionlake_tables::parquet_io::write_commands(&commands, key, key_metadata)
+                })
+                .await
+                .context("parquet task failed")??;
+                let stored = self.store.put(&commands_path, Bytes::from(commands_bytes)).await?;
+                written.push(stored.path.clone());
+                stored
+            }
+        };
         let sessions_bytes = tokio::task::spawn_blocking(move || {
             sessionlake_tables::parquet_io::write_sessions(&[record])
         })
         .await
         .context("parquet task failed")??;
-        let stored = self
-            .store
-            .put(&paths::commands_object(&dt, &stem), Bytes::from(commands_bytes))
-            .await?;
-        written.push(stored.path.clone());
         let mut commands_entry = entry(stored, ObjectKind::Commands, vec![session_id.clone()]);
-        commands_entry.key = Some(wrapped);
+        commands_entry.key = Some(commands_wrapped);
         objects.push(commands_entry);
         let stored = self
             .store
@@ -1027,6 +1081,7 @@ mod tests {
             pinned: vec![PinnedSigner::of(&KeyringSigner(Arc::clone(keyring)), "the keyring")],
             chain_intact: true,
             legacy_origins: HashMap::new(),
+            hold_rows_up_to: HOLD_ROWS_UP_TO,
         }
     }
 

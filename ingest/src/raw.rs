@@ -13,17 +13,26 @@
 //! Reading, parsing and sealing run at once: an async task reads chunks and hands them over a
 //! bounded channel to a blocking thread (parser, or zstd and AEAD), which hands sealed bytes
 //! over another bounded channel to the upload.
+//!
+//! A transcript too big to hold its rows in memory (a session of a million commands) is parsed
+//! in both passes instead: the first holds no row ([`parse_raw`] with `hold_rows: false`, the
+//! parser's `planning`), the second parses the bytes it seals again and writes the `commands`
+//! file row group by row group as the rows come ([`Replay`], the parser's `replaying`), into an
+//! upload of its own. Memory then holds a row group, whatever the number of rows.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use sessionlake_indexer::{InputForm, ParseError, ParsedSession, SessionContext, SessionParser};
+use sessionlake_indexer::{
+    InputForm, ParseError, ParsedSession, ReplayPlan, SessionContext, SessionParser,
+};
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_storage::DataKey;
 use sessionlake_storage::envelope::RawSealer;
 use sessionlake_storage::store::{LakeStore, ObjectUpload, StoredObject, StreamDigest, sha256_hex};
+use sessionlake_tables::parquet_io::CommandsWriter;
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::mpsc;
 
@@ -242,11 +251,13 @@ pub async fn consume_raw<T: Send + 'static>(
     Ok((done, digest))
 }
 
-/// The first pass: parses `raw` as one session in `form` while taking its size and SHA-256.
+/// The first pass: parses `raw` as one session in `form` while taking its size and SHA-256;
+/// without `hold_rows`, an object is parsed holding no row (its plan for [`Replay`]).
 pub async fn parse_raw(
     raw: &Raw,
     form: InputForm,
     context: SessionContext,
+    hold_rows: bool,
 ) -> anyhow::Result<(Result<ParsedSession, ParseError>, RawDigest)> {
     if let Raw::Bytes(bytes) = raw {
         // In memory already: parsed where it lies, not copied into the parser.
@@ -260,7 +271,11 @@ pub async fn parse_raw(
         .context("parser task failed");
     }
     consume_raw(raw, move |chunks| {
-        let mut parser = SessionParser::new(form, &context);
+        let mut parser = if hold_rows {
+            SessionParser::new(form, &context)
+        } else {
+            SessionParser::planning(form, &context)
+        };
         while let Some(chunk) = chunks.next_chunk() {
             parser.feed(&chunk);
         }
@@ -301,6 +316,31 @@ impl Write for PieceSender {
     }
 }
 
+/// What the second pass also does for a transcript too big to hold its rows: parse the bytes
+/// it seals again with the first pass's `plan` and write the session's `commands` file at
+/// `path` as the rows come, its sensitive columns under `key` (`key_metadata` in its footer).
+pub struct Replay {
+    /// The form the first pass parsed.
+    pub form: InputForm,
+    /// The context the first pass parsed with.
+    pub context: SessionContext,
+    /// What the first pass found (its rows in time order: the file's order).
+    pub plan: ReplayPlan,
+    /// The `commands` file's lake path.
+    pub path: String,
+    /// Its data key.
+    pub key: DataKey,
+    /// The key wrapped, for the file's footer.
+    pub key_metadata: Vec<u8>,
+}
+
+/// The rows of a [`Replay`] on their way into the `commands` file (the parser's sink writes
+/// them; the first failure stops the writing and is kept for the end).
+struct Replaying {
+    writer: Option<CommandsWriter<PieceSender>>,
+    failure: Option<String>,
+}
+
 /// The second pass: compresses and seals `raw` under `key` into the object at `path`, in
 /// parts; the object is completed only when the bytes sealed are `expected` (those the first
 /// pass parsed), else the upload is abandoned and an error names what changed.
@@ -309,41 +349,82 @@ pub async fn seal_raw(
     source_ref: &str,
     store: &LakeStore,
     path: &str,
-    (key, wrapped): (DataKey, WrappedKey),
+    sealing: (DataKey, WrappedKey),
     expected: Option<&RawDigest>,
 ) -> anyhow::Result<StoredObject> {
+    let (stored, _) =
+        seal_raw_replaying(raw, source_ref, store, path, sealing, expected, None).await?;
+    Ok(stored)
+}
+
+/// [`seal_raw`], which with `replay` also writes the session's `commands` file from the same
+/// bytes; returns it with its row count. Both objects are completed only when the bytes are
+/// `expected`.
+pub async fn seal_raw_replaying(
+    raw: &Raw,
+    source_ref: &str,
+    store: &LakeStore,
+    path: &str,
+    (key, wrapped): (DataKey, WrappedKey),
+    expected: Option<&RawDigest>,
+    replay: Option<Replay>,
+) -> anyhow::Result<(StoredObject, Option<(StoredObject, usize)>)> {
     let (plain_sender, mut plain_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (sealed_sender, mut sealed_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-    let sealer = tokio::task::spawn_blocking(move || -> anyhow::Result<RawDigest> {
-        let pieces = PieceSender { sender: sealed_sender, piece: Vec::new() };
-        let mut sealer = RawSealer::new(pieces, &key, &wrapped)?;
-        let mut digest = StreamDigest::default();
-        while let Some(chunk) = plain_receiver.blocking_recv() {
-            digest.update(&chunk);
-            sealer.write_all(&chunk).context("failed to seal")?;
-        }
-        sealer.finish().context("failed to seal")?.send_piece().context("failed to seal")?;
-        Ok(RawDigest::of(digest))
-    });
+    let (rows_sender, mut rows_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
+    let commands_path = replay.as_ref().map(|replay| replay.path.clone());
+    let sealer =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(RawDigest, Option<usize>)> {
+            let pieces = PieceSender { sender: sealed_sender, piece: Vec::new() };
+            let mut sealer = RawSealer::new(pieces, &key, &wrapped)?;
+            let mut replaying = match replay {
+                Some(replay) => Some(start_replay(replay, rows_sender)?),
+                None => None,
+            };
+            let mut digest = StreamDigest::default();
+            while let Some(chunk) = plain_receiver.blocking_recv() {
+                digest.update(&chunk);
+                sealer.write_all(&chunk).context("failed to seal")?;
+                if let Some((parser, _)) = replaying.as_mut() {
+                    parser.feed(&chunk);
+                }
+            }
+            sealer.finish().context("failed to seal")?.send_piece().context("failed to seal")?;
+            let rows =
+                replaying.map(|(parser, state)| finish_replay(parser, &state)).transpose()?;
+            Ok((RawDigest::of(digest), rows))
+        });
     let reading = async {
         let read = send_chunks(raw, &plain_sender).await;
         drop(plain_sender);
         read
     };
-    let uploading = async {
-        let mut upload: ObjectUpload<'_> = store.upload(path);
-        while let Some(piece) = sealed_receiver.recv().await {
-            if let Err(error) = upload.write(&piece).await {
-                upload.abort().await;
-                return Err(error);
+    let (uploading, uploading_rows) = (
+        upload_pieces(store, Some(path), &mut sealed_receiver),
+        upload_pieces(store, commands_path.as_deref(), &mut rows_receiver),
+    );
+    let (read, upload, rows_upload) = tokio::join!(reading, uploading, uploading_rows);
+    let (upload, rows_upload) = match (upload, rows_upload) {
+        (Ok(Some(upload)), Ok(rows_upload)) => (upload, rows_upload),
+        (upload, rows_upload) => {
+            let mut failure = None;
+            for result in [upload, rows_upload] {
+                match result {
+                    Ok(Some(upload)) => upload.abort().await,
+                    Ok(None) => {}
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                    }
+                }
             }
+            return Err(failure.map_or_else(
+                || anyhow::anyhow!("the upload of {path} was not made"),
+                anyhow::Error::from,
+            ));
         }
-        Ok(upload)
     };
-    let (read, upload) = tokio::join!(reading, uploading);
-    let upload = upload?;
     let sealed = sealer.await.context("sealing task failed").and_then(|sealed| sealed);
-    let checked = read.and(sealed).and_then(|sealed| match expected {
+    let checked = read.and(sealed).and_then(|(sealed, rows)| match expected {
         Some(expected) if *expected != sealed => Err(anyhow::anyhow!(
             "{} changed while it was read: {} bytes sha256 {} when parsed, {} bytes sha256 {} \
              when sealed",
@@ -353,13 +434,93 @@ pub async fn seal_raw(
             sealed.len,
             sealed.sha256
         )),
-        _ => Ok(()),
+        _ => Ok(rows),
     });
-    if let Err(error) = checked {
-        upload.abort().await;
-        return Err(error);
+    let rows = match checked {
+        Ok(rows) => rows,
+        Err(error) => {
+            upload.abort().await;
+            if let Some(rows_upload) = rows_upload {
+                rows_upload.abort().await;
+            }
+            return Err(error);
+        }
+    };
+    let commands = match (rows_upload, rows) {
+        (Some(rows_upload), Some(rows)) => match rows_upload.finish().await {
+            Ok(stored) => Some((stored, rows)),
+            Err(error) => {
+                upload.abort().await;
+                return Err(error.into());
+            }
+        },
+        _ => None,
+    };
+    Ok((upload.finish().await?, commands))
+}
+
+/// Uploads the pieces `receiver` gives to `path` (nothing without a path); the upload is
+/// returned unfinished, or abandoned on a failure.
+async fn upload_pieces<'a>(
+    store: &'a LakeStore,
+    path: Option<&str>,
+    receiver: &mut mpsc::Receiver<Bytes>,
+) -> sessionlake_storage::LakeResult<Option<ObjectUpload<'a>>> {
+    let Some(path) = path else {
+        while receiver.recv().await.is_some() {}
+        return Ok(None);
+    };
+    let mut upload: ObjectUpload<'_> = store.upload(path);
+    while let Some(piece) = receiver.recv().await {
+        if let Err(error) = upload.write(&piece).await {
+            upload.abort().await;
+            return Err(error);
+        }
     }
-    Ok(upload.finish().await?)
+    Ok(Some(upload))
+}
+
+/// Starts the parser of a [`Replay`], its rows going into the `commands` file's writer.
+fn start_replay(
+    replay: Replay,
+    sender: mpsc::Sender<Bytes>,
+) -> anyhow::Result<(SessionParser, std::sync::Arc<std::sync::Mutex<Replaying>>)> {
+    let Replay { form, context, plan, key, key_metadata, .. } = replay;
+    let out = PieceSender { sender, piece: Vec::new() };
+    let writer = CommandsWriter::new(out, &key, key_metadata)?;
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Replaying {
+        writer: Some(writer),
+        failure: None,
+    }));
+    let sink_state = std::sync::Arc::clone(&state);
+    let sink = Box::new(move |row| {
+        let Ok(mut state) = sink_state.lock() else { return };
+        let Replaying { writer, failure } = &mut *state;
+        if failure.is_none()
+            && let Some(writer) = writer.as_mut()
+            && let Err(error) = writer.push(row)
+        {
+            *failure = Some(error.to_string());
+        }
+    });
+    Ok((SessionParser::replaying(form, &context, &plan, sink), state))
+}
+
+/// Ends the parser of a [`Replay`] and its `commands` file; returns the number of rows.
+fn finish_replay(
+    parser: SessionParser,
+    state: &std::sync::Mutex<Replaying>,
+) -> anyhow::Result<usize> {
+    parser.finish().map_err(|error| anyhow::anyhow!("parsed again, it failed: {error}"))?;
+    let mut state = state.lock().map_err(|_| anyhow::anyhow!("the commands writer failed"))?;
+    if let Some(failure) = state.failure.take() {
+        anyhow::bail!("failed to write the commands file: {failure}");
+    }
+    let writer = state.writer.take().context("the commands file was ended twice")?;
+    let rows = writer.rows();
+    let mut out = writer.finish().context("failed to write the commands file")?;
+    out.send_piece().context("failed to write the commands file")?;
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -392,7 +553,7 @@ mod tests {
         });
         let context = SessionContext::new("alice-0123456789abcdef0");
         let (parsed, digest) =
-            parse_raw(&raw, InputForm::S3Transcript, context).await.expect("first pass");
+            parse_raw(&raw, InputForm::S3Transcript, context, true).await.expect("first pass");
         assert_eq!(
             parsed,
             sessionlake_indexer::parse_session(
@@ -430,5 +591,79 @@ mod tests {
             .expect_err("changed");
         assert!(error.to_string().contains("changed while it was read"), "{error:#}");
         assert!(store.get_opt("raw/y.zst.sle").await.expect("read").is_none());
+    }
+
+    /// A transcript too big to hold its rows, parsed holding none and then again while it is
+    /// sealed: the commands file is written beside the raw object with every row; a file that
+    /// changed between the passes leaves neither.
+    #[tokio::test]
+    async fn test_the_second_pass_writes_the_commands_file_or_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("alice-0123456789abcdef0.log");
+        let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for n in 0..20_000 {
+            transcript.extend_from_slice(format!("sh-5.2$ echo {n}\r\r\n{n}\r\r\n").as_bytes());
+        }
+        std::fs::write(&path, &transcript).expect("write");
+        let raw = Raw::Object(RawObject {
+            location: ObjectLocation::File(path.clone()),
+            len: transcript.len() as u64,
+        });
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let (planned, digest) = parse_raw(&raw, InputForm::S3Transcript, context.clone(), false)
+            .await
+            .expect("first pass");
+        let planned = planned.expect("a session");
+        assert!(planned.commands.is_empty(), "no row held");
+        assert_eq!(planned.command_count, 20_000);
+        let (keyring, _) =
+            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+        let store = LakeStore::in_memory();
+        let key = || async {
+            let context = BTreeMap::from([("sessionlake:role".to_string(), "raw".to_string())]);
+            keyring.generate_data_key(context).await.expect("key")
+        };
+        let replay = |path: &str| Replay {
+            form: InputForm::S3Transcript,
+            context: context.clone(),
+            plan: planned.plan.clone().expect("a plan"),
+            path: path.to_string(),
+            key: DataKey::from_slice(&[3u8; 32]).expect("32"),
+            key_metadata: b"meta".to_vec(),
+        };
+        let sealing = key().await;
+        let (_, commands) = seal_raw_replaying(
+            &raw,
+            "local",
+            &store,
+            "raw/x.zst.sle",
+            sealing,
+            Some(&digest),
+            Some(replay("commands/x.parquet")),
+        )
+        .await
+        .expect("second pass");
+        let (stored, rows) = commands.expect("a commands file");
+        assert_eq!(rows, 20_000);
+        let bytes = store.get("commands/x.parquet").await.expect("stored");
+        assert_eq!((stored.size, &stored.sha256), (bytes.len() as u64, &sha256_hex(&bytes)));
+        assert!(bytes.starts_with(b"PAR1") || bytes.starts_with(b"PARE"), "a Parquet file");
+
+        std::fs::write(&path, b"something else").expect("rewrite");
+        let sealing = key().await;
+        let error = seal_raw_replaying(
+            &raw,
+            "local",
+            &store,
+            "raw/y.zst.sle",
+            sealing,
+            Some(&digest),
+            Some(replay("commands/y.parquet")),
+        )
+        .await
+        .expect_err("changed");
+        assert!(error.to_string().contains("changed while it was read"), "{error:#}");
+        assert!(store.get_opt("raw/y.zst.sle").await.expect("read").is_none());
+        assert!(store.get_opt("commands/y.parquet").await.expect("read").is_none());
     }
 }

@@ -371,6 +371,7 @@ impl Ingestor {
             pinned,
             chain_intact,
             legacy_origins: HashMap::new(),
+            hold_rows_up_to: config.hold_rows_up_to,
         };
         let clients = Clients::of(sdk_config.as_ref());
         let sources = config

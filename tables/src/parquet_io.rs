@@ -203,6 +203,87 @@ pub fn write_commands(
     write_commands_with(records, Some(encryption), false)
 }
 
+/// Writes one session's `commands` file as its rows come, to `out` as its bytes are made: the
+/// file [`write_commands`] writes of the same rows when they come in its order (time, then
+/// number: a session's rows in time order, see the indexer's `ReplayPlan`). Memory holds a
+/// batch of rows and the row group being written, whatever the number of rows.
+pub struct CommandsWriter<W: std::io::Write + Send> {
+    out: Option<W>,
+    /// Made at the first batch, whose rows tell which columns get a bloom filter (a
+    /// session's rows share their session, principal and target).
+    writer: Option<ArrowWriter<W>>,
+    encryption: Arc<FileEncryptionProperties>,
+    batch: Vec<CommandRecord>,
+    rows: usize,
+}
+
+impl<W: std::io::Write + Send> CommandsWriter<W> {
+    /// Returns a writer of a `commands` file to `out`, its sensitive columns encrypted under
+    /// `key`, `key_metadata` (the wrapped key) in the footer.
+    pub fn new(out: W, key: &DataKey, key_metadata: Vec<u8>) -> Result<Self, WriteError> {
+        let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
+            .map_err(|source| WriteError { table: "commands", source })?;
+        Ok(CommandsWriter { out: Some(out), writer: None, encryption, batch: Vec::new(), rows: 0 })
+    }
+
+    /// Takes the next row; they must come in the file's order.
+    pub fn push(&mut self, row: CommandRecord) -> Result<(), WriteError> {
+        self.batch.push(row);
+        if self.batch.len() >= COMMANDS_PER_BATCH {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Rows taken so far.
+    pub fn rows(&self) -> usize {
+        self.rows + self.batch.len()
+    }
+
+    fn write_batch(&mut self) -> Result<(), WriteError> {
+        let fail = |source| WriteError { table: "commands", source };
+        let batch = std::mem::take(&mut self.batch);
+        let rows: Vec<&CommandRecord> = batch.iter().collect();
+        if self.writer.is_none() {
+            let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
+                .into_iter()
+                .map(|name| SortingColumn {
+                    column_idx: index_of(name),
+                    descending: false,
+                    nulls_first: true,
+                })
+                .collect();
+            let blooms = varying_columns(&rows, &COMMAND_BLOOMS);
+            let encryption = Some(Arc::clone(&self.encryption));
+            let properties = properties(sorting, &blooms, encryption, DEFAULT_ROW_GROUP_SIZE);
+            let out = self.out.take().ok_or_else(|| {
+                fail(parquet::errors::ParquetError::General("writer already closed".into()))
+            })?;
+            let writer = ArrowWriter::try_new(out, commands_schema(), Some(properties));
+            self.writer = Some(writer.map_err(fail)?);
+        }
+        let record_batch = commands_batch(&rows).map_err(fail)?;
+        if let Some(writer) = self.writer.as_mut() {
+            writer.write(&record_batch).map_err(fail)?;
+        }
+        self.rows += rows.len();
+        Ok(())
+    }
+
+    /// Writes what is left and the footer; returns `out` (an empty session's file has no
+    /// rows).
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        if !self.batch.is_empty() || self.writer.is_none() {
+            self.write_batch()?;
+        }
+        let fail = |source| WriteError { table: "commands", source };
+        let writer = self.writer.take().ok_or_else(|| {
+            fail(parquet::errors::ParquetError::General("writer already closed".into()))
+        })?;
+        writer.into_inner().map_err(fail)
+    }
+}
+
 /// Writes `records` (many sessions) as a compacted `commands` file would hold them, with **no
 /// encryption**: sorted by (session_id, seq), row groups of
 /// [`crate::merge::COMPACTED_ROW_GROUP_ROWS`]. For the benchmark's plaintext copy of a
@@ -1017,5 +1098,66 @@ pub(crate) mod tests {
             .and_then(|builder| builder.build())
             .map(|reader| reader.collect::<Result<Vec<_>, _>>());
         assert!(!matches!(without_key, Ok(Ok(_))), "encrypted columns read without the key");
+    }
+
+    /// Reads the rows of a `commands` file written under `key`, decrypted, as batches
+    /// concatenated, and the file's row groups and bloom-filtered columns.
+    fn decrypted(bytes: Vec<u8>, key: &DataKey) -> (RecordBatch, usize, Vec<String>) {
+        let decryption = FileDecryptionProperties::builder(key.expose().to_vec())
+            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![key.expose().to_vec(); 4])
+            .expect("keys")
+            .build()
+            .expect("props");
+        let options = ArrowReaderOptions::new().with_file_decryption_properties(decryption);
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
+                .expect("reader");
+        let metadata = builder.metadata().clone();
+        let batches: Vec<RecordBatch> =
+            builder.build().expect("build").collect::<Result<_, _>>().expect("read");
+        let all = arrow_select::concat::concat_batches(&commands_schema(), &batches).expect("one");
+        let blooms = metadata.row_groups().first().map_or(Vec::new(), |group| {
+            group
+                .columns()
+                .iter()
+                .filter(|column| column.bloom_filter_offset().is_some())
+                .map(|column| column.column_path().string())
+                .collect()
+        });
+        (all, metadata.num_row_groups(), blooms)
+    }
+
+    /// A session's rows given one by one to [`CommandsWriter`], in the file's order, make the
+    /// file [`write_commands`] makes of them at once: the same rows, row groups and bloom
+    /// filters (a principal too long for whole statistics keeps its filter), and an empty
+    /// session a file with no rows.
+    #[test]
+    fn test_a_session_written_as_its_rows_come_is_the_file_written_at_once() {
+        let key = DataKey::from_slice(&[7u8; 32]).expect("32");
+        let long = format!("arn:aws:sts::111122223333:assumed-role/{}/alice", "A".repeat(80));
+        let rows: Vec<CommandRecord> = (0..(2 * DEFAULT_ROW_GROUP_SIZE as u32 + 17))
+            .map(|seq| {
+                let mut row = record(seq, &format!("echo {seq}"));
+                row.started_at = (seq > 5).then_some(1_773_446_400_000_000 + i64::from(seq));
+                row.principal = Some(long.as_str().into());
+                row
+            })
+            .collect();
+        let at_once = write_commands(&rows, &key, b"meta".to_vec()).expect("write");
+        let mut writer = CommandsWriter::new(Vec::new(), &key, b"meta".to_vec()).expect("writer");
+        for row in rows.iter().cloned() {
+            writer.push(row).expect("push");
+        }
+        assert_eq!(writer.rows(), rows.len());
+        let streamed = writer.finish().expect("finish");
+        let (expected, expected_groups, expected_blooms) = decrypted(at_once, &key);
+        let (found, groups, blooms) = decrypted(streamed, &key);
+        assert_eq!(found, expected);
+        assert_eq!((groups, &blooms), (expected_groups, &expected_blooms));
+        assert_eq!((groups, blooms), (3, vec![columns::PRINCIPAL.to_string()]));
+
+        let empty = CommandsWriter::new(Vec::new(), &key, b"meta".to_vec()).expect("writer");
+        let (rows, ..) = decrypted(empty.finish().expect("finish"), &key);
+        assert_eq!(rows.num_rows(), 0);
     }
 }

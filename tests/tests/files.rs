@@ -177,3 +177,51 @@ fn test_delta_logs_list_exactly_the_live_files() {
     let (code, stdout, stderr) = sessionlake(&["verify"]);
     assert_eq!(code, 0, "verify: {stdout}{stderr}");
 }
+
+/// Every corpus transcript ingested from a local folder with `--hold-rows-up-to 0` (each
+/// parsed twice, its commands file written as the rows come, as a transcript too big to hold
+/// is) gives the lake ingested the usual way: every column of every command, every session's
+/// count, shells and understanding.
+#[test]
+fn test_transcripts_parsed_twice_give_the_lake_parsed_once() {
+    let corpus = repo_root().join("corpus");
+    let mut lakes = Vec::new();
+    for hold in [None, Some("0")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("logs");
+        std::fs::create_dir(&folder).expect("folder");
+        for session in std::fs::read_dir(&corpus).expect("corpus") {
+            let session = session.expect("entry").path();
+            let name = session.file_name().and_then(|name| name.to_str()).expect("name");
+            let transcript = session.join("s3.log");
+            if transcript.exists() {
+                std::fs::copy(&transcript, folder.join(format!("{name}.log"))).expect("copy");
+            }
+        }
+        let mut command = binary("sessionlake-ingest", false);
+        command.current_dir(dir.path()).args(["--quiet", "--once", "--local", "logs"]);
+        if let Some(hold) = hold {
+            command.args(["--hold-rows-up-to", hold]);
+        }
+        let ran = run(&mut command);
+        assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+        let sql = |query: &str| {
+            let ran = run(binary("sessionlake", false)
+                .current_dir(dir.path())
+                .args(["sql", query, "--format", "csv"]));
+            assert_eq!(ran.code, 0, "{query}: {}", ran.stderr);
+            ran.stdout
+        };
+        let commands =
+            sql("SELECT * EXCEPT (parser_version) FROM commands ORDER BY session_id, seq");
+        let sessions =
+            sql("SELECT session_id, command_count, status, shells, input_explained, confidence, \
+             confidence_reason, started_at, ended_at FROM sessions ORDER BY session_id");
+        lakes.push((commands, sessions, dir));
+    }
+    let (once, twice) = (&lakes[0], &lakes[1]);
+    assert!(once.0.lines().count() > 500, "the corpus has commands: {}", once.0.len());
+    assert!(once.1.lines().count() > 40, "{}", once.1);
+    assert!(once.0 == twice.0, "the commands differ");
+    assert_eq!(once.1, twice.1);
+}
