@@ -910,33 +910,39 @@ mod tests {
         parser.finish()
     }
 
-    #[test]
-    fn test_chunked_feeding_parses_as_the_whole_on_the_corpus() {
+    /// Every transcript of the corpus (`corpus/*/*.log`): its path and bytes.
+    fn corpus_transcripts() -> Vec<(std::path::PathBuf, Vec<u8>)> {
         let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
-        let mut checked = 0;
+        let mut transcripts = Vec::new();
         for session in std::fs::read_dir(&corpus).expect("corpus") {
             let session = session.expect("entry").path();
             for file in std::fs::read_dir(&session).expect("session folder") {
                 let path = file.expect("entry").path();
-                if path.extension().is_none_or(|ext| ext != "log") {
-                    continue;
+                if path.extension().is_some_and(|ext| ext == "log") {
+                    let raw = std::fs::read(&path).expect("read");
+                    transcripts.push((path, raw));
                 }
-                let raw = std::fs::read(&path).expect("read");
-                let whole = parse_session(
-                    InputForm::S3Transcript,
-                    &raw,
-                    &SessionContext::new("alice-0123456789abcdef0"),
-                );
-                for size in [1, 5, 4093, 65_536] {
-                    // A head of 16 KiB: the body streams through the terminal, the footer is
-                    // found in the held tail.
-                    let chunked = parse_streaming(InputForm::S3Transcript, &raw, size, 16 * 1024);
-                    assert_eq!(chunked, whole, "{} in chunks of {size}", path.display());
-                }
-                checked += 1;
             }
         }
-        assert!(checked >= 20, "only {checked} corpus transcripts");
+        assert!(transcripts.len() >= 20, "only {} corpus transcripts", transcripts.len());
+        transcripts
+    }
+
+    #[test]
+    fn test_chunked_feeding_parses_as_the_whole_on_the_corpus() {
+        for (path, raw) in corpus_transcripts() {
+            let whole = parse_session(
+                InputForm::S3Transcript,
+                &raw,
+                &SessionContext::new("alice-0123456789abcdef0"),
+            );
+            for size in [1, 5, 4093, 65_536] {
+                // A head of 16 KiB: the body streams through the terminal, the footer is found
+                // in the held tail.
+                let chunked = parse_streaming(InputForm::S3Transcript, &raw, size, 16 * 1024);
+                assert_eq!(chunked, whole, "{} in chunks of {size}", path.display());
+            }
+        }
     }
 
     /// A transcript parsed in two passes, the first holding no row and the second giving each
@@ -946,66 +952,55 @@ mod tests {
     /// understanding.
     #[test]
     fn test_two_passes_give_what_one_pass_holding_the_rows_gives_on_the_corpus() {
-        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
         let context = SessionContext::new("alice-0123456789abcdef0");
-        let (mut checked, mut fixed, mut marked, mut raw_read) = (0, 0, 0, 0);
-        for session in std::fs::read_dir(&corpus).expect("corpus") {
-            let session = session.expect("entry").path();
-            for file in std::fs::read_dir(&session).expect("session folder") {
-                let path = file.expect("entry").path();
-                if path.extension().is_none_or(|ext| ext != "log") {
-                    continue;
-                }
-                let raw = std::fs::read(&path).expect("read");
-                let form = InputForm::S3Transcript;
-                let whole = parse_session(form, &raw, &context);
-                for size in [7, 65_536] {
-                    let feed = |mut parser: SessionParser| {
-                        parser.head_limit = 16 * 1024;
-                        for chunk in raw.chunks(size) {
-                            parser.feed(chunk);
-                        }
-                        parser.finish()
-                    };
-                    let planned = feed(SessionParser::planning(form, &context));
-                    let (whole, planned) = match (&whole, planned) {
-                        (Ok(whole), Ok(planned)) => (whole, planned),
-                        (Err(whole), planned) => {
-                            assert_eq!(planned.err().as_ref(), Some(whole), "{}", path.display());
-                            continue;
-                        }
-                        (Ok(_), Err(error)) => panic!("{}: {error}", path.display()),
-                    };
-                    let plan = planned.plan.clone().expect("a plan");
-                    assert!(planned.commands.is_empty(), "{}", path.display());
-                    assert_eq!(
-                        ParsedSession { commands: whole.commands.clone(), plan: None, ..planned },
-                        *whole,
-                        "{} in chunks of {size}",
-                        path.display()
-                    );
-                    let rows = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-                    let sink = {
-                        let rows = std::sync::Arc::clone(&rows);
-                        Box::new(move |row| rows.lock().expect("rows").push(row))
-                    };
-                    let replayed = feed(SessionParser::replaying(form, &context, &plan, sink))
-                        .expect("replayed");
-                    let rows = std::mem::take(&mut *rows.lock().expect("rows"));
-                    assert_eq!(rows, whole.commands, "{} in chunks of {size}", path.display());
-                    assert_eq!(replayed.command_count, whole.command_count);
-                    assert!(replayed.commands.is_empty());
-                    let in_order =
-                        whole.commands.windows(2).all(|w| w[0].started_at <= w[1].started_at);
-                    assert_eq!(plan.in_time_order, in_order, "{}", path.display());
-                    fixed += usize::from(!plan.fixes.is_empty() && size == 7);
-                    marked += usize::from(plan.marked && size == 7);
-                    raw_read += usize::from(!plan.marked && size == 7);
-                }
-                checked += 1;
+        let (mut fixed, mut marked, mut raw_read) = (0, 0, 0);
+        for (path, raw) in corpus_transcripts() {
+            let form = InputForm::S3Transcript;
+            let whole = parse_session(form, &raw, &context);
+            for size in [7, 65_536] {
+                let feed = |mut parser: SessionParser| {
+                    parser.head_limit = 16 * 1024;
+                    for chunk in raw.chunks(size) {
+                        parser.feed(chunk);
+                    }
+                    parser.finish()
+                };
+                let planned = feed(SessionParser::planning(form, &context));
+                let (whole, planned) = match (&whole, planned) {
+                    (Ok(whole), Ok(planned)) => (whole, planned),
+                    (Err(whole), planned) => {
+                        assert_eq!(planned.err().as_ref(), Some(whole), "{}", path.display());
+                        continue;
+                    }
+                    (Ok(_), Err(error)) => panic!("{}: {error}", path.display()),
+                };
+                let plan = planned.plan.clone().expect("a plan");
+                assert!(planned.commands.is_empty(), "{}", path.display());
+                assert_eq!(
+                    ParsedSession { commands: whole.commands.clone(), plan: None, ..planned },
+                    *whole,
+                    "{} in chunks of {size}",
+                    path.display()
+                );
+                let rows = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                let sink = {
+                    let rows = std::sync::Arc::clone(&rows);
+                    Box::new(move |row| rows.lock().expect("rows").push(row))
+                };
+                let replayed =
+                    feed(SessionParser::replaying(form, &context, &plan, sink)).expect("replayed");
+                let rows = std::mem::take(&mut *rows.lock().expect("rows"));
+                assert_eq!(rows, whole.commands, "{} in chunks of {size}", path.display());
+                assert_eq!(replayed.command_count, whole.command_count);
+                assert!(replayed.commands.is_empty());
+                let in_order =
+                    whole.commands.windows(2).all(|w| w[0].started_at <= w[1].started_at);
+                assert_eq!(plan.in_time_order, in_order, "{}", path.display());
+                fixed += usize::from(!plan.fixes.is_empty() && size == 7);
+                marked += usize::from(plan.marked && size == 7);
+                raw_read += usize::from(!plan.marked && size == 7);
             }
         }
-        assert!(checked >= 20, "only {checked} corpus transcripts");
         assert!(fixed > 0 && marked > 0 && raw_read > 0, "{fixed} fixed, {marked} marked");
     }
 

@@ -1074,21 +1074,8 @@ pub(crate) mod tests {
         assert!(memchr::memmem::find(&bytes, b"rm -rf").is_none(), "command text is in plaintext");
         assert!(memchr::memmem::find(&bytes, b"secret output").is_none(), "output is in plaintext");
 
-        let decryption = FileDecryptionProperties::builder(key.expose().to_vec())
-            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![key.expose().to_vec(); 4])
-            .expect("keys")
-            .build()
-            .expect("props");
-        let options = ArrowReaderOptions::new().with_file_decryption_properties(decryption);
-        let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(
-            Bytes::from(bytes.clone()),
-            options,
-        )
-        .expect("reader")
-        .build()
-        .expect("build");
-        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("read");
-        let commands = batches[0]
+        let (all, ..) = decrypted(bytes.clone(), &key);
+        let commands = all
             .column_by_name(columns::COMMAND)
             .and_then(|c| c.as_any().downcast_ref::<arrow_array::StringArray>())
             .expect("command column");
