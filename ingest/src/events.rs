@@ -514,6 +514,29 @@ impl DeliveryConflict<'_> {
     }
 }
 
+/// A transcript bigger than `--hold-rows-up-to` was parsed twice: its command records were
+/// never held, its `commands` file written as they came.
+pub struct SessionParsedTwice<'a> {
+    /// The session.
+    pub session_id: &'a str,
+    /// The transcript's size.
+    pub bytes: u64,
+    /// Its commands.
+    pub commands: usize,
+}
+
+impl SessionParsedTwice<'_> {
+    /// Logs it (INFO).
+    pub fn emit(&self) {
+        tracing::info!(
+            session = %self.session_id,
+            bytes = self.bytes,
+            commands = self.commands,
+            "transcript parsed twice, its commands written as they came"
+        );
+    }
+}
+
 /// A transcript whose content (the agent's orchestration path in its header, or the streamed
 /// events' `sessionId`) names another session than its object's name: it is stored under its
 /// name with low confidence, and `sessionlake sessions --confidence low` lists it.

@@ -330,6 +330,8 @@ impl LakeWriter {
                 "{source_ref} gave {rows} commands parsed again, {} the first time",
                 parsed.command_count
             );
+            let (bytes, commands) = (raw.len(), *rows);
+            crate::events::SessionParsedTwice { session_id: &session_id, bytes, commands }.emit();
         }
 
         // The content names another session than the name does (the agent's orchestration

@@ -373,27 +373,27 @@ pub async fn seal_raw_replaying(
     let (sealed_sender, mut sealed_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (rows_sender, mut rows_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let commands_path = replay.as_ref().map(|replay| replay.path.clone());
-    let sealer =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(RawDigest, Option<usize>)> {
-            let pieces = PieceSender { sender: sealed_sender, piece: Vec::new() };
-            let mut sealer = RawSealer::new(pieces, &key, &wrapped)?;
-            let mut replaying = match replay {
-                Some(replay) => Some(start_replay(replay, rows_sender)?),
-                None => None,
-            };
-            let mut digest = StreamDigest::default();
-            while let Some(chunk) = plain_receiver.blocking_recv() {
-                digest.update(&chunk);
-                sealer.write_all(&chunk).context("failed to seal")?;
-                if let Some((parser, _)) = replaying.as_mut() {
-                    parser.feed(&chunk);
-                }
+    type Sealed = (RawDigest, Option<anyhow::Result<usize>>);
+    let sealer = tokio::task::spawn_blocking(move || -> anyhow::Result<Sealed> {
+        let pieces = PieceSender { sender: sealed_sender, piece: Vec::new() };
+        let mut sealer = RawSealer::new(pieces, &key, &wrapped)?;
+        let mut replaying = match replay {
+            Some(replay) => Some(start_replay(replay, rows_sender)?),
+            None => None,
+        };
+        let mut digest = StreamDigest::default();
+        while let Some(chunk) = plain_receiver.blocking_recv() {
+            digest.update(&chunk);
+            sealer.write_all(&chunk).context("failed to seal")?;
+            if let Some((parser, _)) = replaying.as_mut() {
+                parser.feed(&chunk);
             }
-            sealer.finish().context("failed to seal")?.send_piece().context("failed to seal")?;
-            let rows =
-                replaying.map(|(parser, state)| finish_replay(parser, &state)).transpose()?;
-            Ok((RawDigest::of(digest), rows))
-        });
+        }
+        sealer.finish().context("failed to seal")?.send_piece().context("failed to seal")?;
+        // Told after the digest's check: bytes that changed are what to say then.
+        let rows = replaying.map(|(parser, state)| finish_replay(parser, &state));
+        Ok((RawDigest::of(digest), rows))
+    });
     let reading = async {
         let read = send_chunks(raw, &plain_sender).await;
         drop(plain_sender);
@@ -434,7 +434,7 @@ pub async fn seal_raw_replaying(
             sealed.len,
             sealed.sha256
         )),
-        _ => Ok(rows),
+        _ => rows.transpose(),
     });
     let rows = match checked {
         Ok(rows) => rows,
@@ -446,17 +446,32 @@ pub async fn seal_raw_replaying(
             return Err(error);
         }
     };
+    let stored = match upload.finish().await {
+        Ok(stored) => stored,
+        Err(error) => {
+            if let Some(rows_upload) = rows_upload {
+                rows_upload.abort().await;
+            }
+            return Err(error.into());
+        }
+    };
     let commands = match (rows_upload, rows) {
         (Some(rows_upload), Some(rows)) => match rows_upload.finish().await {
-            Ok(stored) => Some((stored, rows)),
+            Ok(commands) => Some((commands, rows)),
             Err(error) => {
-                upload.abort().await;
+                // Nothing names the raw object: it goes again.
+                sessionlake_storage::transaction::discard(store, vec![stored.path]).await;
                 return Err(error.into());
             }
         },
-        _ => None,
+        (rows_upload, _) => {
+            if let Some(rows_upload) = rows_upload {
+                rows_upload.abort().await;
+            }
+            None
+        }
     };
-    Ok((upload.finish().await?, commands))
+    Ok((stored, commands))
 }
 
 /// Uploads the pieces `receiver` gives to `path` (nothing without a path); the upload is
@@ -473,6 +488,8 @@ async fn upload_pieces<'a>(
     let mut upload: ObjectUpload<'_> = store.upload(path);
     while let Some(piece) = receiver.recv().await {
         if let Err(error) = upload.write(&piece).await {
+            // The sealer's next piece then fails instead of waiting for room forever.
+            receiver.close();
             upload.abort().await;
             return Err(error);
         }

@@ -201,9 +201,9 @@ pub async fn compact(
     if let Err(error) = lease.release().await {
         tracing::warn!(%error, "writer lease not released; it lapses by itself");
     }
-    // The Delta logs follow the commit, and catch up with one a writer left behind when there
-    // was nothing to compact.
-    if result.is_ok() {
+    // With nothing to compact, a Delta log a writer left behind catches up (a commit brought
+    // them to itself).
+    if result.as_ref().is_ok_and(|summary| summary.sequence.is_none()) {
         lake.sync_delta().await;
     }
     result
@@ -317,6 +317,8 @@ async fn run(
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
                 lake.committed(link.clone());
+                // Delta readers move to the new files before the old ones go.
+                lake.sync_delta().await;
                 lake.delete(removed, &|| observer.deleted()).await?;
                 // Readers start from a checkpoint of the compacted live set: the commit that
                 // names every file it replaced is never replayed by a reader again.

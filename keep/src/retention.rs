@@ -107,6 +107,7 @@ pub async fn apply(
     match committed {
         Ok(link) => {
             lake.committed(link.clone());
+            // Delta readers move to the new files before the old ones go.
             lake.sync_delta().await;
             lake.delete(removed, deleted).await?;
             lake.delete(stale, deleted).await?;

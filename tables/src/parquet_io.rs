@@ -127,10 +127,27 @@ fn write_batches(
     let mut buffer = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buffer, schema, Some(properties)).map_err(fail)?;
     for batch in batches {
-        writer.write(&batch.map_err(fail)?).map_err(fail)?;
+        write_bounded(&mut writer, &batch.map_err(fail)?).map_err(fail)?;
     }
     writer.close().map_err(fail)?;
     Ok(buffer)
+}
+
+/// Memory a row group being written may hold (its encoded pages, compressed) before it is
+/// closed, whatever its number of rows: a session of long outputs makes row groups of fewer
+/// rows, never one of hundreds of MB.
+pub const ROW_GROUP_MEMORY: usize = 32 * 1024 * 1024;
+
+/// Writes `batch`, then closes the row group if it holds [`ROW_GROUP_MEMORY`] or more.
+fn write_bounded<W: std::io::Write + Send>(
+    writer: &mut ArrowWriter<W>,
+    batch: &RecordBatch,
+) -> Result<(), parquet::errors::ParquetError> {
+    writer.write(batch)?;
+    if writer.memory_size() >= ROW_GROUP_MEMORY {
+        writer.flush()?;
+    }
+    Ok(())
 }
 
 /// Returns the columns of `candidates` (a column's name and its value in a record) that a
@@ -182,6 +199,34 @@ const SESSION_BLOOMS: [BloomCandidate<SessionRecord>; 3] = [
 /// commands is never in memory twice.
 const COMMANDS_PER_BATCH: usize = 8 * 1024;
 
+/// Bytes of text (commands, outputs, prompts) at which a batch of command rows is cut before
+/// [`COMMANDS_PER_BATCH`]: rows of long outputs make smaller batches.
+const COMMAND_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
+/// The text bytes of `row` that count toward [`COMMAND_BATCH_BYTES`].
+fn text_bytes(row: &CommandRecord) -> usize {
+    row.command.len() + row.output.len() + row.prompt.len()
+}
+
+/// Cuts `sorted` into the batches both writers of a `commands` file write, so that they close
+/// row groups at the same rows: [`COMMANDS_PER_BATCH`] rows or [`COMMAND_BATCH_BYTES`].
+fn command_batches<'a>(sorted: &'a [&'a CommandRecord]) -> Vec<&'a [&'a CommandRecord]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, row) in sorted.iter().enumerate() {
+        bytes += text_bytes(row);
+        if index + 1 - start >= COMMANDS_PER_BATCH || bytes >= COMMAND_BATCH_BYTES {
+            batches.push(&sorted[start..=index]);
+            (start, bytes) = (index + 1, 0);
+        }
+    }
+    if start < sorted.len() || batches.is_empty() {
+        // An empty session still gets a file (with no rows).
+        batches.push(&sorted[start..]);
+    }
+    batches
+}
+
 fn sort_key(record: &CommandRecord) -> (i64, &str, u32) {
     (record.started_at.unwrap_or(i64::MIN), &*record.session_id, record.seq)
 }
@@ -206,7 +251,8 @@ pub fn write_commands(
 /// Writes one session's `commands` file as its rows come, to `out` as its bytes are made: the
 /// file [`write_commands`] writes of the same rows when they come in its order (time, then
 /// number: a session's rows in time order, see the indexer's `ReplayPlan`). Memory holds a
-/// batch of rows and the row group being written, whatever the number of rows.
+/// batch of rows and the row group being written (at most [`DEFAULT_ROW_GROUP_SIZE`] rows and
+/// about [`ROW_GROUP_MEMORY`]), whatever the number of rows.
 pub struct CommandsWriter<W: std::io::Write + Send> {
     out: Option<W>,
     /// Made at the first batch, whose rows tell which columns get a bloom filter (a
@@ -214,6 +260,8 @@ pub struct CommandsWriter<W: std::io::Write + Send> {
     writer: Option<ArrowWriter<W>>,
     encryption: Arc<FileEncryptionProperties>,
     batch: Vec<CommandRecord>,
+    /// [`text_bytes`] of `batch`.
+    batch_bytes: usize,
     rows: usize,
 }
 
@@ -223,13 +271,21 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
     pub fn new(out: W, key: &DataKey, key_metadata: Vec<u8>) -> Result<Self, WriteError> {
         let encryption = encryption(key, key_metadata, &ENCRYPTED_COLUMNS)
             .map_err(|source| WriteError { table: "commands", source })?;
-        Ok(CommandsWriter { out: Some(out), writer: None, encryption, batch: Vec::new(), rows: 0 })
+        Ok(CommandsWriter {
+            out: Some(out),
+            writer: None,
+            encryption,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            rows: 0,
+        })
     }
 
     /// Takes the next row; they must come in the file's order.
     pub fn push(&mut self, row: CommandRecord) -> Result<(), WriteError> {
         self.batch.push(row);
-        if self.batch.len() >= COMMANDS_PER_BATCH {
+        self.batch_bytes += text_bytes(self.batch.last().expect("just pushed"));
+        if self.batch.len() >= COMMANDS_PER_BATCH || self.batch_bytes >= COMMAND_BATCH_BYTES {
             self.write_batch()?;
         }
         Ok(())
@@ -243,6 +299,7 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
     fn write_batch(&mut self) -> Result<(), WriteError> {
         let fail = |source| WriteError { table: "commands", source };
         let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
         let rows: Vec<&CommandRecord> = batch.iter().collect();
         if self.writer.is_none() {
             let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
@@ -264,7 +321,7 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
         }
         let record_batch = commands_batch(&rows).map_err(fail)?;
         if let Some(writer) = self.writer.as_mut() {
-            writer.write(&record_batch).map_err(fail)?;
+            write_bounded(writer, &record_batch).map_err(fail)?;
         }
         self.rows += rows.len();
         Ok(())
@@ -316,9 +373,7 @@ fn write_commands_with(
             nulls_first: true,
         })
         .collect();
-    // An empty session still gets a file (with no rows).
-    let slices: Vec<&[&CommandRecord]> =
-        if sorted.is_empty() { vec![&[]] } else { sorted.chunks(COMMANDS_PER_BATCH).collect() };
+    let slices = command_batches(&sorted);
     let batches = slices.into_iter().map(commands_batch);
     let row_group_rows =
         if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
@@ -1146,5 +1201,31 @@ pub(crate) mod tests {
         let empty = CommandsWriter::new(Vec::new(), &key, b"meta".to_vec()).expect("writer");
         let (rows, ..) = decrypted(empty.finish().expect("finish"), &key);
         assert_eq!(rows.num_rows(), 0);
+
+        // Outputs that do not compress: row groups are closed by their memory, not their rows,
+        // at the same rows in both.
+        let mut state = 1u64;
+        let noisy: Vec<CommandRecord> = (0..8_000)
+            .map(|seq| {
+                let mut row = record(seq, "head -c 8k /dev/urandom | xxd -p");
+                row.output = (0..1_024)
+                    .map(|_| {
+                        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        format!("{:016x}", state)
+                    })
+                    .collect();
+                row
+            })
+            .collect();
+        let at_once = write_commands(&noisy, &key, b"meta".to_vec()).expect("write");
+        let mut writer = CommandsWriter::new(Vec::new(), &key, b"meta".to_vec()).expect("writer");
+        for row in noisy {
+            writer.push(row).expect("push");
+        }
+        let (expected, expected_groups, _) = decrypted(at_once, &key);
+        let (found, groups, _) = decrypted(writer.finish().expect("finish"), &key);
+        assert_eq!(found, expected);
+        assert_eq!(groups, expected_groups);
+        assert!(groups >= 2, "128 MB of output in {groups} row group");
     }
 }

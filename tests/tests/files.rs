@@ -181,7 +181,8 @@ fn test_delta_logs_list_exactly_the_live_files() {
 /// Every corpus transcript ingested from a local folder with `--hold-rows-up-to 0` (each
 /// parsed twice, its commands file written as the rows come, as a transcript too big to hold
 /// is) gives the lake ingested the usual way: every column of every command, every session's
-/// count, shells and understanding.
+/// count, shells and understanding. Three of them also go in long (their bodies again and again,
+/// past the 1 MiB the parser reads before the header: bash with line-editor marks, fish, dash).
 #[test]
 fn test_transcripts_parsed_twice_give_the_lake_parsed_once() {
     let corpus = repo_root().join("corpus");
@@ -198,13 +199,25 @@ fn test_transcripts_parsed_twice_give_the_lake_parsed_once() {
                 std::fs::copy(&transcript, folder.join(format!("{name}.log"))).expect("copy");
             }
         }
+        for (source, name) in [
+            ("alice-0f2a4b6c8d0e2f4a6", "carol-1111111111111111a"),
+            ("frank-2a4b6c8d0e2f4a6b8", "carol-1111111111111111b"),
+            ("carol.diaz-t8gk2vx5qb9rn3wm7yc1zf6hdp", "carol-1111111111111111c"),
+        ] {
+            let text = std::fs::read(corpus.join(source).join("s3.log")).expect("transcript");
+            std::fs::write(folder.join(format!("{name}.log")), long(&text)).expect("write");
+        }
         let mut command = binary("sessionlake-ingest", false);
         command.current_dir(dir.path()).args(["--quiet", "--once", "--local", "logs"]);
+        command.args(["--log", "info"]);
         if let Some(hold) = hold {
             command.args(["--hold-rows-up-to", hold]);
         }
         let ran = run(&mut command);
         assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+        let twice = ran.stderr.matches("transcript parsed twice").count();
+        let transcripts = std::fs::read_dir(&folder).expect("folder").count();
+        assert_eq!(twice, if hold.is_some() { transcripts } else { 0 }, "{}", ran.stderr);
         let sql = |query: &str| {
             let ran = run(binary("sessionlake", false)
                 .current_dir(dir.path())
@@ -222,6 +235,26 @@ fn test_transcripts_parsed_twice_give_the_lake_parsed_once() {
     let (once, twice) = (&lakes[0], &lakes[1]);
     assert!(once.0.lines().count() > 500, "the corpus has commands: {}", once.0.len());
     assert!(once.1.lines().count() > 40, "{}", once.1);
+    for long in ["carol-1111111111111111a", "carol-1111111111111111b", "carol-1111111111111111c"] {
+        let row = once.1.lines().find(|row| row.starts_with(long)).expect("a long session");
+        let count: usize = row.split(',').nth(1).and_then(|n| n.parse().ok()).expect("a count");
+        assert!(count > 500, "{row}");
+    }
     assert!(once.0 == twice.0, "the commands differ");
     assert_eq!(once.1, twice.1);
+}
+
+/// `transcript` with its body (between the `script` header and footer lines) again and again,
+/// to 1.2 MB.
+fn long(transcript: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(transcript);
+    let (header, rest) = text.split_once('\n').expect("a header line");
+    let footer_at = rest.rfind("Script done").unwrap_or(rest.len());
+    let (body, footer) = rest.split_at(footer_at);
+    let mut long = format!("{header}\n");
+    while long.len() < 1_200_000 {
+        long.push_str(body);
+    }
+    long.push_str(footer);
+    long.into_bytes()
 }
