@@ -565,8 +565,10 @@ impl Ingestor {
             .emit();
         }
         let fresh = sorted.fresh;
-        // Sessions these events attribute first (the others' first attribution stands).
+        // Sessions these events attribute first (the others' first attribution stands), in
+        // order, and where each is in that list (a file may hold 100,000 events).
         let mut attributed: Vec<SessionContext> = Vec::new();
+        let mut attributed_at: HashMap<String, usize> = HashMap::new();
         for event in &fresh {
             let Some(context) = session_context(event) else { continue };
             // An event that disagrees with the one a session was attributed to never
@@ -574,7 +576,7 @@ impl Ingestor {
             // restart, `AccessIndex::load`); the other stays in `access`, where readers see the
             // conflict. Its time is the forger's choice, so it decides nothing.
             let first = self.access.context(&context.session_id).or_else(|| {
-                attributed.iter().find(|earlier| earlier.session_id == context.session_id)
+                attributed_at.get(&context.session_id).map(|&index| &attributed[index])
             });
             match first {
                 Some(first) if attribution_conflicts(first, &context) => {
@@ -582,7 +584,10 @@ impl Ingestor {
                     events::AttributionConflict { session_id, source_ref: &source_ref }.emit();
                 }
                 Some(_) => {}
-                None => attributed.push(context),
+                None => {
+                    attributed_at.insert(context.session_id.clone(), attributed.len());
+                    attributed.push(context);
+                }
             }
         }
         written.extend(self.writer.enrich(attributed.clone(), self.config.max_in_flight).await?);

@@ -132,11 +132,16 @@ pub(crate) async fn print_listing(
     }
     printer.finish(summary, &text)?;
     if unlisted.matched > 0 {
-        let sessions: Vec<String> = unlisted
+        // The first ten named (the JSON summary has them all).
+        let mut sessions: Vec<String> = unlisted
             .sessions
             .iter()
+            .take(10)
             .map(|id| sessionlake_schemas::session_id::escaped(id).into())
             .collect();
+        if unlisted.sessions.len() > sessions.len() {
+            sessions.push(format!("{} more sessions", unlisted.sessions.len() - sessions.len()));
+        }
         warn_line(&format!(
             "{} more {noun} are in deliveries not listed: {} delivered twice by one \
              source, from two source objects (a conflict: `sessionlake sessions --session ID` \
