@@ -15,6 +15,7 @@
 //! event's plaintext columns are kept as a digest) is counted for a warning.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
@@ -41,7 +42,7 @@ pub struct AccessIndex {
 #[derive(Debug, Default)]
 struct Known {
     /// The CloudTrail file of each event id, and the digest of the event ([`digest`]).
-    events: HashMap<String, (String, Digest)>,
+    events: HashMap<String, (Arc<str>, Digest)>,
     /// How many events each CloudTrail file gave.
     per_file: HashMap<String, usize>,
     /// The `StartSession` facts each session was attributed by, by session id.
@@ -130,6 +131,8 @@ impl AccessIndex {
             futures::stream::iter(reads).buffered(ACCESS_READ_CONCURRENCY).collect().await;
         let mut contexts: BTreeMap<String, (i64, SessionContext)> = BTreeMap::new();
         let mut events = HashMap::new();
+        // One copy of each file's name, however many events it gave.
+        let mut files: HashMap<String, Arc<str>> = HashMap::new();
         for read in found {
             let (first_read_at, records) = match read? {
                 Ok(read) => read,
@@ -146,12 +149,15 @@ impl AccessIndex {
                     }
                 }
                 let digest = digest(&record);
-                events.insert(record.event_id, (record.source_ref, digest));
+                let file = files
+                    .entry(record.source_ref)
+                    .or_insert_with_key(|name| Arc::from(name.as_str()));
+                events.insert(record.event_id, (Arc::clone(file), digest));
             }
         }
         let mut per_file: HashMap<String, usize> = HashMap::new();
         for (source_ref, _) in events.values() {
-            *per_file.entry(source_ref.clone()).or_default() += 1;
+            *per_file.entry(source_ref.to_string()).or_default() += 1;
         }
         let contexts = contexts.into_iter().map(|(id, (_, context))| (id, context)).collect();
         Ok(AccessIndex {
@@ -180,7 +186,7 @@ impl AccessIndex {
                 .or_else(|| self.staged.events.get(&record.event_id));
             match from {
                 None => sorted.fresh.push(record),
-                Some((from, known)) if from == source_ref => {
+                Some((from, known)) if from.as_ref() == source_ref => {
                     sorted.read_before += 1;
                     sorted.altered += usize::from(*known != digest(&record));
                 }
@@ -199,9 +205,13 @@ impl AccessIndex {
         written: Vec<(String, Digest)>,
         attributed: Vec<SessionContext>,
     ) {
+        let file: Arc<str> = Arc::from(source_ref);
+        let count = written.len();
         for (event_id, digest) in written {
-            self.staged.events.insert(event_id, (source_ref.to_string(), digest));
-            *self.staged.per_file.entry(source_ref.to_string()).or_default() += 1;
+            self.staged.events.insert(event_id, (Arc::clone(&file), digest));
+        }
+        if count > 0 {
+            *self.staged.per_file.entry(source_ref.to_string()).or_default() += count;
         }
         for context in attributed {
             self.staged.contexts.entry(context.session_id.clone()).or_insert(context);
