@@ -108,6 +108,8 @@ pub struct LakeWriter {
     /// Bytes of a transcript up to which its rows are held in memory while it is parsed;
     /// a bigger one is parsed twice, its rows written as they come (see `crate::raw`).
     pub hold_rows_up_to: u64,
+    /// The newest commit of this writer the tables' Delta logs do not follow yet.
+    pub delta_behind: Option<u64>,
 }
 
 /// [`LakeWriter::hold_rows_up_to`]'s default: 64 MiB of transcript, about 60,000 commands
@@ -754,7 +756,6 @@ impl LakeWriter {
         };
         self.apply(&link);
         self.checkpoint_if_due(&link).await;
-        self.sync_delta(&link).await;
         // The compacted files rewritten without a replaced version hold other sessions' rows
         // too: they go now rather than stay stored beside their rewrite.
         // So do the key records of every file it removed (compacted files rewritten).
@@ -766,6 +767,13 @@ impl LakeWriter {
             })
             .cloned()
             .collect();
+        // The Delta logs follow once a poll (`LakeWriter::sync_delta_if_behind`): each sync
+        // loads every table's log, which a backlog of commits over a big lake paid per commit.
+        // Before a file a log may list goes, they follow at once.
+        self.delta_behind = Some(link.manifest.body.sequence);
+        if !rewritten.is_empty() {
+            self.sync_delta_if_behind().await;
+        }
         if let Err(error) = transaction::delete_removed(&self.store, rewritten, &|| {}).await {
             tracing::warn!(%error, "replaced compacted file not deleted");
         }
@@ -891,11 +899,12 @@ impl LakeWriter {
         }
     }
 
-    /// Brings the tables' Delta logs to the live set after `link`, this writer's newest commit.
-    /// A failure is logged: the chain is the truth, `verify` names a log that lags, and the
-    /// next commit brings it up to date (the sync compares with the log as it is).
-    async fn sync_delta(&self, link: &ChainLink) {
-        let sequence = link.manifest.body.sequence;
+    /// Brings the tables' Delta logs to the live set after this writer's newest commit, if one
+    /// was made since they last were (once a poll: see `LakeWriter::commit`). A failure is
+    /// logged: the chain is the truth, `verify` names a log that lags, and the next sync brings
+    /// it up to date (it compares with the log as it is).
+    pub async fn sync_delta_if_behind(&mut self) {
+        let Some(sequence) = self.delta_behind.take() else { return };
         match sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             Ok(synced) => {
                 for table in synced.iter().filter(|table| table.added + table.removed > 0) {
@@ -1084,6 +1093,7 @@ mod tests {
             chain_intact: true,
             legacy_origins: HashMap::new(),
             hold_rows_up_to: HOLD_ROWS_UP_TO,
+            delta_behind: None,
         }
     }
 

@@ -259,6 +259,7 @@ impl LambdaHandler {
         };
         ingestor.ingest_trail_files(work.trails, &shutdown, &health, &mut report).await?;
         ingestor.ingest_pending(work.sessions, &shutdown, &health, &mut report).await;
+        ingestor.sync_delta().await;
         if let Some(failure) = report.failure {
             return Err(failure);
         }

@@ -372,6 +372,7 @@ impl Ingestor {
             chain_intact,
             legacy_origins: HashMap::new(),
             hold_rows_up_to: config.hold_rows_up_to,
+            delta_behind: None,
         };
         let clients = Clients::of(sdk_config.as_ref());
         let sources = config
@@ -448,7 +449,8 @@ impl Ingestor {
     /// Gives the lease up at the end of a run. After a failed poll, first deletes what failed
     /// inputs or commits may have left uncommitted: the lease is still held, nothing is in flight.
     /// A lost lease is not released, and then nothing is swept (the other writer's objects).
-    pub async fn finish(self) {
+    pub async fn finish(mut self) {
+        self.sync_delta().await;
         if self.unclean && !self.lease_keeper.is_lost() {
             let store = &self.writer.store;
             match Snapshot::open(store, &self.writer.pinned).await {
@@ -460,6 +462,12 @@ impl Ingestor {
             }
         }
         self.lease_keeper.release().await;
+    }
+
+    /// Brings the tables' Delta logs to this writer's newest commit, if they do not follow it
+    /// yet: after a poll's commits, once.
+    pub async fn sync_delta(&mut self) {
+        self.writer.sync_delta_if_behind().await;
     }
 
     /// Returns what a one-shot writer of this process (the Lambda function's maintenance) opens
@@ -1127,6 +1135,8 @@ async fn poll_loop(
     loop {
         let started = Instant::now();
         let report = ingestor.poll(shutdown, health).await;
+        // The Delta logs follow the poll's commits, once.
+        ingestor.sync_delta().await;
         summary.add(&report.done);
         summary.commits += report.commits;
         let duration = started.elapsed();
