@@ -905,6 +905,16 @@ impl LakeWriter {
     /// it up to date (it compares with the log as it is).
     pub async fn sync_delta_if_behind(&mut self) {
         let Some(sequence) = self.delta_behind.take() else { return };
+        // Another writer committed since (a shred or a retention: they take no lease). Its
+        // own sync followed its commit, whose live set holds this writer's commits; a sync
+        // from this writer's older live set would undo it.
+        let after = self.head.map_or(0, |head| head + 1);
+        if manifest::list_manifests_from(&self.store, after)
+            .await
+            .is_ok_and(|newer| !newer.is_empty())
+        {
+            return;
+        }
         match sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             Ok(synced) => {
                 for table in synced.iter().filter(|table| table.added + table.removed > 0) {
@@ -917,7 +927,11 @@ impl LakeWriter {
                     );
                 }
             }
-            Err(error) => tracing::warn!(%error, sequence, "delta log not synced"),
+            Err(error) => {
+                tracing::warn!(%error, sequence, "delta log not synced");
+                // Tried again at the next sync.
+                self.delta_behind = Some(sequence);
+            }
         }
     }
 

@@ -257,7 +257,13 @@ impl LambdaHandler {
                 return Ok(summary(&report));
             }
         };
-        ingestor.ingest_trail_files(work.trails, &shutdown, &health, &mut report).await?;
+        let trails =
+            ingestor.ingest_trail_files(work.trails, &shutdown, &health, &mut report).await;
+        if let Err(error) = trails {
+            // The batches committed before the failure are followed all the same.
+            ingestor.sync_delta().await;
+            return Err(error);
+        }
         ingestor.ingest_pending(work.sessions, &shutdown, &health, &mut report).await;
         ingestor.sync_delta().await;
         if let Some(failure) = report.failure {

@@ -467,7 +467,10 @@ impl Ingestor {
     /// Brings the tables' Delta logs to this writer's newest commit, if they do not follow it
     /// yet: after a poll's commits, once.
     pub async fn sync_delta(&mut self) {
-        self.writer.sync_delta_if_behind().await;
+        // A writer that lost its lease writes nothing more: the new holder syncs.
+        if !self.lease_keeper.is_lost() {
+            self.writer.sync_delta_if_behind().await;
+        }
     }
 
     /// Returns what a one-shot writer of this process (the Lambda function's maintenance) opens

@@ -465,8 +465,9 @@ async fn delta_findings(
                 detail.push_str(&format!("; it says it was brought to chain commit {synced}"));
             }
             detail.push_str(
-                ": engines that read Delta see other rows than sessionlake; the next ingest, \
-                 compact or retention commit rewrites it from the chain",
+                ": engines that read Delta see other rows than sessionlake; the next ingest \
+                 poll that commits (its end: during a poll the logs follow its commits once, \
+                 at the end), compact, shred or retention apply rewrites it from the chain",
             );
             finding("delta-log-differs", &path, detail)
         })

@@ -236,7 +236,7 @@ async fn list_manifests(store: &LakeStore) -> LakeResult<Vec<(u64, String)>> {
 
 /// Returns the manifest files numbered `first` and later (only those are listed), ordered by
 /// sequence.
-async fn list_manifests_from(store: &LakeStore, first: u64) -> LakeResult<Vec<(u64, String)>> {
+pub async fn list_manifests_from(store: &LakeStore, first: u64) -> LakeResult<Vec<(u64, String)>> {
     let listed = match first.checked_sub(1) {
         Some(before) => {
             store.list_after(paths::MANIFEST_DIR, &paths::manifest_object(before)).await?
