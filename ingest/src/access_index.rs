@@ -79,10 +79,13 @@ impl SortedEvents {
 /// key: everything but the encrypted `parameters`) and leaving out the file it came from.
 type Digest = [u8; 16];
 
-/// Returns the [`Digest`] of `record`.
-fn digest(record: &AccessRecord) -> Digest {
-    let plaintext = AccessRecord { parameters: None, source_ref: String::new(), ..record.clone() };
-    let text = serde_json::to_vec(&plaintext).unwrap_or_default();
+/// Returns the [`Digest`] of `record` (the left-out columns are taken out for it and put back,
+/// rather than the record copied: every event of the lake goes through here at start).
+fn digest(record: &mut AccessRecord) -> Digest {
+    let parameters = record.parameters.take();
+    let source_ref = std::mem::take(&mut record.source_ref);
+    let text = serde_json::to_vec(&*record).unwrap_or_default();
+    (record.parameters, record.source_ref) = (parameters, source_ref);
     let mut digest = Digest::default();
     let full = ring::digest::digest(&ring::digest::SHA256, &text);
     digest.copy_from_slice(&full.as_ref()[..std::mem::size_of::<Digest>()]);
@@ -141,14 +144,14 @@ impl AccessIndex {
                     continue;
                 }
             };
-            for record in records {
+            for mut record in records {
                 if let Some(context) = session_context(&record) {
                     let first = contexts.get(&context.session_id).map(|(at, _)| *at);
                     if first.is_none_or(|at| first_read_at < at) {
                         contexts.insert(context.session_id.clone(), (first_read_at, context));
                     }
                 }
-                let digest = digest(&record);
+                let digest = digest(&mut record);
                 let file = files
                     .entry(record.source_ref)
                     .or_insert_with_key(|name| Arc::from(name.as_str()));
@@ -178,7 +181,7 @@ impl AccessIndex {
             .map(|known| known.per_file.get(source_ref).copied().unwrap_or(0))
             .sum();
         let mut sorted = SortedEvents { known, ..SortedEvents::default() };
-        for record in records {
+        for mut record in records {
             let from = self
                 .committed
                 .events
@@ -188,7 +191,7 @@ impl AccessIndex {
                 None => sorted.fresh.push(record),
                 Some((from, known)) if from.as_ref() == source_ref => {
                     sorted.read_before += 1;
-                    sorted.altered += usize::from(*known != digest(&record));
+                    sorted.altered += usize::from(*known != digest(&mut record));
                 }
                 Some(_) => sorted.elsewhere += 1,
             }
@@ -219,8 +222,8 @@ impl AccessIndex {
     }
 
     /// Returns what [`AccessIndex::stage`] keeps of `records`, to be staged once written.
-    pub fn written(records: &[AccessRecord]) -> Vec<(String, Digest)> {
-        records.iter().map(|record| (record.event_id.clone(), digest(record))).collect()
+    pub fn written(records: &mut [AccessRecord]) -> Vec<(String, Digest)> {
+        records.iter_mut().map(|record| (record.event_id.clone(), digest(record))).collect()
     }
 
     /// The staged events were committed: they are known from now on.
@@ -332,10 +335,10 @@ mod tests {
             from(start("ev-3", "alice"), file),
         );
         let mut index = AccessIndex::default();
-        let read = index.sort(file, vec![first.clone(), second.clone()]);
+        let mut read = index.sort(file, vec![first.clone(), second.clone()]);
         assert_eq!((read.fresh.len(), read.read_before, read.known), (2, 0, 0));
         assert!(!read.changed(false), "a first read");
-        index.stage(file, AccessIndex::written(&read.fresh), Vec::new());
+        index.stage(file, AccessIndex::written(&mut read.fresh), Vec::new());
         index.commit();
 
         let again = index.sort(file, vec![first.clone(), second.clone()]);
@@ -421,8 +424,8 @@ mod tests {
         let event = from(start("ev-1", "alice"), file);
         let context = session_context(&event).expect("a StartSession");
         let mut index = AccessIndex::default();
-        let read = index.sort(file, vec![event.clone()]);
-        index.stage(file, AccessIndex::written(&read.fresh), vec![context]);
+        let mut read = index.sort(file, vec![event.clone()]);
+        index.stage(file, AccessIndex::written(&mut read.fresh), vec![context]);
         assert!(index.context("alice-0123456789abcdef0").is_some(), "staged, seen by the batch");
         assert_eq!(index.sort(file, vec![event.clone()]).read_before, 1, "seen by the batch");
         index.discard();

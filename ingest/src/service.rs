@@ -575,7 +575,7 @@ impl Ingestor {
             }
             .emit();
         }
-        let fresh = sorted.fresh;
+        let mut fresh = sorted.fresh;
         // Sessions these events attribute first (the others' first attribution stands), in
         // order, and where each is in that list (a file may hold 100,000 events).
         let mut attributed: Vec<SessionContext> = Vec::new();
@@ -602,7 +602,8 @@ impl Ingestor {
             }
         }
         written.extend(self.writer.enrich(attributed.clone(), self.config.max_in_flight).await?);
-        let staged = AccessIndex::written(&fresh);
+
+        let staged = AccessIndex::written(&mut fresh);
         written.push(self.writer.write_access(source_ref.clone(), position, fresh).await?);
         // Known only once written (and forgotten again if the batch fails to commit): a file
         // that fails is read again in full.
