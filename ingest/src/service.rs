@@ -602,7 +602,6 @@ impl Ingestor {
             }
         }
         written.extend(self.writer.enrich(attributed.clone(), self.config.max_in_flight).await?);
-
         let staged = AccessIndex::written(&mut fresh);
         written.push(self.writer.write_access(source_ref.clone(), position, fresh).await?);
         // Known only once written (and forgotten again if the batch fails to commit): a file

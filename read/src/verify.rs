@@ -58,8 +58,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt as _;
-use sessionlake_schemas::SessionSource;
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
 use sessionlake_schemas::paths;
 use sessionlake_storage::checkpoint::Scope;
 use sessionlake_storage::manifest::{self, ChainLink, Head};
@@ -597,15 +596,8 @@ async fn check_checkpoints(
 /// live (neither replaces the other), and one of the objects claims a session it did not
 /// record, or two sessions share an id.
 fn conflicting_deliveries(live: &BTreeMap<String, ObjectEntry>) -> Vec<Finding> {
-    let mut versions: BTreeMap<(&str, SessionSource), Vec<&str>> = BTreeMap::new();
-    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Raw) {
-        if let Some((id, source, _)) = paths::session_version(&entry.path) {
-            versions.entry((id, source)).or_default().push(&entry.path);
-        }
-    }
-    versions
+    sessionlake_schemas::manifest::conflicting_deliveries(live)
         .into_iter()
-        .filter(|(_, paths)| paths.len() > 1)
         .map(|((id, source), paths)| {
             let detail = format!(
                 "session {id} is live {} times from {}, delivered by different source objects \

@@ -192,15 +192,8 @@ pub fn conflicting_unread(
     live: &std::collections::BTreeMap<String, ObjectEntry>,
     preferred: &std::collections::HashSet<String>,
 ) -> std::collections::BTreeMap<String, Vec<String>> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut deliveries: BTreeMap<(&str, crate::SessionSource), usize> = BTreeMap::new();
-    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Raw) {
-        if let Some((id, source, _)) = crate::paths::session_version(&entry.path) {
-            *deliveries.entry((id, source)).or_default() += 1;
-        }
-    }
-    let conflicts: BTreeSet<(&str, crate::SessionSource)> =
-        deliveries.into_iter().filter(|(_, count)| *count > 1).map(|(key, _)| key).collect();
+    use std::collections::BTreeMap;
+    let conflicts = conflicting_deliveries(live);
     let mut unread: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if conflicts.is_empty() {
         return unread;
@@ -210,12 +203,28 @@ pub fn conflicting_unread(
             continue;
         }
         if let Some((id, source, _)) = crate::paths::session_version(&entry.path)
-            && conflicts.contains(&(id, source))
+            && conflicts.contains_key(&(id, source))
         {
             unread.entry(id.to_string()).or_default().push(entry.path.clone());
         }
     }
     unread
+}
+
+/// Returns each session that one source delivered from two or more source objects (both
+/// versions live: neither replaces the other), with the raw objects of its versions.
+pub fn conflicting_deliveries(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+) -> std::collections::BTreeMap<(&str, crate::SessionSource), Vec<&str>> {
+    let mut versions: std::collections::BTreeMap<(&str, crate::SessionSource), Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Raw) {
+        if let Some((id, source, _)) = crate::paths::session_version(&entry.path) {
+            versions.entry((id, source)).or_default().push(&entry.path);
+        }
+    }
+    versions.retain(|_, paths| paths.len() > 1);
+    versions
 }
 
 /// Returns the live files of the table of `kind`, by lake path: for `commands`, one delivery
