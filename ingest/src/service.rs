@@ -372,7 +372,10 @@ impl Ingestor {
             chain_intact,
             legacy_origins: HashMap::new(),
             hold_rows_up_to: config.hold_rows_up_to,
-            delta_behind: None,
+            // A run killed between a commit and its end-of-poll sync left the Delta logs
+            // behind the chain: the first poll's end brings them to it (a sync writes nothing
+            // to a log that follows).
+            delta_behind: head,
         };
         let clients = Clients::of(sdk_config.as_ref());
         let sources = config

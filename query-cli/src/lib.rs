@@ -48,7 +48,9 @@ pub(crate) use open::{
     memory_limit, open_keyring_if_present, open_lake_with, open_reader, open_tables, open_writer,
     parse_size, pinned_signers, signer, trusted_snapshot, warn_line,
 };
-pub(crate) use search::{filter_of, output_regex, print_listing, search, stream_frame, time_range};
+pub(crate) use search::{
+    CommandCounts, filter_of, output_regex, print_listing, search, stream_frame, time_range,
+};
 pub(crate) use sessions::sessions;
 pub(crate) use show::{read_committed, session_sources, show, version_objects};
 pub(crate) use verify_cmd::run_verify;
@@ -261,9 +263,21 @@ pub struct ShowArgs {
     /// to replay in a terminal.
     #[arg(long, env = "SESSIONLAKE_RAW")]
     pub raw: bool,
+    /// Show the delivery of this source (s3, local, cloudwatch-upload, cloudwatch-stream) of a
+    /// session delivered more than once, instead of the preferred one (S3 first).
+    #[arg(long, value_parser = session_source, env = "SESSIONLAKE_SOURCE")]
+    pub source: Option<SessionSource>,
     /// Output format and colour.
     #[command(flatten)]
     pub print: OutputArgs,
+}
+
+/// Parses a source name as the `source` column holds it.
+fn session_source(value: &str) -> Result<SessionSource, String> {
+    SessionSource::ALL.into_iter().find(|source| source.as_str() == value).ok_or_else(|| {
+        let names: Vec<&str> = SessionSource::ALL.iter().map(|source| source.as_str()).collect();
+        format!("not a source; one of: {}", names.join(", "))
+    })
 }
 
 /// Options of `verify`.

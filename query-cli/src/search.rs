@@ -4,7 +4,9 @@
 // The crate root's imports and shared helpers, as a test module's `use super::*`.
 use crate::*;
 use datafusion::arrow::array::AsArray as _;
-use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::datatypes::DataType;
+use sessionlake_read::error::ReadError;
+use std::hash::BuildHasher as _;
 
 /// Parses `--output`: a regex on the command's output, never a format name taken as one (it
 /// would quietly match nothing).
@@ -82,8 +84,8 @@ pub(crate) async fn stream_frame(
     Ok(listing::stream_frame(frame, &mut sink, limit).await?.rows)
 }
 
-/// Matches a search does not list: in the deliveries it leaves out of sessions that one
-/// source delivered from two source objects ([`manifest::conflicting_unread`]).
+/// Matches a search does not list: in the deliveries it leaves out of sessions delivered more
+/// than once ([`manifest::unlisted_deliveries`]) that the listed delivery lacks.
 #[derive(Debug, Default)]
 pub(crate) struct Unlisted {
     /// Rows that match there.
@@ -143,10 +145,11 @@ pub(crate) async fn print_listing(
             sessions.push(format!("{} more sessions", unlisted.sessions.len() - sessions.len()));
         }
         warn_line(&format!(
-            "{} more {noun} are in deliveries not listed: {} delivered twice by one \
-             source, from two source objects (a conflict: `sessionlake sessions --session ID` \
-             shows both, `verify` names them); this search lists one delivery per session, \
-             `sessionlake sql` reads every delivery",
+            "{} more {noun} are in deliveries not listed: {} delivered more than once (by \
+             S3 and CloudWatch, or by one source from two objects: `sessionlake sessions \
+             --session ID` shows each delivery, `verify` names conflicts), and what this search \
+             lists of them lacks these; it lists one delivery per session, `sessionlake sql` \
+             reads every delivery",
             unlisted.matched,
             sessions.join(", ")
         ));
@@ -155,16 +158,20 @@ pub(crate) async fn print_listing(
 }
 
 /// Counts what `query` (on `commands c` joined with the session times) matches in the
-/// deliveries a search leaves out of sessions one source delivered from two source objects,
-/// in the partitions `in_range` keeps; nothing is read when the lake has no such session.
+/// deliveries a search leaves out ([`manifest::unlisted_deliveries`]: the CloudWatch delivery of
+/// a session S3 delivered too, the second delivery of a session one source delivered from two
+/// objects) and the listed delivery of the same session does not match: a command text
+/// ([`sessionlake_schemas::comparable_command`]) found more times there than in what the search
+/// lists of that session. In the partitions `in_range` keeps; nothing is read when every
+/// session has one delivery, and the listed deliveries only for sessions with such matches.
 async fn unlisted_matches(
     lake: &LakeReader,
     preferred: &HashSet<String>,
     in_range: &(dyn Fn(&str) -> bool + Send + Sync),
     query: &Query,
 ) -> anyhow::Result<Unlisted> {
-    let unread = manifest::conflicting_unread(&lake.snapshot.live, preferred);
-    let files: HashSet<&str> = unread
+    let unlisted = manifest::unlisted_deliveries(&lake.snapshot.live, preferred);
+    let files: HashSet<&str> = unlisted
         .iter()
         .filter(|(session, _)| lake.only.as_ref().is_none_or(|only| only == *session))
         .flat_map(|(_, files)| files.iter().map(String::as_str))
@@ -176,25 +183,99 @@ async fn unlisted_matches(
     let keep = |path: &str| {
         in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || files.contains(path))
     };
+    let mut counts = CommandCounts::default();
     let ctx = lake.tables_keeping(None, &keep)?;
-    let sql = format!(
-        "SELECT c.session_id, count(*) AS n FROM commands c {SESSION_TIMES_JOIN} {} \
-         GROUP BY c.session_id ORDER BY c.session_id",
-        query.where_clause()
-    );
-    let frame = ctx.sql(&sql).await.context("query failed")?;
-    let batches = frame.with_param_values(query.params.clone())?.collect().await?;
+    counts.add(&ctx, query, 1).await?;
+    if counts.by_session.is_empty() {
+        return Ok(Unlisted::default());
+    }
+    // What the search lists of those sessions takes back what it shows of them.
+    let sessions: HashSet<String> = counts.by_session.keys().cloned().collect();
+    let ctx = lake.tables_keeping(Some(&sessions), &*lake.keep)?;
+    counts.add(&ctx, query, -1).await?;
     let mut unlisted = Unlisted::default();
-    for batch in &batches {
-        let ids = batch.column(0).as_string_opt::<i32>().context("session_id is not text")?;
-        let counts =
-            batch.column(1).as_primitive_opt::<Int64Type>().context("count is not a number")?;
-        for row in 0..batch.num_rows() {
-            unlisted.matched += u64::try_from(counts.value(row)).unwrap_or_default();
-            unlisted.sessions.push(ids.value(row).to_string());
-        }
+    for (session, more) in counts.more() {
+        unlisted.matched += more;
+        unlisted.sessions.push(session);
     }
     Ok(unlisted)
+}
+
+/// How many times each command text ([`sessionlake_schemas::comparable_command`], hashed with
+/// this process's random keys) matched, by session: the unlisted deliveries' matches counted up,
+/// the listed ones' down (only for the texts and sessions counted up).
+#[derive(Default)]
+pub(crate) struct CommandCounts {
+    by_session: BTreeMap<String, HashMap<u64, i64>>,
+    hasher: std::hash::RandomState,
+}
+
+impl CommandCounts {
+    /// Counts the commands `query` (on `commands c` joined with the session times) matches in
+    /// `ctx`: up (`sign` 1), or down (-1) for the texts and sessions already counted up.
+    pub(crate) async fn add(
+        &mut self,
+        ctx: &SessionContext,
+        query: &Query,
+        sign: i64,
+    ) -> anyhow::Result<()> {
+        let sql = format!(
+            "SELECT c.session_id, c.command FROM commands c {SESSION_TIMES_JOIN} {}",
+            query.where_clause()
+        );
+        let frame = ctx.sql(&sql).await.context("query failed")?;
+        let frame = frame.with_param_values(query.params.clone())?;
+        let mut sink = CountSink { counts: self, sign };
+        listing::stream_frame(frame, &mut sink, None).await?;
+        Ok(())
+    }
+
+    /// Returns, by session, how many commands were counted up more times than down.
+    pub(crate) fn more(&self) -> Vec<(String, u64)> {
+        let more = |commands: &HashMap<u64, i64>| {
+            commands.values().filter(|count| **count > 0).map(|count| count.unsigned_abs()).sum()
+        };
+        self.by_session
+            .iter()
+            .map(|(session, commands)| (session.clone(), more(commands)))
+            .filter(|(_, more)| *more > 0)
+            .collect()
+    }
+}
+
+/// The rows of a [`CommandCounts::add`] query, counted as they come.
+struct CountSink<'a> {
+    counts: &'a mut CommandCounts,
+    sign: i64,
+}
+
+impl RowSink for CountSink<'_> {
+    fn start(&mut self, _schema: &Schema) -> ReadResult<()> {
+        Ok(())
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> ReadResult<()> {
+        let text = |index: usize| {
+            let column = batch.column(index);
+            datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(ReadError::sink)
+        };
+        let (ids, commands) = (text(0)?, text(1)?);
+        let (ids, commands) = (ids.as_string::<i32>(), commands.as_string::<i32>());
+        for row in 0..batch.num_rows() {
+            let session = ids.value(row);
+            let command = sessionlake_schemas::comparable_command(commands.value(row));
+            let hash = self.counts.hasher.hash_one(command);
+            if self.sign > 0 {
+                let commands = self.counts.by_session.entry(session.to_string()).or_default();
+                *commands.entry(hash).or_default() += 1;
+            } else if let Some(count) =
+                self.counts.by_session.get_mut(session).and_then(|commands| commands.get_mut(&hash))
+            {
+                *count -= 1;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The files a search of commands from `since` to `until` reads: the partitions of the range,

@@ -23,42 +23,88 @@ pub(crate) fn version_objects<'a>(
 
 pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     if args.raw {
-        return show_raw(cli, &args.session).await;
+        return show_raw(cli, &args.session, args.source).await;
     }
-    let mut query = Query::default();
-    query.bind("c.session_id = ?", ScalarValue::from(args.session.as_str()));
+    let session = args.session.as_str();
+    let (store, keys, snapshot) = open_reader(cli, Scope::Session(session)).await?;
     // A session delivered by several sources (S3 and CloudWatch) is shown from one.
-    let session = args.session.clone();
-    let mut known = false;
-    let ctx = open_tables(cli, Scope::Session(&args.session), |snapshot| {
-        let preferred = session_sources(&snapshot.live, &session).first().copied();
-        known = preferred.is_some();
-        let files: HashSet<String> = preferred
-            .map(|source| version_objects(&snapshot.live, &session, source))
-            .unwrap_or_default()
+    let sources = session_sources(&snapshot.live, session);
+    let shown = chosen_source(&sources, args.source, session, &cli.lake)?;
+    let delivery = |source: SessionSource| -> anyhow::Result<SessionContext> {
+        let files: HashSet<&str> = version_objects(&snapshot.live, session, source)
             .into_iter()
-            .map(|entry| entry.path.clone())
+            .map(|entry| entry.path.as_str())
             .collect();
-        move |path: &str| files.contains(path)
-    })
-    .await?;
-    anyhow::ensure!(
-        known,
-        "no session {} in {} (list them with `sessionlake sessions`)",
-        sessionlake_schemas::session_id::escaped(&args.session),
-        cli.lake
-    );
+        let ctx = lake_tables::new_context(memory_limit(cli))?;
+        let keep = |path: &str| files.contains(path);
+        lake_tables::register(&ctx, &store, &snapshot, keys.clone(), &keep)?;
+        Ok(ctx)
+    };
+    let ctx = delivery(shown)?;
+    let mut query = Query::default();
+    query.bind("c.session_id = ?", ScalarValue::from(session));
     let sql = format!(
         "SELECT c.seq, c.started_at AS time, c.cwd, c.prompt, c.command, c.output, \
          c.output_truncated, c.confidence FROM commands c {} ORDER BY c.seq",
         query.where_clause()
     );
-    let frame = ctx.sql(&sql).await.context("query failed")?.with_param_values(query.params)?;
+    let frame = ctx.sql(&sql).await.context("query failed")?;
+    let frame = frame.with_param_values(query.params.clone())?;
     let mut printer = SHOW_VIEW.printer(&args.print);
     let rows = stream_frame(frame, &mut printer, &Progress::spinner(false, ""), None).await?;
-    let summary = serde_json::json!({"matched": rows, "shown": rows});
-    printer.finish(summary, &format!("{rows} {}", SHOW_VIEW.noun))?;
-    Ok(if rows > 0 { Outcome::Matched } else { Outcome::NoMatch })
+    // What the other deliveries hold and the one shown lacks.
+    let mut lacking: Vec<(SessionSource, u64)> = Vec::new();
+    for &other in sources.iter().filter(|source| **source != shown) {
+        let mut counts = CommandCounts::default();
+        counts.add(&delivery(other)?, &query, 1).await?;
+        counts.add(&ctx, &query, -1).await?;
+        if let Some(more) = counts.more().into_iter().map(|(_, more)| more).next() {
+            lacking.push((other, more));
+        }
+    }
+    let mut summary = serde_json::json!({"matched": rows, "shown": rows, "source": shown.as_str()});
+    if !lacking.is_empty() {
+        let unlisted: Vec<serde_json::Value> = lacking
+            .iter()
+            .map(|(source, more)| serde_json::json!({"source": source.as_str(), "matched": more}))
+            .collect();
+        summary["unlisted"] = serde_json::Value::Array(unlisted);
+    }
+    printer.finish(summary, &format!("{rows} {} (from {})", SHOW_VIEW.noun, shown.as_str()))?;
+    for (source, more) in &lacking {
+        warn_line(&format!(
+            "the {source} delivery of {id} differs from the {shown} delivery shown: {more} of \
+             its commands are not in it (`sessionlake show {id} --source {source}` shows it)",
+            source = source.as_str(),
+            id = sessionlake_schemas::session_id::escaped(session),
+            shown = shown.as_str(),
+        ));
+    }
+    Ok(if rows > 0 || !lacking.is_empty() { Outcome::Matched } else { Outcome::NoMatch })
+}
+
+/// Returns the source whose delivery of `session` to show: `requested`, else the preferred one
+/// (the first of `sources`, [`session_sources`]); an error naming the lake (`lake`) when the
+/// session has no delivery, or none from `requested`.
+fn chosen_source(
+    sources: &[SessionSource],
+    requested: Option<SessionSource>,
+    session: &str,
+    lake: &dyn std::fmt::Display,
+) -> anyhow::Result<SessionSource> {
+    let id = sessionlake_schemas::session_id::escaped(session);
+    let Some(&preferred) = sources.first() else {
+        anyhow::bail!("no session {id} in {lake} (list them with `sessionlake sessions`)");
+    };
+    match requested {
+        None => Ok(preferred),
+        Some(source) if sources.contains(&source) => Ok(source),
+        Some(source) => anyhow::bail!(
+            "{id} has no delivery from {}: it was delivered by {}",
+            source.as_str(),
+            sources.iter().map(|source| source.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// Returns the sources that delivered `session` (live objects only), the one `show` reads
@@ -92,20 +138,24 @@ pub(crate) async fn read_committed(
 
 /// Writes the session's original transcript to stdout, after checking the stored object
 /// against the hash the manifest committed and opening it with its data key.
-pub(crate) async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome> {
+pub(crate) async fn show_raw(
+    cli: &Cli,
+    session: &str,
+    source: Option<SessionSource>,
+) -> anyhow::Result<Outcome> {
     let (store, keys, snapshot) = open_reader(cli, Scope::Session(session)).await?;
     let sources = session_sources(&snapshot.live, session);
     // The same source as `show` (and `export`) reads.
-    let entry = sources.first().and_then(|source| {
-        snapshot.live.values().find(|entry| {
-            entry.kind == ObjectKind::Raw
-                && entry.sessions.iter().any(|id| id == session)
-                && paths::is_session_object(&entry.path, session, *source)
-        })
+    let shown = chosen_source(&sources, source, session, store.location())?;
+    let entry = snapshot.live.values().find(|entry| {
+        entry.kind == ObjectKind::Raw
+            && entry.sessions.iter().any(|id| id == session)
+            && paths::is_session_object(&entry.path, session, shown)
     });
     let Some(entry) = entry else {
         anyhow::bail!(
-            "no session {} in {} (list them with `sessionlake sessions`)",
+            "the {} delivery of {} has no transcript in {}",
+            shown.as_str(),
             sessionlake_schemas::session_id::escaped(session),
             store.location()
         );
@@ -113,12 +163,11 @@ pub(crate) async fn show_raw(cli: &Cli, session: &str) -> anyhow::Result<Outcome
     let lake = snapshot.lake_id.clone();
     // A streamed CloudWatch delivery is stored as its log events: the terminal lines they
     // carry are what replays.
-    let out: Box<dyn std::io::Write + Send> =
-        if sources.first() == Some(&SessionSource::CloudwatchStream) {
-            Box::new(export::StreamedTerminal::new(std::io::stdout()))
-        } else {
-            Box::new(std::io::stdout())
-        };
+    let out: Box<dyn std::io::Write + Send> = if shown == SessionSource::CloudwatchStream {
+        Box::new(export::StreamedTerminal::new(std::io::stdout()))
+    } else {
+        Box::new(std::io::stdout())
+    };
     // Streamed: the stored object is hashed against the manifest first, then decrypted and
     // written as it is read again; a transcript of any size is never held whole.
     let written = keys

@@ -184,31 +184,27 @@ pub fn preferred_commands(
 }
 
 /// Returns, by session, the live `commands` files of the deliveries [`preferred_commands`]
-/// leaves out of a session that one source delivered from two source objects (a conflict:
-/// one of the objects claims a session it did not record, or two sessions share an id).
-/// Readers that read one delivery per session name what these hold, so that a delivery put
-/// first by whoever can write to a source never silently hides another.
-pub fn conflicting_unread(
+/// leaves out: a session delivered by two sources (an S3 transcript and a CloudWatch stream of
+/// it), or by one source from two source objects (a conflict: one of the objects claims a
+/// session it did not record, or two sessions share an id). Readers that read one delivery per
+/// session name what these hold and the read one lacks, so that a delivery put first (or
+/// preferred by its source) by whoever can write to a source never silently hides another.
+pub fn unlisted_deliveries(
     live: &std::collections::BTreeMap<String, ObjectEntry>,
     preferred: &std::collections::HashSet<String>,
 ) -> std::collections::BTreeMap<String, Vec<String>> {
-    use std::collections::BTreeMap;
-    let conflicts = conflicting_deliveries(live);
-    let mut unread: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    if conflicts.is_empty() {
-        return unread;
-    }
+    let mut unlisted: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
     for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
         if preferred.contains(&entry.path) {
             continue;
         }
-        if let Some((id, source, _)) = crate::paths::session_version(&entry.path)
-            && conflicts.contains_key(&(id, source))
-        {
-            unread.entry(id.to_string()).or_default().push(entry.path.clone());
+        // Compacted files are always preferred (they hold preferred versions only).
+        if let Some((id, _, _)) = crate::paths::session_version(&entry.path) {
+            unlisted.entry(id.to_string()).or_default().push(entry.path.clone());
         }
     }
-    unread
+    unlisted
 }
 
 /// Returns each session that one source delivered from two or more source objects (both
@@ -540,26 +536,33 @@ mod tests {
         live
     }
 
-    /// A session one source delivered twice (two source objects) has the delivery searches
-    /// leave out named; one delivered by two sources (S3 and CloudWatch) has none: that is
-    /// the same session recorded twice, not a conflict.
+    /// The deliveries searches leave out are named: the second of a session one source
+    /// delivered twice (two source objects), and the CloudWatch stream of a session S3
+    /// delivered too; a session delivered once has none.
     #[test]
-    fn test_the_unread_delivery_of_a_conflicting_session_is_named() {
+    fn test_the_unlisted_deliveries_of_a_session_are_named() {
         let (s3, stream) = (SessionSource::S3, SessionSource::CloudwatchStream);
         let live = live(&[
             ("alice-0a", s3, "18f0000000000001"),
             ("alice-0a", s3, "18f0000000000002"),
-            ("bob-0b", s3, "18f0000000000001"),
             ("bob-0b", stream, "18f0000000000002"),
+            ("bob-0b", s3, "18f0000000000001"),
+            ("carol-0c", stream, "18f0000000000003"),
         ]);
         let preferred = preferred_commands(&live);
-        assert_eq!(preferred.len(), 2, "{preferred:?}");
-        let first =
-            commands_object("2026-03-14", &session_stem("alice-0a", s3, "18f0000000000001"));
-        let second =
-            commands_object("2026-03-14", &session_stem("alice-0a", s3, "18f0000000000002"));
+        assert_eq!(preferred.len(), 3, "{preferred:?}");
+        let object =
+            |id, source, version| commands_object("2026-03-14", &session_stem(id, source, version));
+        let first = object("alice-0a", s3, "18f0000000000001");
         assert!(preferred.contains(&first), "the first delivery is the one read");
-        let unread = conflicting_unread(&live, &preferred);
-        assert_eq!(unread, BTreeMap::from([("alice-0a".to_string(), vec![second])]));
+        assert!(preferred.contains(&object("bob-0b", s3, "18f0000000000001")), "S3 first");
+        let unlisted = unlisted_deliveries(&live, &preferred);
+        assert_eq!(
+            unlisted,
+            BTreeMap::from([
+                ("alice-0a".to_string(), vec![object("alice-0a", s3, "18f0000000000002")]),
+                ("bob-0b".to_string(), vec![object("bob-0b", stream, "18f0000000000002")]),
+            ])
+        );
     }
 }

@@ -118,6 +118,14 @@ impl SessionSource {
     }
 }
 
+/// Returns `command` as every delivery of a session carries it, to tell whether two deliveries
+/// (an S3 transcript and a CloudWatch stream of the same session) hold the same command: what
+/// the SSM agent rewrites in a stream is left out of both (its ANSI stripper deletes the UTF-8
+/// bytes 0x80–0x9F, which breaks most characters beyond ASCII, and it turns tabs into spaces).
+pub fn comparable_command(command: &str) -> String {
+    command.chars().filter(char::is_ascii).map(|c| if c == '\t' { ' ' } else { c }).collect()
+}
+
 /// Outcome of parsing a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -400,6 +408,16 @@ mod shared_str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the agent's stream rewrites (tabs, bytes 0x80–0x9F of characters beyond ASCII,
+    /// which then read as U+FFFD or not at all) is left out of both sides; the rest stays.
+    #[test]
+    fn test_a_command_compares_as_every_delivery_carries_it() {
+        assert_eq!(comparable_command("grep\t-c café €5"), "grep -c caf 5");
+        assert_eq!(comparable_command("grep -c caf\u{e9} \u{fffd}5"), "grep -c caf 5");
+        assert_ne!(comparable_command("rm -rf /"), comparable_command("rm -rf /tmp"));
+        assert_ne!(comparable_command("rm  -rf"), comparable_command("rm -rf"));
+    }
 
     #[test]
     fn test_command_record_serializes_shared_fields_as_strings() {

@@ -1,7 +1,7 @@
 //! End-to-end: CloudTrail files served from moto's S3 into the `access` table, and what
 //! `access`, `sessions`, `search --include-access` and `verify` make of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -809,6 +809,95 @@ async fn test_a_delivery_put_first_never_hides_the_real_one_from_search() {
     let (code, _, summary, stderr) = cli(work.path(), &["search", "--command", "no-such-thing"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(summary.get("unlisted").is_none() && !stderr.contains("not listed"), "{stderr}");
+}
+
+/// A session streamed to CloudWatch Logs and uploaded to S3 is searched in its S3 transcript
+/// (the preferred delivery). The stream tells what the transcript lacks: whoever writes the
+/// session-log bucket (the instance) rewrites the transcript without `cat notes.txt`, and a
+/// search for it lists nothing but counts and names the match in the stream (exit 0, a
+/// warning). The same two deliveries agreeing give no such count, nor do the commands the
+/// forged transcript still holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_a_transcript_rewritten_at_its_source_never_hides_what_the_stream_recorded() {
+    const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let s3 = s3_client().await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
+    let source_bucket = unique("twice-logs");
+    let trail_bucket = unique("twice-trail");
+    for bucket in [&source_bucket, &trail_bucket] {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    let group = format!("/ssm/{}", unique("twice"));
+    sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
+    let real = std::fs::read(repo_root().join(format!("corpus/{BOB}/s3.log"))).expect("corpus");
+    let text = String::from_utf8(real.clone()).expect("text");
+    assert_eq!(text.matches("cat notes.txt").count(), 1);
+    let key = format!("ssm/{BOB}.log");
+    put(&s3, &source_bucket, &key, real).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let ingest = || {
+        let mut command = ingest_s3_command(work.path(), &source_bucket, &trail_bucket);
+        run(command.args(["--cloudwatch", &group]))
+    };
+    let first = ingest();
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let (code, rows, _, stderr) = cli(work.path(), &["sessions", "--session", BOB]);
+    assert_eq!(code, 0, "{stderr}");
+    let sources: BTreeSet<&str> = rows.iter().filter_map(|row| row["source"].as_str()).collect();
+    assert_eq!(sources, BTreeSet::from(["cloudwatch-stream", "s3"]), "{rows:#?}");
+
+    // Both deliveries agree: every command listed once, nothing unlisted.
+    let (code, rows, summary, stderr) = cli(work.path(), &["search", "--session", BOB]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows.len(), 9, "{rows:#?}");
+    assert!(summary.get("unlisted").is_none() && !stderr.contains("not listed"), "{stderr}");
+
+    // The transcript rewritten at its source and delivered again (it replaces its own version).
+    let forged = text.replace("cat notes.txt", "cat index.txt").into_bytes();
+    put(&s3, &source_bucket, &key, forged).await;
+    let second = ingest();
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let (code, rows, summary, stderr) = cli(work.path(), &["search", "--command", "notes\\.txt"]);
+    assert_eq!(code, 0, "a match, though not listed: {stderr}");
+    assert!(rows.is_empty(), "the transcript read has no cat notes.txt: {rows:#?}");
+    assert_eq!(summary["unlisted"]["matched"], json!(1), "{summary}");
+    assert_eq!(summary["unlisted"]["sessions"], json!([BOB]), "{summary}");
+    assert!(
+        stderr.contains("1 more matching commands are in deliveries not listed")
+            && stderr.contains(BOB),
+        "{stderr}"
+    );
+    // Every command: the one the transcript lacks is the only one unlisted.
+    let (code, rows, summary, stderr) = cli(work.path(), &["search", "--session", BOB]);
+    assert_eq!(code, 0, "{stderr}");
+    let commands: Vec<&str> = rows.iter().filter_map(|row| row["command"].as_str()).collect();
+    assert!(commands.contains(&"cat index.txt"), "{commands:?}");
+    assert_eq!(summary["unlisted"]["matched"], json!(1), "{summary}");
+    // A search the stream matches no more than the transcript says nothing of it.
+    let (code, rows, summary, stderr) = cli(work.path(), &["search", "--command", "id -un"]);
+    assert_eq!((code, rows.len()), (0, 1), "{stderr}");
+    assert!(summary.get("unlisted").is_none() && !stderr.contains("not listed"), "{stderr}");
+    // `show` shows the transcript and names the stream that differs; `--source` shows it.
+    let (code, rows, summary, stderr) = cli(work.path(), &["show", BOB]);
+    assert_eq!((code, rows.len()), (0, 9), "{stderr}");
+    assert_eq!(summary["source"], json!("s3"), "{summary}");
+    assert_eq!(
+        summary["unlisted"],
+        json!([{"source": "cloudwatch-stream", "matched": 1}]),
+        "{summary}"
+    );
+    assert!(stderr.contains("the cloudwatch-stream delivery of"), "{stderr}");
+    let (code, rows, summary, stderr) =
+        cli(work.path(), &["show", BOB, "--source", "cloudwatch-stream"]);
+    assert_eq!(code, 0, "{stderr}");
+    let commands: Vec<&str> = rows.iter().filter_map(|row| row["command"].as_str()).collect();
+    assert!(commands.contains(&"cat notes.txt"), "{commands:?}");
+    assert_eq!(summary["source"], json!("cloudwatch-stream"), "{summary}");
+    // And from the stream, the transcript holds what the stream lacks: the forged command.
+    assert_eq!(summary["unlisted"], json!([{"source": "s3", "matched": 1}]), "{summary}");
+    let (code, _, _, stderr) = cli(work.path(), &["show", BOB, "--source", "local"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("delivered by s3, cloudwatch-stream"), "{stderr}");
 }
 
 /// Whoever can write to the session-log bucket puts another object claiming a session already

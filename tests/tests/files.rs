@@ -155,27 +155,123 @@ fn test_delta_logs_list_exactly_the_live_files() {
     let (code, stdout, stderr) = sessionlake(&["verify"]);
     assert_eq!(code, 0, "verify: {stdout}{stderr}");
 
-    // Someone with write access rolls the commands log back a version: Delta readers now see
-    // the lake before compaction. verify names it; the next commit rewrites the log.
+    // Someone with write access rolls the commands log back a version (or a run was killed
+    // between a commit and its sync): Delta readers now see the lake before compaction.
+    // verify names it; the next ingest run brings the log back, with nothing to ingest, and
+    // so does the next commit.
     let log = lake.join("commands/_delta_log");
-    let newest = std::fs::read_dir(&log)
-        .expect("log")
-        .map(|entry| entry.expect("entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .max()
-        .expect("a commit");
-    std::fs::remove_file(&newest).expect("roll back");
-    let (code, stdout, _) = sessionlake(&["verify"]);
-    assert_eq!(code, 1, "verify: {stdout}");
-    assert!(
-        stdout.contains("delta-log-differs") && stdout.contains("commands/_delta_log"),
-        "{stdout}"
-    );
+    let roll_back = || {
+        let newest = std::fs::read_dir(&log)
+            .expect("log")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .max()
+            .expect("a commit");
+        std::fs::remove_file(&newest).expect("roll back");
+        let (code, stdout, _) = sessionlake(&["verify"]);
+        assert_eq!(code, 1, "verify: {stdout}");
+        assert!(
+            stdout.contains("delta-log-differs") && stdout.contains("commands/_delta_log"),
+            "{stdout}"
+        );
+    };
+    roll_back();
+    let heads = || std::fs::read_dir(lake.join("manifest")).expect("manifests").count();
+    let before = heads();
+    ingest();
+    assert_eq!(heads(), before, "nothing to ingest, nothing committed");
+    same_as_chain("after an ingest run with nothing to ingest");
+    roll_back();
     let (code, _, stderr) = sessionlake(&["compact", "--min-age", "0s"]);
     assert_eq!(code, 0, "compact: {stderr}");
     same_as_chain("after the next commit");
     let (code, stdout, stderr) = sessionlake(&["verify"]);
     assert_eq!(code, 0, "verify: {stdout}{stderr}");
+}
+
+/// Every corpus session delivered twice, as a transcript and as a CloudWatch upload or stream
+/// of the same recording: `search` lists each command once, from the transcript, and counts
+/// as unlisted only what the other delivery reads otherwise. The upload is read as the
+/// transcript is (nothing unlisted); the stream form misreads a few commands (the bytes the
+/// agent destroys, previews), and each session counted has a stream delivery that `show
+/// --source` gives otherwise than the transcript.
+#[test]
+fn test_a_session_delivered_twice_counts_unlisted_only_what_its_deliveries_read_otherwise() {
+    let corpus = repo_root().join("corpus");
+    for (form, file) in [
+        ("cloudwatch-upload", "cloudwatch-upload.json"),
+        ("cloudwatch-stream", "cloudwatch-stream.json"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("logs");
+        std::fs::create_dir_all(folder.join("cloudwatch")).expect("folder");
+        let mut sessions = 0;
+        for session in std::fs::read_dir(&corpus).expect("corpus") {
+            let session = session.expect("entry").path();
+            let name = session.file_name().and_then(|name| name.to_str()).expect("name");
+            let (transcript, events) = (session.join("s3.log"), session.join(file));
+            if transcript.exists() && events.exists() {
+                std::fs::copy(&transcript, folder.join(format!("{name}.log"))).expect("copy");
+                let to = folder.join("cloudwatch").join(format!("{name}.json"));
+                std::fs::copy(&events, to).expect("copy");
+                sessions += 1;
+            }
+        }
+        assert!(sessions > 40, "{sessions}");
+        let ran = run(binary("sessionlake-ingest", false)
+            .current_dir(dir.path())
+            .args(["--quiet", "--once", "--local", "logs"]));
+        assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+        let sessionlake = |args: &[&str]| {
+            let ran = run(binary("sessionlake", false).current_dir(dir.path()).args(args));
+            (ran.code, ran.stdout, ran.stderr)
+        };
+        let (code, stdout, stderr) = sessionlake(&[
+            "sql",
+            "SELECT source, count(*) AS n FROM sessions GROUP BY source ORDER BY source",
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout, format!("source,n\n{form},{sessions}\nlocal,{sessions}\n"));
+        let (code, stdout, stderr) = sessionlake(&["search", "--json"]);
+        assert_eq!(code, 0, "{stderr}");
+        let summary: serde_json::Value = stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|line| line["type"] == "summary")
+            .expect("a summary")["data"]
+            .clone();
+        let (code, stdout, _) = sessionlake(&[
+            "sql",
+            "SELECT sum(command_count) FROM sessions WHERE source = 'local'",
+            "--format",
+            "csv",
+        ]);
+        assert_eq!(code, 0);
+        let transcript_rows: u64 = stdout.lines().nth(1).and_then(|n| n.parse().ok()).expect("n");
+        assert_eq!(summary["matched"], serde_json::json!(transcript_rows), "{summary}");
+        let unlisted = summary.get("unlisted").cloned().unwrap_or_default();
+        if form == "cloudwatch-upload" {
+            assert!(unlisted.is_null(), "{form}: {unlisted}: {stderr}");
+            continue;
+        }
+        let counted: Vec<&str> = unlisted["sessions"]
+            .as_array()
+            .map(|ids| ids.iter().filter_map(|id| id.as_str()).collect())
+            .unwrap_or_default();
+        let matched = unlisted["matched"].as_u64().unwrap_or_default();
+        assert!(!counted.is_empty() && matched < transcript_rows / 50, "{form}: {unlisted}");
+        let commands = |session: &str, source: &str| {
+            let (code, stdout, stderr) =
+                sessionlake(&["show", session, "--source", source, "--format", "csv"]);
+            assert_eq!(code, 0, "{stderr}");
+            stdout
+        };
+        for session in counted {
+            assert_ne!(commands(session, "local"), commands(session, form), "{session}");
+        }
+    }
 }
 
 /// Every corpus transcript ingested from a local folder with `--hold-rows-up-to 0` (each
