@@ -31,7 +31,7 @@
 //! 0700, files 0600). `--format tar.zst` writes the same files under `<session>/` in one
 //! `<session>.tar.zst`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
@@ -89,6 +89,10 @@ pub struct ExportArgs {
     /// an existing <session>.tar.zst.
     #[arg(long, env = "SESSIONLAKE_FORCE")]
     pub force: bool,
+    /// Export the delivery of this source (s3, local, cloudwatch-upload, cloudwatch-stream) of
+    /// a session delivered more than once, instead of the preferred one (S3 first).
+    #[arg(long, value_parser = crate::session_source, env = "SESSIONLAKE_SOURCE")]
+    pub source: Option<SessionSource>,
 }
 
 /// How the bundle is written.
@@ -628,6 +632,9 @@ fn adding_link<'a>(chain: &'a [ChainLink], entry: &ObjectEntry) -> Option<&'a Ch
 struct Evidence {
     source: SessionSource,
     sources: Vec<SessionSource>,
+    /// The other deliveries holding commands this one lacks, with how many
+    /// ([`sessionlake_schemas::comparable_command`], counted as a multiset).
+    differing: Vec<(SessionSource, u64)>,
     /// Lake objects of the session as stored, with their entries.
     objects: Vec<(ObjectEntry, bytes::Bytes)>,
     raw_entry: ObjectEntry,
@@ -730,10 +737,11 @@ async fn gather(
     snapshot: &Snapshot,
     trusted: &[PinnedSigner],
     session: &str,
+    requested: Option<SessionSource>,
 ) -> anyhow::Result<Evidence> {
     let (chain, live) = (snapshot.chain(), snapshot.live());
     let sources = crate::session_sources(live, session);
-    let Some(&source) = sources.first() else {
+    if sources.is_empty() {
         if let Some(link) = sessionlake_keep::lake::removed_by(chain, session) {
             anyhow::bail!(
                 "session {session} was removed by manifest {} at {} ({}): its keys are \
@@ -744,7 +752,8 @@ async fn gather(
             );
         }
         anyhow::bail!("no session named {session} in {}", store.location());
-    };
+    }
+    let source = crate::chosen_source(&sources, requested, session, store.location())?;
     let mut entries: Vec<ObjectEntry> =
         crate::version_objects(live, session, source).into_iter().cloned().collect();
     // The public-key records of the keys that signed the manifests committing these objects
@@ -837,33 +846,34 @@ async fn gather(
         raw_entry.path
     );
 
-    let mut commands = Table::default();
-    if let Some(entry) = &commands_entry {
-        let wrapped = entry
-            .key
-            .as_ref()
-            .with_context(|| format!("{} has no data key in its manifest entry", entry.path))?;
-        let key = keys
-            .decrypt(wrapped)
-            .await
-            .with_context(|| format!("failed to get the data key of {}", entry.path))?;
-        let secret = key.expose().to_vec();
-        let decryption = FileDecryptionProperties::builder(secret.clone())
-            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])
-            .and_then(|builder| builder.build())
-            .with_context(|| format!("failed to set up decryption of {}", entry.path))?;
-        commands = read_table(
-            &entry.path,
-            bytes_of(entry).context("commands file read")?,
-            Some(decryption),
-            &sessionlake_schemas::commands_schema(),
-            session,
-        )?;
-        if let Some(seq) = commands.index(columns::SEQ) {
-            commands.rows.sort_by_key(|row| match row.get(seq) {
-                Some(Cell::Unsigned(n)) => *n,
-                _ => u64::MAX,
-            });
+    let commands = match &commands_entry {
+        Some(entry) => {
+            let bytes = bytes_of(entry).context("commands file read")?;
+            read_commands(keys, entry, bytes, session).await?
+        }
+        None => Table::default(),
+    };
+    // What the other deliveries hold that this one lacks (a transcript rewritten at its
+    // source, a stream misread): named in the bundle, never left out silently.
+    let mut differing = Vec::new();
+    for &other in sources.iter().filter(|other| **other != source) {
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for entry in crate::version_objects(live, session, other) {
+            if entry.kind == ObjectKind::Commands {
+                let bytes = crate::read_committed(store, entry).await?;
+                for text in command_texts(&read_commands(keys, entry, bytes, session).await?) {
+                    *counts.entry(text).or_default() += 1;
+                }
+            }
+        }
+        for text in command_texts(&commands) {
+            if let Some(count) = counts.get_mut(&text) {
+                *count -= 1;
+            }
+        }
+        let more: u64 = counts.values().filter(|n| **n > 0).map(|n| n.unsigned_abs()).sum();
+        if more > 0 {
+            differing.push((other, more));
         }
     }
 
@@ -920,6 +930,7 @@ async fn gather(
     Ok(Evidence {
         source,
         sources,
+        differing,
         objects,
         raw_entry,
         transcript,
@@ -928,6 +939,53 @@ async fn gather(
         manifests,
         manifest_keys,
         head: chain.last().cloned(),
+    })
+}
+
+/// Reads the rows of `session` from the `commands` file `entry` (its bytes checked against the
+/// manifest), decrypted with its data key, in `seq` order.
+async fn read_commands(
+    keys: &Keys,
+    entry: &ObjectEntry,
+    bytes: bytes::Bytes,
+    session: &str,
+) -> anyhow::Result<Table> {
+    let wrapped = entry
+        .key
+        .as_ref()
+        .with_context(|| format!("{} has no data key in its manifest entry", entry.path))?;
+    let key = keys
+        .decrypt(wrapped)
+        .await
+        .with_context(|| format!("failed to get the data key of {}", entry.path))?;
+    let secret = key.expose().to_vec();
+    let decryption = FileDecryptionProperties::builder(secret.clone())
+        .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])
+        .and_then(|builder| builder.build())
+        .with_context(|| format!("failed to set up decryption of {}", entry.path))?;
+    let mut commands = read_table(
+        &entry.path,
+        bytes,
+        Some(decryption),
+        &sessionlake_schemas::commands_schema(),
+        session,
+    )?;
+    if let Some(seq) = commands.index(columns::SEQ) {
+        commands.rows.sort_by_key(|row| match row.get(seq) {
+            Some(Cell::Unsigned(n)) => *n,
+            _ => u64::MAX,
+        });
+    }
+    Ok(commands)
+}
+
+/// Returns the command text of each row of `commands` as deliveries compare
+/// ([`sessionlake_schemas::comparable_command`]).
+fn command_texts(commands: &Table) -> impl Iterator<Item = String> + '_ {
+    commands.rows.iter().map(|row| {
+        sessionlake_schemas::comparable_command(
+            &commands.text(row, columns::COMMAND).unwrap_or_default(),
+        )
     })
 }
 
@@ -1212,6 +1270,10 @@ fn viewer_page(
         let names: Vec<&str> = evidence.sources.iter().map(|s| s.as_str()).collect();
         facts.push(Fact::text("Delivered by", names.join(", ")));
     }
+    for (other, more) in &evidence.differing {
+        let text = format!("{more} of its commands are not in this delivery");
+        facts.push(Fact::text(&format!("The {} delivery", other.as_str()), text));
+    }
     facts.extend([
         Fact::code("Source object", text(columns::SOURCE_REF)),
         Fact::text("Commands", evidence.commands.rows.len().to_string()),
@@ -1440,8 +1502,7 @@ fn readme(
 =================================================================
 
 Exported by sessionlake {version} from the lake at {lake}.
-The session was delivered by: {sources}; this bundle holds the {source} delivery
-(the one `sessionlake show` reads).
+The session was delivered by: {sources}; this bundle holds the {source} delivery.{differing}
 
 Files
 -----
@@ -1516,6 +1577,16 @@ Notes
 ",
         version = env!("CARGO_PKG_VERSION"),
         sources = evidence.sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+        differing = evidence
+            .differing
+            .iter()
+            .map(|(other, more)| format!(
+                "\nThe {other} delivery holds {more} commands that are not in this one (a \
+                 transcript\nrewritten at its source, or a delivery read otherwise): \
+                 `sessionlake export {session}\n--source {other}` exports it.",
+                other = other.as_str()
+            ))
+            .collect::<String>(),
         stream_note = if evidence.source == SessionSource::CloudwatchStream {
             " (one CloudWatch log\n                     event per line: its timestamp and message)"
         } else {
@@ -1696,7 +1767,7 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
         crate::signer(cli, cli.signing_key.first().map(String::as_str), keyring, "export").await?;
     let bundle_key = SignerKey::new(signer.key_id(), signer.algorithm(), signer.public_key())?;
     let progress = Progress::counting(true, "exporting", "objects");
-    let evidence = gather(&store, &keys, &snapshot, &trusted, session).await?;
+    let evidence = gather(&store, &keys, &snapshot, &trusted, session, args.source).await?;
     drop(progress);
     let lake = store.location().to_string();
     let now = chrono::Utc::now();
@@ -1715,12 +1786,20 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     if evidence.sources.len() > 1 {
         let names: Vec<&str> = evidence.sources.iter().map(|s| s.as_str()).collect();
         eprintln!(
-            "sessionlake: {session} was delivered by {} sources ({}); exported {}, the one \
-             `show` reads",
+            "sessionlake: {session} was delivered by {} sources ({}); exported {}",
             names.len(),
             names.join(", "),
             evidence.source.as_str()
         );
+    }
+    for (other, more) in &evidence.differing {
+        crate::warn_line(&format!(
+            "the {other} delivery of {session} differs from the {source} delivery exported: \
+             {more} of its commands are not in it (the bundle's README.txt says so; \
+             `sessionlake export {session} --source {other}` exports it)",
+            other = other.as_str(),
+            source = evidence.source.as_str(),
+        ));
     }
     let written = match &destination {
         Destination::Folder(folder) => {

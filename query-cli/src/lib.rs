@@ -52,7 +52,7 @@ pub(crate) use search::{
     CommandCounts, filter_of, output_regex, print_listing, search, stream_frame, time_range,
 };
 pub(crate) use sessions::sessions;
-pub(crate) use show::{read_committed, session_sources, show, version_objects};
+pub(crate) use show::{chosen_source, read_committed, session_sources, show, version_objects};
 pub(crate) use verify_cmd::run_verify;
 pub(crate) use views::{
     SEARCH_VIEW, SESSIONS_VIEW, SHOW_VIEW, View, cell, command_cell, run_as_cell,
@@ -273,7 +273,7 @@ pub struct ShowArgs {
 }
 
 /// Parses a source name as the `source` column holds it.
-fn session_source(value: &str) -> Result<SessionSource, String> {
+pub(crate) fn session_source(value: &str) -> Result<SessionSource, String> {
     SessionSource::ALL.into_iter().find(|source| source.as_str() == value).ok_or_else(|| {
         let names: Vec<&str> = SessionSource::ALL.iter().map(|source| source.as_str()).collect();
         format!("not a source; one of: {}", names.join(", "))

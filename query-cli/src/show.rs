@@ -86,7 +86,7 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
 /// Returns the source whose delivery of `session` to show: `requested`, else the preferred one
 /// (the first of `sources`, [`session_sources`]); an error naming the lake (`lake`) when the
 /// session has no delivery, or none from `requested`.
-fn chosen_source(
+pub(crate) fn chosen_source(
     sources: &[SessionSource],
     requested: Option<SessionSource>,
     session: &str,

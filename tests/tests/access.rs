@@ -898,6 +898,34 @@ async fn test_a_transcript_rewritten_at_its_source_never_hides_what_the_stream_r
     let (code, _, _, stderr) = cli(work.path(), &["show", BOB, "--source", "local"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("delivered by s3, cloudwatch-stream"), "{stderr}");
+    // An evidence bundle of the transcript says what the stream holds that it lacks, in its
+    // README and its viewer; `--source` exports the stream.
+    let export = |out: &str, source: Option<&str>| {
+        let mut command = binary("sessionlake", false);
+        command.current_dir(work.path()).args(["export", BOB, "--out", out]);
+        if let Some(source) = source {
+            command.args(["--source", source]);
+        }
+        let ran = run(&mut command);
+        assert_eq!(ran.code, 0, "{}", ran.stderr);
+        let read = |file: &str| {
+            std::fs::read_to_string(work.path().join(out).join(file)).expect("bundle file")
+        };
+        (ran.stderr, read("README.txt"), read("index.html"), read("commands.jsonl"))
+    };
+    let (stderr, readme, page, commands) = export("from-s3", None);
+    assert!(stderr.contains("the cloudwatch-stream delivery of"), "{stderr}");
+    assert!(readme.contains("this bundle holds the s3 delivery."), "{readme}");
+    assert!(
+        readme.contains("The cloudwatch-stream delivery holds 1 commands that are not in this one"),
+        "{readme}"
+    );
+    assert!(page.contains("1 of its commands are not in this delivery"), "the viewer says so");
+    assert!(!commands.contains("cat notes.txt") && commands.contains("cat index.txt"));
+    let (_, readme, _, commands) = export("from-stream", Some("cloudwatch-stream"));
+    assert!(readme.contains("this bundle holds the cloudwatch-stream delivery."), "{readme}");
+    assert!(readme.contains("The s3 delivery holds 1 commands"), "{readme}");
+    assert!(commands.contains("cat notes.txt"), "{commands}");
 }
 
 /// Whoever can write to the session-log bucket puts another object claiming a session already
