@@ -905,15 +905,18 @@ impl LakeWriter {
     /// it up to date (it compares with the log as it is).
     pub async fn sync_delta_if_behind(&mut self) {
         let Some(sequence) = self.delta_behind.take() else { return };
-        // Another writer committed since (a shred or a retention: they take no lease). Its
-        // own sync followed its commit, whose live set holds this writer's commits; a sync
-        // from this writer's older live set would undo it.
         let after = self.head.map_or(0, |head| head + 1);
-        if manifest::list_manifests_from(&self.store, after)
-            .await
-            .is_ok_and(|newer| !newer.is_empty())
-        {
-            return;
+        match manifest::list_manifests_from(&self.store, after).await {
+            Ok(newer) if newer.is_empty() => {}
+            // Another writer committed since (a shred or a retention: they take no lease). Its
+            // own sync followed its commit, whose live set holds this writer's commits; a sync
+            // from this writer's older live set would undo it.
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, sequence, "delta log not synced");
+                self.delta_behind = Some(sequence);
+                return;
+            }
         }
         match sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             Ok(synced) => {
@@ -931,7 +934,32 @@ impl LakeWriter {
                 tracing::warn!(%error, sequence, "delta log not synced");
                 // Tried again at the next sync.
                 self.delta_behind = Some(sequence);
+                return;
             }
+        }
+        // Another writer may have committed and synced while this sync ran, which then wrote
+        // this writer's older live set over its own: the logs are brought to the lake as it is.
+        let raced = manifest::list_manifests_from(&self.store, after)
+            .await
+            .map_or(true, |newer| !newer.is_empty());
+        if raced {
+            self.sync_delta_to_lake().await;
+        }
+    }
+
+    /// Brings the tables' Delta logs to the lake's live set as the chain holds it now (read
+    /// again, not this writer's): after a sync another writer's commit may have raced.
+    async fn sync_delta_to_lake(&self) {
+        let snapshot = match Snapshot::open(&self.store, &self.pinned).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => return tracing::warn!(%error, "delta log not synced again"),
+        };
+        if let Err(error) = snapshot.ensure_trusted("sessionlake-ingest") {
+            return tracing::warn!(%error, "delta log not synced again");
+        }
+        let sequence = snapshot.file_head().unwrap_or_default();
+        if let Err(error) = sessionlake_delta::sync(&self.store, snapshot.live(), sequence).await {
+            tracing::warn!(%error, sequence, "delta log not synced again");
         }
     }
 

@@ -374,7 +374,7 @@ impl Ingestor {
             hold_rows_up_to: config.hold_rows_up_to,
             // A run killed between a commit and its end-of-poll sync left the Delta logs
             // behind the chain: the first poll's end brings them to it (a sync writes nothing
-            // to a log that follows).
+            // to a log that lists the live set already).
             delta_behind: head,
         };
         let clients = Clients::of(sdk_config.as_ref());

@@ -857,16 +857,18 @@ async fn gather(
     // source, a stream misread): named in the bundle, never left out silently.
     let mut differing = Vec::new();
     for &other in sources.iter().filter(|other| **other != source) {
+        let streamed = [source, other].contains(&SessionSource::CloudwatchStream);
         let mut counts: HashMap<String, i64> = HashMap::new();
         for entry in crate::version_objects(live, session, other) {
             if entry.kind == ObjectKind::Commands {
                 let bytes = crate::read_committed(store, entry).await?;
-                for text in command_texts(&read_commands(keys, entry, bytes, session).await?) {
+                let rows = read_commands(keys, entry, bytes, session).await?;
+                for text in command_texts(&rows, streamed) {
                     *counts.entry(text).or_default() += 1;
                 }
             }
         }
-        for text in command_texts(&commands) {
+        for text in command_texts(&commands, streamed) {
             if let Some(count) = counts.get_mut(&text) {
                 *count -= 1;
             }
@@ -979,13 +981,12 @@ async fn read_commands(
     Ok(commands)
 }
 
-/// Returns the command text of each row of `commands` as deliveries compare
-/// ([`sessionlake_schemas::comparable_command`]).
-fn command_texts(commands: &Table) -> impl Iterator<Item = String> + '_ {
-    commands.rows.iter().map(|row| {
-        sessionlake_schemas::comparable_command(
-            &commands.text(row, columns::COMMAND).unwrap_or_default(),
-        )
+/// Returns the command text of each row of `commands` as deliveries compare, `streamed` when
+/// one of the two is a CloudWatch stream ([`sessionlake_schemas::comparable_command`]).
+fn command_texts(commands: &Table, streamed: bool) -> impl Iterator<Item = String> + '_ {
+    commands.rows.iter().map(move |row| {
+        let text = commands.text(row, columns::COMMAND).unwrap_or_default();
+        sessionlake_schemas::comparable_command(&text, streamed)
     })
 }
 

@@ -49,7 +49,8 @@ pub(crate) use open::{
     parse_size, pinned_signers, signer, trusted_snapshot, warn_line,
 };
 pub(crate) use search::{
-    CommandCounts, filter_of, output_regex, print_listing, search, stream_frame, time_range,
+    CommandCounts, Counted, filter_of, output_regex, print_listing, search, stream_frame,
+    time_range,
 };
 pub(crate) use sessions::sessions;
 pub(crate) use show::{chosen_source, read_committed, session_sources, show, version_objects};

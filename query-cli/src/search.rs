@@ -148,8 +148,9 @@ pub(crate) async fn print_listing(
             "{} more {noun} are in deliveries not listed: {} delivered more than once (by \
              S3 and CloudWatch, or by one source from two objects: `sessionlake sessions \
              --session ID` shows each delivery, `verify` names conflicts), and what this search \
-             lists of them lacks these; it lists one delivery per session, `sessionlake sql` \
-             reads every delivery",
+             lists of them lacks these (or dates them otherwise: a transcript's commands take \
+             the session's start); it lists one delivery per session, `sessionlake sql` reads \
+             every delivery",
             unlisted.matched,
             sessions.join(", ")
         ));
@@ -170,29 +171,48 @@ async fn unlisted_matches(
     in_range: &(dyn Fn(&str) -> bool + Send + Sync),
     query: &Query,
 ) -> anyhow::Result<Unlisted> {
-    let unlisted = manifest::unlisted_deliveries(&lake.snapshot.live, preferred);
-    let files: HashSet<&str> = unlisted
-        .iter()
-        .filter(|(session, _)| lake.only.as_ref().is_none_or(|only| only == *session))
-        .flat_map(|(_, files)| files.iter().map(String::as_str))
-        .filter(|path| in_range(path))
-        .collect();
-    if files.is_empty() {
+    let live = &lake.snapshot.live;
+    let unlisted = manifest::unlisted_deliveries(live, preferred);
+    // The files not listed, by the source that delivered them: each source's matches are one
+    // delivery's (several only for a conflict, two objects of one source).
+    let mut by_source: BTreeMap<SessionSource, HashSet<&str>> = BTreeMap::new();
+    for (session, files) in &unlisted {
+        if lake.only.as_ref().is_some_and(|only| only != session) {
+            continue;
+        }
+        for path in files.iter().filter(|path| in_range(path)) {
+            if let Some((_, source, _)) = paths::session_version(path) {
+                by_source.entry(source).or_default().insert(path.as_str());
+            }
+        }
+    }
+    if by_source.is_empty() {
         return Ok(Unlisted::default());
     }
-    let keep = |path: &str| {
-        in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || files.contains(path))
-    };
-    let mut counts = CommandCounts::default();
-    let ctx = lake.tables_keeping(None, &keep)?;
-    counts.add(&ctx, query, 1).await?;
+    // Sessions a CloudWatch stream delivered compare their commands as the stream carries them.
+    let streamed: HashSet<String> = live
+        .values()
+        .filter(|entry| matches!(entry.kind, ObjectKind::Raw | ObjectKind::SessionKey))
+        .filter_map(|entry| paths::session_version(&entry.path))
+        .filter(|(id, source, _)| {
+            *source == SessionSource::CloudwatchStream && unlisted.contains_key(*id)
+        })
+        .map(|(id, _, _)| id.to_string())
+        .collect();
+    let mut counts = CommandCounts::new(streamed);
+    for files in by_source.values() {
+        let keep = |path: &str| {
+            in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || files.contains(path))
+        };
+        counts.add(&lake.tables_keeping(None, &keep)?, query, Counted::Other).await?;
+    }
     if counts.by_session.is_empty() {
         return Ok(Unlisted::default());
     }
     // What the search lists of those sessions takes back what it shows of them.
     let sessions: HashSet<String> = counts.by_session.keys().cloned().collect();
-    let ctx = lake.tables_keeping(Some(&sessions), &*lake.keep)?;
-    counts.add(&ctx, query, -1).await?;
+    let listed = lake.tables_keeping(Some(&sessions), &*lake.keep)?;
+    counts.add(&listed, query, Counted::Listed).await?;
     let mut unlisted = Unlisted::default();
     for (session, more) in counts.more() {
         unlisted.matched += more;
@@ -201,52 +221,85 @@ async fn unlisted_matches(
     Ok(unlisted)
 }
 
-/// How many times each command text ([`sessionlake_schemas::comparable_command`], hashed with
-/// this process's random keys) matched, by session: the unlisted deliveries' matches counted up,
-/// the listed ones' down (only for the texts and sessions counted up).
-#[derive(Default)]
+/// How many times each command text matched, by session: in the deliveries a reader does not
+/// list (the most any one of them gave) and in the one it lists, for the texts the others
+/// matched. Texts compare exactly, or as a stream carries them for the sessions `streamed`
+/// names ([`sessionlake_schemas::comparable_command`]); they are held as hashes with this
+/// process's random keys.
 pub(crate) struct CommandCounts {
-    by_session: BTreeMap<String, HashMap<u64, i64>>,
+    streamed: HashSet<String>,
+    /// Session → text hash → (most matches in one other delivery, matches in the listed one).
+    by_session: BTreeMap<String, HashMap<u64, (u64, u64)>>,
     hasher: std::hash::RandomState,
 }
 
+/// Which delivery a [`CommandCounts::add`] counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    Other,
+    Listed,
+}
+
 impl CommandCounts {
-    /// Counts the commands `query` (on `commands c` joined with the session times) matches in
-    /// `ctx`: up (`sign` 1), or down (-1) for the texts and sessions already counted up.
+    pub(crate) fn new(streamed: HashSet<String>) -> CommandCounts {
+        CommandCounts { streamed, by_session: BTreeMap::new(), hasher: Default::default() }
+    }
+
+    /// Counts what `query` (on `commands c` joined with the session times) matches in `ctx`:
+    /// the files of one delivery a reader does not list ([`Counted::Other`]), or those of the
+    /// delivery it lists, for the texts and sessions the others matched ([`Counted::Listed`]).
     pub(crate) async fn add(
         &mut self,
         ctx: &SessionContext,
         query: &Query,
-        sign: i64,
+        counted: Counted,
     ) -> anyhow::Result<()> {
+        let mut sink = CountSink { counts: self, counted, of: HashMap::new() };
+        sink.run(ctx, query).await?;
+        let CountSink { counts, of, .. } = sink;
+        for (session, texts) in of {
+            let counted = counts.by_session.entry(session).or_default();
+            for (hash, n) in texts {
+                let slot = counted.entry(hash).or_default();
+                slot.0 = slot.0.max(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns, by session, how many matches the other deliveries hold that the listed one
+    /// lacks.
+    pub(crate) fn more(&self) -> Vec<(String, u64)> {
+        let more = |texts: &HashMap<u64, (u64, u64)>| {
+            texts.values().map(|(other, listed)| other.saturating_sub(*listed)).sum::<u64>()
+        };
+        self.by_session
+            .iter()
+            .map(|(session, texts)| (session.clone(), more(texts)))
+            .filter(|(_, more)| *more > 0)
+            .collect()
+    }
+}
+
+/// The rows of a [`CommandCounts::add`] query, counted as they come: one other delivery's into
+/// `of`, the listed one's into the counts.
+struct CountSink<'a> {
+    counts: &'a mut CommandCounts,
+    counted: Counted,
+    of: HashMap<String, HashMap<u64, u64>>,
+}
+
+impl CountSink<'_> {
+    async fn run(&mut self, ctx: &SessionContext, query: &Query) -> anyhow::Result<()> {
         let sql = format!(
             "SELECT c.session_id, c.command FROM commands c {SESSION_TIMES_JOIN} {}",
             query.where_clause()
         );
         let frame = ctx.sql(&sql).await.context("query failed")?;
         let frame = frame.with_param_values(query.params.clone())?;
-        let mut sink = CountSink { counts: self, sign };
-        listing::stream_frame(frame, &mut sink, None).await?;
+        listing::stream_frame(frame, self, None).await?;
         Ok(())
     }
-
-    /// Returns, by session, how many commands were counted up more times than down.
-    pub(crate) fn more(&self) -> Vec<(String, u64)> {
-        let more = |commands: &HashMap<u64, i64>| {
-            commands.values().filter(|count| **count > 0).map(|count| count.unsigned_abs()).sum()
-        };
-        self.by_session
-            .iter()
-            .map(|(session, commands)| (session.clone(), more(commands)))
-            .filter(|(_, more)| *more > 0)
-            .collect()
-    }
-}
-
-/// The rows of a [`CommandCounts::add`] query, counted as they come.
-struct CountSink<'a> {
-    counts: &'a mut CommandCounts,
-    sign: i64,
 }
 
 impl RowSink for CountSink<'_> {
@@ -263,15 +316,24 @@ impl RowSink for CountSink<'_> {
         let (ids, commands) = (ids.as_string::<i32>(), commands.as_string::<i32>());
         for row in 0..batch.num_rows() {
             let session = ids.value(row);
-            let command = sessionlake_schemas::comparable_command(commands.value(row));
+            let streamed = self.counts.streamed.contains(session);
+            let command = sessionlake_schemas::comparable_command(commands.value(row), streamed);
             let hash = self.counts.hasher.hash_one(command);
-            if self.sign > 0 {
-                let commands = self.counts.by_session.entry(session.to_string()).or_default();
-                *commands.entry(hash).or_default() += 1;
-            } else if let Some(count) =
-                self.counts.by_session.get_mut(session).and_then(|commands| commands.get_mut(&hash))
-            {
-                *count -= 1;
+            match self.counted {
+                Counted::Other => {
+                    let texts = self.of.entry(session.to_string()).or_default();
+                    *texts.entry(hash).or_default() += 1;
+                }
+                Counted::Listed => {
+                    if let Some((_, listed)) = self
+                        .counts
+                        .by_session
+                        .get_mut(session)
+                        .and_then(|texts| texts.get_mut(&hash))
+                    {
+                        *listed += 1;
+                    }
+                }
             }
         }
         Ok(())

@@ -55,9 +55,11 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
     // What the other deliveries hold and the one shown lacks.
     let mut lacking: Vec<(SessionSource, u64)> = Vec::new();
     for &other in sources.iter().filter(|source| **source != shown) {
-        let mut counts = CommandCounts::default();
-        counts.add(&delivery(other)?, &query, 1).await?;
-        counts.add(&ctx, &query, -1).await?;
+        let streamed = [shown, other].contains(&SessionSource::CloudwatchStream);
+        let mut counts =
+            CommandCounts::new(streamed.then(|| session.to_string()).into_iter().collect());
+        counts.add(&delivery(other)?, &query, Counted::Other).await?;
+        counts.add(&ctx, &query, Counted::Listed).await?;
         if let Some(more) = counts.more().into_iter().map(|(_, more)| more).next() {
             lacking.push((other, more));
         }

@@ -24,7 +24,7 @@ pub use context::SessionContext;
 pub use records::{
     AccessKind, AccessRecord, CommandRecord, Confidence, KIND_REPL, KIND_SHELL,
     NAME_MISMATCH_REASON, SessionConfidence, SessionRecord, SessionSource, SessionStatus,
-    TimeSource, Understanding, comparable_command,
+    TimeSource, Understanding, as_streamed, comparable_command,
 };
 pub use schema::{
     ACCESS_ENCRYPTED_COLUMNS, ADDED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,

@@ -118,12 +118,44 @@ impl SessionSource {
     }
 }
 
-/// Returns `command` as every delivery of a session carries it, to tell whether two deliveries
-/// (an S3 transcript and a CloudWatch stream of the same session) hold the same command: what
-/// the SSM agent rewrites in a stream is left out of both (its ANSI stripper deletes the UTF-8
-/// bytes 0x80–0x9F, which breaks most characters beyond ASCII, and it turns tabs into spaces).
-pub fn comparable_command(command: &str) -> String {
-    command.chars().filter(char::is_ascii).map(|c| if c == '\t' { ' ' } else { c }).collect()
+/// Returns `command` as the streamed form can show it at best: the agent's ANSI stripper
+/// deletes bytes 0x80–0x9F (C1 controls to it, UTF-8 continuation bytes in fact; SS2/SS3 take
+/// the next byte with them, a CSI its parameters), tabs become spaces, and each byte left
+/// invalid becomes U+FFFD.
+pub fn as_streamed(command: &str) -> String {
+    let bytes = command.as_bytes();
+    let mut kept = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        index += 1;
+        match byte {
+            0x8e | 0x8f => index += 1,
+            0x9b => {
+                while bytes.get(index).is_some_and(|b| (0x20..=0x3f).contains(b)) {
+                    index += 1;
+                }
+                if bytes.get(index).is_some_and(|b| (0x40..=0x7e).contains(b)) {
+                    index += 1;
+                }
+            }
+            0x80..=0x9f => {}
+            b'\t' => kept.push(b' '),
+            _ => kept.push(byte),
+        }
+    }
+    let mut text = String::with_capacity(kept.len());
+    for chunk in kept.utf8_chunks() {
+        text.push_str(chunk.valid());
+        text.extend(std::iter::repeat_n('\u{fffd}', chunk.invalid().len()));
+    }
+    text
+}
+
+/// Returns `command` as two deliveries of a session compare it, to tell whether they hold the
+/// same command: as it is, unless one of the two is a CloudWatch stream (`streamed`), whose
+/// text the agent rewrote ([`as_streamed`], which leaves a streamed text as it is).
+pub fn comparable_command(command: &str, streamed: bool) -> String {
+    if streamed { as_streamed(command) } else { command.to_string() }
 }
 
 /// Outcome of parsing a session.
@@ -409,14 +441,24 @@ mod shared_str {
 mod tests {
     use super::*;
 
-    /// What the agent's stream rewrites (tabs, bytes 0x80–0x9F of characters beyond ASCII,
-    /// which then read as U+FFFD or not at all) is left out of both sides; the rest stays.
+    /// Two deliveries compare commands exactly, unless one is a stream: then what the agent's
+    /// stream rewrites (tabs, bytes 0x80–0x9F of characters beyond ASCII) is rewritten on both
+    /// sides, and a streamed text stays as it is.
     #[test]
-    fn test_a_command_compares_as_every_delivery_carries_it() {
-        assert_eq!(comparable_command("grep\t-c café €5"), "grep -c caf 5");
-        assert_eq!(comparable_command("grep -c caf\u{e9} \u{fffd}5"), "grep -c caf 5");
-        assert_ne!(comparable_command("rm -rf /"), comparable_command("rm -rf /tmp"));
-        assert_ne!(comparable_command("rm  -rf"), comparable_command("rm -rf"));
+    fn test_a_command_compares_as_both_deliveries_carry_it() {
+        let transcript = "grep\t-c caf\u{e9} \u{100}5";
+        let streamed = as_streamed(transcript);
+        assert_eq!(streamed, "grep -c caf\u{e9} \u{fffd}5", "Ā is C4 80: the 80 is deleted");
+        assert_eq!(comparable_command(transcript, true), comparable_command(&streamed, true));
+        assert_eq!(as_streamed(&streamed), streamed);
+        assert_ne!(comparable_command(transcript, false), comparable_command(&streamed, false));
+        // Other text beyond ASCII never compares equal.
+        for (one, other) in [("rm -rf /home/山田", "rm -rf /home/田中"), ("exämple", "exåmple")]
+        {
+            for streamed in [false, true] {
+                assert_ne!(comparable_command(one, streamed), comparable_command(other, streamed));
+            }
+        }
     }
 
     #[test]

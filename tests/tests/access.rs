@@ -857,6 +857,7 @@ async fn test_a_transcript_rewritten_at_its_source_never_hides_what_the_stream_r
     put(&s3, &source_bucket, &key, forged).await;
     let second = ingest();
     assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stdout.contains("1 replaced"), "the rewritten transcript replaced its own");
     let (code, rows, summary, stderr) = cli(work.path(), &["search", "--command", "notes\\.txt"]);
     assert_eq!(code, 0, "a match, though not listed: {stderr}");
     assert!(rows.is_empty(), "the transcript read has no cat notes.txt: {rows:#?}");

@@ -154,38 +154,7 @@ pub fn normalise(command: &str) -> String {
     command.replace("\\\n", "").trim_end().to_string()
 }
 
-/// Returns `command` as the streamed form can show it at best: the agent's ANSI stripper
-/// deletes bytes 0x80–0x9F (C1 controls to it, UTF-8 continuation bytes in fact; SS2/SS3 take
-/// the next byte with them, a CSI its parameters), tabs become spaces, and each byte left
-/// invalid becomes U+FFFD.
-pub fn as_streamed(command: &str) -> String {
-    let bytes = command.as_bytes();
-    let mut kept = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        index += 1;
-        match byte {
-            0x8e | 0x8f => index += 1,
-            0x9b => {
-                while bytes.get(index).is_some_and(|b| (0x20..=0x3f).contains(b)) {
-                    index += 1;
-                }
-                if bytes.get(index).is_some_and(|b| (0x40..=0x7e).contains(b)) {
-                    index += 1;
-                }
-            }
-            0x80..=0x9f => {}
-            b'\t' => kept.push(b' '),
-            _ => kept.push(byte),
-        }
-    }
-    let mut text = String::with_capacity(kept.len());
-    for chunk in kept.utf8_chunks() {
-        text.push_str(chunk.valid());
-        text.extend(std::iter::repeat_n('\u{fffd}', chunk.invalid().len()));
-    }
-    text
-}
+pub use sessionlake_schemas::as_streamed;
 
 /// Aligns `extracted` with `expected` (LCS of normalised text); returns the score and, for
 /// each side, which items were not aligned.
