@@ -374,8 +374,9 @@ impl Ingestor {
             hold_rows_up_to: config.hold_rows_up_to,
             // A run killed between a commit and its end-of-poll sync left the Delta logs
             // behind the chain: the first poll's end brings them to it (a sync writes nothing
-            // to a log that lists the live set already).
-            delta_behind: head,
+            // to a log that lists the live set already). Not from a chain that is not wholly
+            // trusted: its live set is this writer's view, not the lake's.
+            delta_behind: if chain_intact { head } else { None },
         };
         let clients = Clients::of(sdk_config.as_ref());
         let sources = config

@@ -82,7 +82,7 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let ctx = crate::open_tables(cli, scope, |snapshot| {
         crate::search::searched_files(
-            sessionlake_schemas::manifest::preferred_commands(&snapshot.live),
+            sessionlake_schemas::manifest::preferred_files(&snapshot.live),
             since,
             until,
         )

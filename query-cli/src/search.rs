@@ -189,28 +189,41 @@ async fn unlisted_matches(
     if by_source.is_empty() {
         return Ok(Unlisted::default());
     }
-    // Sessions a CloudWatch stream delivered compare their commands as the stream carries them.
-    let streamed: HashSet<String> = live
-        .values()
-        .filter(|entry| matches!(entry.kind, ObjectKind::Raw | ObjectKind::SessionKey))
-        .filter_map(|entry| paths::session_version(&entry.path))
-        .filter(|(id, source, _)| {
-            *source == SessionSource::CloudwatchStream && unlisted.contains_key(*id)
-        })
-        .map(|(id, _, _)| id.to_string())
-        .collect();
-    let mut counts = CommandCounts::new(streamed);
-    for files in by_source.values() {
+    let sessions: HashSet<&str> = unlisted.keys().map(String::as_str).collect();
+    let listed_sources = manifest::preferred_sources(live, preferred, &sessions);
+    let mut counts = CommandCounts::default();
+    for (&source, files) in &by_source {
+        // Compared as a stream carries text where one of the two deliveries is a stream.
+        let streamed: HashSet<String> = sessions
+            .iter()
+            .filter(|session| {
+                source == SessionSource::CloudwatchStream
+                    || listed_sources.get(**session) == Some(&SessionSource::CloudwatchStream)
+            })
+            .map(|session| session.to_string())
+            .collect();
+        // Dated by their own delivery's `sessions` rows (never compacted: compaction takes the
+        // preferred delivery only).
         let keep = |path: &str| {
-            in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || files.contains(path))
+            in_range(path)
+                && if path.starts_with(paths::COMMANDS_DIR) {
+                    files.contains(path)
+                } else if path.starts_with(paths::SESSIONS_DIR) {
+                    live.get(path).is_some_and(|entry| entry.kind == ObjectKind::Sessions)
+                        && paths::session_version(path)
+                            .is_some_and(|(id, found, _)| found == source && sessions.contains(id))
+                } else {
+                    true
+                }
         };
-        counts.add(&lake.tables_keeping(None, &keep)?, query, Counted::Other).await?;
+        let ctx = lake.tables_keeping(None, &keep)?;
+        counts.add(&ctx, query, Counted::Other(&streamed)).await?;
     }
     if counts.by_session.is_empty() {
         return Ok(Unlisted::default());
     }
     // What the search lists of those sessions takes back what it shows of them.
-    let sessions: HashSet<String> = counts.by_session.keys().cloned().collect();
+    let sessions: HashSet<String> = counts.by_session.keys().map(|(id, _)| id.clone()).collect();
     let listed = lake.tables_keeping(Some(&sessions), &*lake.keep)?;
     counts.add(&listed, query, Counted::Listed).await?;
     let mut unlisted = Unlisted::default();
@@ -223,28 +236,28 @@ async fn unlisted_matches(
 
 /// How many times each command text matched, by session: in the deliveries a reader does not
 /// list (the most any one of them gave) and in the one it lists, for the texts the others
-/// matched. Texts compare exactly, or as a stream carries them for the sessions `streamed`
-/// names ([`sessionlake_schemas::comparable_command`]); they are held as hashes with this
-/// process's random keys.
+/// matched. Texts compare exactly, or as a stream carries them where one of the two
+/// deliveries compared is a stream ([`sessionlake_schemas::comparable_command`]): each way is
+/// counted apart, by (session, streamed), and a session's count is the larger. They are held
+/// as hashes with this process's random keys.
+#[derive(Default)]
 pub(crate) struct CommandCounts {
-    streamed: HashSet<String>,
-    /// Session → text hash → (most matches in one other delivery, matches in the listed one).
-    by_session: BTreeMap<String, HashMap<u64, (u64, u64)>>,
+    /// (session, compared as streamed) → text hash → (most matches in one other delivery,
+    /// matches in the listed one).
+    by_session: BTreeMap<(String, bool), HashMap<u64, (u64, u64)>>,
     hasher: std::hash::RandomState,
 }
 
 /// Which delivery a [`CommandCounts::add`] counts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Counted {
-    Other,
+#[derive(Clone, Copy)]
+pub(crate) enum Counted<'a> {
+    /// One delivery not listed; the sessions it compares as streamed.
+    Other(&'a HashSet<String>),
+    /// The delivery listed.
     Listed,
 }
 
 impl CommandCounts {
-    pub(crate) fn new(streamed: HashSet<String>) -> CommandCounts {
-        CommandCounts { streamed, by_session: BTreeMap::new(), hasher: Default::default() }
-    }
-
     /// Counts what `query` (on `commands c` joined with the session times) matches in `ctx`:
     /// the files of one delivery a reader does not list ([`Counted::Other`]), or those of the
     /// delivery it lists, for the texts and sessions the others matched ([`Counted::Listed`]).
@@ -252,13 +265,13 @@ impl CommandCounts {
         &mut self,
         ctx: &SessionContext,
         query: &Query,
-        counted: Counted,
+        counted: Counted<'_>,
     ) -> anyhow::Result<()> {
         let mut sink = CountSink { counts: self, counted, of: HashMap::new() };
         sink.run(ctx, query).await?;
         let CountSink { counts, of, .. } = sink;
-        for (session, texts) in of {
-            let counted = counts.by_session.entry(session).or_default();
+        for (key, texts) in of {
+            let counted = counts.by_session.entry(key).or_default();
             for (hash, n) in texts {
                 let slot = counted.entry(hash).or_default();
                 slot.0 = slot.0.max(n);
@@ -270,26 +283,29 @@ impl CommandCounts {
     /// Returns, by session, how many matches the other deliveries hold that the listed one
     /// lacks.
     pub(crate) fn more(&self) -> Vec<(String, u64)> {
-        let more = |texts: &HashMap<u64, (u64, u64)>| {
-            texts.values().map(|(other, listed)| other.saturating_sub(*listed)).sum::<u64>()
-        };
-        self.by_session
-            .iter()
-            .map(|(session, texts)| (session.clone(), more(texts)))
+        let mut more: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((session, _), texts) in &self.by_session {
+            let lacking: u64 =
+                texts.values().map(|(other, listed)| other.saturating_sub(*listed)).sum();
+            let slot = more.entry(session).or_default();
+            *slot = (*slot).max(lacking);
+        }
+        more.into_iter()
             .filter(|(_, more)| *more > 0)
+            .map(|(session, more)| (session.to_string(), more))
             .collect()
     }
 }
 
 /// The rows of a [`CommandCounts::add`] query, counted as they come: one other delivery's into
 /// `of`, the listed one's into the counts.
-struct CountSink<'a> {
+struct CountSink<'a, 'b> {
     counts: &'a mut CommandCounts,
-    counted: Counted,
-    of: HashMap<String, HashMap<u64, u64>>,
+    counted: Counted<'b>,
+    of: HashMap<(String, bool), HashMap<u64, u64>>,
 }
 
-impl CountSink<'_> {
+impl CountSink<'_, '_> {
     async fn run(&mut self, ctx: &SessionContext, query: &Query) -> anyhow::Result<()> {
         let sql = format!(
             "SELECT c.session_id, c.command FROM commands c {SESSION_TIMES_JOIN} {}",
@@ -300,9 +316,13 @@ impl CountSink<'_> {
         listing::stream_frame(frame, self, None).await?;
         Ok(())
     }
+
+    fn hash(&self, command: &str, streamed: bool) -> u64 {
+        self.counts.hasher.hash_one(sessionlake_schemas::comparable_command(command, streamed))
+    }
 }
 
-impl RowSink for CountSink<'_> {
+impl RowSink for CountSink<'_, '_> {
     fn start(&mut self, _schema: &Schema) -> ReadResult<()> {
         Ok(())
     }
@@ -315,23 +335,25 @@ impl RowSink for CountSink<'_> {
         let (ids, commands) = (text(0)?, text(1)?);
         let (ids, commands) = (ids.as_string::<i32>(), commands.as_string::<i32>());
         for row in 0..batch.num_rows() {
-            let session = ids.value(row);
-            let streamed = self.counts.streamed.contains(session);
-            let command = sessionlake_schemas::comparable_command(commands.value(row), streamed);
-            let hash = self.counts.hasher.hash_one(command);
+            let (session, command) = (ids.value(row), commands.value(row));
             match self.counted {
-                Counted::Other => {
-                    let texts = self.of.entry(session.to_string()).or_default();
+                Counted::Other(streamed) => {
+                    let streamed = streamed.contains(session);
+                    let hash = self.hash(command, streamed);
+                    let texts = self.of.entry((session.to_string(), streamed)).or_default();
                     *texts.entry(hash).or_default() += 1;
                 }
                 Counted::Listed => {
-                    if let Some((_, listed)) = self
-                        .counts
-                        .by_session
-                        .get_mut(session)
-                        .and_then(|texts| texts.get_mut(&hash))
-                    {
-                        *listed += 1;
+                    for streamed in [false, true] {
+                        let key = (session.to_string(), streamed);
+                        if !self.counts.by_session.contains_key(&key) {
+                            continue;
+                        }
+                        let hash = self.hash(command, streamed);
+                        let texts = self.counts.by_session.get_mut(&key);
+                        if let Some((_, listed)) = texts.and_then(|texts| texts.get_mut(&hash)) {
+                            *listed += 1;
+                        }
                     }
                 }
             }
@@ -341,17 +363,22 @@ impl RowSink for CountSink<'_> {
 }
 
 /// The files a search of commands from `since` to `until` reads: the partitions of the range,
-/// and of `commands` only the delivery of each session that `show` reads (`searched`,
-/// [`manifest::preferred_commands`]).
+/// and of `commands` and `sessions` only the delivery of each session that `show` reads
+/// (`searched`, [`manifest::preferred_files`]).
 pub(crate) fn searched_files(
     searched: HashSet<String>,
     since: Option<i64>,
     until: Option<i64>,
 ) -> impl Fn(&str) -> bool + Send + Sync + use<> {
     let in_range = partitions_between(since, until);
-    move |path: &str| {
-        in_range(path) && (!path.starts_with(paths::COMMANDS_DIR) || searched.contains(path))
-    }
+    move |path: &str| in_range(path) && (!is_per_delivery(path) || searched.contains(path))
+}
+
+/// Returns whether `path` is in a table whose rows are per delivery (`commands`, `sessions`).
+fn is_per_delivery(path: &str) -> bool {
+    [paths::COMMANDS_DIR, paths::SESSIONS_DIR]
+        .iter()
+        .any(|dir| path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/')))
 }
 
 pub(crate) fn regex_flag(flag: &str, pattern: &str) -> anyhow::Result<regex::Regex> {
@@ -391,7 +418,7 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
     let (store, keys, snapshot) = open_reader(cli, scope).await?;
-    let preferred = manifest::preferred_commands(&snapshot.live);
+    let preferred = manifest::preferred_files(&snapshot.live);
     let keep = searched_files(preferred.clone(), since, until);
     let lake = LakeReader {
         store,

@@ -168,8 +168,28 @@ pub fn compacted_version_source<'a>(
 pub fn preferred_commands(
     live: &std::collections::BTreeMap<String, ObjectEntry>,
 ) -> std::collections::HashSet<String> {
+    preferred_of_kind(live, ObjectKind::Commands)
+}
+
+/// Returns the `commands` files of [`preferred_commands`] and the `sessions` files of the same
+/// deliveries (chosen the same way): what a search reads and joins, so that a session's
+/// commands are dated by its listed delivery's own row, never by another delivery's (a stream
+/// planted with an earlier first event would otherwise move the session's start, and with it
+/// every command of a transcript, which carries no time of its own, out of a searched range).
+pub fn preferred_files(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+) -> std::collections::HashSet<String> {
+    let mut files = preferred_of_kind(live, ObjectKind::Commands);
+    files.extend(preferred_of_kind(live, ObjectKind::Sessions));
+    files
+}
+
+fn preferred_of_kind(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+    kind: ObjectKind,
+) -> std::collections::HashSet<String> {
     let mut best: std::collections::HashMap<&str, (usize, &str)> = std::collections::HashMap::new();
-    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+    for entry in live.values().filter(|entry| entry.kind == kind) {
         for session in &entry.sessions {
             let Some(rank) = version_rank(entry, session) else {
                 continue;
@@ -181,6 +201,46 @@ pub fn preferred_commands(
         }
     }
     best.into_values().map(|(_, path)| path.to_string()).collect()
+}
+
+/// Returns, for each of `sessions`, the source of the delivery [`preferred_commands`] reads
+/// (`preferred` is its result): the source in a per-session file's name, or for a compacted
+/// file the source of the version it holds ([`compacted_version_source`]), all in one pass.
+pub fn preferred_sources<'a>(
+    live: &'a std::collections::BTreeMap<String, ObjectEntry>,
+    preferred: &std::collections::HashSet<String>,
+    sessions: &std::collections::HashSet<&str>,
+) -> std::collections::HashMap<&'a str, crate::SessionSource> {
+    use std::collections::{HashMap, HashSet};
+    let mut sources: HashMap<&str, crate::SessionSource> = HashMap::new();
+    let mut own_commands: HashSet<(&str, crate::SessionSource, &str)> = HashSet::new();
+    let mut versions: Vec<(&str, crate::SessionSource, &str)> = Vec::new();
+    for entry in live.values() {
+        let Some((id, source, version)) = crate::paths::session_version(&entry.path) else {
+            continue;
+        };
+        if !sessions.contains(id) {
+            continue;
+        }
+        match entry.kind {
+            ObjectKind::Commands => {
+                own_commands.insert((id, source, version));
+                if preferred.contains(&entry.path) {
+                    sources.insert(id, source);
+                }
+            }
+            ObjectKind::SessionKey | ObjectKind::Raw => versions.push((id, source, version)),
+            _ => {}
+        }
+    }
+    // The rest are read from compacted files: their version is the one whose own `commands`
+    // file is gone.
+    for version @ (id, source, _) in versions {
+        if !sources.contains_key(id) && !own_commands.contains(&version) {
+            sources.insert(id, source);
+        }
+    }
+    sources
 }
 
 /// Returns, by session, the live `commands` files of the deliveries [`preferred_commands`]

@@ -452,13 +452,19 @@ mod tests {
         assert_eq!(comparable_command(transcript, true), comparable_command(&streamed, true));
         assert_eq!(as_streamed(&streamed), streamed);
         assert_ne!(comparable_command(transcript, false), comparable_command(&streamed, false));
-        // Other text beyond ASCII never compares equal.
+        // Exactly, other text never compares equal; as a stream carries it, characters whose
+        // bytes differ only in 0x80–0x9F do (Ѐ and Ё: what the stream itself destroyed).
         for (one, other) in [("rm -rf /home/山田", "rm -rf /home/田中"), ("exämple", "exåmple")]
         {
             for streamed in [false, true] {
                 assert_ne!(comparable_command(one, streamed), comparable_command(other, streamed));
             }
         }
+        assert_ne!(comparable_command("\u{400}", false), comparable_command("\u{401}", false));
+        assert_eq!(comparable_command("\u{400}", true), comparable_command("\u{401}", true));
+        // A C1 CSI (0x9B) takes its parameters with it, SS2 and SS3 (0x8E, 0x8F) the next byte.
+        assert_eq!(as_streamed("ls\u{9b}1;2mx"), "ls\u{fffd}x");
+        assert_eq!(as_streamed("a\u{8e}bc"), "a\u{fffd}c");
     }
 
     #[test]

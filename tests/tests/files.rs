@@ -296,6 +296,113 @@ fn test_a_session_delivered_three_times_counts_unlisted_only_what_its_deliveries
     assert_eq!(summary["unlisted"]["matched"], serde_json::json!(total), "{summary}");
 }
 
+/// Bob's recording as a transcript (`<id>.log`) and as CloudWatch files of it, in a folder a
+/// local ingest reads; `edit` rewrites the text of each (transcript, upload, stream) first.
+fn deliver_bob(folder: &std::path::Path, edit: &dyn Fn(&str, &str) -> String) -> &'static str {
+    const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
+    let corpus = repo_root().join("corpus").join(BOB);
+    let read = |name: &str| std::fs::read_to_string(corpus.join(name)).expect("corpus file");
+    std::fs::create_dir_all(folder.join("cloudwatch/upload")).expect("folder");
+    std::fs::create_dir_all(folder.join("cloudwatch/stream")).expect("folder");
+    let files = [
+        ("s3.log", format!("{BOB}.log")),
+        ("cloudwatch-upload.json", format!("cloudwatch/upload/{BOB}.json")),
+        ("cloudwatch-stream.json", format!("cloudwatch/stream/{BOB}.json")),
+    ];
+    for (from, to) in files {
+        let text = edit(from, &read(from));
+        if !text.is_empty() {
+            std::fs::write(folder.join(to), text).expect("write");
+        }
+    }
+    BOB
+}
+
+/// A stream planted for a session a transcript delivered, dated a day earlier (no CloudTrail
+/// says when the session started), does not move the transcript's commands, which carry no
+/// time of their own, out of a searched range: each delivery's commands are dated by its own
+/// `sessions` row. Before, a command's session time was the earliest of any delivery's, and
+/// `--since` the real day found nothing, silently. The planted stream's own commands, in the
+/// day before, are counted as unlisted there.
+#[test]
+fn test_a_planted_stream_never_moves_a_transcripts_commands_out_of_a_searched_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bob = deliver_bob(&dir.path().join("logs"), &|name, text| match name {
+        "s3.log" => text.to_string(),
+        "cloudwatch-stream.json" => {
+            let mut saved: serde_json::Value = serde_json::from_str(text).expect("json");
+            for event in saved["events"].as_array_mut().expect("events") {
+                let ms = event["timestamp"].as_i64().expect("ms");
+                event["timestamp"] = serde_json::json!(ms - 86_400_000);
+                let message = event["message"].as_str().expect("message");
+                event["message"] = serde_json::json!(message.replace("2026-03-14T", "2026-03-13T"));
+            }
+            saved.to_string()
+        }
+        _ => String::new(),
+    });
+    let ran = run(binary("sessionlake-ingest", false)
+        .current_dir(dir.path())
+        .args(["--quiet", "--once", "--local", "logs"]));
+    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+    let search = |args: &[&str]| {
+        let ran =
+            run(binary("sessionlake", false).current_dir(dir.path()).args(args).arg("--json"));
+        let lines: Vec<serde_json::Value> =
+            ran.stdout.lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
+        (ran.code, lines, ran.stderr)
+    };
+    let (code, lines, stderr) =
+        search(&["search", "cat notes", "--since", "2026-03-14T00:00:00Z", "--session", bob]);
+    assert_eq!(code, 0, "the transcript's command is in the range: {stderr}");
+    assert_eq!(lines.len(), 2, "one row and the summary: {lines:#?}");
+    assert!(lines[1]["data"].get("unlisted").is_none(), "{lines:#?}");
+    let (code, lines, stderr) = search(&[
+        "search",
+        "--since",
+        "2026-03-13T00:00:00Z",
+        "--until",
+        "2026-03-14T00:00:00Z",
+        "--session",
+        bob,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let summary = &lines.last().expect("summary")["data"];
+    assert_eq!(summary["shown"], serde_json::json!(0), "{summary}");
+    assert_eq!(summary["unlisted"]["matched"], serde_json::json!(9), "{summary}");
+}
+
+/// Two deliveries compare their commands exactly unless one of them is a CloudWatch stream:
+/// a transcript rewritten with a character the stream cannot tell from the real one (`Ё` for
+/// `Ѐ`: the agent's stream deletes the byte 0x80 or 0x81 of either, leaving the same U+FFFD)
+/// is still told apart from the real upload of the session, though a stream of it is there too.
+#[test]
+fn test_a_transcript_compares_exactly_with_an_upload_beside_a_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bob = deliver_bob(&dir.path().join("logs"), &|name, text| match name {
+        "s3.log" => text.replace("cat notes.txt", "cat n\u{401}tes.txt"),
+        "cloudwatch-upload.json" => text.replace("cat notes.txt", "cat n\u{400}tes.txt"),
+        _ => text.replace("cat notes.txt", "cat n\u{fffd}tes.txt"),
+    });
+    let ran = run(binary("sessionlake-ingest", false)
+        .current_dir(dir.path())
+        .args(["--quiet", "--once", "--local", "logs"]));
+    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+    let ran = run(binary("sessionlake", false).current_dir(dir.path()).args([
+        "search",
+        "cat n",
+        "--session",
+        bob,
+        "--json",
+    ]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let lines: Vec<serde_json::Value> =
+        ran.stdout.lines().map(|line| serde_json::from_str(line).expect("JSON line")).collect();
+    assert_eq!(lines[0]["data"]["command"], serde_json::json!("cat n\u{401}tes.txt"));
+    let summary = &lines.last().expect("summary")["data"];
+    assert_eq!(summary["unlisted"]["matched"], serde_json::json!(1), "the upload's: {summary}");
+}
+
 /// Every corpus transcript ingested from a local folder with `--hold-rows-up-to 0` (each
 /// parsed twice, its commands file written as the rows come, as a transcript too big to hold
 /// is) gives the lake ingested the usual way: every column of every command, every session's
