@@ -168,6 +168,29 @@ pub async fn sync(
     Ok(done)
 }
 
+/// After a writer's [`sync`] to its commit `sequence`: when a manifest newer than it is listed
+/// (another writer committed meanwhile, and its own sync may have run before this one, which
+/// then wrote the older live set over it), syncs again from the chain as it is now, read and
+/// trusted anew with `pinned` (for `command`'s messages). Returns whether it synced again.
+pub async fn sync_again_if_raced(
+    store: &LakeStore,
+    pinned: &[sessionlake_storage::trust::PinnedSigner],
+    sequence: u64,
+    command: &str,
+) -> Result<bool, String> {
+    let newer = sessionlake_storage::manifest::list_manifests_from(store, sequence + 1).await;
+    if newer.is_ok_and(|newer| newer.is_empty()) {
+        return Ok(false);
+    }
+    let snapshot = sessionlake_storage::trust::Snapshot::open(store, pinned)
+        .await
+        .map_err(|error| error.to_string())?;
+    snapshot.ensure_trusted(command).map_err(|error| error.to_string())?;
+    let head = snapshot.file_head().unwrap_or_default();
+    sync(store, snapshot.live(), head).await.map_err(|error| error.to_string())?;
+    Ok(true)
+}
+
 async fn sync_table(
     store: &LakeStore,
     live: &BTreeMap<String, ObjectEntry>,

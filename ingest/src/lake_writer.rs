@@ -939,27 +939,15 @@ impl LakeWriter {
         }
         // Another writer may have committed and synced while this sync ran, which then wrote
         // this writer's older live set over its own: the logs are brought to the lake as it is.
-        let raced = manifest::list_manifests_from(&self.store, after)
-            .await
-            .map_or(true, |newer| !newer.is_empty());
-        if raced {
-            self.sync_delta_to_lake().await;
-        }
-    }
-
-    /// Brings the tables' Delta logs to the lake's live set as the chain holds it now (read
-    /// again, not this writer's): after a sync another writer's commit may have raced.
-    async fn sync_delta_to_lake(&self) {
-        let snapshot = match Snapshot::open(&self.store, &self.pinned).await {
-            Ok(snapshot) => snapshot,
-            Err(error) => return tracing::warn!(%error, "delta log not synced again"),
-        };
-        if let Err(error) = snapshot.ensure_trusted("sessionlake-ingest") {
-            return tracing::warn!(%error, "delta log not synced again");
-        }
-        let sequence = snapshot.file_head().unwrap_or_default();
-        if let Err(error) = sessionlake_delta::sync(&self.store, snapshot.live(), sequence).await {
-            tracing::warn!(%error, sequence, "delta log not synced again");
+        let again = sessionlake_delta::sync_again_if_raced(
+            &self.store,
+            &self.pinned,
+            sequence,
+            "sessionlake-ingest",
+        )
+        .await;
+        if let Err(error) = again {
+            tracing::warn!(%error, "delta log not synced again");
         }
     }
 

@@ -309,6 +309,18 @@ impl Lake {
         let sequence = head.manifest.body.sequence;
         if let Err(error) = sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             (self.warn)(&format!("the tables' Delta logs were not brought up to date: {error}"));
+            return;
+        }
+        // Another writer (ingest) may have committed and synced while this sync ran.
+        let again = sessionlake_delta::sync_again_if_raced(
+            &self.store,
+            &self.pinned,
+            sequence,
+            self.command,
+        )
+        .await;
+        if let Err(error) = again {
+            (self.warn)(&format!("the tables' Delta logs were not brought up to date: {error}"));
         }
     }
 
