@@ -178,7 +178,8 @@ pub async fn sync_again_if_raced(
     sequence: u64,
     command: &str,
 ) -> Result<bool, String> {
-    let newer = sessionlake_storage::manifest::list_manifests_from(store, sequence + 1).await;
+    let newer =
+        sessionlake_storage::manifest::list_manifests_from(store, sequence.saturating_add(1)).await;
     if newer.is_ok_and(|newer| newer.is_empty()) {
         return Ok(false);
     }

@@ -172,15 +172,56 @@ pub fn preferred_commands(
 }
 
 /// Returns the `commands` files of [`preferred_commands`] and the `sessions` files of the same
-/// deliveries (chosen the same way): what a search reads and joins, so that a session's
-/// commands are dated by its listed delivery's own row, never by another delivery's (a stream
-/// planted with an earlier first event would otherwise move the session's start, and with it
-/// every command of a transcript, which carries no time of its own, out of a searched range).
+/// deliveries: what a search reads and joins, so that a session's commands are dated by its
+/// listed delivery's own row, never by another delivery's (a stream planted with an earlier
+/// first event would otherwise move the session's start, and with it every command of a
+/// transcript, which carries no time of its own, out of a searched range).
+///
+/// A session read from its own `commands` file takes the `sessions` file of the same version;
+/// one read from a compacted file takes every `sessions` file of it but those of versions
+/// whose own `commands` file is live (the other deliveries). Where that finds none (a row
+/// compacted apart from its commands), every `sessions` file of the session is taken, as
+/// before: dated by the earliest, never left without a time.
 pub fn preferred_files(
     live: &std::collections::BTreeMap<String, ObjectEntry>,
 ) -> std::collections::HashSet<String> {
-    let mut files = preferred_of_kind(live, ObjectKind::Commands);
-    files.extend(preferred_of_kind(live, ObjectKind::Sessions));
+    use std::collections::{HashMap, HashSet};
+    type Version<'a> = (&'a str, crate::SessionSource, &'a str);
+    let commands = preferred_of_kind(live, ObjectKind::Commands);
+    // Each session's listed version, when read from its own file; the versions with their own
+    // `commands` file (listed or not).
+    let mut listed: HashMap<&str, Version> = HashMap::new();
+    let mut own_commands: HashSet<Version> = HashSet::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+        if let Some(version @ (id, _, _)) = crate::paths::session_version(&entry.path) {
+            own_commands.insert(version);
+            if commands.contains(&entry.path) {
+                listed.insert(id, version);
+            }
+        }
+    }
+    let mut chosen: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut every: HashMap<&str, Vec<&str>> = HashMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Sessions) {
+        let version = crate::paths::session_version(&entry.path);
+        for session in &entry.sessions {
+            every.entry(session).or_default().push(&entry.path);
+            let take = match (listed.get(session.as_str()), version) {
+                (Some(listed), Some(version)) => *listed == version,
+                (Some(_), None) => false,
+                (None, Some(version)) => !own_commands.contains(&version),
+                (None, None) => true,
+            };
+            if take {
+                chosen.entry(session).or_default().push(&entry.path);
+            }
+        }
+    }
+    let mut files = commands;
+    for (session, paths) in every {
+        let paths = chosen.remove(session).unwrap_or(paths);
+        files.extend(paths.into_iter().map(str::to_string));
+    }
     files
 }
 
@@ -594,6 +635,47 @@ mod tests {
             }
         }
         live
+    }
+
+    /// A search joins the `sessions` file of the delivery it reads: the transcript's, not a
+    /// stream's; for a session read from a compacted file, the compacted row, not a later
+    /// delivery's; and every file of a session whose own row is in none of those.
+    #[test]
+    fn test_a_search_joins_the_sessions_rows_of_the_delivery_it_reads() {
+        let (s3, stream) = (SessionSource::S3, SessionSource::CloudwatchStream);
+        let mut live = live(&[
+            ("alice-0a", s3, "18f0000000000001"),
+            ("alice-0a", stream, "18f0000000000002"),
+            ("bob-0b", stream, "18f0000000000003"),
+        ]);
+        let sessions = |id, source, version| {
+            crate::paths::sessions_object("2026-03-14", &session_stem(id, source, version))
+        };
+        for (id, source, version) in [
+            ("alice-0a", s3, "18f0000000000001"),
+            ("alice-0a", stream, "18f0000000000002"),
+            ("bob-0b", stream, "18f0000000000003"),
+            ("carol-0c", s3, "18f0000000000004"),
+        ] {
+            let path = sessions(id, source, version);
+            let entry = ObjectEntry {
+                path: path.clone(),
+                size: 1,
+                sha256: String::new(),
+                kind: ObjectKind::Sessions,
+                sessions: vec![id.to_string()],
+                key: None,
+                note: None,
+                blocks: None,
+            };
+            live.insert(path, entry);
+        }
+        let files = preferred_files(&live);
+        assert!(files.contains(&sessions("alice-0a", s3, "18f0000000000001")));
+        assert!(!files.contains(&sessions("alice-0a", stream, "18f0000000000002")));
+        assert!(files.contains(&sessions("bob-0b", stream, "18f0000000000003")));
+        // carol has a sessions row and no commands: kept, as every such file is.
+        assert!(files.contains(&sessions("carol-0c", s3, "18f0000000000004")));
     }
 
     /// The deliveries searches leave out are named: the second of a session one source
