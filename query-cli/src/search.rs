@@ -202,8 +202,10 @@ async fn unlisted_matches(
             })
             .map(|session| session.to_string())
             .collect();
-        // Dated by their own delivery's `sessions` rows (never compacted: compaction takes the
+        // Dated by their own versions' `sessions` rows (never compacted: compaction takes the
         // preferred delivery only).
+        let versions: HashSet<_> =
+            files.iter().filter_map(|path| paths::session_version(path)).collect();
         let keep = |path: &str| {
             in_range(path)
                 && if path.starts_with(paths::COMMANDS_DIR) {
@@ -211,7 +213,7 @@ async fn unlisted_matches(
                 } else if path.starts_with(paths::SESSIONS_DIR) {
                     live.get(path).is_some_and(|entry| entry.kind == ObjectKind::Sessions)
                         && paths::session_version(path)
-                            .is_some_and(|(id, found, _)| found == source && sessions.contains(id))
+                            .is_some_and(|version| versions.contains(&version))
                 } else {
                     true
                 }

@@ -796,6 +796,12 @@ async fn test_a_delivery_put_first_never_hides_the_real_one_from_search() {
         "{}",
         searched.stderr
     );
+    // And from the day of the real one: the real delivery is dated by its own row, not by the
+    // forged one's earlier day.
+    let (code, rows, summary, stderr) =
+        cli(work.path(), &["search", "--command", "rm -rf", "--since", "2026-03-14T00:00:00Z"]);
+    assert_eq!((code, rows.len()), (0, 0), "{stderr}");
+    assert_eq!(summary["unlisted"]["matched"], json!(1), "{summary}");
     // The same for one session, and in a table.
     let one = run(binary("sessionlake", false).current_dir(work.path()).args([
         "search",
