@@ -110,7 +110,15 @@ pub struct LakeWriter {
     pub hold_rows_up_to: u64,
     /// The newest commit of this writer the tables' Delta logs do not follow yet.
     pub delta_behind: Option<u64>,
+    /// Since when they have not followed this writer's commits.
+    pub delta_behind_since: Option<std::time::Instant>,
+    /// How long a poll's commits may go unfollowed before a commit syncs the logs itself
+    /// ([`DELTA_SYNC_EVERY`]): a long catch-up poll shows its progress to Delta readers.
+    pub delta_sync_every: std::time::Duration,
 }
+
+/// [`LakeWriter::delta_sync_every`]'s default.
+pub const DELTA_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// [`LakeWriter::hold_rows_up_to`]'s default: 64 MiB of transcript, about 60,000 commands
 /// and their outputs held.
@@ -770,8 +778,10 @@ impl LakeWriter {
         // The Delta logs follow once a poll (`LakeWriter::sync_delta_if_behind`): each sync
         // loads every table's log, which a backlog of commits over a big lake paid per commit.
         // Before a file a log may list goes, they follow at once.
+        // And at least every `delta_sync_every` in a long poll.
         self.delta_behind = Some(link.manifest.body.sequence);
-        if !rewritten.is_empty() {
+        let since = *self.delta_behind_since.get_or_insert_with(std::time::Instant::now);
+        if !rewritten.is_empty() || since.elapsed() >= self.delta_sync_every {
             self.sync_delta_if_behind().await;
         }
         if let Err(error) = transaction::delete_removed(&self.store, rewritten, &|| {}).await {
@@ -920,6 +930,7 @@ impl LakeWriter {
         }
         match sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             Ok(synced) => {
+                self.delta_behind_since = None;
                 for table in synced.iter().filter(|table| table.added + table.removed > 0) {
                     tracing::debug!(
                         table = table.table.dir(),
@@ -1124,6 +1135,8 @@ mod tests {
             legacy_origins: HashMap::new(),
             hold_rows_up_to: HOLD_ROWS_UP_TO,
             delta_behind: None,
+            delta_behind_since: None,
+            delta_sync_every: DELTA_SYNC_EVERY,
         }
     }
 
@@ -1224,6 +1237,27 @@ mod tests {
             .collect();
         assert_eq!(live.len(), 2, "the other object's and the new delivery: {live:?}");
         assert!(live.iter().all(|path| !path.contains("661ed0b69f40ff8807859")), "{live:?}");
+    }
+
+    /// A long poll's commits are followed by the Delta logs at least every `delta_sync_every`,
+    /// not only at its end.
+    #[tokio::test]
+    async fn test_the_delta_logs_follow_a_long_poll_while_it_runs() {
+        let (_dir, keyring, store) = lake_and_keyring();
+        let mut writer = writer(&store, &keyring).await;
+        let mut cursors = Cursors::default();
+        writer.delta_sync_every = std::time::Duration::from_secs(3600);
+        let first = version_from(&store, "s-1", "a1", "s3://bucket/s-1.log").await;
+        writer.commit(vec![first], &mut cursors).await.expect("commit");
+        assert!(writer.delta_behind.is_some(), "within the hour: the poll's end syncs");
+        let behind = sessionlake_delta::differences(&store, &writer.live).await.expect("logs");
+        assert!(behind.iter().any(|(_, difference)| !difference.is_empty()), "{behind:?}");
+        writer.delta_sync_every = std::time::Duration::ZERO;
+        let second = version_from(&store, "s-2", "a2", "s3://bucket/s-2.log").await;
+        writer.commit(vec![second], &mut cursors).await.expect("commit");
+        assert!(writer.delta_behind.is_none(), "overdue: the commit synced");
+        let synced = sessionlake_delta::differences(&store, &writer.live).await.expect("logs");
+        assert!(synced.iter().all(|(_, difference)| difference.is_empty()), "{synced:?}");
     }
 
     /// Two writers that opened the lake at the same head both commit a version of the same

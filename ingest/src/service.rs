@@ -377,6 +377,8 @@ impl Ingestor {
             // to a log that lists the live set already). Not from a chain that is not wholly
             // trusted: its live set is this writer's view, not the lake's.
             delta_behind: if chain_intact { head } else { None },
+            delta_behind_since: None,
+            delta_sync_every: crate::lake_writer::DELTA_SYNC_EVERY,
         };
         let clients = Clients::of(sdk_config.as_ref());
         let sources = config
