@@ -108,10 +108,9 @@ pub struct LakeWriter {
     /// Bytes of a transcript up to which its rows are held in memory while it is parsed;
     /// a bigger one is parsed twice, its rows written as they come (see `crate::raw`).
     pub hold_rows_up_to: u64,
-    /// The newest commit of this writer the tables' Delta logs do not follow yet.
-    pub delta_behind: Option<u64>,
-    /// Since when they have not followed this writer's commits.
-    pub delta_behind_since: Option<std::time::Instant>,
+    /// The newest commit of this writer the tables' Delta logs do not follow yet, and since
+    /// when they have not followed its commits.
+    pub delta_behind: Option<(u64, std::time::Instant)>,
     /// How long a poll's commits may go unfollowed before a commit syncs the logs itself
     /// ([`DELTA_SYNC_EVERY`]): a long catch-up poll shows its progress to Delta readers.
     pub delta_sync_every: std::time::Duration,
@@ -779,8 +778,8 @@ impl LakeWriter {
         // loads every table's log, which a backlog of commits over a big lake paid per commit.
         // Before a file a log may list goes, they follow at once.
         // And at least every `delta_sync_every` in a long poll.
-        self.delta_behind = Some(link.manifest.body.sequence);
-        let since = *self.delta_behind_since.get_or_insert_with(std::time::Instant::now);
+        let since = self.delta_behind.map_or_else(std::time::Instant::now, |(_, since)| since);
+        self.delta_behind = Some((link.manifest.body.sequence, since));
         if !rewritten.is_empty() || since.elapsed() >= self.delta_sync_every {
             self.sync_delta_if_behind().await;
         }
@@ -914,7 +913,7 @@ impl LakeWriter {
     /// logged: the chain is the truth, `verify` names a log that lags, and the next sync brings
     /// it up to date (it compares with the log as it is).
     pub async fn sync_delta_if_behind(&mut self) {
-        let Some(sequence) = self.delta_behind.take() else { return };
+        let Some(behind @ (sequence, _)) = self.delta_behind.take() else { return };
         let after = self.head.map_or(0, |head| head + 1);
         match manifest::list_manifests_from(&self.store, after).await {
             Ok(newer) if newer.is_empty() => {}
@@ -924,13 +923,12 @@ impl LakeWriter {
             Ok(_) => return,
             Err(error) => {
                 tracing::warn!(%error, sequence, "delta log not synced");
-                self.delta_behind = Some(sequence);
+                self.delta_behind = Some(behind);
                 return;
             }
         }
         match sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             Ok(synced) => {
-                self.delta_behind_since = None;
                 for table in synced.iter().filter(|table| table.added + table.removed > 0) {
                     tracing::debug!(
                         table = table.table.dir(),
@@ -944,7 +942,7 @@ impl LakeWriter {
             Err(error) => {
                 tracing::warn!(%error, sequence, "delta log not synced");
                 // Tried again at the next sync.
-                self.delta_behind = Some(sequence);
+                self.delta_behind = Some(behind);
                 return;
             }
         }
@@ -1135,7 +1133,6 @@ mod tests {
             legacy_origins: HashMap::new(),
             hold_rows_up_to: HOLD_ROWS_UP_TO,
             delta_behind: None,
-            delta_behind_since: None,
             delta_sync_every: DELTA_SYNC_EVERY,
         }
     }

@@ -376,8 +376,9 @@ impl Ingestor {
             // behind the chain: the first poll's end brings them to it (a sync writes nothing
             // to a log that lists the live set already). Not from a chain that is not wholly
             // trusted: its live set is this writer's view, not the lake's.
-            delta_behind: if chain_intact { head } else { None },
-            delta_behind_since: None,
+            delta_behind: head
+                .filter(|_| chain_intact)
+                .map(|head| (head, std::time::Instant::now())),
             delta_sync_every: crate::lake_writer::DELTA_SYNC_EVERY,
         };
         let clients = Clients::of(sdk_config.as_ref());

@@ -986,7 +986,7 @@ async fn read_commands(
 fn command_texts(commands: &Table, streamed: bool) -> impl Iterator<Item = String> + '_ {
     commands.rows.iter().map(move |row| {
         let text = commands.text(row, columns::COMMAND).unwrap_or_default();
-        sessionlake_schemas::comparable_command(&text, streamed)
+        sessionlake_schemas::comparable_command(&text, streamed).into_owned()
     })
 }
 

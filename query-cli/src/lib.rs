@@ -275,7 +275,7 @@ pub struct ShowArgs {
 
 /// Parses a source name as the `source` column holds it.
 pub(crate) fn session_source(value: &str) -> Result<SessionSource, String> {
-    SessionSource::ALL.into_iter().find(|source| source.as_str() == value).ok_or_else(|| {
+    SessionSource::from_name(value).ok_or_else(|| {
         let names: Vec<&str> = SessionSource::ALL.iter().map(|source| source.as_str()).collect();
         format!("not a source; one of: {}", names.join(", "))
     })

@@ -194,14 +194,10 @@ async fn unlisted_matches(
     let mut counts = CommandCounts::default();
     for (&source, files) in &by_source {
         // Compared as a stream carries text where one of the two deliveries is a stream.
-        let streamed: HashSet<String> = sessions
-            .iter()
-            .filter(|session| {
-                source == SessionSource::CloudwatchStream
-                    || listed_sources.get(**session) == Some(&SessionSource::CloudwatchStream)
-            })
-            .map(|session| session.to_string())
-            .collect();
+        let streamed = |session: &str| {
+            source == SessionSource::CloudwatchStream
+                || listed_sources.get(session) == Some(&SessionSource::CloudwatchStream)
+        };
         // Dated by their own versions' `sessions` rows (never compacted: compaction takes the
         // preferred delivery only).
         let versions: HashSet<_> =
@@ -211,9 +207,7 @@ async fn unlisted_matches(
                 && if path.starts_with(paths::COMMANDS_DIR) {
                     files.contains(path)
                 } else if path.starts_with(paths::SESSIONS_DIR) {
-                    live.get(path).is_some_and(|entry| entry.kind == ObjectKind::Sessions)
-                        && paths::session_version(path)
-                            .is_some_and(|version| versions.contains(&version))
+                    paths::session_version(path).is_some_and(|version| versions.contains(&version))
                 } else {
                     true
                 }
@@ -225,7 +219,7 @@ async fn unlisted_matches(
         return Ok(Unlisted::default());
     }
     // What the search lists of those sessions takes back what it shows of them.
-    let sessions: HashSet<String> = counts.by_session.keys().map(|(id, _)| id.clone()).collect();
+    let sessions: HashSet<String> = counts.by_session.keys().cloned().collect();
     let listed = lake.tables_keeping(Some(&sessions), &*lake.keep)?;
     counts.add(&listed, query, Counted::Listed).await?;
     let mut unlisted = Unlisted::default();
@@ -240,21 +234,23 @@ async fn unlisted_matches(
 /// list (the most any one of them gave) and in the one it lists, for the texts the others
 /// matched. Texts compare exactly, or as a stream carries them where one of the two
 /// deliveries compared is a stream ([`sessionlake_schemas::comparable_command`]): each way is
-/// counted apart, by (session, streamed), and a session's count is the larger. They are held
-/// as hashes with this process's random keys.
+/// counted apart and a session's count is the larger. They are held as hashes with this
+/// process's random keys.
 #[derive(Default)]
 pub(crate) struct CommandCounts {
-    /// (session, compared as streamed) → text hash → (most matches in one other delivery,
-    /// matches in the listed one).
-    by_session: BTreeMap<(String, bool), HashMap<u64, (u64, u64)>>,
+    /// Session → the counts of each way of comparing (exactly, as streamed).
+    by_session: BTreeMap<String, [TextCounts; 2]>,
     hasher: std::hash::RandomState,
 }
+
+/// Text hash → (most matches in one other delivery, matches in the listed one).
+type TextCounts = HashMap<u64, (u64, u64)>;
 
 /// Which delivery a [`CommandCounts::add`] counts.
 #[derive(Clone, Copy)]
 pub(crate) enum Counted<'a> {
-    /// One delivery not listed; the sessions it compares as streamed.
-    Other(&'a HashSet<String>),
+    /// One delivery not listed; whether a session's texts compare as a stream carries them.
+    Other(&'a dyn Fn(&str) -> bool),
     /// The delivery listed.
     Listed,
 }
@@ -272,8 +268,8 @@ impl CommandCounts {
         let mut sink = CountSink { counts: self, counted, of: HashMap::new() };
         sink.run(ctx, query).await?;
         let CountSink { counts, of, .. } = sink;
-        for (key, texts) in of {
-            let counted = counts.by_session.entry(key).or_default();
+        for (session, (streamed, texts)) in of {
+            let counted = &mut counts.by_session.entry(session).or_default()[usize::from(streamed)];
             for (hash, n) in texts {
                 let slot = counted.entry(hash).or_default();
                 slot.0 = slot.0.max(n);
@@ -285,26 +281,24 @@ impl CommandCounts {
     /// Returns, by session, how many matches the other deliveries hold that the listed one
     /// lacks.
     pub(crate) fn more(&self) -> Vec<(String, u64)> {
-        let mut more: BTreeMap<&str, u64> = BTreeMap::new();
-        for ((session, _), texts) in &self.by_session {
-            let lacking: u64 =
-                texts.values().map(|(other, listed)| other.saturating_sub(*listed)).sum();
-            let slot = more.entry(session).or_default();
-            *slot = (*slot).max(lacking);
-        }
-        more.into_iter()
+        let lacking = |texts: &TextCounts| -> u64 {
+            texts.values().map(|(other, listed)| other.saturating_sub(*listed)).sum()
+        };
+        self.by_session
+            .iter()
+            .map(|(session, ways)| (session.clone(), ways.iter().map(lacking).max().unwrap_or(0)))
             .filter(|(_, more)| *more > 0)
-            .map(|(session, more)| (session.to_string(), more))
             .collect()
     }
 }
 
 /// The rows of a [`CommandCounts::add`] query, counted as they come: one other delivery's into
-/// `of`, the listed one's into the counts.
+/// `of` (by session: whether compared as streamed, and the counts), the listed one's into the
+/// counts.
 struct CountSink<'a, 'b> {
     counts: &'a mut CommandCounts,
     counted: Counted<'b>,
-    of: HashMap<(String, bool), HashMap<u64, u64>>,
+    of: HashMap<String, (bool, HashMap<u64, u64>)>,
 }
 
 impl CountSink<'_, '_> {
@@ -317,10 +311,6 @@ impl CountSink<'_, '_> {
         let frame = frame.with_param_values(query.params.clone())?;
         listing::stream_frame(frame, self, None).await?;
         Ok(())
-    }
-
-    fn hash(&self, command: &str, streamed: bool) -> u64 {
-        self.counts.hasher.hash_one(sessionlake_schemas::comparable_command(command, streamed))
     }
 }
 
@@ -336,24 +326,28 @@ impl RowSink for CountSink<'_, '_> {
         };
         let (ids, commands) = (text(0)?, text(1)?);
         let (ids, commands) = (ids.as_string::<i32>(), commands.as_string::<i32>());
+        let hasher = &self.counts.hasher;
+        let hash = |command: &str, streamed: bool| {
+            hasher.hash_one(sessionlake_schemas::comparable_command(command, streamed))
+        };
         for row in 0..batch.num_rows() {
             let (session, command) = (ids.value(row), commands.value(row));
             match self.counted {
                 Counted::Other(streamed) => {
-                    let streamed = streamed.contains(session);
-                    let hash = self.hash(command, streamed);
-                    let texts = self.of.entry((session.to_string(), streamed)).or_default();
-                    *texts.entry(hash).or_default() += 1;
+                    if !self.of.contains_key(session) {
+                        self.of.insert(session.to_string(), (streamed(session), HashMap::new()));
+                    }
+                    if let Some((streamed, texts)) = self.of.get_mut(session) {
+                        *texts.entry(hash(command, *streamed)).or_default() += 1;
+                    }
                 }
                 Counted::Listed => {
-                    for streamed in [false, true] {
-                        let key = (session.to_string(), streamed);
-                        if !self.counts.by_session.contains_key(&key) {
+                    let Some(ways) = self.counts.by_session.get_mut(session) else { continue };
+                    for (streamed, texts) in [false, true].into_iter().zip(ways.iter_mut()) {
+                        if texts.is_empty() {
                             continue;
                         }
-                        let hash = self.hash(command, streamed);
-                        let texts = self.counts.by_session.get_mut(&key);
-                        if let Some((_, listed)) = texts.and_then(|texts| texts.get_mut(&hash)) {
+                        if let Some((_, listed)) = texts.get_mut(&hash(command, streamed)) {
                             *listed += 1;
                         }
                     }

@@ -55,13 +55,9 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
     // What the other deliveries hold and the one shown lacks.
     let mut lacking: Vec<(SessionSource, u64)> = Vec::new();
     for &other in sources.iter().filter(|source| **source != shown) {
-        let streamed: HashSet<String> = [shown, other]
-            .contains(&SessionSource::CloudwatchStream)
-            .then(|| session.to_string())
-            .into_iter()
-            .collect();
+        let streamed = [shown, other].contains(&SessionSource::CloudwatchStream);
         let mut counts = CommandCounts::default();
-        counts.add(&delivery(other)?, &query, Counted::Other(&streamed)).await?;
+        counts.add(&delivery(other)?, &query, Counted::Other(&|_| streamed)).await?;
         counts.add(&ctx, &query, Counted::Listed).await?;
         if let Some(more) = counts.more().into_iter().map(|(_, more)| more).next() {
             lacking.push((other, more));

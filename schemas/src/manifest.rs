@@ -168,7 +168,19 @@ pub fn compacted_version_source<'a>(
 pub fn preferred_commands(
     live: &std::collections::BTreeMap<String, ObjectEntry>,
 ) -> std::collections::HashSet<String> {
-    preferred_of_kind(live, ObjectKind::Commands)
+    let mut best: std::collections::HashMap<&str, (usize, &str)> = std::collections::HashMap::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+        for session in &entry.sessions {
+            let Some(rank) = version_rank(entry, session) else {
+                continue;
+            };
+            let slot = best.entry(session).or_insert((rank, &entry.path));
+            if rank < slot.0 {
+                *slot = (rank, &entry.path);
+            }
+        }
+    }
+    best.into_values().map(|(_, path)| path.to_string()).collect()
 }
 
 /// Returns the `commands` files of [`preferred_commands`] and the `sessions` files of the same
@@ -185,21 +197,9 @@ pub fn preferred_commands(
 pub fn preferred_files(
     live: &std::collections::BTreeMap<String, ObjectEntry>,
 ) -> std::collections::HashSet<String> {
-    use std::collections::{HashMap, HashSet};
-    type Version<'a> = (&'a str, crate::SessionSource, &'a str);
-    let commands = preferred_of_kind(live, ObjectKind::Commands);
-    // Each session's listed version, when read from its own file; the versions with their own
-    // `commands` file (listed or not).
-    let mut listed: HashMap<&str, Version> = HashMap::new();
-    let mut own_commands: HashSet<Version> = HashSet::new();
-    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
-        if let Some(version @ (id, _, _)) = crate::paths::session_version(&entry.path) {
-            own_commands.insert(version);
-            if commands.contains(&entry.path) {
-                listed.insert(id, version);
-            }
-        }
-    }
+    use std::collections::HashMap;
+    let commands = preferred_commands(live);
+    let (listed, own_commands) = read_versions(live, &commands, |_| true);
     let mut chosen: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut every: HashMap<&str, Vec<&str>> = HashMap::new();
     for entry in live.values().filter(|entry| entry.kind == ObjectKind::Sessions) {
@@ -225,59 +225,56 @@ pub fn preferred_files(
     files
 }
 
-fn preferred_of_kind(
-    live: &std::collections::BTreeMap<String, ObjectEntry>,
-    kind: ObjectKind,
-) -> std::collections::HashSet<String> {
-    let mut best: std::collections::HashMap<&str, (usize, &str)> = std::collections::HashMap::new();
-    for entry in live.values().filter(|entry| entry.kind == kind) {
-        for session in &entry.sessions {
-            let Some(rank) = version_rank(entry, session) else {
-                continue;
-            };
-            let slot = best.entry(session).or_insert((rank, &entry.path));
-            if rank < slot.0 {
-                *slot = (rank, &entry.path);
+/// A session version: its id, source and version name.
+type Version<'a> = (&'a str, crate::SessionSource, &'a str);
+
+/// Returns, for the sessions `wanted` keeps, the version each is read from when that is its own
+/// `commands` file (one of `preferred`), and every version with its own live `commands` file
+/// (read or not). A session read from a compacted file is in neither map: its version is the
+/// one whose own `commands` file is gone.
+fn read_versions<'a>(
+    live: &'a std::collections::BTreeMap<String, ObjectEntry>,
+    preferred: &std::collections::HashSet<String>,
+    wanted: impl Fn(&str) -> bool,
+) -> (std::collections::HashMap<&'a str, Version<'a>>, std::collections::HashSet<Version<'a>>) {
+    let mut read = std::collections::HashMap::new();
+    let mut own_commands = std::collections::HashSet::new();
+    for entry in live.values().filter(|entry| entry.kind == ObjectKind::Commands) {
+        if let Some(version @ (id, _, _)) = crate::paths::session_version(&entry.path)
+            && wanted(id)
+        {
+            own_commands.insert(version);
+            if preferred.contains(&entry.path) {
+                read.insert(id, version);
             }
         }
     }
-    best.into_values().map(|(_, path)| path.to_string()).collect()
+    (read, own_commands)
 }
 
 /// Returns, for each of `sessions`, the source of the delivery [`preferred_commands`] reads
-/// (`preferred` is its result): the source in a per-session file's name, or for a compacted
-/// file the source of the version it holds ([`compacted_version_source`]), all in one pass.
+/// (`preferred` holds its files): the source in a per-session file's name, or for a compacted
+/// file the source of the version it holds ([`compacted_version_source`]), in two passes over
+/// the live set.
 pub fn preferred_sources<'a>(
     live: &'a std::collections::BTreeMap<String, ObjectEntry>,
     preferred: &std::collections::HashSet<String>,
     sessions: &std::collections::HashSet<&str>,
 ) -> std::collections::HashMap<&'a str, crate::SessionSource> {
-    use std::collections::{HashMap, HashSet};
-    let mut sources: HashMap<&str, crate::SessionSource> = HashMap::new();
-    let mut own_commands: HashSet<(&str, crate::SessionSource, &str)> = HashSet::new();
-    let mut versions: Vec<(&str, crate::SessionSource, &str)> = Vec::new();
-    for entry in live.values() {
-        let Some((id, source, version)) = crate::paths::session_version(&entry.path) else {
-            continue;
-        };
-        if !sessions.contains(id) {
-            continue;
-        }
-        match entry.kind {
-            ObjectKind::Commands => {
-                own_commands.insert((id, source, version));
-                if preferred.contains(&entry.path) {
-                    sources.insert(id, source);
-                }
-            }
-            ObjectKind::SessionKey | ObjectKind::Raw => versions.push((id, source, version)),
-            _ => {}
-        }
-    }
+    let (read, own_commands) = read_versions(live, preferred, |id| sessions.contains(id));
+    let mut sources: std::collections::HashMap<&str, crate::SessionSource> =
+        read.into_iter().map(|(id, (_, source, _))| (id, source)).collect();
     // The rest are read from compacted files: their version is the one whose own `commands`
     // file is gone.
-    for version @ (id, source, _) in versions {
-        if !sources.contains_key(id) && !own_commands.contains(&version) {
+    for entry in live.values() {
+        if !matches!(entry.kind, ObjectKind::SessionKey | ObjectKind::Raw) {
+            continue;
+        }
+        if let Some(version @ (id, source, _)) = crate::paths::session_version(&entry.path)
+            && sessions.contains(id)
+            && !sources.contains_key(id)
+            && !own_commands.contains(&version)
+        {
             sources.insert(id, source);
         }
     }

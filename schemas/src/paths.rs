@@ -135,7 +135,7 @@ pub fn session_version(path: &str) -> Option<(&str, SessionSource, &str)> {
     let stem = extensions.iter().find_map(|ext| name.strip_suffix(ext))?;
     let (rest, version) = stem.rsplit_once('.')?;
     let (id, found_source) = rest.rsplit_once('.')?;
-    let source = SessionSource::ALL.into_iter().find(|source| source.as_str() == found_source)?;
+    let source = SessionSource::from_name(found_source)?;
     Some((id, source, version))
 }
 

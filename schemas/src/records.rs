@@ -107,6 +107,11 @@ impl SessionSource {
         SessionSource::CloudwatchStream,
     ];
 
+    /// Returns the source named `name` as [`SessionSource::as_str`] gives it.
+    pub fn from_name(name: &str) -> Option<SessionSource> {
+        SessionSource::ALL.into_iter().find(|source| source.as_str() == name)
+    }
+
     /// Returns the value stored in the `source` column and used in raw object names.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -154,8 +159,8 @@ pub fn as_streamed(command: &str) -> String {
 /// Returns `command` as two deliveries of a session compare it, to tell whether they hold the
 /// same command: as it is, unless one of the two is a CloudWatch stream (`streamed`), whose
 /// text the agent rewrote ([`as_streamed`], which leaves a streamed text as it is).
-pub fn comparable_command(command: &str, streamed: bool) -> String {
-    if streamed { as_streamed(command) } else { command.to_string() }
+pub fn comparable_command(command: &str, streamed: bool) -> std::borrow::Cow<'_, str> {
+    if streamed { as_streamed(command).into() } else { command.into() }
 }
 
 /// Outcome of parsing a session.
