@@ -164,6 +164,24 @@ fn plan(
     }
     // One file alone is already as compact as it gets.
     groups.retain(|group| group.inputs.len() > 1);
+    // A version's `sessions` row is compacted only with its `commands` file. Compacted apart, a
+    // search could no longer tell which delivery's row dates the per-session `commands` file it
+    // reads, and would fall back to every delivery's rows (a planted stream's earlier start).
+    let compacted: HashSet<(String, SessionSource, String)> = groups
+        .iter()
+        .filter(|group| group.table == Table::Commands)
+        .flat_map(|group| &group.inputs)
+        .filter_map(|entry| paths::session_version(&entry.path))
+        .map(|(id, source, version)| (id.to_string(), source, version.to_string()))
+        .collect();
+    for group in groups.iter_mut().filter(|group| group.table == Table::Sessions) {
+        group.inputs.retain(|entry| {
+            paths::session_version(&entry.path).is_none_or(|(id, source, version)| {
+                compacted.contains(&(id.to_string(), source, version.to_string()))
+            })
+        });
+    }
+    groups.retain(|group| group.inputs.len() > 1);
     groups
 }
 
@@ -403,5 +421,43 @@ mod tests {
         // Only the days asked.
         let days = BTreeSet::from(["2026-03-15".to_string()]);
         assert!(plan(&live, &committed_at, 50, &days).is_empty());
+    }
+
+    #[test]
+    fn test_plan_never_compacts_a_sessions_row_apart_from_its_commands() {
+        // The day's compacted `commands` file is full, so e's `commands` file stays alone on
+        // its day; the day's `sessions` file is still open, so e's row could join it.
+        let full = MAX_COMPACTED_INPUT_BYTES / 2;
+        let files = [
+            entry("commands/dt=2026-03-14/compact-1a.parquet", ObjectKind::Commands, &["a"], full),
+            entry("sessions/dt=2026-03-14/compact-1a.parquet", ObjectKind::Sessions, &["a"], 10),
+            entry("commands/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Commands, &["e"], 10),
+            entry("sessions/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Sessions, &["e"], 10),
+        ];
+        let live: BTreeMap<String, ObjectEntry> =
+            files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
+        let committed_at: HashMap<&str, i64> =
+            files.iter().map(|entry| (entry.path.as_str(), 1)).collect();
+        assert!(plan(&live, &committed_at, 50, &BTreeSet::new()).is_empty());
+        // With a second fresh version beside it, both versions go, in both tables.
+        let mut live = live;
+        for (path, kind) in [
+            ("commands/dt=2026-03-14/f.s3.v1.parquet", ObjectKind::Commands),
+            ("sessions/dt=2026-03-14/f.s3.v1.parquet", ObjectKind::Sessions),
+        ] {
+            live.insert(path.to_string(), entry(path, kind, &["f"], 10));
+        }
+        let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
+        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
+        let sessions = |table| -> Vec<&str> {
+            groups
+                .iter()
+                .filter(|group| group.table == table)
+                .flat_map(|group| group.inputs.iter().flat_map(|entry| &entry.sessions))
+                .map(String::as_str)
+                .collect()
+        };
+        assert_eq!(sessions(Table::Commands), ["e", "f"]);
+        assert_eq!(sessions(Table::Sessions), ["a", "e", "f"]);
     }
 }
