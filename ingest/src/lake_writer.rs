@@ -71,6 +71,21 @@ pub struct BatchSummary {
     pub cursors_moved: bool,
 }
 
+impl BatchSummary {
+    /// Adds `batch`'s counts to these; the sequence becomes `batch`'s when it made a commit.
+    pub fn add(&mut self, batch: &BatchSummary) {
+        self.sessions += batch.sessions;
+        self.commands += batch.commands;
+        self.quarantined += batch.quarantined;
+        self.low_confidence += batch.low_confidence;
+        self.replaced += batch.replaced;
+        self.raw_bytes += batch.raw_bytes;
+        self.access_events += batch.access_events;
+        self.sequence = batch.sequence.or(self.sequence);
+        self.cursors_moved |= batch.cursors_moved;
+    }
+}
+
 /// The lake side of ingest: where to write, with which keys, and what is live.
 pub struct LakeWriter {
     /// The lake.

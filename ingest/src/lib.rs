@@ -16,7 +16,7 @@
 //! let args = sessionlake_ingest::config::Args::parse_from(["sessionlake-ingest"]);
 //! let config = sessionlake_ingest::config::Config::load(&args).map_err(anyhow::Error::msg)?;
 //! let summary = sessionlake_ingest::run_once(&config).await?;
-//! println!("{} sessions", summary.sessions);
+//! println!("{} sessions", summary.done.sessions);
 //! # Ok(()) }
 //! ```
 

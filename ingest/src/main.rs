@@ -45,13 +45,13 @@ fn main() -> ExitCode {
                     "type": "summary",
                     "data": {
                         "lake": config.lake,
-                        "sessions": summary.sessions,
-                        "commands": summary.commands,
-                        "access_events": summary.access_events,
-                        "replaced": summary.replaced,
-                        "quarantined": summary.quarantined,
+                        "sessions": summary.done.sessions,
+                        "commands": summary.done.commands,
+                        "access_events": summary.done.access_events,
+                        "replaced": summary.done.replaced,
+                        "quarantined": summary.done.quarantined,
                         "commits": summary.commits,
-                        "low_confidence": summary.low_confidence,
+                        "low_confidence": summary.done.low_confidence,
                         "keyring_created": summary.keyring_created,
                         "head": summary.head,
                     }
@@ -61,21 +61,21 @@ fn main() -> ExitCode {
             }
             println!(
                 "ingested {} sessions, {} commands, {} access events into {} ({} replaced, {} quarantined, {} commits)",
-                summary.sessions,
-                summary.commands,
-                summary.access_events,
+                summary.done.sessions,
+                summary.done.commands,
+                summary.done.access_events,
                 config.lake,
-                summary.replaced,
-                summary.quarantined,
+                summary.done.replaced,
+                summary.done.quarantined,
                 summary.commits
             );
             if let Some(head) = &summary.head {
                 println!("head: {head}");
             }
-            if summary.low_confidence > 0 {
+            if summary.done.low_confidence > 0 {
                 println!(
                     "{} of them understood with low confidence: sessionlake sessions --confidence low",
-                    summary.low_confidence
+                    summary.done.low_confidence
                 );
             }
             ExitCode::SUCCESS

@@ -52,22 +52,10 @@ const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 /// What a run did, in total.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RunSummary {
-    /// Sessions written.
-    pub sessions: usize,
-    /// Commands written.
-    pub commands: usize,
-    /// Inputs quarantined.
-    pub quarantined: usize,
-    /// Sessions understood with `low` confidence (see `sessions --confidence low`).
-    pub low_confidence: usize,
-    /// Sessions whose earlier version in the lake was replaced (a stream that grew).
-    pub replaced: usize,
+    /// What its commits did, added up (`sequence`: its last commit's).
+    pub done: BatchSummary,
     /// Commits made.
     pub commits: usize,
-    /// Bytes of original transcripts written.
-    pub raw_bytes: u64,
-    /// CloudTrail access events written.
-    pub access_events: usize,
     /// The keyring was created by this run.
     pub keyring_created: bool,
     /// A stop signal ended the run (everything read was still committed).
@@ -75,43 +63,6 @@ pub struct RunSummary {
     /// The head the run left the lake at: its last commit, else the trusted chain's newest
     /// manifest (`None`: the lake has none).
     pub head: Option<manifest::Head>,
-}
-
-impl RunSummary {
-    fn add(&mut self, batch: &BatchSummary) {
-        self.sessions += batch.sessions;
-        self.commands += batch.commands;
-        self.quarantined += batch.quarantined;
-        self.low_confidence += batch.low_confidence;
-        self.replaced += batch.replaced;
-        self.raw_bytes += batch.raw_bytes;
-        self.access_events += batch.access_events;
-    }
-
-    fn totals(&self) -> BatchSummary {
-        BatchSummary {
-            sessions: self.sessions,
-            commands: self.commands,
-            quarantined: self.quarantined,
-            low_confidence: self.low_confidence,
-            replaced: self.replaced,
-            raw_bytes: self.raw_bytes,
-            access_events: self.access_events,
-            sequence: None,
-            cursors_moved: false,
-        }
-    }
-}
-
-fn add_batch(total: &mut BatchSummary, batch: &BatchSummary) {
-    total.sessions += batch.sessions;
-    total.commands += batch.commands;
-    total.quarantined += batch.quarantined;
-    total.low_confidence += batch.low_confidence;
-    total.replaced += batch.replaced;
-    total.raw_bytes += batch.raw_bytes;
-    total.access_events += batch.access_events;
-    total.sequence = batch.sequence.or(total.sequence);
 }
 
 /// What one poll did.
@@ -726,7 +677,7 @@ impl Ingestor {
             report.commits += 1;
             self.last_commit_at = now_micros();
         }
-        add_batch(&mut report.done, &batch);
+        report.done.add(&batch);
         if batch.cursors_moved {
             self.cursors_dirty = true;
             if let Err(error) = self.flush_cursors().await {
@@ -913,7 +864,7 @@ impl Ingestor {
                     if batch.sequence.is_some() {
                         health.record_success();
                     }
-                    add_batch(&mut report.done, &batch);
+                    report.done.add(&batch);
                     if batch.sequence.is_some() {
                         report.commits += 1;
                         self.last_commit_at = now_micros();
@@ -1147,7 +1098,7 @@ async fn poll_loop(
         let report = ingestor.poll(shutdown, health).await;
         // The Delta logs follow the poll's commits, once.
         ingestor.sync_delta().await;
-        summary.add(&report.done);
+        summary.done.add(&report.done);
         summary.commits += report.commits;
         let duration = started.elapsed();
         match report.failure {
@@ -1181,7 +1132,7 @@ async fn poll_loop(
                     ingestor.finish().await;
                     return Err(error.context(format!(
                         "poll failed after committing {} sessions (the rest is retried on the next run)",
-                        summary.sessions
+                        summary.done.sessions
                     )));
                 }
             }
@@ -1227,7 +1178,7 @@ async fn poll_loop(
     summary.signalled = shutdown.is_cancelled();
     summary.head = head;
     events::ServiceStopped {
-        done: &summary.totals(),
+        done: &summary.done,
         commits: summary.commits,
         signalled: summary.signalled,
     }
