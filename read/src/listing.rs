@@ -159,12 +159,7 @@ impl Listing {
         limit: Option<u64>,
         sink: &mut dyn RowSink,
     ) -> ReadResult<Streamed> {
-        let mut query = query.clone();
-        if let Some(cursor) = after {
-            let condition =
-                cursor.condition(self.time_expression, self.key_expressions, |v| query.param(v))?;
-            query.conditions.push(condition);
-        }
+        let mut query = self.after(query, after)?;
         let time = |micros| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
         match range {
             None => {}
@@ -194,8 +189,24 @@ impl Listing {
         stream_frame(frame, sink, limit).await
     }
 
+    /// Returns `query` with the condition of the rows after `after`.
+    fn after(&self, query: &Query, after: Option<&Cursor>) -> ReadResult<Query> {
+        let mut query = query.clone();
+        if let Some(cursor) = after {
+            let condition =
+                cursor.condition(self.time_expression, self.key_expressions, |v| query.param(v))?;
+            query.conditions.push(condition);
+        }
+        Ok(query)
+    }
+
     /// Streams the rows after `after`, at most `page.limit`, one sort-time window at a time,
     /// each window a query over the files of the sessions that reach into it.
+    ///
+    /// A result of at most `page.chunk` rows (most searches: a pattern, a person, a day) is one
+    /// query, as a window would be: a count that stops at the `chunk + 1`st match, reading only
+    /// the columns the conditions need, tells it apart. Windows are cut from every row of the
+    /// lake, so such a search would otherwise be about one query per `chunk` rows of the lake.
     async fn run_windows(
         &self,
         ctx: &SessionContext,
@@ -205,6 +216,11 @@ impl Listing {
         page: &PageRequest,
         sink: &mut dyn RowSink,
     ) -> ReadResult<Streamed> {
+        let first = self.after(query, after)?;
+        let probe = self.sql(&first, &format!("LIMIT {}", page.chunk.saturating_add(1)));
+        if count_rows(ctx, &probe, first.params).await? <= page.chunk {
+            return self.run_query(ctx, query, after, None, page.limit, sink).await;
+        }
         let spans = session_spans(ctx, self.time_expression).await?;
         let mut streamed = Streamed::default();
         for window in window::plan(&spans, page.chunk) {
