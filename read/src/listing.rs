@@ -6,10 +6,12 @@
 //! a [`Listed`]: how many rows matched in all, how many were shown, the next page's cursor.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, Schema, TimestampMicrosecondType};
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, SessionContext, col};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
 use sessionlake_schemas::manifest::ObjectKind;
@@ -203,10 +205,11 @@ impl Listing {
     /// Streams the rows after `after`, at most `page.limit`, one sort-time window at a time,
     /// each window a query over the files of the sessions that reach into it.
     ///
-    /// A result of at most `page.chunk` rows (most searches: a pattern, a person, a day) is one
-    /// query, as a window would be: a count that stops at the `chunk + 1`st match, reading only
-    /// the columns the conditions need, tells it apart. Windows are cut from every row of the
-    /// lake, so such a search would otherwise be about one query per `chunk` rows of the lake.
+    /// A result of at most `page.chunk` rows (most searches: a pattern, a person, a day) is read
+    /// in one pass, in any order, and sorted in memory, which holds no more than a window would:
+    /// the pass stops at the `chunk + 1`st row, and only then are windows read. Windows are cut
+    /// from every row of the lake, so such a search would otherwise be one query per `chunk`
+    /// rows of the lake.
     async fn run_windows(
         &self,
         ctx: &SessionContext,
@@ -216,10 +219,8 @@ impl Listing {
         page: &PageRequest,
         sink: &mut dyn RowSink,
     ) -> ReadResult<Streamed> {
-        let first = self.after(query, after)?;
-        let probe = self.sql(&first, &format!("LIMIT {}", page.chunk.saturating_add(1)));
-        if count_rows(ctx, &probe, first.params).await? <= page.chunk {
-            return self.run_query(ctx, query, after, None, page.limit, sink).await;
+        if let Some(frame) = self.at_most(ctx, query, after, page.chunk).await? {
+            return stream_frame(frame, sink, page.limit).await;
         }
         let spans = session_spans(ctx, self.time_expression).await?;
         let mut streamed = Streamed::default();
@@ -237,6 +238,46 @@ impl Listing {
             }
         }
         Ok(streamed)
+    }
+
+    /// Reads the rows after `after` in any order and returns them sorted, unless there are more
+    /// than `chunk` of them: then `None`, once the `chunk + 1`st is read.
+    async fn at_most(
+        &self,
+        ctx: &SessionContext,
+        query: &Query,
+        after: Option<&Cursor>,
+        chunk: u64,
+    ) -> ReadResult<Option<DataFrame>> {
+        let query = self.after(query, after)?;
+        let sql = self.sql(&query, &format!("LIMIT {}", chunk.saturating_add(1)));
+        let frame = ctx
+            .sql(&sql)
+            .await
+            .context_kind(ReadErrorKind::Query, QUERY_FAILED)?
+            .with_param_values(query.params)?;
+        let mut stream =
+            frame.execute_stream().await.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
+        let schema = stream.schema();
+        let (mut batches, mut rows) = (Vec::new(), 0u64);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
+            rows = rows.saturating_add(batch.num_rows() as u64);
+            if rows > chunk {
+                return Ok(None);
+            }
+            batches.push(batch);
+        }
+        let table = MemTable::try_new(schema, vec![batches])
+            .context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
+        let order = std::iter::once(col(SORT_TIME).sort(true, true))
+            .chain(self.key_columns.iter().map(|key| col(*key).sort(true, false)))
+            .collect();
+        let rows = SessionContext::new()
+            .read_table(Arc::new(table))
+            .and_then(|rows| rows.sort(order))
+            .context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
+        Ok(Some(rows))
     }
 }
 
