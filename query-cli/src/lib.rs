@@ -74,8 +74,8 @@ use datafusion::scalar::ScalarValue;
 use sessionlake_read::error::ReadResult;
 use sessionlake_read::listing::{LakeReader, Listed, Listing, PageRequest, RowSink};
 use sessionlake_read::query::{
-    COMMANDS_ALIAS, Filter, Query, SEARCH_ADDED_COLUMNS, SEARCH_COLUMNS, SESSION_TIMES_JOIN,
-    SORT_TIME, partitions_between,
+    COMMAND_TIME, COMMANDS_ALIAS, COMMANDS_WITH_SESSION_TIMES, Filter, Query, SEARCH_ADDED_COLUMNS,
+    SEARCH_COLUMNS, SORT_TIME, partitions_between,
 };
 use sessionlake_read::{lake_tables, listing, verify};
 use sessionlake_schemas::manifest::{self, ObjectEntry, ObjectKind};

@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, TimestampMic
 use futures::StreamExt as _;
 use parquet::arrow::ArrowWriter;
 use serde_json::{Value, json};
-use sessionlake_read::query::{COMMANDS_ALIAS, Query, SESSION_TIMES_JOIN};
+use sessionlake_read::query::{COMMAND_TIME, COMMANDS_ALIAS, COMMANDS_WITH_SESSION_TIMES, Query};
 use sessionlake_schemas::paths;
 use sessionlake_storage::checkpoint::Scope;
 
@@ -57,8 +57,8 @@ pub struct OcsfArgs {
 }
 
 /// The columns read, in this order; the command only when asked for.
-const COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.started_at, s.ended_at) \
-                       AS time, c.principal, c.run_as, c.effective_user, c.target, c.region, \
+const COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.session_started_at, \
+                       s.session_ended_at) AS time, c.principal, c.run_as, c.effective_user, c.target, c.region, \
                        c.account, c.shell, c.kind, c.program";
 
 /// Writes the events; returns how many.
@@ -73,7 +73,7 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
         );
     }
     let mut query = Query::default();
-    let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
+    let time_expression = COMMAND_TIME;
     query.bind_filters(
         &crate::filter_of(&args.filters, since, until),
         COMMANDS_ALIAS,
@@ -90,7 +90,7 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
     .await?;
     let command = if args.include_command_text { ", c.command" } else { "" };
     let sql = format!(
-        "SELECT {COLUMNS}{command} FROM commands c {SESSION_TIMES_JOIN} {} \
+        "SELECT {COLUMNS}{command} FROM {COMMANDS_WITH_SESSION_TIMES} {} \
          ORDER BY time NULLS FIRST, c.session_id, c.seq",
         query.where_clause()
     );

@@ -13,6 +13,7 @@
 //! strings, `null`; times as `2026-03-14 09:26:50Z`; binary values as `{"text":…}` or
 //! `{"bytes":"<base64>"}`), then one `summary` record.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
@@ -244,10 +245,11 @@ impl Printer {
             }
             OutputFormat::Csv => {
                 for row in 0..batch.num_rows() {
-                    let cells = (0..visible)
-                        .map(|column| cell_text(batch.column(column).as_ref(), row))
-                        .collect::<anyhow::Result<Vec<_>>>()?;
-                    self.csv.write_record(cells.iter().map(|c| c.as_deref().unwrap_or("")))?;
+                    for column in 0..visible {
+                        let cell = cell_str(batch.column(column).as_ref(), row)?;
+                        self.csv.write_field(cell.as_deref().unwrap_or(""))?;
+                    }
+                    self.csv.write_record(None::<&[u8]>)?;
                 }
                 self.drain_csv()?;
                 self.out.flush()?;
@@ -436,23 +438,34 @@ fn is_utc(zone: &str) -> bool {
 /// Returns the text of one value, `None` for null. The lake's times (µs, UTC) read as
 /// `2026-03-14 09:26:50Z`; everything else as arrow's display formats it.
 pub fn cell_text(array: &dyn Array, row: usize) -> anyhow::Result<Option<String>> {
+    Ok(cell_str(array, row)?.map(Cow::into_owned))
+}
+
+/// [`cell_text`], borrowing the text of string columns (a search prints millions of cells).
+pub fn cell_str(array: &dyn Array, row: usize) -> anyhow::Result<Option<Cow<'_, str>>> {
+    use datafusion::arrow::datatypes as types;
     if array.is_null(row) {
         return Ok(None);
     }
+    let integer = |value: &dyn std::fmt::Display| Cow::Owned(value.to_string());
     let text = match array.data_type() {
-        DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
-        DataType::Utf8View => array.as_string_view().value(row).to_string(),
-        DataType::LargeUtf8 => array.as_string::<i64>().value(row).to_string(),
+        DataType::Utf8 => Cow::Borrowed(array.as_string::<i32>().value(row)),
+        DataType::Utf8View => Cow::Borrowed(array.as_string_view().value(row)),
+        DataType::LargeUtf8 => Cow::Borrowed(array.as_string::<i64>().value(row)),
         DataType::Timestamp(TimeUnit::Microsecond, Some(zone)) if is_utc(zone) => {
-            let micros = array
-                .as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>()
-                .value(row);
-            time::format_display_time(micros)
+            let micros = array.as_primitive::<types::TimestampMicrosecondType>().value(row);
+            Cow::Owned(time::format_display_time(micros))
         }
-        _ => ArrayFormatter::try_new(array, &FormatOptions::default())
-            .context("failed to format a value")?
-            .value(row)
-            .to_string(),
+        DataType::UInt32 => integer(&array.as_primitive::<types::UInt32Type>().value(row)),
+        DataType::UInt64 => integer(&array.as_primitive::<types::UInt64Type>().value(row)),
+        DataType::Int32 => integer(&array.as_primitive::<types::Int32Type>().value(row)),
+        DataType::Int64 => integer(&array.as_primitive::<types::Int64Type>().value(row)),
+        _ => Cow::Owned(
+            ArrayFormatter::try_new(array, &FormatOptions::default())
+                .context("failed to format a value")?
+                .value(row)
+                .to_string(),
+        ),
     };
     Ok(Some(text))
 }

@@ -304,7 +304,7 @@ struct CountSink<'a, 'b> {
 impl CountSink<'_, '_> {
     async fn run(&mut self, ctx: &SessionContext, query: &Query) -> anyhow::Result<()> {
         let sql = format!(
-            "SELECT c.session_id, c.command FROM commands c {SESSION_TIMES_JOIN} {}",
+            "SELECT c.session_id, c.command FROM {COMMANDS_WITH_SESSION_TIMES} {}",
             query.where_clause()
         );
         let frame = ctx.sql(&sql).await.context("query failed")?;
@@ -409,7 +409,7 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
     if let Some(program) = &args.program {
         query.bind(&format!("c.{} = ?", columns::PROGRAM), ScalarValue::from(program.as_str()));
     }
-    let time_expression = "coalesce(c.started_at, s.started_at, s.ended_at)";
+    let time_expression = COMMAND_TIME;
     query.bind_filters(&filter_of(&args.filters, since, until), COMMANDS_ALIAS, time_expression);
     // One session searched: the checkpoint's part that holds it is enough.
     let scope = args.filters.session.as_deref().map_or(Scope::Whole, Scope::Session);
@@ -429,8 +429,8 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
     let unlisted = unlisted_matches(&lake, &preferred, &in_range, &query).await?;
     if args.include_access {
         let commands_sql = format!(
-            "SELECT {SEARCH_COLUMNS}, c.effective_user, c.shell, c.program FROM commands c \
-             {SESSION_TIMES_JOIN} {}",
+            "SELECT {SEARCH_COLUMNS}, c.effective_user, c.shell, c.program \
+             FROM {COMMANDS_WITH_SESSION_TIMES} {}",
             query.where_clause()
         );
         let (listing, query) =
@@ -445,7 +445,7 @@ pub(crate) async fn search(cli: &Cli, args: &SearchArgs) -> anyhow::Result<Outco
         name: "commands",
         select: format!(
             "SELECT {SEARCH_COLUMNS}, {SEARCH_ADDED_COLUMNS}, {time_expression} AS {SORT_TIME} \
-             FROM commands c {SESSION_TIMES_JOIN}"
+             FROM {COMMANDS_WITH_SESSION_TIMES}"
         ),
         time_expression,
         key_expressions: &["c.session_id", "c.seq"],

@@ -94,11 +94,25 @@ pub fn format_display_time(micros: i64) -> String {
     }
 }
 
-/// Formats µs since the epoch as `2026-03-14 09:30:00Z`.
+/// Formats µs since the epoch as `2026-03-14 09:30:00Z` (chrono's `%Y-%m-%d %H:%M:%SZ`,
+/// written field by field for years of four digits: a search prints millions of them).
 pub fn format_time(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|time| time.format("%Y-%m-%d %H:%M:%SZ").to_string())
-        .unwrap_or_else(|| micros.to_string())
+    use chrono::{Datelike as _, Timelike as _};
+    let Some(time) = chrono::DateTime::from_timestamp_micros(micros) else {
+        return micros.to_string();
+    };
+    if !(0..=9999).contains(&time.year()) {
+        return time.format("%Y-%m-%d %H:%M:%SZ").to_string();
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        time.year(),
+        time.month(),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
 }
 
 #[cfg(test)]
@@ -133,5 +147,23 @@ mod tests {
     #[test]
     fn test_format_time() {
         assert_eq!(format_time(1_773_480_600_000_000), "2026-03-14 09:30:00Z");
+        // Field by field, as chrono formats it, across days, years and the four-digit edges.
+        let chrono = |micros: i64| {
+            let time = chrono::DateTime::from_timestamp_micros(micros).expect("in range");
+            time.format("%Y-%m-%d %H:%M:%SZ").to_string()
+        };
+        let year_0 = -62_167_219_200_000_000;
+        let year_10000 = 253_402_300_800_000_000;
+        let mut times = vec![0, -1, 1, 951_782_400_000_000, year_0, year_0 - 1, year_10000];
+        times.extend((0..2_000i64).map(|i| i * 7_919_999_999_937 - 3_000_000_000_000_000));
+        times.extend([year_10000 - 1, i64::MIN, i64::MAX]);
+        for micros in times {
+            match chrono::DateTime::from_timestamp_micros(micros) {
+                Some(_) => assert_eq!(format_time(micros), chrono(micros), "{micros}"),
+                None => assert_eq!(format_time(micros), micros.to_string()),
+            }
+        }
+        assert_eq!(format_time(year_10000), "+10000-01-01 00:00:00Z");
+        assert_eq!(format_time(year_0 - 1), "-0001-12-31 23:59:59Z");
     }
 }

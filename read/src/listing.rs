@@ -21,7 +21,7 @@ use sessionlake_storage::store::LakeStore;
 use crate::cursor::Cursor;
 use crate::error::{Context as _, ReadErrorKind, ReadResult};
 use crate::lake_tables::{self, LakeSnapshot};
-use crate::query::{Query, SESSION_TIMES_JOIN, SORT_TIME};
+use crate::query::{COMMANDS_WITH_SESSION_TIMES, Query, SORT_TIME};
 use crate::window;
 
 /// What a failed query says, over the engine's error.
@@ -309,6 +309,10 @@ impl LakeReader {
         keep: &dyn Fn(&str) -> bool,
     ) -> ReadResult<SessionContext> {
         let ctx = lake_tables::new_context(self.memory_limit)?;
+        // Joins build on the sessions and stream the commands past them, in the files' own
+        // partitions: hashing every command row into partitions first costs CPU, and reads ahead
+        // of a `LIMIT` (`Listing::at_most` stops at its chunk).
+        ctx.state_ref().write().config_mut().options_mut().optimizer.repartition_joins = false;
         let of_sessions = |path: &str| {
             let Some(entry) = self.snapshot.live.get(path) else {
                 return false;
@@ -337,7 +341,7 @@ pub async fn session_spans(
 ) -> ReadResult<Vec<window::Span>> {
     let sql = format!(
         "SELECT c.session_id, min({time_expression}) AS lo, max({time_expression}) AS hi, \
-         count(*) AS n, count({time_expression}) AS timed FROM commands c {SESSION_TIMES_JOIN} \
+         count(*) AS n, count({time_expression}) AS timed FROM {COMMANDS_WITH_SESSION_TIMES} \
          GROUP BY c.session_id"
     );
     let frame = ctx.sql(&sql).await.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;

@@ -36,7 +36,7 @@ pub struct Filter {
 }
 
 /// Column list of a search result, in output order.
-pub const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.started_at) AS time, \
+pub const SEARCH_COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.session_started_at) AS time, \
      CASE WHEN c.started_at IS NULL THEN 'session-start' ELSE c.time_source END AS time_kind, \
      c.principal, c.run_as, c.target, c.cwd, c.command";
 
@@ -49,10 +49,23 @@ pub const SEARCH_ADDED_COLUMNS: &str =
 /// Alias of the `commands` table in the search query.
 pub const COMMANDS_ALIAS: &str = "c";
 
-/// Joins each command row (`c`) with its session's start and end (`s`), for the sort time.
-pub const SESSION_TIMES_JOIN: &str = "LEFT JOIN (SELECT session_id, min(started_at) AS started_at, \
-     max(ended_at) AS ended_at FROM sessions GROUP BY session_id) s \
-     ON c.session_id = s.session_id";
+/// Each command row (`c`) joined with its session's start and end (`s`), for the sort time: what
+/// follows `FROM`. The sessions come first, so that a join that does not repartition (the
+/// listings' contexts, [`crate::listing::LakeReader::tables`]) builds its table from them, a
+/// few rows a session, and streams the commands past it.
+///
+/// The session's times are named apart from the commands' own (`session_started_at`,
+/// `session_ended_at`): DataFusion 55's physical filter pushdown finds a column by its name,
+/// so a condition on `s.started_at` was pushed into the scan of `commands` as its
+/// `started_at`, and dropped every command without a time of its own (apache/datafusion
+/// issues 25296 and 25244 describe the same fault).
+pub const COMMANDS_WITH_SESSION_TIMES: &str = "(SELECT session_id, \
+     min(started_at) AS session_started_at, max(ended_at) AS session_ended_at \
+     FROM sessions GROUP BY session_id) s RIGHT JOIN commands c ON c.session_id = s.session_id";
+
+/// A command's sort time over [`COMMANDS_WITH_SESSION_TIMES`]: its own, else its session's
+/// start, else its session's end.
+pub const COMMAND_TIME: &str = "coalesce(c.started_at, s.session_started_at, s.session_ended_at)";
 
 /// Result column holding a listing's sort time (after the shown columns).
 pub const SORT_TIME: &str = "sort_time";
