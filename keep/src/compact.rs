@@ -162,8 +162,8 @@ fn plan(
         }
         groups.push(Group { table, dt: dt.clone(), inputs: chunk });
     }
-    // One file alone is already as compact as it gets.
-    groups.retain(|group| group.inputs.len() > 1);
+    // One file alone is already as compact as it gets (but see `sessions` files below).
+    groups.retain(|group| group.table == Table::Sessions || group.inputs.len() > 1);
     // A version's `sessions` row is compacted only with its `commands` file. Compacted apart, a
     // search could no longer tell which delivery's row dates the per-session `commands` file it
     // reads, and would fall back to every delivery's rows (a planted stream's earlier start).
@@ -174,14 +174,17 @@ fn plan(
         .filter_map(|entry| paths::session_version(&entry.path))
         .map(|(id, source, version)| (id.to_string(), source, version.to_string()))
         .collect();
+    let goes = |entry: &ObjectEntry| {
+        paths::session_version(&entry.path).is_some_and(|(id, source, version)| {
+            compacted.contains(&(id.to_string(), source, version.to_string()))
+        })
+    };
     for group in groups.iter_mut().filter(|group| group.table == Table::Sessions) {
-        group.inputs.retain(|entry| {
-            paths::session_version(&entry.path).is_none_or(|(id, source, version)| {
-                compacted.contains(&(id.to_string(), source, version.to_string()))
-            })
-        });
+        group.inputs.retain(|entry| paths::is_compacted(&entry.path) || goes(entry));
     }
-    groups.retain(|group| group.inputs.len() > 1);
+    // A `sessions` file whose `commands` file goes is compacted even alone: it would never be
+    // fresh again (its version is then read from a compacted file).
+    groups.retain(|group| group.inputs.len() > 1 || group.inputs.iter().any(goes));
     groups
 }
 
@@ -459,5 +462,27 @@ mod tests {
         };
         assert_eq!(sessions(Table::Commands), ["e", "f"]);
         assert_eq!(sessions(Table::Sessions), ["a", "e", "f"]);
+        // e's `sessions` file is cut into a group of its own by the size bound, after the
+        // day's two open compacted files: it still goes with e's `commands` file.
+        let open = MAX_COMPACTED_INPUT_BYTES / 2 - 10;
+        let files = [
+            entry("sessions/dt=2026-03-14/compact-1a.parquet", ObjectKind::Sessions, &["a"], open),
+            entry("sessions/dt=2026-03-14/compact-1b.parquet", ObjectKind::Sessions, &["b"], open),
+            entry("commands/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Commands, &["e"], 10),
+            entry("sessions/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Sessions, &["e"], 30),
+            entry("commands/dt=2026-03-14/f.s3.v1.parquet", ObjectKind::Commands, &["f"], 10),
+        ];
+        let live: BTreeMap<String, ObjectEntry> =
+            files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
+        let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
+        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
+        let inputs: Vec<(Table, Vec<&str>)> = groups
+            .iter()
+            .map(|group| (group.table, group.inputs.iter().map(|e| e.path.as_str()).collect()))
+            .collect();
+        assert!(
+            inputs.contains(&(Table::Sessions, vec!["sessions/dt=2026-03-14/e.s3.v1.parquet"])),
+            "{inputs:?}"
+        );
     }
 }

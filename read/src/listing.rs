@@ -11,6 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, AsArray as _, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, Schema, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::prelude::{DataFrame, SessionContext, col};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt as _;
@@ -219,7 +220,7 @@ impl Listing {
         page: &PageRequest,
         sink: &mut dyn RowSink,
     ) -> ReadResult<Streamed> {
-        if let Some(frame) = self.at_most(ctx, query, after, page.chunk).await? {
+        if let Some((frame, _held)) = self.at_most(ctx, query, after, page.chunk).await? {
             return stream_frame(frame, sink, page.limit).await;
         }
         let spans = session_spans(ctx, self.time_expression).await?;
@@ -240,15 +241,16 @@ impl Listing {
         Ok(streamed)
     }
 
-    /// Reads the rows after `after` in any order and returns them sorted, unless there are more
-    /// than `chunk` of them: then `None`, once the `chunk + 1`st is read.
+    /// Reads the rows after `after` in any order and returns them sorted, with the reservation
+    /// of the query's memory that holds them, unless there are more than `chunk` of them: then
+    /// `None`, once the `chunk + 1`st is read.
     async fn at_most(
         &self,
         ctx: &SessionContext,
         query: &Query,
         after: Option<&Cursor>,
         chunk: u64,
-    ) -> ReadResult<Option<DataFrame>> {
+    ) -> ReadResult<Option<(DataFrame, MemoryReservation)>> {
         let query = self.after(query, after)?;
         let sql = self.sql(&query, &format!("LIMIT {}", chunk.saturating_add(1)));
         let frame = ctx
@@ -259,6 +261,10 @@ impl Listing {
         let mut stream =
             frame.execute_stream().await.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
         let schema = stream.schema();
+        // The rows held count against the query's memory limit, as a window's sort would, and
+        // are sorted under the same limit, never spilled.
+        let runtime = ctx.runtime_env();
+        let held = MemoryConsumer::new("search rows").register(&runtime.memory_pool);
         let (mut batches, mut rows) = (Vec::new(), 0u64);
         while let Some(batch) = stream.next().await {
             let batch = batch.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
@@ -266,6 +272,8 @@ impl Listing {
             if rows > chunk {
                 return Ok(None);
             }
+            held.try_grow(batch.get_array_memory_size())
+                .context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
             batches.push(batch);
         }
         let table = MemTable::try_new(schema, vec![batches])
@@ -273,11 +281,11 @@ impl Listing {
         let order = std::iter::once(col(SORT_TIME).sort(true, true))
             .chain(self.key_columns.iter().map(|key| col(*key).sort(true, false)))
             .collect();
-        let rows = SessionContext::new()
+        let rows = SessionContext::new_with_config_rt(lake_tables::session_config(), runtime)
             .read_table(Arc::new(table))
             .and_then(|rows| rows.sort(order))
             .context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
-        Ok(Some(rows))
+        Ok(Some((rows, held)))
     }
 }
 
