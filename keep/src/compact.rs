@@ -426,63 +426,58 @@ mod tests {
         assert!(plan(&live, &committed_at, 50, &days).is_empty());
     }
 
+    /// Plans `files`, all committed long ago: each group's table and input paths.
+    fn plan_of(files: &[ObjectEntry]) -> Vec<(Table, Vec<String>)> {
+        let live: BTreeMap<String, ObjectEntry> =
+            files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
+        let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
+        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
+        let paths = |group: &Group| group.inputs.iter().map(|entry| entry.path.clone()).collect();
+        groups.iter().map(|group| (group.table, paths(group))).collect()
+    }
+
     #[test]
     fn test_plan_never_compacts_a_sessions_row_apart_from_its_commands() {
+        let day = "dt=2026-03-14";
+        let file = |table: &str, name: &str, session: &str, size: u64| {
+            let kind =
+                if table == "commands" { ObjectKind::Commands } else { ObjectKind::Sessions };
+            entry(&format!("{table}/{day}/{name}.parquet"), kind, &[session], size)
+        };
         // The day's compacted `commands` file is full, so e's `commands` file stays alone on
         // its day; the day's `sessions` file is still open, so e's row could join it.
         let full = MAX_COMPACTED_INPUT_BYTES / 2;
-        let files = [
-            entry("commands/dt=2026-03-14/compact-1a.parquet", ObjectKind::Commands, &["a"], full),
-            entry("sessions/dt=2026-03-14/compact-1a.parquet", ObjectKind::Sessions, &["a"], 10),
-            entry("commands/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Commands, &["e"], 10),
-            entry("sessions/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Sessions, &["e"], 10),
+        let mut files = vec![
+            file("commands", "compact-1a", "a", full),
+            file("sessions", "compact-1a", "a", 10),
+            file("commands", "e.s3.v1", "e", 10),
+            file("sessions", "e.s3.v1", "e", 10),
         ];
-        let live: BTreeMap<String, ObjectEntry> =
-            files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
-        let committed_at: HashMap<&str, i64> =
-            files.iter().map(|entry| (entry.path.as_str(), 1)).collect();
-        assert!(plan(&live, &committed_at, 50, &BTreeSet::new()).is_empty());
+        assert_eq!(plan_of(&files), []);
         // With a second fresh version beside it, both versions go, in both tables.
-        let mut live = live;
-        for (path, kind) in [
-            ("commands/dt=2026-03-14/f.s3.v1.parquet", ObjectKind::Commands),
-            ("sessions/dt=2026-03-14/f.s3.v1.parquet", ObjectKind::Sessions),
-        ] {
-            live.insert(path.to_string(), entry(path, kind, &["f"], 10));
-        }
-        let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
-        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
-        let sessions = |table| -> Vec<&str> {
-            groups
-                .iter()
-                .filter(|group| group.table == table)
-                .flat_map(|group| group.inputs.iter().flat_map(|entry| &entry.sessions))
-                .map(String::as_str)
-                .collect()
-        };
-        assert_eq!(sessions(Table::Commands), ["e", "f"]);
-        assert_eq!(sessions(Table::Sessions), ["a", "e", "f"]);
+        files.extend([file("commands", "f.s3.v1", "f", 10), file("sessions", "f.s3.v1", "f", 10)]);
+        let path = |table: &str, name: &str| format!("{table}/{day}/{name}.parquet");
+        assert_eq!(
+            plan_of(&files),
+            [
+                (
+                    Table::Sessions,
+                    ["compact-1a", "e.s3.v1", "f.s3.v1"].map(|n| path("sessions", n)).to_vec()
+                ),
+                (Table::Commands, ["e.s3.v1", "f.s3.v1"].map(|n| path("commands", n)).to_vec()),
+            ]
+        );
         // e's `sessions` file is cut into a group of its own by the size bound, after the
         // day's two open compacted files: it still goes with e's `commands` file.
         let open = MAX_COMPACTED_INPUT_BYTES / 2 - 10;
         let files = [
-            entry("sessions/dt=2026-03-14/compact-1a.parquet", ObjectKind::Sessions, &["a"], open),
-            entry("sessions/dt=2026-03-14/compact-1b.parquet", ObjectKind::Sessions, &["b"], open),
-            entry("commands/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Commands, &["e"], 10),
-            entry("sessions/dt=2026-03-14/e.s3.v1.parquet", ObjectKind::Sessions, &["e"], 30),
-            entry("commands/dt=2026-03-14/f.s3.v1.parquet", ObjectKind::Commands, &["f"], 10),
+            file("sessions", "compact-1a", "a", open),
+            file("sessions", "compact-1b", "b", open),
+            file("commands", "e.s3.v1", "e", 10),
+            file("sessions", "e.s3.v1", "e", 30),
+            file("commands", "f.s3.v1", "f", 10),
         ];
-        let live: BTreeMap<String, ObjectEntry> =
-            files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
-        let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
-        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
-        let inputs: Vec<(Table, Vec<&str>)> = groups
-            .iter()
-            .map(|group| (group.table, group.inputs.iter().map(|e| e.path.as_str()).collect()))
-            .collect();
-        assert!(
-            inputs.contains(&(Table::Sessions, vec!["sessions/dt=2026-03-14/e.s3.v1.parquet"])),
-            "{inputs:?}"
-        );
+        let alone = (Table::Sessions, vec![path("sessions", "e.s3.v1")]);
+        assert!(plan_of(&files).contains(&alone), "{:?}", plan_of(&files));
     }
 }
