@@ -56,10 +56,10 @@ pub struct OcsfArgs {
     pub include_command_text: bool,
 }
 
-/// The columns read, in this order; the command only when asked for.
-const COLUMNS: &str = "c.session_id, c.seq, coalesce(c.started_at, s.session_started_at, \
-                       s.session_ended_at) AS time, c.principal, c.run_as, c.effective_user, c.target, c.region, \
-                       c.account, c.shell, c.kind, c.program";
+/// The columns read after the session, seq and time ([`COMMAND_TIME`]), in this order; the
+/// command only when asked for.
+const COLUMNS: &str = "c.principal, c.run_as, c.effective_user, c.target, c.region, c.account, \
+                       c.shell, c.kind, c.program";
 
 /// Writes the events; returns how many.
 pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
@@ -90,7 +90,8 @@ pub async fn ocsf(cli: &Cli, args: &OcsfArgs) -> anyhow::Result<Outcome> {
     .await?;
     let command = if args.include_command_text { ", c.command" } else { "" };
     let sql = format!(
-        "SELECT {COLUMNS}{command} FROM {COMMANDS_WITH_SESSION_TIMES} {} \
+        "SELECT c.session_id, c.seq, {COMMAND_TIME} AS time, {COLUMNS}{command} \
+         FROM {COMMANDS_WITH_SESSION_TIMES} {} \
          ORDER BY time NULLS FIRST, c.session_id, c.seq",
         query.where_clause()
     );
