@@ -20,7 +20,8 @@ use crate::workload::{NEEDLE_REGEX, SessionFacts, WorkloadSummary};
 pub struct RunOptions {
     /// The generated workload (a folder [`crate::workload::generate`] wrote).
     pub workload: PathBuf,
-    /// Scratch folder for lakes, keyrings and the plaintext copy (emptied first).
+    /// Scratch folder for lakes, keyrings and the plaintext copy (what it held is set aside
+    /// first and deleted at the end: see [`set_aside`]).
     pub work: PathBuf,
     /// Folder holding `sessionlake-ingest` and `sessionlake`.
     pub bin_dir: PathBuf,
@@ -126,9 +127,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     if options.work.starts_with(&options.workload) || options.workload.starts_with(&options.work) {
         bail!("the work folder and the workload folder must not contain each other");
     }
-    let _ = std::fs::remove_dir_all(&options.work);
-    std::fs::create_dir_all(&options.work)
-        .with_context(|| format!("failed to create {}", options.work.display()))?;
+    let stale = set_aside(&options.work)?;
     let runs = options.runs.max(1);
     let mut report = Report {
         raw_bytes: summary.raw_bytes,
@@ -136,8 +135,11 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         commands_generated: summary.commands,
         ..Report::default()
     };
-    let lake = options.work.join("lake");
-    let keyring = options.work.join("keyring.json");
+    // Each run ingests into a lake of its own; the last one is queried. The others are
+    // deleted at the end, not between runs (see `set_aside`).
+    let run_lake = |run: usize| options.work.join(format!("lake-{}", run + 1));
+    let run_keyring = |run: usize| options.work.join(format!("keyring-{}.json", run + 1));
+    let (lake, keyring) = (run_lake(runs - 1), run_keyring(runs - 1));
 
     // Ingest and its floor, interleaved: floor, ingest, floor, ingest, … so that both see the
     // same load on a shared host.
@@ -146,8 +148,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         let (floor, sealed) = floor_cpu_seconds(&options.workload, &summary)?;
         report.floor_cpu.push(floor);
         report.sealed_bytes = sealed;
-        let _ = std::fs::remove_dir_all(&lake);
-        let _ = std::fs::remove_file(&keyring);
+        let (lake, keyring) = (run_lake(run), run_keyring(run));
         evict(&options.python, std::slice::from_ref(&options.workload))?;
         let (cost, _) =
             run_measured(&ingest_bin, &ingest_args(&options.workload, &lake, &keyring), &[0])?;
@@ -335,12 +336,17 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
             "sessionlake-bench: ingest of one {} MB session",
             single_summary.raw_bytes / 1_000_000
         );
-        let _ = std::fs::remove_dir_all(&single_lake);
         let (cost, _) =
             run_measured(&ingest_bin, &ingest_args(single, &single_lake, &single_keyring), &[0])?;
         report.single = Some((single_summary.raw_bytes, cost));
-        let _ = std::fs::remove_dir_all(&single_lake);
     }
+
+    // Deleted only now that nothing more is measured: the runs' other lakes and what the
+    // folder held before.
+    for run in 0..runs - 1 {
+        let _ = std::fs::remove_dir_all(run_lake(run));
+    }
+    let _ = std::fs::remove_dir_all(stale);
 
     let path = options.work.join("report.json");
     let document = serde_json::to_vec_pretty(&report).context("failed to encode the report")?;
@@ -348,6 +354,37 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         .with_context(|| format!("failed to write {}", path.display()))?;
     print_report(&report, runs);
     Ok(report)
+}
+
+/// Creates `work`, moving what it held into `work/stale-<pid>` (returned, to be deleted at the
+/// end; an earlier run's stale folder, left by a failure, goes into it too).
+///
+/// Not deleted first: on ext4 without a journal (this project's build machines), a deleted
+/// inode is not reused for 60 s, 360 s while its inode table block is unwritten, and every
+/// file created meanwhile makes the allocator step over each such inode
+/// (`recently_deleted`). Ingest creates four files per session: right after lakes were
+/// deleted, ingesting the medium workload took 5.1 s of CPU instead of 3.2 (most of it `sys`),
+/// the file system's doing, not ingest's (BENCHMARKS.md, "Ingest measured on a fresh lake").
+fn set_aside(work: &Path) -> anyhow::Result<PathBuf> {
+    let stale = work.join(format!("stale-{}", std::process::id()));
+    let held = match std::fs::read_dir(work) {
+        Ok(entries) => entries
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("failed to list {}", work.display()))?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => {
+            return Err(error).with_context(|| format!("failed to list {}", work.display()));
+        }
+    };
+    std::fs::create_dir_all(&stale)
+        .with_context(|| format!("failed to create {}", stale.display()))?;
+    for path in held.iter().filter(|path| **path != stale) {
+        let Some(name) = path.file_name() else { continue };
+        std::fs::rename(path, stale.join(name))
+            .with_context(|| format!("failed to move {} aside", path.display()))?;
+    }
+    Ok(stale)
 }
 
 fn path_arg(path: &Path) -> String {
