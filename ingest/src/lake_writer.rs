@@ -41,7 +41,7 @@ use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
 
-use crate::raw::{Raw, Replay, parse_raw, seal_raw, seal_raw_replaying};
+use crate::raw::{HOLD_BYTES_UP_TO, Raw, Replay, parse_raw, seal_raw, seal_raw_replaying};
 use crate::sources::{BadInput, SessionInput};
 
 /// A session version's objects, its command count and whether it was understood with `low`
@@ -260,6 +260,12 @@ impl LakeWriter {
         let big = matches!(&raw, Raw::Object(object) if object.len > self.hold_rows_up_to)
             && input.form != InputForm::CloudwatchStream;
         let replay_context = big.then(|| context.clone());
+        // A small object is read once, into memory: parsed and sealed from there.
+        let raw = if big {
+            raw
+        } else {
+            raw.held_up_to(self.hold_rows_up_to.min(HOLD_BYTES_UP_TO)).await?
+        };
         let (mut parsed, mut digest) = parse_raw(&raw, input.form, context, !big).await?;
         // Rows out of time order cannot be written as they come: held after all.
         if let (Ok(ParsedSession { plan: Some(plan), .. }), Some(context)) =
@@ -1220,6 +1226,39 @@ mod tests {
             raw_bytes: 1,
             low_confidence: false,
         }
+    }
+
+    /// A local file is held after one read, checked against the SHA-256 its source took when
+    /// it read the file: one rewritten in between is refused (and read again at the next
+    /// poll), never ingested as bytes that may never have been whole on disk.
+    #[tokio::test]
+    async fn test_a_local_file_changed_since_its_source_read_it_is_refused() {
+        let (dir, keyring, store) = lake_and_keyring();
+        let writer = writer(&store, &keyring).await;
+        let path = dir.path().join("alice-0123456789abcdef0.log");
+        let transcript =
+            b"Script started on 2026-03-14 09:30:00+00:00\nsh-5.2$ ls\r\r\nnotes\r\r\n";
+        std::fs::write(&path, transcript).expect("write");
+        let input = |position: String| {
+            let location =
+                crate::raw::ObjectLocation::File { path: path.clone(), sha256: position.clone() };
+            Input::Session(SessionInput {
+                session_id: "alice-0123456789abcdef0".into(),
+                source: SessionSource::Local,
+                source_ref: path.display().to_string(),
+                position,
+                form: InputForm::S3Transcript,
+                raw: Raw::Object(crate::raw::RawObject { location, len: transcript.len() as u64 }),
+                observed_at: None,
+            })
+        };
+        let listed = sha256_hex(b"Script started on 2026-03-14 09:30:00+00:00\n");
+        let before = store.list("").await.expect("list");
+        let error = writer.write_input(input(listed), None).await.expect_err("changed");
+        assert!(format!("{error:#}").contains("changed while it was read"), "{error:#}");
+        assert_eq!(store.list("").await.expect("list"), before, "it left objects behind");
+        let written = writer.write_input(input(sha256_hex(transcript)), None).await;
+        assert!(matches!(written, Ok(Written::Session { commands: 1, .. })), "{written:?}");
     }
 
     /// A version written before versions carried their source object (untagged) is replaced by

@@ -14,6 +14,10 @@
 //! bounded channel to a blocking thread (parser, or zstd and AEAD), which hands sealed bytes
 //! over another bounded channel to the upload.
 //!
+//! An object small enough to hold ([`Raw::held_up_to`]) is read once instead, into memory,
+//! and hashed once: both passes read it from there (a transcript on S3 is fetched once, not
+//! twice).
+//!
 //! A transcript too big to hold its rows in memory (a session of a million commands) is parsed
 //! in both passes instead: the first holds no row ([`parse_raw`] with `hold_rows: false`, the
 //! parser's `planning`), the second parses the bytes it seals again and writes the `commands`
@@ -47,18 +51,49 @@ const CHANNEL_CHUNKS: usize = 4;
 /// Sealed bytes handed to the upload at a time.
 const SEALED_PIECE_BYTES: usize = 256 * 1024;
 
+/// Objects up to this size are read into memory once rather than streamed twice (when their
+/// rows are held as well: `--hold-rows-up-to` caps it).
+pub const HOLD_BYTES_UP_TO: u64 = 16 * 1024 * 1024;
+
 /// An input's original bytes: in memory, or an object read again each time it is needed.
 #[derive(Debug, Clone)]
 pub enum Raw {
-    /// Bytes in memory (CloudWatch streams and uploads, assembled from events; CloudTrail).
-    Bytes(Bytes),
+    /// Bytes in memory (CloudWatch streams and uploads, assembled from events; a small object
+    /// read whole).
+    Bytes(HeldBytes),
     /// A local file or an S3 object, streamed.
     Object(RawObject),
 }
 
+/// Bytes in memory with their size and SHA-256, taken when they were put there: they cannot
+/// change, so neither pass hashes them again.
+#[derive(Debug, Clone)]
+pub struct HeldBytes {
+    bytes: Bytes,
+    digest: RawDigest,
+}
+
+impl HeldBytes {
+    /// Holds `bytes`, hashing them.
+    pub fn new(bytes: Bytes) -> Self {
+        let digest = RawDigest { len: bytes.len() as u64, sha256: sha256_hex(&bytes) };
+        HeldBytes { bytes, digest }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Their size and SHA-256.
+    pub fn digest(&self) -> &RawDigest {
+        &self.digest
+    }
+}
+
 impl From<Vec<u8>> for Raw {
     fn from(bytes: Vec<u8>) -> Self {
-        Raw::Bytes(Bytes::from(bytes))
+        Raw::Bytes(HeldBytes::new(Bytes::from(bytes)))
     }
 }
 
@@ -66,7 +101,7 @@ impl Raw {
     /// Returns the size in bytes (of an object, as found when it was fetched).
     pub fn len(&self) -> u64 {
         match self {
-            Raw::Bytes(bytes) => bytes.len() as u64,
+            Raw::Bytes(held) => held.digest.len,
             Raw::Object(object) => object.len,
         }
     }
@@ -74,6 +109,46 @@ impl Raw {
     /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Reads an object of at most `limit` bytes into memory, hashing it as it comes, so that
+    /// parsing and sealing read it from there instead of each reading (or fetching) it again.
+    /// Anything else comes back as it is, and so does an object found longer than `limit` when
+    /// read (it grew since it was listed): it is streamed, as a big one is. A local file whose
+    /// bytes are not those its source hashed (rewritten while it was read) is refused, to be
+    /// read again at the next poll; an S3 object is read at its listed ETag instead.
+    pub async fn held_up_to(self, limit: u64) -> anyhow::Result<Raw> {
+        let Raw::Object(object) = &self else { return Ok(self) };
+        if object.len > limit {
+            return Ok(self);
+        }
+        let (limit, capacity) = (usize::try_from(limit)?, usize::try_from(object.len)?);
+        let (bytes, digest) = consume_raw(&self, move |chunks| {
+            let mut bytes = Vec::with_capacity(capacity);
+            while let Some(chunk) = chunks.next_chunk() {
+                if bytes.len() + chunk.len() > limit {
+                    return None;
+                }
+                // Grown since it was listed: no more room than the bytes take.
+                bytes.reserve_exact(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            Some(bytes)
+        })
+        .await?;
+        let Some(bytes) = bytes else { return Ok(self) };
+        if let ObjectLocation::File { path, sha256 } = &object.location
+            && *sha256 != digest.sha256
+        {
+            anyhow::bail!(
+                "{} changed while it was read: sha256 {sha256} when listed, {} bytes sha256 {} \
+                 when read",
+                path.display(),
+                digest.len,
+                digest.sha256
+            );
+        }
+        Ok(Raw::Bytes(HeldBytes { bytes: Bytes::from(bytes), digest }))
     }
 }
 
@@ -89,8 +164,15 @@ pub struct RawObject {
 /// Where a streamed original is.
 #[derive(Debug, Clone)]
 pub enum ObjectLocation {
-    /// A local file.
-    File(PathBuf),
+    /// A local file, with the SHA-256 its source took when it read the file (its cursor
+    /// position): a copy held after one more read ([`Raw::held_up_to`]) must have it, as the
+    /// second read of a streamed one must match the first.
+    File {
+        /// Where it is.
+        path: PathBuf,
+        /// SHA-256 (hex) of its bytes when its source read them.
+        sha256: String,
+    },
     /// An S3 object, read at one ETag.
     S3 {
         /// Client.
@@ -107,7 +189,7 @@ pub enum ObjectLocation {
 impl ObjectLocation {
     fn name(&self) -> String {
         match self {
-            ObjectLocation::File(path) => path.display().to_string(),
+            ObjectLocation::File { path, .. } => path.display().to_string(),
             ObjectLocation::S3 { bucket, key, .. } => format!("s3://{bucket}/{key}"),
         }
     }
@@ -133,7 +215,7 @@ impl RawDigest {
 async fn send_chunks(raw: &Raw, sender: &mpsc::Sender<Bytes>) -> anyhow::Result<()> {
     let stopped = || anyhow::anyhow!("the worker reading the input stopped");
     match raw {
-        Raw::Bytes(bytes) => {
+        Raw::Bytes(HeldBytes { bytes, .. }) => {
             let mut offset = 0;
             while offset < bytes.len() {
                 let end = (offset + FILE_CHUNK_BYTES).min(bytes.len());
@@ -141,7 +223,7 @@ async fn send_chunks(raw: &Raw, sender: &mpsc::Sender<Bytes>) -> anyhow::Result<
                 offset = end;
             }
         }
-        Raw::Object(RawObject { location: ObjectLocation::File(path), .. }) => {
+        Raw::Object(RawObject { location: ObjectLocation::File { path, .. }, .. }) => {
             let name = path.display();
             let mut file = tokio::fs::File::open(path)
                 .await
@@ -259,13 +341,11 @@ pub async fn parse_raw(
     context: SessionContext,
     hold_rows: bool,
 ) -> anyhow::Result<(Result<ParsedSession, ParseError>, RawDigest)> {
-    if let Raw::Bytes(bytes) = raw {
-        // In memory already: parsed where it lies, not copied into the parser.
-        let bytes = bytes.clone();
+    if let Raw::Bytes(held) = raw {
+        // In memory already: parsed where it lies, not copied into the parser, and hashed.
+        let HeldBytes { bytes, digest } = held.clone();
         return tokio::task::spawn_blocking(move || {
-            let parsed = sessionlake_indexer::parse_session(form, &bytes, &context);
-            let digest = RawDigest { len: bytes.len() as u64, sha256: sha256_hex(&bytes) };
-            (parsed, digest)
+            (sessionlake_indexer::parse_session(form, &bytes, &context), digest)
         })
         .await
         .context("parser task failed");
@@ -373,6 +453,11 @@ pub async fn seal_raw_replaying(
     let (sealed_sender, mut sealed_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let (rows_sender, mut rows_receiver) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
     let commands_path = replay.as_ref().map(|replay| replay.path.clone());
+    // Bytes held in memory were hashed when they were put there; an object is hashed as read.
+    let held = match raw {
+        Raw::Bytes(held) => Some(held.digest.clone()),
+        Raw::Object(_) => None,
+    };
     type Sealed = (RawDigest, Option<anyhow::Result<usize>>);
     let sealer = tokio::task::spawn_blocking(move || -> anyhow::Result<Sealed> {
         let pieces = PieceSender { sender: sealed_sender, piece: Vec::new() };
@@ -383,7 +468,9 @@ pub async fn seal_raw_replaying(
         };
         let mut digest = StreamDigest::default();
         while let Some(chunk) = plain_receiver.blocking_recv() {
-            digest.update(&chunk);
+            if held.is_none() {
+                digest.update(&chunk);
+            }
             sealer.write_all(&chunk).context("failed to seal")?;
             if let Some((parser, _)) = replaying.as_mut() {
                 parser.feed(&chunk);
@@ -392,7 +479,7 @@ pub async fn seal_raw_replaying(
         sealer.finish().context("failed to seal")?.send_piece().context("failed to seal")?;
         // Told after the digest's check: bytes that changed are what to say then.
         let rows = replaying.map(|(parser, state)| finish_replay(parser, &state));
-        Ok((RawDigest::of(digest), rows))
+        Ok((held.unwrap_or_else(|| RawDigest::of(digest)), rows))
     });
     let reading = async {
         let read = send_chunks(raw, &plain_sender).await;
@@ -565,7 +652,7 @@ mod tests {
         }
         std::fs::write(&path, &transcript).expect("write");
         let raw = Raw::Object(RawObject {
-            location: ObjectLocation::File(path.clone()),
+            location: ObjectLocation::File { path: path.clone(), sha256: sha256_hex(&transcript) },
             len: transcript.len() as u64,
         });
         let context = SessionContext::new("alice-0123456789abcdef0");
@@ -581,33 +668,104 @@ mod tests {
         );
         assert_eq!(digest.sha256, sessionlake_storage::store::sha256_hex(&transcript));
 
+        let (keyring, store) = seal_and_open(dir.path(), &raw, &digest, &transcript).await;
+
+        // The file changed between the passes: the upload is abandoned, nothing is stored.
+        std::fs::write(&path, b"something else").expect("rewrite");
+        let error = seal_refused(&raw, &keyring, &store, &digest).await;
+        assert!(error.contains("changed while it was read"), "{error}");
+        assert!(store.get_opt("raw/y.zst.sle").await.expect("read").is_none());
+    }
+
+    /// Seals `raw` into `raw/x.zst.sle` of a new store, the first pass having read `digest`,
+    /// under a key of a new keyring in `dir`; checks that the object opens to `transcript`.
+    async fn seal_and_open(
+        dir: &std::path::Path,
+        raw: &Raw,
+        digest: &RawDigest,
+        transcript: &[u8],
+    ) -> (LocalKeyring, LakeStore) {
         let (keyring, _) =
-            LocalKeyring::open_or_create(&dir.path().join("keyring.json")).expect("keyring");
+            LocalKeyring::open_or_create(&dir.join("keyring.json")).expect("keyring");
         let context = BTreeMap::from([("sessionlake:role".to_string(), "raw".to_string())]);
         let (key, wrapped) = keyring.generate_data_key(context).await.expect("key");
         let key_again = keyring.decrypt_data_key(&wrapped).await.expect("unwrap");
         let store = LakeStore::in_memory();
-        let stored =
-            seal_raw(&raw, "local", &store, "raw/x.zst.sle", (key, wrapped), Some(&digest))
-                .await
-                .expect("second pass");
+        let stored = seal_raw(raw, "local", &store, "raw/x.zst.sle", (key, wrapped), Some(digest))
+            .await
+            .expect("second pass");
         let sealed = store.get("raw/x.zst.sle").await.expect("stored");
         assert_eq!(stored.size, sealed.len() as u64);
-        assert_eq!(stored.sha256, sessionlake_storage::store::sha256_hex(&sealed));
+        assert_eq!(stored.sha256, sha256_hex(&sealed));
         let opened = open_bytes("raw/x.zst.sle", &sealed, &key_again, u64::MAX).expect("open");
         assert!(opened == transcript, "the sealed object opens to other bytes");
+        (keyring, store)
+    }
 
-        // The file changed between the passes: the upload is abandoned, nothing is stored.
+    /// Seals `raw` into `raw/y.zst.sle`, the first pass having read `digest`; returns the
+    /// error it fails with.
+    async fn seal_refused(
+        raw: &Raw,
+        keyring: &LocalKeyring,
+        store: &LakeStore,
+        digest: &RawDigest,
+    ) -> String {
+        let context = BTreeMap::from([("sessionlake:role".to_string(), "raw".to_string())]);
+        let sealing = keyring.generate_data_key(context).await.expect("key");
+        let refused = seal_raw(raw, "local", store, "raw/y.zst.sle", sealing, Some(digest)).await;
+        format!("{:#}", refused.expect_err("sealed"))
+    }
+
+    /// Writes a transcript of `commands` echo commands into `dir`; returns its path and bytes.
+    fn echo_transcript(dir: &std::path::Path, commands: usize) -> (PathBuf, Vec<u8>) {
+        let path = dir.join("alice-0123456789abcdef0.log");
+        let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
+        for n in 0..commands {
+            transcript.extend_from_slice(format!("sh-5.2$ echo {n}\r\r\n{n}\r\r\n").as_bytes());
+        }
+        std::fs::write(&path, &transcript).expect("write");
+        (path, transcript)
+    }
+
+    /// A small file is read once, into memory: both passes use those bytes and their digest
+    /// (the file changed afterwards changes nothing); one longer than the limit, or one that
+    /// grew past it since it was listed, stays streamed.
+    #[tokio::test]
+    async fn test_a_small_object_is_read_once_and_held() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (path, transcript) = echo_transcript(dir.path(), 2_000);
+        let len = transcript.len() as u64;
+        let sha256 = sha256_hex(&transcript);
+        let object = |len| {
+            let location = ObjectLocation::File { path: path.clone(), sha256: sha256.clone() };
+            Raw::Object(RawObject { location, len })
+        };
+
+        assert!(matches!(object(len).held_up_to(len - 1).await.expect("read"), Raw::Object(_)));
+        // Listed at a size under the limit, longer when read: streamed after all.
+        let grown = object(len - 100).held_up_to(len - 1).await.expect("read");
+        assert!(matches!(grown, Raw::Object(_)));
+
+        let held = object(len).held_up_to(len).await.expect("read");
+        let Raw::Bytes(bytes) = &held else { panic!("not held: {held:?}") };
+        assert!(*bytes.bytes() == transcript, "held bytes differ from the file");
+        assert_eq!(bytes.digest(), &RawDigest { len, sha256: sha256_hex(&transcript) });
         std::fs::write(&path, b"something else").expect("rewrite");
-        let (key, wrapped) = keyring
-            .generate_data_key(BTreeMap::from([("sessionlake:role".into(), "raw".into())]))
-            .await
-            .expect("key");
-        let error = seal_raw(&raw, "local", &store, "raw/y.zst.sle", (key, wrapped), Some(&digest))
-            .await
-            .expect_err("changed");
-        assert!(error.to_string().contains("changed while it was read"), "{error:#}");
-        assert!(store.get_opt("raw/y.zst.sle").await.expect("read").is_none());
+
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let (parsed, digest) =
+            parse_raw(&held, InputForm::S3Transcript, context.clone(), true).await.expect("parse");
+        assert_eq!(
+            parsed,
+            sessionlake_indexer::parse_session(InputForm::S3Transcript, &transcript, &context)
+        );
+        assert_eq!(&digest, bytes.digest());
+        let (keyring, store) = seal_and_open(dir.path(), &held, &digest, &transcript).await;
+
+        // What the first pass is said to have read is still checked.
+        let other = RawDigest { len, sha256: sha256_hex(b"other") };
+        let error = seal_refused(&held, &keyring, &store, &other).await;
+        assert!(error.contains("changed while it was read"), "{error}");
     }
 
     /// A transcript too big to hold its rows, parsed holding none and then again while it is
@@ -616,14 +774,9 @@ mod tests {
     #[tokio::test]
     async fn test_the_second_pass_writes_the_commands_file_or_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("alice-0123456789abcdef0.log");
-        let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
-        for n in 0..20_000 {
-            transcript.extend_from_slice(format!("sh-5.2$ echo {n}\r\r\n{n}\r\r\n").as_bytes());
-        }
-        std::fs::write(&path, &transcript).expect("write");
+        let (path, transcript) = echo_transcript(dir.path(), 20_000);
         let raw = Raw::Object(RawObject {
-            location: ObjectLocation::File(path.clone()),
+            location: ObjectLocation::File { path: path.clone(), sha256: sha256_hex(&transcript) },
             len: transcript.len() as u64,
         });
         let context = SessionContext::new("alice-0123456789abcdef0");

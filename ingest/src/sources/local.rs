@@ -318,8 +318,12 @@ pub fn fetch_local(
         // Grew past the limit since the listing; the next listing refuses it by size.
         return Ok((Fetched::Unchanged, None));
     }
-    let streamed_raw =
-        || Raw::Object(RawObject { location: ObjectLocation::File(file.path.clone()), len });
+    // Read again with the hash taken here: a copy held must have it.
+    let streamed = RawObject {
+        location: ObjectLocation::File { path: file.path.clone(), sha256: position.clone() },
+        len,
+    };
+    let streamed_raw = || Raw::Object(streamed.clone());
     // A transcript's name need not be its id: then its header names it, or nothing does.
     let session_id =
         if file.kind == LocalKind::Transcript && !name_is_session_id(session_id.as_deref()) {
@@ -439,7 +443,7 @@ pub fn read_local_trail(file: &LocalFile) -> anyhow::Result<Option<TrailInput>> 
         Err(error) => return Err(error).with_context(|| format!("failed to read {source_ref}")),
     };
     let (len, sha256) = hash_file(&mut handle, source_ref)?;
-    let location = ObjectLocation::File(file.path.clone());
+    let location = ObjectLocation::File { path: file.path.clone(), sha256: sha256.clone() };
     Ok(Some(TrailInput {
         source_ref: source_ref.clone(),
         position: sha256.clone(),
