@@ -8,7 +8,9 @@
 //!   one value of the column, or one longer than its statistics keep: one short value (each
 //!   column of a per-session file, mostly) is answered exactly by the min/max statistics;
 //! - a per-session `sessions` file (one row) is not compressed: zstd cannot shrink one value
-//!   per column, and its contexts would cost more than the rest of the write;
+//!   per column, and its contexts would cost more than the rest of the write; nor are the
+//!   columns of a per-session `commands` file that hold one short value
+//!   ([`uncompressed_where_constant`]);
 //! - the `commands` file's sensitive columns ([`ENCRYPTED_COLUMNS`]) and the `access` file's
 //!   ([`ACCESS_ENCRYPTED_COLUMNS`]) encrypted with Parquet modular encryption under one data key
 //!   per file, footer in plaintext (signed) so that other engines read the rest; the wrapped
@@ -23,7 +25,7 @@ use arrow_array::builder::{
 };
 use arrow_array::cast::AsArray as _;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, Scalar};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -301,6 +303,7 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
         let rows: Vec<&CommandRecord> = batch.iter().collect();
+        let record_batch = commands_batch(&rows).map_err(fail)?;
         if self.writer.is_none() {
             let sorting = [columns::STARTED_AT, columns::SESSION_ID, columns::SEQ]
                 .into_iter()
@@ -313,13 +316,13 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
             let blooms = varying_columns(&rows, &COMMAND_BLOOMS);
             let encryption = Some(Arc::clone(&self.encryption));
             let properties = properties(sorting, &blooms, encryption, DEFAULT_ROW_GROUP_SIZE);
+            let properties = uncompressed_where_constant(properties, &record_batch);
             let out = self.out.take().ok_or_else(|| {
                 fail(parquet::errors::ParquetError::General("writer already closed".into()))
             })?;
             let writer = ArrowWriter::try_new(out, commands_schema(), Some(properties));
             self.writer = Some(writer.map_err(fail)?);
         }
-        let record_batch = commands_batch(&rows).map_err(fail)?;
         if let Some(writer) = self.writer.as_mut() {
             write_bounded(writer, &record_batch).map_err(fail)?;
         }
@@ -374,14 +377,49 @@ fn write_commands_with(
         })
         .collect();
     let slices = command_batches(&sorted);
-    let batches = slices.into_iter().map(commands_batch);
+    let mut batches = slices.into_iter().map(commands_batch).peekable();
     let row_group_rows =
         if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
     let blooms = varying_columns(&sorted, &COMMAND_BLOOMS);
     let properties = properties(sorting, &blooms, encryption, row_group_rows);
-    let properties =
-        if compacted { crate::merge::compacted_properties(properties) } else { properties };
+    let properties = match batches.peek() {
+        _ if compacted => crate::merge::compacted_properties(properties),
+        Some(Ok(first)) => uncompressed_where_constant(properties, first),
+        _ => properties,
+    };
     write_batches("commands", commands_schema(), batches, properties)
+}
+
+/// Leaves uncompressed each column that holds one short value (at most 64 bytes: what parquet
+/// keeps whole in statistics) or only nulls in `first`, the first
+/// batch of a session's `commands` file (both its writers decide from it). Such a column is a
+/// dictionary page of that value and data pages of one repeated index, which zstd cannot
+/// shrink; yet every compressed column chunk costs a zstd context to write and another to read
+/// (parquet makes a compression and a decompression context for each chunk). A session's rows
+/// share a dozen such columns: its id, principal, target, user, shell, parser version.
+fn uncompressed_where_constant(
+    properties: WriterProperties,
+    first: &RecordBatch,
+) -> WriterProperties {
+    if first.num_rows() == 0 {
+        return properties;
+    }
+    let schema = first.schema();
+    let constant = schema.fields().iter().zip(first.columns()).filter(|(_, column)| {
+        // A long value (one command's output) is worth compressing even once.
+        let short = column.as_string_opt::<i32>().is_none_or(|strings| {
+            strings.is_null(0) || strings.value(0).len() <= STATISTICS_TRUNCATE_LENGTH
+        });
+        short
+            && arrow_ord::cmp::not_distinct(column, &Scalar::new(column.slice(0, 1)))
+                .is_ok_and(|same| same.null_count() == 0 && same.true_count() == same.len())
+    });
+    let mut builder = properties.into_builder();
+    for (field, _) in constant {
+        let path = ColumnPath::from(field.name().as_str());
+        builder = builder.set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    builder.build()
 }
 
 /// Returns `sorted` as one Arrow batch of the commands schema.
@@ -1083,7 +1121,55 @@ pub(crate) mod tests {
         let stored = write_commands(&two, &key, b"meta".to_vec()).expect("write");
         let written = chunks(stored);
         assert_eq!(blooms(written.clone()), [columns::SESSION_ID, columns::TARGET]);
-        assert!(written.iter().all(|(_, _, codec)| matches!(codec, Compression::ZSTD(_))));
+        assert!(
+            written.iter().all(|(_, bloom, codec)| !bloom || *codec != Compression::UNCOMPRESSED)
+        );
+    }
+
+    /// Returns `rows` as one session's `commands` file written at once, then as written by a
+    /// [`CommandsWriter`] given the rows one by one (which counts them).
+    fn written_both_ways(rows: &[CommandRecord], key: &DataKey) -> (Vec<u8>, Vec<u8>) {
+        let at_once = write_commands(rows, key, b"meta".to_vec()).expect("write");
+        let mut writer = CommandsWriter::new(Vec::new(), key, b"meta".to_vec()).expect("writer");
+        for row in rows.iter().cloned() {
+            writer.push(row).expect("push");
+        }
+        assert_eq!(writer.rows(), rows.len());
+        (at_once, writer.finish().expect("finish"))
+    }
+
+    /// Both writers of a session's `commands` file leave the columns of one short value (or
+    /// only nulls) uncompressed and compress the others; the rows read back the same.
+    #[test]
+    fn test_columns_of_one_value_are_not_compressed() {
+        let key = DataKey::from_slice(&[9u8; 32]).expect("32");
+        let rows: Vec<CommandRecord> = (0..50)
+            .map(|seq| {
+                let mut row = record(seq, &format!("echo {seq}"));
+                row.output = format!("{seq}");
+                row.started_at = Some(1_773_446_400_000_000 + i64::from(seq));
+                row
+            })
+            .collect();
+        let (at_once, streamed) = written_both_ways(&rows, &key);
+        let varying = [columns::SEQ, columns::STARTED_AT, columns::COMMAND, columns::OUTPUT];
+        for file in [&at_once, &streamed] {
+            let written = chunks(file.clone());
+            assert_eq!(written.len(), commands_schema().fields().len());
+            for (name, _, codec) in written {
+                let compressed = codec != Compression::UNCOMPRESSED;
+                assert_eq!(compressed, varying.contains(&name.as_str()), "{name}: {codec:?}");
+            }
+        }
+        let (expected, ..) = decrypted(at_once, &key);
+        assert_eq!(expected.num_rows(), rows.len());
+        assert_eq!(decrypted(streamed, &key).0, expected);
+        // One command whose text is long: compressed, though it is the column's one value.
+        let long = [record(0, &"x".repeat(STATISTICS_TRUNCATE_LENGTH + 1))];
+        let written = chunks(write_commands(&long, &key, b"meta".to_vec()).expect("write"));
+        let codec = |column: &str| written.iter().find(|(name, ..)| name == column).map(|c| c.2);
+        assert!(matches!(codec(columns::COMMAND), Some(Compression::ZSTD(_))), "{written:?}");
+        assert_eq!(codec(columns::OUTPUT), Some(Compression::UNCOMPRESSED));
     }
 
     #[test]
@@ -1185,13 +1271,7 @@ pub(crate) mod tests {
                 row
             })
             .collect();
-        let at_once = write_commands(&rows, &key, b"meta".to_vec()).expect("write");
-        let mut writer = CommandsWriter::new(Vec::new(), &key, b"meta".to_vec()).expect("writer");
-        for row in rows.iter().cloned() {
-            writer.push(row).expect("push");
-        }
-        assert_eq!(writer.rows(), rows.len());
-        let streamed = writer.finish().expect("finish");
+        let (at_once, streamed) = written_both_ways(&rows, &key);
         let (expected, expected_groups, expected_blooms) = decrypted(at_once, &key);
         let (found, groups, blooms) = decrypted(streamed, &key);
         assert_eq!(found, expected);
