@@ -154,7 +154,8 @@ pub fn session_config() -> SessionConfig {
 
 /// Returns a query context that holds at most `memory_limit` bytes of query state and never
 /// spills to disk (a spill file would hold decrypted command text): a query over the limit
-/// fails with DataFusion's "Resources exhausted" error instead.
+/// fails with DataFusion's "Resources exhausted" error instead. It has no physical filter
+/// pushdown ([`without_physical_filter_pushdown`]).
 pub fn new_context(memory_limit: usize) -> ReadResult<SessionContext> {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -165,7 +166,29 @@ pub fn new_context(memory_limit: usize) -> ReadResult<SessionContext> {
         )
         .build_arc()
         .context_kind(ReadErrorKind::Query, "failed to set up the query engine")?;
-    Ok(SessionContext::new_with_config_rt(session_config(), runtime))
+    let ctx = SessionContext::new_with_config_rt(session_config(), runtime);
+    Ok(without_physical_filter_pushdown(&ctx))
+}
+
+/// Returns `ctx` without DataFusion's physical filter pushdown ([`new_context`]'s contexts, so
+/// also a user's own `sessionlake sql`). In DataFusion 55 that pushdown finds a filter's columns by name: a
+/// condition over two joined tables' same-named columns (`s.started_at` beside
+/// `c.started_at`) is pushed into one table's scan as that table's own column, and rows are
+/// dropped without an error (apache/datafusion issues 25244 and 25296, fixed upstream by pull
+/// request 25259, not in 55.2). A condition on one table still reaches its scan through the
+/// logical plan, where columns are qualified, and row groups are still pruned.
+fn without_physical_filter_pushdown(ctx: &SessionContext) -> SessionContext {
+    use datafusion::execution::SessionStateBuilder;
+    let state = ctx.state();
+    let rules = state
+        .physical_optimizers()
+        .iter()
+        .filter(|rule| !rule.name().starts_with("FilterPushdown"))
+        .cloned()
+        .collect();
+    let state =
+        SessionStateBuilder::new_from_existing(state).with_physical_optimizer_rules(rules).build();
+    SessionContext::new_with_state(state)
 }
 
 /// Registers `commands`, `sessions` and `access` with `ctx`; `keep` chooses files by path (partition
@@ -271,6 +294,53 @@ mod tests {
     use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT};
 
     use super::*;
+
+    /// A user's join of two tables whose times share a name, filtered on both: every row
+    /// counts. DataFusion 55's physical pushdown put `coalesce(c.started_at, s.started_at)`
+    /// into the scan of `c` as `coalesce(c.started_at, c.started_at)` and dropped each command
+    /// without a time of its own (its session's start counts for it).
+    #[tokio::test]
+    async fn test_a_join_filtered_on_same_named_columns_keeps_every_row() {
+        use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, ids: Vec<&str>, times: Vec<Option<i64>>| {
+            let batch = RecordBatch::try_from_iter([
+                ("session_id", Arc::new(StringArray::from(ids)) as _),
+                ("started_at", Arc::new(TimestampMicrosecondArray::from(times)) as _),
+            ])
+            .expect("batch");
+            let file = std::fs::File::create(dir.path().join(name)).expect("create");
+            let mut writer =
+                parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).expect("writer");
+            writer.write(&batch).expect("write");
+            writer.close().expect("close");
+        };
+        // Sessions started at 100 and 200; commands: two without a time, one at 300.
+        write("sessions.parquet", vec!["a", "b"], vec![Some(100), Some(200)]);
+        write("commands.parquet", vec!["a", "b", "b"], vec![None, None, Some(300)]);
+        let config =
+            session_config().set_bool("datafusion.execution.parquet.pushdown_filters", true);
+        let ctx = SessionContext::new_with_config(config);
+        for table in ["sessions", "commands"] {
+            let path = dir.path().join(format!("{table}.parquet"));
+            let path = path.to_str().expect("utf-8");
+            ctx.register_parquet(table, path, Default::default()).await.expect("register");
+        }
+        let ctx = without_physical_filter_pushdown(&ctx);
+        let frame = ctx
+            .sql(
+                "SELECT count(*) AS n FROM sessions s RIGHT JOIN commands c \
+                 ON c.session_id = s.session_id WHERE coalesce(c.started_at, s.started_at) >= \
+                 arrow_cast(150, 'Timestamp(Microsecond, None)')",
+            )
+            .await
+            .expect("plan");
+        let batches = frame.collect().await.expect("run");
+        let counted = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        assert!(counted.contains("| 2 "), "b's untimed command and its command at 300:\n{counted}");
+    }
 
     fn entry(path: &str, kind: ObjectKind, session: &str, bound_to: (&str, &str)) -> ObjectEntry {
         let (subject, role) = bound_to;
