@@ -1,7 +1,11 @@
-//! Turns SSM session transcripts into command records, and command records into Parquet.
+//! Turns SSM session transcripts into command records, and CloudTrail records into access
+//! records ([`cloudtrail`]). Writing records to Parquet is `sessionlake-tables`' work, not
+//! this crate's.
 //!
-//! Parsing is synchronous and pure: [`parse_session`] takes the raw bytes of one session in one
-//! of the SSM forms and returns its commands, with byte ranges into those same bytes.
+//! Parsing is synchronous and pure: no tokio, no store, no keys; of the workspace's crates,
+//! this one depends on `sessionlake-schemas` alone. [`parse_session`] takes the raw bytes of one session in one of
+//! the SSM forms and returns its commands, with byte ranges into those same bytes;
+//! [`SessionParser`] takes the same bytes in chunks.
 //!
 //! ```
 //! use sessionlake_indexer::{InputForm, SessionContext, parse_session};

@@ -1,14 +1,21 @@
 //! The sessionlake ingest service: reads SSM session logs from S3, CloudWatch Logs and local
-//! folders, enriches them from CloudTrail, and writes them to the lake through the indexer.
+//! folders, enriches them from CloudTrail, parses them with `sessionlake-indexer`, and writes
+//! them to the lake (Parquet through `sessionlake-tables`, objects, keys and commits through
+//! `sessionlake-storage`, the Delta logs through `sessionlake-delta`).
 //!
 //! - [`service`]: the poll loop (`--once` or `--follow`), bounded concurrency, signals;
-//! - [`sources`]: listing and reading each source; [`lake_writer`]: writing and committing;
+//! - [`sources`]: listing and reading each source, one file per source
+//!   ([`sources::s3_queue`]: S3 event notifications through SQS instead of listing a bucket);
+//!   [`raw`]: an input's original bytes, parsed and hashed, then sealed and uploaded;
+//!   [`lake_writer`]: writing and committing;
 //!   [`enrich`]: stored sessions completed by CloudTrail facts that arrived after them;
 //!   [`access_index`]: the access events the lake holds (dedupe, attribution);
-//!   [`queue`]: S3 event notifications through SQS instead of listing a bucket;
 //!   [`lambda`]: the same core as an AWS Lambda handler (binary `sessionlake-lambda`);
+//!   [`maintenance`]: the Lambda function's scheduled upkeep (compaction, retention, the Delta
+//!   logs) through `sessionlake-keep`;
 //! - [`config`]: TOML, flags and environment; [`events`] and [`telemetry`]: logs, metrics,
-//!   `/metrics` and `/healthz`; [`error`]: error classes.
+//!   `/metrics` and `/healthz`; [`progress`]: the progress line of a run at a terminal;
+//!   [`error`]: error classes.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -3,13 +3,19 @@
 //! Queries run on DataFusion over the lake's Parquet files (the ones the manifest says are
 //! live), decrypting the encrypted columns through the lake's key providers.
 //!
-//! This crate is the thin layer over the libraries: `main.rs` parses [`Cli`] (its flag types
-//! are here), [`run`] hands each command to its own file (`search.rs`, `sessions.rs`,
-//! `show.rs`, `access.rs`, `export.rs`, `files.rs`, `sql.rs`, `verify_cmd.rs`,
-//! `checkpoint_cmd.rs`, `retention.rs`, `compact.rs`, `rekey.rs`), which turns flags into calls
-//! of `sessionlake-read` (tables, queries, verify) and `sessionlake-keep` (retention, holds,
-//! shred, compact, rekey); `open.rs` opens the lake for them, and [`output`], `views.rs` and
-//! [`html`] print what comes back.
+//! `main.rs` parses [`Cli`]; `lib.rs` holds it, [`Command`], the flag types of `search`,
+//! `sessions`, `show`, `verify` and `checkpoint` (the other commands keep theirs in their own
+//! files), and [`run`], which hands each command to its own file (`search.rs`, `sessions.rs`,
+//! `show.rs`, [`access`], [`export`], [`files`], [`ocsf`], [`sql`], `verify_cmd.rs`,
+//! `checkpoint_cmd.rs`, [`retention`], [`compact`], [`rekey`]). Those turn flags into calls of
+//! `sessionlake-read` (tables, queries, listings, verify) and `sessionlake-keep` (retention,
+//! holds, shred, compact, rekey); `open.rs` opens the lake for them, and [`output`], `views.rs`
+//! and [`html`] print what comes back; [`time`] reads times and zones, [`progress`] draws on
+//! stderr.
+//!
+//! Not everything here is flags and printing: [`export`] builds the evidence bundle (with
+//! [`asciicast`], the replay, and [`html`], the viewer), [`ocsf`] writes OCSF events, and
+//! [`access`] works out why a session has no transcript; no library holds that work yet.
 //!
 //! ```
 //! use clap::Parser as _;

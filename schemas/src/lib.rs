@@ -1,8 +1,11 @@
 //! The formats of a sessionlake lake: record types, Arrow schemas, column names, lake paths,
 //! the manifest and the raw-object envelope header. No I/O lives here.
 //!
-//! Writers (`sessionlake-ingest`, `sessionlake-indexer`) and readers (`sessionlake`) meet only in
-//! this crate and in `sessionlake-storage`, so anything both sides must agree on is defined here once.
+//! Every other crate of the workspace depends on this one: the parser (`sessionlake-indexer`)
+//! makes its records, the writers (`sessionlake-ingest`, `sessionlake-keep`, through
+//! `sessionlake-tables` and `sessionlake-storage`) store them, and the readers
+//! (`sessionlake-read`, the `sessionlake` CLI) read them back. Anything both sides must agree on
+//! is defined here once.
 //!
 //! ```
 //! use sessionlake_schemas::{commands_schema, columns};
