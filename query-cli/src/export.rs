@@ -48,7 +48,7 @@ use clap::Args as ClapArgs;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use sessionlake_schemas::manifest::{
-    ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519,
+    ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519, session_sources,
 };
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, session_id};
 use sessionlake_storage::keys::Keys;
@@ -558,7 +558,7 @@ fn session_cast(
     started_at: Option<i64>,
 ) -> SessionCast {
     let mut cast = CastBuilder::new();
-    if source == SessionSource::CloudwatchStream {
+    if source.is_streamed() {
         match streamed_events(raw) {
             Ok(events) if !events.is_empty() => {
                 let first = events.iter().map(|(ms, _)| *ms).min().unwrap_or_default();
@@ -740,7 +740,7 @@ async fn gather(
     requested: Option<SessionSource>,
 ) -> anyhow::Result<Evidence> {
     let (chain, live) = (snapshot.chain(), snapshot.live());
-    let sources = crate::session_sources(live, session);
+    let sources = session_sources(live, session);
     if sources.is_empty() {
         if let Some(link) = sessionlake_keep::lake::removed_by(chain, session) {
             anyhow::bail!(
@@ -857,7 +857,7 @@ async fn gather(
     // source, a stream misread): named in the bundle, never left out silently.
     let mut differing = Vec::new();
     for &other in sources.iter().filter(|other| **other != source) {
-        let streamed = [source, other].contains(&SessionSource::CloudwatchStream);
+        let streamed = source.is_streamed() || other.is_streamed();
         let mut counts: HashMap<String, i64> = HashMap::new();
         for entry in crate::version_objects(live, session, other) {
             if entry.kind == ObjectKind::Commands {
@@ -1001,10 +1001,7 @@ fn bundle_files(
 ) -> anyhow::Result<(Vec<BundleFile>, usize)> {
     let keys = key_files(bundle_key, &evidence.manifest_keys);
     let source = evidence.source;
-    let transcript_name = match source {
-        SessionSource::CloudwatchStream => "transcript.jsonl",
-        _ => "transcript.log",
-    };
+    let transcript_name = if source.is_streamed() { "transcript.jsonl" } else { "transcript.log" };
     let mut files =
         vec![BundleFile { path: transcript_name.to_string(), bytes: evidence.transcript.clone() }];
 
@@ -1588,7 +1585,7 @@ Notes
                 other = other.as_str()
             ))
             .collect::<String>(),
-        stream_note = if evidence.source == SessionSource::CloudwatchStream {
+        stream_note = if evidence.source.is_streamed() {
             " (one CloudWatch log\n                     event per line: its timestamp and message)"
         } else {
             ""

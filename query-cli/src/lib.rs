@@ -59,7 +59,7 @@ pub(crate) use search::{
     time_range,
 };
 pub(crate) use sessions::sessions;
-pub(crate) use show::{chosen_source, read_committed, session_sources, show, version_objects};
+pub(crate) use show::{chosen_source, read_committed, show, version_objects};
 pub(crate) use verify_cmd::run_verify;
 pub(crate) use views::{
     SEARCH_VIEW, SESSIONS_VIEW, SHOW_VIEW, View, cell, command_cell, run_as_cell,

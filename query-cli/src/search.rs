@@ -195,8 +195,8 @@ async fn unlisted_matches(
     for (&source, files) in &by_source {
         // Compared as a stream carries text where one of the two deliveries is a stream.
         let streamed = |session: &str| {
-            source == SessionSource::CloudwatchStream
-                || listed_sources.get(session) == Some(&SessionSource::CloudwatchStream)
+            source.is_streamed()
+                || listed_sources.get(session).is_some_and(|listed| listed.is_streamed())
         };
         // Dated by their own versions' `sessions` rows (never compacted: compaction takes the
         // preferred delivery only).

@@ -28,7 +28,7 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
     let session = args.session.as_str();
     let (store, keys, snapshot) = open_reader(cli, Scope::Session(session)).await?;
     // A session delivered by several sources (S3 and CloudWatch) is shown from one.
-    let sources = session_sources(&snapshot.live, session);
+    let sources = manifest::session_sources(&snapshot.live, session);
     let shown = chosen_source(&sources, args.source, session, &cli.lake)?;
     let delivery = |source: SessionSource| -> anyhow::Result<SessionContext> {
         let files: HashSet<&str> = version_objects(&snapshot.live, session, source)
@@ -55,7 +55,7 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
     // What the other deliveries hold and the one shown lacks.
     let mut lacking: Vec<(SessionSource, u64)> = Vec::new();
     for &other in sources.iter().filter(|source| **source != shown) {
-        let streamed = [shown, other].contains(&SessionSource::CloudwatchStream);
+        let streamed = shown.is_streamed() || other.is_streamed();
         let mut counts = CommandCounts::default();
         counts.add(&delivery(other)?, &query, Counted::Other(&|_| streamed)).await?;
         counts.add(&ctx, &query, Counted::Listed).await?;
@@ -85,7 +85,7 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
 }
 
 /// Returns the source whose delivery of `session` to show: `requested`, else the preferred one
-/// (the first of `sources`, [`session_sources`]); an error naming the lake (`lake`) when the
+/// (the first of `sources`, [`manifest::session_sources`]); an error naming the lake (`lake`) when the
 /// session has no delivery, or none from `requested`.
 pub(crate) fn chosen_source(
     sources: &[SessionSource],
@@ -108,27 +108,6 @@ pub(crate) fn chosen_source(
     }
 }
 
-/// Returns the sources that delivered `session` (live objects only), the one `show` reads
-/// first: the source of the version in a compacted file, else by [`SessionSource::PREFERENCE`].
-pub(crate) fn session_sources(
-    live: &BTreeMap<String, ObjectEntry>,
-    session: &str,
-) -> Vec<SessionSource> {
-    let in_compacted = live.values().any(|entry| {
-        entry.kind == ObjectKind::Commands
-            && paths::is_compacted(&entry.path)
-            && entry.sessions.iter().any(|id| id == session)
-    });
-    let compacted =
-        in_compacted.then(|| manifest::compacted_version_source(live.values(), session)).flatten();
-    let mut sources: Vec<SessionSource> = compacted.into_iter().collect();
-    sources.extend(SessionSource::PREFERENCE.into_iter().filter(|source| {
-        compacted != Some(*source)
-            && live.keys().any(|path| paths::is_session_object(path, session, *source))
-    }));
-    sources
-}
-
 /// Reads a committed object and checks its size and SHA-256 against the manifest entry.
 pub(crate) async fn read_committed(
     store: &LakeStore,
@@ -145,7 +124,7 @@ pub(crate) async fn show_raw(
     source: Option<SessionSource>,
 ) -> anyhow::Result<Outcome> {
     let (store, keys, snapshot) = open_reader(cli, Scope::Session(session)).await?;
-    let sources = session_sources(&snapshot.live, session);
+    let sources = manifest::session_sources(&snapshot.live, session);
     // The same source as `show` (and `export`) reads.
     let shown = chosen_source(&sources, source, session, store.location())?;
     let entry = snapshot.live.values().find(|entry| {
@@ -164,7 +143,7 @@ pub(crate) async fn show_raw(
     let lake = snapshot.lake_id.clone();
     // A streamed CloudWatch delivery is stored as its log events: the terminal lines they
     // carry are what replays.
-    let out: Box<dyn std::io::Write + Send> = if shown == SessionSource::CloudwatchStream {
+    let out: Box<dyn std::io::Write + Send> = if shown.is_streamed() {
         Box::new(export::StreamedTerminal::new(std::io::stdout()))
     } else {
         Box::new(std::io::stdout())

@@ -339,6 +339,36 @@ pub fn live_table_files(
         .collect()
 }
 
+/// Returns the sources that delivered `session` (live objects only), in the order readers
+/// (`show`, `export`) take them ([`version_rank`]): the source of the version in a compacted
+/// `commands` file first, then by [`SessionSource::PREFERENCE`](crate::SessionSource::PREFERENCE).
+pub fn session_sources(
+    live: &std::collections::BTreeMap<String, ObjectEntry>,
+    session: &str,
+) -> Vec<crate::SessionSource> {
+    let mut ranked: std::collections::BTreeMap<usize, crate::SessionSource> = Default::default();
+    for entry in live.values() {
+        match version_rank(entry, session) {
+            Some(0) if entry.kind == ObjectKind::Commands && !ranked.contains_key(&0) => {
+                if let Some(source) = compacted_version_source(live.values(), session) {
+                    ranked.insert(0, source);
+                }
+            }
+            Some(0) | None => {}
+            Some(rank) => {
+                ranked.insert(rank, crate::SessionSource::PREFERENCE[rank - 1]);
+            }
+        }
+    }
+    let mut sources = Vec::with_capacity(ranked.len());
+    for source in ranked.into_values() {
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
+    sources
+}
+
 /// Returns how `show` ranks the version of `session` that `entry` holds (lower first): a
 /// compacted file first (compaction only takes a session's preferred version, so this keeps
 /// the choice it was made under when another delivery arrives later), then by
@@ -673,6 +703,47 @@ mod tests {
         assert!(files.contains(&sessions("bob-0b", stream, "18f0000000000003")));
         // carol has a sessions row and no commands: kept, as every such file is.
         assert!(files.contains(&sessions("carol-0c", s3, "18f0000000000004")));
+    }
+
+    /// A session's deliveries come in the order readers take them: by preference (S3, the
+    /// local folder, CloudWatch upload, CloudWatch stream), and once a compacted file holds a
+    /// version, that version's source first, whatever a later delivery is.
+    #[test]
+    fn test_a_sessions_sources_come_compacted_first_then_by_preference() {
+        let (s3, stream, upload) =
+            (SessionSource::S3, SessionSource::CloudwatchStream, SessionSource::CloudwatchUpload);
+        let mut live = live(&[
+            ("alice-0a", stream, "18f0000000000001"),
+            ("alice-0a", upload, "18f0000000000002"),
+            ("alice-0a", s3, "18f0000000000003"),
+            ("bob-0b", stream, "18f0000000000004"),
+        ]);
+        assert_eq!(session_sources(&live, "alice-0a"), [s3, upload, stream]);
+        assert_eq!(session_sources(&live, "bob-0b"), [stream]);
+        assert_eq!(session_sources(&live, "carol-0c"), []);
+        // bob's stream is compacted (its `commands` file goes into the compacted file; its raw
+        // object stays), then S3 delivers bob too: the compacted version still comes first.
+        live.remove(&commands_object(
+            "2026-03-14",
+            &session_stem("bob-0b", stream, "18f0000000000004"),
+        ));
+        let compacted =
+            crate::paths::compacted_object("commands", "2026-03-14", "18f0000000000009");
+        live.insert(
+            compacted.clone(),
+            ObjectEntry {
+                path: compacted,
+                size: 1,
+                sha256: String::new(),
+                kind: ObjectKind::Commands,
+                sessions: vec!["bob-0b".to_string()],
+                key: None,
+                note: None,
+                blocks: None,
+            },
+        );
+        live.extend(self::live(&[("bob-0b", s3, "18f0000000000005")]));
+        assert_eq!(session_sources(&live, "bob-0b"), [stream, s3]);
     }
 
     /// The deliveries searches leave out are named: the second of a session one source

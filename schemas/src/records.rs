@@ -112,6 +112,16 @@ impl SessionSource {
         SessionSource::ALL.into_iter().find(|source| source.as_str() == name)
     }
 
+    /// Whether the delivery is the agent's stream of log events (JSON Lines, one event a line)
+    /// rather than a terminal transcript: it replays from its events, and its commands are
+    /// compared with another delivery's as the stream carries text ([`as_streamed`]).
+    pub fn is_streamed(self) -> bool {
+        match self {
+            SessionSource::CloudwatchStream => true,
+            SessionSource::S3 | SessionSource::CloudwatchUpload | SessionSource::Local => false,
+        }
+    }
+
     /// Returns the value stored in the `source` column and used in raw object names.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -26,7 +26,6 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::file::metadata::SortingColumn;
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS};
@@ -38,7 +37,7 @@ use sessionlake_storage::session_keys::SessionKey;
 use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction;
 
-use crate::parquet_io::{BLOOM_FILTER_COLUMNS, encryption, properties};
+use crate::parquet_io::{BLOOM_FILTER_COLUMNS, decryption, encryption, properties};
 
 /// Rows per row group of a compacted file. Sorted by session, a session of a few hundred
 /// commands sits in one row group; smaller groups make a lookup decrypt and decompress less,
@@ -405,11 +404,7 @@ fn open(
         let Some(key) = &input.key else {
             return Err(fail(&"no data key to open it with"));
         };
-        let secret = key.expose().to_vec();
-        let decryption = FileDecryptionProperties::builder(secret.clone())
-            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])
-            .and_then(|builder| builder.build())
-            .map_err(|e| fail(&e))?;
+        let decryption = decryption(key, &ENCRYPTED_COLUMNS).map_err(|e| fail(&e))?;
         options = options.with_file_decryption_properties(decryption);
     }
     let builder =

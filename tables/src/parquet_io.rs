@@ -30,6 +30,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -525,6 +526,17 @@ pub(crate) fn encryption(
     encryption.build()
 }
 
+/// Returns what opens a file [`encryption`] wrote: `key` for the footer and each of `columns`.
+pub(crate) fn decryption(
+    key: &DataKey,
+    columns: &[&str],
+) -> Result<Arc<FileDecryptionProperties>, parquet::errors::ParquetError> {
+    let secret = key.expose().to_vec();
+    FileDecryptionProperties::builder(secret.clone())
+        .with_column_keys(columns.to_vec(), vec![secret; columns.len()])?
+        .build()
+}
+
 /// The key metadata of an encrypted column (or of the footer key) in the standard key-material
 /// format (`PKMT1`, parquet-java's `KeyMaterial`, Arrow's `key_material.h`), single wrapping,
 /// stored in the file: `masterKeyID` is the key that wrapped the data key (a session key
@@ -681,15 +693,8 @@ pub fn read_access_file(
     let fail = |reason: String| ReadError { object: object.to_string(), reason };
     let mut options = parquet::arrow::arrow_reader::ArrowReaderOptions::new();
     if let Some(key) = key {
-        let secret = key.expose().to_vec();
         let decryption =
-            parquet::encryption::decrypt::FileDecryptionProperties::builder(secret.clone())
-                .with_column_keys(
-                    ACCESS_ENCRYPTED_COLUMNS.to_vec(),
-                    vec![secret; ACCESS_ENCRYPTED_COLUMNS.len()],
-                )
-                .and_then(|builder| builder.build())
-                .map_err(|e| fail(e.to_string()))?;
+            decryption(key, &ACCESS_ENCRYPTED_COLUMNS).map_err(|e| fail(e.to_string()))?;
         options = options.with_file_decryption_properties(decryption);
     }
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
@@ -940,7 +945,6 @@ pub fn write_sessions(records: &[SessionRecord]) -> Result<Vec<u8>, WriteError> 
 pub(crate) mod tests {
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-    use parquet::encryption::decrypt::FileDecryptionProperties;
     use sessionlake_schemas::{Confidence, TimeSource};
 
     use super::*;
@@ -1231,11 +1235,7 @@ pub(crate) mod tests {
     /// Reads the rows of a `commands` file written under `key`, decrypted, as batches
     /// concatenated, and the file's row groups and bloom-filtered columns.
     fn decrypted(bytes: Vec<u8>, key: &DataKey) -> (RecordBatch, usize, Vec<String>) {
-        let decryption = FileDecryptionProperties::builder(key.expose().to_vec())
-            .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![key.expose().to_vec(); 4])
-            .expect("keys")
-            .build()
-            .expect("props");
+        let decryption = decryption(key, &ENCRYPTED_COLUMNS).expect("decryption");
         let options = ArrowReaderOptions::new().with_file_decryption_properties(decryption);
         let builder =
             ParquetRecordBatchReaderBuilder::try_new_with_options(Bytes::from(bytes), options)
