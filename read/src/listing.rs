@@ -41,6 +41,8 @@ pub trait RowSink {
 #[derive(Debug, Default)]
 pub struct Streamed {
     pub rows: u64,
+    /// What the batches read weighed (Arrow's measure of their memory).
+    pub bytes: u64,
     last: Option<RecordBatch>,
     more: bool,
 }
@@ -58,6 +60,8 @@ pub async fn stream_frame(
     let mut streamed = Streamed::default();
     while let Some(batch) = stream.next().await {
         let batch = batch.context_kind(ReadErrorKind::Query, QUERY_FAILED)?;
+        let weight = u64::try_from(batch.get_array_memory_size()).unwrap_or(u64::MAX);
+        streamed.bytes = streamed.bytes.saturating_add(weight);
         let room = limit.map_or(u64::MAX, |limit| limit.saturating_sub(streamed.rows));
         let take = usize::try_from(room).unwrap_or(usize::MAX).min(batch.num_rows());
         streamed.more = take < batch.num_rows();
@@ -225,11 +229,15 @@ impl Listing {
         }
         let spans = session_spans(ctx, self.time_expression).await?;
         let mut streamed = Streamed::default();
-        for window in window::plan(&spans, page.chunk) {
+        let mut planner = window::Planner::new(&spans);
+        let mut rows = page.chunk;
+        while let Some(window) = planner.next_window(rows) {
             let room = page.limit.map(|limit| limit - streamed.rows);
             let ctx = lake.tables(Some(&window.sessions))?;
             let part = self.run_query(&ctx, query, after, Some(window.range), room, sink).await?;
+            rows = window::next_rows(rows, window.rows, part.bytes, page.chunk);
             streamed.rows += part.rows;
+            streamed.bytes = streamed.bytes.saturating_add(part.bytes);
             if part.last.is_some() {
                 streamed.last = part.last;
             }

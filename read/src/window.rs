@@ -4,10 +4,15 @@
 //! One `ORDER BY` over every match holds every match until the last is read (and spilling them
 //! would write decrypted commands to disk). Instead the search first reads, from plaintext
 //! columns only, each session's range of sort times and number of rows ([`Span`]), then cuts
-//! time into windows of about `chunk` rows ([`plan`]) and runs one query per window over the
-//! files of the sessions that reach into it. Each window is sorted on its own; windows come in
-//! time order, so the output is in order. Every file is read about once (a session that spans
-//! several windows is read once per window), and memory holds one window's rows.
+//! time into windows ([`Planner`]) and runs one query per window over the files of the sessions
+//! that reach into it. Each window is sorted on its own; windows come in time order, so the
+//! output is in order. Every file is read about once (a session that spans several windows is
+//! read once per window), and memory holds one window's rows.
+//!
+//! The first window holds about `chunk` rows; each next one as many as [`WINDOW_BYTES`] holds
+//! at what the last one's rows weighed ([`next_rows`]): short commands make few big windows
+//! (each window is a query, planned and read on its own), long ones (heredocs, pasted scripts)
+//! smaller windows, so that memory stays about the same.
 
 use std::collections::HashSet;
 
@@ -31,6 +36,29 @@ pub struct Window {
     pub range: Range,
     /// Sessions that may have rows in the range.
     pub sessions: HashSet<String>,
+    /// Rows of the sessions starting in the range (of every session, for the untimed window):
+    /// what the window was cut to hold.
+    pub rows: u64,
+}
+
+/// Memory the rows of one window may take, about (Arrow's measure of the batches a window's
+/// query gives): the size [`next_rows`] cuts windows to after the first.
+pub const WINDOW_BYTES: u64 = 32 * 1024 * 1024;
+
+/// How many times `chunk` rows a window may be cut to hold at most, however light its rows: a
+/// window's rows are weighed after the filter, and matches need not be spread evenly.
+pub const MAX_GROWTH: u64 = 8;
+
+/// Returns how many rows the next window is cut to hold, given the last one: cut to hold
+/// `planned` rows, its query gave rows weighing `held` bytes. About [`WINDOW_BYTES`] at that
+/// weight a row, at least one row and at most [`MAX_GROWTH`] × `chunk`; `previous` (the rows
+/// the last window was cut with) when the last window weighed nothing.
+pub fn next_rows(previous: u64, planned: u64, held: u64, chunk: u64) -> u64 {
+    if planned == 0 || held == 0 {
+        return previous;
+    }
+    let per_row = held.div_ceil(planned);
+    (WINDOW_BYTES / per_row).clamp(1, chunk.max(1).saturating_mul(MAX_GROWTH))
 }
 
 /// The sort times of a window.
@@ -42,39 +70,65 @@ pub enum Range {
     Timed { from: i64, until: Option<i64> },
 }
 
-/// Cuts the sort times of `spans` into windows, in output order, each starting where a session
-/// starts and holding the rows of sessions starting in it, about `chunk` rows (more when one
-/// session alone has more, or when sessions that started earlier reach into it).
-pub fn plan(spans: &[Span], chunk: u64) -> Vec<Window> {
-    let mut windows = Vec::new();
-    let untimed: HashSet<String> =
-        spans.iter().filter(|span| span.untimed).map(|span| span.session.clone()).collect();
-    if !untimed.is_empty() {
-        windows.push(Window { range: Range::Untimed, sessions: untimed });
+/// Cuts the sort times of `spans` into windows, in output order, one at a time: the rows
+/// without a sort time first, then windows each starting where a session starts and holding
+/// the rows of sessions starting in it, about as many as asked for each (more when one session
+/// alone has more, or when sessions that started earlier reach into it).
+pub struct Planner<'a> {
+    /// The window of rows without a sort time, until it is taken.
+    untimed: Option<Window>,
+    /// The spans with sort times, by their earliest.
+    timed: Vec<(i64, i64, &'a Span)>,
+    /// The first of `timed` not in a window yet.
+    next: usize,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(spans: &'a [Span]) -> Planner<'a> {
+        let untimed: Vec<&Span> = spans.iter().filter(|span| span.untimed).collect();
+        let untimed = (!untimed.is_empty()).then(|| Window {
+            range: Range::Untimed,
+            sessions: untimed.iter().map(|span| span.session.clone()).collect(),
+            rows: untimed.iter().map(|span| span.rows).fold(0, u64::saturating_add),
+        });
+        let mut timed: Vec<(i64, i64, &Span)> =
+            spans.iter().filter_map(|span| span.times.map(|(lo, hi)| (lo, hi, span))).collect();
+        timed.sort_by_key(|(lo, _, _)| *lo);
+        Planner { untimed, timed, next: 0 }
     }
-    let mut timed: Vec<(i64, i64, &Span)> =
-        spans.iter().filter_map(|span| span.times.map(|(lo, hi)| (lo, hi, span))).collect();
-    timed.sort_by_key(|(lo, _, _)| *lo);
-    let mut bounds: Vec<i64> = Vec::new();
-    let mut rows = 0u64;
-    for (lo, _, span) in &timed {
-        let full = rows > 0 && rows.saturating_add(span.rows) > chunk;
-        if bounds.last().is_none_or(|last| full && lo > last) {
-            bounds.push(*lo);
-            rows = 0;
+
+    /// Returns the next window, cut to hold about `rows` rows; `None` once every time is in
+    /// one.
+    pub fn next_window(&mut self, rows: u64) -> Option<Window> {
+        if let Some(untimed) = self.untimed.take() {
+            return Some(untimed);
         }
-        rows = rows.saturating_add(span.rows);
-    }
-    for (index, &from) in bounds.iter().enumerate() {
-        let until = bounds.get(index + 1).copied();
-        let sessions = timed
+        let &(from, _, _) = self.timed.get(self.next)?;
+        let (mut end, mut held, mut until) = (self.next, 0u64, None);
+        while let Some(&(lo, _, span)) = self.timed.get(end) {
+            // A window ends only where time moves on: sessions starting together share one.
+            if held > 0 && held.saturating_add(span.rows) > rows && lo > from {
+                until = Some(lo);
+                break;
+            }
+            held = held.saturating_add(span.rows);
+            end += 1;
+        }
+        self.next = end;
+        // Sessions starting earlier reach into the window when they end in it or after it.
+        let sessions = self.timed[..end]
             .iter()
-            .filter(|(lo, hi, _)| until.is_none_or(|until| *lo < until) && *hi >= from)
+            .filter(|(_, hi, _)| *hi >= from)
             .map(|(_, _, span)| span.session.clone())
             .collect();
-        windows.push(Window { range: Range::Timed { from, until }, sessions });
+        Some(Window { range: Range::Timed { from, until }, sessions, rows: held })
     }
-    windows
+}
+
+/// Cuts the sort times of `spans` into windows of about `chunk` rows each ([`Planner`]).
+pub fn plan(spans: &[Span], chunk: u64) -> Vec<Window> {
+    let mut planner = Planner::new(spans);
+    std::iter::from_fn(|| planner.next_window(chunk)).collect()
 }
 
 #[cfg(test)]
@@ -132,5 +186,52 @@ mod tests {
         );
         assert_eq!(names(&windows[1]), ["x", "y"]);
         assert!(plan(&[], 10).is_empty());
+    }
+
+    /// Windows cut one at a time take the size asked for each: the rows of a window are the
+    /// rows of the sessions starting in it, and every time is in one window.
+    #[test]
+    fn test_each_window_is_cut_to_the_rows_asked_for_it() {
+        let spans: Vec<Span> = (0..10)
+            .map(|start| span(&format!("s{start}"), Some((start * 10, start * 10 + 5)), 10, false))
+            .collect();
+        let mut planner = Planner::new(&spans);
+        let mut cut = Vec::new();
+        for rows in [10, 30, 1, 1000] {
+            let Some(window) = planner.next_window(rows) else { break };
+            cut.push((window.range, window.rows, window.sessions.len()));
+        }
+        assert_eq!(
+            cut,
+            [
+                (Range::Timed { from: 0, until: Some(10) }, 10, 1),
+                (Range::Timed { from: 10, until: Some(40) }, 30, 3),
+                (Range::Timed { from: 40, until: Some(50) }, 10, 1),
+                (Range::Timed { from: 50, until: None }, 50, 5),
+            ]
+        );
+        assert_eq!(planner.next_window(10), None);
+        let untimed = [span("u", None, 4, true), span("v", Some((1, 2)), 6, true)];
+        let first = Planner::new(&untimed).next_window(1).expect("the untimed window");
+        assert_eq!((first.range, first.rows, names(&first)), (Range::Untimed, 10, vec!["u", "v"]));
+    }
+
+    /// The next window holds what the budget holds at the last window's weight a row, never more
+    /// than `MAX_GROWTH` chunks nor less than one row, and keeps its size after a window that
+    /// weighed nothing.
+    #[test]
+    fn test_windows_grow_for_light_rows_and_shrink_for_heavy_ones() {
+        let chunk = 50_000;
+        // 50 bytes a row: the budget holds 671,088 rows, more than 8 chunks.
+        assert_eq!(next_rows(chunk, chunk, 50 * chunk, chunk), MAX_GROWTH * chunk);
+        // 400 bytes a row: 83,886 rows.
+        assert_eq!(next_rows(chunk, chunk, 400 * chunk, chunk), WINDOW_BYTES / 400);
+        // 64 KiB a row (pasted scripts): 512 rows.
+        assert_eq!(next_rows(chunk, chunk, 65_536 * chunk, chunk), 512);
+        // A row heavier than the budget: still one row a window.
+        assert_eq!(next_rows(chunk, 1, 2 * WINDOW_BYTES, chunk), 1);
+        // Nothing matched in the last window, or it was cut to hold nothing: as before.
+        assert_eq!(next_rows(1234, chunk, 0, chunk), 1234);
+        assert_eq!(next_rows(1234, 0, 99, chunk), 1234);
     }
 }
