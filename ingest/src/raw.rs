@@ -137,17 +137,7 @@ impl Raw {
         })
         .await?;
         let Some(bytes) = bytes else { return Ok(self) };
-        if let ObjectLocation::File { path, sha256 } = &object.location
-            && *sha256 != digest.sha256
-        {
-            anyhow::bail!(
-                "{} changed while it was read: sha256 {sha256} when listed, {} bytes sha256 {} \
-                 when read",
-                path.display(),
-                digest.len,
-                digest.sha256
-            );
-        }
+        object.location.check_listed(&digest)?;
         Ok(Raw::Bytes(HeldBytes { bytes: Bytes::from(bytes), digest }))
     }
 }
@@ -187,6 +177,22 @@ pub enum ObjectLocation {
 }
 
 impl ObjectLocation {
+    /// Refuses bytes of a local file that are not the ones its source hashed when it listed
+    /// the file (its cursor position): rewritten since, they are read again at the next poll.
+    /// An S3 object is read at its listed ETag instead.
+    fn check_listed(&self, read: &RawDigest) -> anyhow::Result<()> {
+        match self {
+            ObjectLocation::File { path, sha256 } if *sha256 != read.sha256 => anyhow::bail!(
+                "{} changed while it was read: sha256 {sha256} when listed, {} bytes sha256 {} \
+                 when read",
+                path.display(),
+                read.len,
+                read.sha256
+            ),
+            _ => Ok(()),
+        }
+    }
+
     fn name(&self) -> String {
         match self {
             ObjectLocation::File { path, .. } => path.display().to_string(),
@@ -334,7 +340,9 @@ pub async fn consume_raw<T: Send + 'static>(
 }
 
 /// The first pass: parses `raw` as one session in `form` while taking its size and SHA-256;
-/// without `hold_rows`, an object is parsed holding no row (its plan for [`Replay`]).
+/// without `hold_rows`, an object is parsed holding no row (its plan for [`Replay`]). A local
+/// file whose bytes are not those its source listed is refused, as [`Raw::held_up_to`] refuses
+/// one.
 pub async fn parse_raw(
     raw: &Raw,
     form: InputForm,
@@ -350,7 +358,7 @@ pub async fn parse_raw(
         .await
         .context("parser task failed");
     }
-    consume_raw(raw, move |chunks| {
+    let (parsed, digest) = consume_raw(raw, move |chunks| {
         let mut parser = if hold_rows {
             SessionParser::new(form, &context)
         } else {
@@ -361,7 +369,11 @@ pub async fn parse_raw(
         }
         parser.finish()
     })
-    .await
+    .await?;
+    if let Raw::Object(object) = raw {
+        object.location.check_listed(&digest)?;
+    }
+    Ok((parsed, digest))
 }
 
 /// Hands sealed bytes to the upload in pieces of [`SEALED_PIECE_BYTES`].
@@ -675,6 +687,12 @@ mod tests {
         let error = seal_refused(&raw, &keyring, &store, &digest).await;
         assert!(error.contains("changed while it was read"), "{error}");
         assert!(store.get_opt("raw/y.zst.sle").await.expect("read").is_none());
+
+        // The file changed since its source listed it: the first pass refuses it too.
+        let context = SessionContext::new("alice-0123456789abcdef0");
+        let refused = parse_raw(&raw, InputForm::S3Transcript, context, false).await;
+        let error = format!("{:#}", refused.expect_err("parsed"));
+        assert!(error.contains("changed while it was read"), "{error}");
     }
 
     /// Seals `raw` into `raw/x.zst.sle` of a new store, the first pass having read `digest`,
