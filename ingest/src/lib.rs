@@ -17,13 +17,22 @@
 //!   `/metrics` and `/healthz`; [`progress`]: the progress line of a run at a terminal;
 //!   [`error`]: error classes.
 //!
-//! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
-//! use clap::Parser as _;
-//! let args = sessionlake_ingest::config::Args::parse_from(["sessionlake-ingest"]);
-//! let config = sessionlake_ingest::config::Config::load(&args).map_err(anyhow::Error::msg)?;
+//! ```
+//! # #[tokio::main] async fn main() -> anyhow::Result<()> {
+//! use sessionlake_ingest::config::{Config, FileConfig, LocalSourceConfig, SourceConfig};
+//!
+//! // The shipped examples into a lake in a fresh folder, sealed with a new local keyring.
+//! let work = tempfile::tempdir()?;
+//! let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+//! let settings = FileConfig {
+//!     lake: Some(work.path().join("lake").display().to_string()),
+//!     keyring: Some(work.path().join("keyring.json")),
+//!     source: vec![SourceConfig::Local(LocalSourceConfig { path: examples.into() })],
+//!     ..FileConfig::default()
+//! };
+//! let config = Config::load(None, settings).map_err(anyhow::Error::msg)?;
 //! let summary = sessionlake_ingest::run_once(&config).await?;
-//! println!("{} sessions", summary.done.sessions);
+//! assert!(summary.done.sessions > 0 && summary.keyring_created);
 //! # Ok(()) }
 //! ```
 

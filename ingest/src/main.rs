@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use sessionlake_ingest::ForcedStop;
-use sessionlake_ingest::config::{Args, Config};
+
+use crate::flags::Args;
+
+mod flags;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     // Colors only for a person at a terminal; journald and log files get plain text.
     sessionlake_ingest::events::init_logging(&args.log, std::io::stderr().is_terminal());
-    let config = match Config::load(&args) {
+    let config = match args.config() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sessionlake-ingest: {error}");

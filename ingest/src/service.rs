@@ -1270,9 +1270,8 @@ pub async fn run(config: &Config) -> anyhow::Result<RunSummary> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
     use super::*;
+    use crate::config::{FileConfig, LocalSourceConfig, SourceConfig};
 
     /// Sessions wait for a CloudTrail file that fails only in follow mode and only for
     /// `TRAIL_WAIT` from its first failure in a row; never in a once run (issue 18,
@@ -1302,17 +1301,13 @@ mod tests {
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).expect("folder");
         let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
-        let args = crate::config::Args::try_parse_from([
-            "sessionlake-ingest",
-            "--lake",
-            &path("lake"),
-            "--keyring",
-            &path("keyring.json"),
-            "--local",
-            empty.to_str().expect("utf-8"),
-        ])
-        .expect("args");
-        let config = Config::load(&args).expect("config");
+        let layer = FileConfig {
+            lake: Some(path("lake")),
+            keyring: Some(path("keyring.json").into()),
+            source: vec![SourceConfig::Local(LocalSourceConfig { path: empty.clone() })],
+            ..FileConfig::default()
+        };
+        let config = Config::load(None, layer).expect("config");
         let mut ingestor = Ingestor::open_with(&config, None).await.expect("open");
         let trails = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../examples/cloudtrail/AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/14");
@@ -1353,17 +1348,17 @@ mod tests {
         let lake = dir.path().join("lake");
         let keyring = dir.path().join("keyring.json");
         for option in ["--kms-key-id", "--signing-key"] {
-            let args = crate::config::Args::try_parse_from([
-                "sessionlake-ingest",
-                "--lake",
-                lake.to_str().expect("utf-8"),
-                "--keyring",
-                keyring.to_str().expect("utf-8"),
-                option,
-                "alias/lake",
-            ])
-            .expect("args");
-            let config = Config::load(&args).expect("config");
+            let key = Some("alias/lake".to_string());
+            let mut layer = FileConfig {
+                lake: Some(lake.to_str().expect("utf-8").to_string()),
+                keyring: Some(keyring.clone()),
+                ..FileConfig::default()
+            };
+            match option {
+                "--kms-key-id" => layer.kms_key_id = key,
+                _ => layer.signing_key = key,
+            }
+            let config = Config::load(None, layer).expect("config");
             let error = Ingestor::open_with(&config, None).await.err().expect("refused");
             let text = format!("{error:#}");
             assert!(text.contains(option) && text.contains("alias/lake"), "{option}: {text}");

@@ -6,9 +6,10 @@ use std::io::Write as _;
 use std::path::Path;
 
 use base64::Engine as _;
-use clap::Parser as _;
 use serde_json::{Value, json};
-use sessionlake_ingest::config::{Args, Config};
+use sessionlake_ingest::config::{
+    CloudwatchSourceConfig, Config, FileConfig, SourceConfig, parse_s3_url,
+};
 use sessionlake_ingest::lambda::LambdaHandler;
 use sessionlake_tests::{Ran, binary, repo_root, run, s3_client, sdk_config, unique};
 
@@ -33,12 +34,20 @@ fn subscription(group: &str, stream: &str, messages: &[String]) -> Value {
     awslogs(payload.to_string().as_bytes())
 }
 
-/// Returns the function's configuration as its flags give it: the lake at `lake_url` with the
-/// keyring at `keyring`, then `flags` (sources, keys).
-fn config(lake_url: &str, keyring: &Path, flags: &[&str]) -> Config {
-    let keyring = keyring.to_string_lossy();
-    let base = ["sessionlake-lambda", "--lake", lake_url, "--keyring", &keyring];
-    Config::load(&Args::parse_from(base.into_iter().chain(flags.iter().copied()))).expect("config")
+/// Returns the function's configuration: the lake at `lake_url` with the keyring at
+/// `keyring`, then what `layer` gives (sources, keys), as its `SESSIONLAKE_*` variables would.
+fn config(lake_url: &str, keyring: &Path, layer: FileConfig) -> Config {
+    let layer = FileConfig {
+        lake: Some(lake_url.to_string()),
+        keyring: Some(keyring.to_path_buf()),
+        ..layer
+    };
+    Config::load(None, layer).expect("config")
+}
+
+/// An S3 source at `url`.
+fn s3_source(url: &str) -> SourceConfig {
+    SourceConfig::S3(parse_s3_url(url).expect("s3 url"))
 }
 
 /// Runs the `sessionlake` CLI in `dir` on the lake at `lake_url` with the keyring at
@@ -84,8 +93,12 @@ async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("keyring.json");
     let lake_url = format!("s3://{lake}/lake");
-    let sources = ["--s3", &format!("s3://{source}/ssm/"), "--cloudwatch", &group];
-    let config = config(&lake_url, &keyring, &sources);
+    let sources = vec![
+        s3_source(&format!("s3://{source}/ssm/")),
+        SourceConfig::Cloudwatch(CloudwatchSourceConfig { log_group: group.clone() }),
+    ];
+    let config =
+        config(&lake_url, &keyring, FileConfig { source: sources, ..FileConfig::default() });
     let handler = LambdaHandler::new(config).with_sdk_config(sdk.clone());
 
     // An S3 trigger: alice's object, and one of a bucket no source reads.
@@ -192,15 +205,13 @@ async fn test_lambda_maintenance_applies_retention_with_kms_keys_and_no_keyring(
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("tmp/keyring.json");
     let lake_url = format!("s3://{lake}/lake");
-    let flags = [
-        "--kms-key-id",
-        &data_key,
-        "--signing-key",
-        &signing_key,
-        "--s3",
-        &format!("s3://{source}/ssm/"),
-    ];
-    let config = config(&lake_url, &keyring, &flags);
+    let layer = FileConfig {
+        kms_key_id: Some(data_key.clone()),
+        signing_key: Some(signing_key.clone()),
+        source: vec![s3_source(&format!("s3://{source}/ssm/"))],
+        ..FileConfig::default()
+    };
+    let config = config(&lake_url, &keyring, layer);
     // Every session older than a day goes (the examples are from March 2026).
     let policy = "version = 1\n[default]\ncommands = \"1d\"\nraw = \"1d\"\naction = \"delete\"\n";
     let handler = LambdaHandler::new(config)

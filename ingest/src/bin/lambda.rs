@@ -6,13 +6,17 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use sessionlake_ingest::config::{Args, Config};
 use sessionlake_ingest::lambda::LambdaHandler;
+
+use crate::flags::Args;
+
+#[path = "../flags.rs"]
+mod flags;
 
 fn main() -> ExitCode {
     let args = Args::parse();
     sessionlake_ingest::events::init_logging(&args.log, false);
-    let config = match Config::load(&args) {
+    let config = match args.config() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sessionlake-lambda: {error}");
