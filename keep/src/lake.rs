@@ -541,12 +541,3 @@ pub async fn stored_objects_of(store: &LakeStore, session: &str) -> KeepResult<V
     Ok(found)
 }
 
-/// Returns the shred or retention commit that removed the last of `session`, if one did.
-pub fn removed_by<'a>(chain: &'a [ChainLink], session: &str) -> Option<&'a ChainLink> {
-    chain.iter().rev().find(|link| {
-        matches!(link.manifest.body.action, CommitAction::Shred | CommitAction::Retention)
-            && link.manifest.body.removed.iter().any(|entry| {
-                entry.kind == ObjectKind::Sessions && entry.sessions.iter().any(|id| id == session)
-            })
-    })
-}

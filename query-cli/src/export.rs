@@ -31,35 +31,25 @@
 //! 0700, files 0600). `--format tar.zst` writes the same files under `<session>/` in one
 //! `<session>.tar.zst`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use arrow::array::{Array, AsArray as _, RecordBatch};
-use arrow::datatypes::{
-    DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
-};
-use base64::Engine as _;
 use clap::Args as ClapArgs;
-use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
-use parquet::encryption::decrypt::FileDecryptionProperties;
-use sessionlake_schemas::manifest::{
-    ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256, SIGNATURE_ED25519, session_sources,
-};
-use sessionlake_schemas::{ENCRYPTED_COLUMNS, SessionSource, columns, session_id};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256};
+use sessionlake_schemas::{SessionSource, columns, session_id};
 use sessionlake_storage::keys::Keys;
-use sessionlake_storage::manifest::{self, ChainLink};
-use sessionlake_storage::signing::{p256_point_of_spki, verify_signature_bytes};
+use sessionlake_storage::manifest::{self};
 use sessionlake_storage::store::{LakeStore, sha256_hex};
 
 use crate::asciicast::{CastBuilder, Timing};
 use crate::progress::Progress;
 use crate::{Cli, Outcome};
-use sessionlake_read::verify::PinnedSigner;
+use sessionlake_read::evidence::{Cell, Evidence, Rows, SignerKey, gather};
+use sessionlake_read::streamed::{self};
 use sessionlake_storage::trust::Snapshot;
 
 /// Version of the bundle layout, in `provenance.json`.
@@ -68,10 +58,6 @@ pub const BUNDLE_VERSION: u32 = 1;
 const LAKE_FOLDER: &str = "lake";
 /// zstd level of `--format tar.zst`.
 const ARCHIVE_ZSTD_LEVEL: i32 = 9;
-/// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
-/// 1.3.101.112 }, BIT STRING (0 unused bits) } followed by the 32 key bytes.
-const ED25519_SPKI_PREFIX: [u8; 12] =
-    [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 
 /// Options of `export`.
 #[derive(Debug, ClapArgs)]
@@ -166,177 +152,27 @@ impl Destination {
     }
 }
 
-/// A value of a table cell, as read from Parquet.
-#[derive(Debug, Clone, PartialEq)]
-enum Cell {
-    Null,
-    Text(String),
-    Unsigned(u64),
-    Signed(i64),
-    Float(f64),
-    Bool(bool),
-    /// µs since the epoch, UTC.
-    Time(i64),
-}
-
-impl Cell {
-    fn json(&self) -> serde_json::Value {
-        match self {
-            Cell::Null => serde_json::Value::Null,
-            Cell::Text(text) => serde_json::Value::from(text.as_str()),
-            Cell::Unsigned(n) => serde_json::Value::from(*n),
-            Cell::Signed(n) => serde_json::Value::from(*n),
-            Cell::Float(x) => serde_json::Value::from(*x),
-            Cell::Bool(b) => serde_json::Value::from(*b),
-            Cell::Time(micros) => serde_json::Value::from(rfc3339(*micros)),
-        }
-    }
-
-    fn csv(&self) -> String {
-        match self {
-            Cell::Null => String::new(),
-            Cell::Text(text) => text.clone(),
-            Cell::Unsigned(n) => n.to_string(),
-            Cell::Signed(n) => n.to_string(),
-            Cell::Float(x) => x.to_string(),
-            Cell::Bool(b) => b.to_string(),
-            Cell::Time(micros) => rfc3339(*micros),
-        }
-    }
-}
-
-/// Formats µs since the epoch as RFC 3339 with µs, UTC (`2026-03-14T09:26:50.000000Z`).
-fn rfc3339(micros: i64) -> String {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_else(|| micros.to_string())
-}
-
-/// Rows of one table with named columns, in file order.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Table {
-    columns: Vec<String>,
-    rows: Vec<Vec<Cell>>,
-}
-
-impl Table {
-    fn index(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|column| column == name)
-    }
-
-    fn get<'a>(&self, row: &'a [Cell], name: &str) -> Option<&'a Cell> {
-        self.index(name).and_then(|index| row.get(index))
-    }
-
-    fn text(&self, row: &[Cell], name: &str) -> Option<String> {
-        match self.get(row, name) {
-            Some(Cell::Text(text)) => Some(text.clone()),
-            _ => None,
-        }
-    }
-
-    fn time(&self, row: &[Cell], name: &str) -> Option<i64> {
-        match self.get(row, name) {
-            Some(Cell::Time(micros)) => Some(*micros),
-            _ => None,
-        }
-    }
-
-    fn unsigned(&self, row: &[Cell], name: &str) -> Option<u64> {
-        match self.get(row, name) {
-            Some(Cell::Unsigned(n)) => Some(*n),
-            _ => None,
-        }
-    }
-
-    /// Returns the columns of the export and each row's cells: the table's, plus `time` after
-    /// `seq` (`started_at` as `show` prints it, so that rows compare equal to `show --json`).
-    fn with_show_time(&self) -> (Vec<String>, Vec<Vec<Cell>>) {
-        let at = self.index(columns::SEQ).map_or(0, |seq| seq + 1);
-        let started = self.index(columns::STARTED_AT);
-        let mut names = self.columns.clone();
-        names.insert(at, "time".to_string());
-        let rows = self
-            .rows
-            .iter()
-            .map(|row| {
-                let time = match started.and_then(|index| row.get(index)) {
-                    Some(Cell::Time(micros)) => Cell::Text(crate::time::format_time(*micros)),
-                    _ => Cell::Null,
-                };
-                let mut cells = row.clone();
-                cells.insert(at.min(cells.len()), time);
-                cells
-            })
-            .collect();
-        (names, rows)
-    }
-}
-
-fn cell_at(array: &dyn Array, row: usize, column: &str, object: &str) -> anyhow::Result<Cell> {
-    if array.is_null(row) {
-        return Ok(Cell::Null);
-    }
-    Ok(match array.data_type() {
-        DataType::Utf8 => Cell::Text(array.as_string::<i32>().value(row).to_string()),
-        DataType::LargeUtf8 => Cell::Text(array.as_string::<i64>().value(row).to_string()),
-        DataType::Utf8View => Cell::Text(array.as_string_view().value(row).to_string()),
-        DataType::UInt8 => Cell::Unsigned(array.as_primitive::<UInt8Type>().value(row).into()),
-        DataType::UInt16 => Cell::Unsigned(array.as_primitive::<UInt16Type>().value(row).into()),
-        DataType::UInt32 => Cell::Unsigned(array.as_primitive::<UInt32Type>().value(row).into()),
-        DataType::UInt64 => Cell::Unsigned(array.as_primitive::<UInt64Type>().value(row)),
-        DataType::Int32 => Cell::Signed(array.as_primitive::<Int32Type>().value(row).into()),
-        DataType::Int64 => Cell::Signed(array.as_primitive::<Int64Type>().value(row)),
-        DataType::Float64 => Cell::Float(array.as_primitive::<Float64Type>().value(row)),
-        DataType::Boolean => Cell::Bool(array.as_boolean().value(row)),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            Cell::Time(array.as_primitive::<TimestampMicrosecondType>().value(row))
-        }
-        other => anyhow::bail!("column {column} of {object} has type {other}, unknown to export"),
-    })
-}
-
-/// Reads the rows of `session` from a Parquet file's verified bytes.
-fn read_table(
-    object: &str,
-    bytes: bytes::Bytes,
-    decryption: Option<Arc<FileDecryptionProperties>>,
-    expected: &arrow::datatypes::Schema,
-    session: &str,
-) -> anyhow::Result<Table> {
-    let mut options = ArrowReaderOptions::new();
-    if let Some(decryption) = decryption {
-        options = options.with_file_decryption_properties(decryption);
-    }
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, options)
-        .with_context(|| format!("failed to open {object}"))?;
-    sessionlake_schemas::validate_schema(expected, builder.schema())
-        .map_err(|why| anyhow::anyhow!("{object} has the wrong schema: {why}"))?;
-    let mut table = Table {
-        columns: builder.schema().fields().iter().map(|field| field.name().clone()).collect(),
-        rows: Vec::new(),
-    };
-    let session_column = table
-        .index(columns::SESSION_ID)
-        .with_context(|| format!("{object} has no {} column", columns::SESSION_ID))?;
-    let reader = builder.build().with_context(|| format!("failed to read {object}"))?;
-    for batch in reader {
-        let batch: RecordBatch = batch.with_context(|| format!("failed to read {object}"))?;
-        for row in 0..batch.num_rows() {
-            let id = cell_at(batch.column(session_column).as_ref(), row, "session_id", object)?;
-            if id != Cell::Text(session.to_string()) {
-                continue;
-            }
-            let cells = table
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(index, name)| cell_at(batch.column(index).as_ref(), row, name, object))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            table.rows.push(cells);
-        }
-    }
-    Ok(table)
+/// Returns the columns of the export and each row's cells: the table's, plus `time` after
+/// `seq` (`started_at` as `show` prints it, so that rows compare equal to `show --json`).
+fn with_show_time(table: &Rows) -> (Vec<String>, Vec<Vec<Cell>>) {
+    let at = table.index(columns::SEQ).map_or(0, |seq| seq + 1);
+    let started = table.index(columns::STARTED_AT);
+    let mut names = table.columns.clone();
+    names.insert(at, "time".to_string());
+    let rows = table
+        .rows
+        .iter()
+        .map(|row| {
+            let time = match started.and_then(|index| row.get(index)) {
+                Some(Cell::Time(micros)) => Cell::Text(crate::time::format_time(*micros)),
+                _ => Cell::Null,
+            };
+            let mut cells = row.clone();
+            cells.insert(at.min(cells.len()), time);
+            cells
+        })
+        .collect();
+    (names, rows)
 }
 
 /// Returns one JSON object per row, keys in column order.
@@ -411,121 +247,6 @@ fn lake_copy_path(path: &str) -> anyhow::Result<String> {
     Ok(format!("{LAKE_FOLDER}/{path}"))
 }
 
-/// The streamed CloudWatch raw form: one `{"timestamp","message"}` per line, `message` the
-/// agent's JSON with the terminal lines in `sessionData`.
-#[derive(serde::Deserialize)]
-struct StreamedEvent {
-    timestamp: i64,
-    message: String,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StreamedMessage {
-    session_data: Vec<String>,
-}
-
-/// Returns the streamed events of a `cloudwatch-stream` transcript: (ms, terminal lines).
-fn streamed_events(raw: &[u8]) -> anyhow::Result<Vec<(i64, Vec<String>)>> {
-    let mut events = Vec::new();
-    for (number, line) in raw.split(|byte| *byte == b'\n').enumerate() {
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        let event: StreamedEvent = serde_json::from_slice(line)
-            .with_context(|| format!("line {} is not a log event", number + 1))?;
-        let lines = match serde_json::from_str::<StreamedMessage>(&event.message) {
-            Ok(message) => message.session_data,
-            // A message that is not the agent's JSON is shown as it is.
-            Err(_) => vec![event.message],
-        };
-        events.push((event.timestamp, lines));
-    }
-    Ok(events)
-}
-
-/// Returns where each event line of a `cloudwatch-stream` transcript starts (byte offset) and
-/// its timestamp (ms), in order; lines that are no event are left out.
-fn event_line_times(raw: &[u8]) -> Vec<(u64, i64)> {
-    let mut found = Vec::new();
-    let mut start = 0u64;
-    for line in raw.split(|byte| *byte == b'\n') {
-        if let Ok(event) = serde_json::from_slice::<StreamedEvent>(line) {
-            found.push((start, event.timestamp));
-        }
-        start = start.saturating_add(line.len() as u64 + 1);
-    }
-    found
-}
-
-/// Writes a `cloudwatch-stream` transcript (one log event per line) as the terminal lines its
-/// events carry, for `show --raw`: what replays in a terminal, not the agent's JSON. It works
-/// line by line, so a transcript of any size is never held whole; a line that is no event, or
-/// an event whose message is not the agent's JSON, is written as it is (nothing is dropped).
-pub(crate) struct StreamedTerminal<W: std::io::Write> {
-    out: W,
-    pending: Vec<u8>,
-}
-
-impl<W: std::io::Write> StreamedTerminal<W> {
-    /// Writes to `out`.
-    pub(crate) fn new(out: W) -> Self {
-        StreamedTerminal { out, pending: Vec::new() }
-    }
-
-    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
-        if line.trim_ascii().is_empty() {
-            return Ok(());
-        }
-        let Ok(event) = serde_json::from_slice::<StreamedEvent>(line) else {
-            self.out.write_all(line)?;
-            return self.out.write_all(b"\n");
-        };
-        match serde_json::from_str::<StreamedMessage>(&event.message) {
-            Ok(message) => {
-                for text in message.session_data {
-                    self.out.write_all(text.as_bytes())?;
-                    self.out.write_all(b"\n")?;
-                }
-                Ok(())
-            }
-            Err(_) => {
-                self.out.write_all(event.message.as_bytes())?;
-                self.out.write_all(b"\n")
-            }
-        }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for StreamedTerminal<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        let mut buffer = std::mem::take(&mut self.pending);
-        let mut start = 0;
-        while let Some(at) = buffer[start..].iter().position(|byte| *byte == b'\n') {
-            self.line(&buffer[start..start + at])?;
-            start += at + 1;
-        }
-        // The unfinished line stays, in the same buffer.
-        buffer.drain(..start);
-        self.pending = buffer;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let rest = std::mem::take(&mut self.pending);
-        self.line(&rest)?;
-        self.out.flush()
-    }
-}
-
-impl<W: std::io::Write> Drop for StreamedTerminal<W> {
-    fn drop(&mut self) {
-        // The last line when it has no line feed; a failed write was reported by `flush`.
-        let _ = std::io::Write::flush(self);
-    }
-}
-
 /// A command as the replay places it: where it starts in the transcript, and its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct CastCommand {
@@ -559,7 +280,7 @@ fn session_cast(
 ) -> SessionCast {
     let mut cast = CastBuilder::new();
     if source.is_streamed() {
-        match streamed_events(raw) {
+        match streamed::events(raw) {
             Ok(events) if !events.is_empty() => {
                 let first = events.iter().map(|(ms, _)| *ms).min().unwrap_or_default();
                 for (ms, lines) in &events {
@@ -577,7 +298,7 @@ fn session_cast(
                     format!("{session} ({}): {}", source.as_str(), Timing::Recorded.describe());
                 // A command's `raw_offset` is in the line of the event that holds it: its
                 // moment is that event's (its `started_at` has whole seconds only).
-                let lines = event_line_times(raw);
+                let lines = streamed::event_line_times(raw);
                 let moments = commands
                     .iter()
                     .map(|command| {
@@ -619,375 +340,27 @@ fn session_cast(
     SessionCast { text: cast.finish(timestamp, &title), timing: Timing::Synthetic, moments }
 }
 
-/// Returns the last manifest of `chain` that added `entry` as it is live now.
-fn adding_link<'a>(chain: &'a [ChainLink], entry: &ObjectEntry) -> Option<&'a ChainLink> {
-    chain.iter().rev().find(|link| {
-        link.manifest.body.added.iter().any(|added| {
-            added.path == entry.path && added.sha256 == entry.sha256 && added.size == entry.size
-        })
-    })
-}
-
-/// What the lake holds for one session from one source, checked.
-struct Evidence {
-    source: SessionSource,
-    sources: Vec<SessionSource>,
-    /// The other deliveries holding commands this one lacks, with how many
-    /// ([`sessionlake_schemas::comparable_command`], counted as a multiset).
-    differing: Vec<(SessionSource, u64)>,
-    /// Lake objects of the session as stored, with their entries.
-    objects: Vec<(ObjectEntry, bytes::Bytes)>,
-    raw_entry: ObjectEntry,
-    transcript: Vec<u8>,
-    session_table: Table,
-    commands: Table,
-    /// Manifests that committed the objects: link and file bytes.
-    manifests: Vec<(ChainLink, bytes::Bytes)>,
-    /// The keys that signed those manifests, each once, in the order first met.
-    manifest_keys: Vec<SignerKey>,
-    head: Option<ChainLink>,
-}
-
-/// A public key that signed something in the bundle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SignerKey {
-    /// Id as signatures name it.
-    key_id: String,
-    /// [`SIGNATURE_ED25519`] or [`SIGNATURE_ECDSA_P256`].
-    algorithm: String,
-    /// DER SubjectPublicKeyInfo.
-    spki: Vec<u8>,
-}
-
-impl SignerKey {
-    /// Returns the key of `algorithm` whose public half is `public_key` as the lake's records
-    /// store it (32 raw bytes for Ed25519, a SubjectPublicKeyInfo for ECDSA P-256).
-    fn new(key_id: &str, algorithm: &str, public_key: &[u8]) -> anyhow::Result<SignerKey> {
-        let spki = match algorithm {
-            SIGNATURE_ED25519 => {
-                anyhow::ensure!(
-                    public_key.len() == 32,
-                    "the Ed25519 key {key_id} has {} bytes, not 32",
-                    public_key.len()
-                );
-                [&ED25519_SPKI_PREFIX[..], public_key].concat()
-            }
-            SIGNATURE_ECDSA_P256 => {
-                p256_point_of_spki(public_key)
-                    .map_err(|why| anyhow::anyhow!("the key {key_id} is not P-256: {why}"))?;
-                public_key.to_vec()
-            }
-            other => {
-                anyhow::bail!("the key {key_id} signs with {other:?}, which export cannot check")
-            }
-        };
-        Ok(SignerKey { key_id: key_id.to_string(), algorithm: algorithm.to_string(), spki })
-    }
-
-    /// Returns the key as PEM (`-----BEGIN PUBLIC KEY-----`), as `openssl pkey -pubout` writes it.
-    fn pem(&self) -> String {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(&self.spki);
-        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
-        for line in encoded.as_bytes().chunks(64) {
-            pem.push_str(&String::from_utf8_lossy(line));
-            pem.push('\n');
-        }
-        pem.push_str("-----END PUBLIC KEY-----\n");
-        pem
-    }
-
-    /// Returns the SHA-256 of the DER SubjectPublicKeyInfo: what
-    /// `openssl pkey -pubin -in KEY.pem -outform DER | sha256sum` prints.
-    fn fingerprint(&self) -> String {
-        sha256_hex(&self.spki)
-    }
-
-    /// Names the algorithm for people.
-    fn algorithm_name(&self) -> &'static str {
-        if self.algorithm == SIGNATURE_ECDSA_P256 { "ECDSA P-256 (AWS KMS)" } else { "Ed25519" }
-    }
-
-    /// Returns the openssl commands that check `signature` over `message` with `key_file`, and
-    /// what openssl prints when it holds. A KMS signature is over the message's SHA-256 digest
-    /// (sessionlake hands KMS the digest as the message), hence two steps.
-    fn openssl_check(
-        &self,
-        key_file: &str,
-        message: &str,
-        signature: &str,
-    ) -> (String, &'static str) {
-        if self.algorithm == SIGNATURE_ECDSA_P256 {
-            let command = format!(
-                "openssl dgst -sha256 -binary {message} > {message}.sha256\n   \
-                 openssl dgst -sha256 -verify {key_file} -signature {signature} {message}.sha256"
-            );
-            (command, "Verified OK")
-        } else {
-            let command = format!(
-                "openssl pkeyutl -verify -pubin -inkey {key_file} -rawin -in {message} -sigfile {signature}"
-            );
-            (command, "Signature Verified Successfully")
-        }
-    }
-}
-
-async fn gather(
-    store: &LakeStore,
-    keys: &Keys,
-    snapshot: &Snapshot,
-    trusted: &[PinnedSigner],
-    session: &str,
-    requested: Option<SessionSource>,
-) -> anyhow::Result<Evidence> {
-    let (chain, live) = (snapshot.chain(), snapshot.live());
-    let sources = session_sources(live, session);
-    if sources.is_empty() {
-        if let Some(link) = sessionlake_keep::lake::removed_by(chain, session) {
-            anyhow::bail!(
-                "session {session} was removed by manifest {} at {} ({}): its keys are \
-                 destroyed and nothing of it can be exported",
-                link.manifest.body.sequence,
-                link.manifest.body.committed_at,
-                link.manifest.body.reason.as_deref().unwrap_or("no reason given")
-            );
-        }
-        anyhow::bail!("no session named {session} in {}", store.location());
-    }
-    let source = crate::chosen_source(&sources, requested, session, store.location())?;
-    let mut entries: Vec<ObjectEntry> =
-        crate::version_objects(live, session, source).into_iter().cloned().collect();
-    // The public-key records of the keys that signed the manifests committing these objects
-    // (records are objects too: their own manifests join, until no new signer appears).
-    loop {
-        let signers: BTreeSet<&str> = entries
-            .iter()
-            .filter_map(|entry| adding_link(chain, entry))
-            .map(|link| link.manifest.signature.key_id.as_str())
-            .collect();
-        let records: Vec<ObjectEntry> = signers
-            .iter()
-            .flat_map(|key_id| {
-                [manifest::public_key_path(key_id), manifest::retired_key_path(key_id)]
-            })
-            .filter_map(|path| live.get(&path))
-            .filter(|record| !entries.iter().any(|entry| entry.path == record.path))
-            .cloned()
-            .collect();
-        if records.is_empty() {
-            break;
-        }
-        entries.extend(records);
-    }
-    let one = |kind: ObjectKind| -> anyhow::Result<Option<ObjectEntry>> {
-        let mut found = entries.iter().filter(|entry| entry.kind == kind);
-        let first = found.next().cloned();
-        anyhow::ensure!(
-            found.next().is_none(),
-            "session {session} from {} has more than one live {kind:?} object",
-            source.as_str()
+/// Returns the openssl commands that check `signature` over `message` with `key_file`, and
+/// what openssl prints when it holds. A KMS signature is over the message's SHA-256 digest
+/// (sessionlake hands KMS the digest as the message), hence two steps.
+fn openssl_check(
+    key: &SignerKey,
+    key_file: &str,
+    message: &str,
+    signature: &str,
+) -> (String, &'static str) {
+    if key.algorithm == SIGNATURE_ECDSA_P256 {
+        let command = format!(
+            "openssl dgst -sha256 -binary {message} > {message}.sha256\n   \
+             openssl dgst -sha256 -verify {key_file} -signature {signature} {message}.sha256"
         );
-        Ok(first)
-    };
-    let raw_entry = one(ObjectKind::Raw)?.with_context(|| {
-        format!("session {session} from {} has no live raw transcript", source.as_str())
-    })?;
-    let sessions_entry = one(ObjectKind::Sessions)?.with_context(|| {
-        format!("session {session} from {} has no live sessions row", source.as_str())
-    })?;
-    let commands_entry = one(ObjectKind::Commands)?;
-
-    let mut objects = Vec::with_capacity(entries.len());
-    for entry in &entries {
-        objects.push((entry.clone(), crate::read_committed(store, entry).await?));
-    }
-    let bytes_of = |entry: &ObjectEntry| {
-        objects.iter().find(|(e, _)| e.path == entry.path).map(|(_, bytes)| bytes.clone())
-    };
-    let sealed = bytes_of(&raw_entry).context("raw transcript read")?;
-    let lake = sessionlake_storage::manifest::committed_lake_id(store, live).await?;
-    let transcript = keys
-        .open_raw(
-            &raw_entry,
-            &sealed,
-            session,
-            lake.as_deref(),
-            sessionlake_storage::envelope::MAX_DECOMPRESSED_LEN,
-        )
-        .await?;
-
-    let session_table = read_table(
-        &sessions_entry.path,
-        bytes_of(&sessions_entry).context("sessions file read")?,
-        None,
-        &sessionlake_schemas::sessions_schema(),
-        session,
-    )?;
-    let [session_row] = session_table.rows.as_slice() else {
-        anyhow::bail!(
-            "{} holds {} rows of session {session}, not one",
-            sessions_entry.path,
-            session_table.rows.len()
+        (command, "Verified OK")
+    } else {
+        let command = format!(
+            "openssl pkeyutl -verify -pubin -inkey {key_file} -rawin -in {message} -sigfile {signature}"
         );
-    };
-    // The decrypted transcript is the one the session row committed, and lives where it says.
-    let committed_sha = session_table.text(session_row, columns::RAW_SHA256).unwrap_or_default();
-    let opened_sha = sha256_hex(&transcript);
-    anyhow::ensure!(
-        opened_sha == committed_sha,
-        "the transcript in {} hashes to {opened_sha}, but {} committed raw_sha256 {committed_sha}",
-        raw_entry.path,
-        sessions_entry.path
-    );
-    let named_raw = session_table.text(session_row, columns::RAW_OBJECT).unwrap_or_default();
-    anyhow::ensure!(
-        named_raw == raw_entry.path,
-        "{} names raw object {named_raw}, but the live raw object is {}",
-        sessions_entry.path,
-        raw_entry.path
-    );
-
-    let commands = match &commands_entry {
-        Some(entry) => {
-            let bytes = bytes_of(entry).context("commands file read")?;
-            read_commands(keys, entry, bytes, session).await?
-        }
-        None => Table::default(),
-    };
-    // What the other deliveries hold that this one lacks (a transcript rewritten at its
-    // source, a stream misread): named in the bundle, never left out silently.
-    let mut differing = Vec::new();
-    for &other in sources.iter().filter(|other| **other != source) {
-        let streamed = source.is_streamed() || other.is_streamed();
-        let mut counts: HashMap<String, i64> = HashMap::new();
-        for entry in crate::version_objects(live, session, other) {
-            if entry.kind == ObjectKind::Commands {
-                let bytes = crate::read_committed(store, entry).await?;
-                let rows = read_commands(keys, entry, bytes, session).await?;
-                for text in command_texts(&rows, streamed) {
-                    *counts.entry(text).or_default() += 1;
-                }
-            }
-        }
-        for text in command_texts(&commands, streamed) {
-            if let Some(count) = counts.get_mut(&text) {
-                *count -= 1;
-            }
-        }
-        let more: u64 = counts.values().filter(|n| **n > 0).map(|n| n.unsigned_abs()).sum();
-        if more > 0 {
-            differing.push((other, more));
-        }
+        (command, "Signature Verified Successfully")
     }
-
-    // The manifests that committed these objects, verbatim, each signed by a trusted key.
-    let mut manifests: Vec<(ChainLink, bytes::Bytes)> = Vec::new();
-    let mut manifest_keys = Vec::new();
-    for (entry, _) in &objects {
-        let link = adding_link(chain, entry)
-            .with_context(|| format!("no manifest adds {} as it is live", entry.path))?;
-        if manifests.iter().any(|(known, _)| known.path == link.path) {
-            continue;
-        }
-        let bytes = store.get(&link.path).await?;
-        anyhow::ensure!(
-            sha256_hex(&bytes) == link.sha256,
-            "{} changed while it was being read",
-            store.describe(&link.path)
-        );
-        let signature = &link.manifest.signature;
-        let Some(pin) = trusted.iter().find(|pin| pin.key_id == signature.key_id) else {
-            let names: Vec<String> =
-                trusted.iter().map(|pin| format!("{} ({})", pin.key_id, pin.origin)).collect();
-            anyhow::bail!(
-                "{} is signed by {}, not by a key you trust ({}): pass that KMS key with \
-                 --signing-key if it is the lake's",
-                link.path,
-                signature.key_id,
-                names.join(", ")
-            );
-        };
-        let value = base64::engine::general_purpose::STANDARD
-            .decode(&signature.value)
-            .with_context(|| format!("{} has a signature that is not base64", link.path))?;
-        let message = link
-            .manifest
-            .body
-            .signing_bytes()
-            .with_context(|| format!("{} cannot be re-encoded", link.path))?;
-        verify_signature_bytes(&signature.algorithm, &pin.public_key, &message, &value).map_err(
-            |why| {
-                anyhow::anyhow!(
-                    "{} has a bad signature ({why}); run `sessionlake verify`",
-                    link.path
-                )
-            },
-        )?;
-        if !manifest_keys.iter().any(|key: &SignerKey| key.key_id == pin.key_id) {
-            manifest_keys.push(SignerKey::new(&pin.key_id, &signature.algorithm, &pin.public_key)?);
-        }
-        manifests.push((link.clone(), bytes));
-    }
-    manifests.sort_by_key(|(link, _)| link.manifest.body.sequence);
-
-    Ok(Evidence {
-        source,
-        sources,
-        differing,
-        objects,
-        raw_entry,
-        transcript,
-        session_table,
-        commands,
-        manifests,
-        manifest_keys,
-        head: chain.last().cloned(),
-    })
-}
-
-/// Reads the rows of `session` from the `commands` file `entry` (its bytes checked against the
-/// manifest), decrypted with its data key, in `seq` order.
-async fn read_commands(
-    keys: &Keys,
-    entry: &ObjectEntry,
-    bytes: bytes::Bytes,
-    session: &str,
-) -> anyhow::Result<Table> {
-    let wrapped = entry
-        .key
-        .as_ref()
-        .with_context(|| format!("{} has no data key in its manifest entry", entry.path))?;
-    let key = keys
-        .decrypt(wrapped)
-        .await
-        .with_context(|| format!("failed to get the data key of {}", entry.path))?;
-    let secret = key.expose().to_vec();
-    let decryption = FileDecryptionProperties::builder(secret.clone())
-        .with_column_keys(ENCRYPTED_COLUMNS.to_vec(), vec![secret; ENCRYPTED_COLUMNS.len()])
-        .and_then(|builder| builder.build())
-        .with_context(|| format!("failed to set up decryption of {}", entry.path))?;
-    let mut commands = read_table(
-        &entry.path,
-        bytes,
-        Some(decryption),
-        &sessionlake_schemas::commands_schema(),
-        session,
-    )?;
-    if let Some(seq) = commands.index(columns::SEQ) {
-        commands.rows.sort_by_key(|row| match row.get(seq) {
-            Some(Cell::Unsigned(n)) => *n,
-            _ => u64::MAX,
-        });
-    }
-    Ok(commands)
-}
-
-/// Returns the command text of each row of `commands` as deliveries compare, `streamed` when
-/// one of the two is a CloudWatch stream ([`sessionlake_schemas::comparable_command`]).
-fn command_texts(commands: &Table, streamed: bool) -> impl Iterator<Item = String> + '_ {
-    commands.rows.iter().map(move |row| {
-        let text = commands.text(row, columns::COMMAND).unwrap_or_default();
-        sessionlake_schemas::comparable_command(&text, streamed).into_owned()
-    })
 }
 
 /// Names the files of the bundle and its README; everything but SHA256SUMS and its signature.
@@ -1005,7 +378,7 @@ fn bundle_files(
     let mut files =
         vec![BundleFile { path: transcript_name.to_string(), bytes: evidence.transcript.clone() }];
 
-    let (names, rows) = evidence.commands.with_show_time();
+    let (names, rows) = with_show_time(&evidence.commands);
     files.push(BundleFile { path: "commands.jsonl".into(), bytes: json_lines(&names, &rows) });
     let csv_names = if names.is_empty() {
         sessionlake_schemas::commands_schema()
@@ -1440,9 +813,9 @@ fn readme(
         .find(|(key, _)| &key.key_id == raw_key)
         .with_context(|| format!("no key file for {raw_key}"))?;
     let (sums_check, sums_ok) =
-        bundle_key.openssl_check(bundle_key_file, "SHA256SUMS", "SHA256SUMS.sig");
+        openssl_check(bundle_key, bundle_key_file, "SHA256SUMS", "SHA256SUMS.sig");
     let (body_check, body_ok) =
-        manifest_key.openssl_check(manifest_key_file, "body.json", "body.sig");
+        openssl_check(manifest_key, manifest_key_file, "body.json", "body.sig");
     let key_list: String = keys
         .iter()
         .map(|(key, file)| {
@@ -1839,32 +1212,6 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
 mod tests {
     use super::*;
 
-    /// A streamed delivery written for `show --raw`: the terminal lines of its events, whatever
-    /// the write boundaries; a line that is no event, or a message that is not the agent's
-    /// JSON, is kept as it is; the last line needs no line feed.
-    #[test]
-    fn test_streamed_terminal_writes_the_events_lines() {
-        use std::io::Write as _;
-        let raw = b"{\"timestamp\":1000,\"message\":\"{\\\"sessionData\\\":[\\\"$ ls\\\",\\\"a\\\"]}\"}\n\
-                    not an event\n\
-                    {\"timestamp\":2000,\"message\":\"plain text\"}\n\
-                    {\"timestamp\":3000,\"message\":\"{\\\"sessionData\\\":[\\\"$ exit\\\"]}\"}";
-        for chunk in [1, 7, raw.len()] {
-            let mut out = Vec::new();
-            {
-                let mut terminal = StreamedTerminal::new(&mut out);
-                for piece in raw.chunks(chunk) {
-                    terminal.write_all(piece).expect("write");
-                }
-            }
-            assert_eq!(
-                String::from_utf8(out).expect("utf-8"),
-                "$ ls\na\nnot an event\nplain text\n$ exit\n",
-                "chunks of {chunk}"
-            );
-        }
-    }
-
     fn text(value: &str) -> Cell {
         Cell::Text(value.to_string())
     }
@@ -1933,24 +1280,15 @@ mod tests {
     }
 
     #[test]
-    fn test_cells_as_json_and_csv() {
-        let time = Cell::Time(1_773_480_410_123_456);
-        assert_eq!(time.json(), serde_json::json!("2026-03-14T09:26:50.123456Z"));
-        assert_eq!(time.csv(), "2026-03-14T09:26:50.123456Z");
-        assert_eq!(Cell::Null.json(), serde_json::Value::Null);
-        assert_eq!(Cell::Signed(-3).csv(), "-3");
-    }
-
-    #[test]
     fn test_rows_keep_column_order_and_show_time() {
-        let table = Table {
+        let table = Rows {
             columns: vec!["session_id".into(), "seq".into(), "started_at".into()],
             rows: vec![
                 vec![text("s"), Cell::Unsigned(0), Cell::Null],
                 vec![text("s"), Cell::Unsigned(1), Cell::Time(1_773_482_538_000_000)],
             ],
         };
-        let (names, rows) = table.with_show_time();
+        let (names, rows) = with_show_time(&table);
         assert_eq!(names, vec!["session_id", "seq", "time", "started_at"]);
         let lines = String::from_utf8(json_lines(&names, &rows)).expect("utf-8");
         assert_eq!(
@@ -1965,29 +1303,6 @@ mod tests {
             "{\n  \"session_id\": \"s\",\n  \"seq\": 0,\n  \"started_at\": null\n}\n"
         );
         serde_json::from_str::<serde_json::Value>(&object).expect("valid JSON");
-    }
-
-    #[test]
-    fn test_public_key_pem_is_spki() {
-        // A key made by `openssl genpkey -algorithm ed25519`, and its `openssl pkey -pubout`.
-        let public = hex_bytes("00aa8aa7ce6afd709102618df83945f3d8f167076a412ff3b0f0b614109138e9");
-        let key = SignerKey::new("ed25519:k", SIGNATURE_ED25519, &public).expect("key");
-        assert_eq!(
-            key.pem(),
-            "-----BEGIN PUBLIC KEY-----\n\
-             MCowBQYDK2VwAyEAAKqKp85q/XCRAmGN+DlF89jxZwdqQS/zsPC2FBCROOk=\n\
-             -----END PUBLIC KEY-----\n"
-        );
-        assert!(SignerKey::new("ed25519:k", SIGNATURE_ED25519, &public[1..]).is_err());
-        assert!(SignerKey::new("kms", SIGNATURE_ECDSA_P256, &public).is_err());
-        assert!(SignerKey::new("x", "rsa", &public).is_err());
-    }
-
-    fn hex_bytes(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-            .collect()
     }
 
     #[test]
@@ -2051,7 +1366,7 @@ mod tests {
     fn test_streamed_events_read_session_data() {
         let raw = b"{\"timestamp\":1000,\"message\":\"{\\\"sessionData\\\":[\\\"$ ls\\\",\\\"a\\\"]}\"}\n\
                     {\"timestamp\":2500,\"message\":\"plain text\"}\n";
-        let events = streamed_events(raw).expect("events");
+        let events = streamed::events(raw).expect("events");
         assert_eq!(
             events,
             vec![
@@ -2072,6 +1387,6 @@ mod tests {
         assert_eq!(lines[0]["timestamp"], 1);
         assert_eq!(lines[1], serde_json::json!([0.0, "o", "$ ls\r\na\r\n"]));
         assert_eq!(lines[2], serde_json::json!([1.5, "o", "plain text\r\n"]));
-        assert!(streamed_events(b"not json\n").is_err());
+        assert!(streamed::events(b"not json\n").is_err());
     }
 }

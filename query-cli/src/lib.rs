@@ -54,12 +54,9 @@ pub(crate) use open::{
     memory_limit, open_keyring_if_present, open_lake_with, open_reader, open_tables, open_writer,
     parse_size, pinned_signers, signer, trusted_snapshot, warn_line,
 };
-pub(crate) use search::{
-    CommandCounts, Counted, filter_of, output_regex, print_listing, search, stream_frame,
-    time_range,
-};
+pub(crate) use search::{filter_of, output_regex, print_listing, search, stream_frame, time_range};
 pub(crate) use sessions::sessions;
-pub(crate) use show::{chosen_source, read_committed, show, version_objects};
+pub(crate) use show::show;
 pub(crate) use verify_cmd::run_verify;
 pub(crate) use views::{
     SEARCH_VIEW, SESSIONS_VIEW, SHOW_VIEW, View, cell, command_cell, run_as_cell,

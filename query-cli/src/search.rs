@@ -3,10 +3,7 @@
 
 // The crate root's imports and shared helpers, as a test module's `use super::*`.
 use crate::*;
-use datafusion::arrow::array::AsArray as _;
-use datafusion::arrow::datatypes::DataType;
-use sessionlake_read::error::ReadError;
-use std::hash::BuildHasher as _;
+use sessionlake_read::delivery::{CommandCounts, Counted};
 
 /// Parses `--output`: a regex on the command's output, never a format name taken as one (it
 /// would quietly match nothing).
@@ -215,11 +212,11 @@ async fn unlisted_matches(
         let ctx = lake.tables_keeping(None, &keep)?;
         counts.add(&ctx, query, Counted::Other(&streamed)).await?;
     }
-    if counts.by_session.is_empty() {
+    if counts.sessions().next().is_none() {
         return Ok(Unlisted::default());
     }
     // What the search lists of those sessions takes back what it shows of them.
-    let sessions: HashSet<String> = counts.by_session.keys().cloned().collect();
+    let sessions: HashSet<String> = counts.sessions().cloned().collect();
     let listed = lake.tables_keeping(Some(&sessions), &*lake.keep)?;
     counts.add(&listed, query, Counted::Listed).await?;
     let mut unlisted = Unlisted::default();
@@ -228,134 +225,6 @@ async fn unlisted_matches(
         unlisted.sessions.push(session);
     }
     Ok(unlisted)
-}
-
-/// How many times each command text matched, by session: in the deliveries a reader does not
-/// list (the most any one of them gave) and in the one it lists, for the texts the others
-/// matched. Texts compare exactly, or as a stream carries them where one of the two
-/// deliveries compared is a stream ([`sessionlake_schemas::comparable_command`]): each way is
-/// counted apart and a session's count is the larger. They are held as hashes with this
-/// process's random keys.
-#[derive(Default)]
-pub(crate) struct CommandCounts {
-    /// Session → the counts of each way of comparing (exactly, as streamed).
-    by_session: BTreeMap<String, [TextCounts; 2]>,
-    hasher: std::hash::RandomState,
-}
-
-/// Text hash → (most matches in one other delivery, matches in the listed one).
-type TextCounts = HashMap<u64, (u64, u64)>;
-
-/// Which delivery a [`CommandCounts::add`] counts.
-#[derive(Clone, Copy)]
-pub(crate) enum Counted<'a> {
-    /// One delivery not listed; whether a session's texts compare as a stream carries them.
-    Other(&'a dyn Fn(&str) -> bool),
-    /// The delivery listed.
-    Listed,
-}
-
-impl CommandCounts {
-    /// Counts what `query` (on `commands c` joined with the session times) matches in `ctx`:
-    /// the files of one delivery a reader does not list ([`Counted::Other`]), or those of the
-    /// delivery it lists, for the texts and sessions the others matched ([`Counted::Listed`]).
-    pub(crate) async fn add(
-        &mut self,
-        ctx: &SessionContext,
-        query: &Query,
-        counted: Counted<'_>,
-    ) -> anyhow::Result<()> {
-        let mut sink = CountSink { counts: self, counted, of: HashMap::new() };
-        sink.run(ctx, query).await?;
-        let CountSink { counts, of, .. } = sink;
-        for (session, (streamed, texts)) in of {
-            let counted = &mut counts.by_session.entry(session).or_default()[usize::from(streamed)];
-            for (hash, n) in texts {
-                let slot = counted.entry(hash).or_default();
-                slot.0 = slot.0.max(n);
-            }
-        }
-        Ok(())
-    }
-
-    /// Returns, by session, how many matches the other deliveries hold that the listed one
-    /// lacks.
-    pub(crate) fn more(&self) -> Vec<(String, u64)> {
-        let lacking = |texts: &TextCounts| -> u64 {
-            texts.values().map(|(other, listed)| other.saturating_sub(*listed)).sum()
-        };
-        self.by_session
-            .iter()
-            .map(|(session, ways)| (session.clone(), ways.iter().map(lacking).max().unwrap_or(0)))
-            .filter(|(_, more)| *more > 0)
-            .collect()
-    }
-}
-
-/// The rows of a [`CommandCounts::add`] query, counted as they come: one other delivery's into
-/// `of` (by session: whether compared as streamed, and the counts), the listed one's into the
-/// counts.
-struct CountSink<'a, 'b> {
-    counts: &'a mut CommandCounts,
-    counted: Counted<'b>,
-    of: HashMap<String, (bool, HashMap<u64, u64>)>,
-}
-
-impl CountSink<'_, '_> {
-    async fn run(&mut self, ctx: &SessionContext, query: &Query) -> anyhow::Result<()> {
-        let sql = format!(
-            "SELECT c.session_id, c.command FROM {COMMANDS_WITH_SESSION_TIMES} {}",
-            query.where_clause()
-        );
-        let frame = ctx.sql(&sql).await.context("query failed")?;
-        let frame = frame.with_param_values(query.params.clone())?;
-        listing::stream_frame(frame, self, None).await?;
-        Ok(())
-    }
-}
-
-impl RowSink for CountSink<'_, '_> {
-    fn start(&mut self, _schema: &Schema) -> ReadResult<()> {
-        Ok(())
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> ReadResult<()> {
-        let text = |index: usize| {
-            let column = batch.column(index);
-            datafusion::arrow::compute::cast(column, &DataType::Utf8).map_err(ReadError::sink)
-        };
-        let (ids, commands) = (text(0)?, text(1)?);
-        let (ids, commands) = (ids.as_string::<i32>(), commands.as_string::<i32>());
-        let hasher = &self.counts.hasher;
-        let hash = |command: &str, streamed: bool| {
-            hasher.hash_one(sessionlake_schemas::comparable_command(command, streamed))
-        };
-        for row in 0..batch.num_rows() {
-            let (session, command) = (ids.value(row), commands.value(row));
-            match self.counted {
-                Counted::Other(streamed) => {
-                    if !self.of.contains_key(session) {
-                        self.of.insert(session.to_string(), (streamed(session), HashMap::new()));
-                    }
-                    if let Some((streamed, texts)) = self.of.get_mut(session) {
-                        *texts.entry(hash(command, *streamed)).or_default() += 1;
-                    }
-                }
-                Counted::Listed => {
-                    let Some(ways) = self.counts.by_session.get_mut(session) else { continue };
-                    for (streamed, texts) in [false, true].into_iter().zip(ways.iter_mut()) {
-                        if texts.is_empty() {
-                            continue;
-                        }
-                        if let Some((_, listed)) = texts.get_mut(&hash(command, streamed)) {
-                            *listed += 1;
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The files a search of commands from `since` to `until` reads: the partitions of the range,

@@ -2,24 +2,8 @@
 
 // The crate root's imports and shared helpers, as a test module's `use super::*`.
 use crate::*;
-
-/// Returns the live objects of the version of `session` that `source` delivered: its own
-/// objects, and the compacted files that hold its rows.
-pub(crate) fn version_objects<'a>(
-    live: &'a BTreeMap<String, ObjectEntry>,
-    session: &str,
-    source: SessionSource,
-) -> Vec<&'a ObjectEntry> {
-    let compacted = manifest::compacted_version_source(live.values(), session) == Some(source);
-    live.values()
-        .filter(|entry| {
-            paths::is_session_object(&entry.path, session, source)
-                || (compacted
-                    && paths::is_compacted(&entry.path)
-                    && entry.sessions.iter().any(|id| id == session))
-        })
-        .collect()
-}
+use sessionlake_read::delivery::{CommandCounts, Counted, chosen_source, version_objects};
+use sessionlake_read::streamed::StreamedTerminal;
 
 pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> {
     if args.raw {
@@ -84,38 +68,6 @@ pub(crate) async fn show(cli: &Cli, args: &ShowArgs) -> anyhow::Result<Outcome> 
     Ok(if rows > 0 || !lacking.is_empty() { Outcome::Matched } else { Outcome::NoMatch })
 }
 
-/// Returns the source whose delivery of `session` to show: `requested`, else the preferred one
-/// (the first of `sources`, [`manifest::session_sources`]); an error naming the lake (`lake`) when the
-/// session has no delivery, or none from `requested`.
-pub(crate) fn chosen_source(
-    sources: &[SessionSource],
-    requested: Option<SessionSource>,
-    session: &str,
-    lake: &dyn std::fmt::Display,
-) -> anyhow::Result<SessionSource> {
-    let id = sessionlake_schemas::session_id::escaped(session);
-    let Some(&preferred) = sources.first() else {
-        anyhow::bail!("no session {id} in {lake} (list them with `sessionlake sessions`)");
-    };
-    match requested {
-        None => Ok(preferred),
-        Some(source) if sources.contains(&source) => Ok(source),
-        Some(source) => anyhow::bail!(
-            "{id} has no delivery from {}: it was delivered by {}",
-            source.as_str(),
-            sources.iter().map(|source| source.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    }
-}
-
-/// Reads a committed object and checks its size and SHA-256 against the manifest entry.
-pub(crate) async fn read_committed(
-    store: &LakeStore,
-    entry: &ObjectEntry,
-) -> anyhow::Result<bytes::Bytes> {
-    Ok(store.get_committed(entry).await?)
-}
-
 /// Writes the session's original transcript to stdout, after checking the stored object
 /// against the hash the manifest committed and opening it with its data key.
 pub(crate) async fn show_raw(
@@ -144,7 +96,7 @@ pub(crate) async fn show_raw(
     // A streamed CloudWatch delivery is stored as its log events: the terminal lines they
     // carry are what replays.
     let out: Box<dyn std::io::Write + Send> = if shown.is_streamed() {
-        Box::new(export::StreamedTerminal::new(std::io::stdout()))
+        Box::new(StreamedTerminal::new(std::io::stdout()))
     } else {
         Box::new(std::io::stdout())
     };

@@ -27,6 +27,12 @@ pub enum ReadErrorKind {
     Sink,
     /// The request cannot be done as given: options that need what the lake or the call lacks.
     Invalid,
+    /// What was asked for is not in the lake's trusted live set: a session, a delivery of it,
+    /// one of its objects (or it was removed, by the commit the message names).
+    NotFound,
+    /// What the lake holds disagrees with what its signed chain committed: a transcript
+    /// whose hash is not the one its session row names, a manifest whose signature fails.
+    Integrity,
 }
 
 impl ErrorKind for ReadErrorKind {

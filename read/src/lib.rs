@@ -9,6 +9,12 @@
 //!   sort-key order, paged with a [`cursor::Cursor`], big results read window by window;
 //! - [`window`]: the windows a long search reads one after the other, so that memory holds
 //!   one window of sessions at a time;
+//! - [`delivery`]: which delivery of a session a reader reads (`show`, `export`), and what the
+//!   other deliveries hold that it lacks ([`delivery::CommandCounts`]);
+//! - [`evidence`]: one session's delivery read and checked for an export: its objects, the
+//!   transcript opened and matched to its session row, the manifests verified, its rows as
+//!   [`evidence::Rows`] of cells;
+//! - [`streamed`]: a transcript streamed to CloudWatch Logs replayed as its terminal lines;
 //! - [`verify`]: the chain walked and every object hashed, each problem a finding that names
 //!   the manifest or object;
 //! - [`error`]: [`error::ReadError`], its kind for callers that branch on it, its cause in
@@ -30,9 +36,12 @@
 //! ```
 
 pub mod cursor;
+pub mod delivery;
 pub mod error;
+pub mod evidence;
 pub mod lake_tables;
 pub mod listing;
 pub mod query;
+pub mod streamed;
 pub mod verify;
 pub mod window;

@@ -22,6 +22,7 @@ pub mod paths;
 mod records;
 mod schema;
 pub mod session_id;
+pub mod streamed;
 
 pub use context::SessionContext;
 pub use records::{
