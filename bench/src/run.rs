@@ -196,7 +196,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     report.lake_rows =
         count_rows(&cli_bin, &cli(&["sql", "SELECT count(*) FROM commands", "--format", "csv"]))?;
 
-    // DuckDB runs the SQL `sessionlake search` runs (query-cli's `SEARCH_COLUMNS` and join):
+    // DuckDB runs the SQL `sessionlake search` runs (the CLI's `SEARCH_COLUMNS` and join):
     // commands from the plaintext copy, sessions from the lake itself (a plaintext table), a
     // command's time being its own or else its session's start; time ranges also prune the
     // `dt` partitions, as ours does.

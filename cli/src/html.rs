@@ -9,7 +9,7 @@
 //!   `<`, `>` and `&` written as `\u003c`… ([`script_json`]), so no value can end the block or
 //!   add markup; the page's own script puts data on screen with `textContent` only;
 //! - the terminal player is the npm package `asciinema-player` [`PLAYER_VERSION`], vendored in
-//!   `query-cli/assets/vendor/asciinema-player/` (with its licence and where it came from) and inlined;
+//!   `cli/assets/vendor/asciinema-player/` (with its licence and where it came from) and inlined;
 //! - a Content-Security-Policy allows only the page's own scripts (by their SHA-256), inline
 //!   styles and WebAssembly (the player's terminal emulator), and no connection at all: a value
 //!   that did get through as markup could neither run nor send anything.
