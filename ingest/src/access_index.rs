@@ -301,7 +301,7 @@ mod tests {
         for (version, first_read, record) in files {
             let path = paths::access_object("2026-03-14", &record.event_id, &version);
             let context =
-                sessionlake_tables::merge::key_context("lake", &record.event_id, "access");
+                sessionlake_schemas::envelope::key_context("lake", &record.event_id, "access");
             let written = sessionlake_tables::merge::write_access_file(
                 &store,
                 &keyring,
@@ -396,7 +396,7 @@ mod tests {
             ..from(start("ev-full", "arn:aws:iam::1:user/bob"), file)
         };
         let path = paths::access_object("2026-03-14", "full", "18f0a1b2c3d4e5f6a");
-        let context = sessionlake_tables::merge::key_context("lake", "full", "access");
+        let context = sessionlake_schemas::envelope::key_context("lake", "full", "access");
         let written = sessionlake_tables::merge::write_access_file(
             &store,
             &keyring,

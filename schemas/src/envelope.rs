@@ -105,3 +105,14 @@ pub struct EnvelopeHeader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
 }
+
+/// Returns the encryption context of a data key: the lake, the subject (a session, a trail
+/// file, a compacted file) and the object's role. KMS and the keyring refuse to unwrap the key
+/// under any other.
+pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (CONTEXT_LAKE.to_string(), lake_id.to_string()),
+        (CONTEXT_SUBJECT.to_string(), subject.to_string()),
+        (CONTEXT_ROLE.to_string(), role.to_string()),
+    ])
+}

@@ -28,7 +28,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::metadata::SortingColumn;
 use sessionlake_schemas::envelope::WrappedKey;
-use sessionlake_schemas::envelope::{CONTEXT_LAKE, CONTEXT_ROLE, CONTEXT_SUBJECT, ROLE_COMMANDS};
+use sessionlake_schemas::envelope::{CONTEXT_ROLE, ROLE_COMMANDS, key_context};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
 use sessionlake_storage::DataKey;
@@ -459,17 +459,6 @@ fn read_rows(
         }
     }
     Ok(batches)
-}
-
-/// Returns the encryption context of a data key: the lake, the subject (a session, a trail
-/// file, a compacted file) and the object's role. KMS and the keyring refuse to unwrap the key
-/// under any other.
-pub fn key_context(lake_id: &str, subject: &str, role: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (CONTEXT_LAKE.to_string(), lake_id.to_string()),
-        (CONTEXT_SUBJECT.to_string(), subject.to_string()),
-        (CONTEXT_ROLE.to_string(), role.to_string()),
-    ])
 }
 
 pub use sessionlake_storage::transaction::{Writer, new_version, version_time};
