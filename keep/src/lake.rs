@@ -540,4 +540,3 @@ pub async fn stored_objects_of(store: &LakeStore, session: &str) -> KeepResult<V
     }
     Ok(found)
 }
-
