@@ -14,6 +14,32 @@
 //! ```
 //!
 //! BENCHMARKS.md has the figures and the commands that made them.
+//!
+//! The generator as a library: a workload is the same bytes for the same seed, so two
+//! generations of a few sessions from the corpus match file for file.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! use sessionlake_bench::workload::{Material, WorkloadConfig, generate, read_summary};
+//!
+//! let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+//! let material = Material::from_corpus(&corpus)?;
+//! // The test suite's scale, cut to 4 sessions.
+//! let config = WorkloadConfig { sessions: 4, ..WorkloadConfig::scale("small", 7)? };
+//! let out = std::env::temp_dir().join(format!("sessionlake-bench-doc-{}", std::process::id()));
+//! let (first, second) = (out.join("first"), out.join("second"));
+//! let summary = generate(&material, &config, &first)?;
+//! generate(&material, &config, &second)?;
+//! assert_eq!(summary.session_list.len(), 4);
+//! assert_eq!(read_summary(&second)?.commands, summary.commands);
+//! for session in &summary.session_list {
+//!     let file = |dir: &Path| std::fs::read(dir.join(&session.file));
+//!     assert!(file(&first)? == file(&second)?, "{} differs", session.file);
+//! }
+//! std::fs::remove_dir_all(&out)?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 pub mod chain;
 pub mod measure;

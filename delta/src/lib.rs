@@ -17,15 +17,47 @@
 //! ([`differences`]). Each added file carries statistics of its unencrypted text and time
 //! columns, read from its plaintext footer: never a bound of an encrypted column.
 //!
-//! ```no_run
-//! # async fn example(
-//! #     store: &sessionlake_storage::store::LakeStore,
-//! #     live: &std::collections::BTreeMap<String, sessionlake_schemas::manifest::ObjectEntry>,
-//! # ) -> Result<(), sessionlake_delta::DeltaError> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::collections::BTreeMap;
+//!
+//! use sessionlake_delta::{Table, differences, sync};
+//! use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
+//! use sessionlake_storage::store::{LakeLocation, LakeStore};
+//!
+//! let folder = tempfile::tempdir()?;
+//! let store = LakeStore::open(&LakeLocation::Local(folder.path().to_path_buf()), None)?;
+//! // The live set of chain commit 42 (`manifest::live_objects` of the chain): alice's
+//! // commands and her session row.
+//! let entry = |path: &str, kind| ObjectEntry {
+//!     path: path.to_string(),
+//!     size: 100,
+//!     sha256: "00".repeat(32),
+//!     kind,
+//!     sessions: vec!["alice-0123456789abcdef0".to_string()],
+//!     key: None,
+//!     note: None,
+//!     blocks: None,
+//! };
+//! let live: BTreeMap<String, ObjectEntry> = [
+//!     entry("commands/dt=2026-03-14/alice-0123456789abcdef0.s3.v1.parquet", ObjectKind::Commands),
+//!     entry("sessions/dt=2026-03-14/alice-0123456789abcdef0.s3.v1.parquet", ObjectKind::Sessions),
+//! ]
+//! .into_iter()
+//! .map(|entry| (entry.path.clone(), entry))
+//! .collect();
+//!
 //! // After chain commit 42: every table's log lists the live set of commit 42.
-//! for synced in sessionlake_delta::sync(store, live, 42).await? {
+//! for synced in sync(&store, &live, 42).await? {
 //!     println!("{}: +{} -{}", synced.table.dir(), synced.added, synced.removed);
 //! }
+//! assert!(folder.path().join("commands/_delta_log").is_dir());
+//! // `verify`'s comparison finds nothing, and a sync again commits nothing.
+//! assert!(differences(&store, &live).await?.is_empty());
+//! let again = sync(&store, &live, 42).await?;
+//! assert!(again.iter().all(|synced| synced.added == 0 && synced.removed == 0));
+//! assert_eq!(again[0].table, Table::Commands);
 //! # Ok(())
 //! # }
 //! ```

@@ -9,12 +9,48 @@
 //! - [`cursors::Cursors`]: how far each source has been read.
 //! - [`error`]: [`LakeError`], and what the read and keep libraries make their errors of.
 //!
-//! ```no_run
-//! # async fn demo() -> sessionlake_storage::LakeResult<()> {
+//! A writer stages objects and commits them, signed, on the head it read; a reader takes
+//! the lake to be what the chain names. Here on a local folder, signed by a local keyring:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+//! use sessionlake_storage::keys::LocalKeyring;
+//! use sessionlake_storage::manifest::{Committer, live_objects, read_chain};
+//! use sessionlake_storage::signing::KeyringSigner;
 //! use sessionlake_storage::store::{LakeLocation, LakeStore};
-//! let store = LakeStore::open(&LakeLocation::parse("./lake")?, None)?;
-//! let chain = sessionlake_storage::manifest::read_chain(&store).await?;
+//! use sessionlake_storage::transaction::Transaction;
+//!
+//! let dir = tempfile::tempdir()?;
+//! // A folder here; `s3://bucket/prefix` with an AWS configuration instead of `None`.
+//! let lake = dir.path().join("lake");
+//! let store = LakeStore::open(&LakeLocation::parse(&lake.to_string_lossy())?, None)?;
+//! let (keyring, _created) = LocalKeyring::open_or_create(&dir.path().join("keyring.json"))?;
+//! let committer = Committer::new(Arc::new(KeyringSigner(Arc::new(keyring))));
+//!
+//! // Commit 0 of a new lake (no head yet): one table file.
+//! let mut writer = Transaction::begin(&store, &committer, None);
+//! let path = "commands/dt=2026-03-14/part-0.parquet";
+//! let stored = writer.put_new(path, bytes::Bytes::from_static(b"rows")).await?;
+//! let entry = ObjectEntry {
+//!     path: stored.path,
+//!     size: stored.size,
+//!     sha256: stored.sha256,
+//!     kind: ObjectKind::Commands,
+//!     sessions: vec!["alice-0123456789abcdef0".into()],
+//!     key: None,
+//!     note: None,
+//!     blocks: None,
+//! };
+//! writer.commit(CommitAction::Ingest, None, vec![entry], vec![], false).await?;
+//!
+//! let chain = read_chain(&store).await?;
 //! println!("{} commits", chain.len());
+//! assert_eq!(chain.len(), 1);
+//! assert!(live_objects(&chain).contains_key(path));
 //! # Ok(()) }
 //! ```
 

@@ -1,5 +1,30 @@
 //! Helpers for the end-to-end tests: the real binaries, moto's server on loopback (started by
 //! `scripts/test`), and DuckDB from the test virtualenv.
+//!
+//! - [`binary`] and [`run`]: a workspace binary with a clean AWS environment (pointed at moto,
+//!   or at nothing), run to its end; [`Background`] for one that serves.
+//! - [`sdk_config`], [`s3_client`], [`unique`]: moto's endpoint and names no other test of the
+//!   run uses; [`PrivateMoto`] and [`FaultProxy`] for a test that restarts or breaks it.
+//! - [`copy_tree`], [`files_under`], [`duckdb`]: a scenario's folders, and DuckDB reading them.
+//!
+//! ```
+//! use std::process::Command;
+//!
+//! use sessionlake_tests::{copy_tree, files_under, repo_root, run, unique};
+//!
+//! // A scenario's own copy of the shipped examples, to alter without touching another's.
+//! let dir = tempfile::tempdir().expect("tempdir");
+//! copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+//! let files = files_under(&dir.path().join("examples"));
+//! assert!(files.iter().any(|path| path.starts_with("s3")), "{files:?}");
+//!
+//! // What a command printed and how it ended (the tests run the binaries this way).
+//! let ran = run(Command::new("sh").args(["-c", "echo listed; echo refused >&2; exit 2"]));
+//! assert_eq!((ran.code, ran.stdout.as_str(), ran.stderr.as_str()), (2, "listed\n", "refused\n"));
+//!
+//! // Bucket names of this test only: moto keeps every bucket for the whole run.
+//! assert!(unique("lake").starts_with("lake-"));
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod access;
 mod bench;
@@ -339,140 +339,248 @@ async fn test_a_transcript_larger_than_an_upload_part_streams_from_s3_into_an_s3
     assert!(raw.stdout == transcript, "show --raw differs from the original transcript");
 }
 
+// The AWS path: the examples in moto's S3 and CloudWatch Logs, ingested into an S3 lake whose
+// session keys KMS makes. Setting one up takes about a second, so each behaviour of that lake
+// is a test of its own on a lake of its own.
+
+/// The examples ingested along the AWS path, and what the checks of that lake share.
+struct AwsLake {
+    s3: aws_sdk_s3::Client,
+    lake_bucket: String,
+    /// `s3://<lake_bucket>/lake`.
+    lake: String,
+    /// The working folder of every command: the keyring, downloads, bundles, policies.
+    work: tempfile::TempDir,
+    keyring: PathBuf,
+    /// What the ingest printed; its log, at `--log trace`, is on stderr.
+    ingest: sessionlake_tests::Ran,
+}
+
+impl AwsLake {
+    /// Puts the examples in moto (S3 transcripts under a free-form prefix, CloudTrail files in
+    /// their usual layout, CloudWatch streams re-timed to the last hour), makes a KMS key, and
+    /// ingests every source into a fresh S3 lake at `--log trace`: every example is ingested.
+    async fn ingested() -> AwsLake {
+        let config = sdk_config().await;
+        let s3 = s3_client().await;
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+        let kms = aws_sdk_kms::Client::new(&config);
+        let examples = repo_root().join("examples");
+
+        let source_bucket = unique("ssm-logs");
+        let trail_bucket = unique("trail");
+        let lake_bucket = unique("lake");
+        for bucket in [&source_bucket, &trail_bucket, &lake_bucket] {
+            s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+        }
+        // S3 transcripts under a free-form prefix; CloudTrail files in their usual layout.
+        for file in files_under(&examples.join("s3")) {
+            let name = file.file_name().expect("name").to_string_lossy().to_string();
+            put_file(
+                &s3,
+                &source_bucket,
+                &format!("team-a/111122223333/{name}"),
+                &examples.join("s3").join(&file),
+            )
+            .await;
+        }
+        for file in files_under(&examples.join("cloudtrail")) {
+            put_file(
+                &s3,
+                &trail_bucket,
+                &file.to_string_lossy(),
+                &examples.join("cloudtrail").join(&file),
+            )
+            .await;
+        }
+        // CloudWatch streams, events re-timed to the last hour (moto drops events older than
+        // 14 days).
+        let group = format!("/ssm/{}", unique("sessions"));
+        logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as i64;
+        for file in files_under(&examples.join("cloudwatch")) {
+            let stream = file.file_stem().expect("stem").to_string_lossy().to_string();
+            let document: Value = serde_json::from_slice(
+                &std::fs::read(examples.join("cloudwatch").join(&file)).expect("read"),
+            )
+            .expect("json");
+            logs.create_log_stream()
+                .log_group_name(&group)
+                .log_stream_name(&stream)
+                .send()
+                .await
+                .expect("create stream");
+            let events: Vec<_> = document["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .enumerate()
+                .map(|(i, event)| {
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(now_ms - 3_600_000 + i as i64)
+                        .message(event["message"].as_str().expect("message"))
+                        .build()
+                        .expect("event")
+                })
+                .collect();
+            logs.put_log_events()
+                .log_group_name(&group)
+                .log_stream_name(&stream)
+                .set_log_events(Some(events))
+                .send()
+                .await
+                .expect("put events");
+        }
+        let key_id = kms
+            .create_key()
+            .send()
+            .await
+            .expect("create key")
+            .key_metadata()
+            .expect("metadata")
+            .key_id()
+            .to_string();
+
+        let work = tempfile::tempdir().expect("tempdir");
+        let keyring = work.path().join("keyring.json");
+        let lake = format!("s3://{lake_bucket}/lake");
+        let ingest = run(binary("sessionlake-ingest", true).current_dir(work.path()).args([
+            "--lake",
+            &lake,
+            "--keyring",
+            &keyring.to_string_lossy(),
+            "--kms-key-id",
+            &key_id,
+            "--s3",
+            &format!("s3://{source_bucket}/team-a/"),
+            "--cloudwatch",
+            &group,
+            "--cloudtrail",
+            &format!("s3://{trail_bucket}/AWSLogs/"),
+            // Every source at the finest level: no command text may reach the log (see
+            // test_aws_path_the_trace_log_holds_no_command_text).
+            "--log",
+            "trace",
+        ]));
+        assert_eq!(ingest.code, 0, "{}", ingest.stderr);
+        let expected = format!("ingested {} sessions", example_sessions());
+        assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
+        AwsLake { s3, lake_bucket, lake, work, keyring, ingest }
+    }
+
+    /// Runs `sessionlake --lake <the S3 lake> --keyring <its keyring> <args>` on moto.
+    fn cli(&self, args: &[&str]) -> sessionlake_tests::Ran {
+        let keyring = self.keyring.to_string_lossy();
+        let mut all = vec!["--lake", self.lake.as_str(), "--keyring", keyring.as_ref()];
+        all.extend_from_slice(args);
+        run(binary("sessionlake", true).current_dir(self.work.path()).args(&all))
+    }
+
+    /// Runs `sessionlake search --json <args>` on the S3 lake.
+    fn search(&self, args: &[&str]) -> sessionlake_tests::Ran {
+        let mut all = vec!["search", "--json"];
+        all.extend_from_slice(args);
+        self.cli(&all)
+    }
+
+    /// Every command a search with no filter finds (at least 30, as many as its summary
+    /// says), and that count.
+    fn every_command(&self) -> (Vec<BTreeMap<String, Value>>, u64) {
+        let everything = self.search(&[]);
+        assert_eq!(everything.code, 0, "{}", everything.stderr);
+        let (all_rows, summary) = parse_json_lines(&everything.stdout);
+        let total = summary["matched"].as_u64().expect("matched");
+        assert_eq!(all_rows.len() as u64, total);
+        assert!(total >= 30, "too few commands: {total}");
+        (all_rows, total)
+    }
+
+    /// Downloads the whole lake into `lake-copy` of the working folder and returns that folder.
+    async fn download(&self) -> PathBuf {
+        let copy = self.work.path().join("lake-copy");
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.lake_bucket)
+            .prefix("lake/")
+            .send()
+            .await
+            .expect("list lake");
+        for object in listed.contents() {
+            let key = object.key().expect("key");
+            let body = self
+                .s3
+                .get_object()
+                .bucket(&self.lake_bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("get")
+                .body
+                .collect()
+                .await
+                .expect("body")
+                .into_bytes();
+            let path = copy.join(key.strip_prefix("lake/").expect("prefix"));
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &body).expect("write");
+        }
+        copy
+    }
+}
+
+/// The entries the manifests of the downloaded lake at `copy` added, every commit's.
+fn added_entries(copy: &Path) -> Vec<Value> {
+    let manifests: Vec<Value> = files_under(&copy.join("manifest"))
+        .iter()
+        .map(|file| {
+            serde_json::from_slice(&std::fs::read(copy.join("manifest").join(file)).expect("read"))
+                .expect("json")
+        })
+        .collect();
+    manifests
+        .iter()
+        .flat_map(|manifest| manifest["body"]["added"].as_array().expect("added"))
+        .cloned()
+        .collect()
+}
+
+/// A search by command finds the one `rm -rf` of the examples, with every field, among every
+/// command of every source.
 #[tokio::test(flavor = "multi_thread")]
-async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
-    let config = sdk_config().await;
-    let s3 = s3_client().await;
-    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    let kms = aws_sdk_kms::Client::new(&config);
-    let examples = repo_root().join("examples");
-
-    let source_bucket = unique("ssm-logs");
-    let trail_bucket = unique("trail");
-    let lake_bucket = unique("lake");
-    for bucket in [&source_bucket, &trail_bucket, &lake_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
-    // S3 transcripts under a free-form prefix; CloudTrail files in their usual layout.
-    for file in files_under(&examples.join("s3")) {
-        let name = file.file_name().expect("name").to_string_lossy().to_string();
-        put_file(
-            &s3,
-            &source_bucket,
-            &format!("team-a/111122223333/{name}"),
-            &examples.join("s3").join(&file),
-        )
-        .await;
-    }
-    for file in files_under(&examples.join("cloudtrail")) {
-        put_file(
-            &s3,
-            &trail_bucket,
-            &file.to_string_lossy(),
-            &examples.join("cloudtrail").join(&file),
-        )
-        .await;
-    }
-    // CloudWatch streams, events re-timed to the last hour (moto drops events older than 14 days).
-    let group = format!("/ssm/{}", unique("sessions"));
-    logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as i64;
-    for file in files_under(&examples.join("cloudwatch")) {
-        let stream = file.file_stem().expect("stem").to_string_lossy().to_string();
-        let document: Value = serde_json::from_slice(
-            &std::fs::read(examples.join("cloudwatch").join(&file)).expect("read"),
-        )
-        .expect("json");
-        logs.create_log_stream()
-            .log_group_name(&group)
-            .log_stream_name(&stream)
-            .send()
-            .await
-            .expect("create stream");
-        let events: Vec<_> = document["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .enumerate()
-            .map(|(i, event)| {
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(now_ms - 3_600_000 + i as i64)
-                    .message(event["message"].as_str().expect("message"))
-                    .build()
-                    .expect("event")
-            })
-            .collect();
-        logs.put_log_events()
-            .log_group_name(&group)
-            .log_stream_name(&stream)
-            .set_log_events(Some(events))
-            .send()
-            .await
-            .expect("put events");
-    }
-    let key_id = kms
-        .create_key()
-        .send()
-        .await
-        .expect("create key")
-        .key_metadata()
-        .expect("metadata")
-        .key_id()
-        .to_string();
-
-    let work = tempfile::tempdir().expect("tempdir");
-    let keyring = work.path().join("keyring.json");
-    let lake = format!("s3://{lake_bucket}/lake");
-    let ingest = run(binary("sessionlake-ingest", true).current_dir(work.path()).args([
-        "--lake",
-        &lake,
-        "--keyring",
-        &keyring.to_string_lossy(),
-        "--kms-key-id",
-        &key_id,
-        "--s3",
-        &format!("s3://{source_bucket}/team-a/"),
-        "--cloudwatch",
-        &group,
-        "--cloudtrail",
-        &format!("s3://{trail_bucket}/AWSLogs/"),
-        // Every source at the finest level: no command text may reach the log (checked below).
-        "--log",
-        "trace",
-    ]));
-    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
-    let expected = format!("ingested {} sessions", example_sessions());
-    assert!(ingest.stdout.contains(&expected), "{}", ingest.stdout);
-
-    let search = |args: &[&str]| {
-        run(binary("sessionlake", true)
-            .current_dir(work.path())
-            .args(["--lake", &lake, "--keyring", &keyring.to_string_lossy(), "search", "--json"])
-            .args(args))
-    };
-    let found = search(&["--command", "rm -rf"]);
+async fn test_aws_path_search_finds_the_rm_rf_among_every_command() {
+    let lake = AwsLake::ingested().await;
+    let found = lake.search(&["--command", "rm -rf"]);
     assert_eq!(found.code, 0, "{}", found.stderr);
     assert_rm_rf_rows(&parse_json_lines(&found.stdout).0);
+    lake.every_command();
+}
 
-    let everything = search(&[]);
-    assert_eq!(everything.code, 0, "{}", everything.stderr);
-    let (all_rows, summary) = parse_json_lines(&everything.stdout);
-    let total = summary["matched"].as_u64().expect("matched");
-    assert_eq!(all_rows.len() as u64, total);
-    assert!(total >= 30, "too few commands: {total}");
-    // Not a command of any session (S3, CloudWatch) in the trace log of the ingest: the AWS
-    // SDK's request and response bodies are never logged.
-    assert!(ingest.stderr.len() > 10_000, "trace logging wrote almost nothing");
+/// Not a command of any session (S3, CloudWatch) is in the ingest's log at `--log trace`: the
+/// AWS SDK's request and response bodies are never logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_the_trace_log_holds_no_command_text() {
+    let lake = AwsLake::ingested().await;
+    let (all_rows, _) = lake.every_command();
+    let log = &lake.ingest.stderr;
+    assert!(log.len() > 10_000, "trace logging wrote almost nothing");
     for row in &all_rows {
         let command = row["command"].as_str().expect("command");
         if command.len() >= 12 {
-            assert!(!ingest.stderr.contains(command), "{command:?} in the trace log");
+            assert!(!log.contains(command), "{command:?} in the trace log");
         }
     }
-    let bob = search(&["--principal", "arn:aws:iam::111122223333:user/bob"]);
+}
+
+/// A search by principal finds bob's CloudWatch sessions and only them, each command with the
+/// time of its CloudWatch event.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_cloudwatch_sessions_are_found_by_principal_with_event_times() {
+    let lake = AwsLake::ingested().await;
+    let bob = lake.search(&["--principal", "arn:aws:iam::111122223333:user/bob"]);
     let (bob_rows, _) = parse_json_lines(&bob.stdout);
     assert!(!bob_rows.is_empty());
     assert!(
@@ -482,33 +590,17 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
     );
     // Streamed CloudWatch sessions carry a time per command.
     assert!(bob_rows.iter().all(|row| row["time_kind"] == "cloudwatch-event"), "{bob_rows:#?}");
+}
 
-    // Download the whole lake.
-    let copy = work.path().join("lake-copy");
-    let listed =
-        s3.list_objects_v2().bucket(&lake_bucket).prefix("lake/").send().await.expect("list lake");
-    for object in listed.contents() {
-        let key = object.key().expect("key");
-        let body = s3
-            .get_object()
-            .bucket(&lake_bucket)
-            .key(key)
-            .send()
-            .await
-            .expect("get")
-            .body
-            .collect()
-            .await
-            .expect("body")
-            .into_bytes();
-        let path = copy.join(key.strip_prefix("lake/").expect("prefix"));
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&path, &body).expect("write");
-    }
+/// The S3 lake holds each session's sealed original, the tables, and two commits: the
+/// CloudTrail files' access events first, then the sessions.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_the_lake_holds_every_original_and_two_commits() {
+    let lake = AwsLake::ingested().await;
+    let copy = lake.download().await;
     let stored = files_under(&copy);
     let count = |prefix: &str| stored.iter().filter(|p| p.starts_with(prefix)).count();
     assert_eq!(count("raw"), example_sessions(), "{stored:?}");
-    // Two commits: the CloudTrail files' access events first, then the sessions.
     assert!(
         count("commands") >= 1
             && count("sessions") >= 1
@@ -516,9 +608,15 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
             && count("manifest") == 2,
         "{stored:?}"
     );
+}
 
-    // No command text from the inputs appears in plaintext anywhere in the lake.
-    let lake_bytes: Vec<(String, Vec<u8>)> = stored
+/// No command text from the inputs appears in plaintext anywhere in the S3 lake.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_no_command_is_in_plaintext_anywhere_in_the_lake() {
+    let lake = AwsLake::ingested().await;
+    let (all_rows, _) = lake.every_command();
+    let copy = lake.download().await;
+    let lake_bytes: Vec<(String, Vec<u8>)> = files_under(&copy)
         .iter()
         .map(|p| (p.to_string_lossy().to_string(), std::fs::read(copy.join(p)).expect("read")))
         .collect();
@@ -537,19 +635,15 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         }
     }
     assert!(checked >= 15, "only {checked} commands were long enough to check");
-    // Data keys are wrapped under their session's key; session keys came from KMS, bound to
-    // the lake, the session and the role.
-    let manifests: Vec<Value> = files_under(&copy.join("manifest"))
-        .iter()
-        .map(|file| {
-            serde_json::from_slice(&std::fs::read(copy.join("manifest").join(file)).expect("read"))
-                .expect("json")
-        })
-        .collect();
-    let added: Vec<&Value> = manifests
-        .iter()
-        .flat_map(|manifest| manifest["body"]["added"].as_array().expect("added"))
-        .collect();
+}
+
+/// Each session's data keys are wrapped under the session's key, and each session key came
+/// from KMS, bound to the lake, the session and the role.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_session_keys_come_from_kms_bound_to_lake_session_and_role() {
+    let lake = AwsLake::ingested().await;
+    let copy = lake.download().await;
+    let added = added_entries(&copy);
     let keys: Vec<&Value> = added
         .iter()
         .filter(|entry| entry["kind"] == "commands")
@@ -578,10 +672,16 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
             key["context"]["sessionlake:lake"].as_str().is_some_and(|id| id.starts_with("lake-"))
         );
     }
-    // Each access file's data key is wrapped under a key of its own, whose record KMS wraps,
-    // bound to the record: shredding or rewriting the file deletes it, rekey re-wraps it.
-    let access: Vec<&Value> =
-        added.iter().copied().filter(|entry| entry["kind"] == "access").collect();
+}
+
+/// Each access file's data key is wrapped under a key of its own, whose record KMS wraps,
+/// bound to the record: shredding or rewriting the file deletes it, rekey re-wraps it.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_each_access_file_has_a_kms_wrapped_key_of_its_own() {
+    let lake = AwsLake::ingested().await;
+    let copy = lake.download().await;
+    let added = added_entries(&copy);
+    let access: Vec<&Value> = added.iter().filter(|entry| entry["kind"] == "access").collect();
     assert!(!access.is_empty(), "{added:?}");
     for file in access {
         let path = file["path"].as_str().expect("path");
@@ -601,8 +701,15 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
             file["key"]["context"]["sessionlake:subject"]
         );
     }
+}
 
-    // DuckDB reads the tables with no extra steps: the same counts, the same sessions.
+/// DuckDB reads the downloaded tables with no extra steps: the same count of commands, the
+/// same sessions with their principal and target, as search finds; alice's session complete.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_duckdb_reads_the_rows_search_finds() {
+    let lake = AwsLake::ingested().await;
+    let (all_rows, total) = lake.every_command();
+    let copy = lake.download().await;
     let rows = duckdb(
         &copy,
         "SELECT count(*) FROM read_parquet('commands/**/*.parquet', hive_partitioning = true)",
@@ -632,58 +739,79 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         sessions,
         vec![serde_json::json!(["alice-0123456789abcdef0", "2026-03-14", "complete"])]
     );
+}
 
-    // An evidence bundle from the S3 lake, its data keys opened by KMS: the S3 delivery, the
-    // original bytes, and a bundle that verifies.
-    let exported = run(binary("sessionlake", true).current_dir(work.path()).args([
-        "--lake",
-        &lake,
-        "--keyring",
-        &keyring.to_string_lossy(),
-        "export",
-        "alice-0123456789abcdef0",
-        "--out",
-        "bundle",
-    ]));
+/// An evidence bundle from the S3 lake, its data keys opened by KMS: the S3 delivery, the
+/// original bytes, and a bundle that verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_an_evidence_bundle_from_the_s3_lake_verifies() {
+    let lake = AwsLake::ingested().await;
+    let exported = lake.cli(&["export", "alice-0123456789abcdef0", "--out", "bundle"]);
     assert_eq!(exported.code, 0, "{}", exported.stderr);
-    let bundle = work.path().join("bundle");
+    let bundle = lake.work.path().join("bundle");
     let original =
-        std::fs::read(examples.join("s3/ssm-logs/alice-0123456789abcdef0.log")).expect("example");
+        std::fs::read(repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log"))
+            .expect("example");
     assert!(std::fs::read(bundle.join("transcript.log")).expect("transcript") == original);
     let session: Value =
         serde_json::from_slice(&std::fs::read(bundle.join("session.json")).expect("session"))
             .expect("json");
     assert_eq!(session["source"], "s3");
     export::assert_bundle_verifies(&bundle);
+}
 
-    // Retention, holds and shredding on the S3 lake, the access files' keys in KMS.
-    let cli = |args: &[&str]| {
-        let keyring = keyring.to_string_lossy();
-        let mut all = vec!["--lake", lake.as_str(), "--keyring", keyring.as_ref()];
-        all.extend_from_slice(args);
-        run(binary("sessionlake", true).current_dir(work.path()).args(&all))
-    };
+/// Holds, shredding and retention on the S3 lake, the access files' keys in KMS, one after
+/// the other on one lake, which verifies after each.
+#[tokio::test(flavor = "multi_thread")]
+async fn test_aws_path_holds_shredding_and_retention_on_the_s3_lake() {
+    let lake = AwsLake::ingested().await;
     let bob = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
-    let held = cli(&["hold", "add", bob, "--reason", "case 9", "--json"]);
+    a_hold_refuses_shredding_until_it_is_released(&lake, bob);
+    shredding_removes_a_sessions_rows_and_access_events(&lake, bob);
+    a_policy_that_expires_everything_leaves_nothing_and_the_chain_intact(&lake);
+}
+
+/// `shred` of a held session fails naming the hold, and the hold can be released.
+fn a_hold_refuses_shredding_until_it_is_released(lake: &AwsLake, session: &str) {
+    let held = lake.cli(&["hold", "add", session, "--reason", "case 9", "--json"]);
     assert_eq!(held.code, 0, "{}", held.stderr);
     let hold: Value = serde_json::from_str(held.stdout.trim()).expect("json");
     let hold_id = hold["data"]["id"].as_str().expect("id").to_string();
-    let refused = cli(&["shred", bob, "--reason", "gdpr", "--yes"]);
+    let refused = lake.cli(&["shred", session, "--reason", "gdpr", "--yes"]);
     assert_eq!(refused.code, 2, "{}", refused.stdout);
     assert!(refused.stderr.contains(&hold_id), "{}", refused.stderr);
-    assert_eq!(cli(&["hold", "release", &hold_id, "--reason", "closed"]).code, 0);
-    let events_before = cli(&["access", "--session", bob, "--json"]);
-    assert_eq!(events_before.code, 0, "bob has CloudTrail events: {}", events_before.stderr);
-    let shredded = cli(&["shred", bob, "--reason", "gdpr", "--yes", "--json"]);
+    assert_eq!(lake.cli(&["hold", "release", &hold_id, "--reason", "closed"]).code, 0);
+}
+
+/// `shred` removes the session's CloudTrail events and its command rows; the lake verifies.
+fn shredding_removes_a_sessions_rows_and_access_events(lake: &AwsLake, session: &str) {
+    let events_before = lake.cli(&["access", "--session", session, "--json"]);
+    assert_eq!(events_before.code, 0, "{session} has CloudTrail events: {}", events_before.stderr);
+    let shredded = lake.cli(&["shred", session, "--reason", "gdpr", "--yes", "--json"]);
     assert_eq!(shredded.code, 0, "{}", shredded.stderr);
-    assert_eq!(cli(&["access", "--session", bob, "--json"]).code, 1, "bob's events survived");
-    assert_eq!(cli(&["search", "--session", bob, "--json"]).code, 1, "bob's rows survived");
-    let verified = cli(&["verify"]);
+    assert_eq!(
+        lake.cli(&["access", "--session", session, "--json"]).code,
+        1,
+        "{session}'s events survived"
+    );
+    assert_eq!(
+        lake.cli(&["search", "--session", session, "--json"]).code,
+        1,
+        "{session}'s rows survived"
+    );
+    let verified = lake.cli(&["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
-    // A policy that expires everything: applied, nothing left, the chain intact.
-    std::fs::write(work.path().join("policy.toml"), "version = 1\n[default]\ncommands = \"1d\"\n")
-        .expect("write");
-    let applied = cli(&[
+}
+
+/// A retention policy that expires everything: applied, no row and no access event left, the
+/// chain intact.
+fn a_policy_that_expires_everything_leaves_nothing_and_the_chain_intact(lake: &AwsLake) {
+    std::fs::write(
+        lake.work.path().join("policy.toml"),
+        "version = 1\n[default]\ncommands = \"1d\"\n",
+    )
+    .expect("write");
+    let applied = lake.cli(&[
         "retention",
         "apply",
         "--policy",
@@ -694,9 +822,9 @@ async fn test_aws_path_s3_cloudwatch_kms_into_an_s3_lake() {
         "--json",
     ]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
-    assert_eq!(cli(&["search", "--json"]).code, 1, "rows left after retention");
-    assert_eq!(cli(&["access", "--json"]).code, 1, "access events left after retention");
-    let verified = cli(&["verify"]);
+    assert_eq!(lake.cli(&["search", "--json"]).code, 1, "rows left after retention");
+    assert_eq!(lake.cli(&["access", "--json"]).code, 1, "access events left after retention");
+    let verified = lake.cli(&["verify"]);
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
 }
 
