@@ -14,7 +14,7 @@ use sessionlake_schemas::{
     CommandRecord, Confidence, SessionRecord, SessionSource, SessionStatus, TimeSource,
 };
 use sessionlake_storage::DataKey;
-use sessionlake_tables::merge::{Input, Table, merge};
+use sessionlake_tables::merge::{Input, MergedTable, merge};
 use sessionlake_tables::parquet_io::{write_commands, write_sessions};
 
 /// What to merge, and how often.
@@ -230,7 +230,7 @@ pub fn run_merge(options: &MergeOptions) -> anyhow::Result<MergeFigures> {
         let (before, _) = resident()?;
         let started = Instant::now();
         let merged =
-            merge(Table::Commands, batch, &BTreeSet::new(), Some((&key, Vec::new())), "out")?
+            merge(MergedTable::Commands, batch, &BTreeSet::new(), Some((&key, Vec::new())), "out")?
                 .ok_or_else(|| anyhow::anyhow!("no rows merged"))?;
         seconds.push(started.elapsed().as_secs_f64());
         let (_, peak) = resident()?;

@@ -77,8 +77,8 @@ use deltalake_core::logstore::{LogStoreRef, StorageConfig, default_logstore};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableError};
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, live_table_files};
-use sessionlake_schemas::{access_schema, commands_schema, paths, sessions_schema};
+use sessionlake_schemas::manifest::{ObjectEntry, live_table_files};
+use sessionlake_schemas::paths;
 use sessionlake_storage::store::{LakeLocation, LakeStore};
 use url::Url;
 
@@ -91,66 +91,32 @@ pub const APP_ID: &str = "sessionlake";
 /// The partition column: the `dt=YYYY-MM-DD` folder a file is in.
 pub const PARTITION_COLUMN: &str = "dt";
 
-/// A table of the lake that has a Delta log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Table {
-    Commands,
-    Sessions,
-    Access,
+/// A table of the lake: each has a Delta log.
+pub use sessionlake_schemas::Table;
+
+/// A table's Delta schema: the Parquet columns as the types Delta readers read them as (an
+/// unsigned 32-bit column as `long`, an unsigned 64-bit one as `decimal(20,0)`), every
+/// column nullable (files written before a column was added lack it), then `dt`.
+pub fn columns(table: Table) -> DeltaResult<Vec<StructField>> {
+    let mut columns = Vec::new();
+    for field in table.arrow_schema().fields() {
+        let data_type = delta_type(field.data_type()).ok_or_else(|| {
+            DeltaError::schema(format!(
+                "column {} of {} has type {}, which has no Delta type here",
+                field.name(),
+                table.dir(),
+                field.data_type()
+            ))
+        })?;
+        columns.push(StructField::new(field.name(), data_type, true));
+    }
+    columns.push(StructField::new(PARTITION_COLUMN, DataType::STRING, true));
+    Ok(columns)
 }
 
-impl Table {
-    pub const ALL: [Table; 3] = [Table::Commands, Table::Sessions, Table::Access];
-
-    /// The table's folder in the lake, where its `_delta_log` is.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Table::Commands => paths::COMMANDS_DIR,
-            Table::Sessions => paths::SESSIONS_DIR,
-            Table::Access => paths::ACCESS_DIR,
-        }
-    }
-
-    fn kind(self) -> ObjectKind {
-        match self {
-            Table::Commands => ObjectKind::Commands,
-            Table::Sessions => ObjectKind::Sessions,
-            Table::Access => ObjectKind::Access,
-        }
-    }
-
-    pub(crate) fn arrow_schema(self) -> arrow_schema::SchemaRef {
-        match self {
-            Table::Commands => commands_schema(),
-            Table::Sessions => sessions_schema(),
-            Table::Access => access_schema(),
-        }
-    }
-
-    /// The Delta schema: the Parquet columns as the types Delta readers read them as (an
-    /// unsigned 32-bit column as `long`, an unsigned 64-bit one as `decimal(20,0)`), every
-    /// column nullable (files written before a column was added lack it), then `dt`.
-    pub fn columns(self) -> DeltaResult<Vec<StructField>> {
-        let mut columns = Vec::new();
-        for field in self.arrow_schema().fields() {
-            let data_type = delta_type(field.data_type()).ok_or_else(|| {
-                DeltaError::schema(format!(
-                    "column {} of {} has type {}, which has no Delta type here",
-                    field.name(),
-                    self.dir(),
-                    field.data_type()
-                ))
-            })?;
-            columns.push(StructField::new(field.name(), data_type, true));
-        }
-        columns.push(StructField::new(PARTITION_COLUMN, DataType::STRING, true));
-        Ok(columns)
-    }
-
-    /// The lake paths the table's log should list, given the live set.
-    pub fn expected(self, live: &BTreeMap<String, ObjectEntry>) -> BTreeSet<&str> {
-        live_table_files(live, self.kind(), false).into_iter().collect()
-    }
+/// The lake paths a table's log should list, given the live set.
+fn expected(table: Table, live: &BTreeMap<String, ObjectEntry>) -> BTreeSet<&str> {
+    live_table_files(live, table.kind(), false).into_iter().collect()
 }
 
 /// Returns the Delta type Delta readers read a Parquet column of `data_type` as.
@@ -231,7 +197,7 @@ async fn sync_table(
     table: Table,
 ) -> DeltaResult<Synced> {
     let log_store = log_store(store, table)?;
-    let expected = table.expected(live);
+    let expected = expected(table, live);
     let listed = listed_files(store, &log_store, table).await?;
     let version = i64::try_from(sequence).unwrap_or(i64::MAX);
     let properties = || {
@@ -257,7 +223,7 @@ async fn sync_table(
             .with_comment(
                 "derived from sessionlake's signed chain: only `sessionlake verify` checks it",
             )
-            .with_columns(table.columns()?)
+            .with_columns(columns(table)?)
             .with_partition_columns([PARTITION_COLUMN])
             .with_actions(adds)
             .with_commit_properties(properties())
@@ -376,7 +342,7 @@ pub async fn differences(
     let mut found = Vec::new();
     for table in Table::ALL {
         let log_store = log_store(store, table)?;
-        let expected = table.expected(live);
+        let expected = expected(table, live);
         let Some(listed) = listed_files(store, &log_store, table).await? else {
             if !expected.is_empty() {
                 let missing = expected.iter().map(|path| path.to_string()).collect();
@@ -483,6 +449,7 @@ fn log_store(store: &LakeStore, table: Table) -> DeltaResult<LogStoreRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sessionlake_schemas::manifest::ObjectKind;
 
     fn entry(path: &str, kind: ObjectKind, session: &str, size: u64) -> (String, ObjectEntry) {
         let entry = ObjectEntry {
@@ -580,7 +547,7 @@ mod tests {
 
     #[test]
     fn test_schema_reads_unsigned_columns_as_wider_signed_ones() {
-        let columns = Table::Commands.columns().expect("columns");
+        let columns = columns(Table::Commands).expect("columns");
         let type_of = |name: &str| {
             columns.iter().find(|field| field.name() == name).map(|field| field.data_type().clone())
         };
@@ -589,7 +556,7 @@ mod tests {
         assert_eq!(type_of("started_at"), Some(DataType::TIMESTAMP));
         assert_eq!(type_of(PARTITION_COLUMN), Some(DataType::STRING));
         assert!(columns.iter().all(|field| field.is_nullable()));
-        let access = Table::Access.columns().expect("access columns");
+        let access = super::columns(Table::Access).expect("access columns");
         assert!(access.iter().any(|field| matches!(field.data_type(), DataType::Array(_))));
     }
 

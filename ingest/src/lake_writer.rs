@@ -39,7 +39,7 @@ use sessionlake_storage::session_keys::{SessionKey, file_key_records};
 use sessionlake_storage::store::{LakeStore, StoredObject, sha256_hex};
 use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
+use sessionlake_tables::merge::{Compacted, LakeFiles, MergedTable, Writer, write_access_file};
 
 use crate::raw::{HOLD_BYTES_UP_TO, Raw, Replay, parse_raw, seal_raw, seal_raw_replaying};
 use crate::sources::{BadInput, SessionInput};
@@ -830,7 +830,9 @@ impl LakeWriter {
         let compacted: Vec<&ObjectEntry> = self
             .live
             .values()
-            .filter(|entry| Table::of(entry.kind).is_some() && paths::is_compacted(&entry.path))
+            .filter(|entry| {
+                MergedTable::of(entry.kind).is_some() && paths::is_compacted(&entry.path)
+            })
             .collect();
         let mut without: BTreeMap<&str, (&ObjectEntry, BTreeSet<String>)> = BTreeMap::new();
         for input in written {
@@ -862,7 +864,7 @@ impl LakeWriter {
             writer: Writer::Leased,
         };
         for (path, (entry, sessions)) in without {
-            let (Some(table), Some(dt)) = (Table::of(entry.kind), paths::dt_of(path)) else {
+            let (Some(table), Some(dt)) = (MergedTable::of(entry.kind), paths::dt_of(path)) else {
                 continue;
             };
             let rewritten = files

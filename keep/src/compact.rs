@@ -26,7 +26,7 @@ use sessionlake_storage::session_keys::file_key_records;
 use sessionlake_storage::transaction::{Leftovers, Uncommitted};
 use sessionlake_storage::{checkpoint, manifest};
 pub use sessionlake_tables::merge::MAX_COMPACTED_INPUT_BYTES;
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer};
+use sessionlake_tables::merge::{Compacted, LakeFiles, MergedTable, Writer};
 
 use sessionlake_storage::bail;
 
@@ -69,7 +69,7 @@ pub trait CompactObserver: Sync {
 /// Files of one table and day merged into one compacted file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Group {
-    table: Table,
+    table: MergedTable,
     dt: String,
     inputs: Vec<ObjectEntry>,
 }
@@ -122,12 +122,12 @@ fn plan(
     let mut by_day: BTreeMap<(bool, String), (Vec<ObjectEntry>, Vec<ObjectEntry>)> =
         BTreeMap::new();
     for entry in live.values() {
-        let Some(table) = Table::of(entry.kind) else { continue };
+        let Some(table) = MergedTable::of(entry.kind) else { continue };
         let Some(dt) = paths::dt_of(&entry.path) else { continue };
         if !days.is_empty() && !days.contains(dt) {
             continue;
         }
-        let slot = by_day.entry((table == Table::Commands, dt.to_string())).or_default();
+        let slot = by_day.entry((table == MergedTable::Commands, dt.to_string())).or_default();
         if paths::is_compacted(&entry.path) {
             if entry.size < MAX_COMPACTED_INPUT_BYTES / 2 {
                 slot.0.push(entry.clone());
@@ -149,7 +149,7 @@ fn plan(
         if fresh.is_empty() {
             continue;
         }
-        let table = if commands { Table::Commands } else { Table::Sessions };
+        let table = if commands { MergedTable::Commands } else { MergedTable::Sessions };
         let mut chunk: Vec<ObjectEntry> = Vec::new();
         let mut bytes = 0u64;
         for input in open.into_iter().chain(fresh) {
@@ -163,13 +163,13 @@ fn plan(
         groups.push(Group { table, dt: dt.clone(), inputs: chunk });
     }
     // One file alone is already as compact as it gets (but see `sessions` files below).
-    groups.retain(|group| group.table == Table::Sessions || group.inputs.len() > 1);
+    groups.retain(|group| group.table == MergedTable::Sessions || group.inputs.len() > 1);
     // A version's `sessions` row is compacted only with its `commands` file. Compacted apart, a
     // search could no longer tell which delivery's row dates the per-session `commands` file it
     // reads, and would fall back to every delivery's rows (a planted stream's earlier start).
     let compacted: HashSet<(String, SessionSource, String)> = groups
         .iter()
-        .filter(|group| group.table == Table::Commands)
+        .filter(|group| group.table == MergedTable::Commands)
         .flat_map(|group| &group.inputs)
         .filter_map(|entry| paths::session_version(&entry.path))
         .map(|(id, source, version)| (id.to_string(), source, version.to_string()))
@@ -179,7 +179,7 @@ fn plan(
             compacted.contains(&(id.to_string(), source, version.to_string()))
         })
     };
-    for group in groups.iter_mut().filter(|group| group.table == Table::Sessions) {
+    for group in groups.iter_mut().filter(|group| group.table == MergedTable::Sessions) {
         group.inputs.retain(|entry| paths::is_compacted(&entry.path) || goes(entry));
     }
     // A `sessions` file whose `commands` file goes is compacted even alone: it would never be
@@ -396,7 +396,7 @@ mod tests {
             files.iter().map(|entry| (entry.path.as_str(), 1)).collect();
         committed_at.insert("commands/dt=2026-03-14/c.s3.v2.parquet", 100);
         let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
-        let paths: Vec<(Table, Vec<&str>)> = groups
+        let paths: Vec<(MergedTable, Vec<&str>)> = groups
             .iter()
             .map(|group| {
                 (group.table, group.inputs.iter().map(|entry| entry.path.as_str()).collect())
@@ -406,14 +406,14 @@ mod tests {
             paths,
             [
                 (
-                    Table::Sessions,
+                    MergedTable::Sessions,
                     vec![
                         "sessions/dt=2026-03-14/a.local.v1.parquet",
                         "sessions/dt=2026-03-14/b.s3.v1.parquet"
                     ]
                 ),
                 (
-                    Table::Commands,
+                    MergedTable::Commands,
                     vec![
                         "commands/dt=2026-03-14/a.local.v1.parquet",
                         "commands/dt=2026-03-14/b.s3.v1.parquet"
@@ -427,7 +427,7 @@ mod tests {
     }
 
     /// Plans `files`, all committed long ago: each group's table and input paths.
-    fn plan_of(files: &[ObjectEntry]) -> Vec<(Table, Vec<String>)> {
+    fn plan_of(files: &[ObjectEntry]) -> Vec<(MergedTable, Vec<String>)> {
         let live: BTreeMap<String, ObjectEntry> =
             files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
         let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
@@ -461,10 +461,13 @@ mod tests {
             plan_of(&files),
             [
                 (
-                    Table::Sessions,
+                    MergedTable::Sessions,
                     ["compact-1a", "e.s3.v1", "f.s3.v1"].map(|n| path("sessions", n)).to_vec()
                 ),
-                (Table::Commands, ["e.s3.v1", "f.s3.v1"].map(|n| path("commands", n)).to_vec()),
+                (
+                    MergedTable::Commands,
+                    ["e.s3.v1", "f.s3.v1"].map(|n| path("commands", n)).to_vec()
+                ),
             ]
         );
         // e's `sessions` file is cut into a group of its own by the size bound, after the
@@ -477,7 +480,7 @@ mod tests {
             file("sessions", "e.s3.v1", "e", 30),
             file("commands", "f.s3.v1", "f", 10),
         ];
-        let alone = (Table::Sessions, vec![path("sessions", "e.s3.v1")]);
+        let alone = (MergedTable::Sessions, vec![path("sessions", "e.s3.v1")]);
         assert!(plan_of(&files).contains(&alone), "{:?}", plan_of(&files));
     }
 }

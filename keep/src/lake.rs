@@ -15,7 +15,7 @@ use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction::{self, Leftovers, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_storage::{LakeError, LakeErrorKind};
-use sessionlake_tables::merge::{Compacted, LakeFiles, Table, Writer, write_access_file};
+use sessionlake_tables::merge::{Compacted, LakeFiles, MergedTable, Writer, write_access_file};
 use sessionlake_tables::parquet_io;
 
 use sessionlake_storage::bail;
@@ -178,9 +178,11 @@ impl Lake {
         gone: &BTreeSet<String>,
         lake_id: &str,
     ) -> KeepResult<Option<Compacted>> {
-        let (Some(table), true, Some(dt)) =
-            (Table::of(entry.kind), paths::is_compacted(&entry.path), paths::dt_of(&entry.path))
-        else {
+        let (Some(table), true, Some(dt)) = (
+            MergedTable::of(entry.kind),
+            paths::is_compacted(&entry.path),
+            paths::dt_of(&entry.path),
+        ) else {
             bail!(
                 KeepErrorKind::Format,
                 "{} is not a compacted commands or sessions file",

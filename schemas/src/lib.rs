@@ -32,7 +32,7 @@ pub use records::{
 };
 pub use schema::{
     ACCESS_ENCRYPTED_COLUMNS, ADDED_COLUMNS, ENCRYPTED_COLUMNS, SCHEMA_VERSION, SCHEMA_VERSION_KEY,
-    access_schema, commands_schema, sessions_schema, validate_schema,
+    Table, access_schema, commands_schema, sessions_schema, validate_schema,
 };
 
 /// Athena / Trino DDL for the `commands`, `sessions` and `access` tables, with `dt` partition

@@ -147,9 +147,75 @@ pub fn validate_schema(expected: &Schema, actual: &Schema) -> Result<(), String>
     Ok(())
 }
 
+/// A table of the lake: its folder, the manifest kind of its files, its Arrow schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// `commands`: one row per command, sensitive columns encrypted.
+    Commands,
+    /// `sessions`: one row per session version, no encrypted column.
+    Sessions,
+    /// `access`: one row per CloudTrail access event, sensitive columns encrypted.
+    Access,
+}
+
+impl Table {
+    /// Every table, in folder order.
+    pub const ALL: [Table; 3] = [Table::Commands, Table::Sessions, Table::Access];
+
+    /// Returns the table of a manifest entry's kind, if its files are a table's.
+    pub fn of(kind: crate::manifest::ObjectKind) -> Option<Table> {
+        use crate::manifest::ObjectKind;
+        match kind {
+            ObjectKind::Commands => Some(Table::Commands),
+            ObjectKind::Sessions => Some(Table::Sessions),
+            ObjectKind::Access => Some(Table::Access),
+            _ => None,
+        }
+    }
+
+    /// Returns the manifest kind of the table's files.
+    pub fn kind(self) -> crate::manifest::ObjectKind {
+        use crate::manifest::ObjectKind;
+        match self {
+            Table::Commands => ObjectKind::Commands,
+            Table::Sessions => ObjectKind::Sessions,
+            Table::Access => ObjectKind::Access,
+        }
+    }
+
+    /// Returns the table's folder in the lake.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Commands => crate::paths::COMMANDS_DIR,
+            Table::Sessions => crate::paths::SESSIONS_DIR,
+            Table::Access => crate::paths::ACCESS_DIR,
+        }
+    }
+
+    /// Returns the table's Arrow schema.
+    pub fn arrow_schema(self) -> SchemaRef {
+        match self {
+            Table::Commands => commands_schema(),
+            Table::Sessions => sessions_schema(),
+            Table::Access => access_schema(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each table is its kind's, the only one of its folder.
+    #[test]
+    fn test_a_table_is_its_kinds_and_its_folders() {
+        for table in Table::ALL {
+            assert_eq!(Table::of(table.kind()), Some(table));
+            let others = Table::ALL.iter().filter(|other| other.dir() == table.dir()).count();
+            assert_eq!(others, 1, "{table:?}");
+        }
+        assert_eq!(Table::of(crate::manifest::ObjectKind::Raw), None);
+    }
 
     #[test]
     fn test_encrypted_columns_exist_in_commands() {

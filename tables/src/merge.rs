@@ -30,7 +30,7 @@ use parquet::file::metadata::SortingColumn;
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::envelope::{CONTEXT_ROLE, ROLE_COMMANDS, key_context};
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
-use sessionlake_schemas::{ENCRYPTED_COLUMNS, columns, commands_schema, paths, sessions_schema};
+use sessionlake_schemas::{ENCRYPTED_COLUMNS, Table, columns, paths};
 use sessionlake_storage::DataKey;
 use sessionlake_storage::keys::{KeyProvider, Keys};
 use sessionlake_storage::session_keys::SessionKey;
@@ -59,53 +59,53 @@ pub(crate) fn compacted_properties(
 /// in memory while it is merged; a partition with more becomes several files).
 pub const MAX_COMPACTED_INPUT_BYTES: u64 = 128 * 1024 * 1024;
 
-/// The table a compacted file belongs to.
+/// A table whose files compaction merges into compacted files (the `access` table's files
+/// are rewritten one by one, never merged): what it is as a table is [`Table`]'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
+pub enum MergedTable {
     /// `commands`: one row per command, sensitive columns encrypted.
     Commands,
     /// `sessions`: one row per session version, no encrypted column.
     Sessions,
 }
 
-impl Table {
-    /// Returns the table of a manifest entry's kind.
-    pub fn of(kind: ObjectKind) -> Option<Table> {
-        match kind {
-            ObjectKind::Commands => Some(Table::Commands),
-            ObjectKind::Sessions => Some(Table::Sessions),
-            _ => None,
+impl MergedTable {
+    /// Returns the merged table of a manifest entry's kind.
+    pub fn of(kind: ObjectKind) -> Option<MergedTable> {
+        match Table::of(kind)? {
+            Table::Commands => Some(MergedTable::Commands),
+            Table::Sessions => Some(MergedTable::Sessions),
+            Table::Access => None,
+        }
+    }
+
+    /// Returns the table.
+    pub fn table(self) -> Table {
+        match self {
+            MergedTable::Commands => Table::Commands,
+            MergedTable::Sessions => Table::Sessions,
         }
     }
 
     /// Returns the manifest kind of the table's files.
     pub fn kind(self) -> ObjectKind {
-        match self {
-            Table::Commands => ObjectKind::Commands,
-            Table::Sessions => ObjectKind::Sessions,
-        }
+        self.table().kind()
     }
 
     /// Returns the table's folder.
     pub fn dir(self) -> &'static str {
-        match self {
-            Table::Commands => paths::COMMANDS_DIR,
-            Table::Sessions => paths::SESSIONS_DIR,
-        }
+        self.table().dir()
     }
 
     fn schema(self) -> SchemaRef {
-        match self {
-            Table::Commands => commands_schema(),
-            Table::Sessions => sessions_schema(),
-        }
+        self.table().arrow_schema()
     }
 
     /// Columns the rows are sorted by.
     fn sort_columns(self) -> &'static [&'static str] {
         match self {
-            Table::Commands => &[columns::SESSION_ID, columns::SEQ],
-            Table::Sessions => &[columns::SESSION_ID, columns::STARTED_AT],
+            MergedTable::Commands => &[columns::SESSION_ID, columns::SEQ],
+            MergedTable::Sessions => &[columns::SESSION_ID, columns::STARTED_AT],
         }
     }
 }
@@ -159,7 +159,7 @@ pub struct Merged {
 /// read, whatever the number of inputs (issue 22: compaction in bounded memory). A file holding
 /// rows of a session its entry does not list, or not sorted by session, is an error naming it.
 pub fn merge(
-    table: Table,
+    table: MergedTable,
     inputs: Vec<Input>,
     without: &BTreeSet<String>,
     key: Option<(&DataKey, Vec<u8>)>,
@@ -175,11 +175,11 @@ pub fn merge(
         }
     }
     let encryption = match (table, key) {
-        (Table::Commands, Some((key, metadata))) => {
+        (MergedTable::Commands, Some((key, metadata))) => {
             Some(encryption(key, metadata, &ENCRYPTED_COLUMNS).map_err(|e| fail(&e))?)
         }
-        (Table::Commands, None) => return Err(fail(&"a commands file needs a data key")),
-        (Table::Sessions, _) => None,
+        (MergedTable::Commands, None) => return Err(fail(&"a commands file needs a data key")),
+        (MergedTable::Sessions, _) => None,
     };
     let sorting = table
         .sort_columns()
@@ -234,7 +234,7 @@ pub fn merge(
 
 /// Returns one session's rows (`batches`, of the table's schema) sorted by the table's order.
 fn sort_session(
-    table: Table,
+    table: MergedTable,
     schema: &SchemaRef,
     batches: &[RecordBatch],
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -282,7 +282,7 @@ impl Cursor {
     /// Returns the next batch of rows, in the table's schema; `None` at the end.
     fn next_batch(
         &mut self,
-        table: Table,
+        table: MergedTable,
         schema: &SchemaRef,
     ) -> Result<Option<RecordBatch>, CompactError> {
         if let Some(pending) = self.pending.take() {
@@ -321,7 +321,7 @@ impl Cursor {
     /// file holds a session its entry does not list, or is not sorted by session).
     fn take_session(
         &mut self,
-        table: Table,
+        table: MergedTable,
         schema: &SchemaRef,
         session: &str,
         without: &BTreeSet<String>,
@@ -357,7 +357,7 @@ impl Cursor {
     /// Reads what is left: only rows of sessions that go may be.
     fn finish(
         &mut self,
-        table: Table,
+        table: MergedTable,
         schema: &SchemaRef,
         without: &BTreeSet<String>,
     ) -> Result<(), CompactError> {
@@ -394,13 +394,13 @@ fn session_column(batch: &RecordBatch) -> Result<&arrow_array::StringArray, &'st
 /// Opens `input` for reading with its data key (a `commands` file), checking its schema; says
 /// whether its rows are sorted by session (its first sorting column is `session_id`).
 fn open(
-    table: Table,
+    table: MergedTable,
     schema: &SchemaRef,
     input: &Input,
 ) -> Result<(parquet::arrow::arrow_reader::ParquetRecordBatchReader, bool), CompactError> {
     let fail = |reason: &dyn std::fmt::Display| CompactError::new(&input.object, reason);
     let mut options = ArrowReaderOptions::new();
-    if table == Table::Commands {
+    if table == MergedTable::Commands {
         let Some(key) = &input.key else {
             return Err(fail(&"no data key to open it with"));
         };
@@ -440,7 +440,7 @@ fn in_schema(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch, Str
 /// Reads the rows of one input that `without` does not name, in the table's schema.
 #[cfg(test)]
 fn read_rows(
-    table: Table,
+    table: MergedTable,
     schema: &SchemaRef,
     input: Input,
     without: &BTreeSet<String>,
@@ -484,7 +484,7 @@ impl LakeFiles<'_> {
     /// Nothing is committed: the caller commits both (or deletes them).
     pub async fn write_compacted(
         &self,
-        table: Table,
+        table: MergedTable,
         dt: &str,
         inputs: &[ObjectEntry],
         without: &BTreeSet<String>,
@@ -495,11 +495,13 @@ impl LakeFiles<'_> {
             let fail = |reason: &dyn std::fmt::Display| CompactError::new(&entry.path, reason);
             let bytes = self.store.get_committed(entry).await.map_err(|e| fail(&e))?;
             let key = match (table, &entry.key) {
-                (Table::Sessions, _) => None,
-                (Table::Commands, Some(wrapped)) => {
+                (MergedTable::Sessions, _) => None,
+                (MergedTable::Commands, Some(wrapped)) => {
                     Some(self.keys.decrypt(wrapped).await.map_err(|e| fail(&e))?)
                 }
-                (Table::Commands, None) => return Err(fail(&"its manifest entry has no key")),
+                (MergedTable::Commands, None) => {
+                    return Err(fail(&"its manifest entry has no key"));
+                }
             };
             read.push(Input {
                 object: entry.path.clone(),
@@ -513,7 +515,7 @@ impl LakeFiles<'_> {
         // a rekey re-wraps the record.
         let name = paths::compacted_key_subject(&path).unwrap_or_default();
         let keyed = match table {
-            Table::Commands => Some(
+            MergedTable::Commands => Some(
                 file_key(
                     self.store,
                     self.provider,
@@ -523,7 +525,7 @@ impl LakeFiles<'_> {
                 .await
                 .map_err(|e| CompactError::new(&path, format!("no data key: {e}")))?,
             ),
-            Table::Sessions => None,
+            MergedTable::Sessions => None,
         };
         let key = keyed.as_ref().map(|keyed| (keyed.key.clone(), keyed.metadata.clone()));
         let without = without.clone();
@@ -698,6 +700,7 @@ mod tests {
     use sessionlake_schemas::CommandRecord;
 
     use super::*;
+    use sessionlake_schemas::commands_schema;
 
     /// Returns command `seq` of `session`: [`crate::parquet_io::tests::record`] with a start time,
     /// no output and bash's shell facts.
@@ -729,7 +732,7 @@ mod tests {
     fn compacted_file(records: &[CommandRecord], key: &DataKey) -> Input {
         let input = commands_file(records, key, "c");
         let merged =
-            merge(Table::Commands, vec![input], &BTreeSet::new(), Some((key, vec![])), "c")
+            merge(MergedTable::Commands, vec![input], &BTreeSet::new(), Some((key, vec![])), "c")
                 .expect("merge")
                 .expect("rows");
         Input {
@@ -754,9 +757,10 @@ mod tests {
             commands_file(&[record("s-c", 0, "whoami")], &b, "c"),
         ];
         let drop = BTreeSet::from(["s-c".to_string()]);
-        let merged = merge(Table::Commands, inputs, &drop, Some((&fresh, b"m".to_vec())), "out")
-            .expect("merge")
-            .expect("rows");
+        let merged =
+            merge(MergedTable::Commands, inputs, &drop, Some((&fresh, b"m".to_vec())), "out")
+                .expect("merge")
+                .expect("rows");
         assert_eq!(merged.sessions, ["s-a", "s-b"]);
         assert_eq!(merged.rows, 3);
         for text in [&b"rm -rf"[..], b"/etc/shadow", b"whoami"] {
@@ -768,8 +772,8 @@ mod tests {
             sessions: merged.sessions.clone(),
             key: Some(fresh),
         };
-        let batches =
-            read_rows(Table::Commands, &commands_schema(), back, &BTreeSet::new()).expect("read");
+        let batches = read_rows(MergedTable::Commands, &commands_schema(), back, &BTreeSet::new())
+            .expect("read");
         let commands: Vec<String> = batches
             .iter()
             .flat_map(|batch| {
@@ -781,14 +785,15 @@ mod tests {
         assert_eq!(commands, ["cat /etc/shadow", "ls", "rm -rf /b"]);
         // Dropping every session leaves nothing to write.
         let only = vec![commands_file(&[record("s-c", 0, "whoami")], &b, "c")];
-        let none = merge(Table::Commands, only, &drop, Some((&a, Vec::new())), "out");
+        let none = merge(MergedTable::Commands, only, &drop, Some((&a, Vec::new())), "out");
         assert!(none.expect("merge").is_none());
         // A wrong key is an error naming the file, never a panic.
         let wrong = vec![Input {
             key: Some(a.clone()),
             ..commands_file(&[record("x", 0, "y")], &b, "x.parquet")
         }];
-        let error = merge(Table::Commands, wrong, &BTreeSet::new(), Some((&a, Vec::new())), "o");
+        let error =
+            merge(MergedTable::Commands, wrong, &BTreeSet::new(), Some((&a, Vec::new())), "o");
         assert!(error.is_err_and(|e| e.to_string().contains("x.parquet")));
     }
 
@@ -800,8 +805,8 @@ mod tests {
             sessions: merged.sessions.clone(),
             key: Some(key.clone()),
         };
-        let batches =
-            read_rows(Table::Commands, &commands_schema(), back, &BTreeSet::new()).expect("read");
+        let batches = read_rows(MergedTable::Commands, &commands_schema(), back, &BTreeSet::new())
+            .expect("read");
         let mut rows = Vec::new();
         for batch in &batches {
             let ids = batch.column_by_name(columns::SESSION_ID).expect("id").as_string::<i32>();
@@ -832,9 +837,10 @@ mod tests {
             inputs.push(commands_file(&records, &b, session));
         }
         let without = BTreeSet::from(["s-d".to_string(), "s-e".to_string()]);
-        let merged = merge(Table::Commands, inputs, &without, Some((&fresh, Vec::new())), "out")
-            .expect("merge")
-            .expect("rows");
+        let merged =
+            merge(MergedTable::Commands, inputs, &without, Some((&fresh, Vec::new())), "out")
+                .expect("merge")
+                .expect("rows");
         assert_eq!(merged.sessions, ["s-a", "s-b", "s-c", "s-f", "s-g"]);
         assert_eq!(merged.rows, 2 + 1500 + 2 + 1500 + 2);
         let rows = rows_of(merged, &fresh);
@@ -858,9 +864,10 @@ mod tests {
             .collect();
         let input = compacted_file(&edge, &a);
         let without = BTreeSet::from(["s-b".to_string()]);
-        let merged = merge(Table::Commands, vec![input], &without, Some((&fresh, Vec::new())), "o")
-            .expect("merge")
-            .expect("rows");
+        let merged =
+            merge(MergedTable::Commands, vec![input], &without, Some((&fresh, Vec::new())), "o")
+                .expect("merge")
+                .expect("rows");
         assert_eq!(merged.sessions, ["s-a", "s-c"]);
         assert_eq!(merged.rows, 2048);
         let rows = rows_of(merged, &fresh);
@@ -876,9 +883,14 @@ mod tests {
             sessions: vec!["s-a".into()],
             ..commands_file(&records, &key, "commands/dt=2026-03-14/compact-x.parquet")
         };
-        let error =
-            merge(Table::Commands, vec![unlisted], &BTreeSet::new(), Some((&key, Vec::new())), "o")
-                .expect_err("refused");
+        let error = merge(
+            MergedTable::Commands,
+            vec![unlisted],
+            &BTreeSet::new(),
+            Some((&key, Vec::new())),
+            "o",
+        )
+        .expect_err("refused");
         let error = error.to_string();
         assert!(error.contains("compact-x.parquet") && error.contains("s-z"), "{error}");
     }
