@@ -2,6 +2,7 @@
 
 // The crate root's imports and shared helpers, as a test module's `use super::*`.
 use crate::*;
+use sessionlake_read::transcripts;
 
 pub(crate) async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<Outcome> {
     let (since, until) = time_range(&args.filters)?;
@@ -26,7 +27,7 @@ pub(crate) async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<O
         "CASE WHEN starts_with(coalesce(s.{}, ''), '{}') THEN '{}' ELSE s.status END",
         columns::CONFIDENCE_REASON,
         sessionlake_schemas::NAME_MISMATCH_REASON.replace('\'', "''"),
-        access::ATTRIBUTION_CONFLICT
+        transcripts::ATTRIBUTION_CONFLICT
     );
     let frame = ctx
         .sql(&format!(
@@ -40,8 +41,8 @@ pub(crate) async fn sessions(cli: &Cli, args: &SessionsArgs) -> anyhow::Result<O
     let found = frame.collect().await.context("query failed")?;
     // Sessions with their transcript status, and sessions CloudTrail saw that have none; then
     // listed and paged like any table.
-    let merged =
-        access::with_transcript_status(&ctx, &found, &args.filters, since, until, wait).await?;
+    let filter = filter_of(&args.filters, since, until);
+    let merged = transcripts::with_transcript_status(&ctx, &found, &filter, wait).await?;
     ctx.register_batch("sessions_with_status", merged)?;
     let listing = Listing {
         name: "sessions",

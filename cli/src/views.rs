@@ -126,7 +126,7 @@ pub(crate) const SHOW_VIEW: View = View {
 };
 
 pub(crate) const SESSIONS_VIEW: View = View {
-    columns: &access::SESSIONS_COLUMNS,
+    columns: &sessionlake_read::transcripts::SESSIONS_COLUMNS,
     header: &[
         "STARTED",
         "ENDED",

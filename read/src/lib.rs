@@ -15,6 +15,7 @@
 //!   transcript opened and matched to its session row, the manifests verified, its rows as
 //!   [`evidence::Rows`] of cells;
 //! - [`streamed`]: a transcript streamed to CloudWatch Logs replayed as its terminal lines;
+//! - [`transcripts`]: the transcript status `sessions` shows: why a session has none;
 //! - [`verify`]: the chain walked and every object hashed, each problem a finding that names
 //!   the manifest or object;
 //! - [`error`]: [`error::ReadError`], its kind for callers that branch on it, its cause in
@@ -43,5 +44,6 @@ pub mod lake_tables;
 pub mod listing;
 pub mod query;
 pub mod streamed;
+pub mod transcripts;
 pub mod verify;
 pub mod window;
