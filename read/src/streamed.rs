@@ -14,9 +14,10 @@
 //! assert_eq!(shown, b"$ ls\na b\n");
 //! ```
 
+use sessionlake_schemas::json_error_position;
 use sessionlake_schemas::streamed::{LogEvent, StreamMessage};
 
-use crate::error::{Context as _, ReadError, ReadErrorKind};
+use crate::error::{ErrorKind as _, ReadError, ReadErrorKind};
 
 /// Returns the streamed events of a `cloudwatch-stream` transcript: (ms, terminal lines).
 pub fn events(raw: &[u8]) -> Result<Vec<(i64, Vec<String>)>, ReadError> {
@@ -25,13 +26,19 @@ pub fn events(raw: &[u8]) -> Result<Vec<(i64, Vec<String>)>, ReadError> {
         if line.trim_ascii().is_empty() {
             continue;
         }
-        let event: LogEvent = serde_json::from_slice(line)
-            .with_context_kind(ReadErrorKind::Format, || {
-                format!("line {} is not a log event", number + 1)
-            })?;
+        // serde_json's own message would quote the line: the terminal's text, never an
+        // error's. Kind and position only.
+        let event: LogEvent = serde_json::from_slice(line).map_err(|error| {
+            ReadErrorKind::Format.message(format!(
+                "line {} is not a log event ({})",
+                number + 1,
+                json_error_position(&error)
+            ))
+        })?;
         let lines = match serde_json::from_str::<StreamMessage>(&event.message) {
             Ok(message) => message.session_data,
-            // A message that is not the agent's JSON is shown as it is.
+            // A message that is not the agent's JSON, as the indexer reads it, is shown as it
+            // is (the indexer skipped it: a replay shows it apart, never as lines it parsed).
             Err(_) => vec![event.message],
         };
         events.push((event.timestamp, lines));
@@ -149,5 +156,24 @@ mod tests {
                 "chunks of {chunk}"
             );
         }
+    }
+
+    /// A stream is read as the indexer reads it: a message whose fields are not the agent's
+    /// types (a `target` that is text) is shown as it is, not as the lines the indexer
+    /// skipped; a line that is no event is an error that quotes none of its text.
+    #[test]
+    fn test_events_are_read_as_the_indexer_reads_them() {
+        let raw =
+            br#"{"timestamp":1000,"message":"{\"sessionData\":[\"$ id\"],\"target\":\"i-0abc\"}"}"#;
+        let events = events(raw).expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].1, [r#"{"sessionData":["$ id"],"target":"i-0abc"}"#]);
+        let error = events_error(br#"{"timestamp":"rm -rf /secret","message":"x"}"#);
+        assert!(error.starts_with("line 1 is not a log event"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+    }
+
+    fn events_error(raw: &[u8]) -> String {
+        format!("{:#}", events(raw).expect_err("not an event"))
     }
 }
