@@ -42,13 +42,14 @@ use clap::Args as ClapArgs;
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256};
 use sessionlake_schemas::{SessionSource, columns, session_id};
 use sessionlake_storage::keys::Keys;
-use sessionlake_storage::manifest::{self};
 use sessionlake_storage::store::{LakeStore, sha256_hex};
 
 use crate::asciicast::{CastBuilder, Timing};
 use crate::progress::Progress;
 use crate::{Cli, Outcome};
-use sessionlake_read::evidence::{Cell, Evidence, Rows, SignerKey, gather};
+use sessionlake_read::evidence::{
+    ACCESS_EVENT_COLUMNS, Cell, Evidence, Rows, SignerKey, access_events, gather,
+};
 use sessionlake_read::streamed::{self};
 use sessionlake_storage::trust::Snapshot;
 
@@ -529,23 +530,8 @@ pub(crate) struct CloudTrailEvents {
     pub(crate) note: String,
 }
 
-/// Columns of the access table the viewer shows (plaintext ones: no data key is used).
-const CLOUDTRAIL_COLUMNS: [&str; 10] = [
-    "event_time",
-    "kind",
-    "principal",
-    "source_ip",
-    "user_agent",
-    "os_user",
-    "document_name",
-    "error_code",
-    "event_id",
-    "source_ref",
-];
-
-/// Reads the CloudTrail events of the lake's `access` table that name `session`, from the
-/// snapshot the bundle is cut from (not a second reading of the chain, which a commit made
-/// meanwhile could make disagree with the chain head the bundle names).
+/// The CloudTrail events of the lake's `access` table that name `session`, from the snapshot the
+/// bundle is cut from, as the viewer shows them.
 async fn cloudtrail_events(
     cli: &Cli,
     store: &LakeStore,
@@ -553,32 +539,10 @@ async fn cloudtrail_events(
     snapshot: &Snapshot,
     session: &str,
 ) -> anyhow::Result<CloudTrailEvents> {
-    use datafusion::scalar::ScalarValue;
-    use sessionlake_read::lake_tables;
-    let live = snapshot
-        .live()
-        .iter()
-        .filter(|(_, entry)| entry.kind == ObjectKind::Access)
-        .map(|(path, entry)| (path.clone(), entry.clone()))
-        .collect();
-    let lake_id = manifest::committed_lake_id(store, snapshot.live()).await?;
-    let tables = lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() };
-    let ctx = lake_tables::new_context(crate::memory_limit(cli))?;
-    lake_tables::register(&ctx, store, &tables, keys.clone(), &|_| true)?;
-    let sql = format!(
-        "SELECT {} FROM access WHERE session_id = $1 ORDER BY event_time, event_id",
-        CLOUDTRAIL_COLUMNS.join(", ")
-    );
-    let batches = ctx
-        .sql(&sql)
-        .await
-        .context("failed to read the access table")?
-        .with_param_values(vec![ScalarValue::from(session)])?
-        .collect()
-        .await
-        .context("failed to read the access table")?;
+    let limit = crate::memory_limit(cli);
+    let batches = access_events(store, keys, snapshot, session, limit).await?;
     let mut grid = crate::html::Grid {
-        header: CLOUDTRAIL_COLUMNS.iter().map(|name| name.to_string()).collect(),
+        header: ACCESS_EVENT_COLUMNS.iter().map(|name| name.to_string()).collect(),
         rows: Vec::new(),
         mono: vec![3, 8, 9],
     };

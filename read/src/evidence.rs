@@ -15,6 +15,7 @@ use datafusion::arrow::datatypes::{
     DataType, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type,
     UInt16Type, UInt32Type, UInt64Type,
 };
+use datafusion::scalar::ScalarValue;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use sessionlake_schemas::manifest::{
@@ -30,6 +31,7 @@ use sessionlake_storage::{bail, ensure};
 
 use crate::delivery::{chosen_source, removed_by, version_objects};
 use crate::error::{Context as _, ErrorKind as _, ReadError, ReadErrorKind};
+use crate::lake_tables;
 use crate::verify::PinnedSigner;
 
 /// DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE { SEQUENCE { OID
@@ -578,6 +580,55 @@ pub fn command_texts(commands: &Rows, streamed: bool) -> impl Iterator<Item = St
         let text = commands.text(row, columns::COMMAND).unwrap_or_default();
         sessionlake_schemas::comparable_command(&text, streamed).into_owned()
     })
+}
+
+/// Columns of the access table an export shows of a session's CloudTrail events (plaintext
+/// ones: no data key is used).
+pub const ACCESS_EVENT_COLUMNS: [&str; 10] = [
+    "event_time",
+    "kind",
+    "principal",
+    "source_ip",
+    "user_agent",
+    "os_user",
+    "document_name",
+    "error_code",
+    "event_id",
+    "source_ref",
+];
+
+/// Reads the CloudTrail events of the lake's `access` table that name `session`
+/// ([`ACCESS_EVENT_COLUMNS`], by time), from `snapshot` (the one the rest of the evidence is
+/// read from: not a second reading of the chain, which a commit made meanwhile could make
+/// disagree with the chain head an export names). Each file is hash-checked as it is read;
+/// `memory_limit` bounds the query.
+pub async fn access_events(
+    store: &LakeStore,
+    keys: &Keys,
+    snapshot: &Snapshot,
+    session: &str,
+    memory_limit: usize,
+) -> Result<Vec<RecordBatch>, ReadError> {
+    let live = snapshot
+        .live()
+        .iter()
+        .filter(|(_, entry)| entry.kind == ObjectKind::Access)
+        .map(|(path, entry)| (path.clone(), entry.clone()))
+        .collect();
+    let lake_id = manifest::committed_lake_id(store, snapshot.live()).await?;
+    let tables = lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() };
+    let ctx = lake_tables::new_context(memory_limit)?;
+    lake_tables::register(&ctx, store, &tables, keys.clone(), &|_| true)?;
+    let sql = format!(
+        "SELECT {} FROM access WHERE session_id = $1 ORDER BY event_time, event_id",
+        ACCESS_EVENT_COLUMNS.join(", ")
+    );
+    let frame = ctx
+        .sql(&sql)
+        .await
+        .context_kind(ReadErrorKind::Query, "failed to read the access table")?
+        .with_param_values(vec![ScalarValue::from(session)])?;
+    frame.collect().await.context_kind(ReadErrorKind::Query, "failed to read the access table")
 }
 
 #[cfg(test)]

@@ -335,6 +335,21 @@ fn test_export_bundle_verifies_with_standard_tools() {
     assert!(std::fs::metadata(dir.path().join("evidence/tampered")).is_err());
 }
 
+/// The viewer lists the CloudTrail events that name the session, read from the snapshot the
+/// bundle is cut from, and none of another session's.
+#[test]
+fn test_export_viewer_lists_the_cloudtrail_events_naming_the_session() {
+    let (dir, _) = ingested_examples();
+    let exported = export(dir.path(), &[ALICE, "--out", "evidence/alice"]);
+    assert_eq!(exported.code, 0, "{}", exported.stderr);
+    let page = std::fs::read_to_string(dir.path().join("evidence/alice/index.html")).expect("page");
+    let section = page.split("CloudTrail events naming this session").nth(1).expect("the section");
+    // alice's StartSession in examples/cloudtrail; bob's is in the same lake.
+    assert!(section.contains("3d9ef2c9-35a4-55e7-86cc-303dfb2c5f02"), "alice's event missing");
+    assert!(!page.contains("d9315021-1cef-5644-8ee2-d3d3a969d63c"), "bob's event listed");
+    assert!(section.contains("From the lake&#39;s access table"), "the note on their origin");
+}
+
 #[test]
 fn test_export_streamed_session_has_real_times_and_tar_zst_round_trips() {
     let (dir, _) = ingested_examples();
