@@ -163,14 +163,20 @@ impl FileConfig {
             .map_err(|error| format!("config {} is not valid: {error}", path.display()))
     }
 
+    /// Takes this layer's sources as one list: the table by kind's (`[[sources.s3]]`, …) first,
+    /// then the tagged list's (`[[source]]`).
+    fn take_sources(&mut self) -> Vec<SourceConfig> {
+        let mut list = std::mem::take(&mut self.sources).into_list();
+        list.append(&mut self.source);
+        list
+    }
+
     /// This layer laid over `base` (the flags over the file): each setting this layer gives
     /// wins; the sources of both are read, `base`'s first; trusted signing keys listed here
     /// replace `base`'s. The result holds its sources as the list (`source`).
-    pub fn over(self, base: FileConfig) -> FileConfig {
-        let mut source = base.sources.into_list();
-        source.extend(base.source);
-        source.extend(self.sources.into_list());
-        source.extend(self.source);
+    pub fn over(mut self, mut base: FileConfig) -> FileConfig {
+        let mut source = base.take_sources();
+        source.extend(self.take_sources());
         FileConfig {
             lake: self.lake.or(base.lake),
             keyring: self.keyring.or(base.keyring),
@@ -335,8 +341,9 @@ impl Config {
     }
 
     /// The configuration one merged layer gives, with the defaults for what it leaves out.
-    fn from_layers(layers: FileConfig) -> Result<Config, String> {
-        let FileConfig { service, source: mut sources, .. } = layers;
+    fn from_layers(mut layers: FileConfig) -> Result<Config, String> {
+        let mut sources = layers.take_sources();
+        let service = layers.service;
         if sources.is_empty() {
             // The embedded default: no sources named, so ingest the shipped examples (a
             // CloudTrail source alone is a source: a deployment that reads only trails).
@@ -544,6 +551,17 @@ mod tests {
                     ..FileConfig::default()
                 });
         assert_eq!(replaced.trust_signing_keys, ["alias/new"]);
+        // A layer's sources in the table form are its sources (never the embedded default).
+        let tabled = FileConfig {
+            sources: SourcesConfig {
+                s3: vec![parse_s3_url("s3://logs/ssm/").expect("url")],
+                ..SourcesConfig::default()
+            },
+            ..FileConfig::default()
+        };
+        let config = Config::from_layers(tabled).expect("config");
+        let kinds: Vec<u8> = config.sources.iter().map(SourceConfig::rank).collect();
+        assert_eq!(kinds, [1], "{:?}", config.sources);
     }
 
     #[test]

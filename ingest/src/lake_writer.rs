@@ -140,7 +140,7 @@ pub const HOLD_ROWS_UP_TO: u64 = 64 * 1024 * 1024;
 
 /// The encryption context of a data key: the lake, the session (or quarantined input) and the
 /// object's role. KMS and the keyring refuse to unwrap the key under any other.
-pub use sessionlake_schemas::envelope::key_context;
+use sessionlake_schemas::envelope::key_context;
 
 fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> ObjectEntry {
     let blocks = stored.blocks_for(kind);

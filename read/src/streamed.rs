@@ -35,15 +35,19 @@ pub fn events(raw: &[u8]) -> Result<Vec<(i64, Vec<String>)>, ReadError> {
                 json_error_position(&error)
             ))
         })?;
-        let lines = match serde_json::from_str::<StreamMessage>(&event.message) {
-            Ok(message) => message.session_data,
-            // A message that is not the agent's JSON, as the indexer reads it, is shown as it
-            // is (the indexer skipped it: a replay shows it apart, never as lines it parsed).
-            Err(_) => vec![event.message],
-        };
-        events.push((event.timestamp, lines));
+        events.push((event.timestamp, terminal_lines(event.message)));
     }
     Ok(events)
+}
+
+/// Returns the terminal lines an event's message carries: its `sessionData`; a message that is
+/// not the agent's JSON as the indexer reads it is one line, as it is (the indexer skipped it:
+/// a replay shows it apart, never as lines it parsed).
+fn terminal_lines(message: String) -> Vec<String> {
+    match serde_json::from_str::<StreamMessage>(&message) {
+        Ok(parsed) => parsed.session_data,
+        Err(_) => vec![message],
+    }
 }
 
 /// Returns where each event line of a `cloudwatch-stream` transcript starts (byte offset) and
@@ -83,19 +87,11 @@ impl<W: std::io::Write> StreamedTerminal<W> {
             self.out.write_all(line)?;
             return self.out.write_all(b"\n");
         };
-        match serde_json::from_str::<StreamMessage>(&event.message) {
-            Ok(message) => {
-                for text in message.session_data {
-                    self.out.write_all(text.as_bytes())?;
-                    self.out.write_all(b"\n")?;
-                }
-                Ok(())
-            }
-            Err(_) => {
-                self.out.write_all(event.message.as_bytes())?;
-                self.out.write_all(b"\n")
-            }
+        for text in terminal_lines(event.message) {
+            self.out.write_all(text.as_bytes())?;
+            self.out.write_all(b"\n")?;
         }
+        Ok(())
     }
 }
 
