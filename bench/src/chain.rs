@@ -56,16 +56,13 @@ pub struct ChainRow {
 }
 
 fn entry(slot: usize, version: u64) -> ObjectEntry {
-    ObjectEntry {
-        path: format!("sessions/dt=2026-03-14/s-{slot:04}.local.{version}.parquet"),
-        size: 4_096,
-        sha256: sha256_hex(format!("{slot}/{version}").as_bytes()),
-        kind: ObjectKind::Sessions,
-        sessions: vec![format!("s-{slot:04}")],
-        key: None,
-        note: None,
-        blocks: None,
-    }
+    ObjectEntry::new(
+        format!("sessions/dt=2026-03-14/s-{slot:04}.local.{version}.parquet"),
+        4_096,
+        sha256_hex(format!("{slot}/{version}").as_bytes()),
+        ObjectKind::Sessions,
+        vec![format!("s-{slot:04}")],
+    )
 }
 
 /// Writes a lake of `commits` signed commits under `dir/lake` (the manifests directly, the way

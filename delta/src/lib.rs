@@ -452,16 +452,13 @@ mod tests {
     use sessionlake_schemas::manifest::ObjectKind;
 
     fn entry(path: &str, kind: ObjectKind, session: &str, size: u64) -> (String, ObjectEntry) {
-        let entry = ObjectEntry {
-            path: path.to_string(),
+        let entry = ObjectEntry::new(
+            path.to_string(),
             size,
-            sha256: "00".repeat(32),
+            "00".repeat(32),
             kind,
-            sessions: vec![session.to_string()],
-            key: None,
-            note: None,
-            blocks: None,
-        };
+            vec![session.to_string()],
+        );
         (path.to_string(), entry)
     }
 

@@ -1161,16 +1161,13 @@ mod tests {
     }
 
     fn version(session_id: &str, version: &str) -> Written {
-        let object = ObjectEntry {
-            path: format!("raw/dt=2026-11-29/{session_id}.s3.{version}.zst.sle"),
-            size: 1,
-            sha256: "00".repeat(32),
-            kind: ObjectKind::Raw,
-            sessions: vec![session_id.to_string()],
-            key: None,
-            note: None,
-            blocks: None,
-        };
+        let object = ObjectEntry::new(
+            format!("raw/dt=2026-11-29/{session_id}.s3.{version}.zst.sle"),
+            1,
+            "00".repeat(32),
+            ObjectKind::Raw,
+            vec![session_id.to_string()],
+        );
         Written::Session {
             session_id: session_id.to_string(),
             source: SessionSource::S3,

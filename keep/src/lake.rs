@@ -527,16 +527,13 @@ pub async fn stored_objects_of(store: &LakeStore, session: &str) -> KeepResult<V
                 .iter()
                 .any(|source| paths::is_session_object(&path, session, *source))
             {
-                found.push(ObjectEntry {
+                found.push(ObjectEntry::new(
                     path,
                     size,
-                    sha256: String::new(),
+                    String::new(),
                     kind,
-                    sessions: vec![session.to_string()],
-                    key: None,
-                    note: None,
-                    blocks: None,
-                });
+                    vec![session.to_string()],
+                ));
             }
         }
     }

@@ -64,15 +64,12 @@ pub(crate) mod tests {
 
     /// Returns a manifest entry of `kind` at `path`, of `size` bytes, holding `sessions`.
     pub(crate) fn entry(path: &str, kind: ObjectKind, sessions: &[&str], size: u64) -> ObjectEntry {
-        ObjectEntry {
-            path: path.to_string(),
+        ObjectEntry::new(
+            path.to_string(),
             size,
-            sha256: String::new(),
+            String::new(),
             kind,
-            sessions: sessions.iter().map(|id| id.to_string()).collect(),
-            key: None,
-            note: None,
-            blocks: None,
-        }
+            sessions.iter().map(|id| id.to_string()).collect(),
+        )
     }
 }

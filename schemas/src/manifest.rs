@@ -122,6 +122,20 @@ pub struct BlockDigests {
     pub sha256: Vec<String>,
 }
 
+impl ObjectEntry {
+    /// Returns the entry of an object with no wrapped key, note or block digests (set those
+    /// fields where an object has them).
+    pub fn new(
+        path: String,
+        size: u64,
+        sha256: String,
+        kind: ObjectKind,
+        sessions: Vec<String>,
+    ) -> Self {
+        ObjectEntry { path, size, sha256, kind, sessions, key: None, note: None, blocks: None }
+    }
+}
+
 impl ObjectKind {
     /// Returns whether objects of this kind are tables that engines read in ranges (and so get
     /// [`ObjectEntry::blocks`]).
@@ -648,16 +662,13 @@ mod tests {
                 (commands_object("2026-03-14", &stem), ObjectKind::Commands),
             ];
             for (path, kind) in files {
-                let entry = ObjectEntry {
-                    path: path.clone(),
-                    size: 1,
-                    sha256: String::new(),
+                let entry = ObjectEntry::new(
+                    path.clone(),
+                    1,
+                    String::new(),
                     kind,
-                    sessions: vec![session.to_string()],
-                    key: None,
-                    note: None,
-                    blocks: None,
-                };
+                    vec![session.to_string()],
+                );
                 live.insert(path, entry);
             }
         }
@@ -685,16 +696,13 @@ mod tests {
             ("carol-0c", s3, "18f0000000000004"),
         ] {
             let path = sessions(id, source, version);
-            let entry = ObjectEntry {
-                path: path.clone(),
-                size: 1,
-                sha256: String::new(),
-                kind: ObjectKind::Sessions,
-                sessions: vec![id.to_string()],
-                key: None,
-                note: None,
-                blocks: None,
-            };
+            let entry = ObjectEntry::new(
+                path.clone(),
+                1,
+                String::new(),
+                ObjectKind::Sessions,
+                vec![id.to_string()],
+            );
             live.insert(path, entry);
         }
         let files = preferred_files(&live);
@@ -731,16 +739,13 @@ mod tests {
             crate::paths::compacted_object("commands", "2026-03-14", "18f0000000000009");
         live.insert(
             compacted.clone(),
-            ObjectEntry {
-                path: compacted,
-                size: 1,
-                sha256: String::new(),
-                kind: ObjectKind::Commands,
-                sessions: vec!["bob-0b".to_string()],
-                key: None,
-                note: None,
-                blocks: None,
-            },
+            ObjectEntry::new(
+                compacted,
+                1,
+                String::new(),
+                ObjectKind::Commands,
+                vec!["bob-0b".to_string()],
+            ),
         );
         live.extend(self::live(&[("bob-0b", s3, "18f0000000000005")]));
         assert_eq!(session_sources(&live, "bob-0b"), [stream, s3]);

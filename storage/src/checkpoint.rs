@@ -382,16 +382,13 @@ mod tests {
     use crate::trust::Snapshot;
 
     fn entry(index: usize) -> ObjectEntry {
-        ObjectEntry {
-            path: format!("sessions/dt=2026-03-14/s-{index}.local.1.parquet"),
-            size: 1,
-            sha256: sha256_hex(b"x"),
-            kind: ObjectKind::Sessions,
-            sessions: vec![format!("s-{index}")],
-            key: None,
-            note: None,
-            blocks: None,
-        }
+        ObjectEntry::new(
+            format!("sessions/dt=2026-03-14/s-{index}.local.1.parquet"),
+            1,
+            sha256_hex(b"x"),
+            ObjectKind::Sessions,
+            vec![format!("s-{index}")],
+        )
     }
 
     /// An object holding the rows of three sessions, as a compacted file does.

@@ -1176,16 +1176,13 @@ mod tests {
         let sealed = crate::envelope::seal_bytes(&transcript, &key, &wrapped).expect("seal");
         let path = "raw/dt=2026-03-14/s-1.local.v1.raw.zst.enc";
         let stored = store.put(path, Bytes::from(sealed.clone())).await.expect("put");
-        let entry = sessionlake_schemas::manifest::ObjectEntry {
-            path: stored.path,
-            size: stored.size,
-            sha256: stored.sha256,
-            kind: sessionlake_schemas::manifest::ObjectKind::Raw,
-            sessions: vec!["s-1".into()],
-            key: None,
-            note: None,
-            blocks: None,
-        };
+        let entry = sessionlake_schemas::manifest::ObjectEntry::new(
+            stored.path,
+            stored.size,
+            stored.sha256,
+            sessionlake_schemas::manifest::ObjectKind::Raw,
+            vec!["s-1".into()],
+        );
         let keys = Keys::new(Some(Arc::clone(&keyring)), None);
         let limit = crate::envelope::MAX_DECOMPRESSED_LEN;
         let opened = keys

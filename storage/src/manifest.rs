@@ -172,16 +172,13 @@ pub async fn committed_lake_id(
 }
 
 fn identity_entry(path: &str, bytes: &[u8]) -> ObjectEntry {
-    ObjectEntry {
-        path: path.to_string(),
-        size: bytes.len() as u64,
-        sha256: sha256_hex(bytes),
-        kind: ObjectKind::Other,
-        sessions: Vec::new(),
-        key: None,
-        note: None,
-        blocks: None,
-    }
+    ObjectEntry::new(
+        path.to_string(),
+        bytes.len() as u64,
+        sha256_hex(bytes),
+        ObjectKind::Other,
+        Vec::new(),
+    )
 }
 
 /// One manifest file as stored, parsed or not (a hostile lake may hold anything).
@@ -336,16 +333,7 @@ fn parse_record(path: &str, bytes: &[u8]) -> LakeResult<PublicKeyRecord> {
 }
 
 fn key_entry(stored: crate::store::StoredObject) -> ObjectEntry {
-    ObjectEntry {
-        path: stored.path,
-        size: stored.size,
-        sha256: stored.sha256,
-        kind: ObjectKind::PublicKey,
-        sessions: Vec::new(),
-        key: None,
-        note: None,
-        blocks: None,
-    }
+    ObjectEntry::new(stored.path, stored.size, stored.sha256, ObjectKind::PublicKey, Vec::new())
 }
 
 /// Makes sure the lake holds the public-key record of `signer` (writing it, and adding it to
@@ -855,16 +843,7 @@ mod tests {
     use crate::transaction::Transaction;
 
     fn entry(path: &str) -> ObjectEntry {
-        ObjectEntry {
-            path: path.into(),
-            size: 1,
-            sha256: sha256_hex(b"x"),
-            kind: ObjectKind::Other,
-            sessions: vec![],
-            key: None,
-            note: None,
-            blocks: None,
-        }
+        ObjectEntry::new(path.into(), 1, sha256_hex(b"x"), ObjectKind::Other, vec![])
     }
 
     #[tokio::test]

@@ -108,16 +108,13 @@ impl SessionKey {
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|error| LakeError::format(format!("failed to encode {path}: {error}")))?;
         let stored = store.put(path, Bytes::from(json)).await?;
-        let entry = ObjectEntry {
-            path: stored.path,
-            size: stored.size,
-            sha256: stored.sha256,
-            kind: ObjectKind::SessionKey,
-            sessions: owner.sessions,
-            key: None,
-            note: None,
-            blocks: None,
-        };
+        let entry = ObjectEntry::new(
+            stored.path,
+            stored.size,
+            stored.sha256,
+            ObjectKind::SessionKey,
+            owner.sessions,
+        );
         let session_key =
             SessionKey { record: path.to_string(), provider_key_id, key: key.aes_256_gcm() };
         Ok((session_key, entry))

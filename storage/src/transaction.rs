@@ -558,16 +558,13 @@ mod tests {
     /// Stores `path` in `transaction` and returns its entry.
     async fn staged(transaction: &mut Transaction, path: &str) -> ObjectEntry {
         let stored = transaction.put_new(path, Bytes::from_static(b"rows")).await.expect("put");
-        ObjectEntry {
-            path: stored.path,
-            size: stored.size,
-            sha256: stored.sha256,
-            kind: ObjectKind::Commands,
-            sessions: vec!["s".into()],
-            key: None,
-            note: None,
-            blocks: None,
-        }
+        ObjectEntry::new(
+            stored.path,
+            stored.size,
+            stored.sha256,
+            ObjectKind::Commands,
+            vec!["s".into()],
+        )
     }
 
     async fn stored(store: &LakeStore, folder: &str) -> Vec<String> {
