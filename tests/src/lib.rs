@@ -160,6 +160,28 @@ pub struct Ran {
     pub stderr: String,
 }
 
+impl Ran {
+    /// Asserts the command ended with `code` and its standard error holds each of `needles`.
+    #[track_caller]
+    pub fn assert_stderr_holds(&self, code: i32, needles: &[&str]) {
+        self.assert_holds(code, &self.stderr, needles);
+    }
+
+    /// Asserts the command ended with `code` and its standard output holds each of `needles`.
+    #[track_caller]
+    pub fn assert_stdout_holds(&self, code: i32, needles: &[&str]) {
+        self.assert_holds(code, &self.stdout, needles);
+    }
+
+    #[track_caller]
+    fn assert_holds(&self, code: i32, printed: &str, needles: &[&str]) {
+        assert_eq!(self.code, code, "{}{}", self.stdout, self.stderr);
+        for needle in needles {
+            assert!(printed.contains(needle), "no {needle:?} in:\n{printed}");
+        }
+    }
+}
+
 /// Runs `command` and returns what it printed.
 pub fn run(command: &mut Command) -> Ran {
     let output =
@@ -190,6 +212,18 @@ pub fn unique(prefix: &str) -> String {
         .expect("clock")
         .as_nanos();
     format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Creates a bucket in moto for each of `prefixes`, named by [`unique`]; returns the names.
+pub async fn new_buckets<const N: usize>(
+    s3: &aws_sdk_s3::Client,
+    prefixes: [&str; N],
+) -> [String; N] {
+    let names = prefixes.map(unique);
+    for bucket in &names {
+        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
+    }
+    names
 }
 
 /// Copies a folder tree.
@@ -226,6 +260,16 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
+}
+
+/// The one of `files` (as [`files_under`] lists them) that starts with `prefix`, as a string.
+pub fn file_starting_with(files: &[PathBuf], prefix: &str) -> String {
+    files
+        .iter()
+        .find(|path| path.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} object in {files:?}"))
+        .to_string_lossy()
+        .to_string()
 }
 
 /// A binary running in the background, with what it prints collected as it goes.
@@ -437,12 +481,25 @@ pub async fn put_events(
     messages: &[String],
 ) {
     let start = chrono::Utc::now().timestamp_millis() - 600_000;
+    put_events_at(logs, group, stream, messages, start, 1000).await;
+}
+
+/// Puts `messages` into stream `stream` of `group` (both exist), `step_ms` apart from
+/// `start_ms` (milliseconds since the epoch).
+pub async fn put_events_at(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    messages: &[String],
+    start_ms: i64,
+    step_ms: i64,
+) {
     let events = messages
         .iter()
         .enumerate()
         .map(|(i, message)| {
             aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp(start + 1000 * i as i64)
+                .timestamp(start_ms + step_ms * i as i64)
                 .message(message)
                 .build()
                 .expect("event")
@@ -474,13 +531,18 @@ pub async fn example_stream(
     let example = repo_root().join(format!("examples/cloudwatch/ssm-sessions/{stream}.json"));
     let document: serde_json::Value =
         serde_json::from_slice(&std::fs::read(example).expect("example")).expect("json");
-    let messages = document["events"]
+    let messages = event_messages(&document);
+    (document, messages)
+}
+
+/// The messages of the events of a CloudWatch stream as the examples hold it (`{"events": …}`).
+pub fn event_messages(document: &serde_json::Value) -> Vec<String> {
+    document["events"]
         .as_array()
         .expect("events")
         .iter()
         .map(|event| event["message"].as_str().expect("message").to_string())
-        .collect();
-    (document, messages)
+        .collect()
 }
 
 /// The fault proxy (`tests/fault_proxy.py`) in front of the shared moto server: tests set the
