@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 use sessionlake_tests::{
-    FaultProxy, binary, duckdb, files_under, repo_root, run, s3_client, unique,
+    FaultProxy, binary, duckdb, files_under, new_buckets, repo_root, run, s3_client, unique,
 };
 
 use crate::{parse_json_lines, put};
@@ -20,6 +20,24 @@ const NODE_B: &str = "i-0fedcba9876543210";
 /// Run Command text: must never be in plaintext in the lake.
 const SCRIPT_CANARY: &str = "cat /etc/shadow # CANARY-RUN-COMMAND-31337";
 const TRAIL_DAY: &str = "AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/14";
+
+/// The key of the CloudTrail file `name` of `TRAIL_DAY`, in CloudTrail's layout.
+fn trail_key(name: &str) -> String {
+    format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_{name}.json.gz")
+}
+
+/// Puts `records` gzipped as the CloudTrail file `name` of `TRAIL_DAY` in `bucket`; returns
+/// its key.
+async fn put_trail_file(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    name: &str,
+    records: &Value,
+) -> String {
+    let key = trail_key(name);
+    put(s3, bucket, &key, gzip(records)).await;
+    key
+}
 
 /// A CloudTrail record in the shape of ssm-log-formats.md §6.
 fn record(
@@ -116,7 +134,7 @@ fn digest() -> Value {
         "previousDigestSignature": null,
         "logFiles": [{
             "s3Bucket": "trail",
-            "s3Object": format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1100Z_A.json.gz"),
+            "s3Object": trail_key("20260314T1100Z_A"),
             "hashValue": "9bd2d5bd7c4e0aa2f3d1c52c1a2e4e7e9f7b6a3c2d1e0f9a8b7c6d5e4f3a2b1c",
             "hashAlgorithm": "SHA-256",
             "newestEventTime": "2026-03-14T11:00:00Z",
@@ -207,11 +225,7 @@ impl TrailLake {
     /// ingest succeeds.
     async fn ingested() -> TrailLake {
         let s3 = s3_client().await;
-        let source_bucket = unique("ssm-logs");
-        let trail_bucket = unique("trail");
-        for bucket in [&source_bucket, &trail_bucket] {
-            s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-        }
+        let [source_bucket, trail_bucket] = new_buckets(&s3, ["ssm-logs", "trail"]).await;
         // alice's shell has its transcript in S3; every other session has none.
         let transcript = repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
         put(
@@ -272,22 +286,10 @@ impl TrailLake {
             "logStream": "111122223333_CloudTrail_us-east-1", "subscriptionFilters": ["all"],
             "logEvents": [{"id": "1", "timestamp": 1_773_491_400_000_i64, "message": resume.to_string()}]});
         let files = [
-            (
-                format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1100Z_A.json.gz"),
-                gzip(&first),
-            ),
-            (
-                format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1205Z_B.json.gz"),
-                gzip(&second),
-            ),
-            (
-                format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1235Z_C.json.gz"),
-                gzip(&subscription),
-            ),
-            (
-                format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T1300Z_D.json.gz"),
-                b"\x1f\x8bnot gzip at all".to_vec(),
-            ),
+            (trail_key("20260314T1100Z_A"), gzip(&first)),
+            (trail_key("20260314T1205Z_B"), gzip(&second)),
+            (trail_key("20260314T1235Z_C"), gzip(&subscription)),
+            (trail_key("20260314T1300Z_D"), b"\x1f\x8bnot gzip at all".to_vec()),
             // A digest file (log file validation): no event, skipped rather than quarantined.
             (
                 "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/14/\
@@ -324,13 +326,7 @@ impl TrailLake {
 async fn test_cloudtrail_ingest_counts_events_and_names_what_it_skipped() {
     let lake = TrailLake::ingested().await;
     let ingested = &lake.ingested;
-    assert!(
-        ingested.stdout.contains("ingested 1 sessions")
-            && ingested.stdout.contains(" 10 access events")
-            && ingested.stdout.contains("1 quarantined"),
-        "{}",
-        ingested.stdout
-    );
+    ingested.assert_stdout_holds(0, &["ingested 1 sessions", " 10 access events", "1 quarantined"]);
     // Malformed records: skipped with a counted warning naming the file; the bad file is named.
     let warning = ingested
         .stderr
@@ -654,9 +650,7 @@ async fn test_cloudtrail_after_the_transcript_updates_the_session() {
         start_session("ev-late-start", "2026-03-14T09:26:50Z", ALICE, NODE_A, SESSION, None),
         send_ssh_public_key("ev-late-push", "2026-03-14T09:30:00Z", BOB, NODE_B),
     ]});
-    let trail_key =
-        format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T0935Z_L.json.gz");
-    put(&s3, &trail_bucket, &trail_key, gzip(&late)).await;
+    let trail_key = put_trail_file(&s3, &trail_bucket, "20260314T0935Z_L", &late).await;
     let second = ingest();
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(
@@ -716,9 +710,7 @@ async fn test_cloudtrail_after_the_transcript_updates_the_session() {
     let forged = json!({"Records": [
         start_session("ev-forged-start", "2026-03-14T08:00:00Z", BOB, NODE_B, SESSION, None),
     ]});
-    let forged_key =
-        format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T0940Z_F.json.gz");
-    put(&s3, &trail_bucket, &forged_key, gzip(&forged)).await;
+    put_trail_file(&s3, &trail_bucket, "20260314T0940Z_F", &forged).await;
     let fourth = ingest();
     assert_eq!(fourth.code, 0, "{}", fourth.stderr);
     assert!(fourth.stdout.contains("0 replaced"), "{}", fourth.stdout);
@@ -751,9 +743,7 @@ async fn test_a_trail_file_overwritten_after_it_was_read_loses_no_event() {
         start_session("ev-start", "2026-03-14T09:26:50Z", ALICE, NODE_A, SESSION, None),
         send_ssh_public_key("ev-push", "2026-03-14T09:30:00Z", BOB, NODE_B),
     ]});
-    let trail_key =
-        format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_20260314T0935Z_O.json.gz");
-    put(&s3, &trail_bucket, &trail_key, gzip(&genuine)).await;
+    let trail_key = put_trail_file(&s3, &trail_bucket, "20260314T0935Z_O", &genuine).await;
     let work = tempfile::tempdir().expect("tempdir");
     let ingest = || ingest_s3(work.path(), &source_bucket, &trail_bucket);
     let first = ingest();
@@ -819,15 +809,11 @@ async fn test_a_trail_file_overwritten_after_it_was_read_loses_no_event() {
     ]});
     put(&s3, &trail_bucket, &trail_key, gzip(&cut)).await;
     let third = ingest();
-    assert_eq!(third.code, 0, "{}", third.stderr);
-    assert!(third.stdout.contains(" commands, 0 access events"), "{}", third.stdout);
-    assert!(
-        third.stderr.contains("CloudTrail file changed after it was read")
-            && third.stderr.contains("known=3")
-            && third.stderr.contains("missing=2"),
-        "{}",
-        third.stderr
+    third.assert_stderr_holds(
+        0,
+        &["CloudTrail file changed after it was read", "known=3", "missing=2"],
     );
+    assert!(third.stdout.contains(" commands, 0 access events"), "{}", third.stdout);
     assert_eq!(events(), expected);
     assert_eq!(attributed(), (json!(ALICE), json!(NODE_A)));
     let verified = run(binary("sessionlake", false).current_dir(work.path()).args(["verify"]));
@@ -857,11 +843,7 @@ async fn test_a_trail_file_overwritten_after_it_was_read_loses_no_event() {
 async fn test_a_delivery_put_first_never_hides_the_real_one_from_search() {
     const SESSION: &str = "alice-0123456789abcdef0";
     let s3 = s3_client().await;
-    let source_bucket = unique("first-logs");
-    let trail_bucket = unique("first-trail");
-    for bucket in [&source_bucket, &trail_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [source_bucket, trail_bucket] = new_buckets(&s3, ["first-logs", "first-trail"]).await;
     let real = std::fs::read(repo_root().join(format!("examples/s3/ssm-logs/{SESSION}.log")))
         .expect("example");
     // The real transcript with its `rm -rf` made an `ls -la` (same length, same session), a
@@ -928,11 +910,7 @@ async fn test_a_transcript_rewritten_at_its_source_never_hides_what_the_stream_r
     const BOB: &str = "bob-ilpxvkhghl9vs9ia2xfdyp4dka";
     let s3 = s3_client().await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sessionlake_tests::sdk_config().await);
-    let source_bucket = unique("twice-logs");
-    let trail_bucket = unique("twice-trail");
-    for bucket in [&source_bucket, &trail_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [source_bucket, trail_bucket] = new_buckets(&s3, ["twice-logs", "twice-trail"]).await;
     let group = format!("/ssm/{}", unique("twice"));
     sessionlake_tests::put_example_stream(&logs, &group, BOB).await;
     let real = std::fs::read(repo_root().join(format!("corpus/{BOB}/s3.log"))).expect("corpus");
@@ -1044,11 +1022,7 @@ async fn test_a_transcript_rewritten_at_its_source_never_hides_what_the_stream_r
 async fn test_another_object_claiming_a_session_replaces_nothing() {
     const SESSION: &str = "alice-0123456789abcdef0";
     let s3 = s3_client().await;
-    let source_bucket = unique("claim-logs");
-    let trail_bucket = unique("claim-trail");
-    for bucket in [&source_bucket, &trail_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [source_bucket, trail_bucket] = new_buckets(&s3, ["claim-logs", "claim-trail"]).await;
     let real = std::fs::read(repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log"))
         .expect("example");
     let other = std::fs::read(
@@ -1122,11 +1096,8 @@ async fn test_another_object_claiming_a_session_replaces_nothing() {
 /// returns a client and their names.
 async fn buckets_with_alice(prefix: &str) -> (aws_sdk_s3::Client, String, String) {
     let s3 = s3_client().await;
-    let source_bucket = unique(&format!("{prefix}-logs"));
-    let trail_bucket = unique(&format!("{prefix}-trail"));
-    for bucket in [&source_bucket, &trail_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [source_bucket, trail_bucket] =
+        new_buckets(&s3, [&format!("{prefix}-logs"), &format!("{prefix}-trail")]).await;
     let transcript = repo_root().join("examples/s3/ssm-logs/alice-0123456789abcdef0.log");
     let transcript = std::fs::read(transcript).expect("example");
     put(&s3, &source_bucket, "ssm/alice-0123456789abcdef0.log", transcript).await;
@@ -1182,7 +1153,7 @@ async fn test_a_trail_file_over_the_record_cap_keeps_its_first_records() {
         json!({ "Records": records })
     };
     let plain = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_plain.json");
-    let gzipped = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_gzip.json.gz");
+    let gzipped = trail_key("gzip");
     put(&s3, &trail_bucket, &plain, records("p").to_string().into_bytes()).await;
     put(&s3, &trail_bucket, &gzipped, gzip(&records("g"))).await;
 
@@ -1231,8 +1202,8 @@ async fn test_a_trail_file_that_cannot_be_read_never_blocks_sessions() {
         NODE_A, "alice-0123456789abcdef0", None)]});
     let denied = json!({"Records": [start_session("ev-bob", "2026-03-14T10:10:00Z", BOB, NODE_B,
         "bob-denied0123456789abcdef", None)]});
-    let readable_key = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_a.json.gz");
-    let denied_key = format!("{TRAIL_DAY}/111122223333_CloudTrail_us-east-1_denied.json.gz");
+    let readable_key = trail_key("a");
+    let denied_key = trail_key("denied");
     put(&s3, &trail_bucket, &readable_key, gzip(&readable)).await;
     put(&s3, &trail_bucket, &denied_key, gzip(&denied)).await;
 
