@@ -427,8 +427,7 @@ async fn test_compacted_files_take_kms_keys_and_rekey_rewraps_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn test_compaction_of_an_s3_lake() {
     let s3 = sessionlake_tests::s3_client().await;
-    let bucket = sessionlake_tests::unique("compact-lake");
-    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let [bucket] = sessionlake_tests::new_buckets(&s3, ["compact-lake"]).await;
     let work = tempfile::tempdir().expect("tempdir");
     let keyring = work.path().join("keyring.json");
     let lake = format!("s3://{bucket}/lake");

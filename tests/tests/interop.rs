@@ -6,9 +6,7 @@
 //! their own: engines follow a `rekey` of them, and a shred closes copies of the old file.
 
 use serde_json::Value;
-use sessionlake_tests::{
-    binary, copy_tree, python_on_moto, repo_root, run, s3_client, sdk_config, unique,
-};
+use sessionlake_tests::{binary, copy_tree, python_on_moto, repo_root, run, s3_client, sdk_config};
 
 /// The (session, seq) of the rows pyarrow finds matching `pattern` in `files`, and the files it
 /// could not read with why.
@@ -92,8 +90,7 @@ impl S3Lake {
     async fn ingested() -> S3Lake {
         let sdk = sdk_config().await;
         let s3 = s3_client().await;
-        let bucket = unique("interop-lake");
-        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+        let [bucket] = sessionlake_tests::new_buckets(&s3, ["interop-lake"]).await;
         let kms = aws_sdk_kms::Client::new(&sdk);
         let key = new_key(&kms).await;
         let work = tempfile::tempdir().expect("tempdir");

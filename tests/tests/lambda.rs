@@ -71,10 +71,7 @@ async fn test_lambda_handler_ingests_s3_records_and_subscription_payloads() {
     let sdk = sdk_config().await;
     let s3 = s3_client().await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk);
-    let (lake, source) = (unique("lambda-lake"), unique("lambda-logs"));
-    for bucket in [&lake, &source] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [lake, source] = sessionlake_tests::new_buckets(&s3, ["lambda-lake", "lambda-logs"]).await;
     // alice's transcript in S3 (under a prefix with a space: event keys are URL-encoded).
     let transcript = repo_root().join(format!("examples/s3/ssm-logs/{ALICE}.log"));
     let key = format!("ssm/team a/{ALICE}.log");
@@ -173,10 +170,7 @@ async fn test_lambda_maintenance_applies_retention_with_kms_keys_and_no_keyring(
     let sdk = sdk_config().await;
     let s3 = s3_client().await;
     let kms = aws_sdk_kms::Client::new(&sdk);
-    let (lake, source) = (unique("maint-lake"), unique("maint-logs"));
-    for bucket in [&lake, &source] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [lake, source] = sessionlake_tests::new_buckets(&s3, ["maint-lake", "maint-logs"]).await;
     let data_key = kms.create_key().send().await.expect("data key");
     let data_key = data_key.key_metadata().expect("metadata").key_id().to_string();
     let signing_key = kms
