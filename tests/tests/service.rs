@@ -91,6 +91,11 @@ fn ingest(dir: &Path, aws: bool) -> std::process::Command {
     command
 }
 
+/// Starts ingest in `dir` following its sources (`args`), polling every second.
+fn following(dir: &Path, aws: bool, args: &[&str]) -> Background {
+    Background::spawn(ingest(dir, aws).args(["--follow", "--poll-interval", "1s"]).args(args))
+}
+
 fn cursors(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("lake/state/cursors.json")).expect("cursors");
     serde_json::from_str(&text).expect("cursors JSON")
@@ -100,15 +105,8 @@ fn cursors(dir: &Path) -> Value {
 fn test_follow_ingests_new_sessions_serves_metrics_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let mut service = Background::spawn(ingest(dir.path(), false).args([
-        "--follow",
-        "--poll-interval",
-        "1s",
-        "--local",
-        "examples",
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]));
+    let mut service =
+        following(dir.path(), false, &["--local", "examples", "--metrics-addr", "127.0.0.1:0"]);
     let address = metrics_address(&service);
     assert!(address.starts_with("127.0.0.1:"), "{address}");
 
@@ -263,8 +261,7 @@ fn test_sigterm_mid_run_then_restart_ingests_every_session_exactly_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn test_follow_reads_objects_added_to_s3_between_polls() {
     let s3 = s3_client().await;
-    let bucket = unique("follow");
-    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let [bucket] = sessionlake_tests::new_buckets(&s3, ["follow"]).await;
     let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
     let put = |session: &str| {
         s3.put_object()
@@ -276,15 +273,11 @@ async fn test_follow_reads_objects_added_to_s3_between_polls() {
     put("first-0123456789abcdef0").await.expect("put");
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut service = Background::spawn(ingest(dir.path(), true).args([
-        "--follow",
-        "--poll-interval",
-        "1s",
-        "--retry-max-attempts",
-        "3",
-        "--s3",
-        &format!("s3://{bucket}/ssm/"),
-    ]));
+    let mut service = following(
+        dir.path(),
+        true,
+        &["--retry-max-attempts", "3", "--s3", &format!("s3://{bucket}/ssm/")],
+    );
     let root = dir.path().to_path_buf();
     let found = move |session: &'static str| {
         let root = root.clone();
@@ -313,15 +306,11 @@ async fn test_follow_survives_a_failing_source_and_reports_it_in_health() {
     // The bucket does not exist yet: every poll fails until it does.
     let bucket = unique("late");
     let dir = tempfile::tempdir().expect("tempdir");
-    let service = Background::spawn(ingest(dir.path(), true).args([
-        "--follow",
-        "--poll-interval",
-        "1s",
-        "--s3",
-        &format!("s3://{bucket}/ssm/"),
-        "--metrics-addr",
-        "127.0.0.1:0",
-    ]));
+    let service = following(
+        dir.path(),
+        true,
+        &["--s3", &format!("s3://{bucket}/ssm/"), "--metrics-addr", "127.0.0.1:0"],
+    );
     let address = metrics_address(&service);
     let service = std::sync::Arc::new(std::sync::Mutex::new(service));
     let watched = std::sync::Arc::clone(&service);
@@ -514,13 +503,7 @@ async fn test_follow_reads_a_live_cloudwatch_stream_as_it_grows() {
 
     put(0, half).await.expect("put the first events");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut service = Background::spawn(ingest(dir.path(), true).args([
-        "--follow",
-        "--poll-interval",
-        "1s",
-        "--cloudwatch",
-        &group,
-    ]));
+    let mut service = following(dir.path(), true, &["--cloudwatch", &group]);
     let root = dir.path().to_path_buf();
     let first = tokio::task::spawn_blocking(move || {
         wait_until(PATIENCE, "the first half of the stream", || {
@@ -592,8 +575,7 @@ async fn test_s3_event_notifications_through_sqs_replace_listing() {
     let config = sessionlake_tests::sdk_config().await;
     let s3 = s3_client().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let bucket = unique("notified");
-    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let [bucket] = sessionlake_tests::new_buckets(&s3, ["notified"]).await;
     let queue_url = sqs
         .create_queue()
         .queue_name(unique("created"))
