@@ -169,33 +169,43 @@ impl Sources {
     }
 }
 
+/// Runs `jobs` at most 16 at a time; the first that fails fails the test, naming `what`.
+async fn sixteen_at_a_time<F>(jobs: impl IntoIterator<Item = F>, what: &str)
+where
+    F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for job in jobs {
+        tasks.spawn(job);
+        if tasks.len() >= 16 {
+            tasks.join_next().await.expect("task").expect("join").expect(what);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("join").expect(what);
+    }
+}
+
 /// Puts `s3_count` transcripts and `stream_count` CloudWatch streams into moto (directly).
 async fn seed_sources(tag: &str, s3_count: usize, stream_count: usize) -> Sources {
     let config = sdk_config().await;
     let s3 = s3_client().await;
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
-    let bucket = unique(tag);
-    s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
+    let [bucket] = sessionlake_tests::new_buckets(&s3, [tag]).await;
     let group = format!("/ssm/{bucket}");
     logs.create_log_group().log_group_name(&group).send().await.expect("create log group");
     let transcript = std::fs::read(repo_root().join(TRANSCRIPT)).expect("transcript");
     let stream: Value =
         serde_json::from_slice(&std::fs::read(repo_root().join(STREAM)).expect("stream"))
             .expect("stream JSON");
-    let messages: Vec<String> = stream["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .map(|event| event["message"].as_str().expect("message").to_string())
-        .collect();
+    let messages = sessionlake_tests::event_messages(&stream);
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut sessions = BTreeSet::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..s3_count {
+    let puts = (0..s3_count).map(|index| {
         let session = format!("s{index:04}-{index:017x}");
         sessions.insert(session.clone());
         let (s3, bucket, body) = (s3.clone(), bucket.clone(), transcript.clone());
-        tasks.spawn(async move {
+        async move {
             let key = format!("ssm/{session}.log");
             s3.put_object()
                 .bucket(&bucket)
@@ -205,53 +215,28 @@ async fn seed_sources(tag: &str, s3_count: usize, stream_count: usize) -> Source
                 .await
                 .map(|_| ())
                 .map_err(|error| format!("put {key}: {error:?}"))
-        });
-        if tasks.len() >= 16 {
-            tasks.join_next().await.expect("task").expect("join").expect("put");
         }
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.expect("join").expect("put");
-    }
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..stream_count {
+    });
+    sixteen_at_a_time(puts, "put").await;
+    let streams = (0..stream_count).map(|index| {
         let session = format!("c{index:04}-{index:017x}");
         sessions.insert(session.clone());
         let (logs, group) = (logs.clone(), group.clone());
-        let events: Vec<_> = messages
-            .iter()
-            .enumerate()
-            .map(|(offset, message)| {
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(now_ms - 3_600_000 + offset as i64)
-                    .message(message.replace(STREAM_SESSION, &session))
-                    .build()
-                    .expect("event")
-            })
-            .collect();
-        tasks.spawn(async move {
+        let messages: Vec<String> =
+            messages.iter().map(|message| message.replace(STREAM_SESSION, &session)).collect();
+        async move {
             logs.create_log_stream()
                 .log_group_name(&group)
                 .log_stream_name(&session)
                 .send()
                 .await
                 .map_err(|error| format!("create stream {session}: {error:?}"))?;
-            logs.put_log_events()
-                .log_group_name(&group)
-                .log_stream_name(&session)
-                .set_log_events(Some(events))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|error| format!("put events {session}: {error:?}"))
-        });
-        if tasks.len() >= 16 {
-            tasks.join_next().await.expect("task").expect("join").expect("stream");
+            let start_ms = now_ms - 3_600_000;
+            sessionlake_tests::put_events_at(&logs, &group, &session, &messages, start_ms, 1).await;
+            Ok(())
         }
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.expect("join").expect("stream");
-    }
+    });
+    sixteen_at_a_time(streams, "stream").await;
     Sources { bucket, group, sessions }
 }
 
@@ -838,8 +823,7 @@ fn test_a_killed_manifest_put_leaves_no_part_file_after_the_next_run() {
         "keyring.json",
         "verify",
     ]));
-    assert_eq!(verified.code, 1, "{}", verified.stdout);
-    assert!(verified.stdout.contains(".json#1"), "{}", verified.stdout);
+    verified.assert_stdout_holds(1, &[".json#1"]);
 
     let next_run = run(ingest(dir.path(), false).args(["--once", "--local", "inputs"]));
     assert_eq!(next_run.code, 0, "{}", next_run.stderr);
