@@ -142,13 +142,7 @@ fn test_embedded_default_ingests_examples_and_finds_rm_rf() {
 
     // Table output names the same row.
     let table = cli(dir.path(), &["search", "--command", "rm -rf"]);
-    assert_eq!(table.code, 0, "{}", table.stderr);
-    assert!(
-        table.stdout.contains("alice-0123456789abcdef0")
-            && table.stdout.contains("rm -rf /tmp/alice-scratch"),
-        "{}",
-        table.stdout
-    );
+    table.assert_stdout_holds(0, &["alice-0123456789abcdef0", "rm -rf /tmp/alice-scratch"]);
 
     // Filters combine; a filter that excludes the row finds nothing and exits 1.
     let narrowed = cli(
@@ -282,10 +276,8 @@ async fn put_file(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, path: &Path)
 #[tokio::test(flavor = "multi_thread")]
 async fn test_a_transcript_larger_than_an_upload_part_streams_from_s3_into_an_s3_lake() {
     let s3 = s3_client().await;
-    let (source_bucket, lake_bucket) = (unique("big-logs"), unique("big-lake"));
-    for bucket in [&source_bucket, &lake_bucket] {
-        s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-    }
+    let [source_bucket, lake_bucket] =
+        sessionlake_tests::new_buckets(&s3, ["big-logs", "big-lake"]).await;
     let session = "alice-0123456789abcdef0";
     let mut transcript = b"Script started on 2026-03-14 09:30:00+00:00\n".to_vec();
     let (mut state, mut commands) = (7u64, 0u64);
@@ -367,12 +359,8 @@ impl AwsLake {
         let kms = aws_sdk_kms::Client::new(&config);
         let examples = repo_root().join("examples");
 
-        let source_bucket = unique("ssm-logs");
-        let trail_bucket = unique("trail");
-        let lake_bucket = unique("lake");
-        for bucket in [&source_bucket, &trail_bucket, &lake_bucket] {
-            s3.create_bucket().bucket(bucket).send().await.expect("create bucket");
-        }
+        let [source_bucket, trail_bucket, lake_bucket] =
+            sessionlake_tests::new_buckets(&s3, ["ssm-logs", "trail", "lake"]).await;
         // S3 transcripts under a free-form prefix; CloudTrail files in their usual layout.
         for file in files_under(&examples.join("s3")) {
             let name = file.file_name().expect("name").to_string_lossy().to_string();
@@ -413,26 +401,16 @@ impl AwsLake {
                 .send()
                 .await
                 .expect("create stream");
-            let events: Vec<_> = document["events"]
-                .as_array()
-                .expect("events")
-                .iter()
-                .enumerate()
-                .map(|(i, event)| {
-                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                        .timestamp(now_ms - 3_600_000 + i as i64)
-                        .message(event["message"].as_str().expect("message"))
-                        .build()
-                        .expect("event")
-                })
-                .collect();
-            logs.put_log_events()
-                .log_group_name(&group)
-                .log_stream_name(&stream)
-                .set_log_events(Some(events))
-                .send()
-                .await
-                .expect("put events");
+            let messages = sessionlake_tests::event_messages(&document);
+            sessionlake_tests::put_events_at(
+                &logs,
+                &group,
+                &stream,
+                &messages,
+                now_ms - 3_600_000,
+                1,
+            )
+            .await;
         }
         let key_id = kms
             .create_key()
@@ -855,14 +833,7 @@ fn test_verify_names_every_kind_of_tampering() {
 
     let lake = dir.path().join("lake");
     let objects = files_under(&lake);
-    let find = |prefix: &str| {
-        objects
-            .iter()
-            .find(|p| p.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} object in {objects:?}"))
-            .to_string_lossy()
-            .to_string()
-    };
+    let find = |prefix: &str| sessionlake_tests::file_starting_with(&objects, prefix);
     // A flipped bit in a raw transcript, a deleted commands file, a planted file.
     let raw = find("raw");
     let mut bytes = std::fs::read(lake.join(&raw)).expect("read");
