@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use sessionlake_tests::{binary, copy_tree, duckdb, files_under, repo_root, run};
+use sessionlake_tests::{duckdb, files_under, repo_root, run};
 
 /// The columns each `CREATE EXTERNAL TABLE` of the DDL declares, by table, with their types.
 fn declared() -> BTreeMap<String, BTreeMap<String, String>> {
@@ -79,10 +79,7 @@ fn described(dir: &std::path::Path, table: &str) -> BTreeMap<String, String> {
 
 #[test]
 fn test_the_athena_ddl_declares_the_types_of_the_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let ran = run(binary("sessionlake-ingest", false).current_dir(dir.path()).arg("--quiet"));
-    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+    let (dir, _) = super::ingested_examples();
     let declared = declared();
     assert_eq!(declared.keys().collect::<Vec<_>>(), ["access", "commands", "sessions"]);
     let encrypted: BTreeMap<&str, Vec<&str>> = [
@@ -141,10 +138,7 @@ fn delta_columns(table_dir: &std::path::Path) -> BTreeMap<String, String> {
 /// with the keys reads them) with the type engines read it as, and `dt`, its partition.
 #[test]
 fn test_the_delta_logs_declare_the_types_of_the_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let ran = run(binary("sessionlake-ingest", false).current_dir(dir.path()).arg("--quiet"));
-    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+    let (dir, _) = super::ingested_examples();
     for table in ["commands", "sessions", "access"] {
         let mut in_file = described(dir.path(), table);
         in_file.insert("dt".to_string(), "string".to_string());

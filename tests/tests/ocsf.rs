@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use sessionlake_tests::{binary, copy_tree, files_under, repo_root, run};
+use sessionlake_tests::{binary, files_under, repo_root, run};
 
 /// Runs the validator on `out`: its JSON summary, and whether it passed.
 fn validate(out: &Path) -> (serde_json::Value, bool) {
@@ -23,10 +23,7 @@ fn validate(out: &Path) -> (serde_json::Value, bool) {
 
 #[test]
 fn test_ocsf_events_follow_the_class_schema_and_leave_commands_out() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let ran = run(binary("sessionlake-ingest", false).current_dir(dir.path()).arg("--quiet"));
-    assert_eq!(ran.code, 0, "ingest: {}", ran.stderr);
+    let (dir, _) = super::ingested_examples();
     let sessionlake =
         |args: &[&str]| run(binary("sessionlake", false).current_dir(dir.path()).args(args));
 
@@ -75,8 +72,7 @@ fn test_ocsf_events_follow_the_class_schema_and_leave_commands_out() {
         "ocsf-text",
         "--include-command-text",
     ]);
-    assert_eq!(written.code, 0, "{}", written.stderr);
-    assert!(written.stderr.contains("--include-command-text"), "{}", written.stderr);
+    written.assert_stderr_holds(0, &["--include-command-text"]);
     let (summary, passed) = validate(&with_text);
     assert!(passed, "{summary}");
     assert_eq!(summary["command_lines"], rows.len(), "{summary}");

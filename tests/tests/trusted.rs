@@ -13,7 +13,7 @@ use sessionlake_schemas::manifest::{
 use sessionlake_schemas::paths;
 use sessionlake_storage::keys::LocalKeyring;
 use sessionlake_storage::store::sha256_hex;
-use sessionlake_tests::{Ran, binary, copy_tree, files_under, repo_root, run};
+use sessionlake_tests::{Ran, binary, files_under, run};
 
 use super::cli;
 
@@ -22,11 +22,7 @@ const ALICE: &str = "alice-0123456789abcdef0";
 
 /// Ingests the examples (sessions and CloudTrail) into `dir/lake`.
 fn ingested() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-    let ingest = run(binary("sessionlake-ingest", false).current_dir(dir.path()));
-    assert_eq!(ingest.code, 0, "{}", ingest.stderr);
-    dir
+    super::ingested_examples().0
 }
 
 fn manifests(lake: &Path) -> Vec<(u64, PathBuf)> {
@@ -207,12 +203,19 @@ fn count_commands(dir: &Path, extra: &[&str]) -> Ran {
     cli(dir, &args)
 }
 
+/// The count of commands, which succeeds.
+#[track_caller]
+fn count_all_commands(dir: &Path) -> Ran {
+    let counted = count_commands(dir, &[]);
+    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    counted
+}
+
 #[test]
 fn test_planted_rewritten_and_deleted_table_files_are_never_used_silently() {
     let dir = ingested();
     let lake = dir.path().join("lake");
-    let baseline = count_commands(dir.path(), &[]);
-    assert_eq!(baseline.code, 0, "{}", baseline.stderr);
+    let baseline = count_all_commands(dir.path());
     let all: u64 = baseline.stdout.lines().nth(1).and_then(|n| n.parse().ok()).expect("count");
 
     // A planted commands file (another session's rows under a new name) is never read.
@@ -220,8 +223,7 @@ fn test_planted_rewritten_and_deleted_table_files_are_never_used_silently() {
     let bob_commands = table_file(&lake, ObjectKind::Commands, bob);
     let planted = bob_commands.replace(bob, "mallory-0123456789abcdef9");
     std::fs::copy(lake.join(&bob_commands), lake.join(&planted)).expect("plant");
-    let counted = count_commands(dir.path(), &[]);
-    assert_eq!(counted.code, 0, "{}", counted.stderr);
+    let counted = count_all_commands(dir.path());
     assert_eq!(counted.stdout.lines().nth(1), Some(all.to_string().as_str()), "{}", counted.stdout);
     std::fs::remove_file(lake.join(&planted)).expect("unplant");
 
@@ -288,8 +290,7 @@ fn store_checkpoint(
 fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     let dir = ingested();
     let lake = dir.path().join("lake");
-    let before = count_commands(dir.path(), &[]);
-    assert_eq!(before.code, 0, "{}", before.stderr);
+    let before = count_all_commands(dir.path());
 
     // A name taken by a plant is not a checkpoint written.
     let (head, _) = manifests(&lake).pop().expect("head");
@@ -357,8 +358,7 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
     assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
     let zed = cli(dir.path(), &["show", "zed-0123456789abcdef0"]);
     assert_eq!(zed.code, 0, "{}", zed.stderr);
-    let before = count_commands(dir.path(), &[]);
-    assert_eq!(before.code, 0, "{}", before.stderr);
+    let before = count_all_commands(dir.path());
 
     // verify resumes from the checkpoint: the commits after it are checked, a hold committed
     // after it and then altered is named.
@@ -412,12 +412,7 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
         counted.stderr
     );
     let verified = cli(dir.path(), &["verify"]);
-    assert_eq!(verified.code, 1, "{}", verified.stdout);
-    assert!(
-        verified.stdout.contains(&path) && verified.stdout.contains("pinned"),
-        "{}",
-        verified.stdout
-    );
+    verified.assert_stdout_holds(1, &[&path, "pinned"]);
 
     // Signed by the lake's own key but not the replay of the chain: verify says so.
     let keyring =
@@ -437,8 +432,7 @@ fn test_checkpoints_are_used_checked_and_never_trusted_blindly() {
 fn test_a_planted_key_record_does_not_narrow_the_pinned_key() {
     let dir = ingested();
     let lake = dir.path().join("lake");
-    let before = count_commands(dir.path(), &[]);
-    assert_eq!(before.code, 0, "{}", before.stderr);
+    let before = count_all_commands(dir.path());
     let keys = lake.join("keys");
     let record = files_under(&keys)
         .into_iter()
