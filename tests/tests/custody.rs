@@ -161,14 +161,7 @@ fn shift(rfc3339: &str, hours: i64) -> String {
 fn test_verify_reports_each_tampering_precisely() {
     let original = lake_of_four_commits();
     let objects = files_under(&original.path().join("lake"));
-    let object = |prefix: &str| {
-        objects
-            .iter()
-            .find(|path| path.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} object in {objects:?}"))
-            .to_string_lossy()
-            .to_string()
-    };
+    let object = |prefix: &str| sessionlake_tests::file_starting_with(&objects, prefix);
 
     // A flipped byte in a raw transcript.
     let dir = copy_of(original.path());
@@ -571,12 +564,7 @@ async fn test_kms_signed_chain_verifies_and_tampering_fails() {
         run(binary("sessionlake", true).current_dir(dir.path()).arg("export").arg(alice).args(args))
     };
     let refused = export(&["--out", "untrusted"]);
-    assert_eq!(refused.code, 2, "{}", refused.stdout);
-    assert!(
-        refused.stderr.contains(&first_arn) && refused.stderr.contains("--signing-key"),
-        "{}",
-        refused.stderr
-    );
+    refused.assert_stderr_holds(2, &[&first_arn, "--signing-key"]);
     // With both keys trusted, the second signs SHA256SUMS (public-key.pem) and the first, which
     // signed the session's manifests, is manifest-key-1.pem; the README's own openssl
     // commands (two steps for ECDSA over a digest) verify both.
