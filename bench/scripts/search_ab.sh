@@ -6,27 +6,33 @@
 #   the one with the most sessions, the session $SESSION (else the first by id), the range
 #   2026-02-01 to 2026-02-15 (the generated workloads' months). SESSIONLAKE_CHUNK_ROWS passes
 #   through.
+#   To compare lakes (a layout change) rather than builds: WORKS="A B" (folders like WORK, each
+#   holding the same sessions) runs every build over each of them, named build@folder.
 # Prints, per query and build, the median wall and user seconds and the largest peak RSS.
 set -euo pipefail
 work=$1 rounds=$2; shift 2
-cd "$work"
-lake=(--lake lake --keyring keyring.json)
+works=${WORKS:-$work}
 first=$1
-principal=$("$first" "${lake[@]}" sql --format csv 2>/dev/null \
+in_first=(--lake "${works%% *}/lake" --keyring "${works%% *}/keyring.json")
+principal=$("$first" "${in_first[@]}" sql --format csv 2>/dev/null \
   "SELECT principal FROM sessions GROUP BY principal ORDER BY count(*) DESC, principal LIMIT 1" | sed -n 2p)
-session=${SESSION:-$("$first" "${lake[@]}" sql --format csv 2>/dev/null \
+session=${SESSION:-$("$first" "${in_first[@]}" sql --format csv 2>/dev/null \
   "SELECT session_id FROM sessions ORDER BY session_id LIMIT 1" | sed -n 2p)}
 for _ in $(seq "$rounds"); do
   for bin in "$@"; do
-    name=$(basename "$bin")
-    run() {
-      /usr/bin/time -f "$name $1 %e %U %M" "$bin" "${lake[@]}" search "${@:2}" \
-        --format csv --color never 2>&1 >/dev/null | tail -1
-    }
-    run regex --command 'rm\s+-rf\s+/var/tmp/build-'
-    run principal --principal "$principal" --since 2026-02-01 --until 2026-02-15
-    run session --session "$session"
-    run every --since 2020-01-01
+    for folder in $works; do
+      name=$(basename "$bin")
+      [ -n "${WORKS:-}" ] && name="$name@$(basename "$folder")"
+      lake=(--lake "$folder/lake" --keyring "$folder/keyring.json")
+      run() {
+        /usr/bin/time -f "$name $1 %e %U %M" "$bin" "${lake[@]}" search "${@:2}" \
+          --format csv --color never 2>&1 >/dev/null | tail -1
+      }
+      run regex --command 'rm\s+-rf\s+/var/tmp/build-'
+      run principal --principal "$principal" --since 2026-02-01 --until 2026-02-15
+      run session --session "$session"
+      run every --since 2020-01-01
+    done
   done
 done | python3 -c '
 import collections, statistics, sys

@@ -37,7 +37,9 @@ use sessionlake_storage::session_keys::SessionKey;
 use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction;
 
-use crate::parquet_io::{BLOOM_FILTER_COLUMNS, decryption, encryption, properties};
+use crate::parquet_io::{
+    BLOOM_FILTER_COLUMNS, commands_compression, decryption, encryption, properties,
+};
 
 /// Rows per row group of a compacted file. Sorted by session, a session of a few hundred
 /// commands sits in one row group; smaller groups make a lookup decrypt and decompress less,
@@ -196,6 +198,10 @@ pub fn merge(
         encryption,
         COMPACTED_ROW_GROUP_ROWS,
     ));
+    let properties = match table {
+        MergedTable::Commands => commands_compression(properties),
+        MergedTable::Sessions => properties,
+    };
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties))
         .map_err(|e| fail(&e))?;
@@ -763,6 +769,8 @@ mod tests {
                 .expect("rows");
         assert_eq!(merged.sessions, ["s-a", "s-b"]);
         assert_eq!(merged.rows, 3);
+        let chunks = crate::parquet_io::tests::chunks(merged.bytes.clone());
+        crate::parquet_io::tests::assert_commands_compression(&chunks, &[]);
         for text in [&b"rm -rf"[..], b"/etc/shadow", b"whoami"] {
             assert!(memchr::memmem::find(&merged.bytes, text).is_none(), "{text:?} in plaintext");
         }

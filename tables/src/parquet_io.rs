@@ -9,7 +9,8 @@
 //!   column of a per-session file, mostly) is answered exactly by the min/max statistics;
 //! - a per-session `sessions` file (one row) is not compressed: zstd cannot shrink one value
 //!   per column, and its contexts would cost more than the rest of the write; nor are the
-//!   columns of a per-session `commands` file that hold one short value
+//!   few-valued columns of every `commands` file ([`UNCOMPRESSED_COMMAND_COLUMNS`]), nor the
+//!   other columns of a per-session `commands` file that hold one short value
 //!   ([`uncompressed_where_constant`]);
 //! - the `commands` file's sensitive columns ([`ENCRYPTED_COLUMNS`]) and the `access` file's
 //!   ([`ACCESS_ENCRYPTED_COLUMNS`]) encrypted with Parquet modular encryption under one data key
@@ -51,6 +52,43 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// Columns that get bloom filters: the ones investigators look up by exact value.
 pub const BLOOM_FILTER_COLUMNS: [&str; 3] =
     [columns::SESSION_ID, columns::PRINCIPAL, columns::TARGET];
+
+/// Columns of the `commands` table stored uncompressed in every file: who, where, which
+/// shell and program, flags. Each holds a few values a file (dictionary-encoded, so its pages
+/// are a dictionary and runs of small indices), which zstd shrinks by a few hundred bytes at
+/// most and often grows (a day of the 1 GiB bench: 14 such columns, 13 KB compressed against
+/// 22 KB stored as they are, in a 1 MB file; BENCHMARKS.md), while every compressed column chunk
+/// costs a zstd context to write and another to read (parquet makes a compression and a
+/// decompression context for each chunk). The columns that hold text a person typed or read,
+/// times, positions and sizes are compressed.
+pub const UNCOMPRESSED_COMMAND_COLUMNS: [&str; 15] = [
+    columns::SESSION_ID,
+    columns::TIME_SOURCE,
+    columns::PRINCIPAL,
+    columns::RUN_AS,
+    columns::TARGET,
+    columns::REGION,
+    columns::ACCOUNT,
+    columns::OUTPUT_TRUNCATED,
+    columns::REDACTIONS,
+    columns::CONFIDENCE,
+    columns::PARSER_VERSION,
+    columns::EFFECTIVE_USER,
+    columns::SHELL,
+    columns::KIND,
+    columns::PROGRAM,
+];
+
+/// Returns `properties` with [`UNCOMPRESSED_COMMAND_COLUMNS`] stored uncompressed: the
+/// properties of every `commands` file.
+pub(crate) fn commands_compression(properties: WriterProperties) -> WriterProperties {
+    let mut builder = properties.into_builder();
+    for column in UNCOMPRESSED_COMMAND_COLUMNS {
+        builder =
+            builder.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
+    }
+    builder.build()
+}
 
 /// Columns of the `access` table that get bloom filters (its targets are a list: engines do
 /// not probe bloom filters of list elements).
@@ -317,7 +355,8 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
             let blooms = varying_columns(&rows, &COMMAND_BLOOMS);
             let encryption = Some(Arc::clone(&self.encryption));
             let properties = properties(sorting, &blooms, encryption, DEFAULT_ROW_GROUP_SIZE);
-            let properties = uncompressed_where_constant(properties, &record_batch);
+            let properties =
+                uncompressed_where_constant(commands_compression(properties), &record_batch);
             let out = self.out.take().ok_or_else(|| {
                 fail(parquet::errors::ParquetError::General("writer already closed".into()))
             })?;
@@ -382,7 +421,7 @@ fn write_commands_with(
     let row_group_rows =
         if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
     let blooms = varying_columns(&sorted, &COMMAND_BLOOMS);
-    let properties = properties(sorting, &blooms, encryption, row_group_rows);
+    let properties = commands_compression(properties(sorting, &blooms, encryption, row_group_rows));
     let properties = match batches.peek() {
         _ if compacted => crate::merge::compacted_properties(properties),
         Some(Ok(first)) => uncompressed_where_constant(properties, first),
@@ -1080,7 +1119,7 @@ pub(crate) mod tests {
     }
 
     /// Returns, for each row group's column chunks, (column, has a bloom filter, codec).
-    fn chunks(bytes: Vec<u8>) -> Vec<(String, bool, Compression)> {
+    pub(crate) fn chunks(bytes: Vec<u8>) -> Vec<(String, bool, Compression)> {
         use parquet::file::reader::{FileReader as _, SerializedFileReader};
         let reader = SerializedFileReader::new(Bytes::from(bytes)).expect("footer");
         let metadata = reader.metadata();
@@ -1125,9 +1164,58 @@ pub(crate) mod tests {
         let stored = write_commands(&two, &key, b"meta".to_vec()).expect("write");
         let written = chunks(stored);
         assert_eq!(blooms(written.clone()), [columns::SESSION_ID, columns::TARGET]);
-        assert!(
-            written.iter().all(|(_, bloom, codec)| !bloom || *codec != Compression::UNCOMPRESSED)
-        );
+    }
+
+    /// Asserts that in `chunks` (of a `commands` file) the columns of
+    /// [`UNCOMPRESSED_COMMAND_COLUMNS`] and those of `constant` are stored uncompressed and every
+    /// other column with zstd.
+    pub(crate) fn assert_commands_compression(
+        chunks: &[(String, bool, Compression)],
+        constant: &[&str],
+    ) {
+        assert!(!chunks.is_empty());
+        for (name, _, codec) in chunks {
+            let plain = UNCOMPRESSED_COMMAND_COLUMNS.contains(&name.as_str())
+                || constant.contains(&name.as_str());
+            if plain {
+                assert_eq!(*codec, Compression::UNCOMPRESSED, "{name}");
+            } else {
+                assert!(matches!(codec, Compression::ZSTD(_)), "{name}: {codec:?}");
+            }
+        }
+    }
+
+    /// Who, where, which shell and program and the flags are stored uncompressed in every
+    /// `commands` file, whatever they hold; text, times, positions and sizes are compressed.
+    #[test]
+    fn test_few_valued_columns_are_stored_uncompressed_in_every_commands_file() {
+        let rows: Vec<CommandRecord> = (0..40)
+            .map(|seq| {
+                let mut row = record(seq, &format!("echo {seq}"));
+                row.output = format!("line {seq}\n");
+                row.cwd = Some(format!("/home/alice/{seq}"));
+                row.prompt = format!("alice@host:{seq}$ ");
+                row.started_at = Some(1_773_446_400_000_000 + i64::from(seq));
+                row.output_bytes = u64::from(seq) * 7;
+                row.raw_offset = u64::from(seq) * 100;
+                row.raw_len = u64::from(seq) + 10;
+                if seq % 2 == 0 {
+                    row.session_id = "bob-0123456789abcdef0".into();
+                    row.principal = Some("arn:aws:iam::111122223333:user/bob".into());
+                    row.target = Some("i-0fedcba9876543210".into());
+                    row.run_as = Some("root".into());
+                }
+                row
+            })
+            .collect();
+        let compacted = write_commands_compacted_unencrypted(&rows).expect("write");
+        assert_commands_compression(&chunks(compacted), &[]);
+        let key = DataKey::from_slice(&[9u8; 32]).expect("32");
+        let (at_once, streamed) = written_both_ways(&rows, &key);
+        // The rows' region, account, parser version and the like hold one value: those are in
+        // the list anyway; none outside it is constant here.
+        assert_commands_compression(&chunks(at_once), &[]);
+        assert_commands_compression(&chunks(streamed), &[]);
     }
 
     /// Returns `rows` as one session's `commands` file written at once, then as written by a
