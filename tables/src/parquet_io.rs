@@ -56,8 +56,8 @@ pub const BLOOM_FILTER_COLUMNS: [&str; 3] =
 /// Columns of the `commands` table stored uncompressed in every file: who, where, which
 /// shell and program, flags. Each holds a few values a file (dictionary-encoded, so its pages
 /// are a dictionary and runs of small indices), which zstd shrinks by a few hundred bytes at
-/// most and often grows (a day of the 1 GiB bench: 14 such columns, 13 KB compressed against
-/// 22 KB stored as they are, in a 1 MB file; BENCHMARKS.md), while every compressed column chunk
+/// most and often grows (a day of the 1 GiB bench: these 15 columns, 11.4 KB compressed against
+/// 15.7 KB stored as they are, in a 1 MB file; BENCHMARKS.md), while every compressed column chunk
 /// costs a zstd context to write and another to read (parquet makes a compression and a
 /// decompression context for each chunk). The columns that hold text a person typed or read,
 /// times, positions and sizes are compressed.
