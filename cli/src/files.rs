@@ -89,16 +89,8 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, kind: ObjectKind, session: &str) -> (String, ObjectEntry) {
-        let entry = ObjectEntry {
-            path: path.to_string(),
-            kind,
-            sessions: vec![session.to_string()],
-            size: 1,
-            sha256: "00".repeat(32),
-            key: None,
-            note: None,
-            blocks: None,
-        };
+        let entry =
+            ObjectEntry::new(path.to_string(), 1, "00".repeat(32), kind, vec![session.to_string()]);
         (path.to_string(), entry)
     }
 

@@ -30,15 +30,9 @@
 //! let store = LakeStore::open(&LakeLocation::Local(folder.path().to_path_buf()), None)?;
 //! // The live set of chain commit 42 (`manifest::live_objects` of the chain): alice's
 //! // commands and her session row.
-//! let entry = |path: &str, kind| ObjectEntry {
-//!     path: path.to_string(),
-//!     size: 100,
-//!     sha256: "00".repeat(32),
-//!     kind,
-//!     sessions: vec!["alice-0123456789abcdef0".to_string()],
-//!     key: None,
-//!     note: None,
-//!     blocks: None,
+//! let entry = |path: &str, kind| {
+//!     let sessions = vec!["alice-0123456789abcdef0".to_string()];
+//!     ObjectEntry::new(path.to_string(), 100, "00".repeat(32), kind, sessions)
 //! };
 //! let live: BTreeMap<String, ObjectEntry> = [
 //!     entry("commands/dt=2026-03-14/alice-0123456789abcdef0.s3.v1.parquet", ObjectKind::Commands),

@@ -36,7 +36,7 @@ use sessionlake_storage::cursors::Cursors;
 use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_storage::manifest::{self, ChainLink};
 use sessionlake_storage::session_keys::{SessionKey, file_key_records};
-use sessionlake_storage::store::{LakeStore, StoredObject, sha256_hex};
+use sessionlake_storage::store::{LakeStore, sha256_hex};
 use sessionlake_storage::transaction::{self, Transaction};
 use sessionlake_storage::trust::{PinnedSigner, Snapshot};
 use sessionlake_tables::merge::{Compacted, LakeFiles, MergedTable, Writer, write_access_file};
@@ -138,23 +138,7 @@ pub const DELTA_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs
 /// and their outputs held.
 pub const HOLD_ROWS_UP_TO: u64 = 64 * 1024 * 1024;
 
-/// The encryption context of a data key: the lake, the session (or quarantined input) and the
-/// object's role. KMS and the keyring refuse to unwrap the key under any other.
 use sessionlake_schemas::envelope::key_context;
-
-fn entry(stored: StoredObject, kind: ObjectKind, sessions: Vec<String>) -> ObjectEntry {
-    let blocks = stored.blocks_for(kind);
-    ObjectEntry {
-        path: stored.path,
-        size: stored.size,
-        sha256: stored.sha256,
-        kind,
-        sessions,
-        key: None,
-        note: None,
-        blocks,
-    }
-}
 
 /// One input written to the lake and not yet committed: its objects are durable but not live.
 #[derive(Debug)]
@@ -226,7 +210,7 @@ impl LakeWriter {
         // Names are a source writer's choice: printed escaped (no line breaks, no invisible or
         // bidirectional characters).
         tracing::warn!(source = ?bad.source_ref, object = %path, reason = ?bad.reason, "input quarantined");
-        let mut quarantined = entry(stored, ObjectKind::Quarantine, Vec::new());
+        let mut quarantined = stored.into_entry(ObjectKind::Quarantine, Vec::new());
         quarantined.note = Some(bad.reason);
         Ok(quarantined)
     }
@@ -350,7 +334,7 @@ impl LakeWriter {
         .await?;
         let (stored, replayed) = sealed;
         written.push(stored.path.clone());
-        objects.push(entry(stored, ObjectKind::Raw, vec![session_id.clone()]));
+        objects.push(stored.into_entry(ObjectKind::Raw, vec![session_id.clone()]));
         if let Some((stored, _)) = &replayed {
             written.push(stored.path.clone());
         }
@@ -419,14 +403,14 @@ impl LakeWriter {
         })
         .await
         .context("parquet task failed")??;
-        let mut commands_entry = entry(stored, ObjectKind::Commands, vec![session_id.clone()]);
+        let mut commands_entry = stored.into_entry(ObjectKind::Commands, vec![session_id.clone()]);
         commands_entry.key = Some(commands_wrapped);
         objects.push(commands_entry);
         let stored = self
             .store
             .put(&paths::sessions_object(&dt, &stem), Bytes::from(sessions_bytes))
             .await?;
-        objects.push(entry(stored, ObjectKind::Sessions, vec![session_id]));
+        objects.push(stored.into_entry(ObjectKind::Sessions, vec![session_id]));
         Ok(Ok((objects, command_count, low_confidence)))
     }
 
@@ -1214,7 +1198,7 @@ mod tests {
         let bytes = sessionlake_tables::parquet_io::write_sessions(&[record]).expect("write");
         let path = format!("sessions/dt=2026-11-29/{session_id}.s3.{name}.parquet");
         let stored = store.put(&path, Bytes::from(bytes)).await.expect("put");
-        let sessions = entry(stored, ObjectKind::Sessions, vec![session_id.to_string()]);
+        let sessions = stored.into_entry(ObjectKind::Sessions, vec![session_id.to_string()]);
         Written::Session {
             session_id: session_id.to_string(),
             source: SessionSource::S3,

@@ -145,13 +145,7 @@ pub async fn place(lake: &mut Lake, hold: &Hold) -> KeepResult<ChainLink> {
     let mut transaction = lake.begin(CommitAction::Hold)?;
     let stored = transaction.put_new(&hold_path(&hold.id), bytes::Bytes::from(json)).await;
     let stored = transaction.or_discard(stored).await?;
-    let entry = ObjectEntry::new(
-        stored.path,
-        stored.size,
-        stored.sha256,
-        ObjectKind::Hold,
-        hold.session.clone().into_iter().collect(),
-    );
+    let entry = stored.into_entry(ObjectKind::Hold, hold.session.clone().into_iter().collect());
     let reason =
         format!("hold {} on {} by {}: {}", hold.id, hold.scope(), hold.created_by, hold.reason);
     lake.commit_hold(&mut transaction, Some(reason), vec![entry], vec![]).await

@@ -35,16 +35,7 @@
 //! let mut writer = Transaction::begin(&store, &committer, None);
 //! let path = "commands/dt=2026-03-14/part-0.parquet";
 //! let stored = writer.put_new(path, bytes::Bytes::from_static(b"rows")).await?;
-//! let entry = ObjectEntry {
-//!     path: stored.path,
-//!     size: stored.size,
-//!     sha256: stored.sha256,
-//!     kind: ObjectKind::Commands,
-//!     sessions: vec!["alice-0123456789abcdef0".into()],
-//!     key: None,
-//!     note: None,
-//!     blocks: None,
-//! };
+//! let entry = stored.into_entry(ObjectKind::Commands, vec!["alice-0123456789abcdef0".into()]);
 //! writer.commit(CommitAction::Ingest, None, vec![entry], vec![], false).await?;
 //!
 //! let chain = read_chain(&store).await?;

@@ -333,7 +333,7 @@ fn parse_record(path: &str, bytes: &[u8]) -> LakeResult<PublicKeyRecord> {
 }
 
 fn key_entry(stored: crate::store::StoredObject) -> ObjectEntry {
-    ObjectEntry::new(stored.path, stored.size, stored.sha256, ObjectKind::PublicKey, Vec::new())
+    stored.into_entry(ObjectKind::PublicKey, Vec::new())
 }
 
 /// Makes sure the lake holds the public-key record of `signer` (writing it, and adding it to

@@ -108,13 +108,7 @@ impl SessionKey {
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|error| LakeError::format(format!("failed to encode {path}: {error}")))?;
         let stored = store.put(path, Bytes::from(json)).await?;
-        let entry = ObjectEntry::new(
-            stored.path,
-            stored.size,
-            stored.sha256,
-            ObjectKind::SessionKey,
-            owner.sessions,
-        );
+        let entry = stored.into_entry(ObjectKind::SessionKey, owner.sessions);
         let session_key =
             SessionKey { record: path.to_string(), provider_key_id, key: key.aes_256_gcm() };
         Ok((session_key, entry))

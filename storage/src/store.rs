@@ -86,6 +86,27 @@ impl StoredObject {
     ) -> Option<BlockDigests> {
         self.blocks.clone().filter(|_| kind.is_table())
     }
+
+    /// Returns the manifest entry of this object as a `kind` holding bytes of `sessions`: its
+    /// block digests where `kind` commits them ([`StoredObject::blocks_for`]), no wrapped key
+    /// or note (set those where the object has them).
+    pub fn into_entry(
+        self,
+        kind: sessionlake_schemas::manifest::ObjectKind,
+        sessions: Vec<String>,
+    ) -> sessionlake_schemas::manifest::ObjectEntry {
+        let blocks = self.blocks_for(kind);
+        sessionlake_schemas::manifest::ObjectEntry {
+            blocks,
+            ..sessionlake_schemas::manifest::ObjectEntry::new(
+                self.path,
+                self.size,
+                self.sha256,
+                kind,
+                sessions,
+            )
+        }
+    }
 }
 
 /// Size of the blocks whose digests a table file's entry commits: a reader fetches and checks

@@ -562,21 +562,11 @@ impl LakeFiles<'_> {
                 return Err(error);
             }
         };
-        let blocks = stored.blocks_for(table.kind());
         let (wrapped, key_record) = match keyed {
             Some(keyed) => (Some(keyed.wrapped), Some(keyed.record)),
             None => (None, None),
         };
-        let file = ObjectEntry {
-            path: stored.path,
-            size: stored.size,
-            sha256: stored.sha256,
-            kind: table.kind(),
-            sessions,
-            key: wrapped,
-            note: None,
-            blocks,
-        };
+        let file = ObjectEntry { key: wrapped, ..stored.into_entry(table.kind(), sessions) };
         Ok(Some(Compacted { file, key_record }))
     }
 
@@ -659,17 +649,8 @@ pub async fn write_access_file(
             return Err(error);
         }
     };
-    let blocks = stored.blocks_for(ObjectKind::Access);
-    let file = ObjectEntry {
-        path: stored.path,
-        size: stored.size,
-        sha256: stored.sha256,
-        kind: ObjectKind::Access,
-        sessions,
-        key: Some(fresh.wrapped),
-        note: None,
-        blocks,
-    };
+    let file =
+        ObjectEntry { key: Some(fresh.wrapped), ..stored.into_entry(ObjectKind::Access, sessions) };
     Ok([file, fresh.record])
 }
 

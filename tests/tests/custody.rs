@@ -359,16 +359,13 @@ fn test_verify_reports_forks_and_what_they_add() {
     let lake = dir.path().join("lake");
     let planted = "sessions/dt=2026-03-14/mallory-0123456789abcdef0.local.1.parquet";
     std::fs::write(lake.join(planted), b"PAR1").expect("plant");
-    let planted_entry = sessionlake_schemas::manifest::ObjectEntry {
-        path: planted.into(),
-        size: 4,
-        sha256: sha256_hex(b"PAR1"),
-        kind: sessionlake_schemas::manifest::ObjectKind::Sessions,
-        sessions: vec!["mallory-0123456789abcdef0".into()],
-        key: None,
-        note: None,
-        blocks: None,
-    };
+    let planted_entry = sessionlake_schemas::manifest::ObjectEntry::new(
+        planted.into(),
+        4,
+        sha256_hex(b"PAR1"),
+        sessionlake_schemas::manifest::ObjectKind::Sessions,
+        vec!["mallory-0123456789abcdef0".into()],
+    );
     // Stored under the next number, continuing from manifest 2 like manifest 3 does.
     let mut rival = read_manifest(&lake, EXAMPLE_COMMITS - 1);
     rival.body.sequence = EXAMPLE_COMMITS;
