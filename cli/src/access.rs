@@ -5,7 +5,7 @@
 use clap::Args as ClapArgs;
 use sessionlake_schemas::AccessKind;
 
-use sessionlake_read::query::{Query, SORT_TIME, bind_access_filters, partitions_between};
+use sessionlake_read::query::{Query, SORT_TIME, partitions_between};
 
 use crate::{Filters, Outcome, View, cell, command_cell, run_as_cell};
 use sessionlake_read::listing::Listing;
@@ -99,7 +99,7 @@ const ACCESS_VIEW: View = View {
 pub async fn access(cli: &crate::Cli, args: &AccessArgs) -> anyhow::Result<Outcome> {
     let (since, until) = crate::time_range(&args.filters)?;
     let mut query = Query::default();
-    bind_access_filters(&mut query, &crate::filter_of(&args.filters, since, until), &args.kind);
+    query.bind_access_filters(&crate::filter_of(&args.filters, since, until), &args.kind);
     let ctx = crate::open_tables(cli, sessionlake_storage::checkpoint::Scope::Whole, |_| {
         partitions_between(since, until)
     })
@@ -131,7 +131,7 @@ pub(crate) fn search_with_access(
     until: Option<i64>,
 ) -> (Listing, Query) {
     query.conditions.clear();
-    bind_access_filters(&mut query, &crate::filter_of(filters, since, until), &[]);
+    query.bind_access_filters(&crate::filter_of(filters, since, until), &[]);
     let select = format!(
         "SELECT u.*, u.time AS {SORT_TIME}, {SESSION_KEY} AS session_key, {SEQ_KEY} AS seq_key, \
          {EVENT_KEY} AS event_key FROM (SELECT 'command' AS kind, q.*, \

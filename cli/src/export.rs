@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args as ClapArgs;
-use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind, SIGNATURE_ECDSA_P256};
+use sessionlake_schemas::manifest::{ObjectKind, SIGNATURE_ECDSA_P256};
 use sessionlake_schemas::{SessionSource, columns, session_id};
 use sessionlake_storage::keys::Keys;
 use sessionlake_storage::store::{LakeStore, sha256_hex};
@@ -50,7 +50,7 @@ use crate::{Cli, Outcome};
 use sessionlake_read::evidence::{
     ACCESS_EVENT_COLUMNS, Cell, Evidence, Rows, SignerKey, access_events, gather,
 };
-use sessionlake_read::streamed::{self};
+use sessionlake_read::streamed;
 use sessionlake_storage::trust::Snapshot;
 
 /// Version of the bundle layout, in `provenance.json`.
@@ -423,19 +423,6 @@ fn bundle_files(
         files.push(BundleFile { path: file.clone(), bytes: key.pem().into_bytes() });
     }
 
-    let committed_by = |entry: &ObjectEntry| {
-        evidence
-            .manifests
-            .iter()
-            .find(|(link, _)| {
-                link.manifest
-                    .body
-                    .added
-                    .iter()
-                    .any(|a| a.path == entry.path && a.sha256 == entry.sha256)
-            })
-            .map(|(link, _)| link.path.clone())
-    };
     let objects: Vec<serde_json::Value> = evidence
         .objects
         .iter()
@@ -446,7 +433,7 @@ fn bundle_files(
                 "kind": entry.kind,
                 "size": entry.size,
                 "sha256": entry.sha256,
-                "committed_by": committed_by(entry),
+                "committed_by": evidence.committed_by(entry).map(|link| link.path.clone()),
             })
         })
         .collect();
@@ -544,7 +531,11 @@ async fn cloudtrail_events(
     let mut grid = crate::html::Grid {
         header: ACCESS_EVENT_COLUMNS.iter().map(|name| name.to_string()).collect(),
         rows: Vec::new(),
-        mono: vec![3, 8, 9],
+        // Addresses and ids, in a fixed-width font.
+        mono: ["source_ip", "event_id", "source_ref"]
+            .iter()
+            .filter_map(|name| ACCESS_EVENT_COLUMNS.iter().position(|column| column == name))
+            .collect(),
     };
     for batch in &batches {
         for row in 0..batch.num_rows() {
@@ -763,12 +754,8 @@ fn readme(
 ) -> anyhow::Result<String> {
     let raw = &evidence.raw_entry;
     let raw_copy = lake_copy_path(&raw.path)?;
-    let raw_link = evidence
-        .manifests
-        .iter()
-        .map(|(link, _)| link)
-        .find(|link| link.manifest.body.added.iter().any(|a| a.path == raw.path))
-        .context("no manifest of the bundle adds the raw transcript")?;
+    let raw_link =
+        evidence.committed_by(raw).context("no manifest of the bundle adds the raw transcript")?;
     let raw_manifest = lake_copy_path(&raw_link.path)?;
     let (bundle_key, bundle_key_file) = keys.first().context("the bundle has no key")?;
     let raw_key = &raw_link.manifest.signature.key_id;
@@ -1097,7 +1084,6 @@ pub async fn export(cli: &Cli, args: &ExportArgs) -> anyhow::Result<Outcome> {
     let (store, keys) = crate::open_lake_with(cli, keyring.clone()).await?;
     let trusted = crate::pinned_signers(cli, keyring.as_deref(), &cli.signing_key).await?;
     let snapshot = crate::trusted_snapshot(cli, &store, keyring.as_deref()).await?;
-    let keys = keys.with_committed(snapshot.live());
     let signer =
         crate::signer(cli, cli.signing_key.first().map(String::as_str), keyring, "export").await?;
     let bundle_key = SignerKey::new(signer.key_id(), signer.algorithm(), signer.public_key())?;

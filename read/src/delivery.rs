@@ -40,8 +40,8 @@ pub fn version_objects<'a>(
 }
 
 /// Returns the source whose delivery of `session` to show: `requested`, else the preferred one
-/// (the first of `sources`, [`sessionlake_schemas::manifest::session_sources`]); an error naming the lake (`lake`) when the
-/// session has no delivery, or none from `requested`.
+/// (the first of `sources`, [`sessionlake_schemas::manifest::session_sources`]); an error naming
+/// the lake (`lake`) when the session has no delivery, or none from `requested`.
 pub fn chosen_source(
     sources: &[SessionSource],
     requested: Option<SessionSource>,

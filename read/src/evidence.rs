@@ -81,7 +81,7 @@ impl Cell {
 }
 
 /// Formats µs since the epoch as RFC 3339 with µs, UTC (`2026-03-14T09:26:50.000000Z`).
-pub fn rfc3339(micros: i64) -> String {
+fn rfc3339(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
         .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
         .unwrap_or_else(|| micros.to_string())
@@ -159,7 +159,7 @@ fn cell_at(array: &dyn Array, row: usize, column: &str, object: &str) -> Result<
 }
 
 /// Reads the rows of `session` from a Parquet file's verified bytes.
-pub fn read_rows(
+fn read_rows(
     object: &str,
     bytes: bytes::Bytes,
     decryption: Option<Arc<FileDecryptionProperties>>,
@@ -189,9 +189,18 @@ pub fn read_rows(
     for batch in reader {
         let batch: RecordBatch = batch
             .with_context_kind(ReadErrorKind::Format, || format!("failed to read {object}"))?;
+        let ids = batch.column(session_column);
+        let strings = ids.as_string_opt::<i32>();
         for row in 0..batch.num_rows() {
-            let id = cell_at(batch.column(session_column).as_ref(), row, "session_id", object)?;
-            if id != Cell::Text(session.to_string()) {
+            // A compacted file holds other sessions' rows: compared without a copy each.
+            let ours = match strings {
+                Some(strings) => strings.is_valid(row) && strings.value(row) == session,
+                None => matches!(
+                    cell_at(ids.as_ref(), row, "session_id", object)?,
+                    Cell::Text(id) if id == session
+                ),
+            };
+            if !ours {
                 continue;
             }
             let cells = table
@@ -207,11 +216,14 @@ pub fn read_rows(
 }
 
 /// Returns the last manifest of `chain` that added `entry` as it is live now.
-pub fn adding_link<'a>(chain: &'a [ChainLink], entry: &ObjectEntry) -> Option<&'a ChainLink> {
-    chain.iter().rev().find(|link| {
-        link.manifest.body.added.iter().any(|added| {
-            added.path == entry.path && added.sha256 == entry.sha256 && added.size == entry.size
-        })
+fn adding_link<'a>(chain: &'a [ChainLink], entry: &ObjectEntry) -> Option<&'a ChainLink> {
+    chain.iter().rev().find(|link| adds(link, entry))
+}
+
+/// Returns whether manifest `link` adds `entry` as it is (path, size and hash).
+fn adds(link: &ChainLink, entry: &ObjectEntry) -> bool {
+    link.manifest.body.added.iter().any(|added| {
+        added.path == entry.path && added.sha256 == entry.sha256 && added.size == entry.size
     })
 }
 
@@ -242,6 +254,14 @@ pub struct Evidence {
     pub manifest_keys: Vec<SignerKey>,
     /// The head of the chain read.
     pub head: Option<ChainLink>,
+}
+
+impl Evidence {
+    /// Returns the manifest of [`Evidence::manifests`] that committed `entry` as it is (the
+    /// one [`gather`] checked: the last to add its path, size and hash).
+    pub fn committed_by(&self, entry: &ObjectEntry) -> Option<&ChainLink> {
+        self.manifests.iter().rev().map(|(link, _)| link).find(|link| adds(link, entry))
+    }
 }
 
 /// A public key that signed something in the bundle.
@@ -320,19 +340,22 @@ pub async fn gather(
     requested: Option<SessionSource>,
 ) -> Result<Evidence, ReadError> {
     let (chain, live) = (snapshot.chain(), snapshot.live());
+    // Only the session key records the snapshot commits open anything, whoever calls.
+    let keys = &keys.clone().with_committed(live);
     let sources = session_sources(live, session);
     if sources.is_empty() {
+        let id = sessionlake_schemas::session_id::escaped(session);
         if let Some(link) = removed_by(chain, session) {
             bail!(
                 ReadErrorKind::NotFound,
-                "session {session} was removed by manifest {} at {} ({}): its keys are \
+                "session {id} was removed by manifest {} at {} ({}): its keys are \
                  destroyed and nothing of it can be exported",
                 link.manifest.body.sequence,
                 link.manifest.body.committed_at,
                 link.manifest.body.reason.as_deref().unwrap_or("no reason given")
             );
         }
-        bail!(ReadErrorKind::NotFound, "no session named {session} in {}", store.location());
+        bail!(ReadErrorKind::NotFound, "no session named {id} in {}", store.location());
     }
     let source = chosen_source(&sources, requested, session, store.location())?;
     let mut entries: Vec<ObjectEntry> =
@@ -538,7 +561,7 @@ pub async fn gather(
 
 /// Reads the rows of `session` from the `commands` file `entry` (its bytes checked against the
 /// manifest), decrypted with its data key, in `seq` order.
-pub async fn read_commands(
+async fn read_commands(
     keys: &Keys,
     entry: &ObjectEntry,
     bytes: bytes::Bytes,
@@ -575,7 +598,7 @@ pub async fn read_commands(
 
 /// Returns the command text of each row of `commands` as deliveries compare, `streamed` when
 /// one of the two is a CloudWatch stream ([`sessionlake_schemas::comparable_command`]).
-pub fn command_texts(commands: &Rows, streamed: bool) -> impl Iterator<Item = String> + '_ {
+fn command_texts(commands: &Rows, streamed: bool) -> impl Iterator<Item = String> + '_ {
     commands.rows.iter().map(move |row| {
         let text = commands.text(row, columns::COMMAND).unwrap_or_default();
         sessionlake_schemas::comparable_command(&text, streamed).into_owned()
@@ -618,7 +641,8 @@ pub async fn access_events(
     let lake_id = manifest::committed_lake_id(store, snapshot.live()).await?;
     let tables = lake_tables::LakeSnapshot { live, lake_id, checked: Arc::default() };
     let ctx = lake_tables::new_context(memory_limit)?;
-    lake_tables::register(&ctx, store, &tables, keys.clone(), &|_| true)?;
+    let keys = keys.clone().with_committed(snapshot.live());
+    lake_tables::register(&ctx, store, &tables, keys, &|_| true)?;
     let sql = format!(
         "SELECT {} FROM access WHERE session_id = $1 ORDER BY event_time, event_id",
         ACCESS_EVENT_COLUMNS.join(", ")

@@ -126,6 +126,38 @@ impl Query {
         }
     }
 
+    /// Adds the who/where/when of `filter` and `kinds` on the `access` table (alias `a`): the
+    /// OS user is Instance Connect's, a target one of the event's.
+    pub fn bind_access_filters(&mut self, filter: &Filter, kinds: &[AccessKind]) {
+        let text = |value: &String| ScalarValue::from(value.as_str());
+        if let Some(principal) = &filter.principal {
+            self.bind("(a.principal = ? OR strpos(a.principal, ?) > 0)", text(principal));
+        }
+        if let Some(os_user) = &filter.run_as {
+            self.bind("a.os_user = ?", text(os_user));
+        }
+        if let Some(target) = &filter.target {
+            self.bind("array_has(a.targets, ?)", text(target));
+        }
+        if let Some(session) = &filter.session {
+            self.bind("a.session_id = ?", text(session));
+        }
+        let time = |micros| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
+        if let Some(since) = filter.since {
+            self.bind("a.event_time >= ?", time(since));
+        }
+        if let Some(until) = filter.until {
+            self.bind("a.event_time < ?", time(until));
+        }
+        if !kinds.is_empty() {
+            let any: Vec<String> = kinds
+                .iter()
+                .map(|kind| format!("a.kind = {}", self.param(ScalarValue::from(kind.as_str()))))
+                .collect();
+            self.conditions.push(format!("({})", any.join(" OR ")));
+        }
+    }
+
     /// Returns `WHERE …` of the conditions, or nothing when there is none.
     pub fn where_clause(&self) -> String {
         if self.conditions.is_empty() {
@@ -148,38 +180,6 @@ pub fn partitions_between(since: Option<i64>, until: Option<i64>) -> impl Fn(&st
                 && latest_dt.as_deref().is_none_or(|l| dt <= l)
         }
         None => true,
-    }
-}
-
-/// Adds the who/where/when filters and `kinds` on the `access` table (alias `a`).
-pub fn bind_access_filters(query: &mut Query, filter: &Filter, kinds: &[AccessKind]) {
-    let text = |value: &String| ScalarValue::from(value.as_str());
-    if let Some(principal) = &filter.principal {
-        query.bind("(a.principal = ? OR strpos(a.principal, ?) > 0)", text(principal));
-    }
-    if let Some(os_user) = &filter.run_as {
-        query.bind("a.os_user = ?", text(os_user));
-    }
-    if let Some(target) = &filter.target {
-        query.bind("array_has(a.targets, ?)", text(target));
-    }
-    if let Some(session) = &filter.session {
-        query.bind("a.session_id = ?", text(session));
-    }
-    let time = |micros| ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()));
-    if let Some(since) = filter.since {
-        query.bind("a.event_time >= ?", time(since));
-    }
-    if let Some(until) = filter.until {
-        query.bind("a.event_time < ?", time(until));
-    }
-    if !kinds.is_empty() {
-        let mut any = Vec::new();
-        for kind in kinds {
-            query.params.push(ScalarValue::from(kind.as_str()));
-            any.push(format!("a.kind = ${}", query.params.len()));
-        }
-        query.conditions.push(format!("({})", any.join(" OR ")));
     }
 }
 

@@ -29,7 +29,7 @@ use datafusion::scalar::ScalarValue;
 use sessionlake_schemas::AccessKind;
 
 use crate::error::{Context as _, ReadError, ReadErrorKind};
-use crate::query::{Filter, Query, bind_access_filters};
+use crate::query::{Filter, Query};
 
 /// How long before an SSH-over-Session-Manager start an Instance Connect key push counts as
 /// its key (the key itself lives 60 seconds), µs.
@@ -294,7 +294,7 @@ async fn collect(
 /// Only the principal and the target narrow the query: a start and the push that gave its key
 /// share both. The other filters would drop the push of a session they keep (a push has no
 /// session id and may come before `since`) or the start a push was used by (a start has no OS
-/// user): [`RowFilter`] applies them to the merged rows instead. Pushes are read from
+/// user): [`keeps`] applies them to the merged rows instead. Pushes are read from
 /// [`INSTANCE_CONNECT_WINDOW`] before `since`.
 async fn entries(ctx: &SessionContext, filter: &Filter) -> Result<Vec<Entry>, ReadError> {
     let narrowing = Filter {
@@ -307,7 +307,7 @@ async fn entries(ctx: &SessionContext, filter: &Filter) -> Result<Vec<Entry>, Re
     };
     let mut query = Query::default();
     let kinds = [AccessKind::SsmSession, AccessKind::Ec2InstanceConnect];
-    bind_access_filters(&mut query, &narrowing, &kinds);
+    query.bind_access_filters(&narrowing, &kinds);
     // A refused StartSession started nothing: `access` lists it, `sessions` does not.
     query.conditions.push("a.error_code IS NULL".to_string());
     let sql = format!(
