@@ -91,7 +91,7 @@ pub use sessionlake_schemas::Table;
 /// A table's Delta schema: the Parquet columns as the types Delta readers read them as (an
 /// unsigned 32-bit column as `long`, an unsigned 64-bit one as `decimal(20,0)`), every
 /// column nullable (files written before a column was added lack it), then `dt`.
-pub fn columns(table: Table) -> DeltaResult<Vec<StructField>> {
+fn delta_columns(table: Table) -> DeltaResult<Vec<StructField>> {
     let mut columns = Vec::new();
     for field in table.arrow_schema().fields() {
         let data_type = delta_type(field.data_type()).ok_or_else(|| {
@@ -109,7 +109,7 @@ pub fn columns(table: Table) -> DeltaResult<Vec<StructField>> {
 }
 
 /// The lake paths a table's log should list, given the live set.
-fn expected(table: Table, live: &BTreeMap<String, ObjectEntry>) -> BTreeSet<&str> {
+fn expected_files(table: Table, live: &BTreeMap<String, ObjectEntry>) -> BTreeSet<&str> {
     live_table_files(live, table.kind(), false).into_iter().collect()
 }
 
@@ -191,7 +191,7 @@ async fn sync_table(
     table: Table,
 ) -> DeltaResult<Synced> {
     let log_store = log_store(store, table)?;
-    let expected = expected(table, live);
+    let expected = expected_files(table, live);
     let listed = listed_files(store, &log_store, table).await?;
     let version = i64::try_from(sequence).unwrap_or(i64::MAX);
     let properties = || {
@@ -217,7 +217,7 @@ async fn sync_table(
             .with_comment(
                 "derived from sessionlake's signed chain: only `sessionlake verify` checks it",
             )
-            .with_columns(columns(table)?)
+            .with_columns(delta_columns(table)?)
             .with_partition_columns([PARTITION_COLUMN])
             .with_actions(adds)
             .with_commit_properties(properties())
@@ -336,7 +336,7 @@ pub async fn differences(
     let mut found = Vec::new();
     for table in Table::ALL {
         let log_store = log_store(store, table)?;
-        let expected = expected(table, live);
+        let expected = expected_files(table, live);
         let Some(listed) = listed_files(store, &log_store, table).await? else {
             if !expected.is_empty() {
                 let missing = expected.iter().map(|path| path.to_string()).collect();
@@ -538,7 +538,7 @@ mod tests {
 
     #[test]
     fn test_schema_reads_unsigned_columns_as_wider_signed_ones() {
-        let columns = columns(Table::Commands).expect("columns");
+        let columns = delta_columns(Table::Commands).expect("columns");
         let type_of = |name: &str| {
             columns.iter().find(|field| field.name() == name).map(|field| field.data_type().clone())
         };
@@ -547,7 +547,7 @@ mod tests {
         assert_eq!(type_of("started_at"), Some(DataType::TIMESTAMP));
         assert_eq!(type_of(PARTITION_COLUMN), Some(DataType::STRING));
         assert!(columns.iter().all(|field| field.is_nullable()));
-        let access = super::columns(Table::Access).expect("access columns");
+        let access = super::delta_columns(Table::Access).expect("access columns");
         assert!(access.iter().any(|field| matches!(field.data_type(), DataType::Array(_))));
     }
 

@@ -156,7 +156,7 @@ impl SourcesConfig {
 
 impl FileConfig {
     /// Reads and parses the TOML file at `path`; the error names the file.
-    pub fn read(path: &Path) -> Result<FileConfig, String> {
+    fn read(path: &Path) -> Result<FileConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("failed to read config {}: {error}", path.display()))?;
         toml::from_str::<FileConfig>(&text)
@@ -174,7 +174,7 @@ impl FileConfig {
     /// This layer laid over `base` (the flags over the file): each setting this layer gives
     /// wins; the sources of both are read, `base`'s first; trusted signing keys listed here
     /// replace `base`'s. The result holds its sources as the list (`source`).
-    pub fn over(mut self, mut base: FileConfig) -> FileConfig {
+    pub(crate) fn over(mut self, mut base: FileConfig) -> FileConfig {
         let mut source = base.take_sources();
         source.extend(self.take_sources());
         FileConfig {

@@ -13,7 +13,7 @@
 //!   [`lambda`]: the same core as an AWS Lambda handler (binary `sessionlake-lambda`);
 //!   [`maintenance`]: the Lambda function's scheduled upkeep (compaction, retention, the Delta
 //!   logs) through `sessionlake-keep`;
-//! - [`config`]: TOML, flags and environment; [`events`] and [`telemetry`]: logs, metrics,
+//! - [`config`]: the TOML file and the layers over it (the binaries' flags and environment); [`events`] and [`telemetry`]: logs, metrics,
 //!   `/metrics` and `/healthz`; [`progress`]: the progress line of a run at a terminal;
 //!   [`error`]: error classes.
 //!

@@ -8,7 +8,8 @@ use serde::Deserialize;
 /// One CloudWatch Logs event as the raw object stores it (one JSON object per line).
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub struct LogEvent {
-    /// Event time in ms: upload time for uploaded transcripts (see `sessionlake_indexer::input::event_micros`).
+    /// Event time in ms: upload time for uploaded transcripts (the parser's
+    /// `input::event_micros` says which time a line carries).
     pub timestamp: i64,
     /// The event's text.
     pub message: String,

@@ -38,7 +38,7 @@ use sessionlake_storage::store::LakeStore;
 use sessionlake_storage::transaction;
 
 use crate::parquet_io::{
-    BLOOM_FILTER_COLUMNS, commands_compression, decryption, encryption, properties,
+    BLOOM_FILTER_COLUMNS, commands_properties, decryption, encryption, properties,
 };
 
 /// Rows per row group of a compacted file. Sorted by session, a session of a few hundred
@@ -192,16 +192,16 @@ pub fn merge(
             nulls_first: true,
         })
         .collect();
+    let properties = match table {
+        MergedTable::Commands => commands_properties,
+        MergedTable::Sessions => properties,
+    };
     let properties = compacted_properties(properties(
         sorting,
         &BLOOM_FILTER_COLUMNS,
         encryption,
         COMPACTED_ROW_GROUP_ROWS,
     ));
-    let properties = match table {
-        MergedTable::Commands => commands_compression(properties),
-        MergedTable::Sessions => properties,
-    };
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties))
         .map_err(|e| fail(&e))?;

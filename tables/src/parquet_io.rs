@@ -79,10 +79,15 @@ pub const UNCOMPRESSED_COMMAND_COLUMNS: [&str; 15] = [
     columns::PROGRAM,
 ];
 
-/// Returns `properties` with [`UNCOMPRESSED_COMMAND_COLUMNS`] stored uncompressed: the
-/// properties of every `commands` file.
-pub(crate) fn commands_compression(properties: WriterProperties) -> WriterProperties {
-    let mut builder = properties.into_builder();
+/// Returns the properties of a `commands` file, whoever writes it: [`properties`] with
+/// [`UNCOMPRESSED_COMMAND_COLUMNS`] stored uncompressed.
+pub(crate) fn commands_properties(
+    sorting: Vec<SortingColumn>,
+    bloom_filters: &[&str],
+    encryption: Option<Arc<FileEncryptionProperties>>,
+    row_group_rows: usize,
+) -> WriterProperties {
+    let mut builder = properties(sorting, bloom_filters, encryption, row_group_rows).into_builder();
     for column in UNCOMPRESSED_COMMAND_COLUMNS {
         builder =
             builder.set_column_compression(ColumnPath::from(column), Compression::UNCOMPRESSED);
@@ -354,9 +359,9 @@ impl<W: std::io::Write + Send> CommandsWriter<W> {
                 .collect();
             let blooms = varying_columns(&rows, &COMMAND_BLOOMS);
             let encryption = Some(Arc::clone(&self.encryption));
-            let properties = properties(sorting, &blooms, encryption, DEFAULT_ROW_GROUP_SIZE);
             let properties =
-                uncompressed_where_constant(commands_compression(properties), &record_batch);
+                commands_properties(sorting, &blooms, encryption, DEFAULT_ROW_GROUP_SIZE);
+            let properties = uncompressed_where_constant(properties, &record_batch);
             let out = self.out.take().ok_or_else(|| {
                 fail(parquet::errors::ParquetError::General("writer already closed".into()))
             })?;
@@ -421,7 +426,7 @@ fn write_commands_with(
     let row_group_rows =
         if compacted { crate::merge::COMPACTED_ROW_GROUP_ROWS } else { DEFAULT_ROW_GROUP_SIZE };
     let blooms = varying_columns(&sorted, &COMMAND_BLOOMS);
-    let properties = commands_compression(properties(sorting, &blooms, encryption, row_group_rows));
+    let properties = commands_properties(sorting, &blooms, encryption, row_group_rows);
     let properties = match batches.peek() {
         _ if compacted => crate::merge::compacted_properties(properties),
         Some(Ok(first)) => uncompressed_where_constant(properties, first),
