@@ -8,6 +8,7 @@ use tracing_subscriber::filter::{self, FilterExt as _};
 use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
+    sessionlake_storage::arenas::bound_malloc_arenas();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::from_env("SESSIONLAKE_LOG")
         .and(filter::filter_fn(sessionlake_storage::log_filter::loggable));

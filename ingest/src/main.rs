@@ -11,6 +11,7 @@ use crate::flags::Args;
 mod flags;
 
 fn main() -> ExitCode {
+    sessionlake_storage::arenas::bound_malloc_arenas();
     let args = Args::parse();
     // Colors only for a person at a terminal; journald and log files get plain text.
     sessionlake_ingest::events::init_logging(&args.log, std::io::stderr().is_terminal());

@@ -45,6 +45,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod arenas;
 pub mod aws;
 pub mod checkpoint;
 pub mod cursors;

@@ -707,3 +707,38 @@ fn test_a_once_run_at_a_terminal_shows_its_progress() {
     assert!(!piped.stderr.contains("ingesting:"), "{}", piped.stderr);
     assert!(piped.stdout.contains("ingested 12 sessions"), "{}", piped.stdout);
 }
+
+/// The service runs with two malloc arenas (`sessionlake_storage::arenas`): it starts over
+/// itself, the same process, with `MALLOC_ARENA_MAX=2` and its arguments, and works; a bound
+/// the caller set is kept as it is.
+#[test]
+fn test_the_service_runs_with_two_malloc_arenas_unless_told_otherwise() {
+    let environment = |pid: u32| {
+        let bytes = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let variables = bytes
+            .split(|byte| *byte == 0)
+            .map(|variable| String::from_utf8_lossy(variable).into_owned());
+        variables.filter(|variable| variable.starts_with("MALLOC_ARENA_MAX=")).collect::<Vec<_>>()
+    };
+    for (given, expected) in [(None, "MALLOC_ARENA_MAX=2"), (Some("4"), "MALLOC_ARENA_MAX=4")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+        let mut command = ingest(dir.path(), false);
+        command.args(["--follow", "--poll-interval", "1s", "--local", "examples"]);
+        command.env_remove("MALLOC_ARENA_MAX");
+        if let Some(given) = given {
+            command.env("MALLOC_ARENA_MAX", given);
+        }
+        let mut service = Background::spawn(&mut command);
+        // The first poll committed: the process that did it is the one started.
+        wait_until(PATIENCE, "the first poll's commit", || {
+            service.stderr().contains("batch committed").then_some(())
+        });
+        assert_eq!(environment(service.pid()), [expected], "given {given:?}");
+        service.signal("TERM");
+        let stopped = service.wait(PATIENCE);
+        assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+        let summary = format!("ingested {} sessions", example_sessions());
+        assert!(stopped.stdout.contains(&summary), "{}", stopped.stdout);
+    }
+}

@@ -14,6 +14,7 @@ use crate::flags::Args;
 mod flags;
 
 fn main() -> ExitCode {
+    sessionlake_storage::arenas::bound_malloc_arenas();
     let args = Args::parse();
     sessionlake_ingest::events::init_logging(&args.log, false);
     let config = match args.config() {
