@@ -471,6 +471,10 @@ fn sorted_json<T: Serialize>(
     let serde_json::Value::Object(fields) = serde_json::to_value(skeleton)? else {
         return Err(serde_json::Error::custom("signed bodies are JSON objects"));
     };
+    // A list the skeleton does not name (one skipped when empty) would go unsigned.
+    if let Some((name, _)) = lists.iter().find(|(name, _)| !fields.contains_key(*name)) {
+        return Err(serde_json::Error::custom(format!("the signed body has no {name:?}")));
+    }
     let mut out = Vec::new();
     out.push(b'{');
     for (place, (key, value)) in fields.iter().enumerate() {

@@ -709,8 +709,8 @@ fn test_a_once_run_at_a_terminal_shows_its_progress() {
 }
 
 /// The service runs with two malloc arenas (`sessionlake_storage::arenas`): it starts over
-/// itself, the same process, with `MALLOC_ARENA_MAX=2` and its arguments, and works; a bound
-/// the caller set is kept as it is.
+/// itself, the same process under the same name, with `MALLOC_ARENA_MAX=2` and its arguments,
+/// and works; a bound the caller set is kept as it is.
 #[test]
 fn test_the_service_runs_with_two_malloc_arenas_unless_told_otherwise() {
     let environment = |pid: u32| {
@@ -735,6 +735,9 @@ fn test_the_service_runs_with_two_malloc_arenas_unless_told_otherwise() {
             service.stderr().contains("batch committed").then_some(())
         });
         assert_eq!(environment(service.pid()), [expected], "given {given:?}");
+        // Started over by its path, it keeps its name (the kernel's is 15 bytes at most).
+        let name = std::fs::read_to_string(format!("/proc/{}/comm", service.pid()));
+        assert_eq!(name.expect("comm").trim_end(), &"sessionlake-ingest"[..15]);
         service.signal("TERM");
         let stopped = service.wait(PATIENCE);
         assert_eq!(stopped.code, 0, "{}", stopped.stderr);
