@@ -13,9 +13,9 @@
 //!   [`lambda`]: the same core as an AWS Lambda handler (binary `sessionlake-lambda`);
 //!   [`maintenance`]: the Lambda function's scheduled upkeep (compaction, retention, the Delta
 //!   logs) through `sessionlake-keep`;
-//! - [`config`]: the TOML file and the layers over it (the binaries' flags and environment); [`events`] and [`telemetry`]: logs, metrics,
-//!   `/metrics` and `/healthz`; [`progress`]: the progress line of a run at a terminal;
-//!   [`error`]: error classes.
+//! - [`config`]: the TOML file and the layers over it (the binaries' flags and environment);
+//!   [`events`] and [`telemetry`]: logs, metrics, `/metrics` and `/healthz`; [`progress`]: the
+//!   progress line of a run at a terminal; [`error`]: error classes.
 //!
 //! ```
 //! # #[tokio::main] async fn main() -> anyhow::Result<()> {
