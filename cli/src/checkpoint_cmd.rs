@@ -8,7 +8,7 @@ use crate::*;
 pub(crate) async fn write_checkpoint(cli: &Cli, args: &CheckpointArgs) -> anyhow::Result<Outcome> {
     let lake = open_writer(cli, "checkpoint").await?;
     lake.ensure_trusted()?;
-    let Some(head) = lake.chain.last() else {
+    let Some(head) = lake.history.head() else {
         anyhow::bail!("{} has no commits to checkpoint", lake.store.location());
     };
     let path = sessionlake_storage::checkpoint::write(&lake.store, lake.signer(), head, &lake.live)

@@ -28,6 +28,7 @@ use sessionlake_indexer::cloudtrail::{
 use sessionlake_schemas::paths;
 use sessionlake_storage::LakeErrorKind;
 use sessionlake_storage::cursors::Cursors;
+use sessionlake_storage::history::History;
 use sessionlake_storage::key_cache::CachingKeyProvider;
 use sessionlake_storage::keys::{KeyProvider, Keys, KmsKeyProvider, LocalKeyring};
 use sessionlake_storage::lease::{DEFAULT_LEASE_TTL, Lease, LeaseKeeper, Takeover};
@@ -970,7 +971,7 @@ const INGEST_LEFTOVERS: Leftovers<'static> = Leftovers {
 async fn sweep_uncommitted(store: &LakeStore, snapshot: &Snapshot) {
     let swept = transaction::sweep(
         store,
-        snapshot.chain(),
+        &History::of(snapshot.chain()),
         snapshot.live(),
         snapshot.file_head(),
         &INGEST_LEFTOVERS,

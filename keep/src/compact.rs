@@ -15,7 +15,7 @@
 //! Re-running changes nothing; an interrupted run leaves uncommitted files that the next run
 //! deletes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
@@ -107,7 +107,7 @@ pub struct Summary {
 /// files at least.
 fn plan(
     live: &BTreeMap<String, ObjectEntry>,
-    committed_at: &HashMap<&str, i64>,
+    committed_at: &dyn Fn(&str) -> Option<i64>,
     cutoff: i64,
     days: &BTreeSet<String>,
 ) -> Vec<Group> {
@@ -139,7 +139,7 @@ fn plan(
         };
         let version = (session.to_string(), source, version.to_string());
         let is_preferred = entry.sessions == [session] && preferred.contains(&version);
-        let old_enough = committed_at.get(entry.path.as_str()).is_some_and(|at| *at <= cutoff);
+        let old_enough = committed_at(&entry.path).is_some_and(|at| at <= cutoff);
         if is_preferred && old_enough {
             slot.1.push(entry.clone());
         }
@@ -248,14 +248,8 @@ async fn run(
     let renew_every = DEFAULT_LEASE_TTL / 3;
     for attempt in 1..=MAX_ATTEMPTS {
         let cutoff = chrono::Utc::now().timestamp_micros().saturating_sub(min_age);
-        let mut committed_at: HashMap<&str, i64> = HashMap::new();
-        for link in &lake.chain {
-            let at = manifest::parse_rfc3339_micros(&link.manifest.body.committed_at);
-            // The first commit naming a file (a rekey lists it again, unchanged).
-            for entry in &link.manifest.body.added {
-                committed_at.entry(&entry.path).or_insert(at.unwrap_or(i64::MAX));
-            }
-        }
+        // The first commit naming a file (a rekey lists it again, unchanged).
+        let committed_at = |path: &str| lake.history.first_added(path);
         let groups = plan(&lake.live, &committed_at, cutoff, days);
         if groups.is_empty() {
             return Ok(summary);
@@ -299,55 +293,59 @@ async fn run(
         let written = written.await;
         let added = transaction.or_discard(written).await?;
         observer.written();
+        let partitions =
+            groups.iter().map(|group| group.dt.as_str()).collect::<BTreeSet<_>>().len();
+        // The inputs move into the commit: at 10 M commands each copy of them is about 100 MB.
         let mut removed: Vec<ObjectEntry> =
-            groups.iter().flat_map(|group| group.inputs.iter().cloned()).collect();
+            groups.into_iter().flat_map(|group| group.inputs).collect();
         // Compacted inputs' keys go with them.
         removed.extend(file_key_records(&removed, &lake.live));
-        let files_before = removed.iter().filter(|entry| entry.kind.is_table()).count();
-        let files_after = added.iter().filter(|entry| entry.kind.is_table()).count();
-        let sessions: BTreeSet<&str> = added
+        let table_bytes = |entries: &[ObjectEntry]| -> (usize, u64) {
+            let tables = entries.iter().filter(|entry| entry.kind.is_table());
+            tables.fold((0, 0), |(files, bytes), entry| (files + 1, bytes + entry.size))
+        };
+        let (files_before, bytes_before) = table_bytes(&removed);
+        let (files_after, bytes_after) = table_bytes(&added);
+        let sessions = added
             .iter()
             .filter(|entry| entry.kind == ObjectKind::Sessions)
             .flat_map(|entry| entry.sessions.iter().map(String::as_str))
-            .collect();
-        let partitions: BTreeSet<&str> = groups.iter().map(|group| group.dt.as_str()).collect();
+            .collect::<BTreeSet<&str>>()
+            .len();
         let reason = format!(
-            "compaction by {}: {total} files of {} sessions into {files_after} files, {} days",
+            "compaction by {}: {total} files of {sessions} sessions into {files_after} files, \
+             {partitions} days",
             actor(),
-            sessions.len(),
-            partitions.len()
         );
-        let committed = transaction
-            .commit(CommitAction::Compact, Some(reason), added.clone(), removed.clone(), false)
-            .await;
+        let committed =
+            transaction.commit(CommitAction::Compact, Some(reason), added, removed, false).await;
         match committed {
             Ok(link) => {
-                summary.partitions = partitions.len();
+                summary.partitions = partitions;
                 summary.files_before = files_before;
                 summary.files_after = files_after;
-                summary.sessions = sessions.len();
-                let table_bytes = |entries: &[ObjectEntry]| -> u64 {
-                    entries
-                        .iter()
-                        .filter(|entry| entry.kind.is_table())
-                        .map(|entry| entry.size)
-                        .sum()
-                };
-                summary.bytes_before = table_bytes(&removed);
-                summary.bytes_after = table_bytes(&added);
+                summary.sessions = sessions;
+                summary.bytes_before = bytes_before;
+                summary.bytes_after = bytes_after;
                 summary.sequence = Some(link.manifest.body.sequence);
                 summary.head = Some(link.head());
                 lake.committed(link.clone());
                 // Delta readers move to the new files before the old ones go.
                 lake.sync_delta().await;
+                // One entry at a time from the commit's list (a path each): no second copy.
+                let removed = link.manifest.body.removed.iter().cloned();
                 lake.delete(removed, &|| observer.deleted()).await?;
+                // The commit's lists (every file it replaced) are not needed any more.
+                drop(link);
                 // Readers start from a checkpoint of the compacted live set: the commit that
                 // names every file it replaced is never replayed by a reader again.
-                let written =
-                    checkpoint::write(&lake.store, lake.signer(), &link, &lake.live).await;
-                match written {
-                    Ok(path) => summary.checkpoint = Some(path),
-                    Err(error) => tracing::warn!(%error, "checkpoint after compaction not written"),
+                if let Some(head) = lake.history.head() {
+                    match checkpoint::write(&lake.store, lake.signer(), head, &lake.live).await {
+                        Ok(path) => summary.checkpoint = Some(path),
+                        Err(error) => {
+                            tracing::warn!(%error, "checkpoint after compaction not written");
+                        }
+                    }
                 }
                 return Ok(summary);
             }
@@ -366,6 +364,8 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::tests::entry;
 
@@ -395,7 +395,7 @@ mod tests {
         let mut committed_at: HashMap<&str, i64> =
             files.iter().map(|entry| (entry.path.as_str(), 1)).collect();
         committed_at.insert("commands/dt=2026-03-14/c.s3.v2.parquet", 100);
-        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
+        let groups = plan(&live, &|path| committed_at.get(path).copied(), 50, &BTreeSet::new());
         let paths: Vec<(MergedTable, Vec<&str>)> = groups
             .iter()
             .map(|group| {
@@ -423,7 +423,7 @@ mod tests {
         );
         // Only the days asked.
         let days = BTreeSet::from(["2026-03-15".to_string()]);
-        assert!(plan(&live, &committed_at, 50, &days).is_empty());
+        assert!(plan(&live, &|path| committed_at.get(path).copied(), 50, &days).is_empty());
     }
 
     /// Plans `files`, all committed long ago: each group's table and input paths.
@@ -431,7 +431,7 @@ mod tests {
         let live: BTreeMap<String, ObjectEntry> =
             files.iter().map(|entry| (entry.path.clone(), entry.clone())).collect();
         let committed_at: HashMap<&str, i64> = live.keys().map(|path| (path.as_str(), 1)).collect();
-        let groups = plan(&live, &committed_at, 50, &BTreeSet::new());
+        let groups = plan(&live, &|path| committed_at.get(path).copied(), 50, &BTreeSet::new());
         let paths = |group: &Group| group.inputs.iter().map(|entry| entry.path.clone()).collect();
         groups.iter().map(|group| (group.table, paths(group))).collect()
     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sessionlake_schemas::envelope::WrappedKey;
 use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind, SessionKeyRecord};
 use sessionlake_schemas::{SessionSource, paths};
+use sessionlake_storage::history::History;
 use sessionlake_storage::keys::{KeyProvider, Keys, LocalKeyring};
 use sessionlake_storage::manifest::{self, ChainLink, Committer};
 use sessionlake_storage::session_keys::PROVIDER_SESSION;
@@ -56,8 +57,9 @@ pub struct LakeParts {
     pub warn: fn(&str),
 }
 
-/// A lake opened by a one-shot writer job (retention, hold, shred, compact): its chain, its live
-/// set, the keys that open files, and the signer of its commits.
+/// A lake opened by a one-shot writer job (retention, hold, shred, compact): its live set, what
+/// it needs of its chain's past ([`History`]: not the manifests, as large as the live set at
+/// 10 M commands), the keys that open files, and the signer of its commits.
 pub struct Lake {
     /// The lake's store.
     pub store: LakeStore,
@@ -73,8 +75,8 @@ pub struct Lake {
     command: &'static str,
     /// Says what the job goes on despite.
     warn: fn(&str),
-    /// The trusted chain, in order.
-    pub chain: Vec<ChainLink>,
+    /// What the writer needs of the trusted chain besides its live set (not the manifests).
+    pub history: History,
     /// The live set of the trusted chain.
     pub live: BTreeMap<String, ObjectEntry>,
     /// The sequence of the newest manifest file: commits go right after it.
@@ -98,7 +100,7 @@ impl Lake {
             pinned,
             command,
             warn,
-            chain: Vec::new(),
+            history: History::default(),
             live: BTreeMap::new(),
             file_head: None,
             untrusted: None,
@@ -250,34 +252,31 @@ impl Lake {
     /// an earlier delete left stored: a file whose key is not under a file key, as compacted
     /// files were written before file keys, opens until it is deleted).
     pub fn stale_compacted(&self, sessions: &BTreeSet<String>) -> Vec<ObjectEntry> {
-        let mut stale: BTreeMap<&str, &ObjectEntry> = BTreeMap::new();
-        for link in &self.chain {
-            for entry in &link.manifest.body.added {
-                if paths::is_compacted(&entry.path)
-                    && !self.live.contains_key(&entry.path)
+        let added = self.history.compacted();
+        let mut stale: BTreeMap<&str, &ObjectEntry> = added
+            .iter()
+            .filter(|(path, entry)| {
+                paths::is_compacted(path)
+                    && !self.live.contains_key(*path)
                     && entry.sessions.iter().any(|id| sessions.contains(id))
-                {
-                    stale.insert(&entry.path, entry);
-                }
-            }
-        }
+            })
+            .map(|(path, entry)| (path.as_str(), entry))
+            .collect();
         let records: BTreeSet<&str> = stale
             .values()
             .filter_map(|entry| entry.key.as_ref())
             .map(|wrapped| wrapped.key_id.as_str())
             .filter(|path| paths::is_file_key_record(path) && !self.live.contains_key(*path))
             .collect();
-        for link in &self.chain {
-            for entry in &link.manifest.body.added {
-                if records.contains(entry.path.as_str()) {
-                    stale.insert(&entry.path, entry);
-                }
+        for path in records {
+            if let Some((path, entry)) = added.get_key_value(path) {
+                stale.insert(path, entry);
             }
         }
         stale.into_values().cloned().collect()
     }
 
-    /// Reads the chain again: the trusted chain, its live set, and the head commits go after.
+    /// Reads the chain again: its history, its live set, and the head commits go after.
     /// What is not trusted is said on stderr (once) and makes [`Lake::ensure_trusted`] fail.
     pub async fn reload(&mut self) -> KeepResult<()> {
         let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
@@ -291,7 +290,10 @@ impl Lake {
         self.head_untrusted =
             snapshot.ensure_head_trusted(self.command).err().map(|error| error.to_string());
         self.file_head = snapshot.file_head();
-        (self.chain, self.live) = snapshot.into_parts();
+        let (chain, live) = snapshot.into_parts();
+        self.live = live;
+        // Each manifest goes once read: only what the writer asks of the past stays.
+        self.history = History::of_links(chain);
         Ok(())
     }
 
@@ -300,14 +302,14 @@ impl Lake {
     pub fn committed(&mut self, link: ChainLink) {
         manifest::apply_links(&mut self.live, std::iter::once(&link));
         self.file_head = Some(link.manifest.body.sequence);
-        self.chain.push(link);
+        self.history.push(link);
     }
 
     /// Brings the tables' Delta logs to the live set of the newest trusted commit. A failure is
     /// a warning (`warn`), not an error: the chain is the truth, `verify` names a log that lags,
     /// and the next commit catches up.
     pub async fn sync_delta(&self) {
-        let Some(head) = self.chain.last() else { return };
+        let Some(head) = self.history.head() else { return };
         let sequence = head.manifest.body.sequence;
         if let Err(error) = sessionlake_delta::sync(&self.store, &self.live, sequence).await {
             (self.warn)(&format!("the tables' Delta logs were not brought up to date: {error}"));
@@ -380,7 +382,7 @@ impl Lake {
     /// between leaves only ciphertext), calling `deleted` for each object deleted.
     pub async fn delete(
         &self,
-        entries: Vec<ObjectEntry>,
+        entries: impl IntoIterator<Item = ObjectEntry>,
         deleted: &(dyn Fn() + Sync),
     ) -> KeepResult<()> {
         transaction::delete_removed(&self.store, entries, deleted).await?;
@@ -392,7 +394,7 @@ impl Lake {
     pub async fn sweep(&self, leftovers: &Leftovers<'_>) -> KeepResult<usize> {
         self.ensure_trusted()?;
         let swept =
-            transaction::sweep(&self.store, &self.chain, &self.live, self.file_head, leftovers)
+            transaction::sweep(&self.store, &self.history, &self.live, self.file_head, leftovers)
                 .await?;
         Ok(swept.into_result()?)
     }

@@ -5,9 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt as _;
-use sessionlake_schemas::manifest::{CommitAction, ObjectEntry, ObjectKind};
+use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
 use sessionlake_schemas::paths;
-use sessionlake_storage::manifest::ChainLink;
+use sessionlake_storage::history::History;
 use sessionlake_storage::store::LakeStore;
 use sessionlake_tables::parquet_io;
 
@@ -42,24 +42,18 @@ pub struct LiveSession {
 /// commit (replaced), not by retention, shred or anything else since. They are kept as history
 /// until their session expires or is shredded.
 pub fn superseded_versions(
-    chain: &[ChainLink],
+    history: &History,
     live: &BTreeMap<String, ObjectEntry>,
 ) -> BTreeMap<String, Vec<ObjectEntry>> {
-    let mut last_removed: BTreeMap<&str, (&ObjectEntry, CommitAction)> = BTreeMap::new();
-    for link in chain {
-        for entry in &link.manifest.body.removed {
-            last_removed.insert(entry.path.as_str(), (entry, link.manifest.body.action));
-        }
-        for entry in &link.manifest.body.added {
-            last_removed.remove(entry.path.as_str());
-        }
-    }
+    // By path, as each session's list has always been ordered.
+    let replaced: BTreeMap<&str, &ObjectEntry> = history
+        .replaced()
+        .filter(|entry| !live.contains_key(&entry.path))
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
     let mut by_session: BTreeMap<String, Vec<ObjectEntry>> = BTreeMap::new();
-    for (path, (entry, action)) in last_removed {
-        if action == CommitAction::Ingest
-            && !live.contains_key(path)
-            && let [session] = entry.sessions.as_slice()
-        {
+    for entry in replaced.into_values() {
+        if let [session] = entry.sessions.as_slice() {
             by_session.entry(session.clone()).or_default().push(entry.clone());
         }
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use sessionlake_schemas::manifest::{ObjectEntry, ObjectKind};
-use sessionlake_storage::manifest::ChainLink;
+use sessionlake_storage::history::History;
 
 use crate::holds::ActiveHold;
 use crate::live::{AccessEvent, LiveAccessFile, LiveSession};
@@ -254,33 +254,23 @@ pub fn plan_access(
 /// period for originals, counted from the commit that added them.
 pub fn plan_quarantine(
     policy: &Policy,
-    chain: &[ChainLink],
+    history: &History,
     live: &BTreeMap<String, ObjectEntry>,
     now: i64,
 ) -> Vec<Planned> {
     let mut planned = Vec::new();
-    for link in chain {
-        let Ok(committed) = chrono::DateTime::parse_from_rfc3339(&link.manifest.body.committed_at)
-        else {
+    for (time, entry) in history.quarantined() {
+        let Some(time) = time else { continue };
+        let still_live = live.get(&entry.path).is_some_and(|found| found.sha256 == entry.sha256);
+        if !still_live || now < policy.default.raw.end(time) {
             continue;
-        };
-        let time = committed.timestamp_micros();
-        for entry in &link.manifest.body.added {
-            let still_live =
-                live.get(&entry.path).is_some_and(|found| found.sha256 == entry.sha256);
-            if entry.kind != ObjectKind::Quarantine || !still_live {
-                continue;
-            }
-            if now < policy.default.raw.end(time) {
-                continue;
-            }
-            let mut line = Planned::object(entry, Expiry::Quarantine, 0);
-            line.rule = policy.default.name.clone();
-            line.age_days = (now - time).div_euclid(DAY_MICROS);
-            line.keep_days = policy.default.raw.days_from(time);
-            line.events_total = None;
-            planned.push(line);
         }
+        let mut line = Planned::object(entry, Expiry::Quarantine, 0);
+        line.rule = policy.default.name.clone();
+        line.age_days = (now - time).div_euclid(DAY_MICROS);
+        line.keep_days = policy.default.raw.days_from(time);
+        line.events_total = None;
+        planned.push(line);
     }
     planned
 }
@@ -584,7 +574,10 @@ mod tests {
     }
 
     /// A commit at `committed_at` adding `added`.
-    fn link(committed_at: &str, added: Vec<ObjectEntry>) -> ChainLink {
+    fn link(
+        committed_at: &str,
+        added: Vec<ObjectEntry>,
+    ) -> sessionlake_storage::manifest::ChainLink {
         use sessionlake_schemas::manifest::{
             CommitAction, Manifest, ManifestBody, ManifestSignature,
         };
@@ -606,7 +599,7 @@ mod tests {
             value: String::new(),
         };
         let manifest = Manifest { body, signature };
-        ChainLink {
+        sessionlake_storage::manifest::ChainLink {
             path: "manifest/0.json".to_string(),
             sha256: String::new(),
             size: 0,
@@ -641,7 +634,7 @@ mod tests {
             let live: BTreeMap<String, ObjectEntry> =
                 live_entry.map(|entry| (entry.path.clone(), entry.clone())).into_iter().collect();
             let got: Vec<(Expiry, String, i64, i64, Vec<String>)> =
-                plan_quarantine(&policy, &chain, &live, now)
+                plan_quarantine(&policy, &History::of(&chain), &live, now)
                     .into_iter()
                     .map(|line| {
                         let paths = line.remove.iter().map(|entry| entry.path.clone()).collect();

@@ -18,13 +18,13 @@ use crate::policy::{Action, Policy};
 /// Plans `policy` on the lake as read, as of `now` (µs): the sessions, then the `access`
 /// files, then the quarantined inputs.
 pub async fn plan_lake(lake: &Lake, policy: &Policy, now: i64) -> KeepResult<Vec<Planned>> {
-    let superseded = superseded_versions(&lake.chain, &lake.live);
+    let superseded = superseded_versions(&lake.history, &lake.live);
     let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
     let holds = live_holds(&lake.store, &lake.live).await?;
     let mut planned = plan(policy, &sessions, &holds, now);
     let access = live_access_files(&lake.store, &lake.live).await?;
     planned.extend(plan_access(policy, &access, &holds, now));
-    planned.extend(plan_quarantine(policy, &lake.chain, &lake.live, now));
+    planned.extend(plan_quarantine(policy, &lake.history, &lake.live, now));
     Ok(planned)
 }
 

@@ -44,7 +44,7 @@ impl ShredPlan {
 
 /// Plans the shred of `session`; fails when a hold covers it or the lake has nothing of it.
 pub async fn plan(lake: &Lake, session: &str) -> KeepResult<ShredPlan> {
-    let superseded = superseded_versions(&lake.chain, &lake.live);
+    let superseded = superseded_versions(&lake.history, &lake.live);
     let sessions = live_sessions(&lake.store, &lake.live, &superseded).await?;
     let holds = live_holds(&lake.store, &lake.live).await?;
     let found = sessions.iter().find(|s| s.session_id == session);

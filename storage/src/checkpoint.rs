@@ -68,27 +68,38 @@ pub fn shard_of(session: &str, parts: usize) -> usize {
 }
 
 /// A live set split as a version-2 checkpoint stores it.
-struct Split {
+struct Split<'a> {
     /// Objects of no session.
     whole: Vec<ObjectEntry>,
     /// Objects of several sessions, their session lists emptied.
     shared: Vec<ObjectEntry>,
-    /// The parts, by shard.
-    shards: Vec<CheckpointShard>,
+    /// The parts, by shard, their entries borrowed from the live set (a copy of them all was
+    /// as large as the live set, at the peak of a compaction's memory).
+    shards: Vec<ShardOf<'a>>,
+}
+
+/// A [`CheckpointShard`] as it is written, its entries borrowed: the same fields in the same
+/// order, so the same JSON.
+#[derive(serde::Serialize)]
+struct ShardOf<'a> {
+    sequence: u64,
+    shard: u32,
+    entries: Vec<&'a ObjectEntry>,
+    members: Vec<ShardMembers>,
 }
 
 /// Splits `live` (the live set after manifest `sequence`) into the signed object's lists and
 /// the parts.
-fn split(sequence: u64, live: &BTreeMap<String, ObjectEntry>) -> LakeResult<Split> {
+fn split(sequence: u64, live: &BTreeMap<String, ObjectEntry>) -> LakeResult<Split<'_>> {
     let session_entries: usize = live
         .values()
         .map(|entry| if entry.sessions.len() > 1 { entry.sessions.len() } else { 1 })
         .sum();
     let count = session_entries.div_ceil(PART_ENTRIES).max(1);
     let too_many = |what: &str| LakeError::format(format!("{what}: too many to checkpoint"));
-    let mut shards: Vec<CheckpointShard> = (0..count)
+    let mut shards: Vec<ShardOf<'_>> = (0..count)
         .map(|shard| {
-            Ok(CheckpointShard {
+            Ok(ShardOf {
                 sequence,
                 shard: u32::try_from(shard).map_err(|_| too_many("parts"))?,
                 entries: Vec::new(),
@@ -100,7 +111,7 @@ fn split(sequence: u64, live: &BTreeMap<String, ObjectEntry>) -> LakeResult<Spli
     for entry in live.values() {
         match entry.sessions.as_slice() {
             [] => whole.push(entry.clone()),
-            [session] => shards[shard_of(session, count)].entries.push(entry.clone()),
+            [session] => shards[shard_of(session, count)].entries.push(entry),
             sessions => {
                 let mut members: BTreeMap<usize, Vec<(u32, String)>> = BTreeMap::new();
                 for (place, session) in sessions.iter().enumerate() {
@@ -134,10 +145,13 @@ pub async fn write(
     let encode_error =
         |error: serde_json::Error| LakeError::format(format!("failed to encode {path}: {error}"));
     let Split { whole, shared, shards } = split(sequence, live)?;
-    let encoded: Vec<Vec<u8>> =
-        shards.iter().map(serde_json::to_vec).collect::<Result<_, _>>().map_err(encode_error)?;
-    let parts: Vec<CheckpointPart> = futures::stream::iter(encoded)
-        .map(|json| put_part(store, sequence, json))
+    // Each part encoded as it is written: never all of them at once.
+    let parts: Vec<CheckpointPart> = futures::stream::iter(shards)
+        .map(|shard| async move {
+            let json = serde_json::to_vec(&shard).map_err(encode_error)?;
+            drop(shard);
+            put_part(store, sequence, json).await
+        })
         .buffered(PART_CONCURRENCY)
         .try_collect()
         .await?;
@@ -152,10 +166,12 @@ pub async fn write(
         head: Some(CheckpointHead { size: head.size, manifest: head.manifest.without_objects() }),
     };
     let message = body.signing_bytes().map_err(encode_error)?;
+    let signed = signer.sign(&message).await?;
+    drop(message);
     let signature = ManifestSignature {
         algorithm: signer.algorithm().to_string(),
         key_id: signer.key_id().to_string(),
-        value: B64.encode(signer.sign(&message).await?),
+        value: B64.encode(signed),
     };
     let json = serde_json::to_vec(&Checkpoint { body, signature }).map_err(encode_error)?;
     // Locked like a manifest on a bucket with Object Lock.
@@ -398,6 +414,31 @@ mod tests {
             kind: ObjectKind::Commands,
             sessions: (0..3).map(|back| format!("s-{}", index - back)).collect(),
             ..entry(index)
+        }
+    }
+
+    /// A part is written from entries borrowed from the live set: its JSON is byte for byte
+    /// the [`CheckpointShard`] readers parse (same fields, same order), and parses as one.
+    #[test]
+    fn test_parts_written_from_borrowed_entries_are_checkpoint_shards() {
+        let mut live: BTreeMap<String, ObjectEntry> = BTreeMap::new();
+        for index in 2..3_000 {
+            let entry = if index % 500 == 0 { shared(index) } else { entry(index) };
+            live.insert(entry.path.clone(), entry);
+        }
+        let Split { shards, shared, .. } = split(7, &live).expect("split");
+        assert!(shards.len() > 1 && !shared.is_empty());
+        for shard in &shards {
+            let owned = CheckpointShard {
+                sequence: shard.sequence,
+                shard: shard.shard,
+                entries: shard.entries.iter().map(|entry| (*entry).clone()).collect(),
+                members: shard.members.clone(),
+            };
+            let written = serde_json::to_vec(shard).expect("encode");
+            assert_eq!(written, serde_json::to_vec(&owned).expect("encode"));
+            let parsed: CheckpointShard = serde_json::from_slice(&written).expect("parse");
+            assert_eq!(parsed, owned);
         }
     }
 

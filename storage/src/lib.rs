@@ -52,6 +52,7 @@ pub mod cursors;
 pub mod decompress;
 pub mod envelope;
 pub mod error;
+pub mod history;
 pub mod key_cache;
 pub mod keys;
 pub mod lease;

@@ -26,6 +26,7 @@ use sessionlake_schemas::manifest::{CommitAction, ObjectEntry};
 use sessionlake_schemas::paths;
 
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
+use crate::history::History;
 use crate::manifest::{ChainLink, Committer};
 use crate::store::{LakeStore, StoredObject};
 
@@ -288,20 +289,18 @@ pub struct Uncommitted {
 
 /// Deletes the leftovers `leftovers` names of a crashed writer.
 ///
-/// `chain` must be the whole trusted chain up to `file_head` (the newest manifest file):
+/// `history` must be of the whole trusted chain up to `file_head` (the newest manifest file):
 /// whether an object is uncommitted is only known from every commit, and a forged or damaged
 /// manifest must never make objects look uncommitted. Anything else is an error and nothing is
 /// deleted.
 pub async fn sweep(
     store: &LakeStore,
-    chain: &[ChainLink],
+    history: &History,
     live: &BTreeMap<String, ObjectEntry>,
     file_head: Option<u64>,
     leftovers: &Leftovers<'_>,
 ) -> LakeResult<Deleted> {
-    let whole = chain.iter().enumerate().all(|(at, link)| link.manifest.body.sequence == at as u64)
-        && chain.last().map(|link| link.manifest.body.sequence) == file_head;
-    if !whole {
+    if !history.is_whole_up_to(file_head) {
         return Err(LakeError::new(
             LakeErrorKind::Integrity,
             format!(
@@ -311,17 +310,8 @@ pub async fn sweep(
             ),
         ));
     }
-    let named: BTreeSet<&str> = chain
-        .iter()
-        .flat_map(|link| link.manifest.body.added.iter().map(|entry| entry.path.as_str()))
-        .collect();
-    let removed: BTreeSet<&str> = chain
-        .iter()
-        .filter(|link| leftovers.removed_by.contains(&link.manifest.body.action))
-        .flat_map(|link| &link.manifest.body.removed)
-        .map(|entry| entry.path.as_str())
-        .filter(|path| !live.contains_key(*path))
-        .collect();
+    let removed: BTreeSet<&str> =
+        history.removed_by(leftovers.removed_by).filter(|path| !live.contains_key(*path)).collect();
     let mut folders: BTreeSet<&str> = BTreeSet::new();
     if leftovers.uncommitted.is_some() {
         folders.extend(leftovers.folders.iter().copied());
@@ -344,7 +334,7 @@ pub async fn sweep(
         // A table's Delta log is derived from the chain, never named by it: not a leftover.
         for (path, _) in listed.into_iter().filter(|(path, _)| !paths::is_delta_log(path)) {
             let stale = uncommitted_here.is_some_and(|rule| {
-                !named.contains(path.as_str()) && (rule.only)(&path) && old_enough(&path, rule, now)
+                !history.was_added(&path) && (rule.only)(&path) && old_enough(&path, rule, now)
             });
             if stale || removed.contains(path.as_str()) {
                 doomed.insert(path);
@@ -368,7 +358,7 @@ pub async fn sweep(
             for part in parts {
                 let grace = grace_for(&part.object, rule);
                 let old = grace.is_none_or(|grace| part.age.is_none_or(|age| age > grace));
-                if !old || !(rule.only)(&part.object) || named.contains(part.object.as_str()) {
+                if !old || !(rule.only)(&part.object) || history.was_added(&part.object) {
                     continue;
                 }
                 match std::fs::remove_file(&part.file) {
@@ -713,12 +703,14 @@ mod tests {
         let (chain, live) = snapshot.into_parts();
         // A chain that stops short of the newest manifest file (untrusted, or read from a
         // checkpoint) makes nothing look uncommitted.
-        let short = sweep(&lake.store, &chain[1..], &live, Some(2), &leftovers).await;
+        let short = sweep(&lake.store, &History::of(&chain[1..]), &live, Some(2), &leftovers).await;
         assert!(short.is_err());
-        let gap = sweep(&lake.store, &chain, &live, Some(3), &leftovers).await;
+        let gap = sweep(&lake.store, &History::of(&chain), &live, Some(3), &leftovers).await;
         assert!(gap.is_err());
 
-        let swept = sweep(&lake.store, &chain, &live, Some(2), &leftovers).await.expect("sweep");
+        let swept = sweep(&lake.store, &History::of(&chain), &live, Some(2), &leftovers)
+            .await
+            .expect("sweep");
         assert_eq!(swept.deleted, 3, "{swept:?}");
         assert!(swept.failed.is_empty());
         let mut left = stored(&lake.store, "commands").await;
@@ -796,7 +788,9 @@ mod tests {
         };
         let snapshot = Snapshot::open(&lake.store, &lake.pinned).await.expect("open");
         let (chain, live) = snapshot.into_parts();
-        let swept = sweep(&lake.store, &chain, &live, Some(0), &leftovers).await.expect("sweep");
+        let swept = sweep(&lake.store, &History::of(&chain), &live, Some(0), &leftovers)
+            .await
+            .expect("sweep");
         assert_eq!(swept.deleted, 2, "{swept:?}");
         let mut left = stored(&lake.store, "commands").await;
         left.sort();
