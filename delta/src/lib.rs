@@ -225,28 +225,26 @@ async fn sync_table(
             .map_err(|error| DeltaError::delta(table, "create", error))?;
         return Ok(Synced { table, added, removed: 0, version: created.version() });
     };
+    let Listed { table: delta, version: listed_version, files } = listed;
     let mut actions = Vec::new();
     let mut added = 0;
-    let mut removed = 0;
     // A file listed with another size is added again (the newest add of a path wins; a
     // commit may not both add and remove one path).
-    for (path, file) in &listed.files {
-        if !expected.contains(path.as_str()) {
-            actions.push(Action::Remove(file.clone()));
-            removed += 1;
-        }
-    }
     for path in &expected {
         let entry = &live[*path];
-        let same =
-            listed.files.get(*path).is_some_and(|file| i64::try_from(entry.size).ok() == file.size);
+        let same = files.get(*path).is_some_and(|file| i64::try_from(entry.size).ok() == file.size);
         if !same {
             actions.push(add_action(store, table, entry, now).await?);
             added += 1;
         }
     }
+    // Moved, not copied: after a compaction every file of the log goes (50,000 at 10 M).
+    let gone = files.into_iter().filter(|(path, _)| !expected.contains(path.as_str()));
+    let before = actions.len();
+    actions.extend(gone.map(|(_, file)| Action::Remove(file)));
+    let removed = actions.len() - before;
     if actions.is_empty() {
-        return Ok(Synced { table, added, removed, version: Some(listed.version) });
+        return Ok(Synced { table, added, removed, version: Some(listed_version) });
     }
     let operation = DeltaOperation::Write {
         mode: if removed > 0 { SaveMode::Overwrite } else { SaveMode::Append },
@@ -255,7 +253,7 @@ async fn sync_table(
     };
     let committed = CommitBuilder::from(properties())
         .with_actions(actions)
-        .build(Some(snapshot_of(&listed.table, table)?), log_store, operation)
+        .build(Some(snapshot_of(&delta, table)?), log_store, operation)
         .await
         .map_err(|error| DeltaError::delta(table, "commit to", error))?;
     Ok(Synced { table, added, removed, version: Some(committed.version()) })

@@ -788,6 +788,7 @@ impl LakeWriter {
         if !rewritten.is_empty() || since.elapsed() >= self.delta_sync_every {
             self.sync_delta_if_behind().await;
         }
+        let rewritten = rewritten.into_iter().map(|entry| entry.path);
         if let Err(error) = transaction::delete_removed(&self.store, rewritten, &|| {}).await {
             tracing::warn!(%error, "replaced compacted file not deleted");
         }

@@ -382,10 +382,19 @@ impl Lake {
     /// between leaves only ciphertext), calling `deleted` for each object deleted.
     pub async fn delete(
         &self,
-        entries: impl IntoIterator<Item = ObjectEntry>,
+        entries: Vec<ObjectEntry>,
         deleted: &(dyn Fn() + Sync),
     ) -> KeepResult<()> {
-        transaction::delete_removed(&self.store, entries, deleted).await?;
+        self.delete_paths(entries.into_iter().map(|entry| entry.path), deleted).await
+    }
+
+    /// Deletes the objects at `paths` (committed as removed), as [`Lake::delete`] does.
+    pub async fn delete_paths(
+        &self,
+        paths: impl IntoIterator<Item = String>,
+        deleted: &(dyn Fn() + Sync),
+    ) -> KeepResult<()> {
+        transaction::delete_removed(&self.store, paths, deleted).await?;
         Ok(())
     }
 

@@ -179,17 +179,15 @@ pub async fn discard(store: &LakeStore, paths: Vec<String>) -> usize {
     delete_paths(store, paths, &|| {}).await.deleted
 }
 
-/// Deletes committed objects that a commit removed (session key records first, so that a
-/// deletion interrupted half-way leaves no readable session), each delete retried; the first
-/// failure is the error.
-/// `deleted` is called after each delete (a progress line).
+/// Deletes the committed objects at `paths` that a commit removed (session key records first,
+/// so that a deletion interrupted half-way leaves no readable session), each delete retried;
+/// the first failure is the error. `deleted` is called after each delete (a progress line).
 pub async fn delete_removed(
     store: &LakeStore,
-    entries: impl IntoIterator<Item = ObjectEntry>,
+    paths: impl IntoIterator<Item = String>,
     deleted: &(dyn Fn() + Sync),
 ) -> LakeResult<usize> {
-    let paths = entries.into_iter().map(|entry| entry.path).collect();
-    delete_paths(store, paths, deleted).await.into_result()
+    delete_paths(store, paths.into_iter().collect(), deleted).await.into_result()
 }
 
 /// What a sweep or a discard deleted, and what it could not.
