@@ -279,7 +279,7 @@ impl Lake {
     /// Reads the chain again: its history, its live set, and the head commits go after.
     /// What is not trusted is said on stderr (once) and makes [`Lake::ensure_trusted`] fail.
     pub async fn reload(&mut self) -> KeepResult<()> {
-        let snapshot = Snapshot::open(&self.store, &self.pinned).await?;
+        let (snapshot, history) = Snapshot::open_with_history(&self.store, &self.pinned).await?;
         let untrusted = snapshot.ensure_trusted(self.command).err().map(|error| error.to_string());
         if untrusted.is_some() && self.untrusted.is_none() {
             for line in snapshot.ignored() {
@@ -290,10 +290,9 @@ impl Lake {
         self.head_untrusted =
             snapshot.ensure_head_trusted(self.command).err().map(|error| error.to_string());
         self.file_head = snapshot.file_head();
-        let (chain, live) = snapshot.into_parts();
-        self.live = live;
-        // Each manifest goes once read: only what the writer asks of the past stays.
-        self.history = History::of_links(chain);
+        // The manifests went as they were read: only what the writer asks of the past stays.
+        self.live = snapshot.into_live();
+        self.history = history;
         Ok(())
     }
 

@@ -18,7 +18,7 @@ use sessionlake_schemas::paths;
 use crate::manifest::{ChainLink, parse_rfc3339_micros};
 
 /// The answers a writer needs of a trusted chain (see the module documentation), built by
-/// [`History::of_links`] or [`History::of`] and kept current by [`History::push`].
+/// [`History::of`] or [`History::apply`] and kept current by [`History::push`].
 #[derive(Debug, Clone, Default)]
 pub struct History {
     /// Sequence and action of each manifest, in chain order.
@@ -71,20 +71,43 @@ impl History {
         history
     }
 
-    /// Returns the history of `chain`, dropping each manifest once it is read (a manifest no
-    /// one else holds is freed there and then).
-    pub fn of_links(chain: Vec<ChainLink>) -> History {
-        let mut history = History::default();
-        for link in chain {
-            history.push(link);
-        }
-        history
-    }
-
     /// Takes the next manifest of the chain into the history.
     pub fn push(&mut self, link: ChainLink) {
         self.note(&link);
         self.head = Some(without_objects(&link));
+    }
+
+    /// Takes the next manifest of the chain into the history and applies it to `live` (as
+    /// `manifest::apply_links` does), its added entries moved into `live` when no one else
+    /// holds the manifest; returns the manifest without its lists. A writer's snapshot is made
+    /// so: the chain and a copy of it as the live set were both held at its opening.
+    pub fn apply(
+        &mut self,
+        link: ChainLink,
+        live: &mut BTreeMap<String, ObjectEntry>,
+    ) -> ChainLink {
+        self.note(&link);
+        let stripped = without_objects(&link);
+        match Arc::try_unwrap(link.manifest) {
+            Ok(manifest) => {
+                for removed in &manifest.body.removed {
+                    live.remove(&removed.path);
+                }
+                for added in manifest.body.added {
+                    live.insert(added.path.clone(), added);
+                }
+            }
+            Err(shared) => {
+                for removed in &shared.body.removed {
+                    live.remove(&removed.path);
+                }
+                for added in &shared.body.added {
+                    live.insert(added.path.clone(), added.clone());
+                }
+            }
+        }
+        self.head = Some(stripped.clone());
+        stripped
     }
 
     fn note(&mut self, link: &ChainLink) {
@@ -332,24 +355,39 @@ mod tests {
     }
 
     #[test]
-    fn test_history_of_links_and_pushed_links_agree_with_history_of_the_chain() {
+    fn test_history_applied_or_pushed_agrees_with_history_of_the_chain() {
         let chain = chain();
         let of = History::of(&chain);
-        let mut pushed = History::of_links(chain[..3].to_vec());
-        for link in chain[3..].iter().cloned() {
+        let mut pushed = History::default();
+        pushed.apply(chain[0].clone(), &mut BTreeMap::new());
+        for link in chain[1..].iter().cloned() {
             pushed.push(link);
         }
-        let of_links = History::of_links(chain);
-        for other in [&pushed, &of_links] {
+        // Applied: the manifests are the history's alone (entries moved into the live set),
+        // but for the first, which the chain still holds (entries copied).
+        let mut applied = History::default();
+        let mut live = BTreeMap::new();
+        let mut links = chain.clone().into_iter();
+        let shared = links.next().expect("a link");
+        let stripped: Vec<ChainLink> = std::iter::once(applied.apply(shared, &mut live))
+            .chain(links.map(|link| {
+                let owned = ChainLink { manifest: Arc::new((*link.manifest).clone()), ..link };
+                applied.apply(owned, &mut live)
+            }))
+            .collect();
+        assert_eq!(live, crate::manifest::live_objects(&chain));
+        for (stripped, link) in stripped.iter().zip(&chain) {
+            assert_eq!(*stripped.manifest, link.manifest.without_objects());
+            assert_eq!((&stripped.sha256, stripped.size), (&link.sha256, link.size));
+        }
+        for other in [&pushed, &applied] {
             assert_eq!(other.links, of.links);
             assert_eq!(other.first_added, of.first_added);
             assert_eq!(other.removals, of.removals);
             assert_eq!(other.quarantined, of.quarantined);
             assert_eq!(other.compacted, of.compacted);
-            assert_eq!(
-                other.head.as_ref().map(|head| &head.manifest),
-                of.head.as_ref().map(|head| &head.manifest)
-            );
+            let head = |history: &History| history.head.as_ref().map(|head| head.manifest.clone());
+            assert_eq!(head(other), head(&of));
         }
     }
 }

@@ -20,6 +20,7 @@ use sessionlake_schemas::paths;
 
 use crate::checkpoint::Scope;
 use crate::error::{LakeError, LakeErrorKind, LakeResult};
+use crate::history::History;
 use crate::manifest::{self, ChainLink, Head, KeyValidity, ManifestFile, SignatureProblem};
 use crate::store::LakeStore;
 
@@ -251,7 +252,38 @@ impl Snapshot {
         let stored = Stored::of(&files);
         // The files' parsed manifests are a copy of the chain's: gone before it is assembled.
         drop(files);
-        Ok(Snapshot::assemble(stored, trust, BTreeMap::new(), None, !pinned.is_empty()))
+        Ok(Snapshot::assemble(stored, trust, BTreeMap::new(), None, !pinned.is_empty(), None))
+    }
+
+    /// Like [`Snapshot::open`], for a writer that asks the chain's past only what [`History`]
+    /// answers: each trusted manifest goes into the history and the live set in turn, its
+    /// entries moved rather than copied, and [`Snapshot::chain`] holds the manifests without
+    /// their lists (at 10 M commands the chain and its copy as the live set were each about
+    /// 150 MB).
+    pub async fn open_with_history(
+        store: &LakeStore,
+        pinned: &[PinnedSigner],
+    ) -> LakeResult<(Snapshot, History)> {
+        let files = manifest::read_manifest_files(store).await.map_err(|error| {
+            LakeError::new(
+                error.kind(),
+                format!("failed to read the manifest of {}: {error}", store.location()),
+            )
+        })?;
+        let trust = ChainTrust::judge(store, &files, pinned, None).await?;
+        let stored = Stored::of(&files);
+        drop(files);
+        let mut history = History::default();
+        let signer_pinned = !pinned.is_empty();
+        let snapshot = Snapshot::assemble(
+            stored,
+            trust,
+            BTreeMap::new(),
+            None,
+            signer_pinned,
+            Some(&mut history),
+        );
+        Ok((snapshot, history))
     }
 
     /// Opens the lake from its newest checkpoint that a pinned signer made and that matches the
@@ -287,7 +319,7 @@ impl Snapshot {
                 .await?;
                 let stored = Stored::of(&start.files);
                 drop(start.files);
-                Snapshot::assemble(stored, trust, start.live, Some(start.sequence), true)
+                Snapshot::assemble(stored, trust, start.live, Some(start.sequence), true, None)
             }
             None => Snapshot::open(store, pinned).await?,
         };
@@ -297,19 +329,28 @@ impl Snapshot {
 
     /// Builds the snapshot of `trust` (over `files`), its live set `base` as of manifest
     /// `checkpoint` (the empty set before the chain when `None`) with the trusted manifests
-    /// after it applied.
+    /// after it applied; with a `history` (a whole chain only), taking them into it as they
+    /// are applied (see [`History::apply`]).
     fn assemble(
         stored: Stored,
         trust: ChainTrust,
         mut live: BTreeMap<String, ObjectEntry>,
         checkpoint: Option<u64>,
         signer_pinned: bool,
+        history: Option<&mut History>,
     ) -> Snapshot {
-        let (trusted, findings) = trust.into_trusted_links();
-        let after = trusted
-            .iter()
-            .filter(|link| checkpoint.is_none_or(|seq| link.manifest.body.sequence > seq));
-        manifest::apply_links(&mut live, after);
+        let (mut trusted, findings) = trust.into_trusted_links();
+        match history {
+            Some(history) if checkpoint.is_none() => {
+                trusted = trusted.into_iter().map(|link| history.apply(link, &mut live)).collect();
+            }
+            _ => {
+                let after = trusted
+                    .iter()
+                    .filter(|link| checkpoint.is_none_or(|seq| link.manifest.body.sequence > seq));
+                manifest::apply_links(&mut live, after);
+            }
+        }
         // A gap in commits does not make the commits around it less trustworthy.
         let mut problems: Vec<Finding> = findings
             .into_iter()
