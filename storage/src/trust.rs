@@ -242,6 +242,15 @@ impl Snapshot {
     /// Reads and judges the whole chain of `store` against `pinned` (none: the lake's own key
     /// records, see the module documentation).
     pub async fn open(store: &LakeStore, pinned: &[PinnedSigner]) -> LakeResult<Snapshot> {
+        let (stored, trust) = Snapshot::judge_whole(store, pinned).await?;
+        Ok(Snapshot::assemble(stored, trust, BTreeMap::new(), None, !pinned.is_empty(), None))
+    }
+
+    /// Reads every manifest of `store` and judges the chain against `pinned`.
+    async fn judge_whole(
+        store: &LakeStore,
+        pinned: &[PinnedSigner],
+    ) -> LakeResult<(Stored, ChainTrust)> {
         let files = manifest::read_manifest_files(store).await.map_err(|error| {
             LakeError::new(
                 error.kind(),
@@ -249,10 +258,8 @@ impl Snapshot {
             )
         })?;
         let trust = ChainTrust::judge(store, &files, pinned, None).await?;
-        let stored = Stored::of(&files);
         // The files' parsed manifests are a copy of the chain's: gone before it is assembled.
-        drop(files);
-        Ok(Snapshot::assemble(stored, trust, BTreeMap::new(), None, !pinned.is_empty(), None))
+        Ok((Stored::of(&files), trust))
     }
 
     /// Like [`Snapshot::open`], for a writer that asks the chain's past only what [`History`]
@@ -264,15 +271,7 @@ impl Snapshot {
         store: &LakeStore,
         pinned: &[PinnedSigner],
     ) -> LakeResult<(Snapshot, History)> {
-        let files = manifest::read_manifest_files(store).await.map_err(|error| {
-            LakeError::new(
-                error.kind(),
-                format!("failed to read the manifest of {}: {error}", store.location()),
-            )
-        })?;
-        let trust = ChainTrust::judge(store, &files, pinned, None).await?;
-        let stored = Stored::of(&files);
-        drop(files);
+        let (stored, trust) = Snapshot::judge_whole(store, pinned).await?;
         let mut history = History::default();
         let signer_pinned = !pinned.is_empty();
         let snapshot = Snapshot::assemble(
