@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Interleaved `compact` of one uncompacted lake by two or more builds of `sessionlake`
+# (BENCHMARKS.md, "Compaction at 10 M commands without the chain's manifests").
+# Usage: bench/scripts/compact_ab.sh LAKE KEYRING ROUNDS BIN...
+#   Each run compacts a fresh hard-link copy of LAKE (writers replace files, never change them
+#   in place), with MALLOC_ARENA_MAX=2 for every build (what the binaries set themselves since
+#   d06d99a). Prints, per build, the median wall, user and system seconds and peak RSS.
+set -euo pipefail
+lake=${1%/} keyring=$2 rounds=$3; shift 3
+copy=$lake.ab.$$
+trap 'rm -rf "$copy"' EXIT
+for _ in $(seq "$rounds"); do
+  for bin in "$@"; do
+    rm -rf "$copy" && cp -al "$lake" "$copy"
+    MALLOC_ARENA_MAX=2 /usr/bin/time -f "$(basename "$bin") %e %U %S %M" \
+      "$bin" --lake "$copy" --keyring "$keyring" compact --min-age 0s 2>&1 >/dev/null | tail -1
+  done
+done | python3 -c '
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+for line in sys.stdin:
+    name, wall, user, system, rss = line.split()
+    runs[name].append((float(wall), float(user), float(system), int(rss)))
+for name, v in runs.items():
+    med = [statistics.median(x[i] for x in v) for i in range(4)]
+    print(f"{name:16} wall {med[0]:.2f} s  user {med[1]:.2f} s  sys {med[2]:.2f} s  "
+          f"peak {med[3] / 1024:.0f} MiB  runs {len(v)}")
+'
