@@ -144,6 +144,40 @@ fn test_compacting_the_examples_changes_no_answer() {
     assert_eq!(files_in(dir.path(), "manifest"), manifests);
 }
 
+/// `compact` starts over with a fixed mmap threshold besides two arenas (it holds a lake's
+/// whole live set); other commands with two arenas alone; a threshold the caller set is kept.
+#[test]
+fn test_compact_alone_runs_with_a_fixed_mmap_threshold() {
+    let (dir, _) = ingested_examples();
+    let settings = |args: &[&str], given: Option<&str>| {
+        let mut command = binary("sessionlake", false);
+        command.current_dir(dir.path()).args(args).env("SESSIONLAKE_LOG", "sessionlake=debug");
+        for name in ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "SESSIONLAKE_ARENAS_BOUND"] {
+            command.env_remove(name);
+        }
+        if let Some(value) = given {
+            command.env("MALLOC_MMAP_THRESHOLD_", value);
+        }
+        let ran = run(&mut command);
+        assert!(ran.code <= 1, "{}", ran.stderr);
+        let line = ran.stderr.lines().find(|line| line.contains("malloc settings: "));
+        line.map(|line| line.split("malloc settings: ").nth(1).unwrap_or_default().to_string())
+    };
+    let compact = ["compact", "--min-age", "0s"];
+    assert_eq!(
+        settings(&["search", "rm"], None).as_deref(),
+        Some(r#"MALLOC_ARENA_MAX=Some("2") MALLOC_MMAP_THRESHOLD_=None"#)
+    );
+    assert_eq!(
+        settings(&compact, None).as_deref(),
+        Some(r#"MALLOC_ARENA_MAX=Some("2") MALLOC_MMAP_THRESHOLD_=Some("131072")"#)
+    );
+    assert_eq!(
+        settings(&compact, Some("65536")).as_deref(),
+        Some(r#"MALLOC_ARENA_MAX=Some("2") MALLOC_MMAP_THRESHOLD_=Some("65536")"#)
+    );
+}
+
 #[test]
 fn test_a_session_delivered_twice_is_read_from_one_delivery_after_compaction() {
     // Alice's session also reaches CloudWatch after her S3 copy was compacted: still one
