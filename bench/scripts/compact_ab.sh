@@ -4,7 +4,10 @@
 # Usage: bench/scripts/compact_ab.sh LAKE KEYRING ROUNDS BIN...
 #   Each run compacts a fresh hard-link copy of LAKE (writers replace files, never change them
 #   in place), with MALLOC_ARENA_MAX=2 for every build (what the binaries set themselves since
-#   d06d99a). Prints, per build, the median wall, user and system seconds and peak RSS.
+#   d06d99a). A variable set from outside stops the binary's own settings: since b39f716 that
+#   includes compact's MALLOC_MMAP_THRESHOLD_, so give it too (MALLOC_MMAP_THRESHOLD_=131072 in
+#   the environment of this script passes through) to compare builds from then on.
+#   Prints, per build, the median wall, user and system seconds and peak RSS.
 set -euo pipefail
 lake=${1%/} keyring=$2 rounds=$3; shift 3
 copy=$lake.ab.$$
