@@ -89,6 +89,7 @@ impl History {
         self.note(&link);
         let stripped = without_objects(&link);
         match Arc::try_unwrap(link.manifest) {
+            // The manifest is ours alone: its entries move, in apply_links' order.
             Ok(manifest) => {
                 for removed in &manifest.body.removed {
                     live.remove(&removed.path);
@@ -98,12 +99,8 @@ impl History {
                 }
             }
             Err(shared) => {
-                for removed in &shared.body.removed {
-                    live.remove(&removed.path);
-                }
-                for added in &shared.body.added {
-                    live.insert(added.path.clone(), added.clone());
-                }
+                let link = ChainLink { manifest: shared, ..stripped.clone() };
+                crate::manifest::apply_links(live, std::iter::once(&link));
             }
         }
         self.head = Some(stripped.clone());
