@@ -404,7 +404,7 @@ impl LakeWriter {
         .await
         .context("parquet task failed")??;
         let mut commands_entry = stored.into_entry(ObjectKind::Commands, vec![session_id.clone()]);
-        commands_entry.key = Some(commands_wrapped);
+        commands_entry.key = Some(Box::new(commands_wrapped));
         objects.push(commands_entry);
         let stored = self
             .store

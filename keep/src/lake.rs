@@ -193,7 +193,7 @@ impl Lake {
         };
         let without: BTreeSet<String> =
             entry.sessions.iter().filter(|id| gone.contains(*id)).cloned().collect();
-        let provider = self.provider_like(entry.key.as_ref()).await?;
+        let provider = self.provider_like(entry.key.as_deref()).await?;
         let files = LakeFiles {
             store: &self.store,
             keys: &self.keys,

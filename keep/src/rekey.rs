@@ -290,7 +290,7 @@ async fn plan(
             )));
         }
         let wrapped = match &entry.key {
-            Some(wrapped) => wrapped.clone(),
+            Some(wrapped) => WrappedKey::clone(wrapped),
             None => header_key(store, entry).await?,
         };
         if wrapped.provider == PROVIDER_SESSION {
@@ -352,7 +352,10 @@ async fn rewrap(
                 })?
         };
         let Some(record) = &pending.record else {
-            return Ok::<_, KeepError>(ObjectEntry { key: Some(wrapped), ..pending.entry.clone() });
+            return Ok::<_, KeepError>(ObjectEntry {
+                key: Some(Box::new(wrapped)),
+                ..pending.entry.clone()
+            });
         };
         let record = SessionKeyRecord { key: wrapped, ..record.clone() };
         let json = serde_json::to_vec_pretty(&record)

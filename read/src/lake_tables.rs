@@ -253,7 +253,7 @@ fn encrypted_file(entry: &ObjectEntry) -> Option<EncryptedFile> {
     };
     Some(EncryptedFile {
         path: entry.path.clone(),
-        key: entry.key.clone()?,
+        key: entry.key.as_deref().cloned()?,
         columns,
         subject,
         role,
@@ -361,7 +361,7 @@ mod tests {
             sha256: String::new(),
             kind,
             sessions: vec![session.into()],
-            key: Some(key),
+            key: Some(Box::new(key)),
             note: None,
             blocks: None,
         }

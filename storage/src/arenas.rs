@@ -4,9 +4,10 @@
 //! to eight per core) and keeps what is freed in it for that arena's next allocations. A
 //! sessionlake process runs many threads that allocate (tokio's workers and its blocking pool,
 //! where `object_store` reads and writes every local file, Parquet and the sealing threads), so
-//! its resident memory grows well past what it holds: `compact` on the 1 GiB workload peaks at
-//! 250 MiB resident for a heap that peaks at 96 MB. With two arenas it peaks at 154 MiB, its
-//! time unchanged (BENCHMARKS.md, "Two malloc arenas").
+//! its resident memory grows well past what it holds: `compact` on the 1 GiB workload peaked at
+//! 250 MiB resident for a heap that peaks at 96 MB, 154 MiB with two arenas, its time unchanged
+//! (BENCHMARKS.md, "Two malloc arenas"). The ingest binaries bound their arenas so;
+//! `sessionlake` runs on jemalloc, built with its own bound (cli/src/main.rs).
 //!
 //! glibc reads the bound (`MALLOC_ARENA_MAX`) from the environment when the process starts,
 //! and the workspace forbids the `unsafe` a call to `mallopt` would take, so
@@ -15,8 +16,7 @@
 //! A variable the caller set is kept. It does so at most once ([`REEXEC_MARK`]: glibc drops the
 //! variable from a setuid process's environment, which would otherwise start it again and
 //! again), and only when the binary the kernel ran is the program itself (not a loader such as
-//! `ld.so`, or valgrind, that runs it). [`bound_malloc`] sets other variables as well: `compact`
-//! fixes the mmap threshold ([`COMPACT_MMAP_THRESHOLD`]).
+//! `ld.so`, or valgrind, that runs it).
 
 /// The environment variable glibc reads for the most arenas a process makes.
 pub const ARENA_MAX_VAR: &str = "MALLOC_ARENA_MAX";
@@ -27,17 +27,6 @@ pub const ARENA_MAX: &str = "2";
 /// Set in the environment of the process started over itself: it never starts over again.
 pub const REEXEC_MARK: &str = "SESSIONLAKE_ARENAS_BOUND";
 
-/// The environment variable glibc reads for the size from which a block is a mapping of its
-/// own, given back when freed (and, once set, no longer raised by glibc as blocks are freed).
-pub const MMAP_THRESHOLD_VAR: &str = "MALLOC_MMAP_THRESHOLD_";
-
-/// The mmap threshold of `sessionlake compact`, which holds a lake's whole live set and
-/// frees blocks of every size between its entries: at 10 M commands it peaks at 509 MiB with
-/// it, about 570 without, for 5% more system time. Not for searches, which it slows by 10 to
-/// 17% (fresh mappings' page faults; BENCHMARKS.md, "Compaction at 10 M commands without the
-/// chain's manifests").
-pub const COMPACT_MMAP_THRESHOLD: &str = "131072";
-
 /// Makes this process use at most [`ARENA_MAX`] malloc arenas, unless [`ARENA_MAX_VAR`] is
 /// set already: replaces the process image with its own binary, the same arguments and the
 /// variable set. Call it first thing in `main`, before any thread starts. Returns when nothing
@@ -46,15 +35,6 @@ pub const COMPACT_MMAP_THRESHOLD: &str = "131072";
 /// or when the `exec` failed: the process then goes on as it is (a bound on memory is worth a
 /// restart, not a refusal to run). A no-op where the allocator is not glibc's.
 pub fn bound_malloc_arenas() {
-    bound_malloc(&[]);
-}
-
-/// Like [`bound_malloc_arenas`], the process started over with the variables of `also` set
-/// too (those its environment does not set already). A caller that sets [`ARENA_MAX_VAR`]
-/// itself chooses the allocator's settings: nothing is added then.
-pub fn bound_malloc(also: &[(&str, &str)]) {
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = also;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         use std::os::unix::process::CommandExt as _;
@@ -72,9 +52,6 @@ pub fn bound_malloc(also: &[(&str, &str)]) {
         }
         let mut command = std::process::Command::new(exe);
         command.arg0(arg0).args(args).env(ARENA_MAX_VAR, ARENA_MAX).env(REEXEC_MARK, "1");
-        for (name, value) in also.iter().filter(|(name, _)| std::env::var_os(name).is_none()) {
-            command.env(name, value);
-        }
         // Returns only on failure.
         let _failed = command.exec();
     }

@@ -829,7 +829,7 @@ impl Keys {
     ) -> LakeResult<DataKey> {
         // `sessionlake rekey` re-wraps the data key in the (signed) manifest and leaves the
         // object's bytes alone: the manifest's wrapping, when there is one, is the current one.
-        let wrapped = entry.key.as_ref().unwrap_or(&header.key);
+        let wrapped = entry.key.as_deref().unwrap_or(&header.key);
         check_context(
             wrapped,
             &entry.path,

@@ -566,7 +566,8 @@ impl LakeFiles<'_> {
             Some(keyed) => (Some(keyed.wrapped), Some(keyed.record)),
             None => (None, None),
         };
-        let file = ObjectEntry { key: wrapped, ..stored.into_entry(table.kind(), sessions) };
+        let file =
+            ObjectEntry { key: wrapped.map(Box::new), ..stored.into_entry(table.kind(), sessions) };
         Ok(Some(Compacted { file, key_record }))
     }
 
@@ -649,8 +650,10 @@ pub async fn write_access_file(
             return Err(error);
         }
     };
-    let file =
-        ObjectEntry { key: Some(fresh.wrapped), ..stored.into_entry(ObjectKind::Access, sessions) };
+    let file = ObjectEntry {
+        key: Some(Box::new(fresh.wrapped)),
+        ..stored.into_entry(ObjectKind::Access, sessions)
+    };
     Ok([file, fresh.record])
 }
 
