@@ -9,7 +9,7 @@
 #   `sessionlake`"); the environment of this script passes through, and a variable set there
 #   overrides them (MALLOC_ARENA_MAX stops a glibc build's own settings, _RJEM_MALLOC_CONF
 #   changes a jemalloc build's).
-#   Prints, per build, the median wall, user and system seconds and peak RSS.
+#   Prints, per build, the median wall, user and system seconds and peak RSS (medians.py).
 set -euo pipefail
 lake=${1%/} keyring=$2 rounds=$3; shift 3
 copy=$lake.ab.$$
@@ -20,14 +20,4 @@ for _ in $(seq "$rounds"); do
     /usr/bin/time -f "$(basename "$bin") %e %U %S %M" \
       "$bin" --lake "$copy" --keyring "$keyring" compact --min-age 0s 2>&1 >/dev/null | tail -1
   done
-done | python3 -c '
-import collections, statistics, sys
-runs = collections.defaultdict(list)
-for line in sys.stdin:
-    name, wall, user, system, rss = line.split()
-    runs[name].append((float(wall), float(user), float(system), int(rss)))
-for name, v in runs.items():
-    med = [statistics.median(x[i] for x in v) for i in range(4)]
-    print(f"{name:16} wall {med[0]:.2f} s  user {med[1]:.2f} s  sys {med[2]:.2f} s  "
-          f"peak {med[3] / 1024:.0f} MiB  runs {len(v)}")
-'
+done | python3 "$(dirname "$0")/medians.py"

@@ -811,4 +811,5 @@ pub fn init_logging(filter: &str, ansi: bool) {
                 .with_filter(filter),
         )
         .init();
+    sessionlake_storage::allocator::log();
 }

@@ -10,8 +10,12 @@ use crate::flags::Args;
 
 mod flags;
 
+/// jemalloc, built with one arena that gives freed pages back within a second
+/// (`sessionlake_storage::allocator`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
-    sessionlake_storage::arenas::bound_malloc_arenas();
     let args = Args::parse();
     // Colors only for a person at a terminal; journald and log files get plain text.
     sessionlake_ingest::events::init_logging(&args.log, std::io::stderr().is_terminal());

@@ -45,7 +45,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod arenas;
+pub mod allocator;
 pub mod aws;
 pub mod checkpoint;
 pub mod cursors;

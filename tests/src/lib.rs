@@ -193,6 +193,30 @@ pub fn run(command: &mut Command) -> Ran {
     }
 }
 
+/// What a binary built by this repository reports of its allocator at debug level
+/// (`sessionlake_storage::allocator::describe`, without the bytes allocated): jemalloc with the
+/// settings of `.cargo/config.toml`.
+pub const BUILT_ALLOCATOR: &str =
+    r#"jemalloc, Ok(1) arenas, malloc_conf Ok("narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0")"#;
+
+/// Returns the allocator a process reported in `stderr` (its one `allocator: ` line, logged at
+/// debug level), without the bytes allocated, after checking that jemalloc had handed out the
+/// process's memory so far (the global allocator it is, not only linked in).
+#[track_caller]
+pub fn reported_allocator(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|line| line.contains("allocator: ")).collect();
+    assert_eq!(lines.len(), 1, "one process, one line: {stderr}");
+    let line = lines[0].rsplit("allocator: ").next().unwrap_or_default();
+    let (settings, allocated) =
+        line.rsplit_once(", Ok(").unwrap_or_else(|| panic!("no byte count in {line:?}"));
+    let allocated: u64 = allocated
+        .strip_suffix(") bytes allocated")
+        .and_then(|bytes| bytes.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {line:?}"));
+    assert!(allocated > 100_000, "{line}");
+    settings.to_string()
+}
+
 /// Runs `sql` in DuckDB (the test virtualenv's) with `dir` as the working directory and returns
 /// the rows as JSON arrays, one per line.
 pub fn duckdb(dir: &Path, sql: &str) -> Vec<serde_json::Value> {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sessionlake_tests::{
-    Background, binary, copy_tree, files_under, http_get, repo_root, run, s3_client, unique,
-    wait_until,
+    BUILT_ALLOCATOR, Background, binary, copy_tree, files_under, http_get, repo_root,
+    reported_allocator, run, s3_client, unique, wait_until,
 };
 
 /// Upper bound for anything the service is waited for; never a measure of speed.
@@ -708,40 +708,32 @@ fn test_a_once_run_at_a_terminal_shows_its_progress() {
     assert!(piped.stdout.contains("ingested 12 sessions"), "{}", piped.stdout);
 }
 
-/// The service runs with two malloc arenas (`sessionlake_storage::arenas`): it starts over
-/// itself, the same process under the same name, with `MALLOC_ARENA_MAX=2` and its arguments,
-/// and works; a bound the caller set is kept as it is.
+/// The ingest binary runs on jemalloc with the settings `.cargo/config.toml` builds it with
+/// (`sessionlake_storage::allocator`), for a run and for the service, and ingests.
 #[test]
-fn test_the_service_runs_with_two_malloc_arenas_unless_told_otherwise() {
-    let environment = |pid: u32| {
-        let bytes = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let variables = bytes
-            .split(|byte| *byte == 0)
-            .map(|variable| String::from_utf8_lossy(variable).into_owned());
-        variables.filter(|variable| variable.starts_with("MALLOC_ARENA_MAX=")).collect::<Vec<_>>()
+fn test_the_ingest_binary_runs_on_jemalloc_with_the_settings_it_was_built_with() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
+    // `ingest` without its `--log info`.
+    let debug = |args: &[&str]| {
+        let mut command = binary("sessionlake-ingest", false);
+        command.current_dir(dir.path()).args(["--lake", "lake", "--keyring", "keyring.json"]);
+        command.args(["--log", "sessionlake=debug", "--local", "examples"]).args(args);
+        command.env_remove("_RJEM_MALLOC_CONF");
+        command
     };
-    for (given, expected) in [(None, "MALLOC_ARENA_MAX=2"), (Some("4"), "MALLOC_ARENA_MAX=4")] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
-        let mut command = ingest(dir.path(), false);
-        command.args(["--follow", "--poll-interval", "1s", "--local", "examples"]);
-        command.env_remove("MALLOC_ARENA_MAX");
-        if let Some(given) = given {
-            command.env("MALLOC_ARENA_MAX", given);
-        }
-        let mut service = Background::spawn(&mut command);
-        // The first poll committed: the process that did it is the one started.
-        wait_until(PATIENCE, "the first poll's commit", || {
-            service.stderr().contains("batch committed").then_some(())
-        });
-        assert_eq!(environment(service.pid()), [expected], "given {given:?}");
-        // Started over by its path, it keeps its name (the kernel's is 15 bytes at most).
-        let name = std::fs::read_to_string(format!("/proc/{}/comm", service.pid()));
-        assert_eq!(name.expect("comm").trim_end(), &"sessionlake-ingest"[..15]);
-        service.signal("TERM");
-        let stopped = service.wait(PATIENCE);
-        assert_eq!(stopped.code, 0, "{}", stopped.stderr);
-        let summary = format!("ingested {} sessions", example_sessions());
-        assert!(stopped.stdout.contains(&summary), "{}", stopped.stdout);
-    }
+    let ran = run(&mut debug(&[]));
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(reported_allocator(&ran.stderr), BUILT_ALLOCATOR);
+    let summary = format!("ingested {} sessions", example_sessions());
+    assert!(ran.stdout.contains(&summary), "{}", ran.stdout);
+    // The service, as a unit starts it.
+    let mut service = Background::spawn(&mut debug(&["--follow", "--poll-interval", "1s"]));
+    wait_until(PATIENCE, "the first poll", || {
+        service.stderr().contains("nothing new").then_some(())
+    });
+    service.signal("TERM");
+    let stopped = service.wait(PATIENCE);
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    assert_eq!(reported_allocator(&stopped.stderr), BUILT_ALLOCATOR);
 }

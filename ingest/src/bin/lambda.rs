@@ -13,8 +13,12 @@ use crate::flags::Args;
 #[path = "../flags.rs"]
 mod flags;
 
+/// jemalloc, built with one arena that gives freed pages back within a second
+/// (`sessionlake_storage::allocator`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
-    sessionlake_storage::arenas::bound_malloc_arenas();
     let args = Args::parse();
     sessionlake_ingest::events::init_logging(&args.log, false);
     let config = match args.config() {
