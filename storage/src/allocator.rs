@@ -4,11 +4,12 @@
 //! `tikv_jemallocator::Jemalloc` its `#[global_allocator]`), built with one arena that gives
 //! freed pages back within a second: `JEMALLOC_SYS_WITH_MALLOC_CONF` in `.cargo/config.toml`,
 //! which a process's `_RJEM_MALLOC_CONF` overrides. glibc's malloc gave each busy thread an arena
-//! of its own and kept what was freed in it (a compaction at 10 M commands peaked at 874 MiB
-//! for a 397 MB heap); bounding its arenas took an `exec` of the process over itself, since the
-//! workspace forbids the `unsafe` of `mallopt`. jemalloc compacts at 449–450 MiB for a tenth
-//! less CPU, ingests for 4–11% less, and starts once (BENCHMARKS.md, "jemalloc for
-//! `sessionlake`").
+//! of its own and kept what was freed in it (a compaction at 10 M commands peaked at 568–579 MiB
+//! with two arenas for a 397 MB heap, 506–513 MiB with a fixed mmap threshold); bounding its
+//! arenas took an `exec` of the process over itself, since the workspace forbids the `unsafe` of
+//! `mallopt`. On jemalloc (and with `ObjectEntry`'s key boxed) that compaction peaks at 447–450
+//! MiB for less CPU, ingest takes 5–9% less CPU for up to 9 MiB more at its peak, and each
+//! process starts once (BENCHMARKS.md, "jemalloc for `sessionlake`").
 
 /// Describes the allocator as jemalloc itself reports it: its arenas, the settings it was built
 /// with, and the bytes it has handed out so far (none if it is not the process's allocator).

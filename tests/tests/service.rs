@@ -708,10 +708,10 @@ fn test_a_once_run_at_a_terminal_shows_its_progress() {
     assert!(piped.stdout.contains("ingested 12 sessions"), "{}", piped.stdout);
 }
 
-/// The ingest binary runs on jemalloc with the settings `.cargo/config.toml` builds it with
-/// (`sessionlake_storage::allocator`), for a run and for the service, and ingests.
+/// The ingest binaries run on jemalloc with the settings `.cargo/config.toml` builds them with
+/// (`sessionlake_storage::allocator`): a run, the service, and the Lambda function's binary.
 #[test]
-fn test_the_ingest_binary_runs_on_jemalloc_with_the_settings_it_was_built_with() {
+fn test_the_ingest_binaries_run_on_jemalloc_with_the_settings_they_were_built_with() {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_tree(&repo_root().join("examples"), &dir.path().join("examples"));
     // `ingest` without its `--log info`.
@@ -736,4 +736,13 @@ fn test_the_ingest_binary_runs_on_jemalloc_with_the_settings_it_was_built_with()
     let stopped = service.wait(PATIENCE);
     assert_eq!(stopped.code, 0, "{}", stopped.stderr);
     assert_eq!(reported_allocator(&stopped.stderr), BUILT_ALLOCATOR);
+    // The Lambda function's binary reports it before its runtime starts (outside Lambda the
+    // runtime then stops: no function is named).
+    let mut lambda = binary("sessionlake-lambda", false);
+    lambda.current_dir(dir.path()).args(["--lake", "lake", "--keyring", "keyring.json"]);
+    lambda.args(["--log", "sessionlake=debug"]).env_remove("_RJEM_MALLOC_CONF");
+    lambda.env_remove("AWS_LAMBDA_FUNCTION_NAME").env_remove("AWS_LAMBDA_RUNTIME_API");
+    let ran = run(&mut lambda);
+    assert_ne!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(reported_allocator(&ran.stderr), BUILT_ALLOCATOR);
 }
