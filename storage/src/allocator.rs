@@ -26,9 +26,8 @@ pub fn describe() -> String {
     )
 }
 
-/// Logs [`describe`] at debug level (a binary calls it once its logging is set up).
+/// Logs [`describe`] at debug level (a binary calls it once its logging is set up; the macro
+/// calls `describe` only when the line is logged).
 pub fn log() {
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        tracing::debug!("allocator: {}", describe());
-    }
+    tracing::debug!("allocator: {}", describe());
 }
